@@ -1,0 +1,46 @@
+// PEM certificate bundle helpers, shared by validation and trust aggregation.
+import { X509Certificate } from 'node:crypto';
+
+const BLOCK = /-----BEGIN ([A-Z0-9 ]+)-----([\s\S]*?)-----END ([A-Z0-9 ]+)-----/g;
+const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * Splits concatenated PEM certificates into DER buffers. Text outside the blocks is ignored
+ * (as Go's pem.Decode does). `error` is set when there is no block at all, a block is not a
+ * CERTIFICATE, its body is not base64, or it does not parse as X.509.
+ */
+export function splitPemCertificates(text: string): { ders: Buffer[]; error?: string } {
+  const ders: Buffer[] = [];
+  let n = 0;
+  for (const m of text.matchAll(BLOCK)) {
+    n++;
+    const [, begin = '', body = '', end = ''] = m;
+    if (begin !== 'CERTIFICATE' || end !== 'CERTIFICATE') {
+      return { ders, error: `PEM block ${n} is a ${begin}, not a CERTIFICATE` };
+    }
+    const b64 = body.replace(/\s+/g, '');
+    if (b64 === '' || b64.length % 4 !== 0 || !BASE64_BODY.test(b64)) {
+      return { ders, error: `PEM block ${n} is not valid base64` };
+    }
+    const der = Buffer.from(b64, 'base64');
+    try {
+      new X509Certificate(der);
+    } catch {
+      return { ders, error: `PEM block ${n} is not an X.509 certificate` };
+    }
+    ders.push(der);
+  }
+  if (n === 0) return { ders, error: 'no PEM certificate found' };
+  return { ders };
+}
+
+/** True when the certificate's basicConstraints say it is a CA. */
+export function isCaCertificate(der: Buffer): boolean {
+  return new X509Certificate(der).ca;
+}
+
+/** DER → PEM with 64-column lines and a trailing newline. */
+export function derToPem(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}

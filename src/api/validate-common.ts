@@ -1,0 +1,152 @@
+// Small readers that check a field's shape and record `path: reason` problems.
+
+export interface Issue {
+  path: string;
+  message: string;
+}
+
+export class Issues {
+  readonly list: Issue[] = [];
+  add(path: string, message: string): void {
+    this.list.push({ path, message });
+  }
+  get count(): number {
+    return this.list.length;
+  }
+}
+
+export function field(base: string, key: string): string {
+  return base ? `${base}.${key}` : key;
+}
+
+export function index(base: string, i: number): string {
+  return `${base}[${i}]`;
+}
+
+/** Map keys such as label keys contain dots and slashes, so they are quoted. */
+export function mapKey(base: string, key: string): string {
+  return `${base}[${JSON.stringify(key)}]`;
+}
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
+}
+
+/** Absent (undefined/null, as Kubernetes treats null) → undefined without a problem. */
+export function readObject(
+  v: unknown,
+  path: string,
+  issues: Issues,
+  allowed: readonly string[] | 'any',
+): Record<string, unknown> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isPlainObject(v)) {
+    issues.add(path, 'must be an object');
+    return undefined;
+  }
+  if (allowed !== 'any') {
+    for (const k of Object.keys(v)) if (!allowed.includes(k)) issues.add(field(path, k), 'unknown field');
+  }
+  return v;
+}
+
+export function readString(v: unknown, path: string, issues: Issues): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') {
+    issues.add(path, 'must be a string');
+    return undefined;
+  }
+  return v;
+}
+
+/** A required, non-empty string. */
+export function readRequiredString(v: unknown, path: string, issues: Issues): string | undefined {
+  const s = readString(v, path, issues);
+  if (s === undefined && (v === undefined || v === null)) issues.add(path, 'must not be empty');
+  else if (s === '') {
+    issues.add(path, 'must not be empty');
+    return undefined;
+  }
+  return s;
+}
+
+export function readBoolean(v: unknown, path: string, issues: Issues): boolean | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'boolean') {
+    issues.add(path, 'must be a boolean');
+    return undefined;
+  }
+  return v;
+}
+
+export function readEnum<T extends string>(
+  v: unknown,
+  path: string,
+  issues: Issues,
+  values: readonly T[],
+): T | undefined {
+  if (typeof v === 'string' && (values as readonly string[]).includes(v)) return v as T;
+  issues.add(path, `must be one of ${values.join(', ')}`);
+  return undefined;
+}
+
+/** A string→string map (labels, matchLabels, tags). */
+export function readStringMap(v: unknown, path: string, issues: Issues): Record<string, string> | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (!isPlainObject(v)) {
+    issues.add(path, 'must be a map of strings');
+    return undefined;
+  }
+  const out: Record<string, string> = {};
+  let ok = true;
+  for (const [k, val] of Object.entries(v)) {
+    if (k === '') {
+      issues.add(path, 'keys must not be empty');
+      ok = false;
+    } else if (typeof val !== 'string') {
+      issues.add(mapKey(path, k), 'must be a string');
+      ok = false;
+    } else out[k] = val;
+  }
+  return ok ? out : undefined;
+}
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+/**
+ * Resource names: DNS-1123 subdomain (lowercase, digits, `-`, `.`; ≤253). No `_`, since KRIs
+ * use it as the separator.
+ */
+export function nameProblem(name: string): string | undefined {
+  if (name === '') return 'must not be empty';
+  if (name.length > 253) return 'must not be longer than 253 characters';
+  if (!DNS1123_SUBDOMAIN.test(name)) {
+    return "must be a valid DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)";
+  }
+  return undefined;
+}
+
+/** Mesh names and namespaces: DNS-1123 label (no dots, since node ids are `<mesh>.<name>`; ≤63). */
+export function labelNameProblem(name: string): string | undefined {
+  if (name === '') return 'must not be empty';
+  if (name.length > 63) return 'must not be longer than 63 characters';
+  if (!DNS1123_LABEL.test(name)) {
+    return "must be a valid DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)";
+  }
+  return undefined;
+}
+
+export function readName(v: unknown, path: string, issues: Issues, check = nameProblem): string | undefined {
+  const s = readString(v, path, issues);
+  if (s === undefined) {
+    if (v === undefined || v === null) issues.add(path, 'must not be empty');
+    return undefined;
+  }
+  const p = check(s);
+  if (p) {
+    issues.add(path, p);
+    return undefined;
+  }
+  return s;
+}

@@ -1,0 +1,92 @@
+// MeshTrust spec: trust domain and CA bundles (every certificate must parse and be a CA).
+import type { CaBundle, MeshTrustSpec } from './types.js';
+import { isCaCertificate, splitPemCertificates } from './pem.js';
+import { field, index, Issues, readObject, readString } from './validate-common.js';
+import { trustDomainProblem } from './template.js';
+
+export const MAX_TRUST_DOMAIN_LENGTH = 253;
+
+export function validateMeshTrustSpec(raw: unknown, path: string, issues: Issues): MeshTrustSpec | undefined {
+  if (raw === undefined || raw === null) {
+    issues.add(path, 'must be defined');
+    return undefined;
+  }
+  const spec = readObject(raw, path, issues, ['trustDomain', 'caBundles', 'origin']);
+  if (!spec) return undefined;
+  const before = issues.count;
+
+  const tdPath = field(path, 'trustDomain');
+  const rawTd = spec.trustDomain;
+  let td: string | undefined;
+  if (rawTd === undefined || rawTd === null || rawTd === '') issues.add(tdPath, 'must not be empty');
+  else if (typeof rawTd !== 'string') issues.add(tdPath, 'must be a string');
+  else if (rawTd.length > MAX_TRUST_DOMAIN_LENGTH) {
+    issues.add(tdPath, `must not be longer than ${MAX_TRUST_DOMAIN_LENGTH} characters`);
+  } else {
+    const p = trustDomainProblem(rawTd);
+    if (p) issues.add(tdPath, p);
+    else td = rawTd;
+  }
+
+  const caBundles = validateCaBundles(spec.caBundles, field(path, 'caBundles'), issues);
+
+  let origin: MeshTrustSpec['origin'];
+  const o = readObject(spec.origin, field(path, 'origin'), issues, ['kri']);
+  if (o) {
+    const kri = readString(o.kri, field(field(path, 'origin'), 'kri'), issues);
+    origin = kri === undefined ? {} : { kri };
+  }
+
+  if (issues.count > before || td === undefined || !caBundles) return undefined;
+  return origin ? { trustDomain: td, caBundles, origin } : { trustDomain: td, caBundles };
+}
+
+function validateCaBundles(raw: unknown, path: string, issues: Issues): CaBundle[] | undefined {
+  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) {
+    issues.add(path, 'must not be empty');
+    return undefined;
+  }
+  if (!Array.isArray(raw)) {
+    issues.add(path, 'must be a list');
+    return undefined;
+  }
+  const out: CaBundle[] = [];
+  raw.forEach((item: unknown, i) => {
+    const p = index(path, i);
+    const b = readObject(item, p, issues, ['type', 'pem']);
+    if (!b) {
+      if (item === undefined || item === null) issues.add(p, 'must be an object');
+      return;
+    }
+    if (b.type !== 'Pem') {
+      issues.add(field(p, 'type'), 'must be one of Pem');
+      return;
+    }
+    const pemPath = field(p, 'pem');
+    const pem = readObject(b.pem, pemPath, issues, ['value']);
+    if (!pem) {
+      if (b.pem === undefined || b.pem === null) issues.add(pemPath, 'must be defined');
+      return;
+    }
+    const valuePath = field(pemPath, 'value');
+    const value = readString(pem.value, valuePath, issues);
+    if (value === undefined && pem.value !== undefined && pem.value !== null) return;
+    const problem = pemBundleProblem(value ?? '');
+    if (problem) {
+      issues.add(valuePath, problem);
+      return;
+    }
+    out.push({ type: 'Pem', pem: { value: value ?? '' } });
+  });
+  return out.length === raw.length ? out : undefined;
+}
+
+/** Every PEM block must be an X.509 certificate with basicConstraints CA; names the first one that is not. */
+export function pemBundleProblem(value: string): string | undefined {
+  const { ders, error } = splitPemCertificates(value);
+  if (error) return 'provided certificate has incorrect format';
+  for (let i = 0; i < ders.length; i++) {
+    if (!isCaCertificate(ders[i] as Buffer)) return `certificate ${i + 1} is not a CA`;
+  }
+  return undefined;
+}

@@ -1,0 +1,64 @@
+// `mesh-sds inspect --dataplane MESH.NAME`: which MeshIdentity a dataplane gets and why.
+import { resourceKey, resourcesOfKind } from '../api/types.js';
+import type { AuthorityView } from '../identity/authorities.js';
+import { selectIdentity } from '../identity/match.js';
+import { computeSpiffeId } from '../identity/spiffe.js';
+import { aggregateTrust } from '../trust/aggregate.js';
+
+export interface Inspection {
+  dataplane: string;
+  found: boolean;
+  labels: Record<string, string>;
+  identity?: { name: string; kri: string; ready: boolean; reason: string };
+  candidates: { name: string; matches: boolean; labels: number; reason: string }[];
+  spiffeId?: string;
+  problem?: string;
+  trustDomains: { trustDomain: string; cas: number; sources: string[] }[];
+}
+
+export function inspectDataplane(view: AuthorityView, meshDotName: string, extraLabels: Record<string, string> = {}): Inspection {
+  const dot = meshDotName.indexOf('.');
+  const mesh = dot > 0 ? meshDotName.slice(0, dot) : 'default';
+  const name = dot > 0 ? meshDotName.slice(dot + 1) : meshDotName;
+  const dp = resourcesOfKind(view.snapshot, 'Dataplane').find((d) => d.mesh === mesh && d.name === name);
+  const labels = { ...(dp?.labels ?? {}), ...extraLabels };
+  const match = selectIdentity(
+    [...view.identities.values()].map((s) => s.identity),
+    { mesh, labels },
+  );
+  const bundle = aggregateTrust(view.trusts, mesh);
+  const out: Inspection = {
+    dataplane: `${mesh}.${name}`,
+    found: dp !== undefined,
+    labels,
+    candidates: match.candidates.map((c) => ({ name: c.identity.name, matches: c.matches, labels: Math.max(c.specificity, 0), reason: c.reason })),
+    trustDomains: bundle.domains.map((d) => ({ trustDomain: d.trustDomain, cas: d.cas.length, sources: [...new Set(d.cas.flatMap((c) => c.sources))] })),
+  };
+  if (!dp) out.problem = `no Dataplane "${name}" in mesh "${mesh}"`;
+  if (match.winner) {
+    const st = view.identities.get(resourceKey(match.winner))!;
+    const ready = st.conditions.find((c) => c.type === 'Ready');
+    out.identity = { name: st.identity.name, kri: st.kri, ready: st.ready, reason: ready?.message ?? '' };
+    const id = computeSpiffeId(st.identity, { mesh, labels }, view.zone);
+    if (id.ok) out.spiffeId = id.spiffeId;
+    else out.problem = id.reason;
+  } else out.problem ??= 'no MeshIdentity matches this dataplane: it gets no identity';
+  return out;
+}
+
+export function formatInspection(i: Inspection): string {
+  const lines: string[] = [];
+  lines.push(`Dataplane ${i.dataplane}${i.found ? '' : ' (not registered)'}`);
+  lines.push(`  labels: ${Object.entries(i.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(none)'}`);
+  if (i.identity) {
+    lines.push(`MeshIdentity: ${i.identity.name} (${i.identity.kri})${i.identity.ready ? '' : ` NOT READY: ${i.identity.reason}`}`);
+  } else lines.push('MeshIdentity: none');
+  lines.push('Candidates (precedence order: most matchLabels, then name):');
+  for (const c of i.candidates) lines.push(`  ${c.matches ? '✓' : '✗'} ${c.name}: ${c.reason}`);
+  if (i.spiffeId) lines.push(`SPIFFE ID: ${i.spiffeId}`);
+  if (i.problem) lines.push(`Problem: ${i.problem}`);
+  lines.push('Trusted trust domains:');
+  for (const d of i.trustDomains) lines.push(`  ${d.trustDomain} (${d.cas} CA${d.cas === 1 ? '' : 's'} from ${d.sources.join(', ')})`);
+  if (i.trustDomains.length === 0) lines.push('  (none: no MeshTrust in this mesh)');
+  return lines.join('\n');
+}

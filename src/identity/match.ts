@@ -1,0 +1,62 @@
+import type { MeshIdentity } from '../api/types.js';
+
+export interface DataplaneLabels {
+  mesh: string;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface CandidateVerdict {
+  identity: MeshIdentity;
+  matches: boolean;
+  /** Number of matchLabels; the precedence key among matching identities. */
+  specificity: number;
+  reason: string;
+}
+
+export interface IdentityMatch {
+  winner?: MeshIdentity;
+  /** Every MeshIdentity of the mesh, in precedence order, with why it did or did not win. */
+  candidates: CandidateVerdict[];
+}
+
+function verdict(mi: MeshIdentity, dp: DataplaneLabels): CandidateVerdict {
+  const dataplane = mi.spec.selector?.dataplane;
+  if (!dataplane) {
+    return { identity: mi, matches: false, specificity: -1, reason: 'no selector.dataplane: selects nothing' };
+  }
+  const entries = Object.entries(dataplane.matchLabels);
+  for (const [k, v] of entries) {
+    const actual = dp.labels[k];
+    if (actual !== v) {
+      const why = actual === undefined ? `label "${k}" missing` : `label "${k}" is "${actual}", not "${v}"`;
+      return { identity: mi, matches: false, specificity: entries.length, reason: why };
+    }
+  }
+  const reason = entries.length === 0 ? 'empty matchLabels: selects every dataplane of the mesh' : `matches ${entries.length} label(s)`;
+  return { identity: mi, matches: true, specificity: entries.length, reason };
+}
+
+/** Orders matching identities first, most matchLabels first, then by name (Kuma's precedence). */
+function precedence(a: CandidateVerdict, b: CandidateVerdict): number {
+  if (a.matches !== b.matches) return a.matches ? -1 : 1;
+  if (a.specificity !== b.specificity) return b.specificity - a.specificity;
+  const an = a.identity.name;
+  const bn = b.identity.name;
+  return an < bn ? -1 : an > bn ? 1 : a.identity.namespace < b.identity.namespace ? -1 : 1;
+}
+
+/**
+ * Picks the MeshIdentity for a dataplane: of all identities of its mesh whose selector matches,
+ * the one with most matchLabels wins; ties go to the lexicographically smallest name.
+ */
+export function selectIdentity(identities: Iterable<MeshIdentity>, dp: DataplaneLabels): IdentityMatch {
+  const candidates: CandidateVerdict[] = [];
+  for (const mi of identities) if (mi.mesh === dp.mesh) candidates.push(verdict(mi, dp));
+  candidates.sort(precedence);
+  const first = candidates[0];
+  const winner = first?.matches ? first.identity : undefined;
+  for (const c of candidates.slice(1)) {
+    if (c.matches && winner) c.reason += `; lost to ${winner.name} (${c.specificity < candidates[0]!.specificity ? 'fewer labels' : 'name order'})`;
+  }
+  return { winner, candidates };
+}

@@ -1,0 +1,248 @@
+import { createHash } from 'node:crypto';
+import { Subject } from 'rxjs';
+import { resourceKey, resourcesOfKind, type Dataplane } from '../api/types.js';
+import type { IssuedSvid } from '../pki/types.js';
+import type { AuthorityView, IdentityState } from './authorities.js';
+import { selectIdentity } from './match.js';
+import { computeSpiffeId } from './spiffe.js';
+
+/** Who a stream's proxy is, established by authentication (never by what the proxy claims). */
+export interface ProxyPrincipal {
+  mesh: string;
+  name: string;
+  workload?: string;
+  /** Labels from the proxy's signed token. */
+  labels?: Readonly<Record<string, string>>;
+  source: 'token' | 'none';
+}
+
+export type ProxyIdentity =
+  | { state: 'pending'; mesh: string; reason: string; identity?: IdentityState }
+  | { state: 'rejected'; mesh: string; reason: string; identity: IdentityState }
+  | { state: 'spire'; mesh: string; identity: IdentityState; spiffeId: string; trustDomain: string }
+  | { state: 'issued'; mesh: string; identity: IdentityState; spiffeId: string; trustDomain: string; svid: IssuedSvid; rotateAt: Date };
+
+export interface Issuer {
+  issue(ca: NonNullable<IdentityState['ca']>, spiffeId: string, expiryMs: number, now?: Date): Promise<IssuedSvid>;
+}
+
+export interface SvidManagerOptions {
+  issuer: Issuer;
+  now?: () => Date;
+  /** Reissue at this fraction of a leaf's lifetime (0.8), spread by ± jitter of that point (0.1). */
+  rotationFraction?: number;
+  jitter?: number;
+  /** How long an SVID is kept after its proxy's last stream closes, so reconnects reuse it. */
+  detachGraceMs?: number;
+  onIssued?: (p: { mesh: string; identity: string; seconds: number; svid: IssuedSvid }) => void;
+  /** Called when a proxy is forgotten after its grace period, so its secrets can be freed. */
+  onDropped?: (proxyKey: string) => void;
+  log?: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void };
+}
+
+interface ProxyEntry {
+  principal: ProxyPrincipal;
+  refs: number;
+  identity: ProxyIdentity;
+  /** Inputs that determine the SVID; a change means reissue. */
+  desiredKey?: string;
+  generation: number;
+  rotateTimer?: NodeJS.Timeout;
+  dropTimer?: NodeJS.Timeout;
+}
+
+export const proxyKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * Keeps one SVID per connected proxy: issues on attach, reissues at ~80 % of its lifetime and
+ * whenever its identity, CA, SPIFFE ID or expiry changes, and announces each change on `changes$`.
+ */
+export class SvidManager {
+  readonly changes$ = new Subject<string>();
+  private readonly proxies = new Map<string, ProxyEntry>();
+  private view?: AuthorityView;
+  private dataplanes = new Map<string, Dataplane>();
+  private closed = false;
+
+  constructor(private readonly opts: SvidManagerOptions) {}
+
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
+  setView(view: AuthorityView): void {
+    this.view = view;
+    this.dataplanes = new Map(resourcesOfKind(view.snapshot, 'Dataplane').map((d) => [proxyKeyOf(d), d]));
+    for (const key of this.proxies.keys()) this.refresh(key);
+  }
+
+  attach(principal: ProxyPrincipal): string {
+    const key = proxyKeyOf(principal);
+    const existing = this.proxies.get(key);
+    if (existing) {
+      existing.refs++;
+      clearTimeout(existing.dropTimer);
+      existing.dropTimer = undefined;
+      if (!sameFacts(existing.principal, principal)) {
+        existing.principal = principal;
+        this.refresh(key);
+      }
+      return key;
+    }
+    this.proxies.set(key, {
+      principal,
+      refs: 1,
+      identity: { state: 'pending', mesh: principal.mesh, reason: 'not computed yet' },
+      generation: 0,
+    });
+    this.refresh(key);
+    return key;
+  }
+
+  detach(key: string): void {
+    const e = this.proxies.get(key);
+    if (!e || --e.refs > 0) return;
+    e.dropTimer = setTimeout(() => this.drop(key), this.opts.detachGraceMs ?? 60_000);
+    e.dropTimer.unref();
+  }
+
+  private drop(key: string): void {
+    const e = this.proxies.get(key);
+    if (!e || e.refs > 0) return;
+    clearTimeout(e.rotateTimer);
+    this.proxies.delete(key);
+    this.opts.onDropped?.(key);
+  }
+
+  get(key: string): ProxyIdentity | undefined {
+    return this.proxies.get(key)?.identity;
+  }
+
+  entries(): IterableIterator<[string, ProxyEntry]> {
+    return this.proxies.entries();
+  }
+
+  /** Reissues now (operator request or tests), whatever the rotation schedule says. */
+  rotate(key: string): void {
+    const e = this.proxies.get(key);
+    if (!e) return;
+    e.desiredKey = undefined;
+    this.refresh(key);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const e of this.proxies.values()) {
+      clearTimeout(e.rotateTimer);
+      clearTimeout(e.dropTimer);
+    }
+    this.proxies.clear();
+    this.changes$.complete();
+  }
+
+  private labelsOf(e: ProxyEntry): Readonly<Record<string, string>> | undefined {
+    const dp = this.dataplanes.get(proxyKeyOf(e.principal));
+    if (!dp && e.principal.source !== 'token') return undefined;
+    return { ...(dp?.labels ?? {}), ...(e.principal.labels ?? {}) };
+  }
+
+  private set(key: string, e: ProxyEntry, identity: ProxyIdentity): void {
+    const before = e.identity;
+    e.identity = identity;
+    if (!sameIdentity(before, identity)) this.changes$.next(key);
+  }
+
+  private refresh(key: string): void {
+    const e = this.proxies.get(key);
+    const view = this.view;
+    if (!e || !view || this.closed) return;
+    const mesh = e.principal.mesh;
+    const labels = this.labelsOf(e);
+    if (!labels) {
+      return this.settle(key, e, { state: 'pending', mesh, reason: `no Dataplane "${e.principal.name}" in mesh "${mesh}"` });
+    }
+    const identities = [...view.identities.values()].map((s) => s.identity);
+    const match = selectIdentity(identities, { mesh, labels });
+    if (!match.winner) return this.settle(key, e, { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' });
+    const st = view.identities.get(resourceKey(match.winner))!;
+    // A winner that is not ready does not fall back to a lower-precedence identity (Kuma).
+    if (!st.ready) return this.settle(key, e, { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` });
+    const id = computeSpiffeId(st.identity, { mesh, labels, workload: e.principal.workload }, view.zone);
+    if (!id.ok) return this.settle(key, e, { state: 'rejected', mesh, identity: st, reason: id.reason });
+    const provider = st.identity.spec.provider;
+    if (provider.type === 'Spire') {
+      return this.settle(key, e, { state: 'spire', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain });
+    }
+    const ca = st.ca!;
+    const expiryMs = provider.bundled.certificateParameters.expiryMs;
+    const desiredKey = createHash('sha256').update(`${st.key}|${ca.fingerprint}|${id.spiffeId}|${expiryMs}`).digest('hex');
+    if (e.desiredKey === desiredKey && e.identity.state === 'issued') {
+      // Same SVID inputs: keep the certificate, but reflect identity status changes.
+      if (e.identity.identity !== st) e.identity = { ...e.identity, identity: st };
+      return;
+    }
+    e.desiredKey = desiredKey;
+    const generation = ++e.generation;
+    const started = process.hrtime.bigint();
+    this.opts.issuer.issue(ca, id.spiffeId, expiryMs, this.now()).then(
+      (svid) => {
+        const cur = this.proxies.get(key);
+        if (cur !== e || e.generation !== generation || this.closed) return;
+        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+        this.opts.onIssued?.({ mesh, identity: st.identity.name, seconds, svid });
+        const rotateAt = this.rotationTime(svid);
+        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid, rotateAt });
+        this.scheduleRotation(key, e, rotateAt);
+      },
+      (err: Error) => {
+        if (e.generation !== generation) return;
+        e.desiredKey = undefined;
+        this.opts.log?.warn({ proxy: key, reason: err.message }, 'SVID issuance failed; retrying');
+        clearTimeout(e.rotateTimer);
+        e.rotateTimer = setTimeout(() => this.refresh(key), 5000);
+        e.rotateTimer.unref();
+      },
+    );
+  }
+
+  private settle(key: string, e: ProxyEntry, identity: ProxyIdentity): void {
+    e.desiredKey = undefined;
+    e.generation++;
+    clearTimeout(e.rotateTimer);
+    this.set(key, e, identity);
+  }
+
+  private rotationTime(svid: IssuedSvid): Date {
+    const fraction = this.opts.rotationFraction ?? 0.8;
+    const jitter = this.opts.jitter ?? 0.1;
+    const lifetime = svid.notAfter.getTime() - svid.notBefore.getTime();
+    const point = fraction * (1 + (Math.random() * 2 - 1) * jitter);
+    return new Date(svid.notBefore.getTime() + lifetime * Math.min(point, 0.99));
+  }
+
+  private scheduleRotation(key: string, e: ProxyEntry, at: Date): void {
+    clearTimeout(e.rotateTimer);
+    const delay = at.getTime() - this.now().getTime();
+    e.rotateTimer = setTimeout(
+      () => {
+        if (Date.now() + 1000 < at.getTime()) return this.scheduleRotation(key, e, at);
+        e.desiredKey = undefined;
+        this.refresh(key);
+      },
+      Math.min(Math.max(delay, 0), MAX_TIMER_MS),
+    );
+    e.rotateTimer.unref();
+  }
+}
+
+function sameFacts(a: ProxyPrincipal, b: ProxyPrincipal): boolean {
+  return a.workload === b.workload && a.source === b.source && JSON.stringify(a.labels ?? {}) === JSON.stringify(b.labels ?? {});
+}
+
+function sameIdentity(a: ProxyIdentity, b: ProxyIdentity): boolean {
+  if (a.state !== b.state) return false;
+  if (a.state === 'issued' && b.state === 'issued') return a.svid === b.svid;
+  if (a.state === 'spire' && b.state === 'spire') return a.spiffeId === b.spiffeId;
+  return a.state === b.state && 'reason' in a && 'reason' in b && a.reason === b.reason;
+}

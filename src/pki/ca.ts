@@ -1,0 +1,122 @@
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { certificateParts, toPem } from './der.js';
+import { CaError } from './errors.js';
+import { splitPemCertificates } from './pem.js';
+import type { CertificateAuthority, KeyAlgorithm } from './types.js';
+import { x509 } from './x509.js';
+
+export interface LoadCaOptions {
+  /** Accept a self-signed CA (`insecureAllowSelfSigned`). */
+  allowSelfSigned: boolean;
+  /** Clock for the validity check; defaults to the current time. */
+  now?: Date;
+}
+
+/** Algorithm of a private key, or a CaError for keys this server cannot sign leaves with. */
+export function keyAlgorithmOf(key: KeyObject): KeyAlgorithm {
+  const d = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'ec') {
+    if (d.namedCurve === 'prime256v1') return 'ec-p256';
+    if (d.namedCurve === 'secp384r1') return 'ec-p384';
+    throw new CaError(`unsupported EC curve ${d.namedCurve ?? '?'} (supported: P-256, P-384)`);
+  }
+  if (key.asymmetricKeyType === 'rsa') {
+    if (d.modulusLength === 2048) return 'rsa-2048';
+    if (d.modulusLength === 3072) return 'rsa-3072';
+    if (d.modulusLength === 4096) return 'rsa-4096';
+    throw new CaError(`unsupported RSA key size ${d.modulusLength ?? '?'} (supported: 2048, 3072, 4096)`);
+  }
+  throw new CaError(`unsupported key type ${key.asymmetricKeyType ?? '?'} (supported: RSA, ECDSA P-256/P-384)`);
+}
+
+function parsePrivateKey(keyPem: string): KeyObject {
+  if (!/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(keyPem)) {
+    throw new CaError('CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)');
+  }
+  if (keyPem.includes('BEGIN ENCRYPTED PRIVATE KEY') || /Proc-Type:\s*4,ENCRYPTED/.test(keyPem)) {
+    throw new CaError('CA private key is encrypted; provide an unencrypted key');
+  }
+  try {
+    return createPrivateKey({ key: keyPem, format: 'pem' });
+  } catch (e) {
+    throw new CaError(`CA private key cannot be parsed: ${(e as Error).message}`);
+  }
+}
+
+const isSelfSigned = (c: X509Certificate, der: Buffer): boolean => {
+  const p = certificateParts(der);
+  return p.subject.equals(p.issuer) && c.verify(c.publicKey);
+};
+
+function checkIsCa(pc: x509.X509Certificate, what: string): void {
+  const bc = pc.getExtension(x509.BasicConstraintsExtension);
+  if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
+}
+
+/**
+ * Validates a user (or generated) CA once, so that issuing never has to.
+ * `certPem` is the signing CA optionally followed by its chain, root last. The trust bundle is the
+ * root when it is included, else the signing CA itself (an intermediate whose root is not provided
+ * becomes the trust anchor; Envoy accepts it because it verifies with partial chains allowed).
+ */
+export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
+  const now = opts.now ?? new Date();
+  const pems = splitPemCertificates(certPem);
+  if (pems.length === 0) throw new CaError('CA certificate PEM contains no certificate');
+  const certs = pems.map((pem, i) => {
+    try {
+      const node = new X509Certificate(pem);
+      return { node, der: node.raw, peculiar: new x509.X509Certificate(node.raw) };
+    } catch (e) {
+      throw new CaError(`CA certificate #${i} cannot be parsed: ${(e as Error).message}`);
+    }
+  });
+  const ca = certs[0]!;
+  const key = parsePrivateKey(keyPem);
+  const keyAlgorithm = keyAlgorithmOf(key);
+
+  if (!ca.node.checkPrivateKey(key)) throw new CaError('private key does not match the CA certificate');
+  checkIsCa(ca.peculiar, 'certificate');
+  const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
+  if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    throw new CaError('CA certificate key usage does not include keyCertSign');
+  }
+  const ski = ca.peculiar.getExtension(x509.SubjectKeyIdentifierExtension);
+  if (!ski || ski.keyId.length === 0) {
+    throw new CaError('CA certificate has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)');
+  }
+  const notBefore = ca.peculiar.notBefore;
+  const notAfter = ca.peculiar.notAfter;
+  if (now.getTime() > notAfter.getTime()) throw new CaError(`CA certificate expired at ${notAfter.toISOString()}`);
+  if (now.getTime() < notBefore.getTime()) throw new CaError(`CA certificate is not valid before ${notBefore.toISOString()}`);
+
+  const selfSigned = isSelfSigned(ca.node, ca.der);
+  if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
+  if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
+
+  // Each chain certificate must be a CA that signed the one before it (root last).
+  for (let i = 1; i < certs.length; i++) {
+    const child = certs[i - 1]!;
+    const parent = certs[i]!;
+    checkIsCa(parent.peculiar, `chain certificate #${i}`);
+    if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
+      throw new CaError(`chain certificate #${i} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
+    }
+  }
+  const last = certs[certs.length - 1]!;
+  const hasRoot = certs.length > 1 && isSelfSigned(last.node, last.der);
+  const chain = hasRoot ? certs.slice(0, -1) : certs;
+
+  return {
+    certDer: ca.der,
+    chainPem: chain.map((c) => toPem('CERTIFICATE', c.der)).join(''),
+    trustPem: toPem('CERTIFICATE', (hasRoot ? last : ca).der),
+    key,
+    keyAlgorithm,
+    notBefore,
+    notAfter,
+    selfSigned,
+    fingerprint: createHash('sha256').update(ca.der).digest('hex'),
+    subjectKeyId: Buffer.from(ski.keyId, 'hex'),
+  };
+}

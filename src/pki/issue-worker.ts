@@ -1,0 +1,32 @@
+// Worker thread body for SvidIssuer: holds the CAs it was sent (by fingerprint) and issues batches.
+import { parentPort } from 'node:worker_threads';
+import { issueSvidSync } from './leaf.js';
+import type { CertificateAuthority } from './types.js';
+import type { ToMain, ToWorker } from './issue-protocol.js';
+
+const MAX_CAS = 64; // CA rolls are rare; keep the newest few
+const cas = new Map<string, CertificateAuthority>();
+
+const port = parentPort;
+if (!port) throw new Error('issue-worker must run in a worker thread');
+
+port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'ca') {
+    const c = msg.ca;
+    // Buffers arrive as plain Uint8Arrays after structured cloning.
+    cas.set(c.fingerprint, { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
+    if (cas.size > MAX_CAS) cas.delete(cas.keys().next().value!);
+    return;
+  }
+  const results: ToMain['results'] = msg.batch.map((r) => {
+    try {
+      const ca = cas.get(r.fp);
+      if (!ca) throw new Error(`CA ${r.fp} was not sent to this worker`);
+      return { id: r.id, svid: issueSvidSync(ca, r.spiffeId, r.expiryMs, new Date(r.nowMs)) };
+    } catch (e) {
+      const err = e as Error;
+      return { id: r.id, error: { name: err.name, message: err.message } };
+    }
+  });
+  port.postMessage({ type: 'issued', results } satisfies ToMain);
+});

@@ -1,0 +1,206 @@
+// Admin HTTP: health, readiness, Prometheus metrics and debug views (SPEC §7).
+// Debug views are metadata only; scrubSecrets() is a second line of defence in case a callback
+// ever hands over an object that still carries key material or a token.
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { KeyObject } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { isLoopbackOrUnix } from './auth.js';
+
+export interface AdminDebugSources {
+  proxies: () => unknown;
+  secrets: () => unknown;
+  identities?: () => unknown;
+}
+
+export interface AdminServerOptions {
+  /** `host:port` or `[v6]:port`; a bare `port` or `:port` binds 127.0.0.1. Port 0 picks a free port. */
+  listen: string;
+  metrics: Metrics;
+  isReady: () => boolean;
+  /** Callbacks may return a value or a promise of one. */
+  debug: AdminDebugSources;
+  logger: Logger;
+}
+
+export interface AdminServer {
+  /** The bound IP address, e.g. `127.0.0.1`. */
+  address: string;
+  port: number;
+  /** `http://host:port` ready to use. */
+  url: string;
+  close(): Promise<void>;
+}
+
+const SECRET_NAME = /^(key|token|authorization|password|passphrase)$|(privatekey|keypem|privatekeypem|token)$/i;
+const REDACTED_ITEM = '[REDACTED]';
+
+function isSecretName(name: string): boolean {
+  return SECRET_NAME.test(name);
+}
+
+function isSecretString(v: string): boolean {
+  return v.includes('PRIVATE KEY');
+}
+
+/**
+ * A JSON-safe deep copy of `value` without secrets: properties named key, keyPem, privateKey,
+ * token, authorization (and names ending in privateKey/keyPem/token) are dropped, as is any
+ * property whose string value contains `PRIVATE KEY`, and any KeyObject. In arrays a secret item
+ * becomes `[REDACTED]` so indexes stay meaningful. Maps become objects, Sets arrays, Dates ISO
+ * strings, Buffers a byte count; cycles become `[Circular]`.
+ */
+export function scrubSecrets(value: unknown): unknown {
+  const seen = new WeakSet<object>();
+  const DROP = Symbol('drop');
+
+  const walk = (v: unknown): unknown => {
+    if (v === null) return null;
+    switch (typeof v) {
+      case 'string':
+        return isSecretString(v) ? DROP : v;
+      case 'number':
+        return Number.isFinite(v) ? v : String(v);
+      case 'boolean':
+        return v;
+      case 'bigint':
+        return v.toString();
+      case 'undefined':
+      case 'function':
+      case 'symbol':
+        return DROP;
+    }
+    const o = v as object;
+    if (o instanceof KeyObject) return DROP;
+    if (o instanceof Date) return Number.isNaN(o.getTime()) ? null : o.toISOString();
+    if (Buffer.isBuffer(o) || o instanceof Uint8Array) return `<${o.byteLength} bytes>`;
+    if (seen.has(o)) return '[Circular]';
+    seen.add(o);
+    try {
+      if (Array.isArray(o) || o instanceof Set) {
+        return [...(o as Iterable<unknown>)].map((item) => {
+          const w = walk(item);
+          return w === DROP ? (typeof item === 'string' ? REDACTED_ITEM : null) : w;
+        });
+      }
+      if (!(o instanceof Map) && typeof (o as { toJSON?: unknown }).toJSON === 'function') {
+        const j = (o as { toJSON: () => unknown }).toJSON();
+        const w = j === o ? '[Circular]' : walk(j);
+        return w === DROP ? null : w;
+      }
+      const entries: [string, unknown][] =
+        o instanceof Map ? [...o.entries()].map(([k, val]) => [String(k), val]) : Object.entries(o);
+      const out: Record<string, unknown> = {};
+      for (const [k, val] of entries) {
+        if (isSecretName(k)) continue;
+        const w = walk(val);
+        if (w !== DROP) out[k] = w;
+      }
+      return out;
+    } finally {
+      seen.delete(o);
+    }
+  };
+
+  const r = walk(value);
+  return r === DROP ? null : r;
+}
+
+function parseListen(listen: string): { host: string; port: number } {
+  const s = listen.trim();
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(s);
+  if (v6) {
+    host = v6[1] ?? '';
+    portText = v6[2] ?? '';
+  } else if (/^:?\d+$/.test(s)) {
+    host = '127.0.0.1';
+    portText = s.replace(/^:/, '');
+  } else {
+    const i = s.lastIndexOf(':');
+    if (i <= 0 || s.indexOf(':') !== i) throw new Error(`admin listen address must be host:port, got "${listen}"`);
+    host = s.slice(0, i);
+    portText = s.slice(i + 1);
+  }
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new Error(`admin listen address has an invalid port: "${listen}"`);
+  return { host, port };
+}
+
+function send(res: ServerResponse, code: number, contentType: string, body: string): void {
+  res.writeHead(code, {
+    'content-type': contentType,
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
+  const { host, port } = parseListen(opts.listen);
+  const log = opts.logger;
+  const debugRoutes: Record<string, (() => unknown) | undefined> = {
+    '/debug/proxies': opts.debug.proxies,
+    '/debug/secrets': opts.debug.secrets,
+    '/debug/identities': opts.debug.identities,
+  };
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      return;
+    }
+    if (path === '/healthz') return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+    if (path === '/readyz') {
+      const ready = opts.isReady();
+      return send(res, ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : 'not ready\n');
+    }
+    if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await opts.metrics.render());
+    const source = debugRoutes[path];
+    if (source) {
+      const body = JSON.stringify(scrubSecrets(await source()), null, 2) + '\n';
+      return send(res, 200, 'application/json; charset=utf-8', body);
+    }
+    send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
+  };
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      log.error({ err, path: req.url }, 'admin request failed');
+      if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
+      else res.destroy();
+    });
+  });
+  // Short-lived admin requests; do not let idle keep-alive sockets hold close() up.
+  server.keepAliveTimeout = 5000;
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {
+    log.warn({ address: addr.address, port: addr.port }, 'admin server is reachable from other hosts; it exposes debug metadata');
+  }
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  log.info({ address: addr.address, port: addr.port }, 'admin server listening');
+
+  return {
+    address: addr.address,
+    port: addr.port,
+    url: `http://${urlHost}:${addr.port}`,
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,117 @@
+// Who is the proxy on this stream (SPEC §5). Labels come from the server's side only: the token's
+// claims here, the Dataplane resource later; nothing the proxy says about itself is trusted.
+import { isIPv4, isIPv6 } from 'node:net';
+import { status, type Metadata } from '@grpc/grpc-js';
+import { TokenError, type TokenAuthority } from './tokens.js';
+
+export type AuthMode = 'token' | 'none';
+
+export interface ProxyPrincipal {
+  mesh: string;
+  name: string;
+  workload?: string;
+  labels?: Record<string, string>;
+  source: 'token' | 'none';
+}
+
+export interface AuthOptions {
+  mode: AuthMode;
+  tokens?: TokenAuthority;
+}
+
+/**
+ * Authentication failure, shaped like a grpc-js ServiceError (`code`, `details`) so it can be
+ * passed to `call.destroy()` / a unary callback as is. The message never contains the token.
+ */
+export class AuthError extends Error {
+  readonly code: status;
+  readonly details: string;
+  constructor(message: string, code: status = status.UNAUTHENTICATED) {
+    super(message);
+    this.name = 'AuthError';
+    this.code = code;
+    this.details = message;
+  }
+}
+
+/** `<mesh>.<dataplane-name>`, split at the first dot (mesh names have no dots, dataplane names may). */
+export function parseNodeId(id: string): { mesh: string; name: string } | undefined {
+  if (typeof id !== 'string') return undefined;
+  const dot = id.indexOf('.');
+  if (dot <= 0 || dot === id.length - 1) return undefined;
+  const mesh = id.slice(0, dot);
+  const name = id.slice(dot + 1);
+  if (/\s/.test(id)) return undefined;
+  return { mesh, name };
+}
+
+function bearerToken(metadata: Metadata): string {
+  const values = metadata.get('authorization');
+  if (values.length === 0) throw new AuthError('missing authorization metadata');
+  if (values.length > 1) throw new AuthError('more than one authorization metadata value');
+  const v = values[0];
+  if (typeof v !== 'string') throw new AuthError('authorization metadata must be text');
+  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(v);
+  if (!m?.[1]) throw new AuthError('authorization metadata must be "Bearer <token>"');
+  return m[1];
+}
+
+export async function authenticateStream(
+  metadata: Metadata,
+  nodeId: string | undefined,
+  opts: AuthOptions,
+): Promise<ProxyPrincipal> {
+  if (nodeId === undefined || nodeId === '') throw new AuthError('node id missing');
+  const node = parseNodeId(nodeId);
+  if (!node) throw new AuthError('node id must be "<mesh>.<dataplane-name>"');
+  if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
+
+  if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
+  const token = bearerToken(metadata);
+  let claims;
+  try {
+    claims = await opts.tokens.verify(token);
+  } catch (err) {
+    if (err instanceof TokenError) throw new AuthError(err.message);
+    // Anything else is our fault (e.g. a bug); do not echo it to the peer.
+    throw new AuthError('token verification failed');
+  }
+  if (claims.mesh !== node.mesh || claims.name !== node.name) {
+    throw new AuthError(`token is not valid for node id ${nodeId}`);
+  }
+  const principal: ProxyPrincipal = { mesh: claims.mesh, name: claims.name, source: 'token' };
+  if (claims.workload !== undefined) principal.workload = claims.workload;
+  if (claims.labels !== undefined) principal.labels = { ...claims.labels };
+  return principal;
+}
+
+/**
+ * True when a listen address is reachable only from this host: a unix socket, `localhost`,
+ * 127.0.0.0/8 or ::1 (also IPv4-mapped). `0.0.0.0`, `::` and anything else are false.
+ */
+export function isLoopbackOrUnix(listen: string): boolean {
+  let s = listen.trim();
+  if (/^unix(-abstract)?:/i.test(s)) return true;
+  // grpc-js target prefixes.
+  s = s.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
+  let host: string;
+  if (s.startsWith('[')) {
+    const end = s.indexOf(']');
+    if (end < 0) return false;
+    host = s.slice(1, end);
+  } else if ((s.match(/:/g) ?? []).length > 1) {
+    host = s; // bare IPv6 without a port
+  } else {
+    host = s.split(':')[0] ?? '';
+  }
+  host = host.toLowerCase().replace(/%.*$/, ''); // drop an IPv6 zone id
+  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  if (isIPv4(host)) return host.startsWith('127.');
+  if (isIPv6(host)) {
+    const normal = new URL(`http://[${host}]/`).hostname; // canonical form, brackets included
+    if (normal === '[::1]') return true;
+    const mapped = /^\[::ffff:([0-9a-f]{1,4}):[0-9a-f]{1,4}\]$/.exec(normal);
+    return mapped?.[1] !== undefined && parseInt(mapped[1], 16) >> 8 === 127;
+  }
+  return false;
+}

@@ -1,0 +1,62 @@
+import { chmod, chown, unlink } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { isLoopbackOrUnix } from './auth.js';
+
+export interface ListenOptions {
+  listen: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  /** Allow plaintext on a non-loopback TCP address. */
+  insecure?: boolean;
+  /** Unix socket group; the socket is 0600 without one and 0660 with one. */
+  socketGroup?: string;
+}
+
+export class ListenError extends Error {}
+
+/** `unix:///path` → `/path`; undefined for TCP addresses. */
+export function unixPath(listen: string): string | undefined {
+  if (listen.startsWith('unix://')) return listen.slice('unix://'.length);
+  if (listen.startsWith('unix:')) return listen.slice('unix:'.length);
+  return undefined;
+}
+
+/** Checks the combination of address, TLS and flags before anything binds. */
+export function listenCredentials(opts: ListenOptions): grpc.ServerCredentials {
+  const socket = unixPath(opts.listen);
+  if (socket !== undefined && !socket.startsWith('/')) throw new ListenError(`--listen ${opts.listen}: a unix socket path must be absolute (unix:///path)`);
+  if (!!opts.tlsCert !== !!opts.tlsKey) throw new ListenError('--tls-cert and --tls-key go together');
+  if (opts.tlsCert && opts.tlsKey) {
+    if (socket !== undefined) throw new ListenError('TLS is for TCP listeners; a unix socket is protected by its file mode');
+    return grpc.ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(opts.tlsCert), private_key: readFileSync(opts.tlsKey) }], false);
+  }
+  if (!isLoopbackOrUnix(opts.listen) && !opts.insecure) {
+    throw new ListenError(
+      `refusing plaintext gRPC on non-loopback address ${opts.listen}: proxies would receive private keys in the clear. Use --tls-cert/--tls-key, or --insecure if a trusted network layer encrypts it`,
+    );
+  }
+  return grpc.ServerCredentials.createInsecure();
+}
+
+/** Binds the server; for unix sockets replaces a stale socket file and sets its mode/group. */
+export async function bindServer(server: grpc.Server, opts: ListenOptions): Promise<{ address: string; port?: number }> {
+  const creds = listenCredentials(opts);
+  const socket = unixPath(opts.listen);
+  if (socket !== undefined) await unlink(socket).catch(() => undefined);
+  const target = socket !== undefined ? `unix://${socket}` : opts.listen;
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(target, creds, (err, p) => (err ? reject(new ListenError(`cannot listen on ${opts.listen}: ${err.message}`)) : resolve(p))),
+  );
+  if (socket !== undefined) {
+    if (opts.socketGroup) {
+      const gid = /^\d+$/.test(opts.socketGroup) ? Number(opts.socketGroup) : Number(execFileSync('getent', ['group', opts.socketGroup], { encoding: 'utf8' }).split(':')[2]);
+      await chown(socket, process.getuid?.() ?? 0, gid);
+      await chmod(socket, 0o660);
+    } else await chmod(socket, 0o600);
+    return { address: opts.listen };
+  }
+  const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
+  return { address: `${host}:${port}`, port };
+}

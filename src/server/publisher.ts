@@ -1,0 +1,156 @@
+import { meshIdentityKri } from '../api/types.js';
+import type { AuthorityView } from '../identity/authorities.js';
+import type { ProxyIdentity, SvidManager } from '../identity/svids.js';
+import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
+import type { SecretCache } from '../xds/cache.js';
+import { classifySecretName } from '../xds/names.js';
+import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
+import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
+
+export const TRUST_ALL_NAMES = ['system_trust_bundle', 'ALL'] as const;
+
+// Cache keys. Mesh-wide secrets are shared by every proxy of the mesh; identity secrets are per
+// proxy and per alias (Envoy requires the Secret's name to equal the name it asked for).
+const meshKey = (mesh: string, name: string) => `mesh|${mesh}|${name}`;
+const rootCaKey = (mesh: string, td: string) => `mesh|${mesh}|ROOTCA|${td}`;
+const proxySecretKey = (pk: string, name: string) => `proxy|${pk}|${name}`;
+/** Changes whenever a proxy's identity state changes, so streams re-resolve names that depend on it. */
+export const proxyMetaKey = (pk: string) => `proxy|${pk}|#`;
+/** Changes whenever a mesh's set of trust domains changes (wildcard streams list them). */
+export const meshMetaKey = (mesh: string) => `mesh|${mesh}|#`;
+
+export interface PublisherOptions {
+  zone: string;
+  /** Serve `system_trust_bundle`/`ALL` as a flat `trusted_ca` + SAN matchers (Envoys without the SPIFFE validator). */
+  flatTrust?: boolean;
+}
+
+/**
+ * Feeds the secret cache from the identity view (mesh trust bundles) and the SVID manager (one
+ * identity per proxy), and tells each stream which cache entries its names resolve to.
+ */
+export class SecretPublisher {
+  private readonly bundles = new Map<string, MeshTrustBundle>();
+  private readonly proxyNames = new Map<string, string[]>();
+
+  constructor(
+    private readonly cache: SecretCache,
+    private readonly svids: SvidManager,
+    private readonly opts: PublisherOptions,
+  ) {}
+
+  bundle(mesh: string): MeshTrustBundle | undefined {
+    return this.bundles.get(mesh);
+  }
+
+  /** Recomputes every mesh's trust secrets; unchanged content keeps its version (no push). */
+  setView(view: AuthorityView): void {
+    const meshes = new Set<string>([...this.bundles.keys(), ...view.trusts.map((t) => t.mesh)]);
+    for (const mesh of meshes) {
+      const bundle = aggregateTrust(view.trusts, mesh);
+      const before = this.bundles.get(mesh);
+      this.bundles.set(mesh, bundle);
+      const domains = bundle.domains.map((d) => ({ trustDomain: d.trustDomain, pem: d.pem }));
+      const tds = domains.map((d) => d.trustDomain);
+      for (const name of TRUST_ALL_NAMES) {
+        let secret: EncodedResource | undefined;
+        // Envoy rejects a SPIFFE validator with no trust domains: hold the name until one exists.
+        if (domains.length > 0) secret = this.opts.flatTrust ? trustedCaSecret(name, flatBundlePem(bundle), tds) : spiffeValidatorSecret(name, domains);
+        this.cache.set(meshKey(mesh, name), secret);
+      }
+      const live = new Set(tds);
+      for (const d of bundle.domains) {
+        this.cache.set(meshKey(mesh, `spiffe://${d.trustDomain}`), trustedCaSecret(`spiffe://${d.trustDomain}`, d.pem));
+        this.cache.set(rootCaKey(mesh, d.trustDomain), trustedCaSecret('ROOTCA', d.pem));
+      }
+      for (const d of before?.domains ?? []) {
+        if (live.has(d.trustDomain)) continue;
+        this.cache.set(meshKey(mesh, `spiffe://${d.trustDomain}`), undefined);
+        this.cache.set(rootCaKey(mesh, d.trustDomain), undefined);
+      }
+      if (before === undefined || before.domains.map((d) => d.trustDomain).join() !== tds.join()) {
+        this.cache.touch(meshMetaKey(mesh));
+      }
+    }
+  }
+
+  /** Republishes one proxy's identity secrets after the SVID manager announced a change. */
+  proxyChanged(pk: string): void {
+    const identity = this.svids.get(pk);
+    const previous = this.proxyNames.get(pk) ?? [];
+    const current: string[] = [];
+    if (identity?.state === 'issued') {
+      const { certChainPem, keyPem } = identity.svid;
+      for (const name of new Set(['default', identity.spiffeId, identity.identity.kri])) {
+        current.push(name);
+        this.cache.set(proxySecretKey(pk, name), tlsCertificateSecret(name, certChainPem, keyPem));
+      }
+    }
+    for (const name of previous) if (!current.includes(name)) this.cache.set(proxySecretKey(pk, name), undefined);
+    if (current.length > 0) this.proxyNames.set(pk, current);
+    else this.proxyNames.delete(pk);
+    this.cache.touch(proxyMetaKey(pk));
+  }
+
+  /** Forgets a proxy that has gone (its last stream closed and the grace period passed). */
+  proxyGone(pk: string): void {
+    for (const name of this.proxyNames.get(pk) ?? []) this.cache.set(proxySecretKey(pk, name), undefined);
+    this.proxyNames.delete(pk);
+  }
+
+  /** Every name a wildcard subscription of this proxy gets. */
+  private wildcardNames(mesh: string, identity: ProxyIdentity | undefined): string[] {
+    const names: string[] = [...TRUST_ALL_NAMES];
+    if (identity?.state === 'issued') names.push('default', identity.spiffeId, identity.identity.kri, 'ROOTCA');
+    for (const d of this.bundles.get(mesh)?.domains ?? []) names.push(`spiffe://${d.trustDomain}`);
+    return names;
+  }
+
+  /** The cache key a name resolves to for this proxy, or an invalid-name reason. */
+  private keyFor(pk: string, mesh: string, name: string, identity: ProxyIdentity | undefined): { key?: string; invalid?: true } {
+    const ref = classifySecretName(name);
+    switch (ref.kind) {
+      case 'invalid':
+        return { invalid: true };
+      case 'identity':
+        // A KRI of another mesh or zone can never be this proxy's identity.
+        if (ref.kri.mesh !== mesh || ref.kri.zone !== this.opts.zone) return { invalid: true };
+        if (identity?.state === 'issued' && meshIdentityKri(identity.identity.identity, this.opts.zone) === name) return { key: proxySecretKey(pk, name) };
+        return {};
+      case 'default':
+        return { key: proxySecretKey(pk, name) };
+      case 'svid':
+        if (identity?.state === 'issued' && identity.spiffeId === name) return { key: proxySecretKey(pk, name) };
+        return {};
+      case 'trustAll':
+        return { key: meshKey(mesh, name) };
+      case 'rootCa':
+        if (identity?.state === 'issued' || identity?.state === 'spire') return { key: rootCaKey(mesh, identity.trustDomain) };
+        return {};
+      case 'trustDomain':
+        return { key: meshKey(mesh, name) };
+    }
+  }
+
+  /** Resolves a stream's subscription against the cache; also returns the keys to watch. */
+  resolve(pk: string, mesh: string, sub: Subscription): Resolution & { watchKeys: string[] } {
+    const identity = this.svids.get(pk);
+    const names = sub.wildcard ? [...new Set([...this.wildcardNames(mesh, identity), ...sub.names])] : sub.names;
+    const resources = new Map<string, EncodedResource>();
+    const invalid: string[] = [];
+    const watchKeys = [proxyMetaKey(pk)];
+    if (sub.wildcard) watchKeys.push(meshMetaKey(mesh));
+    for (const name of names) {
+      const { key, invalid: bad } = this.keyFor(pk, mesh, name, identity);
+      if (bad) {
+        invalid.push(name);
+        continue;
+      }
+      if (!key) continue;
+      watchKeys.push(key);
+      const r = this.cache.get(key);
+      if (r) resources.set(name, r);
+    }
+    return { resources, invalid, watchKeys };
+  }
+}

@@ -1,0 +1,196 @@
+import * as grpc from '@grpc/grpc-js';
+import { filter, firstValueFrom, type Subscription } from 'rxjs';
+import { formatResourceError } from '../api/types.js';
+import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
+import { SvidManager } from '../identity/svids.js';
+import { SvidIssuer } from '../pki/issuer.js';
+import { DirectoryStore } from '../store/directory.js';
+import { PostgresStore } from '../store/postgres.js';
+import type { ResourceStore } from '../store/types.js';
+import { SecretCache } from '../xds/cache.js';
+import { loadProtos } from '../xds/protos.js';
+import { startAdminServer, type AdminServer } from './admin.js';
+import { authenticateStream, isLoopbackOrUnix } from './auth.js';
+import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
+import { bindServer, ListenError } from './listen.js';
+import { createLogger, type Logger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { SecretPublisher } from './publisher.js';
+import { TokenAuthority } from './tokens.js';
+import { handleFetch, handleStream, StreamRegistry, type StreamDeps } from './xds-streams.js';
+
+export interface ServeConfig {
+  resourcesDir?: string;
+  store?: string;
+  stateDir: string;
+  listen: string;
+  auth: 'token' | 'none';
+  zone: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecure?: boolean;
+  socketGroup?: string;
+  admin?: string;
+  logLevel?: string;
+  flatTrust?: boolean;
+  issuerWorkers?: number;
+  maxNamesPerRequest?: number;
+  logger?: Logger;
+}
+
+export interface RunningServer {
+  address: string;
+  port?: number;
+  admin?: AdminServer;
+  metrics: Metrics;
+  store: ResourceStore;
+  tokens?: TokenAuthority;
+  svids: SvidManager;
+  authorities: IdentityAuthorities;
+  publisher: SecretPublisher;
+  registry: StreamRegistry;
+  log: Logger;
+  /** Resolves once the first resource snapshot has been turned into secrets. */
+  ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir'>, log?: Logger): Promise<ResourceStore> {
+  if (cfg.store) {
+    if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
+    return PostgresStore.open(cfg.store, { logger: log });
+  }
+  if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
+  return DirectoryStore.open({
+    resourcesDir: cfg.resourcesDir,
+    stateDir: cfg.stateDir,
+    onErrors: (errors) => log?.warn({ errors: errors.map(formatResourceError) }, 'invalid resources: serving their last good version'),
+  });
+}
+
+export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
+  const log = cfg.logger ?? createLogger(cfg.logLevel ?? 'info');
+  if (cfg.auth === 'none') {
+    if (!isLoopbackOrUnix(cfg.listen)) {
+      throw new ListenError(`--auth none is only allowed on a loopback address or a unix socket, not ${cfg.listen}`);
+    }
+    log.warn({ listen: cfg.listen }, 'AUTHENTICATION DISABLED (--auth none): any local process can obtain any proxy identity by naming it. Development only.');
+  }
+  const protos = loadProtos();
+  const metrics = createMetrics();
+  const store = await openStore(cfg, log);
+  const tokens = cfg.auth === 'token' ? await TokenAuthority.open(store.state) : undefined;
+  const authorities = new IdentityAuthorities({ zone: cfg.zone, state: store.state, log });
+  const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
+  const cache = new SecretCache({ onError: (err) => log.error({ err: String(err) }, 'stream watcher failed') });
+  let publisher: SecretPublisher | undefined;
+  const svids = new SvidManager({
+    issuer,
+    log,
+    onIssued: ({ mesh, identity, seconds, svid }) => {
+      metrics.svidIssued.inc({ mesh, identity });
+      metrics.svidIssueSeconds.observe(seconds);
+      log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
+    },
+    onDropped: (pk) => publisher?.proxyGone(pk),
+  });
+  publisher = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
+  const pub = publisher;
+  const subs: Subscription[] = [];
+  const onView = (view: AuthorityView) => {
+    pub.setView(view);
+    svids.setView(view);
+    metrics.resourceErrors.set(view.snapshot.errors.length);
+    for (const st of view.identities.values()) {
+      if (st.ca) metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);
+    }
+  };
+  subs.push(authorities.views$.subscribe(onView));
+  subs.push(svids.changes$.subscribe((pk) => pub.proxyChanged(pk)));
+  authorities.start(store.snapshots$);
+  await store.start();
+
+  const registry = new StreamRegistry();
+  const deps: StreamDeps = {
+    cache,
+    publisher: pub,
+    svids,
+    authenticate: (md, nodeId) => authenticateStream(md, nodeId, { mode: cfg.auth, tokens }),
+    metrics,
+    log,
+    maxNamesPerRequest: cfg.maxNamesPerRequest ?? 1000,
+    fetchWaitMs: 5000,
+    registry,
+  };
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+    'grpc.max_receive_message_length': 1024 * 1024,
+    'grpc.max_concurrent_streams': 100_000,
+  });
+  server.addService(protos.SecretDiscoveryService, {
+    StreamSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'sotw', deps),
+    DeltaSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'delta', deps),
+    FetchSecrets: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => handleFetch(call, cb, deps),
+  });
+  server.addService(protos.AggregatedDiscoveryService, {
+    StreamAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'ads', deps),
+    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'ads', deps),
+  });
+  let serving = false;
+  server.addService(protos.HealthService, {
+    Check: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, { status: serving ? 'SERVING' : 'NOT_SERVING' }),
+    Watch: (call: grpc.ServerWritableStream<any, any>) => call.write({ status: serving ? 'SERVING' : 'NOT_SERVING' }),
+  });
+
+  const ready = firstValueFrom(authorities.views$.pipe(filter(() => true))).then(() => {
+    serving = true;
+  });
+  let bound: { address: string; port?: number };
+  try {
+    bound = await bindServer(server, cfg);
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+  const admin = cfg.admin
+    ? await startAdminServer({
+        listen: cfg.admin,
+        metrics,
+        isReady: () => serving,
+        debug: {
+          proxies: () => debugProxies(svids, registry),
+          secrets: () => debugSecrets(svids, pub),
+          identities: () => debugIdentities(authorities.current),
+        },
+        logger: log,
+      })
+    : undefined;
+  log.info({ listen: bound.address, admin: admin?.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      serving = false;
+      registry.closeAll();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+      for (const s of subs) s.unsubscribe();
+      authorities.stop();
+      svids.close();
+      await issuer.close();
+      await admin?.close();
+      await store.close();
+    })());
+  return { address: bound.address, port: bound.port, admin, metrics, store, tokens, svids, authorities, publisher: pub, registry, log, ready, close };
+}

@@ -1,0 +1,300 @@
+// Signed, revocable proxy tokens (SPEC §5), in the style of Kuma's dataplane tokens.
+// The signing key lives in the shared StateStore, so every replica and the CLI that use the same
+// state sign and verify with one key. Revoked token ids live there too and are re-read often
+// enough that a revocation made by the CLI reaches running servers within a second.
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { SignJWT, compactVerify, errors as joseErrors, jwtVerify } from 'jose';
+import type { StateStore } from '../store/types.js';
+
+export const TOKEN_ISSUER = 'mesh-sds';
+export const SIGNING_KEY_STATE_KEY = 'auth/signing-key';
+export const REVOKED_STATE_KEY = 'auth/revoked';
+const ALG = 'EdDSA';
+/** Longer than any sane JWT we issue; refusing early keeps a hostile peer from making us parse megabytes. */
+const MAX_TOKEN_LENGTH = 8192;
+
+export interface TokenClaims {
+  iss: string;
+  /** `<mesh>.<name>`, the node id the token is bound to. */
+  sub: string;
+  mesh: string;
+  name: string;
+  workload?: string;
+  labels?: Record<string, string>;
+  /** Seconds since the epoch. */
+  iat: number;
+  /** Seconds since the epoch. */
+  exp: number;
+  jti: string;
+}
+
+export interface GenerateTokenOptions {
+  mesh: string;
+  name: string;
+  workload?: string;
+  labels?: Record<string, string>;
+  validForMs: number;
+  now?: Date;
+}
+
+export type TokenErrorReason = 'expired' | 'signature' | 'revoked' | 'malformed';
+
+const REASON_MESSAGES: Record<TokenErrorReason, string> = {
+  expired: 'token expired',
+  signature: 'token signature invalid',
+  revoked: 'token revoked',
+  malformed: 'malformed token',
+};
+
+/** A verification failure. The message is safe to log and to send to the peer: it never contains the token. */
+export class TokenError extends Error {
+  readonly reason: TokenErrorReason;
+  constructor(reason: TokenErrorReason) {
+    super(REASON_MESSAGES[reason]);
+    this.name = 'TokenError';
+    this.reason = reason;
+  }
+}
+
+export interface TokenAuthorityOptions {
+  /** How long a read of the revocation list is trusted before verify() re-reads it. Default 1000 ms. */
+  revocationTtlMs?: number;
+  /** Called when re-reading revocations fails; the last list read stays in force. */
+  onRevocationRefreshError?: (err: unknown) => void;
+}
+
+interface RevokedEntry {
+  jti: string;
+  /** Expiry of the revoked token (seconds since the epoch); entries without one are kept for good. */
+  exp?: number;
+}
+
+interface SigningKeyRecord {
+  version: 1;
+  alg: typeof ALG;
+  privateKeyPem: string;
+}
+
+function newSigningKeyRecord(): string {
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const rec: SigningKeyRecord = {
+    version: 1,
+    alg: ALG,
+    privateKeyPem: privateKey.export({ format: 'pem', type: 'pkcs8' }).toString(),
+  };
+  return JSON.stringify(rec);
+}
+
+function parseSigningKey(raw: string): { privateKey: KeyObject; publicKey: KeyObject; kid: string } {
+  let rec: Partial<SigningKeyRecord>;
+  try {
+    rec = JSON.parse(raw) as Partial<SigningKeyRecord>;
+  } catch {
+    throw new Error(`state key ${SIGNING_KEY_STATE_KEY} is not valid JSON`);
+  }
+  if (rec.alg !== ALG || typeof rec.privateKeyPem !== 'string') {
+    throw new Error(`state key ${SIGNING_KEY_STATE_KEY} does not hold an ${ALG} signing key`);
+  }
+  const privateKey = createPrivateKey(rec.privateKeyPem);
+  if (privateKey.asymmetricKeyType !== 'ed25519') {
+    throw new Error(`state key ${SIGNING_KEY_STATE_KEY} does not hold an Ed25519 key`);
+  }
+  const publicKey = createPublicKey(privateKey);
+  const spki = publicKey.export({ format: 'der', type: 'spki' });
+  const kid = createHash('sha256').update(spki).digest('base64url').slice(0, 16);
+  return { privateKey, publicKey, kid };
+}
+
+function parseRevoked(raw: string | undefined): RevokedEntry[] {
+  if (raw === undefined || raw === '') return [];
+  const v: unknown = JSON.parse(raw);
+  if (!Array.isArray(v)) throw new Error(`state key ${REVOKED_STATE_KEY} is not a JSON list`);
+  const out: RevokedEntry[] = [];
+  for (const e of v) {
+    if (typeof e !== 'object' || e === null || typeof (e as RevokedEntry).jti !== 'string') continue;
+    const exp = (e as RevokedEntry).exp;
+    out.push(typeof exp === 'number' ? { jti: (e as RevokedEntry).jti, exp } : { jti: (e as RevokedEntry).jti });
+  }
+  return out;
+}
+
+function isStringMap(v: unknown): v is Record<string, string> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'string');
+}
+
+/** Checks the claims we rely on beyond what jose already verified; anything off is "malformed". */
+function toClaims(p: Record<string, unknown>): TokenClaims {
+  const { iss, sub, mesh, name, workload, labels, iat, exp, jti } = p;
+  if (
+    typeof iss !== 'string' ||
+    typeof sub !== 'string' ||
+    typeof mesh !== 'string' ||
+    typeof name !== 'string' ||
+    typeof iat !== 'number' ||
+    typeof exp !== 'number' ||
+    typeof jti !== 'string' ||
+    sub !== `${mesh}.${name}` ||
+    (workload !== undefined && typeof workload !== 'string') ||
+    (labels !== undefined && !isStringMap(labels))
+  ) {
+    throw new TokenError('malformed');
+  }
+  const claims: TokenClaims = { iss, sub, mesh, name, iat, exp, jti };
+  if (workload !== undefined) claims.workload = workload;
+  if (labels !== undefined) claims.labels = { ...labels };
+  return claims;
+}
+
+function mapJoseError(err: unknown): TokenError {
+  if (err instanceof TokenError) return err;
+  if (err instanceof joseErrors.JWTExpired) return new TokenError('expired');
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new TokenError('signature');
+  // Wrong algorithm, bad encoding, bad issuer, missing claims: all "malformed", never the details.
+  return new TokenError('malformed');
+}
+
+export class TokenAuthority {
+  private revoked = new Map<string, number | undefined>();
+  private revokedReadAt = 0;
+  /** Bumped by each local write, so a slower concurrent read cannot put back an older list. */
+  private revokedGeneration = 0;
+  private refreshing: Promise<void> | undefined;
+  /** Serialises this process's read-modify-write of the revocation list. */
+  private writeChain: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly state: StateStore,
+    private readonly privateKey: KeyObject,
+    private readonly publicKey: KeyObject,
+    /** Key id in the JWS header, derived from the public key. */
+    readonly keyId: string,
+    private readonly opts: TokenAuthorityOptions,
+  ) {}
+
+  /** Loads (or creates, first writer wins) the shared signing key and reads the revocation list. */
+  static async open(state: StateStore, opts: TokenAuthorityOptions = {}): Promise<TokenAuthority> {
+    const raw = await state.getOrCreate(SIGNING_KEY_STATE_KEY, newSigningKeyRecord);
+    const { privateKey, publicKey, kid } = parseSigningKey(raw);
+    const ta = new TokenAuthority(state, privateKey, publicKey, kid, opts);
+    await ta.refreshRevocations();
+    return ta;
+  }
+
+  async generate(opts: GenerateTokenOptions): Promise<string> {
+    if (!opts.mesh || opts.mesh.includes('.')) throw new Error('mesh must be a non-empty name without dots');
+    if (!opts.name) throw new Error('name must not be empty');
+    if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
+    if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
+    const nowMs = (opts.now ?? new Date()).getTime();
+    const payload: Record<string, unknown> = { mesh: opts.mesh, name: opts.name };
+    if (opts.workload !== undefined) payload.workload = opts.workload;
+    if (opts.labels !== undefined) payload.labels = { ...opts.labels };
+    return new SignJWT(payload)
+      .setProtectedHeader({ alg: ALG, typ: 'JWT', kid: this.keyId })
+      .setIssuer(TOKEN_ISSUER)
+      .setSubject(`${opts.mesh}.${opts.name}`)
+      .setIssuedAt(Math.floor(nowMs / 1000))
+      .setExpirationTime(Math.floor((nowMs + opts.validForMs) / 1000))
+      .setJti(randomBytes(16).toString('base64url'))
+      .sign(this.privateKey);
+  }
+
+  /** Verifies signature, issuer, expiry and revocation. Throws TokenError only. */
+  async verify(token: string, now?: Date): Promise<TokenClaims> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      throw new TokenError('malformed');
+    }
+    let claims: TokenClaims;
+    try {
+      const { payload } = await jwtVerify(token, this.publicKey, {
+        algorithms: [ALG],
+        typ: 'JWT',
+        issuer: TOKEN_ISSUER,
+        requiredClaims: ['sub', 'iat', 'exp', 'jti'],
+        currentDate: now ?? new Date(),
+      });
+      claims = toClaims(payload as Record<string, unknown>);
+    } catch (err) {
+      throw mapJoseError(err);
+    }
+    // Only a genuine token gets to learn that it was revoked.
+    if (await this.isRevoked(claims.jti)) throw new TokenError('revoked');
+    return claims;
+  }
+
+  /**
+   * Revokes a token id. `expiresAt` (the token's exp) lets the entry be pruned once the token
+   * would have expired anyway; without it the entry is kept for good.
+   */
+  revoke(jti: string, expiresAt?: Date): Promise<void> {
+    if (!jti) return Promise.reject(new Error('jti must not be empty'));
+    const exp = expiresAt ? Math.ceil(expiresAt.getTime() / 1000) : undefined;
+    const run = this.writeChain.then(() => this.writeRevocation(jti, exp));
+    this.writeChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * Revokes the token itself (signature checked, expiry ignored), recording its exp for pruning.
+   * Returns its jti.
+   */
+  async revokeToken(token: string): Promise<string> {
+    if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+      throw new TokenError('malformed');
+    }
+    let claims: TokenClaims;
+    try {
+      const { payload } = await compactVerify(token, this.publicKey, { algorithms: [ALG] });
+      claims = toClaims(JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>);
+    } catch (err) {
+      throw mapJoseError(err);
+    }
+    await this.revoke(claims.jti, new Date(claims.exp * 1000));
+    return claims.jti;
+  }
+
+  /** Re-reads the revocation list from the state store now. */
+  refreshRevocations(): Promise<void> {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        try {
+          const generation = this.revokedGeneration;
+          const entries = parseRevoked(await this.state.get(REVOKED_STATE_KEY));
+          if (generation !== this.revokedGeneration) return;
+          this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
+          this.revokedReadAt = Date.now();
+        } finally {
+          this.refreshing = undefined;
+        }
+      })();
+    }
+    return this.refreshing;
+  }
+
+  private async isRevoked(jti: string): Promise<boolean> {
+    const ttl = this.opts.revocationTtlMs ?? 1000;
+    if (Date.now() - this.revokedReadAt >= ttl) {
+      try {
+        await this.refreshRevocations();
+      } catch (err) {
+        // Keep serving with the last list read: the store being away must not stop the server.
+        this.opts.onRevocationRefreshError?.(err);
+      }
+    }
+    return this.revoked.has(jti);
+  }
+
+  private async writeRevocation(jti: string, exp: number | undefined): Promise<void> {
+    // The StateStore has no compare-and-swap: a revocation written at the same instant by another
+    // process can be lost. Revocations are rare operator actions, so this is accepted.
+    const nowSec = Math.floor(Date.now() / 1000);
+    const entries = parseRevoked(await this.state.get(REVOKED_STATE_KEY)).filter(
+      (e) => e.jti !== jti && (e.exp === undefined || e.exp > nowSec),
+    );
+    entries.push(exp === undefined ? { jti } : { jti, exp });
+    await this.state.put(REVOKED_STATE_KEY, JSON.stringify(entries));
+    this.revokedGeneration++;
+    this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
+    this.revokedReadAt = Date.now();
+  }
+}

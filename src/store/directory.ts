@@ -1,0 +1,168 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { basename, join, relative, resolve } from 'node:path';
+import { ReplaySubject, type Observable } from 'rxjs';
+import { parseResources } from '../api/parse.js';
+import { resourceKey, type Resource, type ResourceError, type ResourceSnapshot } from '../api/types.js';
+import { FileStateStore } from './file-state.js';
+import type { ResourceStore, StateStore } from './types.js';
+
+const RESOURCE_FILE = /\.(ya?ml|json)$/i;
+
+interface FileEntry {
+  mtimeMs: number;
+  size: number;
+  /** Last good resources of this file: what is served while the file is broken. */
+  resources: Resource[];
+  errors: ResourceError[];
+}
+
+export interface DirectoryStoreOptions {
+  resourcesDir: string;
+  stateDir: string;
+  /** Periodic rescan, a safety net for file systems where fs.watch misses events. */
+  rescanMs?: number;
+  onErrors?: (errors: readonly ResourceError[]) => void;
+}
+
+/** Resources from a directory of YAML/JSON files, watched; edits apply without a restart. */
+export class DirectoryStore implements ResourceStore {
+  private readonly subject = new ReplaySubject<ResourceSnapshot>(1);
+  readonly snapshots$: Observable<ResourceSnapshot> = this.subject.asObservable();
+  private readonly files = new Map<string, FileEntry>();
+  private revision = 0;
+  private watcher?: FSWatcher;
+  private timer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private scanning: Promise<void> = Promise.resolve();
+  private closed = false;
+  private lastPublished = '';
+  readonly dir: string;
+
+  private constructor(
+    private readonly opts: DirectoryStoreOptions,
+    readonly state: StateStore,
+  ) {
+    this.dir = resolve(opts.resourcesDir);
+  }
+
+  static async open(opts: DirectoryStoreOptions): Promise<DirectoryStore> {
+    return new DirectoryStore(opts, await FileStateStore.open(opts.stateDir));
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    await this.rescan();
+    try {
+      this.watcher = watch(this.dir, { recursive: true }, () => this.scheduleRescan());
+      this.watcher.on('error', () => this.scheduleRescan());
+    } catch {
+      // Recursive watching is unavailable on some file systems: the periodic rescan covers it.
+    }
+    this.timer = setInterval(() => this.scheduleRescan(), this.opts.rescanMs ?? 2000);
+    this.timer.unref();
+  }
+
+  private scheduleRescan(): void {
+    if (this.closed) return;
+    clearTimeout(this.debounce);
+    this.debounce = setTimeout(() => void this.rescan(), 30);
+  }
+
+  /** Serialises scans so two overlapping events cannot publish out of order. */
+  rescan(): Promise<void> {
+    this.scanning = this.scanning.then(() => this.scanOnce()).catch(() => undefined);
+    return this.scanning;
+  }
+
+  private async listFiles(dir: string): Promise<string[]> {
+    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    const out: string[] = [];
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) out.push(...(await this.listFiles(p)));
+      else if (e.isFile() && RESOURCE_FILE.test(e.name)) out.push(p);
+    }
+    return out.sort();
+  }
+
+  private async scanOnce(): Promise<void> {
+    if (this.closed) return;
+    const paths = await this.listFiles(this.dir);
+    const present = new Set(paths);
+    for (const p of [...this.files.keys()]) if (!present.has(p)) this.files.delete(p);
+    for (const p of paths) {
+      const st = await stat(p).catch(() => undefined);
+      if (!st) continue;
+      const prev = this.files.get(p);
+      if (prev && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
+      const text = await readFile(p, 'utf8').catch(() => undefined);
+      if (text === undefined) continue;
+      const display = relative(process.cwd(), p) || p;
+      const { resources, errors } = parseResources(text, display);
+      // Last-known-good per resource: a broken document never replaces what was served before.
+      const kept = errors.length > 0 && prev ? mergeKeepingOld(prev.resources, resources) : resources;
+      this.files.set(p, { mtimeMs: st.mtimeMs, size: st.size, resources: kept, errors });
+    }
+    this.publish();
+  }
+
+  private publish(): void {
+    const resources = new Map<string, Resource>();
+    const errors: ResourceError[] = [];
+    const origin = new Map<string, string>();
+    for (const [path, entry] of this.files) {
+      errors.push(...entry.errors);
+      for (const r of entry.resources) {
+        const key = resourceKey(r);
+        const first = origin.get(key);
+        if (first !== undefined) {
+          errors.push({
+            file: r.source?.file ?? path,
+            document: r.source?.document ?? 0,
+            path: 'metadata.name',
+            message: `duplicate ${r.kind} "${r.name}" of mesh "${r.mesh}": already defined in ${first}; this copy is ignored`,
+          });
+          continue;
+        }
+        origin.set(key, r.source?.file ?? path);
+        resources.set(key, r);
+      }
+    }
+    const fingerprint = JSON.stringify([[...this.files].map(([p, e]) => [p, e.mtimeMs, e.size]), errors.length]);
+    if (fingerprint === this.lastPublished && this.revision > 0) return;
+    this.lastPublished = fingerprint;
+    if (errors.length > 0) this.opts.onErrors?.(errors);
+    this.subject.next({ revision: ++this.revision, resources, errors });
+  }
+
+  /** Validates the text and writes it into the resource directory; nothing is written on error. */
+  async apply(text: string, sourceName: string): Promise<ResourceError[]> {
+    const { errors } = parseResources(text, sourceName);
+    if (errors.length > 0) return errors;
+    const name = basename(sourceName).replace(/[^A-Za-z0-9._-]/g, '_') || 'applied.yaml';
+    const target = join(this.dir, RESOURCE_FILE.test(name) ? name : `${name}.yaml`);
+    const tmp = join(this.dir, `.${name}.tmp`);
+    await writeFile(tmp, text);
+    await rename(tmp, target);
+    await this.rescan();
+    return [];
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.watcher?.close();
+    clearInterval(this.timer);
+    clearTimeout(this.debounce);
+    await this.scanning;
+    this.subject.complete();
+  }
+}
+
+function mergeKeepingOld(old: Resource[], fresh: Resource[]): Resource[] {
+  const merged = new Map<string, Resource>();
+  for (const r of old) merged.set(resourceKey(r), r);
+  for (const r of fresh) merged.set(resourceKey(r), r);
+  return [...merged.values()];
+}

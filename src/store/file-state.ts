@@ -1,0 +1,71 @@
+import { mkdir, readFile, writeFile, link, unlink, rename, chmod } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { StateStore } from './types.js';
+
+/**
+ * State kept as files under `--state-dir` (directory 0700, files 0600). `getOrCreate` is
+ * first-writer-wins through link(2), which fails when the target exists, so two processes
+ * sharing the directory agree on one value.
+ */
+export class FileStateStore implements StateStore {
+  private constructor(readonly dir: string) {}
+
+  static async open(dir: string): Promise<FileStateStore> {
+    const abs = resolve(dir);
+    await mkdir(abs, { recursive: true, mode: 0o700 });
+    await chmod(abs, 0o700);
+    return new FileStateStore(abs);
+  }
+
+  private pathOf(key: string): string {
+    if (!/^[A-Za-z0-9._/-]+$/.test(key) || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+      throw new Error(`invalid state key "${key}"`);
+    }
+    const p = join(this.dir, ...key.split('/'));
+    if (!p.startsWith(this.dir + sep)) throw new Error(`invalid state key "${key}"`);
+    return p;
+  }
+
+  private async tempFile(value: string, target: string): Promise<string> {
+    await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+    const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(tmp, value, { mode: 0o600 });
+    return tmp;
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    try {
+      return await readFile(this.pathOf(key), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  async getOrCreate(key: string, create: () => Promise<string> | string): Promise<string> {
+    const existing = await this.get(key);
+    if (existing !== undefined) return existing;
+    const target = this.pathOf(key);
+    const tmp = await this.tempFile(await create(), target);
+    try {
+      await link(tmp, target);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+    return (await this.get(key))!;
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    const target = this.pathOf(key);
+    await rename(await this.tempFile(value, target), target);
+  }
+
+  async delete(key: string): Promise<void> {
+    await unlink(this.pathOf(key)).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+    });
+  }
+}

@@ -1,0 +1,89 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import type { MeshTrust } from '../api/types.js';
+import { splitPemCertificates } from '../api/pem.js';
+
+export interface TrustedCa {
+  fingerprint: string;
+  subject: string;
+  notAfter: Date;
+  pem: string;
+  /** Names of the MeshTrusts that carry this CA. */
+  sources: string[];
+}
+
+export interface TrustDomainBundle {
+  trustDomain: string;
+  cas: TrustedCa[];
+  /** The CAs concatenated: what goes into `trusted_ca` / `trust_bundle`. */
+  pem: string;
+}
+
+export interface ExpiredCa {
+  trustDomain: string;
+  source: string;
+  subject: string;
+  notAfter: Date;
+}
+
+export interface MeshTrustBundle {
+  mesh: string;
+  /** One entry per distinct trust domain, sorted by name. */
+  domains: TrustDomainBundle[];
+  /** CAs past their NotAfter: still listed in the bundle (they validate nothing) but reported. */
+  expired: ExpiredCa[];
+}
+
+function toPem(der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
+}
+
+/**
+ * Aggregates every MeshTrust of a mesh into one bundle per trust domain: Envoy's SPIFFE validator
+ * rejects the same trust domain twice, so same-domain CAs are merged and duplicates dropped.
+ */
+export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string, now: Date = new Date()): MeshTrustBundle {
+  const byDomain = new Map<string, Map<string, TrustedCa>>();
+  const expired: ExpiredCa[] = [];
+  const sorted = [...trusts].filter((t) => t.mesh === mesh).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const t of sorted) {
+    const domain = t.spec.trustDomain;
+    let cas = byDomain.get(domain);
+    if (!cas) byDomain.set(domain, (cas = new Map()));
+    for (const bundle of t.spec.caBundles) {
+      for (const der of splitPemCertificates(bundle.pem.value).ders) {
+        const fingerprint = createHash('sha256').update(der).digest('hex');
+        const existing = cas.get(fingerprint);
+        if (existing) {
+          if (!existing.sources.includes(t.name)) existing.sources.push(t.name);
+          continue;
+        }
+        const cert = new X509Certificate(der);
+        const notAfter = new Date(cert.validTo);
+        if (notAfter.getTime() < now.getTime()) expired.push({ trustDomain: domain, source: t.name, subject: cert.subject, notAfter });
+        cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name] });
+      }
+    }
+  }
+  const domains = [...byDomain.entries()]
+    .filter(([, cas]) => cas.size > 0)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([trustDomain, cas]) => {
+      const list = [...cas.values()];
+      return { trustDomain, cas: list, pem: list.map((c) => c.pem).join('') };
+    });
+  return { mesh, domains, expired };
+}
+
+/** Every CA of the mesh, one copy each, for the flat `trusted_ca` fallback. */
+export function flatBundlePem(bundle: MeshTrustBundle): string {
+  const seen = new Set<string>();
+  let pem = '';
+  for (const d of bundle.domains)
+    for (const ca of d.cas) {
+      if (seen.has(ca.fingerprint)) continue;
+      seen.add(ca.fingerprint);
+      pem += ca.pem;
+    }
+  return pem;
+}

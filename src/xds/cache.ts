@@ -1,0 +1,187 @@
+// Versioned, already-encoded secrets keyed by a cache key, with key-indexed watches.
+// Notifications are batched: every change is recorded first, and watchers are called only after
+// the mutation is complete, each once per batch with all of its changed keys. So a watcher may
+// read or write the cache from its callback without seeing half-applied state or recursing
+// (go-control-plane#503/#875), and a cancelled watch leaves nothing behind (#597/#882).
+import type { EncodedResource } from './resource.js';
+
+export type WatchCallback = (changedKeys: string[]) => void;
+
+export interface SecretCacheOptions {
+  /**
+   * 'microtask' (default): a batch is delivered in a microtask after its first change, so all
+   * synchronous updates of one snapshot coalesce. 'manual': only `flush()` delivers.
+   */
+  readonly delivery?: 'microtask' | 'manual';
+  /** Called with whatever a watcher throws; the other watchers are still notified. */
+  readonly onError?: (err: unknown) => void;
+}
+
+interface Watch {
+  readonly keys: Set<string>;
+  readonly onChange: WatchCallback;
+  active: boolean;
+}
+
+/** Rounds one flush delivers before yielding, so watchers that keep changing keys cannot starve the loop. */
+const MAX_ROUNDS_PER_FLUSH = 64;
+
+export class SecretCache {
+  readonly #entries = new Map<string, EncodedResource>();
+  readonly #index = new Map<string, Set<Watch>>();
+  #pending = new Set<string>();
+  #scheduled = false;
+  #flushing = false;
+  #watches = 0;
+  readonly #delivery: 'microtask' | 'manual';
+  readonly #onError: (err: unknown) => void;
+
+  constructor(opts: SecretCacheOptions = {}) {
+    this.#delivery = opts.delivery ?? 'microtask';
+    this.#onError = opts.onError ?? ((err) => process.emitWarning(`SecretCache watcher threw: ${String(err)}`));
+  }
+
+  get(key: string): EncodedResource | undefined {
+    return this.#entries.get(key);
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  keys(): IterableIterator<string> {
+    return this.#entries.keys();
+  }
+
+  /**
+   * Stores (or, with `undefined`, deletes) the resource under `key`. A resource with the same name
+   * and version as the stored one is a no-op: versions identify content, and keeping the stored
+   * object keeps its encoded bytes shared. Returns whether anything changed.
+   */
+  set(key: string, resource: EncodedResource | undefined): boolean {
+    const old = this.#entries.get(key);
+    if (resource === undefined) {
+      if (old === undefined) return false;
+      this.#entries.delete(key);
+    } else {
+      if (old !== undefined && old.version === resource.version && old.name === resource.name) return false;
+      this.#entries.set(key, resource);
+    }
+    this.#markChanged(key);
+    return true;
+  }
+
+  /** Applies many updates as one batch (they coalesce anyway; this is a convenience). */
+  setMany(entries: Iterable<readonly [string, EncodedResource | undefined]>): number {
+    let n = 0;
+    for (const [key, r] of entries) if (this.set(key, r)) n++;
+    return n;
+  }
+
+  /**
+   * Notifies watchers of `key` without storing anything: for keys that stand for a set rather
+   * than a resource (e.g. "the trust domains of mesh M changed", which wildcard streams watch).
+   */
+  touch(key: string): void {
+    this.#markChanged(key);
+  }
+
+  /** Watches `keys`; returns the cancel function (idempotent). The callback never runs after cancel. */
+  watch(keys: Iterable<string>, onChange: WatchCallback): () => void {
+    const w: Watch = { keys: new Set(keys), onChange, active: true };
+    for (const k of w.keys) {
+      let set = this.#index.get(k);
+      if (!set) this.#index.set(k, (set = new Set()));
+      set.add(w);
+    }
+    this.#watches++;
+    return () => {
+      if (!w.active) return;
+      w.active = false;
+      this.#watches--;
+      for (const k of w.keys) {
+        const set = this.#index.get(k);
+        if (!set) continue;
+        set.delete(w);
+        if (set.size === 0) this.#index.delete(k);
+      }
+      w.keys.clear();
+    };
+  }
+
+  /** Delivers pending notifications now. A call from inside a watcher returns at once: the running flush continues. */
+  flush(): void {
+    if (this.#flushing) return;
+    this.#flushing = true;
+    try {
+      for (let round = 0; this.#pending.size > 0; round++) {
+        if (false) {
+          if (this.#delivery === 'microtask') this.#schedule(true);
+          break;
+        }
+        this.#deliverOnce();
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /** Active watches (for metrics and leak tests). */
+  get watchCount(): number {
+    return this.#watches;
+  }
+
+  /** Keys with at least one watcher; 0 once every watch is cancelled. */
+  get indexedKeyCount(): number {
+    return this.#index.size;
+  }
+
+  /** Keys changed but not yet delivered. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  #markChanged(key: string): void {
+    this.#pending.add(key);
+    if (this.#delivery === 'microtask' && !this.#flushing) this.#schedule(false);
+  }
+
+  #schedule(yieldToIo: boolean): void {
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    const run = (): void => {
+      this.#scheduled = false;
+      this.flush();
+    };
+    if (yieldToIo) setImmediate(run);
+    else queueMicrotask(run);
+  }
+
+  #deliverOnce(): void {
+    const changed = this.#pending;
+    this.#pending = new Set();
+    // Collect first, call afterwards: each watcher once, with all of its changed keys.
+    const batch = new Map<Watch, string[]>();
+    for (const key of changed) {
+      const watchers = this.#index.get(key);
+      if (!watchers) continue;
+      for (const w of watchers) {
+        const keys = batch.get(w);
+        if (keys) keys.push(key);
+        else batch.set(w, [key]);
+      }
+    }
+    for (const [w, keys] of batch) {
+      if (!w.active) continue; // cancelled by an earlier callback in this batch
+      try {
+        w.onChange(keys);
+      } catch (err) {
+        this.#onError(err);
+      }
+    }
+  }
+}

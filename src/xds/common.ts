@@ -1,0 +1,79 @@
+// Pieces shared by the SotW, delta and fetch state machines: options, the actions every variant
+// can emit, and the request checks (type URL, node) that fail a stream.
+import { randomUUID } from 'node:crypto';
+import type { Node, Status } from './messages.js';
+import { SECRET_TYPE_URL, type Resolver, type Subscription } from './resource.js';
+
+export interface XdsOptions {
+  /** The only type this stream serves. Default: the Secret type. */
+  readonly typeUrl?: string;
+  /**
+   * Treat an empty `type_url` as `typeUrl` (true on the SDS service, where Envoy may leave it
+   * out; ADS should pass false). Default true.
+   */
+  readonly allowEmptyTypeUrl?: boolean;
+  /** Nonce generator; random by default. Injected so tests can be deterministic. */
+  readonly nonce?: () => string;
+}
+
+/** What a step needs besides state and event. */
+export interface StepContext extends XdsOptions {
+  readonly resolve: Resolver;
+}
+
+export type FailAction = { readonly type: 'fail'; readonly code: 'INVALID_ARGUMENT'; readonly message: string };
+/** The subscription changed: the transport re-points its cache watches. */
+export type SubscribeAction = { readonly type: 'subscribe'; readonly subscription: Subscription };
+/** For logging/metrics only; the state machine has already decided not to resend. */
+export type NackAction = {
+  readonly type: 'nack';
+  readonly nonce: string;
+  readonly version_info: string;
+  readonly detail: { readonly code: number; readonly message: string };
+};
+/** For metrics only. */
+export type AckAction = { readonly type: 'ack'; readonly nonce: string; readonly version_info: string };
+/** A request that was dropped without effect (for debug logs). */
+export type IgnoreAction = { readonly type: 'ignore'; readonly reason: 'stale-nonce' | 'closed'; readonly nonce: string };
+
+export type CommonAction = FailAction | SubscribeAction | NackAction | AckAction | IgnoreAction;
+
+export const defaultNonce = (): string => randomUUID();
+
+export function fail(message: string): FailAction {
+  return { type: 'fail', code: 'INVALID_ARGUMENT', message };
+}
+
+/** Returns a failure when the request's type URL is not the one this stream serves. */
+export function checkTypeUrl(typeUrl: string | undefined, opts: XdsOptions): FailAction | undefined {
+  const want = opts.typeUrl ?? SECRET_TYPE_URL;
+  const got = typeUrl ?? '';
+  if (got === want) return undefined;
+  if (got === '' && (opts.allowEmptyTypeUrl ?? true)) return undefined;
+  return fail(`unsupported type_url "${got}": this stream serves only "${want}"`);
+}
+
+/**
+ * The node may come on the first request only (set_node_on_first_message_only); a later request
+ * that names a different node id is refused, since identity may depend on it.
+ */
+export function nextNode(
+  current: Node | undefined,
+  incoming: Node | null | undefined,
+): { node: Node | undefined; failure?: FailAction } {
+  if (!incoming) return { node: current };
+  if (!current) return { node: incoming };
+  if ((incoming.id ?? '') !== (current.id ?? '')) {
+    return { node: current, failure: fail(`node.id changed within the stream from "${current.id ?? ''}" to "${incoming.id ?? ''}"`) };
+  }
+  return { node: current };
+}
+
+export function invalidNamesFailure(invalid: readonly string[]): FailAction {
+  const names = [...new Set(invalid)].sort().map((n) => JSON.stringify(n));
+  return fail(`unknown resource name${names.length === 1 ? '' : 's'} ${names.join(', ')}: no such secret can exist for this proxy`);
+}
+
+export function nackDetail(s: Status): { code: number; message: string } {
+  return { code: s.code ?? 0, message: s.message ?? '' };
+}

@@ -1,0 +1,198 @@
+// Incremental (delta) SDS stream as a pure state machine: (state, event) → (state, actions).
+// Per-resource versions are tracked per stream; a new stream starts from the client's
+// initial_resource_versions (go-control-plane#615).
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource, Node } from './messages.js';
+import {
+  EMPTY_SUBSCRIPTION,
+  SECRET_TYPE_URL,
+  normaliseNames,
+  restrictTo,
+  sameSubscription,
+  type EncodedResource,
+  type Subscription,
+} from './resource.js';
+import {
+  checkTypeUrl,
+  defaultNonce,
+  invalidNamesFailure,
+  nackDetail,
+  nextNode,
+  type CommonAction,
+  type StepContext,
+} from './common.js';
+
+export interface DeltaState {
+  readonly started: boolean;
+  readonly closed: boolean;
+  readonly node: Node | undefined;
+  readonly subscription: Subscription;
+  /** name → version the client has, as far as we know (sent by us, or claimed on the first request). */
+  readonly known: ReadonlyMap<string, string>;
+  readonly counter: number;
+  readonly lastNonce: string;
+}
+
+export type DeltaEvent = { readonly type: 'request'; readonly request: DeltaDiscoveryRequest } | { readonly type: 'changed' };
+
+export type DeltaSendAction = {
+  readonly type: 'send';
+  readonly response: DeltaDiscoveryResponse;
+  /** Resources in the response, for logs/metrics. */
+  readonly resources: readonly EncodedResource[];
+};
+export type DeltaAction = DeltaSendAction | CommonAction;
+
+export interface DeltaStep {
+  readonly state: DeltaState;
+  readonly actions: DeltaAction[];
+}
+
+export function initialDeltaState(): DeltaState {
+  return {
+    started: false,
+    closed: false,
+    node: undefined,
+    subscription: EMPTY_SUBSCRIPTION,
+    known: new Map(),
+    counter: 0,
+    lastNonce: '',
+  };
+}
+
+export function deltaStep(state: DeltaState, event: DeltaEvent, ctx: StepContext): DeltaStep {
+  if (state.closed) {
+    const nonce = event.type === 'request' ? (event.request.response_nonce ?? '') : '';
+    return { state, actions: event.type === 'request' ? [{ type: 'ignore', reason: 'closed', nonce }] : [] };
+  }
+  if (event.type === 'changed') {
+    if (!state.started) return { state, actions: [] };
+    return respond(state, ctx, [], false);
+  }
+  return onRequest(state, event.request, ctx);
+}
+
+function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepContext): DeltaStep {
+  const typeFailure = checkTypeUrl(req.type_url, ctx);
+  if (typeFailure) return closeWith(state, [typeFailure]);
+  const { node, failure } = nextNode(state.node, req.node);
+  if (failure) return closeWith(state, [failure]);
+
+  // Delta requests are never dropped as stale: each one carries subscription changes that the
+  // client will not repeat. The nonce only says which response is being ACKed or NACKed.
+  const actions: DeltaAction[] = [];
+  const nonce = req.response_nonce ?? '';
+  if (req.error_detail) {
+    // `known` keeps the NACKed versions, so nothing is resent until the resource changes again.
+    actions.push({ type: 'nack', nonce, version_info: '', detail: nackDetail(req.error_detail) });
+  } else if (nonce !== '') {
+    actions.push({ type: 'ack', nonce, version_info: '' });
+  }
+
+  const { names: subscribe, star: subStar } = normaliseNames(req.resource_names_subscribe);
+  const { names: unsubscribe, star: unsubStar } = normaliseNames(req.resource_names_unsubscribe);
+  let wildcard: boolean;
+  const names = new Set(state.subscription.names);
+  const known = new Map(state.known);
+
+  if (!state.started) {
+    // An empty initial subscription (or `*`) is a wildcard, per the xDS spec.
+    wildcard = subStar || subscribe.length === 0;
+    for (const n of subscribe) names.add(n);
+    for (const n of unsubscribe) names.delete(n);
+    if (unsubStar) wildcard = false;
+    // A reconnecting client tells us what it already has; honour it for names in scope.
+    for (const [n, v] of Object.entries(req.initial_resource_versions ?? {})) {
+      if (wildcard || names.has(n)) known.set(n, v);
+    }
+  } else {
+    wildcard = state.subscription.wildcard;
+    if (subStar) wildcard = true;
+    for (const n of subscribe) {
+      names.add(n);
+      // Subscribing again to a name means the client wants it (again): resend it.
+      known.delete(n);
+    }
+    for (const n of unsubscribe) {
+      names.delete(n);
+      if (!wildcard) known.delete(n);
+    }
+    if (unsubStar) {
+      wildcard = false;
+      // The client drops what it had only through the wildcard; no removal message needed.
+      for (const n of [...known.keys()]) if (!names.has(n)) known.delete(n);
+    }
+  }
+
+  const subscription: Subscription = { wildcard, names: [...names].sort() };
+  const subChanged = !state.started || !sameSubscription(subscription, state.subscription);
+  if (subChanged) actions.push({ type: 'subscribe', subscription });
+  const first = !state.started;
+  return respond({ ...state, started: true, node, subscription, known }, ctx, actions, first && wildcard);
+}
+
+/**
+ * Sends every in-scope resource whose version differs from what the client has, and
+ * `removed_resources` for what the client has but is no longer resolvable. The first response of
+ * a wildcard stream is sent even when empty (as go-control-plane does), so the client sees the
+ * state of the world.
+ */
+function respond(state: DeltaState, ctx: StepContext, actions: DeltaAction[], forceSend: boolean): DeltaStep {
+  const sub = state.subscription;
+  const inScope = sub.wildcard || sub.names.length > 0;
+  const resolution = inScope ? ctx.resolve(sub) : { resources: new Map<string, EncodedResource>(), invalid: [] };
+  if (resolution.invalid.length > 0) return closeWith(state, [...actions, invalidNamesFailure(resolution.invalid)]);
+
+  const resolved = restrictTo(sub, resolution.resources);
+  const changed: EncodedResource[] = [];
+  for (const r of resolved.values()) if (state.known.get(r.name) !== r.version) changed.push(r);
+  const removed: string[] = [];
+  for (const name of state.known.keys()) if (!resolved.has(name)) removed.push(name);
+  if (changed.length === 0 && removed.length === 0 && !forceSend) return { state, actions };
+
+  changed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  removed.sort();
+  const known = new Map(state.known);
+  for (const r of changed) known.set(r.name, r.version);
+  for (const n of removed) known.delete(n);
+  const counter = state.counter + 1;
+  const nonce = (ctx.nonce ?? defaultNonce)();
+  const resources: DeltaResource[] = changed.map((r) => ({ name: r.name, version: r.version, resource: r.any }));
+  const response: DeltaDiscoveryResponse = {
+    system_version_info: String(counter),
+    resources,
+    removed_resources: removed,
+    type_url: ctx.typeUrl ?? SECRET_TYPE_URL,
+    nonce,
+  };
+  actions.push({ type: 'send', response, resources: changed });
+  return { state: { ...state, counter, lastNonce: nonce, known }, actions };
+}
+
+function closeWith(state: DeltaState, actions: DeltaAction[]): DeltaStep {
+  return { state: { ...state, closed: true }, actions };
+}
+
+/** Mutable convenience wrapper for a transport: holds the state, runs steps. */
+export class DeltaStream {
+  #state: DeltaState = initialDeltaState();
+  constructor(private readonly ctx: StepContext) {}
+
+  get state(): DeltaState {
+    return this.#state;
+  }
+
+  onRequest(request: DeltaDiscoveryRequest): DeltaAction[] {
+    return this.#step({ type: 'request', request });
+  }
+
+  /** Call when any cache key this stream watches changed. */
+  onChange(): DeltaAction[] {
+    return this.#step({ type: 'changed' });
+  }
+
+  #step(event: DeltaEvent): DeltaAction[] {
+    const r = deltaStep(this.#state, event, this.ctx);
+    this.#state = r.state;
+    return r.actions;
+  }
+}

@@ -1,0 +1,76 @@
+// What the protocol core knows about a secret: its name, a version, and its bytes already
+// wrapped in a google.protobuf.Any. Encoding happens once, upstream; every stream shares the Buffer.
+
+export const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';
+
+export interface EncodedResource {
+  readonly name: string;
+  readonly version: string;
+  /** google.protobuf.Any of the Secret, encoded once and shared by every stream */
+  readonly any: { type_url: string; value: Buffer };
+}
+
+/** What a stream is subscribed to. `names` is sorted, deduplicated and never contains `*` or ''. */
+export interface Subscription {
+  readonly wildcard: boolean;
+  readonly names: readonly string[];
+}
+
+/**
+ * The resolver's answer for a subscription, keyed by the name the client asked for.
+ * A valid name that is not resolvable yet is simply absent (held); names that can never
+ * exist for this proxy go in `invalid` and fail the stream.
+ */
+export interface Resolution {
+  readonly resources: ReadonlyMap<string, EncodedResource>;
+  readonly invalid: readonly string[];
+}
+
+/** Supplied by the transport; reads the current cache. Called only when a step needs it. */
+export type Resolver = (subscription: Subscription) => Resolution;
+
+export const EMPTY_SUBSCRIPTION: Subscription = Object.freeze({ wildcard: false, names: Object.freeze([]) as readonly string[] });
+
+/** Sorted, deduplicated names without '' and without `*` (reported separately). */
+export function normaliseNames(names: readonly string[] | undefined): { names: string[]; star: boolean } {
+  const set = new Set<string>();
+  let star = false;
+  for (const n of names ?? []) {
+    if (n === '*') star = true;
+    else if (n !== '') set.add(n);
+  }
+  return { names: [...set].sort(), star };
+}
+
+export function sameSubscription(a: Subscription, b: Subscription): boolean {
+  if (a.wildcard !== b.wildcard || a.names.length !== b.names.length) return false;
+  for (let i = 0; i < a.names.length; i++) if (a.names[i] !== b.names[i]) return false;
+  return true;
+}
+
+/** The resolved resources that belong to `sub` (the resolver may return extras; they are dropped). */
+export function restrictTo(sub: Subscription, resources: ReadonlyMap<string, EncodedResource>): Map<string, EncodedResource> {
+  const out = new Map<string, EncodedResource>();
+  if (sub.wildcard) {
+    for (const [name, r] of resources) out.set(name, r);
+    return out;
+  }
+  for (const name of sub.names) {
+    const r = resources.get(name);
+    if (r) out.set(name, r);
+  }
+  return out;
+}
+
+/** name → version of a resource map. */
+export function versionsOf(resources: ReadonlyMap<string, EncodedResource>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const [name, r] of resources) out.set(name, r.version);
+  return out;
+}
+
+export function sameVersions(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
+}

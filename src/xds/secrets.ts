@@ -1,0 +1,55 @@
+// Builds the Secret resources mesh-sds serves, each encoded once into an Any whose bytes every
+// stream shares. Versions are content hashes, so they are the same on every replica and across
+// restarts: a reconnecting Envoy that already has a version is not sent it again (delta).
+import { createHash } from 'node:crypto';
+import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, encodeSecret, packSpiffeValidatorConfig } from './protos.js';
+import type { EncodedResource } from './resource.js';
+
+function encoded(name: string, secret: object, contentForVersion: string): EncodedResource {
+  const version = createHash('sha256').update(contentForVersion).digest('hex').slice(0, 16);
+  return { name, version, any: { type_url: SECRET_TYPE_URL, value: encodeSecret({ name, ...secret }) } };
+}
+
+/** `tls_certificate`: the SVID chain and its key. */
+export function tlsCertificateSecret(name: string, certChainPem: string, keyPem: string): EncodedResource {
+  return encoded(
+    name,
+    {
+      tls_certificate: {
+        certificate_chain: { inline_bytes: Buffer.from(certChainPem) },
+        private_key: { inline_bytes: Buffer.from(keyPem) },
+      },
+    },
+    `tls|${certChainPem}`,
+  );
+}
+
+export interface DomainPem {
+  trustDomain: string;
+  pem: string;
+}
+
+/** `validation_context` with Envoy's SPIFFE certificate validator: one entry per trust domain. */
+export function spiffeValidatorSecret(name: string, domains: readonly DomainPem[]): EncodedResource {
+  const typed = packSpiffeValidatorConfig(domains.map((d) => ({ name: d.trustDomain, pem: d.pem })));
+  return encoded(
+    name,
+    { validation_context: { custom_validator_config: { name: SPIFFE_VALIDATOR_NAME, typed_config: typed } } },
+    `spiffe|${JSON.stringify(domains)}`,
+  );
+}
+
+/**
+ * `validation_context` with a flat `trusted_ca`; with trust domains given, also SAN matchers
+ * (URI prefix `spiffe://td/`) so Envoys without the SPIFFE validator still keep domains apart.
+ */
+export function trustedCaSecret(name: string, pem: string, sanTrustDomains: readonly string[] = []): EncodedResource {
+  const validation_context: Record<string, unknown> = { trusted_ca: { inline_bytes: Buffer.from(pem) } };
+  if (sanTrustDomains.length > 0) {
+    validation_context.match_typed_subject_alt_names = sanTrustDomains.map((td) => ({
+      san_type: 'URI',
+      matcher: { prefix: `spiffe://${td}/` },
+    }));
+  }
+  return encoded(name, { validation_context }, `ca|${pem}|${sanTrustDomains.join(',')}`);
+}

@@ -1,0 +1,128 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { createMetrics } from '../../src/server/metrics.js';
+import { createLogger } from '../../src/server/logger.js';
+import { startAdminServer, type AdminServerOptions } from '../../src/server/admin.js';
+
+const silent = createLogger('silent', { destination: new Writable({ write: (_c, _e, cb) => cb() }) });
+
+async function withAdmin(
+  overrides: Partial<AdminServerOptions>,
+  fn: (base: string, ready: { value: boolean }) => Promise<void>,
+): Promise<void> {
+  const ready = { value: false };
+  const admin = await startAdminServer({
+    listen: '127.0.0.1:0',
+    metrics: createMetrics(),
+    isReady: () => ready.value,
+    debug: { proxies: () => [], secrets: () => [] },
+    logger: silent,
+    ...overrides,
+  });
+  try {
+    assert.equal(admin.address, '127.0.0.1');
+    assert.ok(admin.port > 0);
+    assert.equal(admin.url, `http://127.0.0.1:${admin.port}`);
+    await fn(admin.url, ready);
+  } finally {
+    await admin.close();
+  }
+}
+
+test('healthz is always 200; readyz follows isReady (503, then 200)', async () => {
+  await withAdmin({}, async (base, ready) => {
+    const h = await fetch(`${base}/healthz`);
+    assert.equal(h.status, 200);
+    assert.equal((await h.text()).trim(), 'ok');
+    assert.equal((await fetch(`${base}/readyz`)).status, 503);
+    ready.value = true;
+    assert.equal((await fetch(`${base}/readyz`)).status, 200);
+  });
+});
+
+test('metrics serves this server registry in Prometheus text format', async () => {
+  const metrics = createMetrics();
+  metrics.pushes.inc(7);
+  await withAdmin({ metrics }, async (base) => {
+    const r = await fetch(`${base}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get('content-type') ?? '', /^text\/plain; version=0\.0\.4/);
+    const text = await r.text();
+    assert.match(text, /^mesh_sds_pushes_total 7$/m);
+    assert.match(text, /^process_resident_memory_bytes /m);
+  });
+});
+
+test('debug endpoints return the callbacks JSON with secrets scrubbed', async () => {
+  const debug = {
+    proxies: () => [{ id: 'm.web', spiffeId: 'spiffe://td/x', token: 'tok-SECRET', labels: { app: 'web' } }],
+    secrets: async () => ({
+      default: { version: 'v1', notAfter: new Date('2030-01-01T00:00:00Z'), keyPem: '-----BEGIN PRIVATE KEY-----\nX\n-----END PRIVATE KEY-----\n' },
+      leaked: { pem: '-----BEGIN EC PRIVATE KEY-----\nY\n-----END EC PRIVATE KEY-----' },
+    }),
+    identities: () => ({ 'mi-a': { conditions: [{ type: 'Ready', status: 'True' }] } }),
+  };
+  await withAdmin({ debug }, async (base) => {
+    const p = await fetch(`${base}/debug/proxies`);
+    assert.equal(p.status, 200);
+    assert.match(p.headers.get('content-type') ?? '', /^application\/json/);
+    const pText = await p.text();
+    assert.ok(!pText.includes('tok-SECRET'));
+    assert.deepEqual(JSON.parse(pText), [{ id: 'm.web', spiffeId: 'spiffe://td/x', labels: { app: 'web' } }]);
+
+    const sText = await (await fetch(`${base}/debug/secrets`)).text();
+    assert.ok(!sText.includes('PRIVATE KEY'));
+    assert.deepEqual(JSON.parse(sText), { default: { version: 'v1', notAfter: '2030-01-01T00:00:00.000Z' }, leaked: {} });
+
+    const i = await fetch(`${base}/debug/identities`);
+    assert.equal(i.status, 200);
+    assert.deepEqual(await i.json(), { 'mi-a': { conditions: [{ type: 'Ready', status: 'True' }] } });
+  });
+});
+
+test('unknown paths are 404, /debug/identities without a callback is 404, non-GET is 405', async () => {
+  await withAdmin({}, async (base) => {
+    assert.equal((await fetch(`${base}/nope`)).status, 404);
+    assert.equal((await fetch(`${base}/debug/identities`)).status, 404);
+    assert.equal((await fetch(`${base}/healthz?x=1`)).status, 200, 'query strings are ignored');
+    const post = await fetch(`${base}/healthz`, { method: 'POST' });
+    assert.equal(post.status, 405);
+  });
+});
+
+test('a throwing debug callback yields 500 without its error text, and the server keeps serving', async () => {
+  const debug = {
+    proxies: () => {
+      throw new Error('internal detail SECRET');
+    },
+    secrets: () => [],
+  };
+  await withAdmin({ debug }, async (base) => {
+    const r = await fetch(`${base}/debug/proxies`);
+    assert.equal(r.status, 500);
+    assert.ok(!(await r.text()).includes('SECRET'));
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+});
+
+test('a bare port binds loopback, and close() frees the port', async () => {
+  const admin = await startAdminServer({
+    listen: '0',
+    metrics: createMetrics(),
+    isReady: () => true,
+    debug: { proxies: () => [], secrets: () => [] },
+    logger: silent,
+  });
+  assert.equal(admin.address, '127.0.0.1');
+  const url = admin.url;
+  assert.equal((await fetch(`${url}/healthz`)).status, 200);
+  await admin.close();
+  await assert.rejects(fetch(`${url}/healthz`));
+});
+
+test('an invalid listen address is refused', async () => {
+  const base = { metrics: createMetrics(), isReady: () => true, debug: { proxies: () => [], secrets: () => [] }, logger: silent };
+  await assert.rejects(startAdminServer({ ...base, listen: 'localhost' }), /host:port/);
+  await assert.rejects(startAdminServer({ ...base, listen: '127.0.0.1:99999' }), /invalid port/);
+});

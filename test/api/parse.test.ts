@@ -1,0 +1,197 @@
+// File-level parsing: YAML streams, JSON, lists, syntax errors, envelopes of both forms, Dataplanes, Secrets.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { stringify } from 'yaml';
+import { parseResources } from '../../src/api/parse.js';
+import type { Dataplane, MeshTrust, SecretResource } from '../../src/api/types.js';
+import { assertAccepted, assertRejected, FILE, meshIdentity, meshTrust, withField } from './helpers.js';
+
+const errs = (r: ReturnType<typeof parseResources>) => r.errors.map((e) => `${e.document}|${e.path}|${e.message}`);
+
+test('a YAML stream yields one resource per document and skips empty documents', () => {
+  const text = [stringify(meshTrust()), '', '# only a comment', stringify(meshIdentity()), stringify({ type: 'Dataplane', name: 'dp-1' })].join('---\n');
+  const r = parseResources(text, FILE);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual(r.resources.map((x) => [x.kind, x.source?.document]), [['MeshTrust', 0], ['MeshIdentity', 2], ['Dataplane', 3]]);
+  assert.deepEqual(parseResources('', FILE), { resources: [], errors: [] });
+  assert.deepEqual(parseResources('---\n---\n', FILE), { resources: [], errors: [] });
+});
+
+test('one bad document does not drop the good ones of the same file', () => {
+  const bad = withField(meshTrust(), 'spec.caBundles', []);
+  const text = [stringify(meshTrust()), stringify({ ...bad, name: 'bad' }), stringify(meshIdentity())].join('---\n');
+  const r = parseResources(text, FILE);
+  assert.deepEqual(r.resources.map((x) => x.name), ['trust', 'identity']);
+  assert.deepEqual(r.errors, [{ file: FILE, document: 1, path: 'spec.caBundles', message: 'must not be empty' }]);
+});
+
+test('a YAML syntax error becomes an error with its line and column, other documents survive', () => {
+  const text = `${stringify(meshTrust())}---\ntype: Dataplane\nname: [oops\n---\n${stringify(meshIdentity())}`;
+  const r = parseResources(text, FILE);
+  assert.deepEqual(r.resources.map((x) => x.kind), ['MeshTrust', 'MeshIdentity']);
+  assert.equal(r.errors.length, 1);
+  const e = r.errors[0]!;
+  assert.equal(e.document, 1);
+  assert.equal(e.path, '');
+  const line = text.split('\n').indexOf('name: [oops') + 1;
+  assert.match(e.message, new RegExp(`^invalid YAML at line (${line}|${line + 1}), column \\d+: `));
+});
+
+test('duplicate keys are a YAML error', () => {
+  const r = parseResources('type: Dataplane\nname: a\nname: b\n', FILE);
+  assert.equal(r.resources.length, 0);
+  assert.match(r.errors[0]?.message ?? '', /^invalid YAML at line 3, column 1: Map keys must be unique/);
+});
+
+test('JSON input: one object, an array of objects, an items list, a Kubernetes List', () => {
+  const one = parseResources(JSON.stringify(meshTrust()), 'x.json');
+  assert.deepEqual(one.errors, []);
+  assert.equal(one.resources[0]?.kind, 'MeshTrust');
+
+  const arr = parseResources(JSON.stringify([meshTrust(), withField(meshIdentity(), 'spec.provider.type', 'X'), meshIdentity()], null, 2), 'x.json');
+  assert.deepEqual(arr.resources.map((x) => [x.kind, x.source?.document]), [['MeshTrust', 0], ['MeshIdentity', 2]]);
+  assert.deepEqual(errs(arr), ['1|spec.provider.type|must be one of Bundled, Spire']);
+
+  const items = parseResources(JSON.stringify({ items: [meshTrust(), meshIdentity()] }), 'x.json');
+  assert.deepEqual(items.errors, []);
+  assert.deepEqual(items.resources.map((x) => x.kind), ['MeshTrust', 'MeshIdentity']);
+
+  const list = parseResources(stringify({ apiVersion: 'v1', kind: 'List', items: [meshTrust()] }), FILE);
+  assert.deepEqual(list.errors, []);
+  assert.equal(list.resources.length, 1);
+});
+
+test('the same resource twice in a file is an error on the second', () => {
+  const r = parseResources([stringify(meshTrust()), stringify(meshTrust())].join('---\n'), FILE);
+  assert.equal(r.resources.length, 1);
+  assert.deepEqual(errs(r), ['1||duplicate MeshTrust "trust" in mesh "default" (first defined in document 1)']);
+});
+
+test('a document that is not an object, or has neither kind nor type, is rejected', () => {
+  assert.deepEqual(errs(parseResources('just a string\n', FILE)), ['0||document must be an object']);
+  assert.deepEqual(errs(parseResources('name: x\n', FILE)), ['0||document has neither kind (Kubernetes form) nor type (Universal form)']);
+});
+
+test('an unknown kind is named, in either form', () => {
+  assertRejected({ type: 'MeshTLS', name: 'x' }, 'type: unknown kind "MeshTLS", expected one of MeshTrust, MeshIdentity, Dataplane, Secret');
+  assertRejected(
+    { apiVersion: 'kuma.io/v1alpha1', kind: 'Mesh', metadata: { name: 'x' } },
+    'kind: unknown kind "Mesh", expected one of MeshTrust, MeshIdentity, Dataplane, Secret',
+  );
+});
+
+test('Kubernetes form: apiVersion is checked, mesh comes from the kuma.io/mesh label', () => {
+  const k8s = {
+    apiVersion: 'kuma.io/v1alpha1',
+    kind: 'MeshTrust',
+    metadata: { name: 'trust', namespace: 'kuma-system', labels: { 'kuma.io/mesh': 'payments', team: 'a' } },
+    spec: meshTrust().spec,
+  };
+  const mt = assertAccepted<MeshTrust>(k8s);
+  assert.deepEqual([mt.mesh, mt.namespace, mt.labels], ['payments', 'kuma-system', { team: 'a', 'k8s.kuma.io/namespace': 'kuma-system' }]);
+  assert.equal(assertAccepted(withField(k8s, 'metadata.labels', undefined)).mesh, 'default');
+  assertRejected(withField(k8s, 'apiVersion', 'kuma.io/v1'), 'apiVersion: must be kuma.io/v1alpha1');
+  assertRejected(withField(k8s, 'metadata', undefined), 'metadata: must be defined', 'metadata.name: must not be empty');
+  assertRejected(withField(k8s, 'extra', 1), 'extra: unknown field');
+  // Server-populated metadata is ignored so `kubectl get -o yaml` output is accepted.
+  assertAccepted(withField(k8s, 'metadata.resourceVersion', '12'));
+});
+
+test('Universal form: the k8s.kuma.io/namespace label gives the namespace (as Kuma carries it)', () => {
+  const mt = assertAccepted<MeshTrust>(withField(meshTrust(), 'labels', { 'k8s.kuma.io/namespace': 'kuma-system' }));
+  assert.equal(mt.namespace, 'kuma-system');
+  assertRejected(
+    withField(meshTrust(), 'labels', { 'k8s.kuma.io/namespace': 'Bad_NS' }),
+    'labels["k8s.kuma.io/namespace"]: must be a valid DNS-1123 label (lowercase letters, digits and \'-\', starting and ending with a letter or digit)',
+  );
+});
+
+test('Universal form: mesh defaults to default, unknown top-level fields are refused', () => {
+  const mt = assertAccepted<MeshTrust>(withField(meshTrust(), 'mesh', undefined));
+  assert.equal(mt.mesh, 'default');
+  assert.equal(mt.namespace, '');
+  assertRejected(withField(meshTrust(), 'metadata', {}), 'metadata: unknown field');
+  assertAccepted(withField(meshTrust(), 'creationTime', '2024-01-01T00:00:00Z'));
+});
+
+test('names must be valid DNS-1123 names and meshes DNS labels', () => {
+  const dns = "must be a valid DNS-1123 name (lowercase letters, digits, '-' and '.', starting and ending with a letter or digit)";
+  assertRejected(withField(meshTrust(), 'name', 'My_Trust'), `name: ${dns}`);
+  assertRejected(withField(meshTrust(), 'name', undefined), 'name: must not be empty');
+  assertRejected(withField(meshTrust(), 'name', 'a'.repeat(254)), 'name: must not be longer than 253 characters');
+  assertAccepted(withField(meshTrust(), 'name', 'zone-2.trust'));
+  assertRejected(
+    withField(meshTrust(), 'mesh', 'my.mesh'),
+    "mesh: must be a valid DNS-1123 label (lowercase letters, digits and '-', starting and ending with a letter or digit)",
+  );
+  assertRejected(
+    { apiVersion: 'kuma.io/v1alpha1', kind: 'Dataplane', metadata: { name: 'Bad' } },
+    `metadata.name: ${dns}`,
+  );
+});
+
+test('labels must map strings to strings', () => {
+  assertRejected(withField(meshTrust(), 'labels', { version: 2 }), 'labels["version"]: must be a string');
+  assertRejected(withField(meshTrust(), 'labels', ['a']), 'labels: must be a map of strings');
+  assert.deepEqual(assertAccepted(withField(meshTrust(), 'labels', { version: '2' })).labels, { version: '2' });
+});
+
+test('Universal Dataplane: labels plus inbound tags, labels winning', () => {
+  const dp = assertAccepted<Dataplane>({
+    type: 'Dataplane',
+    mesh: 'default',
+    name: 'web-1',
+    labels: { app: 'web', 'kuma.io/workload': 'web' },
+    networking: { address: '10.0.0.1', inbound: [{ port: 8080, tags: { 'kuma.io/service': 'web', app: 'from-tag' } }] },
+  });
+  assert.deepEqual(dp.labels, { 'kuma.io/service': 'web', app: 'web', 'kuma.io/workload': 'web' });
+  assert.equal(dp.namespace, '');
+  assertRejected({ type: 'Dataplane', name: 'x', networking: { inbound: [{ tags: { port: 1 } }] } }, 'networking.inbound[0].tags["port"]: must be a string');
+  assertRejected({ type: 'Dataplane', name: 'x', spec: {} }, 'spec: unknown field');
+});
+
+test('Kubernetes Dataplane: metadata.labels, plus its namespace as k8s.kuma.io/namespace', () => {
+  const dp = assertAccepted<Dataplane>({
+    apiVersion: 'kuma.io/v1alpha1',
+    kind: 'Dataplane',
+    mesh: 'demo',
+    metadata: { name: 'web-1', namespace: 'shop', labels: { app: 'web', 'k8s.kuma.io/service-account': 'web-sa' } },
+    spec: { networking: { inbound: [{ tags: { version: 'v1' } }] } },
+  });
+  assert.equal(dp.mesh, 'demo');
+  assert.deepEqual(dp.labels, { version: 'v1', app: 'web', 'k8s.kuma.io/service-account': 'web-sa', 'k8s.kuma.io/namespace': 'shop' });
+  assert.equal(dp.namespace, 'shop');
+});
+
+test('Universal Secret: data is base64', () => {
+  const s = assertAccepted<SecretResource>({ type: 'Secret', name: 'ca-cert', mesh: 'default', data: Buffer.from('hello').toString('base64') });
+  assert.equal(s.data.toString(), 'hello');
+  assertRejected({ type: 'Secret', name: 'ca-cert', data: 'not base64!' }, 'data: must be valid base64');
+  assertRejected({ type: 'Secret', name: 'ca-cert' }, 'data: must not be empty');
+});
+
+test('Kubernetes Secret: data.value base64 or stringData.value, apiVersion v1', () => {
+  const base = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'ca-key', namespace: 'kuma-system', labels: { 'kuma.io/mesh': 'default' } }, type: 'system.kuma.io/secret' };
+  const a = assertAccepted<SecretResource>({ ...base, data: { value: Buffer.from('key-bytes').toString('base64') } });
+  assert.equal(a.data.toString(), 'key-bytes');
+  assert.equal(a.namespace, 'kuma-system');
+  const b = assertAccepted<SecretResource>({ ...base, stringData: { value: 'plain' } });
+  assert.equal(b.data.toString(), 'plain');
+  assertRejected({ ...base, data: {} }, 'data.value: must be defined (or stringData.value)');
+  assertRejected({ ...base, apiVersion: 'kuma.io/v1alpha1', data: { value: 'aGk=' } }, 'apiVersion: must be v1');
+});
+
+test('broken JSON is reported with its line and column by the YAML parser', () => {
+  const r = parseResources('{\n  "type": "Dataplane",\n  "name": "x"\n  "mesh": "default"\n}\n', 'x.json');
+  assert.equal(r.resources.length, 0);
+  assert.match(r.errors[0]?.message ?? '', /^invalid YAML at line \d, column \d+: /);
+  assert.equal(r.errors[0]?.document, 0);
+});
+
+test('a large JSON list of Dataplanes parses every item', () => {
+  const items = Array.from({ length: 2000 }, (_, i) => ({ type: 'Dataplane', name: `dp-${i}`, labels: { app: 'web' } }));
+  const r = parseResources(JSON.stringify({ items }), 'big.json');
+  assert.deepEqual(r.errors, []);
+  assert.equal(r.resources.length, 2000);
+  assert.equal(r.resources[1999]?.source?.document, 1999);
+});

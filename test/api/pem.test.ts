@@ -1,0 +1,31 @@
+// PEM bundle splitting, shared with trust aggregation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { derToPem, isCaCertificate, splitPemCertificates } from '../../src/api/pem.js';
+import { pem } from './helpers.js';
+
+test('splits concatenated certificates into DER, ignoring text between blocks', () => {
+  const text = `# roots\n${pem('root-ca')}\nsome comment\n${pem('intermediate-ca')}`;
+  const { ders, error } = splitPemCertificates(text);
+  assert.equal(error, undefined);
+  assert.equal(ders.length, 2);
+  assert.match(new X509Certificate(ders[0] as Buffer).subject, /CN=Test Root CA/);
+  assert.match(new X509Certificate(ders[1] as Buffer).subject, /CN=Test Intermediate CA/);
+});
+
+test('reports no block, a non-certificate block, bad base64 and non-X.509 bodies', () => {
+  assert.equal(splitPemCertificates('').error, 'no PEM certificate found');
+  const key = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+  assert.equal(splitPemCertificates(pem('root-ca') + key).error, 'PEM block 2 is a PRIVATE KEY, not a CERTIFICATE');
+  assert.equal(splitPemCertificates('-----BEGIN CERTIFICATE-----\n... (x) ...\n-----END CERTIFICATE-----').error, 'PEM block 1 is not valid base64');
+  assert.equal(splitPemCertificates('-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----').error, 'PEM block 1 is not an X.509 certificate');
+});
+
+test('tells CAs from leaves and re-encodes DER to the same PEM', () => {
+  const root = splitPemCertificates(pem('root-ca')).ders[0] as Buffer;
+  const leaf = splitPemCertificates(pem('leaf-not-ca')).ders[0] as Buffer;
+  assert.equal(isCaCertificate(root), true);
+  assert.equal(isCaCertificate(leaf), false);
+  assert.equal(derToPem(root), pem('root-ca'));
+});

@@ -1,0 +1,53 @@
+// SPIFFE ID templates: the Go-template subset Kuma accepts, and rendering with labels and variables.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  DEFAULT_PATH_TEMPLATE,
+  DEFAULT_TRUST_DOMAIN_TEMPLATE,
+  parseSpiffeTemplate,
+  renderSpiffeTemplate,
+  spiffePathProblem,
+  trustDomainProblem,
+  TRUST_DOMAIN_VARIABLES,
+} from '../../src/api/template.js';
+
+const render = (tpl: string, vars: Record<string, string>, labels: Record<string, string> = {}) => {
+  const p = parseSpiffeTemplate(tpl);
+  assert.equal(p.error, undefined);
+  return renderSpiffeTemplate(p.parts, { vars, labels });
+};
+
+test('renders the default templates', () => {
+  assert.deepEqual(render(DEFAULT_TRUST_DOMAIN_TEMPLATE, { Mesh: 'default', Zone: 'zone-1' }), { value: 'default.zone-1.mesh.local' });
+  assert.deepEqual(render(DEFAULT_PATH_TEMPLATE, { Namespace: 'shop', ServiceAccount: 'web' }), { value: '/ns/shop/sa/web' });
+});
+
+test('renders labels, spacing variants and trim markers', () => {
+  assert.deepEqual(render('/{{label "app"}}/{{ label `kuma.io/zone` }}', {}, { app: 'web', 'kuma.io/zone': 'z1' }), { value: '/web/z1' });
+  assert.deepEqual(render('/a/ {{- .Workload -}} /b', { Workload: 'w' }), { value: '/a/w/b' });
+  assert.deepEqual(render('/{{.Mesh}}', { Mesh: 'm' }), { value: '/m' });
+});
+
+test('a missing label or variable is an error naming it', () => {
+  assert.deepEqual(render('/{{ label "team" }}', {}, {}), { error: 'label "team" not found' });
+  assert.deepEqual(render('/{{ .Workload }}', {}), { error: 'template variable .Workload has no value for this dataplane' });
+});
+
+test('parse errors name the problem', () => {
+  assert.equal(parseSpiffeTemplate('/{{ .Foo }}').error, 'unknown template variable .Foo');
+  assert.equal(parseSpiffeTemplate('/{{ .Mesh.Name }}').error, 'invalid template: unsupported action "{{ .Mesh.Name }}"');
+  assert.equal(parseSpiffeTemplate('/{{ . }}').error, 'invalid template: unsupported action "{{ . }}"');
+  assert.equal(parseSpiffeTemplate('/{{ .Mesh').error, 'invalid template: unclosed action');
+  assert.equal(parseSpiffeTemplate('{{ .Workload }}.x', TRUST_DOMAIN_VARIABLES).error, 'template variable .Workload is not allowed here (allowed: .Mesh, .Zone, label)');
+  assert.deepEqual(parseSpiffeTemplate('/plain/}}text').parts, [{ kind: 'text', text: '/plain/}}text' }]);
+});
+
+test('SPIFFE trust domain and path rules', () => {
+  assert.equal(trustDomainProblem('example.org'), undefined);
+  assert.equal(trustDomainProblem('Example.org'), "must contain only lowercase letters, digits, '.', '-' and '_'");
+  assert.equal(trustDomainProblem(''), 'must not be empty');
+  assert.equal(spiffePathProblem('/ns/default/sa/web'), undefined);
+  assert.equal(spiffePathProblem('/a/'), 'must not contain empty segments or end with /');
+  assert.equal(spiffePathProblem('/a/./b'), 'must not contain . or .. segments');
+  assert.equal(spiffePathProblem('/a b'), "must contain only letters, digits, '.', '-', '_' and '/'");
+});

@@ -1,0 +1,45 @@
+// `mesh-sds validate FILE…` output lines.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { validateFiles } from '../../src/api/validate-files.js';
+import { meshIdentity, meshTrust, withField } from './helpers.js';
+
+test('validateFiles prints one line per error, or a count per valid file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-validate-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const good = join(dir, 'good.yaml');
+  const bad = join(dir, 'bad.yaml');
+  const missing = join(dir, 'missing.yaml');
+  writeFileSync(good, [stringify(meshTrust()), stringify(meshIdentity())].join('---\n'));
+  writeFileSync(
+    bad,
+    [stringify({ type: 'Dataplane', name: 'dp' }), stringify(withField(meshTrust(), 'spec.trustDomain', 'x'.repeat(300)))].join('---\n'),
+  );
+
+  assert.deepEqual(await validateFiles([good]), { ok: true, lines: [`${good}: 2 resources valid`] });
+  assert.deepEqual(await validateFiles([good, bad, missing]), {
+    ok: false,
+    lines: [
+      `${good}: 2 resources valid`,
+      `${bad} (document 2): spec.trustDomain: must not be longer than 253 characters`,
+      `${missing} (document 1): cannot read file: ENOENT`,
+    ],
+  });
+});
+
+test('validateFiles flags the same resource defined in two files', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-validate-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const a = join(dir, 'a.yaml');
+  const b = join(dir, 'b.yaml');
+  writeFileSync(a, stringify(meshTrust()));
+  writeFileSync(b, stringify(meshTrust()));
+  assert.deepEqual(await validateFiles([a, b]), {
+    ok: false,
+    lines: [`${a}: 1 resources valid`, `${b} (document 1): duplicate MeshTrust "trust" in mesh "default" (also defined in ${a})`],
+  });
+});

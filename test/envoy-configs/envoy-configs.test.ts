@@ -1,0 +1,192 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, parseAllDocuments } from 'yaml';
+import { ProtoJsonError, decodeBootstrapStrict, fromAny, type DecodedMessage } from '../../src/xds/protos.js';
+import { classifySecretName, formatIdentityKri } from '../../src/xds/names.js';
+import { parseSpiffeId } from '../../src/identity/spiffe-id.js';
+
+const DIR = 'envoy-configs';
+const QUICKSTART = 'examples/quickstart';
+/** Placeholders the configs may contain, each documented in envoy-configs/README.md. */
+const PLACEHOLDERS: Record<string, string> = { MESH_SDS_TOKEN: 'dummy-token' };
+/** Fallback when examples/quickstart has no MeshIdentity yet: the README's example identity
+ * (MeshIdentity `identity`, namespace `kuma-system`, mesh `default`, zone `default`). */
+const FALLBACK_KRI = 'kri_mid_default_default_kuma-system_identity_';
+const ZONE = 'default'; // mesh-sds --zone default, as `npm start` runs it
+
+const SDS_CONFIG = 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig';
+const HPO_URL = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+const files = readdirSync(DIR).filter((f) => f.endsWith('.yaml')).sort();
+
+function substitute(text: string): string {
+  return text.replace(/\$\{([A-Z0-9_]+)\}/g, (m, name: string) => {
+    const v = PLACEHOLDERS[name];
+    assert.ok(v !== undefined, `undocumented placeholder ${m}`);
+    return v;
+  });
+}
+
+function load(file: string) {
+  return decodeBootstrapStrict(parse(substitute(readFileSync(join(DIR, file), 'utf8'))));
+}
+
+/** KRIs of every MeshIdentity in examples/quickstart (either resource form). */
+function quickstartKris(): string[] {
+  if (!existsSync(QUICKSTART)) return [];
+  const kris: string[] = [];
+  for (const f of readdirSync(QUICKSTART).filter((n) => /\.(ya?ml|json)$/.test(n))) {
+    for (const doc of parseAllDocuments(readFileSync(join(QUICKSTART, f), 'utf8'))) {
+      const r = doc.toJSON() as any;
+      if (r?.kind === 'MeshIdentity' && r.metadata) {
+        kris.push(formatIdentityKri({ mesh: r.metadata.labels?.['kuma.io/mesh'] ?? 'default', zone: ZONE, namespace: r.metadata.namespace ?? '', name: r.metadata.name }));
+      } else if (r?.type === 'MeshIdentity') {
+        kris.push(formatIdentityKri({ mesh: r.mesh ?? 'default', zone: ZONE, namespace: '', name: r.name }));
+      }
+    }
+  }
+  return kris;
+}
+
+const of = (messages: DecodedMessage[], type: string) => messages.filter((m) => m.type === type);
+
+test('the four documented configs are present and README.md documents each', () => {
+  assert.deepEqual(files, ['gateway.yaml', 'sidecar-unix-socket.yaml', 'sidecar.yaml', 'spire-compatible.yaml']);
+  const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
+  for (const f of files) assert.ok(readme.includes(f), `README.md does not mention ${f}`);
+  for (const p of Object.keys(PLACEHOLDERS)) assert.ok(readme.includes(`\${${p}}`), `README.md does not document \${${p}}`);
+});
+
+for (const file of files) {
+  test(`${file} decodes strictly into envoy.config.bootstrap.v3.Bootstrap`, () => {
+    const { value, messages } = load(file);
+    const node = value['node'] as { id: string; cluster: string };
+    assert.match(node.id, /^[a-z0-9-]+\.[a-z0-9.-]+$/, 'node.id is <mesh>.<dataplane-name>');
+    assert.ok(node.cluster, 'node.cluster is required for xDS');
+    assert.ok(messages.length > 50, 'walked the whole tree');
+  });
+
+  test(`${file}: every sds_config uses the first, static, HTTP/2 cluster with the token`, () => {
+    const { value, messages } = load(file);
+    const clusters = (value['static_resources'] as any).clusters as any[];
+    const sds = of(messages, SDS_CONFIG);
+    assert.ok(sds.length >= 2, 'identity and trust secrets come from SDS');
+    for (const m of sds) {
+      const cfg = m.value['sds_config'] as any;
+      assert.equal(cfg.resource_api_version, 'V3', m.path);
+      const api = cfg.api_config_source;
+      assert.deepEqual([api.api_type, api.transport_api_version, api.set_node_on_first_message_only], ['GRPC', 'V3', true], m.path);
+      assert.equal(api.grpc_services.length, 1, m.path);
+      const svc = api.grpc_services[0];
+      const idx = clusters.findIndex((c) => c.name === svc.envoy_grpc.cluster_name);
+      assert.equal(idx, 0, `${m.path}: SDS cluster ${svc.envoy_grpc.cluster_name} must exist and be listed first`);
+      assert.deepEqual(svc.initial_metadata, [{ key: 'authorization', value: 'Bearer dummy-token' }], m.path);
+    }
+    const sdsCluster = clusters[0];
+    assert.equal(sdsCluster.type, 'STATIC');
+    const opts = sdsCluster.typed_extension_protocol_options as Array<{ key: string; value: { type_url: string; value: Buffer } }>;
+    const hpo = opts.find((o) => o.key === 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions');
+    assert.ok(hpo && hpo.value.type_url === HPO_URL, 'HttpProtocolOptions present');
+    assert.ok((fromAny(hpo.value).value as any).explicit_http_config?.http2_protocol_options, 'explicit HTTP/2');
+  });
+
+  test(`${file}: every secret name is one mesh-sds serves, identities are quickstart MeshIdentities`, () => {
+    const { value, messages } = load(file);
+    const kris = quickstartKris();
+    const expectedKris = kris.length > 0 ? kris : [FALLBACK_KRI];
+    const mesh = (value['node'] as { id: string }).id.split('.')[0];
+    for (const m of of(messages, SDS_CONFIG)) {
+      const name = m.value['name'] as string;
+      const ref = classifySecretName(name);
+      assert.notEqual(ref.kind, 'invalid', `${m.path}: ${name}: ${ref.kind === 'invalid' ? ref.reason : ''}`);
+      if (ref.kind === 'identity') {
+        assert.ok(expectedKris.includes(name), `${m.path}: ${name} is not the KRI of a MeshIdentity in ${QUICKSTART} (${expectedKris.join(', ')})`);
+        assert.equal(ref.kri.mesh, mesh, 'identity of the proxy\'s own mesh');
+      }
+      // Certificates go where certificates are expected and trust where trust is.
+      const isCert = ref.kind === 'identity' || ref.kind === 'default' || ref.kind === 'svid';
+      assert.equal(isCert, /tls_certificate_sds_secret_configs\[\d+\]$/.test(m.path), `${m.path}: ${name} in the wrong place`);
+    }
+  });
+
+  test(`${file}: mTLS is enforced on mesh listeners and peers are pinned by SPIFFE ID`, () => {
+    const { messages } = load(file);
+    const downstream = of(messages, 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext');
+    const mesh = downstream.filter((d) => (d.value['common_tls_context'] as any).validation_context_sds_secret_config);
+    for (const d of mesh) assert.deepEqual(d.value['require_client_certificate'], { value: true }, d.path);
+    const upstream = of(messages, 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext');
+    assert.ok(upstream.length >= 1);
+    for (const u of upstream) {
+      const combined = (u.value['common_tls_context'] as any).combined_validation_context;
+      assert.ok(combined, `${u.path}: combined_validation_context`);
+      const sans = combined.default_validation_context.match_typed_subject_alt_names as any[];
+      assert.ok(sans.length > 0, `${u.path}: SAN matcher`);
+      for (const s of sans) {
+        assert.equal(s.san_type, 'URI');
+        const id = parseSpiffeId(s.matcher.exact);
+        assert.ok(!('error' in id) && id.path !== '', `${u.path}: ${s.matcher.exact} is a workload SPIFFE ID`);
+      }
+    }
+    if (file.startsWith('sidecar') || file.startsWith('spire')) assert.equal(mesh.length, 1, 'one inbound mTLS listener');
+  });
+
+  test(`${file}: every route points at a defined cluster`, () => {
+    const { value, messages } = load(file);
+    const names = new Set(((value['static_resources'] as any).clusters as any[]).map((c) => c.name));
+    const routes = of(messages, 'envoy.config.route.v3.RouteAction');
+    assert.ok(routes.length > 0);
+    for (const r of routes) assert.ok(names.has(r.value['cluster']), `${r.path}: unknown cluster ${String(r.value['cluster'])}`);
+  });
+}
+
+test('sidecar-unix-socket.yaml reaches mesh-sds through a pipe address', () => {
+  const { value } = load('sidecar-unix-socket.yaml');
+  const sds = ((value['static_resources'] as any).clusters as any[])[0];
+  const addr = sds.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address;
+  assert.ok(addr.pipe?.path?.startsWith('/'), 'absolute socket path');
+});
+
+test('spire-compatible.yaml uses only SPIRE agent names', () => {
+  const names = of(load('spire-compatible.yaml').messages, SDS_CONFIG).map((m) => m.value['name']);
+  assert.deepEqual([...new Set(names)].sort(), ['ALL', 'ROOTCA', 'default']);
+});
+
+function mutated(file: string, from: string | RegExp, to: string) {
+  const text = readFileSync(join(DIR, file), 'utf8');
+  const next = text.replace(from, to);
+  assert.notEqual(next, text, `mutation ${String(from)} applied`);
+  return () => decodeBootstrapStrict(parse(substitute(next)));
+}
+
+function failsAt(fn: () => unknown, path: RegExp, reason: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof ProtoJsonError, String(e));
+    assert.match(e.path, path);
+    assert.match(e.message, reason);
+    return true;
+  });
+}
+
+test('the checker rejects a misspelled field in a real config, naming its path', () => {
+  failsAt(
+    mutated('sidecar.yaml', 'tls_certificate_sds_secret_configs:', 'tls_certificate_sds_secret_config:'),
+    /^static_resources\.clusters\[1\]\.transport_socket\.typed_config\.common_tls_context\.tls_certificate_sds_secret_config$/,
+    /unknown field "tls_certificate_sds_secret_config" in envoy\.extensions\.transport_sockets\.tls\.v3\.CommonTlsContext/,
+  );
+  failsAt(mutated('gateway.yaml', /^ {2}clusters:/m, '  clustrs:'), /^static_resources\.clustrs$/, /unknown field "clustrs"/);
+  failsAt(mutated('sidecar.yaml', 'set_node_on_first_message_only', 'set_node_on_first_message'), /api_config_source\.set_node_on_first_message$/, /unknown field/);
+});
+
+test('the checker rejects an unknown @type in a real config', () => {
+  failsAt(
+    mutated('sidecar.yaml', 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router', 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Routr'),
+    /^static_resources\.listeners\[0\]\.filter_chains\[0\]\.filters\[0\]\.typed_config\.http_filters\[0\]\.typed_config\.@type$/,
+    /unknown @type "type\.googleapis\.com\/envoy\.extensions\.filters\.http\.router\.v3\.Routr"/,
+  );
+});
+
+test('the checker rejects a misspelled enum value in a real config', () => {
+  failsAt(mutated('spire-compatible.yaml', 'api_type: GRPC', 'api_type: GRCP'), /api_config_source\.api_type$/, /unknown value "GRCP"/);
+});

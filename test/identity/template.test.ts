@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { renderTemplate, parseTemplate, TemplateError } from '../../src/identity/template.js';
+import { computeSpiffeId } from '../../src/identity/spiffe.js';
+import { meshIdentity } from '../helpers/resources.js';
+
+const labels = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'cart', app: 'cart', 'kuma.io/workload': 'cart-wl' };
+const ctx = { mesh: 'default', zone: 'east', labels };
+
+test('template variables and label lookups render in place', () => {
+  const cases: [string, string][] = [
+    ['{{ .Mesh }}.{{ .Zone }}.mesh.local', 'default.east.mesh.local'],
+    ['{{.Mesh}}', 'default'],
+    ['/ns/{{ .Namespace }}/sa/{{ .ServiceAccount }}', '/ns/shop/sa/cart'],
+    ['/app/{{ label "app" }}', '/app/cart'],
+    ['/workload/{{ .Workload }}', '/workload/cart-wl'],
+    ['/static', '/static'],
+  ];
+  for (const [tpl, want] of cases) assert.equal(renderTemplate(tpl, ctx), want, tpl);
+});
+
+test('the workload claim of a token takes precedence over the label', () => {
+  assert.equal(renderTemplate('/w/{{ .Workload }}', { ...ctx, workload: 'from-token' }), '/w/from-token');
+});
+
+test('a missing label is an error naming the label, never an empty segment', () => {
+  assert.throws(() => renderTemplate('/{{ label "tier" }}', ctx), (e: Error) => e instanceof TemplateError && e.message === 'label "tier" not found');
+  assert.throws(() => renderTemplate('/{{ .Workload }}', { ...ctx, labels: {} }), /workload not found/);
+  assert.throws(() => renderTemplate('/{{ .Namespace }}', { ...ctx, labels: {} }), /label "k8s.kuma.io\/namespace" not found/);
+});
+
+test('unknown variables and actions are rejected', () => {
+  assert.throws(() => renderTemplate('{{ .Foo }}', ctx), /unknown template variable \.Foo/);
+  assert.throws(() => parseTemplate('{{ printf "x" }}'), /unsupported template action/);
+  assert.throws(() => parseTemplate('/a/{{ .Mesh'), /unbalanced/);
+});
+
+test('computeSpiffeId applies the default templates and validates the result', () => {
+  const r = computeSpiffeId(meshIdentity('id'), { mesh: 'default', labels }, 'east');
+  assert.deepEqual(r, { ok: true, spiffeId: 'spiffe://default.east.mesh.local/ns/shop/sa/cart', trustDomain: 'default.east.mesh.local' });
+});
+
+test('computeSpiffeId rejects a proxy lacking a label the template needs', () => {
+  const r = computeSpiffeId(meshIdentity('id', { path: '/x/{{ label "version" }}' }), { mesh: 'default', labels }, 'east');
+  assert.deepEqual(r, { ok: false, reason: 'label "version" not found' });
+});
+
+test('computeSpiffeId rejects a result that is not a valid SPIFFE ID', () => {
+  const upper = computeSpiffeId(meshIdentity('id', { trustDomain: 'Example.COM' }), { mesh: 'default', labels }, 'east');
+  assert.equal(upper.ok, false);
+  const dots = computeSpiffeId(meshIdentity('id', { path: '/a/../b' }), { mesh: 'default', labels }, 'east');
+  assert.equal(dots.ok, false);
+});

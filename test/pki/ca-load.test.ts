@@ -1,0 +1,165 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate, createHash } from 'node:crypto';
+import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import { CaError } from '../../src/pki/errors.js';
+import { makeCert, makeIntermediateCa, makeKey, makeRootCa, openssl, pemBlocks, tempDir, type Ca, type TempDir } from './helpers.js';
+
+const refusal = (message: string | RegExp) => (e: unknown) => {
+  assert.ok(e instanceof CaError, `expected CaError, got ${String(e)}`);
+  if (typeof message === 'string') assert.equal(e.message, message);
+  else assert.match(e.message, message);
+  return true;
+};
+
+describe('loadCertificateAuthority', () => {
+  let dir: TempDir;
+  let root: Ca;
+  let inter: Ca;
+  before(() => {
+    dir = tempDir();
+    root = makeRootCa(dir, 'root');
+    inter = makeIntermediateCa(dir, 'inter', root);
+  });
+  after(() => dir.cleanup());
+
+  it('loads key formats PKCS#8, SEC1 and PKCS#1 for every supported algorithm', () => {
+    const cases = [
+      ['ec-p256', 'traditional'],
+      ['ec-p256', 'pkcs8'],
+      ['ec-p384', 'traditional'],
+      ['rsa-2048', 'traditional'],
+      ['rsa-3072', 'pkcs8'],
+    ] as const;
+    for (const [alg, format] of cases) {
+      const ca = makeRootCa(dir, `fmt-${alg}-${format}`, alg, format);
+      assert.match(ca.keyPem, format === 'pkcs8' ? /BEGIN PRIVATE KEY/ : alg.startsWith('ec') ? /BEGIN EC PRIVATE KEY/ : /BEGIN RSA PRIVATE KEY/);
+      const loaded = loadCertificateAuthority(ca.certPem, ca.keyPem, { allowSelfSigned: true });
+      assert.equal(loaded.keyAlgorithm, alg);
+      const der = new X509Certificate(ca.certPem).raw;
+      assert.ok(loaded.certDer.equals(der));
+      assert.equal(loaded.fingerprint, createHash('sha256').update(der).digest('hex'));
+    }
+  });
+
+  it('loads an RSA 4096 CA', () => {
+    const ca = makeRootCa(dir, 'rsa4096', 'rsa-4096');
+    assert.equal(loadCertificateAuthority(ca.certPem, ca.keyPem, { allowSelfSigned: true }).keyAlgorithm, 'rsa-4096');
+  });
+
+  it('copies the CA SubjectKeyIdentifier and validity from the certificate', () => {
+    const loaded = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
+    const text = openssl(['x509', '-in', dir.file('inter.pem'), '-noout', '-text']);
+    const ski = /Subject Key Identifier:\s*\n\s*([0-9A-F:]+)/.exec(text)![1]!.replace(/:/g, '').toLowerCase();
+    assert.equal(loaded.subjectKeyId.toString('hex'), ski);
+    const x = new X509Certificate(inter.certPem);
+    assert.equal(loaded.notAfter.getTime(), new Date(x.validTo).getTime());
+    assert.equal(loaded.notBefore.getTime(), new Date(x.validFrom).getTime());
+    assert.equal(loaded.selfSigned, false);
+  });
+
+  it('serves a self-signed root as both chain and trust when allowed', () => {
+    const loaded = loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: true });
+    assert.equal(loaded.selfSigned, true);
+    assert.deepEqual(pemBlocks(loaded.chainPem), pemBlocks(root.certPem));
+    assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(root.certPem));
+  });
+
+  it('refuses a self-signed CA unless allowed', () => {
+    assert.throws(() => loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: false }), refusal('self-signed certificates are not allowed'));
+  });
+
+  it('intermediate followed by its root: chain excludes the root, trust is the root', () => {
+    const loaded = loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem, { allowSelfSigned: false });
+    assert.equal(loaded.selfSigned, false);
+    assert.deepEqual(pemBlocks(loaded.chainPem), pemBlocks(inter.certPem));
+    assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(root.certPem));
+  });
+
+  it('intermediate without its root: the intermediate itself is the trust anchor', () => {
+    const loaded = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
+    assert.deepEqual(pemBlocks(loaded.chainPem), pemBlocks(inter.certPem));
+    assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(inter.certPem));
+  });
+
+  it('two-level chain: chain is CA + parent intermediate, trust is the root', () => {
+    const sub = makeIntermediateCa(dir, 'sub', inter);
+    const loaded = loadCertificateAuthority(sub.certPem + inter.certPem + root.certPem, sub.keyPem, { allowSelfSigned: false });
+    assert.deepEqual(pemBlocks(loaded.chainPem), [...pemBlocks(sub.certPem), ...pemBlocks(inter.certPem)]);
+    assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(root.certPem));
+  });
+
+  it('refuses a chain in the wrong order', () => {
+    const sub = makeIntermediateCa(dir, 'sub2', inter);
+    assert.throws(
+      () => loadCertificateAuthority(sub.certPem + root.certPem + inter.certPem, sub.keyPem, { allowSelfSigned: false }),
+      refusal(/chain certificate #1 did not issue certificate #0/),
+    );
+  });
+
+  it('refuses a key that does not match the certificate', () => {
+    assert.throws(() => loadCertificateAuthority(inter.certPem, root.keyPem, { allowSelfSigned: true }), refusal('private key does not match the CA certificate'));
+  });
+
+  it('refuses a certificate without basicConstraints CA:TRUE', () => {
+    const keyPem = makeKey(dir, 'notca', 'ec-p256');
+    for (const bc of ['basicConstraints = critical, CA:FALSE', null]) {
+      const ext = ['keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash', ...(bc ? [bc] : [])];
+      const certPem = makeCert(dir, 'notca', { subject: '/CN=notca', keyPem, issuer: root, extensions: ext });
+      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal('certificate is not a CA (basicConstraints CA:TRUE missing)'));
+    }
+  });
+
+  it('refuses a CA whose key usage lacks keyCertSign', () => {
+    const keyPem = makeKey(dir, 'noku', 'ec-p256');
+    for (const ku of ['keyUsage = critical, digitalSignature, cRLSign', null]) {
+      const ext = ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash', ...(ku ? [ku] : [])];
+      const certPem = makeCert(dir, 'noku', { subject: '/CN=noku', keyPem, issuer: root, extensions: ext });
+      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal('CA certificate key usage does not include keyCertSign'));
+    }
+  });
+
+  it('refuses a CA without a SubjectKeyIdentifier', () => {
+    const keyPem = makeKey(dir, 'noski', 'ec-p256');
+    const ext = ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = none'];
+    const certPem = makeCert(dir, 'noski', { subject: '/CN=noski', keyPem, issuer: root, extensions: ext });
+    assert.doesNotMatch(openssl(['x509', '-in', dir.file('noski.pem'), '-noout', '-text']), /Subject Key Identifier/);
+    assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal(/^CA certificate has no SubjectKeyIdentifier extension/));
+  });
+
+  it('refuses an expired CA, naming the expiry instant', () => {
+    const loaded = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
+    const later = new Date(loaded.notAfter.getTime() + 1000);
+    assert.throws(
+      () => loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false, now: later }),
+      refusal(`CA certificate expired at ${loaded.notAfter.toISOString()}`),
+    );
+  });
+
+  it('refuses a CA that is not valid yet', () => {
+    const loaded = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
+    const earlier = new Date(loaded.notBefore.getTime() - 1000);
+    assert.throws(
+      () => loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false, now: earlier }),
+      refusal(`CA certificate is not valid before ${loaded.notBefore.toISOString()}`),
+    );
+  });
+
+  it('refuses unsupported keys, encrypted keys and unparseable input', () => {
+    const p521 = makeRootCa(dir, 'p521', 'ec-p521');
+    assert.throws(() => loadCertificateAuthority(p521.certPem, p521.keyPem, { allowSelfSigned: true }), refusal(/unsupported EC curve secp521r1/));
+    const enc = openssl(['pkey', '-in', dir.file('inter.key'), '-aes256', '-passout', 'pass:x']);
+    assert.throws(() => loadCertificateAuthority(inter.certPem, enc, { allowSelfSigned: true }), refusal(/encrypted/));
+    assert.throws(() => loadCertificateAuthority('nope', inter.keyPem, { allowSelfSigned: true }), refusal('CA certificate PEM contains no certificate'));
+    assert.throws(() => loadCertificateAuthority(inter.certPem, 'nope', { allowSelfSigned: true }), refusal(/not a PEM private key/));
+    const garbled = '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n';
+    assert.throws(() => loadCertificateAuthority(garbled, inter.keyPem, { allowSelfSigned: true }), refusal(/CA certificate #0 cannot be parsed/));
+  });
+
+  it('checks extensions of a chain certificate too', () => {
+    // A leaf-like parent (not a CA) must not be accepted as part of the chain.
+    const keyPem = makeKey(dir, 'fakeparent', 'ec-p256');
+    const fake = makeCert(dir, 'fakeparent', { subject: '/CN=fakeparent', keyPem, extensions: ['basicConstraints = critical, CA:FALSE', 'subjectKeyIdentifier = hash'] });
+    assert.throws(() => loadCertificateAuthority(inter.certPem + fake, inter.keyPem, { allowSelfSigned: false }), refusal(/chain certificate #1 is not a CA/));
+  });
+});

@@ -1,0 +1,97 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Metadata, status } from '@grpc/grpc-js';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { TokenAuthority } from '../../src/server/tokens.js';
+import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId } from '../../src/server/auth.js';
+
+const HOUR = 3600_000;
+
+function md(authorization?: string | string[]): Metadata {
+  const m = new Metadata();
+  for (const v of authorization === undefined ? [] : Array.isArray(authorization) ? authorization : [authorization]) {
+    m.add('authorization', v);
+  }
+  return m;
+}
+
+async function unauthenticated(p: Promise<unknown>, reason: RegExp, token?: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof AuthError, `expected AuthError, got ${String(err)}`);
+    assert.equal(err.code, status.UNAUTHENTICATED);
+    assert.equal(err.details, err.message);
+    assert.match(err.message, reason);
+    if (token) for (const part of token.split('.')) assert.ok(!err.message.includes(part), 'message must not contain the token');
+    return true;
+  });
+}
+
+test('parseNodeId splits at the first dot; dataplane names may contain dots', () => {
+  assert.deepEqual(parseNodeId('default.web-1'), { mesh: 'default', name: 'web-1' });
+  assert.deepEqual(parseNodeId('m.web.ns.svc'), { mesh: 'm', name: 'web.ns.svc' });
+  for (const bad of ['', 'nodot', '.name', 'mesh.', 'm.a b']) assert.equal(parseNodeId(bad), undefined, bad);
+});
+
+test('token mode: a valid bearer token for the node id yields a principal with the token claims', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const token = await tokens.generate({ mesh: 'm', name: 'web.1', workload: 'web', labels: { app: 'web' }, validForMs: HOUR });
+  const p = await authenticateStream(md(`Bearer ${token}`), 'm.web.1', { mode: 'token', tokens });
+  assert.deepEqual(p, { mesh: 'm', name: 'web.1', workload: 'web', labels: { app: 'web' }, source: 'token' });
+  // Scheme is case-insensitive, as in HTTP.
+  await authenticateStream(md(`bearer ${token}`), 'm.web.1', { mode: 'token', tokens });
+});
+
+test('token mode: a token for another dataplane or mesh is refused', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const token = await tokens.generate({ mesh: 'm', name: 'web', validForMs: HOUR });
+  await unauthenticated(authenticateStream(md(`Bearer ${token}`), 'm.db', { mode: 'token', tokens }), /not valid for node id m\.db/, token);
+  await unauthenticated(authenticateStream(md(`Bearer ${token}`), 'other.web', { mode: 'token', tokens }), /not valid/, token);
+});
+
+test('token mode: missing, duplicated, non-bearer and empty authorization are refused', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const token = await tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const opts = { mode: 'token' as const, tokens };
+  await unauthenticated(authenticateStream(md(), 'm.n', opts), /missing authorization/);
+  await unauthenticated(authenticateStream(md([`Bearer ${token}`, `Bearer ${token}`]), 'm.n', opts), /more than one/, token);
+  await unauthenticated(authenticateStream(md(`Basic ${token}`), 'm.n', opts), /Bearer <token>/, token);
+  await unauthenticated(authenticateStream(md('Bearer '), 'm.n', opts), /Bearer <token>/);
+});
+
+test('token mode: expired, forged and revoked tokens are refused with the reason, never the token', async () => {
+  const state = new MemoryStateStore();
+  const tokens = await TokenAuthority.open(state);
+  const opts = { mode: 'token' as const, tokens };
+  const expired = await tokens.generate({ mesh: 'm', name: 'n', validForMs: 1000, now: new Date(Date.now() - HOUR) });
+  await unauthenticated(authenticateStream(md(`Bearer ${expired}`), 'm.n', opts), /^token expired$/, expired);
+  const foreign = await (await TokenAuthority.open(new MemoryStateStore())).generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await unauthenticated(authenticateStream(md(`Bearer ${foreign}`), 'm.n', opts), /^token signature invalid$/, foreign);
+  const revoked = await tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await tokens.revokeToken(revoked);
+  await unauthenticated(authenticateStream(md(`Bearer ${revoked}`), 'm.n', opts), /^token revoked$/, revoked);
+  await unauthenticated(authenticateStream(md('Bearer not-a-jwt'), 'm.n', opts), /^malformed token$/);
+});
+
+test('token mode: a missing or malformed node id is refused before the token is looked at', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const token = await tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await unauthenticated(authenticateStream(md(`Bearer ${token}`), undefined, { mode: 'token', tokens }), /node id missing/);
+  await unauthenticated(authenticateStream(md(`Bearer ${token}`), 'nodot', { mode: 'token', tokens }), /node id must be/);
+});
+
+test('none mode: the principal comes from the node id alone and ignores any proxy-sent metadata', async () => {
+  const p = await authenticateStream(md('Bearer whatever'), 'dev.web.1', { mode: 'none' });
+  assert.deepEqual(p, { mesh: 'dev', name: 'web.1', source: 'none' });
+  await unauthenticated(authenticateStream(md(), 'bad', { mode: 'none' }), /node id/);
+});
+
+test('isLoopbackOrUnix accepts only loopback hosts and unix sockets', () => {
+  for (const a of ['127.0.0.1:15443', '127.1.2.3:1', 'localhost:80', 'LOCALHOST:1', '[::1]:15443', '::1', 'unix:///tmp/sds.sock',
+    'unix:/tmp/x', '[::ffff:127.0.0.1]:1', '[0:0:0:0:0:0:0:1]:5', 'dns:///localhost:1', 'ipv4:127.0.0.1:1', '127.0.0.1']) {
+    assert.equal(isLoopbackOrUnix(a), true, a);
+  }
+  for (const a of ['0.0.0.0:15443', '[::]:15443', '::', '10.0.0.1:1', '192.168.1.1:80', 'example.com:443', 'localhost.example.com:1',
+    '128.0.0.1:1', '[::ffff:10.0.0.1]:1', '[::2]:1', '']) {
+    assert.equal(isLoopbackOrUnix(a), false, a);
+  }
+});

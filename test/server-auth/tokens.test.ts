@@ -1,0 +1,186 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT, decodeProtectedHeader } from 'jose';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { TokenAuthority, TokenError, REVOKED_STATE_KEY, SIGNING_KEY_STATE_KEY } from '../../src/server/tokens.js';
+import type { StateStore } from '../../src/store/types.js';
+
+const HOUR = 3600_000;
+
+function jtiOf(token: string): string {
+  return (JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as { jti: string }).jti;
+}
+
+async function rejectsWith(p: Promise<unknown>, message: string, token: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof TokenError, `expected TokenError, got ${String(err)}`);
+    assert.equal(err.message, message);
+    for (const part of token.split('.')) if (part.length > 0) assert.ok(!err.message.includes(part));
+    assert.ok(!String(err.stack).includes(token));
+    return true;
+  });
+}
+
+test('generate then verify returns every claim, bound to mesh and name', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const now = new Date();
+  const token = await ta.generate({
+    mesh: 'default',
+    name: 'web-1.ns',
+    workload: 'web',
+    labels: { app: 'web', 'kuma.io/zone': 'z1' },
+    validForMs: HOUR,
+    now,
+  });
+  assert.equal(decodeProtectedHeader(token).alg, 'EdDSA');
+  const c = await ta.verify(token);
+  assert.equal(c.iss, 'mesh-sds');
+  assert.equal(c.sub, 'default.web-1.ns');
+  assert.equal(c.mesh, 'default');
+  assert.equal(c.name, 'web-1.ns');
+  assert.equal(c.workload, 'web');
+  assert.deepEqual(c.labels, { app: 'web', 'kuma.io/zone': 'z1' });
+  assert.equal(c.iat, Math.floor(now.getTime() / 1000));
+  assert.equal(c.exp, Math.floor((now.getTime() + HOUR) / 1000));
+  assert.match(c.jti, /^[A-Za-z0-9_-]{16,}$/);
+  const other = await ta.verify(await ta.generate({ mesh: 'default', name: 'web-1.ns', validForMs: HOUR }));
+  assert.notEqual(other.jti, c.jti, 'every token gets its own jti');
+  assert.equal(other.workload, undefined);
+  assert.equal(other.labels, undefined);
+});
+
+test('an expired token is rejected as expired', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const issued = new Date('2030-01-01T00:00:00Z');
+  const token = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR, now: issued });
+  await ta.verify(token, new Date(issued.getTime() + HOUR - 1000));
+  await rejectsWith(ta.verify(token, new Date(issued.getTime() + HOUR + 1000)), 'token expired', token);
+});
+
+test('a token signed by another authority (another key) is rejected', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const stranger = await TokenAuthority.open(new MemoryStateStore());
+  const token = await stranger.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await rejectsWith(ta.verify(token), 'token signature invalid', token);
+});
+
+test('a forged token reusing our kid but signed with another Ed25519 key is rejected', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const { privateKey } = generateKeyPairSync('ed25519');
+  const forged = await new SignJWT({ mesh: 'm', name: 'n' })
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: ta.keyId })
+    .setIssuer('mesh-sds')
+    .setSubject('m.n')
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .setJti('x')
+    .sign(privateKey);
+  await rejectsWith(ta.verify(forged), 'token signature invalid', forged);
+});
+
+test('a tampered payload (name changed, signature kept) is rejected', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const token = await ta.generate({ mesh: 'm', name: 'low', labels: { role: 'user' }, validForMs: HOUR });
+  const [h, p, s] = token.split('.') as [string, string, string];
+  const claims = JSON.parse(Buffer.from(p, 'base64url').toString()) as Record<string, unknown>;
+  claims.name = 'admin';
+  claims.sub = 'm.admin';
+  claims.labels = { role: 'admin' };
+  const tampered = `${h}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${s}`;
+  await rejectsWith(ta.verify(tampered), 'token signature invalid', tampered);
+});
+
+test('unsigned (alg none), HMAC and garbage tokens are malformed', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const enc = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = { iss: 'mesh-sds', sub: 'm.n', mesh: 'm', name: 'n', iat: 1, exp: 9999999999, jti: 'j' };
+  const none = `${enc({ alg: 'none', typ: 'JWT' })}.${enc(body)}.`;
+  await rejectsWith(ta.verify(none), 'malformed token', none);
+  const hmac = await new SignJWT(body).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new Uint8Array(32));
+  await rejectsWith(ta.verify(hmac), 'malformed token', hmac);
+  for (const junk of ['', 'abc', 'a.b.c', 'x'.repeat(10000)]) {
+    await assert.rejects(ta.verify(junk), (e: unknown) => e instanceof TokenError && e.message === 'malformed token');
+  }
+});
+
+test('a revocation by a second authority on the same state reaches the first within its refresh interval', async () => {
+  const state = new MemoryStateStore();
+  const server = await TokenAuthority.open(state, { revocationTtlMs: 50 });
+  const cli = await TokenAuthority.open(state);
+  const token = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const keep = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const { jti } = await server.verify(token); // primes the server's revocation cache
+  await cli.revoke(jti);
+  await new Promise((r) => setTimeout(r, 80));
+  await rejectsWith(server.verify(token), 'token revoked', token);
+  await server.verify(keep); // other tokens of the same proxy stay valid
+});
+
+test('revoke on the same authority takes effect immediately, revokeToken records exp and prunes expired entries', async () => {
+  const state = new MemoryStateStore();
+  const ta = await TokenAuthority.open(state, { revocationTtlMs: 60_000 });
+  const t1 = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const c1 = await ta.verify(t1);
+  await ta.revoke(c1.jti);
+  await rejectsWith(ta.verify(t1), 'token revoked', t1);
+
+  // An already-expired token's entry carries its exp and is pruned at the next write.
+  const old = await ta.generate({ mesh: 'm', name: 'n', validForMs: 1000, now: new Date(Date.now() - 10_000) });
+  const oldJti = await ta.revokeToken(old);
+  let list = JSON.parse((await state.get(REVOKED_STATE_KEY))!) as { jti: string; exp?: number }[];
+  assert.ok(list.some((e) => e.jti === oldJti && typeof e.exp === 'number'));
+  const t2 = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await ta.revokeToken(t2);
+  list = JSON.parse((await state.get(REVOKED_STATE_KEY))!) as { jti: string; exp?: number }[];
+  assert.deepEqual(list.map((e) => e.jti).sort(), [c1.jti, jtiOf(t2)].sort());
+  assert.ok(!list.some((e) => e.jti === oldJti), 'expired revocations are pruned');
+  await rejectsWith(ta.verify(t2), 'token revoked', t2);
+  await assert.rejects(ta.revokeToken('garbage'), TokenError);
+});
+
+test('a fresh authority on the same state reuses the signing key: tokens verify across instances', async () => {
+  const state = new MemoryStateStore();
+  const a = await TokenAuthority.open(state);
+  const b = await TokenAuthority.open(state);
+  assert.equal(a.keyId, b.keyId);
+  const fromA = await a.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const fromB = await b.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  assert.equal((await b.verify(fromA)).sub, 'm.n');
+  assert.equal((await a.verify(fromB)).sub, 'm.n');
+  const stored = await state.get(SIGNING_KEY_STATE_KEY);
+  assert.ok(stored?.includes('PRIVATE KEY'), 'the signing key is persisted in the state store');
+});
+
+test('concurrent opens on one fresh state agree on one key', async () => {
+  const state = new MemoryStateStore();
+  const all = await Promise.all([1, 2, 3, 4].map(() => TokenAuthority.open(state)));
+  assert.equal(new Set(all.map((t) => t.keyId)).size, 1);
+});
+
+test('when the state store fails, verify keeps using the last revocation list it read', async () => {
+  const inner = new MemoryStateStore();
+  let broken = false;
+  const state: StateStore = {
+    get: (k) => (broken ? Promise.reject(new Error('store down')) : inner.get(k)),
+    getOrCreate: (k, c) => inner.getOrCreate(k, c),
+    put: (k, v) => inner.put(k, v),
+    delete: (k) => inner.delete(k),
+  };
+  const errors: unknown[] = [];
+  const ta = await TokenAuthority.open(state, { revocationTtlMs: 0, onRevocationRefreshError: (e) => errors.push(e) });
+  const revoked = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const good = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  await ta.revokeToken(revoked);
+  broken = true;
+  await rejectsWith(ta.verify(revoked), 'token revoked', revoked);
+  await ta.verify(good);
+  assert.ok(errors.length >= 1, 'refresh failures are reported');
+});
+
+test('generate refuses a mesh with a dot, empty names and non-positive validity', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  await assert.rejects(ta.generate({ mesh: 'a.b', name: 'n', validForMs: HOUR }), /mesh/);
+  await assert.rejects(ta.generate({ mesh: 'm', name: '', validForMs: HOUR }), /name/);
+  await assert.rejects(ta.generate({ mesh: 'm', name: 'n', validForMs: 0 }), /validForMs/);
+});

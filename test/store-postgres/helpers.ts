@@ -1,0 +1,96 @@
+// Shared fixtures for the PostgreSQL store tests: a real database schema per test, a real CA certificate.
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { filter, firstValueFrom, timeout } from 'rxjs';
+import type { ResourceSnapshot } from '../../src/api/types.js';
+import type { PostgresStore } from '../../src/store/postgres.js';
+
+export const PG_URL = process.env.MESH_SDS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** A fresh schema name, so parallel test files never share tables. */
+export function testSchema(): string {
+  return `mesh_sds_test_${randomBytes(6).toString('hex')}`;
+}
+
+export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  sql: string,
+  params: unknown[] = [],
+): Promise<pg.QueryResult<R>> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  try {
+    return await c.query<R>(sql, params);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function dropSchema(schema: string): Promise<void> {
+  await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/** A self-signed P-256 CA certificate made by openssl; the key is thrown away. */
+export function makeCaPem(cn = 'test'): string {
+  return execFileSync(
+    'openssl',
+    [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+      '-subj', `/CN=${cn}`,
+      '-addext', 'basicConstraints=critical,CA:TRUE',
+      '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      '-days', '3650', '-keyout', '/dev/null',
+    ],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
+  ).trim();
+}
+
+function indent(text: string, n: number): string {
+  return text.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
+}
+
+export function meshTrustYaml(name: string, trustDomain: string, caPem: string): string {
+  return `type: MeshTrust
+name: ${name}
+mesh: default
+spec:
+  trustDomain: ${trustDomain}
+  caBundles:
+    - type: Pem
+      pem:
+        value: |-
+${indent(caPem, 10)}
+`;
+}
+
+export function dataplaneYaml(name: string, app: string): string {
+  return `type: Dataplane
+mesh: default
+name: ${name}
+labels:
+  app: ${app}
+`;
+}
+
+export function k8sDataplaneYaml(name: string, namespace: string): string {
+  return `apiVersion: kuma.io/v1alpha1
+kind: Dataplane
+metadata:
+  name: ${name}
+  namespace: ${namespace}
+  labels:
+    kuma.io/mesh: default
+    k8s.kuma.io/service-account: sa-${name}
+`;
+}
+
+/** Resolves with the first snapshot (replayed or future) that satisfies `pred`, or rejects after `ms`. */
+export function waitForSnapshot(
+  store: PostgresStore,
+  pred: (s: ResourceSnapshot) => boolean,
+  ms = 1000,
+): Promise<ResourceSnapshot> {
+  return firstValueFrom(store.snapshots$.pipe(filter(pred), timeout(ms)));
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,0 +1,103 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile, unlink, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { firstValueFrom, filter, timeout } from 'rxjs';
+import { DirectoryStore } from '../../src/store/directory.js';
+import type { ResourceSnapshot } from '../../src/api/types.js';
+import { makeCa } from '../helpers/openssl.js';
+
+const ca = makeCa('dir-store');
+const indent = (pem: string) => pem.trim().split('\n').map((l) => `          ${l}`).join('\n');
+const trustYaml = (name: string, td: string) => `type: MeshTrust
+name: ${name}
+mesh: default
+spec:
+  trustDomain: ${td}
+  caBundles:
+    - type: Pem
+      pem:
+        value: |-
+${indent(ca.certPem)}
+`;
+
+async function withStore(fn: (store: DirectoryStore, dir: string) => Promise<void>) {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-dir-'));
+  const dir = join(root, 'resources');
+  const store = await DirectoryStore.open({ resourcesDir: dir, stateDir: join(root, 'state'), rescanMs: 60_000 });
+  try {
+    await store.start();
+    await fn(store, dir);
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+function next(store: DirectoryStore, pred: (s: ResourceSnapshot) => boolean) {
+  return firstValueFrom(store.snapshots$.pipe(filter(pred), timeout(1000)));
+}
+
+const trustDomainOf = (s: ResourceSnapshot, name: string) => {
+  const r = [...s.resources.values()].find((x) => x.kind === 'MeshTrust' && x.name === name);
+  return r?.kind === 'MeshTrust' ? r.spec.trustDomain : undefined;
+};
+
+test('a file added, changed and deleted in the directory changes the snapshot within a second', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('t1', 'one.example'));
+    await next(store, (s) => trustDomainOf(s, 't1') === 'one.example');
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('t1', 'two.example'));
+    await next(store, (s) => trustDomainOf(s, 't1') === 'two.example');
+    await unlink(join(dir, 'trust.yaml'));
+    await next(store, (s) => trustDomainOf(s, 't1') === undefined);
+  });
+});
+
+test('a broken file keeps serving the last good version of its resources and reports the error', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'a.yaml'), trustYaml('good', 'good.example'));
+    await writeFile(join(dir, 'b.yaml'), trustYaml('other', 'other.example'));
+    await next(store, (s) => trustDomainOf(s, 'good') === 'good.example' && trustDomainOf(s, 'other') === 'other.example');
+    await writeFile(join(dir, 'a.yaml'), trustYaml('good', 'good.example').replace('caBundles:', 'caBundles: []\n  x:'));
+    const broken = await next(store, (s) => s.errors.length > 0);
+    assert.equal(trustDomainOf(broken, 'good'), 'good.example', 'last good version still served');
+    assert.equal(trustDomainOf(broken, 'other'), 'other.example', 'other files unaffected');
+    assert.match(broken.errors[0]!.file, /a\.yaml$/);
+    await writeFile(join(dir, 'a.yaml'), '{{{ not yaml');
+    const syntax = await next(store, (s) => s.errors.some((e) => /a\.yaml$/.test(e.file)) && s.revision > broken.revision);
+    assert.equal(trustDomainOf(syntax, 'good'), 'good.example');
+  });
+});
+
+test('a resource defined twice is served once and the duplicate is reported', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'a.yaml'), trustYaml('dup', 'first.example'));
+    await writeFile(join(dir, 'b.yaml'), trustYaml('dup', 'second.example'));
+    const s = await next(store, (x) => x.errors.some((e) => /duplicate MeshTrust "dup"/.test(e.message)));
+    assert.equal(trustDomainOf(s, 'dup'), 'first.example');
+  });
+});
+
+test('apply writes a valid file into the directory and refuses an invalid one without writing', async () => {
+  await withStore(async (store, dir) => {
+    assert.deepEqual(await store.apply(trustYaml('applied', 'ap.example'), '/somewhere/new-trust.yaml'), []);
+    await stat(join(dir, 'new-trust.yaml'));
+    await next(store, (s) => trustDomainOf(s, 'applied') === 'ap.example');
+    const errors = await store.apply(trustYaml('bad', 'x'.repeat(254)), 'bad.yaml');
+    assert.equal(errors.length, 1);
+    assert.match(errors[0]!.message, /253/);
+    await assert.rejects(stat(join(dir, 'bad.yaml')));
+  });
+});
+
+test('the state directory is created with mode 0700 and state files 0600, first writer wins', async () => {
+  await withStore(async (store) => {
+    const [a, b] = await Promise.all([store.state.getOrCreate('ca/x', () => 'first'), store.state.getOrCreate('ca/x', () => 'second')]);
+    assert.equal(a, b);
+    const dir = (store.state as unknown as { dir: string }).dir;
+    assert.equal((await stat(dir)).mode & 0o777, 0o700);
+    assert.equal((await stat(join(dir, 'ca', 'x'))).mode & 0o777, 0o600);
+  });
+});

@@ -1,0 +1,54 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { aggregateTrust, flatBundlePem } from '../../src/trust/aggregate.js';
+import { meshTrust } from '../helpers/resources.js';
+import { makeCa, makeExpiredCa } from '../helpers/openssl.js';
+
+const caA1 = makeCa('a1');
+const caA2 = makeCa('a2');
+const caB = makeCa('b');
+const expired = await makeExpiredCa('old');
+
+test('one entry per trust domain, sorted, with same-domain CAs merged', () => {
+  const bundle = aggregateTrust(
+    [
+      meshTrust('zeta', 'b.example', [caB.certPem]),
+      meshTrust('alpha', 'a.example', [caA1.certPem]),
+      meshTrust('beta', 'a.example', [caA2.certPem]),
+    ],
+    'default',
+  );
+  assert.deepEqual(bundle.domains.map((d) => d.trustDomain), ['a.example', 'b.example']);
+  const a = bundle.domains[0]!;
+  assert.equal(a.cas.length, 2);
+  assert.equal((a.pem.match(/BEGIN CERTIFICATE/g) ?? []).length, 2);
+});
+
+test('the same CA in two MeshTrusts or twice in one bundle is served once', () => {
+  const bundle = aggregateTrust(
+    [meshTrust('one', 'a.example', [caA1.certPem + caA1.certPem]), meshTrust('two', 'a.example', [caA1.certPem])],
+    'default',
+  );
+  assert.equal(bundle.domains[0]!.cas.length, 1);
+  assert.deepEqual(bundle.domains[0]!.cas[0]!.sources, ['one', 'two']);
+});
+
+test('MeshTrusts of other meshes are ignored', () => {
+  const bundle = aggregateTrust([meshTrust('other', 'o.example', [caB.certPem], 'other-mesh')], 'default');
+  assert.deepEqual(bundle.domains, []);
+});
+
+test('expired CAs are reported with their trust domain and source', () => {
+  const bundle = aggregateTrust([meshTrust('legacy', 'a.example', [expired.certPem, caA1.certPem])], 'default');
+  assert.equal(bundle.expired.length, 1);
+  assert.equal(bundle.expired[0]!.source, 'legacy');
+  assert.equal(bundle.expired[0]!.trustDomain, 'a.example');
+});
+
+test('the flat bundle carries every distinct CA of the mesh once', () => {
+  const bundle = aggregateTrust(
+    [meshTrust('x', 'a.example', [caA1.certPem]), meshTrust('y', 'b.example', [caB.certPem, caA1.certPem])],
+    'default',
+  );
+  assert.equal((flatBundlePem(bundle).match(/BEGIN CERTIFICATE/g) ?? []).length, 2);
+});
