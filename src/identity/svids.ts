@@ -185,13 +185,14 @@ export class SvidManager {
     e.desiredKey = desiredKey;
     const generation = ++e.generation;
     const started = process.hrtime.bigint();
-    this.opts.issuer.issue(ca, id.spiffeId, expiryMs, this.now()).then(
+    const issuedAt = this.now();
+    this.opts.issuer.issue(ca, id.spiffeId, expiryMs, issuedAt).then(
       (svid) => {
         const cur = this.proxies.get(key);
         if (cur !== e || e.generation !== generation || this.closed) return;
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         this.opts.onIssued?.({ mesh, identity: st.identity.name, seconds, svid });
-        const rotateAt = this.rotationTime(svid);
+        const rotateAt = this.rotationTime(svid, issuedAt);
         this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid, rotateAt });
         this.scheduleRotation(key, e, rotateAt);
       },
@@ -213,12 +214,16 @@ export class SvidManager {
     this.set(key, e, identity);
   }
 
-  private rotationTime(svid: IssuedSvid): Date {
+  /**
+   * Measured from issuance, not NotBefore: NotBefore is back-dated for clock skew, which would
+   * make short-lived leaves look older than they are.
+   */
+  private rotationTime(svid: IssuedSvid, issuedAt: Date): Date {
     const fraction = this.opts.rotationFraction ?? 0.8;
     const jitter = this.opts.jitter ?? 0.1;
-    const lifetime = svid.notAfter.getTime() - svid.notBefore.getTime();
+    const lifetime = svid.notAfter.getTime() - issuedAt.getTime();
     const point = fraction * (1 + (Math.random() * 2 - 1) * jitter);
-    return new Date(svid.notBefore.getTime() + lifetime * Math.min(point, 0.99));
+    return new Date(issuedAt.getTime() + lifetime * Math.min(point, 0.99));
   }
 
   private scheduleRotation(key: string, e: ProxyEntry, at: Date): void {

@@ -14,7 +14,7 @@ export type ToWorker =
   | { type: 'ca'; ca: CertificateAuthority }
   | { type: 'issue'; batch: IssueRequest[] };
 
-export interface ToMain {
-  type: 'issued';
-  results: Array<{ id: number; svid?: IssuedSvid; error?: { name: string; message: string } }>;
-}
+export type IssueResult = { id: number; svid?: IssuedSvid; error?: { name: string; message: string } };
+
+/** `ready` is sent once the worker has loaded. */
+export type ToMain = { type: 'ready' } | { type: 'issued'; results: IssueResult[] };

@@ -2,7 +2,7 @@
 import { parentPort } from 'node:worker_threads';
 import { issueSvidSync } from './leaf.js';
 import type { CertificateAuthority } from './types.js';
-import type { ToMain, ToWorker } from './issue-protocol.js';
+import type { IssueResult, ToMain, ToWorker } from './issue-protocol.js';
 
 const MAX_CAS = 64; // CA rolls are rare; keep the newest few
 const cas = new Map<string, CertificateAuthority>();
@@ -18,7 +18,7 @@ port.on('message', (msg: ToWorker) => {
     if (cas.size > MAX_CAS) cas.delete(cas.keys().next().value!);
     return;
   }
-  const results: ToMain['results'] = msg.batch.map((r) => {
+  const results: IssueResult[] = msg.batch.map((r) => {
     try {
       const ca = cas.get(r.fp);
       if (!ca) throw new Error(`CA ${r.fp} was not sent to this worker`);
@@ -30,3 +30,5 @@ port.on('message', (msg: ToWorker) => {
   });
   port.postMessage({ type: 'issued', results } satisfies ToMain);
 });
+
+port.postMessage({ type: 'ready' } satisfies ToMain);

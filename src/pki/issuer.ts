@@ -110,6 +110,11 @@ export class SvidIssuer {
     const slot: Slot = { worker, cas: new Set(), inFlight: new Map() };
     worker.unref();
     worker.on('message', (msg: ToMain) => {
+      // Loading the worker (tsx's loader in particular) can re-ref it: unref again once it is up.
+      if (msg.type === 'ready') {
+        if (slot.inFlight.size === 0) worker.unref();
+        return;
+      }
       for (const r of msg.results) {
         const p = slot.inFlight.get(r.id);
         if (!p) continue;

@@ -92,7 +92,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       metrics.svidIssueSeconds.observe(seconds);
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
-    onDropped: (pk) => publisher?.proxyGone(pk),
+    onDropped: (pk) => {
+      publisher?.proxyGone(pk);
+      metrics.certificateExpiry.remove({ kind: 'svid', name: pk });
+    },
   });
   publisher = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
   const pub = publisher;
@@ -106,7 +109,14 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
   };
   subs.push(authorities.views$.subscribe(onView));
-  subs.push(svids.changes$.subscribe((pk) => pub.proxyChanged(pk)));
+  subs.push(
+    svids.changes$.subscribe((pk) => {
+      pub.proxyChanged(pk);
+      const id = svids.get(pk);
+      if (id?.state === 'pending' || id?.state === 'rejected') log.warn({ proxy: pk, state: id.state, reason: id.reason }, 'proxy gets no identity');
+      if (id?.state === 'issued') metrics.certificateExpiry.set({ kind: 'svid', name: pk }, id.svid.notAfter.getTime() / 1000);
+    }),
+  );
   authorities.start(store.snapshots$);
   await store.start();
 

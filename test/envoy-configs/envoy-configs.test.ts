@@ -2,9 +2,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse, parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
+import { parseResources } from '../../src/api/parse.js';
+import { meshIdentityKri } from '../../src/api/types.js';
 import { ProtoJsonError, decodeBootstrapStrict, fromAny, type DecodedMessage } from '../../src/xds/protos.js';
-import { classifySecretName, formatIdentityKri } from '../../src/xds/names.js';
+import { classifySecretName } from '../../src/xds/names.js';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.js';
 
 const DIR = 'envoy-configs';
@@ -15,6 +17,12 @@ const PLACEHOLDERS: Record<string, string> = { MESH_SDS_TOKEN: 'dummy-token' };
  * (MeshIdentity `identity`, namespace `kuma-system`, mesh `default`, zone `default`). */
 const FALLBACK_KRI = 'kri_mid_default_default_kuma-system_identity_';
 const ZONE = 'default'; // mesh-sds --zone default, as `npm start` runs it
+
+/** The peer every outbound cluster calls: quickstart Dataplane backend-1 under MeshIdentity
+ * `identity` with the default templates (trust domain {{ .Mesh }}.{{ .Zone }}.mesh.local, path
+ * /ns/{{ .Namespace }}/sa/{{ .ServiceAccount }}); checked against the Dataplane's labels below. */
+const PEER = 'default.backend-1';
+const PEER_SPIFFE_ID = 'spiffe://default.default.mesh.local/ns/shop/sa/backend';
 
 const SDS_CONFIG = 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig';
 const HPO_URL = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -33,21 +41,18 @@ function load(file: string) {
   return decodeBootstrapStrict(parse(substitute(readFileSync(join(DIR, file), 'utf8'))));
 }
 
-/** KRIs of every MeshIdentity in examples/quickstart (either resource form). */
-function quickstartKris(): string[] {
-  if (!existsSync(QUICKSTART)) return [];
+/** MeshIdentities and Dataplanes of examples/quickstart, read with mesh-sds' own parser. */
+function quickstart(): { kris: string[]; dataplanes: Map<string, Readonly<Record<string, string>>> } {
   const kris: string[] = [];
+  const dataplanes = new Map<string, Readonly<Record<string, string>>>();
+  if (!existsSync(QUICKSTART)) return { kris, dataplanes };
   for (const f of readdirSync(QUICKSTART).filter((n) => /\.(ya?ml|json)$/.test(n))) {
-    for (const doc of parseAllDocuments(readFileSync(join(QUICKSTART, f), 'utf8'))) {
-      const r = doc.toJSON() as any;
-      if (r?.kind === 'MeshIdentity' && r.metadata) {
-        kris.push(formatIdentityKri({ mesh: r.metadata.labels?.['kuma.io/mesh'] ?? 'default', zone: ZONE, namespace: r.metadata.namespace ?? '', name: r.metadata.name }));
-      } else if (r?.type === 'MeshIdentity') {
-        kris.push(formatIdentityKri({ mesh: r.mesh ?? 'default', zone: ZONE, namespace: '', name: r.name }));
-      }
+    for (const r of parseResources(readFileSync(join(QUICKSTART, f), 'utf8'), f).resources) {
+      if (r.kind === 'MeshIdentity') kris.push(meshIdentityKri(r, ZONE));
+      if (r.kind === 'Dataplane') dataplanes.set(`${r.mesh}.${r.name}`, r.labels);
     }
   }
-  return kris;
+  return { kris, dataplanes };
 }
 
 const of = (messages: DecodedMessage[], type: string) => messages.filter((m) => m.type === type);
@@ -66,6 +71,8 @@ for (const file of files) {
     assert.match(node.id, /^[a-z0-9-]+\.[a-z0-9.-]+$/, 'node.id is <mesh>.<dataplane-name>');
     assert.ok(node.cluster, 'node.cluster is required for xDS');
     assert.ok(messages.length > 50, 'walked the whole tree');
+    const { dataplanes } = quickstart();
+    if (dataplanes.size > 0) assert.ok(dataplanes.has(node.id), `node.id ${node.id} is not a Dataplane of ${QUICKSTART}`);
   });
 
   test(`${file}: every sds_config uses the first, static, HTTP/2 cluster with the token`, () => {
@@ -94,7 +101,7 @@ for (const file of files) {
 
   test(`${file}: every secret name is one mesh-sds serves, identities are quickstart MeshIdentities`, () => {
     const { value, messages } = load(file);
-    const kris = quickstartKris();
+    const { kris } = quickstart();
     const expectedKris = kris.length > 0 ? kris : [FALLBACK_KRI];
     const mesh = (value['node'] as { id: string }).id.split('.')[0];
     for (const m of of(messages, SDS_CONFIG)) {
@@ -127,6 +134,7 @@ for (const file of files) {
         assert.equal(s.san_type, 'URI');
         const id = parseSpiffeId(s.matcher.exact);
         assert.ok(!('error' in id) && id.path !== '', `${u.path}: ${s.matcher.exact} is a workload SPIFFE ID`);
+        assert.equal(s.matcher.exact, PEER_SPIFFE_ID, `${u.path}: pins the peer backend-1`);
       }
     }
     if (file.startsWith('sidecar') || file.startsWith('spire')) assert.equal(mesh.length, 1, 'one inbound mTLS listener');
@@ -140,6 +148,13 @@ for (const file of files) {
     for (const r of routes) assert.ok(names.has(r.value['cluster']), `${r.path}: unknown cluster ${String(r.value['cluster'])}`);
   });
 }
+
+test('the pinned peer SPIFFE ID is what the quickstart Dataplane backend-1 gets', (t) => {
+  const labels = quickstart().dataplanes.get(PEER);
+  if (!labels) return t.skip(`${QUICKSTART} has no Dataplane ${PEER}`);
+  const [mesh] = PEER.split('.');
+  assert.equal(PEER_SPIFFE_ID, `spiffe://${mesh}.${ZONE}.mesh.local/ns/${labels['k8s.kuma.io/namespace']}/sa/${labels['k8s.kuma.io/service-account']}`);
+});
 
 test('sidecar-unix-socket.yaml reaches mesh-sds through a pipe address', () => {
   const { value } = load('sidecar-unix-socket.yaml');

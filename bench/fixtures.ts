@@ -1,0 +1,113 @@
+// The benchmark's resource directory: N Dataplanes (Universal form, 1,000 per file), one MeshIdentity
+// matching all of them (as examples/quickstart/identities.yaml) and one MeshTrust whose CAs come
+// from openssl. Files are replaced atomically (write a dotfile, rename) so the watcher never reads
+// half a file.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface Fixture {
+  root: string;
+  resourcesDir: string;
+  stateDir: string;
+  /** Rewrites the MeshTrust; `cas` = how many of the two openssl CAs it carries. */
+  writeTrust(cas: 1 | 2): void;
+  /** Rewrites the MeshIdentity with another certificate expiry (a change that reissues every SVID). */
+  writeIdentity(expiry: string): void;
+  cleanup(): void;
+}
+
+const PER_FILE = 1000;
+export const TRUST_DOMAIN = 'partner.bench';
+
+function atomicWrite(path: string, text: string): void {
+  const dir = path.slice(0, path.lastIndexOf('/'));
+  const tmp = join(dir, `.${path.slice(dir.length + 1)}.tmp`);
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+function dataplane(i: number): string {
+  return `type: Dataplane\nname: dp-${i}\nmesh: default\nlabels:\n  k8s.kuma.io/namespace: bench\n  k8s.kuma.io/service-account: sa-${i}\n`;
+}
+
+function identityYaml(expiry: string): string {
+  return `type: MeshIdentity
+name: identity
+mesh: default
+labels:
+  k8s.kuma.io/namespace: kuma-system
+spec:
+  selector:
+    dataplane:
+      matchLabels: {}
+  provider:
+    type: Bundled
+    bundled:
+      meshTrustCreation: Enabled
+      insecureAllowSelfSigned: true
+      autogenerate:
+        enabled: true
+      certificateParameters:
+        expiry: ${expiry}
+`;
+}
+
+function trustYaml(pems: string[]): string {
+  const value = pems.join('').trimEnd().split('\n').map((l) => `          ${l}`).join('\n');
+  return `type: MeshTrust
+name: partner-trust
+mesh: default
+labels:
+  k8s.kuma.io/namespace: kuma-system
+spec:
+  trustDomain: ${TRUST_DOMAIN}
+  caBundles:
+    - type: Pem
+      pem:
+        value: |-
+${value}
+`;
+}
+
+/** A self-signed P-256 CA certificate from openssl; its key is thrown away at once. */
+function opensslCa(dir: string, cn: string): string {
+  const key = join(dir, `${cn}.key`);
+  const cert = join(dir, `${cn}.crt`);
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '30', '-subj', `/O=Bench/CN=${cn}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    '-addext', `subjectAltName=URI:spiffe://${TRUST_DOMAIN}`,
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  rmSync(key, { force: true });
+  const pem = readFileSync(cert, 'utf8');
+  rmSync(cert, { force: true });
+  return pem;
+}
+
+export function makeFixture(proxies: number): Fixture {
+  const root = mkdtempSync(join(tmpdir(), 'mesh-sds-bench-'));
+  const resourcesDir = join(root, 'resources');
+  const stateDir = join(root, 'state');
+  mkdirSync(resourcesDir);
+  mkdirSync(stateDir, { mode: 0o700 });
+  const cas = [opensslCa(root, 'bench-ca-1'), opensslCa(root, 'bench-ca-2')];
+  for (let f = 0; f * PER_FILE < proxies; f++) {
+    const docs: string[] = [];
+    for (let i = f * PER_FILE; i < Math.min(proxies, (f + 1) * PER_FILE); i++) docs.push(dataplane(i));
+    writeFileSync(join(resourcesDir, `dataplanes-${String(f).padStart(3, '0')}.yaml`), docs.join('---\n'));
+  }
+  const fx: Fixture = {
+    root,
+    resourcesDir,
+    stateDir,
+    writeTrust: (n) => atomicWrite(join(resourcesDir, 'trust.yaml'), trustYaml(cas.slice(0, n))),
+    writeIdentity: (expiry) => atomicWrite(join(resourcesDir, 'identity.yaml'), identityYaml(expiry)),
+    cleanup: () => rmSync(root, { recursive: true, force: true }),
+  };
+  fx.writeIdentity('24h');
+  fx.writeTrust(1);
+  return fx;
+}

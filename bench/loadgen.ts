@@ -1,0 +1,214 @@
+// Load generator (a separate process forked by bench/run.ts): holds many SotW StreamSecrets streams
+// over a few HTTP/2 connections and behaves like Envoy — node on the first request only, one stream
+// per proxy subscribing to both names, every response ACKed with its version_info and nonce.
+// It records when each stream got what a phase waits for and reports to the parent over IPC.
+import * as grpc from '@grpc/grpc-js';
+import { decodeSecret, loadProtos, SECRET_TYPE_URL } from '../src/xds/protos.js';
+import { epochNow, type FromLoadgen, type LoadgenConfig, type Phase, type PhaseReport, type ToLoadgen } from './protocol.js';
+
+interface WireResponse {
+  version_info: string;
+  nonce: string;
+  resources?: { type_url: string; value: Buffer }[];
+}
+
+type Call = grpc.ClientDuplexStream<object, WireResponse>;
+
+interface Proxy {
+  call?: Call;
+  cert?: Buffer;
+  trust?: Buffer;
+  hadIdentity: boolean;
+  /** Baseline of the armed phase: the trust (trust phase) or certificate (rotation) to see replaced. */
+  baseline?: Buffer;
+  done: number | null;
+  firstNew: number | null;
+}
+
+const IDENTITY = 'default';
+const TRUST = 'system_trust_bundle';
+const send = (m: FromLoadgen): void => void process.send?.(m);
+
+/** Name and kind of an encoded envoy...tls.v3.Secret without a full decode: field 1 is `name`,
+ * 2 `tls_certificate`, 4 `validation_context` (checked against protobufjs on the first response). */
+function peekSecret(buf: Buffer): { name: string; kind: 'tls' | 'vc' | 'other' } {
+  let pos = 0;
+  let name = '';
+  let kind: 'tls' | 'vc' | 'other' = 'other';
+  const varint = (): number => {
+    let v = 0;
+    let shift = 0;
+    for (;;) {
+      const b = buf[pos++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80 || pos >= buf.length) return v;
+      shift += 7;
+    }
+  };
+  while (pos < buf.length) {
+    const tag = varint();
+    const field = Math.floor(tag / 8);
+    const wire = tag & 7;
+    if (wire === 2) {
+      const len = varint();
+      if (field === 1) name = buf.toString('utf8', pos, pos + len);
+      else if (field === 2) kind = 'tls';
+      else if (field === 4) kind = 'vc';
+      pos += len;
+    } else if (wire === 0) varint();
+    else if (wire === 1) pos += 8;
+    else if (wire === 5) pos += 4;
+    else break;
+  }
+  return { name, kind };
+}
+
+let config: LoadgenConfig | undefined;
+let clients: grpc.Client[] = [];
+const proxies: Proxy[] = [];
+let phase: Phase | undefined;
+let phaseT0 = 0;
+let remaining = 0;
+let gaps = 0;
+let responses = 0;
+let sideChanges = 0;
+let streamErrors: string[] = [];
+let deadline: NodeJS.Timeout | undefined;
+let checkedParser = false;
+
+function checkParser(value: Buffer): void {
+  checkedParser = true;
+  const fast = peekSecret(value);
+  const full = decodeSecret(value);
+  const kind = full['tls_certificate'] ? 'tls' : full['validation_context'] ? 'vc' : 'other';
+  if (full['name'] !== fast.name || kind !== fast.kind) {
+    send({ type: 'fatal', message: `secret parser mismatch: fast ${JSON.stringify(fast)} vs protobufjs ${String(full['name'])}/${kind}` });
+  }
+}
+
+function report(): void {
+  if (!phase) return;
+  clearTimeout(deadline);
+  const r: PhaseReport = {
+    type: 'report',
+    phase,
+    doneMs: proxies.map((p) => (p.done === null ? null : p.done - phaseT0)),
+    firstNewMs: proxies.map((p) => (p.firstNew === null ? null : p.firstNew - phaseT0)),
+    gaps,
+    responses,
+    sideChanges,
+    streamErrors: streamErrors.slice(0, 20),
+  };
+  phase = undefined;
+  send(r);
+}
+
+function finishOne(p: Proxy, at: number): void {
+  if (p.done !== null) return;
+  p.done = at;
+  if (--remaining === 0) report();
+}
+
+function onResponse(p: Proxy, res: WireResponse): void {
+  const received = epochNow();
+  let cert: Buffer | undefined;
+  let trust: Buffer | undefined;
+  for (const any of res.resources ?? []) {
+    if (!checkedParser) checkParser(any.value);
+    const { name } = peekSecret(any.value);
+    if (name === IDENTITY) cert = any.value;
+    else if (name === TRUST) trust = any.value;
+  }
+  // ACK exactly as Envoy does: the version and nonce of what it accepted, names unchanged.
+  p.call!.write({ version_info: res.version_info, response_nonce: res.nonce, resource_names: config!.names, type_url: SECRET_TYPE_URL });
+  const acked = epochNow();
+  if (p.hadIdentity && !cert) gaps++;
+  const certChanged = cert !== undefined && (p.cert === undefined || !cert.equals(p.cert));
+  const trustChanged = trust !== undefined && (p.trust === undefined || !trust.equals(p.trust));
+  if (cert) {
+    p.cert = cert;
+    p.hadIdentity = true;
+  }
+  if (trust) p.trust = trust;
+  if (!phase) return;
+  responses++;
+  switch (phase) {
+    case 'storm':
+      if (p.cert && p.trust) finishOne(p, acked);
+      break;
+    case 'trust':
+      if (certChanged && p.baseline) sideChanges++;
+      if (trust && p.baseline && !trust.equals(p.baseline)) finishOne(p, acked);
+      break;
+    case 'rotation':
+      if (trustChanged) sideChanges++;
+      if (cert && p.baseline && !cert.equals(p.baseline)) {
+        p.firstNew ??= received;
+        finishOne(p, acked);
+      }
+      break;
+  }
+}
+
+function openStream(i: number, p: Proxy): void {
+  const client = clients[i % clients.length]!;
+  const call = (client as unknown as { StreamSecrets(): Call }).StreamSecrets();
+  p.call = call;
+  call.on('data', (res: WireResponse) => onResponse(p, res));
+  call.on('error', (err: grpc.ServiceError) => {
+    if (err.code !== grpc.status.CANCELLED && streamErrors.length < 100) streamErrors.push(`dp-${config!.from + i}: ${err.code} ${err.details}`);
+  });
+  call.on('end', () => undefined);
+  const id = config!.from + i;
+  call.write({ node: { id: `default.dp-${id}`, cluster: `dp-${id}` }, resource_names: config!.names, type_url: SECRET_TYPE_URL });
+}
+
+async function configure(c: LoadgenConfig): Promise<void> {
+  config = c;
+  const protos = loadProtos();
+  const Ctor = grpc.makeGenericClientConstructor(protos.SecretDiscoveryService, 'SecretDiscoveryService');
+  // A local subchannel pool gives each client its own HTTP/2 connection (grpc-js shares them otherwise).
+  clients = Array.from({ length: c.channels }, () => new Ctor(c.target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
+  await Promise.all(clients.map((cl) => new Promise<void>((resolve, reject) => cl.waitForReady(Date.now() + 20_000, (e) => (e ? reject(e) : resolve())))));
+  for (let i = c.from; i < c.to; i++) proxies.push({ hadIdentity: false, done: null, firstNew: null });
+  send({ type: 'ready', channels: clients.length });
+}
+
+function arm(next: Phase, t0: number, deadlineMs: number): void {
+  phase = next;
+  phaseT0 = t0;
+  gaps = 0;
+  responses = 0;
+  sideChanges = 0;
+  streamErrors = [];
+  remaining = 0;
+  for (const p of proxies) {
+    p.done = null;
+    p.firstNew = null;
+    p.baseline = next === 'trust' ? p.trust : next === 'rotation' ? p.cert : undefined;
+    // A stream without a baseline (it never got served) cannot complete; it stays null.
+    if (next === 'storm' || p.baseline) remaining++;
+  }
+  deadline = setTimeout(report, deadlineMs);
+  if (next === 'storm') proxies.forEach((p, i) => openStream(i, p));
+  if (remaining === 0) report();
+}
+
+function stop(): never {
+  for (const p of proxies) p.call?.cancel();
+  for (const c of clients) c.close();
+  process.exit(0);
+}
+
+process.on('message', (m: ToLoadgen) => {
+  try {
+    if (m.type === 'config') configure(m.config).catch((e: Error) => send({ type: 'fatal', message: `connect failed: ${e.message}` }));
+    else if (m.type === 'arm') arm(m.phase, m.t0, m.deadlineMs);
+    else if (m.type === 'stop') stop();
+  } catch (e) {
+    send({ type: 'fatal', message: (e as Error).stack ?? String(e) });
+  }
+});
+// Never outlive the parent, and never run unbounded.
+process.on('disconnect', () => stop());
+setTimeout(() => stop(), 15 * 60_000).unref();

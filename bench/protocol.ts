@@ -1,0 +1,45 @@
+// Messages between bench/run.ts (parent) and bench/loadgen.ts (children) over the fork IPC channel.
+// Times are epoch milliseconds from `epochNow()` so parent and children share one clock.
+
+/** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes. */
+export function epochNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+export interface LoadgenConfig {
+  target: string;
+  /** Proxies [from, to) of this generator; proxy i is dataplane `dp-i`. */
+  from: number;
+  to: number;
+  channels: number;
+  names: string[];
+}
+
+export type Phase = 'storm' | 'trust' | 'rotation';
+
+export type ToLoadgen =
+  | { type: 'config'; config: LoadgenConfig }
+  /** Open every stream now (storm) or start watching for a change (trust, rotation). */
+  | { type: 'arm'; phase: Phase; t0: number; deadlineMs: number }
+  | { type: 'stop' };
+
+export interface PhaseReport {
+  type: 'report';
+  phase: Phase;
+  /** Per stream: ms from t0 until the awaited secret(s) were received and ACKed; null = never. */
+  doneMs: (number | null)[];
+  /** Rotation: ms from t0 until a response first carried a new certificate (receive time). */
+  firstNewMs: (number | null)[];
+  /** Responses that carried no identity after the stream had one (a gap a proxy would see). */
+  gaps: number;
+  /** Responses received during the phase. */
+  responses: number;
+  /** Responses during the phase whose trust bundle changed (rotation) or whose cert changed (trust). */
+  sideChanges: number;
+  streamErrors: string[];
+}
+
+export type FromLoadgen =
+  | { type: 'ready'; channels: number }
+  | PhaseReport
+  | { type: 'fatal'; message: string };

@@ -1,0 +1,115 @@
+// The server under test, as its own process: `node bin/mesh-sds.js serve` on loopback ports, logs
+// to a file, RSS read from /proc, counters scraped from /metrics.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { epochNow } from './protocol.js';
+
+export interface ServerProc {
+  child: ChildProcess;
+  pid: number;
+  target: string;
+  adminUrl: string;
+  logPath: string;
+  /** epochNow() just before spawn. */
+  spawnedAt: number;
+  exited: Promise<number | null>;
+  rssKb(): number;
+  metrics(): Promise<Map<string, number>>;
+  logTail(lines?: number): string;
+  stop(): Promise<void>;
+}
+
+export interface SpawnOptions {
+  repoRoot: string;
+  resourcesDir: string;
+  stateDir: string;
+  logDir: string;
+  /** Write V8 CPU profiles of every thread here (they appear when the server exits). */
+  profileDir?: string;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
+  const [port, adminPort] = [await freePort(), await freePort()];
+  const logPath = join(o.logDir, 'server.log');
+  const fd = openSync(logPath, 'a');
+  const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
+  const args = [
+    ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
+    '--resources', o.resourcesDir, '--state-dir', o.stateDir,
+    '--listen', `127.0.0.1:${port}`, '--auth', 'none', '--admin', `127.0.0.1:${adminPort}`,
+  ];
+  const spawnedAt = epochNow();
+  const child = spawn(process.execPath, args, { cwd: o.repoRoot, stdio: ['ignore', fd, fd], env: { ...process.env, NODE_OPTIONS: '' } });
+  closeSync(fd);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  return {
+    child,
+    pid: child.pid!,
+    target: `127.0.0.1:${port}`,
+    adminUrl,
+    logPath,
+    spawnedAt,
+    exited,
+    rssKb: () => {
+      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+      if (!m) throw new Error('VmRSS not found');
+      return Number(m[1]);
+    },
+    metrics: async () => parseMetrics(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
+    logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      // Graceful exit lets --cpu-prof write its profiles; never wait for ever.
+      const t = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+/** Polls /readyz until 200; returns epochNow() of the first 200. Bounded by `timeoutMs`. */
+export async function waitReady(s: ServerProc, timeoutMs: number): Promise<number> {
+  const deadline = epochNow() + timeoutMs;
+  let exitCode: number | null | undefined;
+  void s.exited.then((c) => (exitCode = c));
+  while (epochNow() < deadline) {
+    if (exitCode !== undefined) throw new Error(`server exited (${exitCode}) before it was ready:\n${s.logTail()}`);
+    try {
+      const res = await fetch(`${s.adminUrl}/readyz`, { signal: AbortSignal.timeout(1000) });
+      await res.arrayBuffer();
+      if (res.status === 200) return epochNow();
+    } catch {
+      // Not listening yet.
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`server not ready within ${timeoutMs} ms:\n${s.logTail()}`);
+}
+
+/** Prometheus text → metric name → value summed over label sets. */
+export function parseMetrics(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const v = Number(m[2]);
+    if (Number.isFinite(v)) out.set(m[1]!, (out.get(m[1]!) ?? 0) + v);
+  }
+  return out;
+}

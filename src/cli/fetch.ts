@@ -1,0 +1,173 @@
+// `mesh-sds fetch`: prints a summary of the secrets a proxy would get, or (with --out-dir) writes
+// them as PEM files like spiffe-helper, keeping them current with --watch. Never prints a private
+// key or the token.
+import { readFileSync } from 'node:fs';
+import { startAgent, type AgentWrite } from '../client/agent.js';
+import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
+import { formatSummary, summarizeSecret } from '../client/summary.js';
+import { isLoopbackOrUnix, parseNodeId } from '../server/auth.js';
+
+export interface FetchCliOptions {
+  server: string;
+  node: string;
+  name: string[];
+  token?: string;
+  tokenFile?: string;
+  outDir?: string;
+  watch?: boolean;
+  onUpdate?: string;
+  trustName?: string;
+  timeoutMs?: number;
+  /** CA that signs the server's certificate; implies TLS. */
+  caFile?: string;
+  json?: boolean;
+  /** TLS with the system roots (implied by caFile). */
+  tls?: boolean;
+  /** TLS without verifying the server (testing only). */
+  insecureSkipVerify?: boolean;
+}
+
+export interface FetchIo {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+  /** Stops `--watch` (exit code 0). Without one, SIGINT/SIGTERM do. */
+  signal?: AbortSignal;
+  /** Where MESH_SDS_TOKEN is read; default process.env. */
+  env?: Record<string, string | undefined>;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+class UsageError extends Error {}
+
+function resolveToken(opts: FetchCliOptions, env: Record<string, string | undefined>): string | undefined {
+  if (opts.token !== undefined && opts.tokenFile !== undefined) throw new UsageError('use --token or --token-file, not both');
+  if (opts.token !== undefined) return opts.token.trim() || undefined;
+  if (opts.tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(opts.tokenFile, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read --token-file ${opts.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+    const token = text.trim();
+    if (!token) throw new UsageError(`--token-file ${opts.tokenFile} is empty`);
+    return token;
+  }
+  return env['MESH_SDS_TOKEN']?.trim() || undefined;
+}
+
+function tlsOptions(opts: FetchCliOptions): SdsTlsOptions | undefined {
+  if (!opts.caFile && !opts.tls && !opts.insecureSkipVerify) return undefined;
+  const tls: SdsTlsOptions = {};
+  if (opts.caFile) {
+    try {
+      tls.ca = readFileSync(opts.caFile, 'utf8');
+    } catch (e) {
+      throw new UsageError(`cannot read --ca-file ${opts.caFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+    }
+  }
+  if (opts.insecureSkipVerify) tls.insecureSkipVerify = true;
+  return tls;
+}
+
+function validate(opts: FetchCliOptions): void {
+  if (!opts.server) throw new UsageError('--server ADDR is required (host:port or unix:///path)');
+  if (!opts.node || !parseNodeId(opts.node)) throw new UsageError(`--node must be "<mesh>.<dataplane-name>", got ${JSON.stringify(opts.node ?? '')}`);
+  if (!opts.outDir) {
+    if (opts.watch) throw new UsageError('--watch needs --out-dir');
+    if (opts.onUpdate) throw new UsageError('--on-update needs --out-dir');
+  } else if (opts.name.length > 1) {
+    throw new UsageError('--out-dir writes one identity: give at most one --name (and --trust-name for the bundle)');
+  }
+  if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new UsageError('--timeout must be positive');
+}
+
+const writeLine = (w: AgentWrite): string =>
+  `${w.changed.length > 0 ? `wrote ${w.changed.join(', ')}` : 'files already current'} in ${w.outDir}: ${w.spiffeId ?? '(no SPIFFE ID)'} serial ${w.serial} not after ${w.notAfter}; trust domains ${w.trustDomains.join(', ') || '(none)'}`;
+
+export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<number> {
+  let token: string | undefined;
+  // Belt and braces: whatever ends up in a message, the token is never printed.
+  const scrub = (s: string) => (token ? s.split(token).join('<redacted>') : s);
+  const out = (s: string) => io.stdout(scrub(s.endsWith('\n') ? s : `${s}\n`));
+  const err = (s: string) => io.stderr(scrub(`mesh-sds fetch: ${s}\n`));
+  let tls: SdsTlsOptions | undefined;
+  try {
+    validate(opts);
+    token = resolveToken(opts, io.env ?? process.env);
+    tls = tlsOptions(opts);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(e.message);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+  if (!tls && !isLoopbackOrUnix(opts.server)) {
+    err(`warning: plaintext connection to ${opts.server}: the private key (and token) cross the network unencrypted; use --ca-file for TLS`);
+  }
+  const client = { server: opts.server, node: opts.node, token, tls };
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+
+  if (!opts.outDir) {
+    const names = opts.name.length > 0 ? opts.name : ['default'];
+    try {
+      const result = await fetchOnce({ ...client, names, timeoutMs });
+      const summaries = result.secrets.map(summarizeSecret);
+      if (opts.json) out(JSON.stringify({ version: result.versionInfo, secrets: summaries }, null, 2));
+      else out(summaries.map(formatSummary).join('\n\n'));
+      return EXIT_OK;
+    } catch (e) {
+      err(e instanceof SdsError ? e.message : String((e as Error).message ?? e));
+      return EXIT_FAILURE;
+    }
+  }
+
+  let lastWarning = '';
+  const agent = startAgent({
+    ...client,
+    outDir: opts.outDir,
+    identityName: opts.name[0] ?? 'default',
+    trustName: opts.trustName ?? 'ALL',
+    watch: opts.watch,
+    onUpdate: opts.onUpdate,
+    log: (level, message) => {
+      if (level !== 'info') lastWarning = message;
+      // Without --watch the final summary line says it all.
+      if (opts.watch || level !== 'info') err(message);
+    },
+    onWrite: (w) => out(opts.json ? JSON.stringify(w) : writeLine(w)),
+  });
+
+  let timedOut = false;
+  const timer = opts.watch
+    ? undefined
+    : setTimeout(() => {
+        timedOut = true;
+        agent.close();
+      }, timeoutMs);
+  const stop = () => agent.close();
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  if (opts.watch) {
+    if (io.signal) io.signal.addEventListener('abort', stop, { once: true });
+    else for (const s of signals) process.once(s, stop);
+  }
+  try {
+    await agent.done;
+    if (timedOut) {
+      err(`no complete write within ${timeoutMs} ms${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
+      return EXIT_FAILURE;
+    }
+    return EXIT_OK;
+  } catch (e) {
+    err(e instanceof SdsError ? e.message : String((e as Error).message ?? e));
+    return EXIT_FAILURE;
+  } finally {
+    clearTimeout(timer);
+    io.signal?.removeEventListener('abort', stop);
+    for (const s of signals) process.removeListener(s, stop);
+  }
+}

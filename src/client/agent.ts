@@ -1,0 +1,192 @@
+// spiffe-helper-style agent: keeps cert.pem, key.pem (0600), bundle.pem and svid.json in a
+// directory current from an SDS stream, for programs that cannot speak SDS (nginx, curl, OpenSSL),
+// and runs an optional command after each change.
+//
+// Write order per change set: every changed file is staged (temp file, fsync) first, then renamed
+// in this order: bundle.pem, key.pem, cert.pem, svid.json. New trust lands before the identity that
+// may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
+// changing always finds the matching key. The only moment a reader can see a mismatched pair is
+// between the key and cert renames (two consecutive rename(2) calls, microseconds).
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { DecodedSecret } from './decode.js';
+import { sameFile, stageFile, syncDir, type StagedFile } from './files.js';
+import { UpdateHook } from './hook.js';
+import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
+import { parseCertificates, summarizeCertificate } from './summary.js';
+
+export type AgentLog = (level: 'info' | 'warn' | 'error', message: string) => void;
+
+export interface AgentOptions extends Omit<SdsClientOptions, 'names' | 'onError'> {
+  outDir: string;
+  /** tls_certificate secret to write (default `default`). */
+  identityName?: string;
+  /** validation_context secret to write (default `ALL`). */
+  trustName?: string;
+  /** Keep running and rewrite on every push; otherwise stop after the first complete write. */
+  watch?: boolean;
+  /** Shell command (`sh -c`) run once per change set. */
+  onUpdate?: string;
+  onUpdateTimeoutMs?: number;
+  log?: AgentLog;
+  /** Called after each change set is on disk (and before its on-update command runs). */
+  onWrite?: (w: AgentWrite) => void;
+}
+
+export interface AgentWrite {
+  outDir: string;
+  /** File names (not paths) rewritten by this change set, in write order; empty if all were current. */
+  changed: string[];
+  spiffeId?: string;
+  serial: string;
+  notBefore: string;
+  notAfter: string;
+  trustDomains: string[];
+  version: string;
+}
+
+export interface Agent {
+  /** Resolves after the first complete write; rejects if the agent fails before that. */
+  firstWrite: Promise<AgentWrite>;
+  /** Resolves when the agent stops (close(), or after the first write without `watch`); rejects on a fatal error. */
+  done: Promise<void>;
+  close(): void;
+  /** Number of on-update command runs so far. */
+  readonly hookRuns: number;
+}
+
+export const AGENT_FILES = { cert: 'cert.pem', key: 'key.pem', bundle: 'bundle.pem', meta: 'svid.json' } as const;
+
+interface Planned {
+  file: string;
+  data: string;
+  mode: number;
+}
+
+function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string): { files: Planned[]; write: AgentWrite } {
+  if (identity.kind !== 'tls_certificate') throw new Error(`secret ${JSON.stringify(identity.name)} is ${identity.kind}, not a tls_certificate`);
+  let bundle: string;
+  let trustDomains: string[];
+  if (trust.kind === 'spiffe') {
+    bundle = trust.trustDomains.map((t) => t.pem).join('');
+    trustDomains = trust.trustDomains.map((t) => t.name);
+  } else if (trust.kind === 'trusted_ca') {
+    bundle = trust.pem;
+    trustDomains = (trust.sanPrefixes ?? []).map((p) => p.replace(/^spiffe:\/\//, '').replace(/\/$/, ''));
+  } else {
+    throw new Error(`secret ${JSON.stringify(trust.name)} is a tls_certificate, not a validation context`);
+  }
+  const leaf = summarizeCertificate(parseCertificates(identity.certChainPem)[0]!);
+  const write: AgentWrite = { outDir, changed: [], serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, trustDomains, version };
+  if (leaf.spiffeId) write.spiffeId = leaf.spiffeId;
+  const meta = { spiffeId: leaf.spiffeId ?? null, serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, issuer: leaf.issuer, trustDomains };
+  return {
+    write,
+    files: [
+      { file: AGENT_FILES.bundle, data: bundle, mode: 0o644 },
+      { file: AGENT_FILES.key, data: identity.keyPem, mode: 0o600 },
+      { file: AGENT_FILES.cert, data: identity.certChainPem, mode: 0o644 },
+      { file: AGENT_FILES.meta, data: `${JSON.stringify(meta, null, 2)}\n`, mode: 0o644 },
+    ],
+  };
+}
+
+async function writeChanged(outDir: string, files: Planned[]): Promise<string[]> {
+  const changed: Planned[] = [];
+  for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
+  const staged: StagedFile[] = [];
+  try {
+    for (const f of changed) staged.push(await stageFile(join(outDir, f.file), f.data, f.mode));
+  } catch (e) {
+    await Promise.all(staged.map((s) => s.abort()));
+    throw e;
+  }
+  for (const s of staged) await s.commit();
+  if (staged.length > 0) await syncDir(outDir);
+  return changed.map((f) => f.file);
+}
+
+export function startAgent(opts: AgentOptions): Agent {
+  const identityName = opts.identityName ?? 'default';
+  const trustName = opts.trustName ?? 'ALL';
+  const log: AgentLog = opts.log ?? (() => undefined);
+  const hook = opts.onUpdate
+    ? new UpdateHook({ command: opts.onUpdate, env: { MESH_SDS_OUT_DIR: opts.outDir }, timeoutMs: opts.onUpdateTimeoutMs, log })
+    : undefined;
+
+  let resolveFirst!: (w: AgentWrite) => void;
+  let rejectFirst!: (e: unknown) => void;
+  const firstWrite = new Promise<AgentWrite>((res, rej) => {
+    resolveFirst = res;
+    rejectFirst = rej;
+  });
+  firstWrite.catch(() => undefined); // callers may only await `done`
+  let wrote = false;
+  let failure: unknown;
+  const dirReady = mkdir(opts.outDir, { recursive: true, mode: 0o755 });
+
+  const stream = openSecretStream(
+    {
+      ...opts,
+      names: [identityName, trustName],
+      onError: (err: SdsError, retryInMs?: number) => {
+        const retry = retryInMs === undefined ? '' : `; reconnecting in ${(retryInMs / 1000).toFixed(1)} s`;
+        log('warn', `${err.message}${retry}`);
+      },
+    },
+    async (_secrets, version, all) => {
+      const identity = all.get(identityName);
+      const trust = all.get(trustName);
+      if (!identity || !trust) return; // keep waiting for the other half
+      const { files, write } = plan(identity, trust, version, opts.outDir);
+      try {
+        await dirReady;
+        write.changed = await writeChanged(opts.outDir, files);
+      } catch (e) {
+        log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
+        if (!opts.watch) {
+          failure = e;
+          setImmediate(() => stream.close());
+        }
+        throw e; // NACK: this version was not applied
+      }
+      if (write.changed.length > 0) {
+        log('info', `wrote ${write.changed.join(', ')} (${write.spiffeId ?? 'no SPIFFE ID'}, serial ${write.serial}, not after ${write.notAfter})`);
+      }
+      opts.onWrite?.(write);
+      if (!wrote) {
+        wrote = true;
+        resolveFirst(write);
+      }
+      if (hook && write.changed.length > 0) {
+        const run = hook.trigger();
+        if (!opts.watch) await run;
+      }
+      if (!opts.watch) setImmediate(() => stream.close());
+    },
+  );
+
+  const done = stream.done.then(
+    async () => {
+      await hook?.idle();
+      if (failure) {
+        rejectFirst(failure);
+        throw failure;
+      }
+      if (!wrote) rejectFirst(new Error('agent stopped before the first write'));
+    },
+    async (err: unknown) => {
+      await hook?.idle();
+      rejectFirst(err);
+      throw err;
+    },
+  );
+  return {
+    firstWrite,
+    done,
+    close: () => stream.close(),
+    get hookRuns() {
+      return hook?.runs ?? 0;
+    },
+  };
+}

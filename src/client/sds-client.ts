@@ -1,0 +1,253 @@
+// A small SDS client that behaves like Envoy on a state-of-the-world StreamSecrets stream: node on
+// the first request only, ACK (version_info + response_nonce) after each response it accepts, NACK
+// (error_detail, previous version) for one it rejects, and reconnects with Envoy's jittered
+// exponential backoff (500 ms doubling to 30 s) — except on UNAUTHENTICATED / INVALID_ARGUMENT,
+// which retrying cannot fix.
+import { readFileSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import type { DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
+import { SECRET_TYPE_URL, loadProtos } from '../xds/protos.js';
+import { decodeSecretResource, type DecodedSecret } from './decode.js';
+
+export type { DecodedSecret } from './decode.js';
+
+export interface SdsTlsOptions {
+  /** PEM of the CA that signs the server certificate, or a path to such a file. Absent: system roots. */
+  ca?: string;
+  /** Accept any server certificate (testing only; the private key still travels encrypted). */
+  insecureSkipVerify?: boolean;
+  /** Name to check the server certificate against, when it differs from the dialled host. */
+  serverName?: string;
+}
+
+export interface SdsClientOptions {
+  /** `host:port` or `unix:///path`. */
+  server: string;
+  /** Envoy node id, `<mesh>.<dataplane-name>`. */
+  node: string;
+  /** node.cluster; defaults to the dataplane name. */
+  cluster?: string;
+  /** Sent as `authorization: Bearer <token>`; never logged. */
+  token?: string;
+  names: string[];
+  /** TLS to the server; absent means plaintext (loopback / unix socket). */
+  tls?: SdsTlsOptions;
+  /** Reconnect backoff; defaults are Envoy's (500 ms base, 30 s cap). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Transient problems (stream errors before a retry, NACKs sent). Fatal errors reject `done` instead. */
+  onError?: (err: SdsError, retryInMs?: number) => void;
+}
+
+/** A gRPC status from the server (or a rejection by this client), safe to print: no token inside. */
+export class SdsError extends Error {
+  override name = 'SdsError';
+  constructor(
+    readonly code: grpc.status,
+    readonly details: string,
+    readonly fatal: boolean,
+  ) {
+    super(`${grpc.status[code] ?? code}: ${details}`);
+  }
+  get codeName(): string {
+    return grpc.status[this.code] ?? String(this.code);
+  }
+}
+
+/** Retrying cannot fix these (Envoy would keep retrying, but a one-shot CLI should stop and say why). */
+export const FATAL_CODES: ReadonlySet<grpc.status> = new Set([grpc.status.UNAUTHENTICATED, grpc.status.INVALID_ARGUMENT]);
+
+/**
+ * Called with the secrets of each response, its version_info, and every accepted secret of the
+ * stream with these merged in (SotW responses for SDS need not repeat unchanged names). Throwing
+ * or rejecting NACKs the response; the previous state stays accepted.
+ */
+export type SecretsCallback = (secrets: DecodedSecret[], versionInfo: string, all: ReadonlyMap<string, DecodedSecret>) => void | Promise<void>;
+
+export interface SecretStream {
+  close(): void;
+  /** Resolves after close(); rejects with an SdsError on a fatal status. */
+  done: Promise<void>;
+}
+
+export interface FetchOnceOptions extends SdsClientOptions {
+  /** Give up after this long without every name (default 15 s). */
+  timeoutMs?: number;
+}
+
+export interface FetchResult {
+  /** One per requested name, in request order. */
+  secrets: DecodedSecret[];
+  versionInfo: string;
+}
+
+type SdsStub = grpc.Client & {
+  StreamSecrets(md: grpc.Metadata, opts?: grpc.CallOptions): grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>;
+};
+
+function credentials(tls: SdsTlsOptions | undefined): grpc.ChannelCredentials {
+  if (!tls) return grpc.credentials.createInsecure();
+  const ca = tls.ca === undefined ? null : Buffer.from(tls.ca.includes('-----BEGIN') ? tls.ca : readFileSync(tls.ca, 'utf8'));
+  const verify: grpc.VerifyOptions = tls.insecureSkipVerify ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {};
+  return grpc.credentials.createSsl(ca, null, null, verify);
+}
+
+export function makeSdsClient(server: string, tls?: SdsTlsOptions): grpc.Client {
+  const protos = loadProtos();
+  const Ctor = grpc.makeGenericClientConstructor(protos.SecretDiscoveryService, 'SecretDiscoveryService');
+  const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
+  return new Ctor(server, credentials(tls), options);
+}
+
+export function bearerMetadata(token: string | undefined): grpc.Metadata {
+  const md = new grpc.Metadata();
+  if (token) md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+export function nodeOf(node: string, cluster?: string): { id: string; cluster: string; user_agent_name: string } {
+  const dot = node.indexOf('.');
+  return { id: node, cluster: cluster ?? (dot > 0 ? node.slice(dot + 1) : node), user_agent_name: 'mesh-sds-fetch' };
+}
+
+/** Envoy's JitteredExponentialBackOffStrategy: uniform in [0, interval), interval doubling to the cap. */
+export class Backoff {
+  private interval: number;
+  constructor(
+    private readonly initialMs = 500,
+    private readonly maxMs = 30_000,
+    private readonly random: () => number = Math.random,
+  ) {
+    this.interval = initialMs;
+  }
+  next(): number {
+    const ms = Math.floor(this.random() * this.interval);
+    this.interval = Math.min(this.interval * 2, this.maxMs);
+    return Math.min(ms, this.maxMs);
+  }
+  reset(): void {
+    this.interval = this.initialMs;
+  }
+}
+
+export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallback): SecretStream {
+  const client = makeSdsClient(opts.server, opts.tls) as SdsStub;
+  const backoff = new Backoff(opts.backoff?.initialMs, opts.backoff?.maxMs);
+  const node = nodeOf(opts.node, opts.cluster);
+  let closed = false;
+  let call: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> | undefined;
+  let retryTimer: NodeJS.Timeout | undefined;
+  // What this client has accepted, carried over reconnects like Envoy's last ACKed version.
+  let acceptedVersion = '';
+  let accepted = new Map<string, DecodedSecret>();
+  let settle!: (err?: SdsError) => void;
+  const done = new Promise<void>((resolve, reject) => {
+    settle = (err) => (err ? reject(err) : resolve());
+  });
+
+  const finish = (err?: SdsError) => {
+    if (closed) return;
+    closed = true;
+    clearTimeout(retryTimer);
+    const c = call;
+    call = undefined;
+    c?.cancel();
+    client.close();
+    settle(err);
+  };
+
+  const connect = () => {
+    if (closed) return;
+    const c = client.StreamSecrets(bearerMetadata(opts.token));
+    call = c;
+    let first = true;
+    let chain = Promise.resolve();
+    const send = (req: DiscoveryRequest) => {
+      if (call !== c) return;
+      const full: DiscoveryRequest = { type_url: SECRET_TYPE_URL, resource_names: opts.names, ...req };
+      if (first) full.node = node;
+      first = false;
+      c.write(full);
+    };
+    const handle = async (res: DiscoveryResponse) => {
+      if (call !== c) return;
+      backoff.reset();
+      const version = res.version_info ?? '';
+      try {
+        const secrets = (res.resources ?? []).map(decodeSecretResource);
+        const merged = new Map(accepted);
+        for (const s of secrets) merged.set(s.name, s);
+        await onSecrets(secrets, version, merged);
+        accepted = merged;
+        acceptedVersion = version;
+        send({ version_info: version, response_nonce: res.nonce });
+      } catch (e) {
+        const message = e instanceof Error ? e.message : String(e);
+        send({ version_info: acceptedVersion, response_nonce: res.nonce, error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
+        opts.onError?.(new SdsError(grpc.status.INVALID_ARGUMENT, `rejected version ${version || '(empty)'}: ${message}`, false));
+      }
+    };
+    c.on('data', (res: DiscoveryResponse) => {
+      chain = chain.then(() => handle(res));
+    });
+    // Every outcome arrives as 'status'; 'error' repeats non-OK ones and must merely be listened to.
+    c.on('error', () => undefined);
+    c.on('status', (st: grpc.StatusObject) => {
+      if (call !== c || closed) return;
+      call = undefined;
+      const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), FATAL_CODES.has(st.code));
+      if (err.fatal) return finish(err);
+      const wait = backoff.next();
+      opts.onError?.(err, wait);
+      retryTimer = setTimeout(connect, wait);
+    });
+    send({ version_info: acceptedVersion, response_nonce: '' });
+  };
+
+  connect();
+  return { close: () => finish(), done };
+}
+
+/** Streams until every name has arrived once (ACKing it), then closes; rejects on a fatal status or timeout. */
+export function fetchOnce(opts: FetchOnceOptions): Promise<FetchResult> {
+  const timeoutMs = opts.timeoutMs ?? 15_000;
+  return new Promise<FetchResult>((resolve, reject) => {
+    let result: FetchResult | undefined;
+    let lastError: SdsError | undefined;
+    let failure: SdsError | undefined;
+    let have = new Set<string>();
+    const stream = openSecretStream(
+      {
+        ...opts,
+        onError: (err, retry) => {
+          lastError = err;
+          opts.onError?.(err, retry);
+        },
+      },
+      (_secrets, versionInfo, all) => {
+        have = new Set(all.keys());
+        if (result || !opts.names.every((n) => all.has(n))) return;
+        result = { secrets: opts.names.map((n) => all.get(n)!), versionInfo };
+        // Close after this callback returns, so the ACK goes out first.
+        setImmediate(() => stream.close());
+      },
+    );
+    const timer = setTimeout(() => {
+      const missing = opts.names.filter((n) => !have.has(n)).map((n) => JSON.stringify(n));
+      const last = lastError ? ` (last error ${lastError.message})` : '';
+      failure = new SdsError(grpc.status.DEADLINE_EXCEEDED, `no answer for ${missing.join(', ')} within ${timeoutMs} ms${last}`, true);
+      stream.close();
+    }, timeoutMs);
+    stream.done.then(
+      () => {
+        clearTimeout(timer);
+        if (result) resolve(result);
+        else reject(failure ?? new SdsError(grpc.status.CANCELLED, 'closed before every secret arrived', true));
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,114 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { meshSds } from './run.js';
+import { makeCa } from '../helpers/openssl.js';
+
+const seeds = join(import.meta.dirname, '..', 'fixtures', 'seeds');
+const indent = (pem: string, n: number) => pem.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n');
+
+test('validate accepts every seed example and the quickstart', async () => {
+  const files = (await readdir(seeds)).filter((f) => f.endsWith('.yaml')).map((f) => join(seeds, f));
+  const quick = (await readdir('examples/quickstart')).map((f) => join('examples/quickstart', f));
+  // Several seeds define a MeshIdentity named "identity": validated together they would be
+  // duplicates, so each of those goes in a run of its own.
+  const named = files.filter((f) => /meshidentity-(basic|custom|user-provided)/.test(f));
+  const runs = [files.filter((f) => !named.includes(f)), ...named.map((f) => [f]), quick];
+  const results = await Promise.all(runs.map((r) => meshSds(['validate', ...r])));
+  for (const [i, r] of results.entries()) {
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n').length, runs[i]!.length);
+    assert.match(r.stdout, /resources valid/);
+  }
+});
+
+test('validate rejects the SPEC §1 mistakes with file, document, field path and reason, and exits 1', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-validate-'));
+  try {
+    const ca = makeCa('v');
+    const trust = (td: string, bundles: string) => `type: MeshTrust\nname: t\nmesh: default\nspec:\n  trustDomain: ${td}\n  caBundles:${bundles}\n`;
+    const good = `\n    - type: Pem\n      pem:\n        value: |-\n${indent(ca.certPem, 10)}`;
+    const identity = (provider: string) => `type: MeshIdentity\nname: i\nmesh: default\nspec:\n  selector:\n    dataplane:\n      matchLabels: {}\n  provider:\n${provider}`;
+    const cases: [string, string, string][] = [
+      ['empty.yaml', trust('a.example', ' []'), 'spec.caBundles: must not be empty'],
+      ['long.yaml', trust('a'.repeat(254), good), 'spec.trustDomain: must not be longer than 253 characters'],
+      ['notpem.yaml', trust('a.example', '\n    - type: Pem\n      pem:\n        value: hello'), 'spec.caBundles[0].pem.value: provided certificate has incorrect format'],
+      ['provider.yaml', identity('    type: Vault\n'), 'spec.provider.type: must be one of Bundled, Spire'],
+      [
+        'relative.yaml',
+        identity('    type: Bundled\n    bundled:\n      ca:\n        certificate:\n          type: File\n          file:\n            path: ca.crt\n        privateKey:\n          type: File\n          file:\n            path: /ca.key\n'),
+        'spec.provider.bundled.ca.certificate.file.path: must be absolute',
+      ],
+    ];
+    for (const [name, text] of cases) await writeFile(join(dir, name), text);
+    const r = await meshSds(['validate', ...cases.map(([n]) => join(dir, n))]);
+    assert.equal(r.code, 1);
+    for (const [name, , message] of cases) {
+      assert.ok(r.stderr.includes(`${join(dir, name)} (document 1): ${message}`), `expected "${message}" for ${name} in:\n${r.stderr}`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('inspect explains which of three overlapping identities a dataplane gets, and why', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-inspect-'));
+  try {
+    const mi = (name: string, labels: string, td: string) =>
+      `type: MeshIdentity\nname: ${name}\nmesh: default\nspec:\n  selector:\n    dataplane:\n      matchLabels: ${labels}\n  spiffeID:\n    trustDomain: ${td}\n  provider:\n    type: Bundled\n    bundled:\n      insecureAllowSelfSigned: true\n      autogenerate:\n        enabled: true\n`;
+    await writeFile(
+      join(dir, 'ids.yaml'),
+      [mi('all', '{}', 'all.example'), mi('zz-web-prod', '{app: web, env: prod}', 'webprod.example'), mi('aa-web-team', '{app: web, team: a}', 'webteam.example')].join('---\n'),
+    );
+    await writeFile(
+      join(dir, 'dp.yaml'),
+      'type: Dataplane\nname: web-1\nmesh: default\nlabels:\n  app: web\n  env: prod\n  team: a\n  k8s.kuma.io/namespace: shop\n  k8s.kuma.io/service-account: web\n',
+    );
+    const r = await meshSds(['inspect', '--dataplane', 'default.web-1', '--resources', dir, '--state-dir', join(dir, '.state'), '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    // Two identities tie on two labels: the lexicographically smaller name wins.
+    assert.equal(out.identity.name, 'aa-web-team');
+    assert.equal(out.spiffeId, 'spiffe://webteam.example/ns/shop/sa/web');
+    assert.deepEqual(out.candidates.map((c: { name: string }) => c.name), ['aa-web-team', 'zz-web-prod', 'all']);
+    assert.match(out.candidates[1].reason, /lost to aa-web-team \(name order\)/);
+    assert.match(out.candidates[2].reason, /lost to aa-web-team \(fewer labels\)/);
+    assert.deepEqual(out.trustDomains.map((d: { trustDomain: string }) => d.trustDomain), ['all.example', 'webprod.example', 'webteam.example']);
+    const text = await meshSds(['inspect', '--dataplane', 'default.web-1', '--resources', dir, '--state-dir', join(dir, '.state')]);
+    assert.match(text.stdout, /MeshIdentity: aa-web-team \(kri_mid_default_default__aa-web-team_\)/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('get shows identities with status conditions and the auto-created MeshTrusts', async () => {
+  const r = await meshSds(['get', 'meshidentity', 'identity', '-o', 'yaml', '--resources', 'examples/quickstart', '--state-dir', join(tmpdir(), `mesh-sds-get-${process.pid}`)]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /type: Provider\n\s+status: "True"/);
+  assert.match(r.stdout, /type: MeshTrustCreated/);
+  assert.match(r.stdout, /type: Ready/);
+  const trusts = await meshSds(['get', 'meshtrusts', '--resources', 'examples/quickstart', '--state-dir', join(tmpdir(), `mesh-sds-get-${process.pid}`)]);
+  assert.match(trusts.stdout, /identity\s+default\.default\.mesh\.local\s+1\s+kri_mid_default_default_kuma-system_identity_/);
+  assert.match(trusts.stdout, /partner-trust\s+partner\.example/);
+  await rm(join(tmpdir(), `mesh-sds-get-${process.pid}`), { recursive: true, force: true });
+});
+
+test('token generate prints the token alone on the last line, and it verifies against the same state', async () => {
+  const state = await mkdtemp(join(tmpdir(), 'mesh-sds-token-'));
+  try {
+    const r = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--workload', 'web', '--valid-for', '1h', '--state-dir', state]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split('\n');
+    assert.match(lines.at(-1)!, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const { TokenAuthority } = await import('../../src/server/tokens.js');
+    const { FileStateStore } = await import('../../src/store/file-state.js');
+    const claims = await (await TokenAuthority.open(await FileStateStore.open(state))).verify(lines.at(-1)!);
+    assert.equal(claims.mesh, 'default');
+    assert.equal(claims.name, 'web-1');
+    assert.equal(claims.workload, 'web');
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});

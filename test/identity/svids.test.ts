@@ -1,0 +1,158 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
+import { resourceKey, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
+import { IdentityAuthorities, type AuthorityView } from '../../src/identity/authorities.js';
+import { SvidManager, type ProxyIdentity } from '../../src/identity/svids.js';
+import { SvidIssuer } from '../../src/pki/issuer.js';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { dataplane, meshIdentity } from '../helpers/resources.js';
+
+let revision = 0;
+const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
+
+async function setup(opts: { detachGraceMs?: number } = {}) {
+  const snaps = new Subject<ResourceSnapshot>();
+  const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
+  authorities.start(snaps);
+  const issuer = new SvidIssuer({ workers: 0 });
+  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs });
+  authorities.views$.subscribe((v) => svids.setView(v));
+  const push = async (...resources: Resource[]): Promise<AuthorityView> => {
+    const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
+    const next = firstValueFrom(authorities.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    return next;
+  };
+  const until = (key: string, pred: (p: ProxyIdentity) => boolean): Promise<ProxyIdentity> => {
+    const now = svids.get(key);
+    if (now && pred(now)) return Promise.resolve(now);
+    return firstValueFrom(svids.changes$.pipe(filter((k) => k === key && pred(svids.get(k)!)), timeout(5000))).then(() => svids.get(key)!);
+  };
+  const close = async () => {
+    authorities.stop();
+    svids.close();
+    await issuer.close();
+  };
+  return { svids, push, until, close };
+}
+
+const issued = (p: ProxyIdentity) => p.state === 'issued';
+
+test('an attached proxy gets an SVID with the SPIFFE ID rendered from its Dataplane labels', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('identity'), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const p = await h.until(key, issued);
+    assert.equal(p.state === 'issued' && p.spiffeId, 'spiffe://default.default.mesh.local/ns/shop/sa/web');
+    assert.equal(p.state === 'issued' && p.svid.spiffeId, p.state === 'issued' && p.spiffeId);
+  } finally {
+    await h.close();
+  }
+});
+
+test('rotation is scheduled at 80 % of the lifetime measured from issuance, within ±10 % jitter', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('identity', { expiry: '10m', expiryMs: 600_000 }), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const p = await h.until(key, issued);
+    assert.ok(p.state === 'issued');
+    const lifetime = p.svid.notAfter.getTime() - Date.now();
+    const untilRotation = p.rotateAt.getTime() - Date.now();
+    assert.ok(untilRotation > lifetime * 0.8 * 0.9 - 1000 && untilRotation < lifetime * 0.8 * 1.1 + 1000, `rotation in ${untilRotation} ms of ${lifetime}`);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a short-lived SVID is reissued by itself before it expires', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('identity', { expiry: '2s', expiryMs: 2000 }), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    const second = await h.until(key, (p) => issued(p) && p !== first);
+    assert.ok(first.state === 'issued' && second.state === 'issued');
+    assert.notEqual(second.svid.serialHex, first.svid.serialHex);
+    assert.ok(second.svid.notAfter > first.svid.notAfter);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a label change that changes the SPIFFE ID reissues; a change that does not keeps the SVID', async () => {
+  const h = await setup();
+  try {
+    const mi = meshIdentity('identity');
+    await h.push(mi, dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    await h.push(mi, dataplane('web-1', { ...web, unrelated: 'x' }));
+    assert.equal(h.svids.get(key)!.state === 'issued' && (h.svids.get(key) as { svid: unknown }).svid, first.state === 'issued' && first.svid);
+    await h.push(mi, dataplane('web-1', { ...web, 'k8s.kuma.io/service-account': 'admin' }));
+    const moved = await h.until(key, (p) => p.state === 'issued' && p.spiffeId.endsWith('/sa/admin'));
+    assert.ok(moved.state === 'issued');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a more specific MeshIdentity moves the proxy to its trust domain', async () => {
+  const h = await setup();
+  try {
+    const broad = meshIdentity('broad');
+    await h.push(broad, dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    await h.until(key, issued);
+    await h.push(broad, meshIdentity('web-only', { matchLabels: { app: 'web' }, trustDomain: 'web.example' }), dataplane('web-1', web));
+    const p = await h.until(key, (x) => x.state === 'issued' && x.trustDomain === 'web.example');
+    assert.ok(p.state === 'issued' && p.identity.identity.name === 'web-only');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a winning identity that is not ready does not fall back to a lower-precedence one', async () => {
+  const h = await setup();
+  try {
+    const broad = meshIdentity('broad');
+    const broken = meshIdentity('specific', { matchLabels: { app: 'web' } });
+    if (broken.spec.provider.type === 'Bundled') broken.spec.provider.bundled.insecureAllowSelfSigned = false;
+    await h.push(broad, broken, dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const p = await h.until(key, (x) => x.state === 'pending');
+    assert.match((p as { reason: string }).reason, /MeshIdentity "specific" is not ready/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a proxy without a Dataplane, or that no identity matches, stays pending with a reason', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('only-api', { matchLabels: { app: 'api' } }), dataplane('web-1', web));
+    const ghost = h.svids.attach({ mesh: 'default', name: 'ghost', source: 'none' });
+    assert.match((h.svids.get(ghost) as { reason: string }).reason, /no Dataplane "ghost"/);
+    const k = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    assert.match((h.svids.get(k) as { reason: string }).reason, /no MeshIdentity matches/);
+  } finally {
+    await h.close();
+  }
+});
+
+test('token labels and workload feed the templates when there is no Dataplane resource', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
+    const key = h.svids.attach({ mesh: 'default', name: 'tok-1', source: 'token', workload: 'billing', labels: { app: 'b' } });
+    const p = await h.until(key, issued);
+    assert.equal(p.state === 'issued' && p.spiffeId, 'spiffe://default.default.mesh.local/workload/billing');
+    const missing = h.svids.attach({ mesh: 'default', name: 'tok-2', source: 'token' });
+    const r = await h.until(missing, (x) => x.state === 'rejected');
+    assert.match((r as { reason: string }).reason, /workload not found/);
+  } finally {
+    await h.close();
+  }
+});
