@@ -67,7 +67,6 @@ let config: LoadgenConfig | undefined;
 let clients: grpc.Client[] = [];
 const proxies: Proxy[] = [];
 let phase: Phase | undefined;
-let phaseT0 = 0;
 let remaining = 0;
 let gaps = 0;
 let responses = 0;
@@ -92,8 +91,8 @@ function report(): void {
   const r: PhaseReport = {
     type: 'report',
     phase,
-    doneMs: proxies.map((p) => (p.done === null ? null : p.done - phaseT0)),
-    firstNewMs: proxies.map((p) => (p.firstNew === null ? null : p.firstNew - phaseT0)),
+    doneAt: proxies.map((p) => p.done),
+    firstNewAt: proxies.map((p) => p.firstNew),
     gaps,
     responses,
     sideChanges,
@@ -174,9 +173,8 @@ async function configure(c: LoadgenConfig): Promise<void> {
   send({ type: 'ready', channels: clients.length });
 }
 
-function arm(next: Phase, t0: number, deadlineMs: number): void {
+function arm(next: Phase, deadlineMs: number): void {
   phase = next;
-  phaseT0 = t0;
   gaps = 0;
   responses = 0;
   sideChanges = 0;
@@ -190,6 +188,7 @@ function arm(next: Phase, t0: number, deadlineMs: number): void {
     if (next === 'storm' || p.baseline) remaining++;
   }
   deadline = setTimeout(report, deadlineMs);
+  send({ type: 'armed', phase: next });
   if (next === 'storm') proxies.forEach((p, i) => openStream(i, p));
   if (remaining === 0) report();
 }
@@ -203,7 +202,7 @@ function stop(): never {
 process.on('message', (m: ToLoadgen) => {
   try {
     if (m.type === 'config') configure(m.config).catch((e: Error) => send({ type: 'fatal', message: `connect failed: ${e.message}` }));
-    else if (m.type === 'arm') arm(m.phase, m.t0, m.deadlineMs);
+    else if (m.type === 'arm') arm(m.phase, m.deadlineMs);
     else if (m.type === 'stop') stop();
   } catch (e) {
     send({ type: 'fatal', message: (e as Error).stack ?? String(e) });

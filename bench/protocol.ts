@@ -19,17 +19,18 @@ export type Phase = 'storm' | 'trust' | 'rotation';
 
 export type ToLoadgen =
   | { type: 'config'; config: LoadgenConfig }
-  /** Open every stream now (storm) or start watching for a change (trust, rotation). */
-  | { type: 'arm'; phase: Phase; t0: number; deadlineMs: number }
+  /** Open every stream now (storm) or start watching for a change (trust, rotation); answered by
+   * `armed` once the baselines are taken, and by a report when every stream is done or at the deadline. */
+  | { type: 'arm'; phase: Phase; deadlineMs: number }
   | { type: 'stop' };
 
 export interface PhaseReport {
   type: 'report';
   phase: Phase;
-  /** Per stream: ms from t0 until the awaited secret(s) were received and ACKed; null = never. */
-  doneMs: (number | null)[];
-  /** Rotation: ms from t0 until a response first carried a new certificate (receive time). */
-  firstNewMs: (number | null)[];
+  /** Per stream: epochNow() when the awaited secret(s) had been received and ACKed; null = never. */
+  doneAt: (number | null)[];
+  /** Rotation: epochNow() when a response first carried a new certificate (receive time). */
+  firstNewAt: (number | null)[];
   /** Responses that carried no identity after the stream had one (a gap a proxy would see). */
   gaps: number;
   /** Responses received during the phase. */
@@ -41,5 +42,6 @@ export interface PhaseReport {
 
 export type FromLoadgen =
   | { type: 'ready'; channels: number }
+  | { type: 'armed'; phase: Phase }
   | PhaseReport
   | { type: 'fatal'; message: string };

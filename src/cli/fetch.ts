@@ -16,7 +16,9 @@ export interface FetchCliOptions {
   outDir?: string;
   watch?: boolean;
   onUpdate?: string;
+  /** validation_context secret written to bundle.pem (default `ALL`). */
   trustName?: string;
+  /** Without --watch: give up after this long (default 15 s). Ignored with --watch, which retries forever. */
   timeoutMs?: number;
   /** CA that signs the server's certificate; implies TLS. */
   caFile?: string;
@@ -136,8 +138,7 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
     onUpdate: opts.onUpdate,
     log: (level, message) => {
       if (level !== 'info') lastWarning = message;
-      // Without --watch the final summary line says it all.
-      if (opts.watch || level !== 'info') err(message);
+      err(message);
     },
     onWrite: (w) => out(opts.json ? JSON.stringify(w) : writeLine(w)),
   });

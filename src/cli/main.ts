@@ -6,10 +6,20 @@ import { RESOURCE_KINDS, formatResourceError, resourcesOfKind, type Resource, ty
 import { toUniversalObject } from '../api/serialize.js';
 import { validateFiles } from '../api/validate-files.js';
 import { aggregateTrust } from '../trust/aggregate.js';
-import { startServer } from '../server/serve.js';
-import { TokenAuthority } from '../server/tokens.js';
-import { computeView, withStore, type StoreFlags } from './offline.js';
-import { formatInspection, inspectDataplane } from './inspect.js';
+import type { StoreFlags } from './offline.js';
+import type { ResourceStore } from '../store/types.js';
+import type { AuthorityView } from '../identity/authorities.js';
+
+// Heavy modules (gRPC, Postgres, PKI) load only for the commands that need them, so `validate`
+// and `--help` start fast.
+const offline = () => import('./offline.js');
+async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
+  return (await offline()).withStore(flags, fn);
+}
+async function computeView(store: ResourceStore, zone: string): Promise<AuthorityView> {
+  return (await offline()).computeView(store, zone);
+}
+const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAuthority;
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
@@ -49,6 +59,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)').env('MESH_SDS_FLAT_TRUST'))
   .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('MESH_SDS_LOG_LEVEL').default('info'))
   .action(async (o) => {
+    const { startServer } = await import('../server/serve.js');
     const server = await startServer({
       resourcesDir: o.resources,
       store: o.store,
@@ -129,6 +140,7 @@ storeOptions(program.command('inspect').description('explain which identity a da
   .option('--json', 'machine-readable output')
   .action(async (o) => {
     await withStore(o as StoreFlags, async (store) => {
+      const { formatInspection, inspectDataplane } = await import('./inspect.js');
       const result = inspectDataplane(await computeView(store, o.zone), o.dataplane);
       out(o.json ? JSON.stringify(result, null, 2) : formatInspection(result));
     });
@@ -162,7 +174,7 @@ storeOptions(token.command('generate').description('sign a token for one datapla
     }
     const validForMs = durationMs(o.validFor, '--valid-for');
     const t = await withStore({ ...o, resources: o.resources ?? (o.store ? undefined : '.') } as StoreFlags, async (store) => {
-      const authority = await TokenAuthority.open(store.state);
+      const authority = await (await tokenAuthority()).open(store.state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
     err(`token for ${o.mesh}.${o.name}, valid for ${o.validFor}:`);
@@ -173,7 +185,7 @@ storeOptions(token.command('revoke').description('revoke a token (read from --to
   .action(async (o) => {
     const t = (o.tokenFile ? await readFile(o.tokenFile, 'utf8') : await readStdin()).trim();
     const jti = await withStore({ ...o, resources: o.resources ?? (o.store ? undefined : '.') } as StoreFlags, async (store) =>
-      (await TokenAuthority.open(store.state)).revokeToken(t),
+      (await (await tokenAuthority()).open(store.state)).revokeToken(t),
     );
     out(`revoked token ${jti}`);
   });
@@ -214,7 +226,7 @@ program
     );
   });
 
-function table(kind: ResourceKind, list: Resource[], view: Awaited<ReturnType<typeof computeView>>): string {
+function table(kind: ResourceKind, list: Resource[], view: AuthorityView): string {
   const rows: string[][] = [];
   if (kind === 'MeshTrust') {
     rows.push(['MESH', 'NAME', 'TRUST DOMAIN', 'CAS', 'ORIGIN']);

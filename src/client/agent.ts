@@ -29,7 +29,7 @@ export interface AgentOptions extends Omit<SdsClientOptions, 'names' | 'onError'
   onUpdate?: string;
   onUpdateTimeoutMs?: number;
   log?: AgentLog;
-  /** Called after each change set is on disk (and before its on-update command runs). */
+  /** Called after each complete write (and before its on-update command runs); `changed` may be empty. */
   onWrite?: (w: AgentWrite) => void;
 }
 
@@ -149,9 +149,6 @@ export function startAgent(opts: AgentOptions): Agent {
           setImmediate(() => stream.close());
         }
         throw e; // NACK: this version was not applied
-      }
-      if (write.changed.length > 0) {
-        log('info', `wrote ${write.changed.join(', ')} (${write.spiffeId ?? 'no SPIFFE ID'}, serial ${write.serial}, not after ${write.notAfter})`);
       }
       opts.onWrite?.(write);
       if (!wrote) {

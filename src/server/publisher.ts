@@ -39,6 +39,11 @@ export class SecretPublisher {
     private readonly opts: PublisherOptions,
   ) {}
 
+  /** Active cache watches, one per open stream or waiting fetch: 0 when none is open (leak checks). */
+  get watchCount(): number {
+    return this.cache.watchCount;
+  }
+
   bundle(mesh: string): MeshTrustBundle | undefined {
     return this.bundles.get(mesh);
   }

@@ -83,7 +83,6 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const authorities = new IdentityAuthorities({ zone: cfg.zone, state: store.state, log });
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
   const cache = new SecretCache({ onError: (err) => log.error({ err: String(err) }, 'stream watcher failed') });
-  let publisher: SecretPublisher | undefined;
   const svids = new SvidManager({
     issuer,
     log,
@@ -93,12 +92,11 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
     onDropped: (pk) => {
-      publisher?.proxyGone(pk);
+      pub.proxyGone(pk);
       metrics.certificateExpiry.remove({ kind: 'svid', name: pk });
     },
   });
-  publisher = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
-  const pub = publisher;
+  const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
   const subs: Subscription[] = [];
   const onView = (view: AuthorityView) => {
     pub.setView(view);

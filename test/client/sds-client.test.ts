@@ -1,13 +1,31 @@
 // The client's protocol behaviour against a scripted fake SDS server that records every request.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../../src/xds/messages.js';
 import { loadProtos, SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { Backoff, fetchOnce, openSecretStream, SdsError } from '../../src/client/sds-client.js';
 import type { DecodedSecret } from '../../src/client/decode.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import { makeCa, openssl, type TestCa } from '../helpers/openssl.js';
+
+/** A server certificate for 127.0.0.1 signed by `ca`. */
+function serverCert(ca: TestCa): { certPem: string; keyPem: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-tls-'));
+  try {
+    writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+    writeFileSync(join(dir, 'ca.key'), ca.keyPem);
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 's.key')]);
+    const csr = openssl(['req', '-new', '-key', join(dir, 's.key'), '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    const certPem = openssl(['x509', '-req', '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-copy_extensions', 'copy', '-days', '1', '-set_serial', '7'], csr);
+    return { certPem, keyPem: readFileSync(join(dir, 's.key'), 'utf8') };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 type Call = grpc.ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>;
 
@@ -19,7 +37,7 @@ class FakeSds {
   onStream: (call: Call, index: number) => void = () => undefined;
   onRequest: (req: DiscoveryRequest, call: Call, index: number) => void = () => undefined;
 
-  async start(): Promise<void> {
+  async start(target = '127.0.0.1:0', creds = grpc.ServerCredentials.createInsecure()): Promise<void> {
     this.server.addService(loadProtos().SecretDiscoveryService, {
       StreamSecrets: (call: Call) => {
         const index = this.streams.length;
@@ -36,9 +54,9 @@ class FakeSds {
       FetchSecrets: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED }),
     });
     const port = await new Promise<number>((res, rej) =>
-      this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+      this.server.bindAsync(target, creds, (e, p) => (e ? rej(e) : res(p))),
     );
-    this.address = `127.0.0.1:${port}`;
+    this.address = target.startsWith('unix:') ? target : `127.0.0.1:${port}`;
   }
 
   reset(): void {
@@ -206,6 +224,50 @@ describe('SDS client (against a scripted server)', () => {
       fetchOnce({ server: fake.address, node: 'default.web', names: ['default', 'ALL'], timeoutMs: 300 }),
       (e: unknown) => e instanceof SdsError && e.code === grpc.status.DEADLINE_EXCEEDED && /"ALL"/.test(e.message) && !/"default"/.test(e.message),
     );
+  });
+});
+
+describe('SDS client transports', () => {
+  let a: TestCa;
+  let dir: string;
+  before(() => {
+    a = makeCa('A', { trustDomain: 'a.example' });
+    dir = mkdtempSync(join(tmpdir(), 'mesh-sds-transport-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  const serveDefault = (fake: FakeSds) => {
+    fake.onRequest = (req, call) => {
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+    };
+  };
+
+  it('connects to a unix:///path socket', async () => {
+    const fake = new FakeSds();
+    await fake.start(`unix://${join(dir, 'sds.sock')}`);
+    serveDefault(fake);
+    try {
+      const r = await fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], timeoutMs: 3000 });
+      assert.equal(r.secrets[0]!.kind, 'tls_certificate');
+    } finally {
+      fake.server.forceShutdown();
+    }
+  });
+
+  it('speaks TLS, verifying the server against the given CA, and refuses a server the CA did not sign', async () => {
+    const serverCa = makeCa('Server CA');
+    const { certPem, keyPem } = serverCert(serverCa);
+    const fake = new FakeSds();
+    await fake.start('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], false));
+    serveDefault(fake);
+    try {
+      const r = await fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: serverCa.certPem }, timeoutMs: 3000 });
+      assert.equal(r.secrets[0]!.name, 'default');
+      // Verification is real: the wrong CA never gets an answer.
+      await assert.rejects(fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: a.certPem }, timeoutMs: 700, backoff: { initialMs: 50 } }), /DEADLINE_EXCEEDED.*UNAVAILABLE/);
+    } finally {
+      fake.server.forceShutdown();
+    }
   });
 });
 

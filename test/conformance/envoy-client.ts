@@ -112,6 +112,14 @@ class ResponseQueue<T> {
   }
 }
 
+/** The server's messages decoded with `defaults: false` omit empty fields; fill them as Envoy's C++ protos would. */
+function withDefaults<T>(r: T): T {
+  const o = r as Record<string, unknown>;
+  for (const f of ['resources', 'removed_resources']) if (o[f] === undefined) o[f] = [];
+  for (const f of ['version_info', 'system_version_info', 'nonce', 'type_url']) if (o[f] === undefined) o[f] = '';
+  return r;
+}
+
 function isEnd(v: unknown): v is StreamEnd {
   return typeof v === 'object' && v !== null && 'code' in v && 'details' in v && !('nonce' in v);
 }
@@ -131,7 +139,7 @@ abstract class BaseStream<Req, Res> {
     this.ownClient = opts.client ? undefined : makeClient(address, api);
     const client = (opts.client ?? this.ownClient) as AnyClient;
     this.call = client[method]!(metadataFor(opts.token)) as grpc.ClientDuplexStream<Req, Res>;
-    this.call.on('data', (r: Res) => this.queue.push(r));
+    this.call.on('data', (r: Res) => this.queue.push(withDefaults(r)));
     this.call.on('error', (e: grpc.ServiceError) => this.queue.finish({ code: e.code, details: e.details }));
     this.call.on('status', (s: grpc.StatusObject) => this.queue.finish({ code: s.code, details: s.details }));
   }
@@ -209,7 +217,12 @@ export class DeltaClient extends BaseStream<DeltaDiscoveryRequest, DeltaDiscover
   }
 
   subscribe(names: string[], extra: Partial<DeltaDiscoveryRequest> = {}): void {
-    this.send({ type_url: SECRET_TYPE_URL, resource_names_subscribe: names, ...extra });
+    const req: Record<string, unknown> = { type_url: SECRET_TYPE_URL, resource_names_subscribe: names, ...extra };
+    // The descriptor-set loader sees a proto map as its wire form: repeated {key, value} entries.
+    if (extra.initial_resource_versions) {
+      req.initial_resource_versions = Object.entries(extra.initial_resource_versions).map(([key, value]) => ({ key, value }));
+    }
+    this.send(req as DeltaDiscoveryRequest);
   }
 
   unsubscribe(names: string[]): void {

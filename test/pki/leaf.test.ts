@@ -16,7 +16,7 @@ function assertLeafShape(svid: IssuedSvid, ca: CertificateAuthority, now: Date, 
   const [leafPem] = pemBlocks(svid.certChainPem);
   const leaf = new x509.X509Certificate(leafPem!);
   assert.equal(leaf.subject, '', 'empty subject');
-  assert.equal(leaf.issuer, new x509.X509Certificate(ca.certDer).subject);
+  assert.equal(leaf.issuer, new x509.X509Certificate(new Uint8Array(ca.certDer)).subject);
 
   const sans = leaf.extensions.filter((e) => e.type === '2.5.29.17');
   assert.equal(sans.length, 1);
@@ -143,6 +143,21 @@ describe('issueSvidSync', () => {
     assert.throws(() => issueSvidSync(ca, 'https://x/y', DAY), TypeError);
     assert.throws(() => issueSvidSync(ca, 'spiffe://td/with space', DAY), TypeError);
     assert.throws(() => issueSvidSync(ca, ID, 0), RangeError);
+  });
+
+  it('encodes EC private keys whose scalar has leading zero bytes at full length', () => {
+    const ca = loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: true });
+    // About 1 key in 256 has a leading zero byte; 5000 tries miss one with probability ~3e-9.
+    for (let i = 0; i < 5000; i++) {
+      const svid = issueSvidSync(ca, ID, DAY);
+      const key = createPrivateKey(svid.keyPem);
+      const d = Buffer.from(key.export({ format: 'jwk' }).d!, 'base64url');
+      if (d[0] !== 0) continue;
+      assert.equal(d.length, 32);
+      assert.ok(new X509Certificate(pemBlocks(svid.certChainPem)[0]!).checkPrivateKey(key));
+      return;
+    }
+    assert.fail('no key with a leading zero byte in 5000 leaves');
   });
 
   it('gives every leaf a fresh key and a distinct serial', () => {

@@ -1,0 +1,138 @@
+// `mesh-sds fetch --out-dir` (spiffe-helper style) against a real in-process server: files, modes,
+// OpenSSL acceptance, rotation under --watch, and the --on-update command.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
+import { openssl } from '../helpers/openssl.js';
+import { NODE, OTHER_TD, SPIFFE_ID, startTestServer, type TestServer } from './helpers.js';
+
+const leafOf = (dir: string) => new X509Certificate(readFileSync(join(dir, 'cert.pem')));
+const mode = (p: string) => statSync(p).mode & 0o777;
+
+async function waitFor(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function keyMatchesCert(dir: string): boolean {
+  const key = createPrivateKey(readFileSync(join(dir, 'key.pem')));
+  const a = createPublicKey(key).export({ type: 'spki', format: 'der' });
+  const b = leafOf(dir).publicKey.export({ type: 'spki', format: 'der' });
+  return a.equals(b);
+}
+
+describe('mesh-sds fetch --out-dir (agent)', () => {
+  let srv: TestServer;
+  let work: string;
+  before(async () => {
+    srv = await startTestServer('token');
+    work = mkdtempSync(join(srv.root, 'out-')); // removed with the server's temp root
+  });
+  after(async () => {
+    await srv?.close();
+  });
+
+  const base = async (outDir: string): Promise<FetchCliOptions> => ({
+    server: srv.running.address,
+    node: NODE,
+    name: [],
+    outDir,
+    token: await srv.running.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 }),
+    timeoutMs: 10_000,
+  });
+
+  it('writes cert.pem, key.pem (0600) and bundle.pem that OpenSSL verifies, then exits', async () => {
+    const dir = join(work, 'once');
+    let stdout = '';
+    let stderr = '';
+    const code = await runFetch(await base(dir), { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /wrote bundle\.pem, key\.pem, cert\.pem, svid\.json/);
+    assert.doesNotMatch(stdout + stderr, /PRIVATE KEY/);
+    assert.equal(mode(join(dir, 'key.pem')), 0o600);
+    assert.equal(mode(join(dir, 'cert.pem')), 0o644);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');
+    assert.equal(leafOf(dir).subjectAltName, `URI:${SPIFFE_ID}`);
+    assert.ok(keyMatchesCert(dir));
+    // bundle.pem holds every trust domain's CAs: our own root and the other domain's.
+    const bundle = readFileSync(join(dir, 'bundle.pem'), 'utf8');
+    assert.equal(bundle.match(/BEGIN CERTIFICATE/g)?.length, 2);
+    assert.ok(bundle.includes(srv.otherCa.certPem.trim()));
+    // cert.pem is leaf + the chain the server sends; passing it as -untrusted lets openssl use any
+    // intermediates from it while the trust anchor must come from bundle.pem. The bundle holds the
+    // self-signed root, so -partial_chain is not needed, and -x509_strict checks the RFC 5280 rules.
+    const out = openssl(['verify', '-x509_strict', '-CAfile', join(dir, 'bundle.pem'), '-untrusted', join(dir, 'cert.pem'), join(dir, 'cert.pem')]);
+    assert.match(out, /: OK/);
+    const meta = JSON.parse(readFileSync(join(dir, 'svid.json'), 'utf8')) as Record<string, unknown>;
+    assert.equal(meta['spiffeId'], SPIFFE_ID);
+    assert.equal(meta['serial'], leafOf(dir).serialNumber.toUpperCase());
+    assert.deepEqual(meta['trustDomains'], ['default.default.mesh.local', OTHER_TD]);
+    assert.ok(!('keyPem' in meta));
+
+    // Run again at once: the server still holds the same SVID, so nothing is rewritten and no command runs.
+    const before = statSync(join(dir, 'cert.pem')).mtimeMs;
+    let again = '';
+    const hookLog = join(work, 'once-hook.log');
+    const code2 = await runFetch({ ...(await base(dir)), onUpdate: `echo ran >> ${hookLog}` }, { stdout: (s) => (again += s), stderr: () => undefined });
+    assert.equal(code2, 0);
+    assert.match(again, /files already current/);
+    assert.equal(statSync(join(dir, 'cert.pem')).mtimeMs, before);
+    assert.equal(existsSync(hookLog), false, 'on-update must not run when nothing changed');
+  });
+
+  it('--watch rewrites cert.pem and key.pem on rotation and runs --on-update once per change, without the token in its environment', async () => {
+    const dir = join(work, 'watch');
+    const hookLog = join(work, 'watch-hook.log');
+    const opts = await base(dir);
+    const token = opts.token!;
+    delete opts.token;
+    const ac = new AbortController();
+    let stderr = '';
+    const prevEnv = process.env['MESH_SDS_TOKEN'];
+    process.env['MESH_SDS_TOKEN'] = token; // also read from the environment; the hook must not inherit it
+    const running = runFetch(
+      { ...opts, watch: true, onUpdate: `echo "$MESH_SDS_OUT_DIR \${MESH_SDS_TOKEN:-no-token}" >> ${hookLog}` },
+      { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal },
+    );
+    try {
+      const hookLines = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').trim().split('\n') : []);
+      await waitFor(() => hookLines().length === 1, 'the first write and its on-update run');
+      const first = leafOf(dir);
+      assert.deepEqual(hookLines(), [`${dir} no-token`]);
+
+      srv.running.svids.rotate('default.web');
+      await waitFor(() => existsSync(join(dir, 'cert.pem')) && leafOf(dir).serialNumber !== first.serialNumber, 'a rotated cert.pem');
+      await waitFor(() => hookLines().length === 2, 'the second on-update run');
+      const second = leafOf(dir);
+      assert.equal(second.subjectAltName, `URI:${SPIFFE_ID}`);
+      assert.ok(keyMatchesCert(dir), 'key.pem was replaced together with cert.pem');
+      assert.equal(mode(join(dir, 'key.pem')), 0o600);
+      const out = openssl(['verify', '-CAfile', join(dir, 'bundle.pem'), '-untrusted', join(dir, 'cert.pem'), join(dir, 'cert.pem')]);
+      assert.match(out, /: OK/);
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(hookLines().length, 2, 'exactly one run per change set');
+    } finally {
+      ac.abort();
+      assert.equal(await running, 0, stderr);
+      if (prevEnv === undefined) delete process.env['MESH_SDS_TOKEN'];
+      else process.env['MESH_SDS_TOKEN'] = prevEnv;
+    }
+    assert.ok(!stderr.includes(token));
+    assert.doesNotMatch(stderr, /PRIVATE KEY/);
+  });
+
+  it('a failing --on-update command is logged and the agent keeps going', async () => {
+    const dir = join(work, 'failing-hook');
+    let stderr = '';
+    const code = await runFetch({ ...(await base(dir)), onUpdate: 'echo boom >&2; exit 3' }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.equal(code, 0);
+    assert.match(stderr, /on-update command failed \(exit code 3\); output: boom/);
+    assert.ok(existsSync(join(dir, 'cert.pem')));
+  });
+});

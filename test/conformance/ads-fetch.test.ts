@@ -1,0 +1,126 @@
+// The Secret type on AggregatedDiscoveryService, unary FetchSecrets, and stream churn that must
+// leave no watches or proxy references behind (go-control-plane#597/#882).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { RunningServer } from '../../src/server/serve.js';
+import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
+import { DeltaClient, SotwClient, deltaSecretsOf, fetchSecrets, makeClient, nodeOf, secretsOf, tlsCertificate } from './envoy-client.js';
+import { WEB_SPIFFE, makeWorld, startWorldServer, waitFor, type World } from './world.js';
+
+const CLUSTER_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+
+let world: World;
+let s: RunningServer;
+
+before(async () => {
+  world = makeWorld();
+  s = await startWorldServer(world);
+});
+
+after(async () => {
+  await s.close();
+  world.cleanup();
+});
+
+describe('AggregatedDiscoveryService', () => {
+  it('serves the Secret type on StreamAggregatedResources', async () => {
+    const c = new SotwClient(s.address, { node: 'default.web', api: 'ads' });
+    try {
+      c.request(['default', 'ROOTCA']);
+      const r = await c.next(5000);
+      assert.equal(r.type_url, SECRET_TYPE_URL);
+      assert.deepEqual([...secretsOf(r).keys()].sort(), ['ROOTCA', 'default']);
+      c.ack(r);
+      await c.expectNothing(200);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('serves the Secret type on DeltaAggregatedResources', async () => {
+    const c = new DeltaClient(s.address, { node: 'default.web', api: 'ads' });
+    try {
+      c.subscribe(['default']);
+      const r = await c.next(5000);
+      assert.equal(r.type_url, SECRET_TYPE_URL);
+      assert.deepEqual([...deltaSecretsOf(r).keys()], ['default']);
+    } finally {
+      c.close();
+    }
+  });
+
+  it('fails another type_url with INVALID_ARGUMENT (SotW and delta)', async () => {
+    const c = new SotwClient(s.address, { node: 'default.web', api: 'ads' });
+    c.request(['my-cluster'], { type_url: CLUSTER_TYPE_URL });
+    const end = await c.ended;
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /envoy\.config\.cluster\.v3\.Cluster/);
+    assert.equal(c.received.length, 0);
+    c.close();
+
+    const d = new DeltaClient(s.address, { node: 'default.web', api: 'ads' });
+    d.subscribe(['my-cluster'], { type_url: CLUSTER_TYPE_URL });
+    const endD = await d.ended;
+    assert.equal(endD.code, grpc.status.INVALID_ARGUMENT);
+    d.close();
+  });
+});
+
+describe('FetchSecrets', () => {
+  it('returns exactly the requested secrets', async () => {
+    const res = await fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default', WEB_SPIFFE, 'ROOTCA'], type_url: SECRET_TYPE_URL });
+    const secrets = secretsOf({ ...res, resources: res.resources ?? [] });
+    assert.deepEqual([...secrets.keys()].sort(), ['ROOTCA', 'default', WEB_SPIFFE].sort());
+    assert.equal(tlsCertificate(secrets.get('default')!).certChainPem, tlsCertificate(secrets.get(WEB_SPIFFE)!).certChainPem);
+  });
+
+  it('fails an unknown-shape name with INVALID_ARGUMENT naming it', async () => {
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default', 'nonsense-name'], type_url: SECRET_TYPE_URL }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /nonsense-name/.test(e.details),
+    );
+  });
+});
+
+describe('stream churn', () => {
+  it('leaves no streams, watches or proxy references behind after 1000 open/close cycles', async () => {
+    const watchesBefore = s.publisher.watchCount;
+    const channels = Array.from({ length: 4 }, () => makeClient(s.address));
+    const cycle = async (i: number) => {
+      const c = new SotwClient(s.address, { node: i % 2 === 0 ? 'default.web' : 'default.pay', client: channels[i % channels.length] });
+      switch (i % 4) {
+        case 0: // served then closed by the client
+        case 1:
+          c.request(['default', 'system_trust_bundle']);
+          await c.next(5000);
+          c.close();
+          break;
+        case 2: // closed before anything was answered
+          c.request(['spiffe://never.example']);
+          await new Promise((r) => setImmediate(r));
+          c.close();
+          break;
+        case 3: // failed by the server
+          c.request(['bogus-name']);
+          await c.ended;
+          c.close();
+          break;
+      }
+    };
+    const total = 1000;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        while (next < total) await cycle(next++);
+      }),
+    );
+    for (const ch of channels) ch.close();
+    await waitFor('every stream to be gone', () => s.registry.streams.size === 0, 5000);
+    await waitFor('every watch to be cancelled', () => s.publisher.watchCount === watchesBefore, 5000);
+    const refs = [...s.svids.entries()].map(([k, e]) => [k, (e as unknown as { refs: number }).refs] as const);
+    for (const [k, r] of refs) assert.equal(r, 0, `proxy ${k} still referenced ${r} times`);
+    const open = (await s.metrics.streams.get()).values.reduce((n, v) => n + v.value, 0);
+    assert.equal(open, 0, 'mesh_sds_streams back to 0');
+  });
+});

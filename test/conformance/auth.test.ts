@@ -1,0 +1,105 @@
+// Token authentication on real streams (SPEC §5): a bad token gets UNAUTHENTICATED and nothing else.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { RunningServer } from '../../src/server/serve.js';
+import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
+import { DeltaClient, SotwClient, fetchSecrets, nodeOf, secretsOf } from './envoy-client.js';
+import { makeWorld, sleep, startWorldServer, type World } from './world.js';
+
+let world: World;
+let other: World;
+let s: RunningServer;
+let forger: RunningServer;
+
+before(async () => {
+  world = makeWorld();
+  other = makeWorld();
+  [s, forger] = await Promise.all([startWorldServer(world, { auth: 'token' }), startWorldServer(other, { auth: 'token' })]);
+});
+
+after(async () => {
+  await Promise.all([s.close(), forger.close()]);
+  world.cleanup();
+  other.cleanup();
+});
+
+/** Opens a SotW stream asking for `default`; resolves with its end status, or 'served' when answered. */
+async function attempt(node: string, token: string | undefined): Promise<{ code: grpc.status; details: string } | 'served'> {
+  const c = new SotwClient(s.address, { node, token });
+  try {
+    c.request(['default']);
+    const outcome = await Promise.race([c.ended, c.next(5000).then(() => 'served' as const)]);
+    if (outcome !== 'served') {
+      // Nothing may have been sent before the refusal.
+      await sleep(50);
+      assert.equal(c.received.length, 0, 'no response on a refused stream');
+    }
+    return outcome;
+  } finally {
+    c.close();
+  }
+}
+
+function assertUnauthenticated(outcome: Awaited<ReturnType<typeof attempt>>, why: RegExp): void {
+  assert.notEqual(outcome, 'served', 'stream must be refused');
+  if (outcome === 'served') return;
+  assert.equal(outcome.code, grpc.status.UNAUTHENTICATED, `${grpc.status[outcome.code]}: ${outcome.details}`);
+  assert.match(outcome.details, why);
+}
+
+describe('token authentication (--auth token)', () => {
+  it('serves a stream with a valid token for its node', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    assert.equal(await attempt('default.web', token), 'served');
+  });
+
+  it('refuses a stream without a token', async () => {
+    assertUnauthenticated(await attempt('default.web', undefined), /authorization/);
+  });
+
+  it('refuses a token signed by another server (forged)', async () => {
+    const token = await forger.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    assertUnauthenticated(await attempt('default.web', token), /signature/);
+  });
+
+  it('refuses an expired token', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000, now: new Date(Date.now() - 2 * 3600_000) });
+    assertUnauthenticated(await attempt('default.web', token), /expired/);
+  });
+
+  it('refuses a token bound to another dataplane (mismatched node id)', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'pay', validForMs: 3600_000 });
+    assertUnauthenticated(await attempt('default.web', token), /not valid for node/);
+  });
+
+  it('refuses a garbage token, on delta streams and FetchSecrets too', async () => {
+    assertUnauthenticated(await attempt('default.web', 'not-a-jwt'), /malformed|token/);
+    const d = new DeltaClient(s.address, { node: 'default.web' });
+    d.subscribe(['default']);
+    const end = await d.ended;
+    assert.equal(end.code, grpc.status.UNAUTHENTICATED);
+    assert.equal(d.received.length, 0);
+    d.close();
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default'], type_url: SECRET_TYPE_URL }),
+      (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED,
+    );
+  });
+
+  it('refuses new streams with a revoked token (within the 1 s revocation refresh)', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const c = new SotwClient(s.address, { node: 'default.web', token });
+    c.request(['default']);
+    assert.ok(secretsOf(await c.next(5000)).has('default'));
+    c.close();
+    await s.tokens!.revokeToken(token);
+    const deadline = Date.now() + 1500;
+    let outcome = await attempt('default.web', token);
+    while (outcome === 'served' && Date.now() < deadline) {
+      await sleep(100);
+      outcome = await attempt('default.web', token);
+    }
+    assertUnauthenticated(outcome, /revoked/);
+  });
+});

@@ -1,0 +1,158 @@
+// Incremental SDS (DeltaSecrets) conformance over real gRPC on loopback (SPEC §4; go-control-plane#615).
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { RunningServer } from '../../src/server/serve.js';
+import type { DeltaDiscoveryResponse } from '../../src/xds/messages.js';
+import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
+import { DeltaClient, deltaSecretsOf, makeClient, spiffeTrustDomains } from './envoy-client.js';
+import { ALPHA_TD, KRI_IDENTITY, WEB_SPIFFE, makeWorld, meshTrustYaml, startWorldServer, type World } from './world.js';
+
+let world: World;
+let s: RunningServer;
+let channel: grpc.Client;
+const open: DeltaClient[] = [];
+
+function stream(node = 'default.web'): DeltaClient {
+  const c = new DeltaClient(s.address, { node, client: channel });
+  open.push(c);
+  return c;
+}
+
+/** Reads responses (ACKing each) until the client holds every name in `names`; returns name → version. */
+async function collect(c: DeltaClient, names: string[], timeoutMs = 5000): Promise<{ have: Map<string, string>; responses: DeltaDiscoveryResponse[] }> {
+  const have = new Map<string, string>();
+  const responses: DeltaDiscoveryResponse[] = [];
+  const deadline = Date.now() + timeoutMs;
+  while (!names.every((n) => have.has(n))) {
+    const r = await c.next(Math.max(1, deadline - Date.now()));
+    responses.push(r);
+    c.ack(r);
+    for (const [n, sec] of deltaSecretsOf(r)) have.set(n, sec.version);
+    for (const n of r.removed_resources) have.delete(n);
+  }
+  return { have, responses };
+}
+
+async function nackCount(): Promise<number> {
+  return (await s.metrics.nacks.get()).values[0]?.value ?? 0;
+}
+
+before(async () => {
+  world = makeWorld();
+  s = await startWorldServer(world);
+  channel = makeClient(s.address);
+});
+
+after(async () => {
+  for (const c of open) c.close();
+  channel.close();
+  await s.close();
+  world.cleanup();
+});
+
+describe('DeltaSecrets', () => {
+  it('answers a subscribe with the named secrets (version + nonce), nothing on ACK, nothing on unsubscribe, and answers a resubscribe', async () => {
+    const c = stream();
+    c.subscribe(['default', 'ROOTCA']);
+    const { have, responses } = await collect(c, ['default', 'ROOTCA']);
+    for (const r of responses) {
+      assert.ok(r.nonce !== '');
+      assert.equal(r.type_url, SECRET_TYPE_URL);
+      for (const res of r.resources) assert.ok(res.version !== '');
+    }
+    assert.deepEqual([...have.keys()].sort(), ['ROOTCA', 'default']);
+    await c.expectNothing(300);
+    c.unsubscribe(['ROOTCA']);
+    await c.expectNothing(300);
+    c.subscribe(['ROOTCA']);
+    const again = await c.next();
+    assert.deepEqual([...deltaSecretsOf(again).keys()], ['ROOTCA']);
+  });
+
+  it('honours initial_resource_versions: a new stream claiming current versions gets nothing; a stale claim gets the new version', async () => {
+    const names = ['default', 'ROOTCA', 'system_trust_bundle'];
+    const first = stream();
+    first.subscribe(names);
+    const { have } = await collect(first, names);
+
+    const resumed = stream();
+    resumed.subscribe(names, { initial_resource_versions: Object.fromEntries(have) });
+    await resumed.expectNothing(400);
+
+    const stale = stream();
+    stale.subscribe(names, { initial_resource_versions: { ...Object.fromEntries(have), system_trust_bundle: 'stale-version' } });
+    const r = await stale.next();
+    const got = deltaSecretsOf(r);
+    assert.deepEqual([...got.keys()], ['system_trust_bundle']);
+    assert.equal(got.get('system_trust_bundle')!.version, have.get('system_trust_bundle'));
+  });
+
+  it('sends removed_resources when a subscribed secret goes away (MeshTrust deleted), and the secret again when it returns', async () => {
+    const name = `spiffe://${ALPHA_TD}`;
+    const c = stream();
+    c.subscribe([name, 'system_trust_bundle']);
+    await collect(c, [name, 'system_trust_bundle']);
+    const alphaYaml = meshTrustYaml('zz-alpha', ALPHA_TD, [world.cas.alpha.certPem]);
+    world.remove('zz-alpha.yaml');
+    try {
+      let removed: DeltaDiscoveryResponse | undefined;
+      const deadline = Date.now() + 4000;
+      while (!removed) {
+        const r = await c.next(Math.max(1, deadline - Date.now()));
+        c.ack(r);
+        if (r.removed_resources.includes(name)) removed = r;
+        // The aggregate bundle changes in the same update: it must not list alpha any more.
+        const bundle = deltaSecretsOf(r).get('system_trust_bundle');
+        if (bundle) assert.ok(!spiffeTrustDomains(bundle).some((t) => t.name === ALPHA_TD));
+      }
+      assert.ok(!deltaSecretsOf(removed).has(name));
+    } finally {
+      world.write('zz-alpha.yaml', alphaYaml);
+    }
+    await collect(c, [name], 4000);
+  });
+
+  it('counts a NACK and does not resend the rejected version; a later change is still pushed', async () => {
+    const c = stream('default.pay');
+    c.subscribe(['default']);
+    const { have } = await collect(c, ['default']);
+    s.svids.rotate('default.pay');
+    const pushed = await c.next();
+    assert.notEqual(deltaSecretsOf(pushed).get('default')!.version, have.get('default'));
+    const before = await nackCount();
+    c.nack(pushed, 'rejected by test');
+    await c.expectNothing(500);
+    assert.equal(await nackCount(), before + 1);
+    s.svids.rotate('default.pay');
+    const next = await c.next();
+    assert.ok(deltaSecretsOf(next).has('default'));
+  });
+
+  it('gives a wildcard stream (no names on the first request) every secret the proxy may have', async () => {
+    const c = stream();
+    c.subscribe([]);
+    const { have } = await collect(c, ['default', WEB_SPIFFE, KRI_IDENTITY, 'ROOTCA', 'system_trust_bundle', 'ALL', `spiffe://${ALPHA_TD}`]);
+    assert.ok(have.size >= 10);
+  });
+
+  it('fails the stream with INVALID_ARGUMENT naming an unknown-shape name', async () => {
+    const c = stream();
+    c.subscribe(['default', 'what-is-this']);
+    const end = await c.ended;
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /what-is-this/);
+    assert.equal(c.received.length, 0);
+  });
+
+  it('never sends a secret it was not asked for', async () => {
+    const names = ['default', 'ROOTCA', WEB_SPIFFE];
+    const c = stream();
+    c.subscribe(names);
+    await collect(c, names);
+    s.svids.rotate('default.web');
+    const r = await c.next();
+    c.ack(r);
+    for (const res of c.received) for (const n of deltaSecretsOf(res).keys()) assert.ok(names.includes(n), `unrequested ${n}`);
+  });
+});
