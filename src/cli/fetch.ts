@@ -44,8 +44,8 @@ export const EXIT_USAGE = 2;
 
 class UsageError extends Error {}
 
+/** Precedence: --token, then --token-file, then MESH_SDS_TOKEN (read here, so callers need not). */
 function resolveToken(opts: FetchCliOptions, env: Record<string, string | undefined>): string | undefined {
-  if (opts.token !== undefined && opts.tokenFile !== undefined) throw new UsageError('use --token or --token-file, not both');
   if (opts.token !== undefined) return opts.token.trim() || undefined;
   if (opts.tokenFile !== undefined) {
     let text: string;

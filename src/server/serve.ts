@@ -12,7 +12,7 @@ import { loadProtos } from '../xds/protos.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, ListenError } from './listen.js';
+import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { SecretPublisher } from './publisher.js';
@@ -76,6 +76,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
     log.warn({ listen: cfg.listen }, 'AUTHENTICATION DISABLED (--auth none): any local process can obtain any proxy identity by naming it. Development only.');
   }
+  // Refuse a bad address/TLS combination before opening the store or starting workers.
+  listenCredentials(cfg);
   const protos = loadProtos();
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
@@ -160,6 +162,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   try {
     bound = await bindServer(server, cfg);
   } catch (e) {
+    for (const sub of subs) sub.unsubscribe();
+    authorities.stop();
+    svids.close();
+    await issuer.close();
     await store.close();
     throw e;
   }

@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { RunningServer } from '../../src/server/serve.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { DeltaClient, SotwClient, deltaSecretsOf, fetchSecrets, makeClient, nodeOf, secretsOf, tlsCertificate } from './envoy-client.js';
-import { WEB_SPIFFE, makeWorld, startWorldServer, waitFor, type World } from './world.js';
+import { KRI_PAYMENTS, PAY_SPIFFE, WEB_SPIFFE, makeWorld, startWorldServer, waitFor, type World } from './world.js';
 
 const CLUSTER_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
 
@@ -73,6 +73,22 @@ describe('FetchSecrets', () => {
     const secrets = secretsOf({ ...res, resources: res.resources ?? [] });
     assert.deepEqual([...secrets.keys()].sort(), ['ROOTCA', 'default', WEB_SPIFFE].sort());
     assert.equal(tlsCertificate(secrets.get('default')!).certChainPem, tlsCertificate(secrets.get(WEB_SPIFFE)!).certChainPem);
+  });
+
+  it('answers a wildcard fetch for a proxy not seen before with its identity too, not only the trust bundles', async () => {
+    // `pay` has no stream open in this file before: its SVID is issued during this very call.
+    const res = await fetchSecrets(s.address, { node: nodeOf('default.pay'), resource_names: [], type_url: SECRET_TYPE_URL });
+    const names = [...secretsOf({ ...res, resources: res.resources ?? [] }).keys()];
+    for (const n of ['default', 'ROOTCA', KRI_PAYMENTS, PAY_SPIFFE, 'system_trust_bundle', 'ALL']) assert.ok(names.includes(n), `${n} in ${names.join(', ')}`);
+  });
+
+  it('answers a wildcard fetch for a proxy that can have no identity at once, with the trust bundles', async () => {
+    const t0 = Date.now();
+    const res = await fetchSecrets(s.address, { node: nodeOf('default.ghost'), resource_names: [], type_url: SECRET_TYPE_URL });
+    assert.ok(Date.now() - t0 < 1000, 'not held until the fetch timeout');
+    const names = [...secretsOf({ ...res, resources: res.resources ?? [] }).keys()];
+    assert.ok(names.includes('system_trust_bundle'));
+    assert.ok(!names.includes('default'));
   });
 
   it('fails an unknown-shape name with INVALID_ARGUMENT naming it', async () => {

@@ -1,0 +1,94 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { startServer, type ServeConfig } from '../../src/server/serve.js';
+import { createLogger } from '../../src/server/logger.js';
+import { loadProtos } from '../../src/xds/protos.js';
+import { makeCa, openssl } from '../helpers/openssl.js';
+import { writeFileSync } from 'node:fs';
+
+const root = await mkdtemp(join(tmpdir(), 'mesh-sds-transport-'));
+after(() => rm(root, { recursive: true, force: true }));
+await cp('examples/quickstart', join(root, 'resources'), { recursive: true });
+const base = (over: Partial<ServeConfig>): ServeConfig => ({
+  resourcesDir: join(root, 'resources'),
+  stateDir: join(root, 'state'),
+  listen: '127.0.0.1:0',
+  auth: 'none',
+  zone: 'default',
+  logger: createLogger('silent'),
+  ...over,
+});
+
+function fetchDefault(target: string, creds: grpc.ChannelCredentials, opts: grpc.ClientOptions = {}): Promise<string[]> {
+  const Client = grpc.makeGenericClientConstructor(loadProtos().SecretDiscoveryService as never, 'SDS');
+  const c = new Client(target, creds, opts) as unknown as grpc.Client & { FetchSecrets: (req: unknown, cb: (e: grpc.ServiceError | null, r?: { resources: { value: Buffer }[] }) => void) => void };
+  return new Promise((resolve, reject) =>
+    c.FetchSecrets({ node: { id: 'default.backend-1', cluster: 'x' }, resource_names: ['system_trust_bundle'] }, (e, r) => {
+      c.close();
+      if (e) reject(e);
+      else resolve(r!.resources.map((x) => x.value.toString('latin1')));
+    }),
+  );
+}
+
+test('a unix socket listener is created with mode 0600 and serves SDS', async () => {
+  const sock = join(root, 'sds.sock');
+  const s = await startServer(base({ listen: `unix://${sock}` }));
+  try {
+    await s.ready;
+    assert.equal((await stat(sock)).mode & 0o777, 0o600);
+    const res = await fetchDefault(`unix://${sock}`, grpc.credentials.createInsecure());
+    assert.equal(res.length, 1);
+  } finally {
+    await s.close();
+  }
+});
+
+test('plaintext on a non-loopback address is refused without --insecure, and --auth none is refused there', async () => {
+  await assert.rejects(startServer(base({ listen: '0.0.0.0:0', auth: 'token' })), /refusing plaintext gRPC on non-loopback address 0\.0\.0\.0:0/);
+  await assert.rejects(startServer(base({ listen: '0.0.0.0:0', auth: 'none', insecure: true })), /--auth none is only allowed on a loopback address or a unix socket/);
+});
+
+test('the gRPC listener serves TLS with --tls-cert/--tls-key, and a plaintext client cannot talk to it', async () => {
+  const ca = makeCa('listener-ca');
+  const dir = await mkdtemp(join(root, 'tls-'));
+  writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+  writeFileSync(join(dir, 'ca.key'), ca.keyPem);
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'srv.key')]);
+  openssl(['req', '-new', '-key', join(dir, 'srv.key'), '-subj', '/CN=localhost', '-out', join(dir, 'srv.csr')]);
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  openssl(['x509', '-req', '-in', join(dir, 'srv.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'ext'), '-out', join(dir, 'srv.crt')]);
+  const s = await startServer(base({ tlsCert: join(dir, 'srv.crt'), tlsKey: join(dir, 'srv.key') }));
+  try {
+    await s.ready;
+    const target = `localhost:${s.port}`;
+    const res = await fetchDefault(target, grpc.credentials.createSsl(Buffer.from(ca.certPem)));
+    assert.equal(res.length, 1);
+    await assert.rejects(fetchDefault(target, grpc.credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 50 } as never), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+  } finally {
+    await s.close();
+  }
+});
+
+test('shutdown closes open streams cleanly and frees the port', async () => {
+  const s = await startServer(base({}));
+  await s.ready;
+  const Client = grpc.makeGenericClientConstructor(loadProtos().SecretDiscoveryService as never, 'SDS');
+  const c = new Client(s.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { StreamSecrets: () => grpc.ClientDuplexStream<unknown, unknown> };
+  const call = c.StreamSecrets();
+  const ended = new Promise<string>((resolve) => {
+    call.on('error', (e: grpc.ServiceError) => resolve(`error ${e.code}`));
+    call.on('end', () => resolve('end'));
+    call.on('data', () => undefined);
+  });
+  call.write({ node: { id: 'default.backend-1', cluster: 'x' }, resource_names: ['system_trust_bundle'] });
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(s.registry.streams.size, 1);
+  await s.close();
+  assert.equal(await ended, 'end');
+  c.close();
+});
