@@ -202,6 +202,7 @@ program
   .option('--trust-name <name>', 'trust secret for bundle.pem', 'ALL')
   .option('--watch', 'keep running and rewrite files on every push')
   .option('--on-update <command>', 'run after files change (sh -c)')
+  .option('--tls', 'connect with TLS (implied by --ca-file)')
   .option('--ca-file <file>', 'CA to verify a TLS server')
   .option('--timeout <duration>', 'give up after', '15s')
   .option('--json', 'print the summary as JSON')
@@ -212,7 +213,7 @@ program
         server: o.server,
         node: o.node,
         name: o.name,
-        token: o.token ?? process.env.MESH_SDS_TOKEN,
+        token: o.token,
         tokenFile: o.tokenFile,
         outDir: o.outDir,
         watch: !!o.watch,
@@ -220,6 +221,7 @@ program
         trustName: o.trustName,
         timeoutMs: durationMs(o.timeout, '--timeout'),
         caFile: o.caFile,
+        tls: !!o.tls || !!o.caFile,
         json: !!o.json,
       },
       { stdout: out, stderr: err },

@@ -1,6 +1,9 @@
 // Messages between SvidIssuer and its worker threads.
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
+/** CAs a worker keeps (oldest evicted first); the pool mirrors this to know what to resend. */
+export const WORKER_MAX_CAS = 64;
+
 export interface IssueRequest {
   id: number;
   /** Fingerprint of a CA previously sent with a `ca` message. */

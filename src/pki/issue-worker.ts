@@ -2,9 +2,8 @@
 import { parentPort } from 'node:worker_threads';
 import { issueSvidSync } from './leaf.js';
 import type { CertificateAuthority } from './types.js';
-import type { IssueResult, ToMain, ToWorker } from './issue-protocol.js';
+import { WORKER_MAX_CAS, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
 
-const MAX_CAS = 64; // CA rolls are rare; keep the newest few
 const cas = new Map<string, CertificateAuthority>();
 
 const port = parentPort;
@@ -15,7 +14,7 @@ port.on('message', (msg: ToWorker) => {
     const c = msg.ca;
     // Buffers arrive as plain Uint8Arrays after structured cloning.
     cas.set(c.fingerprint, { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
-    if (cas.size > MAX_CAS) cas.delete(cas.keys().next().value!);
+    if (cas.size > WORKER_MAX_CAS) cas.delete(cas.keys().next().value!);
     return;
   }
   const results: IssueResult[] = msg.batch.map((r) => {

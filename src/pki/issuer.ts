@@ -4,7 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CaError } from './errors.js';
-import type { IssueRequest, ToMain, ToWorker } from './issue-protocol.js';
+import { WORKER_MAX_CAS, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
 import { issueSvidSync } from './leaf.js';
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
@@ -32,6 +32,21 @@ function workerSpec(): { url: URL; workerData?: { entry: string } } {
   const self = import.meta.url;
   if (!self.endsWith('.ts')) return { url: new URL('./issue-worker.js', self) };
   return { url: new URL('./issue-worker-boot.mjs', self), workerData: { entry: new URL('./issue-worker.ts', self).href } };
+}
+
+/** Errors cross the thread boundary as name + message; rebuild the types callers check for. */
+function reviveError(e: { name: string; message: string } | undefined): Error {
+  const message = e?.message ?? 'issue failed';
+  switch (e?.name) {
+    case 'CaError':
+      return new CaError(message);
+    case 'TypeError':
+      return new TypeError(message);
+    case 'RangeError':
+      return new RangeError(message);
+    default:
+      return new Error(message);
+  }
 }
 
 export class SvidIssuer {
@@ -95,6 +110,7 @@ export class SvidIssuer {
         if (!slot.cas.has(ca.fingerprint)) {
           slot.worker.postMessage({ type: 'ca', ca } satisfies ToWorker);
           slot.cas.add(ca.fingerprint);
+          if (slot.cas.size > WORKER_MAX_CAS) slot.cas.delete(slot.cas.values().next().value!); // as the worker does
         }
         slot.inFlight.set(req.id, p);
         batch.push(req);
@@ -120,10 +136,7 @@ export class SvidIssuer {
         if (!p) continue;
         slot.inFlight.delete(r.id);
         if (r.svid) p.resolve(r.svid);
-        else {
-          const e = r.error?.name === 'CaError' ? new CaError(r.error.message) : r.error?.name === 'TypeError' ? new TypeError(r.error.message) : r.error?.name === 'RangeError' ? new RangeError(r.error.message) : new Error(r.error?.message ?? 'issue failed');
-          p.reject(e);
-        }
+        else p.reject(reviveError(r.error));
       }
       // An idle pool must not keep the process alive.
       if (slot.inFlight.size === 0) worker.unref();

@@ -214,6 +214,7 @@ export function handleFetch(
   }
   deps.authenticate(call.metadata, req.node?.id ?? undefined).then(
     (principal) => {
+      if (call.cancelled) return;
       const pk = deps.svids.attach(principal);
       const names = (req.resource_names ?? []).filter((n) => n !== '');
       const wildcard = names.length === 0 || names.includes('*');
@@ -223,9 +224,24 @@ export function handleFetch(
         watchKeys = r.watchKeys;
         return r;
       };
-      let cancel: (() => void) | undefined;
-      let timer: NodeJS.Timeout | undefined;
+      let finished = false;
+      let cancelWatch: (() => void) | undefined;
+      // Releases the watch, the timer and the proxy reference exactly once.
+      const release = (): boolean => {
+        if (finished) return false;
+        finished = true;
+        cancelWatch?.();
+        clearTimeout(timer);
+        deps.svids.detach(pk);
+        return true;
+      };
+      const done = (err: { code: grpc.status; details: string } | null, res?: DiscoveryResponse) => {
+        if (!release()) return;
+        if (err) callback(err);
+        else callback(null, res);
+      };
       const attempt = (final: boolean) => {
+        if (finished) return;
         const result = fetchResponse(req, resolve);
         if (result.type === 'fail') return done({ code: grpc.status.INVALID_ARGUMENT, details: result.message });
         // A one-shot wildcard must not answer before the proxy's identity is known: it would never
@@ -239,21 +255,12 @@ export function handleFetch(
           }
           return done(null, result.response);
         }
-        cancel?.();
-        cancel = deps.cache.watch(watchKeys, () => attempt(false));
+        cancelWatch?.();
+        cancelWatch = deps.cache.watch(watchKeys, () => attempt(false));
       };
-      const done = (err: grpc.ServiceError | { code: grpc.status; details: string } | null, res?: DiscoveryResponse) => {
-        cancel?.();
-        cancel = () => undefined;
-        clearTimeout(timer);
-        deps.svids.detach(pk);
-        if (err) callback(err as grpc.ServiceError);
-        else callback(null, res);
-        // Further watch callbacks must not answer twice.
-        attemptGuard.done = true;
-      };
-      const attemptGuard = { done: false };
-      timer = setTimeout(() => !attemptGuard.done && attempt(true), deps.fetchWaitMs);
+      const timer = setTimeout(() => attempt(true), deps.fetchWaitMs);
+      // A client that gives up must not keep its proxy attached until the wait times out.
+      call.on('cancelled', release);
       attempt(false);
     },
     (err: Error & { code?: grpc.status }) => {

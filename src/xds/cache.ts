@@ -119,7 +119,7 @@ export class SecretCache {
     this.#flushing = true;
     try {
       for (let round = 0; this.#pending.size > 0; round++) {
-        if (false) {
+        if (round === MAX_ROUNDS_PER_FLUSH) {
           if (this.#delivery === 'microtask') this.#schedule(true);
           break;
         }

@@ -100,6 +100,18 @@ describe('FetchSecrets', () => {
 });
 
 describe('stream churn', () => {
+  it('releases the watch and the proxy of a FetchSecrets its client abandoned, without waiting for the fetch timeout', async () => {
+    const watchesBefore = s.publisher.watchCount;
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['spiffe://never.example'], type_url: SECRET_TYPE_URL }, undefined, 300),
+      (e: grpc.ServiceError) => e.code === grpc.status.DEADLINE_EXCEEDED,
+    );
+    // The server waits up to 5 s for a held name; an abandoned call must be released well before.
+    await waitFor('the abandoned fetch to release its watch', () => s.publisher.watchCount === watchesBefore, 1500);
+    const web = [...s.svids.entries()].find(([k]) => k === 'default.web')?.[1] as unknown as { refs: number } | undefined;
+    assert.equal(web?.refs ?? 0, 0);
+  });
+
   it('leaves no streams, watches or proxy references behind after 1000 open/close cycles', async () => {
     const watchesBefore = s.publisher.watchCount;
     const channels = Array.from({ length: 4 }, () => makeClient(s.address));

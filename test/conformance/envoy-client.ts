@@ -239,10 +239,11 @@ export class DeltaClient extends BaseStream<DeltaDiscoveryRequest, DeltaDiscover
 }
 
 /** FetchSecrets (unary). Rejects with the gRPC error (code, details). */
-export function fetchSecrets(address: string, req: DiscoveryRequest, token?: string): Promise<DiscoveryResponse> {
+export function fetchSecrets(address: string, req: DiscoveryRequest, token?: string, deadlineMs?: number): Promise<DiscoveryResponse> {
   const client = makeClient(address, 'sds') as AnyClient;
+  const options: grpc.CallOptions = deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs };
   return new Promise<DiscoveryResponse>((resolve, reject) => {
-    client.FetchSecrets!(req, metadataFor(token), (err: grpc.ServiceError | null, res: DiscoveryResponse) => {
+    client.FetchSecrets!(req, metadataFor(token), options, (err: grpc.ServiceError | null, res: DiscoveryResponse) => {
       client.close();
       if (err) reject(err);
       else resolve(res);

@@ -244,7 +244,7 @@ export function opensslVerify(chainPem: string, bundlePem: string): string {
       return execFileSync('openssl', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     } catch (e) {
       const err = e as { stderr?: string; stdout?: string };
-      throw new Error(`openssl verify failed: ${err.stdout ?? ''}${err.stderr ?? ''}`);
+      throw new Error(`openssl verify failed: ${err.stdout ?? ''}${err.stderr ?? ''}`, { cause: e });
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });

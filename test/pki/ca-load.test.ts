@@ -42,11 +42,6 @@ describe('loadCertificateAuthority', () => {
     }
   });
 
-  it('loads an RSA 4096 CA', () => {
-    const ca = makeRootCa(dir, 'rsa4096', 'rsa-4096');
-    assert.equal(loadCertificateAuthority(ca.certPem, ca.keyPem, { allowSelfSigned: true }).keyAlgorithm, 'rsa-4096');
-  });
-
   it('copies the CA SubjectKeyIdentifier and validity from the certificate', () => {
     const loaded = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
     const text = openssl(['x509', '-in', dir.file('inter.pem'), '-noout', '-text']);

@@ -75,6 +75,22 @@ describe('SvidIssuer', () => {
     assert.ok(v.ok, v.output);
   });
 
+  it('resends a CA the worker evicted after many CA rolls', async () => {
+    const pool = new SvidIssuer({ workers: 1 });
+    try {
+      const cas = Array.from({ length: 70 }, (_, i) => {
+        const g = generateCertificateAuthority(`roll${i}.local`);
+        return loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: true });
+      });
+      for (const c of [...cas, cas[0]!, cas[5]!]) {
+        const s = await pool.issue(c, id(1), DAY);
+        assert.equal(s.caFingerprint, c.fingerprint);
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('rejects with the same error types as the synchronous path', async () => {
     await assert.rejects(issuer.issue(ca, id(1), DAY, new Date(ca.notAfter.getTime() + 1000)), (e: unknown) => e instanceof CaError && /^CA certificate expired at /.test(e.message));
     await assert.rejects(issuer.issue(ca, 'not-a-spiffe-id', DAY), TypeError);

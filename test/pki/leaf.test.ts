@@ -127,10 +127,11 @@ describe('issueSvidSync', () => {
     assert.ok(Math.abs(svid.notAfter.getTime() - (now.getTime() + 3_600_000)) < 1000);
   });
 
-  it('RSA 4096 CA issues RSA 2048 leaves', () => {
+  it('RSA 4096 CA loads and issues RSA 2048 leaves', () => {
     const keyPem = makeKey(dir, 'rsa4096', 'rsa-4096');
     const certPem = makeCert(dir, 'rsa4096', { subject: '/CN=rsa4096', keyPem, issuer: root });
     const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false });
+    assert.equal(ca.keyAlgorithm, 'rsa-4096');
     const svid = issueSvidSync(ca, ID, DAY);
     assert.equal(createPrivateKey(svid.keyPem).asymmetricKeyDetails?.modulusLength, 2048);
     const v = opensslVerify(dir, { root: root.certPem, untrusted: certPem, leafChain: svid.certChainPem, purpose: 'sslserver' });
