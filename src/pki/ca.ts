@@ -55,9 +55,11 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
 
 /**
  * Validates a user (or generated) CA once, so that issuing never has to.
- * `certPem` is the signing CA optionally followed by its chain, root last. The trust bundle is the
- * root when it is included, else the signing CA itself (an intermediate whose root is not provided
- * becomes the trust anchor; Envoy accepts it because it verifies with partial chains allowed).
+ * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
+ * without the self-signed root (empty for a self-signed CA). `trustPem` is the root when it is
+ * included; when it is not, the last certificate given (the signing CA itself if given alone)
+ * becomes the trust anchor, which works for verifiers that allow partial chains (Envoy does);
+ * `openssl verify` needs `-partial_chain` for such a bundle.
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();
@@ -104,13 +106,15 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     }
   }
   const last = certs[certs.length - 1]!;
-  const hasRoot = certs.length > 1 && isSelfSigned(last.node, last.der);
+  // SPEC §2: proxies are served the chain up to, excluding, the root. A self-signed signing CA is
+  // the root itself, so its leaves go out alone.
+  const hasRoot = selfSigned || (certs.length > 1 && isSelfSigned(last.node, last.der));
   const chain = hasRoot ? certs.slice(0, -1) : certs;
 
   return {
     certDer: ca.der,
     chainPem: chain.map((c) => toPem('CERTIFICATE', c.der)).join(''),
-    trustPem: toPem('CERTIFICATE', (hasRoot ? last : ca).der),
+    trustPem: toPem('CERTIFICATE', last.der),
     key,
     keyAlgorithm,
     notBefore,
