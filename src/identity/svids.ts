@@ -51,6 +51,13 @@ interface ProxyEntry {
   dropTimer?: NodeJS.Timeout;
 }
 
+/** Reason of a just-attached proxy's placeholder state, kept until its first SVID is issued or it is found pending/rejected. */
+export const UNDECIDED_REASON = 'not computed yet';
+
+export function isUndecided(id: ProxyIdentity | undefined): boolean {
+  return id === undefined || (id.state === 'pending' && id.identity === undefined && id.reason === UNDECIDED_REASON);
+}
+
 export const proxyKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -93,7 +100,7 @@ export class SvidManager {
     this.proxies.set(key, {
       principal,
       refs: 1,
-      identity: { state: 'pending', mesh: principal.mesh, reason: 'not computed yet' },
+      identity: { state: 'pending', mesh: principal.mesh, reason: UNDECIDED_REASON },
       generation: 0,
     });
     this.refresh(key);
@@ -197,7 +204,7 @@ export class SvidManager {
         this.scheduleRotation(key, e, rotateAt);
       },
       (err: Error) => {
-        if (e.generation !== generation) return;
+        if (e.generation !== generation || this.closed) return;
         e.desiredKey = undefined;
         this.opts.log?.warn({ proxy: key, reason: err.message }, 'SVID issuance failed; retrying');
         clearTimeout(e.rotateTimer);

@@ -57,9 +57,8 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
  * without the self-signed root (empty for a self-signed CA). `trustPem` is the root when it is
- * included; when it is not, the last certificate given (the signing CA itself if given alone)
- * becomes the trust anchor, which works for verifiers that allow partial chains (Envoy does);
- * `openssl verify` needs `-partial_chain` for such a bundle.
+ * included; when it is not, the signing CA itself is the trust anchor, which works for verifiers
+ * that allow partial chains (Envoy does); `openssl verify` needs `-partial_chain` for it.
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();
@@ -114,7 +113,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   return {
     certDer: ca.der,
     chainPem: chain.map((c) => toPem('CERTIFICATE', c.der)).join(''),
-    trustPem: toPem('CERTIFICATE', last.der),
+    trustPem: toPem('CERTIFICATE', (hasRoot ? last : ca).der),
     key,
     keyAlgorithm,
     notBefore,

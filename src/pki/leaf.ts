@@ -91,10 +91,7 @@ function ecLeafKey(alg: 'ec-p256' | 'ec-p384'): LeafKey {
   const pubBits = bitString(publicKey);
   const ecPrivateKey = seq(hex('020101'), octetString(priv), explicit(1, pubBits));
   const pkcs8 = seq(hex('020100'), algId, octetString(ecPrivateKey));
-  priv.fill(0);
-  const keyPem = toPem('PRIVATE KEY', pkcs8);
-  pkcs8.fill(0);
-  return { spki: seq(algId, pubBits), keyPem };
+  return { spki: seq(algId, pubBits), keyPem: toPem('PRIVATE KEY', pkcs8) };
 }
 
 function rsaLeafKey(): LeafKey {
@@ -106,17 +103,17 @@ function rsaLeafKey(): LeafKey {
   return { spki, keyPem };
 }
 
-/** Random positive 128-bit-wide serial (high bit cleared, first byte non-zero so DER keeps 16 bytes). */
-// Drawn from a pooled buffer: one randomBytes call per 256 serials instead of one each.
+// Serials are drawn from a pooled buffer: one randomBytes call per 256 serials instead of one each.
 let serialPool = Buffer.alloc(0);
 let serialPos = 0;
+
+/** Random positive 128-bit-wide serial (high bit cleared, first byte non-zero so DER keeps 16 bytes). */
 function randomSerial(): Buffer {
   if (serialPos >= serialPool.length) {
     serialPool = randomBytes(16 * 256);
     serialPos = 0;
   }
   const b = Buffer.from(serialPool.subarray(serialPos, serialPos + 16));
-  serialPool.fill(0, serialPos, serialPos + 16);
   serialPos += 16;
   b[0] = b[0]! & 0x7f || 0x01;
   return b;

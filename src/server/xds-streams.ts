@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { ProxyIdentity, ProxyPrincipal, SvidManager } from '../identity/svids.js';
+import { isUndecided, type ProxyPrincipal, type SvidManager } from '../identity/svids.js';
 import type { SecretCache } from '../xds/cache.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
@@ -194,14 +194,6 @@ export function handleStream(
   });
 }
 
-/**
- * True while the SVID manager has not decided anything about a just-attached proxy (its placeholder
- * state, kept until the first SVID is issued or the proxy is found pending/rejected for a reason).
- */
-function identityUndecided(id: ProxyIdentity | undefined): boolean {
-  return id === undefined || (id.state === 'pending' && id.identity === undefined && id.reason === 'not computed yet');
-}
-
 /** FetchSecrets: one answer built like a SotW response; waits briefly for names still being issued. */
 export function handleFetch(
   call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>,
@@ -246,7 +238,7 @@ export function handleFetch(
         if (result.type === 'fail') return done({ code: grpc.status.INVALID_ARGUMENT, details: result.message });
         // A one-shot wildcard must not answer before the proxy's identity is known: it would never
         // learn about the SVID being issued right now (streams get it pushed; a fetch does not).
-        const waitForIdentity = wildcard && identityUndecided(deps.svids.get(pk));
+        const waitForIdentity = wildcard && isUndecided(deps.svids.get(pk));
         if ((result.held.length === 0 && !waitForIdentity) || final) {
           if (result.held.length > 0 && result.resources.length === 0) {
             const why = deps.svids.get(pk);

@@ -20,7 +20,7 @@ function stream(node = 'default.web'): DeltaClient {
 }
 
 /** Reads responses (ACKing each) until the client holds every name in `names`; returns name → version. */
-async function collect(c: DeltaClient, names: string[], timeoutMs = 5000): Promise<{ have: Map<string, string>; responses: DeltaDiscoveryResponse[] }> {
+async function collect(c: DeltaClient, names: string[], timeoutMs = 10000): Promise<{ have: Map<string, string>; responses: DeltaDiscoveryResponse[] }> {
   const have = new Map<string, string>();
   const responses: DeltaDiscoveryResponse[] = [];
   const deadline = Date.now() + timeoutMs;

@@ -154,7 +154,7 @@ abstract class BaseStream<Req, Res> {
     return this.queue.ended;
   }
 
-  next(timeoutMs = 3000): Promise<Res> {
+  next(timeoutMs = 8000): Promise<Res> {
     return this.queue.next(timeoutMs);
   }
 

@@ -36,7 +36,7 @@ function stream(node: string, i = 0): SotwClient {
 }
 
 /** Reads responses, ACKing each, until `pred` holds for one (Envoy ACKs everything it accepts). */
-async function until(c: SotwClient, what: string, pred: (r: DiscoveryResponse) => boolean, timeoutMs = 5000): Promise<DiscoveryResponse> {
+async function until(c: SotwClient, what: string, pred: (r: DiscoveryResponse) => boolean, timeoutMs = 10000): Promise<DiscoveryResponse> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const left = deadline - Date.now();

@@ -47,7 +47,7 @@ function stream(node = 'default.web'): SotwClient {
 }
 
 /** Reads responses (ACKing each, as Envoy does) until one carries every name in `names`. */
-async function until(c: SotwClient, names: string[], timeoutMs = 5000): Promise<{ res: DiscoveryResponse; secrets: Map<string, DecodedSecret> }> {
+async function until(c: SotwClient, names: string[], timeoutMs = 10000): Promise<{ res: DiscoveryResponse; secrets: Map<string, DecodedSecret> }> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const res = await c.next(Math.max(1, deadline - Date.now()));
