@@ -74,6 +74,7 @@ let sideChanges = 0;
 let streamErrors: string[] = [];
 let deadline: NodeJS.Timeout | undefined;
 let checkedParser = false;
+let cpuAtArm = process.cpuUsage();
 
 function checkParser(value: Buffer): void {
   checkedParser = true;
@@ -97,6 +98,7 @@ function report(): void {
     responses,
     sideChanges,
     streamErrors: streamErrors.slice(0, 20),
+    cpuMs: ((u) => Math.round((u.user + u.system) / 1000))(process.cpuUsage(cpuAtArm)),
   };
   phase = undefined;
   send(r);
@@ -175,6 +177,7 @@ async function configure(c: LoadgenConfig): Promise<void> {
 
 function arm(next: Phase, deadlineMs: number): void {
   phase = next;
+  cpuAtArm = process.cpuUsage();
   gaps = 0;
   responses = 0;
   sideChanges = 0;

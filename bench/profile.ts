@@ -7,6 +7,7 @@ import { pathToFileURL } from 'node:url';
 interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -34,6 +35,8 @@ export interface ProfileSummary {
   gcMs: number;
   top: HotSpot[];
   byFile: { location: string; selfMs: number; percent: number }[];
+  /** Functions of this repository (not node_modules, not node:) by inclusive time: where the time goes from our side. */
+  ownInclusive: HotSpot[];
 }
 
 function shortUrl(url: string, root: string): string {
@@ -75,6 +78,27 @@ export function summariseProfile(file: string, top = 25, root = process.cwd()): 
     const fileKey = shortUrl(n.callFrame.url, root);
     fileTotals.set(fileKey, (fileTotals.get(fileKey) ?? 0) + us);
   }
+  // Inclusive time of the repository's own functions (each counted once per sample stack).
+  const parent = new Map<number, number>();
+  for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const own = new Map<string, { fn: string; loc: string; us: number }>();
+  for (const [id, us] of selfUs) {
+    const fnName = byId.get(id)?.callFrame.functionName;
+    if (fnName === '(idle)' || fnName === '(program)') continue;
+    const seen = new Set<string>();
+    for (let x: number | undefined = id; x !== undefined; x = parent.get(x)) {
+      const cf = byId.get(x)!.callFrame;
+      const loc = shortUrl(cf.url, root);
+      if (!cf.url.startsWith('file://') || cf.url.includes('/node_modules/') || loc.startsWith('/') || loc.startsWith('..')) continue;
+      const fn = cf.functionName || '(anonymous)';
+      const key = `${fn}@${loc}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const cur = own.get(key) ?? { fn, loc, us: 0 };
+      cur.us += us;
+      own.set(key, cur);
+    }
+  }
   const busyUs = totalUs - idleUs;
   const pct = (us: number) => (busyUs > 0 ? Math.round((1000 * us) / busyUs) / 10 : 0);
   const ms = (us: number) => Math.round(us / 100) / 10;
@@ -93,6 +117,10 @@ export function summariseProfile(file: string, top = 25, root = process.cwd()): 
       .sort((a, b) => b[1] - a[1])
       .slice(0, 12)
       .map(([location, us]) => ({ location, selfMs: ms(us), percent: pct(us) })),
+    ownInclusive: [...own.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((t) => ({ function: t.fn, location: t.loc, selfMs: ms(t.us), percent: pct(t.us) })),
   };
 }
 
@@ -108,8 +136,12 @@ export function formatSummary(s: ProfileSummary): string {
   const lines = [`${basename(s.file)} (thread ${s.thread}): busy ${s.busyMs} ms of ${s.totalMs} ms, GC ${s.gcMs} ms`];
   lines.push('  self ms     %  function  (location)');
   for (const t of s.top) lines.push(`  ${t.selfMs.toFixed(1).padStart(8)} ${t.percent.toFixed(1).padStart(5)}  ${t.function}  (${t.location})`);
-  lines.push('  by file:');
+  lines.push('  by file (self):');
   for (const f of s.byFile) lines.push(`  ${f.selfMs.toFixed(1).padStart(8)} ${f.percent.toFixed(1).padStart(5)}  ${f.location}`);
+  if (s.ownInclusive.length > 0) {
+    lines.push('  repository functions by inclusive time:');
+    for (const t of s.ownInclusive) lines.push(`  ${t.selfMs.toFixed(1).padStart(8)} ${t.percent.toFixed(1).padStart(5)}  ${t.function}  (${t.location})`);
+  }
   return lines.join('\n');
 }
 

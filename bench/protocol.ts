@@ -38,6 +38,8 @@ export interface PhaseReport {
   /** Responses during the phase whose trust bundle changed (rotation) or whose cert changed (trust). */
   sideChanges: number;
   streamErrors: string[];
+  /** CPU time (user + system) this generator used during the phase, to tell a saturated client. */
+  cpuMs: number;
 }
 
 export type FromLoadgen =

@@ -154,10 +154,15 @@ interface PhaseResult {
   responses: number;
   sideChanges: number;
   streamErrors: string[];
+  /** CPU ms each generator used during the phase (compare with the phase's wall time). */
+  loadgenCpuMs: number[];
+  /** CPU ms the server used from arming to the last report. */
+  serverCpuMs: number;
 }
 
 /** Arms a phase on every generator; `trigger` runs once all have taken their baselines (t0 = just before it). */
-async function runPhase(lgs: Loadgen[], phase: Phase, deadlineMs: number, trigger?: () => void): Promise<PhaseResult> {
+async function runPhase(server: ServerProc, lgs: Loadgen[], phase: Phase, deadlineMs: number, trigger?: () => void): Promise<PhaseResult> {
+  const cpu0 = server.cpuMs();
   let t0 = epochNow();
   for (const lg of lgs) lg.send({ type: 'arm', phase, deadlineMs });
   await Promise.all(lgs.map((lg) => lg.next('armed', 30_000)));
@@ -166,6 +171,7 @@ async function runPhase(lgs: Loadgen[], phase: Phase, deadlineMs: number, trigge
     trigger();
   }
   const reports = (await Promise.all(lgs.map((lg) => lg.next('report', deadlineMs + 30_000)))) as PhaseReport[];
+  const serverCpuMs = server.cpuMs() - cpu0;
   const rel = (t: number | null) => (t === null ? null : t - t0);
   return {
     t0,
@@ -175,6 +181,8 @@ async function runPhase(lgs: Loadgen[], phase: Phase, deadlineMs: number, trigge
     responses: reports.reduce((a, r) => a + r.responses, 0),
     sideChanges: reports.reduce((a, r) => a + r.sideChanges, 0),
     streamErrors: reports.flatMap((r) => r.streamErrors).slice(0, 20),
+    loadgenCpuMs: reports.map((r) => r.cpuMs),
+    serverCpuMs,
   };
 }
 
@@ -303,10 +311,10 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
   await Promise.all(lgs.map((lg) => lg.next('ready', 60_000)));
 
   // 3. Connect storm: every stream opened at once over the already-established connections.
-  const storm = await runPhase(lgs, 'storm', 120_000);
+  const storm = await runPhase(server, lgs, 'storm', 120_000);
   const stormStats = stats(storm.done);
   const stormAcks = await serverAcksSettled(server, storm.t0, 0);
-  details['storm'] = { ...stormStats, responses: storm.responses, gaps: storm.gaps, streamErrors: storm.streamErrors, serverAllAckedByMs: stormAcks.atMs, serverMetrics: stormAcks.metrics };
+  details['storm'] = { ...stormStats, responses: storm.responses, gaps: storm.gaps, streamErrors: storm.streamErrors, loadgenCpuMs: storm.loadgenCpuMs, serverCpuMs: storm.serverCpuMs, serverAllAckedByMs: stormAcks.atMs, serverMetrics: stormAcks.metrics };
   const stormOk = stormStats.completed === N;
   if (only.has('storm')) {
     addRow({
@@ -333,10 +341,10 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
   if (only.has('fanout')) {
     await sleep(500);
     const acksBefore = (await scrape(server))['mesh_sds_acks_total'] ?? 0;
-    const r = await runPhase(lgs, 'trust', 30_000, () => fixture.writeTrust(2));
+    const r = await runPhase(server, lgs, 'trust', 30_000, () => fixture.writeTrust(2));
     const s = stats(r.done);
     const acks = await serverAcksSettled(server, r.t0, acksBefore);
-    details['fanout'] = { ...s, responses: r.responses, certChanges: r.sideChanges, gaps: r.gaps, streamErrors: r.streamErrors, serverAllAckedByMs: acks.atMs, serverMetrics: acks.metrics };
+    details['fanout'] = { ...s, responses: r.responses, certChanges: r.sideChanges, gaps: r.gaps, streamErrors: r.streamErrors, loadgenCpuMs: r.loadgenCpuMs, serverCpuMs: r.serverCpuMs, serverAllAckedByMs: acks.atMs, serverMetrics: acks.metrics };
     const ok = s.completed === N;
     addRow({
       scenario: `trust fan-out (${fmtInt(N)} streams)`,
@@ -350,7 +358,7 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
   if (only.has('rotation')) {
     await sleep(500);
     const acksBefore = (await scrape(server))['mesh_sds_acks_total'] ?? 0;
-    const r = await runPhase(lgs, 'rotation', 60_000, () => fixture.writeIdentity('23h'));
+    const r = await runPhase(server, lgs, 'rotation', 60_000, () => fixture.writeIdentity('23h'));
     const first = stats(r.firstNew);
     const acked = stats(r.done);
     details['rotation'] = {
@@ -362,6 +370,8 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
       trustChanges: r.sideChanges,
       responses: r.responses,
       streamErrors: r.streamErrors,
+      loadgenCpuMs: r.loadgenCpuMs,
+      serverCpuMs: r.serverCpuMs,
       serverMetrics: (await serverAcksSettled(server, r.t0, acksBefore)).metrics,
     };
     addRow({

@@ -16,6 +16,8 @@ export interface ServerProc {
   spawnedAt: number;
   exited: Promise<number | null>;
   rssKb(): number;
+  /** CPU time (user + system, all threads) the server has used so far, from /proc/<pid>/stat. */
+  cpuMs(): number;
   metrics(): Promise<Map<string, number>>;
   logTail(lines?: number): string;
   stop(): Promise<void>;
@@ -68,6 +70,12 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
       const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
       if (!m) throw new Error('VmRSS not found');
       return Number(m[1]);
+    },
+    cpuMs: () => {
+      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+      // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (in ticks of 1/100 s on Linux).
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) * 10;
     },
     metrics: async () => parseMetrics(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
     logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),

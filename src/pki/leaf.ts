@@ -1,7 +1,7 @@
 // Leaf SVID issuance (SPEC §2) from a TBSCertificate template pre-encoded once per CA: per leaf only
 // the serial, validity, public key and SAN URI are encoded. Leaves carry no SubjectKeyIdentifier
 // (optional for end-entity certificates, RFC 5280 §4.2.1.2).
-import { createECDH, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createECDH, generateKeyPairSync, randomBytes, sign, type ECDH } from 'node:crypto';
 import { bitString, certificateParts, derTime, explicit, hex, octetString, seq, tlv, toPem, uintFromBytes } from './der.js';
 import { CaError } from './errors.js';
 import type { CertificateAuthority, IssuedSvid, KeyAlgorithm } from './types.js';
@@ -80,10 +80,15 @@ interface LeafKey {
   keyPem: string;
 }
 
-// ECDH key generation + hand-built PKCS#8/SPKI is several times faster than KeyObject.export.
+// One ECDH object per curve, reused: generateKeys() draws a fresh random key on every call, and
+// reuse skips rebuilding the curve (about half the cost of a key). Hand-built PKCS#8/SPKI encoding
+// is several times faster than KeyObject.export.
+const ecdhByCurve = new Map<string, ECDH>();
+
 function ecLeafKey(alg: 'ec-p256' | 'ec-p384'): LeafKey {
   const c = CURVE[alg];
-  const ecdh = createECDH(c.name);
+  let ecdh = ecdhByCurve.get(c.name);
+  if (!ecdh) ecdhByCurve.set(c.name, (ecdh = createECDH(c.name)));
   const publicKey = ecdh.generateKeys(); // uncompressed point
   let priv = ecdh.getPrivateKey();
   if (priv.length < c.size) priv = Buffer.concat([Buffer.alloc(c.size - priv.length), priv]);

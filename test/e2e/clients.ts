@@ -89,7 +89,7 @@ export function curl(port: number, o: { cert?: string; key?: string; pinnedPubKe
   if (o.pinnedPubKey) args.push('--pinnedpubkey', o.pinnedPubKey);
   return exec('curl', args).then((r) => {
     const i = r.stdout.lastIndexOf('\n');
-    return { ...r, status: Number(r.stdout.slice(i + 1)) || 0, body: r.stdout.slice(0, Math.max(i, 0)) };
+    return { ...r, status: Number(r.stdout.slice(i + 1)) || 0, body: r.stdout.slice(0, Math.max(i, 0)).trim() };
   });
 }
 

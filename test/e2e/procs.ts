@@ -59,7 +59,11 @@ export function startProc(name: string, cmd: string, args: string[], opts: Spawn
     exited,
     waitForLine(re, timeoutMs, from = 'stdout', after = 0) {
       return new Promise<string>((resolve, reject) => {
-        let timer: NodeJS.Timeout | undefined;
+        const finish = (f: () => void) => {
+          clearTimeout(timer);
+          waiters.delete(check);
+          f();
+        };
         const check = () => {
           const hit = lines[from].slice(after).find((l) => re.test(l));
           if (hit !== undefined) return finish(() => resolve(hit));
@@ -67,12 +71,7 @@ export function startProc(name: string, cmd: string, args: string[], opts: Spawn
             finish(() => reject(new Error(`${name} exited (${exitCode}) before printing ${re}; stderr:\n${text.stderr.slice(-2000)}`)));
           }
         };
-        const finish = (f: () => void) => {
-          clearTimeout(timer);
-          waiters.delete(check);
-          f();
-        };
-        timer = setTimeout(
+        const timer = setTimeout(
           () => finish(() => reject(new Error(`${name}: no ${from} line matching ${re} within ${timeoutMs} ms; stderr:\n${text.stderr.slice(-2000)}`))),
           timeoutMs,
         );

@@ -137,7 +137,11 @@ export interface World {
   setIdentity(w: Workload, o: IdentityOptions): void;
   token(w: Workload): Promise<string>;
   tokenFile(w: Workload): Promise<string>;
+  /** Where the agent of `w` writes its files. */
+  agentDir(w: Workload): string;
   startAgent(w: Workload, o?: { onUpdate?: string; identityName?: string }): Promise<AgentHandle>;
+  /** Stops `proc` in close(), before the processes started earlier (the server last). */
+  track(proc: Proc): void;
   /** Stops every process and removes the temp dir. Safe to call twice, and after a failed start. */
   close(): Promise<void>;
 }
@@ -200,8 +204,9 @@ export async function startWorld(label: string): Promise<World> {
       return file;
     };
 
+    const agentDir = (w: Workload) => join(root, `${w.name}-svid`);
     const startAgent = async (w: Workload, o: { onUpdate?: string; identityName?: string } = {}): Promise<AgentHandle> => {
-      const dir = join(root, `${w.name}-svid`);
+      const dir = agentDir(w);
       const args = [
         CLI, 'fetch', '--server', `127.0.0.1:${sdsPort}`, '--node', `default.${w.name}`, '--token-file', await tokenFile(w),
         '--out-dir', dir, '--watch', '--json', '--name', o.identityName ?? w.kri, '--trust-name', 'ALL',
@@ -244,7 +249,9 @@ export async function startWorld(label: string): Promise<World> {
       setIdentity: (w, o) => write(`${w.identity}.yaml`, identityYaml(w, o)),
       token,
       tokenFile,
+      agentDir,
       startAgent,
+      track: (proc) => void procs.push(proc),
       close,
     };
   } catch (e) {

@@ -53,10 +53,10 @@ describe('loadCertificateAuthority', () => {
     assert.equal(loaded.selfSigned, false);
   });
 
-  it('serves a self-signed root as both chain and trust when allowed', () => {
+  it('self-signed root, when allowed, is the trust anchor and is not served in the chain', () => {
     const loaded = loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: true });
     assert.equal(loaded.selfSigned, true);
-    assert.deepEqual(pemBlocks(loaded.chainPem), pemBlocks(root.certPem));
+    assert.equal(loaded.chainPem, '');
     assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(root.certPem));
   });
 
@@ -82,6 +82,10 @@ describe('loadCertificateAuthority', () => {
     const loaded = loadCertificateAuthority(sub.certPem + inter.certPem + root.certPem, sub.keyPem, { allowSelfSigned: false });
     assert.deepEqual(pemBlocks(loaded.chainPem), [...pemBlocks(sub.certPem), ...pemBlocks(inter.certPem)]);
     assert.deepEqual(pemBlocks(loaded.trustPem), pemBlocks(root.certPem));
+    // Without the root, the signing CA itself is the anchor; the parent is still served.
+    const noRoot = loadCertificateAuthority(sub.certPem + inter.certPem, sub.keyPem, { allowSelfSigned: false });
+    assert.deepEqual(pemBlocks(noRoot.chainPem), [...pemBlocks(sub.certPem), ...pemBlocks(inter.certPem)]);
+    assert.deepEqual(pemBlocks(noRoot.trustPem), pemBlocks(sub.certPem));
   });
 
   it('refuses a chain in the wrong order', () => {

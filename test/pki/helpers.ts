@@ -90,11 +90,12 @@ export function makeIntermediateCa(dir: TempDir, name: string, parent: Ca, alg: 
 /** `openssl verify -x509_strict`; returns [ok, output]. */
 export function opensslVerify(
   dir: TempDir,
-  o: { root: string; leafChain: string; purpose: 'sslserver' | 'sslclient'; untrusted?: string },
+  o: { root: string; leafChain: string; purpose: 'sslserver' | 'sslclient'; untrusted?: string; partialChain?: boolean },
 ): { ok: boolean; output: string } {
   const leafPem = o.leafChain.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/)![0];
   const args = ['verify', '-x509_strict', '-purpose', o.purpose, '-CAfile', dir.file('verify-root.pem', o.root)];
   if (o.untrusted) args.push('-untrusted', dir.file('verify-untrusted.pem', o.untrusted));
+  if (o.partialChain) args.push('-partial_chain');
   args.push(dir.file('verify-leaf.pem', leafPem));
   const r = spawnSync('openssl', args, { encoding: 'utf8' });
   const output = `${r.stdout}${r.stderr}`.trim();

@@ -86,6 +86,7 @@ describe('issueSvidSync', () => {
       const now = new Date();
       const svid = issueSvidSync(ca, ID, DAY, now);
       assertLeafShape(svid, ca, now, DAY);
+      assert.equal(pemBlocks(svid.certChainPem).length, 1, 'the self-signed root is not served');
       for (const purpose of ['sslserver', 'sslclient'] as const) {
         const v = opensslVerify(dir, { root: ca.trustPem, leafChain: svid.certChainPem, purpose });
         assert.ok(v.ok, v.output);
@@ -109,6 +110,15 @@ describe('issueSvidSync', () => {
     }
     // Without the intermediate the leaf does not chain to the root: the chain is needed.
     assert.equal(opensslVerify(dir, { root: root.certPem, leafChain: svid.certChainPem, purpose: 'sslserver' }).ok, false);
+  });
+
+  it('intermediate CA given without its root: its trust bundle (the intermediate) verifies leaves with partial chains', () => {
+    const inter = makeIntermediateCa(dir, 'inter-alone', root);
+    const ca = loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false });
+    const svid = issueSvidSync(ca, ID, DAY);
+    assert.equal(pemBlocks(svid.certChainPem).length, 2);
+    const v = opensslVerify(dir, { root: ca.trustPem, leafChain: svid.certChainPem, purpose: 'sslclient', partialChain: true });
+    assert.ok(v.ok, v.output);
   });
 
   it('clamps NotAfter to the CA NotAfter', () => {
