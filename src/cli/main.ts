@@ -173,8 +173,8 @@ storeOptions(token.command('generate').description('sign a token for one datapla
       labels[kv.slice(0, i)] = kv.slice(i + 1);
     }
     const validForMs = durationMs(o.validFor, '--valid-for');
-    const t = await withStore({ ...o, resources: o.resources ?? (o.store ? undefined : '.') } as StoreFlags, async (store) => {
-      const authority = await (await tokenAuthority()).open(store.state);
+    const t = await (await offline()).withState(o, async (state) => {
+      const authority = await (await tokenAuthority()).open(state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
     err(`token for ${o.mesh}.${o.name}, valid for ${o.validFor}:`);
@@ -184,9 +184,7 @@ storeOptions(token.command('revoke').description('revoke a token (read from --to
   .option('--token-file <file>')
   .action(async (o) => {
     const t = (o.tokenFile ? await readFile(o.tokenFile, 'utf8') : await readStdin()).trim();
-    const jti = await withStore({ ...o, resources: o.resources ?? (o.store ? undefined : '.') } as StoreFlags, async (store) =>
-      (await (await tokenAuthority()).open(store.state)).revokeToken(t),
-    );
+    const jti = await (await offline()).withState(o, async (state) => (await (await tokenAuthority()).open(state)).revokeToken(t));
     out(`revoked token ${jti}`);
   });
 

@@ -2,7 +2,7 @@
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { openStore } from '../server/serve.js';
-import type { ResourceStore } from '../store/types.js';
+import type { ResourceStore, StateStore } from '../store/types.js';
 
 export interface StoreFlags {
   resources?: string;
@@ -19,6 +19,24 @@ export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore)
   } finally {
     await store.close();
   }
+}
+
+/**
+ * Only the state store (token key, CAs): a directory store would scan the resource directory for
+ * nothing. Postgres keeps state in the same database as resources.
+ */
+export async function withState<T>(flags: Pick<StoreFlags, 'store' | 'stateDir'>, fn: (state: StateStore) => Promise<T>): Promise<T> {
+  if (flags.store) {
+    const { PostgresStore } = await import('../store/postgres.js');
+    const store = await PostgresStore.open(flags.store);
+    try {
+      return await fn(store.state);
+    } finally {
+      await store.close();
+    }
+  }
+  const { FileStateStore } = await import('../store/file-state.js');
+  return fn(await FileStateStore.open(flags.stateDir));
 }
 
 /** Resolves identities (CAs, status conditions, auto-created MeshTrusts) exactly as `serve` does. */

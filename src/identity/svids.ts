@@ -130,12 +130,13 @@ export class SvidManager {
     return this.proxies.entries();
   }
 
-  /** Reissues now (operator request or tests), whatever the rotation schedule says. */
-  rotate(key: string): void {
+  /** Reissues now (operator request or tests), whatever the rotation schedule says; false for an unknown proxy. */
+  rotate(key: string): boolean {
     const e = this.proxies.get(key);
-    if (!e) return;
+    if (!e) return false;
     e.desiredKey = undefined;
     this.refresh(key);
+    return true;
   }
 
   close(): void {

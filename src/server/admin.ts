@@ -21,6 +21,11 @@ export interface AdminServerOptions {
   isReady: () => boolean;
   /** Callbacks may return a value or a promise of one. */
   debug: AdminDebugSources;
+  /**
+   * `POST /rotate[?proxy=MESH.NAME]`: reissue the SVID of one proxy, or of every connected proxy
+   * (key compromise, CA change drills). Returns how many proxies were rotated.
+   */
+  rotate?: (proxy?: string) => number;
   logger: Logger;
 }
 
@@ -149,7 +154,19 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const path = new URL(req.url ?? '/', 'http://admin').pathname;
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (path === '/rotate' && opts.rotate) {
+      if (req.method !== 'POST') {
+        res.setHeader('allow', 'POST');
+        return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
+      }
+      const proxy = url.searchParams.get('proxy') ?? undefined;
+      const rotated = opts.rotate(proxy);
+      if (proxy && rotated === 0) return send(res, 404, 'application/json; charset=utf-8', JSON.stringify({ error: `no connected proxy ${proxy}` }) + '\n');
+      log.info({ proxy: proxy ?? '*', rotated }, 'rotation requested');
+      return send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ rotated }) + '\n');
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');

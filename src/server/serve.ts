@@ -179,6 +179,12 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
           secrets: () => debugSecrets(svids, pub),
           identities: () => debugIdentities(authorities.current),
         },
+        rotate: (proxy) => {
+          const keys = proxy ? [proxy] : [...svids.entries()].map(([k]) => k);
+          let n = 0;
+          for (const k of keys) if (svids.rotate(k)) n++;
+          return n;
+        },
         logger: log,
       })
     : undefined;

@@ -92,3 +92,30 @@ test('shutdown closes open streams cleanly and frees the port', async () => {
   assert.equal(await ended, 'end');
   c.close();
 });
+
+test('POST /rotate on the admin server reissues a connected proxy\'s SVID', async () => {
+  const s = await startServer(base({ admin: '127.0.0.1:0' }));
+  try {
+    await s.ready;
+    const key = s.svids.attach({ mesh: 'default', name: 'backend-1', source: 'none' });
+    const serial = async () => {
+      for (let i = 0; i < 100; i++) {
+        const id = s.svids.get(key);
+        if (id?.state === 'issued') return id.svid.serialHex;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('no SVID issued');
+    };
+    const before = await serial();
+    const url = s.admin!.url;
+    assert.equal((await fetch(`${url}/rotate`)).status, 405);
+    assert.equal((await fetch(`${url}/rotate?proxy=default.nobody`, { method: 'POST' })).status, 404);
+    const r = await fetch(`${url}/rotate?proxy=${key}`, { method: 'POST' });
+    assert.deepEqual(await r.json(), { rotated: 1 });
+    for (let i = 0; i < 100 && (await serial()) === before; i++) await new Promise((res) => setTimeout(res, 50));
+    assert.notEqual(await serial(), before);
+    s.svids.detach(key);
+  } finally {
+    await s.close();
+  }
+});
