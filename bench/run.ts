@@ -361,6 +361,7 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
     const r = await runPhase(server, lgs, 'rotation', 60_000, () => fixture.writeIdentity('23h'));
     const first = stats(r.firstNew);
     const acked = stats(r.done);
+    const acks = await serverAcksSettled(server, r.t0, acksBefore);
     details['rotation'] = {
       trigger: 'MeshIdentity certificateParameters.expiry 24h → 23h (reissues every SVID at once)',
       firstNewSvid: first,
@@ -372,7 +373,8 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
       streamErrors: r.streamErrors,
       loadgenCpuMs: r.loadgenCpuMs,
       serverCpuMs: r.serverCpuMs,
-      serverMetrics: (await serverAcksSettled(server, r.t0, acksBefore)).metrics,
+      serverAllAckedByMs: acks.atMs,
+      serverMetrics: acks.metrics,
     };
     addRow({
       scenario: `rotation wave (${fmtInt(N)} SVIDs)`,

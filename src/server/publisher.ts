@@ -1,6 +1,6 @@
 import { meshIdentityKri } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
-import type { ProxyIdentity, SvidManager } from '../identity/svids.js';
+import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/svids.js';
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
 import type { SecretCache } from '../xds/cache.js';
 import { classifySecretName } from '../xds/names.js';
@@ -143,6 +143,8 @@ export class SecretPublisher {
     const names = sub.wildcard ? [...new Set([...this.wildcardNames(mesh, identity), ...sub.names])] : sub.names;
     const resources = new Map<string, EncodedResource>();
     const invalid: string[] = [];
+    const pending: string[] = [];
+    const undecided = isUndecided(identity);
     const watchKeys = [proxyMetaKey(pk)];
     if (sub.wildcard) watchKeys.push(meshMetaKey(mesh));
     for (const name of names) {
@@ -151,11 +153,15 @@ export class SecretPublisher {
         invalid.push(name);
         continue;
       }
-      if (!key) continue;
+      if (!key) {
+        if (undecided) pending.push(name);
+        continue;
+      }
       watchKeys.push(key);
       const r = this.cache.get(key);
       if (r) resources.set(name, r);
+      else if (undecided) pending.push(name);
     }
-    return { resources, invalid, watchKeys };
+    return { resources, invalid, pending, watchKeys };
   }
 }

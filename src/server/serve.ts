@@ -160,6 +160,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   let bound: { address: string; port?: number };
   try {
+    // Accept proxies only once the first snapshot has become secrets: a reconnecting delta client
+    // must not be told that the secrets it holds were removed just because they are not built yet.
+    await ready;
     bound = await bindServer(server, cfg);
   } catch (e) {
     for (const sub of subs) sub.unsubscribe();

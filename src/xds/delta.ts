@@ -146,7 +146,8 @@ function respond(state: DeltaState, ctx: StepContext, actions: DeltaAction[], fo
   const changed: EncodedResource[] = [];
   for (const r of resolved.values()) if (state.known.get(r.name) !== r.version) changed.push(r);
   const removed: string[] = [];
-  for (const name of state.known.keys()) if (!resolved.has(name)) removed.push(name);
+  const pending = new Set(resolution.pending ?? []);
+  for (const name of state.known.keys()) if (!resolved.has(name) && !pending.has(name)) removed.push(name);
   if (changed.length === 0 && removed.length === 0 && !forceSend) return { state, actions };
 
   changed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -24,6 +24,11 @@ export interface Subscription {
 export interface Resolution {
   readonly resources: ReadonlyMap<string, EncodedResource>;
   readonly invalid: readonly string[];
+  /**
+   * Valid names whose fate is not decided yet (e.g. the proxy's SVID is still being issued after a
+   * restart): a delta stream must not report them removed just because they are not there yet.
+   */
+  readonly pending?: readonly string[];
 }
 
 /** Supplied by the transport; reads the current cache. Called only when a step needs it. */

@@ -62,6 +62,16 @@ describe('Delta stream', () => {
       assert.deepEqual(diff(onlySend(actions)), ['default@v2', '-spiffe://gone.td']);
     });
 
+    it('does not report removed a claimed secret whose fate is still pending (SVID being reissued after a restart)', () => {
+      const w = new World();
+      const pendingResolve: typeof w.resolve = (sub) => ({ ...w.resolve(sub), pending: ['default'] });
+      const s = new DeltaStream(ctxFor(w, { resolve: pendingResolve }));
+      const actions = s.onRequest(req({ node, resource_names_subscribe: ['default'], initial_resource_versions: { default: 'v1' } }));
+      assert.deepEqual(sends(actions), []);
+      w.put('default', 'v2');
+      assert.deepEqual(diff(onlySend(s.onChange())), ['default@v2']);
+    });
+
     it('starts each stream clean, so the same client on a new stream is judged only by what it now claims', () => {
       const w = new World();
       w.put('default', 'v1');
