@@ -1,5 +1,6 @@
 // Summarises V8 .cpuprofile files (node --cpu-prof): top functions by self time, per thread.
-// Run directly: npx tsx bench/profile.ts DIR_OR_FILE… [--top 25]
+// Run directly: npx tsx bench/profile.ts DIR_OR_FILE… [--top 25] [--from S --to S]
+// (--from/--to: only samples in that window, seconds since the profile started, e.g. one phase).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -46,12 +47,15 @@ function shortUrl(url: string, root: string): string {
   return nm >= 0 ? path.slice(nm + 'node_modules/'.length) : path.startsWith('/') ? relative(root, path) : path;
 }
 
-export function summariseProfile(file: string, top = 25, root = process.cwd()): ProfileSummary {
+export function summariseProfile(file: string, top = 25, root = process.cwd(), window?: { from: number; to: number }): ProfileSummary {
   const prof = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile;
   const byId = new Map(prof.nodes.map((n) => [n.id, n]));
   const selfUs = new Map<number, number>();
   // timeDeltas[i] is the time before sample i; attribute each sample the delta of the next one.
+  let at = 0;
   for (let i = 0; i < prof.samples.length; i++) {
+    at += prof.timeDeltas[i] ?? 0;
+    if (window && (at < window.from * 1e6 || at >= window.to * 1e6)) continue;
     const dt = prof.timeDeltas[i + 1] ?? 0;
     selfUs.set(prof.samples[i]!, (selfUs.get(prof.samples[i]!) ?? 0) + Math.max(dt, 0));
   }
@@ -147,7 +151,13 @@ export function formatSummary(s: ProfileSummary): string {
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const args = process.argv.slice(2);
-  const ti = args.indexOf('--top');
-  const top = ti >= 0 ? Number(args.splice(ti, 2)[1]) : 25;
-  for (const a of args) for (const f of profileFiles(a)) console.log(formatSummary(summariseProfile(f, top)) + '\n');
+  const flag = (name: string): number | undefined => {
+    const i = args.indexOf(name);
+    return i >= 0 ? Number(args.splice(i, 2)[1]) : undefined;
+  };
+  const top = flag('--top') ?? 25;
+  const from = flag('--from');
+  const to = flag('--to');
+  const window = from !== undefined || to !== undefined ? { from: from ?? 0, to: to ?? Infinity } : undefined;
+  for (const a of args) for (const f of profileFiles(a)) console.log(formatSummary(summariseProfile(f, top, process.cwd(), window)) + '\n');
 }

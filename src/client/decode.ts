@@ -2,7 +2,7 @@
 // does before it accepts a secret (parsable certificates, a key that matches the leaf), so a broken
 // secret is NACKed instead of being handed to nginx or written to disk.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { splitPemCertificates } from '../pki/pem.js';
+import { splitPemCertificates } from '../api/pem.js';
 import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, SPIFFE_VALIDATOR_TYPE, decodeSecret, fromAny } from '../xds/protos.js';
 
 export type DecodedSecret =
@@ -30,15 +30,10 @@ function dataSourceText(ds: unknown, what: string): string {
 }
 
 function certificates(pem: string, what: string): X509Certificate[] {
-  const blocks = splitPemCertificates(pem);
-  if (blocks.length === 0) throw new SecretDecodeError(`${what}: no PEM certificate`);
-  return blocks.map((b, i) => {
-    try {
-      return new X509Certificate(b);
-    } catch (e) {
-      throw new SecretDecodeError(`${what}: certificate ${i} does not parse: ${(e as Error).message}`);
-    }
-  });
+  const { ders, error } = splitPemCertificates(pem);
+  if (error === 'no PEM certificate found') throw new SecretDecodeError(`${what}: no PEM certificate`);
+  if (error) throw new SecretDecodeError(`${what}: ${error}`);
+  return ders.map((der) => new X509Certificate(der));
 }
 
 const withNewline = (s: string) => (s.endsWith('\n') ? s : `${s}\n`);

@@ -1,7 +1,7 @@
 // Human and JSON summaries of fetched secrets: identities, validity, issuers and trust domains.
 // Built from certificates only — a summary never carries the private key.
 import { X509Certificate } from 'node:crypto';
-import { splitPemCertificates } from '../pki/pem.js';
+import { splitPemCertificates } from '../api/pem.js';
 import type { DecodedSecret } from './decode.js';
 
 export interface CertSummary {
@@ -37,7 +37,7 @@ export type SecretSummary =
 const dn = (s: string | undefined) => (s ?? '').split('\n').filter(Boolean).join(', ');
 
 export function parseCertificates(pem: string): X509Certificate[] {
-  return splitPemCertificates(pem).map((b) => new X509Certificate(b));
+  return splitPemCertificates(pem).ders.map((der) => new X509Certificate(der));
 }
 
 /** `URI:a, DNS:b` → URIs. (Node quotes entries that contain a comma; SPIFFE IDs cannot.) */

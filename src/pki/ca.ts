@@ -1,7 +1,7 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { certificateParts, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { splitPemCertificates } from './pem.js';
+import { splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -62,15 +62,12 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();
-  const pems = splitPemCertificates(certPem);
-  if (pems.length === 0) throw new CaError('CA certificate PEM contains no certificate');
-  const certs = pems.map((pem, i) => {
-    try {
-      const node = new X509Certificate(pem);
-      return { node, der: node.raw, peculiar: new x509.X509Certificate(node.raw) };
-    } catch (e) {
-      throw new CaError(`CA certificate #${i} cannot be parsed: ${(e as Error).message}`);
-    }
+  const { ders, error } = splitPemCertificates(certPem);
+  if (error === 'no PEM certificate found') throw new CaError('CA certificate PEM contains no certificate');
+  if (error) throw new CaError(`CA certificate cannot be parsed: ${error}`);
+  const certs = ders.map((der) => {
+    const node = new X509Certificate(der);
+    return { node, der: node.raw, peculiar: new x509.X509Certificate(node.raw) };
   });
   const ca = certs[0]!;
   const key = parsePrivateKey(keyPem);

@@ -5,4 +5,3 @@ export { generateCertificateAuthority, type GenerateCaOptions, type GeneratedCa 
 export { issueSvidSync, leafKeyAlgorithm, NOT_BEFORE_SKEW_MS } from './leaf.js';
 export { SvidIssuer, type SvidIssuerOptions } from './issuer.js';
 export { resolveDataSource, DataSourceError, type DataSourceContext } from './data-source.js';
-export { splitPemCertificates } from './pem.js';

@@ -77,3 +77,34 @@ export function invalidNamesFailure(invalid: readonly string[]): FailAction {
 export function nackDetail(s: Status): { code: number; message: string } {
   return { code: s.code ?? 0, message: s.message ?? '' };
 }
+
+/** Mutable convenience wrapper for a transport: holds a stream's state and runs its pure steps. */
+export class MachineStream<S, Req, A> {
+  #state: S;
+  constructor(
+    private readonly step: (state: S, event: { readonly type: 'request'; readonly request: Req } | { readonly type: 'changed' }, ctx: StepContext) => { readonly state: S; readonly actions: A[] },
+    initial: S,
+    private readonly ctx: StepContext,
+  ) {
+    this.#state = initial;
+  }
+
+  get state(): S {
+    return this.#state;
+  }
+
+  onRequest(request: Req): A[] {
+    return this.#run({ type: 'request', request });
+  }
+
+  /** Call when any cache key this stream watches changed. */
+  onChange(): A[] {
+    return this.#run({ type: 'changed' });
+  }
+
+  #run(event: { readonly type: 'request'; readonly request: Req } | { readonly type: 'changed' }): A[] {
+    const r = this.step(this.#state, event, this.ctx);
+    this.#state = r.state;
+    return r.actions;
+  }
+}

@@ -17,6 +17,7 @@ import {
   invalidNamesFailure,
   nackDetail,
   nextNode,
+  MachineStream,
   type CommonAction,
   type StepContext,
 } from './common.js';
@@ -174,26 +175,8 @@ function closeWith(state: DeltaState, actions: DeltaAction[]): DeltaStep {
 }
 
 /** Mutable convenience wrapper for a transport: holds the state, runs steps. */
-export class DeltaStream {
-  #state: DeltaState = initialDeltaState();
-  constructor(private readonly ctx: StepContext) {}
-
-  get state(): DeltaState {
-    return this.#state;
-  }
-
-  onRequest(request: DeltaDiscoveryRequest): DeltaAction[] {
-    return this.#step({ type: 'request', request });
-  }
-
-  /** Call when any cache key this stream watches changed. */
-  onChange(): DeltaAction[] {
-    return this.#step({ type: 'changed' });
-  }
-
-  #step(event: DeltaEvent): DeltaAction[] {
-    const r = deltaStep(this.#state, event, this.ctx);
-    this.#state = r.state;
-    return r.actions;
+export class DeltaStream extends MachineStream<DeltaState, DeltaDiscoveryRequest, DeltaAction> {
+  constructor(ctx: StepContext) {
+    super(deltaStep, initialDeltaState(), ctx);
   }
 }

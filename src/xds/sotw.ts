@@ -18,6 +18,7 @@ import {
   invalidNamesFailure,
   nackDetail,
   nextNode,
+  MachineStream,
   type CommonAction,
   type StepContext,
 } from './common.js';
@@ -185,26 +186,8 @@ function closeWith(state: SotwState, actions: SotwAction[]): SotwStep {
 }
 
 /** Mutable convenience wrapper for a transport: holds the state, runs steps. */
-export class SotwStream {
-  #state: SotwState = initialSotwState();
-  constructor(private readonly ctx: StepContext) {}
-
-  get state(): SotwState {
-    return this.#state;
-  }
-
-  onRequest(request: DiscoveryRequest): SotwAction[] {
-    return this.#step({ type: 'request', request });
-  }
-
-  /** Call when any cache key this stream watches changed. */
-  onChange(): SotwAction[] {
-    return this.#step({ type: 'changed' });
-  }
-
-  #step(event: SotwEvent): SotwAction[] {
-    const r = sotwStep(this.#state, event, this.ctx);
-    this.#state = r.state;
-    return r.actions;
+export class SotwStream extends MachineStream<SotwState, DiscoveryRequest, SotwAction> {
+  constructor(ctx: StepContext) {
+    super(sotwStep, initialSotwState(), ctx);
   }
 }

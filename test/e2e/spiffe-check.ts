@@ -9,14 +9,14 @@
 // config keeps the domains apart); the agent's bundle.pem concatenates every domain and so cannot
 // answer step 4.
 import { X509Certificate } from 'node:crypto';
-import { splitPemCertificates } from '../../src/pki/pem.js';
+import { splitPemCertificates } from '../../src/api/pem.js';
 
 export type TrustDomains = ReadonlyMap<string, readonly X509Certificate[]>;
 
 export type SpiffeVerdict = { ok: true; spiffeId: string; trustDomain: string } | { ok: false; reason: string };
 
 export function trustDomainsFrom(domains: readonly { name: string; pem: string }[]): TrustDomains {
-  return new Map(domains.map((d) => [d.name, splitPemCertificates(d.pem).map((p) => new X509Certificate(p))]));
+  return new Map(domains.map((d) => [d.name, splitPemCertificates(d.pem).ders.map((der) => new X509Certificate(der))]));
 }
 
 /** URI SANs of a certificate, in order (Node renders them as `URI:…, DNS:…`). */
