@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../test/helpers/yaml.js';
 
 export interface Fixture {
   root: string;
@@ -29,46 +30,16 @@ function atomicWrite(path: string, text: string): void {
 }
 
 function dataplane(i: number): string {
-  return `type: Dataplane\nname: dp-${i}\nmesh: default\nlabels:\n  k8s.kuma.io/namespace: bench\n  k8s.kuma.io/service-account: sa-${i}\n`;
+  return dataplaneYaml(`dp-${i}`, { 'k8s.kuma.io/namespace': 'bench', 'k8s.kuma.io/service-account': `sa-${i}` });
 }
 
 function identityYaml(expiry: string): string {
-  return `type: MeshIdentity
-name: identity
-mesh: default
-labels:
-  k8s.kuma.io/namespace: kuma-system
-spec:
-  selector:
-    dataplane:
-      matchLabels: {}
-  provider:
-    type: Bundled
-    bundled:
-      meshTrustCreation: Enabled
-      insecureAllowSelfSigned: true
-      autogenerate:
-        enabled: true
-      certificateParameters:
-        expiry: ${expiry}
-`;
+  return meshIdentityYaml('identity', { namespace: 'kuma-system', meshTrustCreation: 'Enabled', expiry });
 }
 
+/** One Pem bundle holding every CA in `pems`. */
 function trustYaml(pems: string[]): string {
-  const value = pems.join('').trimEnd().split('\n').map((l) => `          ${l}`).join('\n');
-  return `type: MeshTrust
-name: partner-trust
-mesh: default
-labels:
-  k8s.kuma.io/namespace: kuma-system
-spec:
-  trustDomain: ${TRUST_DOMAIN}
-  caBundles:
-    - type: Pem
-      pem:
-        value: |-
-${value}
-`;
+  return meshTrustYaml('partner-trust', TRUST_DOMAIN, [pems.join('')], { namespace: 'kuma-system' });
 }
 
 /** A self-signed P-256 CA certificate from openssl; its key is thrown away at once. */
@@ -97,7 +68,7 @@ export function makeFixture(proxies: number): Fixture {
   for (let f = 0; f * PER_FILE < proxies; f++) {
     const docs: string[] = [];
     for (let i = f * PER_FILE; i < Math.min(proxies, (f + 1) * PER_FILE); i++) docs.push(dataplane(i));
-    writeFileSync(join(resourcesDir, `dataplanes-${String(f).padStart(3, '0')}.yaml`), docs.join('---\n'));
+    writeFileSync(join(resourcesDir, `dataplanes-${String(f).padStart(3, '0')}.yaml`), yamlDocs(...docs));
   }
   const fx: Fixture = {
     root,

@@ -161,14 +161,14 @@ interface PhaseResult {
 }
 
 /** Arms a phase on every generator; `trigger` runs once all have taken their baselines (t0 = just before it). */
-async function runPhase(server: ServerProc, lgs: Loadgen[], phase: Phase, deadlineMs: number, trigger?: () => void): Promise<PhaseResult> {
+async function runPhase(server: ServerProc, lgs: Loadgen[], phase: Phase, deadlineMs: number, trigger?: () => void | Promise<void>): Promise<PhaseResult> {
   const cpu0 = server.cpuMs();
   let t0 = epochNow();
   for (const lg of lgs) lg.send({ type: 'arm', phase, deadlineMs });
   await Promise.all(lgs.map((lg) => lg.next('armed', 30_000)));
   if (trigger) {
     t0 = epochNow();
-    trigger();
+    await trigger();
   }
   const reports = (await Promise.all(lgs.map((lg) => lg.next('report', deadlineMs + 30_000)))) as PhaseReport[];
   const serverCpuMs = server.cpuMs() - cpu0;
@@ -354,16 +354,29 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
     });
   }
 
-  // 5. Rotation wave: a MeshIdentity edit that changes every SVID (certificate expiry 24h → 23h).
+  // 5. Rotation wave: every SVID reissued at once, by the admin API's POST /rotate where the server
+  // has it, else by a MeshIdentity edit that changes every SVID (certificate expiry 24h → 23h).
   if (only.has('rotation')) {
     await sleep(500);
     const acksBefore = (await scrape(server))['mesh_sds_acks_total'] ?? 0;
-    const r = await runPhase(server, lgs, 'rotation', 60_000, () => fixture.writeIdentity('23h'));
+    const probe = await fetch(`${server.adminUrl}/rotate`, { signal: AbortSignal.timeout(5000) });
+    await probe.arrayBuffer();
+    const viaAdmin = probe.status === 405 && (probe.headers.get('allow') ?? '').includes('POST');
+    let rotatedByAdmin: number | undefined;
+    const trigger = viaAdmin
+      ? async () => {
+          const res = await fetch(`${server.adminUrl}/rotate`, { method: 'POST', signal: AbortSignal.timeout(30_000) });
+          if (res.status !== 200) throw new Error(`POST /rotate answered ${res.status}: ${await res.text()}`);
+          rotatedByAdmin = ((await res.json()) as { rotated?: number }).rotated;
+        }
+      : () => fixture.writeIdentity('23h');
+    const r = await runPhase(server, lgs, 'rotation', 60_000, trigger);
     const first = stats(r.firstNew);
     const acked = stats(r.done);
     const acks = await serverAcksSettled(server, r.t0, acksBefore);
     details['rotation'] = {
-      trigger: 'MeshIdentity certificateParameters.expiry 24h → 23h (reissues every SVID at once)',
+      trigger: viaAdmin ? 'admin POST /rotate (every connected proxy)' : 'MeshIdentity certificateParameters.expiry 24h → 23h (reissues every SVID at once)',
+      rotatedByAdmin,
       firstNewSvid: first,
       ackedNewSvid: acked,
       waveMs: first.max !== null && first.min !== null ? round(first.max - first.min) : null,
@@ -380,7 +393,7 @@ async function serverScenarios(runDir: string, profileDir: string | undefined): 
       scenario: `rotation wave (${fmtInt(N)} SVIDs)`,
       measured:
         first.completed > 0
-          ? `${fmtInt(first.min!)} → ${fmtInt(first.max!)} ms after edit, ${fmtInt(acked.completed)}/${fmtInt(N)} rotated, ${r.gaps} gaps`
+          ? `${fmtInt(first.min!)} → ${fmtInt(first.max!)} ms after ${viaAdmin ? 'POST /rotate' : 'edit'}, ${fmtInt(acked.completed)}/${fmtInt(N)} rotated, ${r.gaps} gaps`
           : `no new SVID in 60 s (${r.gaps} gaps)`,
       target: 'report only',
       pass: null,
