@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { Subject } from 'rxjs';
 import { resourceKey, resourcesOfKind, type Dataplane } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
@@ -70,6 +69,7 @@ export class SvidManager {
   private readonly proxies = new Map<string, ProxyEntry>();
   private view?: AuthorityView;
   private dataplanes = new Map<string, Dataplane>();
+  private signature = '';
   private closed = false;
 
   constructor(private readonly opts: SvidManagerOptions) {}
@@ -78,9 +78,18 @@ export class SvidManager {
     return this.opts.now?.() ?? new Date();
   }
 
+  /**
+   * Takes a new view; proxies are re-evaluated only when something an SVID depends on changed
+   * (an identity, its CA or readiness, a Dataplane), not on a MeshTrust-only change.
+   */
   setView(view: AuthorityView): void {
+    const dataplanes = new Map(resourcesOfKind(view.snapshot, 'Dataplane').map((d) => [proxyKeyOf(d), d]));
+    const signature = identitySignature(view);
+    const unchanged = this.view !== undefined && signature === this.signature && sameEntries(dataplanes, this.dataplanes) && view.zone === this.view.zone;
     this.view = view;
-    this.dataplanes = new Map(resourcesOfKind(view.snapshot, 'Dataplane').map((d) => [proxyKeyOf(d), d]));
+    this.signature = signature;
+    this.dataplanes = dataplanes;
+    if (unchanged) return;
     for (const key of this.proxies.keys()) this.refresh(key);
   }
 
@@ -184,7 +193,7 @@ export class SvidManager {
     }
     const ca = st.ca!;
     const expiryMs = provider.bundled.certificateParameters.expiryMs;
-    const desiredKey = createHash('sha256').update(`${st.key}|${ca.fingerprint}|${id.spiffeId}|${expiryMs}`).digest('hex');
+    const desiredKey = `${st.key}|${ca.fingerprint}|${id.spiffeId}|${expiryMs}`;
     if (e.desiredKey === desiredKey && e.identity.state === 'issued') {
       // Same SVID inputs: keep the certificate, but reflect identity status changes.
       if (e.identity.identity !== st) e.identity = { ...e.identity, identity: st };
@@ -258,4 +267,26 @@ function sameIdentity(a: ProxyIdentity, b: ProxyIdentity): boolean {
   if (a.state === 'issued' && b.state === 'issued') return a.svid === b.svid;
   if (a.state === 'spire' && b.state === 'spire') return a.spiffeId === b.spiffeId;
   return a.state === b.state && 'reason' in a && 'reason' in b && a.reason === b.reason;
+}
+
+/** Resource objects are immutable and kept by the stores while unchanged: number them by identity. */
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+function objectId(o: object): number {
+  let id = objectIds.get(o);
+  if (id === undefined) objectIds.set(o, (id = nextObjectId++));
+  return id;
+}
+
+/** Everything about the identities that can change an SVID. */
+function identitySignature(view: AuthorityView): string {
+  let sig = '';
+  for (const st of view.identities.values()) sig += `${st.key}#${objectId(st.identity)}#${st.ca?.fingerprint ?? ''}#${st.ready}\n`;
+  return sig;
+}
+
+function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }

@@ -27,8 +27,19 @@ const MISSING: Record<SpiffeVariable, string> = {
   Workload: `workload not found: the proxy has no "${WORKLOAD_LABEL}" label and no workload claim in its token (needed by .Workload)`,
 };
 
+/** Templates are few and rendered for every proxy: parse each once. */
+const parsed = new Map<string, ReturnType<typeof parseSpiffeTemplate>>();
+function parse(template: string): ReturnType<typeof parseSpiffeTemplate> {
+  let p = parsed.get(template);
+  if (!p) {
+    if (parsed.size >= 1000) parsed.clear();
+    parsed.set(template, (p = parseSpiffeTemplate(template)));
+  }
+  return p;
+}
+
 export function renderTemplate(template: string, ctx: TemplateContext): string {
-  const { parts, error } = parseSpiffeTemplate(template);
+  const { parts, error } = parse(template);
   if (error) throw new TemplateError(error);
   const vars: Partial<Record<SpiffeVariable, string>> = {
     Mesh: ctx.mesh,

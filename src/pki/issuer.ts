@@ -23,6 +23,8 @@ interface Slot {
   /** CA fingerprints already sent to this worker. */
   cas: Set<string>;
   inFlight: Map<number, Pending>;
+  /** Resolves when the worker has loaded (or exited). */
+  ready: Promise<void>;
 }
 
 const MAX_BATCH = 128;
@@ -96,6 +98,16 @@ export class SvidIssuer {
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
+  /**
+   * Starts the workers now, and resolves once each has loaded: the first issuance after start-up
+   * (a reconnect storm) then does not wait for worker boot.
+   */
+  warmUp(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    while (this.slots.length < this.size) this.slots.push(this.spawn());
+    return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined);
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) return;
@@ -123,12 +135,16 @@ export class SvidIssuer {
   private spawn(): Slot {
     const { url, workerData } = workerSpec();
     const worker = new Worker(url, { workerData });
-    const slot: Slot = { worker, cas: new Set(), inFlight: new Map() };
+    let markReady!: () => void;
+    const ready = new Promise<void>((resolve) => (markReady = resolve));
+    const slot: Slot = { worker, cas: new Set(), inFlight: new Map(), ready };
     worker.unref();
+    worker.once('exit', () => markReady());
     worker.on('message', (msg: ToMain) => {
       // Loading the worker (tsx's loader in particular) can re-ref it: unref again once it is up.
       if (msg.type === 'ready') {
         if (slot.inFlight.size === 0) worker.unref();
+        markReady();
         return;
       }
       for (const r of msg.results) {

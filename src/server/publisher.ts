@@ -3,9 +3,28 @@ import type { AuthorityView } from '../identity/authorities.js';
 import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/svids.js';
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
 import type { SecretCache } from '../xds/cache.js';
-import { classifySecretName } from '../xds/names.js';
+import { classifySecretName, type SecretNameRef } from '../xds/names.js';
 import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
 import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
+
+/** The identity secret a proxy serves under `name`, if that name is one of its aliases. */
+function identitySecret(name: string, identity: ProxyIdentity | undefined): EncodedResource | undefined {
+  if (identity?.state !== 'issued') return undefined;
+  if (name !== 'default' && name !== identity.spiffeId && name !== identity.identity.kri) return undefined;
+  const { certChainPem, keyPem, serialHex } = identity.svid;
+  return tlsCertificateSecret(name, certChainPem, keyPem, serialHex);
+}
+
+/** Name classification is pure and names repeat across streams: remember it (bounded). */
+const classified = new Map<string, SecretNameRef>();
+function classify(name: string): SecretNameRef {
+  let ref = classified.get(name);
+  if (!ref) {
+    if (classified.size >= 100_000) classified.clear();
+    classified.set(name, (ref = classifySecretName(name)));
+  }
+  return ref;
+}
 
 export const TRUST_ALL_NAMES = ['system_trust_bundle', 'ALL'] as const;
 
@@ -31,7 +50,8 @@ export interface PublisherOptions {
  */
 export class SecretPublisher {
   private readonly bundles = new Map<string, MeshTrustBundle>();
-  private readonly proxyNames = new Map<string, string[]>();
+  /** Identity aliases encoded per proxy (`default`, its SPIFFE ID, its KRI). */
+  private readonly proxyNames = new Map<string, Set<string>>();
 
   constructor(
     private readonly cache: SecretCache,
@@ -79,22 +99,34 @@ export class SecretPublisher {
     }
   }
 
-  /** Republishes one proxy's identity secrets after the SVID manager announced a change. */
+  /**
+   * Republishes one proxy's identity secrets after the SVID manager announced a change. Only the
+   * aliases some stream asked for are encoded (most proxies use one), and dropped when the new
+   * identity no longer carries them (e.g. its old SPIFFE ID).
+   */
   proxyChanged(pk: string): void {
     const identity = this.svids.get(pk);
-    const previous = this.proxyNames.get(pk) ?? [];
-    const current: string[] = [];
-    if (identity?.state === 'issued') {
-      const { certChainPem, keyPem } = identity.svid;
-      for (const name of new Set(['default', identity.spiffeId, identity.identity.kri])) {
-        current.push(name);
-        this.cache.set(proxySecretKey(pk, name), tlsCertificateSecret(name, certChainPem, keyPem));
+    const names = this.proxyNames.get(pk);
+    if (names) {
+      for (const name of [...names]) {
+        const secret = identitySecret(name, identity);
+        this.cache.set(proxySecretKey(pk, name), secret);
+        if (!secret) names.delete(name);
       }
+      if (names.size === 0) this.proxyNames.delete(pk);
     }
-    for (const name of previous) if (!current.includes(name)) this.cache.set(proxySecretKey(pk, name), undefined);
-    if (current.length > 0) this.proxyNames.set(pk, current);
-    else this.proxyNames.delete(pk);
     this.cache.touch(proxyMetaKey(pk));
+  }
+
+  /** Encodes an identity alias the first time a stream asks for it. */
+  private materialize(pk: string, name: string, identity: ProxyIdentity | undefined): EncodedResource | undefined {
+    const secret = identitySecret(name, identity);
+    if (!secret) return undefined;
+    let names = this.proxyNames.get(pk);
+    if (!names) this.proxyNames.set(pk, (names = new Set()));
+    names.add(name);
+    this.cache.set(proxySecretKey(pk, name), secret);
+    return secret;
   }
 
   /** Forgets a proxy that has gone (its last stream closed and the grace period passed). */
@@ -112,20 +144,20 @@ export class SecretPublisher {
   }
 
   /** The cache key a name resolves to for this proxy, or an invalid-name reason. */
-  private keyFor(pk: string, mesh: string, name: string, identity: ProxyIdentity | undefined): { key?: string; invalid?: true } {
-    const ref = classifySecretName(name);
+  private keyFor(pk: string, mesh: string, name: string, identity: ProxyIdentity | undefined): { key?: string; invalid?: true; alias?: true } {
+    const ref = classify(name);
     switch (ref.kind) {
       case 'invalid':
         return { invalid: true };
       case 'identity':
         // A KRI of another mesh or zone can never be this proxy's identity.
         if (ref.kri.mesh !== mesh || ref.kri.zone !== this.opts.zone) return { invalid: true };
-        if (identity?.state === 'issued' && meshIdentityKri(identity.identity.identity, this.opts.zone) === name) return { key: proxySecretKey(pk, name) };
+        if (identity?.state === 'issued' && meshIdentityKri(identity.identity.identity, this.opts.zone) === name) return { key: proxySecretKey(pk, name), alias: true };
         return {};
       case 'default':
-        return { key: proxySecretKey(pk, name) };
+        return { key: proxySecretKey(pk, name), alias: true };
       case 'svid':
-        if (identity?.state === 'issued' && identity.spiffeId === name) return { key: proxySecretKey(pk, name) };
+        if (identity?.state === 'issued' && identity.spiffeId === name) return { key: proxySecretKey(pk, name), alias: true };
         return {};
       case 'trustAll':
         return { key: meshKey(mesh, name) };
@@ -148,7 +180,7 @@ export class SecretPublisher {
     const watchKeys = [proxyMetaKey(pk)];
     if (sub.wildcard) watchKeys.push(meshMetaKey(mesh));
     for (const name of names) {
-      const { key, invalid: bad } = this.keyFor(pk, mesh, name, identity);
+      const { key, invalid: bad, alias } = this.keyFor(pk, mesh, name, identity);
       if (bad) {
         invalid.push(name);
         continue;
@@ -158,7 +190,7 @@ export class SecretPublisher {
         continue;
       }
       watchKeys.push(key);
-      const r = this.cache.get(key);
+      const r = this.cache.get(key) ?? (alias ? this.materialize(pk, name, identity) : undefined);
       if (r) resources.set(name, r);
       else if (undecided) pending.push(name);
     }

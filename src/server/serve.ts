@@ -9,6 +9,7 @@ import { PostgresStore } from '../store/postgres.js';
 import type { ResourceStore } from '../store/types.js';
 import { SecretCache } from '../xds/cache.js';
 import { loadProtos } from '../xds/protos.js';
+import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from '../xds/wire.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
@@ -55,6 +56,19 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/**
+ * The service definition with mesh-sds' own response encoders: secrets are pre-encoded once, so a
+ * response is a copy of their bytes instead of a fresh protobuf encode per stream.
+ */
+function withWireEncoding(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const out: Record<string, grpc.MethodDefinition<any, any>> = {};
+  for (const [method, d] of Object.entries(def)) {
+    const encode = method.startsWith('Delta') ? encodeDeltaDiscoveryResponse : encodeDiscoveryResponse;
+    out[method] = { ...d, responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)) };
+  }
+  return out as grpc.ServiceDefinition;
+}
+
 export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir'>, log?: Logger): Promise<ResourceStore> {
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
@@ -84,6 +98,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const tokens = cfg.auth === 'token' ? await TokenAuthority.open(store.state) : undefined;
   const authorities = new IdentityAuthorities({ zone: cfg.zone, state: store.state, log });
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
+  // Workers boot while the store loads; readiness waits for them (below).
+  const issuerWarm = issuer.warmUp();
   const cache = new SecretCache({ onError: (err) => log.error({ err: String(err) }, 'stream watcher failed') });
   const svids = new SvidManager({
     issuer,
@@ -140,12 +156,14 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     'grpc.max_receive_message_length': 1024 * 1024,
     'grpc.max_concurrent_streams': 100_000,
   });
-  server.addService(protos.SecretDiscoveryService, {
+  const sds = withWireEncoding(protos.SecretDiscoveryService);
+  const ads = withWireEncoding(protos.AggregatedDiscoveryService);
+  server.addService(sds, {
     StreamSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'sotw', deps),
     DeltaSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'delta', deps),
     FetchSecrets: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => handleFetch(call, cb, deps),
   });
-  server.addService(protos.AggregatedDiscoveryService, {
+  server.addService(ads, {
     StreamAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'ads', deps),
     DeltaAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'ads', deps),
   });
@@ -162,7 +180,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   try {
     // Accept proxies only once the first snapshot has become secrets: a reconnecting delta client
     // must not be told that the secrets it holds were removed just because they are not built yet.
-    await ready;
+    await Promise.all([ready, issuerWarm]);
     bound = await bindServer(server, cfg);
   } catch (e) {
     for (const sub of subs) sub.unsubscribe();

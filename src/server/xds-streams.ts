@@ -91,7 +91,7 @@ export function handleStream(
   let pk = '';
   let info: StreamInfo | undefined;
   let cancelWatch: (() => void) | undefined;
-  let watched = '';
+  let watched: readonly string[] = [];
   let lastWatchKeys: string[] = [];
 
   const finish = (status?: { code: grpc.status; details: string }) => {
@@ -109,10 +109,9 @@ export function handleStream(
   };
 
   const rewatch = () => {
-    const signature = lastWatchKeys.join('\n');
-    if (signature === watched || state !== 'open') return;
+    if (state !== 'open' || sameKeys(lastWatchKeys, watched)) return;
     cancelWatch?.();
-    watched = signature;
+    watched = lastWatchKeys;
     cancelWatch = deps.cache.watch(lastWatchKeys, () => run(machine!.onChange()));
   };
 
@@ -260,4 +259,10 @@ export function handleFetch(
       callback({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
     },
   );
+}
+
+function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

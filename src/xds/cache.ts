@@ -13,6 +13,11 @@ export interface SecretCacheOptions {
    * synchronous updates of one snapshot coalesce. 'manual': only `flush()` delivers.
    */
   readonly delivery?: 'microtask' | 'manual';
+  /**
+   * With microtask delivery, at most this many watchers are called per event-loop turn (500);
+   * the rest follow after the loop has done I/O. Each watcher is still called once per batch.
+   */
+  readonly chunk?: number;
   /** Called with whatever a watcher throws; the other watchers are still notified. */
   readonly onError?: (err: unknown) => void;
 }
@@ -30,6 +35,9 @@ export class SecretCache {
   readonly #entries = new Map<string, EncodedResource>();
   readonly #index = new Map<string, Set<Watch>>();
   #pending = new Set<string>();
+  /** Watchers of a large batch not called yet (delivered in chunks, see `chunk`). */
+  #deferred = new Map<Watch, string[]>();
+  readonly #chunk: number;
   #scheduled = false;
   #flushing = false;
   #watches = 0;
@@ -38,6 +46,7 @@ export class SecretCache {
 
   constructor(opts: SecretCacheOptions = {}) {
     this.#delivery = opts.delivery ?? 'microtask';
+    this.#chunk = opts.chunk ?? 500;
     this.#onError = opts.onError ?? ((err) => process.emitWarning(`SecretCache watcher threw: ${String(err)}`));
   }
 
@@ -118,12 +127,17 @@ export class SecretCache {
     if (this.#flushing) return;
     this.#flushing = true;
     try {
-      for (let round = 0; this.#pending.size > 0; round++) {
+      for (let round = 0; this.#pending.size > 0 || this.#deferred.size > 0; round++) {
         if (round === MAX_ROUNDS_PER_FLUSH) {
           if (this.#delivery === 'microtask') this.#schedule(true);
           break;
         }
-        this.#deliverOnce();
+        if (this.#deliverOnce()) {
+          // Part of a large batch is left: let the event loop write what the watchers sent
+          // (and read ACKs) before the next chunk, instead of one long synchronous burst.
+          this.#schedule(true);
+          break;
+        }
       }
     } finally {
       this.#flushing = false;
@@ -140,9 +154,9 @@ export class SecretCache {
     return this.#index.size;
   }
 
-  /** Keys changed but not yet delivered. */
+  /** Changed keys and deferred watchers not yet delivered. */
   get pendingCount(): number {
-    return this.#pending.size;
+    return this.#pending.size + this.#deferred.size;
   }
 
   #markChanged(key: string): void {
@@ -161,27 +175,38 @@ export class SecretCache {
     else queueMicrotask(run);
   }
 
-  #deliverOnce(): void {
+  /** Delivers one batch; returns true when some watchers were deferred to a later chunk. */
+  #deliverOnce(): boolean {
     const changed = this.#pending;
     this.#pending = new Set();
     // Collect first, call afterwards: each watcher once, with all of its changed keys.
-    const batch = new Map<Watch, string[]>();
+    const batch = this.#deferred;
+    this.#deferred = new Map();
     for (const key of changed) {
       const watchers = this.#index.get(key);
       if (!watchers) continue;
       for (const w of watchers) {
         const keys = batch.get(w);
-        if (keys) keys.push(key);
-        else batch.set(w, [key]);
+        if (keys) {
+          if (!keys.includes(key)) keys.push(key);
+        } else batch.set(w, [key]);
       }
     }
+    const limit = this.#delivery === 'microtask' ? this.#chunk : Infinity;
+    let delivered = 0;
     for (const [w, keys] of batch) {
       if (!w.active) continue; // cancelled by an earlier callback in this batch
+      if (delivered >= limit) {
+        this.#deferred.set(w, keys);
+        continue;
+      }
+      delivered++;
       try {
         w.onChange(keys);
       } catch (err) {
         this.#onError(err);
       }
     }
+    return this.#deferred.size > 0;
   }
 }

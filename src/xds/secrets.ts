@@ -4,14 +4,19 @@
 import { createHash } from 'node:crypto';
 import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, encodeSecret, packSpiffeValidatorConfig } from './protos.js';
 import type { EncodedResource } from './resource.js';
+import { preEncodeAny } from './wire.js';
 
-function encoded(name: string, secret: object, contentForVersion: string): EncodedResource {
-  const version = createHash('sha256').update(contentForVersion).digest('hex').slice(0, 16);
-  return { name, version, any: { type_url: SECRET_TYPE_URL, value: encodeSecret({ name, ...secret }) } };
+const contentVersion = (content: string) => createHash('sha256').update(content).digest('hex').slice(0, 16);
+
+function encoded(name: string, secret: object, version: string): EncodedResource {
+  return { name, version, any: preEncodeAny(SECRET_TYPE_URL, encodeSecret({ name, ...secret })) };
 }
 
-/** `tls_certificate`: the SVID chain and its key. */
-export function tlsCertificateSecret(name: string, certChainPem: string, keyPem: string): EncodedResource {
+/**
+ * `tls_certificate`: the SVID chain and its key. The version is the leaf's serial: unique per
+ * certificate, and no hashing on the issuance path.
+ */
+export function tlsCertificateSecret(name: string, certChainPem: string, keyPem: string, serialHex: string): EncodedResource {
   return encoded(
     name,
     {
@@ -20,7 +25,7 @@ export function tlsCertificateSecret(name: string, certChainPem: string, keyPem:
         private_key: { inline_bytes: Buffer.from(keyPem) },
       },
     },
-    `tls|${certChainPem}`,
+    serialHex,
   );
 }
 
@@ -35,7 +40,7 @@ export function spiffeValidatorSecret(name: string, domains: readonly DomainPem[
   return encoded(
     name,
     { validation_context: { custom_validator_config: { name: SPIFFE_VALIDATOR_NAME, typed_config: typed } } },
-    `spiffe|${JSON.stringify(domains)}`,
+    contentVersion(`spiffe|${JSON.stringify(domains)}`),
   );
 }
 
@@ -51,5 +56,5 @@ export function trustedCaSecret(name: string, pem: string, sanTrustDomains: read
       matcher: { prefix: `spiffe://${td}/` },
     }));
   }
-  return encoded(name, { validation_context }, `ca|${pem}|${sanTrustDomains.join(',')}`);
+  return encoded(name, { validation_context }, contentVersion(`ca|${pem}|${sanTrustDomains.join(',')}`));
 }

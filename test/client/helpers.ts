@@ -7,50 +7,14 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { makeCa, type TestCa } from '../helpers/openssl.js';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml } from '../helpers/yaml.js';
 
 export const NODE = 'default.web';
 export const SPIFFE_ID = 'spiffe://default.default.mesh.local/ns/shop/sa/web';
 export const OTHER_TD = 'other.example.org';
 
-const IDENTITY = `type: MeshIdentity
-name: identity
-mesh: default
-spec:
-  selector:
-    dataplane:
-      matchLabels: {}
-  provider:
-    type: Bundled
-    bundled:
-      insecureAllowSelfSigned: true
-      autogenerate:
-        enabled: true
-      certificateParameters:
-        expiry: 1h
-`;
-
-const DATAPLANE = `type: Dataplane
-name: web
-mesh: default
-labels:
-  k8s.kuma.io/namespace: shop
-  k8s.kuma.io/service-account: web
-`;
-
-function meshTrust(pem: string): string {
-  const indented = pem.trim().split('\n').map((l) => `          ${l}`).join('\n');
-  return `type: MeshTrust
-name: other
-mesh: default
-spec:
-  trustDomain: ${OTHER_TD}
-  caBundles:
-    - type: Pem
-      pem:
-        value: |-
-${indented}
-`;
-}
+const IDENTITY = meshIdentityYaml('identity', { expiry: '1h' });
+const DATAPLANE = dataplaneYaml('web', { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' });
 
 export interface TestServer {
   running: RunningServer;
@@ -70,7 +34,7 @@ export async function startTestServer(auth: 'none' | 'token' = 'none'): Promise<
   mkdirSync(stateDir);
   writeFileSync(join(resourcesDir, 'identity.yaml'), IDENTITY);
   writeFileSync(join(resourcesDir, 'dataplane.yaml'), DATAPLANE);
-  writeFileSync(join(resourcesDir, 'trust.yaml'), meshTrust(otherCa.certPem));
+  writeFileSync(join(resourcesDir, 'trust.yaml'), meshTrustYaml('other', OTHER_TD, [otherCa.certPem]));
   const running = await startServer({
     resourcesDir,
     stateDir,

@@ -92,7 +92,7 @@ describe('SDS client (against a scripted server)', () => {
   it('sends node (id and cluster) and the token on the first request only, then ACKs with version_info and response_nonce', async () => {
     fake.reset();
     fake.onRequest = (req, call) => {
-      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
       else if (req.response_nonce === 'n1') call.write(response('v2', 'n2', [spiffeValidatorSecret('ALL', [{ trustDomain: 'b.example', pem: b.certPem }])]));
     };
     const seen: { names: string[]; version: string; all: string[] }[] = [];
@@ -123,9 +123,9 @@ describe('SDS client (against a scripted server)', () => {
   it('NACKs (error_detail, last accepted version) when the callback throws, and keeps the previous state', async () => {
     fake.reset();
     fake.onRequest = (req, call) => {
-      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
-      else if (req.response_nonce === 'n1') call.write(response('v2', 'n2', [tlsCertificateSecret('default', b.certPem, b.keyPem)]));
-      else if (req.response_nonce === 'n2') call.write(response('v3', 'n3', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
+      else if (req.response_nonce === 'n1') call.write(response('v2', 'n2', [tlsCertificateSecret('default', b.certPem, b.keyPem, 'serial-b')]));
+      else if (req.response_nonce === 'n2') call.write(response('v3', 'n3', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
     };
     const errors: SdsError[] = [];
     const alls: DecodedSecret[] = [];
@@ -153,7 +153,7 @@ describe('SDS client (against a scripted server)', () => {
   it('NACKs a secret whose private key does not match its certificate, without calling back', async () => {
     fake.reset();
     fake.onRequest = (req, call) => {
-      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, b.keyPem)]));
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, b.keyPem, 'serial-a')]));
     };
     let calls = 0;
     const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'] }, () => {
@@ -171,7 +171,7 @@ describe('SDS client (against a scripted server)', () => {
   it('reconnects after UNAVAILABLE, sending node again and the last accepted version', async () => {
     fake.reset();
     fake.onRequest = (req, call, index) => {
-      if (index === 0 && req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+      if (index === 0 && req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
       else if (index === 0 && req.response_nonce === 'n1') call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'going away' });
     };
     const errors: { err: SdsError; retry?: number }[] = [];
@@ -205,7 +205,7 @@ describe('SDS client (against a scripted server)', () => {
     fake.reset();
     fake.onRequest = (req, call) => {
       if (req.response_nonce === '') call.write(response('v1', 'n1', [spiffeValidatorSecret('ALL', [{ trustDomain: 'b.example', pem: b.certPem }])]));
-      else if (req.response_nonce === 'n1') setTimeout(() => call.write(response('v2', 'n2', [tlsCertificateSecret('default', a.certPem, a.keyPem)])), 30);
+      else if (req.response_nonce === 'n1') setTimeout(() => call.write(response('v2', 'n2', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')])), 30);
     };
     const r = await fetchOnce({ server: fake.address, node: 'default.web', names: ['default', 'ALL'], timeoutMs: 3000 });
     assert.deepEqual(r.secrets.map((s) => `${s.name}:${s.kind}`), ['default:tls_certificate', 'ALL:spiffe']);
@@ -218,7 +218,7 @@ describe('SDS client (against a scripted server)', () => {
   it('fetchOnce times out naming the secrets that never came', async () => {
     fake.reset();
     fake.onRequest = (req, call) => {
-      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
     };
     await assert.rejects(
       fetchOnce({ server: fake.address, node: 'default.web', names: ['default', 'ALL'], timeoutMs: 300 }),
@@ -238,7 +238,7 @@ describe('SDS client transports', () => {
 
   const serveDefault = (fake: FakeSds) => {
     fake.onRequest = (req, call) => {
-      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem)]));
+      if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
     };
   };
 

@@ -176,3 +176,32 @@ describe('SecretCache', () => {
     assert.equal(c.indexedKeyCount, 0);
   });
 });
+
+describe('chunked delivery of large batches', () => {
+  it('calls at most `chunk` watchers per event-loop turn, and every watcher exactly once', async () => {
+    const cache = new SecretCache({ chunk: 500 });
+    const calls = new Map<number, number>();
+    for (let i = 0; i < 2000; i++) cache.watch(['trust'], () => calls.set(i, (calls.get(i) ?? 0) + 1));
+    cache.set('trust', res('system_trust_bundle', 'v1'));
+    await Promise.resolve();
+    await Promise.resolve();
+    assert.equal(calls.size, 500, 'first chunk only, before any I/O turn');
+    for (let turn = 0; turn < 10 && calls.size < 2000; turn++) await new Promise((r) => setImmediate(r));
+    assert.equal(calls.size, 2000);
+    assert.ok([...calls.values()].every((n) => n === 1));
+  });
+
+  it('merges a change that arrives while a batch is half delivered into one call per deferred watcher', async () => {
+    const cache = new SecretCache({ chunk: 1 });
+    const seen: string[][] = [];
+    cache.watch(['a', 'b'], (keys) => seen.push(['w1', ...keys]));
+    cache.watch(['a', 'b'], (keys) => seen.push(['w2', ...keys]));
+    cache.set('a', res('a', '1'));
+    await Promise.resolve();
+    cache.set('b', res('b', '1'));
+    for (let turn = 0; turn < 5; turn++) await new Promise((r) => setImmediate(r));
+    const w2 = seen.filter((s) => s[0] === 'w2');
+    assert.equal(w2.length, 1, 'the deferred watcher is called once with both keys');
+    assert.deepEqual(w2[0]!.slice(1).sort(), ['a', 'b']);
+  });
+});
