@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { Gauge } from 'prom-client';
 import { filter, firstValueFrom, type Subscription } from 'rxjs';
 import { formatResourceError } from '../api/types.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
@@ -109,9 +110,24 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       metrics.svidIssueSeconds.observe(seconds);
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
-    onDropped: (pk) => {
-      pub.proxyGone(pk);
-      metrics.certificateExpiry.remove({ kind: 'svid', name: pk });
+    onDropped: (pk) => pub.proxyGone(pk),
+  });
+  // One series per identity, not per proxy: the earliest NotAfter of its live SVIDs, at scrape time.
+  new Gauge({
+    name: 'mesh_sds_svid_earliest_expiry_timestamp_seconds',
+    help: 'Earliest NotAfter among the SVIDs currently held for proxies of each MeshIdentity',
+    labelNames: ['identity'],
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      const earliest = new Map<string, number>();
+      for (const [, e] of svids.entries()) {
+        if (e.identity.state !== 'issued') continue;
+        const t = e.identity.svid.notAfter.getTime() / 1000;
+        const kri = e.identity.identity.kri;
+        if (t < (earliest.get(kri) ?? Infinity)) earliest.set(kri, t);
+      }
+      for (const [identity, t] of earliest) this.set({ identity }, t);
     },
   });
   const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
@@ -130,7 +146,6 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       pub.proxyChanged(pk);
       const id = svids.get(pk);
       if (id?.state === 'pending' || id?.state === 'rejected') log.warn({ proxy: pk, state: id.state, reason: id.reason }, 'proxy gets no identity');
-      if (id?.state === 'issued') metrics.certificateExpiry.set({ kind: 'svid', name: pk }, id.svid.notAfter.getTime() / 1000);
     }),
   );
   authorities.start(store.snapshots$);

@@ -114,6 +114,12 @@ test('POST /rotate on the admin server reissues a connected proxy\'s SVID', asyn
     assert.deepEqual(await r.json(), { rotated: 1 });
     for (let i = 0; i < 100 && (await serial()) === before; i++) await new Promise((res) => setTimeout(res, 50));
     assert.notEqual(await serial(), before);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    const id = s.svids.get(key);
+    assert.ok(id?.state === 'issued');
+    const expected = `mesh_sds_svid_earliest_expiry_timestamp_seconds{identity="kri_mid_default_default_kuma-system_identity_"} ${id.svid.notAfter.getTime() / 1000}`;
+    assert.ok(metrics.includes(expected), 'one expiry series per identity, not per proxy');
+    assert.match(metrics, /^mesh_sds_svid_issued_total\{mesh="default",identity="identity"\} [2-9]/m);
     s.svids.detach(key);
   } finally {
     await s.close();
