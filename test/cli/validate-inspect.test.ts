@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
 import { makeCa } from '../helpers/openssl.js';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
 const seeds = join(import.meta.dirname, '..', 'fixtures', 'seeds');
-const indent = (pem: string, n: number) => pem.trim().split('\n').map((l) => ' '.repeat(n) + l).join('\n');
 
 test('validate accepts every seed example and the quickstart', async () => {
   const files = (await readdir(seeds)).filter((f) => f.endsWith('.yaml')).map((f) => join(seeds, f));
@@ -28,17 +28,17 @@ test('validate rejects the SPEC §1 mistakes with file, document, field path and
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-validate-'));
   try {
     const ca = makeCa('v');
-    const trust = (td: string, bundles: string) => `type: MeshTrust\nname: t\nmesh: default\nspec:\n  trustDomain: ${td}\n  caBundles:${bundles}\n`;
-    const good = `\n    - type: Pem\n      pem:\n        value: |-\n${indent(ca.certPem, 10)}`;
-    const identity = (provider: string) => `type: MeshIdentity\nname: i\nmesh: default\nspec:\n  selector:\n    dataplane:\n      matchLabels: {}\n  provider:\n${provider}`;
+    const trust = (td: string, pems: string[]) => meshTrustYaml('t', td, pems);
+    const identity = (provider: unknown) => meshIdentityYaml('i', { provider });
+    const file = (path: string) => ({ type: 'File', file: { path } });
     const cases: [string, string, string][] = [
-      ['empty.yaml', trust('a.example', ' []'), 'spec.caBundles: must not be empty'],
-      ['long.yaml', trust('a'.repeat(254), good), 'spec.trustDomain: must not be longer than 253 characters'],
-      ['notpem.yaml', trust('a.example', '\n    - type: Pem\n      pem:\n        value: hello'), 'spec.caBundles[0].pem.value: provided certificate has incorrect format'],
-      ['provider.yaml', identity('    type: Vault\n'), 'spec.provider.type: must be one of Bundled, Spire'],
+      ['empty.yaml', trust('a.example', []), 'spec.caBundles: must not be empty'],
+      ['long.yaml', trust('a'.repeat(254), [ca.certPem]), 'spec.trustDomain: must not be longer than 253 characters'],
+      ['notpem.yaml', trust('a.example', ['hello']), 'spec.caBundles[0].pem.value: provided certificate has incorrect format'],
+      ['provider.yaml', identity({ type: 'Vault' }), 'spec.provider.type: must be one of Bundled, Spire'],
       [
         'relative.yaml',
-        identity('    type: Bundled\n    bundled:\n      ca:\n        certificate:\n          type: File\n          file:\n            path: ca.crt\n        privateKey:\n          type: File\n          file:\n            path: /ca.key\n'),
+        identity({ type: 'Bundled', bundled: { ca: { certificate: file('ca.crt'), privateKey: file('/ca.key') } } }),
         'spec.provider.bundled.ca.certificate.file.path: must be absolute',
       ],
     ];
@@ -56,15 +56,14 @@ test('validate rejects the SPEC §1 mistakes with file, document, field path and
 test('inspect explains which of three overlapping identities a dataplane gets, and why', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-inspect-'));
   try {
-    const mi = (name: string, labels: string, td: string) =>
-      `type: MeshIdentity\nname: ${name}\nmesh: default\nspec:\n  selector:\n    dataplane:\n      matchLabels: ${labels}\n  spiffeID:\n    trustDomain: ${td}\n  provider:\n    type: Bundled\n    bundled:\n      insecureAllowSelfSigned: true\n      autogenerate:\n        enabled: true\n`;
+    const mi = (name: string, matchLabels: Record<string, string>, trustDomain: string) => meshIdentityYaml(name, { matchLabels, trustDomain });
     await writeFile(
       join(dir, 'ids.yaml'),
-      [mi('all', '{}', 'all.example'), mi('zz-web-prod', '{app: web, env: prod}', 'webprod.example'), mi('aa-web-team', '{app: web, team: a}', 'webteam.example')].join('---\n'),
+      yamlDocs(mi('all', {}, 'all.example'), mi('zz-web-prod', { app: 'web', env: 'prod' }, 'webprod.example'), mi('aa-web-team', { app: 'web', team: 'a' }, 'webteam.example')),
     );
     await writeFile(
       join(dir, 'dp.yaml'),
-      'type: Dataplane\nname: web-1\nmesh: default\nlabels:\n  app: web\n  env: prod\n  team: a\n  k8s.kuma.io/namespace: shop\n  k8s.kuma.io/service-account: web\n',
+      dataplaneYaml('web-1', { app: 'web', env: 'prod', team: 'a', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' }),
     );
     const r = await meshSds(['inspect', '--dataplane', 'default.web-1', '--resources', dir, '--state-dir', join(dir, '.state'), '--json']);
     assert.equal(r.code, 0, r.stderr);

@@ -8,6 +8,7 @@ import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
 import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
 import { meshSds } from '../cli/run.js';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
 const schema = testSchema();
 const url = `${PG_URL}?schema=${schema}`;
@@ -22,29 +23,13 @@ after(async () => {
   await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })));
 });
 
-const identity = `type: MeshIdentity
-name: identity
-mesh: default
-labels:
-  k8s.kuma.io/namespace: kuma-system
-spec:
-  selector:
-    dataplane:
-      matchLabels: {}
-  provider:
-    type: Bundled
-    bundled:
-      insecureAllowSelfSigned: true
-      autogenerate:
-        enabled: true
----
-type: Dataplane
-name: web-1
-mesh: default
-labels:
-  k8s.kuma.io/namespace: shop
-  k8s.kuma.io/service-account: web
-`;
+/** The autogenerating identity for every dataplane, and one Dataplane named `dp`. */
+const identityAnd = (dp: string) =>
+  yamlDocs(
+    meshIdentityYaml('identity', { namespace: 'kuma-system' }),
+    dataplaneYaml(dp, { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' }),
+  );
+const identity = identityAnd('web-1');
 
 async function replica(storeUrl: string): Promise<RunningServer> {
   const stateDir = await mkdtemp(join(tmpdir(), 'mesh-sds-replica-'));
@@ -72,7 +57,7 @@ test('apply and get work against the Postgres store from the CLI', async () => {
   const got = await meshSds(['get', 'dataplane', '--store', url]);
   assert.equal(got.code, 0, got.stderr);
   assert.match(got.stdout, /default\s+web-1/);
-  const bad = await meshSds(['apply', '-f', '-', '--store', url], { input: 'type: MeshTrust\nname: x\nmesh: default\nspec:\n  trustDomain: x.example\n  caBundles: []\n' });
+  const bad = await meshSds(['apply', '-f', '-', '--store', url], { input: meshTrustYaml('x', 'x.example', []) });
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /spec\.caBundles: must not be empty/);
 });
@@ -90,7 +75,7 @@ test('a resource applied through one replica reaches the other', async () => {
   const [a, b] = servers;
   assert.ok(a && b);
   const seen = firstValueFrom(b.authorities.views$.pipe(filter((v) => v.snapshot.resources.size >= 3), timeout(5000)));
-  const errors = await a.store.apply(identity.replace(/name: web-1/, 'name: web-2'), 'more.yaml');
+  const errors = await a.store.apply(identityAnd('web-2'), 'more.yaml');
   assert.deepEqual(errors, []);
   const v = await seen;
   assert.ok([...v.snapshot.resources.values()].some((r) => r.name === 'web-2'));

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import type { ResourceSnapshot } from '../../src/api/types.js';
 import type { PostgresStore } from '../../src/store/postgres.js';
+import { dataplaneYaml as sharedDataplaneYaml, meshTrustYaml as sharedMeshTrustYaml } from '../helpers/yaml.js';
 
 export const PG_URL = process.env.MESH_SDS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -45,31 +46,12 @@ export function makeCaPem(cn = 'test'): string {
   ).trim();
 }
 
-function indent(text: string, n: number): string {
-  return text.split('\n').map((l) => ' '.repeat(n) + l).join('\n');
-}
-
 export function meshTrustYaml(name: string, trustDomain: string, caPem: string): string {
-  return `type: MeshTrust
-name: ${name}
-mesh: default
-spec:
-  trustDomain: ${trustDomain}
-  caBundles:
-    - type: Pem
-      pem:
-        value: |-
-${indent(caPem, 10)}
-`;
+  return sharedMeshTrustYaml(name, trustDomain, [caPem]);
 }
 
 export function dataplaneYaml(name: string, app: string): string {
-  return `type: Dataplane
-mesh: default
-name: ${name}
-labels:
-  app: ${app}
-`;
+  return sharedDataplaneYaml(name, { app });
 }
 
 export function k8sDataplaneYaml(name: string, namespace: string): string {

@@ -7,20 +7,10 @@ import { firstValueFrom, filter, timeout } from 'rxjs';
 import { DirectoryStore } from '../../src/store/directory.js';
 import type { ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
+import { meshTrustYaml } from '../helpers/yaml.js';
 
 const ca = makeCa('dir-store');
-const indent = (pem: string) => pem.trim().split('\n').map((l) => `          ${l}`).join('\n');
-const trustYaml = (name: string, td: string) => `type: MeshTrust
-name: ${name}
-mesh: default
-spec:
-  trustDomain: ${td}
-  caBundles:
-    - type: Pem
-      pem:
-        value: |-
-${indent(ca.certPem)}
-`;
+const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
 
 async function withStore(fn: (store: DirectoryStore, dir: string) => Promise<void>) {
   const root = await mkdtemp(join(tmpdir(), 'mesh-sds-dir-'));
