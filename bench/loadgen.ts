@@ -4,6 +4,7 @@
 // It records when each stream got what a phase waits for and reports to the parent over IPC.
 import * as grpc from '@grpc/grpc-js';
 import { decodeSecret, loadProtos, SECRET_TYPE_URL } from '../src/xds/protos.js';
+import { ackEncoder, leanService } from './lean-wire.js';
 import { epochNow, type FromLoadgen, type LoadgenConfig, type Phase, type PhaseReport, type ToLoadgen } from './protocol.js';
 
 interface WireResponse {
@@ -64,6 +65,7 @@ function peekSecret(buf: Buffer): { name: string; kind: 'tls' | 'vc' | 'other' }
 }
 
 let config: LoadgenConfig | undefined;
+let encodeAck: ((version: string, nonce: string) => Buffer) | undefined;
 let clients: grpc.Client[] = [];
 const proxies: Proxy[] = [];
 let phase: Phase | undefined;
@@ -121,7 +123,7 @@ function onResponse(p: Proxy, res: WireResponse): void {
     else if (name === TRUST) trust = any.value;
   }
   // ACK exactly as Envoy does: the version and nonce of what it accepted, names unchanged.
-  p.call!.write({ version_info: res.version_info, response_nonce: res.nonce, resource_names: config!.names, type_url: SECRET_TYPE_URL });
+  p.call!.write(encodeAck!(res.version_info, res.nonce));
   const acked = epochNow();
   if (p.hadIdentity && !cert) gaps++;
   const certChanged = cert !== undefined && (p.cert === undefined || !cert.equals(p.cert));
@@ -167,7 +169,8 @@ function openStream(i: number, p: Proxy): void {
 async function configure(c: LoadgenConfig): Promise<void> {
   config = c;
   const protos = loadProtos();
-  const Ctor = grpc.makeGenericClientConstructor(protos.SecretDiscoveryService, 'SecretDiscoveryService');
+  const Ctor = grpc.makeGenericClientConstructor(leanService(protos.SecretDiscoveryService), 'SecretDiscoveryService');
+  encodeAck = ackEncoder(c.names, SECRET_TYPE_URL);
   // A local subchannel pool gives each client its own HTTP/2 connection (grpc-js shares them otherwise).
   clients = Array.from({ length: c.channels }, () => new Ctor(c.target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
   await Promise.all(clients.map((cl) => new Promise<void>((resolve, reject) => cl.waitForReady(Date.now() + 20_000, (e) => (e ? reject(e) : resolve())))));

@@ -161,6 +161,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     log,
     maxNamesPerRequest: cfg.maxNamesPerRequest ?? 1000,
     fetchWaitMs: 5000,
+    identityWaitMs: 1000,
     registry,
   };
   const server = new grpc.Server({

@@ -8,7 +8,7 @@ import type { Resolver, Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { Logger } from './logger.js';
 import type { Metrics, StreamApi } from './metrics.js';
-import type { SecretPublisher } from './publisher.js';
+import { proxyMetaKey, type SecretPublisher } from './publisher.js';
 
 export interface StreamDeps {
   cache: SecretCache;
@@ -21,6 +21,8 @@ export interface StreamDeps {
   maxNamesPerRequest: number;
   /** How long FetchSecrets waits for a valid name that is not resolvable yet. */
   fetchWaitMs: number;
+  /** How long a new stream waits for its proxy's first identity decision before answering. */
+  identityWaitMs: number;
   registry: StreamRegistry;
 }
 
@@ -86,7 +88,7 @@ export function handleStream(
 ): void {
   const { log, metrics } = deps;
   const queued: (DiscoveryRequest & DeltaDiscoveryRequest)[] = [];
-  let state: 'authenticating' | 'open' | 'closed' | 'new' = 'new';
+  let state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
   let machine: Machine | undefined;
   let pk = '';
   let info: StreamInfo | undefined;
@@ -96,8 +98,9 @@ export function handleStream(
 
   const finish = (status?: { code: grpc.status; details: string }) => {
     if (state === 'closed') return;
-    const wasOpen = state === 'open';
+    const wasOpen = state === 'open' || state === 'waiting';
     state = 'closed';
+    stopWaiting?.();
     cancelWatch?.();
     if (wasOpen) {
       metrics.streams.dec({ api });
@@ -170,6 +173,26 @@ export function handleStream(
     };
     const ctx = { resolve, allowEmptyTypeUrl: api !== 'ads' };
     machine = mode === 'sotw' ? (new SotwStream(ctx) as Machine) : (new DeltaStream(ctx) as Machine);
+    // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
+    // before the first answer, so it gets one complete response instead of a partial one and a push.
+    if (!isUndecided(deps.svids.get(pk))) return start();
+    state = 'waiting';
+    const cancelWait = deps.cache.watch([proxyMetaKey(pk)], () => {
+      if (!isUndecided(deps.svids.get(pk))) start();
+    });
+    const timer = setTimeout(() => start(), deps.identityWaitMs);
+    stopWaiting = () => {
+      cancelWait();
+      clearTimeout(timer);
+    };
+  };
+
+  let stopWaiting: (() => void) | undefined;
+  const start = () => {
+    stopWaiting?.();
+    stopWaiting = undefined;
+    if (state !== 'waiting' && state !== 'open') return;
+    state = 'open';
     for (const req of queued.splice(0)) onRequest(req);
   };
 
@@ -178,7 +201,7 @@ export function handleStream(
     const req = normaliseRequest(raw);
     if (state === 'open') return onRequest(req);
     queued.push(req);
-    if (state === 'authenticating') return;
+    if (state === 'authenticating' || state === 'waiting') return;
     state = 'authenticating';
     deps.authenticate(call.metadata, req.node?.id ?? undefined).then(open, (err: Error & { code?: grpc.status }) => {
       metrics.streamAuthFailures.inc();
