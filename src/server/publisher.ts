@@ -4,7 +4,7 @@ import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/s
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
 import type { SecretCache } from '../xds/cache.js';
 import { classifySecretName, type SecretNameRef } from '../xds/names.js';
-import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
+import type { EncodedResource, Resolver, Subscription } from '../xds/resource.js';
 import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
 
 /** The identity secret a proxy serves under `name`, if that name is one of its aliases. */
@@ -50,6 +50,8 @@ export interface PublisherOptions {
  */
 export class SecretPublisher {
   private readonly bundles = new Map<string, MeshTrustBundle>();
+  /** Bumped when a mesh's set of trust domains changes (what a wildcard subscription lists). */
+  private readonly meshEpochs = new Map<string, number>();
   /** Identity aliases encoded per proxy (`default`, its SPIFFE ID, its KRI). */
   private readonly proxyNames = new Map<string, Set<string>>();
 
@@ -94,6 +96,7 @@ export class SecretPublisher {
         this.cache.set(rootCaKey(mesh, d.trustDomain), undefined);
       }
       if (before === undefined || before.domains.map((d) => d.trustDomain).join() !== tds.join()) {
+        this.meshEpochs.set(mesh, (this.meshEpochs.get(mesh) ?? 0) + 1);
         this.cache.touch(meshMetaKey(mesh));
       }
     }
@@ -169,31 +172,64 @@ export class SecretPublisher {
     }
   }
 
-  /** Resolves a stream's subscription against the cache; also returns the keys to watch. */
-  resolve(pk: string, mesh: string, sub: Subscription): Resolution & { watchKeys: string[] } {
-    const identity = this.svids.get(pk);
+  /** Which cache key each subscribed name reads: depends only on the subscription, the proxy's identity and (for a wildcard) the mesh's trust domains. */
+  private plan(pk: string, mesh: string, sub: Subscription, identity: ProxyIdentity | undefined): ResolutionPlan {
     const names = sub.wildcard ? [...new Set([...this.wildcardNames(mesh, identity), ...sub.names])] : sub.names;
-    const resources = new Map<string, EncodedResource>();
+    const entries: PlanEntry[] = [];
     const invalid: string[] = [];
-    const pending: string[] = [];
-    const undecided = isUndecided(identity);
+    const unresolvable: string[] = [];
     const watchKeys = [proxyMetaKey(pk)];
     if (sub.wildcard) watchKeys.push(meshMetaKey(mesh));
     for (const name of names) {
       const { key, invalid: bad, alias } = this.keyFor(pk, mesh, name, identity);
-      if (bad) {
-        invalid.push(name);
-        continue;
+      if (bad) invalid.push(name);
+      else if (!key) unresolvable.push(name);
+      else {
+        watchKeys.push(key);
+        entries.push({ name, key, alias: alias === true });
       }
-      if (!key) {
-        if (undecided) pending.push(name);
-        continue;
-      }
-      watchKeys.push(key);
-      const r = this.cache.get(key) ?? (alias ? this.materialize(pk, name, identity) : undefined);
-      if (r) resources.set(name, r);
-      else if (undecided) pending.push(name);
     }
-    return { resources, invalid, pending, watchKeys };
+    return { entries, invalid, unresolvable, watchKeys, undecided: isUndecided(identity) };
   }
+
+  /**
+   * A resolver for one stream. Its plan (name → cache key) is kept while the subscription, the
+   * proxy's identity and the mesh's trust domains stay the same, so a push only reads the cache.
+   */
+  resolverFor(pk: string, mesh: string): { resolve: Resolver; watchKeys: () => string[] } {
+    let memo: { sub: Subscription; identity: ProxyIdentity | undefined; epoch: number; plan: ResolutionPlan } | undefined;
+    const resolve: Resolver = (sub) => {
+      const identity = this.svids.get(pk);
+      const epoch = this.meshEpochs.get(mesh) ?? 0;
+      if (!memo || memo.sub !== sub || memo.identity !== identity || (sub.wildcard && memo.epoch !== epoch)) {
+        memo = { sub, identity, epoch, plan: this.plan(pk, mesh, sub, identity) };
+      }
+      const { entries, invalid, unresolvable, undecided } = memo.plan;
+      const resources = new Map<string, EncodedResource>();
+      const pending = undecided ? [...unresolvable] : [];
+      for (const { name, key, alias } of entries) {
+        const r = this.cache.get(key) ?? (alias ? this.materialize(pk, name, identity) : undefined);
+        if (r) resources.set(name, r);
+        else if (undecided) pending.push(name);
+      }
+      return { resources, invalid, pending };
+    };
+    return { resolve, watchKeys: () => memo?.plan.watchKeys ?? [] };
+  }
+}
+
+interface PlanEntry {
+  name: string;
+  key: string;
+  /** An identity alias, encoded on first use. */
+  alias: boolean;
+}
+
+interface ResolutionPlan {
+  entries: PlanEntry[];
+  invalid: string[];
+  /** Valid names with no cache key for this proxy now (e.g. a SPIFFE ID that is not its own). */
+  unresolvable: string[];
+  watchKeys: string[];
+  undecided: boolean;
 }

@@ -166,9 +166,10 @@ export function handleStream(
       { api, proxy: pk, peer: call.getPeer(), subscription: undefined, opened: new Date(), pushes: 0, nacks: 0 },
       () => finish(),
     );
+    const resolver = deps.publisher.resolverFor(pk, principal.mesh);
     const resolve: Resolver = (sub) => {
-      const r = deps.publisher.resolve(pk, principal.mesh, sub);
-      lastWatchKeys = r.watchKeys;
+      const r = resolver.resolve(sub);
+      lastWatchKeys = resolver.watchKeys();
       return r;
     };
     const ctx = { resolve, allowEmptyTypeUrl: api !== 'ads' };
@@ -233,9 +234,10 @@ export function handleFetch(
       const names = (req.resource_names ?? []).filter((n) => n !== '');
       const wildcard = names.length === 0 || names.includes('*');
       let watchKeys: string[] = [];
+      const resolver = deps.publisher.resolverFor(pk, principal.mesh);
       const resolve: Resolver = (sub) => {
-        const r = deps.publisher.resolve(pk, principal.mesh, sub);
-        watchKeys = r.watchKeys;
+        const r = resolver.resolve(sub);
+        watchKeys = resolver.watchKeys();
         return r;
       };
       let finished = false;
@@ -285,6 +287,7 @@ export function handleFetch(
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

@@ -81,11 +81,30 @@ export function anyBytes(any: Any & { encoded?: Buffer }): Buffer {
   return b;
 }
 
+/**
+ * Responses live only until grpc-js has framed them (it copies at once), so they are carved out
+ * of large slabs: one allocation per many responses instead of one per response (responses over
+ * 2 KiB would each miss Node's small-buffer pool). A slab is freed once all its slices are.
+ */
+const SLAB_SIZE = 512 * 1024;
+let slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+let slabUsed = 0;
+function transient(size: number): Buffer {
+  if (size > SLAB_SIZE / 8) return Buffer.allocUnsafe(size);
+  if (slabUsed + size > SLAB_SIZE) {
+    slab = Buffer.allocUnsafeSlow(SLAB_SIZE);
+    slabUsed = 0;
+  }
+  const b = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += (size + 7) & ~7;
+  return b;
+}
+
 export function encodeDiscoveryResponse(r: DiscoveryResponse): Buffer {
   const anys = r.resources.map(anyBytes);
   let size = stringSize(r.version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const a of anys) size += fieldSize(a.length);
-  const w = new Writer(Buffer.allocUnsafe(size));
+  const w = new Writer(transient(size));
   if (r.version_info) w.string(1, r.version_info);
   for (const a of anys) w.bytes(2, a);
   if (r.type_url) w.string(4, r.type_url);
@@ -102,7 +121,7 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer 
   let size = stringSize(r.system_version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const i of items) size += fieldSize(i.inner);
   for (const n of r.removed_resources) size += fieldSize(Buffer.byteLength(n));
-  const w = new Writer(Buffer.allocUnsafe(size));
+  const w = new Writer(transient(size));
   if (r.system_version_info) w.string(1, r.system_version_info);
   for (const { res, any, inner } of items) {
     w.tag(2);
