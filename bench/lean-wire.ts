@@ -1,8 +1,7 @@
 // The load generator's own (de)serializers: a real Envoy spends microseconds per response in C++,
 // while protobufjs would make the generators, which share the 2 cores with the server, the
-// bottleneck. Responses are read without copying; ACKs are encoded by hand. The first request
-// of a stream (with the node) still goes through protobufjs.
-import type * as grpc from '@grpc/grpc-js';
+// bottleneck. Responses are read without copying; requests are encoded by hand (the generator
+// checks both against protobufjs once at start).
 
 export interface LeanAny {
   type_url: string;
@@ -90,15 +89,11 @@ export function ackEncoder(names: readonly string[], typeUrl: string): (version:
   return (version, nonce) => Buffer.concat([stringField(1, version), fixed, stringField(5, nonce)]);
 }
 
-/** The SDS service definition with the lean response reader; requests already encoded pass through. */
-export function leanService(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
-  for (const [name, d] of Object.entries(def)) {
-    out[name] = {
-      ...d,
-      requestSerialize: (m: unknown) => (Buffer.isBuffer(m) ? m : d.requestSerialize(m)),
-      responseDeserialize: (b: Buffer) => readDiscoveryResponse(b),
-    };
-  }
-  return out as grpc.ServiceDefinition;
+/** The first request of a stream: 2 node {1 id, 2 cluster}, 3 resource_names, 4 type_url. */
+export function firstRequestEncoder(names: readonly string[], typeUrl: string): (nodeId: string, cluster: string) => Buffer {
+  const fixed = Buffer.concat([...names.map((n) => stringField(3, n)), stringField(4, typeUrl)]);
+  return (nodeId, cluster) => {
+    const node = Buffer.concat([stringField(1, nodeId), stringField(2, cluster)]);
+    return Buffer.concat([encodeVarint((2 << 3) | 2), encodeVarint(node.length), node, fixed]);
+  };
 }

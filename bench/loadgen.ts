@@ -2,21 +2,15 @@
 // over a few HTTP/2 connections and behaves like Envoy — node on the first request only, one stream
 // per proxy subscribing to both names, every response ACKed with its version_info and nonce.
 // It records when each stream got what a phase waits for and reports to the parent over IPC.
-import * as grpc from '@grpc/grpc-js';
-import { decodeSecret, loadProtos, SECRET_TYPE_URL } from '../src/xds/protos.js';
-import { ackEncoder, leanService } from './lean-wire.js';
+import { decodeMessage, decodeSecret, SECRET_TYPE_URL } from '../src/xds/protos.js';
+import { RawGrpcConnection, type RawStream } from './h2-grpc.js';
+import { ackEncoder, firstRequestEncoder, readDiscoveryResponse, type LeanResponse } from './lean-wire.js';
 import { epochNow, type FromLoadgen, type LoadgenConfig, type Phase, type PhaseReport, type ToLoadgen } from './protocol.js';
 
-interface WireResponse {
-  version_info: string;
-  nonce: string;
-  resources?: { type_url: string; value: Buffer }[];
-}
-
-type Call = grpc.ClientDuplexStream<object, WireResponse>;
+const STREAM_SECRETS = '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets';
 
 interface Proxy {
-  call?: Call;
+  call?: RawStream;
   cert?: Buffer;
   trust?: Buffer;
   hadIdentity: boolean;
@@ -66,7 +60,8 @@ function peekSecret(buf: Buffer): { name: string; kind: 'tls' | 'vc' | 'other' }
 
 let config: LoadgenConfig | undefined;
 let encodeAck: ((version: string, nonce: string) => Buffer) | undefined;
-let clients: grpc.Client[] = [];
+let encodeFirst: ((nodeId: string, cluster: string) => Buffer) | undefined;
+let clients: RawGrpcConnection[] = [];
 const proxies: Proxy[] = [];
 let phase: Phase | undefined;
 let remaining = 0;
@@ -112,7 +107,7 @@ function finishOne(p: Proxy, at: number): void {
   if (--remaining === 0) report();
 }
 
-function onResponse(p: Proxy, res: WireResponse): void {
+function onResponse(p: Proxy, res: LeanResponse): void {
   const received = epochNow();
   let cert: Buffer | undefined;
   let trust: Buffer | undefined;
@@ -154,26 +149,32 @@ function onResponse(p: Proxy, res: WireResponse): void {
 }
 
 function openStream(i: number, p: Proxy): void {
-  const client = clients[i % clients.length]!;
-  const call = (client as unknown as { StreamSecrets(): Call }).StreamSecrets();
-  p.call = call;
-  call.on('data', (res: WireResponse) => onResponse(p, res));
-  call.on('error', (err: grpc.ServiceError) => {
-    if (err.code !== grpc.status.CANCELLED && streamErrors.length < 100) streamErrors.push(`dp-${config!.from + i}: ${err.code} ${err.details}`);
-  });
-  call.on('end', () => undefined);
   const id = config!.from + i;
-  call.write({ node: { id: `default.dp-${id}`, cluster: `dp-${id}` }, resource_names: config!.names, type_url: SECRET_TYPE_URL });
+  p.call = clients[i % clients.length]!.openStream(STREAM_SECRETS, {
+    onMessage: (msg) => onResponse(p, readDiscoveryResponse(msg)),
+    onEnd: (status, message) => {
+      if (status !== 0 && status !== 1 && streamErrors.length < 100) streamErrors.push(`dp-${id}: ${status} ${message}`);
+    },
+  });
+  p.call.write(encodeFirst!(`default.dp-${id}`, `dp-${id}`));
+}
+
+/** The hand encoders must produce what protobufjs reads back: checked once per generator. */
+function checkEncoders(names: string[]): void {
+  const first = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', encodeFirst!('default.dp-0', 'dp-0')) as Record<string, any>;
+  const ack = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', encodeAck!('7', 'nonce-1')) as Record<string, any>;
+  const ok =
+    first.node?.id === 'default.dp-0' && first.node?.cluster === 'dp-0' && JSON.stringify(first.resource_names) === JSON.stringify(names) &&
+    first.type_url === SECRET_TYPE_URL && ack.version_info === '7' && ack.response_nonce === 'nonce-1' && JSON.stringify(ack.resource_names) === JSON.stringify(names);
+  if (!ok) send({ type: 'fatal', message: `request encoder mismatch: ${JSON.stringify({ first, ack })}` });
 }
 
 async function configure(c: LoadgenConfig): Promise<void> {
   config = c;
-  const protos = loadProtos();
-  const Ctor = grpc.makeGenericClientConstructor(leanService(protos.SecretDiscoveryService), 'SecretDiscoveryService');
   encodeAck = ackEncoder(c.names, SECRET_TYPE_URL);
-  // A local subchannel pool gives each client its own HTTP/2 connection (grpc-js shares them otherwise).
-  clients = Array.from({ length: c.channels }, () => new Ctor(c.target, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
-  await Promise.all(clients.map((cl) => new Promise<void>((resolve, reject) => cl.waitForReady(Date.now() + 20_000, (e) => (e ? reject(e) : resolve())))));
+  encodeFirst = firstRequestEncoder(c.names, SECRET_TYPE_URL);
+  checkEncoders(c.names);
+  clients = await Promise.all(Array.from({ length: c.channels }, () => RawGrpcConnection.connect(c.target)));
   for (let i = c.from; i < c.to; i++) proxies.push({ hadIdentity: false, done: null, firstNew: null });
   send({ type: 'ready', channels: clients.length });
 }

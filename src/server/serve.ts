@@ -10,7 +10,7 @@ import { PostgresStore } from '../store/postgres.js';
 import type { ResourceStore } from '../store/types.js';
 import { SecretCache } from '../xds/cache.js';
 import { loadProtos } from '../xds/protos.js';
-import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from '../xds/wire.js';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from '../xds/wire.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
@@ -58,14 +58,17 @@ export interface RunningServer {
 }
 
 /**
- * The service definition with mesh-sds' own response encoders: secrets are pre-encoded once, so a
- * response is a copy of their bytes instead of a fresh protobuf encode per stream.
+ * The service definition with mesh-sds' own wire codecs: secrets are pre-encoded once, so a
+ * response is a copy of their bytes instead of a fresh protobuf encode per stream, and requests
+ * are read field by field instead of through a full protobufjs object graph.
  */
 function withWireEncoding(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   const out: Record<string, grpc.MethodDefinition<any, any>> = {};
   for (const [method, d] of Object.entries(def)) {
-    const encode = method.startsWith('Delta') ? encodeDeltaDiscoveryResponse : encodeDiscoveryResponse;
-    out[method] = { ...d, responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)) };
+    const delta = method.startsWith('Delta');
+    const encode = delta ? encodeDeltaDiscoveryResponse : encodeDiscoveryResponse;
+    const decode = delta ? decodeDeltaDiscoveryRequest : decodeDiscoveryRequest;
+    out[method] = { ...d, responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)), requestDeserialize: decode };
   }
   return out as grpc.ServiceDefinition;
 }

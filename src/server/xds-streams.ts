@@ -60,18 +60,6 @@ export class StreamRegistry {
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
 
-/**
- * The descriptor-set loader decodes a proto map as its wire form, repeated `{key, value}` entries;
- * the state machines take `initial_resource_versions` as a plain record, as the type says.
- */
-function normaliseRequest(req: DiscoveryRequest & DeltaDiscoveryRequest): DiscoveryRequest & DeltaDiscoveryRequest {
-  const irv = req.initial_resource_versions as unknown;
-  if (!Array.isArray(irv)) return req;
-  const versions: Record<string, string> = {};
-  for (const e of irv as { key?: string; value?: string }[]) if (typeof e?.key === 'string') versions[e.key] = e.value ?? '';
-  return { ...req, initial_resource_versions: versions };
-}
-
 const namesIn = (req: DiscoveryRequest & DeltaDiscoveryRequest) =>
   (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0);
 
@@ -197,9 +185,8 @@ export function handleStream(
     for (const req of queued.splice(0)) onRequest(req);
   };
 
-  call.on('data', (raw: DiscoveryRequest & DeltaDiscoveryRequest) => {
+  call.on('data', (req: DiscoveryRequest & DeltaDiscoveryRequest) => {
     if (state === 'closed') return;
-    const req = normaliseRequest(raw);
     if (state === 'open') return onRequest(req);
     queued.push(req);
     if (state === 'authenticating' || state === 'waiting') return;

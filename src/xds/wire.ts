@@ -3,7 +3,7 @@
 // holding a few varints, the short strings and copies of those pre-encoded Anys. Going through
 // proto-loader instead re-encodes every secret for every stream. Field numbers are those of
 // envoy.service.discovery.v3 (test/xds/wire.test.ts decodes the output with the real descriptors).
-import type { Any, DeltaDiscoveryResponse, DiscoveryResponse } from './messages.js';
+import type { Any, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node, Status } from './messages.js';
 
 const LEN = 2;
 
@@ -134,4 +134,123 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer 
   if (r.nonce) w.string(5, r.nonce);
   for (const n of r.removed_resources) w.string(6, n);
   return w.buf.subarray(0, w.length);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests. Every ACK is decoded on the server's hot path, and protobufjs would build the whole
+// object graph (including the Node's metadata) only for a few strings to be read. Unknown fields
+// are skipped, as protobuf requires; truncated or malformed input throws (grpc-js then fails the
+// call), so garbage never reaches the state machines.
+
+export class WireError extends Error {}
+
+class Reader {
+  pos: number;
+  constructor(
+    readonly buf: Buffer,
+    from = 0,
+    readonly end = buf.length,
+  ) {
+    this.pos = from;
+  }
+
+  varint(): number {
+    let v = 0;
+    let mul = 1;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.end) throw new WireError('truncated varint');
+      const b = this.buf[this.pos++]!;
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+    throw new WireError('varint longer than 10 bytes');
+  }
+
+  /** Calls `onField` for each field; `start`/`end` delimit a length-delimited payload. */
+  fields(onField: (field: number, wire: number, start: number, end: number, value: number) => void): void {
+    while (this.pos < this.end) {
+      const tag = this.varint();
+      const field = Math.floor(tag / 8);
+      const wire = tag & 7;
+      if (field === 0) throw new WireError('field number 0');
+      if (wire === 0) onField(field, wire, 0, 0, this.varint());
+      else if (wire === 2) {
+        const len = this.varint();
+        const start = this.pos;
+        if (start + len > this.end) throw new WireError('truncated length-delimited field');
+        this.pos += len;
+        onField(field, wire, start, start + len, 0);
+      } else if (wire === 1 || wire === 5) {
+        this.pos += wire === 1 ? 8 : 4;
+        if (this.pos > this.end) throw new WireError('truncated fixed-width field');
+      } else throw new WireError(`unsupported wire type ${wire}`);
+    }
+  }
+}
+
+const text = (buf: Buffer, wire: number, start: number, end: number): string => {
+  if (wire !== 2) throw new WireError('expected a string');
+  return buf.toString('utf8', start, end);
+};
+
+function readNode(buf: Buffer, start: number, end: number): Node {
+  const node: Node = {};
+  new Reader(buf, start, end).fields((f, w, s, e) => {
+    if (f === 1) node.id = text(buf, w, s, e);
+    else if (f === 2) node.cluster = text(buf, w, s, e);
+    else if (f === 6) node.user_agent_name = text(buf, w, s, e);
+  });
+  return node;
+}
+
+function readStatus(buf: Buffer, start: number, end: number): Status {
+  const status: Status = { code: 0, message: '' };
+  new Reader(buf, start, end).fields((f, w, s, e, v) => {
+    if (f === 1 && w === 0) status.code = v >= 2 ** 63 ? v - 2 ** 64 : v;
+    else if (f === 2) status.message = text(buf, w, s, e);
+  });
+  return status;
+}
+
+/** envoy.service.discovery.v3.DiscoveryRequest (the fields SDS uses). */
+export function decodeDiscoveryRequest(buf: Buffer): DiscoveryRequest {
+  const req: DiscoveryRequest = { version_info: '', resource_names: [], type_url: '', response_nonce: '' };
+  new Reader(buf).fields((f, w, s, e) => {
+    if (f === 1) req.version_info = text(buf, w, s, e);
+    else if (f === 2 && w === 2) req.node = readNode(buf, s, e);
+    else if (f === 3) req.resource_names!.push(text(buf, w, s, e));
+    else if (f === 4) req.type_url = text(buf, w, s, e);
+    else if (f === 5) req.response_nonce = text(buf, w, s, e);
+    else if (f === 6 && w === 2) req.error_detail = readStatus(buf, s, e);
+  });
+  return req;
+}
+
+/** envoy.service.discovery.v3.DeltaDiscoveryRequest (the fields SDS uses). */
+export function decodeDeltaDiscoveryRequest(buf: Buffer): DeltaDiscoveryRequest {
+  const req: DeltaDiscoveryRequest = {
+    type_url: '',
+    resource_names_subscribe: [],
+    resource_names_unsubscribe: [],
+    initial_resource_versions: {},
+    response_nonce: '',
+  };
+  new Reader(buf).fields((f, w, s, e) => {
+    if (f === 1 && w === 2) req.node = readNode(buf, s, e);
+    else if (f === 2) req.type_url = text(buf, w, s, e);
+    else if (f === 3) req.resource_names_subscribe!.push(text(buf, w, s, e));
+    else if (f === 4) req.resource_names_unsubscribe!.push(text(buf, w, s, e));
+    else if (f === 5 && w === 2) {
+      let key = '';
+      let value = '';
+      new Reader(buf, s, e).fields((ef, ew, es, ee) => {
+        if (ef === 1) key = text(buf, ew, es, ee);
+        else if (ef === 2) value = text(buf, ew, es, ee);
+      });
+      req.initial_resource_versions![key] = value;
+    } else if (f === 6) req.response_nonce = text(buf, w, s, e);
+    else if (f === 7 && w === 2) req.error_detail = readStatus(buf, s, e);
+  });
+  return req;
 }

@@ -125,3 +125,26 @@ test('POST /rotate on the admin server reissues a connected proxy\'s SVID', asyn
     await s.close();
   }
 });
+
+test('a garbage request fails only its own stream, with an error naming it, and the server keeps serving', async () => {
+  const s = await startServer(base({}));
+  try {
+    await s.ready;
+    const def = loadProtos().SecretDiscoveryService as unknown as Record<string, grpc.MethodDefinition<unknown, unknown>>;
+    const raw = { StreamSecrets: { ...def.StreamSecrets!, requestSerialize: (b: unknown) => b as Buffer } };
+    const Client = grpc.makeGenericClientConstructor(raw as never, 'Raw');
+    const c = new Client(s.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & { StreamSecrets: () => grpc.ClientDuplexStream<Buffer, unknown> };
+    const call = c.StreamSecrets();
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      call.on('error', resolve);
+      call.on('data', () => undefined);
+      call.write(Buffer.from([0x1a, 0x40, 0x61, 0x62]));
+    });
+    assert.equal(err.code, grpc.status.INTERNAL);
+    assert.match(err.details, /deserializ/i);
+    c.close();
+    assert.equal((await fetchDefault(s.address, grpc.credentials.createInsecure())).length, 1);
+  } finally {
+    await s.close();
+  }
+});

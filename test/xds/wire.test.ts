@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeMessage, lookupType } from '../../src/xds/protos.js';
-import { encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, preEncodeAny } from '../../src/xds/wire.js';
+import { WireError, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, preEncodeAny } from '../../src/xds/wire.js';
 import { SECRET_TYPE_URL } from '../../src/xds/resource.js';
 
 const secret = (name: string) => lookupType('envoy.extensions.transport_sockets.tls.v3.Secret').encode({ name }).finish();
@@ -50,4 +50,59 @@ test('a pre-encoded Any owns an exact-size buffer, and its value is a view into 
   assert.equal(a.encoded.buffer.byteLength, a.encoded.length, 'not a slice of a shared pool slab');
   assert.equal(a.value.buffer, a.encoded.buffer);
   assert.deepEqual(Buffer.from(a.value), Buffer.alloc(10, 9));
+});
+
+const encodeRequest = (type: string, obj: object) => {
+  const t = lookupType(type);
+  return Buffer.from(t.encode(t.fromObject(obj)).finish());
+};
+
+test('a DiscoveryRequest decodes by hand exactly as protobufjs encodes it, unknown fields skipped', () => {
+  const bytes = encodeRequest('envoy.service.discovery.v3.DiscoveryRequest', {
+    version_info: '4',
+    node: { id: 'default.web', cluster: 'web', user_agent_name: 'envoy', metadata: { fields: [{ key: 'a', value: { string_value: 'b' } }] }, locality: { zone: 'z' } },
+    resource_names: ['default', 'system_trust_bundle'],
+    type_url: SECRET_TYPE_URL,
+    response_nonce: 'n-9',
+    error_detail: { code: 3, message: 'bad secret' },
+  });
+  assert.deepEqual(decodeDiscoveryRequest(bytes), {
+    version_info: '4',
+    node: { id: 'default.web', cluster: 'web', user_agent_name: 'envoy' },
+    resource_names: ['default', 'system_trust_bundle'],
+    type_url: SECRET_TYPE_URL,
+    response_nonce: 'n-9',
+    error_detail: { code: 3, message: 'bad secret' },
+  });
+});
+
+test('a DeltaDiscoveryRequest decodes with its initial_resource_versions map', () => {
+  const bytes = encodeRequest('envoy.service.discovery.v3.DeltaDiscoveryRequest', {
+    node: { id: 'default.web', cluster: 'web' },
+    type_url: SECRET_TYPE_URL,
+    resource_names_subscribe: ['default', 'ROOTCA'],
+    resource_names_unsubscribe: ['ALL'],
+    // The descriptor-built Root represents a proto map as its wire form: repeated entries.
+    initial_resource_versions: [
+      { key: 'default', value: 'v1' },
+      { key: 'ROOTCA', value: 'v2' },
+    ],
+    response_nonce: 'n',
+  });
+  assert.deepEqual(decodeDeltaDiscoveryRequest(bytes), {
+    node: { id: 'default.web', cluster: 'web' },
+    type_url: SECRET_TYPE_URL,
+    resource_names_subscribe: ['default', 'ROOTCA'],
+    resource_names_unsubscribe: ['ALL'],
+    initial_resource_versions: { default: 'v1', ROOTCA: 'v2' },
+    response_nonce: 'n',
+  });
+});
+
+test('truncated or malformed requests are refused, never half-read', () => {
+  const good = encodeRequest('envoy.service.discovery.v3.DiscoveryRequest', { resource_names: ['default'], type_url: SECRET_TYPE_URL });
+  assert.throws(() => decodeDiscoveryRequest(good.subarray(0, good.length - 3)), WireError);
+  assert.throws(() => decodeDiscoveryRequest(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])), WireError);
+  assert.throws(() => decodeDiscoveryRequest(Buffer.from([0x0b])), WireError, 'wire type 3 (groups) is refused');
+  assert.throws(() => decodeDeltaDiscoveryRequest(Buffer.from([0x1a, 0x05, 0x61])), WireError);
 });
