@@ -210,7 +210,10 @@ export class SvidManager {
         const seconds = Number(process.hrtime.bigint() - started) / 1e9;
         this.opts.onIssued?.({ mesh, identity: st.identity.name, seconds, svid });
         const rotateAt = this.rotationTime(svid, issuedAt);
-        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid, rotateAt });
+        // The worker's copy of strings the main thread already holds is dropped: one copy per
+        // 10,000 proxies adds up.
+        const kept: IssuedSvid = { ...svid, spiffeId: id.spiffeId, caFingerprint: ca.fingerprint };
+        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid: kept, rotateAt });
         this.scheduleRotation(key, e, rotateAt);
       },
       (err: Error) => {
@@ -252,7 +255,9 @@ export class SvidManager {
         e.desiredKey = undefined;
         this.refresh(key);
       },
-      Math.min(Math.max(delay, 0), MAX_TIMER_MS),
+      // Whole seconds: Node keeps one timer list per distinct duration, and jittered
+      // millisecond delays would give every proxy a list of its own.
+      Math.min(Math.max(Math.ceil(delay / 1000) * 1000, 0), MAX_TIMER_MS),
     );
     e.rotateTimer.unref();
   }

@@ -13,7 +13,7 @@ export function debugProxies(svids: SvidManager, registry: StreamRegistry): unkn
       id: info.id,
       api: info.api,
       peer: info.peer,
-      opened: info.opened.toISOString(),
+      opened: new Date(info.openedMs).toISOString(),
       names: info.subscription ? (info.subscription.wildcard ? ['*', ...info.subscription.names] : info.subscription.names) : [],
       pushes: info.pushes,
       nacks: info.nacks,

@@ -4,7 +4,7 @@ import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/s
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
 import type { SecretCache } from '../xds/cache.js';
 import { classifySecretName, type SecretNameRef } from '../xds/names.js';
-import type { EncodedResource, Resolver, Subscription } from '../xds/resource.js';
+import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
 import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
 
 /** The identity secret a proxy serves under `name`, if that name is one of its aliases. */
@@ -192,29 +192,64 @@ export class SecretPublisher {
     return { entries, invalid, unresolvable, watchKeys, undecided: isUndecided(identity) };
   }
 
-  /**
-   * A resolver for one stream. Its plan (name → cache key) is kept while the subscription, the
-   * proxy's identity and the mesh's trust domains stay the same, so a push only reads the cache.
-   */
-  resolverFor(pk: string, mesh: string): { resolve: Resolver; watchKeys: () => string[] } {
-    let memo: { sub: Subscription; identity: ProxyIdentity | undefined; epoch: number; plan: ResolutionPlan } | undefined;
-    const resolve: Resolver = (sub) => {
-      const identity = this.svids.get(pk);
-      const epoch = this.meshEpochs.get(mesh) ?? 0;
-      if (!memo || memo.sub !== sub || memo.identity !== identity || (sub.wildcard && memo.epoch !== epoch)) {
-        memo = { sub, identity, epoch, plan: this.plan(pk, mesh, sub, identity) };
-      }
-      const { entries, invalid, unresolvable, undecided } = memo.plan;
-      const resources = new Map<string, EncodedResource>();
-      const pending = undecided ? [...unresolvable] : [];
-      for (const { name, key, alias } of entries) {
-        const r = this.cache.get(key) ?? (alias ? this.materialize(pk, name, identity) : undefined);
-        if (r) resources.set(name, r);
-        else if (undecided) pending.push(name);
-      }
-      return { resources, invalid, pending };
-    };
-    return { resolve, watchKeys: () => memo?.plan.watchKeys ?? [] };
+  /** A resolver for one stream; see StreamResolver. */
+  resolverFor(pk: string, mesh: string, opts: { allowEmptyTypeUrl?: boolean } = {}): StreamResolver {
+    return new StreamResolver(this, pk, mesh, opts.allowEmptyTypeUrl ?? true);
+  }
+
+  /** @internal */ identityOf(pk: string): ProxyIdentity | undefined {
+    return this.svids.get(pk);
+  }
+
+  /** @internal */ meshEpoch(mesh: string): number {
+    return this.meshEpochs.get(mesh) ?? 0;
+  }
+
+  /** @internal */ planFor(pk: string, mesh: string, sub: Subscription, identity: ProxyIdentity | undefined): ResolutionPlan {
+    return this.plan(pk, mesh, sub, identity);
+  }
+
+  /** @internal */ read(pk: string, entry: PlanEntry, identity: ProxyIdentity | undefined): EncodedResource | undefined {
+    return this.cache.get(entry.key) ?? (entry.alias ? this.materialize(pk, entry.name, identity) : undefined);
+  }
+}
+
+/**
+ * Resolves one stream's subscription. It is also the state machine's step context (one object per
+ * stream, no closures). Its plan (name → cache key) is kept while the subscription, the proxy's
+ * identity and the mesh's trust domains stay the same, so a push only reads the cache.
+ */
+export class StreamResolver {
+  private memo: { sub: Subscription; identity: ProxyIdentity | undefined; epoch: number; plan: ResolutionPlan } | undefined;
+
+  constructor(
+    private readonly publisher: SecretPublisher,
+    private readonly pk: string,
+    private readonly mesh: string,
+    readonly allowEmptyTypeUrl: boolean,
+  ) {}
+
+  resolve(sub: Subscription): Resolution {
+    const identity = this.publisher.identityOf(this.pk);
+    const epoch = this.publisher.meshEpoch(this.mesh);
+    const memo = this.memo;
+    if (!memo || memo.sub !== sub || memo.identity !== identity || (sub.wildcard && memo.epoch !== epoch)) {
+      this.memo = { sub, identity, epoch, plan: this.publisher.planFor(this.pk, this.mesh, sub, identity) };
+    }
+    const { entries, invalid, unresolvable, undecided } = this.memo!.plan;
+    const resources = new Map<string, EncodedResource>();
+    const pending = undecided ? [...unresolvable] : [];
+    for (const entry of entries) {
+      const r = this.publisher.read(this.pk, entry, identity);
+      if (r) resources.set(entry.name, r);
+      else if (undecided) pending.push(entry.name);
+    }
+    return { resources, invalid, pending };
+  }
+
+  /** The cache keys the last resolution read: what the stream must watch. */
+  get watchKeys(): string[] {
+    return this.memo?.plan.watchKeys ?? [];
   }
 }
 

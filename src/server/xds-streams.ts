@@ -8,7 +8,7 @@ import type { Resolver, Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { Logger } from './logger.js';
 import type { Metrics, StreamApi } from './metrics.js';
-import { proxyMetaKey, type SecretPublisher } from './publisher.js';
+import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
 
 export interface StreamDeps {
   cache: SecretCache;
@@ -32,7 +32,7 @@ export interface StreamInfo {
   proxy: string;
   peer: string;
   subscription: Subscription | undefined;
-  opened: Date;
+  openedMs: number;
   pushes: number;
   nacks: number;
   lastNack?: string;
@@ -43,10 +43,10 @@ export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, { info: StreamInfo; close: () => void }>();
 
-  add(info: Omit<StreamInfo, 'id'>, close: () => void): StreamInfo {
-    const full = { ...info, id: this.nextId++ };
-    this.streams.set(full.id, { info: full, close });
-    return full;
+  /** Registers a stream and gives it its id. */
+  add(stream: { info: StreamInfo; close: () => void }): void {
+    stream.info.id = this.nextId++;
+    this.streams.set(stream.info.id, stream);
   }
 
   remove(id: number): void {
@@ -59,149 +59,191 @@ export class StreamRegistry {
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
+type Request = DiscoveryRequest & DeltaDiscoveryRequest;
+type Call = grpc.ServerDuplexStream<Request, unknown>;
 
-const namesIn = (req: DiscoveryRequest & DeltaDiscoveryRequest) =>
+const namesIn = (req: Request) =>
   (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0);
+
+/** The call's listeners are shared functions that find their stream here: no closures per stream. */
+const STREAM = Symbol('mesh-sds.stream');
+type CallWithStream = Call & { [STREAM]: XdsStream };
+function onCallData(this: CallWithStream, req: Request): void {
+  this[STREAM].onData(req);
+}
+function onCallDone(this: CallWithStream): void {
+  this[STREAM].finish();
+}
 
 /**
  * Drives one SotW or delta stream: authenticates on the first request (node id + bearer token),
  * runs the pure state machine on each request and on each change of a watched cache entry, and
- * executes its actions on the gRPC call.
+ * executes its actions on the gRPC call. One object per stream (10,000 proxies is 10,000 of them):
+ * it is also the stream's /debug entry.
  */
-export function handleStream(
-  call: grpc.ServerDuplexStream<DiscoveryRequest & DeltaDiscoveryRequest, unknown>,
-  mode: 'sotw' | 'delta',
-  api: StreamApi,
-  deps: StreamDeps,
-): void {
-  const { log, metrics } = deps;
-  const queued: (DiscoveryRequest & DeltaDiscoveryRequest)[] = [];
-  let state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
-  let machine: Machine | undefined;
-  let pk = '';
-  let info: StreamInfo | undefined;
-  let cancelWatch: (() => void) | undefined;
-  let watched: readonly string[] = [];
-  let lastWatchKeys: string[] = [];
+class XdsStream implements StreamInfo {
+  id = 0;
+  proxy = '';
+  readonly peer: string;
+  subscription: Subscription | undefined;
+  readonly openedMs = Date.now();
+  pushes = 0;
+  nacks = 0;
+  lastNack?: string;
 
-  const finish = (status?: { code: grpc.status; details: string }) => {
-    if (state === 'closed') return;
-    const wasOpen = state === 'open' || state === 'waiting';
-    state = 'closed';
-    stopWaiting?.();
-    cancelWatch?.();
-    if (wasOpen) {
-      metrics.streams.dec({ api });
-      deps.svids.detach(pk);
-      if (info) deps.registry.remove(info.id);
+  private state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
+  private queued: Request[] = [];
+  private machine?: Machine;
+  private resolver?: StreamResolver;
+  private watched: readonly string[] = [];
+  private cancelWatch?: () => void;
+  private cancelWait?: () => void;
+  private waitTimer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly call: Call,
+    private readonly mode: 'sotw' | 'delta',
+    readonly api: StreamApi,
+    private readonly deps: StreamDeps,
+  ) {
+    this.peer = call.getPeer();
+    (call as CallWithStream)[STREAM] = this;
+    call.on('data', onCallData);
+    call.on('end', onCallDone);
+    call.on('cancelled', onCallDone);
+    call.on('error', onCallDone);
+  }
+
+  get info(): StreamInfo {
+    return this;
+  }
+
+  onData(req: Request): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'open') return this.onRequest(req);
+    this.queued.push(req);
+    if (this.state !== 'new') return;
+    this.state = 'authenticating';
+    this.deps.authenticate(this.call.metadata, req.node?.id ?? undefined).then(
+      (principal) => this.open(principal),
+      (err: Error & { code?: grpc.status }) => {
+        this.deps.metrics.streamAuthFailures.inc();
+        this.deps.log.warn({ api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
+        this.finish({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
+      },
+    );
+  }
+
+  /** Ends the stream (idempotent): OK when no status is given. */
+  finish(status?: { code: grpc.status; details: string }): void {
+    if (this.state === 'closed') return;
+    const registered = this.state === 'open' || this.state === 'waiting';
+    this.state = 'closed';
+    this.stopWaiting();
+    this.cancelWatch?.();
+    this.queued = [];
+    if (registered) {
+      this.deps.metrics.streams.dec({ api: this.api });
+      this.deps.svids.detach(this.proxy);
+      this.deps.registry.remove(this.id);
     }
-    if (status) call.emit('error', Object.assign(new Error(status.details), status));
-    else if (call.writable) call.end();
-  };
+    if (status) this.call.emit('error', Object.assign(new Error(status.details), status));
+    else if (this.call.writable) this.call.end();
+  }
 
-  const rewatch = () => {
-    if (state !== 'open' || sameKeys(lastWatchKeys, watched)) return;
-    cancelWatch?.();
-    watched = lastWatchKeys;
-    cancelWatch = deps.cache.watch(lastWatchKeys, () => run(machine!.onChange()));
-  };
+  close(): void {
+    this.finish();
+  }
 
-  const run = (actions: (SotwAction | DeltaAction)[]) => {
-    if (state !== 'open') return;
+  private open(principal: ProxyPrincipal): void {
+    if (this.state === 'closed') return;
+    this.state = 'open';
+    this.proxy = this.deps.svids.attach(principal);
+    this.deps.metrics.streams.inc({ api: this.api });
+    this.deps.registry.add(this);
+    this.resolver = this.deps.publisher.resolverFor(this.proxy, principal.mesh, { allowEmptyTypeUrl: this.api !== 'ads' });
+    this.machine = this.mode === 'sotw' ? new SotwStream(this.resolver) : new DeltaStream(this.resolver);
+    // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
+    // before the first answer, so it gets one complete response instead of a partial one and a push.
+    if (!isUndecided(this.deps.svids.get(this.proxy))) return this.start();
+    this.state = 'waiting';
+    this.cancelWait = this.deps.cache.watch([proxyMetaKey(this.proxy)], () => {
+      if (!isUndecided(this.deps.svids.get(this.proxy))) this.start();
+    });
+    this.waitTimer = setTimeout(() => this.start(), this.deps.identityWaitMs);
+  }
+
+  private stopWaiting(): void {
+    this.cancelWait?.();
+    this.cancelWait = undefined;
+    clearTimeout(this.waitTimer);
+    this.waitTimer = undefined;
+  }
+
+  private start(): void {
+    this.stopWaiting();
+    if (this.state !== 'waiting' && this.state !== 'open') return;
+    this.state = 'open';
+    const queued = this.queued;
+    this.queued = [];
+    for (const req of queued) this.onRequest(req);
+  }
+
+  private onRequest(req: Request): void {
+    if (namesIn(req) > this.deps.maxNamesPerRequest) {
+      return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: `too many resource names in one request (limit ${this.deps.maxNamesPerRequest})` });
+    }
+    this.run(this.machine!.onRequest(req));
+  }
+
+  private run(actions: (SotwAction | DeltaAction)[]): void {
+    if (this.state !== 'open') return;
+    const { metrics, log } = this.deps;
     for (const a of actions) {
       switch (a.type) {
         case 'send':
-          call.write(a.response);
+          this.call.write(a.response);
           metrics.pushes.inc();
-          info!.pushes++;
+          this.pushes++;
           break;
         case 'fail':
-          log.warn({ proxy: pk, api, reason: a.message }, 'stream refused');
-          return finish({ code: grpc.status.INVALID_ARGUMENT, details: a.message });
+          log.warn({ proxy: this.proxy, api: this.api, reason: a.message }, 'stream refused');
+          return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: a.message });
         case 'nack':
           metrics.nacks.inc();
-          info!.nacks++;
-          info!.lastNack = a.detail.message;
-          log.warn({ proxy: pk, api, nonce: a.nonce, version: a.version_info, detail: a.detail.message }, 'proxy rejected a secret (NACK); keeping its last accepted version');
+          this.nacks++;
+          this.lastNack = a.detail.message;
+          log.warn(
+            { proxy: this.proxy, api: this.api, nonce: a.nonce, version: a.version_info, detail: a.detail.message },
+            'proxy rejected a secret (NACK); keeping its last accepted version',
+          );
           break;
         case 'ack':
           metrics.acks.inc();
           break;
         case 'subscribe':
-          info!.subscription = a.subscription;
+          this.subscription = a.subscription;
           break;
         case 'ignore':
-          log.debug({ proxy: pk, api, reason: a.reason, nonce: a.nonce }, 'request ignored');
+          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: a.nonce }, 'request ignored');
           break;
       }
     }
-    rewatch();
-  };
+    this.rewatch();
+  }
 
-  const onRequest = (req: DiscoveryRequest & DeltaDiscoveryRequest) => {
-    if (namesIn(req) > deps.maxNamesPerRequest) {
-      return finish({ code: grpc.status.INVALID_ARGUMENT, details: `too many resource names in one request (limit ${deps.maxNamesPerRequest})` });
-    }
-    run(machine!.onRequest(req));
-  };
+  /** Watches exactly the cache keys the last resolution read (they change with identity too). */
+  private rewatch(): void {
+    const keys = this.resolver!.watchKeys;
+    if (this.state !== 'open' || sameKeys(keys, this.watched)) return;
+    this.cancelWatch?.();
+    this.watched = keys;
+    this.cancelWatch = this.deps.cache.watch(keys, () => this.run(this.machine!.onChange()));
+  }
+}
 
-  const open = (principal: ProxyPrincipal) => {
-    if (state === 'closed') return;
-    state = 'open';
-    pk = deps.svids.attach(principal);
-    metrics.streams.inc({ api });
-    info = deps.registry.add(
-      { api, proxy: pk, peer: call.getPeer(), subscription: undefined, opened: new Date(), pushes: 0, nacks: 0 },
-      () => finish(),
-    );
-    const resolver = deps.publisher.resolverFor(pk, principal.mesh);
-    const resolve: Resolver = (sub) => {
-      const r = resolver.resolve(sub);
-      lastWatchKeys = resolver.watchKeys();
-      return r;
-    };
-    const ctx = { resolve, allowEmptyTypeUrl: api !== 'ads' };
-    machine = mode === 'sotw' ? (new SotwStream(ctx) as Machine) : (new DeltaStream(ctx) as Machine);
-    // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
-    // before the first answer, so it gets one complete response instead of a partial one and a push.
-    if (!isUndecided(deps.svids.get(pk))) return start();
-    state = 'waiting';
-    const cancelWait = deps.cache.watch([proxyMetaKey(pk)], () => {
-      if (!isUndecided(deps.svids.get(pk))) start();
-    });
-    const timer = setTimeout(() => start(), deps.identityWaitMs);
-    stopWaiting = () => {
-      cancelWait();
-      clearTimeout(timer);
-    };
-  };
-
-  let stopWaiting: (() => void) | undefined;
-  const start = () => {
-    stopWaiting?.();
-    stopWaiting = undefined;
-    if (state !== 'waiting' && state !== 'open') return;
-    state = 'open';
-    for (const req of queued.splice(0)) onRequest(req);
-  };
-
-  call.on('data', (req: DiscoveryRequest & DeltaDiscoveryRequest) => {
-    if (state === 'closed') return;
-    if (state === 'open') return onRequest(req);
-    queued.push(req);
-    if (state === 'authenticating' || state === 'waiting') return;
-    state = 'authenticating';
-    deps.authenticate(call.metadata, req.node?.id ?? undefined).then(open, (err: Error & { code?: grpc.status }) => {
-      metrics.streamAuthFailures.inc();
-      log.warn({ api, peer: call.getPeer(), node: req.node?.id, reason: err.message }, 'stream authentication failed');
-      finish({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
-    });
-  });
-  call.on('end', () => finish());
-  call.on('cancelled', () => finish());
-  call.on('error', () => {
-    if (state !== 'closed') finish();
-  });
+export function handleStream(call: Call, mode: 'sotw' | 'delta', api: StreamApi, deps: StreamDeps): void {
+  new XdsStream(call, mode, api, deps);
 }
 
 /** FetchSecrets: one answer built like a SotW response; waits briefly for names still being issued. */
@@ -220,13 +262,8 @@ export function handleFetch(
       const pk = deps.svids.attach(principal);
       const names = (req.resource_names ?? []).filter((n) => n !== '');
       const wildcard = names.length === 0 || names.includes('*');
-      let watchKeys: string[] = [];
       const resolver = deps.publisher.resolverFor(pk, principal.mesh);
-      const resolve: Resolver = (sub) => {
-        const r = resolver.resolve(sub);
-        watchKeys = resolver.watchKeys();
-        return r;
-      };
+      const resolve: Resolver = (sub) => resolver.resolve(sub);
       let finished = false;
       let cancelWatch: (() => void) | undefined;
       // Releases the watch, the timer and the proxy reference exactly once.
@@ -259,7 +296,7 @@ export function handleFetch(
           return done(null, result.response);
         }
         cancelWatch?.();
-        cancelWatch = deps.cache.watch(watchKeys, () => attempt(false));
+        cancelWatch = deps.cache.watch(resolver.watchKeys, () => attempt(false));
       };
       const timer = setTimeout(() => attempt(true), deps.fetchWaitMs);
       // A client that gives up must not keep its proxy attached until the wait times out.
