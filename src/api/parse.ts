@@ -1,5 +1,6 @@
 // Text (YAML stream or JSON) → validated resources plus every problem, per document.
 import { readFile } from 'node:fs/promises';
+import { CORE_SCHEMA, loadAll } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import { isPlainObject } from './validate-common.js';
 import { normaliseDocument } from './validate.js';
@@ -78,6 +79,23 @@ export function parseResources(text: string, file: string): ParseResult {
     }
     if (isJson) {
       acceptDocument(value);
+      return { resources, errors };
+    }
+  }
+
+  // YAML fast path: js-yaml (core schema, as the `yaml` package's default) reads large plain
+  // files several times faster. Anything it refuses, and any file using anchors, aliases or tags
+  // (where the two could differ, or alias expansion needs the `yaml` package's limits), goes
+  // through the `yaml` package, which also reports line and column.
+  if (!/[&*!]/.test(text)) {
+    let values: unknown[] | undefined;
+    try {
+      values = loadAll(text, undefined, { schema: CORE_SCHEMA });
+    } catch {
+      values = undefined;
+    }
+    if (values) {
+      for (const v of values) acceptDocument(v);
       return { resources, errors };
     }
   }

@@ -195,3 +195,21 @@ test('a large JSON list of Dataplanes parses every item', () => {
   assert.equal(r.resources.length, 2000);
   assert.equal(r.resources[1999]?.source?.document, 1999);
 });
+
+test('plain files (fast path) and files with anchors and aliases (full parser) read to the same resources', () => {
+  const plain = 'type: Dataplane\nname: a\nmesh: default\nlabels:\n  app: web\n  env: prod\n---\ntype: Dataplane\nname: b\nmesh: default\nlabels:\n  app: web\n  env: prod\n';
+  const aliased = 'type: Dataplane\nname: a\nmesh: default\nlabels: &l\n  app: web\n  env: prod\n---\ntype: Dataplane\nname: b\nmesh: default\nlabels:\n  app: web\n  env: prod\n';
+  const strip = (r: ReturnType<typeof parseResources>) => r.resources.map(({ source: _source, ...rest }) => rest);
+  const a = parseResources(plain, FILE);
+  const b = parseResources(aliased, FILE);
+  assert.deepEqual(errs(a), []);
+  assert.deepEqual(strip(a), strip(b));
+});
+
+test('a syntax error in one document of a plain file still names its line and keeps the good documents', () => {
+  const r = parseResources('type: Dataplane\nname: ok\nmesh: default\n---\ntype: Dataplane\nname: [broken\n', FILE);
+  assert.deepEqual(r.resources.map((x) => x.name), ['ok']);
+  assert.equal(r.errors.length, 1);
+  assert.equal(r.errors[0]!.document, 1);
+  assert.match(r.errors[0]!.message, /^invalid YAML at line \d+, column \d+/);
+});
