@@ -111,3 +111,37 @@ test('token generate prints the token alone on the last line, and it verifies ag
     await rm(state, { recursive: true, force: true });
   }
 });
+
+test('export-trust prints every trust domain of a mesh as PEM, and one domain on request', async () => {
+  const state = join(tmpdir(), `mesh-sds-export-${process.pid}`);
+  try {
+    const all = await meshSds(['export-trust', '--mesh', 'default', '--resources', 'examples/quickstart', '--state-dir', state]);
+    assert.equal(all.code, 0, all.stderr);
+    const domains = [...all.stdout.matchAll(/^# trust domain: (.+)$/gm)].map((m) => m[1]);
+    assert.deepEqual(domains, ['default.default.mesh.local', 'partner.example', 'payments.mesh.local']);
+    assert.equal((all.stdout.match(/BEGIN CERTIFICATE/g) ?? []).length, 3);
+    const one = await meshSds(['export-trust', '--mesh', 'default', '--trust-domain', 'partner.example', '--resources', 'examples/quickstart', '--state-dir', state]);
+    assert.equal((one.stdout.match(/BEGIN CERTIFICATE/g) ?? []).length, 1);
+    const none = await meshSds(['export-trust', '--mesh', 'nope', '--resources', 'examples/quickstart', '--state-dir', state]);
+    assert.equal(none.code, 1);
+    assert.match(none.stderr, /no trust bundle for mesh "nope"/);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});
+
+test('token revoke makes a generated token fail verification', async () => {
+  const state = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
+  try {
+    const gen = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', state]);
+    const token = gen.stdout.trim().split('\n').at(-1)!;
+    const rev = await meshSds(['token', 'revoke', '--state-dir', state], { input: token });
+    assert.equal(rev.code, 0, rev.stderr);
+    assert.ok(!rev.stdout.includes(token), 'the token is never printed back');
+    const { TokenAuthority } = await import('../../src/server/tokens.js');
+    const { FileStateStore } = await import('../../src/store/file-state.js');
+    await assert.rejects((await TokenAuthority.open(await FileStateStore.open(state))).verify(token), /token revoked/);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});

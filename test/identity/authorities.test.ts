@@ -153,3 +153,13 @@ test('a CA file that changes is re-read; the old CA stays in the MeshTrust; a br
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('deleting a MeshIdentity deletes its auto-created MeshTrust', async () => {
+  const { a, push } = harness();
+  const mi = meshIdentity('identity');
+  const v1 = await push(snapshot(mi));
+  assert.equal(v1.trusts.length, 1);
+  const v2 = await push(snapshot());
+  a.stop();
+  assert.deepEqual(v2.trusts, []);
+});
