@@ -161,7 +161,9 @@ export class SvidManager {
   private labelsOf(e: ProxyEntry): Readonly<Record<string, string>> | undefined {
     const dp = this.dataplanes.get(proxyKeyOf(e.principal));
     if (!dp && e.principal.source !== 'token') return undefined;
-    return { ...(dp?.labels ?? {}), ...(e.principal.labels ?? {}) };
+    const tokenLabels = e.principal.labels;
+    if (!tokenLabels || Object.keys(tokenLabels).length === 0) return dp?.labels ?? {};
+    return { ...(dp?.labels ?? {}), ...tokenLabels };
   }
 
   private set(key: string, e: ProxyEntry, identity: ProxyIdentity): void {

@@ -79,8 +79,13 @@ export function loadProtos(): Protos {
   return cached;
 }
 
+const types = new Map<string, protobuf.Type>();
+
+/** A message type by name; looked up once (every secret encode needs the Secret type). */
 export function lookupType(typeName: string): protobuf.Type {
-  return loadProtos().root.lookupType(typeName.startsWith('.') ? typeName : `.${typeName}`);
+  let t = types.get(typeName);
+  if (!t) types.set(typeName, (t = loadProtos().root.lookupType(typeName.startsWith('.') ? typeName : `.${typeName}`)));
+  return t;
 }
 
 /** Encodes a plain object (snake_case names, Anys as `{type_url, value}`) as `typeName`. */
