@@ -44,7 +44,7 @@ interface ProxyEntry {
   refs: number;
   identity: ProxyIdentity;
   /** Inputs that determine the SVID; a change means reissue. */
-  desiredKey?: string;
+  desiredKey?: SvidInputs;
   generation: number;
   rotateTimer?: NodeJS.Timeout;
   dropTimer?: NodeJS.Timeout;
@@ -56,6 +56,17 @@ export const UNDECIDED_REASON = 'not computed yet';
 export function isUndecided(id: ProxyIdentity | undefined): boolean {
   return id === undefined || (id.state === 'pending' && id.identity === undefined && id.reason === UNDECIDED_REASON);
 }
+
+/** What an SVID is issued from; any change means reissue. (References to shared strings: no per-proxy copies.) */
+interface SvidInputs {
+  identity: string;
+  ca: string;
+  spiffeId: string;
+  expiryMs: number;
+}
+
+const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
+  a !== undefined && a.identity === b.identity && a.ca === b.ca && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
 
 export const proxyKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -195,8 +206,8 @@ export class SvidManager {
     }
     const ca = st.ca!;
     const expiryMs = provider.bundled.certificateParameters.expiryMs;
-    const desiredKey = `${st.key}|${ca.fingerprint}|${id.spiffeId}|${expiryMs}`;
-    if (e.desiredKey === desiredKey && e.identity.state === 'issued') {
+    const desiredKey: SvidInputs = { identity: st.key, ca: ca.fingerprint, spiffeId: id.spiffeId, expiryMs };
+    if (sameInputs(e.desiredKey, desiredKey) && e.identity.state === 'issued') {
       // Same SVID inputs: keep the certificate, but reflect identity status changes.
       if (e.identity.identity !== st) e.identity = { ...e.identity, identity: st };
       return;
@@ -251,15 +262,17 @@ export class SvidManager {
   private scheduleRotation(key: string, e: ProxyEntry, at: Date): void {
     clearTimeout(e.rotateTimer);
     const delay = at.getTime() - this.now().getTime();
+    const step = Math.min(60_000, Math.max(10, Math.floor(delay / 500)));
     e.rotateTimer = setTimeout(
       () => {
         if (Date.now() + 1000 < at.getTime()) return this.scheduleRotation(key, e, at);
         e.desiredKey = undefined;
         this.refresh(key);
       },
-      // Whole seconds: Node keeps one timer list per distinct duration, and jittered
-      // millisecond delays would give every proxy a list of its own.
-      Math.min(Math.max(Math.ceil(delay / 1000) * 1000, 0), MAX_TIMER_MS),
+      // Coarse steps: Node keeps one timer list per distinct duration, and jittered millisecond
+      // delays would give every proxy a list of its own. A step is at most 1/500 of the remaining
+      // time (and 60 s), so short-lived test certificates still rotate on time.
+      Math.min(Math.max(Math.ceil(delay / step) * step, 0), MAX_TIMER_MS),
     );
     e.rotateTimer.unref();
   }
