@@ -97,14 +97,9 @@ function fromKubernetes(doc: Record<string, unknown>, issues: Issues): Resource 
   const meta = { name, mesh, namespace, labels };
 
   switch (kind) {
-    case 'MeshTrust': {
-      const spec = validateMeshTrustSpec(doc.spec, 'spec', issues);
-      return spec && { kind, ...meta, spec };
-    }
-    case 'MeshIdentity': {
-      const spec = validateMeshIdentitySpec(doc.spec, 'spec', issues);
-      return spec && { kind, ...meta, spec };
-    }
+    case 'MeshTrust':
+    case 'MeshIdentity':
+      return policyResource(kind, meta, doc.spec, issues);
     case 'Dataplane': {
       const spec = readObject(doc.spec, 'spec', issues, DATAPLANE_FIELDS);
       const tags = inboundTags(spec?.networking, 'spec.networking', issues);
@@ -116,6 +111,21 @@ function fromKubernetes(doc: Record<string, unknown>, issues: Issues): Resource 
       return data && { kind, ...meta, data };
     }
   }
+}
+
+/** MeshTrust and MeshIdentity read the same way in both forms: metadata plus a validated spec. */
+function policyResource(
+  kind: 'MeshTrust' | 'MeshIdentity',
+  meta: { name: string; mesh: string; namespace: string; labels: Record<string, string> },
+  rawSpec: unknown,
+  issues: Issues,
+): Resource | undefined {
+  if (kind === 'MeshTrust') {
+    const spec = validateMeshTrustSpec(rawSpec, 'spec', issues);
+    return spec && { kind, ...meta, spec };
+  }
+  const spec = validateMeshIdentitySpec(rawSpec, 'spec', issues);
+  return spec && { kind, ...meta, spec };
 }
 
 function fromUniversal(doc: Record<string, unknown>, issues: Issues): Resource | undefined {
@@ -141,14 +151,9 @@ function fromUniversal(doc: Record<string, unknown>, issues: Issues): Resource |
   const meta = { name, mesh, namespace, labels };
 
   switch (kind) {
-    case 'MeshTrust': {
-      const spec = validateMeshTrustSpec(doc.spec, 'spec', issues);
-      return spec && { kind, ...meta, spec };
-    }
-    case 'MeshIdentity': {
-      const spec = validateMeshIdentitySpec(doc.spec, 'spec', issues);
-      return spec && { kind, ...meta, spec };
-    }
+    case 'MeshTrust':
+    case 'MeshIdentity':
+      return policyResource(kind, meta, doc.spec, issues);
     case 'Dataplane': {
       const tags = inboundTags(doc.networking, field('', 'networking'), issues);
       return { kind, ...meta, labels: { ...tags, ...labels } };

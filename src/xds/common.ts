@@ -2,7 +2,7 @@
 // can emit, and the request checks (type URL, node) that fail a stream.
 import { randomUUID } from 'node:crypto';
 import type { Node, Status } from './messages.js';
-import { SECRET_TYPE_URL, type Resolver, type Subscription } from './resource.js';
+import { SECRET_TYPE_URL, type EncodedResource, type Resolver, type Subscription } from './resource.js';
 
 export interface XdsOptions {
   /** The only type this stream serves. Default: the Secret type. */
@@ -78,11 +78,22 @@ export function nackDetail(s: Status): { code: number; message: string } {
   return { code: s.code ?? 0, message: s.message ?? '' };
 }
 
+/** What a stream's pure step consumes: a request from the client, or a change of what it watches. */
+export type StreamEvent<Req> = { readonly type: 'request'; readonly request: Req } | { readonly type: 'changed' };
+
+/** The one action that writes to the client; `resources` are there for logs and metrics. */
+export type SendAction<Res> = { readonly type: 'send'; readonly response: Res; readonly resources: readonly EncodedResource[] };
+
+export interface Step<S, A> {
+  readonly state: S;
+  readonly actions: A[];
+}
+
 /** Mutable convenience wrapper for a transport: holds a stream's state and runs its pure steps. */
 export class MachineStream<S, Req, A> {
   #state: S;
   constructor(
-    private readonly step: (state: S, event: { readonly type: 'request'; readonly request: Req } | { readonly type: 'changed' }, ctx: StepContext) => { readonly state: S; readonly actions: A[] },
+    private readonly step: (state: S, event: StreamEvent<Req>, ctx: StepContext) => Step<S, A>,
     initial: S,
     private readonly ctx: StepContext,
   ) {
@@ -102,7 +113,7 @@ export class MachineStream<S, Req, A> {
     return this.#run({ type: 'changed' });
   }
 
-  #run(event: { readonly type: 'request'; readonly request: Req } | { readonly type: 'changed' }): A[] {
+  #run(event: StreamEvent<Req>): A[] {
     const r = this.step(this.#state, event, this.ctx);
     this.#state = r.state;
     return r.actions;

@@ -19,6 +19,9 @@ import {
   nextNode,
   MachineStream,
   type CommonAction,
+  type SendAction,
+  type Step,
+  type StreamEvent,
   type StepContext,
 } from './common.js';
 
@@ -33,20 +36,12 @@ export interface DeltaState {
   readonly lastNonce: string;
 }
 
-export type DeltaEvent = { readonly type: 'request'; readonly request: DeltaDiscoveryRequest } | { readonly type: 'changed' };
+export type DeltaEvent = StreamEvent<DeltaDiscoveryRequest>;
 
-export type DeltaSendAction = {
-  readonly type: 'send';
-  readonly response: DeltaDiscoveryResponse;
-  /** Resources in the response, for logs/metrics. */
-  readonly resources: readonly EncodedResource[];
-};
+export type DeltaSendAction = SendAction<DeltaDiscoveryResponse>;
 export type DeltaAction = DeltaSendAction | CommonAction;
 
-export interface DeltaStep {
-  readonly state: DeltaState;
-  readonly actions: DeltaAction[];
-}
+export type DeltaStep = Step<DeltaState, DeltaAction>;
 
 export function initialDeltaState(): DeltaState {
   return {

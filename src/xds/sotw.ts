@@ -9,7 +9,6 @@ import {
   sameSubscription,
   sameVersions,
   versionsOf,
-  type EncodedResource,
   type Subscription,
 } from './resource.js';
 import {
@@ -20,6 +19,9 @@ import {
   nextNode,
   MachineStream,
   type CommonAction,
+  type SendAction,
+  type Step,
+  type StreamEvent,
   type StepContext,
 } from './common.js';
 
@@ -41,20 +43,12 @@ export interface SotwState {
   readonly acked: { readonly version_info: string; readonly versions: ReadonlyMap<string, string> } | undefined;
 }
 
-export type SotwEvent = { readonly type: 'request'; readonly request: DiscoveryRequest } | { readonly type: 'changed' };
+export type SotwEvent = StreamEvent<DiscoveryRequest>;
 
-export type SotwSendAction = {
-  readonly type: 'send';
-  readonly response: DiscoveryResponse;
-  /** The resources in the response, for logs/metrics (names, versions). */
-  readonly resources: readonly EncodedResource[];
-};
+export type SotwSendAction = SendAction<DiscoveryResponse>;
 export type SotwAction = SotwSendAction | CommonAction;
 
-export interface SotwStep {
-  readonly state: SotwState;
-  readonly actions: SotwAction[];
-}
+export type SotwStep = Step<SotwState, SotwAction>;
 
 export function initialSotwState(): SotwState {
   return {
