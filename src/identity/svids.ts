@@ -13,6 +13,8 @@ export interface ProxyPrincipal {
   /** Labels from the proxy's signed token. */
   labels?: Readonly<Record<string, string>>;
   source: 'token' | 'none';
+  /** The token behind this principal (its id and expiry, never the token itself), re-checked on open streams. */
+  credential?: { jti: string; expiresAtMs: number };
 }
 
 export type ProxyIdentity =

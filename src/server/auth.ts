@@ -2,17 +2,12 @@
 // claims here, the Dataplane resource later; nothing the proxy says about itself is trusted.
 import { isIPv4, isIPv6 } from 'node:net';
 import { status, type Metadata } from '@grpc/grpc-js';
+import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
 export type AuthMode = 'token' | 'none';
 
-export interface ProxyPrincipal {
-  mesh: string;
-  name: string;
-  workload?: string;
-  labels?: Record<string, string>;
-  source: 'token' | 'none';
-}
+export type { ProxyPrincipal } from '../identity/svids.js';
 
 export interface AuthOptions {
   mode: AuthMode;
@@ -79,7 +74,12 @@ export async function authenticateStream(
   if (claims.mesh !== node.mesh || claims.name !== node.name) {
     throw new AuthError(`token is not valid for node id ${nodeId}`);
   }
-  const principal: ProxyPrincipal = { mesh: claims.mesh, name: claims.name, source: 'token' };
+  const principal: ProxyPrincipal = {
+    mesh: claims.mesh,
+    name: claims.name,
+    source: 'token',
+    credential: { jti: claims.jti, expiresAtMs: claims.exp * 1000 },
+  };
   if (claims.workload !== undefined) principal.workload = claims.workload;
   if (claims.labels !== undefined) principal.labels = { ...claims.labels };
   return principal;

@@ -19,7 +19,7 @@ import { createLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
-import { handleFetch, handleStream, StreamRegistry, type StreamDeps } from './xds-streams.js';
+import { handleFetch, handleStream, recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
 
 export interface ServeConfig {
   resourcesDir?: string;
@@ -37,6 +37,8 @@ export interface ServeConfig {
   flatTrust?: boolean;
   issuerWorkers?: number;
   maxNamesPerRequest?: number;
+  /** How often open streams' tokens are re-checked for revocation and expiry. */
+  credentialRecheckMs?: number;
   logger?: Logger;
 }
 
@@ -230,10 +232,18 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
 
+  const recheck = tokens
+    ? setInterval(() => {
+        recheckCredentials(registry, (jti) => tokens.isRevoked(jti)).catch((err: Error) => log.error({ err: err.message }, 'token re-check failed'));
+      }, cfg.credentialRecheckMs ?? 5000)
+    : undefined;
+  recheck?.unref();
+
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       serving = false;
+      clearInterval(recheck);
       registry.closeAll();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

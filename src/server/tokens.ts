@@ -271,7 +271,8 @@ export class TokenAuthority {
     return this.refreshing;
   }
 
-  private async isRevoked(jti: string): Promise<boolean> {
+  /** Whether a token id is revoked (the list is re-read at most every `revocationTtlMs`). */
+  async isRevoked(jti: string): Promise<boolean> {
     const ttl = this.opts.revocationTtlMs ?? 1000;
     if (Date.now() - this.revokedReadAt >= ttl) {
       try {

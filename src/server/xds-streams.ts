@@ -38,13 +38,22 @@ export interface StreamInfo {
   lastNack?: string;
 }
 
-/** Live streams, for /debug/proxies and for closing them all on shutdown. */
+export interface RegisteredStream {
+  info: StreamInfo;
+  /** The token the stream authenticated with, if any (id and expiry only). */
+  credential?: { jti: string; expiresAtMs: number };
+  close(): void;
+  /** Ends the stream with UNAUTHENTICATED, e.g. when its token was revoked or expired. */
+  deny(reason: string): void;
+}
+
+/** Live streams, for /debug/proxies, for re-checking their tokens and for closing them on shutdown. */
 export class StreamRegistry {
   private nextId = 1;
-  readonly streams = new Map<number, { info: StreamInfo; close: () => void }>();
+  readonly streams = new Map<number, RegisteredStream>();
 
   /** Registers a stream and gives it its id. */
-  add(stream: { info: StreamInfo; close: () => void }): void {
+  add(stream: RegisteredStream): void {
     stream.info.id = this.nextId++;
     this.streams.set(stream.info.id, stream);
   }
@@ -81,7 +90,7 @@ function onCallDone(this: CallWithStream): void {
  * executes its actions on the gRPC call. One object per stream (10,000 proxies is 10,000 of them):
  * it is also the stream's /debug entry.
  */
-class XdsStream implements StreamInfo {
+class XdsStream implements StreamInfo, RegisteredStream {
   id = 0;
   proxy = '';
   readonly peer: string;
@@ -91,6 +100,7 @@ class XdsStream implements StreamInfo {
   nacks = 0;
   lastNack?: string;
 
+  credential?: { jti: string; expiresAtMs: number };
   private state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
   private queued: Request[] = [];
   private machine?: Machine;
@@ -155,9 +165,15 @@ class XdsStream implements StreamInfo {
     this.finish();
   }
 
+  deny(reason: string): void {
+    this.deps.log.warn({ proxy: this.proxy, api: this.api, reason }, 'stream closed: credentials no longer valid');
+    this.finish({ code: grpc.status.UNAUTHENTICATED, details: reason });
+  }
+
   private open(principal: ProxyPrincipal): void {
     if (this.state === 'closed') return;
     this.state = 'open';
+    this.credential = principal.credential;
     this.proxy = this.deps.svids.attach(principal);
     this.deps.metrics.streams.inc({ api: this.api });
     this.deps.registry.add(this);
@@ -315,4 +331,21 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/**
+ * Tokens are checked when a stream opens, and Envoy keeps streams open for days: re-check every
+ * open stream's token now and then, so a revoked or expired token stops getting new secrets.
+ */
+export async function recheckCredentials(registry: StreamRegistry, isRevoked: (jti: string) => Promise<boolean>, now = Date.now()): Promise<number> {
+  let denied = 0;
+  for (const s of [...registry.streams.values()]) {
+    const c = s.credential;
+    if (!c) continue;
+    if (c.expiresAtMs <= now) s.deny('token expired');
+    else if (await isRevoked(c.jti)) s.deny('token revoked');
+    else continue;
+    denied++;
+  }
+  return denied;
 }

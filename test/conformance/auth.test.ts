@@ -15,7 +15,7 @@ let forger: RunningServer;
 before(async () => {
   world = makeWorld();
   other = makeWorld();
-  [s, forger] = await Promise.all([startWorldServer(world, { auth: 'token' }), startWorldServer(other, { auth: 'token' })]);
+  [s, forger] = await Promise.all([startWorldServer(world, { auth: 'token', credentialRecheckMs: 200 }), startWorldServer(other, { auth: 'token' })]);
 });
 
 after(async () => {
@@ -101,5 +101,38 @@ describe('token authentication (--auth token)', () => {
       outcome = await attempt('default.web', token);
     }
     assertUnauthenticated(outcome, /revoked/);
+  });
+
+  it('closes an already open stream with UNAUTHENTICATED once its token is revoked', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const c = new SotwClient(s.address, { node: 'default.web', token });
+    try {
+      c.request(['default']);
+      const res = await c.next(5000);
+      c.ack(res);
+      await s.tokens!.revokeToken(token);
+      const end = await Promise.race([c.ended, sleep(5000).then(() => 'still open' as const)]);
+      assert.notEqual(end, 'still open', 'a revoked token must not keep receiving secrets');
+      if (end !== 'still open') {
+        assert.equal(end.code, grpc.status.UNAUTHENTICATED);
+        assert.match(end.details, /token revoked/);
+      }
+    } finally {
+      c.close();
+    }
+  });
+
+  it('closes an open stream when its token expires', async () => {
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 1500 });
+    const c = new SotwClient(s.address, { node: 'default.web', token });
+    try {
+      c.request(['default']);
+      c.ack(await c.next(5000));
+      const end = await Promise.race([c.ended, sleep(6000).then(() => 'still open' as const)]);
+      assert.notEqual(end, 'still open');
+      if (end !== 'still open') assert.match(end.details, /token expired/);
+    } finally {
+      c.close();
+    }
   });
 });

@@ -36,7 +36,16 @@ test('token mode: a valid bearer token for the node id yields a principal with t
   const tokens = await TokenAuthority.open(new MemoryStateStore());
   const token = await tokens.generate({ mesh: 'm', name: 'web.1', workload: 'web', labels: { app: 'web' }, validForMs: HOUR });
   const p = await authenticateStream(md(`Bearer ${token}`), 'm.web.1', { mode: 'token', tokens });
-  assert.deepEqual(p, { mesh: 'm', name: 'web.1', workload: 'web', labels: { app: 'web' }, source: 'token' });
+  const claims = await tokens.verify(token);
+  assert.deepEqual(p, {
+    mesh: 'm',
+    name: 'web.1',
+    workload: 'web',
+    labels: { app: 'web' },
+    source: 'token',
+    // The token's id and expiry (not the token), so open streams can be re-checked.
+    credential: { jti: claims.jti, expiresAtMs: claims.exp * 1000 },
+  });
   // Scheme is case-insensitive, as in HTTP.
   await authenticateStream(md(`bearer ${token}`), 'm.web.1', { mode: 'token', tokens });
 });
