@@ -10,7 +10,7 @@ import { PostgresStore } from '../store/postgres.js';
 import type { ResourceStore } from '../store/types.js';
 import { SecretCache } from '../xds/cache.js';
 import { loadProtos } from '../xds/protos.js';
-import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse } from '../xds/wire.js';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
@@ -70,7 +70,20 @@ function withWireEncoding(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
     const delta = method.startsWith('Delta');
     const encode = delta ? encodeDeltaDiscoveryResponse : encodeDiscoveryResponse;
     const decode = delta ? decodeDeltaDiscoveryRequest : decodeDiscoveryRequest;
-    out[method] = { ...d, responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)), requestDeserialize: decode };
+    out[method] = {
+      ...d,
+      responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)),
+      // A malformed request reaches the handler as such, so the client learns what is wrong
+      // (INVALID_ARGUMENT with the reason) instead of grpc-js' opaque INTERNAL.
+      requestDeserialize: (b: Buffer) => {
+        try {
+          return decode(b);
+        } catch (e) {
+          if (e instanceof WireError) return { malformed: e.message };
+          throw e;
+        }
+      },
+    };
   }
   return out as grpc.ServiceDefinition;
 }

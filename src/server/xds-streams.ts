@@ -68,7 +68,8 @@ export class StreamRegistry {
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
-type Request = DiscoveryRequest & DeltaDiscoveryRequest;
+/** A request, or what the wire decoder could not read (see withWireEncoding in serve.ts). */
+type Request = DiscoveryRequest & DeltaDiscoveryRequest & { malformed?: string };
 type Call = grpc.ServerDuplexStream<Request, unknown>;
 
 const namesIn = (req: Request) =>
@@ -130,6 +131,10 @@ class XdsStream implements StreamInfo, RegisteredStream {
 
   onData(req: Request): void {
     if (this.state === 'closed') return;
+    if (req.malformed !== undefined) {
+      this.deps.log.warn({ peer: this.peer, api: this.api, reason: req.malformed }, 'malformed request');
+      return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
+    }
     if (this.state === 'open') return this.onRequest(req);
     this.queued.push(req);
     if (this.state !== 'new') return;
@@ -268,7 +273,8 @@ export function handleFetch(
   callback: grpc.sendUnaryData<DiscoveryResponse>,
   deps: StreamDeps,
 ): void {
-  const req = call.request;
+  const req = call.request as Request;
+  if (req.malformed !== undefined) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${req.malformed}` });
   if ((req.resource_names?.length ?? 0) > deps.maxNamesPerRequest) {
     return callback({ code: grpc.status.INVALID_ARGUMENT, details: `too many resource names (limit ${deps.maxNamesPerRequest})` });
   }
