@@ -1,8 +1,31 @@
 // `mesh-sds validate FILE…`: one line per problem, or a per-file count of valid resources.
-import { formatResourceError, resourceKey } from './types.js';
+import { X509Certificate } from 'node:crypto';
+import { formatResourceError, resourceKey, type Resource } from './types.js';
+import { splitPemCertificates } from './pem.js';
 import { loadResourceFile } from './parse.js';
 
-export async function validateFiles(paths: readonly string[]): Promise<{ ok: boolean; lines: string[] }> {
+/**
+ * An expired CA in a MeshTrust is not an error (the bundle's other CAs still count, and an expired
+ * CA validates nothing), but it is almost always a mistake: say so, with where it is.
+ */
+function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
+  const out: string[] = [];
+  for (const r of resources) {
+    if (r.kind !== 'MeshTrust') continue;
+    r.spec.caBundles.forEach((b, i) => {
+      splitPemCertificates(b.pem.value).ders.forEach((der, j) => {
+        const notAfter = new Date(new X509Certificate(der).validTo);
+        if (notAfter.getTime() < now.getTime()) {
+          const where = r.source ? `${r.source.file} (document ${r.source.document + 1})` : r.name;
+          out.push(`warning: ${where}: spec.caBundles[${i}].pem.value: certificate ${j + 1} expired at ${notAfter.toISOString()}`);
+        }
+      });
+    });
+  }
+  return out;
+}
+
+export async function validateFiles(paths: readonly string[], now: Date = new Date()): Promise<{ ok: boolean; lines: string[] }> {
   const lines: string[] = [];
   let ok = true;
   // The same resource in two files would make a directory store flip between them.
@@ -27,6 +50,7 @@ export async function validateFiles(paths: readonly string[]): Promise<{ ok: boo
     } else {
       lines.push(`${path}: ${resources.length} resources valid`);
     }
+    lines.push(...expiryWarnings(resources, now));
   }
   return { ok, lines };
 }

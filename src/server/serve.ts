@@ -150,9 +150,17 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
   const subs: Subscription[] = [];
+  let expiredReported = '';
   const onView = (view: AuthorityView) => {
     pub.setView(view);
     svids.setView(view);
+    // An expired CA stays in its bundle (it validates nothing) but is reported, once per change.
+    const expired = [...new Set(view.trusts.map((t) => t.mesh))].flatMap((mesh) => pub.bundle(mesh)?.expired.map((e) => ({ mesh, ...e })) ?? []);
+    const signature = JSON.stringify(expired);
+    if (signature !== expiredReported) {
+      expiredReported = signature;
+      for (const e of expired) log.warn({ mesh: e.mesh, trustDomain: e.trustDomain, meshTrust: e.source, subject: e.subject, notAfter: e.notAfter }, 'MeshTrust carries an expired CA');
+    }
     metrics.resourceErrors.set(view.snapshot.errors.length);
     for (const st of view.identities.values()) {
       if (st.ca) metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { validateFiles } from '../../src/api/validate-files.js';
 import { meshIdentity, meshTrust, withField } from './helpers.js';
+import { makeExpiredCa } from '../helpers/openssl.js';
+import { meshTrustYaml } from '../helpers/yaml.js';
 
 test('validateFiles prints one line per error, or a count per valid file', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-validate-'));
@@ -42,4 +44,17 @@ test('validateFiles flags the same resource defined in two files', async (t) => 
     ok: false,
     lines: [`${a}: 1 resources valid`, `${b} (document 1): duplicate MeshTrust "trust" in mesh "default" (also defined in ${a})`],
   });
+});
+
+test('an expired CA in a MeshTrust is a warning naming where it is, not an error', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-expired-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = join(dir, 'old.yaml');
+  writeFileSync(file, meshTrustYaml('old', 'old.example', [(await makeExpiredCa('old')).certPem]));
+  const r = await validateFiles([file]);
+  assert.equal(r.ok, true);
+  assert.deepEqual(r.lines, [
+    `${file}: 1 resources valid`,
+    `warning: ${file} (document 1): spec.caBundles[0].pem.value: certificate 1 expired at 2021-01-01T00:00:00.000Z`,
+  ]);
 });
