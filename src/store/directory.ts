@@ -99,6 +99,13 @@ export class DirectoryStore implements ResourceStore {
       if (prev && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
       const text = await readFile(p, 'utf8').catch(() => undefined);
       if (text === undefined) continue;
+      // A file still being written (size or mtime moved while we read it) is read again on the
+      // next scan: a half-written file must not briefly drop the resources it carries.
+      const after = await stat(p).catch(() => undefined);
+      if (!after || after.mtimeMs !== st.mtimeMs || after.size !== st.size || Buffer.byteLength(text) !== st.size) {
+        this.scheduleRescan();
+        continue;
+      }
       const display = relative(process.cwd(), p) || p;
       const { resources, errors } = parseResources(text, display);
       // Last-known-good per resource: a broken document never replaces what was served before.
