@@ -123,6 +123,9 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       const withStatus = (r: Resource) => {
         const obj = toUniversalObject(r);
         if (r.kind === 'Secret') obj.data = '<redacted>';
+        // An inline CA private key is shown as redacted: `get` output ends up in terminals and tickets.
+        const inlineKey = (obj.spec as { provider?: { bundled?: { ca?: { privateKey?: { insecureInline?: { value?: string } } } } } } | undefined)?.provider?.bundled?.ca?.privateKey?.insecureInline;
+        if (inlineKey) inlineKey.value = '<redacted>';
         if (r.kind === 'MeshIdentity') {
           const st = [...view.identities.values()].find((s) => s.identity === r);
           if (st) obj.status = { conditions: st.conditions };

@@ -145,3 +145,21 @@ test('token revoke makes a generated token fail verification', async () => {
     await rm(state, { recursive: true, force: true });
   }
 });
+
+test('get never prints a Secret\'s data or an inline CA private key', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-get-redact-'));
+  try {
+    const ca = makeCa('inline-ca');
+    await writeFile(join(dir, 'id.yaml'), meshIdentityYaml('inline', { namespace: 'kuma-system', ca }));
+    await writeFile(join(dir, 'secret.yaml'), `type: Secret\nname: s\nmesh: default\ndata: ${Buffer.from(ca.keyPem).toString('base64')}\n`);
+    const id = await meshSds(['get', 'meshidentity', 'inline', '-o', 'yaml', '--resources', dir, '--state-dir', join(dir, '.state')]);
+    assert.equal(id.code, 0, id.stderr);
+    assert.doesNotMatch(id.stdout, /PRIVATE KEY/);
+    assert.match(id.stdout, /value: <redacted>/);
+    assert.match(id.stdout, /BEGIN CERTIFICATE/, 'the certificate itself is not secret');
+    const secret = await meshSds(['get', 'secret', 's', '-o', 'json', '--resources', dir, '--state-dir', join(dir, '.state')]);
+    assert.equal(JSON.parse(secret.stdout).data, '<redacted>');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
