@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startServer, type ServeConfig } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
-import { loadProtos } from '../../src/xds/protos.js';
+import { decodeSecret, loadProtos } from '../../src/xds/protos.js';
 import { makeCa, openssl } from '../helpers/openssl.js';
 import { writeFileSync } from 'node:fs';
 
@@ -174,6 +174,31 @@ test('--socket-group gives the unix socket that group and mode 0660', async () =
     const st = await stat(sock);
     assert.equal(st.mode & 0o777, 0o660);
     assert.equal(st.gid, gid);
+  } finally {
+    await s.close();
+  }
+});
+
+test('--flat-trust serves system_trust_bundle as one trusted_ca with a URI SAN prefix per trust domain', async () => {
+  const s = await startServer(base({ flatTrust: true }));
+  try {
+    await s.ready;
+    const Client = grpc.makeGenericClientConstructor(loadProtos().SecretDiscoveryService as never, 'SDS');
+    const c = new Client(s.address, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+      FetchSecrets: (req: unknown, cb: (e: grpc.ServiceError | null, r?: { resources: { value: Buffer }[] }) => void) => void;
+    };
+    const res = await new Promise<{ resources: { value: Buffer }[] }>((resolve, reject) =>
+      c.FetchSecrets({ node: { id: 'default.backend-1', cluster: 'x' }, resource_names: ['system_trust_bundle'] }, (e, r) => (e ? reject(e) : resolve(r!))),
+    );
+    c.close();
+    const secret = decodeSecret(res.resources[0]!.value) as { validation_context: { trusted_ca: { inline_bytes: Buffer }; match_typed_subject_alt_names: { san_type: string; matcher: { prefix: string } }[]; custom_validator_config?: unknown } };
+    const vc = secret.validation_context;
+    assert.equal(vc.custom_validator_config, undefined);
+    assert.equal((vc.trusted_ca.inline_bytes.toString().match(/BEGIN CERTIFICATE/g) ?? []).length, 3);
+    assert.deepEqual(
+      vc.match_typed_subject_alt_names.map((m) => `${m.san_type} ${m.matcher.prefix}`),
+      ['URI spiffe://default.default.mesh.local/', 'URI spiffe://partner.example/', 'URI spiffe://payments.mesh.local/'],
+    );
   } finally {
     await s.close();
   }
