@@ -37,6 +37,7 @@ export class DirectoryStore implements ResourceStore {
   private scanning: Promise<void> = Promise.resolve();
   private closed = false;
   private lastPublished = '';
+  private dirError?: string;
   readonly dir: string;
 
   private constructor(
@@ -53,14 +54,21 @@ export class DirectoryStore implements ResourceStore {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await this.rescan();
+    this.watchDirectory();
+    this.timer = setInterval(() => this.scheduleRescan(), this.opts.rescanMs ?? 2000);
+    this.timer.unref();
+  }
+
+  private watchDirectory(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    if (this.closed) return;
     try {
       this.watcher = watch(this.dir, { recursive: true }, () => this.scheduleRescan());
       this.watcher.on('error', () => this.scheduleRescan());
     } catch {
       // Recursive watching is unavailable on some file systems: the periodic rescan covers it.
     }
-    this.timer = setInterval(() => this.scheduleRescan(), this.opts.rescanMs ?? 2000);
-    this.timer.unref();
   }
 
   private scheduleRescan(): void {
@@ -76,7 +84,12 @@ export class DirectoryStore implements ResourceStore {
   }
 
   private async listFiles(dir: string): Promise<string[]> {
-    const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+    // The root itself must be readable: a directory that went away (unmounted, deleted) is a store
+    // outage, not "every resource was deleted", so the caller keeps serving the last state.
+    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+      if (dir === this.dir) throw e;
+      return [];
+    });
     const out: string[] = [];
     for (const e of entries) {
       if (e.name.startsWith('.')) continue;
@@ -89,7 +102,16 @@ export class DirectoryStore implements ResourceStore {
 
   private async scanOnce(): Promise<void> {
     if (this.closed) return;
-    const paths = await this.listFiles(this.dir);
+    let paths: string[];
+    try {
+      paths = await this.listFiles(this.dir);
+      if (this.dirError) this.watchDirectory(); // the old watch followed the directory that went away
+      this.dirError = undefined;
+    } catch (e) {
+      this.dirError = `resource directory ${this.dir} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): serving the last state`;
+      this.publish();
+      return;
+    }
     const present = new Set(paths);
     for (const p of [...this.files.keys()]) if (!present.has(p)) this.files.delete(p);
     for (const p of paths) {
@@ -117,7 +139,7 @@ export class DirectoryStore implements ResourceStore {
 
   private publish(): void {
     const resources = new Map<string, Resource>();
-    const errors: ResourceError[] = [];
+    const errors: ResourceError[] = this.dirError ? [{ file: this.dir, document: 0, path: '', message: this.dirError }] : [];
     const origin = new Map<string, string>();
     for (const [path, entry] of this.files) {
       errors.push(...entry.errors);
@@ -137,7 +159,7 @@ export class DirectoryStore implements ResourceStore {
         resources.set(key, r);
       }
     }
-    const fingerprint = JSON.stringify([[...this.files].map(([p, e]) => [p, e.mtimeMs, e.size]), errors.length]);
+    const fingerprint = JSON.stringify([[...this.files].map(([p, e]) => [p, e.mtimeMs, e.size]), errors.length, this.dirError ?? '']);
     if (fingerprint === this.lastPublished && this.revision > 0) return;
     this.lastPublished = fingerprint;
     if (errors.length > 0) this.opts.onErrors?.(errors);

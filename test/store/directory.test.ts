@@ -91,3 +91,19 @@ test('the state directory is created with mode 0700 and state files 0600, first 
     assert.equal((await stat(join(dir, 'ca', 'x'))).mode & 0o777, 0o600);
   });
 });
+
+test('a resource directory that goes away keeps the last state served and reports it; coming back resumes', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('t1', 'one.example'));
+    await next(store, (s) => trustDomainOf(s, 't1') === 'one.example');
+    const { rename } = await import('node:fs/promises');
+    await rename(dir, `${dir}.away`);
+    await store.rescan();
+    const gone = await next(store, (s) => s.errors.some((e) => /cannot be read \(ENOENT\): serving the last state/.test(e.message)));
+    assert.equal(trustDomainOf(gone, 't1'), 'one.example', 'resources are not dropped');
+    await rename(`${dir}.away`, dir);
+    await store.rescan();
+    const back = await next(store, (s) => s.errors.length === 0);
+    assert.equal(trustDomainOf(back, 't1'), 'one.example');
+  });
+});
