@@ -8,6 +8,7 @@ import { FileStateStore } from './file-state.js';
 import type { ResourceStore, StateStore } from './types.js';
 
 const RESOURCE_FILE = /\.(ya?ml|json)$/i;
+const EMPTY_GRACE_MS = 1000;
 
 interface FileEntry {
   mtimeMs: number;
@@ -126,6 +127,12 @@ export class DirectoryStore implements ResourceStore {
       const after = await stat(p).catch(() => undefined);
       if (!after || after.mtimeMs !== st.mtimeMs || after.size !== st.size || Buffer.byteLength(text) !== st.size) {
         this.scheduleRescan();
+        continue;
+      }
+      // A file that just became empty is most often a writer between truncate and write: wait a
+      // moment before believing that every resource in it is gone (deleting the file is immediate).
+      if (prev && prev.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
+        setTimeout(() => this.scheduleRescan(), EMPTY_GRACE_MS / 2).unref();
         continue;
       }
       const display = relative(process.cwd(), p) || p;

@@ -107,3 +107,24 @@ test('a resource directory that goes away keeps the last state served and report
     assert.equal(trustDomainOf(back, 't1'), 'one.example');
   });
 });
+
+test('a file emptied and rewritten at once never publishes its resources as gone; one left empty does, after a second', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('t1', 'one.example'));
+    await next(store, (s) => trustDomainOf(s, 't1') === 'one.example');
+    const seen: (string | undefined)[] = [];
+    const sub = store.snapshots$.subscribe((s) => seen.push(trustDomainOf(s, 't1')));
+    await writeFile(join(dir, 'trust.yaml'), '');
+    await store.rescan();
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('t1', 'two.example'));
+    await next(store, (s) => trustDomainOf(s, 't1') === 'two.example');
+    assert.ok(!seen.includes(undefined), `never published without t1: ${JSON.stringify(seen)}`);
+    await writeFile(join(dir, 'trust.yaml'), '');
+    const started = Date.now();
+    const emptied = await firstValueFrom(store.snapshots$.pipe(filter((s) => trustDomainOf(s, 't1') === undefined), timeout(3000)));
+    sub.unsubscribe();
+    assert.equal(trustDomainOf(emptied, 't1'), undefined);
+    assert.ok(Date.now() - started >= 500, 'an empty file is believed only after the grace period');
+  });
+});
