@@ -1,21 +1,18 @@
 // Incremental SDS (DeltaSecrets) conformance over real gRPC on loopback (SPEC §4; go-control-plane#615).
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { RunningServer } from '../../src/server/serve.js';
 import type { DeltaDiscoveryResponse } from '../../src/xds/messages.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
-import { DeltaClient, deltaSecretsOf, makeClient, spiffeTrustDomains } from './envoy-client.js';
-import { ALPHA_TD, KRI_IDENTITY, WEB_SPIFFE, makeWorld, meshTrustYaml, startWorldServer, type World } from './world.js';
+import { DeltaClient, deltaSecretsOf, spiffeTrustDomains } from './envoy-client.js';
+import { ALPHA_TD, KRI_IDENTITY, WEB_SPIFFE, meshTrustYaml } from './world.js';
+import { serverFixture } from './fixture.js';
 
-let world: World;
-let s: RunningServer;
-let channel: grpc.Client;
-const open: DeltaClient[] = [];
+const f = serverFixture();
 
 function stream(node = 'default.web'): DeltaClient {
-  const c = new DeltaClient(s.address, { node, client: channel });
-  open.push(c);
+  const c = new DeltaClient(f.server.address, { node, client: f.channel });
+  f.open.push(c);
   return c;
 }
 
@@ -34,22 +31,7 @@ async function collect(c: DeltaClient, names: string[], timeoutMs = 10000): Prom
   return { have, responses };
 }
 
-async function nackCount(): Promise<number> {
-  return (await s.metrics.nacks.get()).values[0]?.value ?? 0;
-}
 
-before(async () => {
-  world = makeWorld();
-  s = await startWorldServer(world);
-  channel = makeClient(s.address);
-});
-
-after(async () => {
-  for (const c of open) c.close();
-  channel.close();
-  await s.close();
-  world.cleanup();
-});
 
 describe('DeltaSecrets', () => {
   it('answers a subscribe with the named secrets (version + nonce), nothing on ACK, nothing on unsubscribe, and answers a resubscribe', async () => {
@@ -93,8 +75,8 @@ describe('DeltaSecrets', () => {
     const c = stream();
     c.subscribe([name, 'system_trust_bundle']);
     await collect(c, [name, 'system_trust_bundle']);
-    const alphaYaml = meshTrustYaml('zz-alpha', ALPHA_TD, [world.cas.alpha.certPem]);
-    world.remove('zz-alpha.yaml');
+    const alphaYaml = meshTrustYaml('zz-alpha', ALPHA_TD, [f.world.cas.alpha.certPem]);
+    f.world.remove('zz-alpha.yaml');
     try {
       let removed: DeltaDiscoveryResponse | undefined;
       const deadline = Date.now() + 4000;
@@ -108,7 +90,7 @@ describe('DeltaSecrets', () => {
       }
       assert.ok(!deltaSecretsOf(removed).has(name));
     } finally {
-      world.write('zz-alpha.yaml', alphaYaml);
+      f.world.write('zz-alpha.yaml', alphaYaml);
     }
     await collect(c, [name], 4000);
   });
@@ -117,14 +99,14 @@ describe('DeltaSecrets', () => {
     const c = stream('default.pay');
     c.subscribe(['default']);
     const { have } = await collect(c, ['default']);
-    s.svids.rotate('default.pay');
+    f.server.svids.rotate('default.pay');
     const pushed = await c.next();
     assert.notEqual(deltaSecretsOf(pushed).get('default')!.version, have.get('default'));
-    const before = await nackCount();
+    const before = await f.nackCount();
     c.nack(pushed, 'rejected by test');
     await c.expectNothing(500);
-    assert.equal(await nackCount(), before + 1);
-    s.svids.rotate('default.pay');
+    assert.equal(await f.nackCount(), before + 1);
+    f.server.svids.rotate('default.pay');
     const next = await c.next();
     assert.ok(deltaSecretsOf(next).has('default'));
   });
@@ -150,7 +132,7 @@ describe('DeltaSecrets', () => {
     const c = stream();
     c.subscribe(names);
     await collect(c, names);
-    s.svids.rotate('default.web');
+    f.server.svids.rotate('default.web');
     const r = await c.next();
     c.ack(r);
     for (const res of c.received) for (const n of deltaSecretsOf(res).keys()) assert.ok(names.includes(n), `unrequested ${n}`);

@@ -1,37 +1,22 @@
 // A newly connected proxy gets one complete first answer: the stream waits (boundedly) for the
 // proxy's first SVID instead of answering with the trust bundle alone and pushing the identity after.
-import { after, before, it } from 'node:test';
+import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import * as grpc from '@grpc/grpc-js';
-import type { RunningServer } from '../../src/server/serve.js';
-import { SotwClient, makeClient, secretsOf } from './envoy-client.js';
-import { makeWorld, startWorldServer, type World } from './world.js';
+import { SotwClient, secretsOf } from './envoy-client.js';
+import { serverFixture } from './fixture.js';
 
-let world: World;
-let s: RunningServer;
-let channel: grpc.Client;
-const open: SotwClient[] = [];
-
-before(async () => {
-  world = makeWorld({
+const f = serverFixture({
+  world: {
     extraDataplanes: Object.fromEntries(
       Array.from({ length: 20 }, (_, i) => [`fresh-${i}`, { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `fresh-${i}` }]),
     ),
-  });
-  s = await startWorldServer(world);
-  channel = makeClient(s.address);
+  },
 });
 
-after(async () => {
-  for (const c of open) c.close();
-  channel.close();
-  await s.close();
-  world.cleanup();
-});
 
 it('answers a new proxy once, with its identity and its trust bundle together', async () => {
-  const clients = Array.from({ length: 20 }, (_, i) => new SotwClient(s.address, { node: `default.fresh-${i}`, client: channel }));
-  open.push(...clients);
+  const clients = Array.from({ length: 20 }, (_, i) => new SotwClient(f.server.address, { node: `default.fresh-${i}`, client: f.channel }));
+  f.open.push(...clients);
   for (const c of clients) c.request(['default', 'system_trust_bundle']);
   for (const c of clients) {
     const res = await c.next(10_000);
@@ -42,8 +27,8 @@ it('answers a new proxy once, with its identity and its trust bundle together', 
 });
 
 it('does not hold the trust bundle of a proxy that can get no identity', async () => {
-  const c = new SotwClient(s.address, { node: 'default.not-registered', client: channel });
-  open.push(c);
+  const c = new SotwClient(f.server.address, { node: 'default.not-registered', client: f.channel });
+  f.open.push(c);
   const started = Date.now();
   c.request(['default', 'system_trust_bundle']);
   const res = await c.next(5_000);

@@ -1,14 +1,12 @@
 // SDS state-of-the-world conformance over real gRPC on loopback, with a client that behaves as
 // Envoy does (SPEC §3–4, ENVOY-NOTES "Envoy as an SDS client", SPIRE agent semantics).
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import type { RunningServer } from '../../src/server/serve.js';
 import type { DiscoveryResponse } from '../../src/xds/messages.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import {
   SotwClient,
-  makeClient,
   secretsOf,
   spiffeTrustDomains,
   tlsCertificate,
@@ -25,24 +23,19 @@ import {
   PAY_SPIFFE,
   WEB_SPIFFE,
   leafInfo,
-  makeWorld,
   meshTrustYaml,
   opensslVerify,
   splitPem,
-  startWorldServer,
-  type World,
-} from './world.js';
+  } from './world.js';
+import { serverFixture } from './fixture.js';
 
 const ALL_TDS = [ALPHA_TD, DEFAULT_TD, PARTNER_TD, PAYMENTS_TD];
 
-let world: World;
-let s: RunningServer;
-let channel: grpc.Client;
-const open: SotwClient[] = [];
+const f = serverFixture();
 
 function stream(node = 'default.web'): SotwClient {
-  const c = new SotwClient(s.address, { node, client: channel });
-  open.push(c);
+  const c = new SotwClient(f.server.address, { node, client: f.channel });
+  f.open.push(c);
   return c;
 }
 
@@ -57,22 +50,7 @@ async function until(c: SotwClient, names: string[], timeoutMs = 10000): Promise
   }
 }
 
-async function nackCount(): Promise<number> {
-  return (await s.metrics.nacks.get()).values[0]?.value ?? 0;
-}
 
-before(async () => {
-  world = makeWorld();
-  s = await startWorldServer(world);
-  channel = makeClient(s.address);
-});
-
-after(async () => {
-  for (const c of open) c.close();
-  channel.close();
-  await s.close();
-  world.cleanup();
-});
 
 describe('SotW StreamSecrets protocol', () => {
   it('answers the first request with version_info, a nonce, the Secret type and exactly the requested secret', async () => {
@@ -117,16 +95,16 @@ describe('SotW StreamSecrets protocol', () => {
     c.request(['default']);
     const first = await c.next();
     c.ack(first);
-    s.svids.rotate('default.pay');
+    f.server.svids.rotate('default.pay');
     const second = await c.next();
-    const before = await nackCount();
+    const before = await f.nackCount();
     c.nack(second, 'certificate rejected by test');
     await c.expectNothing(500);
-    assert.equal(await nackCount(), before + 1, 'NACK counted in mesh_sds_nacks_total');
-    const metricsText = await s.metrics.render();
+    assert.equal(await f.nackCount(), before + 1, 'NACK counted in mesh_sds_nacks_total');
+    const metricsText = await f.server.metrics.render();
     assert.match(metricsText, /mesh_sds_nacks_total \d+/);
     // The stream is not stuck: the next change is pushed.
-    s.svids.rotate('default.pay');
+    f.server.svids.rotate('default.pay');
     const third = await c.next();
     assert.notEqual(third.nonce, second.nonce);
     assert.notEqual(leafInfo(tlsCertificate(secretsOf(third).get('default')!).certChainPem).serial, leafInfo(tlsCertificate(secretsOf(second).get('default')!).certChainPem).serial);
@@ -204,8 +182,8 @@ describe('SotW StreamSecrets protocol', () => {
     c.request(['spiffe://not-yet.example']);
     await c.expectNothing(400);
     const t0 = Date.now();
-    const ca = world.cas.alpha; // any CA will do as the bundle of the new domain
-    world.write('not-yet.yaml', meshTrustYaml('not-yet', 'not-yet.example', [ca.certPem]));
+    const ca = f.world.cas.alpha; // any CA will do as the bundle of the new domain
+    f.world.write('not-yet.yaml', meshTrustYaml('not-yet', 'not-yet.example', [ca.certPem]));
     try {
       const res = await c.next(3000);
       assert.ok(Date.now() - t0 < 2000, 'pushed within 2 s of the file write');
@@ -213,7 +191,7 @@ describe('SotW StreamSecrets protocol', () => {
       assert.ok(got);
       assert.equal(trustedCa(got).trim(), ca.certPem.trim());
     } finally {
-      world.remove('not-yet.yaml');
+      f.world.remove('not-yet.yaml');
     }
   });
 
@@ -263,7 +241,7 @@ describe('SotW StreamSecrets protocol', () => {
     const c = stream();
     c.request(names);
     await until(c, names);
-    s.svids.rotate('default.web');
+    f.server.svids.rotate('default.web');
     const pushed = await c.next();
     c.ack(pushed);
     for (const res of c.received) for (const name of secretsOf(res).keys()) assert.ok(names.includes(name), `unrequested secret ${name}`);
@@ -304,7 +282,7 @@ describe('SotW secret content (SPEC §3)', () => {
   it('serves the chain up to but excluding the root: leaf + intermediate for an intermediate CA', () => {
     const chain = splitPem(tlsCertificate(pay.get('default')!).certChainPem);
     assert.equal(chain.length, 2, 'leaf + intermediate');
-    assert.equal(chain[1]!.trim(), world.cas.payInt.certPem.trim());
+    assert.equal(chain[1]!.trim(), f.world.cas.payInt.certPem.trim());
   });
 
   it('serves the chain up to but excluding the root: the leaf alone for a self-signed (autogenerated) CA', () => {
@@ -324,10 +302,10 @@ describe('SotW secret content (SPEC §3)', () => {
       const partner = tds.find((t) => t.name === PARTNER_TD)!;
       const pems = splitPem(partner.pem).map((p) => p.trim());
       assert.equal(pems.length, 2, 'partner-a and partner-b merged into one entry');
-      assert.ok(pems.includes(world.cas.partnerA.certPem.trim()));
-      assert.ok(pems.includes(world.cas.partnerB.certPem.trim()));
+      assert.ok(pems.includes(f.world.cas.partnerA.certPem.trim()));
+      assert.ok(pems.includes(f.world.cas.partnerB.certPem.trim()));
       const payments = tds.find((t) => t.name === PAYMENTS_TD)!;
-      assert.deepEqual(splitPem(payments.pem).map((p) => p.trim()), [world.cas.payRoot.certPem.trim()], 'the root, not the intermediate');
+      assert.deepEqual(splitPem(payments.pem).map((p) => p.trim()), [f.world.cas.payRoot.certPem.trim()], 'the root, not the intermediate');
       assert.deepEqual(spiffeTrustDomains(pay.get(name)!), tds, 'mesh-wide: identical for every proxy');
     }
   });
