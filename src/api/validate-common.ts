@@ -60,16 +60,6 @@ export function readString(v: unknown, path: string, issues: Issues): string | u
 }
 
 /** A required, non-empty string. */
-export function readRequiredString(v: unknown, path: string, issues: Issues): string | undefined {
-  const s = readString(v, path, issues);
-  if (s === undefined && (v === undefined || v === null)) issues.add(path, 'must not be empty');
-  else if (s === '') {
-    issues.add(path, 'must not be empty');
-    return undefined;
-  }
-  return s;
-}
-
 export function readBoolean(v: unknown, path: string, issues: Issues): boolean | undefined {
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'boolean') {

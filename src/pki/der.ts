@@ -31,15 +31,6 @@ export function uintFromBytes(mag: Buffer): Buffer {
   return tlv(0x02, (m[0]! & 0x80) !== 0 ? Buffer.concat([Buffer.from([0]), m]) : m);
 }
 
-export const smallInt = (n: number): Buffer => {
-  const bytes: number[] = [];
-  do {
-    bytes.unshift(n & 0xff);
-    n = Math.floor(n / 256);
-  } while (n > 0);
-  return uintFromBytes(Buffer.from(bytes));
-};
-
 const pad2 = (n: number): string => (n < 10 ? '0' : '') + n;
 
 /** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050; whole seconds. */

@@ -173,7 +173,7 @@ export class SecretPublisher {
   }
 
   /** Which cache key each subscribed name reads: depends only on the subscription, the proxy's identity and (for a wildcard) the mesh's trust domains. */
-  private plan(pk: string, mesh: string, sub: Subscription, identity: ProxyIdentity | undefined): ResolutionPlan {
+  /** @internal */ plan(pk: string, mesh: string, sub: Subscription, identity: ProxyIdentity | undefined): ResolutionPlan {
     const names = sub.wildcard ? [...new Set([...this.wildcardNames(mesh, identity), ...sub.names])] : sub.names;
     const entries: PlanEntry[] = [];
     const invalid: string[] = [];
@@ -205,10 +205,6 @@ export class SecretPublisher {
     return this.meshEpochs.get(mesh) ?? 0;
   }
 
-  /** @internal */ planFor(pk: string, mesh: string, sub: Subscription, identity: ProxyIdentity | undefined): ResolutionPlan {
-    return this.plan(pk, mesh, sub, identity);
-  }
-
   /** @internal */ read(pk: string, entry: PlanEntry, identity: ProxyIdentity | undefined): EncodedResource | undefined {
     return this.cache.get(entry.key) ?? (entry.alias ? this.materialize(pk, entry.name, identity) : undefined);
   }
@@ -234,7 +230,7 @@ export class StreamResolver {
     const epoch = this.publisher.meshEpoch(this.mesh);
     const memo = this.memo;
     if (!memo || memo.sub !== sub || memo.identity !== identity || (sub.wildcard && memo.epoch !== epoch)) {
-      this.memo = { sub, identity, epoch, plan: this.publisher.planFor(this.pk, this.mesh, sub, identity) };
+      this.memo = { sub, identity, epoch, plan: this.publisher.plan(this.pk, this.mesh, sub, identity) };
     }
     const { entries, invalid, unresolvable, undecided } = this.memo!.plan;
     const resources = new Map<string, EncodedResource>();
