@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
+import { formatReadiness, type ReadinessReport } from './readiness.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -18,7 +19,8 @@ export interface AdminServerOptions {
   /** `host:port` or `[v6]:port`; a bare `port` or `:port` binds 127.0.0.1. Port 0 picks a free port. */
   listen: string;
   metrics: Metrics;
-  isReady: () => boolean;
+  /** /readyz: 200 when every check passes; `?verbose` lists each check (SPEC §6). */
+  readiness: () => ReadinessReport;
   /** Callbacks may return a value or a promise of one. */
   debug: AdminDebugSources;
   /**
@@ -174,8 +176,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     }
     if (path === '/healthz') return send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
     if (path === '/readyz') {
-      const ready = opts.isReady();
-      return send(res, ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : 'not ready\n');
+      const report = opts.readiness();
+      return send(res, report.ready ? 200 : 503, 'text/plain; charset=utf-8', formatReadiness(report, url.searchParams.has('verbose')));
     }
     if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await opts.metrics.render());
     const source = debugRoutes[path];

@@ -17,6 +17,8 @@ import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
+import { serverReadiness } from './server-readiness.js';
 import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
 import { handleFetch, handleStream, recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
@@ -53,6 +55,8 @@ export interface RunningServer {
   authorities: IdentityAuthorities;
   publisher: SecretPublisher;
   registry: StreamRegistry;
+  /** The checks behind /readyz (SPEC §6). */
+  readiness: Readiness;
   log: Logger;
   /** Resolves once the first resource snapshot has been turned into secrets. */
   ready: Promise<void>;
@@ -210,6 +214,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     DeltaAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'ads', deps),
   });
   let serving = false;
+  let draining = false;
+  const readiness = serverReadiness({ store, loaded: () => serving, authorities, tokens, draining: () => draining });
   server.addService(protos.HealthService, {
     Check: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, { status: serving ? 'SERVING' : 'NOT_SERVING' }),
     Watch: (call: grpc.ServerWritableStream<any, any>) => call.write({ status: serving ? 'SERVING' : 'NOT_SERVING' }),
@@ -236,7 +242,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     ? await startAdminServer({
         listen: cfg.admin,
         metrics,
-        isReady: () => serving,
+        readiness: () => readiness.evaluate(),
         debug: {
           proxies: () => debugProxies(svids, registry),
           secrets: () => debugSecrets(svids, pub),
@@ -264,6 +270,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const close = () =>
     (closing ??= (async () => {
       serving = false;
+      draining = true;
       clearInterval(recheck);
       registry.closeAll();
       await new Promise<void>((resolve) => {
@@ -283,5 +290,5 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       await admin?.close();
       await store.close();
     })());
-  return { address: bound.address, port: bound.port, admin, metrics, store, tokens, svids, authorities, publisher: pub, registry, log, ready, close };
+  return { address: bound.address, port: bound.port, admin, metrics, store, tokens, svids, authorities, publisher: pub, registry, readiness, log, ready, close };
 }

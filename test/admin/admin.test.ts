@@ -4,6 +4,7 @@ import { Writable } from 'node:stream';
 import { createMetrics } from '../../src/server/metrics.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startAdminServer, type AdminServerOptions } from '../../src/server/admin.js';
+import { Readiness } from '../../src/server/readiness.js';
 
 const silent = createLogger('silent', { destination: new Writable({ write: (_c, _e, cb) => cb() }) });
 
@@ -15,7 +16,7 @@ async function withAdmin(
   const admin = await startAdminServer({
     listen: '127.0.0.1:0',
     metrics: createMetrics(),
-    isReady: () => ready.value,
+    readiness: () => new Readiness().add('flag', () => ({ ok: ready.value, detail: ready.value ? undefined : 'flag is down' })).evaluate(),
     debug: { proxies: () => [], secrets: () => [] },
     logger: silent,
     ...overrides,
@@ -30,15 +31,28 @@ async function withAdmin(
   }
 }
 
-test('healthz is always 200; readyz follows isReady (503, then 200)', async () => {
+test('healthz is always 200; readyz follows the checks (503, then 200), ?verbose lists each with its reason', async () => {
   await withAdmin({}, async (base, ready) => {
     const h = await fetch(`${base}/healthz`);
     assert.equal(h.status, 200);
     assert.equal((await h.text()).trim(), 'ok');
     assert.equal((await fetch(`${base}/readyz`)).status, 503);
+    const v = await fetch(`${base}/readyz?verbose`);
+    assert.equal(v.status, 503);
+    assert.equal(await v.text(), '[-]flag failed: flag is down\nnot ready\n');
     ready.value = true;
     assert.equal((await fetch(`${base}/readyz`)).status, 200);
+    assert.equal(await (await fetch(`${base}/readyz?verbose`)).text(), '[+]flag ok\nready\n');
   });
+});
+
+test('a readiness check that throws fails readiness with its message instead of failing the request', () => {
+  const r = new Readiness()
+    .add('a', () => ({ ok: true }))
+    .add('b', () => {
+      throw new Error('boom');
+    });
+  assert.deepEqual(r.evaluate(), { ready: false, checks: [{ name: 'a', ok: true, detail: undefined }, { name: 'b', ok: false, detail: 'check failed: boom' }] });
 });
 
 test('metrics serves this server registry in Prometheus text format', async () => {
@@ -110,7 +124,7 @@ test('a bare port binds loopback, and close() frees the port', async () => {
   const admin = await startAdminServer({
     listen: '0',
     metrics: createMetrics(),
-    isReady: () => true,
+    readiness: () => ({ ready: true, checks: [] }),
     debug: { proxies: () => [], secrets: () => [] },
     logger: silent,
   });
@@ -122,7 +136,7 @@ test('a bare port binds loopback, and close() frees the port', async () => {
 });
 
 test('an invalid listen address is refused', async () => {
-  const base = { metrics: createMetrics(), isReady: () => true, debug: { proxies: () => [], secrets: () => [] }, logger: silent };
+  const base = { metrics: createMetrics(), readiness: () => ({ ready: true, checks: [] }), debug: { proxies: () => [], secrets: () => [] }, logger: silent };
   await assert.rejects(startAdminServer({ ...base, listen: 'localhost' }), /host:port/);
   await assert.rejects(startAdminServer({ ...base, listen: '127.0.0.1:99999' }), /invalid port/);
 });
