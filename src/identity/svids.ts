@@ -1,8 +1,9 @@
 import { Subject } from 'rxjs';
-import { resourceKey, resourcesOfKind, type Dataplane } from '../api/types.js';
+import { resourceKey } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { selectIdentity } from './match.js';
+import { ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
 
 /** Who a stream's proxy is, established by authentication (never by what the proxy claims). */
@@ -81,9 +82,9 @@ export class SvidManager {
   readonly changes$ = new Subject<string>();
   private readonly proxies = new Map<string, ProxyEntry>();
   private view?: AuthorityView;
-  private dataplanes = new Map<string, Dataplane>();
-  private signature = '';
   private closed = false;
+  /** The proxy index: what a change concerns, so a change re-evaluates only those proxies. */
+  private readonly index = new ProxyIndex();
 
   constructor(private readonly opts: SvidManagerOptions) {}
 
@@ -92,18 +93,27 @@ export class SvidManager {
   }
 
   /**
-   * Takes a new view; proxies are re-evaluated only when something an SVID depends on changed
-   * (an identity, its CA or readiness, a Dataplane), not on a MeshTrust-only change.
+   * Takes a new view and re-evaluates only the proxies it concerns: those of a Dataplane that was
+   * added, changed or removed, and every proxy of a mesh whose identities (or their CAs or
+   * readiness) changed. A MeshTrust-only change re-evaluates none.
    */
   setView(view: AuthorityView): void {
-    const dataplanes = new Map(resourcesOfKind(view.snapshot, 'Dataplane').map((d) => [proxyKeyOf(d), d]));
-    const signature = identitySignature(view);
-    const unchanged = this.view !== undefined && signature === this.signature && sameEntries(dataplanes, this.dataplanes) && view.zone === this.view.zone;
+    const first = this.view === undefined;
+    const zoneChanged = !first && view.zone !== this.view!.zone;
     this.view = view;
-    this.signature = signature;
-    this.dataplanes = dataplanes;
-    if (unchanged) return;
-    for (const key of this.proxies.keys()) this.refresh(key);
+    const { meshes, dataplanes } = this.index.update(view);
+    if (first || zoneChanged) {
+      for (const key of this.proxies.keys()) this.refresh(key);
+      return;
+    }
+    const done = new Set<string>();
+    const refresh = (key: string) => {
+      if (done.has(key)) return;
+      done.add(key);
+      this.refresh(key);
+    };
+    for (const mesh of meshes) for (const key of this.index.proxiesOfMesh(mesh)) refresh(key);
+    for (const dp of dataplanes) for (const key of this.index.proxiesOfDataplane(dp)) refresh(key);
   }
 
   attach(principal: ProxyPrincipal): string {
@@ -119,6 +129,7 @@ export class SvidManager {
       }
       return key;
     }
+    this.index.add(key, principal);
     this.proxies.set(key, {
       principal,
       refs: 1,
@@ -140,6 +151,7 @@ export class SvidManager {
     const e = this.proxies.get(key);
     if (!e || e.refs > 0) return;
     clearTimeout(e.rotateTimer);
+    this.index.remove(key, e.principal);
     this.proxies.delete(key);
     this.opts.onDropped?.(key);
   }
@@ -172,7 +184,7 @@ export class SvidManager {
   }
 
   private labelsOf(e: ProxyEntry): Readonly<Record<string, string>> | undefined {
-    const dp = this.dataplanes.get(proxyKeyOf(e.principal));
+    const dp = this.index.dataplane(e.principal);
     if (!dp && e.principal.source !== 'token') return undefined;
     const tokenLabels = e.principal.labels;
     if (!tokenLabels || Object.keys(tokenLabels).length === 0) return dp?.labels ?? {};
@@ -289,26 +301,4 @@ function sameIdentity(a: ProxyIdentity, b: ProxyIdentity): boolean {
   if (a.state === 'issued' && b.state === 'issued') return a.svid === b.svid;
   if (a.state === 'spire' && b.state === 'spire') return a.spiffeId === b.spiffeId;
   return a.state === b.state && 'reason' in a && 'reason' in b && a.reason === b.reason;
-}
-
-/** Resource objects are immutable and kept by the stores while unchanged: number them by identity. */
-const objectIds = new WeakMap<object, number>();
-let nextObjectId = 1;
-function objectId(o: object): number {
-  let id = objectIds.get(o);
-  if (id === undefined) objectIds.set(o, (id = nextObjectId++));
-  return id;
-}
-
-/** Everything about the identities that can change an SVID. */
-function identitySignature(view: AuthorityView): string {
-  let sig = '';
-  for (const st of view.identities.values()) sig += `${st.key}#${objectId(st.identity)}#${st.ca?.fingerprint ?? ''}#${st.ready}\n`;
-  return sig;
-}
-
-function sameEntries<K, V>(a: ReadonlyMap<K, V>, b: ReadonlyMap<K, V>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }

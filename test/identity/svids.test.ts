@@ -156,3 +156,26 @@ test('token labels and workload feed the templates when there is no Dataplane re
     await h.close();
   }
 });
+
+test('a Dataplane change re-evaluates only the proxy of that Dataplane', async () => {
+  const h = await setup();
+  try {
+    const id = meshIdentity('identity');
+    const dp2 = dataplane('web-2', { ...web, 'k8s.kuma.io/service-account': 'web-2' });
+    await h.push(id, dataplane('web-1', web), dp2);
+    const k1 = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const k2 = h.svids.attach({ mesh: 'default', name: 'web-2', source: 'none' });
+    await h.until(k1, issued);
+    const before2 = await h.until(k2, issued);
+    const changed: string[] = [];
+    const sub = h.svids.changes$.subscribe((k) => changed.push(k));
+    await h.push(id, dataplane('web-1', { ...web, 'k8s.kuma.io/service-account': 'web-1b' }), dp2);
+    const after1 = await h.until(k1, (p) => p.state === 'issued' && p.spiffeId.endsWith('/sa/web-1b'));
+    sub.unsubscribe();
+    assert.ok(after1.state === 'issued');
+    assert.deepEqual(changed, [k1]);
+    assert.equal(h.svids.get(k2), before2);
+  } finally {
+    await h.close();
+  }
+});

@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { resourceKey, type Resource } from '../../src/api/types.js';
+import type { AuthorityView, IdentityState } from '../../src/identity/authorities.js';
+import { ProxyIndex } from '../../src/identity/proxy-index.js';
+import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
+
+const labels = (sa: string) => ({ 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': sa });
+
+function view(resources: Resource[], identities: IdentityState[] = []): AuthorityView {
+  return {
+    revision: 0,
+    zone: 'default',
+    snapshot: { revision: 0, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] },
+    identities: new Map(identities.map((s) => [s.key, s])),
+    trusts: [],
+  };
+}
+
+const state = (identity: ReturnType<typeof meshIdentity>, fingerprint: string): IdentityState =>
+  ({ identity, key: resourceKey(identity), kri: 'kri', conditions: [], ready: true, ca: { fingerprint } }) as unknown as IdentityState;
+
+test('a Dataplane label change concerns only that Dataplane; unchanged objects and re-created equal ones concern nothing', () => {
+  const idx = new ProxyIndex();
+  const a = dataplane('a', labels('a'));
+  const b = dataplane('b', labels('b'));
+  idx.update(view([a, b]));
+  assert.deepEqual(idx.update(view([dataplane('a', labels('a')), b])), { meshes: [], dataplanes: [] });
+  assert.deepEqual(idx.update(view([dataplane('a', labels('a2')), b])), { meshes: [], dataplanes: ['default.a'] });
+  assert.deepEqual(idx.dataplane({ mesh: 'default', name: 'a' })?.labels, labels('a2'));
+});
+
+test('a Dataplane added or removed concerns that Dataplane only', () => {
+  const idx = new ProxyIndex();
+  const a = dataplane('a', labels('a'));
+  idx.update(view([a]));
+  assert.deepEqual(idx.update(view([a, dataplane('b', labels('b'))])).dataplanes, ['default.b']);
+  assert.deepEqual(idx.update(view([dataplane('b', labels('b'))])).dataplanes, ['default.a']);
+  assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), undefined);
+});
+
+test('an identity change concerns only its mesh; a MeshTrust-only change concerns nothing', () => {
+  const idx = new ProxyIndex();
+  const inA = meshIdentity('id', { mesh: 'a' });
+  const inB = meshIdentity('id', { mesh: 'b' });
+  idx.update(view([inA, inB], [state(inA, 'ca1'), state(inB, 'ca1')]));
+  const trust = meshTrust('t', 'partner.example', []);
+  assert.deepEqual(idx.update(view([inA, inB, trust], [state(inA, 'ca1'), state(inB, 'ca1')])), { meshes: [], dataplanes: [] });
+  assert.deepEqual(idx.update(view([inA, inB, trust], [state(inA, 'ca1'), state(inB, 'ca2')])).meshes, ['b']);
+  assert.deepEqual(idx.update(view([inA, trust], [state(inA, 'ca1')])).meshes, ['b']);
+});
+
+test('proxies are found by their Dataplane and their mesh until removed', () => {
+  const idx = new ProxyIndex();
+  idx.add('p1', { mesh: 'default', name: 'a' });
+  idx.add('p2', { mesh: 'default', name: 'a' });
+  idx.add('p3', { mesh: 'other', name: 'a' });
+  assert.deepEqual([...idx.proxiesOfDataplane('default.a')], ['p1', 'p2']);
+  assert.deepEqual([...idx.proxiesOfMesh('other')], ['p3']);
+  idx.remove('p1', { mesh: 'default', name: 'a' });
+  assert.deepEqual([...idx.proxiesOfDataplane('default.a')], ['p2']);
+  idx.remove('p3', { mesh: 'other', name: 'a' });
+  assert.deepEqual([...idx.proxiesOfMesh('other')], []);
+});
