@@ -34,7 +34,7 @@ function meshIdentitySpecObject(s: MeshIdentitySpec): Record<string, unknown> {
 export function toUniversalObject(r: Resource): Record<string, unknown> {
   const labels: Record<string, string> = { ...r.labels };
   if (r.namespace) labels[NAMESPACE_LABEL] = r.namespace;
-  const out: Record<string, unknown> = { type: r.kind, name: r.name, mesh: r.mesh };
+  const out: Record<string, unknown> = r.kind === 'ClusterFederatedTrustDomain' ? { type: r.kind, name: r.name } : { type: r.kind, name: r.name, mesh: r.mesh };
   if (Object.keys(labels).length > 0) out.labels = labels;
   switch (r.kind) {
     case 'MeshTrust': {
@@ -54,6 +54,17 @@ export function toUniversalObject(r: Resource): Record<string, unknown> {
     case 'Secret':
       out.data = r.data.toString('base64');
       break;
+    case 'ClusterFederatedTrustDomain': {
+      const { trustDomain, bundleEndpointURL, bundleEndpointProfile, trustDomainBundle, className } = r.spec;
+      out.spec = {
+        trustDomain,
+        bundleEndpointURL,
+        bundleEndpointProfile: { ...bundleEndpointProfile },
+        ...(trustDomainBundle !== undefined ? { trustDomainBundle } : {}),
+        ...(className !== undefined ? { className } : {}),
+      };
+      break;
+    }
   }
   return out;
 }

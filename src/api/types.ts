@@ -1,8 +1,8 @@
 // The resource model shared by every layer. Parsed resources are normalised to one shape,
 // whichever form (Kubernetes or Universal, YAML or JSON) they were written in.
 
-export type ResourceKind = 'MeshTrust' | 'MeshIdentity' | 'Dataplane' | 'Secret';
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['MeshTrust', 'MeshIdentity', 'Dataplane', 'Secret'];
+export type ResourceKind = 'MeshTrust' | 'MeshIdentity' | 'Dataplane' | 'Secret' | 'ClusterFederatedTrustDomain';
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['MeshTrust', 'MeshIdentity', 'Dataplane', 'Secret', 'ClusterFederatedTrustDomain'];
 
 /** Where a resource came from, so every error can name the file and the document. */
 export interface SourceRef {
@@ -83,7 +83,26 @@ export interface SecretResource extends ResourceMeta {
   data: Buffer;
 }
 
-export type Resource = MeshTrust | MeshIdentity | Dataplane | SecretResource;
+export type BundleEndpointProfile = { type: 'https_spiffe'; endpointSPIFFEID: string } | { type: 'https_web' };
+
+/** SPIRE controller manager's ClusterFederatedTrustDomain spec (SPEC §10). */
+export interface FederationSpec {
+  trustDomain: string;
+  bundleEndpointURL: string;
+  bundleEndpointProfile: BundleEndpointProfile;
+  /** Bootstrap bundle (SPIFFE bundle JWKS or PEM), as written; required for https_spiffe. */
+  trustDomainBundle?: string;
+  /** SPIRE's controller class; accepted so SPIRE manifests apply unchanged, otherwise ignored. */
+  className?: string;
+}
+
+/** Cluster-scoped: `mesh` and `namespace` are always empty; its trust flows into every mesh. */
+export interface ClusterFederatedTrustDomain extends ResourceMeta {
+  kind: 'ClusterFederatedTrustDomain';
+  spec: FederationSpec;
+}
+
+export type Resource = MeshTrust | MeshIdentity | Dataplane | SecretResource | ClusterFederatedTrustDomain;
 
 /** One validation problem, always naming where it is and what is wrong. */
 export interface ResourceError {

@@ -15,6 +15,7 @@ import { validateMeshTrustSpec } from './validate-meshtrust.js';
 import { validateMeshIdentitySpec } from './validate-meshidentity.js';
 import { inboundTags } from './validate-dataplane.js';
 import { decodeBase64Field, kubernetesSecretData } from './validate-secret.js';
+import { clusterScopedResource, FEDERATION_API_VERSIONS } from './validate-cluster.js';
 
 export const KUMA_API_VERSION = 'kuma.io/v1alpha1';
 export const MESH_LABEL = 'kuma.io/mesh';
@@ -68,6 +69,13 @@ function withoutMeshLabel(labels: Record<string, string> | undefined): Record<st
 function fromKubernetes(doc: Record<string, unknown>, issues: Issues): Resource | undefined {
   const kind = readKind(doc.kind, 'kind', issues);
   if (!kind) return undefined;
+  if (kind === 'ClusterFederatedTrustDomain') {
+    if (typeof doc.apiVersion !== 'string' || !FEDERATION_API_VERSIONS.includes(doc.apiVersion)) issues.add('apiVersion', `must be one of ${FEDERATION_API_VERSIONS.join(', ')}`);
+    checkTopLevel(doc, ['apiVersion', 'kind', 'metadata', 'spec', 'status'], issues);
+    if (doc.metadata === undefined || doc.metadata === null) issues.add('metadata', 'must be defined');
+    const md = readObject(doc.metadata, 'metadata', issues, 'any') ?? {};
+    return clusterScopedResource(kind, { name: md.name, namePath: 'metadata.name', namespace: md.namespace, namespacePath: 'metadata.namespace', labels: md.labels, labelsPath: 'metadata.labels' }, doc.spec, issues);
+  }
   const apiVersion = kind === 'Secret' ? 'v1' : KUMA_API_VERSION;
   if (doc.apiVersion !== apiVersion) issues.add('apiVersion', `must be ${apiVersion}`);
   const allowed =
@@ -131,6 +139,11 @@ function policyResource(
 function fromUniversal(doc: Record<string, unknown>, issues: Issues): Resource | undefined {
   const kind = readKind(doc.type, 'type', issues);
   if (!kind) return undefined;
+  if (kind === 'ClusterFederatedTrustDomain') {
+    if (doc.mesh !== undefined) issues.add('mesh', 'must not be set: ClusterFederatedTrustDomain is cluster-scoped (it applies to every mesh)');
+    checkTopLevel(doc, ['type', 'name', 'mesh', 'labels', 'spec', 'status', ...UNIVERSAL_SERVER_FIELDS], issues);
+    return clusterScopedResource(kind, { name: doc.name, namePath: 'name', labels: doc.labels, labelsPath: 'labels' }, doc.spec, issues);
+  }
   const base = ['type', 'name', 'mesh', 'labels', ...UNIVERSAL_SERVER_FIELDS];
   const allowed =
     kind === 'Secret' ? [...base, 'data'] : kind === 'Dataplane' ? [...base, ...DATAPLANE_FIELDS] : [...base, 'spec'];

@@ -64,6 +64,11 @@ export function decodeResource(doc: unknown, row: RowKey): Resource | string {
     }
     case 'Dataplane':
       return base as unknown as Resource;
+    case 'ClusterFederatedTrustDomain': {
+      const spec = d.spec as Record<string, unknown> | undefined;
+      if (!spec || typeof spec.trustDomain !== 'string' || typeof spec.bundleEndpointURL !== 'string') return 'spec.trustDomain: must be a string';
+      return base as unknown as Resource;
+    }
     case 'Secret': {
       if (typeof d.data !== 'string') return 'data: must be a base64 string';
       return { ...base, data: Buffer.from(d.data, 'base64') } as unknown as Resource;

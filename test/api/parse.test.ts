@@ -73,10 +73,10 @@ test('a document that is not an object, or has neither kind nor type, is rejecte
 });
 
 test('an unknown kind is named, in either form', () => {
-  assertRejected({ type: 'MeshTLS', name: 'x' }, 'type: unknown kind "MeshTLS", expected one of MeshTrust, MeshIdentity, Dataplane, Secret');
+  assertRejected({ type: 'MeshTLS', name: 'x' }, 'type: unknown kind "MeshTLS", expected one of MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain');
   assertRejected(
     { apiVersion: 'kuma.io/v1alpha1', kind: 'Mesh', metadata: { name: 'x' } },
-    'kind: unknown kind "Mesh", expected one of MeshTrust, MeshIdentity, Dataplane, Secret',
+    'kind: unknown kind "Mesh", expected one of MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain',
   );
 });
 

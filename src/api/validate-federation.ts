@@ -1,0 +1,165 @@
+// ClusterFederatedTrustDomain spec (SPIRE controller manager's shape, SPEC §10): where the remote
+// trust domain publishes its bundle, how to authenticate that endpoint, and the bootstrap bundle.
+import { X509Certificate } from 'node:crypto';
+import type { BundleEndpointProfile, FederationSpec } from './types.js';
+import { isCaCertificate, splitPemCertificates } from './pem.js';
+import { field, isPlainObject, Issues, readObject, readString } from './validate-common.js';
+import { spiffePathProblem, trustDomainProblem } from './template.js';
+import { MAX_TRUST_DOMAIN_LENGTH } from './validate-meshtrust.js';
+
+export const BUNDLE_ENDPOINT_PROFILES = ['https_spiffe', 'https_web'] as const;
+
+export function validateFederationSpec(raw: unknown, path: string, issues: Issues): FederationSpec | undefined {
+  if (raw === undefined || raw === null) {
+    issues.add(path, 'must be defined');
+    return undefined;
+  }
+  const spec = readObject(raw, path, issues, ['trustDomain', 'bundleEndpointURL', 'bundleEndpointProfile', 'trustDomainBundle', 'className']);
+  if (!spec) return undefined;
+  const before = issues.count;
+
+  const tdPath = field(path, 'trustDomain');
+  let td: string | undefined;
+  const rawTd = spec.trustDomain;
+  if (rawTd === undefined || rawTd === null || rawTd === '') issues.add(tdPath, 'must not be empty');
+  else if (typeof rawTd !== 'string') issues.add(tdPath, 'must be a string');
+  else if (rawTd.length > MAX_TRUST_DOMAIN_LENGTH) issues.add(tdPath, `must not be longer than ${MAX_TRUST_DOMAIN_LENGTH} characters`);
+  else {
+    const p = trustDomainProblem(rawTd);
+    if (p) issues.add(tdPath, p);
+    else td = rawTd;
+  }
+
+  const urlPath = field(path, 'bundleEndpointURL');
+  const url = readString(spec.bundleEndpointURL, urlPath, issues);
+  if (url === undefined) {
+    if (spec.bundleEndpointURL === undefined || spec.bundleEndpointURL === null) issues.add(urlPath, 'must not be empty');
+  } else {
+    const p = bundleEndpointUrlProblem(url);
+    if (p) issues.add(urlPath, p);
+  }
+
+  const profile = readProfile(spec.bundleEndpointProfile, field(path, 'bundleEndpointProfile'), td, issues);
+
+  const bundlePath = field(path, 'trustDomainBundle');
+  const bundle = readString(spec.trustDomainBundle, bundlePath, issues);
+  if (bundle !== undefined && bundle.trim() !== '') {
+    const r = bootstrapBundleCas(bundle);
+    if (r.error) issues.add(bundlePath, `bootstrap bundle does not parse: ${r.error}`);
+  } else if (profile?.type === 'https_spiffe') {
+    issues.add(bundlePath, 'must be set for the https_spiffe profile (the bundle that authenticates the endpoint the first time)');
+  }
+  const className = readString(spec.className, field(path, 'className'), issues);
+
+  if (issues.count > before || td === undefined || url === undefined || !profile) return undefined;
+  const out: FederationSpec = { trustDomain: td, bundleEndpointURL: url, bundleEndpointProfile: profile };
+  if (bundle !== undefined && bundle.trim() !== '') out.trustDomainBundle = bundle;
+  if (className) out.className = className;
+  return out;
+}
+
+export function bundleEndpointUrlProblem(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return `must be a valid URL, not ${JSON.stringify(text)}`;
+  }
+  if (u.protocol !== 'https:') return 'must be an https URL';
+  if (u.username || u.password) return 'must not carry credentials';
+  if (u.hash) return 'must not have a fragment';
+  return undefined;
+}
+
+function readProfile(raw: unknown, path: string, td: string | undefined, issues: Issues): BundleEndpointProfile | undefined {
+  if (raw === undefined || raw === null) {
+    issues.add(path, 'must be defined');
+    return undefined;
+  }
+  const p = readObject(raw, path, issues, ['type', 'endpointSPIFFEID']);
+  if (!p) return undefined;
+  const typePath = field(path, 'type');
+  if (typeof p.type !== 'string' || !(BUNDLE_ENDPOINT_PROFILES as readonly string[]).includes(p.type)) {
+    issues.add(typePath, `must be one of ${BUNDLE_ENDPOINT_PROFILES.join(', ')}`);
+    return undefined;
+  }
+  const idPath = field(path, 'endpointSPIFFEID');
+  if (p.type === 'https_web') {
+    if (p.endpointSPIFFEID !== undefined && p.endpointSPIFFEID !== null && p.endpointSPIFFEID !== '') {
+      issues.add(idPath, 'must not be set for the https_web profile');
+      return undefined;
+    }
+    return { type: 'https_web' };
+  }
+  const id = readString(p.endpointSPIFFEID, idPath, issues);
+  if (id === undefined || id === '') {
+    if (id === '' || p.endpointSPIFFEID === undefined || p.endpointSPIFFEID === null) issues.add(idPath, 'must not be empty for the https_spiffe profile');
+    return undefined;
+  }
+  const problem = spiffeIdProblem(id);
+  if (problem) {
+    issues.add(idPath, problem);
+    return undefined;
+  }
+  if (td !== undefined && spiffeIdTrustDomain(id) !== td) {
+    issues.add(idPath, `must be in trust domain ${td}`);
+    return undefined;
+  }
+  return { type: 'https_spiffe', endpointSPIFFEID: id };
+}
+
+export function spiffeIdTrustDomain(id: string): string {
+  const rest = id.slice('spiffe://'.length);
+  const slash = rest.indexOf('/');
+  return slash < 0 ? rest : rest.slice(0, slash);
+}
+
+function spiffeIdProblem(id: string): string | undefined {
+  if (!id.startsWith('spiffe://')) return 'must be a SPIFFE ID (spiffe://<trust domain>/<path>)';
+  const td = spiffeIdTrustDomain(id);
+  const tdProblem = trustDomainProblem(td);
+  if (tdProblem) return `trust domain ${tdProblem}`;
+  const path = id.slice('spiffe://'.length + td.length);
+  if (path === '') return 'must have a path (a workload SPIFFE ID, not the trust domain ID)';
+  const pathProblem = spiffePathProblem(path);
+  return pathProblem ? `path ${pathProblem}` : undefined;
+}
+
+/**
+ * The X.509 CAs of a bootstrap bundle: a SPIFFE bundle (JWK Set, the `x5c` of each `x509-svid`
+ * key) or concatenated PEM certificates. Every certificate must parse and be a CA.
+ */
+export function bootstrapBundleCas(text: string): { ders: Buffer[]; error?: string } {
+  if (/^\s*\{/.test(text)) return jwksCas(text);
+  const { ders, error } = splitPemCertificates(text);
+  if (error) return { ders: [], error };
+  for (let i = 0; i < ders.length; i++) if (!isCaCertificate(ders[i]!)) return { ders: [], error: `certificate ${i + 1} is not a CA` };
+  return { ders };
+}
+
+function jwksCas(text: string): { ders: Buffer[]; error?: string } {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (e) {
+    return { ders: [], error: `invalid JSON: ${(e as Error).message}` };
+  }
+  if (!isPlainObject(doc) || !Array.isArray(doc.keys)) return { ders: [], error: 'a SPIFFE bundle must be a JWK Set with a "keys" list' };
+  const ders: Buffer[] = [];
+  for (const [i, k] of doc.keys.entries()) {
+    if (!isPlainObject(k)) return { ders: [], error: `keys[${i}] must be an object` };
+    if (k.use !== 'x509-svid') continue; // jwt-svid keys do not authenticate X.509 peers
+    if (!Array.isArray(k.x5c) || k.x5c.length !== 1 || typeof k.x5c[0] !== 'string') {
+      return { ders: [], error: `keys[${i}].x5c must hold exactly one base64 DER certificate` };
+    }
+    const der = Buffer.from(k.x5c[0], 'base64');
+    try {
+      if (!new X509Certificate(der).ca) return { ders: [], error: `keys[${i}].x5c[0] is not a CA certificate` };
+    } catch {
+      return { ders: [], error: `keys[${i}].x5c[0] is not an X.509 certificate` };
+    }
+    ders.push(der);
+  }
+  if (ders.length === 0) return { ders: [], error: 'no x509-svid key: the bundle carries no CA' };
+  return { ders };
+}
