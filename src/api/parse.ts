@@ -1,9 +1,9 @@
 // Text (YAML stream or JSON) → validated resources plus every problem, per document.
-import { readFile } from 'node:fs/promises';
 import { CORE_SCHEMA, loadAll } from 'js-yaml';
 import { parseAllDocuments } from 'yaml';
 import { isPlainObject } from './validate-common.js';
 import { normaliseDocument } from './validate.js';
+import { readResourceText, DEFAULT_MAX_FILE_SIZE } from './file-text.js';
 import { resourceKey, type Resource, type ResourceError } from './types.js';
 
 export interface ParseResult {
@@ -119,14 +119,9 @@ export function parseResources(text: string, file: string): ParseResult {
   return { resources, errors };
 }
 
-/** Reads and parses one file; a read failure is reported as a document-level error. */
-export async function loadResourceFile(path: string): Promise<ParseResult> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { resources: [], errors: [{ file: path, document: 0, path: '', message: `cannot read file: ${e.code ?? e.message}` }] };
-  }
-  return parseResources(text, path);
+/** Reads and parses one file; a read failure, a file over `maxBytes` or not UTF-8 is a document-level error. */
+export async function loadResourceFile(path: string, maxBytes = DEFAULT_MAX_FILE_SIZE): Promise<ParseResult> {
+  const read = await readResourceText(path, path, maxBytes);
+  if ('error' in read) return { resources: [], errors: [read.error] };
+  return parseResources(read.text, path);
 }

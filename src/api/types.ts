@@ -9,6 +9,11 @@ export interface SourceRef {
   file: string;
   /** Zero-based index of the YAML document inside the file. */
   document: number;
+  /**
+   * Written input only: the `metadata.resourceVersion` / `resourceVersion` the writer based this
+   * document on, a precondition of `apply` (see WriteOptions in store/types).
+   */
+  resourceVersion?: string;
 }
 
 export interface ResourceMeta {
@@ -111,6 +116,8 @@ export interface ResourceError {
   /** Field path such as `spec.caBundles[0].pem.value`; empty for document-level problems. */
   path: string;
   message: string;
+  /** A write refused because the resource changed since its writer read it (optimistic concurrency). */
+  conflict?: boolean;
 }
 
 export function formatResourceError(e: ResourceError): string {
@@ -135,6 +142,8 @@ export interface ResourceSnapshot {
   readonly resources: ReadonlyMap<string, Resource>;
   /** Problems of the current inputs; the last good version of each affected resource stays in `resources`. */
   readonly errors: readonly ResourceError[];
+  /** resourceKey → opaque version of the stored resource (optimistic concurrency), when the store has them. */
+  readonly versions?: ReadonlyMap<string, string>;
 }
 
 export function resourcesOfKind<K extends ResourceKind>(

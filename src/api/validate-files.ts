@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { formatResourceError, resourceKey, type Resource } from './types.js';
 import { splitPemCertificates } from './pem.js';
 import { loadResourceFile } from './parse.js';
+import { DEFAULT_MAX_FILE_SIZE } from './file-text.js';
 
 /**
  * An expired CA in a MeshTrust is not an error (the bundle's other CAs still count, and an expired
@@ -25,13 +26,17 @@ function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
   return out;
 }
 
-export async function validateFiles(paths: readonly string[], now: Date = new Date()): Promise<{ ok: boolean; lines: string[] }> {
+export async function validateFiles(
+  paths: readonly string[],
+  now: Date = new Date(),
+  maxBytes = DEFAULT_MAX_FILE_SIZE,
+): Promise<{ ok: boolean; lines: string[] }> {
   const lines: string[] = [];
   let ok = true;
   // The same resource in two files would make a directory store flip between them.
   const firstFile = new Map<string, string>();
   for (const path of paths) {
-    const { resources, errors } = await loadResourceFile(path);
+    const { resources, errors } = await loadResourceFile(path, maxBytes);
     for (const r of resources) {
       const key = resourceKey(r);
       const other = firstFile.get(key);

@@ -24,7 +24,7 @@ export const NAMESPACE_LABEL = 'k8s.kuma.io/namespace';
 export const DEFAULT_MESH = 'default';
 
 // Read-only fields that `kumactl get` prints; accepted and ignored so its output can be re-applied.
-const UNIVERSAL_SERVER_FIELDS = ['creationTime', 'modificationTime'];
+const UNIVERSAL_SERVER_FIELDS = ['creationTime', 'modificationTime', 'resourceVersion'];
 const DATAPLANE_FIELDS = ['networking', 'metrics', 'probes'];
 
 /** Kubernetes form when `apiVersion` or `kind` is present; Universal form when `type` is. */
@@ -39,8 +39,16 @@ export function normaliseDocument(doc: unknown, source: SourceRef): { resource?:
     : (issues.add('', 'document must be an object'), undefined);
   const errors = issues.list.map((i) => ({ file: source.file, document: source.document, path: i.path, message: i.message }));
   if (errors.length > 0 || !resource) return { errors };
-  resource.source = source;
+  const version = isPlainObject(doc) ? requestedVersion(doc) : undefined;
+  resource.source = version === undefined ? source : { ...source, resourceVersion: version };
   return { resource, errors };
+}
+
+/** The version a written document was based on (`metadata.resourceVersion` or Universal `resourceVersion`). */
+function requestedVersion(doc: Record<string, unknown>): string | undefined {
+  const md = doc.metadata;
+  const v = isPlainObject(md) && md.resourceVersion !== undefined ? md.resourceVersion : doc.resourceVersion;
+  return typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : undefined;
 }
 
 function readKind(raw: unknown, path: string, issues: Issues): ResourceKind | undefined {

@@ -5,7 +5,7 @@ import { ReplaySubject, type Observable } from 'rxjs';
 import { parseResources } from '../api/parse.js';
 import { resourceKey, type Resource, type ResourceError, type ResourceSnapshot } from '../api/types.js';
 import { FileStateStore } from './file-state.js';
-import type { ResourceStore, StateStore } from './types.js';
+import { StoreWriteError, type ResourceStore, type StateStore } from './types.js';
 
 const RESOURCE_FILE = /\.(ya?ml|json)$/i;
 const EMPTY_GRACE_MS = 1000;
@@ -184,6 +184,10 @@ export class DirectoryStore implements ResourceStore {
     await rename(tmp, target);
     await this.rescan();
     return [];
+  }
+
+  async delete(): Promise<boolean> {
+    throw new StoreWriteError('delete is not supported by the directory store yet');
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { Observable } from 'rxjs';
-import type { ResourceError, ResourceSnapshot } from '../api/types.js';
+import type { ResourceError, ResourceKind, ResourceSnapshot } from '../api/types.js';
 
 /**
  * Durable key/value state shared by every replica that uses the same store:
@@ -16,13 +16,54 @@ export interface StateStore {
   delete(key: string): Promise<void>;
 }
 
+/**
+ * Options of a write (`apply`, `delete`).
+ *
+ * Optimistic concurrency: every stored resource has an opaque version (`ResourceSnapshot.versions`,
+ * shown by `get` as `resourceVersion`). A write to a resource is conditional on the version its
+ * writer based it on:
+ * - the document's `metadata.resourceVersion` (Kubernetes form) or `resourceVersion` (Universal
+ *   form) when present (`SourceRef.resourceVersion` after parsing); for `delete`, `resourceVersion`
+ *   below;
+ * - otherwise the version this store instance last read for that resource (for a CLI command: at
+ *   its start), where "absent" is a version too (then the write only creates).
+ * If the stored version differs when the write happens, nothing of that write is stored and a
+ * conflict error (`ResourceError.conflict`) names the resource. Two concurrent applies to one
+ * resource therefore give exactly one conflict; writes to different resources never conflict.
+ */
+export interface WriteOptions {
+  /** Overwrite whatever is stored, without a version check. */
+  force?: boolean;
+  /** `delete` only: the version the deletion is conditional on. */
+  resourceVersion?: string;
+}
+
+/** A write refused as a whole (conflict, resource owned by a user's file): `delete` throws it. */
+export class StoreWriteError extends Error {
+  constructor(
+    message: string,
+    readonly conflict = false,
+  ) {
+    super(message);
+    this.name = 'StoreWriteError';
+  }
+}
+
 export interface ResourceStore {
   /** Replays the latest snapshot to each subscriber, then every change. */
   readonly snapshots$: Observable<ResourceSnapshot>;
   readonly state: StateStore;
   /** Loads the initial state; resolves once the first snapshot is published. */
   start(): Promise<void>;
-  /** Validates and stores YAML/JSON text; nothing is written when any document is invalid. */
-  apply(text: string, sourceName: string): Promise<ResourceError[]>;
+  /**
+   * Validates (as `validate` does) and stores YAML/JSON text; nothing is written when any document
+   * is invalid or any resource conflicts (see WriteOptions). Returns every problem, empty on success.
+   */
+  apply(text: string, sourceName: string, opts?: WriteOptions): Promise<ResourceError[]>;
+  /**
+   * Deletes one resource; resolves to whether it existed. Throws StoreWriteError on a conflict or
+   * when the store cannot delete it (e.g. it is defined in a user's file of a directory store).
+   */
+  delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts?: WriteOptions): Promise<boolean>;
   close(): Promise<void>;
 }

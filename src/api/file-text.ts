@@ -1,0 +1,94 @@
+// Bytes of a resource file → text, refusing what no resource file can be: too large, or not UTF-8.
+// Shared by `validate`, `apply -f` and the directory store so all three say the same thing.
+import { open } from 'node:fs/promises';
+import type { ResourceError } from './types.js';
+
+export const DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024;
+
+/** Offset of the first byte that does not start a well-formed UTF-8 sequence (or a truncated one). */
+export function invalidUtf8Offset(buf: Uint8Array): number | undefined {
+  let i = 0;
+  while (i < buf.length) {
+    const b = buf[i]!;
+    if (b < 0x80) {
+      i++;
+      continue;
+    }
+    let n: number;
+    let lo = 0x80;
+    let hi = 0xbf;
+    if (b >= 0xc2 && b <= 0xdf) n = 1;
+    else if (b >= 0xe0 && b <= 0xef) {
+      n = 2;
+      if (b === 0xe0) lo = 0xa0; // overlong
+      if (b === 0xed) hi = 0x9f; // surrogates
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      n = 3;
+      if (b === 0xf0) lo = 0x90; // overlong
+      if (b === 0xf4) hi = 0x8f; // above U+10FFFF
+    } else return i;
+    for (let k = 1; k <= n; k++) {
+      const c = buf[i + k];
+      if (c === undefined) return i;
+      if (c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += n + 1;
+  }
+  return undefined;
+}
+
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+export type FileText = { text: string } | { error: ResourceError };
+
+const fileError = (file: string, message: string): { error: ResourceError } => ({ error: { file, document: 0, path: '', message } });
+
+export function sizeLimitMessage(size: number, maxBytes: number): string {
+  return `file is ${size} bytes, larger than the limit of ${maxBytes} bytes (--max-file-size): not read`;
+}
+
+/** Decodes file bytes as UTF-8, naming the byte offset of the first invalid sequence. */
+export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEFAULT_MAX_FILE_SIZE): FileText {
+  if (buf.length > maxBytes) return fileError(file, sizeLimitMessage(buf.length, maxBytes));
+  try {
+    return { text: decoder.decode(buf) };
+  } catch {
+    const at = invalidUtf8Offset(buf) ?? 0;
+    return fileError(file, `file is not valid UTF-8: invalid byte 0x${(buf[at] ?? 0).toString(16).padStart(2, '0')} at byte offset ${at}`);
+  }
+}
+
+/**
+ * Reads a resource file without ever holding more than `maxBytes` (+1) of it: the size is checked
+ * on the open descriptor, and reading stops past the limit if the file grows meanwhile.
+ */
+export async function readResourceText(path: string, display = path, maxBytes = DEFAULT_MAX_FILE_SIZE): Promise<FileText & { size?: number; changing?: boolean }> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return fileError(display, `cannot read file: ${e.code ?? e.message}`);
+  }
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) return fileError(display, 'not a regular file');
+    if (st.size > maxBytes) return { ...fileError(display, sizeLimitMessage(st.size, maxBytes)), size: st.size };
+    const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
+    let len = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, len, buf.length - len, len);
+      if (bytesRead === 0) break;
+      len += bytesRead;
+      if (len === buf.length) break;
+    }
+    if (len > maxBytes) return { ...fileError(display, sizeLimitMessage(len, maxBytes)), size: len };
+    if (len !== st.size) return { ...fileError(display, 'file changed while being read'), size: len, changing: true };
+    return { ...decodeResourceText(buf.subarray(0, len), display, maxBytes), size: len };
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    return fileError(display, `cannot read file: ${e.code ?? e.message}`);
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,44 @@
+// Size limit and UTF-8 check shared by `validate`, `apply -f` and the directory store.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeResourceText, invalidUtf8Offset, readResourceText } from '../../src/api/file-text.js';
+import { validateFiles } from '../../src/api/validate-files.js';
+
+test('the first invalid UTF-8 byte is found at its offset (Latin-1, overlong, surrogate, truncated)', () => {
+  assert.equal(invalidUtf8Offset(Buffer.from('héllo ✓ 😀')), undefined);
+  assert.equal(invalidUtf8Offset(Buffer.from([0x61, 0x62, 0xe9, 0x63])), 2); // Latin-1 é
+  assert.equal(invalidUtf8Offset(Buffer.from([0x61, 0xc0, 0xaf])), 1); // overlong
+  assert.equal(invalidUtf8Offset(Buffer.from([0x61, 0xed, 0xa0, 0x80])), 1); // surrogate half
+  assert.equal(invalidUtf8Offset(Buffer.from([0x61, 0xe2, 0x9c])), 1); // truncated at end
+  assert.equal(invalidUtf8Offset(Buffer.from([0x61, 0xf4, 0x90, 0x80, 0x80])), 1); // above U+10FFFF
+});
+
+test('decoding names the file and the byte offset; too large is refused before decoding', () => {
+  const r = decodeResourceText(Buffer.concat([Buffer.from('# caf'), Buffer.from([0xe9]), Buffer.from('\n')]), 'a.yaml');
+  assert.ok('error' in r);
+  assert.equal(r.error.file, 'a.yaml');
+  assert.equal(r.error.message, 'file is not valid UTF-8: invalid byte 0xe9 at byte offset 5');
+  const big = decodeResourceText(Buffer.alloc(11, 0x20), 'b.yaml', 10);
+  assert.ok('error' in big);
+  assert.match(big.error.message, /file is 11 bytes, larger than the limit of 10 bytes \(--max-file-size\)/);
+});
+
+test('validate refuses a non-UTF-8 file and an oversized file, naming each', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-text-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const latin1 = join(dir, 'latin1.yaml');
+  await writeFile(latin1, Buffer.concat([Buffer.from('# r'), Buffer.from([0xe9]), Buffer.from('sum\ntype: Dataplane\nname: a\n')]));
+  const big = join(dir, 'big.yaml');
+  await writeFile(big, `# ${'x'.repeat(100)}\ntype: Dataplane\nname: b\n`);
+  const r = await validateFiles([latin1, big], new Date(), 64);
+  assert.equal(r.ok, false);
+  assert.deepEqual(r.lines, [
+    `${latin1} (document 1): file is not valid UTF-8: invalid byte 0xe9 at byte offset 3`,
+    `${big} (document 1): file is 127 bytes, larger than the limit of 64 bytes (--max-file-size): not read`,
+  ]);
+  const read = await readResourceText(big, 'shown.yaml', 64);
+  assert.ok('error' in read && read.error.file === 'shown.yaml');
+});
