@@ -286,14 +286,14 @@ export class TokenAuthority {
   }
 
   private async writeRevocation(jti: string, exp: number | undefined): Promise<void> {
-    // The StateStore has no compare-and-swap: a revocation written at the same instant by another
-    // process can be lost. Revocations are rare operator actions, so this is accepted.
-    const nowSec = Math.floor(Date.now() / 1000);
-    const entries = parseRevoked(await this.state.get(REVOKED_STATE_KEY)).filter(
-      (e) => e.jti !== jti && (e.exp === undefined || e.exp > nowSec),
-    );
-    entries.push(exp === undefined ? { jti } : { jti, exp });
-    await this.state.put(REVOKED_STATE_KEY, JSON.stringify(entries));
+    // Atomic read-modify-write in the store: concurrent revocations from other processes all survive.
+    let entries: RevokedEntry[] = [];
+    await this.state.update(REVOKED_STATE_KEY, (old) => {
+      const nowSec = Math.floor(Date.now() / 1000);
+      entries = parseRevoked(old).filter((e) => e.jti !== jti && (e.exp === undefined || e.exp > nowSec));
+      entries.push(exp === undefined ? { jti } : { jti, exp });
+      return JSON.stringify(entries);
+    });
     this.revokedGeneration++;
     this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
     this.revokedReadAt = Date.now();

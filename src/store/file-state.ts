@@ -1,12 +1,14 @@
 import { mkdir, readFile, writeFile, link, unlink, rename, chmod } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { StateStore } from './types.js';
+import type { StateStore, UpdateFn } from './types.js';
+import { withFileLock } from './file-lock.js';
 
 /**
  * State kept as files under `--state-dir` (directory 0700, files 0600). `getOrCreate` is
  * first-writer-wins through link(2), which fails when the target exists, so two processes
- * sharing the directory agree on one value.
+ * sharing the directory agree on one value. `update`, `put` and `delete` hold `<file>.lock` (see
+ * file-lock.ts) around their write, so a read-modify-write never loses a concurrent writer's change.
  */
 export class FileStateStore implements StateStore {
   private constructor(readonly dir: string) {}
@@ -19,7 +21,12 @@ export class FileStateStore implements StateStore {
   }
 
   private pathOf(key: string): string {
-    if (!/^[A-Za-z0-9._/-]+$/.test(key) || key.split('/').some((s) => s === '' || s === '.' || s === '..')) {
+    // Names ending like our lock and temp files are refused so a key can never alias one of them.
+    if (
+      !/^[A-Za-z0-9._/-]+$/.test(key) ||
+      /\.(lock|tmp|stale)$/.test(key) ||
+      key.split('/').some((s) => s === '' || s === '.' || s === '..')
+    ) {
       throw new Error(`invalid state key "${key}"`);
     }
     const p = join(this.dir, ...key.split('/'));
@@ -58,13 +65,27 @@ export class FileStateStore implements StateStore {
     return (await this.get(key))!;
   }
 
-  async put(key: string, value: string): Promise<void> {
+  async update(key: string, fn: UpdateFn): Promise<string | undefined> {
     const target = this.pathOf(key);
-    await rename(await this.tempFile(value, target), target);
+    await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+    return withFileLock(`${target}.lock`, async () => {
+      const next = fn(await this.get(key));
+      if (next === undefined) await this.remove(target);
+      else await rename(await this.tempFile(next, target), target);
+      return next;
+    });
+  }
+
+  async put(key: string, value: string): Promise<void> {
+    await this.update(key, () => value);
   }
 
   async delete(key: string): Promise<void> {
-    await unlink(this.pathOf(key)).catch((e: NodeJS.ErrnoException) => {
+    await this.update(key, () => undefined);
+  }
+
+  private async remove(target: string): Promise<void> {
+    await unlink(target).catch((e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
     });
   }

@@ -1,5 +1,5 @@
 // In-process StateStore: for tests, `--auth none` demos and anything that needs no durability.
-import type { StateStore } from './types.js';
+import type { StateStore, UpdateFn } from './types.js';
 
 export class MemoryStateStore implements StateStore {
   private readonly values = new Map<string, string>();
@@ -29,6 +29,14 @@ export class MemoryStateStore implements StateStore {
     })();
     this.creating.set(key, p);
     return p;
+  }
+
+  /** Read and write happen in one synchronous step, so nothing can land in between. */
+  async update(key: string, fn: UpdateFn): Promise<string | undefined> {
+    const next = fn(this.values.get(key));
+    if (next === undefined) this.values.delete(key);
+    else this.values.set(key, next);
+    return next;
   }
 
   async put(key: string, value: string): Promise<void> {

@@ -13,6 +13,7 @@ import {
 import type { ResourceStore, StateStore } from './types.js';
 import { decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { migrate, RESOURCES_CHANNEL, tablesOf, type SchemaTables } from './postgres-schema.js';
+import { PostgresStateStore } from './postgres-state.js';
 
 /** Structured logger; pino's Logger satisfies it. */
 export interface StoreLogger {
@@ -418,45 +419,6 @@ export class PostgresStore implements ResourceStore {
     } finally {
       c.release(broken);
     }
-  }
-}
-
-class PostgresStateStore implements StateStore {
-  constructor(
-    private readonly pool: pg.Pool,
-    private readonly table: string,
-  ) {}
-
-  async get(key: string): Promise<string | undefined> {
-    const res = await this.pool.query<{ value: string }>(`SELECT value FROM ${this.table} WHERE key = $1`, [key]);
-    return res.rows[0]?.value;
-  }
-
-  async getOrCreate(key: string, create: () => Promise<string> | string): Promise<string> {
-    const existing = await this.get(key);
-    if (existing !== undefined) return existing;
-    const value = await create();
-    // First writer wins: a replica that lost the race reads the winner's value instead of its own.
-    const inserted = await this.pool.query<{ value: string }>(
-      `INSERT INTO ${this.table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING RETURNING value`,
-      [key, value],
-    );
-    if (inserted.rows[0]) return inserted.rows[0].value;
-    const winner = await this.get(key);
-    if (winner === undefined) throw new Error(`state ${key}: value was deleted while being created`);
-    return winner;
-  }
-
-  async put(key: string, value: string): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO ${this.table} (key, value) VALUES ($1, $2)
-       ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()`,
-      [key, value],
-    );
-  }
-
-  async delete(key: string): Promise<void> {
-    await this.pool.query(`DELETE FROM ${this.table} WHERE key = $1`, [key]);
   }
 }
 

@@ -164,6 +164,7 @@ test('when the state store fails, verify keeps using the last revocation list it
   const state: StateStore = {
     get: (k) => (broken ? Promise.reject(new Error('store down')) : inner.get(k)),
     getOrCreate: (k, c) => inner.getOrCreate(k, c),
+    update: (k, f) => inner.update(k, f),
     put: (k, v) => inner.put(k, v),
     delete: (k) => inner.delete(k),
   };

@@ -1,0 +1,84 @@
+// A lock file beside a state file, so read-modify-write of that file is atomic across processes.
+import { open, readFile, rename, unlink, link, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+
+export interface FileLockOptions {
+  /** Give up waiting after this long. Default 30 s. */
+  timeoutMs?: number;
+  /** A lock older than this is stale even when its owner looks alive (e.g. another host). Default 30 s. */
+  staleMs?: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Runs `fn` while holding `lockPath`, created with O_EXCL (`wx`), which fails when it exists. The file
+ * records host, pid and time: a lock whose process on this host is gone, or that is older than
+ * `staleMs`, is broken, so a crashed writer never blocks the state for good.
+ */
+export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, opts: FileLockOptions = {}): Promise<T> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const staleMs = opts.staleMs ?? 30_000;
+  const deadline = Date.now() + timeoutMs;
+  const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')}\n`;
+  for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
+    try {
+      const fh = await open(lockPath, 'wx', 0o600);
+      try {
+        await fh.writeFile(stamp);
+      } finally {
+        await fh.close();
+      }
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    if (await breakIfStale(lockPath, staleMs)) continue;
+    if (Date.now() > deadline) throw new Error(`state lock ${lockPath} still held after ${timeoutMs} ms`);
+    // Jitter keeps a crowd of waiters from retrying in lock-step.
+    await sleep(delay / 2 + Math.random() * delay);
+  }
+  try {
+    return await fn();
+  } finally {
+    // Only remove our own lock (a stale-breaker may have replaced it if we stalled past staleMs).
+    if ((await readFile(lockPath, 'utf8').catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
+  }
+}
+
+async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean> {
+  const seen = await readFile(lockPath, 'utf8').catch(() => undefined);
+  if (seen === undefined) return true; // released meanwhile: try again at once
+  if (!(await isStale(lockPath, seen, staleMs))) return false;
+  // Move it aside atomically; if what we moved is not what we judged stale, another process broke
+  // the stale lock and took a fresh one in between: put that one back.
+  const aside = `${lockPath}.${randomBytes(6).toString('hex')}.stale`;
+  try {
+    await rename(lockPath, aside);
+  } catch {
+    return true;
+  }
+  const moved = await readFile(aside, 'utf8').catch(() => undefined);
+  if (moved !== seen) await link(aside, lockPath).catch(() => undefined);
+  await unlink(aside).catch(() => undefined);
+  return true;
+}
+
+async function isStale(lockPath: string, content: string, staleMs: number): Promise<boolean> {
+  const [host, pidText, atText] = content.trim().split(' ');
+  const at = Number(atText);
+  // Not written yet (its owner is between open and write, or died there): judge by the file's age.
+  if (!Number.isFinite(at)) {
+    const mtime = await stat(lockPath).then((s) => s.mtimeMs, () => Date.now());
+    return Date.now() - mtime > staleMs;
+  }
+  if (Date.now() - at > staleMs) return true;
+  if (host !== hostname()) return false;
+  try {
+    process.kill(Number(pidText), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
