@@ -58,7 +58,10 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--admin <addr>', 'admin HTTP address (health, metrics, debug)').env('MESH_SDS_ADMIN'))
   .addOption(new Option('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)').env('MESH_SDS_FLAT_TRUST'))
   .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('MESH_SDS_LOG_LEVEL').default('info'))
+  .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
   .action(async (o) => {
+    const drainMs = o.drain === '0' ? 0 : parseDuration(o.drain);
+    if (drainMs === undefined || drainMs < 0) throw new Error(`--drain: "${o.drain}" is not a duration (e.g. 10s, 0s)`);
     const { startServer } = await import('../server/serve.js');
     const server = await startServer({
       resourcesDir: o.resources,
@@ -77,12 +80,28 @@ storeOptions(program.command('serve').description('run the SDS server'))
     });
     await server.ready;
     server.log.info({}, 'ready');
+    let stopping = false;
     const stop = (signal: string) => {
-      server.log.info({ signal }, 'shutting down');
-      void server.close().then(() => process.exit(0));
+      if (stopping) {
+        // A second signal: stop draining, end what is left now.
+        server.log.info({ signal }, 'second signal: ending the drain now');
+        void server.close();
+        return;
+      }
+      stopping = true;
+      server.log.info({ signal, drainMs }, 'shutting down: not ready, draining streams');
+      // Last resort if some wait is not bounded after all: never outlive drain + 5 s.
+      setTimeout(() => {
+        server.log.error({ drainMs }, 'shutdown did not finish within drain + 5 s; exiting');
+        process.exit(1);
+      }, drainMs + 5000).unref();
+      void server.close(drainMs).then(() => {
+        server.log.info({}, 'shut down');
+        process.exit(0);
+      });
     };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
   });
 
 program

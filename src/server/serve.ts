@@ -13,6 +13,7 @@ import { loadProtos } from '../xds/protos.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
+import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { createLogger, type Logger } from './logger.js';
@@ -60,7 +61,12 @@ export interface RunningServer {
   log: Logger;
   /** Resolves once the first resource snapshot has been turned into secrets. */
   ready: Promise<void>;
-  close(): Promise<void>;
+  /**
+   * Shuts down. With `drainMs` > 0 (SIGTERM): readiness turns 503 at once, streams keep being
+   * served and are ended connection by connection spread over `drainMs`; then everything is
+   * closed with bounded waits. A later call without `drainMs` ends the drain at once.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 /**
@@ -267,17 +273,27 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   recheck?.unref();
 
   let closing: Promise<void> | undefined;
-  const close = () =>
-    (closing ??= (async () => {
+  let drain: DrainHandle | undefined;
+  const close = (drainMs = 0): Promise<void> => {
+    // A second call without a drain period (a second signal) cuts a running drain short.
+    if (closing && drainMs === 0) drain?.finishNow();
+    return (closing ??= (async () => {
+      // Not ready first, so load balancers and health checks stop sending proxies here.
       serving = false;
       draining = true;
+      if (drainMs > 0) {
+        drain = drainStreams(registry.streams.values(), { periodMs: drainMs, log });
+        // A stream that still arrives here is sent on its way at once.
+        registry.onAdd = (s) => queueMicrotask(() => drain?.refuse(s));
+        await drain.done;
+      }
       clearInterval(recheck);
       registry.closeAll();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           server.forceShutdown();
           resolve();
-        }, 2000);
+        }, 1000);
         server.tryShutdown(() => {
           clearTimeout(t);
           resolve();
@@ -286,9 +302,13 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       for (const s of subs) s.unsubscribe();
       authorities.stop();
       svids.close();
-      await issuer.close();
-      await admin?.close();
-      await store.close();
+      // Every wait is bounded: a hung database or worker must not hold the process past drain + 5 s.
+      await Promise.all([
+        bounded('issuer workers', issuer.close(), 2000, log),
+        bounded('admin server', admin?.close() ?? Promise.resolve(), 2000, log),
+        bounded('store', store.close(), 2000, log),
+      ]);
     })());
+  };
   return { address: bound.address, port: bound.port, admin, metrics, store, tokens, svids, authorities, publisher: pub, registry, readiness, log, ready, close };
 }

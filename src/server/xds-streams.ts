@@ -6,6 +6,7 @@ import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
 import type { Resolver, Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
+import { connectionOf } from './drain.js';
 import type { Logger } from './logger.js';
 import type { Metrics, StreamApi } from './metrics.js';
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
@@ -45,17 +46,24 @@ export interface RegisteredStream {
   close(): void;
   /** Ends the stream with UNAUTHENTICATED, e.g. when its token was revoked or expired. */
   deny(reason: string): void;
+  /** Ends the stream with UNAVAILABLE so the proxy reconnects (shutdown drain). */
+  unavailable(reason: string): void;
+  /** The HTTP/2 connection (looked up on demand, for GOAWAY while draining). */
+  readonly connection: import('node:http2').Http2Session | undefined;
 }
 
 /** Live streams, for /debug/proxies, for re-checking their tokens and for closing them on shutdown. */
 export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, RegisteredStream>();
+  /** Called for each stream registered (shutdown drain sends late streams away). */
+  onAdd?: (stream: RegisteredStream) => void;
 
   /** Registers a stream and gives it its id. */
   add(stream: RegisteredStream): void {
     stream.info.id = this.nextId++;
     this.streams.set(stream.info.id, stream);
+    this.onAdd?.(stream);
   }
 
   remove(id: number): void {
@@ -168,6 +176,14 @@ class XdsStream implements StreamInfo, RegisteredStream {
 
   close(): void {
     this.finish();
+  }
+
+  unavailable(reason: string): void {
+    this.finish({ code: grpc.status.UNAVAILABLE, details: reason });
+  }
+
+  get connection() {
+    return connectionOf(this.call);
   }
 
   deny(reason: string): void {
