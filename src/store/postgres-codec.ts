@@ -1,11 +1,18 @@
-// How a normalised Resource is stored as JSON in the `doc` column, and read back.
+// How a Resource is stored as JSON in the `doc` column, and read back through the same validation as `validate`.
 import { isMap, isSeq, parseAllDocuments, type Node } from 'yaml';
-import { RESOURCE_KINDS, type Resource, type ResourceKind } from '../api/types.js';
+import { resourceKey, type Resource, type ResourceError, type ResourceKind } from '../api/types.js';
+import { normaliseDocument } from '../api/validate.js';
+import { validateStoredResource } from '../api/validate-stored.js';
 
-/** Stable JSON (sorted keys) so equal resources always serialise to equal text. Secret bytes become base64. */
+/** The normalised resource as stable JSON (sorted keys) so equal resources always serialise to equal text. Secret bytes become base64. */
 export function encodeResource(r: Resource): string {
   const plain = r.kind === 'Secret' ? { ...r, data: r.data.toString('base64') } : r;
   return JSON.stringify(sortKeys(plain));
+}
+
+/** JSON text (e.g. jsonb output, whose key order differs) in encodeResource's canonical form. */
+export function canonicalJson(text: string): string {
+  return JSON.stringify(sortKeys(JSON.parse(text)));
 }
 
 function sortKeys(v: unknown): unknown {
@@ -29,51 +36,29 @@ export interface RowKey {
 }
 
 /**
- * Turns a stored `doc` back into a Resource. The doc was written by this store from an already
- * validated resource, so this only checks the shape that consumers rely on, to survive rows that were
- * edited by hand or written by a different version. Returns a reason string when the row is unusable.
+ * Turns a stored `doc` into a Resource with exactly the validation `validate` applies, since rows
+ * may be written by another tool or by hand: the stored (normalised) shape this store writes, or a
+ * Kubernetes-form document (`apiVersion`) as in a file. Every error names the row (`file`), the
+ * field and the reason; the resource must be the one the row's key says it is.
  */
-export function decodeResource(doc: unknown, row: RowKey): Resource | string {
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) return 'doc: must be an object';
-  const d = doc as Record<string, unknown>;
-  if (!RESOURCE_KINDS.includes(d.kind as ResourceKind)) return `kind: unknown kind ${JSON.stringify(d.kind)}`;
-  for (const f of ['kind', 'mesh', 'namespace', 'name'] as const) {
-    if (d[f] !== row[f]) return `${f}: ${JSON.stringify(d[f])} does not match the row key ${JSON.stringify(row[f])}`;
+export function decodeResource(doc: unknown, row: RowKey, file: string): { resource: Resource } | { errors: ResourceError[] } {
+  const source = { file, document: 0 };
+  const expect = row as { kind: ResourceKind; mesh: string; namespace: string; name: string };
+  if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && 'apiVersion' in doc) {
+    let result: ReturnType<typeof normaliseDocument>;
+    try {
+      result = normaliseDocument(doc, source);
+    } catch (err) {
+      return { errors: [{ file, document: 0, path: '', message: `cannot be processed: ${(err as Error).message}` }] };
+    }
+    if (!result.resource || result.errors.length > 0) return { errors: result.errors };
+    if (resourceKey(result.resource) !== resourceKey(expect)) {
+      return { errors: [{ file, document: 0, path: '', message: `holds ${resourceKey(result.resource)} but is stored as ${resourceKey(expect)}` }] };
+    }
+    return { resource: result.resource };
   }
-  const labels = d.labels ?? {};
-  if (typeof labels !== 'object' || labels === null || Array.isArray(labels)) return 'labels: must be an object';
-  for (const [k, v] of Object.entries(labels)) {
-    if (typeof v !== 'string') return `labels.${k}: must be a string`;
-  }
-  const base = { ...d, labels };
-  switch (d.kind as ResourceKind) {
-    case 'MeshTrust': {
-      const spec = d.spec as Record<string, unknown> | undefined;
-      if (!spec || typeof spec.trustDomain !== 'string') return 'spec.trustDomain: must be a string';
-      if (!Array.isArray(spec.caBundles)) return 'spec.caBundles: must be an array';
-      return base as unknown as Resource;
-    }
-    case 'MeshIdentity': {
-      const spec = d.spec as Record<string, unknown> | undefined;
-      if (!spec || typeof spec.spiffeID !== 'object' || spec.spiffeID === null) return 'spec.spiffeID: must be an object';
-      const provider = spec.provider as Record<string, unknown> | undefined;
-      if (!provider || (provider.type !== 'Bundled' && provider.type !== 'Spire')) {
-        return 'spec.provider.type: must be one of Bundled, Spire';
-      }
-      return base as unknown as Resource;
-    }
-    case 'Dataplane':
-      return base as unknown as Resource;
-    case 'ClusterFederatedTrustDomain': {
-      const spec = d.spec as Record<string, unknown> | undefined;
-      if (!spec || typeof spec.trustDomain !== 'string' || typeof spec.bundleEndpointURL !== 'string') return 'spec.trustDomain: must be a string';
-      return base as unknown as Resource;
-    }
-    case 'Secret': {
-      if (typeof d.data !== 'string') return 'data: must be a base64 string';
-      return { ...base, data: Buffer.from(d.data, 'base64') } as unknown as Resource;
-    }
-  }
+  const v = validateStoredResource(doc, source, expect);
+  return v.resource ? { resource: v.resource } : { errors: v.errors };
 }
 
 /**

@@ -1,59 +1,166 @@
-// Tables of the PostgreSQL store and their idempotent migrations.
+// Tables of the PostgreSQL store and their versioned migrations.
 import type pg from 'pg';
 
-/** NOTIFY channel shared by every replica; the payload is the schema that changed. */
+/** Old-style NOTIFY channel: the payload is only the schema name (written by mesh-sds before schema version 2). */
 export const RESOURCES_CHANNEL = 'mesh_sds_resources';
+/** NOTIFY channel of the change feed: one JSON payload per changed row (see `ChangeNotice`). */
+export const CHANGES_CHANNEL = 'mesh_sds_changes';
+
+/** What the trigger sends for each inserted, updated or deleted row. A payload too large for NOTIFY carries `full: true`. */
+export interface ChangeNotice {
+  schema: string;
+  kind?: string;
+  mesh?: string;
+  namespace?: string;
+  name?: string;
+  revision?: number;
+  full?: boolean;
+}
 
 /** Quotes an SQL identifier (schema names come from configuration, never trust them raw). */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
+function quoteLiteral(s: string): string {
+  return `'${s.replace(/'/g, "''")}'`;
+}
+
 export interface SchemaTables {
   schema: string;
   resources: string;
   state: string;
+  versions: string;
 }
 
 export function tablesOf(schema: string): SchemaTables {
   const s = quoteIdent(schema);
-  return { schema, resources: `${s}.resources`, state: `${s}.state` };
+  return { schema, resources: `${s}.resources`, state: `${s}.state`, versions: `${s}.schema_version` };
 }
 
-// Any fixed number works; it only has to be the same for every replica.
-const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
+interface Migration {
+  version: number;
+  description: string;
+  up(c: pg.ClientBase, t: SchemaTables): Promise<void>;
+}
 
 /**
- * Creates the schema and tables when missing. Runs under a transaction-scoped advisory lock because
- * concurrent `CREATE TABLE IF NOT EXISTS` from two replicas starting together can still collide.
+ * In order; never edit a released migration, add a new one. Version 1 is what mesh-sds created
+ * before migrations were versioned (idempotent, so such a schema is adopted as version 1).
  */
-export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<void> {
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'resources and state tables',
+    async up(c, t) {
+      await c.query(`
+        CREATE TABLE IF NOT EXISTS ${t.resources} (
+          kind text NOT NULL,
+          mesh text NOT NULL,
+          namespace text NOT NULL DEFAULT '',
+          name text NOT NULL,
+          source text NOT NULL DEFAULT '',
+          source_name text NOT NULL DEFAULT '',
+          doc jsonb,
+          updated_at timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (kind, mesh, namespace, name)
+        )`);
+      await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS source_name text NOT NULL DEFAULT ''`);
+      await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS doc jsonb`);
+      await c.query(`
+        CREATE TABLE IF NOT EXISTS ${t.state} (
+          key text PRIMARY KEY,
+          value text NOT NULL,
+          updated_at timestamptz NOT NULL DEFAULT now()
+        )`);
+    },
+  },
+  {
+    version: 2,
+    description: 'row revisions and a change-feed trigger',
+    async up(c, t) {
+      const s = quoteIdent(t.schema);
+      // One counter per schema: a row's `revision` is the last write that touched it, and the
+      // optimistic-concurrency version of the resource.
+      await c.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.resource_revision`);
+      await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0`);
+      await c.query(`UPDATE ${t.resources} SET revision = nextval('${s}.resource_revision')`);
+      await c.query(`
+        CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          NEW.revision := nextval(${quoteLiteral(`${s}.resource_revision`)});
+          NEW.updated_at := now();
+          RETURN NEW;
+        END $$`);
+      // Every write, including rows written with SQL by another tool, tells every replica which
+      // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes.
+      await c.query(`
+        CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+          r record;
+          payload text;
+        BEGIN
+          IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+          payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
+            'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
+          IF octet_length(payload) > 7900 THEN
+            payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
+          END IF;
+          PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+          RETURN NULL;
+        END $$`);
+      await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
+      await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
+        FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);
+      await c.query(`DROP TRIGGER IF EXISTS resources_notify ON ${t.resources}`);
+      await c.query(`CREATE TRIGGER resources_notify AFTER INSERT OR UPDATE OR DELETE ON ${t.resources}
+        FOR EACH ROW EXECUTE FUNCTION ${s}.resources_notify()`);
+    },
+  },
+];
+
+/** The schema version this binary creates and understands. */
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+// Any fixed number works; it only has to be the same for every replica (the schema is the second key).
+const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
+
+const MIGRATION_TIMEOUT_MS = 120_000;
+
+export class SchemaTooNewError extends Error {}
+
+/**
+ * Brings the schema to SCHEMA_VERSION: every pending migration in order, in one transaction under
+ * an advisory lock, so replicas starting at the same instant migrate once and the others wait.
+ * A schema newer than this binary knows is refused (naming both versions), never touched.
+ */
+export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{ from: number; to: number }> {
   await client.query('BEGIN');
   try {
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_ID]);
+    // Waiting for another replica's migration is expected at start-up; the pool's short timeout is for serving.
+    await client.query(`SET LOCAL statement_timeout = '${MIGRATION_TIMEOUT_MS}ms'`);
+    await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
     await client.query(`
-      CREATE TABLE IF NOT EXISTS ${t.resources} (
-        kind text NOT NULL,
-        mesh text NOT NULL,
-        namespace text NOT NULL DEFAULT '',
-        name text NOT NULL,
-        source text NOT NULL DEFAULT '',
-        source_name text NOT NULL DEFAULT '',
-        doc jsonb,
-        updated_at timestamptz NOT NULL DEFAULT now(),
-        PRIMARY KEY (kind, mesh, namespace, name)
+      CREATE TABLE IF NOT EXISTS ${t.versions} (
+        version integer PRIMARY KEY,
+        description text NOT NULL DEFAULT '',
+        applied_at timestamptz NOT NULL DEFAULT now()
       )`);
-    // Columns added after the first release go here as ADD COLUMN IF NOT EXISTS.
-    await client.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS source_name text NOT NULL DEFAULT ''`);
-    await client.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS doc jsonb`);
-    await client.query(`
-      CREATE TABLE IF NOT EXISTS ${t.state} (
-        key text PRIMARY KEY,
-        value text NOT NULL,
-        updated_at timestamptz NOT NULL DEFAULT now()
-      )`);
+    const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
+    const from = res.rows[0]?.v ?? 0;
+    if (from > SCHEMA_VERSION) {
+      throw new SchemaTooNewError(
+        `postgres schema "${t.schema}" is at version ${from}, newer than this mesh-sds knows (version ${SCHEMA_VERSION}): upgrade mesh-sds`,
+      );
+    }
+    for (const m of MIGRATIONS) {
+      if (m.version <= from) continue;
+      await m.up(client, t);
+      await client.query(`INSERT INTO ${t.versions} (version, description) VALUES ($1, $2)`, [m.version, m.description]);
+    }
     await client.query('COMMIT');
+    return { from, to: Math.max(from, SCHEMA_VERSION) };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

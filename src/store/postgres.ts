@@ -1,19 +1,21 @@
 // PostgreSQL resource store (SPEC §6): resources and shared state in tables, changes fanned out to
-// every replica with LISTEN/NOTIFY. The server keeps serving its last snapshot while the database is away.
+// every replica as row-level notifications. The server keeps serving its last snapshot while the
+// database is away or stalled: nothing on the serving path waits on a query.
 import pg from 'pg';
 import { ReplaySubject, type Observable } from 'rxjs';
 import { parseResources } from '../api/parse.js';
 import {
+  formatResourceError,
   resourceKey,
   type Resource,
   type ResourceError,
   type ResourceKind,
   type ResourceSnapshot,
 } from '../api/types.js';
-import type { ResourceStore, StateStore } from './types.js';
-import { decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
-import { migrate, RESOURCES_CHANNEL, tablesOf, type SchemaTables } from './postgres-schema.js';
+import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
+import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
+import { CHANGES_CHANNEL, migrate, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 
 /** Structured logger; pino's Logger satisfies it. */
 export interface StoreLogger {
@@ -26,18 +28,28 @@ export interface PostgresStoreOptions {
   /** Schema holding the tables; created when missing. Default: `schema` query parameter of the URL, else `public`. */
   schema?: string;
   logger?: StoreLogger;
-  /** Coalesces bursts of notifications into one reload. Default 50 ms. */
+  /** Coalesces bursts of notifications into one read. Default 20 ms. */
   debounceMs?: number;
   /** First and maximum delay between reconnect attempts of the LISTEN connection. Default 1 s and 30 s. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
+  /** Server-side limit of every statement (statement_timeout); the client gives up 1 s later. Default 5 s. */
+  queryTimeoutMs?: number;
+  /** Limit for opening a connection. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** How often the LISTEN connection is probed, so a silently dead feed is noticed. Default 10 s. */
+  heartbeatMs?: number;
 }
 
 const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
+/** More changed rows than this in one batch are read with one full reload instead of by key. */
+const MAX_INCREMENTAL_KEYS = 1000;
+
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
   fingerprint: string;
+  revision: number;
   /** Last good version; kept when the row later fails to load. */
   resource?: Resource;
   errors: ResourceError[];
@@ -51,7 +63,10 @@ interface ResourceRow {
   source: string;
   source_name: string;
   doc: string | null;
+  revision: string;
 }
+
+const ROW_COLUMNS = 'kind, mesh, namespace, name, source, source_name, doc::text AS doc, revision';
 
 export class PostgresStore implements ResourceStore {
   readonly state: StateStore;
@@ -64,8 +79,14 @@ export class PostgresStore implements ResourceStore {
   private readonly debounceMs: number;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
+  private readonly heartbeatMs: number;
+
+  /** How the change feed has read the table so far (diagnostics; tests prove a change reads only its row). */
+  readonly feedStats = { fullReloads: 0, keyedReads: 0, rowsRead: 0 };
 
   private entries = new Map<string, Entry>();
+  /** Keys of entries with errors, so publishing does not walk every entry. */
+  private erroneous = new Set<string>();
   private current: ResourceSnapshot | undefined;
   private revision = 0;
   private started = false;
@@ -74,12 +95,17 @@ export class PostgresStore implements ResourceStore {
   private listener: pg.Client | undefined;
   private listenerBackendPid: number | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   private reconnectAttempts = 0;
 
   private reloadTimer: NodeJS.Timeout | undefined;
   private reloading = false;
   private reloadAgain = false;
   private reloadFailures = 0;
+  /** Rows named by notifications and not read yet. */
+  private pendingKeys = new Map<string, RowKeyOnly>();
+  /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
+  private fullReloadPending = true;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -90,33 +116,47 @@ export class PostgresStore implements ResourceStore {
     this.schema = schema;
     this.t = tablesOf(schema);
     this.log = opts.logger ?? silentLogger;
-    this.debounceMs = opts.debounceMs ?? 50;
+    this.debounceMs = opts.debounceMs ?? 20;
     this.reconnectMinMs = opts.reconnectMinMs ?? 1000;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 30_000;
+    this.heartbeatMs = opts.heartbeatMs ?? 10_000;
     this.state = new PostgresStateStore(pool, this.t.state);
   }
 
-  /** Connects and creates the schema and tables when missing. Call `start()` to load the first snapshot. */
+  /** Connects and migrates the schema to this binary's version. Call `start()` to load the first snapshot. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const { connectionString, schema: urlSchema } = splitSchemaParam(url);
     const schema = opts.schema ?? urlSchema ?? 'public';
-    const clientConfig: pg.ClientConfig = { connectionString, application_name: 'mesh-sds' };
-    const pool = new pg.Pool({ ...clientConfig, max: 4 });
+    const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
+    const clientConfig: pg.ClientConfig = {
+      connectionString,
+      application_name: 'mesh-sds',
+      connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
+    };
     const log = opts.logger ?? silentLogger;
+    // The migration may wait for another replica's; it gets its own connection and limits.
+    const migrator = new pg.Client({ ...clientConfig, application_name: 'mesh-sds-migrate' });
+    migrator.on('error', () => undefined);
+    await migrator.connect();
+    try {
+      const { from, to } = await migrate(migrator, tablesOf(schema));
+      if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
+    } finally {
+      await migrator.end().catch(() => undefined);
+    }
+    // Every query of the pool has a limit: a stalled database fails queries instead of holding them.
+    const pool = new pg.Pool({
+      ...clientConfig,
+      max: 4,
+      statement_timeout: queryTimeoutMs,
+      query_timeout: queryTimeoutMs + 1000,
+      idle_in_transaction_session_timeout: queryTimeoutMs * 2,
+    });
     // An idle pooled connection that the server drops must not crash the process.
     pool.on('error', (err) => log.warn({ err: err.message, schema }, 'postgres store: pooled connection lost'));
-    try {
-      const client = await pool.connect();
-      try {
-        await migrate(client, tablesOf(schema));
-      } finally {
-        client.release();
-      }
-    } catch (err) {
-      await pool.end().catch(() => undefined);
-      throw err;
-    }
-    return new PostgresStore(pool, clientConfig, schema, opts);
+    return new PostgresStore(pool, { ...clientConfig, statement_timeout: queryTimeoutMs, query_timeout: queryTimeoutMs + 1000 }, schema, opts);
   }
 
   /** Starts listening, then loads and publishes the first snapshot (listening first so no change is missed). */
@@ -124,10 +164,15 @@ export class PostgresStore implements ResourceStore {
     if (this.started) return;
     if (this.closed) throw new Error('postgres store is closed');
     await this.connectListener();
-    // Serialised with notification-driven reloads, which may already be arriving.
+    // Serialised with notification-driven reads, which may already be arriving.
     this.reloading = true;
     try {
-      await this.loadAndPublish(true);
+      this.fullReloadPending = false;
+      this.pendingKeys.clear();
+      await this.fullReload(true);
+    } catch (err) {
+      this.fullReloadPending = true;
+      throw err;
     } finally {
       this.reloading = false;
     }
@@ -146,7 +191,27 @@ export class PostgresStore implements ResourceStore {
     return this.listenerBackendPid;
   }
 
-  async apply(text: string, sourceName: string): Promise<ResourceError[]> {
+  /** For /readyz: the first snapshot is loaded and the change feed is connected. */
+  health(): { ok: boolean; detail: string } {
+    if (this.closed) return { ok: false, detail: 'closed' };
+    if (!this.current) return { ok: false, detail: 'postgres: first snapshot not loaded yet' };
+    if (!this.listener || this.listenerBackendPid === undefined) {
+      return { ok: false, detail: 'postgres: change feed disconnected, serving the last snapshot' };
+    }
+    return { ok: true, detail: `postgres: ${this.entries.size} resources loaded, change feed live` };
+  }
+
+  /** Stored revision of a resource (its optimistic-concurrency version) as last loaded; undefined when absent. */
+  revisionOf(key: string): number | undefined {
+    return this.entries.get(key)?.revision;
+  }
+
+  /**
+   * Validates and writes every document in one transaction, each only if it is still at the version
+   * its writer based it on (WriteOptions): a concurrent change is a conflict naming the resource and
+   * nothing is written. `force` overwrites. A resource stored exactly as written is left alone.
+   */
+  async apply(text: string, sourceName: string, opts: WriteOptions = {}): Promise<ResourceError[]> {
     const { resources, errors } = parseResources(text, sourceName);
     if (errors.length > 0) return errors;
     const byKey = new Map<string, Resource>();
@@ -168,51 +233,116 @@ export class PostgresStore implements ResourceStore {
     if (byKey.size === 0) return [];
 
     const docs = splitDocuments(text);
-    const cols: string[][] = [[], [], [], [], [], [], []];
-    for (const r of byKey.values()) {
-      const docText = docs[r.source?.document ?? 0] ?? text;
-      [r.kind, r.mesh, r.namespace, r.name, docText, sourceName, encodeResource(r)].forEach((v, i) => cols[i]!.push(v));
-    }
-    const changed = await this.transaction(async (c) => {
-      const res = await c.query(
-        `INSERT INTO ${this.t.resources} AS r (kind, mesh, namespace, name, source, source_name, doc, updated_at)
-         SELECT u.kind, u.mesh, u.namespace, u.name, u.source, u.source_name, u.doc::jsonb, now()
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
-           AS u(kind, mesh, namespace, name, source, source_name, doc)
-         ON CONFLICT (kind, mesh, namespace, name) DO UPDATE
-           SET source = EXCLUDED.source, source_name = EXCLUDED.source_name, doc = EXCLUDED.doc, updated_at = now()
-           WHERE r.doc IS DISTINCT FROM EXCLUDED.doc OR r.source IS DISTINCT FROM EXCLUDED.source`,
-        cols,
-      );
-      const n = res.rowCount ?? 0;
-      // Delivered on commit only, to every replica listening (including this one).
-      if (n > 0) await c.query('SELECT pg_notify($1, $2)', [RESOURCES_CHANNEL, this.schema]);
-      return n > 0;
+    const rows = [...byKey.entries()].map(([key, r]) => {
+      // Where it was read from and the write precondition are not content: the stored form has neither.
+      const { source, ...stored } = r;
+      return { key, r, basedOn: source?.resourceVersion, source: docs[source?.document ?? 0] ?? text, doc: encodeResource(stored as Resource) };
     });
-    // Also reload directly, so this replica catches up even while its LISTEN connection is down.
-    if (changed) this.scheduleReload();
+    const conflicts: ResourceError[] = [];
+    const cols = <X, T>(xs: X[], f: (x: X) => T) => xs.map(f);
+    const keyCols = (xs: { r: Resource }[]) => [cols(xs, (x) => x.r.kind), cols(xs, (x) => x.r.mesh), cols(xs, (x) => x.r.namespace), cols(xs, (x) => x.r.name)];
+    const written = await this.transaction(async (c) => {
+      // Read without locking: a writer that commits between this read and the conditional write
+      // below makes that write match nothing, which is the conflict.
+      const seen = await c.query<RowKeyOnly & { revision: string; doc: string | null; source: string }>(
+        `SELECT r.kind, r.mesh, r.namespace, r.name, r.revision, r.doc::text AS doc, r.source FROM ${this.t.resources} r
+         JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(kind, mesh, namespace, name)
+           USING (kind, mesh, namespace, name)`,
+        keyCols(rows),
+      );
+      const stored = new Map(seen.rows.map((row) => [keyOfRow(row), row]));
+      const inserts: typeof rows = [];
+      const updates: (typeof rows[number] & { expected: string })[] = [];
+      for (const x of rows) {
+        const now = stored.get(x.key);
+        if (now && now.doc !== null && canonicalJson(now.doc) === x.doc && now.source === x.source) continue;
+        // What the writer saw: the document's resourceVersion, else what this store last loaded
+        // (a CLI: at its start), else (not started) what was just read.
+        const loaded = this.entries.get(x.key)?.revision;
+        const basedOn = x.basedOn ?? (this.started ? (loaded === undefined ? ABSENT : String(loaded)) : (now?.revision ?? ABSENT));
+        if (!opts.force && basedOn !== (now?.revision ?? ABSENT)) {
+          conflicts.push(conflictError(sourceName, x.r, now?.revision, basedOn));
+          continue;
+        }
+        if (!now) inserts.push(x);
+        else updates.push({ ...x, expected: now.revision });
+      }
+      if (conflicts.length > 0) return [];
+      const done = new Set<string>();
+      if (inserts.length > 0) {
+        const res = await c.query<RowKeyOnly>(
+          `INSERT INTO ${this.t.resources} AS r (kind, mesh, namespace, name, source, source_name, doc)
+           SELECT u.kind, u.mesh, u.namespace, u.name, u.source, u.source_name, u.doc::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+             AS u(kind, mesh, namespace, name, source, source_name, doc)
+           ON CONFLICT (kind, mesh, namespace, name) DO ${opts.force ? 'UPDATE SET source = EXCLUDED.source, source_name = EXCLUDED.source_name, doc = EXCLUDED.doc' : 'NOTHING'}
+           RETURNING r.kind, r.mesh, r.namespace, r.name`,
+          [...keyCols(inserts), cols(inserts, (x) => x.source), cols(inserts, () => sourceName), cols(inserts, (x) => x.doc)],
+        );
+        for (const row of res.rows) done.add(keyOfRow(row));
+        for (const x of inserts) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'created concurrently', ABSENT));
+      }
+      if (updates.length > 0) {
+        const res = await c.query<RowKeyOnly>(
+          `UPDATE ${this.t.resources} AS r SET source = u.source, source_name = u.source_name, doc = u.doc::jsonb
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+             AS u(kind, mesh, namespace, name, source, source_name, doc, expected)
+           WHERE (r.kind, r.mesh, r.namespace, r.name) = (u.kind, u.mesh, u.namespace, u.name) AND ($9 OR r.revision = u.expected)
+           RETURNING r.kind, r.mesh, r.namespace, r.name`,
+          [...keyCols(updates), cols(updates, (x) => x.source), cols(updates, () => sourceName), cols(updates, (x) => x.doc), cols(updates, (x) => x.expected), opts.force === true],
+        );
+        for (const row of res.rows) done.add(keyOfRow(row));
+        for (const x of updates) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'changed or deleted concurrently', x.expected));
+      }
+      if (conflicts.length > 0) throw new RollbackForConflict();
+      return [...inserts, ...updates].filter((x) => done.has(x.key)).map((x) => x.r);
+    }).catch((err: unknown) => {
+      if (err instanceof RollbackForConflict) return [];
+      throw err;
+    });
+    if (conflicts.length > 0) return conflicts;
+    // Also read them directly, so this replica catches up even while its LISTEN connection is down.
+    this.noteChanged(written);
     return [];
   }
 
-  /** Deletes one resource; resolves to whether it existed. */
-  async delete(kind: ResourceKind, mesh: string, namespace: string, name: string): Promise<boolean> {
-    const deleted = await this.transaction(async (c) => {
-      const res = await c.query(
-        `DELETE FROM ${this.t.resources} WHERE kind = $1 AND mesh = $2 AND namespace = $3 AND name = $4`,
-        [kind, mesh, namespace, name],
+  /**
+   * Deletes one resource; resolves to whether it existed. It must still be at `opts.resourceVersion`,
+   * else at the version this store last loaded: otherwise a StoreWriteError (conflict) names it.
+   */
+  async delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts: WriteOptions = {}): Promise<boolean> {
+    const key = resourceKey({ kind, mesh, namespace, name });
+    const loaded = this.entries.get(key)?.revision;
+    const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (loaded === undefined ? undefined : String(loaded)));
+    if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
+      throw new StoreWriteError(`conflict: ${kind} "${name}" in mesh "${mesh}": resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
+    }
+    const res = await this.pool.query<{ what: string; revision: string }>(
+      `WITH d AS (
+         DELETE FROM ${this.t.resources} WHERE kind = $1 AND mesh = $2 AND namespace = $3 AND name = $4
+           AND ($5::bigint IS NULL OR revision = $5) RETURNING revision
+       )
+       SELECT 'deleted' AS what, revision FROM d
+       UNION ALL
+       SELECT 'kept', revision FROM ${this.t.resources}
+         WHERE kind = $1 AND mesh = $2 AND namespace = $3 AND name = $4 AND NOT EXISTS (SELECT 1 FROM d)`,
+      [kind, mesh, namespace, name, basedOn ?? null],
+    );
+    const row = res.rows[0];
+    if (row?.what === 'kept') {
+      throw new StoreWriteError(
+        `conflict: ${kind} "${name}" in mesh "${mesh}" was changed by another writer (it is at resourceVersion ${row.revision}, expected ${basedOn}); nothing deleted — re-run, or use --force`,
+        true,
       );
-      const n = res.rowCount ?? 0;
-      if (n > 0) await c.query('SELECT pg_notify($1, $2)', [RESOURCES_CHANNEL, this.schema]);
-      return n > 0;
-    });
-    if (deleted) this.scheduleReload();
-    return deleted;
+    }
+    if (row?.what === 'deleted') this.noteChanged([{ kind, mesh, namespace, name }]);
+    return row?.what === 'deleted';
   }
 
   /** Reads the stored resources straight from the database (not the snapshot), sorted by key. Rows that fail to load are skipped. */
   async list(kind?: ResourceKind): Promise<Resource[]> {
     const res = await this.pool.query<ResourceRow>(
-      `SELECT kind, mesh, namespace, name, source, source_name, doc::text AS doc FROM ${this.t.resources}
+      `SELECT ${ROW_COLUMNS} FROM ${this.t.resources}
        WHERE $1::text IS NULL OR kind = $1 ORDER BY kind, mesh, namespace, name`,
       [kind ?? null],
     );
@@ -229,6 +359,7 @@ export class PostgresStore implements ResourceStore {
     this.closed = true;
     clearTimeout(this.reloadTimer);
     clearTimeout(this.reconnectTimer);
+    clearInterval(this.heartbeatTimer);
     this.subject.complete();
     const listener = this.listener;
     this.listener = undefined;
@@ -239,77 +370,126 @@ export class PostgresStore implements ResourceStore {
 
   // ---- loading ---------------------------------------------------------------------------------
 
-  private async loadAndPublish(force = false): Promise<void> {
+  /** Reads every row; publishes when anything differs from the current snapshot (or `force`). */
+  private async fullReload(force = false): Promise<void> {
+    const res = await this.pool.query<ResourceRow>(`SELECT ${ROW_COLUMNS} FROM ${this.t.resources}`);
+    if (this.closed) return;
+    this.feedStats.fullReloads++;
+    this.feedStats.rowsRead += res.rows.length;
+    const next = new Map<string, Entry>();
+    const changed = new Set<string>();
+    for (const row of res.rows) {
+      const key = keyOfRow(row);
+      const entry = this.entryFor(key, row);
+      if (entry !== this.entries.get(key)) changed.add(key);
+      next.set(key, entry);
+    }
+    for (const key of this.entries.keys()) if (!next.has(key)) changed.add(key);
+    if (!force && changed.size === 0) return;
+    const resources = new Map<string, Resource>();
+    const versions = new Map<string, string>();
+    this.erroneous = new Set();
+    for (const [key, e] of next) {
+      versions.set(key, String(e.revision));
+      if (e.resource) resources.set(key, e.resource);
+      if (e.errors.length > 0) this.erroneous.add(key);
+    }
+    this.entries = next;
+    this.publish(resources, versions);
+  }
+
+  /** Reads only the named rows (a key with no row was deleted) and publishes a copy of the snapshot with them applied. */
+  private async readKeys(parts: RowKeyOnly[]): Promise<void> {
     const res = await this.pool.query<ResourceRow>(
-      `SELECT kind, mesh, namespace, name, source, source_name, doc::text AS doc FROM ${this.t.resources}
-       ORDER BY kind, mesh, namespace, name`,
+      `SELECT ${ROW_COLUMNS} FROM ${this.t.resources} r
+       JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(kind, mesh, namespace, name)
+         USING (kind, mesh, namespace, name)`,
+      [parts.map((p) => p.kind), parts.map((p) => p.mesh), parts.map((p) => p.namespace), parts.map((p) => p.name)],
     );
     if (this.closed) return;
-    const next = new Map<string, Entry>();
-    let changed = force || res.rows.length !== this.entries.size;
-    for (const row of res.rows) {
-      const key = resourceKey(row as { kind: ResourceKind; mesh: string; namespace: string; name: string });
-      const fingerprint = row.doc ?? `source:${row.source}`;
+    this.feedStats.keyedReads++;
+    this.feedStats.rowsRead += res.rows.length;
+    const rows = new Map(res.rows.map((row) => [keyOfRow(row), row]));
+    const changed = new Set<string>();
+    const resources = new Map(this.current?.resources ?? []);
+    const versions = new Map(this.current?.versions ?? []);
+    for (const key of parts.map(keyOfRow)) {
+      const row = rows.get(key);
       const prev = this.entries.get(key);
-      if (prev && prev.fingerprint === fingerprint) {
-        next.set(key, prev);
+      if (!row) {
+        if (!prev) continue;
+        this.entries.delete(key);
+        this.erroneous.delete(key);
+        resources.delete(key);
+        versions.delete(key);
+        changed.add(key);
         continue;
       }
-      changed = true;
-      const loaded = this.loadRow(row);
-      next.set(
-        key,
-        'resource' in loaded
-          ? { fingerprint, resource: loaded.resource, errors: [] }
-          : { fingerprint, resource: prev?.resource, errors: loaded.errors },
+      const entry = this.entryFor(key, row);
+      if (entry === prev) continue;
+      changed.add(key);
+      this.entries.set(key, entry);
+      versions.set(key, String(entry.revision));
+      if (entry.resource) resources.set(key, entry.resource);
+      else resources.delete(key);
+      if (entry.errors.length > 0) this.erroneous.add(key);
+      else this.erroneous.delete(key);
+    }
+    if (changed.size > 0) this.publish(resources, versions);
+  }
+
+  /** The entry of a row: the current one when unchanged, else the row validated (its last good version kept on error). */
+  private entryFor(key: string, row: ResourceRow): Entry {
+    const fingerprint = row.doc ?? `source:${row.source}`;
+    const revision = Number(row.revision);
+    const prev = this.entries.get(key);
+    if (prev && prev.fingerprint === fingerprint) {
+      return prev.revision === revision ? prev : { ...prev, revision };
+    }
+    const loaded = this.loadRow(row);
+    if ('resource' in loaded) return { fingerprint, revision, resource: loaded.resource, errors: [] };
+    for (const e of loaded.errors) {
+      this.log.warn(
+        { row: key, schema: this.schema, field: e.path, reason: e.message, servingLastGood: prev?.resource !== undefined },
+        `resource rejected: ${formatResourceError(e)}`,
       );
     }
-    if (!changed) {
-      for (const key of this.entries.keys()) if (!next.has(key)) changed = true;
-    }
-    if (!changed) return;
-    this.entries = next;
-    const resources = new Map<string, Resource>();
+    return { fingerprint, revision, resource: prev?.resource, errors: loaded.errors };
+  }
+
+  private publish(resources: Map<string, Resource>, versions: Map<string, string>): void {
     const errors: ResourceError[] = [];
-    for (const [key, e] of next) {
-      if (e.resource) resources.set(key, e.resource);
-      errors.push(...e.errors);
-    }
-    this.current = { revision: ++this.revision, resources, errors };
+    for (const key of this.erroneous) errors.push(...(this.entries.get(key)?.errors ?? []));
+    this.current = { revision: ++this.revision, resources, errors, versions };
     this.subject.next(this.current);
   }
 
   private loadRow(row: ResourceRow): { resource: Resource } | { errors: ResourceError[] } {
-    const key = `${row.kind}/${row.mesh}/${row.namespace}/${row.name}`;
-    const file = row.source_name || `postgres:${this.schema}.resources`;
+    const key = keyOfRow(row);
+    const file = `postgres:${this.schema}.resources row ${key}${row.source_name ? ` (applied from ${row.source_name})` : ''}`;
     if (row.doc !== null) {
       let doc: unknown;
       try {
         doc = JSON.parse(row.doc);
       } catch {
-        return { errors: [{ file, document: 0, path: '', message: `stored resource ${key} is not valid JSON` }] };
+        return { errors: [{ file, document: 0, path: '', message: `row ${key}: doc is not valid JSON` }] };
       }
-      const document = (doc as { source?: { document?: unknown } } | null)?.source?.document;
-      const r = decodeResource(doc, row);
-      if (typeof r !== 'string') return { resource: r };
-      const sep = r.indexOf(': ');
-      return {
-        errors: [{
-          file,
-          document: typeof document === 'number' ? document : 0,
-          path: sep >= 0 ? r.slice(0, sep) : '',
-          message: `stored resource ${key}: ${sep >= 0 ? r.slice(sep + 2) : r}`,
-        }],
-      };
+      return decodeResource(doc, row, file);
     }
     // A row written without a doc (e.g. inserted by hand with SQL): validate its source text.
     const parsed = parseResources(row.source, file);
-    if (parsed.errors.length > 0) return { errors: parsed.errors };
+    if (parsed.errors.length > 0) return { errors: parsed.errors.map((e) => ({ ...e, message: `row ${key}: ${e.message}` })) };
     const match = parsed.resources.find((r) => resourceKey(r) === key);
     if (parsed.resources.length !== 1 || !match) {
-      return { errors: [{ file, document: 0, path: '', message: `stored source of ${key} must hold exactly that one resource` }] };
+      return { errors: [{ file, document: 0, path: '', message: `row ${key}: source must hold exactly that one resource` }] };
     }
     return { resource: match };
+  }
+
+  /** Rows changed by this replica or named by a notification: read them soon. */
+  private noteChanged(keys: Iterable<RowKeyOnly>): void {
+    for (const k of keys) this.pendingKeys.set(keyOfRow(k), { kind: k.kind, mesh: k.mesh, namespace: k.namespace, name: k.name });
+    if (this.pendingKeys.size > 0) this.scheduleReload();
   }
 
   private scheduleReload(delayMs = this.debounceMs): void {
@@ -329,13 +509,25 @@ export class PostgresStore implements ResourceStore {
     try {
       do {
         this.reloadAgain = false;
-        await this.loadAndPublish();
-      } while (this.reloadAgain && !this.closed);
+        const full = this.fullReloadPending || this.pendingKeys.size > MAX_INCREMENTAL_KEYS;
+        const keys = [...this.pendingKeys.values()];
+        this.pendingKeys.clear();
+        this.fullReloadPending = false;
+        try {
+          if (full) await this.fullReload();
+          else if (keys.length > 0) await this.readKeys(keys);
+        } catch (err) {
+          // Not read: read them next time.
+          if (full) this.fullReloadPending = true;
+          for (const k of keys) if (!this.pendingKeys.has(keyOfRow(k))) this.pendingKeys.set(keyOfRow(k), k);
+          throw err;
+        }
+      } while ((this.reloadAgain || this.pendingKeys.size > 0 || this.fullReloadPending) && !this.closed);
       this.reloadFailures = 0;
     } catch (err) {
       if (this.closed) return;
       this.reloadFailures++;
-      this.log.warn({ err: errMessage(err), schema: this.schema }, 'postgres store: reload failed, keeping the last snapshot');
+      this.log.warn({ err: errMessage(err), schema: this.schema }, 'postgres store: reading changes failed, keeping the last snapshot');
       // With the listener down, its reconnect reloads; otherwise retry here.
       if (this.listener) this.scheduleReload(this.backoff(this.reloadFailures - 1));
     } finally {
@@ -345,16 +537,40 @@ export class PostgresStore implements ResourceStore {
 
   // ---- LISTEN connection -----------------------------------------------------------------------
 
+  private onNotification(msg: pg.Notification): void {
+    if (msg.channel === RESOURCES_CHANNEL) {
+      // Written by an older mesh-sds: says only that something in the schema changed.
+      if (msg.payload === this.schema) {
+        this.fullReloadPending = true;
+        this.scheduleReload();
+      }
+      return;
+    }
+    if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
+    let n: ChangeNotice;
+    try {
+      n = JSON.parse(msg.payload) as ChangeNotice;
+    } catch {
+      return;
+    }
+    if (n.schema !== this.schema) return;
+    if (n.full || typeof n.kind !== 'string' || typeof n.mesh !== 'string' || typeof n.namespace !== 'string' || typeof n.name !== 'string') {
+      this.fullReloadPending = true;
+      this.scheduleReload();
+      return;
+    }
+    this.noteChanged([{ kind: n.kind, mesh: n.mesh, namespace: n.namespace, name: n.name }]);
+  }
+
   private async connectListener(): Promise<void> {
     const client = new pg.Client({ ...this.clientConfig, application_name: 'mesh-sds-listen' });
     this.listener = client;
-    client.on('notification', (msg) => {
-      if (msg.channel === RESOURCES_CHANNEL && msg.payload === this.schema) this.scheduleReload();
-    });
+    client.on('notification', (msg) => this.onNotification(msg));
     client.on('error', (err) => this.listenerLost(client, err));
     client.on('end', () => this.listenerLost(client));
     try {
       await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
       await client.query(`LISTEN ${RESOURCES_CHANNEL}`);
       const pid = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
       if (this.listener === client) this.listenerBackendPid = pid.rows[0]?.pid;
@@ -363,12 +579,19 @@ export class PostgresStore implements ResourceStore {
       throw err;
     }
     if (this.listener !== client) throw new Error('postgres store: LISTEN connection lost while connecting');
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = setInterval(() => {
+      // A connection that died without a TCP reset would otherwise look live for ever.
+      if (this.listener === client) client.query('SELECT 1').catch((err: unknown) => this.listenerLost(client, err));
+    }, this.heartbeatMs);
+    this.heartbeatTimer.unref();
   }
 
   private listenerLost(client: pg.Client, err?: unknown): void {
     if (this.listener !== client) return;
     this.listener = undefined;
     this.listenerBackendPid = undefined;
+    clearInterval(this.heartbeatTimer);
     client.removeAllListeners('notification');
     client.on('error', () => undefined); // the dead client may still report errors while ending
     client.end().catch(() => undefined);
@@ -390,6 +613,8 @@ export class PostgresStore implements ResourceStore {
         () => {
           this.log.info({ schema: this.schema, attempts: this.reconnectAttempts }, 'postgres store: LISTEN connection restored');
           this.reconnectAttempts = 0;
+          // Notifications sent while disconnected are lost: read everything once.
+          this.fullReloadPending = true;
           clearTimeout(this.reloadTimer);
           this.reloadTimer = undefined;
           this.scheduleReload(0);
@@ -420,6 +645,39 @@ export class PostgresStore implements ResourceStore {
       c.release(broken);
     }
   }
+}
+
+interface RowKeyOnly {
+  kind: string;
+  mesh: string;
+  namespace: string;
+  name: string;
+}
+
+class RollbackForConflict extends Error {}
+
+function keyOfRow(row: RowKeyOnly): string {
+  return `${row.kind}/${row.mesh}/${row.namespace}/${row.name}`;
+}
+
+
+/** Stands for "no such row" where a version is compared. */
+const ABSENT = 'absent';
+
+function conflictError(file: string, r: Resource, found: string | undefined, expected: string): ResourceError {
+  const what = `${r.kind} "${r.name}" in mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+  const detail =
+    found === undefined ? 'it does not exist'
+      : /^\d+$/.test(found) ? `it is at resourceVersion ${found}`
+        : `it was ${found}`;
+  const exp = expected === ABSENT ? 'expected it not to exist' : `expected resourceVersion ${expected}`;
+  return {
+    file,
+    document: r.source?.document ?? 0,
+    path: '',
+    message: `conflict: ${what} was changed by another writer (${detail}, ${exp}); nothing was written — re-run to apply over it, or use --force`,
+    conflict: true,
+  };
 }
 
 /** Takes a non-standard `schema` query parameter off the URL (so `--store` can carry it); pg would not understand it. */

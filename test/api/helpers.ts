@@ -1,6 +1,6 @@
 // Shared builders for the resource-model tests.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { parseResources } from '../../src/api/parse.js';
@@ -33,6 +33,8 @@ export function parseObject(obj: unknown): { resources: Resource[]; errors: Reso
 
 /** The document is rejected with exactly these `path: message` problems. */
 export function assertRejected(obj: unknown, ...expected: string[]): void {
+  // Other stores' tests replay every rejected fixture through their own loading path.
+  if (process.env.MESH_SDS_RECORD_REJECTED) appendFileSync(process.env.MESH_SDS_RECORD_REJECTED, `${JSON.stringify({ obj, expected })}\n`);
   const { resources, errors } = parseObject(obj);
   assert.deepEqual(
     errors.map((e) => `${e.path}: ${e.message}`),

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import type { ResourceSnapshot } from '../../src/api/types.js';
-import type { PostgresStore } from '../../src/store/postgres.js';
+import { PostgresStore, type StoreLogger } from '../../src/store/postgres.js';
 import { dataplaneYaml as sharedDataplaneYaml, meshTrustYaml as sharedMeshTrustYaml } from '../helpers/yaml.js';
 
 export const PG_URL = process.env.MESH_SDS_TEST_PG ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -76,3 +76,31 @@ export function waitForSnapshot(
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Opens `n` started stores on one fresh schema; closes them and drops the schema afterwards. */
+export async function withStores(
+  n: number,
+  fn: (stores: PostgresStore[], schema: string) => Promise<void>,
+  opts: { logger?: StoreLogger; queryTimeoutMs?: number } = {},
+): Promise<void> {
+  const schema = testSchema();
+  const stores: PostgresStore[] = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const s = await PostgresStore.open(PG_URL, { schema, ...opts });
+      stores.push(s);
+      await s.start();
+    }
+    await fn(stores, schema);
+  } finally {
+    await Promise.all(stores.map((s) => s.close()));
+    await dropSchema(schema);
+  }
+}
+
+/** A logger that keeps every line as `level message {fields}`, for asserting what was reported. */
+export function recordingLogger(): { logger: StoreLogger; lines: string[] } {
+  const lines: string[] = [];
+  const at = (level: string) => (obj: object, msg?: string) => lines.push(`${level} ${msg ?? ''} ${JSON.stringify(obj)}`);
+  return { logger: { info: at('info'), warn: at('warn'), error: at('error') }, lines };
+}

@@ -1,0 +1,107 @@
+// Optimistic concurrency of apply/delete on Postgres (SPEC §6): a write that would overwrite a
+// change it did not see is a conflict naming the resource, and nothing is written; --force overwrites.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import pg from 'pg';
+import { StoreWriteError } from '../../src/store/types.js';
+import { adminQuery, dataplaneYaml, PG_URL, sleep, waitForSnapshot, withStores } from './helpers.js';
+
+const KEY = 'Dataplane/default//dp-1';
+
+/** Waits until a store's statement on `schema` waits on a lock held by another session. */
+async function waitUntilBlocked(schema: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    const waiting = await adminQuery(
+      `SELECT 1 FROM pg_stat_activity WHERE application_name = 'mesh-sds' AND wait_event_type = 'Lock' AND query LIKE $1`,
+      [`%${schema}%`],
+    );
+    if (waiting.rowCount) return;
+    if (i > 250) throw new Error('the write never waited on the row lock');
+    await sleep(20);
+  }
+}
+
+/**
+ * Runs `write` while another session holds an uncommitted change to dp-1, commits that change once
+ * `write` waits on the row lock (after it has read the row), and returns what `write` produced.
+ */
+async function racingAnotherWriter<T>(schema: string, write: () => Promise<T>): Promise<T> {
+  const other = new pg.Client({ connectionString: PG_URL });
+  await other.connect();
+  try {
+    await other.query('BEGIN');
+    await other.query(`UPDATE "${schema}".resources SET source = $1, doc = NULL WHERE name = 'dp-1'`, [dataplaneYaml('dp-1', 'theirs')]);
+    const result = write();
+    await waitUntilBlocked(schema);
+    await other.query('COMMIT');
+    return await result;
+  } finally {
+    await other.end();
+  }
+}
+
+test('an apply racing another writer of the same resource is a conflict naming it, and writes nothing', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    const errors = await racingAnotherWriter(schema, () => store!.apply(dataplaneYaml('dp-1', 'mine') + '---\n' + dataplaneYaml('dp-2', 'mine'), 'mine.yaml'));
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors[0]!.file, 'mine.yaml');
+    assert.match(errors[0]!.message, /^conflict: Dataplane "dp-1" in mesh "default" was changed by another writer/);
+    assert.match(errors[0]!.message, /--force/);
+    const rows = await adminQuery<{ name: string; source: string }>(`SELECT name, source FROM "${schema}".resources ORDER BY name`);
+    assert.deepEqual(rows.rows.map((r) => r.name), ['dp-1'], 'dp-2 was not written either: one apply is one transaction');
+    assert.match(rows.rows[0]!.source, /theirs/, 'the other writer\'s change is kept');
+  });
+});
+
+test('apply --force overwrites a concurrent change', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    const errors = await racingAnotherWriter(schema, () => store!.apply(dataplaneYaml('dp-1', 'mine'), 'mine.yaml', { force: true }));
+    assert.deepEqual(errors, []);
+    await waitForSnapshot(store!, (s) => s.resources.get(KEY)?.labels.app === 'mine', 5000);
+  });
+});
+
+test('an apply or delete based on a resourceVersion that has moved on is a conflict; based on the current one it is written', async () => {
+  await withStores(2, async ([a, b]) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    await waitForSnapshot(a!, (s) => s.resources.has(KEY), 5000);
+    const seen = a!.snapshot!.versions?.get(KEY);
+    assert.ok(seen);
+    assert.deepEqual(await b!.apply(dataplaneYaml('dp-1', 'b'), 'b.yaml'), []);
+    // The document says which version it was based on (as `get` prints it).
+    const based = (v: string) => `resourceVersion: "${v}"\n${dataplaneYaml('dp-1', 'a')}`;
+    const stale = await a!.apply(based(seen), 'a2.yaml');
+    assert.equal(stale[0]?.conflict, true);
+    assert.match(stale[0]?.message ?? '', new RegExp(`^conflict: Dataplane "dp-1" in mesh "default".*expected resourceVersion ${seen}`));
+    await assert.rejects(
+      a!.delete('Dataplane', 'default', '', 'dp-1', { resourceVersion: seen }),
+      (e: Error) => e instanceof StoreWriteError && e.conflict && /Dataplane "dp-1"/.test(e.message),
+    );
+    const now = (await waitForSnapshot(a!, (s) => s.resources.get(KEY)?.labels.app === 'b', 5000)).versions!.get(KEY)!;
+    assert.deepEqual(await a!.apply(based(now), 'a3.yaml'), [], 'based on the current version, it is written');
+    const last = (await waitForSnapshot(a!, (s) => s.resources.get(KEY)?.labels.app === 'a', 5000)).versions!.get(KEY)!;
+    assert.equal(await a!.delete('Dataplane', 'default', '', 'dp-1', { resourceVersion: last }), true);
+  });
+});
+
+test('two applies creating the same new resource at once: one succeeds, the other is a conflict', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    const other = new pg.Client({ connectionString: PG_URL });
+    await other.connect();
+    try {
+      // Another writer's uncommitted insert: a's insert waits on it, then finds it taken.
+      await other.query('BEGIN');
+      await other.query(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-1', $1)`, [dataplaneYaml('dp-1', 'theirs')]);
+      const result = a!.apply(dataplaneYaml('dp-1', 'mine'), 'mine.yaml');
+      await waitUntilBlocked(schema);
+      await other.query('COMMIT');
+      const errors = await result;
+      assert.match(errors[0]?.message ?? '', /^conflict: Dataplane "dp-1" in mesh "default".*expected it not to exist/);
+      await waitForSnapshot(b!, (s) => s.resources.get(KEY)?.labels.app === 'theirs', 5000);
+    } finally {
+      await other.end();
+    }
+  });
+});

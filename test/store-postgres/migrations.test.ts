@@ -1,0 +1,82 @@
+// Versioned migrations (SPEC §6): a schema-version table, migrations in order under a lock, a schema
+// created before versions existed adopted as version 1, a newer schema refused naming both versions.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PostgresStore } from '../../src/store/postgres.js';
+import { SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
+import { adminQuery, dataplaneYaml, dropSchema, PG_URL, testSchema } from './helpers.js';
+
+async function versions(schema: string): Promise<number[]> {
+  const res = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".schema_version ORDER BY version`);
+  return res.rows.map((r) => r.version);
+}
+
+const allVersions = () => Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1);
+
+test('three stores opening an empty schema at the same instant migrate it once, every version recorded once', async () => {
+  const schema = testSchema();
+  try {
+    const stores = await Promise.all([0, 1, 2].map(() => PostgresStore.open(PG_URL, { schema })));
+    await Promise.all(stores.map((s) => s.close()));
+    assert.deepEqual(await versions(schema), allVersions());
+  } finally {
+    await dropSchema(schema);
+  }
+});
+
+test('a schema created before migrations were versioned is adopted as version 1 and migrated, its rows kept', async () => {
+  const schema = testSchema();
+  try {
+    // Exactly what mesh-sds created before: no version table, the internal normalised form in `doc`.
+    await adminQuery(`CREATE SCHEMA "${schema}"`);
+    await adminQuery(`CREATE TABLE "${schema}".resources (
+      kind text NOT NULL, mesh text NOT NULL, namespace text NOT NULL DEFAULT '', name text NOT NULL,
+      source text NOT NULL DEFAULT '', source_name text NOT NULL DEFAULT '', doc jsonb,
+      updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (kind, mesh, namespace, name))`);
+    await adminQuery(`CREATE TABLE "${schema}".state (key text PRIMARY KEY, value text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())`);
+    await adminQuery(`INSERT INTO "${schema}".state (key, value) VALUES ('ca/x', 'kept')`);
+    const legacy = [
+      ['Dataplane', 'dp-1', { kind: 'Dataplane', mesh: 'default', namespace: 'shop', name: 'dp-1', labels: { app: 'web', 'k8s.kuma.io/namespace': 'shop' }, source: { file: 'a.yaml', document: 0 } }],
+      ['Secret', 'sec', { kind: 'Secret', mesh: 'default', namespace: '', name: 'sec', labels: {}, data: Buffer.from([0, 1, 254, 255]).toString('base64') }],
+    ] as const;
+    for (const [kind, name, doc] of legacy) {
+      await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, doc) VALUES ($1, 'default', $2, $3, $4::jsonb)`, [
+        kind, doc.namespace, name, JSON.stringify(doc),
+      ]);
+    }
+    const store = await PostgresStore.open(PG_URL, { schema });
+    try {
+      await store.start();
+      assert.deepEqual(await versions(schema), allVersions());
+      const snap = store.snapshot!;
+      assert.deepEqual(snap.errors, []);
+      assert.deepEqual(snap.resources.get('Dataplane/default/shop/dp-1')?.labels, { app: 'web', 'k8s.kuma.io/namespace': 'shop' });
+      const secret = snap.resources.get('Secret/default//sec');
+      assert.ok(secret?.kind === 'Secret');
+      assert.deepEqual([...secret.data], [0, 1, 254, 255]);
+      assert.equal(await store.state.get('ca/x'), 'kept');
+      // Writes after the migration work on the migrated table.
+      assert.deepEqual(await store.apply(dataplaneYaml('dp-2', 'api'), 'b.yaml'), []);
+    } finally {
+      await store.close();
+    }
+  } finally {
+    await dropSchema(schema);
+  }
+});
+
+test('a schema newer than this binary knows is refused, naming both versions, and left untouched', async () => {
+  const schema = testSchema();
+  try {
+    await (await PostgresStore.open(PG_URL, { schema })).close();
+    const newer = SCHEMA_VERSION + 7;
+    await adminQuery(`INSERT INTO "${schema}".schema_version (version, description) VALUES ($1, 'from the future')`, [newer]);
+    await assert.rejects(
+      PostgresStore.open(PG_URL, { schema }),
+      (err: Error) => err.message.includes(`version ${newer}`) && err.message.includes(`version ${SCHEMA_VERSION}`) && err.message.includes(schema),
+    );
+    assert.deepEqual(await versions(schema), [...allVersions(), newer]);
+  } finally {
+    await dropSchema(schema);
+  }
+});
