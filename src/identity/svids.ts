@@ -31,9 +31,11 @@ export interface Issuer {
 export interface SvidManagerOptions {
   issuer: Issuer;
   now?: () => Date;
-  /** Reissue at this fraction of a leaf's lifetime (0.8), spread by ± jitter of that point (0.1). */
+  /** Reissue at this fraction of a leaf's lifetime (0.8), spread uniformly by ± jitter (0.1): 70–90 %. */
   rotationFraction?: number;
   jitter?: number;
+  /** Source of the rotation jitter, in [0, 1) (tests pin it). */
+  random?: () => number;
   /** How long an SVID is kept after its proxy's last stream closes, so reconnects reuse it. */
   detachGraceMs?: number;
   onIssued?: (p: { mesh: string; identity: string; seconds: number; svid: IssuedSvid }) => void;
@@ -269,7 +271,7 @@ export class SvidManager {
     const fraction = this.opts.rotationFraction ?? 0.8;
     const jitter = this.opts.jitter ?? 0.1;
     const lifetime = svid.notAfter.getTime() - issuedAt.getTime();
-    const point = fraction * (1 + (Math.random() * 2 - 1) * jitter);
+    const point = fraction + ((this.opts.random ?? Math.random)() * 2 - 1) * jitter;
     return new Date(issuedAt.getTime() + lifetime * Math.min(point, 0.99));
   }
 
@@ -279,7 +281,7 @@ export class SvidManager {
     const step = Math.min(60_000, Math.max(10, Math.floor(delay / 500)));
     e.rotateTimer = setTimeout(
       () => {
-        if (Date.now() + 1000 < at.getTime()) return this.scheduleRotation(key, e, at);
+        if (this.now().getTime() + 1000 < at.getTime()) return this.scheduleRotation(key, e, at);
         e.desiredKey = undefined;
         this.refresh(key);
       },

@@ -11,12 +11,12 @@ import { dataplane, meshIdentity } from '../helpers/resources.js';
 let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
 
-async function setup(opts: { detachGraceMs?: number } = {}) {
+async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date } = {}) {
   const snaps = new Subject<ResourceSnapshot>();
   const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
   authorities.start(snaps);
   const issuer = new SvidIssuer({ workers: 0 });
-  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs });
+  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs, random: opts.random, now: opts.now });
   authorities.views$.subscribe((v) => svids.setView(v));
   const push = async (...resources: Resource[]): Promise<AuthorityView> => {
     const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
@@ -52,29 +52,37 @@ test('an attached proxy gets an SVID with the SPIFFE ID rendered from its Datapl
   }
 });
 
-test('rotation is scheduled at 80 % of the lifetime measured from issuance, within ±10 % jitter', async () => {
-  const h = await setup();
-  try {
-    await h.push(meshIdentity('identity', { expiry: '10m', expiryMs: 600_000 }), dataplane('web-1', web));
-    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
-    const p = await h.until(key, issued);
-    assert.ok(p.state === 'issued');
-    const lifetime = p.svid.notAfter.getTime() - Date.now();
-    const untilRotation = p.rotateAt.getTime() - Date.now();
-    assert.ok(untilRotation > lifetime * 0.8 * 0.9 - 1000 && untilRotation < lifetime * 0.8 * 1.1 + 1000, `rotation in ${untilRotation} ms of ${lifetime}`);
-  } finally {
-    await h.close();
-  }
-});
+for (const [random, fraction] of [
+  [0, 0.7],
+  [0.5, 0.8],
+  [1 - 1e-9, 0.9],
+] as const) {
+  test(`rotation is at ${fraction * 100} % of the lifetime from issuance when the jitter source gives ${random} (the 70–90 % window, pinned clock)`, async () => {
+    const issuedAt = new Date('2030-01-01T00:00:00Z');
+    const h = await setup({ random: () => random, now: () => issuedAt });
+    try {
+      await h.push(meshIdentity('identity', { expiry: '10m', expiryMs: 600_000 }), dataplane('web-1', web));
+      const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+      const p = await h.until(key, issued);
+      assert.ok(p.state === 'issued');
+      assert.equal(p.svid.notAfter.getTime(), issuedAt.getTime() + 600_000, 'NotAfter counts from the injected clock');
+      assert.ok(Math.abs(p.rotateAt.getTime() - (issuedAt.getTime() + 600_000 * fraction)) <= 1, `rotateAt ${p.rotateAt.toISOString()}`);
+    } finally {
+      await h.close();
+    }
+  });
+}
 
-test('a short-lived SVID is reissued by itself before it expires', async () => {
-  const h = await setup();
+test('a short-lived SVID is reissued by itself before it expires, even at the late end of the jitter window', async () => {
+  const h = await setup({ random: () => 1 - 1e-9 });
   try {
     await h.push(meshIdentity('identity', { expiry: '2s', expiryMs: 2000 }), dataplane('web-1', web));
     const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
     const first = await h.until(key, issued);
     const second = await h.until(key, (p) => issued(p) && p !== first);
+    const reissuedAt = Date.now();
     assert.ok(first.state === 'issued' && second.state === 'issued');
+    assert.ok(reissuedAt < first.svid.notAfter.getTime(), `reissued ${reissuedAt - first.svid.notAfter.getTime()} ms relative to NotAfter`);
     assert.notEqual(second.svid.serialHex, first.svid.serialHex);
     assert.ok(second.svid.notAfter > first.svid.notAfter);
   } finally {
