@@ -1,7 +1,8 @@
 import { Subject } from 'rxjs';
-import { resourceKey } from '../api/types.js';
+import { resourceKey, type Dataplane } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
+import { claimMismatch, nodeKeyOf, proxyKeyOf } from './claims.js';
 import { selectIdentity } from './match.js';
 import { ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
@@ -46,7 +47,14 @@ export interface SvidManagerOptions {
 
 interface ProxyEntry {
   principal: ProxyPrincipal;
+  /** The node id (`<mesh>.<name>`): what its Dataplane resource is found by. */
+  node: string;
   refs: number;
+  /**
+   * The tokens this proxy was attached with (by id), with their expiry and how many attachments
+   * each holds. When every one of them is revoked or expired the proxy is dropped at once.
+   */
+  credentials?: Map<string, { expiresAtMs: number; refs: number }>;
   identity: ProxyIdentity;
   /** Inputs that determine the SVID; a change means reissue. */
   desiredKey?: SvidInputs;
@@ -73,7 +81,7 @@ interface SvidInputs {
 const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
   a !== undefined && a.identity === b.identity && a.ca === b.ca && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
 
-export const proxyKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
+export { nodeKeyOf, proxyKeyOf } from './claims.js';
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -118,11 +126,21 @@ export class SvidManager {
     for (const dp of dataplanes) for (const key of this.index.proxiesOfDataplane(dp)) refresh(key);
   }
 
+  /** The Dataplane resource of a node id, if any (authentication checks token claims against it). */
+  dataplane(mesh: string, name: string): Dataplane | undefined {
+    return this.index.dataplane({ mesh, name });
+  }
+
+  /**
+   * Attaches a stream to its proxy (node id + token claims, see proxyKeyOf) and returns the proxy
+   * key. Pass the same credential id to detach().
+   */
   attach(principal: ProxyPrincipal): string {
     const key = proxyKeyOf(principal);
     const existing = this.proxies.get(key);
     if (existing) {
       existing.refs++;
+      holdCredential(existing, principal);
       clearTimeout(existing.dropTimer);
       existing.dropTimer = undefined;
       if (!sameFacts(existing.principal, principal)) {
@@ -132,30 +150,80 @@ export class SvidManager {
       return key;
     }
     this.index.add(key, principal);
-    this.proxies.set(key, {
+    const entry: ProxyEntry = {
       principal,
+      node: nodeKeyOf(principal),
       refs: 1,
       identity: { state: 'pending', mesh: principal.mesh, reason: UNDECIDED_REASON },
       generation: 0,
-    });
+    };
+    holdCredential(entry, principal);
+    this.proxies.set(key, entry);
     this.refresh(key);
     return key;
   }
 
-  detach(key: string): void {
+  /**
+   * Releases one attachment. `credentialId` is the token id it was attached with: when that token
+   * has been forgotten meanwhile (revoked or expired, its proxy dropped), the release is ignored,
+   * so it can never take a reference from a newer proxy of the same key.
+   */
+  detach(key: string, credentialId?: string): void {
     const e = this.proxies.get(key);
-    if (!e || --e.refs > 0) return;
+    if (!e) return;
+    if (credentialId !== undefined) {
+      const c = e.credentials?.get(credentialId);
+      if (!c) return;
+      c.refs = Math.max(0, c.refs - 1);
+    }
+    if (--e.refs > 0) return;
+    this.detachLast(key, e);
+  }
+
+  /** The last stream of a proxy went: keep it for the grace period, so a reconnect reuses its SVID. */
+  private detachLast(key: string, e: ProxyEntry): void {
+    clearTimeout(e.dropTimer);
     e.dropTimer = setTimeout(() => this.drop(key), this.opts.detachGraceMs ?? 60_000);
     e.dropTimer.unref();
   }
 
-  private drop(key: string): void {
+  private drop(key: string, evenIfAttached = false): void {
     const e = this.proxies.get(key);
-    if (!e || e.refs > 0) return;
+    if (!e || (e.refs > 0 && !evenIfAttached)) return;
     clearTimeout(e.rotateTimer);
     this.index.remove(key, e.principal);
+    clearTimeout(e.dropTimer);
+    e.generation++;
     this.proxies.delete(key);
     this.opts.onDropped?.(key);
+  }
+
+  /**
+   * Forgets every token `isDead` says is revoked or expired, and drops at once (no grace period)
+   * each token-authenticated proxy left with no live token: its SVID is never served again, and a
+   * forced rotation cannot bring it back. Streams still using such a token must be closed first
+   * (recheckCredentials). Returns the dropped proxy keys.
+   */
+  forgetCredentials(isDead: (jti: string, expiresAtMs: number) => boolean): string[] {
+    const dropped: string[] = [];
+    for (const [key, e] of this.proxies) {
+      const creds = e.credentials;
+      if (!creds) continue;
+      let released = 0;
+      for (const [jti, c] of creds) {
+        if (!isDead(jti, c.expiresAtMs)) continue;
+        creds.delete(jti);
+        released += c.refs;
+      }
+      if (creds.size === 0) dropped.push(key);
+      else if (released > 0) {
+        // Attachments of a dead token no longer count (their detach is ignored from now on).
+        e.refs = Math.max(0, e.refs - released);
+        if (e.refs === 0) this.detachLast(key, e);
+      }
+    }
+    for (const key of dropped) this.drop(key, true);
+    return dropped;
   }
 
   get(key: string): ProxyIdentity | undefined {
@@ -164,6 +232,12 @@ export class SvidManager {
 
   entries(): IterableIterator<[string, ProxyEntry]> {
     return this.proxies.entries();
+  }
+
+  /** The proxy keys of a node id (one per claim set), or just `key` when it is a known proxy key. */
+  keysFor(nodeOrKey: string): string[] {
+    if (this.proxies.has(nodeOrKey)) return [nodeOrKey];
+    return [...this.proxies].filter(([, e]) => e.node === nodeOrKey).map(([k]) => k);
   }
 
   /** Reissues now (operator request or tests), whatever the rotation schedule says; false for an unknown proxy. */
@@ -185,12 +259,18 @@ export class SvidManager {
     this.changes$.complete();
   }
 
-  private labelsOf(e: ProxyEntry): Readonly<Record<string, string>> | undefined {
+  /**
+   * Labels and workload the identity is computed from (SPEC §5): the Dataplane's alone when it
+   * exists (token claims were checked against it and must still match); else the token's claims.
+   */
+  private factsOf(e: ProxyEntry): { labels: Readonly<Record<string, string>>; workload?: string } | { mismatch: string } | undefined {
     const dp = this.index.dataplane(e.principal);
-    if (!dp && e.principal.source !== 'token') return undefined;
-    const tokenLabels = e.principal.labels;
-    if (!tokenLabels || Object.keys(tokenLabels).length === 0) return dp?.labels ?? {};
-    return { ...(dp?.labels ?? {}), ...tokenLabels };
+    if (dp) {
+      const mismatch = claimMismatch(e.principal, dp);
+      return mismatch ? { mismatch } : { labels: dp.labels };
+    }
+    if (e.principal.source !== 'token') return undefined;
+    return { labels: e.principal.labels ?? {}, workload: e.principal.workload };
   }
 
   private set(key: string, e: ProxyEntry, identity: ProxyIdentity): void {
@@ -204,17 +284,20 @@ export class SvidManager {
     const view = this.view;
     if (!e || !view || this.closed) return;
     const mesh = e.principal.mesh;
-    const labels = this.labelsOf(e);
-    if (!labels) {
+    const facts = this.factsOf(e);
+    if (!facts) {
       return this.settle(key, e, { state: 'pending', mesh, reason: `no Dataplane "${e.principal.name}" in mesh "${mesh}"` });
     }
+    // The Dataplane changed after this proxy authenticated: its claims no longer hold.
+    if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch });
+    const labels = facts.labels;
     const identities = [...view.identities.values()].map((s) => s.identity);
     const match = selectIdentity(identities, { mesh, labels });
     if (!match.winner) return this.settle(key, e, { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' });
     const st = view.identities.get(resourceKey(match.winner))!;
     // A winner that is not ready does not fall back to a lower-precedence identity (Kuma).
     if (!st.ready) return this.settle(key, e, { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` });
-    const id = computeSpiffeId(st.identity, { mesh, labels, workload: e.principal.workload }, view.zone);
+    const id = computeSpiffeId(st.identity, { mesh, labels, workload: facts.workload }, view.zone);
     if (!id.ok) return this.settle(key, e, { state: 'rejected', mesh, identity: st, reason: id.reason });
     const provider = st.identity.spec.provider;
     if (provider.type === 'Spire') {
@@ -292,6 +375,15 @@ export class SvidManager {
     );
     e.rotateTimer.unref();
   }
+}
+
+function holdCredential(e: ProxyEntry, p: ProxyPrincipal): void {
+  const c = p.credential;
+  if (!c) return;
+  e.credentials ??= new Map();
+  const held = e.credentials.get(c.jti);
+  if (held) held.refs++;
+  else e.credentials.set(c.jti, { expiresAtMs: c.expiresAtMs, refs: 1 });
 }
 
 function sameFacts(a: ProxyPrincipal, b: ProxyPrincipal): boolean {

@@ -2,6 +2,7 @@
 // claims here, the Dataplane resource later; nothing the proxy says about itself is trusted.
 import { isIPv4, isIPv6 } from 'node:net';
 import { status, type Metadata } from '@grpc/grpc-js';
+import { claimMismatch } from '../identity/claims.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
@@ -12,6 +13,8 @@ export type { ProxyPrincipal } from '../identity/svids.js';
 export interface AuthOptions {
   mode: AuthMode;
   tokens?: TokenAuthority;
+  /** The Dataplane resource of a node, if any: a token's claims must then equal its labels. */
+  dataplaneOf?: (mesh: string, name: string) => { labels: Readonly<Record<string, string>> } | undefined;
 }
 
 /**
@@ -44,9 +47,12 @@ function bearerToken(metadata: Metadata): string {
   const values = metadata.get('authorization');
   if (values.length === 0) throw new AuthError('missing authorization metadata');
   if (values.length > 1) throw new AuthError('more than one authorization metadata value');
-  const v = values[0];
-  if (typeof v !== 'string') throw new AuthError('authorization metadata must be text');
-  const m = /^Bearer[ ]+(\S+)\s*$/i.exec(v);
+  const raw = values[0];
+  if (typeof raw !== 'string') throw new AuthError('authorization metadata must be text');
+  // Whitespace around the value (a token file's trailing newline, say) is not part of it.
+  const v = raw.trim();
+  if (v === '') throw new AuthError('authorization metadata is empty (expected "Bearer <token>")');
+  const m = /^Bearer[ ]+(\S+)$/i.exec(v);
   if (!m?.[1]) throw new AuthError('authorization metadata must be "Bearer <token>"');
   return m[1];
 }
@@ -74,6 +80,10 @@ export async function authenticateStream(
   if (claims.mesh !== node.mesh || claims.name !== node.name) {
     throw new AuthError(`token is not valid for node id ${nodeId}`);
   }
+  // With a Dataplane resource, claims are constraints (SPEC §5): the identity comes from it alone.
+  const dataplane = opts.dataplaneOf?.(claims.mesh, claims.name);
+  const mismatch = dataplane && claimMismatch(claims, dataplane);
+  if (mismatch) throw new AuthError(mismatch);
   const principal: ProxyPrincipal = {
     mesh: claims.mesh,
     name: claims.name,

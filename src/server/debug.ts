@@ -25,6 +25,9 @@ export function debugProxies(svids: SvidManager, registry: StreamRegistry): unkn
     const id = e.identity;
     return {
       proxy,
+      // A node id has one entry per claim set of its tokens (labels and workload are not secret).
+      node: e.node,
+      claims: e.principal.labels || e.principal.workload !== undefined ? { labels: e.principal.labels, workload: e.principal.workload } : undefined,
       state: id.state,
       reason: 'reason' in id ? id.reason : undefined,
       identity: 'identity' in id && id.identity ? id.identity.kri : undefined,

@@ -42,6 +42,8 @@ export interface ServeConfig {
   maxNamesPerRequest?: number;
   /** How often open streams' tokens are re-checked for revocation and expiry. */
   credentialRecheckMs?: number;
+  /** How often the token revocation list is re-read from the store in the background (1000 ms). */
+  revocationRefreshMs?: number;
   logger?: Logger;
 }
 
@@ -124,7 +126,16 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const protos = loadProtos();
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
-  const tokens = cfg.auth === 'token' ? await TokenAuthority.open(store.state) : undefined;
+  // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
+  let onRevoked: () => void = () => undefined;
+  const tokens =
+    cfg.auth === 'token'
+      ? await TokenAuthority.open(store.state, {
+          revocationRefreshMs: cfg.revocationRefreshMs ?? 1000,
+          onRevoked: () => onRevoked(),
+          onRevocationRefreshError: (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 're-reading token revocations failed; the last list stays in force'),
+        })
+      : undefined;
   const authorities = new IdentityAuthorities({ zone: cfg.zone, state: store.state, log });
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
   // Workers boot while the store loads; readiness waits for them (below).
@@ -192,7 +203,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     cache,
     publisher: pub,
     svids,
-    authenticate: (md, nodeId) => authenticateStream(md, nodeId, { mode: cfg.auth, tokens }),
+    authenticate: (md, nodeId) => authenticateStream(md, nodeId, { mode: cfg.auth, tokens, dataplaneOf: (mesh, name) => svids.dataplane(mesh, name) }),
     metrics,
     log,
     maxNamesPerRequest: cfg.maxNamesPerRequest ?? 1000,
@@ -255,7 +266,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
           identities: () => debugIdentities(authorities.current),
         },
         rotate: (proxy) => {
-          const keys = proxy ? [proxy] : [...svids.entries()].map(([k]) => k);
+          // A node id rotates every claim set of that node; a full proxy key just that one.
+          const keys = proxy ? svids.keysFor(proxy) : [...svids.entries()].map(([k]) => k);
           let n = 0;
           for (const k of keys) if (svids.rotate(k)) n++;
           return n;
@@ -265,11 +277,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
 
-  const recheck = tokens
-    ? setInterval(() => {
-        recheckCredentials(registry, (jti) => tokens.isRevoked(jti)).catch((err: Error) => log.error({ err: err.message }, 'token re-check failed'));
-      }, cfg.credentialRecheckMs ?? 5000)
-    : undefined;
+  const recheckNow = () => tokens && recheckCredentials(registry, svids, (jti) => tokens.isRevoked(jti));
+  onRevoked = recheckNow;
+  const recheck = tokens ? setInterval(recheckNow, cfg.credentialRecheckMs ?? 5000) : undefined;
   recheck?.unref();
 
   let closing: Promise<void> | undefined;
@@ -288,6 +298,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         await drain.done;
       }
       clearInterval(recheck);
+      tokens?.close();
       registry.closeAll();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {

@@ -1,7 +1,8 @@
 // Signed, revocable proxy tokens (SPEC §5), in the style of Kuma's dataplane tokens.
 // The signing key lives in the shared StateStore, so every replica and the CLI that use the same
-// state sign and verify with one key. Revoked token ids live there too and are re-read often
-// enough that a revocation made by the CLI reaches running servers within a second.
+// state sign and verify with one key. Revoked token ids live there too; a server holds the list in
+// memory and re-reads it in the background, so a revocation made by the CLI reaches it within a
+// second or two, and authentication never waits on the store (a stalled database delays nothing).
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
 import { SignJWT, compactVerify, errors as joseErrors, jwtVerify } from 'jose';
 import type { StateStore } from '../store/types.js';
@@ -57,11 +58,19 @@ export class TokenError extends Error {
 }
 
 export interface TokenAuthorityOptions {
-  /** How long a read of the revocation list is trusted before verify() re-reads it. Default 1000 ms. */
-  revocationTtlMs?: number;
+  /**
+   * Re-read the revocation list in the background this often (ms). Unset or 0: never (a CLI
+   * command); a server sets it. verify() itself never reads the store.
+   */
+  revocationRefreshMs?: number;
   /** Called when re-reading revocations fails; the last list read stays in force. */
   onRevocationRefreshError?: (err: unknown) => void;
+  /** Called when the list gained revoked ids (by a refresh or a local revoke). */
+  onRevoked?: (jtis: string[]) => void;
 }
+
+/** How many refresh intervals may pass without a successful read before the list counts as stale. */
+const STALE_AFTER_MISSED = 3;
 
 interface RevokedEntry {
   jti: string;
@@ -156,6 +165,8 @@ function mapJoseError(err: unknown): TokenError {
 export class TokenAuthority {
   private revoked = new Map<string, number | undefined>();
   private revokedReadAt = 0;
+  private lastRefreshError: string | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
   /** Bumped by each local write, so a slower concurrent read cannot put back an older list. */
   private revokedGeneration = 0;
   private refreshing: Promise<void> | undefined;
@@ -177,7 +188,36 @@ export class TokenAuthority {
     const { privateKey, publicKey, kid } = parseSigningKey(raw);
     const ta = new TokenAuthority(state, privateKey, publicKey, kid, opts);
     await ta.refreshRevocations();
+    const every = opts.revocationRefreshMs ?? 0;
+    if (every > 0) {
+      // One read at a time: a stalled read is left to finish, later ticks just skip (and the
+      // list turns stale, see revocationsHealth).
+      ta.refreshTimer = setInterval(() => {
+        if (!ta.refreshing) ta.refreshRevocations().catch((err: unknown) => opts.onRevocationRefreshError?.(err));
+      }, every);
+      ta.refreshTimer.unref();
+    }
     return ta;
+  }
+
+  /** Stops the background refresh. */
+  close(): void {
+    clearInterval(this.refreshTimer);
+    this.refreshTimer = undefined;
+  }
+
+  /**
+   * Whether the in-memory revocation list is current: stale once `STALE_AFTER_MISSED` background
+   * refreshes in a row have failed or not finished (store unreachable or stalled). For /readyz.
+   */
+  revocationsHealth(now = Date.now()): { ok: boolean; detail: string } {
+    const every = this.opts.revocationRefreshMs ?? 0;
+    const age = now - this.revokedReadAt;
+    const ageText = `${(age / 1000).toFixed(1)} s ago`;
+    if (every <= 0) return { ok: true, detail: `revocation list read ${ageText} (no background refresh)` };
+    if (age <= every * STALE_AFTER_MISSED + every) return { ok: true, detail: `revocation list read ${ageText}` };
+    const why = this.lastRefreshError ?? (this.refreshing ? 'a read of the state store has not finished' : 'not refreshed');
+    return { ok: false, detail: `revocation list stale: last read ${ageText} (${why}); the last list read stays in force` };
   }
 
   async generate(opts: GenerateTokenOptions): Promise<string> {
@@ -217,8 +257,8 @@ export class TokenAuthority {
     } catch (err) {
       throw mapJoseError(err);
     }
-    // Only a genuine token gets to learn that it was revoked.
-    if (await this.isRevoked(claims.jti)) throw new TokenError('revoked');
+    // Only a genuine token gets to learn that it was revoked. In-memory only: never waits on the store.
+    if (this.isRevoked(claims.jti)) throw new TokenError('revoked');
     return claims;
   }
 
@@ -253,16 +293,19 @@ export class TokenAuthority {
     return claims.jti;
   }
 
-  /** Re-reads the revocation list from the state store now. */
+  /** Re-reads the revocation list from the state store now (the background refresh calls this). */
   refreshRevocations(): Promise<void> {
     if (!this.refreshing) {
       this.refreshing = (async () => {
         try {
           const generation = this.revokedGeneration;
           const entries = parseRevoked(await this.state.get(REVOKED_STATE_KEY));
+          this.lastRefreshError = undefined;
           if (generation !== this.revokedGeneration) return;
-          this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
-          this.revokedReadAt = Date.now();
+          this.replaceRevoked(entries);
+        } catch (err) {
+          this.lastRefreshError = err instanceof Error ? err.message : String(err);
+          throw err;
         } finally {
           this.refreshing = undefined;
         }
@@ -271,18 +314,16 @@ export class TokenAuthority {
     return this.refreshing;
   }
 
-  /** Whether a token id is revoked (the list is re-read at most every `revocationTtlMs`). */
-  async isRevoked(jti: string): Promise<boolean> {
-    const ttl = this.opts.revocationTtlMs ?? 1000;
-    if (Date.now() - this.revokedReadAt >= ttl) {
-      try {
-        await this.refreshRevocations();
-      } catch (err) {
-        // Keep serving with the last list read: the store being away must not stop the server.
-        this.opts.onRevocationRefreshError?.(err);
-      }
-    }
+  /** Whether a token id is revoked, by the list in memory (never waits on the store). */
+  isRevoked(jti: string): boolean {
     return this.revoked.has(jti);
+  }
+
+  private replaceRevoked(entries: RevokedEntry[]): void {
+    const added = entries.filter((e) => !this.revoked.has(e.jti)).map((e) => e.jti);
+    this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
+    this.revokedReadAt = Date.now();
+    if (added.length > 0) this.opts.onRevoked?.(added);
   }
 
   private async writeRevocation(jti: string, exp: number | undefined): Promise<void> {
@@ -295,7 +336,6 @@ export class TokenAuthority {
       return JSON.stringify(entries);
     });
     this.revokedGeneration++;
-    this.revoked = new Map(entries.map((e) => [e.jti, e.exp]));
-    this.revokedReadAt = Date.now();
+    this.replaceRevoked(entries);
   }
 }

@@ -167,7 +167,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       this.deps.metrics.streams.dec({ api: this.api });
-      this.deps.svids.detach(this.proxy);
+      this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
     }
     if (status) this.call.emit('error', Object.assign(new Error(status.details), status));
@@ -310,7 +310,7 @@ export function handleFetch(
         finished = true;
         cancelWatch?.();
         clearTimeout(timer);
-        deps.svids.detach(pk);
+        deps.svids.detach(pk, principal.credential?.jti);
         return true;
       };
       const done = (err: { code: grpc.status; details: string } | null, res?: DiscoveryResponse) => {
@@ -357,17 +357,20 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
 
 /**
  * Tokens are checked when a stream opens, and Envoy keeps streams open for days: re-check every
- * open stream's token now and then, so a revoked or expired token stops getting new secrets.
+ * open stream's token now and then (against the in-memory revocation list), so a revoked or
+ * expired token stops getting new secrets; then forget the proxies (claim sets) left with no
+ * valid token, so their SVIDs are never served again.
  */
-export async function recheckCredentials(registry: StreamRegistry, isRevoked: (jti: string) => Promise<boolean>, now = Date.now()): Promise<number> {
+export function recheckCredentials(registry: StreamRegistry, svids: SvidManager, isRevoked: (jti: string) => boolean, now = Date.now()): number {
   let denied = 0;
   for (const s of [...registry.streams.values()]) {
     const c = s.credential;
     if (!c) continue;
     if (c.expiresAtMs <= now) s.deny('token expired');
-    else if (await isRevoked(c.jti)) s.deny('token revoked');
+    else if (isRevoked(c.jti)) s.deny('token revoked');
     else continue;
     denied++;
   }
+  svids.forgetCredentials((jti, expiresAtMs) => expiresAtMs <= now || isRevoked(jti));
   return denied;
 }

@@ -187,3 +187,52 @@ test('a Dataplane change re-evaluates only the proxy of that Dataplane', async (
     await h.close();
   }
 });
+
+test('claim sets: a dead token drops its proxy at once, and a late detach of it never takes a reference from a newer proxy of that key', async () => {
+  const h = await setup({ detachGraceMs: 60_000 });
+  try {
+    await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
+    const far = Date.now() + 3600_000;
+    const p = (jti: string) => ({ mesh: 'default', name: 'gw', source: 'token' as const, workload: 'a', credential: { jti, expiresAtMs: far } });
+    const key = h.svids.attach(p('t1'));
+    assert.match(key, /^default\.gw#/);
+    await h.until(key, issued);
+    // A dead token drops the proxy even though a stream (about to be denied) still holds it.
+    assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't1'), [key]);
+    assert.equal(h.svids.get(key), undefined);
+    assert.equal(h.svids.rotate(key), false, 'a forced rotation cannot bring it back');
+    const again = h.svids.attach(p('t2'));
+    assert.equal(again, key);
+    h.svids.detach(key, 't1'); // the old stream goes away late
+    assert.ok(h.svids.get(key), 'the late detach of the forgotten token did not release the new attachment');
+    // Two tokens on one claim set: revoking one keeps the proxy for the other.
+    h.svids.attach(p('t3'));
+    assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't2'), []);
+    assert.ok(h.svids.get(key));
+    // Expiry counts as dead too (the caller decides by expiresAtMs).
+    assert.deepEqual(h.svids.forgetCredentials((_jti, exp) => exp <= far), [key]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('with a Dataplane the identity comes from its labels alone, and a proxy whose claims no longer match gets none', async () => {
+  const h = await setup();
+  try {
+    await h.push(meshIdentity('identity'), dataplane('web-1', web));
+    const plain = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'token' });
+    const p = await h.until(plain, issued);
+    assert.equal(p.state === 'issued' && p.spiffeId, 'spiffe://default.default.mesh.local/ns/shop/sa/web');
+    const claimed = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'token', labels: { app: 'web' } });
+    assert.notEqual(claimed, plain);
+    const c = await h.until(claimed, issued);
+    assert.equal(c.state === 'issued' && c.spiffeId, 'spiffe://default.default.mesh.local/ns/shop/sa/web');
+    // The Dataplane changes under an open stream: its claims no longer hold.
+    await h.push(meshIdentity('identity'), dataplane('web-1', { ...web, app: 'other' }));
+    const r = await h.until(claimed, (x) => x.state === 'pending');
+    assert.match((r as { reason: string }).reason, /label "app"="web" does not match/);
+    assert.equal(h.svids.get(plain)!.state, 'issued');
+  } finally {
+    await h.close();
+  }
+});

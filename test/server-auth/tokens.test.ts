@@ -104,22 +104,29 @@ test('unsigned (alg none), HMAC and garbage tokens are malformed', async () => {
   }
 });
 
-test('a revocation by a second authority on the same state reaches the first within its refresh interval', async () => {
+test('a revocation by a second authority on the same state reaches the first by its background refresh', async () => {
   const state = new MemoryStateStore();
-  const server = await TokenAuthority.open(state, { revocationTtlMs: 50 });
-  const cli = await TokenAuthority.open(state);
-  const token = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
-  const keep = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
-  const { jti } = await server.verify(token); // primes the server's revocation cache
-  await cli.revoke(jti);
-  await new Promise((r) => setTimeout(r, 80));
-  await rejectsWith(server.verify(token), 'token revoked', token);
-  await server.verify(keep); // other tokens of the same proxy stay valid
+  const seen: string[][] = [];
+  const server = await TokenAuthority.open(state, { revocationRefreshMs: 50, onRevoked: (jtis) => seen.push(jtis) });
+  try {
+    const cli = await TokenAuthority.open(state);
+    const token = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+    const keep = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+    const { jti } = await server.verify(token);
+    await cli.revoke(jti);
+    const until = Date.now() + 5000;
+    while (!server.isRevoked(jti) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    await rejectsWith(server.verify(token), 'token revoked', token);
+    assert.deepEqual(seen, [[jti]], 'the server is told about the new revocation once');
+    await server.verify(keep); // other tokens of the same proxy stay valid
+  } finally {
+    server.close();
+  }
 });
 
 test('revoke on the same authority takes effect immediately, revokeToken records exp and prunes expired entries', async () => {
   const state = new MemoryStateStore();
-  const ta = await TokenAuthority.open(state, { revocationTtlMs: 60_000 });
+  const ta = await TokenAuthority.open(state);
   const t1 = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
   const c1 = await ta.verify(t1);
   await ta.revoke(c1.jti);
@@ -158,25 +165,44 @@ test('concurrent opens on one fresh state agree on one key', async () => {
   assert.equal(new Set(all.map((t) => t.keyId)).size, 1);
 });
 
-test('when the state store fails, verify keeps using the last revocation list it read', async () => {
+test('when the state store fails or stalls, verify answers at once from the last list and health turns stale', async () => {
   const inner = new MemoryStateStore();
-  let broken = false;
+  let mode: 'ok' | 'down' | 'stalled' = 'ok';
   const state: StateStore = {
-    get: (k) => (broken ? Promise.reject(new Error('store down')) : inner.get(k)),
+    get: (k) => (mode === 'down' ? Promise.reject(new Error('store down')) : mode === 'stalled' ? new Promise(() => undefined) : inner.get(k)),
     getOrCreate: (k, c) => inner.getOrCreate(k, c),
     update: (k, f) => inner.update(k, f),
     put: (k, v) => inner.put(k, v),
     delete: (k) => inner.delete(k),
   };
   const errors: unknown[] = [];
-  const ta = await TokenAuthority.open(state, { revocationTtlMs: 0, onRevocationRefreshError: (e) => errors.push(e) });
-  const revoked = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
-  const good = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
-  await ta.revokeToken(revoked);
-  broken = true;
-  await rejectsWith(ta.verify(revoked), 'token revoked', revoked);
-  await ta.verify(good);
-  assert.ok(errors.length >= 1, 'refresh failures are reported');
+  const ta = await TokenAuthority.open(state, { revocationRefreshMs: 20, onRevocationRefreshError: (e) => errors.push(e) });
+  try {
+    const revoked = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+    const good = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+    await ta.revokeToken(revoked);
+    assert.equal(ta.revocationsHealth().ok, true);
+    for (const m of ['down', 'stalled'] as const) {
+      mode = m;
+      const t0 = Date.now();
+      await rejectsWith(ta.verify(revoked), 'token revoked', revoked);
+      await ta.verify(good);
+      assert.ok(Date.now() - t0 < 100, `verify must not wait on a ${m} store`);
+      const until = Date.now() + 5000;
+      while (ta.revocationsHealth().ok && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+      const h = ta.revocationsHealth();
+      assert.equal(h.ok, false, `stale after missed refreshes (${m})`);
+      assert.match(h.detail, m === 'down' ? /store down/ : /has not finished/);
+      mode = 'ok';
+      if (m === 'down') {
+        while (!ta.revocationsHealth().ok && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+        assert.equal(ta.revocationsHealth().ok, true, 'fresh again once the store answers');
+      }
+    }
+    assert.ok(errors.length >= 1, 'refresh failures are reported');
+  } finally {
+    ta.close();
+  }
 });
 
 test('generate refuses a mesh with a dot, empty names and non-positive validity', async () => {

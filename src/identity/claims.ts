@@ -1,0 +1,61 @@
+// Token claims (labels, workload) and what they mean for a proxy (SPEC §5): with a Dataplane
+// resource they are constraints that must equal the Dataplane's; without one they are the proxy's
+// labels, and each distinct claim set is a proxy of its own (its own SVID, rotation, debug entry).
+import { createHash } from 'node:crypto';
+import { WORKLOAD_LABEL } from './template.js';
+
+export interface Claims {
+  mesh: string;
+  name: string;
+  workload?: string;
+  labels?: Readonly<Record<string, string>>;
+}
+
+/** `<mesh>.<name>`: the node id, which is also what a Dataplane resource is found by. */
+export const nodeKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
+
+/** Whether the principal carries any claim beyond its node id. */
+export function hasClaims(p: Claims): boolean {
+  return p.workload !== undefined || (p.labels !== undefined && Object.keys(p.labels).length > 0);
+}
+
+/**
+ * A canonical hash of the claims: the same labels in any order and the same workload give the
+ * same hash; anything else a different one. '' when there are no claims.
+ */
+export function claimsHash(p: Claims): string {
+  if (!hasClaims(p)) return '';
+  const labels = Object.entries(p.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const canonical = JSON.stringify({ w: p.workload ?? null, l: labels });
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 16);
+}
+
+/**
+ * The proxy a principal is: its node id, plus `#<claims hash>` when its token carries claims. Two
+ * streams of one node id with different claims are different proxies and never share an SVID.
+ */
+export function proxyKeyOf(p: Claims): string {
+  const hash = claimsHash(p);
+  return hash === '' ? nodeKeyOf(p) : `${nodeKeyOf(p)}#${hash}`;
+}
+
+/**
+ * The first claim that differs from the Dataplane's, as a sentence safe to send to the peer
+ * (labels and workloads are not secret), or undefined when every claim matches.
+ */
+export function claimMismatch(p: Claims, dataplane: { labels: Readonly<Record<string, string>> }): string | undefined {
+  const dpLabels = dataplane.labels;
+  for (const [k, v] of Object.entries(p.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const have = dpLabels[k];
+    if (have !== v) {
+      return `token claim label "${k}"="${v}" does not match Dataplane ${nodeKeyOf(p)} (${have === undefined ? 'no such label' : `"${have}"`})`;
+    }
+  }
+  if (p.workload !== undefined) {
+    const have = dpLabels[WORKLOAD_LABEL];
+    if (have !== p.workload) {
+      return `token claim workload "${p.workload}" does not match Dataplane ${nodeKeyOf(p)} (${have === undefined ? `no "${WORKLOAD_LABEL}" label` : `"${have}"`})`;
+    }
+  }
+  return undefined;
+}
