@@ -56,6 +56,10 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--insecure', 'allow plaintext gRPC on a non-loopback address').env('MESH_SDS_INSECURE'))
   .addOption(new Option('--socket-group <group>', 'group of the unix socket (mode 0660)').env('MESH_SDS_SOCKET_GROUP'))
   .addOption(new Option('--admin <addr>', 'admin HTTP address (health, metrics, debug)').env('MESH_SDS_ADMIN'))
+  .addOption(new Option('--bundle-endpoint <addr>', 'SPIFFE bundle endpoint (HTTPS, GET /<trust-domain>); a bare port binds 127.0.0.1').env('MESH_SDS_BUNDLE_ENDPOINT'))
+  .addOption(new Option('--bundle-endpoint-tls-cert <file>', 'https_web profile: certificate of the bundle endpoint (default https_spiffe: an SVID per trust domain)').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_CERT'))
+  .addOption(new Option('--bundle-endpoint-tls-key <file>', 'https_web profile: key of the bundle endpoint').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_KEY'))
+  .addOption(new Option('--bundle-refresh-hint <duration>', 'spiffe_refresh_hint of served bundles: seconds or a duration (default 300)').env('MESH_SDS_BUNDLE_REFRESH_HINT'))
   .addOption(new Option('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)').env('MESH_SDS_FLAT_TRUST'))
   .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('MESH_SDS_LOG_LEVEL').default('info'))
   .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
@@ -77,6 +81,10 @@ storeOptions(program.command('serve').description('run the SDS server'))
       admin: o.admin,
       logLevel: o.logLevel,
       flatTrust: !!o.flatTrust,
+      bundleEndpoint: o.bundleEndpoint,
+      bundleEndpointTlsCert: o.bundleEndpointTlsCert,
+      bundleEndpointTlsKey: o.bundleEndpointTlsKey,
+      bundleRefreshHint: o.bundleRefreshHint === undefined ? undefined : /^\d+$/.test(o.bundleRefreshHint) ? Number(o.bundleRefreshHint) : Math.ceil(durationMs(o.bundleRefreshHint, '--bundle-refresh-hint') / 1000),
     });
     await server.ready;
     server.log.info({}, 'ready');

@@ -28,6 +28,8 @@ export interface IdentityState {
   trustDomain?: string;
   /** Bundled provider: the CA leaves are signed with (the last good one if the current input is bad). */
   ca?: CertificateAuthority;
+  /** Bundled provider: the CAs to publish (current first, then rolled ones whose leaves may be alive). */
+  caHistory?: readonly CaHistoryEntry[];
   conditions: Condition[];
   /** True when proxies matched by this identity can be served. */
   ready: boolean;
@@ -272,6 +274,7 @@ export class IdentityAuthorities {
       state: {
         ...base,
         ca,
+        caHistory: loaded.history,
         ready,
         conditions: [
           providerCond,

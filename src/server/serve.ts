@@ -11,7 +11,9 @@ import type { ResourceStore } from '../store/types.js';
 import { SecretCache } from '../xds/cache.js';
 import { loadProtos } from '../xds/protos.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
+import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
+import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpointConfig } from './bundle-endpoint.js';
 import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
@@ -24,7 +26,7 @@ import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
 import { handleFetch, handleStream, recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
 
-export interface ServeConfig {
+export interface ServeConfig extends BundleEndpointConfig {
   resourcesDir?: string;
   store?: string;
   stateDir: string;
@@ -51,6 +53,7 @@ export interface RunningServer {
   address: string;
   port?: number;
   admin?: AdminServer;
+  bundleEndpoint?: BundleEndpoint;
   metrics: Metrics;
   store: ResourceStore;
   tokens?: TokenAuthority;
@@ -123,6 +126,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   }
   // Refuse a bad address/TLS combination before opening the store or starting workers.
   listenCredentials(cfg);
+  checkBundleEndpointConfig(cfg);
   const protos = loadProtos();
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
@@ -242,11 +246,16 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     serving = true;
   });
   let bound: { address: string; port?: number };
+  let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;
   try {
     // Accept proxies only once the first snapshot has become secrets: a reconnecting delta client
     // must not be told that the secrets it holds were removed just because they are not built yet.
     await Promise.all([ready, issuerWarm]);
-    bound = await bindServer(server, cfg);
+    bundles = await startServerBundleEndpoint(cfg, { authorities, state: store.state, issuer, log });
+    bound = await bindServer(server, cfg).catch(async (e: unknown) => {
+      await bundles?.close();
+      throw e;
+    });
   } catch (e) {
     for (const sub of subs) sub.unsubscribe();
     authorities.stop();
@@ -275,7 +284,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         logger: log,
       })
     : undefined;
-  log.info({ listen: bound.address, admin: admin?.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
+  log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
 
   const recheckNow = () => tokens && recheckCredentials(registry, svids, (jti) => tokens.isRevoked(jti));
   onRevoked = recheckNow;
@@ -310,6 +319,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
           resolve();
         });
       });
+      await bounded('bundle endpoint', bundles?.close() ?? Promise.resolve(), 2000, log);
       for (const s of subs) s.unsubscribe();
       authorities.stop();
       svids.close();
@@ -321,5 +331,5 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       ]);
     })());
   };
-  return { address: bound.address, port: bound.port, admin, metrics, store, tokens, svids, authorities, publisher: pub, registry, readiness, log, ready, close };
+  return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, publisher: pub, registry, readiness, log, ready, close };
 }

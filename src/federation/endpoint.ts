@@ -1,0 +1,299 @@
+// SPIFFE bundle endpoint (SPEC §10; SPIFFE Trust Domain and Bundle standard §5): `GET /<td>`
+// serves the bundle of every trust domain this server issues from, over TLS.
+//
+// Profiles:
+// - https_spiffe (default): the endpoint presents an X509-SVID `spiffe://<td>/mesh-sds/bundle-endpoint`
+//   issued from that trust domain's CA. One listener may serve several trust domains: the
+//   certificate is chosen by SNI (= the trust domain name); without SNI, or with a name that is
+//   not one of ours, the SVID of the first trust domain in name order is presented.
+//   The SVID is reissued at 80 % of its lifetime. After a CA roll it is NOT replaced at once:
+//   while the CA that signed it is still in the published bundle it stays, so a follower that
+//   holds only the previous bundle can still authenticate the endpoint and learn the new CA.
+// - https_web: a given certificate and key (files re-read when they change).
+import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
+import { issueSvidSync } from '../pki/leaf.js';
+import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
+import type { StateStore } from '../store/types.js';
+import { BundleSequences } from './sequence.js';
+
+export const DEFAULT_REFRESH_HINT_SECONDS = 300;
+export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
+const ROTATION_FRACTION = 0.8;
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A trust domain to publish (see identity/issuing-domains.ts). */
+export interface PublishedDomain {
+  trustDomain: string;
+  /** Issues the endpoint's SVID for this trust domain. */
+  ca: CertificateAuthority;
+  svidLifetimeMs: number;
+  caPems: string[];
+  caFingerprints: string[];
+}
+
+export interface BundleEndpointOptions {
+  /** `host:port` or `[v6]:port`; a bare `port` or `:port` binds 127.0.0.1. */
+  listen: string;
+  state: StateStore;
+  refreshHintSeconds?: number;
+  /** https_web profile: serve this certificate instead of per-trust-domain SVIDs. */
+  webTls?: { certFile: string; keyFile: string };
+  /** Defaults to issuing on the calling thread (a handful of certificates a day). */
+  issue?: (ca: CertificateAuthority, spiffeId: string, expiryMs: number, now: Date) => Promise<IssuedSvid> | IssuedSvid;
+  /** Overrides each domain's SVID lifetime (tests). */
+  svidLifetimeMs?: number;
+  log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  now?: () => Date;
+}
+
+interface Served {
+  body: string;
+  sequence: number;
+}
+
+interface EndpointSvid {
+  svid: IssuedSvid;
+  context: SecureContext;
+  timer?: NodeJS.Timeout;
+}
+
+export interface BundleEndpoint {
+  readonly profile: 'https_spiffe' | 'https_web';
+  readonly address: string;
+  readonly port: number;
+  /** `https://host:port` */
+  readonly url: string;
+  /** Publishes the current trust domains; resolves once the documents (and SVIDs) are in place. */
+  setDomains(domains: readonly PublishedDomain[]): Promise<void>;
+  /** What `GET /<td>` returns now. */
+  document(trustDomain: string): Served | undefined;
+  /** The SVID presented for a trust domain (https_spiffe), certificate metadata and chain only. */
+  svid(trustDomain: string): Omit<IssuedSvid, 'keyPem'> | undefined;
+  close(): Promise<void>;
+}
+
+export class BundleEndpointError extends Error {}
+
+export function parseEndpointListen(listen: string, flag = '--bundle-endpoint'): { host: string; port: number } {
+  const s = listen.trim();
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(s);
+  if (v6) {
+    host = v6[1] ?? '';
+    portText = v6[2] ?? '';
+  } else if (/^:?\d+$/.test(s)) {
+    host = '127.0.0.1';
+    portText = s.replace(/^:/, '');
+  } else {
+    const i = s.lastIndexOf(':');
+    if (i <= 0 || s.indexOf(':') !== i) throw new BundleEndpointError(`${flag}: listen address must be host:port, got "${listen}"`);
+    host = s.slice(0, i);
+    portText = s.slice(i + 1);
+  }
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new BundleEndpointError(`${flag}: invalid port in "${listen}"`);
+  return { host, port };
+}
+
+function readWebTls(files: { certFile: string; keyFile: string }): { cert: string; key: string } {
+  const read = (f: string, flag: string): string => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new BundleEndpointError(`${flag} ${f}: ${(e as Error).message}`);
+    }
+  };
+  return { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };
+}
+
+function send(res: ServerResponse, code: number, body: string): void {
+  res.writeHead(code, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+const errorBody = (message: string): string => JSON.stringify({ error: message }) + '\n';
+
+export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<BundleEndpoint> {
+  const { host, port } = parseEndpointListen(opts.listen);
+  const profile = opts.webTls ? 'https_web' : 'https_spiffe';
+  const hint = opts.refreshHintSeconds ?? DEFAULT_REFRESH_HINT_SECONDS;
+  if (!Number.isSafeInteger(hint) || hint <= 0) throw new BundleEndpointError(`--bundle-refresh-hint: must be a positive number of seconds, got ${hint}`);
+  const now = opts.now ?? (() => new Date());
+  const issue = opts.issue ?? issueSvidSync;
+  const sequences = new BundleSequences(opts.state);
+  const docs = new Map<string, Served>();
+  const svids = new Map<string, EndpointSvid>();
+  let domains: readonly PublishedDomain[] = [];
+  let defaultDomain: string | undefined;
+  let closed = false;
+
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return send(res, 405, errorBody('method not allowed'));
+    }
+    const path = new URL(req.url ?? '/', 'https://bundle-endpoint').pathname;
+    let td: string;
+    try {
+      td = decodeURIComponent(path.slice(1));
+    } catch {
+      return send(res, 400, errorBody('malformed path'));
+    }
+    if (td === '') return send(res, 404, errorBody('name a trust domain: GET /<trust-domain>'));
+    const doc = docs.get(td);
+    if (!doc) return send(res, 404, errorBody(`no SPIFFE bundle for trust domain "${td}" here`));
+    send(res, 200, doc.body);
+  };
+
+  let webFiles: string[] = [];
+  let server: Server;
+  if (opts.webTls) {
+    const files = opts.webTls;
+    server = createServer(readWebTls(files), handle);
+    webFiles = [files.certFile, files.keyFile];
+    for (const f of webFiles) {
+      watchFile(f, { interval: 1000, persistent: false }, () => {
+        try {
+          server.setSecureContext(readWebTls(files));
+          opts.log?.info({ cert: files.certFile }, 'bundle endpoint certificate reloaded');
+        } catch (e) {
+          opts.log?.warn({ reason: (e as Error).message }, 'bundle endpoint certificate not reloaded; serving the previous one');
+        }
+      });
+    }
+  } else {
+    server = createServer(
+      {
+        SNICallback: (servername, cb) => {
+          const own = svids.get(servername.toLowerCase()) ?? (defaultDomain ? svids.get(defaultDomain) : undefined);
+          cb(null, own?.context);
+        },
+      },
+      handle,
+    );
+  }
+  server.keepAliveTimeout = 5000;
+
+  const spiffeIdOf = (td: string) => `spiffe://${td}${ENDPOINT_SPIFFE_PATH}`;
+
+  const issueFor = async (d: PublishedDomain): Promise<void> => {
+    const issuedAt = now();
+    const svid = await issue(d.ca, spiffeIdOf(d.trustDomain), opts.svidLifetimeMs ?? d.svidLifetimeMs, issuedAt);
+    const entry: EndpointSvid = { svid, context: createSecureContext({ cert: svid.certChainPem, key: svid.keyPem }) };
+    const old = svids.get(d.trustDomain);
+    clearTimeout(old?.timer);
+    svids.set(d.trustDomain, entry);
+    // Measured from issuance (NotBefore is back-dated for clock skew), as proxy SVIDs are.
+    const at = issuedAt.getTime() + (svid.notAfter.getTime() - issuedAt.getTime()) * ROTATION_FRACTION;
+    entry.timer = setTimeout(() => void rotate(d.trustDomain), Math.min(Math.max(at - now().getTime(), 0), MAX_TIMER_MS));
+    entry.timer.unref();
+    opts.log?.info({ trustDomain: d.trustDomain, spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter, ca: d.ca.fingerprint.slice(0, 16) }, 'bundle endpoint SVID issued');
+  };
+
+  const rotate = async (td: string): Promise<void> => {
+    const d = domains.find((x) => x.trustDomain === td);
+    if (closed || !d) return;
+    try {
+      await issueFor(d);
+      refreshDefault();
+    } catch (e) {
+      opts.log?.warn({ trustDomain: td, reason: (e as Error).message }, 'bundle endpoint SVID not reissued; retrying in 30 s');
+      const entry = svids.get(td);
+      if (entry) {
+        entry.timer = setTimeout(() => void rotate(td), 30_000);
+        entry.timer.unref();
+      }
+    }
+  };
+
+  const refreshDefault = (): void => {
+    defaultDomain = domains.find((d) => svids.has(d.trustDomain))?.trustDomain;
+    const ctx = defaultDomain ? svids.get(defaultDomain) : undefined;
+    // The context used when a client sends no SNI (IP literals, or a client that does not set it).
+    if (ctx) server.setSecureContext({ cert: ctx.svid.certChainPem, key: ctx.svid.keyPem });
+  };
+
+  let queue: Promise<void> = Promise.resolve();
+  const apply = async (next: readonly PublishedDomain[]): Promise<void> => {
+    if (closed) return;
+    const sorted = [...next].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
+    const fresh = new Map<string, Served>();
+    for (const d of sorted) {
+      const sequence = await sequences.sequenceFor(d.trustDomain, d.caFingerprints);
+      const prev = docs.get(d.trustDomain);
+      fresh.set(d.trustDomain, prev?.sequence === sequence ? prev : { sequence, body: encodeSpiffeBundle({ cas: d.caPems, sequence, refreshHintSeconds: hint }) });
+      if (prev && prev.sequence !== sequence) opts.log?.info({ trustDomain: d.trustDomain, sequence, cas: d.caFingerprints.length }, 'bundle endpoint: bundle changed');
+    }
+    domains = sorted;
+    docs.clear();
+    for (const [td, doc] of fresh) docs.set(td, doc);
+    if (profile === 'https_spiffe') {
+      for (const [td, entry] of [...svids]) {
+        if (fresh.has(td)) continue;
+        clearTimeout(entry.timer);
+        svids.delete(td);
+      }
+      for (const d of sorted) {
+        const have = svids.get(d.trustDomain);
+        // Keep the SVID while its CA is published (see the header comment); reissue otherwise.
+        if (have && d.caFingerprints.includes(have.svid.caFingerprint) && have.svid.notAfter.getTime() > now().getTime()) continue;
+        try {
+          await issueFor(d);
+        } catch (e) {
+          opts.log?.warn({ trustDomain: d.trustDomain, reason: (e as Error).message }, 'bundle endpoint SVID not issued');
+        }
+      }
+      refreshDefault();
+    }
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  opts.log?.info({ address: addr.address, port: addr.port, profile, refreshHintSeconds: hint }, 'bundle endpoint listening');
+
+  return {
+    profile,
+    address: addr.address,
+    port: addr.port,
+    url: `https://${urlHost}:${addr.port}`,
+    setDomains(next) {
+      const run = queue.then(() => apply(next));
+      queue = run.catch((e: Error) => opts.log?.warn({ reason: e.message }, 'bundle endpoint not updated; serving the previous bundles'));
+      return run;
+    },
+    document: (td) => docs.get(td),
+    svid(td) {
+      const s = svids.get(td)?.svid;
+      if (!s) return undefined;
+      const { keyPem: _key, ...rest } = s;
+      return rest;
+    },
+    close: async () => {
+      closed = true;
+      for (const e of svids.values()) clearTimeout(e.timer);
+      for (const f of webFiles) unwatchFile(f);
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,42 @@
+// The trust domains this server issues from, with the CAs a SPIFFE bundle of each must carry:
+// what the bundle endpoint and `export-trust --format spiffe-bundle` publish.
+import type { CertificateAuthority } from '../pki/types.js';
+import type { AuthorityView } from './authorities.js';
+
+export interface IssuingDomain {
+  trustDomain: string;
+  /** The CA the endpoint's own SVID is issued from (of the first identity, by key, with a CA). */
+  ca: CertificateAuthority;
+  /** Its leaf lifetime: the endpoint SVID lives as long as the identity's SVIDs. */
+  svidLifetimeMs: number;
+  /** PEM of every CA to publish: each identity's current CA and the rolled ones whose leaves may still be alive. */
+  caPems: string[];
+  /** Fingerprints of the signing CAs behind `caPems`. */
+  caFingerprints: string[];
+}
+
+/**
+ * Bundled identities with a CA and a fixed trust domain, grouped by trust domain and sorted by
+ * name. An identity whose trust domain depends on proxy labels has none to publish.
+ */
+export function issuingDomains(view: AuthorityView | undefined): IssuingDomain[] {
+  if (!view) return [];
+  const byDomain = new Map<string, IssuingDomain>();
+  const states = [...view.identities.values()].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  for (const st of states) {
+    const provider = st.identity.spec.provider;
+    if (provider.type !== 'Bundled' || !st.ca || !st.trustDomain) continue;
+    let d = byDomain.get(st.trustDomain);
+    if (!d) {
+      d = { trustDomain: st.trustDomain, ca: st.ca, svidLifetimeMs: provider.bundled.certificateParameters.expiryMs, caPems: [], caFingerprints: [] };
+      byDomain.set(st.trustDomain, d);
+    }
+    const history = st.caHistory?.length ? st.caHistory : [{ fingerprint: st.ca.fingerprint, pem: st.ca.trustPem }];
+    for (const h of history) {
+      if (d.caFingerprints.includes(h.fingerprint)) continue;
+      d.caFingerprints.push(h.fingerprint);
+      d.caPems.push(h.pem);
+    }
+  }
+  return [...byDomain.values()].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
+}

@@ -1,0 +1,145 @@
+// The bundle endpoint module on its own: SVID rotation, CA changes, the https_web profile, and
+// sequence numbers shared by replicas through the state store.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { decodeSpiffeBundle } from '../../src/federation/bundle.js';
+import { startBundleEndpoint, type PublishedDomain } from '../../src/federation/endpoint.js';
+import { BundleSequences, storedSequence } from '../../src/federation/sequence.js';
+import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import type { CertificateAuthority } from '../../src/pki/types.js';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { makeCa, openssl, type TestCa } from '../helpers/openssl.js';
+import { waitFor } from '../conformance/world.js';
+import { curl, httpsGet, sClient } from './helpers.js';
+
+const load = (c: TestCa): CertificateAuthority => loadCertificateAuthority(c.certPem, c.keyPem, { allowSelfSigned: true, now: new Date() });
+const domain = (td: string, ...cas: CertificateAuthority[]): PublishedDomain => ({
+  trustDomain: td,
+  ca: cas[0]!,
+  svidLifetimeMs: 3600_000,
+  caPems: cas.map((c) => c.trustPem),
+  caFingerprints: cas.map((c) => c.fingerprint),
+});
+const serialOf = (pem: string) => openssl(['x509', '-noout', '-serial'], pem).trim().replace('serial=', '').toLowerCase();
+
+test('the endpoint SVID is reissued at 80 % of its lifetime and the new one is what TLS clients get', async () => {
+  const ca = load(makeCa('rot', { trustDomain: 'rot.test' }));
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore(), svidLifetimeMs: 4000 });
+  try {
+    const t0 = Date.now();
+    await ep.setDomains([domain('rot.test', ca)]);
+    const first = ep.svid('rot.test')!;
+    assert.equal(first.spiffeId, 'spiffe://rot.test/mesh-sds/bundle-endpoint');
+    const second = await waitFor('the SVID to be reissued', () => ep.svid('rot.test')!.serialHex !== first.serialHex && ep.svid('rot.test')!, 10_000);
+    // Issued at or after t0, so 80 % of its lifetime is no earlier than 0.2·t0 + 0.8·NotAfter.
+    const earliest = 0.2 * t0 + 0.8 * first.notAfter.getTime();
+    assert.ok(Date.now() >= earliest, `reissued ${earliest - Date.now()} ms before 80 % of its lifetime`);
+    const s = await sClient(ep.port, ca.trustPem, 'rot.test');
+    assert.equal(s.verify, '0 (ok)', s.text);
+    assert.equal(serialOf(s.chainPem), second.serialHex.toLowerCase());
+  } finally {
+    await ep.close();
+  }
+});
+
+test('a CA no longer published gets the endpoint a new SVID from the current CA at once; a trust domain that goes away is a 404', async () => {
+  const a = load(makeCa('a', { trustDomain: 'one.test' }));
+  const b = load(makeCa('b', { trustDomain: 'one.test' }));
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore() });
+  try {
+    await ep.setDomains([domain('one.test', a), domain('two.test', load(makeCa('two', { trustDomain: 'two.test' })))]);
+    assert.equal(ep.svid('one.test')!.caFingerprint, a.fingerprint);
+    // Roll: b current, a still published → the SVID from a stays.
+    await ep.setDomains([domain('one.test', b, a)]);
+    assert.equal(ep.svid('one.test')!.caFingerprint, a.fingerprint);
+    assert.equal(decodeSpiffeBundle(ep.document('one.test')!.body).cas.length, 2);
+    // a retired → reissued from b, and the old bundle no longer verifies the endpoint.
+    await ep.setDomains([domain('one.test', b)]);
+    assert.equal(ep.svid('one.test')!.caFingerprint, b.fingerprint);
+    assert.equal((await sClient(ep.port, b.trustPem, 'one.test')).verify, '0 (ok)');
+    assert.notEqual((await sClient(ep.port, a.trustPem, 'one.test')).verify, '0 (ok)');
+    assert.deepEqual(decodeSpiffeBundle(ep.document('one.test')!.body).caPems, [b.trustPem]);
+    assert.equal(ep.document('one.test')!.sequence, 3);
+    // two.test was dropped from the set.
+    const gone = await httpsGet(ep.port, '/two.test', { caPem: b.trustPem, servername: 'one.test' });
+    assert.equal(gone.status, 404);
+    assert.equal(ep.svid('two.test'), undefined);
+  } finally {
+    await ep.close();
+  }
+});
+
+test('https_web: a given certificate, verified by curl --cacert; bundles and 404s as with https_spiffe', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-web-'));
+  const webCa = makeCa('web-root');
+  writeFileSync(join(dir, 'ca.crt'), webCa.certPem);
+  writeFileSync(join(dir, 'ca.key'), webCa.keyPem);
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'web.key')]);
+  openssl(['req', '-new', '-key', join(dir, 'web.key'), '-subj', '/CN=localhost', '-out', join(dir, 'web.csr')]);
+  openssl(['x509', '-req', '-in', join(dir, 'web.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-set_serial', '7', '-days', '2', '-extfile', join(dir, 'ext.cnf'), '-out', join(dir, 'web.crt')]);
+  const td = load(makeCa('td', { trustDomain: 'web.test' }));
+  const ep = await startBundleEndpoint({
+    listen: '127.0.0.1:0',
+    state: new MemoryStateStore(),
+    webTls: { certFile: join(dir, 'web.crt'), keyFile: join(dir, 'web.key') },
+    refreshHintSeconds: 60,
+  });
+  try {
+    assert.equal(ep.profile, 'https_web');
+    await ep.setDomains([domain('web.test', td)]);
+    assert.equal(ep.svid('web.test'), undefined);
+    const ok = await curl(`https://127.0.0.1:${ep.port}/web.test`, webCa.certPem);
+    assert.equal(ok.status, 200);
+    const b = decodeSpiffeBundle(ok.body);
+    assert.deepEqual(b.caPems, [td.trustPem]);
+    assert.equal(b.refreshHintSeconds, 60);
+    assert.equal(b.sequence, 1);
+    const nf = await curl(`https://localhost:${ep.port}/other.test`, webCa.certPem);
+    assert.equal(nf.status, 404);
+    assert.match(JSON.parse(nf.body).error, /other\.test/);
+    // The certificate the server presents is the given one.
+    const s = await sClient(ep.port, webCa.certPem);
+    assert.equal(s.verify, '0 (ok)');
+    assert.equal(serialOf(s.chainPem), serialOf(readFileSync(join(dir, 'web.crt'), 'utf8')));
+    for (const body of [ok.body, nf.body]) assert.doesNotMatch(body, /PRIVATE KEY|"d"\s*:/);
+  } finally {
+    await ep.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('spiffe_sequence is shared through the state store: replicas agree, an unchanged CA set keeps its number, a change is one more, never lower', async () => {
+  const state = new MemoryStateStore();
+  const r1 = new BundleSequences(state);
+  const r2 = new BundleSequences(state);
+  assert.equal(await r1.sequenceFor('td.test', ['a']), 1);
+  assert.equal(await r2.sequenceFor('td.test', ['a']), 1);
+  assert.equal(await r1.sequenceFor('td.test', ['b', 'a']), 2);
+  assert.equal(await r2.sequenceFor('td.test', ['a', 'b']), 2, 'order does not matter');
+  assert.equal(await r2.sequenceFor('td.test', ['b']), 3);
+  assert.equal(await r1.sequenceFor('td.test', ['b']), 3);
+  assert.equal(await storedSequence(state, 'td.test', ['b']), 3);
+  assert.equal(await storedSequence(state, 'td.test', ['a']), undefined);
+  // Going back to an earlier CA set is a change too: a higher number, not the old one.
+  assert.equal(await r1.sequenceFor('td.test', ['a']), 4);
+  // State lost (a fresh store) while a replica runs: it keeps what it served, never lower.
+  const fresh = new MemoryStateStore();
+  const r3 = new BundleSequences(fresh);
+  assert.equal(await r3.sequenceFor('td.test', ['x']), 1);
+  assert.equal(await r3.sequenceFor('other.test', ['x']), 1);
+});
+
+test('the listen address: a bare port binds loopback; a bad address or hint is refused before listening', async () => {
+  const ep = await startBundleEndpoint({ listen: '0', state: new MemoryStateStore() });
+  try {
+    assert.equal(ep.address, '127.0.0.1');
+  } finally {
+    await ep.close();
+  }
+  await assert.rejects(startBundleEndpoint({ listen: 'nope', state: new MemoryStateStore() }), /--bundle-endpoint: listen address must be host:port/);
+  await assert.rejects(startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore(), refreshHintSeconds: 0 }), /--bundle-refresh-hint/);
+});
