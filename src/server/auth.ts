@@ -45,7 +45,11 @@ export function parseNodeId(id: string): { mesh: string; name: string } | undefi
 
 function bearerToken(metadata: Metadata): string {
   const values = metadata.get('authorization');
-  if (values.length === 0) throw new AuthError('missing authorization metadata');
+  // HTTP/2 and gRPC drop a value with whitespace around it or characters outside printable ASCII
+  // before it reaches us: say so, since the proxy may well have sent one.
+  if (values.length === 0) {
+    throw new AuthError('missing authorization metadata (expected "Bearer <token>"; a value with whitespace around it or characters outside printable ASCII is dropped in transport)');
+  }
   if (values.length > 1) throw new AuthError('more than one authorization metadata value');
   const raw = values[0];
   if (typeof raw !== 'string') throw new AuthError('authorization metadata must be text');

@@ -18,6 +18,7 @@ import { authenticateStream, isLoopbackOrUnix } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
+import { routeGrpcLogs } from './grpc-logging.js';
 import { createLogger, type Logger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
@@ -118,6 +119,7 @@ export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' 
 
 export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const log = cfg.logger ?? createLogger(cfg.logLevel ?? 'info');
+  routeGrpcLogs(log);
   if (cfg.auth === 'none') {
     if (!isLoopbackOrUnix(cfg.listen)) {
       throw new ListenError(`--auth none is only allowed on a loopback address or a unix socket, not ${cfg.listen}`);
