@@ -19,26 +19,28 @@ export interface RawStream {
 export class RawGrpcConnection {
   private constructor(private readonly session: http2.ClientHttp2Session) {}
 
-  static connect(target: string): Promise<RawGrpcConnection> {
+  /** `localAddress`: source address (several 127.0.0.x spread 10,000s of connections over more port ranges). */
+  static connect(target: string, opts: { localAddress?: string; windowBytes?: number } = {}): Promise<RawGrpcConnection> {
     return new Promise((resolve, reject) => {
       const session = http2.connect(`http://${target}`, {
         settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: 1 << 20 },
         peerMaxConcurrentStreams: 1 << 20,
-      });
+        ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+      } as http2.ClientSessionOptions);
       session.once('error', reject);
       session.once('connect', () => {
         session.off('error', reject);
         session.on('error', () => undefined);
         // Connection-level flow-control window: many streams share it.
-        session.setLocalWindowSize(64 << 20);
+        session.setLocalWindowSize(opts.windowBytes ?? 64 << 20);
         resolve(new RawGrpcConnection(session));
       });
     });
   }
 
-  openStream(path: string, handlers: RawStreamHandlers): RawStream {
+  openStream(path: string, handlers: RawStreamHandlers, headers: Record<string, string> = {}): RawStream {
     const req = this.session.request(
-      { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' },
+      { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers },
       { endStream: false },
     );
     let pending: Buffer | undefined;
@@ -79,5 +81,14 @@ export class RawGrpcConnection {
 
   close(): void {
     this.session.close();
+  }
+
+  /** Ends the connection at once (its streams are reset). */
+  destroy(): void {
+    this.session.destroy();
+  }
+
+  onClose(fn: () => void): void {
+    this.session.once('close', fn);
   }
 }

@@ -1,7 +1,11 @@
 // Load generator (a separate process forked by bench/run.ts): holds many SotW StreamSecrets streams
-// over a few HTTP/2 connections and behaves like Envoy — node on the first request only, one stream
-// per proxy subscribing to both names, every response ACKed with its version_info and nonce.
-// It records when each stream got what a phase waits for and reports to the parent over IPC.
+// and behaves like Envoy — node on the first request only, every response ACKed with its
+// version_info and nonce. Two shapes: `multiplexed` (one stream per proxy asking for both names,
+// over a few shared connections) and `realistic` (as Envoy without ADS: per proxy its own HTTP/2
+// connection with its token, one stream per name). It records when each proxy got what a phase
+// waits for and reports to the parent over IPC.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { decodeMessage, decodeSecret, SECRET_TYPE_URL } from '../src/xds/protos.js';
 import { RawGrpcConnection, type RawStream } from './h2-grpc.js';
 import { ackEncoder, firstRequestEncoder, readDiscoveryResponse, type LeanResponse } from './lean-wire.js';
@@ -10,7 +14,10 @@ import { epochNow, type FromLoadgen, type LoadgenConfig, type Phase, type PhaseR
 const STREAM_SECRETS = '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets';
 
 interface Proxy {
-  call?: RawStream;
+  calls: RawStream[];
+  conn?: RawGrpcConnection;
+  /** Responses during the armed phase. */
+  touched: boolean;
   cert?: Buffer;
   trust?: Buffer;
   hadIdentity: boolean;
@@ -59,8 +66,14 @@ function peekSecret(buf: Buffer): { name: string; kind: 'tls' | 'vc' | 'other' }
 }
 
 let config: LoadgenConfig | undefined;
-let encodeAck: ((version: string, nonce: string) => Buffer) | undefined;
-let encodeFirst: ((nodeId: string, cluster: string) => Buffer) | undefined;
+/** Per stream kind (both names, or one name each in the realistic shape): its request encoders. */
+interface Encoders {
+  ack: (version: string, nonce: string) => Buffer;
+  first: (nodeId: string, cluster: string) => Buffer;
+}
+let streamKinds: Encoders[] = [];
+let tokens: string[] = [];
+let connectErrors = 0;
 let clients: RawGrpcConnection[] = [];
 const proxies: Proxy[] = [];
 let phase: Phase | undefined;
@@ -96,6 +109,10 @@ function report(): void {
     sideChanges,
     streamErrors: streamErrors.slice(0, 20),
     cpuMs: ((u) => Math.round((u.user + u.system) / 1000))(process.cpuUsage(cpuAtArm)),
+    touched: proxies.flatMap((p, i) => (p.touched ? [config!.from + i] : [])),
+    // Distinct trust bundles held (replicas: one CA means one bundle everywhere).
+    trustDigests: [...new Set(proxies.flatMap((p) => (p.trust ? [p.trust] : [])).map((t) => t.toString('latin1')))].map((t) => createHash('sha256').update(t, 'latin1').digest('hex').slice(0, 16)),
+    connectErrors,
   };
   phase = undefined;
   send(r);
@@ -107,7 +124,7 @@ function finishOne(p: Proxy, at: number): void {
   if (--remaining === 0) report();
 }
 
-function onResponse(p: Proxy, res: LeanResponse): void {
+function onResponse(p: Proxy, call: RawStream, enc: Encoders, res: LeanResponse): void {
   const received = epochNow();
   let cert: Buffer | undefined;
   let trust: Buffer | undefined;
@@ -118,7 +135,7 @@ function onResponse(p: Proxy, res: LeanResponse): void {
     else if (name === TRUST) trust = any.value;
   }
   // ACK exactly as Envoy does: the version and nonce of what it accepted, names unchanged.
-  p.call!.write(encodeAck!(res.version_info, res.nonce));
+  call.write(enc.ack(res.version_info, res.nonce));
   const acked = epochNow();
   if (p.hadIdentity && !cert) gaps++;
   const certChanged = cert !== undefined && (p.cert === undefined || !cert.equals(p.cert));
@@ -130,6 +147,7 @@ function onResponse(p: Proxy, res: LeanResponse): void {
   if (trust) p.trust = trust;
   if (!phase) return;
   responses++;
+  p.touched = true;
   switch (phase) {
     case 'storm':
       if (p.cert && p.trust) finishOne(p, acked);
@@ -137,6 +155,9 @@ function onResponse(p: Proxy, res: LeanResponse): void {
     case 'trust':
       if (certChanged && p.baseline) sideChanges++;
       if (trust && p.baseline && !trust.equals(p.baseline)) finishOne(p, acked);
+      break;
+    case 'churn':
+      if (cert && p.baseline && !cert.equals(p.baseline)) p.firstNew ??= received;
       break;
     case 'rotation':
       if (trustChanged) sideChanges++;
@@ -148,21 +169,55 @@ function onResponse(p: Proxy, res: LeanResponse): void {
   }
 }
 
-function openStream(i: number, p: Proxy): void {
+function openStreams(i: number, p: Proxy, conn: RawGrpcConnection): void {
   const id = config!.from + i;
-  p.call = clients[i % clients.length]!.openStream(STREAM_SECRETS, {
-    onMessage: (msg) => onResponse(p, readDiscoveryResponse(msg)),
-    onEnd: (status, message) => {
-      if (status !== 0 && status !== 1 && streamErrors.length < 100) streamErrors.push(`dp-${id}: ${status} ${message}`);
-    },
+  const headers: Record<string, string> = tokens[id] ? { authorization: `Bearer ${tokens[id]}` } : {};
+  p.calls = streamKinds.map((enc) => {
+    const call: RawStream = conn.openStream(
+      STREAM_SECRETS,
+      {
+        onMessage: (msg) => onResponse(p, call, enc, readDiscoveryResponse(msg)),
+        onEnd: (status, message) => {
+          if (status !== 0 && status !== 1 && streamErrors.length < 100) streamErrors.push(`dp-${id}: ${status} ${message}`);
+        },
+      },
+      headers,
+    );
+    call.write(enc.first(`default.dp-${id}`, `dp-${id}`));
+    return call;
   });
-  p.call.write(encodeFirst!(`default.dp-${id}`, `dp-${id}`));
+}
+
+/** Realistic storm: every proxy opens its own connection (at most `connectConcurrency` being set up at once), then its streams. */
+function connectAll(): void {
+  const c = config!;
+  const addrs = c.localAddresses?.length ? c.localAddresses : [undefined];
+  let next = 0;
+  const start = (i: number, attempt: number): void => {
+    RawGrpcConnection.connect(c.target, { localAddress: addrs[i % addrs.length], windowBytes: 1 << 20 }).then(
+      (conn) => {
+        proxies[i]!.conn = conn;
+        openStreams(i, proxies[i]!, conn);
+        launch();
+      },
+      (e: Error) => {
+        if (attempt < 5) return void setTimeout(() => start(i, attempt + 1), 50 * (attempt + 1));
+        connectErrors++;
+        if (streamErrors.length < 100) streamErrors.push(`dp-${c.from + i}: connect: ${e.message}`);
+        launch();
+      },
+    );
+  };
+  const launch = () => {
+    if (next < proxies.length) start(next++, 0);
+  };
+  for (let k = 0; k < (c.connectConcurrency ?? 200); k++) launch();
 }
 
 /** The hand encoders must produce what protobufjs reads back: checked once per generator. */
-function checkEncoders(names: string[]): void {
-  const first = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', encodeFirst!('default.dp-0', 'dp-0')) as Record<string, any>;
-  const ack = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', encodeAck!('7', 'nonce-1')) as Record<string, any>;
+function checkEncoders(enc: Encoders, names: string[]): void {
+  const first = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', enc.first('default.dp-0', 'dp-0')) as Record<string, any>;
+  const ack = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', enc.ack('7', 'nonce-1')) as Record<string, any>;
   const ok =
     first.node?.id === 'default.dp-0' && first.node?.cluster === 'dp-0' && JSON.stringify(first.resource_names) === JSON.stringify(names) &&
     first.type_url === SECRET_TYPE_URL && ack.version_info === '7' && ack.response_nonce === 'nonce-1' && JSON.stringify(ack.resource_names) === JSON.stringify(names);
@@ -171,11 +226,15 @@ function checkEncoders(names: string[]): void {
 
 async function configure(c: LoadgenConfig): Promise<void> {
   config = c;
-  encodeAck = ackEncoder(c.names, SECRET_TYPE_URL);
-  encodeFirst = firstRequestEncoder(c.names, SECRET_TYPE_URL);
-  checkEncoders(c.names);
-  clients = await Promise.all(Array.from({ length: c.channels }, () => RawGrpcConnection.connect(c.target)));
-  for (let i = c.from; i < c.to; i++) proxies.push({ hadIdentity: false, done: null, firstNew: null });
+  const nameSets = c.shape === 'realistic' ? c.names.map((n) => [n]) : [c.names];
+  streamKinds = nameSets.map((names) => {
+    const enc = { ack: ackEncoder(names, SECRET_TYPE_URL), first: firstRequestEncoder(names, SECRET_TYPE_URL) };
+    checkEncoders(enc, names);
+    return enc;
+  });
+  if (c.tokensFile) tokens = readFileSync(c.tokensFile, 'utf8').split('\n');
+  if (c.shape === 'multiplexed') clients = await Promise.all(Array.from({ length: c.channels }, () => RawGrpcConnection.connect(c.target)));
+  for (let i = c.from; i < c.to; i++) proxies.push({ calls: [], touched: false, hadIdentity: false, done: null, firstNew: null });
   send({ type: 'ready', channels: clients.length });
 }
 
@@ -187,21 +246,30 @@ function arm(next: Phase, deadlineMs: number): void {
   sideChanges = 0;
   streamErrors = [];
   remaining = 0;
+  connectErrors = 0;
   for (const p of proxies) {
     p.done = null;
     p.firstNew = null;
-    p.baseline = next === 'trust' ? p.trust : next === 'rotation' ? p.cert : undefined;
+    p.touched = false;
+    p.baseline = next === 'trust' ? p.trust : next === 'rotation' || next === 'churn' ? p.cert : undefined;
     // A stream without a baseline (it never got served) cannot complete; it stays null.
-    if (next === 'storm' || p.baseline) remaining++;
+    if (next === 'storm' || (next !== 'churn' && p.baseline)) remaining++;
   }
   deadline = setTimeout(report, deadlineMs);
   send({ type: 'armed', phase: next });
-  if (next === 'storm') proxies.forEach((p, i) => openStream(i, p));
-  if (remaining === 0) report();
+  if (next === 'storm') {
+    if (config!.shape === 'realistic') connectAll();
+    else proxies.forEach((p, i) => openStreams(i, p, clients[i % clients.length]!));
+  }
+  // Churn ends when the parent says so.
+  if (remaining === 0 && next !== 'churn') report();
 }
 
 function stop(): never {
-  for (const p of proxies) p.call?.cancel();
+  for (const p of proxies) {
+    for (const call of p.calls) call.cancel();
+    p.conn?.destroy();
+  }
   for (const c of clients) c.close();
   process.exit(0);
 }
@@ -210,6 +278,7 @@ process.on('message', (m: ToLoadgen) => {
   try {
     if (m.type === 'config') configure(m.config).catch((e: Error) => send({ type: 'fatal', message: `connect failed: ${e.message}` }));
     else if (m.type === 'arm') arm(m.phase, m.deadlineMs);
+    else if (m.type === 'end') report();
     else if (m.type === 'stop') stop();
   } catch (e) {
     send({ type: 'fatal', message: (e as Error).stack ?? String(e) });

@@ -25,8 +25,12 @@ export interface ServerProc {
 
 export interface SpawnOptions {
   repoRoot: string;
-  resourcesDir: string;
+  /** The directory store, or `store` (a postgres:// URL). */
+  resourcesDir?: string;
+  store?: string;
   stateDir: string;
+  /** `token` (default, as in production) or `none`. */
+  auth?: 'token' | 'none';
   logDir: string;
   /** Write V8 CPU profiles of every thread here (they appear when the server exits). */
   profileDir?: string;
@@ -50,8 +54,8 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
-    '--resources', o.resourcesDir, '--state-dir', o.stateDir,
-    '--listen', `127.0.0.1:${port}`, '--auth', 'none', '--admin', `127.0.0.1:${adminPort}`,
+    ...(o.store ? ['--store', o.store] : ['--resources', o.resourcesDir!]), '--state-dir', o.stateDir,
+    '--listen', `127.0.0.1:${port}`, '--auth', o.auth ?? 'token', '--admin', `127.0.0.1:${adminPort}`,
   ];
   const spawnedAt = epochNow();
   const child = spawn(process.execPath, args, { cwd: o.repoRoot, stdio: ['ignore', fd, fd], env: { ...process.env, NODE_OPTIONS: '' } });
@@ -66,17 +70,8 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
     logPath,
     spawnedAt,
     exited,
-    rssKb: () => {
-      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
-      if (!m) throw new Error('VmRSS not found');
-      return Number(m[1]);
-    },
-    cpuMs: () => {
-      const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
-      // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (in ticks of 1/100 s on Linux).
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return (Number(f[11]) + Number(f[12])) * 10;
-    },
+    rssKb: () => procRssKb(child.pid!),
+    cpuMs: () => procCpuMs(child.pid!),
     metrics: async () => parseMetrics(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
     logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),
     stop: async () => {
@@ -88,6 +83,20 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
       clearTimeout(t);
     },
   };
+}
+
+/** CPU ms (user + system, all threads) of a process so far, from /proc/<pid>/stat. */
+export function procCpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (ticks of 1/100 s).
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+export function procRssKb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error('VmRSS not found');
+  return Number(m[1]);
 }
 
 /** Polls /readyz until 200; returns epochNow() of the first 200. Bounded by `timeoutMs`. */

@@ -1,0 +1,109 @@
+// A transport floor (SPEC §8): a server that does only what the transport must — accept the
+// connections and StreamSecrets streams, answer each stream's first request with one pre-encoded
+// response (the identity secret to a stream asking for `default`, the trust bundle otherwise), read
+// and ignore every later request (ACKs), and on a trigger push one pre-encoded new trust bundle to
+// every stream that asked for it. Forked by bench/run.ts: argv[2] is `grpc-js` (a grpc-js server
+// with default options) or `http2` (a bare node:http2 server).
+// Messages: parent → {type:'push'}; child → {type:'listening', port}, {type:'pushed', streams}.
+import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+import { readFileSync } from 'node:fs';
+import { encodeMessage, encodeSecret, SECRET_TYPE_URL } from '../src/xds/protos.js';
+
+const kind = process.argv[2];
+const trustPems = JSON.parse(readFileSync(process.argv[3]!, 'utf8')) as [string, string];
+const PATH = '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets';
+
+/** A DiscoveryResponse around one secret, gRPC-framed once (5-byte prefix) for the bare server. */
+function response(version: string, secret: object): Buffer {
+  return encodeMessage('envoy.service.discovery.v3.DiscoveryResponse', {
+    version_info: version,
+    resources: [{ type_url: SECRET_TYPE_URL, value: encodeSecret(secret) }],
+    type_url: SECRET_TYPE_URL,
+    nonce: version,
+  });
+}
+// Sizes like mesh-sds' own secrets: a leaf + CA chain with its key, and a PEM trust bundle.
+const keyPem = `-----BEGIN PRIVATE KEY-----\n${'A'.repeat(184)}\n-----END PRIVATE KEY-----\n`;
+const identity = response('1', {
+  name: 'default',
+  tls_certificate: { certificate_chain: { inline_bytes: Buffer.from(trustPems[0] + trustPems[0]) }, private_key: { inline_bytes: Buffer.from(keyPem) } },
+});
+const trust = (v: string, pem: string) => response(v, { name: 'system_trust_bundle', validation_context: { trusted_ca: { inline_bytes: Buffer.from(pem) } } });
+const trust1 = trust('1', trustPems[0]);
+const trust2 = trust('2', trustPems[0] + trustPems[1]);
+const frame = (msg: Buffer) => {
+  const f = Buffer.allocUnsafe(5 + msg.length);
+  f[0] = 0;
+  f.writeUInt32BE(msg.length, 1);
+  msg.copy(f, 5);
+  return f;
+};
+const TRUST_NAME = Buffer.from('system_trust_bundle');
+const asksTrust = (req: Buffer) => req.includes(TRUST_NAME);
+
+const send = (m: object) => void process.send?.(m);
+/** Writers of the streams that asked for the trust bundle (pushed to on the trigger). */
+const trustStreams = new Set<() => void>();
+
+function startGrpcJs(): void {
+  const server = new grpc.Server();
+  const raw = (b: Buffer) => b;
+  server.register(
+    PATH,
+    (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      let first = true;
+      const push = () => call.write(trust2);
+      call.on('data', (req: Buffer) => {
+        if (!first) return;
+        first = false;
+        if (asksTrust(req)) {
+          call.write(trust1);
+          trustStreams.add(push);
+        } else call.write(identity);
+      });
+      call.on('error', () => undefined);
+      call.on('close', () => trustStreams.delete(push));
+      call.on('end', () => call.end());
+    },
+    raw,
+    raw,
+    'bidi',
+  );
+  server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => {
+    if (err) throw err;
+    send({ type: 'listening', port });
+  });
+}
+
+function startHttp2(): void {
+  const [identityF, trust1F, trust2F] = [frame(identity), frame(trust1), frame(trust2)];
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 1 << 20 } });
+  server.on('stream', (stream) => {
+    stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+    let first = true;
+    const push = () => stream.write(trust2F);
+    stream.on('data', (chunk: Buffer) => {
+      if (!first) return;
+      first = false;
+      if (asksTrust(chunk)) {
+        stream.write(trust1F);
+        trustStreams.add(push);
+      } else stream.write(identityF);
+    });
+    stream.on('error', () => undefined);
+    stream.on('close', () => trustStreams.delete(push));
+  });
+  server.on('sessionError', () => undefined);
+  server.listen(0, '127.0.0.1', () => send({ type: 'listening', port: (server.address() as { port: number }).port }));
+}
+
+process.on('message', (m: { type: string }) => {
+  if (m.type !== 'push') return;
+  for (const push of trustStreams) push();
+  send({ type: 'pushed', streams: trustStreams.size });
+});
+process.on('disconnect', () => process.exit(0));
+if (kind === 'grpc-js') startGrpcJs();
+else if (kind === 'http2') startHttp2();
+else throw new Error(`floor-server: unknown kind ${kind}`);
