@@ -1,4 +1,4 @@
-import { meshIdentityKri } from '../api/types.js';
+import { meshIdentityKri, type MeshTrust } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/svids.js';
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
@@ -13,6 +13,17 @@ function identitySecret(name: string, identity: ProxyIdentity | undefined): Enco
   if (name !== 'default' && name !== identity.spiffeId && name !== identity.identity.kri) return undefined;
   const { certChainPem, keyPem, serialHex } = identity.svid;
   return tlsCertificateSecret(name, certChainPem, keyPem, serialHex);
+}
+
+/** Per mesh, everything of its MeshTrusts that the bundles are made of (names, trust domains, CA PEMs). */
+function trustSignatures(trusts: readonly MeshTrust[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const t of trusts) {
+    let sig = `${out.get(t.mesh) ?? ''}${t.name}\u0000${t.spec.trustDomain}\u0000`;
+    for (const b of t.spec.caBundles) sig += `${b.pem.value}\u0000`;
+    out.set(t.mesh, `${sig}\n`);
+  }
+  return out;
 }
 
 /** Name classification is pure and names repeat across streams: remember it (bounded). */
@@ -52,6 +63,8 @@ export class SecretPublisher {
   private readonly bundles = new Map<string, MeshTrustBundle>();
   /** Bumped when a mesh's set of trust domains changes (what a wildcard subscription lists). */
   private readonly meshEpochs = new Map<string, number>();
+  /** What each mesh's bundles were computed from (see trustSignatures). */
+  private readonly trustSignatures = new Map<string, string>();
   /** Identity aliases encoded per proxy (`default`, its SPIFFE ID, its KRI). */
   private readonly proxyNames = new Map<string, Set<string>>();
 
@@ -70,10 +83,18 @@ export class SecretPublisher {
     return this.bundles.get(mesh);
   }
 
-  /** Recomputes every mesh's trust secrets; unchanged content keeps its version (no push). */
+  /**
+   * Recomputes the trust secrets of every mesh whose MeshTrusts changed; unchanged content keeps
+   * its version (no push). Most views change something else (a Dataplane): parsing every CA again
+   * for each of them would cost more than the change itself.
+   */
   setView(view: AuthorityView): void {
     const meshes = new Set<string>([...this.bundles.keys(), ...view.trusts.map((t) => t.mesh)]);
+    const signatures = trustSignatures(view.trusts);
     for (const mesh of meshes) {
+      const signature = signatures.get(mesh) ?? '';
+      if (this.bundles.has(mesh) && this.trustSignatures.get(mesh) === signature) continue;
+      this.trustSignatures.set(mesh, signature);
       const bundle = aggregateTrust(view.trusts, mesh);
       const before = this.bundles.get(mesh);
       this.bundles.set(mesh, bundle);

@@ -162,7 +162,11 @@ function mapJoseError(err: unknown): TokenError {
   return new TokenError('malformed');
 }
 
+/** Tokens whose signature was verified, kept (by their exact text) until they expire; bounded. */
+const MAX_VERIFIED_CACHE = 200_000;
+
 export class TokenAuthority {
+  private readonly verified = new Map<string, TokenClaims>();
   private revoked = new Map<string, number | undefined>();
   private revokedReadAt = 0;
   private lastRefreshError: string | undefined;
@@ -244,7 +248,18 @@ export class TokenAuthority {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new TokenError('malformed');
     }
-    let claims: TokenClaims;
+    const nowSec = Math.floor((now ?? new Date()).getTime() / 1000);
+    // An Envoy opens a stream per secret with the same token, and reconnects with it: a signature
+    // already checked is not checked again (expiry and revocation still are, on every call).
+    let claims = this.verified.get(token);
+    if (claims && claims.exp <= nowSec) {
+      this.verified.delete(token);
+      claims = undefined;
+    }
+    if (claims) {
+      if (this.isRevoked(claims.jti)) throw new TokenError('revoked');
+      return claims;
+    }
     try {
       const { payload } = await jwtVerify(token, this.publicKey, {
         algorithms: [ALG],
@@ -257,6 +272,8 @@ export class TokenAuthority {
     } catch (err) {
       throw mapJoseError(err);
     }
+    if (this.verified.size >= MAX_VERIFIED_CACHE) this.verified.clear();
+    this.verified.set(token, claims);
     // Only a genuine token gets to learn that it was revoked. In-memory only: never waits on the store.
     if (this.isRevoked(claims.jti)) throw new TokenError('revoked');
     return claims;

@@ -211,3 +211,15 @@ test('generate refuses a mesh with a dot, empty names and non-positive validity'
   await assert.rejects(ta.generate({ mesh: 'm', name: '', validForMs: HOUR }), /name/);
   await assert.rejects(ta.generate({ mesh: 'm', name: 'n', validForMs: 0 }), /validForMs/);
 });
+
+test('a token verified once is still refused once revoked, and a different token text is verified afresh', async () => {
+  const ta = await TokenAuthority.open(new MemoryStateStore());
+  const token = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  assert.equal((await ta.verify(token)).name, 'n');
+  assert.equal((await ta.verify(token)).name, 'n');
+  const [h, p, sig] = token.split('.');
+  const flipped = `${h}.${p}.${sig!.slice(0, -2)}${sig!.endsWith('AA') ? 'BA' : 'AA'}`;
+  await assert.rejects(ta.verify(flipped), TokenError);
+  await ta.revoke(jtiOf(token));
+  await rejectsWith(ta.verify(token), 'token revoked', token);
+});
