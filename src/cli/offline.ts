@@ -3,17 +3,29 @@ import { filter, firstValueFrom, timeout } from 'rxjs';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { openStore } from '../server/serve.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
+import { openSealedState } from '../store/state-setup.js';
 
-export interface StoreFlags {
+export interface StoreFlags extends StateKeyFlags {
   resources?: string;
   store?: string;
   stateDir: string;
   zone: string;
 }
 
+/** --state-key-file, --state-old-key-file, --insecure-plaintext-state (SPEC §6). */
+export interface StateKeyFlags {
+  stateKeyFile?: string;
+  stateOldKeyFile?: string;
+  insecurePlaintextState?: boolean;
+}
+
+/** The state key flags each open store was opened with, for computeView. */
+const keyFlagsOf = new WeakMap<ResourceStore, StoreFlags>();
+
 export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir });
   try {
+    keyFlagsOf.set(store, flags);
     await store.start();
     return await fn(store);
   } finally {
@@ -25,23 +37,40 @@ export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore)
  * Only the state store (token key, CAs): a directory store would scan the resource directory for
  * nothing. Postgres keeps state in the same database as resources.
  */
-export async function withState<T>(flags: Pick<StoreFlags, 'store' | 'stateDir'>, fn: (state: StateStore) => Promise<T>): Promise<T> {
+export async function withState<T>(
+  flags: Pick<StoreFlags, 'store' | 'stateDir'> & StateKeyFlags,
+  fn: (state: StateStore) => Promise<T>,
+): Promise<T> {
+  const sealed = (inner: StateStore) => openSealedState(inner, { ...flags, postgres: !!flags.store }, cliLog);
   if (flags.store) {
     const { PostgresStore } = await import('../store/postgres.js');
     const store = await PostgresStore.open(flags.store);
     try {
-      return await fn(store.state);
+      return await fn(await sealed(store.state));
     } finally {
       await store.close();
     }
   }
   const { FileStateStore } = await import('../store/file-state.js');
-  return fn(await FileStateStore.open(flags.stateDir));
+  return fn(await sealed(await FileStateStore.open(flags.stateDir)));
 }
 
-/** Resolves identities (CAs, status conditions, auto-created MeshTrusts) exactly as `serve` does. */
+/** Warnings of the state setup, for a command whose stdout is its result. */
+const cliLog = {
+  warn: (_: object, msg?: string) => process.stderr.write(`mesh-sds: warning: ${msg ?? ''}\n`),
+  info: () => undefined,
+};
+
+/**
+ * Resolves identities (CAs, status conditions, auto-created MeshTrusts) as `serve` does, but over a
+ * read-only view of the state: get, inspect and export-trust never create a CA or write anything
+ * (a CA `serve` has not made yet is reported as not created). Sealed values are opened with the
+ * state key flags; one that cannot be opened refuses the command, naming its key id.
+ */
 export async function computeView(store: ResourceStore, zone: string): Promise<AuthorityView> {
-  const authorities = new IdentityAuthorities({ zone, state: store.state });
+  const flags = keyFlagsOf.get(store);
+  const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true });
+  const authorities = new IdentityAuthorities({ zone, state });
   try {
     authorities.start(store.snapshots$);
     return await firstValueFrom(authorities.views$.pipe(filter(() => true), timeout(30_000)));

@@ -8,6 +8,7 @@ import { SvidIssuer } from '../pki/issuer.js';
 import { DirectoryStore } from '../store/directory.js';
 import { PostgresStore } from '../store/postgres.js';
 import type { ResourceStore } from '../store/types.js';
+import { openSealedState } from '../store/state-setup.js';
 import { SecretCache } from '../xds/cache.js';
 import { loadProtos } from '../xds/protos.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
@@ -31,6 +32,10 @@ export interface ServeConfig extends BundleEndpointConfig {
   resourcesDir?: string;
   store?: string;
   stateDir: string;
+  /** Seals private keys in the state (SPEC §6); see src/store/state-setup.ts. */
+  stateKeyFile?: string;
+  stateOldKeyFile?: string;
+  insecurePlaintextState?: boolean;
   listen: string;
   auth: 'token' | 'none';
   zone: string;
@@ -132,17 +137,22 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const protos = loadProtos();
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
+  // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
+  const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store }, log).catch(async (e: unknown) => {
+    await store.close();
+    throw e;
+  });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
   let onRevoked: () => void = () => undefined;
   const tokens =
     cfg.auth === 'token'
-      ? await TokenAuthority.open(store.state, {
+      ? await TokenAuthority.open(state, {
           revocationRefreshMs: cfg.revocationRefreshMs ?? 1000,
           onRevoked: () => onRevoked(),
           onRevocationRefreshError: (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 're-reading token revocations failed; the last list stays in force'),
         })
       : undefined;
-  const authorities = new IdentityAuthorities({ zone: cfg.zone, state: store.state, log });
+  const authorities = new IdentityAuthorities({ zone: cfg.zone, state, log });
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
   // Workers boot while the store loads; readiness waits for them (below).
   const issuerWarm = issuer.warmUp();

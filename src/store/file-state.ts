@@ -1,4 +1,4 @@
-import { mkdir, readFile, writeFile, link, unlink, rename, chmod } from 'node:fs/promises';
+import { mkdir, readFile, readdir, writeFile, link, unlink, rename, chmod } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { StateStore, UpdateFn } from './types.js';
@@ -9,15 +9,26 @@ import { withFileLock } from './file-lock.js';
  * first-writer-wins through link(2), which fails when the target exists, so two processes
  * sharing the directory agree on one value. `update`, `put` and `delete` hold `<file>.lock` (see
  * file-lock.ts) around their write, so a read-modify-write never loses a concurrent writer's change.
+ * The directory is created by the first write, not by opening: read-only commands leave no trace.
  */
 export class FileStateStore implements StateStore {
+  private root: Promise<void> | undefined;
+
   private constructor(readonly dir: string) {}
 
   static async open(dir: string): Promise<FileStateStore> {
-    const abs = resolve(dir);
-    await mkdir(abs, { recursive: true, mode: 0o700 });
-    await chmod(abs, 0o700);
-    return new FileStateStore(abs);
+    return new FileStateStore(resolve(dir));
+  }
+
+  private ensureRoot(): Promise<void> {
+    this.root ??= (async () => {
+      await mkdir(this.dir, { recursive: true, mode: 0o700 });
+      await chmod(this.dir, 0o700);
+    })().catch((e: unknown) => {
+      this.root = undefined;
+      throw e;
+    });
+    return this.root;
   }
 
   private pathOf(key: string): string {
@@ -35,6 +46,7 @@ export class FileStateStore implements StateStore {
   }
 
   private async tempFile(value: string, target: string): Promise<string> {
+    await this.ensureRoot();
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
     await writeFile(tmp, value, { mode: 0o600 });
@@ -67,6 +79,7 @@ export class FileStateStore implements StateStore {
 
   async update(key: string, fn: UpdateFn): Promise<string | undefined> {
     const target = this.pathOf(key);
+    await this.ensureRoot();
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     return withFileLock(`${target}.lock`, async () => {
       const next = fn(await this.get(key));
@@ -82,6 +95,23 @@ export class FileStateStore implements StateStore {
 
   async delete(key: string): Promise<void> {
     await this.update(key, () => undefined);
+  }
+
+  /** Every stored key: regular files below the directory, without lock and temp files. */
+  async keys(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (dir: string, prefix: string): Promise<void> => {
+      const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return [];
+        throw e;
+      });
+      for (const e of entries) {
+        if (e.isDirectory()) await walk(join(dir, e.name), `${prefix}${e.name}/`);
+        else if (e.isFile() && !/\.(lock|tmp|stale)$/.test(e.name)) out.push(`${prefix}${e.name}`);
+      }
+    };
+    await walk(this.dir, '');
+    return out.sort();
   }
 
   private async remove(target: string): Promise<void> {

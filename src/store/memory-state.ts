@@ -46,4 +46,8 @@ export class MemoryStateStore implements StateStore {
   async delete(key: string): Promise<void> {
     this.values.delete(key);
   }
+
+  async keys(): Promise<string[]> {
+    return [...this.values.keys()];
+  }
 }

@@ -79,4 +79,9 @@ export class PostgresStateStore implements StateStore {
   async delete(key: string): Promise<void> {
     await this.pool.query(`DELETE FROM ${this.table} WHERE key = $1`, [key]);
   }
+
+  async keys(): Promise<string[]> {
+    const res = await this.pool.query<{ key: string }>(`SELECT key FROM ${this.table} ORDER BY key`);
+    return res.rows.map((r) => r.key);
+  }
 }

@@ -23,6 +23,8 @@ export interface StateStore {
   update(key: string, fn: UpdateFn): Promise<string | undefined>;
   put(key: string, value: string): Promise<void>;
   delete(key: string): Promise<void>;
+  /** Every stored key (start-up sealing and re-sealing walk them all). */
+  keys?(): Promise<string[]>;
 }
 
 /**

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
+import { generateStateKeyFile } from '../../src/store/state-key.js';
 import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
 import { meshSds } from '../cli/run.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
@@ -31,10 +32,19 @@ const identityAnd = (dp: string) =>
   );
 const identity = identityAnd('web-1');
 
+/** Replicas of one store share one state key (the Postgres store refuses unsealed private keys). */
+let stateKeyFile: Promise<string> | undefined;
+const sharedStateKey = () =>
+  (stateKeyFile ??= mkdtemp(join(tmpdir(), 'mesh-sds-key-')).then(async (d) => {
+    dirs.push(d);
+    await generateStateKeyFile(join(d, 'state.key'));
+    return join(d, 'state.key');
+  }));
+
 async function replica(storeUrl: string): Promise<RunningServer> {
   const stateDir = await mkdtemp(join(tmpdir(), 'mesh-sds-replica-'));
   dirs.push(stateDir);
-  const s = await startServer({ store: storeUrl, stateDir, listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
+  const s = await startServer({ store: storeUrl, stateDir, stateKeyFile: await sharedStateKey(), listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
   servers.push(s);
   await s.ready;
   return s;

@@ -1,0 +1,173 @@
+// Private keys at rest (SPEC §6): sealing, key ids, re-sealing, refusal rules, for every state store.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateStateKeyFile, loadStateKey, parseStateKey, stateKeyId } from '../../src/store/state-key.js';
+import { openSealedState } from '../../src/store/state-setup.js';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { FileStateStore } from '../../src/store/file-state.js';
+import { PostgresStore } from '../../src/store/postgres.js';
+import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
+import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
+
+const tmp = () => mkdtemp(join(tmpdir(), 'mesh-sds-seal-'));
+const caRecord = () => JSON.stringify(generateCertificateAuthority('seal.example'));
+const CA_KEY = 'ca/default/_/identity/seal.example';
+
+async function keyFile(dir: string, name = 'state.key'): Promise<string> {
+  const f = join(dir, name);
+  await generateStateKeyFile(f);
+  return f;
+}
+
+test('a key file is accepted raw, as hex or as base64, and anything else is refused naming the file', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const bytes = randomBytes(32);
+  const id = stateKeyId(bytes);
+  assert.equal(parseStateKey(bytes, 'raw').id, id);
+  assert.equal(parseStateKey(Buffer.from(`${bytes.toString('hex')}\n`), 'hex').id, id);
+  assert.equal(parseStateKey(Buffer.from(` ${bytes.toString('base64')}\n`), 'b64').id, id);
+  assert.equal(parseStateKey(Buffer.from(bytes.toString('base64url')), 'b64url').id, id);
+  assert.match(id, /^[0-9a-f]{16}$/);
+  assert.throws(() => parseStateKey(Buffer.from('too short'), 'k.txt'), /state key file k\.txt: expected 32 bytes/);
+  assert.throws(() => parseStateKey(randomBytes(16).toString('base64') as unknown as Buffer, 'x'), /expected 32 bytes/);
+  await assert.rejects(loadStateKey(join(dir, 'missing')), /state key file .*missing: cannot be read \(ENOENT\)/);
+});
+
+test('state-key generate writes 32 random bytes as base64, mode 0600, and never overwrites', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const f = join(dir, 'k');
+  const made = await generateStateKeyFile(f);
+  assert.equal((await stat(f)).mode & 0o777, 0o600);
+  assert.equal(Buffer.from((await readFile(f, 'utf8')).trim(), 'base64').length, 32);
+  assert.equal((await loadStateKey(f)).id, made.id);
+  await assert.rejects(generateStateKeyFile(f), /already exists: refusing to overwrite/);
+  assert.equal((await loadStateKey(f)).id, made.id);
+});
+
+test('with a key, private keys are stored sealed (tagged with the key id) and read back as they were', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const kf = await keyFile(dir);
+  const inner = new MemoryStateStore();
+  const state = await openSealedState(inner, { stateKeyFile: kf, postgres: true });
+  const record = caRecord();
+  assert.equal(await state.getOrCreate(CA_KEY, () => record), record);
+  const raw = (await inner.get(CA_KEY))!;
+  assert.doesNotMatch(raw, /PRIVATE KEY/);
+  assert.equal(JSON.parse(raw).kid, (await loadStateKey(kf)).id);
+  assert.equal(await state.get(CA_KEY), record);
+  // Values without secrets stay readable as they are (CA history, revocations).
+  await state.put('auth/revoked', '[]');
+  assert.equal(await inner.get('auth/revoked'), '[]');
+  // update() seals what it writes too.
+  await state.update('auth/signing-key', () => 'x -----BEGIN PRIVATE KEY----- y');
+  assert.doesNotMatch((await inner.get('auth/signing-key'))!, /PRIVATE KEY/);
+  assert.equal(await state.get('auth/signing-key'), 'x -----BEGIN PRIVATE KEY----- y');
+});
+
+test('a sealed value moved under another state key name fails to open (the name is authenticated)', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const kf = await keyFile(dir);
+  const inner = new MemoryStateStore();
+  const state = await openSealedState(inner, { stateKeyFile: kf, postgres: false });
+  await state.put(CA_KEY, caRecord());
+  await inner.put('ca/default/_/other/seal.example', (await inner.get(CA_KEY))!);
+  await assert.rejects(state.get('ca/default/_/other/seal.example'), /fails authentication: altered, or moved from another state key/);
+  await assert.rejects(openSealedState(inner, { stateKeyFile: kf, postgres: false }), /refusing to start: 1 sealed state value/);
+});
+
+test('sealed state with a missing or a wrong key refuses to start, naming the key id, and changes nothing', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const kf = await keyFile(dir, 'a.key');
+  const other = await keyFile(dir, 'b.key');
+  const id = (await loadStateKey(kf)).id;
+  const inner = new MemoryStateStore();
+  await (await openSealedState(inner, { stateKeyFile: kf, postgres: false })).put(CA_KEY, caRecord());
+  await inner.put('ca/default/_/plain/seal.example', caRecord()); // plaintext beside it: must stay untouched
+  const before = new Map(await Promise.all((await inner.keys()).map(async (k) => [k, await inner.get(k)] as const)));
+  await assert.rejects(openSealedState(inner, { postgres: false }), new RegExp(`sealed with state key id ${id}.*no --state-key-file`));
+  const otherId = (await loadStateKey(other)).id;
+  await assert.rejects(
+    openSealedState(inner, { stateKeyFile: other, postgres: false }),
+    new RegExp(`sealed with state key id ${id}.*--state-key-file has key id ${otherId}`),
+  );
+  const after = new Map(await Promise.all((await inner.keys()).map(async (k) => [k, await inner.get(k)] as const)));
+  assert.deepEqual(after, before, 'a refused start writes nothing');
+});
+
+test('--state-old-key-file re-seals everything under the new key at start-up', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const oldKf = await keyFile(dir, 'old.key');
+  const newKf = await keyFile(dir, 'new.key');
+  const inner = new MemoryStateStore();
+  const record = caRecord();
+  await (await openSealedState(inner, { stateKeyFile: oldKf, postgres: false })).put(CA_KEY, record);
+  const state = await openSealedState(inner, { stateKeyFile: newKf, stateOldKeyFile: oldKf, postgres: false });
+  assert.equal(JSON.parse((await inner.get(CA_KEY))!).kid, (await loadStateKey(newKf)).id);
+  assert.equal(await state.get(CA_KEY), record);
+  // The old key is no longer needed.
+  assert.equal(await (await openSealedState(inner, { stateKeyFile: newKf, postgres: false })).get(CA_KEY), record);
+  await assert.rejects(openSealedState(inner, { stateOldKeyFile: oldKf, postgres: false }), /--state-old-key-file needs --state-key-file/);
+});
+
+test('state dir without a key: private keys stay plaintext with one warning, files 0600', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const warnings: string[] = [];
+  const log = { warn: (_: object, m?: string) => warnings.push(m ?? ''), info: () => undefined };
+  const state = await openSealedState(await FileStateStore.open(join(dir, 's')), { postgres: false }, log);
+  await state.getOrCreate(CA_KEY, caRecord);
+  await state.getOrCreate('ca/default/_/two/seal.example', caRecord);
+  await state.put('auth/signing-key', '-----BEGIN PRIVATE KEY-----');
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!, /UNSEALED/);
+  const file = join(dir, 's', ...CA_KEY.split('/'));
+  assert.match(await readFile(file, 'utf8'), /PRIVATE KEY/);
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+});
+
+test('Postgres refuses to store an unsealed private key unless --insecure-plaintext-state', async (t) => {
+  const schema = testSchema();
+  const store = await PostgresStore.open(PG_URL, { schema });
+  t.after(async () => {
+    await store.close();
+    await dropSchema(schema);
+  });
+  const strict = await openSealedState(store.state, { postgres: true });
+  await assert.rejects(strict.getOrCreate(CA_KEY, caRecord), /refusing to store private key "ca\/default\/_\/identity\/seal\.example" unsealed: the Postgres store needs --state-key-file/);
+  await assert.rejects(strict.put('auth/signing-key', '-----BEGIN PRIVATE KEY-----'), /refusing to store private key/);
+  assert.deepEqual(await store.state.keys!(), [], 'nothing was written');
+  await strict.put('auth/revoked', '[]'); // no secret in it: fine
+  const insecure = await openSealedState(store.state, { postgres: true, insecurePlaintextState: true });
+  await insecure.getOrCreate(CA_KEY, caRecord);
+  assert.match((await store.state.get(CA_KEY))!, /PRIVATE KEY/);
+  // And a plaintext private key already in Postgres refuses start-up without a key or the flag.
+  await assert.rejects(openSealedState(store.state, { postgres: true }), /refusing to start: the state holds unsealed private keys \(e\.g\. "ca\//);
+});
+
+test('read-only state: nothing is created or written, a missing CA is "not created yet"', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const inner = new MemoryStateStore();
+  await inner.put('auth/revoked', '[]');
+  const ro = await openSealedState(inner, { postgres: false, readOnly: true });
+  await assert.rejects(ro.getOrCreate(CA_KEY, caRecord), /not created yet/);
+  assert.equal(await ro.update('auth/revoked', () => '["x"]'), '["x"]');
+  await ro.put('x', 'y');
+  await ro.delete('auth/revoked');
+  assert.deepEqual(await inner.keys(), ['auth/revoked']);
+  assert.equal(await inner.get('auth/revoked'), '[]');
+  // A read-only open of plaintext keys seals nothing.
+  await inner.put(CA_KEY, caRecord());
+  await openSealedState(inner, { stateKeyFile: await keyFile(dir), postgres: false, readOnly: true });
+  assert.match((await inner.get(CA_KEY))!, /PRIVATE KEY/);
+});
