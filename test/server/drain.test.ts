@@ -108,7 +108,8 @@ test('SIGTERM while a database query hangs on a lock: the process still exits wi
       input: yamlDocs(meshIdentityYaml('identity', { namespace: 'kuma-system' }), dataplaneYaml('web', { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' })),
     });
     assert.equal(applied.code, 0, applied.stderr);
-    server = await serve(['--store', url, '--state-dir', stateDir, '--drain', '1s']);
+    // Plaintext is fine here: the test is about shutdown, and it keeps the setup to one flag.
+    server = await serve(['--store', url, '--state-dir', stateDir, '--insecure-plaintext-state', '--drain', '1s']);
     const s = rawConnect(server.address);
     sessions.push(s);
     const call = await openStream(s);
