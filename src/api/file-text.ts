@@ -92,3 +92,14 @@ export async function readResourceText(path: string, display = path, maxBytes = 
     await fh.close();
   }
 }
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };
+
+/** `4MiB`, `512KiB`, `1MB`, `1048576` → bytes; anything else is an error naming `flag`. */
+export function parseByteSize(text: string, flag = '--max-file-size'): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${flag} "${text}": expected a size such as 4MiB, 512KiB or 1048576`);
+  return n;
+}

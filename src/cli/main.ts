@@ -2,11 +2,13 @@ import { Command, Option } from 'commander';
 import { readFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { parseDuration } from '../api/duration.js';
-import { RESOURCE_KINDS, formatResourceError, resourcesOfKind, type Resource, type ResourceKind } from '../api/types.js';
+import { RESOURCE_KINDS, formatResourceError, resourceKey, resourcesOfKind, type Resource, type ResourceKind } from '../api/types.js';
 import { toUniversalObject } from '../api/serialize.js';
 import { validateFiles } from '../api/validate-files.js';
 import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
+import { applyBooleanEnv, booleanOption } from './env-bool.js';
+import { parseByteSize } from '../api/file-text.js';
 import type { ResourceStore } from '../store/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 
@@ -32,7 +34,8 @@ function storeOptions(cmd: Command): Command {
     .addOption(new Option('--zone <name>', 'zone name (.Zone, KRI zone segment)').env('MESH_SDS_ZONE').default('default'))
     .addOption(new Option('--state-key-file <file>', 'key sealing CA and token-signing private keys at rest (32 bytes: raw, hex or base64)').env('MESH_SDS_STATE_KEY_FILE'))
     .addOption(new Option('--state-old-key-file <file>', 'previous state key: what it sealed is re-sealed under --state-key-file at start-up').env('MESH_SDS_STATE_OLD_KEY_FILE'))
-    .addOption(new Option('--insecure-plaintext-state', 'allow unsealed private keys in the Postgres store').env('MESH_SDS_INSECURE_PLAINTEXT_STATE'));
+    .addOption(booleanOption('--insecure-plaintext-state', 'allow unsealed private keys in the Postgres store', 'MESH_SDS_INSECURE_PLAINTEXT_STATE'))
+    .addOption(new Option('--max-file-size <size>', 'directory store: larger resource files are refused (e.g. 4MiB)').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'));
 }
 
 const kindOf = (text: string): ResourceKind => {
@@ -49,21 +52,23 @@ function durationMs(text: string, flag: string): number {
 
 const program = new Command('mesh-sds')
   .description('Envoy Secret Discovery Service issuing SPIFFE identities from MeshIdentity and MeshTrust resources')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Boolean MESH_SDS_* variables are parsed strictly (commander would take "false" as true).
+  .hook('preAction', (_program, action) => applyBooleanEnv(action));
 
 storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--listen <addr>', 'host:port or unix:///path').env('MESH_SDS_LISTEN').default('127.0.0.1:15443'))
   .addOption(new Option('--auth <mode>', 'token (default) or none (development, loopback only)').choices(['token', 'none']).env('MESH_SDS_AUTH').default('token'))
   .addOption(new Option('--tls-cert <file>', 'TLS certificate for the gRPC listener').env('MESH_SDS_TLS_CERT'))
   .addOption(new Option('--tls-key <file>', 'TLS key for the gRPC listener').env('MESH_SDS_TLS_KEY'))
-  .addOption(new Option('--insecure', 'allow plaintext gRPC on a non-loopback address').env('MESH_SDS_INSECURE'))
+  .addOption(booleanOption('--insecure', 'allow plaintext gRPC on a non-loopback address', 'MESH_SDS_INSECURE'))
   .addOption(new Option('--socket-group <group>', 'group of the unix socket (mode 0660)').env('MESH_SDS_SOCKET_GROUP'))
   .addOption(new Option('--admin <addr>', 'admin HTTP address (health, metrics, debug)').env('MESH_SDS_ADMIN'))
   .addOption(new Option('--bundle-endpoint <addr>', 'SPIFFE bundle endpoint (HTTPS, GET /<trust-domain>); a bare port binds 127.0.0.1').env('MESH_SDS_BUNDLE_ENDPOINT'))
   .addOption(new Option('--bundle-endpoint-tls-cert <file>', 'https_web profile: certificate of the bundle endpoint (default https_spiffe: an SVID per trust domain)').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_CERT'))
   .addOption(new Option('--bundle-endpoint-tls-key <file>', 'https_web profile: key of the bundle endpoint').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_KEY'))
   .addOption(new Option('--bundle-refresh-hint <duration>', 'spiffe_refresh_hint of served bundles: seconds or a duration (default 300)').env('MESH_SDS_BUNDLE_REFRESH_HINT'))
-  .addOption(new Option('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)').env('MESH_SDS_FLAT_TRUST'))
+  .addOption(booleanOption('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)', 'MESH_SDS_FLAT_TRUST'))
   .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('MESH_SDS_LOG_LEVEL').default('info'))
   .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
   .action(async (o) => {
@@ -77,6 +82,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
       stateKeyFile: o.stateKeyFile,
       stateOldKeyFile: o.stateOldKeyFile,
       insecurePlaintextState: !!o.insecurePlaintextState,
+      maxFileSize: parseByteSize(o.maxFileSize),
       listen: o.listen,
       auth: o.auth,
       zone: o.zone,
@@ -122,21 +128,40 @@ program
   .command('validate')
   .description('validate resource files; exit 1 listing every error')
   .argument('<files...>')
-  .action(async (files: string[]) => {
-    const { ok, lines } = await validateFiles(files);
+  .addOption(new Option('--max-file-size <size>', 'larger files are refused, as the directory store refuses them').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'))
+  .action(async (files: string[], o) => {
+    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize));
     (ok ? out : err)(lines.join('\n'));
     process.exitCode = ok ? 0 : 1;
   });
 
-storeOptions(program.command('apply').description('validate and store resources'))
+storeOptions(program.command('apply').description('validate and store resources (optimistic concurrency: a concurrent change is a conflict)'))
   .requiredOption('-f, --file <file>', 'YAML/JSON file, - for stdin')
+  .option('--force', 'overwrite whatever is stored, without the version check')
   .action(async (o) => {
-    const text = o.file === '-' ? await readStdin() : await readFile(o.file, 'utf8');
-    const errors = await withStore(o as StoreFlags, (store) => store.apply(text, o.file === '-' ? 'stdin.yaml' : o.file));
-    if (errors.length > 0) {
-      err(errors.map(formatResourceError).join('\n'));
-      process.exitCode = 1;
-    } else out(`applied ${o.file}`);
+    const { readInput, runApply } = await import('./writes.js');
+    const text = await readInput(o.file, parseByteSize(o.maxFileSize));
+    process.exitCode = await withStore(o as StoreFlags, (store) => runApply(store, text, o.file === '-' ? 'stdin' : o.file, !!o.force, { out, err }));
+  });
+
+storeOptions(program.command('delete').description('delete one resource written by apply (or stored in Postgres)'))
+  .argument('<kind>', 'meshtrust | meshidentity | dataplane | secret')
+  .argument('<name>')
+  .option('--mesh <mesh>', 'mesh of the resource', 'default')
+  .option('--namespace <namespace>', 'Kubernetes namespace of the resource', '')
+  .option('--resource-version <version>', 'delete only if the stored version is this one')
+  .option('--force', 'delete whatever version is stored')
+  .action(async (kindText: string, name: string, o) => {
+    const { runDelete } = await import('./writes.js');
+    const ref = { kind: kindOf(kindText), mesh: o.mesh, namespace: o.namespace, name };
+    process.exitCode = await withStore(o as StoreFlags, (store) => runDelete(store, ref, { force: !!o.force, resourceVersion: o.resourceVersion }, { out, err }));
+  });
+
+storeOptions(program.command('import').description('copy every resource of --resources DIR into --store URL (idempotent; reports created/updated/unchanged)'))
+  .action(async (o) => {
+    if (!o.resources || !o.store) throw new Error('import needs --resources DIR (what to import) and --store URL (where to)');
+    const { runImport } = await import('./writes.js');
+    process.exitCode = await withStore({ ...(o as StoreFlags), resources: undefined }, (store) => runImport(o.resources, store, parseByteSize(o.maxFileSize), { out, err }));
   });
 
 storeOptions(program.command('get').description('list resources of a kind, or show one'))
@@ -152,9 +177,16 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       const list = all
         .filter((r) => (!name || r.name === name) && (!o.mesh || r.mesh === o.mesh))
         .sort((a, b) => `${a.mesh}/${a.name}`.localeCompare(`${b.mesh}/${b.name}`));
+      // Bad input is never silent: what the store refuses is listed (its last good version, if
+      // any, is what is listed above and served).
+      const refused = view.snapshot.errors;
+      if (refused.length > 0) err(`${refused.length} problem(s) in the store; the last good version of each resource is served:\n${refused.map((e) => `  ${formatResourceError(e)}`).join('\n')}`);
       if (name && list.length === 0) throw new Error(`${kind} "${name}" not found`);
       const withStatus = (r: Resource) => {
-        const obj = toUniversalObject(r);
+        const { type, name: n, mesh, ...rest } = toUniversalObject(r);
+        const version = view.snapshot.versions?.get(resourceKey(r));
+        const obj: Record<string, unknown> = { type, name: n, mesh, ...(version ? { resourceVersion: version } : {}), ...rest };
+        const errors = refused.filter((e) => r.source !== undefined && e.file === r.source.file && e.document === r.source.document);
         if (r.kind === 'Secret') obj.data = '<redacted>';
         // An inline CA private key is shown as redacted: `get` output ends up in terminals and tickets.
         const inlineKey = (obj.spec as { provider?: { bundled?: { ca?: { privateKey?: { insecureInline?: { value?: string } } } } } } | undefined)?.provider?.bundled?.ca?.privateKey?.insecureInline;
@@ -163,6 +195,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
           const st = [...view.identities.values()].find((s) => s.identity === r);
           if (st) obj.status = { conditions: st.conditions };
         }
+        if (errors.length > 0) obj.status = { ...(obj.status as object | undefined), errors: errors.map(formatResourceError) };
         return obj;
       };
       if (o.output === 'json') out(JSON.stringify(name ? withStatus(list[0]!) : list.map(withStatus), null, 2));

@@ -2,6 +2,7 @@
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { openStore } from '../server/serve.js';
+import { parseByteSize } from '../api/file-text.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
 
@@ -10,6 +11,8 @@ export interface StoreFlags extends StateKeyFlags {
   store?: string;
   stateDir: string;
   zone: string;
+  /** `--max-file-size` as given (e.g. 4MiB). */
+  maxFileSize?: string;
 }
 
 /** --state-key-file, --state-old-key-file, --insecure-plaintext-state (SPEC §6). */
@@ -23,7 +26,8 @@ export interface StateKeyFlags {
 const keyFlagsOf = new WeakMap<ResourceStore, StoreFlags>();
 
 export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
-  const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir });
+  const maxFileSize = flags.maxFileSize === undefined ? undefined : parseByteSize(flags.maxFileSize);
+  const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize });
   try {
     keyFlagsOf.set(store, flags);
     await store.start();

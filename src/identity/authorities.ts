@@ -97,7 +97,8 @@ export class IdentityAuthorities {
       snapshots$.pipe(map((s) => (this.latest = s))),
       this.retrigger$.pipe(map(() => this.latest)),
     )
-      .pipe(concatMap((s) => from(s ? this.compute(s) : Promise.resolve(undefined))))
+      // A failed computation is logged and skipped: the pipeline keeps taking later snapshots.
+      .pipe(concatMap((s) => from(s ? this.compute(s).catch((e: Error) => this.computeFailed(e)) : Promise.resolve(undefined))))
       .subscribe({
         next: (v) => v && this.view$.next(v),
         error: (e: Error) => this.opts.log?.warn({ err: e.message }, 'identity computation failed'),
@@ -134,7 +135,7 @@ export class IdentityAuthorities {
     for (const mi of resourcesOfKind(snapshot, 'MeshIdentity')) {
       const key = resourceKey(mi);
       live.add(key);
-      const st = await this.resolveIdentity(mi, key, secrets, now);
+      const st = await this.resolveIdentity(mi, key, secrets, now).catch((e: Error) => this.identityFailed(mi, key, e));
       identities.set(key, st.state);
       if (st.autoTrust) autoTrusts.push(st.autoTrust);
     }
@@ -157,6 +158,55 @@ export class IdentityAuthorities {
     }
     this.scheduleRetirement();
     return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts };
+  }
+
+  private computeFailed(e: Error): undefined {
+    this.opts.log?.warn({ err: e.message }, 'identity computation failed; keeping the previous view');
+    return undefined;
+  }
+
+  /**
+   * Any exception while resolving one identity stays with it: it is reported in its conditions,
+   * keeps its last good CA (not ready), and every other identity is computed as usual.
+   */
+  private identityFailed(mi: MeshIdentity, key: string, e: Error): { state: IdentityState; autoTrust?: MeshTrust } {
+    const reason = `identity could not be computed: ${e.message}`;
+    this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason }, 'identity failed');
+    const prev = this.loaded.get(key);
+    let kri: string;
+    try {
+      kri = meshIdentityKri(mi, this.opts.zone);
+    } catch {
+      kri = key;
+    }
+    return {
+      state: {
+        identity: mi,
+        key,
+        kri,
+        ca: prev?.ca,
+        ready: false,
+        conditions: [
+          condition('Provider', false, 'Failed', reason),
+          condition('MeshTrustCreated', false, 'Failed', reason),
+          condition('Ready', false, 'Failed', reason),
+        ],
+      },
+    };
+  }
+
+  /** For /readyz: every Bundled identity has a CA. */
+  health(): { ok: boolean; detail: string } {
+    const view = this.current;
+    if (!view) return { ok: false, detail: 'identities not computed yet' };
+    const missing: string[] = [];
+    for (const st of view.identities.values()) {
+      if (st.identity.spec?.provider?.type !== 'Bundled' || st.ca) continue;
+      const why = st.conditions.find((c) => c.status === 'False' && c.message)?.message;
+      missing.push(why ? `${st.kri} (${why})` : st.kri);
+    }
+    if (missing.length > 0) return { ok: false, detail: `no CA for ${missing.join(', ')}` };
+    return { ok: true, detail: `${view.identities.size} identities` };
   }
 
   private scheduleRetirement(): void {

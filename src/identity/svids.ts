@@ -279,7 +279,20 @@ export class SvidManager {
     if (!sameIdentity(before, identity)) this.changes$.next(key);
   }
 
+  /** Re-evaluates one proxy; whatever goes wrong is contained to that proxy (never stops the others). */
   private refresh(key: string): void {
+    try {
+      this.evaluate(key);
+    } catch (err) {
+      const e = this.proxies.get(key);
+      if (!e) return;
+      const reason = `identity could not be computed: ${(err as Error).message}`;
+      this.opts.log?.warn({ proxy: key, reason }, 'proxy identity failed');
+      this.settle(key, e, { state: 'pending', mesh: e.principal.mesh, reason });
+    }
+  }
+
+  private evaluate(key: string): void {
     const e = this.proxies.get(key);
     const view = this.view;
     if (!e || !view || this.closed) return;

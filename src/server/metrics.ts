@@ -19,6 +19,8 @@ export interface Metrics {
   readonly certificateExpiry: Gauge<'kind' | 'name'>;
   /** Number of current resource validation errors. */
   readonly resourceErrors: Gauge;
+  /** Resources (files, rows) the store currently refuses, by store kind (`directory`, `postgres`). */
+  readonly storeErrors: Gauge<'source'>;
   /** Prometheus text exposition of everything in the registry. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -59,6 +61,12 @@ export function createMetrics(): Metrics {
       registers,
     }),
     resourceErrors: new Gauge({ name: 'mesh_sds_resource_errors', help: 'Current resource validation errors', registers }),
+    storeErrors: new Gauge({
+      name: 'mesh_sds_store_errors',
+      help: 'Resources the store currently refuses (a file or row that does not validate; its last good version is served)',
+      labelNames: ['source'] as const,
+      registers,
+    }),
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -36,6 +36,8 @@ export interface ServeConfig extends BundleEndpointConfig {
   stateKeyFile?: string;
   stateOldKeyFile?: string;
   insecurePlaintextState?: boolean;
+  /** Directory store: larger files are refused (default 4 MiB). */
+  maxFileSize?: number;
   listen: string;
   auth: 'token' | 'none';
   zone: string;
@@ -109,7 +111,7 @@ function withWireEncoding(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
   return out as grpc.ServiceDefinition;
 }
 
-export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir'>, log?: Logger): Promise<ResourceStore> {
+export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir' | 'maxFileSize'>, log?: Logger): Promise<ResourceStore> {
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
     return PostgresStore.open(cfg.store, { logger: log });
@@ -118,7 +120,13 @@ export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' 
   return DirectoryStore.open({
     resourcesDir: cfg.resourcesDir,
     stateDir: cfg.stateDir,
-    onErrors: (errors) => log?.warn({ errors: errors.map(formatResourceError) }, 'invalid resources: serving their last good version'),
+    maxFileSize: cfg.maxFileSize,
+    // One line per problem as it appears (not again while it persists), naming file, field and reason.
+    onErrors: (errors) => {
+      for (const e of errors) {
+        log?.warn({ file: e.file, document: e.document + 1, field: e.path, reason: e.message }, `resource rejected: ${formatResourceError(e)}`);
+      }
+    },
   });
 }
 
@@ -211,6 +219,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       if (id?.state === 'pending' || id?.state === 'rejected') log.warn({ proxy: pk, state: id.state, reason: id.reason }, 'proxy gets no identity');
     }),
   );
+  const storeSource = cfg.store ? 'postgres' : 'directory';
+  metrics.storeErrors.set({ source: storeSource }, 0);
+  subs.push(store.snapshots$.subscribe((snap) => metrics.storeErrors.set({ source: storeSource }, snap.errors.length)));
   authorities.start(store.snapshots$);
   await store.start();
 

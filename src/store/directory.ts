@@ -1,62 +1,130 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { basename, join, relative, resolve } from 'node:path';
+import { mkdir, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { ReplaySubject, type Observable } from 'rxjs';
 import { parseResources } from '../api/parse.js';
-import { resourceKey, type Resource, type ResourceError, type ResourceSnapshot } from '../api/types.js';
+import { DEFAULT_MAX_FILE_SIZE, readResourceText } from '../api/file-text.js';
+import { serializeResource } from '../api/serialize.js';
+import { formatResourceError, resourceKey, type Resource, type ResourceError, type ResourceKind, type ResourceSnapshot } from '../api/types.js';
 import { FileStateStore } from './file-state.js';
-import { StoreWriteError, type ResourceStore, type StateStore } from './types.js';
+import { MemoryStateStore } from './memory-state.js';
+import { fileSignature, kubeletTarget, listTree, RESOURCE_FILE, type DirInfo, type ListedFile, type Listing } from './directory-walk.js';
+import {
+  contentVersion,
+  fileVersion,
+  managedFileName,
+  MANAGED_HEADER,
+  removeFileDurably,
+  withResourceLocks,
+  writeFileAtomic,
+} from './directory-writes.js';
+import { ResourceIndex } from './resource-index.js';
+import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
 
-const RESOURCE_FILE = /\.(ya?ml|json)$/i;
 const EMPTY_GRACE_MS = 1000;
+const DEBOUNCE_MS = 30;
+/** A file that changed while being read is looked at again after this long (not in a tight loop). */
+const SETTLE_MS = 50;
 
 interface FileEntry {
-  mtimeMs: number;
-  size: number;
-  /** Last good resources of this file: what is served while the file is broken. */
-  resources: Resource[];
-  errors: ResourceError[];
+  read: string;
+  /** Stat signature when last read: the file is read again only when it changes. */
+  sig: string;
+  /** Written by `apply` (header, name and single resource match): apply and delete may replace it. */
+  managed: boolean;
 }
 
 export interface DirectoryStoreOptions {
   resourcesDir: string;
   stateDir: string;
-  /** Periodic rescan, a safety net for file systems where fs.watch misses events. */
+  /** Period of the safety scan (stat calls only) for file systems where fs.watch misses events. */
   rescanMs?: number;
+  /** Larger files are refused (`--max-file-size`, default 4 MiB). */
+  maxFileSize?: number;
+  /** Called with the problems that are new in a published snapshot. */
   onErrors?: (errors: readonly ResourceError[]) => void;
 }
 
-/** Resources from a directory of YAML/JSON files, watched; edits apply without a restart. */
+interface Pending {
+  full: boolean;
+  dirs: Set<string>;
+  paths: Set<string>;
+}
+
+const under = (path: string, prefix: string) => path === prefix || path.startsWith(prefix + sep);
+
+/**
+ * Resources from a directory of YAML/JSON files, watched; edits apply without a restart. A change
+ * re-reads only the files it concerns (fs.watch names them; a stat signature confirms), the
+ * periodic safety scan costs stat calls only, and passes never overlap.
+ */
 export class DirectoryStore implements ResourceStore {
   private readonly subject = new ReplaySubject<ResourceSnapshot>(1);
   readonly snapshots$: Observable<ResourceSnapshot> = this.subject.asObservable();
+  private readonly index = new ResourceIndex();
   private readonly files = new Map<string, FileEntry>();
+  private dirs = new Map<string, DirInfo>();
+  private readonly kubelet = new Map<string, string>();
+  private readonly problems = new Map<string, string>();
+  private pending: Pending = { full: false, dirs: new Set(), paths: new Set() };
+  private queue: Promise<void> = Promise.resolve();
   private revision = 0;
   private watcher?: FSWatcher;
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
-  private scanning: Promise<void> = Promise.resolve();
+  private readonly rechecks = new Set<NodeJS.Timeout>();
   private closed = false;
-  private lastPublished = '';
   private dirError?: string;
+  private lastErrors = new Set<string>();
   readonly dir: string;
+  private readonly maxFileSize: number;
+  /** Files read so far (a change must cost the files it concerns, observable by tests and metrics). */
+  reads = 0;
 
   private constructor(
     private readonly opts: DirectoryStoreOptions,
     readonly state: StateStore,
   ) {
     this.dir = resolve(opts.resourcesDir);
+    this.maxFileSize = opts.maxFileSize ?? DEFAULT_MAX_FILE_SIZE;
   }
 
   static async open(opts: DirectoryStoreOptions): Promise<DirectoryStore> {
     return new DirectoryStore(opts, await FileStateStore.open(opts.stateDir));
   }
 
+  /** One read of a directory, as the store would serve it (for `import`): no watch, no state. */
+  static async readOnce(dir: string, maxFileSize?: number): Promise<ResourceSnapshot> {
+    const store = new DirectoryStore({ resourcesDir: dir, stateDir: '', maxFileSize }, new MemoryStateStore());
+    store.pending.full = true;
+    await store.kick();
+    store.closed = true;
+    let snap: ResourceSnapshot | undefined;
+    store.snapshots$.subscribe((s) => (snap = s)).unsubscribe();
+    return snap!;
+  }
+
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await this.rescan();
     this.watchDirectory();
-    this.timer = setInterval(() => this.scheduleRescan(), this.opts.rescanMs ?? 2000);
+    this.scheduleSafetyScan();
+  }
+
+  /** Loaded and the directory readable (for /readyz). */
+  health(): { ok: boolean; detail: string } {
+    if (this.revision === 0) return { ok: false, detail: `resource directory ${this.dir} not loaded yet` };
+    if (this.dirError) return { ok: false, detail: this.dirError };
+    return { ok: true, detail: `${this.files.size} files read from ${this.dir}` };
+  }
+
+  private scheduleSafetyScan(): void {
+    if (this.closed) return;
+    // The next scan is scheduled only when this one is done: scans never pile up.
+    this.timer = setTimeout(() => {
+      this.pending.full = true;
+      void this.kick().then(() => this.scheduleSafetyScan());
+    }, this.opts.rescanMs ?? 5000);
     this.timer.unref();
   }
 
@@ -65,142 +133,346 @@ export class DirectoryStore implements ResourceStore {
     this.watcher = undefined;
     if (this.closed) return;
     try {
-      this.watcher = watch(this.dir, { recursive: true }, () => this.scheduleRescan());
-      this.watcher.on('error', () => this.scheduleRescan());
+      this.watcher = watch(this.dir, { recursive: true }, (_event, name) => this.onEvent(name ?? undefined));
+      this.watcher.on('error', () => this.onEvent(undefined));
     } catch {
-      // Recursive watching is unavailable on some file systems: the periodic rescan covers it.
+      // Recursive watching is unavailable on some file systems: the safety scan covers it.
     }
   }
 
-  private scheduleRescan(): void {
+  /** Maps a watch event to the least work that covers it. */
+  private onEvent(name: string | undefined): void {
+    if (name === undefined) this.pending.full = true;
+    else {
+      const parts = name.split(sep);
+      const dot = parts.findIndex((p) => p.startsWith('.'));
+      if (dot < 0) this.pending.paths.add(join(this.dir, name));
+      // `..data` and the kubelet's `..2026_…` folders: the volume above them changed.
+      else if (parts[dot]!.startsWith('..')) this.pending.dirs.add(join(this.dir, ...parts.slice(0, dot)));
+      // Other dot entries are temp and lock files of writers: their rename is an event of its own.
+      else return;
+    }
+    this.scheduleDrain(DEBOUNCE_MS);
+  }
+
+  private scheduleDrain(ms: number): void {
     if (this.closed) return;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.rescan(), 30);
+    this.debounce = setTimeout(() => void this.kick(), ms);
   }
 
-  /** Serialises scans so two overlapping events cannot publish out of order. */
+  private recheckLater(path: string, ms: number): void {
+    const t = setTimeout(() => {
+      this.rechecks.delete(t);
+      this.pending.paths.add(path);
+      void this.kick();
+    }, ms);
+    t.unref();
+    this.rechecks.add(t);
+  }
+
+  /** Runs whatever is pending, after any pass already running. */
+  private kick(): Promise<void> {
+    this.queue = this.queue.then(() => this.runPending()).catch(() => undefined);
+    return this.queue;
+  }
+
+  /** Re-reads whatever changed in the whole tree (stat calls, then only changed files). */
   rescan(): Promise<void> {
-    this.scanning = this.scanning.then(() => this.scanOnce()).catch(() => undefined);
-    return this.scanning;
+    this.pending.full = true;
+    return this.kick();
   }
 
-  private async listFiles(dir: string): Promise<string[]> {
-    // The root itself must be readable: a directory that went away (unmounted, deleted) is a store
-    // outage, not "every resource was deleted", so the caller keeps serving the last state.
-    const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
-      if (dir === this.dir) throw e;
-      return [];
-    });
-    const out: string[] = [];
-    for (const e of entries) {
-      if (e.name.startsWith('.')) continue;
-      const p = join(dir, e.name);
-      if (e.isDirectory()) out.push(...(await this.listFiles(p)));
-      else if (e.isFile() && RESOURCE_FILE.test(e.name)) out.push(p);
+  private async runPending(): Promise<void> {
+    if (this.closed && this.revision > 0) return;
+    const work = this.pending;
+    if (!work.full && work.dirs.size === 0 && work.paths.size === 0) return;
+    this.pending = { full: false, dirs: new Set(), paths: new Set() };
+    let changed = this.revision === 0;
+    if (work.full) {
+      let listing: Listing;
+      try {
+        listing = await listTree(this.dir, this.dir);
+      } catch (e) {
+        // The directory went away (unmounted, deleted): a store outage, not "every resource was
+        // deleted", so the last state keeps being served.
+        const error = `resource directory ${this.dir} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): serving the last state`;
+        if (error !== this.dirError || this.revision === 0) {
+          this.dirError = error;
+          this.publish();
+        }
+        return;
+      }
+      if (this.dirError) {
+        this.dirError = undefined;
+        changed = true;
+        this.watchDirectory(); // the old watch followed the directory that went away
+      }
+      changed = this.replaceUnder(this.dir, listing) || changed;
+      changed = (await this.readFiles(listing.files)) || changed;
+      changed = (await this.settleKubelet(listing)) || changed;
+    } else {
+      const dirs = [...work.dirs].sort();
+      for (const p of work.paths) {
+        if (dirs.some((d) => under(p, d))) continue;
+        const parent = dirname(p);
+        // Inside a kubelet volume the visible links are not the truth: `..data` is.
+        if (this.kubelet.has(parent)) dirs.push(parent);
+        else changed = (await this.checkPath(p)) || changed;
+      }
+      for (const d of dirs) changed = (await this.relist(d)) || changed;
     }
-    return out.sort();
+    if (changed) this.publish();
   }
 
-  private async scanOnce(): Promise<void> {
-    if (this.closed) return;
-    let paths: string[];
+  /** Re-lists one folder (and below): stat calls for all, reads only for changed files. */
+  private async relist(display: string): Promise<boolean> {
+    let d = display;
+    while (!this.dirs.has(d) && under(d, this.dir) && d !== this.dir) d = dirname(d);
+    const info = this.dirs.get(d) ?? { read: d, ancestors: new Set<string>() };
+    let listing: Listing;
     try {
-      paths = await this.listFiles(this.dir);
-      if (this.dirError) this.watchDirectory(); // the old watch followed the directory that went away
-      this.dirError = undefined;
-    } catch (e) {
-      this.dirError = `resource directory ${this.dir} cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): serving the last state`;
-      this.publish();
-      return;
+      listing = await listTree(d, info.read, info.ancestors);
+    } catch {
+      if (d === this.dir) {
+        this.pending.full = true; // the outage path decides
+        return false;
+      }
+      return this.removeUnder(d);
     }
-    const present = new Set(paths);
-    for (const p of [...this.files.keys()]) if (!present.has(p)) this.files.delete(p);
-    for (const p of paths) {
-      const st = await stat(p).catch(() => undefined);
-      if (!st) continue;
-      const prev = this.files.get(p);
-      if (prev && prev.mtimeMs === st.mtimeMs && prev.size === st.size) continue;
-      const text = await readFile(p, 'utf8').catch(() => undefined);
-      if (text === undefined) continue;
-      // A file still being written (size or mtime moved while we read it) is read again on the
-      // next scan: a half-written file must not briefly drop the resources it carries.
-      const after = await stat(p).catch(() => undefined);
-      if (!after || after.mtimeMs !== st.mtimeMs || after.size !== st.size || Buffer.byteLength(text) !== st.size) {
-        this.scheduleRescan();
+    let changed = this.replaceUnder(d, listing);
+    changed = (await this.readFiles(listing.files)) || changed;
+    return (await this.settleKubelet(listing)) || changed;
+  }
+
+  /** A path named by a watch event: a file to re-stat, a folder to list, or gone. */
+  private async checkPath(display: string): Promise<boolean> {
+    const info = this.dirs.get(dirname(display));
+    const read = info ? join(info.read, basename(display)) : display;
+    const st = await stat(read).catch(() => undefined);
+    if (!st) return this.removeUnder(display);
+    if (st.isDirectory()) return this.relist(display);
+    if (!st.isFile() || !RESOURCE_FILE.test(display)) return false;
+    return this.readFiles([{ display, read }]);
+  }
+
+  /** A kubelet volume swapped again while it was being read: read it again before publishing. */
+  private async settleKubelet(listing: Listing): Promise<boolean> {
+    let changed = false;
+    for (const [d, target] of listing.kubelet) {
+      for (let tries = 0; tries < 5; tries++) {
+        const info = listing.dirs.get(d)!;
+        const now = await kubeletTarget(info.read);
+        if (now === target || now === undefined) break;
+        const again = await listTree(d, info.read, info.ancestors).catch(() => undefined);
+        if (!again) break;
+        changed = this.replaceUnder(d, again) || changed;
+        changed = (await this.readFiles(again.files)) || changed;
+        if (again.kubelet.get(d) === now) break;
+      }
+    }
+    return changed;
+  }
+
+  /** Forgets everything under `prefix` that `listing` no longer has, and takes its tree facts. */
+  private replaceUnder(prefix: string, listing: Listing): boolean {
+    let changed = false;
+    const listed = new Set(listing.files.map((f) => f.display));
+    for (const p of [...this.files.keys()]) {
+      if (under(p, prefix) && !listed.has(p)) {
+        this.files.delete(p);
+        this.index.set(p, undefined);
+        changed = true;
+      }
+    }
+    const problemsBefore = JSON.stringify([...this.problems].filter(([k]) => under(k, prefix)));
+    for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
+    for (const [k, v] of listing.dirs) this.dirs.set(k, v);
+    for (const [k, v] of listing.kubelet) this.kubelet.set(k, v);
+    for (const [k, v] of listing.problems) this.problems.set(k, v);
+    return changed || JSON.stringify([...listing.problems]) !== problemsBefore;
+  }
+
+  private removeUnder(prefix: string): boolean {
+    let changed = false;
+    for (const p of [...this.files.keys()]) {
+      if (!under(p, prefix)) continue;
+      this.files.delete(p);
+      this.index.set(p, undefined);
+      changed = true;
+    }
+    for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
+    return changed;
+  }
+
+  private shown(display: string): string {
+    return relative(process.cwd(), display) || display;
+  }
+
+  /** Reads the files whose stat signature changed; returns whether anything served changed. */
+  private async readFiles(list: readonly ListedFile[]): Promise<boolean> {
+    let changed = false;
+    for (const f of list) {
+      const st = await stat(f.read).catch(() => undefined);
+      if (!st) {
+        if (this.files.delete(f.display)) {
+          this.index.set(f.display, undefined);
+          changed = true;
+        }
         continue;
       }
+      const sig = fileSignature(st);
+      const prev = this.files.get(f.display);
+      if (prev && prev.sig === sig && prev.read === f.read) continue;
+      const shown = this.shown(f.display);
+      const read = await readResourceText(f.read, shown, this.maxFileSize);
+      this.reads++;
+      const after = await stat(f.read).catch(() => undefined);
+      // A file still being written is looked at again shortly: a half-written file must not
+      // briefly drop the resources it carries.
+      if ('changing' in read || !after || fileSignature(after) !== sig) {
+        this.recheckLater(f.display, SETTLE_MS);
+        continue;
+      }
+      const old = this.index.get(f.display);
+      if ('error' in read) {
+        // Refused (too large, not UTF-8, unreadable): reported, last good resources kept, and not
+        // read again until its stat signature changes.
+        this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
+        this.index.set(f.display, { resources: old?.resources ?? [], errors: [read.error], version: old?.version ?? '' });
+        changed = true;
+        continue;
+      }
+      const text = read.text;
       // A file that just became empty is most often a writer between truncate and write: wait a
       // moment before believing that every resource in it is gone (deleting the file is immediate).
-      if (prev && prev.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
-        setTimeout(() => this.scheduleRescan(), EMPTY_GRACE_MS / 2).unref();
+      if (old && old.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
+        this.recheckLater(f.display, EMPTY_GRACE_MS / 2);
         continue;
       }
-      const display = relative(process.cwd(), p) || p;
-      const { resources, errors } = parseResources(text, display);
+      const { resources, errors } = parseResources(text, shown);
       // Last-known-good per resource: a broken document never replaces what was served before.
-      const kept = errors.length > 0 && prev ? mergeKeepingOld(prev.resources, resources) : resources;
-      this.files.set(p, { mtimeMs: st.mtimeMs, size: st.size, resources: kept, errors });
+      const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
+      const managed =
+        text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
+      this.files.set(f.display, { read: f.read, sig, managed });
+      this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
+      changed = true;
     }
-    this.publish();
+    return changed;
   }
 
   private publish(): void {
-    const resources = new Map<string, Resource>();
-    const errors: ResourceError[] = this.dirError ? [{ file: this.dir, document: 0, path: '', message: this.dirError }] : [];
-    const origin = new Map<string, string>();
-    for (const [path, entry] of this.files) {
-      errors.push(...entry.errors);
-      for (const r of entry.resources) {
-        const key = resourceKey(r);
-        const first = origin.get(key);
-        if (first !== undefined) {
-          errors.push({
-            file: r.source?.file ?? path,
-            document: r.source?.document ?? 0,
-            path: 'metadata.name',
-            message: `duplicate ${r.kind} "${r.name}" of mesh "${r.mesh}": already defined in ${first}; this copy is ignored`,
-          });
-          continue;
-        }
-        origin.set(key, r.source?.file ?? path);
-        resources.set(key, r);
-      }
-    }
-    const fingerprint = JSON.stringify([[...this.files].map(([p, e]) => [p, e.mtimeMs, e.size]), errors.length, this.dirError ?? '']);
-    if (fingerprint === this.lastPublished && this.revision > 0) return;
-    this.lastPublished = fingerprint;
-    if (errors.length > 0) this.opts.onErrors?.(errors);
-    this.subject.next({ revision: ++this.revision, resources, errors });
+    const snap = this.index.snapshot();
+    const errors: ResourceError[] = [];
+    if (this.dirError) errors.push({ file: this.dir, document: 0, path: '', message: this.dirError });
+    for (const [p, message] of [...this.problems].sort()) errors.push({ file: this.shown(p), document: 0, path: '', message });
+    errors.push(...snap.errors);
+    const seen = new Set(errors.map(formatResourceError));
+    const fresh = errors.filter((e) => !this.lastErrors.has(formatResourceError(e)));
+    this.lastErrors = seen;
+    if (fresh.length > 0) this.opts.onErrors?.(fresh);
+    this.subject.next({ revision: ++this.revision, resources: snap.resources, errors, versions: snap.versions });
   }
 
-  /** Validates the text and writes it into the resource directory; nothing is written on error. */
-  async apply(text: string, sourceName: string): Promise<ResourceError[]> {
-    const { errors } = parseResources(text, sourceName);
+  private managedPath(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
+    return join(this.dir, managedFileName(r));
+  }
+
+  /** The user's file (not written by apply) that defines `key`, if any. */
+  private userFileOf(key: string): string | undefined {
+    return this.index.definersOf(key).find((p) => !this.files.get(p)?.managed);
+  }
+
+  /**
+   * Validates the text and writes each resource to its own file (see WriteOptions for the
+   * version check); a resource defined in a user's file is refused naming that file.
+   */
+  async apply(text: string, sourceName: string, opts: WriteOptions = {}): Promise<ResourceError[]> {
+    const { resources, errors } = parseResources(text, sourceName);
     if (errors.length > 0) return errors;
-    const name = basename(sourceName).replace(/[^A-Za-z0-9._-]/g, '_') || 'applied.yaml';
-    const target = join(this.dir, RESOURCE_FILE.test(name) ? name : `${name}.yaml`);
-    const tmp = join(this.dir, `.${name}.tmp`);
-    await writeFile(tmp, text);
-    await rename(tmp, target);
-    await this.rescan();
+    const refused: ResourceError[] = [];
+    for (const r of resources) {
+      const user = this.userFileOf(resourceKey(r));
+      if (user !== undefined) {
+        refused.push({
+          file: sourceName,
+          document: r.source?.document ?? 0,
+          path: '',
+          message: `${describe(r)} is defined in ${this.shown(user)}, a file not written by apply: change it there`,
+        });
+      }
+    }
+    if (refused.length > 0 || resources.length === 0) return refused;
+    const targets = resources.map((r) => this.managedPath(r));
+    const conflicts = await withResourceLocks(targets, async () => {
+      const found: ResourceError[] = [];
+      if (!opts.force) {
+        for (const r of resources) {
+          const expected = r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '';
+          const current = await fileVersion(this.managedPath(r));
+          if (current !== expected) found.push(conflictError(r, sourceName, expected, current));
+        }
+      }
+      if (found.length > 0) return found;
+      for (const r of resources) await writeFileAtomic(this.managedPath(r), MANAGED_HEADER + serializeResource(r, 'yaml'));
+      return [];
+    });
+    if (conflicts.length > 0) return conflicts;
+    for (const t of targets) this.pending.paths.add(t);
+    await this.kick();
     return [];
   }
 
-  async delete(): Promise<boolean> {
-    throw new StoreWriteError('delete is not supported by the directory store yet');
+  async delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts: WriteOptions = {}): Promise<boolean> {
+    const ref = { kind, mesh, namespace, name };
+    const key = resourceKey(ref);
+    const user = this.userFileOf(key);
+    if (user !== undefined) throw new StoreWriteError(`${describe(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
+    const target = this.managedPath(ref);
+    const deleted = await withResourceLocks([target], async () => {
+      const current = await fileVersion(target);
+      if (current === '') return false;
+      const expected = opts.resourceVersion ?? this.index.versionOf(key) ?? '';
+      if (!opts.force && current !== expected) {
+        throw new StoreWriteError(`conflict: ${describe(ref)} was changed since it was read (version ${expected || 'absent'}, now ${current}); read it again, or use --force`, true);
+      }
+      await removeFileDurably(target);
+      return true;
+    });
+    this.pending.paths.add(target);
+    await this.kick();
+    return deleted;
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.watcher?.close();
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
     clearTimeout(this.debounce);
-    await this.scanning;
+    for (const t of this.rechecks) clearTimeout(t);
+    await this.queue;
     this.subject.complete();
   }
 }
 
-function mergeKeepingOld(old: Resource[], fresh: Resource[]): Resource[] {
+function describe(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
+  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+}
+
+function conflictError(r: Resource, file: string, expected: string, current: string): ResourceError {
+  const was = expected === '' ? 'absent when read' : `version ${expected} when read`;
+  const now = current === '' ? 'now absent' : `now version ${current}`;
+  return {
+    file,
+    document: r.source?.document ?? 0,
+    path: '',
+    message: `conflict: ${describe(r)} was changed by another writer (${was}, ${now}); read it again and re-apply, or use --force`,
+    conflict: true,
+  };
+}
+
+function mergeKeepingOld(old: readonly Resource[], fresh: readonly Resource[]): Resource[] {
   const merged = new Map<string, Resource>();
   for (const r of old) merged.set(resourceKey(r), r);
   for (const r of fresh) merged.set(resourceKey(r), r);

@@ -163,3 +163,25 @@ test('deleting a MeshIdentity deletes its auto-created MeshTrust', async () => {
   a.stop();
   assert.deepEqual(v2.trusts, []);
 });
+
+test('an identity whose computation throws is contained: reported in its conditions, others computed, later snapshots still processed', async () => {
+  const { a, push } = harness();
+  const good = meshIdentity('good');
+  // What a row written by another tool could hold before stores validated rows: right shape, no templates.
+  const broken = meshIdentity('broken');
+  (broken.spec as { spiffeID: unknown }).spiffeID = {};
+  const v1 = await push(snapshot(good, broken));
+  assert.equal(stateOf(v1, good).ready, true);
+  const b = stateOf(v1, broken);
+  assert.equal(b.ready, false);
+  assert.equal(cond(b, 'Ready').reason, 'Failed');
+  assert.match(cond(b, 'Ready').message, /identity could not be computed/);
+  assert.equal(a.health().ok, false, 'a Bundled identity without a CA is not healthy');
+  const later = meshIdentity('later');
+  const v2 = await push(snapshot(good, broken, later));
+  assert.equal(stateOf(v2, later).ready, true, 'a later change still reaches the pipeline');
+  const v3 = await push(snapshot(good, later));
+  assert.equal(v3.identities.size, 2);
+  assert.deepEqual(a.health(), { ok: true, detail: '2 identities' });
+  a.stop();
+});

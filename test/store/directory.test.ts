@@ -70,15 +70,15 @@ test('a resource defined twice is served once and the duplicate is reported', as
   });
 });
 
-test('apply writes a valid file into the directory and refuses an invalid one without writing', async () => {
+test('apply writes each resource to a file of its own and refuses an invalid one without writing', async () => {
   await withStore(async (store, dir) => {
     assert.deepEqual(await store.apply(trustYaml('applied', 'ap.example'), '/somewhere/new-trust.yaml'), []);
-    await stat(join(dir, 'new-trust.yaml'));
+    await stat(join(dir, 'meshtrust_default__applied.yaml'));
     await next(store, (s) => trustDomainOf(s, 'applied') === 'ap.example');
     const errors = await store.apply(trustYaml('bad', 'x'.repeat(254)), 'bad.yaml');
     assert.equal(errors.length, 1);
     assert.match(errors[0]!.message, /253/);
-    await assert.rejects(stat(join(dir, 'bad.yaml')));
+    await assert.rejects(stat(join(dir, 'meshtrust_default__bad.yaml')));
   });
 });
 

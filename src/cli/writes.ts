@@ -1,0 +1,105 @@
+// `apply`, `delete` and `import`: writes through the ResourceStore interface, so they work the same
+// with the directory store and with Postgres.
+import { stat } from 'node:fs/promises';
+import { firstValueFrom } from 'rxjs';
+import { decodeResourceText, readResourceText } from '../api/file-text.js';
+import { serializeResource, toUniversalObject } from '../api/serialize.js';
+import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
+import { DirectoryStore } from '../store/directory.js';
+import { StoreWriteError, type ResourceStore } from '../store/types.js';
+
+export interface Output {
+  out: (s: string) => void;
+  err: (s: string) => void;
+}
+
+/** The text of `-f FILE` (or stdin for `-`), refused as `validate` refuses it when too large or not UTF-8. */
+export async function readInput(file: string, maxBytes: number): Promise<string> {
+  const read = file === '-' ? decodeResourceText(await readStdinBytes(maxBytes), 'stdin', maxBytes) : await readResourceText(file, file, maxBytes);
+  if ('error' in read) throw new Error(formatResourceError(read.error));
+  return read.text;
+}
+
+async function readStdinBytes(maxBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > maxBytes) break; // enough to report it as too large, without holding the rest
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Exit code 0 when everything was stored, 1 otherwise (every problem printed, conflicts named). */
+export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output): Promise<number> {
+  const errors = await store.apply(text, source, { force });
+  if (errors.length > 0) {
+    io.err(errors.map(formatResourceError).join('\n'));
+    return 1;
+  }
+  io.out(`applied ${source}`);
+  return 0;
+}
+
+export async function runDelete(
+  store: ResourceStore,
+  ref: { kind: ResourceKind; mesh: string; namespace: string; name: string },
+  opts: { force: boolean; resourceVersion?: string },
+  io: Output,
+): Promise<number> {
+  const what = `${ref.kind} "${ref.name}" of mesh "${ref.mesh}"`;
+  try {
+    const deleted = await store.delete(ref.kind, ref.mesh, ref.namespace, ref.name, opts);
+    if (!deleted) {
+      io.err(`${what} not found`);
+      return 1;
+    }
+    io.out(`deleted ${what}`);
+    return 0;
+  } catch (e) {
+    if (e instanceof StoreWriteError) {
+      io.err(e.message);
+      return 1;
+    }
+    throw e;
+  }
+}
+
+const sameContent = (a: Resource, b: Resource) => JSON.stringify(toUniversalObject(a)) === JSON.stringify(toUniversalObject(b));
+
+/**
+ * Copies every valid resource of a directory into a store: creates what is missing, updates what
+ * differs, leaves the rest (so a second run reports everything unchanged). Never deletes.
+ */
+export async function runImport(dir: string, target: ResourceStore, maxFileSize: number, io: Output): Promise<number> {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st?.isDirectory()) throw new Error(`--resources ${dir}: not a directory`);
+  const source = await DirectoryStore.readOnce(dir, maxFileSize);
+  const current = await firstValueFrom(target.snapshots$);
+  let failed = source.errors.length > 0;
+  for (const e of source.errors) io.err(`not imported: ${formatResourceError(e)}`);
+  const counts = { created: 0, updated: 0, unchanged: 0, failed: 0 };
+  const sorted = [...source.resources.values()].sort((a, b) => resourceKey(a).localeCompare(resourceKey(b)));
+  for (const r of sorted) {
+    const existing = current.resources.get(resourceKey(r));
+    const what = `${r.kind} ${r.mesh}/${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
+    if (existing && sameContent(existing, r)) {
+      counts.unchanged++;
+      io.out(`unchanged ${what}`);
+      continue;
+    }
+    const errors = await target.apply(serializeResource(r, 'yaml'), r.source?.file ?? dir);
+    if (errors.length > 0) {
+      counts.failed++;
+      failed = true;
+      io.err(errors.map(formatResourceError).join('\n'));
+      continue;
+    }
+    const outcome = existing ? 'updated' : 'created';
+    counts[outcome]++;
+    io.out(`${outcome} ${what}`);
+  }
+  io.out(`imported ${dir}: ${counts.created} created, ${counts.updated} updated, ${counts.unchanged} unchanged${counts.failed ? `, ${counts.failed} failed` : ''}`);
+  return failed ? 1 : 0;
+}

@@ -1,0 +1,110 @@
+// Which resource files a directory holds, by their displayed path: symlinks followed (loops
+// detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
+import { readdir, readlink, stat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+
+export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
+
+/**
+ * The kubelet's atomic writer: visible entries are symlinks into `..data/`, and `..data` is a
+ * symlink to a timestamped folder that is swapped by one rename. Listing `..data` (not the
+ * visible links, which are added and removed after the swap) makes one swap one change.
+ */
+export const KUBELET_DATA = '..data';
+
+export interface ListedFile {
+  /** Path under the resource directory as the user sees it (errors name it). */
+  display: string;
+  /** Path to read: through `..data` inside a kubelet volume. */
+  read: string;
+}
+
+export interface Listing {
+  files: ListedFile[];
+  /** Problems with the tree itself (symlink loops, unreadable folders), keyed by displayed path. */
+  problems: Map<string, string>;
+  /** Kubelet volumes seen, displayed path → current target of their `..data`. */
+  kubelet: Map<string, string>;
+  /** Every folder listed, displayed path → where it is read and the real folders above it. */
+  dirs: Map<string, DirInfo>;
+}
+
+export interface DirInfo {
+  read: string;
+  ancestors: ReadonlySet<string>;
+}
+
+const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
+
+/** The stat signature of a file: any write, replacement or swap changes it. */
+export function fileSignature(st: Stats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
+}
+
+export async function kubeletTarget(dir: string): Promise<string | undefined> {
+  return readlink(join(dir, KUBELET_DATA)).catch(() => undefined);
+}
+
+/**
+ * Lists the resource files under `display` (read through `read`). Throws only when `read` itself
+ * cannot be listed (the caller decides whether that is an outage); `ancestors` are the real
+ * folders above it, so a symlink back to one of them is reported as a loop, not followed.
+ */
+export async function listTree(display: string, read: string, ancestors: ReadonlySet<string> = new Set()): Promise<Listing> {
+  const out: Listing = { files: [], problems: new Map(), kubelet: new Map(), dirs: new Map() };
+  const self = await stat(read);
+  if (!self.isDirectory()) throw Object.assign(new Error(`${display} is not a folder`), { code: 'ENOTDIR' });
+  await walk(display, read, new Set([...ancestors, statSig(self)]), out, true);
+  return out;
+}
+
+async function walk(display: string, read: string, ancestors: Set<string>, out: Listing, top: boolean): Promise<void> {
+  out.dirs.set(display, { read, ancestors });
+  const target = await kubeletTarget(read);
+  let dirRead = read;
+  if (target !== undefined) {
+    out.kubelet.set(display, target);
+    dirRead = join(read, KUBELET_DATA);
+  }
+  let entries;
+  try {
+    entries = await readdir(dirRead, { withFileTypes: true });
+  } catch (e) {
+    if (top) throw e;
+    out.problems.set(display, `folder cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    return;
+  }
+  entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  for (const e of entries) {
+    // Dot entries: `..data`, the kubelet's timestamped folders, temp and lock files of writers.
+    if (e.name.startsWith('.')) continue;
+    const d = join(display, e.name);
+    const r = join(dirRead, e.name);
+    let isDir = e.isDirectory();
+    let isFile = e.isFile();
+    let st: Stats | undefined;
+    if (e.isSymbolicLink() || isDir) {
+      try {
+        st = await stat(r);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ELOOP') out.problems.set(d, 'symlink loop: not followed');
+        // A dangling link (ENOENT) is no file: the kubelet leaves them briefly during a swap.
+        continue;
+      }
+      isDir = st.isDirectory();
+      isFile = st.isFile();
+    }
+    if (isDir && st) {
+      const sig = statSig(st);
+      if (ancestors.has(sig)) {
+        out.problems.set(d, 'symlink loop: links back to a folder above it, not followed');
+        continue;
+      }
+      await walk(d, r, new Set([...ancestors, sig]), out, false);
+    } else if (isFile && RESOURCE_FILE.test(e.name)) {
+      out.files.push({ display: d, read: r });
+    }
+  }
+}

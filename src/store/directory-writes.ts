@@ -1,0 +1,73 @@
+// Files written by `mesh-sds apply` into a resource directory: one resource per file, a header
+// that marks it as apply's, written atomically (temp file, fsync, rename, fsync of the folder).
+import { createHash, randomBytes } from 'node:crypto';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { ResourceMeta } from '../api/types.js';
+import { withFileLock } from './file-lock.js';
+
+export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per file): change it with mesh-sds apply or delete.\n';
+
+/** One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous. */
+export function managedFileName(r: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
+  return `${r.kind.toLowerCase()}_${r.mesh}_${r.namespace}_${r.name}.yaml`;
+}
+
+/** The version of a stored resource: a digest of its file's bytes ('' when absent). */
+export function contentVersion(text: string | Buffer): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 20);
+}
+
+export async function fileVersion(path: string): Promise<string> {
+  try {
+    return contentVersion(await readFile(path));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw e;
+  }
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Replaces `path` with `text` so that a reader sees the old file or the new one, never a part. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  // A dot name: the directory store skips it while it exists.
+  const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    await fh.writeFile(text);
+    await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fh.close();
+  try {
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await fsyncDir(dirname(path));
+}
+
+export async function removeFileDurably(path: string): Promise<void> {
+  await unlink(path);
+  await fsyncDir(dirname(path));
+}
+
+/** Holds the per-resource lock of every path (in sorted order, so two writers never deadlock). */
+export async function withResourceLocks<T>(paths: readonly string[], fn: () => Promise<T>): Promise<T> {
+  const sorted = [...new Set(paths)].sort();
+  const hold = (i: number): Promise<T> =>
+    i === sorted.length ? fn() : withFileLock(join(dirname(sorted[i]!), `.${basename(sorted[i]!)}.lock`), () => hold(i + 1), { timeoutMs: 20_000 });
+  return hold(0);
+}

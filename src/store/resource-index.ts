@@ -1,0 +1,100 @@
+// Resources contributed by many sources (files), kept incrementally: a change to one source
+// touches only the keys it defines, and a snapshot is a copy of maps, never a re-parse.
+import { resourceKey, type Resource, type ResourceError } from '../api/types.js';
+
+export interface SourceContribution {
+  resources: readonly Resource[];
+  errors: readonly ResourceError[];
+  /** Version of every resource of this source (optimistic concurrency). */
+  version: string;
+}
+
+export class ResourceIndex {
+  private readonly sources = new Map<string, SourceContribution>();
+  /** key → sources defining it, sorted: the first one wins, the others are duplicates. */
+  private readonly definers = new Map<string, string[]>();
+  private readonly winners = new Map<string, Resource>();
+  private readonly versions = new Map<string, string>();
+  private readonly withErrors = new Set<string>();
+  private readonly duplicated = new Set<string>();
+
+  get(source: string): SourceContribution | undefined {
+    return this.sources.get(source);
+  }
+
+  sourceNames(): IterableIterator<string> {
+    return this.sources.keys();
+  }
+
+  /** The sources that define `key`, the serving one first. */
+  definersOf(key: string): readonly string[] {
+    return this.definers.get(key) ?? [];
+  }
+
+  versionOf(key: string): string | undefined {
+    return this.versions.get(key);
+  }
+
+  /** Sets (or with undefined removes) what one source contributes. */
+  set(source: string, c: SourceContribution | undefined): void {
+    const old = this.sources.get(source);
+    const touched = new Set<string>();
+    for (const r of old?.resources ?? []) {
+      const key = resourceKey(r);
+      touched.add(key);
+      const list = this.definers.get(key)?.filter((s) => s !== source) ?? [];
+      if (list.length > 0) this.definers.set(key, list);
+      else this.definers.delete(key);
+    }
+    if (c) this.sources.set(source, c);
+    else this.sources.delete(source);
+    if (c && c.errors.length > 0) this.withErrors.add(source);
+    else this.withErrors.delete(source);
+    for (const r of c?.resources ?? []) {
+      const key = resourceKey(r);
+      touched.add(key);
+      const list = this.definers.get(key) ?? [];
+      if (!list.includes(source)) {
+        list.push(source);
+        list.sort();
+      }
+      this.definers.set(key, list);
+    }
+    for (const key of touched) this.settle(key);
+  }
+
+  private settle(key: string): void {
+    const list = this.definers.get(key);
+    const first = list?.[0];
+    const winner = first === undefined ? undefined : this.sources.get(first)?.resources.find((r) => resourceKey(r) === key);
+    if (winner && first !== undefined) {
+      this.winners.set(key, winner);
+      this.versions.set(key, this.sources.get(first)!.version);
+    } else {
+      this.winners.delete(key);
+      this.versions.delete(key);
+    }
+    if (list && list.length > 1) this.duplicated.add(key);
+    else this.duplicated.delete(key);
+  }
+
+  /** Immutable copies for a snapshot. */
+  snapshot(): { resources: Map<string, Resource>; versions: Map<string, string>; errors: ResourceError[] } {
+    const errors: ResourceError[] = [];
+    for (const s of [...this.withErrors].sort()) errors.push(...this.sources.get(s)!.errors);
+    for (const key of this.duplicated) {
+      const [first, ...others] = this.definers.get(key)!;
+      const r = this.winners.get(key)!;
+      for (const other of others) {
+        const dup = this.sources.get(other)!.resources.find((x) => resourceKey(x) === key);
+        errors.push({
+          file: dup?.source?.file ?? other,
+          document: dup?.source?.document ?? 0,
+          path: 'metadata.name',
+          message: `duplicate ${r.kind} "${r.name}" of mesh "${r.mesh}": already defined in ${r.source?.file ?? first}; this copy is ignored`,
+        });
+      }
+    }
+    return { resources: new Map(this.winners), versions: new Map(this.versions), errors };
+  }
+}

@@ -1,0 +1,126 @@
+// `apply`, `delete` and `import` run as a user runs them (the real executable, separate processes).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { meshSds } from './run.js';
+import { makeCa } from '../helpers/openssl.js';
+import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
+import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
+
+const ca = makeCa('cli-writes');
+const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
+
+async function workspace(t: { after: (fn: () => Promise<void>) => void }) {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-writes-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const resources = join(root, 'resources');
+  await mkdir(resources);
+  const flags = ['--resources', resources, '--state-dir', join(root, 'state')];
+  return { root, resources, flags };
+}
+
+async function getJson(flags: string[], kind: string, name?: string): Promise<any> {
+  const r = await meshSds(['get', kind, ...(name ? [name] : []), '-o', 'json', ...flags]);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+test('two applies from stdin keep both resources (each resource gets a file of its own)', async (t) => {
+  const w = await workspace(t);
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: trustYaml('first', 'first.example') })).code, 0);
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: trustYaml('second', 'second.example') })).code, 0);
+  const names = (await getJson(w.flags, 'meshtrust')).map((r: { name: string }) => r.name).sort();
+  assert.deepEqual(names, ['first', 'second']);
+});
+
+test('twenty concurrent apply processes to twenty resources lose none', async (t) => {
+  const w = await workspace(t);
+  const results = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => meshSds(['apply', '-f', '-', ...w.flags], { input: dataplaneYaml(`dp-${i}`, { app: `a${i}` }) })),
+  );
+  assert.deepEqual(results.map((r) => r.code), Array(20).fill(0), results.map((r) => r.stderr).join(''));
+  const dps = await getJson(w.flags, 'dataplane');
+  assert.equal(dps.length, 20);
+  assert.equal((await readdir(w.resources)).filter((f) => !f.startsWith('.')).length, 20, 'no temp or lock file left behind');
+});
+
+test('two concurrent applies to one resource based on the same version: exactly one conflict, naming the resource', async (t) => {
+  const w = await workspace(t);
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: trustYaml('shared', 'v1.example') })).code, 0);
+  const { resourceVersion } = await getJson(w.flags, 'meshtrust', 'shared');
+  assert.match(resourceVersion, /^[0-9a-f]{20}$/);
+  const edit = (td: string) => trustYaml('shared', td).replace(/^name: shared$/m, `name: shared\nresourceVersion: ${resourceVersion}`);
+  const [a, b] = await Promise.all([
+    meshSds(['apply', '-f', '-', ...w.flags], { input: edit('a.example') }),
+    meshSds(['apply', '-f', '-', ...w.flags], { input: edit('b.example') }),
+  ]);
+  assert.deepEqual([a.code, b.code].sort(), [0, 1], a.stderr + b.stderr);
+  const loser = a.code === 1 ? a : b;
+  assert.match(loser.stderr, /conflict: MeshTrust "shared" of mesh "default" was changed by another writer/);
+  const winnerTd = a.code === 0 ? 'a.example' : 'b.example';
+  assert.equal((await getJson(w.flags, 'meshtrust', 'shared')).spec.trustDomain, winnerTd, 'the winner is stored, not overwritten');
+  // The stale version again: a conflict; --force overwrites.
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: edit('c.example') })).code, 1);
+  assert.equal((await meshSds(['apply', '-f', '-', '--force', ...w.flags], { input: edit('c.example') })).code, 0);
+  assert.equal((await getJson(w.flags, 'meshtrust', 'shared')).spec.trustDomain, 'c.example');
+});
+
+test("a resource defined in a user's file is refused by apply and delete, naming that file", async (t) => {
+  const w = await workspace(t);
+  await writeFile(join(w.resources, 'mine.yaml'), trustYaml('mine', 'mine.example'));
+  const applied = await meshSds(['apply', '-f', '-', ...w.flags], { input: trustYaml('mine', 'other.example') });
+  assert.equal(applied.code, 1);
+  assert.match(applied.stderr, /MeshTrust "mine" of mesh "default" is defined in .*resources\/mine\.yaml, a file not written by apply/);
+  const deleted = await meshSds(['delete', 'meshtrust', 'mine', ...w.flags]);
+  assert.equal(deleted.code, 1);
+  assert.match(deleted.stderr, /is defined in .*resources\/mine\.yaml, a file not written by apply: delete it there/);
+  assert.equal(await readFile(join(w.resources, 'mine.yaml'), 'utf8'), trustYaml('mine', 'mine.example'), 'the user file is untouched');
+});
+
+test('delete removes a resource written by apply; an unknown one is an error', async (t) => {
+  const w = await workspace(t);
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: dataplaneYaml('web', { app: 'web' }, 'shop') })).code, 0);
+  const r = await meshSds(['delete', 'dataplane', 'web', '--mesh', 'shop', ...w.flags]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /deleted Dataplane "web" of mesh "shop"/);
+  assert.deepEqual(await getJson(w.flags, 'dataplane'), []);
+  const again = await meshSds(['delete', 'dataplane', 'web', '--mesh', 'shop', ...w.flags]);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /Dataplane "web" of mesh "shop" not found/);
+});
+
+test('apply refuses a file that is not UTF-8 or too large, as validate does', async (t) => {
+  const w = await workspace(t);
+  const file = join(w.root, 'latin1.yaml');
+  await writeFile(file, Buffer.concat([Buffer.from('# caf'), Buffer.from([0xe9]), Buffer.from(`\n${trustYaml('x', 'x.example')}`)]));
+  const r = await meshSds(['apply', '-f', file, ...w.flags]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /latin1\.yaml \(document 1\): file is not valid UTF-8: invalid byte 0xe9 at byte offset 5/);
+  const big = await meshSds(['apply', '-f', '-', '--max-file-size', '100', ...w.flags], { input: trustYaml('x', 'x.example') });
+  assert.equal(big.code, 1);
+  assert.match(big.stderr, /stdin \(document 1\): file is \d+ bytes, larger than the limit of 100 bytes/);
+  assert.deepEqual(await readdir(w.resources), []);
+});
+
+test('import copies a directory into Postgres and reports created, updated, unchanged; a second run changes nothing', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const url = `${PG_URL}?schema=${schema}`;
+  await writeFile(join(w.resources, 'trust.yaml'), trustYaml('t1', 'one.example'));
+  await writeFile(join(w.resources, 'dps.yaml'), `${dataplaneYaml('a', { app: 'a' })}---\n${dataplaneYaml('b', { app: 'b' })}`);
+  const first = await meshSds(['import', '--resources', w.resources, '--store', url, '--state-dir', join(w.root, 'state')]);
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stdout, /imported .*: 3 created, 0 updated, 0 unchanged/);
+  await writeFile(join(w.resources, 'trust.yaml'), trustYaml('t1', 'two.example'));
+  const second = await meshSds(['import', '--resources', w.resources, '--store', url, '--state-dir', join(w.root, 'state')]);
+  assert.equal(second.code, 0, second.stderr);
+  assert.match(second.stdout, /updated MeshTrust default\/t1/);
+  assert.match(second.stdout, /0 created, 1 updated, 2 unchanged/);
+  const third = await meshSds(['import', '--resources', w.resources, '--store', url, '--state-dir', join(w.root, 'state')]);
+  assert.match(third.stdout, /0 created, 0 updated, 3 unchanged/);
+  const got = await meshSds(['get', 'meshtrust', 't1', '-o', 'json', '--store', url, '--state-dir', join(w.root, 'state')]);
+  assert.equal(JSON.parse(got.stdout).spec.trustDomain, 'two.example');
+});

@@ -1,0 +1,187 @@
+// What a resource directory looks like in production: symlinks, Kubernetes ConfigMap/Secret
+// volumes (the kubelet's `..data` swap), files too large or not UTF-8, and many files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { firstValueFrom, filter, timeout } from 'rxjs';
+import { DirectoryStore, type DirectoryStoreOptions } from '../../src/store/directory.js';
+import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
+import { makeCa } from '../helpers/openssl.js';
+import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
+
+const ca = makeCa('dir-layout');
+const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
+
+async function withStore(
+  fn: (store: DirectoryStore, dir: string, root: string, reported: ResourceError[]) => Promise<void>,
+  opts: Partial<DirectoryStoreOptions> = {},
+  prepare?: (dir: string, root: string) => Promise<void>,
+) {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-layout-'));
+  const dir = join(root, 'resources');
+  await mkdir(dir);
+  await prepare?.(dir, root);
+  const reported: ResourceError[] = [];
+  const store = await DirectoryStore.open({
+    resourcesDir: dir,
+    stateDir: join(root, 'state'),
+    rescanMs: 60_000,
+    onErrors: (e) => reported.push(...e),
+    ...opts,
+  });
+  try {
+    await store.start();
+    await fn(store, dir, root, reported);
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+const next = (store: DirectoryStore, pred: (s: ResourceSnapshot) => boolean, ms = 3000) =>
+  firstValueFrom(store.snapshots$.pipe(filter(pred), timeout(ms)));
+const latest = (store: DirectoryStore) => firstValueFrom(store.snapshots$);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const tdOf = (s: ResourceSnapshot, name: string) => {
+  const r = [...s.resources.values()].find((x) => x.kind === 'MeshTrust' && x.name === name);
+  return r?.kind === 'MeshTrust' ? r.spec.trustDomain : undefined;
+};
+const trusts = (s: ResourceSnapshot) =>
+  Object.fromEntries([...s.resources.values()].filter((r) => r.kind === 'MeshTrust').map((r) => [r.name, tdOf(s, r.name)]).sort());
+
+test('a symlinked file and a symlinked folder are read; a change behind the link is seen', async () => {
+  await withStore(async (store, dir, root) => {
+    const outside = join(root, 'outside');
+    await mkdir(join(outside, 'more'), { recursive: true });
+    await writeFile(join(outside, 'trust.yaml'), trustYaml('linked', 'one.example'));
+    await writeFile(join(outside, 'more', 'other.yaml'), trustYaml('in-folder', 'folder.example'));
+    await symlink(join(outside, 'trust.yaml'), join(dir, 'trust.yaml'));
+    await symlink(join(outside, 'more'), join(dir, 'more'));
+    const s = await next(store, (x) => tdOf(x, 'linked') === 'one.example' && tdOf(x, 'in-folder') === 'folder.example');
+    assert.deepEqual(s.errors, []);
+    // Behind the link: no event in the watched tree, so the safety scan (stat calls) finds it.
+    await writeFile(join(outside, 'trust.yaml'), trustYaml('linked', 'two.example'));
+    await store.rescan();
+    assert.equal(tdOf(await latest(store), 'linked'), 'two.example');
+  });
+});
+
+test('a symlink loop is reported once, not followed, and everything else is served', async () => {
+  await withStore(async (store, dir, _root, reported) => {
+    await mkdir(join(dir, 'sub'));
+    await writeFile(join(dir, 'sub', 'trust.yaml'), trustYaml('t', 'ok.example'));
+    await symlink(dir, join(dir, 'sub', 'back-to-top'));
+    await symlink(join(dir, 'self'), join(dir, 'self'));
+    const s = await next(store, (x) => tdOf(x, 't') === 'ok.example' && x.errors.length === 2);
+    assert.deepEqual(
+      s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`),
+      ['self: symlink loop: not followed', 'sub/back-to-top: symlink loop: links back to a folder above it, not followed'],
+    );
+    for (let i = 0; i < 3; i++) await store.rescan();
+    await writeFile(join(dir, 'other.yaml'), trustYaml('u', 'u.example'));
+    await next(store, (x) => tdOf(x, 'u') === 'u.example');
+    assert.equal(reported.filter((e) => /symlink loop/.test(e.message)).length, 2, 'each loop reported once');
+  });
+});
+
+/** The kubelet's atomic writer, step by step, as it updates a ConfigMap volume. */
+async function kubeletWrite(dir: string, stamp: string, files: Record<string, string>, previous?: { stamp: string; files: string[] }) {
+  const ts = join(dir, `..${stamp}`);
+  await mkdir(ts);
+  for (const [name, text] of Object.entries(files)) await writeFile(join(ts, name), text);
+  await symlink(`..${stamp}`, join(dir, '..data_tmp'));
+  await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+  for (const name of Object.keys(files)) {
+    if (!previous?.files.includes(name)) await symlink(join('..data', name), join(dir, name));
+  }
+  for (const name of previous?.files ?? []) if (!(name in files)) await unlink(join(dir, name));
+  if (previous) await rm(join(dir, `..${previous.stamp}`), { recursive: true });
+}
+
+test('a Kubernetes ConfigMap volume is read, and a kubelet swap that adds, changes and removes resources is one change', async () => {
+  const first = { 'a.yaml': trustYaml('a', 'a1.example'), 'b.yaml': trustYaml('b', 'b.example') };
+  await withStore(
+    async (store) => {
+      const start = await latest(store);
+      assert.deepEqual(trusts(start), { a: 'a1.example', b: 'b.example' });
+      assert.deepEqual(start.errors, []);
+      const seen: ResourceSnapshot[] = [];
+      const sub = store.snapshots$.subscribe((s) => s.revision > start.revision && seen.push(s));
+      try {
+        await kubeletWrite(store.dir, '2026_11_29_21_00_00.2', { 'a.yaml': trustYaml('a', 'a2.example'), 'c.yaml': trustYaml('c', 'c.example') }, {
+          stamp: '2026_11_29_21_00_00.1',
+          files: Object.keys(first),
+        });
+        await next(store, (s) => tdOf(s, 'c') === 'c.example');
+        await sleep(300);
+        await store.rescan();
+      } finally {
+        sub.unsubscribe();
+      }
+      assert.equal(seen.length, 1, `one swap, one change: ${JSON.stringify(seen.map(trusts))}`);
+      assert.deepEqual(trusts(seen[0]!), { a: 'a2.example', c: 'c.example' });
+      assert.deepEqual(seen[0]!.errors, []);
+      assert.match(seen[0]!.resources.get('MeshTrust/default//a')!.source!.file, /resources\/a\.yaml$/, 'named by its visible path');
+    },
+    {},
+    (dir) => kubeletWrite(dir, '2026_11_29_21_00_00.1', first),
+  );
+});
+
+test('a file over --max-file-size and a file that is not UTF-8 are refused naming the file, keep their last good version, and are not read again until they change', async () => {
+  await withStore(
+    async (store, dir) => {
+      await writeFile(join(dir, 'a.yaml'), trustYaml('a', 'a.example'));
+      await writeFile(join(dir, 'b.yaml'), trustYaml('b', 'b.example'));
+      await next(store, (s) => tdOf(s, 'a') === 'a.example' && tdOf(s, 'b') === 'b.example');
+      await writeFile(join(dir, 'a.yaml'), `# ${'x'.repeat(5000)}\n${trustYaml('a', 'changed.example')}`);
+      const latin1 = Buffer.concat([Buffer.from('# caf'), Buffer.from([0xe9]), Buffer.from(`\n${trustYaml('b', 'changed.example')}`)]);
+      await writeFile(join(dir, 'b.yaml'), latin1);
+      const s = await next(store, (x) => x.errors.length === 2);
+      assert.deepEqual(
+        s.errors.map((e) => `${e.file.replace(/.*\//, '')}: ${e.message}`).sort(),
+        [
+          `a.yaml: file is ${5003 + Buffer.byteLength(trustYaml('a', 'changed.example'))} bytes, larger than the limit of 4096 bytes (--max-file-size): not read`,
+          'b.yaml: file is not valid UTF-8: invalid byte 0xe9 at byte offset 5',
+        ],
+      );
+      assert.equal(tdOf(s, 'a'), 'a.example', 'last good version kept');
+      assert.equal(tdOf(s, 'b'), 'b.example', 'last good version kept');
+      const reads = store.reads;
+      const revision = (await latest(store)).revision;
+      for (let i = 0; i < 5; i++) await store.rescan();
+      await sleep(300);
+      assert.equal(store.reads, reads, 'a refused file is not read again while unchanged');
+      assert.equal((await latest(store)).revision, revision);
+      await writeFile(join(dir, 'b.yaml'), trustYaml('b', 'fixed.example'));
+      const fixed = await next(store, (x) => tdOf(x, 'b') === 'fixed.example');
+      assert.equal(fixed.errors.length, 1);
+    },
+    { maxFileSize: 4096 },
+  );
+});
+
+test('a change among many files reads that file only; a safety scan with no change reads nothing and publishes nothing', async () => {
+  await withStore(
+    async (store, dir) => {
+      const start = await latest(store);
+      assert.equal(start.resources.size, 300);
+      assert.equal(store.reads, 300);
+      await store.rescan();
+      assert.equal(store.reads, 300, 'stat calls only');
+      assert.equal((await latest(store)).revision, start.revision, 'nothing published');
+      await writeFile(join(dir, 'dp-123.yaml'), dataplaneYaml('dp-123', { app: 'changed' }));
+      const s = await next(store, (x) => x.resources.get('Dataplane/default//dp-123')?.labels.app === 'changed');
+      assert.equal(store.reads, 301);
+      const unchanged = 'Dataplane/default//dp-7';
+      assert.equal(s.resources.get(unchanged), start.resources.get(unchanged), 'unchanged resources are the same objects');
+    },
+    {},
+    async (dir) => {
+      for (let i = 0; i < 300; i++) await writeFile(join(dir, `dp-${i}.yaml`), dataplaneYaml(`dp-${i}`, { app: 'web' }));
+    },
+  );
+});
