@@ -30,7 +30,11 @@ export function storedToDocument(stored: unknown): unknown {
   // `source` is where it was read from, not content; any other unknown field is kept for validation to name.
   const { kind, namespace, labels, spec, source: _source, ...rest } = stored;
   const doc: Record<string, unknown> = { type: kind, ...rest };
-  if (namespace !== undefined && namespace !== '') {
+  // Cluster-scoped: its document form names no mesh and no namespace.
+  if (kind === 'ClusterFederatedTrustDomain') {
+    delete doc.mesh;
+    if (labels !== undefined) doc.labels = labels;
+  } else if (namespace !== undefined && namespace !== '') {
     doc.labels = { ...(isPlainObject(labels) ? labels : {}), [NAMESPACE_LABEL]: namespace };
   } else if (labels !== undefined) doc.labels = labels;
   if (spec !== undefined) doc.spec = kind === 'MeshIdentity' ? withoutDerived(spec) : spec;

@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { loadResourceFile } from '../../src/api/parse.js';
 import { validateStoredResource } from '../../src/api/validate-stored.js';
-import { FIXTURES } from './helpers.js';
+import { parseResources } from '../../src/api/parse.js';
+import { RESOURCE_KINDS } from '../../src/api/types.js';
+import { stringify } from 'yaml';
+import { FIXTURES, pem } from './helpers.js';
 import { INVALID_FIXTURES, storedShape } from '../helpers/invalid-resources.js';
 
 const where = { file: 'postgres:test.resources', document: 0 };
@@ -45,7 +48,7 @@ test('rows of the wrong shape, unknown fields or another key are refused, never 
   for (const [stored, expected] of [
     [null, 'document must be an object'],
     ['text', 'document must be an object'],
-    [{ kind: 'Nope', name: 'x' }, 'type: unknown kind "Nope", expected one of MeshTrust, MeshIdentity, Dataplane, Secret'],
+    [{ kind: 'Nope', name: 'x' }, `type: unknown kind "Nope", expected one of ${RESOURCE_KINDS.join(', ')}`],
     [{ kind: 'Dataplane', name: 'x', mesh: 'default', labels: { a: 1 } }, 'labels["a"]: must be a string'],
     [{ kind: 'Dataplane', name: 'x', mesh: 'default', extra: true }, 'extra: unknown field'],
     [{ kind: 'Secret', name: 's', mesh: 'default', data: 7 }, 'data: must be a base64 string'],
@@ -56,4 +59,21 @@ test('rows of the wrong shape, unknown fields or another key are refused, never 
   }
   const other = validateStoredResource({ kind: 'Dataplane', name: 'x', mesh: 'default' }, where, { kind: 'Dataplane', mesh: 'default', namespace: '', name: 'y' });
   assert.match(other.errors[0]!.message, /holds Dataplane\/default\/\/x but is stored as Dataplane\/default\/\/y/);
+});
+
+test('a stored cluster-scoped ClusterFederatedTrustDomain survives being read back', () => {
+  const doc = {
+    type: 'ClusterFederatedTrustDomain',
+    name: 'zone-b',
+    spec: {
+      trustDomain: 'zone-b.example',
+      bundleEndpointURL: 'https://127.0.0.1:8443/zone-b.example',
+      bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: 'spiffe://zone-b.example/mesh-sds/bundle-endpoint' },
+      trustDomainBundle: pem('root-ca'),
+    },
+  };
+  const [r] = parseResources(stringify(doc), 'f.yaml').resources;
+  const back = validateStoredResource(asStored(r!), where, r);
+  assert.deepEqual(back.errors, []);
+  assert.deepEqual(asStored(back.resource!), asStored(r!));
 });
