@@ -125,19 +125,21 @@ export class PostgresStore implements ResourceStore {
 
   /** Connects and migrates the schema to this binary's version. Call `start()` to load the first snapshot. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
-    const { connectionString, schema: urlSchema } = splitSchemaParam(url);
+    const { connectionString, schema: urlSchema, applicationName } = splitSchemaParam(url);
     const schema = opts.schema ?? urlSchema ?? 'public';
     const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
+    // `application_name` in the URL names this replica's connections (pg_stat_activity); -listen and -migrate are appended.
+    const appName = applicationName ?? 'mesh-sds';
     const clientConfig: pg.ClientConfig = {
       connectionString,
-      application_name: 'mesh-sds',
+      application_name: appName,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 5000,
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
     };
     const log = opts.logger ?? silentLogger;
     // The migration may wait for another replica's; it gets its own connection and limits.
-    const migrator = new pg.Client({ ...clientConfig, application_name: 'mesh-sds-migrate' });
+    const migrator = new pg.Client({ ...clientConfig, application_name: `${appName}-migrate` });
     migrator.on('error', () => undefined);
     await migrator.connect();
     try {
@@ -563,7 +565,7 @@ export class PostgresStore implements ResourceStore {
   }
 
   private async connectListener(): Promise<void> {
-    const client = new pg.Client({ ...this.clientConfig, application_name: 'mesh-sds-listen' });
+    const client = new pg.Client({ ...this.clientConfig, application_name: `${this.clientConfig.application_name ?? 'mesh-sds'}-listen` });
     this.listener = client;
     client.on('notification', (msg) => this.onNotification(msg));
     client.on('error', (err) => this.listenerLost(client, err));
@@ -680,8 +682,11 @@ function conflictError(file: string, r: Resource, found: string | undefined, exp
   };
 }
 
-/** Takes a non-standard `schema` query parameter off the URL (so `--store` can carry it); pg would not understand it. */
-function splitSchemaParam(url: string): { connectionString: string; schema?: string } {
+/**
+ * Takes a non-standard `schema` query parameter off the URL (so `--store` can carry it; pg would not
+ * understand it), and `application_name` (pg would let it override the per-connection names).
+ */
+function splitSchemaParam(url: string): { connectionString: string; schema?: string; applicationName?: string } {
   let u: URL;
   try {
     u = new URL(url);
@@ -689,9 +694,11 @@ function splitSchemaParam(url: string): { connectionString: string; schema?: str
     return { connectionString: url };
   }
   const schema = u.searchParams.get('schema') ?? undefined;
-  if (schema === undefined) return { connectionString: url };
+  const applicationName = u.searchParams.get('application_name') ?? undefined;
+  if (schema === undefined && applicationName === undefined) return { connectionString: url };
   u.searchParams.delete('schema');
-  return { connectionString: u.toString(), schema };
+  u.searchParams.delete('application_name');
+  return { connectionString: u.toString(), schema, applicationName };
 }
 
 function errMessage(err: unknown): string {
