@@ -85,6 +85,8 @@ export class PostgresStore implements ResourceStore {
   readonly feedStats = { fullReloads: 0, keyedReads: 0, rowsRead: 0 };
 
   private entries = new Map<string, Entry>();
+  /** Versions this store wrote itself, until the feed has loaded them (see knownVersion). */
+  private ownWrites = new Map<string, { revision: number; exists: boolean }>();
   /** Keys of entries with errors, so publishing does not walk every entry. */
   private erroneous = new Set<string>();
   private current: ResourceSnapshot | undefined;
@@ -203,9 +205,15 @@ export class PostgresStore implements ResourceStore {
     return { ok: true, detail: `postgres: ${this.entries.size} resources loaded, change feed live` };
   }
 
-  /** Stored revision of a resource (its optimistic-concurrency version) as last loaded; undefined when absent. */
-  revisionOf(key: string): number | undefined {
-    return this.entries.get(key)?.revision;
+  /**
+   * The version of a resource this store last knew (loaded, or written by itself: revisions only
+   * grow, so the higher one is the newer), or ABSENT.
+   */
+  private knownVersion(key: string): string {
+    const loaded = this.entries.get(key);
+    const own = this.ownWrites.get(key);
+    if (own && (!loaded || own.revision >= loaded.revision)) return own.exists ? String(own.revision) : ABSENT;
+    return loaded ? String(loaded.revision) : ABSENT;
   }
 
   /**
@@ -260,8 +268,7 @@ export class PostgresStore implements ResourceStore {
         if (now && now.doc !== null && canonicalJson(now.doc) === x.doc && now.source === x.source) continue;
         // What the writer saw: the document's resourceVersion, else what this store last loaded
         // (a CLI: at its start), else (not started) what was just read.
-        const loaded = this.entries.get(x.key)?.revision;
-        const basedOn = x.basedOn ?? (this.started ? (loaded === undefined ? ABSENT : String(loaded)) : (now?.revision ?? ABSENT));
+        const basedOn = x.basedOn ?? (this.started ? this.knownVersion(x.key) : (now?.revision ?? ABSENT));
         if (!opts.force && basedOn !== (now?.revision ?? ABSENT)) {
           conflicts.push(conflictError(sourceName, x.r, now?.revision, basedOn));
           continue;
@@ -270,41 +277,43 @@ export class PostgresStore implements ResourceStore {
         else updates.push({ ...x, expected: now.revision });
       }
       if (conflicts.length > 0) return [];
-      const done = new Set<string>();
+      const done = new Map<string, string>();
       if (inserts.length > 0) {
-        const res = await c.query<RowKeyOnly>(
+        const res = await c.query<RowKeyOnly & { revision: string }>(
           `INSERT INTO ${this.t.resources} AS r (kind, mesh, namespace, name, source, source_name, doc)
            SELECT u.kind, u.mesh, u.namespace, u.name, u.source, u.source_name, u.doc::jsonb
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
              AS u(kind, mesh, namespace, name, source, source_name, doc)
            ON CONFLICT (kind, mesh, namespace, name) DO ${opts.force ? 'UPDATE SET source = EXCLUDED.source, source_name = EXCLUDED.source_name, doc = EXCLUDED.doc' : 'NOTHING'}
-           RETURNING r.kind, r.mesh, r.namespace, r.name`,
+           RETURNING r.kind, r.mesh, r.namespace, r.name, r.revision`,
           [...keyCols(inserts), cols(inserts, (x) => x.source), cols(inserts, () => sourceName), cols(inserts, (x) => x.doc)],
         );
-        for (const row of res.rows) done.add(keyOfRow(row));
+        for (const row of res.rows) done.set(keyOfRow(row), row.revision);
         for (const x of inserts) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'created concurrently', ABSENT));
       }
       if (updates.length > 0) {
-        const res = await c.query<RowKeyOnly>(
+        const res = await c.query<RowKeyOnly & { revision: string }>(
           `UPDATE ${this.t.resources} AS r SET source = u.source, source_name = u.source_name, doc = u.doc::jsonb
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
              AS u(kind, mesh, namespace, name, source, source_name, doc, expected)
            WHERE (r.kind, r.mesh, r.namespace, r.name) = (u.kind, u.mesh, u.namespace, u.name) AND ($9 OR r.revision = u.expected)
-           RETURNING r.kind, r.mesh, r.namespace, r.name`,
+           RETURNING r.kind, r.mesh, r.namespace, r.name, r.revision`,
           [...keyCols(updates), cols(updates, (x) => x.source), cols(updates, () => sourceName), cols(updates, (x) => x.doc), cols(updates, (x) => x.expected), opts.force === true],
         );
-        for (const row of res.rows) done.add(keyOfRow(row));
+        for (const row of res.rows) done.set(keyOfRow(row), row.revision);
         for (const x of updates) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'changed or deleted concurrently', x.expected));
       }
       if (conflicts.length > 0) throw new RollbackForConflict();
-      return [...inserts, ...updates].filter((x) => done.has(x.key)).map((x) => x.r);
+      return [...done.entries()];
     }).catch((err: unknown) => {
       if (err instanceof RollbackForConflict) return [];
       throw err;
     });
     if (conflicts.length > 0) return conflicts;
+    // A next write through this store is based on these versions, even before the feed has read them.
+    for (const [key, revision] of written) this.ownWrites.set(key, { revision: Number(revision), exists: true });
     // Also read them directly, so this replica catches up even while its LISTEN connection is down.
-    this.noteChanged(written);
+    this.noteChanged(written.map(([key]) => byKey.get(key)!));
     return [];
   }
 
@@ -314,8 +323,8 @@ export class PostgresStore implements ResourceStore {
    */
   async delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts: WriteOptions = {}): Promise<boolean> {
     const key = resourceKey({ kind, mesh, namespace, name });
-    const loaded = this.entries.get(key)?.revision;
-    const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (loaded === undefined ? undefined : String(loaded)));
+    const known = this.knownVersion(key);
+    const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (known === ABSENT ? undefined : known));
     if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
       throw new StoreWriteError(`conflict: ${kind} "${name}" in mesh "${mesh}": resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
     }
@@ -337,7 +346,10 @@ export class PostgresStore implements ResourceStore {
         true,
       );
     }
-    if (row?.what === 'deleted') this.noteChanged([{ kind, mesh, namespace, name }]);
+    if (row?.what === 'deleted') {
+      this.ownWrites.set(key, { revision: Number(row.revision), exists: false });
+      this.noteChanged([{ kind, mesh, namespace, name }]);
+    }
     return row?.what === 'deleted';
   }
 
@@ -387,6 +399,7 @@ export class PostgresStore implements ResourceStore {
       next.set(key, entry);
     }
     for (const key of this.entries.keys()) if (!next.has(key)) changed.add(key);
+    this.ownWrites.clear(); // read after they were committed: the entries know them now
     if (!force && changed.size === 0) return;
     const resources = new Map<string, Resource>();
     const versions = new Map<string, string>();
@@ -416,6 +429,7 @@ export class PostgresStore implements ResourceStore {
     const resources = new Map(this.current?.resources ?? []);
     const versions = new Map(this.current?.versions ?? []);
     for (const key of parts.map(keyOfRow)) {
+      this.ownWrites.delete(key);
       const row = rows.get(key);
       const prev = this.entries.get(key);
       if (!row) {

@@ -47,6 +47,7 @@ test('an apply racing another writer of the same resource is a conflict naming i
     assert.equal(errors.length, 1, JSON.stringify(errors));
     assert.equal(errors[0]!.file, 'mine.yaml');
     assert.match(errors[0]!.message, /^conflict: Dataplane "dp-1" in mesh "default" was changed by another writer/);
+    assert.match(errors[0]!.message, /changed or deleted concurrently, expected resourceVersion \d+/, 'it lost the race at the write, not at the read');
     assert.match(errors[0]!.message, /--force/);
     const rows = await adminQuery<{ name: string; source: string }>(`SELECT name, source FROM "${schema}".resources ORDER BY name`);
     assert.deepEqual(rows.rows.map((r) => r.name), ['dp-1'], 'dp-2 was not written either: one apply is one transaction');
@@ -69,6 +70,7 @@ test('an apply or delete based on a resourceVersion that has moved on is a confl
     await waitForSnapshot(a!, (s) => s.resources.has(KEY), 5000);
     const seen = a!.snapshot!.versions?.get(KEY);
     assert.ok(seen);
+    await waitForSnapshot(b!, (s) => s.resources.has(KEY), 5000);
     assert.deepEqual(await b!.apply(dataplaneYaml('dp-1', 'b'), 'b.yaml'), []);
     // The document says which version it was based on (as `get` prints it).
     const based = (v: string) => `resourceVersion: "${v}"\n${dataplaneYaml('dp-1', 'a')}`;
@@ -103,5 +105,14 @@ test('two applies creating the same new resource at once: one succeeds, the othe
     } finally {
       await other.end();
     }
+  });
+});
+
+test('a store\'s own writes, applied back to back, never conflict with each other', async () => {
+  await withStores(1, async ([store]) => {
+    for (let i = 0; i < 5; i++) assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', `v${i}`), `v${i}.yaml`), [], `apply ${i}`);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'dp-1'), true);
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', 'again'), 'again.yaml'), []);
+    await waitForSnapshot(store!, (s) => s.resources.get(KEY)?.labels.app === 'again', 5000);
   });
 });
