@@ -99,3 +99,17 @@ test('state-key generate writes a 0600 key file and refuses to overwrite it; tok
   const revoked = await meshSds(['token', 'revoke', '--token-file', join(root, 'token'), '--state-dir', stateDir, '--state-key-file', keyFile]);
   assert.equal(revoked.code, 0, revoked.stderr);
 });
+
+test('MESH_SDS_INSECURE_PLAINTEXT_STATE is read strictly: "false" keeps Postgres refusing unsealed keys, junk is an error', { timeout: 120_000 }, async (t) => {
+  const schema = testSchema();
+  const url = `${PG_URL}?schema=${schema}`;
+  t.after(() => dropSchema(schema));
+  const args = ['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--store', url];
+  const off = await meshSds(args, { env: { MESH_SDS_INSECURE_PLAINTEXT_STATE: 'false' } });
+  assert.equal(off.code, 1);
+  assert.match(off.stderr, /refusing to store private key "auth\/signing-key" unsealed/);
+  const junk = await meshSds(args, { env: { MESH_SDS_INSECURE_PLAINTEXT_STATE: 'maybe' } });
+  assert.equal(junk.code, 1);
+  assert.match(junk.stderr, /MESH_SDS_INSECURE_PLAINTEXT_STATE="maybe": must be one of/);
+  assert.deepEqual((await adminQuery(`SELECT key FROM "${schema}".state`)).rows, []);
+});
