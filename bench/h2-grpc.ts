@@ -20,7 +20,7 @@ export class RawGrpcConnection {
   private constructor(private readonly session: http2.ClientHttp2Session) {}
 
   /** `localAddress`: source address (several 127.0.0.x spread 10,000s of connections over more port ranges). */
-  static connect(target: string, opts: { localAddress?: string; windowBytes?: number } = {}): Promise<RawGrpcConnection> {
+  static connect(target: string, opts: { localAddress?: string; windowBytes?: number; waitForSettings?: boolean } = {}): Promise<RawGrpcConnection> {
     return new Promise((resolve, reject) => {
       const session = http2.connect(`http://${target}`, {
         settings: { initialWindowSize: 1 << 20, maxConcurrentStreams: 1 << 20 },
@@ -28,7 +28,10 @@ export class RawGrpcConnection {
         ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
       } as http2.ClientSessionOptions);
       session.once('error', reject);
-      session.once('connect', () => {
+      session.once('close', () => reject(new Error('connection closed before it was established')));
+      // Established = the server's SETTINGS arrived: the server has accepted the connection (a
+      // TCP handshake alone only means the kernel queued it, and a full accept queue resets it).
+      session.once(opts.waitForSettings ? 'remoteSettings' : 'connect', () => {
         session.off('error', reject);
         session.on('error', () => undefined);
         // Connection-level flow-control window: many streams share it.

@@ -74,6 +74,7 @@ interface Encoders {
 let streamKinds: Encoders[] = [];
 let tokens: string[] = [];
 let connectErrors = 0;
+let reconnects = 0;
 let clients: RawGrpcConnection[] = [];
 const proxies: Proxy[] = [];
 let phase: Phase | undefined;
@@ -113,6 +114,7 @@ function report(): void {
     // Distinct trust bundles held (replicas: one CA means one bundle everywhere).
     trustDigests: [...new Set(proxies.flatMap((p) => (p.trust ? [p.trust] : [])).map((t) => t.toString('latin1')))].map((t) => createHash('sha256').update(t, 'latin1').digest('hex').slice(0, 16)),
     connectErrors,
+    reconnects,
   };
   phase = undefined;
   send(r);
@@ -194,10 +196,18 @@ function connectAll(): void {
   const addrs = c.localAddresses?.length ? c.localAddresses : [undefined];
   let next = 0;
   const start = (i: number, attempt: number): void => {
-    RawGrpcConnection.connect(c.target, { localAddress: addrs[i % addrs.length], windowBytes: 1 << 20 }).then(
+    RawGrpcConnection.connect(c.target, { localAddress: addrs[i % addrs.length], windowBytes: 1 << 20, waitForSettings: true }).then(
       (conn) => {
-        proxies[i]!.conn = conn;
-        openStreams(i, proxies[i]!, conn);
+        const p = proxies[i]!;
+        p.conn = conn;
+        openStreams(i, p, conn);
+        // Like Envoy, a proxy whose connection drops before it was served connects again.
+        conn.onClose(() => {
+          if (phase !== 'storm' || p.done !== null || p.conn !== conn || attempt >= 5) return;
+          reconnects++;
+          for (const call of p.calls) call.cancel();
+          setTimeout(() => start(i, attempt + 1), 50 * (attempt + 1));
+        });
         launch();
       },
       (e: Error) => {
@@ -247,6 +257,7 @@ function arm(next: Phase, deadlineMs: number): void {
   streamErrors = [];
   remaining = 0;
   connectErrors = 0;
+  reconnects = 0;
   for (const p of proxies) {
     p.done = null;
     p.firstNew = null;

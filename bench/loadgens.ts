@@ -91,6 +91,7 @@ export interface PhaseResult {
   sideChanges: number;
   streamErrors: string[];
   connectErrors: number;
+  reconnects: number;
   touched: number[];
   trustDigests: string[];
   /** CPU ms each generator used during the phase (compare with the phase's wall time). */
@@ -132,6 +133,7 @@ export async function runPhase(cpuMs: () => number, lgs: Loadgen[], phase: Phase
     sideChanges: reports.reduce((a, r) => a + r.sideChanges, 0),
     streamErrors: reports.flatMap((r) => r.streamErrors).slice(0, 20),
     connectErrors: reports.reduce((a, r) => a + r.connectErrors, 0),
+    reconnects: reports.reduce((a, r) => a + r.reconnects, 0),
     touched: reports.flatMap((r) => r.touched),
     trustDigests: [...new Set(reports.flatMap((r) => r.trustDigests))],
     loadgenCpuMs: reports.map((r) => r.cpuMs),

@@ -58,6 +58,8 @@ export interface PhaseReport {
   touched: number[];
   /** Connections that failed to open (realistic storm), after retries. */
   connectErrors: number;
+  /** Connections that dropped before their proxy was served and were opened again. */
+  reconnects: number;
   /** Short digests of the distinct trust bundles the proxies hold. */
   trustDigests: string[];
 }

@@ -32,7 +32,7 @@ export interface RealisticOptions {
 export interface RealisticResult {
   label: string;
   proxies: number;
-  storm: { cpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; streamErrors: string[] };
+  storm: { cpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
   fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[] };
   memory: { rssBeforeKb: number; rssAfterKb: number; perProxyKb: number };
   trustDigests: string[];
@@ -74,7 +74,7 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     const result: RealisticResult = {
       label: t.label,
       proxies: o.n,
-      storm: { cpuMs: storm.serverCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, streamErrors: storm.streamErrors },
+      storm: { cpuMs: storm.serverCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
       memory: { rssBeforeKb: rssBefore, rssAfterKb: rssAfter, perProxyKb: round((rssAfter - rssBefore) / o.n, 2) },
       trustDigests: storm.trustDigests,
     };
