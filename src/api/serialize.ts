@@ -40,7 +40,7 @@ export function toUniversalObject(r: Resource): Record<string, unknown> {
     case 'MeshTrust': {
       const spec: Record<string, unknown> = {
         trustDomain: r.spec.trustDomain,
-        caBundles: r.spec.caBundles.map((b) => ({ type: b.type, pem: { value: b.pem.value } })),
+        caBundles: r.spec.caBundles.map((b) => (b.spiffeBundle ? { type: b.type, spiffeBundle: { value: b.spiffeBundle.value } } : { type: b.type, pem: { value: b.pem.value } })),
       };
       if (r.spec.origin) spec.origin = { ...r.spec.origin };
       out.spec = spec;

@@ -33,9 +33,16 @@ export type SecureDataSource =
   | { type: 'InsecureInline'; insecureInline: { value: string } }
   | { type: 'Secret'; secretRef: { kind: 'Secret'; name: string } };
 
+/**
+ * `Pem` (Kuma): concatenated PEM certificates. `SpiffeBundle`: a SPIFFE bundle (JWK Set), e.g.
+ * from `export-trust --format spiffe-bundle`; validation decodes it into `pem.value`, so every
+ * consumer reads `pem.value` whatever the type.
+ */
 export interface CaBundle {
-  type: 'Pem';
+  type: 'Pem' | 'SpiffeBundle';
   pem: { value: string };
+  /** `SpiffeBundle` only: the document as written (what serialisation gives back). */
+  spiffeBundle?: { value: string };
 }
 
 export interface MeshTrustSpec {

@@ -18,7 +18,7 @@ function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
         const notAfter = new Date(new X509Certificate(der).validTo);
         if (notAfter.getTime() < now.getTime()) {
           const where = r.source ? `${r.source.file} (document ${r.source.document + 1})` : r.name;
-          out.push(`warning: ${where}: spec.caBundles[${i}].pem.value: certificate ${j + 1} expired at ${notAfter.toISOString()}`);
+          out.push(`warning: ${where}: spec.caBundles[${i}].${b.spiffeBundle ? 'spiffeBundle' : 'pem'}.value: certificate ${j + 1} expired at ${notAfter.toISOString()}`);
         }
       });
     });

@@ -1,6 +1,7 @@
 // MeshTrust spec: trust domain and CA bundles (every certificate must parse and be a CA).
 import type { CaBundle, MeshTrustSpec } from './types.js';
 import { isCaCertificate, splitPemCertificates } from './pem.js';
+import { decodeSpiffeBundle, SpiffeBundleError } from './spiffe-bundle.js';
 import { field, index, Issues, readObject, readString } from './validate-common.js';
 import { trustDomainProblem } from './template.js';
 
@@ -53,24 +54,33 @@ function validateCaBundles(raw: unknown, path: string, issues: Issues): CaBundle
   const out: CaBundle[] = [];
   raw.forEach((item: unknown, i) => {
     const p = index(path, i);
-    const b = readObject(item, p, issues, ['type', 'pem']);
+    const b = readObject(item, p, issues, ['type', 'pem', 'spiffeBundle']);
     if (!b) {
       if (item === undefined || item === null) issues.add(p, 'must be an object');
       return;
     }
-    if (b.type !== 'Pem') {
-      issues.add(field(p, 'type'), 'must be one of Pem');
+    if (b.type !== 'Pem' && b.type !== 'SpiffeBundle') {
+      issues.add(field(p, 'type'), 'must be one of Pem, SpiffeBundle');
       return;
     }
-    const pemPath = field(p, 'pem');
-    const pem = readObject(b.pem, pemPath, issues, ['value']);
-    if (!pem) {
-      if (b.pem === undefined || b.pem === null) issues.add(pemPath, 'must be defined');
+    const member = b.type === 'Pem' ? 'pem' : 'spiffeBundle';
+    const other = b.type === 'Pem' ? 'spiffeBundle' : 'pem';
+    if (b[other] !== undefined && b[other] !== null) issues.add(field(p, other), `must not be set when type is ${b.type}`);
+    const memberPath = field(p, member);
+    const obj = readObject(b[member], memberPath, issues, ['value']);
+    if (!obj) {
+      if (b[member] === undefined || b[member] === null) issues.add(memberPath, 'must be defined');
       return;
     }
-    const valuePath = field(pemPath, 'value');
-    const value = readString(pem.value, valuePath, issues);
-    if (value === undefined && pem.value !== undefined && pem.value !== null) return;
+    const valuePath = field(memberPath, 'value');
+    const value = readString(obj.value, valuePath, issues);
+    if (value === undefined && obj.value !== undefined && obj.value !== null) return;
+    if (b.type === 'SpiffeBundle') {
+      const read = readSpiffeBundleValue(value ?? '');
+      if ('problem' in read) issues.add(valuePath, read.problem);
+      else out.push({ type: 'SpiffeBundle', pem: { value: read.pem }, spiffeBundle: { value: value ?? '' } });
+      return;
+    }
     const problem = pemBundleProblem(value ?? '');
     if (problem) {
       issues.add(valuePath, problem);
@@ -79,6 +89,18 @@ function validateCaBundles(raw: unknown, path: string, issues: Issues): CaBundle
     out.push({ type: 'Pem', pem: { value: value ?? '' } });
   });
   return out.length === raw.length ? out : undefined;
+}
+
+/** A SPIFFE bundle must decode (the reason names the JSON path inside it) and hold at least one X.509 CA. */
+function readSpiffeBundleValue(value: string): { pem: string } | { problem: string } {
+  if (value.trim() === '') return { problem: 'must not be empty' };
+  try {
+    const b = decodeSpiffeBundle(value);
+    if (b.cas.length === 0) return { problem: 'SPIFFE bundle holds no X.509 authority (no key with use "x509-svid")' };
+    return { pem: b.caPems.join('') };
+  } catch (e) {
+    return { problem: e instanceof SpiffeBundleError ? `SPIFFE bundle: ${e.message}` : `SPIFFE bundle: ${(e as Error).message}` };
+  }
 }
 
 /** Every PEM block must be an X.509 certificate with basicConstraints CA; names the first one that is not. */

@@ -215,15 +215,15 @@ storeOptions(program.command('inspect').description('explain which identity a da
     });
   });
 
-storeOptions(program.command('export-trust').description('print the PEM trust bundle of a mesh'))
+storeOptions(program.command('export-trust').description('print the trust bundle of a mesh: PEM, or a SPIFFE bundle (JWK Set) of one trust domain'))
   .requiredOption('--mesh <mesh>', 'mesh name')
-  .option('--trust-domain <td>', 'only this trust domain')
+  .option('--trust-domain <td>', 'only this trust domain (required for spiffe-bundle when the mesh trusts several)')
+  .addOption(new Option('--format <format>', 'pem or spiffe-bundle').choices(['pem', 'spiffe-bundle']).default('pem'))
   .action(async (o) => {
     await withStore(o as StoreFlags, async (store) => {
-      const bundle = aggregateTrust((await computeView(store, o.zone)).trusts, o.mesh);
-      const domains = bundle.domains.filter((d) => !o.trustDomain || d.trustDomain === o.trustDomain);
-      if (domains.length === 0) throw new Error(`no trust bundle for mesh "${o.mesh}"${o.trustDomain ? ` and trust domain "${o.trustDomain}"` : ''}`);
-      out(domains.map((d) => `# trust domain: ${d.trustDomain}\n${d.pem}`).join(''));
+      const { exportTrust } = await import('./export-trust.js');
+      const text = await exportTrust(await computeView(store, o.zone), store.state, { mesh: o.mesh, trustDomain: o.trustDomain, format: o.format });
+      out(text);
     });
   });
 

@@ -78,8 +78,8 @@ test('problems in a later bundle are reported at its index', () => {
 });
 
 test('bundle type must be Pem', () => {
-  assertRejected(withField(meshTrust(), 'spec.caBundles.0.type', 'Jks'), 'spec.caBundles[0].type: must be one of Pem');
-  assertRejected(withField(meshTrust(), 'spec.caBundles.0.type', undefined), 'spec.caBundles[0].type: must be one of Pem');
+  assertRejected(withField(meshTrust(), 'spec.caBundles.0.type', 'Jks'), 'spec.caBundles[0].type: must be one of Pem, SpiffeBundle');
+  assertRejected(withField(meshTrust(), 'spec.caBundles.0.type', undefined), 'spec.caBundles[0].type: must be one of Pem, SpiffeBundle');
 });
 
 test('a Pem bundle needs its pem object', () => {

@@ -1,0 +1,57 @@
+// MeshTrust CA source `SpiffeBundle`: a SPIFFE bundle document (JWK Set) instead of PEM.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { toUniversalObject } from '../../src/api/serialize.js';
+import type { MeshTrust } from '../../src/api/types.js';
+import { aggregateTrust } from '../../src/trust/aggregate.js';
+import { assertAccepted, assertRejected, meshTrust, pem, withField } from './helpers.js';
+
+const FIX = fileURLToPath(new URL('../fixtures/spiffe-bundle/', import.meta.url));
+const spire = readFileSync(FIX + 'spire-bundle-show.json', 'utf8');
+const spirePem = readFileSync(FIX + 'spire-bundle-show.pem', 'utf8');
+const standard = readFileSync(FIX + 'standard-appendix-a.json', 'utf8');
+const spiffeTrust = (value: unknown) => withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value } }]);
+
+test('a MeshTrust CA source of type SpiffeBundle is decoded into its X.509 authorities and aggregated like PEM', () => {
+  const t = assertAccepted<MeshTrust>(
+    withField(meshTrust(), 'spec.caBundles', [
+      { type: 'SpiffeBundle', spiffeBundle: { value: spire } },
+      { type: 'SpiffeBundle', spiffeBundle: { value: standard } },
+      { type: 'Pem', pem: { value: pem('root-ca') } },
+    ]),
+  );
+  assert.equal(t.spec.caBundles[0]!.pem.value, spirePem);
+  const bundle = aggregateTrust([t], 'default');
+  assert.equal(bundle.domains.length, 1);
+  assert.equal(bundle.domains[0]!.cas.length, 4, 'one EC authority (the JWT key ignored), two RSA roots, one PEM root');
+  // Serialised back as written: the document, not the decoded PEM.
+  const obj = toUniversalObject(t) as any;
+  assert.deepEqual(obj.spec.caBundles[0], { type: 'SpiffeBundle', spiffeBundle: { value: spire } });
+  assert.deepEqual(obj.spec.caBundles[2], { type: 'Pem', pem: { value: pem('root-ca') } });
+});
+
+test('a SpiffeBundle CA source that does not read is rejected naming the field and the path inside the document', () => {
+  const two = JSON.parse(spire);
+  two.keys[0].x5c.push(two.keys[0].x5c[0]);
+  assertRejected(spiffeTrust(JSON.stringify(two)), 'spec.caBundles[0].spiffeBundle.value: SPIFFE bundle: keys[0].x5c: must hold exactly one certificate');
+  assertRejected(spiffeTrust('{"keys": []}'), 'spec.caBundles[0].spiffeBundle.value: SPIFFE bundle holds no X.509 authority (no key with use "x509-svid")');
+  assertRejected(spiffeTrust('not json'), `spec.caBundles[0].spiffeBundle.value: SPIFFE bundle: not valid JSON: ${jsonError('not json')}`);
+  assertRejected(spiffeTrust(''), 'spec.caBundles[0].spiffeBundle.value: must not be empty');
+  assertRejected(spiffeTrust(7), 'spec.caBundles[0].spiffeBundle.value: must be a string');
+  assertRejected(withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle' }]), 'spec.caBundles[0].spiffeBundle: must be defined');
+  assertRejected(
+    withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: spire }, pem: { value: pem('root-ca') } }]),
+    'spec.caBundles[0].pem: must not be set when type is SpiffeBundle',
+  );
+});
+
+function jsonError(text: string): string {
+  try {
+    JSON.parse(text);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return '';
+}
