@@ -54,3 +54,98 @@ export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
   };
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }
+
+export interface WarnLimitOptions {
+  /** Length of a window (10 s). */
+  windowMs?: number;
+  /** Lines logged per source and message in a window before the rest are only counted (1). */
+  burst?: number;
+  /** Sources tracked at once; beyond this, new sources share one bucket (10,000). */
+  maxSources?: number;
+}
+
+interface Bucket {
+  logged: number;
+  suppressed: number;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * Repeated warnings from one source (a peer, a file, a proxy) are summarised: the first `burst`
+ * of each message per window are logged, the rest counted, and at the end of the window one line
+ * says "… and N more like this in the last 10 s". Bounded memory: at most `maxSources` buckets.
+ */
+export class WarnLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private readonly windowMs: number;
+  private readonly burst: number;
+  private readonly maxSources: number;
+
+  constructor(
+    private readonly log: Logger,
+    opts: WarnLimitOptions = {},
+  ) {
+    this.windowMs = opts.windowMs ?? 10_000;
+    this.burst = opts.burst ?? 1;
+    this.maxSources = opts.maxSources ?? 10_000;
+  }
+
+  warn(source: string, obj: Record<string, unknown>, msg: string): void {
+    let key = `${source}\u0000${msg}`;
+    let b = this.buckets.get(key);
+    if (!b && this.buckets.size >= this.maxSources) {
+      key = `*\u0000${msg}`;
+      source = '*';
+      b = this.buckets.get(key);
+    }
+    if (!b) {
+      b = { logged: 0, suppressed: 0 };
+      this.buckets.set(key, b);
+      const bucket = b;
+      const from = source;
+      b.timer = setTimeout(() => this.flush(key, bucket, from, msg), this.windowMs);
+      b.timer.unref();
+    }
+    if (b.logged < this.burst) {
+      b.logged++;
+      this.log.warn(obj, msg);
+    } else {
+      b.suppressed++;
+    }
+  }
+
+  private flush(key: string, b: Bucket, source: string, msg: string): void {
+    this.buckets.delete(key);
+    if (b.suppressed > 0) {
+      const window = this.windowMs >= 1000 ? `${Math.round(this.windowMs / 1000)} s` : `${this.windowMs} ms`;
+      this.log.warn({ source, suppressed: b.suppressed, windowMs: this.windowMs }, `${msg} … and ${b.suppressed} more like this in the last ${window}`);
+    }
+  }
+
+  /** Logs every pending summary now (shutdown). */
+  flushAll(): void {
+    for (const [key, b] of [...this.buckets]) {
+      clearTimeout(b.timer);
+      const i = key.indexOf('\u0000');
+      this.flush(key, b, key.slice(0, i), key.slice(i + 1));
+    }
+  }
+}
+
+const limiters = new WeakMap<Logger, WarnLimiter>();
+
+/** The logger's shared limiter (one per logger, created on first use). */
+export function limitedWarn(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+  let l = limiters.get(log);
+  if (!l) {
+    l = new WarnLimiter(log);
+    limiters.set(log, l);
+  }
+  l.warn(source, obj, msg);
+}
+
+/** The peer's address without its port: one client reconnecting from new ports is one source. */
+export function peerSource(peer: string): string {
+  const m = /^(.*):\d+$/.exec(peer);
+  return m?.[1] ?? peer;
+}

@@ -6,12 +6,16 @@ export type StreamApi = 'sotw' | 'delta' | 'ads';
 
 export interface Metrics {
   readonly registry: Registry;
-  /** Open SDS streams by API flavour. */
-  readonly streams: Gauge<'api'>;
+  /** Open SDS streams by mesh and API flavour (protocol). */
+  readonly streams: Gauge<'mesh' | 'api'>;
   readonly pushes: Counter;
   readonly acks: Counter;
+  /** NACKs (rejected responses). */
   readonly nacks: Counter;
-  readonly streamAuthFailures: Counter;
+  /** Secrets in NACKed responses, by secret name (see nackNameLabel: workload SPIFFE IDs fold into one). */
+  readonly nackedSecrets: Counter<'name'>;
+  /** Streams and fetches refused because authentication failed, by reason (see authFailureReason). */
+  readonly streamAuthFailures: Counter<'reason'>;
   readonly svidIssued: Counter<'mesh' | 'identity'>;
   /** Time to generate a leaf key and sign its certificate, in seconds. */
   readonly svidIssueSeconds: Histogram;
@@ -32,13 +36,20 @@ export function createMetrics(): Metrics {
   const registers = [registry];
   const metrics: Metrics = {
     registry,
-    streams: new Gauge({ name: 'mesh_sds_streams', help: 'Open SDS streams', labelNames: ['api'] as const, registers }),
+    streams: new Gauge({ name: 'mesh_sds_streams', help: 'Open SDS streams by mesh and protocol (sotw, delta, ads)', labelNames: ['mesh', 'api'] as const, registers }),
     pushes: new Counter({ name: 'mesh_sds_pushes_total', help: 'Discovery responses sent to proxies', registers }),
     acks: new Counter({ name: 'mesh_sds_acks_total', help: 'Responses acknowledged by proxies', registers }),
     nacks: new Counter({ name: 'mesh_sds_nacks_total', help: 'Responses rejected by proxies (error_detail set)', registers }),
+    nackedSecrets: new Counter({
+      name: 'mesh_sds_nacked_secrets_total',
+      help: 'Secrets in responses rejected by proxies, by secret name; a workload SPIFFE ID name counts as <spiffe-id>',
+      labelNames: ['name'] as const,
+      registers,
+    }),
     streamAuthFailures: new Counter({
       name: 'mesh_sds_stream_auth_failures_total',
-      help: 'Streams refused because authentication failed',
+      help: 'Streams and fetches refused because authentication failed, by reason',
+      labelNames: ['reason'] as const,
       registers,
     }),
     svidIssued: new Counter({
@@ -70,7 +81,26 @@ export function createMetrics(): Metrics {
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };
-  // Every flavour is present from the start, so dashboards see 0 rather than no series.
-  for (const api of ['sotw', 'delta', 'ads'] as const) metrics.streams.set({ api }, 0);
   return metrics;
+}
+
+/**
+ * The `name` label of a NACK: the secret name, except a workload SPIFFE ID (`spiffe://td/path`,
+ * one per workload) which would make one series per proxy; `spiffe://td` (a trust domain) stays.
+ */
+export function nackNameLabel(name: string): string {
+  return /^spiffe:\/\/[^/]+\/./.test(name) ? '<spiffe-id>' : name;
+}
+
+/** A small fixed set of reasons for the auth-failures metric, from the refusal's message. */
+export function authFailureReason(message: string): string {
+  if (/missing authorization|authorization metadata|Bearer/.test(message)) return 'no-token';
+  if (/node id/.test(message) && !/not valid for node/.test(message)) return 'bad-node-id';
+  if (/expired/.test(message)) return 'expired';
+  if (/revoked/.test(message)) return 'revoked';
+  if (/signature/.test(message)) return 'signature';
+  if (/malformed/.test(message)) return 'malformed';
+  if (/not valid for node/.test(message)) return 'node-mismatch';
+  if (/claim|label|workload/.test(message)) return 'claims';
+  return 'other';
 }

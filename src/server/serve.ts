@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import { Gauge } from 'prom-client';
 import { filter, firstValueFrom, type Subscription } from 'rxjs';
 import { formatResourceError } from '../api/types.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
@@ -21,6 +20,8 @@ import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { routeGrpcLogs } from './grpc-logging.js';
 import { createLogger, type Logger } from './logger.js';
+import { IdentityChangeLog } from './identity-log.js';
+import { registerLiveMetrics } from './live-metrics.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import { serverReadiness } from './server-readiness.js';
@@ -173,24 +174,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       metrics.svidIssueSeconds.observe(seconds);
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
-    onDropped: (pk) => pub.proxyGone(pk),
-  });
-  // One series per identity, not per proxy: the earliest NotAfter of its live SVIDs, at scrape time.
-  new Gauge({
-    name: 'mesh_sds_svid_earliest_expiry_timestamp_seconds',
-    help: 'Earliest NotAfter among the SVIDs currently held for proxies of each MeshIdentity',
-    labelNames: ['identity'],
-    registers: [metrics.registry],
-    collect() {
-      this.reset();
-      const earliest = new Map<string, number>();
-      for (const [, e] of svids.entries()) {
-        if (e.identity.state !== 'issued') continue;
-        const t = e.identity.svid.notAfter.getTime() / 1000;
-        const kri = e.identity.identity.kri;
-        if (t < (earliest.get(kri) ?? Infinity)) earliest.set(kri, t);
-      }
-      for (const [identity, t] of earliest) this.set({ identity }, t);
+    onDropped: (pk) => {
+      identityLog.gone(pk);
+      pub.proxyGone(pk);
     },
   });
   const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
@@ -212,11 +198,11 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
   };
   subs.push(authorities.views$.subscribe(onView));
+  const identityLog = new IdentityChangeLog(log);
   subs.push(
     svids.changes$.subscribe((pk) => {
       pub.proxyChanged(pk);
-      const id = svids.get(pk);
-      if (id?.state === 'pending' || id?.state === 'rejected') log.warn({ proxy: pk, state: id.state, reason: id.reason }, 'proxy gets no identity');
+      identityLog.changed(pk, svids.get(pk));
     }),
   );
   const storeSource = cfg.store ? 'postgres' : 'directory';
@@ -226,6 +212,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   await store.start();
 
   const registry = new StreamRegistry();
+  registerLiveMetrics(metrics, { svids, registry });
   const deps: StreamDeps = {
     cache,
     publisher: pub,

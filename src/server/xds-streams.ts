@@ -4,11 +4,11 @@ import type { SecretCache } from '../xds/cache.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
-import type { Resolver, Subscription } from '../xds/resource.js';
+import type { EncodedResource, Resolver, Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import { connectionOf } from './drain.js';
-import type { Logger } from './logger.js';
-import type { Metrics, StreamApi } from './metrics.js';
+import { limitedWarn, peerSource, type Logger } from './logger.js';
+import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from './metrics.js';
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
 
 export interface StreamDeps {
@@ -27,16 +27,32 @@ export interface StreamDeps {
   registry: StreamRegistry;
 }
 
+/** A sent response as /debug shows it: references to what was written, no copies. */
+export interface SentResponse {
+  readonly nonce: string;
+  readonly version_info?: string;
+  readonly system_version_info?: string;
+}
+
 export interface StreamInfo {
   id: number;
   api: StreamApi;
+  mesh: string;
   proxy: string;
   peer: string;
   subscription: Subscription | undefined;
   openedMs: number;
   pushes: number;
   nacks: number;
-  lastNack?: string;
+  lastSent?: SentResponse;
+  lastSentResources?: readonly EncodedResource[];
+  lastSentMs: number;
+  lastAcked?: SentResponse;
+  lastAckedResources?: readonly EncodedResource[];
+  lastAckedMs: number;
+  lastNack?: { version: string; nonce: string; detail: string; atMs: number };
+  /** Names the stream asked for that are not available to it (for /debug and the held-names gauge). */
+  readonly resolver?: { resolve(sub: Subscription): { resources: ReadonlyMap<string, unknown>; invalid: readonly string[] } };
 }
 
 export interface RegisteredStream {
@@ -101,19 +117,26 @@ function onCallDone(this: CallWithStream): void {
  */
 class XdsStream implements StreamInfo, RegisteredStream {
   id = 0;
+  mesh = '';
   proxy = '';
   readonly peer: string;
   subscription: Subscription | undefined;
   readonly openedMs = Date.now();
   pushes = 0;
   nacks = 0;
-  lastNack?: string;
+  lastSent?: SentResponse;
+  lastSentResources?: readonly EncodedResource[];
+  lastSentMs = 0;
+  lastAcked?: SentResponse;
+  lastAckedResources?: readonly EncodedResource[];
+  lastAckedMs = 0;
+  lastNack?: { version: string; nonce: string; detail: string; atMs: number };
 
   credential?: { jti: string; expiresAtMs: number };
   private state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
   private queued: Request[] = [];
   private machine?: Machine;
-  private resolver?: StreamResolver;
+  resolver?: StreamResolver;
   private watched: readonly string[] = [];
   private cancelWatch?: () => void;
   private cancelWait?: () => void;
@@ -140,7 +163,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   onData(req: Request): void {
     if (this.state === 'closed') return;
     if (req.malformed !== undefined) {
-      this.deps.log.warn({ peer: this.peer, api: this.api, reason: req.malformed }, 'malformed request');
+      limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: req.malformed }, 'malformed request');
       return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
     }
     if (this.state === 'open') return this.onRequest(req);
@@ -150,8 +173,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.deps.authenticate(this.call.metadata, req.node?.id ?? undefined).then(
       (principal) => this.open(principal),
       (err: Error & { code?: grpc.status }) => {
-        this.deps.metrics.streamAuthFailures.inc();
-        this.deps.log.warn({ api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
+        this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
+        limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
         this.finish({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
       },
     );
@@ -166,7 +189,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.cancelWatch?.();
     this.queued = [];
     if (registered) {
-      this.deps.metrics.streams.dec({ api: this.api });
+      this.deps.metrics.streams.dec({ mesh: this.mesh, api: this.api });
+      this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: status?.details }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
     }
@@ -196,8 +220,10 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.state = 'open';
     this.credential = principal.credential;
     this.proxy = this.deps.svids.attach(principal);
-    this.deps.metrics.streams.inc({ api: this.api });
+    this.mesh = principal.mesh;
+    this.deps.metrics.streams.inc({ mesh: this.mesh, api: this.api });
     this.deps.registry.add(this);
+    this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer }, 'stream opened');
     this.resolver = this.deps.publisher.resolverFor(this.proxy, principal.mesh, { allowEmptyTypeUrl: this.api !== 'ads' });
     this.machine = this.mode === 'sotw' ? new SotwStream(this.resolver) : new DeltaStream(this.resolver);
     // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
@@ -242,21 +268,37 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.call.write(a.response);
           metrics.pushes.inc();
           this.pushes++;
+          this.lastSent = a.response;
+          this.lastSentResources = a.resources;
+          this.lastSentMs = Date.now();
           break;
         case 'fail':
-          log.warn({ proxy: this.proxy, api: this.api, reason: a.message }, 'stream refused');
+          limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: a.message }, 'stream refused');
           return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: a.message });
-        case 'nack':
+        case 'nack': {
           metrics.nacks.inc();
           this.nacks++;
-          this.lastNack = a.detail.message;
-          log.warn(
-            { proxy: this.proxy, api: this.api, nonce: a.nonce, version: a.version_info, detail: a.detail.message },
+          // The rejected response is the last one sent when the nonce matches (SotW only ever NACKs that one).
+          const rejected = this.lastSent?.nonce === a.nonce ? this.lastSentResources : undefined;
+          for (const r of rejected ?? []) metrics.nackedSecrets.inc({ name: nackNameLabel(r.name) });
+          // The version Envoy rejected (its request carries the last version it accepted).
+          const version = (rejected ? (this.lastSent?.version_info ?? this.lastSent?.system_version_info) : undefined) ?? a.version_info;
+          this.lastNack = { version, nonce: a.nonce, detail: a.detail.message, atMs: Date.now() };
+          limitedWarn(
+            log,
+            this.proxy,
+            { proxy: this.proxy, api: this.api, nonce: a.nonce, version, names: rejected?.map((r) => r.name), detail: a.detail.message },
             'proxy rejected a secret (NACK); keeping its last accepted version',
           );
           break;
+        }
         case 'ack':
           metrics.acks.inc();
+          if (this.lastSent?.nonce === a.nonce) {
+            this.lastAcked = this.lastSent;
+            this.lastAckedResources = this.lastSentResources;
+            this.lastAckedMs = Date.now();
+          }
           break;
         case 'subscribe':
           this.subscription = a.subscription;
@@ -342,7 +384,7 @@ export function handleFetch(
       attempt(false);
     },
     (err: Error & { code?: grpc.status }) => {
-      deps.metrics.streamAuthFailures.inc();
+      deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
       callback({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
     },
   );

@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createMetrics } from '../../src/server/metrics.js';
+import { Writable } from 'node:stream';
+import { authFailureReason, createMetrics, nackNameLabel } from '../../src/server/metrics.js';
+import { createLogger, peerSource, WarnLimiter } from '../../src/server/logger.js';
 
 test('each createMetrics() has its own registry: two instances do not clash or share values', async () => {
   const a = createMetrics();
@@ -11,33 +13,60 @@ test('each createMetrics() has its own registry: two instances do not clash or s
   assert.match(await b.render(), /^mesh_sds_pushes_total 1$/m);
 });
 
-test('every documented metric is exposed with its labels, plus default process metrics', async () => {
-  const m = createMetrics();
-  m.streams.inc({ api: 'delta' });
-  m.acks.inc();
-  m.nacks.inc(2);
-  m.streamAuthFailures.inc();
-  m.svidIssued.inc({ mesh: 'default', identity: 'workload' });
-  m.svidIssueSeconds.observe(0.0003);
-  m.certificateExpiry.set({ kind: 'svid', name: 'spiffe://td/x' }, 1_900_000_000);
-  m.certificateExpiry.set({ kind: 'ca', name: 'identity-a' }, 2_000_000_000);
-  m.resourceErrors.set(4);
-  const text = await m.render();
-  assert.match(text, /^mesh_sds_streams\{api="delta"\} 1$/m);
-  assert.match(text, /^mesh_sds_streams\{api="sotw"\} 0$/m);
-  assert.match(text, /^mesh_sds_streams\{api="ads"\} 0$/m);
-  assert.match(text, /^mesh_sds_acks_total 1$/m);
-  assert.match(text, /^mesh_sds_nacks_total 2$/m);
-  assert.match(text, /^mesh_sds_stream_auth_failures_total 1$/m);
-  assert.match(text, /^mesh_sds_svid_issued_total\{mesh="default",identity="workload"\} 1$/m);
-  assert.match(text, /^mesh_sds_svid_issue_seconds_bucket\{le="0.0005"\} 1$/m);
-  assert.match(text, /^mesh_sds_svid_issue_seconds_bucket\{le="0.00025"\} 0$/m);
-  assert.match(text, /^mesh_sds_svid_issue_seconds_count 1$/m);
-  assert.match(text, /^mesh_sds_certificate_expiry_timestamp_seconds\{kind="svid",name="spiffe:\/\/td\/x"\} 1900000000$/m);
-  assert.match(text, /^mesh_sds_certificate_expiry_timestamp_seconds\{kind="ca",name="identity-a"\} 2000000000$/m);
-  assert.match(text, /^mesh_sds_resource_errors 4$/m);
-  assert.match(text, /^# TYPE mesh_sds_pushes_total counter$/m);
-  assert.match(text, /^process_cpu_user_seconds_total /m);
-  assert.match(text, /^nodejs_heap_size_used_bytes /m);
-  assert.match(m.contentType, /^text\/plain/);
+test('a NACKed workload SPIFFE ID counts as <spiffe-id> (one series, not one per proxy); other secret names keep their name', () => {
+  assert.equal(nackNameLabel('spiffe://default.mesh.local/ns/shop/sa/web'), '<spiffe-id>');
+  assert.equal(nackNameLabel('spiffe://partner.example'), 'spiffe://partner.example');
+  for (const n of ['default', 'ROOTCA', 'ALL', 'system_trust_bundle', 'kri_mid_default_default_kuma-system_identity_']) assert.equal(nackNameLabel(n), n);
+});
+
+test('auth failure reasons are a small fixed set derived from the refusal', () => {
+  const cases: [string, string][] = [
+    ['missing authorization metadata', 'no-token'],
+    ['authorization metadata must be "Bearer <token>"', 'no-token'],
+    ['node id missing', 'bad-node-id'],
+    ['node id must be "<mesh>.<dataplane-name>"', 'bad-node-id'],
+    ['token expired', 'expired'],
+    ['token revoked', 'revoked'],
+    ['token signature invalid', 'signature'],
+    ['malformed token', 'malformed'],
+    ['token is not valid for node id default.web', 'node-mismatch'],
+    ['something new', 'other'],
+  ];
+  for (const [message, reason] of cases) assert.equal(authFailureReason(message), reason, message);
+});
+
+test('repeated warnings from one source are summarised once per window; other sources are not affected', async () => {
+  const lines: { msg: string; suppressed?: number; source?: string }[] = [];
+  const log = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }) });
+  const limiter = new WarnLimiter(log, { windowMs: 200, burst: 2 });
+  for (let i = 0; i < 414; i++) limiter.warn('10.0.0.1', { i }, 'malformed request');
+  limiter.warn('10.0.0.2', {}, 'malformed request');
+  assert.equal(lines.filter((l) => l.msg === 'malformed request').length, 3, 'two from the noisy peer, one from the other');
+  await new Promise((r) => setTimeout(r, 400));
+  const summary = lines.filter((l) => l.msg.includes('more like this'));
+  assert.equal(summary.length, 1);
+  assert.equal(summary[0]!.msg, 'malformed request … and 412 more like this in the last 200 ms');
+  assert.equal(summary[0]!.suppressed, 412);
+  assert.equal(summary[0]!.source, '10.0.0.1');
+  // A new window starts fresh.
+  limiter.warn('10.0.0.1', {}, 'malformed request');
+  assert.equal(lines.filter((l) => l.msg === 'malformed request').length, 4);
+  limiter.flushAll();
+});
+
+test('the limiter keeps at most maxSources buckets: beyond, new sources share one', () => {
+  const lines: { msg: string; suppressed?: number; source?: string }[] = [];
+  const log = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }) });
+  const limiter = new WarnLimiter(log, { windowMs: 60_000, burst: 1, maxSources: 3 });
+  for (let i = 0; i < 100; i++) limiter.warn(`peer-${i}`, {}, 'bad');
+  assert.equal(lines.length, 4, 'three sources, then one line for all others');
+  limiter.flushAll();
+  const summary = lines.find((l) => l.source === '*');
+  assert.equal(summary?.suppressed, 96);
+});
+
+test('a peer is its address without the port', () => {
+  assert.equal(peerSource('127.0.0.1:51234'), '127.0.0.1');
+  assert.equal(peerSource('[::1]:51234'), '[::1]');
+  assert.equal(peerSource('unix:/run/sds.sock'), 'unix:/run/sds.sock');
 });

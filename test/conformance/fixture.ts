@@ -14,6 +14,12 @@ export interface ServerFixture {
   readonly open: { close(): void }[];
   /** `mesh_sds_nacks_total` of the server. */
   nackCount(): Promise<number>;
+  /** /metrics of the real admin endpoint (Prometheus text). */
+  scrape(): Promise<string>;
+  /** A value of one series from /metrics (`name{labels}`, exact), or undefined when absent. */
+  metric(series: string): Promise<number | undefined>;
+  /** GET /debug/<what> of the real admin endpoint, parsed. */
+  debug<T = unknown>(what: 'proxies' | 'secrets' | 'identities'): Promise<T>;
 }
 
 /** Registers the file's before/after hooks; the fields are set once `before` has run. */
@@ -21,12 +27,27 @@ export function serverFixture(opts: { world?: Parameters<typeof makeWorld>[0]; s
   const f = {
     open: [] as { close(): void }[],
     async nackCount() {
-      return (await f.server.metrics.nacks.get()).values[0]?.value ?? 0;
+      return (await f.metric('mesh_sds_nacks_total')) ?? 0;
+    },
+    async scrape() {
+      const r = await fetch(`${f.server.admin!.url}/metrics`);
+      if (r.status !== 200) throw new Error(`/metrics: HTTP ${r.status}`);
+      return r.text();
+    },
+    async metric(series: string) {
+      const line = (await f.scrape()).split('\n').find((l) => l.startsWith(`${series} `));
+      return line === undefined ? undefined : Number(line.slice(series.length + 1));
+    },
+    async debug(what: string) {
+      const r = await fetch(`${f.server.admin!.url}/debug/${what}`);
+      if (r.status !== 200) throw new Error(`/debug/${what}: HTTP ${r.status}`);
+      return r.json();
     },
   } as ServerFixture;
   before(async () => {
     f.world = makeWorld(opts.world);
-    f.server = await startWorldServer(f.world, opts.server);
+    // Always with the admin endpoint: tests read metrics and debug views as an operator would.
+    f.server = await startWorldServer(f.world, { admin: '127.0.0.1:0', ...opts.server });
     f.channel = makeClient(f.server.address);
   });
   after(async () => {
