@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type RunningServer, type ServeConfig } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
+import { captureAdminResponses, collectAdminViews, leakScan } from '../helpers/leak-scan.js';
 import { makeCa, openssl, type TestCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
@@ -138,6 +139,10 @@ export function makeWorld(opts: { extraDataplanes?: Record<string, Record<string
   };
 }
 
+/**
+ * A server on the world. Its log lines (debug level) and admin responses go to the leak scan, with
+ * every SVID key it issues and every token it makes; close() fails if any of them leaked.
+ */
 export async function startWorldServer(world: World, cfg: Partial<ServeConfig> = {}): Promise<RunningServer> {
   const s = await startServer({
     resourcesDir: world.resourcesDir,
@@ -145,10 +150,37 @@ export async function startWorldServer(world: World, cfg: Partial<ServeConfig> =
     listen: '127.0.0.1:0',
     auth: 'none',
     zone: ZONE,
-    logger: createLogger('silent'),
+    logger: createLogger('debug', { destination: { write: (line: string) => leakScan.addText('server log', line) } }),
+    admin: '127.0.0.1:0',
     ...cfg,
   });
   await s.ready;
+  return leakScanned(s);
+}
+
+function leakScanned(s: RunningServer): RunningServer {
+  const keys = s.svids.changes$.subscribe((pk) => {
+    const id = s.svids.get(pk);
+    if (id?.state === 'issued') leakScan.addKeyPem(id.svid.keyPem);
+  });
+  const tokens = s.tokens;
+  if (tokens) {
+    const generate = tokens.generate.bind(tokens);
+    tokens.generate = async (o) => {
+      const t = await generate(o);
+      leakScan.addToken(t);
+      return t;
+    };
+  }
+  const admin = s.admin?.url;
+  if (admin) captureAdminResponses(admin);
+  const close = s.close;
+  s.close = async () => {
+    if (admin) await collectAdminViews(admin);
+    keys.unsubscribe();
+    await close();
+    await leakScan.assertClean();
+  };
   return s;
 }
 

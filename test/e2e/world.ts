@@ -12,7 +12,7 @@
 // (the server then drops that MeshTrust) and adds it back with `Enabled`. That is the operator
 // action closest to "delete the MeshTrust" for an auto-created one, and it keeps the CA itself.
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,14 @@ import { promisify } from 'node:util';
 import { makeCa, type TestCa } from './certs.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 import { poll, startProc, type Proc } from './procs.js';
+import { captureAdminResponses, collectAdminViews, leakScan } from '../helpers/leak-scan.js';
+
+/** Every line a mesh-sds process writes goes to the leak scan (Proc keeps only the last 256 KiB). */
+function scanOutput(proc: Proc): Proc {
+  proc.child.stdout?.on('data', (chunk: string | Buffer) => leakScan.addText(`${proc.name} stdout`, String(chunk)));
+  proc.child.stderr?.on('data', (chunk: string | Buffer) => leakScan.addText(`${proc.name} stderr`, String(chunk)));
+  return proc;
+}
 
 export const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const CLI = join(REPO, 'bin', 'mesh-sds.js');
@@ -121,13 +129,22 @@ export async function startWorld(label: string): Promise<World> {
   mkdirSync(resources);
   mkdirSync(state, { mode: 0o700 });
   const procs: Proc[] = [];
+  const agentDirs: string[] = [];
+  let adminUrl: string | undefined;
   let closed = false;
   const close = async () => {
     if (closed) return;
     closed = true;
+    // The leak scan sees every admin view, and knows the SVID keys the agents were last served.
+    if (adminUrl) await collectAdminViews(adminUrl);
+    for (const dir of agentDirs) {
+      const key = join(dir, 'key.pem');
+      if (existsSync(key)) leakScan.addKeyPem(readFileSync(key, 'utf8'));
+    }
     // Agents (and whatever they feed) first, the server last.
     for (const p of procs.reverse()) await p.stop();
     rmSync(root, { recursive: true, force: true });
+    await leakScan.assertClean();
   };
 
   try {
@@ -143,12 +160,13 @@ export async function startWorld(label: string): Promise<World> {
     write('partner-trust.yaml', meshTrustYaml('partner', PARTNER_TD, [partnerCa.certPem]));
 
     // Port 0 for both listeners: the server logs what it bound, so no port can be raced for.
-    const server = startProc('mesh-sds serve', process.execPath, [
-      CLI, 'serve', '--resources', resources, '--state-dir', state, '--listen', '127.0.0.1:0', '--auth', 'token', '--admin', '127.0.0.1:0', '--log-level', 'info',
-    ], { cwd: root });
+    const server = scanOutput(startProc('mesh-sds serve', process.execPath, [
+      CLI, 'serve', '--resources', resources, '--state-dir', state, '--listen', '127.0.0.1:0', '--auth', 'token', '--admin', '127.0.0.1:0', '--log-level', 'debug',
+    ], { cwd: root }));
     procs.push(server);
     const serving = JSON.parse(await server.waitForLine(/"msg":"mesh-sds serving"/, 20_000)) as { listen: string; admin: string };
-    const adminUrl = serving.admin;
+    adminUrl = serving.admin;
+    captureAdminResponses(adminUrl);
     await poll('mesh-sds /readyz', 20_000, async () => ((await fetch(`${adminUrl}/readyz`)).status === 200 ? true : undefined));
     const sdsPort = Number(serving.listen.slice(serving.listen.lastIndexOf(':') + 1));
 
@@ -161,6 +179,7 @@ export async function startWorld(label: string): Promise<World> {
       ], { cwd: root });
       const t = stdout.trim().split('\n').pop() ?? '';
       if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(t)) throw new Error(`token generate for ${w.name} did not print a token on its last line`);
+      leakScan.addToken(t);
       tokens.set(w.name, t);
       return t;
     };
@@ -178,7 +197,8 @@ export async function startWorld(label: string): Promise<World> {
         '--out-dir', dir, '--watch', '--json', '--name', o.identityName ?? w.kri, '--trust-name', 'ALL',
       ];
       if (o.onUpdate) args.push('--on-update', o.onUpdate);
-      const proc = startProc(`mesh-sds fetch ${w.name}`, process.execPath, args, { cwd: root });
+      const proc = scanOutput(startProc(`mesh-sds fetch ${w.name}`, process.execPath, args, { cwd: root }));
+      agentDirs.push(dir);
       procs.push(proc);
       const parsed = (): AgentWriteLine[] =>
         proc
