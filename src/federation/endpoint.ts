@@ -19,7 +19,7 @@ import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
 import { issueSvidSync } from '../pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
-import { BundleSequences } from './sequence.js';
+import { BundleSequences, caSetDigest } from './sequence.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -54,6 +54,11 @@ export interface BundleEndpointOptions {
 interface Served {
   body: string;
   sequence: number;
+}
+
+interface ServedState extends Served {
+  /** caSetDigest of the CAs in `body`: an unchanged set needs no state store round trip. */
+  digest: string;
 }
 
 interface EndpointSvid {
@@ -132,7 +137,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   const now = opts.now ?? (() => new Date());
   const issue = opts.issue ?? issueSvidSync;
   const sequences = new BundleSequences(opts.state);
-  const docs = new Map<string, Served>();
+  const docs = new Map<string, ServedState>();
   const svids = new Map<string, EndpointSvid>();
   let domains: readonly PublishedDomain[] = [];
   let defaultDomain: string | undefined;
@@ -228,11 +233,16 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   const apply = async (next: readonly PublishedDomain[]): Promise<void> => {
     if (closed) return;
     const sorted = [...next].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
-    const fresh = new Map<string, Served>();
+    const fresh = new Map<string, ServedState>();
     for (const d of sorted) {
-      const sequence = await sequences.sequenceFor(d.trustDomain, d.caFingerprints);
+      const digest = caSetDigest(d.caFingerprints);
       const prev = docs.get(d.trustDomain);
-      fresh.set(d.trustDomain, prev?.sequence === sequence ? prev : { sequence, body: encodeSpiffeBundle({ cas: d.caPems, sequence, refreshHintSeconds: hint }) });
+      if (prev?.digest === digest) {
+        fresh.set(d.trustDomain, prev);
+        continue;
+      }
+      const sequence = await sequences.sequenceFor(d.trustDomain, d.caFingerprints);
+      fresh.set(d.trustDomain, { sequence, digest, body: encodeSpiffeBundle({ cas: d.caPems, sequence, refreshHintSeconds: hint }) });
       if (prev && prev.sequence !== sequence) opts.log?.info({ trustDomain: d.trustDomain, sequence, cas: d.caFingerprints.length }, 'bundle endpoint: bundle changed');
     }
     domains = sorted;
@@ -279,7 +289,10 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
       queue = run.catch((e: Error) => opts.log?.warn({ reason: e.message }, 'bundle endpoint not updated; serving the previous bundles'));
       return run;
     },
-    document: (td) => docs.get(td),
+    document(td) {
+      const d = docs.get(td);
+      return d && { body: d.body, sequence: d.sequence };
+    },
     svid(td) {
       const s = svids.get(td)?.svid;
       if (!s) return undefined;
