@@ -326,7 +326,7 @@ export class PostgresStore implements ResourceStore {
     const known = this.knownVersion(key);
     const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (known === ABSENT ? undefined : known));
     if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
-      throw new StoreWriteError(`conflict: ${kind} "${name}" in mesh "${mesh}": resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
+      throw new StoreWriteError(`conflict: ${describe({ kind, mesh, namespace, name })}: resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
     }
     const res = await this.pool.query<{ what: string; revision: string }>(
       `WITH d AS (
@@ -342,7 +342,7 @@ export class PostgresStore implements ResourceStore {
     const row = res.rows[0];
     if (row?.what === 'kept') {
       throw new StoreWriteError(
-        `conflict: ${kind} "${name}" in mesh "${mesh}" was changed by another writer (it is at resourceVersion ${row.revision}, expected ${basedOn}); nothing deleted — re-run, or use --force`,
+        `conflict: ${describe({ kind, mesh, namespace, name })} was changed since it was read (version ${basedOn}, now ${row.revision}); read it again, or use --force`,
         true,
       );
     }
@@ -680,18 +680,20 @@ function keyOfRow(row: RowKeyOnly): string {
 /** Stands for "no such row" where a version is compared. */
 const ABSENT = 'absent';
 
+/** Names a resource as the directory store's conflicts do, so both stores read the same. */
+function describe(r: RowKeyOnly): string {
+  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+}
+
+/** `found`: the version now stored (undefined: absent), or what happened to it during the write. */
 function conflictError(file: string, r: Resource, found: string | undefined, expected: string): ResourceError {
-  const what = `${r.kind} "${r.name}" in mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
-  const detail =
-    found === undefined ? 'it does not exist'
-      : /^\d+$/.test(found) ? `it is at resourceVersion ${found}`
-        : `it was ${found}`;
-  const exp = expected === ABSENT ? 'expected it not to exist' : `expected resourceVersion ${expected}`;
+  const was = expected === ABSENT ? 'absent when read' : `version ${expected} when read`;
+  const now = found === undefined ? 'now absent' : /^\d+$/.test(found) ? `now version ${found}` : `then ${found}`;
   return {
     file,
     document: r.source?.document ?? 0,
     path: '',
-    message: `conflict: ${what} was changed by another writer (${detail}, ${exp}); nothing was written — re-run to apply over it, or use --force`,
+    message: `conflict: ${describe(r)} was changed by another writer (${was}, ${now}); read it again and re-apply, or use --force`,
     conflict: true,
   };
 }

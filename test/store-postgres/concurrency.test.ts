@@ -46,8 +46,8 @@ test('an apply racing another writer of the same resource is a conflict naming i
     const errors = await racingAnotherWriter(schema, () => store!.apply(dataplaneYaml('dp-1', 'mine') + '---\n' + dataplaneYaml('dp-2', 'mine'), 'mine.yaml'));
     assert.equal(errors.length, 1, JSON.stringify(errors));
     assert.equal(errors[0]!.file, 'mine.yaml');
-    assert.match(errors[0]!.message, /^conflict: Dataplane "dp-1" in mesh "default" was changed by another writer/);
-    assert.match(errors[0]!.message, /changed or deleted concurrently, expected resourceVersion \d+/, 'it lost the race at the write, not at the read');
+    assert.match(errors[0]!.message, /^conflict: Dataplane "dp-1" of mesh "default" was changed by another writer/);
+    assert.match(errors[0]!.message, /version \d+ when read, then changed or deleted concurrently/, 'it lost the race at the write, not at the read');
     assert.match(errors[0]!.message, /--force/);
     const rows = await adminQuery<{ name: string; source: string }>(`SELECT name, source FROM "${schema}".resources ORDER BY name`);
     assert.deepEqual(rows.rows.map((r) => r.name), ['dp-1'], 'dp-2 was not written either: one apply is one transaction');
@@ -76,7 +76,7 @@ test('an apply or delete based on a resourceVersion that has moved on is a confl
     const based = (v: string) => `resourceVersion: "${v}"\n${dataplaneYaml('dp-1', 'a')}`;
     const stale = await a!.apply(based(seen), 'a2.yaml');
     assert.equal(stale[0]?.conflict, true);
-    assert.match(stale[0]?.message ?? '', new RegExp(`^conflict: Dataplane "dp-1" in mesh "default".*expected resourceVersion ${seen}`));
+    assert.match(stale[0]?.message ?? '', new RegExp(`^conflict: Dataplane "dp-1" of mesh "default".*version ${seen} when read, now version \\d+`));
     await assert.rejects(
       a!.delete('Dataplane', 'default', '', 'dp-1', { resourceVersion: seen }),
       (e: Error) => e instanceof StoreWriteError && e.conflict && /Dataplane "dp-1"/.test(e.message),
@@ -100,7 +100,7 @@ test('two applies creating the same new resource at once: one succeeds, the othe
       await waitUntilBlocked(schema);
       await other.query('COMMIT');
       const errors = await result;
-      assert.match(errors[0]?.message ?? '', /^conflict: Dataplane "dp-1" in mesh "default".*expected it not to exist/);
+      assert.match(errors[0]?.message ?? '', /^conflict: Dataplane "dp-1" of mesh "default" was changed by another writer \(absent when read, then created concurrently\)/);
       await waitForSnapshot(b!, (s) => s.resources.get(KEY)?.labels.app === 'theirs', 5000);
     } finally {
       await other.end();
