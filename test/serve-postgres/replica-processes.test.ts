@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSecretStream } from '../../src/client/sds-client.js';
+import { generateStateKeyFile } from '../../src/store/state-key.js';
 import { BIN, meshSds } from '../cli/run.js';
 import { poll, startProc, type Proc } from '../e2e/procs.js';
 import { makeCa, openssl } from '../helpers/openssl.js';
@@ -33,9 +34,13 @@ interface Replica {
 
 const storeUrl = (app: string) => `${PG_URL}?schema=${schema}&application_name=${app}`;
 
+/** One state key shared by every replica (the Postgres store refuses unsealed private keys). */
+let keyFile: Promise<string> | undefined;
+const stateKey = () => (keyFile ??= generateStateKeyFile(join(dir, 'state.key')).then(() => join(dir, 'state.key')));
+
 async function startReplica(name: string): Promise<Replica> {
   const proc = startProc(name, process.execPath, [
-    BIN, 'serve', '--store', storeUrl(name), '--state-dir', join(dir, name), '--listen', '127.0.0.1:0', '--auth', 'none', '--log-level', 'info',
+    BIN, 'serve', '--store', storeUrl(name), '--state-dir', join(dir, name), '--state-key-file', await stateKey(), '--listen', '127.0.0.1:0', '--auth', 'none', '--log-level', 'info',
   ]);
   procs.push(proc);
   const line = JSON.parse(await proc.waitForLine(/"msg":"mesh-sds serving"/, 60_000)) as { listen: string };

@@ -1,6 +1,7 @@
 // The server on Postgres keeps serving through bad rows and a stalled database (SPEC §6).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import pg from 'pg';
 import { firstValueFrom } from 'rxjs';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
+import { generateStateKeyFile } from '../../src/store/state-key.js';
 import { PG_URL, adminQuery, dropSchema, makeCaPem, sleep, testSchema } from '../store-postgres/helpers.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 import { INVALID_FIXTURES, storedShape } from '../helpers/invalid-resources.js';
@@ -27,7 +29,11 @@ after(async () => {
 async function serve(schema: string): Promise<RunningServer> {
   const stateDir = await mkdtemp(join(tmpdir(), 'mesh-sds-pg-'));
   dirs.push(stateDir);
-  const s = await startServer({ store: `${PG_URL}?schema=${schema}`, stateDir, listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
+  // Replicas of one store share one state key (the Postgres store refuses unsealed private keys).
+  const stateKeyFile = join(stateDir, '..', `${schema}.key`);
+  if (!existsSync(stateKeyFile)) await generateStateKeyFile(stateKeyFile);
+  dirs.push(stateKeyFile);
+  const s = await startServer({ store: `${PG_URL}?schema=${schema}`, stateDir, stateKeyFile, listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
   servers.push(s);
   await s.ready;
   return s;
@@ -39,7 +45,11 @@ function watch(s: RunningServer, node = 'default.web-1'): TrustWatch {
   return w;
 }
 
-const world = yamlDocs(meshIdentityYaml('identity'), dataplaneYaml('web-1', { app: 'web' }));
+// The identity's default SPIFFE path names the namespace and service account, so the Dataplane has both.
+const world = yamlDocs(
+  meshIdentityYaml('identity'),
+  dataplaneYaml('web-1', { app: 'web', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' }),
+);
 
 test('bad rows written with SQL while streams are open: a later valid change still reaches the streams, and a fresh replica becomes ready', async () => {
   const schema = testSchema();
