@@ -128,3 +128,28 @@ test('a file emptied and rewritten at once never publishes its resources as gone
     assert.ok(Date.now() - started >= 500, 'an empty file is believed only after the grace period');
   });
 });
+
+test('two writers that read the same state and apply the same resource: exactly one conflict, nothing overwritten', async () => {
+  await withStore(async (first, dir) => {
+    const second = await DirectoryStore.open({ resourcesDir: dir, stateDir: join(dir, '..', 'state2'), rescanMs: 60_000 });
+    await second.start();
+    try {
+      // Both read "absent" at their start; the version read is the condition of each write.
+      const results = await Promise.all([first.apply(trustYaml('one', 'a.example'), 'a.yaml'), second.apply(trustYaml('one', 'b.example'), 'b.yaml')]);
+      const conflicts = results.flat().filter((e) => e.conflict);
+      assert.equal(conflicts.length, 1, JSON.stringify(results));
+      assert.match(conflicts[0]!.message, /conflict: MeshTrust "one" of mesh "default" was changed by another writer \(absent when read, now version [0-9a-f]+\)/);
+      const winner = results[0]!.length === 0 ? 'a.example' : 'b.example';
+      await next(first, (s) => trustDomainOf(s, 'one') === winner);
+      // Having seen the winner's version, the loser's next apply goes through.
+      await second.rescan();
+      assert.deepEqual(await second.apply(trustYaml('one', 'c.example'), 'c.yaml'), []);
+      await next(first, (s) => trustDomainOf(s, 'one') === 'c.example');
+      await assert.rejects(first.delete('MeshTrust', 'default', '', 'one', { resourceVersion: 'stale' }), /conflict: MeshTrust "one" of mesh "default" was changed since it was read \(version stale, now [0-9a-f]+\)/);
+      assert.equal(await first.delete('MeshTrust', 'default', '', 'one'), true);
+      await next(first, (s) => trustDomainOf(s, 'one') === undefined);
+    } finally {
+      await second.close();
+    }
+  });
+});
