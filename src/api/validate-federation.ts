@@ -1,9 +1,8 @@
 // ClusterFederatedTrustDomain spec (SPIRE controller manager's shape, SPEC §10): where the remote
 // trust domain publishes its bundle, how to authenticate that endpoint, and the bootstrap bundle.
-import { X509Certificate } from 'node:crypto';
 import type { BundleEndpointProfile, FederationSpec } from './types.js';
-import { isCaCertificate, splitPemCertificates } from './pem.js';
-import { field, isPlainObject, Issues, readObject, readString } from './validate-common.js';
+import { readBundleDocument } from './spiffe-bundle.js';
+import { field, Issues, readObject, readString } from './validate-common.js';
 import { spiffePathProblem, trustDomainProblem } from './template.js';
 import { MAX_TRUST_DOMAIN_LENGTH } from './validate-meshtrust.js';
 
@@ -127,39 +126,14 @@ function spiffeIdProblem(id: string): string | undefined {
 
 /**
  * The X.509 CAs of a bootstrap bundle: a SPIFFE bundle (JWK Set, the `x5c` of each `x509-svid`
- * key) or concatenated PEM certificates. Every certificate must parse and be a CA.
+ * key) or concatenated PEM certificates, each a CA; at least one.
  */
-export function bootstrapBundleCas(text: string): { ders: Buffer[]; error?: string } {
-  if (/^\s*\{/.test(text)) return jwksCas(text);
-  const { ders, error } = splitPemCertificates(text);
-  if (error) return { ders: [], error };
-  for (let i = 0; i < ders.length; i++) if (!isCaCertificate(ders[i]!)) return { ders: [], error: `certificate ${i + 1} is not a CA` };
-  return { ders };
-}
-
-function jwksCas(text: string): { ders: Buffer[]; error?: string } {
-  let doc: unknown;
+export function bootstrapBundleCas(text: string): { pems: string[]; error?: string } {
   try {
-    doc = JSON.parse(text);
+    const doc = readBundleDocument(text);
+    if (doc.caPems.length === 0) return { pems: [], error: 'no x509-svid key: the bundle carries no CA' };
+    return { pems: doc.caPems };
   } catch (e) {
-    return { ders: [], error: `invalid JSON: ${(e as Error).message}` };
+    return { pems: [], error: (e as Error).message };
   }
-  if (!isPlainObject(doc) || !Array.isArray(doc.keys)) return { ders: [], error: 'a SPIFFE bundle must be a JWK Set with a "keys" list' };
-  const ders: Buffer[] = [];
-  for (const [i, k] of doc.keys.entries()) {
-    if (!isPlainObject(k)) return { ders: [], error: `keys[${i}] must be an object` };
-    if (k.use !== 'x509-svid') continue; // jwt-svid keys do not authenticate X.509 peers
-    if (!Array.isArray(k.x5c) || k.x5c.length !== 1 || typeof k.x5c[0] !== 'string') {
-      return { ders: [], error: `keys[${i}].x5c must hold exactly one base64 DER certificate` };
-    }
-    const der = Buffer.from(k.x5c[0], 'base64');
-    try {
-      if (!new X509Certificate(der).ca) return { ders: [], error: `keys[${i}].x5c[0] is not a CA certificate` };
-    } catch {
-      return { ders: [], error: `keys[${i}].x5c[0] is not an X.509 certificate` };
-    }
-    ders.push(der);
-  }
-  if (ders.length === 0) return { ders: [], error: 'no x509-svid key: the bundle carries no CA' };
-  return { ders };
 }

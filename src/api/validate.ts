@@ -148,7 +148,8 @@ function fromUniversal(doc: Record<string, unknown>, issues: Issues): Resource |
   const kind = readKind(doc.type, 'type', issues);
   if (!kind) return undefined;
   if (kind === 'ClusterFederatedTrustDomain') {
-    if (doc.mesh !== undefined) issues.add('mesh', 'must not be set: ClusterFederatedTrustDomain is cluster-scoped (it applies to every mesh)');
+    // A stored normalised resource carries `mesh: ''`.
+    if (doc.mesh !== undefined && doc.mesh !== null && doc.mesh !== '') issues.add('mesh', 'must not be set: ClusterFederatedTrustDomain is cluster-scoped (it applies to every mesh)');
     checkTopLevel(doc, ['type', 'name', 'mesh', 'labels', 'spec', 'status', ...UNIVERSAL_SERVER_FIELDS], issues);
     return clusterScopedResource(kind, { name: doc.name, namePath: 'name', labels: doc.labels, labelsPath: 'labels' }, doc.spec, issues);
   }

@@ -1,6 +1,7 @@
 // `mesh-sds inspect --dataplane MESH.NAME`: which MeshIdentity a dataplane gets and why.
 import { resourceKey, resourcesOfKind } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
+import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
 import { selectIdentity } from '../identity/match.js';
 import { computeSpiffeId } from '../identity/spiffe.js';
 import { aggregateTrust } from '../trust/aggregate.js';
@@ -13,10 +14,28 @@ export interface Inspection {
   candidates: { name: string; matches: boolean; labels: number; reason: string }[];
   spiffeId?: string;
   problem?: string;
-  trustDomains: { trustDomain: string; cas: number; sources: string[] }[];
+  trustDomains: { trustDomain: string; cas: number; sources: string[]; federation?: FederationOrigin }[];
 }
 
-export function inspectDataplane(view: AuthorityView, meshDotName: string, extraLabels: Record<string, string> = {}): Inspection {
+/** Where a federated trust domain's CAs came from. */
+export interface FederationOrigin {
+  resource: string;
+  endpointURL: string;
+  bundle: 'endpoint' | 'bootstrap' | 'none';
+  sequence?: number;
+  lastFetched?: string;
+  lastError?: string;
+}
+
+function federationOrigin(f: FederatedTrustInfo): FederationOrigin {
+  const o: FederationOrigin = { resource: f.resource, endpointURL: f.endpointURL, bundle: f.source };
+  if (f.sequence !== undefined) o.sequence = f.sequence;
+  if (f.fetchedAt) o.lastFetched = f.fetchedAt.toISOString();
+  if (f.lastError) o.lastError = `${f.lastError.reason}: ${f.lastError.message} (at ${f.lastError.at.toISOString()})`;
+  return o;
+}
+
+export function inspectDataplane(view: AuthorityView & { federation?: readonly FederatedTrustInfo[] }, meshDotName: string, extraLabels: Record<string, string> = {}): Inspection {
   const dot = meshDotName.indexOf('.');
   const mesh = dot > 0 ? meshDotName.slice(0, dot) : 'default';
   const name = dot > 0 ? meshDotName.slice(dot + 1) : meshDotName;
@@ -32,7 +51,12 @@ export function inspectDataplane(view: AuthorityView, meshDotName: string, extra
     found: dp !== undefined,
     labels,
     candidates: match.candidates.map((c) => ({ name: c.identity.name, matches: c.matches, labels: Math.max(c.specificity, 0), reason: c.reason })),
-    trustDomains: bundle.domains.map((d) => ({ trustDomain: d.trustDomain, cas: d.cas.length, sources: [...new Set(d.cas.flatMap((c) => c.sources))] })),
+    trustDomains: bundle.domains.map((d) => {
+      const sources = [...new Set(d.cas.flatMap((c) => c.sources))];
+      // Federated only where its MeshTrust is what this mesh trusts (a user MeshTrust may win).
+      const fed = view.federation?.find((f) => f.trustDomain === d.trustDomain && sources.includes(f.meshTrustName) && !f.overriddenIn[mesh]);
+      return fed ? { trustDomain: d.trustDomain, cas: d.cas.length, sources, federation: federationOrigin(fed) } : { trustDomain: d.trustDomain, cas: d.cas.length, sources };
+    }),
   };
   if (!dp) out.problem = `no Dataplane "${name}" in mesh "${mesh}"`;
   if (match.winner) {
@@ -58,7 +82,16 @@ export function formatInspection(i: Inspection): string {
   if (i.spiffeId) lines.push(`SPIFFE ID: ${i.spiffeId}`);
   if (i.problem) lines.push(`Problem: ${i.problem}`);
   lines.push('Trusted trust domains:');
-  for (const d of i.trustDomains) lines.push(`  ${d.trustDomain} (${d.cas} CA${d.cas === 1 ? '' : 's'} from ${d.sources.join(', ')})`);
+  for (const d of i.trustDomains) {
+    lines.push(`  ${d.trustDomain} (${d.cas} CA${d.cas === 1 ? '' : 's'} from ${d.sources.join(', ')})`);
+    const f = d.federation;
+    if (f) {
+      const seq = f.sequence === undefined ? '' : `, sequence ${f.sequence}`;
+      const from = f.bundle === 'endpoint' ? `fetched ${f.lastFetched ?? '?'}${seq}` : `bootstrap bundle${seq}, not fetched yet`;
+      lines.push(`    federated by ClusterFederatedTrustDomain ${f.resource} from ${f.endpointURL}: ${from}`);
+      if (f.lastError) lines.push(`    last refresh failed: ${f.lastError} (serving the last good bundle)`);
+    }
+  }
   if (i.trustDomains.length === 0) lines.push('  (none: no MeshTrust in this mesh)');
   return lines.join('\n');
 }

@@ -10,7 +10,7 @@ import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize } from '../api/file-text.js';
 import type { ResourceStore } from '../store/types.js';
-import type { AuthorityView } from '../identity/authorities.js';
+import type { FederatedView } from '../federation/mesh-trusts.js';
 
 // Heavy modules (gRPC, Postgres, PKI) load only for the commands that need them, so `validate`
 // and `--help` start fast.
@@ -18,7 +18,7 @@ const offline = () => import('./offline.js');
 async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
   return (await offline()).withStore(flags, fn);
 }
-async function computeView(store: ResourceStore, zone: string): Promise<AuthorityView> {
+async function computeView(store: ResourceStore, zone: string): Promise<FederatedView> {
   return (await offline()).computeView(store, zone);
 }
 const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAuthority;
@@ -71,6 +71,8 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(booleanOption('--flat-trust', 'serve system_trust_bundle/ALL as a flat trusted_ca (Envoys without the SPIFFE validator)', 'MESH_SDS_FLAT_TRUST'))
   .addOption(new Option('--log-level <level>', 'trace|debug|info|warn|error').env('MESH_SDS_LOG_LEVEL').default('info'))
   .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
+  .addOption(new Option('--federation-ca-file <file>', 'extra PEM CAs for https_web bundle endpoints').env('MESH_SDS_FEDERATION_CA_FILE'))
+  .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
   .action(async (o) => {
     const drainMs = o.drain === '0' ? 0 : parseDuration(o.drain);
     if (drainMs === undefined || drainMs < 0) throw new Error(`--drain: "${o.drain}" is not a duration (e.g. 10s, 0s)`);
@@ -97,6 +99,8 @@ storeOptions(program.command('serve').description('run the SDS server'))
       bundleEndpointTlsCert: o.bundleEndpointTlsCert,
       bundleEndpointTlsKey: o.bundleEndpointTlsKey,
       bundleRefreshHint: o.bundleRefreshHint === undefined ? undefined : /^\d+$/.test(o.bundleRefreshHint) ? Number(o.bundleRefreshHint) : Math.ceil(durationMs(o.bundleRefreshHint, '--bundle-refresh-hint') / 1000),
+      federationCaFile: o.federationCaFile,
+      federation: o.federationMinRefresh ? { minRefreshMs: durationMs(o.federationMinRefresh, '--federation-min-refresh'), backoffBaseMs: 200 } : undefined,
     });
     await server.ready;
     server.log.info({}, 'ready');
@@ -165,7 +169,7 @@ storeOptions(program.command('import').description('copy every resource of --res
   });
 
 storeOptions(program.command('get').description('list resources of a kind, or show one'))
-  .argument('<kind>', 'meshtrust | meshidentity | dataplane | secret')
+  .argument('<kind>', 'meshtrust | meshidentity | dataplane | secret | clusterfederatedtrustdomain')
   .argument('[name]')
   .addOption(new Option('-o, --output <format>', 'table, yaml or json').choices(['table', 'yaml', 'json']).default('table'))
   .option('--mesh <mesh>', 'only this mesh')
@@ -195,6 +199,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
           const st = [...view.identities.values()].find((s) => s.identity === r);
           if (st) obj.status = { conditions: st.conditions };
         }
+        if (r.kind === 'ClusterFederatedTrustDomain') obj.status = federationStatus(view, r.name);
         if (errors.length > 0) obj.status = { ...(obj.status as object | undefined), errors: errors.map(formatResourceError) };
         return obj;
       };
@@ -307,7 +312,7 @@ program
     );
   });
 
-function table(kind: ResourceKind, list: Resource[], view: AuthorityView): string {
+function table(kind: ResourceKind, list: Resource[], view: FederatedView): string {
   const rows: string[][] = [];
   if (kind === 'MeshTrust') {
     rows.push(['MESH', 'NAME', 'TRUST DOMAIN', 'CAS', 'ORIGIN']);
@@ -320,12 +325,32 @@ function table(kind: ResourceKind, list: Resource[], view: AuthorityView): strin
       const ready = st?.conditions.find((c) => c.type === 'Ready');
       rows.push([r.mesh, r.name, r.spec.provider.type, st?.trustDomain ?? '?', ready?.status ?? 'Unknown', ready?.message ?? '']);
     }
+  } else if (kind === 'ClusterFederatedTrustDomain') {
+    rows.push(['NAME', 'TRUST DOMAIN', 'ENDPOINT', 'PROFILE', 'BUNDLE', 'SEQUENCE', 'FETCHED', 'MESSAGE']);
+    for (const r of list) {
+      if (r.kind !== 'ClusterFederatedTrustDomain') continue;
+      const f = view.federation.find((x) => x.resource === r.name);
+      const fetched = f?.conditions.find((c) => c.type === 'Fetched');
+      rows.push([r.name, r.spec.trustDomain, r.spec.bundleEndpointURL, r.spec.bundleEndpointProfile.type, f?.source ?? 'ignored', f?.sequence === undefined ? '' : String(f.sequence), fetched?.status ?? 'Unknown', fetched?.message ?? 'another resource follows this trust domain']);
+    }
   } else {
     rows.push(['MESH', 'NAME', 'LABELS']);
     for (const r of list) rows.push([r.mesh, r.name, Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** What `get -o yaml|json` shows under `status` for a ClusterFederatedTrustDomain. */
+function federationStatus(view: FederatedView, name: string): Record<string, unknown> {
+  const f = view.federation.find((x) => x.resource === name);
+  if (!f) return { conditions: [{ type: 'Ready', status: 'False', reason: 'Shadowed', message: 'another ClusterFederatedTrustDomain (first by name) follows this trust domain' }] };
+  const out: Record<string, unknown> = { bundleSource: f.source, meshTrust: f.meshTrustName, kri: f.kri };
+  if (f.sequence !== undefined) out.sequence = f.sequence;
+  if (f.fetchedAt) out.lastFetched = f.fetchedAt.toISOString();
+  if (Object.keys(f.overriddenIn).length > 0) out.overriddenIn = f.overriddenIn;
+  out.conditions = f.conditions;
+  return out;
 }
 
 async function readStdin(): Promise<string> {

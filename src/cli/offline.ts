@@ -1,6 +1,9 @@
 // The server's resolution pipeline run once, without serving: for `get`, `inspect`, `export-trust`.
 import { filter, firstValueFrom, timeout } from 'rxjs';
-import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
+import { resourcesOfKind } from '../api/types.js';
+import { IdentityAuthorities } from '../identity/authorities.js';
+import { loadFederationState } from '../federation/follower.js';
+import { withFederatedTrusts, type FederatedView } from '../federation/mesh-trusts.js';
 import { openStore } from '../server/serve.js';
 import { parseByteSize } from '../api/file-text.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
@@ -68,16 +71,19 @@ const cliLog = {
 /**
  * Resolves identities (CAs, status conditions, auto-created MeshTrusts) as `serve` does, but over a
  * read-only view of the state: get, inspect and export-trust never create a CA or write anything
- * (a CA `serve` has not made yet is reported as not created). Sealed values are opened with the
+ * (a CA `serve` has not made yet is reported as not created), plus the federated MeshTrusts from
+ * the bundles a server persisted (no remote is contacted). Sealed values are opened with the
  * state key flags; one that cannot be opened refuses the command, naming its key id.
  */
-export async function computeView(store: ResourceStore, zone: string): Promise<AuthorityView> {
+export async function computeView(store: ResourceStore, zone: string): Promise<FederatedView> {
   const flags = keyFlagsOf.get(store);
   const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true });
   const authorities = new IdentityAuthorities({ zone, state });
   try {
     authorities.start(store.snapshots$);
-    return await firstValueFrom(authorities.views$.pipe(filter(() => true), timeout(30_000)));
+    const view = await firstValueFrom(authorities.views$.pipe(filter(() => true), timeout(30_000)));
+    const federation = await loadFederationState(state, resourcesOfKind(view.snapshot, 'ClusterFederatedTrustDomain'));
+    return withFederatedTrusts(view, federation);
   } finally {
     authorities.stop();
   }

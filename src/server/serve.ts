@@ -1,7 +1,11 @@
 import * as grpc from '@grpc/grpc-js';
-import { filter, firstValueFrom, type Subscription } from 'rxjs';
+import { readFileSync } from 'node:fs';
+import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { formatResourceError } from '../api/types.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
+import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
+import { federatedViews } from '../federation/view.js';
+import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
 import { SvidIssuer } from '../pki/issuer.js';
 import { DirectoryStore } from '../store/directory.js';
@@ -56,6 +60,10 @@ export interface ServeConfig extends BundleEndpointConfig {
   /** How often the token revocation list is re-read from the store in the background (1000 ms). */
   revocationRefreshMs?: number;
   logger?: Logger;
+  /** PEM CAs trusted (besides the system roots) for https_web bundle endpoints. */
+  federationCaFile?: string;
+  /** Federation follower overrides (tests: refresh bounds, clock). */
+  federation?: Partial<Omit<FollowerOptions, 'state' | 'log' | 'registry'>>;
 }
 
 export interface RunningServer {
@@ -68,6 +76,10 @@ export interface RunningServer {
   tokens?: TokenAuthority;
   svids: SvidManager;
   authorities: IdentityAuthorities;
+  /** Follows ClusterFederatedTrustDomains (SPEC §10). */
+  federation: FederationFollower;
+  /** The latest trust view, federated MeshTrusts included. */
+  view(): FederatedView | undefined;
   publisher: SecretPublisher;
   registry: StreamRegistry;
   /** The checks behind /readyz (SPEC §6). */
@@ -197,7 +209,16 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       if (st.ca) metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);
     }
   };
-  subs.push(authorities.views$.subscribe(onView));
+  const federation = new FederationFollower({
+    state,
+    log,
+    registry: metrics.registry,
+    ...cfg.federation,
+    fetch: { ...cfg.federation?.fetch, webCaPem: cfg.federationCaFile ? readFileSync(cfg.federationCaFile, 'utf8') : undefined },
+  });
+  const views$ = federatedViews(authorities.views$, federation).pipe(shareReplay(1));
+  let latestView: FederatedView | undefined;
+  subs.push(views$.subscribe((v) => onView((latestView = v))));
   const identityLog = new IdentityChangeLog(log);
   subs.push(
     svids.changes$.subscribe((pk) => {
@@ -255,7 +276,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     Watch: (call: grpc.ServerWritableStream<any, any>) => call.write({ status: serving ? 'SERVING' : 'NOT_SERVING' }),
   });
 
-  const ready = firstValueFrom(authorities.views$.pipe(filter(() => true))).then(() => {
+  const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;
   });
   let bound: { address: string; port?: number };
@@ -272,6 +293,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   } catch (e) {
     for (const sub of subs) sub.unsubscribe();
     authorities.stop();
+    await federation.close();
     svids.close();
     await issuer.close();
     await store.close();
@@ -335,6 +357,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       await bounded('bundle endpoint', bundles?.close() ?? Promise.resolve(), 2000, log);
       for (const s of subs) s.unsubscribe();
       authorities.stop();
+      await federation.close();
       svids.close();
       // Every wait is bounded: a hung database or worker must not hold the process past drain + 5 s.
       await Promise.all([
@@ -344,5 +367,5 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       ]);
     })());
   };
-  return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, publisher: pub, registry, readiness, log, ready, close };
+  return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
 }

@@ -5,6 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import type { ClusterFederatedTrustDomain } from '../../src/api/types.js';
 import { serializeResource } from '../../src/api/serialize.js';
 import { parseResources } from '../../src/api/parse.js';
+import { validateStoredResource } from '../../src/api/validate-stored.js';
 import { assertAccepted, assertRejected, pem, withField } from './helpers.js';
 
 const universal = () => ({
@@ -98,10 +99,10 @@ test('https_spiffe needs a bootstrap bundle, and the bundle must parse as JWKS o
     withField(universal(), 'spec.trustDomainBundle', undefined),
     'spec.trustDomainBundle: must be set for the https_spiffe profile (the bundle that authenticates the endpoint the first time)',
   );
-  assertRejected(withField(universal(), 'spec.trustDomainBundle', 'garbage'), 'spec.trustDomainBundle: bootstrap bundle does not parse: no PEM certificate found');
-  assertRejected(withField(universal(), 'spec.trustDomainBundle', '{"keys": ['), `spec.trustDomainBundle: bootstrap bundle does not parse: invalid JSON: ${jsonError('{"keys": [')}`);
+  assertRejected(withField(universal(), 'spec.trustDomainBundle', 'garbage'), 'spec.trustDomainBundle: bootstrap bundle does not parse: neither a SPIFFE bundle (JSON object) nor PEM certificates');
+  assertRejected(withField(universal(), 'spec.trustDomainBundle', '{"keys": ['), `spec.trustDomainBundle: bootstrap bundle does not parse: not valid JSON: ${jsonError('{"keys": [')}`);
   assertRejected(withField(universal(), 'spec.trustDomainBundle', '{"keys": []}'), 'spec.trustDomainBundle: bootstrap bundle does not parse: no x509-svid key: the bundle carries no CA');
-  assertRejected(withField(universal(), 'spec.trustDomainBundle', pem('leaf-not-ca')), 'spec.trustDomainBundle: bootstrap bundle does not parse: certificate 1 is not a CA');
+  assertRejected(withField(universal(), 'spec.trustDomainBundle', pem('leaf-not-ca')), 'spec.trustDomainBundle: bootstrap bundle does not parse: PEM block 1 is not a CA');
   const r = assertAccepted<ClusterFederatedTrustDomain>(withField(universal(), 'spec.trustDomainBundle', jwks(pem('root-ca'))));
   assert.match(r.spec.trustDomainBundle ?? '', /x509-svid/);
 });
@@ -129,4 +130,13 @@ test('the Universal form printed by get parses back to the same resource', () =>
     const { source: _b, ...b } = r;
     assert.deepEqual(a, b);
   }
+});
+
+test('a stored ClusterFederatedTrustDomain (as a store writes it) validates back to itself', () => {
+  const r = assertAccepted<ClusterFederatedTrustDomain>(universal());
+  const { source: _s, ...stored } = r;
+  const back = validateStoredResource(JSON.parse(JSON.stringify(stored)), { file: 'row', document: 0 }, r);
+  assert.deepEqual(back.errors, []);
+  const { source: _b, ...again } = back.resource!;
+  assert.deepEqual(again, stored);
 });

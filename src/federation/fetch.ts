@@ -1,0 +1,123 @@
+// One GET of a remote bundle endpoint, authenticated per SPIFFE profile (Trust Domain and
+// Bundle standard §5): https_spiffe trusts only the last accepted bundle of the remote trust
+// domain and requires the exact endpoint SPIFFE ID; https_web is ordinary Web PKI.
+import { request } from 'node:https';
+import { isIP } from 'node:net';
+import { rootCertificates, type PeerCertificate } from 'node:tls';
+import type { BundleEndpointProfile } from '../api/types.js';
+
+export type FailureReason =
+  | 'unreachable'
+  | 'timeout'
+  | 'tls'
+  | 'wrong_spiffe_id'
+  | 'http_status'
+  | 'malformed'
+  | 'no_ca'
+  | 'wrong_trust_domain'
+  | 'sequence_regressed';
+
+/** A refused refresh, with a reason usable as a metric label. */
+export class FederationFailure extends Error {
+  constructor(
+    readonly reason: FailureReason,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FederationFailure';
+  }
+}
+
+export interface FetchOptions {
+  /** PEM CAs added to the system roots for https_web (`--federation-ca-file`). */
+  webCaPem?: string;
+  timeoutMs?: number;
+  /** Responses larger than this are refused (a bundle is a few KiB). */
+  maxBytes?: number;
+  /**
+   * SNI when the URL's host is an IP literal: the remote trust domain (a mesh-sds endpoint
+   * serving several trust domains picks the SVID by it).
+   */
+  serverNameForIp?: string;
+}
+
+/** URI SANs of a peer certificate, from Node's `subjectaltname` string. */
+function uriSans(cert: PeerCertificate): string[] {
+  return (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
+}
+
+/**
+ * Fetches the document at `url`. For https_spiffe, `authorityPems` are the CAs of the last
+ * accepted bundle: OpenSSL builds and checks the chain against them alone, and the leaf must
+ * carry exactly `endpointSPIFFEID` as its only URI SAN (hostnames are not checked, as the
+ * standard says).
+ */
+export function fetchBundleText(url: string, profile: BundleEndpointProfile, authorityPems: readonly string[], opts: FetchOptions = {}): Promise<string> {
+  if (profile.type === 'https_spiffe' && authorityPems.length === 0) {
+    return Promise.reject(new FederationFailure('tls', 'no bundle to authenticate the endpoint with'));
+  }
+  const u = new URL(url);
+  const timeoutMs = opts.timeoutMs ?? 10_000;
+  const maxBytes = opts.maxBytes ?? 1024 * 1024;
+  let identityProblem: string | undefined;
+  const tlsOptions =
+    profile.type === 'https_spiffe'
+      ? {
+          ca: [...authorityPems],
+          rejectUnauthorized: true,
+          checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => {
+            const uris = uriSans(cert);
+            if (uris.length !== 1 || uris[0] !== profile.endpointSPIFFEID) {
+              identityProblem = `endpoint presented ${uris.length === 0 ? 'no SPIFFE ID' : uris.join(', ')}, expected ${profile.endpointSPIFFEID}`;
+              return new Error(identityProblem);
+            }
+            return undefined;
+          },
+        }
+      : { ca: opts.webCaPem ? [...rootCertificates, opts.webCaPem] : undefined, rejectUnauthorized: true };
+  return new Promise((resolve, reject) => {
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const req = request(
+      {
+        host,
+        port: u.port || 443,
+        path: `${u.pathname}${u.search}`,
+        method: 'GET',
+        headers: { accept: 'application/json' },
+        servername: isIP(host) ? opts.serverNameForIp : host,
+        timeout: timeoutMs,
+        agent: false,
+        ...tlsOptions,
+      },
+      (res) => {
+        if (res.statusCode !== 200) {
+          res.resume();
+          reject(new FederationFailure('http_status', `${url} answered HTTP ${res.statusCode}`));
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > maxBytes) {
+            req.destroy();
+            reject(new FederationFailure('malformed', `${url} sent more than ${maxBytes} bytes`));
+          } else chunks.push(c);
+        });
+        res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+        res.on('error', (e) => reject(new FederationFailure('unreachable', `${url}: ${e.message}`)));
+      },
+    );
+    req.on('timeout', () => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`)));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (e instanceof FederationFailure) reject(e);
+      else if (identityProblem) reject(new FederationFailure('wrong_spiffe_id', identityProblem));
+      else if (e.code && /CERT|SSL|TLS|VERIFY|SIGNATURE|ISSUER|SELF_SIGNED|HOSTNAME|ERR_TLS/.test(e.code)) reject(new FederationFailure('tls', `${url}: TLS authentication failed: ${e.message}`));
+      else reject(new FederationFailure('unreachable', `${url}: ${e.message}`));
+    });
+    req.end();
+  });
+}

@@ -1,0 +1,359 @@
+// Follows every ClusterFederatedTrustDomain: fetches the remote bundle, authenticates it with
+// the last accepted one, refreshes at the remote's hint, backs off on failure and always keeps
+// the last good bundle. Publishes the result as FederationState for the mesh view (mesh-trusts.ts).
+import { BehaviorSubject, type Observable } from 'rxjs';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { readBundleDocument } from './bundle.js';
+import type { ClusterFederatedTrustDomain, FederationSpec } from '../api/types.js';
+import type { StateStore } from '../store/types.js';
+import { acceptBundle, type AcceptedBundle } from './accept.js';
+import { fetchBundleText, FederationFailure, type FailureReason, type FetchOptions } from './fetch.js';
+import { loadFederationRecord, saveFederationRecord, type FederationRecord } from './record.js';
+import { federationConditions, type FederationCondition } from './status.js';
+
+export const MIN_REFRESH_MS = 30_000;
+export const MAX_REFRESH_MS = 3_600_000;
+/** Used when the remote gives no `spiffe_refresh_hint` (SPIRE's default hint). */
+export const DEFAULT_REFRESH_MS = 300_000;
+
+/** What is known of one federated trust domain now. */
+export interface FederatedDomain {
+  resource: string;
+  trustDomain: string;
+  endpointURL: string;
+  profile: FederationSpec['bundleEndpointProfile']['type'];
+  /** The bundle trusted now: the last one accepted from the endpoint, else the bootstrap bundle. */
+  bundle?: AcceptedBundle;
+  source: 'endpoint' | 'bootstrap' | 'none';
+  fetchedAt?: Date;
+  lastAttemptAt?: Date;
+  lastError?: { reason: FailureReason; message: string; at: Date };
+  nextRefreshAt?: Date;
+  conditions: FederationCondition[];
+}
+
+export interface FederationState {
+  revision: number;
+  /** By ClusterFederatedTrustDomain name. */
+  domains: ReadonlyMap<string, FederatedDomain>;
+}
+
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface FollowerOptions {
+  state: StateStore;
+  log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  /** Registers the federation metrics here (the server's registry). */
+  registry?: Registry;
+  now?: () => Date;
+  timers?: Timers;
+  random?: () => number;
+  /** Lower bound of the refresh interval (30 s; tests lower it). */
+  minRefreshMs?: number;
+  maxRefreshMs?: number;
+  /** First retry delay after a failure; doubles per consecutive failure (jittered), up to the refresh interval. */
+  backoffBaseMs?: number;
+  fetch?: FetchOptions;
+  /** Replaces the HTTPS fetch (tests of scheduling). */
+  fetcher?: typeof fetchBundleText;
+}
+
+interface Worker {
+  cftd: ClusterFederatedTrustDomain;
+  specKey: string;
+  domain: FederatedDomain;
+  failures: number;
+  timer?: unknown;
+  running?: Promise<void>;
+  stopped: boolean;
+}
+
+const realTimers: Timers = {
+  setTimeout: (fn, ms) => {
+    const t = setTimeout(fn, Math.min(ms, 2 ** 31 - 1));
+    t.unref();
+    return t;
+  },
+  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+};
+
+export class FederationFollower {
+  private readonly subject = new BehaviorSubject<FederationState>({ revision: 0, domains: new Map() });
+  private readonly workers = new Map<string, Worker>();
+  private revision = 0;
+  private readonly failuresTotal?: Counter<'trust_domain' | 'reason'>;
+  private readonly lastSuccess?: Gauge<'trust_domain'>;
+  private readonly sequenceGauge?: Gauge<'trust_domain'>;
+  private closed = false;
+  private queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly opts: FollowerOptions) {
+    if (opts.registry) {
+      const registers = [opts.registry];
+      this.failuresTotal = new Counter({
+        name: 'mesh_sds_federation_refresh_failures_total',
+        help: 'Federated bundle refreshes that failed (the last good bundle is kept), by trust domain and reason',
+        labelNames: ['trust_domain', 'reason'],
+        registers,
+      });
+      this.lastSuccess = new Gauge({
+        name: 'mesh_sds_federation_last_success_timestamp_seconds',
+        help: 'Unix time of the last accepted bundle of each federated trust domain',
+        labelNames: ['trust_domain'],
+        registers,
+      });
+      this.sequenceGauge = new Gauge({
+        name: 'mesh_sds_federation_bundle_sequence',
+        help: 'spiffe_sequence of the bundle trusted now for each federated trust domain',
+        labelNames: ['trust_domain'],
+        registers,
+      });
+    }
+  }
+
+  get state$(): Observable<FederationState> {
+    return this.subject.asObservable();
+  }
+
+  get current(): FederationState {
+    return this.subject.value;
+  }
+
+  private now(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
+  private get timers(): Timers {
+    return this.opts.timers ?? realTimers;
+  }
+
+  /**
+   * Follows exactly these resources (call on every snapshot). Resolves once each new one has its
+   * starting bundle (persisted or bootstrap) published; fetching goes on in the background.
+   */
+  setResources(list: readonly ClusterFederatedTrustDomain[]): Promise<void> {
+    const run = this.queue.then(() => this.apply(list));
+    this.queue = run.catch((e: Error) => this.opts.log?.warn({ err: e.message }, 'federation update failed'));
+    return run;
+  }
+
+  private async apply(list: readonly ClusterFederatedTrustDomain[]): Promise<void> {
+    if (this.closed) return;
+    const { followed, shadowed } = followedResources(list);
+    for (const s of shadowed) {
+      this.opts.log?.warn({ resource: s.resource.name, trustDomain: s.resource.spec.trustDomain, winner: s.winner }, 'two ClusterFederatedTrustDomains name the same trust domain; ignoring this one');
+    }
+    const wanted = new Map(followed.map((c) => [c.name, c]));
+    let changed = false;
+    for (const [name, w] of [...this.workers]) {
+      const next = wanted.get(name);
+      if (next && specKey(next) === w.specKey) {
+        w.cftd = next;
+        continue;
+      }
+      this.stopWorker(w);
+      this.workers.delete(name);
+      changed = true;
+    }
+    for (const c of wanted.values()) {
+      if (this.workers.has(c.name)) continue;
+      const w = await this.startWorker(c);
+      this.workers.set(c.name, w);
+      changed = true;
+    }
+    if (changed || this.subject.value.revision === 0) this.publish();
+  }
+
+  private async startWorker(cftd: ClusterFederatedTrustDomain): Promise<Worker> {
+    let record: FederationRecord | undefined;
+    try {
+      record = await loadFederationRecord(this.opts.state, cftd.spec.trustDomain);
+    } catch (e) {
+      this.opts.log?.warn({ trustDomain: cftd.spec.trustDomain, err: (e as Error).message }, 'federation: cannot read the persisted bundle; starting from the bootstrap bundle');
+    }
+    const w: Worker = { cftd, specKey: specKey(cftd), domain: initialDomain(cftd, record), failures: 0, stopped: false };
+    this.updateConditions(w);
+    this.schedule(w, 0);
+    return w;
+  }
+
+  private stopWorker(w: Worker): void {
+    w.stopped = true;
+    if (w.timer !== undefined) this.timers.clearTimeout(w.timer);
+    w.timer = undefined;
+  }
+
+  private schedule(w: Worker, delayMs: number): void {
+    if (w.stopped || this.closed) return;
+    if (w.timer !== undefined) this.timers.clearTimeout(w.timer);
+    w.domain.nextRefreshAt = new Date(this.now().getTime() + delayMs);
+    w.timer = this.timers.setTimeout(() => {
+      w.timer = undefined;
+      w.running = this.refresh(w);
+    }, delayMs);
+  }
+
+  /** Runs one refresh of a federated trust domain now (tests, and the first fetch). */
+  async refreshNow(resource: string): Promise<void> {
+    const w = this.workers.get(resource);
+    if (!w) throw new Error(`no ClusterFederatedTrustDomain "${resource}" is followed`);
+    if (w.timer !== undefined) this.timers.clearTimeout(w.timer);
+    w.timer = undefined;
+    await w.running;
+    await this.refresh(w);
+  }
+
+  private refreshInterval(b: AcceptedBundle | undefined): number {
+    const min = this.opts.minRefreshMs ?? MIN_REFRESH_MS;
+    const max = Math.max(min, this.opts.maxRefreshMs ?? MAX_REFRESH_MS);
+    const hintMs = b?.refreshHintSeconds !== undefined ? b.refreshHintSeconds * 1000 : DEFAULT_REFRESH_MS;
+    return Math.min(Math.max(hintMs, min), max);
+  }
+
+  private async refresh(w: Worker): Promise<void> {
+    if (w.stopped || this.closed) return;
+    const d = w.domain;
+    const spec = w.cftd.spec;
+    const at = this.now();
+    d.lastAttemptAt = at;
+    // Another replica may have accepted a newer bundle: start from it (it authenticates the endpoint now).
+    const shared = await loadFederationRecord(this.opts.state, d.trustDomain).catch(() => undefined);
+    if (shared?.bundle && (d.source !== 'endpoint' || (shared.bundle.sequence ?? -1) > (d.bundle?.sequence ?? -1))) {
+      d.bundle = shared.bundle;
+      d.source = 'endpoint';
+      if (shared.fetchedAt) d.fetchedAt = new Date(shared.fetchedAt);
+    }
+    try {
+      const fetcher = this.opts.fetcher ?? fetchBundleText;
+      const text = await fetcher(spec.bundleEndpointURL, spec.bundleEndpointProfile, d.bundle?.caPems ?? [], {
+        ...this.opts.fetch,
+        serverNameForIp: d.trustDomain,
+      });
+      const accepted = acceptBundle(text, d.trustDomain, d.bundle);
+      if (w.stopped || this.closed) return;
+      const changed = d.source !== 'endpoint' || JSON.stringify(accepted) !== JSON.stringify(d.bundle);
+      if (changed) this.opts.log?.info({ trustDomain: d.trustDomain, resource: d.resource, sequence: accepted.sequence, cas: accepted.caPems.length }, 'federated bundle accepted');
+      d.bundle = accepted;
+      d.source = 'endpoint';
+      d.fetchedAt = this.now();
+      delete d.lastError;
+      w.failures = 0;
+      this.lastSuccess?.set({ trust_domain: d.trustDomain }, d.fetchedAt.getTime() / 1000);
+      this.schedule(w, this.refreshInterval(accepted));
+    } catch (e) {
+      if (w.stopped || this.closed) return;
+      const f = e instanceof FederationFailure ? e : new FederationFailure('unreachable', (e as Error).message);
+      d.lastError = { reason: f.reason, message: f.message, at: this.now() };
+      w.failures++;
+      this.failuresTotal?.inc({ trust_domain: d.trustDomain, reason: f.reason });
+      const base = this.opts.backoffBaseMs ?? 1000;
+      const cap = this.refreshInterval(d.bundle);
+      const backoff = Math.min(base * 2 ** Math.min(w.failures - 1, 30), cap);
+      // Jitter in [50 %, 100 %] so replicas and zones do not retry in lockstep.
+      const delay = Math.round(backoff * (0.5 + 0.5 * (this.opts.random ?? Math.random)()));
+      this.schedule(w, delay);
+      this.opts.log?.warn(
+        { trustDomain: d.trustDomain, resource: d.resource, reason: f.reason, err: f.message, keeping: d.source, sequence: d.bundle?.sequence, retryInMs: delay },
+        'federated bundle refresh failed; keeping the last good bundle',
+      );
+    }
+    this.updateConditions(w);
+    await this.persist(d).catch((e: Error) => this.opts.log?.warn({ trustDomain: d.trustDomain, err: e.message }, 'federation: cannot persist the bundle'));
+    this.publish();
+  }
+
+  private async persist(d: FederatedDomain): Promise<void> {
+    const r: FederationRecord = { trustDomain: d.trustDomain, resource: d.resource, endpointURL: d.endpointURL };
+    if (d.source === 'endpoint' && d.bundle) r.bundle = d.bundle;
+    if (d.fetchedAt) r.fetchedAt = d.fetchedAt.toISOString();
+    if (d.lastAttemptAt) r.lastAttemptAt = d.lastAttemptAt.toISOString();
+    if (d.lastError) r.lastError = { ...d.lastError, at: d.lastError.at.toISOString() };
+    // Never overwrite a newer bundle another replica accepted meanwhile.
+    const stored = await loadFederationRecord(this.opts.state, d.trustDomain);
+    if (stored?.bundle && (stored.bundle.sequence ?? -1) > (r.bundle?.sequence ?? -1)) r.bundle = stored.bundle;
+    await saveFederationRecord(this.opts.state, r);
+  }
+
+  private updateConditions(w: Worker): void {
+    w.domain.conditions = federationConditions(w.domain);
+    if (w.domain.bundle?.sequence !== undefined) this.sequenceGauge?.set({ trust_domain: w.domain.trustDomain }, w.domain.bundle.sequence);
+  }
+
+  private publish(): void {
+    const domains = new Map<string, FederatedDomain>();
+    for (const [name, w] of this.workers) domains.set(name, { ...w.domain });
+    this.subject.next({ revision: ++this.revision, domains });
+  }
+
+  /** Waits for in-flight refreshes (tests). */
+  async idle(): Promise<void> {
+    await this.queue;
+    await Promise.all([...this.workers.values()].map((w) => w.running));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const w of this.workers.values()) this.stopWorker(w);
+    // An in-flight fetch (≤ its timeout) changes nothing once closed; wait for it only briefly.
+    const inflight = Promise.all([...this.workers.values()].map((w) => w.running?.catch(() => undefined)));
+    let t: NodeJS.Timeout | undefined;
+    await Promise.race([inflight, new Promise<void>((resolve) => (t = setTimeout(resolve, 1000)))]);
+    clearTimeout(t);
+    this.subject.complete();
+  }
+}
+
+/** Where a federated trust domain starts: its persisted bundle, else the bootstrap one. */
+export function initialDomain(cftd: ClusterFederatedTrustDomain, record: FederationRecord | undefined): FederatedDomain {
+  const spec = cftd.spec;
+  const domain: FederatedDomain = {
+    resource: cftd.name,
+    trustDomain: spec.trustDomain,
+    endpointURL: spec.bundleEndpointURL,
+    profile: spec.bundleEndpointProfile.type,
+    source: 'none',
+    conditions: [],
+  };
+  if (record?.bundle) {
+    domain.bundle = record.bundle;
+    domain.source = 'endpoint';
+    if (record.fetchedAt) domain.fetchedAt = new Date(record.fetchedAt);
+  } else if (spec.trustDomainBundle) {
+    const doc = readBundleDocument(spec.trustDomainBundle); // validated when the resource was parsed
+    domain.bundle = { trustDomain: spec.trustDomain, caPems: doc.caPems, ...(doc.sequence !== undefined ? { sequence: doc.sequence } : {}) };
+    domain.source = 'bootstrap';
+  }
+  if (record?.lastAttemptAt) domain.lastAttemptAt = new Date(record.lastAttemptAt);
+  if (record?.lastError) domain.lastError = { ...record.lastError, at: new Date(record.lastError.at) };
+  domain.conditions = federationConditions(domain);
+  return domain;
+}
+
+/** One follower per trust domain: of several resources naming it, the first by name wins. */
+export function followedResources(list: readonly ClusterFederatedTrustDomain[]): { followed: ClusterFederatedTrustDomain[]; shadowed: { resource: ClusterFederatedTrustDomain; winner: string }[] } {
+  const byTd = new Map<string, ClusterFederatedTrustDomain>();
+  const shadowed: { resource: ClusterFederatedTrustDomain; winner: string }[] = [];
+  for (const c of [...list].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
+    const other = byTd.get(c.spec.trustDomain);
+    if (other) shadowed.push({ resource: c, winner: other.name });
+    else byTd.set(c.spec.trustDomain, c);
+  }
+  return { followed: [...byTd.values()], shadowed };
+}
+
+/** The state `get` and `inspect` show without a running server: persisted bundles and last outcomes. */
+export async function loadFederationState(state: StateStore, list: readonly ClusterFederatedTrustDomain[]): Promise<FederationState> {
+  const domains = new Map<string, FederatedDomain>();
+  for (const c of followedResources(list).followed) {
+    const record = await loadFederationRecord(state, c.spec.trustDomain).catch(() => undefined);
+    domains.set(c.name, initialDomain(c, record));
+  }
+  return { revision: 1, domains };
+}
+
+function specKey(c: ClusterFederatedTrustDomain): string {
+  return JSON.stringify(c.spec);
+}

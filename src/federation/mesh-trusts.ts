@@ -1,0 +1,99 @@
+// Federated trust domains as MeshTrusts: a view merge on top of the identity layer's view, so
+// every consumer (SPIFFE validator, flat trust, ROOTCA/spiffe://<td> names, export-trust,
+// inspect) sees them exactly like any other MeshTrust and changes push like any trust change.
+import { resourcesOfKind, type MeshTrust } from '../api/types.js';
+import type { AuthorityView } from '../identity/authorities.js';
+import type { FederatedDomain, FederationState } from './follower.js';
+import type { FederationCondition } from './status.js';
+
+/** Where one federated trust domain came from, and where a user MeshTrust overrides it. */
+export interface FederatedTrustInfo {
+  resource: string;
+  kri: string;
+  meshTrustName: string;
+  trustDomain: string;
+  endpointURL: string;
+  source: FederatedDomain['source'];
+  sequence?: number;
+  fetchedAt?: Date;
+  lastError?: FederatedDomain['lastError'];
+  /** Meshes where a MeshTrust of the same trust domain already exists and wins (mesh → its names). */
+  overriddenIn: Record<string, string[]>;
+  conditions: FederationCondition[];
+}
+
+export type FederatedView = AuthorityView & { federation: readonly FederatedTrustInfo[] };
+
+/** KRI of a cluster-scoped resource: mesh, zone and namespace segments are empty. */
+export const federationKri = (name: string): string => `kri_cftd____${name}_`;
+
+/** `federated-<trust domain with every character outside [a-z0-9-] as '-'>`. */
+export const federatedMeshTrustName = (trustDomain: string): string => `federated-${trustDomain.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
+
+/** Every mesh the resources mention: a federated trust domain is trusted in each of them. */
+function meshesOf(view: AuthorityView): string[] {
+  const meshes = new Set<string>();
+  for (const t of view.trusts) meshes.add(t.mesh);
+  for (const st of view.identities.values()) meshes.add(st.identity.mesh);
+  for (const d of resourcesOfKind(view.snapshot, 'Dataplane')) meshes.add(d.mesh);
+  return [...meshes].sort();
+}
+
+export function withFederatedTrusts(view: AuthorityView, fed: FederationState): FederatedView {
+  const meshes = meshesOf(view);
+  const existing = new Map<string, string[]>(); // `${mesh}|${td}` → MeshTrust names
+  for (const t of view.trusts) {
+    const k = `${t.mesh}|${t.spec.trustDomain}`;
+    existing.set(k, [...(existing.get(k) ?? []), t.name]);
+  }
+  const trusts: MeshTrust[] = [...view.trusts];
+  const federation: FederatedTrustInfo[] = [];
+  for (const d of [...fed.domains.values()].sort((a, b) => (a.resource < b.resource ? -1 : 1))) {
+    const kri = federationKri(d.resource);
+    const name = federatedMeshTrustName(d.trustDomain);
+    const overriddenIn: Record<string, string[]> = {};
+    if (d.bundle && d.bundle.caPems.length > 0) {
+      for (const mesh of meshes) {
+        const owners = existing.get(`${mesh}|${d.trustDomain}`);
+        if (owners) {
+          overriddenIn[mesh] = owners;
+          continue;
+        }
+        trusts.push({
+          kind: 'MeshTrust',
+          name,
+          mesh,
+          namespace: '',
+          labels: { 'kuma.io/origin': 'mesh-sds' },
+          spec: { trustDomain: d.trustDomain, caBundles: [{ type: 'Pem', pem: { value: d.bundle.caPems.join('') } }], origin: { kri } },
+        });
+      }
+    }
+    const overridden = Object.entries(overriddenIn);
+    const created: FederationCondition =
+      !d.bundle
+        ? { type: 'MeshTrustCreated', status: 'False', reason: 'NoBundle', message: 'no bundle yet' }
+        : overridden.length > 0
+          ? {
+              type: 'MeshTrustCreated',
+              status: overridden.length === meshes.length ? 'False' : 'True',
+              reason: 'OverriddenByMeshTrust',
+              message: `a MeshTrust of trust domain ${d.trustDomain} already exists and wins in ${overridden.map(([m, n]) => `mesh ${m} (${n.join(', ')})`).join(', ')}`,
+            }
+          : { type: 'MeshTrustCreated', status: 'True', reason: 'Created', message: `MeshTrust "${name}" in ${meshes.length} mesh(es)` };
+    federation.push({
+      resource: d.resource,
+      kri,
+      meshTrustName: name,
+      trustDomain: d.trustDomain,
+      endpointURL: d.endpointURL,
+      source: d.source,
+      ...(d.bundle?.sequence !== undefined ? { sequence: d.bundle.sequence } : {}),
+      ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
+      ...(d.lastError ? { lastError: d.lastError } : {}),
+      overriddenIn,
+      conditions: [...d.conditions, created],
+    });
+  }
+  return { ...view, trusts, federation };
+}

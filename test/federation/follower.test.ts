@@ -1,0 +1,218 @@
+// Fetching and following a remote trust domain's bundle over real HTTPS with real certificates
+// (SPEC §10): endpoint authentication, acceptance rules, last-good on failure, persistence, timing.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Registry } from 'prom-client';
+import { FederationFollower, type FederatedDomain } from '../../src/federation/follower.js';
+import { federationStateKey } from '../../src/federation/record.js';
+import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa } from './remote.js';
+
+const TD = 'zone-b.test';
+
+async function setup(opts: { registry?: Registry; minRefreshMs?: number; random?: () => number } = {}) {
+  const caB = newCa(TD);
+  const ep = await fakeEndpoint(caB, endpointId(TD), bundleOf([caB], 5, 120));
+  const state = new MemoryStateStore();
+  const timers = new ManualTimers();
+  const follower = new FederationFollower({ state, timers, registry: opts.registry, minRefreshMs: opts.minRefreshMs, random: opts.random ?? (() => 1) });
+  await follower.setResources([cftd('zone-b', TD, ep.url, caB.trustPem)]);
+  const domain = (): FederatedDomain => follower.current.domains.get('zone-b')!;
+  return { caB, ep, state, timers, follower, domain, async done() { await follower.close(); await ep.close(); } };
+}
+
+test('before any fetch the bootstrap bundle is trusted; a fetch authenticated by it replaces it and is persisted', async () => {
+  const s = await setup();
+  try {
+    assert.equal(s.domain().source, 'bootstrap');
+    assert.deepEqual(s.domain().bundle?.caPems, [s.caB.trustPem]);
+    await s.follower.refreshNow('zone-b');
+    const d = s.domain();
+    assert.equal(d.source, 'endpoint');
+    assert.equal(d.bundle?.sequence, 5);
+    assert.equal(d.bundle?.refreshHintSeconds, 120);
+    assert.equal(d.lastError, undefined);
+    assert.deepEqual(d.conditions.map((c) => [c.type, c.status, c.reason]), [['Fetched', 'True', 'Fetched'], ['Ready', 'True', 'Trusted']]);
+    const stored = JSON.parse((await s.state.get(federationStateKey(TD)))!);
+    assert.equal(stored.bundle.sequence, 5);
+    assert.equal(stored.resource, 'zone-b');
+  } finally {
+    await s.done();
+  }
+});
+
+test('an endpoint presenting another SPIFFE ID is refused and reported; the last good bundle stays', async () => {
+  const registry = new Registry();
+  const s = await setup({ registry });
+  try {
+    await s.follower.refreshNow('zone-b');
+    s.ep.present(s.caB, `spiffe://${TD}/not-the-endpoint`);
+    s.ep.serve(bundleOf([newCa(TD)], 6));
+    await s.follower.refreshNow('zone-b');
+    const d = s.domain();
+    assert.equal(d.lastError?.reason, 'wrong_spiffe_id');
+    assert.match(d.lastError!.message, /presented spiffe:\/\/zone-b\.test\/not-the-endpoint, expected spiffe:\/\/zone-b\.test\/mesh-sds\/bundle-endpoint/);
+    assert.equal(d.bundle?.sequence, 5, 'still the last good bundle');
+    assert.deepEqual(d.bundle?.caPems, [s.caB.trustPem]);
+    const fetched = d.conditions.find((c) => c.type === 'Fetched')!;
+    assert.equal(fetched.status, 'False');
+    assert.equal(fetched.reason, 'WrongEndpointSpiffeId');
+    assert.match(fetched.message, /keeping the last good bundle: fetched .* \(sequence 5, 1 CA\)/);
+    assert.match(await registry.metrics(), /mesh_sds_federation_refresh_failures_total\{trust_domain="zone-b.test",reason="wrong_spiffe_id"\} 1/);
+    assert.equal(JSON.parse((await s.state.get(federationStateKey(TD)))!).lastError.reason, 'wrong_spiffe_id');
+  } finally {
+    await s.done();
+  }
+});
+
+test('an endpoint whose certificate does not chain to the last accepted bundle is refused (tls)', async () => {
+  const s = await setup();
+  try {
+    const impostor = newCa(TD);
+    s.ep.present(impostor, endpointId(TD));
+    s.ep.serve(bundleOf([impostor], 9));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError?.reason, 'tls');
+    assert.equal(s.domain().source, 'bootstrap');
+    assert.deepEqual(s.domain().bundle?.caPems, [s.caB.trustPem]);
+  } finally {
+    await s.done();
+  }
+});
+
+test('bundles for another trust domain, without a CA, malformed, or with a lower sequence are refused', async () => {
+  const s = await setup();
+  try {
+    await s.follower.refreshNow('zone-b');
+    const cases: [string, string][] = [
+      [bundleOf([newCa('zone-c.test')], 7), 'wrong_trust_domain'],
+      [JSON.stringify({ keys: [], spiffe_sequence: 7 }), 'no_ca'],
+      ['{"keys": [', 'malformed'],
+      [bundleOf([s.caB, newCa(TD)], 4), 'sequence_regressed'],
+    ];
+    for (const [body, reason] of cases) {
+      s.ep.serve(body);
+      await s.follower.refreshNow('zone-b');
+      assert.equal(s.domain().lastError?.reason, reason, body.slice(0, 60));
+      assert.equal(s.domain().bundle?.sequence, 5);
+    }
+    assert.match(s.domain().lastError!.message, /spiffe_sequence 4 is lower than the last accepted 5/);
+    s.ep.serve('nope', 404);
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError?.reason, 'http_status');
+  } finally {
+    await s.done();
+  }
+});
+
+test('a CA roll is followed: the new bundle is authenticated by the previous one, then the endpoint moves to the new CA', async () => {
+  const s = await setup();
+  try {
+    await s.follower.refreshNow('zone-b');
+    const caB2 = newCa(TD);
+    // The endpoint publishes old+new while it still presents an SVID of the old CA …
+    s.ep.serve(bundleOf([s.caB, caB2], 6));
+    await s.follower.refreshNow('zone-b');
+    assert.deepEqual(s.domain().bundle?.caPems, [s.caB.trustPem, caB2.trustPem]);
+    // … then presents an SVID of the new CA and drops the old one.
+    s.ep.present(caB2, endpointId(TD));
+    s.ep.serve(bundleOf([caB2], 7));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError, undefined);
+    assert.deepEqual(s.domain().bundle?.caPems, [caB2.trustPem]);
+    assert.equal(s.domain().bundle?.sequence, 7);
+  } finally {
+    await s.done();
+  }
+});
+
+test('endpoint down: the last good bundle stays, retries back off with jitter up to the refresh interval, success returns to the hint', async () => {
+  let r = 1;
+  const s = await setup({ random: () => r });
+  try {
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.timers.delays.at(-1), 120_000, 'refresh at the hint');
+    await s.ep.stop();
+    const delays: number[] = [];
+    for (let i = 0; i < 9; i++) {
+      r = i % 2 === 0 ? 1 : 0;
+      await s.follower.refreshNow('zone-b');
+      delays.push(s.timers.delays.at(-1)!);
+      assert.equal(s.domain().lastError?.reason, 'unreachable');
+      assert.equal(s.domain().bundle?.sequence, 5);
+    }
+    // base 1 s doubling, jitter factor 1 (even) or 0.5 (odd), capped at the 120 s interval.
+    assert.deepEqual(delays, [1000, 1000, 4000, 4000, 16_000, 16_000, 64_000, 60_000, 120_000]);
+    await s.ep.start();
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError, undefined);
+    assert.equal(s.timers.delays.at(-1), 120_000);
+  } finally {
+    await s.done();
+  }
+});
+
+test('the refresh hint is bounded to 30 s – 1 h (the lower bound can be lowered for tests)', async () => {
+  const s = await setup();
+  try {
+    s.ep.serve(bundleOf([s.caB], 6, 1));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.timers.delays.at(-1), 30_000);
+    s.ep.serve(bundleOf([s.caB], 7, 86_400));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.timers.delays.at(-1), 3_600_000);
+  } finally {
+    await s.done();
+  }
+  const t = await setup({ minRefreshMs: 500 });
+  try {
+    t.ep.serve(bundleOf([t.caB], 6, 1));
+    await t.follower.refreshNow('zone-b');
+    assert.equal(t.timers.delays.at(-1), 1000);
+  } finally {
+    await t.done();
+  }
+});
+
+test('a restart starts from the persisted bundle without the remote; a replica adopts the newer bundle another accepted', async () => {
+  const s = await setup();
+  // A second replica on the same state store, started before anything was fetched.
+  const replica = new FederationFollower({ state: s.state, timers: new ManualTimers() });
+  try {
+    await replica.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
+    assert.equal(replica.current.domains.get('zone-b')!.source, 'bootstrap');
+    const caB2 = newCa(TD);
+    s.ep.serve(bundleOf([s.caB, caB2], 8));
+    await s.follower.refreshNow('zone-b');
+    await s.ep.stop();
+    await replica.refreshNow('zone-b'); // the remote is down, but the shared state has sequence 8
+    assert.equal(replica.current.domains.get('zone-b')!.bundle?.sequence, 8);
+    assert.equal(replica.current.domains.get('zone-b')!.lastError?.reason, 'unreachable');
+
+    const restarted = new FederationFollower({ state: s.state, timers: new ManualTimers() });
+    await restarted.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
+    const d = restarted.current.domains.get('zone-b')!;
+    assert.equal(d.source, 'endpoint');
+    assert.equal(d.bundle?.sequence, 8);
+    assert.deepEqual(d.bundle?.caPems, [s.caB.trustPem, caB2.trustPem]);
+    await restarted.close();
+  } finally {
+    await replica.close();
+    await s.done();
+  }
+});
+
+test('removing the resource stops following it; a changed spec restarts it', async () => {
+  const s = await setup();
+  try {
+    await s.follower.refreshNow('zone-b');
+    await s.follower.setResources([]);
+    assert.equal(s.follower.current.domains.size, 0);
+    assert.equal(s.timers.count, 0, 'no timer left behind');
+    await s.follower.setResources([cftd('zone-b', TD, s.ep.url.replace('/zone-b', '/other'), s.caB.trustPem)]);
+    assert.equal(s.follower.current.domains.get('zone-b')!.endpointURL, s.ep.url.replace('/zone-b', '/other'));
+    assert.equal(s.follower.current.domains.get('zone-b')!.source, 'endpoint', 'the persisted bundle is kept for the trust domain');
+  } finally {
+    await s.done();
+  }
+});

@@ -1,0 +1,126 @@
+// A remote trust domain for follower tests: a real CA, and a real HTTPS bundle endpoint whose
+// certificate (SVID, SPIFFE ID) and document the test can change at will.
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
+import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
+import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import { issueSvidSync } from '../../src/pki/leaf.js';
+import type { CertificateAuthority } from '../../src/pki/types.js';
+import type { ClusterFederatedTrustDomain } from '../../src/api/types.js';
+
+export function newCa(trustDomain: string): CertificateAuthority {
+  const g = generateCertificateAuthority(trustDomain);
+  return loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: true });
+}
+
+export const endpointId = (td: string) => `spiffe://${td}/mesh-sds/bundle-endpoint`;
+
+export interface FakeEndpoint {
+  url: string;
+  port: number;
+  /** Number of requests answered. */
+  hits: number;
+  /** Present an SVID with this SPIFFE ID, signed by this CA. */
+  present(ca: CertificateAuthority, spiffeId: string): void;
+  /** Serve this body (status 200 unless given). */
+  serve(body: string, status?: number): void;
+  close(): Promise<void>;
+  /** Stops listening (connection refused) but can be restarted on the same port. */
+  stop(): Promise<void>;
+  start(): Promise<void>;
+}
+
+export function bundleOf(cas: CertificateAuthority[], sequence: number, refreshHintSeconds = 300): string {
+  return encodeSpiffeBundle({ cas: cas.map((c) => c.trustPem), sequence, refreshHintSeconds });
+}
+
+export async function fakeEndpoint(ca: CertificateAuthority, spiffeId: string, body: string): Promise<FakeEndpoint> {
+  let current = { body, status: 200 };
+  const tlsFor = (c: CertificateAuthority, id: string) => {
+    const svid = issueSvidSync(c, id, 3600_000);
+    return { cert: svid.certChainPem, key: svid.keyPem };
+  };
+  let tls = tlsFor(ca, spiffeId);
+  let port = 0;
+  let server: Server | undefined;
+  const ep: FakeEndpoint = {
+    url: '',
+    port: 0,
+    hits: 0,
+    present(c, id) {
+      tls = tlsFor(c, id);
+      server?.setSecureContext(tls);
+    },
+    serve(b, status = 200) {
+      current = { body: b, status };
+    },
+    async start() {
+      server = createServer({ ...tls }, (req, res) => {
+        ep.hits++;
+        res.writeHead(current.status, { 'content-type': 'application/json' });
+        res.end(current.body);
+      });
+      server.keepAliveTimeout = 1;
+      await new Promise<void>((resolve) => server!.listen(port, '127.0.0.1', resolve));
+      port = (server.address() as AddressInfo).port;
+      ep.port = port;
+    },
+    async stop() {
+      const s = server;
+      server = undefined;
+      if (!s) return;
+      await new Promise<void>((resolve) => {
+        s.close(() => resolve());
+        s.closeAllConnections();
+      });
+    },
+    close() {
+      return ep.stop();
+    },
+  };
+  await ep.start();
+  ep.url = `https://127.0.0.1:${port}/zone-b`;
+  return ep;
+}
+
+export function cftd(name: string, trustDomain: string, url: string, bootstrapPem: string | undefined, endpointSpiffeId = endpointId(trustDomain)): ClusterFederatedTrustDomain {
+  return {
+    kind: 'ClusterFederatedTrustDomain',
+    name,
+    mesh: '',
+    namespace: '',
+    labels: {},
+    spec: {
+      trustDomain,
+      bundleEndpointURL: url,
+      bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: endpointSpiffeId },
+      ...(bootstrapPem ? { trustDomainBundle: bootstrapPem } : {}),
+    },
+  };
+}
+
+/** Timers the test fires by hand; records each requested delay. */
+export class ManualTimers {
+  readonly delays: number[] = [];
+  private pending = new Map<number, () => void>();
+  private next = 1;
+  setTimeout = (fn: () => void, ms: number): unknown => {
+    this.delays.push(ms);
+    const id = this.next++;
+    this.pending.set(id, fn);
+    return id;
+  };
+  clearTimeout = (h: unknown): void => {
+    this.pending.delete(h as number);
+  };
+  get count(): number {
+    return this.pending.size;
+  }
+  /** Fires every pending timer once. */
+  fireAll(): void {
+    const fns = [...this.pending.values()];
+    this.pending.clear();
+    for (const f of fns) f();
+  }
+}
