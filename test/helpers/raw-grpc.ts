@@ -77,6 +77,8 @@ export interface RawEnd {
   httpStatus?: number;
   /** Set when the stream ended without a gRPC status (RST_STREAM, connection closed). */
   error?: string;
+  /** RST_STREAM code when the stream was reset (0 otherwise). */
+  rstCode: number;
   atMs: number;
 }
 
@@ -90,7 +92,9 @@ export interface RawCall {
 }
 
 export function rawConnect(address: string): ClientHttp2Session {
-  const s = connect(`http://${address}`);
+  // Memory for buffered writes (MB): a 10 MB message the server refuses to read must not make this
+  // client's own HTTP/2 layer refuse its next streams.
+  const s = connect(`http://${address}`, { maxSessionMemory: 64 });
   s.on('error', () => undefined);
   return s;
 }
@@ -143,11 +147,12 @@ export function rawCall(session: ClientHttp2Session, path: string, opts: { heade
       if (done) return;
       done = true;
       for (const w of [...waiters]) w();
-      resolve({ code, message, httpStatus, error: code === undefined ? (error ?? `closed (rst code ${stream.rstCode})`) : undefined, atMs: Date.now() });
+      resolve({ code, message, httpStatus, error: code === undefined ? (error ?? `closed (rst code ${stream.rstCode})`) : undefined, rstCode: stream.rstCode ?? 0, atMs: Date.now() });
     };
     onStatus = () => {
       finish();
-      if (!stream.closed) stream.close();
+      // Half-close our side gracefully (an RST per call looks like a rapid-reset flood to a server).
+      if (!stream.closed && stream.writable) stream.end();
     };
     stream.on('close', () => finish());
     stream.on('error', (e) => finish(e.message));
