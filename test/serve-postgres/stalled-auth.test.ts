@@ -12,6 +12,8 @@ import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { TokenAuthority } from '../../src/server/tokens.js';
+import { generateStateKeyFile } from '../../src/store/state-key.js';
+import { openSealedState } from '../../src/store/state-setup.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { SotwClient, fetchSecrets, nodeOf, secretsOf } from '../conformance/envoy-client.js';
 import { dataplaneYaml, meshIdentityYaml, yamlDocs } from '../helpers/yaml.js';
@@ -23,8 +25,12 @@ const stateDir = mkdtempSync(join(tmpdir(), 'mesh-sds-stalled-'));
 let s: RunningServer;
 let cli: PostgresStore;
 
+// The Postgres store keeps private keys sealed: the server and the revoking process share the key.
+const stateKeyFile = join(stateDir, 'state.key');
+
 before(async () => {
-  s = await startServer({ store: url, stateDir, listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent'), revocationRefreshMs: 250, credentialRecheckMs: 500 });
+  await generateStateKeyFile(stateKeyFile);
+  s = await startServer({ store: url, stateDir, stateKeyFile, listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent'), revocationRefreshMs: 250, credentialRecheckMs: 500 });
   await s.ready;
   const errors = await s.store.apply(
     yamlDocs(meshIdentityYaml('identity', { namespace: 'kuma-system' }), dataplaneYaml('web', { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web' })),
@@ -73,7 +79,7 @@ test('a revocation made by another process reaches open and new streams within 5
   try {
     open.request(['default']);
     open.ack(await open.next(10_000));
-    const revoker = await TokenAuthority.open(cli.state);
+    const revoker = await TokenAuthority.open(await openSealedState(cli.state, { stateKeyFile, postgres: true }));
     const t0 = Date.now();
     await revoker.revokeToken(tok);
     const end = await Promise.race([open.ended, sleep(5000).then(() => 'still open' as const)]);
