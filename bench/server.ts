@@ -54,7 +54,8 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
-    ...(o.store ? ['--store', o.store] : ['--resources', o.resourcesDir!]), '--state-dir', o.stateDir,
+    // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
+    ...(o.store ? ['--store', o.store, '--insecure-plaintext-state'] : ['--resources', o.resourcesDir!]), '--state-dir', o.stateDir,
     '--listen', `127.0.0.1:${port}`, '--auth', o.auth ?? 'token', '--admin', `127.0.0.1:${adminPort}`,
   ];
   const spawnedAt = epochNow();

@@ -10,7 +10,7 @@ import { TokenAuthority } from '../src/server/tokens.js';
 /** Writes one token per line (line i for `default.dp-i`) to `file`; returns ms taken. */
 export async function makeTokens(root: string, n: number, file: string, where: { stateDir: string; store?: string }): Promise<number> {
   const t0 = performance.now();
-  const storeArgs = where.store ? ['--store', where.store] : ['--state-dir', where.stateDir];
+  const storeArgs = where.store ? ['--store', where.store, '--insecure-plaintext-state'] : ['--state-dir', where.stateDir];
   const first = execFileSync(process.execPath, [join(root, 'bin/mesh-sds.js'), 'token', 'generate', '--mesh', 'default', '--name', 'dp-0', '--valid-for', '24h', ...storeArgs], {
     cwd: root,
     encoding: 'utf8',
@@ -21,7 +21,7 @@ export async function makeTokens(root: string, n: number, file: string, where: {
     .split('\n')
     .pop()!;
   const tokens = [first];
-  await withState({ stateDir: where.stateDir, store: where.store }, async (state) => {
+  await withState({ stateDir: where.stateDir, store: where.store, insecurePlaintextState: !!where.store }, async (state) => {
     const authority = await TokenAuthority.open(state);
     for (let i = 1; i < n; i++) tokens.push(await authority.generate({ mesh: 'default', name: `dp-${i}`, validForMs: 24 * 3600_000 }));
   });
