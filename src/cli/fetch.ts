@@ -46,6 +46,15 @@ class UsageError extends Error {}
 
 /** Precedence: --token, then --token-file, then MESH_SDS_TOKEN (read here, so callers need not). */
 function resolveToken(opts: FetchCliOptions, env: Record<string, string | undefined>): string | undefined {
+  const token = readToken(opts, env);
+  // Refused here, once and without quoting it (gRPC's own error would print the whole value).
+  if (token !== undefined && !/^[\x21-\x7e]+$/.test(token)) {
+    throw new UsageError(`the token${opts.tokenFile !== undefined && opts.token === undefined ? ` in --token-file ${opts.tokenFile}` : ''} contains whitespace or characters outside printable ASCII (a mesh-sds token is base64url text)`);
+  }
+  return token;
+}
+
+function readToken(opts: FetchCliOptions, env: Record<string, string | undefined>): string | undefined {
   if (opts.token !== undefined) return opts.token.trim() || undefined;
   if (opts.tokenFile !== undefined) {
     let text: string;

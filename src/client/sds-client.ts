@@ -101,7 +101,10 @@ export function makeSdsClient(server: string, tls?: SdsTlsOptions): grpc.Client 
 
 export function bearerMetadata(token: string | undefined): grpc.Metadata {
   const md = new grpc.Metadata();
-  if (token) md.set('authorization', `Bearer ${token}`);
+  if (!token) return md;
+  // grpc-js refuses such a value with an error that quotes it whole: refuse it here, unquoted.
+  if (!/^[\x21-\x7e]+$/.test(token)) throw new Error('the token contains whitespace or characters outside printable ASCII (a mesh-sds token is base64url text); check the token file');
+  md.set('authorization', `Bearer ${token}`);
   return md;
 }
 
