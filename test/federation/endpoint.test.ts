@@ -2,7 +2,7 @@
 // sequence numbers shared by replicas through the state store.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeSpiffeBundle } from '../../src/federation/bundle.js';
@@ -106,6 +106,16 @@ test('https_web: a given certificate, verified by curl --cacert; bundles and 404
     assert.equal(s.verify, '0 (ok)');
     assert.equal(serialOf(s.chainPem), serialOf(readFileSync(join(dir, 'web.crt'), 'utf8')));
     for (const body of [ok.body, nf.body]) assert.doesNotMatch(body, /PRIVATE KEY|"d"\s*:/);
+    // A renewed certificate written over the files is served without a restart.
+    openssl(['x509', '-req', '-in', join(dir, 'web.csr'), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-set_serial', '8', '-days', '2', '-extfile', join(dir, 'ext.cnf'), '-out', join(dir, 'web2.crt')]);
+    renameSync(join(dir, 'web2.crt'), join(dir, 'web.crt'));
+    const until = Date.now() + 15_000;
+    let serial = '';
+    while (Date.now() < until && serial !== '08') {
+      await new Promise((r) => setTimeout(r, 250));
+      serial = serialOf((await sClient(ep.port, webCa.certPem)).chainPem);
+    }
+    assert.equal(serial, '08');
   } finally {
     await ep.close();
     rmSync(dir, { recursive: true, force: true });
