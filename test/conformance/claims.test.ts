@@ -60,7 +60,7 @@ class IdentityStream {
   }
 
   /** The next identity sent (responses without one are ACKed and skipped). */
-  async next(timeoutMs = 8000): Promise<Served> {
+  async next(timeoutMs = 20_000): Promise<Served> {
     const until = Date.now() + timeoutMs;
     for (;;) {
       let id: Served | undefined;
@@ -96,7 +96,7 @@ const token = (name: string, claims: { labels?: Record<string, string>; workload
 
 /** The stream ends UNAUTHENTICATED; `fresh`: it was refused at once, with nothing sent. */
 async function refused(s: IdentityStream, why: RegExp, fresh = true): Promise<void> {
-  const end = await Promise.race([s.ended, new Promise<'open'>((r) => setTimeout(() => r('open'), 8000))]);
+  const end = await Promise.race([s.ended, new Promise<'open'>((r) => setTimeout(() => r('open'), 20_000))]);
   assert.notEqual(end, 'open', 'the stream must be refused');
   if (end === 'open') return;
   assert.equal(end.code, grpc.status.UNAUTHENTICATED, `${grpc.status[end.code]}: ${end.details}`);
