@@ -175,13 +175,16 @@ export class SecretCache {
     else queueMicrotask(run);
   }
 
-  /** Delivers one batch; returns true when some watchers were deferred to a later chunk. */
+  /**
+   * Delivers one batch; returns true when some watchers were deferred to a later chunk. The
+   * deferred rest stays in the same map (delivered entries are deleted from its front), so a
+   * fan-out to N watchers in chunks costs O(N), not O(N²/chunk) copies of what is left.
+   */
   #deliverOnce(): boolean {
     const changed = this.#pending;
     this.#pending = new Set();
     // Collect first, call afterwards: each watcher once, with all of its changed keys.
     const batch = this.#deferred;
-    this.#deferred = new Map();
     for (const key of changed) {
       const watchers = this.#index.get(key);
       if (!watchers) continue;
@@ -195,11 +198,9 @@ export class SecretCache {
     const limit = this.#delivery === 'microtask' ? this.#chunk : Infinity;
     let delivered = 0;
     for (const [w, keys] of batch) {
+      if (delivered >= limit) break;
+      batch.delete(w);
       if (!w.active) continue; // cancelled by an earlier callback in this batch
-      if (delivered >= limit) {
-        this.#deferred.set(w, keys);
-        continue;
-      }
       delivered++;
       try {
         w.onChange(keys);
@@ -207,6 +208,6 @@ export class SecretCache {
         this.#onError(err);
       }
     }
-    return this.#deferred.size > 0;
+    return batch.size > 0;
   }
 }
