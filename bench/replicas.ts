@@ -76,7 +76,7 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
         }),
       )),
     );
-    await Promise.all(servers.map((s) => waitReady(s, 120_000)));
+    await Promise.all(servers.map((s) => waitReady(s, 300_000)));
     const cpuMs = () => servers.reduce((a, s) => a + s.cpuMs(), 0);
     const r = await runRealistic(
       {

@@ -107,9 +107,15 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     void teardown().finally(() => process.exit(130));
   });
 }
+const runStarted = epochNow();
+const loadAtStart = loadavg();
 const watchdog = setTimeout(() => {
   console.error(`bench exceeded ${HARD_LIMIT_MS / 60_000} minutes: tearing down`);
-  void teardown().finally(() => process.exit(2));
+  details['error'] = `stopped by the time limit (${HARD_LIMIT_MS / 60_000} minutes)`;
+  void teardown().finally(() => {
+    console.log(`\nresults so far: ${relative(process.cwd(), writeResults(loadAtStart, 'see the log', runStarted))}`);
+    process.exit(2);
+  });
 }, HARD_LIMIT_MS);
 watchdog.unref();
 
@@ -187,6 +193,13 @@ async function main(): Promise<void> {
     }
   }
 
+  const file = writeResults(load, fileLimit, started, profiles);
+  console.log(`\nresults: ${relative(process.cwd(), file)}${profileDir ? `, CPU profiles: ${profileDir}` : ''}`);
+  process.exitCode = failure ? 2 : rows.some((r) => r.pass === false) ? 1 : 0;
+}
+
+/** Prints the table and writes bench/results/<ts>.json (also when the time limit stops the run). */
+function writeResults(load: number[], fileLimit: string, started: number, profiles: ProfileSummary[] = []): string {
   const seconds = round((epochNow() - started) / 1000);
   console.log(`\n${formatTable(rows, true)}\n\nrun time ${seconds} s, load average at start ${load.map((l) => l.toFixed(2)).join(' ')}, at end ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   for (const p of profiles) console.log(`\n${formatSummary({ ...p, top: p.top.slice(0, p.thread === '0' ? 20 : 8) })}`);
@@ -198,7 +211,7 @@ async function main(): Promise<void> {
       {
         timestamp: new Date().toISOString(),
         machine: { cpus: cpus().length, model: cpus()[0]?.model ?? 'unknown', totalMemoryBytes: totalmem(), node: process.version, platform: platform(), release: release(), loadAverageAtStart: load.map((l) => round(l, 2)), loadAverageAtEnd: loadavg().map((l) => round(l, 2)), fileLimit },
-        options: { proxies: N, loadgens: LOADGENS, channelsPerLoadgen: CHANNELS, curve: CURVE, only: [...only], profiled: flags.profile, names: ['default', 'system_trust_bundle'] },
+        options: { proxies: N, loadgens: LOADGENS, channelsPerLoadgen: CHANNELS, curve: CURVE, only: [...only], profiled: flags.profile, names: ['default', 'system_trust_bundle'], timeLimitMinutes: HARD_LIMIT_MS / 60_000 },
         runSeconds: seconds,
         rows,
         details,
@@ -207,8 +220,7 @@ async function main(): Promise<void> {
       2,
     ) + '\n',
   );
-  console.log(`\nresults: ${relative(process.cwd(), file)}${profileDir ? `, CPU profiles: ${profileDir}` : ''}`);
-  process.exitCode = failure ? 2 : rows.some((r) => r.pass === false) ? 1 : 0;
+  return file;
 }
 
 async function issuanceScenario(): Promise<void> {
@@ -234,7 +246,7 @@ async function multiplexedScenario(runDir: string, profileDir: string | undefine
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'none' });
   children.add(server.child);
   try {
-    const readyAt = await waitReady(server, 120_000);
+    const readyAt = await waitReady(server, 300_000);
     const startupMs = readyAt - server.spawnedAt;
     details['startup'] = { ms: round(startupMs), dataplanes: N, note: 'includes node + tsx start-up and CA autogeneration (fresh state dir)' };
     if (only.has('startup')) addRow({ scenario: `start-up to ready (${fmtInt(N)} Dataplanes)`, measured: `${fmtInt(startupMs)} ms`, target: '≤ 3,000 ms', pass: startupMs <= 3000 });
@@ -319,7 +331,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token' });
   children.add(server.child);
   try {
-    const startupMs = (await waitReady(server, 120_000)) - server.spawnedAt;
+    const startupMs = (await waitReady(server, 300_000)) - server.spawnedAt;
     const result = await runRealistic(
       { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), rssKb: () => server.rssKb(), fanout: () => fixture.writeTrust(2) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn },
