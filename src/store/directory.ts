@@ -25,6 +25,7 @@ const EMPTY_GRACE_MS = 1000;
 const DEBOUNCE_MS = 30;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
+const READ_CONCURRENCY = 16;
 
 interface FileEntry {
   read: string;
@@ -124,7 +125,7 @@ export class DirectoryStore implements ResourceStore {
     this.timer = setTimeout(() => {
       this.pending.full = true;
       void this.kick().then(() => this.scheduleSafetyScan());
-    }, this.opts.rescanMs ?? 5000);
+    }, this.opts.rescanMs ?? 10_000);
     this.timer.unref();
   }
 
@@ -311,55 +312,61 @@ export class DirectoryStore implements ResourceStore {
 
   /** Reads the files whose stat signature changed; returns whether anything served changed. */
   private async readFiles(list: readonly ListedFile[]): Promise<boolean> {
+    // A few files at a time: a cold start of 10,000 files is bound by I/O latency, not CPU. Each
+    // file updates only its own entry, so the order they finish in does not matter.
     let changed = false;
-    for (const f of list) {
-      const st = await stat(f.read).catch(() => undefined);
-      if (!st) {
-        if (this.files.delete(f.display)) {
-          this.index.set(f.display, undefined);
-          changed = true;
-        }
-        continue;
-      }
-      const sig = fileSignature(st);
-      const prev = this.files.get(f.display);
-      if (prev && prev.sig === sig && prev.read === f.read) continue;
-      const shown = this.shown(f.display);
-      const read = await readResourceText(f.read, shown, this.maxFileSize);
-      this.reads++;
-      const after = await stat(f.read).catch(() => undefined);
-      // A file still being written is looked at again shortly: a half-written file must not
-      // briefly drop the resources it carries.
-      if ('changing' in read || !after || fileSignature(after) !== sig) {
-        this.recheckLater(f.display, SETTLE_MS);
-        continue;
-      }
-      const old = this.index.get(f.display);
-      if ('error' in read) {
-        // Refused (too large, not UTF-8, unreadable): reported, last good resources kept, and not
-        // read again until its stat signature changes.
-        this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
-        this.index.set(f.display, { resources: old?.resources ?? [], errors: [read.error], version: old?.version ?? '' });
-        changed = true;
-        continue;
-      }
-      const text = read.text;
-      // A file that just became empty is most often a writer between truncate and write: wait a
-      // moment before believing that every resource in it is gone (deleting the file is immediate).
-      if (old && old.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
-        this.recheckLater(f.display, EMPTY_GRACE_MS / 2);
-        continue;
-      }
-      const { resources, errors } = parseResources(text, shown);
-      // Last-known-good per resource: a broken document never replaces what was served before.
-      const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
-      const managed =
-        text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
-      this.files.set(f.display, { read: f.read, sig, managed });
-      this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
-      changed = true;
-    }
+    let next = 0;
+    const worker = async () => {
+      while (next < list.length) if (await this.readFile(list[next++]!)) changed = true;
+    };
+    await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, list.length) }, worker));
     return changed;
+  }
+
+  /** Reads one file if its stat signature changed; returns whether anything served changed. */
+  private async readFile(f: ListedFile): Promise<boolean> {
+    const st = await stat(f.read).catch(() => undefined);
+    if (!st) {
+      if (!this.files.delete(f.display)) return false;
+      this.index.set(f.display, undefined);
+      return true;
+    }
+    const sig = fileSignature(st);
+    const prev = this.files.get(f.display);
+    if (prev && prev.sig === sig && prev.read === f.read) return false;
+    const shown = this.shown(f.display);
+    const read = await readResourceText(f.read, shown, this.maxFileSize);
+    this.reads++;
+    const after = await stat(f.read).catch(() => undefined);
+    // A file still being written is looked at again shortly: a half-written file must not
+    // briefly drop the resources it carries.
+    if ('changing' in read || !after || fileSignature(after) !== sig) {
+      this.recheckLater(f.display, SETTLE_MS);
+      return false;
+    }
+    const old = this.index.get(f.display);
+    if ('error' in read) {
+      // Refused (too large, not UTF-8, unreadable): reported, last good resources kept, and not
+      // read again until its stat signature changes.
+      this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
+      this.index.set(f.display, { resources: old?.resources ?? [], errors: [read.error], version: old?.version ?? '' });
+      return true;
+    }
+    const text = read.text;
+    // A file that just became empty is most often a writer between truncate and write: wait a
+    // moment before believing that every resource in it is gone (deleting the file is immediate).
+    if (old && old.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
+      this.recheckLater(f.display, EMPTY_GRACE_MS / 2);
+      return false;
+    }
+    const { resources, errors } = parseResources(text, shown);
+    // Last-known-good per resource: a broken document never replaces what was served before.
+    const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
+    const managed =
+      text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
+    this.files.set(f.display, { read: f.read, sig, managed });
+    this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
+    return true;
   }
 
   private publish(): void {
