@@ -229,8 +229,12 @@ export class DirectoryStore implements ResourceStore {
   /** Re-lists one folder (and below): stat calls for all, reads only for changed files. */
   private async relist(display: string): Promise<boolean> {
     let d = display;
-    while (!this.dirs.has(d) && under(d, this.dir) && d !== this.dir) d = dirname(d);
-    const info = this.dirs.get(d) ?? { read: d, ancestors: new Set<string>() };
+    let info = this.dirs.get(d);
+    const parent = info ? undefined : this.dirs.get(dirname(d));
+    // A new folder: read through its parent (a kubelet volume's `..data`), below the parent's ancestors.
+    if (parent && d !== this.dir) info = { read: join(parent.read, basename(d)), ancestors: parent.ancestors };
+    while (!info && under(d, this.dir) && d !== this.dir) info = this.dirs.get((d = dirname(d)));
+    info ??= { read: d, ancestors: new Set<string>() };
     let listing: Listing;
     try {
       listing = await listTree(d, info.read, info.ancestors);

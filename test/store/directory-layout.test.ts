@@ -185,3 +185,13 @@ test('a change among many files reads that file only; a safety scan with no chan
     },
   );
 });
+
+test('a folder created later is read, and its removal removes its resources', async () => {
+  await withStore(async (store, dir) => {
+    await mkdir(join(dir, 'team-a', 'deep'), { recursive: true });
+    await writeFile(join(dir, 'team-a', 'deep', 'trust.yaml'), trustYaml('deep', 'deep.example'));
+    await next(store, (s) => tdOf(s, 'deep') === 'deep.example');
+    await rm(join(dir, 'team-a'), { recursive: true });
+    await next(store, (s) => tdOf(s, 'deep') === undefined);
+  });
+});
