@@ -88,6 +88,7 @@ export class FederationFollower {
   private readonly lastSuccess?: Gauge<'trust_domain'>;
   private readonly sequenceGauge?: Gauge<'trust_domain'>;
   private closed = false;
+  private shadowReported = '';
   private queue: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: FollowerOptions) {
@@ -143,8 +144,13 @@ export class FederationFollower {
   private async apply(list: readonly ClusterFederatedTrustDomain[]): Promise<void> {
     if (this.closed) return;
     const { followed, shadowed } = followedResources(list);
-    for (const s of shadowed) {
-      this.opts.log?.warn({ resource: s.resource.name, trustDomain: s.resource.spec.trustDomain, winner: s.winner }, 'two ClusterFederatedTrustDomains name the same trust domain; ignoring this one');
+    // Reported once per change, not on every snapshot.
+    const shadowKey = shadowed.map((s) => `${s.resource.name}>${s.winner}`).join();
+    if (shadowKey !== this.shadowReported) {
+      this.shadowReported = shadowKey;
+      for (const s of shadowed) {
+        this.opts.log?.warn({ resource: s.resource.name, trustDomain: s.resource.spec.trustDomain, winner: s.winner }, 'two ClusterFederatedTrustDomains name the same trust domain; ignoring this one');
+      }
     }
     const wanted = new Map(followed.map((c) => [c.name, c]));
     let changed = false;
