@@ -24,6 +24,19 @@ const ZONE = 'default'; // mesh-sds --zone default, as `npm start` runs it
 const PEER = 'default.backend-1';
 const PEER_SPIFFE_ID = 'spiffe://default.default.mesh.local/ns/shop/sa/backend';
 
+/** The example mesh each config is written for: its own zone's resources (node.id and identities
+ * are checked there) and the peer its outbound clusters call (possibly in another zone). */
+interface Example { dir: string; zone: string; peer: string; peerDir: string; peerZone: string; peerSpiffeId: string }
+const QUICKSTART_EXAMPLE: Example = { dir: QUICKSTART, zone: ZONE, peer: PEER, peerDir: QUICKSTART, peerZone: ZONE, peerSpiffeId: PEER_SPIFFE_ID };
+/** federation-zone-a.yaml: frontend-1 of examples/federation/zone-a (mesh-sds --zone zone-a) calls
+ * backend-1 of zone-b, whose trust domain zone-a trusts only through federation. */
+const FEDERATION = 'examples/federation';
+const FEDERATION_ZONE_A: Example = {
+  dir: `${FEDERATION}/zone-a`, zone: 'zone-a', peer: 'default.backend-1',
+  peerDir: `${FEDERATION}/zone-b`, peerZone: 'zone-b', peerSpiffeId: 'spiffe://default.zone-b.mesh.local/ns/shop/sa/backend',
+};
+const exampleOf = (file: string): Example => (file.startsWith('federation-') ? FEDERATION_ZONE_A : QUICKSTART_EXAMPLE);
+
 const SDS_CONFIG = 'envoy.extensions.transport_sockets.tls.v3.SdsSecretConfig';
 const HPO_URL = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
@@ -41,15 +54,16 @@ function load(file: string) {
   return decodeBootstrapStrict(parse(substitute(readFileSync(join(DIR, file), 'utf8'))));
 }
 
-/** MeshIdentities and Dataplanes of examples/quickstart, read with mesh-sds' own parser. */
-function quickstart(): { kris: string[]; dataplanes: Map<string, Readonly<Record<string, string>>> } {
+/** MeshIdentities and Dataplanes of an example folder (examples/quickstart by default) served with
+ * `--zone zone`, read with mesh-sds' own parser. */
+function quickstart(dir = QUICKSTART, zone = ZONE): { kris: string[]; dataplanes: Map<string, Readonly<Record<string, string>>> } {
   const kris: string[] = [];
   const dataplanes = new Map<string, Readonly<Record<string, string>>>();
-  // The configs are checked against the quickstart: without it they would be checked against nothing.
-  assert.ok(existsSync(QUICKSTART), `${QUICKSTART} is missing`);
-  for (const f of readdirSync(QUICKSTART).filter((n) => /\.(ya?ml|json)$/.test(n))) {
-    for (const r of parseResources(readFileSync(join(QUICKSTART, f), 'utf8'), f).resources) {
-      if (r.kind === 'MeshIdentity') kris.push(meshIdentityKri(r, ZONE));
+  // The configs are checked against the example: without it they would be checked against nothing.
+  assert.ok(existsSync(dir), `${dir} is missing`);
+  for (const f of readdirSync(dir).filter((n) => /\.(ya?ml|json)$/.test(n))) {
+    for (const r of parseResources(readFileSync(join(dir, f), 'utf8'), f).resources) {
+      if (r.kind === 'MeshIdentity') kris.push(meshIdentityKri(r, zone));
       if (r.kind === 'Dataplane') dataplanes.set(`${r.mesh}.${r.name}`, r.labels);
     }
   }
@@ -58,22 +72,28 @@ function quickstart(): { kris: string[]; dataplanes: Map<string, Readonly<Record
 
 const of = (messages: DecodedMessage[], type: string) => messages.filter((m) => m.type === type);
 
-test('the four documented configs are present and README.md documents each', () => {
-  assert.deepEqual(files, ['gateway.yaml', 'sidecar-unix-socket.yaml', 'sidecar.yaml', 'spire-compatible.yaml']);
+test('the five documented configs are present and README.md documents each', () => {
+  assert.deepEqual(files, ['federation-zone-a.yaml', 'gateway.yaml', 'sidecar-unix-socket.yaml', 'sidecar.yaml', 'spire-compatible.yaml']);
   const readme = readFileSync(join(DIR, 'README.md'), 'utf8');
   for (const f of files) assert.ok(readme.includes(f), `README.md does not mention ${f}`);
   for (const p of Object.keys(PLACEHOLDERS)) assert.ok(readme.includes(`\${${p}}`), `README.md does not document \${${p}}`);
 });
 
 for (const file of files) {
+  const example = exampleOf(file);
+  // The quickstart may lack resources (then the README's example identity is the fallback); the
+  // federation example must have them, or the new config would be checked against nothing.
+  const strict = example !== QUICKSTART_EXAMPLE;
+
   test(`${file} decodes strictly into envoy.config.bootstrap.v3.Bootstrap`, () => {
     const { value, messages } = load(file);
     const node = value['node'] as { id: string; cluster: string };
     assert.match(node.id, /^[a-z0-9-]+\.[a-z0-9.-]+$/, 'node.id is <mesh>.<dataplane-name>');
     assert.ok(node.cluster, 'node.cluster is required for xDS');
     assert.ok(messages.length > 50, 'walked the whole tree');
-    const { dataplanes } = quickstart();
-    if (dataplanes.size > 0) assert.ok(dataplanes.has(node.id), `node.id ${node.id} is not a Dataplane of ${QUICKSTART}`);
+    const { dataplanes } = quickstart(example.dir, example.zone);
+    if (strict) assert.ok(dataplanes.size > 0, `${example.dir} has no Dataplane`);
+    if (dataplanes.size > 0) assert.ok(dataplanes.has(node.id), `node.id ${node.id} is not a Dataplane of ${example.dir}`);
   });
 
   test(`${file}: every sds_config uses the first, static, HTTP/2 cluster with the token`, () => {
@@ -100,9 +120,10 @@ for (const file of files) {
     assert.ok((fromAny(hpo.value).value as any).explicit_http_config?.http2_protocol_options, 'explicit HTTP/2');
   });
 
-  test(`${file}: every secret name is one mesh-sds serves, identities are quickstart MeshIdentities`, () => {
+  test(`${file}: every secret name is one mesh-sds serves, identities are MeshIdentities of ${example.dir}`, () => {
     const { value, messages } = load(file);
-    const { kris } = quickstart();
+    const { kris } = quickstart(example.dir, example.zone);
+    if (strict) assert.ok(kris.length > 0, `${example.dir} has no MeshIdentity`);
     const expectedKris = kris.length > 0 ? kris : [FALLBACK_KRI];
     const mesh = (value['node'] as { id: string }).id.split('.')[0];
     for (const m of of(messages, SDS_CONFIG)) {
@@ -110,7 +131,8 @@ for (const file of files) {
       const ref = classifySecretName(name);
       assert.notEqual(ref.kind, 'invalid', `${m.path}: ${name}: ${ref.kind === 'invalid' ? ref.reason : ''}`);
       if (ref.kind === 'identity') {
-        assert.ok(expectedKris.includes(name), `${m.path}: ${name} is not the KRI of a MeshIdentity in ${QUICKSTART} (${expectedKris.join(', ')})`);
+        assert.ok(expectedKris.includes(name), `${m.path}: ${name} is not the KRI of a MeshIdentity in ${example.dir} (${expectedKris.join(', ')})`);
+        assert.equal(ref.kri.zone, example.zone, `${m.path}: identity of the proxy's own zone`);
         assert.equal(ref.kri.mesh, mesh, 'identity of the proxy\'s own mesh');
       }
       // Certificates go where certificates are expected and trust where trust is.
@@ -135,7 +157,7 @@ for (const file of files) {
         assert.equal(s.san_type, 'URI');
         const id = parseSpiffeId(s.matcher.exact);
         assert.ok(!('error' in id) && id.path !== '', `${u.path}: ${s.matcher.exact} is a workload SPIFFE ID`);
-        assert.equal(s.matcher.exact, PEER_SPIFFE_ID, `${u.path}: pins the peer backend-1`);
+        assert.equal(s.matcher.exact, example.peerSpiffeId, `${u.path}: pins the peer ${example.peer} of ${example.peerDir}`);
       }
     }
     if (file.startsWith('sidecar') || file.startsWith('spire')) assert.equal(mesh.length, 1, 'one inbound mTLS listener');
@@ -150,11 +172,32 @@ for (const file of files) {
   });
 }
 
-test('the pinned peer SPIFFE ID is what the quickstart Dataplane backend-1 gets', () => {
-  const labels = quickstart().dataplanes.get(PEER);
-  assert.ok(labels, `${QUICKSTART} has no Dataplane ${PEER}`);
-  const [mesh] = PEER.split('.');
-  assert.equal(PEER_SPIFFE_ID, `spiffe://${mesh}.${ZONE}.mesh.local/ns/${labels['k8s.kuma.io/namespace']}/sa/${labels['k8s.kuma.io/service-account']}`);
+for (const example of [QUICKSTART_EXAMPLE, FEDERATION_ZONE_A]) {
+  test(`the pinned peer SPIFFE ID is what Dataplane ${example.peer} of ${example.peerDir} gets`, () => {
+    const labels = quickstart(example.peerDir, example.peerZone).dataplanes.get(example.peer);
+    assert.ok(labels, `${example.peerDir} has no Dataplane ${example.peer}`);
+    const [mesh] = example.peer.split('.');
+    assert.equal(example.peerSpiffeId, `spiffe://${mesh}.${example.peerZone}.mesh.local/ns/${labels['k8s.kuma.io/namespace']}/sa/${labels['k8s.kuma.io/service-account']}`);
+  });
+}
+
+test('federation-zone-a.yaml trusts zone B only through what zone A federates (system_trust_bundle)', () => {
+  const { messages } = load('federation-zone-a.yaml');
+  const peerTd = parseSpiffeId(FEDERATION_ZONE_A.peerSpiffeId);
+  assert.ok(!('error' in peerTd));
+  // The peer is in another trust domain than this proxy's own identity: only federation makes it trusted.
+  assert.notEqual(peerTd.trustDomain, `default.${FEDERATION_ZONE_A.zone}.mesh.local`);
+  // examples/federation/federate.sh gives zone-a a ClusterFederatedTrustDomain for the peer's zone,
+  // whose trust domain is default.<zone>.mesh.local (the same template as the SVIDs).
+  const script = readFileSync(join(FEDERATION, 'federate.sh'), 'utf8');
+  assert.match(script, new RegExp(`^federate ${FEDERATION_ZONE_A.zone} ${FEDERATION_ZONE_A.peerZone} `, 'm'));
+  assert.match(script, /td="default\.\$2\.mesh\.local"/);
+  assert.equal(peerTd.trustDomain, `default.${FEDERATION_ZONE_A.peerZone}.mesh.local`);
+  // Every validation context is the all-trust-domains bundle (which carries federated domains),
+  // never ROOTCA or spiffe://<own td>, which would leave zone B out.
+  const trust = of(messages, SDS_CONFIG).filter((m) => !/tls_certificate_sds_secret_configs\[\d+\]$/.test(m.path));
+  assert.equal(trust.length, 2, 'outbound (combined) and inbound validation contexts');
+  for (const m of trust) assert.equal(m.value['name'], 'system_trust_bundle', m.path);
 });
 
 test('sidecar-unix-socket.yaml reaches mesh-sds through a pipe address', () => {
