@@ -1,5 +1,6 @@
 // Bytes of a resource file → text, refusing what no resource file can be: too large, or not UTF-8.
 // Shared by `validate`, `apply -f` and the directory store so all three say the same thing.
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { ResourceError } from './types.js';
 
@@ -65,7 +66,9 @@ export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEF
 export async function readResourceText(path: string, display = path, maxBytes = DEFAULT_MAX_FILE_SIZE): Promise<FileText & { size?: number; changing?: boolean }> {
   let fh;
   try {
-    fh = await open(path, 'r');
+    // Non-blocking open: a FIFO (or a link to one) must be refused below, not hang a libuv thread
+    // until a writer shows up. Regular files read exactly as before.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     return fileError(display, `cannot read file: ${e.code ?? e.message}`);

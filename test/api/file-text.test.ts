@@ -1,5 +1,6 @@
 // Size limit and UTF-8 check shared by `validate`, `apply -f` and the directory store.
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -41,4 +42,17 @@ test('validate refuses a non-UTF-8 file and an oversized file, naming each', asy
   ]);
   const read = await readResourceText(big, 'shown.yaml', 64);
   assert.ok('error' in read && read.error.file === 'shown.yaml');
+});
+
+test('a FIFO given as a resource file is refused as not a regular file, without waiting for a writer', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-text-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const fifo = join(dir, 'pipe.yaml');
+  execFileSync('mkfifo', [fifo]);
+  // A blocking open would wait here for ever (the test runner's timeout would end it).
+  const read = await readResourceText(fifo);
+  assert.ok('error' in read);
+  assert.equal(read.error.message, 'not a regular file');
+  const r = await validateFiles([fifo], new Date());
+  assert.deepEqual(r.lines, [`${fifo} (document 1): not a regular file`]);
 });

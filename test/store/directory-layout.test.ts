@@ -2,6 +2,7 @@
 // volumes (the kubelet's `..data` swap), files too large or not UTF-8, and many files.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -193,5 +194,20 @@ test('a folder created later is read, and its removal removes its resources', as
     await next(store, (s) => tdOf(s, 'deep') === 'deep.example');
     await rm(join(dir, 'team-a'), { recursive: true });
     await next(store, (s) => tdOf(s, 'deep') === undefined);
+  });
+});
+
+test('FIFOs in the folder (named like resource files, or linked) never stall reading: other files keep being read', async () => {
+  await withStore(async (store, dir, root) => {
+    // More FIFOs than libuv has threads: a blocking open on each would stall every file read.
+    for (let i = 0; i < 6; i++) execFileSync('mkfifo', [join(dir, `pipe-${i}.yaml`)]);
+    execFileSync('mkfifo', [join(root, 'outside-pipe')]);
+    await symlink(join(root, 'outside-pipe'), join(dir, 'linked-pipe.yaml'));
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('after-fifos', 'fifo.example'));
+    await store.rescan();
+    await next(store, (x) => tdOf(x, 'after-fifos') === 'fifo.example', 10_000);
+    // And a change afterwards still arrives.
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('after-fifos', 'fifo2.example'));
+    await next(store, (x) => tdOf(x, 'after-fifos') === 'fifo2.example', 10_000);
   });
 });
