@@ -35,8 +35,8 @@ export interface FetchOptions {
   /** Responses larger than this are refused (a bundle is a few KiB). */
   maxBytes?: number;
   /**
-   * SNI when the URL's host is an IP literal: the remote trust domain (a mesh-sds endpoint
-   * serving several trust domains picks the SVID by it).
+   * SNI when the URL's host is an IP literal, for https_spiffe only: the remote trust domain (a
+   * mesh-sds endpoint serving several trust domains picks the SVID by it).
    */
   serverNameForIp?: string;
 }
@@ -87,7 +87,9 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
         path: `${u.pathname}${u.search}`,
         method: 'GET',
         headers: { accept: 'application/json' },
-        servername: isIP(host) ? opts.serverNameForIp : host,
+        // https_web checks the host name against the certificate, so an IP literal must stay the
+        // name checked (no SNI, per RFC 6066); only https_spiffe sends the trust domain instead.
+        servername: isIP(host) ? (profile.type === 'https_spiffe' ? opts.serverNameForIp : undefined) : host,
         timeout: timeoutMs,
         agent: false,
         ...tlsOptions,
