@@ -48,7 +48,7 @@ export function parseResources(text: string, file: string): ParseResult {
       errors.push({ file, document: doc, path: '', message: `cannot be processed: ${(err as Error).message}` });
       return;
     }
-    errors.push(...result.errors);
+    for (const e of result.errors) errors.push(e);
     const r = result.resource;
     if (!r) return;
     const key = resourceKey(r);

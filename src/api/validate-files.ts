@@ -51,7 +51,7 @@ export async function validateFiles(
     }
     if (errors.length > 0) {
       ok = false;
-      lines.push(...errors.map(formatResourceError));
+      for (const e of errors) lines.push(formatResourceError(e));
     } else {
       lines.push(`${path}: ${resources.length} resources valid`);
     }

@@ -134,6 +134,7 @@ export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' 
     resourcesDir: cfg.resourcesDir,
     stateDir: cfg.stateDir,
     maxFileSize: cfg.maxFileSize,
+    onFailure: (err) => log?.error({ err: err instanceof Error ? err.message : String(err) }, 'directory store: reading changes failed; retrying with a full pass'),
     // One line per problem as it appears (not again while it persists), naming file, field and reason.
     onErrors: (errors) => {
       for (const e of errors) {

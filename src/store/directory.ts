@@ -25,7 +25,21 @@ const EMPTY_GRACE_MS = 1000;
 const DEBOUNCE_MS = 30;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
+const FAILED_PASS_RETRY_MS = 1000;
 const READ_CONCURRENCY = 16;
+/** Problems kept (logged, served in `get`) per file; `mesh-sds validate FILE` lists them all. */
+export const MAX_ERRORS_PER_FILE = 50;
+
+/** A file of thousands of broken documents is one problem, not thousands of log lines and metric rows. */
+function capErrors(errors: ResourceError[]): ResourceError[] {
+  if (errors.length <= MAX_ERRORS_PER_FILE) return errors;
+  const rest = errors.length - MAX_ERRORS_PER_FILE;
+  const first = errors[MAX_ERRORS_PER_FILE]!;
+  return [
+    ...errors.slice(0, MAX_ERRORS_PER_FILE),
+    { file: first.file, document: first.document, path: '', message: `... and ${rest} more problems in this file (mesh-sds validate lists them all)` },
+  ];
+}
 
 interface FileEntry {
   read: string;
@@ -44,6 +58,8 @@ export interface DirectoryStoreOptions {
   maxFileSize?: number;
   /** Called with the problems that are new in a published snapshot. */
   onErrors?: (errors: readonly ResourceError[]) => void;
+  /** Called when a pass over the changes failed unexpectedly; it is retried with a full pass. */
+  onFailure?: (err: unknown) => void;
 }
 
 interface Pending {
@@ -70,11 +86,13 @@ export class DirectoryStore implements ResourceStore {
   private pending: Pending = { full: false, dirs: new Set(), paths: new Set() };
   private queue: Promise<void> = Promise.resolve();
   private revision = 0;
-  private watcher?: FSWatcher;
+  private readonly watchers = new Map<string, { watcher: FSWatcher; read: string }>();
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
   private readonly rechecks = new Set<NodeJS.Timeout>();
   private closed = false;
+  /** The last pass failed before it published: the next one publishes whatever it finds. */
+  private republish = false;
   private dirError?: string;
   private lastErrors = new Set<string>();
   readonly dir: string;
@@ -108,7 +126,7 @@ export class DirectoryStore implements ResourceStore {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await this.rescan();
-    this.watchDirectory();
+    this.syncWatchers();
     this.scheduleSafetyScan();
   }
 
@@ -129,16 +147,43 @@ export class DirectoryStore implements ResourceStore {
     this.timer.unref();
   }
 
-  private watchDirectory(): void {
-    this.watcher?.close();
-    this.watcher = undefined;
+  /**
+   * One plain (non-recursive) watch per folder listed, on the folder it is read from. inotify
+   * reports changes to a folder's entries to the folder's watch, so this sees every edit without
+   * Node 20's recursive watcher, which on Linux adds a watch and a synchronous stat per file (10,000
+   * files: 10,000 blocking stats at start) and errors (ELOOP) on every event near a symlink loop.
+   */
+  private syncWatchers(): void {
     if (this.closed) return;
-    try {
-      this.watcher = watch(this.dir, { recursive: true }, (_event, name) => this.onEvent(name ?? undefined));
-      this.watcher.on('error', () => this.onEvent(undefined));
-    } catch {
-      // Recursive watching is unavailable on some file systems: the safety scan covers it.
+    for (const [d, w] of this.watchers) {
+      if (this.dirs.get(d)?.read === w.read) continue;
+      w.watcher.close();
+      this.watchers.delete(d);
     }
+    for (const [d, info] of this.dirs) {
+      if (this.watchers.has(d)) continue;
+      const rel = relative(this.dir, d);
+      try {
+        const watcher = watch(info.read, (_event, name) =>
+          this.onEvent(name == null ? undefined : rel ? join(rel, name.toString()) : name.toString()),
+        );
+        watcher.on('error', () => {
+          // The folder went away or became unreadable: list it again (its parent decides).
+          watcher.close();
+          if (this.watchers.get(d)?.watcher === watcher) this.watchers.delete(d);
+          this.pending.dirs.add(d);
+          this.scheduleDrain(DEBOUNCE_MS);
+        });
+        this.watchers.set(d, { watcher, read: info.read });
+      } catch {
+        // Gone or unreadable already: the next listing or the safety scan covers it.
+      }
+    }
+  }
+
+  private closeWatchers(): void {
+    for (const w of this.watchers.values()) w.watcher.close();
+    this.watchers.clear();
   }
 
   /** Maps a watch event to the least work that covers it. */
@@ -174,7 +219,15 @@ export class DirectoryStore implements ResourceStore {
 
   /** Runs whatever is pending, after any pass already running. */
   private kick(): Promise<void> {
-    this.queue = this.queue.then(() => this.runPending()).catch(() => undefined);
+    this.queue = this.queue
+      .then(() => this.runPending())
+      .catch((e: unknown) => {
+        // Never silently: a pass that failed would otherwise leave every later change unseen.
+        this.opts.onFailure?.(e);
+        this.pending.full = true;
+        this.republish = true;
+        this.scheduleDrain(FAILED_PASS_RETRY_MS);
+      });
     return this.queue;
   }
 
@@ -189,7 +242,8 @@ export class DirectoryStore implements ResourceStore {
     const work = this.pending;
     if (!work.full && work.dirs.size === 0 && work.paths.size === 0) return;
     this.pending = { full: false, dirs: new Set(), paths: new Set() };
-    let changed = this.revision === 0;
+    let changed = this.revision === 0 || this.republish;
+    this.republish = false;
     if (work.full) {
       let listing: Listing;
       try {
@@ -207,7 +261,7 @@ export class DirectoryStore implements ResourceStore {
       if (this.dirError) {
         this.dirError = undefined;
         changed = true;
-        this.watchDirectory(); // the old watch followed the directory that went away
+        this.closeWatchers(); // they watched the folders that went away; syncWatchers makes new ones
       }
       changed = this.replaceUnder(this.dir, listing) || changed;
       changed = (await this.readFiles(listing.files)) || changed;
@@ -223,6 +277,7 @@ export class DirectoryStore implements ResourceStore {
       }
       for (const d of dirs) changed = (await this.relist(d)) || changed;
     }
+    this.syncWatchers();
     if (changed) this.publish();
   }
 
@@ -254,8 +309,10 @@ export class DirectoryStore implements ResourceStore {
   private async checkPath(display: string): Promise<boolean> {
     const info = this.dirs.get(dirname(display));
     const read = info ? join(info.read, basename(display)) : display;
-    const st = await stat(read).catch(() => undefined);
-    if (!st) return this.removeUnder(display);
+    const st = await stat(read).catch((e: NodeJS.ErrnoException) => e);
+    // Gone (or a dangling link): forget it. Any other failure (a symlink loop) is the folder
+    // listing's to report, so list the folder it is in.
+    if (st instanceof Error) return st.code === 'ENOENT' ? this.removeUnder(display) : this.relist(dirname(display));
     if (st.isDirectory()) return this.relist(display);
     if (!st.isFile() || !RESOURCE_FILE.test(display)) return false;
     return this.readFiles([{ display, read }]);
@@ -306,7 +363,8 @@ export class DirectoryStore implements ResourceStore {
       this.index.set(p, undefined);
       changed = true;
     }
-    for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
+    for (const k of [...this.problems.keys()]) if (under(k, prefix) && this.problems.delete(k)) changed = true;
+    for (const m of [this.kubelet, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
     return changed;
   }
 
@@ -363,7 +421,9 @@ export class DirectoryStore implements ResourceStore {
       this.recheckLater(f.display, EMPTY_GRACE_MS / 2);
       return false;
     }
-    const { resources, errors } = parseResources(text, shown);
+    const parsed = parseResources(text, shown);
+    const resources = parsed.resources;
+    const errors = capErrors(parsed.errors);
     // Last-known-good per resource: a broken document never replaces what was served before.
     const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
     const managed =
@@ -378,7 +438,7 @@ export class DirectoryStore implements ResourceStore {
     const errors: ResourceError[] = [];
     if (this.dirError) errors.push({ file: this.dir, document: 0, path: '', message: this.dirError });
     for (const [p, message] of [...this.problems].sort()) errors.push({ file: this.shown(p), document: 0, path: '', message });
-    errors.push(...snap.errors);
+    for (const e of snap.errors) errors.push(e);
     const seen = new Set(errors.map(formatResourceError));
     const fresh = errors.filter((e) => !this.lastErrors.has(formatResourceError(e)));
     this.lastErrors = seen;
@@ -458,7 +518,7 @@ export class DirectoryStore implements ResourceStore {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.watcher?.close();
+    this.closeWatchers();
     clearTimeout(this.timer);
     clearTimeout(this.debounce);
     for (const t of this.rechecks) clearTimeout(t);

@@ -475,7 +475,7 @@ export class PostgresStore implements ResourceStore {
 
   private publish(resources: Map<string, Resource>, versions: Map<string, string>): void {
     const errors: ResourceError[] = [];
-    for (const key of this.erroneous) errors.push(...(this.entries.get(key)?.errors ?? []));
+    for (const key of this.erroneous) for (const e of this.entries.get(key)?.errors ?? []) errors.push(e);
     this.current = { revision: ++this.revision, resources, errors, versions };
     this.subject.next(this.current);
   }

@@ -81,7 +81,7 @@ export class ResourceIndex {
   /** Immutable copies for a snapshot. */
   snapshot(): { resources: Map<string, Resource>; versions: Map<string, string>; errors: ResourceError[] } {
     const errors: ResourceError[] = [];
-    for (const s of [...this.withErrors].sort()) errors.push(...this.sources.get(s)!.errors);
+    for (const s of [...this.withErrors].sort()) for (const e of this.sources.get(s)!.errors) errors.push(e);
     for (const key of this.duplicated) {
       const [first, ...others] = this.definers.get(key)!;
       const r = this.winners.get(key)!;

@@ -1,4 +1,4 @@
-// Seeded fuzzing of the directory store (FUZZ_SEED to replay; FUZZ_CASES / 20 files, at least
+// Seeded fuzzing of the directory store (FUZZ_SEED to replay; FUZZ_CASES / 8 files, at least
 // 60): random YAML, binary data, huge and deep documents, many documents, bad UTF-8 and symlink
 // tricks are written in rounds next to the real resources. Each bad file is reported naming it,
 // the server stays up, and a valid change made after each round still reaches an open stream.
@@ -79,7 +79,7 @@ function writeCase(r: Rng, dir: string, name: string): { kind: string; mustRepor
 
 test('fuzzing the directory store: bad files are reported naming them, the server stays up, later valid changes still reach an open stream', { timeout: 180_000 }, async (t) => {
   const { seed, cases } = fuzzSettings(2000);
-  const files = Math.max(60, Math.floor(cases / 20));
+  const files = Math.max(60, Math.floor(cases / 8));
   t.diagnostic(`FUZZ_SEED=${seed} files=${files}`);
   console.log(`directory fuzz: FUZZ_SEED=${seed} files=${files}`);
   const r = rng(seed);

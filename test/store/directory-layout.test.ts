@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
-import { DirectoryStore, type DirectoryStoreOptions } from '../../src/store/directory.js';
+import { DirectoryStore, MAX_ERRORS_PER_FILE, type DirectoryStoreOptions } from '../../src/store/directory.js';
 import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
@@ -209,5 +209,19 @@ test('FIFOs in the folder (named like resource files, or linked) never stall rea
     // And a change afterwards still arrives.
     await writeFile(join(dir, 'trust.yaml'), trustYaml('after-fifos', 'fifo2.example'));
     await next(store, (x) => tdOf(x, 'after-fifos') === 'fifo2.example', 10_000);
+  });
+});
+
+test('a file of 150,000 broken documents is one capped report (the first 50 and a summary), and later changes still arrive', { timeout: 120_000 }, async () => {
+  await withStore(async (store, dir) => {
+    // 2.3 MB, under --max-file-size; once crashed every later pass (an error list spread into push()).
+    await writeFile(join(dir, 'many.yaml'), 'type: Nope\nname: x\n---\n'.repeat(150_000));
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('valid', 'many.example'));
+    const s = await next(store, (x) => tdOf(x, 'valid') === 'many.example' && x.errors.length > 0, 60_000);
+    const mine = s.errors.filter((e) => e.file.endsWith('many.yaml'));
+    assert.equal(mine.length, MAX_ERRORS_PER_FILE + 1);
+    assert.match(mine.at(-1)!.message, /^\.\.\. and 149950 more problems in this file/);
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('valid', 'later.example'));
+    await next(store, (x) => tdOf(x, 'valid') === 'later.example', 30_000);
   });
 });
