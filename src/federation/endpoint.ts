@@ -20,6 +20,7 @@ import { issueSvidSync } from '../pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
+import { parseHostPort } from '../api/host-port.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -85,25 +86,11 @@ export interface BundleEndpoint {
 export class BundleEndpointError extends Error {}
 
 export function parseEndpointListen(listen: string, flag = '--bundle-endpoint'): { host: string; port: number } {
-  const s = listen.trim();
-  let host: string;
-  let portText: string;
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(s);
-  if (v6) {
-    host = v6[1] ?? '';
-    portText = v6[2] ?? '';
-  } else if (/^:?\d+$/.test(s)) {
-    host = '127.0.0.1';
-    portText = s.replace(/^:/, '');
-  } else {
-    const i = s.lastIndexOf(':');
-    if (i <= 0 || s.indexOf(':') !== i) throw new BundleEndpointError(`${flag}: listen address must be host:port, got "${listen}"`);
-    host = s.slice(0, i);
-    portText = s.slice(i + 1);
+  try {
+    return parseHostPort(listen, flag);
+  } catch (e) {
+    throw new BundleEndpointError((e as Error).message);
   }
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) throw new BundleEndpointError(`${flag}: invalid port in "${listen}"`);
-  return { host, port };
 }
 
 function readWebTls(files: { certFile: string; keyFile: string }): { cert: string; key: string } {

@@ -8,6 +8,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
+import { parseHostPort } from '../api/host-port.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -114,28 +115,6 @@ export function scrubSecrets(value: unknown): unknown {
   return r === DROP ? null : r;
 }
 
-function parseListen(listen: string): { host: string; port: number } {
-  const s = listen.trim();
-  let host: string;
-  let portText: string;
-  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(s);
-  if (v6) {
-    host = v6[1] ?? '';
-    portText = v6[2] ?? '';
-  } else if (/^:?\d+$/.test(s)) {
-    host = '127.0.0.1';
-    portText = s.replace(/^:/, '');
-  } else {
-    const i = s.lastIndexOf(':');
-    if (i <= 0 || s.indexOf(':') !== i) throw new Error(`admin listen address must be host:port, got "${listen}"`);
-    host = s.slice(0, i);
-    portText = s.slice(i + 1);
-  }
-  const port = Number(portText);
-  if (!/^\d+$/.test(portText) || port > 65535) throw new Error(`admin listen address has an invalid port: "${listen}"`);
-  return { host, port };
-}
-
 function send(res: ServerResponse, code: number, contentType: string, body: string): void {
   res.writeHead(code, {
     'content-type': contentType,
@@ -147,7 +126,7 @@ function send(res: ServerResponse, code: number, contentType: string, body: stri
 }
 
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const { host, port } = parseListen(opts.listen);
+  const { host, port } = parseHostPort(opts.listen, 'admin');
   const log = opts.logger;
   const debugRoutes: Record<string, (() => unknown) | undefined> = {
     '/debug/proxies': opts.debug.proxies,

@@ -20,6 +20,7 @@ import {
 } from './directory-writes.js';
 import { ResourceIndex } from './resource-index.js';
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
+import { conflictError, describeResource } from './conflict.js';
 
 const EMPTY_GRACE_MS = 1000;
 const DEBOUNCE_MS = 30;
@@ -470,7 +471,7 @@ export class DirectoryStore implements ResourceStore {
           file: sourceName,
           document: r.source?.document ?? 0,
           path: '',
-          message: `${describe(r)} is defined in ${this.shown(user)}, a file not written by apply: change it there`,
+          message: `${describeResource(r)} is defined in ${this.shown(user)}, a file not written by apply: change it there`,
         });
       }
     }
@@ -482,7 +483,7 @@ export class DirectoryStore implements ResourceStore {
         for (const r of resources) {
           const expected = r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '';
           const current = await fileVersion(this.managedPath(r));
-          if (current !== expected) found.push(conflictError(r, sourceName, expected, current));
+          if (current !== expected) found.push(conflictAt(r, sourceName, expected, current));
         }
       }
       if (found.length > 0) return found;
@@ -499,14 +500,14 @@ export class DirectoryStore implements ResourceStore {
     const ref = { kind, mesh, namespace, name };
     const key = resourceKey(ref);
     const user = this.userFileOf(key);
-    if (user !== undefined) throw new StoreWriteError(`${describe(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
+    if (user !== undefined) throw new StoreWriteError(`${describeResource(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
     const target = this.managedPath(ref);
     const deleted = await withResourceLocks([target], async () => {
       const current = await fileVersion(target);
       if (current === '') return false;
       const expected = opts.resourceVersion ?? this.index.versionOf(key) ?? '';
       if (!opts.force && current !== expected) {
-        throw new StoreWriteError(`conflict: ${describe(ref)} was changed since it was read (version ${expected || 'absent'}, now ${current}); read it again, or use --force`, true);
+        throw new StoreWriteError(`conflict: ${describeResource(ref)} was changed since it was read (version ${expected || 'absent'}, now ${current}); read it again, or use --force`, true);
       }
       await removeFileDurably(target);
       return true;
@@ -527,20 +528,8 @@ export class DirectoryStore implements ResourceStore {
   }
 }
 
-function describe(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
-  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
-}
-
-function conflictError(r: Resource, file: string, expected: string, current: string): ResourceError {
-  const was = expected === '' ? 'absent when read' : `version ${expected} when read`;
-  const now = current === '' ? 'now absent' : `now version ${current}`;
-  return {
-    file,
-    document: r.source?.document ?? 0,
-    path: '',
-    message: `conflict: ${describe(r)} was changed by another writer (${was}, ${now}); read it again and re-apply, or use --force`,
-    conflict: true,
-  };
+function conflictAt(r: Resource, file: string, expected: string, current: string): ResourceError {
+  return conflictError(file, r, expected === '' ? 'absent when read' : `version ${expected} when read`, current === '' ? 'now absent' : `now version ${current}`);
 }
 
 function mergeKeepingOld(old: readonly Resource[], fresh: readonly Resource[]): Resource[] {

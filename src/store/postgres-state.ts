@@ -1,9 +1,13 @@
 // The StateStore of the PostgreSQL store: one row per key in the `state` table, shared by replicas.
 import type pg from 'pg';
 import type { StateStore, UpdateFn } from './types.js';
+import { inTransaction } from './postgres-tx.js';
 
 /** Attempts of one update() before giving up; only a racing first insert of the same key retries. */
 const UPDATE_ATTEMPTS = 20;
+
+/** Another process inserted the first row of a key meanwhile: that attempt is rolled back and retried. */
+class FirstWriteRaced extends Error {}
 
 export class PostgresStateStore implements StateStore {
   constructor(
@@ -38,31 +42,23 @@ export class PostgresStateStore implements StateStore {
    */
   async update(key: string, fn: UpdateFn): Promise<string | undefined> {
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
-      const c = await this.pool.connect();
-      let broken: Error | undefined;
       try {
-        await c.query('BEGIN');
-        const res = await c.query<{ value: string }>(`SELECT value FROM ${this.table} WHERE key = $1 FOR UPDATE`, [key]);
-        const old = res.rows[0]?.value;
-        const next = fn(old);
-        let done = true;
-        if (next === undefined) {
-          if (old !== undefined) await c.query(`DELETE FROM ${this.table} WHERE key = $1`, [key]);
-        } else if (old !== undefined) {
-          await c.query(`UPDATE ${this.table} SET value = $2, updated_at = now() WHERE key = $1`, [key, next]);
-        } else {
-          const ins = await c.query(`INSERT INTO ${this.table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, [key, next]);
-          done = (ins.rowCount ?? 0) > 0;
-        }
-        await c.query(done ? 'COMMIT' : 'ROLLBACK');
-        if (done) return next;
-      } catch (err) {
-        await c.query('ROLLBACK').catch((e: Error) => {
-          broken = e; // the connection itself is gone: do not return it to the pool
+        return await inTransaction(this.pool, async (c) => {
+          const res = await c.query<{ value: string }>(`SELECT value FROM ${this.table} WHERE key = $1 FOR UPDATE`, [key]);
+          const old = res.rows[0]?.value;
+          const next = fn(old);
+          if (next === undefined) {
+            if (old !== undefined) await c.query(`DELETE FROM ${this.table} WHERE key = $1`, [key]);
+          } else if (old !== undefined) {
+            await c.query(`UPDATE ${this.table} SET value = $2, updated_at = now() WHERE key = $1`, [key, next]);
+          } else {
+            const ins = await c.query(`INSERT INTO ${this.table} (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`, [key, next]);
+            if ((ins.rowCount ?? 0) === 0) throw new FirstWriteRaced();
+          }
+          return next;
         });
-        throw err;
-      } finally {
-        c.release(broken);
+      } catch (err) {
+        if (!(err instanceof FirstWriteRaced)) throw err;
       }
     }
     throw new Error(`state ${key}: update kept racing with concurrent first writes, gave up after ${UPDATE_ATTEMPTS} attempts`);

@@ -16,6 +16,8 @@ import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
 import { CHANGES_CHANNEL, migrate, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
+import { inTransaction } from './postgres-tx.js';
+import { conflictError, describeResource } from './conflict.js';
 
 /** Structured logger; pino's Logger satisfies it. */
 export interface StoreLogger {
@@ -270,7 +272,7 @@ export class PostgresStore implements ResourceStore {
         // (a CLI: at its start), else (not started) what was just read.
         const basedOn = x.basedOn ?? (this.started ? this.knownVersion(x.key) : (now?.revision ?? ABSENT));
         if (!opts.force && basedOn !== (now?.revision ?? ABSENT)) {
-          conflicts.push(conflictError(sourceName, x.r, now?.revision, basedOn));
+          conflicts.push(conflictAt(sourceName, x.r, now?.revision, basedOn));
           continue;
         }
         if (!now) inserts.push(x);
@@ -289,7 +291,7 @@ export class PostgresStore implements ResourceStore {
           [...keyCols(inserts), cols(inserts, (x) => x.source), cols(inserts, () => sourceName), cols(inserts, (x) => x.doc)],
         );
         for (const row of res.rows) done.set(keyOfRow(row), row.revision);
-        for (const x of inserts) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'created concurrently', ABSENT));
+        for (const x of inserts) if (!done.has(x.key)) conflicts.push(conflictAt(sourceName, x.r, 'created concurrently', ABSENT));
       }
       if (updates.length > 0) {
         const res = await c.query<RowKeyOnly & { revision: string }>(
@@ -301,7 +303,7 @@ export class PostgresStore implements ResourceStore {
           [...keyCols(updates), cols(updates, (x) => x.source), cols(updates, () => sourceName), cols(updates, (x) => x.doc), cols(updates, (x) => x.expected), opts.force === true],
         );
         for (const row of res.rows) done.set(keyOfRow(row), row.revision);
-        for (const x of updates) if (!done.has(x.key)) conflicts.push(conflictError(sourceName, x.r, 'changed or deleted concurrently', x.expected));
+        for (const x of updates) if (!done.has(x.key)) conflicts.push(conflictAt(sourceName, x.r, 'changed or deleted concurrently', x.expected));
       }
       if (conflicts.length > 0) throw new RollbackForConflict();
       return [...done.entries()];
@@ -326,7 +328,7 @@ export class PostgresStore implements ResourceStore {
     const known = this.knownVersion(key);
     const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (known === ABSENT ? undefined : known));
     if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
-      throw new StoreWriteError(`conflict: ${describe({ kind, mesh, namespace, name })}: resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
+      throw new StoreWriteError(`conflict: ${describeResource({ kind, mesh, namespace, name })}: resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
     }
     const res = await this.pool.query<{ what: string; revision: string }>(
       `WITH d AS (
@@ -342,7 +344,7 @@ export class PostgresStore implements ResourceStore {
     const row = res.rows[0];
     if (row?.what === 'kept') {
       throw new StoreWriteError(
-        `conflict: ${describe({ kind, mesh, namespace, name })} was changed since it was read (version ${basedOn}, now ${row.revision}); read it again, or use --force`,
+        `conflict: ${describeResource({ kind, mesh, namespace, name })} was changed since it was read (version ${basedOn}, now ${row.revision}); read it again, or use --force`,
         true,
       );
     }
@@ -644,23 +646,10 @@ export class PostgresStore implements ResourceStore {
     return Math.min(this.reconnectMinMs * 2 ** Math.min(attempt, 20), this.reconnectMaxMs);
   }
 
-  private async transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    let broken: Error | undefined;
-    try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
-      return out;
-    } catch (err) {
-      await c.query('ROLLBACK').catch((e: Error) => {
-        broken = e; // the connection itself is gone: do not return it to the pool
-      });
-      throw err;
-    } finally {
-      c.release(broken);
-    }
+  private transaction<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, fn);
   }
+
 }
 
 interface RowKeyOnly {
@@ -680,22 +669,11 @@ function keyOfRow(row: RowKeyOnly): string {
 /** Stands for "no such row" where a version is compared. */
 const ABSENT = 'absent';
 
-/** Names a resource as the directory store's conflicts do, so both stores read the same. */
-function describe(r: RowKeyOnly): string {
-  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
-}
-
 /** `found`: the version now stored (undefined: absent), or what happened to it during the write. */
-function conflictError(file: string, r: Resource, found: string | undefined, expected: string): ResourceError {
+function conflictAt(file: string, r: Resource, found: string | undefined, expected: string): ResourceError {
   const was = expected === ABSENT ? 'absent when read' : `version ${expected} when read`;
   const now = found === undefined ? 'now absent' : /^\d+$/.test(found) ? `now version ${found}` : `then ${found}`;
-  return {
-    file,
-    document: r.source?.document ?? 0,
-    path: '',
-    message: `conflict: ${describe(r)} was changed by another writer (${was}, ${now}); read it again and re-apply, or use --force`,
-    conflict: true,
-  };
+  return conflictError(file, r, was, now);
 }
 
 /**

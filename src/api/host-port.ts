@@ -1,0 +1,24 @@
+// A TCP listen address as the CLI takes it: `host:port`, `[v6]:port`, or a bare `port` (loopback).
+
+/** Parses `listen`; `what` names the flag in the error (e.g. `--admin`). */
+export function parseHostPort(listen: string, what: string): { host: string; port: number } {
+  const s = listen.trim();
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(s);
+  if (v6) {
+    host = v6[1] ?? '';
+    portText = v6[2] ?? '';
+  } else if (/^:?\d+$/.test(s)) {
+    host = '127.0.0.1';
+    portText = s.replace(/^:/, '');
+  } else {
+    const i = s.lastIndexOf(':');
+    if (i <= 0 || s.indexOf(':') !== i) throw new Error(`${what}: listen address must be host:port, got "${listen}"`);
+    host = s.slice(0, i);
+    portText = s.slice(i + 1);
+  }
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port > 65535) throw new Error(`${what}: invalid port in "${listen}"`);
+  return { host, port };
+}

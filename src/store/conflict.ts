@@ -1,0 +1,17 @@
+// How both stores name a resource and word a write conflict, so `apply` reads the same on either.
+import type { Resource, ResourceError } from '../api/types.js';
+
+export function describeResource(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
+  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+}
+
+/** `was`/`now`: what the writer read and what it found, already worded ("version 3 when read", "now absent"). */
+export function conflictError(file: string, r: Resource, was: string, now: string): ResourceError {
+  return {
+    file,
+    document: r.source?.document ?? 0,
+    path: '',
+    message: `conflict: ${describeResource(r)} was changed by another writer (${was}, ${now}); read it again and re-apply, or use --force`,
+    conflict: true,
+  };
+}
