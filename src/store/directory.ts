@@ -92,6 +92,7 @@ export class DirectoryStore implements ResourceStore {
   private debounce?: NodeJS.Timeout;
   private readonly rechecks = new Set<NodeJS.Timeout>();
   private closed = false;
+  private watching = false;
   /** The last pass failed before it published: the next one publishes whatever it finds. */
   private republish = false;
   private dirError?: string;
@@ -127,6 +128,7 @@ export class DirectoryStore implements ResourceStore {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await this.rescan();
+    this.watching = true;
     this.syncWatchers();
     this.scheduleSafetyScan();
   }
@@ -155,7 +157,8 @@ export class DirectoryStore implements ResourceStore {
    * files: 10,000 blocking stats at start) and errors (ELOOP) on every event near a symlink loop.
    */
   private syncWatchers(): void {
-    if (this.closed) return;
+    // Only a started store watches: `readOnce` (import) must let its process exit.
+    if (this.closed || !this.watching) return;
     for (const [d, w] of this.watchers) {
       if (this.dirs.get(d)?.read === w.read) continue;
       w.watcher.close();
