@@ -1,4 +1,5 @@
 // A TCP listen address as the CLI takes it: `host:port`, `[v6]:port`, or a bare `port` (loopback).
+import type { AddressInfo, Server } from 'node:net';
 
 /** Parses `listen`; `what` names the flag in the error (e.g. `--admin`). */
 export function parseHostPort(listen: string, what: string): { host: string; port: number } {
@@ -21,4 +22,17 @@ export function parseHostPort(listen: string, what: string): { host: string; por
   const port = Number(portText);
   if (!/^\d+$/.test(portText) || port > 65535) throw new Error(`${what}: invalid port in "${listen}"`);
   return { host, port };
+}
+
+/** Starts `server` listening; resolves with where it listens (`urlHost` bracketed for IPv6), rejects on a bind error. */
+export async function listenOn(server: Server, host: string, port: number): Promise<{ address: AddressInfo; urlHost: string }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  return { address, urlHost: address.family === 'IPv6' ? `[${address.address}]` : address.address };
 }

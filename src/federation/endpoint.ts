@@ -13,14 +13,13 @@
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
 import { issueSvidSync } from '../pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
-import { parseHostPort } from '../api/host-port.js';
+import { listenOn, parseHostPort } from '../api/host-port.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -255,15 +254,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     }
   };
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
-  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const { address: addr, urlHost } = await listenOn(server, host, port);
   opts.log?.info({ address: addr.address, port: addr.port, profile, refreshHintSeconds: hint }, 'bundle endpoint listening');
 
   return {

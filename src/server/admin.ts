@@ -3,12 +3,11 @@
 // ever hands over an object that still carries key material or a token.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { KeyObject } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
-import { parseHostPort } from '../api/host-port.js';
+import { listenOn, parseHostPort } from '../api/host-port.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -177,18 +176,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // Short-lived admin requests; do not let idle keep-alive sockets hold close() up.
   server.keepAliveTimeout = 5000;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const addr = server.address() as AddressInfo;
+  const { address: addr, urlHost } = await listenOn(server, host, port);
   if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {
     log.warn({ address: addr.address, port: addr.port }, 'admin server is reachable from other hosts; it exposes debug metadata');
   }
-  const urlHost = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
   log.info({ address: addr.address, port: addr.port }, 'admin server listening');
 
   return {

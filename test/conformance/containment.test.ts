@@ -49,17 +49,6 @@ const domainsOf = (r: DiscoveryResponse) => {
   return b ? spiffeTrustDomains(b).map((t) => t.name) : [];
 };
 
-async function until(c: SotwClient, what: string, pred: (r: DiscoveryResponse) => boolean, timeoutMs = 10_000): Promise<DiscoveryResponse> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-    const r = await c.next(left);
-    c.ack(r);
-    if (pred(r)) return r;
-  }
-}
-
 test('a server started with every invalid fixture in its directory is ready, and reports each one once: log line, metric', async () => {
   const report = s.readiness.evaluate();
   assert.equal(report.ready, true, JSON.stringify(report.checks));
@@ -80,12 +69,12 @@ test('a bad edit keeps the last good version, and later valid changes still reac
   const c = new SotwClient(s.address, { node: 'default.web', client: channel });
   open.push(c);
   c.request(['system_trust_bundle']);
-  await until(c, 'initial bundle', (r) => domainsOf(r).includes(PARTNER_TD));
+  await c.ackUntil('initial bundle', (r) => domainsOf(r).includes(PARTNER_TD));
   // Break a served file: its MeshTrust keeps being served.
   world.write('partner-a.yaml', meshTrustYaml('partner-a', 'x'.repeat(254), [world.cas.partnerA.certPem]));
   const late = 'late.example';
   writeFileSync(join(world.resourcesDir, 'late.yaml'), meshTrustYaml('late', late, [world.cas.alpha.certPem]));
-  const r = await until(c, 'the later valid MeshTrust', (x) => domainsOf(x).includes(late));
+  const r = await c.ackUntil('the later valid MeshTrust', (x) => domainsOf(x).includes(late));
   assert.ok(domainsOf(r).includes(PARTNER_TD), 'the broken file still serves its last good MeshTrust');
   assert.equal(await storeErrors(), INVALID_FIXTURES.length + 1);
   assert.equal(s.readiness.evaluate().ready, true);

@@ -208,6 +208,18 @@ export class SotwClient extends BaseStream<DiscoveryRequest, DiscoveryResponse> 
       error_detail: { code: grpc.status.INVALID_ARGUMENT, message },
     });
   }
+
+  /** Reads responses, ACKing each, until `pred` holds for one (Envoy ACKs everything it accepts). */
+  async ackUntil(what: string, pred: (r: DiscoveryResponse) => boolean, timeoutMs = 10_000): Promise<DiscoveryResponse> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
+      const r = await this.next(left);
+      this.ack(r);
+      if (pred(r)) return r;
+    }
+  }
 }
 
 /** Incremental stream (DeltaSecrets, or DeltaAggregatedResources with api 'ads'). */

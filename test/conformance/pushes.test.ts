@@ -35,18 +35,6 @@ function stream(node: string, i = 0): SotwClient {
   return c;
 }
 
-/** Reads responses, ACKing each, until `pred` holds for one (Envoy ACKs everything it accepts). */
-async function until(c: SotwClient, what: string, pred: (r: DiscoveryResponse) => boolean, timeoutMs = 10000): Promise<DiscoveryResponse> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const left = deadline - Date.now();
-    if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-    const r = await c.next(left);
-    c.ack(r);
-    if (pred(r)) return r;
-  }
-}
-
 const domainsOf = (r: DiscoveryResponse) => {
   const b = secretsOf(r).get('system_trust_bundle');
   return b ? spiffeTrustDomains(b).map((t) => t.name) : undefined;
@@ -74,13 +62,13 @@ describe('pushes without a client request', () => {
   it(`pushes a MeshTrust added to the resource directory to ${FANOUT} connected streams within 2 s, and its removal`, async (t) => {
     const clients = Array.from({ length: FANOUT }, (_, i) => stream(`default.p${i}`, i));
     for (const c of clients) c.request(['system_trust_bundle']);
-    await Promise.all(clients.map((c) => until(c, 'initial bundle', (r) => domainsOf(r) !== undefined)));
+    await Promise.all(clients.map((c) => c.ackUntil('initial bundle', (r) => domainsOf(r) !== undefined)));
     for (const c of clients) await c.expectNothing(0);
 
     const t0 = Date.now();
     world.write('fanout.yaml', meshTrustYaml('fanout', 'fanout.example', [world.cas.alpha.certPem]));
     const got = await Promise.all(
-      clients.map((c) => until(c, 'fanout.example', (r) => domainsOf(r)?.includes('fanout.example') === true, 4000).then(() => Date.now() - t0)),
+      clients.map((c) => c.ackUntil('fanout.example', (r) => domainsOf(r)?.includes('fanout.example') === true, 4000).then(() => Date.now() - t0)),
     );
     const slowest = Math.max(...got);
     t.diagnostic(`slowest of ${FANOUT} streams got the new trust domain after ${slowest} ms`);
@@ -89,7 +77,7 @@ describe('pushes without a client request', () => {
     const t1 = Date.now();
     world.remove('fanout.yaml');
     const gone = await Promise.all(
-      clients.map((c) => until(c, 'fanout.example removed', (r) => domainsOf(r)?.includes('fanout.example') === false, 4000).then(() => Date.now() - t1)),
+      clients.map((c) => c.ackUntil('fanout.example removed', (r) => domainsOf(r)?.includes('fanout.example') === false, 4000).then(() => Date.now() - t1)),
     );
     assert.ok(Math.max(...gone) <= 2000, `removal pushed to every stream within ${Math.max(...gone)} ms`);
     for (const c of clients) c.close();
@@ -98,10 +86,10 @@ describe('pushes without a client request', () => {
   it('pushes a rotated SVID (new serial) without a request', async () => {
     const c = stream('default.web');
     c.request(['default']);
-    const first = await until(c, 'first SVID', (r) => defaultCert(r) !== undefined);
+    const first = await c.ackUntil('first SVID', (r) => defaultCert(r) !== undefined);
     const before = defaultCert(first)!;
     s.svids.rotate('default.web');
-    const pushed = await until(c, 'rotated SVID', () => true, 3000);
+    const pushed = await c.ackUntil('rotated SVID', () => true, 3000);
     const afterRot = defaultCert(pushed)!;
     assert.notEqual(afterRot.serial, before.serial, 'new certificate');
     assert.equal(afterRot.uri, before.uri, 'same identity');
@@ -110,7 +98,7 @@ describe('pushes without a client request', () => {
   it('pushes a new SVID when a Dataplane label change changes the SPIFFE ID', async () => {
     const c = stream('default.web');
     c.request(['default']);
-    const first = await until(c, 'first SVID', (r) => defaultCert(r) !== undefined);
+    const first = await c.ackUntil('first SVID', (r) => defaultCert(r) !== undefined);
     assert.equal(defaultCert(first)!.uri, `spiffe://${DEFAULT_TD}/ns/shop/sa/web`);
     world.write(
       'dataplanes.yaml',
@@ -118,19 +106,19 @@ describe('pushes without a client request', () => {
         .concat(Object.entries(extra).map(([n, l]) => dataplaneYaml(n, l)))
         .join('---\n'),
     );
-    const pushed = await until(c, 'SVID with the new service account', (r) => defaultCert(r)?.uri === `spiffe://${DEFAULT_TD}/ns/shop/sa/web-v2`, 4000);
+    const pushed = await c.ackUntil('SVID with the new service account', (r) => defaultCert(r)?.uri === `spiffe://${DEFAULT_TD}/ns/shop/sa/web-v2`, 4000);
     assert.ok(pushed);
   });
 
   it('moves the proxy to a more specific MeshIdentity (new trust domain and SPIFFE ID) when a selector changes', async () => {
     const c = stream('default.web');
     c.request(['default']);
-    const first = await until(c, 'first SVID', (r) => defaultCert(r) !== undefined);
+    const first = await c.ackUntil('first SVID', (r) => defaultCert(r) !== undefined);
     assert.ok(defaultCert(first)!.uri.startsWith(`spiffe://${DEFAULT_TD}/`));
     const { payInt, payRoot } = world.cas;
     // payments now selects app=web (one label beats identity's zero).
     world.write('payments.yaml', paymentsIdentityYaml({ chainPem: payInt.certPem + payRoot.certPem, keyPem: payInt.keyPem }, { app: 'web' }));
-    const pushed = await until(c, 'SVID of the payments identity', (r) => defaultCert(r)?.uri.startsWith(`spiffe://${PAYMENTS_TD}/`) === true, 4000);
+    const pushed = await c.ackUntil('SVID of the payments identity', (r) => defaultCert(r)?.uri.startsWith(`spiffe://${PAYMENTS_TD}/`) === true, 4000);
     assert.match(defaultCert(pushed)!.uri, new RegExp(`^spiffe://${PAYMENTS_TD.replace(/\./g, '\\.')}/ns/shop/sa/`));
     assert.match(defaultCert(pushed)!.issuer, /payments-int/);
   });
