@@ -282,6 +282,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   let bound: { address: string; port?: number };
   let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;
+  // Until the listener is bound nothing may be holding the event loop (the issuer's workers are
+  // unref'd): without this a starting process can run out of work and exit silently, mid-start.
+  const startingUp = setInterval(() => undefined, 60_000);
   try {
     // Accept proxies only once the first snapshot has become secrets: a reconnecting delta client
     // must not be told that the secrets it holds were removed just because they are not built yet.
@@ -299,6 +302,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     await issuer.close();
     await store.close();
     throw e;
+  } finally {
+    clearInterval(startingUp);
   }
   const admin = cfg.admin
     ? await startAdminServer({
@@ -333,6 +338,18 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     // A second call without a drain period (a second signal) cuts a running drain short.
     if (closing && drainMs === 0) drain?.finishNow();
     return (closing ??= (async () => {
+      // The shutdown waits below use unref'd timers; hold the process until it is done, or it can
+      // run out of work and exit in the middle of closing (once the listener is gone).
+      const closingUp = setInterval(() => undefined, 60_000);
+      try {
+        await shutdown(drainMs);
+      } finally {
+        clearInterval(closingUp);
+      }
+    })());
+  };
+  const shutdown = async (drainMs: number): Promise<void> => {
+    {
       // Not ready first, so load balancers and health checks stop sending proxies here.
       serving = false;
       draining = true;
@@ -366,7 +383,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         bounded('admin server', admin?.close() ?? Promise.resolve(), 2000, log),
         bounded('store', store.close(), 2000, log),
       ]);
-    })());
+    }
   };
   return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
 }
