@@ -153,11 +153,20 @@ export interface ResourceSnapshot {
   readonly versions?: ReadonlyMap<string, string>;
 }
 
-export function resourcesOfKind<K extends ResourceKind>(
-  snap: ResourceSnapshot,
-  kind: K,
-): Extract<Resource, { kind: K }>[] {
-  const out: Extract<Resource, { kind: K }>[] = [];
-  for (const r of snap.resources.values()) if (r.kind === kind) out.push(r as Extract<Resource, { kind: K }>);
-  return out;
+/** Per snapshot map, its resources grouped by kind: one pass however many kinds are asked for. */
+const byKindCache = new WeakMap<ReadonlyMap<string, Resource>, Map<ResourceKind, Resource[]>>();
+
+/** The snapshot's resources of one kind, in the snapshot's order. Shared: do not modify. */
+export function resourcesOfKind<K extends ResourceKind>(snap: ResourceSnapshot, kind: K): readonly Extract<Resource, { kind: K }>[] {
+  let byKind = byKindCache.get(snap.resources);
+  if (!byKind) {
+    byKind = new Map();
+    for (const r of snap.resources.values()) {
+      const list = byKind.get(r.kind);
+      if (list) list.push(r);
+      else byKind.set(r.kind, [r]);
+    }
+    byKindCache.set(snap.resources, byKind);
+  }
+  return (byKind.get(kind) ?? []) as unknown as readonly Extract<Resource, { kind: K }>[];
 }

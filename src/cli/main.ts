@@ -177,7 +177,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
     const kind = kindOf(kindText);
     await withStore(o as StoreFlags, async (store) => {
       const view = await computeView(store, o.zone);
-      const all: Resource[] = kind === 'MeshTrust' ? [...view.trusts] : resourcesOfKind(view.snapshot, kind);
+      const all: readonly Resource[] = kind === 'MeshTrust' ? [...view.trusts] : resourcesOfKind(view.snapshot, kind);
       const list = all
         .filter((r) => (!name || r.name === name) && (!o.mesh || r.mesh === o.mesh))
         .sort((a, b) => `${a.mesh}/${a.name}`.localeCompare(`${b.mesh}/${b.name}`));

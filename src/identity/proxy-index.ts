@@ -1,3 +1,4 @@
+import { LayeredMap } from '../api/layered-map.js';
 import type { Dataplane, Resource } from '../api/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 
@@ -52,22 +53,13 @@ export class ProxyIndex {
     const next = view.snapshot.resources;
     const prev = this.resources;
     if (next !== prev) {
-      for (const [k, r] of next) {
-        if (r.kind !== 'Dataplane') continue;
-        const old = prev?.get(k);
-        if (old === r) continue;
-        const dk = dataplaneKeyOf(r);
-        // Stores keep unchanged objects, but a reload may re-create them: only labels matter here.
-        if (old?.kind !== 'Dataplane' || !sameLabels(old.labels, r.labels)) dataplanes.push(dk);
-        this.dataplanes.set(dk, r);
-      }
-      if (prev) {
-        for (const [k, r] of prev) {
-          if (r.kind !== 'Dataplane' || next.get(k)?.kind === 'Dataplane') continue;
-          const dk = dataplaneKeyOf(r);
-          if (this.dataplanes.get(dk) === r) this.dataplanes.delete(dk);
-          dataplanes.push(dk);
-        }
+      // A store's snapshot made from the last one says which keys changed: no pass over the rest.
+      const changed = next instanceof LayeredMap ? next.changedSince(prev) : undefined;
+      if (changed) {
+        for (const k of changed) this.diffKey(prev?.get(k), next.get(k), dataplanes);
+      } else {
+        for (const [k, r] of next) if (r.kind === 'Dataplane') this.diffKey(prev?.get(k), r, dataplanes);
+        if (prev) for (const [k, r] of prev) if (r.kind === 'Dataplane' && !next.has(k)) this.diffKey(r, undefined, dataplanes);
       }
       this.resources = next;
     }
@@ -77,6 +69,21 @@ export class ProxyIndex {
     for (const mesh of this.meshSignatures.keys()) if (!signatures.has(mesh)) meshes.push(mesh);
     this.meshSignatures = signatures;
     return { meshes, dataplanes };
+  }
+
+  /** One key's change, as far as Dataplanes go: a new, removed or relabelled one is reported. */
+  private diffKey(old: Resource | undefined, r: Resource | undefined, out: string[]): void {
+    if (old === r) return;
+    if (r?.kind === 'Dataplane') {
+      const dk = dataplaneKeyOf(r);
+      // Stores keep unchanged objects, but a reload may re-create them: only labels matter here.
+      if (old?.kind !== 'Dataplane' || !sameLabels(old.labels, r.labels)) out.push(dk);
+      this.dataplanes.set(dk, r);
+    } else if (old?.kind === 'Dataplane') {
+      const dk = dataplaneKeyOf(old);
+      if (this.dataplanes.get(dk) === old) this.dataplanes.delete(dk);
+      out.push(dk);
+    }
   }
 }
 

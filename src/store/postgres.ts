@@ -3,6 +3,7 @@
 // database is away or stalled: nothing on the serving path waits on a query.
 import pg from 'pg';
 import { ReplaySubject, type Observable } from 'rxjs';
+import { LayeredMap } from '../api/layered-map.js';
 import { parseResources } from '../api/parse.js';
 import {
   formatResourceError,
@@ -92,6 +93,8 @@ export class PostgresStore implements ResourceStore {
   /** Keys of entries with errors, so publishing does not walk every entry. */
   private erroneous = new Set<string>();
   private current: ResourceSnapshot | undefined;
+  /** The maps of `current`: the next snapshot is made from them. */
+  private published = { resources: LayeredMap.from<Resource>([]), versions: LayeredMap.from<string>([]) };
   private revision = 0;
   private started = false;
   private closed = false;
@@ -412,7 +415,7 @@ export class PostgresStore implements ResourceStore {
       if (e.errors.length > 0) this.erroneous.add(key);
     }
     this.entries = next;
-    this.publish(resources, versions);
+    this.publish(LayeredMap.from(resources), LayeredMap.from(versions));
   }
 
   /** Reads only the named rows (a key with no row was deleted) and publishes a copy of the snapshot with them applied. */
@@ -427,9 +430,8 @@ export class PostgresStore implements ResourceStore {
     this.feedStats.keyedReads++;
     this.feedStats.rowsRead += res.rows.length;
     const rows = new Map(res.rows.map((row) => [keyOfRow(row), row]));
-    const changed = new Set<string>();
-    const resources = new Map(this.current?.resources ?? []);
-    const versions = new Map(this.current?.versions ?? []);
+    const resources = new Map<string, Resource | undefined>();
+    const versions = new Map<string, string | undefined>();
     for (const key of parts.map(keyOfRow)) {
       this.ownWrites.delete(key);
       const row = rows.get(key);
@@ -438,22 +440,20 @@ export class PostgresStore implements ResourceStore {
         if (!prev) continue;
         this.entries.delete(key);
         this.erroneous.delete(key);
-        resources.delete(key);
-        versions.delete(key);
-        changed.add(key);
+        resources.set(key, undefined);
+        versions.set(key, undefined);
         continue;
       }
       const entry = this.entryFor(key, row);
       if (entry === prev) continue;
-      changed.add(key);
       this.entries.set(key, entry);
       versions.set(key, String(entry.revision));
-      if (entry.resource) resources.set(key, entry.resource);
-      else resources.delete(key);
+      resources.set(key, entry.resource);
       if (entry.errors.length > 0) this.erroneous.add(key);
       else this.erroneous.delete(key);
     }
-    if (changed.size > 0) this.publish(resources, versions);
+    // The new snapshot shares the current one's maps except for these keys.
+    if (versions.size > 0) this.publish(this.published.resources.with(resources), this.published.versions.with(versions));
   }
 
   /** The entry of a row: the current one when unchanged, else the row validated (its last good version kept on error). */
@@ -475,9 +475,10 @@ export class PostgresStore implements ResourceStore {
     return { fingerprint, revision, resource: prev?.resource, errors: loaded.errors };
   }
 
-  private publish(resources: Map<string, Resource>, versions: Map<string, string>): void {
+  private publish(resources: LayeredMap<Resource>, versions: LayeredMap<string>): void {
     const errors: ResourceError[] = [];
     for (const key of this.erroneous) for (const e of this.entries.get(key)?.errors ?? []) errors.push(e);
+    this.published = { resources, versions };
     this.current = { revision: ++this.revision, resources, errors, versions };
     this.subject.next(this.current);
   }

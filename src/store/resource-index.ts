@@ -1,5 +1,6 @@
 // Resources contributed by many sources (files), kept incrementally: a change to one source
 // touches only the keys it defines, and a snapshot is a copy of maps, never a re-parse.
+import { LayeredMap } from '../api/layered-map.js';
 import { resourceKey, type Resource, type ResourceError } from '../api/types.js';
 
 export interface SourceContribution {
@@ -17,6 +18,9 @@ export class ResourceIndex {
   private readonly versions = new Map<string, string>();
   private readonly withErrors = new Set<string>();
   private readonly duplicated = new Set<string>();
+  /** What the last snapshot handed out, and the keys settled since (the next snapshot shares the rest). */
+  private published = { resources: LayeredMap.from<Resource>([]), versions: LayeredMap.from<string>([]) };
+  private readonly unpublished = new Set<string>();
 
   get(source: string): SourceContribution | undefined {
     return this.sources.get(source);
@@ -76,10 +80,11 @@ export class ResourceIndex {
     }
     if (list && list.length > 1) this.duplicated.add(key);
     else this.duplicated.delete(key);
+    this.unpublished.add(key);
   }
 
-  /** Immutable copies for a snapshot. */
-  snapshot(): { resources: Map<string, Resource>; versions: Map<string, string>; errors: ResourceError[] } {
+  /** Immutable maps for a snapshot: the last snapshot's with what changed since applied. */
+  snapshot(): { resources: LayeredMap<Resource>; versions: LayeredMap<string>; errors: ResourceError[] } {
     const errors: ResourceError[] = [];
     for (const s of [...this.withErrors].sort()) for (const e of this.sources.get(s)!.errors) errors.push(e);
     for (const key of this.duplicated) {
@@ -95,6 +100,16 @@ export class ResourceIndex {
         });
       }
     }
-    return { resources: new Map(this.winners), versions: new Map(this.versions), errors };
+    if (this.unpublished.size > 0) {
+      const resources = new Map<string, Resource | undefined>();
+      const versions = new Map<string, string | undefined>();
+      for (const key of this.unpublished) {
+        resources.set(key, this.winners.get(key));
+        versions.set(key, this.versions.get(key));
+      }
+      this.unpublished.clear();
+      this.published = { resources: this.published.resources.with(resources), versions: this.published.versions.with(versions) };
+    }
+    return { ...this.published, errors };
   }
 }
