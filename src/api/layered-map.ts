@@ -63,7 +63,12 @@ export class LayeredMap<V> implements ReadonlyMap<string, V> {
    * undefined otherwise (the caller compares in full).
    */
   changedSince(previous: ReadonlyMap<string, unknown> | undefined): readonly string[] | undefined {
-    return previous instanceof LayeredMap && previous.id === this.parentId ? this.changed : undefined;
+    return previous instanceof LayeredMap ? this.changedSinceId(previous.id) : undefined;
+  }
+
+  /** As `changedSince`, for a map known by its id only (a cache need not keep the map alive). */
+  changedSinceId(previousId: number): readonly string[] | undefined {
+    return previousId === this.parentId ? this.changed : undefined;
   }
 
   get(key: string): V | undefined {
@@ -95,7 +100,14 @@ export class LayeredMap<V> implements ReadonlyMap<string, V> {
     return this.entries();
   }
 
+  /** The fast way through every entry (the iterators above are generators: several times slower). */
   forEach(fn: (value: V, key: string, map: ReadonlyMap<string, V>) => void, thisArg?: unknown): void {
-    for (const [k, v] of this.entries()) fn.call(thisArg, v, k, this);
+    const delta = this.delta;
+    this.base.forEach((v, k) => {
+      if (!delta.has(k)) fn.call(thisArg, v, k, this);
+    });
+    delta.forEach((v, k) => {
+      if (v !== REMOVED) fn.call(thisArg, v, k, this);
+    });
   }
 }

@@ -31,16 +31,23 @@ export const federationKri = (name: string): string => `kri_cftd____${name}_`;
 export const federatedMeshTrustName = (trustDomain: string): string => `federated-${trustDomain.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
 
 /** Every mesh the resources mention: a federated trust domain is trusted in each of them. */
+/** Meshes of a snapshot's Dataplanes, kept per Dataplane list (the same list while no Dataplane changed). */
+const dataplaneMeshes = new WeakMap<object, ReadonlySet<string>>();
+
 function meshesOf(view: AuthorityView): string[] {
   const meshes = new Set<string>();
   for (const t of view.trusts) meshes.add(t.mesh);
   for (const st of view.identities.values()) meshes.add(st.identity.mesh);
-  for (const d of resourcesOfKind(view.snapshot, 'Dataplane')) meshes.add(d.mesh);
+  const dataplanes = resourcesOfKind(view.snapshot, 'Dataplane');
+  let ofDataplanes = dataplaneMeshes.get(dataplanes);
+  if (!ofDataplanes) dataplaneMeshes.set(dataplanes, (ofDataplanes = new Set(dataplanes.map((d) => d.mesh))));
+  for (const m of ofDataplanes) meshes.add(m);
   return [...meshes].sort();
 }
 
 export function withFederatedTrusts(view: AuthorityView, fed: FederationState): FederatedView {
-  const meshes = meshesOf(view);
+  // Only federated trust domains need the meshes (a pass over every Dataplane).
+  const meshes = fed.domains.size > 0 ? meshesOf(view) : [];
   const existing = new Map<string, string[]>(); // `${mesh}|${td}` → MeshTrust names
   for (const t of view.trusts) {
     const k = `${t.mesh}|${t.spec.trustDomain}`;
