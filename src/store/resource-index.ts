@@ -12,6 +12,8 @@ export interface SourceContribution {
 
 export class ResourceIndex {
   private readonly sources = new Map<string, SourceContribution>();
+  /** Each source's resources by key: a file of 1,000 Dataplanes was searched 1,000 times (quadratic). */
+  private readonly keyed = new Map<string, Map<string, Resource>>();
   /** key → sources defining it, sorted: the first one wins, the others are duplicates. */
   private readonly definers = new Map<string, string[]>();
   private readonly winners = new Map<string, Resource>();
@@ -50,8 +52,19 @@ export class ResourceIndex {
       if (list.length > 0) this.definers.set(key, list);
       else this.definers.delete(key);
     }
-    if (c) this.sources.set(source, c);
-    else this.sources.delete(source);
+    if (c) {
+      this.sources.set(source, c);
+      const byKey = new Map<string, Resource>();
+      // The first of two same-key resources in one file is the one that counts (as before).
+      for (const r of c.resources) {
+        const key = resourceKey(r);
+        if (!byKey.has(key)) byKey.set(key, r);
+      }
+      this.keyed.set(source, byKey);
+    } else {
+      this.sources.delete(source);
+      this.keyed.delete(source);
+    }
     if (c && c.errors.length > 0) this.withErrors.add(source);
     else this.withErrors.delete(source);
     for (const r of c?.resources ?? []) {
@@ -70,7 +83,7 @@ export class ResourceIndex {
   private settle(key: string): void {
     const list = this.definers.get(key);
     const first = list?.[0];
-    const winner = first === undefined ? undefined : this.sources.get(first)?.resources.find((r) => resourceKey(r) === key);
+    const winner = first === undefined ? undefined : this.keyed.get(first)?.get(key);
     if (winner && first !== undefined) {
       this.winners.set(key, winner);
       this.versions.set(key, this.sources.get(first)!.version);
@@ -91,7 +104,7 @@ export class ResourceIndex {
       const [first, ...others] = this.definers.get(key)!;
       const r = this.winners.get(key)!;
       for (const other of others) {
-        const dup = this.sources.get(other)!.resources.find((x) => resourceKey(x) === key);
+        const dup = this.keyed.get(other)?.get(key);
         errors.push({
           file: dup?.source?.file ?? other,
           document: dup?.source?.document ?? 0,

@@ -57,25 +57,38 @@ export function loadProtos(): Protos {
   if (cached) return cached;
   const bytes = readFileSync(ensureDescriptors());
   const started = performance.now();
-  const packageDefinition = loadFileDescriptorSetFromBuffer(bytes, PROTO_LOADER_OPTIONS);
   const fromDescriptor = (protobuf.Root as unknown as { fromDescriptor(d: protobuf.Message): protobuf.Root }).fromDescriptor;
   const root = fromDescriptor(descriptor.FileDescriptorSet.decode(bytes));
   root.resolveAll();
+  // The gRPC service definitions are a second full build of every type (proto-loader's own):
+  // made on first use, so a server that only encodes secrets does not pay for it at start-up.
+  let packageDefinition: PackageDefinition | undefined;
+  let grpcObject: grpc.GrpcObject | undefined;
+  const definitions = (): PackageDefinition => (packageDefinition ??= loadFileDescriptorSetFromBuffer(bytes, PROTO_LOADER_OPTIONS));
   const service = (name: string): grpc.ServiceDefinition => {
-    const def = packageDefinition[name];
+    const def = definitions()[name];
     if (!def) throw new Error(`${name} is missing from ${DESCRIPTOR_PATH}`);
     return def as unknown as grpc.ServiceDefinition;
   };
   cached = {
-    packageDefinition,
-    grpcObject: grpc.loadPackageDefinition(packageDefinition),
-    SecretDiscoveryService: service('envoy.service.secret.v3.SecretDiscoveryService'),
-    AggregatedDiscoveryService: service('envoy.service.discovery.v3.AggregatedDiscoveryService'),
-    HealthService: service('grpc.health.v1.Health'),
+    get packageDefinition() {
+      return definitions();
+    },
+    get grpcObject() {
+      return (grpcObject ??= grpc.loadPackageDefinition(definitions()));
+    },
+    get SecretDiscoveryService() {
+      return service('envoy.service.secret.v3.SecretDiscoveryService');
+    },
+    get AggregatedDiscoveryService() {
+      return service('envoy.service.discovery.v3.AggregatedDiscoveryService');
+    },
+    get HealthService() {
+      return service('grpc.health.v1.Health');
+    },
     root,
-    loadMs: 0,
+    loadMs: performance.now() - started,
   };
-  cached.loadMs = performance.now() - started;
   return cached;
 }
 
