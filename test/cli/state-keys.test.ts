@@ -87,9 +87,9 @@ test('state-key generate writes a 0600 key file and refuses to overwrite it; tok
   const stateDir = join(root, 'state');
   const token = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', stateDir], { env: { MESH_SDS_STATE_KEY_FILE: keyFile } });
   assert.equal(token.code, 0, token.stderr);
-  const signing = await readFile(join(stateDir, 'auth', 'signing-key'), 'utf8');
-  assert.doesNotMatch(signing, /PRIVATE KEY/);
-  assert.equal(JSON.parse(signing).kid, key.id);
+  const macKey = await readFile(join(stateDir, 'auth', 'mac-key'), 'utf8');
+  assert.doesNotMatch(macKey, /secret/, 'the token MAC key is sealed');
+  assert.equal(JSON.parse(macKey).kid, key.id);
   await writeFile(join(root, 'token'), token.stdout.trim().split('\n').at(-1)!);
 
   // Without the key (or with another one) the token commands refuse, naming the key id.
@@ -107,7 +107,7 @@ test('MESH_SDS_INSECURE_PLAINTEXT_STATE is read strictly: "false" keeps Postgres
   const args = ['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--store', url];
   const off = await meshSds(args, { env: { MESH_SDS_INSECURE_PLAINTEXT_STATE: 'false' } });
   assert.equal(off.code, 1);
-  assert.match(off.stderr, /refusing to store private key "auth\/signing-key" unsealed/);
+  assert.match(off.stderr, /refusing to store private key "auth\/mac-key" unsealed/);
   const junk = await meshSds(args, { env: { MESH_SDS_INSECURE_PLAINTEXT_STATE: 'maybe' } });
   assert.equal(junk.code, 1);
   assert.match(junk.stderr, /MESH_SDS_INSECURE_PLAINTEXT_STATE="maybe": must be one of/);

@@ -1,6 +1,7 @@
 // A plaintext state written by releases before sealing (SPEC §6) is sealed on the first start with a
-// key, for the state dir and for Postgres: the raw files and rows then hold no private key in any
-// encoding, the same CA and signing key keep being used, and a start without the key is refused.
+// key, for the state dir and for Postgres: the raw files and rows then hold no private key (nor the
+// token MAC key created at that start) in any encoding, the same CA keeps being used, tokens signed
+// by the old Ed25519 key still verify, and a start without the key is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
@@ -8,11 +9,14 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { filter, firstValueFrom, timeout } from 'rxjs';
+import { SignJWT, decodeProtectedHeader } from 'jose';
 import { startServer, type ServeConfig } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { generateStateKeyFile, loadStateKey } from '../../src/store/state-key.js';
+import { isSealed, unseal } from '../../src/store/sealed-state.js';
+import { MAC_KEY_STATE_KEY } from '../../src/server/tokens.js';
 import { adminQuery, dropSchema, PG_URL, testSchema } from '../store-postgres/helpers.js';
 import { dataplaneYaml, meshIdentityYaml, yamlDocs } from '../helpers/yaml.js';
 
@@ -20,22 +24,46 @@ const TD = 'upgrade.example';
 const CA_STATE_KEY = `ca/default/_/identity/${TD}`;
 const resources = yamlDocs(meshIdentityYaml('identity', { trustDomain: TD }), dataplaneYaml('web-1', { app: 'web' }));
 
-/** The state values exactly as the code before sealing wrote them: PEM inside JSON. */
-function legacyState() {
+/**
+ * The state values exactly as the code before sealing wrote them (PEM inside JSON), and a token that
+ * code signed with its Ed25519 key.
+ */
+async function legacyState() {
   const ca = generateCertificateAuthority(TD);
   const { privateKey } = generateKeyPairSync('ed25519');
   const signingPem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
   const spki = createPublicKey(privateKey).export({ format: 'der', type: 'spki' });
+  const tokenKeyId = createHash('sha256').update(spki).digest('base64url').slice(0, 16);
+  const token = await new SignJWT({ mesh: 'default', name: 'web-1' })
+    .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: tokenKeyId })
+    .setIssuer('mesh-sds')
+    .setSubject('default.web-1')
+    .setIssuedAt()
+    .setExpirationTime('1h')
+    .setJti('legacy-token')
+    .sign(privateKey);
   return {
     values: {
       [CA_STATE_KEY]: JSON.stringify(ca),
       'auth/signing-key': JSON.stringify({ version: 1, alg: 'EdDSA', privateKeyPem: signingPem }),
     },
     caCertPem: ca.certPem,
-    tokenKeyId: createHash('sha256').update(spki).digest('base64url').slice(0, 16),
+    tokenKeyId,
+    token,
     secrets: [ca.keyPem, signingPem],
   };
 }
+
+/** The token MAC key as the server created it, opened with the state key (the raw value must be sealed). */
+async function macSecret(rawValue: string | undefined, keyFile: string): Promise<Buffer> {
+  assert.ok(rawValue !== undefined && isSealed(rawValue), `${MAC_KEY_STATE_KEY} is stored sealed`);
+  const key = await loadStateKey(keyFile);
+  const rec = JSON.parse(unseal(new Map([[key.id, key]]), MAC_KEY_STATE_KEY, rawValue)) as { secret: string };
+  return Buffer.from(rec.secret, 'base64url');
+}
+
+/** Every encoding of the MAC secret a careless store could hold. */
+const secretFragments = (secret: Buffer) => [secret.toString('base64url'), secret.toString('base64').replace(/=+$/, ''), secret.toString('hex')];
 
 /**
  * Every encoding of the private keys a careless store could hold: the whole DER as base64 and hex,
@@ -60,14 +88,23 @@ function assertNoKeyMaterial(where: string, text: string, fragments: string[]): 
   for (const f of fragments) assert.ok(!text.includes(f), `${where} holds private key bytes (${f.slice(0, 8)}…)`);
 }
 
-async function startAndCheck(cfg: Omit<ServeConfig, 'listen' | 'auth' | 'zone'>, legacy: ReturnType<typeof legacyState>): Promise<void> {
+type Legacy = Awaited<ReturnType<typeof legacyState>>;
+
+/** Starts, checks the CA and tokens, and returns the token MAC key id. */
+async function startAndCheck(cfg: Omit<ServeConfig, 'listen' | 'auth' | 'zone'>, legacy: Legacy): Promise<string> {
   const server = await startServer({ ...cfg, listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent') });
   try {
     await server.ready;
     const view = await firstValueFrom(server.authorities.views$.pipe(filter((v) => [...v.identities.values()].some((i) => i.ca)), timeout(20_000)));
     const ca = [...view.identities.values()][0]!.ca!;
     assert.equal(ca.trustPem.trim(), legacy.caCertPem.trim(), 'the CA written before the upgrade keeps being used');
-    assert.equal(server.tokens!.keyId, legacy.tokenKeyId, 'the signing key written before the upgrade keeps being used');
+    const tokens = server.tokens!;
+    assert.equal(tokens.legacyKeyId, legacy.tokenKeyId, 'the Ed25519 key written before the upgrade is still read');
+    assert.equal((await tokens.verify(legacy.token)).jti, 'legacy-token', 'a token signed before the upgrade still verifies');
+    const fresh = await tokens.generate({ mesh: 'default', name: 'web-1', validForMs: 60_000 });
+    assert.equal(decodeProtectedHeader(fresh).alg, 'HS256', 'new tokens are HS256');
+    assert.equal((await tokens.verify(fresh)).name, 'web-1');
+    return tokens.keyId;
   } finally {
     await server.close();
   }
@@ -90,7 +127,7 @@ test('a plaintext state dir from before sealing is sealed on the first start wit
   const stateDir = join(root, 'state');
   await mkdir(resourcesDir);
   await writeFile(join(resourcesDir, 'all.yaml'), resources);
-  const legacy = legacyState();
+  const legacy = await legacyState();
   for (const [k, v] of Object.entries(legacy.values)) {
     await mkdir(join(stateDir, ...k.split('/').slice(0, -1)), { recursive: true });
     await writeFile(join(stateDir, ...k.split('/')), v, { mode: 0o600 });
@@ -98,11 +135,12 @@ test('a plaintext state dir from before sealing is sealed on the first start wit
   const keyFile = join(root, 'state.key');
   await generateStateKeyFile(keyFile);
 
-  await startAndCheck({ resourcesDir, stateDir, stateKeyFile: keyFile }, legacy);
+  const macKeyId = await startAndCheck({ resourcesDir, stateDir, stateKeyFile: keyFile }, legacy);
 
-  const fragments = forbiddenFragments(legacy.secrets);
+  const secret = await macSecret(await readFile(join(stateDir, ...MAC_KEY_STATE_KEY.split('/')), 'utf8'), keyFile);
+  const fragments = [...forbiddenFragments(legacy.secrets), ...secretFragments(secret)];
   const files = await filesBelow(stateDir);
-  assert.ok(files.length >= 2);
+  assert.ok(files.length >= 3);
   for (const f of files) {
     assertNoKeyMaterial(f, await readFile(f, 'utf8'), fragments);
     assert.equal((await stat(f)).mode & 0o777, 0o600, `${f} is 0600`);
@@ -110,8 +148,8 @@ test('a plaintext state dir from before sealing is sealed on the first start wit
   const kid = (await loadStateKey(keyFile)).id;
   assert.equal(JSON.parse(await readFile(join(stateDir, ...CA_STATE_KEY.split('/')), 'utf8')).kid, kid);
 
-  // Restart with the key: same CA, same signing key. Without it: refused, naming the key id.
-  await startAndCheck({ resourcesDir, stateDir, stateKeyFile: keyFile }, legacy);
+  // Restart with the key: same CA, same token keys. Without it: refused, naming the key id.
+  assert.equal(await startAndCheck({ resourcesDir, stateDir, stateKeyFile: keyFile }, legacy), macKeyId);
   await assert.rejects(
     startServer({ resourcesDir, stateDir, listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent') }),
     new RegExp(`refusing to start.*state key id ${kid}.*no --state-key-file`),
@@ -126,7 +164,7 @@ test('a plaintext Postgres schema from before sealing is sealed on the first sta
     await dropSchema(schema);
     await rm(root, { recursive: true, force: true });
   });
-  const legacy = legacyState();
+  const legacy = await legacyState();
   const store = await PostgresStore.open(url);
   try {
     assert.deepEqual(await store.apply(resources, 'all.yaml'), []);
@@ -144,15 +182,16 @@ test('a plaintext Postgres schema from before sealing is sealed on the first sta
 
   const keyFile = join(root, 'state.key');
   await generateStateKeyFile(keyFile);
-  await startAndCheck({ store: url, stateDir: root, stateKeyFile: keyFile }, legacy);
+  const macKeyId = await startAndCheck({ store: url, stateDir: root, stateKeyFile: keyFile }, legacy);
 
-  const fragments = forbiddenFragments(legacy.secrets);
   const rows = (await adminQuery<{ key: string; value: string }>(`SELECT key, value FROM "${schema}".state`)).rows;
   assert.ok(rows.some((r) => r.key === CA_STATE_KEY) && rows.some((r) => r.key === 'auth/signing-key'));
+  const secret = await macSecret(rows.find((r) => r.key === MAC_KEY_STATE_KEY)?.value, keyFile);
+  const fragments = [...forbiddenFragments(legacy.secrets), ...secretFragments(secret)];
   for (const r of rows) assertNoKeyMaterial(`row ${r.key}`, r.value, fragments);
   const kid = (await loadStateKey(keyFile)).id;
 
-  await startAndCheck({ store: url, stateDir: root, stateKeyFile: keyFile }, legacy);
+  assert.equal(await startAndCheck({ store: url, stateDir: root, stateKeyFile: keyFile }, legacy), macKeyId);
   await assert.rejects(
     startServer({ store: url, stateDir: root, listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent') }),
     new RegExp(`refusing to start.*state key id ${kid}.*no --state-key-file`),

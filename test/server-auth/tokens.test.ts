@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader } from 'jose';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { TokenAuthority, TokenError, REVOKED_STATE_KEY, SIGNING_KEY_STATE_KEY } from '../../src/server/tokens.js';
+import { TokenAuthority, TokenError, MAC_KEY_STATE_KEY, REVOKED_STATE_KEY, SIGNING_KEY_STATE_KEY } from '../../src/server/tokens.js';
 import type { StateStore } from '../../src/store/types.js';
 
 const HOUR = 3600_000;
@@ -33,7 +33,7 @@ test('generate then verify returns every claim, bound to mesh and name', async (
     validForMs: HOUR,
     now,
   });
-  assert.equal(decodeProtectedHeader(token).alg, 'EdDSA');
+  assert.deepEqual(decodeProtectedHeader(token), { alg: 'HS256', typ: 'JWT', kid: ta.keyId });
   const c = await ta.verify(token);
   assert.equal(c.iss, 'mesh-sds');
   assert.equal(c.sub, 'default.web-1.ns');
@@ -65,17 +65,16 @@ test('a token signed by another authority (another key) is rejected', async () =
   await rejectsWith(ta.verify(token), 'token signature invalid', token);
 });
 
-test('a forged token reusing our kid but signed with another Ed25519 key is rejected', async () => {
+test('a forged token reusing our kid but MAC\'d with another secret is rejected', async () => {
   const ta = await TokenAuthority.open(new MemoryStateStore());
-  const { privateKey } = generateKeyPairSync('ed25519');
   const forged = await new SignJWT({ mesh: 'm', name: 'n' })
-    .setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: ta.keyId })
+    .setProtectedHeader({ alg: 'HS256', typ: 'JWT', kid: ta.keyId })
     .setIssuer('mesh-sds')
     .setSubject('m.n')
     .setIssuedAt()
     .setExpirationTime('1h')
     .setJti('x')
-    .sign(privateKey);
+    .sign(randomBytes(32));
   await rejectsWith(ta.verify(forged), 'token signature invalid', forged);
 });
 
@@ -91,14 +90,16 @@ test('a tampered payload (name changed, signature kept) is rejected', async () =
   await rejectsWith(ta.verify(tampered), 'token signature invalid', tampered);
 });
 
-test('unsigned (alg none), HMAC and garbage tokens are malformed', async () => {
+test('unsigned (alg none), other algorithms (HS512, EdDSA without a legacy key) and garbage tokens are malformed', async () => {
   const ta = await TokenAuthority.open(new MemoryStateStore());
   const enc = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
   const body = { iss: 'mesh-sds', sub: 'm.n', mesh: 'm', name: 'n', iat: 1, exp: 9999999999, jti: 'j' };
   const none = `${enc({ alg: 'none', typ: 'JWT' })}.${enc(body)}.`;
   await rejectsWith(ta.verify(none), 'malformed token', none);
-  const hmac = await new SignJWT(body).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(new Uint8Array(32));
-  await rejectsWith(ta.verify(hmac), 'malformed token', hmac);
+  const hs512 = await new SignJWT(body).setProtectedHeader({ alg: 'HS512', typ: 'JWT', kid: ta.keyId }).sign(new Uint8Array(64));
+  await rejectsWith(ta.verify(hs512), 'malformed token', hs512);
+  const eddsa = await new SignJWT(body).setProtectedHeader({ alg: 'EdDSA', typ: 'JWT', kid: ta.keyId }).sign(generateKeyPairSync('ed25519').privateKey);
+  await rejectsWith(ta.verify(eddsa), 'malformed token', eddsa);
   for (const junk of ['', 'abc', 'a.b.c', 'x'.repeat(10000)]) {
     await assert.rejects(ta.verify(junk), (e: unknown) => e instanceof TokenError && e.message === 'malformed token');
   }
@@ -146,7 +147,7 @@ test('revoke on the same authority takes effect immediately, revokeToken records
   await assert.rejects(ta.revokeToken('garbage'), TokenError);
 });
 
-test('a fresh authority on the same state reuses the signing key: tokens verify across instances', async () => {
+test('a fresh authority on the same state reuses the MAC key: tokens verify across instances', async () => {
   const state = new MemoryStateStore();
   const a = await TokenAuthority.open(state);
   const b = await TokenAuthority.open(state);
@@ -155,8 +156,13 @@ test('a fresh authority on the same state reuses the signing key: tokens verify 
   const fromB = await b.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
   assert.equal((await b.verify(fromA)).sub, 'm.n');
   assert.equal((await a.verify(fromB)).sub, 'm.n');
-  const stored = await state.get(SIGNING_KEY_STATE_KEY);
-  assert.ok(stored?.includes('PRIVATE KEY'), 'the signing key is persisted in the state store');
+  const stored = JSON.parse((await state.get(MAC_KEY_STATE_KEY))!) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(stored).sort(), ['alg', 'secret', 'version'], 'the MAC key is persisted in the state store');
+  assert.equal(stored.alg, 'HS256');
+  assert.equal(Buffer.from(stored.secret as string, 'base64url').length, 32);
+  assert.ok(!a.keyId.includes(stored.secret as string) && !(stored.secret as string).includes(a.keyId), 'the kid does not reveal the secret');
+  assert.equal(await state.get(SIGNING_KEY_STATE_KEY), undefined, 'no Ed25519 key is created any more');
+  assert.equal(a.legacyKeyId, undefined);
 });
 
 test('concurrent opens on one fresh state agree on one key', async () => {
