@@ -32,10 +32,10 @@ const SIGNATURE_BYTES = { HS256: 32, EdDSA: 64 } as const;
 
 /**
  * Strict base64url: the unpadded alphabet only, and the canonical encoding (no stray bits in the
- * last character), so one signature has exactly one token text.
+ * last character, no impossible length), so one signature has exactly one token text.
  */
 function decodeSegment(segment: string): Buffer {
-  if (!BASE64URL.test(segment) || segment.length % 4 === 1) throw new JwsError('malformed');
+  if (!BASE64URL.test(segment)) throw new JwsError('malformed');
   const bytes = Buffer.from(segment, 'base64url');
   if (bytes.toString('base64url') !== segment) throw new JwsError('malformed');
   return bytes;
