@@ -1,6 +1,6 @@
 // Proxy tokens for the realistic shape, made before the run with the product's own token code
 // against the bench's state (directory or Postgres), exactly as `mesh-sds token generate` does:
-// the first one through the CLI itself (which also creates the signing key), the rest in-process.
+// the first one through the CLI itself (which also creates the token MAC key), the rest in-process.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -22,7 +22,7 @@ async function listing(dir: string): Promise<string[] | 'absent'> {
   });
 }
 
-test('get, inspect, export-trust and validate create no state: no CA, no signing key, not even the state dir', { timeout: 360_000 }, async (t) => {
+test('get, inspect, export-trust and validate create no state: no CA, no token key, not even the state dir', { timeout: 360_000 }, async (t) => {
   const root = await mkdtemp(join(tmpdir(), 'mesh-sds-ro-'));
   t.after(() => rm(root, { recursive: true, force: true }));
   const res = join(root, 'resources');

@@ -48,7 +48,7 @@ test('twenty token revoke processes at once against one Postgres schema lose non
     await rm(dir, { recursive: true, force: true });
   });
   const url = `${PG_URL}?schema=${schema}`;
-  // Postgres keeps the signing key sealed: this process and the revokers share the state key.
+  // Postgres keeps the token MAC key sealed: this process and the revokers share the state key.
   const keyFile = join(dir, 'state.key');
   await generateStateKeyFile(keyFile);
   const state = await openSealedState(store.state, { stateKeyFile: keyFile, postgres: true });
