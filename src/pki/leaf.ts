@@ -2,7 +2,7 @@
 // the serial, validity, public key and SAN URI are encoded. Leaves carry no SubjectKeyIdentifier
 // (optional for end-entity certificates, RFC 5280 §4.2.1.2).
 import { createECDH, generateKeyPairSync, randomBytes, sign, type ECDH } from 'node:crypto';
-import { bitString, certificateParts, derTime, explicit, hex, octetString, seq, tlv, toPem, uintFromBytes } from './der.js';
+import { bitString, certificateParts, derTime, explicit, hex, octetString, seq, tlv, toPem } from './der.js';
 import { CaError } from './errors.js';
 import type { CertificateAuthority, IssuedSvid, KeyAlgorithm } from './types.js';
 
@@ -17,8 +17,8 @@ interface LeafTemplate {
   readonly leafAlgorithm: LeafKeyAlgorithm;
   /** AlgorithmIdentifier of the CA's signature. */
   readonly sigAlg: Buffer;
-  /** version [0] v3. */
-  readonly version: Buffer;
+  /** TBS fields before the serial's bytes: version [0] v3 and the serial INTEGER's tag and length (16). */
+  readonly beforeSerial: Buffer;
   /** signature AlgorithmIdentifier + issuer Name (the CA's subject, byte for byte). */
   readonly sigAlgAndIssuer: Buffer;
   /** Extensions that are the same for every leaf of this CA. */
@@ -37,6 +37,7 @@ const SIG_ALG = {
 };
 const EMPTY_NAME = hex('3000');
 const VERSION_V3 = hex('a003020102');
+const SERIAL_BYTES = 16;
 // basicConstraints critical CA:FALSE (empty SEQUENCE: cA defaults to FALSE).
 const EXT_BASIC_CONSTRAINTS = hex('300c0603551d130101ff04023000');
 // keyUsage critical: digitalSignature+keyAgreement (EC) / digitalSignature+keyEncipherment (RSA).
@@ -44,13 +45,40 @@ const EXT_KU_EC = hex('300e0603551d0f0101ff040403020388');
 const EXT_KU_RSA = hex('300e0603551d0f0101ff0404030205a0');
 // extKeyUsage serverAuth, clientAuth.
 const EXT_EKU = hex('301d0603551d250416301406082b0601050507030106082b06010505070302');
-const OID_SAN = hex('0603551d11');
+// SAN extension: extnID subjectAltName, critical TRUE (the subject is empty, RFC 5280 §4.2.1.6).
+const SAN_ID_CRITICAL = hex('0603551d110101ff');
 const OID_AKI = hex('0603551d23');
-const CRITICAL = hex('0101ff');
+
+/**
+ * Per curve: the fixed DER around a key's two variable parts (RFC 5915 ECPrivateKey in RFC 5208
+ * PKCS#8; RFC 5480 SubjectPublicKeyInfo). PKCS#8 is `pkcs8Head ‖ d ‖ pkcs8Mid ‖ Q`, SPKI is
+ * `spkiHead ‖ Q` (Q uncompressed). Built once with the DER helpers, so the lengths are right by
+ * construction.
+ */
+interface CurveDer {
+  readonly name: string;
+  readonly size: number;
+  readonly pkcs8Head: Buffer;
+  readonly pkcs8Mid: Buffer;
+  readonly spkiHead: Buffer;
+}
+
+function curveDer(name: string, oid: Buffer, size: number): CurveDer {
+  const algId = seq(OID.ecPublicKey, oid);
+  const d = Buffer.alloc(size, 0xd1);
+  const q = Buffer.alloc(1 + 2 * size, 0xe2);
+  const pkcs8 = seq(hex('020100'), algId, octetString(seq(hex('020101'), octetString(d), explicit(1, bitString(q)))));
+  const spki = seq(algId, bitString(q));
+  const dAt = pkcs8.indexOf(d);
+  const pkcs8Head = pkcs8.subarray(0, dAt);
+  const pkcs8Mid = pkcs8.subarray(dAt + size, pkcs8.length - q.length);
+  if (pkcs8Head.length + size + pkcs8Mid.length + q.length !== pkcs8.length) throw new Error('curve template');
+  return { name, size, pkcs8Head: Buffer.from(pkcs8Head), pkcs8Mid: Buffer.from(pkcs8Mid), spkiHead: Buffer.from(spki.subarray(0, spki.length - q.length)) };
+}
 
 const CURVE = {
-  'ec-p256': { name: 'prime256v1', oid: OID.p256, size: 32 },
-  'ec-p384': { name: 'secp384r1', oid: OID.p384, size: 48 },
+  'ec-p256': curveDer('prime256v1', OID.p256, 32),
+  'ec-p384': curveDer('secp384r1', OID.p384, 48),
 } as const;
 
 const templates = new WeakMap<CertificateAuthority, LeafTemplate>();
@@ -66,7 +94,7 @@ function leafTemplate(ca: CertificateAuthority): LeafTemplate {
     hash: ca.keyAlgorithm === 'ec-p384' ? 'sha384' : 'sha256',
     leafAlgorithm: isEc ? (ca.keyAlgorithm as LeafKeyAlgorithm) : 'rsa-2048',
     sigAlg,
-    version: VERSION_V3,
+    beforeSerial: Buffer.concat([VERSION_V3, Buffer.from([0x02, SERIAL_BYTES])]),
     sigAlgAndIssuer: Buffer.concat([sigAlg, certificateParts(ca.certDer).subject]),
     constExtensions: Buffer.concat([EXT_BASIC_CONSTRAINTS, isEc ? EXT_KU_EC : EXT_KU_RSA, EXT_EKU, aki]),
   };
@@ -75,8 +103,9 @@ function leafTemplate(ca: CertificateAuthority): LeafTemplate {
 }
 
 interface LeafKey {
-  /** SubjectPublicKeyInfo DER. */
-  spki: Buffer;
+  /** SubjectPublicKeyInfo DER: `spkiHead ‖ spkiTail`. */
+  spkiHead: Buffer;
+  spkiTail: Buffer;
   keyPem: string;
 }
 
@@ -89,14 +118,15 @@ function ecLeafKey(alg: 'ec-p256' | 'ec-p384'): LeafKey {
   const c = CURVE[alg];
   let ecdh = ecdhByCurve.get(c.name);
   if (!ecdh) ecdhByCurve.set(c.name, (ecdh = createECDH(c.name)));
-  const publicKey = ecdh.generateKeys(); // uncompressed point
-  let priv = ecdh.getPrivateKey();
-  if (priv.length < c.size) priv = Buffer.concat([Buffer.alloc(c.size - priv.length), priv]);
-  const algId = seq(OID.ecPublicKey, c.oid);
-  const pubBits = bitString(publicKey);
-  const ecPrivateKey = seq(hex('020101'), octetString(priv), explicit(1, pubBits));
-  const pkcs8 = seq(hex('020100'), algId, octetString(ecPrivateKey));
-  return { spki: seq(algId, pubBits), keyPem: toPem('PRIVATE KEY', pkcs8) };
+  const q = ecdh.generateKeys(); // uncompressed point
+  const d = ecdh.getPrivateKey(); // big-endian, may be shorter than the curve size: left-pad with zeros
+  const pkcs8 = Buffer.alloc(c.pkcs8Head.length + c.size + c.pkcs8Mid.length + q.length);
+  let o = c.pkcs8Head.copy(pkcs8, 0);
+  o += c.size - d.length; // zero padding (alloc zero-fills)
+  o += d.copy(pkcs8, o);
+  o += c.pkcs8Mid.copy(pkcs8, o);
+  q.copy(pkcs8, o);
+  return { spkiHead: c.spkiHead, spkiTail: q, keyPem: toPem('PRIVATE KEY', pkcs8) };
 }
 
 function rsaLeafKey(): LeafKey {
@@ -105,23 +135,62 @@ function rsaLeafKey(): LeafKey {
     publicKeyEncoding: { type: 'spki', format: 'der' },
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
-  return { spki, keyPem };
+  return { spkiHead: spki, spkiTail: Buffer.alloc(0), keyPem };
 }
 
 // Serials are drawn from a pooled buffer: one randomBytes call per 256 serials instead of one each.
 let serialPool = Buffer.alloc(0);
 let serialPos = 0;
 
-/** Random positive 128-bit-wide serial (high bit cleared, first byte non-zero so DER keeps 16 bytes). */
-function randomSerial(): Buffer {
+/**
+ * Offset in `serialPool` of a fresh random positive 128-bit-wide serial (high bit cleared, first
+ * byte non-zero so DER keeps all 16 bytes, with no leading 0x00).
+ */
+function nextSerial(): number {
   if (serialPos >= serialPool.length) {
-    serialPool = randomBytes(16 * 256);
+    serialPool = randomBytes(SERIAL_BYTES * 256);
     serialPos = 0;
   }
-  const b = Buffer.from(serialPool.subarray(serialPos, serialPos + 16));
-  serialPos += 16;
-  b[0] = b[0]! & 0x7f || 0x01;
-  return b;
+  const at = serialPos;
+  serialPos += SERIAL_BYTES;
+  serialPool[at] = serialPool[at]! & 0x7f || 0x01;
+  return at;
+}
+
+/** Bytes a DER length takes. */
+function lengthSize(n: number): number {
+  return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
+}
+
+/** Writes a DER length at `o`; returns the offset after it. */
+function writeLength(buf: Buffer, o: number, n: number): number {
+  if (n < 0x80) {
+    buf[o] = n;
+    return o + 1;
+  }
+  if (n < 0x100) {
+    buf[o] = 0x81;
+    buf[o + 1] = n;
+    return o + 2;
+  }
+  if (n < 0x10000) {
+    buf[o] = 0x82;
+    buf[o + 1] = n >> 8;
+    buf[o + 2] = n & 0xff;
+    return o + 3;
+  }
+  throw new RangeError(`DER length ${n} too large`);
+}
+
+// Validity of the last leaf: in a storm every leaf of the same second has the same one.
+let lastValidity: { notBeforeMs: number; notAfterMs: number; der: Buffer } = { notBeforeMs: NaN, notAfterMs: NaN, der: Buffer.alloc(0) };
+
+function validityDer(notBeforeMs: number, notAfterMs: number): Buffer {
+  const v = lastValidity;
+  if (v.notBeforeMs === notBeforeMs && v.notAfterMs === notAfterMs) return v.der;
+  const der = seq(derTime(new Date(notBeforeMs)), derTime(new Date(notAfterMs)));
+  lastValidity = { notBeforeMs, notAfterMs, der };
+  return der;
 }
 
 const SPIFFE_ID = /^spiffe:\/\/[\x21-\x7e]+$/;
@@ -137,31 +206,70 @@ export function issueSvidSync(ca: CertificateAuthority, spiffeId: string, expiry
   const notAfterMs = Math.floor(Math.min(nowMs + expiryMs, ca.notAfter.getTime()) / 1000) * 1000;
   if (nowMs > ca.notAfter.getTime()) throw new CaError(`CA certificate expired at ${ca.notAfter.toISOString()}`);
   if (notAfterMs <= notBeforeMs) throw new CaError(`CA certificate expires too soon to issue (at ${ca.notAfter.toISOString()})`);
-  const notBefore = new Date(notBeforeMs);
-  const notAfter = new Date(notAfterMs);
 
   const key = t.leafAlgorithm === 'rsa-2048' ? rsaLeafKey() : ecLeafKey(t.leafAlgorithm);
-  const serial = randomSerial();
-  // Empty subject, so the SAN must be critical (RFC 5280 §4.2.1.6); exactly one URI.
-  const san = seq(OID_SAN, CRITICAL, octetString(seq(tlv(0x86, Buffer.from(spiffeId, 'latin1')))));
-  const tbs = seq(
-    t.version,
-    uintFromBytes(serial),
-    t.sigAlgAndIssuer,
-    seq(derTime(notBefore), derTime(notAfter)),
-    EMPTY_NAME,
-    key.spki,
-    explicit(3, seq(t.constExtensions, san)),
-  );
+  const serialAt = nextSerial();
+  const validity = validityDer(notBeforeMs, notAfterMs);
+
+  // TBSCertificate written into one buffer (DER lengths computed inside out):
+  //   version, serial, signature+issuer, validity, subject (empty), SPKI,
+  //   [3] { SEQUENCE { constant extensions, SAN { id, critical, OCTET STRING { SEQUENCE { [6] uri } } } } }
+  // spiffeId is printable ASCII (checked above): one byte per character.
+  const uriLen = spiffeId.length;
+  const gnLen = 1 + lengthSize(uriLen) + uriLen;
+  const gnsLen = 1 + lengthSize(gnLen) + gnLen;
+  const sanLen = SAN_ID_CRITICAL.length + 1 + lengthSize(gnsLen) + gnsLen;
+  const extsLen = t.constExtensions.length + 1 + lengthSize(sanLen) + sanLen;
+  const extsSeqLen = 1 + lengthSize(extsLen) + extsLen;
+  const spkiLen = key.spkiHead.length + key.spkiTail.length;
+  const tbsLen =
+    t.beforeSerial.length + SERIAL_BYTES + t.sigAlgAndIssuer.length + validity.length + EMPTY_NAME.length + spkiLen + 1 + lengthSize(extsSeqLen) + extsSeqLen;
+  const tbs = Buffer.allocUnsafe(1 + lengthSize(tbsLen) + tbsLen);
+  tbs[0] = 0x30;
+  let o = writeLength(tbs, 1, tbsLen);
+  o += t.beforeSerial.copy(tbs, o);
+  o += serialPool.copy(tbs, o, serialAt, serialAt + SERIAL_BYTES);
+  o += t.sigAlgAndIssuer.copy(tbs, o);
+  o += validity.copy(tbs, o);
+  o += EMPTY_NAME.copy(tbs, o);
+  o += key.spkiHead.copy(tbs, o);
+  o += key.spkiTail.copy(tbs, o);
+  tbs[o++] = 0xa3;
+  o = writeLength(tbs, o, extsSeqLen);
+  tbs[o++] = 0x30;
+  o = writeLength(tbs, o, extsLen);
+  o += t.constExtensions.copy(tbs, o);
+  tbs[o++] = 0x30;
+  o = writeLength(tbs, o, sanLen);
+  o += SAN_ID_CRITICAL.copy(tbs, o);
+  tbs[o++] = 0x04;
+  o = writeLength(tbs, o, gnsLen);
+  tbs[o++] = 0x30;
+  o = writeLength(tbs, o, gnLen);
+  tbs[o++] = 0x86;
+  o = writeLength(tbs, o, uriLen);
+  o += tbs.write(spiffeId, o, 'latin1');
+  if (o !== tbs.length) throw new Error(`leaf TBS length mismatch (${o} != ${tbs.length})`);
+
   const signature = sign(t.hash, tbs, t.ca.key.asymmetricKeyType === 'ec' ? { key: t.ca.key, dsaEncoding: 'der' } : t.ca.key);
-  const certDer = seq(tbs, t.sigAlg, bitString(signature));
+  const sigBitsLen = 1 + signature.length;
+  const certLen = tbs.length + t.sigAlg.length + 1 + lengthSize(sigBitsLen) + sigBitsLen;
+  const certDer = Buffer.allocUnsafe(1 + lengthSize(certLen) + certLen);
+  certDer[0] = 0x30;
+  o = writeLength(certDer, 1, certLen);
+  o += tbs.copy(certDer, o);
+  o += t.sigAlg.copy(certDer, o);
+  certDer[o++] = 0x03;
+  o = writeLength(certDer, o, sigBitsLen);
+  certDer[o++] = 0;
+  signature.copy(certDer, o);
   return {
     spiffeId,
     certChainPem: toPem('CERTIFICATE', certDer) + ca.chainPem,
     keyPem: key.keyPem,
-    notBefore,
-    notAfter,
-    serialHex: serial.toString('hex'),
+    notBefore: new Date(notBeforeMs),
+    notAfter: new Date(notAfterMs),
+    serialHex: serialPool.toString('hex', serialAt, serialAt + SERIAL_BYTES),
     caFingerprint: ca.fingerprint,
   };
 }

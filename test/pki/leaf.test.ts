@@ -2,6 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import { children, readNode, tlv } from '../../src/pki/der.js';
 import { CaError } from '../../src/pki/errors.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../../src/pki/types.js';
@@ -10,6 +11,20 @@ import { makeCert, makeIntermediateCa, makeKey, makeRootCa, opensslVerify, pemBl
 
 const DAY = 86_400_000;
 const ID = 'spiffe://default.zone1.mesh.local/ns/demo/sa/web';
+
+/** Re-encodes DER with minimal lengths, descending into constructed values and extension OCTET STRINGs. */
+function reencode(buf: Buffer, start = 0, end = buf.length): Buffer {
+  const out: Buffer[] = [];
+  for (let p = start; p < end; ) {
+    const n = readNode(buf, p);
+    const constructed = (n.tag & 0x20) !== 0;
+    // An OCTET STRING holding DER (an extension's value) starts with a SEQUENCE or BIT STRING.
+    const wrapsDer = n.tag === 0x04 && (buf[n.contentStart] === 0x30 || buf[n.contentStart] === 0x03) && n.end > n.contentStart;
+    out.push(constructed || wrapsDer ? tlv(n.tag, reencode(buf, n.contentStart, n.end)) : tlv(n.tag, buf.subarray(n.contentStart, n.end)));
+    p = n.end;
+  }
+  return Buffer.concat(out);
+}
 
 /** Every SPEC §2 leaf property, checked with @peculiar/x509. */
 function assertLeafShape(svid: IssuedSvid, ca: CertificateAuthority, now: Date, expiryMs: number): x509.X509Certificate {
@@ -169,6 +184,41 @@ describe('issueSvidSync', () => {
       return;
     }
     assert.fail('no key with a leading zero byte in 5000 leaves');
+  });
+
+  for (const alg of ['ec-p256', 'ec-p384'] as const) {
+    it(`${alg}: certificate is canonical DER and the PKCS#8 key is byte for byte what OpenSSL encodes for it`, () => {
+      const caFiles = makeRootCa(dir, `canon-${alg}`, alg);
+      const ca = loadCertificateAuthority(caFiles.certPem, caFiles.keyPem, { allowSelfSigned: true });
+      for (let i = 0; i < 50; i++) {
+        const svid = issueSvidSync(ca, `${ID}-${i}`, DAY);
+        const der = new X509Certificate(pemBlocks(svid.certChainPem)[0]!).raw;
+        assert.ok(reencode(der).equals(der), 'minimal DER lengths at every level');
+        const tbs = children(der, readNode(der, 0))[0]!;
+        assert.equal(tbs.tag, 0x30);
+        const key = createPrivateKey(svid.keyPem);
+        const pkcs8 = Buffer.from(svid.keyPem.replace(/-----[A-Z ]+-----|\n/g, ''), 'base64');
+        assert.ok(key.export({ type: 'pkcs8', format: 'der' }).equals(pkcs8));
+        assert.equal(svid.keyPem, key.export({ type: 'pkcs8', format: 'pem' }));
+        assert.ok(new X509Certificate(der).checkPrivateKey(key));
+      }
+    });
+  }
+
+  it('long SPIFFE IDs (multi-byte DER lengths in the SAN and extensions) encode and verify', () => {
+    const ca = loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: true });
+    for (const len of [100, 127, 128, 200, 255, 256, 2048]) {
+      const id = `spiffe://td.example/${'a'.repeat(len - 'spiffe://td.example/'.length)}`;
+      assert.equal(id.length, len);
+      const svid = issueSvidSync(ca, id, DAY);
+      const [leafPem] = pemBlocks(svid.certChainPem);
+      const der = new X509Certificate(leafPem!).raw;
+      assert.ok(reencode(der).equals(der), `canonical DER (${len})`);
+      const leaf = new x509.X509Certificate(leafPem!);
+      assert.deepEqual(leaf.getExtension(x509.SubjectAlternativeNameExtension)!.names.items.map((n) => [n.type, n.value]), [['url', id]]);
+      const v = opensslVerify(dir, { root: ca.trustPem, leafChain: svid.certChainPem, purpose: 'sslclient' });
+      assert.ok(v.ok, `${len}: ${v.output}`);
+    }
   });
 
   it('gives every leaf a fresh key and a distinct serial', () => {
