@@ -1,6 +1,6 @@
 // Worker thread body for SvidIssuer: holds the CAs it was sent (by fingerprint) and issues batches.
 import { parentPort } from 'node:worker_threads';
-import { issueSvidSync } from './leaf.js';
+import { issueLeafSync } from './leaf.js';
 import type { CertificateAuthority } from './types.js';
 import { WORKER_MAX_CAS, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
 
@@ -21,10 +21,10 @@ port.on('message', (msg: ToWorker) => {
     try {
       const ca = cas.get(r.fp);
       if (!ca) throw new Error(`CA ${r.fp} was not sent to this worker`);
-      return { id: r.id, svid: issueSvidSync(ca, r.spiffeId, r.expiryMs, new Date(r.nowMs)) };
+      return issueLeafSync(ca, r.spiffeId, r.expiryMs, r.nowMs);
     } catch (e) {
       const err = e as Error;
-      return { id: r.id, error: { name: err.name, message: err.message } };
+      return { error: { name: err.name, message: err.message } };
     }
   });
   port.postMessage({ type: 'issued', results } satisfies ToMain);

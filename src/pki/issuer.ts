@@ -1,11 +1,12 @@
 // SvidIssuer: issues leaves on a small worker_threads pool so issuance uses every core and never
-// blocks the event loop that serves gRPC streams. Requests made in the same turn of the event loop
-// are batched into one message per worker.
+// blocks the event loop that serves gRPC streams. Requests are gathered into batches, one message
+// per batch; each worker has at most PIPELINE batches in flight and the rest wait here, so a
+// worker that finishes first pulls the next batch (no worker idles while the other has a backlog).
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CaError } from './errors.js';
 import { WORKER_MAX_CAS, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
-import { issueSvidSync } from './leaf.js';
+import { issueSvidSync, svidFromLeaf } from './leaf.js';
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
 export interface SvidIssuerOptions {
@@ -13,7 +14,9 @@ export interface SvidIssuerOptions {
   workers?: number;
 }
 
-interface Pending {
+interface Job {
+  req: IssueRequest;
+  ca: CertificateAuthority;
   resolve: (s: IssuedSvid) => void;
   reject: (e: Error) => void;
 }
@@ -22,12 +25,17 @@ interface Slot {
   worker: Worker;
   /** CA fingerprints already sent to this worker. */
   cas: Set<string>;
-  inFlight: Map<number, Pending>;
+  /** Batches sent and not yet answered, oldest first (a worker answers in order). */
+  batches: Job[][];
+  /** Leaves in those batches. */
+  leaves: number;
   /** Resolves when the worker has loaded (or exited). */
   ready: Promise<void>;
 }
 
 const MAX_BATCH = 128;
+/** Batches a worker holds at once: one being issued, one waiting, so it never waits for the main thread. */
+const PIPELINE = 2;
 const FLUSH_DELAY_MS = 4;
 
 /** How to start the TypeScript worker file: under tsx the loader must be present in the worker too. */
@@ -55,9 +63,8 @@ function reviveError(e: { name: string; message: string } | undefined): Error {
 export class SvidIssuer {
   private readonly size: number;
   private readonly slots: Slot[] = [];
-  private readonly queue: Array<{ req: IssueRequest; ca: CertificateAuthority; p: Pending }> = [];
+  private readonly queue: Job[] = [];
   private flushScheduled = false;
-  private nextId = 1;
   private closed = false;
 
   constructor(opts: SvidIssuerOptions = {}) {
@@ -75,14 +82,8 @@ export class SvidIssuer {
       }
     }
     return new Promise<IssuedSvid>((resolve, reject) => {
-      const req: IssueRequest = { id: this.nextId++, fp: ca.fingerprint, spiffeId, expiryMs, nowMs: now.getTime() };
-      this.queue.push({ req, ca, p: { resolve, reject } });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        // A few milliseconds of gathering: in a connect storm every message to a worker (and its
-        // answer) carries a batch instead of one or two leaves; each costs a thread wake-up.
-        setTimeout(() => this.flush(), FLUSH_DELAY_MS);
-      }
+      this.queue.push({ req: { fp: ca.fingerprint, spiffeId, expiryMs, nowMs: now.getTime() }, ca, resolve, reject });
+      this.scheduleFlush();
     });
   }
 
@@ -95,9 +96,9 @@ export class SvidIssuer {
   async close(): Promise<void> {
     this.closed = true;
     const err = new Error('SvidIssuer is closed');
-    for (const q of this.queue.splice(0)) q.p.reject(err);
+    for (const j of this.queue.splice(0)) j.reject(err);
     const slots = this.slots.splice(0);
-    for (const s of slots) for (const p of s.inFlight.values()) p.reject(err);
+    for (const s of slots) for (const b of s.batches) for (const j of b) j.reject(err);
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 
@@ -111,25 +112,41 @@ export class SvidIssuer {
     return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined);
   }
 
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // A few milliseconds of gathering: in a connect storm every message to a worker (and its
+    // answer) carries a batch instead of one or two leaves; each costs a thread wake-up.
+    setTimeout(() => this.flush(), FLUSH_DELAY_MS);
+  }
+
+  /** Sends queued requests to workers with room (fewer than PIPELINE batches); the rest waits for an answer. */
   private flush(): void {
     this.flushScheduled = false;
     if (this.closed) return;
     while (this.slots.length < this.size) this.slots.push(this.spawn());
     while (this.queue.length > 0) {
-      // Even split across workers, least busy first, bounded so latency stays low under bursts.
-      const slot = this.slots.reduce((a, b) => (b.inFlight.size < a.inFlight.size ? b : a));
-      const n = Math.min(MAX_BATCH, Math.ceil(this.queue.length / this.size));
-      const items = this.queue.splice(0, n);
+      let slot: Slot | undefined;
+      let room = 0;
+      for (const s of this.slots) {
+        if (s.batches.length >= PIPELINE) continue;
+        room += PIPELINE - s.batches.length;
+        if (!slot || s.leaves < slot.leaves) slot = s; // least busy first
+      }
+      if (!slot) return; // every worker is full: flushed again when one answers
+      // Even split over the room there is, bounded so latency stays low under bursts.
+      const jobs = this.queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.queue.length / room)));
       const batch: IssueRequest[] = [];
-      for (const { req, ca, p } of items) {
-        if (!slot.cas.has(ca.fingerprint)) {
-          slot.worker.postMessage({ type: 'ca', ca } satisfies ToWorker);
-          slot.cas.add(ca.fingerprint);
+      for (const j of jobs) {
+        if (!slot.cas.has(j.req.fp)) {
+          slot.worker.postMessage({ type: 'ca', ca: j.ca } satisfies ToWorker);
+          slot.cas.add(j.req.fp);
           if (slot.cas.size > WORKER_MAX_CAS) slot.cas.delete(slot.cas.values().next().value!); // as the worker does
         }
-        slot.inFlight.set(req.id, p);
-        batch.push(req);
+        batch.push(j.req);
       }
+      slot.batches.push(jobs);
+      slot.leaves += jobs.length;
       slot.worker.ref();
       slot.worker.postMessage({ type: 'issue', batch } satisfies ToWorker);
     }
@@ -140,31 +157,36 @@ export class SvidIssuer {
     const worker = new Worker(url, { workerData });
     let markReady!: () => void;
     const ready = new Promise<void>((resolve) => (markReady = resolve));
-    const slot: Slot = { worker, cas: new Set(), inFlight: new Map(), ready };
+    const slot: Slot = { worker, cas: new Set(), batches: [], leaves: 0, ready };
     worker.unref();
     worker.once('exit', () => markReady());
     worker.on('message', (msg: ToMain) => {
       // Loading the worker (tsx's loader in particular) can re-ref it: unref again once it is up.
       if (msg.type === 'ready') {
-        if (slot.inFlight.size === 0) worker.unref();
+        if (slot.batches.length === 0) worker.unref();
         markReady();
         return;
       }
-      for (const r of msg.results) {
-        const p = slot.inFlight.get(r.id);
-        if (!p) continue;
-        slot.inFlight.delete(r.id);
-        if (r.svid) p.resolve(r.svid);
-        else p.reject(reviveError(r.error));
+      const jobs = slot.batches.shift();
+      if (!jobs) return; // answers of a closed pool
+      slot.leaves -= jobs.length;
+      // The worker has room again: hand it what waited before resolving (resolving runs callers' code).
+      if (this.queue.length > 0) this.flush();
+      if (slot.batches.length === 0) worker.unref(); // an idle pool must not keep the process alive
+      for (let i = 0; i < jobs.length; i++) {
+        const j = jobs[i]!;
+        const r = msg.results[i];
+        if (r && 'certPem' in r) j.resolve(svidFromLeaf(j.ca, j.req.spiffeId, r));
+        else j.reject(reviveError(r?.error));
       }
-      // An idle pool must not keep the process alive.
-      if (slot.inFlight.size === 0) worker.unref();
     });
     const fail = (err: Error): void => {
       const i = this.slots.indexOf(slot);
       if (i >= 0) this.slots.splice(i, 1); // replaced on the next flush
-      for (const p of slot.inFlight.values()) p.reject(new Error(`issuance worker failed: ${err.message}`));
-      slot.inFlight.clear();
+      for (const b of slot.batches) for (const j of b) j.reject(new Error(`issuance worker failed: ${err.message}`));
+      slot.batches = [];
+      slot.leaves = 0;
+      if (this.queue.length > 0 && !this.closed) this.scheduleFlush(); // what waited for this worker
     };
     worker.on('error', fail);
     worker.on('exit', (code) => {

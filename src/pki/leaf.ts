@@ -195,12 +195,42 @@ function validityDer(notBeforeMs: number, notAfterMs: number): Buffer {
 
 const SPIFFE_ID = /^spiffe:\/\/[\x21-\x7e]+$/;
 
+/**
+ * A leaf as the issuance workers send it back: what the requester does not already have. The
+ * requester adds the SPIFFE ID, the CA's chain and fingerprint (see `svidFromLeaf`).
+ */
+export interface IssuedLeaf {
+  /** The leaf certificate alone, PEM. */
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly notBeforeMs: number;
+  readonly notAfterMs: number;
+  readonly serialHex: string;
+}
+
+/** The IssuedSvid of a leaf issued by `ca` for `spiffeId`. */
+export function svidFromLeaf(ca: CertificateAuthority, spiffeId: string, leaf: IssuedLeaf): IssuedSvid {
+  return {
+    spiffeId,
+    certChainPem: leaf.certPem + ca.chainPem,
+    keyPem: leaf.keyPem,
+    notBefore: new Date(leaf.notBeforeMs),
+    notAfter: new Date(leaf.notAfterMs),
+    serialHex: leaf.serialHex,
+    caFingerprint: ca.fingerprint,
+  };
+}
+
 /** Issue one leaf on the calling thread. */
 export function issueSvidSync(ca: CertificateAuthority, spiffeId: string, expiryMs: number, now: Date = new Date()): IssuedSvid {
+  return svidFromLeaf(ca, spiffeId, issueLeafSync(ca, spiffeId, expiryMs, now.getTime()));
+}
+
+/** Issue one leaf on the calling thread, without the parts the caller already has. */
+export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiryMs: number, nowMs: number): IssuedLeaf {
   if (!SPIFFE_ID.test(spiffeId)) throw new TypeError(`invalid SPIFFE ID ${JSON.stringify(spiffeId)}`);
   if (!(expiryMs > 0)) throw new RangeError(`leaf expiry must be positive, got ${expiryMs}`);
   const t = leafTemplate(ca);
-  const nowMs = now.getTime();
   // Whole seconds: that is what the certificate can carry, so the returned dates match it exactly.
   const notBeforeMs = Math.floor((nowMs - NOT_BEFORE_SKEW_MS) / 1000) * 1000;
   const notAfterMs = Math.floor(Math.min(nowMs + expiryMs, ca.notAfter.getTime()) / 1000) * 1000;
@@ -264,13 +294,11 @@ export function issueSvidSync(ca: CertificateAuthority, spiffeId: string, expiry
   certDer[o++] = 0;
   signature.copy(certDer, o);
   return {
-    spiffeId,
-    certChainPem: toPem('CERTIFICATE', certDer) + ca.chainPem,
+    certPem: toPem('CERTIFICATE', certDer),
     keyPem: key.keyPem,
-    notBefore: new Date(notBeforeMs),
-    notAfter: new Date(notAfterMs),
+    notBeforeMs,
+    notAfterMs,
     serialHex: serialPool.toString('hex', serialAt, serialAt + SERIAL_BYTES),
-    caFingerprint: ca.fingerprint,
   };
 }
 
