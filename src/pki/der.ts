@@ -42,8 +42,9 @@ export function derTime(d: Date): Buffer {
   return tlv(0x18, Buffer.from(String(y).padStart(4, '0') + rest, 'latin1'));
 }
 
-export function toPem(label: string, der: Buffer): string {
-  const b64 = der.toString('base64');
+/** PEM of `der` (or of its bytes `start`..`end`). */
+export function toPem(label: string, der: Buffer, start = 0, end = der.length): string {
+  const b64 = der.toString('base64', start, end);
   let out = `-----BEGIN ${label}-----\n`;
   for (let i = 0; i < b64.length; i += 64) out += b64.slice(i, i + 64) + '\n';
   return out + `-----END ${label}-----\n`;

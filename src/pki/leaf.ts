@@ -1,7 +1,7 @@
 // Leaf SVID issuance (SPEC §2) from a TBSCertificate template pre-encoded once per CA: per leaf only
 // the serial, validity, public key and SAN URI are encoded. Leaves carry no SubjectKeyIdentifier
 // (optional for end-entity certificates, RFC 5280 §4.2.1.2).
-import { createECDH, generateKeyPairSync, randomBytes, sign, type ECDH } from 'node:crypto';
+import { createECDH, generateKeyPairSync, randomBytes, sign, type ECDH, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
 import { bitString, certificateParts, derTime, explicit, hex, octetString, seq, tlv, toPem } from './der.js';
 import { CaError } from './errors.js';
 import type { CertificateAuthority, IssuedSvid, KeyAlgorithm } from './types.js';
@@ -23,6 +23,8 @@ interface LeafTemplate {
   readonly sigAlgAndIssuer: Buffer;
   /** Extensions that are the same for every leaf of this CA. */
   readonly constExtensions: Buffer;
+  /** What `sign` takes: the CA key (ECDSA signatures DER-encoded, as X.509 wants). */
+  readonly signKey: KeyObject | SignKeyObjectInput;
 }
 
 const OID = {
@@ -38,6 +40,10 @@ const SIG_ALG = {
 const EMPTY_NAME = hex('3000');
 const VERSION_V3 = hex('a003020102');
 const SERIAL_BYTES = 16;
+/** Where the TBS is written in the scratch buffer: after the certificate's header (tag + at most 3 length bytes). */
+const TBS_AT = 4;
+/** Largest CA signature: RSA 4096 (512 bytes); ECDSA P-384 DER is at most 104. */
+const MAX_SIGNATURE = 512;
 // basicConstraints critical CA:FALSE (empty SEQUENCE: cA defaults to FALSE).
 const EXT_BASIC_CONSTRAINTS = hex('300c0603551d130101ff04023000');
 // keyUsage critical: digitalSignature+keyAgreement (EC) / digitalSignature+keyEncipherment (RSA).
@@ -97,6 +103,7 @@ function leafTemplate(ca: CertificateAuthority): LeafTemplate {
     beforeSerial: Buffer.concat([VERSION_V3, Buffer.from([0x02, SERIAL_BYTES])]),
     sigAlgAndIssuer: Buffer.concat([sigAlg, certificateParts(ca.certDer).subject]),
     constExtensions: Buffer.concat([EXT_BASIC_CONSTRAINTS, isEc ? EXT_KU_EC : EXT_KU_RSA, EXT_EKU, aki]),
+    signKey: ca.key.asymmetricKeyType === 'ec' ? { key: ca.key, dsaEncoding: 'der' } : ca.key,
   };
   templates.set(ca, t);
   return t;
@@ -120,13 +127,16 @@ function ecLeafKey(alg: 'ec-p256' | 'ec-p384'): LeafKey {
   if (!ecdh) ecdhByCurve.set(c.name, (ecdh = createECDH(c.name)));
   const q = ecdh.generateKeys(); // uncompressed point
   const d = ecdh.getPrivateKey(); // big-endian, may be shorter than the curve size: left-pad with zeros
-  const pkcs8 = Buffer.alloc(c.pkcs8Head.length + c.size + c.pkcs8Mid.length + q.length);
-  let o = c.pkcs8Head.copy(pkcs8, 0);
-  o += c.size - d.length; // zero padding (alloc zero-fills)
-  o += d.copy(pkcs8, o);
-  o += c.pkcs8Mid.copy(pkcs8, o);
-  q.copy(pkcs8, o);
-  return { spkiHead: c.spkiHead, spkiTail: q, keyPem: toPem('PRIVATE KEY', pkcs8) };
+  // PKCS#8 in the scratch buffer (used again for the certificate once the PEM is made).
+  const len = c.pkcs8Head.length + c.size + c.pkcs8Mid.length + q.length;
+  const buf = scratchOf(len);
+  let o = put(buf, c.pkcs8Head, 0);
+  const pad = c.size - d.length;
+  buf.fill(0, o, o + pad);
+  o = put(buf, d, o + pad);
+  o = put(buf, c.pkcs8Mid, o);
+  put(buf, q, o);
+  return { spkiHead: c.spkiHead, spkiTail: q, keyPem: toPem('PRIVATE KEY', buf, 0, len) };
 }
 
 function rsaLeafKey(): LeafKey {
@@ -136,6 +146,21 @@ function rsaLeafKey(): LeafKey {
     privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
   });
   return { spkiHead: spki, spkiTail: Buffer.alloc(0), keyPem };
+}
+
+// DER is written into one reused scratch buffer per thread (issuance is synchronous): the leaf's
+// only allocations are the strings it returns and what node:crypto hands back.
+let scratch = Buffer.allocUnsafe(8192);
+
+function scratchOf(size: number): Buffer {
+  if (scratch.length < size) scratch = Buffer.allocUnsafe(Math.max(size, 2 * scratch.length));
+  return scratch;
+}
+
+/** Copies `src` into `buf` at `o`; returns the offset after it. */
+function put(buf: Buffer, src: Uint8Array, o: number): number {
+  buf.set(src, o);
+  return o + src.length;
 }
 
 // Serials are drawn from a pooled buffer: one randomBytes call per 256 serials instead of one each.
@@ -254,47 +279,51 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
   const spkiLen = key.spkiHead.length + key.spkiTail.length;
   const tbsLen =
     t.beforeSerial.length + SERIAL_BYTES + t.sigAlgAndIssuer.length + validity.length + EMPTY_NAME.length + spkiLen + 1 + lengthSize(extsSeqLen) + extsSeqLen;
-  const tbs = Buffer.allocUnsafe(1 + lengthSize(tbsLen) + tbsLen);
-  tbs[0] = 0x30;
-  let o = writeLength(tbs, 1, tbsLen);
-  o += t.beforeSerial.copy(tbs, o);
-  o += serialPool.copy(tbs, o, serialAt, serialAt + SERIAL_BYTES);
-  o += t.sigAlgAndIssuer.copy(tbs, o);
-  o += validity.copy(tbs, o);
-  o += EMPTY_NAME.copy(tbs, o);
-  o += key.spkiHead.copy(tbs, o);
-  o += key.spkiTail.copy(tbs, o);
-  tbs[o++] = 0xa3;
-  o = writeLength(tbs, o, extsSeqLen);
-  tbs[o++] = 0x30;
-  o = writeLength(tbs, o, extsLen);
-  o += t.constExtensions.copy(tbs, o);
-  tbs[o++] = 0x30;
-  o = writeLength(tbs, o, sanLen);
-  o += SAN_ID_CRITICAL.copy(tbs, o);
-  tbs[o++] = 0x04;
-  o = writeLength(tbs, o, gnsLen);
-  tbs[o++] = 0x30;
-  o = writeLength(tbs, o, gnLen);
-  tbs[o++] = 0x86;
-  o = writeLength(tbs, o, uriLen);
-  o += tbs.write(spiffeId, o, 'latin1');
-  if (o !== tbs.length) throw new Error(`leaf TBS length mismatch (${o} != ${tbs.length})`);
+  const tbsSize = 1 + lengthSize(tbsLen) + tbsLen;
+  // Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }: the TBS is written
+  // at TBS_AT, leaving room for the certificate's header (at most 4 bytes, written once the
+  // signature's length is known) so nothing is copied after signing.
+  const buf = scratchOf(TBS_AT + tbsSize + t.sigAlg.length + 4 + MAX_SIGNATURE);
+  buf[TBS_AT] = 0x30;
+  let o = writeLength(buf, TBS_AT + 1, tbsLen);
+  o = put(buf, t.beforeSerial, o);
+  for (let i = 0; i < SERIAL_BYTES; i++) buf[o++] = serialPool[serialAt + i]!;
+  o = put(buf, t.sigAlgAndIssuer, o);
+  o = put(buf, validity, o);
+  o = put(buf, EMPTY_NAME, o);
+  o = put(buf, key.spkiHead, o);
+  o = put(buf, key.spkiTail, o);
+  buf[o++] = 0xa3;
+  o = writeLength(buf, o, extsSeqLen);
+  buf[o++] = 0x30;
+  o = writeLength(buf, o, extsLen);
+  o = put(buf, t.constExtensions, o);
+  buf[o++] = 0x30;
+  o = writeLength(buf, o, sanLen);
+  o = put(buf, SAN_ID_CRITICAL, o);
+  buf[o++] = 0x04;
+  o = writeLength(buf, o, gnsLen);
+  buf[o++] = 0x30;
+  o = writeLength(buf, o, gnLen);
+  buf[o++] = 0x86;
+  o = writeLength(buf, o, uriLen);
+  o += buf.write(spiffeId, o, 'latin1');
+  if (o !== TBS_AT + tbsSize) throw new Error(`leaf TBS length mismatch (${o - TBS_AT} != ${tbsSize})`);
 
-  const signature = sign(t.hash, tbs, t.ca.key.asymmetricKeyType === 'ec' ? { key: t.ca.key, dsaEncoding: 'der' } : t.ca.key);
+  const signature = sign(t.hash, buf.subarray(TBS_AT, o), t.signKey);
+  if (signature.length > MAX_SIGNATURE) throw new Error(`signature of ${signature.length} bytes`);
   const sigBitsLen = 1 + signature.length;
-  const certLen = tbs.length + t.sigAlg.length + 1 + lengthSize(sigBitsLen) + sigBitsLen;
-  const certDer = Buffer.allocUnsafe(1 + lengthSize(certLen) + certLen);
-  certDer[0] = 0x30;
-  o = writeLength(certDer, 1, certLen);
-  o += tbs.copy(certDer, o);
-  o += t.sigAlg.copy(certDer, o);
-  certDer[o++] = 0x03;
-  o = writeLength(certDer, o, sigBitsLen);
-  certDer[o++] = 0;
-  signature.copy(certDer, o);
+  const certLen = tbsSize + t.sigAlg.length + 1 + lengthSize(sigBitsLen) + sigBitsLen;
+  const certAt = TBS_AT - 1 - lengthSize(certLen);
+  buf[certAt] = 0x30;
+  writeLength(buf, certAt + 1, certLen);
+  o = put(buf, t.sigAlg, o);
+  buf[o++] = 0x03;
+  o = writeLength(buf, o, sigBitsLen);
+  buf[o++] = 0;
+  o = put(buf, signature, o);
   return {
-    certPem: toPem('CERTIFICATE', certDer),
+    certPem: toPem('CERTIFICATE', buf, certAt, o),
     keyPem: key.keyPem,
     notBeforeMs,
     notAfterMs,
