@@ -34,6 +34,7 @@ interface Slot {
 }
 
 const MAX_BATCH = 128;
+const MIN_BATCH = 8;
 /** Batches a worker holds at once: one being issued, one waiting, so it never waits for the main thread. */
 const PIPELINE = 2;
 const FLUSH_DELAY_MS = 4;
@@ -127,15 +128,16 @@ export class SvidIssuer {
     while (this.slots.length < this.size) this.slots.push(this.spawn());
     while (this.queue.length > 0) {
       let slot: Slot | undefined;
-      let room = 0;
       for (const s of this.slots) {
         if (s.batches.length >= PIPELINE) continue;
-        room += PIPELINE - s.batches.length;
         if (!slot || s.leaves < slot.leaves) slot = s; // least busy first
       }
       if (!slot) return; // every worker is full: flushed again when one answers
-      // Even split over the room there is, bounded so latency stays low under bursts.
-      const jobs = this.queue.splice(0, Math.min(MAX_BATCH, Math.ceil(this.queue.length / room)));
+      // A share of what waits, as if spread over every batch the pool holds: batches shrink as the
+      // queue drains, so at the end of a burst no worker is left with a large batch while the
+      // other idles. Bounded so latency stays low under bursts.
+      const n = Math.min(MAX_BATCH, Math.max(MIN_BATCH, Math.ceil(this.queue.length / (PIPELINE * this.slots.length))));
+      const jobs = this.queue.splice(0, n);
       const batch: IssueRequest[] = [];
       for (const j of jobs) {
         if (!slot.cas.has(j.req.fp)) {
@@ -147,7 +149,7 @@ export class SvidIssuer {
       }
       slot.batches.push(jobs);
       slot.leaves += jobs.length;
-      slot.worker.ref();
+      if (slot.batches.length === 1) slot.worker.ref(); // busy: keeps the process alive until answered
       slot.worker.postMessage({ type: 'issue', batch } satisfies ToWorker);
     }
   }
