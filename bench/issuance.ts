@@ -1,5 +1,8 @@
 // Leaf issuance throughput (SPEC §8): SvidIssuer vs a plain @peculiar/x509 baseline, both producing
-// an ECDSA P-256 key + certificate + PEM per leaf with the same extensions.
+// an ECDSA P-256 key + certificate + PEM per leaf with the same extensions, and vs the raw
+// node:crypto rate (bench/raw-crypto.ts). SvidIssuer and raw crypto are measured in alternating
+// slices (raw, SvidIssuer, raw, SvidIssuer, ...) so that load from other work on a shared machine
+// falls on both alike; each rate is its leaves over its own slices' time.
 // Run directly: npx tsx bench/issuance.ts [seconds]
 import { webcrypto } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
@@ -8,6 +11,7 @@ import { loadCertificateAuthority } from '../src/pki/ca.js';
 import { SvidIssuer } from '../src/pki/issuer.js';
 import type { CertificateAuthority } from '../src/pki/types.js';
 import { x509 } from '../src/pki/x509.js';
+import { rawCryptoRate } from './raw-crypto.js';
 
 export interface IssuanceBenchOptions {
   /** Time budget per contender (default 3 s); ignored when `count` is given. */
@@ -19,8 +23,18 @@ export interface IssuanceBenchOptions {
 export interface IssuanceBenchResult {
   fastPerSec: number;
   naivePerSec: number;
+  /** fastPerSec / naivePerSec. */
   ratio: number;
+  rawCryptoPerSec: number;
+  rawCryptoThreads: number;
+  /** fastPerSec / rawCryptoPerSec. */
+  fractionOfRaw: number;
+  /** Per alternating slice: SvidIssuer and raw rates (same-run, back to back). */
+  slices: Array<{ fast: number; raw: number }>;
 }
+
+/** Slices each contender's time is cut into when measured against raw crypto. */
+const SLICES = 3;
 
 const TD = 'bench.default.mesh.local';
 const id = (i: number): string => `spiffe://${TD}/ns/bench/sa/sa-${i}`;
@@ -34,18 +48,37 @@ async function rate(step: (i: number) => Promise<number>, opts: IssuanceBenchOpt
   return done / ((performance.now() - start) / 1000);
 }
 
-async function fastRate(ca: CertificateAuthority, opts: IssuanceBenchOptions): Promise<number> {
+/**
+ * SvidIssuer and raw crypto in alternating slices of `seconds / SLICES` each (one pool throughout,
+ * started before the first slice, as a server's is).
+ */
+async function fastAndRawRates(ca: CertificateAuthority, opts: IssuanceBenchOptions): Promise<Omit<IssuanceBenchResult, 'naivePerSec' | 'ratio'>> {
   const issuer = new SvidIssuer();
+  const seconds = opts.seconds ?? 3;
+  const slices: Array<{ fast: number; raw: number }> = [];
+  let threads = 0;
   try {
     await Promise.all(Array.from({ length: 200 }, (_, i) => issuer.issue(ca, id(i), 86_400_000))); // start workers
-    return await rate(async (base) => {
-      const n = opts.count !== undefined ? Math.min(1000, opts.count - base) : 1000;
-      const all = await Promise.all(Array.from({ length: n }, (_, i) => issuer.issue(ca, id(base + i), 86_400_000)));
-      return all.length;
-    }, opts);
+    for (let s = 0; s < SLICES; s++) {
+      const raw = await rawCryptoRate(seconds / SLICES);
+      threads = raw.threads;
+      const sliceOpts: IssuanceBenchOptions = opts.count !== undefined ? { count: Math.ceil(opts.count / SLICES) } : { seconds: seconds / SLICES };
+      const fast = await rate(async (base) => {
+        const k = sliceOpts.count !== undefined ? Math.min(1000, sliceOpts.count - base) : 1000;
+        const all = await Promise.all(Array.from({ length: k }, (_, i) => issuer.issue(ca, id(base + i), 86_400_000)));
+        return all.length;
+      }, sliceOpts);
+      slices.push({ fast, raw: raw.perSec });
+    }
   } finally {
     await issuer.close();
   }
+  // Slices have equal durations (time budget) or equal counts: average the rates accordingly.
+  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const harmonic = (xs: number[]): number => xs.length / xs.reduce((a, b) => a + 1 / b, 0);
+  const fastPerSec = opts.count !== undefined ? harmonic(slices.map((x) => x.fast)) : mean(slices.map((x) => x.fast));
+  const rawCryptoPerSec = mean(slices.map((x) => x.raw));
+  return { fastPerSec, rawCryptoPerSec, rawCryptoThreads: threads, fractionOfRaw: fastPerSec / rawCryptoPerSec, slices };
 }
 
 async function naiveRate(certPem: string, keyPem: string, opts: IssuanceBenchOptions): Promise<number> {
@@ -83,9 +116,9 @@ async function naiveRate(certPem: string, keyPem: string, opts: IssuanceBenchOpt
 export async function benchIssuance(opts: IssuanceBenchOptions = {}): Promise<IssuanceBenchResult> {
   const { certPem, keyPem } = generateCertificateAuthority(TD);
   const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: true });
-  const fastPerSec = await fastRate(ca, opts);
+  const fast = await fastAndRawRates(ca, opts);
   const naivePerSec = await naiveRate(certPem, keyPem, opts);
-  return { fastPerSec, naivePerSec, ratio: fastPerSec / naivePerSec };
+  return { ...fast, naivePerSec, ratio: fast.fastPerSec / naivePerSec };
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -94,6 +127,8 @@ if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) 
   const fmt = (n: number): string => Math.round(n).toLocaleString('en-US').padStart(10);
   console.log('leaf issuance, ECDSA P-256 (key + cert + PEM)');
   console.log(`  mesh-sds SvidIssuer     ${fmt(r.fastPerSec)} /s`);
+  console.log(`  raw node:crypto         ${fmt(r.rawCryptoPerSec)} /s (${r.rawCryptoThreads} threads)`);
+  console.log(`  fraction of raw         ${(r.fractionOfRaw * 100).toFixed(0).padStart(10)} %   slices: ${r.slices.map((x) => (x.fast / x.raw).toFixed(2)).join(' ')}`);
   console.log(`  @peculiar/x509 baseline ${fmt(r.naivePerSec)} /s`);
   console.log(`  speed-up                ${r.ratio.toFixed(1).padStart(10)} x`);
 }
