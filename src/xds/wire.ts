@@ -16,9 +16,14 @@ function varintSize(n: number): number {
   return size;
 }
 
+/** Bytes of gRPC's message prefix (compressed flag, 4-byte length), reserved by framed encodes. */
+const GRPC_PREFIX = 5;
+
 class Writer {
-  private pos = 0;
-  constructor(readonly buf: Buffer) {}
+  constructor(
+    readonly buf: Buffer,
+    private pos = 0,
+  ) {}
 
   varint(n: number): void {
     while (n >= 0x80) {
@@ -82,7 +87,7 @@ export function anyBytes(any: Any & { encoded?: Buffer }): Buffer {
 }
 
 /**
- * Responses live only until grpc-js has framed them (it copies at once), so they are carved out
+ * Responses live only until the transport has written them to the socket, so they are carved out
  * of large slabs: one allocation per many responses instead of one per response (responses over
  * 2 KiB would each miss Node's small-buffer pool). A slab is freed once all its slices are.
  */
@@ -100,19 +105,37 @@ function transient(size: number): Buffer {
   return b;
 }
 
-export function encodeDiscoveryResponse(r: DiscoveryResponse): Buffer {
+/**
+ * A buffer for a message of `size` bytes; with `framed`, preceded by gRPC's 5-byte prefix, so the
+ * transport sends it as it is instead of copying it into a frame.
+ */
+function messageWriter(size: number, framed: boolean): Writer {
+  if (!framed) return new Writer(transient(size));
+  return new Writer(transient(GRPC_PREFIX + size), GRPC_PREFIX);
+}
+
+/** The written bytes; a framed message gets its prefix (uncompressed, its length) now. */
+function written(w: Writer, framed: boolean): Buffer {
+  if (framed) {
+    w.buf[0] = 0;
+    w.buf.writeUInt32BE(w.length - GRPC_PREFIX, 1);
+  }
+  return w.buf.subarray(0, w.length);
+}
+
+export function encodeDiscoveryResponse(r: DiscoveryResponse, framed = false): Buffer {
   const anys = r.resources.map(anyBytes);
   let size = stringSize(r.version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const a of anys) size += fieldSize(a.length);
-  const w = new Writer(transient(size));
+  const w = messageWriter(size, framed);
   if (r.version_info) w.string(1, r.version_info);
   for (const a of anys) w.bytes(2, a);
   if (r.type_url) w.string(4, r.type_url);
   if (r.nonce) w.string(5, r.nonce);
-  return w.buf.subarray(0, w.length);
+  return written(w, framed);
 }
 
-export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer {
+export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse, framed = false): Buffer {
   const items = r.resources.map((res) => {
     const any = anyBytes(res.resource);
     const inner = stringSize(res.version) + fieldSize(any.length) + stringSize(res.name);
@@ -121,7 +144,7 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer 
   let size = stringSize(r.system_version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const i of items) size += fieldSize(i.inner);
   for (const n of r.removed_resources) size += fieldSize(Buffer.byteLength(n));
-  const w = new Writer(transient(size));
+  const w = messageWriter(size, framed);
   if (r.system_version_info) w.string(1, r.system_version_info);
   for (const { res, any, inner } of items) {
     w.tag(2);
@@ -133,7 +156,7 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer 
   if (r.type_url) w.string(4, r.type_url);
   if (r.nonce) w.string(5, r.nonce);
   for (const n of r.removed_resources) w.string(6, n);
-  return w.buf.subarray(0, w.length);
+  return written(w, framed);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,201 @@
+// One gRPC call on one HTTP/2 stream. One small object per stream (a proxy holds two for days):
+// the stream's listeners are shared functions that find their call through a symbol, and the
+// call reports to a single listener object (the xDS stream itself) instead of emitting events.
+import type { Http2Session, ServerHttp2Stream } from 'node:http2';
+import { MessageReader } from './framing.js';
+import { encodeGrpcMessage, Status, type CallStatus } from './status.js';
+
+/** What the application hears of a call; each method is optional. Called with the listener as `this`. */
+export interface CallListener<Req> {
+  onMessage?(request: Req): void;
+  /** The client half-closed (it sends no more messages). */
+  onHalfClose?(): void;
+  /** The stream was reset or its connection lost before the call ended. */
+  onCancel?(): void;
+}
+
+export interface MethodCodec<Req, Res> {
+  decode(message: Buffer): Req;
+  /** The response as a whole gRPC frame, 5-byte prefix included (encoders can reserve it and skip a copy). */
+  encodeFramed(response: Res): Buffer;
+}
+
+/** What every call of one server shares. */
+export interface CallContext {
+  readonly maxMessageBytes: number;
+  /** A metadata value was dropped for characters outside printable ASCII (as grpc-js does); the value is not passed. */
+  readonly onRefusedHeader?: (name: string, peer: string) => void;
+}
+
+const CALL = Symbol('grpc-h2.call');
+type StreamWithCall = ServerHttp2Stream & { [CALL]: ServerCall<unknown, unknown> };
+
+function onStreamData(this: StreamWithCall, chunk: Buffer): void {
+  this[CALL].received(chunk);
+}
+function onStreamEnd(this: StreamWithCall): void {
+  // A reset also ends the readable side, and node reports the reset itself only after 'end':
+  // look once the pending I/O callbacks have run, so a reset is told apart from a half-close.
+  setImmediate(halfClosedLater, this[CALL]);
+}
+function halfClosedLater(call: ServerCall<unknown, unknown>): void {
+  call.halfClosed();
+}
+function onStreamClose(this: StreamWithCall): void {
+  this[CALL].closed();
+}
+function onWantTrailers(this: StreamWithCall): void {
+  this[CALL].sendTrailers();
+}
+/** A stream error (reset, protocol error) is followed by 'close', which is where the call learns of it. */
+function ignore(): void {}
+
+const CONTENT_TYPE = 'application/grpc+proto';
+const RESPONSE_HEADERS = { ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-accept-encoding': 'identity' };
+const WAIT_FOR_TRAILERS = { waitForTrailers: true, sendDate: false };
+const END_STREAM = { endStream: true, sendDate: false };
+/** grpc-js' rule for text metadata values: printable ASCII only. */
+const LEGAL_TEXT_VALUE = /^[ -~]*$/;
+
+const enum Phase {
+  Open,
+  HeadersSent,
+  /** Status sent (or being sent): nothing more is written or delivered. */
+  Ended,
+}
+
+/** Ends a stream that never became a call (unknown method) with a trailers-only status. */
+export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus): void {
+  try {
+    stream.respond({ ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) }, END_STREAM);
+  } catch {
+    // The stream closed meanwhile: there is no one left to tell.
+  }
+}
+
+export class ServerCall<Req, Res> {
+  listener: CallListener<Req> | undefined;
+  private phase = Phase.Open;
+  private endCode: Status = Status.OK;
+  private endDetails = '';
+  private wasCancelled = false;
+  private readonly reader: MessageReader;
+
+  constructor(
+    readonly stream: ServerHttp2Stream,
+    private readonly codec: MethodCodec<Req, Res>,
+    /** The request's header fields as received, name and value alternating (duplicates kept). */
+    private readonly rawHeaders: readonly string[],
+    private readonly context: CallContext,
+  ) {
+    this.reader = new MessageReader(context.maxMessageBytes);
+    (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
+    stream.on('error', ignore);
+    stream.on('close', onStreamClose);
+    stream.on('wantTrailers', onWantTrailers);
+    stream.on('end', onStreamEnd);
+    stream.on('data', onStreamData);
+  }
+
+  /** `address:port` of the client, as grpc-js' getPeer() reports it ('unknown' on a unix socket). */
+  get peer(): string {
+    const socket = this.stream.session?.socket;
+    if (!socket?.remoteAddress) return 'unknown';
+    return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  }
+
+  /** The HTTP/2 connection (for GOAWAY while draining); undefined once the stream is gone. */
+  get session(): Http2Session | undefined {
+    return this.stream.session;
+  }
+
+  /** True once the client reset the stream or the connection was lost before the call ended. */
+  get cancelled(): boolean {
+    return this.wasCancelled;
+  }
+
+  /** True until the call's status has been sent (or the stream is gone). */
+  get active(): boolean {
+    return this.phase !== Phase.Ended;
+  }
+
+  /** Every value the client sent for a metadata key; text values outside printable ASCII are dropped. */
+  headerValues(name: string): string[] {
+    const out: string[] = [];
+    const raw = this.rawHeaders;
+    for (let i = 0; i + 1 < raw.length; i += 2) {
+      if (raw[i] !== name) continue;
+      const value = raw[i + 1]!;
+      if (name.endsWith('-bin') || LEGAL_TEXT_VALUE.test(value)) out.push(value);
+      else this.context.onRefusedHeader?.(name, this.peer);
+    }
+    return out;
+  }
+
+  /** Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does. */
+  write(response: Res): void {
+    if (this.phase === Phase.Ended || this.stream.destroyed) return;
+    if (this.phase === Phase.Open) {
+      this.stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
+      this.phase = Phase.HeadersSent;
+    }
+    this.stream.write(this.codec.encodeFramed(response));
+  }
+
+  /** Ends the call with a status (OK when none is given). Only the first call counts. */
+  end(status?: CallStatus): void {
+    if (this.phase === Phase.Ended) return;
+    const headersSent = this.phase === Phase.HeadersSent;
+    this.phase = Phase.Ended;
+    if (this.stream.destroyed || this.stream.closed) return;
+    // Our side is done: request bytes still arriving are read and dropped.
+    this.reader.discard();
+    if (!headersSent) return respondWithStatus(this.stream, status ?? { code: Status.OK, details: '' });
+    if (status) {
+      this.endCode = status.code;
+      this.endDetails = status.details;
+    }
+    this.stream.end();
+  }
+
+  /** @internal 'wantTrailers': the last DATA frame is out, the status follows. */
+  sendTrailers(): void {
+    if (this.stream.destroyed) return;
+    this.stream.sendTrailers({ 'grpc-status': String(this.endCode), 'grpc-message': encodeGrpcMessage(this.endDetails) });
+  }
+
+  /** @internal A DATA chunk arrived. */
+  received(chunk: Buffer): void {
+    if (this.phase === Phase.Ended) return;
+    const refused = this.reader.push(chunk, this);
+    if (refused) this.end(refused);
+  }
+
+  /** @internal One whole request message; false stops reading (the call ended). */
+  acceptMessage(message: Buffer): boolean {
+    let request: Req;
+    try {
+      request = this.codec.decode(message);
+    } catch {
+      this.end({ code: Status.INTERNAL, details: 'Error deserializing request' });
+      return false;
+    }
+    this.listener?.onMessage?.(request);
+    return this.phase !== Phase.Ended;
+  }
+
+  /** @internal The client half-closed; an unfinished message is dropped, as grpc-js does. */
+  halfClosed(): void {
+    if (this.phase === Phase.Ended) return;
+    if (this.stream.destroyed || this.stream.rstCode) return this.closed();
+    this.listener?.onHalfClose?.();
+  }
+
+  /** @internal The stream is gone: a call not ended by then was cancelled. */
+  closed(): void {
+    if (this.phase === Phase.Ended) return;
+    this.phase = Phase.Ended;
+    this.wasCancelled = true;
+    this.listener?.onCancel?.();
+  }
+}

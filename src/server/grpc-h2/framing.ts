@@ -1,0 +1,108 @@
+// gRPC's length-prefixed messages (1 flag byte, 4 length bytes, the message) read out of HTTP/2
+// DATA chunks: a message may span many chunks, and a chunk may hold several messages.
+import { Status, type CallStatus } from './status.js';
+
+export const GRPC_HEADER_BYTES = 5;
+
+export interface MessageSink {
+  acceptMessage(message: Buffer): boolean;
+}
+
+/** Splits one request stream into messages; no copy unless a message spans chunks. */
+export class MessageReader {
+  /** Pieces of the message (or of its 5-byte prefix) still incomplete; undefined between messages. */
+  private parts: Buffer[] | undefined;
+  private partBytes = 0;
+  /** Length of the message being collected, or -1 while its prefix is incomplete. */
+  private bodyLength = -1;
+
+  constructor(private readonly maxMessageBytes: number) {}
+
+  /** True when bytes of an unfinished message are buffered (a half-close now cuts it short). */
+  get midMessage(): boolean {
+    return this.parts !== undefined;
+  }
+
+  /**
+   * Feeds one chunk. `sink` gets each whole message and returns false to stop reading (the call
+   * ended). Returns the status that ends the call when the framing is refused.
+   */
+  push(chunk: Buffer, sink: MessageSink): CallStatus | undefined {
+    let pos = 0;
+    for (;;) {
+      if (this.parts) {
+        if (this.bodyLength < 0) {
+          const take = Math.min(GRPC_HEADER_BYTES - this.partBytes, chunk.length - pos);
+          this.collect(chunk, pos, take);
+          pos += take;
+          if (this.partBytes < GRPC_HEADER_BYTES) return undefined;
+          const head = Buffer.concat(this.parts, GRPC_HEADER_BYTES);
+          const refused = this.refuse(head[0]!, head.readUInt32BE(1));
+          if (refused) return refused;
+          this.bodyLength = head.readUInt32BE(1);
+          this.parts = [];
+          this.partBytes = 0;
+        }
+        const take = Math.min(this.bodyLength - this.partBytes, chunk.length - pos);
+        this.collect(chunk, pos, take);
+        pos += take;
+        if (this.partBytes < this.bodyLength) return undefined;
+        const message = this.parts.length === 1 ? this.parts[0]! : Buffer.concat(this.parts, this.bodyLength);
+        this.parts = undefined;
+        this.partBytes = 0;
+        this.bodyLength = -1;
+        if (!sink.acceptMessage(message)) return undefined;
+        continue;
+      }
+      const remaining = chunk.length - pos;
+      if (remaining === 0) return undefined;
+      if (remaining < GRPC_HEADER_BYTES) {
+        this.parts = [chunk.subarray(pos)];
+        this.partBytes = remaining;
+        return undefined;
+      }
+      const length = chunk.readUInt32BE(pos + 1);
+      const refused = this.refuse(chunk[pos]!, length);
+      if (refused) return refused;
+      if (remaining >= GRPC_HEADER_BYTES + length) {
+        const end = pos + GRPC_HEADER_BYTES + length;
+        if (!sink.acceptMessage(chunk.subarray(pos + GRPC_HEADER_BYTES, end))) return undefined;
+        pos = end;
+        continue;
+      }
+      this.parts = [chunk.subarray(pos + GRPC_HEADER_BYTES)];
+      this.partBytes = remaining - GRPC_HEADER_BYTES;
+      this.bodyLength = length;
+      return undefined;
+    }
+  }
+
+  /** Forgets a partial message (the call ended; what still arrives is dropped unread). */
+  discard(): void {
+    this.parts = undefined;
+    this.partBytes = 0;
+    this.bodyLength = -1;
+  }
+
+  private collect(chunk: Buffer, pos: number, take: number): void {
+    if (take === 0) return;
+    this.parts!.push(chunk.subarray(pos, pos + take));
+    this.partBytes += take;
+  }
+
+  /** Refuses a compressed message (only identity is accepted) or one over the limit, before reading it. */
+  private refuse(flags: number, length: number): CallStatus | undefined {
+    if (flags & 1) return { code: Status.UNIMPLEMENTED, details: 'compressed messages are not supported (grpc-accept-encoding: identity)' };
+    if (length > this.maxMessageBytes) return { code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxMessageBytes})` };
+    return undefined;
+  }
+}
+
+/** A message with its 5-byte prefix, for encoders that do not write the prefix themselves. */
+export function frameMessage(message: Buffer): Buffer {
+  const frame = Buffer.allocUnsafe(GRPC_HEADER_BYTES + message.length);
+  frame[0] = 0;
+  frame.writeUInt32BE(message.length, 1);
+  message.copy(frame, GRPC_HEADER_BYTES);
+  return frame;
+}

@@ -1,0 +1,179 @@
+// A minimal gRPC server on node:http2: routes each stream by :path to its method and leaves the
+// rest to ServerCall. It replaces grpc-js' server, whose per-call objects (interceptor chain,
+// Duplex stream, metadata, deadline timers) cost more CPU and memory than everything mesh-sds
+// does per proxy (SPEC §8).
+import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
+import { SessionSet, type KeepaliveOptions } from './sessions.js';
+import { Status } from './status.js';
+
+export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
+  /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
+  maxMessageBytes?: number;
+  onRefusedHeader?: CallContext['onRefusedHeader'];
+}
+
+/** Where to listen: a unix socket path, or a host and port (0: any free port). */
+export type ListenTarget = { path: string } | { host: string; port: number };
+
+export interface TlsKeyPair {
+  cert: Buffer;
+  key: Buffer;
+}
+
+type Starter = (call: ServerCall<any, any>) => void;
+interface Route {
+  codec: MethodCodec<any, any>;
+  start: Starter;
+}
+
+/**
+ * Collects the one request of a unary or server-streaming call, then hands the call to its
+ * handler (which may set its own listener, e.g. to hear of a cancel). Statuses as grpc-js sends them.
+ */
+class SingleRequest<Req> {
+  private request: Req | undefined;
+  private received = false;
+
+  constructor(
+    private readonly call: ServerCall<Req, any>,
+    private readonly path: string,
+    private readonly handler: (call: ServerCall<Req, any>, request: Req) => void,
+  ) {}
+
+  onMessage(request: Req): void {
+    if (this.received) {
+      return this.call.end({ code: Status.UNIMPLEMENTED, details: `Received a second request message for server streaming method ${this.path}` });
+    }
+    this.received = true;
+    this.request = request;
+  }
+
+  onHalfClose(): void {
+    if (!this.received) return this.call.end({ code: Status.UNIMPLEMENTED, details: `Received no request message for server streaming method ${this.path}` });
+    this.call.listener = undefined;
+    this.handler(this.call, this.request!);
+  }
+}
+
+const SETTINGS = {
+  // Every proxy's streams on one connection are allowed; Envoy opens few, a test client many.
+  maxConcurrentStreams: 100_000,
+  // Envoy's request headers plus a bearer token with its claims fit many times over.
+  maxHeaderListSize: 64 * 1024,
+};
+
+export class GrpcServer {
+  private readonly routes = new Map<string, Route>();
+  private readonly context: CallContext;
+  private readonly sessions: SessionSet;
+  private http: Http2Server | Http2SecureServer | undefined;
+  private shuttingDown: (() => void)[] | undefined;
+
+  constructor(opts: GrpcServerOptions = {}) {
+    this.context = { maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, onRefusedHeader: opts.onRefusedHeader };
+    this.sessions = new SessionSet({
+      keepaliveTimeMs: opts.keepaliveTimeMs ?? 60_000,
+      keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 20_000,
+      maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
+      peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
+    });
+  }
+
+  /** A bidirectional-streaming method: `start` sets the call's listener. */
+  addBidi<Req, Res>(path: string, codec: MethodCodec<Req, Res>, start: (call: ServerCall<Req, Res>) => void): void {
+    this.routes.set(path, { codec, start });
+  }
+
+  /** A unary or server-streaming method: the handler gets the call once its one request is in. */
+  addSingleRequest<Req, Res>(path: string, codec: MethodCodec<Req, Res>, handler: (call: ServerCall<Req, Res>, request: Req) => void): void {
+    this.routes.set(path, {
+      codec,
+      start: (call: ServerCall<Req, Res>) => {
+        call.listener = new SingleRequest(call, path, handler);
+      },
+    });
+  }
+
+  /** Starts listening; resolves with the bound TCP port (undefined on a unix socket). */
+  listen(target: ListenTarget, tls?: TlsKeyPair): Promise<number | undefined> {
+    const options = { settings: SETTINGS, maxSessionMemory: 32 };
+    const http = tls ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false }) : http2.createServer(options);
+    this.http = http;
+    http.on('session', (session) => this.sessions.add(session));
+    http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.route(stream, headers, rawHeaders));
+    // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only.
+    http.on('sessionError', () => undefined);
+    if (tls) (http as Http2SecureServer).on('tlsClientError', () => undefined);
+    return new Promise((resolve, reject) => {
+      http.once('error', reject);
+      const listening = () => {
+        http.off('error', reject);
+        const address = http.address();
+        resolve(typeof address === 'object' && address ? address.port : undefined);
+      };
+      if ('path' in target) http.listen(target.path, listening);
+      else http.listen(target.port, target.host, listening);
+    });
+  }
+
+  private route(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]): void {
+    if (this.shuttingDown) return void stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    const contentType = headers['content-type'];
+    const path = headers[':path'] ?? '';
+    let refusal: number | undefined;
+    if (headers[':method'] !== 'POST') refusal = 405;
+    else if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) refusal = 415;
+    const route = this.routes.get(path);
+    if (refusal !== undefined || !route) {
+      stream.on('error', () => undefined);
+      // Whatever the client still sends is read and dropped, not left buffered.
+      stream.resume();
+      if (refusal !== undefined) {
+        try {
+          stream.respond({ ':status': refusal }, { endStream: true });
+          // Not a gRPC call, so no gRPC client will end its half: the answer is complete, so is the stream.
+          stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        } catch {
+          // Already closed.
+        }
+      } else respondWithStatus(stream, { code: Status.UNIMPLEMENTED, details: `The server does not implement the method ${path}` });
+      return;
+    }
+    const call = new ServerCall(stream, route.codec, rawHeaders, this.context);
+    try {
+      route.start(call);
+    } catch {
+      call.end({ code: Status.UNKNOWN, details: 'Unknown error' });
+    }
+  }
+
+  /** Stops accepting; each connection gets GOAWAY and closes once its streams are done; then `done`. */
+  tryShutdown(done: () => void): void {
+    if (this.shuttingDown) return void this.shuttingDown.push(done);
+    this.shuttingDown = [done];
+    let pending = 2;
+    const step = () => {
+      if (--pending > 0) return;
+      this.sessions.stop();
+      for (const cb of this.shuttingDown ?? []) cb();
+    };
+    const sessionsGone = () => {
+      this.sessions.onEmpty = undefined;
+      step();
+    };
+    this.sessions.onEmpty = sessionsGone;
+    if (this.sessions.size === 0) sessionsGone();
+    for (const s of [...this.sessions.sessions()]) s.close();
+    if (this.http?.listening) this.http.close(() => step());
+    else step();
+  }
+
+  /** Ends every connection now (streams are reset). */
+  forceShutdown(): void {
+    if (!this.shuttingDown) this.shuttingDown = [];
+    if (this.http?.listening) this.http.close();
+    for (const s of [...this.sessions.sessions()]) s.destroy();
+    this.sessions.stop();
+  }
+}

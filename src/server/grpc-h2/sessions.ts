@@ -1,0 +1,135 @@
+// The live HTTP/2 connections of one server, with keepalive done by one sweep timer for all of
+// them (no timer per connection or stream): each connection is pinged every keepaliveTimeMs and
+// destroyed when an answer takes longer than keepaliveTimeoutMs; a client that pings faster than
+// a flood limit loses its connection.
+import { constants, type Http2Session } from 'node:http2';
+
+export interface KeepaliveOptions {
+  /** How often each connection is pinged (grpc-js keepalive_time_ms). */
+  keepaliveTimeMs: number;
+  /** How long a ping may go unanswered before the connection is dropped (keepalive_timeout_ms). */
+  keepaliveTimeoutMs: number;
+  /** Client pings allowed per window before the connection is dropped as a flood. */
+  maxPeerPingsPerWindow: number;
+  peerPingWindowMs: number;
+}
+
+/** Per-connection keepalive state, hung on the session so its 'ping' listener is a shared function. */
+class Liveness {
+  /** When our next ping is due. */
+  pingDueMs: number;
+  /** When our outstanding ping was sent (0: none outstanding). */
+  pingSentMs = 0;
+  peerPings = 0;
+  peerPingWindowStartMs: number;
+  constructor(now: number, opts: KeepaliveOptions) {
+    this.pingDueMs = now + opts.keepaliveTimeMs;
+    this.peerPingWindowStartMs = now;
+  }
+}
+
+const LIVENESS = Symbol('grpc-h2.liveness');
+const SESSIONS = Symbol('grpc-h2.sessions');
+type TrackedSession = Http2Session & { [LIVENESS]: Liveness; [SESSIONS]: SessionSet };
+
+function onSessionClose(this: TrackedSession): void {
+  this[SESSIONS].forget(this);
+}
+function onPeerPing(this: TrackedSession): void {
+  this[SESSIONS].peerPinged(this);
+}
+/** Garbage from a peer fails its own connection only; 'close' follows and does the bookkeeping. */
+function ignore(): void {}
+
+export class SessionSet {
+  private readonly live = new Map<Http2Session, Liveness>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly sweepEveryMs: number;
+  /** Called when the last session is gone (shutdown waits on it). */
+  onEmpty: (() => void) | undefined;
+
+  constructor(private readonly opts: KeepaliveOptions) {
+    this.sweepEveryMs = Math.max(10, Math.min(1000, Math.min(opts.keepaliveTimeMs, opts.keepaliveTimeoutMs) / 4));
+  }
+
+  get size(): number {
+    return this.live.size;
+  }
+
+  sessions(): IterableIterator<Http2Session> {
+    return this.live.keys();
+  }
+
+  add(session: Http2Session): void {
+    const s = session as TrackedSession;
+    s[LIVENESS] = new Liveness(Date.now(), this.opts);
+    s[SESSIONS] = this;
+    session.on('error', ignore);
+    session.on('close', onSessionClose);
+    session.on('ping', onPeerPing);
+    this.live.set(session, s[LIVENESS]);
+    if (!this.sweepTimer) {
+      this.sweepTimer = setInterval(() => this.sweep(), this.sweepEveryMs);
+      this.sweepTimer.unref();
+    }
+  }
+
+  forget(session: Http2Session): void {
+    if (!this.live.delete(session)) return;
+    if (this.live.size === 0) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+      this.onEmpty?.();
+    }
+  }
+
+  peerPinged(session: TrackedSession): void {
+    const l = session[LIVENESS];
+    if (++l.peerPings <= this.opts.maxPeerPingsPerWindow) return;
+    // As gRPC servers answer too many pings: GOAWAY ENHANCE_YOUR_CALM "too_many_pings", then close.
+    try {
+      session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_pings'));
+    } catch {
+      // Already going away.
+    }
+    session.destroy();
+  }
+
+  /** One pass over all connections: drop the silent ones, ping the due ones, reset flood windows. */
+  sweep(now = Date.now()): void {
+    const { keepaliveTimeMs, keepaliveTimeoutMs, peerPingWindowMs } = this.opts;
+    for (const [session, l] of this.live) {
+      if (session.destroyed) {
+        this.forget(session);
+        continue;
+      }
+      if (now - l.peerPingWindowStartMs >= peerPingWindowMs) {
+        l.peerPingWindowStartMs = now;
+        l.peerPings = 0;
+      }
+      if (l.pingSentMs !== 0) {
+        if (now - l.pingSentMs >= keepaliveTimeoutMs) session.destroy();
+        continue;
+      }
+      if (now < l.pingDueMs) continue;
+      l.pingSentMs = now;
+      try {
+        session.ping((err) => {
+          l.pingSentMs = 0;
+          l.pingDueMs = Date.now() + keepaliveTimeMs;
+          if (err) session.destroy();
+        });
+      } catch {
+        // Closing or not connected yet: its 'close' removes it, or the next sweep tries again.
+        l.pingSentMs = 0;
+        l.pingDueMs = now + keepaliveTimeMs;
+      }
+    }
+  }
+
+  /** Stops the sweep (shutdown). */
+  stop(): void {
+    clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+  }
+}

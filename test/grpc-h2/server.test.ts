@@ -1,0 +1,268 @@
+// The gRPC transport on raw HTTP/2, seen from raw node:http2 clients (a gRPC library would hide
+// the framing, the trailers-only answers and the keepalive traffic).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectTcp, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { GrpcServer, type GrpcServerOptions } from '../../src/server/grpc-h2/server.js';
+import type { ServerCall } from '../../src/server/grpc-h2/call.js';
+import { frameMessage } from '../../src/server/grpc-h2/framing.js';
+import { Status } from '../../src/server/grpc-h2/status.js';
+import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
+
+const bytes = { decode: (b: Buffer) => Buffer.from(b), encodeFramed: (r: Buffer) => frameMessage(r) };
+const servers: GrpcServer[] = [];
+after(() => servers.forEach((s) => s.forceShutdown()));
+
+interface Seen {
+  cancels: number;
+  headers: string[][];
+  refused: string[];
+}
+
+/** A server whose /test.Echo/Bidi echoes each message and ends OK on half-close ('fail:CODE:text' ends with that status). */
+async function echoServer(opts: GrpcServerOptions = {}): Promise<{ address: string; server: GrpcServer; seen: Seen }> {
+  const seen: Seen = { cancels: 0, headers: [], refused: [] };
+  const server = new GrpcServer({ ...opts, onRefusedHeader: (name) => seen.refused.push(name) });
+  servers.push(server);
+  server.addBidi('/test.Echo/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
+    seen.headers.push(call.headerValues('x-token'));
+    call.listener = {
+      onMessage(m) {
+        const fail = /^fail:(\d+):(.*)$/s.exec(m.toString());
+        if (fail) return call.end({ code: Number(fail[1]) as Status, details: fail[2]! });
+        call.write(m);
+      },
+      onHalfClose: () => call.end(),
+      onCancel: () => seen.cancels++,
+    };
+  });
+  server.addSingleRequest('/test.Echo/Unary', bytes, (call, request) => {
+    call.write(request);
+    call.end();
+  });
+  const port = await server.listen({ host: '127.0.0.1', port: 0 });
+  return { address: `127.0.0.1:${port}`, server, seen };
+}
+
+test('several messages in one DATA frame and one message split over many frames are each echoed once', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const burst = rawCall(session, '/test.Echo/Bidi', { body: [Buffer.concat([grpcFrame(Buffer.from('a')), grpcFrame(Buffer.from('bb')), grpcFrame(Buffer.from('ccc'))])] });
+    assert.equal(await burst.waitForMessages(3, 5000), 3);
+    const split = rawCall(session, '/test.Echo/Bidi');
+    const frame = grpcFrame(Buffer.alloc(40_000, 0x62));
+    // Separate writes a tick apart: separate DATA frames, cut inside the prefix and the body.
+    for (const [from, to] of [[0, 2], [2, 7], [7, 20_000], [20_000, frame.length]] as const) {
+      split.stream.write(frame.subarray(from, to));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal(await split.waitForMessages(1, 5000), 1);
+    split.stream.end();
+    const end = await split.ended;
+    assert.equal(end.code, Status.OK);
+    assert.equal(split.received, 1);
+    burst.stream.end();
+    assert.equal((await burst.ended).code, Status.OK);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('oversized and compressed messages, unknown methods, wrong content-type and method get the answers gRPC prescribes', async () => {
+  const { address } = await echoServer({ maxMessageBytes: 1024 });
+  const session = rawConnect(address);
+  try {
+    const big = await rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.alloc(2000))] }).ended;
+    assert.equal(big.code, Status.RESOURCE_EXHAUSTED);
+    assert.equal(big.message, 'Received message larger than max (2000 vs. 1024)');
+    const compressedFrame = grpcFrame(Buffer.from('x'));
+    compressedFrame[0] = 1;
+    const compressed = await rawCall(session, '/test.Echo/Bidi', { body: [compressedFrame] }).ended;
+    assert.equal(compressed.code, Status.UNIMPLEMENTED);
+    assert.match(compressed.message, /compressed messages are not supported/);
+    const unknown = await rawCall(session, '/test.Echo/Nope', { body: [grpcFrame(Buffer.from('x'))] }).ended;
+    assert.deepEqual([unknown.httpStatus, unknown.code, unknown.message], [200, Status.UNIMPLEMENTED, 'The server does not implement the method /test.Echo/Nope']);
+    const json = await rawCall(session, '/test.Echo/Bidi', { headers: { 'content-type': 'application/json' } }).ended;
+    assert.deepEqual([json.httpStatus, json.code], [415, undefined]);
+    const get = await rawCall(session, '/test.Echo/Bidi', { headers: { ':method': 'GET' }, endAfterBody: true }).ended;
+    assert.equal(get.httpStatus, 405);
+    // The connection survived all of it.
+    const ok = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('still here'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+    ok.stream.end();
+    assert.equal((await ok.ended).code, Status.OK);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a status after messages comes in trailers, one before any message is trailers-only; grpc-message is percent-encoded', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const after1 = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))] });
+    await after1.waitForMessages(1, 5000);
+    after1.stream.write(grpcFrame(Buffer.from('fail:9:100% naïve\nline')));
+    const end = await after1.ended;
+    assert.deepEqual([end.code, end.message, after1.received], [9, '100% naïve\nline', 1]);
+    let trailersOnly: Record<string, unknown> | undefined;
+    const first = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('fail:16:token expired'))] });
+    first.stream.on('response', (h) => (trailersOnly = h));
+    const end2 = await first.ended;
+    assert.deepEqual([end2.code, end2.message], [16, 'token expired']);
+    assert.equal(trailersOnly?.['grpc-status'], '16', 'the status came with the response headers');
+    assert.match(String(trailersOnly?.['content-type']), /^application\/grpc/);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('unary calls: one request answered once the client half-closes; none or two get UNIMPLEMENTED', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const one = rawCall(session, '/test.Echo/Unary', { body: [grpcFrame(Buffer.from('q'))], endAfterBody: true });
+    assert.equal((await one.ended).code, Status.OK);
+    assert.equal(one.received, 1);
+    const none = await rawCall(session, '/test.Echo/Unary', { endAfterBody: true }).ended;
+    assert.deepEqual([none.code, none.message], [Status.UNIMPLEMENTED, 'Received no request message for server streaming method /test.Echo/Unary']);
+    const two = await rawCall(session, '/test.Echo/Unary', { body: [grpcFrame(Buffer.from('1')), grpcFrame(Buffer.from('2'))], endAfterBody: true }).ended;
+    assert.equal(two.code, Status.UNIMPLEMENTED);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('metadata: every value of a key in order; a value outside printable ASCII is dropped and reported by name only', async () => {
+  const { address, seen } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const call = rawCall(session, '/test.Echo/Bidi', { headers: { 'x-token': ['one', 'two', 'thr\u00e9e'] }, body: [grpcFrame(Buffer.from('x'))] });
+    await call.waitForMessages(1, 5000);
+    assert.deepEqual(seen.headers, [['one', 'two']]);
+    assert.deepEqual(seen.refused, ['x-token']);
+    call.stream.end();
+    await call.ended;
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a client reset or a lost connection cancels the call once; the server keeps serving', async () => {
+  const { address, seen } = await echoServer();
+  const a = rawConnect(address);
+  const b = rawConnect(address);
+  try {
+    const reset = rawCall(a, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    await reset.waitForMessages(1, 5000);
+    reset.stream.close(8);
+    const lost = rawCall(b, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    await lost.waitForMessages(1, 5000);
+    b.destroy();
+    await waitFor(() => seen.cancels === 2, 5000);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(seen.cancels, 2);
+    const ok = rawCall(a, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+  } finally {
+    a.destroy();
+    b.destroy();
+  }
+});
+
+/** The HTTP/2 client preface and an empty SETTINGS frame, then silence: a peer that never answers pings. */
+function silentPeer(address: string): Socket {
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  const s = connectTcp(port, host);
+  s.on('error', () => undefined);
+  // Read (and drop) what the server sends, so its closing the connection is seen.
+  s.resume();
+  s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]));
+  return s;
+}
+
+test('keepalive: a connection that does not answer pings is closed; one that does stays open', async () => {
+  const { address } = await echoServer({ keepaliveTimeMs: 100, keepaliveTimeoutMs: 100 });
+  const alive = connectHttp2(`http://${address}`);
+  alive.on('error', () => undefined);
+  const dead = silentPeer(address);
+  const t0 = Date.now();
+  try {
+    await once(dead, 'close');
+    assert.ok(Date.now() - t0 < 2000, 'closed within a few keepalive periods');
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(alive.destroyed || alive.closed, false, 'a peer that answers pings keeps its connection');
+  } finally {
+    alive.destroy();
+    dead.destroy();
+  }
+});
+
+test('a client flooding pings loses its connection (GOAWAY ENHANCE_YOUR_CALM); others are untouched', async () => {
+  const { address } = await echoServer({ maxPeerPingsPerWindow: 5, peerPingWindowMs: 10_000 });
+  const flood = connectHttp2(`http://${address}`);
+  flood.on('error', () => undefined);
+  const other = rawConnect(address);
+  try {
+    await once(flood, 'connect');
+    const goaway = once(flood, 'goaway');
+    for (let i = 0; i < 8; i++) flood.ping(() => undefined);
+    const [code] = (await goaway) as [number];
+    assert.equal(code, 11);
+    const ok = rawCall(other, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+  } finally {
+    flood.destroy();
+    other.destroy();
+  }
+});
+
+test('garbage, an HTTP/1 request and a huge header block cost only their own connection or stream', async () => {
+  const { address } = await echoServer();
+  const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+  for (const junk of [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'), Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 131) & 0xff)), Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00')]) {
+    const s = connectTcp(port, host);
+    s.on('error', () => undefined);
+    s.resume();
+    s.end(junk);
+    await once(s, 'close');
+  }
+  const session = rawConnect(address);
+  try {
+    const huge = await rawCall(session, '/test.Echo/Bidi', { headers: { 'x-big': 'a'.repeat(100_000) }, body: [grpcFrame(Buffer.from('x'))] }).ended;
+    assert.equal(huge.code, undefined, 'refused by HTTP/2 itself');
+    const fresh = rawConnect(address);
+    const ok = rawCall(fresh, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+    fresh.destroy();
+  } finally {
+    session.destroy();
+  }
+});
+
+test('tryShutdown stops accepting and waits for open calls; forceShutdown ends them', async () => {
+  const { address, server } = await echoServer();
+  const session = rawConnect(address);
+  const open = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+  await open.waitForMessages(1, 5000);
+  let shutDown = false;
+  server.tryShutdown(() => (shutDown = true));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(shutDown, false, 'an open call holds the graceful shutdown');
+  server.forceShutdown();
+  const end = await open.ended;
+  assert.equal(end.code, undefined);
+  await waitFor(() => shutDown, 5000);
+  session.destroy();
+});
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
