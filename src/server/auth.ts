@@ -1,12 +1,17 @@
 // Who is the proxy on this stream (SPEC §5). Labels come from the server's side only: the token's
 // claims here, the Dataplane resource later; nothing the proxy says about itself is trusted.
 import { isIPv4, isIPv6 } from 'node:net';
-import { status, type Metadata } from '@grpc/grpc-js';
+import { Status } from './grpc-h2/status.js';
 import { claimMismatch } from '../identity/claims.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
 export type AuthMode = 'token' | 'none';
+
+/** The request's metadata (HTTP/2 headers): every value received for a key, in order. */
+export interface RequestHeaders {
+  headerValues(name: string): readonly string[];
+}
 
 export type { ProxyPrincipal } from '../identity/svids.js';
 
@@ -18,13 +23,13 @@ export interface AuthOptions {
 }
 
 /**
- * Authentication failure, shaped like a grpc-js ServiceError (`code`, `details`) so it can be
- * passed to `call.destroy()` / a unary callback as is. The message never contains the token.
+ * Authentication failure, shaped like a call status (`code`, `details`) so it can end a call as
+ * is. The message never contains the token.
  */
 export class AuthError extends Error {
-  readonly code: status;
+  readonly code: Status;
   readonly details: string;
-  constructor(message: string, code: status = status.UNAUTHENTICATED) {
+  constructor(message: string, code: Status = Status.UNAUTHENTICATED) {
     super(message);
     this.name = 'AuthError';
     this.code = code;
@@ -43,8 +48,8 @@ export function parseNodeId(id: string): { mesh: string; name: string } | undefi
   return { mesh, name };
 }
 
-function bearerToken(metadata: Metadata): string {
-  const values = metadata.get('authorization');
+function bearerToken(headers: RequestHeaders): string {
+  const values = headers.headerValues('authorization');
   // HTTP/2 and gRPC drop a value with whitespace around it or characters outside printable ASCII
   // before it reaches us: say so, since the proxy may well have sent one.
   if (values.length === 0) {
@@ -62,7 +67,7 @@ function bearerToken(metadata: Metadata): string {
 }
 
 export async function authenticateStream(
-  metadata: Metadata,
+  headers: RequestHeaders,
   nodeId: string | undefined,
   opts: AuthOptions,
 ): Promise<ProxyPrincipal> {
@@ -72,7 +77,7 @@ export async function authenticateStream(
   if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
 
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
-  const token = bearerToken(metadata);
+  const token = bearerToken(headers);
   let claims;
   try {
     claims = await opts.tokens.verify(token);
@@ -106,7 +111,7 @@ export async function authenticateStream(
 export function isLoopbackOrUnix(listen: string): boolean {
   let s = listen.trim();
   if (/^unix(-abstract)?:/i.test(s)) return true;
-  // grpc-js target prefixes.
+  // gRPC target prefixes.
   s = s.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
   let host: string;
   if (s.startsWith('[')) {

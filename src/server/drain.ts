@@ -116,18 +116,3 @@ export async function bounded(what: string, p: Promise<unknown>, ms: number, log
     clearTimeout(timer);
   }
 }
-
-/**
- * The HTTP/2 session under a grpc-js server call. grpc-js does not expose it, so this follows its
- * internal fields (call → interceptor chain → base call → stream.session) and returns undefined
- * when a grpc-js version lays them out differently: drain then ends the stream without GOAWAY.
- */
-export function connectionOf(call: unknown): Http2Session | undefined {
-  let c = (call as { call?: unknown } | undefined)?.call as { nextCall?: unknown; stream?: { session?: Http2Session } } | undefined;
-  for (let depth = 0; c && depth < 8; depth++) {
-    const session = c.stream?.session;
-    if (session && typeof session.goaway === 'function') return session;
-    c = c.nextCall as typeof c;
-  }
-  return undefined;
-}

@@ -1,8 +1,8 @@
 import { chmod, chown, unlink } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { isLoopbackOrUnix } from './auth.js';
+import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
 
 export interface ListenOptions {
   listen: string;
@@ -23,32 +23,47 @@ export function unixPath(listen: string): string | undefined {
   return undefined;
 }
 
+/** How the listener is protected: a TLS key pair, or none (plaintext, where allowed). */
+export interface ListenSecurity {
+  tls?: TlsKeyPair;
+}
+
 /** Checks the combination of address, TLS and flags before anything binds. */
-export function listenCredentials(opts: ListenOptions): grpc.ServerCredentials {
+export function listenCredentials(opts: ListenOptions): ListenSecurity {
   const socket = unixPath(opts.listen);
   if (socket !== undefined && !socket.startsWith('/')) throw new ListenError(`--listen ${opts.listen}: a unix socket path must be absolute (unix:///path)`);
   if (!!opts.tlsCert !== !!opts.tlsKey) throw new ListenError('--tls-cert and --tls-key go together');
   if (opts.tlsCert && opts.tlsKey) {
     if (socket !== undefined) throw new ListenError('TLS is for TCP listeners; a unix socket is protected by its file mode');
-    return grpc.ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(opts.tlsCert), private_key: readFileSync(opts.tlsKey) }], false);
+    return { tls: { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) } };
   }
   if (!isLoopbackOrUnix(opts.listen) && !opts.insecure) {
     throw new ListenError(
       `refusing plaintext gRPC on non-loopback address ${opts.listen}: proxies would receive private keys in the clear. Use --tls-cert/--tls-key, or --insecure if a trusted network layer encrypts it`,
     );
   }
-  return grpc.ServerCredentials.createInsecure();
+  return {};
+}
+
+/** `host:port`, `[v6]:port` or a `dns:`/`ipv4:`/`ipv6:` prefixed form (as grpc-js accepted) → host and port. */
+export function tcpTarget(listen: string): { host: string; port: number } {
+  const plain = listen.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
+  const colon = plain.lastIndexOf(':');
+  const portText = colon < 0 ? '' : plain.slice(colon + 1);
+  if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new ListenError(`--listen ${listen}: expected host:port or unix:///path`);
+  const host = plain.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(portText) };
 }
 
 /** Binds the server; for unix sockets replaces a stale socket file and sets its mode/group. */
-export async function bindServer(server: grpc.Server, opts: ListenOptions): Promise<{ address: string; port?: number }> {
-  const creds = listenCredentials(opts);
+export async function bindServer(server: GrpcServer, opts: ListenOptions): Promise<{ address: string; port?: number }> {
+  const { tls } = listenCredentials(opts);
   const socket = unixPath(opts.listen);
   if (socket !== undefined) await unlink(socket).catch(() => undefined);
-  const target = socket !== undefined ? `unix://${socket}` : opts.listen;
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, creds, (err, p) => (err ? reject(new ListenError(`cannot listen on ${opts.listen}: ${err.message}`)) : resolve(p))),
-  );
+  const target: ListenTarget = socket !== undefined ? { path: socket } : tcpTarget(opts.listen);
+  const port = await server.listen(target, tls).catch((err: Error) => {
+    throw new ListenError(`cannot listen on ${opts.listen}: ${err.message}`);
+  });
   if (socket !== undefined) {
     if (opts.socketGroup) {
       const gid = /^\d+$/.test(opts.socketGroup) ? Number(opts.socketGroup) : Number(execFileSync('getent', ['group', opts.socketGroup], { encoding: 'utf8' }).split(':')[2]);

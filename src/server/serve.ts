@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { formatResourceError } from '../api/types.js';
@@ -13,8 +12,6 @@ import { PostgresStore } from '../store/postgres.js';
 import type { ResourceStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
 import { SecretCache } from '../xds/cache.js';
-import { loadProtos } from '../xds/protos.js';
-import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpointConfig } from './bundle-endpoint.js';
@@ -23,7 +20,8 @@ import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { routeGrpcLogs } from './grpc-logging.js';
-import { createLogger, type Logger } from './logger.js';
+import { GrpcServer } from './grpc-h2/server.js';
+import { createLogger, limitedWarn, peerSource, type Logger } from './logger.js';
 import { IdentityChangeLog } from './identity-log.js';
 import { registerLiveMetrics } from './live-metrics.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -31,7 +29,8 @@ import type { Readiness } from './readiness.js';
 import { serverReadiness } from './server-readiness.js';
 import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
-import { handleFetch, handleStream, recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
+import { recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
+import { registerServices } from './xds-routes.js';
 
 export interface ServeConfig extends BundleEndpointConfig {
   resourcesDir?: string;
@@ -95,35 +94,6 @@ export interface RunningServer {
   close(drainMs?: number): Promise<void>;
 }
 
-/**
- * The service definition with mesh-sds' own wire codecs: secrets are pre-encoded once, so a
- * response is a copy of their bytes instead of a fresh protobuf encode per stream, and requests
- * are read field by field instead of through a full protobufjs object graph.
- */
-function withWireEncoding(def: grpc.ServiceDefinition): grpc.ServiceDefinition {
-  const out: Record<string, grpc.MethodDefinition<any, any>> = {};
-  for (const [method, d] of Object.entries(def)) {
-    const delta = method.startsWith('Delta');
-    const encode = delta ? encodeDeltaDiscoveryResponse : encodeDiscoveryResponse;
-    const decode = delta ? decodeDeltaDiscoveryRequest : decodeDiscoveryRequest;
-    out[method] = {
-      ...d,
-      responseSerialize: (m: any) => (Buffer.isBuffer(m) ? m : encode(m)),
-      // A malformed request reaches the handler as such, so the client learns what is wrong
-      // (INVALID_ARGUMENT with the reason) instead of grpc-js' opaque INTERNAL.
-      requestDeserialize: (b: Buffer) => {
-        try {
-          return decode(b);
-        } catch (e) {
-          if (e instanceof WireError) return { malformed: e.message };
-          throw e;
-        }
-      },
-    };
-  }
-  return out as grpc.ServiceDefinition;
-}
-
 export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir' | 'maxFileSize'>, log?: Logger): Promise<ResourceStore> {
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
@@ -156,7 +126,6 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Refuse a bad address/TLS combination before opening the store or starting workers.
   listenCredentials(cfg);
   checkBundleEndpointConfig(cfg);
-  const protos = loadProtos();
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
@@ -247,35 +216,18 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     identityWaitMs: 1000,
     registry,
   };
-  const server = new grpc.Server({
-    'grpc.keepalive_time_ms': 60_000,
-    'grpc.keepalive_timeout_ms': 20_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-    'grpc.max_receive_message_length': 1024 * 1024,
-    'grpc.max_concurrent_streams': 100_000,
-    // Channelz keeps per-call and per-session trace objects and counters: unused here, and with a
-    // connection per proxy a measurable share of the transport's CPU and memory.
-    'grpc.enable_channelz': 0,
-  });
-  const sds = withWireEncoding(protos.SecretDiscoveryService);
-  const ads = withWireEncoding(protos.AggregatedDiscoveryService);
-  server.addService(sds, {
-    StreamSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'sotw', deps),
-    DeltaSecrets: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'delta', deps),
-    FetchSecrets: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => handleFetch(call, cb, deps),
-  });
-  server.addService(ads, {
-    StreamAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'sotw', 'ads', deps),
-    DeltaAggregatedResources: (call: grpc.ServerDuplexStream<any, any>) => handleStream(call, 'delta', 'ads', deps),
+  const server = new GrpcServer({
+    keepaliveTimeMs: 60_000,
+    keepaliveTimeoutMs: 20_000,
+    maxMessageBytes: 1024 * 1024,
+    // As grpc-js did: the value is dropped (the stream then lacks it) and never logged.
+    onRefusedHeader: (name, peer) =>
+      limitedWarn(log, peerSource(peer), { component: 'grpc', peer }, `gRPC dropped metadata entry "${name}": it contains characters outside printable ASCII (value not logged)`),
   });
   let serving = false;
   let draining = false;
   const readiness = serverReadiness({ store, loaded: () => serving, authorities, tokens, draining: () => draining });
-  server.addService(protos.HealthService, {
-    Check: (_call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => cb(null, { status: serving ? 'SERVING' : 'NOT_SERVING' }),
-    Watch: (call: grpc.ServerWritableStream<any, any>) => call.write({ status: serving ? 'SERVING' : 'NOT_SERVING' }),
-  });
+  registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;

@@ -1,4 +1,3 @@
-import * as grpc from '@grpc/grpc-js';
 import { isUndecided, type ProxyPrincipal, type SvidManager } from '../identity/svids.js';
 import type { SecretCache } from '../xds/cache.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
@@ -6,7 +5,9 @@ import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
 import type { EncodedResource, Resolver, Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
-import { connectionOf } from './drain.js';
+import type { RequestHeaders } from './auth.js';
+import type { ServerCall } from './grpc-h2/call.js';
+import { Status, type CallStatus } from './grpc-h2/status.js';
 import { limitedWarn, peerSource, type Logger } from './logger.js';
 import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from './metrics.js';
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
@@ -15,7 +16,7 @@ export interface StreamDeps {
   cache: SecretCache;
   publisher: SecretPublisher;
   svids: SvidManager;
-  authenticate: (metadata: grpc.Metadata, nodeId: string | undefined) => Promise<ProxyPrincipal>;
+  authenticate: (headers: RequestHeaders, nodeId: string | undefined) => Promise<ProxyPrincipal>;
   metrics: Metrics;
   log: Logger;
   /** Names per request above which the stream is refused (a misbehaving client, not Envoy). */
@@ -64,7 +65,7 @@ export interface RegisteredStream {
   deny(reason: string): void;
   /** Ends the stream with UNAVAILABLE so the proxy reconnects (shutdown drain). */
   unavailable(reason: string): void;
-  /** The HTTP/2 connection (looked up on demand, for GOAWAY while draining). */
+  /** The HTTP/2 connection (for GOAWAY while draining). */
   readonly connection: import('node:http2').Http2Session | undefined;
 }
 
@@ -92,28 +93,19 @@ export class StreamRegistry {
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
-/** A request, or what the wire decoder could not read (see withWireEncoding in serve.ts). */
-type Request = DiscoveryRequest & DeltaDiscoveryRequest & { malformed?: string };
-type Call = grpc.ServerDuplexStream<Request, unknown>;
+/** A request, or what the wire decoder could not read (see xdsCodec in xds-routes.ts). */
+export type XdsRequest = DiscoveryRequest & DeltaDiscoveryRequest & { malformed?: string };
+type Request = XdsRequest;
+type Call = ServerCall<Request, any>;
 
 const namesIn = (req: Request) =>
   (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0);
-
-/** The call's listeners are shared functions that find their stream here: no closures per stream. */
-const STREAM = Symbol('mesh-sds.stream');
-type CallWithStream = Call & { [STREAM]: XdsStream };
-function onCallData(this: CallWithStream, req: Request): void {
-  this[STREAM].onData(req);
-}
-function onCallDone(this: CallWithStream): void {
-  this[STREAM].finish();
-}
 
 /**
  * Drives one SotW or delta stream: authenticates on the first request (node id + bearer token),
  * runs the pure state machine on each request and on each change of a watched cache entry, and
  * executes its actions on the gRPC call. One object per stream (10,000 proxies is 10,000 of them):
- * it is also the stream's /debug entry.
+ * it is also the stream's /debug entry and the call's listener (no closures per stream).
  */
 class XdsStream implements StreamInfo, RegisteredStream {
   id = 0;
@@ -148,40 +140,45 @@ class XdsStream implements StreamInfo, RegisteredStream {
     readonly api: StreamApi,
     private readonly deps: StreamDeps,
   ) {
-    this.peer = call.getPeer();
-    (call as CallWithStream)[STREAM] = this;
-    call.on('data', onCallData);
-    call.on('end', onCallDone);
-    call.on('cancelled', onCallDone);
-    call.on('error', onCallDone);
+    this.peer = call.peer;
+    call.listener = this;
+  }
+
+  /** The client half-closed, or reset the stream / lost its connection: the stream is over. */
+  onHalfClose(): void {
+    this.finish();
+  }
+
+  onCancel(): void {
+    this.finish();
   }
 
   get info(): StreamInfo {
     return this;
   }
 
-  onData(req: Request): void {
+  onMessage(req: Request): void {
     if (this.state === 'closed') return;
     if (req.malformed !== undefined) {
       limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: req.malformed }, 'malformed request');
-      return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
+      return this.finish({ code: Status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
     }
     if (this.state === 'open') return this.onRequest(req);
     this.queued.push(req);
     if (this.state !== 'new') return;
     this.state = 'authenticating';
-    this.deps.authenticate(this.call.metadata, req.node?.id ?? undefined).then(
+    this.deps.authenticate(this.call, req.node?.id ?? undefined).then(
       (principal) => this.open(principal),
-      (err: Error & { code?: grpc.status }) => {
+      (err: Error & { code?: Status }) => {
         this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
         limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
-        this.finish({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
+        this.finish({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
       },
     );
   }
 
   /** Ends the stream (idempotent): OK when no status is given. */
-  finish(status?: { code: grpc.status; details: string }): void {
+  finish(status?: CallStatus): void {
     if (this.state === 'closed') return;
     const registered = this.state === 'open' || this.state === 'waiting';
     this.state = 'closed';
@@ -194,8 +191,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
     }
-    if (status) this.call.emit('error', Object.assign(new Error(status.details), status));
-    else if (this.call.writable) this.call.end();
+    this.call.end(status);
   }
 
   close(): void {
@@ -203,16 +199,16 @@ class XdsStream implements StreamInfo, RegisteredStream {
   }
 
   unavailable(reason: string): void {
-    this.finish({ code: grpc.status.UNAVAILABLE, details: reason });
+    this.finish({ code: Status.UNAVAILABLE, details: reason });
   }
 
   get connection() {
-    return connectionOf(this.call);
+    return this.call.session;
   }
 
   deny(reason: string): void {
     this.deps.log.warn({ proxy: this.proxy, api: this.api, reason }, 'stream closed: credentials no longer valid');
-    this.finish({ code: grpc.status.UNAUTHENTICATED, details: reason });
+    this.finish({ code: Status.UNAUTHENTICATED, details: reason });
   }
 
   private open(principal: ProxyPrincipal): void {
@@ -254,7 +250,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
 
   private onRequest(req: Request): void {
     if (namesIn(req) > this.deps.maxNamesPerRequest) {
-      return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: `too many resource names in one request (limit ${this.deps.maxNamesPerRequest})` });
+      return this.finish({ code: Status.INVALID_ARGUMENT, details: `too many resource names in one request (limit ${this.deps.maxNamesPerRequest})` });
     }
     this.run(this.machine!.onRequest(req));
   }
@@ -274,7 +270,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
           break;
         case 'fail':
           limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: a.message }, 'stream refused');
-          return this.finish({ code: grpc.status.INVALID_ARGUMENT, details: a.message });
+          return this.finish({ code: Status.INVALID_ARGUMENT, details: a.message });
         case 'nack': {
           metrics.nacks.inc();
           this.nacks++;
@@ -326,17 +322,16 @@ export function handleStream(call: Call, mode: 'sotw' | 'delta', api: StreamApi,
 }
 
 /** FetchSecrets: one answer built like a SotW response; waits briefly for names still being issued. */
-export function handleFetch(
-  call: grpc.ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>,
-  callback: grpc.sendUnaryData<DiscoveryResponse>,
-  deps: StreamDeps,
-): void {
-  const req = call.request as Request;
-  if (req.malformed !== undefined) return callback({ code: grpc.status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${req.malformed}` });
+export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: Request, deps: StreamDeps): void {
+  const callback = (err: CallStatus | null, res?: DiscoveryResponse) => {
+    if (res) call.write(res);
+    call.end(err ?? undefined);
+  };
+  if (req.malformed !== undefined) return callback({ code: Status.INVALID_ARGUMENT, details: `malformed DiscoveryRequest: ${req.malformed}` });
   if ((req.resource_names?.length ?? 0) > deps.maxNamesPerRequest) {
-    return callback({ code: grpc.status.INVALID_ARGUMENT, details: `too many resource names (limit ${deps.maxNamesPerRequest})` });
+    return callback({ code: Status.INVALID_ARGUMENT, details: `too many resource names (limit ${deps.maxNamesPerRequest})` });
   }
-  deps.authenticate(call.metadata, req.node?.id ?? undefined).then(
+  deps.authenticate(call, req.node?.id ?? undefined).then(
     (principal) => {
       if (call.cancelled) return;
       const pk = deps.svids.attach(principal);
@@ -355,7 +350,7 @@ export function handleFetch(
         deps.svids.detach(pk, principal.credential?.jti);
         return true;
       };
-      const done = (err: { code: grpc.status; details: string } | null, res?: DiscoveryResponse) => {
+      const done = (err: CallStatus | null, res?: DiscoveryResponse) => {
         if (!release()) return;
         if (err) callback(err);
         else callback(null, res);
@@ -363,7 +358,7 @@ export function handleFetch(
       const attempt = (final: boolean) => {
         if (finished) return;
         const result = fetchResponse(req, resolve);
-        if (result.type === 'fail') return done({ code: grpc.status.INVALID_ARGUMENT, details: result.message });
+        if (result.type === 'fail') return done({ code: Status.INVALID_ARGUMENT, details: result.message });
         // A one-shot wildcard must not answer before the proxy's identity is known: it would never
         // learn about the SVID being issued right now (streams get it pushed; a fetch does not).
         const waitForIdentity = wildcard && isUndecided(deps.svids.get(pk));
@@ -371,7 +366,7 @@ export function handleFetch(
           if (result.held.length > 0 && result.resources.length === 0) {
             const why = deps.svids.get(pk);
             const reason = why && 'reason' in why ? `: ${why.reason}` : '';
-            return done({ code: grpc.status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
+            return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
           }
           return done(null, result.response);
         }
@@ -380,12 +375,12 @@ export function handleFetch(
       };
       const timer = setTimeout(() => attempt(true), deps.fetchWaitMs);
       // A client that gives up must not keep its proxy attached until the wait times out.
-      call.on('cancelled', release);
+      call.listener = { onCancel: release };
       attempt(false);
     },
-    (err: Error & { code?: grpc.status }) => {
+    (err: Error & { code?: Status }) => {
       deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
-      callback({ code: err.code ?? grpc.status.UNAUTHENTICATED, details: err.message });
+      callback({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
     },
   );
 }

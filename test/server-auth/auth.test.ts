@@ -1,18 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Metadata, status } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { TokenAuthority } from '../../src/server/tokens.js';
-import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId } from '../../src/server/auth.js';
+import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId, type RequestHeaders } from '../../src/server/auth.js';
 
 const HOUR = 3600_000;
 
-function md(authorization?: string | string[]): Metadata {
-  const m = new Metadata();
-  for (const v of authorization === undefined ? [] : Array.isArray(authorization) ? authorization : [authorization]) {
-    m.add('authorization', v);
-  }
-  return m;
+function md(authorization?: string | string[]): RequestHeaders {
+  const values = authorization === undefined ? [] : Array.isArray(authorization) ? authorization : [authorization];
+  return { headerValues: (name) => (name === 'authorization' ? values : []) };
 }
 
 async function unauthenticated(p: Promise<unknown>, reason: RegExp, token?: string): Promise<void> {

@@ -1,0 +1,54 @@
+// The gRPC methods mesh-sds serves (SPEC §4), on its own HTTP/2 transport: SDS and ADS with the
+// hand-written wire codecs of src/xds/wire.ts, and the standard health service.
+import { frameMessage } from './grpc-h2/framing.js';
+import type { MethodCodec } from './grpc-h2/call.js';
+import type { GrpcServer } from './grpc-h2/server.js';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
+import type { DeltaDiscoveryResponse, DiscoveryResponse } from '../xds/messages.js';
+import { handleFetch, handleStream, type StreamDeps, type XdsRequest } from './xds-streams.js';
+
+const SDS = '/envoy.service.secret.v3.SecretDiscoveryService';
+const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+const HEALTH = '/grpc.health.v1.Health';
+
+/**
+ * Requests are read field by field; a malformed one reaches the handler as such, so the client
+ * learns what is wrong (INVALID_ARGUMENT with the reason) instead of an opaque INTERNAL.
+ * Responses are encoded straight into a gRPC frame (secrets' bytes are pre-encoded, see wire.ts).
+ */
+function xdsCodec<Res>(decode: (b: Buffer) => unknown, encode: (r: Res, framed: boolean) => Buffer): MethodCodec<XdsRequest, Res | Buffer> {
+  return {
+    decode(message) {
+      try {
+        return decode(message) as XdsRequest;
+      } catch (e) {
+        if (e instanceof WireError) return { malformed: e.message } as XdsRequest;
+        throw e;
+      }
+    },
+    encodeFramed: (r) => (Buffer.isBuffer(r) ? frameMessage(r) : encode(r, true)),
+  };
+}
+const sotw = xdsCodec<DiscoveryResponse>(decodeDiscoveryRequest, encodeDiscoveryResponse);
+const delta = xdsCodec<DeltaDiscoveryResponse>(decodeDeltaDiscoveryRequest, encodeDeltaDiscoveryResponse);
+
+/** grpc.health.v1.HealthCheckResponse { status = 1 }, framed once: SERVING is 1, NOT_SERVING 2. */
+const healthFrame = (status: 1 | 2) => frameMessage(Buffer.from([0x08, status]));
+const SERVING = healthFrame(1);
+const NOT_SERVING = healthFrame(2);
+/** The request names a service; this server has one status for all, so it is not read. */
+const health: MethodCodec<Buffer, Buffer> = { decode: (b) => b, encodeFramed: (frame) => frame };
+
+export function registerServices(server: GrpcServer, deps: StreamDeps, serving: () => boolean): void {
+  server.addBidi(`${SDS}/StreamSecrets`, sotw, (call) => handleStream(call, 'sotw', 'sotw', deps));
+  server.addBidi(`${SDS}/DeltaSecrets`, delta, (call) => handleStream(call, 'delta', 'delta', deps));
+  server.addSingleRequest(`${SDS}/FetchSecrets`, sotw, (call, request) => handleFetch(call, request, deps));
+  server.addBidi(`${ADS}/StreamAggregatedResources`, sotw, (call) => handleStream(call, 'sotw', 'ads', deps));
+  server.addBidi(`${ADS}/DeltaAggregatedResources`, delta, (call) => handleStream(call, 'delta', 'ads', deps));
+  server.addSingleRequest(`${HEALTH}/Check`, health, (call) => {
+    call.write(serving() ? SERVING : NOT_SERVING);
+    call.end();
+  });
+  // Watch sends the status once and stays open, as before.
+  server.addSingleRequest(`${HEALTH}/Watch`, health, (call) => call.write(serving() ? SERVING : NOT_SERVING));
+}
