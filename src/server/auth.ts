@@ -77,6 +77,7 @@ export async function authenticateStream(
   if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
 
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
+  // Read before the first await: a stream releases its headers once this call returns.
   const token = bearerToken(headers);
   let claims;
   try {

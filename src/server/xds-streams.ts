@@ -16,6 +16,7 @@ export interface StreamDeps {
   cache: SecretCache;
   publisher: SecretPublisher;
   svids: SvidManager;
+  /** Must read `headers` synchronously, before it first awaits: the stream releases them right after the call. */
   authenticate: (headers: RequestHeaders, nodeId: string | undefined) => Promise<ProxyPrincipal>;
   metrics: Metrics;
   log: Logger;
@@ -167,7 +168,10 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued.push(req);
     if (this.state !== 'new') return;
     this.state = 'authenticating';
-    this.deps.authenticate(this.call, req.node?.id ?? undefined).then(
+    const authenticating = this.deps.authenticate(this.call, req.node?.id ?? undefined);
+    // The authorization header has been read (synchronously): the rest is not needed.
+    this.call.releaseHeaders();
+    authenticating.then(
       (principal) => this.open(principal),
       (err: Error & { code?: Status }) => {
         this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });

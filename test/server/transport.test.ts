@@ -9,6 +9,8 @@ import { createLogger } from '../../src/server/logger.js';
 import { decodeSecret, loadProtos } from '../../src/xds/protos.js';
 import { makeCa, openssl } from '../helpers/openssl.js';
 import { writeFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
+import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 
 const root = await mkdtemp(join(tmpdir(), 'mesh-sds-transport-'));
 after(() => rm(root, { recursive: true, force: true }));
@@ -69,7 +71,37 @@ test('the gRPC listener serves TLS with --tls-cert/--tls-key, and a plaintext cl
     const res = await fetchDefault(target, grpc.credentials.createSsl(Buffer.from(ca.certPem)));
     assert.equal(res.length, 1);
     await assert.rejects(fetchDefault(target, grpc.credentials.createInsecure(), { 'grpc.initial_reconnect_backoff_ms': 50 } as never), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+    // HTTP/2 only: a TLS client offering nothing but http/1.1 is refused in the handshake.
+    const h1 = tlsConnect({ host: '127.0.0.1', port: s.port!, ca: ca.certPem, servername: 'localhost', ALPNProtocols: ['http/1.1'] });
+    const outcome = await new Promise<string>((resolve) => {
+      h1.on('secureConnect', () => resolve(`connected with ALPN ${String(h1.alpnProtocol)}`));
+      h1.on('error', (e) => resolve(`refused: ${e.message}`));
+    });
+    h1.destroy();
+    assert.match(outcome, /^refused: .*(no application protocol|alert)/i);
   } finally {
+    await s.close();
+  }
+});
+
+test('grpc.health.v1.Health: Check answers SERVING once ready (trailers OK), Watch sends it and stays open; an unknown method is UNIMPLEMENTED', async () => {
+  const s = await startServer(base({}));
+  const session = rawConnect(s.address);
+  try {
+    await s.ready;
+    const check = rawCall(session, '/grpc.health.v1.Health/Check', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true });
+    const bytes: Buffer[] = [];
+    check.stream.on('data', (b: Buffer) => bytes.push(b));
+    const end = await check.ended;
+    assert.deepEqual([end.httpStatus, end.code], [200, 0]);
+    // HealthCheckResponse { status: SERVING (1) }, gRPC-framed.
+    assert.deepEqual(Buffer.concat(bytes), Buffer.from([0, 0, 0, 0, 2, 0x08, 0x01]));
+    const watch = rawCall(session, '/grpc.health.v1.Health/Watch', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true });
+    assert.equal(await watch.waitForMessages(1, 5000), 1);
+    const unknown = await rawCall(session, '/envoy.service.secret.v3.SecretDiscoveryService/Nope', { body: [grpcFrame(Buffer.alloc(0))] }).ended;
+    assert.equal(unknown.code, 12);
+  } finally {
+    session.destroy();
     await s.close();
   }
 });

@@ -85,7 +85,7 @@ export class ServerCall<Req, Res> {
     readonly stream: ServerHttp2Stream,
     private readonly codec: MethodCodec<Req, Res>,
     /** The request's header fields as received, name and value alternating (duplicates kept). */
-    private readonly rawHeaders: readonly string[],
+    private rawHeaders: readonly string[],
     private readonly context: CallContext,
   ) {
     this.reader = new MessageReader(context.maxMessageBytes);
@@ -132,9 +132,18 @@ export class ServerCall<Req, Res> {
     return out;
   }
 
+  /**
+   * Lets go of the request's headers once the application has read what it needs from them: a
+   * stream lives for days, its token and user agent need not live with it.
+   */
+  releaseHeaders(): void {
+    this.rawHeaders = [];
+  }
+
   /** Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does. */
   write(response: Res): void {
-    if (this.phase === Phase.Ended || this.stream.destroyed) return;
+    // A reset stream is closed a moment before 'close' reports it: nothing can be sent on it.
+    if (this.phase === Phase.Ended || this.stream.destroyed || this.stream.closed) return;
     if (this.phase === Phase.Open) {
       this.stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
       this.phase = Phase.HeadersSent;
