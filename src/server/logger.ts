@@ -69,12 +69,17 @@ export function redactSecrets(v: unknown, depth = 0): unknown {
 /** How long a log line may wait in the stdout buffer before it is written. */
 const LOG_FLUSH_MS = 200;
 
+let stdoutDestination: DestinationStream | undefined;
+
 /**
  * stdout written in batches of up to 4 KiB (flushed at least every 200 ms and at exit) instead of
  * one write system call per line: 10,000 proxies connecting log 20,000 "stream opened" lines.
+ * One per process, so loggers never interleave partial buffers.
  */
 function bufferedStdout(): DestinationStream {
+  if (stdoutDestination) return stdoutDestination;
   const dest = pino.destination({ dest: 1, minLength: 4096, sync: false });
+  stdoutDestination = dest;
   const timer = setInterval(() => {
     try {
       dest.flush();
