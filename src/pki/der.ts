@@ -1,12 +1,31 @@
 // Minimal DER encoder/reader: just what certificate templates need. Hand-rolled because a
 // general ASN.1 library costs far more per leaf than the signature itself.
 
-export function derLength(n: number): Buffer {
-  if (n < 0x80) return Buffer.from([n]);
-  if (n < 0x100) return Buffer.from([0x81, n]);
-  if (n < 0x10000) return Buffer.from([0x82, n >> 8, n & 0xff]);
-  if (n < 0x1000000) return Buffer.from([0x83, n >> 16, (n >> 8) & 0xff, n & 0xff]);
+/** Bytes the DER length `n` takes (short form, or 0x81-0x83 and 1-3 bytes). */
+export function derLengthSize(n: number): number {
+  if (n < 0x80) return 1;
+  if (n < 0x100) return 2;
+  if (n < 0x10000) return 3;
+  if (n < 0x1000000) return 4;
   throw new RangeError(`DER length ${n} too large`);
+}
+
+/** Writes the DER length `n` into `buf` at `o`; returns the offset after it. */
+export function writeDerLength(buf: Buffer, o: number, n: number): number {
+  const size = derLengthSize(n);
+  if (size === 1) {
+    buf[o] = n;
+    return o + 1;
+  }
+  buf[o] = 0x80 | (size - 1);
+  for (let i = size - 1; i >= 1; i--, n >>= 8) buf[o + i] = n & 0xff;
+  return o + size;
+}
+
+export function derLength(n: number): Buffer {
+  const b = Buffer.allocUnsafe(derLengthSize(n));
+  writeDerLength(b, 0, n);
+  return b;
 }
 
 /** Tag-length-value with the given contents concatenated. */

@@ -2,7 +2,7 @@
 // the serial, validity, public key and SAN URI are encoded. Leaves carry no SubjectKeyIdentifier
 // (optional for end-entity certificates, RFC 5280 §4.2.1.2).
 import { createECDH, generateKeyPairSync, randomBytes, sign, type ECDH, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
-import { bitString, certificateParts, derTime, explicit, hex, octetString, seq, tlv, toPem } from './der.js';
+import { bitString, certificateParts, derLengthSize, derTime, explicit, hex, octetString, seq, tlv, toPem, writeDerLength } from './der.js';
 import { CaError } from './errors.js';
 import type { CertificateAuthority, IssuedSvid, KeyAlgorithm } from './types.js';
 
@@ -182,31 +182,6 @@ function nextSerial(): number {
   return at;
 }
 
-/** Bytes a DER length takes. */
-function lengthSize(n: number): number {
-  return n < 0x80 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 4;
-}
-
-/** Writes a DER length at `o`; returns the offset after it. */
-function writeLength(buf: Buffer, o: number, n: number): number {
-  if (n < 0x80) {
-    buf[o] = n;
-    return o + 1;
-  }
-  if (n < 0x100) {
-    buf[o] = 0x81;
-    buf[o + 1] = n;
-    return o + 2;
-  }
-  if (n < 0x10000) {
-    buf[o] = 0x82;
-    buf[o + 1] = n >> 8;
-    buf[o + 2] = n & 0xff;
-    return o + 3;
-  }
-  throw new RangeError(`DER length ${n} too large`);
-}
-
 // Validity of the last leaf: in a storm every leaf of the same second has the same one.
 let lastValidity: { notBeforeMs: number; notAfterMs: number; der: Buffer } = { notBeforeMs: NaN, notAfterMs: NaN, der: Buffer.alloc(0) };
 
@@ -271,21 +246,21 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
   //   [3] { SEQUENCE { constant extensions, SAN { id, critical, OCTET STRING { SEQUENCE { [6] uri } } } } }
   // spiffeId is printable ASCII (checked above): one byte per character.
   const uriLen = spiffeId.length;
-  const gnLen = 1 + lengthSize(uriLen) + uriLen;
-  const gnsLen = 1 + lengthSize(gnLen) + gnLen;
-  const sanLen = SAN_ID_CRITICAL.length + 1 + lengthSize(gnsLen) + gnsLen;
-  const extsLen = t.constExtensions.length + 1 + lengthSize(sanLen) + sanLen;
-  const extsSeqLen = 1 + lengthSize(extsLen) + extsLen;
+  const gnLen = 1 + derLengthSize(uriLen) + uriLen;
+  const gnsLen = 1 + derLengthSize(gnLen) + gnLen;
+  const sanLen = SAN_ID_CRITICAL.length + 1 + derLengthSize(gnsLen) + gnsLen;
+  const extsLen = t.constExtensions.length + 1 + derLengthSize(sanLen) + sanLen;
+  const extsSeqLen = 1 + derLengthSize(extsLen) + extsLen;
   const spkiLen = key.spkiHead.length + key.spkiTail.length;
   const tbsLen =
-    t.beforeSerial.length + SERIAL_BYTES + t.sigAlgAndIssuer.length + validity.length + EMPTY_NAME.length + spkiLen + 1 + lengthSize(extsSeqLen) + extsSeqLen;
-  const tbsSize = 1 + lengthSize(tbsLen) + tbsLen;
+    t.beforeSerial.length + SERIAL_BYTES + t.sigAlgAndIssuer.length + validity.length + EMPTY_NAME.length + spkiLen + 1 + derLengthSize(extsSeqLen) + extsSeqLen;
+  const tbsSize = 1 + derLengthSize(tbsLen) + tbsLen;
   // Certificate ::= SEQUENCE { tbs, signatureAlgorithm, BIT STRING signature }: the TBS is written
   // at TBS_AT, leaving room for the certificate's header (at most 4 bytes, written once the
   // signature's length is known) so nothing is copied after signing.
   const buf = scratchOf(TBS_AT + tbsSize + t.sigAlg.length + 4 + MAX_SIGNATURE);
   buf[TBS_AT] = 0x30;
-  let o = writeLength(buf, TBS_AT + 1, tbsLen);
+  let o = writeDerLength(buf, TBS_AT + 1, tbsLen);
   o = put(buf, t.beforeSerial, o);
   for (let i = 0; i < SERIAL_BYTES; i++) buf[o++] = serialPool[serialAt + i]!;
   o = put(buf, t.sigAlgAndIssuer, o);
@@ -294,32 +269,32 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
   o = put(buf, key.spkiHead, o);
   o = put(buf, key.spkiTail, o);
   buf[o++] = 0xa3;
-  o = writeLength(buf, o, extsSeqLen);
+  o = writeDerLength(buf, o, extsSeqLen);
   buf[o++] = 0x30;
-  o = writeLength(buf, o, extsLen);
+  o = writeDerLength(buf, o, extsLen);
   o = put(buf, t.constExtensions, o);
   buf[o++] = 0x30;
-  o = writeLength(buf, o, sanLen);
+  o = writeDerLength(buf, o, sanLen);
   o = put(buf, SAN_ID_CRITICAL, o);
   buf[o++] = 0x04;
-  o = writeLength(buf, o, gnsLen);
+  o = writeDerLength(buf, o, gnsLen);
   buf[o++] = 0x30;
-  o = writeLength(buf, o, gnLen);
+  o = writeDerLength(buf, o, gnLen);
   buf[o++] = 0x86;
-  o = writeLength(buf, o, uriLen);
+  o = writeDerLength(buf, o, uriLen);
   o += buf.write(spiffeId, o, 'latin1');
   if (o !== TBS_AT + tbsSize) throw new Error(`leaf TBS length mismatch (${o - TBS_AT} != ${tbsSize})`);
 
   const signature = sign(t.hash, buf.subarray(TBS_AT, o), t.signKey);
   if (signature.length > MAX_SIGNATURE) throw new Error(`signature of ${signature.length} bytes`);
   const sigBitsLen = 1 + signature.length;
-  const certLen = tbsSize + t.sigAlg.length + 1 + lengthSize(sigBitsLen) + sigBitsLen;
-  const certAt = TBS_AT - 1 - lengthSize(certLen);
+  const certLen = tbsSize + t.sigAlg.length + 1 + derLengthSize(sigBitsLen) + sigBitsLen;
+  const certAt = TBS_AT - 1 - derLengthSize(certLen);
   buf[certAt] = 0x30;
-  writeLength(buf, certAt + 1, certLen);
+  writeDerLength(buf, certAt + 1, certLen);
   o = put(buf, t.sigAlg, o);
   buf[o++] = 0x03;
-  o = writeLength(buf, o, sigBitsLen);
+  o = writeDerLength(buf, o, sigBitsLen);
   buf[o++] = 0;
   o = put(buf, signature, o);
   return {
