@@ -1,6 +1,11 @@
 // A TCP listen address as the CLI takes it: `host:port`, `[v6]:port`, or a bare `port` (loopback).
 import type { AddressInfo, Server } from 'node:net';
 
+/** A gRPC target without its `dns:`, `ipv4:` or `ipv6:` scheme (and `dns://authority/`), as grpc-js accepted them. */
+export function withoutGrpcScheme(target: string): string {
+  return target.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
+}
+
 /** Parses `listen`; `what` names the flag in the error (e.g. `--admin`). */
 export function parseHostPort(listen: string, what: string): { host: string; port: number } {
   const s = listen.trim();

@@ -1,6 +1,7 @@
 // Who is the proxy on this stream (SPEC §5). Labels come from the server's side only: the token's
 // claims here, the Dataplane resource later; nothing the proxy says about itself is trusted.
 import { isIPv4, isIPv6 } from 'node:net';
+import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
 import { claimMismatch } from '../identity/claims.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
@@ -112,8 +113,7 @@ export async function authenticateStream(
 export function isLoopbackOrUnix(listen: string): boolean {
   let s = listen.trim();
   if (/^unix(-abstract)?:/i.test(s)) return true;
-  // gRPC target prefixes.
-  s = s.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
+  s = withoutGrpcScheme(s);
   let host: string;
   if (s.startsWith('[')) {
     const end = s.indexOf(']');

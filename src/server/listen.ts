@@ -1,6 +1,7 @@
 import { chmod, chown, unlink } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import { withoutGrpcScheme } from '../api/host-port.js';
 import { isLoopbackOrUnix } from './auth.js';
 import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
 
@@ -47,7 +48,7 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
 
 /** `host:port`, `[v6]:port` or a `dns:`/`ipv4:`/`ipv6:` prefixed form (as grpc-js accepted) → host and port. */
 export function tcpTarget(listen: string): { host: string; port: number } {
-  const plain = listen.replace(/^(dns|ipv4|ipv6):(\/\/[^/]*\/)?/i, '');
+  const plain = withoutGrpcScheme(listen);
   const colon = plain.lastIndexOf(':');
   const portText = colon < 0 ? '' : plain.slice(colon + 1);
   if (!/^\d+$/.test(portText) || Number(portText) > 65535) throw new ListenError(`--listen ${listen}: expected host:port or unix:///path`);
