@@ -96,7 +96,8 @@ export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
     level,
     base: { name: 'mesh-sds', ...opts.base },
     timestamp: pino.stdTimeFunctions.isoTime,
-    serializers: { err: pino.stdSerializers.err, metadata: serializeMetadata },
+    // gRPC metadata becomes a plain object inside redactSecrets (formatters.log runs first), at any depth.
+    serializers: { err: pino.stdSerializers.err },
     formatters: {
       level: (label) => ({ level: label }),
       log: (obj) => redactSecrets(obj) as Record<string, unknown>,
