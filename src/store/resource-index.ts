@@ -43,23 +43,21 @@ export class ResourceIndex {
 
   /** Sets (or with undefined removes) what one source contributes. */
   set(source: string, c: SourceContribution | undefined): void {
-    const old = this.sources.get(source);
     const touched = new Set<string>();
-    for (const r of old?.resources ?? []) {
-      const key = resourceKey(r);
+    for (const key of this.keyed.get(source)?.keys() ?? []) {
       touched.add(key);
       const list = this.definers.get(key)?.filter((s) => s !== source) ?? [];
       if (list.length > 0) this.definers.set(key, list);
       else this.definers.delete(key);
     }
+    // The first of two same-key resources in one file is the one that counts (as before).
+    const byKey = new Map<string, Resource>();
+    for (const r of c?.resources ?? []) {
+      const key = resourceKey(r);
+      if (!byKey.has(key)) byKey.set(key, r);
+    }
     if (c) {
       this.sources.set(source, c);
-      const byKey = new Map<string, Resource>();
-      // The first of two same-key resources in one file is the one that counts (as before).
-      for (const r of c.resources) {
-        const key = resourceKey(r);
-        if (!byKey.has(key)) byKey.set(key, r);
-      }
       this.keyed.set(source, byKey);
     } else {
       this.sources.delete(source);
@@ -67,8 +65,7 @@ export class ResourceIndex {
     }
     if (c && c.errors.length > 0) this.withErrors.add(source);
     else this.withErrors.delete(source);
-    for (const r of c?.resources ?? []) {
-      const key = resourceKey(r);
+    for (const key of byKey.keys()) {
       touched.add(key);
       const list = this.definers.get(key) ?? [];
       if (!list.includes(source)) {
