@@ -1,6 +1,7 @@
 // The resource model shared by every layer. Parsed resources are normalised to one shape,
 // whichever form (Kubernetes or Universal, YAML or JSON) they were written in.
 import { LayeredMap } from './layered-map.js';
+import { flatKey } from './flat-key.js';
 
 export type ResourceKind = 'MeshTrust' | 'MeshIdentity' | 'Dataplane' | 'Secret' | 'ClusterFederatedTrustDomain';
 export const RESOURCE_KINDS: readonly ResourceKind[] = ['MeshTrust', 'MeshIdentity', 'Dataplane', 'Secret', 'ClusterFederatedTrustDomain'];
@@ -135,7 +136,7 @@ export function formatResourceError(e: ResourceError): string {
 
 /** Identity of a resource inside the store: kind, mesh, namespace and name. */
 export function resourceKey(r: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
-  return `${r.kind}/${r.mesh}/${r.namespace}/${r.name}`;
+  return flatKey(r.kind, '/', r.mesh, '/', r.namespace, '/', r.name);
 }
 
 /** Kuma Resource Identifier of a MeshIdentity; empty segments stay empty. */

@@ -3,6 +3,7 @@
 // labels, and each distinct claim set is a proxy of its own (its own SVID, rotation, debug entry).
 import { createHash } from 'node:crypto';
 import { WORKLOAD_LABEL } from './template.js';
+import { flatKey } from '../api/flat-key.js';
 
 export interface Claims {
   mesh: string;
@@ -12,7 +13,7 @@ export interface Claims {
 }
 
 /** `<mesh>.<name>`: the node id, which is also what a Dataplane resource is found by. */
-export const nodeKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
+export const nodeKeyOf = (p: { mesh: string; name: string }) => flatKey(p.mesh, '.', p.name);
 
 /** Whether the principal carries any claim beyond its node id. */
 export function hasClaims(p: Claims): boolean {
@@ -36,7 +37,7 @@ export function claimsHash(p: Claims): string {
  */
 export function proxyKeyOf(p: Claims): string {
   const hash = claimsHash(p);
-  return hash === '' ? nodeKeyOf(p) : `${nodeKeyOf(p)}#${hash}`;
+  return hash === '' ? nodeKeyOf(p) : flatKey(p.mesh, '.', p.name, '#', hash);
 }
 
 /**

@@ -46,6 +46,8 @@ export interface SvidManagerOptions {
 }
 
 interface ProxyEntry {
+  /** The proxy key, one string shared by all of its streams. */
+  readonly key: string;
   principal: ProxyPrincipal;
   /** The node id (`<mesh>.<name>`): what its Dataplane resource is found by. */
   node: string;
@@ -145,14 +147,17 @@ export class SvidManager {
       existing.dropTimer = undefined;
       if (!sameFacts(existing.principal, principal)) {
         existing.principal = principal;
-        this.refresh(key);
+        this.refresh(existing.key);
       }
-      return key;
+      return existing.key;
     }
     this.index.add(key, principal);
+    const node = nodeKeyOf(principal);
     const entry: ProxyEntry = {
+      key,
       principal,
-      node: nodeKeyOf(principal),
+      // Without claims the key is the node id: one string, not two.
+      node: node === key ? key : node,
       refs: 1,
       identity: { state: 'pending', mesh: principal.mesh, reason: UNDECIDED_REASON },
       generation: 0,

@@ -6,6 +6,7 @@ import type { SecretCache } from '../xds/cache.js';
 import { classifySecretName, type SecretNameRef } from '../xds/names.js';
 import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
 import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
+import { flatKey } from '../api/flat-key.js';
 
 /** The identity secret a proxy serves under `name`, if that name is one of its aliases. */
 function identitySecret(name: string, identity: ProxyIdentity | undefined): EncodedResource | undefined {
@@ -41,13 +42,13 @@ export const TRUST_ALL_NAMES = ['system_trust_bundle', 'ALL'] as const;
 
 // Cache keys. Mesh-wide secrets are shared by every proxy of the mesh; identity secrets are per
 // proxy and per alias (Envoy requires the Secret's name to equal the name it asked for).
-const meshKey = (mesh: string, name: string) => `mesh|${mesh}|${name}`;
-const rootCaKey = (mesh: string, td: string) => `mesh|${mesh}|ROOTCA|${td}`;
-const proxySecretKey = (pk: string, name: string) => `proxy|${pk}|${name}`;
+const meshKey = (mesh: string, name: string) => flatKey('mesh|', mesh, '|', name);
+const rootCaKey = (mesh: string, td: string) => flatKey('mesh|', mesh, '|ROOTCA|', td);
+const proxySecretKey = (pk: string, name: string) => flatKey('proxy|', pk, '|', name);
 /** Changes whenever a proxy's identity state changes, so streams re-resolve names that depend on it. */
-export const proxyMetaKey = (pk: string) => `proxy|${pk}|#`;
+export const proxyMetaKey = (pk: string) => flatKey('proxy|', pk, '|#');
 /** Changes whenever a mesh's set of trust domains changes (wildcard streams list them). */
-export const meshMetaKey = (mesh: string) => `mesh|${mesh}|#`;
+export const meshMetaKey = (mesh: string) => flatKey('mesh|', mesh, '|#');
 
 export interface PublisherOptions {
   zone: string;
@@ -210,7 +211,8 @@ export class SecretPublisher {
         entries.push({ name, key, alias: alias === true });
       }
     }
-    return { entries, invalid, unresolvable, watchKeys, undecided: isUndecided(identity) };
+    // A stream keeps its plan for days: arrays of exactly their length (push leaves room for 17).
+    return { entries: exact(entries), invalid: exact(invalid), unresolvable: exact(unresolvable), watchKeys: exact(watchKeys), undecided: isUndecided(identity) };
   }
 
   /** A resolver for one stream; see StreamResolver. */
@@ -265,9 +267,15 @@ export class StreamResolver {
   }
 
   /** The cache keys the last resolution read: what the stream must watch. */
-  get watchKeys(): string[] {
-    return this.memo?.plan.watchKeys ?? [];
+  get watchKeys(): readonly string[] {
+    return this.memo?.plan.watchKeys ?? NONE;
   }
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+/** The same items in an array with no spare capacity (the shared empty one when there are none). */
+function exact<T>(items: T[]): readonly T[] {
+  return items.length === 0 ? NONE : items.slice();
 }
 
 interface PlanEntry {
@@ -278,10 +286,10 @@ interface PlanEntry {
 }
 
 interface ResolutionPlan {
-  entries: PlanEntry[];
-  invalid: string[];
+  entries: readonly PlanEntry[];
+  invalid: readonly string[];
   /** Valid names with no cache key for this proxy now (e.g. a SPIFFE ID that is not its own). */
-  unresolvable: string[];
-  watchKeys: string[];
+  unresolvable: readonly string[];
+  watchKeys: readonly string[];
   undecided: boolean;
 }

@@ -23,7 +23,8 @@ export interface SecretCacheOptions {
 }
 
 interface Watch {
-  readonly keys: Set<string>;
+  /** Deduplicated; an array, not a Set: a stream watches a handful of keys for days (memory). */
+  keys: readonly string[];
   readonly onChange: WatchCallback;
   active: boolean;
 }
@@ -33,7 +34,8 @@ const MAX_ROUNDS_PER_FLUSH = 64;
 
 export class SecretCache {
   readonly #entries = new Map<string, EncodedResource>();
-  readonly #index = new Map<string, Set<Watch>>();
+  /** Watchers per key: most keys (a proxy's own) have one watcher, held without a Set. */
+  readonly #index = new Map<string, Watch | Set<Watch>>();
   #pending = new Set<string>();
   /** Watchers of a large batch not called yet (delivered in chunks, see `chunk`). */
   #deferred = new Map<Watch, string[]>();
@@ -99,13 +101,18 @@ export class SecretCache {
     this.#markChanged(key);
   }
 
-  /** Watches `keys`; returns the cancel function (idempotent). The callback never runs after cancel. */
-  watch(keys: Iterable<string>, onChange: WatchCallback): () => void {
-    const w: Watch = { keys: new Set(keys), onChange, active: true };
+  /**
+   * Watches `keys`; returns the cancel function (idempotent). The callback never runs after cancel.
+   * A list without duplicates is kept as it is (a stream watches a few keys for days: no copy), so
+   * the caller must not change it afterwards.
+   */
+  watch(keys: readonly string[], onChange: WatchCallback): () => void {
+    const w: Watch = { keys: hasDuplicates(keys) ? [...new Set(keys)] : keys, onChange, active: true };
     for (const k of w.keys) {
-      let set = this.#index.get(k);
-      if (!set) this.#index.set(k, (set = new Set()));
-      set.add(w);
+      const held = this.#index.get(k);
+      if (held === undefined) this.#index.set(k, w);
+      else if (held instanceof Set) held.add(w);
+      else this.#index.set(k, new Set([held, w]));
     }
     this.#watches++;
     return () => {
@@ -113,12 +120,14 @@ export class SecretCache {
       w.active = false;
       this.#watches--;
       for (const k of w.keys) {
-        const set = this.#index.get(k);
-        if (!set) continue;
-        set.delete(w);
-        if (set.size === 0) this.#index.delete(k);
+        const held = this.#index.get(k);
+        if (held === w) this.#index.delete(k);
+        else if (held instanceof Set) {
+          held.delete(w);
+          if (held.size === 1) this.#index.set(k, held.values().next().value!);
+        }
       }
-      w.keys.clear();
+      w.keys = [];
     };
   }
 
@@ -185,15 +194,17 @@ export class SecretCache {
     this.#pending = new Set();
     // Collect first, call afterwards: each watcher once, with all of its changed keys.
     const batch = this.#deferred;
+    const collect = (w: Watch, key: string): void => {
+      const keys = batch.get(w);
+      if (keys) {
+        if (!keys.includes(key)) keys.push(key);
+      } else batch.set(w, [key]);
+    };
     for (const key of changed) {
-      const watchers = this.#index.get(key);
-      if (!watchers) continue;
-      for (const w of watchers) {
-        const keys = batch.get(w);
-        if (keys) {
-          if (!keys.includes(key)) keys.push(key);
-        } else batch.set(w, [key]);
-      }
+      const held = this.#index.get(key);
+      if (held === undefined) continue;
+      if (held instanceof Set) for (const w of held) collect(w, key);
+      else collect(held, key);
     }
     const limit = this.#delivery === 'microtask' ? this.#chunk : Infinity;
     let delivered = 0;
@@ -210,4 +221,10 @@ export class SecretCache {
     }
     return batch.size > 0;
   }
+}
+
+function hasDuplicates(keys: readonly string[]): boolean {
+  if (keys.length > 16) return new Set(keys).size !== keys.length;
+  for (let i = 1; i < keys.length; i++) if (keys.indexOf(keys[i]!, 0) < i) return true;
+  return false;
 }

@@ -119,8 +119,10 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
     }
   }
 
-  const subscription: Subscription = { wildcard, names: [...names].sort() };
-  const subChanged = !state.started || !sameSubscription(subscription, state.subscription);
+  const asked: Subscription = { wildcard, names: [...names].sort() };
+  const subChanged = !state.started || !sameSubscription(asked, state.subscription);
+  // An unchanged subscription keeps its object (resolvers key their plans on it).
+  const subscription = subChanged ? asked : state.subscription;
   if (subChanged) actions.push({ type: 'subscribe', subscription });
   const first = !state.started;
   return respond({ ...state, started: true, node, subscription, known }, ctx, actions, first && wildcard);

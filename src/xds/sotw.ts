@@ -125,7 +125,9 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
     ...state,
     started: true,
     node,
-    subscription: next.subscription,
+    // An unchanged subscription keeps its object: resolvers key their plans on it (an ACK then
+    // resolves from the kept plan instead of building a new one).
+    subscription: subChanged ? next.subscription : state.subscription,
     legacyWildcard: next.legacyWildcard,
     sent,
     acked,

@@ -4,6 +4,7 @@
 import type { Http2Session, ServerHttp2Stream } from 'node:http2';
 import { MessageReader } from './framing.js';
 import { encodeGrpcMessage, Status, type CallStatus } from './status.js';
+import { flatKey } from '../../api/flat-key.js';
 
 /** What the application hears of a call; each method is optional. Called with the listener as `this`. */
 export interface CallListener<Req> {
@@ -28,6 +29,10 @@ export interface CallContext {
 }
 
 const CALL = Symbol('grpc-h2.call');
+/** The peer string of a connection, computed once for all of its streams (and their log lines). */
+const PEER = Symbol('grpc-h2.peer');
+type SessionWithPeer = Http2Session & { [PEER]?: string };
+const NO_HEADERS: readonly string[] = Object.freeze([]);
 type StreamWithCall = ServerHttp2Stream & { [CALL]: ServerCall<unknown, unknown> };
 
 function onStreamData(this: StreamWithCall, chunk: Buffer): void {
@@ -99,9 +104,16 @@ export class ServerCall<Req, Res> {
 
   /** `address:port` of the client, as grpc-js' getPeer() reports it ('unknown' on a unix socket). */
   get peer(): string {
-    const socket = this.stream.session?.socket;
-    if (!socket?.remoteAddress) return 'unknown';
-    return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+    const session = this.stream.session as SessionWithPeer | undefined;
+    if (!session) return 'unknown';
+    let peer = session[PEER];
+    if (peer === undefined) {
+      const socket = session.socket;
+      if (!socket?.remoteAddress) return 'unknown';
+      peer = socket.remotePort ? flatKey(socket.remoteAddress, ':', String(socket.remotePort)) : socket.remoteAddress;
+      session[PEER] = peer;
+    }
+    return peer;
   }
 
   /** The HTTP/2 connection (for GOAWAY while draining); undefined once the stream is gone. */
@@ -137,7 +149,7 @@ export class ServerCall<Req, Res> {
    * stream lives for days, its token and user agent need not live with it.
    */
   releaseHeaders(): void {
-    this.rawHeaders = [];
+    this.rawHeaders = NO_HEADERS;
   }
 
   /** Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does. */
