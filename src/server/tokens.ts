@@ -7,7 +7,7 @@
 // the state. Revoked token ids live there too; a server holds the list in memory and re-reads it
 // in the background, so a revocation made by the CLI reaches it within a second or two, and
 // authentication never waits on the store (a stalled database delays nothing).
-import { createHash, createPrivateKey, createPublicKey, createSecretKey, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, createSecretKey, hash, randomBytes } from 'node:crypto';
 import type { StateStore } from '../store/types.js';
 import { JwsError, signHs256, verifyCompactJws, type Ed25519PublicKey, type HmacKey, type VerificationKey } from './jws.js';
 
@@ -206,7 +206,7 @@ function toTokenError(err: unknown): TokenError {
   return new TokenError('malformed');
 }
 
-/** Tokens whose signature was verified, kept (by their exact text) until they expire; bounded. */
+/** Tokens whose signature was verified, kept (by the SHA-256 of their exact text) until they expire; bounded. */
 const MAX_VERIFIED_CACHE = 200_000;
 
 export class TokenAuthority {
@@ -313,9 +313,12 @@ export class TokenAuthority {
     const nowSec = Math.floor((now ?? new Date()).getTime() / 1000);
     // An Envoy opens a stream per secret with the same token, and reconnects with it: a signature
     // already checked is not checked again (expiry and revocation still are, on every call).
-    let claims = this.verified.get(token);
+    // Keyed by the token's digest, not its text: 10,000 proxies' tokens (and the header strings
+    // they are slices of) would otherwise be kept for as long as they are valid.
+    const cacheKey = hash('sha256', token, 'base64');
+    let claims = this.verified.get(cacheKey);
     if (claims && claims.exp <= nowSec) {
-      this.verified.delete(token);
+      this.verified.delete(cacheKey);
       claims = undefined;
     }
     if (claims) {
@@ -329,7 +332,7 @@ export class TokenAuthority {
       throw toTokenError(err);
     }
     if (this.verified.size >= MAX_VERIFIED_CACHE) this.verified.clear();
-    this.verified.set(token, claims);
+    this.verified.set(cacheKey, claims);
     // Only a genuine token gets to learn that it was revoked. In-memory only: never waits on the store.
     if (this.isRevoked(claims.jti)) throw new TokenError('revoked');
     return claims;

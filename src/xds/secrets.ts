@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, encodeSecret, packSpiffeValidatorConfig } from './protos.js';
 import type { EncodedResource } from './resource.js';
-import { preEncodeAny } from './wire.js';
+import { preEncodeAny, tlsCertificateSecretAny } from './wire.js';
 
 const contentVersion = (content: string) => createHash('sha256').update(content).digest('hex').slice(0, 16);
 
@@ -17,16 +17,7 @@ function encoded(name: string, secret: object, version: string): EncodedResource
  * certificate, and no hashing on the issuance path.
  */
 export function tlsCertificateSecret(name: string, certChainPem: string, keyPem: string, serialHex: string): EncodedResource {
-  return encoded(
-    name,
-    {
-      tls_certificate: {
-        certificate_chain: { inline_bytes: Buffer.from(certChainPem) },
-        private_key: { inline_bytes: Buffer.from(keyPem) },
-      },
-    },
-    serialHex,
-  );
+  return { name, version: serialHex, any: tlsCertificateSecretAny(SECRET_TYPE_URL, name, certChainPem, keyPem) };
 }
 
 export interface DomainPem {

@@ -76,6 +76,36 @@ export function preEncodeAny(typeUrl: string, value: Uint8Array): PreEncodedAny 
   return { type_url: typeUrl, value: w.buf.subarray(size - value.length), encoded: w.buf };
 }
 
+/**
+ * The Any of a `tls_certificate` Secret (name = 1, tls_certificate = 2 { certificate_chain = 1,
+ * private_key = 2, each a DataSource with inline_bytes = 2 }), written straight into one
+ * exact-size buffer: an SVID is encoded on every issuance, and the generic encoder builds the
+ * message objects and two intermediate buffers first. PEM text is ASCII, so each character is one byte.
+ */
+export function tlsCertificateSecretAny(typeUrl: string, name: string, certChainPem: string, keyPem: string): PreEncodedAny {
+  const chain = fieldSize(Buffer.byteLength(certChainPem));
+  const key = fieldSize(Buffer.byteLength(keyPem));
+  const tls = fieldSize(chain) + fieldSize(key);
+  const secret = stringSize(name) + fieldSize(tls);
+  const size = fieldSize(Buffer.byteLength(typeUrl)) + fieldSize(secret);
+  const w = new Writer(Buffer.allocUnsafeSlow(size));
+  w.string(1, typeUrl);
+  w.tag(2);
+  w.varint(secret);
+  const valueStart = w.length;
+  if (name !== '') w.string(1, name);
+  w.tag(2);
+  w.varint(tls);
+  w.tag(1);
+  w.varint(chain);
+  w.string(2, certChainPem);
+  w.tag(2);
+  w.varint(key);
+  w.string(2, keyPem);
+  if (w.length !== size) throw new Error(`tls_certificate Any: wrote ${w.length} of ${size} bytes`);
+  return { type_url: typeUrl, value: w.buf.subarray(valueStart), encoded: w.buf };
+}
+
 /** Encoded Anys keyed by the Any object, for resources built without pre-encoded bytes. */
 const encodedAnys = new WeakMap<Any, Buffer>();
 

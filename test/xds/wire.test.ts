@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeMessage, lookupType } from '../../src/xds/protos.js';
-import { WireError, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, preEncodeAny } from '../../src/xds/wire.js';
+import { WireError, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, preEncodeAny, tlsCertificateSecretAny } from '../../src/xds/wire.js';
 import { SECRET_TYPE_URL } from '../../src/xds/resource.js';
 
 const secret = (name: string) => lookupType('envoy.extensions.transport_sockets.tls.v3.Secret').encode({ name }).finish();
@@ -56,6 +56,25 @@ const encodeRequest = (type: string, obj: object) => {
   const t = lookupType(type);
   return Buffer.from(t.encode(t.fromObject(obj)).finish());
 };
+
+test('a hand-written tls_certificate Secret is byte for byte what protobufjs encodes, at every length size', () => {
+  const Secret = lookupType('envoy.extensions.transport_sockets.tls.v3.Secret');
+  // Chains across the 1-, 2- and 3-byte length boundaries (127/128, 16383/16384 bytes).
+  for (const [name, chainLength, keyLength] of [['default', 600, 241], ['spiffe://td/ns/a/sa/b', 127, 128], ['', 16_384, 16_383], ['x', 100_000, 1]] as const) {
+    const chain = `-----BEGIN CERTIFICATE-----\n${'A'.repeat(chainLength)}`;
+    const key = `-----BEGIN PRIVATE KEY-----\n${'k'.repeat(keyLength)}`;
+    const fields: Record<string, unknown> = { tls_certificate: { certificate_chain: { inline_bytes: Buffer.from(chain) }, private_key: { inline_bytes: Buffer.from(key) } } };
+    if (name !== '') fields.name = name;
+    const expected = preEncodeAny(SECRET_TYPE_URL, Secret.encode(fields).finish());
+    const got = tlsCertificateSecretAny(SECRET_TYPE_URL, name, chain, key);
+    assert.deepEqual(got.encoded, expected.encoded, `name ${JSON.stringify(name)}, chain ${chainLength}`);
+    assert.deepEqual(Buffer.from(got.value), Buffer.from(expected.value));
+    assert.equal(got.encoded.buffer.byteLength, got.encoded.length, 'an exact-size buffer of its own');
+    const back = decodeMessage('envoy.extensions.transport_sockets.tls.v3.Secret', got.value) as any;
+    assert.equal(Buffer.from(back.tls_certificate.certificate_chain.inline_bytes).toString(), chain);
+    assert.equal(Buffer.from(back.tls_certificate.private_key.inline_bytes).toString(), key);
+  }
+});
 
 test('a DiscoveryRequest decodes by hand exactly as protobufjs encodes it, unknown fields skipped', () => {
   const bytes = encodeRequest('envoy.service.discovery.v3.DiscoveryRequest', {
