@@ -163,6 +163,7 @@ interface KindGroups {
 }
 
 const kindGroups = new WeakMap<ReadonlyMap<string, Resource>, KindGroups>();
+const NO_RESOURCES: readonly Resource[] = Object.freeze([]);
 /** The grouping of the last LayeredMap seen: the next snapshot (made from it) is grouped from its changed keys. */
 let lastGroups: KindGroups | undefined;
 
@@ -202,14 +203,26 @@ function groupsOf(resources: ReadonlyMap<string, Resource>): KindGroups {
   return groups;
 }
 
-/** The snapshot's resources of one kind. Shared: do not modify. */
+/** The list handed out for a kind's map: a kind unchanged between snapshots keeps its map, and so its list. */
+const kindLists = new WeakMap<LayeredMap<Resource>, readonly Resource[]>();
+
+/**
+ * The snapshot's resources of one kind. Shared: do not modify. While a kind is unchanged from one
+ * snapshot to the next (a store's snapshots are made from the last one), the same array is
+ * returned, so a consumer can tell "nothing of this kind changed" by identity.
+ */
 export function resourcesOfKind<K extends ResourceKind>(snap: ResourceSnapshot, kind: K): readonly Extract<Resource, { kind: K }>[] {
   const groups = groupsOf(snap.resources);
   let list = groups.lists.get(kind);
   if (!list) {
-    const out: Resource[] = [];
-    groups.kinds.get(kind)?.forEach((r) => out.push(r));
-    groups.lists.set(kind, (list = out));
+    const map = groups.kinds.get(kind);
+    list = map ? kindLists.get(map) : NO_RESOURCES;
+    if (!list) {
+      const out: Resource[] = [];
+      map!.forEach((r) => out.push(r));
+      kindLists.set(map!, (list = out));
+    }
+    groups.lists.set(kind, list);
   }
   return list as unknown as readonly Extract<Resource, { kind: K }>[];
 }

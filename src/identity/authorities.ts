@@ -7,6 +7,7 @@ import {
   resourcesOfKind,
   type MeshIdentity,
   type MeshTrust,
+  type Resource,
   type ResourceSnapshot,
   type SecureDataSource,
 } from '../api/types.js';
@@ -70,6 +71,9 @@ const stateKeySegment = (s: string) => (s === '' ? '_' : s);
  * Turns each resource snapshot into resolved identities: loads or autogenerates each Bundled CA
  * (last-known-good on error), keeps CA history for rolls, and derives the auto-created MeshTrusts.
  */
+/** How long a full computation's result may be reused for snapshots that changed nothing it reads. */
+const FULL_RECOMPUTE_MS = 5000;
+
 export class IdentityAuthorities {
   private readonly view$ = new BehaviorSubject<AuthorityView | undefined>(undefined);
   private readonly retrigger$ = new Subject<void>();
@@ -79,6 +83,8 @@ export class IdentityAuthorities {
   private subscription?: Subscription;
   private latest?: ResourceSnapshot;
   private revision = 0;
+  /** The last full computation: its inputs (by identity), when it ran, and whether every identity resolved. */
+  private lastFull?: { inputs: readonly (readonly Resource[])[]; atMs: number; clean: boolean; view: AuthorityView };
 
   constructor(private readonly opts: AuthoritiesOptions) {}
 
@@ -94,11 +100,11 @@ export class IdentityAuthorities {
 
   start(snapshots$: Observable<ResourceSnapshot>): void {
     this.subscription = merge(
-      snapshots$.pipe(map((s) => (this.latest = s))),
-      this.retrigger$.pipe(map(() => this.latest)),
+      snapshots$.pipe(map((s) => ({ snapshot: (this.latest = s), forced: false }))),
+      this.retrigger$.pipe(map(() => ({ snapshot: this.latest, forced: true }))),
     )
       // A failed computation is logged and skipped: the pipeline keeps taking later snapshots.
-      .pipe(concatMap((s) => from(s ? this.compute(s).catch((e: Error) => this.computeFailed(e)) : Promise.resolve(undefined))))
+      .pipe(concatMap(({ snapshot: s, forced }) => from(s ? this.computeIfNeeded(s, forced).catch((e: Error) => this.computeFailed(e)) : Promise.resolve(undefined))))
       .subscribe({
         next: (v) => v && this.view$.next(v),
         error: (e: Error) => this.opts.log?.warn({ err: e.message }, 'identity computation failed'),
@@ -123,6 +129,26 @@ export class IdentityAuthorities {
       this.watchedFiles.add(p);
       watchFile(p, { interval: this.opts.filePollMs ?? 1000, persistent: false }, () => this.retrigger$.next());
     }
+  }
+
+  /**
+   * A snapshot whose MeshIdentities, Secrets and MeshTrusts are the very lists of the last full
+   * computation (a Dataplane changed) reuses its identities and trusts: reading every CA from the
+   * state store again, 20 times a second under Dataplane churn, would find the same. A file or
+   * timer retrigger, an identity that is not ready, or a result older than FULL_RECOMPUTE_MS
+   * (the state may have changed under another replica) computes in full.
+   */
+  private async computeIfNeeded(snapshot: ResourceSnapshot, forced: boolean): Promise<AuthorityView> {
+    const inputs = [resourcesOfKind(snapshot, 'MeshIdentity'), resourcesOfKind(snapshot, 'Secret'), resourcesOfKind(snapshot, 'MeshTrust')];
+    const last = this.lastFull;
+    const nowMs = this.now().getTime();
+    if (!forced && last?.clean && nowMs - last.atMs < FULL_RECOMPUTE_MS && inputs.every((list, i) => list === last.inputs[i])) {
+      return { ...last.view, revision: ++this.revision, snapshot };
+    }
+    const view = await this.compute(snapshot);
+    const clean = [...view.identities.values()].every((st) => st.ready);
+    this.lastFull = { inputs, atMs: nowMs, clean, view };
+    return view;
   }
 
   private async compute(snapshot: ResourceSnapshot): Promise<AuthorityView> {

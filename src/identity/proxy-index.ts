@@ -24,6 +24,8 @@ export class ProxyIndex {
   private readonly dataplanes = new Map<string, Dataplane>();
   private resources?: ReadonlyMap<string, Resource>;
   private meshSignatures = new Map<string, string>();
+  /** The identities the signatures were computed from. */
+  private identities: AuthorityView['identities'] | undefined;
 
   add(proxyKey: string, p: { mesh: string; name: string }): void {
     addTo(this.byDataplane, dataplaneKeyOf(p), proxyKey);
@@ -63,6 +65,9 @@ export class ProxyIndex {
       }
       this.resources = next;
     }
+    // Views made for a Dataplane change share the previous view's identities: no mesh changed.
+    if (view.identities === this.identities) return { meshes: [], dataplanes };
+    this.identities = view.identities;
     const signatures = meshSignatures(view.identities);
     const meshes: string[] = [];
     for (const [mesh, sig] of signatures) if (this.meshSignatures.get(mesh) !== sig) meshes.push(mesh);

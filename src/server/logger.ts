@@ -66,6 +66,18 @@ export function redactSecrets(v: unknown, depth = 0): unknown {
   return copy ?? obj;
 }
 
+let timeMs = -1;
+let timeField = '';
+/** pino's isoTime, formatted once per millisecond: a connect storm logs several lines in each. */
+function isoTimeOncePerMs(): string {
+  const now = Date.now();
+  if (now !== timeMs) {
+    timeMs = now;
+    timeField = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return timeField;
+}
+
 /** How long a log line may wait in the stdout buffer before it is written. */
 const LOG_FLUSH_MS = 200;
 
@@ -95,7 +107,7 @@ export function createLogger(level: string, opts: LoggerOptions = {}): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { name: 'mesh-sds', ...opts.base },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    timestamp: isoTimeOncePerMs,
     // gRPC metadata becomes a plain object inside redactSecrets (formatters.log runs first), at any depth.
     serializers: { err: pino.stdSerializers.err },
     formatters: {

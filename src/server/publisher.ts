@@ -68,6 +68,7 @@ export class SecretPublisher {
   private readonly trustSignatures = new Map<string, string>();
   /** Identity aliases encoded per proxy (`default`, its SPIFFE ID, its KRI). */
   private readonly proxyNames = new Map<string, Set<string>>();
+  private lastTrusts: AuthorityView['trusts'] | undefined;
 
   constructor(
     private readonly cache: SecretCache,
@@ -90,6 +91,9 @@ export class SecretPublisher {
    * for each of them would cost more than the change itself.
    */
   setView(view: AuthorityView): void {
+    // Views made for a Dataplane change share the previous view's trusts: nothing to look at.
+    if (view.trusts === this.lastTrusts) return;
+    this.lastTrusts = view.trusts;
     const meshes = new Set<string>([...this.bundles.keys(), ...view.trusts.map((t) => t.mesh)]);
     const signatures = trustSignatures(view.trusts);
     for (const mesh of meshes) {

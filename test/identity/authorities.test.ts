@@ -9,7 +9,8 @@ import { IdentityAuthorities, type AuthorityView, type IdentityState } from '../
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import type { StateStore } from '../../src/store/types.js';
-import { meshIdentity, meshTrust } from '../helpers/resources.js';
+import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
+import { LayeredMap } from '../../src/api/layered-map.js';
 import { makeCa, makeLeaf } from '../helpers/openssl.js';
 
 let revision = 0;
@@ -184,4 +185,53 @@ test('an identity whose computation throws is contained: reported in its conditi
   assert.equal(v3.identities.size, 2);
   assert.deepEqual(a.health(), { ok: true, detail: '2 identities' });
   a.stop();
+});
+
+test('a Dataplane-only snapshot reuses the identities without reading the state; identity changes, retriggers and age compute in full', async () => {
+  let reads = 0;
+  const inner = new MemoryStateStore();
+  const state: StateStore = Object.assign(Object.create(inner) as StateStore, {
+    getOrCreate: (key: string, create: () => Promise<string> | string) => (reads++, inner.getOrCreate(key, create)),
+  });
+  let nowMs = Date.now();
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state, filePollMs: 50, now: () => new Date(nowMs) });
+  a.start(snaps);
+  const push = async (resources: LayeredMap<Resource>): Promise<AuthorityView> => {
+    const s: ResourceSnapshot = { revision: ++revision, resources, errors: [] };
+    const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    return next;
+  };
+  const keyed = (...rs: Resource[]) => new Map<string, Resource | undefined>(rs.map((r) => [resourceKey(r), r]));
+  try {
+    const mi = meshIdentity('identity');
+    const base = LayeredMap.from<Resource>(keyed(mi, dataplane('dp-1', { app: 'a' })) as Map<string, Resource>);
+    const v1 = await push(base);
+    assert.equal(stateOf(v1, mi).ready, true);
+    const readsAfterFirst = reads;
+    assert.ok(readsAfterFirst > 0, 'the first computation read the CA from the state');
+
+    const withDp = base.with(keyed(dataplane('dp-2', { app: 'b' })));
+    const v2 = await push(withDp);
+    assert.equal(v2.identities, v1.identities, 'same identities, not recomputed');
+    assert.equal(v2.trusts, v1.trusts);
+    assert.ok(v2.revision > v1.revision);
+    assert.equal(reads, readsAfterFirst, 'no state read for a Dataplane change');
+
+    const changedIdentity = meshIdentity('identity');
+    changedIdentity.spec.spiffeID.path = '/changed/{{ .Mesh }}';
+    const v3 = await push(withDp.with(keyed(changedIdentity)));
+    assert.notEqual(v3.identities, v2.identities, 'a MeshIdentity change computes in full');
+    assert.equal(stateOf(v3, changedIdentity).identity.spec.spiffeID.path, '/changed/{{ .Mesh }}');
+    const readsAfterChange = reads;
+    assert.ok(readsAfterChange > readsAfterFirst);
+
+    nowMs += 6000; // older than the reuse window: the state may have changed under another replica
+    const v4 = await push(withDp.with(keyed(changedIdentity, dataplane('dp-3', { app: 'c' }))));
+    assert.notEqual(v4.identities, v3.identities);
+    assert.ok(reads > readsAfterChange, 'an old result is not reused');
+  } finally {
+    a.stop();
+  }
 });

@@ -53,6 +53,23 @@ describe('SotW stream', () => {
     assert.equal(s.state.acked?.version_info, '1');
   });
 
+  it('answers an ACK or NACK of the last response without resolving: a change since then arrives as its own event', () => {
+    const w = new World();
+    w.put('default', 'v1');
+    const s = new SotwStream(ctxFor(w));
+    const first = onlySend(s.onRequest(req({ node, resource_names: ['default'] })));
+    const resolved = w.calls.length;
+    w.put('default', 'v2'); // its 'changed' event has not been delivered yet
+    assert.deepEqual(s.onRequest(req({ resource_names: ['default'], version_info: '1', response_nonce: first.response.nonce })), [{ type: 'ack', nonce: 'n1', version_info: '1' }]);
+    assert.equal(w.calls.length, resolved, 'the ACK did not consult the resolver');
+    assert.deepEqual(names(onlySend(s.onChange())), ['default@v2'], 'the change is pushed by its event');
+    // A request that changes the subscription is resolved even when it carries the last nonce.
+    const second = s.state.lastNonce;
+    const actions = s.onRequest(req({ resource_names: ['default', 'other'], version_info: '2', response_nonce: second }));
+    assert.ok(w.calls.length > resolved + 1, 'the new subscription was resolved');
+    assert.ok(actions.some((a) => a.type === 'subscribe'));
+  });
+
   it('NACK keeps the last ACKed version, does not resend the rejected one, and a later change is pushed', () => {
     const w = new World();
     w.put('default', 'v1');
