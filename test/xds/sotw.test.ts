@@ -298,21 +298,25 @@ describe('SotW stream', () => {
     assert.ok(swapped[0]?.type === 'fail' && /node\.id changed/.test(swapped[0].message));
   });
 
-  it('gives every response a new version_info and nonce', () => {
+  it('gives every response a new version_info and a nonce no other stream of the process has', () => {
     const w = new World();
     w.put('default', 'v1');
-    const s = new SotwStream(ctxFor(w, { nonce: undefined }));
+    const a = new SotwStream(ctxFor(w, { nonce: undefined }));
+    const b = new SotwStream(ctxFor(w, { nonce: undefined }));
     const seen = new Set<string>();
     const versions: string[] = [];
-    seen.add(onlySend(s.onRequest(req({ node, resource_names: ['default'] }))).response.nonce);
+    for (const s of [a, b]) seen.add(onlySend(s.onRequest(req({ node, resource_names: ['default'] }))).response.nonce);
     for (let i = 2; i <= 5; i++) {
       w.put('default', `v${i}`);
-      const r = onlySend(s.onChange()).response;
-      versions.push(r.version_info);
-      assert.ok(!seen.has(r.nonce));
-      assert.ok(r.nonce.length >= 16, 'default nonces are random, not counters');
-      seen.add(r.nonce);
+      for (const s of [a, b]) {
+        const r = onlySend(s.onChange()).response;
+        if (s === a) versions.push(r.version_info);
+        assert.ok(!seen.has(r.nonce), `nonce ${r.nonce} repeated`);
+        assert.ok(r.nonce.length <= 10, 'nonces are short (two per stream are kept)');
+        seen.add(r.nonce);
+      }
     }
+    assert.equal(seen.size, 10);
     assert.deepEqual(versions, ['2', '3', '4', '5']);
   });
 
