@@ -2,7 +2,8 @@
 // reason, claims after the signature, legacy EdDSA state, one MAC key per state, sealed at rest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createHmac, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { createHash, createHmac, createPublicKey, createSecretKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
+import { verifyingHmacSha256 } from '../../src/server/jws.js';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -328,4 +329,19 @@ test('with a state key the MAC secret is sealed: no state file holds it in any e
   // Reopened with the key, the same MAC key: tokens keep verifying.
   const again = await TokenAuthority.open(await openSealedState(await FileStateStore.open(stateDir), { stateKeyFile: keyFile, postgres: false }));
   assert.equal(again.keyId, ta.keyId);
+});
+
+test('the verifier\'s HMAC-SHA256 matches RFC 4231 and createHmac for short, block-size and long keys', () => {
+  // RFC 4231 test cases 2 and 6 (key longer than the block: hashed first).
+  assert.equal(verifyingHmacSha256(createSecretKey(Buffer.from('Jefe')), 'what do ya want for nothing?').toString('hex'), '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843');
+  assert.equal(
+    verifyingHmacSha256(createSecretKey(Buffer.alloc(131, 0xaa)), 'Test Using Larger Than Block-Size Key - Hash Key First').toString('hex'),
+    '60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54',
+  );
+  for (const keyLength of [1, 32, 63, 64, 65, 200]) {
+    const key = createSecretKey(randomBytes(keyLength));
+    for (const message of ['', 'a', 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0', 'x'.repeat(1000)]) {
+      assert.deepEqual(verifyingHmacSha256(key, message), createHmac('sha256', key).update(message).digest(), `key ${keyLength} B, message ${message.length} B`);
+    }
+  }
 });
