@@ -3,7 +3,8 @@
 // response (the identity secret to a stream asking for `default`, the trust bundle otherwise), read
 // and ignore every later request (ACKs), and on a trigger push one pre-encoded new trust bundle to
 // every stream that asked for it. Forked by bench/run.ts: argv[2] is `grpc-js` (a grpc-js server
-// with default options) or `http2` (a bare node:http2 server).
+// with default options), `http2` (a bare node:http2 server) or `grpc-h2` (mesh-sds' own gRPC
+// transport, src/server/grpc-h2: not a SPEC reference, it shows what the product's work costs above it).
 // Messages: parent → {type:'push'}; child → {type:'listening', port}, {type:'pushed', streams}.
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
@@ -98,6 +99,31 @@ function startHttp2(): void {
   server.listen(0, '127.0.0.1', () => send({ type: 'listening', port: (server.address() as { port: number }).port }));
 }
 
+/** mesh-sds' own transport (src/server/grpc-h2) with nothing behind it: what the transport costs alone. */
+async function startGrpcH2(): Promise<void> {
+  const { GrpcServer } = await import('../src/server/grpc-h2/server.js');
+  const server = new GrpcServer();
+  const [identityF, trust1F, trust2F] = [frame(identity), frame(trust1), frame(trust2)];
+  server.addBidi<Buffer, Buffer>(PATH, { decode: (b) => b, encodeFramed: (f) => f }, (call) => {
+    let first = true;
+    const push = () => call.write(trust2F);
+    call.listener = {
+      onMessage(req: Buffer) {
+        if (!first) return;
+        first = false;
+        if (asksTrust(req)) {
+          call.write(trust1F);
+          trustStreams.add(push);
+        } else call.write(identityF);
+      },
+      onHalfClose: () => call.end(),
+      onCancel: () => trustStreams.delete(push),
+    };
+  });
+  const port = await server.listen({ host: '127.0.0.1', port: 0 });
+  send({ type: 'listening', port });
+}
+
 process.on('message', (m: { type: string }) => {
   if (m.type !== 'push') return;
   for (const push of trustStreams) push();
@@ -106,4 +132,5 @@ process.on('message', (m: { type: string }) => {
 process.on('disconnect', () => process.exit(0));
 if (kind === 'grpc-js') startGrpcJs();
 else if (kind === 'http2') startHttp2();
+else if (kind === 'grpc-h2') void startGrpcH2();
 else throw new Error(`floor-server: unknown kind ${kind}`);

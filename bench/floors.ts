@@ -4,7 +4,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { procCpuMs, procRssKb } from './server.js';
 
-export type FloorKind = 'grpc-js' | 'http2';
+export type FloorKind = 'grpc-js' | 'http2' | 'grpc-h2';
 
 export interface FloorProc {
   kind: FloorKind;
