@@ -3,6 +3,7 @@
 // call reports to a single listener object (the xDS stream itself) instead of emitting events.
 import type { Http2Session, ServerHttp2Stream } from 'node:http2';
 import { MessageReader } from './framing.js';
+import { armDeadline, disarmDeadline, type DeadlineHolder } from './deadline.js';
 import { encodeGrpcMessage, Status, type CallStatus } from './status.js';
 import { flatKey } from '../../api/flat-key.js';
 
@@ -11,7 +12,7 @@ export interface CallListener<Req> {
   onMessage?(request: Req): void;
   /** The client half-closed (it sends no more messages). */
   onHalfClose?(): void;
-  /** The stream was reset or its connection lost before the call ended. */
+  /** The stream was reset or its connection lost before the call ended, or its deadline passed. */
   onCancel?(): void;
 }
 
@@ -78,8 +79,10 @@ export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus)
   }
 }
 
-export class ServerCall<Req, Res> {
+export class ServerCall<Req, Res> implements DeadlineHolder {
   listener: CallListener<Req> | undefined;
+  /** @internal The grpc-timeout timer while it runs; most calls have none, and pay only this slot. */
+  deadlineTimer: NodeJS.Timeout | undefined = undefined;
   private phase = Phase.Open;
   private endCode: Status = Status.OK;
   private endDetails = '';
@@ -121,7 +124,7 @@ export class ServerCall<Req, Res> {
     return this.stream.session;
   }
 
-  /** True once the client reset the stream or the connection was lost before the call ended. */
+  /** True once the client reset the stream, the connection was lost or the deadline passed before the call ended. */
   get cancelled(): boolean {
     return this.wasCancelled;
   }
@@ -163,11 +166,25 @@ export class ServerCall<Req, Res> {
     this.stream.write(this.codec.encodeFramed(response));
   }
 
+  /** @internal Ends the call with DEADLINE_EXCEEDED in `ms` (the client's grpc-timeout) unless it ends first. */
+  setDeadline(ms: number): void {
+    if (this.phase !== Phase.Ended && this.deadlineTimer === undefined) armDeadline(this, ms);
+  }
+
+  /** @internal The deadline passed: the status grpc-js sends, and the application hears of it as of a cancel. */
+  deadlineExceeded(): void {
+    if (this.phase === Phase.Ended) return;
+    this.end({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    this.wasCancelled = true;
+    this.listener?.onCancel?.();
+  }
+
   /** Ends the call with a status (OK when none is given). Only the first call counts. */
   end(status?: CallStatus): void {
     if (this.phase === Phase.Ended) return;
     const headersSent = this.phase === Phase.HeadersSent;
     this.phase = Phase.Ended;
+    disarmDeadline(this);
     if (this.stream.destroyed || this.stream.closed) return;
     // Our side is done: request bytes still arriving are read and dropped.
     this.reader.discard();
@@ -216,6 +233,7 @@ export class ServerCall<Req, Res> {
   closed(): void {
     if (this.phase === Phase.Ended) return;
     this.phase = Phase.Ended;
+    disarmDeadline(this);
     this.wasCancelled = true;
     this.listener?.onCancel?.();
   }

@@ -4,8 +4,9 @@
 // does per proxy (SPEC §8).
 import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
+import { parseGrpcTimeout } from './deadline.js';
 import { SessionSet, type KeepaliveOptions } from './sessions.js';
-import { Status } from './status.js';
+import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
@@ -62,6 +63,20 @@ const SETTINGS = {
   // Envoy's request headers plus a bearer token with its claims fit many times over.
   maxHeaderListSize: 64 * 1024,
 };
+
+function ignore(): void {}
+
+/** Whatever the client still sends on a refused stream is read and dropped, not left buffered. */
+function dropRequest(stream: ServerHttp2Stream): void {
+  stream.on('error', ignore);
+  stream.resume();
+}
+
+/** A stream that never becomes a call: a trailers-only status. */
+function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
+  dropRequest(stream);
+  respondWithStatus(stream, status);
+}
 
 export class GrpcServer {
   private readonly routes = new Map<string, Route>();
@@ -125,22 +140,28 @@ export class GrpcServer {
     if (headers[':method'] !== 'POST') refusal = 405;
     else if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) refusal = 415;
     const route = this.routes.get(path);
-    if (refusal !== undefined || !route) {
-      stream.on('error', () => undefined);
-      // Whatever the client still sends is read and dropped, not left buffered.
-      stream.resume();
-      if (refusal !== undefined) {
-        try {
-          stream.respond({ ':status': refusal }, { endStream: true });
-          // Not a gRPC call, so no gRPC client will end its half: the answer is complete, so is the stream.
-          stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        } catch {
-          // Already closed.
-        }
-      } else respondWithStatus(stream, { code: Status.UNIMPLEMENTED, details: `The server does not implement the method ${path}` });
+    if (refusal !== undefined) {
+      dropRequest(stream);
+      try {
+        stream.respond({ ':status': refusal }, { endStream: true });
+        // Not a gRPC call, so no gRPC client will end its half: the answer is complete, so is the stream.
+        stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      } catch {
+        // Already closed.
+      }
       return;
     }
+    if (!route) return refuseCall(stream, { code: Status.UNIMPLEMENTED, details: `The server does not implement the method ${path}` });
+    // One property lookup for calls without a deadline (nearly all); a timer only for those with one.
+    const timeout = headers['grpc-timeout'];
+    let deadlineMs: number | undefined;
+    if (timeout !== undefined) {
+      deadlineMs = parseGrpcTimeout(String(timeout));
+      // grpc-js' status and message for it (checked after the method, as grpc-js does).
+      if (deadlineMs === undefined) return refuseCall(stream, { code: Status.INTERNAL, details: `Invalid grpc-timeout value "${String(timeout)}"` });
+    }
     const call = new ServerCall(stream, route.codec, rawHeaders, this.context);
+    if (deadlineMs !== undefined) call.setDeadline(deadlineMs);
     try {
       route.start(call);
     } catch {
