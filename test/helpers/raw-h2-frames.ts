@@ -33,8 +33,8 @@ function headerBlock(fields: [string, string][]): Buffer {
   return Buffer.concat(parts);
 }
 
-/** HEADERS opening a gRPC POST to `path` on `stream`. */
-export function grpcRequestHeaders(stream: number, path: string): Buffer {
+/** HEADERS opening a gRPC POST to `path` on `stream`, with any `extra` metadata. */
+export function grpcRequestHeaders(stream: number, path: string, extra: [string, string][] = []): Buffer {
   const block = headerBlock([
     [':method', 'POST'],
     [':scheme', 'http'],
@@ -42,6 +42,7 @@ export function grpcRequestHeaders(stream: number, path: string): Buffer {
     [':authority', 'localhost'],
     ['content-type', 'application/grpc'],
     ['te', 'trailers'],
+    ...extra,
   ]);
   return frame(FrameType.HEADERS, Flag.END_HEADERS, stream, block);
 }

@@ -112,6 +112,12 @@ export class GrpcServer {
 
   /** Starts listening; resolves with the bound TCP port (undefined on a unix socket). */
   listen(target: ListenTarget, tls?: TlsKeyPair): Promise<number | undefined> {
+    // Rapid reset (CVE-2023-44487) is stopped by nghttp2 (>= 1.57, in node >= 20.8.1): a token
+    // bucket on incoming RST_STREAM (burst 1000, 33/s), then GOAWAY. Node 20 has no option for it
+    // (streamResetBurst/streamResetRate came later, with those defaults) and we need none: every
+    // stream let through ends as a cancelled call. maxSessionRejectedStreams and
+    // maxSessionInvalidFrames keep node's defaults (100, 1000); they bound other floods. Node stops
+    // reading a connection nghttp2 gave up on, so its socket goes at the next keepalive ping.
     const options = { settings: SETTINGS, maxSessionMemory: 32 };
     const http = tls ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false }) : http2.createServer(options);
     this.http = http;
