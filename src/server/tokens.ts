@@ -206,8 +206,13 @@ function toTokenError(err: unknown): TokenError {
   return new TokenError('malformed');
 }
 
-/** Tokens whose signature was verified, kept (by the SHA-256 of their exact text) until they expire; bounded. */
-const MAX_VERIFIED_CACHE = 200_000;
+/**
+ * Tokens whose signature was verified, by the SHA-256 of their exact text: the most recent few
+ * thousand. Envoy opens its streams (one per secret) together, so the second finds the first's
+ * entry even in a connect storm of 10,000 proxies; keeping every proxy's claims for as long as its
+ * token is valid would cost memory for nothing.
+ */
+const MAX_VERIFIED_CACHE = 4096;
 
 export class TokenAuthority {
   private readonly verified = new Map<string, TokenClaims>();
@@ -331,7 +336,8 @@ export class TokenAuthority {
     } catch (err) {
       throw toTokenError(err);
     }
-    if (this.verified.size >= MAX_VERIFIED_CACHE) this.verified.clear();
+    // Oldest first out (a Map iterates in insertion order).
+    if (this.verified.size >= MAX_VERIFIED_CACHE) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(cacheKey, claims);
     // Only a genuine token gets to learn that it was revoked. In-memory only: never waits on the store.
     if (this.isRevoked(claims.jti)) throw new TokenError('revoked');
