@@ -102,5 +102,22 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
       conditions: [...d.conditions, created],
     });
   }
-  return { ...view, trusts, federation };
+  return { ...view, trusts: sameTrusts(view, fed, meshes, trusts), federation };
+}
+
+/** The inputs and result of the last merge (views of one server come one after another). */
+let lastMerge: { viewTrusts: readonly MeshTrust[]; fed: FederationState; meshes: string; trusts: readonly MeshTrust[] } | undefined;
+
+/**
+ * The trusts array of the last view when nothing it was made from changed (a Dataplane change in a
+ * mesh already known): consumers skip a view whose trusts are the very same array (the publisher
+ * then recomputes no bundle), and without federation that is the view's own array.
+ */
+function sameTrusts(view: AuthorityView, fed: FederationState, meshes: readonly string[], merged: MeshTrust[]): readonly MeshTrust[] {
+  if (merged.length === view.trusts.length) return view.trusts;
+  const key = meshes.join('\u0000');
+  const last = lastMerge;
+  if (last && last.viewTrusts === view.trusts && last.fed === fed && last.meshes === key) return last.trusts;
+  lastMerge = { viewTrusts: view.trusts, fed, meshes: key, trusts: merged };
+  return merged;
 }

@@ -55,3 +55,21 @@ test('of two resources naming one trust domain, the first by name is followed', 
   assert.deepEqual(followed.map((c) => c.name), ['aa']);
   assert.deepEqual(shadowed.map((s) => [s.resource.name, s.winner]), [['zz', 'aa']]);
 });
+
+test('the merged trusts are the very same array while nothing they come from changed, so consumers can skip the view', () => {
+  const local = meshTrust('local', 'default.test', [newCa('default.test').trustPem], 'default');
+  const none: FederationState = { revision: 1, domains: new Map() };
+  const plain = view([local, dataplane('web', {}, 'default')]);
+  assert.equal(withFederatedTrusts(plain, none).trusts, plain.trusts, 'without federation: the view\'s own array');
+
+  const c = cftd('zone-b', TD, 'https://127.0.0.1:1/zone-b.test', newCa(TD).trustPem);
+  const fed: FederationState = { revision: 1, domains: new Map([['zone-b', initialDomain(c, undefined)]]) };
+  const first = withFederatedTrusts(plain, fed);
+  // A Dataplane change in a known mesh: same trusts, same federation state, same meshes.
+  const again = withFederatedTrusts({ ...plain, snapshot: { ...plain.snapshot, revision: 2 } }, fed);
+  assert.equal(again.trusts, first.trusts);
+  // A Dataplane in a new mesh gets the federated trust there too: a new array.
+  const newMesh = withFederatedTrusts(view([local, dataplane('web', {}, 'default'), dataplane('api', {}, 'payments')]), fed);
+  assert.notEqual(newMesh.trusts, first.trusts);
+  assert.deepEqual(newMesh.trusts.filter((t) => t.spec.trustDomain === TD).map((t) => t.mesh), ['default', 'payments']);
+});
