@@ -12,7 +12,15 @@ import type { CertificateAuthority, IssuedSvid } from './types.js';
 export interface SvidIssuerOptions {
   /** Worker threads; 0 issues on the calling thread. Default: min(2, available cores). */
   workers?: number;
+  /**
+   * Leaves issued on the calling thread in each 100 ms before the rest go to the workers (4; 0:
+   * always the workers). A lone leaf (a Dataplane change, one rotation) costs several times less
+   * inline than waking a worker for it, while a burst (a connect storm) still uses every core.
+   */
+  inlinePerWindow?: number;
 }
+
+const INLINE_WINDOW_MS = 100;
 
 interface Job {
   req: IssueRequest;
@@ -67,15 +75,19 @@ export class SvidIssuer {
   private readonly queue: Job[] = [];
   private flushScheduled = false;
   private closed = false;
+  private readonly inlinePerWindow: number;
+  private windowStartMs = -Infinity;
+  private inlineInWindow = 0;
 
   constructor(opts: SvidIssuerOptions = {}) {
     this.size = Math.max(0, Math.floor(opts.workers ?? Math.min(2, availableParallelism())));
+    this.inlinePerWindow = Math.max(0, Math.floor(opts.inlinePerWindow ?? 4));
   }
 
   /** Issue a leaf off the main thread (or on it when the pool has no workers). */
   issue(ca: CertificateAuthority, spiffeId: string, expiryMs: number, now: Date = new Date()): Promise<IssuedSvid> {
     if (this.closed) return Promise.reject(new Error('SvidIssuer is closed'));
-    if (this.size === 0) {
+    if (this.size === 0 || this.takeInlineSlot()) {
       try {
         return Promise.resolve(issueSvidSync(ca, spiffeId, expiryMs, now));
       } catch (e) {
@@ -86,6 +98,24 @@ export class SvidIssuer {
       this.queue.push({ req: { fp: ca.fingerprint, spiffeId, expiryMs, nowMs: now.getTime() }, ca, resolve, reject });
       this.scheduleFlush();
     });
+  }
+
+  /** Worker threads started so far (they start with the first leaf that is not issued inline). */
+  get startedWorkers(): number {
+    return this.slots.length;
+  }
+
+  /** Whether this leaf is issued inline: few in the current window, and nothing waiting for the workers (order). */
+  private takeInlineSlot(): boolean {
+    if (this.inlinePerWindow === 0 || this.queue.length > 0) return false;
+    const now = performance.now();
+    if (now - this.windowStartMs >= INLINE_WINDOW_MS) {
+      this.windowStartMs = now;
+      this.inlineInWindow = 0;
+    }
+    if (this.inlineInWindow >= this.inlinePerWindow) return false;
+    this.inlineInWindow++;
+    return true;
   }
 
   /** Issue a leaf on the calling thread. */

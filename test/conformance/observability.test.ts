@@ -99,6 +99,9 @@ describe('metrics, /debug/proxies and logs of a real server (SPEC §7)', () => {
     c.request(['default', 'ROOTCA']);
     const first = await c.next();
     c.ack(first);
+    // The ACK must be in before the rotation: a response sent meanwhile would make it stale.
+    const acked = () => [...f.server.registry.streams.values()].some((s) => s.info.proxy === 'default.pay' && s.info.api === 'sotw' && s.info.lastAcked?.nonce === first.nonce);
+    await waitFor('the first response ACKed', acked);
     f.server.svids.rotate('default.pay');
     const second = await c.next();
     const nacks = (await f.metric('mesh_sds_nacks_total')) ?? 0;

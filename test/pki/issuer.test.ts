@@ -25,7 +25,7 @@ describe('SvidIssuer', () => {
     dir = tempDir();
     const g = generateCertificateAuthority(TD);
     ca = loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: true });
-    issuer = new SvidIssuer({ workers: 2 });
+    issuer = new SvidIssuer({ workers: 2, inlinePerWindow: 0 });
   });
   after(async () => {
     await issuer.close();
@@ -76,7 +76,7 @@ describe('SvidIssuer', () => {
   });
 
   it('resends a CA the worker evicted after many CA rolls', async () => {
-    const pool = new SvidIssuer({ workers: 1 });
+    const pool = new SvidIssuer({ workers: 1, inlinePerWindow: 0 });
     try {
       const cas = Array.from({ length: 70 }, (_, i) => {
         const g = generateCertificateAuthority(`roll${i}.local`);
@@ -98,6 +98,24 @@ describe('SvidIssuer', () => {
     assert.equal((await issuer.issue(ca, id(2), DAY)).spiffeId, id(2));
   });
 
+  it('issues a lone leaf inline without starting a worker, and a burst beyond the window\'s share on workers', async () => {
+    const pool = new SvidIssuer({ workers: 2 });
+    try {
+      const lone = await pool.issue(ca, id(10), DAY);
+      assert.equal(lone.spiffeId, id(10));
+      assert.ok(new X509Certificate(pemBlocks(lone.certChainPem)[0]!).verify(new X509Certificate(ca.certDer).publicKey));
+      assert.equal(pool.startedWorkers, 0, 'one leaf did not wake a worker');
+      // Errors of the inline path are rejections too, never synchronous throws.
+      const bad = pool.issue(ca, 'not-a-spiffe-id', DAY);
+      await assert.rejects(bad, TypeError);
+      const burst = await Promise.all(Array.from({ length: 40 }, (_, i) => pool.issue(ca, id(100 + i), DAY)));
+      burst.forEach((s, i) => assert.equal(s.spiffeId, id(100 + i), 'each answer matches its request'));
+      assert.ok(pool.startedWorkers > 0, 'a burst is spread over the workers');
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('workers: 0 issues on the calling thread; issueSync matches', async () => {
     const local = new SvidIssuer({ workers: 0 });
     const s = await local.issue(ca, id(3), DAY);
@@ -109,7 +127,7 @@ describe('SvidIssuer', () => {
   });
 
   it('close() rejects later requests and lets the process exit', async () => {
-    const pool = new SvidIssuer({ workers: 1 });
+    const pool = new SvidIssuer({ workers: 1, inlinePerWindow: 0 });
     await pool.issue(ca, id(6), DAY);
     await pool.close();
     await assert.rejects(pool.issue(ca, id(7), DAY), /closed/);
@@ -123,7 +141,7 @@ import { loadCertificateAuthority } from ${JSON.stringify(join(repoRoot, 'src/pk
 import { SvidIssuer } from ${JSON.stringify(join(repoRoot, 'src/pki/issuer.ts'))};
 const g = generateCertificateAuthority('child.local');
 const ca = loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: true });
-const s = await new SvidIssuer({ workers: 2 }).issue(ca, 'spiffe://child.local/x', 60000);
+const s = await new SvidIssuer({ workers: 2, inlinePerWindow: 0 }).issue(ca, 'spiffe://child.local/x', 60000);
 console.log(s.spiffeId); // no close(): the process must still exit
 `,
     );
