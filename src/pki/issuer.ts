@@ -87,7 +87,7 @@ export class SvidIssuer {
   /** Issue a leaf off the main thread (or on it when the pool has no workers). */
   issue(ca: CertificateAuthority, spiffeId: string, expiryMs: number, now: Date = new Date()): Promise<IssuedSvid> {
     if (this.closed) return Promise.reject(new Error('SvidIssuer is closed'));
-    if (this.size === 0 || this.takeInlineSlot()) {
+    if (this.size === 0 || this.takeInlineSlot(ca)) {
       try {
         return Promise.resolve(issueSvidSync(ca, spiffeId, expiryMs, now));
       } catch (e) {
@@ -105,9 +105,12 @@ export class SvidIssuer {
     return this.slots.length;
   }
 
-  /** Whether this leaf is issued inline: few in the current window, and nothing waiting for the workers (order). */
-  private takeInlineSlot(): boolean {
-    if (this.inlinePerWindow === 0 || this.queue.length > 0) return false;
+  /**
+   * Whether this leaf is issued inline: an EC leaf (an RSA key takes 50–200 ms to generate, which
+   * must never block the event loop), few in the current window, nothing waiting for the workers.
+   */
+  private takeInlineSlot(ca: CertificateAuthority): boolean {
+    if (this.inlinePerWindow === 0 || this.queue.length > 0 || !ca.keyAlgorithm.startsWith('ec-')) return false;
     const now = performance.now();
     if (now - this.windowStartMs >= INLINE_WINDOW_MS) {
       this.windowStartMs = now;

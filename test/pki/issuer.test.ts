@@ -116,6 +116,19 @@ describe('SvidIssuer', () => {
     }
   });
 
+  it('never issues an RSA leaf inline: its key generation would block the event loop', async () => {
+    const root = makeRootCa(dir, 'rsa-root', 'rsa-2048');
+    const rsaCa = loadCertificateAuthority(root.certPem, root.keyPem, { allowSelfSigned: true });
+    const pool = new SvidIssuer({ workers: 1 });
+    try {
+      const s = await pool.issue(rsaCa, id(11), DAY);
+      assert.equal(createPrivateKey(s.keyPem).asymmetricKeyType, 'rsa');
+      assert.equal(pool.startedWorkers, 1, 'issued on a worker');
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('workers: 0 issues on the calling thread; issueSync matches', async () => {
     const local = new SvidIssuer({ workers: 0 });
     const s = await local.issue(ca, id(3), DAY);
