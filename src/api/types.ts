@@ -155,11 +155,10 @@ export interface ResourceSnapshot {
   readonly versions?: ReadonlyMap<string, string>;
 }
 
-/** A snapshot map's resources by kind (each kind a LayeredMap), and the lists handed out so far. */
+/** A snapshot map's resources by kind (each kind a LayeredMap). */
 interface KindGroups {
   readonly mapId: number;
   readonly kinds: ReadonlyMap<string, LayeredMap<Resource>>;
-  readonly lists: Map<string, readonly Resource[]>;
 }
 
 const kindGroups = new WeakMap<ReadonlyMap<string, Resource>, KindGroups>();
@@ -197,7 +196,7 @@ function groupsOf(resources: ReadonlyMap<string, Resource>): KindGroups {
     kinds = new Map();
     for (const [kind, m] of plain) kinds.set(kind, LayeredMap.from(m));
   }
-  const groups: KindGroups = { mapId: layered?.id ?? -1, kinds, lists: new Map() };
+  const groups: KindGroups = { mapId: layered?.id ?? -1, kinds };
   kindGroups.set(resources, groups);
   if (layered) lastGroups = groups;
   return groups;
@@ -212,17 +211,12 @@ const kindLists = new WeakMap<LayeredMap<Resource>, readonly Resource[]>();
  * returned, so a consumer can tell "nothing of this kind changed" by identity.
  */
 export function resourcesOfKind<K extends ResourceKind>(snap: ResourceSnapshot, kind: K): readonly Extract<Resource, { kind: K }>[] {
-  const groups = groupsOf(snap.resources);
-  let list = groups.lists.get(kind);
+  const map = groupsOf(snap.resources).kinds.get(kind);
+  let list = map ? kindLists.get(map) : NO_RESOURCES;
   if (!list) {
-    const map = groups.kinds.get(kind);
-    list = map ? kindLists.get(map) : NO_RESOURCES;
-    if (!list) {
-      const out: Resource[] = [];
-      map!.forEach((r) => out.push(r));
-      kindLists.set(map!, (list = out));
-    }
-    groups.lists.set(kind, list);
+    const out: Resource[] = [];
+    map!.forEach((r) => out.push(r));
+    kindLists.set(map!, (list = out));
   }
   return list as unknown as readonly Extract<Resource, { kind: K }>[];
 }

@@ -67,13 +67,13 @@ interface Loaded {
 
 const stateKeySegment = (s: string) => (s === '' ? '_' : s);
 
+/** How long a full computation's result may be reused for snapshots that changed nothing it reads. */
+const FULL_RECOMPUTE_MS = 5000;
+
 /**
  * Turns each resource snapshot into resolved identities: loads or autogenerates each Bundled CA
  * (last-known-good on error), keeps CA history for rolls, and derives the auto-created MeshTrusts.
  */
-/** How long a full computation's result may be reused for snapshots that changed nothing it reads. */
-const FULL_RECOMPUTE_MS = 5000;
-
 export class IdentityAuthorities {
   private readonly view$ = new BehaviorSubject<AuthorityView | undefined>(undefined);
   private readonly retrigger$ = new Subject<void>();

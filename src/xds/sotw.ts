@@ -125,8 +125,8 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
     ...state,
     started: true,
     node,
-    // An unchanged subscription keeps its object: resolvers key their plans on it (an ACK then
-    // resolves from the kept plan instead of building a new one).
+    // An unchanged subscription keeps its object: resolvers key their plans on it (a request that
+    // does not change it resolves from the kept plan instead of building a new one).
     subscription: subChanged ? next.subscription : state.subscription,
     legacyWildcard: next.legacyWildcard,
     sent,

@@ -80,7 +80,7 @@ export function preEncodeAny(typeUrl: string, value: Uint8Array): PreEncodedAny 
  * The Any of a `tls_certificate` Secret (name = 1, tls_certificate = 2 { certificate_chain = 1,
  * private_key = 2, each a DataSource with inline_bytes = 2 }), written straight into one
  * exact-size buffer: an SVID is encoded on every issuance, and the generic encoder builds the
- * message objects and two intermediate buffers first. PEM text is ASCII, so each character is one byte.
+ * message objects and two intermediate buffers first.
  */
 export function tlsCertificateSecretAny(typeUrl: string, name: string, certChainPem: string, keyPem: string): PreEncodedAny {
   const chain = fieldSize(Buffer.byteLength(certChainPem));
