@@ -2,7 +2,7 @@
 // transport's own work, for the same-run ratios of SPEC §8.
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { procCpuMs, procRssKb } from './server.js';
+import { procCpuMs, procMainThreadCpuMs, procRssKb } from './server.js';
 
 export type FloorKind = 'grpc-js' | 'http2' | 'grpc-h2';
 
@@ -12,13 +12,14 @@ export interface FloorProc {
   target: string;
   rssKb(): number;
   cpuMs(): number;
+  mainThreadCpuMs(): number;
   /** Pushes the new trust bundle to every trust stream; resolves with how many were written to. */
   push(): Promise<number>;
   stop(): Promise<void>;
 }
 
 export async function spawnFloor(root: string, children: Set<ChildProcess>, kind: FloorKind, trustPemsFile: string): Promise<FloorProc> {
-  const child = fork(join(root, 'bench/floor-server.ts'), [kind, trustPemsFile], { cwd: root, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(join(root, 'bench/floor-server.ts'), [kind, trustPemsFile], { cwd: root, execArgv: [...(process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const port = await new Promise<number>((resolve, reject) => {
@@ -37,6 +38,7 @@ export async function spawnFloor(root: string, children: Set<ChildProcess>, kind
     target: `127.0.0.1:${port}`,
     rssKb: () => procRssKb(child.pid!),
     cpuMs: () => procCpuMs(child.pid!),
+    mainThreadCpuMs: () => procMainThreadCpuMs(child.pid!),
     push: () =>
       new Promise((resolve) => {
         const on = (m: { type: string; streams?: number }) => {

@@ -12,6 +12,8 @@ export interface RealisticTarget {
   targets: string[];
   /** CPU ms (all threads) and RSS KB, summed over the server processes. */
   cpuMs(): number;
+  /** CPU ms of the main threads alone (event loops), summed over the server processes. */
+  mainThreadCpuMs(): number;
   rssKb(): number;
   /** Makes every trust stream receive a new bundle (a MeshTrust change, or the floor's push). */
   fanout(): void | Promise<void>;
@@ -32,7 +34,7 @@ export interface RealisticOptions {
 export interface RealisticResult {
   label: string;
   proxies: number;
-  storm: { cpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
+  storm: { cpuMs: number; mainThreadCpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
   fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[] };
   memory: { rssBeforeKb: number; rssAfterKb: number; perProxyKb: number };
   trustDigests: string[];
@@ -64,7 +66,9 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     lgs.push(...started.flat());
     await sleep(1000);
     const rssBefore = t.rssKb();
+    const main0 = t.mainThreadCpuMs();
     const storm = await runPhase(() => t.cpuMs(), lgs, 'storm', 180_000);
+    const stormMainCpuMs = t.mainThreadCpuMs() - main0;
     const stormDone = stats(storm.done);
     if (stormDone.completed !== o.n) {
       throw new Error(`${t.label}: only ${stormDone.completed}/${o.n} proxies served in the realistic storm (connect errors ${storm.connectErrors}); ${storm.streamErrors.slice(0, 5).join('; ')}`);
@@ -74,7 +78,7 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     const result: RealisticResult = {
       label: t.label,
       proxies: o.n,
-      storm: { cpuMs: storm.serverCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
+      storm: { cpuMs: storm.serverCpuMs, mainThreadCpuMs: stormMainCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
       memory: { rssBeforeKb: rssBefore, rssAfterKb: rssAfter, perProxyKb: round((rssAfter - rssBefore) / o.n, 2) },
       trustDigests: storm.trustDigests,
     };

@@ -18,6 +18,7 @@ export interface ServerProc {
   rssKb(): number;
   /** CPU time (user + system, all threads) the server has used so far, from /proc/<pid>/stat. */
   cpuMs(): number;
+  mainThreadCpuMs(): number;
   metrics(): Promise<Map<string, number>>;
   logTail(lines?: number): string;
   stop(): Promise<void>;
@@ -51,7 +52,10 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const logPath = join(o.logDir, 'server.log');
   const fd = openSync(logPath, 'a');
-  const nodeArgs = o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [];
+  // MESH_SDS_BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --perf-basic-prof so
+  // `perf record -e cpu-clock` (on-CPU samples, unlike --cpu-prof's wall-clock ones) names JS frames.
+  const extra = process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+  const nodeArgs = [...extra, ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
     // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
@@ -73,6 +77,7 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
     exited,
     rssKb: () => procRssKb(child.pid!),
     cpuMs: () => procCpuMs(child.pid!),
+    mainThreadCpuMs: () => procMainThreadCpuMs(child.pid!),
     metrics: async () => parseMetrics(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
     logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),
     stop: async () => {
@@ -88,7 +93,20 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
 
 /** CPU ms (user + system, all threads) of a process so far, from /proc/<pid>/stat. */
 export function procCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return statCpuMs(`/proc/${pid}/stat`);
+}
+
+/**
+ * CPU of the process' main thread alone (its task id is the pid): the event loop, where the
+ * transport and the product's own JavaScript run; the rest is issuance workers and V8's helpers
+ * (optimising compiler, concurrent GC), which perf showed to be a large share of a cold storm.
+ */
+export function procMainThreadCpuMs(pid: number): number {
+  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuMs(path: string): number {
+  const stat = readFileSync(path, 'utf8');
   // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (ticks of 1/100 s).
   const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(f[11]) + Number(f[12])) * 10;
