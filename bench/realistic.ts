@@ -3,6 +3,7 @@
 // mesh-sds (one or more replicas) or a transport floor — with the same generators, so their CPU
 // and memory can be compared as ratios within one run.
 import type { ChildProcess } from 'node:child_process';
+import { monotonicSeconds } from './perf.js';
 import { epochNow } from './protocol.js';
 import { round, runPhase, startLoadgens, stats, stopLoadgens, type Loadgen } from './loadgens.js';
 
@@ -38,6 +39,8 @@ export interface RealisticResult {
   fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[] };
   memory: { rssBeforeKb: number; rssAfterKb: number; perProxyKb: number };
   trustDigests: string[];
+  /** The storm's start and end on CLOCK_MONOTONIC, in seconds (the window of `--perf`). */
+  stormWindow: [number, number];
   lgs?: Loadgen[];
 }
 
@@ -67,7 +70,9 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     await sleep(1000);
     const rssBefore = t.rssKb();
     const main0 = t.mainThreadCpuMs();
+    const mono0 = monotonicSeconds();
     const storm = await runPhase(() => t.cpuMs(), lgs, 'storm', 180_000);
+    const stormWindow: [number, number] = [mono0, monotonicSeconds()];
     const stormMainCpuMs = t.mainThreadCpuMs() - main0;
     const stormDone = stats(storm.done);
     if (stormDone.completed !== o.n) {
@@ -81,6 +86,7 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
       storm: { cpuMs: storm.serverCpuMs, mainThreadCpuMs: stormMainCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
       memory: { rssBeforeKb: rssBefore, rssAfterKb: rssAfter, perProxyKb: round((rssAfter - rssBefore) / o.n, 2) },
       trustDigests: storm.trustDigests,
+      stormWindow,
     };
     if (o.fanout !== false) {
       await sleep(500);

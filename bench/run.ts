@@ -12,6 +12,7 @@ import { benchIssuance } from './issuance.js';
 import { churnSet, makeFixture, type Fixture } from './fixtures.js';
 import { spawnFloor, type FloorKind } from './floors.js';
 import { round, runPhase, startLoadgens, stats, stopLoadgens, type Loadgen } from './loadgens.js';
+import { formatPerfSummary, perfUnavailable, recordPerf, summarisePerf } from './perf.js';
 import { formatSummary, profileFiles, summariseProfile, type ProfileSummary } from './profile.js';
 import { epochNow } from './protocol.js';
 import { runChurn, runRealistic, type RealisticResult } from './realistic.js';
@@ -36,11 +37,12 @@ const { values: flags } = parseArgs({
     pg: { type: 'string', default: process.env['MESH_SDS_BENCH_PG'] ?? 'postgres://postgres@127.0.0.1:5432/test' },
     'time-limit': { type: 'string', default: '9.5' },
     profile: { type: 'boolean', default: false },
+    perf: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 if (flags.help) {
-  console.log(`npm run bench -- [--proxies N] [--only ${SCENARIOS.join(',')}] [--curve 1000,5000,...] [--loadgens K] [--channels C] [--pg URL] [--issuance-seconds S] [--connect-concurrency C] [--time-limit MIN] [--profile]`);
+  console.log(`npm run bench -- [--proxies N] [--only ${SCENARIOS.join(',')}] [--curve 1000,5000,...] [--loadgens K] [--channels C] [--pg URL] [--issuance-seconds S] [--connect-concurrency C] [--time-limit MIN] [--profile] [--perf]`);
   process.exit(0);
 }
 const N = positiveInt(flags.proxies, '--proxies');
@@ -124,6 +126,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 // ------------------------------------------------------------------------------------------------
 
 const rows: Row[] = [];
+/** `--perf`: where perf's data is kept after the run (bench/perf.ts). */
+let perfDir: string | undefined;
 const details: Record<string, unknown> = {};
 function addRow(r: Row): void {
   rows.push(r);
@@ -166,6 +170,11 @@ async function main(): Promise<void> {
   // Profiles stay in the temp dir after the run (the path is printed); they are large.
   const profileDir = flags.profile ? join(tmpdir(), `mesh-sds-prof-${stamp()}`) : undefined;
   if (profileDir) mkdirSync(profileDir, { recursive: true });
+  if (flags.perf) {
+    const why = perfUnavailable();
+    if (why) throw new Error(why);
+    perfDir = mkdtempSync(join(tmpdir(), 'mesh-sds-perf-'));
+  }
   let profiles: ProfileSummary[] = [];
   let failure: Error | undefined;
 
@@ -193,7 +202,7 @@ async function main(): Promise<void> {
   }
 
   const file = writeResults(load, fileLimit, started, profiles);
-  console.log(`\nresults: ${relative(process.cwd(), file)}${profileDir ? `, CPU profiles: ${profileDir}` : ''}`);
+  console.log(`\nresults: ${relative(process.cwd(), file)}${profileDir ? `, CPU profiles: ${profileDir}` : ''}${perfDir ? `, perf data: ${perfDir}` : ''}`);
   process.exitCode = failure ? 2 : rows.some((r) => r.pass === false) ? 1 : 0;
 }
 
@@ -327,14 +336,21 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
   const tokensFile = join(runDir, `tokens-${n}.txt`);
   const tokenMs = await makeTokens(ROOT, n, tokensFile, { stateDir: fixture.stateDir });
   details[`tokens-${n}`] = { ms: round(tokenMs), note: 'first through `mesh-sds token generate`, the rest with TokenAuthority.generate on the same state dir' };
-  const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token' });
+  // --perf records the server of the main realistic run (not the curve's): see bench/perf.ts.
+  const perf = perfDir && n === N ? perfDir : undefined;
+  const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token', nodeArgs: perf ? ['--perf-prof'] : [] });
   children.add(server.child);
+  let recording: ReturnType<typeof recordPerf> | undefined;
+  let window: [number, number] | undefined;
   try {
     const startupMs = (await waitReady(server, 300_000)) - server.spawnedAt;
+    // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
+    if (perf) recording = recordPerf(server.pid, perf);
     const result = await runRealistic(
       { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: () => fixture.writeTrust(2) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn },
     );
+    window = result.stormWindow;
     if (!churn) return { result, startupMs };
     try {
       await sleep(1000);
@@ -346,6 +362,14 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     }
   } finally {
     await server.stop();
+    if (recording && perf) {
+      await recording.done();
+      if (window) {
+        const summary = summarisePerf(perf, server.pid, ROOT, window);
+        details['perf.realistic-storm'] = summary;
+        console.log(`\n${formatPerfSummary(summary)}\n`);
+      }
+    }
   }
 }
 

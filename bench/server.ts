@@ -35,6 +35,8 @@ export interface SpawnOptions {
   logDir: string;
   /** Write V8 CPU profiles of every thread here (they appear when the server exits). */
   profileDir?: string;
+  /** More node flags (e.g. `--perf-prof` for `--perf`). */
+  nodeArgs?: string[];
 }
 
 function freePort(): Promise<number> {
@@ -55,7 +57,7 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   // MESH_SDS_BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --perf-basic-prof so
   // `perf record -e cpu-clock` (on-CPU samples, unlike --cpu-prof's wall-clock ones) names JS frames.
   const extra = process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const nodeArgs = [...extra, ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
+  const nodeArgs = [...extra, ...(o.nodeArgs ?? []), ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
     // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
