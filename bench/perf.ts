@@ -50,14 +50,15 @@ export interface PerfSummary {
   productFunctions: { fn: string; ms: number; percent: number }[];
 }
 
-/** Names JIT frames (`perf inject --jit`, in `dir`), reads the window's samples and removes the jitdump. */
-export function summarisePerf(dir: string, pid: number, jitdumpDir: string, window: [number, number]): PerfSummary {
+/** V8 writes `jit-<pid>.dump` into the server's working directory; perf.data names it by path, so it goes only after `perf inject`. */
+export function discardJitdump(pid: number, jitdumpDir: string): void {
   const jitdump = join(jitdumpDir, `jit-${pid}.dump`);
-  try {
-    execFileSync('perf', ['inject', '--jit', '-i', 'perf.data', '-o', 'perf.jit.data'], { cwd: dir, stdio: 'ignore' });
-  } finally {
-    if (existsSync(jitdump)) rmSync(jitdump); // perf.data names it by path: only now can it go
-  }
+  if (existsSync(jitdump)) rmSync(jitdump);
+}
+
+/** Names JIT frames (`perf inject --jit`, in `dir`) and reads the window's samples. */
+export function summarisePerf(dir: string, pid: number, window: [number, number]): PerfSummary {
+  execFileSync('perf', ['inject', '--jit', '-i', 'perf.data', '-o', 'perf.jit.data'], { cwd: dir, stdio: 'ignore' });
   const script = execFileSync('perf', ['script', '-i', 'perf.jit.data', '--time', `${window[0].toFixed(6)},${window[1].toFixed(6)}`, '-F', 'tid,ip,sym'], {
     cwd: dir,
     encoding: 'utf8',
