@@ -30,7 +30,10 @@ export interface PerfRecording {
 /** Records `pid` until it exits, into `<dir>/perf.data`. The process must run with node's `--perf-prof`. */
 export function recordPerf(pid: number, dir: string): PerfRecording {
   const child: ChildProcess = spawn('perf', ['record', '-q', '-k', 'mono', '-e', 'cpu-clock', '-F', String(HZ), '-g', '-p', String(pid), '-o', join(dir, 'perf.data')], { stdio: 'ignore' });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    child.once('error', () => resolve()); // could not start: the summary then says there is no data
+  });
   return {
     done: async () => {
       const timer = setTimeout(() => child.kill('SIGINT'), 30_000);
