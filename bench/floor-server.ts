@@ -10,12 +10,13 @@ import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
 import { encodeMessage, encodeSecret, SECRET_TYPE_URL } from '../src/xds/protos.js';
+import { frameMessage } from '../src/server/grpc-h2/framing.js';
 
 const kind = process.argv[2];
 const trustPems = JSON.parse(readFileSync(process.argv[3]!, 'utf8')) as [string, string];
 const PATH = '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets';
 
-/** A DiscoveryResponse around one secret, gRPC-framed once (5-byte prefix) for the bare server. */
+/** A DiscoveryResponse around one secret, encoded once (`framedAnswers` adds gRPC's 5-byte prefix where a floor needs it). */
 function response(version: string, secret: object): Buffer {
   return encodeMessage('envoy.service.discovery.v3.DiscoveryResponse', {
     version_info: version,
@@ -33,13 +34,8 @@ const identity = response('1', {
 const trust = (v: string, pem: string) => response(v, { name: 'system_trust_bundle', validation_context: { trusted_ca: { inline_bytes: Buffer.from(pem) } } });
 const trust1 = trust('1', trustPems[0]);
 const trust2 = trust('2', trustPems[0] + trustPems[1]);
-const frame = (msg: Buffer) => {
-  const f = Buffer.allocUnsafe(5 + msg.length);
-  f[0] = 0;
-  f.writeUInt32BE(msg.length, 1);
-  msg.copy(f, 5);
-  return f;
-};
+/** The answers gRPC-framed once, for the floors whose transport does not frame messages itself. */
+const framedAnswers = (): Answers => ({ identity: frameMessage(identity), trust1: frameMessage(trust1), trust2: frameMessage(trust2) });
 const TRUST_NAME = Buffer.from('system_trust_bundle');
 const asksTrust = (req: Buffer) => req.includes(TRUST_NAME);
 
@@ -47,24 +43,43 @@ const send = (m: object) => void process.send?.(m);
 /** Writers of the streams that asked for the trust bundle (pushed to on the trigger). */
 const trustStreams = new Set<() => void>();
 
+/** What a floor writes: the messages as its transport takes them (gRPC-framed or not). */
+interface Answers {
+  identity: Buffer;
+  trust1: Buffer;
+  trust2: Buffer;
+}
+
+/**
+ * One stream of any floor: its first request gets the secret it asks for (a trust stream is then
+ * pushed to on the trigger); every later request (ACKs) is read and ignored.
+ */
+function floorStream(write: (message: Buffer) => void, answers: Answers): { onRequest(req: Buffer): void; onClose(): void } {
+  let first = true;
+  const push = () => write(answers.trust2);
+  return {
+    onRequest: (req) => {
+      if (!first) return;
+      first = false;
+      if (asksTrust(req)) {
+        write(answers.trust1);
+        trustStreams.add(push);
+      } else write(answers.identity);
+    },
+    onClose: () => void trustStreams.delete(push),
+  };
+}
+
 function startGrpcJs(): void {
   const server = new grpc.Server();
   const raw = (b: Buffer) => b;
   server.register(
     PATH,
     (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      let first = true;
-      const push = () => call.write(trust2);
-      call.on('data', (req: Buffer) => {
-        if (!first) return;
-        first = false;
-        if (asksTrust(req)) {
-          call.write(trust1);
-          trustStreams.add(push);
-        } else call.write(identity);
-      });
+      const s = floorStream((m) => call.write(m), { identity, trust1, trust2 });
+      call.on('data', s.onRequest);
       call.on('error', () => undefined);
-      call.on('close', () => trustStreams.delete(push));
+      call.on('close', s.onClose);
       call.on('end', () => call.end());
     },
     raw,
@@ -78,22 +93,14 @@ function startGrpcJs(): void {
 }
 
 function startHttp2(): void {
-  const [identityF, trust1F, trust2F] = [frame(identity), frame(trust1), frame(trust2)];
+  const framed = framedAnswers();
   const server = http2.createServer({ settings: { maxConcurrentStreams: 1 << 20 } });
   server.on('stream', (stream) => {
     stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
-    let first = true;
-    const push = () => stream.write(trust2F);
-    stream.on('data', (chunk: Buffer) => {
-      if (!first) return;
-      first = false;
-      if (asksTrust(chunk)) {
-        stream.write(trust1F);
-        trustStreams.add(push);
-      } else stream.write(identityF);
-    });
+    const s = floorStream((m) => stream.write(m), framed);
+    stream.on('data', s.onRequest);
     stream.on('error', () => undefined);
-    stream.on('close', () => trustStreams.delete(push));
+    stream.on('close', s.onClose);
   });
   server.on('sessionError', () => undefined);
   server.listen(0, '127.0.0.1', () => send({ type: 'listening', port: (server.address() as { port: number }).port }));
@@ -103,22 +110,10 @@ function startHttp2(): void {
 async function startGrpcH2(): Promise<void> {
   const { GrpcServer } = await import('../src/server/grpc-h2/server.js');
   const server = new GrpcServer();
-  const [identityF, trust1F, trust2F] = [frame(identity), frame(trust1), frame(trust2)];
+  const framed = framedAnswers();
   server.addBidi<Buffer, Buffer>(PATH, { decode: (b) => b, encodeFramed: (f) => f }, (call) => {
-    let first = true;
-    const push = () => call.write(trust2F);
-    call.listener = {
-      onMessage(req: Buffer) {
-        if (!first) return;
-        first = false;
-        if (asksTrust(req)) {
-          call.write(trust1F);
-          trustStreams.add(push);
-        } else call.write(identityF);
-      },
-      onHalfClose: () => call.end(),
-      onCancel: () => trustStreams.delete(push),
-    };
+    const s = floorStream((m) => call.write(m), framed);
+    call.listener = { onMessage: s.onRequest, onHalfClose: () => call.end(), onCancel: s.onClose };
   });
   const port = await server.listen({ host: '127.0.0.1', port: 0 });
   send({ type: 'listening', port });
