@@ -2,7 +2,7 @@
 // transport's own work, for the same-run ratios of SPEC §8.
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { procCpuMs, procMainThreadCpuMs, procRssKb } from './server.js';
+import { benchServerNodeArgs, procCpuMs, procMainThreadCpuMs, procRssKb } from './server.js';
 
 export type FloorKind = 'grpc-js' | 'http2' | 'grpc-h2';
 
@@ -19,7 +19,7 @@ export interface FloorProc {
 }
 
 export async function spawnFloor(root: string, children: Set<ChildProcess>, kind: FloorKind, trustPemsFile: string): Promise<FloorProc> {
-  const child = fork(join(root, 'bench/floor-server.ts'), [kind, trustPemsFile], { cwd: root, execArgv: [...(process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? []), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const child = fork(join(root, 'bench/floor-server.ts'), [kind, trustPemsFile], { cwd: root, execArgv: [...benchServerNodeArgs(), '--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.add(child);
   child.once('exit', () => children.delete(child));
   const port = await new Promise<number>((resolve, reject) => {

@@ -23,6 +23,9 @@ export function perfUnavailable(): string | undefined {
 export const monotonicSeconds = (): number => Number(process.hrtime.bigint()) / 1e9;
 
 export interface PerfRecording {
+  readonly pid: number;
+  /** Where perf.data (and, after the summary, perf.jit.data) are. */
+  readonly dir: string;
   /** Waits for perf to finish writing (it stops when the recorded process exits). */
   done(): Promise<void>;
 }
@@ -35,6 +38,8 @@ export function recordPerf(pid: number, dir: string): PerfRecording {
     child.once('error', () => resolve()); // could not start: the summary then says there is no data
   });
   return {
+    pid,
+    dir,
     done: async () => {
       const timer = setTimeout(() => child.kill('SIGINT'), 30_000);
       await exited;
@@ -59,8 +64,8 @@ export function discardJitdump(pid: number, jitdumpDir: string): void {
   if (existsSync(jitdump)) rmSync(jitdump);
 }
 
-/** Names JIT frames (`perf inject --jit`, in `dir`) and reads the window's samples. */
-export function summarisePerf(dir: string, pid: number, window: [number, number]): PerfSummary {
+/** Names JIT frames (`perf inject --jit`, in the recording's dir) and reads the window's samples. */
+export function summarisePerf({ dir, pid }: PerfRecording, window: [number, number]): PerfSummary {
   execFileSync('perf', ['inject', '--jit', '-i', 'perf.data', '-o', 'perf.jit.data'], { cwd: dir, stdio: 'ignore' });
   const script = execFileSync('perf', ['script', '-i', 'perf.jit.data', '--time', `${window[0].toFixed(6)},${window[1].toFixed(6)}`, '-F', 'tid,ip,sym'], {
     cwd: dir,

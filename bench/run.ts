@@ -12,7 +12,7 @@ import { benchIssuance } from './issuance.js';
 import { churnSet, makeFixture, type Fixture } from './fixtures.js';
 import { spawnFloor, type FloorKind } from './floors.js';
 import { round, runPhase, startLoadgens, stats, stopLoadgens, type Loadgen } from './loadgens.js';
-import { discardJitdump, formatPerfSummary, perfUnavailable, recordPerf, summarisePerf } from './perf.js';
+import { discardJitdump, formatPerfSummary, perfUnavailable, recordPerf, summarisePerf, type PerfRecording } from './perf.js';
 import { formatSummary, profileFiles, summariseProfile, type ProfileSummary } from './profile.js';
 import { epochNow } from './protocol.js';
 import { runChurn, runRealistic, type RealisticResult } from './realistic.js';
@@ -340,7 +340,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
   const perf = perfDir && n === N ? perfDir : undefined;
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token', nodeArgs: perf ? ['--perf-prof'] : [] });
   children.add(server.child);
-  let recording: ReturnType<typeof recordPerf> | undefined;
+  let recording: PerfRecording | undefined;
   let window: [number, number] | undefined;
   try {
     const startupMs = (await waitReady(server, 300_000)) - server.spawnedAt;
@@ -362,17 +362,17 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     }
   } finally {
     await server.stop();
-    if (recording && perf) {
+    if (recording) {
       await recording.done();
       // A perf problem is reported, not a failed benchmark.
       try {
         if (window) {
-          const summary = summarisePerf(perf, server.pid, window);
+          const summary = summarisePerf(recording, window);
           details['perf.realistic-storm'] = summary;
           console.log(`\n${formatPerfSummary(summary)}\n`);
         }
       } catch (e) {
-        console.warn(`--perf: no summary (${(e as Error).message.split('\n')[0]}); data kept in ${perf}`);
+        console.warn(`--perf: no summary (${(e as Error).message.split('\n')[0]}); data kept in ${recording.dir}`);
       }
       discardJitdump(server.pid, ROOT);
     }

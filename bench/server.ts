@@ -50,14 +50,19 @@ function freePort(): Promise<number> {
   });
 }
 
+/**
+ * MESH_SDS_BENCH_SERVER_NODE_ARGS: extra node flags for every server measured (mesh-sds and the
+ * floors), e.g. `--perf-prof` so `perf` names JavaScript frames, or `--trace-gc`.
+ */
+export function benchServerNodeArgs(): string[] {
+  return process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+}
+
 export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const logPath = join(o.logDir, 'server.log');
   const fd = openSync(logPath, 'a');
-  // MESH_SDS_BENCH_SERVER_NODE_ARGS: extra node flags for the server, e.g. --perf-basic-prof so
-  // `perf record -e cpu-clock` (on-CPU samples, unlike --cpu-prof's wall-clock ones) names JS frames.
-  const extra = process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
-  const nodeArgs = [...extra, ...(o.nodeArgs ?? []), ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
+  const nodeArgs = [...benchServerNodeArgs(), ...(o.nodeArgs ?? []), ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
     // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
