@@ -21,6 +21,16 @@ if ! command -v apt-get >/dev/null 2>&1; then
   exit 1
 fi
 
+# Test files run in parallel and may all find nginx missing: one installs, the others wait for it
+# (flock) and then find it; apt itself also waits for a dpkg lock held by anything else.
+if command -v flock >/dev/null 2>&1; then
+  exec 9>/tmp/mesh-sds-ensure-nginx.lock
+  flock -w 600 9
+  if [ -n "$(nginx_bin)" ]; then
+    exit 0
+  fi
+fi
+
 # Keep the package's postinst from starting the service (the Docker images ship the same file).
 added_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
@@ -33,8 +43,8 @@ trap cleanup EXIT
 
 echo "ensure-nginx: installing Debian's nginx package" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
-apt-get install -y -qq --no-install-recommends nginx >&2
+apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends nginx >&2
 
 if [ -z "$(nginx_bin)" ]; then
   echo "ensure-nginx: apt-get install nginx finished but no nginx binary was found" >&2
