@@ -3,7 +3,7 @@
 import { frameMessage } from './grpc-h2/framing.js';
 import type { MethodCodec } from './grpc-h2/call.js';
 import type { GrpcServer } from './grpc-h2/server.js';
-import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, WireError } from '../xds/wire.js';
+import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, frameDeltaDiscoveryResponse, frameDiscoveryResponse, WireError, type FramedMessage } from '../xds/wire.js';
 import type { DeltaDiscoveryResponse, DiscoveryResponse } from '../xds/messages.js';
 import { handleFetch, handleStream, type StreamDeps, type XdsRequest } from './xds-streams.js';
 
@@ -14,9 +14,10 @@ const HEALTH = '/grpc.health.v1.Health';
 /**
  * Requests are read field by field; a malformed one reaches the handler as such, so the client
  * learns what is wrong (INVALID_ARGUMENT with the reason) instead of an opaque INTERNAL.
- * Responses are encoded straight into a gRPC frame (secrets' bytes are pre-encoded, see wire.ts).
+ * Responses are encoded straight into a gRPC frame whose secrets' pre-encoded bytes are sent by
+ * reference, not copied (see wire.ts).
  */
-function xdsCodec<Res>(decode: (b: Buffer) => unknown, encode: (r: Res, framed: boolean) => Buffer): MethodCodec<XdsRequest, Res | Buffer> {
+function xdsCodec<Res>(decode: (b: Buffer) => unknown, frame: (r: Res) => FramedMessage): MethodCodec<XdsRequest, Res | Buffer> {
   return {
     decode(message) {
       try {
@@ -26,11 +27,11 @@ function xdsCodec<Res>(decode: (b: Buffer) => unknown, encode: (r: Res, framed: 
         throw e;
       }
     },
-    encodeFramed: (r) => (Buffer.isBuffer(r) ? frameMessage(r) : encode(r, true)),
+    encodeFramed: (r) => (Buffer.isBuffer(r) ? frameMessage(r) : frame(r)),
   };
 }
-const sotw = xdsCodec<DiscoveryResponse>(decodeDiscoveryRequest, encodeDiscoveryResponse);
-const delta = xdsCodec<DeltaDiscoveryResponse>(decodeDeltaDiscoveryRequest, encodeDeltaDiscoveryResponse);
+const sotw = xdsCodec<DiscoveryResponse>(decodeDiscoveryRequest, frameDiscoveryResponse);
+const delta = xdsCodec<DeltaDiscoveryResponse>(decodeDeltaDiscoveryRequest, frameDeltaDiscoveryResponse);
 
 /** grpc.health.v1.HealthCheckResponse { status = 1 }, framed once: SERVING is 1, NOT_SERVING 2. */
 const healthFrame = (status: 1 | 2) => frameMessage(Buffer.from([0x08, status]));

@@ -1,7 +1,8 @@
 // Hand-written protobuf encoding of the two xDS responses mesh-sds sends. Each secret's Any is
-// encoded once (exact-size buffer, shared by every stream); a response is then one allocation
-// holding a few varints, the short strings and copies of those pre-encoded Anys. Going through
-// proto-loader instead re-encodes every secret for every stream. Field numbers are those of
+// encoded once (exact-size buffer, shared by every stream); a response is then one small allocation
+// holding a few varints and the short strings, sent together with those pre-encoded Anys by
+// reference (see BY_REFERENCE_BYTES). Going through proto-loader instead re-encodes every secret
+// for every stream. Field numbers are those of
 // envoy.service.discovery.v3 (test/xds/wire.test.ts decodes the output with the real descriptors).
 import type { Any, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node, Status } from './messages.js';
 
@@ -19,11 +20,27 @@ function varintSize(n: number): number {
 /** Bytes of gRPC's message prefix (compressed flag, 4-byte length), reserved by framed encodes. */
 const GRPC_PREFIX = 5;
 
+/**
+ * Pre-encoded payloads at least this long are sent by reference (a chunk of their own in the
+ * framed response) instead of being copied into it: a trust bundle pushed to 10,000 streams would
+ * otherwise be copied 10,000 times into fresh memory (the page faults alone cost more than the
+ * copies). Shorter ones are cheaper to copy than to pass as another chunk.
+ */
+const BY_REFERENCE_BYTES = 512;
+
 class Writer {
+  /** Set when payloads may be passed by reference: the chunks written so far. */
+  private readonly chunks: Buffer[] | undefined;
+  private segmentStart: number;
+
   constructor(
     readonly buf: Buffer,
     private pos = 0,
-  ) {}
+    byReference = false,
+  ) {
+    this.chunks = byReference ? [] : undefined;
+    this.segmentStart = 0;
+  }
 
   varint(n: number): void {
     while (n >= 0x80) {
@@ -40,7 +57,10 @@ class Writer {
   bytes(field: number, b: Buffer): void {
     this.tag(field);
     this.varint(b.length);
-    this.pos += b.copy(this.buf, this.pos);
+    if (this.chunks && b.length >= BY_REFERENCE_BYTES) {
+      this.chunks.push(this.buf.subarray(this.segmentStart, this.pos), b);
+      this.segmentStart = this.pos;
+    } else this.pos += b.copy(this.buf, this.pos);
   }
 
   string(field: number, s: string): void {
@@ -50,8 +70,18 @@ class Writer {
     this.pos += this.buf.write(s, this.pos);
   }
 
+  /** Bytes written into `buf` (payloads passed by reference not included). */
   get length(): number {
     return this.pos;
+  }
+
+  /** What was written: the buffer's bytes, or the chunks to send one after the other. */
+  result(): Buffer | Buffer[] {
+    // Every buffer is allocated at its exact size: anything else is a wrong size computation.
+    if (this.pos !== this.buf.length) throw new Error(`wire: wrote ${this.pos} of ${this.buf.length} bytes`);
+    if (!this.chunks || this.chunks.length === 0) return this.buf;
+    if (this.pos > this.segmentStart) this.chunks.push(this.buf.subarray(this.segmentStart, this.pos));
+    return this.chunks;
   }
 }
 
@@ -135,37 +165,52 @@ function transient(size: number): Buffer {
   return b;
 }
 
+/** A response as the transport sends it: a whole gRPC frame, or its consecutive chunks. */
+export type FramedMessage = Buffer | readonly Buffer[];
+
+/** Bytes of the payloads a framed encode passes by reference (not copied into its buffer). */
+function referencedBytes(anys: readonly Buffer[]): number {
+  let n = 0;
+  for (const a of anys) if (a.length >= BY_REFERENCE_BYTES) n += a.length;
+  return n;
+}
+
 /**
- * A buffer for a message of `size` bytes; with `framed`, preceded by gRPC's 5-byte prefix, so the
- * transport sends it as it is instead of copying it into a frame.
+ * A writer for a message of `size` bytes. Framed, it starts with gRPC's 5-byte prefix (so the
+ * transport sends it as it is, without copying it into a frame) and large pre-encoded payloads
+ * (`referenced` bytes of the message) are passed by reference instead of being copied.
  */
-function messageWriter(size: number, framed: boolean): Writer {
+function messageWriter(size: number, framed: boolean, referenced: number): Writer {
   if (!framed) return new Writer(transient(size));
-  return new Writer(transient(GRPC_PREFIX + size), GRPC_PREFIX);
+  const w = new Writer(transient(GRPC_PREFIX + size - referenced), GRPC_PREFIX, referenced > 0);
+  w.buf[0] = 0; // not compressed
+  w.buf.writeUInt32BE(size, 1);
+  return w;
 }
 
-/** The written bytes; a framed message gets its prefix (uncompressed, its length) now. */
-function written(w: Writer, framed: boolean): Buffer {
-  if (framed) {
-    w.buf[0] = 0;
-    w.buf.writeUInt32BE(w.length - GRPC_PREFIX, 1);
-  }
-  return w.buf.subarray(0, w.length);
-}
-
-export function encodeDiscoveryResponse(r: DiscoveryResponse, framed = false): Buffer {
+function sotwResponse(r: DiscoveryResponse, framed: boolean): Buffer | Buffer[] {
   const anys = r.resources.map(anyBytes);
   let size = stringSize(r.version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const a of anys) size += fieldSize(a.length);
-  const w = messageWriter(size, framed);
+  const w = messageWriter(size, framed, framed ? referencedBytes(anys) : 0);
   if (r.version_info) w.string(1, r.version_info);
   for (const a of anys) w.bytes(2, a);
   if (r.type_url) w.string(4, r.type_url);
   if (r.nonce) w.string(5, r.nonce);
-  return written(w, framed);
+  return w.result();
 }
 
-export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse, framed = false): Buffer {
+/** envoy.service.discovery.v3.DiscoveryResponse as one buffer. */
+export function encodeDiscoveryResponse(r: DiscoveryResponse): Buffer {
+  return sotwResponse(r, false) as Buffer;
+}
+
+/** The same, framed for gRPC; the secrets' pre-encoded bytes are sent as they are, not copied. */
+export function frameDiscoveryResponse(r: DiscoveryResponse): FramedMessage {
+  return sotwResponse(r, true);
+}
+
+function deltaResponse(r: DeltaDiscoveryResponse, framed: boolean): Buffer | Buffer[] {
   const items = r.resources.map((res) => {
     const any = anyBytes(res.resource);
     const inner = stringSize(res.version) + fieldSize(any.length) + stringSize(res.name);
@@ -174,7 +219,7 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse, framed =
   let size = stringSize(r.system_version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const i of items) size += fieldSize(i.inner);
   for (const n of r.removed_resources) size += fieldSize(Buffer.byteLength(n));
-  const w = messageWriter(size, framed);
+  const w = messageWriter(size, framed, framed ? referencedBytes(items.map((i) => i.any)) : 0);
   if (r.system_version_info) w.string(1, r.system_version_info);
   for (const { res, any, inner } of items) {
     w.tag(2);
@@ -186,7 +231,17 @@ export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse, framed =
   if (r.type_url) w.string(4, r.type_url);
   if (r.nonce) w.string(5, r.nonce);
   for (const n of r.removed_resources) w.string(6, n);
-  return written(w, framed);
+  return w.result();
+}
+
+/** envoy.service.discovery.v3.DeltaDiscoveryResponse as one buffer. */
+export function encodeDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): Buffer {
+  return deltaResponse(r, false) as Buffer;
+}
+
+/** The same, framed for gRPC; the secrets' pre-encoded bytes are sent as they are, not copied. */
+export function frameDeltaDiscoveryResponse(r: DeltaDiscoveryResponse): FramedMessage {
+  return deltaResponse(r, true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeMessage, lookupType } from '../../src/xds/protos.js';
-import { WireError, decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, encodeDeltaDiscoveryResponse, encodeDiscoveryResponse, preEncodeAny, tlsCertificateSecretAny } from '../../src/xds/wire.js';
+import {
+  WireError,
+  decodeDeltaDiscoveryRequest,
+  decodeDiscoveryRequest,
+  encodeDeltaDiscoveryResponse,
+  encodeDiscoveryResponse,
+  frameDeltaDiscoveryResponse,
+  frameDiscoveryResponse,
+  preEncodeAny,
+  tlsCertificateSecretAny,
+  type FramedMessage,
+} from '../../src/xds/wire.js';
 import { SECRET_TYPE_URL } from '../../src/xds/resource.js';
 
 const secret = (name: string) => lookupType('envoy.extensions.transport_sockets.tls.v3.Secret').encode({ name }).finish();
@@ -43,6 +54,42 @@ test('an empty response and a large (multi-byte length) one both round-trip', ()
   const huge = preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(70_000, 1));
   const msg = decodeMessage('envoy.service.discovery.v3.DiscoveryResponse', encodeDiscoveryResponse({ version_info: '1', resources: [huge], type_url: SECRET_TYPE_URL, nonce: 'x' })) as any;
   assert.equal(msg.resources[0].value.length, 70_000);
+});
+
+const grpcFrame = (message: Buffer) => Buffer.concat([Buffer.from([0, ...[24, 16, 8, 0].map((s) => (message.length >>> s) & 0xff)]), message]);
+const joined = (f: FramedMessage) => (Buffer.isBuffer(f) ? f : Buffer.concat(f));
+
+test('a framed response is the gRPC frame of the plain encoding, its large secrets sent by reference', () => {
+  const bundle = preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(3000, 5));
+  const cert = preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(2000, 6));
+  const small = preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(20, 7));
+  const sotw = { version_info: '7', resources: [bundle, small, cert], type_url: SECRET_TYPE_URL, nonce: 'abc' };
+  const framed = frameDiscoveryResponse(sotw);
+  assert.deepEqual(joined(framed), grpcFrame(encodeDiscoveryResponse(sotw)));
+  assert.ok(!Buffer.isBuffer(framed), 'chunks, not one copied buffer');
+  assert.ok(framed.includes(bundle.encoded) && framed.includes(cert.encoded), 'the cached bytes themselves are sent');
+  assert.ok(!framed.includes(small.encoded), 'a short secret is copied: a chunk of its own would cost more');
+
+  const delta = {
+    system_version_info: '2',
+    resources: [
+      { name: 'a', version: 'v1', resource: bundle },
+      { name: 'b', version: 'v2', resource: small },
+    ],
+    removed_resources: ['gone'],
+    type_url: SECRET_TYPE_URL,
+    nonce: 'n',
+  };
+  const framedDelta = frameDeltaDiscoveryResponse(delta);
+  assert.deepEqual(joined(framedDelta), grpcFrame(encodeDeltaDiscoveryResponse(delta)));
+  assert.ok(!Buffer.isBuffer(framedDelta) && framedDelta.includes(bundle.encoded));
+});
+
+test('a framed response with only short secrets is one buffer', () => {
+  const r = { version_info: '1', resources: [preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(30, 1))], type_url: SECRET_TYPE_URL, nonce: 'x' };
+  const framed = frameDiscoveryResponse(r);
+  assert.ok(Buffer.isBuffer(framed));
+  assert.deepEqual(framed, grpcFrame(encodeDiscoveryResponse(r)));
 });
 
 test('a pre-encoded Any owns an exact-size buffer, and its value is a view into it', () => {

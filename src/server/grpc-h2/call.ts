@@ -18,8 +18,11 @@ export interface CallListener<Req> {
 
 export interface MethodCodec<Req, Res> {
   decode(message: Buffer): Req;
-  /** The response as a whole gRPC frame, 5-byte prefix included (encoders can reserve it and skip a copy). */
-  encodeFramed(response: Res): Buffer;
+  /**
+   * The response as a whole gRPC frame, 5-byte prefix included (encoders can reserve it and skip a
+   * copy), or as the frame's consecutive chunks (large payloads sent by reference, not copied).
+   */
+  encodeFramed(response: Res): Buffer | readonly Buffer[];
 }
 
 /** What every call of one server shares. */
@@ -163,7 +166,12 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       this.stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
       this.phase = Phase.HeadersSent;
     }
-    this.stream.write(this.codec.encodeFramed(response));
+    const frame = this.codec.encodeFramed(response);
+    if (Buffer.isBuffer(frame)) return void this.stream.write(frame);
+    // Corked, the chunks leave in one writev (one DATA frame when they fit), not one write each.
+    this.stream.cork();
+    for (const chunk of frame) this.stream.write(chunk);
+    this.stream.uncork();
   }
 
   /** @internal Ends the call with DEADLINE_EXCEEDED in `ms` (the client's grpc-timeout) unless it ends first. */
