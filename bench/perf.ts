@@ -1,4 +1,4 @@
-// `--perf`: on-CPU samples of the mesh-sds server in the realistic storm, taken by Linux perf with
+// `--perf`: on-CPU samples of the mesh-sds server in the realistic storm and fan-out, taken by Linux perf with
 // V8's jitdump so JavaScript frames are named. Unlike `--profile` (V8's wall-clock sampler, which
 // charges a thread taken off its core to the function it stopped in), a sample here is a
 // millisecond the thread really ran. Summarised per thread (main, issuance workers, V8 helpers) and,
@@ -66,7 +66,7 @@ export function discardJitdump(pid: number, jitdumpDir: string): void {
 
 /** Names JIT frames (`perf inject --jit`, in the recording's dir) and reads the window's samples. */
 export function summarisePerf({ dir, pid }: PerfRecording, window: [number, number]): PerfSummary {
-  execFileSync('perf', ['inject', '--jit', '-i', 'perf.data', '-o', 'perf.jit.data'], { cwd: dir, stdio: 'ignore' });
+  if (!existsSync(join(dir, 'perf.jit.data'))) execFileSync('perf', ['inject', '--jit', '-i', 'perf.data', '-o', 'perf.jit.data'], { cwd: dir, stdio: 'ignore' });
   const script = execFileSync('perf', ['script', '-i', 'perf.jit.data', '--time', `${window[0].toFixed(6)},${window[1].toFixed(6)}`, '-F', 'tid,ip,sym'], {
     cwd: dir,
     encoding: 'utf8',
@@ -167,10 +167,10 @@ function summariseStacks(samples: Sample[], pid: number, windowSeconds: number):
   };
 }
 
-export function formatPerfSummary(s: PerfSummary): string {
+export function formatPerfSummary(s: PerfSummary, phase: string): string {
   const t = s.threads;
   const lines = [
-    `on-CPU (perf) of the mesh-sds server over the realistic storm (${s.windowSeconds} s): main thread ${t.main} ms, issuance workers ${t.issuanceWorkers} ms, V8 helpers (compiler, GC) ${t.v8Helpers} ms, other threads ${t.other} ms`,
+    `on-CPU (perf) of the mesh-sds server over ${phase} (${s.windowSeconds} s): main thread ${t.main} ms, issuance workers ${t.issuanceWorkers} ms, V8 helpers (compiler, GC) ${t.v8Helpers} ms, other threads ${t.other} ms`,
     '  main thread by what its stacks show:',
     ...s.mainThread.map((c) => `    ${String(c.ms).padStart(7)} ms ${c.percent.toFixed(1).padStart(5)} %  ${c.category}`),
     "  main thread, product code's own JavaScript by innermost mesh-sds function:",

@@ -341,7 +341,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token', nodeArgs: perf ? ['--perf-prof'] : [] });
   children.add(server.child);
   let recording: PerfRecording | undefined;
-  let window: [number, number] | undefined;
+  let windows: { storm: [number, number]; fanout?: [number, number] } | undefined;
   try {
     const startupMs = (await waitReady(server, 300_000)) - server.spawnedAt;
     // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
@@ -350,7 +350,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
       { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: () => fixture.writeTrust(2) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn },
     );
-    window = result.stormWindow;
+    windows = { storm: result.stormWindow, fanout: result.fanout?.window };
     if (!churn) return { result, startupMs };
     try {
       await sleep(1000);
@@ -366,10 +366,11 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
       await recording.done();
       // A perf problem is reported, not a failed benchmark.
       try {
-        if (window) {
+        for (const [phase, window] of Object.entries(windows ?? {})) {
+          if (!window) continue;
           const summary = summarisePerf(recording, window);
-          details['perf.realistic-storm'] = summary;
-          console.log(`\n${formatPerfSummary(summary)}\n`);
+          details[`perf.realistic-${phase}`] = summary;
+          console.log(`\n${formatPerfSummary(summary, `the realistic ${phase === 'storm' ? 'storm' : 'fan-out'}`)}\n`);
         }
       } catch (e) {
         console.warn(`--perf: no summary (${(e as Error).message.split('\n')[0]}); data kept in ${recording.dir}`);
