@@ -36,7 +36,7 @@ export interface RealisticResult {
   label: string;
   proxies: number;
   storm: { cpuMs: number; mainThreadCpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
-  fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[]; window: [number, number] };
+  fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[]; window: [number, number]; responses: number };
   memory: { rssBeforeKb: number; rssAfterKb: number; perProxyKb: number };
   trustDigests: string[];
   /** The storm's start and end on CLOCK_MONOTONIC, in seconds (the window of `--perf`). */
@@ -93,7 +93,7 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
       const fanoutStart = monotonicSeconds();
       const f = await runPhase(() => t.cpuMs(), lgs, 'trust', 60_000, () => t.fanout());
       const done = stats(f.done);
-      result.fanout = { cpuMs: f.serverCpuMs, done, loadgenCpuMs: f.loadgenCpuMs, streamErrors: f.streamErrors, window: [fanoutStart, monotonicSeconds()] };
+      result.fanout = { cpuMs: f.serverCpuMs, done, loadgenCpuMs: f.loadgenCpuMs, streamErrors: f.streamErrors, window: [fanoutStart, monotonicSeconds()], responses: f.responses };
       result.trustDigests = f.trustDigests;
     }
     if (o.keep) result.lgs = lgs;
