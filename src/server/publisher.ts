@@ -220,6 +220,21 @@ export class SecretPublisher {
   }
 
   /** A resolver for one stream; see StreamResolver. */
+  /**
+   * Whether the answer to these names can depend on the proxy's identity: a wildcard (no names,
+   * `*`) or any identity alias or ROOTCA can; the mesh's trust bundles cannot, so a stream asking
+   * only for those has no reason to wait for the proxy's first SVID.
+   */
+  namesDependOnIdentity(names: readonly string[] | undefined): boolean {
+    if (!names || names.length === 0) return true;
+    for (const name of names) {
+      if (name === '*' || name === '') return true;
+      const kind = classify(name).kind;
+      if (kind !== 'trustAll' && kind !== 'trustDomain' && kind !== 'invalid') return true;
+    }
+    return false;
+  }
+
   resolverFor(pk: string, mesh: string, opts: { allowEmptyTypeUrl?: boolean } = {}): StreamResolver {
     return new StreamResolver(this, pk, mesh, opts.allowEmptyTypeUrl ?? true);
   }

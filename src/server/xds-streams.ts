@@ -228,12 +228,17 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.machine = this.mode === 'sotw' ? new SotwStream(this.resolver) : new DeltaStream(this.resolver);
     // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
     // before the first answer, so it gets one complete response instead of a partial one and a push.
-    if (!isUndecided(this.deps.svids.get(this.proxy))) return this.start();
+    // A stream asking only for trust bundles (Envoy's second stream) has nothing to wait for.
+    if (!isUndecided(this.deps.svids.get(this.proxy)) || !this.queued.some((r) => this.asksForIdentity(r))) return this.start();
     this.state = 'waiting';
     this.cancelWait = this.deps.cache.watch([proxyMetaKey(this.proxy)], () => {
       if (!isUndecided(this.deps.svids.get(this.proxy))) this.start();
     });
     this.waitTimer = setTimeout(() => this.start(), this.deps.identityWaitMs);
+  }
+
+  private asksForIdentity(req: Request): boolean {
+    return this.deps.publisher.namesDependOnIdentity(this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe);
   }
 
   private stopWaiting(): void {

@@ -17,12 +17,13 @@ export function openssl(args: string[], input?: string): string {
 }
 
 /** A self-signed ECDSA P-256 CA with SKI. */
-export function makeCa(cn: string, opts: { trustDomain?: string; days?: number } = {}): TestCa {
+export function makeCa(cn: string, opts: { trustDomain?: string; days?: number; rsa?: boolean } = {}): TestCa {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-ca-'));
   try {
     const key = join(dir, 'ca.key');
     const crt = join(dir, 'ca.crt');
-    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
+    if (opts.rsa) openssl(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', key]);
+    else openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', key]);
     const san = opts.trustDomain ? ['-addext', `subjectAltName=URI:spiffe://${opts.trustDomain}`] : [];
     const validity = ['-days', String(opts.days ?? 3650)];
     openssl([
