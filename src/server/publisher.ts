@@ -219,7 +219,6 @@ export class SecretPublisher {
     return { entries: exact(entries), invalid: exact(invalid), unresolvable: exact(unresolvable), watchKeys: exact(watchKeys), undecided: isUndecided(identity) };
   }
 
-  /** A resolver for one stream; see StreamResolver. */
   /**
    * Whether the answer to these names can depend on the proxy's identity: a wildcard (no names,
    * `*`) or any identity alias or ROOTCA can; the mesh's trust bundles cannot, so a stream asking
@@ -235,6 +234,7 @@ export class SecretPublisher {
     return false;
   }
 
+  /** A resolver for one stream; see StreamResolver. */
   resolverFor(pk: string, mesh: string, opts: { allowEmptyTypeUrl?: boolean } = {}): StreamResolver {
     return new StreamResolver(this, pk, mesh, opts.allowEmptyTypeUrl ?? true);
   }

@@ -238,6 +238,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
   }
 
   private asksForIdentity(req: Request): boolean {
+    // Too many names: refused at once by onRequest, without a look at each of them first.
+    if (namesIn(req) > this.deps.maxNamesPerRequest) return false;
     return this.deps.publisher.namesDependOnIdentity(this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe);
   }
 

@@ -2,8 +2,8 @@
 // encoded once (exact-size buffer, shared by every stream); a response is then one small allocation
 // holding a few varints and the short strings, sent together with those pre-encoded Anys by
 // reference (see BY_REFERENCE_BYTES). Going through proto-loader instead re-encodes every secret
-// for every stream. Field numbers are those of
-// envoy.service.discovery.v3 (test/xds/wire.test.ts decodes the output with the real descriptors).
+// for every stream. Field numbers are those of envoy.service.discovery.v3 (test/xds/wire.test.ts
+// decodes the output with the real descriptors).
 import type { Any, DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse, Node, Status } from './messages.js';
 
 const LEN = 2;

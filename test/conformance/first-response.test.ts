@@ -1,8 +1,9 @@
 // A newly connected proxy gets one complete first answer: the stream waits (boundedly) for the
 // proxy's first SVID instead of answering with the trust bundle alone and pushing the identity after.
-import { it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
 import { SotwClient, secretsOf, tlsCertificate } from './envoy-client.js';
 import { serverFixture } from './fixture.js';
 import { makeCa } from '../helpers/openssl.js';
@@ -13,7 +14,7 @@ const f = serverFixture({
     extraDataplanes: Object.fromEntries(
       [
         ...Array.from({ length: 20 }, (_, i) => [`fresh-${i}`, { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `fresh-${i}` }]),
-        ...Array.from({ length: 4 }, (_, i) => [`rsa-${i}`, { app: 'rsa', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `rsa-${i}` }]),
+        ...Array.from({ length: 5 }, (_, i) => [`rsa-${i}`, { app: 'rsa', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `rsa-${i}` }]),
       ],
     ),
   },
@@ -42,24 +43,49 @@ it('does not hold the trust bundle of a proxy that can get no identity', async (
   assert.ok(Date.now() - started < 900, 'answered without waiting for the identity bound');
 });
 
-it("answers a stream that asks only for the trust bundle at once, without waiting for its proxy's SVID", async () => {
-  // RSA leaves take 90 ms or more to generate here (EC ones well under 1 ms): long enough to see
-  // which first answer waited for the SVID.
-  const ca = makeCa('rsa-root', { trustDomain: 'rsa.test', rsa: true });
-  f.world.write('rsa.yaml', meshIdentityYaml('rsa', { namespace: 'kuma-system', matchLabels: { app: 'rsa' }, trustDomain: 'rsa.test', ca, insecureAllowSelfSigned: true }));
-  const probe = new SotwClient(f.server.address, { node: 'default.rsa-0', client: f.channel });
-  f.open.push(probe);
-  probe.request(['default']);
-  const uriOf = (pem: string) => new X509Certificate(pem).subjectAltName ?? '';
-  await probe.ackUntil('an SVID of the RSA identity', (r) => uriOf(tlsCertificate(secretsOf(r).get('default')!).certChainPem).includes('spiffe://rsa.test/'), 10_000);
+// RSA leaves take 90 ms or more to generate here (EC ones well under 1 ms): long enough to see
+// which answer waited for a new proxy's SVID.
+describe('while a new proxy\'s SVID is still being issued', () => {
+  before(async () => {
+    const ca = makeCa('rsa-root', { trustDomain: 'rsa.test', rsa: true });
+    f.world.write('rsa.yaml', meshIdentityYaml('rsa', { namespace: 'kuma-system', matchLabels: { app: 'rsa' }, trustDomain: 'rsa.test', ca, insecureAllowSelfSigned: true }));
+    const probe = new SotwClient(f.server.address, { node: 'default.rsa-0', client: f.channel });
+    f.open.push(probe);
+    probe.request(['default']);
+    const uriOf = (pem: string) => new X509Certificate(pem).subjectAltName ?? '';
+    await probe.ackUntil('an SVID of the RSA identity', (r) => uriOf(tlsCertificate(secretsOf(r).get('default')!).certChainPem).includes('spiffe://rsa.test/'), 10_000);
+  });
 
-  for (const name of ['rsa-1', 'rsa-2', 'rsa-3']) {
-    const identity = new SotwClient(f.server.address, { node: `default.${name}`, client: f.channel });
-    const trust = new SotwClient(f.server.address, { node: `default.${name}`, client: f.channel });
-    f.open.push(identity, trust);
+  /** Opens a stream for `default` on a proxy never seen before; resolves when its first answer came. */
+  const identityAnswered = (node: string) => {
+    const identity = new SotwClient(f.server.address, { node, client: f.channel });
+    f.open.push(identity);
     identity.request(['default']);
-    trust.request(['system_trust_bundle']);
-    const [identityAt, trustAt] = await Promise.all([identity.next(10_000).then(() => Date.now()), trust.next(10_000).then(() => Date.now())]);
-    assert.ok(identityAt - trustAt >= 30, `${name}: the trust bundle came ${identityAt - trustAt} ms before the SVID; it must not wait for it`);
-  }
+    return identity.next(10_000).then(() => Date.now());
+  };
+
+  it('a stream that asks only for the trust bundle is answered at once', async () => {
+    for (const name of ['rsa-1', 'rsa-2', 'rsa-3']) {
+      const identity = identityAnswered(`default.${name}`);
+      const trust = new SotwClient(f.server.address, { node: `default.${name}`, client: f.channel });
+      f.open.push(trust);
+      trust.request(['system_trust_bundle']);
+      const [identityAt, trustAt] = await Promise.all([identity, trust.next(10_000).then(() => Date.now())]);
+      assert.ok(identityAt - trustAt >= 30, `${name}: the trust bundle came ${identityAt - trustAt} ms before the SVID; it must not wait for it`);
+    }
+  });
+
+  it('a first request with more names than the limit is refused at once, names unread', async () => {
+    const identity = identityAnswered('default.rsa-4');
+    const c = new SotwClient(f.server.address, { node: 'default.rsa-4', client: f.channel });
+    f.open.push(c);
+    c.request(['default', ...Array.from({ length: 1000 }, (_, i) => `spiffe://td-${i}.example`)]);
+    const end = await c.ended;
+    const refusedAt = Date.now();
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /too many resource names in one request \(limit 1000\)/);
+    assert.equal(c.received.length, 0);
+    const identityAt = await identity;
+    assert.ok(identityAt - refusedAt >= 30, `refused ${identityAt - refusedAt} ms before the SVID was issued; it must not wait for it`);
+  });
 });
