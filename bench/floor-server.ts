@@ -42,6 +42,8 @@ const asksTrust = (req: Buffer) => req.includes(TRUST_NAME);
 const send = (m: object) => void process.send?.(m);
 /** Writers of the streams that asked for the trust bundle (pushed to on the trigger). */
 const trustStreams = new Set<() => void>();
+/** Each trigger pushes the other bundle: the first `trust2`, the next `trust1`, and so on. */
+let pushNumber = 0;
 
 /** What a floor writes: the messages as its transport takes them (gRPC-framed or not). */
 interface Answers {
@@ -56,7 +58,7 @@ interface Answers {
  */
 function floorStream(write: (message: Buffer) => void, answers: Answers): { onRequest(req: Buffer): void; onClose(): void } {
   let first = true;
-  const push = () => write(answers.trust2);
+  const push = () => write(pushNumber % 2 === 1 ? answers.trust2 : answers.trust1);
   return {
     onRequest: (req) => {
       if (!first) return;
@@ -121,6 +123,7 @@ async function startGrpcH2(): Promise<void> {
 
 process.on('message', (m: { type: string }) => {
   if (m.type !== 'push') return;
+  pushNumber++;
   for (const push of trustStreams) push();
   send({ type: 'pushed', streams: trustStreams.size });
 });

@@ -16,8 +16,11 @@ export interface RealisticTarget {
   /** CPU ms of the main threads alone (event loops), summed over the server processes. */
   mainThreadCpuMs(): number;
   rssKb(): number;
-  /** Makes every trust stream receive a new bundle (a MeshTrust change, or the floor's push). */
-  fanout(): void | Promise<void>;
+  /**
+   * Makes every trust stream receive a new bundle (a MeshTrust change, or the floor's push); round
+   * `k` of several: each round changes the bundle again (back and forth between two).
+   */
+  fanout(round: number): void | Promise<void>;
 }
 
 export interface RealisticOptions {
@@ -30,18 +33,33 @@ export interface RealisticOptions {
   /** Keep the generators connected afterwards (for the churn phase); the caller stops them. */
   keep?: boolean;
   fanout?: boolean;
+  /** Fan-outs measured one after the other (default 1); the figures are the median round's. */
+  fanoutRounds?: number;
 }
 
 export interface RealisticResult {
   label: string;
   proxies: number;
   storm: { cpuMs: number; mainThreadCpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
-  fanout?: { cpuMs: number; done: ReturnType<typeof stats>; loadgenCpuMs: number[]; streamErrors: string[]; window: [number, number]; responses: number };
+  /**
+   * One fan-out round, or with several the median: `cpuMs` the median of the rounds' CPU, the rest
+   * from the round whose slowest stream was the median; every round in `rounds`.
+   */
+  fanout?: FanoutRound & { rounds: { cpuMs: number; maxMs: number | null }[] };
   memory: { rssBeforeKb: number; rssAfterKb: number; perProxyKb: number };
   trustDigests: string[];
   /** The storm's start and end on CLOCK_MONOTONIC, in seconds (the window of `--perf`). */
   stormWindow: [number, number];
   lgs?: Loadgen[];
+}
+
+export interface FanoutRound {
+  cpuMs: number;
+  done: ReturnType<typeof stats>;
+  loadgenCpuMs: number[];
+  streamErrors: string[];
+  window: [number, number];
+  responses: number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -89,18 +107,29 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
       stormWindow,
     };
     if (o.fanout !== false) {
-      await sleep(500);
-      const fanoutStart = monotonicSeconds();
-      const f = await runPhase(() => t.cpuMs(), lgs, 'trust', 60_000, () => t.fanout());
-      const done = stats(f.done);
-      result.fanout = { cpuMs: f.serverCpuMs, done, loadgenCpuMs: f.loadgenCpuMs, streamErrors: f.streamErrors, window: [fanoutStart, monotonicSeconds()], responses: f.responses };
-      result.trustDigests = f.trustDigests;
+      const rounds: FanoutRound[] = [];
+      for (let k = 0; k < Math.max(1, o.fanoutRounds ?? 1); k++) {
+        await sleep(500);
+        const start = monotonicSeconds();
+        const f = await runPhase(() => t.cpuMs(), lgs, 'trust', 60_000, () => t.fanout(k));
+        rounds.push({ cpuMs: f.serverCpuMs, done: stats(f.done), loadgenCpuMs: f.loadgenCpuMs, streamErrors: f.streamErrors, window: [start, monotonicSeconds()], responses: f.responses });
+        result.trustDigests = f.trustDigests;
+      }
+      result.fanout = { ...medianRound(rounds), rounds: rounds.map((r) => ({ cpuMs: r.cpuMs, maxMs: r.done.max })) };
     }
     if (o.keep) result.lgs = lgs;
     return result;
   } finally {
     if (!o.keep) await stopLoadgens(lgs);
   }
+}
+
+/** The round whose slowest stream is the median (by time), with the median CPU of all rounds. */
+function medianRound(rounds: FanoutRound[]): FanoutRound {
+  const mid = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+  const byTime = [...rounds].sort((a, b) => (a.done.max ?? Infinity) - (b.done.max ?? Infinity));
+  const median = byTime[Math.floor((byTime.length - 1) / 2)]!;
+  return { ...median, cpuMs: mid(rounds.map((r) => r.cpuMs)), streamErrors: rounds.flatMap((r) => r.streamErrors) };
 }
 
 export interface ChurnOptions {

@@ -85,7 +85,7 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
         cpuMs,
         mainThreadCpuMs: () => servers.reduce((a, s) => a + s.mainThreadCpuMs(), 0),
         rssKb: () => servers.reduce((a, s) => a + s.rssKb(), 0),
-        fanout: async () => void (await writer.apply(fixture.trustText(2), 'trust.yaml')),
+        fanout: async (k) => void (await writer.apply(fixture.trustText(k % 2 === 0 ? 2 : 1), 'trust.yaml')),
       },
       { root: o.root, children: o.children, n: o.n, loadgens: o.loadgens, tokensFile, connectConcurrency: o.connectConcurrency, keep: true },
     );

@@ -63,6 +63,12 @@ const only = new Set<Scenario>(
 );
 /** SPEC §8's churn: 20 Dataplane changes per second for 20 seconds. */
 const CHURN = { rate: 20, seconds: 20 };
+/**
+ * Fan-outs per server in the main realistic comparison (mesh-sds and each floor): one fan-out's CPU
+ * swings by a third between rounds on these shared cores, so the rows judge the median of three.
+ * The curve and the replicas measure one.
+ */
+const FANOUT_ROUNDS = 3;
 
 function positiveInt(v: string | undefined, flag: string): number {
   const n = Number(v);
@@ -347,8 +353,8 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
     if (perf) recording = recordPerf(server.pid, perf);
     const result = await runRealistic(
-      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: () => fixture.writeTrust(2) },
-      { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn },
+      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: (k) => fixture.writeTrust(k % 2 === 0 ? 2 : 1) },
+      { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn, fanoutRounds: n === N ? FANOUT_ROUNDS : 1 },
     );
     windows = { storm: result.stormWindow, fanout: result.fanout?.window };
     if (!churn) return { result, startupMs };
@@ -385,7 +391,7 @@ async function floorRealistic(kind: FloorKind, n: number, trustPemsFile: string,
   try {
     return await runRealistic(
       { label: `${kind} floor`, targets: [floor.target], cpuMs: () => floor.cpuMs(), mainThreadCpuMs: () => floor.mainThreadCpuMs(), rssKb: () => floor.rssKb(), fanout: async () => void (await floor.push()) },
-      { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY },
+      { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, fanoutRounds: FANOUT_ROUNDS },
     );
   } finally {
     await floor.stop();
@@ -433,10 +439,11 @@ async function realisticScenario(runDir: string, profileDir: string | undefined)
   });
   const mf = me.fanout!;
   const gf = g.fanout!;
+  const rounds = (f: NonNullable<RealisticResult['fanout']>) => f.rounds.map((r) => `${fmtInt(r.maxMs ?? NaN)} ms/${fmtInt(r.cpuMs)} ms CPU`).join(', ');
   const hf = h.fanout!;
   addRow({
     scenario: `realistic fan-out (${fmtInt(N)} trust streams)`,
-    measured: `${fmtInt(mf.done.max ?? NaN)} ms (${mf.done.completed}/${N}); CPU ${fmtInt(mf.cpuMs)} ms = ${x(ratio(mf.cpuMs, gf.cpuMs))} grpc-js ${fmtInt(gf.cpuMs)}, ${x(ratio(mf.cpuMs, hf.cpuMs))} http2 ${fmtInt(hf.cpuMs)}`,
+    measured: `${fmtInt(mf.done.max ?? NaN)} ms (${mf.done.completed}/${N}); CPU ${fmtInt(mf.cpuMs)} ms = ${x(ratio(mf.cpuMs, gf.cpuMs))} grpc-js ${fmtInt(gf.cpuMs)}, ${x(ratio(mf.cpuMs, hf.cpuMs))} http2 ${fmtInt(hf.cpuMs)}; median of ${mf.rounds.length}: ${rounds(mf)}; grpc-js ${rounds(gf)}`,
     target: '≤ 1 s, ≤ 1.0×',
     pass: mf.done.completed === N && (mf.done.max ?? Infinity) <= 1000 && mf.cpuMs <= gf.cpuMs,
   });
