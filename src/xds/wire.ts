@@ -31,7 +31,8 @@ const BY_REFERENCE_BYTES = 512;
 class Writer {
   /** Set when payloads may be passed by reference: the chunks written so far. */
   private readonly chunks: Buffer[] | undefined;
-  private segmentStart: number;
+  /** Where the bytes not yet handed to `chunks` start in `buf`. */
+  private segmentStart = 0;
 
   constructor(
     readonly buf: Buffer,
@@ -39,7 +40,6 @@ class Writer {
     byReference = false,
   ) {
     this.chunks = byReference ? [] : undefined;
-    this.segmentStart = 0;
   }
 
   varint(n: number): void {

@@ -14,6 +14,7 @@ import {
   type FramedMessage,
 } from '../../src/xds/wire.js';
 import { SECRET_TYPE_URL } from '../../src/xds/resource.js';
+import { frameMessage } from '../../src/server/grpc-h2/framing.js';
 
 const secret = (name: string) => lookupType('envoy.extensions.transport_sockets.tls.v3.Secret').encode({ name }).finish();
 
@@ -56,7 +57,6 @@ test('an empty response and a large (multi-byte length) one both round-trip', ()
   assert.equal(msg.resources[0].value.length, 70_000);
 });
 
-const grpcFrame = (message: Buffer) => Buffer.concat([Buffer.from([0, ...[24, 16, 8, 0].map((s) => (message.length >>> s) & 0xff)]), message]);
 const joined = (f: FramedMessage) => (Buffer.isBuffer(f) ? f : Buffer.concat(f));
 
 test('a framed response is the gRPC frame of the plain encoding, its large secrets sent by reference', () => {
@@ -65,7 +65,7 @@ test('a framed response is the gRPC frame of the plain encoding, its large secre
   const small = preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(20, 7));
   const sotw = { version_info: '7', resources: [bundle, small, cert], type_url: SECRET_TYPE_URL, nonce: 'abc' };
   const framed = frameDiscoveryResponse(sotw);
-  assert.deepEqual(joined(framed), grpcFrame(encodeDiscoveryResponse(sotw)));
+  assert.deepEqual(joined(framed), frameMessage(encodeDiscoveryResponse(sotw)));
   assert.ok(!Buffer.isBuffer(framed), 'chunks, not one copied buffer');
   assert.ok(framed.includes(bundle.encoded) && framed.includes(cert.encoded), 'the cached bytes themselves are sent');
   assert.ok(!framed.includes(small.encoded), 'a short secret is copied: a chunk of its own would cost more');
@@ -81,7 +81,7 @@ test('a framed response is the gRPC frame of the plain encoding, its large secre
     nonce: 'n',
   };
   const framedDelta = frameDeltaDiscoveryResponse(delta);
-  assert.deepEqual(joined(framedDelta), grpcFrame(encodeDeltaDiscoveryResponse(delta)));
+  assert.deepEqual(joined(framedDelta), frameMessage(encodeDeltaDiscoveryResponse(delta)));
   assert.ok(!Buffer.isBuffer(framedDelta) && framedDelta.includes(bundle.encoded));
 });
 
@@ -89,7 +89,7 @@ test('a framed response with only short secrets is one buffer', () => {
   const r = { version_info: '1', resources: [preEncodeAny(SECRET_TYPE_URL, Buffer.alloc(30, 1))], type_url: SECRET_TYPE_URL, nonce: 'x' };
   const framed = frameDiscoveryResponse(r);
   assert.ok(Buffer.isBuffer(framed));
-  assert.deepEqual(framed, grpcFrame(encodeDiscoveryResponse(r)));
+  assert.deepEqual(framed, frameMessage(encodeDiscoveryResponse(r)));
 });
 
 test('a pre-encoded Any owns an exact-size buffer, and its value is a view into it', () => {
