@@ -204,7 +204,10 @@ export class SecretPublisher {
     const entries: PlanEntry[] = [];
     const invalid: string[] = [];
     const unresolvable: string[] = [];
-    const watchKeys = [proxyMetaKey(pk)];
+    // Names that read only the mesh's bundles (Envoy's second stream) neither change with the
+    // proxy's identity nor wait for it: such a stream is not woken when an SVID is issued.
+    const byIdentity = sub.wildcard || this.namesDependOnIdentity(sub.names);
+    const watchKeys = byIdentity ? [proxyMetaKey(pk)] : [];
     if (sub.wildcard) watchKeys.push(meshMetaKey(mesh));
     for (const name of names) {
       const { key, invalid: bad, alias } = this.keyFor(pk, mesh, name, identity);
@@ -216,7 +219,14 @@ export class SecretPublisher {
       }
     }
     // A stream keeps its plan for days: arrays of exactly their length (push leaves room for 17).
-    return { entries: exact(entries), invalid: exact(invalid), unresolvable: exact(unresolvable), watchKeys: exact(watchKeys), undecided: isUndecided(identity) };
+    return {
+      entries: exact(entries),
+      invalid: exact(invalid),
+      unresolvable: exact(unresolvable),
+      watchKeys: exact(watchKeys),
+      byIdentity,
+      undecided: byIdentity && isUndecided(identity),
+    };
   }
 
   /**
@@ -271,7 +281,7 @@ export class StreamResolver {
     const identity = this.publisher.identityOf(this.pk);
     const epoch = this.publisher.meshEpoch(this.mesh);
     const memo = this.memo;
-    if (!memo || memo.sub !== sub || memo.identity !== identity || (sub.wildcard && memo.epoch !== epoch)) {
+    if (!memo || memo.sub !== sub || (memo.plan.byIdentity && memo.identity !== identity) || (sub.wildcard && memo.epoch !== epoch)) {
       this.memo = { sub, identity, epoch, plan: this.publisher.plan(this.pk, this.mesh, sub, identity) };
     }
     const { entries, invalid, unresolvable, undecided } = this.memo!.plan;
@@ -310,5 +320,8 @@ interface ResolutionPlan {
   /** Valid names with no cache key for this proxy now (e.g. a SPIFFE ID that is not its own). */
   unresolvable: readonly string[];
   watchKeys: readonly string[];
+  /** Whether the names depend on the proxy's identity (aliases, ROOTCA, a wildcard): the plan is then redone when it changes. */
+  byIdentity: boolean;
+  /** The proxy's identity is not decided yet and the names depend on it: what is missing is pending, not absent. */
   undecided: boolean;
 }

@@ -7,6 +7,7 @@ import { SotwClient, secretsOf, tlsCertificate } from './envoy-client.js';
 import { serverFixture } from './fixture.js';
 import { leafInfo } from './world.js';
 import { makeCa } from '../helpers/openssl.js';
+import { proxyMetaKey } from '../../src/server/publisher.js';
 import { meshIdentityYaml } from '../helpers/yaml.js';
 
 const f = serverFixture({
@@ -87,4 +88,30 @@ describe('while a new proxy\'s SVID is still being issued', () => {
     const identityAt = await identity;
     assert.ok(identityAt - refusedAt >= 30, `refused ${identityAt - refusedAt} ms before the SVID was issued; it must not wait for it`);
   });
+});
+
+it('a trust-only stream watches only the mesh bundle: its proxy\'s SVID neither wakes nor re-plans it', async () => {
+  const identity = new SotwClient(f.server.address, { node: 'default.fresh-0', client: f.channel });
+  f.open.push(identity);
+  identity.request(['default']);
+  const first = await identity.next(10_000);
+  identity.ack(first);
+  const [pk] = f.server.svids.keysFor('default.fresh-0');
+  assert.ok(pk, 'the proxy is attached');
+  const trust = f.server.publisher.resolverFor(pk, 'default');
+  const trustSub = { wildcard: false, names: ['system_trust_bundle'] };
+  const before = trust.resolve(trustSub);
+  assert.deepEqual([...before.resources.keys()], ['system_trust_bundle']);
+  assert.equal(trust.watchKeys.length, 1, `watches ${JSON.stringify(trust.watchKeys)}`);
+  assert.ok(!trust.watchKeys.includes(proxyMetaKey(pk)));
+  const aliases = f.server.publisher.resolverFor(pk, 'default');
+  aliases.resolve({ wildcard: false, names: ['default'] });
+  assert.ok(aliases.watchKeys.includes(proxyMetaKey(pk)), 'an identity alias follows the proxy\'s identity');
+  const plan = trust.watchKeys;
+  assert.ok(f.server.svids.rotate(pk));
+  const pushed = await identity.next(10_000);
+  assert.notEqual(tlsCertificate(secretsOf(pushed).get('default')!).certChainPem, tlsCertificate(secretsOf(first).get('default')!).certChainPem);
+  const after = trust.resolve(trustSub);
+  assert.equal(after.resources.get('system_trust_bundle'), before.resources.get('system_trust_bundle'));
+  assert.equal(trust.watchKeys, plan, 'the plan of a trust-only subscription is kept across SVIDs');
 });
