@@ -312,6 +312,11 @@ export class TokenAuthority {
    * TokenError only.
    */
   async verify(token: string, now?: Date): Promise<TokenClaims> {
+    return this.verifySync(token, now);
+  }
+
+  /** verify() without the promise: what a stream's authentication runs, in the request's own tick. */
+  verifySync(token: string, now?: Date): TokenClaims {
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new TokenError('malformed');
     }

@@ -16,8 +16,8 @@ export interface StreamDeps {
   cache: SecretCache;
   publisher: SecretPublisher;
   svids: SvidManager;
-  /** Must read `headers` synchronously, before it first awaits: the stream releases them right after the call. */
-  authenticate: (headers: RequestHeaders, nodeId: string | undefined) => Promise<ProxyPrincipal>;
+  /** Who the proxy is, or throws (an error with `code` ends the call with it, else UNAUTHENTICATED). */
+  authenticate: (headers: RequestHeaders, nodeId: string | undefined) => ProxyPrincipal;
   metrics: Metrics;
   log: Logger;
   /** Names per request above which the stream is refused (a misbehaving client, not Envoy). */
@@ -126,7 +126,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   lastNack?: { version: string; nonce: string; detail: string; atMs: number };
 
   credential?: { jti: string; expiresAtMs: number };
-  private state: 'new' | 'authenticating' | 'waiting' | 'open' | 'closed' = 'new';
+  private state: 'new' | 'waiting' | 'open' | 'closed' = 'new';
   private queued: Request[] = [];
   private machine?: Machine;
   resolver?: StreamResolver;
@@ -167,18 +167,19 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (this.state === 'open') return this.onRequest(req);
     this.queued.push(req);
     if (this.state !== 'new') return;
-    this.state = 'authenticating';
-    const authenticating = this.deps.authenticate(this.call, req.node?.id ?? undefined);
-    // The authorization header has been read (synchronously): the rest is not needed.
-    this.call.releaseHeaders();
-    authenticating.then(
-      (principal) => this.open(principal),
-      (err: Error & { code?: Status }) => {
-        this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
-        limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
-        this.finish({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
-      },
-    );
+    let principal: ProxyPrincipal;
+    try {
+      principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
+    } catch (e) {
+      const err = e as Error & { code?: Status };
+      this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
+      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
+      return this.finish({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
+    } finally {
+      // The authorization header has been read: the rest is not needed.
+      this.call.releaseHeaders();
+    }
+    this.open(principal);
   }
 
   /** Ends the stream (idempotent): OK when no status is given. */
@@ -342,58 +343,58 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   if ((req.resource_names?.length ?? 0) > deps.maxNamesPerRequest) {
     return callback({ code: Status.INVALID_ARGUMENT, details: `too many resource names (limit ${deps.maxNamesPerRequest})` });
   }
-  deps.authenticate(call, req.node?.id ?? undefined).then(
-    (principal) => {
-      if (call.cancelled) return;
-      const pk = deps.svids.attach(principal);
-      const names = (req.resource_names ?? []).filter((n) => n !== '');
-      const wildcard = names.length === 0 || names.includes('*');
-      const resolver = deps.publisher.resolverFor(pk, principal.mesh);
-      const resolve: Resolver = (sub) => resolver.resolve(sub);
-      let finished = false;
-      let cancelWatch: (() => void) | undefined;
-      // Releases the watch, the timer and the proxy reference exactly once.
-      const release = (): boolean => {
-        if (finished) return false;
-        finished = true;
-        cancelWatch?.();
-        clearTimeout(timer);
-        deps.svids.detach(pk, principal.credential?.jti);
-        return true;
-      };
-      const done = (err: CallStatus | null, res?: DiscoveryResponse) => {
-        if (!release()) return;
-        if (err) callback(err);
-        else callback(null, res);
-      };
-      const attempt = (final: boolean) => {
-        if (finished) return;
-        const result = fetchResponse(req, resolve);
-        if (result.type === 'fail') return done({ code: Status.INVALID_ARGUMENT, details: result.message });
-        // A one-shot wildcard must not answer before the proxy's identity is known: it would never
-        // learn about the SVID being issued right now (streams get it pushed; a fetch does not).
-        const waitForIdentity = wildcard && isUndecided(deps.svids.get(pk));
-        if ((result.held.length === 0 && !waitForIdentity) || final) {
-          if (result.held.length > 0 && result.resources.length === 0) {
-            const why = deps.svids.get(pk);
-            const reason = why && 'reason' in why ? `: ${why.reason}` : '';
-            return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
-          }
-          return done(null, result.response);
-        }
-        cancelWatch?.();
-        cancelWatch = deps.cache.watch(resolver.watchKeys, () => attempt(false));
-      };
-      const timer = setTimeout(() => attempt(true), deps.fetchWaitMs);
-      // A client that gives up must not keep its proxy attached until the wait times out.
-      call.listener = { onCancel: release };
-      attempt(false);
-    },
-    (err: Error & { code?: Status }) => {
-      deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
-      callback({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
-    },
-  );
+  let principal: ProxyPrincipal;
+  try {
+    principal = deps.authenticate(call, req.node?.id ?? undefined);
+  } catch (e) {
+    const err = e as Error & { code?: Status };
+    deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
+    return callback({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
+  }
+  if (call.cancelled) return;
+  const pk = deps.svids.attach(principal);
+  const names = (req.resource_names ?? []).filter((n) => n !== '');
+  const wildcard = names.length === 0 || names.includes('*');
+  const resolver = deps.publisher.resolverFor(pk, principal.mesh);
+  const resolve: Resolver = (sub) => resolver.resolve(sub);
+  let finished = false;
+  let cancelWatch: (() => void) | undefined;
+  // Releases the watch, the timer and the proxy reference exactly once.
+  const release = (): boolean => {
+    if (finished) return false;
+    finished = true;
+    cancelWatch?.();
+    clearTimeout(timer);
+    deps.svids.detach(pk, principal.credential?.jti);
+    return true;
+  };
+  const done = (err: CallStatus | null, res?: DiscoveryResponse) => {
+    if (!release()) return;
+    if (err) callback(err);
+    else callback(null, res);
+  };
+  const attempt = (final: boolean) => {
+    if (finished) return;
+    const result = fetchResponse(req, resolve);
+    if (result.type === 'fail') return done({ code: Status.INVALID_ARGUMENT, details: result.message });
+    // A one-shot wildcard must not answer before the proxy's identity is known: it would never
+    // learn about the SVID being issued right now (streams get it pushed; a fetch does not).
+    const waitForIdentity = wildcard && isUndecided(deps.svids.get(pk));
+    if ((result.held.length === 0 && !waitForIdentity) || final) {
+      if (result.held.length > 0 && result.resources.length === 0) {
+        const why = deps.svids.get(pk);
+        const reason = why && 'reason' in why ? `: ${why.reason}` : '';
+        return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
+      }
+      return done(null, result.response);
+    }
+    cancelWatch?.();
+    cancelWatch = deps.cache.watch(resolver.watchKeys, () => attempt(false));
+  };
+  const timer = setTimeout(() => attempt(true), deps.fetchWaitMs);
+  // A client that gives up must not keep its proxy attached until the wait times out.
+  call.listener = { onCancel: release };
+  attempt(false);
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {
