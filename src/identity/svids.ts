@@ -211,20 +211,22 @@ export class SvidManager {
    */
   forgetCredentials(isDead: (jti: string, expiresAtMs: number) => boolean): string[] {
     const dropped: string[] = [];
-    for (const [key, e] of this.proxies) {
+    // Runs every few seconds over every proxy: no entry arrays or closures per proxy.
+    for (const e of this.proxies.values()) {
       const creds = e.credentials;
       if (!creds) continue;
       let released = 0;
-      for (const [jti, c] of creds) {
+      for (const jti of creds.keys()) {
+        const c = creds.get(jti)!;
         if (!isDead(jti, c.expiresAtMs)) continue;
         creds.delete(jti);
         released += c.refs;
       }
-      if (creds.size === 0) dropped.push(key);
+      if (creds.size === 0) dropped.push(e.key);
       else if (released > 0) {
         // Attachments of a dead token no longer count (their detach is ignored from now on).
         e.refs = Math.max(0, e.refs - released);
-        if (e.refs === 0) this.detachLast(key, e);
+        if (e.refs === 0) this.detachLast(e.key, e);
       }
     }
     for (const key of dropped) this.drop(key, true);

@@ -412,7 +412,9 @@ function sameKeys(a: readonly string[], b: readonly string[]): boolean {
  */
 export function recheckCredentials(registry: StreamRegistry, svids: SvidManager, isRevoked: (jti: string) => boolean, now = Date.now()): number {
   let denied = 0;
-  for (const s of [...registry.streams.values()]) {
+  // Every few seconds over every stream: no copy of the registry (a stream denied here leaves the
+  // Map while it is iterated, which a Map allows).
+  for (const s of registry.streams.values()) {
     const c = s.credential;
     if (!c) continue;
     if (c.expiresAtMs <= now) s.deny('token expired');

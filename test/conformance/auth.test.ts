@@ -41,6 +41,9 @@ async function attempt(node: string, token: string | undefined): Promise<{ code:
   }
 }
 
+/** The server's registered streams. */
+const registeredStreams = (server: RunningServer) => [...server.registry.streams.values()];
+
 function assertUnauthenticated(outcome: Awaited<ReturnType<typeof attempt>>, why: RegExp): void {
   assert.notEqual(outcome, 'served', 'stream must be refused');
   if (outcome === 'served') return;
@@ -119,6 +122,33 @@ describe('token authentication (--auth token)', () => {
       }
     } finally {
       c.close();
+    }
+  });
+
+  it('a revoked token ends every stream that uses it, together, and no stream of another token', async () => {
+    const revoked = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const kept = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const open = (token: string, names: string[]) => {
+      const c = new SotwClient(s.address, { node: 'default.web', token });
+      c.request(names);
+      return c;
+    };
+    const doomed = [open(revoked, ['default']), open(revoked, ['system_trust_bundle']), open(revoked, ['default']), open(revoked, ['system_trust_bundle'])];
+    const survivors = [open(kept, ['default']), open(kept, ['system_trust_bundle'])];
+    try {
+      for (const c of [...doomed, ...survivors]) c.ack(await c.next(5000));
+      await s.tokens!.revokeToken(revoked);
+      for (const c of doomed) {
+        const end = await Promise.race([c.ended, sleep(5000).then(() => 'still open' as const)]);
+        assert.notEqual(end, 'still open', 'every stream of a revoked token is closed');
+        if (end !== 'still open') assert.match(end.details, /token revoked/);
+      }
+      // Several rechecks later (every 200 ms here) the other token's streams are still served.
+      await sleep(600);
+      for (const c of survivors) assert.equal(await Promise.race([c.ended.then(() => 'ended'), sleep(10).then(() => 'open')]), 'open');
+      assert.ok(registeredStreams(s).some((st) => st.credential && !s.tokens!.isRevoked(st.credential.jti)), 'the other token\'s streams stay registered');
+    } finally {
+      for (const c of [...doomed, ...survivors]) c.close();
     }
   });
 
