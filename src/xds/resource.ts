@@ -48,6 +48,7 @@ export function normaliseNames(names: readonly string[] | undefined): { names: s
 }
 
 export function sameSubscription(a: Subscription, b: Subscription): boolean {
+  if (a === b) return true;
   if (a.wildcard !== b.wildcard || a.names.length !== b.names.length) return false;
   for (let i = 0; i < a.names.length; i++) if (a.names[i] !== b.names[i]) return false;
   return true;

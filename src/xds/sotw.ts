@@ -70,15 +70,26 @@ export function initialSotwState(): SotwState {
  * `*` among the names is an explicit wildcard.
  */
 export function sotwSubscription(
-  state: Pick<SotwState, 'started' | 'legacyWildcard'>,
+  state: Pick<SotwState, 'started' | 'legacyWildcard' | 'subscription'>,
   resourceNames: readonly string[] | undefined,
 ): { subscription: Subscription; legacyWildcard: boolean } {
+  // An ACK repeats the names of the request before it (sorted, no duplicates, no '*' or ''):
+  // the subscription is the one the stream has, without a Set, an array and a sort per ACK.
+  if (state.started && !state.legacyWildcard && !state.subscription.wildcard && sameNames(resourceNames, state.subscription.names)) {
+    return { subscription: state.subscription, legacyWildcard: false };
+  }
   const { names, star } = normaliseNames(resourceNames);
   if (names.length === 0 && !star) {
     if (!state.started || state.legacyWildcard) return { subscription: { wildcard: true, names: [] }, legacyWildcard: true };
     return { subscription: EMPTY_SUBSCRIPTION, legacyWildcard: false };
   }
   return { subscription: { wildcard: star, names }, legacyWildcard: false };
+}
+
+function sameNames(got: readonly string[] | undefined, names: readonly string[]): boolean {
+  if (!got || got.length !== names.length || names.length === 0) return false;
+  for (let i = 0; i < names.length; i++) if (got[i] !== names[i]) return false;
+  return true;
 }
 
 export function sotwStep(state: SotwState, event: SotwEvent, ctx: StepContext): SotwStep {

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SotwStream, initialSotwState, sotwStep, type SotwAction, type SotwSendAction } from '../../src/xds/sotw.js';
+import { SotwStream, initialSotwState, sotwStep, sotwSubscription, type SotwAction, type SotwSendAction } from '../../src/xds/sotw.js';
+import { normaliseNames } from '../../src/xds/resource.js';
 import type { DiscoveryRequest } from '../../src/xds/messages.js';
 import { TYPE, World, ctxFor } from './fixtures.js';
 
@@ -339,5 +340,28 @@ describe('SotW stream', () => {
     const s = new SotwStream(ctxFor(w));
     assert.deepEqual(s.onChange(), []);
     assert.equal(w.calls.length, 0);
+  });
+});
+
+describe('sotwSubscription on a started stream (the ACK path)', () => {
+  const lists: string[][] = [['a'], ['a', 'b'], ['b', 'a'], ['a', 'a'], ['a', 'b', 'b'], ['a', '*'], ['*'], ['', 'a'], ['a', ''], [], ['b'], ['a', 'b', 'c']];
+  it('gives exactly what normalising the names gives, for any list after any subscription', () => {
+    for (const current of [['a'], ['a', 'b']]) {
+      const state = { started: true, legacyWildcard: false, subscription: { wildcard: false, names: current } };
+      for (const got of lists) {
+        const r = sotwSubscription(state, got);
+        const { names, star } = normaliseNames(got);
+        const expected = names.length === 0 && !star ? { wildcard: false, names: [] } : { wildcard: star, names };
+        assert.deepEqual({ ...r.subscription, names: [...r.subscription.names] }, expected, `after ${JSON.stringify(current)}: ${JSON.stringify(got)}`);
+        assert.equal(r.legacyWildcard, false);
+      }
+    }
+  });
+
+  it('keeps the stream\'s own subscription object when an ACK repeats its names', () => {
+    const state = { started: true, legacyWildcard: false, subscription: { wildcard: false, names: ['a', 'b'] } };
+    assert.equal(sotwSubscription(state, ['a', 'b']).subscription, state.subscription);
+    const legacy = { started: true, legacyWildcard: true, subscription: { wildcard: true, names: [] as string[] } };
+    assert.deepEqual(sotwSubscription(legacy, ['a']).subscription, { wildcard: false, names: ['a'] }, 'names after a legacy wildcard leave it');
   });
 });
