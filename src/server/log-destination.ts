@@ -32,7 +32,7 @@ export class BatchedFdWriter {
   private inFlight: { buf: Buffer; at: number; retry?: NodeJS.Timeout } | undefined;
   /** flush() callbacks waiting for what was pending when they were given. */
   private waiters: ((err?: Error) => void)[] = [];
-  /** The reader is gone (EPIPE, EBADF, …): nothing more is written. */
+  /** The reader is gone (EPIPE, EBADF): nothing more is written. */
   private broken = false;
   private readonly batchChars: number;
   private readonly maxPendingChars: number;
@@ -116,26 +116,32 @@ export class BatchedFdWriter {
   }
 
   private writeNext(): void {
-    this.send(this.take(), 0);
+    const lines = this.lines.length + (this.dropped > 0 ? 1 : 0);
+    this.send(this.take(), 0, lines);
   }
 
-  private send(buf: Buffer, at: number): void {
+  private send(buf: Buffer, at: number, lines: number): void {
     const flight = { buf, at } as NonNullable<BatchedFdWriter['inFlight']>;
     this.inFlight = flight;
     write(this.fd, buf, at, buf.length - at, null, (err, n) => {
       if (err) {
         if (err.code === 'EAGAIN') {
-          flight.retry = setTimeout(() => this.send(buf, at), this.retryMs);
+          flight.retry = setTimeout(() => this.send(buf, at, lines), this.retryMs);
           return;
         }
-        // Nobody reads the log any more: stop, and hold nothing.
-        this.broken = true;
         this.inFlight = undefined;
-        this.lines = [];
-        this.pending = 0;
+        if (err.code === 'EPIPE' || err.code === 'EBADF') {
+          // Nobody reads the log any more: stop, and hold nothing.
+          this.broken = true;
+          this.lines = [];
+          this.pending = 0;
+        } else {
+          // A full disk or an I/O error may pass: this batch is lost (and counted), later ones are tried.
+          this.dropped += lines;
+        }
         return this.release();
       }
-      if (at + n < buf.length) return this.send(buf, at + n);
+      if (at + n < buf.length) return this.send(buf, at + n, lines);
       this.inFlight = undefined;
       // Waiters wait for everything pending when they asked: keep writing until it is all out.
       if (this.pending >= this.batchChars || (this.waiters.length > 0 && this.pending > 0)) this.writeNext();

@@ -76,6 +76,21 @@ describe('BatchedFdWriter', () => {
     assert.deepEqual(kept, [...kept].sort((a, b) => a - b), 'what is kept stays in order');
   });
 
+  it('survives a full disk (ENOSPC): the batch is counted as dropped and later lines are still taken', async () => {
+    const fd = openSync('/dev/full', 'w');
+    try {
+      const w = new BatchedFdWriter(fd, { batchChars: 10 });
+      for (let i = 0; i < 5; i++) assert.equal(w.write(line(i)), true);
+      await flushed(w);
+      assert.equal(w.write(line(5)), true, 'still taking lines after a failed write');
+      await flushed(w);
+      assert.equal(w.pendingLines, 0);
+      w.flushSync();
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it('stops quietly when nobody reads any more (EPIPE) and holds nothing', async () => {
     const r = stalledReader(0);
     r.child.kill('SIGKILL');
