@@ -26,6 +26,9 @@ export interface Fixture {
   cleanup(): void;
 }
 
+/** How many CAs the MeshTrust carries in fan-out round `k`: the bundle changes back and forth (2, 1, 2, …). */
+export const trustCasOfRound = (k: number): 1 | 2 => (k % 2 === 0 ? 2 : 1);
+
 const PER_FILE = 1000;
 export const TRUST_DOMAIN = 'partner.bench';
 

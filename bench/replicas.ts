@@ -5,7 +5,7 @@ import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import pg from 'pg';
 import { PostgresStore } from '../src/store/postgres.js';
-import { churnSet, fixtureTexts, makeFixture } from './fixtures.js';
+import { churnSet, fixtureTexts, makeFixture, trustCasOfRound } from './fixtures.js';
 import { round, stopLoadgens } from './loadgens.js';
 import { runChurn, runRealistic, type ChurnResult, type RealisticResult } from './realistic.js';
 import { spawnServer, waitReady, type ServerProc } from './server.js';
@@ -85,7 +85,7 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
         cpuMs,
         mainThreadCpuMs: () => servers.reduce((a, s) => a + s.mainThreadCpuMs(), 0),
         rssKb: () => servers.reduce((a, s) => a + s.rssKb(), 0),
-        fanout: async (k) => void (await writer.apply(fixture.trustText(k % 2 === 0 ? 2 : 1), 'trust.yaml')),
+        fanout: async (k) => void (await writer.apply(fixture.trustText(trustCasOfRound(k)), 'trust.yaml')),
       },
       { root: o.root, children: o.children, n: o.n, loadgens: o.loadgens, tokensFile, connectConcurrency: o.connectConcurrency, keep: true },
     );

@@ -9,7 +9,7 @@ import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { benchIssuance } from './issuance.js';
-import { churnSet, makeFixture, type Fixture } from './fixtures.js';
+import { churnSet, makeFixture, trustCasOfRound, type Fixture } from './fixtures.js';
 import { spawnFloor, type FloorKind } from './floors.js';
 import { round, runPhase, startLoadgens, stats, stopLoadgens, type Loadgen } from './loadgens.js';
 import { discardJitdump, formatPerfSummary, perfUnavailable, recordPerf, summarisePerf, type PerfRecording } from './perf.js';
@@ -353,7 +353,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
     if (perf) recording = recordPerf(server.pid, perf);
     const result = await runRealistic(
-      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: (k) => fixture.writeTrust(k % 2 === 0 ? 2 : 1) },
+      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: (k) => fixture.writeTrust(trustCasOfRound(k)) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn, fanoutRounds: n === N ? FANOUT_ROUNDS : 1 },
     );
     windows = { storm: result.stormWindow, fanout: result.fanout?.window };

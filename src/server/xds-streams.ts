@@ -171,10 +171,9 @@ class XdsStream implements StreamInfo, RegisteredStream {
     try {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
-      const err = e as Error & { code?: Status };
-      this.deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
-      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: err.message }, 'stream authentication failed');
-      return this.finish({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
+      const refused = authRefusal(this.deps, e);
+      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: refused.details }, 'stream authentication failed');
+      return this.finish(refused);
     } finally {
       // The authorization header has been read: the rest is not needed.
       this.call.releaseHeaders();
@@ -347,9 +346,7 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   try {
     principal = deps.authenticate(call, req.node?.id ?? undefined);
   } catch (e) {
-    const err = e as Error & { code?: Status };
-    deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
-    return callback({ code: err.code ?? Status.UNAUTHENTICATED, details: err.message });
+    return callback(authRefusal(deps, e));
   }
   if (call.cancelled) return;
   const pk = deps.svids.attach(principal);
@@ -395,6 +392,13 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   // A client that gives up must not keep its proxy attached until the wait times out.
   call.listener = { onCancel: release };
   attempt(false);
+}
+
+/** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */
+function authRefusal(deps: StreamDeps, e: unknown): CallStatus {
+  const err = e as Error & { code?: Status };
+  deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
+  return { code: err.code ?? Status.UNAUTHENTICATED, details: err.message };
 }
 
 function sameKeys(a: readonly string[], b: readonly string[]): boolean {

@@ -27,6 +27,7 @@ const GRPC_PREFIX = 5;
  * copies). Shorter ones are cheaper to copy than to pass as another chunk.
  */
 const BY_REFERENCE_BYTES = 512;
+const passedByReference = (payload: Buffer): boolean => payload.length >= BY_REFERENCE_BYTES;
 
 class Writer {
   /** Set when payloads may be passed by reference: the chunks written so far. */
@@ -57,7 +58,7 @@ class Writer {
   bytes(field: number, b: Buffer): void {
     this.tag(field);
     this.varint(b.length);
-    if (this.chunks && b.length >= BY_REFERENCE_BYTES) {
+    if (this.chunks && passedByReference(b)) {
       this.chunks.push(this.buf.subarray(this.segmentStart, this.pos), b);
       this.segmentStart = this.pos;
     } else this.pos += b.copy(this.buf, this.pos);
@@ -168,20 +169,15 @@ function transient(size: number): Buffer {
 /** A response as the transport sends it: a whole gRPC frame, or its consecutive chunks. */
 export type FramedMessage = Buffer | readonly Buffer[];
 
-/** Bytes of the payloads a framed encode passes by reference (not copied into its buffer). */
-function referencedBytes(anys: readonly Buffer[]): number {
-  let n = 0;
-  for (const a of anys) if (a.length >= BY_REFERENCE_BYTES) n += a.length;
-  return n;
-}
-
 /**
  * A writer for a message of `size` bytes. Framed, it starts with gRPC's 5-byte prefix (so the
- * transport sends it as it is, without copying it into a frame) and large pre-encoded payloads
- * (`referenced` bytes of the message) are passed by reference instead of being copied.
+ * transport sends it as it is, without copying it into a frame) and the large ones among the
+ * pre-encoded `payloads` it will write are passed by reference instead of being copied.
  */
-function messageWriter(size: number, framed: boolean, referenced: number): Writer {
+function messageWriter(size: number, framed: boolean, payloads: readonly Buffer[]): Writer {
   if (!framed) return new Writer(transient(size));
+  let referenced = 0;
+  for (const p of payloads) if (passedByReference(p)) referenced += p.length;
   const w = new Writer(transient(GRPC_PREFIX + size - referenced), GRPC_PREFIX, referenced > 0);
   w.buf[0] = 0; // not compressed
   w.buf.writeUInt32BE(size, 1);
@@ -192,7 +188,7 @@ function sotwResponse(r: DiscoveryResponse, framed: boolean): Buffer | Buffer[] 
   const anys = r.resources.map(anyBytes);
   let size = stringSize(r.version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const a of anys) size += fieldSize(a.length);
-  const w = messageWriter(size, framed, framed ? referencedBytes(anys) : 0);
+  const w = messageWriter(size, framed, anys);
   if (r.version_info) w.string(1, r.version_info);
   for (const a of anys) w.bytes(2, a);
   if (r.type_url) w.string(4, r.type_url);
@@ -219,7 +215,7 @@ function deltaResponse(r: DeltaDiscoveryResponse, framed: boolean): Buffer | Buf
   let size = stringSize(r.system_version_info) + stringSize(r.type_url) + stringSize(r.nonce);
   for (const i of items) size += fieldSize(i.inner);
   for (const n of r.removed_resources) size += fieldSize(Buffer.byteLength(n));
-  const w = messageWriter(size, framed, framed ? referencedBytes(items.map((i) => i.any)) : 0);
+  const w = messageWriter(size, framed, framed ? items.map((i) => i.any) : []);
   if (r.system_version_info) w.string(1, r.system_version_info);
   for (const { res, any, inner } of items) {
     w.tag(2);
