@@ -4,7 +4,7 @@ import { resourcesOfKind } from '../api/types.js';
 import { IdentityAuthorities } from '../identity/authorities.js';
 import { loadFederationState } from '../federation/follower.js';
 import { withFederatedTrusts, type FederatedView } from '../federation/mesh-trusts.js';
-import { openStore } from '../server/serve.js';
+import { openStore } from '../store/open.js';
 import { parseByteSize } from '../api/file-text.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';

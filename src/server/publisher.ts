@@ -286,13 +286,14 @@ export class StreamResolver {
     }
     const { entries, invalid, unresolvable, undecided } = this.memo!.plan;
     const resources = new Map<string, EncodedResource>();
-    const pending = undecided ? [...unresolvable] : [];
+    // Only an undecided identity has pending names: otherwise no list is made per resolution.
+    const pending = undecided ? [...unresolvable] : undefined;
     for (const entry of entries) {
       const r = this.publisher.read(this.pk, entry, identity);
       if (r) resources.set(entry.name, r);
-      else if (undecided) pending.push(entry.name);
+      else pending?.push(entry.name);
     }
-    return { resources, invalid, pending };
+    return { resources, invalid, pending: pending ?? NONE };
   }
 
   /** The cache keys the last resolution read: what the stream must watch. */

@@ -1,14 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
-import { formatResourceError } from '../api/types.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
 import { SvidIssuer } from '../pki/issuer.js';
-import { DirectoryStore } from '../store/directory.js';
-import { PostgresStore } from '../store/postgres.js';
+import { openStore } from '../store/open.js';
 import type { ResourceStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
 import { SecretCache } from '../xds/cache.js';
@@ -92,26 +90,6 @@ export interface RunningServer {
    * closed with bounded waits. A later call without `drainMs` ends the drain at once.
    */
   close(drainMs?: number): Promise<void>;
-}
-
-export async function openStore(cfg: Pick<ServeConfig, 'store' | 'resourcesDir' | 'stateDir' | 'maxFileSize'>, log?: Logger): Promise<ResourceStore> {
-  if (cfg.store) {
-    if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
-    return PostgresStore.open(cfg.store, { logger: log });
-  }
-  if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
-  return DirectoryStore.open({
-    resourcesDir: cfg.resourcesDir,
-    stateDir: cfg.stateDir,
-    maxFileSize: cfg.maxFileSize,
-    onFailure: (err) => log?.error({ err: err instanceof Error ? err.message : String(err) }, 'directory store: reading changes failed; retrying with a full pass'),
-    // One line per problem as it appears (not again while it persists), naming file, field and reason.
-    onErrors: (errors) => {
-      for (const e of errors) {
-        log?.warn({ file: e.file, document: e.document + 1, field: e.path, reason: e.message }, `resource rejected: ${formatResourceError(e)}`);
-      }
-    },
-  });
 }
 
 export async function startServer(cfg: ServeConfig): Promise<RunningServer> {

@@ -54,13 +54,13 @@ export function sameSubscription(a: Subscription, b: Subscription): boolean {
   return true;
 }
 
-/** The resolved resources that belong to `sub` (the resolver may return extras; they are dropped). */
-export function restrictTo(sub: Subscription, resources: ReadonlyMap<string, EncodedResource>): Map<string, EncodedResource> {
+/**
+ * The resolved resources that belong to `sub` (the resolver may return extras; they are dropped).
+ * A resolution that holds nothing else is returned as it is (the usual case: no copy per push).
+ */
+export function restrictTo(sub: Subscription, resources: ReadonlyMap<string, EncodedResource>): ReadonlyMap<string, EncodedResource> {
+  if (sub.wildcard || onlyNamesOf(sub, resources)) return resources;
   const out = new Map<string, EncodedResource>();
-  if (sub.wildcard) {
-    for (const [name, r] of resources) out.set(name, r);
-    return out;
-  }
   for (const name of sub.names) {
     const r = resources.get(name);
     if (r) out.set(name, r);
@@ -68,15 +68,23 @@ export function restrictTo(sub: Subscription, resources: ReadonlyMap<string, Enc
   return out;
 }
 
+/** Whether every key of `resources` is one of the subscription's names (a few are looked up; many: no). */
+function onlyNamesOf(sub: Subscription, resources: ReadonlyMap<string, EncodedResource>): boolean {
+  if (resources.size > sub.names.length || sub.names.length > 8) return false;
+  for (const name of resources.keys()) if (!sub.names.includes(name)) return false;
+  return true;
+}
+
+/** Whether `resources` are exactly the names and versions of `sent` (no map is built to find out). */
+export function sameVersionsAs(resources: ReadonlyMap<string, EncodedResource>, sent: ReadonlyMap<string, string>): boolean {
+  if (resources.size !== sent.size) return false;
+  for (const [name, r] of resources) if (sent.get(name) !== r.version) return false;
+  return true;
+}
+
 /** name → version of a resource map. */
 export function versionsOf(resources: ReadonlyMap<string, EncodedResource>): Map<string, string> {
   const out = new Map<string, string>();
   for (const [name, r] of resources) out.set(name, r.version);
   return out;
-}
-
-export function sameVersions(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [k, v] of a) if (b.get(k) !== v) return false;
-  return true;
 }

@@ -7,7 +7,7 @@ import {
   normaliseNames,
   restrictTo,
   sameSubscription,
-  sameVersions,
+  sameVersionsAs,
   versionsOf,
   type Subscription,
 } from './resource.js';
@@ -167,8 +167,7 @@ function respond(state: SotwState, ctx: StepContext, actions: SotwAction[], subC
   if (resolution.invalid.length > 0) return closeWith(state, [...actions, invalidNamesFailure(resolution.invalid)]);
 
   const resolved = restrictTo(sub, resolution.resources);
-  const versions = versionsOf(resolved);
-  const changed = subChanged || !sameVersions(versions, state.sent);
+  const changed = subChanged || !sameVersionsAs(resolved, state.sent);
   if (!changed || (resolved.size === 0 && !sub.wildcard)) return { state, actions };
 
   const resources = [...resolved.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -181,11 +180,11 @@ function respond(state: SotwState, ctx: StepContext, actions: SotwAction[], subC
     nonce,
   };
   actions.push({ type: 'send', response, resources });
-  return { state: { ...state, counter, lastNonce: nonce, sent: versions }, actions };
+  return { state: { ...state, counter, lastNonce: nonce, sent: versionsOf(resolved) }, actions };
 }
 
 function prune(sent: ReadonlyMap<string, string>, sub: Subscription): ReadonlyMap<string, string> {
-  if (sub.wildcard) return sent;
+  if (sub.wildcard || sent.size === 0) return sent;
   const keep = new Set(sub.names);
   const out = new Map<string, string>();
   for (const [name, v] of sent) if (keep.has(name)) out.set(name, v);

@@ -1,0 +1,36 @@
+// Opens the resource store a command names: Postgres for --store URL, else the directory store.
+// Its own module (not the server's) so CLI commands that only read resources do not load the
+// gRPC server, metrics and logging to do it; the Postgres client is loaded only for a URL.
+import { formatResourceError } from '../api/types.js';
+import { DirectoryStore } from './directory.js';
+import type { StoreLogger } from './postgres.js';
+import type { ResourceStore } from './types.js';
+
+export interface StoreLocation {
+  /** A postgres:// URL; when set, `resourcesDir` is not used. */
+  store?: string;
+  resourcesDir?: string;
+  stateDir: string;
+  maxFileSize?: number;
+}
+
+export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
+  if (cfg.store) {
+    if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
+    const { PostgresStore } = await import('./postgres.js');
+    return PostgresStore.open(cfg.store, { logger: log });
+  }
+  if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
+  return DirectoryStore.open({
+    resourcesDir: cfg.resourcesDir,
+    stateDir: cfg.stateDir,
+    maxFileSize: cfg.maxFileSize,
+    onFailure: (err) => log?.error({ err: err instanceof Error ? err.message : String(err) }, 'directory store: reading changes failed; retrying with a full pass'),
+    // One line per problem as it appears (not again while it persists), naming file, field and reason.
+    onErrors: (errors) => {
+      for (const e of errors) {
+        log?.warn({ file: e.file, document: e.document + 1, field: e.path, reason: e.message }, `resource rejected: ${formatResourceError(e)}`);
+      }
+    },
+  });
+}
