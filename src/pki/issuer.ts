@@ -47,7 +47,7 @@ const MAX_BATCH = 128;
 const MIN_BATCH = 8;
 /** Batches a worker holds at once: one being issued, one waiting, so it never waits for the main thread. */
 const PIPELINE = 2;
-/** A batch is sent once this many leaves wait, or when the first has waited GATHER_MS (see scheduleFlush). */
+/** A batch is sent once this many leaves wait, or when the first has waited GATHER_MS (see dispatch). */
 const GATHER_LEAVES = 16;
 const GATHER_MS = 20;
 
@@ -100,8 +100,7 @@ export class SvidIssuer {
     }
     return new Promise<IssuedSvid>((resolve, reject) => {
       this.queue.push({ req: { fp: ca.fingerprint, spiffeId, expiryMs, nowMs: now.getTime() }, queuedAt: performance.now(), ca, resolve, reject });
-      if (this.queue.length >= GATHER_LEAVES) this.flush();
-      else this.scheduleFlush();
+      this.dispatch();
     });
   }
 
@@ -152,19 +151,25 @@ export class SvidIssuer {
     return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined);
   }
 
-  private scheduleFlush(): void {
-    if (this.flushTimer) return;
-    // Leaves are gathered until GATHER_LEAVES wait or the first has waited GATHER_MS: every message
-    // to a worker and back costs both threads a wake-up and a structured clone, several times a
-    // leaf. In a connect storm leaves trickle in as fast as the event loop authenticates proxies:
-    // a fixed 4 ms wait sent 3.1 leaves per message (2,996 messages for 9,340 leaves), this ~8.
-    // A lone leaf is issued inline (inlinePerWindow) and does not wait here.
+  /**
+   * Sends what waits now if it is a batch's worth or has waited GATHER_MS (a backlog: the end of a
+   * burst must not wait for the timer), else sets the timer for when the oldest will have.
+   * Leaves are gathered because every message to a worker and back costs both threads a wake-up
+   * and a structured clone, several times a leaf. In a connect storm leaves trickle in as fast as
+   * the event loop authenticates proxies: a fixed 4 ms wait sent 3.1 leaves per message (2,996
+   * messages for 9,340 leaves), this ~8. A lone leaf is issued inline (inlinePerWindow) and does
+   * not wait here.
+   */
+  private dispatch(): void {
     const oldest = this.queue[0];
     if (!oldest) return;
+    const waitedMs = performance.now() - oldest.queuedAt;
+    if (this.queue.length >= GATHER_LEAVES || waitedMs >= GATHER_MS) return this.flush();
+    if (this.flushTimer) return;
     this.flushTimer = setTimeout(() => {
       this.flushTimer = undefined;
       this.flush();
-    }, Math.max(0, oldest.queuedAt + GATHER_MS - performance.now()));
+    }, GATHER_MS - waitedMs);
   }
 
   /** Sends queued requests to workers with room (fewer than PIPELINE batches); the rest waits for an answer. */
@@ -219,10 +224,8 @@ export class SvidIssuer {
       const jobs = slot.batches.shift();
       if (!jobs) return; // answers of a closed pool
       slot.leaves -= jobs.length;
-      // The worker has room again: hand it what waited before resolving (resolving runs callers' code):
-      // a backlog at once (the end of a burst must not wait for the timer), a trickle when gathered.
-      if (this.queue.length >= GATHER_LEAVES || (this.queue.length > 0 && performance.now() - this.queue[0]!.queuedAt >= GATHER_MS)) this.flush();
-      else if (this.queue.length > 0) this.scheduleFlush();
+      // The worker has room again: hand it what waited before resolving (resolving runs callers' code).
+      this.dispatch();
       if (slot.batches.length === 0) worker.unref(); // an idle pool must not keep the process alive
       for (let i = 0; i < jobs.length; i++) {
         const j = jobs[i]!;
@@ -237,7 +240,7 @@ export class SvidIssuer {
       for (const b of slot.batches) for (const j of b) j.reject(new Error(`issuance worker failed: ${err.message}`));
       slot.batches = [];
       slot.leaves = 0;
-      if (this.queue.length > 0 && !this.closed) this.scheduleFlush(); // what waited for this worker
+      if (!this.closed) this.dispatch(); // what waited for this worker
     };
     worker.on('error', fail);
     worker.on('exit', (code) => {

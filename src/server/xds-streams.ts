@@ -3,7 +3,7 @@ import type { SecretCache } from '../xds/cache.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
-import type { EncodedResource, Resolver, Subscription } from '../xds/resource.js';
+import { sameStrings, type EncodedResource, type Resolver, type Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import type { ServerCall } from './grpc-h2/call.js';
@@ -321,7 +321,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   /** Watches exactly the cache keys the last resolution read (they change with identity too). */
   private rewatch(): void {
     const keys = this.resolver!.watchKeys;
-    if (this.state !== 'open' || sameKeys(keys, this.watched)) return;
+    if (this.state !== 'open' || sameStrings(keys, this.watched)) return;
     this.cancelWatch?.();
     this.watched = keys;
     this.cancelWatch = this.deps.cache.watch(keys, () => this.run(this.machine!.onChange()));
@@ -399,13 +399,6 @@ function authRefusal(deps: StreamDeps, e: unknown): CallStatus {
   const err = e as Error & { code?: Status };
   deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
   return { code: err.code ?? Status.UNAUTHENTICATED, details: err.message };
-}
-
-function sameKeys(a: readonly string[], b: readonly string[]): boolean {
-  if (a === b) return true;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 /**

@@ -48,9 +48,14 @@ export function normaliseNames(names: readonly string[] | undefined): { names: s
 }
 
 export function sameSubscription(a: Subscription, b: Subscription): boolean {
+  return a === b || (a.wildcard === b.wildcard && sameStrings(a.names, b.names));
+}
+
+/** The same strings in the same order. */
+export function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   if (a === b) return true;
-  if (a.wildcard !== b.wildcard || a.names.length !== b.names.length) return false;
-  for (let i = 0; i < a.names.length; i++) if (a.names[i] !== b.names[i]) return false;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
 

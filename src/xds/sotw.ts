@@ -6,6 +6,7 @@ import {
   SECRET_TYPE_URL,
   normaliseNames,
   restrictTo,
+  sameStrings,
   sameSubscription,
   sameVersionsAs,
   versionsOf,
@@ -75,8 +76,9 @@ export function sotwSubscription(
 ): { subscription: Subscription; legacyWildcard: boolean } {
   // An ACK repeats the names of the request before it (sorted, no duplicates, no '*' or ''):
   // the subscription is the one the stream has, without a Set, an array and a sort per ACK.
-  if (state.started && !state.legacyWildcard && !state.subscription.wildcard && sameNames(resourceNames, state.subscription.names)) {
-    return { subscription: state.subscription, legacyWildcard: false };
+  const current = state.subscription;
+  if (state.started && !state.legacyWildcard && !current.wildcard && current.names.length > 0 && resourceNames && sameStrings(resourceNames, current.names)) {
+    return { subscription: current, legacyWildcard: false };
   }
   const { names, star } = normaliseNames(resourceNames);
   if (names.length === 0 && !star) {
@@ -84,12 +86,6 @@ export function sotwSubscription(
     return { subscription: EMPTY_SUBSCRIPTION, legacyWildcard: false };
   }
   return { subscription: { wildcard: star, names }, legacyWildcard: false };
-}
-
-function sameNames(got: readonly string[] | undefined, names: readonly string[]): boolean {
-  if (!got || got.length !== names.length || names.length === 0) return false;
-  for (let i = 0; i < names.length; i++) if (got[i] !== names[i]) return false;
-  return true;
 }
 
 export function sotwStep(state: SotwState, event: SotwEvent, ctx: StepContext): SotwStep {
