@@ -171,3 +171,50 @@ test('read-only state: nothing is created or written, a missing CA is "not creat
   await openSealedState(inner, { stateKeyFile: await keyFile(dir), postgres: false, readOnly: true });
   assert.match((await inner.get(CA_KEY))!, /PRIVATE KEY/);
 });
+
+test('replicas on one Postgres roll a new state key one at a time: keys swapped first, then promoted, then the old one dropped', async (t) => {
+  const dir = await tmp();
+  const schema = testSchema();
+  const store = await PostgresStore.open(PG_URL, { schema });
+  t.after(async () => {
+    await store.close();
+    await dropSchema(schema);
+    await rm(dir, { recursive: true, force: true });
+  });
+  const oldKf = await keyFile(dir, 'old.key');
+  const newKf = await keyFile(dir, 'new.key');
+  const newId = (await loadStateKey(newKf)).id;
+  const replica = (stateKeyFile: string, stateOldKeyFile?: string) => openSealedState(store.state, { stateKeyFile, stateOldKeyFile, postgres: true });
+  const sealedIds = async () => Promise.all((await store.state.keys!()).filter((k) => k.startsWith('ca/')).map(async (k) => JSON.parse((await store.state.get(k))!).kid as string));
+  const records = [caRecord(), caRecord(), caRecord()];
+  const key = (i: number) => `ca/default/_/identity-${i}/seal.example`;
+
+  const a = await replica(oldKf);
+  const b = await replica(oldKf);
+  await a.put(key(0), records[0]!);
+
+  // Promoting the new key at once on one replica locks the others out of what its start-up re-seals;
+  // starting it with the keys swapped re-seals under the old key again.
+  await replica(newKf, oldKf);
+  await assert.rejects(b.get(key(0)), new RegExp(`state ${key(0)} is sealed with state key id ${newId}, but --state-key-file has key id`));
+  await replica(oldKf, newKf);
+  assert.equal(await b.get(key(0)), records[0]);
+
+  // Step 1, one replica at a time: the new key is accepted, the old one still seals.
+  const a1 = await replica(oldKf, newKf);
+  await a1.put(key(1), records[1]!);
+  assert.equal(await b.get(key(1)), records[1], 'a replica not rolled yet reads what a rolled one wrote');
+  const b1 = await replica(oldKf, newKf);
+
+  // Step 2, one replica at a time: the new key seals (start-up re-seals), the old one still opens.
+  const a2 = await replica(newKf, oldKf);
+  assert.equal(await b1.get(key(0)), records[0], 'a replica still on step 1 opens what step 2 re-sealed');
+  await b1.put(key(2), records[2]!); // sealed under the old key while the roll goes on
+  assert.equal(await a2.get(key(2)), records[2]);
+  await replica(newKf, oldKf); // b's step 2: its start-up re-seals what step 1 wrote meanwhile
+  assert.deepEqual(new Set(await sealedIds()), new Set([newId]), 'nothing is left under the old key');
+
+  // Step 3: the old key is dropped.
+  const a3 = await replica(newKf);
+  for (let i = 0; i < records.length; i++) assert.equal(await a3.get(key(i)), records[i]);
+});
