@@ -13,7 +13,7 @@ import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpointConfig } from './bundle-endpoint.js';
-import { authenticateStream, isLoopbackOrUnix } from './auth.js';
+import { authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
@@ -182,11 +182,13 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });
+  // Built once: a function made per stream costs an allocation (and, under tsx, a defineProperty for its name).
+  const authOptions: AuthOptions = { mode: cfg.auth, tokens, dataplaneOf: (mesh, name) => svids.dataplane(mesh, name) };
   const deps: StreamDeps = {
     cache,
     publisher: pub,
     svids,
-    authenticate: (md, nodeId) => authenticateStream(md, nodeId, { mode: cfg.auth, tokens, dataplaneOf: (mesh, name) => svids.dataplane(mesh, name) }),
+    authenticate: (md, nodeId) => authenticateStream(md, nodeId, authOptions),
     metrics,
     log,
     maxNamesPerRequest: cfg.maxNamesPerRequest ?? 1000,

@@ -176,13 +176,15 @@ export class SecretCache {
   #schedule(yieldToIo: boolean): void {
     if (this.#scheduled) return;
     this.#scheduled = true;
-    const run = (): void => {
-      this.#scheduled = false;
-      this.flush();
-    };
-    if (yieldToIo) setImmediate(run);
-    else queueMicrotask(run);
+    if (yieldToIo) setImmediate(this.#run);
+    else queueMicrotask(this.#run);
   }
+
+  /** The scheduled flush, made once (a closure per schedule would be one more allocation per change). */
+  readonly #run = (): void => {
+    this.#scheduled = false;
+    this.flush();
+  };
 
   /**
    * Delivers one batch; returns true when some watchers were deferred to a later chunk. The
@@ -194,17 +196,11 @@ export class SecretCache {
     this.#pending = new Set();
     // Collect first, call afterwards: each watcher once, with all of its changed keys.
     const batch = this.#deferred;
-    const collect = (w: Watch, key: string): void => {
-      const keys = batch.get(w);
-      if (keys) {
-        if (!keys.includes(key)) keys.push(key);
-      } else batch.set(w, [key]);
-    };
     for (const key of changed) {
       const held = this.#index.get(key);
       if (held === undefined) continue;
-      if (held instanceof Set) for (const w of held) collect(w, key);
-      else collect(held, key);
+      if (held instanceof Set) for (const w of held) collectInto(batch, w, key);
+      else collectInto(batch, held, key);
     }
     const limit = this.#delivery === 'microtask' ? this.#chunk : Infinity;
     let delivered = 0;
@@ -221,6 +217,14 @@ export class SecretCache {
     }
     return batch.size > 0;
   }
+}
+
+/** Adds `key` to what `w` will be told about in this batch. */
+function collectInto(batch: Map<Watch, string[]>, w: Watch, key: string): void {
+  const keys = batch.get(w);
+  if (keys) {
+    if (!keys.includes(key)) keys.push(key);
+  } else batch.set(w, [key]);
 }
 
 function hasDuplicates(keys: readonly string[]): boolean {
