@@ -68,6 +68,28 @@ function bearerToken(headers: RequestHeaders): string {
 }
 
 /**
+ * The check a stream passes when it opens, before any message: with tokens, its bearer token must
+ * verify (signature, expiry, revocation). A peer without a valid token can then hold no stream
+ * (nor its headers) while it waits to send a first request that never comes. Which node the token
+ * is for is checked on the first request, which carries the node id (authenticateStream).
+ */
+export function admitStream(headers: RequestHeaders, opts: AuthOptions): void {
+  if (opts.mode === 'none') return;
+  if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
+  verifyToken(bearerToken(headers), opts.tokens);
+}
+
+function verifyToken(token: string, tokens: TokenAuthority): ReturnType<TokenAuthority['verifySync']> {
+  try {
+    return tokens.verifySync(token);
+  } catch (err) {
+    if (err instanceof TokenError) throw new AuthError(err.message);
+    // Anything else is our fault (e.g. a bug); do not echo it to the peer.
+    throw new AuthError('token verification failed');
+  }
+}
+
+/**
  * Who the stream's proxy is, or an AuthError. Synchronous: everything it reads is in memory (the
  * token key, the revocation list, the Dataplanes), so a stream opens in the tick of its request.
  */
@@ -78,15 +100,7 @@ export function authenticateStream(headers: RequestHeaders, nodeId: string | und
   if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
 
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
-  const token = bearerToken(headers);
-  let claims;
-  try {
-    claims = opts.tokens.verifySync(token);
-  } catch (err) {
-    if (err instanceof TokenError) throw new AuthError(err.message);
-    // Anything else is our fault (e.g. a bug); do not echo it to the peer.
-    throw new AuthError('token verification failed');
-  }
+  const claims = verifyToken(bearerToken(headers), opts.tokens);
   if (claims.mesh !== node.mesh || claims.name !== node.name) {
     throw new AuthError(`token is not valid for node id ${nodeId}`);
   }

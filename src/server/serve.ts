@@ -13,7 +13,7 @@ import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpointConfig } from './bundle-endpoint.js';
-import { authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
+import { admitStream, authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
@@ -188,6 +188,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     cache,
     publisher: pub,
     svids,
+    admit: (md) => admitStream(md, authOptions),
     authenticate: (md, nodeId) => authenticateStream(md, nodeId, authOptions),
     metrics,
     log,

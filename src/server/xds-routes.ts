@@ -5,7 +5,7 @@ import type { MethodCodec } from './grpc-h2/call.js';
 import type { GrpcServer } from './grpc-h2/server.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, frameDeltaDiscoveryResponse, frameDiscoveryResponse, WireError, type FramedMessage } from '../xds/wire.js';
 import type { DeltaDiscoveryResponse, DiscoveryResponse } from '../xds/messages.js';
-import { handleFetch, handleStream, type StreamDeps, type XdsRequest } from './xds-streams.js';
+import { admitCall, handleFetch, handleStream, type StreamDeps, type XdsRequest } from './xds-streams.js';
 
 const SDS = '/envoy.service.secret.v3.SecretDiscoveryService';
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
@@ -43,7 +43,7 @@ const health: MethodCodec<Buffer, Buffer> = { decode: (b) => b, encodeFramed: (f
 export function registerServices(server: GrpcServer, deps: StreamDeps, serving: () => boolean): void {
   server.addBidi(`${SDS}/StreamSecrets`, sotw, (call) => handleStream(call, 'sotw', 'sotw', deps));
   server.addBidi(`${SDS}/DeltaSecrets`, delta, (call) => handleStream(call, 'delta', 'delta', deps));
-  server.addSingleRequest(`${SDS}/FetchSecrets`, sotw, (call, request) => handleFetch(call, request, deps));
+  server.addSingleRequest(`${SDS}/FetchSecrets`, sotw, (call, request) => handleFetch(call, request, deps), (call) => admitCall(call, 'fetch', deps));
   server.addBidi(`${ADS}/StreamAggregatedResources`, sotw, (call) => handleStream(call, 'sotw', 'ads', deps));
   server.addBidi(`${ADS}/DeltaAggregatedResources`, delta, (call) => handleStream(call, 'delta', 'ads', deps));
   server.addSingleRequest(`${HEALTH}/Check`, health, (call) => {

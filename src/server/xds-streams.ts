@@ -16,6 +16,11 @@ export interface StreamDeps {
   cache: SecretCache;
   publisher: SecretPublisher;
   svids: SvidManager;
+  /**
+   * Whether a call may open at all, from its headers alone (with tokens: a valid bearer token), or
+   * throws like `authenticate`. Runs before any message, so a peer that cannot authenticate holds nothing.
+   */
+  admit: (headers: RequestHeaders) => void;
   /** Who the proxy is, or throws (an error with `code` ends the call with it, else UNAUTHENTICATED). */
   authenticate: (headers: RequestHeaders, nodeId: string | undefined) => ProxyPrincipal;
   metrics: Metrics;
@@ -142,6 +147,12 @@ class XdsStream implements StreamInfo, RegisteredStream {
     private readonly deps: StreamDeps,
   ) {
     this.peer = call.peer;
+    const refused = admitCall(call, api, deps);
+    if (refused) {
+      this.state = 'closed';
+      call.end(refused);
+      return;
+    }
     call.listener = this;
   }
 
@@ -392,6 +403,23 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   // A client that gives up must not keep its proxy attached until the wait times out.
   call.listener = { onCancel: release };
   attempt(false);
+}
+
+/**
+ * Runs `deps.admit` as a call opens: a refusal is counted, logged (rate-limited per peer) and
+ * returned as the status that ends the call. An admitted call keeps only its authorization header
+ * (read again with the node id of the first request); everything else it was sent is let go.
+ */
+export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | 'fetch', deps: StreamDeps): CallStatus | undefined {
+  try {
+    deps.admit(call);
+  } catch (e) {
+    const refused = authRefusal(deps, e);
+    limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: refused.details }, 'stream authentication failed');
+    return refused;
+  }
+  call.keepOnlyHeader('authorization');
+  return undefined;
 }
 
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */

@@ -2,6 +2,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
 import type { RunningServer } from '../../src/server/serve.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { DeltaClient, SotwClient, fetchSecrets, nodeOf, secretsOf } from './envoy-client.js';
@@ -88,6 +89,48 @@ describe('token authentication (--auth token)', () => {
       fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default'], type_url: SECRET_TYPE_URL }),
       (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED,
     );
+  });
+
+  it('refuses a call without a valid token as it opens, before any request: a peer that never sends one holds nothing', async () => {
+    // A hostile peer opening streams (with large headers) and never sending a request used to keep
+    // each one, headers and all, until its first message: 3,000 such streams held 145 MB.
+    const session = http2.connect(`http://${s.address}`);
+    session.on('error', () => undefined);
+    const open = (path: string, authorization?: string) =>
+      new Promise<{ grpcStatus?: string; message?: string; ms: number; state: string }>((resolve) => {
+        const t0 = Date.now();
+        const headers: http2.OutgoingHttpHeaders = { ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', 'x-pad': 'p'.repeat(32_000) };
+        if (authorization) headers.authorization = authorization;
+        const st = session.request(headers); // no DATA frame: no request, ever
+        let trailers: http2.IncomingHttpHeaders = {};
+        st.on('response', (h) => (trailers = h));
+        st.on('trailers', (h) => (trailers = h));
+        st.on('error', () => undefined);
+        // Closed: the server answered and reset the stream, so nothing of it is left on either side.
+        st.on('close', () => resolve({ grpcStatus: trailers['grpc-status'] as string | undefined, message: trailers['grpc-message'] as string | undefined, ms: Date.now() - t0, state: 'closed' }));
+        setTimeout(() => {
+          resolve({ ms: Date.now() - t0, state: 'open' });
+          st.close();
+        }, 1500);
+      });
+    try {
+      const forged = await forger.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+      const paths = ['/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', '/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets', '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets'];
+      for (const path of paths) {
+        for (const [authorization, why] of [[undefined, /authorization/], ['Bearer not-a-jwt', /malformed/], [`Bearer ${forged}`, /signature/]] as const) {
+          const r = await open(path, authorization);
+          assert.equal(r.state, 'closed', `${path} with ${authorization ?? 'no token'}: still open without a request`);
+          assert.equal(r.grpcStatus, String(grpc.status.UNAUTHENTICATED), path);
+          assert.match(decodeURIComponent(r.message ?? ''), why);
+          assert.ok(r.ms < 1000, `refused after ${r.ms} ms`);
+        }
+      }
+      // A valid token is admitted and waits for its request (Envoy sends it at once; a test client may not).
+      const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+      assert.equal((await open(paths[0]!, `Bearer ${token}`)).state, 'open');
+    } finally {
+      session.destroy();
+    }
   });
 
   it('refuses new streams with a revoked token (within the 1 s revocation refresh)', async () => {

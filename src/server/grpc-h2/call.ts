@@ -1,11 +1,13 @@
 // One gRPC call on one HTTP/2 stream. One small object per stream (a proxy holds two for days):
 // the stream's listeners are shared functions that find their call through a symbol, and the
 // call reports to a single listener object (the xDS stream itself) instead of emitting events.
-import type { Http2Session, ServerHttp2Stream } from 'node:http2';
+import { constants, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { MessageReader } from './framing.js';
 import { armDeadline, disarmDeadline, type DeadlineHolder } from './deadline.js';
 import { encodeGrpcMessage, Status, type CallStatus } from './status.js';
 import { flatKey } from '../../api/flat-key.js';
+
+const { NGHTTP2_NO_ERROR } = constants;
 
 /** What the application hears of a call; each method is optional. Called with the listener as `this`. */
 export interface CallListener<Req> {
@@ -73,10 +75,15 @@ const enum Phase {
   Ended,
 }
 
-/** Ends a stream that never became a call (unknown method) with a trailers-only status. */
+/**
+ * Ends a stream with a trailers-only status (a call refused or failed before any response). The
+ * stream is then reset with NO_ERROR, as grpc-go does when the client has not finished sending: a
+ * client that never ends its side (a hostile one) must not keep the stream alive on the server.
+ */
 export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus): void {
   try {
     stream.respond({ ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) }, END_STREAM);
+    stream.close(NGHTTP2_NO_ERROR);
   } catch {
     // The stream closed meanwhile: there is no one left to tell.
   }
@@ -156,6 +163,14 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
    */
   releaseHeaders(): void {
     this.rawHeaders = NO_HEADERS;
+  }
+
+  /** Lets go of every header but `name` (its values, in order): what a later step still reads. */
+  keepOnlyHeader(name: string): void {
+    const raw = this.rawHeaders;
+    const kept: string[] = [];
+    for (let i = 0; i + 1 < raw.length; i += 2) if (raw[i] === name) kept.push(name, raw[i + 1]!);
+    this.rawHeaders = kept.length === 0 ? NO_HEADERS : kept;
   }
 
   /** Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does. */

@@ -100,11 +100,21 @@ export class GrpcServer {
     this.routes.set(path, { codec, start });
   }
 
-  /** A unary or server-streaming method: the handler gets the call once its one request is in. */
-  addSingleRequest<Req, Res>(path: string, codec: MethodCodec<Req, Res>, handler: (call: ServerCall<Req, Res>, request: Req) => void): void {
+  /**
+   * A unary or server-streaming method: the handler gets the call once its one request is in.
+   * `admit`, when given, runs as the call opens (headers only) and may end it with a status at once.
+   */
+  addSingleRequest<Req, Res>(
+    path: string,
+    codec: MethodCodec<Req, Res>,
+    handler: (call: ServerCall<Req, Res>, request: Req) => void,
+    admit?: (call: ServerCall<Req, Res>) => CallStatus | undefined,
+  ): void {
     this.routes.set(path, {
       codec,
       start: (call: ServerCall<Req, Res>) => {
+        const refused = admit?.(call);
+        if (refused) return call.end(refused);
         call.listener = new SingleRequest(call, path, handler);
       },
     });
