@@ -6,12 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
 import { FileStateStore } from '../../src/store/file-state.js';
-import { PostgresStore } from '../../src/store/postgres.js';
 import { REVOKED_STATE_KEY, TokenAuthority } from '../../src/server/tokens.js';
 import type { StateStore } from '../../src/store/types.js';
 import { generateStateKeyFile } from '../../src/store/state-key.js';
 import { openSealedState } from '../../src/store/state-setup.js';
-import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
+import { PG_URL, openFreshStore } from '../store-postgres/helpers.js';
 
 const N = 20;
 
@@ -40,13 +39,7 @@ test('twenty token revoke processes at once against one state dir lose none', { 
 
 test('twenty token revoke processes at once against one Postgres schema lose none', { timeout: 300_000 }, async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
-  const schema = testSchema();
-  const store = await PostgresStore.open(PG_URL, { schema });
-  t.after(async () => {
-    await store.close();
-    await dropSchema(schema);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { store, schema } = await openFreshStore(t, [dir]);
   const url = `${PG_URL}?schema=${schema}`;
   // Postgres keeps the token MAC key sealed: this process and the revokers share the state key.
   const keyFile = join(dir, 'state.key');

@@ -1,6 +1,7 @@
 // Shared fixtures for the PostgreSQL store tests: a real database schema per test, a real CA certificate.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import pg from 'pg';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import type { ResourceSnapshot } from '../../src/api/types.js';
@@ -29,6 +30,18 @@ export async function adminQuery<R extends pg.QueryResultRow = pg.QueryResultRow
 
 export async function dropSchema(schema: string): Promise<void> {
   await adminQuery(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+}
+
+/** A store on a fresh schema; when the test ends it is closed, its schema dropped and `dirs` removed. */
+export async function openFreshStore(t: { after(fn: () => Promise<void>): void }, dirs: string[] = []): Promise<{ store: PostgresStore; schema: string }> {
+  const schema = testSchema();
+  const store = await PostgresStore.open(PG_URL, { schema });
+  t.after(async () => {
+    await store.close();
+    await dropSchema(schema);
+    for (const dir of dirs) await rm(dir, { recursive: true, force: true });
+  });
+  return { store, schema };
 }
 
 /** A self-signed P-256 CA certificate made by openssl; the key is thrown away. */

@@ -9,9 +9,8 @@ import { generateStateKeyFile, loadStateKey, parseStateKey, stateKeyId } from '.
 import { openSealedState } from '../../src/store/state-setup.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { FileStateStore } from '../../src/store/file-state.js';
-import { PostgresStore } from '../../src/store/postgres.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
-import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
+import { openFreshStore } from '../store-postgres/helpers.js';
 
 const tmp = () => mkdtemp(join(tmpdir(), 'mesh-sds-seal-'));
 const caRecord = () => JSON.stringify(generateCertificateAuthority('seal.example'));
@@ -136,12 +135,7 @@ test('state dir without a key: private keys stay plaintext with one warning, fil
 });
 
 test('Postgres refuses to store an unsealed private key unless --insecure-plaintext-state', async (t) => {
-  const schema = testSchema();
-  const store = await PostgresStore.open(PG_URL, { schema });
-  t.after(async () => {
-    await store.close();
-    await dropSchema(schema);
-  });
+  const { store } = await openFreshStore(t);
   const strict = await openSealedState(store.state, { postgres: true });
   await assert.rejects(strict.getOrCreate(CA_KEY, caRecord), /refusing to store private key "ca\/default\/_\/identity\/seal\.example" unsealed: the Postgres store needs --state-key-file/);
   await assert.rejects(strict.put('auth/signing-key', '-----BEGIN PRIVATE KEY-----'), /refusing to store private key/);
@@ -174,13 +168,7 @@ test('read-only state: nothing is created or written, a missing CA is "not creat
 
 test('replicas on one Postgres roll a new state key one at a time: keys swapped first, then promoted, then the old one dropped', async (t) => {
   const dir = await tmp();
-  const schema = testSchema();
-  const store = await PostgresStore.open(PG_URL, { schema });
-  t.after(async () => {
-    await store.close();
-    await dropSchema(schema);
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { store } = await openFreshStore(t, [dir]);
   const oldKf = await keyFile(dir, 'old.key');
   const newKf = await keyFile(dir, 'new.key');
   const newId = (await loadStateKey(newKf)).id;
