@@ -78,7 +78,16 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
           },
         }
       : { ca: opts.webCaPem ? [...rootCertificates, opts.webCaPem] : undefined, rejectUnauthorized: true };
-  return new Promise((resolve, reject) => {
+  return new Promise((resolveFetch, rejectFetch) => {
+    let deadline: NodeJS.Timeout | undefined = undefined;
+    const resolve = (text: string) => {
+      clearTimeout(deadline);
+      resolveFetch(text);
+    };
+    const reject = (e: Error) => {
+      clearTimeout(deadline);
+      rejectFetch(e);
+    };
     const host = u.hostname.replace(/^\[|\]$/g, '');
     const req = request(
       {
@@ -113,7 +122,11 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
         res.on('error', (e) => reject(new FederationFailure('unreachable', `${url}: ${e.message}`)));
       },
     );
-    req.on('timeout', () => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`)));
+    const timedOut = () => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`));
+    req.on('timeout', timedOut);
+    // The whole exchange has timeoutMs, not only each silence in it: an endpoint that drips its
+    // answer a byte at a time would otherwise hold this refresh for ever.
+    deadline = setTimeout(timedOut, timeoutMs);
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof FederationFailure) reject(e);
       else if (identityProblem) reject(new FederationFailure('wrong_spiffe_id', identityProblem));
