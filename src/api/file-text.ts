@@ -44,8 +44,9 @@ export type FileText = { text: string } | { error: ResourceError };
 
 const fileError = (file: string, message: string): { error: ResourceError } => ({ error: { file, document: 0, path: '', message } });
 
-export function sizeLimitMessage(size: number, maxBytes: number): string {
-  return `file is ${size} bytes, larger than the limit of ${maxBytes} bytes (--max-file-size): not read`;
+/** `setBy` names what sets the limit (the resource files' flag unless said otherwise). */
+export function sizeLimitMessage(size: number, maxBytes: number, setBy = ' (--max-file-size)'): string {
+  return `file is ${size} bytes, larger than the limit of ${maxBytes} bytes${setBy}: not read`;
 }
 
 /** Decodes file bytes as UTF-8, naming the byte offset of the first invalid sequence. */
@@ -63,7 +64,12 @@ export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEF
  * Reads a resource file without ever holding more than `maxBytes` (+1) of it: the size is checked
  * on the open descriptor, and reading stops past the limit if the file grows meanwhile.
  */
-export async function readResourceText(path: string, display = path, maxBytes = DEFAULT_MAX_FILE_SIZE): Promise<FileText & { size?: number; changing?: boolean }> {
+export async function readResourceText(
+  path: string,
+  display = path,
+  maxBytes = DEFAULT_MAX_FILE_SIZE,
+  limitSetBy?: string,
+): Promise<FileText & { size?: number; changing?: boolean }> {
   let fh;
   try {
     // Non-blocking open: a FIFO (or a link to one) must be refused below, not hang a libuv thread
@@ -76,7 +82,7 @@ export async function readResourceText(path: string, display = path, maxBytes = 
   try {
     const st = await fh.stat();
     if (!st.isFile()) return fileError(display, 'not a regular file');
-    if (st.size > maxBytes) return { ...fileError(display, sizeLimitMessage(st.size, maxBytes)), size: st.size };
+    if (st.size > maxBytes) return { ...fileError(display, sizeLimitMessage(st.size, maxBytes, limitSetBy)), size: st.size };
     const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
     let len = 0;
     for (;;) {
@@ -85,7 +91,7 @@ export async function readResourceText(path: string, display = path, maxBytes = 
       len += bytesRead;
       if (len === buf.length) break;
     }
-    if (len > maxBytes) return { ...fileError(display, sizeLimitMessage(len, maxBytes)), size: len };
+    if (len > maxBytes) return { ...fileError(display, sizeLimitMessage(len, maxBytes, limitSetBy)), size: len };
     if (len !== st.size) return { ...fileError(display, 'file changed while being read'), size: len, changing: true };
     return { ...decodeResourceText(buf.subarray(0, len), display, maxBytes), size: len };
   } catch (err) {

@@ -1,7 +1,10 @@
 // Resolves a MeshIdentity SecureDataSource (CA certificate or key) to its text.
-import { readFile } from 'node:fs/promises';
 import { isAbsolute } from 'node:path';
+import { readResourceText } from '../api/file-text.js';
 import type { SecureDataSource } from '../api/types.js';
+
+/** A CA certificate (with its chain) or key is a few KiB: anything past this is not one. */
+export const MAX_DATA_SOURCE_FILE_BYTES = 1024 * 1024;
 
 export class DataSourceError extends Error {
   override readonly name = 'DataSourceError';
@@ -19,11 +22,12 @@ export async function resolveDataSource(ds: SecureDataSource, ctx: DataSourceCon
     case 'File': {
       const path = ds.file.path;
       if (!isAbsolute(path)) throw new DataSourceError(`file ${JSON.stringify(path)}: path must be absolute`);
-      try {
-        return await readFile(path, 'utf8');
-      } catch (e) {
-        throw new DataSourceError(`file ${JSON.stringify(path)} cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
+      // Read like a resource file: a FIFO or a device (the path is written by whoever writes the
+      // resource) is refused instead of blocking a libuv thread or being read without end, and
+      // nothing past the limit is held.
+      const read = await readResourceText(path, path, MAX_DATA_SOURCE_FILE_BYTES, '');
+      if ('text' in read) return read.text;
+      throw new DataSourceError(`file ${JSON.stringify(path)} cannot be read: ${read.error.message.replace(/^cannot read file: /, '')}`);
     }
     case 'EnvVar': {
       const value = (ctx.env ?? process.env)[ds.envVar.name];

@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { DataSourceError, resolveDataSource } from '../../src/pki/data-source.js';
+import { execFileSync } from 'node:child_process';
+import { symlinkSync, writeFileSync } from 'node:fs';
+import { DataSourceError, MAX_DATA_SOURCE_FILE_BYTES, resolveDataSource } from '../../src/pki/data-source.js';
 import { tempDir, type TempDir } from './helpers.js';
 
 describe('resolveDataSource', () => {
@@ -20,6 +22,25 @@ describe('resolveDataSource', () => {
     assert.equal(await resolveDataSource({ type: 'File', file: { path: p } }), 'PEM-DATA\n');
     await assert.rejects(resolveDataSource({ type: 'File', file: { path: 'rel/ca.pem' } }), fails('file "rel/ca.pem": path must be absolute'));
     await assert.rejects(resolveDataSource({ type: 'File', file: { path: `${dir.path}/missing.pem` } }), fails(`file "${dir.path}/missing.pem" cannot be read: ENOENT`));
+  });
+
+  it('refuses a File that no CA file can be — a FIFO, a device, a huge or non-UTF-8 file — at once, naming why', async () => {
+    // A FIFO without a writer used to hang one of libuv's four threads for good (every file read
+    // of the server waits behind them), /dev/zero to be read until memory ran out.
+    const fifo = `${dir.path}/ca.fifo`;
+    execFileSync('mkfifo', [fifo]);
+    const started = Date.now();
+    await assert.rejects(resolveDataSource({ type: 'File', file: { path: fifo } }), fails(`file "${fifo}" cannot be read: not a regular file`));
+    await assert.rejects(resolveDataSource({ type: 'File', file: { path: '/dev/zero' } }), fails('file "/dev/zero" cannot be read: not a regular file'));
+    assert.ok(Date.now() - started < 2000);
+    const big = dir.file('big.pem', 'A'.repeat(MAX_DATA_SOURCE_FILE_BYTES + 1));
+    await assert.rejects(resolveDataSource({ type: 'File', file: { path: big } }), fails(new RegExp(`file ".*big.pem" cannot be read: file is ${MAX_DATA_SOURCE_FILE_BYTES + 1} bytes, larger than the limit of ${MAX_DATA_SOURCE_FILE_BYTES} bytes: not read$`)));
+    const latin1 = dir.file('latin1.pem', '');
+    writeFileSync(latin1, Buffer.from([0x2d, 0x2d, 0xe9, 0x2d]));
+    await assert.rejects(resolveDataSource({ type: 'File', file: { path: latin1 } }), fails(/cannot be read: file is not valid UTF-8: invalid byte 0xe9 at byte offset 2/));
+    const link = `${dir.path}/link.pem`;
+    symlinkSync(dir.file('target.pem', 'LINKED\n'), link);
+    assert.equal(await resolveDataSource({ type: 'File', file: { path: link } }), 'LINKED\n', 'a symlink to a regular file is read');
   });
 
   it('reads an EnvVar from the given environment, naming a missing variable', async () => {
