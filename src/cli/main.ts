@@ -35,7 +35,7 @@ function storeOptions(cmd: Command): Command {
     .addOption(new Option('--state-key-file <file>', 'key sealing CA private keys and the token MAC key at rest (32 bytes: raw, hex or base64)').env('MESH_SDS_STATE_KEY_FILE'))
     .addOption(new Option('--state-old-key-file <file>', 'previous state key: what it sealed is re-sealed under --state-key-file at start-up').env('MESH_SDS_STATE_OLD_KEY_FILE'))
     .addOption(booleanOption('--insecure-plaintext-state', 'allow unsealed private keys in the Postgres store', 'MESH_SDS_INSECURE_PLAINTEXT_STATE'))
-    .addOption(new Option('--max-file-size <size>', 'directory store: larger resource files are refused (e.g. 4MiB)').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'));
+    .addOption(new Option('--max-file-size <size>', 'larger resource files (directory store) and rows (Postgres) are refused (e.g. 4MiB)').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'));
 }
 
 const kindOf = (text: string): ResourceKind => {

@@ -18,7 +18,7 @@ export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');
-    return PostgresStore.open(cfg.store, { logger: log });
+    return PostgresStore.open(cfg.store, { logger: log, maxRowBytes: cfg.maxFileSize });
   }
   if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
   return DirectoryStore.open({

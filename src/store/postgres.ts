@@ -5,6 +5,7 @@ import pg from 'pg';
 import { ReplaySubject, type Observable } from 'rxjs';
 import { LayeredMap } from '../api/layered-map.js';
 import { parseResources } from '../api/parse.js';
+import { DEFAULT_MAX_FILE_SIZE } from '../api/file-text.js';
 import {
   formatResourceError,
   resourceKey,
@@ -42,6 +43,11 @@ export interface PostgresStoreOptions {
   connectTimeoutMs?: number;
   /** How often the LISTEN connection is probed, so a silently dead feed is noticed. Default 10 s. */
   heartbeatMs?: number;
+  /**
+   * A row whose doc (or, without one, source text) is larger is refused without being read, as
+   * the directory store refuses a larger file (`--max-file-size`). Default 4 MiB.
+   */
+  maxRowBytes?: number;
 }
 
 const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
@@ -63,13 +69,24 @@ interface ResourceRow {
   mesh: string;
   namespace: string;
   name: string;
-  source: string;
+  /** Null when absent or over the limit (see `source_bytes`). */
+  source: string | null;
   source_name: string;
+  /** Null when absent or over the limit (see `doc_bytes`). */
   doc: string | null;
+  doc_bytes: number | null;
+  source_bytes: number | null;
   revision: string;
 }
 
-const ROW_COLUMNS = 'kind, mesh, namespace, name, source, source_name, doc::text AS doc, revision';
+/** The columns of a row as read for loading; a doc or source over `maxBytes` is measured, not sent. */
+function rowColumns(maxBytes: number): string {
+  const limit = Math.floor(maxBytes);
+  return `kind, mesh, namespace, name, source_name, revision,
+    octet_length(doc::text) AS doc_bytes, octet_length(source) AS source_bytes,
+    CASE WHEN octet_length(doc::text) > ${limit} THEN NULL ELSE doc::text END AS doc,
+    CASE WHEN octet_length(source) > ${limit} THEN NULL ELSE source END AS source`;
+}
 
 export class PostgresStore implements ResourceStore {
   readonly state: StateStore;
@@ -80,6 +97,9 @@ export class PostgresStore implements ResourceStore {
   private readonly t: SchemaTables;
   private readonly log: StoreLogger;
   private readonly debounceMs: number;
+  private readonly maxRowBytes: number;
+  /** SELECT list of every read that loads rows (rowColumns). */
+  private readonly rowColumns: string;
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly heartbeatMs: number;
@@ -124,6 +144,8 @@ export class PostgresStore implements ResourceStore {
     this.t = tablesOf(schema);
     this.log = opts.logger ?? silentLogger;
     this.debounceMs = opts.debounceMs ?? 20;
+    this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_FILE_SIZE;
+    this.rowColumns = rowColumns(this.maxRowBytes);
     this.reconnectMinMs = opts.reconnectMinMs ?? 1000;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 30_000;
     this.heartbeatMs = opts.heartbeatMs ?? 10_000;
@@ -361,7 +383,7 @@ export class PostgresStore implements ResourceStore {
   /** Reads the stored resources straight from the database (not the snapshot), sorted by key. Rows that fail to load are skipped. */
   async list(kind?: ResourceKind): Promise<Resource[]> {
     const res = await this.pool.query<ResourceRow>(
-      `SELECT ${ROW_COLUMNS} FROM ${this.t.resources}
+      `SELECT ${this.rowColumns} FROM ${this.t.resources}
        WHERE $1::text IS NULL OR kind = $1 ORDER BY kind, mesh, namespace, name`,
       [kind ?? null],
     );
@@ -391,7 +413,7 @@ export class PostgresStore implements ResourceStore {
 
   /** Reads every row; publishes when anything differs from the current snapshot (or `force`). */
   private async fullReload(force = false): Promise<void> {
-    const res = await this.pool.query<ResourceRow>(`SELECT ${ROW_COLUMNS} FROM ${this.t.resources}`);
+    const res = await this.pool.query<ResourceRow>(`SELECT ${this.rowColumns} FROM ${this.t.resources}`);
     if (this.closed) return;
     this.feedStats.fullReloads++;
     this.feedStats.rowsRead += res.rows.length;
@@ -421,7 +443,7 @@ export class PostgresStore implements ResourceStore {
   /** Reads only the named rows (a key with no row was deleted) and publishes a copy of the snapshot with them applied. */
   private async readKeys(parts: RowKeyOnly[]): Promise<void> {
     const res = await this.pool.query<ResourceRow>(
-      `SELECT ${ROW_COLUMNS} FROM ${this.t.resources} r
+      `SELECT ${this.rowColumns} FROM ${this.t.resources} r
        JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(kind, mesh, namespace, name)
          USING (kind, mesh, namespace, name)`,
       [parts.map((p) => p.kind), parts.map((p) => p.mesh), parts.map((p) => p.namespace), parts.map((p) => p.name)],
@@ -458,7 +480,8 @@ export class PostgresStore implements ResourceStore {
 
   /** The entry of a row: the current one when unchanged, else the row validated (its last good version kept on error). */
   private entryFor(key: string, row: ResourceRow): Entry {
-    const fingerprint = row.doc ?? `source:${row.source}`;
+    // A row over the limit is known by its sizes alone (its text was not read).
+    const fingerprint = row.doc ?? (row.source !== null ? `source:${row.source}` : `too large:${row.doc_bytes}:${row.source_bytes}`);
     const revision = Number(row.revision);
     const prev = this.entries.get(key);
     if (prev && prev.fingerprint === fingerprint) {
@@ -486,6 +509,11 @@ export class PostgresStore implements ResourceStore {
   private loadRow(row: ResourceRow): { resource: Resource } | { errors: ResourceError[] } {
     const key = keyOfRow(row);
     const file = `postgres:${this.schema}.resources row ${key}${row.source_name ? ` (applied from ${row.source_name})` : ''}`;
+    const tooLarge = (what: string, bytes: number) => ({
+      errors: [{ file, document: 0, path: '', message: `row ${key}: ${what} is ${bytes} bytes, larger than the limit of ${this.maxRowBytes} bytes (--max-file-size): not read` }],
+    });
+    if (row.doc === null && row.doc_bytes !== null) return tooLarge('doc', row.doc_bytes);
+    if (row.doc === null && row.source === null && row.source_bytes !== null) return tooLarge('source', row.source_bytes);
     if (row.doc !== null) {
       let doc: unknown;
       try {
@@ -496,7 +524,7 @@ export class PostgresStore implements ResourceStore {
       return decodeResource(doc, row, file);
     }
     // A row written without a doc (e.g. inserted by hand with SQL): validate its source text.
-    const parsed = parseResources(row.source, file);
+    const parsed = parseResources(row.source ?? '', file);
     if (parsed.errors.length > 0) return { errors: parsed.errors.map((e) => ({ ...e, message: `row ${key}: ${e.message}` })) };
     const match = parsed.resources.find((r) => resourceKey(r) === key);
     if (parsed.resources.length !== 1 || !match) {

@@ -63,6 +63,26 @@ test('every document the API tests reject, written into the table with SQL, is r
   }, { logger });
 });
 
+test('a row larger than the limit is refused without being read (doc or source), naming its size; its last good version is served and the rest flows', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(stringify(meshTrust()), 'good.yaml'), []);
+    const good = await waitForSnapshot(store!, (s) => s.resources.has(MT.key));
+    // Written with SQL by another tool: a MeshTrust whose CA list is padded past the limit.
+    const huge = { ...meshTrust(), spec: { ...meshTrust().spec, padding: 'x'.repeat(70_000) } };
+    await adminQuery(`UPDATE "${schema}".resources SET doc = $1::jsonb WHERE kind = 'MeshTrust' AND name = 'trust'`, [JSON.stringify(huge)]);
+    const snap = await waitForSnapshot(store!, (s) => rowProblems(s, MT.key).length > 0, 5000);
+    assert.deepEqual(rowProblems(snap, MT.key).map((p) => p.replace(/\d+ bytes, larger/, 'N bytes, larger')), [': doc is N bytes, larger than the limit of 65536 bytes (--max-file-size): not read']);
+    assert.equal(snap.resources.get(MT.key), good.resources.get(MT.key), 'the last good version is served');
+    // A row without a doc whose source text is over the limit: the same.
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-huge', $1)`, [`${dataplaneYaml('dp-huge', 'web')}# ${'y'.repeat(70_000)}\n`]);
+    const after = await waitForSnapshot(store!, (s) => rowProblems(s, 'Dataplane/default//dp-huge').length > 0, 5000);
+    assert.match(rowProblems(after, 'Dataplane/default//dp-huge')[0]!, /^: source is \d+ bytes, larger than the limit of 65536 bytes/);
+    assert.ok(!after.resources.has('Dataplane/default//dp-huge'));
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-later', 'web'), 'later.yaml'), []);
+    await waitForSnapshot(store!, (s) => s.resources.has('Dataplane/default//dp-later'), 5000);
+  }, { maxRowBytes: 65_536 });
+});
+
 test('a MeshIdentity row whose spiffeID is an empty object is read as validate reads it (defaults filled in), and later changes still arrive', async () => {
   await withStores(1, async ([store], schema) => {
     // The stored shape; spiffeID {} passed the old shape check and then broke the identity pipeline
