@@ -13,6 +13,9 @@ export function meshSds(args: string[], opts: { input?: string; env?: NodeJS.Pro
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    // A command that exits before reading its input (a refused flag) makes the write fail with
+    // EPIPE: its exit code and stderr are the result, not that error.
+    child.stdin.on('error', () => undefined);
     child.stdin.end(opts.input ?? '');
   });
 }

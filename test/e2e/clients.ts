@@ -70,6 +70,9 @@ export function exec(cmd: string, args: string[], input?: string, timeoutMs = 10
       const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
       resolve({ code, stdout, stderr });
     });
+    // A command may exit before it reads its input (openssl refusing a certificate at once): the
+    // write then fails with EPIPE, and the exit code and stderr are the result, not that error.
+    child.stdin?.on('error', () => undefined);
     if (input !== undefined) child.stdin?.end(input);
     else child.stdin?.end();
   });
