@@ -49,6 +49,12 @@ export interface BundleEndpointOptions {
   svidLifetimeMs?: number;
   log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   now?: () => Date;
+  /**
+   * How long a client may take over its TLS handshake, its request headers and its whole request
+   * (default 10 s; a bundle GET takes milliseconds): a peer that opens connections and stalls is
+   * dropped instead of holding them for node's defaults (120 s handshake, 60 s headers).
+   */
+  clientTimeoutMs?: number;
 }
 
 interface Served {
@@ -149,9 +155,17 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
 
   let webFiles: string[] = [];
   let server: Server;
+  const clientTimeoutMs = opts.clientTimeoutMs ?? 10_000;
+  const limits = {
+    handshakeTimeout: clientTimeoutMs,
+    headersTimeout: clientTimeoutMs,
+    requestTimeout: clientTimeoutMs,
+    // Node looks for stalled requests this often (30 s by default, which would stretch the limits).
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(clientTimeoutMs / 2))),
+  };
   if (opts.webTls) {
     const files = opts.webTls;
-    server = createServer(readWebTls(files), handle);
+    server = createServer({ ...readWebTls(files), ...limits }, handle);
     webFiles = [files.certFile, files.keyFile];
     for (const f of webFiles) {
       watchFile(f, { interval: 1000, persistent: false }, () => {
@@ -166,6 +180,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   } else {
     server = createServer(
       {
+        ...limits,
         SNICallback: (servername, cb) => {
           const own = svids.get(servername.toLowerCase()) ?? (defaultDomain ? svids.get(defaultDomain) : undefined);
           cb(null, own?.context);

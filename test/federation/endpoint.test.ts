@@ -3,7 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
+import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
 import { decodeSpiffeBundle } from '../../src/federation/bundle.js';
 import { startBundleEndpoint, type PublishedDomain } from '../../src/federation/endpoint.js';
@@ -152,4 +154,37 @@ test('the listen address: a bare port binds loopback; a bad address or hint is r
   }
   await assert.rejects(startBundleEndpoint({ listen: 'nope', state: new MemoryStateStore() }), /--bundle-endpoint: listen address must be host:port/);
   await assert.rejects(startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore(), refreshHintSeconds: 0 }), /--bundle-refresh-hint/);
+});
+
+test('a client that stalls is dropped after the client timeout: before its TLS handshake and in the middle of its request headers', async () => {
+  const ca = load(makeCa('slow', { trustDomain: 'slow.test' }));
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore(), clientTimeoutMs: 500 });
+  try {
+    await ep.setDomains([domain('slow.test', ca)]);
+    const closedAfter = (socket: Socket) =>
+      new Promise<number>((resolve) => {
+        const t0 = Date.now();
+        socket.on('error', () => undefined);
+        socket.on('close', () => resolve(Date.now() - t0));
+        socket.resume(); // read whatever the server says (a 408), so its close is seen
+        setTimeout(() => resolve(Infinity), 5000);
+      });
+    // Connects and says nothing (no TLS ClientHello).
+    const silent = netConnect(ep.port, '127.0.0.1');
+    const silentMs = await closedAfter(silent);
+    silent.destroy();
+    // Completes TLS, then sends half a request and stops.
+    const half = tlsConnect({ port: ep.port, host: '127.0.0.1', servername: 'slow.test', rejectUnauthorized: false });
+    await new Promise((r) => half.once('secureConnect', r));
+    half.write('GET /slow.test HTTP/1.1\r\nHost: slow.test\r\nX-Slow: ');
+    const halfMs = await closedAfter(half);
+    half.destroy();
+    assert.ok(silentMs < 2500, `a silent connection was held ${silentMs} ms`);
+    assert.ok(halfMs < 2500, `a stalled request was held ${halfMs} ms`);
+    // A normal client is still served.
+    const ok = await httpsGet(ep.port, '/slow.test', { caPem: ca.trustPem, servername: 'slow.test' });
+    assert.equal(ok.status, 200);
+  } finally {
+    await ep.close();
+  }
 });
