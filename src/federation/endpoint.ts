@@ -19,7 +19,7 @@ import { issueSvidSync } from '../pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
-import { listenOn, parseHostPort } from '../api/host-port.js';
+import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -155,14 +155,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
 
   let webFiles: string[] = [];
   let server: Server;
-  const clientTimeoutMs = opts.clientTimeoutMs ?? 10_000;
-  const limits = {
-    handshakeTimeout: clientTimeoutMs,
-    headersTimeout: clientTimeoutMs,
-    requestTimeout: clientTimeoutMs,
-    // Node looks for stalled requests this often (30 s by default, which would stretch the limits).
-    connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(clientTimeoutMs / 2))),
-  };
+  const limits = stalledClientLimits(opts.clientTimeoutMs ?? 10_000);
   if (opts.webTls) {
     const files = opts.webTls;
     server = createServer({ ...readWebTls(files), ...limits }, handle);

@@ -7,7 +7,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
-import { listenOn, parseHostPort } from '../api/host-port.js';
+import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -166,7 +166,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
   };
 
-  const server = createServer((req, res) => {
+  // The admin port may be open to the pod network (probes, scrapes): a stalled client is dropped after 10 s.
+  const server = createServer(stalledClientLimits(10_000), (req, res) => {
     handle(req, res).catch((err: unknown) => {
       log.error({ err, path: req.url }, 'admin request failed');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
