@@ -78,16 +78,7 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
           },
         }
       : { ca: opts.webCaPem ? [...rootCertificates, opts.webCaPem] : undefined, rejectUnauthorized: true };
-  return new Promise((resolveFetch, rejectFetch) => {
-    let deadline: NodeJS.Timeout | undefined = undefined;
-    const resolve = (text: string) => {
-      clearTimeout(deadline);
-      resolveFetch(text);
-    };
-    const reject = (e: Error) => {
-      clearTimeout(deadline);
-      rejectFetch(e);
-    };
+  return new Promise((resolve, reject) => {
     const host = u.hostname.replace(/^\[|\]$/g, '');
     const req = request(
       {
@@ -99,7 +90,6 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
         // https_web checks the host name against the certificate, so an IP literal must stay the
         // name checked (no SNI, per RFC 6066); only https_spiffe sends the trust domain instead.
         servername: isIP(host) ? (profile.type === 'https_spiffe' ? opts.serverNameForIp : undefined) : host,
-        timeout: timeoutMs,
         agent: false,
         ...tlsOptions,
       },
@@ -122,11 +112,10 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
         res.on('error', (e) => reject(new FederationFailure('unreachable', `${url}: ${e.message}`)));
       },
     );
-    const timedOut = () => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`));
-    req.on('timeout', timedOut);
-    // The whole exchange has timeoutMs, not only each silence in it: an endpoint that drips its
-    // answer a byte at a time would otherwise hold this refresh for ever.
-    deadline = setTimeout(timedOut, timeoutMs);
+    // The whole exchange (connect, TLS, answer) has timeoutMs, not only each silence in it: an
+    // endpoint that drips its answer a byte at a time would otherwise hold this refresh for ever.
+    const deadline = setTimeout(() => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`)), timeoutMs);
+    req.once('close', () => clearTimeout(deadline));
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof FederationFailure) reject(e);
       else if (identityProblem) reject(new FederationFailure('wrong_spiffe_id', identityProblem));
