@@ -19,6 +19,7 @@ import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
 import { nextRetirement, recordCurrentCa, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
+import { mergeRetired, nextRetiredExpiry, parseRetired, recordRetired, retiredMeshTrust, RETIRED_TRUSTS_STATE_KEY, type RetiredTrust } from './retired-trusts.js';
 import { identityTrustDomain } from './spiffe.js';
 
 /** What the server knows about one MeshIdentity after resolving its provider. */
@@ -56,6 +57,12 @@ export interface AuthoritiesOptions {
   now?: () => Date;
 }
 
+/** An auto-created MeshTrust in the last computation, and how long its CAs' leaves live. */
+interface Published {
+  trust: MeshTrust;
+  leafLifetimeMs: number;
+}
+
 interface Loaded {
   inputHash: string;
   ca?: CertificateAuthority;
@@ -78,6 +85,10 @@ export class IdentityAuthorities {
   private readonly view$ = new BehaviorSubject<AuthorityView | undefined>(undefined);
   private readonly retrigger$ = new Subject<void>();
   private readonly loaded = new Map<string, Loaded>();
+  /** The auto-created MeshTrusts of the last computation, by identity key. */
+  private published = new Map<string, Published>();
+  /** Auto-created MeshTrusts no identity publishes any more, kept until their leaves expire. */
+  private retired: RetiredTrust[] = [];
   private readonly watchedFiles = new Set<string>();
   private retireTimer?: NodeJS.Timeout;
   private subscription?: Subscription;
@@ -156,24 +167,25 @@ export class IdentityAuthorities {
     const secrets = new Map<string, Buffer>();
     for (const s of resourcesOfKind(snapshot, 'Secret')) secrets.set(`${s.mesh}/${s.name}`, s.data);
     const identities = new Map<string, IdentityState>();
-    const autoTrusts: MeshTrust[] = [];
+    const autoTrusts: { key: string; trust: MeshTrust; leafLifetimeMs: number }[] = [];
     const live = new Set<string>();
     for (const mi of resourcesOfKind(snapshot, 'MeshIdentity')) {
       const key = resourceKey(mi);
       live.add(key);
       const st = await this.resolveIdentity(mi, key, secrets, now).catch((e: Error) => this.identityFailed(mi, key, e));
       identities.set(key, st.state);
-      if (st.autoTrust) autoTrusts.push(st.autoTrust);
+      const provider = mi.spec.provider;
+      if (st.autoTrust && provider.type === 'Bundled') autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs });
     }
     for (const k of [...this.loaded.keys()]) if (!live.has(k)) this.loaded.delete(k);
 
     const userTrusts = resourcesOfKind(snapshot, 'MeshTrust');
     const userKeys = new Set(userTrusts.map(resourceKey));
     const trusts = [...userTrusts];
-    for (const t of autoTrusts) {
-      const owner = identities.get(resourceKey({ ...t, kind: 'MeshIdentity' }));
+    const published = new Map<string, Published>();
+    for (const { key, trust: t, leafLifetimeMs } of autoTrusts) {
       if (userKeys.has(resourceKey(t))) {
-        owner?.conditions.splice(
+        identities.get(key)?.conditions.splice(
           1,
           1,
           condition('MeshTrustCreated', false, 'NameConflict', `a MeshTrust named "${t.name}" already exists and was not created from this identity`),
@@ -181,9 +193,61 @@ export class IdentityAuthorities {
         continue;
       }
       trusts.push(t);
+      published.set(key, { trust: t, leafLifetimeMs });
+    }
+    for (const r of await this.retiredTrusts(published, now)) {
+      const t = retiredMeshTrust(r);
+      if (!userKeys.has(resourceKey(t))) trusts.push(t);
     }
     this.scheduleRetirement();
     return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts };
+  }
+
+  /**
+   * The auto-created MeshTrusts to keep serving although no identity publishes them now: those the
+   * last computation published and this one does not (or under another trust domain), recorded in
+   * the state, plus those other replicas or earlier runs recorded; until their leaves expire. One
+   * whose identity publishes it again (same trust domain) is left out: the identity's own CA
+   * history carries its CAs.
+   */
+  private async retiredTrusts(published: ReadonlyMap<string, Published>, now: Date): Promise<RetiredTrust[]> {
+    const nowMs = now.getTime();
+    const gone: RetiredTrust[] = [];
+    for (const [key, prev] of this.published) {
+      const cur = published.get(key);
+      if (cur && cur.trust.spec.trustDomain === prev.trust.spec.trustDomain) continue;
+      const t = prev.trust;
+      gone.push({
+        mesh: t.mesh,
+        namespace: t.namespace,
+        identity: t.name,
+        trustDomain: t.spec.trustDomain,
+        kri: t.spec.origin?.kri ?? '',
+        pems: (t.spec.caBundles ?? []).flatMap((b) => (b.type === 'Pem' ? [b.pem.value] : [])),
+        retireAfter: new Date(nowMs + prev.leafLifetimeMs).toISOString(),
+      });
+    }
+    this.published = new Map(published);
+    this.retired = mergeRetired(this.retired, gone, nowMs);
+    for (const r of gone) {
+      this.opts.log?.info(
+        { identity: r.identity, mesh: r.mesh, trustDomain: r.trustDomain, until: r.retireAfter },
+        'identity no longer publishes its MeshTrust; its CAs stay trusted until the leaves they signed expire',
+      );
+    }
+    try {
+      if (gone.length > 0) await recordRetired(this.opts.state, gone, nowMs);
+      const stored = parseRetired(await this.opts.state.get(RETIRED_TRUSTS_STATE_KEY));
+      if (stored.invalid > 0) this.opts.log?.warn({ key: RETIRED_TRUSTS_STATE_KEY, invalid: stored.invalid }, 'state holds retired MeshTrusts that cannot be read; they are left out');
+      this.retired = mergeRetired(this.retired, stored.entries, nowMs);
+    } catch (e) {
+      // This process still serves what it retired itself; the state is written again on the next change.
+      this.opts.log?.warn({ key: RETIRED_TRUSTS_STATE_KEY, err: (e as Error).message }, 'retired MeshTrusts could not be read or recorded in the state');
+    }
+    return this.retired.filter((r) => {
+      const cur = published.get(resourceKey({ kind: 'MeshIdentity', mesh: r.mesh, namespace: r.namespace, name: r.identity }));
+      return cur?.trust.spec.trustDomain !== r.trustDomain;
+    });
   }
 
   private computeFailed(e: Error): undefined {
@@ -241,6 +305,8 @@ export class IdentityAuthorities {
       const t = nextRetirement(l.history);
       return t === undefined ? [] : [t];
     });
+    const retiredExpiry = nextRetiredExpiry(this.retired);
+    if (retiredExpiry !== undefined) times.push(retiredExpiry);
     if (times.length === 0) return;
     const delay = Math.min(Math.max(Math.min(...times) - this.now().getTime(), 0) + 1000, 2 ** 31 - 1);
     this.retireTimer = setTimeout(() => {

@@ -155,14 +155,63 @@ test('a CA file that changes is re-read; the old CA stays in the MeshTrust; a br
   }
 });
 
-test('deleting a MeshIdentity deletes its auto-created MeshTrust', async () => {
+const trustPems = (t: { spec: { caBundles?: readonly { type: string; pem?: { value: string } }[] } }) => (t.spec.caBundles ?? []).map((b) => b.pem?.value);
+
+test('deleting a MeshIdentity keeps its CAs trusted until the leaves they signed expire, also after a restart; then they go', async () => {
+  const state = new MemoryStateStore();
+  let nowMs = Date.now();
+  const make = () => {
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, filePollMs: 50, now: () => new Date(nowMs) });
+    a.start(snaps);
+    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      return next;
+    };
+    return { a, push };
+  };
+  const first = make();
+  const mi = meshIdentity('identity'); // leaves live 24h
+  const other = meshIdentity('other');
+  other.spec.spiffeID.trustDomain = 'other.example';
+  const v1 = await first.push(snapshot(mi, other));
+  const published = v1.trusts.find((t) => t.name === 'identity')!;
+  const v2 = await first.push(snapshot(other));
+  first.a.stop();
+  const kept = v2.trusts.filter((t) => t.spec.trustDomain === published.spec.trustDomain);
+  assert.equal(kept.length, 1, 'the deleted identity\'s trust domain is still trusted');
+  assert.deepEqual(trustPems(kept[0]!), trustPems(published), 'with every CA it carried');
+  assert.equal(kept[0]!.spec.origin?.kri, published.spec.origin?.kri);
+  assert.notEqual(kept[0]!.name, 'identity', 'named apart from a live MeshTrust of the identity');
+
+  // A restart (or another replica on the same state) that never saw the identity keeps it too.
+  const second = make();
+  const v3 = await second.push(snapshot(other));
+  assert.deepEqual(v3.trusts.filter((t) => t.spec.trustDomain === published.spec.trustDomain).map(trustPems), [trustPems(published)]);
+
+  // Once every leaf it may have signed has expired, it goes.
+  nowMs += 24 * 3600_000 + 1000;
+  const v4 = await second.push(snapshot(other));
+  second.a.stop();
+  assert.deepEqual(v4.trusts.map((t) => [t.name, t.spec.trustDomain]), [["other", "other.example"]]);
+});
+
+test('an identity whose trust domain changes keeps the old trust domain trusted; re-created, it publishes its own again', async () => {
   const { a, push } = harness();
   const mi = meshIdentity('identity');
   const v1 = await push(snapshot(mi));
-  assert.equal(v1.trusts.length, 1);
-  const v2 = await push(snapshot());
+  const before = v1.trusts[0]!;
+  const moved = meshIdentity('identity');
+  moved.spec.spiffeID.trustDomain = 'moved.example';
+  const v2 = await push(snapshot(moved));
+  assert.deepEqual(v2.trusts.map((t) => t.spec.trustDomain).sort(), [before.spec.trustDomain, 'moved.example'].sort());
+  assert.deepEqual(trustPems(v2.trusts.find((t) => t.spec.trustDomain === before.spec.trustDomain)!), trustPems(before));
+  const v3 = await push(snapshot(mi));
   a.stop();
-  assert.deepEqual(v2.trusts, []);
+  const back = v3.trusts.filter((t) => t.spec.trustDomain === before.spec.trustDomain);
+  assert.equal(back.length, 1, 'the live MeshTrust carries the old CAs; no retired copy beside it');
+  assert.equal(back[0]!.name, 'identity');
 });
 
 test('an identity whose computation throws is contained: reported in its conditions, others computed, later snapshots still processed', async () => {
@@ -234,4 +283,20 @@ test('a Dataplane-only snapshot reuses the identities without reading the state;
   } finally {
     a.stop();
   }
+});
+
+test('a retired-MeshTrust record in the state that cannot be read is left out with a warning; identities are computed as usual', async () => {
+  const state = new MemoryStateStore();
+  await state.put('ca-retired', JSON.stringify([{ mesh: 'default', identity: 'x' }, 'junk']));
+  const warnings: string[] = [];
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state, log: { info: () => undefined, warn: (_o, m) => warnings.push(m) } });
+  a.start(snaps);
+  const s = snapshot(meshIdentity('identity'));
+  const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+  snaps.next(s);
+  const v = await next;
+  a.stop();
+  assert.deepEqual(v.trusts.map((t) => t.name), ['identity']);
+  assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
 });
