@@ -371,7 +371,7 @@ export class IdentityAuthorities {
       if (prev && prev.inputHash === inputHash && prev.ca) {
         loaded = prev;
       } else {
-        const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now });
+        const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });
         const history = await recordCurrentCa(
           this.opts.state,
           `ca-history/${mi.mesh}/${stateKeySegment(mi.namespace)}/${mi.name}`,

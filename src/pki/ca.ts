@@ -1,4 +1,6 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import { certificateParts, toPem } from './der.js';
 import { CaError } from './errors.js';
 import { splitPemCertificates } from '../api/pem.js';
@@ -10,6 +12,11 @@ export interface LoadCaOptions {
   allowSelfSigned: boolean;
   /** Clock for the validity check; defaults to the current time. */
   now?: Date;
+  /**
+   * The trust domain of the leaves this CA will sign, when it does not depend on proxy labels:
+   * name constraints of the CA or its chain must permit `spiffe://<trustDomain>`.
+   */
+  trustDomain?: string;
 }
 
 /** Algorithm of a private key, or a CaError for keys this server cannot sign leaves with. */
@@ -54,6 +61,40 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
 }
 
 /**
+ * RFC 5280 §4.2.1.10 for a URI name: the constraint is a host, or a domain when it starts with a
+ * period (then only its subdomains match).
+ */
+function uriHostMatches(host: string, constraint: string): boolean {
+  const c = constraint.toLowerCase();
+  return c.startsWith('.') ? host.endsWith(c) : host === c;
+}
+
+/**
+ * Why the name constraints of `cert` forbid `spiffe://<trustDomain>` (the only name a leaf carries:
+ * its subject is empty), or undefined when they allow it.
+ */
+function nameConstraintRefusal(cert: x509.X509Certificate, trustDomain: string): string | undefined {
+  const ext = cert.getExtension(id_ce_nameConstraints);
+  if (!ext) return undefined;
+  let nc: NameConstraints;
+  try {
+    nc = AsnConvert.parse(ext.value, NameConstraints);
+  } catch {
+    return 'has a name constraints extension that cannot be parsed';
+  }
+  const host = trustDomain.toLowerCase();
+  const uris = (subtrees: NameConstraints['permittedSubtrees']) =>
+    (subtrees ?? []).flatMap((t) => (t.base.uniformResourceIdentifier === undefined ? [] : [t.base.uniformResourceIdentifier]));
+  const permitted = uris(nc.permittedSubtrees);
+  if (permitted.length > 0 && !permitted.some((c) => uriHostMatches(host, c))) {
+    return `permits URIs only in ${permitted.map((c) => JSON.stringify(c)).join(', ')}, not trust domain ${JSON.stringify(trustDomain)}`;
+  }
+  const excluded = uris(nc.excludedSubtrees).find((c) => uriHostMatches(host, c));
+  if (excluded !== undefined) return `excludes URIs in ${JSON.stringify(excluded)}, which holds trust domain ${JSON.stringify(trustDomain)}`;
+  return undefined;
+}
+
+/**
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
  * without the self-signed root (empty for a self-signed CA). `trustPem` is the root when it is
@@ -92,13 +133,28 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
 
-  // Each chain certificate must be a CA that signed the one before it (root last).
+  // Each chain certificate must be a CA that signed the one before it (root last), and must let a
+  // leaf signed by the CA verify: in its validity period, a path length that allows the CAs below
+  // it. A chain that breaks either would have every new SVID refused by its peers.
   for (let i = 1; i < certs.length; i++) {
     const child = certs[i - 1]!;
     const parent = certs[i]!;
-    checkIsCa(parent.peculiar, `chain certificate #${i}`);
+    const what = `chain certificate #${i}`;
+    checkIsCa(parent.peculiar, what);
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
-      throw new CaError(`chain certificate #${i} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
+      throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
+    }
+    if (now.getTime() > parent.peculiar.notAfter.getTime()) throw new CaError(`${what} expired at ${parent.peculiar.notAfter.toISOString()}`);
+    if (now.getTime() < parent.peculiar.notBefore.getTime()) throw new CaError(`${what} is not valid before ${parent.peculiar.notBefore.toISOString()}`);
+    const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
+    if (pathLength !== undefined && pathLength < i) {
+      throw new CaError(`${what} has path length constraint ${pathLength}, but ${i} CA certificate(s) stand below it: leaves signed by the CA would not verify`);
+    }
+  }
+  if (opts.trustDomain !== undefined) {
+    for (let i = 0; i < certs.length; i++) {
+      const refusal = nameConstraintRefusal(certs[i]!.peculiar, opts.trustDomain);
+      if (refusal) throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} ${refusal}: leaves signed by the CA would not verify`);
     }
   }
   const last = certs[certs.length - 1]!;

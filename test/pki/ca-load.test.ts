@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate, createHash } from 'node:crypto';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
-import { makeCert, makeIntermediateCa, makeKey, makeRootCa, openssl, pemBlocks, tempDir, type Ca, type TempDir } from './helpers.js';
+import { CA_EXTENSIONS, makeCert, makeIntermediateCa, makeKey, makeRootCa, openssl, opensslVerify, pemBlocks, tempDir, type Ca, type TempDir } from './helpers.js';
 
 const refusal = (message: string | RegExp) => (e: unknown) => {
   assert.ok(e instanceof CaError, `expected CaError, got ${String(e)}`);
@@ -160,5 +160,56 @@ describe('loadCertificateAuthority', () => {
     const keyPem = makeKey(dir, 'fakeparent', 'ec-p256');
     const fake = makeCert(dir, 'fakeparent', { subject: '/CN=fakeparent', keyPem, extensions: ['basicConstraints = critical, CA:FALSE', 'subjectKeyIdentifier = hash'] });
     assert.throws(() => loadCertificateAuthority(inter.certPem + fake, inter.keyPem, { allowSelfSigned: false }), refusal(/chain certificate #1 is not a CA/));
+  });
+  describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
+    /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
+    const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
+      const rootKey = makeKey(dir, `${name}-root`, 'ec-p256');
+      const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, `${name}-root`, { subject: `/CN=${name}-root`, keyPem: rootKey, extensions: [...CA_EXTENSIONS, ...extra], days: o.rootDays }) };
+      const i = makeIntermediateCa(dir, `${name}-inter`, r);
+      const leafKey = makeKey(dir, `${name}-leaf`, 'ec-p256');
+      const leaf = (td: string) =>
+        makeCert(dir, `${name}-leaf-${td}`, {
+          subject: `/CN=${name}-leaf`,
+          keyPem: leafKey,
+          issuer: i,
+          extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', `subjectAltName = critical, URI:spiffe://${td}/w`],
+        });
+      const verifies = (td: string) => opensslVerify(dir, { root: r.certPem, untrusted: i.certPem, leafChain: leaf(td), purpose: 'sslserver' });
+      return { root: r, inter: i, verifies };
+    };
+
+    it('a root whose path length allows no CA below it', () => {
+      const c = chainWith('pathlen0', ['basicConstraints = critical, CA:TRUE, pathlen:0']);
+      assert.equal(c.verifies('td.example').ok, false);
+      assert.throws(
+        () => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }),
+        refusal(/chain certificate #1 has path length constraint 0, but 1 CA certificate\(s\) stand below it/),
+      );
+      const ok = chainWith('pathlen1', ['basicConstraints = critical, CA:TRUE, pathlen:1']);
+      assert.equal(ok.verifies('td.example').ok, true, ok.verifies('td.example').output);
+      assert.doesNotThrow(() => loadCertificateAuthority(ok.inter.certPem + ok.root.certPem, ok.inter.keyPem, { allowSelfSigned: false }));
+    });
+
+    it('a chain certificate that has expired or is not valid yet', () => {
+      const c = chainWith('shortroot', [], { rootDays: 1 });
+      const later = new Date(Date.now() + 2 * 24 * 3600_000); // the root has expired, the intermediate (30 days) has not
+      assert.throws(
+        () => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false, now: later }),
+        refusal(/chain certificate #1 expired at /),
+      );
+      assert.doesNotThrow(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }));
+    });
+
+    it('name constraints that do not permit the trust domain', () => {
+      const c = chainWith('nc', ['nameConstraints = critical, permitted;URI:.partner.example, excluded;URI:bad.partner.example']);
+      assert.equal(c.verifies('td.example').ok, false);
+      assert.equal(c.verifies('mesh.partner.example').ok, true);
+      assert.equal(c.verifies('bad.partner.example').ok, false);
+      const load = (trustDomain: string) => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false, trustDomain });
+      assert.throws(() => load('td.example'), refusal(/chain certificate #1 permits URIs only in ".partner.example", not trust domain "td.example"/));
+      assert.throws(() => load('bad.partner.example'), refusal(/chain certificate #1 excludes URIs in "bad.partner.example"/));
+      assert.doesNotThrow(() => load('mesh.partner.example'));
+    });
   });
 });
