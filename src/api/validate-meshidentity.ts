@@ -131,6 +131,9 @@ function validateBundled(raw: unknown, path: string, issues: Issues): BundledPro
   const cpPath = field(path, 'certificateParameters');
   const cp = readObject(b.certificateParameters, cpPath, issues, ['expiry']);
   const expiry = readDuration(cp?.expiry, field(cpPath, 'expiry'), issues, DEFAULT_EXPIRY, true);
+  if (expiry && expiry.ms < MIN_EXPIRY_MS) {
+    issues.add(field(cpPath, 'expiry'), `must be at least ${MIN_EXPIRY_MS / 1000}s (a leaf is re-issued at 80 % of its lifetime)`);
+  }
 
   if (issues.count > before || !expiry) return undefined;
   return {
@@ -154,6 +157,9 @@ function validateSpire(raw: unknown, path: string, issues: Issues): SpireProvide
   const timeout = readDuration(agent?.timeout, field(agentPath, 'timeout'), issues, DEFAULT_SPIRE_TIMEOUT, false);
   return timeout && { agent: { timeout: timeout.text, timeoutMs: timeout.ms } };
 }
+
+/** The shortest leaf lifetime accepted (tests rotate 8 s leaves; production uses hours). */
+const MIN_EXPIRY_MS = 5000;
 
 /** Go duration string; a negative value is refused, and zero too when `positive`. */
 function readDuration(

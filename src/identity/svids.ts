@@ -85,6 +85,8 @@ const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
 
 export { nodeKeyOf, proxyKeyOf } from './claims.js';
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The shortest time a leaf is served before it is re-issued (see rotationTime). */
+const MIN_ROTATION_DELAY_MS = 1000;
 
 /**
  * Keeps one SVID per connected proxy: issues on attach, reissues at ~80 % of its lifetime and
@@ -375,7 +377,9 @@ export class SvidManager {
     const jitter = this.opts.jitter ?? 0.1;
     const lifetime = svid.notAfter.getTime() - issuedAt.getTime();
     const point = fraction + ((this.opts.random ?? Math.random)() * 2 - 1) * jitter;
-    return new Date(issuedAt.getTime() + lifetime * Math.min(point, 0.99));
+    // Never sooner than a second after issuance: a leaf whose lifetime rounds to nothing (its
+    // NotAfter is whole seconds) would otherwise be re-issued in a loop.
+    return new Date(issuedAt.getTime() + Math.max(lifetime * Math.min(point, 0.99), MIN_ROTATION_DELAY_MS));
   }
 
   private scheduleRotation(key: string, e: ProxyEntry, at: Date): void {

@@ -124,6 +124,12 @@ test('certificate expiry must be a valid, positive Go duration', () => {
   assert.deepEqual(bundled(mi).certificateParameters, { expiry: '1h30m', expiryMs: 5_400_000 });
 });
 
+test('certificate expiry below 5s is refused: its leaves would be re-issued and pushed continuously', () => {
+  const path = 'spec.provider.bundled.certificateParameters.expiry';
+  for (const short of ['1ms', '999ms', '4.9s']) assertRejected(withField(meshIdentity(), path, short), `${path}: must be at least 5s (a leaf is re-issued at 80 % of its lifetime)`);
+  assert.equal(bundled(assertAccepted<MeshIdentity>(withField(meshIdentity(), path, '5s'))).certificateParameters.expiryMs, 5000);
+});
+
 test('spire agent timeout must be a valid, non-negative duration', () => {
   const spire = (timeout: unknown) => withField(meshIdentity(), 'spec.provider', { type: 'Spire', spire: { agent: { timeout } } });
   assertRejected(spire('soon'), 'spec.provider.spire.agent.timeout: must be a valid duration');

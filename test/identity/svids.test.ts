@@ -90,6 +90,25 @@ test('a short-lived SVID is reissued by itself before it expires, even at the la
   }
 });
 
+test('a leaf whose lifetime rounds to nothing is re-issued at most once a second, not in a loop', async () => {
+  const h = await setup();
+  try {
+    // What validation now refuses (expiry under 5s), as a store that skipped it could still hold.
+    await h.push(meshIdentity('identity', { expiry: '1ms', expiryMs: 1 }), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const serials = new Set<string>();
+    const start = Date.now();
+    while (Date.now() - start < 2500) {
+      const p = h.svids.get(key);
+      if (p && issued(p) && p.state === 'issued') serials.add(p.svid.serialHex);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.ok(serials.size >= 2 && serials.size <= 4, `${serials.size} leaves in 2.5 s`);
+  } finally {
+    await h.close();
+  }
+});
+
 test('a label change that changes the SPIFFE ID reissues; a change that does not keeps the SVID', async () => {
   const h = await setup();
   try {
