@@ -183,14 +183,24 @@ export class IdentityAuthorities {
     const userKeys = new Set(userTrusts.map(resourceKey));
     const trusts = [...userTrusts];
     const published = new Map<string, Published>();
-    for (const { key, trust: t, leafLifetimeMs } of autoTrusts) {
+    for (const auto of autoTrusts) {
+      const { key, leafLifetimeMs } = auto;
+      let t = auto.trust;
       if (userKeys.has(resourceKey(t))) {
+        // Another MeshTrust of that name must not take this identity's CAs out of every bundle
+        // (its proxies' SVIDs would stop verifying): they are published under a name of their own.
+        const renamed = `${t.name}-${createHash('sha256').update(t.spec.origin?.kri ?? key).digest('hex').slice(0, 8)}`;
         identities.get(key)?.conditions.splice(
           1,
           1,
-          condition('MeshTrustCreated', false, 'NameConflict', `a MeshTrust named "${t.name}" already exists and was not created from this identity`),
+          condition(
+            'MeshTrustCreated',
+            true,
+            'NameConflict',
+            `a MeshTrust named "${t.name}" already exists and was not created from this identity; its CAs are published as MeshTrust "${renamed}"`,
+          ),
         );
-        continue;
+        t = { ...t, name: renamed };
       }
       trusts.push(t);
       published.set(key, { trust: t, leafLifetimeMs });

@@ -34,6 +34,7 @@ function harness(state: StateStore = new MemoryStateStore(), filePollMs = 50) {
 
 const stateOf = (v: AuthorityView, mi: MeshIdentity): IdentityState => v.identities.get(resourceKey(mi))!;
 const cond = (st: IdentityState, type: string) => st.conditions.find((c) => c.type === type)!;
+const trustPems = (t: { spec: { caBundles?: readonly { type: string; pem?: { value: string } }[] } }) => (t.spec.caBundles ?? []).map((b) => b.pem?.value);
 
 function withFileCa(name: string, certPath: string, keyPath: string, allowSelfSigned = true): MeshIdentity {
   const mi = meshIdentity(name);
@@ -94,17 +95,24 @@ test('a self-signed CA is refused unless insecureAllowSelfSigned, with a status 
   assert.equal(v.trusts.length, 0);
 });
 
-test('meshTrustCreation Disabled creates no MeshTrust; a user MeshTrust of the same name wins', async () => {
+test('meshTrustCreation Disabled creates no MeshTrust; a user MeshTrust of the same name keeps its name, the identity\'s CAs are still published', async () => {
   const { a, push } = harness();
   const off = meshIdentity('off');
   if (off.spec.provider.type === 'Bundled') off.spec.provider.bundled.meshTrustCreation = 'Disabled';
   const taken = meshIdentity('taken');
+  taken.spec.spiffeID.trustDomain = 'taken.example';
   const user = meshTrust('taken', 'user.example', [makeCa('user').certPem]);
+  user.namespace = taken.namespace;
   const v = await push(snapshot(off, taken, user));
   a.stop();
-  assert.deepEqual(v.trusts.map((t) => t.spec.trustDomain), ['user.example']);
+  assert.deepEqual(v.trusts.map((t) => t.spec.trustDomain), ['user.example', 'taken.example']);
+  const own = v.trusts.find((t) => t.spec.trustDomain === 'taken.example')!;
+  assert.match(own.name, /^taken-[0-9a-f]{8}$/);
+  assert.deepEqual(trustPems(own), [stateOf(v, taken).ca!.trustPem]);
   assert.equal(cond(stateOf(v, off), 'MeshTrustCreated').reason, 'Disabled');
-  assert.equal(cond(stateOf(v, taken), 'MeshTrustCreated').reason, 'NameConflict');
+  const created = cond(stateOf(v, taken), 'MeshTrustCreated');
+  assert.equal(created.reason, 'NameConflict');
+  assert.match(created.message, new RegExp(`published as MeshTrust "${own.name}"`));
 });
 
 test('a Spire identity is ready, issues nothing and creates no MeshTrust', async () => {
@@ -154,8 +162,6 @@ test('a CA file that changes is re-read; the old CA stays in the MeshTrust; a br
     await rm(dir, { recursive: true, force: true });
   }
 });
-
-const trustPems = (t: { spec: { caBundles?: readonly { type: string; pem?: { value: string } }[] } }) => (t.spec.caBundles ?? []).map((b) => b.pem?.value);
 
 test('deleting a MeshIdentity keeps its CAs trusted until the leaves they signed expire, also after a restart; then they go', async () => {
   const state = new MemoryStateStore();
