@@ -86,6 +86,12 @@ export interface TemplateContext {
 }
 
 /** Renders parsed parts; a missing label or variable is an error naming it. */
+/**
+ * A value stands for what the template author wrote in its place: a '/' in it would add path
+ * segments of the value's choosing (`team: billing/admin` rendering `/team/billing/admin`).
+ */
+const oneSegment = (what: string, value: string) => `${what} value ${JSON.stringify(value)} contains "/": a value fills one place of the template, not several path segments`;
+
 export function renderSpiffeTemplate(
   parts: readonly TemplatePart[],
   ctx: TemplateContext,
@@ -96,10 +102,12 @@ export function renderSpiffeTemplate(
     else if (p.kind === 'label') {
       const v = ctx.labels[p.key];
       if (v === undefined) return { error: `label "${p.key}" not found` };
+      if (v.includes('/')) return { error: oneSegment(`label "${p.key}"`, v) };
       out += v;
     } else {
       const v = ctx.vars[p.name];
       if (v === undefined || v === '') return { error: `template variable .${p.name} has no value for this dataplane` };
+      if (v.includes('/')) return { error: oneSegment(`.${p.name}`, v) };
       out += v;
     }
   }

@@ -29,6 +29,15 @@ test('a missing label is an error naming the label, never an empty segment', () 
   assert.throws(() => renderTemplate('/{{ .Namespace }}', { ...ctx, labels: {} }), /label "k8s.kuma.io\/namespace" not found/);
 });
 
+test('a value with "/" is an error naming it: one value never adds path segments of its choosing', () => {
+  assert.throws(
+    () => renderTemplate('/team/{{ label "team" }}/app', { ...ctx, labels: { ...labels, team: 'billing/admin' } }),
+    (e: Error) => e instanceof TemplateError && /^label "team" value "billing\/admin" contains "\/"/.test(e.message),
+  );
+  assert.throws(() => renderTemplate('/w/{{ .Workload }}', { ...ctx, workload: 'a/b' }), /\.Workload value "a\/b" contains "\/"/);
+  assert.throws(() => renderTemplate('/sa/{{ .ServiceAccount }}', { ...ctx, labels: { ...labels, 'k8s.kuma.io/service-account': '../admin' } }), /contains "\/"/);
+});
+
 test('unknown variables and actions are rejected', () => {
   assert.throws(() => renderTemplate('{{ .Foo }}', ctx), /unknown template variable \.Foo/);
   assert.throws(() => renderTemplate('{{ printf "x" }}', ctx), /unsupported action/);
