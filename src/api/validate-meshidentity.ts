@@ -34,6 +34,13 @@ export function validateMeshIdentitySpec(raw: unknown, path: string, issues: Iss
   const selector = validateSelector(spec.selector, field(path, 'selector'), issues);
   const spiffeID = validateSpiffeId(spec.spiffeID, field(path, 'spiffeID'), issues);
   const provider = validateProvider(spec.provider, field(path, 'provider'), issues);
+  if (provider?.type === 'Bundled' && parseSpiffeTemplate(spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES).parts.some((p) => p.kind === 'label')) {
+    // Its CA, the CA's URI SAN and its MeshTrust are those of one trust domain, known before any proxy.
+    issues.add(
+      field(field(path, 'spiffeID'), 'trustDomain'),
+      'a {{ label }} is not supported with the Bundled provider: one MeshIdentity issues for one trust domain (its CA and its MeshTrust); use one MeshIdentity per trust domain, selecting its dataplanes by that label',
+    );
+  }
   if (issues.count > before || !provider) return undefined;
   return selector ? { selector, spiffeID, provider } : { spiffeID, provider };
 }

@@ -219,7 +219,15 @@ test('spiffeID trustDomain may use only .Mesh, .Zone and label', () => {
     'spec.spiffeID.trustDomain: template variable .Namespace is not allowed here (allowed: .Mesh, .Zone, label)',
   );
   assertRejected(withField(meshIdentity(), 'spec.spiffeID.trustDomain', '{{ .Foo }}.local'), 'spec.spiffeID.trustDomain: unknown template variable .Foo');
-  assertAccepted(withField(meshIdentity(), 'spec.spiffeID.trustDomain', '{{ label "region" }}.{{ .Mesh }}.example.org'));
+  const perRegion = withField(meshIdentity(), 'spec.spiffeID.trustDomain', '{{ label "region" }}.{{ .Mesh }}.example.org');
+  assertAccepted(withField(perRegion, 'spec.provider', { type: 'Spire', spire: {} }));
+});
+
+test('a trust domain that depends on a label is refused with the Bundled provider, naming why', () => {
+  assertRejected(
+    withField(meshIdentity(), 'spec.spiffeID.trustDomain', '{{ label "region" }}.{{ .Mesh }}.example.org'),
+    'spec.spiffeID.trustDomain: a {{ label }} is not supported with the Bundled provider: one MeshIdentity issues for one trust domain (its CA and its MeshTrust); use one MeshIdentity per trust domain, selecting its dataplanes by that label',
+  );
 });
 
 test('spiffeID templates must be syntactically valid', () => {
