@@ -44,3 +44,12 @@ export function derToPem(der: Buffer): string {
   const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
+
+/** Trust domains named by a CA's `spiffe://` URI SANs (a SPIFFE CA carries its trust domain's ID). */
+export function caTrustDomains(cert: string | Buffer): string[] {
+  const san = new X509Certificate(cert).subjectAltName ?? '';
+  return san
+    .split(/,\s*/)
+    .filter((s) => s.startsWith('URI:spiffe://'))
+    .map((s) => s.slice('URI:spiffe://'.length).split('/')[0] ?? '');
+}

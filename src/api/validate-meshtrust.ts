@@ -1,6 +1,6 @@
 // MeshTrust spec: trust domain and CA bundles (every certificate must parse and be a CA).
 import type { CaBundle, MeshTrustSpec } from './types.js';
-import { isCaCertificate, splitPemCertificates } from './pem.js';
+import { caTrustDomains, isCaCertificate, splitPemCertificates } from './pem.js';
 import { decodeSpiffeBundle, SpiffeBundleError } from './spiffe-bundle.js';
 import { field, index, Issues, readObject, readString } from './validate-common.js';
 import { trustDomainProblem } from './template.js';
@@ -30,6 +30,15 @@ export function validateMeshTrustSpec(raw: unknown, path: string, issues: Issues
   }
 
   const caBundles = validateCaBundles(spec.caBundles, field(path, 'caBundles'), issues);
+  // A CA that names another trust domain would be trusted to sign this one's identities.
+  if (td !== undefined) {
+    caBundles?.forEach((b, i) => {
+      splitPemCertificates(b.pem.value).ders.forEach((der, n) => {
+        const other = caTrustDomains(der).find((d) => d !== td);
+        if (other !== undefined) issues.add(index(field(path, 'caBundles'), i), `certificate ${n + 1} is the CA of trust domain "${other}" (its URI SAN), not of "${td}"`);
+      });
+    });
+  }
 
   let origin: MeshTrustSpec['origin'];
   const o = readObject(spec.origin, field(path, 'origin'), issues, ['kri']);

@@ -1,5 +1,5 @@
 // Whether a fetched document may replace the last accepted bundle of a trust domain (SPEC §10).
-import { X509Certificate } from 'node:crypto';
+import { caTrustDomains } from '../api/pem.js';
 import { decodeSpiffeBundle } from './bundle.js';
 import { FederationFailure } from './fetch.js';
 
@@ -9,15 +9,6 @@ export interface AcceptedBundle {
   caPems: string[];
   sequence?: number;
   refreshHintSeconds?: number;
-}
-
-/** Trust domains named by a CA's `spiffe://` URI SANs (SPIFFE CAs carry their trust domain ID). */
-function caTrustDomains(pem: string): string[] {
-  const san = new X509Certificate(pem).subjectAltName ?? '';
-  return san
-    .split(/,\s*/)
-    .filter((s) => s.startsWith('URI:spiffe://'))
-    .map((s) => s.slice('URI:spiffe://'.length).split('/')[0] ?? '');
 }
 
 /**

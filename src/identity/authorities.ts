@@ -205,7 +205,14 @@ export class IdentityAuthorities {
       trusts.push(t);
       published.set(key, { trust: t, leafLifetimeMs });
     }
-    for (const r of await this.retiredTrusts(published, now)) {
+    // An identity whose MeshTrust creation is Disabled asked for its CAs not to be published: that
+    // takes effect at once, also for what it published before (see retiredTrusts).
+    const unpublished = new Set<string>();
+    for (const [key, st] of identities) {
+      const p = st.identity.spec.provider;
+      if (p.type === 'Bundled' && p.bundled.meshTrustCreation === 'Disabled') unpublished.add(key);
+    }
+    for (const r of await this.retiredTrusts(published, unpublished, now)) {
       const t = retiredMeshTrust(r);
       if (!userKeys.has(resourceKey(t))) trusts.push(t);
     }
@@ -218,14 +225,15 @@ export class IdentityAuthorities {
    * last computation published and this one does not (or under another trust domain), recorded in
    * the state, plus those other replicas or earlier runs recorded; until their leaves expire. One
    * whose identity publishes it again (same trust domain) is left out: the identity's own CA
-   * history carries its CAs.
+   * history carries its CAs. So is every one of an identity that now says `meshTrustCreation:
+   * Disabled` (`unpublished`): an operator's explicit request, not an accident of a change.
    */
-  private async retiredTrusts(published: ReadonlyMap<string, Published>, now: Date): Promise<RetiredTrust[]> {
+  private async retiredTrusts(published: ReadonlyMap<string, Published>, unpublished: ReadonlySet<string>, now: Date): Promise<RetiredTrust[]> {
     const nowMs = now.getTime();
     const gone: RetiredTrust[] = [];
     for (const [key, prev] of this.published) {
       const cur = published.get(key);
-      if (cur && cur.trust.spec.trustDomain === prev.trust.spec.trustDomain) continue;
+      if (unpublished.has(key) || (cur && cur.trust.spec.trustDomain === prev.trust.spec.trustDomain)) continue;
       const t = prev.trust;
       gone.push({
         mesh: t.mesh,
@@ -255,8 +263,8 @@ export class IdentityAuthorities {
       this.opts.log?.warn({ key: RETIRED_TRUSTS_STATE_KEY, err: (e as Error).message }, 'retired MeshTrusts could not be read or recorded in the state');
     }
     return this.retired.filter((r) => {
-      const cur = published.get(resourceKey({ kind: 'MeshIdentity', mesh: r.mesh, namespace: r.namespace, name: r.identity }));
-      return cur?.trust.spec.trustDomain !== r.trustDomain;
+      const key = resourceKey({ kind: 'MeshIdentity', mesh: r.mesh, namespace: r.namespace, name: r.identity });
+      return !unpublished.has(key) && published.get(key)?.trust.spec.trustDomain !== r.trustDomain;
     });
   }
 

@@ -1,6 +1,7 @@
 // An auto-created MeshTrust whose identity stops publishing it (the MeshIdentity deleted, its trust
-// domain changed, MeshTrust creation disabled, its computation failing) is kept, with every CA it
-// carried, until the last leaf those CAs may have signed has expired. Envoys keep the SVIDs they
+// domain changed, its computation failing; not `meshTrustCreation: Disabled`, an explicit request
+// that takes effect at once) is kept, with every CA it carried, until the last leaf those CAs may
+// have signed has expired. Envoys keep the SVIDs they
 // hold (a proxy left without an identity is held, not sent anything), so their peers must keep
 // trusting them: dropping the CA at once fails every mTLS handshake with them (SPEC §2, "never
 // dropping the old one while leaves signed by it are alive"). Kept in the shared state, so a

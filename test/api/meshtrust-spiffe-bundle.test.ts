@@ -12,24 +12,44 @@ const FIX = fileURLToPath(new URL('../fixtures/spiffe-bundle/', import.meta.url)
 const spire = readFileSync(FIX + 'spire-bundle-show.json', 'utf8');
 const spirePem = readFileSync(FIX + 'spire-bundle-show.pem', 'utf8');
 const standard = readFileSync(FIX + 'standard-appendix-a.json', 'utf8');
-const spiffeTrust = (value: unknown) => withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value } }]);
+
+/** A MeshTrust of the SPIRE fixture's trust domain. */
+const ofSpire = () => withField(meshTrust(), 'spec.trustDomain', 'domain.test');
+const spiffeTrust = (value: unknown) => withField(ofSpire(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value } }]);
 
 test('a MeshTrust CA source of type SpiffeBundle is decoded into its X.509 authorities and aggregated like PEM', () => {
   const t = assertAccepted<MeshTrust>(
-    withField(meshTrust(), 'spec.caBundles', [
+    withField(ofSpire(), 'spec.caBundles', [
       { type: 'SpiffeBundle', spiffeBundle: { value: spire } },
-      { type: 'SpiffeBundle', spiffeBundle: { value: standard } },
       { type: 'Pem', pem: { value: pem('root-ca') } },
     ]),
   );
+  const std = assertAccepted<MeshTrust>(
+    withField(withField(withField(meshTrust(), 'name', 'standard'), 'spec.trustDomain', 'example.com'), 'spec.caBundles', [
+      { type: 'SpiffeBundle', spiffeBundle: { value: standard } },
+    ]),
+  );
   assert.equal(t.spec.caBundles[0]!.pem.value, spirePem);
-  const bundle = aggregateTrust([t], 'default');
-  assert.equal(bundle.domains.length, 1);
-  assert.equal(bundle.domains[0]!.cas.length, 4, 'one EC authority (the JWT key ignored), two RSA roots, one PEM root');
+  const bundle = aggregateTrust([t, std], 'default');
+  assert.deepEqual(
+    bundle.domains.map((d) => [d.trustDomain, d.cas.length]),
+    [
+      ['domain.test', 2],
+      ['example.com', 2],
+    ],
+    'one EC authority (the JWT key ignored) and one PEM root; two RSA roots',
+  );
   // Serialised back as written: the document, not the decoded PEM.
   const obj = toUniversalObject(t) as any;
   assert.deepEqual(obj.spec.caBundles[0], { type: 'SpiffeBundle', spiffeBundle: { value: spire } });
-  assert.deepEqual(obj.spec.caBundles[2], { type: 'Pem', pem: { value: pem('root-ca') } });
+  assert.deepEqual(obj.spec.caBundles[1], { type: 'Pem', pem: { value: pem('root-ca') } });
+});
+
+test('a CA whose URI SAN names another trust domain is refused: it would sign identities of this one', () => {
+  assertRejected(
+    withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: spire } }]),
+    'spec.caBundles[0]: certificate 1 is the CA of trust domain "domain.test" (its URI SAN), not of "example.org"',
+  );
 });
 
 test('a SpiffeBundle CA source that does not read is rejected naming the field and the path inside the document', () => {
@@ -40,9 +60,9 @@ test('a SpiffeBundle CA source that does not read is rejected naming the field a
   assertRejected(spiffeTrust('not json'), `spec.caBundles[0].spiffeBundle.value: SPIFFE bundle: not valid JSON: ${jsonError('not json')}`);
   assertRejected(spiffeTrust(''), 'spec.caBundles[0].spiffeBundle.value: must not be empty');
   assertRejected(spiffeTrust(7), 'spec.caBundles[0].spiffeBundle.value: must be a string');
-  assertRejected(withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle' }]), 'spec.caBundles[0].spiffeBundle: must be defined');
+  assertRejected(withField(ofSpire(), 'spec.caBundles', [{ type: 'SpiffeBundle' }]), 'spec.caBundles[0].spiffeBundle: must be defined');
   assertRejected(
-    withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: spire }, pem: { value: pem('root-ca') } }]),
+    withField(ofSpire(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: spire }, pem: { value: pem('root-ca') } }]),
     'spec.caBundles[0].pem: must not be set when type is SpiffeBundle',
   );
 });

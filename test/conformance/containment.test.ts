@@ -73,7 +73,7 @@ test('a bad edit keeps the last good version, and later valid changes still reac
   // Break a served file: its MeshTrust keeps being served.
   world.write('partner-a.yaml', meshTrustYaml('partner-a', 'x'.repeat(254), [world.cas.partnerA.certPem]));
   const late = 'late.example';
-  writeFileSync(join(world.resourcesDir, 'late.yaml'), meshTrustYaml('late', late, [world.cas.alpha.certPem]));
+  writeFileSync(join(world.resourcesDir, 'late.yaml'), meshTrustYaml('late', late, [world.cas.anyDomain.certPem]));
   const r = await c.ackUntil('the later valid MeshTrust', (x) => domainsOf(x).includes(late));
   assert.ok(domainsOf(r).includes(PARTNER_TD), 'the broken file still serves its last good MeshTrust');
   assert.equal(await storeErrors(), INVALID_FIXTURES.length + 1);

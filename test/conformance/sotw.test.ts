@@ -182,7 +182,7 @@ describe('SotW StreamSecrets protocol', () => {
     c.request(['spiffe://not-yet.example']);
     await c.expectNothing(400);
     const t0 = Date.now();
-    const ca = f.world.cas.alpha; // any CA will do as the bundle of the new domain
+    const ca = f.world.cas.anyDomain; // any CA that names no other trust domain will do
     f.world.write('not-yet.yaml', meshTrustYaml('not-yet', 'not-yet.example', [ca.certPem]));
     try {
       const res = await c.next(3000);

@@ -74,6 +74,8 @@ export interface Cas {
   partnerA: TestCa;
   partnerB: TestCa;
   alpha: TestCa;
+  /** A CA that names no trust domain (no URI SAN): fit for a MeshTrust of any trust domain. */
+  anyDomain: TestCa;
   payRoot: TestCa;
   payInt: TestCa;
 }
@@ -87,6 +89,7 @@ export function cas(): Cas {
       partnerA: makeCa('partner-a', { trustDomain: PARTNER_TD }),
       partnerB: makeCa('partner-b', { trustDomain: PARTNER_TD }),
       alpha: makeCa('alpha', { trustDomain: ALPHA_TD }),
+      anyDomain: makeCa('any-domain'),
       payRoot,
       payInt: makeIntermediate(payRoot, 'payments-int', PAYMENTS_TD),
     };

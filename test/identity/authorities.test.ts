@@ -203,6 +203,20 @@ test('deleting a MeshIdentity keeps its CAs trusted until the leaves they signed
   assert.deepEqual(v4.trusts.map((t) => [t.name, t.spec.trustDomain]), [["other", "other.example"]]);
 });
 
+test('meshTrustCreation switched to Disabled unpublishes the identity\'s CAs at once (an explicit request), also a copy kept for a deletion', async () => {
+  const { a, push } = harness();
+  const mi = meshIdentity('identity');
+  await push(snapshot(mi));
+  const off = meshIdentity('identity');
+  if (off.spec.provider.type === 'Bundled') off.spec.provider.bundled.meshTrustCreation = 'Disabled';
+  assert.deepEqual((await push(snapshot(off))).trusts, []);
+  // Deleted (kept for its leaves), then re-created with creation Disabled: nothing is published.
+  await push(snapshot(mi));
+  assert.equal((await push(snapshot())).trusts.length, 1);
+  assert.deepEqual((await push(snapshot(off))).trusts, []);
+  a.stop();
+});
+
 test('an identity whose trust domain changes keeps the old trust domain trusted; re-created, it publishes its own again', async () => {
   const { a, push } = harness();
   const mi = meshIdentity('identity');
