@@ -316,9 +316,16 @@ export class SvidManager {
     const identities = [...view.identities.values()].map((s) => s.identity);
     const match = selectIdentity(identities, { mesh, labels });
     if (!match.winner) return this.settle(key, e, { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' });
-    const st = view.identities.get(resourceKey(match.winner))!;
-    // A winner that is not ready does not fall back to a lower-precedence identity (Kuma).
-    if (!st.ready) return this.settle(key, e, { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` });
+    let st = view.identities.get(resourceKey(match.winner))!;
+    if (!st.ready) {
+      // A winner that is not ready does not fall back to a lower-precedence identity (Kuma), except
+      // to the one the proxy is served from now: a new or broken identity that takes precedence must
+      // not take a working proxy's SVID (and its rotation) away before it can issue one itself.
+      const current = e.identity.state === 'issued' ? view.identities.get(e.identity.identity.key) : undefined;
+      const keep = current?.ready && match.candidates.some((c) => c.matches && c.identity === current.identity);
+      if (!keep) return this.settle(key, e, { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` });
+      st = current;
+    }
     const id = computeSpiffeId(st.identity, { mesh, labels, workload: facts.workload }, view.zone);
     if (!id.ok) return this.settle(key, e, { state: 'rejected', mesh, identity: st, reason: id.reason });
     const provider = st.identity.spec.provider;

@@ -156,6 +156,33 @@ test('a winning identity that is not ready does not fall back to a lower-precede
   }
 });
 
+test('a new winning identity that is not ready leaves a served proxy its SVID (and rotation) until it is ready; a new proxy waits for it', async () => {
+  const h = await setup();
+  try {
+    const broad = meshIdentity('broad');
+    await h.push(broad, dataplane('web-1', web), dataplane('web-2', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    const broken = meshIdentity('specific', { matchLabels: { app: 'web' }, trustDomain: 'specific.example' });
+    if (broken.spec.provider.type === 'Bundled') broken.spec.provider.bundled.insecureAllowSelfSigned = false;
+    await h.push(broad, broken, dataplane('web-1', web), dataplane('web-2', web));
+    const kept = h.svids.get(key)!;
+    assert.equal(kept.state, 'issued');
+    assert.equal(kept.state === 'issued' && kept.svid, first.state === 'issued' && first.svid, 'the same SVID, not re-issued');
+    assert.equal(kept.state === 'issued' && kept.identity.identity.name, 'broad');
+    const fresh = h.svids.attach({ mesh: 'default', name: 'web-2', source: 'none' });
+    const waiting = await h.until(fresh, (x) => x.state === 'pending');
+    assert.match((waiting as { reason: string }).reason, /MeshIdentity "specific" is not ready/);
+    // Once the winner can issue, the served proxy moves to it.
+    const fixed = meshIdentity('specific', { matchLabels: { app: 'web' }, trustDomain: 'specific.example' });
+    await h.push(broad, fixed, dataplane('web-1', web), dataplane('web-2', web));
+    const moved = await h.until(key, (x) => x.state === 'issued' && x.spiffeId.startsWith('spiffe://specific.example/'));
+    assert.equal(moved.state === 'issued' && moved.identity.identity.name, 'specific');
+  } finally {
+    await h.close();
+  }
+});
+
 test('a proxy without a Dataplane, or that no identity matches, stays pending with a reason', async () => {
   const h = await setup();
   try {
