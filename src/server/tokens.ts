@@ -143,8 +143,16 @@ function parseLegacySigningKey(raw: string): Ed25519PublicKey {
 }
 
 function parseRevoked(raw: string | undefined): RevokedEntry[] {
-  if (raw === undefined || raw === '') return [];
-  const v: unknown = JSON.parse(raw);
+  if (raw === undefined) return [];
+  // Nothing writes an empty value (the first revocation writes a list): an empty one is a truncated
+  // write, and reading it as "no revocations" would let every revoked token in again.
+  if (raw.trim() === '') throw new Error(`state key ${REVOKED_STATE_KEY} is empty (a truncated write?); the revocation list cannot be read`);
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new Error(`state key ${REVOKED_STATE_KEY} is not valid JSON (${(e as Error).message}); the revocation list cannot be read`, { cause: e });
+  }
   if (!Array.isArray(v)) throw new Error(`state key ${REVOKED_STATE_KEY} is not a JSON list`);
   const out: RevokedEntry[] = [];
   for (const e of v) {

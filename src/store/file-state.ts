@@ -1,4 +1,4 @@
-import { mkdir, readFile, readdir, writeFile, link, unlink, rename, chmod } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, link, unlink, rename, chmod } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { StateStore, UpdateFn } from './types.js';
@@ -49,7 +49,15 @@ export class FileStateStore implements StateStore {
     await this.ensureRoot();
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
     const tmp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-    await writeFile(tmp, value, { mode: 0o600 });
+    // Synced before it is renamed into place: after a crash the key holds the old value or the
+    // new one, never an empty file (an empty revocation list would let revoked tokens in).
+    const fh = await open(tmp, 'wx', 0o600);
+    try {
+      await fh.writeFile(value);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     return tmp;
   }
 
@@ -74,7 +82,9 @@ export class FileStateStore implements StateStore {
     } finally {
       await unlink(tmp).catch(() => undefined);
     }
-    return (await this.get(key))!;
+    const stored = await this.get(key);
+    if (stored === undefined) throw new Error(`state key ${key}: ${target} exists but cannot be read (a dangling symlink?)`);
+    return stored;
   }
 
   async update(key: string, fn: UpdateFn): Promise<string | undefined> {

@@ -125,6 +125,28 @@ test('a revocation by a second authority on the same state reaches the first by 
   }
 });
 
+test('a revocation list truncated to nothing keeps the last list in force (not "no revocations"), and a fresh start refuses it naming the key', async () => {
+  const state = new MemoryStateStore();
+  const errors: unknown[] = [];
+  const server = await TokenAuthority.open(state, { revocationRefreshMs: 20, onRevocationRefreshError: (e) => errors.push(e) });
+  try {
+    const token = await server.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+    await server.revoke((await server.verify(token)).jti);
+    await state.put(REVOKED_STATE_KEY, '');
+    const until = Date.now() + 5000;
+    while (errors.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.match(String(errors[0]), /state key auth\/revoked is empty/);
+    await rejectsWith(server.verify(token), 'token revoked', token);
+    while (server.revocationsHealth().ok && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
+    assert.match(server.revocationsHealth().detail, /revocation list stale: .*state key auth\/revoked is empty/);
+    await assert.rejects(TokenAuthority.open(state), /state key auth\/revoked is empty \(a truncated write\?\)/);
+    await state.put(REVOKED_STATE_KEY, '[{"jti"');
+    await assert.rejects(TokenAuthority.open(state), /state key auth\/revoked is not valid JSON/);
+  } finally {
+    server.close();
+  }
+});
+
 test('revoke on the same authority takes effect immediately, revokeToken records exp and prunes expired entries', async () => {
   const state = new MemoryStateStore();
   const ta = await TokenAuthority.open(state);

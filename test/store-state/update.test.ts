@@ -1,7 +1,7 @@
 // StateStore.update is an atomic read-modify-write: concurrent writers never lose each other's change.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -73,4 +73,21 @@ test('postgres state: concurrent updates through two pools all land, including t
   await fiftyConcurrentAppendsAllLand([a.state, b.state]);
   assert.equal(await a.state.update('list/key', () => undefined), undefined);
   assert.equal(await b.state.get('list/key'), undefined);
+});
+
+test('a state file that is a dangling symlink is an error naming the key, not a crash; writes are whole after a sync', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-state-'));
+  try {
+    const store = await FileStateStore.open(dir);
+    await store.put('ca/x', 'v1');
+    const target = join(dir, 'ca', 'x');
+    await rm(target);
+    await symlink(join(dir, 'nowhere'), target);
+    await assert.rejects(store.getOrCreate('ca/x', () => 'v2'), /state key ca\/x: .* exists but cannot be read \(a dangling symlink\?\)/);
+    await rm(target);
+    assert.equal(await store.getOrCreate('ca/x', () => 'v3'), 'v3');
+    assert.deepEqual((await readdir(join(dir, 'ca'))).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
