@@ -320,3 +320,30 @@ test('a retired-MeshTrust record in the state that cannot be read is left out wi
   assert.deepEqual(v.trusts.map((t) => t.name), ['identity']);
   assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
 });
+
+test('an identity that failed because the state store did is computed again by itself, with no other change, and turns ready', async () => {
+  let failures = 1;
+  const inner = new MemoryStateStore();
+  const state: StateStore = Object.assign(Object.create(inner) as StateStore, {
+    getOrCreate: (key: string, create: () => Promise<string> | string) =>
+      failures-- > 0 ? Promise.reject(new Error('canceling statement due to statement timeout')) : inner.getOrCreate(key, create),
+  });
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state });
+  const views: AuthorityView[] = [];
+  a.views$.subscribe((v) => views.push(v));
+  a.start(snaps);
+  const mi = meshIdentity('identity');
+  try {
+    snaps.next(snapshot(mi));
+    const ready = await firstValueFrom(a.views$.pipe(filter((v) => stateOf(v, mi).ready), timeout(15_000)));
+    assert.ok(stateOf(ready, mi).ca);
+    const first = views[0]!;
+    assert.equal(stateOf(first, mi).ready, false);
+    assert.match(cond(stateOf(first, mi), 'Provider').message, /state store: canceling statement due to statement timeout/);
+    assert.equal(cond(stateOf(ready, mi), 'Provider').status, 'True', 'the condition no longer shows the old failure');
+    assert.deepEqual(a.health(), { ok: true, detail: '1 identities' });
+  } finally {
+    a.stop();
+  }
+});
