@@ -55,6 +55,9 @@ export interface Agent {
   readonly hookRuns: number;
 }
 
+/** How long a failed write waits before it is tried again (while watching). */
+const WRITE_RETRY_MS = 5000;
+
 export const AGENT_FILES = { cert: 'cert.pem', key: 'key.pem', bundle: 'bundle.pem', meta: 'svid.json' } as const;
 
 interface Planned {
@@ -92,6 +95,8 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
 }
 
 async function writeChanged(outDir: string, files: Planned[]): Promise<string[]> {
+  // Made (again) before every write: a directory removed while the agent runs comes back.
+  await mkdir(outDir, { recursive: true, mode: 0o755 });
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
   const staged: StagedFile[] = [];
@@ -123,7 +128,36 @@ export function startAgent(opts: AgentOptions): Agent {
   firstWrite.catch(() => undefined); // callers may only await `done`
   let wrote = false;
   let failure: unknown;
-  const dirReady = mkdir(opts.outDir, { recursive: true, mode: 0o755 });
+  let closed = false;
+  /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
+  let retryTimer: NodeJS.Timeout | undefined;
+
+  const write = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
+    const { files, write: w } = plan(identity, trust, version, opts.outDir);
+    w.changed = await writeChanged(opts.outDir, files);
+    opts.onWrite?.(w);
+    if (!wrote) {
+      wrote = true;
+      resolveFirst(w);
+    }
+    if (hook && w.changed.length > 0) {
+      const run = hook.trigger();
+      if (!opts.watch) await run;
+    }
+  };
+  const retryLater = (identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(() => {
+      if (closed) return;
+      write(identity, trust, version).then(
+        () => log('info', `wrote ${opts.outDir} (version ${version}) on retry`),
+        (e: unknown) => {
+          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
+          retryLater(identity, trust, version);
+        },
+      );
+    }, WRITE_RETRY_MS);
+  };
 
   const stream = openSecretStream(
     {
@@ -138,33 +172,31 @@ export function startAgent(opts: AgentOptions): Agent {
       const identity = all.get(identityName);
       const trust = all.get(trustName);
       if (!identity || !trust) return; // keep waiting for the other half
-      const { files, write } = plan(identity, trust, version, opts.outDir);
+      clearTimeout(retryTimer); // this push replaces whatever was waiting to be written
       try {
-        await dirReady;
-        write.changed = await writeChanged(opts.outDir, files);
+        await write(identity, trust, version);
       } catch (e) {
-        log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
         if (!opts.watch) {
+          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
           failure = e;
           setImmediate(() => stream.close());
+        } else {
+          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
+          retryLater(identity, trust, version);
         }
         throw e; // NACK: this version was not applied
-      }
-      opts.onWrite?.(write);
-      if (!wrote) {
-        wrote = true;
-        resolveFirst(write);
-      }
-      if (hook && write.changed.length > 0) {
-        const run = hook.trigger();
-        if (!opts.watch) await run;
       }
       if (!opts.watch) setImmediate(() => stream.close());
     },
   );
 
+  const stopRetrying = () => {
+    closed = true;
+    clearTimeout(retryTimer);
+  };
   const done = stream.done.then(
     async () => {
+      stopRetrying();
       await hook?.idle();
       if (failure) {
         rejectFirst(failure);
@@ -173,6 +205,7 @@ export function startAgent(opts: AgentOptions): Agent {
       if (!wrote) rejectFirst(new Error('agent stopped before the first write'));
     },
     async (err: unknown) => {
+      stopRetrying();
       await hook?.idle();
       rejectFirst(err);
       throw err;
@@ -181,7 +214,11 @@ export function startAgent(opts: AgentOptions): Agent {
   return {
     firstWrite,
     done,
-    close: () => stream.close(),
+    close: () => {
+      stopRetrying();
+      hook?.stop();
+      stream.close();
+    },
     get hookRuns() {
       return hook?.runs ?? 0;
     },

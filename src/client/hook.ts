@@ -2,6 +2,7 @@
 // arrives while the command runs schedules exactly one more run. Failures are logged, not fatal
 // (spiffe-helper behaves the same: a failed reload must not stop certificate renewal).
 import { spawn } from 'node:child_process';
+import type { Readable } from 'node:stream';
 
 export type HookLog = (level: 'info' | 'warn', message: string) => void;
 
@@ -9,22 +10,29 @@ export interface UpdateHookOptions {
   command: string;
   /** Extra environment for the command; the token variable is always removed. */
   env?: Record<string, string>;
-  /** Killed (SIGTERM) after this long; default 60 s. */
+  /** Killed after this long (SIGTERM to its process group, SIGKILL 5 s later); default 60 s. */
   timeoutMs?: number;
   log: HookLog;
 }
 
 const OUTPUT_LIMIT = 4096;
 
+/** How long a command killed with SIGTERM (its whole process group) has before SIGKILL. */
+const KILL_GRACE_MS = 5000;
+
 export class UpdateHook {
   private running: Promise<void> | undefined;
   private pending = false;
+  private stopped = false;
+  /** Ends the run in progress (its process group), if any. */
+  private killCurrent: (() => void) | undefined;
   runs = 0;
 
   constructor(private readonly opts: UpdateHookOptions) {}
 
   /** Requests a run; returns when that run (or a later one covering it) has finished. */
   trigger(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
     if (this.running) {
       this.pending = true;
       return this.running;
@@ -33,10 +41,17 @@ export class UpdateHook {
       do {
         this.pending = false;
         await this.runOnce();
-      } while (this.pending);
+      } while (this.pending && !this.stopped);
       this.running = undefined;
     })();
     return this.running;
+  }
+
+  /** No more runs; the one in progress is ended (the agent is stopping). */
+  stop(): void {
+    this.stopped = true;
+    this.pending = false;
+    this.killCurrent?.();
   }
 
   /** Resolves once no run is in progress or queued. */
@@ -51,26 +66,52 @@ export class UpdateHook {
     // The command has no business with the SDS token.
     delete env['MESH_SDS_TOKEN'];
     return new Promise<void>((resolve) => {
-      const child = spawn('sh', ['-c', command], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+      // Its own process group, so a timeout or a stop ends what the command started too.
+      const child = spawn('sh', ['-c', command], { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
       let output = '';
       const collect = (b: Buffer) => {
         if (output.length < OUTPUT_LIMIT) output += b.toString('utf8');
       };
       child.stdout.on('data', collect);
       child.stderr.on('data', collect);
-      const timer = setTimeout(() => child.kill('SIGTERM'), this.opts.timeoutMs ?? 60_000);
+      let escalation: NodeJS.Timeout | undefined;
+      const signalGroup = (signal: NodeJS.Signals) => {
+        try {
+          if (child.pid !== undefined) process.kill(-child.pid, signal);
+        } catch {
+          // The group is gone already.
+        }
+      };
+      const kill = () => {
+        signalGroup('SIGTERM');
+        escalation ??= setTimeout(() => signalGroup('SIGKILL'), KILL_GRACE_MS);
+        escalation.unref();
+      };
+      this.killCurrent = kill;
+      const timer = setTimeout(kill, this.opts.timeoutMs ?? 60_000);
+      const finish = () => {
+        clearTimeout(timer);
+        clearTimeout(escalation);
+        this.killCurrent = undefined;
+        // A program the command left running in the background (a daemon restarted by it) may hold
+        // the output pipes for ever: they are drained but no longer waited for.
+        for (const pipe of [child.stdout, child.stderr]) (pipe as Readable & { unref?: () => void }).unref?.();
+        resolve();
+      };
       child.on('error', (err) => {
-        clearTimeout(timer);
         log('warn', `on-update command could not start: ${err.message}`);
-        resolve();
+        finish();
       });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        const out = output.trim().slice(0, OUTPUT_LIMIT);
-        const suffix = out ? `; output: ${out}` : '';
-        if (code === 0) log('info', `on-update command succeeded${suffix}`);
-        else log('warn', `on-update command failed (${signal ? `signal ${signal}` : `exit code ${code}`})${suffix}`);
-        resolve();
+      // 'exit', not 'close': 'close' also waits for every holder of the output pipes to let go.
+      child.on('exit', (code, signal) => {
+        // Output written just before the exit may still be in the pipe: read what is there now.
+        setImmediate(() => {
+          const out = output.trim().slice(0, OUTPUT_LIMIT);
+          const suffix = out ? `; output: ${out}` : '';
+          if (code === 0) log('info', `on-update command succeeded${suffix}`);
+          else log('warn', `on-update command failed (${signal ? `signal ${signal}` : `exit code ${code}`})${suffix}`);
+          finish();
+        });
       });
     });
   }

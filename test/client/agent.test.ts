@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
 import { openssl } from '../helpers/openssl.js';
@@ -134,5 +134,67 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.equal(code, 0);
     assert.match(stderr, /on-update command failed \(exit code 3\); output: boom/);
     assert.ok(existsSync(join(dir, 'cert.pem')));
+  });
+  it('a hook that leaves a program running in the background does not wedge later runs; stopping the agent ends a hook that hangs, with what it started', { timeout: 40_000 }, async () => {
+    const dir = join(work, 'daemon-hook');
+    const hookLog = join(work, 'daemon-hook.log');
+    const pidFile = join(work, 'daemon-hook.pid');
+    const ac = new AbortController();
+    let stderr = '';
+    // The first run starts a "daemon" that keeps the hook's output pipes; the second hangs in a grandchild.
+    const hook = `if [ -f ${hookLog} ]; then echo run >> ${hookLog}; sleep 300 & echo $! > ${pidFile}; wait; else echo run >> ${hookLog}; sleep 300 & fi`;
+    const running = runFetch({ ...(await base(dir)), watch: true, onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    const runs = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').trim().split('\n').length : 0);
+    let stoppedAt: number;
+    try {
+      await waitFor(() => runs() === 1, 'the first on-update run');
+      await waitFor(() => /on-update command succeeded/.test(stderr), 'the first run reported although its daemon holds the pipes');
+      srv.running.svids.rotate('default.web');
+      await waitFor(() => runs() === 2 && existsSync(pidFile), 'a second run after the rotation');
+    } finally {
+      stoppedAt = Date.now();
+      ac.abort();
+      assert.equal(await running, 0, stderr);
+    }
+    assert.ok(Date.now() - stoppedAt < 3000, `stopped in ${Date.now() - stoppedAt} ms with a hook hanging`);
+    const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    await waitFor(() => {
+      try {
+        process.kill(grandchild, 0);
+        return false;
+      } catch {
+        return true;
+      }
+    }, 'the hanging hook\'s own child to be ended too', 6000);
+  });
+
+  it('an out-dir removed while watching is made again and written by a retry, without waiting for the next push', { timeout: 40_000 }, async () => {
+    const dir = join(work, 'removed');
+    const ac = new AbortController();
+    let stderr = '';
+    const running = runFetch({ ...(await base(dir)), watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    try {
+      await waitFor(() => existsSync(join(dir, 'cert.pem')), 'the first write');
+      rmSync(dir, { recursive: true, force: true });
+      writeFileSync(dir, 'not a directory'); // the next write fails: its folder is a file
+      srv.running.svids.rotate('default.web');
+      await waitFor(() => /cannot write .*; trying again in 5 s/.test(stderr), 'the failed write to be reported');
+      rmSync(dir, { force: true });
+      await waitFor(() => existsSync(join(dir, 'cert.pem')), 'the retry to recreate the directory and write', 15_000);
+      assert.ok(keyMatchesCert(dir));
+      assert.match(stderr, /on retry/);
+    } finally {
+      ac.abort();
+      assert.equal(await running, 0, stderr);
+    }
+  });
+
+  it('an out-dir that cannot be made is an error, not a crash', { timeout: 40_000 }, async () => {
+    const parent = join(work, 'a-file');
+    writeFileSync(parent, 'x');
+    let stderr = '';
+    const code = await runFetch({ ...(await base(join(parent, 'sub'))) }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.notEqual(code, 0);
+    assert.match(stderr, /cannot write .*ENOTDIR/);
   });
 });
