@@ -3,6 +3,7 @@ import { resourceKey, resourcesOfKind } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
 import { selectIdentity } from '../identity/match.js';
+import { servedDataplane } from '../identity/proxy-index.js';
 import { computeSpiffeId } from '../identity/spiffe.js';
 import { aggregateTrust } from '../trust/aggregate.js';
 
@@ -39,7 +40,8 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
   const dot = meshDotName.indexOf('.');
   const mesh = dot > 0 ? meshDotName.slice(0, dot) : 'default';
   const name = dot > 0 ? meshDotName.slice(dot + 1) : meshDotName;
-  const dp = resourcesOfKind(view.snapshot, 'Dataplane').find((d) => d.mesh === mesh && d.name === name);
+  // The one the server serves when several are stored for the node id.
+  const dp = servedDataplane(resourcesOfKind(view.snapshot, 'Dataplane').filter((d) => d.mesh === mesh && d.name === name));
   const labels = { ...(dp?.labels ?? {}), ...extraLabels };
   const match = selectIdentity(
     [...view.identities.values()].map((s) => s.identity),

@@ -1,5 +1,5 @@
 import { LayeredMap } from '../api/layered-map.js';
-import type { Dataplane, Resource } from '../api/types.js';
+import { resourceKey, type Dataplane, type Resource } from '../api/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 
 /** What a new view changed, as far as SVIDs are concerned. */
@@ -8,6 +8,23 @@ export interface ViewChanges {
   meshes: string[];
   /** Dataplane keys (`mesh.name`) added, removed, or with other labels. */
   dataplanes: string[];
+  /** Node ids (`mesh.name`) that more than one stored Dataplane now claims, with the one served. */
+  duplicated: { dataplane: string; stored: string[]; served: string }[];
+}
+
+/**
+ * Of several Dataplanes stored for one node id (the same mesh and name in two namespaces, say after
+ * an `apply` that changed the namespace label), the one a proxy gets: the smallest resource key,
+ * so every replica and every command choose alike whatever order they read them in.
+ */
+export function servedDataplane<D extends Dataplane>(candidates: Iterable<D>): D | undefined {
+  let best: D | undefined;
+  let bestKey = '';
+  for (const d of candidates) {
+    const k = resourceKey(d);
+    if (best === undefined || k < bestKey) [best, bestKey] = [d, k];
+  }
+  return best;
 }
 
 /** The key a proxy's Dataplane has: its mesh and name. */
@@ -22,6 +39,8 @@ export class ProxyIndex {
   private readonly byDataplane = new Map<string, Set<string>>();
   private readonly byMesh = new Map<string, Set<string>>();
   private readonly dataplanes = new Map<string, Dataplane>();
+  /** Every Dataplane of a node id that more than one stored Dataplane claims, by resource key. */
+  private readonly shared = new Map<string, Map<string, Dataplane>>();
   private resources?: ReadonlyMap<string, Resource>;
   private meshSignatures = new Map<string, string>();
   /** The identities the signatures were computed from. */
@@ -52,43 +71,71 @@ export class ProxyIndex {
   /** Takes the view's Dataplanes and identities; returns what changed since the last view. */
   update(view: AuthorityView): ViewChanges {
     const dataplanes: string[] = [];
+    const duplicated: ViewChanges['duplicated'] = [];
     const next = view.snapshot.resources;
     const prev = this.resources;
     if (next !== prev) {
       // A store's snapshot made from the last one says which keys changed: no pass over the rest.
       const changed = next instanceof LayeredMap ? next.changedSince(prev) : undefined;
       if (changed) {
-        for (const k of changed) this.diffKey(prev?.get(k), next.get(k), dataplanes);
+        for (const k of changed) this.diffKey(prev?.get(k), next.get(k), dataplanes, duplicated);
       } else {
-        for (const [k, r] of next) if (r.kind === 'Dataplane') this.diffKey(prev?.get(k), r, dataplanes);
-        if (prev) for (const [k, r] of prev) if (r.kind === 'Dataplane' && !next.has(k)) this.diffKey(r, undefined, dataplanes);
+        for (const [k, r] of next) if (r.kind === 'Dataplane') this.diffKey(prev?.get(k), r, dataplanes, duplicated);
+        if (prev) for (const [k, r] of prev) if (r.kind === 'Dataplane' && !next.has(k)) this.diffKey(r, undefined, dataplanes, duplicated);
       }
       this.resources = next;
     }
     // Views made for a Dataplane change share the previous view's identities: no mesh changed.
-    if (view.identities === this.identities) return { meshes: [], dataplanes };
+    if (view.identities === this.identities) return { meshes: [], dataplanes, duplicated };
     this.identities = view.identities;
     const signatures = meshSignatures(view.identities);
     const meshes: string[] = [];
     for (const [mesh, sig] of signatures) if (this.meshSignatures.get(mesh) !== sig) meshes.push(mesh);
     for (const mesh of this.meshSignatures.keys()) if (!signatures.has(mesh)) meshes.push(mesh);
     this.meshSignatures = signatures;
-    return { meshes, dataplanes };
+    return { meshes, dataplanes, duplicated };
   }
 
   /** One key's change, as far as Dataplanes go: a new, removed or relabelled one is reported. */
-  private diffKey(old: Resource | undefined, r: Resource | undefined, out: string[]): void {
+  private diffKey(old: Resource | undefined, r: Resource | undefined, out: string[], duplicated: ViewChanges['duplicated']): void {
     if (old === r) return;
     if (r?.kind === 'Dataplane') {
       const dk = dataplaneKeyOf(r);
-      // Stores keep unchanged objects, but a reload may re-create them: only labels matter here.
-      if (old?.kind !== 'Dataplane' || !sameLabels(old.labels, r.labels)) out.push(dk);
-      this.dataplanes.set(dk, r);
+      const cur = this.dataplanes.get(dk);
+      if (!this.shared.has(dk) && (cur === undefined || cur === old || (old === undefined && resourceKey(cur) === resourceKey(r)))) {
+        // Stores keep unchanged objects, but a reload may re-create them: only labels matter here.
+        if (old?.kind !== 'Dataplane' || !sameLabels(old.labels, r.labels)) out.push(dk);
+        this.dataplanes.set(dk, r);
+        return;
+      }
+      // Another stored Dataplane claims the same node id.
+      let group = this.shared.get(dk);
+      if (!group) this.shared.set(dk, (group = new Map([[resourceKey(cur!), cur!]])));
+      if (old?.kind === 'Dataplane' && dataplaneKeyOf(old) === dk) group.delete(resourceKey(old));
+      group.set(resourceKey(r), r);
+      this.elect(dk, group, out);
+      if (group.size > 1) duplicated.push({ dataplane: dk, stored: [...group.keys()].sort(), served: resourceKey(this.dataplanes.get(dk)!) });
     } else if (old?.kind === 'Dataplane') {
       const dk = dataplaneKeyOf(old);
+      const group = this.shared.get(dk);
+      if (group) {
+        group.delete(resourceKey(old));
+        this.elect(dk, group, out);
+        if (group.size <= 1) this.shared.delete(dk);
+        return;
+      }
       if (this.dataplanes.get(dk) === old) this.dataplanes.delete(dk);
       out.push(dk);
     }
+  }
+
+  /** Serves the chosen one of a node id's Dataplanes; its proxies are re-evaluated when that changes. */
+  private elect(dk: string, group: ReadonlyMap<string, Dataplane>, out: string[]): void {
+    const before = this.dataplanes.get(dk);
+    const chosen = servedDataplane(group.values());
+    if (chosen) this.dataplanes.set(dk, chosen);
+    else this.dataplanes.delete(dk);
+    if (chosen !== before) out.push(dk);
   }
 }
 

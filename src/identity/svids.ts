@@ -115,7 +115,13 @@ export class SvidManager {
     const first = this.view === undefined;
     const zoneChanged = !first && view.zone !== this.view!.zone;
     this.view = view;
-    const { meshes, dataplanes } = this.index.update(view);
+    const { meshes, dataplanes, duplicated } = this.index.update(view);
+    for (const d of duplicated) {
+      this.opts.log?.warn(
+        { dataplane: d.dataplane, stored: d.stored, served: d.served },
+        'more than one Dataplane is stored for this node id (another namespace?): the first by resource key is served; delete the others',
+      );
+    }
     if (first || zoneChanged) {
       for (const key of this.proxies.keys()) this.refresh(key);
       return;

@@ -25,8 +25,8 @@ test('a Dataplane label change concerns only that Dataplane; unchanged objects a
   const a = dataplane('a', labels('a'));
   const b = dataplane('b', labels('b'));
   idx.update(view([a, b]));
-  assert.deepEqual(idx.update(view([dataplane('a', labels('a')), b])), { meshes: [], dataplanes: [] });
-  assert.deepEqual(idx.update(view([dataplane('a', labels('a2')), b])), { meshes: [], dataplanes: ['default.a'] });
+  assert.deepEqual(idx.update(view([dataplane('a', labels('a')), b])), { meshes: [], dataplanes: [], duplicated: [] });
+  assert.deepEqual(idx.update(view([dataplane('a', labels('a2')), b])), { meshes: [], dataplanes: ['default.a'], duplicated: [] });
   assert.deepEqual(idx.dataplane({ mesh: 'default', name: 'a' })?.labels, labels('a2'));
 });
 
@@ -39,13 +39,38 @@ test('a Dataplane added or removed concerns that Dataplane only', () => {
   assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), undefined);
 });
 
+test('two Dataplanes stored for one node id (two namespaces): the smallest resource key is served whatever the order, the duplicate is reported, and deleting one serves the other', () => {
+  const inNs = (ns: string, sa: string) => ({ ...dataplane('a', labels(sa)), namespace: ns });
+  const shop = inNs('shop', 'first');
+  const moved = inNs('moved', 'second'); // 'moved' sorts before 'shop'
+  for (const order of [
+    [shop, moved],
+    [moved, shop],
+  ]) {
+    const idx = new ProxyIndex();
+    const c1 = idx.update(view([order[0]!]));
+    assert.deepEqual(c1.duplicated, []);
+    const c2 = idx.update(view(order));
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), moved);
+    assert.deepEqual(c2.duplicated, [{ dataplane: 'default.a', stored: [resourceKey(moved), resourceKey(shop)].sort(), served: resourceKey(moved) }]);
+    // The rollback: one copy deleted; the proxy is served the other, not left without a Dataplane.
+    const c3 = idx.update(view([shop]));
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), shop);
+    assert.deepEqual(c3.dataplanes, ['default.a']);
+    idx.update(view([moved]));
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), moved);
+    idx.update(view([]));
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), undefined);
+  }
+});
+
 test('an identity change concerns only its mesh; a MeshTrust-only change concerns nothing', () => {
   const idx = new ProxyIndex();
   const inA = meshIdentity('id', { mesh: 'a' });
   const inB = meshIdentity('id', { mesh: 'b' });
   idx.update(view([inA, inB], [state(inA, 'ca1'), state(inB, 'ca1')]));
   const trust = meshTrust('t', 'partner.example', []);
-  assert.deepEqual(idx.update(view([inA, inB, trust], [state(inA, 'ca1'), state(inB, 'ca1')])), { meshes: [], dataplanes: [] });
+  assert.deepEqual(idx.update(view([inA, inB, trust], [state(inA, 'ca1'), state(inB, 'ca1')])), { meshes: [], dataplanes: [], duplicated: [] });
   assert.deepEqual(idx.update(view([inA, inB, trust], [state(inA, 'ca1'), state(inB, 'ca2')])).meshes, ['b']);
   assert.deepEqual(idx.update(view([inA, trust], [state(inA, 'ca1')])).meshes, ['b']);
 });
