@@ -26,10 +26,14 @@ function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
   return out;
 }
 
+/** A check of a parsed resource that this layer cannot make (a CA load, say): a field and why, or undefined. */
+export type ResourceCheck = (r: Resource) => { path: string; message: string } | undefined;
+
 export async function validateFiles(
   paths: readonly string[],
   now: Date = new Date(),
   maxBytes = DEFAULT_MAX_FILE_SIZE,
+  check?: ResourceCheck,
 ): Promise<{ ok: boolean; lines: string[] }> {
   const lines: string[] = [];
   let ok = true;
@@ -48,6 +52,8 @@ export async function validateFiles(
           message: `duplicate ${r.kind} "${r.name}" in mesh "${r.mesh}" (also defined in ${other})`,
         });
       } else firstFile.set(key, path);
+      const problem = check?.(r);
+      if (problem) errors.push({ file: path, document: r.source?.document ?? 0, path: problem.path, message: problem.message });
     }
     if (errors.length > 0) {
       ok = false;

@@ -134,7 +134,8 @@ program
   .argument('<files...>')
   .addOption(new Option('--max-file-size <size>', 'larger files are refused, as the directory store refuses them').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'))
   .action(async (files: string[], o) => {
-    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize));
+    const { inlineCaProblem } = await import('./inline-ca.js');
+    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize), inlineCaProblem);
     (ok ? out : err)(lines.join('\n'));
     process.exitCode = ok ? 0 : 1;
   });

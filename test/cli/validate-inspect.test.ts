@@ -42,6 +42,18 @@ test('validate rejects the SPEC §1 mistakes with file, document, field path and
         identity({ type: 'Bundled', bundled: { ca: { certificate: file('ca.crt'), privateKey: file('/ca.key') } } }),
         'spec.provider.bundled.ca.certificate.file.path: must be absolute',
       ],
+      [
+        // Inline CA material is loaded as the server will load it: the server's reason, here.
+        'inline-not-ca.yaml',
+        identity({
+          type: 'Bundled',
+          bundled: {
+            insecureAllowSelfSigned: true,
+            ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: makeCa('other').keyPem } } },
+          },
+        }),
+        'spec.provider.bundled.ca: private key does not match the CA certificate',
+      ],
     ];
     for (const [name, text] of cases) await writeFile(join(dir, name), text);
     const r = await meshSds(['validate', ...cases.map(([n]) => join(dir, n))]);
