@@ -62,11 +62,13 @@ export class FileStateStore implements StateStore {
   }
 
   async get(key: string): Promise<string | undefined> {
+    const path = this.pathOf(key);
     try {
-      return await readFile(this.pathOf(key), 'utf8');
+      return await readFile(path, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw e;
+      // Say which one: a bare EISDIR or EACCES does not tell an operator where to look.
+      throw new Error(`state key ${key} (${path}) cannot be read: ${(e as Error).message}`, { cause: e });
     }
   }
 

@@ -1,7 +1,7 @@
 // StateStore.update is an atomic read-modify-write: concurrent writers never lose each other's change.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -87,6 +87,9 @@ test('a state file that is a dangling symlink is an error naming the key, not a 
     await rm(target);
     assert.equal(await store.getOrCreate('ca/x', () => 'v3'), 'v3');
     assert.deepEqual((await readdir(join(dir, 'ca'))).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
+    await rm(join(dir, 'ca', 'x'));
+    await mkdir(join(dir, 'ca', 'x'));
+    await assert.rejects(store.get('ca/x'), /state key ca\/x \(.*\) cannot be read: EISDIR/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
