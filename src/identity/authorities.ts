@@ -45,6 +45,8 @@ export interface AuthorityView {
   identities: ReadonlyMap<string, IdentityState>;
   /** User MeshTrusts plus those auto-created from identities. */
   trusts: readonly MeshTrust[];
+  /** Auto-created MeshTrusts of identities gone or moved, served until their leaves expire (in `trusts` too). */
+  retired?: readonly RetiredTrust[];
 }
 
 export interface AuthoritiesOptions {
@@ -265,12 +267,13 @@ export class IdentityAuthorities {
       const p = st.identity.spec.provider;
       if (p.type === 'Bundled' && p.bundled.meshTrustCreation === 'Disabled') unpublished.add(key);
     }
-    for (const r of await this.retiredTrusts(published, unpublished, now)) {
+    const retired = await this.retiredTrusts(published, unpublished, now);
+    for (const r of retired) {
       const t = retiredMeshTrust(r);
       if (!userKeys.has(resourceKey(t))) trusts.push(t);
     }
     this.scheduleRetirement();
-    return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts };
+    return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts, retired };
   }
 
   /**

@@ -1,5 +1,6 @@
 // The trust domains this server issues from, with the CAs a SPIFFE bundle of each must carry:
 // what the bundle endpoint and `export-trust --format spiffe-bundle` publish.
+import { X509Certificate, createHash } from 'node:crypto';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { AuthorityView } from './authorities.js';
 
@@ -36,6 +37,18 @@ export function issuingDomains(view: AuthorityView | undefined): IssuingDomain[]
       if (d.caFingerprints.includes(h.fingerprint)) continue;
       d.caFingerprints.push(h.fingerprint);
       d.caPems.push(h.pem);
+    }
+  }
+  // A gone identity's CAs stay in the bundle of a trust domain this server still issues from, as
+  // they stay in its own proxies' bundles: peers must keep trusting the leaves it signed.
+  for (const r of view.retired ?? []) {
+    const d = byDomain.get(r.trustDomain);
+    if (!d) continue;
+    for (const pem of r.pems) {
+      const fingerprint = createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+      if (d.caFingerprints.includes(fingerprint)) continue;
+      d.caFingerprints.push(fingerprint);
+      d.caPems.push(pem);
     }
   }
   return [...byDomain.values()].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
 import { resourceKey, type MeshIdentity, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
 import { IdentityAuthorities, type AuthorityView, type IdentityState } from '../../src/identity/authorities.js';
+import { issuingDomains } from '../../src/identity/issuing-domains.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import type { StateStore } from '../../src/store/types.js';
@@ -346,4 +347,19 @@ test('an identity that failed because the state store did is computed again by i
   } finally {
     a.stop();
   }
+});
+
+test('the bundle published for a trust domain (bundle endpoint, export-trust) keeps a deleted identity\'s CA while another identity still issues from it', async () => {
+  const { a, push } = harness();
+  const stay = meshIdentity('stay', { trustDomain: 'shared.example' });
+  const gone = meshIdentity('gone', { trustDomain: 'shared.example', matchLabels: { app: 'x' } });
+  const v1 = await push(snapshot(stay, gone));
+  const both = issuingDomains(v1)[0]!;
+  assert.equal(both.caFingerprints.length, 2);
+  const v2 = await push(snapshot(stay));
+  a.stop();
+  const after = issuingDomains(v2);
+  assert.equal(after.length, 1);
+  assert.deepEqual([...after[0]!.caFingerprints].sort(), [...both.caFingerprints].sort());
+  assert.deepEqual(new Set(after[0]!.caPems), new Set(both.caPems));
 });
