@@ -85,13 +85,13 @@ export interface TemplateContext {
   labels: Readonly<Record<string, string>>;
 }
 
-/** Renders parsed parts; a missing label or variable is an error naming it. */
 /**
  * A value stands for what the template author wrote in its place: a '/' in it would add path
  * segments of the value's choosing (`team: billing/admin` rendering `/team/billing/admin`).
  */
 const oneSegment = (what: string, value: string) => `${what} value ${JSON.stringify(value)} contains "/": a value fills one place of the template, not several path segments`;
 
+/** Renders parsed parts; a missing label or variable, or a value with '/', is an error naming it. */
 export function renderSpiffeTemplate(
   parts: readonly TemplatePart[],
   ctx: TemplateContext,

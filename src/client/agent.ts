@@ -145,16 +145,15 @@ export function startAgent(opts: AgentOptions): Agent {
       if (!opts.watch) await run;
     }
   };
-  const retryLater = (identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
+  /** Reports a failed write and tries it again later. */
+  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
+    log('error', `cannot write ${opts.outDir}: ${(failed as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed) return;
       write(identity, trust, version).then(
         () => log('info', `wrote ${opts.outDir} (version ${version}) on retry`),
-        (e: unknown) => {
-          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
-          retryLater(identity, trust, version);
-        },
+        (e: unknown) => retryLater(e, identity, trust, version),
       );
     }, WRITE_RETRY_MS);
   };
@@ -180,10 +179,7 @@ export function startAgent(opts: AgentOptions): Agent {
           log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
           failure = e;
           setImmediate(() => stream.close());
-        } else {
-          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
-          retryLater(identity, trust, version);
-        }
+        } else retryLater(e, identity, trust, version);
         throw e; // NACK: this version was not applied
       }
       if (!opts.watch) setImmediate(() => stream.close());

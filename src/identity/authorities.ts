@@ -118,7 +118,7 @@ export class IdentityAuthorities {
   private readonly retrigger$ = new Subject<void>();
   private readonly loaded = new Map<string, Loaded>();
   /** The auto-created MeshTrusts of the last computation, by identity key. */
-  private published = new Map<string, Published>();
+  private published: ReadonlyMap<string, Published> = new Map();
   /** Auto-created MeshTrusts no identity publishes any more, kept until their leaves expire. */
   private retired: RetiredTrust[] = [];
   private readonly watchedFiles = new Set<string>();
@@ -301,7 +301,7 @@ export class IdentityAuthorities {
         retireAfter: new Date(nowMs + prev.leafLifetimeMs).toISOString(),
       });
     }
-    this.published = new Map(published);
+    this.published = published;
     this.retired = mergeRetired(this.retired, gone, nowMs);
     for (const r of gone) {
       this.opts.log?.info(

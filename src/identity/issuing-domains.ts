@@ -33,23 +33,21 @@ export function issuingDomains(view: AuthorityView | undefined): IssuingDomain[]
       byDomain.set(st.trustDomain, d);
     }
     const history = st.caHistory?.length ? st.caHistory : [{ fingerprint: st.ca.fingerprint, pem: st.ca.trustPem }];
-    for (const h of history) {
-      if (d.caFingerprints.includes(h.fingerprint)) continue;
-      d.caFingerprints.push(h.fingerprint);
-      d.caPems.push(h.pem);
-    }
+    for (const h of history) addCa(d, h.fingerprint, h.pem);
   }
   // A gone identity's CAs stay in the bundle of a trust domain this server still issues from, as
   // they stay in its own proxies' bundles: peers must keep trusting the leaves it signed.
   for (const r of view.retired ?? []) {
     const d = byDomain.get(r.trustDomain);
     if (!d) continue;
-    for (const pem of r.pems) {
-      const fingerprint = createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
-      if (d.caFingerprints.includes(fingerprint)) continue;
-      d.caFingerprints.push(fingerprint);
-      d.caPems.push(pem);
-    }
+    for (const pem of r.pems) addCa(d, createHash('sha256').update(new X509Certificate(pem).raw).digest('hex'), pem);
   }
   return [...byDomain.values()].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
+}
+
+/** Adds a CA to a domain's bundle unless it is there already (by fingerprint). */
+function addCa(d: IssuingDomain, fingerprint: string, pem: string): void {
+  if (d.caFingerprints.includes(fingerprint)) return;
+  d.caFingerprints.push(fingerprint);
+  d.caPems.push(pem);
 }

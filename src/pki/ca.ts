@@ -60,6 +60,11 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
   if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
 }
 
+function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
+  if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
+  if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
+}
+
 /**
  * RFC 5280 §4.2.1.10 for a URI name: the constraint is a host, or a domain when it starts with a
  * period (then only its subdomains match).
@@ -126,8 +131,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   }
   const notBefore = ca.peculiar.notBefore;
   const notAfter = ca.peculiar.notAfter;
-  if (now.getTime() > notAfter.getTime()) throw new CaError(`CA certificate expired at ${notAfter.toISOString()}`);
-  if (now.getTime() < notBefore.getTime()) throw new CaError(`CA certificate is not valid before ${notBefore.toISOString()}`);
+  checkValidAt(ca.peculiar, 'CA certificate', now);
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
@@ -144,8 +148,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
-    if (now.getTime() > parent.peculiar.notAfter.getTime()) throw new CaError(`${what} expired at ${parent.peculiar.notAfter.toISOString()}`);
-    if (now.getTime() < parent.peculiar.notBefore.getTime()) throw new CaError(`${what} is not valid before ${parent.peculiar.notBefore.toISOString()}`);
+    checkValidAt(parent.peculiar, what, now);
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {
       throw new CaError(`${what} has path length constraint ${pathLength}, but ${i} CA certificate(s) stand below it: leaves signed by the CA would not verify`);
