@@ -147,7 +147,7 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** Reports a failed write and tries it again later. */
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
-    log('error', `cannot write ${opts.outDir}: ${(failed as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
+    log('error', `cannot write ${opts.outDir} (version ${version}): ${(failed as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed) return;
