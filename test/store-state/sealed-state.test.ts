@@ -79,7 +79,11 @@ test('a sealed value moved under another state key name fails to open (the name 
   await state.put(CA_KEY, caRecord());
   await inner.put('ca/default/_/other/seal.example', (await inner.get(CA_KEY))!);
   await assert.rejects(state.get('ca/default/_/other/seal.example'), /fails authentication: altered, or moved from another state key/);
-  await assert.rejects(openSealedState(inner, { stateKeyFile: kf, postgres: false }), /refusing to start: 1 sealed state value/);
+  // A CA record concerns one identity: start-up goes on, and that identity's CA still does not open.
+  const warned: object[] = [];
+  const reopened = await openSealedState(inner, { stateKeyFile: kf, postgres: false }, { warn: (o) => warned.push(o), info: () => undefined });
+  assert.deepEqual(warned.map((w) => (w as { stateKey: string }).stateKey), ['ca/default/_/other/seal.example']);
+  await assert.rejects(reopened.get('ca/default/_/other/seal.example'), /fails authentication/);
 });
 
 test('sealed state with a missing or a wrong key refuses to start, naming the key id, and changes nothing', async (t) => {
@@ -100,6 +104,44 @@ test('sealed state with a missing or a wrong key refuses to start, naming the ke
   );
   const after = new Map(await Promise.all((await inner.keys()).map(async (k) => [k, await inner.get(k)] as const)));
   assert.deepEqual(after, before, 'a refused start writes nothing');
+});
+
+test('a damaged sealed CA record fails only its own identity: start-up goes on with a warning naming it, the record is neither re-created nor rewritten; a damaged token key still refuses start-up', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const kf = await keyFile(dir);
+  const inner = new MemoryStateStore();
+  const sealedOnce = await openSealedState(inner, { stateKeyFile: kf, postgres: false });
+  const truncatedKey = 'ca/default/_/truncated/seal.example';
+  const alteredKey = 'ca/default/_/altered/seal.example';
+  for (const k of [CA_KEY, truncatedKey, alteredKey]) await sealedOnce.put(k, caRecord());
+  const whole = (await inner.get(truncatedKey))!;
+  await inner.put(truncatedKey, whole.slice(0, Math.floor(whole.length / 2))); // a write cut short
+  const env = JSON.parse((await inner.get(alteredKey))!) as { ct: string };
+  const ct = Buffer.from(env.ct, 'base64');
+  ct[0]! ^= 1;
+  await inner.put(alteredKey, JSON.stringify({ ...env, ct: ct.toString('base64') }));
+  const damaged = new Map([truncatedKey, alteredKey].map((k) => [k, inner.get(k)]));
+
+  const warned: { stateKey?: string; reason?: string }[] = [];
+  const log = { warn: (o: object) => warned.push(o as { stateKey?: string; reason?: string }), info: () => undefined };
+  const state = await openSealedState(inner, { stateKeyFile: kf, postgres: false }, log);
+  assert.deepEqual(warned.map((w) => w.stateKey).sort(), [alteredKey, truncatedKey]);
+  assert.match(warned.find((w) => w.stateKey === alteredKey)!.reason!, /fails authentication/);
+  assert.match(warned.find((w) => w.stateKey === truncatedKey)!.reason!, /not valid JSON/);
+  assert.ok(JSON.parse((await state.get(CA_KEY))!).keyPem, 'the intact record still opens');
+  let created = 0;
+  const create = () => (created++, caRecord());
+  await assert.rejects(state.getOrCreate(truncatedKey, create), /state ca\/default\/_\/truncated\/seal\.example: sealed value is not valid JSON/);
+  await assert.rejects(state.getOrCreate(alteredKey, create), /altered/);
+  assert.equal(created, 0, 'a damaged CA is never replaced by a new one behind the operator\'s back');
+  for (const [k, v] of damaged) assert.equal(await inner.get(k), await v, `${k} is left as it was, for the operator to restore`);
+
+  const macKey = 'auth/mac-key';
+  await sealedOnce.put(macKey, randomBytes(32).toString('base64'));
+  const mac = (await inner.get(macKey))!;
+  await inner.put(macKey, mac.slice(0, mac.length - 10));
+  await assert.rejects(openSealedState(inner, { stateKeyFile: kf, postgres: false }, log), /refusing to start: 1 sealed state value\(s\) cannot be opened.*auth\/mac-key/);
 });
 
 test('--state-old-key-file re-seals everything under the new key at start-up', async (t) => {
