@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { startAgent, type AgentWrite } from '../client/agent.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
-import { isLoopbackOrUnix, parseNodeId } from '../server/auth.js';
+import { isLoopbackOrUnix, nodeIdProblem } from '../server/auth.js';
 
 export interface FetchCliOptions {
   server: string;
@@ -86,7 +86,8 @@ function tlsOptions(opts: FetchCliOptions): SdsTlsOptions | undefined {
 
 function validate(opts: FetchCliOptions): void {
   if (!opts.server) throw new UsageError('--server ADDR is required (host:port or unix:///path)');
-  if (!opts.node || !parseNodeId(opts.node)) throw new UsageError(`--node must be "<mesh>.<dataplane-name>", got ${JSON.stringify(opts.node ?? '')}`);
+  const nodeProblem = opts.node ? nodeIdProblem(opts.node) : 'must be "<mesh>.<dataplane-name>"';
+  if (nodeProblem) throw new UsageError(`--node ${JSON.stringify(opts.node ?? '')}: ${nodeProblem}`);
   if (!opts.outDir) {
     if (opts.watch) throw new UsageError('--watch needs --out-dir');
     if (opts.onUpdate) throw new UsageError('--on-update needs --out-dir');

@@ -41,6 +41,27 @@ export function proxyKeyOf(p: Claims): string {
 }
 
 /**
+ * Why a claim set contradicts itself (a workload claim and a `kuma.io/workload` label claim that
+ * differ: both name the workload, and selection and templates would each believe another), or
+ * undefined.
+ */
+export function claimsContradiction(p: Pick<Claims, 'workload' | 'labels'>): string | undefined {
+  const label = p.labels?.[WORKLOAD_LABEL];
+  if (p.workload === undefined || label === undefined || label === p.workload) return undefined;
+  return `token claims two workloads: workload "${p.workload}" and label "${WORKLOAD_LABEL}"="${label}"`;
+}
+
+/**
+ * The labels a proxy without a Dataplane has (SPEC §5): its token's labels, and its workload claim
+ * as the `kuma.io/workload` label (the label a Dataplane would carry), so selectors see it too.
+ */
+export function claimLabels(p: Pick<Claims, 'workload' | 'labels'>): Readonly<Record<string, string>> {
+  const labels = p.labels ?? {};
+  if (p.workload === undefined || labels[WORKLOAD_LABEL] !== undefined) return labels;
+  return { ...labels, [WORKLOAD_LABEL]: p.workload };
+}
+
+/**
  * The first claim that differs from the Dataplane's, as a sentence safe to send to the peer
  * (labels and workloads are not secret), or undefined when every claim matches.
  */

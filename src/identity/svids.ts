@@ -2,7 +2,7 @@ import { Subject } from 'rxjs';
 import { resourceKey, type Dataplane } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
-import { claimMismatch, nodeKeyOf, proxyKeyOf } from './claims.js';
+import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf } from './claims.js';
 import { selectIdentity } from './match.js';
 import { ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
@@ -20,7 +20,8 @@ export interface ProxyPrincipal {
 }
 
 export type ProxyIdentity =
-  | { state: 'pending'; mesh: string; reason: string; identity?: IdentityState }
+  /** `denied`: the proxy's token claims contradict its Dataplane (added or changed since it authenticated): its streams must end. */
+  | { state: 'pending'; mesh: string; reason: string; identity?: IdentityState; denied?: true }
   | { state: 'rejected'; mesh: string; reason: string; identity: IdentityState }
   | { state: 'spire'; mesh: string; identity: IdentityState; spiffeId: string; trustDomain: string }
   | { state: 'issued'; mesh: string; identity: IdentityState; spiffeId: string; trustDomain: string; svid: IssuedSvid; rotateAt: Date };
@@ -285,7 +286,7 @@ export class SvidManager {
       return mismatch ? { mismatch } : { labels: dp.labels };
     }
     if (e.principal.source !== 'token') return undefined;
-    return { labels: e.principal.labels ?? {}, workload: e.principal.workload };
+    return { labels: claimLabels(e.principal), workload: e.principal.workload };
   }
 
   private set(key: string, e: ProxyEntry, identity: ProxyIdentity): void {
@@ -317,7 +318,7 @@ export class SvidManager {
       return this.settle(key, e, { state: 'pending', mesh, reason: `no Dataplane "${e.principal.name}" in mesh "${mesh}"` });
     }
     // The Dataplane changed after this proxy authenticated: its claims no longer hold.
-    if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch });
+    if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch, denied: true });
     const labels = facts.labels;
     const identities = [...view.identities.values()].map((s) => s.identity);
     const match = selectIdentity(identities, { mesh, labels });

@@ -3,7 +3,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
-import { claimMismatch } from '../identity/claims.js';
+import { claimMismatch, claimsContradiction } from '../identity/claims.js';
+import { labelNameProblem, nameProblem } from '../api/validate-common.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
@@ -38,15 +39,30 @@ export class AuthError extends Error {
   }
 }
 
-/** `<mesh>.<dataplane-name>`, split at the first dot (mesh names have no dots, dataplane names may). */
+/**
+ * `<mesh>.<dataplane-name>`, split at the first dot (mesh names have no dots, dataplane names may).
+ * Both parts must be names a resource can have, so a node id never carries characters the server
+ * gives a meaning to (`#` separates a node id from its claims hash in proxy keys).
+ */
 export function parseNodeId(id: string): { mesh: string; name: string } | undefined {
-  if (typeof id !== 'string') return undefined;
+  return typeof id === 'string' && nodeIdProblem(id) === undefined ? splitNodeId(id) : undefined;
+}
+
+/** Why a node id is not `<mesh>.<dataplane-name>`, or undefined when it is. */
+export function nodeIdProblem(id: string): string | undefined {
+  const node = splitNodeId(id);
+  if (!node) return 'must be "<mesh>.<dataplane-name>"';
+  const meshProblem = labelNameProblem(node.mesh);
+  if (meshProblem) return `mesh "${node.mesh}" ${meshProblem}`;
+  const nameProblem_ = nameProblem(node.name);
+  if (nameProblem_) return `dataplane name ${JSON.stringify(node.name.slice(0, 300))} ${nameProblem_}`;
+  return undefined;
+}
+
+function splitNodeId(id: string): { mesh: string; name: string } | undefined {
   const dot = id.indexOf('.');
   if (dot <= 0 || dot === id.length - 1) return undefined;
-  const mesh = id.slice(0, dot);
-  const name = id.slice(dot + 1);
-  if (/\s/.test(id)) return undefined;
-  return { mesh, name };
+  return { mesh: id.slice(0, dot), name: id.slice(dot + 1) };
 }
 
 function bearerToken(headers: RequestHeaders): string {
@@ -95,8 +111,9 @@ function verifyToken(token: string, tokens: TokenAuthority): ReturnType<TokenAut
  */
 export function authenticateStream(headers: RequestHeaders, nodeId: string | undefined, opts: AuthOptions): ProxyPrincipal {
   if (nodeId === undefined || nodeId === '') throw new AuthError('node id missing');
-  const node = parseNodeId(nodeId);
-  if (!node) throw new AuthError('node id must be "<mesh>.<dataplane-name>"');
+  const problem = nodeIdProblem(nodeId);
+  if (problem) throw new AuthError(`node id ${problem}`);
+  const node = splitNodeId(nodeId)!;
   if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
 
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
@@ -105,6 +122,8 @@ export function authenticateStream(headers: RequestHeaders, nodeId: string | und
     throw new AuthError(`token is not valid for node id ${nodeId}`);
   }
   // With a Dataplane resource, claims are constraints (SPEC §5): the identity comes from it alone.
+  const contradiction = claimsContradiction(claims);
+  if (contradiction) throw new AuthError(contradiction);
   const dataplane = opts.dataplaneOf?.(claims.mesh, claims.name);
   const mismatch = dataplane && claimMismatch(claims, dataplane);
   if (mismatch) throw new AuthError(mismatch);

@@ -182,6 +182,16 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });
+  // A Dataplane added or changed under a proxy whose token claims now contradict it: what the proxy
+  // was given from those claims must stop now (SPEC §5: a mismatch is UNAUTHENTICATED), not linger
+  // on streams opened before.
+  subs.push(
+    svids.changes$.subscribe((pk) => {
+      const id = svids.get(pk);
+      if (id?.state !== 'pending' || !id.denied) return;
+      for (const s of registry.streams.values()) if (s.info.proxy === pk) s.deny(id.reason);
+    }),
+  );
   // Built once: a function made per stream costs an allocation (and, under tsx, a defineProperty for its name).
   const authOptions: AuthOptions = { mode: cfg.auth, tokens, dataplaneOf: (mesh, name) => svids.dataplane(mesh, name) };
   const deps: StreamDeps = {

@@ -8,6 +8,8 @@
 // in the background, so a revocation made by the CLI reaches it within a second or two, and
 // authentication never waits on the store (a stalled database delays nothing).
 import { createHash, createPrivateKey, createPublicKey, createSecretKey, hash, randomBytes } from 'node:crypto';
+import { labelNameProblem, nameProblem } from '../api/validate-common.js';
+import { claimsContradiction } from '../identity/claims.js';
 import type { StateStore } from '../store/types.js';
 import { JwsError, signHs256, verifyCompactJws, type Ed25519PublicKey, type HmacKey, type VerificationKey } from './jws.js';
 
@@ -44,6 +46,11 @@ export interface GenerateTokenOptions {
   validForMs: number;
   now?: Date;
 }
+
+/** A label key as Kubernetes and Kuma write them (`prefix/name`), at most 317 characters. */
+const LABEL_KEY = /^(?=.{1,317}$)[A-Za-z0-9]([A-Za-z0-9._/-]*[A-Za-z0-9])?$/;
+/** A workload, as a Kubernetes label value: at most 63 characters. */
+const LABEL_VALUE = /^(?=.{1,63}$)[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$/;
 
 export type TokenErrorReason = 'expired' | 'signature' | 'revoked' | 'malformed';
 
@@ -299,10 +306,20 @@ export class TokenAuthority {
   }
 
   async generate(opts: GenerateTokenOptions): Promise<string> {
-    if (!opts.mesh || opts.mesh.includes('.')) throw new Error('mesh must be a non-empty name without dots');
-    if (!opts.name) throw new Error('name must not be empty');
+    // Only what a node id and a Dataplane can carry: a token for any other name authenticates nobody,
+    // and a name with characters the server gives a meaning to could pass for another proxy.
+    const meshProblem = labelNameProblem(opts.mesh ?? '');
+    if (meshProblem) throw new Error(`mesh ${JSON.stringify(opts.mesh ?? '')} ${meshProblem}`);
+    const nameProblem_ = nameProblem(opts.name ?? '');
+    if (nameProblem_) throw new Error(`name ${JSON.stringify(opts.name ?? '')} ${nameProblem_}`);
     if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
     if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
+    for (const k of Object.keys(opts.labels ?? {})) {
+      if (!LABEL_KEY.test(k)) throw new Error(`label key ${JSON.stringify(k)} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);
+    }
+    if (opts.workload !== undefined && !LABEL_VALUE.test(opts.workload)) throw new Error(`workload ${JSON.stringify(opts.workload)} must be non-empty letters, digits, '-', '_' and '.'`);
+    const contradiction = claimsContradiction(opts);
+    if (contradiction) throw new Error(contradiction);
     const nowMs = (opts.now ?? new Date()).getTime();
     const payload: Record<string, unknown> = { mesh: opts.mesh, name: opts.name };
     if (opts.workload !== undefined) payload.workload = opts.workload;

@@ -25,6 +25,8 @@ test('auth failure reasons are a small fixed set derived from the refusal', () =
     ['authorization metadata must be "Bearer <token>"', 'no-token'],
     ['node id missing', 'bad-node-id'],
     ['node id must be "<mesh>.<dataplane-name>"', 'bad-node-id'],
+    ['node id dataplane name "gw#1" must be a valid DNS-1123 name', 'bad-node-id'],
+    ['token claims two workloads: workload "a" and label "kuma.io/workload"="b"', 'claims'],
     ['token expired', 'expired'],
     ['token revoked', 'revoked'],
     ['token signature invalid', 'signature'],

@@ -11,6 +11,7 @@ import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { DeltaClient, SotwClient, deltaSecretsOf, fetchSecrets, nodeOf, secretsOf, tlsCertificate, type DecodedSecret, type StreamEnd } from './envoy-client.js';
 import { serverFixture } from './fixture.js';
 import { DEFAULT_TD, PAY_LABELS, PAY_SPIFFE, WEB_SPIFFE, leafInfo } from './world.js';
+import { dataplaneYaml, meshIdentityYaml } from '../helpers/yaml.js';
 
 const f = serverFixture({ server: { auth: 'token', admin: '127.0.0.1:0', credentialRecheckMs: 200 } });
 const HOUR = 3600_000;
@@ -238,5 +239,46 @@ describe('without a Dataplane, each claim set is its own proxy and a revoked one
     assert.equal(p2.uri, PAY_SPIFFE);
     assert.notEqual(p2.serial, p1.serial);
     assert.equal((await fetchDefault(node, edgeToken)).uri, EDGE_SPIFFE);
+  });
+});
+
+describe('a gateway whose claims stop holding, and its workload claim', () => {
+  for (const v of VARIANTS) {
+    it(`${v}: a Dataplane added under an open gateway stream with claims it contradicts ends that stream UNAUTHENTICATED naming the claim; a stream of a claim set it agrees with goes on`, async () => {
+      const name = `gw-dp-${v}`;
+      const node = `default.${name}`;
+      const a = open(v, node, await token(name, { labels: PAY_LABELS }));
+      assert.equal((await a.next()).uri, PAY_SPIFFE);
+      const agreeing = open(v, node, await token(name, { labels: EDGE_LABELS }));
+      assert.equal((await agreeing.next()).uri, EDGE_SPIFFE);
+      f.world.write(`${name}.yaml`, dataplaneYaml(name, EDGE_LABELS));
+      try {
+        await refused(a, /token claim label "app"="payments" does not match Dataplane default\.gw-dp-[a-z-]+ \(no such label\)/, false);
+        const still = await Promise.race([agreeing.ended, sleep(500).then(() => 'open' as const)]);
+        assert.equal(still, 'open', 'the claim set the Dataplane agrees with keeps its stream');
+        await refused(open(v, node, await token(name, { labels: PAY_LABELS })), /token claim label "app"="payments"/);
+      } finally {
+        f.world.remove(`${name}.yaml`);
+        agreeing.close();
+      }
+    });
+  }
+
+  it('a workload claim is the gateway\'s kuma.io/workload label: selectors match it and .Workload renders it', async () => {
+    f.world.write(
+      'by-workload.yaml',
+      meshIdentityYaml('by-workload', { namespace: 'kuma-system', matchLabels: { 'kuma.io/workload': 'billing' }, trustDomain: 'workload.example', path: '/workload/{{ .Workload }}' }),
+    );
+    try {
+      for (let i = 0; !(await f.debug<{ kri: string; ca?: object }[]>('identities')).some((x) => x.kri.includes('_by-workload_') && x.ca); i++) {
+        assert.ok(i < 150, 'the by-workload identity becomes ready');
+        await sleep(100);
+      }
+      const s = open('sotw', 'default.gw-workload', await token('gw-workload', { workload: 'billing' }));
+      assert.equal((await s.next()).uri, 'spiffe://workload.example/workload/billing');
+      s.close();
+    } finally {
+      f.world.remove('by-workload.yaml');
+    }
   });
 });

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { TokenAuthority } from '../../src/server/tokens.js';
+import { createSecretKey } from 'node:crypto';
+import { MAC_KEY_STATE_KEY, TokenAuthority } from '../../src/server/tokens.js';
+import { signHs256 } from '../../src/server/jws.js';
 import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId, type RequestHeaders } from '../../src/server/auth.js';
 
 const HOUR = 3600_000;
@@ -27,6 +29,48 @@ test('parseNodeId splits at the first dot; dataplane names may contain dots', ()
   assert.deepEqual(parseNodeId('default.web-1'), { mesh: 'default', name: 'web-1' });
   assert.deepEqual(parseNodeId('m.web.ns.svc'), { mesh: 'm', name: 'web.ns.svc' });
   for (const bad of ['', 'nodot', '.name', 'mesh.', 'm.a b']) assert.equal(parseNodeId(bad), undefined, bad);
+});
+
+test('a node id whose mesh or dataplane name no resource can have is refused naming why, in every mode (a "#" could pass for another proxy\'s claims key)', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  for (const [id, why] of [
+    ['default.gw-1#086b6a2b3250d7f4', /dataplane name "gw-1#086b6a2b3250d7f4" must be a valid DNS-1123 name/],
+    ['default.Web', /dataplane name "Web" must be a valid DNS-1123 name/],
+    ['default.a_b', /dataplane name "a_b"/],
+    ['Default.web', /mesh "Default" must be a valid DNS-1123 label/],
+    ['m.a b', /dataplane name "a b"/],
+  ] as const) {
+    assert.equal(parseNodeId(id), undefined, id);
+    await unauthenticated(() => authenticateStream(md(), id, { mode: 'none' }), why);
+    await unauthenticated(() => authenticateStream(md('Bearer x'), id, { mode: 'token', tokens }), why);
+  }
+});
+
+test('token generate refuses names, meshes, label keys and workloads no proxy can have, and a workload claimed twice differently', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const gen = (o: Partial<Parameters<TokenAuthority['generate']>[0]>) => tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR, ...o });
+  await assert.rejects(gen({ name: 'gw-1#086b6a2b3250d7f4' }), /name "gw-1#086b6a2b3250d7f4" must be a valid DNS-1123 name/);
+  await assert.rejects(gen({ name: '../x' }), /name "\.\.\/x"/);
+  await assert.rejects(gen({ mesh: 'Not A Mesh' }), /mesh "Not A Mesh" must be a valid DNS-1123 label/);
+  await assert.rejects(gen({ mesh: 'a.b' }), /mesh "a\.b"/);
+  await assert.rejects(gen({ labels: { 'bad key': 'v' } }), /label key "bad key"/);
+  await assert.rejects(gen({ labels: { '': 'v' } }), /label key ""/);
+  await assert.rejects(gen({ workload: '' }), /workload ""/);
+  await assert.rejects(gen({ workload: 'frontend', labels: { 'kuma.io/workload': 'billing' } }), /two workloads: workload "frontend" and label "kuma\.io\/workload"="billing"/);
+  await gen({ name: 'db-0.team-a', workload: 'billing', labels: { 'kuma.io/workload': 'billing', 'k8s.kuma.io/namespace': 'team-a' } });
+});
+
+test('a token claiming two different workloads is refused at authentication (signed before generate refused them)', async () => {
+  const state = new MemoryStateStore();
+  const tokens = await TokenAuthority.open(state);
+  const secret = Buffer.from((JSON.parse((await state.get(MAC_KEY_STATE_KEY))!) as { secret: string }).secret, 'base64url');
+  const now = Math.floor(Date.now() / 1000);
+  const token = signHs256(
+    { alg: 'HS256', secret: createSecretKey(secret), kid: tokens.keyId },
+    { mesh: 'm', name: 'gw', workload: 'frontend', labels: { 'kuma.io/workload': 'billing' }, iss: 'mesh-sds', sub: 'm.gw', iat: now, exp: now + 3600, jti: 'contradiction' },
+  );
+  assert.equal((await tokens.verify(token)).workload, 'frontend', 'the token itself verifies');
+  await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), 'm.gw', { mode: 'token', tokens }), /two workloads/, token);
 });
 
 test('token mode: a valid bearer token for the node id yields a principal with the token claims', async () => {
@@ -82,7 +126,7 @@ test('token mode: a missing or malformed node id is refused before the token is 
   const tokens = await TokenAuthority.open(new MemoryStateStore());
   const token = await tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
   await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), undefined, { mode: 'token', tokens }), /node id missing/);
-  await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), 'nodot', { mode: 'token', tokens }), /node id must be/);
+  await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), 'nodot', { mode: 'token', tokens }), /node id must be "<mesh>\.<dataplane-name>"/);
 });
 
 test('none mode: the principal comes from the node id alone and ignores any proxy-sent metadata', async () => {
