@@ -3,7 +3,15 @@ import type { AuthorityView } from '../identity/authorities.js';
 import { isUndecided, type ProxyIdentity, type SvidManager } from '../identity/svids.js';
 import { aggregateTrust, flatBundlePem, type MeshTrustBundle } from '../trust/aggregate.js';
 import type { SecretCache } from '../xds/cache.js';
-import { classifySecretName, type SecretNameRef } from '../xds/names.js';
+import {
+  ALL_TRUST_SECRET,
+  classifySecretName,
+  DEFAULT_SECRET,
+  MAX_SECRET_NAME_LENGTH,
+  ROOTCA_SECRET,
+  SYSTEM_TRUST_BUNDLE,
+  type SecretNameRef,
+} from '../xds/names.js';
 import type { EncodedResource, Resolution, Subscription } from '../xds/resource.js';
 import { spiffeValidatorSecret, tlsCertificateSecret, trustedCaSecret } from '../xds/secrets.js';
 import { flatKey } from '../api/flat-key.js';
@@ -27,16 +35,43 @@ function trustSignatures(trusts: readonly MeshTrust[]): Map<string, string> {
   return out;
 }
 
-/** Name classification is pure and names repeat across streams: remember it (bounded). */
+// Name classification is pure and names repeat across streams (a storm asks for `default` and
+// `system_trust_bundle` thousands of times): remember it. Clients choose the names (up to 1 MiB
+// each), so the cache is bounded in bytes, not entries, and keeps only what can be served: an
+// invalid name fails its stream (classifying it again is cheap and rare), and a name longer than
+// any servable one (MAX_SECRET_NAME_LENGTH) could only pin memory.
+const FIXED_NAMES = new Map<string, SecretNameRef>(
+  [DEFAULT_SECRET, SYSTEM_TRUST_BUNDLE, ALL_TRUST_SECRET, ROOTCA_SECRET].map((n) => [n, classifySecretName(n)]),
+);
+/** Budget for the cached names; a cached ref holds its name and parts of it, hence twice its length. */
+const CLASSIFIED_MAX_BYTES = 4 * 1024 * 1024;
+const ENTRY_OVERHEAD_BYTES = 128;
+const entryBytes = (name: string) => 2 * name.length + ENTRY_OVERHEAD_BYTES;
 const classified = new Map<string, SecretNameRef>();
+let classifiedBytes = 0;
+
 function classify(name: string): SecretNameRef {
+  const fixed = FIXED_NAMES.get(name);
+  if (fixed) return fixed;
   let ref = classified.get(name);
-  if (!ref) {
-    if (classified.size >= 100_000) classified.clear();
-    classified.set(name, (ref = classifySecretName(name)));
+  if (ref) return ref;
+  ref = classifySecretName(name);
+  if (ref.kind === 'invalid' || name.length > MAX_SECRET_NAME_LENGTH) return ref;
+  const cost = entryBytes(name);
+  // Oldest first (Map keeps insertion order): names of live proxies are asked for again and come back.
+  for (const old of classified.keys()) {
+    if (classifiedBytes + cost <= CLASSIFIED_MAX_BYTES) break;
+    classified.delete(old);
+    classifiedBytes -= entryBytes(old);
   }
+  classified.set(name, ref);
+  classifiedBytes += cost;
   return ref;
 }
+
+/** For tests: the cached classification and what the cache holds. */
+export { classify as classifyCached };
+export const nameCacheStats = () => ({ entries: classified.size, bytes: classifiedBytes, maxBytes: CLASSIFIED_MAX_BYTES });
 
 export const TRUST_ALL_NAMES = ['system_trust_bundle', 'ALL'] as const;
 

@@ -1,6 +1,6 @@
 // Classifies the SDS resource names Envoy asks for (SPEC §3). A name of no known shape can never
 // be served, so the stream fails with INVALID_ARGUMENT instead of waiting for it forever.
-import { parseSpiffeId } from '../identity/spiffe-id.js';
+import { parseSpiffeId, SPIFFE_ID_MAX_BYTES } from '../identity/spiffe-id.js';
 
 export interface IdentityKri {
   mesh: string;
@@ -24,6 +24,12 @@ export const DEFAULT_SECRET = 'default';
 export const SYSTEM_TRUST_BUNDLE = 'system_trust_bundle';
 export const ALL_TRUST_SECRET = 'ALL';
 export const ROOTCA_SECRET = 'ROOTCA';
+
+/**
+ * No servable secret name is longer: a SPIFFE ID is at most 2048 bytes, a MeshIdentity KRI of
+ * resource names (≤253 each) about 1 KB, and valid names are ASCII (one byte per character).
+ */
+export const MAX_SECRET_NAME_LENGTH = SPIFFE_ID_MAX_BYTES;
 
 /** Secret names that carry a `tls_certificate` (the others carry a `validation_context`). */
 export function isCertificateRef(ref: SecretNameRef): ref is Extract<SecretNameRef, { kind: 'identity' | 'default' | 'svid' }> {
