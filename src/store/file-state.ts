@@ -1,6 +1,6 @@
 import { mkdir, open, readFile, readdir, link, unlink, rename, chmod } from 'node:fs/promises';
-import { dirname, join, resolve, sep } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { basename, dirname, join, resolve, sep } from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
 import type { StateStore, UpdateFn } from './types.js';
 import { withFileLock } from './file-lock.js';
 
@@ -10,6 +10,10 @@ import { withFileLock } from './file-lock.js';
  * sharing the directory agree on one value. `update`, `put` and `delete` hold `<file>.lock` (see
  * file-lock.ts) around their write, so a read-modify-write never loses a concurrent writer's change.
  * The directory is created by the first write, not by opening: read-only commands leave no trace.
+ *
+ * A key segment is a file or directory name, but names are at most NAME_MAX bytes and a valid trust
+ * domain (up to 253) plus a temp suffix is longer (ENAMETOOLONG: the CA never got stored). So a
+ * segment too long for that is split in parts (see segmentNames) that `keys()` joins back.
  */
 export class FileStateStore implements StateStore {
   private root: Promise<void> | undefined;
@@ -40,7 +44,7 @@ export class FileStateStore implements StateStore {
     ) {
       throw new Error(`invalid state key "${key}"`);
     }
-    const p = join(this.dir, ...key.split('/'));
+    const p = join(this.dir, ...key.split('/').flatMap(segmentNames));
     if (!p.startsWith(this.dir + sep)) throw new Error(`invalid state key "${key}"`);
     return p;
   }
@@ -93,7 +97,7 @@ export class FileStateStore implements StateStore {
     const target = this.pathOf(key);
     await this.ensureRoot();
     await mkdir(dirname(target), { recursive: true, mode: 0o700 });
-    return withFileLock(`${target}.lock`, async () => {
+    return withFileLock(lockPath(target), async () => {
       const next = fn(await this.get(key));
       if (next === undefined) await this.remove(target);
       else await rename(await this.tempFile(next, target), target);
@@ -109,7 +113,7 @@ export class FileStateStore implements StateStore {
     await this.update(key, () => undefined);
   }
 
-  /** Every stored key: regular files below the directory, without lock and temp files. */
+  /** Every stored key: regular files below the directory, without lock and temp files; split segments joined back. */
   async keys(): Promise<string[]> {
     const out: string[] = [];
     const walk = async (dir: string, prefix: string): Promise<void> => {
@@ -118,7 +122,8 @@ export class FileStateStore implements StateStore {
         throw e;
       });
       for (const e of entries) {
-        if (e.isDirectory()) await walk(join(dir, e.name), `${prefix}${e.name}/`);
+        if (e.isDirectory() && e.name.endsWith(CONTINUED)) await walk(join(dir, e.name), `${prefix}${e.name.slice(0, -CONTINUED.length)}`);
+        else if (e.isDirectory()) await walk(join(dir, e.name), `${prefix}${e.name}/`);
         else if (e.isFile() && !/\.(lock|tmp|stale)$/.test(e.name)) out.push(`${prefix}${e.name}`);
       }
     };
@@ -131,4 +136,53 @@ export class FileStateStore implements StateStore {
       if (e.code !== 'ENOENT') throw e;
     });
   }
+}
+
+/** Longest file name (bytes) of the usual file systems; keys are ASCII, one byte a character. */
+const NAME_MAX = 255;
+/** `.<12 hex>.tmp`, beside the target while it is written. */
+const TEMP_SUFFIX = 17;
+/** `.lock` and, when a dead holder's lock is moved aside, `.lock.<12 hex>.stale` (file-lock.ts). */
+const STALE_LOCK_SUFFIX = 24;
+/** Segments up to this keep their own name: every key that could be stored before keeps its file. */
+const MAX_PLAIN_SEGMENT = NAME_MAX - TEMP_SUFFIX;
+/** Parts of a longer segment are at most this long, so their temp and lock files fit too. */
+const MAX_PART = 200;
+/** Ends every part of a split segment but the last; no key has it, so nothing else ends so. */
+const CONTINUED = '+';
+
+/**
+ * The names a key segment is stored under: itself, or when longer than MAX_PLAIN_SEGMENT, parts of
+ * near-equal length (100 to 200 characters, so never `.` or `..`), each but the last a directory
+ * named `<part>+`. Joining them back gives the segment exactly (keys(), and sealed values, which
+ * authenticate the key name, need that).
+ */
+function segmentNames(segment: string): string[] {
+  if (segment.length <= MAX_PLAIN_SEGMENT) return [segment];
+  const n = Math.ceil(segment.length / MAX_PART);
+  const size = Math.floor(segment.length / n);
+  const longer = segment.length % n;
+  const parts: string[] = [];
+  for (let i = 0, at = 0; i < n; i++) {
+    const len = size + (i < longer ? 1 : 0);
+    parts.push(i < n - 1 ? `${segment.slice(at, at + len)}${CONTINUED}` : segment.slice(at, at + len));
+    at += len;
+  }
+  return parts;
+}
+
+/**
+ * `<file>.lock`, unless its moved-aside name would not fit NAME_MAX (a file name of 232 to 238):
+ * then a shorter one, still one per key (a hash of the name) and never another key's lock (`+`).
+ */
+function lockPath(target: string): string {
+  const name = basename(target);
+  if (name.length + STALE_LOCK_SUFFIX <= NAME_MAX) return `${target}.lock`;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 16);
+  return join(dirname(target), `${name.slice(0, MAX_PART)}${CONTINUED}${hash}.lock`);
+}
+
+/** For tests: the lock file `update` holds for `key`. */
+export function stateLockPath(store: FileStateStore, key: string): string {
+  return lockPath((store as unknown as { pathOf(key: string): string }).pathOf(key));
 }
