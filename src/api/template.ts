@@ -120,7 +120,8 @@ const PATH_CHARS = /^[A-Za-z0-9._/-]*$/;
 /** SPIFFE trust domain rules; returns the reason it is invalid, or undefined. */
 export function trustDomainProblem(td: string): string | undefined {
   if (td === '') return 'must not be empty';
-  if (td.length > 255) return 'must not be longer than 255 characters';
+  // 253 as a MeshTrust's (MAX_TRUST_DOMAIN_LENGTH, whose module imports this one): a longer one could never have a MeshTrust.
+  if (td.length > 253) return 'must not be longer than 253 characters';
   if (!TRUST_DOMAIN_CHARS.test(td)) return "must contain only lowercase letters, digits, '.', '-' and '_'";
   return undefined;
 }

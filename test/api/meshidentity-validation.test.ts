@@ -275,3 +275,10 @@ test('several problems in one document are all reported', () => {
     'spec.provider.bundled.certificateParameters.expiry: must not be negative',
   );
 });
+
+test('a literal trust domain is at most 253 characters, as a MeshTrust allows', () => {
+  const td = (n: number) => `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(n - 192)}`;
+  assertAccepted(withField(meshIdentity(), 'spec.spiffeID.trustDomain', td(253)));
+  assertRejected(withField(meshIdentity(), 'spec.spiffeID.trustDomain', td(254)), 'spec.spiffeID.trustDomain: must not be longer than 253 characters');
+  assertRejected(withField(meshIdentity(), 'spec.spiffeID.trustDomain', td(255)), 'spec.spiffeID.trustDomain: must not be longer than 253 characters');
+});

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { renderTemplate, TemplateError } from '../../src/identity/template.js';
-import { computeSpiffeId } from '../../src/identity/spiffe.js';
+import { computeSpiffeId, identityTrustDomain } from '../../src/identity/spiffe.js';
 import { meshIdentity } from '../helpers/resources.js';
 
 const labels = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'cart', app: 'cart', 'kuma.io/workload': 'cart-wl' };
@@ -59,4 +59,19 @@ test('computeSpiffeId rejects a result that is not a valid SPIFFE ID', () => {
   assert.equal(upper.ok, false);
   const dots = computeSpiffeId(meshIdentity('id', { path: '/a/../b' }), { mesh: 'default', labels }, 'east');
   assert.equal(dots.ok, false);
+});
+
+test('a rendered trust domain is at most 253 characters, as a MeshTrust allows', () => {
+  // Literal text of n - 8 characters, then ".default" (the rendered .Mesh): n characters in all.
+  const tpl = (n: number) => `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(n - 192 - 8)}.{{ .Mesh }}`;
+  const mi = (n: number) => meshIdentity('id', { trustDomain: tpl(n) });
+  assert.equal(computeSpiffeId(mi(253), { mesh: 'default', labels }, 'east').ok, true);
+  assert.equal(identityTrustDomain(mi(253), 'east').ok, true);
+  for (const n of [254, 255]) {
+    const r = computeSpiffeId(mi(n), { mesh: 'default', labels }, 'east');
+    assert.equal(r.ok, false, `${n}`);
+    assert.match(r.ok ? '' : r.reason, /longer than 253 characters/);
+    const t = identityTrustDomain(mi(n), 'east');
+    assert.match(t.ok ? '' : t.reason, /longer than 253 characters/);
+  }
 });
