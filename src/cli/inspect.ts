@@ -3,13 +3,15 @@ import { resourceKey, resourcesOfKind } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
 import { selectIdentity } from '../identity/match.js';
-import { servedDataplane } from '../identity/proxy-index.js';
+import { ambiguousNodeReason, dataplaneForNode } from '../identity/proxy-index.js';
 import { computeSpiffeId } from '../identity/spiffe.js';
 import { aggregateTrust } from '../trust/aggregate.js';
 
 export interface Inspection {
   dataplane: string;
   found: boolean;
+  /** Why the node id names no Dataplane although several namespaces have one of that name. */
+  ambiguous?: string;
   labels: Record<string, string>;
   identity?: { name: string; kri: string; ready: boolean; reason: string };
   candidates: { name: string; matches: boolean; labels: number; reason: string }[];
@@ -40,8 +42,8 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
   const dot = meshDotName.indexOf('.');
   const mesh = dot > 0 ? meshDotName.slice(0, dot) : 'default';
   const name = dot > 0 ? meshDotName.slice(dot + 1) : meshDotName;
-  // The one the server serves when several are stored for the node id.
-  const dp = servedDataplane(resourcesOfKind(view.snapshot, 'Dataplane').filter((d) => d.mesh === mesh && d.name === name));
+  // The one the server serves for the node id (a Kubernetes-form one is `<name>.<namespace>`).
+  const { dataplane: dp, ambiguous } = dataplaneForNode(resourcesOfKind(view.snapshot, 'Dataplane'), mesh, name);
   const labels = { ...(dp?.labels ?? {}), ...extraLabels };
   const match = selectIdentity(
     [...view.identities.values()].map((s) => s.identity),
@@ -51,6 +53,7 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
   const out: Inspection = {
     dataplane: `${mesh}.${name}`,
     found: dp !== undefined,
+    ...(ambiguous ? { ambiguous: ambiguousNodeReason(`${mesh}.${name}`, ambiguous) } : {}),
     labels,
     candidates: match.candidates.map((c) => ({ name: c.identity.name, matches: c.matches, labels: Math.max(c.specificity, 0), reason: c.reason })),
     trustDomains: bundle.domains.map((d) => {
@@ -74,7 +77,7 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
 
 export function formatInspection(i: Inspection): string {
   const lines: string[] = [];
-  lines.push(`Dataplane ${i.dataplane}${i.found ? '' : ' (not registered)'}`);
+  lines.push(`Dataplane ${i.dataplane}${i.found ? '' : i.ambiguous ? ` (not served: ${i.ambiguous})` : ' (not registered)'}`);
   lines.push(`  labels: ${Object.entries(i.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(none)'}`);
   if (i.identity) {
     lines.push(`MeshIdentity: ${i.identity.name} (${i.identity.kri})${i.identity.ready ? '' : ` NOT READY: ${i.identity.reason}`}`);

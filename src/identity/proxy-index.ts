@@ -13,9 +13,9 @@ export interface ViewChanges {
 }
 
 /**
- * Of several Dataplanes stored for one node id (the same mesh and name in two namespaces, say after
- * an `apply` that changed the namespace label), the one a proxy gets: the smallest resource key,
- * so every replica and every command choose alike whatever order they read them in.
+ * Of several Dataplanes stored for one node id (a Universal `db-0.team-a` beside the Kubernetes
+ * `db-0` of namespace `team-a`, say), the one a proxy gets: the smallest resource key, so every
+ * replica and every command choose alike whatever order they read them in.
  */
 export function servedDataplane<D extends Dataplane>(candidates: Iterable<D>): D | undefined {
   let best: D | undefined;
@@ -27,8 +27,43 @@ export function servedDataplane<D extends Dataplane>(candidates: Iterable<D>): D
   return best;
 }
 
-/** The key a proxy's Dataplane has: its mesh and name. */
+/** The key a proxy's Dataplane is found by: its node id, `<mesh>.<name>`. */
 export const dataplaneKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.${p.name}`;
+
+/**
+ * The name a Dataplane is connected as (the node id's part after the mesh): a Kubernetes-form one
+ * is `<name>.<namespace>`, as Kuma names it, since pods in two namespaces may share a name (a
+ * StatefulSet's `db-0`); a Universal one its name.
+ */
+export const dataplaneNodeName = (d: Pick<Dataplane, 'name' | 'namespace'>) => (d.namespace ? `${d.name}.${d.namespace}` : d.name);
+
+/** The node id a Dataplane resource answers to. */
+const nodeKeyOfDataplane = (d: Dataplane) => `${d.mesh}.${dataplaneNodeName(d)}`;
+
+/**
+ * The short node id `<mesh>.<name>` a Kubernetes-form Dataplane also answers to while it is the only
+ * one of that name in its mesh (what this server accepted before namespaces were part of it).
+ */
+const aliasKeyOfDataplane = (d: Dataplane) => (d.namespace ? `${d.mesh}.${d.name}` : undefined);
+
+/**
+ * The Dataplane a node id names among `candidates` (one mesh's): the one whose own node id it is
+ * (the smallest resource key if several, see servedDataplane), else the only Kubernetes-form one of
+ * that name; undefined when nothing or, ambiguously, several namespaces' Dataplanes answer to it.
+ */
+export function dataplaneForNode<D extends Dataplane>(candidates: readonly D[], mesh: string, name: string): { dataplane?: D; ambiguous?: D[] } {
+  const own = servedDataplane(candidates.filter((d) => d.mesh === mesh && dataplaneNodeName(d) === name));
+  if (own) return { dataplane: own };
+  const aliased = candidates.filter((d) => d.mesh === mesh && d.namespace !== '' && d.name === name);
+  if (aliased.length === 1) return { dataplane: aliased[0] };
+  return aliased.length > 1 ? { ambiguous: aliased } : {};
+}
+
+/** Why a short node id names no Dataplane although Dataplanes of that name exist in several namespaces. */
+export function ambiguousNodeReason(nodeKey: string, dataplanes: Iterable<Dataplane>): string {
+  const ids = [...dataplanes].map(nodeKeyOfDataplane).sort();
+  return `node id ${nodeKey} is ambiguous: Dataplanes of that name exist in ${ids.length} Kubernetes namespaces; connect as ${ids.join(' or ')}`;
+}
 
 /**
  * The index from Dataplane and mesh to the proxies attached for them, and the diff of one view
@@ -41,6 +76,8 @@ export class ProxyIndex {
   private readonly dataplanes = new Map<string, Dataplane>();
   /** Every Dataplane of a node id that more than one stored Dataplane claims, by resource key. */
   private readonly shared = new Map<string, Map<string, Dataplane>>();
+  /** Kubernetes-form Dataplanes by their short node id (`<mesh>.<name>`), by resource key. */
+  private readonly aliases = new Map<string, Map<string, Dataplane>>();
   private resources?: ReadonlyMap<string, Resource>;
   private meshSignatures = new Map<string, string>();
   /** The identities the signatures were computed from. */
@@ -65,7 +102,19 @@ export class ProxyIndex {
   }
 
   dataplane(p: { mesh: string; name: string }): Dataplane | undefined {
-    return this.dataplanes.get(dataplaneKeyOf(p));
+    const key = dataplaneKeyOf(p);
+    const own = this.dataplanes.get(key);
+    if (own) return own;
+    const aliased = this.aliases.get(key);
+    return aliased?.size === 1 ? aliased.values().next().value : undefined;
+  }
+
+  /** Why the node id names no Dataplane when several namespaces' Dataplanes answer to it, else undefined. */
+  ambiguity(p: { mesh: string; name: string }): string | undefined {
+    const key = dataplaneKeyOf(p);
+    const aliased = this.aliases.get(key);
+    if (!aliased || aliased.size < 2 || this.dataplanes.has(key)) return undefined;
+    return ambiguousNodeReason(key, aliased.values());
   }
 
   /** Takes the view's Dataplanes and identities; returns what changed since the last view. */
@@ -99,8 +148,9 @@ export class ProxyIndex {
   /** One key's change, as far as Dataplanes go: a new, removed or relabelled one is reported. */
   private diffKey(old: Resource | undefined, r: Resource | undefined, out: string[], duplicated: ViewChanges['duplicated']): void {
     if (old === r) return;
+    this.diffAlias(old?.kind === 'Dataplane' ? old : undefined, r?.kind === 'Dataplane' ? r : undefined, out);
     if (r?.kind === 'Dataplane') {
-      const dk = dataplaneKeyOf(r);
+      const dk = nodeKeyOfDataplane(r);
       const cur = this.dataplanes.get(dk);
       if (!this.shared.has(dk) && (cur === undefined || cur === old || (old === undefined && resourceKey(cur) === resourceKey(r)))) {
         // Stores keep unchanged objects, but a reload may re-create them: only labels matter here.
@@ -111,12 +161,12 @@ export class ProxyIndex {
       // Another stored Dataplane claims the same node id.
       let group = this.shared.get(dk);
       if (!group) this.shared.set(dk, (group = new Map([[resourceKey(cur!), cur!]])));
-      if (old?.kind === 'Dataplane' && dataplaneKeyOf(old) === dk) group.delete(resourceKey(old));
+      if (old?.kind === 'Dataplane' && nodeKeyOfDataplane(old) === dk) group.delete(resourceKey(old));
       group.set(resourceKey(r), r);
       this.elect(dk, group, out);
       if (group.size > 1) duplicated.push({ dataplane: dk, stored: [...group.keys()].sort(), served: resourceKey(this.dataplanes.get(dk)!) });
     } else if (old?.kind === 'Dataplane') {
-      const dk = dataplaneKeyOf(old);
+      const dk = nodeKeyOfDataplane(old);
       const group = this.shared.get(dk);
       if (group) {
         group.delete(resourceKey(old));
@@ -126,6 +176,27 @@ export class ProxyIndex {
       }
       if (this.dataplanes.get(dk) === old) this.dataplanes.delete(dk);
       out.push(dk);
+    }
+  }
+
+  /** Keeps the short node ids of Kubernetes-form Dataplanes; proxies connected by one are re-evaluated when it changes. */
+  private diffAlias(old: Dataplane | undefined, r: Dataplane | undefined, out: string[]): void {
+    const before = old && aliasKeyOfDataplane(old);
+    const after = r && aliasKeyOfDataplane(r);
+    if (before === undefined && after === undefined) return;
+    if (before !== undefined) {
+      const group = this.aliases.get(before);
+      group?.delete(resourceKey(old!));
+      if (group?.size === 0) this.aliases.delete(before);
+    }
+    if (after !== undefined) {
+      let group = this.aliases.get(after);
+      if (!group) this.aliases.set(after, (group = new Map()));
+      group.set(resourceKey(r!), r!);
+    }
+    if (before !== after || !sameLabels(old?.labels, r?.labels)) {
+      if (before !== undefined) out.push(before);
+      if (after !== undefined && after !== before) out.push(after);
     }
   }
 

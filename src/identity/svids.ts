@@ -285,7 +285,8 @@ export class SvidManager {
       const mismatch = claimMismatch(e.principal, dp);
       return mismatch ? { mismatch } : { labels: dp.labels };
     }
-    if (e.principal.source !== 'token') return undefined;
+    // A node id that several namespaces' Dataplanes answer to is not a gateway without one.
+    if (e.principal.source !== 'token' || this.index.ambiguity(e.principal)) return undefined;
     return { labels: claimLabels(e.principal), workload: e.principal.workload };
   }
 
@@ -315,7 +316,7 @@ export class SvidManager {
     const mesh = e.principal.mesh;
     const facts = this.factsOf(e);
     if (!facts) {
-      return this.settle(key, e, { state: 'pending', mesh, reason: `no Dataplane "${e.principal.name}" in mesh "${mesh}"` });
+      return this.settle(key, e, { state: 'pending', mesh, reason: this.index.ambiguity(e.principal) ?? `no Dataplane "${e.principal.name}" in mesh "${mesh}"` });
     }
     // The Dataplane changed after this proxy authenticated: its claims no longer hold.
     if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch, denied: true });

@@ -39,28 +39,58 @@ test('a Dataplane added or removed concerns that Dataplane only', () => {
   assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), undefined);
 });
 
-test('two Dataplanes stored for one node id (two namespaces): the smallest resource key is served whatever the order, the duplicate is reported, and deleting one serves the other', () => {
+test('Kubernetes-form Dataplanes of one name in two namespaces are each served by <mesh>.<name>.<namespace>; the short <mesh>.<name> serves one only while it is the only one, and is ambiguous otherwise, whatever the order', () => {
   const inNs = (ns: string, sa: string) => ({ ...dataplane('a', labels(sa)), namespace: ns });
   const shop = inNs('shop', 'first');
-  const moved = inNs('moved', 'second'); // 'moved' sorts before 'shop'
+  const moved = inNs('moved', 'second');
+  const short = { mesh: 'default', name: 'a' };
   for (const order of [
     [shop, moved],
     [moved, shop],
   ]) {
     const idx = new ProxyIndex();
     const c1 = idx.update(view([order[0]!]));
-    assert.deepEqual(c1.duplicated, []);
+    assert.deepEqual(c1.dataplanes.sort(), ['default.a', `default.a.${order[0]!.namespace}`].sort());
+    assert.equal(idx.dataplane(short), order[0], 'the only one of its name answers to the short node id');
     const c2 = idx.update(view(order));
-    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), moved);
-    assert.deepEqual(c2.duplicated, [{ dataplane: 'default.a', stored: [resourceKey(moved), resourceKey(shop)].sort(), served: resourceKey(moved) }]);
-    // The rollback: one copy deleted; the proxy is served the other, not left without a Dataplane.
+    assert.deepEqual(c2.duplicated, [], 'not duplicates: two pods');
+    assert.ok(c2.dataplanes.includes('default.a'), 'proxies connected by the short id are re-evaluated');
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a.shop' }), shop);
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a.moved' }), moved);
+    assert.equal(idx.dataplane(short), undefined, 'never one namespace\'s identity for the other\'s pod');
+    assert.equal(idx.ambiguity(short), 'node id default.a is ambiguous: Dataplanes of that name exist in 2 Kubernetes namespaces; connect as default.a.moved or default.a.shop');
+    assert.equal(idx.ambiguity({ mesh: 'default', name: 'a.shop' }), undefined);
     const c3 = idx.update(view([shop]));
-    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), shop);
-    assert.deepEqual(c3.dataplanes, ['default.a']);
-    idx.update(view([moved]));
-    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), moved);
+    assert.equal(idx.dataplane(short), shop);
+    assert.equal(idx.ambiguity(short), undefined);
+    assert.deepEqual(c3.dataplanes.sort(), ['default.a', 'default.a.moved']);
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a.moved' }), undefined);
     idx.update(view([]));
-    assert.equal(idx.dataplane({ mesh: 'default', name: 'a' }), undefined);
+    assert.equal(idx.dataplane(short), undefined);
+    assert.equal(idx.dataplane({ mesh: 'default', name: 'a.shop' }), undefined);
+  }
+});
+
+test('two Dataplanes stored for one node id (a Universal "a.shop" and a Kubernetes "a" in shop): the smallest resource key is served whatever the order, the duplicate is reported, and deleting one serves the other', () => {
+  const k8s = { ...dataplane('a', labels('k8s')), namespace: 'shop' };
+  const universal = dataplane('a.shop', labels('universal'));
+  const node = { mesh: 'default', name: 'a.shop' };
+  const first = resourceKey(k8s) < resourceKey(universal) ? k8s : universal;
+  const second = first === k8s ? universal : k8s;
+  for (const order of [
+    [k8s, universal],
+    [universal, k8s],
+  ]) {
+    const idx = new ProxyIndex();
+    assert.deepEqual(idx.update(view([order[0]!])).duplicated, []);
+    const c2 = idx.update(view(order));
+    assert.equal(idx.dataplane(node), first);
+    assert.deepEqual(c2.duplicated, [{ dataplane: 'default.a.shop', stored: [resourceKey(k8s), resourceKey(universal)].sort(), served: resourceKey(first) }]);
+    const c3 = idx.update(view([second]));
+    assert.equal(idx.dataplane(node), second, 'one copy deleted: the other is served, not none');
+    assert.ok(c3.dataplanes.includes('default.a.shop'));
+    idx.update(view([]));
+    assert.equal(idx.dataplane(node), undefined);
   }
 });
 
