@@ -6,6 +6,7 @@ import { decodeResourceText, readResourceText } from '../api/file-text.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { DirectoryStore } from '../store/directory.js';
+import { resourceRefProblem } from '../store/directory-writes.js';
 import { StoreWriteError, type ResourceStore } from '../store/types.js';
 
 export interface Output {
@@ -48,6 +49,12 @@ export async function runDelete(
   opts: { force: boolean; resourceVersion?: string },
   io: Output,
 ): Promise<number> {
+  // Refused before any store is asked: with the directory store the name becomes a file name.
+  const problem = resourceRefProblem(ref);
+  if (problem !== undefined) {
+    io.err(`delete: ${problem}`);
+    return 1;
+  }
   const what = `${ref.kind} "${ref.name}" of mesh "${ref.mesh}"`;
   try {
     const deleted = await store.delete(ref.kind, ref.mesh, ref.namespace, ref.name, opts);

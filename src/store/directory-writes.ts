@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { ResourceMeta } from '../api/types.js';
+import { labelNameProblem, nameProblem } from '../api/validate-common.js';
 import { withFileLock } from './file-lock.js';
 
 export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per file): change it with mesh-sds apply or delete.\n';
@@ -11,6 +12,20 @@ export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per f
 /** One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous. */
 export function managedFileName(r: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
   return `${r.kind.toLowerCase()}_${r.mesh}_${r.namespace}_${r.name}.yaml`;
+}
+
+/**
+ * Why `ref` cannot name a file of apply's, if it cannot: a name, mesh or namespace that is not a
+ * resource name (a `/` or `..` in it would reach outside the directory; a `_` would make two
+ * resources share a file name). Cluster-scoped resources have an empty mesh.
+ */
+export function resourceRefProblem(ref: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string | undefined {
+  const bad = (what: string, value: string, problem: string | undefined) => problem && `${JSON.stringify(value)} is not a valid ${what}: ${problem}`;
+  return (
+    bad('name', ref.name, nameProblem(ref.name)) ??
+    (ref.kind === 'ClusterFederatedTrustDomain' && ref.mesh === '' ? undefined : bad('mesh', ref.mesh, labelNameProblem(ref.mesh))) ??
+    (ref.namespace === '' ? undefined : bad('namespace', ref.namespace, labelNameProblem(ref.namespace)))
+  );
 }
 
 /** The version of a stored resource: a digest of its file's bytes ('' when absent). */

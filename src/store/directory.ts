@@ -13,6 +13,7 @@ import {
   contentVersion,
   fileVersion,
   managedFileName,
+  resourceRefProblem,
   MANAGED_HEADER,
   removeFileDurably,
   withResourceLocks,
@@ -450,8 +451,12 @@ export class DirectoryStore implements ResourceStore {
     this.subject.next({ revision: ++this.revision, resources: snap.resources, errors, versions: snap.versions });
   }
 
+  /** Apply's file for `r`, always directly in the directory, whatever the caller passed. */
   private managedPath(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
-    return join(this.dir, managedFileName(r));
+    const problem = resourceRefProblem(r);
+    const path = join(this.dir, managedFileName(r));
+    if (problem !== undefined || dirname(path) !== this.dir) throw new StoreWriteError(`${describeResource(r)}: ${problem ?? 'not a resource name'}`);
+    return path;
   }
 
   /** The user's file (not written by apply) that defines `key`, if any. */
@@ -468,6 +473,12 @@ export class DirectoryStore implements ResourceStore {
     if (errors.length > 0) return errors;
     const refused: ResourceError[] = [];
     for (const r of resources) {
+      // Validation already refuses such names; this keeps every write inside the directory regardless.
+      const problem = resourceRefProblem(r);
+      if (problem !== undefined) {
+        refused.push({ file: sourceName, document: r.source?.document ?? 0, path: '', message: `${describeResource(r)}: ${problem}` });
+        continue;
+      }
       const user = this.userFileOf(resourceKey(r));
       if (user !== undefined) {
         refused.push({
@@ -501,10 +512,10 @@ export class DirectoryStore implements ResourceStore {
 
   async delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts: WriteOptions = {}): Promise<boolean> {
     const ref = { kind, mesh, namespace, name };
+    const target = this.managedPath(ref); // first: a name that is not a resource name goes no further
     const key = resourceKey(ref);
     const user = this.userFileOf(key);
     if (user !== undefined) throw new StoreWriteError(`${describeResource(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
-    const target = this.managedPath(ref);
     const deleted = await withResourceLocks([target], async () => {
       const current = await fileVersion(target);
       if (current === '') return false;

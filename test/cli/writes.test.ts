@@ -124,3 +124,24 @@ test('import copies a directory into Postgres and reports created, updated, unch
   const got = await meshSds(['get', 'meshtrust', 't1', '-o', 'json', '--store', url, '--state-dir', join(w.root, 'state')]);
   assert.equal(JSON.parse(got.stdout).spec.trustDomain, 'two.example');
 });
+
+test('delete refuses a name, mesh or namespace that is not a valid resource name, and never touches a file outside --resources', async (t) => {
+  const w = await workspace(t);
+  await mkdir(join(w.root, 'victim'));
+  const victim = join(w.root, 'victim', 'precious.yaml');
+  await writeFile(victim, 'not a mesh-sds file\n');
+  const cases = [
+    ['dataplane', 'x/../../victim/precious'],
+    ['dataplane', 'x/../../victim/precious', '--force'],
+    ['dataplane', 'ok', '--mesh', 'x/../../victim', '--force'],
+    ['dataplane', 'ok', '--namespace', 'x/../../victim', '--force'],
+    ['dataplane', 'Not_A_Name', '--force'],
+  ];
+  for (const args of cases) {
+    const r = await meshSds(['delete', ...args, ...w.flags]);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.stdout}`);
+    assert.match(r.stderr, /is not a valid (name|mesh|namespace): must be a valid DNS-1123/, args.join(' '));
+    assert.doesNotMatch(r.stderr, /version/, 'no digest of any file is shown');
+  }
+  assert.equal(await readFile(victim, 'utf8'), 'not a mesh-sds file\n');
+});

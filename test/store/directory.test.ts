@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
 import { DirectoryStore } from '../../src/store/directory.js';
+import { StoreWriteError } from '../../src/store/types.js';
 import type { ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
 import { meshTrustYaml } from '../helpers/yaml.js';
@@ -151,5 +152,16 @@ test('two writers that read the same state and apply the same resource: exactly 
     } finally {
       await second.close();
     }
+  });
+});
+
+test('delete of a name that is not a resource name is refused by the store itself: no file outside the directory is ever removed', async () => {
+  await withStore(async (store, dir) => {
+    const victim = join(dir, '..', 'precious.yaml');
+    await writeFile(victim, 'not a mesh-sds file\n');
+    for (const [mesh, name] of [['default', 'x/../../precious'], ['x/../..', 'precious'], ['default', '../precious']] as const) {
+      await assert.rejects(store.delete('Dataplane', mesh, '', name, { force: true }), (e: Error) => e instanceof StoreWriteError && /not a valid/.test(e.message));
+    }
+    await stat(victim);
   });
 });
