@@ -1,16 +1,20 @@
 // Files written by `mesh-sds apply` into a resource directory: one resource per file, a header
 // that marks it as apply's, written atomically (temp file, fsync, rename, fsync of the folder).
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readFile, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
 import type { ResourceMeta } from '../api/types.js';
-import { labelNameProblem, nameProblem } from '../api/validate-common.js';
+import { isPlainObject, labelNameProblem, nameProblem } from '../api/validate-common.js';
+import { NAMESPACE_LABEL } from '../api/validate.js';
 import { withFileLock } from './file-lock.js';
+
+type Ref = Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>;
 
 export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per file): change it with mesh-sds apply or delete.\n';
 
 /** One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous. */
-export function managedFileName(r: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
+export function managedFileName(r: Ref): string {
   return `${r.kind.toLowerCase()}_${r.mesh}_${r.namespace}_${r.name}.yaml`;
 }
 
@@ -19,7 +23,7 @@ export function managedFileName(r: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespa
  * resource name (a `/` or `..` in it would reach outside the directory; a `_` would make two
  * resources share a file name). Cluster-scoped resources have an empty mesh.
  */
-export function resourceRefProblem(ref: Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>): string | undefined {
+export function resourceRefProblem(ref: Ref): string | undefined {
   const bad = (what: string, value: string, problem: string | undefined) => problem && `${JSON.stringify(value)} is not a valid ${what}: ${problem}`;
   return (
     bad('name', ref.name, nameProblem(ref.name)) ??
@@ -33,13 +37,36 @@ export function contentVersion(text: string | Buffer): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 20);
 }
 
-export async function fileVersion(path: string): Promise<string> {
-  try {
-    return contentVersion(await readFile(path));
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return '';
+/** What lies at apply's path for a resource: nothing, apply's file for it (with its version), or anything else. */
+export type ManagedTarget = { state: 'absent' } | { state: 'managed'; version: string } | { state: 'foreign' };
+
+/**
+ * Decided by content, not by name or header alone: apply's file starts with its header and holds
+ * exactly one document, that resource in the form apply writes it (read leniently, so a file of
+ * apply's that no longer validates can still be replaced). Anything else (a user's file that
+ * happens to bear the name, a link, a folder) is foreign: never replaced or removed, even with force.
+ */
+export async function readManagedTarget(path: string, ref: Ref): Promise<ManagedTarget> {
+  const st = await lstat(path).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return undefined;
     throw e;
-  }
+  });
+  if (!st) return { state: 'absent' };
+  if (!st.isFile()) return { state: 'foreign' };
+  const bytes = await readFile(path);
+  const text = bytes.toString('utf8');
+  return text.startsWith(MANAGED_HEADER) && holdsOnly(text, ref) ? { state: 'managed', version: contentVersion(bytes) } : { state: 'foreign' };
+}
+
+function holdsOnly(text: string, ref: Ref): boolean {
+  const docs = parseAllDocuments(text);
+  if (!Array.isArray(docs) || docs.length !== 1 || docs[0]!.errors.length > 0) return false;
+  const v: unknown = docs[0]!.toJS();
+  if (!isPlainObject(v)) return false;
+  const labels = isPlainObject(v.labels) ? v.labels : {};
+  // toUniversalObject's form: cluster-scoped kinds have no mesh, a namespace is a label.
+  const mesh = ref.kind === 'ClusterFederatedTrustDomain' ? (v.mesh ?? '') : v.mesh;
+  return v.type === ref.kind && v.name === ref.name && mesh === ref.mesh && (labels[NAMESPACE_LABEL] ?? '') === ref.namespace;
 }
 
 async function fsyncDir(dir: string): Promise<void> {

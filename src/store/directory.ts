@@ -11,10 +11,10 @@ import { MemoryStateStore } from './memory-state.js';
 import { fileSignature, kubeletTarget, listTree, RESOURCE_FILE, type DirInfo, type ListedFile, type Listing } from './directory-walk.js';
 import {
   contentVersion,
-  fileVersion,
   managedFileName,
   resourceRefProblem,
   MANAGED_HEADER,
+  readManagedTarget,
   removeFileDurably,
   withResourceLocks,
   writeFileAtomic,
@@ -459,6 +459,10 @@ export class DirectoryStore implements ResourceStore {
     return path;
   }
 
+  private notOurs(path: string, r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>, verb: 'replace' | 'delete'): string {
+    return `${this.shown(path)} is not apply's file for ${describeResource(r)} (it holds something else): refusing to ${verb} it, even with --force; move or rename that file`;
+  }
+
   /** The user's file (not written by apply) that defines `key`, if any. */
   private userFileOf(key: string): string | undefined {
     return this.index.definersOf(key).find((p) => !this.files.get(p)?.managed);
@@ -493,15 +497,21 @@ export class DirectoryStore implements ResourceStore {
     const targets = resources.map((r) => this.managedPath(r));
     const conflicts = await withResourceLocks(targets, async () => {
       const found: ResourceError[] = [];
-      if (!opts.force) {
-        for (const r of resources) {
-          const expected = r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '';
-          const current = await fileVersion(this.managedPath(r));
-          if (current !== expected) found.push(conflictAt(r, sourceName, expected, current));
+      const foreign: ResourceError[] = [];
+      for (const [i, r] of resources.entries()) {
+        const at = await readManagedTarget(targets[i]!, r);
+        if (at.state === 'foreign') {
+          foreign.push({ file: sourceName, document: r.source?.document ?? 0, path: '', message: this.notOurs(targets[i]!, r, 'replace') });
+          continue;
         }
+        const expected = r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '';
+        const current = at.state === 'managed' ? at.version : '';
+        if (!opts.force && current !== expected) found.push(conflictAt(r, sourceName, expected, current));
       }
+      // A user's file is never touched, whatever else the text holds and even with force.
+      if (foreign.length > 0) return foreign;
       if (found.length > 0) return found;
-      for (const r of resources) await writeFileAtomic(this.managedPath(r), MANAGED_HEADER + serializeResource(r, 'yaml'));
+      for (const [i, r] of resources.entries()) await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'));
       return [];
     });
     if (conflicts.length > 0) return conflicts;
@@ -517,8 +527,10 @@ export class DirectoryStore implements ResourceStore {
     const user = this.userFileOf(key);
     if (user !== undefined) throw new StoreWriteError(`${describeResource(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
     const deleted = await withResourceLocks([target], async () => {
-      const current = await fileVersion(target);
-      if (current === '') return false;
+      const at = await readManagedTarget(target, ref);
+      if (at.state === 'absent') return false;
+      if (at.state === 'foreign') throw new StoreWriteError(this.notOurs(target, ref, 'delete'));
+      const current = at.version;
       const expected = opts.resourceVersion ?? this.index.versionOf(key) ?? '';
       if (!opts.force && current !== expected) {
         throw new StoreWriteError(`conflict: ${describeResource(ref)} was changed since it was read (version ${expected || 'absent'}, now ${current}); read it again, or use --force`, true);

@@ -145,3 +145,20 @@ test('delete refuses a name, mesh or namespace that is not a valid resource name
   }
   assert.equal(await readFile(victim, 'utf8'), 'not a mesh-sds file\n');
 });
+
+test("a user's file that bears apply's file name for another resource is never replaced or removed, even with --force", async (t) => {
+  const w = await workspace(t);
+  const userFile = join(w.resources, 'dataplane_default__foo.yaml');
+  await writeFile(userFile, trustYaml('partner-trust', 'partner.example'));
+  for (const force of [[], ['--force']]) {
+    const r = await meshSds(['apply', '-f', '-', ...force, ...w.flags], { input: dataplaneYaml('foo', { app: 'foo' }) });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /dataplane_default__foo\.yaml is not apply's file for Dataplane "foo" of mesh "default" .*even with --force/);
+    assert.doesNotMatch(r.stderr, /another writer/);
+  }
+  const deleted = await meshSds(['delete', 'dataplane', 'foo', '--force', ...w.flags]);
+  assert.equal(deleted.code, 1, deleted.stdout);
+  assert.match(deleted.stderr, /dataplane_default__foo\.yaml is not apply's file for Dataplane "foo"/);
+  assert.equal(await readFile(userFile, 'utf8'), trustYaml('partner-trust', 'partner.example'), 'the user file is untouched');
+  assert.equal((await getJson(w.flags, 'meshtrust', 'partner-trust')).spec.trustDomain, 'partner.example');
+});

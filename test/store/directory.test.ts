@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, writeFile, unlink, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, unlink, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -163,5 +163,37 @@ test('delete of a name that is not a resource name is refused by the store itsel
       await assert.rejects(store.delete('Dataplane', mesh, '', name, { force: true }), (e: Error) => e instanceof StoreWriteError && /not a valid/.test(e.message));
     }
     await stat(victim);
+  });
+});
+
+test("apply and delete decide by the content of apply's file name: a file holding anything but that one resource is never replaced or removed, even with force", async () => {
+  await withStore(async (store, dir) => {
+    const target = join(dir, 'meshtrust_default__mine.yaml');
+    const header = '# Written by `mesh-sds apply` (one resource per file): change it with mesh-sds apply or delete.\n';
+    const contents = [
+      trustYaml('other', 'other.example'), // a user's file that happens to bear the name
+      header + trustYaml('other', 'other.example'), // apply's header copied, another resource
+      header + trustYaml('mine', 'a.example') + '---\n' + trustYaml('other', 'other.example'), // this resource and another
+    ];
+    for (const text of contents) {
+      await writeFile(target, text);
+      await store.rescan();
+      for (const force of [false, true]) {
+        const errors = await store.apply(trustYaml('mine', 'mine.example'), 'new.yaml', { force });
+        assert.equal(errors.length, 1, text);
+        // (The last one defines "mine" among others: refused as any user's file defining it is.)
+        const named = /meshtrust_default__mine\.yaml(, a file not written by apply| is not apply's file for MeshTrust "mine")/;
+        assert.match(errors[0]!.message, named);
+        await assert.rejects(store.delete('MeshTrust', 'default', '', 'mine', { force }), named);
+      }
+      assert.equal(await readFile(target, 'utf8'), text);
+    }
+    // Apply's own file (one resource, header) is still replaced and removed.
+    await unlink(target);
+    await store.rescan();
+    assert.deepEqual(await store.apply(trustYaml('mine', 'one.example'), 'new.yaml'), []);
+    assert.deepEqual(await store.apply(trustYaml('mine', 'two.example'), 'new.yaml'), []);
+    assert.equal(await store.delete('MeshTrust', 'default', '', 'mine'), true);
+    await assert.rejects(stat(target));
   });
 });
