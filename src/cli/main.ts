@@ -15,8 +15,8 @@ import type { FederatedView } from '../federation/mesh-trusts.js';
 // Heavy modules (gRPC, Postgres, PKI) load only for the commands that need them, so `validate`
 // and `--help` start fast.
 const offline = () => import('./offline.js');
-async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
-  return (await offline()).withStore(flags, fn);
+async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+  return (await offline()).withStore(flags, fn, opts);
 }
 async function computeView(store: ResourceStore, zone: string): Promise<FederatedView> {
   return (await offline()).computeView(store, zone);
@@ -207,7 +207,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       if (o.output === 'json') out(JSON.stringify(name ? withStatus(list[0]!) : list.map(withStatus), null, 2));
       else if (o.output === 'yaml') out(name ? stringify(withStatus(list[0]!), { lineWidth: 0 }) : list.map((r) => stringify(withStatus(r), { lineWidth: 0 })).join('---\n'));
       else out(table(kind, list, view));
-    });
+    }, { readOnly: true });
   });
 
 storeOptions(program.command('inspect').description('explain which identity a dataplane gets, and what it trusts'))
@@ -218,7 +218,7 @@ storeOptions(program.command('inspect').description('explain which identity a da
       const { formatInspection, inspectDataplane } = await import('./inspect.js');
       const result = inspectDataplane(await computeView(store, o.zone), o.dataplane);
       out(o.json ? JSON.stringify(result, null, 2) : formatInspection(result));
-    });
+    }, { readOnly: true });
   });
 
 storeOptions(program.command('export-trust').description('print the trust bundle of a mesh: PEM, or a SPIFFE bundle (JWK Set) of one trust domain'))
@@ -230,7 +230,7 @@ storeOptions(program.command('export-trust').description('print the trust bundle
       const { exportTrust } = await import('./export-trust.js');
       const text = await exportTrust(await computeView(store, o.zone), store.state, { mesh: o.mesh, trustDomain: o.trustDomain, format: o.format });
       out(text);
-    });
+    }, { readOnly: true });
   });
 
 const token = program.command('token').description('proxy tokens');
@@ -259,7 +259,17 @@ storeOptions(token.command('revoke').description('revoke a token (read from --to
   .option('--token-file <file>')
   .action(async (o) => {
     const t = (o.tokenFile ? await readFile(o.tokenFile, 'utf8') : await readStdin()).trim();
-    const jti = await (await offline()).withState(o, async (state) => (await (await tokenAuthority()).open(state)).revokeToken(t));
+    const cli = await offline();
+    // Revoking means recording against the key a server already has: opening the authority on a
+    // mistyped or empty state would create a new key there and report success.
+    if (!o.store) await cli.mustBeDirectory('--state-dir', o.stateDir);
+    const jti = await cli.withState(o, async (state) => {
+      const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
+      if ((await state.get(MAC_KEY_STATE_KEY)) === undefined && (await state.get(SIGNING_KEY_STATE_KEY)) === undefined) {
+        throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${o.stateDir}`} holds no token key: no token signed by it can be revoked (is it the server's state?)`);
+      }
+      return (await (await tokenAuthority()).open(state)).revokeToken(t);
+    });
     out(`revoked token ${jti}`);
   });
 

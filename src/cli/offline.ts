@@ -1,4 +1,5 @@
 // The server's resolution pipeline run once, without serving: for `get`, `inspect`, `export-trust`.
+import { stat } from 'node:fs/promises';
 import { filter, firstValueFrom, timeout } from 'rxjs';
 import { resourcesOfKind } from '../api/types.js';
 import { IdentityAuthorities } from '../identity/authorities.js';
@@ -28,7 +29,13 @@ export interface StateKeyFlags {
 /** The state key flags each open store was opened with, for computeView. */
 const keyFlagsOf = new WeakMap<ResourceStore, StoreFlags>();
 
-export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
+/**
+ * `readOnly`: a command that only reads (get, inspect, export-trust) refuses a --resources
+ * directory that does not exist, naming it, where the directory store would create it (a typo
+ * would otherwise print an empty, successful result).
+ */
+export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+  if (opts.readOnly && !flags.store && flags.resources !== undefined) await mustBeDirectory('--resources', flags.resources);
   const maxFileSize = flags.maxFileSize === undefined ? undefined : parseByteSize(flags.maxFileSize);
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize });
   try {
@@ -60,6 +67,12 @@ export async function withState<T>(
   }
   const { FileStateStore } = await import('../store/file-state.js');
   return fn(await sealed(await FileStateStore.open(flags.stateDir)));
+}
+
+export async function mustBeDirectory(flag: string, dir: string): Promise<void> {
+  const st = await stat(dir).catch(() => undefined);
+  if (!st) throw new Error(`${flag} ${dir}: no such directory`);
+  if (!st.isDirectory()) throw new Error(`${flag} ${dir}: not a directory`);
 }
 
 /** Warnings of the state setup, for a command whose stdout is its result. */
