@@ -3,6 +3,7 @@
 import { stat } from 'node:fs/promises';
 import { firstValueFrom } from 'rxjs';
 import { decodeResourceText, readResourceText } from '../api/file-text.js';
+import { parseResources } from '../api/parse.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { DirectoryStore } from '../store/directory.js';
@@ -34,6 +35,12 @@ async function readStdinBytes(maxBytes: number): Promise<Buffer> {
 
 /** Exit code 0 when everything was stored, 1 otherwise (every problem printed, conflicts named). */
 export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output): Promise<number> {
+  // As kubectl: an input with no objects is an error, not a silent success (a wrong file, an empty pipe).
+  const parsed = parseResources(text, source);
+  if (parsed.errors.length === 0 && parsed.resources.length === 0) {
+    io.err(`error: no objects passed to apply: ${source} holds no resources; nothing applied`);
+    return 1;
+  }
   const errors = await store.apply(text, source, { force });
   if (errors.length > 0) {
     io.err(errors.map(formatResourceError).join('\n'));

@@ -162,3 +162,14 @@ test("a user's file that bears apply's file name for another resource is never r
   assert.equal(await readFile(userFile, 'utf8'), trustYaml('partner-trust', 'partner.example'), 'the user file is untouched');
   assert.equal((await getJson(w.flags, 'meshtrust', 'partner-trust')).spec.trustDomain, 'partner.example');
 });
+
+test('apply of input that holds no resources is an error: nothing was applied', async (t) => {
+  const w = await workspace(t);
+  for (const input of ['', '\n', '# only a comment\n---\n']) {
+    const r = await meshSds(['apply', '-f', '-', ...w.flags], { input });
+    assert.equal(r.code, 1, JSON.stringify(input));
+    assert.match(r.stderr, /no objects passed to apply: stdin holds no resources; nothing applied/);
+    assert.doesNotMatch(r.stdout, /applied/);
+  }
+  assert.deepEqual(await readdir(w.resources), []);
+});
