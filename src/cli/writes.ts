@@ -96,7 +96,10 @@ export async function runImport(dir: string, target: ResourceStore, maxFileSize:
   const counts = { created: 0, updated: 0, unchanged: 0, failed: 0 };
   const sorted = [...source.resources.values()].sort((a, b) => resourceKey(a).localeCompare(resourceKey(b)));
   for (const r of sorted) {
-    const existing = current.resources.get(resourceKey(r));
+    const key = resourceKey(r);
+    const existing = current.resources.get(key);
+    // A row with a version but no resource is stored and invalid: overwriting it is not a creation.
+    const invalidRow = !existing && current.versions?.has(key) === true;
     const what = `${r.kind} ${r.mesh}/${r.namespace ? `${r.namespace}/` : ''}${r.name}`;
     if (existing && sameContent(existing, r)) {
       counts.unchanged++;
@@ -110,9 +113,9 @@ export async function runImport(dir: string, target: ResourceStore, maxFileSize:
       io.err(errors.map(formatResourceError).join('\n'));
       continue;
     }
-    const outcome = existing ? 'updated' : 'created';
+    const outcome = existing || invalidRow ? 'updated' : 'created';
     counts[outcome]++;
-    io.out(`${outcome} ${what}`);
+    io.out(`${outcome} ${what}${invalidRow ? ' (replaced an invalid row)' : ''}`);
   }
   io.out(`imported ${dir}: ${counts.created} created, ${counts.updated} updated, ${counts.unchanged} unchanged${counts.failed ? `, ${counts.failed} failed` : ''}`);
   return failed ? 1 : 0;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { meshSds } from './run.js';
 import { makeCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
-import { PG_URL, dropSchema, testSchema } from '../store-postgres/helpers.js';
+import { PG_URL, adminQuery, dropSchema, testSchema } from '../store-postgres/helpers.js';
 
 const ca = makeCa('cli-writes');
 const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
@@ -172,4 +172,24 @@ test('apply of input that holds no resources is an error: nothing was applied', 
     assert.doesNotMatch(r.stdout, /applied/);
   }
   assert.deepEqual(await readdir(w.resources), []);
+});
+
+test('import over a row that exists but is invalid reports it replaced, not created', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const url = `${PG_URL}?schema=${schema}`;
+  const state = ['--state-dir', join(w.root, 'state')];
+  // Creates the schema; then a row another tool wrote that does not validate.
+  assert.equal((await meshSds(['get', 'meshtrust', '--store', url, ...state])).code, 0);
+  await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('MeshTrust', 'default', '', 't1', $1)`, [
+    'type: MeshTrust\nname: t1\nmesh: default\nspec: {trustDomain: "not a domain"}\n',
+  ]);
+  await writeFile(join(w.resources, 'trust.yaml'), trustYaml('t1', 'one.example'));
+  await writeFile(join(w.resources, 'dp.yaml'), dataplaneYaml('a', { app: 'a' }));
+  const r = await meshSds(['import', '--resources', w.resources, '--store', url, ...state]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^updated MeshTrust default\/t1 \(replaced an invalid row\)$/m);
+  assert.match(r.stdout, /^created Dataplane default\/a$/m);
+  assert.match(r.stdout, /1 created, 1 updated, 0 unchanged/);
 });
