@@ -135,22 +135,38 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   let defaultDomain: string | undefined;
   let closed = false;
 
-  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+  const route = (req: IncomingMessage, res: ServerResponse): void => {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return send(res, 405, errorBody('method not allowed'));
     }
-    const path = new URL(req.url ?? '/', 'https://bundle-endpoint').pathname;
     let td: string;
     try {
-      td = decodeURIComponent(path.slice(1));
+      // Throws on targets WHATWG URL rejects (`//%`, `http://[/`): a client error, not ours.
+      td = decodeURIComponent(new URL(req.url ?? '/', 'https://bundle-endpoint').pathname.slice(1));
     } catch {
-      return send(res, 400, errorBody('malformed path'));
+      return send(res, 400, errorBody('malformed request target'));
     }
     if (td === '') return send(res, 404, errorBody('name a trust domain: GET /<trust-domain>'));
     const doc = docs.get(td);
     if (!doc) return send(res, 404, errorBody(`no SPIFFE bundle for trust domain "${td}" here`));
     send(res, 200, doc.body);
+  };
+
+  // A request handler that throws would end the process (it runs outside any promise): one
+  // unauthenticated request must never take the SDS server down with it.
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    try {
+      route(req, res);
+    } catch (e) {
+      opts.log?.warn({ reason: (e as Error).message }, 'bundle endpoint request failed');
+      try {
+        if (!res.headersSent) send(res, 500, errorBody('internal error'));
+        else res.destroy();
+      } catch {
+        res.destroy();
+      }
+    }
   };
 
   let webFiles: string[] = [];

@@ -134,7 +134,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const url = new URL(req.url ?? '/', 'http://admin');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      // A request target WHATWG URL rejects (`//%`, `http://[/`) is the client's error.
+      return send(res, 400, 'text/plain; charset=utf-8', 'malformed request target\n');
+    }
     const path = url.pathname;
     if (path === '/rotate' && opts.rotate) {
       if (req.method !== 'POST') {

@@ -140,3 +140,19 @@ test('an invalid listen address is refused', async () => {
   await assert.rejects(startAdminServer({ ...base, listen: 'localhost' }), /host:port/);
   await assert.rejects(startAdminServer({ ...base, listen: '127.0.0.1:99999' }), /invalid port/);
 });
+
+test('a request target that URL parsing rejects is a 400, not a 500', async () => {
+  const { connect } = await import('node:net');
+  await withAdmin({}, async (base) => {
+    const port = Number(new URL(base).port);
+    for (const line of ['GET //% HTTP/1.1', 'GET http://[/ HTTP/1.1']) {
+      const s = connect(port, '127.0.0.1');
+      s.write(`${line}\r\nHost: x\r\nConnection: close\r\n\r\n`);
+      let text = '';
+      s.setEncoding('utf8').on('data', (c: string) => (text += c));
+      await new Promise((r) => s.once('close', r));
+      assert.match(text.split('\r\n')[0] ?? '', /^HTTP\/1\.1 400 /, line);
+    }
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
+  });
+});

@@ -188,3 +188,33 @@ test('a client that stalls is dropped after the client timeout: before its TLS h
     await ep.close();
   }
 });
+
+/** Sends one raw request line over TLS (verified against `caPem`) and returns the status line. */
+async function rawStatusLine(port: number, caPem: string, servername: string, requestLine: string): Promise<string> {
+  const s = tlsConnect({ port, host: '127.0.0.1', servername, ca: caPem, checkServerIdentity: () => undefined });
+  try {
+    await new Promise((r, j) => s.once('secureConnect', r).once('error', j));
+    s.write(`${requestLine}\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`);
+    let text = '';
+    s.setEncoding('utf8').on('data', (c: string) => (text += c));
+    await new Promise((r) => s.once('close', r));
+    return text.split('\r\n')[0] ?? '';
+  } finally {
+    s.destroy();
+  }
+}
+
+test('a request target that URL parsing rejects is a 400 and the endpoint keeps serving (it used to end the process)', async () => {
+  const ca = load(makeCa('url', { trustDomain: 'url.test' }));
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore() });
+  try {
+    await ep.setDomains([domain('url.test', ca)]);
+    for (const line of ['GET //% HTTP/1.1', 'GET http://[/ HTTP/1.1', 'HEAD //% HTTP/1.1', 'GET /%E0%A4%A HTTP/1.1']) {
+      assert.match(await rawStatusLine(ep.port, ca.trustPem, 'url.test', line), /^HTTP\/1\.1 400 /, line);
+    }
+    const ok = await httpsGet(ep.port, '/url.test', { caPem: ca.trustPem, servername: 'url.test' });
+    assert.equal(ok.status, 200);
+  } finally {
+    await ep.close();
+  }
+});
