@@ -8,8 +8,10 @@ import { derToPem, splitPemCertificates } from './pem.js';
 
 export const X509_SVID_USE = 'x509-svid';
 export const JWT_SVID_USE = 'jwt-svid';
-/** Key types whose public parameters we can compare with the certificate (RFC 7518 §6). */
-const KNOWN_KTY: ReadonlySet<string> = new Set(['EC', 'RSA']);
+/** Key types whose public parameters we can compare with the certificate (RFC 7518 §6, RFC 8037 §2 for OKP). */
+const KNOWN_KTY: ReadonlySet<string> = new Set(['EC', 'RSA', 'OKP']);
+/** OKP curves that sign (X25519/X448 keys cannot be a CA's). */
+const SIGNING_OKP_CURVES: ReadonlySet<string> = new Set(['Ed25519', 'Ed448']);
 /** JWK members that only a private key has (RFC 7518 §6.2.2, §6.3.2). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 const STD_BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
@@ -58,10 +60,17 @@ export function spiffeBundleDocument(input: EncodeSpiffeBundleInput): Record<str
     if (seen.has(fp)) continue;
     seen.add(fp);
     if (!cert.ca) throw new Error(`certificate "${cert.subject}" is not a CA and cannot be a SPIFFE bundle authority`);
-    const jwk = cert.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    let jwk: Record<string, unknown>;
+    try {
+      jwk = cert.publicKey.export({ format: 'jwk' }) as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`certificate "${cert.subject}" has a ${cert.publicKey.asymmetricKeyType ?? 'unknown'} key that cannot be a JWK: ${(e as Error).message}`, { cause: e });
+    }
     if (jwk.kty === 'EC') keys.push({ use: X509_SVID_USE, kty: 'EC', crv: jwk.crv, x: jwk.x, y: jwk.y, x5c: [cert.raw.toString('base64')] });
     else if (jwk.kty === 'RSA') keys.push({ use: X509_SVID_USE, kty: 'RSA', n: jwk.n, e: jwk.e, x5c: [cert.raw.toString('base64')] });
-    else throw new Error(`certificate "${cert.subject}" has a ${String(jwk.kty)} key; a SPIFFE bundle here carries EC or RSA keys`);
+    // An Ed25519/Ed448 CA (e.g. the root above a P-256 intermediate) is an RFC 8037 OKP key.
+    else if (jwk.kty === 'OKP' && SIGNING_OKP_CURVES.has(String(jwk.crv))) keys.push({ use: X509_SVID_USE, kty: 'OKP', crv: jwk.crv, x: jwk.x, x5c: [cert.raw.toString('base64')] });
+    else throw new Error(`certificate "${cert.subject}" has a ${String(jwk.kty)}${jwk.crv ? ` ${String(jwk.crv)}` : ''} key; a SPIFFE bundle here carries EC, RSA or Ed25519/Ed448 (OKP) keys`);
   }
   const doc: Record<string, unknown> = { keys };
   if (input.refreshHintSeconds !== undefined) doc.spiffe_refresh_hint = checkedInteger(input.refreshHintSeconds, 'refreshHintSeconds');
@@ -181,11 +190,12 @@ function checkPublicParameters(key: Record<string, unknown>, cert: X509Certifica
   if (certJwk.kty !== key.kty) {
     throw new SpiffeBundleError(`${path}.kty`, `is ${String(key.kty)} but the certificate's key is ${String(certJwk.kty)}`);
   }
-  const members = key.kty === 'EC' ? ['crv', 'x', 'y'] : ['n', 'e'];
+  const members = key.kty === 'EC' ? ['crv', 'x', 'y'] : key.kty === 'OKP' ? ['crv', 'x'] : ['n', 'e'];
   for (const m of members) {
     const v = key[m];
     if (typeof v !== 'string' || v === '') throw new SpiffeBundleError(`${path}.${m}`, 'must be set');
-    const same = m === 'crv' ? v === certJwk.crv : sameUnsigned(v, String(certJwk[m]));
+    // An OKP `x` is a fixed-length octet string (RFC 8037 §2), not an integer: compared exactly.
+    const same = m === 'crv' ? v === certJwk.crv : key.kty === 'OKP' ? Buffer.from(v, 'base64url').equals(Buffer.from(String(certJwk[m]), 'base64url')) : sameUnsigned(v, String(certJwk[m]));
     if (!same) throw new SpiffeBundleError(`${path}.${m}`, "does not match the certificate's public key");
   }
 }

@@ -83,6 +83,8 @@ export interface BundleEndpoint {
   setDomains(domains: readonly PublishedDomain[]): Promise<void>;
   /** What `GET /<td>` returns now. */
   document(trustDomain: string): Served | undefined;
+  /** Trust domains whose current bundle could not be published (each keeps its last good one, if any), with the reason. */
+  problems(): ReadonlyMap<string, string>;
   /** The SVID presented for a trust domain (https_spiffe), certificate metadata and chain only. */
   svid(trustDomain: string): Omit<IssuedSvid, 'keyPem'> | undefined;
   close(): Promise<void>;
@@ -133,6 +135,8 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   const svids = new Map<string, EndpointSvid>();
   let domains: readonly PublishedDomain[] = [];
   let defaultDomain: string | undefined;
+  /** Trust domains whose current CAs could not be published, with the reason. */
+  let problems: ReadonlyMap<string, string> = new Map();
   let closed = false;
 
   const route = (req: IncomingMessage, res: ServerResponse): void => {
@@ -244,6 +248,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     if (closed) return;
     const sorted = [...next].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
     const fresh = new Map<string, ServedState>();
+    const failed = new Map<string, string>();
     for (const d of sorted) {
       const digest = caSetDigest(d.caFingerprints);
       const prev = docs.get(d.trustDomain);
@@ -251,11 +256,29 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
         fresh.set(d.trustDomain, prev);
         continue;
       }
-      const sequence = await sequences.sequenceFor(d.trustDomain, d.caFingerprints);
-      fresh.set(d.trustDomain, { sequence, digest, body: encodeSpiffeBundle({ cas: d.caPems, sequence, refreshHintSeconds: hint }) });
-      if (prev && prev.sequence !== sequence) opts.log?.info({ trustDomain: d.trustDomain, sequence, cas: d.caFingerprints.length }, 'bundle endpoint: bundle changed');
+      // One trust domain whose CAs cannot be published (a key no JWK can carry, the state store
+      // failing its sequence) must not stop the others: it keeps its last good bundle, if any.
+      try {
+        // Encoded once before the sequence is taken, so a bundle that cannot be encoded burns no number.
+        encodeSpiffeBundle({ cas: d.caPems });
+        const sequence = await sequences.sequenceFor(d.trustDomain, d.caFingerprints);
+        fresh.set(d.trustDomain, { sequence, digest, body: encodeSpiffeBundle({ cas: d.caPems, sequence, refreshHintSeconds: hint }) });
+        if (prev && prev.sequence !== sequence) opts.log?.info({ trustDomain: d.trustDomain, sequence, cas: d.caFingerprints.length }, 'bundle endpoint: bundle changed');
+      } catch (e) {
+        const reason = (e as Error).message;
+        failed.set(d.trustDomain, reason);
+        if (prev) fresh.set(d.trustDomain, prev);
+        // Reported once per change, not on every view.
+        if (problems.get(d.trustDomain) !== reason) {
+          opts.log?.warn({ trustDomain: d.trustDomain, reason, keeping: prev ? `sequence ${prev.sequence}` : 'nothing (not published)' }, 'bundle endpoint: bundle of this trust domain not updated; the other trust domains are');
+        }
+      }
     }
-    domains = sorted;
+    problems = failed;
+    // A failed domain stays as last published (its SVID keeps chaining to the bundle it serves);
+    // one with nothing to serve gets no SVID either.
+    const before = new Map(domains.map((d) => [d.trustDomain, d]));
+    domains = sorted.flatMap((d) => (!failed.has(d.trustDomain) ? [d] : fresh.has(d.trustDomain) ? [before.get(d.trustDomain) ?? d] : []));
     docs.clear();
     for (const [td, doc] of fresh) docs.set(td, doc);
     if (profile === 'https_spiffe') {
@@ -264,7 +287,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
         clearTimeout(entry.timer);
         svids.delete(td);
       }
-      for (const d of sorted) {
+      for (const d of domains) {
         const have = svids.get(d.trustDomain);
         // Keep the SVID while its CA is published (see the header comment); reissue otherwise.
         if (have && d.caFingerprints.includes(have.svid.caFingerprint) && have.svid.notAfter.getTime() > now().getTime()) continue;
@@ -295,6 +318,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
       const d = docs.get(td);
       return d && { body: d.body, sequence: d.sequence };
     },
+    problems: () => problems,
     svid(td) {
       const s = svids.get(td)?.svid;
       if (!s) return undefined;

@@ -2,7 +2,9 @@
 // its own output read back with the same rules.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { X509Certificate } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -130,10 +132,10 @@ test('a key carrying private key material is refused, whatever its use', () => {
 
 test('keys of unknown use or key type are ignored as the standard requires; keys must be present', () => {
   const doc = valid();
-  doc.keys.push({ use: 'wit-svid', kty: 'EC' }, { kty: 'EC' }, { use: 'x509-svid', kty: 'OKP', crv: 'Ed25519', x: 'AA' });
+  doc.keys.push({ use: 'wit-svid', kty: 'EC' }, { kty: 'EC' }, { use: 'x509-svid', kty: 'AKP', alg: 'ML-DSA-44', pub: 'AA' });
   const b = decodeSpiffeBundle(JSON.stringify(doc));
   assert.equal(b.cas.length, 1);
-  assert.deepEqual(b.ignored, ['keys[1]: use "jwt-svid"', 'keys[2]: use "wit-svid"', 'keys[3]: use missing', 'keys[4]: kty "OKP"']);
+  assert.deepEqual(b.ignored, ['keys[1]: use "jwt-svid"', 'keys[2]: use "wit-svid"', 'keys[3]: use missing', 'keys[4]: kty "AKP"']);
   rejects({ spiffe_sequence: 1 }, 'keys: must be present');
   rejects({ keys: {} }, 'keys: must be a list');
   rejects({ keys: [1] }, 'keys[0]: must be an object');
@@ -160,4 +162,31 @@ test('readBundleDocument reads a SPIFFE bundle or PEM certificates, and names wh
   assert.throws(() => readBundleDocument(makeCa('a').certPem + makeLeaf('b')), { message: 'PEM block 2 is not a CA' });
   assert.throws(() => readBundleDocument('hello'), { message: 'neither a SPIFFE bundle (JSON object) nor PEM certificates' });
   assert.throws(() => readBundleDocument('{"keys": [{"use": "x509-svid", "kty": "EC"}]}'), { message: 'keys[0].x5c: must hold exactly one certificate' });
+});
+
+/** A self-signed Ed25519 CA made by openssl. */
+function ed25519Ca(cn: string): string {
+  const key = openssl(['genpkey', '-algorithm', 'ed25519']);
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-ed-'));
+  try {
+    writeFileSync(join(dir, 'k'), key);
+    return openssl(['req', '-x509', '-new', '-key', join(dir, 'k'), '-subj', `/CN=${cn}`, '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('an Ed25519 CA is encoded as an OKP key (RFC 8037) and decodes back; its x must be the certificate key', () => {
+  const ed = ed25519Ca('ed-root');
+  const ec = makeCa('ec').certPem;
+  const doc = spiffeBundleDocument({ cas: [ec, ed], sequence: 1 }) as { keys: Record<string, unknown>[] };
+  const okp = doc.keys[1]!;
+  const x = new X509Certificate(ed).publicKey.export({ format: 'jwk' }).x;
+  assert.deepEqual(Object.keys(okp), ['use', 'kty', 'crv', 'x', 'x5c']);
+  assert.deepEqual([okp.kty, okp.crv, okp.x], ['OKP', 'Ed25519', x]);
+  const back = decodeSpiffeBundle(JSON.stringify(doc));
+  assert.deepEqual(back.caPems, pemsOf(ec + ed).map((p) => new X509Certificate(p).toString()));
+  assert.deepEqual(back.ignored, []);
+  okp.x = Buffer.alloc(32, 1).toString('base64url');
+  rejects(doc, "keys[1].x: does not match the certificate's public key");
 });

@@ -13,7 +13,7 @@ import { BundleSequences, storedSequence } from '../../src/federation/sequence.j
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import type { CertificateAuthority } from '../../src/pki/types.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { makeCa, openssl, type TestCa } from '../helpers/openssl.js';
+import { makeCa, makeLeaf, openssl, type TestCa } from '../helpers/openssl.js';
 import { waitFor } from '../conformance/world.js';
 import { curl, httpsGet, sClient } from './helpers.js';
 
@@ -214,6 +214,60 @@ test('a request target that URL parsing rejects is a 400 and the endpoint keeps 
     }
     const ok = await httpsGet(ep.port, '/url.test', { caPem: ca.trustPem, servername: 'url.test' });
     assert.equal(ok.status, 200);
+  } finally {
+    await ep.close();
+  }
+});
+
+/** A P-256 CA `spiffe://<td>` signed by a self-signed Ed25519 root, as openssl makes them. */
+function underEd25519Root(td: string): CertificateAuthority {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-ed-'));
+  try {
+    const p = (f: string) => join(dir, f);
+    writeFileSync(p('ext'), `[int]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nsubjectAltName=URI:spiffe://${td}\n`);
+    openssl(['genpkey', '-algorithm', 'ed25519', '-out', p('root.key')]);
+    openssl(['req', '-x509', '-new', '-key', p('root.key'), '-subj', '/CN=ed-root', '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-addext', 'subjectKeyIdentifier=hash', '-out', p('root.crt')]);
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', p('int.key')]);
+    openssl(['req', '-new', '-key', p('int.key'), '-subj', '/CN=ed-int', '-out', p('int.csr')]);
+    openssl(['x509', '-req', '-in', p('int.csr'), '-CA', p('root.crt'), '-CAkey', p('root.key'), '-CAcreateserial', '-days', '20', '-extfile', p('ext'), '-extensions', 'int', '-out', p('int.crt')]);
+    const chain = readFileSync(p('int.crt'), 'utf8') + readFileSync(p('root.crt'), 'utf8');
+    return loadCertificateAuthority(chain, readFileSync(p('int.key'), 'utf8'), { allowSelfSigned: false, now: new Date() });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a CA under an Ed25519 root is published (OKP key); a CA that cannot be encoded fails only its own trust domain, which keeps its last good bundle', async () => {
+  const ok = load(makeCa('ok', { trustDomain: 'ok.test' }));
+  const ed = underEd25519Root('ed.test');
+  const bad = load(makeCa('bad', { trustDomain: 'bad.test' }));
+  // A certificate no SPIFFE bundle can carry as an authority (not a CA).
+  const unpublishable = (d: PublishedDomain): PublishedDomain => ({ ...d, caPems: [...d.caPems, makeLeaf('not-a-ca')], caFingerprints: [...d.caFingerprints, 'leaf'] });
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore() });
+  try {
+    // At start-up: the bad domain is not published, every other one is.
+    await ep.setDomains([domain('ok.test', ok), domain('ed.test', ed), unpublishable(domain('bad.test', bad))]);
+    assert.equal(ep.document('bad.test'), undefined);
+    assert.match(ep.problems().get('bad.test') ?? '', /not a CA/);
+    assert.equal(ep.svid('bad.test'), undefined);
+    const edDoc = JSON.parse(ep.document('ed.test')!.body) as { keys: { kty: string; crv?: string }[] };
+    assert.deepEqual(edDoc.keys.map((k) => [k.kty, k.crv]), [['OKP', 'Ed25519']]);
+    const viaTls = await httpsGet(ep.port, '/ed.test', { caPem: ed.trustPem, servername: 'ed.test', expectUri: 'spiffe://ed.test/mesh-sds/bundle-endpoint' });
+    assert.equal(viaTls.status, 200);
+    assert.equal((await httpsGet(ep.port, '/ok.test', { caPem: ok.trustPem, servername: 'ok.test' })).status, 200);
+
+    // At run time: the bad domain becomes good, then bad again — it keeps its last good bundle
+    // while a change in another trust domain is still published.
+    await ep.setDomains([domain('ok.test', ok), domain('bad.test', bad)]);
+    const goodBad = ep.document('bad.test')!;
+    assert.equal(ep.problems().size, 0);
+    const ok2 = load(makeCa('ok2', { trustDomain: 'ok.test' }));
+    await ep.setDomains([domain('ok.test', ok2, ok), unpublishable(domain('bad.test', bad)), domain('new.test', load(makeCa('n', { trustDomain: 'new.test' })))]);
+    assert.deepEqual(ep.document('bad.test'), goodBad);
+    assert.equal(ep.svid('bad.test')!.caFingerprint, bad.fingerprint);
+    assert.equal(decodeSpiffeBundle(ep.document('ok.test')!.body).cas.length, 2);
+    assert.ok(ep.document('new.test'));
+    assert.deepEqual([...ep.problems().keys()], ['bad.test']);
   } finally {
     await ep.close();
   }
