@@ -51,7 +51,8 @@ function uriSans(cert: PeerCertificate): string[] {
 
 /**
  * Fetches the document at `url`. For https_spiffe, `authorityPems` are the CAs of the last
- * accepted bundle: OpenSSL builds and checks the chain against them alone, and the leaf must
+ * accepted bundle: OpenSSL builds and checks the chain against them alone (each an anchor, as
+ * Envoy and SPIFFE verifiers treat bundle CAs, self-signed or not), and the leaf must
  * carry exactly `endpointSPIFFEID` as its only URI SAN (hostnames are not checked, as the
  * standard says).
  */
@@ -67,6 +68,9 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
     profile.type === 'https_spiffe'
       ? {
           ca: [...authorityPems],
+          // The bundle's CAs are the trust anchors even when not self-signed (a zone whose CA is
+          // an intermediate publishes it without its root); without this OpenSSL wants the root.
+          allowPartialTrustChain: true,
           rejectUnauthorized: true,
           checkServerIdentity: (_host: string, cert: PeerCertificate): Error | undefined => {
             const uris = uriSans(cert);

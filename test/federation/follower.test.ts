@@ -6,7 +6,8 @@ import { Registry } from 'prom-client';
 import { FederationFollower, type FederatedDomain } from '../../src/federation/follower.js';
 import { federationStateKey } from '../../src/federation/record.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa } from './remote.js';
+import { X509Certificate } from 'node:crypto';
+import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa, newIntermediateCa } from './remote.js';
 
 const TD = 'zone-b.test';
 
@@ -214,5 +215,27 @@ test('removing the resource stops following it; a changed spec restarts it', asy
     assert.equal(s.follower.current.domains.get('zone-b')!.source, 'endpoint', 'the persisted bundle is kept for the trust domain');
   } finally {
     await s.done();
+  }
+});
+
+test('a remote whose CA is an intermediate published without its root is authenticated (the bundle CA is the anchor)', async () => {
+  const caB = newIntermediateCa(TD);
+  assert.notEqual(new X509Certificate(caB.trustPem).issuer, new X509Certificate(caB.trustPem).subject, 'not self-signed');
+  const ep = await fakeEndpoint(caB, endpointId(TD), bundleOf([caB], 3));
+  const follower = new FederationFollower({ state: new MemoryStateStore(), timers: new ManualTimers() });
+  try {
+    await follower.setResources([cftd('zone-b', TD, ep.url, caB.trustPem)]);
+    await follower.refreshNow('zone-b');
+    const d = follower.current.domains.get('zone-b')!;
+    assert.equal(d.lastError, undefined, d.lastError?.message);
+    assert.equal(d.source, 'endpoint');
+    assert.equal(d.bundle?.sequence, 3);
+    // Still only that anchor: an endpoint from another intermediate of the same name is refused.
+    ep.present(newIntermediateCa(TD), endpointId(TD));
+    await follower.refreshNow('zone-b');
+    assert.equal(follower.current.domains.get('zone-b')!.lastError?.reason, 'tls');
+  } finally {
+    await follower.close();
+    await ep.close();
   }
 });

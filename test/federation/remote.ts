@@ -1,5 +1,9 @@
 // A remote trust domain for follower tests: a real CA, and a real HTTPS bundle endpoint whose
 // certificate (SVID, SPIFFE ID) and document the test can change at will.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
@@ -122,5 +126,23 @@ export class ManualTimers {
     const fns = [...this.pending.values()];
     this.pending.clear();
     for (const f of fns) f();
+  }
+}
+
+/** A CA for `td` that is an intermediate under a root it is given without (as a zone's operator may). */
+export function newIntermediateCa(td: string): CertificateAuthority {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-int-'));
+  const run = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const p = (f: string) => join(dir, f);
+    writeFileSync(p('ext'), `[int]\nbasicConstraints=critical,CA:TRUE,pathlen:0\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\nsubjectAltName=URI:spiffe://${td}\n`);
+    run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', p('root.key')]);
+    run(['req', '-x509', '-new', '-key', p('root.key'), '-subj', '/CN=root', '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign', '-addext', 'subjectKeyIdentifier=hash', '-out', p('root.crt')]);
+    run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', p('int.key')]);
+    run(['req', '-new', '-key', p('int.key'), '-subj', '/CN=intermediate', '-out', p('int.csr')]);
+    run(['x509', '-req', '-in', p('int.csr'), '-CA', p('root.crt'), '-CAkey', p('root.key'), '-CAcreateserial', '-days', '20', '-extfile', p('ext'), '-extensions', 'int', '-out', p('int.crt')]);
+    return loadCertificateAuthority(readFileSync(p('int.crt'), 'utf8'), readFileSync(p('int.key'), 'utf8'), { allowSelfSigned: false });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 }
