@@ -8,7 +8,7 @@ import type { ClusterFederatedTrustDomain, FederationSpec } from '../api/types.j
 import type { StateStore } from '../store/types.js';
 import { acceptBundle, type AcceptedBundle } from './accept.js';
 import { fetchBundleText, FederationFailure, type FailureReason, type FetchOptions } from './fetch.js';
-import { loadFederationRecord, saveFederationRecord, type FederationRecord } from './record.js';
+import { descendsFrom, federationLineage, loadFederationRecord, saveFederationRecord, type FederationLineage, type FederationRecord } from './record.js';
 import { federationConditions, type FederationCondition } from './status.js';
 
 export const MIN_REFRESH_MS = 30_000;
@@ -64,6 +64,7 @@ export interface FollowerOptions {
 interface Worker {
   cftd: ClusterFederatedTrustDomain;
   specKey: string;
+  lineage: FederationLineage;
   domain: FederatedDomain;
   failures: number;
   timer?: unknown;
@@ -180,7 +181,15 @@ export class FederationFollower {
     } catch (e) {
       this.opts.log?.warn({ trustDomain: cftd.spec.trustDomain, err: (e as Error).message }, 'federation: cannot read the persisted bundle; starting from the bootstrap bundle');
     }
-    const w: Worker = { cftd, specKey: specKey(cftd), domain: initialDomain(cftd, record), failures: 0, stopped: false };
+    const lineage = federationLineage(cftd.spec);
+    if (record && !descendsFrom(record, lineage)) {
+      this.opts.log?.info(
+        { trustDomain: cftd.spec.trustDomain, resource: cftd.name, endpointURL: cftd.spec.bundleEndpointURL, was: record.endpointURL },
+        'federation: the bootstrap bundle or endpoint URL changed; starting from the bootstrap bundle, not the stored one',
+      );
+      record = undefined;
+    }
+    const w: Worker = { cftd, specKey: specKey(cftd), lineage, domain: initialDomain(cftd, record), failures: 0, stopped: false };
     this.updateConditions(w);
     this.schedule(w, 0);
     return w;
@@ -226,7 +235,8 @@ export class FederationFollower {
     const at = this.now();
     d.lastAttemptAt = at;
     // Another replica may have accepted a newer bundle: start from it (it authenticates the endpoint now).
-    const shared = await loadFederationRecord(this.opts.state, d.trustDomain).catch(() => undefined);
+    const loaded = await loadFederationRecord(this.opts.state, d.trustDomain).catch(() => undefined);
+    const shared = loaded && descendsFrom(loaded, w.lineage) ? loaded : undefined;
     if (shared?.bundle && (d.source !== 'endpoint' || (shared.bundle.sequence ?? -1) > (d.bundle?.sequence ?? -1))) {
       d.bundle = shared.bundle;
       d.source = 'endpoint';
@@ -267,19 +277,19 @@ export class FederationFollower {
       );
     }
     this.updateConditions(w);
-    await this.persist(d).catch((e: Error) => this.opts.log?.warn({ trustDomain: d.trustDomain, err: e.message }, 'federation: cannot persist the bundle'));
+    await this.persist(d, w.lineage).catch((e: Error) => this.opts.log?.warn({ trustDomain: d.trustDomain, err: e.message }, 'federation: cannot persist the bundle'));
     this.publish();
   }
 
-  private async persist(d: FederatedDomain): Promise<void> {
-    const r: FederationRecord = { trustDomain: d.trustDomain, resource: d.resource, endpointURL: d.endpointURL };
+  private async persist(d: FederatedDomain, lineage: FederationLineage): Promise<void> {
+    const r: FederationRecord = { trustDomain: d.trustDomain, resource: d.resource, endpointURL: d.endpointURL, bootstrapDigest: lineage.bootstrapDigest };
     if (d.source === 'endpoint' && d.bundle) r.bundle = d.bundle;
     if (d.fetchedAt) r.fetchedAt = d.fetchedAt.toISOString();
     if (d.lastAttemptAt) r.lastAttemptAt = d.lastAttemptAt.toISOString();
     if (d.lastError) r.lastError = { ...d.lastError, at: d.lastError.at.toISOString() };
     // Never overwrite a newer bundle another replica accepted meanwhile.
     const stored = await loadFederationRecord(this.opts.state, d.trustDomain);
-    if (stored?.bundle && (stored.bundle.sequence ?? -1) > (r.bundle?.sequence ?? -1)) r.bundle = stored.bundle;
+    if (stored?.bundle && descendsFrom(stored, lineage) && (stored.bundle.sequence ?? -1) > (r.bundle?.sequence ?? -1)) r.bundle = stored.bundle;
     await saveFederationRecord(this.opts.state, r);
   }
 
@@ -312,9 +322,10 @@ export class FederationFollower {
   }
 }
 
-/** Where a federated trust domain starts: its persisted bundle, else the bootstrap one. */
-export function initialDomain(cftd: ClusterFederatedTrustDomain, record: FederationRecord | undefined): FederatedDomain {
+/** Where a federated trust domain starts: its persisted bundle (of this bootstrap and endpoint), else the bootstrap one. */
+export function initialDomain(cftd: ClusterFederatedTrustDomain, stored: FederationRecord | undefined): FederatedDomain {
   const spec = cftd.spec;
+  const record = stored && descendsFrom(stored, federationLineage(spec)) ? stored : undefined;
   const domain: FederatedDomain = {
     resource: cftd.name,
     trustDomain: spec.trustDomain,

@@ -210,9 +210,13 @@ test('removing the resource stops following it; a changed spec restarts it', asy
     await s.follower.setResources([]);
     assert.equal(s.follower.current.domains.size, 0);
     assert.equal(s.timers.count, 0, 'no timer left behind');
+    // Same bootstrap bundle and endpoint: the persisted bundle is kept for the trust domain.
+    await s.follower.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
+    assert.equal(s.follower.current.domains.get('zone-b')!.source, 'endpoint');
+    // Another endpoint is another relationship: it starts from the bootstrap bundle.
     await s.follower.setResources([cftd('zone-b', TD, s.ep.url.replace('/zone-b', '/other'), s.caB.trustPem)]);
     assert.equal(s.follower.current.domains.get('zone-b')!.endpointURL, s.ep.url.replace('/zone-b', '/other'));
-    assert.equal(s.follower.current.domains.get('zone-b')!.source, 'endpoint', 'the persisted bundle is kept for the trust domain');
+    assert.equal(s.follower.current.domains.get('zone-b')!.source, 'bootstrap');
   } finally {
     await s.done();
   }
@@ -237,5 +241,65 @@ test('a remote whose CA is an intermediate published without its root is authent
   } finally {
     await follower.close();
     await ep.close();
+  }
+});
+
+test('a new bootstrap bundle (the peer was re-installed) or a new endpoint starts a fresh relationship; the stored bundle no longer wins', async () => {
+  const s = await setup();
+  try {
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().bundle?.sequence, 5);
+    // The peer is re-installed: a new CA, its sequence starts again at 1.
+    const caNew = newCa(TD);
+    s.ep.present(caNew, endpointId(TD));
+    s.ep.serve(bundleOf([caNew], 1));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError?.reason, 'tls', 'the old bundle cannot authenticate it');
+    // The operator gives its new bundle out of band, even under a new resource name.
+    await s.follower.setResources([cftd('zone-b-again', TD, s.ep.url, caNew.trustPem)]);
+    const fresh = (): FederatedDomain => s.follower.current.domains.get('zone-b-again')!;
+    assert.equal(fresh().source, 'bootstrap');
+    assert.deepEqual(fresh().bundle?.caPems, [caNew.trustPem]);
+    await s.follower.refreshNow('zone-b-again');
+    assert.equal(fresh().lastError, undefined, fresh().lastError?.message);
+    assert.equal(fresh().bundle?.sequence, 1);
+    // A restart keeps the new relationship (the record now descends from the new bootstrap).
+    const restarted = new FederationFollower({ state: s.state, timers: new ManualTimers() });
+    await restarted.setResources([cftd('zone-b-again', TD, s.ep.url, caNew.trustPem)]);
+    assert.equal(restarted.current.domains.get('zone-b-again')!.bundle?.sequence, 1);
+    assert.equal(restarted.current.domains.get('zone-b-again')!.source, 'endpoint');
+    await restarted.close();
+
+    // A move to another endpoint whose sequence starts lower is no regression.
+    const other = await fakeEndpoint(caNew, endpointId(TD), bundleOf([caNew], 0));
+    try {
+      await s.follower.setResources([cftd('zone-b-again', TD, other.url, caNew.trustPem)]);
+      await s.follower.refreshNow('zone-b-again');
+      assert.equal(fresh().lastError, undefined, fresh().lastError?.message);
+      assert.equal(fresh().bundle?.sequence, 0);
+    } finally {
+      await other.close();
+    }
+  } finally {
+    await s.done();
+  }
+});
+
+test('a record written before it named its bootstrap bundle is adopted, and stamped on the next write', async () => {
+  const s = await setup();
+  try {
+    await s.follower.refreshNow('zone-b');
+    const key = federationStateKey(TD);
+    const legacy = JSON.parse((await s.state.get(key))!);
+    delete legacy.bootstrapDigest;
+    await s.state.put(key, JSON.stringify(legacy));
+    const restarted = new FederationFollower({ state: s.state, timers: new ManualTimers() });
+    await restarted.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
+    assert.equal(restarted.current.domains.get('zone-b')!.source, 'endpoint');
+    await restarted.refreshNow('zone-b');
+    assert.equal(typeof JSON.parse((await s.state.get(key))!).bootstrapDigest, 'string');
+    await restarted.close();
+  } finally {
+    await s.done();
   }
 });
