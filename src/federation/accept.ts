@@ -12,10 +12,11 @@ export interface AcceptedBundle {
 }
 
 /**
- * Decodes and checks a fetched SPIFFE bundle: well-formed, at least one X.509 CA, no CA that says
- * it belongs to another trust domain, and a `spiffe_sequence` not lower than the last one.
+ * Decodes and checks a fetched SPIFFE bundle: well-formed, at least one X.509 CA, at least one CA
+ * valid at `now`, no CA that says it belongs to another trust domain, and a `spiffe_sequence` not
+ * lower than the last one.
  */
-export function acceptBundle(text: string, trustDomain: string, last: AcceptedBundle | undefined): AcceptedBundle {
+export function acceptBundle(text: string, trustDomain: string, last: AcceptedBundle | undefined, now: Date = new Date()): AcceptedBundle {
   let decoded;
   try {
     decoded = decodeSpiffeBundle(text);
@@ -23,6 +24,13 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
     throw new FederationFailure('malformed', `not a SPIFFE bundle: ${(e as Error).message}`);
   }
   if (decoded.caPems.length === 0) throw new FederationFailure('no_ca', 'the bundle carries no X.509 CA');
+  // Accepted, a bundle of only expired (or not yet valid) CAs would become the one that must
+  // authenticate the endpoint next time: nothing could, and federation would be locked out.
+  const t = now.getTime();
+  if (!decoded.cas.some((c) => Date.parse(c.validFrom) <= t && t <= Date.parse(c.validTo))) {
+    const until = decoded.cas.map((c) => c.validTo).join(', ');
+    throw new FederationFailure('no_valid_ca', `no CA of the bundle is valid now (valid until ${until})`);
+  }
   for (const pem of decoded.caPems) {
     const other = caTrustDomains(pem).find((td) => td !== trustDomain);
     if (other !== undefined) throw new FederationFailure('wrong_trust_domain', `the bundle is for trust domain ${other}, not ${trustDomain}`);

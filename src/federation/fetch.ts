@@ -14,6 +14,7 @@ export type FailureReason =
   | 'http_status'
   | 'malformed'
   | 'no_ca'
+  | 'no_valid_ca'
   | 'wrong_trust_domain'
   | 'sequence_regressed';
 

@@ -163,6 +163,9 @@ export class FederationFollower {
       }
       this.stopWorker(w);
       this.workers.delete(name);
+      // A trust domain no longer followed is no longer exported (a restarted one sets them again).
+      this.lastSuccess?.remove({ trust_domain: w.domain.trustDomain });
+      this.sequenceGauge?.remove({ trust_domain: w.domain.trustDomain });
       changed = true;
     }
     for (const c of wanted.values()) {
@@ -248,7 +251,7 @@ export class FederationFollower {
         ...this.opts.fetch,
         serverNameForIp: d.trustDomain,
       });
-      const accepted = acceptBundle(text, d.trustDomain, d.bundle);
+      const accepted = acceptBundle(text, d.trustDomain, d.bundle, this.now());
       if (w.stopped || this.closed) return;
       const changed = d.source !== 'endpoint' || JSON.stringify(accepted) !== JSON.stringify(d.bundle);
       if (changed) this.opts.log?.info({ trustDomain: d.trustDomain, resource: d.resource, sequence: accepted.sequence, cas: accepted.caPems.length }, 'federated bundle accepted');
@@ -257,7 +260,6 @@ export class FederationFollower {
       d.fetchedAt = this.now();
       delete d.lastError;
       w.failures = 0;
-      this.lastSuccess?.set({ trust_domain: d.trustDomain }, d.fetchedAt.getTime() / 1000);
       this.schedule(w, this.refreshInterval(accepted));
     } catch (e) {
       if (w.stopped || this.closed) return;
@@ -296,6 +298,8 @@ export class FederationFollower {
   private updateConditions(w: Worker): void {
     w.domain.conditions = federationConditions(w.domain);
     if (w.domain.bundle?.sequence !== undefined) this.sequenceGauge?.set({ trust_domain: w.domain.trustDomain }, w.domain.bundle.sequence);
+    // Also from a persisted bundle, so a restart (or restarted worker) exports when it was last fetched.
+    if (w.domain.source === 'endpoint' && w.domain.fetchedAt) this.lastSuccess?.set({ trust_domain: w.domain.trustDomain }, w.domain.fetchedAt.getTime() / 1000);
   }
 
   private publish(): void {

@@ -17,6 +17,7 @@ const REASONS: Record<string, string> = {
   http_status: 'HttpError',
   malformed: 'MalformedBundle',
   no_ca: 'NoCa',
+  no_valid_ca: 'NoValidCa',
   wrong_trust_domain: 'WrongTrustDomain',
   sequence_regressed: 'SequenceRegressed',
 };

@@ -6,6 +6,8 @@ import { Registry } from 'prom-client';
 import { FederationFollower, type FederatedDomain } from '../../src/federation/follower.js';
 import { federationStateKey } from '../../src/federation/record.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
+import { makeExpiredCa } from '../helpers/openssl.js';
 import { X509Certificate } from 'node:crypto';
 import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa, newIntermediateCa } from './remote.js';
 
@@ -299,6 +301,54 @@ test('a record written before it named its bootstrap bundle is adopted, and stam
     await restarted.refreshNow('zone-b');
     assert.equal(typeof JSON.parse((await s.state.get(key))!).bootstrapDigest, 'string');
     await restarted.close();
+  } finally {
+    await s.done();
+  }
+});
+
+test('a bundle whose every CA is expired is refused (it could never authenticate the endpoint again); the last good bundle stays', async () => {
+  const registry = new Registry();
+  const s = await setup({ registry });
+  try {
+    await s.follower.refreshNow('zone-b');
+    const expired = (await makeExpiredCa('expired')).certPem;
+    s.ep.serve(encodeSpiffeBundle({ cas: [expired], sequence: 6 }));
+    await s.follower.refreshNow('zone-b');
+    const d = s.domain();
+    assert.equal(d.lastError?.reason, 'no_valid_ca');
+    assert.match(d.lastError!.message, /no CA of the bundle is valid now/);
+    assert.equal(d.bundle?.sequence, 5);
+    assert.deepEqual(d.bundle?.caPems, [s.caB.trustPem]);
+    assert.equal(d.conditions.find((c) => c.type === 'Fetched')?.reason, 'NoValidCa');
+    assert.match(await registry.metrics(), /mesh_sds_federation_refresh_failures_total\{trust_domain="zone-b.test",reason="no_valid_ca"\} 1/);
+    assert.equal(JSON.parse((await s.state.get(federationStateKey(TD)))!).bundle.sequence, 5);
+    // The endpoint can still be authenticated: the good bundle is accepted afterwards.
+    s.ep.serve(bundleOf([s.caB], 7));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError, undefined);
+    assert.equal(s.domain().bundle?.sequence, 7);
+    // An expired CA beside a valid one is fine (a roll).
+    s.ep.serve(encodeSpiffeBundle({ cas: [s.caB.trustPem, expired], sequence: 8 }));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError, undefined);
+    assert.equal(s.domain().bundle?.caPems.length, 2);
+  } finally {
+    await s.done();
+  }
+});
+
+test('deleting a ClusterFederatedTrustDomain removes its gauges', async () => {
+  const registry = new Registry();
+  const s = await setup({ registry });
+  try {
+    await s.follower.refreshNow('zone-b');
+    const gauges = async () => (await registry.metrics()).split('\n').filter((l) => /^mesh_sds_federation_(last_success_timestamp_seconds|bundle_sequence)\{/.test(l));
+    assert.equal((await gauges()).length, 2);
+    await s.follower.setResources([]);
+    assert.deepEqual(await gauges(), []);
+    // Following it again (a persisted bundle) exports them again.
+    await s.follower.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
+    assert.equal((await gauges()).length, 2);
   } finally {
     await s.done();
   }
