@@ -1,6 +1,7 @@
 // ClusterFederatedTrustDomain spec (SPIRE controller manager's shape, SPEC §10): where the remote
 // trust domain publishes its bundle, how to authenticate that endpoint, and the bootstrap bundle.
 import type { BundleEndpointProfile, FederationSpec } from './types.js';
+import { caTrustDomains } from './pem.js';
 import { readBundleDocument } from './spiffe-bundle.js';
 import { field, Issues, readObject, readString } from './validate-common.js';
 import { spiffePathProblem, trustDomainProblem } from './template.js';
@@ -45,6 +46,13 @@ export function validateFederationSpec(raw: unknown, path: string, issues: Issue
   if (bundle !== undefined && bundle.trim() !== '') {
     const r = bootstrapBundleCas(bundle);
     if (r.error) issues.add(bundlePath, `bootstrap bundle does not parse: ${r.error}`);
+    // Refused as in a MeshTrust or a fetched bundle: it would sign identities of this trust domain.
+    else if (td !== undefined) {
+      r.pems.forEach((pem, n) => {
+        const other = caTrustDomains(pem).find((d) => d !== td);
+        if (other !== undefined) issues.add(bundlePath, `certificate ${n + 1} is the CA of trust domain "${other}" (its URI SAN), not of "${td}"`);
+      });
+    }
   } else if (profile?.type === 'https_spiffe') {
     issues.add(bundlePath, 'must be set for the https_spiffe profile (the bundle that authenticates the endpoint the first time)');
   }

@@ -2,6 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { readBundleDocument } from '../../src/api/spiffe-bundle.js';
 import type { ClusterFederatedTrustDomain } from '../../src/api/types.js';
 import { serializeResource } from '../../src/api/serialize.js';
 import { parseResources } from '../../src/api/parse.js';
@@ -105,6 +108,15 @@ test('https_spiffe needs a bootstrap bundle, and the bundle must parse as JWKS o
   assertRejected(withField(universal(), 'spec.trustDomainBundle', pem('leaf-not-ca')), 'spec.trustDomainBundle: bootstrap bundle does not parse: PEM block 1 is not a CA');
   const r = assertAccepted<ClusterFederatedTrustDomain>(withField(universal(), 'spec.trustDomainBundle', jwks(pem('root-ca'))));
   assert.match(r.spec.trustDomainBundle ?? '', /x509-svid/);
+});
+
+test('a bootstrap CA whose URI SAN names another trust domain is refused, as in a MeshTrust or a fetched bundle', () => {
+  const spire = readFileSync(fileURLToPath(new URL('../fixtures/spiffe-bundle/spire-bundle-show.json', import.meta.url)), 'utf8');
+  for (const bundle of [spire, readBundleDocument(spire).caPems.join('')]) {
+    assertRejected(withField(universal(), 'spec.trustDomainBundle', bundle), 'spec.trustDomainBundle: certificate 1 is the CA of trust domain "domain.test" (its URI SAN), not of "zone-b.example"');
+  }
+  const own = withField(withField(universal(), 'spec.trustDomain', 'domain.test'), 'spec.bundleEndpointProfile.endpointSPIFFEID', 'spiffe://domain.test/mesh-sds/bundle-endpoint');
+  assertAccepted<ClusterFederatedTrustDomain>(withField(own, 'spec.trustDomainBundle', spire));
 });
 
 function jsonError(text: string): string {
