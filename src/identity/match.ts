@@ -1,4 +1,5 @@
 import type { MeshIdentity } from '../api/types.js';
+import { MESH_LABEL } from '../api/validate.js';
 
 export interface DataplaneLabels {
   mesh: string;
@@ -26,7 +27,8 @@ function verdict(mi: MeshIdentity, dp: DataplaneLabels): CandidateVerdict {
   }
   const entries = Object.entries(dataplane.matchLabels);
   for (const [k, v] of entries) {
-    const actual = dp.labels[k];
+    // Kuma labels every mesh-scoped resource with its mesh (the mesh is its own field here).
+    const actual = k === MESH_LABEL ? dp.mesh : dp.labels[k];
     if (actual !== v) {
       const why = actual === undefined ? `label "${k}" missing` : `label "${k}" is "${actual}", not "${v}"`;
       return { identity: mi, matches: false, specificity: entries.length, reason: why };

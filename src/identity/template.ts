@@ -2,6 +2,7 @@
 // allowed variables) lives in src/api/template.ts, shared with validation; this file maps a
 // proxy's facts onto the variables and turns every missing value into an error that names it.
 import { parseSpiffeTemplate, renderSpiffeTemplate, type SpiffeVariable } from '../api/template.js';
+import { MESH_LABEL } from '../api/validate.js';
 
 export const NAMESPACE_LABEL = 'k8s.kuma.io/namespace';
 export const SERVICE_ACCOUNT_LABEL = 'k8s.kuma.io/service-account';
@@ -50,7 +51,8 @@ export function renderTemplate(template: string, ctx: TemplateContext): string {
     Workload: ctx.workload ?? ctx.labels[WORKLOAD_LABEL],
   };
   for (const p of parts) if (p.kind === 'var' && !vars[p.name]) throw new TemplateError(MISSING[p.name]);
-  const r = renderSpiffeTemplate(parts, { vars, labels: ctx.labels });
+  // `{{ label "kuma.io/mesh" }}` reads the mesh, as Kuma labels every mesh-scoped resource with it.
+  const r = renderSpiffeTemplate(parts, { vars, labels: { ...ctx.labels, [MESH_LABEL]: ctx.mesh } });
   if (r.error !== undefined) throw new TemplateError(r.error);
   return r.value;
 }

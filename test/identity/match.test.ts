@@ -48,3 +48,13 @@ test('an identity whose label differs does not match and says why', () => {
   const missing = selectIdentity([meshIdentity('x', { matchLabels: { tier: 'db' } })], web);
   assert.equal(missing.candidates[0]!.reason, 'label "tier" missing');
 });
+
+test('kuma.io/mesh in matchLabels matches the Dataplane\'s mesh, as Kuma labels every mesh-scoped resource with it', () => {
+  const byMesh = meshIdentity('by-mesh', { matchLabels: { 'kuma.io/mesh': 'default' } });
+  const all = meshIdentity('all', { matchLabels: {} });
+  assert.equal(selectIdentity([all, byMesh], web).winner?.name, 'by-mesh', 'one matching label: more specific than {}');
+  const wrong = meshIdentity('wrong', { matchLabels: { 'kuma.io/mesh': 'other' } });
+  const r = selectIdentity([wrong], web);
+  assert.equal(r.winner, undefined);
+  assert.match(r.candidates[0]!.reason, /label "kuma\.io\/mesh" is "default", not "other"/);
+});

@@ -75,3 +75,7 @@ test('a rendered trust domain is at most 253 characters, as a MeshTrust allows',
     assert.match(t.ok ? '' : t.reason, /longer than 253 characters/);
   }
 });
+
+test('{{ label "kuma.io/mesh" }} renders the mesh', () => {
+  assert.equal(renderTemplate('/mesh/{{ label "kuma.io/mesh" }}/sa/{{ .ServiceAccount }}', ctx), '/mesh/default/sa/cart');
+});
