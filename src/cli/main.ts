@@ -158,15 +158,17 @@ storeOptions(program.command('apply').description('validate and store resources 
   });
 
 storeOptions(program.command('delete').description('delete one resource written by apply (or stored in Postgres)'))
-  .argument('<kind>', 'meshtrust | meshidentity | dataplane | secret')
+  .argument('<kind>', 'meshtrust | meshidentity | dataplane | secret | clusterfederatedtrustdomain')
   .argument('<name>')
-  .option('--mesh <mesh>', 'mesh of the resource', 'default')
+  .option('--mesh <mesh>', 'mesh of the resource (none for clusterfederatedtrustdomain)', 'default')
   .option('--namespace <namespace>', 'Kubernetes namespace of the resource', '')
   .option('--resource-version <version>', 'delete only if the stored version is this one')
   .option('--force', 'delete whatever version is stored')
   .action(async (kindText: string, name: string, o) => {
     const { runDelete } = await import('./writes.js');
-    const ref = { kind: kindOf(kindText), mesh: o.mesh, namespace: o.namespace, name };
+    const kind = kindOf(kindText);
+    // Cluster-scoped: stored with no mesh and no namespace, whatever --mesh says.
+    const ref = kind === 'ClusterFederatedTrustDomain' ? { kind, mesh: '', namespace: '', name } : { kind, mesh: o.mesh, namespace: o.namespace, name };
     process.exitCode = await withStore(o as StoreFlags, (store) => runDelete(store, ref, { force: !!o.force, resourceVersion: o.resourceVersion }, { out, err }));
   });
 

@@ -6,6 +6,7 @@ import { decodeResourceText, readResourceText } from '../api/file-text.js';
 import { parseResources } from '../api/parse.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
+import { describeResource } from '../store/conflict.js';
 import { DirectoryStore } from '../store/directory.js';
 import { resourceRefProblem } from '../store/directory-writes.js';
 import { StoreWriteError, type ResourceStore } from '../store/types.js';
@@ -62,7 +63,7 @@ export async function runDelete(
     io.err(`delete: ${problem}`);
     return 1;
   }
-  const what = `${ref.kind} "${ref.name}" of mesh "${ref.mesh}"`;
+  const what = describeResource(ref);
   try {
     const deleted = await store.delete(ref.kind, ref.mesh, ref.namespace, ref.name, opts);
     if (!deleted) {

@@ -2,7 +2,8 @@
 import type { Resource, ResourceError } from '../api/types.js';
 
 export function describeResource(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
-  return `${r.kind} "${r.name}" of mesh "${r.mesh}"${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+  // Cluster-scoped resources (ClusterFederatedTrustDomain) have no mesh.
+  return `${r.kind} "${r.name}"${r.mesh ? ` of mesh "${r.mesh}"` : ''}${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
 }
 
 /** `was`/`now`: what the writer read and what it found, already worded ("version 3 when read", "now absent"). */

@@ -91,6 +91,16 @@ test('delete removes a resource written by apply; an unknown one is an error', a
   assert.match(again.stderr, /Dataplane "web" of mesh "shop" not found/);
 });
 
+test('delete removes a ClusterFederatedTrustDomain (cluster-scoped: no mesh, whatever --mesh says)', async (t) => {
+  const w = await workspace(t);
+  const cftd = ['type: ClusterFederatedTrustDomain', 'name: zone-b', 'spec:', '  trustDomain: zone-b.example', '  bundleEndpointURL: https://zone-b.example:8443/b', '  bundleEndpointProfile: {type: https_web}', ''].join('\n');
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: cftd })).code, 0);
+  const r = await meshSds(['delete', 'clusterfederatedtrustdomain', 'zone-b', ...w.flags]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^deleted ClusterFederatedTrustDomain "zone-b"\n/);
+  assert.deepEqual(await getJson(w.flags, 'clusterfederatedtrustdomain'), []);
+});
+
 test('apply refuses a file that is not UTF-8 or too large, as validate does', async (t) => {
   const w = await workspace(t);
   const file = join(w.root, 'latin1.yaml');
