@@ -14,6 +14,12 @@ export interface XdsOptions {
   readonly allowEmptyTypeUrl?: boolean;
   /** Nonce generator; random by default. Injected so tests can be deterministic. */
   readonly nonce?: () => string;
+  /**
+   * Delta only: names one stream may hold subscribed in all. A per-request cap alone lets a
+   * client grow one subscription request by request, and every later request re-resolves all of it.
+   * Default: no limit.
+   */
+  readonly maxSubscribedNames?: number;
 }
 
 /** What a step needs besides state and event. */

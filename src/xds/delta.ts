@@ -14,6 +14,7 @@ import {
 import {
   checkTypeUrl,
   defaultNonce,
+  fail,
   invalidNamesFailure,
   nackDetail,
   nextNode,
@@ -119,6 +120,10 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
     }
   }
 
+  const limit = ctx.maxSubscribedNames;
+  if (limit !== undefined && names.size > limit) {
+    return closeWith(state, [...actions, fail(`too many resource names subscribed on one stream (limit ${limit}): this request would make it ${names.size}`)]);
+  }
   const asked: Subscription = { wildcard, names: [...names].sort() };
   const subChanged = !state.started || !sameSubscription(asked, state.subscription);
   // An unchanged subscription keeps its object (resolvers key their plans on it).

@@ -132,6 +132,20 @@ describe('DeltaSecrets', () => {
     assert.equal(c.received.length, 0);
   });
 
+  for (const api of ['sds', 'ads'] as const) {
+    it(`${api}: the name limit bounds the whole subscription, not only each request (one stream cannot grow past it request by request)`, async () => {
+      const c = new DeltaClient(f.server.address, { node: 'default.web', client: api === 'ads' ? undefined : f.channel, api });
+      f.open.push(c);
+      c.subscribe(['default']);
+      c.ack(await c.next());
+      // Each request is within the per-request limit (1000); the third takes the stream to 2,101.
+      for (let round = 0; round < 3; round++) c.subscribe(Array.from({ length: 700 }, (_, i) => `spiffe://td-${round}-${i}.example`));
+      const end = await Promise.race([c.ended, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the stream was not ended')), 10_000).unref())]);
+      assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+      assert.match(end.details, /too many resource names subscribed on one stream \(limit 1000\)/);
+    });
+  }
+
   it('never sends a secret it was not asked for', async () => {
     const names = ['default', 'ROOTCA', WEB_SPIFFE];
     const c = stream();

@@ -239,6 +239,22 @@ describe('Delta stream', () => {
     assert.equal(s.state.closed, true);
   });
 
+  it('fails a request that would take the whole subscription above maxSubscribedNames, naming the limit', () => {
+    const w = new World();
+    const s = new DeltaStream(ctxFor(w, { maxSubscribedNames: 5 }));
+    const batch = (from: number) => Array.from({ length: 3 }, (_, i) => `spiffe://td-${from + i}.example`);
+    s.onRequest(req({ node, resource_names_subscribe: batch(0) }));
+    // Unsubscribing makes room: 3 - 1 + 3 = 5 is within the limit.
+    const within = s.onRequest(req({ resource_names_subscribe: batch(10), resource_names_unsubscribe: ['spiffe://td-0.example'] }));
+    assert.ok(!within.some((a) => a.type === 'fail'), JSON.stringify(within));
+    assert.equal(s.state.subscription.names.length, 5);
+    const over = s.onRequest(req({ resource_names_subscribe: ['spiffe://td-20.example'] }));
+    const failure = over.find((a) => a.type === 'fail');
+    assert.ok(failure?.type === 'fail' && /too many resource names subscribed on one stream \(limit 5\)/.test(failure.message), JSON.stringify(over));
+    assert.ok(!over.some((a) => a.type === 'subscribe' || a.type === 'send'));
+    assert.equal(s.state.closed, true);
+  });
+
   it('refuses another type_url', () => {
     const s = new DeltaStream(ctxFor(new World()));
     const [a] = s.onRequest(req({ node, type_url: 'type.googleapis.com/envoy.config.listener.v3.Listener' }));
