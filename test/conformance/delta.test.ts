@@ -132,6 +132,15 @@ describe('DeltaSecrets', () => {
     assert.equal(c.received.length, 0);
   });
 
+  it('fails a stream asking for a 70,000-character invalid name with INVALID_ARGUMENT naming its start (the status is cut to fit a header)', async () => {
+    const c = stream();
+    c.subscribe([`what-is-this-${'x'.repeat(70_000)}`]);
+    const end = await c.ended;
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT, end.details);
+    assert.match(end.details, /^unknown resource name "what-is-this-x+"\.\.\. \(\d+ more characters\)/);
+    assert.ok(end.details.length < 4096, `${end.details.length} characters`);
+  });
+
   for (const api of ['sds', 'ads'] as const) {
     it(`${api}: the name limit bounds the whole subscription, not only each request (one stream cannot grow past it request by request)`, async () => {
       const c = new DeltaClient(f.server.address, { node: 'default.web', client: api === 'ads' ? undefined : f.channel, api });

@@ -120,6 +120,26 @@ test('a status after messages comes in trailers, one before any message is trail
   }
 });
 
+test('a status message too long for a header is cut to a few KiB with a note, in trailers and trailers-only alike, so the client still gets the status', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const long = `bad name ${'é'.repeat(30_000)}${'x'.repeat(70_000)}`;
+    const after1 = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))] });
+    await after1.waitForMessages(1, 5000);
+    after1.stream.write(grpcFrame(Buffer.from(`fail:3:${long}`)));
+    const first = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from(`fail:3:${'y'.repeat(100_000)}`))] });
+    for (const [end, kept] of [[await after1.ended, 'bad name é'], [await first.ended, 'yyyy']] as const) {
+      assert.equal(end.code, 3, end.error);
+      assert.ok(end.message.startsWith(kept), end.message.slice(0, 40));
+      assert.match(end.message, /\.\.\. \(\d+ more characters cut\)$/);
+      assert.ok(Buffer.byteLength(encodeURIComponent(end.message)) <= 4096, `${end.message.length} characters`);
+    }
+  } finally {
+    session.destroy();
+  }
+});
+
 test('unary calls: one request answered once the client half-closes; none or two get UNIMPLEMENTED', async () => {
   const { address } = await echoServer();
   const session = rawConnect(address);

@@ -253,6 +253,16 @@ describe('Delta stream', () => {
     assert.equal(s.state.closed, true);
   });
 
+  it('names the first invalid names, cut, and how many more there were: never a whole request echoed back', () => {
+    const s = new DeltaStream(ctxFor(new World()));
+    const names = Array.from({ length: 1000 }, (_, i) => `bogus-${String(i).padStart(4, '0')}-${'x'.repeat(900)}`);
+    const f = s.onRequest(req({ node, resource_names_subscribe: names })).find((a) => a.type === 'fail');
+    assert.ok(f?.type === 'fail' && f.code === 'INVALID_ARGUMENT');
+    assert.ok(f.message.length < 2000, `${f.message.length} characters`);
+    assert.match(f.message, /^unknown resource names "bogus-0000-x+"\.\.\. \(711 more characters\), "bogus-0001-/);
+    assert.match(f.message, /"bogus-0004-x+"\.\.\. \(711 more characters\) and 995 more: no such secret can exist/);
+  });
+
   it('fails a request that would take the whole subscription above maxSubscribedNames, naming the limit', () => {
     const w = new World();
     const s = new DeltaStream(ctxFor(w, { maxSubscribedNames: 5 }));

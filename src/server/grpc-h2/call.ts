@@ -4,7 +4,7 @@
 import { constants, type Http2Session, type ServerHttp2Stream } from 'node:http2';
 import { MessageReader } from './framing.js';
 import { armDeadline, disarmDeadline, type DeadlineHolder } from './deadline.js';
-import { encodeGrpcMessage, Status, type CallStatus } from './status.js';
+import { grpcMessageHeader, Status, type CallStatus } from './status.js';
 import { flatKey } from '../../api/flat-key.js';
 
 const { NGHTTP2_NO_ERROR } = constants;
@@ -82,7 +82,7 @@ const enum Phase {
  */
 export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus): void {
   try {
-    stream.respond({ ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(status.code), 'grpc-message': encodeGrpcMessage(status.details) }, END_STREAM);
+    stream.respond({ ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-status': String(status.code), 'grpc-message': grpcMessageHeader(status.details) }, END_STREAM);
     stream.close(NGHTTP2_NO_ERROR);
   } catch {
     // The stream closed meanwhile: there is no one left to tell.
@@ -222,7 +222,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   /** @internal 'wantTrailers': the last DATA frame is out, the status follows. */
   sendTrailers(): void {
     if (this.stream.destroyed) return;
-    this.stream.sendTrailers({ 'grpc-status': String(this.endCode), 'grpc-message': encodeGrpcMessage(this.endDetails) });
+    this.stream.sendTrailers({ 'grpc-status': String(this.endCode), 'grpc-message': grpcMessageHeader(this.endDetails) });
   }
 
   /** @internal A DATA chunk arrived. */

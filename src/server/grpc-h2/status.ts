@@ -40,3 +40,30 @@ export function encodeGrpcMessage(message: string): string {
   }
   return out;
 }
+
+/**
+ * The most grpc-message may take once encoded. It is a header: past the client's header list limit
+ * (16-64 KiB) the client refuses the trailers and sees a reset without any status, so a long
+ * message (one echoing what the client sent) is cut, with a note of how much was left out.
+ */
+export const MAX_GRPC_MESSAGE_BYTES = 4096;
+const CUT_NOTE_RESERVE = 64;
+
+/** `message` encoded for grpc-message, cut (on a character boundary) to MAX_GRPC_MESSAGE_BYTES. */
+export function grpcMessageHeader(message: string): string {
+  if (message.length <= MAX_GRPC_MESSAGE_BYTES) {
+    const encoded = encodeGrpcMessage(message);
+    if (encoded.length <= MAX_GRPC_MESSAGE_BYTES) return encoded;
+  }
+  // Keep whole characters while their encoding fits, leaving room for the note.
+  const budget = MAX_GRPC_MESSAGE_BYTES - CUT_NOTE_RESERVE;
+  let bytes = 0;
+  let end = 0;
+  for (const ch of message) {
+    const size = /^[\x20-\x24\x26-\x7e]$/.test(ch) ? 1 : 3 * Buffer.byteLength(ch, 'utf8');
+    if (bytes + size > budget) break;
+    bytes += size;
+    end += ch.length;
+  }
+  return encodeGrpcMessage(`${message.slice(0, end)}... (${message.length - end} more characters cut)`);
+}
