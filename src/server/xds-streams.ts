@@ -119,6 +119,19 @@ class DeltaContext implements StepContext {
   }
 }
 
+/**
+ * What a log line (or /debug) echoes of text a client chose: a reason quoting its names, its node
+ * id, a NACK's detail, a nonce. A client's megabyte request must not become a megabyte of log
+ * per stream.
+ */
+const LOG_ECHO_CHARS = 2048;
+/** For a node id, a nonce or a version: a few dozen characters when sent by Envoy. */
+const ID_ECHO_CHARS = 256;
+function clipped(text: string | undefined, max = LOG_ECHO_CHARS): string | undefined {
+  if (text === undefined || text.length <= max) return text;
+  return `${text.slice(0, max)}... (${text.length - max} more characters)`;
+}
+
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
 /** A request, or what the wire decoder could not read (see xdsCodec in xds-routes.ts). */
 export type XdsRequest = DiscoveryRequest & DeltaDiscoveryRequest & { malformed?: string };
@@ -193,7 +206,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   onMessage(req: Request): void {
     if (this.state === 'closed') return;
     if (req.malformed !== undefined) {
-      limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: req.malformed }, 'malformed request');
+      limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: clipped(req.malformed) }, 'malformed request');
       return this.finish({ code: Status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
     }
     if (this.state === 'open') return this.onRequest(req);
@@ -204,7 +217,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
       const refused = authRefusal(this.deps, e);
-      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: req.node?.id, reason: refused.details }, 'stream authentication failed');
+      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: clipped(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: clipped(refused.details) }, 'stream authentication failed');
       return this.finish(refused);
     } finally {
       // The authorization header has been read: the rest is not needed.
@@ -223,7 +236,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       this.deps.metrics.streams.dec({ mesh: this.mesh, api: this.api });
-      this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: status?.details }, 'stream closed');
+      this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: clipped(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
     }
@@ -312,7 +325,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.lastSentMs = Date.now();
           break;
         case 'fail':
-          limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: a.message }, 'stream refused');
+          limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: clipped(a.message) }, 'stream refused');
           return this.finish({ code: Status.INVALID_ARGUMENT, details: a.message });
         case 'nack': {
           metrics.nacks.inc();
@@ -321,12 +334,14 @@ class XdsStream implements StreamInfo, RegisteredStream {
           const rejected = this.lastSent?.nonce === a.nonce ? this.lastSentResources : undefined;
           for (const r of rejected ?? []) metrics.nackedSecrets.inc({ name: nackNameLabel(r.name) });
           // The version Envoy rejected (its request carries the last version it accepted).
-          const version = (rejected ? (this.lastSent?.version_info ?? this.lastSent?.system_version_info) : undefined) ?? a.version_info;
-          this.lastNack = { version, nonce: a.nonce, detail: a.detail.message, atMs: Date.now() };
+          const version = clipped((rejected ? (this.lastSent?.version_info ?? this.lastSent?.system_version_info) : undefined) ?? a.version_info, ID_ECHO_CHARS)!;
+          // Envoy's detail is a few lines; what a client sends beyond that is neither kept nor logged.
+          const detail = clipped(a.detail.message)!;
+          this.lastNack = { version, nonce: clipped(a.nonce, ID_ECHO_CHARS)!, detail, atMs: Date.now() };
           limitedWarn(
             log,
             this.proxy,
-            { proxy: this.proxy, api: this.api, nonce: a.nonce, version, names: rejected?.map((r) => r.name), detail: a.detail.message },
+            { proxy: this.proxy, api: this.api, nonce: this.lastNack.nonce, version, names: rejected?.map((r) => r.name), detail },
             'proxy rejected a secret (NACK); keeping its last accepted version',
           );
           break;
@@ -343,7 +358,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.subscription = a.subscription;
           break;
         case 'ignore':
-          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: a.nonce }, 'request ignored');
+          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: clipped(a.nonce, ID_ECHO_CHARS) }, 'request ignored');
           break;
       }
     }
@@ -436,7 +451,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
-    limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: refused.details }, 'stream authentication failed');
+    limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: clipped(refused.details) }, 'stream authentication failed');
     return refused;
   }
   call.keepOnlyHeader('authorization');

@@ -119,6 +119,22 @@ describe('metrics, /debug/proxies and logs of a real server (SPEC §7)', () => {
     assert.equal(logged('proxy rejected a secret (NACK); keeping its last accepted version', (l) => l.detail === 'bad certificate: test says no').length, 1);
   });
 
+  it('a log line and /debug keep only the start of what a client chose to send (a 100,000-character NACK detail)', async () => {
+    const c = new SotwClient(f.server.address, { node: 'default.loud', client: f.channel });
+    f.open.push(c);
+    c.request(['system_trust_bundle']);
+    const first = await c.next();
+    const long = `bad certificate: ${'z'.repeat(100_000)}`;
+    c.nack(first, long);
+    const line = await waitFor('the NACK logged', () => logged('proxy rejected a secret (NACK); keeping its last accepted version', (l) => l.proxy === 'default.loud')[0], 5000);
+    const detail = String(line.detail);
+    assert.ok(detail.length < 2200, `${detail.length} characters logged`);
+    assert.ok(detail.startsWith('bad certificate: zzz'));
+    assert.match(detail, /\.\.\. \(\d+ more characters\)$/);
+    const stream = (await f.debug<DebugProxy[]>('proxies')).find((p) => p.node === 'default.loud')!.streams[0]!;
+    assert.equal(stream.lastNack?.detail, detail);
+  });
+
   it('authentication failures are counted by reason', async () => {
     const before = (await f.metric('mesh_sds_stream_auth_failures_total{reason="bad-node-id"}')) ?? 0;
     const c = new SotwClient(f.server.address, { node: 'no-dot-in-this-node-id', client: f.channel });
