@@ -195,8 +195,9 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.finish();
   }
 
-  onCancel(): void {
-    this.finish();
+  /** The client went away, or the transport ended the call (then with `status`, e.g. responses left unread). */
+  onCancel(status?: CallStatus): void {
+    this.finish(status);
   }
 
   get info(): StreamInfo {

@@ -7,6 +7,7 @@ import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { DeltaClient, deltaSecretsOf, spiffeTrustDomains } from './envoy-client.js';
 import { ALPHA_TD, KRI_IDENTITY, WEB_SPIFFE, meshTrustYaml } from './world.js';
 import { serverFixture } from './fixture.js';
+import { PATHS, SECRET_TYPE, deltaRequest, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 
 const f = serverFixture();
 
@@ -154,6 +155,37 @@ describe('DeltaSecrets', () => {
       assert.match(end.details, /too many resource names subscribed on one stream \(limit 1000\)/);
     });
   }
+
+  it('a client that does not read while it re-subscribes is not answered without bound: its requests wait, and once it reads it gets its answers', async () => {
+    const session = rawConnect(f.server.address);
+    try {
+      const call = rawCall(session, PATHS.DeltaSecrets);
+      call.stream.pause();
+      const names = ['default', 'ROOTCA', 'system_trust_bundle', WEB_SPIFFE];
+      call.stream.write(grpcFrame(deltaRequest({ node: 'default.raw-reader', typeUrl: SECRET_TYPE, names })));
+      // Each re-subscribe makes the server resend all four secrets.
+      const again = grpcFrame(deltaRequest({ typeUrl: SECRET_TYPE, names }));
+      const total = 20_000;
+      let written = 0;
+      while (written < total) {
+        written++;
+        if (!call.stream.write(again)) {
+          const drained = await new Promise<boolean>((resolve) => {
+            const t = setTimeout(() => resolve(false), 1500);
+            call.stream.once('drain', () => (clearTimeout(t), resolve(true)));
+          });
+          if (!drained) break;
+        }
+      }
+      const pushes = [...f.server.registry.streams.values()].find((s) => s.info.proxy === 'default.raw-reader')?.info.pushes ?? 0;
+      assert.ok(written < total, 'the client is held back');
+      assert.ok(pushes < total / 4, `${pushes} responses written to a client that reads none`);
+      call.stream.resume();
+      assert.ok((await call.waitForMessages(pushes + 1, 20_000)) > pushes, 'answered again once it reads');
+    } finally {
+      session.destroy();
+    }
+  });
 
   it('never sends a secret it was not asked for', async () => {
     const names = ['default', 'ROOTCA', WEB_SPIFFE];

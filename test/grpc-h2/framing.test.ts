@@ -52,3 +52,26 @@ test('grpc-message is percent-encoded: non-ASCII as UTF-8 bytes, % and control c
   assert.equal(encodeGrpcMessage('50% é\n'), '50%25 %C3%A9%0A');
   assert.equal(decodeURIComponent(encodeGrpcMessage('naïve 100% ✓')), 'naïve 100% ✓');
 });
+
+test('a sink that stops reading leaves the rest held, in order, until resume; a discarded reader drops it', () => {
+  const msgs = ['a', 'bb', 'ccc', 'dddd', 'eeeee'];
+  const stream = Buffer.concat(msgs.map((m) => frameMessage(Buffer.from(m))));
+  for (let cut = 0; cut <= stream.length; cut++) {
+    const r = new MessageReader(1024);
+    const got: string[] = [];
+    // Stops after every second message, as a call does while its responses wait unread.
+    const sink = { acceptMessage: (m: Buffer) => (got.push(m.toString()), got.length % 2 === 1) };
+    r.push(stream.subarray(0, cut), sink);
+    r.push(stream.subarray(cut), sink);
+    for (let i = 0; i < 10 && r.holding; i++) r.resume(sink);
+    assert.deepEqual(got, msgs, `cut at ${cut}`);
+  }
+  const r = new MessageReader(1024);
+  const got: string[] = [];
+  r.push(stream, { acceptMessage: (m: Buffer) => (got.push(m.toString()), false) });
+  assert.equal(r.holding, true);
+  r.discard();
+  assert.equal(r.holding, false);
+  r.push(stream, { acceptMessage: (m: Buffer) => (got.push(m.toString()), true) });
+  assert.deepEqual(got, ['a']);
+});

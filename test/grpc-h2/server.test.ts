@@ -17,25 +17,38 @@ after(() => servers.forEach((s) => s.forceShutdown()));
 
 interface Seen {
   cancels: number;
+  /** Messages the server read, and the status the transport ended a call with (onCancel's). */
+  messages: number;
+  cancelStatus?: { code: number; details: string };
   headers: string[][];
   refused: string[];
 }
 
 /** A server whose /test.Echo/Bidi echoes each message and ends OK on half-close ('fail:CODE:text' ends with that status). */
 async function echoServer(opts: GrpcServerOptions = {}): Promise<{ address: string; server: GrpcServer; seen: Seen }> {
-  const seen: Seen = { cancels: 0, headers: [], refused: [] };
+  const seen: Seen = { cancels: 0, messages: 0, headers: [], refused: [] };
   const server = new GrpcServer({ ...opts, onRefusedHeader: (name) => seen.refused.push(name) });
   servers.push(server);
   server.addBidi('/test.Echo/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
     seen.headers.push(call.headerValues('x-token'));
     call.listener = {
       onMessage(m) {
+        seen.messages++;
+        // 'flood:N:SIZE' writes N responses of SIZE bytes at once (pushes the client did not ask for).
+        const flood = /^flood:(\d+):(\d+)$/.exec(m.toString());
+        if (flood) {
+          for (let i = 0; i < Number(flood[1]); i++) call.write(Buffer.alloc(Number(flood[2]), 0x66));
+          return;
+        }
         const fail = /^fail:(\d+):(.*)$/s.exec(m.toString());
         if (fail) return call.end({ code: Number(fail[1]) as Status, details: fail[2]! });
         call.write(m);
       },
       onHalfClose: () => call.end(),
-      onCancel: () => seen.cancels++,
+      onCancel: (status) => {
+        seen.cancels++;
+        seen.cancelStatus = status;
+      },
     };
   });
   server.addSingleRequest('/test.Echo/Unary', bytes, (call, request) => {
@@ -135,6 +148,67 @@ test('a status message too long for a header is cut to a few KiB with a note, in
       assert.match(end.message, /\.\.\. \(\d+ more characters cut\)$/);
       assert.ok(Buffer.byteLength(encodeURIComponent(end.message)) <= 4096, `${end.message.length} characters`);
     }
+  } finally {
+    session.destroy();
+  }
+});
+
+/** Resolves once `stream` may be written again, or after `ms` (a client held back by flow control). */
+const drainedWithin = (stream: NodeJS.WritableStream, ms: number) =>
+  new Promise<boolean>((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    stream.once('drain', () => (clearTimeout(t), resolve(true)));
+  });
+
+test('a client that does not read: its requests are left unread once 1 MiB of responses waits for it, and all are answered once it reads', async () => {
+  const { address, seen } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const call = rawCall(session, '/test.Echo/Bidi');
+    call.stream.pause();
+    const frame = grpcFrame(Buffer.alloc(64 * 1024, 0x61));
+    const total = 200; // 12.8 MiB of responses if all were answered
+    let written = 0;
+    while (written < total) {
+      written++;
+      if (!call.stream.write(frame) && !(await drainedWithin(call.stream, 1000))) break;
+    }
+    assert.ok(written < total, 'the client\'s writes are held back');
+    assert.ok(seen.messages < 60, `the server read ${seen.messages} of ${written} requests while 64 KiB responses were left unread`);
+    // A client that reads gets every answer, in order, and its call ends normally.
+    call.stream.resume();
+    while (written < total) {
+      written++;
+      if (!call.stream.write(frame)) await drainedWithin(call.stream, 10_000);
+    }
+    call.stream.end();
+    assert.equal(await call.waitForMessages(total, 20_000), total);
+    const end = await call.ended;
+    assert.equal(end.code, 0, end.error ?? end.message);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a call that keeps writing to a client that does not read is ended with RESOURCE_EXHAUSTED at maxUnsentBytes; the application hears why', async () => {
+  const { address, seen } = await echoServer({ maxUnsentBytes: 1024 * 1024 });
+  const session = rawConnect(address);
+  try {
+    const call = rawCall(session, '/test.Echo/Bidi');
+    call.stream.pause();
+    call.stream.write(grpcFrame(Buffer.from('flood:100:65536')));
+    const status = await (async () => {
+      for (let i = 0; i < 500 && !seen.cancelStatus; i++) await new Promise((r) => setTimeout(r, 10));
+      return seen.cancelStatus;
+    })();
+    assert.equal(status?.code, Status.RESOURCE_EXHAUSTED, 'the call was ended');
+    assert.match(status.details, /the client is not reading its responses: \d+ bytes unsent \(limit 1048576\)/);
+    // What was written before is still delivered, then the status.
+    call.stream.resume();
+    const end = await call.ended;
+    assert.equal(end.code, Status.RESOURCE_EXHAUSTED, end.error);
+    assert.match(end.message, /not reading its responses/);
+    assert.ok(call.received > 10 && call.received < 40, `${call.received} responses`);
   } finally {
     session.destroy();
   }

@@ -14,8 +14,11 @@ export interface CallListener<Req> {
   onMessage?(request: Req): void;
   /** The client half-closed (it sends no more messages). */
   onHalfClose?(): void;
-  /** The stream was reset or its connection lost before the call ended, or its deadline passed. */
-  onCancel?(): void;
+  /**
+   * The stream was reset or its connection lost before the call ended, or the transport ended it
+   * (deadline passed, responses left unread): then `status` is what the call was ended with.
+   */
+  onCancel?(status?: CallStatus): void;
 }
 
 export interface MethodCodec<Req, Res> {
@@ -30,6 +33,12 @@ export interface MethodCodec<Req, Res> {
 /** What every call of one server shares. */
 export interface CallContext {
   readonly maxMessageBytes: number;
+  /**
+   * Response bytes a call may have waiting for the client to read before it is ended with
+   * RESOURCE_EXHAUSTED. Reading a call's requests pauses well before that (at most 1 MiB unsent),
+   * so only pushes can reach it: a client that stops reading while the server keeps writing.
+   */
+  readonly maxUnsentBytes: number;
   /** A metadata value was dropped for characters outside printable ASCII (as grpc-js does); the value is not passed. */
   readonly onRefusedHeader?: (name: string, peer: string) => void;
 }
@@ -55,12 +64,22 @@ function halfClosedLater(call: ServerCall<unknown, unknown>): void {
 function onStreamClose(this: StreamWithCall): void {
   this[CALL].closed();
 }
+function onStreamDrain(this: StreamWithCall): void {
+  this[CALL].drained();
+}
 function onWantTrailers(this: StreamWithCall): void {
   this[CALL].sendTrailers();
+}
+/** A call ended for unread responses holds them until its trailers can follow: not for longer than this. */
+const UNREAD_GRACE_MS = 10_000;
+function resetUnread(stream: ServerHttp2Stream): void {
+  if (!stream.closed && !stream.destroyed) stream.close(constants.NGHTTP2_CANCEL);
 }
 /** A stream error (reset, protocol error) is followed by 'close', which is where the call learns of it. */
 function ignore(): void {}
 
+/** Unsent response bytes past which a call's requests are not read until the client takes them. */
+const READ_PAUSE_BYTES = 1024 * 1024;
 const CONTENT_TYPE = 'application/grpc+proto';
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': CONTENT_TYPE, 'grpc-accept-encoding': 'identity' };
 const WAIT_FOR_TRAILERS = { waitForTrailers: true, sendDate: false };
@@ -97,6 +116,10 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   private endCode: Status = Status.OK;
   private endDetails = '';
   private wasCancelled = false;
+  /** Requests are not read while the client leaves this much unread (see write()). */
+  private readPaused = false;
+  /** The client half-closed while requests were still held unread: told once they are read. */
+  private halfClosePending = false;
   private readonly reader: MessageReader;
 
   constructor(
@@ -173,10 +196,27 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.rawHeaders = kept.length === 0 ? NO_HEADERS : kept;
   }
 
-  /** Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does. */
+  /**
+   * Sends a response message. HTTP/2 buffers what the peer cannot take yet, as grpc-js does, but
+   * not without bound: past READ_PAUSE_BYTES unsent, the call's requests (each of which may cause
+   * a response) are not read until the client has taken it all, and a call that still has
+   * maxUnsentBytes unsent when it is to write more is ended with RESOURCE_EXHAUSTED.
+   */
   write(response: Res): void {
     // A reset stream is closed a moment before 'close' reports it: nothing can be sent on it.
     if (this.phase === Phase.Ended || this.stream.destroyed || this.stream.closed) return;
+    const unsent = this.stream.writableLength;
+    if (unsent > this.context.maxUnsentBytes) return this.refuseUnread(unsent);
+    this.send(response);
+    if (!this.readPaused && this.stream.writableLength > Math.min(READ_PAUSE_BYTES, this.context.maxUnsentBytes)) {
+      this.readPaused = true;
+      this.stream.pause();
+      // 'drain' comes once everything written has been taken.
+      this.stream.once('drain', onStreamDrain);
+    }
+  }
+
+  private send(response: Res): void {
     if (this.phase === Phase.Open) {
       this.stream.respond(RESPONSE_HEADERS, WAIT_FOR_TRAILERS);
       this.phase = Phase.HeadersSent;
@@ -189,6 +229,34 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.stream.uncork();
   }
 
+  /** The client leaves too much unread: end the call, and tell the application as of a cancel. */
+  private refuseUnread(unsent: number): void {
+    const status: CallStatus = {
+      code: Status.RESOURCE_EXHAUSTED,
+      details: `the client is not reading its responses: ${unsent} bytes unsent (limit ${this.context.maxUnsentBytes})`,
+    };
+    this.end(status);
+    this.wasCancelled = true;
+    // The trailers wait behind the unsent bytes; a client that never reads must not hold them for
+    // as long as its connection lives.
+    setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
+    this.listener?.onCancel?.(status);
+  }
+
+  /** @internal The client took everything written: read its requests again, held ones first. */
+  drained(): void {
+    this.readPaused = false;
+    if (this.phase === Phase.Ended) return;
+    const refused = this.reader.resume(this);
+    if (refused) return this.end(refused);
+    if (this.readPaused || !this.active) return;
+    this.stream.resume();
+    if (this.halfClosePending) {
+      this.halfClosePending = false;
+      this.halfClosed();
+    }
+  }
+
   /** @internal Ends the call with DEADLINE_EXCEEDED in `ms` (the client's grpc-timeout) unless it ends first. */
   setDeadline(ms: number): void {
     if (this.phase !== Phase.Ended && this.deadlineTimer === undefined) armDeadline(this, ms);
@@ -197,9 +265,10 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   /** @internal The deadline passed: the status grpc-js sends, and the application hears of it as of a cancel. */
   deadlineExceeded(): void {
     if (this.phase === Phase.Ended) return;
-    this.end({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
+    const status: CallStatus = { code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' };
+    this.end(status);
     this.wasCancelled = true;
-    this.listener?.onCancel?.();
+    this.listener?.onCancel?.(status);
   }
 
   /** Ends the call with a status (OK when none is given). Only the first call counts. */
@@ -242,13 +311,17 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       return false;
     }
     this.listener?.onMessage?.(request);
-    return this.phase !== Phase.Ended;
+    return this.phase !== Phase.Ended && !this.readPaused;
   }
 
   /** @internal The client half-closed; an unfinished message is dropped, as grpc-js does. */
   halfClosed(): void {
     if (this.phase === Phase.Ended) return;
     if (this.stream.destroyed || this.stream.rstCode) return this.closed();
+    if (this.reader.holding) {
+      this.halfClosePending = true;
+      return;
+    }
     this.listener?.onHalfClose?.();
   }
 

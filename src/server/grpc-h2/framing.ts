@@ -5,6 +5,7 @@ import { Status, type CallStatus } from './status.js';
 export const GRPC_HEADER_BYTES = 5;
 
 export interface MessageSink {
+  /** False stops reading: the call ended (and discarded the reader), or it pauses until resume(). */
   acceptMessage(message: Buffer): boolean;
 }
 
@@ -15,6 +16,10 @@ export class MessageReader {
   private partBytes = 0;
   /** Length of the message being collected, or -1 while its prefix is incomplete. */
   private bodyLength = -1;
+  /** While reading is paused: the bytes not yet read, in order (undefined while reading). */
+  private held: Buffer[] | undefined;
+  /** Set by discard(): the call ended, nothing more is read. */
+  private done = false;
 
   constructor(private readonly maxMessageBytes: number) {}
 
@@ -23,11 +28,48 @@ export class MessageReader {
     return this.parts !== undefined;
   }
 
+  /** True while reading is paused (the sink said stop) and bytes may be held for later. */
+  get holding(): boolean {
+    return this.held !== undefined;
+  }
+
   /**
-   * Feeds one chunk. `sink` gets each whole message and returns false to stop reading (the call
-   * ended). Returns the status that ends the call when the framing is refused.
+   * Feeds one chunk. `sink` gets each whole message and returns false to stop reading: the rest
+   * is held until resume() (or dropped, when the call ended meanwhile). Returns the status that
+   * ends the call when the framing is refused.
    */
   push(chunk: Buffer, sink: MessageSink): CallStatus | undefined {
+    if (this.done) return undefined;
+    if (this.held) {
+      this.held.push(chunk);
+      return undefined;
+    }
+    return this.read(chunk, sink);
+  }
+
+  /** Reads what was held while paused, until the sink stops again; like push() otherwise. */
+  resume(sink: MessageSink): CallStatus | undefined {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (let i = 0; i < held.length; i++) {
+      if (this.done) return undefined;
+      if (this.held) {
+        // Paused again: the chunks not reached stay held, after what the last one left.
+        (this.held as Buffer[]).push(...held.slice(i));
+        return undefined;
+      }
+      const refused = this.read(held[i]!, sink);
+      if (refused) return refused;
+    }
+    return undefined;
+  }
+
+  private stop(chunk: Buffer, pos: number): undefined {
+    if (!this.done) this.held = pos < chunk.length ? [chunk.subarray(pos)] : [];
+    return undefined;
+  }
+
+  private read(chunk: Buffer, sink: MessageSink): CallStatus | undefined {
     let pos = 0;
     for (;;) {
       if (this.parts) {
@@ -51,7 +93,7 @@ export class MessageReader {
         this.parts = undefined;
         this.partBytes = 0;
         this.bodyLength = -1;
-        if (!sink.acceptMessage(message)) return undefined;
+        if (!sink.acceptMessage(message)) return this.stop(chunk, pos);
         continue;
       }
       const remaining = chunk.length - pos;
@@ -66,7 +108,7 @@ export class MessageReader {
       if (refused) return refused;
       if (remaining >= GRPC_HEADER_BYTES + length) {
         const end = pos + GRPC_HEADER_BYTES + length;
-        if (!sink.acceptMessage(chunk.subarray(pos + GRPC_HEADER_BYTES, end))) return undefined;
+        if (!sink.acceptMessage(chunk.subarray(pos + GRPC_HEADER_BYTES, end))) return this.stop(chunk, end);
         pos = end;
         continue;
       }
@@ -79,6 +121,8 @@ export class MessageReader {
 
   /** Forgets a partial message (the call ended; what still arrives is dropped unread). */
   discard(): void {
+    this.done = true;
+    this.held = undefined;
     this.parts = undefined;
     this.partBytes = 0;
     this.bodyLength = -1;

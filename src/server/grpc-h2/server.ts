@@ -11,6 +11,8 @@ import { Status, type CallStatus } from './status.js';
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
+  /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB); see CallContext. */
+  maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
 }
 
@@ -86,7 +88,11 @@ export class GrpcServer {
   private shuttingDown: (() => void)[] | undefined;
 
   constructor(opts: GrpcServerOptions = {}) {
-    this.context = { maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024, onRefusedHeader: opts.onRefusedHeader };
+    this.context = {
+      maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024,
+      maxUnsentBytes: opts.maxUnsentBytes ?? 8 * 1024 * 1024,
+      onRefusedHeader: opts.onRefusedHeader,
+    };
     this.sessions = new SessionSet({
       keepaliveTimeMs: opts.keepaliveTimeMs ?? 60_000,
       keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 20_000,
