@@ -204,15 +204,21 @@ describe('two zones federated over https_spiffe bundle endpoints', { timeout: 24
     assert.deepEqual(failures, [], `${failures.length} of ${attempts} calls failed`);
   });
 
-  it('an endpoint presenting a different SPIFFE ID is refused and reported', async () => {
-    // Zone B's endpoint, but claimed to be zone-c.test's: it presents zone-b.test's SVID.
+  it('a resource claiming zone B\'s CA for another trust domain is refused and never followed; A keeps serving (the refused endpoint SPIFFE ID itself: test/federation/follower.test.ts)', async () => {
+    // Zone B's endpoint and CAs, but claimed to be zone-c.test's: the bootstrap bundle holds CAs whose
+    // URI SAN names zone-b.test, which could sign zone-c.test identities if it were accepted.
     const bootstrap = readFileSync(api.bundle, 'utf8');
-    write(zones.a.resources, 'impostor.yaml', cftdYaml('impostor', 'zone-c.test', `${zones.b.endpointUrl}/zone-b.test`, 'spiffe://zone-c.test/mesh-sds/bundle-endpoint', bootstrap));
-    await poll('the refusal counted', 20_000, async () => (/mesh_sds_federation_refresh_failures_total\{trust_domain="zone-c.test",reason="wrong_spiffe_id"\} [1-9]/.test(await metrics(zones.a)) ? true : undefined));
-    const { stdout } = await run(process.execPath, [CLI, 'get', 'clusterfederatedtrustdomain', 'impostor', '-o', 'yaml', '--resources', zones.a.resources, '--state-dir', zones.a.state, '--zone', 'a']);
-    assert.match(stdout, /reason: WrongEndpointSpiffeId/);
-    assert.match(stdout, /endpoint presented spiffe:\/\/zone-b\.test\/mesh-sds\/bundle-endpoint, expected spiffe:\/\/zone-c\.test\/mesh-sds\/bundle-endpoint/);
-    rmSync(join(zones.a.resources, 'impostor.yaml'));
+    const impostor = cftdYaml('impostor', 'zone-c.test', `${zones.b.endpointUrl}/zone-b.test`, 'spiffe://zone-c.test/mesh-sds/bundle-endpoint', bootstrap);
+    write(zones.a.resources, 'impostor.yaml', impostor);
+    try {
+      const v = await run(process.execPath, [CLI, 'validate', join(zones.a.resources, 'impostor.yaml')]).catch((e: { stdout?: string; stderr?: string }) => e);
+      assert.match(`${v.stdout ?? ''}${v.stderr ?? ''}`, /trustDomainBundle: certificate \d+ is the CA of trust domain "zone-b\.test" \(its URI SAN\), not of "zone-c\.test"/);
+      await new Promise((r) => setTimeout(r, 2000)); // A's directory watch has seen it
+      assert.doesNotMatch(await metrics(zones.a), /trust_domain="zone-c\.test"/, 'never followed');
+      assert.ok(fingerprints(web.bundle).length > 0);
+    } finally {
+      rmSync(join(zones.a.resources, 'impostor.yaml'));
+    }
   });
 
   it('B down: A keeps serving B\'s last bundle, reports the failures, and mTLS from A keeps verifying B\'s certificate', async () => {
