@@ -44,7 +44,8 @@ export class FileStateStore implements StateStore {
     ) {
       throw new Error(`invalid state key "${key}"`);
     }
-    const p = join(this.dir, ...key.split('/').flatMap(segmentNames));
+    const segments = key.split('/');
+    const p = join(this.dir, ...segments.flatMap((seg, i) => segmentNames(seg, i === segments.length - 1)));
     if (!p.startsWith(this.dir + sep)) throw new Error(`invalid state key "${key}"`);
     return p;
   }
@@ -144,21 +145,25 @@ const NAME_MAX = 255;
 const TEMP_SUFFIX = 17;
 /** `.lock` and, when a dead holder's lock is moved aside, `.lock.<12 hex>.stale` (file-lock.ts). */
 const STALE_LOCK_SUFFIX = 24;
-/** Segments up to this keep their own name: every key that could be stored before keeps its file. */
-const MAX_PLAIN_SEGMENT = NAME_MAX - TEMP_SUFFIX;
+/**
+ * File names up to this keep their own name (their temp file must fit beside them), directory
+ * names up to NAME_MAX: every key that could be stored before keeps its path.
+ */
+const MAX_PLAIN_FILE = NAME_MAX - TEMP_SUFFIX;
 /** Parts of a longer segment are at most this long, so their temp and lock files fit too. */
 const MAX_PART = 200;
 /** Ends every part of a split segment but the last; no key has it, so nothing else ends so. */
 const CONTINUED = '+';
 
 /**
- * The names a key segment is stored under: itself, or when longer than MAX_PLAIN_SEGMENT, parts of
- * near-equal length (100 to 200 characters, so never `.` or `..`), each but the last a directory
- * named `<part>+`. Joining them back gives the segment exactly (keys(), and sealed values, which
- * authenticate the key name, need that).
+ * The names a key segment is stored under: itself, or when longer than a file (the last segment,
+ * MAX_PLAIN_FILE) or a directory (NAME_MAX) may be named, parts of near-equal length (100 to 200
+ * characters, so never `.` or `..`), each but the last a directory named `<part>+`. Joining them
+ * back gives the segment exactly (keys(), and sealed values, which authenticate the key name, need
+ * that).
  */
-function segmentNames(segment: string): string[] {
-  if (segment.length <= MAX_PLAIN_SEGMENT) return [segment];
+function segmentNames(segment: string, last: boolean): string[] {
+  if (segment.length <= (last ? MAX_PLAIN_FILE : NAME_MAX)) return [segment];
   const n = Math.ceil(segment.length / MAX_PART);
   const size = Math.floor(segment.length / n);
   const longer = segment.length % n;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStateStore, stateLockPath } from '../../src/store/file-state.js';
@@ -19,7 +19,7 @@ const trustDomain = (n: number) => Array.from({ length: n }, (_, i) => ((i + 1) 
 async function allNames(dir: string): Promise<string[]> {
   const out: string[] = [];
   for (const e of await readdir(dir, { withFileTypes: true })) {
-    out.push(e.name);
+    out.push(e.isDirectory() ? `${e.name}/` : e.name);
     if (e.isDirectory()) out.push(...(await allNames(join(dir, e.name))));
   }
   return out;
@@ -40,9 +40,11 @@ test('state dir: keys with segments of any length up to a few hundred characters
     assert.equal(await s.get(k), `v1 ${k} v2`, k);
   }
   assert.deepEqual(await s.keys(), [...keys].sort());
-  // Every name fits NAME_MAX, with room for a temp file beside it; no temp or lock file is left.
+  // Every file name fits NAME_MAX with room for a temp file beside it, every directory name fits
+  // NAME_MAX; no temp or lock file is left.
   const names = await allNames(dir);
-  assert.ok(names.every((n) => n.length + 17 <= 255), names.find((n) => n.length + 17 > 255));
+  const tooLong = (n: string) => (n.endsWith('/') ? n.length - 1 > 255 : n.length + 17 > 255);
+  assert.ok(!names.some(tooLong), names.find(tooLong));
   assert.deepEqual(names.filter((n) => /\.(tmp|lock|stale)$/.test(n)), []);
   for (const k of keys) await s.delete(k);
   assert.deepEqual(await s.keys(), []);
@@ -60,7 +62,17 @@ test('state dir: keys that fitted before keep their file names (no migration)', 
   // And a file written by an earlier version is read under its key.
   await writeFile(join(dir, 'ca', 'default', '_', 'id', 'old.example'), 'y');
   assert.equal(await s.get('ca/default/_/id/old.example'), 'y');
-  assert.deepEqual(await s.keys(), ['auth/revoked', `ca/default/_/id/${td}`, 'ca/default/_/id/old.example']);
+  // A directory segment of up to 255 characters (a MeshIdentity's name is one) was stored as it is:
+  // it still is, so an earlier version's CA record is found, never replaced by a new CA.
+  const longName = 'n'.repeat(250);
+  await mkdir(join(dir, 'ca', 'default', '_', longName), { recursive: true });
+  await writeFile(join(dir, 'ca', 'default', '_', longName, 'old.example'), 'earlier CA');
+  let created = 0;
+  assert.equal(await s.getOrCreate(`ca/default/_/${longName}/old.example`, () => (created++, 'new CA')), 'earlier CA');
+  assert.equal(created, 0);
+  await s.put(`ca/default/_/${longName}/new.example`, 'z');
+  assert.deepEqual(await readdir(join(dir, 'ca', 'default', '_', longName)), ['new.example', 'old.example']);
+  assert.deepEqual(await s.keys(), ['auth/revoked', `ca/default/_/id/${td}`, 'ca/default/_/id/old.example', `ca/default/_/${longName}/new.example`, `ca/default/_/${longName}/old.example`].sort());
 });
 
 test("state dir: a long key's lock left by a process that died is broken (the lock and its moved-aside name fit NAME_MAX)", async (t) => {
