@@ -81,9 +81,7 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   if (req.error_detail) {
     // `known` keeps the NACKed versions, so nothing is resent until the resource changes again.
     actions.push({ type: 'nack', nonce, version_info: '', detail: nackDetail(req.error_detail) });
-  } else if (nonce !== '' && nonce === state.lastNonce) {
-    // As in SotW, only the last response sent can be ACKed: an older or unknown nonce (a bogus
-    // client) is no ACK and is not counted as one; the request's subscription changes still apply.
+  } else if (nonce !== '') {
     actions.push({ type: 'ack', nonce, version_info: '' });
   }
 

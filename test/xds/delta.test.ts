@@ -157,20 +157,6 @@ describe('Delta stream', () => {
     assert.deepEqual(diff(onlySend(s.onChange())), ['default@v3']);
   });
 
-  it('counts an ACK only for the last response sent: a superseded or never-sent nonce is no ACK', () => {
-    const w = new World();
-    w.put('default', 'v1');
-    const s = new DeltaStream(ctxFor(w));
-    const opening = s.onRequest(req({ node, response_nonce: 'of-an-earlier-stream', resource_names_subscribe: ['default'] }));
-    assert.ok(!opening.some((a) => a.type === 'ack'), 'no ACK before any response');
-    const first = onlySend(opening);
-    w.put('default', 'v2');
-    const second = onlySend(s.onChange());
-    assert.deepEqual(s.onRequest(req({ response_nonce: 'bogus' })), []);
-    assert.deepEqual(s.onRequest(ack(first)), [], 'superseded');
-    assert.deepEqual(s.onRequest(ack(second)), [{ type: 'ack', nonce: second.response.nonce, version_info: '' }]);
-  });
-
   it('applies subscription changes even when they carry an older nonce (delta requests are never repeated)', () => {
     const w = new World();
     w.put('default', 'v1');
