@@ -15,6 +15,23 @@ export interface Claims {
 /** `<mesh>.<name>`: the node id, which is also what a Dataplane resource is found by. */
 export const nodeKeyOf = (p: { mesh: string; name: string }) => flatKey(p.mesh, '.', p.name);
 
+/** A Kubernetes Dataplane's `<name>.<namespace>` at its longest: 253 + 1 + 63. */
+const MAX_DATAPLANE_NAME = 317;
+
+/**
+ * Why a name cannot be a node id's dataplane name (nor a token's), or undefined: printable ASCII
+ * without `#` (it separates a node id from its claims hash in proxy keys, so a name holding one
+ * could pass for another proxy) or `/`. A gateway without a Dataplane may have a name no resource
+ * could (`edge_gw`).
+ */
+export function dataplaneNameProblem(name: string): string | undefined {
+  if (name === '') return 'must not be empty';
+  if (name.length > MAX_DATAPLANE_NAME) return `must not be longer than ${MAX_DATAPLANE_NAME} characters`;
+  if (!/^[!-~]+$/.test(name)) return 'must be printable ASCII without spaces';
+  if (/[#/]/.test(name)) return "must not contain '#' or '/'";
+  return undefined;
+}
+
 /** Whether the principal carries any claim beyond its node id. */
 export function hasClaims(p: Claims): boolean {
   return p.workload !== undefined || (p.labels !== undefined && Object.keys(p.labels).length > 0);

@@ -3,8 +3,8 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
-import { claimMismatch, claimsContradiction } from '../identity/claims.js';
-import { labelNameProblem, nameProblem } from '../api/validate-common.js';
+import { claimMismatch, claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
+import { labelNameProblem } from '../api/validate-common.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
@@ -41,8 +41,10 @@ export class AuthError extends Error {
 
 /**
  * `<mesh>.<dataplane-name>`, split at the first dot (mesh names have no dots, dataplane names may).
- * Both parts must be names a resource can have, so a node id never carries characters the server
- * gives a meaning to (`#` separates a node id from its claims hash in proxy keys).
+ * The mesh must be a name a mesh can have; the dataplane name printable ASCII without `#` (it
+ * separates a node id from its claims hash in proxy keys, so a name holding one could pass for
+ * another proxy) or `/`. A gateway without a Dataplane may have a name no resource could
+ * (`edge_gw`): such names were always accepted and keep working.
  */
 export function parseNodeId(id: string): { mesh: string; name: string } | undefined {
   return typeof id === 'string' && nodeIdProblem(id) === undefined ? splitNodeId(id) : undefined;
@@ -53,11 +55,13 @@ export function nodeIdProblem(id: string): string | undefined {
   const node = splitNodeId(id);
   if (!node) return 'must be "<mesh>.<dataplane-name>"';
   const meshProblem = labelNameProblem(node.mesh);
-  if (meshProblem) return `mesh "${node.mesh}" ${meshProblem}`;
-  const nameProblem_ = nameProblem(node.name);
-  if (nameProblem_) return `dataplane name ${JSON.stringify(node.name.slice(0, 300))} ${nameProblem_}`;
+  if (meshProblem) return `mesh ${JSON.stringify(clip(node.mesh))} ${meshProblem}`;
+  const nameProblem = dataplaneNameProblem(node.name);
+  if (nameProblem) return `dataplane name ${JSON.stringify(clip(node.name))} ${nameProblem}`;
   return undefined;
 }
+
+const clip = (s: string) => (s.length > 100 ? `${s.slice(0, 100)}…` : s);
 
 function splitNodeId(id: string): { mesh: string; name: string } | undefined {
   const dot = id.indexOf('.');

@@ -8,8 +8,8 @@
 // in the background, so a revocation made by the CLI reaches it within a second or two, and
 // authentication never waits on the store (a stalled database delays nothing).
 import { createHash, createPrivateKey, createPublicKey, createSecretKey, hash, randomBytes } from 'node:crypto';
-import { labelNameProblem, nameProblem } from '../api/validate-common.js';
-import { claimsContradiction } from '../identity/claims.js';
+import { labelNameProblem } from '../api/validate-common.js';
+import { claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
 import type { StateStore } from '../store/types.js';
 import { JwsError, signHs256, verifyCompactJws, type Ed25519PublicKey, type HmacKey, type VerificationKey } from './jws.js';
 
@@ -310,8 +310,8 @@ export class TokenAuthority {
     // and a name with characters the server gives a meaning to could pass for another proxy.
     const meshProblem = labelNameProblem(opts.mesh ?? '');
     if (meshProblem) throw new Error(`mesh ${JSON.stringify(opts.mesh ?? '')} ${meshProblem}`);
-    const nameProblem_ = nameProblem(opts.name ?? '');
-    if (nameProblem_) throw new Error(`name ${JSON.stringify(opts.name ?? '')} ${nameProblem_}`);
+    const nameProblem = dataplaneNameProblem(opts.name ?? '');
+    if (nameProblem) throw new Error(`name ${JSON.stringify(opts.name ?? '')} ${nameProblem}`);
     if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
     if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
     for (const k of Object.keys(opts.labels ?? {})) {

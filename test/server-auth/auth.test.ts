@@ -31,12 +31,13 @@ test('parseNodeId splits at the first dot; dataplane names may contain dots', ()
   for (const bad of ['', 'nodot', '.name', 'mesh.', 'm.a b']) assert.equal(parseNodeId(bad), undefined, bad);
 });
 
-test('a node id whose mesh or dataplane name no resource can have is refused naming why, in every mode (a "#" could pass for another proxy\'s claims key)', async () => {
+test('a node id with a mesh no resource can have, or a dataplane name with "#", "/", spaces or non-ASCII, is refused naming why, in every mode (a "#" could pass for another proxy\'s claims key); other gateway names keep working', async () => {
   const tokens = await TokenAuthority.open(new MemoryStateStore());
   for (const [id, why] of [
-    ['default.gw-1#086b6a2b3250d7f4', /dataplane name "gw-1#086b6a2b3250d7f4" must be a valid DNS-1123 name/],
-    ['default.Web', /dataplane name "Web" must be a valid DNS-1123 name/],
-    ['default.a_b', /dataplane name "a_b"/],
+    ['default.gw-1#086b6a2b3250d7f4', /dataplane name "gw-1#086b6a2b3250d7f4" must not contain '#' or '\/'/],
+    ['default.a/../b', /dataplane name "a\/\.\.\/b" must not contain/],
+    ['default.caf\u00e9', /dataplane name "caf\u00e9" must be printable ASCII/],
+    [`default.${'a'.repeat(318)}`, /must not be longer than 317 characters/],
     ['Default.web', /mesh "Default" must be a valid DNS-1123 label/],
     ['m.a b', /dataplane name "a b"/],
   ] as const) {
@@ -44,13 +45,21 @@ test('a node id whose mesh or dataplane name no resource can have is refused nam
     await unauthenticated(() => authenticateStream(md(), id, { mode: 'none' }), why);
     await unauthenticated(() => authenticateStream(md('Bearer x'), id, { mode: 'token', tokens }), why);
   }
+  // Gateway names no resource could have were always accepted, and keep working (tokens in use).
+  for (const id of ['default.edge_gw', 'default.Gateway-1', 'default.gw:8443', `default.${'d'.repeat(200)}.${'n'.repeat(63)}`]) {
+    assert.ok(parseNodeId(id), id);
+    const name = id.slice('default.'.length);
+    const token = await tokens.generate({ mesh: 'default', name, validForMs: HOUR });
+    assert.equal(authenticateStream(md(`Bearer ${token}`), id, { mode: 'token', tokens }).name, name);
+  }
 });
 
 test('token generate refuses names, meshes, label keys and workloads no proxy can have, and a workload claimed twice differently', async () => {
   const tokens = await TokenAuthority.open(new MemoryStateStore());
   const gen = (o: Partial<Parameters<TokenAuthority['generate']>[0]>) => tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR, ...o });
-  await assert.rejects(gen({ name: 'gw-1#086b6a2b3250d7f4' }), /name "gw-1#086b6a2b3250d7f4" must be a valid DNS-1123 name/);
-  await assert.rejects(gen({ name: '../x' }), /name "\.\.\/x"/);
+  await assert.rejects(gen({ name: 'gw-1#086b6a2b3250d7f4' }), /name "gw-1#086b6a2b3250d7f4" must not contain '#'/);
+  await assert.rejects(gen({ name: '../x' }), /name "\.\.\/x" must not contain/);
+  await assert.rejects(gen({ name: '' }), /name "" must not be empty/);
   await assert.rejects(gen({ mesh: 'Not A Mesh' }), /mesh "Not A Mesh" must be a valid DNS-1123 label/);
   await assert.rejects(gen({ mesh: 'a.b' }), /mesh "a\.b"/);
   await assert.rejects(gen({ labels: { 'bad key': 'v' } }), /label key "bad key"/);
