@@ -1,5 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { labelNameProblem } from '../api/validate-common.js';
+import { nameProblem } from '../api/validate-common.js';
 import { readFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { parseDuration } from '../api/duration.js';
@@ -27,9 +27,9 @@ const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAu
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
 
-/** A zone is the KRI's zone segment and part of the default trust domain: a DNS-1123 label, as in Kuma. */
+/** A zone is the KRI's zone segment and part of the default trust domain: lowercase DNS (dots allowed). */
 function zoneName(v: string): string {
-  const problem = labelNameProblem(v);
+  const problem = nameProblem(v);
   if (problem) throw new InvalidArgumentError(`"${v}" ${problem} (it is the KRI zone segment and part of the default trust domain)`);
   return v;
 }

@@ -27,13 +27,13 @@ test('MESH_SDS_INSECURE=false does not allow plaintext gRPC on 0.0.0.0; an unkno
   assert.match(bad.stderr, /MESH_SDS_INSECURE="maybe": must be one of true, false, 1, 0, yes, no/);
 });
 
-test('a zone that is not a DNS-1123 label is refused before anything starts, from the flag or MESH_SDS_ZONE (it is the KRI zone segment and part of the default trust domain)', async (t) => {
+test('a zone that is not a DNS-1123 name is refused before anything starts, from the flag or MESH_SDS_ZONE (it is the KRI zone segment and part of the default trust domain)', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-zone-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const args = ['serve', '--resources', join(dir, 'r'), '--state-dir', join(dir, 's'), '--auth', 'none', '--listen', '127.0.0.1:0'];
   const flag = await meshSds([...args, '--zone', 'eu_West']);
   assert.equal(flag.code, 1);
-  assert.match(flag.stderr, /--zone <name>' argument 'eu_West' is invalid\. "eu_West" must be a valid DNS-1123 label/);
+  assert.match(flag.stderr, /--zone <name>' argument 'eu_West' is invalid\. "eu_West" must be a valid DNS-1123 name/);
   const env = await meshSds(['get', 'meshidentity', '--resources', join(dir, 'r')], { env: { MESH_SDS_ZONE: 'Zone1' } });
   assert.equal(env.code, 1);
   assert.match(env.stderr, /value 'Zone1' from env 'MESH_SDS_ZONE' is invalid/);
