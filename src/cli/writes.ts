@@ -57,8 +57,9 @@ export async function runDelete(
   opts: { force: boolean; resourceVersion?: string },
   io: Output,
 ): Promise<number> {
-  // Refused before any store is asked: with the directory store the name becomes a file name.
-  const problem = resourceRefProblem(ref);
+  // The directory store makes the name a file name: refused before it is asked. Postgres may hold a
+  // row another tool wrote with a name no resource can have; deleting it must stay possible.
+  const problem = store instanceof DirectoryStore ? resourceRefProblem(ref) : undefined;
   if (problem !== undefined) {
     io.err(`delete: ${problem}`);
     return 1;

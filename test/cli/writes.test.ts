@@ -203,3 +203,19 @@ test('import over a row that exists but is invalid reports it replaced, not crea
   assert.match(r.stdout, /^created Dataplane default\/a$/m);
   assert.match(r.stdout, /1 created, 1 updated, 0 unchanged/);
 });
+
+test('delete removes a Postgres row another tool wrote under a name no resource can have (the directory store refuses such names)', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const url = `${PG_URL}?schema=${schema}`;
+  const state = ['--state-dir', join(w.root, 'state')];
+  assert.equal((await meshSds(['get', 'dataplane', '--store', url, ...state])).code, 0);
+  await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'Web_1', $1)`, [
+    'type: Dataplane\nname: Web_1\nmesh: default\nlabels: {app: web}\n',
+  ]);
+  const r = await meshSds(['delete', 'dataplane', 'Web_1', '--force', '--store', url, ...state]);
+  assert.equal(r.code, 0, r.stderr);
+  const { rows } = await adminQuery(`SELECT name FROM "${schema}".resources WHERE kind = 'Dataplane'`);
+  assert.deepEqual(rows, []);
+});
