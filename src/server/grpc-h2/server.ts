@@ -11,7 +11,7 @@ import { Status, type CallStatus } from './status.js';
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
-  /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB); see CallContext. */
+  /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
 }
@@ -90,7 +90,9 @@ export class GrpcServer {
   constructor(opts: GrpcServerOptions = {}) {
     this.context = {
       maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024,
-      maxUnsentBytes: opts.maxUnsentBytes ?? 8 * 1024 * 1024,
+      // At least a stream's buffer (16 KiB) and then some: a read pause below it would wait for a
+      // 'drain' that only a full buffer emits.
+      maxUnsentBytes: Math.max(64 * 1024, opts.maxUnsentBytes ?? 8 * 1024 * 1024),
       onRefusedHeader: opts.onRefusedHeader,
     };
     this.sessions = new SessionSet({
