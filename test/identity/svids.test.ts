@@ -11,12 +11,12 @@ import { dataplane, meshIdentity } from '../helpers/resources.js';
 let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
 
-async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date } = {}) {
+async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog } = {}) {
   const snaps = new Subject<ResourceSnapshot>();
   const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
   authorities.start(snaps);
   const issuer = new SvidIssuer({ workers: 0 });
-  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs, random: opts.random, now: opts.now });
+  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs, random: opts.random, now: opts.now, log: opts.log });
   authorities.views$.subscribe((v) => svids.setView(v));
   const push = async (...resources: Resource[]): Promise<AuthorityView> => {
     const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
@@ -36,6 +36,8 @@ async function setup(opts: { detachGraceMs?: number; random?: () => number; now?
   };
   return { svids, push, until, close };
 }
+
+type SvidLog = { warn: (o: object, m: string) => void; info: (o: object, m: string) => void };
 
 const issued = (p: ProxyIdentity) => p.state === 'issued';
 
@@ -278,6 +280,24 @@ test('with a Dataplane the identity comes from its labels alone, and a proxy who
     const r = await h.until(claimed, (x) => x.state === 'pending');
     assert.match((r as { reason: string }).reason, /label "app"="web" does not match/);
     assert.equal(h.svids.get(plain)!.state, 'issued');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a short node id whose only Kubernetes Dataplane is replaced by another namespace\'s of that name gets the new one\'s identity, and says so', async () => {
+  const warned: { o: object; m: string }[] = [];
+  const h = await setup({ log: { warn: (o, m) => warned.push({ o, m }), info: () => undefined } });
+  try {
+    const id = meshIdentity('identity');
+    const inNs = (ns: string) => ({ ...dataplane('db-0', { ...web, 'k8s.kuma.io/namespace': ns }), namespace: ns });
+    await h.push(id, inNs('team-a'));
+    const key = h.svids.attach({ mesh: 'default', name: 'db-0', source: 'none' });
+    await h.until(key, (p) => p.state === 'issued' && p.spiffeId.includes('/ns/team-a/'));
+    assert.equal(warned.length, 0);
+    await h.push(id, inNs('team-b'));
+    await h.until(key, (p) => p.state === 'issued' && p.spiffeId.includes('/ns/team-b/'));
+    assert.deepEqual(warned.map((w) => [w.m, w.o]), [['node id now names another Dataplane', { proxy: key, from: 'Dataplane/default/team-a/db-0', to: 'Dataplane/default/team-b/db-0' }]]);
   } finally {
     await h.close();
   }
