@@ -232,7 +232,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     // Accept proxies only once the first snapshot has become secrets: a reconnecting delta client
     // must not be told that the secrets it holds were removed just because they are not built yet.
     await Promise.all([ready, issuerWarm]);
-    bundles = await startServerBundleEndpoint(cfg, { authorities, state, issuer, log });
+    bundles = await startServerBundleEndpoint(cfg, { authorities, state, issuer, log, registry: metrics.registry });
     bound = await bindServer(server, cfg).catch(async (e: unknown) => {
       await bundles?.close();
       throw e;
