@@ -6,17 +6,20 @@ import { isIP } from 'node:net';
 import { rootCertificates, type PeerCertificate } from 'node:tls';
 import type { BundleEndpointProfile } from '../api/types.js';
 
-export type FailureReason =
-  | 'unreachable'
-  | 'timeout'
-  | 'tls'
-  | 'wrong_spiffe_id'
-  | 'http_status'
-  | 'malformed'
-  | 'no_ca'
-  | 'no_valid_ca'
-  | 'wrong_trust_domain'
-  | 'sequence_regressed';
+/** Every reason a refresh can fail for (metric label values). */
+export const FAILURE_REASONS = [
+  'unreachable',
+  'timeout',
+  'tls',
+  'wrong_spiffe_id',
+  'http_status',
+  'malformed',
+  'no_ca',
+  'no_valid_ca',
+  'wrong_trust_domain',
+  'sequence_regressed',
+] as const;
+export type FailureReason = (typeof FAILURE_REASONS)[number];
 
 /** A refused refresh, with a reason usable as a metric label. */
 export class FederationFailure extends Error {

@@ -7,7 +7,7 @@ import { readBundleDocument } from './bundle.js';
 import type { ClusterFederatedTrustDomain, FederationSpec } from '../api/types.js';
 import type { StateStore } from '../store/types.js';
 import { acceptBundle, type AcceptedBundle } from './accept.js';
-import { fetchBundleText, FederationFailure, type FailureReason, type FetchOptions } from './fetch.js';
+import { FAILURE_REASONS, fetchBundleText, FederationFailure, type FailureReason, type FetchOptions } from './fetch.js';
 import { descendsFrom, federationLineage, loadFederationRecord, saveFederationRecord, type FederationLineage, type FederationRecord } from './record.js';
 import { federationConditions, type FederationCondition } from './status.js';
 
@@ -86,6 +86,8 @@ export class FederationFollower {
   private readonly workers = new Map<string, Worker>();
   private revision = 0;
   private readonly failuresTotal?: Counter<'trust_domain' | 'reason'>;
+  /** Trust domains with failure series exported. */
+  private readonly exportedFailures = new Set<string>();
   private readonly lastSuccess?: Gauge<'trust_domain'>;
   private readonly sequenceGauge?: Gauge<'trust_domain'>;
   private closed = false;
@@ -167,6 +169,13 @@ export class FederationFollower {
       this.lastSuccess?.remove({ trust_domain: w.domain.trustDomain });
       this.sequenceGauge?.remove({ trust_domain: w.domain.trustDomain });
       changed = true;
+    }
+    // A trust domain nobody follows any more is not exported as failing either (its counter series go).
+    const followedDomains = new Set([...wanted.values()].map((c) => c.spec.trustDomain));
+    for (const td of this.exportedFailures) {
+      if (followedDomains.has(td)) continue;
+      for (const reason of FAILURE_REASONS) this.failuresTotal?.remove({ trust_domain: td, reason });
+      this.exportedFailures.delete(td);
     }
     for (const c of wanted.values()) {
       if (this.workers.has(c.name)) continue;
@@ -267,6 +276,7 @@ export class FederationFollower {
       d.lastError = { reason: f.reason, message: f.message, at: this.now() };
       w.failures++;
       this.failuresTotal?.inc({ trust_domain: d.trustDomain, reason: f.reason });
+      this.exportedFailures.add(d.trustDomain);
       const base = this.opts.backoffBaseMs ?? 1000;
       const cap = this.refreshInterval(d.bundle);
       const backoff = Math.min(base * 2 ** Math.min(w.failures - 1, 30), cap);

@@ -337,15 +337,20 @@ test('a bundle whose every CA is expired is refused (it could never authenticate
   }
 });
 
-test('deleting a ClusterFederatedTrustDomain removes its gauges', async () => {
+test('deleting a ClusterFederatedTrustDomain removes its gauges and its failure counts', async () => {
   const registry = new Registry();
   const s = await setup({ registry });
   try {
     await s.follower.refreshNow('zone-b');
     const gauges = async () => (await registry.metrics()).split('\n').filter((l) => /^mesh_sds_federation_(last_success_timestamp_seconds|bundle_sequence)\{/.test(l));
+    const failures = async () => (await registry.metrics()).split('\n').filter((l) => /^mesh_sds_federation_refresh_failures_total\{/.test(l));
     assert.equal((await gauges()).length, 2);
+    s.ep.present(s.caB, `spiffe://${TD}/not-the-endpoint`);
+    await s.follower.refreshNow('zone-b');
+    assert.deepEqual(await failures(), [`mesh_sds_federation_refresh_failures_total{trust_domain="${TD}",reason="wrong_spiffe_id"} 1`]);
     await s.follower.setResources([]);
     assert.deepEqual(await gauges(), []);
+    assert.deepEqual(await failures(), []);
     // Following it again (a persisted bundle) exports them again.
     await s.follower.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
     assert.equal((await gauges()).length, 2);
