@@ -8,7 +8,6 @@ import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { describeResource } from '../store/conflict.js';
 import { DirectoryStore } from '../store/directory.js';
-import { resourceRefProblem } from '../store/directory-writes.js';
 import { StoreWriteError, type ResourceStore } from '../store/types.js';
 
 export interface Output {
@@ -57,13 +56,9 @@ export async function runDelete(
   opts: { force: boolean; resourceVersion?: string },
   io: Output,
 ): Promise<number> {
-  // The directory store makes the name a file name: refused before it is asked. Postgres may hold a
-  // row another tool wrote with a name no resource can have; deleting it must stay possible.
-  const problem = store instanceof DirectoryStore ? resourceRefProblem(ref) : undefined;
-  if (problem !== undefined) {
-    io.err(`delete: ${problem}`);
-    return 1;
-  }
+  // A name that is not a resource name is refused by the directory store itself, before any file is
+  // read (it becomes a file name there); Postgres may hold a row another tool wrote under one, and
+  // deleting it must stay possible.
   const what = describeResource(ref);
   try {
     const deleted = await store.delete(ref.kind, ref.mesh, ref.namespace, ref.name, opts);

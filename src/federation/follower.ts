@@ -199,9 +199,8 @@ export class FederationFollower {
         { trustDomain: cftd.spec.trustDomain, resource: cftd.name, endpointURL: cftd.spec.bundleEndpointURL, was: record.endpointURL },
         'federation: the bootstrap bundle or endpoint URL changed; starting from the bootstrap bundle, not the stored one',
       );
-      record = undefined;
     }
-    const w: Worker = { cftd, specKey: specKey(cftd), lineage, domain: initialDomain(cftd, record), failures: 0, stopped: false };
+    const w: Worker = { cftd, specKey: specKey(cftd), lineage, domain: initialDomain(cftd, record, lineage), failures: 0, stopped: false };
     this.updateConditions(w);
     this.schedule(w, 0);
     return w;
@@ -337,9 +336,13 @@ export class FederationFollower {
 }
 
 /** Where a federated trust domain starts: its persisted bundle (of this bootstrap and endpoint), else the bootstrap one. */
-export function initialDomain(cftd: ClusterFederatedTrustDomain, stored: FederationRecord | undefined): FederatedDomain {
+export function initialDomain(
+  cftd: ClusterFederatedTrustDomain,
+  stored: FederationRecord | undefined,
+  lineage: FederationLineage = federationLineage(cftd.spec),
+): FederatedDomain {
   const spec = cftd.spec;
-  const record = stored && descendsFrom(stored, federationLineage(spec)) ? stored : undefined;
+  const record = stored && descendsFrom(stored, lineage) ? stored : undefined;
   const domain: FederatedDomain = {
     resource: cftd.name,
     trustDomain: spec.trustDomain,

@@ -59,8 +59,8 @@ interface ProxyEntry {
    */
   credentials?: Map<string, { expiresAtMs: number; refs: number }>;
   identity: ProxyIdentity;
-  /** The resource key of the Dataplane the proxy was last served from (a short node id may move). */
-  servedFrom?: string;
+  /** The Dataplane the proxy was last served from (a short node id may move to another one). */
+  servedFrom?: Dataplane;
   /** Inputs that determine the SVID; a change means reissue. */
   desiredKey?: SvidInputs;
   generation: number;
@@ -284,13 +284,13 @@ export class SvidManager {
   private factsOf(e: ProxyEntry): { labels: Readonly<Record<string, string>>; workload?: string } | { mismatch: string } | undefined {
     const dp = this.index.dataplane(e.principal);
     if (dp) {
-      const from = resourceKey(dp);
-      if (e.servedFrom !== undefined && e.servedFrom !== from) {
+      // Stores keep an unchanged Dataplane's object: its key is built only when the object differs.
+      if (e.servedFrom !== undefined && e.servedFrom !== dp && resourceKey(e.servedFrom) !== resourceKey(dp)) {
         // A short Kubernetes node id (`<mesh>.<name>`) whose only Dataplane of that name was replaced
         // by another namespace's: say so, since the proxy's identity now comes from another workload.
-        this.opts.log?.warn({ proxy: e.key, from: e.servedFrom, to: from }, 'node id now names another Dataplane');
+        this.opts.log?.warn({ proxy: e.key, from: resourceKey(e.servedFrom), to: resourceKey(dp) }, 'node id now names another Dataplane');
       }
-      e.servedFrom = from;
+      e.servedFrom = dp;
       const mismatch = claimMismatch(e.principal, dp);
       return mismatch ? { mismatch } : { labels: dp.labels };
     }

@@ -5,6 +5,7 @@ import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
 import { claimMismatch, claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
 import { labelNameProblem } from '../api/validate-common.js';
+import { quoteClipped } from '../xds/common.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
@@ -55,13 +56,11 @@ export function nodeIdProblem(id: string): string | undefined {
   const node = splitNodeId(id);
   if (!node) return 'must be "<mesh>.<dataplane-name>"';
   const meshProblem = labelNameProblem(node.mesh);
-  if (meshProblem) return `mesh ${JSON.stringify(clip(node.mesh))} ${meshProblem}`;
+  if (meshProblem) return `mesh ${quoteClipped(node.mesh, 100)} ${meshProblem}`;
   const nameProblem = dataplaneNameProblem(node.name);
-  if (nameProblem) return `dataplane name ${JSON.stringify(clip(node.name))} ${nameProblem}`;
+  if (nameProblem) return `dataplane name ${quoteClipped(node.name, 100)} ${nameProblem}`;
   return undefined;
 }
-
-const clip = (s: string) => (s.length > 100 ? `${s.slice(0, 100)}…` : s);
 
 function splitNodeId(id: string): { mesh: string; name: string } | undefined {
   const dot = id.indexOf('.');

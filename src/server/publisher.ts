@@ -280,8 +280,8 @@ export class SecretPublisher {
   }
 
   /** A resolver for one stream; see StreamResolver. */
-  resolverFor(pk: string, mesh: string, opts: { allowEmptyTypeUrl?: boolean } = {}): StreamResolver {
-    return new StreamResolver(this, pk, mesh, opts.allowEmptyTypeUrl ?? true);
+  resolverFor(pk: string, mesh: string, opts: { allowEmptyTypeUrl?: boolean; maxSubscribedNames?: number } = {}): StreamResolver {
+    return new StreamResolver(this, pk, mesh, opts.allowEmptyTypeUrl ?? true, opts.maxSubscribedNames);
   }
 
   /** @internal */ identityOf(pk: string): ProxyIdentity | undefined {
@@ -310,6 +310,8 @@ export class StreamResolver {
     private readonly pk: string,
     private readonly mesh: string,
     readonly allowEmptyTypeUrl: boolean,
+    /** The stream's step context too: a delta stream's cap on its whole subscription. */
+    readonly maxSubscribedNames?: number,
   ) {}
 
   resolve(sub: Subscription): Resolution {

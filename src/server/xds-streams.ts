@@ -3,8 +3,7 @@ import type { SecretCache } from '../xds/cache.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
-import type { StepContext } from '../xds/common.js';
-import { sameStrings, type EncodedResource, type Resolution, type Resolver, type Subscription } from '../xds/resource.js';
+import { sameStrings, type EncodedResource, type Resolver, type Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import type { ServerCall } from './grpc-h2/call.js';
@@ -96,26 +95,6 @@ export class StreamRegistry {
 
   closeAll(): void {
     for (const s of [...this.streams.values()]) s.close();
-  }
-}
-
-/**
- * A delta stream's step context: its resolver, and the cap on its whole subscription (a delta
- * subscription grows request by request, so the per-request cap alone does not bound it). SotW
- * needs none: each request replaces its subscription, and requests are capped.
- */
-class DeltaContext implements StepContext {
-  constructor(
-    private readonly resolver: StreamResolver,
-    readonly maxSubscribedNames: number,
-  ) {}
-
-  get allowEmptyTypeUrl(): boolean {
-    return this.resolver.allowEmptyTypeUrl;
-  }
-
-  resolve(sub: Subscription): Resolution {
-    return this.resolver.resolve(sub);
   }
 }
 
@@ -270,8 +249,12 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.deps.metrics.streams.inc({ mesh: this.mesh, api: this.api });
     this.deps.registry.add(this);
     this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer }, 'stream opened');
-    this.resolver = this.deps.publisher.resolverFor(this.proxy, principal.mesh, { allowEmptyTypeUrl: this.api !== 'ads' });
-    this.machine = this.mode === 'sotw' ? new SotwStream(this.resolver) : new DeltaStream(new DeltaContext(this.resolver, this.deps.maxNamesPerRequest));
+    // A delta subscription grows request by request: the per-request cap bounds it as a whole too.
+    this.resolver = this.deps.publisher.resolverFor(this.proxy, principal.mesh, {
+      allowEmptyTypeUrl: this.api !== 'ads',
+      maxSubscribedNames: this.mode === 'delta' ? this.deps.maxNamesPerRequest : undefined,
+    });
+    this.machine = this.mode === 'sotw' ? new SotwStream(this.resolver) : new DeltaStream(this.resolver);
     // A proxy that just connected usually gets its SVID within milliseconds: wait for that (bounded)
     // before the first answer, so it gets one complete response instead of a partial one and a push.
     // A stream asking only for trust bundles (Envoy's second stream) has nothing to wait for.
