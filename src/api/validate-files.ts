@@ -4,6 +4,7 @@ import { formatResourceError, resourceKey, type Resource } from './types.js';
 import { splitPemCertificates } from './pem.js';
 import { loadResourceFile } from './parse.js';
 import { DEFAULT_MAX_FILE_SIZE } from './file-text.js';
+import { bootstrapBundleCas } from './validate-federation.js';
 
 /**
  * An expired CA in a MeshTrust is not an error (the bundle's other CAs still count, and an expired
@@ -12,6 +13,11 @@ import { DEFAULT_MAX_FILE_SIZE } from './file-text.js';
 function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
   const out: string[] = [];
   for (const r of resources) {
+    if (r.kind === 'ClusterFederatedTrustDomain') {
+      const w = bootstrapExpiryWarning(r.spec.trustDomainBundle, now);
+      if (w) out.push(`warning: ${r.source ? `${r.source.file} (document ${r.source.document + 1})` : r.name}: spec.trustDomainBundle: ${w}`);
+      continue;
+    }
     if (r.kind !== 'MeshTrust') continue;
     r.spec.caBundles.forEach((b, i) => {
       splitPemCertificates(b.pem.value).ders.forEach((der, j) => {
@@ -24,6 +30,24 @@ function expiryWarnings(resources: readonly Resource[], now: Date): string[] {
     });
   }
   return out;
+}
+
+/**
+ * A bootstrap bundle none of whose CAs is valid now can never authenticate the bundle endpoint
+ * (https_spiffe) and trusts nobody: federation would fail until it is replaced.
+ */
+function bootstrapExpiryWarning(bundle: string | undefined, now: Date): string | undefined {
+  if (bundle === undefined || bundle.trim() === '') return undefined;
+  const { pems, error } = bootstrapBundleCas(bundle);
+  if (error || pems.length === 0) return undefined; // reported as an error by validation
+  const t = now.getTime();
+  const spans: string[] = [];
+  for (const pem of pems) {
+    const c = new X509Certificate(pem);
+    if (Date.parse(c.validFrom) <= t && t <= Date.parse(c.validTo)) return undefined;
+    spans.push(`${new Date(c.validFrom).toISOString()} to ${new Date(c.validTo).toISOString()}`);
+  }
+  return `no CA of the bootstrap bundle is valid now (valid ${spans.join('; ')}): it cannot authenticate the bundle endpoint; put a current bundle of the trust domain here`;
 }
 
 /** A check of a parsed resource that this layer cannot make (a CA load, say): a field and why, or undefined. */

@@ -1,6 +1,7 @@
 // One GET of a remote bundle endpoint, authenticated per SPIFFE profile (Trust Domain and
 // Bundle standard §5): https_spiffe trusts only the last accepted bundle of the remote trust
 // domain and requires the exact endpoint SPIFFE ID; https_web is ordinary Web PKI.
+import { X509Certificate } from 'node:crypto';
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates, type PeerCertificate } from 'node:tls';
@@ -43,6 +44,27 @@ export interface FetchOptions {
    * mesh-sds endpoint serving several trust domains picks the SVID by it).
    */
   serverNameForIp?: string;
+}
+
+/**
+ * Why none of the CAs trusted for an endpoint can authenticate it now (all expired or not yet
+ * valid), or undefined. An operator then has to supply a current bundle: say so, not only "expired".
+ */
+export function noCurrentCa(pems: readonly string[], now: Date): string | undefined {
+  const t = now.getTime();
+  const spans: string[] = [];
+  for (const pem of pems) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch {
+      continue;
+    }
+    if (Date.parse(cert.validFrom) <= t && t <= Date.parse(cert.validTo)) return undefined;
+    spans.push(`${new Date(cert.validFrom).toISOString()} to ${new Date(cert.validTo).toISOString()}`);
+  }
+  if (spans.length === 0) return undefined;
+  return `no CA of the bundle trusted for this endpoint is valid now (valid ${spans.join('; ')}): put a current bundle of the trust domain in spec.trustDomainBundle`;
 }
 
 /** URI SANs of a peer certificate, from Node's `subjectaltname` string. */
@@ -127,7 +149,10 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
     req.on('error', (e: NodeJS.ErrnoException) => {
       if (e instanceof FederationFailure) reject(e);
       else if (identityProblem) reject(new FederationFailure('wrong_spiffe_id', identityProblem));
-      else if (e.code && /CERT|SSL|TLS|VERIFY|SIGNATURE|ISSUER|SELF_SIGNED|HOSTNAME|ERR_TLS/.test(e.code)) reject(new FederationFailure('tls', `${url}: TLS authentication failed: ${e.message}`));
+      else if (e.code && /CERT|SSL|TLS|VERIFY|SIGNATURE|ISSUER|SELF_SIGNED|HOSTNAME|ERR_TLS/.test(e.code)) {
+        const stale = profile.type === 'https_spiffe' ? noCurrentCa(authorityPems, new Date()) : undefined;
+        reject(new FederationFailure('tls', `${url}: TLS authentication failed: ${e.message}${stale ? ` (${stale})` : ''}`));
+      }
       else reject(new FederationFailure('unreachable', `${url}: ${e.message}`));
     });
     req.end();

@@ -495,6 +495,9 @@ export class DirectoryStore implements ResourceStore {
     }
     if (refused.length > 0 || resources.length === 0) return refused;
     const targets = resources.map((r) => this.managedPath(r));
+    // The condition of each write is the version this store knew when apply was called, not when
+    // its lock is granted: by then the watcher may have seen a concurrent writer's file.
+    const expectedVersions = resources.map((r) => r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '');
     const conflicts = await withResourceLocks(targets, async () => {
       const found: ResourceError[] = [];
       const foreign: ResourceError[] = [];
@@ -504,7 +507,7 @@ export class DirectoryStore implements ResourceStore {
           foreign.push({ file: sourceName, document: r.source?.document ?? 0, path: '', message: this.notOurs(targets[i]!, r, 'replace') });
           continue;
         }
-        const expected = r.source?.resourceVersion ?? this.index.versionOf(resourceKey(r)) ?? '';
+        const expected = expectedVersions[i]!;
         const current = at.state === 'managed' ? at.version : '';
         if (!opts.force && current !== expected) found.push(conflictAt(r, sourceName, expected, current));
       }
@@ -526,12 +529,12 @@ export class DirectoryStore implements ResourceStore {
     const key = resourceKey(ref);
     const user = this.userFileOf(key);
     if (user !== undefined) throw new StoreWriteError(`${describeResource(ref)} is defined in ${this.shown(user)}, a file not written by apply: delete it there`);
+    const expected = opts.resourceVersion ?? this.index.versionOf(key) ?? ''; // as known when called (see apply)
     const deleted = await withResourceLocks([target], async () => {
       const at = await readManagedTarget(target, ref);
       if (at.state === 'absent') return false;
       if (at.state === 'foreign') throw new StoreWriteError(this.notOurs(target, ref, 'delete'));
       const current = at.version;
-      const expected = opts.resourceVersion ?? this.index.versionOf(key) ?? '';
       if (!opts.force && current !== expected) {
         throw new StoreWriteError(`conflict: ${describeResource(ref)} was changed since it was read (version ${expected || 'absent'}, now ${current}); read it again, or use --force`, true);
       }

@@ -273,7 +273,10 @@ export class PostgresStore implements ResourceStore {
     const rows = [...byKey.entries()].map(([key, r]) => {
       // Where it was read from and the write precondition are not content: the stored form has neither.
       const { source, ...stored } = r;
-      return { key, r, basedOn: source?.resourceVersion, source: docs[source?.document ?? 0] ?? text, doc: encodeResource(stored as Resource) };
+      // The version known when apply was called (not once the transaction runs: the change feed may
+      // have delivered a concurrent writer's row by then).
+      const basedOn = source?.resourceVersion ?? (this.started ? this.knownVersion(key) : undefined);
+      return { key, r, basedOn, source: docs[source?.document ?? 0] ?? text, doc: encodeResource(stored as Resource) };
     });
     const conflicts: ResourceError[] = [];
     const cols = <X, T>(xs: X[], f: (x: X) => T) => xs.map(f);
@@ -293,9 +296,9 @@ export class PostgresStore implements ResourceStore {
       for (const x of rows) {
         const now = stored.get(x.key);
         if (now && now.doc !== null && canonicalJson(now.doc) === x.doc && now.source === x.source) continue;
-        // What the writer saw: the document's resourceVersion, else what this store last loaded
-        // (a CLI: at its start), else (not started) what was just read.
-        const basedOn = x.basedOn ?? (this.started ? this.knownVersion(x.key) : (now?.revision ?? ABSENT));
+        // What the writer saw: the document's resourceVersion, else what this store had loaded when
+        // apply was called (a CLI: at its start), else (not started) what was just read.
+        const basedOn = x.basedOn ?? now?.revision ?? ABSENT;
         if (!opts.force && basedOn !== (now?.revision ?? ABSENT)) {
           conflicts.push(conflictAt(sourceName, x.r, now?.revision, basedOn));
           continue;

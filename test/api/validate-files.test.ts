@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { validateFiles } from '../../src/api/validate-files.js';
 import { meshIdentity, meshTrust, withField } from './helpers.js';
-import { makeExpiredCa } from '../helpers/openssl.js';
+import { makeCa, makeExpiredCa } from '../helpers/openssl.js';
 import { meshTrustYaml } from '../helpers/yaml.js';
 
 test('validateFiles prints one line per error, or a count per valid file', async (t) => {
@@ -57,4 +57,28 @@ test('an expired CA in a MeshTrust is a warning naming where it is, not an error
     `${file}: 1 resources valid`,
     `warning: ${file} (document 1): spec.caBundles[0].pem.value: certificate 1 expired at 2021-01-01T00:00:00.000Z`,
   ]);
+});
+
+test('a ClusterFederatedTrustDomain whose bootstrap bundle holds no CA valid now is a warning saying it cannot authenticate the endpoint; one current CA beside it is fine', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-expired-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const expired = (await makeExpiredCa('old-peer')).certPem;
+  const current = makeCa('current-peer').certPem;
+  const cftd = (bundle: string) =>
+    stringify({
+      type: 'ClusterFederatedTrustDomain',
+      name: 'peer',
+      spec: { trustDomain: 'peer.example', bundleEndpointURL: 'https://peer.example/bundle', bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: 'spiffe://peer.example/bundle' }, trustDomainBundle: bundle },
+    });
+  const stale = join(dir, 'stale.yaml');
+  writeFileSync(stale, cftd(expired));
+  const r = await validateFiles([stale]);
+  assert.equal(r.ok, true, r.lines.join('\n'));
+  assert.deepEqual(r.lines, [
+    `${stale}: 1 resources valid`,
+    `warning: ${stale} (document 1): spec.trustDomainBundle: no CA of the bootstrap bundle is valid now (valid 2020-01-01T00:00:00.000Z to 2021-01-01T00:00:00.000Z): it cannot authenticate the bundle endpoint; put a current bundle of the trust domain here`,
+  ]);
+  const rolled = join(dir, 'rolled.yaml');
+  writeFileSync(rolled, cftd(expired + current));
+  assert.deepEqual(await validateFiles([rolled]), { ok: true, lines: [`${rolled}: 1 resources valid`] });
 });

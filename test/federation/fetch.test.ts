@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { FederationFailure, fetchBundleText } from '../../src/federation/fetch.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
 import { endpointId, newCa } from './remote.js';
+import { makeExpiredCa } from '../helpers/openssl.js';
 
 test('an endpoint that drips its answer a byte at a time is given up on after the timeout (not only when it falls silent)', async (t) => {
   const ca = newCa('drip.example');
@@ -35,4 +36,30 @@ test('an endpoint that drips its answer a byte at a time is given up on after th
   assert.equal(outcome.reason, 'timeout');
   assert.match(outcome.message, /did not answer within 600 ms/);
   assert.ok(Date.now() - started < 2000, `gave up after ${Date.now() - started} ms`);
+});
+
+test('an endpoint that only expired CAs could authenticate fails as tls, and the failure says no trusted CA is valid now and where a current one goes', async (t) => {
+  const ca = newCa('stale.example');
+  const svid = issueSvidSync(ca, endpointId('stale.example'), 3600_000);
+  const server = createServer({ cert: svid.certChainPem, key: svid.keyPem }, (_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const expired = await makeExpiredCa('stale-bootstrap');
+  const profile = { type: 'https_spiffe', endpointSPIFFEID: endpointId('stale.example') } as const;
+  const failed = await fetchBundleText(url, profile, [expired.certPem], { timeoutMs: 3000, serverNameForIp: 'stale.example' }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(failed instanceof FederationFailure, String(failed));
+  assert.equal(failed.reason, 'tls');
+  assert.match(failed.message, /no CA of the bundle trusted for this endpoint is valid now \(valid \S+ to \S+\): put a current bundle of the trust domain in spec\.trustDomainBundle/);
+  // A current CA that is simply not the endpoint's: a plain tls failure, not blamed on expiry.
+  const other = newCa('other.example');
+  const wrong = await fetchBundleText(url, profile, [other.trustPem], { timeoutMs: 3000, serverNameForIp: 'stale.example' }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(wrong instanceof FederationFailure && wrong.reason === 'tls', String(wrong));
+  assert.doesNotMatch(wrong.message, /valid now/);
 });
