@@ -17,7 +17,7 @@ import { resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
-import { nextRetirement, recordCurrentCa, type CaHistoryEntry } from './ca-history.js';
+import { nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
 import { mergeRetired, nextRetiredExpiry, parseRetired, recordRetired, retiredMeshTrust, RETIRED_TRUSTS_STATE_KEY, type RetiredTrust } from './retired-trusts.js';
 import { identityTrustDomain } from './spiffe.js';
@@ -395,6 +395,15 @@ export class IdentityAuthorities {
     return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secrets.get(`${mesh}/${name}`) });
   }
 
+  /** The recorded CAs of an identity that has no CA now and none from before (see trustedFromHistory). */
+  private async historyForFailedCa(historyKey: string, now: Date, mi: MeshIdentity): Promise<CaHistoryEntry[]> {
+    try {
+      return await trustedFromHistory(this.opts.state, historyKey, now, (problem) => this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: problem }, 'CA history damaged'));
+    } catch {
+      return []; // the state store failed too: retried with it (retryAfterStateFailure)
+    }
+  }
+
   private async resolveIdentity(
     mi: MeshIdentity,
     key: string,
@@ -420,6 +429,7 @@ export class IdentityAuthorities {
     }
     const bundled = provider.bundled;
     const prev = this.loaded.get(key);
+    const historyKey = `ca-history/${mi.mesh}/${stateKeySegment(mi.namespace)}/${mi.name}`;
     let loaded: Loaded;
     try {
       if (!td.ok) throw new Error(td.reason);
@@ -448,12 +458,8 @@ export class IdentityAuthorities {
       } else {
         const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });
         const history = await fromState(
-          recordCurrentCa(
-            this.opts.state,
-            `ca-history/${mi.mesh}/${stateKeySegment(mi.namespace)}/${mi.name}`,
-            { fingerprint: ca.fingerprint, pem: ca.trustPem },
-            bundled.certificateParameters.expiryMs,
-            now,
+          recordCurrentCa(this.opts.state, historyKey, { fingerprint: ca.fingerprint, pem: ca.trustPem }, bundled.certificateParameters.expiryMs, now, (problem) =>
+            this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: problem }, 'CA history damaged'),
           ),
         );
         loaded = { inputHash, ca, history };
@@ -466,7 +472,9 @@ export class IdentityAuthorities {
       loaded = {
         inputHash: '',
         ca: prev?.ca,
-        history: prev?.history ?? [],
+        // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
+        // are still alive in the proxies.
+        history: prev?.ca ? prev.history : await this.historyForFailedCa(historyKey, now, mi),
         error: (e as Error).message,
         notCreated: e instanceof StateNotCreatedError,
         fromState: e instanceof StateStoreError,
@@ -482,7 +490,7 @@ export class IdentityAuthorities {
     let autoTrust: MeshTrust | undefined;
     let trustCond: Condition;
     if (bundled.meshTrustCreation === 'Disabled') trustCond = condition('MeshTrustCreated', false, 'Disabled', 'meshTrustCreation is Disabled');
-    else if (!ca || !base.trustDomain) trustCond = condition('MeshTrustCreated', false, 'NoCa', 'no valid CA to publish');
+    else if ((!ca && loaded.history.length === 0) || !base.trustDomain) trustCond = condition('MeshTrustCreated', false, 'NoCa', 'no valid CA to publish');
     else {
       autoTrust = {
         kind: 'MeshTrust',
@@ -496,7 +504,9 @@ export class IdentityAuthorities {
           origin: { kri },
         },
       };
-      trustCond = condition('MeshTrustCreated', true, 'Created', `MeshTrust "${mi.name}" carries ${loaded.history.length} CA(s)`);
+      trustCond = ca
+        ? condition('MeshTrustCreated', true, 'Created', `MeshTrust "${mi.name}" carries ${loaded.history.length} CA(s)`)
+        : condition('MeshTrustCreated', true, 'KeptFromHistory', `no CA can be loaded now; MeshTrust "${mi.name}" keeps the ${loaded.history.length} recorded CA(s) whose leaves may still be alive`);
     }
     const ready = ca !== undefined;
     return {

@@ -18,9 +18,10 @@ export async function recordCurrentCa(
   current: { fingerprint: string; pem: string },
   leafLifetimeMs: number,
   now: Date,
+  warn?: (problem: string) => void,
 ): Promise<CaHistoryEntry[]> {
-  const raw = await state.get(key);
-  const entries: CaHistoryEntry[] = raw ? (JSON.parse(raw) as CaHistoryEntry[]) : [];
+  const { entries, problem } = parseCaHistory(await state.get(key), key);
+  if (problem) warn?.(problem);
   const horizon = new Date(now.getTime() + leafLifetimeMs).toISOString();
   let changed = false;
   const kept: CaHistoryEntry[] = [];
@@ -34,7 +35,7 @@ export async function recordCurrentCa(
     else changed = true;
   }
   const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter);
-  if (!wasCurrent) changed = true;
+  if (!wasCurrent || problem) changed = true; // a damaged record is rewritten from what could be read
   const result = [{ fingerprint: current.fingerprint, pem: current.pem }, ...kept];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;
@@ -44,4 +45,40 @@ export async function recordCurrentCa(
 export function nextRetirement(entries: CaHistoryEntry[]): number | undefined {
   const times = entries.flatMap((e) => (e.retireAfter ? [new Date(e.retireAfter).getTime()] : []));
   return times.length ? Math.min(...times) : undefined;
+}
+
+/**
+ * The entries of a stored CA history. A damaged record (not JSON, not a list, entries without a
+ * fingerprint and PEM) must not take its identity down: what can be read is used, and the problem
+ * is returned, naming the state key, to be logged.
+ */
+export function parseCaHistory(raw: string | undefined, key: string): { entries: CaHistoryEntry[]; problem?: string } {
+  if (!raw) return { entries: [] };
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch (e) {
+    return { entries: [], problem: `state key ${key} is not valid JSON (${(e as Error).message}); the CA history starts again from the current CA` };
+  }
+  if (!Array.isArray(parsed)) return { entries: [], problem: `state key ${key} is not a list of CAs; the CA history starts again from the current CA` };
+  const entries: CaHistoryEntry[] = [];
+  for (const e of parsed as unknown[]) {
+    const x = e as Partial<CaHistoryEntry> | null;
+    if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string') continue;
+    if (x.retireAfter !== undefined && (typeof x.retireAfter !== 'string' || Number.isNaN(Date.parse(x.retireAfter)))) continue;
+    entries.push(x.retireAfter === undefined ? { fingerprint: x.fingerprint, pem: x.pem } : { fingerprint: x.fingerprint, pem: x.pem, retireAfter: x.retireAfter });
+  }
+  const dropped = parsed.length - entries.length;
+  return dropped > 0 ? { entries, problem: `state key ${key}: ${dropped} of ${parsed.length} entries are not CAs (fingerprint, pem, retireAfter) and were left out` } : { entries };
+}
+
+/**
+ * The CAs still to be trusted for an identity that cannot load its CA now and has none from
+ * before (a restart with a broken CA input): every recorded CA whose leaves may still be alive.
+ * The last current CA has no retirement time, since its leaves were issued up to the failure.
+ */
+export async function trustedFromHistory(state: StateStore, key: string, now: Date, warn?: (problem: string) => void): Promise<CaHistoryEntry[]> {
+  const { entries, problem } = parseCaHistory(await state.get(key), key);
+  if (problem) warn?.(problem);
+  return entries.filter((e) => !e.retireAfter || Date.parse(e.retireAfter) > now.getTime());
 }

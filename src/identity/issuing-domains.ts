@@ -35,8 +35,13 @@ export function issuingDomains(view: AuthorityView | undefined): IssuingDomain[]
     const history = st.caHistory?.length ? st.caHistory : [{ fingerprint: st.ca.fingerprint, pem: st.ca.trustPem }];
     for (const h of history) addCa(d, h.fingerprint, h.pem);
   }
-  // A gone identity's CAs stay in the bundle of a trust domain this server still issues from, as
-  // they stay in its own proxies' bundles: peers must keep trusting the leaves it signed.
+  // So do the recorded CAs of an identity that cannot load its CA now (a restart with a broken CA
+  // input), and a gone identity's CAs, in the bundle of a trust domain this server still issues
+  // from, as they stay in its own proxies' bundles: peers must keep trusting the leaves they signed.
+  for (const st of states) {
+    const d = !st.ca && st.trustDomain ? byDomain.get(st.trustDomain) : undefined;
+    if (d && st.identity.spec.provider.type === 'Bundled') for (const h of st.caHistory ?? []) addCa(d, h.fingerprint, h.pem);
+  }
   for (const r of view.retired ?? []) {
     const d = byDomain.get(r.trustDomain);
     if (!d) continue;

@@ -363,3 +363,72 @@ test('the bundle published for a trust domain (bundle endpoint, export-trust) ke
   assert.deepEqual([...after[0]!.caFingerprints].sort(), [...both.caFingerprints].sort());
   assert.deepEqual(new Set(after[0]!.caPems), new Set(both.caPems));
 });
+
+test('after a restart with a broken CA input, the recorded CAs stay trusted (their leaves are alive) while the identity reports why it cannot issue', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
+  const state = new MemoryStateStore();
+  const first = harness(state, 30);
+  let second: ReturnType<typeof harness> | undefined;
+  try {
+    const caA = makeCa('ca-a');
+    const cert = join(dir, 'ca.crt');
+    const key = join(dir, 'ca.key');
+    await writeFile(cert, caA.certPem);
+    await writeFile(key, caA.keyPem);
+    const mi = withFileCa('filed', cert, key);
+    const v1 = await first.push(snapshot(mi));
+    assert.equal(stateOf(v1, mi).ready, true);
+    first.a.stop();
+
+    await writeFile(key, makeCa('other').keyPem); // the key no longer matches the certificate
+    second = harness(state, 30);
+    const v2 = await second.push(snapshot(mi));
+    const st = stateOf(v2, mi);
+    assert.equal(st.ready, false);
+    assert.equal(cond(st, 'Provider').reason, 'CaInvalid');
+    assert.equal(cond(st, 'MeshTrustCreated').reason, 'KeptFromHistory');
+    const trust = v2.trusts.find((t) => t.name === 'filed');
+    assert.ok(trust, 'the identity\'s MeshTrust is still published');
+    assert.deepEqual(trustPems(trust), trustPems(v1.trusts.find((t) => t.name === 'filed')!), 'the CA the live leaves were signed by');
+
+    // Another identity still issuing in that trust domain publishes it (bundle endpoint, export-trust).
+    const other = meshIdentity('auto');
+    const v3 = await second.push(snapshot(mi, other));
+    assert.equal(stateOf(v3, other).trustDomain, st.trustDomain);
+    const domain = issuingDomains(v3).find((d) => d.trustDomain === st.trustDomain)!;
+    assert.ok(domain.caPems.includes(trustPems(trust)[0]!), 'the broken identity\'s recorded CA is in its trust domain\'s bundle');
+  } finally {
+    first.a.stop();
+    second?.a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a damaged CA history record does not take its identity down: it is reported naming the state key and written again from the current CA', async () => {
+  for (const damaged of ['[{"fingerprint":"ab', '[null]', '{"not":"a list"}']) {
+    const state = new MemoryStateStore();
+    const warnings: { reason: string; msg: string }[] = [];
+    const log = { warn: (o: { reason: string }, msg: string) => warnings.push({ reason: o.reason, msg }), info: () => undefined, error: () => undefined, debug: () => undefined };
+    const mi = meshIdentity('identity');
+    const historyKey = `ca-history/${mi.mesh}/${mi.namespace || '_'}/${mi.name}`;
+    await state.put(historyKey, damaged);
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, log: log as never });
+    a.start(snaps);
+    try {
+      const s = snapshot(mi);
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      const v = await next;
+      assert.equal(stateOf(v, mi).ready, true, damaged);
+      assert.equal(trustPems(v.trusts.find((t) => t.name === 'identity')!).length, 1);
+      const w = warnings.find((x) => x.msg === 'CA history damaged');
+      assert.ok(w, JSON.stringify(warnings));
+      assert.match(w.reason, new RegExp(`state key ${historyKey.replace(/\//g, '\\/')}`));
+      const rewritten = JSON.parse((await state.get(historyKey))!) as { fingerprint: string }[];
+      assert.deepEqual(rewritten.map((e) => e.fingerprint), [stateOf(v, mi).ca!.fingerprint]);
+    } finally {
+      a.stop();
+    }
+  }
+});
