@@ -34,9 +34,9 @@ export function storedToDocument(stored: unknown): unknown {
   if (kind === 'ClusterFederatedTrustDomain') {
     delete doc.mesh;
     if (labels !== undefined) doc.labels = labels;
-  } else if (namespace !== undefined && namespace !== '') {
-    doc.labels = { ...(isPlainObject(labels) ? labels : {}), [NAMESPACE_LABEL]: namespace };
-  } else if (labels !== undefined) doc.labels = labels;
+  } else if (namespace !== undefined && namespace !== '' && (labels === undefined || labels === null || isPlainObject(labels))) {
+    doc.labels = { ...(labels ?? {}), [NAMESPACE_LABEL]: namespace };
+  } else if (labels !== undefined) doc.labels = labels; // not a map: validation names it (never dropped silently)
   if (spec !== undefined) doc.spec = kind === 'MeshIdentity' ? withoutDerived(spec) : spec;
   return doc;
 }

@@ -597,12 +597,16 @@ export class PostgresStore implements ResourceStore {
       return;
     }
     if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
-    let n: ChangeNotice;
+    // Any session of the database may NOTIFY on this channel, with any payload: only an object
+    // naming this schema counts (JSON.parse gives null, numbers, strings and lists too).
+    let parsed: unknown;
     try {
-      n = JSON.parse(msg.payload) as ChangeNotice;
+      parsed = JSON.parse(msg.payload);
     } catch {
       return;
     }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return;
+    const n = parsed as Partial<ChangeNotice>;
     if (n.schema !== this.schema) return;
     if (n.full || typeof n.kind !== 'string' || typeof n.mesh !== 'string' || typeof n.namespace !== 'string' || typeof n.name !== 'string') {
       this.fullReloadPending = true;

@@ -50,6 +50,11 @@ test('rows of the wrong shape, unknown fields or another key are refused, never 
     ['text', 'document must be an object'],
     [{ kind: 'Nope', name: 'x' }, `type: unknown kind "Nope", expected one of ${RESOURCE_KINDS.join(', ')}`],
     [{ kind: 'Dataplane', name: 'x', mesh: 'default', labels: { a: 1 } }, 'labels["a"]: must be a string'],
+    // A namespaced row's labels that are not a map are refused too, never dropped silently (the
+    // proxy would lose the labels its identity is chosen by).
+    [{ kind: 'Dataplane', name: 'x', mesh: 'default', namespace: 'team', labels: 'app=payments' }, 'labels: must be a map of strings'],
+    [{ kind: 'Dataplane', name: 'x', mesh: 'default', namespace: 'team', labels: [1, 2] }, 'labels: must be a map of strings'],
+    [{ kind: 'Dataplane', name: 'x', mesh: 'default', namespace: 'team', labels: 7 }, 'labels: must be a map of strings'],
     [{ kind: 'Dataplane', name: 'x', mesh: 'default', extra: true }, 'extra: unknown field'],
     [{ kind: 'Secret', name: 's', mesh: 'default', data: 7 }, 'data: must be a base64 string'],
   ] as const) {

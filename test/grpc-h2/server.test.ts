@@ -112,6 +112,36 @@ test('oversized and compressed messages, unknown methods, wrong content-type and
   }
 });
 
+test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
+  const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
+  const undecodable = { cancels: [] as number[] };
+  server.addBidi('/test.Echo/Strict', { decode: (b: Buffer) => (b.toString() === 'bad' ? (() => { throw new Error('no'); })() : Buffer.from(b)), encodeFramed: (r: Buffer) => frameMessage(r) }, (call: ServerCall<Buffer, Buffer>) => {
+    call.listener = { onMessage: (m) => call.write(m), onCancel: (status) => undecodable.cancels.push(status.code) };
+  });
+  const session = rawConnect(address);
+  try {
+    const compressed = grpcFrame(Buffer.from('x'));
+    compressed[0] = 1;
+    for (const [frame, code] of [[grpcFrame(Buffer.alloc(2000)), Status.RESOURCE_EXHAUSTED], [compressed, Status.UNIMPLEMENTED]] as const) {
+      const before = seen.cancels;
+      const call = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))] });
+      assert.equal(await call.waitForMessages(1, 5000), 1, 'the call is open and answered');
+      call.stream.write(frame);
+      assert.equal((await call.ended).code, code);
+      await waitFor(() => seen.cancels === before + 1, 2000);
+      assert.equal(seen.cancelStatus?.code, code);
+    }
+    const strict = rawCall(session, '/test.Echo/Strict', { body: [grpcFrame(Buffer.from('ok'))] });
+    assert.equal(await strict.waitForMessages(1, 5000), 1);
+    strict.stream.write(grpcFrame(Buffer.from('bad')));
+    assert.equal((await strict.ended).code, Status.INTERNAL);
+    await waitFor(() => undecodable.cancels.length === 1, 2000);
+    assert.deepEqual(undecodable.cancels, [Status.INTERNAL]);
+  } finally {
+    session.destroy();
+  }
+});
+
 test('a status after messages comes in trailers, one before any message is trailers-only; grpc-message is percent-encoded', async () => {
   const { address } = await echoServer();
   const session = rawConnect(address);

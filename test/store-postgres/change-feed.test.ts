@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adminQuery, dataplaneYaml, sleep, waitForSnapshot, withStores } from './helpers.js';
+import { CHANGES_CHANNEL } from '../../src/store/postgres-schema.js';
 import { yamlDocs } from '../helpers/yaml.js';
 
 const dpKey = (i: number) => `Dataplane/default//dp-${i}`;
@@ -62,4 +63,15 @@ test('after the LISTEN connection is cut, the replica reloads everything once an
     await waitForSnapshot(reader!, (s) => s.resources.has(dpKey(2)), 5000);
     assert.equal(reader!.feedStats.fullReloads, afterReconnect.fullReloads);
   }, { });
+});
+
+test('forged notifications on the change channel (null, numbers, strings, lists, wrong field types) are ignored: no replica fails, real changes still arrive', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    const forged = ['null', '1', '"text"', '[]', '[1,2]', 'true', '{}', JSON.stringify({ schema, kind: 5 }), JSON.stringify({ schema: null }), '{"schema":'];
+    for (const payload of forged) await adminQuery(`SELECT pg_notify($1, $2)`, [CHANGES_CHANNEL, payload]);
+    await sleep(200);
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has(dpKey(1)), 5000);
+    assert.equal(b!.health().ok, true);
+  });
 });

@@ -248,7 +248,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.readPaused = false;
     if (this.phase === Phase.Ended) return;
     const refused = this.reader.resume(this);
-    if (refused) return this.end(refused);
+    if (refused) return this.refuse(refused);
     if (this.readPaused || !this.active) return;
     this.stream.resume();
     if (this.halfClosePending) {
@@ -298,7 +298,19 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   received(chunk: Buffer): void {
     if (this.phase === Phase.Ended) return;
     const refused = this.reader.push(chunk, this);
-    if (refused) this.end(refused);
+    if (refused) this.refuse(refused);
+  }
+
+  /**
+   * The transport refused a request (too large, compressed, undecodable): the call ends with that
+   * status and the application hears of it as of a cancel, as for a deadline, so it lets go of the
+   * stream (registry, watches, metrics) as it does for any ended call.
+   */
+  private refuse(status: CallStatus): void {
+    if (this.phase === Phase.Ended) return;
+    this.end(status);
+    this.wasCancelled = true;
+    this.listener?.onCancel?.(status);
   }
 
   /** @internal One whole request message; false stops reading (the call ended). */
@@ -307,7 +319,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     try {
       request = this.codec.decode(message);
     } catch {
-      this.end({ code: Status.INTERNAL, details: 'Error deserializing request' });
+      this.refuse({ code: Status.INTERNAL, details: 'Error deserializing request' });
       return false;
     }
     this.listener?.onMessage?.(request);
