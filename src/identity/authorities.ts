@@ -57,7 +57,15 @@ export interface AuthoritiesOptions {
   filePollMs?: number;
   log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   now?: () => Date;
+  /**
+   * How often the CAs are read from the state store again although no resource changed (30 s; 0:
+   * never). The state has no change feed: another replica or an operator may replace a CA record,
+   * and every replica must then issue from, and trust, the same CAs.
+   */
+  stateResyncMs?: number;
 }
+
+const STATE_RESYNC_MS = 30_000;
 
 /** An auto-created MeshTrust in the last computation, and how long its CAs' leaves live. */
 interface Published {
@@ -124,6 +132,7 @@ export class IdentityAuthorities {
   private readonly watchedFiles = new Set<string>();
   private retireTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
+  private resyncTimer?: NodeJS.Timeout;
   private retryDelayMs = STATE_RETRY_FIRST_MS;
   private subscription?: Subscription;
   private latest?: ResourceSnapshot;
@@ -154,12 +163,20 @@ export class IdentityAuthorities {
         next: (v) => v && this.view$.next(v),
         error: (e: Error) => this.opts.log?.warn({ err: e.message }, 'identity computation failed'),
       });
+    // A computation that finds the same CAs changes nothing downstream (proxies are re-evaluated
+    // only for meshes whose identities' CAs or readiness changed; bundles only when their content did).
+    const resyncMs = this.opts.stateResyncMs ?? STATE_RESYNC_MS;
+    if (resyncMs > 0) {
+      this.resyncTimer = setInterval(() => this.retrigger$.next(), resyncMs);
+      this.resyncTimer.unref();
+    }
   }
 
   stop(): void {
     this.subscription?.unsubscribe();
     clearTimeout(this.retireTimer);
     clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     for (const f of this.watchedFiles) unwatchFile(f);
     this.watchedFiles.clear();
     this.view$.complete();

@@ -116,7 +116,7 @@ test('a call the transport ends for a refused request (too large, compressed, un
   const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
   const undecodable = { cancels: [] as number[] };
   server.addBidi('/test.Echo/Strict', { decode: (b: Buffer) => (b.toString() === 'bad' ? (() => { throw new Error('no'); })() : Buffer.from(b)), encodeFramed: (r: Buffer) => frameMessage(r) }, (call: ServerCall<Buffer, Buffer>) => {
-    call.listener = { onMessage: (m) => call.write(m), onCancel: (status) => undecodable.cancels.push(status.code) };
+    call.listener = { onMessage: (m) => call.write(m), onCancel: (status) => undecodable.cancels.push(status?.code ?? -1) };
   });
   const session = rawConnect(address);
   try {
