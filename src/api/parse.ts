@@ -77,7 +77,9 @@ export function parseResources(text: string, file: string): ParseResult {
     } catch {
       isJson = false;
     }
-    if (isJson) {
+    // JSON.parse keeps the last of two equal keys silently; the YAML parser refuses them, naming
+    // the line, as it does for the same document in a .yaml file.
+    if (isJson && !hasDuplicateJsonKey(text)) {
       acceptDocument(value);
       return { resources, errors };
     }
@@ -100,7 +102,9 @@ export function parseResources(text: string, file: string): ParseResult {
     }
   }
 
-  for (const d of parseAllDocuments(text)) {
+  // Merge keys (`<<: *common`), as kubectl reads them (YAML 1.1); the aliases they use count
+  // against maxAliasCount like any other.
+  for (const d of parseAllDocuments(text, { merge: true })) {
     // parseAllDocuments returns an EmptyStream (no documents) for empty text.
     if (d.errors.length > 0) {
       const doc = document++;
@@ -117,6 +121,48 @@ export function parseResources(text: string, file: string): ParseResult {
     acceptDocument(value);
   }
   return { resources, errors };
+}
+
+/**
+ * Whether a text that JSON.parse accepted has an object with the same key twice (escapes
+ * decoded: "a\u0062" and "ab" are one key). A single pass over the text, which is valid JSON.
+ */
+export function hasDuplicateJsonKey(text: string): boolean {
+  const objects: (Set<string> | undefined)[] = [];
+  let expectKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      let j = i + 1;
+      let escaped = false;
+      for (; j < text.length; j++) {
+        const d = text.charCodeAt(j);
+        if (d === 0x5c) {
+          escaped = true;
+          j++;
+        } else if (d === 0x22) break;
+      }
+      if (expectKey) {
+        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        const keys = objects[objects.length - 1]!;
+        if (keys.has(key)) return true;
+        keys.add(key);
+        expectKey = false;
+      }
+      i = j;
+    } else if (c === 0x7b) {
+      objects.push(new Set());
+      expectKey = true;
+    } else if (c === 0x5b) {
+      objects.push(undefined);
+      expectKey = false;
+    } else if (c === 0x7d || c === 0x5d) {
+      objects.pop();
+      expectKey = false;
+    } else if (c === 0x2c) expectKey = objects[objects.length - 1] !== undefined;
+    else if (c === 0x3a) expectKey = false;
+  }
+  return false;
 }
 
 /** Reads and parses one file; a read failure, a file over `maxBytes` or not UTF-8 is a document-level error. */

@@ -213,3 +213,26 @@ test('a syntax error in one document of a plain file still names its line and ke
   assert.equal(r.errors[0]!.document, 1);
   assert.match(r.errors[0]!.message, /^invalid YAML at line \d+, column \d+/);
 });
+
+test('duplicate keys in a JSON file are an error naming the key, as in YAML, also when escaped differently; equal keys in different objects are not', () => {
+  const dup = '{"type":"Dataplane","name":"a","mesh":"default","labels":{"app":"web","app":"api"}}';
+  const r = parseResources(dup, 'f.json');
+  assert.equal(r.resources.length, 0);
+  assert.match(r.errors[0]!.message, /Map keys must be unique/);
+  const escaped = parseResources('{"type":"Dataplane","name":"a","mesh":"default","labels":{"ab":"1","a\\u0062":"2"}}', 'f.json');
+  assert.equal(escaped.resources.length, 0, 'the second "ab" is the same key');
+  const fine = parseResources('[{"type":"Dataplane","name":"a","mesh":"default","labels":{"app":"web"}},{"type":"Dataplane","name":"b","mesh":"default","labels":{"app":"web","k":"{\\"app\\":1,\\"app\\":2}"}}]', 'f.json');
+  assert.deepEqual(fine.errors, []);
+  assert.equal(fine.resources.length, 2, 'same keys in other objects, and inside strings, are fine');
+});
+
+test('YAML merge keys are read as kubectl reads them (the merged map, local keys winning)', () => {
+  const text = 'common: &common\n  app: web\n  env: prod\n---\ntype: Dataplane\nname: a\nmesh: default\nlabels:\n  <<: *common\n  env: dev\n';
+  // Aliases do not cross documents: the anchor must be in the same document.
+  const same = 'type: Dataplane\nname: a\nmesh: default\nlabels:\n  <<: &common\n    app: web\n    env: prod\n---\ntype: Dataplane\nname: b\nmesh: default\nlabels:\n  <<: { app: api, env: prod }\n  env: dev\n';
+  const r = parseResources(same, FILE);
+  assert.deepEqual(r.errors, []);
+  assert.deepEqual((r.resources[0] as Dataplane).labels, { app: 'web', env: 'prod' });
+  assert.deepEqual((r.resources[1] as Dataplane).labels, { app: 'api', env: 'dev' });
+  assert.ok(parseResources(text, FILE).errors.length > 0, 'an alias to another document is still an error');
+});
