@@ -7,8 +7,9 @@
 // may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
 // changing always finds the matching key. The only moment a reader can see a mismatched pair is
 // between the key and cert renames (two consecutive rename(2) calls, microseconds).
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { access, mkdir } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { sameFile, stageFile, syncDir, type StagedFile } from './files.js';
 import { UpdateHook } from './hook.js';
@@ -66,8 +67,13 @@ interface Planned {
   mode: number;
 }
 
+/** The names asked for are secrets of the wrong kind: no retry or later push can mend that. */
+export class WrongSecretKind extends Error {}
+
 function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string): { files: Planned[]; write: AgentWrite } {
-  if (identity.kind !== 'tls_certificate') throw new Error(`secret ${JSON.stringify(identity.name)} is ${identity.kind}, not a tls_certificate`);
+  if (identity.kind !== 'tls_certificate') {
+    throw new WrongSecretKind(`secret ${JSON.stringify(identity.name)} is ${identity.kind}, not a tls_certificate: --name must name an identity (default, a SPIFFE ID, a KRI)`);
+  }
   let bundle: string;
   let trustDomains: string[];
   if (trust.kind === 'spiffe') {
@@ -77,7 +83,7 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
     bundle = trust.pem;
     trustDomains = (trust.sanPrefixes ?? []).map((p) => p.replace(/^spiffe:\/\//, '').replace(/\/$/, ''));
   } else {
-    throw new Error(`secret ${JSON.stringify(trust.name)} is a tls_certificate, not a validation context`);
+    throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)} is a tls_certificate, not a validation context: --trust-name must name a trust bundle (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
   }
   const leaf = summarizeCertificate(parseCertificates(identity.certChainPem)[0]!);
   const write: AgentWrite = { outDir, changed: [], serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, trustDomains, version };
@@ -96,7 +102,7 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
 
 async function writeChanged(outDir: string, files: Planned[]): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
-  await mkdir(outDir, { recursive: true, mode: 0o755 });
+  await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
   const staged: StagedFile[] = [];
@@ -109,6 +115,21 @@ async function writeChanged(outDir: string, files: Planned[]): Promise<string[]>
   for (const s of staged) await s.commit();
   if (staged.length > 0) await syncDir(outDir);
   return changed.map((f) => f.file);
+}
+
+/**
+ * mkdir -p reports ENOENT for a folder it cannot create on a read-only file system: name the
+ * nearest folder that exists and why it cannot be written to instead.
+ */
+async function whyNotMade(outDir: string, e: NodeJS.ErrnoException): Promise<never> {
+  if (e.code === 'ENOENT') {
+    let at = dirname(resolve(outDir));
+    while (at !== dirname(at) && !(await access(at).then(() => true, () => false))) at = dirname(at);
+    await access(at, constants.W_OK).catch((denied: Error) => {
+      throw new Error(`cannot create ${outDir}: ${denied.message}`, { cause: e });
+    });
+  }
+  throw e;
 }
 
 export function startAgent(opts: AgentOptions): Agent {
@@ -175,7 +196,12 @@ export function startAgent(opts: AgentOptions): Agent {
       try {
         await write(identity, trust, version);
       } catch (e) {
-        if (!opts.watch) {
+        if (e instanceof WrongSecretKind) {
+          // A usage error, not a write that may succeed later: stop, in watch mode too.
+          log('error', e.message);
+          failure = e;
+          setImmediate(() => stream.close());
+        } else if (!opts.watch) {
           log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
           failure = e;
           setImmediate(() => stream.close());

@@ -190,6 +190,21 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     }
   });
 
+  it('names of the wrong kind (a trust bundle as --name, an identity as --trust-name) stop the agent with exit 1, in --watch too, saying what each flag must name', { timeout: 40_000 }, async () => {
+    for (const [flags, expected] of [
+      [{ name: ['ROOTCA'] }, /secret "ROOTCA" is trusted_ca, not a tls_certificate: --name must name an identity/],
+      [{ name: ['default'], trustName: 'default' }, /secret "default" is a tls_certificate, not a validation context: --trust-name must name a trust bundle/],
+    ] as const) {
+      let stderr = '';
+      const started = Date.now();
+      const code = await runFetch({ ...(await base(join(work, 'wrong-kind'))), ...flags, watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, expected);
+      assert.doesNotMatch(stderr, /trying again/);
+      assert.ok(Date.now() - started < 10_000, 'it stops instead of retrying');
+    }
+  });
+
   it('an out-dir that cannot be made is an error, not a crash', { timeout: 40_000 }, async () => {
     const parent = join(work, 'a-file');
     writeFileSync(parent, 'x');
