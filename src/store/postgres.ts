@@ -19,7 +19,7 @@ import { canonicalJson, decodeResource, encodeResource, splitDocuments } from '.
 import { PostgresStateStore } from './postgres-state.js';
 import { CHANGES_CHANNEL, migrate, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
-import { conflictError, describeResource } from './conflict.js';
+import { conflictError, describeResource, writtenVersion } from './conflict.js';
 
 /** Structured logger; pino's Logger satisfies it. */
 export interface StoreLogger {
@@ -300,7 +300,7 @@ export class PostgresStore implements ResourceStore {
         // apply was called (a CLI: at its start), else (not started) what was just read.
         const basedOn = x.basedOn ?? now?.revision ?? ABSENT;
         if (!opts.force && basedOn !== (now?.revision ?? ABSENT)) {
-          conflicts.push(conflictAt(sourceName, x.r, now?.revision, basedOn));
+          conflicts.push(conflictAt(sourceName, x.r, now?.revision, x.r.source?.resourceVersion === basedOn ? writtenVersion(x.source, basedOn) : basedOn));
           continue;
         }
         if (!now) inserts.push(x);

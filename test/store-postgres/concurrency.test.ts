@@ -88,6 +88,20 @@ test('an apply or delete based on a resourceVersion that has moved on is a confl
   });
 });
 
+test('a conflict quotes the resourceVersion as the document wrote it (an unquoted 1e3, not the number it reads as)', async () => {
+  await withStores(1, async ([a]) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    for (const [written, json] of [['1e3', false], ['0x10', false], ['1E+3', true]] as const) {
+      const text = json
+        ? JSON.stringify({ type: 'Dataplane', name: 'dp-1', mesh: 'default', labels: { app: 'b' } }).replace('{', `{"resourceVersion": ${written}, `)
+        : `resourceVersion: ${written}\n${dataplaneYaml('dp-1', 'b')}`;
+      const [err] = await a!.apply(text, 'stale.yaml');
+      assert.equal(err?.conflict, true, written);
+      assert.match(err?.message ?? '', new RegExp(`\\(version ${written.replace('+', '\\+')} when read, now version \\d+\\)`), written);
+    }
+  });
+});
+
 test('two applies creating the same new resource at once: one succeeds, the other is a conflict', async () => {
   await withStores(2, async ([a, b], schema) => {
     const other = new pg.Client({ connectionString: PG_URL });
