@@ -278,6 +278,8 @@ export class PostgresStore implements ResourceStore {
       const basedOn = source?.resourceVersion ?? (this.started ? this.knownVersion(key) : undefined);
       return { key, r, basedOn, source: docs[source?.document ?? 0] ?? text, doc: encodeResource(stored as Resource) };
     });
+    const oversized = await this.oversizedDocs(rows, sourceName);
+    if (oversized.length > 0) return oversized;
     const conflicts: ResourceError[] = [];
     const cols = <X, T>(xs: X[], f: (x: X) => T) => xs.map(f);
     const keyCols = (xs: { r: Resource }[]) => [cols(xs, (x) => x.r.kind), cols(xs, (x) => x.r.mesh), cols(xs, (x) => x.r.namespace), cols(xs, (x) => x.r.name)];
@@ -345,6 +347,29 @@ export class PostgresStore implements ResourceStore {
     // Also read them directly, so this replica catches up even while its LISTEN connection is down.
     this.noteChanged(written.map(([key]) => byKey.get(key)!));
     return [];
+  }
+
+  /**
+   * Documents every replica would refuse to read (loadRow): a doc whose stored text is over
+   * maxRowBytes, measured as readers measure it (jsonb's output, `octet_length(doc::text)`), which
+   * YAML aliases can make far larger than the file. Readers never look at the source text of a row
+   * that has a doc, so it is not measured.
+   */
+  private async oversizedDocs(rows: { r: Resource; doc: string }[], file: string): Promise<ResourceError[]> {
+    const res = await this.pool.query<{ bytes: number }>(
+      'SELECT octet_length(d::jsonb::text) AS bytes FROM unnest($1::text[]) WITH ORDINALITY AS u(d, i) ORDER BY i',
+      [rows.map((x) => x.doc)],
+    );
+    return rows.flatMap((x, i) => {
+      const bytes = res.rows[i]!.bytes;
+      if (bytes <= this.maxRowBytes) return [];
+      return [{
+        file,
+        document: x.r.source?.document ?? 0,
+        path: '',
+        message: `${describeResource(x.r)} is stored as ${bytes} bytes of JSON (YAML aliases expanded), over the limit of ${this.maxRowBytes} bytes (--max-file-size) every replica enforces when reading a row: nothing written`,
+      }];
+    });
   }
 
   /**

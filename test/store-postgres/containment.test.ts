@@ -139,3 +139,57 @@ test('a row without a doc is read from its source text and validated the same wa
     assert.deepEqual(rowProblems(snap, MT.key), ['spec.caBundles: must not be empty']);
   });
 });
+
+test('apply refuses, writing nothing, a document stored larger than the row limit though its file is small (a YAML alias used 5 times)', async () => {
+  await withStores(1, async ([store], schema) => {
+    const v = 'x'.repeat(20_000);
+    const text = `${dataplaneYaml('dp-small', 'web')}---
+type: Dataplane
+name: dp-alias
+mesh: default
+labels:
+  a: &v "${v}"
+  b: *v
+  c: *v
+  d: *v
+  e: *v
+`;
+    assert.ok(Buffer.byteLength(text) < 65_536);
+    const errors = await store!.apply(text, 'alias.yaml');
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.equal(errors[0]!.document, 1);
+    const m = /^Dataplane "dp-alias" of mesh "default" is stored as (\d+) bytes of JSON .*over the limit of 65536 bytes \(--max-file-size\).*nothing written$/.exec(errors[0]!.message);
+    assert.ok(m, errors[0]!.message);
+    assert.ok(Number(m[1]) > 5 * 20_000, 'the size is the stored doc, aliases expanded');
+    const rows = await adminQuery(`SELECT name FROM "${schema}".resources`);
+    assert.deepEqual(rows.rows, [], 'nothing of the file is written');
+  }, { maxRowBytes: 65_536 });
+});
+
+test("apply's limit is measured as readers measure a row (jsonb's text, spaces included): what it writes every reader with that limit reads", async () => {
+  await withStores(1, async ([measure], schema) => {
+    const labels = Object.fromEntries(Array.from({ length: 400 }, (_, i) => [`l${i}`, 'v']));
+    const text = stringify({ type: 'Dataplane', name: 'dp-wide', mesh: 'default', labels });
+    assert.deepEqual(await measure!.apply(text, 'wide.yaml'), []);
+    const res = await adminQuery<{ doc: string; bytes: number }>(`SELECT doc::text AS doc, octet_length(doc::text) AS bytes FROM "${schema}".resources`);
+    const stored = res.rows[0]!.bytes;
+    const compact = Buffer.byteLength(JSON.stringify(JSON.parse(res.rows[0]!.doc)));
+    assert.ok(compact < stored - 1, 'the compact JSON is smaller than what readers measure');
+    await adminQuery(`DELETE FROM "${schema}".resources`);
+    const open = (maxRowBytes: number) => PostgresStore.open(PG_URL, { schema, maxRowBytes });
+    const [tight, exact] = [await open(stored - 1), await open(stored)];
+    try {
+      await Promise.all([tight.start(), exact.start()]);
+      const [refused] = await tight.apply(text, 'wide.yaml');
+      assert.match(refused?.message ?? '', new RegExp(`is stored as ${stored} bytes of JSON .*over the limit of ${stored - 1} bytes`));
+      assert.deepEqual(await exact.apply(text, 'wide.yaml'), []);
+      const snap = await waitForSnapshot(exact, (s) => s.resources.has('Dataplane/default//dp-wide'), 5000);
+      assert.deepEqual(snap.errors, []);
+      // The reader with the tighter limit refuses the row the tighter writer refused to write.
+      const tightSnap = await waitForSnapshot(tight, (s) => rowProblems(s, 'Dataplane/default//dp-wide').length > 0, 5000);
+      assert.match(rowProblems(tightSnap, 'Dataplane/default//dp-wide')[0]!, new RegExp(`doc is ${stored} bytes, larger than the limit of ${stored - 1} bytes`));
+    } finally {
+      await Promise.all([tight.close(), exact.close()]);
+    }
+  });
+});
