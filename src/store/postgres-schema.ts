@@ -85,39 +85,86 @@ const MIGRATIONS: readonly Migration[] = [
       await c.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.resource_revision`);
       await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0`);
       await c.query(`UPDATE ${t.resources} SET revision = nextval('${s}.resource_revision')`);
-      await c.query(`
-        CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN
-          NEW.revision := nextval(${quoteLiteral(`${s}.resource_revision`)});
-          NEW.updated_at := now();
-          RETURN NEW;
-        END $$`);
-      // Every write, including rows written with SQL by another tool, tells every replica which
-      // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes.
-      await c.query(`
-        CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-        DECLARE
-          r record;
-          payload text;
-        BEGIN
-          IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-          payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
-            'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
-          IF octet_length(payload) > 7900 THEN
-            payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
-          END IF;
-          PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
-          RETURN NULL;
-        END $$`);
-      await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
-      await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
-        FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);
-      await c.query(`DROP TRIGGER IF EXISTS resources_notify ON ${t.resources}`);
-      await c.query(`CREATE TRIGGER resources_notify AFTER INSERT OR UPDATE OR DELETE ON ${t.resources}
-        FOR EACH ROW EXECUTE FUNCTION ${s}.resources_notify()`);
+      await createChangeFeed(c, t);
     },
   },
 ];
+
+/** The triggers migration 2 installs, by name; each calls the function of the same name in the schema. */
+const TRIGGERS = ['resources_stamp', 'resources_notify'] as const;
+
+/**
+ * The row stamp and change-feed triggers and their functions (idempotent). Used by migration 2 and
+ * to repair a schema that lost them: a later migration that changes them must change this too.
+ */
+async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void> {
+  const s = quoteIdent(t.schema);
+  await c.query(`
+    CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.revision := nextval(${quoteLiteral(`${s}.resource_revision`)});
+      NEW.updated_at := now();
+      RETURN NEW;
+    END $$`);
+  // Every write, including rows written with SQL by another tool, tells every replica which
+  // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes.
+  await c.query(`
+    CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    DECLARE
+      r record;
+      payload text;
+    BEGIN
+      IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+      payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
+        'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
+      IF octet_length(payload) > 7900 THEN
+        payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
+      END IF;
+      PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+      RETURN NULL;
+    END $$`);
+  await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
+  await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
+    FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);
+  await c.query(`DROP TRIGGER IF EXISTS resources_notify ON ${t.resources}`);
+  await c.query(`CREATE TRIGGER resources_notify AFTER INSERT OR UPDATE OR DELETE ON ${t.resources}
+    FOR EACH ROW EXECUTE FUNCTION ${s}.resources_notify()`);
+}
+
+/**
+ * What of the triggers (and their functions) is missing or disabled: dropped by hand, the schema
+ * version still says they are there, and replicas would silently never see a change.
+ */
+async function missingTriggers(c: pg.ClientBase, t: SchemaTables): Promise<string[]> {
+  const res = await c.query<{ name: string; fn: boolean; enabled: string | null }>(
+    `SELECT n.name, to_regprocedure(format('%I.%I()', $1::text, n.name)) IS NOT NULL AS fn, tg.tgenabled AS enabled
+     FROM unnest($2::text[]) WITH ORDINALITY AS n(name, i)
+     LEFT JOIN pg_trigger tg ON tg.tgrelid = to_regclass(format('%I.resources', $1::text)) AND tg.tgname = n.name
+       AND NOT tg.tgisinternal AND tg.tgfoid = to_regprocedure(format('%I.%I()', $1::text, n.name))
+     ORDER BY n.i`,
+    [t.schema, TRIGGERS],
+  );
+  return res.rows.flatMap((r) => {
+    const trigger = `trigger ${r.name} on ${t.schema}.resources`;
+    const out = r.fn ? [] : [`function ${t.schema}.${r.name}()`];
+    // 'O' and 'A' fire in ordinary sessions; 'D' is disabled, 'R' fires only on replicas.
+    if (r.enabled === null) out.push(trigger);
+    else if (r.enabled !== 'O' && r.enabled !== 'A') out.push(`${trigger} (disabled)`);
+    return out;
+  });
+}
+
+/** Recreates the triggers when any part is missing; returns what was missing. */
+async function repairTriggers(c: pg.ClientBase, t: SchemaTables): Promise<string[]> {
+  const missing = await missingTriggers(c, t);
+  if (missing.length === 0) return [];
+  try {
+    await createChangeFeed(c, t);
+  } catch (err) {
+    throw new Error(`postgres schema "${t.schema}": ${missing.join(', ')} missing and could not be recreated: ${(err as Error).message}`, { cause: err });
+  }
+  return missing;
+}
 
 /** The schema version this binary creates and understands. */
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -133,8 +180,9 @@ export class SchemaTooNewError extends Error {}
  * Brings the schema to SCHEMA_VERSION: every pending migration in order, in one transaction under
  * an advisory lock, so replicas starting at the same instant migrate once and the others wait.
  * A schema newer than this binary knows is refused (naming both versions), never touched.
+ * `repaired`: the triggers or functions found missing (or disabled) and recreated.
  */
-export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{ from: number; to: number }> {
+export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{ from: number; to: number; repaired: string[] }> {
   await client.query('BEGIN');
   try {
     // Waiting for another replica's migration is expected at start-up; the pool's short timeout is for serving.
@@ -159,8 +207,10 @@ export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{
       await m.up(client, t);
       await client.query(`INSERT INTO ${t.versions} (version, description) VALUES ($1, $2)`, [m.version, m.description]);
     }
+    // The version table says what was installed, not what is still there.
+    const repaired = await repairTriggers(client, t);
     await client.query('COMMIT');
-    return { from, to: Math.max(from, SCHEMA_VERSION) };
+    return { from, to: Math.max(from, SCHEMA_VERSION), repaired };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;

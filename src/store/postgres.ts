@@ -172,8 +172,11 @@ export class PostgresStore implements ResourceStore {
     migrator.on('error', () => undefined);
     await migrator.connect();
     try {
-      const { from, to } = await migrate(migrator, tablesOf(schema));
+      const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
       if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
+      if (repaired.length > 0) {
+        log.warn({ schema, missing: repaired }, `postgres store: ${repaired.join(', ')} missing (dropped or disabled by hand), recreated: without them replicas see no change`);
+      }
     } finally {
       await migrator.end().catch(() => undefined);
     }

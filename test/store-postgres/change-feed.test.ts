@@ -2,7 +2,8 @@
 // only the changed rows, and reads everything once only after (re)connecting.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { adminQuery, dataplaneYaml, sleep, waitForSnapshot, withStores } from './helpers.js';
+import { adminQuery, dataplaneYaml, dropSchema, PG_URL, recordingLogger, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
+import { PostgresStore } from '../../src/store/postgres.js';
 import { CHANGES_CHANNEL } from '../../src/store/postgres-schema.js';
 import { yamlDocs } from '../helpers/yaml.js';
 
@@ -75,3 +76,40 @@ test('forged notifications on the change channel (null, numbers, strings, lists,
     assert.equal(b!.health().ok, true);
   });
 });
+
+// The schema version says the triggers were installed, not that they are still there.
+const damage: [string, (s: string) => string, RegExp][] = [
+  ['the notify trigger dropped', (s) => `DROP TRIGGER resources_notify ON "${s}".resources`, /trigger resources_notify on \S+\.resources missing/],
+  ['the notify function dropped (and its trigger with it)', (s) => `DROP FUNCTION "${s}".resources_notify() CASCADE`, /function \S+\.resources_notify\(\), trigger resources_notify on \S+\.resources missing/],
+  ['the notify trigger disabled', (s) => `ALTER TABLE "${s}".resources DISABLE TRIGGER resources_notify`, /trigger resources_notify on \S+\.resources \(disabled\) missing/],
+  ['the revision stamp trigger dropped', (s) => `DROP TRIGGER resources_stamp ON "${s}".resources`, /trigger resources_stamp on \S+\.resources missing/],
+];
+for (const [what, sql, warning] of damage) {
+  test(`a schema with ${what} is repaired at start-up with a warning naming it; a plain-SQL change then arrives`, async () => {
+    const schema = testSchema();
+    const { logger, lines } = recordingLogger();
+    let store: PostgresStore | undefined;
+    try {
+      await (await PostgresStore.open(PG_URL, { schema })).close();
+      await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-1', $1)`, [dataplaneYaml('dp-1', 'web')]);
+      await adminQuery(sql(schema));
+      store = await PostgresStore.open(PG_URL, { schema, logger });
+      await store.start();
+      assert.ok(store.snapshot!.resources.has(dpKey(1)));
+      assert.match(lines.filter((l) => l.startsWith('warn')).join('\n'), warning);
+      await adminQuery(`UPDATE "${schema}".resources SET source = $1 WHERE name = 'dp-1'`, [dataplaneYaml('dp-1', 'api')]);
+      const snap = await waitForSnapshot(store, (x) => x.resources.get(dpKey(1))?.labels.app === 'api', 5000);
+      const before = Number(snap.versions!.get(dpKey(1)));
+      await adminQuery(`UPDATE "${schema}".resources SET source = $1 WHERE name = 'dp-1'`, [dataplaneYaml('dp-1', 'web')]);
+      const again = await waitForSnapshot(store, (x) => x.resources.get(dpKey(1))?.labels.app === 'web', 5000);
+      assert.ok(Number(again.versions!.get(dpKey(1))) > before, 'every write is stamped with a new revision');
+      // Repaired once: the next start finds nothing missing.
+      const quiet = recordingLogger();
+      await (await PostgresStore.open(PG_URL, { schema, logger: quiet.logger })).close();
+      assert.deepEqual(quiet.lines.filter((l) => l.startsWith('warn')), []);
+    } finally {
+      await store?.close();
+      await dropSchema(schema);
+    }
+  });
+}
