@@ -217,7 +217,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   let serving = false;
   let draining = false;
-  const readiness = serverReadiness({ store, loaded: () => serving, authorities, tokens, draining: () => draining });
+  const readiness = serverReadiness({ store, loaded: () => serving, authorities, tokens, state, draining: () => draining });
   registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {

@@ -11,6 +11,8 @@ export interface ServerReadinessSources {
   authorities: { readonly current: AuthorityView | undefined };
   /** The token authority (absent with --auth none). */
   tokens?: object;
+  /** The (sealed) state store: it reports values sealed under a key this replica lacks. */
+  state?: object;
   draining: () => boolean;
 }
 
@@ -45,6 +47,8 @@ export function serverReadiness(src: ServerReadinessSources): Readiness {
     if (missing.length > 0) return { ok: false, detail: `no CA for ${missing.join(', ')}` };
     return { ok: true, detail: `${view.identities.size} identities` };
   });
+  const stateHealth = healthOf(src.state);
+  if (stateHealth) r.add('state-key', stateHealth);
   const tokens = src.tokens as { revocationsHealth?: () => Health } | undefined;
   if (tokens) {
     r.add('revocations', (): Health => (typeof tokens.revocationsHealth === 'function' ? tokens.revocationsHealth() : { ok: true, detail: 'read from the state store' }));

@@ -61,15 +61,32 @@ function parseEnvelope(key: string, value: string): Envelope {
   return env as Envelope;
 }
 
+/**
+ * A value sealed under a key this process does not hold: at start-up a wrong or missing
+ * --state-key-file; met while running, most likely another replica of the same store started with
+ * a different key (each creates records the other cannot open).
+ */
+export class ForeignStateKeyError extends Error {
+  constructor(
+    readonly stateKey: string,
+    readonly keyId: string,
+    current: StateKey | undefined,
+    ring: ReadonlyMap<string, StateKey>,
+  ) {
+    const old = [...ring.keys()].filter((id) => id !== current?.id);
+    const held = current ? `but --state-key-file has key id ${current.id}` : 'but no --state-key-file (MESH_SDS_STATE_KEY_FILE) was given';
+    super(
+      `state ${stateKey} is sealed with state key id ${keyId}, ${held}${old.length ? ` (--state-old-key-file: key id ${old.join(', ')})` : ''}: ` +
+        'every replica sharing this state must use the same --state-key-file (a rotated key goes in --state-old-key-file)',
+    );
+    this.name = 'ForeignStateKeyError';
+  }
+}
+
 export function unseal(ring: ReadonlyMap<string, StateKey>, key: string, value: string, current?: StateKey): string {
   const env = parseEnvelope(key, value);
   const sk = ring.get(env.kid);
-  if (!sk) {
-    throw new Error(
-      `state ${key} is sealed with state key id ${env.kid}, ${current ? `but --state-key-file has key id ${current.id}` : 'but no --state-key-file (MESH_SDS_STATE_KEY_FILE) was given'}` +
-        ' (a rotated key goes in --state-old-key-file)',
-    );
-  }
+  if (!sk) throw new ForeignStateKeyError(key, env.kid, current, ring);
   const iv = Buffer.from(env.iv, 'base64');
   const data = Buffer.from(env.ct, 'base64');
   if (iv.length !== IV_BYTES || data.length < TAG_BYTES) throw new Error(`state ${key}: sealed value is truncated`);
@@ -104,6 +121,8 @@ export interface SealingOptions {
 export class SealedStateStore implements StateStore {
   readonly ring: ReadonlyMap<string, StateKey>;
   private warned = false;
+  /** Values last read sealed under a key this process does not hold, by state key (see health). */
+  private readonly foreign = new Map<string, ForeignStateKeyError>();
 
   constructor(
     private readonly inner: StateStore,
@@ -115,7 +134,25 @@ export class SealedStateStore implements StateStore {
   }
 
   open(key: string, raw: string): string {
-    return isSealed(raw) ? unseal(this.ring, key, raw, this.opts.key) : raw;
+    try {
+      const plain = isSealed(raw) ? unseal(this.ring, key, raw, this.opts.key) : raw;
+      this.foreign.delete(key);
+      return plain;
+    } catch (e) {
+      if (e instanceof ForeignStateKeyError) this.foreign.set(key, e);
+      throw e;
+    }
+  }
+
+  /**
+   * For /readyz: not ready while a value read last was sealed under a key this process lacks. The
+   * start-up check refuses such state, but replicas started together with different keys each
+   * create records the other meets only later; this replica cannot serve what they hold.
+   */
+  health(): { ok: boolean; detail: string } {
+    const [first, ...more] = this.foreign.values();
+    if (!first) return { ok: true, detail: 'every sealed value read opens' };
+    return { ok: false, detail: `${first.message}${more.length ? ` (and ${more.length} more state value(s))` : ''}` };
   }
 
   /** What to store for `plain` under `key`: sealed when it holds a secret. */
@@ -157,8 +194,9 @@ export class SealedStateStore implements StateStore {
     await this.inner.put(key, this.close(key, value));
   }
 
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
+  async delete(key: string): Promise<void> {
+    await this.inner.delete(key);
+    this.foreign.delete(key);
   }
 
   keys(): Promise<string[]> {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateStateKeyFile, loadStateKey, parseStateKey, stateKeyId } from '../../src/store/state-key.js';
 import { openSealedState } from '../../src/store/state-setup.js';
+import { ForeignStateKeyError, SealedStateStore } from '../../src/store/sealed-state.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
@@ -247,4 +248,39 @@ test('replicas on one Postgres roll a new state key one at a time: keys swapped 
   // Step 3: the old key is dropped.
   const a3 = await replica(newKf);
   for (let i = 0; i < records.length; i++) assert.equal(await a3.get(key(i)), records[i]);
+});
+
+test('replicas started together with different keys: a value sealed under a key this one lacks, met while running, names both key ids, fails its health until gone', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const [ka, kb, kOld] = await Promise.all(['a.key', 'b.key', 'old.key'].map(async (n) => loadStateKey(await keyFile(dir, n))));
+  const inner = new MemoryStateStore();
+  // Both opened the state while it was empty: the start-up check had nothing to refuse.
+  const a = await openSealedState(inner, { stateKeyFile: join(dir, 'a.key'), postgres: true }) as SealedStateStore;
+  const b = await openSealedState(inner, { stateKeyFile: join(dir, 'b.key'), stateOldKeyFile: join(dir, 'old.key'), postgres: true }) as SealedStateStore;
+  const record = caRecord();
+  assert.equal(await a.getOrCreate(CA_KEY, () => record), record);
+  assert.equal(b.health().ok, true);
+
+  const err = await b.getOrCreate(CA_KEY, caRecord).then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof ForeignStateKeyError, String(err));
+  assert.equal(err.stateKey, CA_KEY);
+  assert.equal(err.keyId, ka!.id);
+  assert.match(err.message, new RegExp(`state ${CA_KEY} is sealed with state key id ${ka!.id}, but --state-key-file has key id ${kb!.id} \\(--state-old-key-file: key id ${kOld!.id}\\)`));
+  assert.match(err.message, /every replica sharing this state must use the same --state-key-file/);
+  const health = b.health();
+  assert.equal(health.ok, false);
+  assert.equal(health.detail, err.message);
+  assert.equal(a.health().ok, true, 'the replica holding the key is fine');
+  await assert.rejects(b.get(CA_KEY), ForeignStateKeyError);
+  assert.equal(b.health().ok, false, 'still not ready while the value is there');
+
+  // Removed (the operator's fix): this replica creates its own and is fit again.
+  await b.delete(CA_KEY);
+  assert.equal(b.health().ok, true);
+  await a.put(CA_KEY, record);
+  await assert.rejects(b.get(CA_KEY), ForeignStateKeyError);
+  await inner.delete(CA_KEY);
+  await b.getOrCreate(CA_KEY, caRecord);
+  assert.equal(b.health().ok, true, 'a later read that opens clears it');
 });
