@@ -191,10 +191,11 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
   });
 
   it('names of the wrong kind (a trust bundle as --name, an identity as --trust-name) stop the agent with exit 1, in --watch too, saying what each flag must name', { timeout: 40_000 }, async () => {
-    for (const [flags, expected] of [
+    const cases: [Partial<FetchCliOptions>, RegExp][] = [
       [{ name: ['ROOTCA'] }, /secret "ROOTCA" is trusted_ca, not a tls_certificate: --name must name an identity/],
       [{ name: ['default'], trustName: 'default' }, /secret "default" is a tls_certificate, not a validation context: --trust-name must name a trust bundle/],
-    ] as const) {
+    ];
+    for (const [flags, expected] of cases) {
       let stderr = '';
       const started = Date.now();
       const code = await runFetch({ ...(await base(join(work, 'wrong-kind'))), ...flags, watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
