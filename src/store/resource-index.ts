@@ -14,8 +14,15 @@ export class ResourceIndex {
   private readonly sources = new Map<string, SourceContribution>();
   /** Each source's resources by key: a file of 1,000 Dataplanes was searched 1,000 times (quadratic). */
   private readonly keyed = new Map<string, Map<string, Resource>>();
-  /** key → sources defining it, sorted: the first one wins, the others are duplicates. */
+  /** key → sources defining it, sorted by name (the winner when none is being served). */
   private readonly definers = new Map<string, string[]>();
+  /** key → the source whose definition wins; the other definers are the duplicates. */
+  private readonly winnerSource = new Map<string, string>();
+  /**
+   * key → the source whose definition the last snapshot served. It keeps winning while it still
+   * defines the key: a copy added later (a draft next to the real file) must not take over.
+   */
+  private readonly servedBy = new Map<string, string>();
   private readonly winners = new Map<string, Resource>();
   private readonly versions = new Map<string, string>();
   private readonly withErrors = new Set<string>();
@@ -32,7 +39,7 @@ export class ResourceIndex {
     return this.sources.keys();
   }
 
-  /** The sources that define `key`, the serving one first. */
+  /** The sources that define `key`, by name. */
   definersOf(key: string): readonly string[] {
     return this.definers.get(key) ?? [];
   }
@@ -79,12 +86,15 @@ export class ResourceIndex {
 
   private settle(key: string): void {
     const list = this.definers.get(key);
-    const first = list?.[0];
-    const winner = first === undefined ? undefined : this.keyed.get(first)?.get(key);
-    if (winner && first !== undefined) {
+    const incumbent = this.servedBy.get(key);
+    const source = incumbent !== undefined && list?.includes(incumbent) ? incumbent : list?.[0];
+    const winner = source === undefined ? undefined : this.keyed.get(source)?.get(key);
+    if (winner && source !== undefined) {
+      this.winnerSource.set(key, source);
       this.winners.set(key, winner);
-      this.versions.set(key, this.sources.get(first)!.version);
+      this.versions.set(key, this.sources.get(source)!.version);
     } else {
+      this.winnerSource.delete(key);
       this.winners.delete(key);
       this.versions.delete(key);
     }
@@ -98,15 +108,16 @@ export class ResourceIndex {
     const errors: ResourceError[] = [];
     for (const s of [...this.withErrors].sort()) for (const e of this.sources.get(s)!.errors) errors.push(e);
     for (const key of this.duplicated) {
-      const [first, ...others] = this.definers.get(key)!;
+      const served = this.winnerSource.get(key)!;
       const r = this.winners.get(key)!;
-      for (const other of others) {
+      for (const other of this.definers.get(key)!) {
+        if (other === served) continue;
         const dup = this.keyed.get(other)?.get(key);
         errors.push({
           file: dup?.source?.file ?? other,
           document: dup?.source?.document ?? 0,
           path: 'metadata.name',
-          message: `duplicate ${r.kind} "${r.name}" of mesh "${r.mesh}": already defined in ${r.source?.file ?? first}; this copy is ignored`,
+          message: `duplicate ${r.kind} "${r.name}" of mesh "${r.mesh}": already defined in ${r.source?.file ?? served}; this copy is ignored`,
         });
       }
     }
@@ -116,6 +127,9 @@ export class ResourceIndex {
       for (const key of this.unpublished) {
         resources.set(key, this.winners.get(key));
         versions.set(key, this.versions.get(key));
+        const source = this.winnerSource.get(key);
+        if (source === undefined) this.servedBy.delete(key);
+        else this.servedBy.set(key, source);
       }
       this.unpublished.clear();
       this.published = { resources: this.published.resources.with(resources), versions: this.published.versions.with(versions) };

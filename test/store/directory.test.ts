@@ -72,6 +72,28 @@ test('a resource defined twice is served once and the duplicate is reported', as
   });
 });
 
+test('a copy of a served resource added later is the duplicate: the served file keeps winning until it stops defining it', async () => {
+  await withStore(async (store, dir) => {
+    await writeFile(join(dir, 'b-real.yaml'), trustYaml('dup', 'real.example'));
+    await next(store, (s) => trustDomainOf(s, 'dup') === 'real.example');
+    // Sorts before the real file: by path alone it would take over.
+    await writeFile(join(dir, 'a-draft.yaml'), trustYaml('dup', 'draft.example'));
+    const s = await next(store, (x) => x.errors.some((e) => /duplicate MeshTrust "dup"/.test(e.message)));
+    assert.equal(trustDomainOf(s, 'dup'), 'real.example');
+    const dups = s.errors.filter((e) => /duplicate/.test(e.message));
+    assert.equal(dups.length, 1);
+    assert.match(dups[0]!.file, /a-draft\.yaml$/);
+    assert.match(dups[0]!.message, /already defined in \S*b-real\.yaml; this copy is ignored/);
+    // Edits to the served file still apply; once it no longer defines the resource, the copy serves.
+    await writeFile(join(dir, 'b-real.yaml'), trustYaml('dup', 'real2.example'));
+    await next(store, (x) => trustDomainOf(x, 'dup') === 'real2.example');
+    await writeFile(join(dir, 'b-real.yaml'), trustYaml('other', 'other.example'));
+    const taken = await next(store, (x) => trustDomainOf(x, 'other') === 'other.example');
+    assert.equal(trustDomainOf(taken, 'dup'), 'draft.example');
+    assert.deepEqual(taken.errors, []);
+  });
+});
+
 test('apply writes each resource to a file of its own and refuses an invalid one without writing', async () => {
   await withStore(async (store, dir) => {
     assert.deepEqual(await store.apply(trustYaml('applied', 'ap.example'), '/somewhere/new-trust.yaml'), []);
