@@ -33,6 +33,8 @@ export interface Listing {
 export interface DirInfo {
   read: string;
   ancestors: ReadonlySet<string>;
+  /** The real folder listed (device and inode): a swapped folder symlink changes it, not `read`. */
+  id: string;
 }
 
 const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
@@ -55,12 +57,13 @@ export async function listTree(display: string, read: string, ancestors: Readonl
   const out: Listing = { files: [], problems: new Map(), kubelet: new Map(), dirs: new Map() };
   const self = await stat(read);
   if (!self.isDirectory()) throw Object.assign(new Error(`${display} is not a folder`), { code: 'ENOTDIR' });
-  await walk(display, read, new Set([...ancestors, statSig(self)]), out, true);
+  const id = statSig(self);
+  await walk(display, read, id, new Set([...ancestors, id]), out, true);
   return out;
 }
 
-async function walk(display: string, read: string, ancestors: Set<string>, out: Listing, top: boolean): Promise<void> {
-  out.dirs.set(display, { read, ancestors });
+async function walk(display: string, read: string, id: string, ancestors: Set<string>, out: Listing, top: boolean): Promise<void> {
+  out.dirs.set(display, { read, ancestors, id });
   const target = await kubeletTarget(read);
   let dirRead = read;
   if (target !== undefined) {
@@ -102,7 +105,7 @@ async function walk(display: string, read: string, ancestors: Set<string>, out: 
         out.problems.set(d, 'symlink loop: links back to a folder above it, not followed');
         continue;
       }
-      await walk(d, r, new Set([...ancestors, sig]), out, false);
+      await walk(d, r, sig, new Set([...ancestors, sig]), out, false);
     } else if (isFile && RESOURCE_FILE.test(e.name)) {
       out.files.push({ display: d, read: r });
     }

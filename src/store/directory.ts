@@ -88,7 +88,7 @@ export class DirectoryStore implements ResourceStore {
   private pending: Pending = { full: false, dirs: new Set(), paths: new Set() };
   private queue: Promise<void> = Promise.resolve();
   private revision = 0;
-  private readonly watchers = new Map<string, { watcher: FSWatcher; read: string }>();
+  private readonly watchers = new Map<string, { watcher: FSWatcher; read: string; id: string }>();
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
   private readonly rechecks = new Set<NodeJS.Timeout>();
@@ -161,7 +161,10 @@ export class DirectoryStore implements ResourceStore {
     // Only a started store watches: `readOnce` (import) must let its process exit.
     if (this.closed || !this.watching) return;
     for (const [d, w] of this.watchers) {
-      if (this.dirs.get(d)?.read === w.read) continue;
+      const info = this.dirs.get(d);
+      // A watch follows the folder it was made on: after a folder symlink is swapped to another
+      // target (same path, another folder) it must be made again, or edits there go unseen.
+      if (info?.read === w.read && info.id === w.id) continue;
       w.watcher.close();
       this.watchers.delete(d);
     }
@@ -179,7 +182,7 @@ export class DirectoryStore implements ResourceStore {
           this.pending.dirs.add(d);
           this.scheduleDrain(DEBOUNCE_MS);
         });
-        this.watchers.set(d, { watcher, read: info.read });
+        this.watchers.set(d, { watcher, read: info.read, id: info.id });
       } catch {
         // Gone or unreadable already: the next listing or the safety scan covers it.
       }
@@ -289,7 +292,7 @@ export class DirectoryStore implements ResourceStore {
   /** Re-lists one folder (and below): stat calls for all, reads only for changed files. */
   private async relist(display: string): Promise<boolean> {
     let d = display;
-    let info = this.dirs.get(d);
+    let info: Pick<DirInfo, 'read' | 'ancestors'> | undefined = this.dirs.get(d);
     const parent = info ? undefined : this.dirs.get(dirname(d));
     // A new folder: read through its parent (a kubelet volume's `..data`), below the parent's ancestors.
     if (parent && d !== this.dir) info = { read: join(parent.read, basename(d)), ancestors: parent.ancestors };

@@ -70,6 +70,24 @@ test('a symlinked file and a symlinked folder are read; a change behind the link
   });
 });
 
+test('after a folder symlink is swapped to another target, edits in the new target are seen by the watch', async () => {
+  await withStore(async (store, dir, root) => {
+    for (const [v, td] of [['v1', 'one.example'], ['v2', 'two.example']] as const) {
+      await mkdir(join(root, v));
+      await writeFile(join(root, v, 'trust.yaml'), trustYaml('linked', td));
+    }
+    await symlink(join(root, 'v1'), join(dir, 'conf'));
+    await next(store, (x) => tdOf(x, 'linked') === 'one.example');
+    // The atomic swap: `ln -s v2 conf.new && mv -T conf.new conf`.
+    await symlink(join(root, 'v2'), join(dir, 'conf.new'));
+    await rename(join(dir, 'conf.new'), join(dir, 'conf'));
+    await next(store, (x) => tdOf(x, 'linked') === 'two.example');
+    // No safety scan in this test (60 s): only a watch on v2 sees this.
+    await writeFile(join(root, 'v2', 'trust.yaml'), trustYaml('linked', 'three.example'));
+    await next(store, (x) => tdOf(x, 'linked') === 'three.example', 2000);
+  });
+});
+
 test('a symlink loop is reported once, not followed, and everything else is served', async () => {
   await withStore(async (store, dir, _root, reported) => {
     await mkdir(join(dir, 'sub'));
