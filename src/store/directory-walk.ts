@@ -1,7 +1,7 @@
 // Which resource files a directory holds, by their displayed path: symlinks followed (loops
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
 import { readdir, readlink, stat } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
@@ -24,6 +24,11 @@ export interface Listing {
   files: ListedFile[];
   /** Problems with the tree itself (symlink loops, unreadable folders), keyed by displayed path. */
   problems: Map<string, string>;
+  /**
+   * Folders (or entries) that exist but cannot be listed or looked at (permissions): what was
+   * read under them before still holds. Not knowing is not "deleted".
+   */
+  unreadable: Set<string>;
   /** Kubelet volumes seen, displayed path → current target of their `..data`. */
   kubelet: Map<string, string>;
   /** Every folder listed, displayed path → where it is read and the real folders above it. */
@@ -35,6 +40,31 @@ export interface DirInfo {
   ancestors: ReadonlySet<string>;
   /** The real folder listed (device and inode): a swapped folder symlink changes it, not `read`. */
   id: string;
+}
+
+/** The file system calls that list a tree (a seam: as root, tests cannot make a folder unreadable). */
+export interface TreeFs {
+  readdir(path: string): Promise<Dirent[]>;
+  stat(path: string): Promise<Stats>;
+}
+
+export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path) };
+
+/** The path is not there any more (removed, or a folder above it replaced by a file). */
+export function isGone(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+const reasonOf = (e: unknown) => (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+
+export function unreadableFolder(e: unknown): string {
+  return `folder cannot be read (${reasonOf(e)}): serving what was last read under it`;
+}
+
+/** A file or folder whose listed entry cannot even be stat'ed. */
+export function unreadablePath(e: unknown): string {
+  return `cannot be read (${reasonOf(e)}): serving what was last read from it`;
 }
 
 const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
@@ -53,16 +83,16 @@ export async function kubeletTarget(dir: string): Promise<string | undefined> {
  * cannot be listed (the caller decides whether that is an outage); `ancestors` are the real
  * folders above it, so a symlink back to one of them is reported as a loop, not followed.
  */
-export async function listTree(display: string, read: string, ancestors: ReadonlySet<string> = new Set()): Promise<Listing> {
-  const out: Listing = { files: [], problems: new Map(), kubelet: new Map(), dirs: new Map() };
-  const self = await stat(read);
+export async function listTree(display: string, read: string, ancestors: ReadonlySet<string> = new Set(), fs: TreeFs = realTreeFs): Promise<Listing> {
+  const out: Listing = { files: [], problems: new Map(), unreadable: new Set(), kubelet: new Map(), dirs: new Map() };
+  const self = await fs.stat(read);
   if (!self.isDirectory()) throw Object.assign(new Error(`${display} is not a folder`), { code: 'ENOTDIR' });
   const id = statSig(self);
-  await walk(display, read, id, new Set([...ancestors, id]), out, true);
+  await walk(fs, display, read, id, new Set([...ancestors, id]), out, true);
   return out;
 }
 
-async function walk(display: string, read: string, id: string, ancestors: Set<string>, out: Listing, top: boolean): Promise<void> {
+async function walk(fs: TreeFs, display: string, read: string, id: string, ancestors: Set<string>, out: Listing, top: boolean): Promise<void> {
   out.dirs.set(display, { read, ancestors, id });
   const target = await kubeletTarget(read);
   let dirRead = read;
@@ -72,10 +102,14 @@ async function walk(display: string, read: string, id: string, ancestors: Set<st
   }
   let entries;
   try {
-    entries = await readdir(dirRead, { withFileTypes: true });
+    entries = await fs.readdir(dirRead);
   } catch (e) {
     if (top) throw e;
-    out.problems.set(display, `folder cannot be read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    if (isGone(e)) out.dirs.delete(display); // removed while the tree was listed: nothing under it
+    else {
+      out.problems.set(display, unreadableFolder(e));
+      out.unreadable.add(display);
+    }
     return;
   }
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -89,10 +123,15 @@ async function walk(display: string, read: string, id: string, ancestors: Set<st
     let st: Stats | undefined;
     if (e.isSymbolicLink() || isDir) {
       try {
-        st = await stat(r);
+        st = await fs.stat(r);
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ELOOP') out.problems.set(d, 'symlink loop: not followed');
+        else if (!isGone(err)) {
+          // Listed but not searchable (a folder with r but not x): whatever it is, it is still there.
+          out.problems.set(d, unreadablePath(err));
+          out.unreadable.add(d);
+        }
         // A dangling link (ENOENT) is no file: the kubelet leaves them briefly during a swap.
         continue;
       }
@@ -105,7 +144,7 @@ async function walk(display: string, read: string, id: string, ancestors: Set<st
         out.problems.set(d, 'symlink loop: links back to a folder above it, not followed');
         continue;
       }
-      await walk(d, r, sig, new Set([...ancestors, sig]), out, false);
+      await walk(fs, d, r, sig, new Set([...ancestors, sig]), out, false);
     } else if (isFile && RESOURCE_FILE.test(e.name)) {
       out.files.push({ display: d, read: r });
     }

@@ -1,5 +1,5 @@
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { ReplaySubject, type Observable } from 'rxjs';
 import { parseResources } from '../api/parse.js';
@@ -8,7 +8,20 @@ import { serializeResource } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceError, type ResourceKind, type ResourceSnapshot } from '../api/types.js';
 import { FileStateStore } from './file-state.js';
 import { MemoryStateStore } from './memory-state.js';
-import { fileSignature, kubeletTarget, listTree, RESOURCE_FILE, type DirInfo, type ListedFile, type Listing } from './directory-walk.js';
+import {
+  fileSignature,
+  isGone,
+  kubeletTarget,
+  listTree,
+  realTreeFs,
+  RESOURCE_FILE,
+  unreadableFolder,
+  unreadablePath,
+  type DirInfo,
+  type ListedFile,
+  type Listing,
+  type TreeFs,
+} from './directory-walk.js';
 import {
   contentVersion,
   managedFileName,
@@ -62,6 +75,8 @@ export interface DirectoryStoreOptions {
   onErrors?: (errors: readonly ResourceError[]) => void;
   /** Called when a pass over the changes failed unexpectedly; it is retried with a full pass. */
   onFailure?: (err: unknown) => void;
+  /** Listing and stat calls (tests make them fail as permissions would for a user other than root). */
+  treeFs?: Partial<TreeFs>;
 }
 
 interface Pending {
@@ -100,6 +115,7 @@ export class DirectoryStore implements ResourceStore {
   private lastErrors = new Set<string>();
   readonly dir: string;
   private readonly maxFileSize: number;
+  private readonly fs: TreeFs;
   /** Files read so far (a change must cost the files it concerns, observable by tests and metrics). */
   reads = 0;
 
@@ -109,6 +125,7 @@ export class DirectoryStore implements ResourceStore {
   ) {
     this.dir = resolve(opts.resourcesDir);
     this.maxFileSize = opts.maxFileSize ?? DEFAULT_MAX_FILE_SIZE;
+    this.fs = { ...realTreeFs, ...opts.treeFs };
   }
 
   static async open(opts: DirectoryStoreOptions): Promise<DirectoryStore> {
@@ -255,7 +272,7 @@ export class DirectoryStore implements ResourceStore {
     if (work.full) {
       let listing: Listing;
       try {
-        listing = await listTree(this.dir, this.dir);
+        listing = await listTree(this.dir, this.dir, undefined, this.fs);
       } catch (e) {
         // The directory went away (unmounted, deleted): a store outage, not "every resource was
         // deleted", so the last state keeps being served.
@@ -300,13 +317,15 @@ export class DirectoryStore implements ResourceStore {
     info ??= { read: d, ancestors: new Set<string>() };
     let listing: Listing;
     try {
-      listing = await listTree(d, info.read, info.ancestors);
-    } catch {
+      listing = await listTree(d, info.read, info.ancestors, this.fs);
+    } catch (e) {
       if (d === this.dir) {
         this.pending.full = true; // the outage path decides
         return false;
       }
-      return this.removeUnder(d);
+      // Removed: so are its resources. Unreadable (a chmod, an fsGroup change): an outage of that
+      // folder, as for the top one, so what was read under it keeps being served.
+      return isGone(e) ? this.removeUnder(d) : this.keepUnreadable(d, unreadableFolder(e));
     }
     let changed = this.replaceUnder(d, listing);
     changed = (await this.readFiles(listing.files)) || changed;
@@ -317,7 +336,7 @@ export class DirectoryStore implements ResourceStore {
   private async checkPath(display: string): Promise<boolean> {
     const info = this.dirs.get(dirname(display));
     const read = info ? join(info.read, basename(display)) : display;
-    const st = await stat(read).catch((e: NodeJS.ErrnoException) => e);
+    const st = await this.fs.stat(read).catch((e: NodeJS.ErrnoException) => e);
     // Gone (or a dangling link): forget it. Any other failure (a symlink loop) is the folder
     // listing's to report, so list the folder it is in.
     if (st instanceof Error) return st.code === 'ENOENT' ? this.removeUnder(display) : this.relist(dirname(display));
@@ -334,7 +353,7 @@ export class DirectoryStore implements ResourceStore {
         const info = listing.dirs.get(d)!;
         const now = await kubeletTarget(info.read);
         if (now === target || now === undefined) break;
-        const again = await listTree(d, info.read, info.ancestors).catch(() => undefined);
+        const again = await listTree(d, info.read, info.ancestors, this.fs).catch(() => undefined);
         if (!again) break;
         changed = this.replaceUnder(d, again) || changed;
         changed = (await this.readFiles(again.files)) || changed;
@@ -344,36 +363,49 @@ export class DirectoryStore implements ResourceStore {
     return changed;
   }
 
-  /** Forgets everything under `prefix` that `listing` no longer has, and takes its tree facts. */
+  /**
+   * Forgets everything under `prefix` that `listing` no longer has, and takes its tree facts.
+   * What is under a folder the listing could not read is kept: it is unknown, not gone.
+   */
   private replaceUnder(prefix: string, listing: Listing): boolean {
     let changed = false;
     const listed = new Set(listing.files.map((f) => f.display));
+    const unreadable = [...listing.unreadable];
+    const kept = (p: string) => unreadable.some((u) => under(p, u));
     for (const p of [...this.files.keys()]) {
-      if (under(p, prefix) && !listed.has(p)) {
-        this.files.delete(p);
-        this.index.set(p, undefined);
-        changed = true;
-      }
+      if (under(p, prefix) && !listed.has(p) && !kept(p)) changed = this.forgetFile(p) || changed;
     }
-    const problemsBefore = JSON.stringify([...this.problems].filter(([k]) => under(k, prefix)));
-    for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
+    const problemsBefore = this.problemsUnder(prefix);
+    for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix) && !kept(k)) m.delete(k);
     for (const [k, v] of listing.dirs) this.dirs.set(k, v);
     for (const [k, v] of listing.kubelet) this.kubelet.set(k, v);
     for (const [k, v] of listing.problems) this.problems.set(k, v);
-    return changed || JSON.stringify([...listing.problems]) !== problemsBefore;
+    return changed || this.problemsUnder(prefix) !== problemsBefore;
+  }
+
+  private problemsUnder(prefix: string): string {
+    return JSON.stringify([...this.problems].filter(([k]) => under(k, prefix)).sort());
   }
 
   private removeUnder(prefix: string): boolean {
     let changed = false;
-    for (const p of [...this.files.keys()]) {
-      if (!under(p, prefix)) continue;
-      this.files.delete(p);
-      this.index.set(p, undefined);
-      changed = true;
-    }
+    for (const p of [...this.files.keys()]) if (under(p, prefix)) changed = this.forgetFile(p) || changed;
     for (const k of [...this.problems.keys()]) if (under(k, prefix) && this.problems.delete(k)) changed = true;
     for (const m of [this.kubelet, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
     return changed;
+  }
+
+  /** A folder that cannot be listed: reported, and everything read under it is kept. */
+  private keepUnreadable(display: string, message: string): boolean {
+    if (this.problems.get(display) === message) return false;
+    this.problems.set(display, message);
+    return true;
+  }
+
+  private forgetFile(display: string): boolean {
+    if (!this.files.delete(display)) return false;
+    this.index.set(display, undefined);
+    return true;
   }
 
   private shown(display: string): string {
@@ -395,19 +427,15 @@ export class DirectoryStore implements ResourceStore {
 
   /** Reads one file if its stat signature changed; returns whether anything served changed. */
   private async readFile(f: ListedFile): Promise<boolean> {
-    const st = await stat(f.read).catch(() => undefined);
-    if (!st) {
-      if (!this.files.delete(f.display)) return false;
-      this.index.set(f.display, undefined);
-      return true;
-    }
+    const st = await this.fs.stat(f.read).catch((e: NodeJS.ErrnoException) => e);
+    if (st instanceof Error) return isGone(st) ? this.forgetFile(f.display) : this.keepUnreadableFile(f, st);
     const sig = fileSignature(st);
     const prev = this.files.get(f.display);
     if (prev && prev.sig === sig && prev.read === f.read) return false;
     const shown = this.shown(f.display);
     const read = await readResourceText(f.read, shown, this.maxFileSize);
     this.reads++;
-    const after = await stat(f.read).catch(() => undefined);
+    const after = await this.fs.stat(f.read).catch(() => undefined);
     // A file still being written is looked at again shortly: a half-written file must not
     // briefly drop the resources it carries.
     if ('changing' in read || !after || fileSignature(after) !== sig) {
@@ -438,6 +466,18 @@ export class DirectoryStore implements ResourceStore {
       text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
     this.files.set(f.display, { read: f.read, sig, managed });
     this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
+    return true;
+  }
+
+  /** A file that cannot even be stat'ed (its folder lost search permission): reported, its resources kept. */
+  private keepUnreadableFile(f: ListedFile, e: NodeJS.ErrnoException): boolean {
+    const sig = `unreadable:${e.code ?? e.message}`;
+    const prev = this.files.get(f.display);
+    if (prev?.sig === sig) return false;
+    const old = this.index.get(f.display);
+    const error: ResourceError = { file: this.shown(f.display), document: 0, path: '', message: unreadablePath(e) };
+    this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
+    this.index.set(f.display, { resources: old?.resources ?? [], errors: [error], version: old?.version ?? '' });
     return true;
   }
 

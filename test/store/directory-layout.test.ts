@@ -3,9 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rename, rm, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
 import { DirectoryStore, MAX_ERRORS_PER_FILE, type DirectoryStoreOptions } from '../../src/store/directory.js';
 import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
@@ -213,6 +213,75 @@ test('a folder created later is read, and its removal removes its resources', as
     await rm(join(dir, 'team-a'), { recursive: true });
     await next(store, (s) => tdOf(s, 'deep') === undefined);
   });
+});
+
+/** Permission denied on listing (or on looking at entries) under chosen folders: as root, chmod denies nothing. */
+function deniedFs() {
+  const list = new Set<string>();
+  const look = new Set<string>();
+  const refuse = (folders: Set<string>, path: string, self: boolean) => {
+    for (const f of folders) {
+      if ((self && path === f) || path.startsWith(f + sep)) throw Object.assign(new Error(`EACCES: permission denied '${path}'`), { code: 'EACCES' });
+    }
+  };
+  const treeFs = {
+    readdir: async (path: string) => (refuse(list, path, true), readdir(path, { withFileTypes: true })),
+    stat: async (path: string) => (refuse(list, path, false), refuse(look, path, false), stat(path)),
+  };
+  return { list, look, treeFs };
+}
+
+test('a subfolder that cannot be read keeps what was read under it and is reported; readable again it is read, removed its resources go', async () => {
+  const denied = deniedFs();
+  await withStore(
+    async (store, dir, _root, reported) => {
+      const team = join(dir, 'team');
+      await mkdir(join(team, 'deep'), { recursive: true });
+      await writeFile(join(team, 'trust.yaml'), trustYaml('team', 'team.example'));
+      await writeFile(join(team, 'deep', 'trust.yaml'), trustYaml('deep', 'deep.example'));
+      await writeFile(join(dir, 'top.yaml'), trustYaml('top', 'top.example'));
+      const all = { deep: 'deep.example', team: 'team.example', top: 'top.example' };
+      await next(store, (s) => tdOf(s, 'team') !== undefined && tdOf(s, 'deep') !== undefined && tdOf(s, 'top') !== undefined);
+      const problems = (s: ResourceSnapshot) => s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`);
+
+      // `chmod 000 team`: the watch on its parent names it, and listing it fails.
+      denied.list.add(team);
+      await utimes(team, new Date(), new Date());
+      const cut = await next(store, (s) => s.errors.length > 0);
+      assert.deepEqual(trusts(cut), all);
+      assert.deepEqual(problems(cut), ['team: folder cannot be read (EACCES): serving what was last read under it']);
+      // The safety scan lists the whole tree: the same.
+      await store.rescan();
+      assert.deepEqual(trusts(await latest(store)), all);
+      assert.deepEqual(problems(await latest(store)), problems(cut));
+      assert.ok(reported.some((e) => /team$/.test(e.file) && /EACCES/.test(e.message)), 'reported (logged and counted)');
+
+      // `chmod 644 team`: listed, but nothing in it can be looked at.
+      denied.list.clear();
+      denied.look.add(team);
+      await store.rescan();
+      const blind = await latest(store);
+      assert.deepEqual(trusts(blind), all);
+      assert.deepEqual(problems(blind), [
+        'team/deep: cannot be read (EACCES): serving what was last read from it',
+        'team/trust.yaml: cannot be read (EACCES): serving what was last read from it',
+      ]);
+
+      // Readable again: read as usual.
+      denied.look.clear();
+      await writeFile(join(team, 'trust.yaml'), trustYaml('team', 'team2.example'));
+      await store.rescan();
+      const back = await latest(store);
+      assert.deepEqual(trusts(back), { ...all, team: 'team2.example' });
+      assert.deepEqual(back.errors, []);
+
+      // Really removed: its resources go.
+      await rm(team, { recursive: true });
+      const gone = await next(store, (s) => tdOf(s, 'team') === undefined);
+      assert.deepEqual(trusts(gone), { top: 'top.example' });
+    },
+    { treeFs: denied.treeFs },
+  );
 });
 
 test('FIFOs in the folder (named like resource files, or linked) never stall reading: other files keep being read', async () => {
