@@ -36,7 +36,13 @@ import { ResourceIndex } from './resource-index.js';
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
 import { conflictError, describeResource } from './conflict.js';
 
-const EMPTY_GRACE_MS = 1000;
+/**
+ * A file that lost resources and was written less than this long ago is read again after this
+ * long before they are dropped: it is most often a writer between truncate and write, or between
+ * two documents. A file that keeps changing is given at most SHRINK_GRACE_MAX_MS.
+ */
+const SHRINK_GRACE_MS = 1000;
+const SHRINK_GRACE_MAX_MS = 10_000;
 const DEBOUNCE_MS = 30;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
@@ -107,6 +113,8 @@ export class DirectoryStore implements ResourceStore {
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
   private readonly rechecks = new Set<NodeJS.Timeout>();
+  /** Files whose missing resources are being kept for a grace period, and since when. */
+  private readonly shrinking = new Map<string, number>();
   private closed = false;
   private watching = false;
   /** The last pass failed before it published: the next one publishes whatever it finds. */
@@ -403,6 +411,7 @@ export class DirectoryStore implements ResourceStore {
   }
 
   private forgetFile(display: string): boolean {
+    this.shrinking.delete(display);
     if (!this.files.delete(display)) return false;
     this.index.set(display, undefined);
     return true;
@@ -451,21 +460,42 @@ export class DirectoryStore implements ResourceStore {
       return true;
     }
     const text = read.text;
-    // A file that just became empty is most often a writer between truncate and write: wait a
-    // moment before believing that every resource in it is gone (deleting the file is immediate).
-    if (old && old.resources.length > 0 && text.trim() === '' && Date.now() - st.mtimeMs < EMPTY_GRACE_MS) {
-      this.recheckLater(f.display, EMPTY_GRACE_MS / 2);
-      return false;
-    }
     const parsed = parseResources(text, shown);
     const resources = parsed.resources;
     const errors = capErrors(parsed.errors);
     // Last-known-good per resource: a broken document never replaces what was served before.
     const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
+    if (old && this.holdsMissing(f.display, st.mtimeMs, old.resources, kept)) {
+      // What it adds or changes applies now; the entry keeps its old signature, so the file is
+      // read again (by the recheck, or any event) and the missing resources are looked at again.
+      if (kept.length === 0) return false;
+      this.index.set(f.display, { resources: mergeKeepingOld(old.resources, kept), errors, version: contentVersion(text) });
+      return true;
+    }
     const managed =
       text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
     this.files.set(f.display, { read: f.read, sig, managed });
     this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
+    return true;
+  }
+
+  /**
+   * Whether the resources `old` has and `fresh` lacks are kept a while longer: the file was
+   * written within the grace (which starts again with each write, up to the maximum). Deleting
+   * the file drops them at once.
+   */
+  private holdsMissing(display: string, mtimeMs: number, old: readonly Resource[], fresh: readonly Resource[]): boolean {
+    const freshKeys = new Set(fresh.map(resourceKey));
+    const now = Date.now();
+    const since = this.shrinking.get(display) ?? now;
+    const age = now - mtimeMs;
+    if (old.every((r) => freshKeys.has(resourceKey(r))) || age >= SHRINK_GRACE_MS || now - since >= SHRINK_GRACE_MAX_MS) {
+      this.shrinking.delete(display);
+      return false;
+    }
+    this.shrinking.set(display, since);
+    // A clock ahead of the file's mtime (a future mtime) still gets a recheck within the grace.
+    this.recheckLater(display, Math.min(SHRINK_GRACE_MS, Math.max(SETTLE_MS, SHRINK_GRACE_MS - age)));
     return true;
   }
 

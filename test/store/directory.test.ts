@@ -9,7 +9,7 @@ import { StoreWriteError } from '../../src/store/types.js';
 import { MANAGED_HEADER, managedFileName, withResourceLocks } from '../../src/store/directory-writes.js';
 import type { ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
-import { meshTrustYaml } from '../helpers/yaml.js';
+import { meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
 const ca = makeCa('dir-store');
 const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
@@ -150,6 +150,38 @@ test('a file emptied and rewritten at once never publishes its resources as gone
     sub.unsubscribe();
     assert.equal(trustDomainOf(emptied, 't1'), undefined);
     assert.ok(Date.now() - started >= 500, 'an empty file is believed only after the grace period');
+  });
+});
+
+test('a multi-document file rewritten in place by a slow writer keeps its later documents until they are back; what it changes applies at once; one left out goes after a second', async () => {
+  await withStore(async (store, dir) => {
+    const file = join(dir, 'trust.yaml');
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await writeFile(file, yamlDocs(trustYaml('t1', 'one.example'), trustYaml('t2', 'two.example')));
+    await next(store, (s) => trustDomainOf(s, 't2') === 'two.example');
+    const seen: (string | undefined)[] = [];
+    const sub = store.snapshots$.subscribe((s) => seen.push(trustDomainOf(s, 't2')));
+    // The first document (changed), a pause longer than the debounce, then the first again twice
+    // (still changing: the grace starts again with each write, well past the first second), then the rest.
+    await writeFile(file, trustYaml('t1', 'one-b.example'));
+    const partial = await next(store, (s) => trustDomainOf(s, 't1') === 'one-b.example');
+    assert.equal(trustDomainOf(partial, 't2'), 'two.example');
+    for (const td of ['one-c.example', 'one-d.example']) {
+      await sleep(700);
+      await writeFile(file, trustYaml('t1', td));
+      await next(store, (s) => trustDomainOf(s, 't1') === td);
+    }
+    await sleep(700);
+    await writeFile(file, yamlDocs(trustYaml('t1', 'one-d.example'), trustYaml('t2', 'two-b.example')));
+    await next(store, (s) => trustDomainOf(s, 't2') === 'two-b.example');
+    assert.ok(!seen.includes(undefined), `never published without t2: ${JSON.stringify(seen)}`);
+    // Left out for good: dropped once the file has not changed for a second.
+    await writeFile(file, trustYaml('t1', 'one-e.example'));
+    const started = Date.now();
+    const dropped = await firstValueFrom(store.snapshots$.pipe(filter((s) => trustDomainOf(s, 't2') === undefined), timeout(3000)));
+    sub.unsubscribe();
+    assert.equal(trustDomainOf(dropped, 't1'), 'one-e.example');
+    assert.ok(Date.now() - started >= 500, 'a resource left out is believed gone only after the grace period');
   });
 });
 
