@@ -38,9 +38,16 @@ export function parseResources(text: string, file: string): ParseResult {
   const seen = new Map<string, number>();
   let document = 0;
 
+  // `<<` read as a plain key would make a label or field named "<<": say what it is instead.
+  const mayMerge = text.includes('<<');
   const accept = (value: unknown): void => {
     const doc = document++;
     if (value === null || value === undefined) return; // empty document
+    const merge = mayMerge ? mergeKeyPath(value, '') : undefined;
+    if (merge !== undefined) {
+      errors.push({ file, document: doc, path: merge, message: 'YAML merge keys (<<) are not supported: write the keys out' });
+      return;
+    }
     let result: ReturnType<typeof normaliseDocument>;
     try {
       result = normaliseDocument(value, { file, document: doc });
@@ -102,9 +109,9 @@ export function parseResources(text: string, file: string): ParseResult {
     }
   }
 
-  // Merge keys (`<<: *common`), as kubectl reads them (YAML 1.1); the aliases they use count
-  // against maxAliasCount like any other.
-  for (const d of parseAllDocuments(text, { merge: true })) {
+  // No merge keys (YAML 1.1's `<<: *common`): the yaml package copies the whole anchored map for
+  // each one, outside maxAliasCount, so a 140 KB file cost seconds and 400 MB. They are refused by name.
+  for (const d of parseAllDocuments(text)) {
     // parseAllDocuments returns an EmptyStream (no documents) for empty text.
     if (d.errors.length > 0) {
       const doc = document++;
@@ -121,6 +128,24 @@ export function parseResources(text: string, file: string): ParseResult {
     acceptDocument(value);
   }
   return { resources, errors };
+}
+
+/** The path of the first `<<` key in a parsed document (objects within objects and lists), or undefined. */
+function mergeKeyPath(value: unknown, path: string): string | undefined {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = mergeKeyPath(value[i], `${path}[${i}]`);
+      if (p !== undefined) return p;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      const here = path === '' ? k : `${path}.${k}`;
+      if (k === '<<') return here;
+      const p = mergeKeyPath(v, here);
+      if (p !== undefined) return p;
+    }
+  }
+  return undefined;
 }
 
 /**

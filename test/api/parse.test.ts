@@ -226,13 +226,21 @@ test('duplicate keys in a JSON file are an error naming the key, as in YAML, als
   assert.equal(fine.resources.length, 2, 'same keys in other objects, and inside strings, are fine');
 });
 
-test('YAML merge keys are read as kubectl reads them (the merged map, local keys winning)', () => {
-  const text = 'common: &common\n  app: web\n  env: prod\n---\ntype: Dataplane\nname: a\nmesh: default\nlabels:\n  <<: *common\n  env: dev\n';
-  // Aliases do not cross documents: the anchor must be in the same document.
-  const same = 'type: Dataplane\nname: a\nmesh: default\nlabels:\n  <<: &common\n    app: web\n    env: prod\n---\ntype: Dataplane\nname: b\nmesh: default\nlabels:\n  <<: { app: api, env: prod }\n  env: dev\n';
-  const r = parseResources(same, FILE);
-  assert.deepEqual(r.errors, []);
-  assert.deepEqual((r.resources[0] as Dataplane).labels, { app: 'web', env: 'prod' });
-  assert.deepEqual((r.resources[1] as Dataplane).labels, { app: 'api', env: 'dev' });
-  assert.ok(parseResources(text, FILE).errors.length > 0, 'an alias to another document is still an error');
+test('YAML merge keys are refused by name, with or without anchors, and a merge bomb is never expanded (the yaml package copies the map for each merge, outside the alias limit)', () => {
+  const anchored = 'type: Dataplane\nname: a\nmesh: default\nlabels:\n  <<: &common\n    app: web\n  env: dev\n';
+  const inline = 'type: Dataplane\nname: b\nmesh: default\nlabels:\n  <<: { app: api, env: prod }\n  env: dev\n';
+  for (const text of [anchored, inline, inline.replace('type: Dataplane', '# & a comment\ntype: Dataplane')]) {
+    const r = parseResources(text, FILE);
+    assert.equal(r.resources.length, 0, text);
+    assert.deepEqual(r.errors.map((e) => `${e.path}: ${e.message}`), ['labels.<<: YAML merge keys (<<) are not supported: write the keys out'], text);
+  }
+  // A value or a quoted key holding "<<" is just text.
+  const text = parseResources('type: Dataplane\nname: c\nmesh: default\nlabels:\n  note: "a << b"\n', FILE);
+  assert.deepEqual(text.errors, []);
+  // A merge bomb (a large anchored map merged a thousand times) is refused at once, not expanded.
+  const keys = Array.from({ length: 10_000 }, (_, i) => `  k${i}: v`).join('\n');
+  const bomb = `type: Dataplane\nname: d\nmesh: default\nx: &a\n${keys}\nitems:\n${Array.from({ length: 1000 }, () => '  - <<: *a').join('\n')}\n`;
+  const r = parseResources(bomb, FILE);
+  assert.equal(r.resources.length, 0);
+  assert.ok(r.errors.some((e) => /YAML merge keys \(<<\) are not supported|Excessive alias count/.test(e.message)), JSON.stringify(r.errors.slice(0, 3)));
 });
