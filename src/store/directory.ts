@@ -113,8 +113,8 @@ export class DirectoryStore implements ResourceStore {
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
   private readonly rechecks = new Set<NodeJS.Timeout>();
-  /** Files whose missing resources are being kept for a grace period, and since when. */
-  private readonly shrinking = new Map<string, number>();
+  /** Files whose missing resources are being kept for a grace period (see holdsMissing). */
+  private readonly shrinking = new Map<string, Shrink>();
   private closed = false;
   private watching = false;
   /** The last pass failed before it published: the next one publishes whatever it finds. */
@@ -411,7 +411,7 @@ export class DirectoryStore implements ResourceStore {
   }
 
   private forgetFile(display: string): boolean {
-    this.shrinking.delete(display);
+    this.endShrink(display);
     if (!this.files.delete(display)) return false;
     this.index.set(display, undefined);
     return true;
@@ -465,38 +465,81 @@ export class DirectoryStore implements ResourceStore {
     const errors = capErrors(parsed.errors);
     // Last-known-good per resource: a broken document never replaces what was served before.
     const kept = errors.length > 0 && old ? mergeKeepingOld(old.resources, resources) : resources;
-    if (old && this.holdsMissing(f.display, st.mtimeMs, old.resources, kept)) {
+    const held = old ? this.holdsMissing(f.display, sig, old.resources, kept) : undefined;
+    if (held) {
       // What it adds or changes applies now; the entry keeps its old signature, so the file is
       // read again (by the recheck, or any event) and the missing resources are looked at again.
-      if (kept.length === 0) return false;
-      this.index.set(f.display, { resources: mergeKeepingOld(old.resources, kept), errors, version: contentVersion(text) });
+      const version = contentVersion(text);
+      if (kept.length === 0 || old!.version === version) return false; // nothing new to publish
+      this.index.set(f.display, { resources: [...kept, ...old!.resources.filter((r) => held.has(resourceKey(r)))], errors, version });
+      this.releaseHeld(f.display, kept);
       return true;
     }
     const managed =
       text.startsWith(MANAGED_HEADER) && dirname(f.display) === this.dir && resources.length === 1 && basename(f.display) === managedFileName(resources[0]!);
     this.files.set(f.display, { read: f.read, sig, managed });
     this.index.set(f.display, { resources: kept, errors, version: contentVersion(text) });
+    this.releaseHeld(f.display, kept);
     return true;
   }
 
   /**
-   * Whether the resources `old` has and `fresh` lacks are kept a while longer: the file was
-   * written within the grace (which starts again with each write, up to the maximum). Deleting
-   * the file drops them at once.
+   * A resource another file is only holding (it left that file a moment ago) and `display` now
+   * defines has moved between files (a git pull, a generator): the holder lets it go at once, so
+   * the new definition is served, not reported as a duplicate of the old one.
    */
-  private holdsMissing(display: string, mtimeMs: number, old: readonly Resource[], fresh: readonly Resource[]): boolean {
-    const freshKeys = new Set(fresh.map(resourceKey));
-    const now = Date.now();
-    const since = this.shrinking.get(display) ?? now;
-    const age = now - mtimeMs;
-    if (old.every((r) => freshKeys.has(resourceKey(r))) || age >= SHRINK_GRACE_MS || now - since >= SHRINK_GRACE_MAX_MS) {
-      this.shrinking.delete(display);
-      return false;
+  private releaseHeld(display: string, defined: readonly Resource[]): void {
+    if (this.shrinking.size === 0 || defined.length === 0) return;
+    for (const [holder, s] of this.shrinking) {
+      if (holder === display) continue;
+      const moved = defined.filter((r) => s.held.has(resourceKey(r))).map(resourceKey);
+      if (moved.length === 0) continue;
+      for (const k of moved) s.held.delete(k);
+      const entry = this.index.get(holder);
+      if (entry) this.index.set(holder, { ...entry, resources: entry.resources.filter((r) => !moved.includes(resourceKey(r))) });
+      if (s.held.size === 0) this.endShrink(holder);
     }
-    this.shrinking.set(display, since);
-    // A clock ahead of the file's mtime (a future mtime) still gets a recheck within the grace.
-    this.recheckLater(display, Math.min(SHRINK_GRACE_MS, Math.max(SETTLE_MS, SHRINK_GRACE_MS - age)));
-    return true;
+  }
+
+  private endShrink(display: string): void {
+    const s = this.shrinking.get(display);
+    if (!s) return;
+    clearTimeout(s.timer);
+    this.shrinking.delete(display);
+  }
+
+  /**
+   * The resources `old` has and `fresh` lacks that are kept a while longer, or undefined: the file
+   * changed less than SHRINK_GRACE_MS ago by this process's clock (a file's mtime may come from
+   * another clock), the grace starting again with each change, up to SHRINK_GRACE_MAX_MS. A
+   * resource another file defines now is not held (it moved); deleting the file drops them at once.
+   */
+  private holdsMissing(display: string, sig: string, old: readonly Resource[], fresh: readonly Resource[]): Set<string> | undefined {
+    const freshKeys = new Set(fresh.map(resourceKey));
+    const missing = new Set<string>();
+    for (const r of old) {
+      const k = resourceKey(r);
+      if (!freshKeys.has(k) && !this.index.definersOf(k).some((d) => d !== display)) missing.add(k);
+    }
+    const now = Date.now();
+    let s = this.shrinking.get(display);
+    if (!s) s = { since: now, sig, changedAt: now, held: missing };
+    else if (s.sig !== sig) Object.assign(s, { sig, changedAt: now });
+    if (missing.size === 0 || now - s.changedAt >= SHRINK_GRACE_MS || now - s.since >= SHRINK_GRACE_MAX_MS) {
+      this.endShrink(display);
+      return undefined;
+    }
+    s.held = missing;
+    this.shrinking.set(display, s);
+    // One recheck per file, for when the grace of its latest change is over.
+    clearTimeout(s.timer);
+    const waitMs = Math.max(SETTLE_MS, Math.min(s.changedAt + SHRINK_GRACE_MS, s.since + SHRINK_GRACE_MAX_MS) - now);
+    s.timer = setTimeout(() => {
+      this.pending.paths.add(display);
+      void this.kick();
+    }, waitMs);
+    s.timer.unref();
+    return missing;
   }
 
   /** A file that cannot even be stat'ed (its folder lost search permission): reported, its resources kept. */
@@ -625,6 +668,7 @@ export class DirectoryStore implements ResourceStore {
     clearTimeout(this.timer);
     clearTimeout(this.debounce);
     for (const t of this.rechecks) clearTimeout(t);
+    for (const d of [...this.shrinking.keys()]) this.endShrink(d);
     await this.queue;
     this.subject.complete();
   }
@@ -632,6 +676,15 @@ export class DirectoryStore implements ResourceStore {
 
 function conflictAt(r: Resource, file: string, expected: string, current: string): ResourceError {
   return conflictError(file, r, expected === '' ? 'absent when read' : `version ${expected} when read`, current === '' ? 'now absent' : `now version ${current}`);
+}
+
+/** A file that lost resources a moment ago: when that was first seen, its latest change, what is held. */
+interface Shrink {
+  since: number;
+  sig: string;
+  changedAt: number;
+  held: Set<string>;
+  timer?: NodeJS.Timeout;
 }
 
 function mergeKeepingOld(old: readonly Resource[], fresh: readonly Resource[]): Resource[] {

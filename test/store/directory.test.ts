@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, unlink, stat } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -183,6 +183,56 @@ test('a multi-document file rewritten in place by a slow writer keeps its later 
     sub.unsubscribe();
     assert.equal(trustDomainOf(dropped, 't1'), 'one-e.example');
     assert.ok(Date.now() - started >= 500, 'a resource left out is believed gone only after the grace period');
+  });
+});
+
+test('a resource moved from one file to another is served from its new file at once, with no duplicate reported (the grace holds only what nothing else defines)', async () => {
+  await withStore(async (store, dir) => {
+    const a = join(dir, 'a.yaml');
+    const b = join(dir, 'b.yaml');
+    await writeFile(a, yamlDocs(trustYaml('stay', 'stay.example'), trustYaml('moving', 'old.example')));
+    await next(store, (s) => trustDomainOf(s, 'moving') === 'old.example');
+    const seen: ResourceSnapshot[] = [];
+    const sub = store.snapshots$.subscribe((s) => seen.push(s));
+    const started = Date.now();
+    await Promise.all([writeFile(a, trustYaml('stay', 'stay.example')), writeFile(b, trustYaml('moving', 'new.example'))]);
+    const moved = await next(store, (s) => trustDomainOf(s, 'moving') === 'new.example');
+    sub.unsubscribe();
+    assert.ok(Date.now() - started < 900, `served from the new file after ${Date.now() - started} ms, not after the grace`);
+    assert.deepEqual(moved.errors.filter((e) => /duplicate/.test(e.message)), []);
+    assert.deepEqual(seen.flatMap((x) => x.errors.filter((e) => /duplicate/.test(e.message))), [], 'no snapshot reported the move as a duplicate');
+  });
+});
+
+test("the grace is measured on the store's own clock: a file whose mtime lies in the future drops a removed resource after about a second, not ten", async () => {
+  await withStore(async (store, dir) => {
+    const file = join(dir, 'trust.yaml');
+    await writeFile(file, yamlDocs(trustYaml('t1', 'one.example'), trustYaml('t2', 'two.example')));
+    await next(store, (s) => trustDomainOf(s, 't2') === 'two.example');
+    await writeFile(file, trustYaml('t1', 'one.example'));
+    const future = new Date(Date.now() + 3600_000);
+    await utimes(file, future, future);
+    const started = Date.now();
+    await firstValueFrom(store.snapshots$.pipe(filter((s) => trustDomainOf(s, 't2') === undefined), timeout(8000)));
+    assert.ok(Date.now() - started < 4000, `dropped after ${Date.now() - started} ms`);
+  });
+});
+
+test('a file rewritten again and again during its grace is read once per change, not once per change and per pending recheck', async () => {
+  await withStore(async (store, dir) => {
+    const file = join(dir, 'trust.yaml');
+    await writeFile(file, yamlDocs(trustYaml('t1', 'one.example'), trustYaml('t2', 'two.example')));
+    await next(store, (s) => trustDomainOf(s, 't2') === 'two.example');
+    const before = store.reads;
+    const writes = 8;
+    for (let i = 0; i < writes; i++) {
+      await writeFile(file, trustYaml('t1', `one-${i}.example`));
+      await new Promise((r) => setTimeout(r, 120));
+    }
+    await firstValueFrom(store.snapshots$.pipe(filter((s) => trustDomainOf(s, 't2') === undefined), timeout(5000)));
+    const reads = store.reads - before;
+    // Each write is read once (a read caught mid-write once more), then one recheck ends the grace.
+    assert.ok(reads <= writes * 1.5 + 2, `${reads} reads for ${writes} writes`);
   });
 });
 
