@@ -53,3 +53,23 @@ export function caTrustDomains(cert: string | Buffer): string[] {
     .filter((s) => s.startsWith('URI:spiffe://'))
     .map((s) => s.slice('URI:spiffe://'.length).split('/')[0] ?? '');
 }
+
+/**
+ * When none of these certificates is valid at `now`, each one's validity ("<from> to <until>",
+ * ISO times) for a message saying so; undefined when one is valid (or none can be read).
+ */
+export function noneValidNow(pems: readonly string[], now: Date): string[] | undefined {
+  const t = now.getTime();
+  const spans: string[] = [];
+  for (const pem of pems) {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(pem);
+    } catch {
+      continue;
+    }
+    if (Date.parse(cert.validFrom) <= t && t <= Date.parse(cert.validTo)) return undefined;
+    spans.push(`${new Date(cert.validFrom).toISOString()} to ${new Date(cert.validTo).toISOString()}`);
+  }
+  return spans.length > 0 ? spans : undefined;
+}

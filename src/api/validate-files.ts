@@ -1,7 +1,7 @@
 // `mesh-sds validate FILE…`: one line per problem, or a per-file count of valid resources.
 import { X509Certificate } from 'node:crypto';
 import { formatResourceError, resourceKey, type Resource } from './types.js';
-import { splitPemCertificates } from './pem.js';
+import { noneValidNow, splitPemCertificates } from './pem.js';
 import { loadResourceFile } from './parse.js';
 import { DEFAULT_MAX_FILE_SIZE } from './file-text.js';
 import { bootstrapBundleCas } from './validate-federation.js';
@@ -40,14 +40,8 @@ function bootstrapExpiryWarning(bundle: string | undefined, now: Date): string |
   if (bundle === undefined || bundle.trim() === '') return undefined;
   const { pems, error } = bootstrapBundleCas(bundle);
   if (error || pems.length === 0) return undefined; // reported as an error by validation
-  const t = now.getTime();
-  const spans: string[] = [];
-  for (const pem of pems) {
-    const c = new X509Certificate(pem);
-    if (Date.parse(c.validFrom) <= t && t <= Date.parse(c.validTo)) return undefined;
-    spans.push(`${new Date(c.validFrom).toISOString()} to ${new Date(c.validTo).toISOString()}`);
-  }
-  return `no CA of the bootstrap bundle is valid now (valid ${spans.join('; ')}): it cannot authenticate the bundle endpoint; put a current bundle of the trust domain here`;
+  const spans = noneValidNow(pems, now);
+  return spans && `no CA of the bootstrap bundle is valid now (valid ${spans.join('; ')}): it cannot authenticate the bundle endpoint; put a current bundle of the trust domain here`;
 }
 
 /** A check of a parsed resource that this layer cannot make (a CA load, say): a field and why, or undefined. */

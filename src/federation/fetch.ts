@@ -1,11 +1,11 @@
 // One GET of a remote bundle endpoint, authenticated per SPIFFE profile (Trust Domain and
 // Bundle standard §5): https_spiffe trusts only the last accepted bundle of the remote trust
 // domain and requires the exact endpoint SPIFFE ID; https_web is ordinary Web PKI.
-import { X509Certificate } from 'node:crypto';
 import { request } from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates, type PeerCertificate } from 'node:tls';
 import type { BundleEndpointProfile } from '../api/types.js';
+import { noneValidNow } from '../api/pem.js';
 
 /** Every reason a refresh can fail for (metric label values). */
 export const FAILURE_REASONS = [
@@ -51,20 +51,8 @@ export interface FetchOptions {
  * valid), or undefined. An operator then has to supply a current bundle: say so, not only "expired".
  */
 export function noCurrentCa(pems: readonly string[], now: Date): string | undefined {
-  const t = now.getTime();
-  const spans: string[] = [];
-  for (const pem of pems) {
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(pem);
-    } catch {
-      continue;
-    }
-    if (Date.parse(cert.validFrom) <= t && t <= Date.parse(cert.validTo)) return undefined;
-    spans.push(`${new Date(cert.validFrom).toISOString()} to ${new Date(cert.validTo).toISOString()}`);
-  }
-  if (spans.length === 0) return undefined;
-  return `no CA of the bundle trusted for this endpoint is valid now (valid ${spans.join('; ')}): put a current bundle of the trust domain in spec.trustDomainBundle`;
+  const spans = noneValidNow(pems, now);
+  return spans && `no CA of the bundle trusted for this endpoint is valid now (valid ${spans.join('; ')}): put a current bundle of the trust domain in spec.trustDomainBundle`;
 }
 
 /** URI SANs of a peer certificate, from Node's `subjectaltname` string. */
