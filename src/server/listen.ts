@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { withoutGrpcScheme } from '../api/host-port.js';
 import { isLoopbackOrUnix } from './auth.js';
 import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
+import { checkKeyPair } from './tls-reload.js';
 
 export interface ListenOptions {
   listen: string;
@@ -36,7 +37,12 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
   if (!!opts.tlsCert !== !!opts.tlsKey) throw new ListenError('--tls-cert and --tls-key go together');
   if (opts.tlsCert && opts.tlsKey) {
     if (socket !== undefined) throw new ListenError('TLS is for TCP listeners; a unix socket is protected by its file mode');
-    return { tls: { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) } };
+    const tls = { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) };
+    const checked = checkKeyPair(tls, new Date());
+    // An expired certificate may be about to be replaced on disk (it is reloaded): only a pair
+    // that can never be served refuses start-up.
+    if ('problem' in checked && !/expired|not valid before/.test(checked.problem)) throw new ListenError(`--tls-cert ${opts.tlsCert} / --tls-key ${opts.tlsKey}: ${checked.problem}`);
+    return { tls };
   }
   if (!isLoopbackOrUnix(opts.listen) && !opts.insecure) {
     throw new ListenError(

@@ -29,6 +29,7 @@ import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
 import { recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
 import { registerServices } from './xds-routes.js';
+import { checkKeyPair, watchTlsKeyPair, type TlsReloader } from './tls-reload.js';
 
 export interface ServeConfig extends BundleEndpointConfig {
   resourcesDir?: string;
@@ -51,6 +52,8 @@ export interface ServeConfig extends BundleEndpointConfig {
   logLevel?: string;
   flatTrust?: boolean;
   issuerWorkers?: number;
+  /** How often --tls-cert/--tls-key are compared with what is served (5 s). */
+  tlsReloadMs?: number;
   maxNamesPerRequest?: number;
   /** How often open streams' tokens are re-checked for revocation and expiry. */
   credentialRecheckMs?: number;
@@ -269,6 +272,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       })
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
+  const tlsReload = cfg.tlsCert && cfg.tlsKey ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, server, metrics, log, cfg.tlsReloadMs) : undefined;
 
   const recheckNow = () => tokens && recheckCredentials(registry, svids, (jti) => tokens.isRevoked(jti));
   onRevoked = recheckNow;
@@ -303,6 +307,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         await drain.done;
       }
       clearInterval(recheck);
+      tlsReload?.close();
       tokens?.close();
       registry.closeAll();
       await new Promise<void>((resolve) => {
@@ -329,4 +334,23 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
   };
   return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
+}
+
+/** Serves a rotated --tls-cert/--tls-key to new connections; its expiry is a metric (kind="listener"). */
+function watchListenerKeyPair(certFile: string, keyFile: string, server: GrpcServer, metrics: Metrics, log: Logger, intervalMs?: number): TlsReloader {
+  const served = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+  const checked = checkKeyPair(served, new Date());
+  if ('problem' in checked) log.error({ certFile, keyFile, reason: checked.problem }, 'listener TLS key pair cannot be served; waiting for a new one on disk');
+  else metrics.certificateExpiry.set({ kind: 'listener', name: 'grpc' }, Date.parse(checked.cert.validTo) / 1000);
+  return watchTlsKeyPair(
+    {
+      certFile,
+      keyFile,
+      intervalMs,
+      apply: (pair) => server.setTlsKeyPair(pair),
+      onServed: (notAfter) => metrics.certificateExpiry.set({ kind: 'listener', name: 'grpc' }, notAfter.getTime() / 1000),
+      log,
+    },
+    served,
+  );
 }

@@ -84,6 +84,83 @@ test('the gRPC listener serves TLS with --tls-cert/--tls-key, and a plaintext cl
   }
 });
 
+/** A server key pair for localhost/127.0.0.1 signed by `ca`, written as `<name>.crt` / `<name>.key` in `dir`. */
+function serverPair(dir: string, ca: { certPem: string; keyPem: string }, name: string): { cert: string; key: string } {
+  writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+  writeFileSync(join(dir, 'ca.key'), ca.keyPem);
+  openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, `${name}.key`)]);
+  openssl(['req', '-new', '-key', join(dir, `${name}.key`), '-subj', `/CN=${name}`, '-out', join(dir, `${name}.csr`)]);
+  writeFileSync(join(dir, 'ext'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  openssl(['x509', '-req', '-in', join(dir, `${name}.csr`), '-CA', join(dir, 'ca.crt'), '-CAkey', join(dir, 'ca.key'), '-CAcreateserial', '-days', '1', '-extfile', join(dir, 'ext'), '-out', join(dir, `${name}.crt`)]);
+  return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+}
+
+/** The subject CN of the certificate a new TLS connection to the listener is given. */
+function servedCn(port: number, caPem: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = tlsConnect({ host: '127.0.0.1', port, ca: caPem, servername: 'localhost', ALPNProtocols: ['h2'] });
+    c.on('secureConnect', () => {
+      resolve(String(c.getPeerCertificate().subject.CN));
+      c.destroy();
+    });
+    c.on('error', reject);
+  });
+}
+
+test('a rotated --tls-cert/--tls-key on disk is served to new connections without a restart; a pair that does not match is refused by name and the served one kept', async () => {
+  const ca = makeCa('listener-ca');
+  const dir = await mkdtemp(join(root, 'tls-reload-'));
+  const first = serverPair(dir, ca, 'first');
+  const second = serverPair(dir, ca, 'second');
+  const live = { cert: join(dir, 'live.crt'), key: join(dir, 'live.key') };
+  await cp(first.cert, live.cert);
+  await cp(first.key, live.key);
+  const lines: string[] = [];
+  const logger = createLogger('info', { destination: { write: (l: string) => void lines.push(l) } });
+  const s = await startServer(base({ tlsCert: live.cert, tlsKey: live.key, tlsReloadMs: 100, logger, admin: '127.0.0.1:0' }));
+  try {
+    await s.ready;
+    assert.equal(await servedCn(s.port!, ca.certPem), 'first');
+    // A key that is not the certificate's (the cert replaced before its key): refused, first kept.
+    await cp(second.cert, live.cert);
+    await waitUntil(() => lines.some((l) => /listener TLS key pair refused/.test(l)), 5000);
+    const refusal = lines.find((l) => /listener TLS key pair refused/.test(l))!;
+    assert.match(refusal, /key pair cannot be used/);
+    assert.doesNotMatch(refusal, /PRIVATE KEY/);
+    assert.equal(await servedCn(s.port!, ca.certPem), 'first');
+    // Its key lands too: the new pair is served.
+    await cp(second.key, live.key);
+    await waitUntil(() => lines.some((l) => /listener TLS key pair reloaded/.test(l)), 5000);
+    assert.equal(await servedCn(s.port!, ca.certPem), 'second');
+    const metrics = await (await fetch(`${s.admin!.url}/metrics`)).text();
+    const expiry = /mesh_sds_certificate_expiry_timestamp_seconds\{kind="listener",name="grpc"\} (\d+)/.exec(metrics);
+    assert.ok(expiry, 'the listener certificate\'s expiry is a metric');
+    assert.ok(Math.abs(Number(expiry[1]) - Date.now() / 1000 - 86400) < 3600, 'that of the one-day certificate now served');
+    const res = await fetchDefault(`localhost:${s.port}`, grpc.credentials.createSsl(Buffer.from(ca.certPem)));
+    assert.equal(res.length, 1, 'SDS over the new certificate');
+  } finally {
+    await s.close();
+  }
+});
+
+test('a --tls-cert/--tls-key pair that can never be served (key of another certificate, not a certificate) refuses start-up naming both files and why', async () => {
+  const ca = makeCa('listener-ca');
+  const dir = await mkdtemp(join(root, 'tls-bad-'));
+  const a = serverPair(dir, ca, 'a');
+  const b = serverPair(dir, ca, 'b');
+  await assert.rejects(startServer(base({ tlsCert: a.cert, tlsKey: b.key })), (e: Error) => e.message.includes(a.cert) && e.message.includes(b.key) && /the key pair cannot be used/.test(e.message));
+  writeFileSync(join(dir, 'junk.crt'), 'not a certificate\n');
+  await assert.rejects(startServer(base({ tlsCert: join(dir, 'junk.crt'), tlsKey: a.key })), /junk\.crt .*the certificate does not parse/);
+});
+
+async function waitUntil(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 test('grpc.health.v1.Health: Check answers SERVING once ready (trailers OK), Watch sends it and stays open; an unknown method is UNIMPLEMENTED', async () => {
   const s = await startServer(base({}));
   const session = rawConnect(s.address);

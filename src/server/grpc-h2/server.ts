@@ -128,6 +128,13 @@ export class GrpcServer {
     });
   }
 
+  /** Serves another key pair to new connections (a rotated listener certificate); open ones keep theirs. */
+  setTlsKeyPair(pair: TlsKeyPair): void {
+    const http = this.http as Http2SecureServer | undefined;
+    if (!http || typeof http.setSecureContext !== 'function') throw new Error('the listener does not serve TLS');
+    http.setSecureContext({ cert: pair.cert, key: pair.key });
+  }
+
   /** Starts listening; resolves with the bound TCP port (undefined on a unix socket). */
   listen(target: ListenTarget, tls?: TlsKeyPair): Promise<number | undefined> {
     // Rapid reset (CVE-2023-44487) is stopped by nghttp2 (>= 1.57, in node >= 20.8.1): a token

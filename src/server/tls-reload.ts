@@ -1,0 +1,106 @@
+// The gRPC listener's own certificate is rotated on disk (cert-manager, a Kubernetes Secret volume,
+// a cron job): a server that kept the one it started with would serve it past its expiry, and every
+// Envoy would fail to connect. The files are polled; a new pair that is whole and valid now
+// replaces the served one, anything else is refused by name and the served pair is kept.
+import { X509Certificate, createHash } from 'node:crypto';
+import { stat, readFile } from 'node:fs/promises';
+import { createSecureContext } from 'node:tls';
+import type { TlsKeyPair } from './grpc-h2/server.js';
+
+export interface TlsReloadOptions {
+  certFile: string;
+  keyFile: string;
+  /** Replaces the pair the listener serves (new handshakes use it; open connections keep theirs). */
+  apply: (pair: TlsKeyPair) => void;
+  log: { info: (o: object, m: string) => void; error: (o: object, m: string) => void };
+  /** How often the files' stat signatures are compared (5 s). */
+  intervalMs?: number;
+  now?: () => Date;
+  /** The served certificate's end of validity, for a metric. */
+  onServed?: (notAfter: Date) => void;
+}
+
+export interface TlsReloader {
+  /** Compares the files now (the timer does this every intervalMs). */
+  check(): Promise<void>;
+  close(): void;
+}
+
+/** Why a key pair cannot be served, or its certificate. */
+export function checkKeyPair(pair: TlsKeyPair, now: Date): { cert: X509Certificate } | { problem: string } {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pair.cert);
+  } catch (e) {
+    return { problem: `the certificate does not parse (${(e as Error).message})` };
+  }
+  try {
+    // Refuses a key that does not belong to the certificate, or one OpenSSL cannot read.
+    createSecureContext({ cert: pair.cert, key: pair.key });
+  } catch (e) {
+    return { problem: `the key pair cannot be used (${(e as Error).message})` };
+  }
+  const t = now.getTime();
+  if (t < Date.parse(cert.validFrom)) return { problem: `the certificate is not valid before ${new Date(cert.validFrom).toISOString()}` };
+  if (t > Date.parse(cert.validTo)) return { problem: `the certificate expired at ${new Date(cert.validTo).toISOString()}` };
+  return { cert };
+}
+
+export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): TlsReloader {
+  const now = () => opts.now?.() ?? new Date();
+  const digest = (p: TlsKeyPair) => createHash('sha256').update(p.cert).update('\0').update(p.key).digest('hex');
+  let current = digest(served);
+  /** The last pair looked at (served or refused): the same files are not read and reported again. */
+  let lastSeen = '';
+  let running: Promise<void> | undefined;
+  let closed = false;
+
+  const signature = async (): Promise<string> => {
+    const [c, k] = await Promise.all([stat(opts.certFile), stat(opts.keyFile)]);
+    return `${c.ino}:${c.size}:${c.mtimeMs}|${k.ino}:${k.size}:${k.mtimeMs}`;
+  };
+
+  const compare = async (): Promise<void> => {
+    let sig: string;
+    let pair: TlsKeyPair;
+    try {
+      sig = await signature();
+      if (sig === lastSeen) return;
+      const [cert, key] = await Promise.all([readFile(opts.certFile), readFile(opts.keyFile)]);
+      pair = { cert, key };
+    } catch (e) {
+      // A file swapped out from under us (a Secret volume's ..data link): looked at again next time.
+      const message = `cannot read the listener key pair (${(e as Error).message})`;
+      if (lastSeen !== message) opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason: message }, 'listener TLS key pair refused; still serving the previous one');
+      lastSeen = message;
+      return;
+    }
+    lastSeen = sig;
+    const d = digest(pair);
+    if (d === current) return;
+    const checked = checkKeyPair(pair, now());
+    if ('problem' in checked) {
+      opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason: checked.problem }, 'listener TLS key pair refused; still serving the previous one');
+      return;
+    }
+    opts.apply(pair);
+    current = d;
+    opts.onServed?.(new Date(checked.cert.validTo));
+    opts.log.info({ certFile: opts.certFile, subject: checked.cert.subject, notAfter: new Date(checked.cert.validTo).toISOString(), fingerprint: checked.cert.fingerprint256 }, 'listener TLS key pair reloaded');
+  };
+
+  const check = (): Promise<void> => {
+    if (closed) return Promise.resolve();
+    return (running ??= compare().finally(() => (running = undefined)));
+  };
+  // The first check reads the files once and finds the pair served (or one written since start-up).
+  const timer = setInterval(() => void check(), opts.intervalMs ?? 5000);
+  timer.unref();
+  return {
+    check,
+    close: () => {
+      closed = true;
+      clearInterval(timer);
+    },
+  };
+}
