@@ -63,7 +63,7 @@ export function tcpTarget(listen: string): { host: string; port: number } {
 }
 
 /** Binds the server; for unix sockets replaces a stale socket file and sets its mode/group. */
-export async function bindServer(server: GrpcServer, opts: ListenOptions): Promise<{ address: string; port?: number }> {
+export async function bindServer(server: GrpcServer, opts: ListenOptions): Promise<{ address: string; port?: number; tls?: TlsKeyPair }> {
   const { tls } = listenCredentials(opts);
   const socket = unixPath(opts.listen);
   if (socket !== undefined) await unlink(socket).catch(() => undefined);
@@ -80,5 +80,5 @@ export async function bindServer(server: GrpcServer, opts: ListenOptions): Promi
     return { address: opts.listen };
   }
   const host = opts.listen.slice(0, opts.listen.lastIndexOf(':'));
-  return { address: `${host}:${port}`, port };
+  return { address: `${host}:${port}`, port, ...(tls ? { tls } : {}) };
 }

@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
@@ -18,7 +19,7 @@ import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
 import { bindServer, listenCredentials, ListenError } from './listen.js';
 import { routeGrpcLogs } from './grpc-logging.js';
-import { GrpcServer } from './grpc-h2/server.js';
+import { GrpcServer, type TlsKeyPair } from './grpc-h2/server.js';
 import { createLogger, limitedWarn, peerSource, type Logger } from './logger.js';
 import { IdentityChangeLog } from './identity-log.js';
 import { registerLiveMetrics } from './live-metrics.js';
@@ -226,7 +227,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;
   });
-  let bound: { address: string; port?: number };
+  let bound: { address: string; port?: number; tls?: TlsKeyPair };
   let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;
   // Until the listener is bound nothing may be holding the event loop (the issuer's workers are
   // unref'd): without this a starting process can run out of work and exit silently, mid-start.
@@ -272,7 +273,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       })
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
-  const tlsReload = cfg.tlsCert && cfg.tlsKey ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, server, metrics, log, cfg.tlsReloadMs) : undefined;
+  const tlsReload = cfg.tlsCert && cfg.tlsKey && bound.tls ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, bound.tls, server, metrics, log, cfg.tlsReloadMs) : undefined;
 
   const recheckNow = () => tokens && recheckCredentials(registry, svids, (jti) => tokens.isRevoked(jti));
   onRevoked = recheckNow;
@@ -337,11 +338,11 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
 }
 
 /** Serves a rotated --tls-cert/--tls-key to new connections; its expiry is a metric (kind="listener"). */
-function watchListenerKeyPair(certFile: string, keyFile: string, server: GrpcServer, metrics: Metrics, log: Logger, intervalMs?: number): TlsReloader {
-  const served = { cert: readFileSync(certFile), key: readFileSync(keyFile) };
+function watchListenerKeyPair(certFile: string, keyFile: string, served: TlsKeyPair, server: GrpcServer, metrics: Metrics, log: Logger, intervalMs?: number): TlsReloader {
   const checked = checkKeyPair(served, new Date());
-  if ('problem' in checked) log.error({ certFile, keyFile, reason: checked.problem }, 'listener TLS key pair cannot be served; waiting for a new one on disk');
-  else metrics.certificateExpiry.set({ kind: 'listener', name: 'grpc' }, Date.parse(checked.cert.validTo) / 1000);
+  if ('problem' in checked) log.error({ certFile, keyFile, reason: checked.problem }, 'listener TLS certificate is not valid now; waiting for a new one on disk');
+  // Set from the served certificate whatever its state: an expiry alert needs the value most then.
+  metrics.certificateExpiry.set({ kind: 'listener', name: 'grpc' }, Date.parse(new X509Certificate(served.cert).validTo) / 1000);
   return watchTlsKeyPair(
     {
       certFile,

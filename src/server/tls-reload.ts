@@ -50,8 +50,12 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
   const now = () => opts.now?.() ?? new Date();
   const digest = (p: TlsKeyPair) => createHash('sha256').update(p.cert).update('\0').update(p.key).digest('hex');
   let current = digest(served);
-  /** The last pair looked at (served or refused): the same files are not read and reported again. */
-  let lastSeen = '';
+  /** The files' signature at the previous poll: a pair is read only once it has stood still for a poll. */
+  let previousSig = '';
+  /** The last signature dealt with for good (served, or refused for what it is, not for the time). */
+  let settled = '';
+  /** What was last reported, so a refusal is logged once, not every poll. */
+  let reported = '';
   let running: Promise<void> | undefined;
   let closed = false;
 
@@ -59,32 +63,45 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
     const [c, k] = await Promise.all([stat(opts.certFile), stat(opts.keyFile)]);
     return `${c.ino}:${c.size}:${c.mtimeMs}|${k.ino}:${k.size}:${k.mtimeMs}`;
   };
+  const refuse = (key: string, reason: string): void => {
+    if (reported !== key) opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason }, 'listener TLS key pair refused; still serving the previous one');
+    reported = key;
+  };
 
   const compare = async (): Promise<void> => {
     let sig: string;
     let pair: TlsKeyPair;
     try {
       sig = await signature();
-      if (sig === lastSeen) return;
+      // Written in place or one file before the other: wait until both stood still for a poll.
+      const still = sig === previousSig;
+      previousSig = sig;
+      if (!still || sig === settled) return;
       const [cert, key] = await Promise.all([readFile(opts.certFile), readFile(opts.keyFile)]);
+      if ((await signature()) !== sig) return; // changed while being read: next poll
       pair = { cert, key };
     } catch (e) {
       // A file swapped out from under us (a Secret volume's ..data link): looked at again next time.
-      const message = `cannot read the listener key pair (${(e as Error).message})`;
-      if (lastSeen !== message) opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason: message }, 'listener TLS key pair refused; still serving the previous one');
-      lastSeen = message;
+      refuse(`read:${(e as Error).message}`, `cannot read the listener key pair (${(e as Error).message})`);
       return;
     }
-    lastSeen = sig;
     const d = digest(pair);
-    if (d === current) return;
+    if (d === current) {
+      settled = sig;
+      return;
+    }
     const checked = checkKeyPair(pair, now());
     if ('problem' in checked) {
-      opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason: checked.problem }, 'listener TLS key pair refused; still serving the previous one');
+      // A certificate not valid yet (an issuer's clock ahead) becomes valid by waiting: checked
+      // again every poll. Anything else is refused until the files change.
+      if (!checked.problem.includes('not valid before')) settled = sig;
+      refuse(`${sig}:${checked.problem}`, checked.problem);
       return;
     }
     opts.apply(pair);
     current = d;
+    settled = sig;
+    reported = '';
     opts.onServed?.(new Date(checked.cert.validTo));
     opts.log.info({ certFile: opts.certFile, subject: checked.cert.subject, notAfter: new Date(checked.cert.validTo).toISOString(), fingerprint: checked.cert.fingerprint256 }, 'listener TLS key pair reloaded');
   };
@@ -93,7 +110,6 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
     if (closed) return Promise.resolve();
     return (running ??= compare().finally(() => (running = undefined)));
   };
-  // The first check reads the files once and finds the pair served (or one written since start-up).
   const timer = setInterval(() => void check(), opts.intervalMs ?? 5000);
   timer.unref();
   return {

@@ -492,7 +492,7 @@ export class DirectoryStore implements ResourceStore {
     if (this.shrinking.size === 0 || defined.length === 0) return;
     for (const [holder, s] of this.shrinking) {
       if (holder === display) continue;
-      const moved = defined.filter((r) => s.held.has(resourceKey(r))).map(resourceKey);
+      const moved = defined.map(resourceKey).filter((k) => s.held.has(k) && !this.index.wasIgnored(k, display));
       if (moved.length === 0) continue;
       for (const k of moved) s.held.delete(k);
       const entry = this.index.get(holder);
@@ -519,9 +519,10 @@ export class DirectoryStore implements ResourceStore {
     const missing = new Set<string>();
     for (const r of old) {
       const k = resourceKey(r);
-      if (!freshKeys.has(k) && !this.index.definersOf(k).some((d) => d !== display)) missing.add(k);
+      // Moved: another file now defines it (not a copy already published as an ignored duplicate).
+      if (!freshKeys.has(k) && !this.index.definersOf(k).some((d) => d !== display && !this.index.wasIgnored(k, d))) missing.add(k);
     }
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a clock step must not stretch or skip the grace
     let s = this.shrinking.get(display);
     if (!s) s = { since: now, sig, changedAt: now, held: missing };
     else if (s.sig !== sig) Object.assign(s, { sig, changedAt: now });

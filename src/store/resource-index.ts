@@ -23,6 +23,8 @@ export class ResourceIndex {
    * defines the key: a copy added later (a draft next to the real file) must not take over.
    */
   private readonly servedBy = new Map<string, string>();
+  /** key → the sources whose definition the last snapshot reported as an ignored duplicate. */
+  private ignoredAtPublish = new Map<string, Set<string>>();
   private readonly winners = new Map<string, Resource>();
   private readonly versions = new Map<string, string>();
   private readonly withErrors = new Set<string>();
@@ -42,6 +44,11 @@ export class ResourceIndex {
   /** The sources that define `key`, by name. */
   definersOf(key: string): readonly string[] {
     return this.definers.get(key) ?? [];
+  }
+
+  /** Whether `source`'s definition of `key` was published as an ignored duplicate (a draft beside the real one). */
+  wasIgnored(key: string, source: string): boolean {
+    return this.ignoredAtPublish.get(key)?.has(source) ?? false;
   }
 
   versionOf(key: string): string | undefined {
@@ -107,11 +114,15 @@ export class ResourceIndex {
   snapshot(): { resources: LayeredMap<Resource>; versions: LayeredMap<string>; errors: ResourceError[] } {
     const errors: ResourceError[] = [];
     for (const s of [...this.withErrors].sort()) for (const e of this.sources.get(s)!.errors) errors.push(e);
+    const ignored = new Map<string, Set<string>>();
     for (const key of this.duplicated) {
       const served = this.winnerSource.get(key)!;
       const r = this.winners.get(key)!;
       for (const other of this.definers.get(key)!) {
         if (other === served) continue;
+        let set = ignored.get(key);
+        if (!set) ignored.set(key, (set = new Set()));
+        set.add(other);
         const dup = this.keyed.get(other)?.get(key);
         errors.push({
           file: dup?.source?.file ?? other,
@@ -121,6 +132,7 @@ export class ResourceIndex {
         });
       }
     }
+    this.ignoredAtPublish = ignored;
     if (this.unpublished.size > 0) {
       const resources = new Map<string, Resource | undefined>();
       const versions = new Map<string, string | undefined>();

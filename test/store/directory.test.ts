@@ -186,6 +186,27 @@ test('a multi-document file rewritten in place by a slow writer keeps its later 
   });
 });
 
+test('a draft copy already reported as a duplicate does not take over while the real file is rewritten slowly; the real file keeps winning', async () => {
+  await withStore(async (store, dir) => {
+    const real = join(dir, 'a.yaml');
+    const draft = join(dir, 'z-draft.yaml');
+    await writeFile(real, yamlDocs(trustYaml('keep', 'keep.example'), trustYaml('x', 'real.example')));
+    await next(store, (s) => trustDomainOf(s, 'x') === 'real.example');
+    await writeFile(draft, trustYaml('x', 'draft.example'));
+    await next(store, (s) => s.errors.some((e) => e.file.endsWith('z-draft.yaml') && /duplicate/.test(e.message)));
+    const seen: (string | undefined)[] = [];
+    const sub = store.snapshots$.subscribe((s) => seen.push(trustDomainOf(s, 'x')));
+    await writeFile(real, trustYaml('keep', 'keep-b.example')); // half-way through a rewrite
+    await next(store, (s) => trustDomainOf(s, 'keep') === 'keep-b.example');
+    await new Promise((r) => setTimeout(r, 200));
+    await writeFile(real, yamlDocs(trustYaml('keep', 'keep-b.example'), trustYaml('x', 'real.example')));
+    await new Promise((r) => setTimeout(r, 1500));
+    sub.unsubscribe();
+    assert.ok(!seen.includes('draft.example'), `the draft was never served: ${JSON.stringify(seen)}`);
+    assert.equal(seen.at(-1), 'real.example');
+  });
+});
+
 test('a resource moved from one file to another is served from its new file at once, with no duplicate reported (the grace holds only what nothing else defines)', async () => {
   await withStore(async (store, dir) => {
     const a = join(dir, 'a.yaml');

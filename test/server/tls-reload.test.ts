@@ -1,0 +1,63 @@
+// The listener key pair reloader on its own: when a pair on disk is served, refused, or looked at again.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { watchTlsKeyPair } from '../../src/server/tls-reload.js';
+import { makeCa } from '../helpers/openssl.js';
+
+function setup(t: { after(fn: () => void): void }) {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-tls-reload-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const a = makeCa('pair-a');
+  const b = makeCa('pair-b');
+  const files = { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
+  writeFileSync(files.certFile, a.certPem);
+  writeFileSync(files.keyFile, a.keyPem);
+  const applied: string[] = [];
+  const errors: string[] = [];
+  let clock = new Date();
+  const reloader = watchTlsKeyPair(
+    {
+      ...files,
+      intervalMs: 3600_000, // driven by check() below
+      apply: (p) => applied.push(new X509Certificate(p.cert).subject.split('\n').pop()!),
+      log: { info: () => undefined, error: (o) => errors.push((o as { reason: string }).reason) },
+      now: () => clock,
+    },
+    { cert: Buffer.from(a.certPem), key: Buffer.from(a.keyPem) },
+  );
+  t.after(() => reloader.close());
+  return { files, a, b, applied, errors, reloader, setClock: (d: Date) => (clock = d) };
+}
+
+test('a certificate not valid yet (an issuer clock ahead) is refused, logged once, and served once it becomes valid without the files changing', async (t) => {
+  const s = setup(t);
+  writeFileSync(s.files.certFile, s.b.certPem);
+  writeFileSync(s.files.keyFile, s.b.keyPem);
+  const validFrom = Date.parse(new X509Certificate(s.b.certPem).validFrom);
+  s.setClock(new Date(validFrom - 5000));
+  for (let i = 0; i < 4; i++) await s.reloader.check();
+  assert.deepEqual(s.applied, []);
+  assert.equal(s.errors.length, 1, JSON.stringify(s.errors));
+  assert.match(s.errors[0]!, /not valid before/);
+  s.setClock(new Date(validFrom + 60_000));
+  await s.reloader.check();
+  assert.deepEqual(s.applied, ['CN=pair-b']);
+});
+
+test('a pair is read only once its files stood still for a poll: one changing between polls is not applied half-way', async (t) => {
+  const s = setup(t);
+  await s.reloader.check(); // the start-up pair: nothing to do
+  writeFileSync(s.files.certFile, s.b.certPem); // the certificate first…
+  await s.reloader.check();
+  assert.deepEqual(s.applied, []);
+  writeFileSync(s.files.keyFile, s.b.keyPem); // …then its key, before the next poll
+  await s.reloader.check();
+  assert.deepEqual(s.applied, [], 'changed since the last poll: not read yet');
+  assert.deepEqual(s.errors, [], 'no refusal for a pair caught between its two files');
+  await s.reloader.check();
+  assert.deepEqual(s.applied, ['CN=pair-b']);
+});
