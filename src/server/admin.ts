@@ -124,6 +124,19 @@ function send(res: ServerResponse, code: number, contentType: string, body: stri
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
+/** Why a POST /rotate is not one of its two forms (bare, or ?proxy=MESH.NAME once), or undefined. */
+export function rotateRequestProblem(params: URLSearchParams, req: Pick<IncomingMessage, 'headers'>): string | undefined {
+  const length = req.headers['content-length'];
+  if ((length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined) {
+    return 'POST /rotate takes no body: name one proxy with ?proxy=MESH.NAME, or send no parameter to rotate every proxy';
+  }
+  for (const name of params.keys()) if (name !== 'proxy') return `unknown parameter ${JSON.stringify(name.slice(0, 64))}: only ?proxy=MESH.NAME`;
+  const proxies = params.getAll('proxy');
+  if (proxies.length > 1) return 'proxy given more than once: rotate one proxy per request';
+  if (proxies.length === 1 && proxies[0]!.trim() === '') return 'proxy is empty: name one proxy (?proxy=MESH.NAME), or send no parameter to rotate every proxy';
+  return undefined;
+}
+
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = parseHostPort(opts.listen, 'admin');
   const log = opts.logger;
@@ -147,6 +160,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         res.setHeader('allow', 'POST');
         return send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n');
       }
+      // Rotating every proxy is one bare POST; anything that looks like it meant one proxy but does
+      // not name it (an empty or repeated ?proxy=, another parameter, a body) is refused, not widened.
+      const problem = rotateRequestProblem(url.searchParams, req);
+      if (problem) return send(res, 400, 'application/json; charset=utf-8', JSON.stringify({ error: problem }) + '\n');
       const proxy = url.searchParams.get('proxy') ?? undefined;
       const rotated = opts.rotate(proxy);
       if (proxy && rotated === 0) return send(res, 404, 'application/json; charset=utf-8', JSON.stringify({ error: `no connected proxy ${proxy}` }) + '\n');

@@ -1,4 +1,5 @@
-import { chmod, chown, unlink } from 'node:fs/promises';
+import { chmod, chown, lstat, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { withoutGrpcScheme } from '../api/host-port.js';
@@ -62,18 +63,53 @@ export function tcpTarget(listen: string): { host: string; port: number } {
   return { host, port: Number(portText) };
 }
 
+/** --socket-group as a gid, resolved before anything is bound (an unknown group must leave nothing behind). */
+function groupId(group: string): number {
+  if (/^\d+$/.test(group)) return Number(group);
+  let line: string;
+  try {
+    line = execFileSync('getent', ['group', group], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    throw new ListenError(`--socket-group ${group}: no such group`);
+  }
+  const gid = Number(line.split(':')[2]);
+  if (!Number.isInteger(gid)) throw new ListenError(`--socket-group ${group}: no such group`);
+  return gid;
+}
+
+/**
+ * Removes a socket file left by a server that is gone, and nothing else: a path that is not a
+ * socket (someone's file) or a socket another server still listens on (a second `serve` with the
+ * same --listen would take it over, and the first would serve nobody) refuses start-up.
+ */
+async function clearStaleSocket(path: string): Promise<void> {
+  const st = await lstat(path).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+  if (!st) return;
+  if (!st.isSocket()) throw new ListenError(`--listen unix://${path}: the path exists and is not a socket; refusing to replace it`);
+  const live = await new Promise<boolean>((resolve) => {
+    const c = connect(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false));
+  });
+  if (live) throw new ListenError(`--listen unix://${path}: another server is listening on this socket (address in use)`);
+  await unlink(path).catch(() => undefined);
+}
+
 /** Binds the server; for unix sockets replaces a stale socket file and sets its mode/group. */
 export async function bindServer(server: GrpcServer, opts: ListenOptions): Promise<{ address: string; port?: number; tls?: TlsKeyPair }> {
   const { tls } = listenCredentials(opts);
   const socket = unixPath(opts.listen);
-  if (socket !== undefined) await unlink(socket).catch(() => undefined);
+  const gid = socket !== undefined && opts.socketGroup ? groupId(opts.socketGroup) : undefined;
+  if (socket !== undefined) await clearStaleSocket(socket);
   const target: ListenTarget = socket !== undefined ? { path: socket } : tcpTarget(opts.listen);
   const port = await server.listen(target, tls).catch((err: Error) => {
     throw new ListenError(`cannot listen on ${opts.listen}: ${err.message}`);
   });
   if (socket !== undefined) {
-    if (opts.socketGroup) {
-      const gid = /^\d+$/.test(opts.socketGroup) ? Number(opts.socketGroup) : Number(execFileSync('getent', ['group', opts.socketGroup], { encoding: 'utf8' }).split(':')[2]);
+    if (gid !== undefined) {
       await chown(socket, process.getuid?.() ?? 0, gid);
       await chmod(socket, 0o660);
     } else await chmod(socket, 0o600);

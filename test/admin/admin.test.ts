@@ -156,3 +156,24 @@ test('a request target that URL parsing rejects is a 400, not a 500', async () =
     assert.equal((await fetch(`${base}/healthz`)).status, 200);
   });
 });
+
+test('POST /rotate rotates every proxy only when bare: an empty or repeated ?proxy=, another parameter or a body is a 400 that rotates nothing', async () => {
+  const calls: (string | undefined)[] = [];
+  await withAdmin({ rotate: (proxy) => (calls.push(proxy), proxy ? 1 : 7) }, async (base) => {
+    for (const [target, init, expected] of [
+      ['/rotate?proxy=', {}, /proxy is empty/],
+      ['/rotate?proxy=%20', {}, /proxy is empty/],
+      ['/rotate?proxy=default.a&proxy=default.b', {}, /more than once/],
+      ['/rotate?node=default.a', {}, /unknown parameter "node"/],
+      ['/rotate', { body: JSON.stringify({ proxy: 'default.backend-1' }), headers: { 'content-type': 'application/json' } }, /takes no body/],
+    ] as const) {
+      const r = await fetch(`${base}${target}`, { method: 'POST', ...init });
+      assert.equal(r.status, 400, target);
+      assert.match(((await r.json()) as { error: string }).error, expected);
+    }
+    assert.deepEqual(calls, [], 'nothing was rotated');
+    assert.deepEqual(await (await fetch(`${base}/rotate?proxy=default.a`, { method: 'POST' })).json(), { rotated: 1 });
+    assert.deepEqual(await (await fetch(`${base}/rotate`, { method: 'POST' })).json(), { rotated: 7 });
+    assert.deepEqual(calls, ['default.a', undefined]);
+  });
+});

@@ -50,6 +50,27 @@ test('a unix socket listener is created with mode 0600 and serves SDS', async ()
   }
 });
 
+test('a unix socket path that is not a socket, or a socket another server listens on, refuses start-up and is left as it was; an unknown --socket-group leaves no socket behind', async () => {
+  const dir = await mkdtemp(join(root, 'sock-'));
+  const file = join(dir, 'precious.txt');
+  writeFileSync(file, 'data');
+  await assert.rejects(startServer(base({ listen: `unix://${file}` })), /exists and is not a socket/);
+  assert.equal((await stat(file)).isFile(), true, 'the file is still there');
+  const sock = join(dir, 'live.sock');
+  const first = await startServer(base({ listen: `unix://${sock}`, stateDir: join(dir, 'state1') }));
+  try {
+    await first.ready;
+    await assert.rejects(startServer(base({ listen: `unix://${sock}`, stateDir: join(dir, 'state2') })), /another server is listening on this socket/);
+    const res = await fetchDefault(`unix://${sock}`, grpc.credentials.createInsecure());
+    assert.equal(res.length, 1, 'the first server still serves on its socket');
+  } finally {
+    await first.close();
+  }
+  const grouped = join(dir, 'grouped.sock');
+  await assert.rejects(startServer(base({ listen: `unix://${grouped}`, socketGroup: 'no-such-group-mesh-sds', stateDir: join(dir, 'state3') })), /--socket-group no-such-group-mesh-sds: no such group/);
+  await assert.rejects(stat(grouped), /ENOENT/);
+});
+
 test('plaintext on a non-loopback address is refused without --insecure, and --auth none is refused there', async () => {
   await assert.rejects(startServer(base({ listen: '0.0.0.0:0', auth: 'token' })), /refusing plaintext gRPC on non-loopback address 0\.0\.0\.0:0/);
   await assert.rejects(startServer(base({ listen: '0.0.0.0:0', auth: 'none', insecure: true })), /--auth none is only allowed on a loopback address or a unix socket/);
