@@ -470,7 +470,8 @@ export class IdentityAuthorities {
         inputs = stateKey + certPem;
       }
       const inputHash = createHash('sha256').update(JSON.stringify(bundled)).update(inputs).digest('hex');
-      if (prev && prev.inputHash === inputHash && prev.ca) {
+      // Reused while valid: a CA (or chain) that expires while nothing changes is loaded again, and refused.
+      if (prev && prev.inputHash === inputHash && prev.ca && now.getTime() <= prev.ca.notAfter.getTime()) {
         loaded = prev;
       } else {
         const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });
@@ -488,7 +489,8 @@ export class IdentityAuthorities {
       // Last-known-good: a broken CA input never replaces the CA already serving.
       loaded = {
         inputHash: '',
-        ca: prev?.ca,
+        // The last good CA keeps serving, but never past its (chain's) end of validity.
+        ca: prev?.ca && now.getTime() <= prev.ca.notAfter.getTime() ? prev.ca : undefined,
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
         // are still alive in the proxies.
         history: prev?.ca ? prev.history : await this.historyForFailedCa(historyKey, now, mi),

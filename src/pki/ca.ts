@@ -129,8 +129,6 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   if (!ski || ski.keyId.length === 0) {
     throw new CaError('CA certificate has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)');
   }
-  const notBefore = ca.peculiar.notBefore;
-  const notAfter = ca.peculiar.notAfter;
   checkValidAt(ca.peculiar, 'CA certificate', now);
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
@@ -160,6 +158,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
       if (refusal) throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} ${refusal}: leaves signed by the CA would not verify`);
     }
   }
+  // A leaf must not outlive any CA it chains to (an intermediate's root may expire first): the
+  // CA's validity is that of its whole chain.
+  const chainNotAfter = new Date(Math.min(...certs.map((c) => c.peculiar.notAfter.getTime())));
+  const chainNotBefore = new Date(Math.max(...certs.map((c) => c.peculiar.notBefore.getTime())));
   const last = certs[certs.length - 1]!;
   // SPEC §2: proxies are served the chain up to, excluding, the root. A self-signed signing CA is
   // the root itself, so its leaves go out alone.
@@ -172,8 +174,8 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     trustPem: toPem('CERTIFICATE', (hasRoot ? last : ca).der),
     key,
     keyAlgorithm,
-    notBefore,
-    notAfter,
+    notBefore: chainNotBefore,
+    notAfter: chainNotAfter,
     selfSigned,
     fingerprint: createHash('sha256').update(ca.der).digest('hex'),
     subjectKeyId: Buffer.from(ski.keyId, 'hex'),

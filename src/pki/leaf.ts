@@ -183,6 +183,8 @@ function nextSerial(): number {
 }
 
 // Validity of the last leaf: in a storm every leaf of the same second has the same one.
+const MIN_LEAF_LIFE_MS = 2000;
+
 let lastValidity: { notBeforeMs: number; notAfterMs: number; der: Buffer } = { notBeforeMs: NaN, notAfterMs: NaN, der: Buffer.alloc(0) };
 
 function validityDer(notBeforeMs: number, notAfterMs: number): Buffer {
@@ -235,7 +237,9 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
   const notBeforeMs = Math.floor((nowMs - NOT_BEFORE_SKEW_MS) / 1000) * 1000;
   const notAfterMs = Math.floor(Math.min(nowMs + expiryMs, ca.notAfter.getTime()) / 1000) * 1000;
   if (nowMs > ca.notAfter.getTime()) throw new CaError(`CA certificate expired at ${ca.notAfter.toISOString()}`);
-  if (notAfterMs <= notBeforeMs) throw new CaError(`CA certificate expires too soon to issue (at ${ca.notAfter.toISOString()})`);
+  // Cut short by the CA's (chain's) end to a second or two, a leaf is expired by the time a proxy uses it.
+  const cutByCa = ca.notAfter.getTime() < nowMs + expiryMs;
+  if (notAfterMs <= notBeforeMs || (cutByCa && notAfterMs - nowMs < MIN_LEAF_LIFE_MS)) throw new CaError(`CA certificate expires too soon to issue (at ${ca.notAfter.toISOString()})`);
 
   const key = t.leafAlgorithm === 'rsa-2048' ? rsaLeafKey() : ecLeafKey(t.leafAlgorithm);
   const serialAt = nextSerial();

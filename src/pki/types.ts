@@ -12,6 +12,7 @@ export interface CertificateAuthority {
   readonly trustPem: string;
   readonly key: KeyObject;
   readonly keyAlgorithm: KeyAlgorithm;
+  /** The latest start and earliest end of validity over the CA and its chain: no leaf may reach past them. */
   readonly notBefore: Date;
   readonly notAfter: Date;
   readonly selfSigned: boolean;

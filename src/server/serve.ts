@@ -274,6 +274,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
   const tlsReload = cfg.tlsCert && cfg.tlsKey && bound.tls ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, bound.tls, server, metrics, log, cfg.tlsReloadMs) : undefined;
+  if (tlsReload) readiness.add('listener-tls', () => tlsReload.health());
 
   const recheckNow = () => tokens && recheckCredentials(registry, svids, (jti) => tokens.isRevoked(jti));
   onRevoked = recheckNow;

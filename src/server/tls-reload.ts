@@ -23,6 +23,8 @@ export interface TlsReloadOptions {
 export interface TlsReloader {
   /** Compares the files now (the timer does this every intervalMs). */
   check(): Promise<void>;
+  /** Whether the certificate served now is valid (for /readyz: TLS clients refuse an expired one). */
+  health(): { ok: boolean; detail?: string };
   close(): void;
 }
 
@@ -50,6 +52,12 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
   const now = () => opts.now?.() ?? new Date();
   const digest = (p: TlsKeyPair) => createHash('sha256').update(p.cert).update('\0').update(p.key).digest('hex');
   let current = digest(served);
+  let servedCert: X509Certificate | undefined;
+  try {
+    servedCert = new X509Certificate(served.cert);
+  } catch {
+    servedCert = undefined; // refused at start-up (listen.ts) before it gets here
+  }
   /** The files' signature at the previous poll: a pair is read only once it has stood still for a poll. */
   let previousSig = '';
   /** The last signature dealt with for good (served, or refused for what it is, not for the time). */
@@ -100,6 +108,7 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
     }
     opts.apply(pair);
     current = d;
+    servedCert = checked.cert;
     settled = sig;
     reported = '';
     opts.onServed?.(new Date(checked.cert.validTo));
@@ -112,8 +121,17 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
   };
   const timer = setInterval(() => void check(), opts.intervalMs ?? 5000);
   timer.unref();
+  const health = (): { ok: boolean; detail?: string } => {
+    if (!servedCert) return { ok: false, detail: 'no listener certificate' };
+    const t = now().getTime();
+    const until = new Date(servedCert.validTo);
+    if (t > until.getTime()) return { ok: false, detail: `the listener certificate expired at ${until.toISOString()} (${opts.certFile}); TLS clients refuse it` };
+    if (t < Date.parse(servedCert.validFrom)) return { ok: false, detail: `the listener certificate is not valid before ${new Date(servedCert.validFrom).toISOString()} (${opts.certFile})` };
+    return { ok: true, detail: `valid until ${until.toISOString()}` };
+  };
   return {
     check,
+    health,
     close: () => {
       closed = true;
       clearInterval(timer);

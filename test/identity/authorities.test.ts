@@ -456,3 +456,34 @@ test('a CA record replaced in the shared state (another replica, an operator) is
     a.stop();
   }
 });
+
+test('a CA that expires while nothing changes is refused at the next resync: the identity is not ready (never serving past its CA), its CAs stay trusted', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-caexp-'));
+  const state = new MemoryStateStore();
+  let clock = Date.now();
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state, stateResyncMs: 50, now: () => new Date(clock) });
+  a.start(snaps);
+  try {
+    const ca = makeCa('short-ca', { days: 1 });
+    const cert = join(dir, 'ca.crt');
+    const key = join(dir, 'ca.key');
+    await writeFile(cert, ca.certPem);
+    await writeFile(key, ca.keyPem);
+    const mi = withFileCa('filed', cert, key);
+    const s = snapshot(mi);
+    const first = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    const v1 = await first;
+    assert.equal(stateOf(v1, mi).ready, true);
+    clock = stateOf(v1, mi).ca!.notAfter.getTime() + 1000; // the CA has just expired
+    const v2 = await firstValueFrom(a.views$.pipe(filter((v) => !stateOf(v, mi).ready), timeout(5000)));
+    assert.equal(stateOf(v2, mi).ca, undefined);
+    assert.equal(cond(stateOf(v2, mi), 'Provider').reason, 'CaInvalid');
+    assert.match(cond(stateOf(v2, mi), 'Provider').message, /expired/);
+    assert.ok(v2.trusts.some((t) => t.name === 'filed'), 'its CA stays in the trust bundle while leaves it signed may live');
+  } finally {
+    a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});

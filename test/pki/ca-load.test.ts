@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { X509Certificate, createHash } from 'node:crypto';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
+import { issueSvidSync } from '../../src/pki/leaf.js';
 import { CA_EXTENSIONS, makeCert, makeIntermediateCa, makeKey, makeRootCa, openssl, opensslVerify, pemBlocks, tempDir, type Ca, type TempDir } from './helpers.js';
 
 const refusal = (message: string | RegExp) => (e: unknown) => {
@@ -199,6 +200,18 @@ describe('loadCertificateAuthority', () => {
         refusal(/chain certificate #1 expired at /),
       );
       assert.doesNotThrow(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }));
+    });
+
+    it('the CA is valid only as long as its whole chain: a root that expires before the intermediate ends every leaf with it', () => {
+      const c = chainWith('shortroot2', [], { rootDays: 1 });
+      const ca = loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false });
+      const rootEnd = new X509Certificate(c.root.certPem).validTo;
+      assert.equal(ca.notAfter.getTime(), Date.parse(rootEnd), 'the root\'s end, not the 30-day intermediate\'s');
+      const leaf = issueSvidSync(ca, 'spiffe://td.example/w', 7 * 24 * 3600_000);
+      assert.ok(leaf.notAfter.getTime() <= Date.parse(rootEnd), `leaf ends ${leaf.notAfter.toISOString()}, root ${rootEnd}`);
+      // Within two seconds of the root's end nothing is issued (the leaf would be dead on arrival).
+      assert.throws(() => issueSvidSync(ca, 'spiffe://td.example/w', 3600_000, new Date(Date.parse(rootEnd) - 1000)), refusal(/expires too soon to issue/));
+      assert.throws(() => issueSvidSync(ca, 'spiffe://td.example/w', 3600_000, new Date(Date.parse(rootEnd) + 1000)), refusal(/CA certificate expired at/));
     });
 
     it('name constraints that do not permit the trust domain', () => {

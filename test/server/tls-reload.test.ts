@@ -12,7 +12,7 @@ function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-tls-reload-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const a = makeCa('pair-a');
-  const b = makeCa('pair-b');
+  const b = makeCa('pair-b', { days: 3660 }); // ends ten days after pair-a
   const files = { certFile: join(dir, 'tls.crt'), keyFile: join(dir, 'tls.key') };
   writeFileSync(files.certFile, a.certPem);
   writeFileSync(files.keyFile, a.keyPem);
@@ -60,4 +60,22 @@ test('a pair is read only once its files stood still for a poll: one changing be
   assert.deepEqual(s.errors, [], 'no refusal for a pair caught between its two files');
   await s.reloader.check();
   assert.deepEqual(s.applied, ['CN=pair-b']);
+});
+
+test('health: ready while the served certificate is valid, not ready naming the file once it has expired (TLS clients refuse it), ready again once a new pair is served', async (t) => {
+  const s = setup(t);
+  assert.equal(s.reloader.health().ok, true);
+  const end = Date.parse(new X509Certificate(s.a.certPem).validTo);
+  s.setClock(new Date(end + 1000));
+  const h = s.reloader.health();
+  assert.equal(h.ok, false);
+  assert.match(h.detail ?? '', /listener certificate expired at .*tls\.crt/);
+  s.setClock(new Date());
+  writeFileSync(s.files.certFile, s.b.certPem);
+  writeFileSync(s.files.keyFile, s.b.keyPem);
+  await s.reloader.check();
+  await s.reloader.check();
+  assert.deepEqual(s.applied, ['CN=pair-b']);
+  s.setClock(new Date(end + 1000)); // pair-a's end; pair-b (made later, 10 years) is valid
+  assert.equal(s.reloader.health().ok, true);
 });
