@@ -47,7 +47,8 @@ export interface DrainHandle {
   refuse(stream: DrainableStream): void;
 }
 
-function goaway(session: Http2Session | undefined): void {
+/** Tells a connection to go away (its client opens its next stream elsewhere); a closed one is left alone. */
+export function goaway(session: Http2Session | undefined): void {
   if (!session || session.destroyed || session.closed) return;
   try {
     session.goaway();

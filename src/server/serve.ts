@@ -199,6 +199,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Built once: a function made per stream costs an allocation (and, under tsx, a defineProperty for its name).
   const authOptions: AuthOptions = { mode: cfg.auth, tokens, dataplaneOf: (mesh, name) => svids.dataplane(mesh, name) };
   const deps: StreamDeps = {
+    draining: () => draining,
     cache,
     publisher: pub,
     svids,

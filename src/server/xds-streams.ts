@@ -6,6 +6,7 @@ import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from 
 import { sameStrings, type EncodedResource, type Resolver, type Subscription } from '../xds/resource.js';
 import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
+import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { limitedWarn, peerSource, type Logger } from './logger.js';
@@ -13,6 +14,8 @@ import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from '
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
 
 export interface StreamDeps {
+  /** True once the server drains (SIGTERM): new calls are refused at once. */
+  draining?: () => boolean;
   cache: SecretCache;
   publisher: SecretPublisher;
   svids: SvidManager;
@@ -431,6 +434,12 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
  * (read again with the node id of the first request); everything else it was sent is let go.
  */
 export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | 'fetch', deps: StreamDeps): CallStatus | undefined {
+  // Draining: refused before anything is answered (it was refused only after its first response),
+  // and its connection told to go away so the proxy reconnects to another replica.
+  if (deps.draining?.()) {
+    goaway(call.session);
+    return { code: Status.UNAVAILABLE, details: DRAIN_REASON };
+  }
   try {
     deps.admit(call);
   } catch (e) {

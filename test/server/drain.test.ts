@@ -138,3 +138,30 @@ test('SIGTERM while a database query hangs on a lock: the process still exits wi
     await dropSchema(schema);
   }
 });
+
+test('a stream opened while the server drains is refused UNAVAILABLE before it is answered anything, and its connection told to go away', async () => {
+  const world = makeWorld();
+  const { proc, address } = await serve(['--resources', world.resourcesDir, '--state-dir', world.stateDir, '--drain', '4s']);
+  const sessions: ClientHttp2Session[] = [];
+  try {
+    const holder = rawConnect(address);
+    sessions.push(holder);
+    await openStream(holder); // keeps the drain going for its period
+    proc.child.kill('SIGTERM');
+    await proc.waitForLine(/"msg":"draining: streams end spread over the drain period"/, 10_000);
+    const late = rawConnect(address);
+    sessions.push(late);
+    let goaway = false;
+    late.on('goaway', () => (goaway = true));
+    const call = rawCall(late, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ node: 'default.web', names: ['default'], typeUrl: SECRET_TYPE }))] });
+    const end = await call.ended;
+    assert.equal(end.code, GRPC_UNAVAILABLE, JSON.stringify(end));
+    assert.match(end.message, /draining/);
+    assert.equal(call.received, 0, 'no secret was sent to a stream refused for the drain');
+    await poll('GOAWAY on the late connection', 2000, async () => (goaway ? true : undefined));
+  } finally {
+    for (const s of sessions) s.destroy();
+    await proc.stop('SIGKILL');
+    world.cleanup();
+  }
+});
