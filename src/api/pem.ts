@@ -58,13 +58,13 @@ export function caTrustDomains(cert: string | Buffer): string[] {
  * When none of these certificates is valid at `now`, each one's validity ("<from> to <until>",
  * ISO times) for a message saying so; undefined when one is valid (or none can be read).
  */
-export function noneValidNow(pems: readonly string[], now: Date): string[] | undefined {
+export function noneValidNow(certs: readonly (string | X509Certificate)[], now: Date): string[] | undefined {
   const t = now.getTime();
   const spans: string[] = [];
-  for (const pem of pems) {
+  for (const c of certs) {
     let cert: X509Certificate;
     try {
-      cert = new X509Certificate(pem);
+      cert = typeof c === 'string' ? new X509Certificate(c) : c;
     } catch {
       continue;
     }

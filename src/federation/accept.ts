@@ -1,5 +1,5 @@
 // Whether a fetched document may replace the last accepted bundle of a trust domain (SPEC §10).
-import { caTrustDomains } from '../api/pem.js';
+import { caTrustDomains, noneValidNow } from '../api/pem.js';
 import { decodeSpiffeBundle } from './bundle.js';
 import { FederationFailure } from './fetch.js';
 
@@ -26,11 +26,8 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
   if (decoded.caPems.length === 0) throw new FederationFailure('no_ca', 'the bundle carries no X.509 CA');
   // Accepted, a bundle of only expired (or not yet valid) CAs would become the one that must
   // authenticate the endpoint next time: nothing could, and federation would be locked out.
-  const t = now.getTime();
-  if (!decoded.cas.some((c) => Date.parse(c.validFrom) <= t && t <= Date.parse(c.validTo))) {
-    const until = decoded.cas.map((c) => c.validTo).join(', ');
-    throw new FederationFailure('no_valid_ca', `no CA of the bundle is valid now (valid until ${until})`);
-  }
+  const spans = noneValidNow(decoded.cas, now);
+  if (spans) throw new FederationFailure('no_valid_ca', `no CA of the bundle is valid now (valid ${spans.join('; ')})`);
   for (const pem of decoded.caPems) {
     const other = caTrustDomains(pem).find((td) => td !== trustDomain);
     if (other !== undefined) throw new FederationFailure('wrong_trust_domain', `the bundle is for trust domain ${other}, not ${trustDomain}`);

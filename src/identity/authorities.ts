@@ -412,10 +412,15 @@ export class IdentityAuthorities {
     return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secrets.get(`${mesh}/${name}`) });
   }
 
+  /** Logs a damaged CA history record of `mi` (read tolerantly, see parseCaHistory). */
+  private historyWarning(mi: MeshIdentity): (problem: string) => void {
+    return (problem) => this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: problem }, 'CA history damaged');
+  }
+
   /** The recorded CAs of an identity that has no CA now and none from before (see trustedFromHistory). */
   private async historyForFailedCa(historyKey: string, now: Date, mi: MeshIdentity): Promise<CaHistoryEntry[]> {
     try {
-      return await trustedFromHistory(this.opts.state, historyKey, now, (problem) => this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: problem }, 'CA history damaged'));
+      return await trustedFromHistory(this.opts.state, historyKey, now, this.historyWarning(mi));
     } catch {
       return []; // the state store failed too: retried with it (retryAfterStateFailure)
     }
@@ -446,6 +451,8 @@ export class IdentityAuthorities {
     }
     const bundled = provider.bundled;
     const prev = this.loaded.get(key);
+    // The CA from before, while it (and its chain) is still valid: never reused or kept past its end.
+    const prevCa = prev?.ca && now.getTime() <= prev.ca.notAfter.getTime() ? prev.ca : undefined;
     const historyKey = `ca-history/${mi.mesh}/${stateKeySegment(mi.namespace)}/${mi.name}`;
     let loaded: Loaded;
     try {
@@ -471,14 +478,12 @@ export class IdentityAuthorities {
       }
       const inputHash = createHash('sha256').update(JSON.stringify(bundled)).update(inputs).digest('hex');
       // Reused while valid: a CA (or chain) that expires while nothing changes is loaded again, and refused.
-      if (prev && prev.inputHash === inputHash && prev.ca && now.getTime() <= prev.ca.notAfter.getTime()) {
+      if (prev && prev.inputHash === inputHash && prevCa) {
         loaded = prev;
       } else {
         const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });
         const history = await fromState(
-          recordCurrentCa(this.opts.state, historyKey, { fingerprint: ca.fingerprint, pem: ca.trustPem }, bundled.certificateParameters.expiryMs, now, (problem) =>
-            this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: problem }, 'CA history damaged'),
-          ),
+          recordCurrentCa(this.opts.state, historyKey, { fingerprint: ca.fingerprint, pem: ca.trustPem }, bundled.certificateParameters.expiryMs, now, this.historyWarning(mi)),
         );
         loaded = { inputHash, ca, history };
         if (prev?.ca && prev.ca.fingerprint !== ca.fingerprint) {
@@ -489,8 +494,7 @@ export class IdentityAuthorities {
       // Last-known-good: a broken CA input never replaces the CA already serving.
       loaded = {
         inputHash: '',
-        // The last good CA keeps serving, but never past its (chain's) end of validity.
-        ca: prev?.ca && now.getTime() <= prev.ca.notAfter.getTime() ? prev.ca : undefined,
+        ca: prevCa,
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
         // are still alive in the proxies.
         history: prev?.ca ? prev.history : await this.historyForFailedCa(historyKey, now, mi),

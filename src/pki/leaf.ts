@@ -182,9 +182,10 @@ function nextSerial(): number {
   return at;
 }
 
-// Validity of the last leaf: in a storm every leaf of the same second has the same one.
+/** A leaf the CA's (chain's) end would cut shorter than this is not issued: it is dead on arrival. */
 const MIN_LEAF_LIFE_MS = 2000;
 
+// Validity of the last leaf: in a storm every leaf of the same second has the same one.
 let lastValidity: { notBeforeMs: number; notAfterMs: number; der: Buffer } = { notBeforeMs: NaN, notAfterMs: NaN, der: Buffer.alloc(0) };
 
 function validityDer(notBeforeMs: number, notAfterMs: number): Buffer {

@@ -42,7 +42,7 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
     const checked = checkKeyPair(tls, new Date());
     // An expired certificate may be about to be replaced on disk (it is reloaded): only a pair
     // that can never be served refuses start-up.
-    if ('problem' in checked && !/expired|not valid before/.test(checked.problem)) throw new ListenError(`--tls-cert ${opts.tlsCert} / --tls-key ${opts.tlsKey}: ${checked.problem}`);
+    if ('problem' in checked && checked.unusable) throw new ListenError(`--tls-cert ${opts.tlsCert} / --tls-key ${opts.tlsKey}: ${checked.problem}`);
     return { tls };
   }
   if (!isLoopbackOrUnix(opts.listen) && !opts.insecure) {

@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
@@ -30,7 +29,7 @@ import { SecretPublisher } from './publisher.js';
 import { TokenAuthority } from './tokens.js';
 import { recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
 import { registerServices } from './xds-routes.js';
-import { checkKeyPair, watchTlsKeyPair, type TlsReloader } from './tls-reload.js';
+import { watchTlsKeyPair, type TlsReloader } from './tls-reload.js';
 
 export interface ServeConfig extends BundleEndpointConfig {
   resourcesDir?: string;
@@ -341,10 +340,6 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
 
 /** Serves a rotated --tls-cert/--tls-key to new connections; its expiry is a metric (kind="listener"). */
 function watchListenerKeyPair(certFile: string, keyFile: string, served: TlsKeyPair, server: GrpcServer, metrics: Metrics, log: Logger, intervalMs?: number): TlsReloader {
-  const checked = checkKeyPair(served, new Date());
-  if ('problem' in checked) log.error({ certFile, keyFile, reason: checked.problem }, 'listener TLS certificate is not valid now; waiting for a new one on disk');
-  // Set from the served certificate whatever its state: an expiry alert needs the value most then.
-  metrics.certificateExpiry.set({ kind: 'listener', name: 'grpc' }, Date.parse(new X509Certificate(served.cert).validTo) / 1000);
   return watchTlsKeyPair(
     {
       certFile,

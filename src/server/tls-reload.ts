@@ -16,7 +16,7 @@ export interface TlsReloadOptions {
   /** How often the files' stat signatures are compared (5 s). */
   intervalMs?: number;
   now?: () => Date;
-  /** The served certificate's end of validity, for a metric. */
+  /** The served certificate's end of validity (at start and after each reload), for a metric. */
   onServed?: (notAfter: Date) => void;
 }
 
@@ -28,36 +28,41 @@ export interface TlsReloader {
   close(): void;
 }
 
-/** Why a key pair cannot be served, or its certificate. */
-export function checkKeyPair(pair: TlsKeyPair, now: Date): { cert: X509Certificate } | { problem: string } {
+/** Why a certificate cannot be served at `now` by its validity, or undefined. `waiting`: it will be, later. */
+function validityProblem(cert: X509Certificate, now: Date, noun = 'the certificate'): { problem: string; waiting: boolean } | undefined {
+  const t = now.getTime();
+  if (t < Date.parse(cert.validFrom)) return { problem: `${noun} is not valid before ${new Date(cert.validFrom).toISOString()}`, waiting: true };
+  if (t > Date.parse(cert.validTo)) return { problem: `${noun} expired at ${new Date(cert.validTo).toISOString()}`, waiting: false };
+  return undefined;
+}
+
+/**
+ * Why a key pair cannot be served, or its certificate. `unusable`: never (a key of another
+ * certificate, not a certificate); otherwise only not now (its validity).
+ */
+export function checkKeyPair(pair: TlsKeyPair, now: Date): { cert: X509Certificate } | { problem: string; unusable: boolean; waiting: boolean } {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(pair.cert);
   } catch (e) {
-    return { problem: `the certificate does not parse (${(e as Error).message})` };
+    return { problem: `the certificate does not parse (${(e as Error).message})`, unusable: true, waiting: false };
   }
   try {
     // Refuses a key that does not belong to the certificate, or one OpenSSL cannot read.
     createSecureContext({ cert: pair.cert, key: pair.key });
   } catch (e) {
-    return { problem: `the key pair cannot be used (${(e as Error).message})` };
+    return { problem: `the key pair cannot be used (${(e as Error).message})`, unusable: true, waiting: false };
   }
-  const t = now.getTime();
-  if (t < Date.parse(cert.validFrom)) return { problem: `the certificate is not valid before ${new Date(cert.validFrom).toISOString()}` };
-  if (t > Date.parse(cert.validTo)) return { problem: `the certificate expired at ${new Date(cert.validTo).toISOString()}` };
-  return { cert };
+  const invalid = validityProblem(cert, now);
+  return invalid ? { ...invalid, unusable: false } : { cert };
 }
 
 export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): TlsReloader {
   const now = () => opts.now?.() ?? new Date();
   const digest = (p: TlsKeyPair) => createHash('sha256').update(p.cert).update('\0').update(p.key).digest('hex');
   let current = digest(served);
-  let servedCert: X509Certificate | undefined;
-  try {
-    servedCert = new X509Certificate(served.cert);
-  } catch {
-    servedCert = undefined; // refused at start-up (listen.ts) before it gets here
-  }
+  // Parses: a pair that does not is refused at start-up (listenCredentials) before it gets here.
+  let servedCert = new X509Certificate(served.cert);
   /** The files' signature at the previous poll: a pair is read only once it has stood still for a poll. */
   let previousSig = '';
   /** The last signature dealt with for good (served, or refused for what it is, not for the time). */
@@ -102,7 +107,7 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
     if ('problem' in checked) {
       // A certificate not valid yet (an issuer's clock ahead) becomes valid by waiting: checked
       // again every poll. Anything else is refused until the files change.
-      if (!checked.problem.includes('not valid before')) settled = sig;
+      if (!checked.waiting) settled = sig;
       refuse(`${sig}:${checked.problem}`, checked.problem);
       return;
     }
@@ -122,13 +127,13 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
   const timer = setInterval(() => void check(), opts.intervalMs ?? 5000);
   timer.unref();
   const health = (): { ok: boolean; detail?: string } => {
-    if (!servedCert) return { ok: false, detail: 'no listener certificate' };
-    const t = now().getTime();
-    const until = new Date(servedCert.validTo);
-    if (t > until.getTime()) return { ok: false, detail: `the listener certificate expired at ${until.toISOString()} (${opts.certFile}); TLS clients refuse it` };
-    if (t < Date.parse(servedCert.validFrom)) return { ok: false, detail: `the listener certificate is not valid before ${new Date(servedCert.validFrom).toISOString()} (${opts.certFile})` };
-    return { ok: true, detail: `valid until ${until.toISOString()}` };
+    const invalid = validityProblem(servedCert, now(), 'the listener certificate');
+    if (invalid) return { ok: false, detail: `${invalid.problem} (${opts.certFile})${invalid.waiting ? '' : '; TLS clients refuse it'}` };
+    return { ok: true, detail: `valid until ${new Date(servedCert.validTo).toISOString()}` };
   };
+  opts.onServed?.(new Date(servedCert.validTo));
+  const atStart = validityProblem(servedCert, now());
+  if (atStart) opts.log.error({ certFile: opts.certFile, keyFile: opts.keyFile, reason: atStart.problem }, 'listener TLS certificate is not valid now; waiting for a new one on disk');
   return {
     check,
     health,

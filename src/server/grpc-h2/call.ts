@@ -235,12 +235,10 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       code: Status.RESOURCE_EXHAUSTED,
       details: `the client is not reading its responses: ${unsent} bytes unsent (limit ${this.context.maxUnsentBytes})`,
     };
-    this.end(status);
-    this.wasCancelled = true;
     // The trailers wait behind the unsent bytes; a client that never reads must not hold them for
     // as long as its connection lives.
     setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
-    this.listener?.onCancel?.(status);
+    this.endAsCancel(status);
   }
 
   /** @internal The client took everything written: read its requests again, held ones first. */
@@ -248,7 +246,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.readPaused = false;
     if (this.phase === Phase.Ended) return;
     const refused = this.reader.resume(this);
-    if (refused) return this.refuse(refused);
+    if (refused) return this.endAsCancel(refused);
     if (this.readPaused || !this.active) return;
     this.stream.resume();
     if (this.halfClosePending) {
@@ -264,11 +262,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
 
   /** @internal The deadline passed: the status grpc-js sends, and the application hears of it as of a cancel. */
   deadlineExceeded(): void {
-    if (this.phase === Phase.Ended) return;
-    const status: CallStatus = { code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' };
-    this.end(status);
-    this.wasCancelled = true;
-    this.listener?.onCancel?.(status);
+    this.endAsCancel({ code: Status.DEADLINE_EXCEEDED, details: 'Deadline exceeded' });
   }
 
   /** Ends the call with a status (OK when none is given). Only the first call counts. */
@@ -298,15 +292,15 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   received(chunk: Buffer): void {
     if (this.phase === Phase.Ended) return;
     const refused = this.reader.push(chunk, this);
-    if (refused) this.refuse(refused);
+    if (refused) this.endAsCancel(refused);
   }
 
   /**
-   * The transport refused a request (too large, compressed, undecodable): the call ends with that
-   * status and the application hears of it as of a cancel, as for a deadline, so it lets go of the
-   * stream (registry, watches, metrics) as it does for any ended call.
+   * The transport ends the call (a deadline, a client that does not read, a request refused as too
+   * large, compressed or undecodable): the client gets that status and the application hears of it
+   * as of a cancel, so it lets go of the stream (registry, watches, metrics) as for any ended call.
    */
-  private refuse(status: CallStatus): void {
+  private endAsCancel(status: CallStatus): void {
     if (this.phase === Phase.Ended) return;
     this.end(status);
     this.wasCancelled = true;
@@ -319,7 +313,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     try {
       request = this.codec.decode(message);
     } catch {
-      this.refuse({ code: Status.INTERNAL, details: 'Error deserializing request' });
+      this.endAsCancel({ code: Status.INTERNAL, details: 'Error deserializing request' });
       return false;
     }
     this.listener?.onMessage?.(request);
