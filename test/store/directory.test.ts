@@ -7,7 +7,7 @@ import { firstValueFrom, filter, timeout } from 'rxjs';
 import { DirectoryStore } from '../../src/store/directory.js';
 import { StoreWriteError } from '../../src/store/types.js';
 import { MANAGED_HEADER, managedFileName, withResourceLocks } from '../../src/store/directory-writes.js';
-import type { ResourceSnapshot } from '../../src/api/types.js';
+import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
 import { meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
@@ -282,44 +282,47 @@ test('two writers that read the same state and apply the same resource: exactly 
   });
 });
 
+/** Holds `path`'s resource lock as another writer would, runs `meanwhile` while it is held, then lets go. */
+async function whileAnotherWriterHoldsLock(path: string, meanwhile: () => Promise<void>): Promise<void> {
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let locked!: () => void;
+  const held = new Promise<void>((r) => (locked = r));
+  const other = withResourceLocks([path], async () => {
+    locked();
+    await released;
+  });
+  await held;
+  try {
+    await meanwhile();
+  } finally {
+    release();
+    await other;
+  }
+}
+
 test("a write's condition is the version the store knew when apply or delete was called, even if the other writer's file is seen while it waits for the lock", async () => {
   await withStore(async (store, dir) => {
     const target = join(dir, managedFileName({ kind: 'MeshTrust', mesh: 'default', namespace: '', name: 'one' }));
-    let release!: () => void;
-    const released = new Promise<void>((r) => (release = r));
-    let locked!: () => void;
-    const held = new Promise<void>((r) => (locked = r));
     // Another writer holds the resource's lock while this store's apply is called (it reads "absent").
-    const other = withResourceLocks([target], async () => {
-      locked();
-      await released;
+    let applying!: Promise<ResourceError[]>;
+    await whileAnotherWriterHoldsLock(target, async () => {
+      applying = store.apply(trustYaml('one', 'mine.example'), 'mine.yaml');
+      await writeFile(target, MANAGED_HEADER + trustYaml('one', 'theirs.example'));
+      await next(store, (s) => trustDomainOf(s, 'one') === 'theirs.example'); // seen before the lock is granted
     });
-    await held;
-    const applying = store.apply(trustYaml('one', 'mine.example'), 'mine.yaml');
-    await writeFile(target, MANAGED_HEADER + trustYaml('one', 'theirs.example'));
-    await next(store, (s) => trustDomainOf(s, 'one') === 'theirs.example'); // seen before the lock is granted
-    release();
-    await other;
     const errors = await applying;
     assert.equal(errors.length, 1, JSON.stringify(errors));
     assert.match(errors[0]!.message, /conflict: MeshTrust "one" of mesh "default" was changed by another writer \(absent when read, now version [0-9a-f]+\)/);
     assert.match(await readFile(target, 'utf8'), /theirs\.example/);
 
     // The same for delete: called knowing the version above, while a newer one lands.
-    let release2!: () => void;
-    const released2 = new Promise<void>((r) => (release2 = r));
-    let locked2!: () => void;
-    const held2 = new Promise<void>((r) => (locked2 = r));
-    const other2 = withResourceLocks([target], async () => {
-      locked2();
-      await released2;
+    let deleting!: Promise<boolean>;
+    await whileAnotherWriterHoldsLock(target, async () => {
+      deleting = store.delete('MeshTrust', 'default', '', 'one');
+      await writeFile(target, MANAGED_HEADER + trustYaml('one', 'newer.example'));
+      await next(store, (s) => trustDomainOf(s, 'one') === 'newer.example');
     });
-    await held2;
-    const deleting = store.delete('MeshTrust', 'default', '', 'one');
-    await writeFile(target, MANAGED_HEADER + trustYaml('one', 'newer.example'));
-    await next(store, (s) => trustDomainOf(s, 'one') === 'newer.example');
-    release2();
-    await other2;
     await assert.rejects(deleting, /conflict: MeshTrust "one" of mesh "default" was changed since it was read/);
     assert.match(await readFile(target, 'utf8'), /newer\.example/);
   });
