@@ -467,6 +467,7 @@ test('a CA that expires while nothing changes is refused at the next resync: the
   a.start(snaps);
   try {
     const ca = makeCa('short-ca', { days: 1 });
+    clock = Date.now(); // not before the CA was made (its notBefore is the second it was made in)
     const { mi } = await filedIdentity(dir, ca);
     const s = snapshot(mi);
     const first = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
