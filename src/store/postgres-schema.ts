@@ -1,7 +1,10 @@
 // Tables of the PostgreSQL store and their versioned migrations.
 import type pg from 'pg';
 
-/** Old-style NOTIFY channel: the payload is only the schema name (written by mesh-sds before schema version 2). */
+/**
+ * NOTIFY channel whose payload is only the schema name: every replica of that schema reads everything
+ * once. Sent after the change feed was repaired (and by mesh-sds before schema version 2 for every write).
+ */
 export const RESOURCES_CHANNEL = 'mesh_sds_resources';
 /** NOTIFY channel of the change feed: one JSON payload per changed row (see `ChangeNotice`). */
 export const CHANGES_CHANNEL = 'mesh_sds_changes';
@@ -154,7 +157,10 @@ async function missingTriggers(c: pg.ClientBase, t: SchemaTables): Promise<strin
   });
 }
 
-/** Recreates the triggers when any part is missing; returns what was missing. */
+/**
+ * Recreates the triggers when any part is missing; returns what was missing. Every replica listening
+ * is then told to read everything once (on commit): the writes made meanwhile were announced to none.
+ */
 async function repairTriggers(c: pg.ClientBase, t: SchemaTables): Promise<string[]> {
   const missing = await missingTriggers(c, t);
   if (missing.length === 0) return [];
@@ -163,6 +169,7 @@ async function repairTriggers(c: pg.ClientBase, t: SchemaTables): Promise<string
   } catch (err) {
     throw new Error(`postgres schema "${t.schema}": ${missing.join(', ')} missing and could not be recreated: ${(err as Error).message}`, { cause: err });
   }
+  await c.query('SELECT pg_notify($1, $2)', [RESOURCES_CHANNEL, t.schema]);
   return missing;
 }
 
@@ -175,6 +182,42 @@ const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
 const MIGRATION_TIMEOUT_MS = 120_000;
 
 export class SchemaTooNewError extends Error {}
+
+/**
+ * Checks a running schema's change feed and recreates what is missing, serialised with migrations
+ * and other replicas' repairs by the migration lock. Waits at most `lockTimeoutMs` for the table
+ * (recreating a trigger locks it against writers): a long transaction holding it fails the repair
+ * instead of stalling every reader queued behind it. Returns what was missing and recreated
+ * (empty: nothing, or another replica got there first).
+ */
+export async function repairChangeFeed(pool: pg.Pool, t: SchemaTables, lockTimeoutMs: number): Promise<string[]> {
+  const c = await pool.connect();
+  try {
+    await c.query('BEGIN');
+    try {
+      await c.query(`SET LOCAL lock_timeout = '${Math.max(1, Math.round(lockTimeoutMs))}ms'`);
+      await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
+      const repaired = await repairTriggers(c, t);
+      await c.query('COMMIT');
+      return repaired;
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  } finally {
+    c.release();
+  }
+}
+
+/** What of the change feed is missing in a running schema (a catalog read; see missingTriggers). */
+export async function changeFeedGaps(pool: pg.Pool, t: SchemaTables): Promise<string[]> {
+  const c = await pool.connect();
+  try {
+    return await missingTriggers(c, t);
+  } finally {
+    c.release();
+  }
+}
 
 /**
  * Brings the schema to SCHEMA_VERSION: every pending migration in order, in one transaction under

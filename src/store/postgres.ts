@@ -17,7 +17,7 @@ import {
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
-import { CHANGES_CHANNEL, migrate, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
+import { CHANGES_CHANNEL, changeFeedGaps, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
 import { conflictError, describeResource, writtenVersion } from './conflict.js';
 
@@ -41,8 +41,13 @@ export interface PostgresStoreOptions {
   queryTimeoutMs?: number;
   /** Limit for opening a connection. Default 5 s. */
   connectTimeoutMs?: number;
-  /** How often the LISTEN connection is probed, so a silently dead feed is noticed. Default 10 s. */
+  /**
+   * How often the LISTEN connection is probed, so a silently dead feed is noticed, and the change
+   * feed's triggers are checked (recreated when dropped or disabled). Default 10 s.
+   */
   heartbeatMs?: number;
+  /** How long recreating a missing trigger may wait for the table (see repairChangeFeed). Default 2 s. */
+  feedRepairLockTimeoutMs?: number;
   /**
    * A row whose doc (or, without one, source text) is larger is refused without being read, as
    * the directory store refuses a larger file (`--max-file-size`). Default 4 MiB.
@@ -103,6 +108,7 @@ export class PostgresStore implements ResourceStore {
   private readonly reconnectMinMs: number;
   private readonly reconnectMaxMs: number;
   private readonly heartbeatMs: number;
+  private readonly feedRepairLockTimeoutMs: number;
 
   /** How the change feed has read the table so far (diagnostics; tests prove a change reads only its row). */
   readonly feedStats = { fullReloads: 0, keyedReads: 0, rowsRead: 0 };
@@ -133,6 +139,9 @@ export class PostgresStore implements ResourceStore {
   private pendingKeys = new Map<string, RowKeyOnly>();
   /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
   private fullReloadPending = true;
+  private checkingFeed = false;
+  /** Why the change feed's missing triggers could not be recreated; every row is read each heartbeat meanwhile. */
+  private feedUnrepaired: string | undefined;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -149,6 +158,7 @@ export class PostgresStore implements ResourceStore {
     this.reconnectMinMs = opts.reconnectMinMs ?? 1000;
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 30_000;
     this.heartbeatMs = opts.heartbeatMs ?? 10_000;
+    this.feedRepairLockTimeoutMs = opts.feedRepairLockTimeoutMs ?? 2000;
     this.state = new PostgresStateStore(pool, this.t.state);
   }
 
@@ -231,6 +241,9 @@ export class PostgresStore implements ResourceStore {
     if (!this.current) return { ok: false, detail: 'postgres: first snapshot not loaded yet' };
     if (!this.listener || this.listenerBackendPid === undefined) {
       return { ok: false, detail: 'postgres: change feed disconnected, serving the last snapshot' };
+    }
+    if (this.feedUnrepaired !== undefined) {
+      return { ok: true, detail: `postgres: ${this.entries.size} resources loaded, change feed triggers missing: every row read each ${this.heartbeatMs / 1000} s` };
     }
     return { ok: true, detail: `postgres: ${this.entries.size} resources loaded, change feed live` };
   }
@@ -617,7 +630,7 @@ export class PostgresStore implements ResourceStore {
 
   private onNotification(msg: pg.Notification): void {
     if (msg.channel === RESOURCES_CHANNEL) {
-      // Written by an older mesh-sds: says only that something in the schema changed.
+      // Something in the schema changed unannounced (the feed was repaired; or an older mesh-sds wrote).
       if (msg.payload === this.schema) {
         this.fullReloadPending = true;
         this.scheduleReload();
@@ -664,9 +677,55 @@ export class PostgresStore implements ResourceStore {
     clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = setInterval(() => {
       // A connection that died without a TCP reset would otherwise look live for ever.
-      if (this.listener === client) client.query('SELECT 1').catch((err: unknown) => this.listenerLost(client, err));
+      if (this.listener !== client) return;
+      client.query('SELECT 1').catch((err: unknown) => this.listenerLost(client, err));
+      void this.checkChangeFeed();
     }, this.heartbeatMs);
     this.heartbeatTimer.unref();
+  }
+
+  /**
+   * A trigger dropped or disabled while replicas run leaves them connected and deaf: no write is
+   * announced again. Checked every heartbeat; what is missing is recreated, and everything is read
+   * once for the writes that were not announced. Until it can be recreated, every row is read at
+   * each heartbeat, so changes still arrive (late) instead of never.
+   */
+  private async checkChangeFeed(): Promise<void> {
+    if (this.checkingFeed || this.closed || !this.started) return;
+    this.checkingFeed = true;
+    try {
+      const missing = await changeFeedGaps(this.pool, this.t);
+      if (this.closed) return;
+      if (missing.length === 0) {
+        if (this.feedUnrepaired !== undefined) this.log.info({ schema: this.schema }, 'postgres store: change feed triggers back');
+        this.feedUnrepaired = undefined;
+        return;
+      }
+      try {
+        const repaired = await repairChangeFeed(this.pool, this.t, this.feedRepairLockTimeoutMs);
+        this.feedUnrepaired = undefined;
+        this.log.warn(
+          { schema: this.schema, missing, recreatedHere: repaired.length > 0 },
+          `postgres store: ${missing.join(', ')} missing while running (dropped or disabled by hand), recreated: reading every row once for the writes it did not announce`,
+        );
+      } catch (err) {
+        const reason = errMessage(err);
+        if (this.feedUnrepaired !== reason) {
+          this.log.error(
+            { schema: this.schema, missing, err: reason },
+            `postgres store: ${missing.join(', ')} missing and could not be recreated: reading every row each ${this.heartbeatMs / 1000} s until it can`,
+          );
+        }
+        this.feedUnrepaired = reason;
+      }
+      if (this.closed) return;
+      this.fullReloadPending = true;
+      this.scheduleReload(0);
+    } catch {
+      // The catalog could not be read: the database's trouble shows in the heartbeat and reloads.
+    } finally {
+      this.checkingFeed = false;
+    }
   }
 
   private listenerLost(client: pg.Client, err?: unknown): void {

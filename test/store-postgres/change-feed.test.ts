@@ -1,6 +1,7 @@
 // The incremental change feed (SPEC §6): every write, also plain SQL, names its row; a replica reads
 // only the changed rows, and reads everything once only after (re)connecting.
 import { test } from 'node:test';
+import pg from 'pg';
 import assert from 'node:assert/strict';
 import { adminQuery, dataplaneYaml, dropSchema, PG_URL, recordingLogger, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 import { PostgresStore } from '../../src/store/postgres.js';
@@ -112,4 +113,82 @@ for (const [what, sql, warning] of damage) {
       await dropSchema(schema);
     }
   });
+}
+
+test('a notify trigger dropped while two replicas run is recreated at the next heartbeat with a warning; the write made while it was missing and the next one reach both', async () => {
+  const { logger, lines } = recordingLogger();
+  await withStores(2, async ([a, b], schema) => {
+    await adminQuery(`DROP TRIGGER resources_notify ON "${schema}".resources`);
+    // Announced by nothing: only the check can find it.
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-1', $1)`, [dataplaneYaml('dp-1', 'web')]);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has(dpKey(1)), 5000);
+    assert.match(lines.filter((l) => l.startsWith('warn')).join('\n'), /trigger resources_notify on \S+\.resources missing while running .*recreated/);
+    const [{ n }] = (await adminQuery<{ n: string }>(`SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = '"${schema}".resources'::regclass AND tgname = 'resources_notify'`)).rows as [{ n: string }];
+    assert.equal(n, '1', 'one trigger, however many replicas repaired');
+    const reloads = await settledFullReloads(b!);
+    await adminQuery(`UPDATE "${schema}".resources SET source = $1 WHERE name = 'dp-1'`, [dataplaneYaml('dp-1', 'api')]);
+    await waitForSnapshot(b!, (x) => x.resources.get(dpKey(1))?.labels.app === 'api', 5000);
+    assert.equal(b!.feedStats.fullReloads, reloads, 'the repaired feed names the row again: no full reload');
+  }, { logger, heartbeatMs: 150 });
+});
+
+test('a notify trigger disabled while a writer holds the table is polled for: writes arrive by reading every row each heartbeat, an error names it, and it is recreated once the table is free', async () => {
+  const { logger, lines } = recordingLogger();
+  await withStores(1, async ([store], schema) => {
+    await adminQuery(`ALTER TABLE "${schema}".resources DISABLE TRIGGER resources_notify`);
+    // A long transaction that writes to the table: recreating a trigger must wait for it.
+    const holder = new pg.Client({ connectionString: PG_URL });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE "${schema}".resources IN ROW EXCLUSIVE MODE`);
+      await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-2', $1)`, [dataplaneYaml('dp-2', 'web')]);
+      await waitForSnapshot(store!, (x) => x.resources.has(dpKey(2)), 5000);
+      assert.match(lines.filter((l) => l.startsWith('error')).join('\n'), /resources_notify on \S+\.resources \(disabled\) missing and could not be recreated: reading every row each/);
+      assert.match(store!.health().detail, /change feed triggers missing/);
+      assert.equal(store!.health().ok, true, 'still serving every change, late');
+      await holder.query('COMMIT');
+    } finally {
+      await holder.end();
+    }
+    await waitFor(() => /change feed live/.test(store!.health().detail), 5000);
+    const reloads = await settledFullReloads(store!);
+    await adminQuery(`UPDATE "${schema}".resources SET source = $1 WHERE name = 'dp-2'`, [dataplaneYaml('dp-2', 'api')]);
+    await waitForSnapshot(store!, (x) => x.resources.get(dpKey(2))?.labels.app === 'api', 5000);
+    assert.equal(store!.feedStats.fullReloads, reloads, 'announced again once recreated');
+  }, { logger, heartbeatMs: 150, feedRepairLockTimeoutMs: 100 });
+});
+
+test('a replica starting on a schema whose notify trigger was dropped repairs it and tells the running replicas, which read the writes they were not told of', async () => {
+  // A long heartbeat: the running replica's own check cannot be what finds it.
+  await withStores(1, async ([running], schema) => {
+    await adminQuery(`DROP TRIGGER resources_notify ON "${schema}".resources`);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-3', $1)`, [dataplaneYaml('dp-3', 'web')]);
+    await sleep(300);
+    assert.equal(running!.snapshot!.resources.has(dpKey(3)), false, 'unannounced so far');
+    const starting = await PostgresStore.open(PG_URL, { schema });
+    try {
+      await starting.start();
+      await waitForSnapshot(running!, (x) => x.resources.has(dpKey(3)), 5000);
+    } finally {
+      await starting.close();
+    }
+  }, { heartbeatMs: 600_000 });
+});
+
+/** The full reloads once none has followed for 300 ms (the repair's own and the one it announces). */
+async function settledFullReloads(store: PostgresStore): Promise<number> {
+  for (;;) {
+    const n = store.feedStats.fullReloads;
+    await sleep(300);
+    if (store.feedStats.fullReloads === n) return n;
+  }
+}
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(25);
+  }
 }
