@@ -1,4 +1,4 @@
-// `--perf`: on-CPU samples of the mesh-sds server in the realistic storm and fan-out, taken by Linux perf with
+// `--perf`: on-CPU samples of the mesh-sds server in the realistic storm, fan-out and churn, taken by Linux perf with
 // V8's jitdump so JavaScript frames are named. Unlike `--profile` (V8's wall-clock sampler, which
 // charges a thread taken off its core to the function it stopped in), a sample here is a
 // millisecond the thread really ran. Summarised per thread (main, issuance workers, V8 helpers) and,

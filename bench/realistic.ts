@@ -145,6 +145,8 @@ export interface ChurnOptions {
 
 export interface ChurnResult {
   changes: number;
+  /** The churn's start and end on CLOCK_MONOTONIC, in seconds (the window of `--perf`). */
+  window: [number, number];
   /** Server CPU over the churn window as a fraction of one core. */
   cpuFractionOfCore: number;
   cpuMs: number;
@@ -161,7 +163,9 @@ export async function runChurn(cpuMs: () => number, lgs: Loadgen[], o: ChurnOpti
   const changeAt = new Map<number, number>();
   const count = Math.min(o.changed.length, o.rate * o.seconds);
   let windowMs = 0;
+  let window: [number, number] = [monotonicSeconds(), 0];
   const ended = (async () => {
+    window = [monotonicSeconds(), 0];
     const t0 = epochNow();
     for (let k = 0; k < count; k++) {
       const due = t0 + (k * 1000) / o.rate;
@@ -174,6 +178,7 @@ export async function runChurn(cpuMs: () => number, lgs: Loadgen[], o: ChurnOpti
     // The last change still gets its second to arrive.
     await sleep(1500);
     windowMs = epochNow() - t0;
+    window = [window[0], monotonicSeconds()];
   })();
   const r = await runPhase(cpuMs, lgs, 'churn', o.seconds * 1000 + 60_000, undefined, ended);
   const latency = stats([...changeAt].map(([i, at]) => {
@@ -187,6 +192,7 @@ export async function runChurn(cpuMs: () => number, lgs: Loadgen[], o: ChurnOpti
     changes: count,
     cpuMs: r.serverCpuMs,
     windowMs: round(windowMs),
+    window,
     cpuFractionOfCore: round(r.serverCpuMs / windowMs, 3),
     latency,
     othersTouched: touched.size,

@@ -347,7 +347,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token', nodeArgs: perf ? ['--perf-prof'] : [] });
   children.add(server.child);
   let recording: PerfRecording | undefined;
-  let windows: { storm: [number, number]; fanout?: [number, number] } | undefined;
+  let windows: { storm: [number, number]; fanout?: [number, number]; churn?: [number, number] } | undefined;
   try {
     const startupMs = (await waitReady(server, 300_000)) - server.spawnedAt;
     // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
@@ -361,6 +361,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     try {
       await sleep(1000);
       const c = await runChurn(() => server.cpuMs(), result.lgs!, { ...CHURN, n, changed, change: (i) => fixture.changeDataplane(i) });
+      windows.churn = c.window;
       return { result, churn: c, startupMs };
     } finally {
       await stopLoadgens(result.lgs!);
@@ -376,7 +377,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
           if (!window) continue;
           const summary = summarisePerf(recording, window);
           details[`perf.realistic-${phase}`] = summary;
-          console.log(`\n${formatPerfSummary(summary, `the realistic ${phase === 'storm' ? 'storm' : 'fan-out'}`)}\n`);
+          console.log(`\n${formatPerfSummary(summary, `the realistic ${phase === 'fanout' ? 'fan-out' : phase}`)}\n`);
         }
       } catch (e) {
         console.warn(`--perf: no summary (${(e as Error).message.split('\n')[0]}); data kept in ${recording.dir}`);
