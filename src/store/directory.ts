@@ -43,6 +43,11 @@ import { conflictError, describeResource } from './conflict.js';
  */
 const SHRINK_GRACE_MS = 1000;
 const SHRINK_GRACE_MAX_MS = 10_000;
+/**
+ * Changes are gathered for this long from the first one not yet read, then read in one pass: a burst
+ * (an editor's save, a kubelet volume swap, `apply` of many files) is one snapshot. Never longer:
+ * a later change does not push the pass back, so a steady stream of writes cannot hold changes.
+ */
 const DEBOUNCE_MS = 30;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
@@ -112,6 +117,8 @@ export class DirectoryStore implements ResourceStore {
   private readonly watchers = new Map<string, { watcher: FSWatcher; read: string; id: string }>();
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
+  /** When `debounce` fires (performance.now()). */
+  private debounceDue = 0;
   private readonly rechecks = new Set<NodeJS.Timeout>();
   /** Files whose missing resources are being kept for a grace period (see holdsMissing). */
   private readonly shrinking = new Map<string, Shrink>();
@@ -234,10 +241,17 @@ export class DirectoryStore implements ResourceStore {
     this.scheduleDrain(DEBOUNCE_MS);
   }
 
+  /** A pass in `ms`, unless one is due sooner already (it reads whatever is pending then). */
   private scheduleDrain(ms: number): void {
     if (this.closed) return;
+    const due = performance.now() + ms;
+    if (this.debounce && this.debounceDue <= due) return;
     clearTimeout(this.debounce);
-    this.debounce = setTimeout(() => void this.kick(), ms);
+    this.debounceDue = due;
+    this.debounce = setTimeout(() => {
+      this.debounce = undefined;
+      void this.kick();
+    }, ms);
   }
 
   private recheckLater(path: string, ms: number): void {

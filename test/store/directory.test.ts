@@ -370,3 +370,23 @@ test("apply and delete decide by the content of apply's file name: a file holdin
     await assert.rejects(stat(target));
   });
 });
+
+test('a steady stream of writes (one file every 10 ms) cannot hold changes back: the first file is published while the writes go on', async () => {
+  await withStore(async (store, dir) => {
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; writing && i < 300; i++) {
+        await writeFile(join(dir, `t${i}.yaml`), trustYaml(`t${i}`, `d${i}.example`));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    try {
+      const first = await next(store, (s) => trustDomainOf(s, 't0') === 'd0.example');
+      assert.ok(writing, 'published while the writes went on');
+      assert.ok(trustDomainOf(first, 't0'));
+    } finally {
+      writing = false;
+      await writer;
+    }
+  });
+});
