@@ -49,6 +49,13 @@ const SHRINK_GRACE_MAX_MS = 10_000;
  * a later change does not push the pass back, so a steady stream of writes cannot hold changes.
  */
 const DEBOUNCE_MS = 30;
+/**
+ * While changes keep coming (a pass ran less than BUSY_MS ago) they are gathered for longer: each
+ * snapshot costs a pass, a new view and a push, so churn of 20 changes a second cost a third less
+ * CPU read in twos (bench `--only churn`: 7.3/6.9 → 4.4/4.5 % of a core), for 70 ms more latency.
+ */
+const BUSY_DEBOUNCE_MS = 100;
+const BUSY_MS = 1000;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
 const FAILED_PASS_RETRY_MS = 1000;
@@ -119,6 +126,8 @@ export class DirectoryStore implements ResourceStore {
   private debounce?: NodeJS.Timeout;
   /** When `debounce` fires (performance.now()). */
   private debounceDue = 0;
+  /** When the last pass started (performance.now()). */
+  private lastPassAt = -Infinity;
   private readonly rechecks = new Set<NodeJS.Timeout>();
   /** Files whose missing resources are being kept for a grace period (see holdsMissing). */
   private readonly shrinking = new Map<string, Shrink>();
@@ -212,7 +221,7 @@ export class DirectoryStore implements ResourceStore {
           watcher.close();
           if (this.watchers.get(d)?.watcher === watcher) this.watchers.delete(d);
           this.pending.dirs.add(d);
-          this.scheduleDrain(DEBOUNCE_MS);
+          this.scheduleDrain(this.gatherMs());
         });
         this.watchers.set(d, { watcher, read: info.read, id: info.id });
       } catch {
@@ -238,7 +247,12 @@ export class DirectoryStore implements ResourceStore {
       // Other dot entries are temp and lock files of writers: their rename is an event of its own.
       else return;
     }
-    this.scheduleDrain(DEBOUNCE_MS);
+    this.scheduleDrain(this.gatherMs());
+  }
+
+  /** How long to gather changes before reading them (see BUSY_DEBOUNCE_MS). */
+  private gatherMs(): number {
+    return performance.now() - this.lastPassAt < BUSY_MS ? BUSY_DEBOUNCE_MS : DEBOUNCE_MS;
   }
 
   /** A pass in `ms`, unless one is due sooner already (it reads whatever is pending then). */
@@ -285,6 +299,7 @@ export class DirectoryStore implements ResourceStore {
   }
 
   private async runPending(): Promise<void> {
+    this.lastPassAt = performance.now();
     if (this.closed && this.revision > 0) return;
     const work = this.pending;
     if (!work.full && work.dirs.size === 0 && work.paths.size === 0) return;

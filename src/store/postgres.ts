@@ -32,8 +32,13 @@ export interface PostgresStoreOptions {
   /** Schema holding the tables; created when missing. Default: `schema` query parameter of the URL, else `public`. */
   schema?: string;
   logger?: StoreLogger;
-  /** Coalesces bursts of notifications into one read. Default 20 ms. */
+  /**
+   * Coalesces bursts of notifications into one read: the first unread change waits this long.
+   * Default 20 ms; 100 ms while changes keep coming (a read ran less than a second ago): each read
+   * costs a query, a new view and a push, so churn is read a few rows at a time.
+   */
   debounceMs?: number;
+  busyDebounceMs?: number;
   /** First and maximum delay between reconnect attempts of the LISTEN connection. Default 1 s and 30 s. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
@@ -102,6 +107,9 @@ export class PostgresStore implements ResourceStore {
   private readonly t: SchemaTables;
   private readonly log: StoreLogger;
   private readonly debounceMs: number;
+  private readonly busyDebounceMs: number;
+  /** When the last read of changes started (performance.now()). */
+  private lastReloadAt = -Infinity;
   private readonly maxRowBytes: number;
   /** SELECT list of every read that loads rows (rowColumns). */
   private readonly rowColumns: string;
@@ -153,6 +161,7 @@ export class PostgresStore implements ResourceStore {
     this.t = tablesOf(schema);
     this.log = opts.logger ?? silentLogger;
     this.debounceMs = opts.debounceMs ?? 20;
+    this.busyDebounceMs = opts.busyDebounceMs ?? Math.max(100, this.debounceMs);
     this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_FILE_SIZE;
     this.rowColumns = rowColumns(this.maxRowBytes);
     this.reconnectMinMs = opts.reconnectMinMs ?? 1000;
@@ -583,7 +592,7 @@ export class PostgresStore implements ResourceStore {
     if (this.pendingKeys.size > 0) this.scheduleReload();
   }
 
-  private scheduleReload(delayMs = this.debounceMs): void {
+  private scheduleReload(delayMs = performance.now() - this.lastReloadAt < 1000 ? this.busyDebounceMs : this.debounceMs): void {
     if (this.closed || this.reloadTimer) return;
     this.reloadTimer = setTimeout(() => {
       this.reloadTimer = undefined;
@@ -597,6 +606,7 @@ export class PostgresStore implements ResourceStore {
       return;
     }
     this.reloading = true;
+    this.lastReloadAt = performance.now();
     try {
       do {
         this.reloadAgain = false;

@@ -390,3 +390,23 @@ test('a steady stream of writes (one file every 10 ms) cannot hold changes back:
     }
   });
 });
+
+test('changes that keep coming (one file every 40 ms) are read a few at a time: fewer snapshots than changes, the last one still published', async () => {
+  await withStore(async (store, dir) => {
+    let snapshots = 0;
+    const sub = store.snapshots$.subscribe(() => snapshots++);
+    try {
+      const before = snapshots;
+      for (let i = 0; i < 12; i++) {
+        await writeFile(join(dir, `c${i}.yaml`), trustYaml(`c${i}`, `c${i}.example`));
+        await new Promise((r) => setTimeout(r, 40));
+      }
+      await next(store, (s) => trustDomainOf(s, 'c11') === 'c11.example');
+      const published = snapshots - before;
+      assert.ok(published < 12, `12 changes 40 ms apart were ${published} snapshots: gathered while busy`);
+      assert.ok(published >= 2, 'not held until the writes stopped');
+    } finally {
+      sub.unsubscribe();
+    }
+  });
+});
