@@ -220,3 +220,14 @@ export function resourcesOfKind<K extends ResourceKind>(snap: ResourceSnapshot, 
   }
   return list as unknown as readonly Extract<Resource, { kind: K }>[];
 }
+
+/**
+ * Whether a resource's text carries key material: a Secret's data, or a MeshIdentity's inline CA
+ * private key. Such text is written owner-only and shown redacted.
+ */
+export function holdsKeyMaterial(r: Resource): boolean {
+  if (r.kind === 'Secret') return true;
+  if (r.kind !== 'MeshIdentity' || r.spec.provider.type !== 'Bundled') return false;
+  const ca = r.spec.provider.bundled.ca;
+  return ca?.privateKey.type === 'InsecureInline';
+}

@@ -78,11 +78,14 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/** Replaces `path` with `text` so that a reader sees the old file or the new one, never a part. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
+/**
+ * Replaces `path` with `text` so that a reader sees the old file or the new one, never a part.
+ * `mode` is set at creation (0600 for key material: never readable by others, not even briefly).
+ */
+export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
   // A dot name: the directory store skips it while it exists.
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fh = await open(tmp, 'wx', 0o644);
+  const fh = await open(tmp, 'wx', mode);
   try {
     await fh.writeFile(text);
     await fh.sync();

@@ -5,7 +5,7 @@ import { ReplaySubject, type Observable } from 'rxjs';
 import { parseResources } from '../api/parse.js';
 import { DEFAULT_MAX_FILE_SIZE, readResourceText } from '../api/file-text.js';
 import { serializeResource } from '../api/serialize.js';
-import { formatResourceError, resourceKey, type Resource, type ResourceError, type ResourceKind, type ResourceSnapshot } from '../api/types.js';
+import { formatResourceError, holdsKeyMaterial, resourceKey, type Resource, type ResourceError, type ResourceKind, type ResourceSnapshot } from '../api/types.js';
 import { FileStateStore } from './file-state.js';
 import { MemoryStateStore } from './memory-state.js';
 import {
@@ -660,7 +660,9 @@ export class DirectoryStore implements ResourceStore {
       // A user's file is never touched, whatever else the text holds and even with force.
       if (foreign.length > 0) return foreign;
       if (found.length > 0) return found;
-      for (const [i, r] of resources.entries()) await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'));
+      for (const [i, r] of resources.entries()) {
+        await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'), holdsKeyMaterial(r) ? 0o600 : 0o644);
+      }
       return [];
     });
     if (conflicts.length > 0) return conflicts;

@@ -9,7 +9,7 @@ import { StoreWriteError } from '../../src/store/types.js';
 import { MANAGED_HEADER, managedFileName, withResourceLocks } from '../../src/store/directory-writes.js';
 import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
 import { makeCa } from '../helpers/openssl.js';
-import { meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
+import { meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 
 const ca = makeCa('dir-store');
 const trustYaml = (name: string, td: string) => meshTrustYaml(name, td, [ca.certPem]);
@@ -104,6 +104,21 @@ test('apply writes each resource to a file of its own and refuses an invalid one
     assert.equal(errors.length, 1);
     assert.match(errors[0]!.message, /253/);
     await assert.rejects(stat(join(dir, 'meshtrust_default__bad.yaml')));
+  });
+});
+
+test('apply writes key material owner-only (a Secret, an inline CA private key: 0600) and other resources 0644, whatever file it replaces', async () => {
+  await withStore(async (store, dir) => {
+    const modeOf = async (f: string) => (await stat(join(dir, f))).mode & 0o777;
+    const secret = 'type: Secret\nname: ca-key\nmesh: default\ndata: ' + Buffer.from(ca.keyPem).toString('base64') + '\n';
+    const inlineCa = meshIdentityYaml('inline', { ca: { certPem: ca.certPem, keyPem: ca.keyPem }, trustDomain: 'inline.example' });
+    // A world-readable file of the same resource first: replacing it must not keep its mode.
+    assert.deepEqual(await store.apply(meshIdentityYaml('inline', { trustDomain: 'inline.example' }), 'first.yaml'), []);
+    assert.equal(await modeOf('meshidentity_default__inline.yaml'), 0o644 & ~process.umask());
+    assert.deepEqual(await store.apply(yamlDocs(secret, inlineCa, trustYaml('public', 'public.example')), 'keys.yaml'), []);
+    assert.equal(await modeOf('secret_default__ca-key.yaml'), 0o600);
+    assert.equal(await modeOf('meshidentity_default__inline.yaml'), 0o600);
+    assert.equal(await modeOf('meshtrust_default__public.yaml'), 0o644 & ~process.umask());
   });
 });
 
