@@ -1,6 +1,6 @@
 // Cluster-scoped kinds (ClusterFederatedTrustDomain): no mesh, no namespace, same in both forms.
 import type { ClusterFederatedTrustDomain } from './types.js';
-import { mapKey, readName, readStringMap, type Issues } from './validate-common.js';
+import { mapKey, readName, readLabelMap, type Issues } from './validate-common.js';
 import { validateFederationSpec } from './validate-federation.js';
 import { MESH_LABEL } from './validate.js';
 
@@ -26,7 +26,7 @@ export function clusterScopedResource(
 ): ClusterFederatedTrustDomain | undefined {
   const name = readName(m.name, m.namePath, issues);
   if (m.namespace !== undefined && m.namespace !== null && m.namespace !== '') issues.add(m.namespacePath ?? 'namespace', `must not be set: ${SCOPE}`);
-  const labels = readStringMap(m.labels, m.labelsPath, issues) ?? {};
+  const labels = readLabelMap(m.labels, m.labelsPath, issues) ?? {};
   if (labels[MESH_LABEL] !== undefined) issues.add(mapKey(m.labelsPath, MESH_LABEL), `must not be set: ${SCOPE}`);
   const spec = validateFederationSpec(rawSpec, 'spec', issues);
   if (name === undefined || !spec) return undefined;

@@ -101,6 +101,32 @@ export function readStringMap(v: unknown, path: string, issues: Issues): Record<
   return ok ? out : undefined;
 }
 
+// C0 and C1 control characters and DEL: in a label they rewrite terminals (ANSI escapes) and
+// forge lines of every text output (`get`, `inspect`, /readyz?verbose) that prints it.
+// eslint-disable-next-line no-control-regex -- finding them is the point
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** Where a string holds a control character, as `U+000A at 5`; undefined when none. */
+export function controlCharacterAt(s: string): string | undefined {
+  const m = CONTROL_CHARACTER.exec(s);
+  return m ? `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')} at ${m.index}` : undefined;
+}
+
+/** Labels (and label selectors, tags): a map of strings whose keys and values hold no control character. */
+export function readLabelMap(v: unknown, path: string, issues: Issues): Record<string, string> | undefined {
+  const map = readStringMap(v, path, issues);
+  if (!map) return undefined;
+  let ok = true;
+  for (const [k, val] of Object.entries(map)) {
+    const inKey = controlCharacterAt(k);
+    const inValue = inKey ? undefined : controlCharacterAt(val);
+    if (inKey) issues.add(path, `key ${JSON.stringify(k.slice(0, 64))} must not hold control characters (${inKey})`);
+    if (inValue) issues.add(mapKey(path, k), `must not hold control characters (${inValue})`);
+    if (inKey || inValue) ok = false;
+  }
+  return ok ? map : undefined;
+}
+
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 

@@ -1,5 +1,5 @@
 // Dataplane: only its labels matter here (what MeshIdentity selectors match and templates read).
-import { field, index, Issues, readObject, readStringMap } from './validate-common.js';
+import { field, index, Issues, readLabelMap, readObject } from './validate-common.js';
 
 /**
  * Labels of a Kuma `networking` block: the tags of every inbound, merged in order.
@@ -16,7 +16,7 @@ export function inboundTags(raw: unknown, path: string, issues: Issues): Record<
   }
   net.inbound.forEach((item: unknown, i) => {
     const ib = readObject(item, index(inPath, i), issues, 'any');
-    const tags = ib && readStringMap(ib.tags, field(index(inPath, i), 'tags'), issues);
+    const tags = ib && readLabelMap(ib.tags, field(index(inPath, i), 'tags'), issues);
     if (tags) Object.assign(out, tags);
   });
   return out;

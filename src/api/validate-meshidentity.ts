@@ -9,7 +9,7 @@ import {
   readEnum,
   readObject,
   readString,
-  readStringMap,
+  readLabelMap,
 } from './validate-common.js';
 import {
   DEFAULT_PATH_TEMPLATE,
@@ -52,7 +52,7 @@ function validateSelector(raw: unknown, path: string, issues: Issues): MeshIdent
   const dp = readObject(sel.dataplane, dpPath, issues, ['matchLabels']);
   // Absent `dataplane` matches nothing; `dataplane: {}` matches every dataplane of the mesh.
   if (!dp) return {};
-  const matchLabels = readStringMap(dp.matchLabels, field(dpPath, 'matchLabels'), issues) ?? {};
+  const matchLabels = readLabelMap(dp.matchLabels, field(dpPath, 'matchLabels'), issues) ?? {};
   return { dataplane: { matchLabels } };
 }
 
@@ -194,6 +194,8 @@ function readDuration(
 }
 
 const SOURCE_TYPES = ['File', 'Secret', 'EnvVar', 'InsecureInline'] as const;
+const ENV_VAR_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
+
 const SOURCE_FIELD = { File: 'file', Secret: 'secretRef', EnvVar: 'envVar', InsecureInline: 'insecureInline' } as const;
 
 function readDataSource(raw: unknown, path: string, issues: Issues): SecureDataSource | undefined {
@@ -227,6 +229,10 @@ function readDataSource(raw: unknown, path: string, issues: Issues): SecureDataS
     case 'EnvVar': {
       const e = readObject(d[key], subPath, issues, ['name']);
       const name = e && requireString(e.name, field(subPath, 'name'), issues);
+      // Kubernetes' rule for environment variable names (a newline in one forged /readyz lines).
+      if (name !== undefined && !ENV_VAR_NAME.test(name)) {
+        issues.add(field(subPath, 'name'), "must be an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)");
+      }
       return name !== undefined && issues.count === before ? { type, envVar: { name } } : undefined;
     }
     case 'InsecureInline': {

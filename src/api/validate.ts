@@ -9,6 +9,7 @@ import {
   readName,
   readObject,
   readString,
+  readLabelMap,
   readStringMap,
 } from './validate-common.js';
 import { validateMeshTrustSpec } from './validate-meshtrust.js';
@@ -102,7 +103,7 @@ function fromKubernetes(doc: Record<string, unknown>, issues: Issues): Resource 
   if (md.namespace !== undefined && md.namespace !== null) {
     namespace = readName(md.namespace, 'metadata.namespace', issues, labelNameProblem) ?? '';
   }
-  const rawLabels = readStringMap(md.labels, 'metadata.labels', issues);
+  const rawLabels = readLabelMap(md.labels, 'metadata.labels', issues);
   readStringMap(md.annotations, 'metadata.annotations', issues);
   const meshRaw = kind === 'Dataplane' && doc.mesh !== undefined ? doc.mesh : rawLabels?.[MESH_LABEL];
   const mesh = readMesh(meshRaw, kind === 'Dataplane' && doc.mesh !== undefined ? 'mesh' : mapKey('metadata.labels', MESH_LABEL), issues);
@@ -159,7 +160,7 @@ function fromUniversal(doc: Record<string, unknown>, issues: Issues): Resource |
   checkTopLevel(doc, allowed, issues);
 
   const name = readName(doc.name, 'name', issues);
-  const rawLabels = readStringMap(doc.labels, 'labels', issues);
+  const rawLabels = readLabelMap(doc.labels, 'labels', issues);
   const mesh = readMesh(doc.mesh ?? rawLabels?.[MESH_LABEL], doc.mesh !== undefined ? 'mesh' : mapKey('labels', MESH_LABEL), issues);
   const labels = withoutMeshLabel(rawLabels);
   let namespace = '';

@@ -87,6 +87,16 @@ test('an EnvVar data source needs a name', () => {
   assert.deepEqual(bundled(mi).ca?.privateKey, { type: 'EnvVar', envVar: { name: 'CA_KEY' } });
 });
 
+test('an EnvVar data source names an environment variable: a newline, a space or a leading digit is refused (it forged /readyz lines)', () => {
+  for (const name of ['CA_KEY\n[+]store ok', 'CA KEY', '1CA', 'CA=KEY']) {
+    assertRejected(
+      withField(meshIdentityWithCa(), `${CA}.privateKey`, { type: 'EnvVar', envVar: { name } }),
+      `${CA}.privateKey.envVar.name: must be an environment variable name (letters, digits, '_', '-', '.'; not starting with a digit)`,
+    );
+  }
+  for (const name of ['ca.key', 'CA-KEY', '_ca1']) assertAccepted(withField(meshIdentityWithCa(), `${CA}.privateKey`, { type: 'EnvVar', envVar: { name } }));
+});
+
 test('an InsecureInline data source needs a value', () => {
   assertRejected(
     withField(meshIdentityWithCa(), `${CA}.privateKey`, { type: 'InsecureInline', insecureInline: {} }),

@@ -136,6 +136,15 @@ test('labels must map strings to strings', () => {
   assert.deepEqual(assertAccepted(withField(meshTrust(), 'labels', { version: '2' })).labels, { version: '2' });
 });
 
+test('labels, tags and selectors refuse control characters (ANSI escapes, newlines rewrote terminals and forged lines of `get`), naming the first', () => {
+  assertRejected(withField(meshTrust(), 'labels', { app: 'web\u001b]0;owned\u0007' }), 'labels["app"]: must not hold control characters (U+001B at 3)');
+  assertRejected(withField(meshTrust(), 'labels', { 'a\nb': 'x' }), 'labels: key "a\\nb" must not hold control characters (U+000A at 1)');
+  assertRejected({ type: 'Dataplane', name: 'x', networking: { inbound: [{ tags: { app: 'a\u0085' } }] } }, 'networking.inbound[0].tags["app"]: must not hold control characters (U+0085 at 1)');
+  assertRejected(withField(meshIdentity(), 'spec.selector.dataplane.matchLabels', { app: '\r' }), 'spec.selector.dataplane.matchLabels["app"]: must not hold control characters (U+000D at 0)');
+  // Non-ASCII text is not a control character.
+  assert.deepEqual(assertAccepted(withField(meshTrust(), 'labels', { team: 'équipe-ü' })).labels, { team: 'équipe-ü' });
+});
+
 test('Universal Dataplane: labels plus inbound tags, labels winning', () => {
   const dp = assertAccepted<Dataplane>({
     type: 'Dataplane',
