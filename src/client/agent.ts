@@ -7,7 +7,7 @@
 // may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
 // changing always finds the matching key. The only moment a reader can see a mismatched pair is
 // between the key and cert renames (two consecutive rename(2) calls, microseconds).
-import { access, mkdir } from 'node:fs/promises';
+import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
@@ -103,6 +103,7 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
 async function writeChanged(outDir: string, files: Planned[]): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
+  await refuseForeignFolder(outDir);
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
   const staged: StagedFile[] = [];
@@ -115,6 +116,19 @@ async function writeChanged(outDir: string, files: Planned[]): Promise<string[]>
   for (const s of staged) await s.commit();
   if (staged.length > 0) await syncDir(outDir);
   return changed.map((f) => f.file);
+}
+
+/**
+ * A folder that another (non-root) user owns, such as a `/tmp/backend` made by someone else first,
+ * lets that user swap the key and certificate between our writes and the reload that reads them.
+ */
+async function refuseForeignFolder(outDir: string): Promise<void> {
+  const uid = process.getuid?.();
+  if (uid === undefined) return;
+  const owner = (await stat(outDir)).uid;
+  if (owner !== uid && owner !== 0) {
+    throw new Error(`refusing to write into ${outDir}: it belongs to uid ${owner}, not to this user (uid ${uid}), who could replace the key and certificate written there; use a folder of your own`);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
 import { openssl } from '../helpers/openssl.js';
@@ -204,6 +204,17 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       assert.doesNotMatch(stderr, /trying again/);
       assert.ok(Date.now() - started < 10_000, 'it stops instead of retrying');
     }
+  });
+
+  it('an out-dir that another user owns is refused, naming its owner, and nothing is written into it', { timeout: 40_000, skip: process.getuid?.() === 0 ? false : 'giving a folder to another user needs root' }, async () => {
+    const dir = join(work, 'theirs');
+    mkdirSync(dir);
+    chownSync(dir, 12345, 12345);
+    let stderr = '';
+    const code = await runFetch(await base(dir), { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.notEqual(code, 0);
+    assert.match(stderr, /refusing to write into .*theirs: it belongs to uid 12345/);
+    assert.deepEqual(readdirSync(dir), []);
   });
 
   it('an out-dir that cannot be made is an error, not a crash', { timeout: 40_000 }, async () => {
