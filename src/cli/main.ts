@@ -72,6 +72,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(booleanOption('--insecure', 'allow plaintext gRPC on a non-loopback address', 'MESH_SDS_INSECURE'))
   .addOption(new Option('--socket-group <group>', 'group of the unix socket (mode 0660)').env('MESH_SDS_SOCKET_GROUP'))
   .addOption(new Option('--admin <addr>', 'admin HTTP address (health, metrics, debug)').env('MESH_SDS_ADMIN'))
+  .addOption(booleanOption('--admin-remote-debug', 'let clients on other hosts use the admin /rotate and /debug/* (default: loopback clients only; /healthz, /readyz, /metrics answer all)', 'MESH_SDS_ADMIN_REMOTE_DEBUG'))
   .addOption(new Option('--bundle-endpoint <addr>', 'SPIFFE bundle endpoint (HTTPS, GET /<trust-domain>); a bare port binds 127.0.0.1').env('MESH_SDS_BUNDLE_ENDPOINT'))
   .addOption(new Option('--bundle-endpoint-tls-cert <file>', 'https_web profile: certificate of the bundle endpoint (default https_spiffe: an SVID per trust domain)').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_CERT'))
   .addOption(new Option('--bundle-endpoint-tls-key <file>', 'https_web profile: key of the bundle endpoint').env('MESH_SDS_BUNDLE_ENDPOINT_TLS_KEY'))
@@ -101,6 +102,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
       insecure: !!o.insecure,
       socketGroup: o.socketGroup,
       admin: o.admin,
+      adminRemoteDebug: !!o.adminRemoteDebug,
       logLevel: o.logLevel,
       flatTrust: !!o.flatTrust,
       bundleEndpoint: o.bundleEndpoint,

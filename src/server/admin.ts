@@ -3,6 +3,7 @@
 // ever hands over an object that still carries key material or a token.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
@@ -28,6 +29,11 @@ export interface AdminServerOptions {
    * (key compromise, CA change drills). Returns how many proxies were rotated.
    */
   rotate?: (proxy?: string) => number;
+  /**
+   * Whether /rotate and /debug/* answer clients on other hosts (`--admin-remote-debug`). Off: only
+   * loopback clients; /healthz, /readyz and /metrics answer everyone either way.
+   */
+  remoteDebug?: boolean;
   logger: Logger;
 }
 
@@ -137,6 +143,72 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
+/** /rotate changes every proxy's identity and /debug/* lists every proxy: kept from browsers and, by default, other hosts. */
+function isPrivilegedPath(path: string): boolean {
+  return path === '/rotate' || path.startsWith('/debug/');
+}
+
+/** A peer address as node reports it (`127.0.0.1`, `::1`, `::ffff:127.0.0.1` on a dual-stack socket). */
+function isLoopbackPeer(address: string | undefined): boolean {
+  if (!address || isIP(address) === 0) return false;
+  return isLoopbackOrUnix(isIP(address) === 6 ? `[${address}]:0` : `${address}:0`);
+}
+
+/** The host name of a Host header without its port (`[::1]:80` gives `::1`), lowercased. */
+function hostHeaderName(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return end < 0 ? h : h.slice(1, end);
+  }
+  const colon = h.lastIndexOf(':');
+  return colon >= 0 && h.indexOf(':') === colon ? h.slice(0, colon) : h;
+}
+
+/**
+ * Why a request for /rotate or /debug/* is refused, or undefined. Browsers are refused outright:
+ * any page can make one POST here or, having rebound its own DNS name to 127.0.0.1, read here.
+ * They mark their requests (Origin, Sec-Fetch-Site) and send the page's name as Host; curl, the
+ * kubelet and Prometheus send neither header, and an address or `localhost` as Host.
+ */
+export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 'socket'>, remoteDebug: boolean): string | undefined {
+  const site = req.headers['sec-fetch-site'];
+  if (req.headers.origin !== undefined || (site !== undefined && site !== 'none' && site !== 'same-origin')) {
+    return 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser';
+  }
+  if (!isLoopbackPeer(req.socket.remoteAddress)) {
+    if (remoteDebug) return undefined;
+    return 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts';
+  }
+  // DNS rebinding: a page whose name now resolves to 127.0.0.1 still sends that name as Host.
+  const host = req.headers.host;
+  if (host !== undefined) {
+    const name = hostHeaderName(host);
+    if (name !== 'localhost' && isIP(name) === 0) {
+      return `refused: Host ${JSON.stringify(host.slice(0, 100))} is neither localhost nor an IP address (a DNS-rebinding page sends its own name); use http://127.0.0.1:PORT or http://localhost:PORT`;
+    }
+  }
+  return undefined;
+}
+
+/** At most one log line a second for an event that can repeat fast; the line counts those left out since the last. */
+class OncePerSecond {
+  private lastMs = -Infinity;
+  private skipped = 0;
+
+  log(write: (skippedSinceLastLine: number) => void): void {
+    const now = Date.now();
+    if (now - this.lastMs < 1000) {
+      this.skipped++;
+      return;
+    }
+    this.lastMs = now;
+    const skipped = this.skipped;
+    this.skipped = 0;
+    write(skipped);
+  }
+}
+
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = parseHostPort(opts.listen, 'admin');
   const log = opts.logger;
@@ -145,6 +217,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     '/debug/secrets': opts.debug.secrets,
     '/debug/identities': opts.debug.identities,
   };
+
+  const refusals = new OncePerSecond();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
@@ -155,6 +229,13 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return send(res, 400, 'text/plain; charset=utf-8', 'malformed request target\n');
     }
     const path = url.pathname;
+    if (isPrivilegedPath(path)) {
+      const refused = privilegedRequestProblem(req, opts.remoteDebug ?? false);
+      if (refused) {
+        refusals.log((skipped) => log.warn({ path, peer: req.socket.remoteAddress, reason: refused, alsoRefusedSinceLastLine: skipped }, 'admin request refused'));
+        return send(res, 403, 'application/json; charset=utf-8', JSON.stringify({ error: refused }) + '\n');
+      }
+    }
     if (path === '/rotate' && opts.rotate) {
       if (req.method !== 'POST') {
         res.setHeader('allow', 'POST');
@@ -202,7 +283,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
   const { address: addr, urlHost } = await listenOn(server, host, port);
   if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {
-    log.warn({ address: addr.address, port: addr.port }, 'admin server is reachable from other hosts; it exposes debug metadata');
+    if (opts.remoteDebug) log.warn({ address: addr.address, port: addr.port }, 'admin server is reachable from other hosts and --admin-remote-debug opens /rotate and /debug/* to them');
+    else log.info({ address: addr.address, port: addr.port }, 'admin server is reachable from other hosts: /healthz, /readyz and /metrics answer them, /rotate and /debug/* only loopback clients');
   }
   log.info({ address: addr.address, port: addr.port }, 'admin server listening');
 

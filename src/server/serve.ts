@@ -49,6 +49,8 @@ export interface ServeConfig extends BundleEndpointConfig {
   insecure?: boolean;
   socketGroup?: string;
   admin?: string;
+  /** /rotate and /debug/* of the admin server answer other hosts too (else loopback clients only). */
+  adminRemoteDebug?: boolean;
   logLevel?: string;
   flatTrust?: boolean;
   issuerWorkers?: number;
@@ -269,6 +271,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
           for (const k of keys) if (svids.rotate(k)) n++;
           return n;
         },
+        remoteDebug: cfg.adminRemoteDebug,
         logger: log,
       })
     : undefined;
