@@ -26,7 +26,8 @@ export interface AdminServerOptions {
   debug: AdminDebugSources;
   /**
    * `POST /rotate[?proxy=MESH.NAME]`: reissue the SVID of one proxy, or of every connected proxy
-   * (key compromise, CA change drills). Returns how many proxies were rotated.
+   * (key compromise, CA change drills). Returns how many proxies were rotated. Not called for a
+   * request identical to one accepted less than ROTATE_COALESCE_MS ago (answered `coalesced`).
    */
   rotate?: (proxy?: string) => number;
   /**
@@ -143,6 +144,12 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
+/**
+ * A POST /rotate identical to one accepted less than this long ago reissues nothing: 200 requests
+ * in 2 s reissued one proxy's SVID 119 times (each a key generation and a push to every stream).
+ */
+export const ROTATE_COALESCE_MS = 1000;
+
 /** /rotate changes every proxy's identity and /debug/* lists every proxy: kept from browsers and, by default, other hosts. */
 function isPrivilegedPath(path: string): boolean {
   return path === '/rotate' || path.startsWith('/debug/');
@@ -219,6 +226,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   const refusals = new OncePerSecond();
+  /** When the last rotation of each scope (`*` or a proxy) was accepted; kept for ROTATE_COALESCE_MS. */
+  const rotationsAccepted = new Map<string, number>();
+  const coalescedLog = new OncePerSecond();
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
@@ -246,9 +256,21 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       const problem = rotateRequestProblem(url.searchParams, req);
       if (problem) return send(res, 400, 'application/json; charset=utf-8', JSON.stringify({ error: problem }) + '\n');
       const proxy = url.searchParams.get('proxy') ?? undefined;
+      const scope = proxy ?? '*';
+      const now = Date.now();
+      const acceptedAt = rotationsAccepted.get(scope);
+      if (acceptedAt !== undefined && now - acceptedAt < ROTATE_COALESCE_MS) {
+        // Answered 200, not 429: the reissue this asks for started less than a second ago, from the
+        // CA of now, so what the caller wants is under way. An error would make a retrying script or
+        // a drill run twice report a failure that did not happen, and invite more retries.
+        coalescedLog.log((skipped) => log.info({ proxy: scope, acceptedMsAgo: now - acceptedAt, alsoCoalescedSinceLastLine: skipped }, 'rotation coalesced with an identical one accepted less than 1 s ago; nothing reissued'));
+        return send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ rotated: 0, coalesced: true }) + '\n');
+      }
       const rotated = opts.rotate(proxy);
       if (proxy && rotated === 0) return send(res, 404, 'application/json; charset=utf-8', JSON.stringify({ error: `no connected proxy ${proxy}` }) + '\n');
-      log.info({ proxy: proxy ?? '*', rotated }, 'rotation requested');
+      for (const [s, at] of rotationsAccepted) if (now - at >= ROTATE_COALESCE_MS) rotationsAccepted.delete(s);
+      rotationsAccepted.set(scope, now);
+      log.info({ proxy: scope, rotated }, 'rotation requested');
       return send(res, 200, 'application/json; charset=utf-8', JSON.stringify({ rotated }) + '\n');
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -177,3 +177,34 @@ test('POST /rotate rotates every proxy only when bare: an empty or repeated ?pro
     assert.deepEqual(calls, ['default.a', undefined]);
   });
 });
+
+test('POST /rotate identical to one accepted less than 1 s ago is coalesced: 200 {rotated: 0, coalesced: true}, nothing reissued, at most one log line a second', async () => {
+  const lines: { msg: string; alsoCoalescedSinceLastLine?: number }[] = [];
+  const logger = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }) });
+  const calls: (string | undefined)[] = [];
+  const rotate = (proxy?: string) => (calls.push(proxy), proxy === 'default.nobody' ? 0 : proxy ? 1 : 7);
+  await withAdmin({ rotate, logger }, async (base) => {
+    const post = async (target: string) => {
+      const r = await fetch(`${base}${target}`, { method: 'POST' });
+      return { status: r.status, body: await r.json() };
+    };
+    assert.deepEqual(await post('/rotate'), { status: 200, body: { rotated: 7 } });
+    const storm = await Promise.all(Array.from({ length: 20 }, () => post('/rotate')));
+    for (const r of storm) assert.deepEqual(r, { status: 200, body: { rotated: 0, coalesced: true } });
+    // Another scope is not the same request; an unknown proxy (404) was never accepted.
+    assert.deepEqual(await post('/rotate?proxy=default.a'), { status: 200, body: { rotated: 1 } });
+    assert.deepEqual(await post('/rotate?proxy=default.a'), { status: 200, body: { rotated: 0, coalesced: true } });
+    assert.equal((await post('/rotate?proxy=default.nobody')).status, 404);
+    assert.equal((await post('/rotate?proxy=default.nobody')).status, 404);
+    assert.deepEqual(calls, [undefined, 'default.a', 'default.nobody', 'default.nobody'], 'one reissue of all proxies for 21 requests');
+    assert.equal(lines.filter((l) => l.msg.startsWith('rotation coalesced')).length, 1, '21 coalesced requests within a second: one line');
+
+    await new Promise((r) => setTimeout(r, 1050));
+    assert.deepEqual(await post('/rotate'), { status: 200, body: { rotated: 7 } });
+    assert.deepEqual(await post('/rotate'), { status: 200, body: { rotated: 0, coalesced: true } });
+    assert.deepEqual(calls, [undefined, 'default.a', 'default.nobody', 'default.nobody', undefined]);
+    const coalescedLines = lines.filter((l) => l.msg.startsWith('rotation coalesced'));
+    assert.equal(coalescedLines.length, 2);
+    assert.equal(coalescedLines[1]!.alsoCoalescedSinceLastLine, 20, 'the next line counts the requests not logged');
+  });
+});

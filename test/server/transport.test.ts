@@ -256,6 +256,40 @@ test('POST /rotate on the admin server reissues a connected proxy\'s SVID', asyn
   }
 });
 
+test('a storm of POST /rotate on a real server reissues a proxy\'s SVID once per second, not once per request', async () => {
+  const s = await startServer(base({ admin: '127.0.0.1:0' }));
+  try {
+    await s.ready;
+    const key = s.svids.attach({ mesh: 'default', name: 'backend-1', source: 'none' });
+    /** The serial of the proxy's SVID once it is issued and not `old` (`old` after 2 s). */
+    const serialOtherThan = async (old?: string) => {
+      for (let i = 0; i < 100; i++) {
+        const id = s.svids.get(key);
+        if (id?.state === 'issued' && id.svid.serialHex !== old) return id.svid.serialHex;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      return old;
+    };
+    const issuedTotal = async () => {
+      const text = await (await fetch(`${s.admin!.url}/metrics`)).text();
+      return [...text.matchAll(/^mesh_sds_svid_issued_total\{[^}]*\} (\d+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const first = await serialOtherThan();
+    assert.ok(first, 'an SVID was issued');
+    const before = await issuedTotal();
+    const answers: unknown[] = [];
+    for (let i = 0; i < 30; i++) answers.push(await (await fetch(`${s.admin!.url}/rotate`, { method: 'POST' })).json());
+    assert.deepEqual(answers[0], { rotated: 1 });
+    assert.ok(answers.slice(1).every((a) => JSON.stringify(a) === '{"rotated":0,"coalesced":true}'), JSON.stringify(answers));
+    assert.notEqual(await serialOtherThan(first), first, 'the first request rotated');
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await issuedTotal()) - before, 1, 'one SVID issued for 30 requests');
+    s.svids.detach(key);
+  } finally {
+    await s.close();
+  }
+});
+
 test('a garbage request fails only its own stream, with an error naming it, and the server keeps serving', async () => {
   const s = await startServer(base({}));
   try {
