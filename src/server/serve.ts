@@ -147,6 +147,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
   const subs: Subscription[] = [];
   let expiredReported = '';
+  /** Identity KRIs with a CA expiry series: one whose identity (or CA) is gone loses its series. */
+  let caExpirySeries = new Set<string>();
   const onView = (view: AuthorityView) => {
     pub.setView(view);
     svids.setView(view);
@@ -158,9 +160,15 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       for (const e of expired) log.warn({ mesh: e.mesh, trustDomain: e.trustDomain, meshTrust: e.source, subject: e.subject, notAfter: e.notAfter }, 'MeshTrust carries an expired CA');
     }
     metrics.resourceErrors.set(view.snapshot.errors.length);
+    const withCa = new Set<string>();
     for (const st of view.identities.values()) {
-      if (st.ca) metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);
+      if (!st.ca) continue;
+      metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);
+      withCa.add(st.kri);
     }
+    // A deleted MeshIdentity's CA is served no more: its series would alert on it until a restart.
+    for (const kri of caExpirySeries) if (!withCa.has(kri)) metrics.certificateExpiry.remove({ kind: 'ca', name: kri });
+    caExpirySeries = withCa;
   };
   const federation = new FederationFollower({
     state,

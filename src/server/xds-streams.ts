@@ -82,6 +82,8 @@ export interface RegisteredStream {
 export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, RegisteredStream>();
+  /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
+  readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
   onAdd?: (stream: RegisteredStream) => void;
 
@@ -112,6 +114,23 @@ const ID_ECHO_CHARS = 256;
 function clipped(text: string | undefined, max = LOG_ECHO_CHARS): string | undefined {
   if (text === undefined || text.length <= max) return text;
   return `${text.slice(0, max)}... (${text.length - max} more characters)`;
+}
+
+/**
+ * Counts a stream opened (+1) or ended (-1) in mesh_sds_streams{mesh,api}. A series lives while it
+ * has open streams: with --auth none a peer names any mesh it likes, and a series left at 0 for
+ * each made-up mesh stayed until a restart.
+ */
+function countStream(deps: StreamDeps, mesh: string, api: StreamApi, delta: 1 | -1): void {
+  const key = `${mesh}\u0000${api}`;
+  const open = (deps.registry.openByMeshApi.get(key) ?? 0) + delta;
+  if (open > 0) {
+    deps.registry.openByMeshApi.set(key, open);
+    deps.metrics.streams.set({ mesh, api }, open);
+  } else {
+    deps.registry.openByMeshApi.delete(key);
+    deps.metrics.streams.remove({ mesh, api });
+  }
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
@@ -218,7 +237,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.cancelWatch?.();
     this.queued = [];
     if (registered) {
-      this.deps.metrics.streams.dec({ mesh: this.mesh, api: this.api });
+      countStream(this.deps, this.mesh, this.api, -1);
       this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: clipped(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
@@ -249,7 +268,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.credential = principal.credential;
     this.proxy = this.deps.svids.attach(principal);
     this.mesh = principal.mesh;
-    this.deps.metrics.streams.inc({ mesh: this.mesh, api: this.api });
+    countStream(this.deps, this.mesh, this.api, 1);
     this.deps.registry.add(this);
     this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer }, 'stream opened');
     // A delta subscription grows request by request: the per-request cap bounds it as a whole too.

@@ -89,7 +89,8 @@ describe('metrics, /debug/proxies and logs of a real server (SPEC §7)', () => {
     assert.equal(logged('proxy identity changed', (l) => l.proxy === 'default.pay' && l.spiffeId === PAY_SPIFFE).length, 1);
     web.close();
     await waitFor('the sotw stream gone', () => (f.server.registry.streams.size === 1 ? true : undefined));
-    assert.equal(await f.metric('mesh_sds_streams{mesh="default",api="sotw"}'), 0);
+    assert.equal(await f.metric('mesh_sds_streams{mesh="default",api="sotw"}'), undefined, 'the series goes with the last stream of its mesh and API');
+    assert.equal(await f.metric('mesh_sds_streams{mesh="default",api="delta"}'), 1);
     assert.equal(logged('stream closed', (l) => l.proxy === 'default.web' && l.api === 'sotw').length, 1);
   });
 

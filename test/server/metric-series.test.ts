@@ -1,0 +1,95 @@
+// Series of /metrics that follow live state and must go with it: the streams of a mesh (a peer
+// with --auth none names any mesh it likes) and the CA expiry of a MeshIdentity that was deleted.
+// A real server, scraped over HTTP; streams opened over raw HTTP/2.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer, type RunningServer } from '../../src/server/serve.js';
+import { createLogger } from '../../src/server/logger.js';
+import { PATHS, SECRET_TYPE, discoveryRequest, deltaRequest, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
+
+const root = await mkdtemp(join(tmpdir(), 'mesh-sds-series-'));
+after(() => rm(root, { recursive: true, force: true }));
+
+async function quickstartServer(name: string): Promise<RunningServer> {
+  const resourcesDir = join(root, name, 'resources');
+  await cp('examples/quickstart', resourcesDir, { recursive: true });
+  const s = await startServer({ resourcesDir, stateDir: join(root, name, 'state'), listen: '127.0.0.1:0', auth: 'none', zone: 'default', admin: '127.0.0.1:0', logger: createLogger('silent') });
+  await s.ready;
+  return s;
+}
+
+async function seriesOf(s: RunningServer, metric: string): Promise<string[]> {
+  const text = await (await fetch(`${s.admin!.url}/metrics`)).text();
+  return text.split('\n').filter((l) => l.startsWith(`${metric}{`));
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 5000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('mesh_sds_streams: a mesh and API keep a series while they have open streams; the last one closing removes it (each made-up mesh used to leave a series at 0 until a restart)', async () => {
+  const s = await quickstartServer('streams');
+  const session = rawConnect(s.address);
+  try {
+    const open = (node: string, api: 'sotw' | 'delta') =>
+      api === 'sotw'
+        ? rawCall(session, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node, names: ['system_trust_bundle'] }))] })
+        : rawCall(session, PATHS.DeltaSecrets, { body: [grpcFrame(deltaRequest({ typeUrl: SECRET_TYPE, node, names: ['system_trust_bundle'] }))] });
+    const madeUp = Array.from({ length: 30 }, (_, i) => open(`m${i}-x.gw`, 'sotw'));
+    const web = [open('default.web-1', 'sotw'), open('default.web-2', 'sotw'), open('default.web-1', 'delta')];
+    await until('every stream registered', () => (s.registry.streams.size === 33 ? true : undefined));
+    const streams = await seriesOf(s, 'mesh_sds_streams');
+    assert.equal(streams.filter((l) => /mesh="m\d+-x"/.test(l)).length, 30);
+    assert.ok(streams.includes('mesh_sds_streams{mesh="default",api="sotw"} 2'), streams.join('\n'));
+    assert.ok(streams.includes('mesh_sds_streams{mesh="default",api="delta"} 1'), streams.join('\n'));
+
+    for (const c of madeUp) c.stream.close();
+    web[0]!.stream.close();
+    web[2]!.stream.close();
+    await until('the closed streams gone', () => (s.registry.streams.size === 1 ? true : undefined));
+    assert.deepEqual(await seriesOf(s, 'mesh_sds_streams'), ['mesh_sds_streams{mesh="default",api="sotw"} 1'], 'only the mesh and API with an open stream have a series');
+    web[1]!.stream.close();
+    await until('the last stream gone', () => (s.registry.streams.size === 0 ? true : undefined));
+    assert.deepEqual(await seriesOf(s, 'mesh_sds_streams'), []);
+    // A mesh that comes back gets its series back.
+    const again = open('m7-x.gw', 'sotw');
+    await until('the stream registered', () => (s.registry.streams.size === 1 ? true : undefined));
+    assert.deepEqual(await seriesOf(s, 'mesh_sds_streams'), ['mesh_sds_streams{mesh="m7-x",api="sotw"} 1']);
+    again.stream.close();
+  } finally {
+    session.close();
+    await s.close();
+  }
+});
+
+test('a deleted MeshIdentity takes its CA expiry series with it; the remaining identity keeps its own', async () => {
+  const s = await quickstartServer('ca');
+  try {
+    const caSeries = async () => (await seriesOf(s, 'mesh_sds_certificate_expiry_timestamp_seconds')).filter((l) => l.includes('kind="ca"')).map((l) => /name="([^"]+)"/.exec(l)![1]);
+    assert.deepEqual((await caSeries()).sort(), ['kri_mid_default_default_kuma-system_identity_', 'kri_mid_default_default_kuma-system_payments_']);
+    const file = join(root, 'ca', 'resources', 'identities.yaml');
+    const identities = await readFile(file, 'utf8');
+    // Keep the first document (identity), delete the second (payments).
+    await writeFile(file, identities.split('\n---\n')[0]!);
+    await until('payments gone from the view', () => ([...(s.authorities.current?.identities.values() ?? [])].some((st) => st.identity.name === 'payments') ? undefined : true));
+    const left = await until('one CA series left', async () => {
+      const names = await caSeries();
+      return names.length === 1 ? names : undefined;
+    });
+    assert.deepEqual(left, ['kri_mid_default_default_kuma-system_identity_']);
+    // Back again: its series too.
+    await writeFile(file, identities);
+    await until('payments back in /metrics', async () => ((await caSeries()).length === 2 ? true : undefined));
+  } finally {
+    await s.close();
+  }
+});
