@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
+import { scrubCredentials } from './grpc-logging.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 
@@ -54,16 +55,20 @@ function isSecretName(name: string): boolean {
   return SECRET_NAME.test(name);
 }
 
-function isSecretString(v: string): boolean {
-  return v.includes('PRIVATE KEY');
-}
+/**
+ * A private key PEM block with a body (cut short or not). A header alone, or a message naming the
+ * kind (`PEM block 1 is a PRIVATE KEY, not a CERTIFICATE`), carries no key and is worth showing.
+ */
+const PRIVATE_KEY_WITH_BODY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(\s|\\[rn])*[A-Za-z0-9+/=]/;
 
 /**
  * A JSON-safe deep copy of `value` without secrets: properties named key, keyPem, privateKey,
  * token, authorization (and names ending in privateKey/keyPem/token) are dropped, as is any
- * property whose string value contains `PRIVATE KEY`, and any KeyObject. In arrays a secret item
- * becomes `[REDACTED]` so indexes stay meaningful. Maps become objects, Sets arrays, Dates ISO
- * strings, Buffers a byte count; cycles become `[Circular]`.
+ * property whose string value holds a private key PEM block with a body, and any KeyObject; in
+ * other strings (a NACK detail, a name a proxy asked for) tokens, key headers and base64 key bytes
+ * are replaced by `[REDACTED]` (scrubCredentials). In arrays a secret item becomes `[REDACTED]` so
+ * indexes stay meaningful. Maps become objects, Sets arrays, Dates ISO strings, Buffers a byte
+ * count; cycles become `[Circular]`.
  */
 export function scrubSecrets(value: unknown): unknown {
   const seen = new WeakSet<object>();
@@ -73,7 +78,7 @@ export function scrubSecrets(value: unknown): unknown {
     if (v === null) return null;
     switch (typeof v) {
       case 'string':
-        return isSecretString(v) ? DROP : v;
+        return PRIVATE_KEY_WITH_BODY.test(v) ? DROP : scrubCredentials(v);
       case 'number':
         return Number.isFinite(v) ? v : String(v);
       case 'boolean':
@@ -295,7 +300,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // The admin port may be open to the pod network (probes, scrapes): a stalled client is dropped after 10 s.
   const server = createServer(stalledClientLimits(10_000), (req, res) => {
     handle(req, res).catch((err: unknown) => {
-      log.error({ err, path: req.url }, 'admin request failed');
+      log.error({ err, path: scrubCredentials((req.url ?? '').slice(0, 2048)) }, 'admin request failed');
       if (!res.headersSent) send(res, 500, 'text/plain; charset=utf-8', 'internal error\n');
       else res.destroy();
     });

@@ -10,16 +10,36 @@ const SCRUBBED = '[REDACTED]';
 /** `Failed to add metadata entry <key>: <value>. Metadata string value "<value>" contains…`. */
 const REFUSED_METADATA = /^Failed to add metadata entry ([^:\s]+): /;
 
+/** Runs of base64/base64url characters long enough to be key bytes or a secret without its prefix. */
+const BASE64_RUN = /[A-Za-z0-9+/_-]{24,}={0,2}/g;
+
 /**
- * Removes credentials from a library message: bearer values, JWT-shaped strings, PEM private key
- * blocks, and long base64/base64url runs (tokens without their prefix, key bytes).
+ * Whether a long base64-alphabet run looks like encoded random bytes: both cases and a digit or a
+ * base64 symbol. Names a peer or the server uses do not (node ids and KRIs are lowercase, serials
+ * are hex, `TlsCertificateValidationError` has no digit), and stay readable in logs and /debug.
+ */
+function looksEncoded(run: string): boolean {
+  return /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9+/_=-]/.test(run);
+}
+
+/**
+ * A private key PEM block: its header, the base64 body (whitespace and escaped newlines included)
+ * and its END line if there is one. A block cut short (a clipped name in quotes) ends where the
+ * body's characters do, so the text after it stays readable.
+ */
+const PRIVATE_KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[A-Za-z0-9+/=\s\\]*(-----END [A-Z0-9 ]*PRIVATE KEY-----)?/g;
+
+/**
+ * Removes credentials from text a library or a peer wrote: bearer values, JWT-shaped strings, PEM
+ * private key blocks, and long base64 runs that look like encoded bytes (tokens without their
+ * prefix, key bytes; also the body of a key block whose header was cut off).
  */
 export function scrubCredentials(text: string): string {
   return text
-    .replace(/-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g, SCRUBBED)
+    .replace(PRIVATE_KEY_BLOCK, SCRUBBED)
     .replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, `$1 ${SCRUBBED}`)
     .replace(/eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){0,2}/g, SCRUBBED)
-    .replace(/[A-Za-z0-9+/_-]{24,}={0,2}/g, SCRUBBED);
+    .replace(BASE64_RUN, (run) => (looksEncoded(run) ? SCRUBBED : run));
 }
 
 /** What grpc-js said, made safe to log: a refused metadata value is never quoted at all. */

@@ -9,6 +9,7 @@ import type { RequestHeaders } from './auth.js';
 import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
+import { scrubCredentials } from './grpc-logging.js';
 import { limitedWarn, peerSource, type Logger } from './logger.js';
 import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from './metrics.js';
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
@@ -111,9 +112,24 @@ export class StreamRegistry {
 const LOG_ECHO_CHARS = 2048;
 /** For a node id, a nonce or a version: a few dozen characters when sent by Envoy. */
 const ID_ECHO_CHARS = 256;
-function clipped(text: string | undefined, max = LOG_ECHO_CHARS): string | undefined {
-  if (text === undefined || text.length <= max) return text;
-  return `${text.slice(0, max)}... (${text.length - max} more characters)`;
+/**
+ * How far past the cut peer text is scrubbed: a credential the cut runs through is still seen
+ * whole (an RSA 4096 PEM key is about 3,300 characters), and a megabyte costs no megabyte of scrubbing.
+ */
+const SCRUB_PAST_CUT_CHARS = 4096;
+
+/**
+ * Text a client chose, as a log line or /debug shows it: credentials scrubbed first (a key or a
+ * token in a resource name or a NACK detail is the peer's mistake, not ours to print), then cut
+ * to `max` characters saying how many more there were.
+ */
+function echoed(text: string | undefined, max = LOG_ECHO_CHARS): string | undefined {
+  if (text === undefined) return undefined;
+  const head = text.length > max + SCRUB_PAST_CUT_CHARS ? text.slice(0, max + SCRUB_PAST_CUT_CHARS) : text;
+  const scrubbed = scrubCredentials(head);
+  const shown = Math.min(scrubbed.length, max);
+  const more = scrubbed.length - shown + (text.length - head.length);
+  return more === 0 ? scrubbed : `${scrubbed.slice(0, shown)}... (${more} more characters)`;
 }
 
 /**
@@ -208,7 +224,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   onMessage(req: Request): void {
     if (this.state === 'closed') return;
     if (req.malformed !== undefined) {
-      limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: clipped(req.malformed) }, 'malformed request');
+      limitedWarn(this.deps.log, peerSource(this.peer), { peer: this.peer, api: this.api, reason: echoed(req.malformed) }, 'malformed request');
       return this.finish({ code: Status.INVALID_ARGUMENT, details: `malformed ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'}: ${req.malformed}` });
     }
     if (this.state === 'open') return this.onRequest(req);
@@ -219,7 +235,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
       const refused = authRefusal(this.deps, e);
-      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: clipped(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: clipped(refused.details) }, 'stream authentication failed');
+      limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: echoed(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: echoed(refused.details) }, 'stream authentication failed');
       return this.finish(refused);
     } finally {
       // The authorization header has been read: the rest is not needed.
@@ -238,7 +254,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       countStream(this.deps, this.mesh, this.api, -1);
-      this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: clipped(status?.details) }, 'stream closed');
+      this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: echoed(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
     }
@@ -258,7 +274,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   }
 
   deny(reason: string): void {
-    this.deps.log.warn({ proxy: this.proxy, api: this.api, reason }, 'stream closed: credentials no longer valid');
+    this.deps.log.warn({ proxy: this.proxy, api: this.api, reason: echoed(reason) }, 'stream closed: credentials no longer valid');
     this.finish({ code: Status.UNAUTHENTICATED, details: reason });
   }
 
@@ -331,7 +347,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.lastSentMs = Date.now();
           break;
         case 'fail':
-          limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: clipped(a.message) }, 'stream refused');
+          limitedWarn(log, peerSource(this.peer), { proxy: this.proxy, api: this.api, reason: echoed(a.message) }, 'stream refused');
           return this.finish({ code: Status.INVALID_ARGUMENT, details: a.message });
         case 'nack': {
           metrics.nacks.inc();
@@ -340,10 +356,10 @@ class XdsStream implements StreamInfo, RegisteredStream {
           const rejected = this.lastSent?.nonce === a.nonce ? this.lastSentResources : undefined;
           for (const r of rejected ?? []) metrics.nackedSecrets.inc({ name: nackNameLabel(r.name) });
           // The version Envoy rejected (its request carries the last version it accepted).
-          const version = clipped((rejected ? (this.lastSent?.version_info ?? this.lastSent?.system_version_info) : undefined) ?? a.version_info, ID_ECHO_CHARS)!;
+          const version = echoed((rejected ? (this.lastSent?.version_info ?? this.lastSent?.system_version_info) : undefined) ?? a.version_info, ID_ECHO_CHARS)!;
           // Envoy's detail is a few lines; what a client sends beyond that is neither kept nor logged.
-          const detail = clipped(a.detail.message)!;
-          this.lastNack = { version, nonce: clipped(a.nonce, ID_ECHO_CHARS)!, detail, atMs: Date.now() };
+          const detail = echoed(a.detail.message)!;
+          this.lastNack = { version, nonce: echoed(a.nonce, ID_ECHO_CHARS)!, detail, atMs: Date.now() };
           limitedWarn(
             log,
             this.proxy,
@@ -364,7 +380,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.subscription = a.subscription;
           break;
         case 'ignore':
-          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: clipped(a.nonce, ID_ECHO_CHARS) }, 'request ignored');
+          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: echoed(a.nonce, ID_ECHO_CHARS) }, 'request ignored');
           break;
       }
     }
@@ -463,7 +479,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
-    limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: clipped(refused.details) }, 'stream authentication failed');
+    limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }
   call.keepOnlyHeader('authorization');

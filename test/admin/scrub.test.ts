@@ -29,21 +29,39 @@ test('scrubSecrets drops secret-named properties at any depth and keeps metadata
   assert.equal(input.proxies[0]!.svid.keyPem, 'k1', 'input is not mutated');
 });
 
-test('scrubSecrets drops any string containing PRIVATE KEY whatever its property name, and KeyObjects', () => {
+test('scrubSecrets drops any string holding a private key PEM block (even cut short) whatever its property name, and KeyObjects', () => {
   const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
   const out = scrubSecrets({
     material: PEM_KEY,
     list: ['fine', `prefix ${PEM_KEY}`],
-    rsa: '-----BEGIN RSA PRIVATE KEY-----',
+    cut: '-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA',
+    escaped: 'detail: -----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMG',
     keyObject: privateKey,
     nested: { innocent: PEM_KEY, ok: 1 },
     map: new Map<string, unknown>([['a', PEM_KEY], ['b', 'x']]),
   }) as any;
   assert.ok(!JSON.stringify(out).includes('PRIVATE KEY'));
-  assert.ok(!('material' in out) && !('rsa' in out) && !('keyObject' in out));
+  assert.ok(!('material' in out) && !('cut' in out) && !('escaped' in out) && !('keyObject' in out));
   assert.deepEqual(out.list, ['fine', '[REDACTED]']);
   assert.deepEqual(out.nested, { ok: 1 });
   assert.deepEqual(out.map, { b: 'x' });
+});
+
+test('scrubSecrets keeps a message that only names a private key, blanks a bare key header, and scrubs tokens and base64 key bytes out of other strings', () => {
+  const der = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'sec1', format: 'der' }).toString('base64');
+  const jwt = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkZWZhdWx0LndlYiJ9.xOgzzKDB2y_lDTQwFlyZusv_busckcZUwg7tUlwtdhc';
+  const out = scrubSecrets({
+    conditions: [{ type: 'Ready', status: 'False', message: 'PEM block 1 is a PRIVATE KEY, not a CERTIFICATE' }],
+    header: 'expected a certificate, got -----BEGIN RSA PRIVATE KEY-----',
+    lastNack: { detail: `x509 error; token ${jwt} raw ${der} end`, nonce: 'UdRu5', version: 'b5827e0b67023bbc' },
+    names: ['kri_mid_default_default_kuma-system_identity_', 'spiffe://default.default.mesh.local/ns/shop/sa/backend', der],
+    node: 'default.backend-1-7d9f8c6b5-x2x4z',
+  }) as any;
+  assert.equal(out.conditions[0].message, 'PEM block 1 is a PRIVATE KEY, not a CERTIFICATE');
+  assert.equal(out.header, 'expected a certificate, got [REDACTED]');
+  assert.deepEqual(out.lastNack, { detail: 'x509 error; token [REDACTED] raw [REDACTED] end', nonce: 'UdRu5', version: 'b5827e0b67023bbc' });
+  assert.deepEqual(out.names, ['kri_mid_default_default_kuma-system_identity_', 'spiffe://default.default.mesh.local/ns/shop/sa/backend', '[REDACTED]']);
+  assert.equal(out.node, 'default.backend-1-7d9f8c6b5-x2x4z');
 });
 
 test('scrubSecrets copes with cycles, buffers, sets, bigint and toJSON', () => {

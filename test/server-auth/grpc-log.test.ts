@@ -40,6 +40,19 @@ test('scrubbing: a refused metadata value is never quoted; bearer values, JWTs, 
   assert.equal(scrubCredentials('Received RST_STREAM with code 2 on 127.0.0.1:443'), 'Received RST_STREAM with code 2 on 127.0.0.1:443');
 });
 
+test('scrubbing keeps the names logs and /debug are read for (node ids, KRIs, serials, error names) and the text after a key block cut short', () => {
+  for (const kept of [
+    'default.backend-1-7d9f8c6b5-x2x4z',
+    'kri_mid_default_default_kuma-system_identity_',
+    'serial 014CC3A517ADDB10468171F6D15E77C5, version b5827e0b67023bbc',
+    'Proto constraint validation failed (TlsCertificateValidationError.CertificateChain: value is required)',
+    'PEM block 1 is a PRIVATE KEY, not a CERTIFICATE',
+  ]) {
+    assert.equal(scrubCredentials(kept), kept);
+  }
+  assert.equal(scrubCredentials(`unknown resource name "-----BEGIN PRIVATE KEY-----${randomBytes(45).toString('base64')}"... (9 more characters): no such secret`), 'unknown resource name "[REDACTED]"... (9 more characters): no such secret');
+});
+
 test('a token with a non-ASCII character reaches neither stdout nor stderr of the real server; whitespace gets an accurate refusal', async () => {
   const root = mkdtempSync(join(tmpdir(), 'mesh-sds-grpclog-'));
   mkdirSync(join(root, 'resources'));
