@@ -183,21 +183,24 @@ function hostHeaderName(host: string): string {
  * They mark their requests (Origin, Sec-Fetch-Site) and send the page's name as Host; curl, the
  * kubelet and Prometheus send neither header, and an address or `localhost` as Host.
  */
-export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 'socket'>, remoteDebug: boolean): string | undefined {
+export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 'socket'>, remoteDebug: boolean): { kind: 'browser' | 'remote' | 'dns-rebinding'; message: string } | undefined {
   const site = req.headers['sec-fetch-site'];
   if (req.headers.origin !== undefined || (site !== undefined && site !== 'none' && site !== 'same-origin')) {
-    return 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser';
+    return { kind: 'browser', message: 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser' };
   }
   if (!isLoopbackPeer(req.socket.remoteAddress)) {
     if (remoteDebug) return undefined;
-    return 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts';
+    return { kind: 'remote', message: 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts' };
   }
   // DNS rebinding: a page whose name now resolves to 127.0.0.1 still sends that name as Host.
   const host = req.headers.host;
   if (host !== undefined) {
     const name = hostHeaderName(host);
     if (name !== 'localhost' && isIP(name) === 0) {
-      return `refused: Host ${JSON.stringify(host.slice(0, 100))} is neither localhost nor an IP address (a DNS-rebinding page sends its own name); use http://127.0.0.1:PORT or http://localhost:PORT`;
+      return {
+        kind: 'dns-rebinding',
+        message: `refused: Host ${JSON.stringify(host.slice(0, 100))} is neither localhost nor an IP address (a DNS-rebinding page sends its own name); use http://127.0.0.1:PORT or http://localhost:PORT`,
+      };
     }
   }
   return undefined;
@@ -230,7 +233,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     '/debug/identities': opts.debug.identities,
   };
 
-  const refusals = new OncePerSecond();
+  /** One limiter per kind of refusal: a burst of one kind does not hide the first of another. */
+  const refusals = { browser: new OncePerSecond(), remote: new OncePerSecond(), 'dns-rebinding': new OncePerSecond() };
   /** When the last rotation of each scope (`*` or a proxy) was accepted; kept for ROTATE_COALESCE_MS. */
   const rotationsAccepted = new Map<string, number>();
   const coalescedLog = new OncePerSecond();
@@ -247,8 +251,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     if (isPrivilegedPath(path)) {
       const refused = privilegedRequestProblem(req, opts.remoteDebug ?? false);
       if (refused) {
-        refusals.log((skipped) => log.warn({ path, peer: req.socket.remoteAddress, reason: refused, alsoRefusedSinceLastLine: skipped }, 'admin request refused'));
-        return send(res, 403, 'application/json; charset=utf-8', JSON.stringify({ error: refused }) + '\n');
+        refusals[refused.kind].log((skipped) =>
+          log.warn({ path, peer: req.socket.remoteAddress, kind: refused.kind, reason: scrubCredentials(refused.message), alsoRefusedSinceLastLine: skipped }, 'admin request refused'),
+        );
+        return send(res, 403, 'application/json; charset=utf-8', JSON.stringify({ error: refused.message }) + '\n');
       }
     }
     if (path === '/rotate' && opts.rotate) {

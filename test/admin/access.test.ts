@@ -154,3 +154,17 @@ test('serve: MESH_SDS_ADMIN_REMOTE_DEBUG=true (or --admin-remote-debug) opens /d
   assert.deepEqual(await statusOf({ MESH_SDS_ADMIN_REMOTE_DEBUG: 'true' }, []), [200, 200]);
   assert.deepEqual(await statusOf({}, ['--admin-remote-debug']), [200, 200]);
 });
+
+test('refusals are logged at most once a second for each kind (web page, other host, rebinding Host), the next line counting those left out', async () => {
+  const lines: { msg: string; kind?: string; alsoRefusedSinceLastLine?: number }[] = [];
+  const logger = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }) });
+  await withAdmin({ logger }, async (base) => {
+    for (let i = 0; i < 30; i++) await send(`${base}/rotate`, { method: 'POST', headers: { origin: 'https://evil.example' } });
+    await send(`${base}/debug/proxies`, { headers: { host: 'attacker.rebind.example' } });
+    const refused = () => lines.filter((l) => l.msg === 'admin request refused');
+    assert.deepEqual(refused().map((l) => [l.kind, l.alsoRefusedSinceLastLine]), [['browser', 0], ['dns-rebinding', 0]]);
+    await new Promise((r) => setTimeout(r, 1050));
+    await send(`${base}/rotate`, { method: 'POST', headers: { origin: 'https://evil.example' } });
+    assert.deepEqual(refused().map((l) => [l.kind, l.alsoRefusedSinceLastLine]), [['browser', 0], ['dns-rebinding', 0], ['browser', 29]]);
+  });
+});
