@@ -2,6 +2,7 @@
 // them as PEM files like spiffe-helper, keeping them current with --watch. Never prints a private
 // key or the token.
 import { readFileSync } from 'node:fs';
+import { fileReadMessage, scrubSecretText } from '../api/secret-text.js';
 import { startAgent, type AgentWrite } from '../client/agent.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
@@ -61,7 +62,7 @@ function readToken(opts: FetchCliOptions, env: Record<string, string | undefined
     try {
       text = readFileSync(opts.tokenFile, 'utf8');
     } catch (e) {
-      throw new UsageError(`cannot read --token-file ${opts.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new UsageError(fileReadMessage('--token-file', opts.tokenFile, e));
     }
     const token = text.trim();
     if (!token) throw new UsageError(`--token-file ${opts.tokenFile} is empty`);
@@ -77,8 +78,11 @@ function tlsOptions(opts: FetchCliOptions): SdsTlsOptions | undefined {
     try {
       tls.ca = readFileSync(opts.caFile, 'utf8');
     } catch (e) {
-      throw new UsageError(`cannot read --ca-file ${opts.caFile}: ${(e as NodeJS.ErrnoException).code ?? 'error'}`);
+      throw new UsageError(fileReadMessage('--ca-file', opts.caFile, e));
     }
+    // The client takes text without a PEM block for a file name and would read it, quoting it in
+    // its error: a file of something else (a token, DER) is refused here.
+    if (!tls.ca.includes('-----BEGIN')) throw new UsageError(`--ca-file ${opts.caFile} holds no PEM certificate`);
   }
   if (opts.insecureSkipVerify) tls.insecureSkipVerify = true;
   return tls;
@@ -102,10 +106,10 @@ const writeLine = (w: AgentWrite): string =>
 
 export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<number> {
   let token: string | undefined;
-  // Belt and braces: whatever ends up in a message, the token is never printed.
+  // Belt and braces: whatever ends up in a message, the token is never printed (nor, on stderr, any other credential).
   const scrub = (s: string) => (token ? s.split(token).join('<redacted>') : s);
   const out = (s: string) => io.stdout(scrub(s.endsWith('\n') ? s : `${s}\n`));
-  const err = (s: string) => io.stderr(scrub(`mesh-sds fetch: ${s}\n`));
+  const err = (s: string) => io.stderr(scrubSecretText(scrub(`mesh-sds fetch: ${s}\n`)));
   let tls: SdsTlsOptions | undefined;
   try {
     validate(opts);

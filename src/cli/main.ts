@@ -10,6 +10,7 @@ import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize } from '../api/file-text.js';
+import { FlagFileError, scrubSecretText } from '../api/secret-text.js';
 import type { ResourceStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -25,7 +26,8 @@ async function computeView(store: ResourceStore, zone: string): Promise<Federate
 const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAuthority;
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-const err = (s: string) => process.stderr.write(s.endsWith('\n') ? s : `${s}\n`);
+// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's password.
+const err = (s: string) => process.stderr.write(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`));
 
 /** A zone is the KRI's zone segment and part of the default trust domain: lowercase DNS (dots allowed). */
 function zoneName(v: string): string {
@@ -61,6 +63,8 @@ function durationMs(text: string, flag: string): number {
 const program = new Command('mesh-sds')
   .description('Envoy Secret Discovery Service issuing SPIFFE identities from MeshIdentity and MeshTrust resources')
   .showHelpAfterError()
+  // commander quotes a refused value (`--auth <token>`, MESH_SDS_ZONE=<key>) in its own errors.
+  .configureOutput({ outputError: (s, write) => write(scrubSecretText(s)) })
   // Boolean MESH_SDS_* variables are parsed strictly (commander would take "false" as true).
   .hook('preAction', (_program, action) => applyBooleanEnv(action));
 
@@ -270,7 +274,7 @@ storeOptions(token.command('generate').description('sign a token for one datapla
 storeOptions(token.command('revoke').description('revoke a token (read from --token-file or stdin)'))
   .option('--token-file <file>')
   .action(async (o) => {
-    const t = (o.tokenFile ? await readFile(o.tokenFile, 'utf8') : await readStdin()).trim();
+    const t = (o.tokenFile ? await readTokenFile(o.tokenFile) : await readStdin()).trim();
     const cli = await offline();
     // Revoking means recording against the key a server already has: opening the authority on a
     // mistyped or empty state would create a new key there and report success.
@@ -374,6 +378,15 @@ function federationStatus(view: FederatedView, name: string): Record<string, unk
   if (Object.keys(f.overriddenIn).length > 0) out.overriddenIn = f.overriddenIn;
   out.conditions = f.conditions;
   return out;
+}
+
+/** Node's error would quote the path: the token itself, when given in its place. */
+async function readTokenFile(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    throw new FlagFileError('--token-file', file, e);
+  }
 }
 
 async function readStdin(): Promise<string> {

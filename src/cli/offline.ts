@@ -7,6 +7,7 @@ import { loadFederationState } from '../federation/follower.js';
 import { withFederatedTrusts, type FederatedView } from '../federation/mesh-trusts.js';
 import { openStore } from '../store/open.js';
 import { parseByteSize } from '../api/file-text.js';
+import { pathForMessage } from '../api/secret-text.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
 
@@ -71,8 +72,8 @@ export async function withState<T>(
 
 export async function mustBeDirectory(flag: string, dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
-  if (!st) throw new Error(`${flag} ${dir}: no such directory`);
-  if (!st.isDirectory()) throw new Error(`${flag} ${dir}: not a directory`);
+  if (!st) throw new Error(`${flag} ${pathForMessage(dir)}: no such directory`);
+  if (!st.isDirectory()) throw new Error(`${flag} ${pathForMessage(dir)}: not a directory`);
 }
 
 /** Warnings of the state setup, for a command whose stdout is its result. */

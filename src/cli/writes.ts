@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { firstValueFrom } from 'rxjs';
 import { decodeResourceText, readResourceText } from '../api/file-text.js';
 import { parseResources } from '../api/parse.js';
+import { pathForMessage } from '../api/secret-text.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { describeResource } from '../store/conflict.js';
@@ -17,7 +18,7 @@ export interface Output {
 
 /** The text of `-f FILE` (or stdin for `-`), refused as `validate` refuses it when too large or not UTF-8. */
 export async function readInput(file: string, maxBytes: number): Promise<string> {
-  const read = file === '-' ? decodeResourceText(await readStdinBytes(maxBytes), 'stdin', maxBytes) : await readResourceText(file, file, maxBytes);
+  const read = file === '-' ? decodeResourceText(await readStdinBytes(maxBytes), 'stdin', maxBytes) : await readResourceText(file, pathForMessage(file), maxBytes);
   if ('error' in read) throw new Error(formatResourceError(read.error));
   return read.text;
 }
@@ -85,7 +86,7 @@ const sameContent = (a: Resource, b: Resource) => JSON.stringify(toUniversalObje
  */
 export async function runImport(dir: string, target: ResourceStore, maxFileSize: number, io: Output): Promise<number> {
   const st = await stat(dir).catch(() => undefined);
-  if (!st?.isDirectory()) throw new Error(`--resources ${dir}: not a directory`);
+  if (!st?.isDirectory()) throw new Error(`--resources ${pathForMessage(dir)}: not a directory`);
   const source = await DirectoryStore.readOnce(dir, maxFileSize);
   const current = await firstValueFrom(target.snapshots$);
   let failed = source.errors.length > 0;

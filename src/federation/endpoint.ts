@@ -20,6 +20,7 @@ import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
+import { fileReadMessage } from '../api/secret-text.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -105,7 +106,8 @@ function readWebTls(files: { certFile: string; keyFile: string }): { cert: strin
     try {
       return readFileSync(f, 'utf8');
     } catch (e) {
-      throw new BundleEndpointError(`${flag} ${f}: ${(e as Error).message}`);
+      // Not node's message: it quotes the path, which may be the key itself given by mistake.
+      throw new BundleEndpointError(fileReadMessage(flag, f, e));
     }
   };
   return { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };

@@ -1,6 +1,7 @@
 // Resolves a MeshIdentity SecureDataSource (CA certificate or key) to its text.
 import { isAbsolute } from 'node:path';
 import { readResourceText } from '../api/file-text.js';
+import { valueForMessage } from '../api/secret-text.js';
 import type { SecureDataSource } from '../api/types.js';
 
 /** A CA certificate (with its chain) or key is a few KiB: anything past this is not one. */
@@ -21,13 +22,14 @@ export async function resolveDataSource(ds: SecureDataSource, ctx: DataSourceCon
   switch (ds.type) {
     case 'File': {
       const path = ds.file.path;
-      if (!isAbsolute(path)) throw new DataSourceError(`file ${JSON.stringify(path)}: path must be absolute`);
+      // A key pasted into `path` (meant for InsecureInline) is described, never quoted into a condition.
+      if (!isAbsolute(path)) throw new DataSourceError(`file ${valueForMessage(path)}: path must be absolute`);
       // Read like a resource file: a FIFO or a device (the path is written by whoever writes the
       // resource) is refused instead of blocking a libuv thread or being read without end, and
       // nothing past the limit is held.
       const read = await readResourceText(path, path, MAX_DATA_SOURCE_FILE_BYTES, '');
       if ('text' in read) return read.text;
-      throw new DataSourceError(`file ${JSON.stringify(path)} cannot be read: ${read.error.message.replace(/^cannot read file: /, '')}`);
+      throw new DataSourceError(`file ${valueForMessage(path)} cannot be read: ${read.error.message.replace(/^cannot read file: /, '')}`);
     }
     case 'EnvVar': {
       const value = (ctx.env ?? process.env)[ds.envVar.name];

@@ -3,6 +3,7 @@ import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { withoutGrpcScheme } from '../api/host-port.js';
+import { fileReadMessage } from '../api/secret-text.js';
 import { isLoopbackOrUnix } from './auth.js';
 import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
 import { checkKeyPair } from './tls-reload.js';
@@ -31,6 +32,15 @@ export interface ListenSecurity {
   tls?: TlsKeyPair;
 }
 
+/** Node's own error quotes the path, which may be the PEM key itself (MESH_SDS_TLS_KEY set to the key, not its file). */
+function readFlagFile(flag: string, file: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (e) {
+    throw new ListenError(fileReadMessage(flag, file, e));
+  }
+}
+
 /** Checks the combination of address, TLS and flags before anything binds. */
 export function listenCredentials(opts: ListenOptions): ListenSecurity {
   const socket = unixPath(opts.listen);
@@ -38,7 +48,7 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
   if (!!opts.tlsCert !== !!opts.tlsKey) throw new ListenError('--tls-cert and --tls-key go together');
   if (opts.tlsCert && opts.tlsKey) {
     if (socket !== undefined) throw new ListenError('TLS is for TCP listeners; a unix socket is protected by its file mode');
-    const tls = { cert: readFileSync(opts.tlsCert), key: readFileSync(opts.tlsKey) };
+    const tls = { cert: readFlagFile('--tls-cert', opts.tlsCert), key: readFlagFile('--tls-key', opts.tlsKey) };
     const checked = checkKeyPair(tls, new Date());
     // An expired certificate may be about to be replaced on disk (it is reloaded): only a pair
     // that can never be served refuses start-up.

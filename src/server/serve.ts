@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
+import { FlagFileError } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -109,6 +110,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Refuse a bad address/TLS combination before opening the store or starting workers.
   listenCredentials(cfg);
   checkBundleEndpointConfig(cfg);
+  const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
@@ -175,7 +177,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     log,
     registry: metrics.registry,
     ...cfg.federation,
-    fetch: { ...cfg.federation?.fetch, webCaPem: cfg.federationCaFile ? readFileSync(cfg.federationCaFile, 'utf8') : undefined },
+    fetch: { ...cfg.federation?.fetch, webCaPem: federationCaPem },
   });
   const views$ = federatedViews(authorities.views$, federation).pipe(shareReplay(1));
   let latestView: FederatedView | undefined;
@@ -362,4 +364,13 @@ function watchListenerKeyPair(certFile: string, keyFile: string, served: TlsKeyP
     },
     served,
   );
+}
+
+/** Read before the store opens; node's own error would quote the path, which may be a PEM pasted in its place. */
+function readFederationCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new FlagFileError('--federation-ca-file', file, e);
+  }
 }

@@ -2,6 +2,7 @@
 // Its own module (not the server's) so CLI commands that only read resources do not load the
 // gRPC server, metrics and logging to do it; the Postgres client is loaded only for a URL.
 import { formatResourceError } from '../api/types.js';
+import { urlForMessage } from '../api/secret-text.js';
 import { DirectoryStore } from './directory.js';
 import type { StoreLogger } from './postgres.js';
 import type { ResourceStore } from './types.js';
@@ -16,7 +17,7 @@ export interface StoreLocation {
 
 export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
   if (cfg.store) {
-    if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${cfg.store}: only postgres:// URLs are supported (omit --store for the directory store)`);
+    if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');
     return PostgresStore.open(cfg.store, { logger: log, maxRowBytes: cfg.maxFileSize });
   }

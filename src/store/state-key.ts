@@ -1,6 +1,7 @@
 // The key that seals private keys at rest (SPEC §6): 32 random bytes in a file, named by a key id.
 import { createHash, randomBytes } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
+import { describeSecretLike, FlagFileError } from '../api/secret-text.js';
 
 export interface StateKey {
   /** 32 bytes, AES-256-GCM key. */
@@ -41,12 +42,15 @@ export function parseStateKey(content: Buffer, source: string): StateKey {
   return { bytes, id: stateKeyId(bytes), source };
 }
 
-export async function loadStateKey(file: string): Promise<StateKey> {
+/** `flag` names where `file` came from, for a value that is the key itself rather than its path. */
+export async function loadStateKey(file: string, flag = '--state-key-file'): Promise<StateKey> {
   let content: Buffer;
   try {
     content = await readFile(file);
   } catch (e) {
-    throw new Error(`state key file ${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    // The key pasted where its path belongs: never echoed, nor kept as the cause (whose message quotes it).
+    if (describeSecretLike(file) !== undefined) throw new FlagFileError(flag, file, e);
+    throw new Error(`state key file ${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
   }
   return parseStateKey(content, file);
 }

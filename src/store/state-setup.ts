@@ -33,8 +33,8 @@ export async function openSealedState(inner: StateStore, cfg: StateSealingConfig
   if (cfg.stateOldKeyFile && !cfg.stateKeyFile) {
     throw new StateKeyError('--state-old-key-file needs --state-key-file: the old key opens the state, the new one re-seals it');
   }
-  const key = cfg.stateKeyFile ? await loadStateKey(cfg.stateKeyFile) : undefined;
-  const old = cfg.stateOldKeyFile ? await loadStateKey(cfg.stateOldKeyFile) : undefined;
+  const key = cfg.stateKeyFile ? await loadStateKey(cfg.stateKeyFile, '--state-key-file') : undefined;
+  const old = cfg.stateOldKeyFile ? await loadStateKey(cfg.stateOldKeyFile, '--state-old-key-file') : undefined;
   const allowPlaintext = !cfg.postgres || !!cfg.insecurePlaintextState;
   const sealed = new SealedStateStore(inner, {
     key,

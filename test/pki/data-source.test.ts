@@ -1,6 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { symlinkSync, writeFileSync } from 'node:fs';
 import { DataSourceError, MAX_DATA_SOURCE_FILE_BYTES, resolveDataSource } from '../../src/pki/data-source.js';
 import { tempDir, type TempDir } from './helpers.js';
@@ -22,6 +23,16 @@ describe('resolveDataSource', () => {
     assert.equal(await resolveDataSource({ type: 'File', file: { path: p } }), 'PEM-DATA\n');
     await assert.rejects(resolveDataSource({ type: 'File', file: { path: 'rel/ca.pem' } }), fails('file "rel/ca.pem": path must be absolute'));
     await assert.rejects(resolveDataSource({ type: 'File', file: { path: `${dir.path}/missing.pem` } }), fails(`file "${dir.path}/missing.pem" cannot be read: ENOENT`));
+  });
+
+  it('a key pasted into a File path (meant for InsecureInline) is described in the error, never quoted', async () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    for (const path of [pem, `/${pem}`]) {
+      const err = await resolveDataSource({ type: 'File', file: { path } }).catch((e: unknown) => e);
+      assert.ok(err instanceof DataSourceError, String(err));
+      assert.match(err.message, /^file <not shown: \d+ characters, looks like a PEM private key>(: path must be absolute| cannot be read: ENOENT)$/);
+      assert.ok(!err.message.includes('PRIVATE KEY') && !err.message.includes(pem.split('\n')[1]!.slice(0, 20)), err.message);
+    }
   });
 
   it('refuses a File that no CA file can be — a FIFO, a device, a huge or non-UTF-8 file — at once, naming why', async () => {

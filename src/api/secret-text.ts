@@ -1,0 +1,166 @@
+// Text that may carry a secret, made safe for an error message or a log line. A file-path flag set
+// from the wrong Kubernetes Secret key (MESH_SDS_TLS_KEY holding the key itself, not its path)
+// must not put that secret on stderr: a value that does not look like a path is described, never
+// echoed, and node's fs errors (which quote the path) are reworded without it. Low level on
+// purpose: the store, the server and the CLI all use it.
+
+export const REDACTED = '[REDACTED]';
+
+/** Longer values are not echoed: no file path a person types is this long, a PEM key is. */
+const MAX_ECHOED_CHARS = 256;
+
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
+const JWT = /^eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+const HEX_KEY = /^[0-9a-fA-F]{32,}$/;
+const BASE64_RUN = /^[A-Za-z0-9+/_-]{20,}={0,2}$/;
+
+/** Raw key bytes in an environment variable: control characters, or bytes that were no UTF-8 (U+FFFD). */
+function hasControlOrNonText(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x20 || c === 0x7f || c === 0xfffd) return true;
+  }
+  return false;
+}
+
+const LOWER = 0;
+const UPPER = 1;
+const DIGIT = 2;
+
+/**
+ * Random base64 of 20 characters or more: upper case, lower case and digits, changing class at
+ * about 6 of 10 characters. A path made of the same characters (no dot) is words: it changes class
+ * far less often, even with a random temp-dir suffix (`/tmp/mesh-sds-AbC123/state`: 2 in 10).
+ */
+function looksLikeBase64Secret(v: string): boolean {
+  if (!BASE64_RUN.test(v)) return false;
+  const seen = [false, false, false];
+  let previous = -1;
+  let pairs = 0;
+  let changes = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    const cls = c >= 97 && c <= 122 ? LOWER : c >= 65 && c <= 90 ? UPPER : c >= 48 && c <= 57 ? DIGIT : -1;
+    if (cls < 0) continue; // + / _ - = separate words in a path
+    seen[cls] = true;
+    if (previous >= 0) {
+      pairs++;
+      if (cls !== previous) changes++;
+    }
+    previous = cls;
+  }
+  if (!seen[LOWER] || !seen[UPPER]) return false;
+  // Base64 padding ends no path (a state key is 44 such characters).
+  if (v.endsWith('=') && v.length % 4 === 0) return true;
+  // One 32-byte key in 2,000 has no digit: a long value needs none.
+  return (seen[DIGIT]! || pairs >= 30) && changes >= 0.35 * pairs;
+}
+
+/**
+ * How a value that must not be echoed looks ("1,704 characters, looks like a PEM private key"), or
+ * undefined for one that can be shown as it is. `maxEchoed`: longer values are described too.
+ */
+export function describeSecretLike(value: string, maxEchoed = MAX_ECHOED_CHARS): string | undefined {
+  const t = value.trim();
+  let looks: string | undefined;
+  if (PEM_PRIVATE_KEY.test(t)) looks = 'looks like a PEM private key';
+  else if (t.includes('-----BEGIN ')) looks = 'looks like a PEM block';
+  else if (/^bearer\s/i.test(t)) looks = 'looks like an authorization header';
+  else if (JWT.test(t)) looks = 'looks like a JWT';
+  else if (HEX_KEY.test(t)) looks = 'looks like a hex-encoded key';
+  else if (looksLikeBase64Secret(t)) looks = 'looks like a base64 key or token';
+  else if (/[\r\n]/.test(value)) looks = `spans ${value.split(/\r\n|\r|\n/).length} lines`;
+  else if (hasControlOrNonText(value)) looks = 'holds control characters or bytes that are not text';
+  else if (value.length > maxEchoed) looks = 'too long to be shown';
+  if (looks === undefined) return undefined;
+  return `${value.length.toLocaleString('en-US')} characters, ${looks}`;
+}
+
+/** The value as a message may quote it (JSON-quoted), or a description of it when it looks secret. */
+export function valueForMessage(value: string, maxEchoed = MAX_ECHOED_CHARS): string {
+  const looks = describeSecretLike(value, maxEchoed);
+  return looks === undefined ? JSON.stringify(withoutUrlUserinfo(value)) : `<not shown: ${looks}>`;
+}
+
+/** A file path as a message names it: itself, or a description when it is no path but a secret. */
+export function pathForMessage(path: string): string {
+  const looks = describeSecretLike(path);
+  return looks === undefined ? withoutUrlUserinfo(path) : `<not a file path: ${looks}; not shown>`;
+}
+
+/**
+ * Why a file could not be read, without node's message: "ENOENT: no such file or directory, open
+ * '<path>'" quotes the path, which may be a secret given by mistake.
+ */
+export function fsErrorReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  if (!code) return 'cannot be read';
+  const message = typeof e?.message === 'string' ? e.message : '';
+  if (!message.startsWith(`${code}: `)) return code;
+  const comma = message.indexOf(', ', code.length);
+  const strerror = message.slice(code.length + 2, comma < 0 ? undefined : comma);
+  return strerror && strerror.length <= 80 ? `${strerror} (${code})` : code;
+}
+
+/**
+ * The message for a file that `flag` names and that could not be read: "cannot read --token-file
+ * /run/token: no such file or directory (ENOENT)", or, when the value is a secret and no path,
+ * "the value of --tls-key is not a file path (1,704 characters, looks like a PEM private key; not shown)".
+ */
+export function fileReadMessage(flag: string, path: string, err: unknown): string {
+  const looks = describeSecretLike(path);
+  if (looks !== undefined) return `the value of ${flag} is not a file path (${looks}; not shown)`;
+  return `cannot read ${flag} ${withoutUrlUserinfo(path)}: ${fsErrorReason(err)}`;
+}
+
+/**
+ * A file a flag names could not be read. Its message is fileReadMessage's; node's error is not kept
+ * as the cause (its message quotes the path), only its code.
+ */
+export class FlagFileError extends Error {
+  override readonly name = 'FlagFileError';
+  readonly code: string | undefined;
+
+  constructor(flag: string, path: string, err: unknown) {
+    super(fileReadMessage(flag, path, err));
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    this.code = typeof code === 'string' ? code : undefined;
+  }
+}
+
+/** `postgres://user:pw@host/db` → `postgres://[REDACTED]@host/db`, anywhere in a text. */
+const URL_USERINFO = /\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#"'@]*(?:@[^\s/?#"'@]*)*@/gi;
+
+export function withoutUrlUserinfo(text: string): string {
+  return text.includes('@') ? text.replace(URL_USERINFO, `$1${REDACTED}@`) : text;
+}
+
+/** A URL (e.g. --store) as a message names it: without user and password, or described if it is no URL but a secret. */
+export function urlForMessage(url: string): string {
+  const looks = describeSecretLike(url);
+  return looks === undefined ? withoutUrlUserinfo(url) : `<not shown: ${looks}>`;
+}
+
+// What scrubSecretText removes. Each stops at a double quote: in a JSON log line that ends the
+// string value, and a replacement must never swallow the JSON around it.
+const PEM_PRIVATE_KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[^"\\]|\\.)*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|(?=")|$)/g;
+const JWT_ANYWHERE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
+/** A bearer credential (RFC 6750 b64token) of 8 characters or more; lower-case prose ("bearer authentication") is left alone. */
+const BEARER_CREDENTIAL = /\b([Bb]earer|BEARER)(\s+)(?![a-z]+\b)[A-Za-z0-9._~+/-]{8,}=*/g;
+/** Cheap pre-check: most text holds none of these and is returned without running the patterns. */
+const MAY_HOLD_SECRET = /PRIVATE KEY|eyJ|earer|EARER|:\/\/[^\s"/?#]*@/;
+
+/**
+ * Removes credentials from free text (a log line, an error message): PEM private key blocks, JWTs,
+ * bearer credentials, and the user and password of URLs. Text without any is returned as it is.
+ */
+export function scrubSecretText(text: string): string {
+  if (!MAY_HOLD_SECRET.test(text)) return text;
+  return withoutUrlUserinfo(
+    text
+      .replace(PEM_PRIVATE_KEY_BLOCK, REDACTED)
+      .replace(JWT_ANYWHERE, REDACTED)
+      .replace(BEARER_CREDENTIAL, `$1$2${REDACTED}`),
+  );
+}

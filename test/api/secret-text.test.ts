@@ -1,0 +1,84 @@
+// Messages about a value given where a file path (or a URL, a flag value) is expected never echo a
+// secret, and still name a path that is one.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { describeSecretLike, fileReadMessage, fsErrorReason, pathForMessage, scrubSecretText, urlForMessage, valueForMessage } from '../../src/api/secret-text.js';
+
+const PEM_KEY = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+const JWT = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkZWZhdWx0LmJhY2tlbmQtMSJ9.xOgzzKDB2y_lDTQwFlyZusv_busckcZUwg7tUlwtdhc';
+const STATE_KEY_B64 = randomBytes(32).toString('base64');
+const STATE_KEY_HEX = randomBytes(32).toString('hex');
+
+test('a key, a token or a key file pasted in place of a path is described by length and look, never echoed', () => {
+  const cases: [string, RegExp][] = [
+    [PEM_KEY, /^\d+ characters, looks like a PEM private key$/],
+    ['-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n', /looks like a PEM block$/],
+    [JWT, /looks like a JWT$/],
+    [`Bearer ${JWT}`, /looks like an authorization header$/],
+    [STATE_KEY_B64, /^44 characters, looks like a base64 key or token$/],
+    [STATE_KEY_B64.replace(/=$/, '').replace(/\+/g, '-').replace(/\//g, '_'), /looks like a base64 key or token$/],
+    [STATE_KEY_HEX, /^64 characters, looks like a hex-encoded key$/],
+    ['first line\nsecond line', /spans 2 lines$/],
+    ['ab\u0001cd', /control characters/],
+    [`/tmp/${'a'.repeat(300)}`, /^305 characters, too long to be shown$/],
+  ];
+  for (const [value, described] of cases) {
+    // A piece from inside the value (past a PEM header), or all of a short one.
+    const fragment = value.trim().length > 30 ? value.trim().slice(8, 30) : value;
+    const looks = describeSecretLike(value);
+    assert.match(looks ?? 'shown', described, value);
+    const path = pathForMessage(value);
+    assert.ok(!path.includes(fragment), `pathForMessage echoed ${value}`);
+    assert.match(path, /^<not a file path: .*; not shown>$/);
+    const message = fileReadMessage('--tls-key', value, Object.assign(new Error(`ENOENT: no such file or directory, open '${value}'`), { code: 'ENOENT' }));
+    assert.match(message, /^the value of --tls-key is not a file path \(.*; not shown\)$/);
+    assert.ok(!message.includes(fragment), `fileReadMessage echoed ${value}`);
+  }
+  assert.equal(describeSecretLike(PEM_KEY)?.startsWith(`${PEM_KEY.length} characters`), true);
+  assert.match(describeSecretLike('x'.repeat(1704)) ?? '', /^1,704 characters/, 'thousands are grouped');
+});
+
+test('ordinary paths, URLs and flag values are still named as they are', () => {
+  for (const p of ['/etc/mesh-sds/state.key', '/var/run/secrets/kubernetes.io/serviceaccount/token', 'state.key', './certs/tls.key', '/run/secrets/token', '/secure/mesh-sds-state.key', 'C:\\keys\\state.key', '/tmp/mesh-sds-abc123/tok', '/tmp/mesh-sds-ro-AbC123/typo-state', '/run/secrets/mesh-sds/STATE_KEY']) {
+    assert.equal(describeSecretLike(p), undefined, p);
+    assert.equal(pathForMessage(p), p);
+  }
+  const message = fileReadMessage('--token-file', '/run/secrets/token', Object.assign(new Error("ENOENT: no such file or directory, open '/run/secrets/token'"), { code: 'ENOENT' }));
+  assert.equal(message, 'cannot read --token-file /run/secrets/token: no such file or directory (ENOENT)');
+  assert.equal(pathForMessage('postgres://mesh:pw@db/mesh'), 'postgres://[REDACTED]@db/mesh', 'a URL where a path belongs loses its password');
+  assert.equal(valueForMessage('maybe'), '"maybe"');
+  assert.equal(valueForMessage('enabled-for-the-staging-cluster-x', 32), '<not shown: 33 characters, too long to be shown>');
+});
+
+test('fs errors are reworded without the path node quotes', async () => {
+  const err = await readFile(`/nonexistent/${PEM_KEY}`).catch((e: unknown) => e);
+  assert.ok(String((err as Error).message).includes('PRIVATE KEY'), 'node quotes the path');
+  assert.equal(fsErrorReason(err), 'no such file or directory (ENOENT)');
+  const dir = await readFile('/').catch((e: unknown) => e);
+  assert.equal(fsErrorReason(dir), 'illegal operation on a directory (EISDIR)');
+  assert.equal(fsErrorReason(Object.assign(new Error('something else about /x'), { code: 'EIO' })), 'EIO');
+  assert.equal(fsErrorReason(new Error('no code: /x')), 'cannot be read');
+});
+
+test('a URL is named without its user and password', () => {
+  assert.equal(urlForMessage('mysql://mesh:s3cret-pw@db.internal:3306/mesh'), 'mysql://[REDACTED]@db.internal:3306/mesh');
+  assert.equal(urlForMessage('mysql://mesh:p@ss@db/mesh'), 'mysql://[REDACTED]@db/mesh', 'an unescaped @ in the password');
+  assert.equal(urlForMessage('sqlite:///var/lib/mesh.db'), 'sqlite:///var/lib/mesh.db');
+});
+
+test('scrubSecretText removes key blocks, JWTs, bearer credentials and URL passwords, keeps prose, and keeps a JSON line JSON', () => {
+  const line = JSON.stringify({ msg: `detail ${PEM_KEY} tail`, reason: `Bearer ${JWT}`, url: 'postgres://u:pw@h/db', cut: '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG', next: 'kept' });
+  const scrubbed = scrubSecretText(line);
+  const parsed = JSON.parse(scrubbed) as Record<string, string>;
+  assert.equal(parsed.msg, 'detail [REDACTED]\n tail');
+  assert.equal(parsed.reason, 'Bearer [REDACTED]');
+  assert.equal(parsed.url, 'postgres://[REDACTED]@h/db');
+  assert.equal(parsed.cut, '[REDACTED]', 'a block without its END line ends at the end of its string');
+  assert.equal(parsed.next, 'kept');
+  for (const prose of ['missing authorization metadata (expected "Bearer <token>")', 'a bearer token is required', 'bearer authentication failed', 'spiffe://td/ns/a/sa/b', 'serial 014cc3a517addb10468171f6d15e77c5']) {
+    assert.equal(scrubSecretText(prose), prose);
+  }
+  assert.equal(scrubSecretText('authorization: Bearer SECRETVALUE'), 'authorization: Bearer [REDACTED]');
+});
