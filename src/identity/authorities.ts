@@ -329,11 +329,11 @@ export class IdentityAuthorities {
     try {
       if (gone.length > 0) await recordRetired(this.opts.state, gone, nowMs);
       const stored = parseRetired(await this.opts.state.get(RETIRED_TRUSTS_STATE_KEY));
-      if (stored.invalid > 0) this.opts.log?.warn({ key: RETIRED_TRUSTS_STATE_KEY, invalid: stored.invalid }, 'state holds retired MeshTrusts that cannot be read; they are left out');
+      if (stored.invalid > 0) this.opts.log?.warn({ stateKey: RETIRED_TRUSTS_STATE_KEY, invalid: stored.invalid }, 'state holds retired MeshTrusts that cannot be read; they are left out');
       this.retired = mergeRetired(this.retired, stored.entries, nowMs);
     } catch (e) {
       // This process still serves what it retired itself; the state is written again on the next change.
-      this.opts.log?.warn({ key: RETIRED_TRUSTS_STATE_KEY, err: (e as Error).message }, 'retired MeshTrusts could not be read or recorded in the state');
+      this.opts.log?.warn({ stateKey: RETIRED_TRUSTS_STATE_KEY, err: (e as Error).message }, 'retired MeshTrusts could not be read or recorded in the state');
     }
     return this.retired.filter((r) => {
       const key = resourceKey({ kind: 'MeshIdentity', mesh: r.mesh, namespace: r.namespace, name: r.identity });

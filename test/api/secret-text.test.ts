@@ -81,4 +81,6 @@ test('scrubSecretText removes key blocks, JWTs, bearer credentials and URL passw
     assert.equal(scrubSecretText(prose), prose);
   }
   assert.equal(scrubSecretText('authorization: Bearer SECRETVALUE'), 'authorization: Bearer [REDACTED]');
+  assert.equal(scrubSecretText('GET /debug/proxies?access_token=SECRET&proxy=default.web-1'), 'GET /debug/proxies?access_token=[REDACTED]&proxy=default.web-1');
+  assert.equal(scrubSecretText('GET /debug/proxies?proxy=default.web-1'), 'GET /debug/proxies?proxy=default.web-1');
 });
