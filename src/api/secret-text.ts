@@ -32,7 +32,7 @@ const DIGIT = 2;
  * about 6 of 10 characters. A path made of the same characters (no dot) is words: it changes class
  * far less often, even with a random temp-dir suffix (`/tmp/mesh-sds-AbC123/state`: 2 in 10).
  */
-function looksLikeBase64Secret(v: string): boolean {
+export function looksLikeBase64Secret(v: string): boolean {
   if (!BASE64_RUN.test(v)) return false;
   const seen = [false, false, false];
   let previous = -1;

@@ -3,6 +3,7 @@
 // non-ASCII character put the bearer token on stderr. Route the library's logger through ours,
 // with every message scrubbed of anything that looks like a credential (SPEC §5).
 import * as grpc from '@grpc/grpc-js';
+import { looksLikeBase64Secret } from '../api/secret-text.js';
 import type { Logger } from './logger.js';
 
 const SCRUBBED = '[REDACTED]';
@@ -10,17 +11,13 @@ const SCRUBBED = '[REDACTED]';
 /** `Failed to add metadata entry <key>: <value>. Metadata string value "<value>" contains…`. */
 const REFUSED_METADATA = /^Failed to add metadata entry ([^:\s]+): /;
 
-/** Runs of base64/base64url characters long enough to be key bytes or a secret without its prefix. */
+/**
+ * Runs of base64/base64url characters long enough to be key bytes or a secret without its prefix;
+ * one is scrubbed when it changes character class as often as random bytes do (looksLikeBase64Secret):
+ * names in SPIFFE IDs, labels and paths (`/ns/payments/sa/CheckoutService-v2`) stay readable.
+ */
 const BASE64_RUN = /[A-Za-z0-9+/_-]{24,}={0,2}/g;
 
-/**
- * Whether a long base64-alphabet run looks like encoded random bytes: both cases and a digit or a
- * base64 symbol. Names a peer or the server uses do not (node ids and KRIs are lowercase, serials
- * are hex, `TlsCertificateValidationError` has no digit), and stay readable in logs and /debug.
- */
-function looksEncoded(run: string): boolean {
-  return /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9+/_=-]/.test(run);
-}
 
 /**
  * A private key PEM block: its header, the base64 body (whitespace and escaped newlines included)
@@ -39,7 +36,7 @@ export function scrubCredentials(text: string): string {
     .replace(PRIVATE_KEY_BLOCK, SCRUBBED)
     .replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, `$1 ${SCRUBBED}`)
     .replace(/eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){0,2}/g, SCRUBBED)
-    .replace(BASE64_RUN, (run) => (looksEncoded(run) ? SCRUBBED : run));
+    .replace(BASE64_RUN, (run) => (looksLikeBase64Secret(run) ? SCRUBBED : run));
 }
 
 /** What grpc-js said, made safe to log: a refused metadata value is never quoted at all. */

@@ -47,8 +47,17 @@ test('scrubbing keeps the names logs and /debug are read for (node ids, KRIs, se
     'serial 014CC3A517ADDB10468171F6D15E77C5, version b5827e0b67023bbc',
     'Proto constraint validation failed (TlsCertificateValidationError.CertificateChain: value is required)',
     'PEM block 1 is a PRIVATE KEY, not a CERTIFICATE',
+    // Mixed-case names with dashes and slashes: SPIFFE IDs from label templates, label values, paths.
+    'spiffe://prod.example/ns/payments/sa/CheckoutService-v2',
+    'team Payments-Platform-EU-West',
+    'cannot read /etc/envoy/Certs/FrontProxy/Ca',
   ]) {
     assert.equal(scrubCredentials(kept), kept);
+  }
+  // Random key bytes in either base64 alphabet are still removed.
+  for (let i = 0; i < 200; i++) {
+    const key = randomBytes(32).toString(i % 2 ? 'base64' : 'base64url');
+    assert.equal(scrubCredentials(`detail ${key} end`).includes(key.slice(0, 16)), false, key);
   }
   assert.equal(scrubCredentials(`unknown resource name "-----BEGIN PRIVATE KEY-----${randomBytes(45).toString('base64')}"... (9 more characters): no such secret`), 'unknown resource name "[REDACTED]"... (9 more characters): no such secret');
 });
