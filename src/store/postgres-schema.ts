@@ -197,6 +197,13 @@ export async function repairChangeFeed(pool: pg.Pool, t: SchemaTables, lockTimeo
     try {
       await c.query(`SET LOCAL lock_timeout = '${Math.max(1, Math.round(lockTimeoutMs))}ms'`);
       await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
+      // A newer mesh-sds may have migrated the schema since this one started: its triggers are not
+      // ours to put back (this binary's would undo its migration).
+      const res = await c.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
+      const version = res.rows[0]?.v ?? 0;
+      if (version !== SCHEMA_VERSION) {
+        throw new Error(`the schema is at version ${version}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated (upgrade this replica)`);
+      }
       const repaired = await repairTriggers(c, t);
       await c.query('COMMIT');
       return repaired;

@@ -148,6 +148,9 @@ export class PostgresStore implements ResourceStore {
   /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
   private fullReloadPending = true;
   private checkingFeed = false;
+  /** Failed repairs in a row, and when the next may be tried: each waits for the table, so they back off. */
+  private feedRepairFailures = 0;
+  private nextFeedRepairAt = 0;
   /** Why the change feed's missing triggers could not be recreated; every row is read each heartbeat meanwhile. */
   private feedUnrepaired: string | undefined;
 
@@ -709,25 +712,12 @@ export class PostgresStore implements ResourceStore {
       if (missing.length === 0) {
         if (this.feedUnrepaired !== undefined) this.log.info({ schema: this.schema }, 'postgres store: change feed triggers back');
         this.feedUnrepaired = undefined;
+        this.feedRepairFailures = 0;
+        this.nextFeedRepairAt = 0;
         return;
       }
-      try {
-        const repaired = await repairChangeFeed(this.pool, this.t, this.feedRepairLockTimeoutMs);
-        this.feedUnrepaired = undefined;
-        this.log.warn(
-          { schema: this.schema, missing, recreatedHere: repaired.length > 0 },
-          `postgres store: ${missing.join(', ')} missing while running (dropped or disabled by hand), recreated: reading every row once for the writes it did not announce`,
-        );
-      } catch (err) {
-        const reason = errMessage(err);
-        if (this.feedUnrepaired !== reason) {
-          this.log.error(
-            { schema: this.schema, missing, err: reason },
-            `postgres store: ${missing.join(', ')} missing and could not be recreated: reading every row each ${this.heartbeatMs / 1000} s until it can`,
-          );
-        }
-        this.feedUnrepaired = reason;
-      }
+      // Until the next repair is due, every row is read instead (below).
+      if (performance.now() >= this.nextFeedRepairAt) await this.repairFeed(missing);
       if (this.closed) return;
       this.fullReloadPending = true;
       this.scheduleReload(0);
@@ -735,6 +725,31 @@ export class PostgresStore implements ResourceStore {
       // The catalog could not be read: the database's trouble shows in the heartbeat and reloads.
     } finally {
       this.checkingFeed = false;
+    }
+  }
+
+  private async repairFeed(missing: string[]): Promise<void> {
+    try {
+      const repaired = await repairChangeFeed(this.pool, this.t, this.feedRepairLockTimeoutMs);
+      if (this.closed) return;
+      this.feedUnrepaired = undefined;
+      this.feedRepairFailures = 0;
+      this.nextFeedRepairAt = 0;
+      this.log.warn(
+        { schema: this.schema, missing, recreatedHere: repaired.length > 0 },
+        `postgres store: ${missing.join(', ')} missing while running (dropped or disabled by hand), recreated: reading every row once for the writes it did not announce`,
+      );
+    } catch (err) {
+      if (this.closed) return;
+      const reason = errMessage(err);
+      this.nextFeedRepairAt = performance.now() + Math.min(this.heartbeatMs * 2 ** this.feedRepairFailures++, 300_000);
+      if (this.feedUnrepaired !== reason) {
+        this.log.error(
+          { schema: this.schema, missing, err: reason },
+          `postgres store: ${missing.join(', ')} missing and could not be recreated: reading every row each ${this.heartbeatMs / 1000} s until it can`,
+        );
+      }
+      this.feedUnrepaired = reason;
     }
   }
 

@@ -5,7 +5,7 @@ import pg from 'pg';
 import assert from 'node:assert/strict';
 import { adminQuery, dataplaneYaml, dropSchema, PG_URL, recordingLogger, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 import { PostgresStore } from '../../src/store/postgres.js';
-import { CHANGES_CHANNEL } from '../../src/store/postgres-schema.js';
+import { CHANGES_CHANNEL, SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import { yamlDocs } from '../helpers/yaml.js';
 
 const dpKey = (i: number) => `Dataplane/default//dp-${i}`;
@@ -174,6 +174,21 @@ test('a replica starting on a schema whose notify trigger was dropped repairs it
       await starting.close();
     }
   }, { heartbeatMs: 600_000 });
+});
+
+test('a running replica does not put back triggers that a newer mesh-sds changed: the schema version is checked under the lock, the error names both versions, rows are polled', async () => {
+  const { logger, lines } = recordingLogger();
+  await withStores(1, async ([store], schema) => {
+    // What a newer binary's migration might do: a version row, a trigger it no longer uses.
+    await adminQuery(`INSERT INTO "${schema}".schema_version (version, description) VALUES ($1, 'from a newer mesh-sds')`, [SCHEMA_VERSION + 1]);
+    await adminQuery(`DROP TRIGGER resources_stamp ON "${schema}".resources`);
+    await adminQuery(`DROP TRIGGER resources_notify ON "${schema}".resources`);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-4', $1)`, [dataplaneYaml('dp-4', 'web')]);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(4)), 5000);
+    assert.match(lines.filter((l) => l.startsWith('error')).join('\n'), new RegExp(`schema is at version ${SCHEMA_VERSION + 1}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated`));
+    const { rows } = await adminQuery<{ n: string }>(`SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = '"${schema}".resources'::regclass AND NOT tgisinternal`);
+    assert.equal(rows[0]!.n, '0', 'nothing recreated');
+  }, { logger, heartbeatMs: 150 });
 });
 
 /** The full reloads once none has followed for 300 ms (the repair's own and the one it announces). */
