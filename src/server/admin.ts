@@ -188,7 +188,9 @@ export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 
   if (req.headers.origin !== undefined || (site !== undefined && site !== 'none' && site !== 'same-origin')) {
     return { kind: 'browser', message: 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser' };
   }
-  if (!isLoopbackPeer(req.socket.remoteAddress)) {
+  // A reverse proxy on this host (a sidecar) connects from loopback for clients that are not.
+  const forwarded = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined || req.headers['x-real-ip'] !== undefined;
+  if (!isLoopbackPeer(req.socket.remoteAddress) || forwarded) {
     if (remoteDebug) return undefined;
     return { kind: 'remote', message: 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts' };
   }

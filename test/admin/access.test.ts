@@ -101,6 +101,23 @@ test('DNS rebinding: a loopback client naming another host in Host is refused /d
   });
 });
 
+test('a request relayed by a reverse proxy on this host (X-Forwarded-For, Forwarded, X-Real-IP from loopback) counts as another host: 403 naming --admin-remote-debug, served with it', async () => {
+  const relayed: Record<string, string>[] = [{ 'x-forwarded-for': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }];
+  for (const headers of relayed) {
+    await withAdmin({}, async (base, rotations) => {
+      const r = await send(`${base}/rotate`, { method: 'POST', headers });
+      assert.equal(r.status, 403, JSON.stringify(headers));
+      assert.match(JSON.parse(r.body).error, /--admin-remote-debug/);
+      assert.equal((await send(`${base}/debug/proxies`, { headers })).status, 403);
+      assert.equal((await send(`${base}/metrics`, { headers })).status, 200, 'probes and scrapes answer relayed clients');
+      assert.deepEqual(rotations, []);
+    });
+    await withAdmin({ remoteDebug: true }, async (base) => {
+      assert.equal((await send(`${base}/debug/proxies`, { headers })).status, 200);
+    });
+  }
+});
+
 test('a dual-stack admin ([::]) takes an IPv4 loopback client (::ffff:127.0.0.1) as loopback', async (t) => {
   let admin;
   try {
