@@ -1,7 +1,7 @@
 // Files written by `mesh-sds apply` into a resource directory: one resource per file, a header
 // that marks it as apply's, written atomically (temp file, fsync, rename, fsync of the folder).
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, open, readFile, rename, unlink } from 'node:fs/promises';
+import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { ResourceMeta } from '../api/types.js';
@@ -82,11 +82,12 @@ async function fsyncDir(dir: string): Promise<void> {
  * Replaces `path` with `text` so that a reader sees the old file or the new one, never a part.
  * `mode` is set at creation (0600 for key material: never readable by others, not even briefly).
  */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644): Promise<void> {
+export async function writeFileAtomic(path: string, text: string, mode = 0o644, owner?: { uid: number; gid: number }): Promise<void> {
   // A dot name: the directory store skips it while it exists.
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', mode);
   try {
+    if (owner) await fh.chown(owner.uid, owner.gid);
     await fh.writeFile(text);
     await fh.sync();
   } catch (e) {
@@ -102,6 +103,16 @@ export async function writeFileAtomic(path: string, text: string, mode = 0o644):
     throw e;
   }
   await fsyncDir(dirname(path));
+}
+
+/**
+ * Whom `apply` run as root gives its files: the resource folder's owner when that is another user
+ * (the server's), so a key written owner-only stays readable by the server; undefined otherwise.
+ */
+export async function ownerForRootWrites(dir: string): Promise<{ uid: number; gid: number } | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const st = await stat(dir);
+  return st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid };
 }
 
 export async function removeFileDurably(path: string): Promise<void> {

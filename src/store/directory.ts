@@ -30,6 +30,7 @@ import {
   readManagedTarget,
   removeFileDurably,
   withResourceLocks,
+  ownerForRootWrites,
   writeFileAtomic,
 } from './directory-writes.js';
 import { ResourceIndex } from './resource-index.js';
@@ -660,8 +661,9 @@ export class DirectoryStore implements ResourceStore {
       // A user's file is never touched, whatever else the text holds and even with force.
       if (foreign.length > 0) return foreign;
       if (found.length > 0) return found;
+      const owner = await ownerForRootWrites(this.dir);
       for (const [i, r] of resources.entries()) {
-        await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'), holdsKeyMaterial(r) ? 0o600 : 0o644);
+        await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'), holdsKeyMaterial(r) ? 0o600 : 0o644, owner);
       }
       return [];
     });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
+import { chown, mkdtemp, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -119,6 +119,18 @@ test('apply writes key material owner-only (a Secret, an inline CA private key: 
     assert.equal(await modeOf('secret_default__ca-key.yaml'), 0o600);
     assert.equal(await modeOf('meshidentity_default__inline.yaml'), 0o600);
     assert.equal(await modeOf('meshtrust_default__public.yaml'), 0o644 & ~process.umask());
+  });
+});
+
+test('apply run as root gives its files to the owner of the resource folder (the server\'s user), so a key written 0600 stays readable by the server', { skip: process.getuid?.() === 0 ? false : 'needs root' }, async () => {
+  await withStore(async (store, dir) => {
+    await chown(dir, 12345, 23456);
+    const secret = 'type: Secret\nname: ca-key\nmesh: default\ndata: ' + Buffer.from(ca.keyPem).toString('base64') + '\n';
+    assert.deepEqual(await store.apply(yamlDocs(secret, trustYaml('public', 'public.example')), 'keys.yaml'), []);
+    for (const f of ['secret_default__ca-key.yaml', 'meshtrust_default__public.yaml']) {
+      const st = await stat(join(dir, f));
+      assert.deepEqual([st.uid, st.gid], [12345, 23456], f);
+    }
   });
 });
 
