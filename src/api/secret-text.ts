@@ -4,6 +4,9 @@
 // echoed, and node's fs errors (which quote the path) are reworded without it. Low level on
 // purpose: the store, the server and the CLI all use it.
 
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
 export const REDACTED = '[REDACTED]';
 
 /** Longer values are not echoed: no file path a person types is this long, a PEM key is. */
@@ -82,9 +85,27 @@ export function valueForMessage(value: string, maxEchoed = MAX_ECHOED_CHARS): st
   return looks === undefined ? JSON.stringify(withoutUrlUserinfo(value)) : `<not shown: ${looks}>`;
 }
 
+/**
+ * A value judged secret only by its letters or length (no PEM header, JWT, bearer prefix, line
+ * break or control character) is still shown when it is a path into a folder that exists: a real
+ * path's folder usually does (`/mnt/Secrets/ProdEU1/CaKeyV2`), a key's "folder" does not.
+ */
+function plainlyAPath(value: string): boolean {
+  if (!value.includes('/') || /[\r\n]/.test(value) || hasControlOrNonText(value)) return false;
+  if (PEM_PRIVATE_KEY.test(value) || value.includes('-----BEGIN ') || /^\s*bearer\s/i.test(value) || JWT.test(value.trim())) return false;
+  const parent = dirname(resolve(value));
+  return parent !== resolve('.') && existsSync(parent);
+}
+
+/** How `value` must be described instead of shown, or undefined when it can be shown. */
+function describedPath(value: string): string | undefined {
+  const looks = describeSecretLike(value);
+  return looks === undefined || plainlyAPath(value) ? undefined : looks;
+}
+
 /** A file path as a message names it: itself, or a description when it is no path but a secret. */
 export function pathForMessage(path: string): string {
-  const looks = describeSecretLike(path);
+  const looks = describedPath(path);
   return looks === undefined ? withoutUrlUserinfo(path) : `<not a file path: ${looks}; not shown>`;
 }
 
@@ -105,12 +126,13 @@ export function fsErrorReason(err: unknown): string {
 
 /**
  * The message for a file that `flag` names and that could not be read: "cannot read --token-file
- * /run/token: no such file or directory (ENOENT)", or, when the value is a secret and no path,
- * "the value of --tls-key is not a file path (1,704 characters, looks like a PEM private key; not shown)".
+ * /run/token: no such file or directory (ENOENT)", or, when the value looks like a secret, "cannot
+ * read --tls-key: no such file or directory (ENOENT); its value is not shown (1,704 characters,
+ * looks like a PEM private key)".
  */
 export function fileReadMessage(flag: string, path: string, err: unknown): string {
-  const looks = describeSecretLike(path);
-  if (looks !== undefined) return `the value of ${flag} is not a file path (${looks}; not shown)`;
+  const looks = describedPath(path);
+  if (looks !== undefined) return `cannot read ${flag}: ${fsErrorReason(err)}; its value is not shown (${looks})`;
   return `cannot read ${flag} ${withoutUrlUserinfo(path)}: ${fsErrorReason(err)}`;
 }
 

@@ -2,6 +2,7 @@
 // secret, and still name a path that is one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { tmpdir } from 'node:os';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describeSecretLike, fileReadMessage, fsErrorReason, pathForMessage, scrubSecretText, urlForMessage, valueForMessage } from '../../src/api/secret-text.js';
@@ -22,7 +23,7 @@ test('a key, a token or a key file pasted in place of a path is described by len
     [STATE_KEY_HEX, /^64 characters, looks like a hex-encoded key$/],
     ['first line\nsecond line', /spans 2 lines$/],
     ['ab\u0001cd', /control characters/],
-    [`/tmp/${'a'.repeat(300)}`, /^305 characters, too long to be shown$/],
+    [`/no-such-folder-here/${'a'.repeat(300)}`, /^321 characters, too long to be shown$/],
   ];
   for (const [value, described] of cases) {
     // A piece from inside the value (past a PEM header), or all of a short one.
@@ -33,11 +34,22 @@ test('a key, a token or a key file pasted in place of a path is described by len
     assert.ok(!path.includes(fragment), `pathForMessage echoed ${value}`);
     assert.match(path, /^<not a file path: .*; not shown>$/);
     const message = fileReadMessage('--tls-key', value, Object.assign(new Error(`ENOENT: no such file or directory, open '${value}'`), { code: 'ENOENT' }));
-    assert.match(message, /^the value of --tls-key is not a file path \(.*; not shown\)$/);
+    assert.match(message, /^cannot read --tls-key: .*; its value is not shown \(.*\)$/);
     assert.ok(!message.includes(fragment), `fileReadMessage echoed ${value}`);
   }
   assert.equal(describeSecretLike(PEM_KEY)?.startsWith(`${PEM_KEY.length} characters`), true);
   assert.match(describeSecretLike('x'.repeat(1704)) ?? '', /^1,704 characters/, 'thousands are grouped');
+});
+
+test('a path into a folder that exists is named even when long or mixed-case (a key has no such folder), and its read error says why', () => {
+  const enoent = Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+  for (const p of [`/tmp/${'a'.repeat(300)}`, `${tmpdir()}/Secrets${'X1y2Z3'.repeat(5)}CaKeyV2`, `${tmpdir()}/caKeyVersion2ForMeshProdEu1xyz`]) {
+    assert.equal(pathForMessage(p), p);
+    assert.equal(fileReadMessage('--tls-key', p, enoent), `cannot read --tls-key ${p}: ENOENT`);
+  }
+  // A base64 key with a slash names no folder that exists: still not shown.
+  const key = `${'Zm9vYmFyYmF6'}/${randomBytes(30).toString('base64')}`;
+  assert.match(pathForMessage(key), /^<not a file path: /);
 });
 
 test('ordinary paths, URLs and flag values are still named as they are', () => {

@@ -28,17 +28,17 @@ test('a key, a token or a password given in place of a file path, URL or boolean
   const serve = ['serve', '--resources', join(dir, 'r'), '--state-dir', join(dir, 's'), '--auth', 'none', '--listen', '127.0.0.1:0'];
   const fetch = ['fetch', '--server', '127.0.0.1:1', '--node', 'default.backend-1', '--timeout', '1s'];
   const cases: { what: string; args: string[]; env?: NodeJS.ProcessEnv; says: RegExp }[] = [
-    { what: 'MESH_SDS_STATE_KEY_FILE=<key>', args: serve, env: { MESH_SDS_STATE_KEY_FILE: STATE_KEY }, says: /the value of --state-key-file is not a file path \(44 characters, looks like a base64 key or token; not shown\)/ },
-    { what: 'MESH_SDS_STATE_OLD_KEY_FILE=<key>', args: serve, env: { MESH_SDS_STATE_KEY_FILE: keyFile, MESH_SDS_STATE_OLD_KEY_FILE: STATE_KEY }, says: /the value of --state-old-key-file is not a file path/ },
-    { what: 'MESH_SDS_TLS_KEY=<PEM>', args: [...serve, '--tls-cert', cert], env: { MESH_SDS_TLS_KEY: PEM_KEY }, says: /the value of --tls-key is not a file path \(\d+ characters, looks like a PEM private key; not shown\)/ },
-    { what: '--federation-ca-file <PEM>', args: [...serve, '--federation-ca-file', PEM_KEY], says: /the value of --federation-ca-file is not a file path/ },
-    { what: '--bundle-endpoint-tls-key <PEM>', args: [...serve, '--bundle-endpoint', '127.0.0.1:0', '--bundle-endpoint-tls-cert', cert, '--bundle-endpoint-tls-key', PEM_KEY], says: /the value of --bundle-endpoint-tls-key is not a file path/ },
+    { what: 'MESH_SDS_STATE_KEY_FILE=<key>', args: serve, env: { MESH_SDS_STATE_KEY_FILE: STATE_KEY }, says: /cannot read --state-key-file: .*; its value is not shown \(44 characters, looks like a base64 key or token\)/ },
+    { what: 'MESH_SDS_STATE_OLD_KEY_FILE=<key>', args: serve, env: { MESH_SDS_STATE_KEY_FILE: keyFile, MESH_SDS_STATE_OLD_KEY_FILE: STATE_KEY }, says: /cannot read --state-old-key-file: .*; its value is not shown/ },
+    { what: 'MESH_SDS_TLS_KEY=<PEM>', args: [...serve, '--tls-cert', cert], env: { MESH_SDS_TLS_KEY: PEM_KEY }, says: /cannot read --tls-key: .*; its value is not shown \(\d+ characters, looks like a PEM private key\)/ },
+    { what: '--federation-ca-file <PEM>', args: [...serve, '--federation-ca-file', PEM_KEY], says: /cannot read --federation-ca-file: .*; its value is not shown/ },
+    { what: '--bundle-endpoint-tls-key <PEM>', args: [...serve, '--bundle-endpoint', '127.0.0.1:0', '--bundle-endpoint-tls-cert', cert, '--bundle-endpoint-tls-key', PEM_KEY], says: /cannot read --bundle-endpoint-tls-key: .*; its value is not shown/ },
     { what: 'MESH_SDS_INSECURE=<token>', args: serve, env: { MESH_SDS_INSECURE: JWT }, says: /MESH_SDS_INSECURE=<not shown: \d+ characters, looks like a JWT>: must be one of true, false/ },
     { what: '--auth <token> (commander quotes choices)', args: [...serve.filter((a) => a !== 'none' && a !== '--auth'), '--auth', JWT], says: /--auth <mode>' argument '\[REDACTED\]' is invalid/ },
     { what: '--store mysql://user:password@…', args: ['get', 'meshidentity', '--store', 'mysql://mesh:s3cret-pw@db.internal/mesh'], says: /--store mysql:\/\/\[REDACTED\]@db\.internal\/mesh: only postgres:\/\/ URLs are supported/ },
-    { what: 'MESH_SDS_TOKEN_FILE=<token>', args: fetch, env: { MESH_SDS_TOKEN_FILE: JWT }, says: /the value of --token-file is not a file path \(\d+ characters, looks like a JWT; not shown\)/ },
-    { what: 'fetch --ca-file <PEM>', args: [...fetch, '--ca-file', PEM_KEY], says: /the value of --ca-file is not a file path/ },
-    { what: 'token revoke --token-file <token>', args: ['token', 'revoke', '--state-dir', join(dir, 's'), '--token-file', JWT], says: /the value of --token-file is not a file path/ },
+    { what: 'MESH_SDS_TOKEN_FILE=<token>', args: fetch, env: { MESH_SDS_TOKEN_FILE: JWT }, says: /cannot read --token-file: .*; its value is not shown \(\d+ characters, looks like a JWT\)/ },
+    { what: 'fetch --ca-file <PEM>', args: [...fetch, '--ca-file', PEM_KEY], says: /cannot read --ca-file: .*; its value is not shown/ },
+    { what: 'token revoke --token-file <token>', args: ['token', 'revoke', '--state-dir', join(dir, 's'), '--token-file', JWT], says: /cannot read --token-file: .*; its value is not shown/ },
   ];
   for (const c of cases) {
     await t.test(c.what, async () => {
