@@ -1,5 +1,6 @@
 // Text (YAML stream or JSON) → validated resources plus every problem, per document.
 import { CORE_SCHEMA, loadAll } from 'js-yaml';
+import { detachStrings } from './detach-strings.js';
 import { parseAllDocuments } from 'yaml';
 import { isPlainObject } from './validate-common.js';
 import { normaliseDocument } from './validate.js';
@@ -50,7 +51,7 @@ export function parseResources(text: string, file: string): ParseResult {
     }
     let result: ReturnType<typeof normaliseDocument>;
     try {
-      result = normaliseDocument(value, { file, document: doc });
+      result = normaliseDocument(detachStrings(value), { file, document: doc });
     } catch (err) {
       errors.push({ file, document: doc, path: '', message: `cannot be processed: ${(err as Error).message}` });
       return;
