@@ -186,6 +186,24 @@ export class IdentityAuthorities {
     return this.opts.now?.() ?? new Date();
   }
 
+  /**
+   * Stops polling CA files that no identity names any more (its path changed, or it was deleted):
+   * each was polled every second for ever, and a change to it recomputed every identity.
+   */
+  private unwatchUnused(identities: readonly MeshIdentity[]): void {
+    const named = new Set<string>();
+    for (const mi of identities) {
+      const p = mi.spec.provider;
+      if (p.type !== 'Bundled' || !p.bundled.ca) continue;
+      for (const ds of [p.bundled.ca.certificate, p.bundled.ca.privateKey]) if (ds.type === 'File') named.add(ds.file.path);
+    }
+    for (const f of this.watchedFiles) {
+      if (named.has(f)) continue;
+      unwatchFile(f);
+      this.watchedFiles.delete(f);
+    }
+  }
+
   private watchFiles(paths: string[]): void {
     for (const p of paths) {
       if (this.watchedFiles.has(p)) continue;
@@ -250,6 +268,7 @@ export class IdentityAuthorities {
       if (st.autoTrust && provider.type === 'Bundled') autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs });
     }
     for (const k of [...this.loaded.keys()]) if (!live.has(k)) this.loaded.delete(k);
+    this.unwatchUnused(resourcesOfKind(snapshot, 'MeshIdentity'));
 
     const userTrusts = resourcesOfKind(snapshot, 'MeshTrust');
     const userKeys = new Set(userTrusts.map(resourceKey));

@@ -485,3 +485,34 @@ test('a CA that expires while nothing changes is refused at the next resync: the
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a CA file no identity names any more (its path changed, or the identity was deleted) is no longer polled: writing it recomputes nothing', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-auth-'));
+  const { a, push } = harness();
+  try {
+    const ca = makeCa('polled');
+    const old = await filedIdentity(dir, ca);
+    await push(snapshot(old.mi));
+    // The identity now reads its CA from other files.
+    const cert2 = join(dir, 'ca2.crt');
+    const key2 = join(dir, 'ca2.key');
+    await writeFile(cert2, ca.certPem);
+    await writeFile(key2, ca.keyPem);
+    const moved = await push(snapshot(withFileCa('filed', cert2, key2)));
+    let views = 0;
+    const sub = a.views$.subscribe((v) => v.revision > moved.revision && views++);
+    try {
+      await writeFile(old.cert, makeCa('other').certPem);
+      await new Promise((r) => setTimeout(r, 400));
+      assert.equal(views, 0, 'a write to the old file recomputed the identities');
+      // The file it names now is still watched.
+      await writeFile(cert2, makeCa('renewed').certPem);
+      await firstValueFrom(a.views$.pipe(filter((v) => v.revision > moved.revision), timeout(5000)));
+    } finally {
+      sub.unsubscribe();
+    }
+  } finally {
+    a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
