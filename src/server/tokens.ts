@@ -233,6 +233,8 @@ export class TokenAuthority {
   private readonly verified = new Map<string, TokenClaims>();
   private revoked = new Map<string, number | undefined>();
   private revokedReadAt = 0;
+  /** The list text last parsed into `revoked`; undefined after this process wrote it. */
+  private lastRevokedRaw: string | undefined;
   private lastRefreshError: string | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   /** Bumped by each local write, so a slower concurrent read cannot put back an older list. */
@@ -410,10 +412,16 @@ export class TokenAuthority {
       this.refreshing = (async () => {
         try {
           const generation = this.revokedGeneration;
-          const entries = parseRevoked(await this.state.get(REVOKED_STATE_KEY));
+          const raw = await this.state.get(REVOKED_STATE_KEY);
           this.lastRefreshError = undefined;
           if (generation !== this.revokedGeneration) return;
-          this.replaceRevoked(entries);
+          // Read every second: an unchanged list (tens of thousands of entries) is not parsed again.
+          if (raw === this.lastRevokedRaw && raw !== undefined) {
+            this.revokedReadAt = Date.now();
+            return;
+          }
+          this.replaceRevoked(parseRevoked(raw));
+          this.lastRevokedRaw = raw;
         } catch (err) {
           this.lastRefreshError = err instanceof Error ? err.message : String(err);
           throw err;
@@ -447,6 +455,7 @@ export class TokenAuthority {
       return JSON.stringify(entries);
     });
     this.revokedGeneration++;
+    this.lastRevokedRaw = undefined;
     this.replaceRevoked(entries);
   }
 }
