@@ -191,6 +191,9 @@ export class SvidManager {
       const c = e.credentials?.get(credentialId);
       if (!c) return;
       c.refs = Math.max(0, c.refs - 1);
+      // A token no stream uses while others do is forgotten (its revocation would change nothing):
+      // each reconnect with a fresh token otherwise left one entry until the token expired.
+      if (c.refs === 0 && e.credentials!.size > 1) e.credentials!.delete(credentialId);
     }
     if (--e.refs > 0) return;
     this.detachLast(key, e);

@@ -264,6 +264,28 @@ test('claim sets: a dead token drops its proxy at once, and a late detach of it 
   }
 });
 
+test('a proxy that reconnects with a fresh token each time, one stream always open, keeps only the tokens its streams use (it kept every one until it expired)', async () => {
+  const h = await setup({ detachGraceMs: 60_000 });
+  try {
+    await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
+    const far = Date.now() + 3600_000;
+    const p = (jti: string) => ({ mesh: 'default', name: 'gw', source: 'token' as const, workload: 'a', credential: { jti, expiresAtMs: far } });
+    const key = h.svids.attach(p('t0'));
+    await h.until(key, issued);
+    for (let i = 1; i <= 50; i++) {
+      h.svids.attach(p(`t${i}`));
+      h.svids.detach(key, `t${i - 1}`);
+    }
+    const entry = [...h.svids.entries()].find(([k]) => k === key)![1];
+    assert.deepEqual([...entry.credentials!.keys()], ['t50']);
+    // The token still in use keeps the proxy; its death drops it.
+    assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't49'), []);
+    assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't50'), [key]);
+  } finally {
+    await h.close();
+  }
+});
+
 test('with a Dataplane the identity comes from its labels alone, and a proxy whose claims no longer match gets none', async () => {
   const h = await setup();
   try {
