@@ -6,15 +6,27 @@
 /** Below this length V8 copies a substring instead of slicing it (SlicedString::kMinLength). */
 const MIN_SLICE_LENGTH = 13;
 
-/** Replaces every string in a freshly parsed value (objects and lists, in place) by a copy of its own. */
+/**
+ * Replaces every string in a freshly parsed value (objects and lists, in place) by a copy of its
+ * own. Iterative, and each object once: a YAML alias can make a value contain itself, and JSON can
+ * nest deeper than the call stack (fields that validation ignores are walked too).
+ */
 export function detachStrings(value: unknown): unknown {
   if (typeof value === 'string') return ownCopy(value);
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = detachStrings(value[i]);
-  } else if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>;
+  if (value === null || typeof value !== 'object') return value;
+  const seen = new WeakSet<object>([value]);
+  const stack: object[] = [value];
+  while (stack.length > 0) {
+    const node = stack.pop() as Record<string, unknown>;
     // Own keys only; an own "__proto__" key (JSON.parse makes one) is assigned as the own property it is.
-    for (const k of Object.keys(obj)) obj[k] = detachStrings(obj[k]);
+    for (const k of Array.isArray(node) ? node.keys() : Object.keys(node)) {
+      const v = node[k as string];
+      if (typeof v === 'string') node[k as string] = ownCopy(v);
+      else if (v !== null && typeof v === 'object' && !seen.has(v)) {
+        seen.add(v);
+        stack.push(v);
+      }
+    }
   }
   return value;
 }

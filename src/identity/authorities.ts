@@ -129,7 +129,8 @@ export class IdentityAuthorities {
   private published: ReadonlyMap<string, Published> = new Map();
   /** Auto-created MeshTrusts no identity publishes any more, kept until their leaves expire. */
   private retired: RetiredTrust[] = [];
-  private readonly watchedFiles = new Set<string>();
+  /** CA files polled, each with its own listener (unwatchFile without it would remove every listener of the path in the process). */
+  private readonly watchedFiles = new Map<string, () => void>();
   private retireTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private resyncTimer?: NodeJS.Timeout;
@@ -177,7 +178,7 @@ export class IdentityAuthorities {
     clearTimeout(this.retireTimer);
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
-    for (const f of this.watchedFiles) unwatchFile(f);
+    for (const [f, listener] of this.watchedFiles) unwatchFile(f, listener);
     this.watchedFiles.clear();
     this.view$.complete();
   }
@@ -197,9 +198,9 @@ export class IdentityAuthorities {
       if (p.type !== 'Bundled' || !p.bundled.ca) continue;
       for (const ds of [p.bundled.ca.certificate, p.bundled.ca.privateKey]) if (ds.type === 'File') named.add(ds.file.path);
     }
-    for (const f of this.watchedFiles) {
+    for (const [f, listener] of this.watchedFiles) {
       if (named.has(f)) continue;
-      unwatchFile(f);
+      unwatchFile(f, listener);
       this.watchedFiles.delete(f);
     }
   }
@@ -207,8 +208,9 @@ export class IdentityAuthorities {
   private watchFiles(paths: string[]): void {
     for (const p of paths) {
       if (this.watchedFiles.has(p)) continue;
-      this.watchedFiles.add(p);
-      watchFile(p, { interval: this.opts.filePollMs ?? 1000, persistent: false }, () => this.retrigger$.next());
+      const listener = (): void => this.retrigger$.next();
+      this.watchedFiles.set(p, listener);
+      watchFile(p, { interval: this.opts.filePollMs ?? 1000, persistent: false }, listener);
     }
   }
 

@@ -271,3 +271,13 @@ test('a resource kept from a parse does not keep its whole file alive (parsers r
     assert.ok(retainedMb < (30 * text.length) / 1e6 / 3, `${form}: ${retainedMb.toFixed(1)} MB retained for 30 parses of ${(text.length / 1e6).toFixed(2)} MB`);
   }
 });
+
+test('copying strings out of a document survives what validation never reads: a self-referencing alias and JSON nested 20,000 deep in an ignored field', () => {
+  const k8s = (extra: string) => `apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmesh: default\nmetadata:\n  name: web-1\n  namespace: shop\n  managedFields: ${extra}\nspec: {}\n`;
+  const r = parseResources(k8s('&m [{x: *m}]'), FILE);
+  assert.deepEqual(errs(r), []);
+  assert.equal(r.resources.length, 1);
+  const deep = `{"type":"Dataplane","name":"deep","meta":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
+  const d = parseResources(deep, FILE);
+  assert.equal(d.errors.some((e) => /call stack/.test(e.message)), false, errs(d).join('; '));
+});

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { unwatchFile, watchFile } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -492,6 +493,10 @@ test('a CA file no identity names any more (its path changed, or the identity wa
   try {
     const ca = makeCa('polled');
     const old = await filedIdentity(dir, ca);
+    // Another part of the process polls the same file (as the bundle endpoint polls its TLS files).
+    let otherSaw = 0;
+    const other = (): void => void otherSaw++;
+    watchFile(old.cert, { interval: 50, persistent: false }, other);
     await push(snapshot(old.mi));
     // The identity now reads its CA from other files.
     const cert2 = join(dir, 'ca2.crt');
@@ -505,6 +510,8 @@ test('a CA file no identity names any more (its path changed, or the identity wa
       await writeFile(old.cert, makeCa('other').certPem);
       await new Promise((r) => setTimeout(r, 400));
       assert.equal(views, 0, 'a write to the old file recomputed the identities');
+      assert.ok(otherSaw > 0, 'the other poller of that file still sees it change');
+      unwatchFile(old.cert, other);
       // The file it names now is still watched.
       await writeFile(cert2, makeCa('renewed').certPem);
       await firstValueFrom(a.views$.pipe(filter((v) => v.revision > moved.revision), timeout(5000)));
