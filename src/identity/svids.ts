@@ -433,8 +433,13 @@ function holdCredential(e: ProxyEntry, p: ProxyPrincipal): void {
   if (!c) return;
   e.credentials ??= new Map();
   const held = e.credentials.get(c.jti);
-  if (held) held.refs++;
-  else e.credentials.set(c.jti, { expiresAtMs: c.expiresAtMs, refs: 1 });
+  if (held) {
+    held.refs++;
+    return;
+  }
+  // A new token: those no stream uses any more (kept through the grace period) are forgotten.
+  for (const [jti, other] of e.credentials) if (other.refs === 0) e.credentials.delete(jti);
+  e.credentials.set(c.jti, { expiresAtMs: c.expiresAtMs, refs: 1 });
 }
 
 function sameFacts(a: ProxyPrincipal, b: ProxyPrincipal): boolean {
