@@ -1,5 +1,6 @@
 // Tables of the PostgreSQL store and their versioned migrations.
 import type pg from 'pg';
+import { inTransaction } from './postgres-tx.js';
 
 /**
  * NOTIFY channel whose payload is only the schema name: every replica of that schema reads everything
@@ -191,29 +192,18 @@ export class SchemaTooNewError extends Error {}
  * (empty: nothing, or another replica got there first).
  */
 export async function repairChangeFeed(pool: pg.Pool, t: SchemaTables, lockTimeoutMs: number): Promise<string[]> {
-  const c = await pool.connect();
-  try {
-    await c.query('BEGIN');
-    try {
-      await c.query(`SET LOCAL lock_timeout = '${Math.max(1, Math.round(lockTimeoutMs))}ms'`);
-      await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
-      // A newer mesh-sds may have migrated the schema since this one started: its triggers are not
-      // ours to put back (this binary's would undo its migration).
-      const res = await c.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
-      const version = res.rows[0]?.v ?? 0;
-      if (version !== SCHEMA_VERSION) {
-        throw new Error(`the schema is at version ${version}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated (upgrade this replica)`);
-      }
-      const repaired = await repairTriggers(c, t);
-      await c.query('COMMIT');
-      return repaired;
-    } catch (err) {
-      await c.query('ROLLBACK').catch(() => undefined);
-      throw err;
+  return inTransaction(pool, async (c) => {
+    await c.query(`SET LOCAL lock_timeout = '${Math.max(1, Math.round(lockTimeoutMs))}ms'`);
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
+    // A newer mesh-sds may have migrated the schema since this one started: its triggers are not
+    // ours to put back (this binary's would undo its migration).
+    const res = await c.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
+    const version = res.rows[0]?.v ?? 0;
+    if (version !== SCHEMA_VERSION) {
+      throw new Error(`the schema is at version ${version}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated (upgrade this replica)`);
     }
-  } finally {
-    c.release();
-  }
+    return repairTriggers(c, t);
+  });
 }
 
 /** What of the change feed is missing in a running schema (a catalog read; see missingTriggers). */
