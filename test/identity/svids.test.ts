@@ -236,25 +236,33 @@ test('a Dataplane change re-evaluates only the proxy of that Dataplane', async (
   }
 });
 
-test('claim sets: a dead token drops its proxy at once, and a late detach of it never takes a reference from a newer proxy of that key', async () => {
+/** A gateway's claim-set principal authenticated by token `jti`, valid for an hour. */
+const far = Date.now() + 3600_000;
+const gateway = (jti: string) => ({ mesh: 'default', name: 'gw', source: 'token' as const, workload: 'a', credential: { jti, expiresAtMs: far } });
+
+/** Svids with a long detach grace and one identity for workload claims. */
+async function gatewaySetup() {
   const h = await setup({ detachGraceMs: 60_000 });
+  await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
+  return h;
+}
+
+test('claim sets: a dead token drops its proxy at once, and a late detach of it never takes a reference from a newer proxy of that key', async () => {
+  const h = await gatewaySetup();
   try {
-    await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
-    const far = Date.now() + 3600_000;
-    const p = (jti: string) => ({ mesh: 'default', name: 'gw', source: 'token' as const, workload: 'a', credential: { jti, expiresAtMs: far } });
-    const key = h.svids.attach(p('t1'));
+    const key = h.svids.attach(gateway('t1'));
     assert.match(key, /^default\.gw#/);
     await h.until(key, issued);
     // A dead token drops the proxy even though a stream (about to be denied) still holds it.
     assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't1'), [key]);
     assert.equal(h.svids.get(key), undefined);
     assert.equal(h.svids.rotate(key), false, 'a forced rotation cannot bring it back');
-    const again = h.svids.attach(p('t2'));
+    const again = h.svids.attach(gateway('t2'));
     assert.equal(again, key);
     h.svids.detach(key, 't1'); // the old stream goes away late
     assert.ok(h.svids.get(key), 'the late detach of the forgotten token did not release the new attachment');
     // Two tokens on one claim set: revoking one keeps the proxy for the other.
-    h.svids.attach(p('t3'));
+    h.svids.attach(gateway('t3'));
     assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't2'), []);
     assert.ok(h.svids.get(key));
     // Expiry counts as dead too (the caller decides by expiresAtMs).
@@ -265,15 +273,12 @@ test('claim sets: a dead token drops its proxy at once, and a late detach of it 
 });
 
 test('a proxy that reconnects with a fresh token each time (one stream always open, or none between reconnects) keeps only the token in use (it kept every one until it expired)', async () => {
-  const h = await setup({ detachGraceMs: 60_000 });
+  const h = await gatewaySetup();
   try {
-    await h.push(meshIdentity('wl', { path: '/workload/{{ .Workload }}' }));
-    const far = Date.now() + 3600_000;
-    const p = (jti: string) => ({ mesh: 'default', name: 'gw', source: 'token' as const, workload: 'a', credential: { jti, expiresAtMs: far } });
-    const key = h.svids.attach(p('t0'));
+    const key = h.svids.attach(gateway('t0'));
     await h.until(key, issued);
     for (let i = 1; i <= 50; i++) {
-      h.svids.attach(p(`t${i}`));
+      h.svids.attach(gateway(`t${i}`));
       h.svids.detach(key, `t${i - 1}`);
     }
     const entry = [...h.svids.entries()].find(([k]) => k === key)![1];
@@ -281,7 +286,7 @@ test('a proxy that reconnects with a fresh token each time (one stream always op
     // Every stream gone before each reconnect (the grace period keeps the proxy): the same.
     for (let i = 51; i <= 60; i++) {
       h.svids.detach(key, `t${i - 1}`);
-      h.svids.attach(p(`t${i}`));
+      h.svids.attach(gateway(`t${i}`));
     }
     assert.deepEqual([...entry.credentials!.keys()], ['t60']);
     // The token still in use keeps the proxy; its death drops it.
