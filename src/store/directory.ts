@@ -7,6 +7,7 @@ import { DEFAULT_MAX_FILE_SIZE, readResourceText } from '../api/file-text.js';
 import { serializeResource } from '../api/serialize.js';
 import { formatResourceError, holdsKeyMaterial, resourceKey, type Resource, type ResourceError, type ResourceKind, type ResourceSnapshot } from '../api/types.js';
 import { FileStateStore } from './file-state.js';
+import { gatherMs } from './gather.js';
 import { MemoryStateStore } from './memory-state.js';
 import {
   fileSignature,
@@ -50,13 +51,6 @@ const SHRINK_GRACE_MAX_MS = 10_000;
  * a later change does not push the pass back, so a steady stream of writes cannot hold changes.
  */
 const DEBOUNCE_MS = 30;
-/**
- * While changes keep coming (a pass ran less than BUSY_MS ago) they are gathered for longer: each
- * snapshot costs a pass, a new view and a push, so churn of 20 changes a second cost a third less
- * CPU read in twos (bench `--only churn`: 7.3/6.9 → 4.4/4.5 % of a core), for 70 ms more latency.
- */
-const BUSY_DEBOUNCE_MS = 100;
-const BUSY_MS = 1000;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
 const FAILED_PASS_RETRY_MS = 1000;
@@ -222,7 +216,7 @@ export class DirectoryStore implements ResourceStore {
           watcher.close();
           if (this.watchers.get(d)?.watcher === watcher) this.watchers.delete(d);
           this.pending.dirs.add(d);
-          this.scheduleDrain(this.gatherMs());
+          this.scheduleDrain(gatherMs(this.lastPassAt, DEBOUNCE_MS));
         });
         this.watchers.set(d, { watcher, read: info.read, id: info.id });
       } catch {
@@ -248,13 +242,9 @@ export class DirectoryStore implements ResourceStore {
       // Other dot entries are temp and lock files of writers: their rename is an event of its own.
       else return;
     }
-    this.scheduleDrain(this.gatherMs());
+    this.scheduleDrain(gatherMs(this.lastPassAt, DEBOUNCE_MS));
   }
 
-  /** How long to gather changes before reading them (see BUSY_DEBOUNCE_MS). */
-  private gatherMs(): number {
-    return performance.now() - this.lastPassAt < BUSY_MS ? BUSY_DEBOUNCE_MS : DEBOUNCE_MS;
-  }
 
   /** A pass in `ms`, unless one is due sooner already (it reads whatever is pending then). */
   private scheduleDrain(ms: number): void {

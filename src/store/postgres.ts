@@ -17,6 +17,7 @@ import {
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
+import { BUSY_GATHER_MS, gatherMs } from './gather.js';
 import { CHANGES_CHANNEL, changeFeedGaps, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
 import { conflictError, describeResource, writtenVersion } from './conflict.js';
@@ -164,7 +165,7 @@ export class PostgresStore implements ResourceStore {
     this.t = tablesOf(schema);
     this.log = opts.logger ?? silentLogger;
     this.debounceMs = opts.debounceMs ?? 20;
-    this.busyDebounceMs = opts.busyDebounceMs ?? Math.max(100, this.debounceMs);
+    this.busyDebounceMs = opts.busyDebounceMs ?? Math.max(BUSY_GATHER_MS, this.debounceMs);
     this.maxRowBytes = opts.maxRowBytes ?? DEFAULT_MAX_FILE_SIZE;
     this.rowColumns = rowColumns(this.maxRowBytes);
     this.reconnectMinMs = opts.reconnectMinMs ?? 1000;
@@ -595,7 +596,7 @@ export class PostgresStore implements ResourceStore {
     if (this.pendingKeys.size > 0) this.scheduleReload();
   }
 
-  private scheduleReload(delayMs = performance.now() - this.lastReloadAt < 1000 ? this.busyDebounceMs : this.debounceMs): void {
+  private scheduleReload(delayMs = gatherMs(this.lastReloadAt, this.debounceMs, this.busyDebounceMs)): void {
     if (this.closed || this.reloadTimer) return;
     this.reloadTimer = setTimeout(() => {
       this.reloadTimer = undefined;
