@@ -144,9 +144,14 @@ test('a stream opened while the server drains is refused UNAVAILABLE before it i
   const { proc, address } = await serve(['--resources', world.resourcesDir, '--state-dir', world.stateDir, '--drain', '4s']);
   const sessions: ClientHttp2Session[] = [];
   try {
-    const holder = rawConnect(address);
-    sessions.push(holder);
-    await openStream(holder); // keeps the drain going for its period
+    // Streams that keep the drain (and the listener) going: each connection ends at a random slot
+    // of its share of the period, so with four the last ends 3 s in at the earliest (with one, its
+    // slot could fall before the late connection below and the listener was closed: ECONNREFUSED).
+    for (let i = 0; i < 4; i++) {
+      const holder = rawConnect(address);
+      sessions.push(holder);
+      await openStream(holder);
+    }
     proc.child.kill('SIGTERM');
     await proc.waitForLine(/"msg":"draining: streams end spread over the drain period"/, 10_000);
     const late = rawConnect(address);
