@@ -150,7 +150,10 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       await waitFor(() => runs() === 1, 'the first on-update run');
       await waitFor(() => /on-update command succeeded/.test(stderr), 'the first run reported although its daemon holds the pipes');
       srv.running.svids.rotate('default.web');
-      await waitFor(() => runs() === 2 && existsSync(pidFile), 'a second run after the rotation');
+      // The pid is read once written: the file exists (empty) a moment before `echo` writes it,
+      // and an empty pid would be process group 0 — ours — which never ends.
+      const pidWritten = () => existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8'));
+      await waitFor(() => runs() === 2 && pidWritten(), 'a second run after the rotation');
     } finally {
       stoppedAt = Date.now();
       ac.abort();
@@ -158,10 +161,11 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     }
     assert.ok(Date.now() - stoppedAt < 3000, `stopped in ${Date.now() - stoppedAt} ms with a hook hanging`);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
+    assert.ok(grandchild > 1, `pid file holds ${grandchild}`);
     await waitFor(() => {
       try {
-        process.kill(grandchild, 0);
-        return false;
+        // A killed process not reaped yet (a zombie) is ended too.
+        return readFileSync(`/proc/${grandchild}/stat`, 'utf8').replace(/^.*\) /s, '').startsWith('Z');
       } catch {
         return true;
       }
