@@ -100,10 +100,11 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
   };
 }
 
-async function writeChanged(outDir: string, files: Planned[]): Promise<string[]> {
+async function writeChanged(outDir: string, files: Planned[], warnOpenFolder: (mode: number) => void): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
-  await refuseForeignFolder(outDir);
+  const openMode = await refuseForeignFolder(outDir);
+  if (openMode !== undefined) warnOpenFolder(openMode);
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
   const staged: StagedFile[] = [];
@@ -122,13 +123,16 @@ async function writeChanged(outDir: string, files: Planned[]): Promise<string[]>
  * A folder that another (non-root) user owns, such as a `/tmp/backend` made by someone else first,
  * lets that user swap the key and certificate between our writes and the reload that reads them.
  */
-async function refuseForeignFolder(outDir: string): Promise<void> {
+async function refuseForeignFolder(outDir: string): Promise<number | undefined> {
+  const st = await stat(outDir);
   const uid = process.getuid?.();
-  if (uid === undefined) return;
-  const owner = (await stat(outDir)).uid;
-  if (owner !== uid && owner !== 0) {
-    throw new Error(`refusing to write into ${outDir}: it belongs to uid ${owner}, not to this user (uid ${uid}), who could replace the key and certificate written there; use a folder of your own`);
+  if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
+    throw new Error(`refusing to write into ${outDir}: it belongs to uid ${st.uid}, not to this user (uid ${uid}), who could replace the key and certificate written there; use a folder of your own`);
   }
+  // Writable by others without the sticky bit: they can rename over our files. Not refused, since a
+  // Kubernetes emptyDir (shared only by the pod's own containers) is made 0777; returned for a warning.
+  const mode = st.mode & 0o7777;
+  return (mode & 0o022) !== 0 && (mode & 0o1000) === 0 ? mode : undefined;
 }
 
 /**
@@ -164,12 +168,19 @@ export function startAgent(opts: AgentOptions): Agent {
   let wrote = false;
   let failure: unknown;
   let closed = false;
+  let warnedOpenFolder = false;
+  const warnOpenFolder = (mode: number): void => {
+    if (warnedOpenFolder) return;
+    warnedOpenFolder = true;
+    const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
+    log('warn', `${opts.outDir} is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}): they could replace key.pem and cert.pem between writes; unless only this pod's containers share it, use a folder only this user can write (chmod go-w)`);
+  };
   /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
   let retryTimer: NodeJS.Timeout | undefined;
 
   const write = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
-    w.changed = await writeChanged(opts.outDir, files);
+    w.changed = await writeChanged(opts.outDir, files, warnOpenFolder);
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;

@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
 import { openssl } from '../helpers/openssl.js';
@@ -219,6 +219,22 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.notEqual(code, 0);
     assert.match(stderr, /refusing to write into .*theirs: it belongs to uid 12345/);
     assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('an out-dir others can write into (no sticky bit) is written with a warning naming its mode; a sticky or private one without', { timeout: 40_000 }, async () => {
+    const write = async (dir: string, mode: number) => {
+      mkdirSync(dir);
+      chmodSync(dir, mode); // not mkdir's mode: the umask would narrow it
+      let stderr = '';
+      const code = await runFetch(await base(dir), { stdout: () => undefined, stderr: (s) => (stderr += s) });
+      assert.equal(code, 0, stderr);
+      assert.ok(existsSync(join(dir, 'key.pem')));
+      return stderr;
+    };
+    assert.match(await write(join(work, 'open-world'), 0o777), /open-world is writable by every user \(mode 0777\)/);
+    assert.match(await write(join(work, 'open-group'), 0o775), /open-group is writable by its group \(mode 0775\)/);
+    assert.doesNotMatch(await write(join(work, 'sticky'), 0o1777), /is writable by/);
+    assert.doesNotMatch(await write(join(work, 'private'), 0o755), /is writable by/);
   });
 
   it('an out-dir that cannot be made is an error, not a crash', { timeout: 40_000 }, async () => {
