@@ -8,6 +8,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { isLoopbackOrUnix } from './auth.js';
 import { scrubCredentials } from './grpc-logging.js';
+import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 
@@ -48,12 +49,7 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-const SECRET_NAME = /^(key|token|authorization|password|passphrase)$|(privatekey|keypem|privatekeypem|token)$/i;
 const REDACTED_ITEM = '[REDACTED]';
-
-function isSecretName(name: string): boolean {
-  return SECRET_NAME.test(name);
-}
 
 /**
  * A private key PEM block with a body (cut short or not). A header alone, or a message naming the
@@ -62,8 +58,8 @@ function isSecretName(name: string): boolean {
 const PRIVATE_KEY_WITH_BODY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(\s|\\[rn])*[A-Za-z0-9+/=]/;
 
 /**
- * A JSON-safe deep copy of `value` without secrets: properties named key, keyPem, privateKey,
- * token, authorization (and names ending in privateKey/keyPem/token) are dropped, as is any
+ * A JSON-safe deep copy of `value` without secrets: properties the logger also drops (key, caKey,
+ * keyPem, token, accessToken, password, authorization…: isSecretField) are dropped, as is any
  * property whose string value holds a private key PEM block with a body, and any KeyObject; in
  * other strings (a NACK detail, a name a proxy asked for) tokens, key headers and base64 key bytes
  * are replaced by `[REDACTED]` (scrubCredentials). In arrays a secret item becomes `[REDACTED]` so
@@ -112,7 +108,7 @@ export function scrubSecrets(value: unknown): unknown {
         o instanceof Map ? [...o.entries()].map(([k, val]) => [String(k), val]) : Object.entries(o);
       const out: Record<string, unknown> = {};
       for (const [k, val] of entries) {
-        if (isSecretName(k)) continue;
+        if (isSecretField(k)) continue;
         const w = walk(val);
         if (w !== DROP) out[k] = w;
       }

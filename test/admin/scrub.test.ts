@@ -77,3 +77,8 @@ test('scrubSecrets copes with cycles, buffers, sets, bigint and toJSON', () => {
   const shared = { v: 1 };
   assert.deepEqual(scrubSecrets({ x: shared, y: shared }), { x: { v: 1 }, y: { v: 1 } });
 });
+
+test('/debug drops by the same field-name rule as the logs: caKey, client_secret, dbPassword, Cookie, jwt go; stateKey, keyId, publicKey stay', () => {
+  const out = scrubSecrets({ caKey: 's1', client_secret: 's2', dbPassword: 's3', Cookie: 's4', jwt: 's5', stateKey: 'ca/m/n', keyId: 'k-1', publicKey: 'pub' });
+  assert.deepEqual(out, { stateKey: 'ca/m/n', keyId: 'k-1', publicKey: 'pub' });
+});
