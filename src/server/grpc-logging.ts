@@ -3,7 +3,7 @@
 // non-ASCII character put the bearer token on stderr. Route the library's logger through ours,
 // with every message scrubbed of anything that looks like a credential (SPEC §5).
 import * as grpc from '@grpc/grpc-js';
-import { looksLikeBase64Secret } from '../api/secret-text.js';
+import { looksLikeBase64Secret, scrubSecretText } from '../api/secret-text.js';
 import type { Logger } from './logger.js';
 
 const SCRUBBED = '[REDACTED]';
@@ -27,12 +27,14 @@ const BASE64_RUN = /[A-Za-z0-9+/_-]{24,}={0,2}/g;
 const PRIVATE_KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[A-Za-z0-9+/=\s\\]*(-----END [A-Z0-9 ]*PRIVATE KEY-----)?/g;
 
 /**
- * Removes credentials from text a library or a peer wrote: bearer values, JWT-shaped strings, PEM
- * private key blocks, and long base64 runs that look like encoded bytes (tokens without their
- * prefix, key bytes; also the body of a key block whose header was cut off).
+ * Removes credentials from text a library or a peer wrote: everything the log scrubber removes
+ * (scrubSecretText: URL passwords, credential query parameters…) and, since a peer's text need not
+ * look like ours, key blocks across escaped newlines, `Basic` and any-case bearer values, JWT-shaped
+ * strings cut short, and long base64 runs that look like encoded bytes (tokens without their prefix,
+ * key bytes; also the body of a key block whose header was cut off).
  */
 export function scrubCredentials(text: string): string {
-  return text
+  return scrubSecretText(text)
     .replace(PRIVATE_KEY_BLOCK, SCRUBBED)
     .replace(/\b(Bearer|Basic)\s+[^\s"',;]+/gi, `$1 ${SCRUBBED}`)
     .replace(/eyJ[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){0,2}/g, SCRUBBED)

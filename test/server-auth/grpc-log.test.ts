@@ -40,6 +40,11 @@ test('scrubbing: a refused metadata value is never quoted; bearer values, JWTs, 
   assert.equal(scrubCredentials('Received RST_STREAM with code 2 on 127.0.0.1:443'), 'Received RST_STREAM with code 2 on 127.0.0.1:443');
 });
 
+test('peer text loses what log lines lose too: a URL password and a credential query parameter (short, plain words)', () => {
+  assert.equal(scrubCredentials('no such secret postgres://sds:hunter2@db:5432/x'), 'no such secret postgres://[REDACTED]@db:5432/x');
+  assert.equal(scrubCredentials('GET /debug/proxies?access_token=letmein&x=1'), 'GET /debug/proxies?access_token=[REDACTED]&x=1');
+});
+
 test('scrubbing keeps the names logs and /debug are read for (node ids, KRIs, serials, error names) and the text after a key block cut short', () => {
   for (const kept of [
     'default.backend-1-7d9f8c6b5-x2x4z',
