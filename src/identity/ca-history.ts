@@ -1,3 +1,4 @@
+import { caTrustDomains } from '../api/pem.js';
 import type { StateStore } from '../store/types.js';
 
 /** One CA an identity has issued with; kept in the trust bundle until its last leaf expires. */
@@ -81,4 +82,35 @@ export async function trustedFromHistory(state: StateStore, key: string, now: Da
   const { entries, problem } = parseCaHistory(await state.get(key), key);
   if (problem) warn?.(problem);
   return entries.filter((e) => !e.retireAfter || Date.parse(e.retireAfter) > now.getTime());
+}
+
+/** Trust domains named by each recorded CA (by fingerprint): parsed once, not on every recomputation. */
+const namedDomains = new Map<string, readonly string[]>();
+const MAX_REMEMBERED = 4096;
+
+function domainsOf(e: CaHistoryEntry): readonly string[] {
+  let d = namedDomains.get(e.fingerprint);
+  if (d === undefined) {
+    try {
+      d = caTrustDomains(e.pem);
+    } catch {
+      d = [];
+    }
+    if (namedDomains.size >= MAX_REMEMBERED) namedDomains.clear();
+    namedDomains.set(e.fingerprint, d);
+  }
+  return d;
+}
+
+/**
+ * The entries that may be trusted for `trustDomain`: a CA whose `spiffe://` URI SAN names another
+ * trust domain (the CA of the identity before its trust domain changed) is left out — trusting it
+ * here would let it sign this domain's identities. Its own domain keeps it as a retired MeshTrust
+ * for as long as its leaves live. CAs that name no trust domain (a provided CA) are kept.
+ */
+export function inTrustDomain(entries: readonly CaHistoryEntry[], trustDomain: string): CaHistoryEntry[] {
+  return entries.filter((e) => {
+    const d = domainsOf(e);
+    return d.length === 0 || d.includes(trustDomain);
+  });
 }

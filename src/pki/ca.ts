@@ -3,7 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import { certificateParts, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { splitPemCertificates } from '../api/pem.js';
+import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -154,6 +154,11 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   }
   if (opts.trustDomain !== undefined) {
     for (let i = 0; i < certs.length; i++) {
+      // As for a MeshTrust's CAs: a CA naming another trust domain is that domain's, not this one's.
+      const other = caTrustDomains(certs[i]!.der).find((d) => d !== opts.trustDomain);
+      if (other !== undefined) {
+        throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} is the CA of trust domain "${other}" (its URI SAN), not of "${opts.trustDomain}"`);
+      }
       const refusal = nameConstraintRefusal(certs[i]!.peculiar, opts.trustDomain);
       if (refusal) throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} ${refusal}: leaves signed by the CA would not verify`);
     }

@@ -242,6 +242,51 @@ test('an identity whose trust domain changes keeps the old trust domain trusted;
   assert.equal(back[0]!.name, 'identity');
 });
 
+test('after a trust-domain change the old CA is trusted for its own domain only, never for the new one (it could sign the new domain\'s identities), in the MeshTrust and the published bundle', async () => {
+  const { a, push } = harness();
+  const mi = meshIdentity('identity');
+  const v1 = await push(snapshot(mi));
+  const oldTd = v1.trusts[0]!.spec.trustDomain;
+  const oldCa = stateOf(v1, mi).ca!;
+  const moved = meshIdentity('identity');
+  moved.spec.spiffeID.trustDomain = 'moved.example';
+  const v2 = await push(snapshot(moved));
+  const newCa = stateOf(v2, moved).ca!;
+  assert.notEqual(newCa.fingerprint, oldCa.fingerprint);
+  const movedTrust = v2.trusts.find((t) => t.spec.trustDomain === 'moved.example')!;
+  assert.deepEqual(trustPems(movedTrust), [newCa.trustPem]);
+  assert.deepEqual(stateOf(v2, moved).caHistory!.map((h) => h.fingerprint), [newCa.fingerprint]);
+  const domains = issuingDomains(v2);
+  assert.deepEqual(domains.find((d) => d.trustDomain === 'moved.example')!.caFingerprints, [newCa.fingerprint]);
+  assert.ok(trustPems(v2.trusts.find((t) => t.spec.trustDomain === oldTd)!).includes(oldCa.trustPem), 'the old domain keeps its CA while its leaves live');
+  // And back: the old domain's CA again, without the one of moved.example.
+  const v3 = await push(snapshot(mi));
+  a.stop();
+  assert.deepEqual(stateOf(v3, mi).caHistory!.map((h) => h.fingerprint), [oldCa.fingerprint]);
+  assert.ok(!trustPems(v3.trusts.find((t) => t.spec.trustDomain === oldTd)!).includes(newCa.trustPem));
+});
+
+test('a file CA of one trust domain is not kept serving when the identity moves to another domain it cannot sign for: not ready, naming both', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
+  const { a, push } = harness();
+  try {
+    const { mi } = await filedIdentity(dir, makeCa('ca-a', { trustDomain: 'default.default.mesh.local' }));
+    const v1 = await push(snapshot(mi));
+    assert.equal(stateOf(v1, mi).ready, true);
+    const moved: MeshIdentity = structuredClone(mi);
+    moved.spec.spiffeID.trustDomain = 'moved.example';
+    const v2 = await push(snapshot(moved));
+    const st = stateOf(v2, moved);
+    assert.equal(st.ca, undefined, 'no leaf of moved.example from the CA of default.default.mesh.local');
+    assert.equal(st.ready, false);
+    assert.match(cond(st, 'Provider').message, /default\.default\.mesh\.local.*moved\.example/);
+    assert.equal(v2.trusts.find((t) => t.spec.trustDomain === 'moved.example'), undefined);
+  } finally {
+    a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('an identity whose computation throws is contained: reported in its conditions, others computed, later snapshots still processed', async () => {
   const { a, push } = harness();
   const good = meshIdentity('good');

@@ -214,6 +214,14 @@ describe('loadCertificateAuthority', () => {
       assert.throws(() => issueSvidSync(ca, 'spiffe://td.example/w', 3600_000, new Date(Date.parse(rootEnd) + 1000)), refusal(/CA certificate expired at/));
     });
 
+    it('a CA whose URI SAN names another trust domain, as a MeshTrust would refuse it', () => {
+      const keyPem = makeKey(dir, 'td-a', 'ec-p256');
+      const certPem = makeCert(dir, 'td-a', { subject: '/O=Test/CN=td-a', keyPem, extensions: [...CA_EXTENSIONS, 'subjectAltName = URI:spiffe://a.example'] });
+      const load = (trustDomain: string) => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: true, trustDomain });
+      assert.throws(() => load('b.example'), refusal('CA certificate is the CA of trust domain "a.example" (its URI SAN), not of "b.example"'));
+      assert.doesNotThrow(() => load('a.example'));
+    });
+
     it('name constraints that do not permit the trust domain', () => {
       const c = chainWith('nc', ['nameConstraints = critical, permitted;URI:.partner.example, excluded;URI:bad.partner.example']);
       assert.equal(c.verifies('td.example').ok, false);
