@@ -9,6 +9,7 @@ import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { describeResource } from '../store/conflict.js';
 import { DirectoryStore } from '../store/directory.js';
+import { inlineCaProblem } from './inline-ca.js';
 import { StoreWriteError, type ResourceStore } from '../store/types.js';
 
 export interface Output {
@@ -41,6 +42,18 @@ export async function runApply(store: ResourceStore, text: string, source: strin
   if (parsed.errors.length === 0 && parsed.resources.length === 0) {
     io.err(`error: no objects passed to apply: ${source} holds no resources; nothing applied`);
     return 1;
+  }
+  // As `validate`: an inline CA the server would refuse is not stored (it would replace the good
+  // one on disk, and the identity would have no CA after the next restart).
+  if (parsed.errors.length === 0) {
+    const refused = parsed.resources.flatMap((r) => {
+      const problem = inlineCaProblem(r);
+      return problem ? [formatResourceError({ file: source, document: r.source?.document ?? 0, path: problem.path, message: problem.message })] : [];
+    });
+    if (refused.length > 0) {
+      io.err(`${refused.join('\n')}\nnothing applied`);
+      return 1;
+    }
   }
   const errors = await store.apply(text, source, { force });
   if (errors.length > 0) {

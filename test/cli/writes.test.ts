@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
 import { makeCa } from '../helpers/openssl.js';
-import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml } from '../helpers/yaml.js';
 import { PG_URL, adminQuery, dropSchema, testSchema } from '../store-postgres/helpers.js';
 
 const ca = makeCa('cli-writes');
@@ -218,4 +218,23 @@ test('delete removes a Postgres row another tool wrote under a name no resource 
   assert.equal(r.code, 0, r.stderr);
   const { rows } = await adminQuery(`SELECT name FROM "${schema}".resources WHERE kind = 'Dataplane'`);
   assert.deepEqual(rows, []);
+});
+
+test('apply refuses an inline CA the server would refuse (here a key of another CA), as validate does, and keeps the good one stored', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const inline = (certPem: string, keyPem: string) =>
+    meshIdentityYaml('inline', {
+      provider: { type: 'Bundled', bundled: { insecureAllowSelfSigned: true, ca: { certificate: { type: 'InsecureInline', insecureInline: { value: certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: keyPem } } } } },
+    });
+  const good = inline(ca.certPem, ca.keyPem);
+  for (const flags of [w.flags, ['--store', `${PG_URL}?schema=${schema}`, '--state-dir', join(w.root, 'pg-state')]]) {
+    assert.equal((await meshSds(['apply', '-f', '-', ...flags], { input: good })).code, 0);
+    const before = await getJson(flags, 'meshidentity', 'inline');
+    const wrongKey = await meshSds(['apply', '-f', '-', ...flags], { input: inline(ca.certPem, makeCa('other').keyPem) });
+    assert.equal(wrongKey.code, 1);
+    assert.match(wrongKey.stderr, /stdin \(document 1\): spec\.provider\.bundled\.ca: private key does not match the CA certificate\nnothing applied/);
+    assert.deepEqual(await getJson(flags, 'meshidentity', 'inline'), before, 'the good CA is still stored');
+  }
 });
