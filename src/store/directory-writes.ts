@@ -78,11 +78,14 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-/**
- * Replaces `path` with `text` so that a reader sees the old file or the new one, never a part.
- * `mode` is set at creation (0600 for key material: never readable by others, not even briefly).
- */
-export async function writeFileAtomic(path: string, text: string, mode = 0o644, owner?: { uid: number; gid: number }): Promise<void> {
+/** A file written in full beside its target, waiting to be renamed over it. */
+interface StagedFile {
+  commit(): Promise<void>;
+  abort(): Promise<void>;
+}
+
+/** `mode` is set at creation (0600 for key material: never readable by others, not even briefly). */
+async function stageFile(path: string, text: string, mode: number, owner?: { uid: number; gid: number }): Promise<StagedFile> {
   // A dot name: the directory store skips it while it exists.
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'wx', mode);
@@ -96,13 +99,42 @@ export async function writeFileAtomic(path: string, text: string, mode = 0o644, 
     throw e;
   }
   await fh.close();
+  const abort = () => unlink(tmp).catch(() => undefined);
+  return {
+    abort,
+    commit: async () => {
+      try {
+        await rename(tmp, path);
+      } catch (e) {
+        await abort();
+        throw e;
+      }
+    },
+  };
+}
+
+/**
+ * Replaces files so that a reader sees each old file or its new one, never a part. Every one is
+ * written in full (and fsynced) before the first is renamed into place, so a failed write (a full
+ * disk) leaves all of them as they were.
+ */
+export async function writeFilesAtomic(files: readonly { path: string; text: string; mode: number }[], owner?: { uid: number; gid: number }): Promise<void> {
+  const staged: StagedFile[] = [];
   try {
-    await rename(tmp, path);
+    for (const f of files) staged.push(await stageFile(f.path, f.text, f.mode, owner));
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
+    await Promise.all(staged.map((s) => s.abort()));
     throw e;
   }
-  await fsyncDir(dirname(path));
+  for (const [i, s] of staged.entries()) {
+    try {
+      await s.commit();
+    } catch (e) {
+      await Promise.all(staged.slice(i + 1).map((rest) => rest.abort()));
+      throw e;
+    }
+  }
+  for (const dir of new Set(files.map((f) => dirname(f.path)))) await fsyncDir(dir);
 }
 
 /**

@@ -32,7 +32,7 @@ import {
   removeFileDurably,
   withResourceLocks,
   ownerForRootWrites,
-  writeFileAtomic,
+  writeFilesAtomic,
 } from './directory-writes.js';
 import { ResourceIndex } from './resource-index.js';
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
@@ -652,9 +652,11 @@ export class DirectoryStore implements ResourceStore {
       if (foreign.length > 0) return foreign;
       if (found.length > 0) return found;
       const owner = await ownerForRootWrites(this.dir);
-      for (const [i, r] of resources.entries()) {
-        await writeFileAtomic(targets[i]!, MANAGED_HEADER + serializeResource(r, 'yaml'), holdsKeyMaterial(r) ? 0o600 : 0o644, owner);
-      }
+      // All or nothing: a write that fails (a full disk) leaves every resource of the text as it was.
+      await writeFilesAtomic(
+        resources.map((r, i) => ({ path: targets[i]!, text: MANAGED_HEADER + serializeResource(r, 'yaml'), mode: holdsKeyMaterial(r) ? 0o600 : 0o644 })),
+        owner,
+      );
       return [];
     });
     if (conflicts.length > 0) return conflicts;

@@ -27,9 +27,13 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
       const fh = await open(lockPath, 'wx', 0o600);
       try {
         await fh.writeFile(stamp);
-      } finally {
-        await fh.close();
+      } catch (e) {
+        // A lock left empty (a full disk) would hold up every later writer until it is judged stale.
+        await fh.close().catch(() => undefined);
+        await unlink(lockPath).catch(() => undefined);
+        throw e;
       }
+      await fh.close();
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
