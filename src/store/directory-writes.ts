@@ -13,9 +13,22 @@ type Ref = Pick<ResourceMeta, 'kind' | 'mesh' | 'namespace' | 'name'>;
 
 export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per file): change it with mesh-sds apply or delete.\n';
 
-/** One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous. */
+/**
+ * Longest file name apply writes: its temp file (`.<name>.<12 hex>.tmp`) and lock (`.<name>.lock`)
+ * must stay within the 255 bytes most file systems allow.
+ */
+const MAX_MANAGED_NAME = 200;
+
+/**
+ * One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous.
+ * A name too long for a file (names may have 253 characters) keeps its start and gets a digest of
+ * the whole reference, which stays unambiguous.
+ */
 export function managedFileName(r: Ref): string {
-  return `${r.kind.toLowerCase()}_${r.mesh}_${r.namespace}_${r.name}.yaml`;
+  const full = `${r.kind.toLowerCase()}_${r.mesh}_${r.namespace}_${r.name}.yaml`;
+  if (full.length <= MAX_MANAGED_NAME) return full;
+  const digest = createHash('sha256').update(`${r.kind}\0${r.mesh}\0${r.namespace}\0${r.name}`).digest('hex').slice(0, 20);
+  return `${full.slice(0, MAX_MANAGED_NAME - digest.length - 6)}~${digest}.yaml`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chown, mkdtemp, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -104,6 +104,19 @@ test('apply writes each resource to a file of its own and refuses an invalid one
     assert.equal(errors.length, 1);
     assert.match(errors[0]!.message, /253/);
     await assert.rejects(stat(join(dir, 'meshtrust_default__bad.yaml')));
+  });
+});
+
+test('apply stores a resource whose name has the longest length names may have (253): a shortened file name, still its own; delete removes it', async () => {
+  await withStore(async (store, dir) => {
+    const long = (c: string) => `${c.repeat(250)}-${c}${c}`;
+    for (const name of [long('a'), long('b')]) assert.deepEqual(await store.apply(trustYaml(name, `${name[0]}.example`), 'long.yaml'), []);
+    await next(store, (s) => trustDomainOf(s, long('a')) === 'a.example' && trustDomainOf(s, long('b')) === 'b.example');
+    const files = (await readdir(dir)).filter((f) => f.startsWith('meshtrust_'));
+    assert.equal(files.length, 2);
+    for (const f of files) assert.ok(Buffer.byteLength(f) <= 200, f);
+    assert.equal(await store.delete('MeshTrust', 'default', '', long('a')), true);
+    await next(store, (s) => trustDomainOf(s, long('a')) === undefined && trustDomainOf(s, long('b')) === 'b.example');
   });
 });
 
