@@ -69,6 +69,8 @@ export function unreadablePath(e: unknown): string {
 
 const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
 
+const LOOP_ABOVE = 'symlink loop: links back to a folder above it, not followed';
+
 /** The stat signature of a file: any write, replacement or swap changes it. */
 export function fileSignature(st: Stats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeMs}:${st.ctimeMs}`;
@@ -82,12 +84,19 @@ export async function kubeletTarget(dir: string): Promise<string | undefined> {
  * Lists the resource files under `display` (read through `read`). Throws only when `read` itself
  * cannot be listed (the caller decides whether that is an outage); `ancestors` are the real
  * folders above it, so a symlink back to one of them is reported as a loop, not followed.
+ * `newFolder`: `display` appeared since its parent was listed, and may itself be such a link.
  */
-export async function listTree(display: string, read: string, ancestors: ReadonlySet<string> = new Set(), fs: TreeFs = realTreeFs): Promise<Listing> {
+export async function listTree(display: string, read: string, ancestors: ReadonlySet<string> = new Set(), fs: TreeFs = realTreeFs, newFolder = false): Promise<Listing> {
   const out: Listing = { files: [], problems: new Map(), unreadable: new Set(), kubelet: new Map(), dirs: new Map() };
   const self = await fs.stat(read);
   if (!self.isDirectory()) throw Object.assign(new Error(`${display} is not a folder`), { code: 'ENOTDIR' });
   const id = statSig(self);
+  // A folder linked in while watching (`ln -s .. loop`) is listed from here, not by its parent's
+  // walk; `ancestors` are then its parent's. (A folder listed again has itself among them.)
+  if (newFolder && ancestors.has(id)) {
+    out.problems.set(display, LOOP_ABOVE);
+    return out;
+  }
   await walk(fs, display, read, id, new Set([...ancestors, id]), out, true);
   return out;
 }
@@ -141,7 +150,7 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
     if (isDir && st) {
       const sig = statSig(st);
       if (ancestors.has(sig)) {
-        out.problems.set(d, 'symlink loop: links back to a folder above it, not followed');
+        out.problems.set(d, LOOP_ABOVE);
         continue;
       }
       await walk(fs, d, r, sig, new Set([...ancestors, sig]), out, false);

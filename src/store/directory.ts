@@ -340,12 +340,13 @@ export class DirectoryStore implements ResourceStore {
     let info: Pick<DirInfo, 'read' | 'ancestors'> | undefined = this.dirs.get(d);
     const parent = info ? undefined : this.dirs.get(dirname(d));
     // A new folder: read through its parent (a kubelet volume's `..data`), below the parent's ancestors.
-    if (parent && d !== this.dir) info = { read: join(parent.read, basename(d)), ancestors: parent.ancestors };
+    const newFolder = parent !== undefined && d !== this.dir;
+    if (newFolder) info = { read: join(parent.read, basename(d)), ancestors: parent.ancestors };
     while (!info && under(d, this.dir) && d !== this.dir) info = this.dirs.get((d = dirname(d)));
     info ??= { read: d, ancestors: new Set<string>() };
     let listing: Listing;
     try {
-      listing = await listTree(d, info.read, info.ancestors, this.fs);
+      listing = await listTree(d, info.read, info.ancestors, this.fs, newFolder);
     } catch (e) {
       if (d === this.dir) {
         this.pending.full = true; // the outage path decides

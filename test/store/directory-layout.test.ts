@@ -106,6 +106,22 @@ test('a symlink loop is reported once, not followed, and everything else is serv
   });
 });
 
+test('a folder link back to the top made while watching is one loop report, not every file again as a duplicate', async () => {
+  await withStore(async (store, dir, _root, reported) => {
+    for (let i = 0; i < 20; i++) await writeFile(join(dir, `t${i}.yaml`), trustYaml(`t${i}`, `t${i}.example`));
+    await next(store, (x) => tdOf(x, 't19') === 't19.example');
+    await symlink(dir, join(dir, 'zz-loop'));
+    const s = await next(store, (x) => x.errors.length > 0);
+    await sleep(300); // any later pass would have added the duplicates by now
+    assert.deepEqual(
+      s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`),
+      ['zz-loop: symlink loop: links back to a folder above it, not followed'],
+    );
+    assert.deepEqual(reported.map((e) => e.message), ['symlink loop: links back to a folder above it, not followed']);
+    assert.equal(tdOf(await latest(store), 't0'), 't0.example');
+  });
+});
+
 /** The kubelet's atomic writer, step by step, as it updates a ConfigMap volume. */
 async function kubeletWrite(dir: string, stamp: string, files: Record<string, string>, previous?: { stamp: string; files: string[] }) {
   const ts = join(dir, `..${stamp}`);
