@@ -52,8 +52,17 @@ export function sizeLimitMessage(size: number, maxBytes: number, setBy = ' (--ma
 /** Decodes file bytes as UTF-8, naming the byte offset of the first invalid sequence. */
 export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEFAULT_MAX_FILE_SIZE): FileText {
   if (buf.length > maxBytes) return fileError(file, sizeLimitMessage(buf.length, maxBytes));
+  // UTF-16 (a Windows editor's "Unicode"): a byte-order mark, or ASCII text with a NUL every other byte.
+  const bom = (buf[0] === 0xff && buf[1] === 0xfe) || (buf[0] === 0xfe && buf[1] === 0xff);
+  if (bom || (buf.length >= 4 && (buf[0] === 0) !== (buf[1] === 0) && (buf[2] === 0) !== (buf[3] === 0))) {
+    return fileError(file, 'file is UTF-16 text, not UTF-8: save it as UTF-8');
+  }
   try {
-    return { text: decoder.decode(buf) };
+    const text = decoder.decode(buf);
+    // No YAML or JSON holds a NUL; it says the file is binary (or another encoding).
+    const nul = buf.indexOf(0);
+    if (nul >= 0) return fileError(file, `file is not text: NUL byte at byte offset ${nul}`);
+    return { text };
   } catch {
     const at = invalidUtf8Offset(buf) ?? 0;
     return fileError(file, `file is not valid UTF-8: invalid byte 0x${(buf[at] ?? 0).toString(16).padStart(2, '0')} at byte offset ${at}`);

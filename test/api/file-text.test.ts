@@ -27,6 +27,19 @@ test('decoding names the file and the byte offset; too large is refused before d
   assert.match(big.error.message, /file is 11 bytes, larger than the limit of 10 bytes \(--max-file-size\)/);
 });
 
+test('UTF-16 text (with or without a byte-order mark) is named as such; a NUL in UTF-8 text says the file is not text', () => {
+  const yaml = 'type: Dataplane\nname: a\n';
+  const message = (buf: Buffer) => {
+    const r = decodeResourceText(buf, 'u.yaml');
+    return 'error' in r ? r.error.message : 'decoded';
+  };
+  for (const buf of [Buffer.from(yaml, 'utf16le'), Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(yaml, 'utf16le')]), Buffer.from(yaml, 'utf16le').swap16()]) {
+    assert.equal(message(buf), 'file is UTF-16 text, not UTF-8: save it as UTF-8');
+  }
+  assert.equal(message(Buffer.from('type: Dataplane\nname: a\0b\n')), 'file is not text: NUL byte at byte offset 23');
+  assert.equal(message(Buffer.from(yaml)), 'decoded');
+});
+
 test('validate refuses a non-UTF-8 file and an oversized file, naming each', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-text-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
