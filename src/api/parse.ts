@@ -21,9 +21,14 @@ function listItems(v: unknown): unknown[] | undefined {
   return undefined;
 }
 
+/** The engine's own words for a document nested deeper than the parser's stack, said plainly. */
+export function tooDeep(message: string): string | undefined {
+  return /Maximum call stack size exceeded/.test(message) ? 'nested too deeply (thousands of levels; no resource has more than a few)' : undefined;
+}
+
 function yamlErrorMessage(e: { message: string; linePos?: [{ line: number; col: number }, ...unknown[]] }): string {
   const first = e.message.split('\n')[0] ?? e.message;
-  const reason = first.replace(/ at line \d+, column \d+:?$/, '');
+  const reason = tooDeep(first) ?? first.replace(/ at line \d+, column \d+:?$/, '');
   const pos = e.linePos?.[0];
   return pos ? `invalid YAML at line ${pos.line}, column ${pos.col}: ${reason}` : `invalid YAML: ${reason}`;
 }
@@ -53,7 +58,7 @@ export function parseResources(text: string, file: string): ParseResult {
     try {
       result = normaliseDocument(detachStrings(value), { file, document: doc });
     } catch (err) {
-      errors.push({ file, document: doc, path: '', message: `cannot be processed: ${(err as Error).message}` });
+      errors.push({ file, document: doc, path: '', message: `cannot be processed: ${tooDeep((err as Error).message) ?? (err as Error).message}` });
       return;
     }
     for (const e of result.errors) errors.push(e);

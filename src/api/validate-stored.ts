@@ -1,5 +1,6 @@
 // A resource read back from storage (a database row written by any tool, a cache) goes through
 // exactly the validation of `mesh-sds validate`: nothing half-checked ever reaches the pipeline.
+import { tooDeep } from './parse.js';
 import { isPlainObject } from './validate-common.js';
 import { NAMESPACE_LABEL, normaliseDocument } from './validate.js';
 import { resourceKey, type Resource, type ResourceError, type ResourceMeta, type SourceRef } from './types.js';
@@ -55,7 +56,7 @@ export function validateStoredResource(
   try {
     result = normaliseDocument(storedToDocument(stored), source);
   } catch (e) {
-    return { errors: [{ file: source.file, document: source.document, path: '', message: `cannot be processed: ${(e as Error).message}` }] };
+    return { errors: [{ file: source.file, document: source.document, path: '', message: `cannot be processed: ${tooDeep((e as Error).message) ?? (e as Error).message}` }] };
   }
   const r = result.resource;
   if (!r || result.errors.length > 0) return { errors: result.errors };

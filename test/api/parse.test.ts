@@ -279,5 +279,12 @@ test('copying strings out of a document survives what validation never reads: a 
   assert.equal(r.resources.length, 1);
   const deep = `{"type":"Dataplane","name":"deep","meta":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
   const d = parseResources(deep, FILE);
-  assert.equal(d.errors.some((e) => /call stack/.test(e.message)), false, errs(d).join('; '));
+  assert.equal(d.errors.some((e) => /call stack|nested too deeply/.test(e.message)), false, errs(d).join('; '));
+});
+
+test('YAML nested thousands deep is refused in plain words, naming where, not with the engine\'s stack overflow', () => {
+  const r = parseResources(`type: Dataplane\nname: a\nmesh: default\nlabels: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`, FILE);
+  assert.equal(r.resources.length, 0);
+  assert.match(errs(r).join('; '), /invalid YAML at line 4, column \d+: nested too deeply \(thousands of levels; no resource has more than a few\)/);
+  assert.doesNotMatch(errs(r).join('; '), /call stack/);
 });
