@@ -35,8 +35,9 @@ const keyFlagsOf = new WeakMap<ResourceStore, StoreFlags>();
  * directory that does not exist, naming it, where the directory store would create it (a typo
  * would otherwise print an empty, successful result).
  */
-export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
-  if (opts.readOnly && !flags.store && flags.resources !== undefined) await mustBeDirectory('--resources', flags.resources);
+export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
+  // Never made here: `apply` into a mistyped folder would store what no server reads.
+  if (!flags.store && flags.resources !== undefined) await mustBeDirectory('--resources', flags.resources);
   const maxFileSize = flags.maxFileSize === undefined ? undefined : parseByteSize(flags.maxFileSize);
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize });
   try {

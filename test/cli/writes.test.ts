@@ -238,3 +238,12 @@ test('apply refuses an inline CA the server would refuse (here a key of another 
     assert.deepEqual(await getJson(flags, 'meshidentity', 'inline'), before, 'the good CA is still stored');
   }
 });
+
+test('apply into a --resources folder that does not exist (a typo) is refused naming it, and creates nothing', async (t) => {
+  const w = await workspace(t);
+  const typo = join(w.root, 'resorces');
+  const r = await meshSds(['apply', '-f', '-', '--resources', typo, '--state-dir', join(w.root, 'state')], { input: trustYaml('t', 't.example') });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--resources .*resorces: no such directory/);
+  assert.deepEqual((await readdir(w.root)).sort(), ['resources']);
+});
