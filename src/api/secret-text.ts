@@ -130,22 +130,23 @@ export function fsErrorReason(err: unknown): string {
  * read --tls-key: no such file or directory (ENOENT); its value is not shown (1,704 characters,
  * looks like a PEM private key)".
  */
-export function fileReadMessage(flag: string, path: string, err: unknown): string {
+export function fileReadMessage(flag: string, path: string, err: unknown, reason = fsErrorReason(err)): string {
   const looks = describedPath(path);
-  if (looks !== undefined) return `cannot read ${flag}: ${fsErrorReason(err)}; its value is not shown (${looks})`;
-  return `cannot read ${flag} ${withoutUrlUserinfo(path)}: ${fsErrorReason(err)}`;
+  if (looks !== undefined) return `cannot read ${flag}: ${reason}; its value is not shown (${looks})`;
+  return `cannot read ${flag} ${withoutUrlUserinfo(path)}: ${reason}`;
 }
 
 /**
- * A file a flag names could not be read. Its message is fileReadMessage's; node's error is not kept
- * as the cause (its message quotes the path), only its code.
+ * A file a flag names could not be read, or was refused (`reason`: "is a FIFO, not a regular
+ * file"). Its message is fileReadMessage's; node's error is not kept as the cause (its message
+ * quotes the path), only its code.
  */
 export class FlagFileError extends Error {
   override readonly name = 'FlagFileError';
   readonly code: string | undefined;
 
-  constructor(flag: string, path: string, err: unknown) {
-    super(fileReadMessage(flag, path, err));
+  constructor(flag: string, path: string, err: unknown, reason?: string) {
+    super(fileReadMessage(flag, path, err, reason));
     const code = (err as NodeJS.ErrnoException | undefined)?.code;
     this.code = typeof code === 'string' ? code : undefined;
   }

@@ -1,8 +1,8 @@
 // `mesh-sds fetch`: prints a summary of the secrets a proxy would get, or (with --out-dir) writes
 // them as PEM files like spiffe-helper, keeping them current with --watch. Never prints a private
 // key or the token.
-import { readFileSync } from 'node:fs';
-import { fileReadMessage, scrubSecretText } from '../api/secret-text.js';
+import { readFlagFileSync } from '../api/flag-file.js';
+import { scrubSecretText } from '../api/secret-text.js';
 import { startAgent, type AgentWrite } from '../client/agent.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
@@ -60,9 +60,9 @@ function readToken(opts: FetchCliOptions, env: Record<string, string | undefined
   if (opts.tokenFile !== undefined) {
     let text: string;
     try {
-      text = readFileSync(opts.tokenFile, 'utf8');
+      text = readFlagFileSync('--token-file', opts.tokenFile).toString('utf8');
     } catch (e) {
-      throw new UsageError(fileReadMessage('--token-file', opts.tokenFile, e));
+      throw new UsageError((e as Error).message);
     }
     const token = text.trim();
     if (!token) throw new UsageError(`--token-file ${opts.tokenFile} is empty`);
@@ -76,9 +76,9 @@ function tlsOptions(opts: FetchCliOptions): SdsTlsOptions | undefined {
   const tls: SdsTlsOptions = {};
   if (opts.caFile) {
     try {
-      tls.ca = readFileSync(opts.caFile, 'utf8');
+      tls.ca = readFlagFileSync('--ca-file', opts.caFile).toString('utf8');
     } catch (e) {
-      throw new UsageError(fileReadMessage('--ca-file', opts.caFile, e));
+      throw new UsageError((e as Error).message);
     }
     // The client takes text without a PEM block for a file name and would read it, quoting it in
     // its error: a file of something else (a token, DER) is refused here.

@@ -1,6 +1,5 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nameProblem } from '../api/validate-common.js';
-import { readFile } from 'node:fs/promises';
 import { stringify } from 'yaml';
 import { parseDuration } from '../api/duration.js';
 import { RESOURCE_KINDS, formatResourceError, resourceKey, resourcesOfKind, type Resource, type ResourceKind } from '../api/types.js';
@@ -10,7 +9,8 @@ import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize } from '../api/file-text.js';
-import { FlagFileError, scrubSecretText } from '../api/secret-text.js';
+import { readFlagFile } from '../api/flag-file.js';
+import { scrubSecretText } from '../api/secret-text.js';
 import type { ResourceStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -380,13 +380,9 @@ function federationStatus(view: FederatedView, name: string): Record<string, unk
   return out;
 }
 
-/** Node's error would quote the path: the token itself, when given in its place. */
+/** Its error never quotes the token itself, when given in place of the path. */
 async function readTokenFile(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (e) {
-    throw new FlagFileError('--token-file', file, e);
-  }
+  return (await readFlagFile('--token-file', file)).toString('utf8');
 }
 
 async function readStdin(): Promise<string> {

@@ -3,8 +3,8 @@
 // (error_detail, previous version) for one it rejects, and reconnects with Envoy's jittered
 // exponential backoff (500 ms doubling to 30 s) — except on UNAUTHENTICATED / INVALID_ARGUMENT,
 // which retrying cannot fix.
-import { readFileSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { readFlagFileSync } from '../api/flag-file.js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
 import { SECRET_TYPE_URL, loadProtos } from '../xds/protos.js';
 import { decodeSecretResource, type DecodedSecret } from './decode.js';
@@ -86,7 +86,8 @@ type SdsStub = grpc.Client & {
 
 function credentials(tls: SdsTlsOptions | undefined): grpc.ChannelCredentials {
   if (!tls) return grpc.credentials.createInsecure();
-  const ca = tls.ca === undefined ? null : Buffer.from(tls.ca.includes('-----BEGIN') ? tls.ca : readFileSync(tls.ca, 'utf8'));
+  // A path is read as the CLI reads --ca-file: a FIFO or a device is refused, not waited on or read without end.
+  const ca = tls.ca === undefined ? null : tls.ca.includes('-----BEGIN') ? Buffer.from(tls.ca) : readFlagFileSync('tls.ca', tls.ca);
   const verify: grpc.VerifyOptions = tls.insecureSkipVerify ? { rejectUnauthorized: false, checkServerIdentity: () => undefined } : {};
   return grpc.credentials.createSsl(ca, null, null, verify);
 }

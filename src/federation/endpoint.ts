@@ -10,7 +10,7 @@
 //   while the CA that signed it is still in the published bundle it stays, so a follower that
 //   holds only the previous bundle can still authenticate the endpoint and learn the new CA.
 // - https_web: a given certificate and key (files re-read when they change).
-import { readFileSync, unwatchFile, watchFile } from 'node:fs';
+import { unwatchFile, watchFile } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
@@ -20,7 +20,7 @@ import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
-import { fileReadMessage } from '../api/secret-text.js';
+import { readFlagFileSync } from '../api/flag-file.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
@@ -104,10 +104,10 @@ export function parseEndpointListen(listen: string, flag = '--bundle-endpoint'):
 function readWebTls(files: { certFile: string; keyFile: string }): { cert: string; key: string } {
   const read = (f: string, flag: string): string => {
     try {
-      return readFileSync(f, 'utf8');
+      return readFlagFileSync(flag, f).toString('utf8');
     } catch (e) {
-      // Not node's message: it quotes the path, which may be the key itself given by mistake.
-      throw new BundleEndpointError(fileReadMessage(flag, f, e));
+      // FlagFileError's message: never the path when it is the key itself given by mistake.
+      throw new BundleEndpointError((e as Error).message);
     }
   };
   return { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };

@@ -1,9 +1,8 @@
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFlagFileSync } from '../api/flag-file.js';
 import { withoutGrpcScheme } from '../api/host-port.js';
-import { fileReadMessage } from '../api/secret-text.js';
 import { isLoopbackOrUnix } from './auth.js';
 import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
 import { checkKeyPair } from './tls-reload.js';
@@ -32,12 +31,12 @@ export interface ListenSecurity {
   tls?: TlsKeyPair;
 }
 
-/** Node's own error quotes the path, which may be the PEM key itself (MESH_SDS_TLS_KEY set to the key, not its file). */
-function readFlagFile(flag: string, file: string): Buffer {
+/** Its message never quotes a path that is the PEM key itself (MESH_SDS_TLS_KEY set to the key, not its file). */
+function readTlsFile(flag: string, file: string): Buffer {
   try {
-    return readFileSync(file);
+    return readFlagFileSync(flag, file);
   } catch (e) {
-    throw new ListenError(fileReadMessage(flag, file, e));
+    throw new ListenError((e as Error).message);
   }
 }
 
@@ -48,7 +47,7 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
   if (!!opts.tlsCert !== !!opts.tlsKey) throw new ListenError('--tls-cert and --tls-key go together');
   if (opts.tlsCert && opts.tlsKey) {
     if (socket !== undefined) throw new ListenError('TLS is for TCP listeners; a unix socket is protected by its file mode');
-    const tls = { cert: readFlagFile('--tls-cert', opts.tlsCert), key: readFlagFile('--tls-key', opts.tlsKey) };
+    const tls = { cert: readTlsFile('--tls-cert', opts.tlsCert), key: readTlsFile('--tls-key', opts.tlsKey) };
     const checked = checkKeyPair(tls, new Date());
     // An expired certificate may be about to be replaced on disk (it is reloaded): only a pair
     // that can never be served refuses start-up.

@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
-import { FlagFileError } from '../api/secret-text.js';
+import { readFlagFileSync } from '../api/flag-file.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -366,11 +365,7 @@ function watchListenerKeyPair(certFile: string, keyFile: string, served: TlsKeyP
   );
 }
 
-/** Read before the store opens; node's own error would quote the path, which may be a PEM pasted in its place. */
+/** Read before the store opens; its error never quotes a PEM pasted in place of the path. */
 function readFederationCaFile(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new FlagFileError('--federation-ca-file', file, e);
-  }
+  return readFlagFileSync('--federation-ca-file', file).toString('utf8');
 }

@@ -3,8 +3,9 @@
 // Envoy would fail to connect. The files are polled; a new pair that is whole and valid now
 // replaces the served one, anything else is refused by name and the served pair is kept.
 import { X509Certificate, createHash } from 'node:crypto';
-import { stat, readFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import { readFlagFile } from '../api/flag-file.js';
 import type { TlsKeyPair } from './grpc-h2/server.js';
 
 export interface TlsReloadOptions {
@@ -90,7 +91,8 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
       const still = sig === previousSig;
       previousSig = sig;
       if (!still || sig === settled) return;
-      const [cert, key] = await Promise.all([readFile(opts.certFile), readFile(opts.keyFile)]);
+      // Bounded and regular files only: a pair swapped for a FIFO or /dev/zero is refused, not waited on or read without end.
+      const [cert, key] = await Promise.all([readFlagFile('--tls-cert', opts.certFile), readFlagFile('--tls-key', opts.keyFile)]);
       if ((await signature()) !== sig) return; // changed while being read: next poll
       pair = { cert, key };
     } catch (e) {

@@ -6,6 +6,7 @@ import { ReplaySubject, type Observable } from 'rxjs';
 import { LayeredMap } from '../api/layered-map.js';
 import { parseResources } from '../api/parse.js';
 import { DEFAULT_MAX_FILE_SIZE } from '../api/file-text.js';
+import { readFlagFile } from '../api/flag-file.js';
 import {
   formatResourceError,
   resourceKey,
@@ -178,6 +179,7 @@ export class PostgresStore implements ResourceStore {
   /** Connects and migrates the schema to this binary's version. Call `start()` to load the first snapshot. */
   static async open(url: string, opts: PostgresStoreOptions = {}): Promise<PostgresStore> {
     const { connectionString, schema: urlSchema, applicationName } = splitSchemaParam(url);
+    await checkSslFiles(connectionString);
     const schema = opts.schema ?? urlSchema ?? 'public';
     const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
     // `application_name` in the URL names this replica's connections (pg_stat_activity); -listen and -migrate are appended.
@@ -842,6 +844,24 @@ function splitSchemaParam(url: string): { connectionString: string; schema?: str
   u.searchParams.delete('schema');
   u.searchParams.delete('application_name');
   return { connectionString: u.toString(), schema, applicationName };
+}
+
+/**
+ * pg reads `sslcert`, `sslkey` and `sslrootcert` of the URL with a plain readFileSync: a FIFO would
+ * block the whole process for ever, /dev/zero fill its memory. Each is read once by our rule first,
+ * so such a file is refused naming the parameter and the path (pg's own read, just after, remains).
+ */
+async function checkSslFiles(connectionString: string): Promise<void> {
+  let params: URLSearchParams;
+  try {
+    params = new URL(connectionString).searchParams;
+  } catch {
+    return;
+  }
+  for (const name of ['sslcert', 'sslkey', 'sslrootcert']) {
+    const file = params.get(name);
+    if (file) await readFlagFile(`--store ${name}`, file);
+  }
 }
 
 function errMessage(err: unknown): string {

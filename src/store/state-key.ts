@@ -1,7 +1,7 @@
 // The key that seals private keys at rest (SPEC §6): 32 random bytes in a file, named by a key id.
 import { createHash, randomBytes } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
-import { describeSecretLike, FlagFileError } from '../api/secret-text.js';
+import { open } from 'node:fs/promises';
+import { readFlagFile } from '../api/flag-file.js';
 
 export interface StateKey {
   /** 32 bytes, AES-256-GCM key. */
@@ -42,17 +42,12 @@ export function parseStateKey(content: Buffer, source: string): StateKey {
   return { bytes, id: stateKeyId(bytes), source };
 }
 
-/** `flag` names where `file` came from, for a value that is the key itself rather than its path. */
+/**
+ * `flag` names where `file` came from. Its errors name the flag and never echo a value that is the
+ * key itself rather than its path; a FIFO, a device or a file over 1 MiB is refused at once.
+ */
 export async function loadStateKey(file: string, flag = '--state-key-file'): Promise<StateKey> {
-  let content: Buffer;
-  try {
-    content = await readFile(file);
-  } catch (e) {
-    // The key pasted where its path belongs: never echoed, nor kept as the cause (whose message quotes it).
-    if (describeSecretLike(file) !== undefined) throw new FlagFileError(flag, file, e);
-    throw new Error(`state key file ${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e });
-  }
-  return parseStateKey(content, file);
+  return parseStateKey(await readFlagFile(flag, file), file);
 }
 
 /** Writes a new random key as base64 text, mode 0600; refuses to overwrite an existing file. */

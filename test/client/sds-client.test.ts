@@ -1,7 +1,8 @@
 // The client's protocol behaviour against a scripted fake SDS server that records every request.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -267,6 +268,34 @@ describe('SDS client transports', () => {
       await assert.rejects(fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: a.certPem }, timeoutMs: 700, backoff: { initialMs: 50 } }), /DEADLINE_EXCEEDED.*UNAVAILABLE/);
     } finally {
       fake.server.forceShutdown();
+    }
+  });
+
+  it('reads a tls.ca path as --ca-file is read: a CA file (or a link to one) is used; a FIFO, /dev/zero or a 2 MiB file is refused at once, naming it', { timeout: 10_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-client-ca-'));
+    const serverCa = makeCa('Server CA');
+    const { certPem, keyPem } = serverCert(serverCa);
+    const fake = new FakeSds();
+    await fake.start('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], false));
+    serveDefault(fake);
+    try {
+      writeFileSync(join(dir, 'ca.pem'), serverCa.certPem);
+      symlinkSync(join(dir, 'ca.pem'), join(dir, 'ca-link.pem'));
+      const r = await fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: join(dir, 'ca-link.pem') }, timeoutMs: 3000 });
+      assert.equal(r.secrets[0]!.name, 'default');
+      execFileSync('mkfifo', [join(dir, 'fifo')]);
+      writeFileSync(join(dir, 'big'), Buffer.alloc(2 * 1024 * 1024, 'a'));
+      const refused: [string, string][] = [
+        [join(dir, 'fifo'), 'is a FIFO, not a regular file'],
+        ['/dev/zero', 'is a character device, not a regular file'],
+        [join(dir, 'big'), 'is larger than 1 MiB: not read'],
+      ];
+      for (const [path, problem] of refused) {
+        await assert.rejects(fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: path }, timeoutMs: 3000 }), { message: `cannot read tls.ca ${path}: ${problem}` });
+      }
+    } finally {
+      fake.server.forceShutdown();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchTlsKeyPair } from '../../src/server/tls-reload.js';
@@ -78,4 +79,36 @@ test('health: ready while the served certificate is valid, not ready naming the 
   assert.deepEqual(s.applied, ['CN=pair-b']);
   s.setClock(new Date(end + 1000)); // pair-a's end; pair-b (made later, 10 years) is valid
   assert.equal(s.reloader.health().ok, true);
+});
+
+test('a pair file swapped for a FIFO, /dev/zero or a 2 MiB file is refused once in the log, naming the flag, the file and why; the served pair is kept', { timeout: 20_000 }, async (t) => {
+  const s = setup(t);
+  const fifo = `${s.files.certFile}.fifo`;
+  execFileSync('mkfifo', [fifo]);
+  const { certFile, keyFile } = s.files;
+  const bad = [
+    { file: certFile, swap: () => symlinkSync(fifo, certFile), problem: `cannot read --tls-cert ${certFile}: is a FIFO, not a regular file` },
+    { file: keyFile, swap: () => symlinkSync('/dev/zero', keyFile), problem: `cannot read --tls-key ${keyFile}: is a character device, not a regular file` },
+    { file: certFile, swap: () => writeFileSync(certFile, Buffer.alloc(2 * 1024 * 1024, 'a')), problem: `cannot read --tls-cert ${certFile}: is larger than 1 MiB: not read` },
+  ];
+  for (const b of bad) {
+    rmSync(certFile);
+    rmSync(keyFile);
+    writeFileSync(certFile, s.a.certPem);
+    writeFileSync(keyFile, s.a.keyPem);
+    rmSync(b.file);
+    b.swap();
+    s.errors.length = 0;
+    // A hung read would hold every later check (one runs at a time): each must end.
+    for (let i = 0; i < 4; i++) await s.reloader.check();
+    assert.equal(s.errors.length, 1, JSON.stringify(s.errors));
+    assert.ok(s.errors[0]!.includes(b.problem), s.errors[0]);
+    assert.deepEqual(s.applied, []);
+  }
+  rmSync(certFile);
+  writeFileSync(certFile, s.b.certPem);
+  writeFileSync(keyFile, s.b.keyPem);
+  await s.reloader.check();
+  await s.reloader.check();
+  assert.deepEqual(s.applied, ['CN=pair-b'], 'a good pair on disk again is served');
 });

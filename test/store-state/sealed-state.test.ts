@@ -2,7 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateStateKeyFile, loadStateKey, parseStateKey, stateKeyId } from '../../src/store/state-key.js';
@@ -35,7 +36,23 @@ test('a key file is accepted raw, as hex or as base64, and anything else is refu
   assert.match(id, /^[0-9a-f]{16}$/);
   assert.throws(() => parseStateKey(Buffer.from('too short'), 'k.txt'), /state key file k\.txt: expected 32 bytes/);
   assert.throws(() => parseStateKey(randomBytes(16).toString('base64') as unknown as Buffer, 'x'), /expected 32 bytes/);
-  await assert.rejects(loadStateKey(join(dir, 'missing')), /state key file .*missing: cannot be read \(ENOENT\)/);
+  await assert.rejects(loadStateKey(join(dir, 'missing')), /cannot read --state-key-file .*missing: no such file or directory \(ENOENT\)/);
+});
+
+test('a state key file that is a FIFO, a device or over 1 MiB is refused at once, naming the flag and why; a link to a key file is read', { timeout: 10_000 }, async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const fifo = join(dir, 'fifo');
+  execFileSync('mkfifo', [fifo]);
+  const big = join(dir, 'big');
+  await writeFile(big, Buffer.alloc(2 * 1024 * 1024, 'a'));
+  // Without a writer a FIFO would be waited on for ever; /dev/zero read until memory runs out.
+  await assert.rejects(loadStateKey(fifo), { message: `cannot read --state-key-file ${fifo}: is a FIFO, not a regular file` });
+  await assert.rejects(loadStateKey('/dev/zero', '--state-old-key-file'), { message: 'cannot read --state-old-key-file /dev/zero: is a character device, not a regular file' });
+  await assert.rejects(loadStateKey(big), { message: `cannot read --state-key-file ${big}: is larger than 1 MiB: not read` });
+  const made = await generateStateKeyFile(join(dir, 'k'));
+  await symlink(join(dir, 'k'), join(dir, 'link'));
+  assert.equal((await loadStateKey(join(dir, 'link'))).id, made.id);
 });
 
 test('state-key generate writes 32 random bytes as base64, mode 0600, and never overwrites', async (t) => {
