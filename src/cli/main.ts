@@ -60,6 +60,23 @@ function durationMs(text: string, flag: string): number {
   return ms;
 }
 
+/**
+ * `token generate --valid-for`: a Go duration between 1m and 87600h (10 years). Every refusal says
+ * which: not a duration (and which units are), too short, or too long.
+ */
+async function tokenValidityMs(text: string): Promise<number> {
+  const { MAX_TOKEN_VALIDITY_MS, MIN_GENERATED_TOKEN_VALIDITY_MS } = await import('../server/tokens.js');
+  const flag = `--valid-for ${JSON.stringify(text)}`;
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    throw new Error(`${flag} is not a duration: write a number and a unit of h, m or s, or several (e.g. 24h, 90m, 1h30m); there is no unit for days or years (30 days: 720h, 1 year: 8760h)`);
+  }
+  if (!(ms > 0)) throw new Error(`${flag} is not positive: a token must be valid for 1m at least`);
+  if (ms < MIN_GENERATED_TOKEN_VALIDITY_MS) throw new Error(`${flag} is shorter than the minimum of 1m: the token would expire before a proxy could use it`);
+  if (!(ms <= MAX_TOKEN_VALIDITY_MS)) throw new Error(`${flag} is longer than the maximum of 87600h (10 years)`);
+  return ms;
+}
+
 const program = new Command('mesh-sds')
   .description('Envoy Secret Discovery Service issuing SPIFFE identities from MeshIdentity and MeshTrust resources')
   .showHelpAfterError()
@@ -263,7 +280,7 @@ storeOptions(token.command('generate').description('sign a token for one datapla
       if (i <= 0) throw new Error(`--label ${kv}: expected key=value`);
       labels[kv.slice(0, i)] = kv.slice(i + 1);
     }
-    const validForMs = durationMs(o.validFor, '--valid-for');
+    const validForMs = await tokenValidityMs(o.validFor);
     const t = await (await offline()).withState(o, async (state) => {
       const authority = await (await tokenAuthority()).open(state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });

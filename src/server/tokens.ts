@@ -22,6 +22,16 @@ export const REVOKED_STATE_KEY = 'auth/revoked';
 const MAC_SECRET_BYTES = 32;
 /** Longer than any sane JWT we issue; refusing early keeps a hostile peer from making us parse megabytes. */
 const MAX_TOKEN_LENGTH = 8192;
+/**
+ * The longest lifetime a token may be signed for: 10 years (87600h). A longer one is as good as a
+ * token that never expires, and an `exp` beyond 2^53 seconds is not even an exact number.
+ */
+export const MAX_TOKEN_VALIDITY_MS = 87_600 * 3_600_000;
+/**
+ * The shortest lifetime `token generate` signs: 1 minute. A shorter token has expired (or nearly)
+ * before anyone can copy it into a proxy's configuration. The library takes shorter ones (tests).
+ */
+export const MIN_GENERATED_TOKEN_VALIDITY_MS = 60_000;
 
 export interface TokenClaims {
   iss: string;
@@ -183,7 +193,11 @@ function toClaims(p: Record<string, unknown>): TokenClaims {
     typeof mesh !== 'string' ||
     typeof name !== 'string' ||
     typeof iat !== 'number' ||
+    // A time beyond 2^53 s, fractional, or Infinity (`1e400` parses so) is no time we signed:
+    // such an exp would make a token that never expires.
     typeof exp !== 'number' ||
+    !Number.isSafeInteger(iat) ||
+    !Number.isSafeInteger(exp) ||
     typeof jti !== 'string' ||
     sub !== `${mesh}.${name}` ||
     (workload !== undefined && typeof workload !== 'string') ||
@@ -208,7 +222,7 @@ function checkClaims(payload: Record<string, unknown>, nowSec: number | undefine
   if (nowSec !== undefined) {
     const { nbf, exp } = payload;
     if (nbf !== undefined && (typeof nbf !== 'number' || nbf > nowSec)) throw new TokenError('malformed');
-    if (typeof exp !== 'number') throw new TokenError('malformed');
+    if (typeof exp !== 'number' || !Number.isSafeInteger(exp)) throw new TokenError('malformed');
     if (exp <= nowSec) throw new TokenError('expired');
   }
   return toClaims(payload);
@@ -315,6 +329,7 @@ export class TokenAuthority {
     const nameProblem = dataplaneNameProblem(opts.name ?? '');
     if (nameProblem) throw new Error(`name ${JSON.stringify(opts.name ?? '')} ${nameProblem}`);
     if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
+    if (opts.validForMs > MAX_TOKEN_VALIDITY_MS) throw new Error(`validForMs must be at most ${MAX_TOKEN_VALIDITY_MS} (10 years)`);
     if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
     for (const k of Object.keys(opts.labels ?? {})) {
       if (!LABEL_KEY.test(k)) throw new Error(`label key ${JSON.stringify(k)} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);

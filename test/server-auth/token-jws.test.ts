@@ -226,6 +226,24 @@ test('claims are checked after the MAC: payload shape, issuer, required claims, 
   await assert.rejects(ta.revokeToken(signed(claims({ iss: 'x' }))), (e: unknown) => e instanceof TokenError && e.reason === 'malformed');
 });
 
+test('an exp or iat that is not a safe integer (3.6e+26, 1e400, fractional) is malformed, for verify and revokeToken alike', async () => {
+  const { ta, secret } = await fresh();
+  const h = enc({ alg: 'HS256', typ: 'JWT', kid: ta.keyId });
+  const now = nowSec();
+  // As JSON text: `1e400` parses to Infinity, which JSON.stringify cannot write.
+  const rawPayload = (exp: string, iat = String(now)) => b64url(`{"mesh":"m","name":"n","iss":"mesh-sds","sub":"m.n","iat":${iat},"exp":${exp},"jti":"j${exp.length}${iat.length}"}`);
+  for (const [exp, iat] of [['3.6e+26', String(now)], ['1e400', String(now)], [String(2 ** 53), String(now)], [`${now + 60}.5`, String(now)], [String(now + 60), '1e400'], [String(now + 60), `${now}.5`]]) {
+    const token = macd(secret, h, rawPayload(exp!, iat));
+    await refused(ta, token, 'malformed', `exp ${exp} iat ${iat}`);
+    await assert.rejects(ta.revokeToken(token), (e: unknown) => e instanceof TokenError && e.reason === 'malformed', `revoke: exp ${exp} iat ${iat}`);
+  }
+  assert.equal((await ta.verify(macd(secret, h, rawPayload(String(now + 60))))).name, 'n', 'an integer exp is fine');
+  // generate never signs one: at most 10 years.
+  await assert.rejects(ta.generate({ mesh: 'm', name: 'n', validForMs: 3.6e29 }), /validForMs must be at most/);
+  await assert.rejects(ta.generate({ mesh: 'm', name: 'n', validForMs: 87_601 * HOUR }), /validForMs must be at most/);
+  assert.equal((await ta.verify(await ta.generate({ mesh: 'm', name: 'n', validForMs: 87_600 * HOUR }))).name, 'n');
+});
+
 /** `auth/signing-key` as releases before HS256 wrote it, and a token signed the way they did. */
 async function legacySigning(state: StateStore): Promise<{ kid: string; privateKey: KeyObject; sign: (o?: { exp?: number; jti?: string; kid?: string; key?: KeyObject }) => Promise<string> }> {
   const { privateKey } = generateKeyPairSync('ed25519');

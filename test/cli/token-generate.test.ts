@@ -1,0 +1,48 @@
+// `token generate` refuses what would make a useless or dangerous token, saying exactly what is wrong.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { meshSds } from './run.js';
+
+const claimsOf = (token: string): Record<string, unknown> => JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+
+async function withStateDir(fn: (state: string) => Promise<void>): Promise<void> {
+  const state = await mkdtemp(join(tmpdir(), 'mesh-sds-token-gen-'));
+  try {
+    await fn(state);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+}
+
+test('token generate --valid-for: between 1m and 87600h (10 years), and every refusal says what is wrong', async () => {
+  await withStateDir(async (state) => {
+    const gen = (validFor: string) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', '--valid-for', validFor, '--state-dir', state]);
+    const refusals: [string, RegExp][] = [
+      ['99999999999999999999999h', /--valid-for "99999999999999999999999h" is longer than the maximum of 87600h \(10 years\)/],
+      ['87601h', /longer than the maximum of 87600h/],
+      [`${'9'.repeat(400)}h`, /longer than the maximum of 87600h/],
+      ['1000y', /--valid-for "1000y" is not a duration: write a number and a unit of h, m or s.*no unit for days or years/],
+      ['30d', /"30d" is not a duration.*30 days: 720h/],
+      ['1ms', /--valid-for "1ms" is shorter than the minimum of 1m/],
+      ['59s', /shorter than the minimum of 1m/],
+      ['0', /--valid-for "0" is not positive/],
+      ['-1h', /"-1h" is not positive/],
+    ];
+    for (const [validFor, message] of refusals) {
+      const r = await gen(validFor);
+      assert.equal(r.code, 1, `${validFor}: ${r.stderr}`);
+      assert.match(r.stderr, message, validFor);
+      assert.equal(r.stdout, '', `${validFor}: no token printed`);
+    }
+    for (const [validFor, seconds] of [['1m', 60], ['87600h', 87_600 * 3600], ['1h30m', 5400]] as const) {
+      const r = await gen(validFor);
+      assert.equal(r.code, 0, `${validFor}: ${r.stderr}`);
+      const c = claimsOf(r.stdout.trim().split('\n').at(-1)!);
+      assert.ok(Number.isSafeInteger(c.exp), `${validFor}: exp ${String(c.exp)}`);
+      assert.equal((c.exp as number) - (c.iat as number), seconds, validFor);
+    }
+  });
+});
