@@ -8,7 +8,7 @@
 // in the background, so a revocation made by the CLI reaches it within a second or two, and
 // authentication never waits on the store (a stalled database delays nothing).
 import { createHash, createPrivateKey, createPublicKey, createSecretKey, hash, randomBytes } from 'node:crypto';
-import { labelNameProblem } from '../api/validate-common.js';
+import { controlCharacterAt, labelNameProblem } from '../api/validate-common.js';
 import { claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
 import type { StateStore } from '../store/types.js';
 import { JwsError, signHs256, verifyCompactJws, type Ed25519PublicKey, type HmacKey, type VerificationKey } from './jws.js';
@@ -32,6 +32,13 @@ export const MAX_TOKEN_VALIDITY_MS = 87_600 * 3_600_000;
  * before anyone can copy it into a proxy's configuration. The library takes shorter ones (tests).
  */
 export const MIN_GENERATED_TOKEN_VALIDITY_MS = 60_000;
+/**
+ * The longest token generate() signs, in characters. gRPC's default metadata limit (grpc-js's
+ * `grpc.max_metadata_size`, and what most proxies in front of it allow) is 8 KB for all of a
+ * call's headers together: `authorization: Bearer <token>` shares it with the path, authority,
+ * user-agent and the rest, so a token over half of it may never reach the server.
+ */
+export const MAX_GENERATED_TOKEN_LENGTH = 4096;
 
 export interface TokenClaims {
   iss: string;
@@ -331,10 +338,16 @@ export class TokenAuthority {
     if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
     if (opts.validForMs > MAX_TOKEN_VALIDITY_MS) throw new Error(`validForMs must be at most ${MAX_TOKEN_VALIDITY_MS} (10 years)`);
     if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
-    for (const k of Object.keys(opts.labels ?? {})) {
-      if (!LABEL_KEY.test(k)) throw new Error(`label key ${JSON.stringify(k)} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);
+    for (const [k, v] of Object.entries(opts.labels ?? {})) {
+      // As Dataplane labels are refused (readLabelMap): a control character in a claim would reach
+      // the terminals and logs that print it (ANSI escapes, forged lines).
+      const inKey = controlCharacterAt(k);
+      if (inKey) throw new Error(`label key ${JSON.stringify(k.slice(0, 64))} must not hold control characters (${inKey})`);
+      const inValue = controlCharacterAt(v);
+      if (inValue) throw new Error(`label ${JSON.stringify(k.slice(0, 64))}: the value must not hold control characters (${inValue})`);
+      if (!LABEL_KEY.test(k)) throw new Error(`label key ${JSON.stringify(k.slice(0, 64))} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);
     }
-    if (opts.workload !== undefined && !LABEL_VALUE.test(opts.workload)) throw new Error(`workload ${JSON.stringify(opts.workload)} must be non-empty letters, digits, '-', '_' and '.'`);
+    if (opts.workload !== undefined && !LABEL_VALUE.test(opts.workload)) throw new Error(`workload ${JSON.stringify(opts.workload.slice(0, 64))} must be non-empty letters, digits, '-', '_' and '.'`);
     const contradiction = claimsContradiction(opts);
     if (contradiction) throw new Error(contradiction);
     const nowMs = (opts.now ?? new Date()).getTime();
@@ -346,7 +359,15 @@ export class TokenAuthority {
     payload.iat = Math.floor(nowMs / 1000);
     payload.exp = Math.floor((nowMs + opts.validForMs) / 1000);
     payload.jti = randomBytes(16).toString('base64url');
-    return signHs256(this.macKey, payload);
+    const token = signHs256(this.macKey, payload);
+    if (token.length > MAX_GENERATED_TOKEN_LENGTH) {
+      const claimed = Object.entries(opts.labels ?? {}).reduce((n, [k, v]) => n + k.length + v.length, 0) + (opts.workload?.length ?? 0);
+      throw new Error(
+        `the token would be ${token.length} characters, more than the ${MAX_GENERATED_TOKEN_LENGTH} allowed: gRPC's default metadata limit is 8 KB for all of a call's headers, so a proxy could not send it ` +
+          `(its labels and workload claim ${claimed} characters: claim fewer or shorter labels)`,
+      );
+    }
+    return token;
   }
 
   /**

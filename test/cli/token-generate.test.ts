@@ -46,3 +46,31 @@ test('token generate --valid-for: between 1m and 87600h (10 years), and every re
     }
   });
 });
+
+test('token generate --label: control characters in keys and values are refused as in Dataplane labels, and the token stays under 4096 characters', async () => {
+  await withStateDir(async (state) => {
+    const gen = (...labels: string[]) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', ...labels.flatMap((l) => ['--label', l]), '--state-dir', state]);
+    const esc = await gen('app=x\x1b[2J');
+    assert.equal(esc.code, 1, esc.stderr);
+    assert.match(esc.stderr, /label "app": the value must not hold control characters \(U\+001B at 1\)/);
+    assert.ok(!esc.stderr.includes('\x1b'), 'the refusal does not print the ESC itself');
+    assert.equal(esc.stdout, '');
+    for (const [label, at] of [['app=a\nb', 'U+000A at 1'], ['app=\u009b', 'U+009B at 0'], ['app=\x7f', 'U+007F at 0']] as const) {
+      const r = await gen(label);
+      assert.equal(r.code, 1, `${JSON.stringify(label)}: ${r.stderr}`);
+      assert.ok(r.stderr.includes(`must not hold control characters (${at})`), `${JSON.stringify(label)}: ${r.stderr}`);
+    }
+    const inKey = await gen('a\x1bpp=x');
+    assert.equal(inKey.code, 1, inKey.stderr);
+    assert.match(inKey.stderr, /label key "a\\u001bpp" must not hold control characters \(U\+001B at 1\)/);
+    const huge = await gen(`app=${'a'.repeat(100_000)}`);
+    assert.equal(huge.code, 1, huge.stderr);
+    assert.match(huge.stderr, /the token would be \d+ characters, more than the 4096 allowed: gRPC's default metadata limit is 8 KB/);
+    assert.ok(huge.stderr.length < 1000, 'the refusal does not quote the value');
+    assert.equal(huge.stdout, '');
+    // Many ordinary labels within the bound still make a token.
+    const fine = await gen(...Array.from({ length: 20 }, (_, i) => `label-${i}=value-${i}`), 'note=ünïcode and spaces are fine');
+    assert.equal(fine.code, 0, fine.stderr);
+    assert.ok(fine.stdout.trim().split('\n').at(-1)!.length <= 4096);
+  });
+});

@@ -174,7 +174,7 @@ test('algorithms and header parameters: alg none / HS512 / EdDSA / RS256, crit, 
 });
 
 test('a token MAC\'d with another secret is "signature", with or without our kid; huge tokens are malformed', async () => {
-  const { ta } = await fresh();
+  const { ta, secret } = await fresh();
   const other = randomBytes(32);
   const noKid = await new SignJWT(claims()).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).sign(other);
   await refused(ta, noKid, 'signature', 'another secret, no kid');
@@ -182,7 +182,9 @@ test('a token MAC\'d with another secret is "signature", with or without our kid
   await refused(ta, ourKid, 'signature', 'another secret, our kid');
   const stranger = await (await fresh()).ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
   await refused(ta, stranger, 'signature', 'a token of another state');
-  const big = await ta.generate({ mesh: 'm', name: 'n', labels: { big: 'x'.repeat(9000) }, validForMs: HOUR });
+  // generate refuses to sign one over 4096 characters; one MAC'd with the right key anyway is refused by its length.
+  await assert.rejects(ta.generate({ mesh: 'm', name: 'n', labels: { big: 'x'.repeat(9000) }, validForMs: HOUR }), /the token would be \d+ characters, more than the 4096 allowed/);
+  const big = macd(secret, enc({ alg: 'HS256', typ: 'JWT', kid: ta.keyId }), enc(claims({ labels: { big: 'x'.repeat(9000) } })));
   await refused(ta, big, 'malformed', 'a genuine token over the length limit');
   await refused(ta, `${'a'.repeat(5000)}.${'b'.repeat(5000)}.c`, 'malformed', 'a huge junk token');
   await assert.rejects(ta.revokeToken(big), (e: unknown) => e instanceof TokenError && e.reason === 'malformed');
