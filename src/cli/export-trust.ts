@@ -1,5 +1,6 @@
 // `export-trust`: a mesh's trust bundle as PEM (every trust domain, or one), or as a SPIFFE bundle
 // (JWK Set) of ONE trust domain for static exchange with another zone or a SPIRE server.
+import { quoted } from '../api/quote.js';
 import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
 import { storedSequence } from '../federation/sequence.js';
 import type { AuthorityView } from '../identity/authorities.js';
@@ -16,13 +17,13 @@ export async function exportTrust(
 ): Promise<string> {
   const bundle = aggregateTrust(view.trusts, o.mesh);
   const domains = bundle.domains.filter((d) => !o.trustDomain || d.trustDomain === o.trustDomain);
-  if (domains.length === 0) throw new Error(`no trust bundle for mesh "${o.mesh}"${o.trustDomain ? ` and trust domain "${o.trustDomain}"` : ''}`);
+  if (domains.length === 0) throw new Error(`no trust bundle for mesh ${quoted(o.mesh)}${o.trustDomain ? ` and trust domain ${quoted(o.trustDomain)}` : ''}`);
   if (o.format === 'pem') return domains.map((d) => `# trust domain: ${d.trustDomain}\n${d.pem}`).join('');
 
   // A SPIFFE bundle carries no trust domain name, so it is one document per trust domain.
   if (domains.length > 1) {
     throw new Error(
-      `mesh "${o.mesh}" trusts ${domains.length} trust domains (${domains.map((d) => d.trustDomain).join(', ')}); a SPIFFE bundle is for one: choose it with --trust-domain`,
+      `mesh ${quoted(o.mesh)} trusts ${domains.length} trust domains (${domains.map((d) => d.trustDomain).join(', ')}); a SPIFFE bundle is for one: choose it with --trust-domain`,
     );
   }
   const d = domains[0]!;

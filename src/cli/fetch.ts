@@ -3,6 +3,7 @@
 // key or the token.
 import { readFlagFileSync } from '../api/flag-file.js';
 import { scrubSecretText } from '../api/secret-text.js';
+import { quoted } from '../api/quote.js';
 import { startAgent, type AgentWrite } from '../client/agent.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
@@ -91,7 +92,7 @@ function tlsOptions(opts: FetchCliOptions): SdsTlsOptions | undefined {
 function validate(opts: FetchCliOptions): void {
   if (!opts.server) throw new UsageError('--server ADDR is required (host:port or unix:///path)');
   const nodeProblem = opts.node ? nodeIdProblem(opts.node) : 'must be "<mesh>.<dataplane-name>"';
-  if (nodeProblem) throw new UsageError(`--node ${JSON.stringify(opts.node ?? '')}: ${nodeProblem}`);
+  if (nodeProblem) throw new UsageError(`--node ${quoted(opts.node ?? '')}: ${nodeProblem}`);
   if (!opts.outDir) {
     if (opts.watch) throw new UsageError('--watch needs --out-dir');
     if (opts.onUpdate) throw new UsageError('--on-update needs --out-dir');

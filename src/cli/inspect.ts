@@ -1,4 +1,5 @@
 // `mesh-sds inspect --dataplane MESH.NAME`: which MeshIdentity a dataplane gets and why.
+import { quoted } from '../api/quote.js';
 import { resourceKey, resourcesOfKind } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
@@ -63,7 +64,7 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
       return fed ? { trustDomain: d.trustDomain, cas: d.cas.length, sources, federation: federationOrigin(fed) } : { trustDomain: d.trustDomain, cas: d.cas.length, sources };
     }),
   };
-  if (!dp) out.problem = `no Dataplane "${name}" in mesh "${mesh}"`;
+  if (!dp) out.problem = `no Dataplane ${quoted(name)} in mesh ${quoted(mesh)}`;
   if (match.winner) {
     const st = view.identities.get(resourceKey(match.winner))!;
     const ready = st.conditions.find((c) => c.type === 'Ready');

@@ -11,6 +11,7 @@ import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
 import { scrubSecretText } from '../api/secret-text.js';
+import { quoted } from '../api/quote.js';
 import type { ResourceStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -32,7 +33,7 @@ const err = (s: string) => process.stderr.write(scrubSecretText(s.endsWith('\n')
 /** A zone is the KRI's zone segment and part of the default trust domain: lowercase DNS (dots allowed). */
 function zoneName(v: string): string {
   const problem = nameProblem(v);
-  if (problem) throw new InvalidArgumentError(`"${v}" ${problem} (it is the KRI zone segment and part of the default trust domain)`);
+  if (problem) throw new InvalidArgumentError(`${quoted(v)} ${problem} (it is the KRI zone segment and part of the default trust domain)`);
   return v;
 }
 
@@ -50,13 +51,13 @@ function storeOptions(cmd: Command): Command {
 
 const kindOf = (text: string): ResourceKind => {
   const k = RESOURCE_KINDS.find((x) => x.toLowerCase() === text.toLowerCase() || `${x.toLowerCase()}s` === text.toLowerCase());
-  if (!k) throw new Error(`unknown kind "${text}" (one of ${RESOURCE_KINDS.join(', ')})`);
+  if (!k) throw new Error(`unknown kind ${quoted(text)} (one of ${RESOURCE_KINDS.join(', ')})`);
   return k;
 };
 
 function durationMs(text: string, flag: string): number {
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0) throw new Error(`${flag}: "${text}" is not a positive duration (e.g. 24h, 90m)`);
+  if (ms === undefined || ms <= 0) throw new Error(`${flag}: ${quoted(text)} is not a positive duration (e.g. 24h, 90m)`);
   return ms;
 }
 
@@ -66,7 +67,7 @@ function durationMs(text: string, flag: string): number {
  */
 async function tokenValidityMs(text: string): Promise<number> {
   const { MAX_TOKEN_VALIDITY_MS, MIN_GENERATED_TOKEN_VALIDITY_MS } = await import('../server/tokens.js');
-  const flag = `--valid-for ${JSON.stringify(text)}`;
+  const flag = `--valid-for ${quoted(text)}`;
   const ms = parseDuration(text);
   if (ms === undefined) {
     throw new Error(`${flag} is not a duration: write a number and a unit of h, m or s, or several (e.g. 24h, 90m, 1h30m); there is no unit for days or years (30 days: 720h, 1 year: 8760h)`);
@@ -105,7 +106,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
   .action(async (o) => {
     const drainMs = o.drain === '0' ? 0 : parseDuration(o.drain);
-    if (drainMs === undefined || drainMs < 0) throw new Error(`--drain: "${o.drain}" is not a duration (e.g. 10s, 0s)`);
+    if (drainMs === undefined || drainMs < 0) throw new Error(`--drain: ${quoted(o.drain)} is not a duration (e.g. 10s, 0s)`);
     const { startServer } = await import('../server/serve.js');
     const server = await startServer({
       resourcesDir: o.resources,
@@ -219,7 +220,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       // any, is what is listed above and served).
       const refused = view.snapshot.errors;
       if (refused.length > 0) err(`${refused.length} problem(s) in the store; the last good version of each resource is served:\n${refused.map((e) => `  ${formatResourceError(e)}`).join('\n')}`);
-      if (name && list.length === 0) throw new Error(`${kind} "${name}" not found`);
+      if (name && list.length === 0) throw new Error(`${kind} ${quoted(name)} not found`);
       const withStatus = (r: Resource) => {
         const { type, name: n, mesh, ...rest } = toUniversalObject(r);
         const version = view.snapshot.versions?.get(resourceKey(r));
@@ -247,6 +248,10 @@ storeOptions(program.command('inspect').description('explain which identity a da
   .requiredOption('--dataplane <mesh.name>', 'the dataplane, as MESH.NAME')
   .option('--json', 'machine-readable output')
   .action(async (o) => {
+    // A node id no proxy can connect as names no dataplane: say why, rather than explain an empty result.
+    const { nodeIdProblem } = await import('../server/auth.js');
+    const problem = nodeIdProblem(o.dataplane);
+    if (problem) throw new Error(`--dataplane ${quoted(o.dataplane)}: ${problem}: no proxy can connect as this node id`);
     await withStore(o as StoreFlags, async (store) => {
       const { formatInspection, inspectDataplane } = await import('./inspect.js');
       const result = inspectDataplane(await computeView(store, o.zone), o.dataplane);
@@ -277,7 +282,7 @@ storeOptions(token.command('generate').description('sign a token for one datapla
     const labels: Record<string, string> = {};
     for (const kv of o.label as string[]) {
       const i = kv.indexOf('=');
-      if (i <= 0) throw new Error(`--label ${kv}: expected key=value`);
+      if (i <= 0) throw new Error(`--label ${quoted(kv)}: expected key=value`);
       labels[kv.slice(0, i)] = kv.slice(i + 1);
     }
     const validForMs = await tokenValidityMs(o.validFor);

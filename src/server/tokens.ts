@@ -8,6 +8,7 @@
 // in the background, so a revocation made by the CLI reaches it within a second or two, and
 // authentication never waits on the store (a stalled database delays nothing).
 import { createHash, createPrivateKey, createPublicKey, createSecretKey, hash, randomBytes } from 'node:crypto';
+import { quoted } from '../api/quote.js';
 import { controlCharacterAt, labelNameProblem } from '../api/validate-common.js';
 import { claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
 import type { StateStore } from '../store/types.js';
@@ -332,9 +333,9 @@ export class TokenAuthority {
     // Only what a node id and a Dataplane can carry: a token for any other name authenticates nobody,
     // and a name with characters the server gives a meaning to could pass for another proxy.
     const meshProblem = labelNameProblem(opts.mesh ?? '');
-    if (meshProblem) throw new Error(`mesh ${JSON.stringify(opts.mesh ?? '')} ${meshProblem}`);
+    if (meshProblem) throw new Error(`mesh ${quoted(opts.mesh ?? '')} ${meshProblem}`);
     const nameProblem = dataplaneNameProblem(opts.name ?? '');
-    if (nameProblem) throw new Error(`name ${JSON.stringify(opts.name ?? '')} ${nameProblem}`);
+    if (nameProblem) throw new Error(`name ${quoted(opts.name ?? '')} ${nameProblem}`);
     if (!(opts.validForMs > 0) || !Number.isFinite(opts.validForMs)) throw new Error('validForMs must be a positive number');
     if (opts.validForMs > MAX_TOKEN_VALIDITY_MS) throw new Error(`validForMs must be at most ${MAX_TOKEN_VALIDITY_MS} (10 years)`);
     if (opts.labels !== undefined && !isStringMap(opts.labels)) throw new Error('labels must map strings to strings');
@@ -342,12 +343,12 @@ export class TokenAuthority {
       // As Dataplane labels are refused (readLabelMap): a control character in a claim would reach
       // the terminals and logs that print it (ANSI escapes, forged lines).
       const inKey = controlCharacterAt(k);
-      if (inKey) throw new Error(`label key ${JSON.stringify(k.slice(0, 64))} must not hold control characters (${inKey})`);
+      if (inKey) throw new Error(`label key ${quoted(k, 64)} must not hold control characters (${inKey})`);
       const inValue = controlCharacterAt(v);
-      if (inValue) throw new Error(`label ${JSON.stringify(k.slice(0, 64))}: the value must not hold control characters (${inValue})`);
-      if (!LABEL_KEY.test(k)) throw new Error(`label key ${JSON.stringify(k.slice(0, 64))} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);
+      if (inValue) throw new Error(`label ${quoted(k, 64)}: the value must not hold control characters (${inValue})`);
+      if (!LABEL_KEY.test(k)) throw new Error(`label key ${quoted(k, 64)} must be letters, digits, '-', '_', '.' and '/', starting and ending with a letter or digit`);
     }
-    if (opts.workload !== undefined && !LABEL_VALUE.test(opts.workload)) throw new Error(`workload ${JSON.stringify(opts.workload.slice(0, 64))} must be non-empty letters, digits, '-', '_' and '.'`);
+    if (opts.workload !== undefined && !LABEL_VALUE.test(opts.workload)) throw new Error(`workload ${quoted(opts.workload, 64)} must be non-empty letters, digits, '-', '_' and '.'`);
     const contradiction = claimsContradiction(opts);
     if (contradiction) throw new Error(contradiction);
     const nowMs = (opts.now ?? new Date()).getTime();

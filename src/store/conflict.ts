@@ -1,10 +1,12 @@
 // How both stores name a resource and word a write conflict, so `apply` reads the same on either.
 import { isScalar, parseDocument } from 'yaml';
+import { quoted } from '../api/quote.js';
 import type { Resource, ResourceError } from '../api/types.js';
 
 export function describeResource(r: Pick<Resource, 'kind' | 'mesh' | 'namespace' | 'name'>): string {
-  // Cluster-scoped resources (ClusterFederatedTrustDomain) have no mesh.
-  return `${r.kind} "${r.name}"${r.mesh ? ` of mesh "${r.mesh}"` : ''}${r.namespace ? ` (namespace ${r.namespace})` : ''}`;
+  // Cluster-scoped resources (ClusterFederatedTrustDomain) have no mesh. Names may come from the
+  // command line (`delete`): quoted, so no character of one acts on the terminal.
+  return `${r.kind} ${quoted(r.name)}${r.mesh ? ` of mesh ${quoted(r.mesh)}` : ''}${r.namespace ? ` (namespace ${quoted(r.namespace)})` : ''}`;
 }
 
 /** `was`/`now`: what the writer read and what it found, already worded ("version 3 when read", "now absent"). */

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { quoted } from '../api/quote.js';
 import type { ResourceMeta } from '../api/types.js';
 import { isPlainObject, labelNameProblem, nameProblem } from '../api/validate-common.js';
 import { NAMESPACE_LABEL } from '../api/validate.js';
@@ -37,7 +38,7 @@ export function managedFileName(r: Ref): string {
  * resources share a file name). Cluster-scoped resources have an empty mesh.
  */
 export function resourceRefProblem(ref: Ref): string | undefined {
-  const bad = (what: string, value: string, problem: string | undefined) => problem && `${JSON.stringify(value)} is not a valid ${what}: ${problem}`;
+  const bad = (what: string, value: string, problem: string | undefined) => problem && `${quoted(value)} is not a valid ${what}: ${problem}`;
   return (
     bad('name', ref.name, nameProblem(ref.name)) ??
     (ref.kind === 'ClusterFederatedTrustDomain' && ref.mesh === '' ? undefined : bad('mesh', ref.mesh, labelNameProblem(ref.mesh))) ??

@@ -1,6 +1,7 @@
 // Pieces shared by the SotW, delta and fetch state machines: options, the actions every variant
 // can emit, and the request checks (type URL, node) that fail a stream.
 import { randomBytes } from 'node:crypto';
+import { quoted } from '../api/quote.js';
 import type { Node, Status } from './messages.js';
 import { SECRET_TYPE_URL, type EncodedResource, type Resolver, type Subscription } from './resource.js';
 
@@ -86,9 +87,9 @@ export function nextNode(
 const ECHOED_NAMES = 5;
 const ECHOED_CHARS = 200;
 
-/** `text` quoted, its end cut past `max` characters with a note of how much was left out. */
+/** `text` quoted (no character of it acts on a terminal), its end cut past `max` characters with a note of how much was left out. */
 export function quoteClipped(text: string, max = ECHOED_CHARS): string {
-  return text.length <= max ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, max))}... (${text.length - max} more characters)`;
+  return quoted(text, max);
 }
 
 export function invalidNamesFailure(invalid: readonly string[]): FailAction {

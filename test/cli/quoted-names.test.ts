@@ -1,0 +1,69 @@
+// Names given on the command line reach the terminal quoted: no control character of one acts
+// (`\x1b]0;pwned\x07` retitles a terminal, `\x1b[31m` recolours it). An impossible node id is an error.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { meshSds } from './run.js';
+import { quoted } from '../../src/api/quote.js';
+
+async function quickstartCopy(t: { after: (fn: () => Promise<void>) => void }): Promise<{ resources: string; state: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-quoted-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await cp('examples/quickstart', join(dir, 'resources'), { recursive: true });
+  return { resources: join(dir, 'resources'), state: join(dir, 'state') };
+}
+
+// ESC, BEL, DEL and the C1 controls (U+009B is CSI on 8-bit terminals).
+// eslint-disable-next-line no-control-regex -- finding them is the point
+const ACTING = /[\u0000-\u001f\u007f-\u009f]/;
+
+test('quoted() escapes what JSON.stringify leaves raw (DEL, C1, bidi controls, line separators) and clips long text', () => {
+  assert.equal(quoted('backend-1'), '"backend-1"');
+  assert.equal(quoted('x\x1b]0;pwned\x07'), '"x\\u001b]0;pwned\\u0007"');
+  assert.equal(quoted('a\x7fb\x9bc\u202ed\u2028e'), '"a\\u007fb\\u009bc\\u202ed\\u2028e"');
+  assert.equal(quoted('a"b\\c'), '"a\\"b\\\\c"');
+  assert.equal(quoted('x'.repeat(300)), `"${'x'.repeat(200)}"... (100 more characters)`);
+  assert.equal(quoted('abcdef', 3), '"abc"... (3 more characters)');
+});
+
+test('delete, get … not found and inspect quote a name holding control characters; inspect of an impossible node id exits 1 saying why', async (t) => {
+  const { resources, state } = await quickstartCopy(t);
+  const flags = ['--resources', resources, '--state-dir', state];
+  const evil = 'x\x1b]0;pwned\x07\x1b[31mRED\x7f\u009b';
+  const escaped = 'x\\u001b]0;pwned\\u0007\\u001b[31mRED\\u007f\\u009b';
+
+  const del = await meshSds(['delete', 'dataplane', evil, ...flags]);
+  assert.equal(del.code, 1, del.stdout);
+  assert.ok(!ACTING.test(del.stderr.replace(/\n/g, '')), `delete: ${JSON.stringify(del.stderr)}`);
+  assert.ok(del.stderr.includes(`Dataplane "${escaped}"`), `delete: ${del.stderr}`);
+
+  const delMesh = await meshSds(['delete', 'dataplane', 'backend-1', '--mesh', evil, ...flags]);
+  assert.equal(delMesh.code, 1, delMesh.stdout);
+  assert.ok(!ACTING.test(delMesh.stderr.replace(/\n/g, '')), `delete --mesh: ${JSON.stringify(delMesh.stderr)}`);
+
+  const get = await meshSds(['get', 'dataplane', evil, ...flags]);
+  assert.equal(get.code, 1, get.stdout);
+  assert.ok(!ACTING.test(get.stderr.replace(/\n/g, '')), `get: ${JSON.stringify(get.stderr)}`);
+  assert.ok(get.stderr.includes(`mesh-sds: Dataplane "${escaped}" not found`), `get: ${get.stderr}`);
+
+  const kind = await meshSds(['get', `dp\x1b[2J`, ...flags]);
+  assert.equal(kind.code, 1);
+  assert.ok(kind.stderr.includes('unknown kind "dp\\u001b[2J"'), kind.stderr);
+
+  const ins = await meshSds(['inspect', '--dataplane', `default.${evil}`, ...flags]);
+  assert.equal(ins.code, 1, ins.stdout);
+  assert.equal(ins.stdout, '');
+  assert.ok(!ACTING.test(ins.stderr.replace(/\n/g, '')), `inspect: ${JSON.stringify(ins.stderr)}`);
+  assert.ok(ins.stderr.includes(`--dataplane "default.${escaped}": dataplane name "${escaped}" must be printable ASCII without spaces: no proxy can connect as this node id`), ins.stderr);
+  for (const [node, why] of [['backend-1', 'must be "<mesh>.<dataplane-name>"'], ['Default.backend-1', 'mesh "Default"'], ['default.a#b', "must not contain '#' or '/'"]] as const) {
+    const r = await meshSds(['inspect', '--dataplane', node, ...flags]);
+    assert.equal(r.code, 1, `${node}: ${r.stdout}`);
+    assert.ok(r.stderr.includes(why), `${node}: ${r.stderr}`);
+  }
+  // A possible node id without a Dataplane (a gateway) is still explained, exit 0.
+  const gw = await meshSds(['inspect', '--dataplane', 'default.edge-gw', ...flags]);
+  assert.equal(gw.code, 0, gw.stderr);
+  assert.match(gw.stdout, /^Dataplane default\.edge-gw \(not registered\)/);
+});
