@@ -215,7 +215,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       const all: readonly Resource[] = kind === 'MeshTrust' ? [...view.trusts] : resourcesOfKind(view.snapshot, kind);
       const list = all
         .filter((r) => (!name || r.name === name) && (!o.mesh || r.mesh === o.mesh))
-        .sort((a, b) => `${a.mesh}/${a.name}`.localeCompare(`${b.mesh}/${b.name}`));
+        .sort((a, b) => `${a.mesh}/${a.name}/${a.namespace}`.localeCompare(`${b.mesh}/${b.name}/${b.namespace}`));
       // Bad input is never silent: what the store refuses is listed (its last good version, if
       // any, is what is listed above and served).
       const refused = view.snapshot.errors;
@@ -363,16 +363,21 @@ program
 
 function table(kind: ResourceKind, list: Resource[], view: FederatedView): string {
   const rows: string[][] = [];
+  // A Kubernetes-form resource (or one labelled k8s.kuma.io/namespace) is named by namespace too:
+  // `delete` needs it, and two namespaces may hold one name.
+  const showNs = kind !== 'ClusterFederatedTrustDomain' && list.some((r) => r.namespace !== '');
+  const head = (...rest: string[]) => (showNs ? ['MESH', 'NAMESPACE', 'NAME', ...rest] : ['MESH', 'NAME', ...rest]);
+  const lead = (r: Resource) => (showNs ? [r.mesh, r.namespace, r.name] : [r.mesh, r.name]);
   if (kind === 'MeshTrust') {
-    rows.push(['MESH', 'NAME', 'TRUST DOMAIN', 'CAS', 'ORIGIN']);
-    for (const r of list) if (r.kind === 'MeshTrust') rows.push([r.mesh, r.name, r.spec.trustDomain, String(aggregateTrust([r], r.mesh).domains[0]?.cas.length ?? 0), r.spec.origin?.kri ?? '']);
+    rows.push(head('TRUST DOMAIN', 'CAS', 'ORIGIN'));
+    for (const r of list) if (r.kind === 'MeshTrust') rows.push([...lead(r), r.spec.trustDomain, String(aggregateTrust([r], r.mesh).domains[0]?.cas.length ?? 0), r.spec.origin?.kri ?? '']);
   } else if (kind === 'MeshIdentity') {
-    rows.push(['MESH', 'NAME', 'PROVIDER', 'TRUST DOMAIN', 'READY', 'MESSAGE']);
+    rows.push(head('PROVIDER', 'TRUST DOMAIN', 'READY', 'MESSAGE'));
     for (const r of list) {
       if (r.kind !== 'MeshIdentity') continue;
       const st = [...view.identities.values()].find((s) => s.identity === r);
       const ready = st?.conditions.find((c) => c.type === 'Ready');
-      rows.push([r.mesh, r.name, r.spec.provider.type, st?.trustDomain ?? '?', ready?.status ?? 'Unknown', ready?.message ?? '']);
+      rows.push([...lead(r), r.spec.provider.type, st?.trustDomain ?? '?', ready?.status ?? 'Unknown', ready?.message ?? '']);
     }
   } else if (kind === 'ClusterFederatedTrustDomain') {
     rows.push(['NAME', 'TRUST DOMAIN', 'ENDPOINT', 'PROFILE', 'BUNDLE', 'SEQUENCE', 'FETCHED', 'MESSAGE']);
@@ -383,8 +388,8 @@ function table(kind: ResourceKind, list: Resource[], view: FederatedView): strin
       rows.push([r.name, r.spec.trustDomain, r.spec.bundleEndpointURL, r.spec.bundleEndpointProfile.type, f?.source ?? 'ignored', f?.sequence === undefined ? '' : String(f.sequence), fetched?.status ?? 'Unknown', fetched?.message ?? 'another resource follows this trust domain']);
     }
   } else {
-    rows.push(['MESH', 'NAME', 'LABELS']);
-    for (const r of list) rows.push([r.mesh, r.name, Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
+    rows.push(head('LABELS'));
+    for (const r of list) rows.push([...lead(r), Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');

@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises';
 import { firstValueFrom } from 'rxjs';
 import { decodeResourceText, readResourceText } from '../api/file-text.js';
 import { parseResources } from '../api/parse.js';
+import { quoted } from '../api/quote.js';
 import { pathForMessage } from '../api/secret-text.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
@@ -77,7 +78,7 @@ export async function runDelete(
   try {
     const deleted = await store.delete(ref.kind, ref.mesh, ref.namespace, ref.name, opts);
     if (!deleted) {
-      io.err(`${what} not found`);
+      io.err(`${what} not found${await elsewhere(store, ref)}`);
       return 1;
     }
     io.out(`deleted ${what}`);
@@ -89,6 +90,24 @@ export async function runDelete(
     }
     throw e;
   }
+}
+
+/**
+ * Where a resource of that kind and name is, when not where `delete` looked: a Universal resource
+ * labelled `k8s.kuma.io/namespace` is in that namespace, and naming it needs `--namespace`.
+ */
+async function elsewhere(store: ResourceStore, ref: { kind: ResourceKind; mesh: string; namespace: string; name: string }): Promise<string> {
+  if (ref.kind === 'ClusterFederatedTrustDomain') return '';
+  const snap = await firstValueFrom(store.snapshots$);
+  const others = [...snap.resources.values()].filter((r) => r.kind === ref.kind && r.name === ref.name && (r.mesh !== ref.mesh || r.namespace !== ref.namespace));
+  if (others.length === 0) return '';
+  const where = (r: Resource) => [r.mesh !== ref.mesh ? `mesh ${quoted(r.mesh)}` : '', r.namespace !== ref.namespace ? (r.namespace ? `namespace ${quoted(r.namespace)}` : 'no namespace') : ''].filter(Boolean).join(', ');
+  const flags = (r: Resource) => [r.mesh !== ref.mesh ? `--mesh ${r.mesh}` : '', r.namespace !== ref.namespace ? (r.namespace ? `--namespace ${r.namespace}` : 'without --namespace') : ''].filter(Boolean).join(' ');
+  const looked = !others.some((r) => r.namespace !== ref.namespace) ? '' : ref.namespace ? ` in namespace ${quoted(ref.namespace)}` : ' without a namespace (no --namespace given)';
+  const sorted = others.sort((a, b) => `${a.mesh}/${a.namespace}`.localeCompare(`${b.mesh}/${b.namespace}`));
+  const shown = sorted.slice(0, 5).map((r) => `${where(r)} (use ${flags(r)})`);
+  const more = sorted.length > shown.length ? ` and ${sorted.length - shown.length} more` : '';
+  return `${looked}; it exists in ${shown.join(', ')}${more}`;
 }
 
 const sameContent = (a: Resource, b: Resource) => JSON.stringify(toUniversalObject(a)) === JSON.stringify(toUniversalObject(b));
