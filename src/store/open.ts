@@ -13,13 +13,15 @@ export interface StoreLocation {
   resourcesDir?: string;
   stateDir: string;
   maxFileSize?: number;
+  /** A command that only reads: a Postgres schema must already exist (nothing is created or migrated). */
+  readOnly?: boolean;
 }
 
 export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');
-    return PostgresStore.open(cfg.store, { logger: log, maxRowBytes: cfg.maxFileSize });
+    return PostgresStore.open(cfg.store, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true });
   }
   if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
   return DirectoryStore.open({

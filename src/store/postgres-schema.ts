@@ -1,5 +1,6 @@
 // Tables of the PostgreSQL store and their versioned migrations.
 import type pg from 'pg';
+import { quoted } from '../api/quote.js';
 import { inTransaction } from './postgres-tx.js';
 
 /**
@@ -183,6 +184,37 @@ const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
 const MIGRATION_TIMEOUT_MS = 120_000;
 
 export class SchemaTooNewError extends Error {}
+
+/** A read-only command's schema is missing, empty or not at this binary's version: nothing is created or migrated. */
+export class SchemaNotReadyError extends Error {}
+
+/**
+ * For commands that only read (get, inspect, export-trust): the schema must exist, hold the tables
+ * and be at this binary's version. Nothing is created, migrated or repaired: a mistyped
+ * `?schema=` would otherwise create a schema and tables and print an empty, successful result.
+ */
+export async function checkSchemaReadOnly(client: pg.ClientBase, t: SchemaTables): Promise<number> {
+  const name = quoted(t.schema);
+  const fix = 'serve, apply or import create and migrate it; this command only reads';
+  const ns = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [t.schema]);
+  if (ns.rowCount === 0) throw new SchemaNotReadyError(`postgres schema ${name} does not exist (check the schema= parameter of --store; ${fix})`);
+  const tables = await client.query<{ versions: boolean; resources: boolean; state: boolean }>(
+    'SELECT to_regclass($1) IS NOT NULL AS versions, to_regclass($2) IS NOT NULL AS resources, to_regclass($3) IS NOT NULL AS state',
+    [t.versions, t.resources, t.state],
+  );
+  const row = tables.rows[0];
+  const missing = (['resources', 'state', 'versions'] as const).filter((k) => !row?.[k]).map((k) => (k === 'versions' ? 'schema_version' : k));
+  if (missing.length > 0) throw new SchemaNotReadyError(`postgres schema ${name} holds no mesh-sds tables (missing: ${missing.join(', ')}); is it the server's schema? (${fix})`);
+  const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
+  const version = res.rows[0]?.v ?? 0;
+  if (version > SCHEMA_VERSION) {
+    throw new SchemaTooNewError(`postgres schema ${name} is at version ${version}, newer than this mesh-sds knows (version ${SCHEMA_VERSION}): upgrade mesh-sds`);
+  }
+  if (version < SCHEMA_VERSION) {
+    throw new SchemaNotReadyError(`postgres schema ${name} is at version ${version}, older than this mesh-sds (version ${SCHEMA_VERSION}): ${fix}`);
+  }
+  return version;
+}
 
 /**
  * Checks a running schema's change feed and recreates what is missing, serialised with migrations

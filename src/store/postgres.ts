@@ -19,7 +19,7 @@ import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
 import { BUSY_GATHER_MS, gatherMs } from './gather.js';
-import { CHANGES_CHANNEL, changeFeedGaps, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
+import { CHANGES_CHANNEL, changeFeedGaps, checkSchemaReadOnly, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
 import { conflictError, describeResource, writtenVersion } from './conflict.js';
 
@@ -33,6 +33,11 @@ export interface StoreLogger {
 export interface PostgresStoreOptions {
   /** Schema holding the tables; created when missing. Default: `schema` query parameter of the URL, else `public`. */
   schema?: string;
+  /**
+   * For commands that only read: the schema must exist at this binary's version (else
+   * SchemaNotReadyError, naming it); nothing is created, migrated, or repaired (change feed triggers).
+   */
+  readOnly?: boolean;
   logger?: StoreLogger;
   /**
    * Coalesces bursts of notifications into one read: the first unread change waits this long.
@@ -119,6 +124,8 @@ export class PostgresStore implements ResourceStore {
   private readonly reconnectMaxMs: number;
   private readonly heartbeatMs: number;
   private readonly feedRepairLockTimeoutMs: number;
+  /** Opened by a command that only reads: change feed triggers are not recreated. */
+  private readonly readOnly: boolean;
 
   /** How the change feed has read the table so far (diagnostics; tests prove a change reads only its row). */
   readonly feedStats = { fullReloads: 0, keyedReads: 0, rowsRead: 0 };
@@ -173,6 +180,7 @@ export class PostgresStore implements ResourceStore {
     this.reconnectMaxMs = opts.reconnectMaxMs ?? 30_000;
     this.heartbeatMs = opts.heartbeatMs ?? 10_000;
     this.feedRepairLockTimeoutMs = opts.feedRepairLockTimeoutMs ?? 2000;
+    this.readOnly = opts.readOnly === true;
     this.state = new PostgresStateStore(pool, this.t.state);
   }
 
@@ -197,10 +205,13 @@ export class PostgresStore implements ResourceStore {
     migrator.on('error', () => undefined);
     await migrator.connect();
     try {
-      const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
-      if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
-      if (repaired.length > 0) {
-        log.warn({ schema, missing: repaired }, `postgres store: ${repaired.join(', ')} missing (dropped or disabled by hand), recreated: without them replicas see no change`);
+      if (opts.readOnly) await checkSchemaReadOnly(migrator, tablesOf(schema));
+      else {
+        const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
+        if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
+        if (repaired.length > 0) {
+          log.warn({ schema, missing: repaired }, `postgres store: ${repaired.join(', ')} missing (dropped or disabled by hand), recreated: without them replicas see no change`);
+        }
       }
     } finally {
       await migrator.end().catch(() => undefined);
@@ -720,7 +731,7 @@ export class PostgresStore implements ResourceStore {
         return;
       }
       // Until the next repair is due, every row is read instead (below).
-      if (performance.now() >= this.nextFeedRepairAt) await this.repairFeed(missing);
+      if (performance.now() >= this.nextFeedRepairAt && !this.readOnly) await this.repairFeed(missing);
       if (this.closed) return;
       this.fullReloadPending = true;
       this.scheduleReload(0);

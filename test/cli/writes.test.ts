@@ -190,8 +190,9 @@ test('import over a row that exists but is invalid reports it replaced, not crea
   t.after(() => dropSchema(schema));
   const url = `${PG_URL}?schema=${schema}`;
   const state = ['--state-dir', join(w.root, 'state')];
-  // Creates the schema; then a row another tool wrote that does not validate.
-  assert.equal((await meshSds(['get', 'meshtrust', '--store', url, ...state])).code, 0);
+  // Creates the schema (a command that writes migrates it; get only reads and would refuse it);
+  // then a row another tool wrote that does not validate.
+  assert.match((await meshSds(['delete', 'meshtrust', 'none', '--store', url, ...state])).stderr, /MeshTrust "none" of mesh "default" not found/);
   await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('MeshTrust', 'default', '', 't1', $1)`, [
     'type: MeshTrust\nname: t1\nmesh: default\nspec: {trustDomain: "not a domain"}\n',
   ]);
@@ -210,7 +211,8 @@ test('delete removes a Postgres row another tool wrote under a name no resource 
   t.after(() => dropSchema(schema));
   const url = `${PG_URL}?schema=${schema}`;
   const state = ['--state-dir', join(w.root, 'state')];
-  assert.equal((await meshSds(['get', 'dataplane', '--store', url, ...state])).code, 0);
+  // Creates the schema (a command that writes migrates it; get only reads and would refuse it).
+  assert.match((await meshSds(['delete', 'dataplane', 'none', '--store', url, ...state])).stderr, /Dataplane "none" of mesh "default" not found/);
   await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'Web_1', $1)`, [
     'type: Dataplane\nname: Web_1\nmesh: default\nlabels: {app: web}\n',
   ]);
