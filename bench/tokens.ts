@@ -1,6 +1,6 @@
 // Proxy tokens for the realistic shape, made before the run with the product's own token code
 // against the bench's state (directory or Postgres), exactly as `mesh-sds token generate` does:
-// the first one through the CLI itself (which also creates the token MAC key), the rest in-process.
+// the first one through the CLI itself (which also creates the token MAC key: --create-key), the rest in-process.
 import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,7 +11,7 @@ import { TokenAuthority } from '../src/server/tokens.js';
 export async function makeTokens(root: string, n: number, file: string, where: { stateDir: string; store?: string }): Promise<number> {
   const t0 = performance.now();
   const storeArgs = where.store ? ['--store', where.store, '--insecure-plaintext-state'] : ['--state-dir', where.stateDir];
-  const first = execFileSync(process.execPath, [join(root, 'bin/mesh-sds.js'), 'token', 'generate', '--mesh', 'default', '--name', 'dp-0', '--valid-for', '24h', ...storeArgs], {
+  const first = execFileSync(process.execPath, [join(root, 'bin/mesh-sds.js'), 'token', 'generate', '--mesh', 'default', '--name', 'dp-0', '--valid-for', '24h', '--create-key', ...storeArgs], {
     cwd: root,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],

@@ -10,7 +10,7 @@ import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
-import { scrubSecretText } from '../api/secret-text.js';
+import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
 import type { ResourceStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
@@ -277,7 +277,8 @@ storeOptions(token.command('generate').description('sign a token for one datapla
   .requiredOption('--name <name>', 'dataplane name')
   .option('--workload <workload>', 'workload claim (.Workload)')
   .option('--label <k=v>', 'label claim, repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .option('--valid-for <duration>', 'lifetime', '24h')
+  .option('--valid-for <duration>', 'lifetime: 1m to 87600h (10 years)', '24h')
+  .option('--create-key', 'create a token key when the state holds none (a new state; the server must use this state to accept the token)')
   .action(async (o) => {
     const labels: Record<string, string> = {};
     for (const kv of o.label as string[]) {
@@ -286,7 +287,21 @@ storeOptions(token.command('generate').description('sign a token for one datapla
       labels[kv.slice(0, i)] = kv.slice(i + 1);
     }
     const validForMs = await tokenValidityMs(o.validFor);
-    const t = await (await offline()).withState(o, async (state) => {
+    const cli = await offline();
+    // A token is only worth the key a server verifies it with: a mistyped --state-dir would get a
+    // fresh key and print a token that no server accepts. A new key is made only on request.
+    const noKey = 'a token signed with a new key would be accepted by no server';
+    if (!o.store && !o.createKey) {
+      if (!(await cli.exists(o.stateDir))) throw new Error(`--state-dir ${pathForMessage(o.stateDir)} does not exist: ${noKey} (is it the server's state dir?); --create-key creates a new token key there`);
+      await cli.mustBeDirectory('--state-dir', o.stateDir);
+    }
+    const t = await cli.withState(o, async (state) => {
+      if (!o.createKey) {
+        const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
+        if ((await state.get(MAC_KEY_STATE_KEY)) === undefined && (await state.get(SIGNING_KEY_STATE_KEY)) === undefined) {
+          throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${pathForMessage(o.stateDir)}`} holds no token key: ${noKey} (is it the server's state?); --create-key creates one`);
+        }
+      }
       const authority = await (await tokenAuthority()).open(state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });

@@ -72,6 +72,10 @@ export async function withState<T>(
   return fn(await sealed(await FileStateStore.open(flags.stateDir)));
 }
 
+export async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => undefined)) !== undefined;
+}
+
 export async function mustBeDirectory(flag: string, dir: string): Promise<void> {
   const st = await stat(dir).catch(() => undefined);
   if (!st) throw new Error(`${flag} ${pathForMessage(dir)}: no such directory`);

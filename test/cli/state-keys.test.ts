@@ -85,7 +85,7 @@ test('state-key generate writes a 0600 key file and refuses to overwrite it; tok
   assert.equal((await loadStateKey(keyFile)).id, key.id, 'the key file is untouched');
 
   const stateDir = join(root, 'state');
-  const token = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', stateDir], { env: { MESH_SDS_STATE_KEY_FILE: keyFile } });
+  const token = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', stateDir, '--create-key'], { env: { MESH_SDS_STATE_KEY_FILE: keyFile } });
   assert.equal(token.code, 0, token.stderr);
   const macKey = await readFile(join(stateDir, 'auth', 'mac-key'), 'utf8');
   assert.doesNotMatch(macKey, /secret/, 'the token MAC key is sealed');
@@ -104,7 +104,7 @@ test('MESH_SDS_INSECURE_PLAINTEXT_STATE is read strictly: "false" keeps Postgres
   const schema = testSchema();
   const url = `${PG_URL}?schema=${schema}`;
   t.after(() => dropSchema(schema));
-  const args = ['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--store', url];
+  const args = ['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--store', url, '--create-key'];
   const off = await meshSds(args, { env: { MESH_SDS_INSECURE_PLAINTEXT_STATE: 'false' } });
   assert.equal(off.code, 1);
   assert.match(off.stderr, /refusing to store private key "auth\/mac-key" unsealed/);

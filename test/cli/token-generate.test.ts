@@ -1,7 +1,7 @@
 // `token generate` refuses what would make a useless or dangerous token, saying exactly what is wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
@@ -19,7 +19,7 @@ async function withStateDir(fn: (state: string) => Promise<void>): Promise<void>
 
 test('token generate --valid-for: between 1m and 87600h (10 years), and every refusal says what is wrong', async () => {
   await withStateDir(async (state) => {
-    const gen = (validFor: string) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', '--valid-for', validFor, '--state-dir', state]);
+    const gen = (validFor: string) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', '--valid-for', validFor, '--state-dir', state, '--create-key']);
     const refusals: [string, RegExp][] = [
       ['99999999999999999999999h', /--valid-for "99999999999999999999999h" is longer than the maximum of 87600h \(10 years\)/],
       ['87601h', /longer than the maximum of 87600h/],
@@ -49,7 +49,7 @@ test('token generate --valid-for: between 1m and 87600h (10 years), and every re
 
 test('token generate --label: control characters in keys and values are refused as in Dataplane labels, and the token stays under 4096 characters', async () => {
   await withStateDir(async (state) => {
-    const gen = (...labels: string[]) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', ...labels.flatMap((l) => ['--label', l]), '--state-dir', state]);
+    const gen = (...labels: string[]) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', ...labels.flatMap((l) => ['--label', l]), '--state-dir', state, '--create-key']);
     const esc = await gen('app=x\x1b[2J');
     assert.equal(esc.code, 1, esc.stderr);
     assert.match(esc.stderr, /label "app": the value must not hold control characters \(U\+001B at 1\)/);
@@ -72,5 +72,33 @@ test('token generate --label: control characters in keys and values are refused 
     const fine = await gen(...Array.from({ length: 20 }, (_, i) => `label-${i}=value-${i}`), 'note=ünïcode and spaces are fine');
     assert.equal(fine.code, 0, fine.stderr);
     assert.ok(fine.stdout.trim().split('\n').at(-1)!.length <= 4096);
+  });
+});
+
+test('token generate refuses a state that holds no token key (a mistyped --state-dir) unless --create-key asks for one', async () => {
+  await withStateDir(async (root) => {
+    const kidOf = (token: string) => (JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString('utf8')) as { kid: string }).kid;
+    const gen = (stateDir: string, ...more: string[]) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', '--state-dir', stateDir, ...more]);
+    const typo = join(root, 'stat');
+    const missing = await gen(typo);
+    assert.equal(missing.code, 1, missing.stdout);
+    assert.equal(missing.stdout, '');
+    assert.match(missing.stderr, /--state-dir .*\/stat does not exist: a token signed with a new key would be accepted by no server \(is it the server's state dir\?\); --create-key creates a new token key/);
+    await assert.rejects(stat(typo), 'the mistyped state dir was not created');
+
+    const empty = await gen(root);
+    assert.equal(empty.code, 1, empty.stdout);
+    assert.match(empty.stderr, /--state-dir .* holds no token key: a token signed with a new key would be accepted by no server \(is it the server's state\?\); --create-key creates one/);
+    assert.deepEqual(await readdir(root), [], 'no key was created');
+
+    const created = await gen(join(root, 'state'), '--create-key');
+    assert.equal(created.code, 0, created.stderr);
+    const kid = kidOf(created.stdout.trim().split('\n').at(-1)!);
+    // Once there is a key, it is used, with or without --create-key.
+    for (const more of [[], ['--create-key']]) {
+      const again = await gen(join(root, 'state'), ...more);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(kidOf(again.stdout.trim().split('\n').at(-1)!), kid, `same key ${more.join(' ')}`);
+    }
   });
 });

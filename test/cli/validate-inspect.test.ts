@@ -112,7 +112,7 @@ test('get shows identities with status conditions and the auto-created MeshTrust
 test('token generate prints the token alone on the last line, and it verifies against the same state', async () => {
   const state = await mkdtemp(join(tmpdir(), 'mesh-sds-token-'));
   try {
-    const r = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--workload', 'web', '--valid-for', '1h', '--state-dir', state]);
+    const r = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--workload', 'web', '--valid-for', '1h', '--state-dir', state, '--create-key']);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
     assert.match(lines.at(-1)!, /^[\w-]+\.[\w-]+\.[\w-]+$/);
@@ -149,7 +149,7 @@ test('export-trust prints every trust domain of a mesh as PEM, and one domain on
 test('token revoke makes a generated token fail verification', async () => {
   const state = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
   try {
-    const gen = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', state]);
+    const gen = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', state, '--create-key']);
     const token = gen.stdout.trim().split('\n').at(-1)!;
     const rev = await meshSds(['token', 'revoke', '--state-dir', state], { input: token });
     assert.equal(rev.code, 0, rev.stderr);
