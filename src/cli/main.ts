@@ -18,8 +18,8 @@ import type { FederatedView } from '../federation/mesh-trusts.js';
 // Heavy modules (gRPC, Postgres, PKI) load only for the commands that need them, so `validate`
 // and `--help` start fast.
 const offline = () => import('./offline.js');
-async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
-  return (await offline()).withStore(flags, fn);
+async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+  return (await offline()).withStore(flags, fn, opts);
 }
 async function computeView(store: ResourceStore, zone: string): Promise<FederatedView> {
   return (await offline()).computeView(store, zone);
@@ -241,7 +241,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       if (o.output === 'json') out(JSON.stringify(name ? withStatus(list[0]!) : list.map(withStatus), null, 2));
       else if (o.output === 'yaml') out(name ? stringify(withStatus(list[0]!), { lineWidth: 0 }) : list.map((r) => stringify(withStatus(r), { lineWidth: 0 })).join('---\n'));
       else out(table(kind, list, view));
-    });
+    }, { readOnly: true });
   });
 
 storeOptions(program.command('inspect').description('explain which identity a dataplane gets, and what it trusts'))
@@ -256,7 +256,7 @@ storeOptions(program.command('inspect').description('explain which identity a da
       const { formatInspection, inspectDataplane } = await import('./inspect.js');
       const result = inspectDataplane(await computeView(store, o.zone), o.dataplane);
       out(o.json ? JSON.stringify(result, null, 2) : formatInspection(result));
-    });
+    }, { readOnly: true });
   });
 
 storeOptions(program.command('export-trust').description('print the trust bundle of a mesh: PEM, or a SPIFFE bundle (JWK Set) of one trust domain'))
@@ -268,7 +268,7 @@ storeOptions(program.command('export-trust').description('print the trust bundle
       const { exportTrust } = await import('./export-trust.js');
       const text = await exportTrust(await computeView(store, o.zone), store.state, { mesh: o.mesh, trustDomain: o.trustDomain, format: o.format });
       out(text);
-    });
+    }, { readOnly: true });
   });
 
 const token = program.command('token').description('proxy tokens');

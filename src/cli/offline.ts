@@ -31,13 +31,14 @@ export interface StateKeyFlags {
 const keyFlagsOf = new WeakMap<ResourceStore, StoreFlags>();
 
 /**
- * `readOnly`: a command that only reads (get, inspect, export-trust) refuses a --resources
- * directory that does not exist, naming it, where the directory store would create it (a typo
- * would otherwise print an empty, successful result); likewise a Postgres schema that does not
- * exist, holds no tables or is at another version: nothing is created or migrated.
+ * Every command refuses a --resources directory that does not exist, naming it, where the
+ * directory store would create it (a typo would otherwise print an empty, successful result, or
+ * store what no server reads). `readOnly` (get, inspect, export-trust): likewise a Postgres schema
+ * that does not exist, holds no tables or is at another version: nothing is created or migrated.
  */
-export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>): Promise<T> {
-  // Never made here: `apply` into a mistyped folder would store what no server reads.
+export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore) => Promise<T>, opts: { readOnly?: boolean } = {}): Promise<T> {
+  // A --resources folder is never made here, for writes either: `apply` into a mistyped folder
+  // would store what no server reads.
   if (!flags.store && flags.resources !== undefined) await mustBeDirectory('--resources', flags.resources);
   const maxFileSize = flags.maxFileSize === undefined ? undefined : parseByteSize(flags.maxFileSize);
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize, readOnly: opts.readOnly === true });
