@@ -3,7 +3,7 @@
 // domain and requires the exact endpoint SPIFFE ID; https_web is ordinary Web PKI.
 import { request } from 'node:https';
 import { isIP } from 'node:net';
-import { rootCertificates, type PeerCertificate } from 'node:tls';
+import tls, { rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls';
 import type { BundleEndpointProfile } from '../api/types.js';
 import { noneValidNow } from '../api/pem.js';
 
@@ -55,6 +55,27 @@ export function noCurrentCa(pems: readonly string[], now: Date): string | undefi
   return spans && `no CA of the bundle trusted for this endpoint is valid now (valid ${spans.join('; ')}): put a current bundle of the trust domain in spec.trustDomainBundle`;
 }
 
+/** https_web trust by --federation-ca-file content ('' for the system roots alone); a few at most. */
+const webContexts = new Map<string, SecureContext>();
+const MAX_WEB_CONTEXTS = 4;
+
+/**
+ * The TLS context of the https_web profile: the system roots plus the `--federation-ca-file` CAs,
+ * built once per CA-file content and shared by every fetch. Building it per request (a new store
+ * of ~145 roots each time) cost ~25 ms of CPU per refresh, and RSS grew with every fetch.
+ */
+export function webSecureContext(webCaPem: string | undefined): SecureContext {
+  const key = webCaPem ?? '';
+  let context = webContexts.get(key);
+  if (!context) {
+    context = tls.createSecureContext(webCaPem ? { ca: [...rootCertificates, webCaPem] } : {});
+    // A changed CA file is a new key; the oldest goes so a few CA-file versions stay bounded.
+    if (webContexts.size >= MAX_WEB_CONTEXTS) webContexts.delete(webContexts.keys().next().value!);
+    webContexts.set(key, context);
+  }
+  return context;
+}
+
 /** URI SANs of a peer certificate, from Node's `subjectaltname` string. */
 function uriSans(cert: PeerCertificate): string[] {
   return (cert.subjectaltname ?? '')
@@ -95,7 +116,7 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
             return undefined;
           },
         }
-      : { ca: opts.webCaPem ? [...rootCertificates, opts.webCaPem] : undefined, rejectUnauthorized: true };
+      : { secureContext: webSecureContext(opts.webCaPem), rejectUnauthorized: true };
   return new Promise((resolve, reject) => {
     const host = u.hostname.replace(/^\[|\]$/g, '');
     const req = request(

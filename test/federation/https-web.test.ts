@@ -8,8 +8,10 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import { FederationFollower, type FederatedDomain } from '../../src/federation/follower.js';
+import { FederationFailure, fetchBundleText } from '../../src/federation/fetch.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import type { ClusterFederatedTrustDomain } from '../../src/api/types.js';
 import { run } from './helpers.js';
@@ -154,4 +156,25 @@ test('https_web: an IP-literal endpoint URL is checked against the certificate\'
     await follower.close();
     await ep.close();
   }
+});
+
+test('https_web: the trust of system roots plus --federation-ca-file is built once and reused by every fetch (it was a new TLS context of ~145 roots per fetch: CPU and memory per refresh)', async (t) => {
+  const pki = await webPki('Trusted');
+  const ep = await webEndpoint(pki, bundleOf([newCa(TD)], 3));
+  t.after(() => ep.close());
+  const contexts = t.mock.method(tls, 'createSecureContext');
+  const profile = { type: 'https_web' } as const;
+  for (let i = 0; i < 4; i++) {
+    const text = await fetchBundleText(ep.url, profile, [], { webCaPem: pki.caPem, timeoutMs: 5000 });
+    assert.match(text, /"spiffe_sequence": 3/);
+  }
+  assert.equal(ep.hits(), 4);
+  assert.ok(contexts.mock.callCount() <= 1, `${contexts.mock.callCount()} TLS contexts built for 4 fetches`);
+  // Built per CA-file content: other CAs are another trust (the endpoint's CA is then unknown).
+  const other = await webPki('Other');
+  const refused = await fetchBundleText(ep.url, profile, [], { webCaPem: other.caPem, timeoutMs: 5000 }).then(() => undefined, (e: unknown) => e);
+  assert.ok(refused instanceof FederationFailure && refused.reason === 'tls', String(refused));
+  const again = await fetchBundleText(ep.url, profile, [], { webCaPem: pki.caPem, timeoutMs: 5000 });
+  assert.match(again, /"spiffe_sequence": 3/);
+  assert.ok(contexts.mock.callCount() <= 3, `${contexts.mock.callCount()} TLS contexts built for 6 fetches with 2 CA files`);
 });
