@@ -118,12 +118,25 @@ export class FederationFollower {
     }
   }
 
+  /**
+   * The federation state the mesh view is made from. It is emitted when what is trusted changes
+   * (a domain followed or dropped, a bundle accepted that differs, its source), not on a refresh
+   * that fetched the same bundle or failed and kept it: each emission rebuilds every federated
+   * MeshTrust of every mesh.
+   */
   get state$(): Observable<FederationState> {
     return this.subject.asObservable();
   }
 
+  /** The last published state, with each domain's current status (last fetch, error, conditions). */
   get current(): FederationState {
-    return this.subject.value;
+    const published = this.subject.value;
+    const domains = new Map<string, FederatedDomain>();
+    for (const name of published.domains.keys()) {
+      const w = this.workers.get(name);
+      domains.set(name, w ? { ...w.domain } : published.domains.get(name)!);
+    }
+    return { revision: published.revision, domains };
   }
 
   private now(): Date {
@@ -243,6 +256,7 @@ export class FederationFollower {
     if (w.stopped || this.closed) return;
     const d = w.domain;
     const spec = w.cftd.spec;
+    const trustedBefore = trustKey(d);
     const at = this.now();
     d.lastAttemptAt = at;
     // Another replica may have accepted a newer bundle: start from it (it authenticates the endpoint now).
@@ -289,7 +303,8 @@ export class FederationFollower {
     }
     this.updateConditions(w);
     await this.persist(d, w.lineage).catch((e: Error) => this.opts.log?.warn({ trustDomain: d.trustDomain, err: e.message }, 'federation: cannot persist the bundle'));
-    this.publish();
+    // Status, metrics and the record are up to date; the view is rebuilt only for a change in trust.
+    if (!w.stopped && !this.closed && trustKey(d) !== trustedBefore) this.publish();
   }
 
   private async persist(d: FederatedDomain, lineage: FederationLineage): Promise<void> {
@@ -386,6 +401,11 @@ export async function loadFederationState(state: StateStore, list: readonly Clus
     domains.set(c.name, initialDomain(c, record));
   }
   return { revision: 1, domains };
+}
+
+/** What the mesh view takes from a domain's trust: the bundle trusted (CAs, sequence, hint) and where it came from. */
+function trustKey(d: FederatedDomain): string {
+  return JSON.stringify([d.source, d.bundle ?? null]);
 }
 
 function specKey(c: ClusterFederatedTrustDomain): string {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Registry } from 'prom-client';
-import { FederationFollower, type FederatedDomain } from '../../src/federation/follower.js';
+import { FederationFollower, type FederatedDomain, type FederationState } from '../../src/federation/follower.js';
 import { federationStateKey } from '../../src/federation/record.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
@@ -354,6 +354,45 @@ test('deleting a ClusterFederatedTrustDomain removes its gauges and its failure 
     // Following it again (a persisted bundle) exports them again.
     await s.follower.setResources([cftd('zone-b', TD, s.ep.url, s.caB.trustPem)]);
     assert.equal((await gauges()).length, 2);
+  } finally {
+    await s.done();
+  }
+});
+
+test('a refresh that changes nothing trusted publishes nothing (no new state, so no view rebuild); a failure updates the status only; a changed bundle is published', async () => {
+  const s = await setup();
+  try {
+    const published: FederationState[] = [];
+    const sub = s.follower.state$.subscribe((st) => published.push(st));
+    published.length = 0; // the current state, replayed on subscribe
+    // Bootstrap → the endpoint's bundle (same CA, now with a sequence and from the endpoint): published.
+    await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 1);
+    assert.equal(published[0]!.domains.get('zone-b')!.source, 'endpoint');
+    // The same document again, several times: nothing published.
+    for (let i = 0; i < 3; i++) await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 1, 'an unchanged bundle published a new state');
+    // A failure: the status and metrics change, what is trusted does not: nothing published …
+    await s.ep.stop();
+    await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 1, 'a failure that keeps the bundle published a new state');
+    // … but the follower's status says so.
+    assert.equal(s.domain().lastError?.reason, 'unreachable');
+    assert.equal(s.domain().conditions.find((c) => c.type === 'Fetched')?.reason, 'EndpointUnreachable');
+    await s.ep.start();
+    await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 1);
+    assert.equal(s.domain().lastError, undefined);
+    // A new CA: published, with it.
+    const caB2 = newCa(TD);
+    s.ep.serve(bundleOf([s.caB, caB2], 6, 120));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 2);
+    assert.deepEqual(published[1]!.domains.get('zone-b')!.bundle?.caPems, [s.caB.trustPem, caB2.trustPem]);
+    assert.ok(published[1]!.revision > published[0]!.revision);
+    await s.follower.refreshNow('zone-b');
+    assert.equal(published.length, 2);
+    sub.unsubscribe();
   } finally {
     await s.done();
   }
