@@ -4,7 +4,7 @@
 import { resourcesOfKind, type MeshTrust } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedDomain, FederationState } from './follower.js';
-import type { FederationCondition } from './status.js';
+import { describeBundle, type FederationCondition } from './status.js';
 
 /** Where one federated trust domain came from, and where a user MeshTrust overrides it. */
 export interface FederatedTrustInfo {
@@ -55,10 +55,37 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
   }
   const trusts: MeshTrust[] = [...view.trusts];
   const federation: FederatedTrustInfo[] = [];
+  const issuers = fed.domains.size > 0 ? localIssuers(view) : new Map<string, string[]>();
   for (const d of [...fed.domains.values()].sort((a, b) => (a.resource < b.resource ? -1 : 1))) {
     const kri = federationKri(d.resource);
     const name = federatedMeshTrustName(d.trustDomain);
     const overriddenIn: Record<string, string[]> = {};
+    const own = issuers.get(d.trustDomain);
+    if (own) {
+      // This server issues SVIDs of that trust domain: another zone's CAs trusted for it could sign
+      // this server's own SPIFFE IDs (in meshes without their own trust for it), and where the
+      // identity's MeshTrust wins the peer would silently not be trusted. Refused everywhere.
+      const identities = `MeshIdentity ${own.join(', ')}`;
+      const why = `${d.trustDomain} is the trust domain of ${identities} of this server: the CAs of ClusterFederatedTrustDomain "${d.resource}" are trusted for it in no mesh (they could sign this server's own SPIFFE IDs). Give the zones distinct --zone names (the default trust domain is <mesh>.<zone>.mesh.local), or the peer or the identity a distinct trust domain`;
+      federation.push({
+        resource: d.resource,
+        kri,
+        meshTrustName: name,
+        trustDomain: d.trustDomain,
+        endpointURL: d.endpointURL,
+        source: d.source,
+        ...(d.bundle?.sequence !== undefined ? { sequence: d.bundle.sequence } : {}),
+        ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
+        ...(d.lastError ? { lastError: d.lastError } : {}),
+        overriddenIn,
+        conditions: [
+          ...d.conditions.filter((c) => c.type !== 'Ready'),
+          { type: 'Ready', status: 'False', reason: 'LocalTrustDomain', message: `trust domain ${d.trustDomain} is issued by this server (${identities}): the peer's bundle is trusted in no mesh` },
+          { type: 'MeshTrustCreated', status: 'False', reason: 'LocalTrustDomain', message: why },
+        ],
+      });
+      continue;
+    }
     if (d.bundle && d.bundle.caPems.length > 0) {
       for (const mesh of meshes) {
         const owners = existing.get(`${mesh}|${d.trustDomain}`);
@@ -99,25 +126,49 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
       ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
       ...(d.lastError ? { lastError: d.lastError } : {}),
       overriddenIn,
-      conditions: [...d.conditions, created],
+      conditions: [...d.conditions.map((c) => (c.type === 'Ready' && c.status === 'True' ? { ...c, message: readyMessage(d, meshes, overridden) } : c)), created],
     });
   }
-  return { ...view, trusts: sameTrusts(view, fed, meshes, trusts), federation };
+  // The trusts depend on which federated trust domains are the server's own too (an identity may
+  // appear without a MeshTrust of its own: meshTrustCreation Disabled, or the Spire provider).
+  const own = [...fed.domains.values()].filter((d) => issuers.has(d.trustDomain)).map((d) => d.trustDomain);
+  return { ...view, trusts: sameTrusts(view, fed, [...meshes, '\u0001', ...own], trusts), federation };
+}
+
+/** Trust domains the server's own MeshIdentities issue from (those not depending on proxy labels), with `mesh/name` of each. */
+function localIssuers(view: AuthorityView): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const st of view.identities.values()) {
+    if (!st.trustDomain) continue;
+    out.set(st.trustDomain, [...(out.get(st.trustDomain) ?? []), `${st.identity.mesh}/${st.identity.name}`].sort());
+  }
+  return out;
+}
+
+/** Where a followed bundle is trusted: every mesh, or those where no MeshTrust of its trust domain wins. */
+function readyMessage(d: FederatedDomain, meshes: readonly string[], overridden: readonly [string, string[]][]): string {
+  const bundle = describeBundle(d);
+  if (meshes.length === 0) return `trust domain ${d.trustDomain} is trusted in every mesh (none yet): ${bundle}`;
+  if (overridden.length === 0) return `trust domain ${d.trustDomain} is trusted in every mesh (${meshes.length}): ${bundle}`;
+  const wins = overridden.map(([m, n]) => `MeshTrust ${n.join(', ')} wins in mesh ${m}`).join('; ');
+  const trustedIn = meshes.filter((m) => !overridden.some(([o]) => o === m));
+  if (trustedIn.length === 0) return `trust domain ${d.trustDomain} is trusted in no mesh from this bundle: ${wins}: ${bundle}`;
+  return `trust domain ${d.trustDomain} is trusted in mesh ${trustedIn.join(', ')}; ${wins}: ${bundle}`;
 }
 
 /** The inputs and result of the last merge (views of one server come one after another). */
-let lastMerge: { viewTrusts: readonly MeshTrust[]; fed: FederationState; meshes: string; trusts: readonly MeshTrust[] } | undefined;
+let lastMerge: { viewTrusts: readonly MeshTrust[]; fed: FederationState; inputs: string; trusts: readonly MeshTrust[] } | undefined;
 
 /**
  * The trusts array of the last view when nothing it was made from changed (a Dataplane change in a
  * mesh already known): consumers skip a view whose trusts are the very same array (the publisher
  * then recomputes no bundle), and without federation that is the view's own array.
  */
-function sameTrusts(view: AuthorityView, fed: FederationState, meshes: readonly string[], merged: MeshTrust[]): readonly MeshTrust[] {
+function sameTrusts(view: AuthorityView, fed: FederationState, inputs: readonly string[], merged: MeshTrust[]): readonly MeshTrust[] {
   if (merged.length === view.trusts.length) return view.trusts;
-  const key = meshes.join('\u0000');
+  const key = inputs.join('\u0000');
   const last = lastMerge;
-  if (last && last.viewTrusts === view.trusts && last.fed === fed && last.meshes === key) return last.trusts;
-  lastMerge = { viewTrusts: view.trusts, fed, meshes: key, trusts: merged };
+  if (last && last.viewTrusts === view.trusts && last.fed === fed && last.inputs === key) return last.trusts;
+  lastMerge = { viewTrusts: view.trusts, fed, inputs: key, trusts: merged };
   return merged;
 }

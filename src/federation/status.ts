@@ -22,7 +22,8 @@ const REASONS: Record<string, string> = {
   sequence_regressed: 'SequenceRegressed',
 };
 
-function describe(d: Pick<FederatedDomain, 'bundle' | 'source' | 'fetchedAt'>): string {
+/** The bundle in force, e.g. `fetched 2025-…Z (sequence 3, 2 CAs)` or `the bootstrap bundle (1 CA)`. */
+export function describeBundle(d: Pick<FederatedDomain, 'bundle' | 'source' | 'fetchedAt'>): string {
   if (!d.bundle) return 'no bundle';
   const seq = d.bundle.sequence !== undefined ? `sequence ${d.bundle.sequence}, ` : '';
   const from = d.source === 'endpoint' ? `fetched ${d.fetchedAt?.toISOString() ?? ''}`.trim() : 'the bootstrap bundle';
@@ -32,15 +33,15 @@ function describe(d: Pick<FederatedDomain, 'bundle' | 'source' | 'fetchedAt'>): 
 export function federationConditions(d: Pick<FederatedDomain, 'bundle' | 'source' | 'fetchedAt' | 'lastError' | 'lastAttemptAt' | 'endpointURL' | 'trustDomain'>): FederationCondition[] {
   let fetched: FederationCondition;
   if (d.lastError) {
-    const keeping = d.bundle ? `; keeping the last good bundle: ${describe(d)}` : '; no bundle to keep yet';
+    const keeping = d.bundle ? `; keeping the last good bundle: ${describeBundle(d)}` : '; no bundle to keep yet';
     fetched = { type: 'Fetched', status: 'False', reason: REASONS[d.lastError.reason] ?? 'Failed', message: `${d.lastError.message} (at ${d.lastError.at.toISOString()})${keeping}` };
   } else if (d.source === 'endpoint' && d.fetchedAt) {
-    fetched = { type: 'Fetched', status: 'True', reason: 'Fetched', message: `bundle ${describe(d)} from ${d.endpointURL}` };
+    fetched = { type: 'Fetched', status: 'True', reason: 'Fetched', message: `bundle ${describeBundle(d)} from ${d.endpointURL}` };
   } else {
     fetched = { type: 'Fetched', status: 'Unknown', reason: 'Pending', message: `first fetch from ${d.endpointURL} not done yet` };
   }
   const ready: FederationCondition = d.bundle
-    ? { type: 'Ready', status: 'True', reason: d.source === 'endpoint' ? 'Trusted' : 'BootstrapBundle', message: `trust domain ${d.trustDomain} is trusted in every mesh: ${describe(d)}` }
+    ? { type: 'Ready', status: 'True', reason: d.source === 'endpoint' ? 'Trusted' : 'BootstrapBundle', message: `a bundle of trust domain ${d.trustDomain} is in force: ${describeBundle(d)}` }
     : { type: 'Ready', status: 'False', reason: 'NoBundle', message: `no bundle of ${d.trustDomain} yet (https_web: waiting for the first fetch)` };
   return [fetched, ready];
 }

@@ -180,7 +180,24 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   const views$ = federatedViews(authorities.views$, federation).pipe(shareReplay(1));
   let latestView: FederatedView | undefined;
-  subs.push(views$.subscribe((v) => onView((latestView = v))));
+  // A federated trust domain the server issues from is trusted nowhere: said once per change.
+  let ownDomainsReported = '';
+  const reportOwnDomains = (v: FederatedView) => {
+    const refused = v.federation.filter((f) => f.conditions.some((c) => c.type === 'MeshTrustCreated' && c.reason === 'LocalTrustDomain'));
+    const signature = refused.map((f) => `${f.resource}>${f.trustDomain}`).join();
+    if (signature === ownDomainsReported) return;
+    ownDomainsReported = signature;
+    for (const f of refused) {
+      const why = f.conditions.find((c) => c.type === 'MeshTrustCreated')?.message;
+      log.warn({ resource: f.resource, trustDomain: f.trustDomain, reason: why }, 'ClusterFederatedTrustDomain names a trust domain this server issues from; its CAs are trusted in no mesh');
+    }
+  };
+  subs.push(
+    views$.subscribe((v) => {
+      reportOwnDomains(v);
+      onView((latestView = v));
+    }),
+  );
   const identityLog = new IdentityChangeLog(log);
   subs.push(
     svids.changes$.subscribe((pk) => {

@@ -82,3 +82,40 @@ test('a ClusterFederatedTrustDomain whose bootstrap bundle holds no CA valid now
   writeFileSync(rolled, cftd(expired + current));
   assert.deepEqual(await validateFiles([rolled]), { ok: true, lines: [`${rolled}: 1 resources valid`] });
 });
+
+test('a ClusterFederatedTrustDomain naming the trust domain of a MeshIdentity among the files is a warning: the server would trust the peer for nothing but refuse it', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-own-td-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const cftd = (td: string) =>
+    stringify({
+      type: 'ClusterFederatedTrustDomain',
+      name: 'zone-b',
+      spec: { trustDomain: td, bundleEndpointURL: 'https://zone-b.example/bundle', bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: `spiffe://${td}/bundle` }, trustDomainBundle: makeCa('peer').certPem },
+    });
+  const identity = join(dir, 'identity.yaml');
+  writeFileSync(identity, stringify(withField(meshIdentity(), 'spec.spiffeID', { trustDomain: 'prod.example.org' })));
+  const fed = join(dir, 'fed.yaml');
+  writeFileSync(fed, cftd('prod.example.org'));
+  const r = await validateFiles([identity, fed]);
+  assert.equal(r.ok, true, r.lines.join('\n'));
+  assert.deepEqual(r.lines, [
+    `${identity}: 1 resources valid`,
+    `${fed}: 1 resources valid`,
+    `warning: ${fed} (document 1): spec.trustDomain: prod.example.org is the trust domain of MeshIdentity default/identity (${identity}): the server issues from it and will not trust another zone's CAs for it; give one side a distinct trust domain`,
+  ]);
+  // The default template: the same trust domain when this server runs with --zone default.
+  const defaultTd = join(dir, 'default-td.yaml');
+  writeFileSync(defaultTd, stringify(meshIdentity()));
+  const fed2 = join(dir, 'fed2.yaml');
+  writeFileSync(fed2, cftd('default.default.mesh.local'));
+  const r2 = await validateFiles([defaultTd, fed2]);
+  assert.equal(r2.ok, true, r2.lines.join('\n'));
+  assert.equal(
+    r2.lines[2],
+    `warning: ${fed2} (document 1): spec.trustDomain: default.default.mesh.local is the trust domain of MeshIdentity default/identity (${defaultTd}) when this server runs with --zone default: the server issues from it and will not trust another zone's CAs for it; give the zones distinct --zone names (or one side a distinct trust domain)`,
+  );
+  // Another trust domain: no warning.
+  const fed3 = join(dir, 'fed3.yaml');
+  writeFileSync(fed3, cftd('default.zone-b.mesh.local'));
+  assert.deepEqual((await validateFiles([identity, fed3])).lines.filter((l) => l.startsWith('warning')), []);
+});

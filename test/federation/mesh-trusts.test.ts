@@ -6,7 +6,7 @@ import { resourceKey, type Resource } from '../../src/api/types.js';
 import type { AuthorityView } from '../../src/identity/authorities.js';
 import { followedResources, initialDomain, type FederationState } from '../../src/federation/follower.js';
 import { federatedMeshTrustName, withFederatedTrusts } from '../../src/federation/mesh-trusts.js';
-import { dataplane, meshTrust } from '../helpers/resources.js';
+import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
 import { cftd, newCa } from './remote.js';
 
 const TD = 'zone-b.test';
@@ -72,4 +72,51 @@ test('the merged trusts are the very same array while nothing they come from cha
   const newMesh = withFederatedTrusts(view([local, dataplane('web', {}, 'default'), dataplane('api', {}, 'payments')]), fed);
   assert.notEqual(newMesh.trusts, first.trusts);
   assert.deepEqual(newMesh.trusts.filter((t) => t.spec.trustDomain === TD).map((t) => t.mesh), ['default', 'payments']);
+});
+
+test('a federated trust domain this server issues from is trusted in no mesh: the conditions name the local identity and ask for a distinct trust domain', () => {
+  // Two zones both left at --zone default: the peer's trust domain is this server's own.
+  const own = 'default.default.mesh.local';
+  const local = meshIdentity('identity', { mesh: 'default' });
+  const peerCa = newCa(own);
+  const c = cftd('zone-b', own, 'https://127.0.0.1:1/x', peerCa.trustPem);
+  // And a peer of another trust domain, trusted as usual.
+  const c2 = cftd('zone-c', TD, 'https://127.0.0.1:1/y', newCa(TD).trustPem);
+  const fed: FederationState = { revision: 1, domains: new Map([['zone-b', initialDomain(c, undefined)], ['zone-c', initialDomain(c2, undefined)]]) };
+  const ownTrust = meshTrust('identity', own, [newCa(own).trustPem], 'default');
+  const base = view([ownTrust, dataplane('web', {}, 'default'), dataplane('api', {}, 'payments')]);
+  // Before the identity is known (its MeshTrust alone does not make the domain this server's own).
+  const before = withFederatedTrusts(base, fed);
+  assert.deepEqual(before.trusts.filter((t) => t.spec.trustDomain === own).map((t) => `${t.mesh}/${t.name}`), ['default/identity', 'payments/federated-default-default-mesh-local']);
+  // The same trusts array and federation state, now with the identity: not the cached merge.
+  const v = withFederatedTrusts(
+    { ...base, identities: new Map([['default/identity', { identity: local, key: 'default/identity', kri: 'kri_mid_default_default_kuma-system_identity_', trustDomain: own, conditions: [], ready: true }]]) },
+    fed,
+  );
+  // Not in the mesh that issues it (its own MeshTrust stays alone), nor in another mesh.
+  assert.deepEqual(v.trusts.filter((t) => t.spec.trustDomain === own).map((t) => `${t.mesh}/${t.name}`), ['default/identity']);
+  assert.ok(!v.trusts.some((t) => t.spec.caBundles.some((b) => b.pem.value.includes(peerCa.trustPem))), 'the peer CA is trusted nowhere');
+  const cond = (type: string) => v.federation[0]!.conditions.find((x) => x.type === type)!;
+  assert.deepEqual([cond('MeshTrustCreated').status, cond('MeshTrustCreated').reason], ['False', 'LocalTrustDomain']);
+  assert.match(cond('MeshTrustCreated').message, /default\.default\.mesh\.local is the trust domain of MeshIdentity default\/identity of this server/);
+  assert.match(cond('MeshTrustCreated').message, /--zone/);
+  assert.deepEqual([cond('Ready').status, cond('Ready').reason], ['False', 'LocalTrustDomain']);
+  assert.doesNotMatch(cond('Ready').message, /every mesh/);
+  assert.deepEqual(v.federation[0]!.overriddenIn, {});
+  assert.deepEqual(v.trusts.filter((t) => t.spec.trustDomain === TD).map((t) => t.mesh), ['default', 'payments']);
+  assert.equal(v.federation[1]!.conditions.find((x) => x.type === 'Ready')!.status, 'True');
+
+  // Another trust domain is still trusted everywhere, and Ready says where.
+  const other = withFederatedTrusts(base, { revision: 2, domains: new Map([['zone-b', initialDomain(cftd('zone-b', TD, 'https://127.0.0.1:1/x', newCa(TD).trustPem), undefined)]]) });
+  assert.deepEqual(other.trusts.filter((t) => t.spec.trustDomain === TD).map((t) => t.mesh), ['default', 'payments']);
+  assert.match(other.federation[0]!.conditions.find((x) => x.type === 'Ready')!.message, /trusted in every mesh \(2\)/);
+});
+
+test('Ready says in which meshes the federated bundle is trusted when a MeshTrust of the trust domain wins in some', () => {
+  const c = cftd('zone-b', TD, 'https://127.0.0.1:1/zone-b.test', newCa(TD).trustPem);
+  const fed: FederationState = { revision: 1, domains: new Map([['zone-b', initialDomain(c, undefined)]]) };
+  const v = withFederatedTrusts(view([meshTrust('pinned', TD, [newCa(TD).trustPem], 'default'), dataplane('api', {}, 'payments')]), fed);
+  const ready = v.federation[0]!.conditions.find((x) => x.type === 'Ready')!;
+  assert.equal(ready.status, 'True');
+  assert.match(ready.message, /trusted in mesh payments; MeshTrust pinned wins in mesh default/);
 });

@@ -156,3 +156,31 @@ test('a user MeshTrust of the same trust domain wins in its mesh and the conflic
     await w.close();
   }
 });
+
+test('a ClusterFederatedTrustDomain of the server\'s own trust domain (two zones both at --zone default) is trusted in no mesh, and get says why', async () => {
+  const own = 'default.default.mesh.local';
+  const peer = newCa(own);
+  const w = await world({
+    extra: stringify({
+      apiVersion: 'spire.spiffe.io/v1alpha1',
+      kind: 'ClusterFederatedTrustDomain',
+      metadata: { name: 'zone-twin' },
+      spec: { trustDomain: own, bundleEndpointURL: 'https://127.0.0.1:1/twin', bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: endpointId(own) }, trustDomainBundle: peer.trustPem },
+    }),
+  });
+  try {
+    await until('first fetch', () => w.server.federation.current.domains.get('zone-b')?.source === 'endpoint');
+    for (const node of ['default.web', 'other.api']) {
+      const { secrets } = await fetchOnce({ server: w.server.address, node, names: ['ALL'] });
+      const domains = spiffeDomains(secrets[0]);
+      assert.ok(domains.some((d) => d.name === TD), `${node} still trusts ${TD}`);
+      assert.ok(!domains.some((d) => d.pem.includes(peer.trustPem)), `${node} trusts the peer's CA: ${domains.filter((d) => d.pem.includes(peer.trustPem)).map((d) => d.name).join()}`);
+    }
+    const get = await runCli(['get', 'clusterfederatedtrustdomain', 'zone-twin', '-o', 'yaml', '--resources', w.resources, '--state-dir', w.state]);
+    assert.equal(get.code, 0, get.stderr);
+    assert.match(get.stdout, /type: Ready\n\s+status: "False"\n\s+reason: LocalTrustDomain/);
+    assert.match(get.stdout, /type: MeshTrustCreated\n\s+status: "False"\n\s+reason: LocalTrustDomain\n\s+message: "?default\.default\.mesh\.local is the trust domain of MeshIdentity default\/identity of this server/);
+  } finally {
+    await w.close();
+  }
+});
