@@ -23,7 +23,7 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
   } catch (e) {
     throw new FederationFailure('malformed', `not a SPIFFE bundle: ${(e as Error).message}`);
   }
-  if (decoded.caPems.length === 0) throw new FederationFailure('no_ca', 'the bundle carries no X.509 CA');
+  if (decoded.caPems.length === 0) throw new FederationFailure('no_ca', `the bundle carries no X.509 CA: ${noCaDetail(decoded.ignored)}`);
   // Accepted, a bundle of only expired (or not yet valid) CAs would become the one that must
   // authenticate the endpoint next time: nothing could, and federation would be locked out.
   const spans = noneValidNow(decoded.cas, now);
@@ -33,11 +33,27 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
     if (other !== undefined) throw new FederationFailure('wrong_trust_domain', `the bundle is for trust domain ${other}, not ${trustDomain}`);
   }
   if (last?.sequence !== undefined) {
-    if (decoded.sequence === undefined) throw new FederationFailure('sequence_regressed', `the bundle has no spiffe_sequence; the last accepted one had ${last.sequence}`);
-    if (decoded.sequence < last.sequence) throw new FederationFailure('sequence_regressed', `spiffe_sequence ${decoded.sequence} is lower than the last accepted ${last.sequence}`);
+    if (decoded.sequence === undefined) throw new FederationFailure('sequence_regressed', `the bundle has no spiffe_sequence; the last accepted one had ${last.sequence}; ${RESTART_HINT}`);
+    if (decoded.sequence < last.sequence) throw new FederationFailure('sequence_regressed', `spiffe_sequence ${decoded.sequence} is lower than the last accepted ${last.sequence}; ${RESTART_HINT}`);
   }
   const out: AcceptedBundle = { trustDomain, caPems: decoded.caPems };
   if (decoded.sequence !== undefined) out.sequence = decoded.sequence;
   if (decoded.refreshHintSeconds !== undefined) out.refreshHintSeconds = decoded.refreshHintSeconds;
   return out;
+}
+
+/**
+ * The way back from a peer that starts its sequence anew (re-installed, state lost): the record of
+ * a trust domain belongs to its bootstrap bundle (by CA set) and endpoint URL (record.ts
+ * descendsFrom), so a new one of either starts from the new bootstrap bundle.
+ */
+const RESTART_HINT =
+  'to follow a re-installed peer from its new bundle, put that bundle (with its new CA) in spec.trustDomainBundle or point spec.bundleEndpointURL at a new endpoint: either starts afresh';
+
+/** Why no key of the document counted: the keys ignored and their `use` (or `kty`), a few of them. */
+function noCaDetail(ignored: readonly string[]): string {
+  if (ignored.length === 0) return 'its key list is empty';
+  const shown = ignored.slice(0, 5).join('; ');
+  const more = ignored.length > 5 ? ` and ${ignored.length - 5} more` : '';
+  return `every key was ignored (${shown}${more}); an X.509 CA is a key with use "x509-svid" and kty EC, RSA or OKP`;
 }

@@ -44,6 +44,27 @@ export interface FetchOptions {
    * mesh-sds endpoint serving several trust domains picks the SVID by it).
    */
   serverNameForIp?: string;
+  /**
+   * https_spiffe: where the trusted CAs come from, for a failure's hint (e.g. `the bootstrap
+   * bundle`, `the last accepted bundle (sequence 3)`).
+   */
+  authorityFrom?: string;
+}
+
+/** OpenSSL verify results meaning the endpoint's chain reaches none of the CAs trusted for it. */
+const UNCHAINED = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+]);
+
+/** Why an https_spiffe endpoint whose chain reaches none of the trusted CAs fails, and the way out. */
+function unchainedHint(count: number, from: string | undefined): string {
+  return `the endpoint's certificate does not chain to the ${count} CA${count === 1 ? '' : 's'} trusted for it${from ? `, from ${from}` : ''}: if the peer changed its CA without publishing the new one first, put its current bundle in spec.trustDomainBundle`;
 }
 
 /**
@@ -160,7 +181,8 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
       else if (identityProblem) reject(new FederationFailure('wrong_spiffe_id', identityProblem));
       else if (e.code && /CERT|SSL|TLS|VERIFY|SIGNATURE|ISSUER|SELF_SIGNED|HOSTNAME|ERR_TLS/.test(e.code)) {
         const stale = profile.type === 'https_spiffe' ? noCurrentCa(authorityPems, new Date()) : undefined;
-        reject(new FederationFailure('tls', `${url}: TLS authentication failed: ${e.message}${stale ? ` (${stale})` : ''}`));
+        const hint = stale ?? (profile.type === 'https_spiffe' && UNCHAINED.has(e.code) ? unchainedHint(authorityPems.length, opts.authorityFrom) : undefined);
+        reject(new FederationFailure('tls', `${url}: TLS authentication failed: ${e.message}${hint ? ` (${hint})` : ''}`));
       }
       else reject(new FederationFailure('unreachable', `${url}: ${e.message}`));
     });

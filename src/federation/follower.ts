@@ -272,6 +272,7 @@ export class FederationFollower {
       const text = await fetcher(spec.bundleEndpointURL, spec.bundleEndpointProfile, d.bundle?.caPems ?? [], {
         ...this.opts.fetch,
         serverNameForIp: d.trustDomain,
+        authorityFrom: d.source === 'endpoint' ? `the last accepted bundle${d.bundle?.sequence !== undefined ? ` (sequence ${d.bundle.sequence})` : ''}` : 'the bootstrap bundle',
       });
       const accepted = acceptBundle(text, d.trustDomain, d.bundle, this.now());
       if (w.stopped || this.closed) return;

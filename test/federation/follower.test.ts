@@ -397,3 +397,26 @@ test('a refresh that changes nothing trusted publishes nothing (no new state, so
     await s.done();
   }
 });
+
+test('a peer that re-keyed without overlap fails as tls with how many CAs are trusted for it, from which bundle, and where its current bundle goes', async () => {
+  const s = await setup();
+  try {
+    const rekeyed = newCa(TD);
+    s.ep.present(rekeyed, endpointId(TD));
+    s.ep.serve(bundleOf([rekeyed], 9));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError?.reason, 'tls');
+    assert.match(s.domain().lastError!.message, /TLS authentication failed: .*\(the endpoint's certificate does not chain to the 1 CA trusted for it, from the bootstrap bundle: if the peer changed its CA without publishing the new one first, put its current bundle in spec\.trustDomainBundle\)/);
+    // After a first success the CAs are the last accepted bundle's.
+    s.ep.present(s.caB, endpointId(TD));
+    s.ep.serve(bundleOf([s.caB, newCa(TD)], 10));
+    await s.follower.refreshNow('zone-b');
+    assert.equal(s.domain().lastError, undefined);
+    s.ep.present(rekeyed, endpointId(TD));
+    await s.follower.refreshNow('zone-b');
+    assert.match(s.domain().lastError!.message, /does not chain to the 2 CAs trusted for it, from the last accepted bundle \(sequence 10\): if the peer changed its CA/);
+    assert.match(s.domain().conditions.find((c) => c.type === 'Fetched')!.message, /spec\.trustDomainBundle/);
+  } finally {
+    await s.done();
+  }
+});
