@@ -11,7 +11,7 @@ import {
   type ResourceSnapshot,
   type SecureDataSource,
 } from '../api/types.js';
-import { loadCertificateAuthority } from '../pki/ca.js';
+import { loadCertificateAuthority, signsFor } from '../pki/ca.js';
 import { generateCertificateAuthority } from '../pki/generate-ca.js';
 import { resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
@@ -505,7 +505,7 @@ export class IdentityAuthorities {
       } else {
         const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });
         const history = await fromState(
-          recordCurrentCa(this.opts.state, historyKey, { fingerprint: ca.fingerprint, pem: ca.trustPem }, bundled.certificateParameters.expiryMs, now, this.historyWarning(mi)),
+          recordCurrentCa(this.opts.state, historyKey, { fingerprint: ca.fingerprint, pem: ca.trustPem, trustDomain: td.trustDomain }, bundled.certificateParameters.expiryMs, now, this.historyWarning(mi)),
         );
         loaded = { inputHash, ca, history };
         if (prev?.ca && prev.ca.fingerprint !== ca.fingerprint) {
@@ -517,7 +517,7 @@ export class IdentityAuthorities {
       loaded = {
         inputHash: '',
         // Not a CA of the trust domain before a change to it: it would sign IDs no peer trusts.
-        ca: prevCa && base.trustDomain && inTrustDomain([{ fingerprint: prevCa.fingerprint, pem: prevCa.trustPem }], base.trustDomain).length === 0 ? undefined : prevCa,
+        ca: prevCa && base.trustDomain && !signsFor(prevCa, base.trustDomain) ? undefined : prevCa,
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
         // are still alive in the proxies.
         history: prev?.ca ? prev.history : await this.historyForFailedCa(historyKey, now, mi),

@@ -7,6 +7,8 @@ export interface CaHistoryEntry {
   pem: string;
   /** ISO time after which no leaf signed by this CA is alive; absent for the current CA. */
   retireAfter?: string;
+  /** The trust domain the CA issued for (absent in records written before it was kept). */
+  trustDomain?: string;
 }
 
 /**
@@ -16,7 +18,7 @@ export interface CaHistoryEntry {
 export async function recordCurrentCa(
   state: StateStore,
   key: string,
-  current: { fingerprint: string; pem: string },
+  current: { fingerprint: string; pem: string; trustDomain: string },
   leafLifetimeMs: number,
   now: Date,
   warn?: (problem: string) => void,
@@ -35,9 +37,9 @@ export async function recordCurrentCa(
     } else if (new Date(e.retireAfter).getTime() > now.getTime()) kept.push(e);
     else changed = true;
   }
-  const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter);
+  const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain);
   if (!wasCurrent || problem) changed = true; // a damaged record is rewritten from what could be read
-  const result = [{ fingerprint: current.fingerprint, pem: current.pem }, ...kept];
+  const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain }, ...kept];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;
 }
@@ -67,7 +69,10 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
     const x = e as Partial<CaHistoryEntry> | null;
     if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string') continue;
     if (x.retireAfter !== undefined && (typeof x.retireAfter !== 'string' || Number.isNaN(Date.parse(x.retireAfter)))) continue;
-    entries.push(x.retireAfter === undefined ? { fingerprint: x.fingerprint, pem: x.pem } : { fingerprint: x.fingerprint, pem: x.pem, retireAfter: x.retireAfter });
+    const entry: CaHistoryEntry = { fingerprint: x.fingerprint, pem: x.pem };
+    if (x.retireAfter !== undefined) entry.retireAfter = x.retireAfter;
+    if (typeof x.trustDomain === 'string') entry.trustDomain = x.trustDomain;
+    entries.push(entry);
   }
   const dropped = parsed.length - entries.length;
   return dropped > 0 ? { entries, problem: `state key ${key}: ${dropped} of ${parsed.length} entries are not CAs (fingerprint, pem, retireAfter) and were left out` } : { entries };
@@ -84,33 +89,33 @@ export async function trustedFromHistory(state: StateStore, key: string, now: Da
   return entries.filter((e) => !e.retireAfter || Date.parse(e.retireAfter) > now.getTime());
 }
 
-/** Trust domains named by each recorded CA (by fingerprint): parsed once, not on every recomputation. */
+/** The trust domains the trust anchor of a record written before they were kept names (by PEM). */
 const namedDomains = new Map<string, readonly string[]>();
-const MAX_REMEMBERED = 4096;
+const MAX_REMEMBERED = 256;
 
-function domainsOf(e: CaHistoryEntry): readonly string[] {
-  let d = namedDomains.get(e.fingerprint);
+function legacyDomains(pem: string): readonly string[] {
+  let d = namedDomains.get(pem);
   if (d === undefined) {
     try {
-      d = caTrustDomains(e.pem);
+      d = caTrustDomains(pem);
     } catch {
       d = [];
     }
     if (namedDomains.size >= MAX_REMEMBERED) namedDomains.clear();
-    namedDomains.set(e.fingerprint, d);
+    namedDomains.set(pem, d);
   }
   return d;
 }
 
 /**
- * The entries that may be trusted for `trustDomain`: a CA whose `spiffe://` URI SAN names another
- * trust domain (the CA of the identity before its trust domain changed) is left out — trusting it
- * here would let it sign this domain's identities. Its own domain keeps it as a retired MeshTrust
- * for as long as its leaves live. CAs that name no trust domain (a provided CA) are kept.
+ * The entries that may be trusted for `trustDomain`: a CA recorded for another trust domain (the
+ * CA of the identity before its trust domain changed) is left out — trusting it here would let it
+ * sign this domain's identities. Its own domain keeps it as a retired MeshTrust for as long as its
+ * leaves live. A record from before trust domains were kept is judged by its `spiffe://` URI SANs.
  */
 export function inTrustDomain(entries: readonly CaHistoryEntry[], trustDomain: string): CaHistoryEntry[] {
   return entries.filter((e) => {
-    const d = domainsOf(e);
-    return d.length === 0 || d.includes(trustDomain);
+    if (e.trustDomain !== undefined) return e.trustDomain === trustDomain;
+    return !legacyDomains(e.pem).some((d) => d !== trustDomain);
   });
 }

@@ -100,6 +100,20 @@ function nameConstraintRefusal(cert: x509.X509Certificate, trustDomain: string):
 }
 
 /**
+ * The other trust domain a signing CA names in a `spiffe://` URI SAN, if any: as for a MeshTrust's
+ * CAs, a CA naming another trust domain is that domain's, and must not sign this one's IDs. (Only
+ * the signing CA: the root above an intermediate may belong to an organisation's own domain.)
+ */
+export function otherTrustDomainOf(caCertDer: Buffer, trustDomain: string): string | undefined {
+  return caTrustDomains(caCertDer).find((d) => d !== trustDomain);
+}
+
+/** Whether `ca` may sign leaves of `trustDomain` (see otherTrustDomainOf). */
+export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain: string): boolean {
+  return otherTrustDomainOf(ca.certDer, trustDomain) === undefined;
+}
+
+/**
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
  * without the self-signed root (empty for a self-signed CA). `trustPem` is the root when it is
@@ -153,12 +167,9 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     }
   }
   if (opts.trustDomain !== undefined) {
+    const other = otherTrustDomainOf(ca.der, opts.trustDomain);
+    if (other !== undefined) throw new CaError(`CA certificate is the CA of trust domain "${other}" (its URI SAN), not of "${opts.trustDomain}"`);
     for (let i = 0; i < certs.length; i++) {
-      // As for a MeshTrust's CAs: a CA naming another trust domain is that domain's, not this one's.
-      const other = caTrustDomains(certs[i]!.der).find((d) => d !== opts.trustDomain);
-      if (other !== undefined) {
-        throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} is the CA of trust domain "${other}" (its URI SAN), not of "${opts.trustDomain}"`);
-      }
       const refusal = nameConstraintRefusal(certs[i]!.peculiar, opts.trustDomain);
       if (refusal) throw new CaError(`${i === 0 ? 'CA certificate' : `chain certificate #${i}`} ${refusal}: leaves signed by the CA would not verify`);
     }

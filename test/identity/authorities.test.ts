@@ -15,6 +15,7 @@ import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
 import { LayeredMap } from '../../src/api/layered-map.js';
 import { makeCa, makeLeaf } from '../helpers/openssl.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
+import { CA_EXTENSIONS, makeCert, makeKey, tempDir } from '../pki/helpers.js';
 
 let revision = 0;
 const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
@@ -266,23 +267,61 @@ test('after a trust-domain change the old CA is trusted for its own domain only,
   assert.ok(!trustPems(v3.trusts.find((t) => t.spec.trustDomain === oldTd)!).includes(newCa.trustPem));
 });
 
-test('a file CA of one trust domain is not kept serving when the identity moves to another domain it cannot sign for: not ready, naming both', async () => {
+test('a file CA of one trust domain is not kept serving when the identity moves to another domain it cannot sign for: not ready, naming both (self-signed, and an intermediate under a root)', async () => {
+  const pki = tempDir();
+  const rootKey = makeKey(pki, 'root', 'ec-p256');
+  const root = { keyPem: rootKey, certPem: makeCert(pki, 'root', { subject: '/O=Test/CN=root', keyPem: rootKey }) };
+  const interKey = makeKey(pki, 'inter', 'ec-p256');
+  const interCert = makeCert(pki, 'inter', { subject: '/O=Test/CN=inter', keyPem: interKey, issuer: root, extensions: [...CA_EXTENSIONS, 'subjectAltName = URI:spiffe://default.default.mesh.local'] });
+  const cases = [
+    { what: 'self-signed', ca: makeCa('ca-a', { trustDomain: 'default.default.mesh.local' }) },
+    // trustPem is the root (no URI SAN): the signing intermediate is what names the domain.
+    { what: 'intermediate', ca: { certPem: interCert + root.certPem, keyPem: interKey } },
+  ];
+  try {
+    for (const { what, ca } of cases) {
+      const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
+      const { a, push } = harness();
+      try {
+        const { mi } = await filedIdentity(dir, ca);
+        const v1 = await push(snapshot(mi));
+        assert.equal(stateOf(v1, mi).ready, true, what);
+        const moved: MeshIdentity = structuredClone(mi);
+        moved.spec.spiffeID.trustDomain = 'moved.example';
+        const v2 = await push(snapshot(moved));
+        const st = stateOf(v2, moved);
+        assert.equal(st.ca, undefined, `${what}: no leaf of moved.example from the CA of default.default.mesh.local`);
+        assert.equal(st.ready, false, what);
+        assert.match(cond(st, 'Provider').message, /default\.default\.mesh\.local.*moved\.example/, what);
+        assert.equal(v2.trusts.find((t) => t.spec.trustDomain === 'moved.example'), undefined, what);
+      } finally {
+        a.stop();
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
+  } finally {
+    pki.cleanup();
+  }
+});
+
+test('a provided chain whose root names another trust domain (an organisation\'s own) still issues and is published for this one', async () => {
+  const pki = tempDir();
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
   const { a, push } = harness();
   try {
-    const { mi } = await filedIdentity(dir, makeCa('ca-a', { trustDomain: 'default.default.mesh.local' }));
-    const v1 = await push(snapshot(mi));
-    assert.equal(stateOf(v1, mi).ready, true);
-    const moved: MeshIdentity = structuredClone(mi);
-    moved.spec.spiffeID.trustDomain = 'moved.example';
-    const v2 = await push(snapshot(moved));
-    const st = stateOf(v2, moved);
-    assert.equal(st.ca, undefined, 'no leaf of moved.example from the CA of default.default.mesh.local');
-    assert.equal(st.ready, false);
-    assert.match(cond(st, 'Provider').message, /default\.default\.mesh\.local.*moved\.example/);
-    assert.equal(v2.trusts.find((t) => t.spec.trustDomain === 'moved.example'), undefined);
+    const rootKey = makeKey(pki, 'root', 'ec-p256');
+    const root = { keyPem: rootKey, certPem: makeCert(pki, 'root', { subject: '/O=Test/CN=root', keyPem: rootKey, extensions: [...CA_EXTENSIONS, 'subjectAltName = URI:spiffe://corp.example'] }) };
+    const interKey = makeKey(pki, 'inter', 'ec-p256');
+    const interCert = makeCert(pki, 'inter', { subject: '/O=Test/CN=inter', keyPem: interKey, issuer: root });
+    const { mi } = await filedIdentity(dir, { certPem: interCert + root.certPem, keyPem: interKey });
+    if (mi.spec.provider.type === 'Bundled') mi.spec.provider.bundled.insecureAllowSelfSigned = false;
+    const v = await push(snapshot(mi));
+    const st = stateOf(v, mi);
+    assert.equal(st.ready, true, cond(st, 'Provider').message);
+    assert.deepEqual(trustPems(v.trusts.find((t) => t.name === 'filed')!), [root.certPem]);
   } finally {
     a.stop();
+    pki.cleanup();
     await rm(dir, { recursive: true, force: true });
   }
 });
