@@ -16,9 +16,9 @@ export const MANAGED_HEADER = '# Written by `mesh-sds apply` (one resource per f
 
 /**
  * Longest file name apply writes: its temp file (`.<name>.<12 hex>.tmp`) and lock (`.<name>.lock`)
- * must stay within the 255 bytes most file systems allow.
+ * must stay within the 255 bytes most file systems allow. Every name that fit before keeps its file.
  */
-const MAX_MANAGED_NAME = 200;
+const MAX_MANAGED_NAME = 255 - '..123456789012.tmp'.length;
 
 /**
  * One name per resource: names, meshes and namespaces never contain `_`, so the name is unambiguous.

@@ -114,7 +114,11 @@ test('apply stores a resource whose name has the longest length names may have (
     await next(store, (s) => trustDomainOf(s, long('a')) === 'a.example' && trustDomainOf(s, long('b')) === 'b.example');
     const files = (await readdir(dir)).filter((f) => f.startsWith('meshtrust_'));
     assert.equal(files.length, 2);
-    for (const f of files) assert.ok(Buffer.byteLength(f) <= 200, f);
+    for (const f of files) assert.ok(Buffer.byteLength(f) <= 237, f);
+    // A name that fitted before keeps its full file name (apply's existing files stay apply's).
+    const fits = `${'c'.repeat(200)}-cc`;
+    assert.deepEqual(await store.apply(trustYaml(fits, 'c.example'), 'fits.yaml'), []);
+    await stat(join(dir, `meshtrust_default__${fits}.yaml`));
     assert.equal(await store.delete('MeshTrust', 'default', '', long('a')), true);
     await next(store, (s) => trustDomainOf(s, long('a')) === undefined && trustDomainOf(s, long('b')) === 'b.example');
   });
