@@ -53,6 +53,7 @@ const whereOf = (r: Resource): string => (r.source ? `${r.source.file} (document
  * proxy labels, which validate cannot know).
  */
 function issuesFrom(mi: MeshIdentity, trustDomain: string): string | undefined {
+  if (mi.spec.provider.type !== 'Bundled') return undefined; // a Spire domain is the SPIRE server's to federate
   const { parts, error } = parseSpiffeTemplate(mi.spec.spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES);
   if (error || parts.some((p) => p.kind === 'label')) return undefined;
   const escape = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

@@ -135,11 +135,15 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
   return { ...view, trusts: sameTrusts(view, fed, [...meshes, '\u0001', ...own], trusts), federation };
 }
 
-/** Trust domains the server's own MeshIdentities issue from (those not depending on proxy labels), with `mesh/name` of each. */
+/**
+ * Trust domains the server's own Bundled MeshIdentities issue from (those not depending on proxy
+ * labels), with `mesh/name` of each. A Spire identity's domain is the SPIRE server's: federating
+ * its bundle endpoint is how Bundled proxies come to trust SPIRE-issued IDs.
+ */
 function localIssuers(view: AuthorityView): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const st of view.identities.values()) {
-    if (!st.trustDomain) continue;
+    if (!st.trustDomain || st.identity.spec.provider.type !== 'Bundled') continue;
     out.set(st.trustDomain, [...(out.get(st.trustDomain) ?? []), `${st.identity.mesh}/${st.identity.name}`].sort());
   }
   return out;

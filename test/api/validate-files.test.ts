@@ -118,4 +118,8 @@ test('a ClusterFederatedTrustDomain naming the trust domain of a MeshIdentity am
   const fed3 = join(dir, 'fed3.yaml');
   writeFileSync(fed3, cftd('default.zone-b.mesh.local'));
   assert.deepEqual((await validateFiles([identity, fed3])).lines.filter((l) => l.startsWith('warning')), []);
+  // A Spire identity's trust domain is the SPIRE server's, which may be federated: no warning.
+  const spire = join(dir, 'spire.yaml');
+  writeFileSync(spire, stringify(withField(withField(meshIdentity(), 'spec.spiffeID', { trustDomain: 'prod.example.org' }), 'spec.provider', { type: 'Spire', spire: {} })));
+  assert.deepEqual((await validateFiles([spire, fed])).lines.filter((l) => l.startsWith('warning')), []);
 });

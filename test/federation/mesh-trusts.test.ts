@@ -112,6 +112,18 @@ test('a federated trust domain this server issues from is trusted in no mesh: th
   assert.match(other.federation[0]!.conditions.find((x) => x.type === 'Ready')!.message, /trusted in every mesh \(2\)/);
 });
 
+test('the trust domain of a Spire identity (the SPIRE server issues, not this one) may be federated: its bundle is trusted in every mesh', () => {
+  const spireTd = 'spire.example';
+  const spire = meshIdentity('spire', { mesh: 'default', trustDomain: spireTd });
+  spire.spec.provider = { type: 'Spire', spire: { agent: { timeout: '1s', timeoutMs: 1000 } } };
+  const c = cftd('spire-server', spireTd, 'https://127.0.0.1:1/spire', newCa(spireTd).trustPem);
+  const fed: FederationState = { revision: 1, domains: new Map([['spire-server', initialDomain(c, undefined)]]) };
+  const base = view([dataplane('web', {}, 'default'), dataplane('api', {}, 'payments')]);
+  const v = withFederatedTrusts({ ...base, identities: new Map([['default/spire', { identity: spire, key: 'default/spire', kri: 'kri_mid_default_default__spire_', trustDomain: spireTd, conditions: [], ready: true }]]) }, fed);
+  assert.deepEqual(v.trusts.filter((t) => t.spec.trustDomain === spireTd).map((t) => t.mesh), ['default', 'payments']);
+  assert.equal(v.federation[0]!.conditions.find((x) => x.type === 'Ready')!.status, 'True');
+});
+
 test('Ready says in which meshes the federated bundle is trusted when a MeshTrust of the trust domain wins in some', () => {
   const c = cftd('zone-b', TD, 'https://127.0.0.1:1/zone-b.test', newCa(TD).trustPem);
   const fed: FederationState = { revision: 1, domains: new Map([['zone-b', initialDomain(c, undefined)]]) };
