@@ -66,7 +66,7 @@ test('apply and get work against the Postgres store from the CLI', async () => {
   assert.equal(applied.code, 0, applied.stderr);
   const got = await meshSds(['get', 'dataplane', '--store', url]);
   assert.equal(got.code, 0, got.stderr);
-  assert.match(got.stdout, /default\s+web-1/);
+  assert.match(got.stdout, /^default\s+shop\s+web-1\s/m);
   const bad = await meshSds(['apply', '-f', '-', '--store', url], { input: meshTrustYaml('x', 'x.example', []) });
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /spec\.caBundles: must not be empty/);
