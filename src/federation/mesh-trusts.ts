@@ -67,23 +67,13 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
       // identity's MeshTrust wins the peer would silently not be trusted. Refused everywhere.
       const identities = `MeshIdentity ${own.join(', ')}`;
       const why = `${d.trustDomain} is the trust domain of ${identities} of this server: the CAs of ClusterFederatedTrustDomain "${d.resource}" are trusted for it in no mesh (they could sign this server's own SPIFFE IDs). Give the zones distinct --zone names (the default trust domain is <mesh>.<zone>.mesh.local), or the peer or the identity a distinct trust domain`;
-      federation.push({
-        resource: d.resource,
-        kri,
-        meshTrustName: name,
-        trustDomain: d.trustDomain,
-        endpointURL: d.endpointURL,
-        source: d.source,
-        ...(d.bundle?.sequence !== undefined ? { sequence: d.bundle.sequence } : {}),
-        ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
-        ...(d.lastError ? { lastError: d.lastError } : {}),
-        overriddenIn,
-        conditions: [
+      federation.push(
+        trustInfo(d, kri, name, overriddenIn, [
           ...d.conditions.filter((c) => c.type !== 'Ready'),
           { type: 'Ready', status: 'False', reason: 'LocalTrustDomain', message: `trust domain ${d.trustDomain} is issued by this server (${identities}): the peer's bundle is trusted in no mesh` },
           { type: 'MeshTrustCreated', status: 'False', reason: 'LocalTrustDomain', message: why },
-        ],
-      });
+        ]),
+      );
       continue;
     }
     if (d.bundle && d.bundle.caPems.length > 0) {
@@ -115,24 +105,30 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
               message: `a MeshTrust of trust domain ${d.trustDomain} already exists and wins in ${overridden.map(([m, n]) => `mesh ${m} (${n.join(', ')})`).join(', ')}`,
             }
           : { type: 'MeshTrustCreated', status: 'True', reason: 'Created', message: `MeshTrust "${name}" in ${meshes.length} mesh(es)` };
-    federation.push({
-      resource: d.resource,
-      kri,
-      meshTrustName: name,
-      trustDomain: d.trustDomain,
-      endpointURL: d.endpointURL,
-      source: d.source,
-      ...(d.bundle?.sequence !== undefined ? { sequence: d.bundle.sequence } : {}),
-      ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
-      ...(d.lastError ? { lastError: d.lastError } : {}),
-      overriddenIn,
-      conditions: [...d.conditions.map((c) => (c.type === 'Ready' && c.status === 'True' ? { ...c, message: readyMessage(d, meshes, overridden) } : c)), created],
-    });
+    federation.push(
+      trustInfo(d, kri, name, overriddenIn, [...d.conditions.map((c) => (c.type === 'Ready' && c.status === 'True' ? { ...c, message: readyMessage(d, meshes, overridden) } : c)), created]),
+    );
   }
   // The trusts depend on which federated trust domains are the server's own too (an identity may
   // appear without a MeshTrust of its own: meshTrustCreation Disabled, or the Spire provider).
   const own = [...fed.domains.values()].filter((d) => issuers.has(d.trustDomain)).map((d) => d.trustDomain);
   return { ...view, trusts: sameTrusts(view, fed, [...meshes, '\u0001', ...own], trusts), federation };
+}
+
+function trustInfo(d: FederatedDomain, kri: string, meshTrustName: string, overriddenIn: Record<string, string[]>, conditions: FederationCondition[]): FederatedTrustInfo {
+  return {
+    resource: d.resource,
+    kri,
+    meshTrustName,
+    trustDomain: d.trustDomain,
+    endpointURL: d.endpointURL,
+    source: d.source,
+    ...(d.bundle?.sequence !== undefined ? { sequence: d.bundle.sequence } : {}),
+    ...(d.fetchedAt ? { fetchedAt: d.fetchedAt } : {}),
+    ...(d.lastError ? { lastError: d.lastError } : {}),
+    overriddenIn,
+    conditions,
+  };
 }
 
 /**

@@ -242,6 +242,15 @@ describe('SDS client transports', () => {
       if (req.response_nonce === '') call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a')]));
     };
   };
+  /** A fake SDS server on TLS (a certificate of its own CA) answering `default`. */
+  const startTlsFake = async (): Promise<{ serverCa: TestCa; fake: FakeSds }> => {
+    const serverCa = makeCa('Server CA');
+    const { certPem, keyPem } = serverCert(serverCa);
+    const fake = new FakeSds();
+    await fake.start('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], false));
+    serveDefault(fake);
+    return { serverCa, fake };
+  };
 
   it('connects to a unix:///path socket', async () => {
     const fake = new FakeSds();
@@ -256,11 +265,7 @@ describe('SDS client transports', () => {
   });
 
   it('speaks TLS, verifying the server against the given CA, and refuses a server the CA did not sign', async () => {
-    const serverCa = makeCa('Server CA');
-    const { certPem, keyPem } = serverCert(serverCa);
-    const fake = new FakeSds();
-    await fake.start('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], false));
-    serveDefault(fake);
+    const { serverCa, fake } = await startTlsFake();
     try {
       const r = await fetchOnce({ server: fake.address, node: 'default.web', names: ['default'], tls: { ca: serverCa.certPem }, timeoutMs: 3000 });
       assert.equal(r.secrets[0]!.name, 'default');
@@ -273,11 +278,7 @@ describe('SDS client transports', () => {
 
   it('reads a tls.ca path as --ca-file is read: a CA file (or a link to one) is used; a FIFO, /dev/zero or a 2 MiB file is refused at once, naming it', { timeout: 10_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-client-ca-'));
-    const serverCa = makeCa('Server CA');
-    const { certPem, keyPem } = serverCert(serverCa);
-    const fake = new FakeSds();
-    await fake.start('127.0.0.1:0', grpc.ServerCredentials.createSsl(null, [{ cert_chain: Buffer.from(certPem), private_key: Buffer.from(keyPem) }], false));
-    serveDefault(fake);
+    const { serverCa, fake } = await startTlsFake();
     try {
       writeFileSync(join(dir, 'ca.pem'), serverCa.certPem);
       symlinkSync(join(dir, 'ca.pem'), join(dir, 'ca-link.pem'));
