@@ -247,13 +247,17 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     onRefusedHeader: (name, peer) =>
       limitedWarn(log, peerSource(peer), { component: 'grpc', peer }, `gRPC dropped metadata entry "${name}": it contains characters outside printable ASCII (value not logged)`),
   });
+  /** The gRPC health service's SERVING: from the first view until shutdown begins. */
   let serving = false;
+  /** The first view was computed (stays true while draining: /readyz then fails on `draining` alone). */
+  let loaded = false;
   let draining = false;
-  const readiness = serverReadiness({ store, loaded: () => serving, authorities, tokens, state, draining: () => draining });
+  const readiness = serverReadiness({ store, loaded: () => loaded, authorities, tokens, state, draining: () => draining });
   registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;
+    loaded = true;
   });
   let bound: { address: string; port?: number; tls?: TlsKeyPair };
   let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;

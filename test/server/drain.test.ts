@@ -57,6 +57,11 @@ test('SIGTERM: /readyz is 503 before any stream ends, streams end with UNAVAILAB
 
     const t0 = Date.now();
     proc.child.kill('SIGTERM');
+    // While draining, readiness fails on `draining` alone: the store is still loaded and followed.
+    await new Promise((r) => setTimeout(r, 300));
+    const verbose = await (await fetch(`${admin}/readyz?verbose`)).text();
+    assert.match(verbose, /\[-\]draining failed/);
+    assert.match(verbose, /\[\+\]store ok/);
     const exitCode = await proc.exited;
     const exitedAfter = Date.now() - t0;
     const ends: RawEnd[] = await Promise.all(all.map((c) => c.ended));
