@@ -3,12 +3,13 @@
 # bundle endpoint, and each gets ONE ClusterFederatedTrustDomain naming the other (its bootstrap
 # bundle taken once with export-trust). After that, CA rolls propagate by themselves.
 #
-#   mesh-sds serve --zone zone-a --resources zone-a --state-dir /tmp/zone-a-state --listen 127.0.0.1:15443 --auth none --bundle-endpoint 127.0.0.1:8443 &
-#   mesh-sds serve --zone zone-b --resources zone-b --state-dir /tmp/zone-b-state --listen 127.0.0.1:15444 --auth none --bundle-endpoint 127.0.0.1:8444 &
+#   npx mesh-sds serve --zone zone-a --resources zone-a --state-dir /tmp/zone-a-state --listen 127.0.0.1:15443 --auth none --bundle-endpoint 127.0.0.1:8443 &
+#   npx mesh-sds serve --zone zone-b --resources zone-b --state-dir /tmp/zone-b-state --listen 127.0.0.1:15444 --auth none --bundle-endpoint 127.0.0.1:8444 &
 #   sh federate.sh
 set -eu
 cd "$(dirname "$0")"
-MESH_SDS=${MESH_SDS:-mesh-sds}
+# The repository's own CLI unless MESH_SDS names another (e.g. an installed mesh-sds).
+MESH_SDS=${MESH_SDS:-"node $(cd ../.. && pwd)/bin/mesh-sds.js"}
 
 federate() { # <this zone> <other zone> <other zone's bundle endpoint>
   td="default.$2.mesh.local"
