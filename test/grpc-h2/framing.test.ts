@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { frameMessage, MessageReader } from '../../src/server/grpc-h2/framing.js';
+import { frameMessage, MessageReader, ReadBudget } from '../../src/server/grpc-h2/framing.js';
 import { encodeGrpcMessage, Status } from '../../src/server/grpc-h2/status.js';
 
 function reader(max = 1024) {
@@ -74,4 +74,25 @@ test('a sink that stops reading leaves the rest held, in order, until resume; a 
   assert.equal(r.holding, false);
   r.push(stream, { acceptMessage: (m: Buffer) => (got.push(m.toString()), true) });
   assert.deepEqual(got, ['a']);
+});
+
+test('readers sharing a budget: an unfinished message counts until it completes or is discarded; one that would pass the budget is refused', () => {
+  const budget = new ReadBudget(100);
+  const sink = { acceptMessage: () => true };
+  const a = new MessageReader(1000, budget);
+  const b = new MessageReader(1000, budget);
+  const msg = frameMessage(Buffer.alloc(80, 0x61));
+  assert.equal(a.push(msg.subarray(0, 60), sink), undefined);
+  assert.equal(budget.used, 60);
+  assert.equal(b.push(msg.subarray(0, 50), sink)?.code, Status.RESOURCE_EXHAUSTED);
+  assert.equal(budget.used, 60, 'a refused push holds nothing');
+  assert.equal(a.push(msg.subarray(60), sink), undefined);
+  assert.equal(budget.used, 0, 'a completed message gives its share back');
+  const c = new MessageReader(1000, budget);
+  assert.equal(c.push(msg.subarray(0, 90), sink), undefined);
+  c.discard();
+  assert.equal(budget.used, 0, 'a discarded reader gives its share back');
+  // Whole messages in one chunk never touch the budget.
+  const d = new MessageReader(1000, new ReadBudget(10));
+  assert.equal(d.push(msg, sink), undefined);
 });

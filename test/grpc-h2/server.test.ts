@@ -112,6 +112,35 @@ test('oversized and compressed messages, unknown methods, wrong content-type and
   }
 });
 
+test('unfinished request messages are held up to a server-wide budget: past it a call adding to them gets RESOURCE_EXHAUSTED, whole requests still pass, and a closed call gives its share back', async () => {
+  const { address } = await echoServer({ maxMessageBytes: 256 * 1024, maxUnfinishedRequestBytes: 256 * 1024 });
+  const session = rawConnect(address);
+  try {
+    // All but the last byte of a 100 KiB message, twice: 200 KiB held.
+    const partial = () => grpcFrame(Buffer.alloc(100 * 1024, 0x61)).subarray(0, 5 + 100 * 1024 - 1);
+    const held = [rawCall(session, '/test.Echo/Bidi', { body: [partial()] }), rawCall(session, '/test.Echo/Bidi', { body: [partial()] })];
+    await new Promise((r) => setTimeout(r, 200));
+    const thirdCall = rawCall(session, '/test.Echo/Bidi', { body: [partial()] });
+    const third = await Promise.race([thirdCall.ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'still held after 3 s', message: '' }), 3000))]);
+    assert.equal(third.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(third.message, /unfinished request messages/);
+    // A request sent whole is read at once and holds nothing.
+    const whole = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('whole'))] });
+    assert.equal(await whole.waitForMessages(1, 5000), 1);
+    whole.stream.end();
+    // The held calls end (the client resets them): their share returns, and a partial message fits again.
+    for (const h of held) h.stream.close();
+    await Promise.all(held.map((h) => h.ended));
+    await new Promise((r) => setTimeout(r, 100));
+    const again = rawCall(session, '/test.Echo/Bidi', { body: [partial()] });
+    const outcome = await Promise.race([again.ended.then((e) => e.code), new Promise((r) => setTimeout(() => r('held'), 500))]);
+    assert.equal(outcome, 'held');
+    again.stream.close();
+  } finally {
+    session.destroy();
+  }
+});
+
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
   const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
   const undecodable = { cancels: [] as number[] };

@@ -2,7 +2,7 @@
 // the stream's listeners are shared functions that find their call through a symbol, and the
 // call reports to a single listener object (the xDS stream itself) instead of emitting events.
 import { constants, type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import { MessageReader } from './framing.js';
+import { MessageReader, type ReadBudget } from './framing.js';
 import { armDeadline, disarmDeadline, type DeadlineHolder } from './deadline.js';
 import { grpcMessageHeader, Status, type CallStatus } from './status.js';
 import { flatKey } from '../../api/flat-key.js';
@@ -33,6 +33,8 @@ export interface MethodCodec<Req, Res> {
 /** What every call of one server shares. */
 export interface CallContext {
   readonly maxMessageBytes: number;
+  /** Unfinished request bytes held across every call of the server (see ReadBudget). */
+  readonly readBudget?: ReadBudget;
   /**
    * Response bytes a call may have waiting for the client to read before it is ended with
    * RESOURCE_EXHAUSTED. Reading a call's requests pauses well before that (at most 1 MiB unsent),
@@ -129,7 +131,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     private rawHeaders: readonly string[],
     private readonly context: CallContext,
   ) {
-    this.reader = new MessageReader(context.maxMessageBytes);
+    this.reader = new MessageReader(context.maxMessageBytes, context.readBudget);
     (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
     stream.on('error', ignore);
     stream.on('close', onStreamClose);
@@ -333,6 +335,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
 
   /** @internal The stream is gone: a call not ended by then was cancelled. */
   closed(): void {
+    this.reader.discard(); // what a partial message held goes back to the budget
     if (this.phase === Phase.Ended) return;
     this.phase = Phase.Ended;
     disarmDeadline(this);

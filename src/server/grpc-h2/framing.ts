@@ -9,6 +9,17 @@ export interface MessageSink {
   acceptMessage(message: Buffer): boolean;
 }
 
+/**
+ * Bytes of unfinished request messages the server holds across all its calls. A message is read
+ * whole before it is decoded, so a peer that sends all but the last byte of a 1 MiB message on
+ * each of thousands of streams would hold gigabytes (1,500 streams: 1.2 GB); past the limit such a
+ * call is refused instead. Honest requests (a few KB, whole in one DATA frame) hold next to nothing.
+ */
+export class ReadBudget {
+  used = 0;
+  constructor(readonly limit: number) {}
+}
+
 /** Splits one request stream into messages; no copy unless a message spans chunks. */
 export class MessageReader {
   /** Pieces of the message (or of its 5-byte prefix) still incomplete; undefined between messages. */
@@ -20,8 +31,13 @@ export class MessageReader {
   private held: Buffer[] | undefined;
   /** Set by discard(): the call ended, nothing more is read. */
   private done = false;
+  /** Bytes of the unfinished message counted in the budget. */
+  private reserved = 0;
 
-  constructor(private readonly maxMessageBytes: number) {}
+  constructor(
+    private readonly maxMessageBytes: number,
+    private readonly budget?: ReadBudget,
+  ) {}
 
   /** True when bytes of an unfinished message are buffered (a half-close now cuts it short). */
   get midMessage(): boolean {
@@ -75,6 +91,8 @@ export class MessageReader {
       if (this.parts) {
         if (this.bodyLength < 0) {
           const take = Math.min(GRPC_HEADER_BYTES - this.partBytes, chunk.length - pos);
+          const over = this.reserve(take);
+          if (over) return over;
           this.collect(chunk, pos, take);
           pos += take;
           if (this.partBytes < GRPC_HEADER_BYTES) return undefined;
@@ -86,6 +104,10 @@ export class MessageReader {
           this.partBytes = 0;
         }
         const take = Math.min(this.bodyLength - this.partBytes, chunk.length - pos);
+        if (this.partBytes + take < this.bodyLength) {
+          const over = this.reserve(take);
+          if (over) return over;
+        }
         this.collect(chunk, pos, take);
         pos += take;
         if (this.partBytes < this.bodyLength) return undefined;
@@ -93,12 +115,15 @@ export class MessageReader {
         this.parts = undefined;
         this.partBytes = 0;
         this.bodyLength = -1;
+        this.release();
         if (!sink.acceptMessage(message)) return this.stop(chunk, pos);
         continue;
       }
       const remaining = chunk.length - pos;
       if (remaining === 0) return undefined;
       if (remaining < GRPC_HEADER_BYTES) {
+        const over = this.reserve(remaining);
+        if (over) return over;
         this.parts = [chunk.subarray(pos)];
         this.partBytes = remaining;
         return undefined;
@@ -112,6 +137,8 @@ export class MessageReader {
         pos = end;
         continue;
       }
+      const over = this.reserve(remaining);
+      if (over) return over;
       this.parts = [chunk.subarray(pos + GRPC_HEADER_BYTES)];
       this.partBytes = remaining - GRPC_HEADER_BYTES;
       this.bodyLength = length;
@@ -121,11 +148,29 @@ export class MessageReader {
 
   /** Forgets a partial message (the call ended; what still arrives is dropped unread). */
   discard(): void {
+    this.release();
     this.done = true;
     this.held = undefined;
     this.parts = undefined;
     this.partBytes = 0;
     this.bodyLength = -1;
+  }
+
+  /** Counts `n` more held bytes, or the status refusing the call when the server holds too many. */
+  private reserve(n: number): CallStatus | undefined {
+    const budget = this.budget;
+    if (!budget || n === 0) return undefined;
+    if (budget.used + n > budget.limit) {
+      return { code: Status.RESOURCE_EXHAUSTED, details: `the server holds ${budget.limit / 1024 / 1024} MiB of unfinished request messages, its limit: send each request whole, or try again` };
+    }
+    budget.used += n;
+    this.reserved += n;
+    return undefined;
+  }
+
+  private release(): void {
+    if (this.budget) this.budget.used -= this.reserved;
+    this.reserved = 0;
   }
 
   private collect(chunk: Buffer, pos: number, take: number): void {

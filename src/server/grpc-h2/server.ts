@@ -5,12 +5,15 @@
 import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
 import { parseGrpcTimeout } from './deadline.js';
+import { ReadBudget } from './framing.js';
 import { SessionSet, type KeepaliveOptions } from './sessions.js';
 import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
+  /** Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB, at least maxMessageBytes). */
+  maxUnfinishedRequestBytes?: number;
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
@@ -88,8 +91,10 @@ export class GrpcServer {
   private shuttingDown: (() => void)[] | undefined;
 
   constructor(opts: GrpcServerOptions = {}) {
+    const maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
     this.context = {
-      maxMessageBytes: opts.maxMessageBytes ?? 1024 * 1024,
+      maxMessageBytes,
+      readBudget: new ReadBudget(Math.max(maxMessageBytes, opts.maxUnfinishedRequestBytes ?? 64 * 1024 * 1024)),
       // At least a stream's buffer (16 KiB) and then some: a read pause below it would wait for a
       // 'drain' that only a full buffer emits.
       maxUnsentBytes: Math.max(64 * 1024, opts.maxUnsentBytes ?? 8 * 1024 * 1024),
