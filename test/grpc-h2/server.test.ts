@@ -141,6 +141,27 @@ test('unfinished request messages are held up to a server-wide budget: past it a
   }
 });
 
+test('a request stream that ends inside a message gets INTERNAL (not OK with the request unread); reserved flag bits get INTERNAL too', async () => {
+  const { address, seen } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    const frame = grpcFrame(Buffer.from('cut short'));
+    for (const body of [frame.subarray(0, frame.length - 1), frame.subarray(0, 3)]) {
+      const cut = await rawCall(session, '/test.Echo/Bidi', { body: [body], endAfterBody: true }).ended;
+      assert.equal(cut.code, Status.INTERNAL, `${body.length} bytes`);
+      assert.match(cut.message, /ended inside a message/);
+    }
+    const flagged = grpcFrame(Buffer.from('x'));
+    flagged[0] = 0x80;
+    const refused = await rawCall(session, '/test.Echo/Bidi', { body: [flagged] }).ended;
+    assert.equal(refused.code, Status.INTERNAL);
+    assert.match(refused.message, /unexpected message flags 0x80/);
+    assert.equal(seen.messages, 0);
+  } finally {
+    session.destroy();
+  }
+});
+
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
   const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
   const undecodable = { cancels: [] as number[] };

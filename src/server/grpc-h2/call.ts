@@ -322,7 +322,10 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     return this.phase !== Phase.Ended && !this.readPaused;
   }
 
-  /** @internal The client half-closed; an unfinished message is dropped, as grpc-js does. */
+  /**
+   * @internal The client half-closed. Inside a message, that message was cut short: INTERNAL, as
+   * grpc-go answers (grpc-js drops it silently, and the client then sees OK for a request never read).
+   */
   halfClosed(): void {
     if (this.phase === Phase.Ended) return;
     if (this.stream.destroyed || this.stream.rstCode) return this.closed();
@@ -330,6 +333,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       this.halfClosePending = true;
       return;
     }
+    if (this.reader.midMessage) return this.endAsCancel({ code: Status.INTERNAL, details: 'the request stream ended inside a message: its last message was cut short' });
     this.listener?.onHalfClose?.();
   }
 

@@ -182,6 +182,8 @@ export class MessageReader {
   /** Refuses a compressed message (only identity is accepted) or one over the limit, before reading it. */
   private refuse(flags: number, length: number): CallStatus | undefined {
     if (flags & 1) return { code: Status.UNIMPLEMENTED, details: 'compressed messages are not supported (grpc-accept-encoding: identity)' };
+    // The other flag bits are reserved; grpc-go refuses them too.
+    if (flags !== 0) return { code: Status.INTERNAL, details: `unexpected message flags 0x${flags.toString(16).padStart(2, '0')}: a gRPC message starts with 0 (or 1, compressed)` };
     if (length > this.maxMessageBytes) return { code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxMessageBytes})` };
     return undefined;
   }
