@@ -41,7 +41,7 @@ export type NackAction = {
 /** For metrics only. */
 export type AckAction = { readonly type: 'ack'; readonly nonce: string; readonly version_info: string };
 /** A request that was dropped without effect (for debug logs). */
-export type IgnoreAction = { readonly type: 'ignore'; readonly reason: 'stale-nonce' | 'closed'; readonly nonce: string };
+export type IgnoreAction = { readonly type: 'ignore'; readonly reason: 'stale-nonce' | 'unknown-nonce' | 'closed'; readonly nonce: string };
 
 export type CommonAction = FailAction | SubscribeAction | NackAction | AckAction | IgnoreAction;
 

@@ -35,7 +35,12 @@ export interface DeltaState {
   readonly known: ReadonlyMap<string, string>;
   readonly counter: number;
   readonly lastNonce: string;
+  /** Nonces of responses not ACKed or NACKed yet (the last few): only these are ACKs or NACKs. */
+  readonly unanswered: readonly string[];
 }
+
+/** Responses in flight a delta client may still answer; an older one's ACK is just not counted. */
+const MAX_UNANSWERED = 16;
 
 export type DeltaEvent = StreamEvent<DeltaDiscoveryRequest>;
 
@@ -53,6 +58,7 @@ export function initialDeltaState(): DeltaState {
     known: new Map(),
     counter: 0,
     lastNonce: '',
+    unanswered: [],
   };
 }
 
@@ -78,10 +84,15 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   // client will not repeat. The nonce only says which response is being ACKed or NACKed.
   const actions: DeltaAction[] = [];
   const nonce = req.response_nonce ?? '';
-  if (req.error_detail) {
+  // Only a nonce this stream sent and that is not answered yet makes an ACK or a NACK (a made-up
+  // or repeated one would count as many as the peer likes); its subscription changes still apply.
+  const answers = nonce !== '' && state.unanswered.includes(nonce);
+  const unanswered = answers ? state.unanswered.filter((n) => n !== nonce) : state.unanswered;
+  if (nonce !== '' && !answers) actions.push({ type: 'ignore', reason: 'unknown-nonce', nonce });
+  else if (answers && req.error_detail) {
     // `known` keeps the NACKed versions, so nothing is resent until the resource changes again.
     actions.push({ type: 'nack', nonce, version_info: '', detail: nackDetail(req.error_detail) });
-  } else if (nonce !== '') {
+  } else if (answers) {
     actions.push({ type: 'ack', nonce, version_info: '' });
   }
 
@@ -130,7 +141,7 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   const subscription = subChanged ? asked : state.subscription;
   if (subChanged) actions.push({ type: 'subscribe', subscription });
   const first = !state.started;
-  return respond({ ...state, started: true, node, subscription, known }, ctx, actions, first && wildcard);
+  return respond({ ...state, started: true, node, subscription, known, unanswered }, ctx, actions, first && wildcard);
 }
 
 /**
@@ -169,7 +180,8 @@ function respond(state: DeltaState, ctx: StepContext, actions: DeltaAction[], fo
     nonce,
   };
   actions.push({ type: 'send', response, resources: changed });
-  return { state: { ...state, counter, lastNonce: nonce, known }, actions };
+  const unanswered = state.unanswered.length < MAX_UNANSWERED ? [...state.unanswered, nonce] : [...state.unanswered.slice(1), nonce];
+  return { state: { ...state, counter, lastNonce: nonce, known, unanswered }, actions };
 }
 
 function closeWith(state: DeltaState, actions: DeltaAction[]): DeltaStep {

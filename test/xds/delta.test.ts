@@ -149,12 +149,27 @@ describe('Delta stream', () => {
     w.put('default', 'v2');
     const second = onlySend(s.onChange());
     const nack = req({ response_nonce: second.response.nonce, error_detail: { code: 13, message: 'rejected' } });
-    for (let i = 0; i < 3; i++) {
-      assert.deepEqual(s.onRequest(nack), [{ type: 'nack', nonce: second.response.nonce, version_info: '', detail: { code: 13, message: 'rejected' } }]);
-    }
+    assert.deepEqual(s.onRequest(nack), [{ type: 'nack', nonce: second.response.nonce, version_info: '', detail: { code: 13, message: 'rejected' } }]);
+    // The same NACK again answers nothing new: not counted twice, nothing sent.
+    for (let i = 0; i < 2; i++) assert.deepEqual(s.onRequest(nack), [{ type: 'ignore', reason: 'unknown-nonce', nonce: second.response.nonce }]);
     assert.deepEqual(s.onChange(), []);
     w.put('default', 'v3');
     assert.deepEqual(diff(onlySend(s.onChange())), ['default@v3']);
+  });
+
+  it('only a nonce this stream sent and not yet answered is an ACK or a NACK; a made-up or repeated one is ignored, its subscription change still applied', () => {
+    const w = new World();
+    w.put('default', 'v1');
+    w.put('ROOTCA', 'r1');
+    const s = new DeltaStream(ctxFor(w));
+    const first = onlySend(s.onRequest(req({ node, resource_names_subscribe: ['default'] })));
+    for (let i = 0; i < 3; i++) assert.deepEqual(s.onRequest(req({ response_nonce: `never-sent-${i}` })), [{ type: 'ignore', reason: 'unknown-nonce', nonce: `never-sent-${i}` }]);
+    assert.deepEqual(s.onRequest(req({ response_nonce: 'never-sent', error_detail: { code: 13, message: 'x' } })), [{ type: 'ignore', reason: 'unknown-nonce', nonce: 'never-sent' }]);
+    assert.deepEqual(s.onRequest(ack(first)), [{ type: 'ack', nonce: first.response.nonce, version_info: '' }]);
+    assert.deepEqual(s.onRequest(ack(first)), [{ type: 'ignore', reason: 'unknown-nonce', nonce: first.response.nonce }]);
+    const sub = s.onRequest(req({ response_nonce: 'made-up', resource_names_subscribe: ['ROOTCA'] }));
+    assert.deepEqual(sub.map((a) => a.type), ['ignore', 'subscribe', 'send']);
+    assert.deepEqual(diff(onlySend(sub)), ['ROOTCA@r1']);
   });
 
   it('applies subscription changes even when they carry an older nonce (delta requests are never repeated)', () => {
