@@ -59,6 +59,8 @@ export interface ServeConfig extends BundleEndpointConfig {
   maxNamesPerRequest?: number;
   /** How often open streams' tokens are re-checked for revocation and expiry. */
   credentialRecheckMs?: number;
+  /** A stream that sends no request this long after opening is ended (30 s). */
+  firstRequestTimeoutMs?: number;
   /** How often the token revocation list is re-read from the store in the background (1000 ms). */
   revocationRefreshMs?: number;
   logger?: Logger;
@@ -313,6 +315,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   onRevoked = recheckNow;
   const recheck = tokens ? setInterval(recheckNow, cfg.credentialRecheckMs ?? 5000) : undefined;
   recheck?.unref();
+  // Streams that never send their first request are ended (they are on no list an operator sees).
+  const silentSweep = setInterval(() => registry.endSilent(cfg.firstRequestTimeoutMs ?? 30_000), Math.min(5000, cfg.firstRequestTimeoutMs ?? 30_000));
+  silentSweep.unref();
 
   let closing: Promise<void> | undefined;
   let drain: DrainHandle | undefined;
@@ -342,6 +347,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         await drain.done;
       }
       clearInterval(recheck);
+      clearInterval(silentSweep);
       tlsReload?.close();
       tokens?.close();
       registry.closeAll();

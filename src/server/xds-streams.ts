@@ -87,6 +87,22 @@ export class StreamRegistry {
   readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
   onAdd?: (stream: RegisteredStream) => void;
+  /**
+   * Streams admitted but without a first request yet: not registered (no node, no proxy), so a
+   * peer opening thousands and never writing would hold them unseen; endSilent() ends them.
+   */
+  readonly silent = new Set<{ readonly openedMs: number; endSilent(limitMs: number): void }>();
+
+  /** Ends every stream that sent no request within `limitMs` of opening; returns how many. */
+  endSilent(limitMs: number, now = Date.now()): number {
+    let ended = 0;
+    for (const s of this.silent) {
+      if (now - s.openedMs < limitMs) continue;
+      s.endSilent(limitMs);
+      ended++;
+    }
+    return ended;
+  }
 
   /** Registers a stream and gives it its id. */
   add(stream: RegisteredStream): void {
@@ -205,6 +221,13 @@ class XdsStream implements StreamInfo, RegisteredStream {
       return;
     }
     call.listener = this;
+    deps.registry.silent.add(this);
+  }
+
+  /** No first request within `limitMs`: Envoy sends its first at once, so this peer never will. */
+  endSilent(limitMs: number): void {
+    limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer }, 'stream closed: no request');
+    this.finish({ code: Status.INVALID_ARGUMENT, details: `no ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'} within ${limitMs / 1000} s of opening the stream` });
   }
 
   /** The client half-closed, or reset the stream / lost its connection: the stream is over. */
@@ -230,6 +253,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (this.state === 'open') return this.onRequest(req);
     this.queued.push(req);
     if (this.state !== 'new') return;
+    this.deps.registry.silent.delete(this);
     let principal: ProxyPrincipal;
     try {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
@@ -248,6 +272,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   finish(status?: CallStatus): void {
     if (this.state === 'closed') return;
     const registered = this.state === 'open' || this.state === 'waiting';
+    if (this.state === 'new') this.deps.registry.silent.delete(this);
     this.state = 'closed';
     this.stopWaiting();
     this.cancelWatch?.();
