@@ -246,6 +246,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     keepaliveTimeoutMs: 20_000,
     maxMessageBytes: 1024 * 1024,
     // As grpc-js did: the value is dropped (the stream then lacks it) and never logged.
+    onRefusedConnection: (peer, reason) => limitedWarn(log, peer, { component: 'grpc', peer, reason }, 'connection refused before any gRPC'),
     onRefusedHeader: (name, peer) =>
       limitedWarn(log, peerSource(peer), { component: 'grpc', peer }, `gRPC dropped metadata entry "${name}": it contains characters outside printable ASCII (value not logged)`),
   });

@@ -162,6 +162,20 @@ test('a request stream that ends inside a message gets INTERNAL (not OK with the
   }
 });
 
+test('an HTTP/1.x request on the gRPC port is reported once per connection with the reason and the peer (an Envoy cluster without HTTP/2 looks like this)', async () => {
+  const refused: [string, string][] = [];
+  const { address } = await echoServer({ onRefusedConnection: (peer, reason) => refused.push([peer, reason]) });
+  const [host, port] = address.split(':');
+  const socket = connectTcp(Number(port), host!);
+  await once(socket, 'connect');
+  socket.write('POST /envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets HTTP/1.1\r\nHost: x\r\ncontent-type: application/grpc\r\n\r\n');
+  await Promise.race([once(socket, 'close'), new Promise((r) => setTimeout(r, 3000))]);
+  socket.destroy();
+  assert.equal(refused.length, 1, JSON.stringify(refused));
+  assert.equal(refused[0]![0], '127.0.0.1');
+  assert.match(refused[0]![1], /not HTTP\/2.*HTTP\/1\.x request.*http2_protocol_options/);
+});
+
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
   const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
   const undecodable = { cancels: [] as number[] };

@@ -17,6 +17,17 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
+  /** A connection ended before any gRPC: not HTTP/2 (an HTTP/1.x client), or a failed TLS handshake. `peer` is its address. */
+  onRefusedConnection?: (peer: string, reason: string) => void;
+}
+
+/** Why a connection was dropped, in words that point at the usual misconfiguration. */
+function refusedConnectionReason(err: Error & { code?: string }, tls: boolean): string {
+  if (/bad client magic/i.test(err.message)) {
+    return `not HTTP/2${tls ? '' : ' (or TLS to a plaintext listener)'}: an HTTP/1.x request or other bytes; an Envoy SDS cluster needs http2_protocol_options`;
+  }
+  if (tls && /wrong version number|http request|unknown protocol/i.test(err.message)) return 'TLS handshake failed: the client sent plaintext to the TLS listener';
+  return tls ? `TLS handshake failed: ${err.message}` : `HTTP/2 session refused: ${err.message}`;
 }
 
 /** Where to listen: a unix socket path, or a host and port (0: any free port). */
@@ -89,8 +100,10 @@ export class GrpcServer {
   private readonly sessions: SessionSet;
   private http: Http2Server | Http2SecureServer | undefined;
   private shuttingDown: (() => void)[] | undefined;
+  private readonly onRefusedConnection: GrpcServerOptions['onRefusedConnection'];
 
   constructor(opts: GrpcServerOptions = {}) {
+    this.onRefusedConnection = opts.onRefusedConnection;
     const maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
     this.context = {
       maxMessageBytes,
@@ -151,11 +164,18 @@ export class GrpcServer {
     const options = { settings: SETTINGS, maxSessionMemory: 32 };
     const http = tls ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false }) : http2.createServer(options);
     this.http = http;
-    http.on('session', (session) => this.sessions.add(session));
+    // The address is read while the socket is there: a refused session has lost it by its error.
+    const peers = new WeakMap<object, string>();
+    http.on('session', (session) => {
+      this.sessions.add(session);
+      if (this.onRefusedConnection) peers.set(session, session.socket?.remoteAddress ?? 'unknown');
+    });
     http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.route(stream, headers, rawHeaders));
-    // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only.
-    http.on('sessionError', () => undefined);
-    if (tls) (http as Http2SecureServer).on('tlsClientError', () => undefined);
+    // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only; the
+    // operator hears of it (an Envoy cluster without HTTP/2 looks like this), rate-limited there.
+    const refused = this.onRefusedConnection;
+    http.on('sessionError', (err: Error, session?: object) => refused?.((session && peers.get(session)) ?? 'unknown', refusedConnectionReason(err, !!tls)));
+    if (tls) (http as Http2SecureServer).on('tlsClientError', (err: Error, socket?: { remoteAddress?: string }) => refused?.(socket?.remoteAddress ?? 'unknown', refusedConnectionReason(err, true)));
     return new Promise((resolve, reject) => {
       http.once('error', reject);
       const listening = () => {
