@@ -175,7 +175,13 @@ export class GrpcServer {
     // operator hears of it (an Envoy cluster without HTTP/2 looks like this), rate-limited there.
     const refused = this.onRefusedConnection;
     http.on('sessionError', (err: Error, session?: object) => refused?.((session && peers.get(session)) ?? 'unknown', refusedConnectionReason(err, !!tls)));
-    if (tls) (http as Http2SecureServer).on('tlsClientError', (err: Error, socket?: { remoteAddress?: string }) => refused?.(socket?.remoteAddress ?? 'unknown', refusedConnectionReason(err, true)));
+    if (tls) {
+      (http as Http2SecureServer).on('tlsClientError', (err: Error & { code?: string }, socket?: { remoteAddress?: string }) => {
+        // Connected and gone before a handshake (a TCP health check, a port scan): nothing to fix.
+        if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return;
+        refused?.(socket?.remoteAddress ?? 'unknown', refusedConnectionReason(err, true));
+      });
+    }
     return new Promise((resolve, reject) => {
       http.once('error', reject);
       const listening = () => {
