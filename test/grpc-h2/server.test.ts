@@ -10,6 +10,7 @@ import type { ServerCall } from '../../src/server/grpc-h2/call.js';
 import { frameMessage } from '../../src/server/grpc-h2/framing.js';
 import { Status } from '../../src/server/grpc-h2/status.js';
 import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
+import { makeCa } from '../helpers/openssl.js';
 
 const bytes = { decode: (b: Buffer) => Buffer.from(b), encodeFramed: (r: Buffer) => frameMessage(r) };
 const servers: GrpcServer[] = [];
@@ -174,6 +175,21 @@ test('an HTTP/1.x request on the gRPC port is reported once per connection with 
   assert.equal(refused.length, 1, JSON.stringify(refused));
   assert.equal(refused[0]![0], '127.0.0.1');
   assert.match(refused[0]![1], /not HTTP\/2.*HTTP\/1\.x request.*http2_protocol_options/);
+});
+
+test('on a TLS listener, plaintext is reported as such; a connection closed before any handshake (a TCP health check) is not reported', async () => {
+  const refused: string[] = [];
+  const server = new GrpcServer({ onRefusedConnection: (_peer, reason) => refused.push(reason) });
+  servers.push(server);
+  const ca = makeCa('grpc-h2-tls');
+  const port = (await server.listen({ host: '127.0.0.1', port: 0 }, { cert: Buffer.from(ca.certPem), key: Buffer.from(ca.keyPem) }))!;
+  const probe = connectTcp(port, '127.0.0.1');
+  await once(probe, 'connect');
+  probe.destroy();
+  const plain = connectTcp(port, '127.0.0.1', () => plain.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'));
+  await once(plain, 'close');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(refused, ['TLS handshake failed: the client sent plaintext to the TLS listener']);
 });
 
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
