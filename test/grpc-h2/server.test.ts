@@ -142,6 +142,42 @@ test('unfinished request messages are held up to a server-wide budget: past it a
   }
 });
 
+test('each connection holds at most twice the largest message unfinished, so one peer cannot take the server\'s whole budget; an unfinished message that stalls is ended', async () => {
+  const { address } = await echoServer({ maxMessageBytes: 128 * 1024, maxUnfinishedRequestBytes: 4 * 1024 * 1024, keepaliveTimeMs: 400, keepaliveTimeoutMs: 400, unfinishedMessageTimeoutMs: 600 });
+  const partial = () => grpcFrame(Buffer.alloc(100 * 1024, 0x61)).subarray(0, 5 + 100 * 1024 - 1);
+  const first = rawConnect(address);
+  const second = rawConnect(address);
+  try {
+    const held = [rawCall(first, '/test.Echo/Bidi', { body: [partial()] }), rawCall(first, '/test.Echo/Bidi', { body: [partial()] })];
+    await new Promise((r) => setTimeout(r, 100));
+    const third = await Promise.race([rawCall(first, '/test.Echo/Bidi', { body: [partial()] }).ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'still held', message: '' }), 2000))]);
+    assert.equal(third.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(third.message, /this connection holds 0\.3 MiB of unfinished request messages/);
+    // Another connection still has room.
+    const other = rawCall(second, '/test.Echo/Bidi', { body: [partial()] });
+    // And every unfinished message that gets no further bytes is ended after the timeout.
+    for (const call of [...held, other]) {
+      const end = await Promise.race([call.ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'not ended', message: '' }), 3000))]);
+      assert.equal(end.code, Status.DEADLINE_EXCEEDED);
+      assert.match(end.message, /a request message got no further bytes for 0\.6 s/);
+    }
+  } finally {
+    first.destroy();
+    second.destroy();
+  }
+});
+
+test('a served connection that is reset is not reported as refused', async () => {
+  const refused: string[] = [];
+  const { address } = await echoServer({ onRefusedConnection: (_peer, reason) => refused.push(reason) });
+  const session = rawConnect(address);
+  const call = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hi'))] });
+  assert.equal(await call.waitForMessages(1, 5000), 1);
+  (session.socket as unknown as { resetAndDestroy(): void }).resetAndDestroy();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(refused, []);
+});
+
 test('a request stream that ends inside a message gets INTERNAL (not OK with the request unread); reserved flag bits get INTERNAL too', async () => {
   const { address, seen } = await echoServer();
   const session = rawConnect(address);

@@ -2,7 +2,7 @@
 // the stream's listeners are shared functions that find their call through a symbol, and the
 // call reports to a single listener object (the xDS stream itself) instead of emitting events.
 import { constants, type Http2Session, type ServerHttp2Stream } from 'node:http2';
-import { MessageReader, type ReadBudget } from './framing.js';
+import { MessageReader, ReadBudget } from './framing.js';
 import { armDeadline, disarmDeadline, type DeadlineHolder } from './deadline.js';
 import { grpcMessageHeader, Status, type CallStatus } from './status.js';
 import { flatKey } from '../../api/flat-key.js';
@@ -110,6 +110,16 @@ export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus)
   }
 }
 
+const SESSION_BUDGET = Symbol('grpc-h2.sessionReadBudget');
+type SessionWithBudget = { [SESSION_BUDGET]?: ReadBudget };
+
+/** The connection's own budget of unfinished request bytes (twice the largest message), made on first need. */
+function sessionReadBudget(stream: ServerHttp2Stream, context: CallContext): ReadBudget | undefined {
+  const session = stream.session as (SessionWithBudget & object) | undefined;
+  if (!session || !context.readBudget) return undefined;
+  return (session[SESSION_BUDGET] ??= new ReadBudget(2 * context.maxMessageBytes));
+}
+
 export class ServerCall<Req, Res> implements DeadlineHolder {
   listener: CallListener<Req> | undefined;
   /** @internal The grpc-timeout timer while it runs; most calls have none, and pay only this slot. */
@@ -131,7 +141,8 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     private rawHeaders: readonly string[],
     private readonly context: CallContext,
   ) {
-    this.reader = new MessageReader(context.maxMessageBytes, context.readBudget);
+    this.reader = new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
+    this.reader.owner = this;
     (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
     stream.on('error', ignore);
     stream.on('close', onStreamClose);
@@ -260,6 +271,11 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   /** @internal Ends the call with DEADLINE_EXCEEDED in `ms` (the client's grpc-timeout) unless it ends first. */
   setDeadline(ms: number): void {
     if (this.phase !== Phase.Ended && this.deadlineTimer === undefined) armDeadline(this, ms);
+  }
+
+  /** @internal An unfinished request message got no further bytes for `ms`: the peer holds its share of the read budget. */
+  readerStalled(ms: number): void {
+    this.endAsCancel({ code: Status.DEADLINE_EXCEEDED, details: `a request message got no further bytes for ${ms / 1000} s` });
   }
 
   /** @internal The deadline passed: the status grpc-js sends, and the application hears of it as of a cancel. */

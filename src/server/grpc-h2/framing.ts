@@ -15,10 +15,22 @@ export interface MessageSink {
  * each of thousands of streams would hold gigabytes (1,500 streams: 1.2 GB); past the limit such a
  * call is refused instead. Honest requests (a few KB, whole in one DATA frame) hold next to nothing.
  */
+const mib = (n: number) => `${Math.round((n / 1024 / 1024) * 10) / 10} MiB`;
+
 export class ReadBudget {
   used = 0;
+  /** Readers holding an unfinished message (the server's budget only). */
+  readonly holders = new Set<MessageReader>();
   constructor(readonly limit: number) {}
+
+  /** Ends the calls whose unfinished message made no progress for `ms` (a peer holding its share for good). */
+  endStalled(now: number, ms: number): void {
+    for (const r of this.holders) if (now - r.progressMs >= ms) r.stalled(ms);
+  }
 }
+
+/** How long an unfinished request message may wait for its next bytes. */
+export const UNFINISHED_MESSAGE_TIMEOUT_MS = 30_000;
 
 /** Splits one request stream into messages; no copy unless a message spans chunks. */
 export class MessageReader {
@@ -33,10 +45,17 @@ export class MessageReader {
   private done = false;
   /** Bytes of the unfinished message counted in the budget. */
   private reserved = 0;
+  /** When the unfinished message last grew. */
+  progressMs = 0;
+  /** Told when the unfinished message stalled (see ReadBudget.endStalled): the call ends. */
+  owner: { readerStalled(stalledMs: number): void } | undefined;
 
   constructor(
     private readonly maxMessageBytes: number,
+    /** The server's budget. */
     private readonly budget?: ReadBudget,
+    /** The connection's own (so one peer cannot take the whole server's). */
+    private readonly sessionBudget?: ReadBudget,
   ) {}
 
   /** True when bytes of an unfinished message are buffered (a half-close now cuts it short). */
@@ -124,7 +143,7 @@ export class MessageReader {
       if (remaining < GRPC_HEADER_BYTES) {
         const over = this.reserve(remaining);
         if (over) return over;
-        this.parts = [chunk.subarray(pos)];
+        this.parts = [piece(chunk, pos, chunk.length)];
         this.partBytes = remaining;
         return undefined;
       }
@@ -139,7 +158,7 @@ export class MessageReader {
       }
       const over = this.reserve(remaining);
       if (over) return over;
-      this.parts = [chunk.subarray(pos + GRPC_HEADER_BYTES)];
+      this.parts = [piece(chunk, pos + GRPC_HEADER_BYTES, chunk.length)];
       this.partBytes = remaining - GRPC_HEADER_BYTES;
       this.bodyLength = length;
       return undefined;
@@ -158,24 +177,42 @@ export class MessageReader {
 
   /** Counts `n` more held bytes, or the status refusing the call when the server holds too many. */
   private reserve(n: number): CallStatus | undefined {
-    const budget = this.budget;
-    if (!budget || n === 0) return undefined;
-    if (budget.used + n > budget.limit) {
-      return { code: Status.RESOURCE_EXHAUSTED, details: `the server holds ${budget.limit / 1024 / 1024} MiB of unfinished request messages, its limit: send each request whole, or try again` };
+    if (n === 0) return undefined;
+    const { budget, sessionBudget } = this;
+    if (sessionBudget && sessionBudget.used + n > sessionBudget.limit) {
+      return { code: Status.RESOURCE_EXHAUSTED, details: `this connection holds ${mib(sessionBudget.limit)} of unfinished request messages, its limit: send each request whole` };
     }
-    budget.used += n;
+    if (budget && budget.used + n > budget.limit) {
+      return { code: Status.RESOURCE_EXHAUSTED, details: `the server holds ${mib(budget.limit)} of unfinished request messages, its limit: try again` };
+    }
+    if (budget) {
+      budget.used += n;
+      budget.holders.add(this);
+    }
+    if (sessionBudget) sessionBudget.used += n;
     this.reserved += n;
+    this.progressMs = Date.now();
     return undefined;
   }
 
   private release(): void {
-    if (this.budget) this.budget.used -= this.reserved;
+    if (this.budget) {
+      this.budget.used -= this.reserved;
+      this.budget.holders.delete(this);
+    }
+    if (this.sessionBudget) this.sessionBudget.used -= this.reserved;
     this.reserved = 0;
+  }
+
+  /** @internal The unfinished message stalled: its share goes back, and the call is ended. */
+  stalled(ms: number): void {
+    this.release();
+    this.owner?.readerStalled(ms);
   }
 
   private collect(chunk: Buffer, pos: number, take: number): void {
     if (take === 0) return;
-    this.parts!.push(chunk.subarray(pos, pos + take));
+    this.parts!.push(piece(chunk, pos, pos + take));
     this.partBytes += take;
   }
 
@@ -187,6 +224,15 @@ export class MessageReader {
     if (length > this.maxMessageBytes) return { code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxMessageBytes})` };
     return undefined;
   }
+}
+
+/**
+ * Bytes of an unfinished message, kept until it completes: copied when they are a small part of
+ * their chunk, which a view would keep alive whole (16 KiB for one byte) beyond what is counted.
+ */
+function piece(chunk: Buffer, start: number, end: number): Buffer {
+  const view = chunk.subarray(start, end);
+  return view.length * 2 < chunk.length ? Buffer.from(view) : view;
 }
 
 /** A message with its 5-byte prefix, for encoders that do not write the prefix themselves. */

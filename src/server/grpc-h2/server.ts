@@ -5,15 +5,17 @@
 import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
 import { parseGrpcTimeout } from './deadline.js';
-import { ReadBudget } from './framing.js';
+import { ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
 import { SessionSet, type KeepaliveOptions } from './sessions.js';
 import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
-  /** Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB, at least maxMessageBytes). */
+  /** Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB, at least maxMessageBytes); each connection may hold twice maxMessageBytes. */
   maxUnfinishedRequestBytes?: number;
+  /** A call whose unfinished request message gets no further bytes this long is ended (30 s; checked at each keepalive sweep). */
+  unfinishedMessageTimeoutMs?: number;
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
@@ -119,6 +121,9 @@ export class GrpcServer {
       maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
       peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
     });
+    const budget = this.context.readBudget!;
+    const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
+    this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
   }
 
   /** A bidirectional-streaming method: `start` sets the call's listener. */
@@ -174,7 +179,11 @@ export class GrpcServer {
     // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only; the
     // operator hears of it (an Envoy cluster without HTTP/2 looks like this), rate-limited there.
     const refused = this.onRefusedConnection;
-    http.on('sessionError', (err: Error, session?: object) => refused?.((session && peers.get(session)) ?? 'unknown', refusedConnectionReason(err, !!tls)));
+    // Only a connection that never spoke HTTP/2 (its preface was not HTTP/2's): a reset of a
+    // served connection (a load balancer, a network blip) is a session error too, and no news.
+    http.on('sessionError', (err: Error, session?: object) => {
+      if (/bad client magic/i.test(err.message)) refused?.((session && peers.get(session)) ?? 'unknown', refusedConnectionReason(err, !!tls));
+    });
     if (tls) {
       (http as Http2SecureServer).on('tlsClientError', (err: Error & { code?: string }, socket?: { remoteAddress?: string }) => {
         // Connected and gone before a handshake (a TCP health check, a port scan): nothing to fix.

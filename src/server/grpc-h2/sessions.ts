@@ -47,6 +47,8 @@ export class SessionSet {
   private readonly sweepEveryMs: number;
   /** Called when the last session is gone (shutdown waits on it). */
   onEmpty: (() => void) | undefined;
+  /** Called after each pass (other per-connection upkeep rides on the same timer). */
+  onSweep: ((now: number) => void) | undefined;
 
   constructor(private readonly opts: KeepaliveOptions) {
     // A quarter of the shorter interval (a ping is sent and judged at most that late), but no more
@@ -127,6 +129,7 @@ export class SessionSet {
         l.pingDueMs = now + keepaliveTimeMs;
       }
     }
+    this.onSweep?.(now);
   }
 
   /** Stops the sweep (shutdown). */
