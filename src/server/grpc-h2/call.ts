@@ -34,7 +34,7 @@ export interface MethodCodec<Req, Res> {
 export interface CallContext {
   readonly maxMessageBytes: number;
   /** Unfinished request bytes held across every call of the server (see ReadBudget). */
-  readonly readBudget?: ReadBudget;
+  readonly readBudget: ReadBudget;
   /**
    * Response bytes a call may have waiting for the client to read before it is ended with
    * RESOURCE_EXHAUSTED. Reading a call's requests pauses well before that (at most 1 MiB unsent),
@@ -116,7 +116,7 @@ type SessionWithBudget = { [SESSION_BUDGET]?: ReadBudget };
 /** The connection's own budget of unfinished request bytes (twice the largest message), made on first need. */
 function sessionReadBudget(stream: ServerHttp2Stream, context: CallContext): ReadBudget | undefined {
   const session = stream.session as (SessionWithBudget & object) | undefined;
-  if (!session || !context.readBudget) return undefined;
+  if (!session) return undefined;
   return (session[SESSION_BUDGET] ??= new ReadBudget(2 * context.maxMessageBytes));
 }
 

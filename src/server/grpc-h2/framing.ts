@@ -9,14 +9,15 @@ export interface MessageSink {
   acceptMessage(message: Buffer): boolean;
 }
 
-/**
- * Bytes of unfinished request messages the server holds across all its calls. A message is read
- * whole before it is decoded, so a peer that sends all but the last byte of a 1 MiB message on
- * each of thousands of streams would hold gigabytes (1,500 streams: 1.2 GB); past the limit such a
- * call is refused instead. Honest requests (a few KB, whole in one DATA frame) hold next to nothing.
- */
 const mib = (n: number) => `${Math.round((n / 1024 / 1024) * 10) / 10} MiB`;
 
+/**
+ * Bytes of unfinished request messages held, by the server across all its calls or by one
+ * connection. A message is read whole before it is decoded, so a peer that sends all but the last
+ * byte of a 1 MiB message on each of thousands of streams would hold gigabytes (1,500 streams:
+ * 1.2 GB); past the limit such a call is refused instead. Honest requests (a few KB, whole in one
+ * DATA frame) hold next to nothing.
+ */
 export class ReadBudget {
   used = 0;
   /** Readers holding an unfinished message (the server's budget only). */

@@ -23,13 +23,13 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   onRefusedConnection?: (peer: string, reason: string) => void;
 }
 
-/** Why a connection was dropped, in words that point at the usual misconfiguration. */
-function refusedConnectionReason(err: Error & { code?: string }, tls: boolean): string {
-  if (/bad client magic/i.test(err.message)) {
-    return `not HTTP/2${tls ? '' : ' (or TLS to a plaintext listener)'}: an HTTP/1.x request or other bytes; an Envoy SDS cluster needs http2_protocol_options`;
-  }
-  if (tls && /wrong version number|http request|unknown protocol/i.test(err.message)) return 'TLS handshake failed: the client sent plaintext to the TLS listener';
-  return tls ? `TLS handshake failed: ${err.message}` : `HTTP/2 session refused: ${err.message}`;
+/** A connection whose first bytes were not HTTP/2's preface, in words that point at the usual misconfiguration. */
+const notHttp2Reason = (tls: boolean): string =>
+  `not HTTP/2${tls ? '' : ' (or TLS to a plaintext listener)'}: an HTTP/1.x request or other bytes; an Envoy SDS cluster needs http2_protocol_options`;
+
+/** Why a TLS handshake failed: plaintext on the TLS listener is named as such. */
+function tlsFailureReason(err: Error): string {
+  return /wrong version number|http request|unknown protocol/i.test(err.message) ? 'TLS handshake failed: the client sent plaintext to the TLS listener' : `TLS handshake failed: ${err.message}`;
 }
 
 /** Where to listen: a unix socket path, or a host and port (0: any free port). */
@@ -121,7 +121,7 @@ export class GrpcServer {
       maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
       peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
     });
-    const budget = this.context.readBudget!;
+    const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
     this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
   }
@@ -182,13 +182,13 @@ export class GrpcServer {
     // Only a connection that never spoke HTTP/2 (its preface was not HTTP/2's): a reset of a
     // served connection (a load balancer, a network blip) is a session error too, and no news.
     http.on('sessionError', (err: Error, session?: object) => {
-      if (/bad client magic/i.test(err.message)) refused?.((session && peers.get(session)) ?? 'unknown', refusedConnectionReason(err, !!tls));
+      if (/bad client magic/i.test(err.message)) refused?.((session && peers.get(session)) ?? 'unknown', notHttp2Reason(!!tls));
     });
     if (tls) {
       (http as Http2SecureServer).on('tlsClientError', (err: Error & { code?: string }, socket?: { remoteAddress?: string }) => {
         // Connected and gone before a handshake (a TCP health check, a port scan): nothing to fix.
         if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return;
-        refused?.(socket?.remoteAddress ?? 'unknown', refusedConnectionReason(err, true));
+        refused?.(socket?.remoteAddress ?? 'unknown', tlsFailureReason(err));
       });
     }
     return new Promise((resolve, reject) => {
