@@ -5,7 +5,7 @@ import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
 import { claimMismatch, claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
 import { labelNameProblem } from '../api/validate-common.js';
-import { quoteClipped } from '../xds/common.js';
+import { quoted } from '../api/quote.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
 import { TokenError, type TokenAuthority } from './tokens.js';
 
@@ -56,9 +56,9 @@ export function nodeIdProblem(id: string): string | undefined {
   const node = splitNodeId(id);
   if (!node) return 'must be "<mesh>.<dataplane-name>"';
   const meshProblem = labelNameProblem(node.mesh);
-  if (meshProblem) return `mesh ${quoteClipped(node.mesh, 100)} ${meshProblem}`;
+  if (meshProblem) return `mesh ${quoted(node.mesh, 100)} ${meshProblem}`;
   const nameProblem = dataplaneNameProblem(node.name);
-  if (nameProblem) return `dataplane name ${quoteClipped(node.name, 100)} ${nameProblem}`;
+  if (nameProblem) return `dataplane name ${quoted(node.name, 100)} ${nameProblem}`;
   return undefined;
 }
 

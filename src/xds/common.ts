@@ -64,7 +64,7 @@ export function checkTypeUrl(typeUrl: string | undefined, opts: XdsOptions): Fai
   const got = typeUrl ?? '';
   if (got === want) return undefined;
   if (got === '' && (opts.allowEmptyTypeUrl ?? true)) return undefined;
-  return fail(`unsupported type_url ${quoteClipped(got)}: this stream serves only "${want}"`);
+  return fail(`unsupported type_url ${quoted(got)}: this stream serves only "${want}"`);
 }
 
 /**
@@ -78,23 +78,17 @@ export function nextNode(
   if (!incoming) return { node: current };
   if (!current) return { node: incoming };
   if ((incoming.id ?? '') !== (current.id ?? '')) {
-    return { node: current, failure: fail(`node.id changed within the stream from ${quoteClipped(current.id ?? '')} to ${quoteClipped(incoming.id ?? '')}`) };
+    return { node: current, failure: fail(`node.id changed within the stream from ${quoted(current.id ?? '')} to ${quoted(incoming.id ?? '')}`) };
   }
   return { node: current };
 }
 
-/** Names a failure echoes, and characters of each: enough to find the bad ones, never a whole request. */
+/** Names a failure echoes (each cut by quoted() at 200 characters): enough to find the bad ones, never a whole request. */
 const ECHOED_NAMES = 5;
-const ECHOED_CHARS = 200;
-
-/** `text` quoted (no character of it acts on a terminal), its end cut past `max` characters with a note of how much was left out. */
-export function quoteClipped(text: string, max = ECHOED_CHARS): string {
-  return quoted(text, max);
-}
 
 export function invalidNamesFailure(invalid: readonly string[]): FailAction {
   const names = [...new Set(invalid)].sort();
-  const shown = names.slice(0, ECHOED_NAMES).map((n) => quoteClipped(n));
+  const shown = names.slice(0, ECHOED_NAMES).map((n) => quoted(n));
   const more = names.length > ECHOED_NAMES ? ` and ${names.length - ECHOED_NAMES} more` : '';
   return fail(`unknown resource name${names.length === 1 ? '' : 's'} ${shown.join(', ')}${more}: no such secret can exist for this proxy`);
 }
