@@ -12,7 +12,7 @@ import { parseByteSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
-import type { ResourceStore } from '../store/types.js';
+import type { ResourceStore, StateStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
 // Heavy modules (gRPC, Postgres, PKI) load only for the commands that need them, so `validate`
@@ -296,12 +296,7 @@ storeOptions(token.command('generate').description('sign a token for one datapla
       await cli.mustBeDirectory('--state-dir', o.stateDir);
     }
     const t = await cli.withState(o, async (state) => {
-      if (!o.createKey) {
-        const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
-        if ((await state.get(MAC_KEY_STATE_KEY)) === undefined && (await state.get(SIGNING_KEY_STATE_KEY)) === undefined) {
-          throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${pathForMessage(o.stateDir)}`} holds no token key: ${noKey} (is it the server's state?); --create-key creates one`);
-        }
-      }
+      if (!o.createKey) await refuseWithoutTokenKey(state, o, `${noKey} (is it the server's state?); --create-key creates one`);
       const authority = await (await tokenAuthority()).open(state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
@@ -317,10 +312,7 @@ storeOptions(token.command('revoke').description('revoke a token (read from --to
     // mistyped or empty state would create a new key there and report success.
     if (!o.store) await cli.mustBeDirectory('--state-dir', o.stateDir);
     const jti = await cli.withState(o, async (state) => {
-      const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
-      if ((await state.get(MAC_KEY_STATE_KEY)) === undefined && (await state.get(SIGNING_KEY_STATE_KEY)) === undefined) {
-        throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${o.stateDir}`} holds no token key: no token signed by it can be revoked (is it the server's state?)`);
-      }
+      await refuseWithoutTokenKey(state, o, "no token signed by it can be revoked (is it the server's state?)");
       return (await (await tokenAuthority()).open(state)).revokeToken(t);
     });
     out(`revoked token ${jti}`);
@@ -420,6 +412,16 @@ function federationStatus(view: FederatedView, name: string): Record<string, unk
   if (Object.keys(f.overriddenIn).length > 0) out.overriddenIn = f.overriddenIn;
   out.conditions = f.conditions;
   return out;
+}
+
+/**
+ * `token generate` and `revoke` work against the key a server already has: a state without one (a
+ * mistyped --state-dir, a server run with --auth none) is refused, saying why (`consequence`).
+ */
+async function refuseWithoutTokenKey(state: StateStore, o: { store?: string; stateDir: string }, consequence: string): Promise<void> {
+  const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
+  if ((await state.get(MAC_KEY_STATE_KEY)) !== undefined || (await state.get(SIGNING_KEY_STATE_KEY)) !== undefined) return;
+  throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${pathForMessage(o.stateDir)}`} holds no token key: ${consequence}`);
 }
 
 /** Its error never quotes the token itself, when given in place of the path. */
