@@ -32,13 +32,19 @@ export interface AuthOptions {
 export class AuthError extends Error {
   readonly code: Status;
   readonly details: string;
-  constructor(message: string, code: Status = Status.UNAUTHENTICATED) {
+  /** What the auth-failures metric counts it as: set where it is thrown, never read back from the message (which quotes the peer's node id). */
+  readonly reason: AuthFailureReason;
+  constructor(reason: AuthFailureReason, message: string, code: Status = Status.UNAUTHENTICATED) {
     super(message);
     this.name = 'AuthError';
     this.code = code;
     this.details = message;
+    this.reason = reason;
   }
 }
+
+/** The fixed set of reasons `mesh_sds_stream_auth_failures_total` is labelled with. */
+export type AuthFailureReason = 'no-token' | 'bad-node-id' | 'expired' | 'revoked' | 'signature' | 'malformed' | 'node-mismatch' | 'claims' | 'other';
 
 /**
  * `<mesh>.<dataplane-name>`, split at the first dot (mesh names have no dots, dataplane names may).
@@ -73,16 +79,16 @@ function bearerToken(headers: RequestHeaders): string {
   // HTTP/2 and gRPC drop a value with whitespace around it or characters outside printable ASCII
   // before it reaches us: say so, since the proxy may well have sent one.
   if (values.length === 0) {
-    throw new AuthError('missing authorization metadata (expected "Bearer <token>"; a value with whitespace around it or characters outside printable ASCII is dropped in transport)');
+    throw new AuthError('no-token', 'missing authorization metadata (expected "Bearer <token>"; a value with whitespace around it or characters outside printable ASCII is dropped in transport)');
   }
-  if (values.length > 1) throw new AuthError('more than one authorization metadata value');
+  if (values.length > 1) throw new AuthError('no-token', 'more than one authorization metadata value');
   const raw = values[0];
-  if (typeof raw !== 'string') throw new AuthError('authorization metadata must be text');
+  if (typeof raw !== 'string') throw new AuthError('no-token', 'authorization metadata must be text');
   // Whitespace around the value (a token file's trailing newline, say) is not part of it.
   const v = raw.trim();
-  if (v === '') throw new AuthError('authorization metadata is empty (expected "Bearer <token>")');
+  if (v === '') throw new AuthError('no-token', 'authorization metadata is empty (expected "Bearer <token>")');
   const m = /^Bearer[ ]+(\S+)$/i.exec(v);
-  if (!m?.[1]) throw new AuthError('authorization metadata must be "Bearer <token>"');
+  if (!m?.[1]) throw new AuthError('no-token', 'authorization metadata must be "Bearer <token>"');
   return m[1];
 }
 
@@ -102,9 +108,9 @@ function verifyToken(token: string, tokens: TokenAuthority): ReturnType<TokenAut
   try {
     return tokens.verifySync(token);
   } catch (err) {
-    if (err instanceof TokenError) throw new AuthError(err.message);
+    if (err instanceof TokenError) throw new AuthError(err.reason, err.message);
     // Anything else is our fault (e.g. a bug); do not echo it to the peer.
-    throw new AuthError('token verification failed');
+    throw new AuthError('other', 'token verification failed');
   }
 }
 
@@ -113,23 +119,23 @@ function verifyToken(token: string, tokens: TokenAuthority): ReturnType<TokenAut
  * token key, the revocation list, the Dataplanes), so a stream opens in the tick of its request.
  */
 export function authenticateStream(headers: RequestHeaders, nodeId: string | undefined, opts: AuthOptions): ProxyPrincipal {
-  if (nodeId === undefined || nodeId === '') throw new AuthError('node id missing');
+  if (nodeId === undefined || nodeId === '') throw new AuthError('bad-node-id', 'node id missing');
   const problem = nodeIdProblem(nodeId);
-  if (problem) throw new AuthError(`node id ${problem}`);
+  if (problem) throw new AuthError('bad-node-id', `node id ${problem}`);
   const node = splitNodeId(nodeId)!;
   if (opts.mode === 'none') return { mesh: node.mesh, name: node.name, source: 'none' };
 
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
   const claims = verifyToken(bearerToken(headers), opts.tokens);
   if (claims.mesh !== node.mesh || claims.name !== node.name) {
-    throw new AuthError(`token is not valid for node id ${nodeId}`);
+    throw new AuthError('node-mismatch', `token is not valid for node id ${nodeId}`);
   }
   // With a Dataplane resource, claims are constraints (SPEC §5): the identity comes from it alone.
   const contradiction = claimsContradiction(claims);
-  if (contradiction) throw new AuthError(contradiction);
+  if (contradiction) throw new AuthError('claims', contradiction);
   const dataplane = opts.dataplaneOf?.(claims.mesh, claims.name);
   const mismatch = dataplane && claimMismatch(claims, dataplane);
-  if (mismatch) throw new AuthError(mismatch);
+  if (mismatch) throw new AuthError('claims', mismatch);
   const principal: ProxyPrincipal = {
     mesh: claims.mesh,
     name: claims.name,

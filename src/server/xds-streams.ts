@@ -514,7 +514,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */
 function authRefusal(deps: StreamDeps, e: unknown): CallStatus {
   const err = e as Error & { code?: Status };
-  deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(err.message) });
+  deps.metrics.streamAuthFailures.inc({ reason: authFailureReason(e) });
   return { code: err.code ?? Status.UNAUTHENTICATED, details: err.message };
 }
 

@@ -282,3 +282,17 @@ describe('a gateway whose claims stop holding, and its workload claim', () => {
     }
   });
 });
+
+describe('auth failures are counted under the reason they were refused for', () => {
+  it('a valid token used with another node id counts as node-mismatch, even when that node id reads "expired", "revoked" or "Bearer"', async () => {
+    const series = (reason: string) => `mesh_sds_stream_auth_failures_total{reason="${reason}"}`;
+    const reasons = ['node-mismatch', 'expired', 'revoked', 'no-token'];
+    const before = Object.fromEntries(await Promise.all(reasons.map(async (r) => [r, (await f.metric(series(r))) ?? 0] as const)));
+    const tok = await token('web');
+    for (const node of ['default.expired-db', 'default.revoked-x', 'default.Bearer-gw']) {
+      await refused(open('sotw', node, tok), /token is not valid for node id/);
+    }
+    assert.equal(await f.metric(series('node-mismatch')), before['node-mismatch']! + 3);
+    for (const r of ['expired', 'revoked', 'no-token']) assert.equal((await f.metric(series(r))) ?? 0, before[r], `${r} must not move`);
+  });
+});
