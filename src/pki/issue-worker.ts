@@ -2,24 +2,19 @@
 import { parentPort } from 'node:worker_threads';
 import { issueLeafSync } from './leaf.js';
 import type { CertificateAuthority } from './types.js';
-import { WORKER_MAX_CAS, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
+import { WorkerCaSet, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
 
-const cas = new Map<string, CertificateAuthority>();
+const cas = new WorkerCaSet<CertificateAuthority>();
 
 const port = parentPort;
 if (!port) throw new Error('issue-worker must run in a worker thread');
 
 port.on('message', (msg: ToWorker) => {
-  if (msg.type === 'ca') {
-    const c = msg.ca;
-    // Buffers arrive as plain Uint8Arrays after structured cloning.
-    cas.set(c.fingerprint, { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
-    if (cas.size > WORKER_MAX_CAS) cas.delete(cas.keys().next().value!);
-    return;
-  }
+  // Buffers arrive as plain Uint8Arrays after structured cloning.
+  for (const c of msg.cas) cas.add(c.fingerprint, { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
   const results: IssueResult[] = msg.batch.map((r) => {
     try {
-      const ca = cas.get(r.fp);
+      const ca = cas.use(r.fp);
       if (!ca) throw new Error(`CA ${r.fp} was not sent to this worker`);
       return issueLeafSync(ca, r.spiffeId, r.expiryMs, r.nowMs);
     } catch (e) {
@@ -27,6 +22,7 @@ port.on('message', (msg: ToWorker) => {
       return { error: { name: err.name, message: err.message } };
     }
   });
+  cas.trim();
   port.postMessage({ type: 'issued', results } satisfies ToMain);
 });
 

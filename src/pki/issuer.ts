@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CaError } from './errors.js';
-import { WORKER_MAX_CAS, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
+import { WorkerCaSet, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
 import { issueSvidSync, svidFromLeaf } from './leaf.js';
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
@@ -33,8 +33,8 @@ interface Job {
 
 interface Slot {
   worker: Worker;
-  /** CA fingerprints already sent to this worker. */
-  cas: Set<string>;
+  /** The CAs this worker holds (fingerprints), mirrored step by step. */
+  cas: WorkerCaSet<true>;
   /** Batches sent and not yet answered, oldest first (a worker answers in order). */
   batches: Job[][];
   /** Leaves in those batches. */
@@ -191,18 +191,21 @@ export class SvidIssuer {
       const n = Math.min(MAX_BATCH, Math.max(MIN_BATCH, Math.ceil(this.queue.length / (PIPELINE * this.slots.length))));
       const jobs = this.queue.splice(0, n);
       const batch: IssueRequest[] = [];
+      const cas: CertificateAuthority[] = [];
+      // The same steps the worker takes for this message (WorkerCaSet): add what it lacks, use each, trim.
       for (const j of jobs) {
         if (!slot.cas.has(j.req.fp)) {
-          slot.worker.postMessage({ type: 'ca', ca: j.ca } satisfies ToWorker);
-          slot.cas.add(j.req.fp);
-          if (slot.cas.size > WORKER_MAX_CAS) slot.cas.delete(slot.cas.values().next().value!); // as the worker does
+          cas.push(j.ca);
+          slot.cas.add(j.req.fp, true);
         }
+        slot.cas.use(j.req.fp);
         batch.push(j.req);
       }
+      slot.cas.trim();
       slot.batches.push(jobs);
       slot.leaves += jobs.length;
       if (slot.batches.length === 1) slot.worker.ref(); // busy: keeps the process alive until answered
-      slot.worker.postMessage({ type: 'issue', batch } satisfies ToWorker);
+      slot.worker.postMessage({ type: 'issue', cas, batch } satisfies ToWorker);
     }
   }
 
@@ -211,7 +214,7 @@ export class SvidIssuer {
     const worker = new Worker(url, { workerData });
     let markReady!: () => void;
     const ready = new Promise<void>((resolve) => (markReady = resolve));
-    const slot: Slot = { worker, cas: new Set(), batches: [], leaves: 0, ready };
+    const slot: Slot = { worker, cas: new WorkerCaSet<true>(), batches: [], leaves: 0, ready };
     worker.unref();
     worker.once('exit', () => markReady());
     worker.on('message', (msg: ToMain) => {

@@ -91,6 +91,27 @@ describe('SvidIssuer', () => {
     }
   });
 
+  it('issues every leaf of a burst that spans more CAs than a worker keeps, and of the bursts after it', async () => {
+    const pool = new SvidIssuer({ workers: 2, inlinePerWindow: 0 });
+    try {
+      const cas = Array.from({ length: 100 }, (_, i) => {
+        const g = generateCertificateAuthority(`tenant${i}.local`);
+        return loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: true });
+      });
+      // Ten leaves per CA, interleaved as a restart storm of 100 meshes arrives: batches of up to
+      // 128 leaves each need every CA.
+      for (let round = 0; round < 2; round++) {
+        const jobs = Array.from({ length: 1000 }, (_, i) => cas[i % cas.length]!);
+        const results = await Promise.allSettled(jobs.map((c, i) => pool.issue(c, id(i), DAY)));
+        const failed = results.flatMap((r) => (r.status === 'rejected' ? [String((r.reason as Error).message)] : []));
+        assert.deepEqual(failed.slice(0, 3), [], `round ${round}: ${failed.length} of 1000 leaves failed`);
+        results.forEach((r, i) => assert.equal((r as PromiseFulfilledResult<{ caFingerprint: string }>).value.caFingerprint, jobs[i]!.fingerprint));
+      }
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('rejects with the same error types as the synchronous path', async () => {
     await assert.rejects(issuer.issue(ca, id(1), DAY, new Date(ca.notAfter.getTime() + 1000)), (e: unknown) => e instanceof CaError && /^CA certificate expired at /.test(e.message));
     await assert.rejects(issuer.issue(ca, 'not-a-spiffe-id', DAY), TypeError);
