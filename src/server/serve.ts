@@ -5,6 +5,8 @@ import { FederationFollower, type FollowerOptions } from '../federation/follower
 import { federatedViews } from '../federation/view.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
+import { currentCaEnd } from '../identity/ca-history.js';
+import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
 import { openStore } from '../store/open.js';
 import type { ResourceStore } from '../store/types.js';
@@ -59,6 +61,10 @@ export interface ServeConfig extends BundleEndpointConfig {
   maxNamesPerRequest?: number;
   /** How often open streams' tokens are re-checked for revocation and expiry. */
   credentialRecheckMs?: number;
+  /** How often served trust bundles are checked for CAs that expired since (30 s). */
+  trustExpiryCheckMs?: number;
+  /** How often CAs are read from the state again and judged anew although nothing changed (30 s). */
+  stateResyncMs?: number;
   /** A stream that sends no request this long after opening is ended (30 s). */
   firstRequestTimeoutMs?: number;
   /** How often the token revocation list is re-read from the store in the background (1000 ms). */
@@ -129,7 +135,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
           onRevocationRefreshError: (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 're-reading token revocations failed; the last list stays in force'),
         })
       : undefined;
-  const authorities = new IdentityAuthorities({ zone: cfg.zone, state, log });
+  const authorities = new IdentityAuthorities({ zone: cfg.zone, state, log, stateResyncMs: cfg.stateResyncMs });
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
   // Workers boot while the store loads; readiness waits for them (below).
   const issuerWarm = issuer.warmUp();
@@ -150,27 +156,43 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
   const subs: Subscription[] = [];
   let expiredReported = '';
-  /** Identity KRIs with a CA expiry series: one whose identity (or CA) is gone loses its series. */
-  let caExpirySeries = new Set<string>();
+  let trustView: AuthorityView | undefined;
+  /**
+   * An expired CA stays in its bundle (it validates nothing) but is reported, once per change of the
+   * expired set: judged on every view and every 30 s, since a partner's CA expires while nothing changes.
+   */
+  const reportExpiredTrust = (view: AuthorityView) => {
+    const now = new Date();
+    const expired = [...new Set(view.trusts.map((t) => t.mesh))].flatMap((mesh) => {
+      const bundle = pub.bundle(mesh);
+      return bundle ? expiredCas(bundle, now).map((e) => ({ mesh, ...e })) : [];
+    });
+    const signature = JSON.stringify(expired);
+    if (signature === expiredReported) return;
+    expiredReported = signature;
+    for (const e of expired) log.warn({ mesh: e.mesh, trustDomain: e.trustDomain, meshTrust: e.source, subject: e.subject, notAfter: e.notAfter }, 'MeshTrust carries an expired CA');
+  };
+  const trustExpiryCheck = setInterval(() => trustView && reportExpiredTrust(trustView), cfg.trustExpiryCheckMs ?? 30_000);
+  trustExpiryCheck.unref();
+  /** Identity KRIs with a CA expiry series, and its value: one whose identity is gone loses its series. */
+  let caExpirySeries = new Map<string, number>();
   const onView = (view: AuthorityView) => {
     pub.setView(view);
     svids.setView(view);
-    // An expired CA stays in its bundle (it validates nothing) but is reported, once per change.
-    const expired = [...new Set(view.trusts.map((t) => t.mesh))].flatMap((mesh) => pub.bundle(mesh)?.expired.map((e) => ({ mesh, ...e })) ?? []);
-    const signature = JSON.stringify(expired);
-    if (signature !== expiredReported) {
-      expiredReported = signature;
-      for (const e of expired) log.warn({ mesh: e.mesh, trustDomain: e.trustDomain, meshTrust: e.source, subject: e.subject, notAfter: e.notAfter }, 'MeshTrust carries an expired CA');
-    }
+    trustView = view;
+    reportExpiredTrust(view);
     metrics.resourceErrors.set(view.snapshot.errors.length);
-    const withCa = new Set<string>();
+    const withCa = new Map<string, number>();
     for (const st of view.identities.values()) {
-      if (!st.ca) continue;
-      metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, st.ca.notAfter.getTime() / 1000);
-      withCa.add(st.kri);
+      // An identity whose CA expired (or was refused) keeps its last end, a time in the past, so an
+      // expiry alert keeps firing rather than resolving the moment every leaf is dead.
+      const end = st.ca ? st.ca.notAfter.getTime() / 1000 : (caExpirySeries.get(st.kri) ?? currentCaEnd(st.caHistory));
+      if (end === undefined) continue;
+      metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, end);
+      withCa.set(st.kri, end);
     }
     // A deleted MeshIdentity's CA is served no more: its series would alert on it until a restart.
-    for (const kri of caExpirySeries) if (!withCa.has(kri)) metrics.certificateExpiry.remove({ kind: 'ca', name: kri });
+    for (const kri of caExpirySeries.keys()) if (!withCa.has(kri)) metrics.certificateExpiry.remove({ kind: 'ca', name: kri });
     caExpirySeries = withCa;
   };
   const federation = new FederationFollower({
@@ -349,6 +371,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       }
       clearInterval(recheck);
       clearInterval(silentSweep);
+      clearInterval(trustExpiryCheck);
       tlsReload?.close();
       tokens?.close();
       registry.closeAll();

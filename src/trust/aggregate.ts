@@ -29,8 +29,6 @@ export interface MeshTrustBundle {
   mesh: string;
   /** One entry per distinct trust domain, sorted by name. */
   domains: TrustDomainBundle[];
-  /** CAs past their NotAfter: still listed in the bundle (they validate nothing) but reported. */
-  expired: ExpiredCa[];
 }
 
 function toPem(der: Buffer): string {
@@ -42,9 +40,8 @@ function toPem(der: Buffer): string {
  * Aggregates every MeshTrust of a mesh into one bundle per trust domain: Envoy's SPIFFE validator
  * rejects the same trust domain twice, so same-domain CAs are merged and duplicates dropped.
  */
-export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string, now: Date = new Date()): MeshTrustBundle {
+export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshTrustBundle {
   const byDomain = new Map<string, Map<string, TrustedCa>>();
-  const expired: ExpiredCa[] = [];
   const sorted = [...trusts].filter((t) => t.mesh === mesh).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const t of sorted) {
     const domain = t.spec.trustDomain;
@@ -60,7 +57,6 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string, now: D
         }
         const cert = new X509Certificate(der);
         const notAfter = new Date(cert.validTo);
-        if (notAfter.getTime() < now.getTime()) expired.push({ trustDomain: domain, source: t.name, subject: cert.subject, notAfter });
         cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name] });
       }
     }
@@ -72,7 +68,21 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string, now: D
       const list = [...cas.values()];
       return { trustDomain, cas: list, pem: list.map((c) => c.pem).join('') };
     });
-  return { mesh, domains, expired };
+  return { mesh, domains };
+}
+
+/**
+ * The CAs of a bundle past their NotAfter at `now`: still listed (they validate nothing) but
+ * reported. Judged when asked, not when the bundle was built: a CA expires while nothing changes.
+ */
+export function expiredCas(bundle: MeshTrustBundle, now: Date): ExpiredCa[] {
+  const expired: ExpiredCa[] = [];
+  for (const d of bundle.domains) {
+    for (const ca of d.cas) {
+      if (ca.notAfter.getTime() < now.getTime()) expired.push({ trustDomain: d.trustDomain, source: ca.sources[0]!, subject: ca.subject, notAfter: ca.notAfter });
+    }
+  }
+  return expired;
 }
 
 /** Every CA of the mesh, one copy each, for the flat `trusted_ca` fallback. */

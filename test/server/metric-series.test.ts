@@ -3,11 +3,15 @@
 // A real server, scraped over HTTP; streams opened over raw HTTP/2.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { webcrypto } from 'node:crypto';
+import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
+import { x509 } from '../../src/pki/x509.js';
+import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
 import { PATHS, SECRET_TYPE, discoveryRequest, deltaRequest, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 
 const root = await mkdtemp(join(tmpdir(), 'mesh-sds-series-'));
@@ -89,6 +93,73 @@ test('a deleted MeshIdentity takes its CA expiry series with it; the remaining i
     // Back again: its series too.
     await writeFile(file, identities);
     await until('payments back in /metrics', async () => ((await caSeries()).length === 2 ? true : undefined));
+  } finally {
+    await s.close();
+  }
+});
+
+/** A self-signed P-256 CA of `trustDomain` (URI SAN) that ends `validForMs` from now. */
+async function shortLivedCa(trustDomain: string, validForMs: number): Promise<{ certPem: string; keyPem: string; notAfter: Date }> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const notAfter = new Date(Math.floor((Date.now() + validForMs) / 1000) * 1000);
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: `CN=${trustDomain}`,
+    notBefore: new Date(Date.now() - 60_000),
+    notAfter,
+    keys,
+    signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
+  return { certPem: cert.toString('pem'), keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`, notAfter };
+}
+
+test('a CA that expires while nothing changes: its identity keeps its CA expiry series at the CA\'s end, and an expired MeshTrust CA is logged', async () => {
+  const resourcesDir = join(root, 'expiring', 'resources');
+  await mkdir(resourcesDir, { recursive: true });
+  const own = await shortLivedCa('own.example', 4000);
+  const partner = await shortLivedCa('partner.example', 4000);
+  await writeFile(
+    join(resourcesDir, 'all.yaml'),
+    yamlDocs(
+      meshIdentityYaml('expiring', { namespace: 'kuma-system', trustDomain: 'own.example', ca: own, insecureAllowSelfSigned: true }),
+      meshTrustYaml('partner', 'partner.example', [partner.certPem], { namespace: 'kuma-system' }),
+      dataplaneYaml('web-1', { app: 'web' }),
+    ),
+  );
+  const lines: { msg: string; meshTrust?: string }[] = [];
+  const destination = new Writable({ write: (c: Buffer, _e, cb) => (lines.push(...c.toString().trim().split('\n').map((l) => JSON.parse(l))), cb()) });
+  const s = await startServer({
+    resourcesDir,
+    stateDir: join(root, 'expiring', 'state'),
+    listen: '127.0.0.1:0',
+    auth: 'none',
+    zone: 'default',
+    admin: '127.0.0.1:0',
+    logger: createLogger('info', { destination }),
+    stateResyncMs: 500,
+    trustExpiryCheckMs: 300,
+  });
+  try {
+    await s.ready;
+    const kri = 'kri_mid_default_default_kuma-system_expiring_';
+    const series = `mesh_sds_certificate_expiry_timestamp_seconds{kind="ca",name="${kri}"} ${own.notAfter.getTime() / 1000}`;
+    const first = await seriesOf(s, "mesh_sds_certificate_expiry_timestamp_seconds");
+    assert.ok(first.includes(series), `${first.join("\n")}\n${lines.map((l) => JSON.stringify(l)).join("\n")}`);
+    assert.equal(lines.filter((l) => l.msg === 'MeshTrust carries an expired CA').length, 0, 'nothing is expired yet');
+    await until('the identity lost its CA', () => ([...(s.authorities.current?.identities.values() ?? [])].some((st) => st.kri === kri && !st.ca) ? true : undefined), 15_000);
+    // Past the re-reads that refused the expired CA: the series stays, with the CA's end.
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok((await seriesOf(s, 'mesh_sds_certificate_expiry_timestamp_seconds')).includes(series), 'the series stays at the CA\'s end, in the past');
+    const logged = await until('the expired partner CA logged', () => lines.find((l) => l.msg === 'MeshTrust carries an expired CA' && l.meshTrust === 'partner'), 5000);
+    assert.ok(logged);
   } finally {
     await s.close();
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { aggregateTrust, flatBundlePem } from '../../src/trust/aggregate.js';
+import { expiredCas, aggregateTrust, flatBundlePem } from '../../src/trust/aggregate.js';
 import { meshTrust } from '../helpers/resources.js';
 import { makeCa, makeExpiredCa } from '../helpers/openssl.js';
 
@@ -38,11 +38,15 @@ test('MeshTrusts of other meshes are ignored', () => {
   assert.deepEqual(bundle.domains, []);
 });
 
-test('expired CAs are reported with their trust domain and source', () => {
+test('expired CAs are reported with their trust domain and source, judged at the time asked', () => {
   const bundle = aggregateTrust([meshTrust('legacy', 'a.example', [expired.certPem, caA1.certPem])], 'default');
-  assert.equal(bundle.expired.length, 1);
-  assert.equal(bundle.expired[0]!.source, 'legacy');
-  assert.equal(bundle.expired[0]!.trustDomain, 'a.example');
+  const now = expiredCas(bundle, new Date());
+  assert.equal(now.length, 1);
+  assert.equal(now[0]!.source, 'legacy');
+  assert.equal(now[0]!.trustDomain, 'a.example');
+  // The same bundle, asked after the valid CA's end too: both.
+  const later = new Date(Math.max(...bundle.domains[0]!.cas.map((c) => c.notAfter.getTime())) + 1000);
+  assert.equal(expiredCas(bundle, later).length, 2);
 });
 
 test('the flat bundle carries every distinct CA of the mesh once', () => {
