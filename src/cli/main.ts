@@ -348,7 +348,8 @@ program
   .option('--json', 'print the summary as JSON')
   .action(async (o) => {
     const { runFetch } = await import('./fetch.js');
-    process.exitCode = await runFetch(
+    (await import('./quiet-warnings.js')).dropIpServerNameNotice();
+    const code = await runFetch(
       {
         server: o.server,
         node: o.node,
@@ -366,7 +367,18 @@ program
       },
       { stdout: out, stderr: err },
     );
+    await exitWhenFlushed(code);
   });
+
+/**
+ * Exits once stdout and stderr have taken everything written. grpc-js cannot end a connection still
+ * in its TLS handshake (a server that accepts TCP and never answers): that socket would keep the
+ * process alive after fetch has given up and said why.
+ */
+async function exitWhenFlushed(code: number): Promise<never> {
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => s.write('', () => resolve()))));
+  process.exit(code);
+}
 
 function table(kind: ResourceKind, list: Resource[], view: FederatedView): string {
   const rows: string[][] = [];
