@@ -67,6 +67,9 @@ interface Planned {
   mode: number;
 }
 
+/** One-shot: the files were written but the on-update command failed, so whatever it reloads may not have the new files. */
+export class HookFailed extends Error {}
+
 /** The names asked for are secrets of the wrong kind: no retry or later push can mend that. */
 export class WrongSecretKind extends Error {}
 
@@ -188,7 +191,10 @@ export function startAgent(opts: AgentOptions): Agent {
     }
     if (hook && w.changed.length > 0) {
       const run = hook.trigger();
-      if (!opts.watch) await run;
+      if (!opts.watch) {
+        const hookFailure = await run;
+        if (hookFailure) failure ??= new HookFailed(`wrote ${w.changed.join(', ')}, but the on-update command failed (${hookFailure})`);
+      }
     }
   };
   /** Reports a failed write and tries it again later. */

@@ -1,6 +1,7 @@
 // Runs the `--on-update` command (`sh -c`) after files change. Runs never overlap: a change that
 // arrives while the command runs schedules exactly one more run. Failures are logged, not fatal
-// (spiffe-helper behaves the same: a failed reload must not stop certificate renewal).
+// (spiffe-helper behaves the same: a failed reload must not stop certificate renewal); a caller that
+// waits for a run (one-shot fetch) learns how it ended.
 import { spawn } from 'node:child_process';
 import type { Readable } from 'node:stream';
 
@@ -27,15 +28,20 @@ export class UpdateHook {
   /** Ends the run in progress (its process group), if any. */
   private killCurrent: (() => void) | undefined;
   runs = 0;
+  /** How the last run failed ("exit code 3", "signal SIGTERM", "could not start: …"); undefined if it succeeded. */
+  private lastFailure: string | undefined;
 
   constructor(private readonly opts: UpdateHookOptions) {}
 
-  /** Requests a run; returns when that run (or a later one covering it) has finished. */
-  trigger(): Promise<void> {
-    if (this.stopped) return Promise.resolve();
+  /**
+   * Requests a run; resolves when that run (or a later one covering it) has finished, with how it
+   * failed, or undefined if it succeeded (or was not run: the hook is stopped).
+   */
+  trigger(): Promise<string | undefined> {
+    if (this.stopped) return Promise.resolve(undefined);
     if (this.running) {
       this.pending = true;
-      return this.running;
+      return this.running.then(() => this.lastFailure);
     }
     this.running = (async () => {
       do {
@@ -44,7 +50,7 @@ export class UpdateHook {
       } while (this.pending && !this.stopped);
       this.running = undefined;
     })();
-    return this.running;
+    return this.running.then(() => this.lastFailure);
   }
 
   /** No more runs; the one in progress is ended (the agent is stopping). */
@@ -89,7 +95,8 @@ export class UpdateHook {
       };
       this.killCurrent = kill;
       const timer = setTimeout(kill, this.opts.timeoutMs ?? 60_000);
-      const finish = () => {
+      const finish = (failure?: string) => {
+        this.lastFailure = failure;
         clearTimeout(timer);
         clearTimeout(escalation);
         this.killCurrent = undefined;
@@ -100,7 +107,7 @@ export class UpdateHook {
       };
       child.on('error', (err) => {
         log('warn', `on-update command could not start: ${err.message}`);
-        finish();
+        finish(`could not start: ${err.message}`);
       });
       // 'exit', not 'close': 'close' also waits for every holder of the output pipes to let go.
       child.on('exit', (code, signal) => {
@@ -108,9 +115,10 @@ export class UpdateHook {
         setImmediate(() => {
           const out = output.trim().slice(0, OUTPUT_LIMIT);
           const suffix = out ? `; output: ${out}` : '';
-          if (code === 0) log('info', `on-update command succeeded${suffix}`);
-          else log('warn', `on-update command failed (${signal ? `signal ${signal}` : `exit code ${code}`})${suffix}`);
-          finish();
+          const failure = code === 0 ? undefined : signal ? `signal ${signal}` : `exit code ${code}`;
+          if (failure) log('warn', `on-update command failed (${failure})${suffix}`);
+          else log('info', `on-update command succeeded${suffix}`);
+          finish(failure);
         });
       });
     });

@@ -127,13 +127,15 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.doesNotMatch(stderr, /PRIVATE KEY/);
   });
 
-  it('a failing --on-update command is logged and the agent keeps going', async () => {
-    const dir = join(work, 'failing-hook');
-    let stderr = '';
-    const code = await runFetch({ ...(await base(dir)), onUpdate: 'echo boom >&2; exit 3' }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
-    assert.equal(code, 0);
-    assert.match(stderr, /on-update command failed \(exit code 3\); output: boom/);
-    assert.ok(existsSync(join(dir, 'cert.pem')));
+  it('a failing --on-update command makes one-shot fetch exit 1 naming its exit status (a command not found too); the files stay written', async () => {
+    for (const [name, hook, status] of [['failing-hook', 'echo boom >&2; exit 3', 'exit code 3'], ['missing-hook', 'no-such-command-mesh-sds', 'exit code 127']] as const) {
+      const dir = join(work, name);
+      let stderr = '';
+      const code = await runFetch({ ...(await base(dir)), onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+      assert.equal(code, 1, stderr);
+      assert.match(stderr, new RegExp(`wrote bundle\\.pem, key\\.pem, cert\\.pem, svid\\.json, but the on-update command failed \\(${status}\\)`));
+      assert.ok(existsSync(join(dir, 'cert.pem')));
+    }
   });
   it('a hook that leaves a program running in the background does not wedge later runs; stopping the agent ends a hook that hangs, with what it started', { timeout: 40_000 }, async () => {
     const dir = join(work, 'daemon-hook');
