@@ -3,7 +3,7 @@
 // key or the token.
 import { readFlagFileSync } from '../api/flag-file.js';
 import { scrubSecretText } from '../api/secret-text.js';
-import { quoted } from '../api/quote.js';
+import { printable, quoted } from '../api/quote.js';
 import { startAgent, type AgentWrite } from '../client/agent.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
@@ -109,8 +109,10 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   let token: string | undefined;
   // Belt and braces: whatever ends up in a message, the token is never printed (nor, on stderr, any other credential).
   const scrub = (s: string) => (token ? s.split(token).join('<redacted>') : s);
-  const out = (s: string) => io.stdout(scrub(s.endsWith('\n') ? s : `${s}\n`));
-  const err = (s: string) => io.stderr(scrubSecretText(scrub(`mesh-sds fetch: ${s}\n`)));
+  // Secrets are scrubbed first, then control characters escaped: server text (status details,
+  // secret names) and the hook's output reach the terminal.
+  const out = (s: string) => io.stdout(printable(scrub(s.endsWith('\n') ? s : `${s}\n`)));
+  const err = (s: string) => io.stderr(printable(scrubSecretText(scrub(`mesh-sds fetch: ${s}\n`))));
   let tls: SdsTlsOptions | undefined;
   try {
     validate(opts);
