@@ -6,12 +6,13 @@
 // in this order: bundle.pem, key.pem, cert.pem, svid.json. New trust lands before the identity that
 // may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
 // changing always finds the matching key. The only moment a reader can see a mismatched pair is
-// between the key and cert renames (two consecutive rename(2) calls, microseconds).
+// between the key and cert renames (two consecutive rename(2) calls, microseconds). A rename that
+// fails part way puts the files already renamed back as they were (commitAll).
 import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
-import { sameFile, stageFile, syncDir, type StagedFile } from './files.js';
+import { commitAll, previousOf, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
 import { UpdateHook } from './hook.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
 import { parseCertificates, summarizeCertificate } from './summary.js';
@@ -110,14 +111,17 @@ async function writeChanged(outDir: string, files: Planned[], warnOpenFolder: (m
   if (openMode !== undefined) warnOpenFolder(openMode);
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
-  const staged: StagedFile[] = [];
+  const staged: { file: StagedFile; previous: Previous }[] = [];
   try {
-    for (const f of changed) staged.push(await stageFile(join(outDir, f.file), f.data, f.mode));
+    for (const f of changed) {
+      const path = join(outDir, f.file);
+      staged.push({ previous: await previousOf(path), file: await stageFile(path, f.data, f.mode) });
+    }
   } catch (e) {
-    await Promise.all(staged.map((s) => s.abort()));
+    await Promise.all(staged.map((s) => s.file.abort()));
     throw e;
   }
-  for (const s of staged) await s.commit();
+  await commitAll(staged);
   if (staged.length > 0) await syncDir(outDir);
   return changed.map((f) => f.file);
 }

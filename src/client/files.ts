@@ -1,7 +1,9 @@
 // Atomic file replacement: a temp file in the same directory (same filesystem, so rename is atomic),
 // written and fsynced, then renamed over the target. Staging and committing are separate so a
 // caller can stage several files and rename them back to back, keeping the window in which a
-// reader sees a mix of old and new files as short as two rename(2) calls.
+// reader sees a mix of old and new files as short as two rename(2) calls. A rename that fails part
+// way (EBUSY on a bind-mounted file, a directory in the way) puts back what was already replaced, so
+// a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -12,7 +14,7 @@ export interface StagedFile {
   abort(): Promise<void>;
 }
 
-export async function stageFile(path: string, data: string, mode: number): Promise<StagedFile> {
+export async function stageFile(path: string, data: string | Buffer, mode: number): Promise<StagedFile> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   // Created with the final mode, so a key is never readable by others, not even as a temp file.
   const fh = await open(tmp, 'wx', mode);
@@ -31,6 +33,60 @@ export async function stageFile(path: string, data: string, mode: number): Promi
     commit: () => rename(tmp, path),
     abort: () => rm(tmp, { force: true }),
   };
+}
+
+/** What a path held before a commit: its content and mode, `absent`, or `unreadable` (it cannot be put back). */
+export type Previous = { data: Buffer; mode: number } | 'absent' | 'unreadable';
+
+export async function previousOf(path: string): Promise<Previous> {
+  try {
+    const [st, data] = await Promise.all([stat(path), readFile(path)]);
+    return { data, mode: st.mode & 0o777 };
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'unreadable';
+  }
+}
+
+/**
+ * Renames the staged files in order. If one fails, the files already renamed are put back as they
+ * were (in reverse order) and the error says so, or names those it could not put back; staged files
+ * not committed are always removed.
+ */
+export async function commitAll(staged: { file: StagedFile; previous: Previous }[]): Promise<void> {
+  const done: { file: StagedFile; previous: Previous }[] = [];
+  try {
+    for (const s of staged) {
+      await s.file.commit();
+      done.push(s);
+    }
+  } catch (e) {
+    const failed = basename(staged[done.length]!.file.path);
+    const reason = (e as Error).message;
+    const notRestored = await putBack(done.reverse());
+    const restored = done.map((d) => basename(d.file.path)).filter((f) => !notRestored.includes(f));
+    const what = [
+      restored.length > 0 ? `put back ${restored.join(', ')} as they were` : '',
+      notRestored.length > 0 ? `could not put back ${notRestored.join(', ')}: the files may be of different versions` : '',
+    ].filter(Boolean);
+    throw new Error(`cannot replace ${failed}: ${reason}${what.length > 0 ? `; ${what.join('; ')}` : ''}`, { cause: e });
+  } finally {
+    await Promise.all(staged.slice(done.length).map((s) => s.file.abort()));
+  }
+}
+
+/** Restores each file's previous content; returns the names of those it could not restore. */
+async function putBack(done: { file: StagedFile; previous: Previous }[]): Promise<string[]> {
+  const failed: string[] = [];
+  for (const { file, previous } of done) {
+    try {
+      if (previous === 'unreadable') throw new Error('its previous content could not be read');
+      if (previous === 'absent') await rm(file.path, { force: true });
+      else await (await stageFile(file.path, previous.data, previous.mode)).commit();
+    } catch {
+      failed.push(basename(file.path));
+    }
+  }
+  return failed;
 }
 
 /** Makes the renames durable. Best effort: some filesystems refuse fsync on a directory. */

@@ -174,6 +174,25 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     }, 'the hanging hook\'s own child to be ended too', 6000);
   });
 
+  it('a commit that fails at cert.pem puts key.pem and bundle.pem back as they were (key 0600) and leaves no staged file', { timeout: 40_000 }, async () => {
+    const dir = join(work, 'partial-commit');
+    mkdirSync(dir, { recursive: true });
+    const oldKey = '-----BEGIN PRIVATE KEY-----\nold pair\n-----END PRIVATE KEY-----\n';
+    writeFileSync(join(dir, 'key.pem'), oldKey, { mode: 0o600 });
+    writeFileSync(join(dir, 'bundle.pem'), 'old bundle\n');
+    // rename(2) cannot replace a directory with a file: cert.pem fails after bundle.pem and key.pem were replaced.
+    mkdirSync(join(dir, 'cert.pem', 'in-the-way'), { recursive: true });
+    let stderr = '';
+    const code = await runFetch(await base(dir), { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /cannot replace cert\.pem: .*; put back key\.pem, bundle\.pem as they were/);
+    assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), oldKey, 'key.pem of the new pair stayed beside the old cert.pem');
+    assert.equal(mode(join(dir, 'key.pem')), 0o600);
+    assert.equal(readFileSync(join(dir, 'bundle.pem'), 'utf8'), 'old bundle\n');
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'staged files left behind');
+    assert.doesNotMatch(stderr, /PRIVATE KEY/);
+  });
+
   it('an out-dir removed while watching is made again and written by a retry, without waiting for the next push', { timeout: 40_000 }, async () => {
     const dir = join(work, 'removed');
     const ac = new AbortController();
