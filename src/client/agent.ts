@@ -184,6 +184,12 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
   let retryTimer: NodeJS.Timeout | undefined;
+  /**
+   * The newest value pushed for each name, NACKed or not: what later pushes merge with. The stream's
+   * accepted state lacks a push whose write failed (NACKed) and then landed on retry, and merging a
+   * trust-only push with it would write the older identity back.
+   */
+  const latest = new Map<string, DecodedSecret>();
 
   const write = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
@@ -223,9 +229,10 @@ export function startAgent(opts: AgentOptions): Agent {
         log('warn', `${err.message}${retry}`);
       },
     },
-    async (_secrets, version, all) => {
-      const identity = all.get(identityName);
-      const trust = all.get(trustName);
+    async (secrets, version) => {
+      for (const s of secrets) latest.set(s.name, s);
+      const identity = latest.get(identityName);
+      const trust = latest.get(trustName);
       if (!identity || !trust) return; // keep waiting for the other half
       clearTimeout(retryTimer); // this push replaces whatever was waiting to be written
       try {
