@@ -105,10 +105,35 @@ function validate(opts: FetchCliOptions): void {
 const writeLine = (w: AgentWrite): string =>
   `${w.changed.length > 0 ? `wrote ${w.changed.join(', ')}` : 'files already current'} in ${w.outDir}: ${w.spiffeId ?? '(no SPIFFE ID)'} serial ${w.serial} not after ${w.notAfter}; trust domains ${w.trustDomains.join(', ') || '(none)'}`;
 
+/**
+ * Watching, a --token-file (or MESH_SDS_TOKEN_FILE) is read again on every reconnect, so a token
+ * refreshed before the old one expires is used. A file that cannot be read (or holds no token)
+ * then keeps the last good token, and says so once per different problem.
+ */
+function tokenOnEachConnect(opts: FetchCliOptions, io: FetchIo, first: string | undefined, tokens: Set<string>, err: (s: string) => void): string | (() => string | undefined) | undefined {
+  if (opts.token !== undefined || opts.tokenFile === undefined) return first;
+  let current = first;
+  let lastProblem = '';
+  return () => {
+    try {
+      current = resolveToken(opts, io.env ?? process.env);
+      if (current) tokens.add(current);
+      lastProblem = '';
+    } catch (e) {
+      const problem = (e as Error).message;
+      if (problem !== lastProblem) err(`${problem}; using the token read before`);
+      lastProblem = problem;
+    }
+    return current;
+  };
+}
+
 export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<number> {
   let token: string | undefined;
-  // Belt and braces: whatever ends up in a message, the token is never printed (nor, on stderr, any other credential).
-  const scrub = (s: string) => (token ? s.split(token).join('<redacted>') : s);
+  /** Every token read (a watched --token-file may be refreshed). */
+  const tokens = new Set<string>();
+  // Belt and braces: whatever ends up in a message, no token is ever printed (nor, on stderr, any other credential).
+  const scrub = (s: string) => [...tokens].reduce((text, t) => text.split(t).join('<redacted>'), s);
   // Secrets are scrubbed first, then control characters escaped: server text (status details,
   // secret names) and the hook's output reach the terminal.
   const out = (s: string) => io.stdout(printable(scrub(s.endsWith('\n') ? s : `${s}\n`)));
@@ -117,6 +142,7 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   try {
     validate(opts);
     token = resolveToken(opts, io.env ?? process.env);
+    if (token) tokens.add(token);
     tls = tlsOptions(opts);
   } catch (e) {
     if (e instanceof UsageError) {
@@ -128,7 +154,7 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   if (!tls && !isLoopbackOrUnix(opts.server)) {
     err(`warning: plaintext connection to ${opts.server}: the private key (and token) cross the network unencrypted; use --ca-file for TLS`);
   }
-  const client = { server: opts.server, node: opts.node, token, tls };
+  const client = { server: opts.server, node: opts.node, token: opts.watch ? tokenOnEachConnect(opts, io, token, tokens, err) : token, tls };
   const timeoutMs = opts.timeoutMs ?? 15_000;
 
   if (!opts.outDir) {

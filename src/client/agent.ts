@@ -57,6 +57,27 @@ export interface Agent {
   readonly hookRuns: number;
 }
 
+/** One stream error said again within this long is counted, not logged, until another comes or it passes. */
+const REPEAT_QUIET_MS = 60_000;
+
+/** Lets a message through unless it repeats the last one within REPEAT_QUIET_MS; says how often it was held back. */
+function repeatFilter(now: () => number = Date.now): (message: string) => string | undefined {
+  let last = '';
+  let loggedAt = 0;
+  let held = 0;
+  return (message) => {
+    if (message === last && now() - loggedAt < REPEAT_QUIET_MS) {
+      held++;
+      return undefined;
+    }
+    const note = message === last && held > 0 ? ` (${held} more time${held === 1 ? '' : 's'} since last logged)` : '';
+    last = message;
+    loggedAt = now();
+    held = 0;
+    return `${message}${note}`;
+  };
+}
+
 /** How long a failed write waits before it is tried again (while watching). */
 const WRITE_RETRY_MS = 5000;
 
@@ -220,13 +241,18 @@ export function startAgent(opts: AgentOptions): Agent {
     }, WRITE_RETRY_MS);
   };
 
+  const unlessRepeated = repeatFilter();
   const stream = openSecretStream(
     {
       ...opts,
       names: [identityName, trustName],
+      // Watching, a token that expired or was revoked is no reason to stop: its file may be refreshed.
+      retryEveryStatus: !!opts.watch,
       onError: (err: SdsError, retryInMs?: number) => {
+        const message = unlessRepeated(err.message);
+        if (message === undefined) return;
         const retry = retryInMs === undefined ? '' : `; reconnecting in ${(retryInMs / 1000).toFixed(1)} s`;
-        log('warn', `${err.message}${retry}`);
+        log('warn', `${message}${retry}`);
       },
     },
     async (secrets, version) => {

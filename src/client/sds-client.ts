@@ -2,7 +2,8 @@
 // the first request only, ACK (version_info + response_nonce) after each response it accepts, NACK
 // (error_detail, previous version) for one it rejects, and reconnects with Envoy's jittered
 // exponential backoff (500 ms doubling to 30 s) — except on UNAUTHENTICATED / INVALID_ARGUMENT,
-// which retrying cannot fix.
+// which retrying cannot fix, unless the caller keeps going whatever happens (the watching agent,
+// whose token may be refreshed in the meantime).
 import * as grpc from '@grpc/grpc-js';
 import { readFlagFileSync } from '../api/flag-file.js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
@@ -27,13 +28,15 @@ export interface SdsClientOptions {
   node: string;
   /** node.cluster; defaults to the dataplane name. */
   cluster?: string;
-  /** Sent as `authorization: Bearer <token>`; never logged. */
-  token?: string;
+  /** Sent as `authorization: Bearer <token>`; never logged. A function is asked again on every (re)connect. */
+  token?: string | (() => string | undefined);
   names: string[];
   /** TLS to the server; absent means plaintext (loopback / unix socket). */
   tls?: SdsTlsOptions;
   /** Reconnect backoff; defaults are Envoy's (500 ms base, 30 s cap). */
   backoff?: { initialMs?: number; maxMs?: number };
+  /** Retry on every status, UNAUTHENTICATED and INVALID_ARGUMENT too (Envoy does): `done` then rejects only on close(). */
+  retryEveryStatus?: boolean;
   /** Transient problems (stream errors before a retry, NACKs sent). Fatal errors reject `done` instead. */
   onError?: (err: SdsError, retryInMs?: number) => void;
 }
@@ -162,7 +165,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
 
   const connect = () => {
     if (closed) return;
-    const c = client.StreamSecrets(bearerMetadata(opts.token));
+    const c = client.StreamSecrets(bearerMetadata(typeof opts.token === 'function' ? opts.token() : opts.token));
     call = c;
     let first = true;
     let chain = Promise.resolve();
@@ -199,7 +202,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     c.on('status', (st: grpc.StatusObject) => {
       if (call !== c || closed) return;
       call = undefined;
-      const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), FATAL_CODES.has(st.code));
+      const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), !opts.retryEveryStatus && FATAL_CODES.has(st.code));
       if (err.fatal) return finish(err);
       const wait = backoff.next();
       opts.onError?.(err, wait);

@@ -5,7 +5,9 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
+import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { makeCa, type TestCa } from '../helpers/openssl.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
@@ -51,5 +53,34 @@ describe('agent state against a scripted server', () => {
       await agent.done.catch(() => undefined);
       sds.close();
     }
+  });
+
+  it('--watch keeps going after UNAUTHENTICATED and INVALID_ARGUMENT, reading --token-file again on each reconnect', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'token-refresh');
+    const tokenFile = join(root, 'token');
+    writeFileSync(tokenFile, 'tok-1\n');
+    const ac = new AbortController();
+    let stderr = '';
+    const running = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, watch: true, tokenFile }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal, env: {} });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await waitFor(() => sds.answerTo('1') !== undefined, 'the ACK of version 1');
+      // The token expires; its file was refreshed in the meantime.
+      writeFileSync(tokenFile, 'tok-2\n');
+      sds.streams[0]!.call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: 'token expired' });
+      await waitFor(() => sds.streams.length === 2, 'a reconnect after UNAUTHENTICATED');
+      assert.deepEqual(sds.streams[1]!.metadata.get('authorization'), ['Bearer tok-2']);
+      sds.streams[1]!.call.emit('error', { code: grpc.status.INVALID_ARGUMENT, details: 'refused' });
+      await waitFor(() => sds.streams.length === 3, 'a reconnect after INVALID_ARGUMENT');
+      assert.match(stderr, /UNAUTHENTICATED: token expired; reconnecting in/);
+      assert.match(stderr, /INVALID_ARGUMENT: refused; reconnecting in/);
+    } finally {
+      ac.abort();
+      assert.equal(await running, 0, stderr);
+      sds.close();
+    }
+    assert.doesNotMatch(stderr, /tok-[12]/);
   });
 });
