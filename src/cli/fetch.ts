@@ -172,6 +172,7 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   }
 
   let lastWarning = '';
+  let wroteFiles = false;
   const agent = startAgent({
     ...client,
     outDir: opts.outDir,
@@ -183,7 +184,10 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
       if (level !== 'info') lastWarning = message;
       err(message);
     },
-    onWrite: (w) => out(opts.json ? JSON.stringify(w) : writeLine(w)),
+    onWrite: (w) => {
+      wroteFiles = true;
+      out(opts.json ? JSON.stringify(w) : writeLine(w));
+    },
   });
 
   let timedOut = false;
@@ -201,7 +205,8 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   }
   try {
     await agent.done;
-    if (timedOut) {
+    // A write under way when the time ran out was let finish: the files are written, so this is no failure.
+    if (timedOut && !wroteFiles) {
       err(`no complete write within ${timeoutMs} ms${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
       return EXIT_FAILURE;
     }

@@ -78,6 +78,13 @@ function repeatFilter(now: () => number = Date.now): (message: string) => string
   };
 }
 
+/**
+ * A stop that lands while files are being written lets that write finish and its on-update command
+ * run, at most this long: otherwise the files change and the program reading them is never told
+ * (a restarted agent finds them current and runs nothing).
+ */
+const STOP_GRACE_MS = 10_000;
+
 /** How long a failed write waits before it is tried again (while watching). */
 const WRITE_RETRY_MS = 5000;
 
@@ -212,7 +219,18 @@ export function startAgent(opts: AgentOptions): Agent {
    */
   const latest = new Map<string, DecodedSecret>();
 
-  const write = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
+  /** The write in progress, if any: a stop waits for it (and its hook), up to STOP_GRACE_MS. */
+  let writing: Promise<void> | undefined;
+  const write = (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
+    const w = writeAndRunHook(identity, trust, version);
+    writing = w;
+    const clear = () => {
+      if (writing === w) writing = undefined;
+    };
+    w.then(clear, clear);
+    return w;
+  };
+  const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
     w.changed = await writeChanged(opts.outDir, files, warnOpenFolder);
     opts.onWrite?.(w);
@@ -284,9 +302,22 @@ export function startAgent(opts: AgentOptions): Agent {
     closed = true;
     clearTimeout(retryTimer);
   };
+  /** Waits for the write in progress and its hook, then ends any hook still running. */
+  let graceTimer: NodeJS.Timeout | undefined;
+  const finishWriting = async (): Promise<void> => {
+    const pending = writing;
+    if (!pending) return;
+    const grace = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, STOP_GRACE_MS);
+    });
+    await Promise.race([pending.catch(() => undefined).then(() => hook?.idle()), grace]);
+    clearTimeout(graceTimer);
+    hook?.stop();
+  };
   const done = stream.done.then(
     async () => {
       stopRetrying();
+      await finishWriting();
       await hook?.idle();
       if (failure) {
         rejectFirst(failure);
@@ -306,7 +337,8 @@ export function startAgent(opts: AgentOptions): Agent {
     done,
     close: () => {
       stopRetrying();
-      hook?.stop();
+      // A write in progress finishes and runs its hook (done waits for it); otherwise a hook running now is ended.
+      if (!writing) hook?.stop();
       stream.close();
     },
     get hookRuns() {

@@ -2,7 +2,8 @@
 // server-ended streams.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -82,5 +83,68 @@ describe('agent state against a scripted server', () => {
       sds.close();
     }
     assert.doesNotMatch(stderr, /tok-[12]/);
+  });
+
+  /**
+   * A folder whose cert.pem is a FIFO: the agent's write blocks reading it (is it current?) until
+   * release() opens it for writing, which holds a write in progress for as long as a test wants.
+   * The FIFO is then replaced by a regular file (an old cert.pem), so later reads do not block.
+   */
+  const blockedFolder = (name: string) => {
+    const dir = join(root, name);
+    const cert = join(dir, 'cert.pem');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [cert]);
+    const release = () => {
+      const fd = openSync(cert, 'w'); // the agent's read is waiting: this returns at once
+      writeFileSync(`${cert}.old`, 'old cert.pem\n');
+      renameSync(`${cert}.old`, cert);
+      closeSync(fd);
+    };
+    return { dir, release };
+  };
+  const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').length : 0);
+
+  it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const { dir, release } = blockedFolder('stop-mid-write');
+    const hookLog = join(root, 'stop-mid-write.log');
+    const ac = new AbortController();
+    let stderr = '';
+    const running = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, watch: true, onUpdate: `echo ran >> ${hookLog}` }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await new Promise((r) => setTimeout(r, 500)); // the write is now waiting on cert.pem
+      ac.abort();
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      assert.equal(await running, 0, stderr);
+    } finally {
+      ac.abort();
+      sds.close();
+    }
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    assert.equal(lines(hookLog), 1, 'the files changed and the on-update command never ran');
+  });
+
+  it('one-shot: a write still under way at --timeout finishes, runs its command and exits 0', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const { dir, release } = blockedFolder('timeout-mid-write');
+    const hookLog = join(root, 'timeout-mid-write.log');
+    let stderr = '';
+    let stdout = '';
+    sds.onStream = () => setImmediate(() => sds.push('1', [identity(a), trust(t1)]));
+    const running = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, timeoutMs: 1000, onUpdate: `echo ran >> ${hookLog}` }, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    try {
+      await new Promise((r) => setTimeout(r, 1500)); // past the timeout, the write still waiting on cert.pem
+      release();
+      assert.equal(await running, 0, stderr);
+    } finally {
+      sds.close();
+    }
+    assert.match(stdout, /wrote bundle\.pem, key\.pem, cert\.pem, svid\.json/);
+    assert.doesNotMatch(stderr, /no complete write/);
+    assert.equal(lines(hookLog), 1);
   });
 });
