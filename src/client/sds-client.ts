@@ -35,6 +35,11 @@ export interface SdsClientOptions {
   tls?: SdsTlsOptions;
   /** Reconnect backoff; defaults are Envoy's (500 ms base, 30 s cap). */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * A connection still not ready this long after a stream was opened (a TCP connect or a TLS
+   * handshake nobody answers) is given up and tried again with a new channel; default 20 s.
+   */
+  connectTimeoutMs?: number;
   /** Retry on every status, UNAUTHENTICATED and INVALID_ARGUMENT too (Envoy does): `done` then rejects only on close(). */
   retryEveryStatus?: boolean;
   /** Transient problems (stream errors before a retry, NACKs sent). Fatal errors reject `done` instead. */
@@ -95,10 +100,24 @@ function credentials(tls: SdsTlsOptions | undefined): grpc.ChannelCredentials {
   return grpc.credentials.createSsl(ca, null, null, verify);
 }
 
+/**
+ * HTTP/2 pings on an open connection find a dead one (host gone, network partition) that TCP alone
+ * would never report. Every 30 s is far below what the server allows (20 pings per 10 s).
+ */
+const KEEPALIVE_TIME_MS = 30_000;
+const KEEPALIVE_TIMEOUT_MS = 10_000;
+
+/** grpc-js has no connect timeout: a stream waits for ever on a handshake nobody answers. */
+const CONNECT_TIMEOUT_MS = 20_000;
+
 export function makeSdsClient(server: string, tls?: SdsTlsOptions): grpc.Client {
   const protos = loadProtos();
   const Ctor = grpc.makeGenericClientConstructor(protos.SecretDiscoveryService, 'SecretDiscoveryService');
-  const options: grpc.ChannelOptions = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  const options: grpc.ChannelOptions = {
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
+    'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+  };
   if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
   return new Ctor(server, credentials(tls), options);
 }
@@ -138,12 +157,13 @@ export class Backoff {
 }
 
 export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallback): SecretStream {
-  const client = makeSdsClient(opts.server, opts.tls) as SdsStub;
+  let client = makeSdsClient(opts.server, opts.tls) as SdsStub;
   const backoff = new Backoff(opts.backoff?.initialMs, opts.backoff?.maxMs);
   const node = nodeOf(opts.node, opts.cluster);
   let closed = false;
   let call: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
+  let connectTimer: NodeJS.Timeout | undefined;
   // What this client has accepted, carried over reconnects like Envoy's last ACKed version.
   let acceptedVersion = '';
   let accepted = new Map<string, DecodedSecret>();
@@ -156,6 +176,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     if (closed) return;
     closed = true;
     clearTimeout(retryTimer);
+    clearTimeout(connectTimer);
     const c = call;
     call = undefined;
     c?.cancel();
@@ -163,10 +184,32 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     settle(err);
   };
 
+  const retryLater = (err: SdsError) => {
+    const wait = backoff.next();
+    opts.onError?.(err, wait);
+    retryTimer = setTimeout(connect, wait);
+  };
+
+  /**
+   * The stream's connection is not ready after connectTimeoutMs: its channel is dropped (grpc-js
+   * cannot end a socket stuck in its handshake, so it is left to the kernel) and a new one tried.
+   */
+  const giveUpConnecting = (c: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>, ms: number) => {
+    if (call !== c || closed || client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return;
+    call = undefined;
+    c.cancel();
+    client.close();
+    client = makeSdsClient(opts.server, opts.tls) as SdsStub;
+    retryLater(new SdsError(grpc.status.UNAVAILABLE, `no connection to ${opts.server} within ${ms / 1000} s (the TCP connect or TLS handshake got no answer)`, false));
+  };
+
   const connect = () => {
     if (closed) return;
+    const connectMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     const c = client.StreamSecrets(bearerMetadata(typeof opts.token === 'function' ? opts.token() : opts.token));
     call = c;
+    clearTimeout(connectTimer);
+    connectTimer = setTimeout(() => giveUpConnecting(c, connectMs), connectMs);
     let first = true;
     let chain = Promise.resolve();
     const send = (req: DiscoveryRequest) => {
@@ -204,9 +247,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
       call = undefined;
       const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), !opts.retryEveryStatus && FATAL_CODES.has(st.code));
       if (err.fatal) return finish(err);
-      const wait = backoff.next();
-      opts.onError?.(err, wait);
-      retryTimer = setTimeout(connect, wait);
+      retryLater(err);
     });
     send({ version_info: acceptedVersion, response_nonce: '' });
   };
