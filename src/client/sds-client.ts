@@ -4,6 +4,7 @@
 // exponential backoff (500 ms doubling to 30 s) — except on UNAUTHENTICATED / INVALID_ARGUMENT,
 // which retrying cannot fix, unless the caller keeps going whatever happens (the watching agent,
 // whose token may be refreshed in the meantime).
+import type { Socket } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { readFlagFileSync } from '../api/flag-file.js';
 import type { DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
@@ -110,7 +111,32 @@ const KEEPALIVE_TIMEOUT_MS = 10_000;
 /** grpc-js has no connect timeout: a stream waits for ever on a handshake nobody answers. */
 const CONNECT_TIMEOUT_MS = 20_000;
 
-export function makeSdsClient(server: string, tls?: SdsTlsOptions): grpc.Client {
+type SecureConnector = { connect(socket: Socket): Promise<unknown> };
+
+/**
+ * grpc-js has no TLS handshake timeout either, and cannot end a socket stuck in one: each new
+ * channel after a give-up would leave one more open socket to a server that accepts TCP and never
+ * answers (a frozen process: its kernel still accepts). So the handshake's own TCP socket is
+ * destroyed after `ms`; grpc-js then fails the connection and the stream is retried. Wraps grpc-js'
+ * internal `_createSecureConnector` (1.14); without it, the stream's own give-up still retries.
+ */
+function withHandshakeTimeout(creds: grpc.ChannelCredentials, ms: number): grpc.ChannelCredentials {
+  const internal = creds as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
+  const create = internal._createSecureConnector;
+  if (typeof create !== 'function') return creds;
+  internal._createSecureConnector = function (this: unknown, ...args: unknown[]): SecureConnector {
+    const connector = create.apply(this, args);
+    const connect = connector.connect.bind(connector);
+    connector.connect = (socket: Socket) => {
+      const timer = setTimeout(() => socket.destroy(new Error(`TLS handshake not answered within ${ms / 1000} s`)), ms);
+      return connect(socket).finally(() => clearTimeout(timer));
+    };
+    return connector;
+  };
+  return creds;
+}
+
+export function makeSdsClient(server: string, tls?: SdsTlsOptions, connectTimeoutMs = CONNECT_TIMEOUT_MS): grpc.Client {
   const protos = loadProtos();
   const Ctor = grpc.makeGenericClientConstructor(protos.SecretDiscoveryService, 'SecretDiscoveryService');
   const options: grpc.ChannelOptions = {
@@ -119,7 +145,7 @@ export function makeSdsClient(server: string, tls?: SdsTlsOptions): grpc.Client 
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   };
   if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
-  return new Ctor(server, credentials(tls), options);
+  return new Ctor(server, tls ? withHandshakeTimeout(credentials(tls), connectTimeoutMs) : credentials(tls), options);
 }
 
 export function bearerMetadata(token: string | undefined): grpc.Metadata {
@@ -157,7 +183,8 @@ export class Backoff {
 }
 
 export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallback): SecretStream {
-  let client = makeSdsClient(opts.server, opts.tls) as SdsStub;
+  const connectMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  let client = makeSdsClient(opts.server, opts.tls, connectMs) as SdsStub;
   const backoff = new Backoff(opts.backoff?.initialMs, opts.backoff?.maxMs);
   const node = nodeOf(opts.node, opts.cluster);
   let closed = false;
@@ -191,21 +218,20 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
   };
 
   /**
-   * The stream's connection is not ready after connectTimeoutMs: its channel is dropped (grpc-js
-   * cannot end a socket stuck in its handshake, so it is left to the kernel) and a new one tried.
+   * The stream's connection is not ready after connectTimeoutMs: its channel is dropped and a new
+   * one tried (a TLS handshake nobody answers has its socket destroyed by withHandshakeTimeout).
    */
   const giveUpConnecting = (c: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>, ms: number) => {
     if (call !== c || closed || client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return;
     call = undefined;
     c.cancel();
     client.close();
-    client = makeSdsClient(opts.server, opts.tls) as SdsStub;
+    client = makeSdsClient(opts.server, opts.tls, connectMs) as SdsStub;
     retryLater(new SdsError(grpc.status.UNAVAILABLE, `no connection to ${opts.server} within ${ms / 1000} s (the TCP connect or TLS handshake got no answer)`, false));
   };
 
   const connect = () => {
     if (closed) return;
-    const connectMs = opts.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     const c = client.StreamSecrets(bearerMetadata(typeof opts.token === 'function' ? opts.token() : opts.token));
     call = c;
     clearTimeout(connectTimer);
