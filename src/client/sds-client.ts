@@ -114,13 +114,14 @@ const CONNECT_TIMEOUT_MS = 20_000;
 type SecureConnector = { connect(socket: Socket): Promise<unknown> };
 
 /**
- * grpc-js has no TLS handshake timeout either, and cannot end a socket stuck in one: each new
- * channel after a give-up would leave one more open socket to a server that accepts TCP and never
- * answers (a frozen process: its kernel still accepts). So the handshake's own TCP socket is
- * destroyed after `ms`; grpc-js then fails the connection and the stream is retried. Wraps grpc-js'
- * internal `_createSecureConnector` (1.14); without it, the stream's own give-up still retries.
+ * grpc-js has no connect timeout and cannot end a connection stuck before it is ready (a TLS
+ * handshake, or HTTP/2 settings, nobody answers: a frozen server whose kernel still accepts), so
+ * each new channel after a give-up would leave one more socket open to it for good. Each
+ * connection's TCP socket is destroyed when the channel is still not ready `ms` after it connected;
+ * grpc-js then fails that connection and the stream is retried. Wraps grpc-js' internal
+ * `_createSecureConnector` (1.14); without it, the stream's own give-up still retries.
  */
-function withHandshakeTimeout(creds: grpc.ChannelCredentials, ms: number): grpc.ChannelCredentials {
+function withConnectTimeout(creds: grpc.ChannelCredentials, ms: number, isReady: () => boolean): grpc.ChannelCredentials {
   const internal = creds as unknown as { _createSecureConnector?: (...args: unknown[]) => SecureConnector };
   const create = internal._createSecureConnector;
   if (typeof create !== 'function') return creds;
@@ -128,8 +129,10 @@ function withHandshakeTimeout(creds: grpc.ChannelCredentials, ms: number): grpc.
     const connector = create.apply(this, args);
     const connect = connector.connect.bind(connector);
     connector.connect = (socket: Socket) => {
-      const timer = setTimeout(() => socket.destroy(new Error(`TLS handshake not answered within ${ms / 1000} s`)), ms);
-      return connect(socket).finally(() => clearTimeout(timer));
+      setTimeout(() => {
+        if (!isReady()) socket.destroy(new Error(`no answer within ${ms / 1000} s of connecting`));
+      }, ms).unref();
+      return connect(socket);
     };
     return connector;
   };
@@ -145,7 +148,10 @@ export function makeSdsClient(server: string, tls?: SdsTlsOptions, connectTimeou
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   };
   if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
-  return new Ctor(server, tls ? withHandshakeTimeout(credentials(tls), connectTimeoutMs) : credentials(tls), options);
+  let client: grpc.Client | undefined;
+  const isReady = () => client?.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  client = new Ctor(server, withConnectTimeout(credentials(tls), connectTimeoutMs, isReady), options);
+  return client;
 }
 
 export function bearerMetadata(token: string | undefined): grpc.Metadata {
@@ -219,7 +225,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
 
   /**
    * The stream's connection is not ready after connectTimeoutMs: its channel is dropped and a new
-   * one tried (a TLS handshake nobody answers has its socket destroyed by withHandshakeTimeout).
+   * one tried (the stuck connection's socket is destroyed by withConnectTimeout).
    */
   const giveUpConnecting = (c: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>, ms: number) => {
     if (call !== c || closed || client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return;

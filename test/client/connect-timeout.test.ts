@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { createServer, type Socket } from 'node:net';
 import { openSecretStream, type SdsError } from '../../src/client/sds-client.js';
 import { makeCa } from '../helpers/openssl.js';
-import { waitFor } from './fake-sds.js';
+import { ScriptedSds, waitFor } from './fake-sds.js';
 
-test('a connection stuck in its TLS handshake is given up after the connect timeout and tried again', { timeout: 30_000 }, async (t) => {
+for (const shape of ['TLS handshake', 'plaintext HTTP/2 settings'] as const) test(`a connection stuck before its ${shape} is answered is given up after the connect timeout, closed, and tried again`, { timeout: 30_000 }, async (t) => {
   const sockets: Socket[] = [];
   const closed = new Set<Socket>();
   const silent = createServer((s) => {
@@ -28,7 +28,7 @@ test('a connection stuck in its TLS handshake is given up after the connect time
       server: `127.0.0.1:${port}`,
       node: 'default.web',
       names: ['default'],
-      tls: { ca: makeCa('server-ca').certPem },
+      ...(shape === 'TLS handshake' ? { tls: { ca: makeCa('server-ca').certPem } } : {}),
       connectTimeoutMs: 500,
       backoff: { initialMs: 20, maxMs: 40 },
       retryEveryStatus: true,
@@ -38,9 +38,31 @@ test('a connection stuck in its TLS handshake is given up after the connect time
   );
   try {
     await waitFor(() => sockets.length >= 4, 'new connections after each got no TLS answer', 15_000);
-    assert.match(errors[0]?.message ?? '', /UNAVAILABLE: .*(no connection to 127\.0\.0\.1:\d+ within 0\.5 s|TLS handshake not answered within 0\.5 s)/);
+    assert.match(errors[0]?.message ?? '', /UNAVAILABLE: .*(no connection to 127\.0\.0\.1:\d+ within 0\.5 s|no answer within 0\.5 s of connecting)/);
     // Each given-up connection is closed, not left open to the silent server (one per retry, for ever).
     await waitFor(() => sockets.length - closed.size <= 1, 'every earlier connection closed', 5_000);
+  } finally {
+    stream.close();
+    await stream.done;
+  }
+});
+
+test('a connection that became ready is kept past the connect timeout: the stream stays open and gets later pushes', { timeout: 30_000 }, async (t) => {
+  const sds = await new ScriptedSds().start();
+  t.after(() => sds.close());
+  const errors: SdsError[] = [];
+  const versions: string[] = [];
+  const stream = openSecretStream(
+    { server: sds.address, node: 'default.web', names: ['default'], connectTimeoutMs: 300, retryEveryStatus: true, onError: (e) => errors.push(e) },
+    (_s, version) => void versions.push(version),
+  );
+  try {
+    await waitFor(() => sds.streams.length === 1, 'the stream');
+    await new Promise((r) => setTimeout(r, 1500));
+    sds.push('v1', []);
+    await waitFor(() => versions.includes('v1'), 'the push after the connect timeout');
+    assert.equal(sds.streams.length, 1, 'one stream, never reconnected');
+    assert.deepEqual(errors.map((e) => e.message), []);
   } finally {
     stream.close();
     await stream.done;
