@@ -98,3 +98,19 @@ export function claimMismatch(p: Claims, dataplane: { labels: Readonly<Record<st
   }
   return undefined;
 }
+
+/**
+ * Why a token may not be served by a namespaced Dataplane (`<name>.<namespace>`: a Kubernetes one,
+ * or a Universal one labelled `k8s.kuma.io/namespace`) that it reaches only through the short node
+ * id `<mesh>.<name>`, or undefined. That alias follows whichever namespace holds the name while
+ * only one does: a token made for team-a's `db-0` would be served team-b's identity once team-a's
+ * is deleted and team-b's created. A token is bound to the Dataplane it names, so it must name the
+ * namespace. (`--auth none` keeps the alias: there the node id alone selects the Dataplane.)
+ */
+export function shortNameTokenProblem(p: Claims, dataplane: { name: string; namespace: string }): string | undefined {
+  if (dataplane.namespace === '') return undefined;
+  const full = flatKey(dataplane.name, '.', dataplane.namespace);
+  // Its own node id (the Dataplane found by its full name) is not the alias.
+  if (p.name === full) return undefined;
+  return `token for ${nodeKeyOf(p)} reaches Dataplane ${dataplane.name} of namespace ${dataplane.namespace} only through the short node id, which follows the name to whichever namespace holds it: a token must name a namespaced Dataplane in full (token generate --mesh ${p.mesh} --name ${full}) and Envoy connect as ${p.mesh}.${full}`;
+}

@@ -2,7 +2,7 @@ import { Subject } from 'rxjs';
 import { resourceKey, type Dataplane } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
-import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf } from './claims.js';
+import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
 import { selectIdentity } from './match.js';
 import { ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
@@ -20,7 +20,10 @@ export interface ProxyPrincipal {
 }
 
 export type ProxyIdentity =
-  /** `denied`: the proxy's token claims contradict its Dataplane (added or changed since it authenticated): its streams must end. */
+  /**
+   * `denied`: the proxy's token claims contradict its Dataplane, or its token reaches a namespaced
+   * Dataplane only by the short node id (added or changed since it authenticated): its streams must end.
+   */
   | { state: 'pending'; mesh: string; reason: string; identity?: IdentityState; denied?: true }
   | { state: 'rejected'; mesh: string; reason: string; identity: IdentityState }
   | { state: 'spire'; mesh: string; identity: IdentityState; spiffeId: string; trustDomain: string }
@@ -282,15 +285,21 @@ export class SvidManager {
 
   /**
    * Labels and workload the identity is computed from (SPEC §5): the Dataplane's alone when it
-   * exists (token claims were checked against it and must still match); else the token's claims.
+   * exists (token claims were checked against it and must still match, and a token must name a
+   * namespaced one in full); else the token's claims.
    */
   private factsOf(e: ProxyEntry): { labels: Readonly<Record<string, string>>; workload?: string } | { mismatch: string } | undefined {
     const dp = this.index.dataplane(e.principal);
     if (dp) {
+      // A token's short node id now reaches a namespaced Dataplane (one appeared, or took the name
+      // over from another namespace): not followed, the proxy's streams end (see authenticateStream).
+      const shortName = e.principal.source === 'token' ? shortNameTokenProblem(e.principal, dp) : undefined;
+      if (shortName) return { mismatch: shortName };
       // Stores keep an unchanged Dataplane's object: its key is built only when the object differs.
       if (e.servedFrom !== undefined && e.servedFrom !== dp && resourceKey(e.servedFrom) !== resourceKey(dp)) {
-        // A short Kubernetes node id (`<mesh>.<name>`) whose only Dataplane of that name was replaced
-        // by another namespace's: say so, since the proxy's identity now comes from another workload.
+        // A short Kubernetes node id (`<mesh>.<name>`, followed only under --auth none) whose only
+        // Dataplane of that name was replaced by another namespace's, or another of several stored
+        // for one node id: say so, since the proxy's identity now comes from another workload.
         this.opts.log?.warn({ proxy: e.key, from: resourceKey(e.servedFrom), to: resourceKey(dp) }, 'node id now names another Dataplane');
       }
       e.servedFrom = dp;

@@ -3,7 +3,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { withoutGrpcScheme } from '../api/host-port.js';
 import { Status } from './grpc-h2/status.js';
-import { claimMismatch, claimsContradiction, dataplaneNameProblem } from '../identity/claims.js';
+import { claimMismatch, claimsContradiction, dataplaneNameProblem, shortNameTokenProblem } from '../identity/claims.js';
 import { labelNameProblem } from '../api/validate-common.js';
 import { quoted } from '../api/quote.js';
 import type { ProxyPrincipal } from '../identity/svids.js';
@@ -21,8 +21,11 @@ export type { ProxyPrincipal } from '../identity/svids.js';
 export interface AuthOptions {
   mode: AuthMode;
   tokens?: TokenAuthority;
-  /** The Dataplane resource of a node, if any: a token's claims must then equal its labels. */
-  dataplaneOf?: (mesh: string, name: string) => { labels: Readonly<Record<string, string>> } | undefined;
+  /**
+   * The Dataplane resource a node id names, if any (a namespaced one also by its short node id, the
+   * alias): a token must then name it in full and its claims equal its labels.
+   */
+  dataplaneOf?: (mesh: string, name: string) => { name: string; namespace: string; labels: Readonly<Record<string, string>> } | undefined;
 }
 
 /**
@@ -134,6 +137,9 @@ export function authenticateStream(headers: RequestHeaders, nodeId: string | und
   const contradiction = claimsContradiction(claims);
   if (contradiction) throw new AuthError('claims', contradiction);
   const dataplane = opts.dataplaneOf?.(claims.mesh, claims.name);
+  // A token's short node id is not followed into a namespace: it must name that Dataplane in full.
+  const shortName = dataplane && shortNameTokenProblem(claims, dataplane);
+  if (shortName) throw new AuthError('node-mismatch', shortName);
   const mismatch = dataplane && claimMismatch(claims, dataplane);
   if (mismatch) throw new AuthError('claims', mismatch);
   const principal: ProxyPrincipal = {

@@ -43,7 +43,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     node: NODE,
     name: [],
     outDir,
-    token: await srv.running.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 }),
+    token: await srv.running.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 }),
     timeoutMs: 10_000,
   });
 
@@ -106,7 +106,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       const first = leafOf(dir);
       assert.deepEqual(hookLines(), [`${dir} no-token`]);
 
-      srv.running.svids.rotate('default.web');
+      srv.running.svids.rotate(NODE);
       await waitFor(() => existsSync(join(dir, 'cert.pem')) && leafOf(dir).serialNumber !== first.serialNumber, 'a rotated cert.pem');
       await waitFor(() => hookLines().length === 2, 'the second on-update run');
       const second = leafOf(dir);
@@ -151,7 +151,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     try {
       await waitFor(() => runs() === 1, 'the first on-update run');
       await waitFor(() => /on-update command succeeded/.test(stderr), 'the first run reported although its daemon holds the pipes');
-      srv.running.svids.rotate('default.web');
+      srv.running.svids.rotate(NODE);
       // The pid is read once written: the file exists (empty) a moment before `echo` writes it,
       // and an empty pid would be process group 0 — ours — which never ends.
       const pidWritten = () => existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8'));
@@ -203,7 +203,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       await waitFor(() => existsSync(join(dir, 'svid.json')), 'the first write');
       rmSync(dir, { recursive: true, force: true });
       writeFileSync(dir, 'not a directory'); // the next write fails: its folder is a file
-      srv.running.svids.rotate('default.web');
+      srv.running.svids.rotate(NODE);
       await waitFor(() => /cannot write \S+ \(version \S+\): EEXIST.*; trying again in 5 s/.test(stderr), 'the failed write to be reported');
       rmSync(dir, { force: true });
       // reported once every file is in place (cert.pem appears before the write is over)

@@ -76,7 +76,7 @@ describe('mesh-sds fetch (summary), auth token', () => {
   });
 
   it('a bad token exits non-zero with UNAUTHENTICATED, and the token is not printed', async () => {
-    const good = await srv.running.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const good = await srv.running.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
     // Right shape, wrong signature: the last character of the signature changed.
     const forged = good.slice(0, -2) + (good.endsWith('AA') ? 'BB' : 'AA');
     for (const token of [forged, 'not-a-jwt-at-all-0123456789']) {
@@ -95,7 +95,7 @@ describe('mesh-sds fetch (summary), auth token', () => {
   });
 
   it('takes the token from --token-file or MESH_SDS_TOKEN', async () => {
-    const token = await srv.running.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const token = await srv.running.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
     const file = join(srv.root, 'token');
     writeFileSync(file, `${token}\n`, { mode: 0o600 });
     const fromFile = await capture({ server: srv.running.address, node: NODE, name: ['default'], tokenFile: file, timeoutMs: 10_000 });

@@ -1,4 +1,5 @@
 // Token authentication on real streams (SPEC §5): a bad token gets UNAUTHENTICATED and nothing else.
+// The world's Dataplanes are namespaced (web of shop): tokens and node ids name them in full.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
@@ -54,39 +55,39 @@ function assertUnauthenticated(outcome: Awaited<ReturnType<typeof attempt>>, why
 
 describe('token authentication (--auth token)', () => {
   it('serves a stream with a valid token for its node', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
-    assert.equal(await attempt('default.web', token), 'served');
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
+    assert.equal(await attempt('default.web.shop', token), 'served');
   });
 
   it('refuses a stream without a token', async () => {
-    assertUnauthenticated(await attempt('default.web', undefined), /authorization/);
+    assertUnauthenticated(await attempt('default.web.shop', undefined), /authorization/);
   });
 
   it('refuses a token signed by another server (forged)', async () => {
-    const token = await forger.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
-    assertUnauthenticated(await attempt('default.web', token), /signature/);
+    const token = await forger.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
+    assertUnauthenticated(await attempt('default.web.shop', token), /signature/);
   });
 
   it('refuses an expired token', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000, now: new Date(Date.now() - 2 * 3600_000) });
-    assertUnauthenticated(await attempt('default.web', token), /expired/);
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000, now: new Date(Date.now() - 2 * 3600_000) });
+    assertUnauthenticated(await attempt('default.web.shop', token), /expired/);
   });
 
   it('refuses a token bound to another dataplane (mismatched node id)', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'pay', validForMs: 3600_000 });
-    assertUnauthenticated(await attempt('default.web', token), /not valid for node/);
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'pay.billing', validForMs: 3600_000 });
+    assertUnauthenticated(await attempt('default.web.shop', token), /not valid for node/);
   });
 
   it('refuses a garbage token, on delta streams and FetchSecrets too', async () => {
-    assertUnauthenticated(await attempt('default.web', 'not-a-jwt'), /malformed|token/);
-    const d = new DeltaClient(s.address, { node: 'default.web' });
+    assertUnauthenticated(await attempt('default.web.shop', 'not-a-jwt'), /malformed|token/);
+    const d = new DeltaClient(s.address, { node: 'default.web.shop' });
     d.subscribe(['default']);
     const end = await d.ended;
     assert.equal(end.code, grpc.status.UNAUTHENTICATED);
     assert.equal(d.received.length, 0);
     d.close();
     await assert.rejects(
-      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default'], type_url: SECRET_TYPE_URL }),
+      fetchSecrets(s.address, { node: nodeOf('default.web.shop'), resource_names: ['default'], type_url: SECRET_TYPE_URL }),
       (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED,
     );
   });
@@ -114,7 +115,7 @@ describe('token authentication (--auth token)', () => {
         }, 1500);
       });
     try {
-      const forged = await forger.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+      const forged = await forger.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
       const paths = ['/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', '/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets', '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources', '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets'];
       for (const path of paths) {
         for (const [authorization, why] of [[undefined, /authorization/], ['Bearer not-a-jwt', /malformed/], [`Bearer ${forged}`, /signature/]] as const) {
@@ -126,7 +127,7 @@ describe('token authentication (--auth token)', () => {
         }
       }
       // A valid token is admitted and waits for its request (Envoy sends it at once; a test client may not).
-      const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+      const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
       assert.equal((await open(paths[0]!, `Bearer ${token}`)).state, 'open');
     } finally {
       session.destroy();
@@ -134,24 +135,24 @@ describe('token authentication (--auth token)', () => {
   });
 
   it('refuses new streams with a revoked token (within the 1 s revocation refresh)', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
-    const c = new SotwClient(s.address, { node: 'default.web', token });
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
+    const c = new SotwClient(s.address, { node: 'default.web.shop', token });
     c.request(['default']);
     assert.ok(secretsOf(await c.next(5000)).has('default'));
     c.close();
     await s.tokens!.revokeToken(token);
     const deadline = Date.now() + 1500;
-    let outcome = await attempt('default.web', token);
+    let outcome = await attempt('default.web.shop', token);
     while (outcome === 'served' && Date.now() < deadline) {
       await sleep(100);
-      outcome = await attempt('default.web', token);
+      outcome = await attempt('default.web.shop', token);
     }
     assertUnauthenticated(outcome, /revoked/);
   });
 
   it('closes an already open stream with UNAUTHENTICATED once its token is revoked', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
-    const c = new SotwClient(s.address, { node: 'default.web', token });
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
+    const c = new SotwClient(s.address, { node: 'default.web.shop', token });
     try {
       c.request(['default']);
       const res = await c.next(5000);
@@ -169,10 +170,10 @@ describe('token authentication (--auth token)', () => {
   });
 
   it('a revoked token ends every stream that uses it, together, and no stream of another token', async () => {
-    const revoked = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
-    const kept = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+    const revoked = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
+    const kept = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
     const open = (token: string, names: string[]) => {
-      const c = new SotwClient(s.address, { node: 'default.web', token });
+      const c = new SotwClient(s.address, { node: 'default.web.shop', token });
       c.request(names);
       return c;
     };
@@ -196,8 +197,8 @@ describe('token authentication (--auth token)', () => {
   });
 
   it('closes an open stream when its token expires', async () => {
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 1500 });
-    const c = new SotwClient(s.address, { node: 'default.web', token });
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 1500 });
+    const c = new SotwClient(s.address, { node: 'default.web.shop', token });
     try {
       c.request(['default']);
       c.ack(await c.next(5000));

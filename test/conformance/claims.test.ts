@@ -128,16 +128,16 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 describe('with a Dataplane, token claims are constraints and the identity comes from the Dataplane', () => {
   for (const v of VARIANTS) {
     it(`${v}: a labelled or workload token that differs from the Dataplane is refused naming the claim; other streams keep their identity`, async () => {
-      const a = open(v, 'default.web', await token('web'));
+      const a = open(v, 'default.web.shop', await token('web.shop'));
       assert.equal((await a.next()).uri, WEB_SPIFFE);
 
-      await refused(open(v, 'default.web', await token('web', { labels: { app: 'payments' } })), /label "app"="payments" does not match Dataplane default\.web \("web"\)/);
-      await refused(open(v, 'default.web', await token('web', { labels: PAY_LABELS })), /token claim label "app"/);
-      await refused(open(v, 'default.web', await token('web', { labels: { team: 'x' } })), /label "team"="x" .*no such label/);
-      await refused(open(v, 'default.web', await token('web', { workload: 'pay' })), /workload "pay"/);
+      await refused(open(v, 'default.web.shop', await token('web.shop', { labels: { app: 'payments' } })), /label "app"="payments" does not match Dataplane default\.web\.shop \("web"\)/);
+      await refused(open(v, 'default.web.shop', await token('web.shop', { labels: PAY_LABELS })), /token claim label "app"/);
+      await refused(open(v, 'default.web.shop', await token('web.shop', { labels: { team: 'x' } })), /label "team"="x" .*no such label/);
+      await refused(open(v, 'default.web.shop', await token('web.shop', { workload: 'pay' })), /workload "pay"/);
 
       // Claims that equal the Dataplane's are fine; the identity is still the Dataplane's.
-      const c = open(v, 'default.web', await token('web', { labels: { app: 'web' } }));
+      const c = open(v, 'default.web.shop', await token('web.shop', { labels: { app: 'web' } }));
       assert.equal((await c.next()).uri, WEB_SPIFFE);
 
       await sleep(500);
@@ -148,12 +148,12 @@ describe('with a Dataplane, token claims are constraints and the identity comes 
   }
 
   it('FetchSecrets: a mismatching claim is UNAUTHENTICATED naming it; a plain token gets the Dataplane identity', async () => {
-    await assert.rejects(fetchDefault('default.web', await token('web', { labels: { app: 'payments' } })), (e: grpc.ServiceError) => {
+    await assert.rejects(fetchDefault('default.web.shop', await token('web.shop', { labels: { app: 'payments' } })), (e: grpc.ServiceError) => {
       assert.equal(e.code, grpc.status.UNAUTHENTICATED);
       assert.match(e.details, /label "app"="payments"/);
       return true;
     });
-    assert.equal((await fetchDefault('default.web', await token('web'))).uri, WEB_SPIFFE);
+    assert.equal((await fetchDefault('default.web.shop', await token('web.shop'))).uri, WEB_SPIFFE);
   });
 });
 
@@ -245,20 +245,22 @@ describe('without a Dataplane, each claim set is its own proxy and a revoked one
 describe('a gateway whose claims stop holding, and its workload claim', () => {
   for (const v of VARIANTS) {
     it(`${v}: a Dataplane added under an open gateway stream with claims it contradicts ends that stream UNAUTHENTICATED naming the claim; a stream of a claim set it agrees with goes on`, async () => {
-      const name = `gw-dp-${v}`;
+      // The Dataplane is team edge's (EDGE_LABELS name the namespace): its node id and tokens name it in full.
+      const dp = `gw-dp-${v}`;
+      const name = `${dp}.edge`;
       const node = `default.${name}`;
       const a = open(v, node, await token(name, { labels: PAY_LABELS }));
       assert.equal((await a.next()).uri, PAY_SPIFFE);
       const agreeing = open(v, node, await token(name, { labels: EDGE_LABELS }));
       assert.equal((await agreeing.next()).uri, EDGE_SPIFFE);
-      f.world.write(`${name}.yaml`, dataplaneYaml(name, EDGE_LABELS));
+      f.world.write(`${dp}.yaml`, dataplaneYaml(dp, EDGE_LABELS));
       try {
-        await refused(a, /token claim label "app"="payments" does not match Dataplane default\.gw-dp-[a-z-]+ \(no such label\)/, false);
+        await refused(a, /token claim label "app"="payments" does not match Dataplane default\.gw-dp-[a-z-]+\.edge \(no such label\)/, false);
         const still = await Promise.race([agreeing.ended, sleep(500).then(() => 'open' as const)]);
         assert.equal(still, 'open', 'the claim set the Dataplane agrees with keeps its stream');
         await refused(open(v, node, await token(name, { labels: PAY_LABELS })), /token claim label "app"="payments"/);
       } finally {
-        f.world.remove(`${name}.yaml`);
+        f.world.remove(`${dp}.yaml`);
         agreeing.close();
       }
     });

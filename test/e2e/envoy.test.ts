@@ -24,9 +24,9 @@ const samplePorts = { admin: 1, sds: 2, inbound: 3, outbound: 4, app: 5, peerInb
 
 it('the bootstraps the real-Envoy scenario derives from sidecar.yaml decode strictly (also without ENVOY_BIN)', () => {
   for (const w of [FRONTEND, BACKEND]) {
-    const boot = sidecarBootstrap({ nodeId: `default.${w.name}`, nodeCluster: w.app, token: 'aaa.bbb.ccc', kri: w.kri, peerSpiffeId: BACKEND.spiffeId, ports: samplePorts });
+    const boot = sidecarBootstrap({ nodeId: `default.${w.node}`, nodeCluster: w.app, token: 'aaa.bbb.ccc', kri: w.kri, peerSpiffeId: BACKEND.spiffeId, ports: samplePorts });
     const { value } = decodeBootstrapStrict(boot);
-    assert.equal((value['node'] as { id: string }).id, `default.${w.name}`);
+    assert.equal((value['node'] as { id: string }).id, `default.${w.node}`);
     const text = JSON.stringify(boot);
     assert.ok(!text.includes('kuma-system_identity_') && !text.includes('default.default.mesh.local'), 'every example value replaced');
     assert.ok(!text.includes('0.0.0.0') && !text.includes('${'), 'loopback only, no placeholder left');
@@ -98,7 +98,7 @@ describe('real Envoy sidecars with envoy-configs/sidecar.yaml', { timeout: 180_0
   async function startSidecar(w: Workload, appPort: number, peerInbound: (self: number) => number): Promise<Sidecar> {
     const ports = { admin: await freePort(), inbound: await freePort(), outbound: await freePort() };
     const spec: SidecarSpec = {
-      nodeId: `default.${w.name}`,
+      nodeId: `default.${w.node}`,
       nodeCluster: w.app,
       token: await world!.token(w),
       kri: w.kri,
@@ -132,7 +132,7 @@ describe('real Envoy sidecars with envoy-configs/sidecar.yaml', { timeout: 180_0
     // backend's outbound cluster points at its own inbound (as in sidecar.yaml); frontend's at backend's.
     backend = await startSidecar(BACKEND, appPort, (self) => self);
     frontend = await startSidecar(FRONTEND, appPort, () => backend.inbound);
-    const { secrets } = await fetchOnce({ server: world.sds, node: `default.${FRONTEND.name}`, token: await world.token(FRONTEND), names: [FRONTEND.kri, 'ALL'], timeoutMs: 15_000 });
+    const { secrets } = await fetchOnce({ server: world.sds, node: `default.${FRONTEND.node}`, token: await world.token(FRONTEND), names: [FRONTEND.kri, 'ALL'], timeoutMs: 15_000 });
     const [id, trust] = secrets;
     assert.ok(id?.kind === 'tls_certificate' && trust?.kind === 'spiffe');
     direct = { cert: id.certChainPem, key: id.keyPem, ca: trust.trustDomains.find((t) => t.name === BACKEND.trustDomain)!.pem };

@@ -35,7 +35,7 @@ describe('Node tls peers with the SPIFFE check Envoy does', { timeout: 120_000 }
 
   /** The validation context a workload gets (`system_trust_bundle`), split per trust domain. */
   async function trustOf(w: Workload): Promise<TrustDomains> {
-    const { secrets } = await fetchOnce({ server: world!.sds, node: `default.${w.name}`, token: await world!.token(w), names: ['system_trust_bundle'], timeoutMs: 15_000 });
+    const { secrets } = await fetchOnce({ server: world!.sds, node: `default.${w.node}`, token: await world!.token(w), names: ['system_trust_bundle'], timeoutMs: 15_000 });
     const s = secrets[0]!;
     assert.equal(s.kind, 'spiffe', 'system_trust_bundle is a SPIFFE validator config');
     return trustDomainsFrom(s.kind === 'spiffe' ? s.trustDomains : []);

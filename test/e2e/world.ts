@@ -5,7 +5,8 @@
 //   MeshIdentity frontend-id  app=frontend  trust domain frontend.mesh.local  (auto MeshTrust)
 //   MeshIdentity backend-id   app=backend   trust domain backend.mesh.local   (auto MeshTrust)
 //   MeshTrust    partner      partner.example, a CA made by openssl (manual)
-//   Dataplanes   frontend-1 (app=frontend), backend-1 (app=backend), namespace shop
+//   Dataplanes   frontend-1 (app=frontend), backend-1 (app=backend), namespace shop: node ids
+//                default.frontend-1.shop and default.backend-1.shop, as their tokens name them
 //
 // Removing a trust domain: the auto-created MeshTrusts live in the server's memory, not in files,
 // so the suite removes frontend's by rewriting frontend-id with `meshTrustCreation: Disabled`
@@ -36,8 +37,10 @@ const run = promisify(execFile);
 export const PARTNER_TD = 'partner.example';
 
 export interface Workload {
-  /** Dataplane name; node id is `default.<name>`. */
+  /** Dataplane name (of namespace shop). */
   name: string;
+  /** The name it connects as, `<name>.shop` (a token names a namespaced Dataplane in full); node id `default.<node>`. */
+  node: string;
   app: string;
   identity: string;
   trustDomain: string;
@@ -48,6 +51,7 @@ export interface Workload {
 
 const workload = (app: string): Workload => ({
   name: `${app}-1`,
+  node: `${app}-1.shop`,
   app,
   identity: `${app}-id`,
   trustDomain: `${app}.mesh.local`,
@@ -175,7 +179,7 @@ export async function startWorld(label: string): Promise<World> {
       const known = tokens.get(w.name);
       if (known) return known;
       const { stdout } = await run(process.execPath, [
-        CLI, 'token', 'generate', '--mesh', 'default', '--name', w.name, '--valid-for', '1h', '--state-dir', state, '--resources', resources,
+        CLI, 'token', 'generate', '--mesh', 'default', '--name', w.node, '--valid-for', '1h', '--state-dir', state, '--resources', resources,
       ], { cwd: root });
       const t = stdout.trim().split('\n').pop() ?? '';
       if (!/^[\w-]+\.[\w-]+\.[\w-]+$/.test(t)) throw new Error(`token generate for ${w.name} did not print a token on its last line`);
@@ -193,7 +197,7 @@ export async function startWorld(label: string): Promise<World> {
     const startAgent = async (w: Workload, o: { onUpdate?: string; identityName?: string } = {}): Promise<AgentHandle> => {
       const dir = agentDir(w);
       const args = [
-        CLI, 'fetch', '--server', `127.0.0.1:${sdsPort}`, '--node', `default.${w.name}`, '--token-file', await tokenFile(w),
+        CLI, 'fetch', '--server', `127.0.0.1:${sdsPort}`, '--node', `default.${w.node}`, '--token-file', await tokenFile(w),
         '--out-dir', dir, '--watch', '--json', '--name', o.identityName ?? w.kri, '--trust-name', 'ALL',
       ];
       if (o.onUpdate) args.push('--on-update', o.onUpdate);

@@ -103,7 +103,8 @@ test('fuzzing the gRPC endpoint over raw HTTP/2: each case ends with a clear sta
   const world = makeWorld();
   const server = await startWorldServer(world, { auth: 'token' });
   const sessions: ClientHttp2Session[] = [];
-  const healthy = new SotwClient(server.address, { node: 'default.web', token: await server.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 }) });
+  // The world's web is namespace shop's: its token and node id name it in full.
+  const healthy = new SotwClient(server.address, { node: 'default.web.shop', token: await server.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 }) });
   try {
     // A token signed by another server's key: well-formed, forged.
     const other = makeWorld();
@@ -174,14 +175,14 @@ test('fuzzing the gRPC endpoint over raw HTTP/2: each case ends with a clear sta
           await runOne(i);
           // Now and then, the healthy stream must still get a push.
           if (i % 500 === 250) {
-            server.svids.rotate('default.web');
+            server.svids.rotate('default.web.shop');
             healthy.ack(await healthy.next(10_000));
             pushes++;
           }
         }
       }),
     );
-    server.svids.rotate('default.web');
+    server.svids.rotate('default.web.shop');
     healthy.ack(await healthy.next(10_000));
     pushes++;
     t.diagnostic(`slowest case ${slowest} ms (${slowestCase}); healthy stream pushes during the run: ${pushes}`);

@@ -318,7 +318,7 @@ test('with a Dataplane the identity comes from its labels alone, and a proxy who
   }
 });
 
-test('a short node id whose only Kubernetes Dataplane is replaced by another namespace\'s of that name gets the new one\'s identity, and says so', async () => {
+test('--auth none: a short node id whose only Kubernetes Dataplane is replaced by another namespace\'s of that name gets the new one\'s identity, and says so', async () => {
   const warned: { o: object; m: string }[] = [];
   const h = await setup({ log: { warn: (o, m) => warned.push({ o, m }), info: () => undefined } });
   try {
@@ -331,6 +331,40 @@ test('a short node id whose only Kubernetes Dataplane is replaced by another nam
     await h.push(id, inNs('team-b'));
     await h.until(key, (p) => p.state === 'issued' && p.spiffeId.includes('/ns/team-b/'));
     assert.deepEqual(warned.map((w) => [w.m, w.o]), [['node id now names another Dataplane', { proxy: key, from: 'Dataplane/default/team-a/db-0', to: 'Dataplane/default/team-b/db-0' }]]);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a token proxy is not served through a short node id: a namespaced Dataplane that appears under it, or takes its name over from another namespace, denies it naming the full name; a token naming it in full is served', async () => {
+  const h = await setup();
+  try {
+    const id = meshIdentity('identity');
+    const inNs = (ns: string) => ({ ...dataplane('db-0', { ...web, 'k8s.kuma.io/namespace': ns, 'k8s.kuma.io/service-account': `db-${ns}` }), namespace: ns });
+    const gw = { 'k8s.kuma.io/namespace': 'edge', 'k8s.kuma.io/service-account': 'gw' };
+    await h.push(id);
+    // No Dataplane of that name yet: a gateway, served from its claims.
+    const short = h.svids.attach({ mesh: 'default', name: 'db-0', source: 'token', labels: gw });
+    await h.until(short, (p) => p.state === 'issued' && p.spiffeId.endsWith('/ns/edge/sa/gw'));
+    await h.push(id, inNs('team-a'));
+    const denied = await h.until(short, (p) => p.state === 'pending');
+    assert.ok(denied.state === 'pending' && denied.denied, 'denied: its streams end');
+    assert.match((denied as { reason: string }).reason, /token generate --mesh default --name db-0\.team-a\) and Envoy connect as default\.db-0\.team-a/);
+
+    const full = h.svids.attach({ mesh: 'default', name: 'db-0.team-a', source: 'token' });
+    await h.until(full, (p) => p.state === 'issued' && p.spiffeId.endsWith('/ns/team-a/sa/db-team-a'));
+
+    // Two namespaces hold db-0: the short node id names neither, as before (pending, not denied).
+    await h.push(id, inNs('team-a'), inNs('team-b'));
+    const ambiguous = await h.until(short, (p) => p.state === 'pending' && /ambiguous/.test(p.reason));
+    assert.ok(ambiguous.state === 'pending' && !ambiguous.denied);
+    // team-a's is deleted: the name now reaches team-b's alone, which a token never follows.
+    await h.push(id, inNs('team-b'));
+    const takeover = await h.until(short, (p) => p.state === 'pending' && !!p.denied);
+    assert.match((takeover as { reason: string }).reason, /--name db-0\.team-b\b/);
+    // The full name has no Dataplane now: a gateway without claims (no SPIFFE ID renders), never team-b's identity.
+    const gone = await h.until(full, (p) => p.state !== 'issued');
+    assert.equal(gone.state, 'rejected');
   } finally {
     await h.close();
   }

@@ -48,12 +48,12 @@ after(async () => {
 });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const token = () => s.tokens!.generate({ mesh: 'default', name: 'web', validForMs: 3600_000 });
+const token = () => s.tokens!.generate({ mesh: 'default', name: 'web.shop', validForMs: 3600_000 });
 
 /** Milliseconds from opening a new stream to its first response carrying `default`. */
 async function streamLatency(tok: string): Promise<number> {
   const t0 = performance.now();
-  const c = new SotwClient(s.address, { node: 'default.web', token: tok });
+  const c = new SotwClient(s.address, { node: 'default.web.shop', token: tok });
   try {
     c.request(['default']);
     for (;;) {
@@ -68,14 +68,14 @@ async function streamLatency(tok: string): Promise<number> {
 
 async function fetchLatency(tok: string): Promise<number> {
   const t0 = performance.now();
-  const res = await fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default'], type_url: SECRET_TYPE_URL }, tok);
+  const res = await fetchSecrets(s.address, { node: nodeOf('default.web.shop'), resource_names: ['default'], type_url: SECRET_TYPE_URL }, tok);
   assert.ok(secretsOf(res).has('default'));
   return performance.now() - t0;
 }
 
 test('a revocation made by another process reaches open and new streams within 5 s', async () => {
   const tok = await token();
-  const open = new SotwClient(s.address, { node: 'default.web', token: tok });
+  const open = new SotwClient(s.address, { node: 'default.web.shop', token: tok });
   try {
     open.request(['default']);
     open.ack(await open.next(10_000));

@@ -5,7 +5,10 @@ import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { createSecretKey } from 'node:crypto';
 import { MAC_KEY_STATE_KEY, TokenAuthority } from '../../src/server/tokens.js';
 import { signHs256 } from '../../src/server/jws.js';
-import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId, type RequestHeaders } from '../../src/server/auth.js';
+import { AuthError, authenticateStream, isLoopbackOrUnix, parseNodeId, type AuthOptions, type RequestHeaders } from '../../src/server/auth.js';
+import { dataplaneForNode } from '../../src/identity/proxy-index.js';
+import type { Dataplane } from '../../src/api/types.js';
+import { dataplane } from '../helpers/resources.js';
 
 const HOUR = 3600_000;
 
@@ -136,6 +139,47 @@ test('token mode: a missing or malformed node id is refused before the token is 
   const token = await tokens.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
   await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), undefined, { mode: 'token', tokens }), /node id missing/);
   await unauthenticated(() => authenticateStream(md(`Bearer ${token}`), 'nodot', { mode: 'token', tokens }), /node id must be "<mesh>\.<dataplane-name>"/);
+});
+
+test('token mode: a namespaced Dataplane reached only through its short node id is refused (node-mismatch) naming the full name to use; its full name, a Dataplane without namespace, a gateway and --auth none are as before', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const inNs = (name: string, ns: string): Dataplane => ({ ...dataplane(name, { 'k8s.kuma.io/namespace': ns, 'k8s.kuma.io/service-account': name }), namespace: ns });
+  let stored: Dataplane[] = [inNs('db-0', 'team-a'), dataplane('web', { app: 'web' })];
+  // What the server answers (ProxyIndex.dataplane): a node id's own Dataplane, else the only namespaced one of that name.
+  const opts: AuthOptions = { mode: 'token', tokens, dataplaneOf: (mesh, name) => dataplaneForNode(stored, mesh, name).dataplane };
+  const tok = (name: string, labels?: Record<string, string>) => tokens.generate({ mesh: 'default', name, labels, validForMs: HOUR });
+  const refusedShort = (token: string, full: string) =>
+    assert.throws(() => authenticateStream(md(`Bearer ${token}`), 'default.db-0', opts), (err: unknown) => {
+      assert.ok(err instanceof AuthError);
+      assert.equal(err.code, status.UNAUTHENTICATED);
+      assert.equal(err.reason, 'node-mismatch');
+      assert.ok(err.message.includes(`token generate --mesh default --name ${full}`), err.message);
+      assert.ok(err.message.includes(`Envoy connect as default.${full}`), err.message);
+      for (const part of token.split('.')) assert.ok(!err.message.includes(part), 'message must not contain the token');
+      return true;
+    });
+
+  const short = await tok('db-0');
+  refusedShort(short, 'db-0.team-a');
+  // Claims that equal the Dataplane's do not make the short name acceptable.
+  refusedShort(await tok('db-0', { 'k8s.kuma.io/namespace': 'team-a' }), 'db-0.team-a');
+  assert.equal(authenticateStream(md(`Bearer ${await tok('db-0.team-a')}`), 'default.db-0.team-a', opts).name, 'db-0.team-a');
+  assert.equal(authenticateStream(md(`Bearer ${await tok('web')}`), 'default.web', opts).name, 'web', 'a Dataplane without namespace');
+  assert.equal(authenticateStream(md(`Bearer ${await tok('edge-gw')}`), 'default.edge-gw', opts).name, 'edge-gw', 'a gateway without a Dataplane');
+
+  // team-a's db-0 is replaced by team-b's: the same token is refused, naming team-b's full name.
+  stored = [inNs('db-0', 'team-b')];
+  refusedShort(short, 'db-0.team-b');
+  // Two namespaces hold db-0: the short node id names neither (ambiguous, as before), so nothing is followed.
+  stored = [inNs('db-0', 'team-a'), inNs('db-0', 'team-b')];
+  assert.equal(authenticateStream(md(`Bearer ${short}`), 'default.db-0', opts).name, 'db-0');
+  // A Universal db-0 without namespace is the short node id's own Dataplane: not an alias.
+  stored = [inNs('db-0', 'team-a'), dataplane('db-0', { app: 'db' })];
+  assert.equal(authenticateStream(md(`Bearer ${short}`), 'default.db-0', opts).name, 'db-0');
+
+  // --auth none follows the alias as before: the node id alone selects the Dataplane.
+  stored = [inNs('db-0', 'team-a')];
+  assert.deepEqual(authenticateStream(md(), 'default.db-0', { ...opts, mode: 'none' }), { mesh: 'default', name: 'db-0', source: 'none' });
 });
 
 test('none mode: the principal comes from the node id alone and ignores any proxy-sent metadata', async () => {

@@ -36,13 +36,13 @@ test('a key or a token in a resource name, a type_url, a node id or a NACK detai
   const scan = new LeakScan();
   try {
     await s.ready;
-    const token = await s.tokens!.generate({ mesh: 'default', name: 'backend-1', validForMs: 3_600_000 });
-    const otherToken = await s.tokens!.generate({ mesh: 'default', name: 'frontend-1', validForMs: 3_600_000 });
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'backend-1.shop', validForMs: 3_600_000 });
+    const otherToken = await s.tokens!.generate({ mesh: 'default', name: 'frontend-1.shop', validForMs: 3_600_000 });
     scan.addToken(token);
     scan.addToken(otherToken);
     scan.addKeyPem(keyPem);
     const headers = { authorization: `Bearer ${token}` };
-    const stream = (req: Parameters<typeof discoveryRequest>[0]) => rawCall(session, PATHS.StreamSecrets, { headers, body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.backend-1', ...req }))] });
+    const stream = (req: Parameters<typeof discoveryRequest>[0]) => rawCall(session, PATHS.StreamSecrets, { headers, body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.backend-1.shop', ...req }))] });
 
     // Each is refused (INVALID_ARGUMENT or UNAUTHENTICATED), logged with a reason quoting it.
     for (const req of [{ names: [keyOnOneLine] }, { names: [otherToken] }, { names: ['default'], typeUrl: otherToken }, { node: `default.${otherToken}`, names: ['default'] }]) {
@@ -53,7 +53,7 @@ test('a key or a token in a resource name, a type_url, a node id or a NACK detai
     // A NACK whose detail holds a token, a key block and the key's bytes bare.
     const c = stream({ names: ['system_trust_bundle'] });
     await c.waitForMessages(1, 5000);
-    const nonce = [...s.registry.streams.values()].find((x) => x.info.proxy === 'default.backend-1')!.info.lastSent!.nonce;
+    const nonce = [...s.registry.streams.values()].find((x) => x.info.proxy === 'default.backend-1.shop')!.info.lastSent!.nonce;
     const detail = `x509 error: bad bundle; Bearer ${otherToken} ${keyPem.trim()} raw ${keyDerB64} tok ${otherToken} end`;
     c.stream.write(grpcFrame(Buffer.concat([discoveryRequest({ typeUrl: SECRET_TYPE, names: ['system_trust_bundle'], nonce }), field(6, Buffer.concat([Buffer.from([0x08, 0x03]), field(2, detail)]))])));
     const nack = async () => lines.find((l) => l.includes('proxy rejected a secret (NACK)'));
@@ -74,7 +74,7 @@ test('a key or a token in a resource name, a type_url, a node id or a NACK detai
     assert.equal(authFailed.node, 'default.[REDACTED]');
     const nackLine = JSON.parse((await nack())!) as { detail: string };
     assert.equal(nackLine.detail, 'x509 error: bad bundle; Bearer [REDACTED] [REDACTED] raw [REDACTED] tok [REDACTED] end');
-    const shown = (JSON.parse(debug) as { proxy: string; streams: { lastNack?: { detail: string } }[] }[]).find((p) => p.proxy === 'default.backend-1')!.streams.find((x) => x.lastNack)!;
+    const shown = (JSON.parse(debug) as { proxy: string; streams: { lastNack?: { detail: string } }[] }[]).find((p) => p.proxy === 'default.backend-1.shop')!.streams.find((x) => x.lastNack)!;
     assert.equal(shown.lastNack!.detail, nackLine.detail);
   } finally {
     session.close();
