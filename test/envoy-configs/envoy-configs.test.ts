@@ -8,6 +8,7 @@ import { meshIdentityKri } from '../../src/api/types.js';
 import { ProtoJsonError, decodeBootstrapStrict, fromAny, type DecodedMessage } from '../../src/xds/protos.js';
 import { classifySecretName } from '../../src/xds/names.js';
 import { parseSpiffeId } from '../../src/identity/spiffe-id.js';
+import { dataplaneNodeName } from '../../src/identity/proxy-index.js';
 
 const DIR = 'envoy-configs';
 const QUICKSTART = 'examples/quickstart';
@@ -21,7 +22,7 @@ const ZONE = 'default'; // mesh-sds --zone default, as `npm start` runs it
 /** The peer every outbound cluster calls: quickstart Dataplane backend-1 under MeshIdentity
  * `identity` with the default templates (trust domain {{ .Mesh }}.{{ .Zone }}.mesh.local, path
  * /ns/{{ .Namespace }}/sa/{{ .ServiceAccount }}); checked against the Dataplane's labels below. */
-const PEER = 'default.backend-1';
+const PEER = 'default.backend-1.shop';
 const PEER_SPIFFE_ID = 'spiffe://default.default.mesh.local/ns/shop/sa/backend';
 
 /** The example mesh each config is written for: its own zone's resources (node.id and identities
@@ -32,7 +33,7 @@ const QUICKSTART_EXAMPLE: Example = { dir: QUICKSTART, zone: ZONE, peer: PEER, p
  * backend-1 of zone-b, whose trust domain zone-a trusts only through federation. */
 const FEDERATION = 'examples/federation';
 const FEDERATION_ZONE_A: Example = {
-  dir: `${FEDERATION}/zone-a`, zone: 'zone-a', peer: 'default.backend-1',
+  dir: `${FEDERATION}/zone-a`, zone: 'zone-a', peer: 'default.backend-1.shop',
   peerDir: `${FEDERATION}/zone-b`, peerZone: 'zone-b', peerSpiffeId: 'spiffe://default.zone-b.mesh.local/ns/shop/sa/backend',
 };
 const exampleOf = (file: string): Example => (file.startsWith('federation-') ? FEDERATION_ZONE_A : QUICKSTART_EXAMPLE);
@@ -64,7 +65,8 @@ function quickstart(dir = QUICKSTART, zone = ZONE): { kris: string[]; dataplanes
   for (const f of readdirSync(dir).filter((n) => /\.(ya?ml|json)$/.test(n))) {
     for (const r of parseResources(readFileSync(join(dir, f), 'utf8'), f).resources) {
       if (r.kind === 'MeshIdentity') kris.push(meshIdentityKri(r, zone));
-      if (r.kind === 'Dataplane') dataplanes.set(`${r.mesh}.${r.name}`, r.labels);
+      // By the node id it is served as (a token names it so): `<mesh>.<name>.<namespace>` when namespaced.
+      if (r.kind === 'Dataplane') dataplanes.set(`${r.mesh}.${dataplaneNodeName(r)}`, r.labels);
     }
   }
   return { kris, dataplanes };
