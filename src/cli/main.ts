@@ -274,7 +274,7 @@ storeOptions(program.command('export-trust').description('print the trust bundle
 const token = program.command('token').description('proxy tokens');
 storeOptions(token.command('generate').description('sign a token for one dataplane; the token is printed alone on the last line'))
   .requiredOption('--mesh <mesh>')
-  .requiredOption('--name <name>', 'dataplane name')
+  .requiredOption('--name <name>', 'dataplane name: <name>.<namespace> for a Dataplane with a namespace')
   .option('--workload <workload>', 'workload claim (.Workload)')
   .option('--label <k=v>', 'label claim, repeatable', (v: string, acc: string[]) => [...acc, v], [] as string[])
   .option('--valid-for <duration>', 'lifetime: 1m to 87600h (10 years)', '24h')
@@ -300,6 +300,12 @@ storeOptions(token.command('generate').description('sign a token for one datapla
       const authority = await (await tokenAuthority()).open(state);
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
+    // Where the command can see the Dataplanes (--resources, --store): a short name that reaches a
+    // namespaced one is a token the server refuses (README "Authentication"). Advice only.
+    if (o.resources !== undefined || o.store !== undefined) {
+      const problem = await shortNameTokenWarning(o as StoreFlags, o.mesh, o.name).catch((e: Error) => `could not read the Dataplanes to check --name: ${e.message}`);
+      if (problem) err(`mesh-sds: warning: ${problem}`);
+    }
     err(`token for ${o.mesh}.${o.name}, valid for ${o.validFor}:`);
     out(t);
   });
@@ -434,6 +440,23 @@ async function refuseWithoutTokenKey(state: StateStore, o: { store?: string; sta
   const { MAC_KEY_STATE_KEY, SIGNING_KEY_STATE_KEY } = await import('../server/tokens.js');
   if ((await state.get(MAC_KEY_STATE_KEY)) !== undefined || (await state.get(SIGNING_KEY_STATE_KEY)) !== undefined) return;
   throw new Error(`${o.store ? 'the state of --store' : `--state-dir ${pathForMessage(o.stateDir)}`} holds no token key: ${consequence}`);
+}
+
+/**
+ * Why a server with --auth token would refuse a token for `mesh`.`name` as the store stands: the
+ * name reaches a namespaced Dataplane only through the short node id. Undefined when it does not.
+ */
+async function shortNameTokenWarning(flags: StoreFlags, mesh: string, name: string): Promise<string | undefined> {
+  const [{ firstValueFrom }, { dataplaneForNode }, { shortNameTokenProblem }] = await Promise.all([
+    import('rxjs'),
+    import('../identity/proxy-index.js'),
+    import('../identity/claims.js'),
+  ]);
+  return withStore(flags, async (store) => {
+    const { dataplane } = dataplaneForNode(resourcesOfKind(await firstValueFrom(store.snapshots$), 'Dataplane'), mesh, name);
+    const problem = dataplane && shortNameTokenProblem({ mesh, name }, dataplane);
+    return problem && `a server with --auth token refuses this token while that Dataplane exists: ${problem}`;
+  }, { readOnly: true });
 }
 
 /** Its error never quotes the token itself, when given in place of the path. */

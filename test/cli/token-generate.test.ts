@@ -1,7 +1,7 @@
 // `token generate` refuses what would make a useless or dangerous token, saying exactly what is wrong.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
@@ -99,6 +99,30 @@ test('token generate refuses a state that holds no token key (a mistyped --state
       const again = await gen(join(root, 'state'), ...more);
       assert.equal(again.code, 0, again.stderr);
       assert.equal(kidOf(again.stdout.trim().split('\n').at(-1)!), kid, `same key ${more.join(' ')}`);
+    }
+  });
+});
+
+test('token generate warns when --resources shows that the short --name reaches a namespaced Dataplane (the server would refuse the token), naming the full name; the full name, a Dataplane without namespace and a gateway name get no warning', async () => {
+  await withStateDir(async (root) => {
+    const resources = join(root, 'resources');
+    await mkdir(resources);
+    await writeFile(
+      join(resources, 'dataplanes.yaml'),
+      [
+        'apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmetadata:\n  name: db-0\n  namespace: team-a\n  labels: { kuma.io/mesh: default, app: db }\n',
+        'type: Dataplane\nname: web\nmesh: default\nlabels: { app: web }\n',
+      ].join('---\n'),
+    );
+    const gen = (name: string) => meshSds(['token', 'generate', '--mesh', 'default', '--name', name, '--resources', resources, '--state-dir', join(root, 'state'), '--create-key']);
+    const short = await gen('db-0');
+    assert.equal(short.code, 0, short.stderr);
+    assert.match(short.stderr, /warning: a server with --auth token refuses this token while that Dataplane exists: .*\(token generate --mesh default --name db-0\.team-a\) and Envoy connect as default\.db-0\.team-a/);
+    assert.match(short.stdout.trim(), /^[\w-]+\.[\w-]+\.[\w-]+$/, 'the token is still printed');
+    for (const name of ['db-0.team-a', 'web', 'edge-gw']) {
+      const r = await gen(name);
+      assert.equal(r.code, 0, r.stderr);
+      assert.doesNotMatch(r.stderr, /refuses this token/, name);
     }
   });
 });
