@@ -185,7 +185,8 @@ function openStreams(i: number, p: Proxy, conn: RawGrpcConnection): void {
       },
       headers,
     );
-    call.write(enc.first(`default.dp-${id}`, `dp-${id}`));
+    // Dataplane dp-i of namespace bench, by its full node id (a token names it so).
+    call.write(enc.first(`default.dp-${id}.bench`, `dp-${id}`));
     return call;
   });
 }
@@ -226,10 +227,10 @@ function connectAll(): void {
 
 /** The hand encoders must produce what protobufjs reads back: checked once per generator. */
 function checkEncoders(enc: Encoders, names: string[]): void {
-  const first = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', enc.first('default.dp-0', 'dp-0')) as Record<string, any>;
+  const first = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', enc.first('default.dp-0.bench', 'dp-0')) as Record<string, any>;
   const ack = decodeMessage('envoy.service.discovery.v3.DiscoveryRequest', enc.ack('7', 'nonce-1')) as Record<string, any>;
   const ok =
-    first.node?.id === 'default.dp-0' && first.node?.cluster === 'dp-0' && JSON.stringify(first.resource_names) === JSON.stringify(names) &&
+    first.node?.id === 'default.dp-0.bench' && first.node?.cluster === 'dp-0' && JSON.stringify(first.resource_names) === JSON.stringify(names) &&
     first.type_url === SECRET_TYPE_URL && ack.version_info === '7' && ack.response_nonce === 'nonce-1' && JSON.stringify(ack.resource_names) === JSON.stringify(names);
   if (!ok) send({ type: 'fatal', message: `request encoder mismatch: ${JSON.stringify({ first, ack })}` });
 }

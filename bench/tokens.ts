@@ -7,11 +7,11 @@ import { join } from 'node:path';
 import { withState } from '../src/cli/offline.js';
 import { TokenAuthority } from '../src/server/tokens.js';
 
-/** Writes one token per line (line i for `default.dp-i`) to `file`; returns ms taken. */
+/** Writes one token per line (line i for `default.dp-i.bench`: Dataplane dp-i of namespace bench, named in full) to `file`; returns ms taken. */
 export async function makeTokens(root: string, n: number, file: string, where: { stateDir: string; store?: string }): Promise<number> {
   const t0 = performance.now();
   const storeArgs = where.store ? ['--store', where.store, '--insecure-plaintext-state'] : ['--state-dir', where.stateDir];
-  const first = execFileSync(process.execPath, [join(root, 'bin/mesh-sds.js'), 'token', 'generate', '--mesh', 'default', '--name', 'dp-0', '--valid-for', '24h', '--create-key', ...storeArgs], {
+  const first = execFileSync(process.execPath, [join(root, 'bin/mesh-sds.js'), 'token', 'generate', '--mesh', 'default', '--name', 'dp-0.bench', '--valid-for', '24h', '--create-key', ...storeArgs], {
     cwd: root,
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'ignore'],
@@ -23,7 +23,7 @@ export async function makeTokens(root: string, n: number, file: string, where: {
   const tokens = [first];
   await withState({ stateDir: where.stateDir, store: where.store, insecurePlaintextState: !!where.store }, async (state) => {
     const authority = await TokenAuthority.open(state);
-    for (let i = 1; i < n; i++) tokens.push(await authority.generate({ mesh: 'default', name: `dp-${i}`, validForMs: 24 * 3600_000 }));
+    for (let i = 1; i < n; i++) tokens.push(await authority.generate({ mesh: 'default', name: `dp-${i}.bench`, validForMs: 24 * 3600_000 }));
   });
   writeFileSync(file, tokens.join('\n') + '\n', { mode: 0o600 });
   return performance.now() - t0;
