@@ -108,9 +108,12 @@ export function claimMismatch(p: Claims, dataplane: { labels: Readonly<Record<st
  * namespace. (`--auth none` keeps the alias: there the node id alone selects the Dataplane.)
  */
 export function shortNameTokenProblem(p: Claims, dataplane: { name: string; namespace: string }): string | undefined {
-  if (dataplane.namespace === '') return undefined;
-  const full = flatKey(dataplane.name, '.', dataplane.namespace);
-  // Its own node id (the Dataplane found by its full name) is not the alias.
-  if (p.name === full) return undefined;
+  const { name, namespace } = dataplane;
+  if (namespace === '') return undefined;
+  // Its own node id (the Dataplane found by `<name>.<namespace>`) is not the alias. Compared in
+  // place: this runs on every stream a namespaced Dataplane's proxy opens.
+  const n = p.name;
+  if (n.length === name.length + 1 + namespace.length && n.startsWith(name) && n.charCodeAt(name.length) === 46 /* . */ && n.endsWith(namespace)) return undefined;
+  const full = `${name}.${namespace}`;
   return `token for ${nodeKeyOf(p)} reaches Dataplane ${dataplane.name} of namespace ${dataplane.namespace} only through the short node id, which follows the name to whichever namespace holds it: a token must name a namespaced Dataplane in full (token generate --mesh ${p.mesh} --name ${full}) and Envoy connect as ${p.mesh}.${full}`;
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { claimMismatch, claimsHash, proxyKeyOf } from '../../src/identity/claims.js';
+import { claimMismatch, claimsHash, proxyKeyOf, shortNameTokenProblem } from '../../src/identity/claims.js';
 
 test('proxy key: the node id for a plain token, node id + canonical claims hash otherwise', () => {
   assert.equal(proxyKeyOf({ mesh: 'default', name: 'gw' }), 'default.gw');
@@ -30,4 +30,14 @@ test('claim mismatch names the first claim that differs from the Dataplane, or n
   assert.match(claimMismatch({ mesh: 'm', name: 'n', labels: { zone: 'x' } }, dp)!, /label "zone"="x" .*no such label/);
   assert.match(claimMismatch({ mesh: 'm', name: 'n', workload: 'other' }, dp)!, /workload "other" does not match .*"shop"/);
   assert.match(claimMismatch({ mesh: 'm', name: 'n', workload: 'w' }, { labels: {} })!, /workload "w" .*no "kuma\.io\/workload" label/);
+});
+
+test('shortNameTokenProblem: a namespaced Dataplane named without its namespace is a problem naming the full name; by its full name, or a Dataplane without namespace, is not', () => {
+  const dp = { name: 'db-0', namespace: 'team-a' };
+  const p = shortNameTokenProblem({ mesh: 'default', name: 'db-0' }, dp);
+  assert.ok(p?.includes('(token generate --mesh default --name db-0.team-a) and Envoy connect as default.db-0.team-a'), p);
+  assert.equal(shortNameTokenProblem({ mesh: 'default', name: 'db-0.team-a' }, dp), undefined);
+  assert.equal(shortNameTokenProblem({ mesh: 'default', name: 'db-0' }, { name: 'db-0', namespace: '' }), undefined);
+  // Names of the full name's length and ends that are not it are not it.
+  for (const name of ['db-0xteam-a', 'db-0.team-b', 'db-1.team-a', 'db-0.team-a.x', 'db-0.tea']) assert.ok(shortNameTokenProblem({ mesh: 'default', name }, dp), name);
 });
