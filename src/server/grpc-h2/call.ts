@@ -72,6 +72,9 @@ function onStreamDrain(this: StreamWithCall): void {
 function onWantTrailers(this: StreamWithCall): void {
   this[CALL].sendTrailers();
 }
+function resetAfterTrailers(stream: ServerHttp2Stream): void {
+  if (!stream.closed && !stream.destroyed && !stream.readableEnded) stream.close(NGHTTP2_NO_ERROR);
+}
 /** A call ended for unread responses holds them until its trailers can follow: not for longer than this. */
 const UNREAD_GRACE_MS = 10_000;
 function resetUnread(stream: ServerHttp2Stream): void {
@@ -304,6 +307,11 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   sendTrailers(): void {
     if (this.stream.destroyed) return;
     this.stream.sendTrailers({ 'grpc-status': String(this.endCode), 'grpc-message': grpcMessageHeader(this.endDetails) });
+    // A client that has not finished sending gets RST_STREAM(NO_ERROR) after the status, as grpc-go
+    // sends: one that never ends its side (a hostile or careless peer) kept the half-closed stream,
+    // its call and everything the call held (~4.4 KB each) until the whole connection ended. Not
+    // from inside 'wantTrailers': nghttp2 would drop the trailers it has not written yet.
+    if (!this.stream.readableEnded) setImmediate(resetAfterTrailers, this.stream);
   }
 
   /** @internal A DATA chunk arrived. */
