@@ -6,6 +6,7 @@ import { federatedViews } from '../federation/view.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
 import { currentCaEnd } from '../identity/ca-history.js';
+import { flatKey } from '../api/flat-key.js';
 import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
 import { openStore } from '../store/open.js';
@@ -145,6 +146,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     log,
     onIssued: ({ mesh, identity, seconds, svid }) => {
       metrics.svidIssued.inc({ mesh, identity });
+      issuedSeries.add(flatKey(mesh, '/', identity));
       metrics.svidIssueSeconds.observe(seconds);
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
@@ -174,6 +176,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   };
   const trustExpiryCheck = setInterval(() => trustView && reportExpiredTrust(trustView), cfg.trustExpiryCheckMs ?? 30_000);
   trustExpiryCheck.unref();
+  /** `<mesh>/<identity name>` of every svid_issued_total series: one whose identity is gone loses it. */
+  const issuedSeries = new Set<string>();
   /** Identity KRIs with a CA expiry series, and its value: one whose identity is gone loses its series. */
   let caExpirySeries = new Map<string, number>();
   const onView = (view: AuthorityView) => {
@@ -194,6 +198,16 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     // A deleted MeshIdentity's CA is served no more: its series would alert on it until a restart.
     for (const kri of caExpirySeries.keys()) if (!withCa.has(kri)) metrics.certificateExpiry.remove({ kind: 'ca', name: kri });
     caExpirySeries = withCa;
+    // Nor does it issue: a server whose identities come and go must not keep a series for each one.
+    if (issuedSeries.size > 0) {
+      const live = new Set([...view.identities.values()].map((st) => flatKey(st.identity.mesh, '/', st.identity.name)));
+      for (const key of issuedSeries) {
+        if (live.has(key)) continue;
+        const slash = key.indexOf('/');
+        metrics.svidIssued.remove({ mesh: key.slice(0, slash), identity: key.slice(slash + 1) });
+        issuedSeries.delete(key);
+      }
+    }
   };
   const federation = new FederationFollower({
     state,

@@ -75,9 +75,16 @@ test('mesh_sds_streams: a mesh and API keep a series while they have open stream
   }
 });
 
-test('a deleted MeshIdentity takes its CA expiry series with it; the remaining identity keeps its own', async () => {
+test('a deleted MeshIdentity takes its CA expiry and SVID-issued series with it; the remaining identity keeps its own', async () => {
   const s = await quickstartServer('ca');
+  const session = rawConnect(s.address);
   try {
+    const issuedSeries = async () => (await seriesOf(s, 'mesh_sds_svid_issued_total')).map((l) => /identity="([^"]+)"/.exec(l)![1]).sort();
+    const payments = rawCall(session, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.payments-1.billing', names: ['default'] }))] });
+    const web = rawCall(session, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.backend-1.shop', names: ['default'] }))] });
+    await until('both identities issued', async () => ((await issuedSeries()).length === 2 ? true : undefined), 10_000);
+    payments.stream.close();
+    web.stream.close();
     const caSeries = async () => (await seriesOf(s, 'mesh_sds_certificate_expiry_timestamp_seconds')).filter((l) => l.includes('kind="ca"')).map((l) => /name="([^"]+)"/.exec(l)![1]);
     assert.deepEqual((await caSeries()).sort(), ['kri_mid_default_default_kuma-system_identity_', 'kri_mid_default_default_kuma-system_payments_']);
     const file = join(root, 'ca', 'resources', 'identities.yaml');
@@ -90,10 +97,12 @@ test('a deleted MeshIdentity takes its CA expiry series with it; the remaining i
       return names.length === 1 ? names : undefined;
     });
     assert.deepEqual(left, ['kri_mid_default_default_kuma-system_identity_']);
+    assert.deepEqual(await issuedSeries(), ['identity'], 'the deleted identity issues no more: its series goes too');
     // Back again: its series too.
     await writeFile(file, identities);
     await until('payments back in /metrics', async () => ((await caSeries()).length === 2 ? true : undefined));
   } finally {
+    session.close();
     await s.close();
   }
 });
