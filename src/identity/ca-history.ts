@@ -1,5 +1,4 @@
-import { X509Certificate } from 'node:crypto';
-import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
+import { caTrustDomains } from '../api/pem.js';
 import type { StateStore } from '../store/types.js';
 
 /** One CA an identity has issued with; kept in the trust bundle until its last leaf expires. */
@@ -119,27 +118,4 @@ export function inTrustDomain(entries: readonly CaHistoryEntry[], trustDomain: s
     if (e.trustDomain !== undefined) return e.trustDomain === trustDomain;
     return !legacyDomains(e.pem).some((d) => d !== trustDomain);
   });
-}
-
-const caEnds = new WeakMap<CaHistoryEntry, number | undefined>();
-
-/**
- * When the current CA of a history ends (Unix seconds), or undefined: what an identity whose CA is
- * refused after a restart (an expired one, say) reports as its CA's expiry. Parsed once per entry.
- */
-export function currentCaEnd(history: readonly CaHistoryEntry[] | undefined): number | undefined {
-  const current = history?.find((e) => e.retireAfter === undefined);
-  if (!current) return undefined;
-  if (!caEnds.has(current)) {
-    let end: number | undefined;
-    try {
-      // The earliest end of what the record holds (a chain ends with its first certificate to expire).
-      const ends = splitPemCertificates(current.pem).ders.map((der) => Date.parse(new X509Certificate(der).validTo) / 1000);
-      end = ends.length > 0 ? Math.min(...ends) : undefined;
-    } catch {
-      end = undefined; // a damaged record is reported where it is read (CA history damaged)
-    }
-    caEnds.set(current, end);
-  }
-  return caEnds.get(current);
 }

@@ -5,7 +5,6 @@ import { FederationFollower, type FollowerOptions } from '../federation/follower
 import { federatedViews } from '../federation/view.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
-import { currentCaEnd } from '../identity/ca-history.js';
 import { flatKey } from '../api/flat-key.js';
 import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
@@ -188,9 +187,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     metrics.resourceErrors.set(view.snapshot.errors.length);
     const withCa = new Map<string, number>();
     for (const st of view.identities.values()) {
-      // An identity whose CA expired (or was refused) keeps its last end, a time in the past, so an
-      // expiry alert keeps firing rather than resolving the moment every leaf is dead.
-      const end = st.ca ? st.ca.notAfter.getTime() / 1000 : (caExpirySeries.get(st.kri) ?? currentCaEnd(st.caHistory));
+      // An identity whose CA expired keeps that CA's end, a time in the past, so an expiry alert
+      // keeps firing rather than resolving the moment every leaf is dead: the refused CA's own end
+      // (after a restart too), else the last one reported.
+      const end = st.ca ? st.ca.notAfter.getTime() / 1000 : st.refusedCaEnd ? st.refusedCaEnd.getTime() / 1000 : caExpirySeries.get(st.kri);
       if (end === undefined) continue;
       metrics.certificateExpiry.set({ kind: 'ca', name: st.kri }, end);
       withCa.set(st.kri, end);

@@ -198,3 +198,39 @@ test('isLoopbackOrUnix accepts only loopback hosts and unix sockets', () => {
     assert.equal(isLoopbackOrUnix(a), false, a);
   }
 });
+
+test('each refusal carries the auth-failures reason it is counted under, whatever node id or message it quotes', async () => {
+  const tokens = await TokenAuthority.open(new MemoryStateStore());
+  const other = await TokenAuthority.open(new MemoryStateStore());
+  const web = dataplane('web', { app: 'web' });
+  const opts: AuthOptions = { mode: 'token', tokens, dataplaneOf: (mesh, name) => (mesh === 'default' && name === 'web' ? web : undefined) };
+  const tokenFor = (name: string, claims: { labels?: Record<string, string>; workload?: string } = {}, validForMs = HOUR) =>
+    tokens.generate({ mesh: 'default', name, validForMs, ...claims });
+  const good = await tokenFor('web');
+  const revoked = await tokenFor('web');
+  await tokens.revokeToken(revoked);
+  const expiring = await tokenFor('web', {}, 1000);
+  const forged = await other.generate({ mesh: 'default', name: 'web', validForMs: HOUR });
+  const mismatched = await tokenFor('web', { labels: { app: 'payments' } });
+  await new Promise((r) => setTimeout(r, 2100)); // past the expiring token's exp (whole seconds)
+  const cases: [string, string, string | string[] | undefined][] = [
+    ['no-token', 'default.web', undefined],
+    ['no-token', 'default.web', 'Basic abc'],
+    ['no-token', 'default.web', [`Bearer ${good}`, `Bearer ${good}`]],
+    ['bad-node-id', 'nodot', `Bearer ${good}`],
+    ['malformed', 'default.web', 'Bearer not-a-jwt'],
+    ['signature', 'default.web', `Bearer ${forged}`],
+    ['revoked', 'default.web', `Bearer ${revoked}`],
+    ['expired', 'default.web', `Bearer ${expiring}`],
+    ['node-mismatch', 'default.revoked-expired-signature-Bearer', `Bearer ${good}`],
+    ['claims', 'default.web', `Bearer ${mismatched}`],
+  ];
+  for (const [reason, node, authorization] of cases) {
+    assert.throws(
+      () => authenticateStream(md(authorization), node, opts),
+      (e: unknown) => e instanceof AuthError && e.reason === reason,
+      `${reason}: ${node}`,
+    );
+  }
+  assert.equal(authenticateStream(md(`Bearer ${good}`), 'default.web', opts).name, 'web');
+});

@@ -173,3 +173,59 @@ test('a CA that expires while nothing changes: its identity keeps its CA expiry 
     await s.close();
   }
 });
+
+/** An intermediate of `trustDomain` that ended an hour ago, with its root (valid for years), and the intermediate's key. */
+async function expiredIntermediate(trustDomain: string): Promise<{ certPem: string; keyPem: string; notAfter: Date }> {
+  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+  const rootKeys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const root = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: '01',
+    name: `CN=${trustDomain} root`,
+    notBefore: new Date(Date.now() - 86_400_000),
+    notAfter: new Date(Date.now() + 10 * 365 * 86_400_000),
+    keys: rootKeys,
+    signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(rootKeys.publicKey),
+    ],
+  });
+  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
+  const notAfter = new Date(Math.floor((Date.now() - 3_600_000) / 1000) * 1000);
+  const inter = await x509.X509CertificateGenerator.create({
+    serialNumber: '02',
+    subject: `CN=${trustDomain} intermediate`,
+    issuer: root.subject,
+    notBefore: new Date(Date.now() - 86_400_000),
+    notAfter,
+    publicKey: keys.publicKey,
+    signingKey: rootKeys.privateKey,
+    signingAlgorithm: alg,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(rootKeys.publicKey),
+      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
+    ],
+  });
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
+  return { certPem: `${inter.toString('pem')}\n${root.toString('pem')}\n`, keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`, notAfter };
+}
+
+test('a server started with an expired intermediate reports that intermediate\'s end as its CA expiry, not its root\'s', async () => {
+  const resourcesDir = join(root, 'expired-at-start', 'resources');
+  await mkdir(resourcesDir, { recursive: true });
+  const ca = await expiredIntermediate('late.example');
+  await writeFile(join(resourcesDir, 'all.yaml'), yamlDocs(meshIdentityYaml('late', { namespace: 'kuma-system', trustDomain: 'late.example', ca }), dataplaneYaml('web-1', { app: 'web' })));
+  const s = await startServer({ resourcesDir, stateDir: join(root, 'expired-at-start', 'state'), listen: '127.0.0.1:0', auth: 'none', zone: 'default', admin: '127.0.0.1:0', logger: createLogger('silent') });
+  try {
+    await s.ready.catch(() => undefined);
+    const series = `mesh_sds_certificate_expiry_timestamp_seconds{kind="ca",name="kri_mid_default_default_kuma-system_late_"} ${ca.notAfter.getTime() / 1000}`;
+    const all = await seriesOf(s, 'mesh_sds_certificate_expiry_timestamp_seconds');
+    assert.ok(all.includes(series), all.join('\n'));
+  } finally {
+    await s.close();
+  }
+});
