@@ -447,13 +447,15 @@ async function refuseWithoutTokenKey(state: StateStore, o: { store?: string; sta
  * name reaches a namespaced Dataplane only through the short node id. Undefined when it does not.
  */
 async function shortNameTokenWarning(flags: StoreFlags, mesh: string, name: string): Promise<string | undefined> {
-  const [{ firstValueFrom }, { dataplaneForNode }, { shortNameTokenProblem }] = await Promise.all([
+  const [{ firstValueFrom }, { ambiguousNodeReason, dataplaneForNode }, { shortNameTokenProblem }] = await Promise.all([
     import('rxjs'),
     import('../identity/proxy-index.js'),
     import('../identity/claims.js'),
   ]);
   return withStore(flags, async (store) => {
-    const { dataplane } = dataplaneForNode(resourcesOfKind(await firstValueFrom(store.snapshots$), 'Dataplane'), mesh, name);
+    const { dataplane, ambiguous } = dataplaneForNode(resourcesOfKind(await firstValueFrom(store.snapshots$), 'Dataplane'), mesh, name);
+    // Several namespaces' Dataplanes of that name: served none now, and refused once only one is left.
+    if (ambiguous) return `a server with --auth token never serves this token: ${ambiguousNodeReason(`${mesh}.${name}`, ambiguous)}, with a token naming that Dataplane in full`;
     const problem = dataplane && shortNameTokenProblem({ mesh, name }, dataplane);
     return problem && `a server with --auth token refuses this token while that Dataplane exists: ${problem}`;
   }, { readOnly: true });

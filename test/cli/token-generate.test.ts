@@ -126,3 +126,15 @@ test('token generate warns when --resources shows that the short --name reaches 
     }
   });
 });
+
+test('token generate warns that a short --name several namespaces\' Dataplanes answer to is never served, naming the full node ids', async () => {
+  await withStateDir(async (root) => {
+    const resources = join(root, 'resources');
+    await mkdir(resources);
+    const dp = (ns: string) => `apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmetadata:\n  name: db-0\n  namespace: ${ns}\n  labels: { kuma.io/mesh: default, app: db }\n`;
+    await writeFile(join(resources, 'dataplanes.yaml'), [dp('team-a'), dp('team-b')].join('---\n'));
+    const r = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'db-0', '--resources', resources, '--state-dir', join(root, 'state'), '--create-key']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /warning: a server with --auth token never serves this token: node id default\.db-0 is ambiguous: .*connect as default\.db-0\.team-a or default\.db-0\.team-b, with a token naming that Dataplane in full/);
+  });
+});
