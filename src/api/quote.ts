@@ -16,14 +16,13 @@ export function quoted(text: string, max = QUOTED_CHARS): string {
   return text.length <= max ? q : `${q}... (${text.length - max} more characters)`;
 }
 
-/** Every control character a terminal acts on (C0 but the line break, ESC among them; DEL; C1), and the characters of ACTING. */
-// eslint-disable-next-line no-control-regex -- finding them is the point
-const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+/** Every control character a terminal acts on (C0 but the line break and the tab, ESC among them; DEL; C1), and the characters of ACTING. */
+const CONTROL = new RegExp(`[\\u0000-\\u0008\\u000b-\\u001f${ACTING.source.slice(1, -1)}]`, 'g');
 
 /**
  * Text from someone else (a server's status details, a command's output) made safe to print as
  * lines: each acting character becomes its `\uXXXX` escape, so an escape sequence cannot clear the
- * screen or set the title; line breaks stay. Scrub secrets first: this does not remove them.
+ * screen or set the title; line breaks and tabs stay. Scrub secrets first: this does not remove them.
  */
 export function printable(text: string): string {
   return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);

@@ -117,7 +117,7 @@ function tokenOnEachConnect(opts: FetchCliOptions, io: FetchIo, first: string | 
   return () => {
     try {
       current = resolveToken(opts, io.env ?? process.env);
-      if (current) tokens.add(current);
+      if (current) rememberToken(tokens, current);
       lastProblem = '';
     } catch (e) {
       const problem = (e as Error).message;
@@ -128,9 +128,24 @@ function tokenOnEachConnect(opts: FetchCliOptions, io: FetchIo, first: string | 
   };
 }
 
+/** Shorter text is no token (a mesh-sds token is ~200 characters) but a torn read of one: redacting it would garble every message. */
+const MIN_REDACTED_TOKEN = 16;
+/** The current token and the ones before it that may still appear in a message. */
+const REDACTED_TOKENS = 4;
+
+function rememberToken(tokens: Set<string>, token: string): void {
+  if (token.length < MIN_REDACTED_TOKEN) return;
+  tokens.delete(token);
+  tokens.add(token);
+  for (const old of tokens) {
+    if (tokens.size <= REDACTED_TOKENS) break;
+    tokens.delete(old);
+  }
+}
+
 export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<number> {
   let token: string | undefined;
-  /** Every token read (a watched --token-file may be refreshed). */
+  /** The last tokens read (a watched --token-file may be refreshed), redacted from every message. */
   const tokens = new Set<string>();
   // Belt and braces: whatever ends up in a message, no token is ever printed (nor, on stderr, any other credential).
   const scrub = (s: string) => [...tokens].reduce((text, t) => text.split(t).join('<redacted>'), s);
@@ -142,7 +157,7 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   try {
     validate(opts);
     token = resolveToken(opts, io.env ?? process.env);
-    if (token) tokens.add(token);
+    if (token) rememberToken(tokens, token);
     tls = tlsOptions(opts);
   } catch (e) {
     if (e instanceof UsageError) {

@@ -5,6 +5,7 @@
 // way (EBUSY on a bind-mounted file, a directory in the way) puts back what was already replaced, so
 // a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
@@ -14,10 +15,27 @@ export interface StagedFile {
   abort(): Promise<void>;
 }
 
+/**
+ * Temp files written and not yet renamed or removed. A process that exits in the middle of a write
+ * (a stop whose grace ran out) removes them on its way out: one may hold a private key.
+ */
+const pending = new Set<string>();
+let removeOnExit = false;
+
 export async function stageFile(path: string, data: string | Buffer, mode: number): Promise<StagedFile> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  if (!removeOnExit) {
+    removeOnExit = true;
+    process.once('exit', () => {
+      for (const f of pending) rmSync(f, { force: true });
+    });
+  }
   // Created with the final mode, so a key is never readable by others, not even as a temp file.
-  const fh = await open(tmp, 'wx', mode);
+  pending.add(tmp);
+  const fh = await open(tmp, 'wx', mode).catch((e: unknown) => {
+    pending.delete(tmp);
+    throw e;
+  });
   try {
     await fh.writeFile(data);
     await fh.chmod(mode); // the umask may have narrowed it; make it exact
@@ -25,13 +43,20 @@ export async function stageFile(path: string, data: string | Buffer, mode: numbe
   } catch (e) {
     await fh.close().catch(() => undefined);
     await rm(tmp, { force: true });
+    pending.delete(tmp);
     throw e;
   }
   await fh.close();
   return {
     path,
-    commit: () => rename(tmp, path),
-    abort: () => rm(tmp, { force: true }),
+    commit: async () => {
+      await rename(tmp, path);
+      pending.delete(tmp);
+    },
+    abort: async () => {
+      await rm(tmp, { force: true });
+      pending.delete(tmp);
+    },
   };
 }
 
@@ -81,7 +106,13 @@ async function putBack(done: { file: StagedFile; previous: Previous }[]): Promis
     try {
       if (previous === 'unreadable') throw new Error('its previous content could not be read');
       if (previous === 'absent') await rm(file.path, { force: true });
-      else await (await stageFile(file.path, previous.data, previous.mode)).commit();
+      else {
+        const restore = await stageFile(file.path, previous.data, previous.mode);
+        await restore.commit().catch(async (e: unknown) => {
+          await restore.abort(); // its copy of the old key must not stay either
+          throw e;
+        });
+      }
     } catch {
       failed.push(basename(file.path));
     }

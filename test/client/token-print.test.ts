@@ -24,3 +24,10 @@ test('mesh-sds fetch with a token holding a non-ASCII character fails with a cle
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a token too short to be one (a torn read of a token file) is not redacted from messages: they stay readable', async () => {
+  const r = await meshSds(['fetch', '--server', '127.0.0.1:1', '--node', 'default.web', '--token', 'e', '--timeout', '1s'], { timeoutMs: 20_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /^mesh-sds fetch: /);
+  assert.doesNotMatch(r.stderr, /redacted/);
+});
