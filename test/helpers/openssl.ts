@@ -50,22 +50,31 @@ export function makeLeaf(cn: string): string {
   }
 }
 
-/** A CA that expired in 2021 (openssl 3.0 cannot back-date, so @peculiar/x509 makes this one). */
-export async function makeExpiredCa(cn: string): Promise<TestCa> {
+/**
+ * A self-signed P-256 CA valid until `notAfter` (from `notBefore`, default a minute ago), with a
+ * SPIFFE URI SAN when a trust domain is given: openssl 3.0 cannot date a certificate so, @peculiar/x509 can.
+ */
+export async function makeCaUntil(cn: string, notAfter: Date, opts: { notBefore?: Date; trustDomain?: string } = {}): Promise<TestCa> {
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     name: `CN=${cn}`,
-    notBefore: new Date('2020-01-01T00:00:00Z'),
-    notAfter: new Date('2021-01-01T00:00:00Z'),
+    notBefore: opts.notBefore ?? new Date(Date.now() - 60_000),
+    notAfter,
     keys,
     signingAlgorithm: alg,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      ...(opts.trustDomain ? [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${opts.trustDomain}` }])] : []),
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   return { certPem: cert.toString('pem') + '\n', keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') + '\n' };
+}
+
+/** A CA that expired in 2021. */
+export function makeExpiredCa(cn: string): Promise<TestCa> {
+  return makeCaUntil(cn, new Date('2021-01-01T00:00:00Z'), { notBefore: new Date('2020-01-01T00:00:00Z') });
 }

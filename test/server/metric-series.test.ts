@@ -12,6 +12,7 @@ import { startServer, type RunningServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
 import { x509 } from '../../src/pki/x509.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
+import { makeCaUntil } from '../helpers/openssl.js';
 import { PATHS, SECRET_TYPE, discoveryRequest, deltaRequest, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 
 const root = await mkdtemp(join(tmpdir(), 'mesh-sds-series-'));
@@ -107,27 +108,10 @@ test('a deleted MeshIdentity takes its CA expiry and SVID-issued series with it;
   }
 });
 
-/** A self-signed P-256 CA of `trustDomain` (URI SAN) that ends `validForMs` from now. */
+/** A self-signed CA of `trustDomain` (URI SAN) that ends `validForMs` from now, in whole seconds, and that end. */
 async function shortLivedCa(trustDomain: string, validForMs: number): Promise<{ certPem: string; keyPem: string; notAfter: Date }> {
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
-  const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
   const notAfter = new Date(Math.floor((Date.now() + validForMs) / 1000) * 1000);
-  const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    serialNumber: '01',
-    name: `CN=${trustDomain}`,
-    notBefore: new Date(Date.now() - 60_000),
-    notAfter,
-    keys,
-    signingAlgorithm: alg,
-    extensions: [
-      new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
-      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
-      new x509.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${trustDomain}` }]),
-    ],
-  });
-  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
-  return { certPem: cert.toString('pem'), keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)!.join('\n')}\n-----END PRIVATE KEY-----\n`, notAfter };
+  return { ...(await makeCaUntil(trustDomain, notAfter, { trustDomain })), notAfter };
 }
 
 test('a CA that expires while nothing changes: its identity keeps its CA expiry series at the CA\'s end, and an expired MeshTrust CA is logged', async () => {
