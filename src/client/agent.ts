@@ -87,6 +87,11 @@ const STOP_GRACE_MS = 10_000;
 
 /** How long a failed write waits before it is tried again (while watching). */
 const WRITE_RETRY_MS = 5000;
+/**
+ * A write that keeps failing is tried again less and less often: each try of one that fails part
+ * way (a bind-mounted cert.pem) swaps key.pem in and back, and logs an error.
+ */
+const WRITE_RETRY_MAX_MS = 5 * 60_000;
 
 export const AGENT_FILES = { cert: 'cert.pem', key: 'key.pem', bundle: 'bundle.pem', meta: 'svid.json' } as const;
 
@@ -247,16 +252,22 @@ export function startAgent(opts: AgentOptions): Agent {
     }
   };
   /** Reports a failed write and tries it again later. */
+  let retryMs = WRITE_RETRY_MS;
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
-    log('error', `cannot write ${opts.outDir} (version ${version}): ${(failed as Error).message}; trying again in ${WRITE_RETRY_MS / 1000} s`);
+    const wait = retryMs;
+    retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
+    log('error', `cannot write ${opts.outDir} (version ${version}): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed) return;
       write(identity, trust, version).then(
-        () => log('info', `wrote ${opts.outDir} (version ${version}) on retry`),
+        () => {
+          retryMs = WRITE_RETRY_MS;
+          log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
+        },
         (e: unknown) => retryLater(e, identity, trust, version),
       );
-    }, WRITE_RETRY_MS);
+    }, wait);
   };
 
   const unlessRepeated = repeatFilter();
@@ -281,6 +292,7 @@ export function startAgent(opts: AgentOptions): Agent {
       clearTimeout(retryTimer); // this push replaces whatever was waiting to be written
       try {
         await write(identity, trust, version);
+        retryMs = WRITE_RETRY_MS;
       } catch (e) {
         if (e instanceof WrongSecretKind) {
           // A usage error, not a write that may succeed later: stop, in watch mode too.

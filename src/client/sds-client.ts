@@ -148,9 +148,9 @@ export function makeSdsClient(server: string, tls?: SdsTlsOptions, connectTimeou
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
   };
   if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
-  let client: grpc.Client | undefined;
-  const isReady = () => client?.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
-  client = new Ctor(server, withConnectTimeout(credentials(tls), connectTimeoutMs, isReady), options);
+  // The timer asking isReady fires only after the client exists (a connection starts on a call).
+  const isReady = (): boolean => client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY;
+  const client: grpc.Client = new Ctor(server, withConnectTimeout(credentials(tls), connectTimeoutMs, isReady), options);
   return client;
 }
 

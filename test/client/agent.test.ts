@@ -215,6 +215,33 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     }
   });
 
+  it('a write that keeps failing is tried again less and less often (5 s, then 10 s, …), and a write that lands resets the wait', { timeout: 40_000 }, async () => {
+    const dir = join(work, 'keeps-failing');
+    const ac = new AbortController();
+    let stderr = '';
+    const running = runFetch({ ...(await base(dir)), watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    try {
+      await waitFor(() => existsSync(join(dir, 'svid.json')), 'the first write');
+      rmSync(dir, { recursive: true, force: true });
+      writeFileSync(dir, 'not a directory'); // every write fails until it is removed
+      srv.running.svids.rotate(NODE);
+      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(stderr), 'the first failure');
+      await waitFor(() => /EEXIST.*; trying again in 10 s/.test(stderr), 'the second failure, with a longer wait', 15_000);
+      rmSync(dir, { force: true });
+      srv.running.svids.rotate(NODE); // a new push writes at once, and the wait starts again from 5 s
+      await waitFor(() => existsSync(join(dir, 'svid.json')), 'the new push written');
+      rmSync(dir, { recursive: true, force: true });
+      writeFileSync(dir, 'not a directory');
+      const before = stderr.length;
+      srv.running.svids.rotate(NODE);
+      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(stderr.slice(before)), 'a failure after a write that landed waits 5 s again');
+    } finally {
+      ac.abort();
+      rmSync(dir, { recursive: true, force: true });
+      assert.equal(await running, 0, stderr);
+    }
+  });
+
   it('names of the wrong kind (a trust bundle as --name, an identity as --trust-name) stop the agent with exit 1, in --watch too, saying what each flag must name', { timeout: 40_000 }, async () => {
     const cases: [Partial<FetchCliOptions>, RegExp][] = [
       [{ name: ['ROOTCA'] }, /secret "ROOTCA" is trusted_ca, not a tls_certificate: --name must name an identity/],
