@@ -146,6 +146,9 @@ export function makeSdsClient(server: string, tls?: SdsTlsOptions, connectTimeou
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.keepalive_time_ms': KEEPALIVE_TIME_MS,
     'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+    // Its own connections: grpc-js shares plaintext ones between channels to one target, and the
+    // connect timeout asks this channel whether they are ready (a closed one would cut them all).
+    'grpc.use_local_subchannel_pool': 1,
   };
   if (tls?.serverName) options['grpc.ssl_target_name_override'] = tls.serverName;
   // The timer asking isReady fires only after the client exists (a connection starts on a call).

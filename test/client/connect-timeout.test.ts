@@ -68,3 +68,34 @@ test('a connection that became ready is kept past the connect timeout: the strea
     await stream.done;
   }
 });
+
+test('a closed client\'s connect timer never touches another live client\'s connections to the same server (plaintext channels could share a connection)', { timeout: 30_000 }, async (t) => {
+  const first = await new ScriptedSds().start();
+  const port = Number(first.address.split(':')[1]);
+  let second: ScriptedSds | undefined;
+  t.after(() => {
+    first.close();
+    second?.close();
+  });
+  const open = (errors: SdsError[]) =>
+    openSecretStream({ server: first.address, node: 'default.web', names: ['default'], connectTimeoutMs: 500, backoff: { initialMs: 20, maxMs: 40 }, retryEveryStatus: true, onError: (e) => errors.push(e) }, () => undefined);
+  const aErrors: SdsError[] = [];
+  const bErrors: SdsError[] = [];
+  const a = open(aErrors);
+  const b = open(bErrors);
+  try {
+    await waitFor(() => first.streams.length === 2, 'both streams');
+    a.close();
+    await a.done;
+    // The server restarts: B reconnects, on a connection made after A was closed.
+    first.close();
+    second = await new ScriptedSds().start(port);
+    await waitFor(() => second!.streams.length >= 1, 'B back on the restarted server');
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal(second.streams.length, 1, `B reconnected once and kept its stream: ${bErrors.map((e) => e.message).join('; ')}`);
+    assert.deepEqual(bErrors.filter((e) => /no answer within/.test(e.message)), []);
+  } finally {
+    b.close();
+    await b.done;
+  }
+});

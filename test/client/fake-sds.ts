@@ -12,7 +12,8 @@ export class ScriptedSds {
   /** Called for each new stream (e.g. to end it with a status at once). */
   onStream: (call: SdsCall, index: number) => void = () => undefined;
 
-  async start(): Promise<this> {
+  /** `port` 0: any free one (a test restarting a server passes the port it had). */
+  async start(port = 0): Promise<this> {
     this.server.addService(loadProtos().SecretDiscoveryService, {
       StreamSecrets: (call: SdsCall) => {
         const rec = { call, requests: [] as DiscoveryRequest[], metadata: call.metadata };
@@ -24,8 +25,8 @@ export class ScriptedSds {
       DeltaSecrets: () => undefined,
       FetchSecrets: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED }),
     });
-    const port = await new Promise<number>((res, rej) => this.server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
-    this.address = `127.0.0.1:${port}`;
+    const bound = await new Promise<number>((res, rej) => this.server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    this.address = `127.0.0.1:${bound}`;
     return this;
   }
 
