@@ -5,6 +5,7 @@ import { readFlagFileSync } from '../api/flag-file.js';
 import { scrubSecretText } from '../api/secret-text.js';
 import { printable, quoted } from '../api/quote.js';
 import { startAgent, type AgentWrite } from '../client/agent.js';
+import { removeStagedFiles } from '../client/files.js';
 import { fetchOnce, SdsError, type SdsTlsOptions } from '../client/sds-client.js';
 import { formatSummary, summarizeSecret } from '../client/summary.js';
 import { isLoopbackOrUnix, nodeIdProblem } from '../server/auth.js';
@@ -214,9 +215,23 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
       }, timeoutMs);
   const stop = () => agent.close();
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+  // The first signal stops after a write under way (and its hook); a second one does not wait: the
+  // staged files (one may hold a key) are removed and the signal ends the process as it would have.
+  // Not process.exit: it waits for file reads under way (a stalled NFS mount), which may never end.
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (!signalled) {
+      signalled = true;
+      return stop();
+    }
+    err(`${signal} again: exiting without waiting for the write under way`);
+    removeStagedFiles();
+    for (const s of signals) process.removeListener(s, onSignal);
+    process.kill(process.pid, signal);
+  };
   if (opts.watch) {
     if (io.signal) io.signal.addEventListener('abort', stop, { once: true });
-    else for (const s of signals) process.once(s, stop);
+    else for (const s of signals) process.on(s, onSignal);
   }
   try {
     await agent.done;
@@ -232,6 +247,6 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   } finally {
     clearTimeout(timer);
     io.signal?.removeEventListener('abort', stop);
-    for (const s of signals) process.removeListener(s, stop);
+    for (const s of signals) process.removeListener(s, onSignal);
   }
 }

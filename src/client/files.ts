@@ -22,13 +22,17 @@ export interface StagedFile {
 const pending = new Set<string>();
 let removeOnExit = false;
 
+/** Removes the staged files not yet renamed: on exit, or before a process ends itself by a signal. */
+export function removeStagedFiles(): void {
+  for (const f of pending) rmSync(f, { force: true });
+  pending.clear();
+}
+
 export async function stageFile(path: string, data: string | Buffer, mode: number): Promise<StagedFile> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   if (!removeOnExit) {
     removeOnExit = true;
-    process.once('exit', () => {
-      for (const f of pending) rmSync(f, { force: true });
-    });
+    process.once('exit', removeStagedFiles);
   }
   // Created with the final mode, so a key is never readable by others, not even as a temp file.
   pending.add(tmp);

@@ -2,7 +2,7 @@
 // server-ended streams.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { makeCa, type TestCa } from '../helpers/openssl.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
+import { BIN } from '../cli/run.js';
 
 describe('agent state against a scripted server', () => {
   let root: string;
@@ -146,5 +147,32 @@ describe('agent state against a scripted server', () => {
     assert.match(stdout, /wrote bundle\.pem, key\.pem, cert\.pem, svid\.json/);
     assert.doesNotMatch(stderr, /no complete write/);
     assert.equal(lines(hookLog), 1);
+  });
+  it('a second SIGTERM while a write is held up ends the process at once by that signal, saying so; the first one alone waits for the write', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const { dir } = blockedFolder('second-signal');
+    const child = spawn(process.execPath, [BIN, 'fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream', 20_000);
+      sds.push('1', [identity(a), trust(t1)]);
+      await new Promise((r) => setTimeout(r, 500)); // the write is now waiting on cert.pem
+      child.kill('SIGTERM');
+      await new Promise((r) => setTimeout(r, 500));
+      assert.equal(child.exitCode, null, 'the first signal waits for the write under way');
+      const started = Date.now();
+      child.kill('SIGTERM');
+      const end = await exited;
+      assert.deepEqual(end, { code: null, signal: 'SIGTERM' }, stderr);
+      assert.ok(Date.now() - started < 5000, 'exited at once');
+      assert.match(stderr, /SIGTERM again: exiting without waiting for the write under way/);
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+      rmSync(join(dir, 'cert.pem'), { force: true }); // the FIFO: opening it now, with no reader, would wait for ever
+      sds.close();
+    }
   });
 });
