@@ -5,6 +5,7 @@ import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
 import { selectIdentity } from '../identity/match.js';
 import { ambiguousNodeReason, dataplaneForNode } from '../identity/proxy-index.js';
+import { shortNameTokenProblem } from '../identity/claims.js';
 import { computeSpiffeId } from '../identity/spiffe.js';
 import { aggregateTrust } from '../trust/aggregate.js';
 
@@ -13,6 +14,8 @@ export interface Inspection {
   found: boolean;
   /** Why the node id names no Dataplane although several namespaces have one of that name. */
   ambiguous?: string;
+  /** The node id reaches its Dataplane only as a short name: what `--auth token` says to a token for it. */
+  tokenRefusal?: string;
   labels: Record<string, string>;
   identity?: { name: string; kri: string; ready: boolean; reason: string };
   candidates: { name: string; matches: boolean; labels: number; reason: string }[];
@@ -55,6 +58,7 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
     dataplane: `${mesh}.${name}`,
     found: dp !== undefined,
     ...(ambiguous ? { ambiguous: ambiguousNodeReason(`${mesh}.${name}`, ambiguous) } : {}),
+    ...(dp && shortNameTokenProblem({ mesh, name }, dp) ? { tokenRefusal: shortNameTokenProblem({ mesh, name }, dp) } : {}),
     labels,
     candidates: match.candidates.map((c) => ({ name: c.identity.name, matches: c.matches, labels: Math.max(c.specificity, 0), reason: c.reason })),
     trustDomains: bundle.domains.map((d) => {
@@ -79,6 +83,7 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
 export function formatInspection(i: Inspection): string {
   const lines: string[] = [];
   lines.push(`Dataplane ${i.dataplane}${i.found ? '' : i.ambiguous ? ` (not served: ${i.ambiguous})` : ' (not registered)'}`);
+  if (i.tokenRefusal) lines.push(`  served so under --auth none only; --auth token refuses it: ${i.tokenRefusal}`);
   lines.push(`  labels: ${Object.entries(i.labels).map(([k, v]) => `${k}=${v}`).join(', ') || '(none)'}`);
   if (i.identity) {
     lines.push(`MeshIdentity: ${i.identity.name} (${i.identity.kri})${i.identity.ready ? '' : ` NOT READY: ${i.identity.reason}`}`);

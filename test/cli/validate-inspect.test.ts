@@ -66,7 +66,7 @@ test('validate rejects the SPEC §1 mistakes with file, document, field path and
   }
 });
 
-test('inspect explains which of three overlapping identities a dataplane gets, and why', async () => {
+test('inspect explains which of three overlapping identities a dataplane gets, and why, and that --auth token refuses a short node id', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-inspect-'));
   try {
     const mi = (name: string, matchLabels: Record<string, string>, trustDomain: string) => meshIdentityYaml(name, { matchLabels, trustDomain });
@@ -91,6 +91,12 @@ test('inspect explains which of three overlapping identities a dataplane gets, a
     assert.deepEqual(out.trustDomains.map((d: { trustDomain: string }) => d.trustDomain), ['all.example', 'webprod.example', 'webteam.example']);
     const text = await meshSds(['inspect', '--dataplane', 'default.web-1', '--resources', dir, '--state-dir', join(dir, '.state')]);
     assert.match(text.stdout, /MeshIdentity: aa-web-team \(kri_mid_default_default__aa-web-team_\)/);
+    // The short node id of a Dataplane in namespace shop: served under --auth none only, and inspect says so.
+    assert.match(out.tokenRefusal, /token generate --mesh default --name web-1\.shop\) and Envoy connect as default\.web-1\.shop/);
+    assert.match(text.stdout, /served so under --auth none only; --auth token refuses it/);
+    const full = JSON.parse((await meshSds(['inspect', '--dataplane', 'default.web-1.shop', '--resources', dir, '--state-dir', join(dir, '.state'), '--json'])).stdout);
+    assert.equal(full.tokenRefusal, undefined, 'the full node id is served under tokens too');
+    assert.equal(full.spiffeId, out.spiffeId);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
