@@ -80,7 +80,7 @@ async function prepare(sealed: SealedStateStore, inner: StateStore, key: StateKe
   if (problems.length > 0) {
     const ids = [...new Set(problems.flatMap((p) => /state key id ([0-9a-f]+)/.exec(p)?.[1] ?? []))];
     throw new StateKeyError(
-      `refusing to start: ${problems.length} sealed state value(s) cannot be opened${ids.length ? ` (sealed with state key id ${ids.join(', ')})` : ''}: ${problems.slice(0, 3).join('; ')}`,
+      `${readOnly ? 'cannot read the state' : 'refusing to start'}: ${problems.length} sealed state value(s) cannot be opened${ids.length ? ` (sealed with state key id ${ids.join(', ')})` : ''}: ${problems.slice(0, 3).join('; ')}`,
     );
   }
   // A read-only command stores nothing, so unsealed old state is no reason to refuse it.

@@ -160,6 +160,8 @@ test('a damaged sealed CA record fails only its own identity: start-up goes on w
   const mac = (await inner.get(macKey))!;
   await inner.put(macKey, mac.slice(0, mac.length - 10));
   await assert.rejects(openSealedState(inner, { stateKeyFile: kf, postgres: false }, log), /refusing to start: 1 sealed state value\(s\) cannot be opened.*auth\/mac-key/);
+  // A read-only command (get, inspect) starts nothing: it says it cannot read the state.
+  await assert.rejects(openSealedState(inner, { stateKeyFile: kf, postgres: false, readOnly: true }, log), /cannot read the state: 1 sealed state value\(s\) cannot be opened.*auth\/mac-key/);
 });
 
 test('--state-old-key-file re-seals everything under the new key at start-up', async (t) => {
