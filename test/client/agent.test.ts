@@ -193,52 +193,55 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.doesNotMatch(stderr, /PRIVATE KEY/);
   });
 
-  it('an out-dir removed while watching is made again and written by a retry, without waiting for the next push', { timeout: 40_000 }, async () => {
-    const dir = join(work, 'removed');
+  /**
+   * A watching agent whose first write is done, with its folder then replaced by a file, so the
+   * write of the push this starts fails until the file is removed.
+   */
+  async function watchThenBlockFolder(name: string) {
+    const dir = join(work, name);
     const ac = new AbortController();
-    let stderr = '';
-    const running = runFetch({ ...(await base(dir)), watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
-    try {
-      // svid.json is the last file a write commits: removing the folder earlier would fail the first write instead
-      await waitFor(() => existsSync(join(dir, 'svid.json')), 'the first write');
+    const seen = { stderr: '' };
+    const running = runFetch({ ...(await base(dir)), watch: true }, { stdout: () => undefined, stderr: (s) => (seen.stderr += s), signal: ac.signal });
+    // svid.json is the last file a write commits: removing the folder earlier would fail the first write instead
+    await waitFor(() => existsSync(join(dir, 'svid.json')), 'the first write');
+    const block = () => {
       rmSync(dir, { recursive: true, force: true });
-      writeFileSync(dir, 'not a directory'); // the next write fails: its folder is a file
+      writeFileSync(dir, 'not a directory');
       srv.running.svids.rotate(NODE);
-      await waitFor(() => /cannot write \S+ \(version \S+\): EEXIST.*; trying again in 5 s/.test(stderr), 'the failed write to be reported');
+    };
+    block();
+    return { dir, seen, running, ac, block };
+  }
+
+  it('an out-dir removed while watching is made again and written by a retry, without waiting for the next push', { timeout: 40_000 }, async () => {
+    const { dir, seen, running, ac } = await watchThenBlockFolder('removed');
+    try {
+      await waitFor(() => /cannot write \S+ \(version \S+\): EEXIST.*; trying again in 5 s/.test(seen.stderr), 'the failed write to be reported');
       rmSync(dir, { force: true });
       // reported once every file is in place (cert.pem appears before the write is over)
-      await waitFor(() => /wrote \S+ \(version \S+\) on retry/.test(stderr), 'the retry to recreate the directory and write', 15_000);
+      await waitFor(() => /wrote \S+ \(version \S+\) on retry/.test(seen.stderr), 'the retry to recreate the directory and write', 15_000);
       assert.ok(keyMatchesCert(dir));
     } finally {
       ac.abort();
-      assert.equal(await running, 0, stderr);
+      assert.equal(await running, 0, seen.stderr);
     }
   });
 
   it('a write that keeps failing is tried again less and less often (5 s, then 10 s, …), and a write that lands resets the wait', { timeout: 40_000 }, async () => {
-    const dir = join(work, 'keeps-failing');
-    const ac = new AbortController();
-    let stderr = '';
-    const running = runFetch({ ...(await base(dir)), watch: true }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    const { dir, seen, running, ac, block } = await watchThenBlockFolder('keeps-failing');
     try {
-      await waitFor(() => existsSync(join(dir, 'svid.json')), 'the first write');
-      rmSync(dir, { recursive: true, force: true });
-      writeFileSync(dir, 'not a directory'); // every write fails until it is removed
-      srv.running.svids.rotate(NODE);
-      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(stderr), 'the first failure');
-      await waitFor(() => /EEXIST.*; trying again in 10 s/.test(stderr), 'the second failure, with a longer wait', 15_000);
+      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(seen.stderr), 'the first failure');
+      await waitFor(() => /EEXIST.*; trying again in 10 s/.test(seen.stderr), 'the second failure, with a longer wait', 15_000);
       rmSync(dir, { force: true });
       srv.running.svids.rotate(NODE); // a new push writes at once, and the wait starts again from 5 s
       await waitFor(() => existsSync(join(dir, 'svid.json')), 'the new push written');
-      rmSync(dir, { recursive: true, force: true });
-      writeFileSync(dir, 'not a directory');
-      const before = stderr.length;
-      srv.running.svids.rotate(NODE);
-      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(stderr.slice(before)), 'a failure after a write that landed waits 5 s again');
+      const before = seen.stderr.length;
+      block();
+      await waitFor(() => /EEXIST.*; trying again in 5 s/.test(seen.stderr.slice(before)), 'a failure after a write that landed waits 5 s again');
     } finally {
       ac.abort();
       rmSync(dir, { recursive: true, force: true });
-      assert.equal(await running, 0, stderr);
+      assert.equal(await running, 0, seen.stderr);
     }
   });
 
