@@ -132,7 +132,9 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   if (!Number.isSafeInteger(hint) || hint <= 0) throw new BundleEndpointError(`--bundle-refresh-hint: must be a positive number of seconds, got ${hint}`);
   const now = opts.now ?? (() => new Date());
   const issue = opts.issue ?? issueSvidSync;
-  const sequences = new BundleSequences(opts.state);
+  const sequences = new BundleSequences(opts.state, {
+    onDamaged: (stateKey) => opts.log?.warn({ stateKey }, 'bundle endpoint: spiffe_sequence record damaged; numbering on from the current time (never lower than before) and writing it again'),
+  });
   const docs = new Map<string, ServedState>();
   const svids = new Map<string, EndpointSvid>();
   let domains: readonly PublishedDomain[] = [];

@@ -17,7 +17,10 @@ export class BundleSequences {
   private readonly served = new Map<string, Stored>();
   private queue: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly state: StateStore) {}
+  constructor(
+    private readonly state: StateStore,
+    private readonly opts: { onDamaged?: (stateKey: string) => void } = {},
+  ) {}
 
   /**
    * The sequence of this CA set: the stored one when the set is unchanged, otherwise one more
@@ -33,7 +36,14 @@ export class BundleSequences {
   private async compute(trustDomain: string, digest: string): Promise<number> {
     const key = `bundle-sequence/${trustDomain}`;
     const raw = await this.state.get(key);
-    const stored = raw ? (JSON.parse(raw) as Stored) : undefined;
+    let stored = parseStored(raw);
+    if (raw && !stored) {
+      // A damaged record (a truncated write, a hand edit) stopped this domain's bundle for good: its
+      // number is unknown, so the next one is the time in seconds, above any count of CA changes, and
+      // peers still never see it go down. The record is written again below.
+      this.opts.onDamaged?.(key);
+      stored = { sequence: Math.floor(Date.now() / 1000), digest: '' };
+    }
     const mine = this.served.get(trustDomain);
     if (stored?.digest === digest && stored.sequence >= (mine?.sequence ?? 0)) {
       this.served.set(trustDomain, stored);
@@ -53,7 +63,18 @@ export class BundleSequences {
 
 /** The stored sequence when it was given to exactly this CA set; never writes (for read-only commands). */
 export async function storedSequence(state: StateStore, trustDomain: string, fingerprints: readonly string[]): Promise<number | undefined> {
-  const raw = await state.get(`bundle-sequence/${trustDomain}`);
-  const stored = raw ? (JSON.parse(raw) as Stored) : undefined;
+  const stored = parseStored(await state.get(`bundle-sequence/${trustDomain}`));
   return stored?.digest === caSetDigest(fingerprints) ? stored.sequence : undefined;
+}
+
+/** A stored record, or undefined when there is none or it is damaged (not JSON, or not a positive integer and a digest). */
+function parseStored(raw: string | undefined): Stored | undefined {
+  if (!raw) return undefined;
+  try {
+    const v = JSON.parse(raw) as Partial<Stored> | null;
+    if (v && Number.isSafeInteger(v.sequence) && v.sequence! > 0 && typeof v.digest === 'string') return { sequence: v.sequence!, digest: v.digest };
+  } catch {
+    // damaged: as if absent, see compute
+  }
+  return undefined;
 }

@@ -145,6 +145,22 @@ test('spiffe_sequence is shared through the state store: replicas agree, an unch
   assert.equal(await r3.sequenceFor('other.test', ['x']), 1);
 });
 
+test('a damaged spiffe_sequence record does not stop its trust domain: numbering goes on from the current time, never lower, the record is written again and the damage reported', async () => {
+  const state = new MemoryStateStore();
+  const damaged: string[] = [];
+  const seq = new BundleSequences(state, { onDamaged: (k) => damaged.push(k) });
+  assert.equal(await seq.sequenceFor('td.test', ['a']), 1);
+  for (const bad of ['{"sequence": 7, "dige', 'null', '{"sequence": -3, "digest": "x"}', '{"sequence": "9", "digest": "x"}']) {
+    await state.put('bundle-sequence/td.test', bad);
+    const before = Math.floor(Date.now() / 1000);
+    const n = await seq.sequenceFor('td.test', ['a']);
+    assert.ok(n > before, `${bad}: ${n} is above the time in seconds`);
+    assert.equal(await seq.sequenceFor('td.test', ['a']), n, 'the record was written again: an unchanged CA set keeps its number');
+    assert.equal(await storedSequence(state, 'td.test', ['a']), n);
+  }
+  assert.deepEqual(damaged, Array(4).fill('bundle-sequence/td.test'));
+});
+
 test('the listen address: a bare port binds loopback; a bad address or hint is refused before listening', async () => {
   const ep = await startBundleEndpoint({ listen: '0', state: new MemoryStateStore() });
   try {
