@@ -6,13 +6,16 @@
 /** Characters JSON.stringify leaves raw that a terminal or a viewer acts on. */
 const ACTING = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 
+/** A character as its `\\uXXXX` escape. */
+const escaped = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 /** Names in messages are cut past this many characters: enough to recognise one, never a whole request. */
 export const QUOTED_CHARS = 200;
 
 /** `text` quoted as a JSON string with every acting character escaped, cut past `max` characters with a note of how much was left out. */
 export function quoted(text: string, max = QUOTED_CHARS): string {
   const shown = text.length <= max ? text : text.slice(0, max);
-  const q = JSON.stringify(shown).replace(ACTING, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  const q = JSON.stringify(shown).replace(ACTING, escaped);
   return text.length <= max ? q : `${q}... (${text.length - max} more characters)`;
 }
 
@@ -25,5 +28,5 @@ const CONTROL = new RegExp(`[\\u0000-\\u0008\\u000b-\\u001f${ACTING.source.slice
  * screen or set the title; line breaks and tabs stay. Scrub secrets first: this does not remove them.
  */
 export function printable(text: string): string {
-  return text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return text.replace(CONTROL, escaped);
 }

@@ -54,11 +54,12 @@ export function inspectDataplane(view: AuthorityView & { federation?: readonly F
     { mesh, labels },
   );
   const bundle = aggregateTrust(view.trusts, mesh);
+  const tokenRefusal = dp && shortNameTokenProblem({ mesh, name }, dp);
   const out: Inspection = {
     dataplane: `${mesh}.${name}`,
     found: dp !== undefined,
     ...(ambiguous ? { ambiguous: ambiguousNodeReason(`${mesh}.${name}`, ambiguous) } : {}),
-    ...(dp && shortNameTokenProblem({ mesh, name }, dp) ? { tokenRefusal: shortNameTokenProblem({ mesh, name }, dp) } : {}),
+    ...(tokenRefusal ? { tokenRefusal } : {}),
     labels,
     candidates: match.candidates.map((c) => ({ name: c.identity.name, matches: c.matches, labels: Math.max(c.specificity, 0), reason: c.reason })),
     trustDomains: bundle.domains.map((d) => {

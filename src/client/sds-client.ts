@@ -230,13 +230,13 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
    * The stream's connection is not ready after connectTimeoutMs: its channel is dropped and a new
    * one tried (the stuck connection's socket is destroyed by withConnectTimeout).
    */
-  const giveUpConnecting = (c: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>, ms: number) => {
+  const giveUpConnecting = (c: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse>) => {
     if (call !== c || closed || client.getChannel().getConnectivityState(false) === grpc.connectivityState.READY) return;
     call = undefined;
     c.cancel();
     client.close();
     client = makeSdsClient(opts.server, opts.tls, connectMs) as SdsStub;
-    retryLater(new SdsError(grpc.status.UNAVAILABLE, `no connection to ${opts.server} within ${ms / 1000} s (the TCP connect or TLS handshake got no answer)`, false));
+    retryLater(new SdsError(grpc.status.UNAVAILABLE, `no connection to ${opts.server} within ${connectMs / 1000} s (the TCP connect or TLS handshake got no answer)`, false));
   };
 
   const connect = () => {
@@ -244,7 +244,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     const c = client.StreamSecrets(bearerMetadata(typeof opts.token === 'function' ? opts.token() : opts.token));
     call = c;
     clearTimeout(connectTimer);
-    connectTimer = setTimeout(() => giveUpConnecting(c, connectMs), connectMs);
+    connectTimer = setTimeout(() => giveUpConnecting(c), connectMs);
     let first = true;
     let chain = Promise.resolve();
     const send = (req: DiscoveryRequest) => {

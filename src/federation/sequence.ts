@@ -9,6 +9,8 @@ interface Stored {
   digest: string;
 }
 
+const sequenceKey = (trustDomain: string) => `bundle-sequence/${trustDomain}`;
+
 export function caSetDigest(fingerprints: readonly string[]): string {
   return createHash('sha256').update([...fingerprints].sort().join('\n')).digest('hex');
 }
@@ -34,7 +36,7 @@ export class BundleSequences {
   }
 
   private async compute(trustDomain: string, digest: string): Promise<number> {
-    const key = `bundle-sequence/${trustDomain}`;
+    const key = sequenceKey(trustDomain);
     const raw = await this.state.get(key);
     let stored = parseStored(raw);
     if (raw && !stored) {
@@ -63,7 +65,7 @@ export class BundleSequences {
 
 /** The stored sequence when it was given to exactly this CA set; never writes (for read-only commands). */
 export async function storedSequence(state: StateStore, trustDomain: string, fingerprints: readonly string[]): Promise<number | undefined> {
-  const stored = parseStored(await state.get(`bundle-sequence/${trustDomain}`));
+  const stored = parseStored(await state.get(sequenceKey(trustDomain)));
   return stored?.digest === caSetDigest(fingerprints) ? stored.sequence : undefined;
 }
 

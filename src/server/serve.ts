@@ -145,7 +145,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     log,
     onIssued: ({ mesh, identity, seconds, svid }) => {
       metrics.svidIssued.inc({ mesh, identity });
-      issuedSeries.add(flatKey(mesh, '/', identity));
+      issuedSeries.set(flatKey(mesh, '/', identity), { mesh, identity });
       metrics.svidIssueSeconds.observe(seconds);
       log.debug({ spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter }, 'SVID issued');
     },
@@ -175,8 +175,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   };
   const trustExpiryCheck = setInterval(() => trustView && reportExpiredTrust(trustView), cfg.trustExpiryCheckMs ?? 30_000);
   trustExpiryCheck.unref();
-  /** `<mesh>/<identity name>` of every svid_issued_total series: one whose identity is gone loses it. */
-  const issuedSeries = new Set<string>();
+  /** The labels of every svid_issued_total series, by `<mesh>/<identity name>`: one whose identity is gone loses it. */
+  const issuedSeries = new Map<string, { mesh: string; identity: string }>();
   /** Identity KRIs with a CA expiry series, and its value: one whose identity is gone loses its series. */
   let caExpirySeries = new Map<string, number>();
   const onView = (view: AuthorityView) => {
@@ -201,10 +201,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     // Nor does it issue: a server whose identities come and go must not keep a series for each one.
     if (issuedSeries.size > 0) {
       const live = new Set([...view.identities.values()].map((st) => flatKey(st.identity.mesh, '/', st.identity.name)));
-      for (const key of issuedSeries) {
+      for (const [key, labels] of issuedSeries) {
         if (live.has(key)) continue;
-        const slash = key.indexOf('/');
-        metrics.svidIssued.remove({ mesh: key.slice(0, slash), identity: key.slice(slash + 1) });
+        metrics.svidIssued.remove(labels);
         issuedSeries.delete(key);
       }
     }
