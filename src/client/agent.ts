@@ -12,7 +12,7 @@ import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
-import { commitAll, previousOf, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
+import { commitAll, previousOf, removeStaleStagedFiles, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
 import { UpdateHook } from './hook.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
 import { parseCertificates, summarizeCertificate } from './summary.js';
@@ -137,11 +137,18 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
   };
 }
 
-async function writeChanged(outDir: string, files: Planned[], warnOpenFolder: (mode: number) => void): Promise<string[]> {
+interface FolderNotes {
+  open(mode: number): void;
+  staleRemoved(names: string[]): void;
+}
+
+async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);
-  if (openMode !== undefined) warnOpenFolder(openMode);
+  if (openMode !== undefined) notes.open(openMode);
+  const stale = await removeStaleStagedFiles(outDir, files.map((f) => f.file));
+  if (stale.length > 0) notes.staleRemoved(stale);
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
   const staged: { file: StagedFile; previous: Previous }[] = [];
@@ -215,6 +222,11 @@ export function startAgent(opts: AgentOptions): Agent {
     const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
     log('warn', `${opts.outDir} is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}): they could replace key.pem and cert.pem between writes; unless only this pod's containers share it, use a folder only this user can write (chmod go-w)`);
   };
+  const folderNotes: FolderNotes = {
+    open: warnOpenFolder,
+    staleRemoved: (names) =>
+      log('warn', `removed ${names.length === 1 ? 'a temp file' : `${names.length} temp files`} that an earlier run staged in ${opts.outDir} and never renamed (${names.join(', ')}): it was stopped mid-write`),
+  };
   /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
   let retryTimer: NodeJS.Timeout | undefined;
   /**
@@ -237,7 +249,7 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
-    w.changed = await writeChanged(opts.outDir, files, warnOpenFolder);
+    w.changed = await writeChanged(opts.outDir, files, folderNotes);
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;

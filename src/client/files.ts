@@ -6,7 +6,7 @@
 // a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
-import { open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface StagedFile {
@@ -62,6 +62,44 @@ export async function stageFile(path: string, data: string | Buffer, mode: numbe
       pending.delete(tmp);
     },
   };
+}
+
+/** A staged file's name: `.<target>.<pid>.<8 hex>.tmp` (stageFile). */
+const STAGED_NAME = /^\.(.+)\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+/** A staged file lives for the milliseconds between its write and its rename; one this old was left behind. */
+const STALE_STAGED_MS = 60_000;
+
+/**
+ * Removes temp files that an earlier process staged for `targets` in `dir` and never renamed or
+ * removed: it was killed (SIGKILL, OOM, power loss) between the two, and one may hold a private key.
+ * A file is stale when the process that wrote it no longer runs or when it is older than a write
+ * can take; one of a live writer (another agent on the same folder) is left alone. Returns the
+ * names removed.
+ */
+export async function removeStaleStagedFiles(dir: string, targets: readonly string[], nowMs = Date.now()): Promise<string[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = STAGED_NAME.exec(name);
+    if (!m || !targets.includes(m[1]!)) continue;
+    const pid = Number(m[2]);
+    if (pid === process.pid) continue; // ours: removed by the write that staged it
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    if (processRuns(pid) && nowMs - st.mtimeMs < STALE_STAGED_MS) continue;
+    await rm(path, { force: true }).then(() => removed.push(name), () => undefined);
+  }
+  return removed;
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'; // runs, as another user
+  }
 }
 
 /** What a path held before a commit: its content and mode, `absent`, or `unreadable` (it cannot be put back). */

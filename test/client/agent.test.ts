@@ -4,6 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
 import { openssl } from '../helpers/openssl.js';
@@ -84,6 +85,24 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.match(again, /files already current/);
     assert.equal(statSync(join(dir, 'cert.pem')).mtimeMs, before);
     assert.equal(existsSync(hookLog), false, 'on-update must not run when nothing changed');
+  });
+
+  it('removes a temp file holding a key that an agent killed mid-write left, and says so', async () => {
+    const dir = join(work, 'killed');
+    mkdirSync(dir, { mode: 0o700 });
+    // What a SIGKILL between stageFile and its rename leaves: a process that no longer runs wrote it.
+    const dead = spawnSync(process.execPath, ['-e', 'process.pid']).pid!;
+    const left = `.key.pem.${dead}.0badc0de.tmp`;
+    writeFileSync(join(dir, left), '-----BEGIN PRIVATE KEY-----\nold\n', { mode: 0o600 });
+    const foreign = `.notes.txt.${dead}.0badc0de.tmp`; // not a file the agent writes: left alone
+    writeFileSync(join(dir, foreign), 'x');
+    let stdout = '';
+    let stderr = '';
+    const code = await runFetch(await base(dir), { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    assert.equal(code, 0, stderr);
+    assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [foreign]);
+    assert.match(stdout + stderr, new RegExp(`removed a temp file that an earlier run staged in .*never renamed \\(${left.replace(/\./g, '\\.')}\\)`));
+    assert.ok(keyMatchesCert(dir));
   });
 
   it('--watch rewrites cert.pem and key.pem on rotation and runs --on-update once per change, without the token in its environment', async () => {

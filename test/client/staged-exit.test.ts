@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -21,6 +21,20 @@ test('a staged file not yet renamed is removed when the process exits', () => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /\.key\.pem\.\d+\.[0-9a-f]+\.tmp/, 'the staged file existed before the exit');
     assert.deepEqual(readdirSync(dir), [], 'and is gone after it');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a staged file of a writer still running is left alone until it is older than a write can take', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-staged-'));
+  try {
+    const { removeStaleStagedFiles } = await import('../../src/client/files.js');
+    const live = `.key.pem.${process.ppid}.0123abcd.tmp`; // the test runner's parent: a process that runs
+    writeFileSync(join(dir, live), 'PRIVATE');
+    assert.deepEqual(await removeStaleStagedFiles(dir, ['key.pem']), [], 'a live writer may be about to rename it');
+    assert.deepEqual(await removeStaleStagedFiles(dir, ['key.pem'], Date.now() + 61_000), [live], 'a minute later it was left behind');
+    assert.deepEqual(readdirSync(dir), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
