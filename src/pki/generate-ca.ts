@@ -40,6 +40,20 @@ const SIG = {
   rsa: { hash: 'sha256', alg: hex('300d06092a864886f70d01010b0500') },
 } as const;
 
+/** RFC 5280's upper bound for a CommonName (ub-common-name); a trust domain may have 255 characters. */
+const MAX_COMMON_NAME = 64;
+
+/**
+ * The CA's CN: its trust domain, or for one longer than a CN may be, its first characters and a
+ * digest of the whole, so CAs of two long trust domains with one prefix keep distinct subjects
+ * (chain building looks an issuer up by subject). The URI SAN always carries the full name.
+ */
+export function commonNameFor(trustDomain: string): string {
+  if (trustDomain.length <= MAX_COMMON_NAME) return trustDomain;
+  const digest = createHash('sha256').update(trustDomain).digest('hex').slice(0, 12);
+  return `${trustDomain.slice(0, MAX_COMMON_NAME - digest.length - 1)}~${digest}`;
+}
+
 export function generateCertificateAuthority(trustDomain: string, opts: GenerateCaOptions = {}): GeneratedCa {
   if (!/^[\x21-\x7e]+$/.test(trustDomain) || trustDomain.includes('/')) {
     throw new TypeError(`invalid trust domain ${JSON.stringify(trustDomain)}`);
@@ -57,7 +71,7 @@ export function generateCertificateAuthority(trustDomain: string, opts: Generate
   // RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey bits.
   const keyId = createHash('sha1').update(spki.subarray(spkiBits.contentStart + 1, spkiBits.end)).digest();
   const sig = alg.startsWith('rsa-') ? SIG.rsa : SIG[alg as 'ec-p256' | 'ec-p384'];
-  const name = seq(rdn('060355040a', 'Kuma'), rdn('060355040b', 'Mesh'), rdn('0603550403', trustDomain));
+  const name = seq(rdn('060355040a', 'Kuma'), rdn('060355040b', 'Mesh'), rdn('0603550403', commonNameFor(trustDomain)));
   const serial = randomBytes(16);
   serial[0] = serial[0]! & 0x7f || 0x01;
 

@@ -41,6 +41,21 @@ describe('generateCertificateAuthority', () => {
     assert.ok(nc.verify(nc.publicKey), 'signed by its own key');
   });
 
+  it('keeps the CN within 64 characters for a long trust domain, distinct per domain, with the full name in the SAN', () => {
+    const long = (tail: string) => `${'a'.repeat(70)}.${tail}.mesh.local`;
+    const [a, b] = [long('one'), long('two')].map((td) => ({ td, c: new x509.X509Certificate(generateCertificateAuthority(td).certPem) }));
+    for (const { td, c } of [a!, b!]) {
+      const cn = c.subjectName.getField('CN')[0]!;
+      assert.ok(cn.length <= 64, `CN of ${cn.length} characters`);
+      assert.ok(cn.startsWith('a'.repeat(40)));
+      const san = c.getExtension(x509.SubjectAlternativeNameExtension)!;
+      assert.deepEqual(san.names.items.map((n) => n.value), [`spiffe://${td}`]);
+    }
+    assert.notEqual(a!.c.subject, b!.c.subject, 'two CAs of one prefix must not share a subject');
+    const short = new x509.X509Certificate(generateCertificateAuthority(TD).certPem);
+    assert.deepEqual(short.subjectName.getField('CN'), [TD]);
+  });
+
   it('is refused as self-signed unless allowed, and then issues leaves openssl accepts', () => {
     const g = generateCertificateAuthority(TD);
     assert.throws(() => loadCertificateAuthority(g.certPem, g.keyPem, { allowSelfSigned: false }), (e: unknown) => e instanceof CaError && e.message === 'self-signed certificates are not allowed');
