@@ -28,7 +28,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import { serverReadiness } from './server-readiness.js';
 import { SecretPublisher } from './publisher.js';
-import { TokenAuthority } from './tokens.js';
+import { REVOKED_STATE_KEY, TokenAuthority } from './tokens.js';
 import { recheckCredentials, StreamRegistry, type StreamDeps } from './xds-streams.js';
 import { registerServices } from './xds-routes.js';
 import { watchTlsKeyPair, type TlsReloader } from './tls-reload.js';
@@ -127,12 +127,21 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
   let onRevoked: () => void = () => undefined;
+  // Read every second: a damaged record or a store that is down would otherwise log every second, or
+  // (at debug, as before) never. Warned when the reason changes, else once a minute while it lasts.
+  let revocationWarned: { reason: string; atMs: number } | undefined;
+  const revocationReadFailed = (reason: string): void => {
+    const now = Date.now();
+    if (revocationWarned?.reason === reason && now - revocationWarned.atMs < 60_000) return;
+    revocationWarned = { reason, atMs: now };
+    log.warn({ stateKey: REVOKED_STATE_KEY, err: reason }, 're-reading token revocations failed; the last list read stays in force (revocations made since are not seen)');
+  };
   const tokens =
     cfg.auth === 'token'
       ? await TokenAuthority.open(state, {
           revocationRefreshMs: cfg.revocationRefreshMs ?? 1000,
           onRevoked: () => onRevoked(),
-          onRevocationRefreshError: (err) => log.debug({ err: err instanceof Error ? err.message : String(err) }, 're-reading token revocations failed; the last list stays in force'),
+          onRevocationRefreshError: (err) => revocationReadFailed(err instanceof Error ? err.message : String(err)),
         })
       : undefined;
   const authorities = new IdentityAuthorities({ zone: cfg.zone, state, log, stateResyncMs: cfg.stateResyncMs });
