@@ -312,7 +312,9 @@ storeOptions(token.command('generate').description('sign a token for one datapla
 storeOptions(token.command('revoke').description('revoke a token (read from --token-file or stdin)'))
   .option('--token-file <file>')
   .action(async (o) => {
-    const t = (o.tokenFile ? await readTokenFile(o.tokenFile) : await readStdin()).trim();
+    // As copied from a header or an Envoy config: the scheme is not part of the token.
+    const t = (o.tokenFile ? await readTokenFile(o.tokenFile) : await readStdin()).trim().replace(/^bearer\s+/i, '');
+    if (t === '') throw new Error(`no token to revoke: ${o.tokenFile ? `${o.tokenFile} is empty` : 'give it on stdin or with --token-file'}`);
     const cli = await offline();
     // Revoking means recording against the key a server already has: opening the authority on a
     // mistyped or empty state would create a new key there and report success.

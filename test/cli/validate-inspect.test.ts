@@ -152,6 +152,24 @@ test('export-trust prints every trust domain of a mesh as PEM, and one domain on
   }
 });
 
+test('token revoke takes a token copied with its Bearer scheme, and says so when given none', async () => {
+  const state = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
+  try {
+    const gen = await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', state, '--create-key']);
+    const token = gen.stdout.trim().split('\n').at(-1)!;
+    const empty = await meshSds(['token', 'revoke', '--state-dir', state], { input: '\n' });
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /no token to revoke: give it on stdin or with --token-file/);
+    const rev = await meshSds(['token', 'revoke', '--state-dir', state], { input: `Bearer ${token}\n` });
+    assert.equal(rev.code, 0, rev.stderr);
+    const { TokenAuthority } = await import('../../src/server/tokens.js');
+    const { FileStateStore } = await import('../../src/store/file-state.js');
+    await assert.rejects((await TokenAuthority.open(await FileStateStore.open(state))).verify(token), /token revoked/);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});
+
 test('token revoke makes a generated token fail verification', async () => {
   const state = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
   try {
