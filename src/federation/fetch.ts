@@ -40,8 +40,9 @@ export interface FetchOptions {
   /** Responses larger than this are refused (a bundle is a few KiB). */
   maxBytes?: number;
   /**
-   * SNI when the URL's host is an IP literal, for https_spiffe only: the remote trust domain (a
-   * mesh-sds endpoint serving several trust domains picks the SVID by it).
+   * https_spiffe only: the remote trust domain, as the server name a mesh-sds endpoint serving
+   * several trust domains picks the SVID by. It is the SNI when the URL's host is an IP literal,
+   * and the SNI of one retry when the host name sent as SNI got an SVID that fails the checks.
    */
   serverNameForIp?: string;
   /**
@@ -112,10 +113,38 @@ function uriSans(cert: PeerCertificate): string[] {
  * carry exactly `endpointSPIFFEID` as its only URI SAN (hostnames are not checked, as the
  * standard says).
  */
-export function fetchBundleText(url: string, profile: BundleEndpointProfile, authorityPems: readonly string[], opts: FetchOptions = {}): Promise<string> {
+export async function fetchBundleText(url: string, profile: BundleEndpointProfile, authorityPems: readonly string[], opts: FetchOptions = {}): Promise<string> {
   if (profile.type === 'https_spiffe' && authorityPems.length === 0) {
-    return Promise.reject(new FederationFailure('tls', 'no bundle to authenticate the endpoint with'));
+    throw new FederationFailure('tls', 'no bundle to authenticate the endpoint with');
   }
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+  // https_web checks the host name against the certificate, so an IP literal must stay the name
+  // checked (no SNI, per RFC 6066); only https_spiffe sends the trust domain instead.
+  if (isIP(host)) return fetchOnce(url, profile, authorityPems, opts, profile.type === 'https_spiffe' ? opts.serverNameForIp : undefined);
+  const td = profile.type === 'https_spiffe' ? opts.serverNameForIp : undefined;
+  if (td === undefined || td.toLowerCase() === host.toLowerCase()) return fetchOnce(url, profile, authorityPems, opts, host);
+  // The host name goes first (an SNI-routing proxy in front may need it), but a mesh-sds endpoint
+  // serving several trust domains picks the SVID by SNI and answers an unknown name with its
+  // first trust domain's: a fetch of any other would fail for ever. So a handshake whose SVID
+  // fails the checks is tried once more, at once, with the trust domain as the server name.
+  try {
+    return await fetchOnce(url, profile, authorityPems, opts, host);
+  } catch (e) {
+    if (!(e instanceof FederationFailure) || (e.reason !== 'tls' && e.reason !== 'wrong_spiffe_id')) throw e;
+    try {
+      return await fetchOnce(url, profile, authorityPems, opts, td);
+    } catch (e2) {
+      const second = e2 instanceof FederationFailure ? e2 : new FederationFailure('unreachable', (e2 as Error).message);
+      // An endpoint that authenticated with the trust domain's name answered for it: its reason counts.
+      const reason = second.reason === 'http_status' || second.reason === 'malformed' ? second.reason : e.reason;
+      const own = (m: string) => (m.startsWith(`${url}: `) ? m.slice(url.length + 2) : m);
+      throw new FederationFailure(reason, `${url}: with SNI "${host}": ${own(e.message)}; then with SNI "${td}": ${own(second.message)}`);
+    }
+  }
+}
+
+/** One GET with `servername` as SNI (none when undefined). */
+function fetchOnce(url: string, profile: BundleEndpointProfile, authorityPems: readonly string[], opts: FetchOptions, servername: string | undefined): Promise<string> {
   const u = new URL(url);
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const maxBytes = opts.maxBytes ?? 1024 * 1024;
@@ -139,17 +168,14 @@ export function fetchBundleText(url: string, profile: BundleEndpointProfile, aut
         }
       : { secureContext: webSecureContext(opts.webCaPem), rejectUnauthorized: true };
   return new Promise((resolve, reject) => {
-    const host = u.hostname.replace(/^\[|\]$/g, '');
     const req = request(
       {
-        host,
+        host: u.hostname.replace(/^\[|\]$/g, ''),
         port: u.port || 443,
         path: `${u.pathname}${u.search}`,
         method: 'GET',
         headers: { accept: 'application/json' },
-        // https_web checks the host name against the certificate, so an IP literal must stay the
-        // name checked (no SNI, per RFC 6066); only https_spiffe sends the trust domain instead.
-        servername: isIP(host) ? (profile.type === 'https_spiffe' ? opts.serverNameForIp : undefined) : host,
+        servername,
         agent: false,
         ...tlsOptions,
       },
