@@ -1,6 +1,6 @@
 // Whether a fetched document may replace the last accepted bundle of a trust domain (SPEC §10).
 import { caTrustDomains, noneValidNow } from '../api/pem.js';
-import { decodeSpiffeBundle } from './bundle.js';
+import { decodeSpiffeBundle, X509_SVID_USE } from './bundle.js';
 import { FederationFailure } from './fetch.js';
 
 export interface AcceptedBundle {
@@ -12,14 +12,30 @@ export interface AcceptedBundle {
 }
 
 /**
- * Decodes and checks a fetched SPIFFE bundle: well-formed, at least one X.509 CA, at least one CA
- * valid at `now`, no CA that says it belongs to another trust domain, and a `spiffe_sequence` not
- * lower than the last one.
+ * The most X.509 CAs a fetched bundle may carry. A trust domain publishes its current CA and those
+ * in rotation, a handful; the 1 MiB response cap alone let a peer send ~1,000, whose parsing
+ * blocked the event loop for about a second per refresh and whose PEM went to every proxy.
+ */
+export const MAX_BUNDLE_CAS = 64;
+
+/**
+ * Decodes and checks a fetched SPIFFE bundle: well-formed, at most MAX_BUNDLE_CAS X.509 CAs and
+ * at least one, at least one CA valid at `now`, no CA that says it belongs to another trust
+ * domain, and a `spiffe_sequence` not lower than the last one.
  */
 export function acceptBundle(text: string, trustDomain: string, last: AcceptedBundle | undefined, now: Date = new Date()): AcceptedBundle {
+  let doc: unknown = text;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // Not JSON: decodeSpiffeBundle says so below.
+  }
+  // Counted before decoding, which parses each certificate: that is the cost the bound is for.
+  const x509Keys = x509KeyCount(doc);
+  if (x509Keys > MAX_BUNDLE_CAS) throw new FederationFailure('too_many_cas', `the bundle carries ${x509Keys} X.509 CAs; at most ${MAX_BUNDLE_CAS} are accepted from a peer`);
   let decoded;
   try {
-    decoded = decodeSpiffeBundle(text);
+    decoded = decodeSpiffeBundle(doc);
   } catch (e) {
     throw new FederationFailure('malformed', `not a SPIFFE bundle: ${(e as Error).message}`);
   }
@@ -56,4 +72,11 @@ function noCaDetail(ignored: readonly string[]): string {
   const shown = ignored.slice(0, 5).join('; ');
   const more = ignored.length > 5 ? ` and ${ignored.length - 5} more` : '';
   return `every key was ignored (${shown}${more}); an X.509 CA is a key with use "x509-svid" and kty EC, RSA or OKP`;
+}
+
+/** The keys with use `x509-svid` of a parsed document (0 when it has no key list). */
+function x509KeyCount(doc: unknown): number {
+  const keys = typeof doc === 'object' && doc !== null ? (doc as { keys?: unknown }).keys : undefined;
+  if (!Array.isArray(keys)) return 0;
+  return keys.filter((k: unknown) => typeof k === 'object' && k !== null && (k as { use?: unknown }).use === X509_SVID_USE).length;
 }

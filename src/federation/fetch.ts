@@ -17,6 +17,7 @@ export const FAILURE_REASONS = [
   'malformed',
   'no_ca',
   'no_valid_ca',
+  'too_many_cas',
   'wrong_trust_domain',
   'sequence_regressed',
 ] as const;

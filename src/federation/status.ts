@@ -18,6 +18,7 @@ const REASONS: Record<string, string> = {
   malformed: 'MalformedBundle',
   no_ca: 'NoCa',
   no_valid_ca: 'NoValidCa',
+  too_many_cas: 'TooManyCas',
   wrong_trust_domain: 'WrongTrustDomain',
   sequence_regressed: 'SequenceRegressed',
 };

@@ -1,7 +1,9 @@
 // What a refused bundle says: enough for an operator to act on without reading the peer's document.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { acceptBundle } from '../../src/federation/accept.js';
+import { acceptBundle, MAX_BUNDLE_CAS } from '../../src/federation/accept.js';
+import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
+import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { FederationFailure } from '../../src/federation/fetch.js';
 import { bundleOf, newCa } from './remote.js';
 
@@ -41,4 +43,21 @@ test('a lower spiffe_sequence says how to start afresh from a re-installed peer'
   assert.match(f.message, /to follow a re-installed peer from its new bundle, put that bundle \(with its new CA\) in spec\.trustDomainBundle or point spec\.bundleEndpointURL at a new endpoint: either starts afresh/);
   const none = refusal(() => acceptBundle(JSON.stringify(JSON.parse(bundleOf([ca], 1)), (k, v: unknown) => (k === 'spiffe_sequence' ? undefined : v)), TD, last));
   assert.match(none.message, /^the bundle has no spiffe_sequence; the last accepted one had 3; to follow a re-installed peer/);
+});
+
+test('a bundle carrying more CAs than MAX_BUNDLE_CAS is refused naming the count and the bound, before its certificates are parsed; one at the bound is accepted', () => {
+  const cas = Array.from({ length: MAX_BUNDLE_CAS + 1 }, () => generateCertificateAuthority(TD).certPem);
+  const atBound = acceptBundle(encodeSpiffeBundle({ cas: cas.slice(0, MAX_BUNDLE_CAS), sequence: 2 }), TD, undefined);
+  assert.equal(atBound.caPems.length, MAX_BUNDLE_CAS);
+  const f = refusal(() => acceptBundle(encodeSpiffeBundle({ cas, sequence: 2 }), TD, undefined));
+  assert.equal(f.reason, 'too_many_cas');
+  assert.equal(f.message, `the bundle carries ${MAX_BUNDLE_CAS + 1} X.509 CAs; at most ${MAX_BUNDLE_CAS} are accepted from a peer`);
+  // Counted before decoding: 1,050 keys (the copies of one CA, under the 1 MiB cap) are refused
+  // without parsing 1,050 certificates, which blocked the event loop for about a second.
+  const key = (JSON.parse(encodeSpiffeBundle({ cas: [cas[0]!] })) as { keys: unknown[] }).keys[0];
+  const huge = JSON.stringify({ keys: Array.from({ length: 1050 }, () => key), spiffe_sequence: 3 });
+  assert.ok(huge.length < 1024 * 1024);
+  const started = performance.now();
+  assert.match(refusal(() => acceptBundle(huge, TD, undefined)).message, new RegExp(`^the bundle carries 1050 X\\.509 CAs; at most ${MAX_BUNDLE_CAS} are accepted`));
+  assert.ok(performance.now() - started < 200, `took ${performance.now() - started} ms`);
 });
