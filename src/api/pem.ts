@@ -73,3 +73,35 @@ export function noneValidNow(certs: readonly (string | X509Certificate)[], now: 
   }
   return spans.length > 0 ? spans : undefined;
 }
+
+/** RSA modulus size a trusted CA key must reach: what mesh-sds requires of its own CAs. */
+export const MIN_CA_RSA_BITS = 2048;
+/** EC curves a trusted CA key may be on (OpenSSL names → the names operators know). */
+const CA_EC_CURVES: ReadonlyMap<string, string> = new Map([
+  ['prime256v1', 'P-256'],
+  ['secp384r1', 'P-384'],
+  ['secp521r1', 'P-521'],
+]);
+
+/**
+ * Why a CA's public key is not acceptable as a trust anchor from a peer, or undefined: RSA of at
+ * least MIN_CA_RSA_BITS, EC on P-256/P-384/P-521, or Ed25519. RSA-512 is factored in hours and
+ * RSA-1024 is deprecated; other curves (secp256k1, Ed448) are not ones Envoy's BoringSSL verifies
+ * with, so such a CA would go to every proxy and authenticate nothing. E.g. `an RSA 1024-bit key;
+ * at least 2048 bits are required`.
+ */
+export function caKeyProblem(cert: X509Certificate): string | undefined {
+  const key = cert.publicKey;
+  const d = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+    case 'rsa-pss':
+      return (d.modulusLength ?? 0) >= MIN_CA_RSA_BITS ? undefined : `an RSA ${d.modulusLength ?? '?'}-bit key; at least ${MIN_CA_RSA_BITS} bits are required`;
+    case 'ec':
+      return d.namedCurve && CA_EC_CURVES.has(d.namedCurve) ? undefined : `an EC key on curve ${d.namedCurve ?? '?'}; the curve must be P-256, P-384 or P-521`;
+    case 'ed25519':
+      return undefined;
+    default:
+      return `a key of type ${key.asymmetricKeyType === 'ed448' ? 'Ed448' : (key.asymmetricKeyType ?? 'unknown')}; a CA key must be RSA (at least ${MIN_CA_RSA_BITS} bits), EC on P-256, P-384 or P-521, or Ed25519`;
+  }
+}

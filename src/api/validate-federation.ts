@@ -1,7 +1,8 @@
 // ClusterFederatedTrustDomain spec (SPIRE controller manager's shape, SPEC §10): where the remote
 // trust domain publishes its bundle, how to authenticate that endpoint, and the bootstrap bundle.
+import { X509Certificate } from 'node:crypto';
 import type { BundleEndpointProfile, FederationSpec } from './types.js';
-import { caTrustDomains } from './pem.js';
+import { caKeyProblem, caTrustDomains } from './pem.js';
 import { readBundleDocument } from './spiffe-bundle.js';
 import { field, Issues, readObject, readString } from './validate-common.js';
 import { spiffePathProblem, trustDomainProblem } from './template.js';
@@ -46,12 +47,20 @@ export function validateFederationSpec(raw: unknown, path: string, issues: Issue
   if (bundle !== undefined && bundle.trim() !== '') {
     const r = bootstrapBundleCas(bundle);
     if (r.error) issues.add(bundlePath, `bootstrap bundle does not parse: ${r.error}`);
-    // Refused as in a MeshTrust or a fetched bundle: it would sign identities of this trust domain.
-    else if (td !== undefined) {
+    else {
+      // Held to the key policy of a fetched bundle (caKeyProblem): the bootstrap CAs are trusted
+      // until the first fetch, and a fetched bundle carrying the same CA would be refused.
       r.pems.forEach((pem, n) => {
-        const other = caTrustDomains(pem).find((d) => d !== td);
-        if (other !== undefined) issues.add(bundlePath, `certificate ${n + 1} is the CA of trust domain "${other}" (its URI SAN), not of "${td}"`);
+        const problem = caKeyProblem(new X509Certificate(pem));
+        if (problem) issues.add(bundlePath, `certificate ${n + 1} has ${problem}`);
       });
+      // Refused as in a MeshTrust or a fetched bundle: it would sign identities of this trust domain.
+      if (td !== undefined) {
+        r.pems.forEach((pem, n) => {
+          const other = caTrustDomains(pem).find((d) => d !== td);
+          if (other !== undefined) issues.add(bundlePath, `certificate ${n + 1} is the CA of trust domain "${other}" (its URI SAN), not of "${td}"`);
+        });
+      }
     }
   } else if (profile?.type === 'https_spiffe') {
     issues.add(bundlePath, 'must be set for the https_spiffe profile (the bundle that authenticates the endpoint the first time)');

@@ -1,5 +1,5 @@
 // Whether a fetched document may replace the last accepted bundle of a trust domain (SPEC §10).
-import { caTrustDomains, noneValidNow } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, noneValidNow } from '../api/pem.js';
 import { decodeSpiffeBundle, X509_SVID_USE } from './bundle.js';
 import { FederationFailure } from './fetch.js';
 
@@ -20,7 +20,7 @@ export const MAX_BUNDLE_CAS = 64;
 
 /**
  * Decodes and checks a fetched SPIFFE bundle: well-formed, at most MAX_BUNDLE_CAS X.509 CAs and
- * at least one, at least one CA valid at `now`, no CA that says it belongs to another trust
+ * at least one, each with an acceptable key (caKeyProblem), at least one CA valid at `now`, no CA that says it belongs to another trust
  * domain, and a `spiffe_sequence` not lower than the last one.
  */
 export function acceptBundle(text: string, trustDomain: string, last: AcceptedBundle | undefined, now: Date = new Date()): AcceptedBundle {
@@ -40,6 +40,11 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
     throw new FederationFailure('malformed', `not a SPIFFE bundle: ${(e as Error).message}`);
   }
   if (decoded.caPems.length === 0) throw new FederationFailure('no_ca', `the bundle carries no X.509 CA: ${noCaDetail(decoded.ignored)}`);
+  // One weak anchor is enough to forge identities of the trust domain: the bundle is refused whole.
+  decoded.cas.forEach((cert, i) => {
+    const problem = caKeyProblem(cert);
+    if (problem) throw new FederationFailure('unacceptable_ca_key', `CA ${i + 1} of ${decoded.cas.length} has ${problem}`);
+  });
   // Accepted, a bundle of only expired (or not yet valid) CAs would become the one that must
   // authenticate the endpoint next time: nothing could, and federation would be locked out.
   const spans = noneValidNow(decoded.cas, now);

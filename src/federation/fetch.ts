@@ -18,6 +18,7 @@ export const FAILURE_REASONS = [
   'no_ca',
   'no_valid_ca',
   'too_many_cas',
+  'unacceptable_ca_key',
   'wrong_trust_domain',
   'sequence_regressed',
 ] as const;

@@ -19,6 +19,7 @@ const REASONS: Record<string, string> = {
   no_ca: 'NoCa',
   no_valid_ca: 'NoValidCa',
   too_many_cas: 'TooManyCas',
+  unacceptable_ca_key: 'UnacceptableCaKey',
   wrong_trust_domain: 'WrongTrustDomain',
   sequence_regressed: 'SequenceRegressed',
 };
