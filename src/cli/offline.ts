@@ -103,7 +103,9 @@ export async function computeView(store: ResourceStore, zone: string): Promise<F
   try {
     authorities.start(store.snapshots$);
     const view = await firstValueFrom(authorities.views$.pipe(filter(() => true), timeout(30_000)));
-    const federation = await loadFederationState(state, resourcesOfKind(view.snapshot, 'ClusterFederatedTrustDomain'));
+    const federation = await loadFederationState(state, resourcesOfKind(view.snapshot, 'ClusterFederatedTrustDomain'), (stateKey, problems) =>
+      cliLog.warn({}, `federation: stored record ${stateKey} damaged (${problems.join('; ')}); using what is intact`),
+    );
     return withFederatedTrusts(view, federation);
   } finally {
     authorities.stop();

@@ -8,7 +8,7 @@ import type { ClusterFederatedTrustDomain, FederationSpec } from '../api/types.j
 import type { StateStore } from '../store/types.js';
 import { acceptBundle, type AcceptedBundle } from './accept.js';
 import { FAILURE_REASONS, fetchBundleText, FederationFailure, type FailureReason, type FetchOptions } from './fetch.js';
-import { descendsFrom, federationLineage, loadFederationRecord, saveFederationRecord, type FederationLineage, type FederationRecord } from './record.js';
+import { descendsFrom, federationLineage, loadFederationRecord, saveFederationRecord, type FederationLineage, type FederationRecord, type OnDamagedRecord } from './record.js';
 import { federationConditions, type FederationCondition } from './status.js';
 
 export const MIN_REFRESH_MS = 30_000;
@@ -93,6 +93,14 @@ export class FederationFollower {
   private closed = false;
   private shadowReported = '';
   private queue: Promise<void> = Promise.resolve();
+  /** Damage of stored records already reported (the record is read on every refresh until rewritten). */
+  private readonly damageReported = new Set<string>();
+  private readonly onDamaged: OnDamagedRecord = (stateKey, problems) => {
+    const key = `${stateKey}\u0000${problems.join('\u0000')}`;
+    if (this.damageReported.has(key)) return;
+    this.damageReported.add(key);
+    this.opts.log?.warn({ stateKey, problems }, 'federation: stored record damaged; using what is intact (a damaged bundle: the bootstrap bundle) and writing it again on the next refresh');
+  };
 
   constructor(private readonly opts: FollowerOptions) {
     if (opts.registry) {
@@ -192,17 +200,29 @@ export class FederationFollower {
     }
     for (const c of wanted.values()) {
       if (this.workers.has(c.name)) continue;
-      const w = await this.startWorker(c);
+      // One trust domain that cannot start must not keep the others from being followed and published.
+      let w: Worker;
+      try {
+        w = await this.startWorker(c);
+      } catch (e) {
+        this.opts.log?.warn({ trustDomain: c.spec.trustDomain, resource: c.name, err: (e as Error).message }, 'federation: cannot start from the stored record; starting from the bootstrap bundle');
+        try {
+          w = await this.startWorker(c, false);
+        } catch (e2) {
+          this.opts.log?.warn({ trustDomain: c.spec.trustDomain, resource: c.name, err: (e2 as Error).message }, 'federation: cannot follow this trust domain; retried on the next resource change');
+          continue;
+        }
+      }
       this.workers.set(c.name, w);
       changed = true;
     }
     if (changed || this.subject.value.revision === 0) this.publish();
   }
 
-  private async startWorker(cftd: ClusterFederatedTrustDomain): Promise<Worker> {
+  private async startWorker(cftd: ClusterFederatedTrustDomain, useRecord = true): Promise<Worker> {
     let record: FederationRecord | undefined;
     try {
-      record = await loadFederationRecord(this.opts.state, cftd.spec.trustDomain);
+      if (useRecord) record = await loadFederationRecord(this.opts.state, cftd.spec.trustDomain, this.onDamaged);
     } catch (e) {
       this.opts.log?.warn({ trustDomain: cftd.spec.trustDomain, err: (e as Error).message }, 'federation: cannot read the persisted bundle; starting from the bootstrap bundle');
     }
@@ -231,7 +251,7 @@ export class FederationFollower {
     w.domain.nextRefreshAt = new Date(this.now().getTime() + delayMs);
     w.timer = this.timers.setTimeout(() => {
       w.timer = undefined;
-      w.running = this.refresh(w);
+      w.running = this.refresh(w).catch((e: Error) => this.refreshBroke(w, e));
     }, delayMs);
   }
 
@@ -242,7 +262,17 @@ export class FederationFollower {
     if (w.timer !== undefined) this.timers.clearTimeout(w.timer);
     w.timer = undefined;
     await w.running;
-    await this.refresh(w);
+    await this.refresh(w).catch((e: Error) => this.refreshBroke(w, e));
+  }
+
+  /**
+   * A refresh that threw past its own handling (not a fetch failure): without this its trust
+   * domain was never refreshed again (no timer was set) and the rejection went unhandled. Logged
+   * naming the trust domain, retried at the refresh interval; the other domains are not affected.
+   */
+  private refreshBroke(w: Worker, e: Error): void {
+    this.opts.log?.warn({ trustDomain: w.domain.trustDomain, resource: w.domain.resource, err: e.message }, 'federation: refresh failed unexpectedly; retrying at the refresh interval');
+    if (w.timer === undefined) this.schedule(w, this.refreshInterval(w.domain.bundle));
   }
 
   private refreshInterval(b: AcceptedBundle | undefined): number {
@@ -260,7 +290,7 @@ export class FederationFollower {
     const at = this.now();
     d.lastAttemptAt = at;
     // Another replica may have accepted a newer bundle: start from it (it authenticates the endpoint now).
-    const loaded = await loadFederationRecord(this.opts.state, d.trustDomain).catch(() => undefined);
+    const loaded = await loadFederationRecord(this.opts.state, d.trustDomain, this.onDamaged).catch(() => undefined);
     const shared = loaded && descendsFrom(loaded, w.lineage) ? loaded : undefined;
     if (shared?.bundle && (d.source !== 'endpoint' || (shared.bundle.sequence ?? -1) > (d.bundle?.sequence ?? -1))) {
       d.bundle = shared.bundle;
@@ -315,7 +345,7 @@ export class FederationFollower {
     if (d.lastAttemptAt) r.lastAttemptAt = d.lastAttemptAt.toISOString();
     if (d.lastError) r.lastError = { ...d.lastError, at: d.lastError.at.toISOString() };
     // Never overwrite a newer bundle another replica accepted meanwhile.
-    const stored = await loadFederationRecord(this.opts.state, d.trustDomain);
+    const stored = await loadFederationRecord(this.opts.state, d.trustDomain, this.onDamaged);
     if (stored?.bundle && descendsFrom(stored, lineage) && (stored.bundle.sequence ?? -1) > (r.bundle?.sequence ?? -1)) r.bundle = stored.bundle;
     await saveFederationRecord(this.opts.state, r);
   }
@@ -395,11 +425,17 @@ export function followedResources(list: readonly ClusterFederatedTrustDomain[]):
 }
 
 /** The state `get` and `inspect` show without a running server: persisted bundles and last outcomes. */
-export async function loadFederationState(state: StateStore, list: readonly ClusterFederatedTrustDomain[]): Promise<FederationState> {
+export async function loadFederationState(state: StateStore, list: readonly ClusterFederatedTrustDomain[], onDamaged?: OnDamagedRecord): Promise<FederationState> {
   const domains = new Map<string, FederatedDomain>();
   for (const c of followedResources(list).followed) {
-    const record = await loadFederationRecord(state, c.spec.trustDomain).catch(() => undefined);
-    domains.set(c.name, initialDomain(c, record));
+    const record = await loadFederationRecord(state, c.spec.trustDomain, onDamaged).catch(() => undefined);
+    let d: FederatedDomain;
+    try {
+      d = initialDomain(c, record);
+    } catch {
+      d = initialDomain(c, undefined); // a record read commands cannot use does not stop them
+    }
+    domains.set(c.name, d);
   }
   return { revision: 1, domains };
 }

@@ -1,0 +1,122 @@
+// A damaged `federation/<td>` record (a truncated write, a hand edit) in a real directory state:
+// read around the damage, reported naming its key, and never the end of federation for the others.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Registry } from 'prom-client';
+import { FederationFollower, loadFederationState, type FederationState } from '../../src/federation/follower.js';
+import { federationStateKey } from '../../src/federation/record.js';
+import { FileStateStore } from '../../src/store/file-state.js';
+import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa } from './remote.js';
+
+const A = 'aaa.test';
+const Z = 'zzz.test';
+
+async function twoPeers() {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fedrec-'));
+  const state = await FileStateStore.open(dir);
+  const caA = newCa(A);
+  const caZ = newCa(Z);
+  const epA = await fakeEndpoint(caA, endpointId(A), bundleOf([caA], 5, 120));
+  const epZ = await fakeEndpoint(caZ, endpointId(Z), bundleOf([caZ], 7, 120));
+  const resources = [cftd('a-peer', A, epA.url, caA.trustPem), cftd('z-peer', Z, epZ.url, caZ.trustPem)];
+  // Both fetched once, so both have a stored record with a bundle from the endpoint.
+  const first = new FederationFollower({ state, timers: new ManualTimers() });
+  await first.setResources(resources);
+  await first.refreshNow('a-peer');
+  await first.refreshNow('z-peer');
+  await first.close();
+  const good = JSON.parse((await state.get(federationStateKey(A)))!) as Record<string, unknown>;
+  return {
+    state,
+    caA,
+    resources,
+    good,
+    async done() {
+      await epA.close();
+      await epZ.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function logger() {
+  const warnings: { o: Record<string, unknown>; m: string }[] = [];
+  return { warnings, log: { info: () => undefined, warn: (o: object, m: string) => warnings.push({ o: o as Record<string, unknown>, m }) } };
+}
+
+test('a damaged field of one stored federation record is dropped and reported naming its state key; every trust domain is still published and refreshed', async () => {
+  const p = await twoPeers();
+  try {
+    const bundle = p.good.bundle as Record<string, unknown>;
+    // What each damage leaves of aaa.test: its bundle from the endpoint, or (bundle unusable) the bootstrap one.
+    const cases: [string, string, 'endpoint' | 'bootstrap'][] = [
+      ['fetchedAt "yesterday"', JSON.stringify({ ...p.good, fetchedAt: 'yesterday' }), 'endpoint'],
+      ['lastAttemptAt a number', JSON.stringify({ ...p.good, lastAttemptAt: 12 }), 'endpoint'],
+      ['lastError.at garbage', JSON.stringify({ ...p.good, lastError: { reason: 'tls', message: 'm', at: 'garbage' } }), 'endpoint'],
+      ['lastError.reason unknown', JSON.stringify({ ...p.good, lastError: { reason: 'gremlins', message: 'm', at: new Date().toISOString() } }), 'endpoint'],
+      ['bundle.sequence "x"', JSON.stringify({ ...p.good, bundle: { ...bundle, sequence: 'x' } }), 'endpoint'],
+      ['bundle.sequence -1', JSON.stringify({ ...p.good, bundle: { ...bundle, sequence: -1 } }), 'endpoint'],
+      ['bundle.caPems a string', JSON.stringify({ ...p.good, bundle: { ...bundle, caPems: 'abc' } }), 'bootstrap'],
+      ['bundle.caPems [7]', JSON.stringify({ ...p.good, bundle: { ...bundle, caPems: [7] } }), 'bootstrap'],
+      ['endpointURL a number', JSON.stringify({ ...p.good, endpointURL: 5 }), 'bootstrap'],
+      ['bootstrapDigest a number', JSON.stringify({ ...p.good, bootstrapDigest: 5 }), 'bootstrap'],
+      ['truncated JSON', JSON.stringify(p.good).slice(0, 100), 'bootstrap'],
+      ['null', 'null', 'bootstrap'],
+    ];
+    for (const [what, text, source] of cases) {
+      await p.state.put(federationStateKey(A), text);
+      const { warnings, log } = logger();
+      const registry = new Registry(); // metrics too: a sequence that is not a number threw from Gauge.set
+      const follower = new FederationFollower({ state: p.state, timers: new ManualTimers(), log, registry });
+      const published: FederationState[] = [];
+      const sub = follower.state$.subscribe((s) => published.push(s));
+      try {
+        await follower.setResources(p.resources);
+        const last = published.at(-1)!;
+        assert.deepEqual([...last.domains.keys()].sort(), ['a-peer', 'z-peer'], `${what}: both trust domains are published`);
+        assert.equal(last.domains.get('z-peer')!.source, 'endpoint', `${what}: the undamaged domain keeps its bundle`);
+        assert.equal(last.domains.get('a-peer')!.source, source, `${what}: what is intact of the damaged record is used`);
+        const damage = warnings.filter((w) => w.o.stateKey === federationStateKey(A));
+        assert.equal(damage.length, 1, `${what}: one warning naming the state key, got ${JSON.stringify(warnings)}`);
+        // Both are refreshed, and the refresh writes the record again, undamaged (and warns no more).
+        await follower.refreshNow('a-peer');
+        await follower.refreshNow('z-peer');
+        assert.equal(follower.current.domains.get('a-peer')!.source, 'endpoint', `${what}: refreshed`);
+        assert.equal(follower.current.domains.get('a-peer')!.bundle?.sequence, 5);
+        assert.equal(follower.current.domains.get('a-peer')!.lastError, undefined);
+        const rewritten = JSON.parse((await p.state.get(federationStateKey(A)))!) as { fetchedAt: string; bundle: { sequence: number } };
+        assert.ok(!Number.isNaN(Date.parse(rewritten.fetchedAt)));
+        assert.equal(rewritten.bundle.sequence, 5);
+        assert.equal(warnings.filter((w) => w.o.stateKey === federationStateKey(A)).length, 1, `${what}: warned once`);
+      } finally {
+        sub.unsubscribe();
+        await follower.close();
+      }
+    }
+  } finally {
+    await p.done();
+  }
+});
+
+test('get and inspect read a damaged stored federation record without failing: both trust domains are shown and the damage is reported', async () => {
+  const p = await twoPeers();
+  try {
+    for (const [what, record] of [
+      ['fetchedAt "yesterday"', { ...p.good, fetchedAt: 'yesterday' }],
+      ['lastError.at garbage', { ...p.good, lastError: { reason: 'tls', message: 'm', at: 'garbage' } }],
+    ] as const) {
+      await p.state.put(federationStateKey(A), JSON.stringify(record));
+      const damaged: string[] = [];
+      const fed = await loadFederationState(p.state, p.resources, (key, problems) => damaged.push(`${key}: ${problems.join('; ')}`));
+      assert.deepEqual([...fed.domains.keys()].sort(), ['a-peer', 'z-peer'], what);
+      assert.equal(fed.domains.get('a-peer')!.source, 'endpoint', what);
+      assert.equal(damaged.length, 1, what);
+      assert.match(damaged[0]!, /^federation\/aaa\.test: /, what);
+    }
+  } finally {
+    await p.done();
+  }
+});
