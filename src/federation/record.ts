@@ -6,6 +6,7 @@ import type { StateStore } from '../store/types.js';
 import type { AcceptedBundle } from './accept.js';
 import { readBundleDocument } from './bundle.js';
 import { FAILURE_REASONS, type FailureReason } from './fetch.js';
+import { isCaCertificate, splitPemCertificates } from '../api/pem.js';
 import { caSetDigest } from './sequence.js';
 
 export interface FederationRecord {
@@ -121,8 +122,17 @@ function readBundle(b: unknown, trustDomain: string, problems: string[]): Accept
   return out;
 }
 
+/**
+ * Why a stored CA is not one PEM CA certificate. Such a bundle trusts nothing (its trust domain
+ * vanished from every proxy while reported Trusted) and authenticates no endpoint (every refresh
+ * failed as 'tls', blaming the peer, for good): the bootstrap bundle is the way back.
+ */
 function caPemProblem(pem: unknown): string | undefined {
   if (typeof pem !== 'string') return 'is not a string';
+  const { ders, error } = splitPemCertificates(pem);
+  if (error) return `is not a PEM certificate: ${error}`;
+  if (ders.length !== 1) return `holds ${ders.length} certificates, not one`;
+  if (!isCaCertificate(ders[0]!)) return 'is not a CA certificate';
   return undefined;
 }
 

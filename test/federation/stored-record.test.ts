@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { FederationFollower, loadFederationState, type FederationState } from '../../src/federation/follower.js';
 import { federationStateKey } from '../../src/federation/record.js';
 import { FileStateStore } from '../../src/store/file-state.js';
+import { issueSvidSync } from '../../src/pki/leaf.js';
 import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa } from './remote.js';
 
 const A = 'aaa.test';
@@ -115,6 +116,46 @@ test('get and inspect read a damaged stored federation record without failing: b
       assert.equal(fed.domains.get('a-peer')!.source, 'endpoint', what);
       assert.equal(damaged.length, 1, what);
       assert.match(damaged[0]!, /^federation\/aaa\.test: /, what);
+    }
+  } finally {
+    await p.done();
+  }
+});
+
+test('a stored bundle whose CA is not a parseable CA certificate falls back to the bootstrap bundle, reported naming the state key, and the next refresh recovers', async () => {
+  const p = await twoPeers();
+  try {
+    const bundle = p.good.bundle as { caPems: string[] };
+    const pem = bundle.caPems[0]!;
+    const leaf = issueSvidSync(p.caA, 'spiffe://aaa.test/workload', 3600_000).certChainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/)![0];
+    const cases: [string, string[]][] = [
+      ['garbage', ['garbage']],
+      ['a truncated PEM', [`${pem.slice(0, 300)}\n-----END CERTIFICATE-----\n`]],
+      ['a good CA and a garbage one', [pem, 'garbage']],
+      ['a certificate that is not a CA', [leaf]],
+    ];
+    for (const [what, caPems] of cases) {
+      await p.state.put(federationStateKey(A), JSON.stringify({ ...p.good, bundle: { ...bundle, caPems } }));
+      const { warnings, log } = logger();
+      const follower = new FederationFollower({ state: p.state, timers: new ManualTimers(), log });
+      try {
+        await follower.setResources(p.resources);
+        const d = follower.current.domains.get('a-peer')!;
+        assert.equal(d.source, 'bootstrap', `${what}: the bootstrap bundle is trusted, not the damaged one`);
+        assert.deepEqual(d.bundle?.caPems, [p.caA.trustPem], what);
+        assert.equal(d.conditions.find((c) => c.type === 'Ready')?.reason, 'BootstrapBundle', `${what}: not reported as Trusted`);
+        const damage = warnings.filter((w) => w.o.stateKey === federationStateKey(A));
+        assert.equal(damage.length, 1, what);
+        assert.match(String(damage[0]!.o.problems), /bundle: caPems\[\d\]/, what);
+        // The bootstrap bundle authenticates the endpoint: the refresh succeeds (it failed as 'tls' for good).
+        await follower.refreshNow('a-peer');
+        const after = follower.current.domains.get('a-peer')!;
+        assert.equal(after.lastError, undefined, `${what}: ${after.lastError?.message}`);
+        assert.equal(after.source, 'endpoint');
+        assert.equal(after.bundle?.sequence, 5);
+      } finally {
+        await follower.close();
+      }
     }
   } finally {
     await p.done();
