@@ -89,6 +89,8 @@ export interface PublisherOptions {
   zone: string;
   /** Serve `system_trust_bundle`/`ALL` as a flat `trusted_ca` + SAN matchers (Envoys without the SPIFFE validator). */
   flatTrust?: boolean;
+  /** Told of CA bundles left out of a mesh's trust (aggregateTrust `rejected`), once per change of its trusts. */
+  log?: { warn: (o: object, m: string) => void };
 }
 
 /**
@@ -136,6 +138,7 @@ export class SecretPublisher {
       if (this.bundles.has(mesh) && this.trustSignatures.get(mesh) === signature) continue;
       this.trustSignatures.set(mesh, signature);
       const bundle = aggregateTrust(view.trusts, mesh);
+      for (const r of bundle.rejected ?? []) this.opts.log?.warn({ mesh, ...r }, 'a MeshTrust CA bundle is not all certificates; it is not trusted');
       const before = this.bundles.get(mesh);
       this.bundles.set(mesh, bundle);
       const domains = bundle.domains.map((d) => ({ trustDomain: d.trustDomain, pem: d.pem }));

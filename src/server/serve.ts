@@ -163,7 +163,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       pub.proxyGone(pk);
     },
   });
-  const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust });
+  const pub = new SecretPublisher(cache, svids, { zone: cfg.zone, flatTrust: cfg.flatTrust, log });
   const subs: Subscription[] = [];
   let expiredReported = '';
   let trustView: AuthorityView | undefined;

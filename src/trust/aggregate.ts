@@ -29,6 +29,16 @@ export interface MeshTrustBundle {
   mesh: string;
   /** One entry per distinct trust domain, sorted by name. */
   domains: TrustDomainBundle[];
+  /** CA bundles not used because their PEM is not all certificates (absent when there is none). */
+  rejected?: RejectedCaBundle[];
+}
+
+export interface RejectedCaBundle {
+  trustDomain: string;
+  /** The MeshTrust and the index of its caBundle. */
+  source: string;
+  index: number;
+  reason: string;
 }
 
 function toPem(der: Buffer): string {
@@ -42,13 +52,22 @@ function toPem(der: Buffer): string {
  */
 export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshTrustBundle {
   const byDomain = new Map<string, Map<string, TrustedCa>>();
+  const rejected: RejectedCaBundle[] = [];
   const sorted = [...trusts].filter((t) => t.mesh === mesh).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const t of sorted) {
     const domain = t.spec.trustDomain;
     let cas = byDomain.get(domain);
     if (!cas) byDomain.set(domain, (cas = new Map()));
-    for (const bundle of t.spec.caBundles) {
-      for (const der of splitPemCertificates(bundle.pem.value).ders) {
+    for (const [index, bundle] of t.spec.caBundles.entries()) {
+      const { ders, error } = splitPemCertificates(bundle.pem.value);
+      // The splitter stops at the first bad block: using what came before it would trust part of
+      // the bundle, by position, silently. Such a bundle (a damaged generated MeshTrust: resources are
+      // refused for it when read) is not used at all, as validation would, and is reported.
+      if (error) {
+        rejected.push({ trustDomain: domain, source: t.name, index, reason: error });
+        continue;
+      }
+      for (const der of ders) {
         const fingerprint = createHash('sha256').update(der).digest('hex');
         const existing = cas.get(fingerprint);
         if (existing) {
@@ -68,7 +87,7 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
       const list = [...cas.values()];
       return { trustDomain, cas: list, pem: list.map((c) => c.pem).join('') };
     });
-  return { mesh, domains };
+  return rejected.length > 0 ? { mesh, domains, rejected } : { mesh, domains };
 }
 
 /**

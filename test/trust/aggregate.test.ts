@@ -56,3 +56,16 @@ test('the flat bundle carries every distinct CA of the mesh once', () => {
   );
   assert.equal((flatBundlePem(bundle).match(/BEGIN CERTIFICATE/g) ?? []).length, 2);
 });
+
+test('a CA bundle whose PEM is not all certificates is not half-used: none of it is trusted, and it is reported', () => {
+  // A damaged block between two good CAs: the splitter stopped there, so the first CA alone was trusted, silently.
+  const damaged = caA1.certPem + '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n' + caA2.certPem;
+  const bundle = aggregateTrust([meshTrust('damaged', 'a.example', [damaged]), meshTrust('zeta', 'b.example', [caB.certPem])], 'default');
+  assert.deepEqual(bundle.domains.map((d) => d.trustDomain), ['b.example'], 'the damaged bundle trusted nothing of a.example');
+  assert.deepEqual(bundle.rejected, [{ trustDomain: 'a.example', source: 'damaged', index: 0, reason: 'PEM block 2 is not an X.509 certificate' }]);
+  // A good bundle of the same MeshTrust is still used; valid input reports nothing.
+  const mixed = aggregateTrust([meshTrust('two', 'a.example', [damaged, caA2.certPem])], 'default');
+  assert.deepEqual(mixed.domains[0]!.cas.map((c) => c.pem), [aggregateTrust([meshTrust('x', 'a.example', [caA2.certPem])], 'default').domains[0]!.cas[0]!.pem]);
+  assert.equal(mixed.rejected?.[0]?.index, 0);
+  assert.equal(aggregateTrust([meshTrust('ok', 'a.example', [caA1.certPem + caA2.certPem])], 'default').rejected, undefined);
+});
