@@ -1,9 +1,11 @@
 // Follows every ClusterFederatedTrustDomain: fetches the remote bundle, authenticates it with
 // the last accepted one, refreshes at the remote's hint, backs off on failure and always keeps
 // the last good bundle. Publishes the result as FederationState for the mesh view (mesh-trusts.ts).
+import { createHash } from 'node:crypto';
 import { BehaviorSubject, type Observable } from 'rxjs';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { readBundleDocument } from './bundle.js';
+import { splitPemCertificates } from '../api/pem.js';
 import type { ClusterFederatedTrustDomain, FederationSpec } from '../api/types.js';
 import type { StateStore } from '../store/types.js';
 import { acceptBundle, type AcceptedBundle } from './accept.js';
@@ -306,7 +308,8 @@ export class FederationFollower {
       });
       const accepted = acceptBundle(text, d.trustDomain, d.bundle, this.now());
       if (w.stopped || this.closed) return;
-      const changed = d.source !== 'endpoint' || JSON.stringify(accepted) !== JSON.stringify(d.bundle);
+      // The CA set, not its order: a peer listing the same CAs in another order changes nothing.
+      const changed = d.source !== 'endpoint' || JSON.stringify(canonicalBundle(accepted)) !== JSON.stringify(canonicalBundle(d.bundle));
       if (changed) this.opts.log?.info({ trustDomain: d.trustDomain, resource: d.resource, sequence: accepted.sequence, cas: accepted.caPems.length }, 'federated bundle accepted');
       d.bundle = accepted;
       d.source = 'endpoint';
@@ -442,7 +445,24 @@ export async function loadFederationState(state: StateStore, list: readonly Clus
 
 /** What the mesh view takes from a domain's trust: the bundle trusted (CAs, sequence, hint) and where it came from. */
 function trustKey(d: FederatedDomain): string {
-  return JSON.stringify([d.source, d.bundle ?? null]);
+  return JSON.stringify([d.source, d.bundle ? canonicalBundle(d.bundle) : null]);
+}
+
+/** The bundle with its CAs in canonical order (see canonicalCaPems). */
+function canonicalBundle(b: AcceptedBundle | undefined): AcceptedBundle | undefined {
+  return b && { ...b, caPems: canonicalCaPems(b.caPems) };
+}
+
+/**
+ * CAs sorted by SHA-256 fingerprint: the order a remote lists them in means nothing, and taking it
+ * as a change pushed new trust to every proxy on every refresh of a peer that reorders them.
+ */
+export function canonicalCaPems(pems: readonly string[]): string[] {
+  const keyed = pems.map((pem) => {
+    const der = splitPemCertificates(pem).ders[0];
+    return { pem, fp: createHash('sha256').update(der ?? pem).digest('hex') };
+  });
+  return keyed.sort((a, b) => (a.fp < b.fp ? -1 : a.fp > b.fp ? 1 : 0)).map((k) => k.pem);
 }
 
 function specKey(c: ClusterFederatedTrustDomain): string {

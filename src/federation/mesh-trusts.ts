@@ -3,7 +3,7 @@
 // inspect) sees them exactly like any other MeshTrust and changes push like any trust change.
 import { resourcesOfKind, type MeshTrust } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
-import type { FederatedDomain, FederationState } from './follower.js';
+import { canonicalCaPems, type FederatedDomain, type FederationState } from './follower.js';
 import { describeBundle, type FederationCondition } from './status.js';
 
 /** Where one federated trust domain came from, and where a user MeshTrust overrides it. */
@@ -89,7 +89,8 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
           mesh,
           namespace: '',
           labels: { 'kuma.io/origin': 'mesh-sds' },
-          spec: { trustDomain: d.trustDomain, caBundles: [{ type: 'Pem', pem: { value: d.bundle.caPems.join('') } }], origin: { kri } },
+          // In canonical order: the same CA set always serves the same PEM, whatever order it came in.
+          spec: { trustDomain: d.trustDomain, caBundles: [{ type: 'Pem', pem: { value: canonicalCaPems(d.bundle.caPems).join('') } }], origin: { kri } },
         });
       }
     }

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { startServer, type RunningServer } from '../../src/server/serve.js';
+import { canonicalCaPems } from '../../src/federation/follower.js';
 import { fetchOnce, openSecretStream, type DecodedSecret } from '../../src/client/sds-client.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml } from '../helpers/yaml.js';
 import { meshSds as runCli } from '../cli/run.js';
@@ -105,7 +106,9 @@ test('a federated trust domain is in the SPIFFE validator of every mesh, and a C
       await until('initial push', () => seen.length > 0);
       const caB2 = newCa(TD);
       w.ep.serve(bundleOf([w.caB, caB2], 2, 1));
-      const pushed = await until('the new CA pushed', () => seen.find((p) => p[0] === w.caB.trustPem + caB2.trustPem));
+      // Served in canonical order (by fingerprint), whatever order the bundle lists them in.
+      const both = canonicalCaPems([w.caB.trustPem, caB2.trustPem]).join('');
+      const pushed = await until('the new CA pushed', () => seen.find((p) => p[0] === both));
       assert.ok(pushed);
     } finally {
       stream.close();
