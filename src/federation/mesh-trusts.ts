@@ -1,6 +1,7 @@
 // Federated trust domains as MeshTrusts: a view merge on top of the identity layer's view, so
 // every consumer (SPIFFE validator, flat trust, ROOTCA/spiffe://<td> names, export-trust,
 // inspect) sees them exactly like any other MeshTrust and changes push like any trust change.
+import { createHash } from 'node:crypto';
 import { resourcesOfKind, type MeshTrust } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import { canonicalCaPems, type FederatedDomain, type FederationState } from './follower.js';
@@ -30,6 +31,28 @@ export const federationKri = (name: string): string => `kri_cftd____${name}_`;
 /** `federated-<trust domain with every character outside [a-z0-9-] as '-'>`. */
 export const federatedMeshTrustName = (trustDomain: string): string => `federated-${trustDomain.replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
 
+/**
+ * The MeshTrust name of each followed trust domain: federatedMeshTrustName, unless that is not
+ * unique (`zone.b.test` and `zone-b.test` both give `federated-zone-b-test`, or a MeshTrust of that
+ * name is already in the view): then every trust domain of that name gets `-<8 hex of SHA-256 of the
+ * trust domain>`. Made only from the inputs, so replicas agree; names without a collision are unchanged.
+ */
+export function federatedMeshTrustNames(trustDomains: Iterable<string>, taken: ReadonlySet<string>): Map<string, string> {
+  const byName = new Map<string, string[]>();
+  for (const td of new Set(trustDomains)) {
+    const name = federatedMeshTrustName(td);
+    byName.set(name, [...(byName.get(name) ?? []), td]);
+  }
+  const out = new Map<string, string>();
+  for (const [name, tds] of byName) {
+    for (const td of tds) {
+      if (tds.length === 1 && !taken.has(name)) out.set(td, name);
+      else out.set(td, `${name.slice(0, 253 - 9).replace(/-+$/, '')}-${createHash('sha256').update(td).digest('hex').slice(0, 8)}`);
+    }
+  }
+  return out;
+}
+
 /** Every mesh the resources mention: a federated trust domain is trusted in each of them. */
 /** Meshes of a snapshot's Dataplanes, kept per Dataplane list (the same list while no Dataplane changed). */
 const dataplaneMeshes = new WeakMap<object, ReadonlySet<string>>();
@@ -56,9 +79,13 @@ export function withFederatedTrusts(view: AuthorityView, fed: FederationState): 
   const trusts: MeshTrust[] = [...view.trusts];
   const federation: FederatedTrustInfo[] = [];
   const issuers = fed.domains.size > 0 ? localIssuers(view) : new Map<string, string[]>();
+  const names = federatedMeshTrustNames(
+    [...fed.domains.values()].map((d) => d.trustDomain),
+    new Set(view.trusts.map((t) => t.name)),
+  );
   for (const d of [...fed.domains.values()].sort((a, b) => (a.resource < b.resource ? -1 : 1))) {
     const kri = federationKri(d.resource);
-    const name = federatedMeshTrustName(d.trustDomain);
+    const name = names.get(d.trustDomain)!;
     const overriddenIn: Record<string, string[]> = {};
     const own = issuers.get(d.trustDomain);
     if (own) {

@@ -132,3 +132,28 @@ test('Ready says in which meshes the federated bundle is trusted when a MeshTrus
   assert.equal(ready.status, 'True');
   assert.match(ready.message, /trusted in mesh payments; MeshTrust pinned wins in mesh default/);
 });
+
+test('federated MeshTrust names that would collide (zone.b.test and zone-b.test, or a MeshTrust already of that name) get a suffix from their trust domain; others keep theirs', () => {
+  const dot = 'zone.b.test';
+  const dash = 'zone-b.test';
+  const other = 'zone-c.test';
+  const domain = (name: string, td: string) => initialDomain(cftd(name, td, `https://127.0.0.1:1/${td}`, newCa(td).trustPem), undefined);
+  const fed: FederationState = { revision: 1, domains: new Map([['dot', domain('dot', dot)], ['dash', domain('dash', dash)], ['c', domain('c', other)]]) };
+  const names = (v: ReturnType<typeof withFederatedTrusts>) => v.trusts.filter((t) => t.spec.origin?.kri?.startsWith('kri_cftd_')).map((t) => `${t.name} ${t.spec.trustDomain}`);
+  const v = withFederatedTrusts(view([dataplane('web', {}, 'default')]), fed);
+  const got = names(v);
+  assert.equal(new Set(got.map((n) => n.split(' ')[0])).size, 3, `distinct names: ${got.join(', ')}`);
+  assert.ok(got.includes(`federated-zone-c-test ${other}`), 'no collision: the name is unchanged');
+  for (const td of [dot, dash]) assert.ok(got.some((n) => new RegExp(`^federated-zone-b-test-[0-9a-f]{8} ${td.replace('.', '\\.')}$`).test(n)), `${td}: ${got.join(', ')}`);
+  assert.deepEqual(v.federation.map((f) => f.meshTrustName).sort(), got.map((n) => n.split(' ')[0]).sort(), 'status names the MeshTrust made');
+  // Deterministic: another replica (the resources in another order) names them the same.
+  const again = withFederatedTrusts(view([dataplane('web', {}, 'default')]), { revision: 2, domains: new Map([...fed.domains].reverse()) });
+  assert.deepEqual(names(again).sort(), [...got].sort());
+  // A user MeshTrust already named federated-zone-c-test (of another trust domain): the federated one moves aside.
+  const user = meshTrust('federated-zone-c-test', 'elsewhere.test', [newCa('elsewhere.test').trustPem], 'default');
+  const withUser = withFederatedTrusts(view([dataplane('web', {}, 'default'), user]), { revision: 3, domains: new Map([['c', fed.domains.get('c')!]]) });
+  const cNames = withUser.trusts.filter((t) => t.name.startsWith('federated-zone-c-test')).map((t) => `${t.name} ${t.spec.trustDomain}`);
+  assert.equal(cNames.length, 2);
+  assert.ok(cNames.includes('federated-zone-c-test elsewhere.test'));
+  assert.ok(cNames.some((n) => /^federated-zone-c-test-[0-9a-f]{8} zone-c\.test$/.test(n)), cNames.join(', '));
+});
