@@ -14,6 +14,10 @@ export interface CaHistoryEntry {
 /**
  * Records CA rolls per identity in the shared state, so a restart or another replica keeps serving
  * the old CA in the auto-created MeshTrust until every leaf it signed has expired.
+ *
+ * `known` is the history this process already holds: an entry the record lacks (the record was
+ * lost — state directory removed, schema dropped — or never written) is added back, since leaves
+ * the process issued from it may still be alive; it retires like any rolled CA.
  */
 export async function recordCurrentCa(
   state: StateStore,
@@ -22,9 +26,14 @@ export async function recordCurrentCa(
   leafLifetimeMs: number,
   now: Date,
   warn?: (problem: string) => void,
+  known: readonly CaHistoryEntry[] = [],
 ): Promise<CaHistoryEntry[]> {
-  const { entries, problem } = parseCaHistory(await state.get(key), key);
+  const parsed = parseCaHistory(await state.get(key), key);
+  const { problem } = parsed;
   if (problem) warn?.(problem);
+  const recorded = new Set(parsed.entries.map((e) => e.fingerprint));
+  const missing = known.filter((e) => !recorded.has(e.fingerprint));
+  const entries = [...parsed.entries, ...missing];
   const horizon = new Date(now.getTime() + leafLifetimeMs).toISOString();
   let changed = false;
   const kept: CaHistoryEntry[] = [];
@@ -38,7 +47,8 @@ export async function recordCurrentCa(
     else changed = true;
   }
   const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain);
-  if (!wasCurrent || problem) changed = true; // a damaged record is rewritten from what could be read
+  // A damaged record is rewritten from what could be read; one missing CAs this process knows, with them.
+  if (!wasCurrent || problem || missing.length > 0) changed = true;
   const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain }, ...kept];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;

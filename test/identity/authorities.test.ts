@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { unwatchFile, watchFile } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
@@ -604,6 +604,47 @@ test('a CA file no identity names any more (its path changed, or the identity wa
     }
   } finally {
     a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a CA record that vanishes from the state (state directory moved away) keeps the CA this process served trusted while its leaves live, with a warning, and the merged history is written back for restarts', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-vanish-'));
+  const stateDir = join(dir, 'state');
+  const warnings: { o: Record<string, unknown>; msg: string }[] = [];
+  const log = { warn: (o: object, msg: string) => void warnings.push({ o: o as Record<string, unknown>, msg }), info: () => undefined };
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state: await FileStateStore.open(stateDir), stateResyncMs: 100, log });
+  a.start(snaps);
+  let restarted: ReturnType<typeof harness> | undefined;
+  try {
+    const mi = meshIdentity('identity');
+    const s = snapshot(mi);
+    const first = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    const old = stateOf(await first, mi).ca!;
+    await rename(stateDir, join(dir, 'state.moved')); // a careless cleanup, a volume remounted empty
+    const v = await firstValueFrom(a.views$.pipe(filter((x) => stateOf(x, mi).ca?.fingerprint !== old.fingerprint), timeout(5000)));
+    const st = stateOf(v, mi);
+    assert.equal(st.ready, true, 'a new CA is made and issues');
+    const pems = trustPems(v.trusts.find((t) => t.name === 'identity')!);
+    assert.ok(pems.includes(old.trustPem), 'the CA whose leaves are still alive stays in the trust bundle');
+    assert.equal(pems.length, 2);
+    const caKey = `ca/${mi.mesh}/${mi.namespace || '_'}/${mi.name}/${st.trustDomain}`;
+    const w = warnings.find((x) => x.msg.includes('disappeared'));
+    assert.ok(w, JSON.stringify(warnings));
+    assert.equal(w.o.identity, mi.name);
+    assert.equal(w.o.stateKey, caKey);
+
+    // Written back: a restart (or another replica) on the new state still trusts the old CA.
+    a.stop();
+    restarted = harness(await FileStateStore.open(stateDir));
+    const v2 = await restarted.push(snapshot(mi));
+    assert.equal(stateOf(v2, mi).ca!.fingerprint, st.ca!.fingerprint);
+    assert.ok(trustPems(v2.trusts.find((t) => t.name === 'identity')!).includes(old.trustPem), 'the old CA is in the recorded history');
+  } finally {
+    a.stop();
+    restarted?.a.stop();
     await rm(dir, { recursive: true, force: true });
   }
 });
