@@ -152,6 +152,8 @@ export class PostgresStore implements ResourceStore {
   private reloading = false;
   private reloadAgain = false;
   private reloadFailures = 0;
+  /** Why the last read of the resources failed; cleared by the next that succeeds (for /readyz). */
+  private reloadError: string | undefined;
   /** Rows named by notifications and not read yet. */
   private pendingKeys = new Map<string, RowKeyOnly>();
   /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
@@ -267,6 +269,10 @@ export class PostgresStore implements ResourceStore {
     if (!this.current) return { ok: false, detail: 'postgres: first snapshot not loaded yet' };
     if (!this.listener || this.listenerBackendPid === undefined) {
       return { ok: false, detail: 'postgres: change feed disconnected, serving the last snapshot' };
+    }
+    // The feed may be connected while every read fails (the schema dropped): changes do not arrive.
+    if (this.reloadError !== undefined) {
+      return { ok: false, detail: `postgres: reading the resources failed ${this.reloadFailures} time(s) in a row (${this.reloadError}), serving the last snapshot` };
     }
     if (this.feedUnrepaired !== undefined) {
       return { ok: true, detail: `postgres: ${this.entries.size} resources loaded, change feed triggers missing: every row read each ${this.heartbeatMs / 1000} s` };
@@ -642,9 +648,11 @@ export class PostgresStore implements ResourceStore {
         }
       } while ((this.reloadAgain || this.pendingKeys.size > 0 || this.fullReloadPending) && !this.closed);
       this.reloadFailures = 0;
+      this.reloadError = undefined;
     } catch (err) {
       if (this.closed) return;
       this.reloadFailures++;
+      this.reloadError = errMessage(err);
       this.log.warn({ err: errMessage(err), schema: this.schema }, 'postgres store: reading changes failed, keeping the last snapshot');
       // With the listener down, its reconnect reloads; otherwise retry here.
       if (this.listener) this.scheduleReload(this.backoff(this.reloadFailures - 1));

@@ -7,7 +7,30 @@ import { resourceKey, type ResourceSnapshot } from '../../src/api/types.js';
 import { IdentityAuthorities } from '../../src/identity/authorities.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { meshIdentity } from '../helpers/resources.js';
-import { dropSchema, PG_URL, testSchema } from './helpers.js';
+import { dropSchema, PG_URL, recordingLogger, sleep, testSchema, withStores } from './helpers.js';
+
+async function waitFor(cond: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await sleep(25);
+  }
+}
+
+test('the store check is not ok while every read of the resources fails (schema dropped), naming the error; ok again once reads work', async () => {
+  const { logger } = recordingLogger();
+  await withStores(1, async ([store], schema) => {
+    assert.equal(store!.health().ok, true, store!.health().detail);
+    await dropSchema(schema);
+    // The heartbeat finds the feed's triggers gone, cannot recreate them, and reads every row: which fails.
+    await waitFor(() => !store!.health().ok, 5000);
+    assert.match(store!.health().detail, /read.*failed.*does not exist/);
+    // Put back (a replica or `import` migrates it again): reads work, the check is ok again.
+    const again = await PostgresStore.open(PG_URL, { schema });
+    await again.close();
+    await waitFor(() => store!.health().ok, 10_000);
+  }, { logger, heartbeatMs: 150, feedRepairLockTimeoutMs: 100 });
+});
 
 test('a schema dropped and made again under a running replica: the new CA is trusted next to the one served before, which is written back to the new state with a warning naming the state key', async () => {
   const schema = testSchema();
