@@ -5,6 +5,7 @@ import { FederationFollower, type FollowerOptions } from '../federation/follower
 import { federatedViews } from '../federation/view.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { SvidManager } from '../identity/svids.js';
+import { ServingZones } from '../identity/serving-zones.js';
 import { flatKey } from '../api/flat-key.js';
 import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
@@ -145,6 +146,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         })
       : undefined;
   const authorities = new IdentityAuthorities({ zone: cfg.zone, state, log, stateResyncMs: cfg.stateResyncMs });
+  // Warns when a replica of this state serves another zone (other trust domains); never refuses.
+  const servingZones = new ServingZones({ state, zone: cfg.zone, log });
+  await servingZones.start();
   const issuer = new SvidIssuer({ workers: cfg.issuerWorkers });
   // Workers boot while the store loads; readiness waits for them (below).
   const issuerWarm = issuer.warmUp();
@@ -323,6 +327,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   } catch (e) {
     for (const sub of subs) sub.unsubscribe();
     authorities.stop();
+    servingZones.stop();
     await federation.close();
     svids.close();
     await issuer.close();
@@ -410,6 +415,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       await bounded('bundle endpoint', bundles?.close() ?? Promise.resolve(), 2000, log);
       for (const s of subs) s.unsubscribe();
       authorities.stop();
+      servingZones.stop();
       await federation.close();
       svids.close();
       // Every wait is bounded: a hung database or worker must not hold the process past drain + 5 s.
