@@ -37,7 +37,8 @@ async function readStdinBytes(maxBytes: number): Promise<Buffer> {
 }
 
 /** Exit code 0 when everything was stored, 1 otherwise (every problem printed, conflicts named). */
-export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output): Promise<number> {
+/** `zone`: the server's, rendering a trust domain of .Zone that an inline CA must be the CA of. */
+export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output, zone?: string): Promise<number> {
   // As kubectl: an input with no objects is an error, not a silent success (a wrong file, an empty pipe).
   const parsed = parseResources(text, source);
   if (parsed.errors.length === 0 && parsed.resources.length === 0) {
@@ -48,7 +49,7 @@ export async function runApply(store: ResourceStore, text: string, source: strin
   // one on disk, and the identity would have no CA after the next restart).
   if (parsed.errors.length === 0) {
     const refused = parsed.resources.flatMap((r) => {
-      const problem = inlineCaProblem(r);
+      const problem = inlineCaProblem(r, zone);
       return problem ? [formatResourceError({ file: source, document: r.source?.document ?? 0, path: problem.path, message: problem.message })] : [];
     });
     if (refused.length > 0) {

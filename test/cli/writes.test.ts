@@ -249,3 +249,28 @@ test('apply into a --resources folder that does not exist (a typo) is refused na
   assert.match(r.stderr, /--resources .*resorces: no such directory/);
   assert.deepEqual((await readdir(w.root)).sort(), ['resources']);
 });
+
+test('validate and apply refuse an inline CA whose URI SAN names another trust domain than the identity renders, as the server does', async (t) => {
+  const w = await workspace(t);
+  const lk = makeCa('lk', { trustDomain: 'lk.example' });
+  const file = join(w.root, 'mi.yaml');
+  const identity = (trustDomain: string) => meshIdentityYaml('leaky', { trustDomain, path: '/x', insecureAllowSelfSigned: true, ca: lk });
+  await writeFile(file, identity('other.example'));
+  const validated = await meshSds(['validate', file]);
+  assert.equal(validated.code, 1, validated.stdout);
+  assert.match(validated.stderr, /spec\.provider\.bundled\.ca: CA certificate is the CA of trust domain "lk\.example" \(its URI SAN\), not of "other\.example"/);
+  const applied = await meshSds(['apply', '-f', file, ...w.flags]);
+  assert.equal(applied.code, 1, applied.stdout);
+  assert.match(applied.stderr, /not of "other\.example"[^\n]*\nnothing applied/);
+  assert.deepEqual(await readdir(w.resources), [], 'nothing stored');
+  // A template of .Zone: rendered with apply's --zone; validate checks it only when given --zone.
+  await writeFile(file, identity('lk.{{ .Zone }}'));
+  assert.equal((await meshSds(['validate', file])).code, 0, 'the zone is unknown: not checked');
+  const wrongZone = await meshSds(['validate', '--zone', 'east', file]);
+  assert.equal(wrongZone.code, 1);
+  assert.match(wrongZone.stderr, /not of "lk\.east" \(trust domain rendered with --zone east: give the server's --zone if it differs\)/);
+  assert.equal((await meshSds(['validate', '--zone', 'example', file])).code, 0);
+  assert.equal((await meshSds(['apply', '-f', file, ...w.flags])).code, 1, 'the default zone renders lk.default');
+  const right = await meshSds(['apply', '-f', file, '--zone', 'example', ...w.flags]);
+  assert.equal(right.code, 0, right.stderr);
+});
