@@ -98,7 +98,9 @@ const cliLog = {
  */
 export async function computeView(store: ResourceStore, zone: string): Promise<FederatedView> {
   const flags = keyFlagsOf.get(store);
-  const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true });
+  // A mistyped --state-dir is not a CA `serve` has yet to create: say the folder is missing.
+  const absent = flags && !flags.store && !(await exists(flags.stateDir)) ? `the state folder --state-dir ${pathForMessage(flags.stateDir)} does not exist (is it the server's?)` : undefined;
+  const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true, absent });
   const authorities = new IdentityAuthorities({ zone, state });
   try {
     authorities.start(store.snapshots$);

@@ -15,6 +15,8 @@ export interface StateSealingConfig {
   postgres: boolean;
   /** get / inspect / export-trust: check, never write (no sealing of old values, no created CAs). */
   readOnly?: boolean;
+  /** readOnly: why the state holds nothing at all (a missing --state-dir), named by every value not found. */
+  absent?: string;
 }
 
 export interface SealingLog {
@@ -49,7 +51,7 @@ export async function openSealedState(inner: StateStore, cfg: StateSealingConfig
   });
   await prepare(sealed, inner, key, !!cfg.readOnly, log);
   if (key) log?.info({ stateKeyId: key.id, oldStateKeyId: old?.id }, 'state keys sealed with AES-256-GCM');
-  return cfg.readOnly ? new ReadOnlyStateStore(sealed) : sealed;
+  return cfg.readOnly ? new ReadOnlyStateStore(sealed, cfg.absent) : sealed;
 }
 
 /**
