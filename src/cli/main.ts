@@ -37,7 +37,27 @@ function zoneName(v: string): string {
   return v;
 }
 
-function storeOptions(cmd: Command): Command {
+/** Where commander took an option's value from, for an error that must say so. */
+function sourceOf(cmd: Command, name: string, flag: string, env: string): string {
+  const source = cmd.getOptionValueSource(name);
+  return source === 'env' ? `${env} in the environment` : source === 'cli' ? `${flag} on the command line` : `${flag} (${source ?? 'unknown source'})`;
+}
+
+/**
+ * A store URL and a resource directory together name two stores: the URL used to win silently, so an
+ * explicit --resources went unheeded (MESH_SDS_STORE set in a shell profile wrote to Postgres).
+ * `import` needs both and is not checked here.
+ */
+function refuseTwoStores(cmd: Command): void {
+  const o = cmd.opts<{ store?: string; resources?: string }>();
+  if (!o.store || o.resources === undefined) return;
+  const store = sourceOf(cmd, 'store', '--store', 'MESH_SDS_STORE');
+  const resources = sourceOf(cmd, 'resources', '--resources', 'MESH_SDS_RESOURCES');
+  throw new Error(`both a store URL (${store}) and a resource directory (${resources}) are given: give one (--store for Postgres, --resources for a directory); unset the one you do not mean`);
+}
+
+function storeOptions(cmd: Command, opts: { bothStores?: boolean } = {}): Command {
+  if (!opts.bothStores) cmd.hook('preAction', (_cmd, action) => refuseTwoStores(action));
   return cmd
     .addOption(new Option('--resources <dir>', 'directory of resource YAML/JSON files').env('MESH_SDS_RESOURCES'))
     .addOption(new Option('--store <url>', 'postgres://… store instead of a directory').env('MESH_SDS_STORE'))
@@ -198,7 +218,7 @@ storeOptions(program.command('delete').description('delete one resource written 
     process.exitCode = await withStore(o as StoreFlags, (store) => runDelete(store, ref, { force: !!o.force, resourceVersion: o.resourceVersion }, { out, err }));
   });
 
-storeOptions(program.command('import').description('copy every resource of --resources DIR into --store URL (idempotent; reports created/updated/unchanged)'))
+storeOptions(program.command('import').description('copy every resource of --resources DIR into --store URL (idempotent; reports created/updated/unchanged)'), { bothStores: true })
   .action(async (o) => {
     if (!o.resources || !o.store) throw new Error('import needs --resources DIR (what to import) and --store URL (where to)');
     const { runImport } = await import('./writes.js');

@@ -8,7 +8,7 @@ import type { StoreLogger } from './postgres.js';
 import type { ResourceStore } from './types.js';
 
 export interface StoreLocation {
-  /** A postgres:// URL; when set, `resourcesDir` is not used. */
+  /** A postgres:// URL; never together with `resourcesDir` (which store would be meant?). */
   store?: string;
   resourcesDir?: string;
   stateDir: string;
@@ -18,6 +18,8 @@ export interface StoreLocation {
 }
 
 export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
+  // The CLI refuses both, naming where each came from; this keeps any other caller from having one ignored.
+  if (cfg.store && cfg.resourcesDir !== undefined) throw new Error('--store and --resources are both given: give one');
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');

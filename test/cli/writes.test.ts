@@ -274,3 +274,19 @@ test('validate and apply refuse an inline CA whose URI SAN names another trust d
   const right = await meshSds(['apply', '-f', file, '--zone', 'example', ...w.flags]);
   assert.equal(right.code, 0, right.stderr);
 });
+
+test('a store URL and a resource directory together are refused, naming where each came from (MESH_SDS_STORE no longer silently overrides --resources)', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const url = `${PG_URL}?schema=${schema}`;
+  const fromEnv = await meshSds(['apply', '-f', '-', '--resources', w.resources, '--state-dir', join(w.root, 'state')], { input: trustYaml('where', 'where.example'), env: { MESH_SDS_STORE: url } });
+  assert.equal(fromEnv.code, 1, fromEnv.stdout);
+  assert.match(fromEnv.stderr, /both a store URL \(MESH_SDS_STORE in the environment\) and a resource directory \(--resources on the command line\) are given/);
+  assert.deepEqual(await readdir(w.resources), [], 'nothing written to the directory');
+  const { rows } = await adminQuery('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema]);
+  assert.deepEqual(rows, [], 'nor to Postgres');
+  const fromFlags = await meshSds(['get', 'meshtrust', '--store', url, '--state-dir', join(w.root, 'state')], { env: { MESH_SDS_RESOURCES: w.resources } });
+  assert.equal(fromFlags.code, 1);
+  assert.match(fromFlags.stderr, /both a store URL \(--store on the command line\) and a resource directory \(MESH_SDS_RESOURCES in the environment\)/);
+});
