@@ -7,6 +7,7 @@ import { LayeredMap } from '../api/layered-map.js';
 import { parseResources } from '../api/parse.js';
 import { DEFAULT_MAX_FILE_SIZE } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
+import { quoted } from '../api/quote.js';
 import {
   formatResourceError,
   resourceKey,
@@ -847,8 +848,22 @@ function conflictAt(file: string, r: Resource, found: string | undefined, expect
 }
 
 /**
+ * Query parameters of a --store URL: mesh-sds's own (`schema`, `application_name`), then those pg
+ * reads and honours. pg passes any other one on unread, so a typo (`?schem=mesh`) would silently
+ * pick the `public` schema and create tables there. Left out on purpose: the timeouts
+ * (`statement_timeout`, `query_timeout`, …), which would override the limits mesh-sds sets on
+ * every query, and `connect_timeout`, which pg does not read from a URL.
+ */
+export const KNOWN_STORE_URL_PARAMS: readonly string[] = [
+  'schema', 'application_name',
+  'host', 'port', 'user', 'password', 'options', 'client_encoding',
+  'ssl', 'sslmode', 'sslcert', 'sslkey', 'sslrootcert', 'sslnegotiation', 'uselibpqcompat',
+];
+
+/**
  * Takes a non-standard `schema` query parameter off the URL (so `--store` can carry it; pg would not
  * understand it), and `application_name` (pg would let it override the per-connection names).
+ * Refuses a parameter neither mesh-sds nor pg knows (names only: a value may be a password).
  */
 function splitSchemaParam(url: string): { connectionString: string; schema?: string; applicationName?: string } {
   let u: URL;
@@ -856,6 +871,12 @@ function splitSchemaParam(url: string): { connectionString: string; schema?: str
     u = new URL(url);
   } catch {
     return { connectionString: url };
+  }
+  const unknown = [...new Set(u.searchParams.keys())].filter((k) => !KNOWN_STORE_URL_PARAMS.includes(k));
+  if (unknown.length > 0) {
+    throw new Error(
+      `--store: unknown query parameter${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => quoted(k)).join(', ')} (known: ${KNOWN_STORE_URL_PARAMS.join(', ')})`,
+    );
   }
   const schema = u.searchParams.get('schema') ?? undefined;
   const applicationName = u.searchParams.get('application_name') ?? undefined;

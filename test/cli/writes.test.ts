@@ -290,3 +290,24 @@ test('a store URL and a resource directory together are refused, naming where ea
   assert.equal(fromFlags.code, 1);
   assert.match(fromFlags.stderr, /both a store URL \(--store on the command line\) and a resource directory \(MESH_SDS_RESOURCES in the environment\)/);
 });
+
+test('a --store URL with a query parameter mesh-sds does not know is refused naming it and the known ones, before anything is created (a ?schem= typo used the public schema)', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const publicTables = async () => (await adminQuery("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1")).rows;
+  const before = await publicTables();
+  // Should this regress, what it created in public is removed (the database is shared).
+  t.after(async () => {
+    if (before.some((r) => r.table_name === 'resources') || !(await publicTables()).some((r) => r.table_name === 'resources')) return;
+    await adminQuery('DROP TABLE IF EXISTS public.resources, public.state, public.schema_version CASCADE; DROP FUNCTION IF EXISTS public.resources_stamp(), public.resources_notify(); DROP SEQUENCE IF EXISTS public.resource_revision');
+  });
+  const flags = (query: string) => ['--store', `${PG_URL}?${query}`, '--state-dir', join(w.root, 'state')];
+  const typo = await meshSds(['apply', '-f', '-', ...flags(`schem=${schema}&scheme=x`)], { input: trustYaml('typo', 'typo.example') });
+  assert.equal(typo.code, 1, typo.stdout);
+  assert.match(typo.stderr, /--store: unknown query parameters "schem", "scheme" \(known: schema, application_name, host, port, user, password, .*sslmode, sslcert, sslkey, sslrootcert/);
+  assert.deepEqual(await publicTables(), before, 'no table created in public');
+  // Every parameter the README and the tests use is still accepted.
+  const ok = await meshSds(['apply', '-f', '-', ...flags(`schema=${schema}&application_name=fixd-writes&sslmode=disable`)], { input: trustYaml('ok', 'ok.example') });
+  assert.equal(ok.code, 0, ok.stderr);
+});
