@@ -19,7 +19,9 @@ import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpoi
 import { admitStream, authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, listenCredentials, ListenError } from './listen.js';
+import { bindServer, listenCredentials, ListenError, tcpTarget, unixPath } from './listen.js';
+import { parseHostPort } from '../api/host-port.js';
+import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
 import { GrpcServer, type TlsKeyPair } from './grpc-h2/server.js';
 import { createLogger, limitedWarn, peerSource, type Logger } from './logger.js';
@@ -115,8 +117,12 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
     log.warn({ listen: cfg.listen }, 'AUTHENTICATION DISABLED (--auth none): any local process can obtain any proxy identity by naming it. Development only.');
   }
-  // Refuse a bad address/TLS combination before opening the store or starting workers.
+  // Refuse a bad address/TLS combination before opening the store or starting workers: a typo in
+  // an address must not leave a migrated schema or CA keys in a new --state-dir behind.
   listenCredentials(cfg);
+  if (unixPath(cfg.listen) === undefined) tcpTarget(cfg.listen);
+  if (cfg.admin !== undefined) parseHostPort(cfg.admin, '--admin');
+  if (cfg.bundleEndpoint !== undefined) parseEndpointListen(cfg.bundleEndpoint);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
   const metrics = createMetrics();
@@ -355,6 +361,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         },
         remoteDebug: cfg.adminRemoteDebug,
         logger: log,
+        // Name the flag, as the gRPC listener's error does: "listen EADDRINUSE" alone does not say which.
+      }).catch((e: Error) => {
+        throw new ListenError(`--admin: cannot listen on ${cfg.admin}: ${e.message}`);
       })
     : undefined;
   log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');

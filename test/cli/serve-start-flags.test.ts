@@ -1,0 +1,59 @@
+// `serve` refuses a bad address or log level naming the flag, before it opens anything: a typo must
+// not leave a migrated Postgres schema or CA private keys in a new --state-dir behind.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { meshSds } from './run.js';
+import { PG_URL, adminQuery, dropSchema, testSchema } from '../store-postgres/helpers.js';
+
+async function root(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-serve-flags-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const schemaExists = async (schema: string) => (await adminQuery('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema])).rows.length > 0;
+
+test('serve refuses a bad --listen, --admin or --bundle-endpoint address naming the flag, before creating a state dir or a Postgres schema', async (t) => {
+  const dir = await root(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const cases: [string[], RegExp][] = [
+    [['--listen', '127.0.0.1:99999'], /--listen 127\.0\.0\.1:99999: expected host:port/],
+    [['--listen', 'localhost'], /--listen localhost: expected host:port/],
+    [['--admin', '127.0.0.1:99999'], /--admin: invalid port in "127\.0\.0\.1:99999"/],
+    [['--bundle-endpoint', 'localhost'], /--bundle-endpoint: listen address must be host:port, got "localhost"/],
+  ];
+  for (const [flags, message] of cases) {
+    for (const store of [['--resources', 'examples/quickstart'], ['--store', `${PG_URL}?schema=${schema}`, '--insecure-plaintext-state']]) {
+      const stateDir = join(dir, 'state');
+      const r = await meshSds(['serve', ...store, '--state-dir', stateDir, '--auth', 'none', '--listen', '127.0.0.1:0', ...flags], { timeoutMs: 30_000 });
+      assert.equal(r.code, 1, `${flags.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      await assert.rejects(stat(stateDir), `${flags.join(' ')}: no state dir created`);
+      assert.equal(await schemaExists(schema), false, `${flags.join(' ')}: no schema created`);
+    }
+  }
+});
+
+test('serve --log-level with an unknown level is refused naming the flag and the levels', async (t) => {
+  const dir = await root(t);
+  const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0', '--log-level', 'verbose'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /option '--log-level <level>' argument 'verbose' is invalid\. Allowed choices are trace, debug, info, warn, error, fatal, silent/);
+  assert.doesNotMatch(r.stderr, /custom levels/);
+});
+
+test('serve with an --admin port already in use names --admin in its error', async (t) => {
+  const dir = await root(t);
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+  const port = (taken.address() as { port: number }).port;
+  const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${port}`], { timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(r.stderr.includes(`--admin: cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`), r.stderr);
+});
