@@ -39,6 +39,7 @@ export function invalidUtf8Offset(buf: Uint8Array): number | undefined {
 }
 
 const decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8 = (buf: Uint8Array): string => decoder.decode(buf);
 
 export type FileText = { text: string } | { error: ResourceError };
 
@@ -49,8 +50,11 @@ export function sizeLimitMessage(size: number, maxBytes: number, setBy = ' (--ma
   return `file is ${size} bytes, larger than the limit of ${maxBytes} bytes${setBy}: not read`;
 }
 
-/** Decodes file bytes as UTF-8, naming the byte offset of the first invalid sequence. */
-export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEFAULT_MAX_FILE_SIZE): FileText {
+/**
+ * Decodes file bytes as UTF-8, naming the byte offset of the first invalid sequence. `decode` is
+ * the decoder (a test passes one that fails as V8 does on a too-long string).
+ */
+export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEFAULT_MAX_FILE_SIZE, decode = utf8): FileText {
   if (buf.length > maxBytes) return fileError(file, sizeLimitMessage(buf.length, maxBytes));
   // UTF-16 (a Windows editor's "Unicode"): a byte-order mark, or ASCII text with a NUL every other byte.
   const bom = (buf[0] === 0xff && buf[1] === 0xfe) || (buf[0] === 0xfe && buf[1] === 0xff);
@@ -58,14 +62,21 @@ export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEF
     return fileError(file, 'file is UTF-16 text, not UTF-8: save it as UTF-8');
   }
   try {
-    const text = decoder.decode(buf);
+    const text = decode(buf);
     // No YAML or JSON holds a NUL; it says the file is binary (or another encoding).
     const nul = buf.indexOf(0);
     if (nul >= 0) return fileError(file, `file is not text: NUL byte at byte offset ${nul}`);
     return { text };
-  } catch {
-    const at = invalidUtf8Offset(buf) ?? 0;
-    return fileError(file, `file is not valid UTF-8: invalid byte 0x${(buf[at] ?? 0).toString(16).padStart(2, '0')} at byte offset ${at}`);
+  } catch (e) {
+    const at = invalidUtf8Offset(buf);
+    if (at !== undefined) return fileError(file, `file is not valid UTF-8: invalid byte 0x${(buf[at] ?? 0).toString(16).padStart(2, '0')} at byte offset ${at}`);
+    // Valid UTF-8 that still failed: V8 cannot make a string that long (ERR_STRING_TOO_LONG, about
+    // 512 M characters), or memory ran out. Reported as what it is, never as bad bytes.
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_STRING_TOO_LONG' || /string (length|longer)/i.test(err.message)) {
+      return fileError(file, `file of ${buf.length} bytes is too long to hold as one string in this runtime (${err.message}): split it into smaller files`);
+    }
+    return fileError(file, `file of ${buf.length} bytes could not be decoded: ${err.message}`);
   }
 }
 
@@ -109,6 +120,20 @@ export async function readResourceText(
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * The highest --max-file-size: a resource file (or row) is parsed as one string and then as YAML,
+ * which takes several times its size in memory; past V8's string limit (~512 M characters) it
+ * cannot be read at all. 256 MiB is far above any real resource file.
+ */
+export const MAX_FILE_SIZE_LIMIT = 256 * 1024 * 1024;
+
+/** --max-file-size: a size (as parseByteSize) of at most MAX_FILE_SIZE_LIMIT, else an error naming the flag. */
+export function parseMaxFileSize(text: string, flag = '--max-file-size'): number {
+  const n = parseByteSize(text, flag);
+  if (n > MAX_FILE_SIZE_LIMIT) throw new Error(`${flag} "${text}" is ${n} bytes, above the maximum of 256MiB (${MAX_FILE_SIZE_LIMIT} bytes): no resource file needs more, and a larger one could not be read`);
+  return n;
 }
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 1024, m: 1e6, mb: 1e6, mib: 1024 ** 2, g: 1e9, gb: 1e9, gib: 1024 ** 3 };

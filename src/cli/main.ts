@@ -8,7 +8,7 @@ import { validateFiles } from '../api/validate-files.js';
 import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
-import { parseByteSize } from '../api/file-text.js';
+import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
@@ -29,6 +29,16 @@ const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAu
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 // Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's password.
 const err = (s: string) => process.stderr.write(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`));
+
+/** Checked as commander parses it (flag or MESH_SDS_MAX_FILE_SIZE), before anything is opened; kept as text. */
+function maxFileSizeArg(v: string): string {
+  try {
+    parseMaxFileSize(v);
+  } catch (e) {
+    throw new InvalidArgumentError((e as Error).message);
+  }
+  return v;
+}
 
 /** A zone is the KRI's zone segment and part of the default trust domain: lowercase DNS (dots allowed). */
 function zoneName(v: string): string {
@@ -66,7 +76,7 @@ function storeOptions(cmd: Command, opts: { bothStores?: boolean } = {}): Comman
     .addOption(new Option('--state-key-file <file>', 'key sealing CA private keys and the token MAC key at rest (32 bytes: raw, hex or base64)').env('MESH_SDS_STATE_KEY_FILE'))
     .addOption(new Option('--state-old-key-file <file>', 'previous state key: what it sealed is re-sealed under --state-key-file at start-up').env('MESH_SDS_STATE_OLD_KEY_FILE'))
     .addOption(booleanOption('--insecure-plaintext-state', 'allow unsealed private keys in the Postgres store', 'MESH_SDS_INSECURE_PLAINTEXT_STATE'))
-    .addOption(new Option('--max-file-size <size>', 'larger resource files (directory store) and rows (Postgres) are refused (e.g. 4MiB)').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'));
+    .addOption(new Option('--max-file-size <size>', 'larger resource files (directory store) and rows (Postgres) are refused (e.g. 4MiB)').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB').argParser(maxFileSizeArg));
 }
 
 const kindOf = (text: string): ResourceKind => {
@@ -185,7 +195,7 @@ program
   .command('validate')
   .description('validate resource files; exit 1 listing every error')
   .argument('<files...>')
-  .addOption(new Option('--max-file-size <size>', 'larger files are refused, as the directory store refuses them').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB'))
+  .addOption(new Option('--max-file-size <size>', 'larger files are refused, as the directory store refuses them').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB').argParser(maxFileSizeArg))
   // No default: without the server's zone, a trust domain of .Zone is not checked against an inline CA.
   .addOption(new Option('--zone <name>', "the server's zone: renders .Zone of trust domains to check inline CAs against").env('MESH_SDS_ZONE').argParser(zoneName))
   .action(async (files: string[], o) => {

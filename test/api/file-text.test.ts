@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeResourceText, invalidUtf8Offset, readResourceText } from '../../src/api/file-text.js';
 import { validateFiles } from '../../src/api/validate-files.js';
+import { meshSds } from '../cli/run.js';
 
 test('the first invalid UTF-8 byte is found at its offset (Latin-1, overlong, surrogate, truncated)', () => {
   assert.equal(invalidUtf8Offset(Buffer.from('héllo ✓ 😀')), undefined);
@@ -68,4 +69,42 @@ test('a FIFO given as a resource file is refused as not a regular file, without 
   assert.equal(read.error.message, 'not a regular file');
   const r = await validateFiles([fifo], new Date());
   assert.deepEqual(r.lines, [`${fifo} (document 1): not a regular file`]);
+});
+
+test('valid UTF-8 that the runtime cannot hold as one string is reported as too long, not as an invalid byte; other failures say what failed', () => {
+  // V8's string limit needs a ~512 MB file to reach: the decoder fails here as node's does there.
+  const tooLong = Object.assign(new Error('Cannot create a string longer than 0x1fffffe8 characters'), { code: 'ERR_STRING_TOO_LONG' });
+  const ascii = Buffer.from('type: MeshTrust\n');
+  const r = decodeResourceText(ascii, 'big.yaml', 1024, () => {
+    throw tooLong;
+  });
+  assert.ok('error' in r);
+  assert.equal(r.error.message, `file of ${ascii.length} bytes is too long to hold as one string in this runtime (Cannot create a string longer than 0x1fffffe8 characters): split it into smaller files`);
+  assert.doesNotMatch(r.error.message, /UTF-8/);
+  const other = decodeResourceText(ascii, 'x.yaml', 1024, () => {
+    throw new Error('out of memory');
+  });
+  assert.ok('error' in other);
+  assert.equal(other.error.message, `file of ${ascii.length} bytes could not be decoded: out of memory`);
+  // Bytes that really are invalid keep their message, whatever the decoder threw.
+  const bad = decodeResourceText(Buffer.from([0x61, 0xe9]), 'bad.yaml', 1024, () => {
+    throw tooLong;
+  });
+  assert.ok('error' in bad);
+  assert.equal(bad.error.message, 'file is not valid UTF-8: invalid byte 0xe9 at byte offset 1');
+});
+
+test('--max-file-size (flag or MESH_SDS_MAX_FILE_SIZE) above 256MiB is refused by the CLI parser, naming the maximum; 256MiB is accepted', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-max-size-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'ok.yaml');
+  await writeFile(file, 'type: Dataplane\nname: dp\nmesh: default\n');
+  const flag = await meshSds(['validate', '--max-file-size', '4GiB', file]);
+  assert.equal(flag.code, 1, flag.stdout);
+  assert.match(flag.stderr, /--max-file-size "4GiB" is 4294967296 bytes, above the maximum of 256MiB \(268435456 bytes\)/);
+  const env = await meshSds(['get', 'dataplane', '--resources', dir, '--state-dir', join(dir, 'state')], { env: { MESH_SDS_MAX_FILE_SIZE: '1GiB' } });
+  assert.equal(env.code, 1, env.stdout);
+  assert.match(env.stderr, /value '1GiB' from env 'MESH_SDS_MAX_FILE_SIZE' is invalid\. --max-file-size "1GiB" is 1073741824 bytes, above the maximum of 256MiB/);
+  const max = await meshSds(['validate', '--max-file-size', '256MiB', file]);
+  assert.equal(max.code, 0, max.stderr);
 });
