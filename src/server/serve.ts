@@ -24,7 +24,7 @@ import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
 import { GrpcServer, type TlsKeyPair } from './grpc-h2/server.js';
-import { createLogger, limitedWarn, peerSource, type Logger } from './logger.js';
+import { createLogger, limitedWarn, peerSource, WarnLimiter, type Logger } from './logger.js';
 import { IdentityChangeLog } from './identity-log.js';
 import { registerLiveMetrics } from './live-metrics.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -135,14 +135,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
   let onRevoked: () => void = () => undefined;
   // Read every second: a damaged record or a store that is down would otherwise log every second, or
-  // (at debug, as before) never. Warned when the reason changes, else once a minute while it lasts.
-  let revocationWarned: { reason: string; atMs: number } | undefined;
-  const revocationReadFailed = (reason: string): void => {
-    const now = Date.now();
-    if (revocationWarned?.reason === reason && now - revocationWarned.atMs < 60_000) return;
-    revocationWarned = { reason, atMs: now };
-    log.warn({ stateKey: REVOKED_STATE_KEY, err: reason }, 're-reading token revocations failed; the last list read stays in force (revocations made since are not seen)');
-  };
+  // (at debug, as before) never. Warned at once for each reason, then summarised once a minute while it lasts.
+  const revocationWarnings = new WarnLimiter(log, { windowMs: 60_000 });
+  const revocationReadFailed = (reason: string): void =>
+    revocationWarnings.warn(reason, { stateKey: REVOKED_STATE_KEY, err: reason }, 're-reading token revocations failed; the last list read stays in force (revocations made since are not seen)');
   const tokens =
     cfg.auth === 'token'
       ? await TokenAuthority.open(state, {
