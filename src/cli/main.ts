@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nameProblem } from '../api/validate-common.js';
 import { stringify } from 'yaml';
@@ -25,6 +26,12 @@ async function computeView(store: ResourceStore, zone: string): Promise<Federate
   return (await offline()).computeView(store, zone);
 }
 const tokenAuthority = async () => (await import('../server/tokens.js')).TokenAuthority;
+
+/** The version in package.json, the one `npm install` put there; read only here, at start. */
+function packageVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+  return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+}
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
 // Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's password.
@@ -109,6 +116,7 @@ async function tokenValidityMs(text: string): Promise<number> {
 }
 
 const program = new Command('mesh-sds')
+  .version(packageVersion(), '-V, --version', 'print the version of mesh-sds')
   .description('Envoy Secret Discovery Service issuing SPIFFE identities from MeshIdentity and MeshTrust resources')
   .showHelpAfterError()
   // commander quotes a refused value (`--auth <token>`, MESH_SDS_ZONE=<key>) in its own errors.
@@ -220,7 +228,8 @@ storeOptions(program.command('delete').description('delete one resource written 
   .option('--mesh <mesh>', 'mesh of the resource (none for clusterfederatedtrustdomain)', 'default')
   .option('--namespace <namespace>', 'Kubernetes namespace of the resource', '')
   .option('--resource-version <version>', 'delete only if the stored version is this one')
-  .option('--force', 'delete whatever version is stored')
+  // Together they would contradict each other: --force used to win silently over the version asked for.
+  .addOption(new Option('--force', 'delete whatever version is stored').conflicts('resourceVersion'))
   .action(async (kindText: string, name: string, o) => {
     const { runDelete } = await import('./writes.js');
     const kind = kindOf(kindText);

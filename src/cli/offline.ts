@@ -59,7 +59,7 @@ export async function withState<T>(
   flags: Pick<StoreFlags, 'store' | 'stateDir'> & StateKeyFlags,
   fn: (state: StateStore) => Promise<T>,
 ): Promise<T> {
-  const sealed = (inner: StateStore) => openSealedState(inner, { ...flags, postgres: !!flags.store }, cliLog);
+  const sealed = (inner: StateStore) => openSealedState(inner, { ...flags, postgres: !!flags.store, refusal: 'refusing to go on' }, cliLog);
   if (flags.store) {
     const { PostgresStore } = await import('../store/postgres.js');
     const store = await PostgresStore.open(flags.store);

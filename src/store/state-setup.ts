@@ -17,6 +17,8 @@ export interface StateSealingConfig {
   readOnly?: boolean;
   /** readOnly: why the state holds nothing at all (a missing --state-dir), named by every value not found. */
   absent?: string;
+  /** How a refusal begins for a command that writes: the server "refusing to start" (default), a CLI command something else. */
+  refusal?: string;
 }
 
 export interface SealingLog {
@@ -49,16 +51,18 @@ export async function openSealedState(inner: StateStore, cfg: StateSealingConfig
         'private keys are stored UNSEALED in the state (no --state-key-file): anyone who can read the state can impersonate every identity',
       ),
   });
-  await prepare(sealed, inner, key, !!cfg.readOnly, log);
+  await prepare(sealed, inner, key, cfg.readOnly ? undefined : (cfg.refusal ?? 'refusing to start'), log);
   if (key) log?.info({ stateKeyId: key.id, oldStateKeyId: old?.id }, 'state keys sealed with AES-256-GCM');
   return cfg.readOnly ? new ReadOnlyStateStore(sealed, cfg.absent) : sealed;
 }
 
 /**
  * Two passes: first every value is checked (nothing written), and any problem refuses start-up as a
- * whole; only then are plaintext private keys sealed and old-key values re-sealed.
+ * whole; only then are plaintext private keys sealed and old-key values re-sealed. `refusal` is
+ * undefined for a read-only command, else how a refusal of the command begins.
  */
-async function prepare(sealed: SealedStateStore, inner: StateStore, key: StateKey | undefined, readOnly: boolean, log?: SealingLog): Promise<void> {
+async function prepare(sealed: SealedStateStore, inner: StateStore, key: StateKey | undefined, refusal: string | undefined, log?: SealingLog): Promise<void> {
+  const readOnly = refusal === undefined;
   if (!inner.keys) throw new Error('this state store cannot list its keys');
   const problems: string[] = [];
   const toSeal: string[] = [];
@@ -82,14 +86,14 @@ async function prepare(sealed: SealedStateStore, inner: StateStore, key: StateKe
   if (problems.length > 0) {
     const ids = [...new Set(problems.flatMap((p) => /state key id ([0-9a-f]+)/.exec(p)?.[1] ?? []))];
     throw new StateKeyError(
-      `${readOnly ? 'cannot read the state' : 'refusing to start'}: ${problems.length} sealed state value(s) cannot be opened${ids.length ? ` (sealed with state key id ${ids.join(', ')})` : ''}: ${problems.slice(0, 3).join('; ')}`,
+      `${refusal ?? 'cannot read the state'}: ${problems.length} sealed state value(s) cannot be opened${ids.length ? ` (sealed with state key id ${ids.join(', ')})` : ''}: ${problems.slice(0, 3).join('; ')}`,
     );
   }
   // A read-only command stores nothing, so unsealed old state is no reason to refuse it.
   if (plaintext !== undefined && !readOnly) {
     if (!sealed.opts.allowPlaintext) {
       throw new StateKeyError(
-        `refusing to start: the state holds unsealed private keys (e.g. "${plaintext}"); ${sealed.opts.plaintextRefusal ?? 'give --state-key-file'} (with a key they are sealed at start-up)`,
+        `${refusal}: the state holds unsealed private keys (e.g. "${plaintext}"); ${sealed.opts.plaintextRefusal ?? 'give --state-key-file'} (with a key they are sealed at start-up)`,
       );
     }
     sealed.plaintextKept(plaintext);

@@ -91,6 +91,30 @@ test('delete removes a resource written by apply; an unknown one is an error', a
   assert.match(again.stderr, /Dataplane "web" of mesh "shop" not found/);
 });
 
+test('delete --resource-version deletes only that version: another is a conflict and keeps the resource; with --force it is refused as a contradiction', async (t) => {
+  const w = await workspace(t);
+  assert.equal((await meshSds(['apply', '-f', '-', ...w.flags], { input: dataplaneYaml('web', { app: 'web' }, 'shop') })).code, 0);
+  const [{ resourceVersion }] = await getJson(w.flags, 'dataplane');
+  const del = (...more: string[]) => meshSds(['delete', 'dataplane', 'web', '--mesh', 'shop', ...more, ...w.flags]);
+  const stale = await del('--resource-version', '0'.repeat(20));
+  assert.equal(stale.code, 1, stale.stdout);
+  assert.match(stale.stderr, /conflict/);
+  const both = await del('--force', '--resource-version', '0'.repeat(20));
+  assert.equal(both.code, 1, both.stdout);
+  assert.match(both.stderr, /option '--force' cannot be used with option '--resource-version/);
+  assert.equal((await getJson(w.flags, 'dataplane')).length, 1, 'neither refusal deleted anything');
+  const exact = await del('--resource-version', resourceVersion);
+  assert.equal(exact.code, 0, exact.stderr);
+  assert.deepEqual(await getJson(w.flags, 'dataplane'), []);
+});
+
+test('--version prints the version of package.json', async () => {
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = await meshSds(['--version']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout.trim(), pkg.version);
+});
+
 test('delete removes a ClusterFederatedTrustDomain (cluster-scoped: no mesh, whatever --mesh says)', async (t) => {
   const w = await workspace(t);
   const cftd = ['type: ClusterFederatedTrustDomain', 'name: zone-b', 'spec:', '  trustDomain: zone-b.example', '  bundleEndpointURL: https://zone-b.example:8443/b', '  bundleEndpointProfile: {type: https_web}', ''].join('\n');
