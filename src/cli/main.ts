@@ -235,7 +235,9 @@ storeOptions(program.command('delete').description('delete one resource written 
     const kind = kindOf(kindText);
     // Cluster-scoped: stored with no mesh and no namespace, whatever --mesh says.
     const ref = kind === 'ClusterFederatedTrustDomain' ? { kind, mesh: '', namespace: '', name } : { kind, mesh: o.mesh, namespace: o.namespace, name };
-    process.exitCode = await withStore(o as StoreFlags, (store) => runDelete(store, ref, { force: !!o.force, resourceVersion: o.resourceVersion }, { out, err }));
+    process.exitCode = await withStore(o as StoreFlags, (store) =>
+      runDelete(store, ref, { force: !!o.force, resourceVersion: o.resourceVersion }, { out, err }, async () => (await computeView(store, o.zone)).trusts),
+    );
   });
 
 storeOptions(program.command('import').description('copy every resource of --resources DIR into --store URL (idempotent; reports created/updated/unchanged)'), { bothStores: true })

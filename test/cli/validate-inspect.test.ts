@@ -112,6 +112,16 @@ test('get shows identities with status conditions and the auto-created MeshTrust
   const trusts = await meshSds(['get', 'meshtrusts', '--resources', 'examples/quickstart', '--state-dir', join(tmpdir(), `mesh-sds-get-${process.pid}`)]);
   assert.match(trusts.stdout, /identity\s+default\.default\.mesh\.local\s+1\s+kri_mid_default_default_kuma-system_identity_/);
   assert.match(trusts.stdout, /partner-trust\s+partner\.example/);
+  // get lists them, so delete says why it cannot delete one, instead of "not found".
+  const flags = ['--resources', 'examples/quickstart', '--state-dir', join(tmpdir(), `mesh-sds-get-${process.pid}`)];
+  const del = await meshSds(['delete', 'meshtrust', 'identity', '--namespace', 'kuma-system', ...flags]);
+  assert.equal(del.code, 1, del.stdout);
+  assert.match(del.stderr, /MeshTrust "identity" of mesh "default" \(namespace "kuma-system"\) is not a stored resource: mesh-sds keeps it for "kri_mid_default_default_kuma-system_identity_" and removes it with that; nothing deleted/);
+  const noNamespace = await meshSds(['delete', 'meshtrust', 'identity', ...flags]);
+  assert.equal(noNamespace.code, 1, noNamespace.stdout);
+  assert.match(noNamespace.stderr, /MeshTrust "identity" of mesh "default" not found; the MeshTrust of that name in namespace "kuma-system" is not a stored resource either/);
+  const unknown = await meshSds(['delete', 'meshtrust', 'nothing-here', '--namespace', 'kuma-system', ...flags]);
+  assert.match(unknown.stderr, /MeshTrust "nothing-here" of mesh "default" \(namespace "kuma-system"\) not found\n$/);
   await rm(join(tmpdir(), `mesh-sds-get-${process.pid}`), { recursive: true, force: true });
 });
 
