@@ -454,7 +454,24 @@ export class PostgresStore implements ResourceStore {
       this.ownWrites.set(key, { revision: Number(row.revision), exists: false });
       this.noteChanged([{ kind, mesh, namespace, name }]);
     }
-    return row?.what === 'deleted';
+    if (!row) return this.deleteMisspelledKind(kind, mesh, namespace, name, basedOn);
+    return row.what === 'deleted';
+  }
+
+  /**
+   * A row another tool wrote with the kind in other letters (`dataplane`) is refused at load as a
+   * problem naming it; `delete dataplane …` spells the kind canonically, so without this no
+   * command could remove it.
+   */
+  private async deleteMisspelledKind(kind: ResourceKind, mesh: string, namespace: string, name: string, basedOn: string | undefined): Promise<boolean> {
+    const res = await this.pool.query<{ kind: string }>(
+      `DELETE FROM ${this.t.resources} WHERE lower(kind) = lower($1) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
+         AND ($5::bigint IS NULL OR revision = $5) RETURNING kind`,
+      [kind, mesh, namespace, name, basedOn ?? null],
+    );
+    if (res.rows.length === 0) return false;
+    this.noteChanged(res.rows.map((r) => ({ kind: r.kind, mesh, namespace, name })));
+    return true;
   }
 
   /** Reads the stored resources straight from the database (not the snapshot), sorted by key. Rows that fail to load are skipped. */

@@ -244,6 +244,16 @@ test('delete removes a Postgres row another tool wrote under a name no resource 
   assert.equal(r.code, 0, r.stderr);
   const { rows } = await adminQuery(`SELECT name FROM "${schema}".resources WHERE kind = 'Dataplane'`);
   assert.deepEqual(rows, []);
+  // A kind in other letters is a problem of its own at load; `delete dataplane` removes that row too.
+  await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('dataplane', 'default', '', 'web', $1), ('MeshTrust', 'default', '', 'web', '')`, [
+    'type: Dataplane\nname: web\nmesh: default\nlabels: {app: web}\n',
+  ]);
+  assert.match((await meshSds(['get', 'dataplane', '--store', url, ...state])).stderr, /row dataplane\/default\/\/web/);
+  const lower = await meshSds(['delete', 'dataplane', 'web', '--store', url, ...state]);
+  assert.equal(lower.code, 0, lower.stderr);
+  assert.match(lower.stdout, /deleted Dataplane "web" of mesh "default"/);
+  const left = await adminQuery(`SELECT kind, name FROM "${schema}".resources`);
+  assert.deepEqual(left.rows, [{ kind: 'MeshTrust', name: 'web' }], 'only that row went: not a row of another kind by that name');
 });
 
 test('apply refuses an inline CA the server would refuse (here a key of another CA), as validate does, and keeps the good one stored', async (t) => {
