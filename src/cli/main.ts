@@ -13,6 +13,7 @@ import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
+import { storeErrorText } from '../store/pg-errors.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -523,6 +524,6 @@ async function readStdin(): Promise<string> {
 }
 
 program.parseAsync(process.argv).catch((e: Error) => {
-  err(`mesh-sds: ${e.message}`);
+  err(`mesh-sds: ${storeErrorText(e)}`);
   process.exit(1);
 });

@@ -17,6 +17,7 @@ import {
   type ResourceSnapshot,
 } from '../api/types.js';
 import { StoreWriteError, type ResourceStore, type StateStore, type WriteOptions } from './types.js';
+import { storeErrorText } from './pg-errors.js';
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
 import { BUSY_GATHER_MS, gatherMs } from './gather.js';
@@ -922,5 +923,5 @@ async function checkSslFiles(connectionString: string): Promise<void> {
 }
 
 function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  return storeErrorText(err);
 }

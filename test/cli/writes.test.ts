@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { meshSds } from './run.js';
 import { makeCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml } from '../helpers/yaml.js';
@@ -254,6 +255,27 @@ test('delete removes a Postgres row another tool wrote under a name no resource 
   assert.match(lower.stdout, /deleted Dataplane "web" of mesh "default"/);
   const left = await adminQuery(`SELECT kind, name FROM "${schema}".resources`);
   assert.deepEqual(left.rows, [{ kind: 'MeshTrust', name: 'web' }], 'only that row went: not a row of another kind by that name');
+});
+
+test('apply against a store whose table another session holds locked fails at the statement limit, saying what to look for, not just "canceling statement due to statement timeout"', async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const url = `${PG_URL}?schema=${schema}`;
+  const flags = ['--store', url, '--state-dir', join(w.root, 'state')];
+  assert.equal((await meshSds(['apply', '-f', '-', ...flags], { input: dataplaneYaml('web', { app: 'web' }) })).code, 0);
+  const locker = new pg.Client({ connectionString: PG_URL });
+  await locker.connect();
+  try {
+    await locker.query('BEGIN');
+    await locker.query(`LOCK TABLE "${schema}".resources IN ACCESS EXCLUSIVE MODE`);
+    const r = await meshSds(['apply', '--force', '-f', '-', ...flags], { input: dataplaneYaml('web', { app: 'db' }) });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(r.stderr, /the database gave up on a statement at the time limit \(canceling statement due to statement timeout\): another session may hold a lock on the store's tables \(find it in pg_locks and pg_stat_activity\)/);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end();
+  }
 });
 
 test('apply refuses an inline CA the server would refuse (here a key of another CA), as validate does, and keeps the good one stored', async (t) => {

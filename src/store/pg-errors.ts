@@ -1,0 +1,14 @@
+// Postgres reports a stalled statement as "canceling statement due to statement timeout", which
+// names neither the database nor the usual cause: a session holding a lock on the store's tables.
+
+const STALL_HINT =
+  'another session may hold a lock on the store\'s tables (find it in pg_locks and pg_stat_activity), or the database is overloaded';
+
+/** The text of a store error, with what to look for when it is a statement the database gave up on (or never answered). */
+export function storeErrorText(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === '57014' && /statement timeout/.test(message)) return `the database gave up on a statement at the time limit (${message}): ${STALL_HINT}`;
+  if (message === 'Query read timeout') return `the database did not answer a query in time (${message}): ${STALL_HINT}`;
+  return message;
+}
