@@ -292,6 +292,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     registry,
   };
   const server = new GrpcServer({
+    firstRequestTimeoutMs: cfg.firstRequestTimeoutMs,
     keepaliveTimeMs: 60_000,
     keepaliveTimeoutMs: 20_000,
     maxMessageBytes: 1024 * 1024,

@@ -38,6 +38,11 @@ export interface SotwState {
   readonly counter: number;
   /** '' until the first response: until then no request is stale (spire#813). */
   readonly lastNonce: string;
+  /**
+   * The nonce of the last response the client ACKed or NACKed: a response is answered once, and a
+   * repeated answer (a peer's loop, or made up) is not counted again in the ACK/NACK metrics.
+   */
+  readonly answeredNonce: string;
   /** name → version of the last response, pruned to the current subscription. */
   readonly sent: ReadonlyMap<string, string>;
   /** The last response the client ACKed (debug/introspection only). */
@@ -60,6 +65,7 @@ export function initialSotwState(): SotwState {
     legacyWildcard: false,
     counter: 0,
     lastNonce: '',
+    answeredNonce: '',
     sent: new Map(),
     acked: undefined,
   };
@@ -112,13 +118,19 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
   const actions: SotwAction[] = [];
   let acked = state.acked;
   const versionInfo = req.version_info ?? '';
-  if (req.error_detail) {
+  // A later request with the same nonce may still change the subscription (Envoy adding a name),
+  // so only its ACK or NACK is dropped, not the request.
+  const answeredBefore = nonce !== '' && nonce === state.answeredNonce;
+  if (answeredBefore) {
+    // Already counted.
+  } else if (req.error_detail) {
     // The client keeps its last good secret; we keep `sent` so the same thing is not resent.
     actions.push({ type: 'nack', nonce, version_info: versionInfo, detail: nackDetail(req.error_detail) });
   } else if (nonce !== '' && nonce === state.lastNonce) {
     actions.push({ type: 'ack', nonce, version_info: versionInfo });
     acked = { version_info: versionInfo, versions: state.sent };
   }
+  const answeredNonce = nonce !== '' && nonce === state.lastNonce ? nonce : state.answeredNonce;
 
   const next = sotwSubscription(state, req.resource_names);
   const subChanged = !state.started || !sameSubscription(next.subscription, state.subscription);
@@ -138,6 +150,7 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
     legacyWildcard: next.legacyWildcard,
     sent,
     acked,
+    answeredNonce,
   };
   // An ACK or NACK of the last response with the subscription unchanged cannot need a response:
   // every change since that response reaches the stream as a 'changed' event (which pushes), so

@@ -204,6 +204,46 @@ test('grpc.health.v1.Health: Check answers SERVING once ready (trailers OK), Wat
   }
 });
 
+test('a health or FetchSecrets call whose request never completes is ended after the first-request timeout; a connection holds at most 16 health calls, the next is RESOURCE_EXHAUSTED and a closed one frees its place', async () => {
+  const { HEALTH_CALLS_PER_CONNECTION } = await import('../../src/server/xds-routes.js');
+  const s = await startServer(base({ firstRequestTimeoutMs: 300 }));
+  const session = rawConnect(s.address);
+  try {
+    await s.ready;
+    // No message at all, and a message without the end of the client's stream: both held before.
+    const silentCheck = rawCall(session, '/grpc.health.v1.Health/Check');
+    const unfinishedFetch = rawCall(session, '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets', { body: [grpcFrame(Buffer.alloc(0))] });
+    for (const [call, path] of [[silentCheck, '/grpc.health.v1.Health/Check'], [unfinishedFetch, '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets']] as const) {
+      const end = await Promise.race([call.ended, new Promise<'held'>((r) => setTimeout(() => r('held'), 5000))]);
+      assert.notEqual(end, 'held', `${path} was held past the timeout`);
+      if (end === 'held') return;
+      assert.equal(end.code, 3, path);
+      assert.equal(end.message, `no complete request (its message and the end of the client's stream) within 0.3 s of opening the call to ${path}`);
+    }
+    // Watch calls stay open by design: the connection's share of them is bounded.
+    const watches = Array.from({ length: HEALTH_CALLS_PER_CONNECTION - 1 }, () => rawCall(session, '/grpc.health.v1.Health/Watch', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true }));
+    for (const w of watches) assert.equal(await w.waitForMessages(1, 5000), 1);
+    const last = rawCall(session, '/grpc.health.v1.Health/Watch', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true });
+    assert.equal(await last.waitForMessages(1, 5000), 1, `the ${HEALTH_CALLS_PER_CONNECTION}th is served`);
+    const over = await rawCall(session, '/grpc.health.v1.Health/Check', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true }).ended;
+    assert.deepEqual([over.code, over.message], [8, `more than ${HEALTH_CALLS_PER_CONNECTION} health calls open on one connection`]);
+    const other = rawConnect(s.address);
+    try {
+      const elsewhere = await rawCall(other, '/grpc.health.v1.Health/Check', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true }).ended;
+      assert.equal(elsewhere.code, 0, 'another connection is not affected');
+    } finally {
+      other.destroy();
+    }
+    last.stream.close();
+    await new Promise((r) => setTimeout(r, 100));
+    const again = await rawCall(session, '/grpc.health.v1.Health/Check', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true }).ended;
+    assert.equal(again.code, 0, 'a closed Watch frees its place');
+  } finally {
+    session.destroy();
+    await s.close();
+  }
+});
+
 test('shutdown closes open streams cleanly and frees the port', async () => {
   const s = await startServer(base({}));
   await s.ready;

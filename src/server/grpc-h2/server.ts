@@ -16,6 +16,12 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   maxUnfinishedRequestBytes?: number;
   /** A call whose unfinished request message gets no further bytes this long is ended (30 s; checked at each keepalive sweep). */
   unfinishedMessageTimeoutMs?: number;
+  /**
+   * A unary or server-streaming call whose one request (message and half-close) is not in this
+   * long after it opened is ended with INVALID_ARGUMENT (30 s; checked at each keepalive sweep):
+   * a peer that opens calls and never finishes them would hold each, headers included, for good.
+   */
+  firstRequestTimeoutMs?: number;
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
@@ -53,15 +59,21 @@ interface Route {
 class SingleRequest<Req> {
   private request: Req | undefined;
   private received = false;
+  readonly openedMs = Date.now();
 
   constructor(
     private readonly call: ServerCall<Req, any>,
     private readonly path: string,
     private readonly handler: (call: ServerCall<Req, any>, request: Req) => void,
-  ) {}
+    /** Calls still waiting for their request, swept by the server (see firstRequestTimeoutMs). */
+    private readonly waiting: Set<SingleRequest<any>>,
+  ) {
+    waiting.add(this);
+  }
 
   onMessage(request: Req): void {
     if (this.received) {
+      this.waiting.delete(this);
       return this.call.end({ code: Status.UNIMPLEMENTED, details: `Received a second request message for server streaming method ${this.path}` });
     }
     this.received = true;
@@ -69,9 +81,22 @@ class SingleRequest<Req> {
   }
 
   onHalfClose(): void {
+    this.waiting.delete(this);
     if (!this.received) return this.call.end({ code: Status.UNIMPLEMENTED, details: `Received no request message for server streaming method ${this.path}` });
     this.call.listener = undefined;
     this.handler(this.call, this.request!);
+  }
+
+  onCancel(): void {
+    this.waiting.delete(this);
+  }
+
+  /** Ends the call if its request is not complete `limitMs` after it opened; true if it was ended or is gone. */
+  endIfLate(now: number, limitMs: number): boolean {
+    if (!this.call.active) return true;
+    if (now - this.openedMs < limitMs) return false;
+    this.call.end({ code: Status.INVALID_ARGUMENT, details: `no complete request (its message and the end of the client's stream) within ${limitMs / 1000} s of opening the call to ${this.path}` });
+    return true;
   }
 }
 
@@ -103,6 +128,10 @@ export class GrpcServer {
   private http: Http2Server | Http2SecureServer | undefined;
   private shuttingDown: (() => void)[] | undefined;
   private readonly onRefusedConnection: GrpcServerOptions['onRefusedConnection'];
+  private readonly waitingForRequest = new Set<SingleRequest<any>>();
+  private readonly firstRequestMs: number;
+  /** Runs while calls wait for their request (see firstRequestTimeoutMs). */
+  private waitingSweep: NodeJS.Timeout | undefined;
 
   constructor(opts: GrpcServerOptions = {}) {
     this.onRefusedConnection = opts.onRefusedConnection;
@@ -124,6 +153,7 @@ export class GrpcServer {
     const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
     this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
+    this.firstRequestMs = opts.firstRequestTimeoutMs ?? 30_000;
   }
 
   /** A bidirectional-streaming method: `start` sets the call's listener. */
@@ -146,9 +176,22 @@ export class GrpcServer {
       start: (call: ServerCall<Req, Res>) => {
         const refused = admit?.(call);
         if (refused) return call.end(refused);
-        call.listener = new SingleRequest(call, path, handler);
+        call.listener = new SingleRequest(call, path, handler, this.waitingForRequest);
+        this.sweepWaitingCalls();
       },
     });
+  }
+
+  private sweepWaitingCalls(): void {
+    if (this.waitingSweep) return;
+    this.waitingSweep = setInterval(() => {
+      const now = Date.now();
+      for (const w of this.waitingForRequest) if (w.endIfLate(now, this.firstRequestMs)) this.waitingForRequest.delete(w);
+      if (this.waitingForRequest.size > 0) return;
+      clearInterval(this.waitingSweep);
+      this.waitingSweep = undefined;
+    }, Math.min(5000, this.firstRequestMs));
+    this.waitingSweep.unref();
   }
 
   /** Serves another key pair to new connections (a rotated listener certificate); open ones keep theirs. */
@@ -248,6 +291,8 @@ export class GrpcServer {
     const step = () => {
       if (--pending > 0) return;
       this.sessions.stop();
+      clearInterval(this.waitingSweep);
+      this.waitingSweep = undefined;
       for (const cb of this.shuttingDown ?? []) cb();
     };
     const sessionsGone = () => {
@@ -267,5 +312,7 @@ export class GrpcServer {
     if (this.http?.listening) this.http.close();
     for (const s of [...this.sessions.sessions()]) s.destroy();
     this.sessions.stop();
+    clearInterval(this.waitingSweep);
+    this.waitingSweep = undefined;
   }
 }
