@@ -1,7 +1,9 @@
 // Text (YAML stream or JSON) → validated resources plus every problem, per document.
 import { CORE_SCHEMA, loadAll } from 'js-yaml';
 import { detachStrings } from './detach-strings.js';
-import { parseAllDocuments } from 'yaml';
+import { addExpandedSize } from './expanded-size.js';
+import { LineCounter, parseAllDocuments } from 'yaml';
+import { documentShapeProblem, MAYBE_NON_TEXT_KEY } from './yaml-shape.js';
 import { isPlainObject } from './validate-common.js';
 import { normaliseDocument } from './validate.js';
 import { readResourceText, DEFAULT_MAX_FILE_SIZE } from './file-text.js';
@@ -38,7 +40,7 @@ function yamlErrorMessage(e: { message: string; linePos?: [{ line: number; col: 
  * are returned alongside. `document` numbers YAML documents from 0; a list (JSON array,
  * `items`) counts each item as one document. A later duplicate of the same resource is an error.
  */
-export function parseResources(text: string, file: string): ParseResult {
+export function parseResources(text: string, file: string, maxBytes = DEFAULT_MAX_FILE_SIZE): ParseResult {
   const resources: Resource[] = [];
   const errors: ResourceError[] = [];
   const seen = new Map<string, number>();
@@ -101,8 +103,9 @@ export function parseResources(text: string, file: string): ParseResult {
   // YAML fast path: js-yaml (core schema, as the `yaml` package's default) reads large plain
   // files several times faster. Anything it refuses, and any file using anchors, aliases or tags
   // (where the two could differ, or alias expansion needs the `yaml` package's limits), goes
-  // through the `yaml` package, which also reports line and column.
-  if (!/[&*!]/.test(text)) {
+  // through the `yaml` package, which also reports line and column; so does any file where a key
+  // may be null or a collection (the two parsers name those differently; refused below).
+  if (!/[&*!]/.test(text) && !MAYBE_NON_TEXT_KEY.test(text)) {
     let values: unknown[] | undefined;
     try {
       values = loadAll(text, undefined, { schema: CORE_SCHEMA });
@@ -115,13 +118,22 @@ export function parseResources(text: string, file: string): ParseResult {
     }
   }
 
+  // Aliases count as often as they occur, against the same limit as the file's own bytes, summed
+  // over its documents (anchors are per document, so a thousand small bombs would add up).
+  let expanded = 0;
   // No merge keys (YAML 1.1's `<<: *common`): the yaml package copies the whole anchored map for
   // each one, outside maxAliasCount, so a 140 KB file cost seconds and 400 MB. They are refused by name.
-  for (const d of parseAllDocuments(text)) {
+  const lines = new LineCounter();
+  for (const d of parseAllDocuments(text, { lineCounter: lines })) {
     // parseAllDocuments returns an EmptyStream (no documents) for empty text.
     if (d.errors.length > 0) {
       const doc = document++;
       for (const e of d.errors) errors.push({ file, document: doc, path: '', message: yamlErrorMessage(e) });
+      continue;
+    }
+    const shapeProblem = documentShapeProblem(d, lines);
+    if (shapeProblem !== undefined) {
+      errors.push({ file, document: document++, path: '', message: shapeProblem });
       continue;
     }
     let value: unknown;
@@ -130,6 +142,16 @@ export function parseResources(text: string, file: string): ParseResult {
     } catch (err) {
       errors.push({ file, document: document++, path: '', message: `invalid YAML: ${(err as Error).message}` });
       continue;
+    }
+    expanded = addExpandedSize(value, expanded, maxBytes);
+    if (expanded > maxBytes) {
+      errors.push({
+        file,
+        document: document++,
+        path: '',
+        message: `YAML aliases expand this file to more than ${maxBytes} bytes, the limit of a file (--max-file-size), from ${Buffer.byteLength(text)} bytes of text: write the repeated values out fewer times; this and any later document are not read`,
+      });
+      break;
     }
     acceptDocument(value);
   }
@@ -200,5 +222,5 @@ export function hasDuplicateJsonKey(text: string): boolean {
 export async function loadResourceFile(path: string, maxBytes = DEFAULT_MAX_FILE_SIZE): Promise<ParseResult> {
   const read = await readResourceText(path, path, maxBytes);
   if ('error' in read) return { resources: [], errors: [read.error] };
-  return parseResources(read.text, path);
+  return parseResources(read.text, path, maxBytes);
 }

@@ -151,5 +151,7 @@ export function templateTextProblem(parts: readonly TemplatePart[], field: 'trus
   }
   if (allText) return trustDomainProblem(literal);
   if (!TRUST_DOMAIN_CHARS.test(literal)) return "must contain only lowercase letters, digits, '.', '-' and '_'";
+  // Whatever the variables render to, the text alone is in every trust domain it makes.
+  if (literal.length > 253) return `must not be longer than 253 characters once rendered, and its text alone is ${literal.length}`;
   return undefined;
 }

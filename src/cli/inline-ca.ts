@@ -7,11 +7,35 @@ import { identityTrustDomain } from '../identity/spiffe.js';
 import { loadCertificateAuthority } from '../pki/ca.js';
 
 /**
+ * What the server would refuse in a MeshIdentity that only the server's own values reveal: a trust
+ * domain that renders too long or invalid with its mesh (and zone), then an inline CA (below).
+ */
+export function identityProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
+  return renderedTrustDomainProblem(r, zone) ?? inlineCaProblem(r, zone);
+}
+
+/**
+ * A trust domain template whose text is valid but whose rendering is not (250 characters of text
+ * and `.{{ .Mesh }}`): the server marks the identity CaInvalid and is not ready. Rendered with the
+ * mesh, and the zone when it is known; a label in it (Spire) is the dataplane's, left to the server.
+ */
+function renderedTrustDomainProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
+  if (r.kind !== 'MeshIdentity') return undefined;
+  const parts = parseSpiffeTemplate(r.spec.spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES).parts;
+  const usesZone = parts.some((p) => p.kind === 'var' && p.name === 'Zone');
+  if (parts.some((p) => p.kind === 'label') || (usesZone && zone === undefined)) return undefined;
+  const td = identityTrustDomain(r, zone ?? '');
+  if (td.ok) return undefined;
+  const rendered = usesZone ? ` (rendered with --zone ${zone}: give the server's --zone if it differs)` : '';
+  return { path: 'spec.spiffeID.trustDomain', message: `${td.reason} when rendered for mesh "${r.mesh}"${rendered}` };
+}
+
+/**
  * `zone`: the zone the server renders `.Zone` with (apply's --zone), undefined when unknown
  * (`validate` without --zone). The trust domain is checked against the CA (its URI SAN, its name
  * constraints) only when it can be rendered from what is known here.
  */
-export function inlineCaProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
+function inlineCaProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
   if (r.kind !== 'MeshIdentity' || r.spec.provider.type !== 'Bundled') return undefined;
   const bundled = r.spec.provider.bundled;
   const ca = bundled.ca;

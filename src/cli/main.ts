@@ -208,8 +208,8 @@ program
   // No default: without the server's zone, a trust domain of .Zone is not checked against an inline CA.
   .addOption(new Option('--zone <name>', "the server's zone: renders .Zone of trust domains to check inline CAs against").env('MESH_SDS_ZONE').argParser(zoneName))
   .action(async (files: string[], o) => {
-    const { inlineCaProblem } = await import('./inline-ca.js');
-    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize), (r) => inlineCaProblem(r, o.zone));
+    const { identityProblem } = await import('./inline-ca.js');
+    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize), (r) => identityProblem(r, o.zone));
     (ok ? out : err)(lines.join('\n'));
     process.exitCode = ok ? 0 : 1;
   });
@@ -220,7 +220,7 @@ storeOptions(program.command('apply').description('validate and store resources 
   .action(async (o) => {
     const { readInput, runApply } = await import('./writes.js');
     const text = await readInput(o.file, parseByteSize(o.maxFileSize));
-    process.exitCode = await withStore(o as StoreFlags, (store) => runApply(store, text, o.file === '-' ? 'stdin' : o.file, !!o.force, { out, err }, o.zone));
+    process.exitCode = await withStore(o as StoreFlags, (store) => runApply(store, text, o.file === '-' ? 'stdin' : o.file, !!o.force, { out, err }, o.zone, parseByteSize(o.maxFileSize)));
   });
 
 storeOptions(program.command('delete').description('delete one resource written by apply (or stored in Postgres)'))

@@ -10,7 +10,7 @@ import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
 import { describeResource } from '../store/conflict.js';
 import { DirectoryStore } from '../store/directory.js';
-import { inlineCaProblem } from './inline-ca.js';
+import { identityProblem } from './inline-ca.js';
 import { StoreWriteError, type ResourceStore } from '../store/types.js';
 
 export interface Output {
@@ -38,18 +38,20 @@ async function readStdinBytes(maxBytes: number): Promise<Buffer> {
 
 /** Exit code 0 when everything was stored, 1 otherwise (every problem printed, conflicts named). */
 /** `zone`: the server's, rendering a trust domain of .Zone that an inline CA must be the CA of. */
-export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output, zone?: string): Promise<number> {
+/** `maxBytes`: --max-file-size, which also bounds the input once its YAML aliases are expanded. */
+export async function runApply(store: ResourceStore, text: string, source: string, force: boolean, io: Output, zone?: string, maxBytes?: number): Promise<number> {
   // As kubectl: an input with no objects is an error, not a silent success (a wrong file, an empty pipe).
-  const parsed = parseResources(text, source);
+  const parsed = parseResources(text, source, maxBytes);
   if (parsed.errors.length === 0 && parsed.resources.length === 0) {
     io.err(`error: no objects passed to apply: ${source} holds no resources; nothing applied`);
     return 1;
   }
-  // As `validate`: an inline CA the server would refuse is not stored (it would replace the good
-  // one on disk, and the identity would have no CA after the next restart).
+  // As `validate`: an identity the server would refuse is not stored: a trust domain too long
+  // once rendered, an inline CA (it would replace the good one on disk, and the identity would
+  // have no CA after the next restart).
   if (parsed.errors.length === 0) {
     const refused = parsed.resources.flatMap((r) => {
-      const problem = inlineCaProblem(r, zone);
+      const problem = identityProblem(r, zone);
       return problem ? [formatResourceError({ file: source, document: r.source?.document ?? 0, path: problem.path, message: problem.message })] : [];
     });
     if (refused.length > 0) {

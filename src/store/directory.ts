@@ -481,7 +481,7 @@ export class DirectoryStore implements ResourceStore {
       return true;
     }
     const text = read.text;
-    const parsed = parseResources(text, shown);
+    const parsed = parseResources(text, shown, this.maxFileSize);
     const resources = parsed.resources;
     const errors = capErrors(parsed.errors);
     // Last-known-good per resource: a broken document never replaces what was served before.
@@ -611,7 +611,7 @@ export class DirectoryStore implements ResourceStore {
    * version check); a resource defined in a user's file is refused naming that file.
    */
   async apply(text: string, sourceName: string, opts: WriteOptions = {}): Promise<ResourceError[]> {
-    const { resources, errors } = parseResources(text, sourceName);
+    const { resources, errors } = parseResources(text, sourceName, this.maxFileSize);
     if (errors.length > 0) return errors;
     const refused: ResourceError[] = [];
     for (const r of resources) {
@@ -632,6 +632,20 @@ export class DirectoryStore implements ResourceStore {
       }
     }
     if (refused.length > 0 || resources.length === 0) return refused;
+    // What is written is each resource in full, aliases expanded: a file the watcher would refuse
+    // to read (over --max-file-size) is not written, as Postgres refuses such a row.
+    const texts = resources.map((r) => MANAGED_HEADER + serializeResource(r, 'yaml'));
+    const oversized = resources.flatMap((r, i) => {
+      const bytes = Buffer.byteLength(texts[i]!);
+      if (bytes <= this.maxFileSize) return [];
+      return [{
+        file: sourceName,
+        document: r.source?.document ?? 0,
+        path: '',
+        message: `${describeResource(r)} would be written as ${bytes} bytes of YAML (aliases expanded), over the limit of ${this.maxFileSize} bytes (--max-file-size) the server enforces when reading a file: nothing written`,
+      }];
+    });
+    if (oversized.length > 0) return oversized;
     const targets = resources.map((r) => this.managedPath(r));
     // The condition of each write is the version this store knew when apply was called, not when
     // its lock is granted: by then the watcher may have seen a concurrent writer's file.
@@ -655,7 +669,7 @@ export class DirectoryStore implements ResourceStore {
       const owner = await ownerForRootWrites(this.dir);
       // All or nothing: a write that fails (a full disk) leaves every resource of the text as it was.
       await writeFilesAtomic(
-        resources.map((r, i) => ({ path: targets[i]!, text: MANAGED_HEADER + serializeResource(r, 'yaml'), mode: holdsKeyMaterial(r) ? 0o600 : 0o644 })),
+        resources.map((r, i) => ({ path: targets[i]!, text: texts[i]!, mode: holdsKeyMaterial(r) ? 0o600 : 0o644 })),
         owner,
       );
       return [];

@@ -57,7 +57,9 @@ export function decodeResource(doc: unknown, row: RowKey, file: string): { resou
     }
     return { resource: result.resource };
   }
-  const v = validateStoredResource(doc, source, expect);
+  // The row's kind column says what it is; a doc another tool wrote need not repeat it.
+  const withKind = doc !== null && typeof doc === 'object' && !Array.isArray(doc) && !('kind' in doc) ? { ...doc, kind: row.kind } : doc;
+  const v = validateStoredResource(withKind, source, expect);
   return v.resource ? { resource: v.resource } : { errors: v.errors };
 }
 

@@ -10,6 +10,7 @@ import { readFlagFile } from '../api/flag-file.js';
 import { quoted } from '../api/quote.js';
 import {
   formatResourceError,
+  RESOURCE_KINDS,
   resourceKey,
   type Resource,
   type ResourceError,
@@ -299,7 +300,7 @@ export class PostgresStore implements ResourceStore {
    * nothing is written. `force` overwrites. A resource stored exactly as written is left alone.
    */
   async apply(text: string, sourceName: string, opts: WriteOptions = {}): Promise<ResourceError[]> {
-    const { resources, errors } = parseResources(text, sourceName);
+    const { resources, errors } = parseResources(text, sourceName, this.maxRowBytes);
     if (errors.length > 0) return errors;
     const byKey = new Map<string, Resource>();
     const dupErrors: ResourceError[] = [];
@@ -460,13 +461,13 @@ export class PostgresStore implements ResourceStore {
   }
 
   /**
-   * A row another tool wrote with the kind in other letters (`dataplane`) is refused at load as a
+   * A row another tool wrote with the kind in other letters (`dataplane`) or plural is refused at load as a
    * problem naming it; `delete dataplane …` spells the kind canonically, so without this no
    * command could remove it.
    */
   private async deleteMisspelledKind(kind: ResourceKind, mesh: string, namespace: string, name: string, basedOn: string | undefined): Promise<boolean> {
     const res = await this.pool.query<{ kind: string }>(
-      `DELETE FROM ${this.t.resources} WHERE lower(kind) = lower($1) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
+      `DELETE FROM ${this.t.resources} WHERE lower(kind) IN (lower($1), lower($1) || 's', regexp_replace(lower($1), 'y$', 'ies')) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
          AND ($5::bigint IS NULL OR revision = $5) RETURNING kind`,
       [kind, mesh, namespace, name, basedOn ?? null],
     );
@@ -607,6 +608,8 @@ export class PostgresStore implements ResourceStore {
     const tooLarge = (what: string, bytes: number) => ({
       errors: [{ file, document: 0, path: '', message: `row ${key}: ${what} is ${bytes} bytes, larger than the limit of ${this.maxRowBytes} bytes (--max-file-size): not read` }],
     });
+    const kindProblem = unknownKindProblem(row.kind);
+    if (kindProblem !== undefined) return { errors: [{ file, document: 0, path: '', message: `row ${key}: ${kindProblem}` }] };
     if (row.doc === null && row.doc_bytes !== null) return tooLarge('doc', row.doc_bytes);
     if (row.doc === null && row.source === null && row.source_bytes !== null) return tooLarge('source', row.source_bytes);
     if (row.doc !== null) {
@@ -619,13 +622,15 @@ export class PostgresStore implements ResourceStore {
       return decodeResource(doc, row, file);
     }
     // A row written without a doc (e.g. inserted by hand with SQL): validate its source text.
-    const parsed = parseResources(row.source ?? '', file);
+    const parsed = parseResources(row.source ?? '', file, this.maxRowBytes);
     if (parsed.errors.length > 0) return { errors: parsed.errors.map((e) => ({ ...e, message: `row ${key}: ${e.message}` })) };
-    const match = parsed.resources.find((r) => resourceKey(r) === key);
-    if (parsed.resources.length !== 1 || !match) {
-      return { errors: [{ file, document: 0, path: '', message: `row ${key}: source must hold exactly that one resource` }] };
+    const [only, ...more] = parsed.resources;
+    if (!only || more.length > 0) {
+      return { errors: [{ file, document: 0, path: '', message: `row ${key}: source must hold exactly that one resource, and holds ${parsed.resources.length}` }] };
     }
-    return { resource: match };
+    // As a doc naming another resource: its labels (namespace, mesh) or name differ from the row's key.
+    if (resourceKey(only) !== key) return { errors: [{ file, document: 0, path: '', message: `row ${key}: holds ${resourceKey(only)} but is stored as ${key}` }] };
+    return { resource: only };
   }
 
   /** Rows changed by this replica or named by a notification: read them soon. */
@@ -849,6 +854,14 @@ interface RowKeyOnly {
 }
 
 class RollbackForConflict extends Error {}
+
+/** Why a row's kind column is none of the kinds mesh-sds serves, with the one it likely meant; undefined when it is one. */
+function unknownKindProblem(kind: string): string | undefined {
+  if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
+  const meant = RESOURCE_KINDS.find((k) => [k, `${k}s`, k.replace(/y$/, 'ies')].some((form) => form.toLowerCase() === kind.toLowerCase()));
+  const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row)` : '';
+  return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
+}
 
 function keyOfRow(row: RowKeyOnly): string {
   return `${row.kind}/${row.mesh}/${row.namespace}/${row.name}`;

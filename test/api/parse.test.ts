@@ -272,11 +272,12 @@ test('a resource kept from a parse does not keep its whole file alive (parsers r
   }
 });
 
-test('copying strings out of a document survives what validation never reads: a self-referencing alias and JSON nested 20,000 deep in an ignored field', () => {
+test('a self-referencing alias is refused naming it, even in a field validation ignores (infinite once expanded; Kubernetes refuses it too); JSON nested 20,000 deep in an ignored field is read', () => {
   const k8s = (extra: string) => `apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmesh: default\nmetadata:\n  name: web-1\n  namespace: shop\n  managedFields: ${extra}\nspec: {}\n`;
   const r = parseResources(k8s('&m [{x: *m}]'), FILE);
-  assert.deepEqual(errs(r), []);
-  assert.equal(r.resources.length, 1);
+  assert.deepEqual(errs(r), ['0||invalid YAML at line 7, column 26: alias *m is inside the value of its own anchor, which would contain itself']);
+  assert.equal(r.resources.length, 0);
+  assert.deepEqual(errs(parseResources(k8s('[&m {x: 1}, *m]'), FILE)), [], 'an alias beside its anchor is fine');
   const deep = `{"type":"Dataplane","name":"deep","meta":${'['.repeat(20_000)}${']'.repeat(20_000)}}`;
   const d = parseResources(deep, FILE);
   assert.equal(d.errors.some((e) => /call stack|nested too deeply/.test(e.message)), false, errs(d).join('; '));
@@ -287,4 +288,52 @@ test('YAML nested thousands deep is refused in plain words, naming where, not wi
   assert.equal(r.resources.length, 0);
   assert.match(errs(r).join('; '), /invalid YAML at line 4, column \d+: nested too deeply \(thousands of levels; no resource has more than a few\)/);
   assert.doesNotMatch(errs(r).join('; '), /call stack/);
+});
+
+test('YAML aliases that expand a file past the size limit are refused naming the limit, not expanded (one anchored string aliased a thousand times, summed over documents); aliases within the limit still read', () => {
+  const big = 'x'.repeat(5000);
+  const bomb = `type: Dataplane\nname: a\nmesh: default\nlabels:\n  app: web\nnote: &s "${big}"\nmore: [${Array.from({ length: 999 }, () => '*s').join(', ')}]\n`;
+  const r = parseResources(bomb, FILE, 1_000_000);
+  assert.equal(r.resources.length, 0);
+  assert.equal(r.errors.length, 1);
+  assert.match(r.errors[0]!.message, /^YAML aliases expand this file to more than 1000000 bytes, the limit of a file \(--max-file-size\), from \d+ bytes of text/);
+  // Each document alone within the limit, together past it: the later ones are not read.
+  // Kubernetes form: metadata.managedFields is read and ignored, as such a list would be.
+  const doc = (i: number) =>
+    `apiVersion: kuma.io/v1alpha1\nkind: Dataplane\nmesh: default\nmetadata:\n  name: d${i}\n  managedFields: [&s "${'y'.repeat(1000)}", ${Array.from({ length: 300 }, () => '*s').join(', ')}]\nspec: {}\n`;
+  const many = parseResources(Array.from({ length: 5 }, (_, i) => doc(i)).join('---\n'), FILE, 1_000_000);
+  assert.deepEqual(many.resources.map((x) => x.name), ['d0', 'd1', 'd2']);
+  assert.equal(many.errors.length, 1);
+  assert.equal(many.errors[0]!.document, 3);
+  const fine = parseResources(`type: Dataplane\nname: f\nmesh: default\nlabels: {app: &w web, env: *w}\n`, FILE, 1_000_000);
+  assert.deepEqual(fine.errors, []);
+  assert.deepEqual(fine.resources[0]?.labels, { app: 'web', env: 'web' });
+});
+
+test('a file without aliases that is within the size limit is never refused as expanding past it (the count stays below the text size)', () => {
+  const labels = Array.from({ length: 2000 }, (_, i) => `  k${i}: v${i}`).join('\n');
+  const text = `# & a comment to take the full parser\ntype: Dataplane\nname: a\nmesh: default\nlabels:\n${labels}\n`;
+  const r = parseResources(text, FILE, Buffer.byteLength(text));
+  assert.deepEqual(r.errors.filter((e) => /expand/.test(e.message)), []);
+});
+
+test('a null key or a list or map as a key is refused with its line, read by either parser (they named such keys differently: "null" or "", "a,b" or "[ a, b ]"); a quoted "null" and a number are ordinary keys', () => {
+  const dp = (key: string) => `type: Dataplane\nname: a\nmesh: default\nlabels:\n  app: web\n  ${key}: b\n`;
+  for (const pre of ['', '# & takes the full parser\n']) {
+    const line = pre === '' ? 6 : 7;
+    for (const key of ['null', '~', 'NULL', '']) {
+      const r = parseResources(pre + dp(key), FILE);
+      assert.equal(r.resources.length, 0, `${pre}${key}`);
+      assert.match(r.errors[0]?.message ?? '', new RegExp(`^invalid YAML at line ${line}, column \\d: a null or empty key \\(quote it, "null", if that is the name\\): map keys must be text$`), key);
+    }
+    const quoted = parseResources(pre + dp('"null"'), FILE);
+    assert.deepEqual(quoted.resources[0]?.labels, { app: 'web', null: 'b' });
+    const numeric = parseResources(pre + dp('1'), FILE);
+    assert.deepEqual(numeric.resources[0]?.labels, { app: 'web', 1: 'b' });
+    const explicit = parseResources(`${pre}type: Dataplane\nname: a\nmesh: default\n? - a\n  - b\n: c\n`, FILE);
+    assert.equal(explicit.resources.length, 0);
+    assert.match(explicit.errors[0]?.message ?? '', new RegExp(`^invalid YAML at line ${line - 2}, column 3: a list or map as a key: map keys must be text$`));
+  }
+  const flow = parseResources('{type: Dataplane, name: a, mesh: default, labels: {[a]: b}}\n', FILE);
+  assert.match(flow.errors[0]?.message ?? '', /a list or map as a key: map keys must be text/);
 });

@@ -331,6 +331,34 @@ test('validate and apply refuse an inline CA whose URI SAN names another trust d
   assert.equal(right.code, 0, right.stderr);
 });
 
+test('validate and apply refuse a trust domain template that renders longer than 253 characters with its mesh (or zone), as the server would (CaInvalid, not ready); text alone that long is refused whatever the zone', async (t) => {
+  const w = await workspace(t);
+  const file = join(w.root, 'mi.yaml');
+  await writeFile(file, meshIdentityYaml('long', { trustDomain: `${'t'.repeat(240)}.{{ .Mesh }}.example`, path: '/x' }));
+  const validated = await meshSds(['validate', file]);
+  assert.equal(validated.code, 1, validated.stdout);
+  assert.match(validated.stderr, /spec\.spiffeID\.trustDomain: invalid trust domain "t{240}\.default\.example": [^\n]*253[^\n]* when rendered for mesh "default"/);
+  const applied = await meshSds(['apply', '-f', file, ...w.flags]);
+  assert.equal(applied.code, 1, applied.stdout);
+  assert.match(applied.stderr, /when rendered for mesh "default"\nnothing applied/);
+  assert.deepEqual(await readdir(w.resources), [], 'nothing stored');
+  // .Zone: checked with the zone given; the text alone over 253 needs no zone.
+  const long = 't'.repeat(250);
+  await writeFile(file, meshIdentityYaml('long', { trustDomain: `${long}.{{ .Zone }}`, path: '/x' }));
+  assert.equal((await meshSds(['validate', file])).code, 0, 'the zone is unknown: 251 characters of text may still fit');
+  const zoned = await meshSds(['validate', '--zone', 'east', file]);
+  assert.equal(zoned.code, 1);
+  assert.match(zoned.stderr, /"t{250}\.east"[^\n]* \(rendered with --zone east: give the server's --zone if it differs\)/);
+  await writeFile(file, meshIdentityYaml('long', { trustDomain: `${long}.abcd.{{ .Zone }}`, path: '/x' }));
+  const text = await meshSds(['validate', file]);
+  assert.equal(text.code, 1);
+  assert.match(text.stderr, /spec\.spiffeID\.trustDomain: must not be longer than 253 characters once rendered, and its text alone is 256/);
+  // Within the limit it is stored.
+  await writeFile(file, meshIdentityYaml('fits', { trustDomain: `${'t'.repeat(200)}.{{ .Mesh }}`, path: '/x' }));
+  const fits = await meshSds(['apply', '-f', file, ...w.flags]);
+  assert.equal(fits.code, 0, fits.stderr);
+});
+
 test('a store URL and a resource directory together are refused, naming where each came from (MESH_SDS_STORE no longer silently overrides --resources)', async (t) => {
   const w = await workspace(t);
   const schema = testSchema();

@@ -107,6 +107,36 @@ test('apply writes each resource to a file of its own and refuses an invalid one
   });
 });
 
+test('apply refuses, writing nothing, a resource whose file would be over --max-file-size once its YAML aliases are written out, though its input is small', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-dir-'));
+  try {
+    const value = 'v'.repeat(1000);
+    const labels = Array.from({ length: 10 }, (_, i) => (i === 0 ? `  l0: &v "${value}"` : `  l${i}: *v`)).join('\n');
+    const text = `type: Dataplane\nname: aliased\nmesh: default\nlabels:\n${labels}\n`;
+    const open = async (name: string, maxFileSize?: number) => {
+      const store = await DirectoryStore.open({ resourcesDir: join(root, name), stateDir: join(root, `${name}-state`), rescanMs: 60_000, maxFileSize });
+      await store.start();
+      return store;
+    };
+    const roomy = await open('roomy');
+    assert.deepEqual(await roomy.apply(text, 'in.yaml'), []);
+    const written = (await stat(join(root, 'roomy', 'dataplane_default__aliased.yaml'))).size;
+    await roomy.close();
+    assert.ok(Buffer.byteLength(text) < written / 5, 'the input is a fraction of the file');
+    const tight = await open('tight', written - 1);
+    try {
+      const errors = await tight.apply(text, 'in.yaml');
+      assert.equal(errors.length, 1, JSON.stringify(errors));
+      assert.equal(errors[0]!.message, `Dataplane "aliased" of mesh "default" would be written as ${written} bytes of YAML (aliases expanded), over the limit of ${written - 1} bytes (--max-file-size) the server enforces when reading a file: nothing written`);
+      assert.deepEqual(await readdir(join(root, 'tight')), []);
+    } finally {
+      await tight.close();
+    }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
 test('apply stores a resource whose name has the longest length names may have (253): a shortened file name, still its own; delete removes it', async () => {
   await withStore(async (store, dir) => {
     const long = (c: string) => `${c.repeat(250)}-${c}${c}`;
