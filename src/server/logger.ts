@@ -180,6 +180,7 @@ export interface WarnLimitOptions {
 interface Bucket {
   logged: number;
   suppressed: number;
+  level: 'warn' | 'debug';
   timer?: NodeJS.Timeout;
 }
 
@@ -204,15 +205,24 @@ export class WarnLimiter {
   }
 
   warn(source: string, obj: Record<string, unknown>, msg: string): void {
-    let key = `${source}\u0000${msg}`;
+    this.emit('warn', source, obj, msg);
+  }
+
+  /** As warn, at debug level: what a peer can make the server say per message is summarised too. */
+  debug(source: string, obj: Record<string, unknown>, msg: string): void {
+    if (this.log.isLevelEnabled('debug')) this.emit('debug', source, obj, msg);
+  }
+
+  private emit(level: 'warn' | 'debug', source: string, obj: Record<string, unknown>, msg: string): void {
+    let key = `${level}\u0000${source}\u0000${msg}`;
     let b = this.buckets.get(key);
     if (!b && this.buckets.size >= this.maxSources) {
-      key = `*\u0000${msg}`;
+      key = `${level}\u0000*\u0000${msg}`;
       source = '*';
       b = this.buckets.get(key);
     }
     if (!b) {
-      b = { logged: 0, suppressed: 0 };
+      b = { logged: 0, suppressed: 0, level };
       this.buckets.set(key, b);
       const bucket = b;
       const from = source;
@@ -221,7 +231,7 @@ export class WarnLimiter {
     }
     if (b.logged < this.burst) {
       b.logged++;
-      this.log.warn(obj, msg);
+      this.log[level](obj, msg);
     } else {
       b.suppressed++;
     }
@@ -231,7 +241,7 @@ export class WarnLimiter {
     this.buckets.delete(key);
     if (b.suppressed > 0) {
       const window = this.windowMs >= 1000 ? `${Math.round(this.windowMs / 1000)} s` : `${this.windowMs} ms`;
-      this.log.warn({ source, suppressed: b.suppressed, windowMs: this.windowMs }, `${msg} … and ${b.suppressed} more like this in the last ${window}`);
+      this.log[b.level]({ source, suppressed: b.suppressed, windowMs: this.windowMs }, `${msg} … and ${b.suppressed} more like this in the last ${window}`);
     }
   }
 
@@ -239,8 +249,8 @@ export class WarnLimiter {
   flushAll(): void {
     for (const [key, b] of [...this.buckets]) {
       clearTimeout(b.timer);
-      const i = key.indexOf('\u0000');
-      this.flush(key, b, key.slice(0, i), key.slice(i + 1));
+      const [, source, msg] = key.split('\u0000') as [string, string, string];
+      this.flush(key, b, source, msg);
     }
   }
 }
@@ -248,13 +258,21 @@ export class WarnLimiter {
 const limiters = new WeakMap<Logger, WarnLimiter>();
 
 /** The logger's shared limiter (one per logger, created on first use). */
-export function limitedWarn(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+function sharedLimiter(log: Logger): WarnLimiter {
   let l = limiters.get(log);
   if (!l) {
     l = new WarnLimiter(log);
     limiters.set(log, l);
   }
-  l.warn(source, obj, msg);
+  return l;
+}
+
+export function limitedWarn(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+  sharedLimiter(log).warn(source, obj, msg);
+}
+
+export function limitedDebug(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+  sharedLimiter(log).debug(source, obj, msg);
 }
 
 /** The peer's address without its port: one client reconnecting from new ports is one source. */

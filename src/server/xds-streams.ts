@@ -10,7 +10,7 @@ import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
-import { limitedWarn, peerSource, type Logger } from './logger.js';
+import { limitedDebug, limitedWarn, peerSource, type Logger } from './logger.js';
 import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from './metrics.js';
 import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
 
@@ -405,7 +405,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
           this.subscription = a.subscription;
           break;
         case 'ignore':
-          log.debug({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: echoed(a.nonce, ID_ECHO_CHARS) }, 'request ignored');
+          // A peer repeating a stale nonce would otherwise write a line per request.
+          limitedDebug(log, this.proxy, { proxy: this.proxy, api: this.api, reason: a.reason, nonce: echoed(a.nonce, ID_ECHO_CHARS) }, 'request ignored');
           break;
       }
     }

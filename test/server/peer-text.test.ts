@@ -102,3 +102,25 @@ test('/debug/identities shows a condition that only names a key (a CA certificat
     await s.close();
   }
 });
+
+test('a proxy repeating a request with a stale nonce writes one "request ignored" line at debug level per window, not one per request', async () => {
+  const resourcesDir = join(root, 'stale');
+  await cp('examples/quickstart', resourcesDir, { recursive: true });
+  const s = await startServer({ resourcesDir, stateDir: join(root, 'stale-state'), listen: '127.0.0.1:0', auth: 'none', zone: 'default', admin: '127.0.0.1:0', logger });
+  const session = rawConnect(s.address);
+  try {
+    await s.ready;
+    const c = rawCall(session, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.stale-1.shop', names: ['system_trust_bundle'] }))] });
+    await c.waitForMessages(1, 5000);
+    const before = lines.length;
+    for (let i = 0; i < 300; i++) c.stream.write(grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, names: ['system_trust_bundle'], nonce: 'stale-nonce' })));
+    const ignored = () => lines.slice(before).filter((l) => l.includes('"msg":"request ignored"')).length;
+    for (let i = 0; i < 100 && ignored() === 0; i++) await sleep(20);
+    await sleep(300); // every request has been read by now
+    assert.equal(ignored(), 1, lines.slice(before).join('\n').slice(0, 2000));
+    c.stream.close();
+  } finally {
+    session.close();
+    await s.close();
+  }
+});
