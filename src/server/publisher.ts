@@ -242,6 +242,7 @@ export class SecretPublisher {
     const entries: PlanEntry[] = [];
     const invalid: string[] = [];
     const unresolvable: string[] = [];
+    const otherIdentity: string[] = [];
     // Names that read only the mesh's bundles (Envoy's second stream) neither change with the
     // proxy's identity nor wait for it: such a stream is not woken when an SVID is issued.
     const byIdentity = sub.wildcard || this.namesDependOnIdentity(sub.names);
@@ -250,8 +251,12 @@ export class SecretPublisher {
     for (const name of names) {
       const { key, invalid: bad, alias } = this.keyFor(pk, mesh, name, identity);
       if (bad) invalid.push(name);
-      else if (!key) unresolvable.push(name);
-      else {
+      else if (!key) {
+        unresolvable.push(name);
+        // A KRI or SPIFFE ID naming an identity the proxy does not have (any more): held for good
+        // unless it moves back, while Envoy keeps the certificate it has until that expires.
+        if (identity?.state === 'issued' && isIdentityName(name)) otherIdentity.push(name);
+      } else {
         watchKeys.push(key);
         entries.push({ name, key, alias: alias === true });
       }
@@ -261,6 +266,7 @@ export class SecretPublisher {
       entries: exact(entries),
       invalid: exact(invalid),
       unresolvable: exact(unresolvable),
+      notThisIdentity: otherIdentity.length > 0 && identity?.state === 'issued' ? { names: otherIdentity, kri: identity.identity.kri, spiffeId: identity.spiffeId } : undefined,
       watchKeys: exact(watchKeys),
       byIdentity,
       undecided: byIdentity && isUndecided(identity),
@@ -340,6 +346,23 @@ export class StreamResolver {
   get watchKeys(): readonly string[] {
     return this.memo?.plan.watchKeys ?? NONE;
   }
+
+  /** Identity names (KRI, SPIFFE ID) the last resolution held because they are another identity's; the same object until the plan changes. */
+  get notThisIdentity(): NotThisIdentity | undefined {
+    return this.memo?.plan.notThisIdentity;
+  }
+}
+
+/** Identity names a stream asked for that are not its proxy's identity, with the names that are. */
+export interface NotThisIdentity {
+  names: readonly string[];
+  kri: string;
+  spiffeId: string;
+}
+
+function isIdentityName(name: string): boolean {
+  const kind = classify(name).kind;
+  return kind === 'identity' || kind === 'svid';
 }
 
 const NONE: readonly never[] = Object.freeze([]);
@@ -360,6 +383,8 @@ interface ResolutionPlan {
   invalid: readonly string[];
   /** Valid names with no cache key for this proxy now (e.g. a SPIFFE ID that is not its own). */
   unresolvable: readonly string[];
+  /** Those of them that name an identity other than the one the proxy was issued. */
+  notThisIdentity: NotThisIdentity | undefined;
   watchKeys: readonly string[];
   /** Whether the names depend on the proxy's identity (aliases, ROOTCA, a wildcard): the plan is then redone when it changes. */
   byIdentity: boolean;

@@ -12,7 +12,7 @@ import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
 import { limitedDebug, limitedWarn, peerSource, type Logger } from './logger.js';
 import { authFailureReason, nackNameLabel, type Metrics, type StreamApi } from './metrics.js';
-import { proxyMetaKey, type SecretPublisher, type StreamResolver } from './publisher.js';
+import { proxyMetaKey, type NotThisIdentity, type SecretPublisher, type StreamResolver } from './publisher.js';
 
 export interface StreamDeps {
   /** True once the server drains (SIGTERM): new calls are refused at once. */
@@ -204,6 +204,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   resolver?: StreamResolver;
   private watched: readonly string[] = [];
   private cancelWatch?: () => void;
+  private warnedNotThisIdentity: NotThisIdentity | undefined;
   private cancelWait?: () => void;
   private waitTimer?: NodeJS.Timeout;
 
@@ -413,8 +414,29 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.rewatch();
   }
 
+  /**
+   * A stream asking for a KRI or SPIFFE ID that is not its proxy's identity (the Dataplane moved to
+   * another MeshIdentity, or the config names the wrong one) is held and gets nothing: Envoy keeps
+   * the certificate it has until it expires. Said once per change of what the stream holds.
+   */
+  private warnNotThisIdentity(): void {
+    const other = this.resolver!.notThisIdentity;
+    if (other === this.warnedNotThisIdentity) return;
+    this.warnedNotThisIdentity = other;
+    if (!other) return;
+    const sent = new Set((this.lastSentResources ?? []).map((r) => r.name));
+    const served = other.names.filter((n) => sent.has(n));
+    limitedWarn(
+      this.deps.log,
+      this.proxy,
+      { proxy: this.proxy, api: this.api, names: other.names.map((n) => echoed(n, ID_ECHO_CHARS)), identity: other.kri, spiffeId: other.spiffeId, servedBefore: served.length > 0 },
+      `stream asks for an identity that is not this proxy's (it is ${other.kri}, ${other.spiffeId}): held, and the proxy keeps the certificate it has until it expires; ask for "default" to follow the proxy's identity`,
+    );
+  }
+
   /** Watches exactly the cache keys the last resolution read (they change with identity too). */
   private rewatch(): void {
+    this.warnNotThisIdentity();
     const keys = this.resolver!.watchKeys;
     if (this.state !== 'open' || sameStrings(keys, this.watched)) return;
     this.cancelWatch?.();
