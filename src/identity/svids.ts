@@ -224,29 +224,39 @@ export class SvidManager {
    * Forgets every token `isDead` says is revoked or expired, and drops at once (no grace period)
    * each token-authenticated proxy left with no live token: its SVID is never served again, and a
    * forced rotation cannot bring it back. Streams still using such a token must be closed first
-   * (recheckCredentials). Returns the dropped proxy keys.
+   * (recheckCredentials). `isDead` says `true` for a revoked token, `'expired'` for one that ran
+   * out: a proxy kept by another live token is reissued when one of its tokens was revoked (the
+   * revoked holder has the SVID's key), not when one merely expired. Returns the dropped proxy keys.
    */
-  forgetCredentials(isDead: (jti: string, expiresAtMs: number) => boolean): string[] {
+  forgetCredentials(isDead: (jti: string, expiresAtMs: number) => boolean | 'expired'): string[] {
     const dropped: string[] = [];
+    const reissue: string[] = [];
     // Runs every few seconds over every proxy: no entry arrays or closures per proxy.
     for (const e of this.proxies.values()) {
       const creds = e.credentials;
       if (!creds) continue;
       let released = 0;
+      let revoked = false;
       for (const jti of creds.keys()) {
         const c = creds.get(jti)!;
-        if (!isDead(jti, c.expiresAtMs)) continue;
+        const dead = isDead(jti, c.expiresAtMs);
+        if (dead === false) continue;
+        revoked ||= dead === true;
         creds.delete(jti);
         released += c.refs;
       }
       if (creds.size === 0) dropped.push(e.key);
-      else if (released > 0) {
-        // Attachments of a dead token no longer count (their detach is ignored from now on).
-        e.refs = Math.max(0, e.refs - released);
-        if (e.refs === 0) this.detachLast(e.key, e);
+      else {
+        if (revoked) reissue.push(e.key);
+        if (released > 0) {
+          // Attachments of a dead token no longer count (their detach is ignored from now on).
+          e.refs = Math.max(0, e.refs - released);
+          if (e.refs === 0) this.detachLast(e.key, e);
+        }
       }
     }
     for (const key of dropped) this.drop(key, true);
+    for (const key of reissue) this.rotate(key);
     return dropped;
   }
 

@@ -559,6 +559,6 @@ export function recheckCredentials(registry: StreamRegistry, svids: SvidManager,
     else continue;
     denied++;
   }
-  svids.forgetCredentials((jti, expiresAtMs) => expiresAtMs <= now || isRevoked(jti));
+  svids.forgetCredentials((jti, expiresAtMs) => (isRevoked(jti) ? true : expiresAtMs <= now ? 'expired' : false));
   return denied;
 }

@@ -261,10 +261,21 @@ test('claim sets: a dead token drops its proxy at once, and a late detach of it 
     assert.equal(again, key);
     h.svids.detach(key, 't1'); // the old stream goes away late
     assert.ok(h.svids.get(key), 'the late detach of the forgotten token did not release the new attachment');
-    // Two tokens on one claim set: revoking one keeps the proxy for the other.
+    // Two tokens on one claim set: revoking one keeps the proxy for the other, with a new SVID
+    // (the revoked holder has the key of the one it was served); one that merely expires does not.
     h.svids.attach(gateway('t3'));
+    const serialOf = () => { const id = h.svids.get(key); return id?.state === 'issued' ? id.svid.serialHex : undefined; };
+    await h.until(key, issued);
+    const before = serialOf();
+    assert.ok(before);
     assert.deepEqual(h.svids.forgetCredentials((jti) => jti === 't2'), []);
     assert.ok(h.svids.get(key));
+    await h.until(key, (id) => id?.state === 'issued' && id.svid.serialHex !== before);
+    h.svids.attach(gateway('t4'));
+    const afterRevoke = serialOf();
+    assert.deepEqual(h.svids.forgetCredentials((jti) => (jti === 't3' ? 'expired' : false)), []);
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(serialOf(), afterRevoke, 'an expired token is no reason to reissue');
     // Expiry counts as dead too (the caller decides by expiresAtMs).
     assert.deepEqual(h.svids.forgetCredentials((_jti, exp) => exp <= far), [key]);
   } finally {
