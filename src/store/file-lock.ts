@@ -1,4 +1,5 @@
 // A lock file beside a state file, so read-modify-write of that file is atomic across processes.
+import { readFileSync } from 'node:fs';
 import { open, readFile, rename, unlink, link, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
@@ -12,6 +13,23 @@ export interface FileLockOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** The stamps of the locks this process holds now: a lock with its pid and none of these is a previous life's. */
+const heldHere = new Set<string>();
+
+/**
+ * When a process started (clock ticks since boot, /proc/<pid>/stat field 22), or undefined off
+ * Linux: a live pid with another start time is a reused pid, not the lock's owner.
+ */
+function startTimeOf(pid: number | 'self'): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+const OWN_START = startTimeOf('self') ?? '-';
+
 /**
  * Runs `fn` while holding `lockPath`, created with O_EXCL (`wx`), which fails when it exists. The file
  * records host, pid and time: a lock whose process on this host is gone, or another host's lock
@@ -21,7 +39,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const staleMs = opts.staleMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
-  const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')}\n`;
+  const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')} ${OWN_START}\n`;
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
     try {
       const fh = await open(lockPath, 'wx', 0o600);
@@ -34,6 +52,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
         throw e;
       }
       await fh.close();
+      heldHere.add(stamp);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -48,6 +67,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   } finally {
     // Only remove our own lock (a stale-breaker may have replaced it if we stalled past staleMs).
     if ((await readFile(lockPath, 'utf8').catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
+    heldHere.delete(stamp);
   }
 }
 
@@ -70,7 +90,7 @@ async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean>
 }
 
 async function isStale(lockPath: string, content: string, staleMs: number): Promise<boolean> {
-  const [host, pidText, atText] = content.trim().split(' ');
+  const [host, pidText, atText, , startText] = content.trim().split(' ');
   const at = Number(atText);
   // Not written yet (its owner is between open and write, or died there): judge by the file's age.
   if (!Number.isFinite(at)) {
@@ -82,10 +102,16 @@ async function isStale(lockPath: string, content: string, staleMs: number): Prom
   // A live owner on this host is never broken, however long it holds the lock: breaking it lost
   // updates (2 of 20 concurrent token revocations, under a load average of 50, where a holder
   // stalled past 30 s). Waiters give up with an error instead, and nothing written is lost.
+  const pid = Number(pidText);
+  // Our own pid on a lock we do not hold: a previous life of this pid (a restarted container's
+  // server is pid 1 again), which would otherwise never be broken.
+  if (pid === process.pid) return !heldHere.has(content);
   try {
-    process.kill(Number(pidText), 0);
-    return false;
+    process.kill(pid, 0);
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
+  // Alive, but started after the lock was taken by the pid's previous owner.
+  const start = startText === undefined || startText === '-' ? undefined : startTimeOf(pid);
+  return start !== undefined && start !== startText;
 }

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { withFileLock } from '../../src/store/file-lock.js';
 
 async function lockDir(): Promise<{ path: string; done: () => Promise<void> }> {
@@ -17,19 +18,56 @@ function deadPid(): number {
   return Number(r.stdout);
 }
 
-test('a lock held by a live process on this host is never broken for its age: the waiter gives up with an error', async () => {
+/** A live process and its start time (/proc/<pid>/stat field 22), as a lock stamp records it. */
+function liveChild(): { pid: number; start: string; kill: () => void } {
+  const child = spawn('sleep', ['60'], { stdio: 'ignore' });
+  const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+  return { pid: child.pid!, start: stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!, kill: () => child.kill() };
+}
+
+test('a lock held by a live process on this host is never broken for its age (stamp with or without its start time): the waiter gives up with an error', async () => {
   const d = await lockDir();
+  const holder = liveChild();
   try {
     const old = Date.now() - 3_600_000;
-    await writeFile(d.path, `${hostname()} ${process.pid} ${old} aaaaaaaaaaaa\n`);
-    let ran = false;
-    await assert.rejects(
-      withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }),
-      /still held after 300 ms/,
-    );
-    assert.equal(ran, false, 'the critical section must not run while another live process holds the lock');
-    assert.match(await readFile(d.path, 'utf8'), new RegExp(`^${hostname()} ${process.pid} ${old} `), 'the holder keeps its lock');
+    for (const stamp of [`${hostname()} ${holder.pid} ${old} aaaaaaaaaaaa\n`, `${hostname()} ${holder.pid} ${old} aaaaaaaaaaaa ${holder.start}\n`]) {
+      await writeFile(d.path, stamp);
+      let ran = false;
+      await assert.rejects(
+        withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }),
+        /still held after 300 ms/,
+      );
+      assert.equal(ran, false, 'the critical section must not run while another live process holds the lock');
+      assert.equal(await readFile(d.path, 'utf8'), stamp, 'the holder keeps its lock');
+    }
   } finally {
+    holder.kill();
+    await d.done();
+  }
+});
+
+test('a lock of a previous life of a pid is broken at once: our own pid on a lock we do not hold (a restarted container is pid 1 again), or a live pid that started after the lock was taken', async () => {
+  const d = await lockDir();
+  const other = liveChild();
+  try {
+    for (const stamp of [`${hostname()} ${process.pid} ${Date.now() - 3_600_000} cccccccccccc\n`, `${hostname()} ${other.pid} ${Date.now()} dddddddddddd 1\n`]) {
+      await writeFile(d.path, stamp);
+      const started = Date.now();
+      assert.equal(await withFileLock(d.path, async () => 'ran', { staleMs: 60_000, timeoutMs: 5_000 }), 'ran', stamp);
+      assert.ok(Date.now() - started < 4_000);
+    }
+    // Our own lock, held now by another task of this process, is not broken.
+    let inside = false;
+    const first = withFileLock(d.path, async () => {
+      inside = true;
+      await new Promise((r) => setTimeout(r, 300));
+      inside = false;
+    });
+    while (!inside) await new Promise((r) => setTimeout(r, 5));
+    await withFileLock(d.path, async () => assert.equal(inside, false, 'waited for the holder in this process'));
+    await first;
+  } finally {
+    other.kill();
     await d.done();
   }
 });
