@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, readdir, link, unlink, rename, chmod } from 'node:fs/promises';
+import { mkdir, open, readFile, readdir, link, unlink, rename, chmod, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { StateStore, UpdateFn } from './types.js';
@@ -114,21 +114,33 @@ export class FileStateStore implements StateStore {
     await this.update(key, () => undefined);
   }
 
-  /** Every stored key: regular files below the directory, without lock and temp files; split segments joined back. */
+  /**
+   * Every stored key: regular files below the directory (a symlink counts as what it points to),
+   * without lock and temp files; split segments joined back. An entry no key could name (an
+   * editor's `x~`, `lost+found` at the root of a volume) is not state and is skipped:
+   * one stopped serve and every command that reads the state.
+   */
   async keys(): Promise<string[]> {
     const out: string[] = [];
-    const walk = async (dir: string, prefix: string): Promise<void> => {
+    const walk = async (dir: string, prefix: string, depth: number): Promise<void> => {
       const entries = await readdir(dir, { withFileTypes: true }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === 'ENOENT') return [];
         throw e;
       });
       for (const e of entries) {
-        if (e.isDirectory() && e.name.endsWith(CONTINUED)) await walk(join(dir, e.name), `${prefix}${e.name.slice(0, -CONTINUED.length)}`);
-        else if (e.isDirectory()) await walk(join(dir, e.name), `${prefix}${e.name}/`);
-        else if (e.isFile() && !/\.(lock|tmp|stale)$/.test(e.name)) out.push(`${prefix}${e.name}`);
+        if (!KEY_ENTRY.test(e.name) || /\.(lock|tmp|stale)$/.test(e.name)) continue;
+        const path = join(dir, e.name);
+        // Followed like the files get() reads: a symlinked folder or record is state too (its
+        // records must be checked against the state key and sealed like any other).
+        const kind = e.isSymbolicLink() ? await stat(path).then((st) => (st.isDirectory() ? 'dir' : st.isFile() ? 'file' : 'other'), () => 'other') : e.isDirectory() ? 'dir' : e.isFile() ? 'file' : 'other';
+        if (kind === 'dir') {
+          if (depth >= MAX_KEY_DEPTH) throw new Error(`state folder ${path} is nested deeper than any state key (a symlink loop?)`);
+          if (e.name.endsWith(CONTINUED)) await walk(path, `${prefix}${e.name.slice(0, -CONTINUED.length)}`, depth + 1);
+          else await walk(path, `${prefix}${e.name}/`, depth + 1);
+        } else if (kind === 'file') out.push(`${prefix}${e.name}`);
       }
     };
-    await walk(this.dir, '');
+    await walk(this.dir, '', 0);
     return out.sort();
   }
 
@@ -138,6 +150,11 @@ export class FileStateStore implements StateStore {
     });
   }
 }
+
+/** A file or folder name some key maps to: the characters of keys (a split segment's folder ends with CONTINUED). */
+const KEY_ENTRY = /^[A-Za-z0-9._-]+\+?$/;
+/** Folders below the state directory deeper than any key goes (its segments, split ones included). */
+const MAX_KEY_DEPTH = 32;
 
 /** Longest file name (bytes) of the usual file systems; keys are ASCII, one byte a character. */
 const NAME_MAX = 255;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FileStateStore, stateLockPath } from '../../src/store/file-state.js';
@@ -104,4 +104,35 @@ test('sealed state: a CA record under a 253-character trust domain is sealed, op
   const reopened = await openSealedState(await FileStateStore.open(join(dir, 'state')), { stateKeyFile: kf, postgres: false }, { warn: (o) => warned.push(o), info: () => undefined });
   assert.deepEqual(warned, []);
   assert.equal(await reopened.get(key), record);
+});
+
+test('state dir: entries no key could name (an editor backup "x~", lost+found) are skipped, not fatal; a symlinked folder or record is state like any other, so start-up with another state key refuses it', async (t) => {
+  const dir = await tmp();
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const stateDir = join(dir, 'state');
+  const s = await FileStateStore.open(stateDir);
+  await s.put('auth/revoked', 'r');
+  await writeFile(join(stateDir, 'auth', 'revoked~'), 'editor backup');
+  await mkdir(join(stateDir, 'lost+found'));
+  // Records kept elsewhere and linked in: a folder and a file.
+  const elsewhere = join(dir, 'elsewhere');
+  await mkdir(join(elsewhere, 'ca', 'default', '_'), { recursive: true });
+  await writeFile(join(elsewhere, 'ca', 'default', '_', 'id'), 'linked record');
+  await symlink(join(elsewhere, 'ca'), join(stateDir, 'ca'));
+  await writeFile(join(elsewhere, 'zones'), 'linked file');
+  await symlink(join(elsewhere, 'zones'), join(stateDir, 'serving-zones'));
+  assert.deepEqual(await s.keys(), ['auth/revoked', 'ca/default/_/id', 'serving-zones']);
+
+  // Sealed with one key, opened with another: refused at start-up, symlinked records included.
+  const sealedDir = join(dir, 'sealed');
+  const [k1, k2] = [join(dir, 'k1'), join(dir, 'k2')];
+  await generateStateKeyFile(k1);
+  await generateStateKeyFile(k2);
+  const target = join(dir, 'sealed-elsewhere');
+  await mkdir(target);
+  await mkdir(sealedDir);
+  await symlink(target, join(sealedDir, 'ca'));
+  const sealed = await openSealedState(await FileStateStore.open(sealedDir), { stateKeyFile: k1, postgres: false });
+  await sealed.put('ca/default/_/id', 'secret record');
+  await assert.rejects(openSealedState(await FileStateStore.open(sealedDir), { stateKeyFile: k2, postgres: false }), /key/i);
 });
