@@ -13,8 +13,8 @@ export interface FileLockOptions {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** The stamps of the locks this process holds now: a lock with its pid and none of these is a previous life's. */
-const heldHere = new Set<string>();
+/** When this process started (wall clock): a lock with its pid taken before then is a previous life's. */
+const STARTED_AT_MS = Date.now() - Math.ceil(process.uptime() * 1000);
 
 /**
  * When a process started (clock ticks since boot, /proc/<pid>/stat field 22), or undefined off
@@ -40,6 +40,16 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   const staleMs = opts.staleMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
   const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')} ${OWN_START}\n`;
+  await acquire(lockPath, stamp, staleMs, deadline, timeoutMs);
+  try {
+    return await fn();
+  } finally {
+    // Only remove our own lock (a stale-breaker may have replaced it if we stalled past staleMs).
+    if ((await readFile(lockPath, 'utf8').catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
+  }
+}
+
+async function acquire(lockPath: string, stamp: string, staleMs: number, deadline: number, timeoutMs: number): Promise<void> {
   for (let delay = 2; ; delay = Math.min(delay * 2, 50)) {
     try {
       const fh = await open(lockPath, 'wx', 0o600);
@@ -52,7 +62,6 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
         throw e;
       }
       await fh.close();
-      heldHere.add(stamp);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -61,13 +70,6 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
     if (Date.now() > deadline) throw new Error(`state lock ${lockPath} still held after ${timeoutMs} ms`);
     // Jitter keeps a crowd of waiters from retrying in lock-step.
     await sleep(delay / 2 + Math.random() * delay);
-  }
-  try {
-    return await fn();
-  } finally {
-    // Only remove our own lock (a stale-breaker may have replaced it if we stalled past staleMs).
-    if ((await readFile(lockPath, 'utf8').catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
-    heldHere.delete(stamp);
   }
 }
 
@@ -103,9 +105,9 @@ async function isStale(lockPath: string, content: string, staleMs: number): Prom
   // updates (2 of 20 concurrent token revocations, under a load average of 50, where a holder
   // stalled past 30 s). Waiters give up with an error instead, and nothing written is lost.
   const pid = Number(pidText);
-  // Our own pid on a lock we do not hold: a previous life of this pid (a restarted container's
-  // server is pid 1 again), which would otherwise never be broken.
-  if (pid === process.pid) return !heldHere.has(content);
+  // Our own pid on a lock taken before this process started: a previous life of this pid (a
+  // restarted container's server is pid 1 again), which would otherwise never be broken.
+  if (pid === process.pid) return at < STARTED_AT_MS;
   try {
     process.kill(pid, 0);
   } catch (e) {

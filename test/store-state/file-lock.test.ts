@@ -46,7 +46,7 @@ test('a lock held by a live process on this host is never broken for its age (st
   }
 });
 
-test('a lock of a previous life of a pid is broken at once: our own pid on a lock we do not hold (a restarted container is pid 1 again), or a live pid that started after the lock was taken', async () => {
+test('a lock of a previous life of a pid is broken at once: our own pid on a lock taken before this process started (a restarted container is pid 1 again), or a live pid that started after the lock was taken', async () => {
   const d = await lockDir();
   const other = liveChild();
   try {

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { FileStateStore } from '../../src/store/file-state.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { PostgresStore } from '../../src/store/postgres.js';
@@ -44,8 +44,10 @@ test('state dir: a lock left by a process that died is broken, a live one is wai
   await writeFile(join(dir, 'k.lock'), `${hostname()} ${dead} ${Date.now()} x\n`);
   assert.equal(await s.update('k', (old) => `${old}+1`), 'v0+1');
 
-  // Held by this (live) process: the update waits until the holder lets go.
-  await writeFile(join(dir, 'k.lock'), `${hostname()} ${process.pid} ${Date.now()} y\n`);
+  // Held by a live process: the update waits until the holder lets go.
+  const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => holder.kill());
+  await writeFile(join(dir, 'k.lock'), `${hostname()} ${holder.pid} ${Date.now()} y\n`);
   let done = false;
   const pending = s.update('k', (old) => `${old}+2`).then((v) => ((done = true), v));
   await new Promise((r) => setTimeout(r, 300));
