@@ -14,6 +14,7 @@ import { readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
+import { redactPrivateKeys } from './redact.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -281,7 +282,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
         }
         if (r.kind === 'ClusterFederatedTrustDomain') obj.status = federationStatus(view, r.name);
         if (errors.length > 0) obj.status = { ...(obj.status as object | undefined), errors: errors.map(formatResourceError) };
-        return obj;
+        return redactPrivateKeys(structuredClone(obj));
       };
       if (o.output === 'json') out(JSON.stringify(name ? withStatus(list[0]!) : list.map(withStatus), null, 2));
       else if (o.output === 'yaml') out(name ? stringify(withStatus(list[0]!), { lineWidth: 0 }) : list.map((r) => stringify(withStatus(r), { lineWidth: 0 })).join('---\n'));

@@ -196,7 +196,7 @@ test('token revoke makes a generated token fail verification', async () => {
   }
 });
 
-test('get never prints a Secret\'s data or an inline CA private key', async () => {
+test('get never prints a Secret\'s data or an inline CA private key, also one put where the certificate goes', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-get-redact-'));
   try {
     const ca = makeCa('inline-ca');
@@ -209,6 +209,15 @@ test('get never prints a Secret\'s data or an inline CA private key', async () =
     assert.match(id.stdout, /BEGIN CERTIFICATE/, 'the certificate itself is not secret');
     const secret = await meshSds(['get', 'secret', 's', '-o', 'json', '--resources', dir, '--state-dir', join(dir, '.state')]);
     assert.equal(JSON.parse(secret.stdout).data, '<redacted>');
+    // A key where the certificate goes (fields swapped, a combined cert+key PEM) is redacted too.
+    await writeFile(join(dir, 'swapped.yaml'), meshIdentityYaml('swapped', { namespace: 'kuma-system', ca: { ...ca, certPem: `${ca.certPem}${ca.keyPem}`, keyPem: ca.certPem } }));
+    for (const output of ['yaml', 'json']) {
+      const swapped = await meshSds(['get', 'meshidentity', 'swapped', '-o', output, '--resources', dir, '--state-dir', join(dir, '.state')]);
+      assert.equal(swapped.code, 0, swapped.stderr);
+      assert.doesNotMatch(swapped.stdout, /BEGIN [A-Z ]*PRIVATE KEY/);
+      assert.ok(!swapped.stdout.includes(ca.keyPem.split('\n')[1]!), 'no line of the key is printed');
+      assert.match(swapped.stdout, /BEGIN CERTIFICATE/);
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
