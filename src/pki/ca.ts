@@ -60,6 +60,44 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
   if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
 }
 
+/**
+ * Extensions OpenSSL and BoringSSL process (X509_supported_extension): any other marked critical
+ * makes every chain through the certificate fail ("unhandled critical extension").
+ */
+const UNDERSTOOD_EXTENSIONS = new Set([
+  '2.5.29.9', // subjectDirectoryAttributes
+  '2.5.29.14', // subjectKeyIdentifier
+  '2.5.29.15', // keyUsage
+  '2.5.29.17', // subjectAltName
+  '2.5.29.18', // issuerAltName
+  '2.5.29.19', // basicConstraints
+  '2.5.29.30', // nameConstraints
+  '2.5.29.32', // certificatePolicies
+  '2.5.29.33', // policyMappings
+  '2.5.29.35', // authorityKeyIdentifier
+  '2.5.29.36', // policyConstraints
+  '2.5.29.37', // extKeyUsage
+  '2.5.29.54', // inhibitAnyPolicy
+  '1.3.6.1.5.5.7.1.14', // proxyCertInfo
+  '2.16.840.1.113730.1.1', // netscape cert type
+]);
+const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
+const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const EKU_ANY = '2.5.29.37.0';
+
+/** Extensions of a CA in the chain that make peers refuse every leaf below it. */
+function checkChainExtensions(pc: x509.X509Certificate, what: string): void {
+  const unknown = pc.extensions.find((e) => e.critical && !UNDERSTOOD_EXTENSIONS.has(e.type));
+  if (unknown) throw new CaError(`${what} has a critical extension ${unknown.type} that TLS peers do not process: leaves signed by the CA would not verify`);
+  // OpenSSL checks a CA's extendedKeyUsage against the purpose (a leaf is used as client and server).
+  const eku = pc.getExtension(x509.ExtendedKeyUsageExtension);
+  if (eku) {
+    const usages = new Set(eku.usages.map(String));
+    const missing = usages.has(EKU_ANY) ? [] : [[EKU_SERVER_AUTH, 'serverAuth'], [EKU_CLIENT_AUTH, 'clientAuth']].filter(([oid]) => !usages.has(oid!)).map(([, n]) => n);
+    if (missing.length > 0) throw new CaError(`${what} restricts extendedKeyUsage without ${missing.join(' and ')}: peers checking the purpose refuse leaves signed by the CA`);
+  }
+}
+
 function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
@@ -133,7 +171,12 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   const key = parsePrivateKey(keyPem);
   const keyAlgorithm = keyAlgorithmOf(key);
 
-  if (!ca.node.checkPrivateKey(key)) throw new CaError('private key does not match the CA certificate');
+  if (!ca.node.checkPrivateKey(key)) {
+    // The key of another certificate of the text: the chain is in the wrong order.
+    const owner = certs.findIndex((c, i) => i > 0 && c.node.checkPrivateKey(key));
+    if (owner > 0) throw new CaError(`private key does not match the first certificate but chain certificate #${owner}: order must be CA (the key's certificate) first, then intermediates, root last`);
+    throw new CaError('private key does not match the CA certificate');
+  }
   checkIsCa(ca.peculiar, 'certificate');
   const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
   if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
@@ -144,6 +187,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('CA certificate has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)');
   }
   checkValidAt(ca.peculiar, 'CA certificate', now);
+  checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
@@ -157,10 +201,18 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     const parent = certs[i]!;
     const what = `chain certificate #${i}`;
     checkIsCa(parent.peculiar, what);
+    // checkIssued also requires keyCertSign: said as such, not as a wrong order.
+    const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);
+    if (parentKu && (parentKu.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new CaError(`${what} key usage does not include keyCertSign: leaves signed by the CA would not verify`);
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
     checkValidAt(parent.peculiar, what, now);
+    checkChainExtensions(parent.peculiar, what);
+    // openssl verify -x509_strict refuses a chain through an intermediate without one.
+    if (!isSelfSigned(parent.node, parent.der) && !parent.peculiar.getExtension(x509.SubjectKeyIdentifierExtension)) {
+      throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
+    }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {
       throw new CaError(`${what} has path length constraint ${pathLength}, but ${i} CA certificate(s) stand below it: leaves signed by the CA would not verify`);

@@ -192,6 +192,30 @@ describe('loadCertificateAuthority', () => {
       assert.doesNotThrow(() => loadCertificateAuthority(ok.inter.certPem + ok.root.certPem, ok.inter.keyPem, { allowSelfSigned: false }));
     });
 
+    it('a chain certificate with a critical extension TLS peers do not process, or an extendedKeyUsage without serverAuth and clientAuth', () => {
+      for (const [name, extra, reason] of [
+        ['critext', ['1.2.3.4.5 = critical, ASN1:UTF8String:x'], /chain certificate #1 has a critical extension 1\.2\.3\.4\.5 that TLS peers do not process/],
+        ['codesign', ['extendedKeyUsage = codeSigning'], /chain certificate #1 restricts extendedKeyUsage without serverAuth and clientAuth/],
+      ] as const) {
+        const c = chainWith(name, [...extra]);
+        assert.equal(c.verifies('td.example').ok, false, `openssl refuses it too: ${name}`);
+        assert.throws(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }), refusal(reason));
+      }
+      const fine = chainWith('ekuboth', ['extendedKeyUsage = serverAuth, clientAuth', '1.2.3.4.6 = ASN1:UTF8String:not critical']);
+      assert.equal(fine.verifies('td.example').ok, true, fine.verifies('td.example').output);
+      assert.doesNotThrow(() => loadCertificateAuthority(fine.inter.certPem + fine.root.certPem, fine.inter.keyPem, { allowSelfSigned: false }));
+    });
+
+    it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
+      const c = chainWith('order', []);
+      assert.throws(() => loadCertificateAuthority(c.root.certPem + c.inter.certPem, c.inter.keyPem, { allowSelfSigned: true }), refusal(/private key does not match the first certificate but chain certificate #1: order must be CA/));
+      const noSign = chainWith('nosign', []);
+      const parentKey = makeKey(dir, 'nosign-parent', 'ec-p256');
+      const parent: Ca = { keyPem: parentKey, certPem: makeCert(dir, 'nosign-parent', { subject: '/CN=nosign-parent', keyPem: parentKey, issuer: noSign.root, extensions: ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, digitalSignature', 'subjectKeyIdentifier = hash'] }) };
+      const child = makeIntermediateCa(dir, 'nosign-child', parent);
+      assert.throws(() => loadCertificateAuthority(child.certPem + parent.certPem + noSign.root.certPem, child.keyPem, { allowSelfSigned: false }), refusal(/chain certificate #1 key usage does not include keyCertSign/));
+    });
+
     it('a chain certificate that has expired or is not valid yet', () => {
       const c = chainWith('shortroot', [], { rootDays: 1 });
       const later = new Date(Date.now() + 2 * 24 * 3600_000); // the root has expired, the intermediate (30 days) has not
