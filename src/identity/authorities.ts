@@ -132,6 +132,8 @@ export class IdentityAuthorities {
   private readonly view$ = new BehaviorSubject<AuthorityView | undefined>(undefined);
   private readonly retrigger$ = new Subject<void>();
   private readonly loaded = new Map<string, Loaded>();
+  /** Identities whose CA no MeshTrust carries (meshTrustCreation: Disabled), by the CA last warned about. */
+  private readonly warnedUntrusted = new Map<string, string>();
   /** The auto-created MeshTrusts of the last computation, by identity key. */
   private published: ReadonlyMap<string, Published> = new Map();
   /** Auto-created MeshTrusts no identity publishes any more, kept until their leaves expire. */
@@ -318,7 +320,35 @@ export class IdentityAuthorities {
       if (!userKeys.has(resourceKey(t))) trusts.push(t);
     }
     this.scheduleRetirement();
+    this.flagUntrustedCas(identities, trusts);
     return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts, retired };
+  }
+
+  /**
+   * An identity that publishes no MeshTrust (meshTrustCreation: Disabled) relies on the operator's
+   * MeshTrust carrying its CA: one that does not (a CA rolled to a new root, the MeshTrust deleted)
+   * issues SVIDs every peer refuses. Said in its conditions, and logged once per CA.
+   */
+  private flagUntrustedCas(identities: Map<string, IdentityState>, trusts: readonly MeshTrust[]): void {
+    for (const [key, st] of identities) {
+      const p = st.identity.spec.provider;
+      if (p.type !== 'Bundled' || p.bundled.meshTrustCreation !== 'Disabled' || !st.ca || !st.trustDomain) continue;
+      const domain = trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain);
+      // A bundle read from a file or a Secret is resolved later, by the trust aggregation: not judged here.
+      if (domain.some((t) => t.spec.caBundles.some((b) => b.type !== 'Pem'))) continue;
+      const anchor = new X509Certificate(st.ca.trustPem).raw;
+      const carried = domain.some((t) => t.spec.caBundles.some((b) => b.type === 'Pem' && splitPemCertificates(b.pem.value).ders.some((d) => d.equals(anchor))));
+      if (carried) {
+        this.warnedUntrusted.delete(key);
+        continue;
+      }
+      const message = `meshTrustCreation is Disabled and no MeshTrust of mesh "${st.identity.mesh}" for trust domain "${st.trustDomain}" carries this identity's CA (${st.ca.fingerprint.slice(0, 16)}): peers refuse its SVIDs until one does`;
+      st.conditions.splice(1, 1, condition('MeshTrustCreated', false, 'CaNotTrusted', message));
+      if (this.warnedUntrusted.get(key) !== st.ca.fingerprint) {
+        this.warnedUntrusted.set(key, st.ca.fingerprint);
+        this.opts.log?.warn({ identity: st.identity.name, mesh: st.identity.mesh, trustDomain: st.trustDomain }, message);
+      }
+    }
   }
 
   /**

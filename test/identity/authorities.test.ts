@@ -122,7 +122,7 @@ test('meshTrustCreation Disabled creates no MeshTrust; a user MeshTrust of the s
   const own = v.trusts.find((t) => t.spec.trustDomain === 'taken.example')!;
   assert.match(own.name, /^taken-[0-9a-f]{8}$/);
   assert.deepEqual(trustPems(own), [stateOf(v, taken).ca!.trustPem]);
-  assert.equal(cond(stateOf(v, off), 'MeshTrustCreated').reason, 'Disabled');
+  assert.equal(cond(stateOf(v, off), 'MeshTrustCreated').reason, 'CaNotTrusted', 'no MeshTrust carries its CA');
   const created = cond(stateOf(v, taken), 'MeshTrustCreated');
   assert.equal(created.reason, 'NameConflict');
   assert.match(created.message, new RegExp(`published as MeshTrust "${own.name}"`));
@@ -210,6 +210,25 @@ test('deleting a MeshIdentity keeps its CAs trusted until the leaves they signed
   const v4 = await second.push(snapshot(other));
   second.a.stop();
   assert.deepEqual(v4.trusts.map((t) => [t.name, t.spec.trustDomain]), [["other", "other.example"]]);
+});
+
+test('meshTrustCreation Disabled: an identity whose CA no MeshTrust of its trust domain carries says so in its conditions (peers refuse its SVIDs); once one carries it, it does not', async () => {
+  const { a, push } = harness();
+  const off = meshIdentity('off');
+  if (off.spec.provider.type === 'Bundled') off.spec.provider.bundled.meshTrustCreation = 'Disabled';
+  const v1 = await push(snapshot(off));
+  const st = stateOf(v1, off);
+  const untrusted = cond(st, 'MeshTrustCreated');
+  assert.equal(untrusted.status, 'False');
+  assert.equal(untrusted.reason, 'CaNotTrusted');
+  assert.match(untrusted.message, new RegExp(`no MeshTrust of mesh "default" for trust domain "${st.trustDomain!.replace(/\./g, '\\.')}" carries this identity's CA \\(${st.ca!.fingerprint.slice(0, 16)}\\): peers refuse its SVIDs`));
+  // The operator's MeshTrust of another domain does not count; one of its domain carrying the CA does.
+  const other = meshTrust('other', 'other.example', [st.ca!.trustPem]);
+  assert.equal(cond(stateOf(await push(snapshot(off, other)), off), 'MeshTrustCreated').reason, 'CaNotTrusted');
+  const operator = meshTrust('operator', st.trustDomain!, [makeCa('unrelated').certPem + st.ca!.trustPem]);
+  const v2 = await push(snapshot(off, operator));
+  a.stop();
+  assert.equal(cond(stateOf(v2, off), 'MeshTrustCreated').reason, 'Disabled');
 });
 
 test('meshTrustCreation switched to Disabled unpublishes the identity\'s CAs at once (an explicit request), also a copy kept for a deletion', async () => {
