@@ -323,6 +323,31 @@ test('a file CA of one trust domain is not kept serving when the identity moves 
   }
 });
 
+test('a CA without a URI SAN, loaded for one trust domain, is not kept serving another when the identity moves there while its CA input is broken (it issued the new domain\'s IDs that no bundle trusted)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
+  const { a, push } = harness();
+  try {
+    const { mi, key } = await filedIdentity(dir, makeCa('no-san'));
+    const v1 = await push(snapshot(mi));
+    assert.equal(stateOf(v1, mi).ready, true);
+    await writeFile(key, makeCa('another').keyPem); // the key file now belongs to another CA
+    const moved: MeshIdentity = structuredClone(mi);
+    moved.spec.spiffeID.trustDomain = 'moved.example';
+    const v2 = await push(snapshot(moved));
+    const st = stateOf(v2, moved);
+    assert.equal(st.ca, undefined, 'no leaf of moved.example from the CA loaded for default.default.mesh.local');
+    assert.equal(st.ready, false);
+    assert.equal(v2.trusts.find((t) => t.spec.trustDomain === 'moved.example'), undefined, 'no MeshTrust with no CA');
+    // The same domain with a broken input keeps the CA it had (last known good).
+    await writeFile(key, makeCa('yet-another').keyPem);
+    const v3 = await push(snapshot(mi));
+    assert.equal(stateOf(v3, mi).ca, undefined, 'the CA was dropped at the move; nothing good to keep');
+  } finally {
+    a.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('a provided chain whose root names another trust domain (an organisation\'s own) still issues and is published for this one', async () => {
   const pki = tempDir();
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-cafile-'));
