@@ -14,6 +14,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { commitAll, previousOf, removeStaleStagedFiles, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
 import { UpdateHook } from './hook.js';
+import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
 import { parseCertificates, summarizeCertificate } from './summary.js';
 
@@ -142,12 +143,13 @@ interface FolderNotes {
   staleRemoved(names: string[]): void;
 }
 
-async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes): Promise<string[]> {
+/** `beforeCommit` runs once the changed files are staged, before the first rename (only if any changed). */
+async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);
   if (openMode !== undefined) notes.open(openMode);
-  const stale = await removeStaleStagedFiles(outDir, files.map((f) => f.file));
+  const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE]);
   if (stale.length > 0) notes.staleRemoved(stale);
   const changed: Planned[] = [];
   for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
@@ -157,6 +159,7 @@ async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes
       const path = join(outDir, f.file);
       staged.push({ previous: await previousOf(path), file: await stageFile(path, f.data, f.mode) });
     }
+    if (staged.length > 0) await beforeCommit?.();
   } catch (e) {
     await Promise.all(staged.map((s) => s.file.abort()));
     throw e;
@@ -201,8 +204,14 @@ export function startAgent(opts: AgentOptions): Agent {
   const identityName = opts.identityName ?? 'default';
   const trustName = opts.trustName ?? 'ALL';
   const log: AgentLog = opts.log ?? (() => undefined);
+  /** Records how the command ended, so that one that never succeeded is run again by the next agent. */
+  const recordHookResult = async (failure: string | undefined): Promise<void> => {
+    await writeHookState(opts.outDir, failure === undefined ? 'succeeded' : 'failed', failure).catch((e: Error) =>
+      log('warn', `cannot record the on-update command's result in ${opts.outDir}: ${e.message}`),
+    );
+  };
   const hook = opts.onUpdate
-    ? new UpdateHook({ command: opts.onUpdate, env: { MESH_SDS_OUT_DIR: opts.outDir }, timeoutMs: opts.onUpdateTimeoutMs, log })
+    ? new UpdateHook({ command: opts.onUpdate, env: { MESH_SDS_OUT_DIR: opts.outDir }, timeoutMs: opts.onUpdateTimeoutMs, log, retry: !!opts.watch, onResult: recordHookResult })
     : undefined;
 
   let resolveFirst!: (w: AgentWrite) => void;
@@ -249,17 +258,28 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
-    w.changed = await writeChanged(opts.outDir, files, folderNotes);
+    // The command is owed from the moment the first file is renamed: recorded before it.
+    w.changed = await writeChanged(opts.outDir, files, folderNotes, hook ? () => writeHookState(opts.outDir, 'pending') : undefined);
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;
       resolveFirst(w);
     }
-    if (hook && w.changed.length > 0) {
+    let owed = w.changed.length > 0;
+    if (hook && !owed) {
+      // Files already current, but the command may never have succeeded on them (it failed, or an
+      // agent was stopped or killed before it ended): run it now.
+      const state = await readHookState(opts.outDir);
+      if (state && state.onUpdate !== 'succeeded') {
+        owed = true;
+        log('info', `files already current, but the on-update command has not succeeded on them (${state.onUpdate === 'failed' ? `last run: ${state.failure ?? 'failed'}` : 'it did not finish'}): running it`);
+      }
+    }
+    if (hook && owed) {
       const run = hook.trigger();
       if (!opts.watch) {
         const hookFailure = await run;
-        if (hookFailure) failure ??= new HookFailed(`wrote ${w.changed.join(', ')}, but the on-update command failed (${hookFailure})`);
+        if (hookFailure) failure ??= new HookFailed(`${w.changed.length > 0 ? `wrote ${w.changed.join(', ')}` : 'the files were current'}, but the on-update command failed (${hookFailure})`);
       }
     }
   };
@@ -336,12 +356,13 @@ export function startAgent(opts: AgentOptions): Agent {
     });
     await Promise.race([pending.catch(() => undefined).then(() => hook?.idle()), grace]);
     clearTimeout(graceTimer);
-    hook?.stop();
+    hook?.stop(); // the grace is spent
   };
   const done = stream.done.then(
     async () => {
       stopRetrying();
       await finishWriting();
+      hook?.stop(STOP_GRACE_MS); // no more retries; a run under way may finish
       await hook?.idle();
       if (failure) {
         rejectFirst(failure);
@@ -351,6 +372,7 @@ export function startAgent(opts: AgentOptions): Agent {
     },
     async (err: unknown) => {
       stopRetrying();
+      hook?.stop(STOP_GRACE_MS);
       await hook?.idle();
       rejectFirst(err);
       throw err;
@@ -361,8 +383,9 @@ export function startAgent(opts: AgentOptions): Agent {
     done,
     close: () => {
       stopRetrying();
-      // A write in progress finishes and runs its hook (done waits for it); otherwise a hook running now is ended.
-      if (!writing) hook?.stop();
+      // A write in progress finishes and runs its hook (done waits for it); otherwise a hook running
+      // now is given the same grace to finish, then ended (the state file records it did not succeed).
+      if (!writing) hook?.stop(STOP_GRACE_MS);
       stream.close();
     },
     get hookRuns() {

@@ -156,7 +156,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       assert.ok(existsSync(join(dir, 'cert.pem')));
     }
   });
-  it('a hook that leaves a program running in the background does not wedge later runs; stopping the agent ends a hook that hangs, with what it started', { timeout: 40_000 }, async () => {
+  it('a hook that leaves a program running in the background does not wedge later runs; stopping the agent ends a hook that hangs (after the stop grace), with what it started', { timeout: 40_000 }, async () => {
     const dir = join(work, 'daemon-hook');
     const hookLog = join(work, 'daemon-hook.log');
     const pidFile = join(work, 'daemon-hook.pid');
@@ -166,7 +166,6 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     const hook = `if [ -f ${hookLog} ]; then echo run >> ${hookLog}; sleep 300 & echo $! > ${pidFile}; wait; else echo run >> ${hookLog}; sleep 300 & fi`;
     const running = runFetch({ ...(await base(dir)), watch: true, onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
     const runs = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').trim().split('\n').length : 0);
-    let stoppedAt: number;
     try {
       await waitFor(() => runs() === 1, 'the first on-update run');
       await waitFor(() => /on-update command succeeded/.test(stderr), 'the first run reported although its daemon holds the pipes');
@@ -176,11 +175,10 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       const pidWritten = () => existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8'));
       await waitFor(() => runs() === 2 && pidWritten(), 'a second run after the rotation');
     } finally {
-      stoppedAt = Date.now();
       ac.abort();
       assert.equal(await running, 0, stderr);
     }
-    assert.ok(Date.now() - stoppedAt < 3000, `stopped in ${Date.now() - stoppedAt} ms with a hook hanging`);
+    assert.match(stderr, /waiting up to 10 s for the on-update command to finish/);
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
     assert.ok(grandchild > 1, `pid file holds ${grandchild}`);
     await waitFor(() => {
