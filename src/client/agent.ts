@@ -2,17 +2,15 @@
 // directory current from an SDS stream, for programs that cannot speak SDS (nginx, curl, OpenSSL),
 // and runs an optional command after each change.
 //
-// Write order per change set: every changed file is staged (temp file, fsync) first, then renamed
-// in this order: bundle.pem, key.pem, cert.pem, svid.json. New trust lands before the identity that
-// may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
-// changing always finds the matching key. The only moment a reader can see a mismatched pair is
-// between the key and cert renames (two consecutive rename(2) calls, microseconds). A rename that
-// fails part way puts the files already renamed back as they were (commitAll).
+// Each change set is written as a whole new version and switched in with one rename (atomic-dir.ts:
+// the `..data` symlink, as Kubernetes Secret volumes do), so a reader never sees a key beside a
+// certificate of another pair. A switch that fails part way puts back what it had replaced.
 import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
-import { commitAll, previousOf, removeStaleStagedFiles, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
+import { DATA_LINK, writeAtomically } from './atomic-dir.js';
+import { removeStaleStagedFiles } from './files.js';
 import { UpdateHook } from './hook.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
@@ -143,30 +141,15 @@ interface FolderNotes {
   staleRemoved(names: string[]): void;
 }
 
-/** `beforeCommit` runs once the changed files are staged, before the first rename (only if any changed). */
+/** `beforeCommit` runs once the new version is written, before readers can see it (only if any file changed). */
 async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>): Promise<string[]> {
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);
   if (openMode !== undefined) notes.open(openMode);
-  const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE]);
+  const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE, DATA_LINK]);
   if (stale.length > 0) notes.staleRemoved(stale);
-  const changed: Planned[] = [];
-  for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
-  const staged: { file: StagedFile; previous: Previous }[] = [];
-  try {
-    for (const f of changed) {
-      const path = join(outDir, f.file);
-      staged.push({ previous: await previousOf(path), file: await stageFile(path, f.data, f.mode) });
-    }
-    if (staged.length > 0) await beforeCommit?.();
-  } catch (e) {
-    await Promise.all(staged.map((s) => s.file.abort()));
-    throw e;
-  }
-  await commitAll(staged);
-  if (staged.length > 0) await syncDir(outDir);
-  return changed.map((f) => f.file);
+  return writeAtomically(outDir, files, beforeCommit);
 }
 
 /**
