@@ -30,6 +30,11 @@ export interface AgentOptions extends Omit<SdsClientOptions, 'names' | 'onError'
   onUpdate?: string;
   onUpdateTimeoutMs?: number;
   log?: AgentLog;
+  /**
+   * Awaited once a changed set is written, before it is switched in: lets a test hold a write in
+   * progress (a FIFO at an output path no longer does).
+   */
+  onStaged?: () => Promise<void>;
   /** Called after each complete write (and before its on-update command runs); `changed` may be empty. */
   onWrite?: (w: AgentWrite) => void;
 }
@@ -242,7 +247,10 @@ export function startAgent(opts: AgentOptions): Agent {
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir);
     // The command is owed from the moment the first file is renamed: recorded before it.
-    w.changed = await writeChanged(opts.outDir, files, folderNotes, hook ? () => writeHookState(opts.outDir, 'pending') : undefined);
+    w.changed = await writeChanged(opts.outDir, files, folderNotes, async () => {
+      await opts.onStaged?.();
+      if (hook) await writeHookState(opts.outDir, 'pending');
+    });
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;

@@ -6,7 +6,7 @@
 // a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
 import { constants, rmSync } from 'node:fs';
-import { lstat, open, readdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface StagedFile {
@@ -143,12 +143,19 @@ function processRuns(pid: number): boolean {
 /** What a path held before a commit: its content and mode, a symlink's target, `absent`, or `unreadable` (it cannot be put back). */
 export type Previous = { data: Buffer; mode: number } | { link: string } | 'absent' | 'unreadable';
 
+/** A file we write is a few KiB of PEM; one larger than this at our path was not written by us. */
+export const MAX_OWN_FILE_BYTES = 1 << 20;
+
+/**
+ * Only a regular file is read (a FIFO or a link to /dev/zero put at the path would block the read
+ * for good, or never end it); anything else cannot be put back, and is replaced all the same.
+ */
 export async function previousOf(path: string): Promise<Previous> {
   try {
     const l = await lstat(path);
     if (l.isSymbolicLink()) return { link: await readlink(path) };
-    const [st, data] = await Promise.all([stat(path), readFile(path)]);
-    return { data, mode: st.mode & 0o777 };
+    const read = await readRegularFile(path, MAX_OWN_FILE_BYTES);
+    return read ?? 'unreadable';
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'unreadable';
   }
@@ -215,14 +222,4 @@ export async function syncDir(dir: string): Promise<void> {
   if (!fh) return;
   await fh.sync().catch(() => undefined);
   await fh.close().catch(() => undefined);
-}
-
-/** True when `path` already holds exactly `data` with exactly `mode`. */
-export async function sameFile(path: string, data: string, mode: number): Promise<boolean> {
-  try {
-    const [st, current] = await Promise.all([stat(path), readFile(path, 'utf8')]);
-    return current === data && (st.mode & 0o777) === mode;
-  } catch {
-    return false;
-  }
 }
