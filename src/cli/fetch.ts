@@ -192,8 +192,9 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   const agent = startAgent({
     ...client,
     outDir: opts.outDir,
-    identityName: opts.name[0] ?? 'default',
-    trustName: opts.trustName ?? 'ALL',
+    // Left undefined when not given, so that a message does not blame a flag the user never gave.
+    identityName: opts.name[0],
+    trustName: opts.trustName,
     watch: opts.watch,
     onUpdate: opts.onUpdate,
     log: (level, message) => {

@@ -108,12 +108,23 @@ interface Planned {
 /** One-shot: the files were written but the on-update command failed, so whatever it reloads may not have the new files. */
 export class HookFailed extends Error {}
 
-/** The names asked for are secrets of the wrong kind: no retry or later push can mend that. */
+/** A name asked for came as a secret of the wrong kind: one-shot fails; --watch NACKs it and waits for the next push. */
 export class WrongSecretKind extends Error {}
 
-function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string): { files: Planned[]; write: AgentWrite } {
+/** How a secret's kind reads in a message. */
+function kindOf(s: DecodedSecret): string {
+  return s.kind === 'tls_certificate' ? 'an identity (tls_certificate)' : s.kind === 'spiffe' ? 'a trust bundle (SPIFFE validation context)' : 'a trust bundle (trusted_ca validation context)';
+}
+
+/** Which flag asked for a name: only one the user gave is named, else the default it came from. */
+export interface AskedBy {
+  identity: string;
+  trust: string;
+}
+
+function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string, asked: AskedBy): { files: Planned[]; write: AgentWrite } {
   if (identity.kind !== 'tls_certificate') {
-    throw new WrongSecretKind(`secret ${JSON.stringify(identity.name)} is ${identity.kind}, not a tls_certificate: --name must name an identity (default, a SPIFFE ID, a KRI)`);
+    throw new WrongSecretKind(`secret ${JSON.stringify(identity.name)}, asked for as the identity (${asked.identity}), came as ${kindOf(identity)}, not a tls_certificate; the identity must name one (default, a SPIFFE ID, a KRI)`);
   }
   let bundle: string;
   let trustDomains: string[];
@@ -124,7 +135,7 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
     bundle = trust.pem;
     trustDomains = (trust.sanPrefixes ?? []).map((p) => p.replace(/^spiffe:\/\//, '').replace(/\/$/, ''));
   } else {
-    throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)} is a tls_certificate, not a validation context: --trust-name must name a trust bundle (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
+    throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)}, asked for as the trust bundle (${asked.trust}), came as ${kindOf(trust)}, not a validation context; the trust bundle must name one (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
   }
   const leaf = summarizeCertificate(parseCertificates(identity.certChainPem)[0]!);
   const write: AgentWrite = { outDir, changed: [], serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, trustDomains, version };
@@ -191,6 +202,10 @@ async function whyNotMade(outDir: string, e: NodeJS.ErrnoException): Promise<nev
 export function startAgent(opts: AgentOptions): Agent {
   const identityName = opts.identityName ?? 'default';
   const trustName = opts.trustName ?? 'ALL';
+  const asked: AskedBy = {
+    identity: opts.identityName === undefined ? 'the default; no --name given' : `--name ${JSON.stringify(identityName)}`,
+    trust: opts.trustName === undefined ? 'the default; no --trust-name given' : `--trust-name ${JSON.stringify(trustName)}`,
+  };
   const log: AgentLog = opts.log ?? (() => undefined);
   /** Records how the command ended, so that one that never succeeded is run again by the next agent. */
   const recordHookResult = async (failure: string | undefined): Promise<void> => {
@@ -245,7 +260,7 @@ export function startAgent(opts: AgentOptions): Agent {
     return w;
   };
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
-    const { files, write: w } = plan(identity, trust, version, opts.outDir);
+    const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
     // The command is owed from the moment the first file is renamed: recorded before it.
     w.changed = await writeChanged(opts.outDir, files, folderNotes, async () => {
       await opts.onStaged?.();
@@ -308,6 +323,7 @@ export function startAgent(opts: AgentOptions): Agent {
       },
     },
     async (secrets, version) => {
+      const lastGood = new Map(latest);
       for (const s of secrets) latest.set(s.name, s);
       const identity = latest.get(identityName);
       const trust = latest.get(trustName);
@@ -318,10 +334,17 @@ export function startAgent(opts: AgentOptions): Agent {
         retryMs = WRITE_RETRY_MS;
       } catch (e) {
         if (e instanceof WrongSecretKind) {
-          // A usage error, not a write that may succeed later: stop, in watch mode too.
-          log('error', e.message);
-          failure = e;
-          setImmediate(() => stream.close());
+          if (opts.watch) {
+            // One bad push (a server misconfigured for a moment) must not end the agent: NACKed,
+            // the files written last stay, and later pushes merge with the last good values.
+            latest.clear();
+            for (const [k, v] of lastGood) latest.set(k, v);
+            log('error', `version ${version} not written (NACKed; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
+          } else {
+            log('error', e.message);
+            failure = e;
+            setImmediate(() => stream.close());
+          }
         } else if (!opts.watch) {
           log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
           failure = e;
