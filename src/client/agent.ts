@@ -11,6 +11,7 @@ import { dirname, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { DATA_LINK, writeAtomically } from './atomic-dir.js';
 import { removeStaleStagedFiles } from './files.js';
+import { refuseForeignPath } from './ownership.js';
 import { UpdateHook } from './hook.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
@@ -159,6 +160,7 @@ interface FolderNotes {
 
 /** `beforeCommit` runs once the new version is written, before readers can see it (only if any file changed). */
 async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>): Promise<string[]> {
+  await refuseForeignPath(outDir);
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);

@@ -3,7 +3,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, symlinkSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
@@ -285,6 +285,26 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.notEqual(code, 0);
     assert.match(stderr, /refusing to write into .*theirs: it belongs to uid 12345/);
     assert.deepEqual(readdirSync(dir), []);
+  });
+
+  it('an out-dir given as a symlink another user owns, or inside a folder another user owns, is refused naming it', { timeout: 40_000, skip: process.getuid?.() === 0 ? false : 'giving a file to another user needs root' }, async () => {
+    const target = join(work, 'link-target');
+    mkdirSync(target);
+    const link = join(work, 'their-link');
+    symlinkSync(target, link);
+    lchownSync(link, 12345, 12345);
+    let stderr = '';
+    assert.notEqual(await runFetch(await base(link), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /refusing to write through .*their-link: it is a symlink that uid 12345 owns/);
+    assert.deepEqual(readdirSync(target), []);
+
+    const parent = join(work, 'their-parent');
+    mkdirSync(parent);
+    chownSync(parent, 12345, 12345);
+    stderr = '';
+    assert.notEqual(await runFetch(await base(join(parent, 'mine', 'out')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /the folder holding it, .*their-parent, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(parent), []);
   });
 
   it('an out-dir others can write into (no sticky bit) is written with a warning naming its mode; a sticky or private one without', { timeout: 40_000 }, async () => {
