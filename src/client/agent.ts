@@ -7,10 +7,12 @@
 // certificate of another pair. A switch that fails part way puts back what it had replaced.
 import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { DATA_LINK, writeAtomically } from './atomic-dir.js';
-import { removeStaleStagedFiles } from './files.js';
+import { checkSvid, RefusedSvid } from './check-svid.js';
+import { readRegularFile, removeStaleStagedFiles } from './files.js';
+import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
 import { UpdateHook } from './hook.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
@@ -261,13 +263,29 @@ export function startAgent(opts: AgentOptions): Agent {
     w.then(clear, clear);
     return w;
   };
+  /** The SPIFFE ID last written (read from svid.json before the first write): a change is warned about. */
+  let lastSpiffeId: string | null | undefined;
+  const expiry = opts.watch ? new ExpiryWatch(log) : undefined;
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
+    if (lastSpiffeId === undefined) {
+      const meta = await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024);
+      try {
+        lastSpiffeId = meta ? ((JSON.parse(meta.data.toString('utf8')) as { spiffeId?: string | null }).spiffeId ?? null) : null;
+      } catch {
+        lastSpiffeId = null;
+      }
+    }
+    // Throws RefusedSvid for what must not be written; the rest is said once the files changed.
+    const check = checkSvid(identity.kind === 'tls_certificate' ? identity.certChainPem : '', files[0]!.data, lastSpiffeId ?? undefined);
     // The command is owed from the moment the first file is renamed: recorded before it.
     w.changed = await writeChanged(opts.outDir, files, folderNotes, async () => {
       await opts.onStaged?.();
       if (hook) await writeHookState(opts.outDir, 'pending');
     });
+    if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
+    lastSpiffeId = check.spiffeId ?? null;
+    expiry?.watch(Date.parse(w.notBefore), Date.parse(w.notAfter), w.serial);
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;
@@ -335,7 +353,7 @@ export function startAgent(opts: AgentOptions): Agent {
         await write(identity, trust, version);
         retryMs = WRITE_RETRY_MS;
       } catch (e) {
-        if (e instanceof WrongSecretKind) {
+        if (e instanceof WrongSecretKind || e instanceof RefusedSvid) {
           if (opts.watch) {
             // One bad push (a server misconfigured for a moment) must not end the agent: NACKed,
             // the files written last stay, and later pushes merge with the last good values.
@@ -360,6 +378,7 @@ export function startAgent(opts: AgentOptions): Agent {
 
   const stopRetrying = () => {
     closed = true;
+    expiry?.stop();
     clearTimeout(retryTimer);
   };
   /** Waits for the write in progress and its hook, then ends any hook still running. */

@@ -10,7 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { BIN } from '../cli/run.js';
 
@@ -22,7 +23,7 @@ describe('agent state against a scripted server', () => {
   let t2: TestCa;
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'mesh-sds-agent-state-'));
-    [a, b, t1, t2] = ['A', 'B', 'T1', 'T2'].map((n) => makeCa(n, { trustDomain: `${n.toLowerCase()}.example` })) as [TestCa, TestCa, TestCa, TestCa];
+    [a, b, t1, t2] = ['A', 'B', 'T1', 'T2'].map((n) => makeSvid(n)) as [TestCa, TestCa, TestCa, TestCa];
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 

@@ -56,6 +56,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.equal(code, 0, stderr);
     assert.match(stdout, /wrote bundle\.pem, key\.pem, cert\.pem, svid\.json/);
     assert.doesNotMatch(stdout + stderr, /PRIVATE KEY/);
+    assert.doesNotMatch(stderr, /does not chain|not valid until/, 'the server\'s leaf verifies against the bundle it sends');
     assert.equal(mode(join(dir, 'key.pem')), 0o600);
     assert.equal(mode(join(dir, 'cert.pem')), 0o644);
     assert.deepEqual(readdirSync(dir).filter((f) => f.endsWith('.tmp')), [], 'no temp files left');

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 /**
@@ -36,7 +37,7 @@ describe('atomic switch of the whole file set', () => {
   let cas: TestCa[];
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'mesh-sds-atomic-'));
-    cas = ['A', 'B', 'C'].map((n) => makeCa(n, { trustDomain: `${n.toLowerCase()}.example` }));
+    cas = ['A', 'B', 'C'].map((n) => makeSvid(n));
   });
   after(() => rmSync(root, { recursive: true, force: true }));
   const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);

@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { HookFailed, startAgent } from '../../src/client/agent.js';
 import { HOOK_STATE_FILE } from '../../src/client/hook-state.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 describe('--on-update command until it succeeds', () => {
@@ -17,7 +18,7 @@ describe('--on-update command until it succeeds', () => {
   let sds: ScriptedSds;
   before(async () => {
     root = mkdtempSync(join(tmpdir(), 'mesh-sds-hook-retry-'));
-    a = makeCa('A', { trustDomain: 'a.example' });
+    a = makeSvid('A');
     sds = await new ScriptedSds().start();
     // Every stream gets the same SVID at once.
     sds.onStream = (call) => {

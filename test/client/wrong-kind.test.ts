@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 describe('a push of the wrong kind while watching', () => {
@@ -16,7 +17,7 @@ describe('a push of the wrong kind while watching', () => {
   let b: TestCa;
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'mesh-sds-wrong-kind-'));
-    [a, b] = ['A', 'B'].map((n) => makeCa(n, { trustDomain: `${n.toLowerCase()}.example` })) as [TestCa, TestCa];
+    [a, b] = ['A', 'B'].map((n) => makeSvid(n)) as [TestCa, TestCa];
   });
   after(() => rmSync(root, { recursive: true, force: true }));
   const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
