@@ -101,6 +101,11 @@ function validate(opts: FetchCliOptions): void {
     throw new UsageError('--out-dir writes one identity: give at most one --name (and --trust-name for the bundle)');
   }
   if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new UsageError('--timeout must be positive');
+  // Node turns an argument that is not UTF-8 into U+FFFD: the files would land in another folder
+  // than the one named (and than the consumer reads).
+  if (opts.outDir?.includes('\uFFFD')) {
+    throw new UsageError(`--out-dir ${quoted(opts.outDir)} is not valid UTF-8 (or holds U+FFFD): name a folder whose path is UTF-8`);
+  }
 }
 
 const writeLine = (w: AgentWrite): string =>
