@@ -243,7 +243,9 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
     await agent.done;
     // A write under way when the time ran out was let finish: the files are written, so this is no failure.
     if (timedOut && !wroteFiles) {
-      err(`no complete write within ${timeoutMs} ms${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
+      const missing = agent.unanswered();
+      const noAnswer = missing.length > 0 ? `: no answer for ${missing.join(', ')}` : '';
+      err(`no complete write within ${timeoutMs} ms${noAnswer}${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
       return EXIT_FAILURE;
     }
     return EXIT_OK;

@@ -62,7 +62,12 @@ export interface Agent {
   close(): void;
   /** Number of on-update command runs so far. */
   readonly hookRuns: number;
+  /** The names asked for that the server has not sent yet, quoted, with the flag that asked for each. */
+  unanswered(): string[];
 }
+
+/** How long the agent waits for every name before it says which one the server has not answered. */
+const UNANSWERED_NOTE_MS = 5000;
 
 /** One stream error said again within this long is counted, not logged, until another comes or it passes. */
 const REPEAT_QUIET_MS = 60_000;
@@ -328,6 +333,21 @@ export function startAgent(opts: AgentOptions): Agent {
     }, wait);
   };
 
+  const unanswered = (): string[] =>
+    [
+      { name: identityName, flag: opts.identityName === undefined ? 'the default identity' : '--name' },
+      { name: trustName, flag: opts.trustName === undefined ? 'the default trust bundle' : '--trust-name' },
+    ]
+      .filter((n) => !latest.has(n.name))
+      .map((n) => `${JSON.stringify(n.name)} (${n.flag})`);
+  // A name the server holds but never sends (or does not hold for this node) would otherwise leave
+  // the agent waiting in silence: said once.
+  const unansweredTimer = setTimeout(() => {
+    const missing = unanswered();
+    if (missing.length > 0 && !closed) log('warn', `no answer for ${missing.join(', ')} after ${UNANSWERED_NOTE_MS / 1000} s; still waiting (check the name, and that the server gives it to this node)`);
+  }, UNANSWERED_NOTE_MS);
+  unansweredTimer.unref();
+
   const unlessRepeated = repeatFilter();
   const stream = openSecretStream(
     {
@@ -378,6 +398,7 @@ export function startAgent(opts: AgentOptions): Agent {
 
   const stopRetrying = () => {
     closed = true;
+    clearTimeout(unansweredTimer);
     expiry?.stop();
     clearTimeout(retryTimer);
   };
@@ -426,5 +447,6 @@ export function startAgent(opts: AgentOptions): Agent {
     get hookRuns() {
       return hook?.runs ?? 0;
     },
+    unanswered,
   };
 }
