@@ -199,7 +199,8 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
     outDir: opts.outDir,
     // Left undefined when not given, so that a message does not blame a flag the user never gave.
     identityName: opts.name[0],
-    trustName: opts.trustName,
+    // The CLI fills in ALL when --trust-name is not given: the default, named as such.
+    trustName: opts.trustName === 'ALL' ? undefined : opts.trustName,
     watch: opts.watch,
     onUpdate: opts.onUpdate,
     log: (level, message) => {

@@ -14,6 +14,7 @@ import { checkSvid, RefusedSvid } from './check-svid.js';
 import { readRegularFile, removeStaleStagedFiles } from './files.js';
 import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
+import { OutDirLocked, takeLock, type Lock } from './lock.js';
 import { UpdateHook } from './hook.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
@@ -166,12 +167,13 @@ interface FolderNotes {
 }
 
 /** `beforeCommit` runs once the new version is written, before readers can see it (only if any file changed). */
-async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>): Promise<string[]> {
+async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>, folderReady?: () => void): Promise<string[]> {
   await refuseForeignPath(outDir);
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);
   if (openMode !== undefined) notes.open(openMode);
+  folderReady?.();
   const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE, DATA_LINK]);
   if (stale.length > 0) notes.staleRemoved(stale);
   return writeAtomically(outDir, files, beforeCommit);
@@ -212,8 +214,8 @@ export function startAgent(opts: AgentOptions): Agent {
   const identityName = opts.identityName ?? 'default';
   const trustName = opts.trustName ?? 'ALL';
   const asked: AskedBy = {
-    identity: opts.identityName === undefined ? 'the default; no --name given' : `--name ${JSON.stringify(identityName)}`,
-    trust: opts.trustName === undefined ? 'the default; no --trust-name given' : `--trust-name ${JSON.stringify(trustName)}`,
+    identity: opts.identityName === undefined ? 'the default identity name' : `--name ${JSON.stringify(identityName)}`,
+    trust: opts.trustName === undefined ? 'the default trust bundle name' : `--trust-name ${JSON.stringify(trustName)}`,
   };
   const log: AgentLog = opts.log ?? (() => undefined);
   /** Records how the command ended, so that one that never succeeded is run again by the next agent. */
@@ -268,6 +270,8 @@ export function startAgent(opts: AgentOptions): Agent {
     w.then(clear, clear);
     return w;
   };
+  /** Taken before the first write into the out-dir, released when the agent stops. */
+  let lock: Lock | undefined;
   /** The SPIFFE ID last written (read from svid.json before the first write): a change is warned about. */
   let lastSpiffeId: string | null | undefined;
   const expiry = opts.watch ? new ExpiryWatch(log) : undefined;
@@ -287,6 +291,8 @@ export function startAgent(opts: AgentOptions): Agent {
     w.changed = await writeChanged(opts.outDir, files, folderNotes, async () => {
       await opts.onStaged?.();
       if (hook) await writeHookState(opts.outDir, 'pending');
+    }, () => {
+      lock = takeLock(opts.outDir);
     });
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
@@ -328,7 +334,12 @@ export function startAgent(opts: AgentOptions): Agent {
           retryMs = WRITE_RETRY_MS;
           log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
         },
-        (e: unknown) => retryLater(e, identity, trust, version),
+        (e: unknown) => {
+          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version);
+          log('error', e.message);
+          failure = e;
+          stream.close();
+        },
       );
     }, wait);
   };
@@ -373,7 +384,11 @@ export function startAgent(opts: AgentOptions): Agent {
         await write(identity, trust, version);
         retryMs = WRITE_RETRY_MS;
       } catch (e) {
-        if (e instanceof WrongSecretKind || e instanceof RefusedSvid) {
+        if (e instanceof OutDirLocked) {
+          log('error', e.message);
+          failure = e;
+          setImmediate(() => stream.close());
+        } else if (e instanceof WrongSecretKind || e instanceof RefusedSvid) {
           if (opts.watch) {
             // One bad push (a server misconfigured for a moment) must not end the agent: NACKed,
             // the files written last stay, and later pushes merge with the last good values.
@@ -420,6 +435,7 @@ export function startAgent(opts: AgentOptions): Agent {
       await finishWriting();
       hook?.stop(STOP_GRACE_MS); // no more retries; a run under way may finish
       await hook?.idle();
+      lock?.release();
       if (failure) {
         rejectFirst(failure);
         throw failure;
@@ -430,6 +446,7 @@ export function startAgent(opts: AgentOptions): Agent {
       stopRetrying();
       hook?.stop(STOP_GRACE_MS);
       await hook?.idle();
+      lock?.release();
       rejectFirst(err);
       throw err;
     },
