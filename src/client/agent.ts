@@ -325,7 +325,7 @@ export function startAgent(opts: AgentOptions): Agent {
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
-    log('error', `cannot write ${opts.outDir} (version ${version}): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
+    log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed) return;
@@ -336,7 +336,6 @@ export function startAgent(opts: AgentOptions): Agent {
         },
         (e: unknown) => {
           if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version);
-          log('error', e.message);
           failure = e;
           stream.close();
         },
@@ -359,6 +358,8 @@ export function startAgent(opts: AgentOptions): Agent {
   }, UNANSWERED_NOTE_MS);
   unansweredTimer.unref();
 
+  /** The message of the push failure the handler has reported (or left to `done`): not said again as a NACK. */
+  let reported: string | undefined;
   const unlessRepeated = repeatFilter();
   const stream = openSecretStream(
     {
@@ -366,6 +367,15 @@ export function startAgent(opts: AgentOptions): Agent {
       names: [identityName, trustName],
       // Watching, a token that expired or was revoked is no reason to stop: its file may be refreshed.
       retryEveryStatus: !!opts.watch,
+      // The handler below reports the failures it meets, once, saying it is this agent's NACK;
+      // what fails before it (a secret that does not decode) is said here.
+      onNack: (version, message) => {
+        if (message === reported) {
+          reported = undefined;
+          return;
+        }
+        log('error', `version ${version || '(empty)'} not written (NACKed by this agent): ${message}`);
+      },
       onError: (err: SdsError, retryInMs?: number) => {
         const message = unlessRepeated(err.message);
         if (message === undefined) return;
@@ -385,8 +395,7 @@ export function startAgent(opts: AgentOptions): Agent {
         retryMs = WRITE_RETRY_MS;
       } catch (e) {
         if (e instanceof OutDirLocked) {
-          log('error', e.message);
-          failure = e;
+          failure = e; // reported once, by whoever awaits `done`
           setImmediate(() => stream.close());
         } else if (e instanceof WrongSecretKind || e instanceof RefusedSvid) {
           if (opts.watch) {
@@ -394,17 +403,17 @@ export function startAgent(opts: AgentOptions): Agent {
             // the files written last stay, and later pushes merge with the last good values.
             latest.clear();
             for (const [k, v] of lastGood) latest.set(k, v);
-            log('error', `version ${version} not written (NACKed; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
+            log('error', `version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
           } else {
-            log('error', e.message);
-            failure = e;
+            failure = new Error(`version ${version} not written (NACKed by this agent): ${e.message}`, { cause: e });
             setImmediate(() => stream.close());
           }
         } else if (!opts.watch) {
-          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
-          failure = e;
+          // Said once, by whoever awaits `done`: the agent's own failure, not a status from the server.
+          failure = new Error(`cannot write ${opts.outDir}: ${(e as Error).message} (version ${version} NACKed by this agent)`, { cause: e });
           setImmediate(() => stream.close());
         } else retryLater(e, identity, trust, version);
+        reported = (e as Error).message;
         throw e; // NACK: this version was not applied
       }
       if (!opts.watch) setImmediate(() => stream.close());

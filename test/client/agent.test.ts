@@ -234,7 +234,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
   it('an out-dir removed while watching is made again and written by a retry, without waiting for the next push', { timeout: 40_000 }, async () => {
     const { dir, seen, running, ac } = await watchThenBlockFolder('removed');
     try {
-      await waitFor(() => /cannot write \S+ \(version \S+\): EEXIST.*; trying again in 5 s/.test(seen.stderr), 'the failed write to be reported');
+      await waitFor(() => /cannot write \S+ \(version \S+, NACKed by this agent\): EEXIST.*; trying again in 5 s/.test(seen.stderr), 'the failed write to be reported');
       rmSync(dir, { force: true });
       // reported once every file is in place (cert.pem appears before the write is over)
       await waitFor(() => /wrote \S+ \(version \S+\) on retry/.test(seen.stderr), 'the retry to recreate the directory and write', 15_000);
@@ -324,12 +324,15 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.doesNotMatch(await write(join(work, 'private'), 0o755), /is writable by/);
   });
 
-  it('an out-dir that cannot be made is an error, not a crash', { timeout: 40_000 }, async () => {
+  it('an out-dir that cannot be made is an error, said once as this agent\'s NACK, not a crash', { timeout: 40_000 }, async () => {
     const parent = join(work, 'a-file');
     writeFileSync(parent, 'x');
     let stderr = '';
     const code = await runFetch({ ...(await base(join(parent, 'sub'))) }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
     assert.notEqual(code, 0);
-    assert.match(stderr, /cannot write .*ENOTDIR/);
+    assert.match(stderr, /cannot write .*ENOTDIR.*\(version \S+ NACKed by this agent\)/);
+    // Said once, and not as if it were the server's status.
+    assert.equal(stderr.match(/ENOTDIR/g)?.length, 1, stderr);
+    assert.doesNotMatch(stderr, /INVALID_ARGUMENT|rejected version/);
   });
 });

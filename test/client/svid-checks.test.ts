@@ -50,9 +50,12 @@ describe('checks on the identity before it is written', () => {
       assert.equal(await w.push('1', [identity(a), trust(a, b)]), undefined);
       const expired = await makeSvidBetween('Old', new Date('2020-01-01T00:00:00Z'), new Date('2021-01-01T00:00:00Z'));
       assert.match((await w.push('2', [identity(expired)])) ?? '', /expired at 2021-01-01T00:00:00\.000Z/);
-      assert.ok(w.logs.some((m) => /^error: version 2 not written \(NACKed; the files written before stay\): the certificate .* expired/.test(m)), w.logs.join('\n'));
+      assert.ok(w.logs.some((m) => /^error: version 2 not written \(NACKed by this agent; the files written before stay\): the certificate .* expired/.test(m)), w.logs.join('\n'));
       const ca = makeCa('Some CA', { trustDomain: 'a.example' });
       assert.match((await w.push('3', [identity(ca)])) ?? '', /is a CA certificate \(basicConstraints CA:TRUE\)/);
+      // A key of another pair is refused when decoded, and said once as this agent's NACK.
+      assert.match((await w.push('3b', [tlsCertificateSecret('default', b.certPem, a.keyPem, 'mixed')])) ?? '', /private_key does not match/);
+      assert.equal(w.logs.filter((m) => /^error: version 3b not written \(NACKed by this agent\): default: private_key does not match/.test(m)).length, 1, w.logs.join('\n'));
       assert.equal(readFileSync(join(w.dir, 'cert.pem'), 'utf8'), a.certPem);
       assert.equal(readFileSync(join(w.dir, 'key.pem'), 'utf8'), a.keyPem);
       // Later pushes merge with the last good trust bundle, not a refused identity.

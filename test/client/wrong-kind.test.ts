@@ -36,7 +36,7 @@ describe('a push of the wrong kind while watching', () => {
       await waitFor(() => sds.answerTo('2') !== undefined, 'the answer to version 2');
       assert.match(sds.answerTo('2')!.error_detail?.message ?? '', /came as a trust bundle/);
       const line = logs.find((m) => /version 2 not written/.test(m)) ?? '';
-      assert.match(line, /NACKed; the files written before stay/);
+      assert.match(line, /NACKed by this agent; the files written before stay/);
       assert.match(line, /secret "default", asked for as the identity \(the default identity name\), came as a trust bundle \(SPIFFE validation context\)/);
       assert.doesNotMatch(line, /--name must/);
       assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
