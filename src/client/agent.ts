@@ -16,6 +16,7 @@ import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
 import { OutDirLocked, takeLock, type Lock } from './lock.js';
 import { UpdateHook } from './hook.js';
+import { keyBodyRedactor } from './redact-key.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
 import { parseCertificates, summarizeCertificate } from './summary.js';
@@ -218,6 +219,8 @@ export function startAgent(opts: AgentOptions): Agent {
     trust: opts.trustName === undefined ? 'the default trust bundle name' : `--trust-name ${JSON.stringify(trustName)}`,
   };
   const log: AgentLog = opts.log ?? (() => undefined);
+  /** Removes the body of the key last written from what the on-update command prints. */
+  let redactKey: (text: string) => string = (t) => t;
   /** Records how the command ended, so that one that never succeeded is run again by the next agent. */
   const recordHookResult = async (failure: string | undefined): Promise<void> => {
     await writeHookState(opts.outDir, failure === undefined ? 'succeeded' : 'failed', failure).catch((e: Error) =>
@@ -225,7 +228,15 @@ export function startAgent(opts: AgentOptions): Agent {
     );
   };
   const hook = opts.onUpdate
-    ? new UpdateHook({ command: opts.onUpdate, env: { MESH_SDS_OUT_DIR: opts.outDir }, timeoutMs: opts.onUpdateTimeoutMs, log, retry: !!opts.watch, onResult: recordHookResult })
+    ? new UpdateHook({
+        command: opts.onUpdate,
+        env: { MESH_SDS_OUT_DIR: opts.outDir },
+        timeoutMs: opts.onUpdateTimeoutMs,
+        log,
+        retry: !!opts.watch,
+        onResult: recordHookResult,
+        redact: (output) => redactKey(output),
+      })
     : undefined;
 
   let resolveFirst!: (w: AgentWrite) => void;
@@ -296,6 +307,7 @@ export function startAgent(opts: AgentOptions): Agent {
     });
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
+    if (identity.kind === 'tls_certificate') redactKey = keyBodyRedactor(identity.keyPem);
     expiry?.watch(Date.parse(w.notBefore), Date.parse(w.notAfter), w.serial);
     opts.onWrite?.(w);
     if (!wrote) {

@@ -20,6 +20,8 @@ export interface UpdateHookOptions {
   retry?: boolean;
   /** Told how each run ended (undefined: it succeeded) before the next starts or a trigger resolves. */
   onResult?: (failure: string | undefined) => Promise<void>;
+  /** Applied to what the command printed before it is logged (the agent removes key material). */
+  redact?: (output: string) => string;
 }
 
 const OUTPUT_LIMIT = 4096;
@@ -155,7 +157,7 @@ export class UpdateHook {
       child.on('exit', (code, signal) => {
         // Output written just before the exit may still be in the pipe: read what is there now.
         setImmediate(() => {
-          const out = output.trim().slice(0, OUTPUT_LIMIT);
+          const out = (this.opts.redact ?? ((o: string) => o))(output).trim().slice(0, OUTPUT_LIMIT);
           const suffix = out ? `; output: ${out}` : '';
           const failure = code === 0 ? undefined : signal ? `signal ${signal}` : `exit code ${code}`;
           if (failure) log('warn', `on-update command failed (${failure})${suffix}`);
