@@ -16,6 +16,7 @@ import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
 import { OutDirLocked, takeLock, type Lock } from './lock.js';
 import { UpdateHook } from './hook.js';
+import { canonicalCertificates, canonicalKey } from './reencode.js';
 import { keyBodyRedactor } from './redact-key.js';
 import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
@@ -139,10 +140,10 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
   let bundle: string;
   let trustDomains: string[];
   if (trust.kind === 'spiffe') {
-    bundle = trust.trustDomains.map((t) => t.pem).join('');
+    bundle = trust.trustDomains.map((t) => canonicalCertificates(t.pem, `trust bundle ${JSON.stringify(trust.name)} (${t.name})`)).join('');
     trustDomains = trust.trustDomains.map((t) => t.name);
   } else if (trust.kind === 'trusted_ca') {
-    bundle = trust.pem;
+    bundle = canonicalCertificates(trust.pem, `trust bundle ${JSON.stringify(trust.name)}`);
     trustDomains = (trust.sanPrefixes ?? []).map((p) => p.replace(/^spiffe:\/\//, '').replace(/\/$/, ''));
   } else {
     throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)}, asked for as the trust bundle (${asked.trust}), came as ${kindOf(trust)}, not a validation context; the trust bundle must name one (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
@@ -155,8 +156,8 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
     write,
     files: [
       { file: AGENT_FILES.bundle, data: bundle, mode: 0o644 },
-      { file: AGENT_FILES.key, data: identity.keyPem, mode: 0o600 },
-      { file: AGENT_FILES.cert, data: identity.certChainPem, mode: 0o644 },
+      { file: AGENT_FILES.key, data: canonicalKey(identity.keyPem), mode: 0o600 },
+      { file: AGENT_FILES.cert, data: canonicalCertificates(identity.certChainPem, `certificate chain of ${JSON.stringify(identity.name)}`), mode: 0o644 },
       { file: AGENT_FILES.meta, data: `${JSON.stringify(meta, null, 2)}\n`, mode: 0o644 },
     ],
   };
@@ -307,7 +308,9 @@ export function startAgent(opts: AgentOptions): Agent {
     });
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
-    if (identity.kind === 'tls_certificate') redactKey = keyBodyRedactor(identity.keyPem);
+    // The key as written (the command reads that file), and as the server sent it.
+    const keyFile = files.find((f) => f.file === AGENT_FILES.key)!.data;
+    if (identity.kind === 'tls_certificate') redactKey = keyBodyRedactor(`${keyFile}\n${identity.keyPem}`);
     expiry?.watch(Date.parse(w.notBefore), Date.parse(w.notAfter), w.serial);
     opts.onWrite?.(w);
     if (!wrote) {
