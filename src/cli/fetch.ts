@@ -101,6 +101,11 @@ function validate(opts: FetchCliOptions): void {
     throw new UsageError('--out-dir writes one identity: give at most one --name (and --trust-name for the bundle)');
   }
   if (opts.timeoutMs !== undefined && !(opts.timeoutMs > 0)) throw new UsageError('--timeout must be positive');
+  // Node turns an argument that is not UTF-8 into U+FFFD: the files would land in another folder
+  // than the one named (and than the consumer reads).
+  if (opts.outDir?.includes('\uFFFD')) {
+    throw new UsageError(`--out-dir ${quoted(opts.outDir)} is not valid UTF-8 (or holds U+FFFD): name a folder whose path is UTF-8`);
+  }
 }
 
 const writeLine = (w: AgentWrite): string =>
@@ -192,8 +197,10 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
   const agent = startAgent({
     ...client,
     outDir: opts.outDir,
-    identityName: opts.name[0] ?? 'default',
-    trustName: opts.trustName ?? 'ALL',
+    // Left undefined when not given, so that a message does not blame a flag the user never gave.
+    identityName: opts.name[0],
+    // The CLI fills in ALL when --trust-name is not given: the default, named as such.
+    trustName: opts.trustName === 'ALL' ? undefined : opts.trustName,
     watch: opts.watch,
     onUpdate: opts.onUpdate,
     log: (level, message) => {
@@ -237,7 +244,9 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
     await agent.done;
     // A write under way when the time ran out was let finish: the files are written, so this is no failure.
     if (timedOut && !wroteFiles) {
-      err(`no complete write within ${timeoutMs} ms${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
+      const missing = agent.unanswered();
+      const noAnswer = missing.length > 0 ? `: no answer for ${missing.join(', ')}` : '';
+      err(`no complete write within ${timeoutMs} ms${noAnswer}${lastWarning ? ` (last error: ${lastWarning})` : ''}`);
       return EXIT_FAILURE;
     }
     return EXIT_OK;

@@ -2,18 +2,23 @@
 // directory current from an SDS stream, for programs that cannot speak SDS (nginx, curl, OpenSSL),
 // and runs an optional command after each change.
 //
-// Write order per change set: every changed file is staged (temp file, fsync) first, then renamed
-// in this order: bundle.pem, key.pem, cert.pem, svid.json. New trust lands before the identity that
-// may need it; the key lands just before its certificate, so a reader that reacts to cert.pem
-// changing always finds the matching key. The only moment a reader can see a mismatched pair is
-// between the key and cert renames (two consecutive rename(2) calls, microseconds). A rename that
-// fails part way puts the files already renamed back as they were (commitAll).
+// Each change set is written as a whole new version and switched in with one rename (atomic-dir.ts:
+// the `..data` symlink, as Kubernetes Secret volumes do), so a reader never sees a key beside a
+// certificate of another pair. A switch that fails part way puts back what it had replaced.
 import { access, mkdir, stat } from 'node:fs/promises';
 import { constants } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
-import { commitAll, previousOf, removeStaleStagedFiles, sameFile, stageFile, syncDir, type Previous, type StagedFile } from './files.js';
+import { DATA_LINK, writeAtomically } from './atomic-dir.js';
+import { checkSvid, RefusedSvid } from './check-svid.js';
+import { readRegularFile, removeStaleStagedFiles } from './files.js';
+import { ExpiryWatch } from './expiry-watch.js';
+import { refuseForeignPath } from './ownership.js';
+import { OutDirLocked, takeLock, type Lock } from './lock.js';
 import { UpdateHook } from './hook.js';
+import { canonicalCertificates, canonicalKey } from './reencode.js';
+import { keyBodyRedactor } from './redact-key.js';
+import { HOOK_STATE_FILE, readHookState, writeHookState } from './hook-state.js';
 import { openSecretStream, SdsError, type SdsClientOptions } from './sds-client.js';
 import { parseCertificates, summarizeCertificate } from './summary.js';
 
@@ -31,6 +36,11 @@ export interface AgentOptions extends Omit<SdsClientOptions, 'names' | 'onError'
   onUpdate?: string;
   onUpdateTimeoutMs?: number;
   log?: AgentLog;
+  /**
+   * Awaited once a changed set is written, before it is switched in: lets a test hold a write in
+   * progress (a FIFO at an output path no longer does).
+   */
+  onStaged?: () => Promise<void>;
   /** Called after each complete write (and before its on-update command runs); `changed` may be empty. */
   onWrite?: (w: AgentWrite) => void;
 }
@@ -55,7 +65,12 @@ export interface Agent {
   close(): void;
   /** Number of on-update command runs so far. */
   readonly hookRuns: number;
+  /** The names asked for that the server has not sent yet, quoted, with the flag that asked for each. */
+  unanswered(): string[];
 }
+
+/** How long the agent waits for every name before it says which one the server has not answered. */
+const UNANSWERED_NOTE_MS = 5000;
 
 /** One stream error said again within this long is counted, not logged, until another comes or it passes. */
 const REPEAT_QUIET_MS = 60_000;
@@ -104,23 +119,34 @@ interface Planned {
 /** One-shot: the files were written but the on-update command failed, so whatever it reloads may not have the new files. */
 export class HookFailed extends Error {}
 
-/** The names asked for are secrets of the wrong kind: no retry or later push can mend that. */
+/** A name asked for came as a secret of the wrong kind: one-shot fails; --watch NACKs it and waits for the next push. */
 export class WrongSecretKind extends Error {}
 
-function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string): { files: Planned[]; write: AgentWrite } {
+/** How a secret's kind reads in a message. */
+function kindOf(s: DecodedSecret): string {
+  return s.kind === 'tls_certificate' ? 'an identity (tls_certificate)' : s.kind === 'spiffe' ? 'a trust bundle (SPIFFE validation context)' : 'a trust bundle (trusted_ca validation context)';
+}
+
+/** Which flag asked for a name: only one the user gave is named, else the default it came from. */
+export interface AskedBy {
+  identity: string;
+  trust: string;
+}
+
+function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, outDir: string, asked: AskedBy): { files: Planned[]; write: AgentWrite } {
   if (identity.kind !== 'tls_certificate') {
-    throw new WrongSecretKind(`secret ${JSON.stringify(identity.name)} is ${identity.kind}, not a tls_certificate: --name must name an identity (default, a SPIFFE ID, a KRI)`);
+    throw new WrongSecretKind(`secret ${JSON.stringify(identity.name)}, asked for as the identity (${asked.identity}), came as ${kindOf(identity)}, not a tls_certificate; the identity must name one (default, a SPIFFE ID, a KRI)`);
   }
   let bundle: string;
   let trustDomains: string[];
   if (trust.kind === 'spiffe') {
-    bundle = trust.trustDomains.map((t) => t.pem).join('');
+    bundle = trust.trustDomains.map((t) => canonicalCertificates(t.pem, `trust bundle ${JSON.stringify(trust.name)} (${t.name})`)).join('');
     trustDomains = trust.trustDomains.map((t) => t.name);
   } else if (trust.kind === 'trusted_ca') {
-    bundle = trust.pem;
+    bundle = canonicalCertificates(trust.pem, `trust bundle ${JSON.stringify(trust.name)}`);
     trustDomains = (trust.sanPrefixes ?? []).map((p) => p.replace(/^spiffe:\/\//, '').replace(/\/$/, ''));
   } else {
-    throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)} is a tls_certificate, not a validation context: --trust-name must name a trust bundle (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
+    throw new WrongSecretKind(`secret ${JSON.stringify(trust.name)}, asked for as the trust bundle (${asked.trust}), came as ${kindOf(trust)}, not a validation context; the trust bundle must name one (ALL, system_trust_bundle, ROOTCA, spiffe://<trust domain>)`);
   }
   const leaf = summarizeCertificate(parseCertificates(identity.certChainPem)[0]!);
   const write: AgentWrite = { outDir, changed: [], serial: leaf.serial, notBefore: leaf.notBefore, notAfter: leaf.notAfter, trustDomains, version };
@@ -130,8 +156,8 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
     write,
     files: [
       { file: AGENT_FILES.bundle, data: bundle, mode: 0o644 },
-      { file: AGENT_FILES.key, data: identity.keyPem, mode: 0o600 },
-      { file: AGENT_FILES.cert, data: identity.certChainPem, mode: 0o644 },
+      { file: AGENT_FILES.key, data: canonicalKey(identity.keyPem), mode: 0o600 },
+      { file: AGENT_FILES.cert, data: canonicalCertificates(identity.certChainPem, `certificate chain of ${JSON.stringify(identity.name)}`), mode: 0o644 },
       { file: AGENT_FILES.meta, data: `${JSON.stringify(meta, null, 2)}\n`, mode: 0o644 },
     ],
   };
@@ -142,28 +168,17 @@ interface FolderNotes {
   staleRemoved(names: string[]): void;
 }
 
-async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes): Promise<string[]> {
+/** `beforeCommit` runs once the new version is written, before readers can see it (only if any file changed). */
+async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes, beforeCommit?: () => Promise<void>, folderReady?: () => void): Promise<string[]> {
+  await refuseForeignPath(outDir);
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
   const openMode = await refuseForeignFolder(outDir);
   if (openMode !== undefined) notes.open(openMode);
-  const stale = await removeStaleStagedFiles(outDir, files.map((f) => f.file));
+  folderReady?.();
+  const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE, DATA_LINK]);
   if (stale.length > 0) notes.staleRemoved(stale);
-  const changed: Planned[] = [];
-  for (const f of files) if (!(await sameFile(join(outDir, f.file), f.data, f.mode))) changed.push(f);
-  const staged: { file: StagedFile; previous: Previous }[] = [];
-  try {
-    for (const f of changed) {
-      const path = join(outDir, f.file);
-      staged.push({ previous: await previousOf(path), file: await stageFile(path, f.data, f.mode) });
-    }
-  } catch (e) {
-    await Promise.all(staged.map((s) => s.file.abort()));
-    throw e;
-  }
-  await commitAll(staged);
-  if (staged.length > 0) await syncDir(outDir);
-  return changed.map((f) => f.file);
+  return writeAtomically(outDir, files, beforeCommit);
 }
 
 /**
@@ -200,9 +215,29 @@ async function whyNotMade(outDir: string, e: NodeJS.ErrnoException): Promise<nev
 export function startAgent(opts: AgentOptions): Agent {
   const identityName = opts.identityName ?? 'default';
   const trustName = opts.trustName ?? 'ALL';
+  const asked: AskedBy = {
+    identity: opts.identityName === undefined ? 'the default identity name' : `--name ${JSON.stringify(identityName)}`,
+    trust: opts.trustName === undefined ? 'the default trust bundle name' : `--trust-name ${JSON.stringify(trustName)}`,
+  };
   const log: AgentLog = opts.log ?? (() => undefined);
+  /** Removes the body of the key last written from what the on-update command prints. */
+  let redactKey: (text: string) => string = (t) => t;
+  /** Records how the command ended, so that one that never succeeded is run again by the next agent. */
+  const recordHookResult = async (failure: string | undefined): Promise<void> => {
+    await writeHookState(opts.outDir, failure === undefined ? 'succeeded' : 'failed', failure).catch((e: Error) =>
+      log('warn', `cannot record the on-update command's result in ${opts.outDir}: ${e.message}`),
+    );
+  };
   const hook = opts.onUpdate
-    ? new UpdateHook({ command: opts.onUpdate, env: { MESH_SDS_OUT_DIR: opts.outDir }, timeoutMs: opts.onUpdateTimeoutMs, log })
+    ? new UpdateHook({
+        command: opts.onUpdate,
+        env: { MESH_SDS_OUT_DIR: opts.outDir },
+        timeoutMs: opts.onUpdateTimeoutMs,
+        log,
+        retry: !!opts.watch,
+        onResult: recordHookResult,
+        redact: (output) => redactKey(output),
+      })
     : undefined;
 
   let resolveFirst!: (w: AgentWrite) => void;
@@ -247,19 +282,56 @@ export function startAgent(opts: AgentOptions): Agent {
     w.then(clear, clear);
     return w;
   };
+  /** Taken before the first write into the out-dir, released when the agent stops. */
+  let lock: Lock | undefined;
+  /** The SPIFFE ID last written (read from svid.json before the first write): a change is warned about. */
+  let lastSpiffeId: string | null | undefined;
+  const expiry = opts.watch ? new ExpiryWatch(log) : undefined;
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
-    const { files, write: w } = plan(identity, trust, version, opts.outDir);
-    w.changed = await writeChanged(opts.outDir, files, folderNotes);
+    const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
+    if (lastSpiffeId === undefined) {
+      const meta = await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024);
+      try {
+        lastSpiffeId = meta ? ((JSON.parse(meta.data.toString('utf8')) as { spiffeId?: string | null }).spiffeId ?? null) : null;
+      } catch {
+        lastSpiffeId = null;
+      }
+    }
+    // Throws RefusedSvid for what must not be written; the rest is said once the files changed.
+    const check = checkSvid(identity.kind === 'tls_certificate' ? identity.certChainPem : '', files[0]!.data, lastSpiffeId ?? undefined);
+    // The command is owed from the moment the first file is renamed: recorded before it.
+    w.changed = await writeChanged(opts.outDir, files, folderNotes, async () => {
+      await opts.onStaged?.();
+      if (hook) await writeHookState(opts.outDir, 'pending');
+    }, () => {
+      lock = takeLock(opts.outDir);
+    });
+    if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
+    lastSpiffeId = check.spiffeId ?? null;
+    // The key as written (the command reads that file), and as the server sent it.
+    const keyFile = files.find((f) => f.file === AGENT_FILES.key)!.data;
+    if (identity.kind === 'tls_certificate') redactKey = keyBodyRedactor(`${keyFile}\n${identity.keyPem}`);
+    expiry?.watch(Date.parse(w.notBefore), Date.parse(w.notAfter), w.serial);
     opts.onWrite?.(w);
     if (!wrote) {
       wrote = true;
       resolveFirst(w);
     }
-    if (hook && w.changed.length > 0) {
+    let owed = w.changed.length > 0;
+    if (hook && !owed) {
+      // Files already current, but the command may never have succeeded on them (it failed, or an
+      // agent was stopped or killed before it ended): run it now.
+      const state = await readHookState(opts.outDir);
+      if (state && state.onUpdate !== 'succeeded') {
+        owed = true;
+        log('info', `files already current, but the on-update command has not succeeded on them (${state.onUpdate === 'failed' ? `last run: ${state.failure ?? 'failed'}` : 'it did not finish'}): running it`);
+      }
+    }
+    if (hook && owed) {
       const run = hook.trigger();
       if (!opts.watch) {
         const hookFailure = await run;
-        if (hookFailure) failure ??= new HookFailed(`wrote ${w.changed.join(', ')}, but the on-update command failed (${hookFailure})`);
+        if (hookFailure) failure ??= new HookFailed(`${w.changed.length > 0 ? `wrote ${w.changed.join(', ')}` : 'the files were current'}, but the on-update command failed (${hookFailure})`);
       }
     }
   };
@@ -268,7 +340,7 @@ export function startAgent(opts: AgentOptions): Agent {
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
-    log('error', `cannot write ${opts.outDir} (version ${version}): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
+    log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed) return;
@@ -277,11 +349,32 @@ export function startAgent(opts: AgentOptions): Agent {
           retryMs = WRITE_RETRY_MS;
           log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
         },
-        (e: unknown) => retryLater(e, identity, trust, version),
+        (e: unknown) => {
+          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version);
+          failure = e;
+          stream.close();
+        },
       );
     }, wait);
   };
 
+  const unanswered = (): string[] =>
+    [
+      { name: identityName, flag: opts.identityName === undefined ? 'the default identity' : '--name' },
+      { name: trustName, flag: opts.trustName === undefined ? 'the default trust bundle' : '--trust-name' },
+    ]
+      .filter((n) => !latest.has(n.name))
+      .map((n) => `${JSON.stringify(n.name)} (${n.flag})`);
+  // A name the server holds but never sends (or does not hold for this node) would otherwise leave
+  // the agent waiting in silence: said once.
+  const unansweredTimer = setTimeout(() => {
+    const missing = unanswered();
+    if (missing.length > 0 && !closed) log('warn', `no answer for ${missing.join(', ')} after ${UNANSWERED_NOTE_MS / 1000} s; still waiting (check the name, and that the server gives it to this node)`);
+  }, UNANSWERED_NOTE_MS);
+  unansweredTimer.unref();
+
+  /** The message of the push failure the handler has reported (or left to `done`): not said again as a NACK. */
+  let reported: string | undefined;
   const unlessRepeated = repeatFilter();
   const stream = openSecretStream(
     {
@@ -289,6 +382,15 @@ export function startAgent(opts: AgentOptions): Agent {
       names: [identityName, trustName],
       // Watching, a token that expired or was revoked is no reason to stop: its file may be refreshed.
       retryEveryStatus: !!opts.watch,
+      // The handler below reports the failures it meets, once, saying it is this agent's NACK;
+      // what fails before it (a secret that does not decode) is said here.
+      onNack: (version, message) => {
+        if (message === reported) {
+          reported = undefined;
+          return;
+        }
+        log('error', `version ${version || '(empty)'} not written (NACKed by this agent): ${message}`);
+      },
       onError: (err: SdsError, retryInMs?: number) => {
         const message = unlessRepeated(err.message);
         if (message === undefined) return;
@@ -297,6 +399,7 @@ export function startAgent(opts: AgentOptions): Agent {
       },
     },
     async (secrets, version) => {
+      const lastGood = new Map(latest);
       for (const s of secrets) latest.set(s.name, s);
       const identity = latest.get(identityName);
       const trust = latest.get(trustName);
@@ -306,16 +409,26 @@ export function startAgent(opts: AgentOptions): Agent {
         await write(identity, trust, version);
         retryMs = WRITE_RETRY_MS;
       } catch (e) {
-        if (e instanceof WrongSecretKind) {
-          // A usage error, not a write that may succeed later: stop, in watch mode too.
-          log('error', e.message);
-          failure = e;
+        if (e instanceof OutDirLocked) {
+          failure = e; // reported once, by whoever awaits `done`
           setImmediate(() => stream.close());
+        } else if (e instanceof WrongSecretKind || e instanceof RefusedSvid) {
+          if (opts.watch) {
+            // One bad push (a server misconfigured for a moment) must not end the agent: NACKed,
+            // the files written last stay, and later pushes merge with the last good values.
+            latest.clear();
+            for (const [k, v] of lastGood) latest.set(k, v);
+            log('error', `version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
+          } else {
+            failure = new Error(`version ${version} not written (NACKed by this agent): ${e.message}`, { cause: e });
+            setImmediate(() => stream.close());
+          }
         } else if (!opts.watch) {
-          log('error', `cannot write ${opts.outDir}: ${(e as Error).message}`);
-          failure = e;
+          // Said once, by whoever awaits `done`: the agent's own failure, not a status from the server.
+          failure = new Error(`cannot write ${opts.outDir}: ${(e as Error).message} (version ${version} NACKed by this agent)`, { cause: e });
           setImmediate(() => stream.close());
         } else retryLater(e, identity, trust, version);
+        reported = (e as Error).message;
         throw e; // NACK: this version was not applied
       }
       if (!opts.watch) setImmediate(() => stream.close());
@@ -324,6 +437,8 @@ export function startAgent(opts: AgentOptions): Agent {
 
   const stopRetrying = () => {
     closed = true;
+    clearTimeout(unansweredTimer);
+    expiry?.stop();
     clearTimeout(retryTimer);
   };
   /** Waits for the write in progress and its hook, then ends any hook still running. */
@@ -336,13 +451,15 @@ export function startAgent(opts: AgentOptions): Agent {
     });
     await Promise.race([pending.catch(() => undefined).then(() => hook?.idle()), grace]);
     clearTimeout(graceTimer);
-    hook?.stop();
+    hook?.stop(); // the grace is spent
   };
   const done = stream.done.then(
     async () => {
       stopRetrying();
       await finishWriting();
+      hook?.stop(STOP_GRACE_MS); // no more retries; a run under way may finish
       await hook?.idle();
+      lock?.release();
       if (failure) {
         rejectFirst(failure);
         throw failure;
@@ -351,7 +468,9 @@ export function startAgent(opts: AgentOptions): Agent {
     },
     async (err: unknown) => {
       stopRetrying();
+      hook?.stop(STOP_GRACE_MS);
       await hook?.idle();
+      lock?.release();
       rejectFirst(err);
       throw err;
     },
@@ -361,12 +480,14 @@ export function startAgent(opts: AgentOptions): Agent {
     done,
     close: () => {
       stopRetrying();
-      // A write in progress finishes and runs its hook (done waits for it); otherwise a hook running now is ended.
-      if (!writing) hook?.stop();
+      // A write in progress finishes and runs its hook (done waits for it); otherwise a hook running
+      // now is given the same grace to finish, then ended (the state file records it did not succeed).
+      if (!writing) hook?.stop(STOP_GRACE_MS);
       stream.close();
     },
     get hookRuns() {
       return hook?.runs ?? 0;
     },
+    unanswered,
   };
 }

@@ -5,8 +5,8 @@
 // way (EBUSY on a bind-mounted file, a directory in the way) puts back what was already replaced, so
 // a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
-import { open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { constants, rmSync } from 'node:fs';
+import { lstat, open, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 export interface StagedFile {
@@ -24,8 +24,46 @@ let removeOnExit = false;
 
 /** Removes the staged files not yet renamed: on exit, or before a process ends itself by a signal. */
 export function removeStagedFiles(): void {
-  for (const f of pending) rmSync(f, { force: true });
+  for (const f of pending) rmSync(f, { force: true, recursive: true });
   pending.clear();
+}
+
+/** Removes `path` (a file, or a version directory holding a key) on exit unless forgotten first. */
+export function trackPending(path: string): void {
+  if (!removeOnExit) {
+    removeOnExit = true;
+    process.once('exit', removeStagedFiles);
+  }
+  pending.add(path);
+}
+
+export function forgetPending(path: string): void {
+  pending.delete(path);
+}
+
+/**
+ * Reads `path` if it is a regular file of at most `maxBytes` (through symlinks in its folders, not
+ * in its last part); undefined otherwise. Never opens a FIFO or a device, whose read could block
+ * for ever or never end.
+ */
+export async function readRegularFile(path: string, maxBytes: number): Promise<{ data: Buffer; mode: number } | undefined> {
+  const st = await lstat(path).catch(() => undefined);
+  if (!st?.isFile() || st.size > maxBytes) return undefined;
+  // O_NONBLOCK: should a FIFO be put there after the lstat, opening it does not wait for a writer.
+  const fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
+  if (!fh) return undefined;
+  try {
+    const now = await fh.stat();
+    if (!now.isFile() || now.size > maxBytes) return undefined;
+    const buf = Buffer.alloc(now.size + 1);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (bytesRead > now.size) return undefined; // grew while read
+    return { data: buf.subarray(0, bytesRead), mode: now.mode & 0o777 };
+  } catch {
+    return undefined;
+  } finally {
+    await fh.close();
+  }
 }
 
 export async function stageFile(path: string, data: string | Buffer, mode: number): Promise<StagedFile> {
@@ -102,13 +140,22 @@ function processRuns(pid: number): boolean {
   }
 }
 
-/** What a path held before a commit: its content and mode, `absent`, or `unreadable` (it cannot be put back). */
-export type Previous = { data: Buffer; mode: number } | 'absent' | 'unreadable';
+/** What a path held before a commit: its content and mode, a symlink's target, `absent`, or `unreadable` (it cannot be put back). */
+export type Previous = { data: Buffer; mode: number } | { link: string } | 'absent' | 'unreadable';
 
+/** A file we write is a few KiB of PEM; one larger than this at our path was not written by us. */
+export const MAX_OWN_FILE_BYTES = 1 << 20;
+
+/**
+ * Only a regular file is read (a FIFO or a link to /dev/zero put at the path would block the read
+ * for good, or never end it); anything else cannot be put back, and is replaced all the same.
+ */
 export async function previousOf(path: string): Promise<Previous> {
   try {
-    const [st, data] = await Promise.all([stat(path), readFile(path)]);
-    return { data, mode: st.mode & 0o777 };
+    const l = await lstat(path);
+    if (l.isSymbolicLink()) return { link: await readlink(path) };
+    const read = await readRegularFile(path, MAX_OWN_FILE_BYTES);
+    return read ?? 'unreadable';
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : 'unreadable';
   }
@@ -148,7 +195,14 @@ async function putBack(done: { file: StagedFile; previous: Previous }[]): Promis
     try {
       if (previous === 'unreadable') throw new Error('its previous content could not be read');
       if (previous === 'absent') await rm(file.path, { force: true });
-      else {
+      else if ('link' in previous) {
+        const tmp = `${file.path}.${process.pid}.${randomBytes(4).toString('hex')}.link`;
+        await symlink(previous.link, tmp);
+        await rename(tmp, file.path).catch(async (e: unknown) => {
+          await rm(tmp, { force: true });
+          throw e;
+        });
+      } else {
         const restore = await stageFile(file.path, previous.data, previous.mode);
         await restore.commit().catch(async (e: unknown) => {
           await restore.abort(); // its copy of the old key must not stay either
@@ -168,14 +222,4 @@ export async function syncDir(dir: string): Promise<void> {
   if (!fh) return;
   await fh.sync().catch(() => undefined);
   await fh.close().catch(() => undefined);
-}
-
-/** True when `path` already holds exactly `data` with exactly `mode`. */
-export async function sameFile(path: string, data: string, mode: number): Promise<boolean> {
-  try {
-    const [st, current] = await Promise.all([stat(path), readFile(path, 'utf8')]);
-    return current === data && (st.mode & 0o777) === mode;
-  } catch {
-    return false;
-  }
 }

@@ -45,6 +45,12 @@ export interface SdsClientOptions {
   retryEveryStatus?: boolean;
   /** Transient problems (stream errors before a retry, NACKs sent). Fatal errors reject `done` instead. */
   onError?: (err: SdsError, retryInMs?: number) => void;
+  /**
+   * A response this client NACKed because its own handler failed. Given, it replaces the onError
+   * call, whose INVALID_ARGUMENT would read like the server's status (the agent reports its own
+   * failures once, with what it was doing).
+   */
+  onNack?: (version: string, message: string) => void;
 }
 
 /** A gRPC status from the server (or a rejection by this client), safe to print: no token inside. */
@@ -269,7 +275,8 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
       } catch (e) {
         const message = e instanceof Error ? e.message : String(e);
         send({ version_info: acceptedVersion, response_nonce: res.nonce, error_detail: { code: grpc.status.INVALID_ARGUMENT, message } });
-        opts.onError?.(new SdsError(grpc.status.INVALID_ARGUMENT, `rejected version ${version || '(empty)'}: ${message}`, false));
+        if (opts.onNack) opts.onNack(version, message);
+        else opts.onError?.(new SdsError(grpc.status.INVALID_ARGUMENT, `rejected version ${version || '(empty)'}: ${message}`, false));
       }
     };
     c.on('data', (res: DiscoveryResponse) => {

@@ -3,14 +3,15 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { BIN } from '../cli/run.js';
 
@@ -22,7 +23,7 @@ describe('agent state against a scripted server', () => {
   let t2: TestCa;
   before(() => {
     root = mkdtempSync(join(tmpdir(), 'mesh-sds-agent-state-'));
-    [a, b, t1, t2] = ['A', 'B', 'T1', 'T2'].map((n) => makeCa(n, { trustDomain: `${n.toLowerCase()}.example` })) as [TestCa, TestCa, TestCa, TestCa];
+    [a, b, t1, t2] = ['A', 'B', 'T1', 'T2'].map((n) => makeSvid(n)) as [TestCa, TestCa, TestCa, TestCa];
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -86,93 +87,100 @@ describe('agent state against a scripted server', () => {
     assert.doesNotMatch(stderr, /tok-[12]/);
   });
 
-  /**
-   * A folder whose cert.pem is a FIFO: the agent's write blocks reading it (is it current?) until
-   * release() opens it for writing, which holds a write in progress for as long as a test wants.
-   * The FIFO is then replaced by a regular file (an old cert.pem), so later reads do not block.
-   */
-  const blockedFolder = (name: string) => {
-    const dir = join(root, name);
-    const cert = join(dir, 'cert.pem');
-    mkdirSync(dir);
-    execFileSync('mkfifo', [cert]);
-    const release = () => {
-      const fd = openSync(cert, 'w'); // the agent's read is waiting: this returns at once
-      writeFileSync(`${cert}.old`, 'old cert.pem\n');
-      renameSync(`${cert}.old`, cert);
-      closeSync(fd);
-    };
-    return { dir, release };
+  /** Holds each write once it is staged, until release() (the agent's onStaged). */
+  const holder = () => {
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let held = false;
+    return { onStaged: async () => { held = true; await released; }, release: () => release(), isHeld: () => held };
   };
   const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').length : 0);
 
   it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
-    const { dir, release } = blockedFolder('stop-mid-write');
+    const dir = join(root, 'stop-mid-write');
     const hookLog = join(root, 'stop-mid-write.log');
-    const ac = new AbortController();
-    let stderr = '';
-    const running = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, watch: true, onUpdate: `echo ran >> ${hookLog}` }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
+    const h = holder();
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, onUpdate: `echo ran >> ${hookLog}`, onStaged: h.onStaged });
     try {
       await waitFor(() => sds.streams.length === 1, 'a stream');
       sds.push('1', [identity(a), trust(t1)]);
-      await new Promise((r) => setTimeout(r, 500)); // the write is now waiting on cert.pem
-      ac.abort();
-      await new Promise((r) => setTimeout(r, 200));
-      release();
-      assert.equal(await running, 0, stderr);
+      await waitFor(h.isHeld, 'the write to be under way');
+      agent.close();
+      h.release();
+      await agent.done;
     } finally {
-      ac.abort();
       sds.close();
     }
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(lines(hookLog), 1, 'the files changed and the on-update command never ran');
   });
 
-  it('one-shot: a write still under way at --timeout finishes, runs its command and exits 0', { timeout: 40_000 }, async () => {
+  it('one-shot: a write still under way when the agent is stopped (--timeout) finishes and runs its command', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
-    const { dir, release } = blockedFolder('timeout-mid-write');
+    const dir = join(root, 'timeout-mid-write');
     const hookLog = join(root, 'timeout-mid-write.log');
-    let stderr = '';
-    let stdout = '';
+    const h = holder();
     sds.onStream = () => setImmediate(() => sds.push('1', [identity(a), trust(t1)]));
-    const running = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, timeoutMs: 1000, onUpdate: `echo ran >> ${hookLog}` }, { stdout: (s) => (stdout += s), stderr: (s) => (stderr += s) });
+    const writes: string[][] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, onUpdate: `echo ran >> ${hookLog}`, onStaged: h.onStaged, onWrite: (w) => writes.push(w.changed) });
     try {
-      await new Promise((r) => setTimeout(r, 1500)); // past the timeout, the write still waiting on cert.pem
-      release();
-      assert.equal(await running, 0, stderr);
+      await waitFor(h.isHeld, 'the write to be under way');
+      agent.close();
+      h.release();
+      await agent.done;
     } finally {
       sds.close();
     }
-    assert.match(stdout, /wrote bundle\.pem, key\.pem, cert\.pem, svid\.json/);
-    assert.doesNotMatch(stderr, /no complete write/);
+    assert.deepEqual(writes, [['bundle.pem', 'key.pem', 'cert.pem', 'svid.json']]);
     assert.equal(lines(hookLog), 1);
   });
-  it('a second SIGTERM while a write is held up ends the process at once by that signal, saying so; the first one alone waits for the write', { timeout: 40_000 }, async () => {
+
+  it('a second SIGTERM while the on-update command holds up the stop ends the process at once by that signal, saying so; the first one alone waits', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
-    const { dir } = blockedFolder('second-signal');
-    const child = spawn(process.execPath, [BIN, 'fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--watch'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const dir = join(root, 'second-signal');
+    const pidFile = join(root, 'second-signal.pid');
+    const child = spawn(process.execPath, [BIN, 'fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--watch', '--on-update', `echo $$ > ${pidFile}; exec sleep 300`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d) => (stderr += d));
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, signal) => r({ code, signal })));
     try {
       await waitFor(() => sds.streams.length === 1, 'a stream', 20_000);
       sds.push('1', [identity(a), trust(t1)]);
-      await new Promise((r) => setTimeout(r, 500)); // the write is now waiting on cert.pem
+      await waitFor(() => existsSync(pidFile) && /^\d+\n$/.test(readFileSync(pidFile, 'utf8')), 'the on-update command to run');
       child.kill('SIGTERM');
-      await new Promise((r) => setTimeout(r, 500));
-      assert.equal(child.exitCode, null, 'the first signal waits for the write under way');
-      const started = Date.now();
+      await waitFor(() => /waiting up to 10 s for the on-update command/.test(stderr), 'the first stop to wait');
+      assert.equal(child.exitCode, null, 'the first signal waits for the command under way');
       child.kill('SIGTERM');
       const end = await exited;
       assert.deepEqual(end, { code: null, signal: 'SIGTERM' }, stderr);
-      assert.ok(Date.now() - started < 5000, 'exited at once');
       assert.match(stderr, /SIGTERM again: exiting without waiting for the write under way/);
     } finally {
       child.kill('SIGKILL');
       await exited;
-      rmSync(join(dir, 'cert.pem'), { force: true }); // the FIFO: opening it now, with no reader, would wait for ever
+      try {
+        process.kill(-Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+      } catch {
+        // already gone
+      }
       sds.close();
     }
+  });
+
+  it('a FIFO at cert.pem and key.pem linked to /dev/zero do not hold the agent: they are replaced', { timeout: 20_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    sds.onStream = () => setImmediate(() => sds.push('1', [identity(a), trust(t1)]));
+    const dir = join(root, 'fifo');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, 'cert.pem')]);
+    symlinkSync('/dev/zero', join(dir, 'key.pem'));
+    try {
+      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+      await agent.done;
+    } finally {
+      sds.close();
+    }
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), a.keyPem);
   });
 });

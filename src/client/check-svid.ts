@@ -1,0 +1,73 @@
+// What the agent checks before it writes an identity, so that a server (misconfigured, or not ours)
+// cannot make it replace good files with ones no peer accepts. Refused (NACKed; the files written
+// before stay): an expired leaf, or a leaf that is a CA (basicConstraints CA:TRUE; no peer should
+// accept it as an end entity). A private key that does not match the leaf is refused when the
+// secret is decoded (decode.ts). Warned about, still written: a leaf not valid yet by over a
+// minute (most likely this host's clock), a chain that does not verify against the trust bundle
+// sent with it, and a SPIFFE ID other than the one written before.
+import { X509Certificate } from 'node:crypto';
+import { parseCertificates } from './summary.js';
+
+/** The push must not be written; the message says why. */
+export class RefusedSvid extends Error {}
+
+/** Clocks differ by a few seconds; a leaf starting more than this late is worth a word. */
+const SKEW_MS = 60_000;
+/** Longest chain walked from the leaf to a trust anchor. */
+const MAX_CHAIN = 10;
+
+function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
+  try {
+    return child.checkIssued(parent) && child.verify(parent.publicKey);
+  } catch {
+    return false;
+  }
+}
+
+/** True when a path leads from the leaf, through the certificates sent with it, to one in the bundle. */
+function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): boolean {
+  let current = chain[0]!;
+  const intermediates = chain.slice(1);
+  for (let i = 0; i < MAX_CHAIN; i++) {
+    if (anchors.some((a) => a.raw.equals(current.raw) || issuedBy(current, a))) return true;
+    const next = intermediates.find((c) => c !== current && issuedBy(current, c));
+    if (!next) return false;
+    current = next;
+  }
+  return false;
+}
+
+export interface SvidCheck {
+  spiffeId: string | undefined;
+  warnings: string[];
+}
+
+export function checkSvid(certChainPem: string, bundlePem: string, previousSpiffeId: string | undefined, nowMs = Date.now()): SvidCheck {
+  const chain = parseCertificates(certChainPem);
+  const leaf = chain[0]!;
+  const notAfter = Date.parse(leaf.validTo);
+  const notBefore = Date.parse(leaf.validFrom);
+  const spiffeId = /(?:^|,\s*)URI:(spiffe:\/\/[^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1];
+  const what = `the certificate (serial ${leaf.serialNumber.toUpperCase()}${spiffeId ? `, ${spiffeId}` : ''})`;
+  if (notAfter <= nowMs) {
+    throw new RefusedSvid(`${what} expired at ${new Date(notAfter).toISOString()} (now ${new Date(nowMs).toISOString()}); not written`);
+  }
+  if (leaf.ca) throw new RefusedSvid(`${what} is a CA certificate (basicConstraints CA:TRUE), not a workload identity; not written`);
+  const warnings: string[] = [];
+  if (notBefore > nowMs + SKEW_MS) {
+    warnings.push(`${what} is not valid until ${new Date(notBefore).toISOString()}, ${Math.round((notBefore - nowMs) / 1000)} s from now by this host's clock: if the clocks of this host and the server differ, fix them (peers will refuse it until then)`);
+  }
+  let anchors: X509Certificate[] = [];
+  try {
+    anchors = parseCertificates(bundlePem);
+  } catch {
+    // An unparsable bundle verifies nothing: said below.
+  }
+  if (!chainVerifies(chain, anchors)) {
+    warnings.push(`${what} does not chain to any CA in the trust bundle sent with it (issuer ${leaf.issuer.split('\n').filter(Boolean).join(', ')}): peers trusting that bundle will refuse it`);
+  }
+  if (previousSpiffeId !== undefined && spiffeId !== previousSpiffeId) {
+    warnings.push(`the SPIFFE ID changed from ${previousSpiffeId} to ${spiffeId ?? 'none'}: the workload now presents another identity`);
+  }
+  return { spiffeId, warnings };
+}

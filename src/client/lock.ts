@@ -1,0 +1,88 @@
+// One agent per out-dir. Two agents writing one folder (a second `fetch --watch` started by
+// mistake, an old one not stopped) switch the files under each other, may write different
+// identities, and remove each other's version folders. The first takes `.mesh-sds-fetch.lock`
+// (created O_EXCL, holding its pid); a second is refused naming that pid. A lock whose pid no longer
+// runs was left by an agent killed (SIGKILL, OOM) and is taken over.
+import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const LOCK_FILE = '.mesh-sds-fetch.lock';
+
+export class OutDirLocked extends Error {}
+
+function runs(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function holderOf(path: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(path, { encoding: 'utf8', flag: 'r' }).trim());
+    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface Lock {
+  release(): void;
+}
+
+/**
+ * Takes the lock of `dir` (which exists, and is checked to be ours), or confirms that this process
+ * holds it (made again if the folder was). Synchronous: the few calls are quick, and the exit
+ * handler that releases it must be synchronous anyway.
+ */
+export function takeLock(dir: string): Lock {
+  const path = join(dir, LOCK_FILE);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const fd = openSync(path, 'wx', 0o600);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
+    }
+    const pid = holderOf(path);
+    if (pid === process.pid) break;
+    if (pid !== undefined && runs(pid)) {
+      throw new OutDirLocked(`another agent (pid ${pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
+    }
+    // Left by an agent that no longer runs (or half written): taken over.
+    try {
+      unlinkSync(path);
+    } catch {
+      // Another agent took it over first: the next attempt finds it.
+    }
+  }
+  let release = onExit.get(path);
+  if (!release) {
+    const own = () => {
+      if (holderOf(path) !== process.pid) return;
+      try {
+        unlinkSync(path);
+      } catch {
+        // Gone already.
+      }
+    };
+    release = own;
+    onExit.set(path, own);
+    process.once('exit', own);
+  }
+  const registered = release;
+  return {
+    release: () => {
+      process.removeListener('exit', registered);
+      onExit.delete(path);
+      registered();
+    },
+  };
+}
+
+/** The exit handler of each lock this process holds (taken again on every write: the folder may have been removed and made again). */
+const onExit = new Map<string, () => void>();

@@ -1,0 +1,100 @@
+// The files are switched as a whole (a `..data` symlink renamed over, as Kubernetes does): a reader
+// reading cert.pem and key.pem in a tight loop while the agent rotates never finds a key beside a
+// certificate of another pair.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startAgent } from '../../src/client/agent.js';
+import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { makeSvid } from './svids.js';
+import { ScriptedSds, waitFor } from './fake-sds.js';
+
+/**
+ * Reads cert (t1), key (t2), cert (t3) until told to stop. When cert t1 equals cert t3 and the key
+ * does not match it, the directory itself held a mismatched pair at t2.
+ */
+const READER = `
+const { readFileSync, existsSync } = require('node:fs');
+const { X509Certificate, createPrivateKey } = require('node:crypto');
+const [dir, stop] = process.argv.slice(1);
+let reads = 0, torn = 0;
+while (!existsSync(stop)) {
+  let c1, k, c3;
+  try { c1 = readFileSync(dir + '/cert.pem', 'utf8'); k = readFileSync(dir + '/key.pem', 'utf8'); c3 = readFileSync(dir + '/cert.pem', 'utf8'); } catch { continue; }
+  if (c1 !== c3) continue;
+  reads++;
+  if (!new X509Certificate(c1).checkPrivateKey(createPrivateKey(k))) torn++;
+}
+console.log(JSON.stringify({ reads, torn }));
+`;
+
+describe('atomic switch of the whole file set', () => {
+  let root: string;
+  let cas: TestCa[];
+  before(() => {
+    root = mkdtempSync(join(tmpdir(), 'mesh-sds-atomic-'));
+    cas = ['A', 'B', 'C'].map((n) => makeSvid(n));
+  });
+  after(() => rmSync(root, { recursive: true, force: true }));
+  const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
+  const trust = (ca: TestCa) => spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: ca.certPem }]);
+
+  it('a reader never sees a key beside another pair\'s certificate over 60 rotations', { timeout: 120_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'rotating');
+    const stop = join(root, 'stop-reader');
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('0', [identity(cas[0]!), trust(cas[0]!)]);
+      await agent.firstWrite;
+      const reader = spawn(process.execPath, ['-e', READER, dir, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      reader.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const ended = new Promise<void>((r) => reader.on('exit', () => r()));
+      for (let v = 1; v <= 60; v++) {
+        sds.push(String(v), [identity(cas[v % cas.length]!)]);
+        await waitFor(() => sds.answerTo(String(v)) !== undefined, `the answer to version ${v}`);
+        await new Promise((r) => setTimeout(r, 5)); // let the reader run between rotations
+      }
+      writeFileSync(stop, '');
+      await ended;
+      const result = JSON.parse(out) as { reads: number; torn: number };
+      assert.ok(result.reads > 0, out);
+      assert.equal(result.torn, 0, `mismatched pairs seen: ${out}`);
+      // The layout Envoy's watched_directory expects: names linked into ..data, one version directory.
+      for (const f of ['cert.pem', 'key.pem', 'bundle.pem', 'svid.json']) assert.equal(readlinkSync(join(dir, f)), `..data/${f}`);
+      const versions = readdirSync(dir).filter((n) => n.startsWith('..') && n !== '..data');
+      assert.deepEqual(versions, [readlinkSync(join(dir, '..data'))], 'old version directories are removed');
+      assert.equal(statSync(join(dir, 'key.pem')).mode & 0o777, 0o600);
+      assert.equal(statSync(join(dir, '..data')).mode & 0o777, 0o755);
+    } finally {
+      writeFileSync(stop, '');
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
+  it('plain files an older version wrote are replaced by links into ..data', { timeout: 30_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    sds.onStream = () => setImmediate(() => sds.push('1', [identity(cas[1]!), trust(cas[1]!)]));
+    const dir = join(root, 'upgrade');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'cert.pem'), cas[0]!.certPem);
+    writeFileSync(join(dir, 'key.pem'), cas[0]!.keyPem, { mode: 0o600 });
+    try {
+      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+      await agent.done;
+      assert.ok(lstatSync(join(dir, 'cert.pem')).isSymbolicLink());
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), cas[1]!.certPem);
+      assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), cas[1]!.keyPem);
+    } finally {
+      sds.close();
+    }
+  });
+});

@@ -1,0 +1,41 @@
+// What the --on-update command prints reaches the log without the private key's body, printed as
+// lines or run together.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runFetch } from '../../src/cli/fetch.js';
+import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { ScriptedSds } from './fake-sds.js';
+import { makeSvid } from './svids.js';
+
+describe('--on-update output and the private key', () => {
+  let root: string;
+  let a: TestCa;
+  let sds: ScriptedSds;
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'mesh-sds-hook-redact-'));
+    a = makeSvid('A');
+    sds = await new ScriptedSds().start();
+    sds.onStream = () =>
+      setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's'), spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }])]));
+  });
+  after(() => {
+    sds.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('the key body lines a command prints are redacted from the log', { timeout: 30_000 }, async () => {
+    let stderr = '';
+    const hook = 'grep -v -- ----- "$MESH_SDS_OUT_DIR/key.pem"; echo; grep -v -- ----- "$MESH_SDS_OUT_DIR/key.pem" | tr -d "\\n"; echo; echo done';
+    const code = await runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, 'out'), onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /on-update command succeeded; output: .*<redacted key>.*done/s);
+    const body = a.keyPem.split('\n').filter((l) => l.length >= 8 && !l.startsWith('-----'));
+    assert.ok(body.length >= 2);
+    for (const line of body) assert.ok(!stderr.includes(line), `a key line reached the log: ${stderr}`);
+    assert.ok(!stderr.includes(body.join('')));
+  });
+});

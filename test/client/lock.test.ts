@@ -1,0 +1,59 @@
+// One agent per out-dir: a second is refused naming the pid of the first; a lock left by an agent
+// that no longer runs is taken over.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startAgent } from '../../src/client/agent.js';
+import { LOCK_FILE } from '../../src/client/lock.js';
+import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { meshSds } from '../cli/run.js';
+import { ScriptedSds } from './fake-sds.js';
+import { makeSvid } from './svids.js';
+
+describe('one agent per out-dir', () => {
+  let root: string;
+  let a: TestCa;
+  let sds: ScriptedSds;
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'mesh-sds-lock-'));
+    a = makeSvid('A');
+    sds = await new ScriptedSds().start();
+    sds.onStream = () =>
+      setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's'), spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }])]));
+  });
+  after(() => {
+    sds.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('a second agent on the same out-dir is refused naming the pid holding it; the lock goes with the first', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'shared');
+    const first = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
+    try {
+      await first.firstWrite;
+      assert.equal(readFileSync(join(dir, LOCK_FILE), 'utf8'), `${process.pid}\n`);
+      // Another process: the lock is per process (the server here answers only while we do not block).
+      const second = await meshSds(['fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--timeout', '10s']);
+      assert.equal(second.code, 1, second.stderr);
+      assert.match(second.stderr, new RegExp(`another agent \\(pid ${process.pid}\\) is keeping .*shared current: refusing to run a second one`));
+    } finally {
+      first.close();
+      await first.done.catch(() => undefined);
+    }
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released on stop');
+  });
+
+  it('a lock whose pid no longer runs is taken over', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'stale');
+    mkdirSync(dir);
+    const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+    writeFileSync(join(dir, LOCK_FILE), gone.stdout);
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+    await agent.done;
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+  });
+});

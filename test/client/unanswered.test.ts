@@ -1,0 +1,51 @@
+// A name the server never answers is named: once while watching, and in a one-shot timeout error.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startAgent } from '../../src/client/agent.js';
+import { runFetch } from '../../src/cli/fetch.js';
+import { tlsCertificateSecret } from '../../src/xds/secrets.js';
+import type { TestCa } from '../helpers/openssl.js';
+import { ScriptedSds, waitFor } from './fake-sds.js';
+import { makeSvid } from './svids.js';
+
+describe('a name the server does not answer', () => {
+  let root: string;
+  let a: TestCa;
+  let sds: ScriptedSds;
+  before(async () => {
+    root = mkdtempSync(join(tmpdir(), 'mesh-sds-unanswered-'));
+    a = makeSvid('A');
+    sds = await new ScriptedSds().start();
+    // Only the identity is ever sent; the trust bundle asked for never comes.
+    sds.onStream = () => setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's')]));
+  });
+  after(() => {
+    sds.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('--watch says once, after a few seconds, which name is still unanswered and which flag asked for it', { timeout: 30_000 }, async () => {
+    const logs: string[] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: join(root, 'watch'), watch: true, trustName: 'spiffe://b.example', log: (_l, m) => logs.push(m) });
+    try {
+      await waitFor(() => logs.some((m) => /^no answer for/.test(m)), 'the note', 15_000);
+      const notes = logs.filter((m) => /^no answer for/.test(m));
+      assert.equal(notes.length, 1);
+      assert.match(notes[0]!, /^no answer for "spiffe:\/\/b\.example" \(--trust-name\) after 5 s; still waiting/);
+      assert.doesNotMatch(notes[0]!, /"default"/);
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+    }
+  });
+
+  it('one-shot names it in the timeout error', { timeout: 30_000 }, async () => {
+    let stderr = '';
+    const code = await runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, 'once'), timeoutMs: 1000 }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.equal(code, 1, stderr);
+    assert.match(stderr, /no complete write within 1000 ms: no answer for "ALL" \(the default trust bundle\)/);
+  });
+});
