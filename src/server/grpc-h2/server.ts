@@ -4,6 +4,7 @@
 // does per proxy (SPEC §8).
 import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
+import type { Socket } from 'node:net';
 import { parseGrpcTimeout } from './deadline.js';
 import { ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
 import { SessionSet, type KeepaliveOptions } from './sessions.js';
@@ -25,6 +26,15 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
+  /** A TLS client that has not completed its handshake this long after connecting is dropped (10 s, as the admin and bundle endpoints). */
+  tlsHandshakeTimeoutMs?: number;
+  /**
+   * Connections held at once; one more is closed as it arrives (undefined: no limit). Each holds a
+   * file descriptor: past the process's limit the store, state files and admin port fail too.
+   */
+  maxConnections?: number;
+  /** A connection was closed at once because maxConnections are open (`peer` is its address). */
+  onConnectionLimit?: (peer: string, limit: number) => void;
   /** A connection ended before any gRPC: not HTTP/2 (an HTTP/1.x client), or a failed TLS handshake. `peer` is its address. */
   onRefusedConnection?: (peer: string, reason: string) => void;
 }
@@ -128,6 +138,9 @@ export class GrpcServer {
   private http: Http2Server | Http2SecureServer | undefined;
   private shuttingDown: (() => void)[] | undefined;
   private readonly onRefusedConnection: GrpcServerOptions['onRefusedConnection'];
+  private readonly tlsHandshakeTimeoutMs: number;
+  private readonly maxConnections: number | undefined;
+  private readonly onConnectionLimit: GrpcServerOptions['onConnectionLimit'];
   private readonly waitingForRequest = new Set<SingleRequest<any>>();
   private readonly firstRequestMs: number;
   /** Runs while calls wait for their request (see firstRequestTimeoutMs). */
@@ -135,6 +148,9 @@ export class GrpcServer {
 
   constructor(opts: GrpcServerOptions = {}) {
     this.onRefusedConnection = opts.onRefusedConnection;
+    this.tlsHandshakeTimeoutMs = opts.tlsHandshakeTimeoutMs ?? 10_000;
+    this.maxConnections = opts.maxConnections;
+    this.onConnectionLimit = opts.onConnectionLimit;
     const maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
     this.context = {
       maxMessageBytes,
@@ -149,6 +165,7 @@ export class GrpcServer {
       keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 20_000,
       maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
       peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
+      maxConnectionIdleMs: opts.maxConnectionIdleMs ?? 20_000,
     });
     const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
@@ -210,15 +227,35 @@ export class GrpcServer {
     // maxSessionInvalidFrames keep node's defaults (100, 1000); they bound other floods. Node stops
     // reading a connection nghttp2 gave up on, so its socket goes at the next keepalive ping.
     const options = { settings: SETTINGS, maxSessionMemory: 32 };
-    const http = tls ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false }) : http2.createServer(options);
+    // handshakeTimeout: node's default (120 s) let a client that never sends a ClientHello hold its socket for two minutes.
+    const http = tls
+      ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false, handshakeTimeout: this.tlsHandshakeTimeoutMs })
+      : http2.createServer(options);
     this.http = http;
+    if (this.maxConnections !== undefined) {
+      // Counted by node per accepted socket (TLS handshakes included); the one over is destroyed
+      // as it arrives, and 'drop' says so.
+      http.maxConnections = this.maxConnections;
+      const limit = this.maxConnections;
+      http.on('drop', (data?: { remoteAddress?: string }) => this.onConnectionLimit?.(data?.remoteAddress ?? 'unknown', limit));
+    }
     // The address is read while the socket is there: a refused session has lost it by its error.
     const peers = new WeakMap<object, string>();
+    // The socket under each session (session.socket is a proxy that may not destroy it): node
+    // makes the session inside its own listener of this event, so this one, first, sees it just before.
+    let accepted: Socket | undefined;
+    http.prependListener(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+      accepted = socket;
+    });
     http.on('session', (session) => {
-      this.sessions.add(session);
+      this.sessions.add(session, accepted);
+      accepted = undefined;
       if (this.onRefusedConnection) peers.set(session, session.socket?.remoteAddress ?? 'unknown');
     });
-    http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.route(stream, headers, rawHeaders));
+    http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      this.sessions.streamOpened(stream);
+      this.route(stream, headers, rawHeaders);
+    });
     // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only; the
     // operator hears of it (an Envoy cluster without HTTP/2 looks like this), rate-limited there.
     const refused = this.onRefusedConnection;
