@@ -4,6 +4,7 @@ import { frameMessage } from './grpc-h2/framing.js';
 import type { MethodCodec, ServerCall } from './grpc-h2/call.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import type { GrpcServer } from './grpc-h2/server.js';
+import { countRefusedStream } from './grpc-h2/sessions.js';
 import { decodeDeltaDiscoveryRequest, decodeDiscoveryRequest, frameDeltaDiscoveryResponse, frameDiscoveryResponse, WireError, type FramedMessage } from '../xds/wire.js';
 import type { DeltaDiscoveryResponse, DiscoveryResponse } from '../xds/messages.js';
 import { admitCall, handleFetch, handleStream, type StreamDeps, type XdsRequest } from './xds-streams.js';
@@ -55,6 +56,7 @@ function admitHealth(call: ServerCall<Buffer, Buffer>): CallStatus | undefined {
   if (!session) return undefined;
   const open = openHealthCalls.get(session) ?? 0;
   if (open >= HEALTH_CALLS_PER_CONNECTION) {
+    countRefusedStream(session);
     return { code: Status.RESOURCE_EXHAUSTED, details: `more than ${HEALTH_CALLS_PER_CONNECTION} health calls open on one connection` };
   }
   openHealthCalls.set(session, open + 1);

@@ -8,6 +8,7 @@ import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
+import { countRefusedStream } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
 import { limitedDebug, limitedWarn, peerSource, type Logger } from './logger.js';
@@ -269,6 +270,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
       const refused = authRefusal(this.deps, e);
+      countRefusedStream(this.call.session);
       limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: echoed(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: echoed(refused.details) }, 'stream authentication failed');
       return this.finish(refused);
     } finally {
@@ -323,6 +325,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     const open = this.deps.registry.openByProxy.get(proxy) ?? 0;
     if (open >= limit) {
       this.deps.svids.detach(proxy, principal.credential?.jti);
+      countRefusedStream(this.call.session);
       limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, limit }, 'stream refused: the proxy has too many streams open');
       return this.finish({ code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` });
     }
@@ -463,6 +466,7 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   try {
     principal = deps.authenticate(call, req.node?.id ?? undefined);
   } catch (e) {
+    countRefusedStream(call.session);
     return callback(authRefusal(deps, e));
   }
   if (call.cancelled) return;
@@ -527,6 +531,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
+    countRefusedStream(call.session);
     limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }

@@ -107,3 +107,25 @@ test('the default connection cap leaves descriptors for everything else: the sof
   assert.equal(connectionCapFor(10), 64);
   assert.equal(connectionCapFor(undefined), undefined);
 });
+
+test('a connection whose streams are refused past maxRefusedStreamsPerWindow gets GOAWAY ENHANCE_YOUR_CALM and is reported once; other connections are untouched', async () => {
+  const reported: number[] = [];
+  const server = echoServer({ maxRefusedStreamsPerWindow: 20, onTooManyRefusedStreams: (_peer, n) => reported.push(n) });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const flood = rawConnect(address);
+  const other = rawConnect(address);
+  try {
+    const goaway = once(flood, 'goaway');
+    const refused = [];
+    for (let i = 0; i < 30; i++) refused.push(rawCall(flood, '/no.Such/Method', { body: [grpcFrame(Buffer.from('x'))], endAfterBody: true }).ended);
+    const [code, , data] = (await goaway) as [number, number, Buffer];
+    assert.equal(code, 11);
+    assert.equal(data?.toString(), 'too_many_refused_streams');
+    await Promise.all(refused);
+    assert.deepEqual(reported, [21]);
+    assert.equal(await rawCall(other, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('y'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+  } finally {
+    flood.destroy();
+    other.destroy();
+  }
+});

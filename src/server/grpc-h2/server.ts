@@ -7,7 +7,7 @@ import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } fro
 import type { Socket } from 'node:net';
 import { parseGrpcTimeout } from './deadline.js';
 import { ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
-import { SessionSet, type KeepaliveOptions } from './sessions.js';
+import { countRefusedStream, SessionSet, type KeepaliveOptions } from './sessions.js';
 import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
@@ -33,6 +33,8 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
    * file descriptor: past the process's limit the store, state files and admin port fail too.
    */
   maxConnections?: number;
+  /** A connection was sent away (GOAWAY ENHANCE_YOUR_CALM) for refusing too many of its streams in a window. */
+  onTooManyRefusedStreams?: (peer: string, refused: number) => void;
   /** A connection was closed at once because maxConnections are open (`peer` is its address). */
   onConnectionLimit?: (peer: string, limit: number) => void;
   /** A connection ended before any gRPC: not HTTP/2 (an HTTP/1.x client), or a failed TLS handshake. `peer` is its address. */
@@ -140,6 +142,7 @@ function dropRequest(stream: ServerHttp2Stream): void {
 
 /** A stream that never becomes a call: a trailers-only status. */
 function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
+  countRefusedStream(stream.session);
   dropRequest(stream);
   respondWithStatus(stream, status);
 }
@@ -179,7 +182,10 @@ export class GrpcServer {
       maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
       peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
       maxConnectionIdleMs: opts.maxConnectionIdleMs ?? 20_000,
+      maxRefusedStreamsPerWindow: opts.maxRefusedStreamsPerWindow ?? 100,
     });
+    const onTooMany = opts.onTooManyRefusedStreams;
+    this.sessions.onTooManyRefused = (session, refused) => onTooMany?.(session.socket?.remoteAddress ?? 'unknown', refused);
     const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
     this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
@@ -305,6 +311,7 @@ export class GrpcServer {
     else if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) refusal = 415;
     const route = this.routes.get(path);
     if (refusal !== undefined) {
+      countRefusedStream(stream.session);
       dropRequest(stream);
       try {
         stream.respond({ ':status': refusal }, { endStream: true });

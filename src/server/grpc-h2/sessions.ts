@@ -21,6 +21,12 @@ export interface KeepaliveOptions {
    * runs; one that went quiet reconnects when it needs to.
    */
   maxConnectionIdleMs: number;
+  /**
+   * Streams refused (authentication failed, unknown method, over a limit) per window of
+   * peerPingWindowMs, past which the connection gets GOAWAY ENHANCE_YOUR_CALM: each refusal costs
+   * ~150-200 µs (a token check), and a peer opening them without end slowed every proxy.
+   */
+  maxRefusedStreamsPerWindow: number;
 }
 
 /** Per-connection keepalive state, hung on the session so its 'ping' listener is a shared function. */
@@ -30,6 +36,8 @@ class Liveness {
   /** When our outstanding ping was sent (0: none outstanding). */
   pingSentMs = 0;
   peerPings = 0;
+  /** Streams refused in the current window. */
+  refusedStreams = 0;
   peerPingWindowStartMs: number;
   /** Streams open on the connection (counted as they open and close: no walk over them). */
   streams = 0;
@@ -72,6 +80,12 @@ function onSessionClose(this: TrackedSession): void {
 function onPeerPing(this: TrackedSession): void {
   this[SESSIONS].peerPinged(this);
 }
+/** Counts a stream refused on its connection (see KeepaliveOptions.maxRefusedStreamsPerWindow). */
+export function countRefusedStream(session: Http2Session | undefined): void {
+  const s = session as Partial<TrackedSession> | undefined;
+  s?.[SESSIONS]?.refusedStream(s as TrackedSession);
+}
+
 /** GOAWAY (NO_ERROR, "max_idle", as grpc-go says it), then close: no stream is open to wait for. */
 function closeIdle(session: Http2Session): void {
   try {
@@ -90,6 +104,8 @@ export class SessionSet {
   private readonly sweepEveryMs: number;
   /** Called when the last session is gone (shutdown waits on it). */
   onEmpty: (() => void) | undefined;
+  /** A connection was sent away for refused streams (see maxRefusedStreamsPerWindow). */
+  onTooManyRefused: ((session: Http2Session, refused: number) => void) | undefined;
   /** Called after each pass (other per-connection upkeep rides on the same timer). */
   onSweep: ((now: number) => void) | undefined;
 
@@ -151,6 +167,20 @@ export class SessionSet {
     session.destroy();
   }
 
+  refusedStream(session: TrackedSession): void {
+    const l = session[LIVENESS];
+    // Only the first past the limit: the connection is going away, later refusals are its last streams.
+    if (++l.refusedStreams !== this.opts.maxRefusedStreamsPerWindow + 1) return;
+    try {
+      session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from('too_many_refused_streams'));
+      // No new stream; those open (other proxies multiplexed on it) end in their own time.
+      session.close();
+    } catch {
+      // Already going away.
+    }
+    this.onTooManyRefused?.(session, l.refusedStreams);
+  }
+
   /** One pass over all connections: drop the silent ones, ping the due ones, reset flood windows. */
   sweep(now = Date.now()): void {
     const { keepaliveTimeMs, keepaliveTimeoutMs, peerPingWindowMs, maxConnectionIdleMs } = this.opts;
@@ -174,6 +204,7 @@ export class SessionSet {
       if (now - l.peerPingWindowStartMs >= peerPingWindowMs) {
         l.peerPingWindowStartMs = now;
         l.peerPings = 0;
+        l.refusedStreams = 0;
       }
       if (l.pingSentMs !== 0) {
         if (now - l.pingSentMs >= keepaliveTimeoutMs) session.destroy();
