@@ -320,11 +320,12 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   let loaded = false;
   let draining = false;
   const readiness = serverReadiness({ store, loaded: () => loaded, authorities, tokens, state, draining: () => draining });
-  registerServices(server, deps, () => serving);
+  const health = registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;
     loaded = true;
+    health.servingChanged();
   });
   let bound: { address: string; port?: number; tls?: TlsKeyPair };
   let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;
@@ -409,6 +410,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       // Not ready first, so load balancers and health checks stop sending proxies here.
       serving = false;
       draining = true;
+      // Watchers (load balancers, probes) hear of it at once, as Check callers do.
+      health.servingChanged();
       if (drainMs > 0) {
         drain = drainStreams(registry.streams.values(), { periodMs: drainMs, log });
         // A stream that still arrives here is sent on its way at once.
