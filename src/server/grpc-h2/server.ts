@@ -6,17 +6,24 @@ import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeade
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
 import type { Socket } from 'node:net';
 import { parseGrpcTimeout } from './deadline.js';
-import { ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
+import { CROWDED_STALL_MS, ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
 import { countRefusedStream, SessionSet, type KeepaliveOptions } from './sessions.js';
 import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
-  /** Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB, at least maxMessageBytes); each connection may hold twice maxMessageBytes. */
+  /**
+   * Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB,
+   * at least maxMessageBytes). Each connection may hold a quarter of it (at least twice
+   * maxMessageBytes) while its messages arrive, and twice maxMessageBytes of messages that got no
+   * bytes for 5 s: past that those calls are ended at the next sweep.
+   */
   maxUnfinishedRequestBytes?: number;
   /** A call whose unfinished request message gets no further bytes this long is ended (30 s; checked at each keepalive sweep). */
   unfinishedMessageTimeoutMs?: number;
+  /** On a connection holding more than twice maxMessageBytes unfinished: how long a message may get no bytes (5 s). */
+  crowdedUnfinishedMessageTimeoutMs?: number;
   /**
    * A unary or server-streaming call whose one request (message and half-close) is not in this
    * long after it opened is ended with INVALID_ARGUMENT (30 s; checked at each keepalive sweep):
@@ -188,7 +195,8 @@ export class GrpcServer {
     this.sessions.onTooManyRefused = (session, refused) => onTooMany?.(session.socket?.remoteAddress ?? 'unknown', refused);
     const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
-    this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
+    const crowdedMs = Math.min(stallMs, opts.crowdedUnfinishedMessageTimeoutMs ?? CROWDED_STALL_MS);
+    this.sessions.onSweep = (now) => budget.endStalled(now, stallMs, crowdedMs);
     this.firstRequestMs = opts.firstRequestTimeoutMs ?? 30_000;
   }
 
