@@ -143,6 +143,13 @@ storeOptions(program.command('serve').description('run the SDS server'))
   // pino's own refusal of an unknown level names neither the flag nor the levels.
   .addOption(new Option('--log-level <level>', 'log level').choices(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).env('MESH_SDS_LOG_LEVEL').default('info'))
   .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
+  .addOption(new Option('--max-connections <n>', 'gRPC connections held at once, more are closed as they arrive (default: open-file limit minus 1,024; 0: no limit)')
+      .env('MESH_SDS_MAX_CONNECTIONS')
+      .argParser((v: string) => {
+        if (!/^\d+$/.test(v)) throw new Error(`--max-connections: ${quoted(v)} is not a whole number (0: no limit)`);
+        return Number(v);
+      }),
+  )
   .addOption(new Option('--federation-ca-file <file>', 'extra PEM CAs for https_web bundle endpoints').env('MESH_SDS_FEDERATION_CA_FILE'))
   .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
   .action(async (o) => {
@@ -173,6 +180,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
       bundleEndpointTlsKey: o.bundleEndpointTlsKey,
       bundleRefreshHint: o.bundleRefreshHint === undefined ? undefined : /^\d+$/.test(o.bundleRefreshHint) ? Number(o.bundleRefreshHint) : Math.ceil(durationMs(o.bundleRefreshHint, '--bundle-refresh-hint') / 1000),
       federationCaFile: o.federationCaFile,
+      maxConnections: o.maxConnections,
       federation: o.federationMinRefresh ? { minRefreshMs: durationMs(o.federationMinRefresh, '--federation-min-refresh'), backoffBaseMs: 200 } : undefined,
     });
     await server.ready;

@@ -26,6 +26,8 @@ export interface Metrics {
   readonly resourceErrors: Gauge;
   /** Resources (files, rows) the store currently refuses, by store kind (`directory`, `postgres`). */
   readonly storeErrors: Gauge<'source'>;
+  /** gRPC connections closed as they arrived because --max-connections were open. */
+  readonly connectionsOverLimit: Counter;
   /** Prometheus text exposition of everything in the registry. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -77,6 +79,11 @@ export function createMetrics(): Metrics {
       name: 'mesh_sds_store_errors',
       help: 'Resources the store currently refuses (a file or row that does not validate; its last good version is served)',
       labelNames: ['source'] as const,
+      registers,
+    }),
+    connectionsOverLimit: new Counter({
+      name: 'mesh_sds_connections_over_limit_total',
+      help: 'gRPC connections closed as they arrived because --max-connections were open (default: open-file limit minus a reserve)',
       registers,
     }),
     render: () => registry.metrics(),

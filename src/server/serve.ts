@@ -24,6 +24,7 @@ import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
 import { GrpcServer, type TlsKeyPair } from './grpc-h2/server.js';
+import { defaultMaxConnections } from './fd-limit.js';
 import { createLogger, limitedWarn, peerSource, WarnLimiter, type Logger } from './logger.js';
 import { IdentityChangeLog } from './identity-log.js';
 import { registerLiveMetrics } from './live-metrics.js';
@@ -68,6 +69,11 @@ export interface ServeConfig extends BundleEndpointConfig {
   trustExpiryCheckMs?: number;
   /** How often CAs are read from the state again and judged anew although nothing changed (30 s). */
   stateResyncMs?: number;
+  /**
+   * gRPC connections held at once; more are closed as they arrive (default: the soft open-file
+   * limit minus 1,024, or a quarter of it, reserved for everything else; 0: no limit).
+   */
+  maxConnections?: number;
   /** A stream that sends no request this long after opening is ended (30 s). */
   firstRequestTimeoutMs?: number;
   /** How often the token revocation list is re-read from the store in the background (1000 ms). */
@@ -297,6 +303,13 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     keepaliveTimeoutMs: 20_000,
     maxMessageBytes: 1024 * 1024,
     // As grpc-js did: the value is dropped (the stream then lacks it) and never logged.
+    maxConnections: cfg.maxConnections === 0 ? undefined : (cfg.maxConnections ?? defaultMaxConnections()),
+    onConnectionLimit: (peer, limit) => {
+      metrics.connectionsOverLimit.inc();
+      limitedWarn(log, 'max-connections', { component: 'grpc', peer, limit }, `connection closed: ${limit} gRPC connections open, the limit (--max-connections; default from the open-file limit)`);
+    },
+    onTooManyRefusedStreams: (peer, refused) =>
+      limitedWarn(log, peerSource(peer), { component: 'grpc', peer, refused }, 'connection sent away (GOAWAY ENHANCE_YOUR_CALM): too many of its streams refused (authentication failed, unknown method or over a limit) within 10 s'),
     onRefusedConnection: (peer, reason) => limitedWarn(log, peer, { component: 'grpc', peer, reason }, 'connection refused before any gRPC'),
     onRefusedHeader: (name, peer) =>
       limitedWarn(log, peerSource(peer), { component: 'grpc', peer }, `gRPC dropped metadata entry "${name}": it contains characters outside printable ASCII (value not logged)`),
@@ -307,11 +320,12 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   let loaded = false;
   let draining = false;
   const readiness = serverReadiness({ store, loaded: () => loaded, authorities, tokens, state, draining: () => draining });
-  registerServices(server, deps, () => serving);
+  const health = registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {
     serving = true;
     loaded = true;
+    health.servingChanged();
   });
   let bound: { address: string; port?: number; tls?: TlsKeyPair };
   let bundles: Awaited<ReturnType<typeof startServerBundleEndpoint>>;
@@ -396,6 +410,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       // Not ready first, so load balancers and health checks stop sending proxies here.
       serving = false;
       draining = true;
+      // Watchers (load balancers, probes) hear of it at once, as Check callers do.
+      health.servingChanged();
       if (drainMs > 0) {
         drain = drainStreams(registry.streams.values(), { periodMs: drainMs, log });
         // A stream that still arrives here is sent on its way at once.

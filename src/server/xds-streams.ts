@@ -8,6 +8,7 @@ import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
+import { countRefusedStream } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
 import { limitedDebug, limitedWarn, peerSource, type Logger } from './logger.js';
@@ -36,7 +37,15 @@ export interface StreamDeps {
   /** How long a new stream waits for its proxy's first identity decision before answering. */
   identityWaitMs: number;
   registry: StreamRegistry;
+  /** Streams one proxy may hold open at once (MAX_STREAMS_PER_PROXY); the next is RESOURCE_EXHAUSTED. */
+  maxStreamsPerProxy?: number;
 }
+
+/**
+ * Envoy holds 1 to a few streams (SDS without ADS: one per secret source, usually 2), a reconnect
+ * briefly twice that. Without a cap one valid token opened 20,000 streams (90 MB).
+ */
+export const MAX_STREAMS_PER_PROXY = 64;
 
 /** A sent response as /debug shows it: references to what was written, no copies. */
 export interface SentResponse {
@@ -83,6 +92,8 @@ export interface RegisteredStream {
 export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, RegisteredStream>();
+  /** Open streams by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last stream ends. */
+  readonly openByProxy = new Map<string, number>();
   /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
   readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
@@ -260,6 +271,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
       const refused = authRefusal(this.deps, e);
+      countRefusedStream(this.call.session);
       limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: echoed(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: echoed(refused.details) }, 'stream authentication failed');
       return this.finish(refused);
     } finally {
@@ -280,6 +292,9 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       countStream(this.deps, this.mesh, this.api, -1);
+      const open = (this.deps.registry.openByProxy.get(this.proxy) ?? 1) - 1;
+      if (open > 0) this.deps.registry.openByProxy.set(this.proxy, open);
+      else this.deps.registry.openByProxy.delete(this.proxy);
       this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: echoed(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
@@ -306,9 +321,19 @@ class XdsStream implements StreamInfo, RegisteredStream {
 
   private open(principal: ProxyPrincipal): void {
     if (this.state === 'closed') return;
+    const proxy = this.deps.svids.attach(principal);
+    const limit = this.deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
+    const open = this.deps.registry.openByProxy.get(proxy) ?? 0;
+    if (open >= limit) {
+      this.deps.svids.detach(proxy, principal.credential?.jti);
+      countRefusedStream(this.call.session);
+      limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, limit }, 'stream refused: the proxy has too many streams open');
+      return this.finish({ code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` });
+    }
+    this.deps.registry.openByProxy.set(proxy, open + 1);
     this.state = 'open';
     this.credential = principal.credential;
-    this.proxy = this.deps.svids.attach(principal);
+    this.proxy = proxy;
     this.mesh = principal.mesh;
     countStream(this.deps, this.mesh, this.api, 1);
     this.deps.registry.add(this);
@@ -463,6 +488,7 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   try {
     principal = deps.authenticate(call, req.node?.id ?? undefined);
   } catch (e) {
+    countRefusedStream(call.session);
     return callback(authRefusal(deps, e));
   }
   if (call.cancelled) return;
@@ -527,6 +553,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
+    countRefusedStream(call.session);
     limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }

@@ -142,28 +142,67 @@ test('unfinished request messages are held up to a server-wide budget: past it a
   }
 });
 
-test('each connection holds at most twice the largest message unfinished, so one peer cannot take the server\'s whole budget; an unfinished message that stalls is ended', async () => {
-  const { address } = await echoServer({ maxMessageBytes: 128 * 1024, maxUnfinishedRequestBytes: 4 * 1024 * 1024, keepaliveTimeMs: 400, keepaliveTimeoutMs: 400, unfinishedMessageTimeoutMs: 600 });
+test('each connection holds at most a quarter of the server\'s unfinished budget, so one peer cannot take it all; past twice the largest message, its messages that stall are ended sooner; any stalled message is ended after the timeout', async () => {
+  const { address } = await echoServer({
+    maxMessageBytes: 128 * 1024,
+    maxUnfinishedRequestBytes: 4 * 1024 * 1024,
+    keepaliveTimeMs: 400,
+    keepaliveTimeoutMs: 400,
+    unfinishedMessageTimeoutMs: 2500,
+    crowdedUnfinishedMessageTimeoutMs: 300,
+  });
   const partial = () => grpcFrame(Buffer.alloc(100 * 1024, 0x61)).subarray(0, 5 + 100 * 1024 - 1);
+  const endOf = (call: { ended: Promise<{ code?: number; message: string }> }, ms: number) =>
+    Promise.race([call.ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'not ended', message: '' }), ms))]);
   const first = rawConnect(address);
   const second = rawConnect(address);
   try {
-    const held = [rawCall(first, '/test.Echo/Bidi', { body: [partial()] }), rawCall(first, '/test.Echo/Bidi', { body: [partial()] })];
+    // 1 MiB per connection: ten 100 KiB partial messages fit, the eleventh is refused.
+    const crowded = Array.from({ length: 10 }, () => rawCall(first, '/test.Echo/Bidi', { body: [partial()] }));
     await new Promise((r) => setTimeout(r, 100));
-    const third = await Promise.race([rawCall(first, '/test.Echo/Bidi', { body: [partial()] }).ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'still held', message: '' }), 2000))]);
-    assert.equal(third.code, Status.RESOURCE_EXHAUSTED);
-    assert.match(third.message, /this connection holds 0\.3 MiB of unfinished request messages/);
-    // Another connection still has room.
-    const other = rawCall(second, '/test.Echo/Bidi', { body: [partial()] });
-    // And every unfinished message that gets no further bytes is ended after the timeout.
-    for (const call of [...held, other]) {
-      const end = await Promise.race([call.ended, new Promise<{ code: string; message: string }>((r) => setTimeout(() => r({ code: 'not ended', message: '' }), 3000))]);
+    const over = await endOf(rawCall(first, '/test.Echo/Bidi', { body: [partial()] }), 2000);
+    assert.equal(over.code, Status.RESOURCE_EXHAUSTED);
+    assert.match(over.message, /this connection holds 1 MiB of unfinished request messages/);
+    // Two stalled messages (200 KiB, within twice the largest) on another connection are held on.
+    const calm = [rawCall(second, '/test.Echo/Bidi', { body: [partial()] }), rawCall(second, '/test.Echo/Bidi', { body: [partial()] })];
+    // The crowded connection's stalled messages are ended at the crowded timeout.
+    for (const call of crowded) {
+      const end = await endOf(call, 2000);
       assert.equal(end.code, Status.DEADLINE_EXCEEDED);
-      assert.match(end.message, /a request message got no further bytes for 0\.6 s/);
+      assert.match(end.message, /a request message got no further bytes for 0\.3 s/);
+    }
+    assert.equal((await endOf(calm[0]!, 100)).code, 'not ended', 'within its stalled limit, a connection keeps its messages longer');
+    // And every unfinished message that gets no further bytes is ended after the timeout.
+    for (const call of calm) {
+      const end = await endOf(call, 5000);
+      assert.equal(end.code, Status.DEADLINE_EXCEEDED);
+      assert.match(end.message, /a request message got no further bytes for 2\.5 s/);
     }
   } finally {
     first.destroy();
     second.destroy();
+  }
+});
+
+test('many whole requests sent together on one connection, interleaved (all unfinished at once), are all read: 60 of 100 KiB is more than twice the largest message', async () => {
+  const { address } = await echoServer({ maxMessageBytes: 128 * 1024 });
+  const session = rawConnect(address);
+  try {
+    const message = grpcFrame(Buffer.alloc(100 * 1024, 0x61));
+    const calls = Array.from({ length: 60 }, () => rawCall(session, '/test.Echo/Bidi', { body: [message.subarray(0, 50 * 1024)] }));
+    await new Promise((r) => setTimeout(r, 200));
+    for (const c of calls) c.stream.end(message.subarray(50 * 1024));
+    const ends = await Promise.all(calls.map((c) => c.ended));
+    assert.deepEqual(
+      ends.map((e) => e.code),
+      calls.map(() => Status.OK),
+    );
+    assert.deepEqual(
+      calls.map((c) => c.received),
+      calls.map(() => 1),
+    );
+  } finally {
+    session.destroy();
   }
 });
 

@@ -116,11 +116,15 @@ export function respondWithStatus(stream: ServerHttp2Stream, status: CallStatus)
 const SESSION_BUDGET = Symbol('grpc-h2.sessionReadBudget');
 type SessionWithBudget = { [SESSION_BUDGET]?: ReadBudget };
 
-/** The connection's own budget of unfinished request bytes (twice the largest message), made on first need. */
+/**
+ * The connection's own budget of unfinished request bytes, made on first need: a quarter of the
+ * server's while they arrive, twice the largest message once they stall (see ReadBudget.endStalled).
+ */
 function sessionReadBudget(stream: ServerHttp2Stream, context: CallContext): ReadBudget | undefined {
   const session = stream.session as (SessionWithBudget & object) | undefined;
   if (!session) return undefined;
-  return (session[SESSION_BUDGET] ??= new ReadBudget(2 * context.maxMessageBytes));
+  const stalledLimit = 2 * context.maxMessageBytes;
+  return (session[SESSION_BUDGET] ??= new ReadBudget(Math.max(stalledLimit, Math.floor(context.readBudget.limit / 4)), stalledLimit));
 }
 
 export class ServerCall<Req, Res> implements DeadlineHolder {

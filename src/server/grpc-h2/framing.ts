@@ -22,13 +22,47 @@ export class ReadBudget {
   used = 0;
   /** Readers holding an unfinished message (the server's budget only). */
   readonly holders = new Set<MessageReader>();
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    /**
+     * A connection's budget: what its unfinished messages may hold while they make no progress
+     * (see endStalled). `limit` bounds what they hold while arriving: 200 requests of 42 KB sent
+     * together arrive interleaved and are all unfinished at once, which a 2 MiB limit refused.
+     */
+    readonly stalledLimit = limit,
+  ) {}
 
-  /** Ends the calls whose unfinished message made no progress for `ms` (a peer holding its share for good). */
-  endStalled(now: number, ms: number): void {
-    for (const r of this.holders) if (now - r.progressMs >= ms) r.stalled(ms);
+  /**
+   * Ends the calls whose unfinished message made no progress for `ms` (a peer holding its share
+   * for good), and, on a connection holding more than its stalledLimit, those that made none for
+   * `crowdedMs`: a peer that fills its connection's budget and stops holds it only that long.
+   */
+  endStalled(now: number, ms: number, crowdedMs = ms): void {
+    let crowded: Map<ReadBudget, MessageReader[]> | undefined;
+    for (const r of this.holders) {
+      const idle = now - r.progressMs;
+      if (idle >= ms) {
+        r.stalled(ms);
+        continue;
+      }
+      const session = r.sessionBudgetOf;
+      if (idle < crowdedMs || !session || session.used <= session.stalledLimit) continue;
+      crowded ??= new Map();
+      const list = crowded.get(session);
+      if (list) list.push(r);
+      else crowded.set(session, [r]);
+    }
+    for (const [session, readers] of crowded ?? []) {
+      let stalledBytes = 0;
+      for (const r of readers) stalledBytes += r.heldBytes;
+      if (stalledBytes <= session.stalledLimit) continue;
+      for (const r of readers) r.stalled(crowdedMs);
+    }
   }
 }
+
+/** A connection holding more than its stalledLimit of unfinished messages: how long one may make no progress. */
+export const CROWDED_STALL_MS = 5_000;
 
 /** How long an unfinished request message may wait for its next bytes. */
 export const UNFINISHED_MESSAGE_TIMEOUT_MS = 30_000;
@@ -58,6 +92,16 @@ export class MessageReader {
     /** The connection's own (so one peer cannot take the whole server's). */
     private readonly sessionBudget?: ReadBudget,
   ) {}
+
+  /** The connection's budget this reader counts in. */
+  get sessionBudgetOf(): ReadBudget | undefined {
+    return this.sessionBudget;
+  }
+
+  /** Bytes of the unfinished message counted in the budgets. */
+  get heldBytes(): number {
+    return this.reserved;
+  }
 
   /** True when bytes of an unfinished message are buffered (a half-close now cuts it short). */
   get midMessage(): boolean {

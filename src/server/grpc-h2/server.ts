@@ -4,18 +4,26 @@
 // does per proxy (SPEC §8).
 import http2, { type Http2SecureServer, type Http2Server, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { respondWithStatus, ServerCall, type CallContext, type MethodCodec } from './call.js';
+import type { Socket } from 'node:net';
 import { parseGrpcTimeout } from './deadline.js';
-import { ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
-import { SessionSet, type KeepaliveOptions } from './sessions.js';
+import { CROWDED_STALL_MS, ReadBudget, UNFINISHED_MESSAGE_TIMEOUT_MS } from './framing.js';
+import { countRefusedStream, SessionSet, type KeepaliveOptions } from './sessions.js';
 import { Status, type CallStatus } from './status.js';
 
 export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Larger request messages end the call with RESOURCE_EXHAUSTED (1 MiB). */
   maxMessageBytes?: number;
-  /** Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB, at least maxMessageBytes); each connection may hold twice maxMessageBytes. */
+  /**
+   * Unfinished request bytes held across all calls before a call adding to them is refused (64 MiB,
+   * at least maxMessageBytes). Each connection may hold a quarter of it (at least twice
+   * maxMessageBytes) while its messages arrive, and twice maxMessageBytes of messages that got no
+   * bytes for 5 s: past that those calls are ended at the next sweep.
+   */
   maxUnfinishedRequestBytes?: number;
   /** A call whose unfinished request message gets no further bytes this long is ended (30 s; checked at each keepalive sweep). */
   unfinishedMessageTimeoutMs?: number;
+  /** On a connection holding more than twice maxMessageBytes unfinished: how long a message may get no bytes (5 s). */
+  crowdedUnfinishedMessageTimeoutMs?: number;
   /**
    * A unary or server-streaming call whose one request (message and half-close) is not in this
    * long after it opened is ended with INVALID_ARGUMENT (30 s; checked at each keepalive sweep):
@@ -25,6 +33,17 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   /** Unsent response bytes at which a call is ended with RESOURCE_EXHAUSTED (default 8 MiB, at least 64 KiB); see CallContext. */
   maxUnsentBytes?: number;
   onRefusedHeader?: CallContext['onRefusedHeader'];
+  /** A TLS client that has not completed its handshake this long after connecting is dropped (10 s, as the admin and bundle endpoints). */
+  tlsHandshakeTimeoutMs?: number;
+  /**
+   * Connections held at once; one more is closed as it arrives (undefined: no limit). Each holds a
+   * file descriptor: past the process's limit the store, state files and admin port fail too.
+   */
+  maxConnections?: number;
+  /** A connection was sent away (GOAWAY ENHANCE_YOUR_CALM) for refusing too many of its streams in a window. */
+  onTooManyRefusedStreams?: (peer: string, refused: number) => void;
+  /** A connection was closed at once because maxConnections are open (`peer` is its address). */
+  onConnectionLimit?: (peer: string, limit: number) => void;
   /** A connection ended before any gRPC: not HTTP/2 (an HTTP/1.x client), or a failed TLS handshake. `peer` is its address. */
   onRefusedConnection?: (peer: string, reason: string) => void;
 }
@@ -100,9 +119,22 @@ class SingleRequest<Req> {
   }
 }
 
+/**
+ * Streams one connection may hold open. Envoy opens a few; a client multiplexing many proxies
+ * (the bench: 10,000 over 8 connections) about 1,250. Advertised, so a client queues the next ones
+ * instead of having them refused: with 100,000 advertised, node's session memory (32 MB, ~2.4 KB
+ * per stream) ran out near 13,500 streams, it refused the next 101 with ENHANCE_YOUR_CALM and then
+ * failed the whole connection with GOAWAY INTERNAL_ERROR, every stream on it included.
+ */
+export const MAX_STREAMS_PER_CONNECTION = 10_000;
+/**
+ * node's accounting cap per connection (MB): the streams above (~24 MB) and what is being sent
+ * to them. It only bounds; nothing is reserved.
+ */
+const MAX_SESSION_MEMORY_MB = 64;
+
 const SETTINGS = {
-  // Every proxy's streams on one connection are allowed; Envoy opens few, a test client many.
-  maxConcurrentStreams: 100_000,
+  maxConcurrentStreams: MAX_STREAMS_PER_CONNECTION,
   // Envoy's request headers plus a bearer token with its claims fit many times over.
   maxHeaderListSize: 64 * 1024,
 };
@@ -117,6 +149,7 @@ function dropRequest(stream: ServerHttp2Stream): void {
 
 /** A stream that never becomes a call: a trailers-only status. */
 function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
+  countRefusedStream(stream.session);
   dropRequest(stream);
   respondWithStatus(stream, status);
 }
@@ -128,6 +161,9 @@ export class GrpcServer {
   private http: Http2Server | Http2SecureServer | undefined;
   private shuttingDown: (() => void)[] | undefined;
   private readonly onRefusedConnection: GrpcServerOptions['onRefusedConnection'];
+  private readonly tlsHandshakeTimeoutMs: number;
+  private readonly maxConnections: number | undefined;
+  private readonly onConnectionLimit: GrpcServerOptions['onConnectionLimit'];
   private readonly waitingForRequest = new Set<SingleRequest<any>>();
   private readonly firstRequestMs: number;
   /** Runs while calls wait for their request (see firstRequestTimeoutMs). */
@@ -135,6 +171,9 @@ export class GrpcServer {
 
   constructor(opts: GrpcServerOptions = {}) {
     this.onRefusedConnection = opts.onRefusedConnection;
+    this.tlsHandshakeTimeoutMs = opts.tlsHandshakeTimeoutMs ?? 10_000;
+    this.maxConnections = opts.maxConnections;
+    this.onConnectionLimit = opts.onConnectionLimit;
     const maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
     this.context = {
       maxMessageBytes,
@@ -149,10 +188,15 @@ export class GrpcServer {
       keepaliveTimeoutMs: opts.keepaliveTimeoutMs ?? 20_000,
       maxPeerPingsPerWindow: opts.maxPeerPingsPerWindow ?? 20,
       peerPingWindowMs: opts.peerPingWindowMs ?? 10_000,
+      maxConnectionIdleMs: opts.maxConnectionIdleMs ?? 20_000,
+      maxRefusedStreamsPerWindow: opts.maxRefusedStreamsPerWindow ?? 100,
     });
+    const onTooMany = opts.onTooManyRefusedStreams;
+    this.sessions.onTooManyRefused = (session, refused) => onTooMany?.(session.socket?.remoteAddress ?? 'unknown', refused);
     const budget = this.context.readBudget;
     const stallMs = opts.unfinishedMessageTimeoutMs ?? UNFINISHED_MESSAGE_TIMEOUT_MS;
-    this.sessions.onSweep = (now) => budget.endStalled(now, stallMs);
+    const crowdedMs = Math.min(stallMs, opts.crowdedUnfinishedMessageTimeoutMs ?? CROWDED_STALL_MS);
+    this.sessions.onSweep = (now) => budget.endStalled(now, stallMs, crowdedMs);
     this.firstRequestMs = opts.firstRequestTimeoutMs ?? 30_000;
   }
 
@@ -209,16 +253,36 @@ export class GrpcServer {
     // stream let through ends as a cancelled call. maxSessionRejectedStreams and
     // maxSessionInvalidFrames keep node's defaults (100, 1000); they bound other floods. Node stops
     // reading a connection nghttp2 gave up on, so its socket goes at the next keepalive ping.
-    const options = { settings: SETTINGS, maxSessionMemory: 32 };
-    const http = tls ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false }) : http2.createServer(options);
+    const options = { settings: SETTINGS, maxSessionMemory: MAX_SESSION_MEMORY_MB };
+    // handshakeTimeout: node's default (120 s) let a client that never sends a ClientHello hold its socket for two minutes.
+    const http = tls
+      ? http2.createSecureServer({ ...options, cert: tls.cert, key: tls.key, ALPNProtocols: ['h2'], allowHTTP1: false, handshakeTimeout: this.tlsHandshakeTimeoutMs })
+      : http2.createServer(options);
     this.http = http;
+    if (this.maxConnections !== undefined) {
+      // Counted by node per accepted socket (TLS handshakes included); the one over is destroyed
+      // as it arrives, and 'drop' says so.
+      http.maxConnections = this.maxConnections;
+      const limit = this.maxConnections;
+      http.on('drop', (data?: { remoteAddress?: string }) => this.onConnectionLimit?.(data?.remoteAddress ?? 'unknown', limit));
+    }
     // The address is read while the socket is there: a refused session has lost it by its error.
     const peers = new WeakMap<object, string>();
+    // The socket under each session (session.socket is a proxy that may not destroy it): node
+    // makes the session inside its own listener of this event, so this one, first, sees it just before.
+    let accepted: Socket | undefined;
+    http.prependListener(tls ? 'secureConnection' : 'connection', (socket: Socket) => {
+      accepted = socket;
+    });
     http.on('session', (session) => {
-      this.sessions.add(session);
+      this.sessions.add(session, accepted);
+      accepted = undefined;
       if (this.onRefusedConnection) peers.set(session, session.socket?.remoteAddress ?? 'unknown');
     });
-    http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => this.route(stream, headers, rawHeaders));
+    http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
+      this.sessions.streamOpened(stream);
+      this.route(stream, headers, rawHeaders);
+    });
     // A peer's garbage (bad preface, failed TLS handshake) ends its own connection only; the
     // operator hears of it (an Envoy cluster without HTTP/2 looks like this), rate-limited there.
     const refused = this.onRefusedConnection;
@@ -255,6 +319,7 @@ export class GrpcServer {
     else if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) refusal = 415;
     const route = this.routes.get(path);
     if (refusal !== undefined) {
+      countRefusedStream(stream.session);
       dropRequest(stream);
       try {
         stream.respond({ ':status': refusal }, { endStream: true });

@@ -1,0 +1,131 @@
+// What one peer's connections may hold of the process: connections without a stream are closed
+// after a while (MaxConnectionIdle), a TLS handshake must finish in time, and connections over the
+// cap are closed as they arrive, so file descriptors are left for the store, state and admin.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect as connectHttp2 } from 'node:http2';
+import { connect as connectTcp } from 'node:net';
+import { once } from 'node:events';
+import { GrpcServer, type GrpcServerOptions } from '../../src/server/grpc-h2/server.js';
+import type { ServerCall } from '../../src/server/grpc-h2/call.js';
+import { frameMessage } from '../../src/server/grpc-h2/framing.js';
+import { connectionCapFor, softOpenFilesLimit } from '../../src/server/fd-limit.js';
+import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
+import { makeCa } from '../helpers/openssl.js';
+
+const bytes = { decode: (b: Buffer) => Buffer.from(b), encodeFramed: (r: Buffer) => frameMessage(r) };
+const servers: GrpcServer[] = [];
+after(() => servers.forEach((s) => s.forceShutdown()));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** /test.Echo/Bidi echoes each message and ends OK on half-close. */
+function echoServer(opts: GrpcServerOptions = {}): GrpcServer {
+  const server = new GrpcServer(opts);
+  servers.push(server);
+  server.addBidi('/test.Echo/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
+    call.listener = { onMessage: (m) => call.write(m), onHalfClose: () => call.end() };
+  });
+  return server;
+}
+
+test('a connection with no open stream for maxConnectionIdleMs gets GOAWAY (NO_ERROR) and is closed; one holding a stream is kept, and closed once its last stream ended', async () => {
+  const server = echoServer({ maxConnectionIdleMs: 300 });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  // Sends the preface and answers pings (node does), but opens no stream.
+  const idle = connectHttp2(`http://${address}`);
+  idle.on('error', () => undefined);
+  const busy = rawConnect(address);
+  try {
+    const goaway = once(idle, 'goaway');
+    const call = rawCall(busy, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))], endAfterBody: false });
+    assert.equal(await call.waitForMessages(1, 5000), 1);
+    const [code, , data] = (await goaway) as [number, number, Buffer];
+    assert.equal(code, 0);
+    assert.equal(data?.toString(), 'max_idle');
+    if (!idle.destroyed) await once(idle, 'close');
+    await sleep(1000);
+    assert.equal(busy.destroyed || busy.closed, false, 'a connection holding a stream is not idle');
+    const busyGoaway = once(busy, 'goaway');
+    call.stream.end();
+    await call.ended;
+    await busyGoaway;
+  } finally {
+    idle.destroy();
+    busy.destroy();
+  }
+});
+
+test('a TLS client that never sends its ClientHello is dropped after the handshake timeout', async () => {
+  const server = echoServer({ tlsHandshakeTimeoutMs: 300 });
+  const ca = makeCa('grpc-h2-handshake');
+  const port = (await server.listen({ host: '127.0.0.1', port: 0 }, { cert: Buffer.from(ca.certPem), key: Buffer.from(ca.keyPem) }))!;
+  const silent = connectTcp(port, '127.0.0.1');
+  silent.on('error', () => undefined);
+  try {
+    await once(silent, 'connect');
+    const closed = once(silent, 'close');
+    const timedOut = await Promise.race([closed.then(() => true), sleep(8000).then(() => false)]);
+    assert.equal(timedOut, true, 'the silent TLS socket was closed by the server');
+  } finally {
+    silent.destroy();
+  }
+});
+
+test('past maxConnections a new connection is closed at once and reported; the open ones keep serving, and a place freed is taken again', async () => {
+  const over: string[] = [];
+  const server = echoServer({ maxConnections: 2, onConnectionLimit: (peer, limit) => over.push(`${peer} ${limit}`) });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const a = rawConnect(address);
+  const b = rawConnect(address);
+  try {
+    assert.equal(await rawCall(a, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('a'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+    assert.equal(await rawCall(b, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('b'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+    const third = connectTcp(Number(address.split(':')[1]), '127.0.0.1');
+    third.on('error', () => undefined);
+    await once(third, 'close');
+    assert.deepEqual(over, ['127.0.0.1 2']);
+    assert.equal(await rawCall(a, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('again'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+    b.destroy();
+    await sleep(200);
+    const c = rawConnect(address);
+    assert.equal(await rawCall(c, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('c'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+    c.destroy();
+  } finally {
+    a.destroy();
+    b.destroy();
+  }
+});
+
+test('the default connection cap leaves descriptors for everything else: the soft open-file limit minus 1,024 (a quarter of a small one), at least 64; none when unknown', () => {
+  const limits = (soft: string) => `Limit                     Soft Limit           Hard Limit           Units\nMax open files            ${soft}                1048576              files\n`;
+  assert.equal(softOpenFilesLimit(limits('20000')), 20000);
+  assert.equal(softOpenFilesLimit(limits('unlimited')), undefined);
+  assert.equal(softOpenFilesLimit('garbage'), undefined);
+  assert.equal(connectionCapFor(20000), 18976);
+  assert.equal(connectionCapFor(1024), 768);
+  assert.equal(connectionCapFor(100), 75);
+  assert.equal(connectionCapFor(10), 64);
+  assert.equal(connectionCapFor(undefined), undefined);
+});
+
+test('a connection whose streams are refused past maxRefusedStreamsPerWindow gets GOAWAY ENHANCE_YOUR_CALM and is reported once; other connections are untouched', async () => {
+  const reported: number[] = [];
+  const server = echoServer({ maxRefusedStreamsPerWindow: 20, onTooManyRefusedStreams: (_peer, n) => reported.push(n) });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const flood = rawConnect(address);
+  const other = rawConnect(address);
+  try {
+    const goaway = once(flood, 'goaway');
+    const refused = [];
+    for (let i = 0; i < 30; i++) refused.push(rawCall(flood, '/no.Such/Method', { body: [grpcFrame(Buffer.from('x'))], endAfterBody: true }).ended);
+    const [code, , data] = (await goaway) as [number, number, Buffer];
+    assert.equal(code, 11);
+    assert.equal(data?.toString(), 'too_many_refused_streams');
+    await Promise.all(refused);
+    assert.deepEqual(reported, [21]);
+    assert.equal(await rawCall(other, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('y'))], endAfterBody: true }).waitForMessages(1, 5000), 1);
+  } finally {
+    flood.destroy();
+    other.destroy();
+  }
+});

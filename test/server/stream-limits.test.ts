@@ -1,0 +1,50 @@
+// What one proxy, and one connection, may hold of the server's streams, over real loopback
+// connections to a real server.
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startServer } from '../../src/server/serve.js';
+import { createLogger } from '../../src/server/logger.js';
+import { MAX_STREAMS_PER_PROXY } from '../../src/server/xds-streams.js';
+import { discoveryRequest, grpcFrame, PATHS, rawCall, rawConnect, SECRET_TYPE } from '../helpers/raw-grpc.js';
+
+const root = await mkdtemp(join(tmpdir(), 'mesh-sds-stream-limits-'));
+await cp('examples/quickstart', join(root, 'resources'), { recursive: true });
+let server: Awaited<ReturnType<typeof startServer>>;
+let address = '';
+before(async () => {
+  server = await startServer({ resourcesDir: join(root, 'resources'), stateDir: join(root, 'state'), listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
+  await server.ready;
+  address = server.address;
+});
+after(async () => {
+  await server?.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+const open = (session: ReturnType<typeof rawConnect>, node: string) =>
+  rawCall(session, PATHS.StreamSecrets, { body: [grpcFrame(discoveryRequest({ node, names: ['system_trust_bundle'], typeUrl: SECRET_TYPE }))] });
+
+test(`one proxy holds at most ${MAX_STREAMS_PER_PROXY} streams: the next is RESOURCE_EXHAUSTED naming the limit, other proxies on the same connection are served, and a closed stream frees its place`, async () => {
+  const session = rawConnect(address);
+  try {
+    const calls = [];
+    for (let i = 0; i < MAX_STREAMS_PER_PROXY; i++) calls.push(open(session, 'default.backend-1'));
+    await Promise.all(calls.map((c) => c.waitForMessages(1, 10_000)));
+    const over = open(session, 'default.backend-1');
+    const end = await over.ended;
+    assert.equal(end.code, 8, 'RESOURCE_EXHAUSTED');
+    assert.match(end.message, new RegExp(`limit \\(${MAX_STREAMS_PER_PROXY} per proxy\\)`));
+    const other = open(session, 'default.frontend-1');
+    assert.equal(await other.waitForMessages(1, 10_000), 1, 'another proxy is not affected');
+    calls[0]!.stream.close();
+    await calls[0]!.ended;
+    await new Promise((r) => setTimeout(r, 100));
+    const again = open(session, 'default.backend-1');
+    assert.equal(await again.waitForMessages(1, 10_000), 1, 'the closed stream gave its place back');
+  } finally {
+    session.destroy();
+  }
+});
