@@ -68,6 +68,9 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
     // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
     ...(o.store ? ['--store', o.store, '--insecure-plaintext-state'] : ['--resources', o.resourcesDir!]), '--state-dir', o.stateDir,
     '--listen', `127.0.0.1:${port}`, '--auth', o.auth ?? 'token', '--admin', `127.0.0.1:${adminPort}`,
+    // The default keeps 1,024 descriptors of the open-file limit for files and the database; the
+    // curve's largest size is sized to the limit itself (as an operator would raise the limit).
+    '--max-connections', '0',
   ];
   const spawnedAt = epochNow();
   const child = spawn(process.execPath, args, { cwd: o.repoRoot, stdio: ['ignore', fd, fd], env: { ...process.env, NODE_OPTIONS: '' } });
