@@ -12,6 +12,7 @@ import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { makeSvid } from './svids.js';
+import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { BIN } from '../cli/run.js';
 
@@ -174,12 +175,7 @@ describe('agent state against a scripted server', () => {
     mkdirSync(dir);
     execFileSync('mkfifo', [join(dir, 'cert.pem')]);
     symlinkSync('/dev/zero', join(dir, 'key.pem'));
-    try {
-      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
-      await agent.done;
-    } finally {
-      sds.close();
-    }
+    await fetchOnceInto(sds, dir);
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), a.keyPem);
   });

@@ -2,30 +2,22 @@
 // lines or run together.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runFetch } from '../../src/cli/fetch.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
+import { closeScripted, identityAndTrust, openScripted, type ScriptedSetup } from './scripted-setup.js';
 import { ScriptedSds } from './fake-sds.js';
-import { makeSvid } from './svids.js';
 
 describe('--on-update output and the private key', () => {
   let root: string;
   let a: TestCa;
   let sds: ScriptedSds;
+  let setup: ScriptedSetup | undefined;
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), 'mesh-sds-hook-redact-'));
-    a = makeSvid('A');
-    sds = await new ScriptedSds().start();
-    sds.onStream = () =>
-      setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's'), spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }])]));
+    setup = await openScripted('mesh-sds-hook-redact-', ({ a, sds }) => setImmediate(() => sds.push('1', identityAndTrust(a))));
+    ({ root, a, sds } = setup);
   });
-  after(() => {
-    sds.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => closeScripted(setup));
 
   it('the key body lines a command prints are redacted from the log', { timeout: 30_000 }, async () => {
     let stderr = '';

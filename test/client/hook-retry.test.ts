@@ -2,34 +2,26 @@
 // and run again by a later agent (one-shot too) when the files are already current.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HookFailed, startAgent } from '../../src/client/agent.js';
 import { HOOK_STATE_FILE } from '../../src/client/hook-state.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
-import { makeSvid } from './svids.js';
+import { closeScripted, openScripted, type ScriptedSetup } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 describe('--on-update command until it succeeds', () => {
   let root: string;
   let a: TestCa;
   let sds: ScriptedSds;
+  let setup: ScriptedSetup | undefined;
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), 'mesh-sds-hook-retry-'));
-    a = makeSvid('A');
-    sds = await new ScriptedSds().start();
     // Every stream gets the same SVID at once.
-    sds.onStream = (call) => {
-      setImmediate(() => sds.push('1', [identity(), trust()]));
-      void call;
-    };
+    setup = await openScripted('mesh-sds-hook-retry-', ({ sds }) => setImmediate(() => sds.push('1', [identity(), trust()])));
+    ({ root, a, sds } = setup);
   });
-  after(() => {
-    sds.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => closeScripted(setup));
   const identity = () => tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a');
   const trust = () => spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }]);
   const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);

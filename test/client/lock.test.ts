@@ -3,32 +3,25 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { LOCK_FILE } from '../../src/client/lock.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { meshSds } from '../cli/run.js';
+import { closeScripted, identityAndTrust, openScripted, type ScriptedSetup } from './scripted-setup.js';
 import { ScriptedSds } from './fake-sds.js';
-import { makeSvid } from './svids.js';
 
 describe('one agent per out-dir', () => {
   let root: string;
   let a: TestCa;
   let sds: ScriptedSds;
+  let setup: ScriptedSetup | undefined;
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), 'mesh-sds-lock-'));
-    a = makeSvid('A');
-    sds = await new ScriptedSds().start();
-    sds.onStream = () =>
-      setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's'), spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }])]));
+    setup = await openScripted('mesh-sds-lock-', ({ a, sds }) => setImmediate(() => sds.push('1', identityAndTrust(a))));
+    ({ root, a, sds } = setup);
   });
-  after(() => {
-    sds.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => closeScripted(setup));
 
   it('a second agent on the same out-dir is refused naming the pid holding it; the lock goes with the first', { timeout: 30_000 }, async () => {
     const dir = join(root, 'shared');

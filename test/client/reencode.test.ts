@@ -5,9 +5,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startAgent } from '../../src/client/agent.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
+import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds } from './fake-sds.js';
 import { makeSvid } from './svids.js';
 
@@ -31,12 +31,7 @@ describe('PEM written from what was parsed', () => {
         ]),
       );
     const dir = join(root, 'out');
-    try {
-      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
-      await agent.done;
-    } finally {
-      sds.close();
-    }
+    await fetchOnceInto(sds, dir);
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), a.keyPem);
     assert.equal(readFileSync(join(dir, 'bundle.pem'), 'utf8'), a.certPem);

@@ -1,31 +1,23 @@
 // A name the server never answers is named: once while watching, and in a one-shot timeout error.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { tlsCertificateSecret } from '../../src/xds/secrets.js';
-import type { TestCa } from '../helpers/openssl.js';
+import { closeScripted, openScripted, type ScriptedSetup } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
-import { makeSvid } from './svids.js';
 
 describe('a name the server does not answer', () => {
   let root: string;
-  let a: TestCa;
   let sds: ScriptedSds;
+  let setup: ScriptedSetup | undefined;
   before(async () => {
-    root = mkdtempSync(join(tmpdir(), 'mesh-sds-unanswered-'));
-    a = makeSvid('A');
-    sds = await new ScriptedSds().start();
     // Only the identity is ever sent; the trust bundle asked for never comes.
-    sds.onStream = () => setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's')]));
+    setup = await openScripted('mesh-sds-unanswered-', ({ a, sds }) => setImmediate(() => sds.push('1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 's')])));
+    ({ root, sds } = setup);
   });
-  after(() => {
-    sds.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  after(() => closeScripted(setup));
 
   it('--watch says once, after a few seconds, which name is still unanswered and which flag asked for it', { timeout: 30_000 }, async () => {
     const logs: string[] = [];
