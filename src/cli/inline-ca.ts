@@ -1,7 +1,7 @@
 // `validate` and `apply` load a MeshIdentity's CA when both halves are inline (InsecureInline), as
 // the server will: a CA the server refuses is then refused here too, with the same reason. Other
 // sources (files, environment variables, Secrets) may differ between this machine and the server's.
-import type { Resource } from '../api/types.js';
+import type { MeshIdentity, Resource } from '../api/types.js';
 import { parseSpiffeTemplate, TRUST_DOMAIN_VARIABLES } from '../api/template.js';
 import { identityTrustDomain } from '../identity/spiffe.js';
 import { loadCertificateAuthority } from '../pki/ca.js';
@@ -11,40 +11,51 @@ import { loadCertificateAuthority } from '../pki/ca.js';
  * domain that renders too long or invalid with its mesh (and zone), then an inline CA (below).
  */
 export function identityProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
-  return renderedTrustDomainProblem(r, zone) ?? inlineCaProblem(r, zone);
+  if (r.kind !== 'MeshIdentity') return undefined;
+  const rendering = renderTrustDomain(r, zone);
+  return renderedTrustDomainProblem(r, rendering) ?? inlineCaProblem(r, rendering);
+}
+
+/** `zoneNote`: how the zone was chosen, when the template has one (a server of another --zone renders another domain). */
+interface Rendering {
+  /** Undefined when it cannot be rendered from what is known here: a `.Zone` of an unknown zone, a label (the dataplane's). */
+  result?: ReturnType<typeof identityTrustDomain>;
+  zoneNote: string;
+}
+
+/**
+ * The trust domain as the server renders it: with the mesh, and `zone` (apply's --zone;
+ * undefined when unknown, as `validate` without --zone).
+ */
+function renderTrustDomain(mi: MeshIdentity, zone: string | undefined): Rendering {
+  const parts = parseSpiffeTemplate(mi.spec.spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES).parts;
+  const usesZone = parts.some((p) => p.kind === 'var' && p.name === 'Zone');
+  const zoneNote = usesZone ? `rendered with --zone ${zone}: give the server's --zone if it differs` : '';
+  if (parts.some((p) => p.kind === 'label') || (usesZone && zone === undefined)) return { zoneNote };
+  return { result: identityTrustDomain(mi, zone ?? ''), zoneNote };
 }
 
 /**
  * A trust domain template whose text is valid but whose rendering is not (250 characters of text
- * and `.{{ .Mesh }}`): the server marks the identity CaInvalid and is not ready. Rendered with the
- * mesh, and the zone when it is known; a label in it (Spire) is the dataplane's, left to the server.
+ * and `.{{ .Mesh }}`): the server marks the identity CaInvalid and is not ready.
  */
-function renderedTrustDomainProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
-  if (r.kind !== 'MeshIdentity') return undefined;
-  const parts = parseSpiffeTemplate(r.spec.spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES).parts;
-  const usesZone = parts.some((p) => p.kind === 'var' && p.name === 'Zone');
-  if (parts.some((p) => p.kind === 'label') || (usesZone && zone === undefined)) return undefined;
-  const td = identityTrustDomain(r, zone ?? '');
-  if (td.ok) return undefined;
-  const rendered = usesZone ? ` (rendered with --zone ${zone}: give the server's --zone if it differs)` : '';
-  return { path: 'spec.spiffeID.trustDomain', message: `${td.reason} when rendered for mesh "${r.mesh}"${rendered}` };
+function renderedTrustDomainProblem(mi: MeshIdentity, rendering: Rendering): { path: string; message: string } | undefined {
+  const td = rendering.result;
+  if (!td || td.ok) return undefined;
+  const note = rendering.zoneNote ? ` (${rendering.zoneNote})` : '';
+  return { path: 'spec.spiffeID.trustDomain', message: `${td.reason} when rendered for mesh "${mi.mesh}"${note}` };
 }
 
 /**
- * `zone`: the zone the server renders `.Zone` with (apply's --zone), undefined when unknown
- * (`validate` without --zone). The trust domain is checked against the CA (its URI SAN, its name
- * constraints) only when it can be rendered from what is known here.
+ * The inline CA, loaded as the server loads it; checked against the trust domain (its URI SAN,
+ * its name constraints) only when that can be rendered from what is known here.
  */
-function inlineCaProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
-  if (r.kind !== 'MeshIdentity' || r.spec.provider.type !== 'Bundled') return undefined;
-  const bundled = r.spec.provider.bundled;
+function inlineCaProblem(mi: MeshIdentity, rendering: Rendering): { path: string; message: string } | undefined {
+  if (mi.spec.provider.type !== 'Bundled') return undefined;
+  const bundled = mi.spec.provider.bundled;
   const ca = bundled.ca;
   if (ca?.certificate.type !== 'InsecureInline' || ca.privateKey.type !== 'InsecureInline') return undefined;
-  const usesZone = parseSpiffeTemplate(r.spec.spiffeID.trustDomain, TRUST_DOMAIN_VARIABLES).parts.some((p) => p.kind === 'var' && p.name === 'Zone');
-  // A template of an unknown zone, or one the server cannot render either (reported as the
-  // identity's own error, not the CA's), leaves the trust-domain checks to the server.
-  const td = usesZone && zone === undefined ? undefined : identityTrustDomain(r, zone ?? '');
-  const trustDomain = td?.ok ? td.trustDomain : undefined;
+  const trustDomain = rendering.result?.ok ? rendering.result.trustDomain : undefined;
   const [certPem, keyPem] = [ca.certificate.insecureInline.value, ca.privateKey.insecureInline.value];
   const load = (trustDomain?: string) => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, trustDomain });
   try {
@@ -57,8 +68,7 @@ function inlineCaProblem(r: Resource, zone?: string): { path: string; message: s
     load(trustDomain);
     return undefined;
   } catch (e) {
-    // The zone was this command's (or the default): a server of another --zone renders another domain.
-    const rendered = usesZone ? ` (trust domain rendered with --zone ${zone}: give the server's --zone if it differs)` : '';
-    return { path: 'spec.provider.bundled.ca', message: `${(e as Error).message}${rendered}` };
+    const note = rendering.zoneNote ? ` (trust domain ${rendering.zoneNote})` : '';
+    return { path: 'spec.provider.bundled.ca', message: `${(e as Error).message}${note}` };
   }
 }

@@ -467,9 +467,9 @@ export class PostgresStore implements ResourceStore {
    */
   private async deleteMisspelledKind(kind: ResourceKind, mesh: string, namespace: string, name: string, basedOn: string | undefined): Promise<boolean> {
     const res = await this.pool.query<{ kind: string }>(
-      `DELETE FROM ${this.t.resources} WHERE lower(kind) IN (lower($1), lower($1) || 's', regexp_replace(lower($1), 'y$', 'ies')) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
+      `DELETE FROM ${this.t.resources} WHERE lower(kind) = ANY($6::text[]) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
          AND ($5::bigint IS NULL OR revision = $5) RETURNING kind`,
-      [kind, mesh, namespace, name, basedOn ?? null],
+      [kind, mesh, namespace, name, basedOn ?? null, misspellings(kind)],
     );
     if (res.rows.length === 0) return false;
     this.noteChanged(res.rows.map((r) => ({ kind: r.kind, mesh, namespace, name })));
@@ -855,10 +855,15 @@ interface RowKeyOnly {
 
 class RollbackForConflict extends Error {}
 
+/** The spellings of a kind another tool may have written, lowercase: other letters, a plural (MeshIdentities). */
+function misspellings(kind: string): string[] {
+  return [kind, `${kind}s`, kind.replace(/y$/, 'ies')].map((form) => form.toLowerCase());
+}
+
 /** Why a row's kind column is none of the kinds mesh-sds serves, with the one it likely meant; undefined when it is one. */
 function unknownKindProblem(kind: string): string | undefined {
   if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
-  const meant = RESOURCE_KINDS.find((k) => [k, `${k}s`, k.replace(/y$/, 'ies')].some((form) => form.toLowerCase() === kind.toLowerCase()));
+  const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(kind.toLowerCase()));
   const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row)` : '';
   return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
 }
