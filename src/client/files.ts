@@ -131,7 +131,8 @@ export async function removeStaleStagedFiles(dir: string, targets: readonly stri
   return removed;
 }
 
-function processRuns(pid: number): boolean {
+/** Whether a process of that pid runs (as any user). */
+export function processRuns(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -5,19 +5,11 @@
 // runs was left by an agent killed (SIGKILL, OOM) and is taken over.
 import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
+import { processRuns } from './files.js';
 
 export const LOCK_FILE = '.mesh-sds-fetch.lock';
 
 export class OutDirLocked extends Error {}
-
-function runs(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 function holderOf(path: string): number | undefined {
   try {
@@ -50,7 +42,7 @@ export function takeLock(dir: string): Lock {
     }
     const pid = holderOf(path);
     if (pid === process.pid) break;
-    if (pid !== undefined && runs(pid)) {
+    if (pid !== undefined && processRuns(pid)) {
       throw new OutDirLocked(`another agent (pid ${pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }
     // Left by an agent that no longer runs (or half written): taken over.
