@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { constants, rmSync } from 'node:fs';
 import { lstat, open, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { processRuns } from '../api/process-life.js';
 
 export interface StagedFile {
   path: string;
@@ -129,16 +130,6 @@ export async function removeStaleStagedFiles(dir: string, targets: readonly stri
     await rm(path, { force: true }).then(() => removed.push(name), () => undefined);
   }
   return removed;
-}
-
-/** Whether a process of that pid runs (as any user). */
-export function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM'; // runs, as another user
-  }
 }
 
 /** What a path held before a commit: its content and mode, a symlink's target, `absent`, or `unreadable` (it cannot be put back). */

@@ -1,24 +1,30 @@
 // One agent per out-dir. Two agents writing one folder (a second `fetch --watch` started by
 // mistake, an old one not stopped) switch the files under each other, may write different
 // identities, and remove each other's version folders. The first takes `.mesh-sds-fetch.lock`
-// (created O_EXCL, holding its pid); a second is refused naming that pid. A lock whose pid no longer
-// runs was left by an agent killed (SIGKILL, OOM) and is taken over.
+// (created O_EXCL, holding its pid and that process's start time); a second is refused naming that
+// pid. A lock whose process no longer runs was left by an agent killed (SIGKILL, OOM) and is taken
+// over, also when its pid now names another process (pids are reused: a restarted container's
+// agent may be pid 1 again, or the pid of what now runs beside it).
 import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
-import { processRuns } from './files.js';
+import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
 export const LOCK_FILE = '.mesh-sds-fetch.lock';
 
 export class OutDirLocked extends Error {}
 
-function holderOf(path: string): number | undefined {
+/** The pid and start time a lock records (`<pid> <start>`; older agents wrote the pid alone). */
+function holderOf(path: string): { pid: number; start: string | undefined } | undefined {
   try {
-    const pid = Number(readFileSync(path, { encoding: 'utf8', flag: 'r' }).trim());
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+    const [pidText, start] = readFileSync(path, { encoding: 'utf8', flag: 'r' }).trim().split(' ');
+    const pid = Number(pidText);
+    return Number.isInteger(pid) && pid > 0 ? { pid, start } : undefined;
   } catch {
     return undefined;
   }
 }
+
+const OWN_RECORD = `${process.pid} ${OWN_START_TIME}\n`;
 
 export interface Lock {
   release(): void;
@@ -34,18 +40,18 @@ export function takeLock(dir: string): Lock {
   for (let attempt = 0; ; attempt++) {
     try {
       const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, `${process.pid}\n`);
+      writeSync(fd, OWN_RECORD);
       closeSync(fd);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
     }
-    const pid = holderOf(path);
-    if (pid === process.pid) break;
-    if (pid !== undefined && processRuns(pid)) {
-      throw new OutDirLocked(`another agent (pid ${pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
+    const holder = holderOf(path);
+    if (holder?.pid === process.pid && (holder.start ?? OWN_START_TIME) === OWN_START_TIME) break;
+    if (holder !== undefined && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start)) {
+      throw new OutDirLocked(`another agent (pid ${holder.pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }
-    // Left by an agent that no longer runs (or half written): taken over.
+    // Left by an agent that no longer runs, by a previous life of our pid, or half written: taken over.
     try {
       unlinkSync(path);
     } catch {
@@ -55,7 +61,8 @@ export function takeLock(dir: string): Lock {
   let release = onExit.get(path);
   if (!release) {
     const own = () => {
-      if (holderOf(path) !== process.pid) return;
+      const holder = holderOf(path);
+      if (holder?.pid !== process.pid || holder.start !== OWN_START_TIME) return;
       try {
         unlinkSync(path);
       } catch {

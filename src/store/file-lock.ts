@@ -1,8 +1,8 @@
 // A lock file beside a state file, so read-modify-write of that file is atomic across processes.
-import { readFileSync } from 'node:fs';
 import { open, readFile, rename, unlink, link, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
+import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
 export interface FileLockOptions {
   /** Give up waiting after this long. Default 30 s. */
@@ -17,20 +17,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const STARTED_AT_MS = Date.now() - Math.ceil(process.uptime() * 1000);
 
 /**
- * When a process started (clock ticks since boot, /proc/<pid>/stat field 22), or undefined off
- * Linux: a live pid with another start time is a reused pid, not the lock's owner.
- */
-function startTimeOf(pid: number | 'self'): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-const OWN_START = startTimeOf('self') ?? '-';
-
-/**
  * Runs `fn` while holding `lockPath`, created with O_EXCL (`wx`), which fails when it exists. The file
  * records host, pid and time: a lock whose process on this host is gone, or another host's lock
  * older than `staleMs`, is broken, so a crashed writer never blocks the state for good.
@@ -39,7 +25,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const staleMs = opts.staleMs ?? 30_000;
   const deadline = Date.now() + timeoutMs;
-  const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')} ${OWN_START}\n`;
+  const stamp = `${hostname()} ${process.pid} ${Date.now()} ${randomBytes(6).toString('hex')} ${OWN_START_TIME}\n`;
   await acquire(lockPath, stamp, staleMs, deadline, timeoutMs);
   try {
     return await fn();
@@ -108,12 +94,6 @@ async function isStale(lockPath: string, content: string, staleMs: number): Prom
   // Our own pid on a lock taken before this process started: a previous life of this pid (a
   // restarted container's server is pid 1 again), which would otherwise never be broken.
   if (pid === process.pid) return at < STARTED_AT_MS;
-  try {
-    process.kill(pid, 0);
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'ESRCH';
-  }
-  // Alive, but started after the lock was taken by the pid's previous owner.
-  const start = startText === undefined || startText === '-' ? undefined : startTimeOf(pid);
-  return start !== undefined && start !== startText;
+  // Gone, or alive but started after the lock was taken by the pid's previous owner.
+  return !recorderRuns(pid, startText);
 }

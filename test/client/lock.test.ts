@@ -2,11 +2,12 @@
 // that no longer runs is taken over.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { LOCK_FILE } from '../../src/client/lock.js';
+import { processStartTime } from '../../src/api/process-life.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { meshSds } from '../cli/run.js';
 import { closeScripted, identityAndTrust, openScripted, type ScriptedSetup } from './scripted-setup.js';
@@ -28,7 +29,7 @@ describe('one agent per out-dir', () => {
     const first = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
     try {
       await first.firstWrite;
-      assert.equal(readFileSync(join(dir, LOCK_FILE), 'utf8'), `${process.pid}\n`);
+      assert.equal(readFileSync(join(dir, LOCK_FILE), 'utf8'), `${process.pid} ${processStartTime('self')}\n`);
       // Another process: the lock is per process (the server here answers only while we do not block).
       const second = await meshSds(['fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--timeout', '10s']);
       assert.equal(second.code, 1, second.stderr);
@@ -48,5 +49,45 @@ describe('one agent per out-dir', () => {
     const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
     await agent.done;
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+  });
+
+  it('a lock whose pid now names another process (a reused pid) is taken over', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'reused');
+    mkdirSync(dir);
+    // A live process whose start time is not the one the lock records: the pid was reused.
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      const start = processStartTime(other.pid!);
+      assert.ok(start !== undefined, 'reads /proc');
+      writeFileSync(join(dir, LOCK_FILE), `${other.pid} ${Number(start) - 100}\n`);
+      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+      await agent.done;
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    } finally {
+      other.kill();
+    }
+  });
+
+  it('a lock of a live agent that recorded its start time still refuses a second one', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'live');
+    mkdirSync(dir);
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    try {
+      writeFileSync(join(dir, LOCK_FILE), `${other.pid} ${processStartTime(other.pid!)}\n`);
+      const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+      await assert.rejects(agent.done, new RegExp(`another agent \\(pid ${other.pid}\\)`));
+    } finally {
+      other.kill();
+    }
+  });
+
+  it('a lock of our own pid from a previous life (another start time) is taken over', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'previous-life');
+    mkdirSync(dir);
+    writeFileSync(join(dir, LOCK_FILE), `${process.pid} ${Number(processStartTime('self')) - 100}\n`);
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
+    await agent.done;
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
   });
 });
