@@ -1,9 +1,23 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx so no build step (and no npm lifecycle script) is needed.
-import { register } from 'tsx/esm/api';
+// Started from the transpiled mirror the test suite builds of this repository (scripts/build-js.js:
+// .build/js/bin links to this folder), it runs the mirror's JavaScript instead, without tsx's loader.
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 
-register();
 const here = dirname(fileURLToPath(import.meta.url));
-await import(pathToFileURL(join(here, '..', 'src', 'cli', 'main.ts')).href);
+const root = resolve(here, '..');
+const invokedRoot = process.argv[1] ? resolve(dirname(resolve(process.argv[1])), '..') : root;
+if (invokedRoot !== root && builtFrom(invokedRoot) === root) {
+  await import(pathToFileURL(join(invokedRoot, 'src', 'cli', 'main.js')).href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+}
+
+function builtFrom(dir) {
+  const mark = join(dir, '.mesh-sds-transpiled-from');
+  return existsSync(mark) ? readFileSync(mark, 'utf8') : undefined;
+}
