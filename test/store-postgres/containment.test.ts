@@ -60,7 +60,8 @@ test('every document the API tests reject, written into the table with SQL, is r
     } finally {
       await fresh.close();
     }
-  }, { logger });
+    // One change at a time, each awaited: read at once, not gathered for 100 ms like churn.
+  }, { logger, busyDebounceMs: 20 });
 });
 
 test('a row larger than the limit is refused without being read (doc or source), naming its size; its last good version is served and the rest flows', async () => {

@@ -94,7 +94,7 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 export async function withStores(
   n: number,
   fn: (stores: PostgresStore[], schema: string) => Promise<void>,
-  opts: { logger?: StoreLogger; queryTimeoutMs?: number; maxRowBytes?: number; heartbeatMs?: number; feedRepairLockTimeoutMs?: number } = {},
+  opts: { logger?: StoreLogger; queryTimeoutMs?: number; maxRowBytes?: number; heartbeatMs?: number; feedRepairLockTimeoutMs?: number; busyDebounceMs?: number } = {},
 ): Promise<void> {
   const schema = testSchema();
   const stores: PostgresStore[] = [];

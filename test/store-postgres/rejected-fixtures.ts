@@ -11,7 +11,10 @@ export interface RejectedFixture {
   expected: string[];
 }
 
-const API_TESTS = ['test/api/meshidentity-validation.test.ts', 'test/api/meshtrust-validation.test.ts', 'test/api/parse.test.ts'];
+const API_TESTS = ['meshidentity-validation.test.ts', 'meshtrust-validation.test.ts', 'parse.test.ts'];
+// Run from the suite's transpiled mirror (scripts/build-js.js), the API tests beside us are JS too.
+const TRANSPILED = import.meta.url.endsWith('.js');
+const apiTests = API_TESTS.map((f) => join(import.meta.dirname, '..', 'api', TRANSPILED ? f.replace(/\.ts$/, '.js') : f));
 
 export function rejectedFixtures(): RejectedFixture[] {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-rejected-'));
@@ -20,7 +23,7 @@ export function rejectedFixtures(): RejectedFixture[] {
     // Without NODE_TEST_CONTEXT: inside a test run it would make the child report to us instead of running.
     const env: NodeJS.ProcessEnv = { ...process.env, MESH_SDS_RECORD_REJECTED: out };
     delete env.NODE_TEST_CONTEXT;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=dot', ...API_TESTS], {
+    const r = spawnSync(process.execPath, [...(TRANSPILED ? [] : ['--import', 'tsx']), '--test', '--test-reporter=dot', ...apiTests], {
       env,
       encoding: 'utf8',
     });
