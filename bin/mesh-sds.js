@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Runs the TypeScript CLI through tsx so no build step (and no npm lifecycle script) is needed.
-// Started from the transpiled mirror the test suite builds of this repository (scripts/build-js.js:
-// .build/js/bin links to this folder), it runs the mirror's JavaScript instead, without tsx's loader.
+// Started from a transpiled mirror the test suite builds of this repository (scripts/build-js.js:
+// its bin links to this folder), it runs the mirror's JavaScript instead, without tsx's loader.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join, resolve } from 'node:path';

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // Node 20's test runner does not expand globs or pick up .ts files, so list them here.
-// The suite runs from the transpiled mirror (scripts/build-js.js): each test process, and each
-// mesh-sds it spawns, starts without tsx's loader. MESH_SDS_TEST_TSX=1 runs the sources under tsx.
+// The suite runs from a transpiled mirror (scripts/build-js.js) of its own, .build/run-<pid>, removed
+// when it ends (and, when a run was killed, by the next): each test process, and each mesh-sds it
+// spawns, starts without tsx's loader. MESH_SDS_TEST_TSX=1 runs the sources under tsx.
 // Usage: node scripts/run-tests.js [filter-substring…]
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { buildMirror } from './build-js.js';
+import { ROOT, buildMirror } from './build-js.js';
 
 function walk(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -23,8 +24,34 @@ if (files.length === 0) {
 }
 const concurrency = process.env.TEST_CONCURRENCY ?? '2';
 const underTsx = process.env.MESH_SDS_TEST_TSX === '1';
-const mirror = underTsx ? undefined : buildMirror();
+const BUILD = join(ROOT, '.build');
+removeMirrorsOfEndedRuns();
+const mirror = underTsx ? undefined : buildMirror(join(BUILD, `run-${process.pid}`));
 const args = mirror === undefined ? files : files.map((f) => join(mirror, f.replace(/\.ts$/, '.js')));
 const loader = mirror === undefined ? ['--import', 'tsx'] : [];
 const r = spawnSync(process.execPath, [...loader, '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...args], { stdio: 'inherit' });
+if (mirror !== undefined) rmSync(mirror, { recursive: true, force: true });
 process.exit(r.status ?? 1);
+
+/** Mirrors of runs that were killed before they could remove their own. */
+function removeMirrorsOfEndedRuns() {
+  let names;
+  try {
+    names = readdirSync(BUILD);
+  } catch {
+    return; // no .build yet
+  }
+  for (const name of names) {
+    const pid = /^run-(\d+)(\.\d+\.tmp)?$/.exec(name)?.[1];
+    if (pid !== undefined && !runs(Number(pid))) rmSync(join(BUILD, name), { recursive: true, force: true });
+  }
+}
+
+function runs(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return e.code === 'EPERM';
+  }
+}
