@@ -1,10 +1,13 @@
 // bin/mesh-sds.js runs the TypeScript sources under tsx (npm start, npx mesh-sds). Started from a
 // transpiled mirror of this repository (scripts/build-js.js, what the suite runs from), it runs the
 // mirror's JavaScript instead; a mirror built from another repository, or a folder that merely
-// looks like one, is never run.
+// looks like one, is never run. The suite itself runs from such a mirror, so the README's quickstart
+// is run here once the way `npm start` runs it: TypeScript under tsx, issuance workers included.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
 import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -47,4 +50,35 @@ test('a mirror built from this repository runs its own JavaScript; one built fro
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout.trim(), version, dir);
   }
+});
+
+test('under tsx, as npm start runs it, serve answers the README quickstart fetch of default and system_trust_bundle', { timeout: 120_000 }, async (t) => {
+  const state = mkdtempSync(join(tmpdir(), 'mesh-sds-entry-state-'));
+  const server = spawn(process.execPath, [
+    realBin, 'serve', '--resources', join(repo, 'examples', 'quickstart'), '--state-dir', state, '--auth', 'none', '--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0',
+  ], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(async () => {
+    if (server.exitCode === null) {
+      server.kill('SIGKILL');
+      await once(server, 'exit');
+    }
+    rmSync(state, { recursive: true, force: true });
+  });
+  let stderr = '';
+  server.stderr.on('data', (d) => (stderr += d));
+  let listen: string | undefined;
+  for await (const line of createInterface({ input: server.stdout })) {
+    if (line.includes('"msg":"mesh-sds serving"')) {
+      listen = (JSON.parse(line) as { listen: string }).listen;
+      break;
+    }
+  }
+  assert.ok(listen, `serve never said it was serving: ${stderr}`);
+  const r = spawnSync(process.execPath, [realBin, 'fetch', '--server', listen, '--node', 'default.backend-1.shop', '--name', 'default', '--name', 'system_trust_bundle'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /secret "default" \(tls_certificate\)\n\s+spiffe id:\s+spiffe:\/\/default\.default\.mesh\.local\/ns\/shop\/sa\/backend\n/);
+  assert.match(r.stdout, /secret "system_trust_bundle" \(spiffe_validator\)\n\s+trust domains: default\.default\.mesh\.local, /);
+  server.kill('SIGTERM');
+  const [code] = (await once(server, 'exit')) as [number | null];
+  assert.equal(code, 0, stderr);
 });
