@@ -80,7 +80,7 @@ export function sotwSubscription(
   state: Pick<SotwState, 'started' | 'legacyWildcard' | 'subscription'>,
   resourceNames: readonly string[] | undefined,
 ): { subscription: Subscription; legacyWildcard: boolean } {
-  // An ACK repeats the names of the request before it (sorted, no duplicates, no '*' or ''):
+  // An ACK repeats the names of the request before it (sorted, no duplicates, no '*'):
   // the subscription is the one the stream has, without a Set, an array and a sort per ACK.
   const current = state.subscription;
   if (state.started && !state.legacyWildcard && !current.wildcard && current.names.length > 0 && resourceNames && sameStrings(resourceNames, current.names)) {
