@@ -281,7 +281,7 @@ export class SecretPublisher {
   namesDependOnIdentity(names: readonly string[] | undefined): boolean {
     if (!names || names.length === 0) return true;
     for (const name of names) {
-      if (name === '*' || name === '') return true;
+      if (name === '*') return true;
       const kind = classify(name).kind;
       if (kind !== 'trustAll' && kind !== 'trustDomain' && kind !== 'invalid') return true;
     }

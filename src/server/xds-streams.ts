@@ -493,7 +493,8 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   }
   if (call.cancelled) return;
   const pk = deps.svids.attach(principal);
-  const names = (req.resource_names ?? []).filter((n) => n !== '');
+  // An empty-string name is a name (refused by fetchResponse), not a wildcard.
+  const names = req.resource_names ?? [];
   const wildcard = names.length === 0 || names.includes('*');
   const resolver = deps.publisher.resolverFor(pk, principal.mesh);
   const resolve: Resolver = (sub) => resolver.resolve(sub);

@@ -10,7 +10,10 @@ export interface EncodedResource {
   readonly any: { type_url: string; value: Buffer };
 }
 
-/** What a stream is subscribed to. `names` is sorted, deduplicated and never contains `*` or ''. */
+/**
+ * What a stream is subscribed to. `names` is sorted, deduplicated and never contains `*`. An empty
+ * string is kept as the name it is: it can never exist, so resolving it fails the stream (SPEC §3).
+ */
 export interface Subscription {
   readonly wildcard: boolean;
   readonly names: readonly string[];
@@ -36,13 +39,16 @@ export type Resolver = (subscription: Subscription) => Resolution;
 
 export const EMPTY_SUBSCRIPTION: Subscription = Object.freeze({ wildcard: false, names: Object.freeze([]) as readonly string[] });
 
-/** Sorted, deduplicated names without '' and without `*` (reported separately). */
+/**
+ * Sorted, deduplicated names without `*` (reported separately). `''` stays a name: dropping it made
+ * `[""]` an empty list, i.e. a wildcard, and hid it from the resolver that refuses it.
+ */
 export function normaliseNames(names: readonly string[] | undefined): { names: string[]; star: boolean } {
   const set = new Set<string>();
   let star = false;
   for (const n of names ?? []) {
     if (n === '*') star = true;
-    else if (n !== '') set.add(n);
+    else set.add(n);
   }
   return { names: [...set].sort(), star };
 }

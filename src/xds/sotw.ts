@@ -80,7 +80,7 @@ export function sotwSubscription(
   state: Pick<SotwState, 'started' | 'legacyWildcard' | 'subscription'>,
   resourceNames: readonly string[] | undefined,
 ): { subscription: Subscription; legacyWildcard: boolean } {
-  // An ACK repeats the names of the request before it (sorted, no duplicates, no '*' or ''):
+  // An ACK repeats the names of the request before it (sorted, no duplicates, no '*'):
   // the subscription is the one the stream has, without a Set, an array and a sort per ACK.
   const current = state.subscription;
   if (state.started && !state.legacyWildcard && !current.wildcard && current.names.length > 0 && resourceNames && sameStrings(resourceNames, current.names)) {
@@ -121,16 +121,19 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
   // A later request with the same nonce may still change the subscription (Envoy adding a name),
   // so only its ACK or NACK is dropped, not the request.
   const answeredBefore = nonce !== '' && nonce === state.answeredNonce;
-  if (answeredBefore) {
-    // Already counted.
+  // Only the last response this stream sent can be ACKed or NACKed: before the first one, a request
+  // with error_detail (a made-up nonce, or one of an earlier stream) rejected nothing we sent.
+  const answers = nonce !== '' && nonce === state.lastNonce;
+  if (answeredBefore || !answers) {
+    // Already counted, or nothing of ours to answer.
   } else if (req.error_detail) {
     // The client keeps its last good secret; we keep `sent` so the same thing is not resent.
     actions.push({ type: 'nack', nonce, version_info: versionInfo, detail: nackDetail(req.error_detail) });
-  } else if (nonce !== '' && nonce === state.lastNonce) {
+  } else {
     actions.push({ type: 'ack', nonce, version_info: versionInfo });
     acked = { version_info: versionInfo, versions: state.sent };
   }
-  const answeredNonce = nonce !== '' && nonce === state.lastNonce ? nonce : state.answeredNonce;
+  const answeredNonce = answers ? nonce : state.answeredNonce;
 
   const next = sotwSubscription(state, req.resource_names);
   const subChanged = !state.started || !sameSubscription(next.subscription, state.subscription);

@@ -97,6 +97,13 @@ describe('FetchSecrets', () => {
       (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /nonsense-name/.test(e.details),
     );
   });
+
+  it('fails the empty-string name with INVALID_ARGUMENT instead of answering it as a wildcard', async () => {
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: [''], type_url: SECRET_TYPE_URL }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /unknown resource name ""/.test(e.details),
+    );
+  });
 });
 
 describe('stream churn', () => {

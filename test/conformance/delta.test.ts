@@ -133,6 +133,18 @@ describe('DeltaSecrets', () => {
     assert.equal(c.received.length, 0);
   });
 
+  it('fails a stream subscribing to the empty-string name with INVALID_ARGUMENT: [""] is a name that can never exist, not a wildcard', async () => {
+    for (const names of [[''], ['default', '']]) {
+      const c = stream();
+      c.subscribe(names);
+      // Bounded: before the fix the stream was served and stayed open.
+      const end = await Promise.race([c.ended, new Promise<{ code: number; details: string }>((r) => setTimeout(() => r({ code: -1, details: 'still open after 3 s' }), 3000))]);
+      assert.equal(end.code, grpc.status.INVALID_ARGUMENT, `${JSON.stringify(names)}: ${end.details}`);
+      assert.match(end.details, /unknown resource name ""/);
+      assert.equal(c.received.length, 0, JSON.stringify(names));
+    }
+  });
+
   it('fails a stream asking for a 70,000-character invalid name with INVALID_ARGUMENT naming its start (the status is cut to fit a header)', async () => {
     const c = stream();
     c.subscribe([`what-is-this-${'x'.repeat(70_000)}`]);

@@ -177,6 +177,18 @@ describe('SotW StreamSecrets protocol', () => {
     assert.match(end2.details, /kri_mid_othermesh_default_kuma-system_identity_/);
   });
 
+  it('fails a stream asking for the empty-string name with INVALID_ARGUMENT: [""] is a name that can never exist, not a wildcard, and is not dropped beside other names', async () => {
+    for (const names of [[''], ['default', '']]) {
+      const c = stream();
+      c.request(names);
+      // Bounded: before the fix the stream was served and stayed open.
+      const end = await Promise.race([c.ended, new Promise<{ code: number; details: string }>((r) => setTimeout(() => r({ code: -1, details: 'still open after 3 s' }), 3000))]);
+      assert.equal(end.code, grpc.status.INVALID_ARGUMENT, `${JSON.stringify(names)}: ${end.details}`);
+      assert.match(end.details, /unknown resource name ""/);
+      assert.equal(c.received.length, 0, `${JSON.stringify(names)}: nothing served (it was everything the proxy may have, or "default" alone)`);
+    }
+  });
+
   it('holds a valid name that is not resolvable yet and answers it as soon as a MeshTrust for it is written', async () => {
     const c = stream();
     c.request(['spiffe://not-yet.example']);

@@ -97,6 +97,22 @@ describe('SotW stream', () => {
     assert.deepEqual(names(onlySend(s.onChange())), ['default@v3']);
   });
 
+  it('counts only a NACK of a response this stream sent: before its first response, a request with error_detail is no NACK however often it comes, and is still served', () => {
+    const w = new World();
+    const s = new SotwStream(ctxFor(w));
+    const nack = (nonce: string) => req({ resource_names: ['default'], response_nonce: nonce, error_detail: { code: 3, message: 'made up' } });
+    // 'default' is held: nothing is sent, so there is nothing the client could have rejected.
+    for (const nonce of ['', 'from-an-earlier-stream', 'from-an-earlier-stream', 'x']) {
+      const actions = s.onRequest({ ...nack(nonce), node });
+      assert.deepEqual(actions.filter((a) => a.type === 'nack'), [], `nonce ${JSON.stringify(nonce)}: ${JSON.stringify(actions)}`);
+    }
+    w.put('default', 'v1');
+    const first = onlySend(s.onChange());
+    assert.deepEqual(names(first), ['default@v1']);
+    // A NACK of that response is one.
+    assert.deepEqual(s.onRequest(nack(first.response.nonce)).map((a) => a.type), ['nack']);
+  });
+
   describe('stale nonces', () => {
     const cases: { name: string; nonce: (sent: string[]) => string }[] = [
       { name: 'the nonce of an older response', nonce: (sent) => sent[0]! },
