@@ -182,6 +182,9 @@ export type XdsRequest = DiscoveryRequest & DeltaDiscoveryRequest & { malformed?
 type Request = XdsRequest;
 type Call = ServerCall<Request, any>;
 
+/** Requests a stream keeps while it waits (≤ identityWaitMs) for its proxy's identity; later ones wait in flow control. */
+const MAX_QUEUED_WHILE_WAITING = 8;
+
 const namesIn = (req: Request) =>
   (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0);
 
@@ -264,6 +267,9 @@ class XdsStream implements StreamInfo, RegisteredStream {
     }
     if (this.state === 'open') return this.onRequest(req);
     this.queued.push(req);
+    // Waiting for the proxy's identity, the requests wait too: past a few, none is read until then,
+    // so a peer sending without pause is held back by flow control, not kept in memory.
+    if (this.queued.length >= MAX_QUEUED_WHILE_WAITING) this.call.holdRequests();
     if (this.state !== 'new') return;
     this.deps.registry.silent.delete(this);
     let principal: ProxyPrincipal;
@@ -375,6 +381,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
     const queued = this.queued;
     this.queued = [];
     for (const req of queued) this.onRequest(req);
+    // After the queue: the requests held back come after those that came before them.
+    this.call.releaseRequests();
   }
 
   private onRequest(req: Request): void {

@@ -137,6 +137,8 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   private wasCancelled = false;
   /** Requests are not read while the client leaves this much unread (see write()). */
   private readPaused = false;
+  /** The application asked for no more requests for now (holdRequests): read again on releaseRequests. */
+  private heldByApp = false;
   /** The client half-closed while requests were still held unread: told once they are read. */
   private halfClosePending = false;
   private readonly reader: MessageReader;
@@ -261,10 +263,27 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.endAsCancel(status);
   }
 
+  /**
+   * Reads no further request until releaseRequests(): HTTP/2 flow control then stops the client
+   * once its window is full, instead of the application holding whatever it sends meanwhile.
+   */
+  holdRequests(): void {
+    if (this.phase === Phase.Ended || this.heldByApp) return;
+    this.heldByApp = true;
+    this.stream.pause();
+  }
+
+  /** Reads requests again after holdRequests(), those that came meanwhile first (synchronously). */
+  releaseRequests(): void {
+    if (!this.heldByApp) return;
+    this.heldByApp = false;
+    if (!this.readPaused) this.drained();
+  }
+
   /** @internal The client took everything written: read its requests again, held ones first. */
   drained(): void {
     this.readPaused = false;
-    if (this.phase === Phase.Ended) return;
+    if (this.phase === Phase.Ended || this.heldByApp) return;
     const refused = this.reader.resume(this);
     if (refused) return this.endAsCancel(refused);
     if (this.readPaused || !this.active) return;
@@ -347,7 +366,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       return false;
     }
     this.listener?.onMessage?.(request);
-    return this.phase !== Phase.Ended && !this.readPaused;
+    return this.phase !== Phase.Ended && !this.readPaused && !this.heldByApp;
   }
 
   /**
