@@ -185,8 +185,17 @@ type Call = ServerCall<Request, any>;
 /** Requests a stream keeps while it waits (≤ identityWaitMs) for its proxy's identity; later ones wait in flow control. */
 const MAX_QUEUED_WHILE_WAITING = 8;
 
+/** Names a request carries; a delta request's initial_resource_versions name resources too (each may be answered). */
 const namesIn = (req: Request) =>
-  (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0);
+  (req.resource_names?.length ?? 0) + (req.resource_names_subscribe?.length ?? 0) + (req.resource_names_unsubscribe?.length ?? 0) + initialVersionsIn(req);
+
+function initialVersionsIn(req: Request): number {
+  const initial = req.initial_resource_versions;
+  if (!initial) return 0;
+  let n = 0;
+  for (const _ in initial) n++;
+  return n;
+}
 
 /**
  * Drives one SotW or delta stream: authenticates on the first request (node id + bearer token),

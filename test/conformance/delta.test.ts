@@ -168,6 +168,17 @@ describe('DeltaSecrets', () => {
     });
   }
 
+  it('initial_resource_versions count toward the per-request name limit: a reconnect naming 1,001 resources is refused, names unread', async () => {
+    const c = new DeltaClient(f.server.address, { node: 'default.web', client: f.channel });
+    f.open.push(c);
+    const initial = Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`spiffe://td-${i}.example`, 'v1']));
+    c.subscribe(['*'], { initial_resource_versions: initial });
+    const end = await Promise.race([c.ended, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the stream was not ended')), 10_000).unref())]);
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /too many resource names in one request \(limit 1000\)/);
+    assert.equal(c.received.length, 0, 'no removed_resources list of 1,001 names was sent back');
+  });
+
   it('a client that does not read while it re-subscribes is not answered without bound: its requests wait, and once it reads it gets its answers', async () => {
     const session = rawConnect(f.server.address);
     try {
