@@ -1,4 +1,6 @@
+import { statSync } from 'node:fs';
 import { chmod, chown, lstat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { readFlagFileSync } from '../api/flag-file.js';
@@ -84,6 +86,25 @@ function groupId(group: string): number {
   const gid = Number(line.split(':')[2]);
   if (!Number.isInteger(gid)) throw new ListenError(`--socket-group ${group}: no such group`);
   return gid;
+}
+
+/**
+ * The folder of a unix socket must exist before start-up: binding in a missing one fails with
+ * EACCES ("permission denied", from libuv), which sends an operator after permissions instead of
+ * the missing folder; checked before the store or the state is opened.
+ */
+export function checkSocketFolder(path: string): void {
+  const dir = dirname(path);
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new ListenError(`--listen unix://${path}: the folder ${dir} does not exist; create it first (mkdir -p ${dir})`);
+    if (code === 'ENOTDIR') throw new ListenError(`--listen unix://${path}: a part of ${dir} is not a folder`);
+    throw new ListenError(`--listen unix://${path}: cannot look at the folder ${dir}: ${(e as Error).message}`);
+  }
+  if (!isDir) throw new ListenError(`--listen unix://${path}: ${dir} is not a folder`);
 }
 
 /**

@@ -19,7 +19,7 @@ import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpoi
 import { admitStream, authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, listenCredentials, ListenError, tcpTarget, unixPath } from './listen.js';
+import { bindServer, checkSocketFolder, listenCredentials, ListenError, tcpTarget, unixPath } from './listen.js';
 import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
@@ -126,7 +126,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Refuse a bad address/TLS combination before opening the store or starting workers: a typo in
   // an address must not leave a migrated schema or CA keys in a new --state-dir behind.
   listenCredentials(cfg);
-  if (unixPath(cfg.listen) === undefined) tcpTarget(cfg.listen);
+  const socketPath = unixPath(cfg.listen);
+  if (socketPath === undefined) tcpTarget(cfg.listen);
+  else checkSocketFolder(socketPath);
   if (cfg.admin !== undefined) parseHostPort(cfg.admin, '--admin');
   if (cfg.bundleEndpoint !== undefined) parseEndpointListen(cfg.bundleEndpoint);
   checkBundleEndpointConfig(cfg);

@@ -50,6 +50,15 @@ test('a unix socket listener is created with mode 0600 and serves SDS', async ()
   }
 });
 
+test('a unix socket in a folder that does not exist (or under a file) refuses start-up naming the folder, before any state is made', async () => {
+  const dir = await mkdtemp(join(root, 'nofolder-'));
+  const state = join(dir, 'state');
+  await assert.rejects(startServer(base({ listen: `unix://${join(dir, 'missing', 'sds.sock')}`, stateDir: state })), /--listen unix:\/\/.*\/missing\/sds\.sock: the folder .*\/missing does not exist; create it first \(mkdir -p /);
+  writeFileSync(join(dir, 'file'), 'x');
+  await assert.rejects(startServer(base({ listen: `unix://${join(dir, 'file', 'sds.sock')}`, stateDir: state })), /--listen unix:\/\/.*\/file\/sds\.sock: .*is not a folder/);
+  await assert.rejects(stat(state), /ENOENT/, 'no state dir was made');
+});
+
 test('a unix socket path that is not a socket, or a socket another server listens on, refuses start-up and is left as it was; an unknown --socket-group leaves no socket behind', async () => {
   const dir = await mkdtemp(join(root, 'sock-'));
   const file = join(dir, 'precious.txt');
