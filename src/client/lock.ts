@@ -25,6 +25,8 @@ function holderOf(path: string): { pid: number; start: string | undefined } | un
 }
 
 const OWN_RECORD = `${process.pid} ${OWN_START_TIME}\n`;
+/** A lock this process wrote: its pid and start time (one of our pid without it is a previous life's). */
+const isOurs = (holder: ReturnType<typeof holderOf>): boolean => holder?.pid === process.pid && holder.start === OWN_START_TIME;
 
 export interface Lock {
   release(): void;
@@ -47,7 +49,7 @@ export function takeLock(dir: string): Lock {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
     }
     const holder = holderOf(path);
-    if (holder?.pid === process.pid && (holder.start ?? OWN_START_TIME) === OWN_START_TIME) break;
+    if (isOurs(holder)) break;
     if (holder !== undefined && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start)) {
       throw new OutDirLocked(`another agent (pid ${holder.pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }
@@ -61,8 +63,7 @@ export function takeLock(dir: string): Lock {
   let release = onExit.get(path);
   if (!release) {
     const own = () => {
-      const holder = holderOf(path);
-      if (holder?.pid !== process.pid || holder.start !== OWN_START_TIME) return;
+      if (!isOurs(holderOf(path))) return;
       try {
         unlinkSync(path);
       } catch {
