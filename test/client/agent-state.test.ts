@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import { writtenLines } from '../helpers/hook-log.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { makeSvid } from './svids.js';
 import { fetchOnceInto } from './scripted-setup.js';
@@ -95,7 +96,7 @@ describe('agent state against a scripted server', () => {
     let held = false;
     return { onStaged: async () => { held = true; await released; }, release: () => release(), isHeld: () => held };
   };
-  const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n').length : 0);
+  const lines = (file: string) => writtenLines(file).length;
 
   it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();

@@ -7,6 +7,7 @@ import { chmodSync, chownSync, existsSync, lchownSync, symlinkSync, mkdirSync, m
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runFetch, type FetchCliOptions } from '../../src/cli/fetch.js';
+import { writtenLines } from '../helpers/hook-log.js';
 import { openssl } from '../helpers/openssl.js';
 import { NODE, OTHER_TD, SPIFFE_ID, startTestServer, type TestServer } from './helpers.js';
 
@@ -121,7 +122,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
       { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal },
     );
     try {
-      const hookLines = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').trim().split('\n') : []);
+      const hookLines = () => writtenLines(hookLog);
       await waitFor(() => hookLines().length === 1, 'the first write and its on-update run');
       const first = leafOf(dir);
       assert.deepEqual(hookLines(), [`${dir} no-token`]);
@@ -166,7 +167,7 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     // The first run starts a "daemon" that keeps the hook's output pipes; the second hangs in a grandchild.
     const hook = `if [ -f ${hookLog} ]; then echo run >> ${hookLog}; sleep 300 & echo $! > ${pidFile}; wait; else echo run >> ${hookLog}; sleep 300 & fi`;
     const running = runFetch({ ...(await base(dir)), watch: true, onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s), signal: ac.signal });
-    const runs = () => (existsSync(hookLog) ? readFileSync(hookLog, 'utf8').trim().split('\n').length : 0);
+    const runs = () => writtenLines(hookLog).length;
     try {
       await waitFor(() => runs() === 1, 'the first on-update run');
       await waitFor(() => /on-update command succeeded/.test(stderr), 'the first run reported although its daemon holds the pipes');

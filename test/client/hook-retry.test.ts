@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { HookFailed, startAgent } from '../../src/client/agent.js';
 import { HOOK_STATE_FILE } from '../../src/client/hook-state.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import { writtenLines } from '../helpers/hook-log.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { closeScripted, openScripted, type ScriptedSetup } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
@@ -24,7 +25,7 @@ describe('--on-update command until it succeeds', () => {
   after(() => closeScripted(setup));
   const identity = () => tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a');
   const trust = () => spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: a.certPem }]);
-  const lines = (f: string) => (existsSync(f) ? readFileSync(f, 'utf8').trim().split('\n').filter(Boolean) : []);
+  const lines = writtenLines;
 
   it('--watch runs a failed command again (backoff from 1 s) without a new push, until it succeeds', { timeout: 30_000 }, async () => {
     const dir = join(root, 'watch');
