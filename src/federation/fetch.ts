@@ -6,6 +6,7 @@ import { isIP } from 'node:net';
 import tls, { rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls';
 import type { BundleEndpointProfile } from '../api/types.js';
 import { noneValidNow } from '../api/pem.js';
+import { printable } from '../api/quote.js';
 
 /** Every reason a refresh can fail for (metric label values). */
 export const FAILURE_REASONS = [
@@ -24,13 +25,27 @@ export const FAILURE_REASONS = [
 ] as const;
 export type FailureReason = (typeof FAILURE_REASONS)[number];
 
+/** The longest failure message kept; the rest is cut with a note of how much. */
+export const MAX_FAILURE_MESSAGE_CHARS = 2000;
+
+/**
+ * A failure message as one safe line. It can quote the peer's own bytes (V8's JSON.parse error
+ * shows the document's first characters raw, an ignored key's `use` is shown whole), and it goes
+ * to the log, the stored record and the status that `get` and `inspect` print: an escape sequence
+ * there acted on the operator's terminal, and a half-megabyte `use` made a message of that size.
+ */
+function failureText(message: string): string {
+  const cut = message.length <= MAX_FAILURE_MESSAGE_CHARS ? message : `${message.slice(0, MAX_FAILURE_MESSAGE_CHARS)}... (${message.length - MAX_FAILURE_MESSAGE_CHARS} more characters)`;
+  return printable(cut).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
+}
+
 /** A refused refresh, with a reason usable as a metric label. */
 export class FederationFailure extends Error {
   constructor(
     readonly reason: FailureReason,
     message: string,
   ) {
-    super(message);
+    super(failureText(message));
     this.name = 'FederationFailure';
   }
 }

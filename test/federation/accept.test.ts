@@ -61,3 +61,21 @@ test('a bundle carrying more CAs than MAX_BUNDLE_CAS is refused naming the count
   assert.match(refusal(() => acceptBundle(huge, TD, undefined)).message, new RegExp(`^the bundle carries 1050 X\\.509 CAs; at most ${MAX_BUNDLE_CAS} are accepted`));
   assert.ok(performance.now() - started < 200, `took ${performance.now() - started} ms`);
 });
+
+test("a refusal quoting the peer's document carries no terminal control character and no megabyte of it (it reaches logs, the stored record, get and inspect)", () => {
+  // eslint-disable-next-line no-control-regex -- control characters are what this looks for
+  const acting = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+  // V8's JSON.parse error quotes the document's first bytes raw: an escape sequence setting the
+  // terminal title and clearing the screen of whoever runs `mesh-sds get`.
+  const json = refusal(() => acceptBundle('\u001b]0;pwned\u0007\u001b[2J\n{}', TD, undefined));
+  assert.equal(json.reason, 'malformed');
+  assert.doesNotMatch(json.message, acting);
+  assert.match(json.message, /\\u001b\]0;pwned\\u0007/);
+  // A `use` of half a megabyte opening with a C1 CSI (JSON.stringify leaves C1 raw) and a bidi override.
+  const doc = JSON.stringify({ keys: [{ use: `\u009b2J\u202e${'x'.repeat(500_000)}`, kty: 'EC' }] });
+  const big = refusal(() => acceptBundle(doc, TD, undefined));
+  assert.equal(big.reason, 'no_ca');
+  assert.doesNotMatch(big.message, acting);
+  assert.ok(big.message.length < 5000, `message of ${big.message.length} characters`);
+  assert.match(big.message, /more characters/);
+});
