@@ -1,5 +1,7 @@
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
+import { splitPemCertificates } from '../api/pem.js';
+import { FlagFileError } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -468,7 +470,14 @@ function watchListenerKeyPair(certFile: string, keyFile: string, served: TlsKeyP
   );
 }
 
-/** Read before the store opens; its error never quotes a PEM pasted in place of the path. */
+/**
+ * Read before the store opens; its error never quotes a PEM pasted in place of the path. Node's
+ * TLS silently skips what is not a PEM certificate in a CA list, so a DER file, a key or a damaged
+ * block used to start the server with that CA missing and every https_web fetch failing as 'tls'.
+ */
 function readFederationCaFile(file: string): string {
-  return readFlagFileSync('--federation-ca-file', file).toString('utf8');
+  const pem = readFlagFileSync('--federation-ca-file', file).toString('utf8');
+  const { error } = splitPemCertificates(pem);
+  if (error) throw new FlagFileError('--federation-ca-file', file, undefined, `it must hold the PEM CA certificates of https_web bundle endpoints: ${error}`);
+  return pem;
 }
