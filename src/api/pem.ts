@@ -69,9 +69,19 @@ export function noneValidNow(certs: readonly (string | X509Certificate)[], now: 
       continue;
     }
     if (Date.parse(cert.validFrom) <= t && t <= Date.parse(cert.validTo)) return undefined;
-    spans.push(`${new Date(cert.validFrom).toISOString()} to ${new Date(cert.validTo).toISOString()}`);
+    spans.push(`${isoTime(cert.validFrom)} to ${isoTime(cert.validTo)}`);
   }
   return spans.length > 0 ? spans : undefined;
+}
+
+/**
+ * A certificate time as ISO text. OpenSSL gives "Bad time value" for a time it cannot read (a
+ * peer's CA can carry one): toISOString of that threw, from inside a TLS error handler, and ended
+ * the process. Such a CA is never valid now (the comparisons above are false): said as it is.
+ */
+function isoTime(text: string): string {
+  const t = Date.parse(text);
+  return Number.isNaN(t) ? `an unreadable time (${JSON.stringify(text)})` : new Date(t).toISOString();
 }
 
 /** RSA modulus size a trusted CA key must reach: what mesh-sds requires of its own CAs. */

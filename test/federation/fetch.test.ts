@@ -5,7 +5,7 @@ import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { FederationFailure, fetchBundleText } from '../../src/federation/fetch.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
-import { endpointId, newCa } from './remote.js';
+import { endpointId, newCa, unreadableTimesCa } from './remote.js';
 import { makeExpiredCa } from '../helpers/openssl.js';
 
 test('an endpoint that drips its answer a byte at a time is given up on after the timeout (not only when it falls silent)', async (t) => {
@@ -62,4 +62,27 @@ test('an endpoint that only expired CAs could authenticate fails as tls, and the
   );
   assert.ok(wrong instanceof FederationFailure && wrong.reason === 'tls', String(wrong));
   assert.doesNotMatch(wrong.message, /valid now/);
+});
+
+test('an endpoint failing TLS while the trusted CAs include one whose validity cannot be read fails as tls (the hint threw inside the socket error handler and ended the process)', async (t) => {
+  const ca = newCa('badtime.example');
+  const svid = issueSvidSync(ca, endpointId('badtime.example'), 3600_000);
+  const server = createServer({ cert: svid.certChainPem, key: svid.keyPem }, (_req, res) => res.end('{}'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  // What a peer leaves behind with a bundle of a short-lived CA and one of unreadable times, once
+  // the short-lived one expires; or a bootstrap bundle carrying such a CA.
+  const authority = [(await makeExpiredCa('badtime-old')).certPem, await unreadableTimesCa('badtime-unreadable')];
+  const profile = { type: 'https_spiffe', endpointSPIFFEID: endpointId('badtime.example') } as const;
+  const outcome = await Promise.race([
+    fetchBundleText(url, profile, authority, { timeoutMs: 3000, serverNameForIp: 'badtime.example' }).then(
+      () => 'answered',
+      (e: unknown) => e,
+    ),
+    new Promise((resolve) => setTimeout(() => resolve('never settled'), 5000)),
+  ]);
+  assert.ok(outcome instanceof FederationFailure, String(outcome));
+  assert.equal(outcome.reason, 'tls');
+  assert.match(outcome.message, /no CA of the bundle trusted for this endpoint is valid now/);
 });

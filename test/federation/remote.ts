@@ -12,6 +12,9 @@ import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
 import type { CertificateAuthority } from '../../src/pki/types.js';
 import type { ClusterFederatedTrustDomain } from '../../src/api/types.js';
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import { makeCaUntil } from '../helpers/openssl.js';
 
 export function newCa(trustDomain: string): CertificateAuthority {
   const g = generateCertificateAuthority(trustDomain);
@@ -145,4 +148,11 @@ export function newIntermediateCa(td: string): CertificateAuthority {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A CA whose validity OpenSSL cannot read: its times are UTCTime "0101000000Z" (day 00), printed "Bad time value". */
+export async function unreadableTimesCa(cn: string): Promise<string> {
+  const ca = await makeCaUntil(cn, new Date('0002-01-01T00:00:00Z'), { notBefore: new Date('0001-01-01T00:00:00Z') });
+  assert.ok(Number.isNaN(Date.parse(new X509Certificate(ca.certPem).validFrom)), 'the CA was meant to have an unreadable validity');
+  return ca.certPem;
 }
