@@ -44,6 +44,12 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
   decoded.cas.forEach((cert, i) => {
     const problem = caKeyProblem(cert);
     if (problem) throw new FederationFailure('unacceptable_ca_key', `CA ${i + 1} of ${decoded.cas.length} has ${problem}`);
+    // OpenSSL parses a certificate whose times it cannot read ("Bad time value"); accepted beside a
+    // valid CA, it went to every mesh, where each reader of its dates (fetch's summary, the debug
+    // endpoint) threw on it.
+    if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) {
+      throw new FederationFailure('malformed', `CA ${i + 1} of ${decoded.cas.length} has a validity that cannot be read (not before ${JSON.stringify(cert.validFrom)}, not after ${JSON.stringify(cert.validTo)})`);
+    }
   });
   // Accepted, a bundle of only expired (or not yet valid) CAs would become the one that must
   // authenticate the endpoint next time: nothing could, and federation would be locked out.

@@ -5,7 +5,7 @@ import { acceptBundle, MAX_BUNDLE_CAS } from '../../src/federation/accept.js';
 import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { FederationFailure } from '../../src/federation/fetch.js';
-import { bundleOf, newCa } from './remote.js';
+import { bundleOf, newCa, unreadableTimesCa } from './remote.js';
 
 const TD = 'zone-b.test';
 
@@ -78,4 +78,14 @@ test("a refusal quoting the peer's document carries no terminal control characte
   assert.doesNotMatch(big.message, acting);
   assert.ok(big.message.length < 5000, `message of ${big.message.length} characters`);
   assert.match(big.message, /more characters/);
+});
+
+test('a bundle with a CA whose validity cannot be read is refused as malformed naming the CA, in any order (after a valid CA it was accepted and sent to every mesh)', async () => {
+  const good = newCa(TD);
+  const unreadable = await unreadableTimesCa('zone-b-unreadable');
+  for (const [cas, n] of [[[good.trustPem, unreadable], 2], [[unreadable, good.trustPem], 1]] as const) {
+    const f = refusal(() => acceptBundle(encodeSpiffeBundle({ cas: [...cas], sequence: 3 }), TD, undefined));
+    assert.equal(f.reason, 'malformed');
+    assert.match(f.message, new RegExp(`CA ${n} of 2 has a validity that cannot be read`));
+  }
 });
