@@ -198,8 +198,10 @@ function fetchOnce(url: string, profile: BundleEndpointProfile, authorityPems: r
       },
       (res) => {
         if (res.statusCode !== 200) {
-          res.resume();
           reject(new FederationFailure('http_status', `${url} answered HTTP ${res.statusCode}`));
+          // Its body is not wanted: draining it (resume) read whatever the peer sent until the
+          // deadline, gigabytes past the bound below, which holds for a 200 only.
+          req.destroy();
           return;
         }
         const chunks: Buffer[] = [];

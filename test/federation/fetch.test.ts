@@ -86,3 +86,34 @@ test('an endpoint failing TLS while the trusted CAs include one whose validity c
   assert.equal(outcome.reason, 'tls');
   assert.match(outcome.message, /no CA of the bundle trusted for this endpoint is valid now/);
 });
+
+test('an endpoint answering an error status with an endless body is dropped at once, not read until the timeout (the 1 MiB bound held only for 200)', async (t) => {
+  const ca = newCa('flood.example');
+  const svid = issueSvidSync(ca, endpointId('flood.example'), 3600_000);
+  let closed: number | undefined;
+  const chunk = Buffer.alloc(64 * 1024, 0x78);
+  const server = createServer({ cert: svid.certChainPem, key: svid.keyPem }, (_req, res) => {
+    res.writeHead(500, { 'content-type': 'text/plain' });
+    const pump = () => {
+      while (!res.destroyed && res.write(chunk));
+    };
+    res.on('drain', pump);
+    res.on('close', () => (closed = Date.now()));
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/flood`;
+  const started = Date.now();
+  const failed = await fetchBundleText(url, { type: 'https_spiffe', endpointSPIFFEID: endpointId('flood.example') }, [ca.trustPem], { timeoutMs: 5000, serverNameForIp: 'flood.example' }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(failed instanceof FederationFailure && failed.reason === 'http_status', String(failed));
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  assert.ok(closed !== undefined, 'the connection was still open (and read) 1.5 s after the refusal');
+  assert.ok(closed - started < 1500, `closed ${closed - started} ms after the request`);
+});
