@@ -160,6 +160,9 @@ export async function fetchBundleText(url: string, profile: BundleEndpointProfil
   }
 }
 
+/** Interim (1xx) responses tolerated before the final one (a 100 and a 103 or two are plausible). */
+const MAX_INTERIM_RESPONSES = 8;
+
 /** One GET with `servername` as SNI (none when undefined). */
 function fetchOnce(url: string, profile: BundleEndpointProfile, authorityPems: readonly string[], opts: FetchOptions, servername: string | undefined): Promise<string> {
   const u = new URL(url);
@@ -217,6 +220,12 @@ function fetchOnce(url: string, profile: BundleEndpointProfile, authorityPems: r
         res.on('error', (e) => reject(new FederationFailure('unreachable', `${url}: ${e.message}`)));
       },
     );
+    // Interim (1xx) answers are parsed and passed over by node without end, outside the byte bound:
+    // a peer streaming them had each refresh parse for the whole timeout. A bundle needs none.
+    let interim = 0;
+    req.on('information', () => {
+      if (++interim > MAX_INTERIM_RESPONSES) req.destroy(new FederationFailure('malformed', `${url} sent more than ${MAX_INTERIM_RESPONSES} informational (1xx) responses`));
+    });
     // The whole exchange (connect, TLS, answer) has timeoutMs, not only each silence in it: an
     // endpoint that drips its answer a byte at a time would otherwise hold this refresh for ever.
     const deadline = setTimeout(() => req.destroy(new FederationFailure('timeout', `${url} did not answer within ${timeoutMs} ms`)), timeoutMs);

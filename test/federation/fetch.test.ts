@@ -117,3 +117,36 @@ test('an endpoint answering an error status with an endless body is dropped at o
   assert.ok(closed !== undefined, 'the connection was still open (and read) 1.5 s after the refusal');
   assert.ok(closed - started < 1500, `closed ${closed - started} ms after the request`);
 });
+
+test('an endpoint sending informational (1xx) responses without end is given up on at once as malformed, not parsed until the timeout', async (t) => {
+  const ca = newCa('hints.example');
+  const svid = issueSvidSync(ca, endpointId('hints.example'), 3600_000);
+  let closed: number | undefined;
+  const hints = Buffer.from('HTTP/1.1 103 Early Hints\r\nlink: </b>; rel=preload\r\n\r\n'.repeat(1000));
+  const server = createServer({ cert: svid.certChainPem, key: svid.keyPem }, (req) => {
+    const socket = req.socket;
+    const pump = () => {
+      while (!socket.destroyed && socket.write(hints));
+    };
+    socket.on('drain', pump);
+    socket.on('close', () => (closed = Date.now()));
+    pump();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/hints`;
+  const started = Date.now();
+  const failed = await fetchBundleText(url, { type: 'https_spiffe', endpointSPIFFEID: endpointId('hints.example') }, [ca.trustPem], { timeoutMs: 5000, serverNameForIp: 'hints.example' }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assert.ok(failed instanceof FederationFailure, String(failed));
+  assert.equal(failed.reason, 'malformed');
+  assert.match(failed.message, /informational/);
+  assert.ok(Date.now() - started < 1500, `gave up after ${Date.now() - started} ms`);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.ok(closed !== undefined, 'the connection is closed');
+});
