@@ -1,6 +1,6 @@
 // What is persisted per federated trust domain (state key `federation/<td>`): the last accepted
 // bundle and the outcome of the last refresh, so a restart needs no remote and replicas share it.
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type { FederationSpec } from '../api/types.js';
 import type { StateStore } from '../store/types.js';
 import type { AcceptedBundle } from './accept.js';
@@ -133,6 +133,9 @@ function caPemProblem(pem: unknown): string | undefined {
   if (error) return `is not a PEM certificate: ${error}`;
   if (ders.length !== 1) return `holds ${ders.length} certificates, not one`;
   if (!isCaCertificate(ders[0]!)) return 'is not a CA certificate';
+  // Fetched bundles with one are refused (accept.ts); one stored before that must not stay trusted.
+  const cert = new X509Certificate(ders[0]!);
+  if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) return 'has a validity that cannot be read';
   return undefined;
 }
 

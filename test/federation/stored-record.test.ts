@@ -10,7 +10,7 @@ import { FederationFollower, loadFederationState, type FederationState } from '.
 import { federationStateKey } from '../../src/federation/record.js';
 import { FileStateStore } from '../../src/store/file-state.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
-import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa } from './remote.js';
+import { bundleOf, cftd, endpointId, fakeEndpoint, ManualTimers, newCa, unreadableTimesCa } from './remote.js';
 
 const A = 'aaa.test';
 const Z = 'zzz.test';
@@ -156,6 +156,29 @@ test('a stored bundle whose CA is not a parseable CA certificate falls back to t
       } finally {
         await follower.close();
       }
+    }
+  } finally {
+    await p.done();
+  }
+});
+
+test('a stored bundle with a CA whose validity cannot be read (accepted before such bundles were refused) falls back to the bootstrap bundle and is reported naming the CA', async () => {
+  const p = await twoPeers();
+  try {
+    const bundle = p.good.bundle as { caPems: string[] };
+    await p.state.put(federationStateKey(A), JSON.stringify({ ...p.good, bundle: { ...bundle, caPems: [bundle.caPems[0]!, await unreadableTimesCa('aaa-unreadable')] } }));
+    const { warnings, log } = logger();
+    const follower = new FederationFollower({ state: p.state, timers: new ManualTimers(), log });
+    try {
+      await follower.setResources(p.resources);
+      const d = follower.current.domains.get('a-peer')!;
+      assert.equal(d.source, 'bootstrap');
+      assert.deepEqual(d.bundle?.caPems, [p.caA.trustPem]);
+      const damage = warnings.filter((w) => w.o.stateKey === federationStateKey(A));
+      assert.equal(damage.length, 1);
+      assert.match(String(damage[0]!.o.problems), /bundle: caPems\[1\] has a validity that cannot be read/);
+    } finally {
+      await follower.close();
     }
   } finally {
     await p.done();
