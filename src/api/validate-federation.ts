@@ -51,8 +51,12 @@ export function validateFederationSpec(raw: unknown, path: string, issues: Issue
       // Held to the key policy of a fetched bundle (caKeyProblem): the bootstrap CAs are trusted
       // until the first fetch, and a fetched bundle carrying the same CA would be refused.
       r.pems.forEach((pem, n) => {
-        const problem = caKeyProblem(new X509Certificate(pem));
+        const cert = new X509Certificate(pem);
+        const problem = caKeyProblem(cert);
         if (problem) issues.add(bundlePath, `certificate ${n + 1} has ${problem}`);
+        // As a fetched bundle (accept.ts): OpenSSL reads such a certificate but not its times, and
+        // every reader of a trusted CA's dates (fetch's summary, the debug endpoint) threw on it.
+        else if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) issues.add(bundlePath, `certificate ${n + 1} has a validity that cannot be read`);
       });
       // Refused as in a MeshTrust or a fetched bundle: it would sign identities of this trust domain.
       if (td !== undefined) {

@@ -10,6 +10,7 @@ import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
 import { FederationFailure } from '../../src/federation/fetch.js';
 import { openssl } from '../helpers/openssl.js';
 import { assertAccepted, assertRejected } from '../api/helpers.js';
+import { unreadableTimesCa } from './remote.js';
 
 const TD = 'zone-b.test';
 
@@ -82,4 +83,22 @@ test('a bootstrap bundle is held to the same CA key policy at validation, as PEM
     assertRejected(cftd(bundle), 'spec.trustDomainBundle: certificate 2 has an RSA 1024-bit key; at least 2048 bits are required');
   }
   assertAccepted(cftd(encodeSpiffeBundle({ cas: [good, ec('P-521')] })));
+});
+
+test('a bootstrap bundle with a CA whose validity cannot be read is refused at validation, as PEM or as a SPIFFE bundle (it was trusted in every mesh until the first fetch)', async () => {
+  const cftd = (bundle: string) => ({
+    type: 'ClusterFederatedTrustDomain',
+    name: 'zone-b',
+    spec: {
+      trustDomain: TD,
+      bundleEndpointURL: `https://127.0.0.1:44443/${TD}`,
+      bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: `spiffe://${TD}/mesh-sds/bundle-endpoint` },
+      trustDomainBundle: bundle,
+    },
+  });
+  const good = ec('P-256');
+  const unreadable = await unreadableTimesCa('zone-b-unreadable');
+  for (const bundle of [good + unreadable, encodeSpiffeBundle({ cas: [good, unreadable] })]) {
+    assertRejected(cftd(bundle), 'spec.trustDomainBundle: certificate 2 has a validity that cannot be read');
+  }
 });
