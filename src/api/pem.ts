@@ -34,6 +34,14 @@ export function splitPemCertificates(text: string): { ders: Buffer[]; error?: st
   return { ders };
 }
 
+/**
+ * OpenSSL parses a certificate whose validity it cannot read and gives "Bad time value" for it:
+ * trusted, every reader of its dates (fetch's summary, the debug endpoint) threw on it.
+ */
+export function hasUnreadableValidity(cert: X509Certificate): boolean {
+  return Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo));
+}
+
 /** True when the certificate's basicConstraints say it is a CA. */
 export function isCaCertificate(der: Buffer): boolean {
   return new X509Certificate(der).ca;
@@ -79,7 +87,7 @@ export function noneValidNow(certs: readonly (string | X509Certificate)[], now: 
  * peer's CA can carry one): toISOString of that threw, from inside a TLS error handler, and ended
  * the process. Such a CA is never valid now (the comparisons above are false): said as it is.
  */
-function isoTime(text: string): string {
+export function isoTime(text: string): string {
   const t = Date.parse(text);
   return Number.isNaN(t) ? `an unreadable time (${JSON.stringify(text)})` : new Date(t).toISOString();
 }

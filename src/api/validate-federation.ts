@@ -2,7 +2,7 @@
 // trust domain publishes its bundle, how to authenticate that endpoint, and the bootstrap bundle.
 import { X509Certificate } from 'node:crypto';
 import type { BundleEndpointProfile, FederationSpec } from './types.js';
-import { caKeyProblem, caTrustDomains } from './pem.js';
+import { caKeyProblem, caTrustDomains, hasUnreadableValidity } from './pem.js';
 import { readBundleDocument } from './spiffe-bundle.js';
 import { field, Issues, readObject, readString } from './validate-common.js';
 import { spiffePathProblem, trustDomainProblem } from './template.js';
@@ -56,7 +56,7 @@ export function validateFederationSpec(raw: unknown, path: string, issues: Issue
         if (problem) issues.add(bundlePath, `certificate ${n + 1} has ${problem}`);
         // As a fetched bundle (accept.ts): OpenSSL reads such a certificate but not its times, and
         // every reader of a trusted CA's dates (fetch's summary, the debug endpoint) threw on it.
-        else if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) issues.add(bundlePath, `certificate ${n + 1} has a validity that cannot be read`);
+        else if (hasUnreadableValidity(cert)) issues.add(bundlePath, `certificate ${n + 1} has a validity that cannot be read`);
       });
       // Refused as in a MeshTrust or a fetched bundle: it would sign identities of this trust domain.
       if (td !== undefined) {

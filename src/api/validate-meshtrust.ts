@@ -1,6 +1,7 @@
 // MeshTrust spec: trust domain and CA bundles (every certificate must parse and be a CA).
 import type { CaBundle, MeshTrustSpec } from './types.js';
-import { caTrustDomains, isCaCertificate, splitPemCertificates } from './pem.js';
+import { X509Certificate } from 'node:crypto';
+import { caTrustDomains, hasUnreadableValidity, isCaCertificate, splitPemCertificates } from './pem.js';
 import { decodeSpiffeBundle, SpiffeBundleError } from './spiffe-bundle.js';
 import { field, index, Issues, readObject, readString } from './validate-common.js';
 import { trustDomainProblem } from './template.js';
@@ -86,8 +87,9 @@ function validateCaBundles(raw: unknown, path: string, issues: Issues): CaBundle
     if (value === undefined && obj.value !== undefined && obj.value !== null) return;
     if (b.type === 'SpiffeBundle') {
       const read = readSpiffeBundleValue(value ?? '');
-      if ('problem' in read) issues.add(valuePath, read.problem);
-      else out.push({ type: 'SpiffeBundle', pem: { value: read.pem }, spiffeBundle: { value: value ?? '' } });
+      const problem = 'problem' in read ? read.problem : unreadableValidityProblem(splitPemCertificates(read.pem).ders);
+      if (problem) issues.add(valuePath, problem);
+      else if (!('problem' in read)) out.push({ type: 'SpiffeBundle', pem: { value: read.pem }, spiffeBundle: { value: value ?? '' } });
       return;
     }
     const problem = pemBundleProblem(value ?? '');
@@ -119,5 +121,10 @@ export function pemBundleProblem(value: string): string | undefined {
   for (let i = 0; i < ders.length; i++) {
     if (!isCaCertificate(ders[i] as Buffer)) return `certificate ${i + 1} is not a CA`;
   }
-  return undefined;
+  return unreadableValidityProblem(ders);
+}
+
+function unreadableValidityProblem(ders: readonly Buffer[]): string | undefined {
+  const i = ders.findIndex((der) => hasUnreadableValidity(new X509Certificate(der)));
+  return i < 0 ? undefined : `certificate ${i + 1} has a validity that cannot be read`;
 }

@@ -6,6 +6,7 @@
 // minute (most likely this host's clock), a chain that does not verify against the trust bundle
 // sent with it, and a SPIFFE ID other than the one written before.
 import { X509Certificate } from 'node:crypto';
+import { hasUnreadableValidity } from '../api/pem.js';
 import { parseCertificates } from './summary.js';
 
 /** The push must not be written; the message says why. */
@@ -49,6 +50,9 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   const notBefore = Date.parse(leaf.validFrom);
   const spiffeId = /(?:^|,\s*)URI:(spiffe:\/\/[^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1];
   const what = `the certificate (serial ${leaf.serialNumber.toUpperCase()}${spiffeId ? `, ${spiffeId}` : ''})`;
+  if (hasUnreadableValidity(leaf)) {
+    throw new RefusedSvid(`${what} has a validity that cannot be read (not before ${JSON.stringify(leaf.validFrom)}, not after ${JSON.stringify(leaf.validTo)}); not written`);
+  }
   if (notAfter <= nowMs) {
     throw new RefusedSvid(`${what} expired at ${new Date(notAfter).toISOString()} (now ${new Date(nowMs).toISOString()}); not written`);
   }

@@ -1,7 +1,7 @@
 // Human and JSON summaries of fetched secrets: identities, validity, issuers and trust domains.
 // Built from certificates only — a summary never carries the private key.
 import { X509Certificate } from 'node:crypto';
-import { splitPemCertificates } from '../api/pem.js';
+import { isoTime, splitPemCertificates } from '../api/pem.js';
 import type { DecodedSecret } from './decode.js';
 
 export interface CertSummary {
@@ -54,8 +54,9 @@ export function summarizeCertificate(c: X509Certificate): CertSummary {
     subject: dn(c.subject),
     issuer: dn(c.issuer),
     serial: c.serialNumber.toUpperCase(),
-    notBefore: new Date(c.validFrom).toISOString(),
-    notAfter: new Date(c.validTo).toISOString(),
+    // A server may send a CA whose times OpenSSL cannot read: said, not thrown on.
+    notBefore: isoTime(c.validFrom),
+    notAfter: isoTime(c.validTo),
     uriSans: uris,
     isCa: c.ca,
     sha256: c.fingerprint256,

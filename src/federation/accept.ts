@@ -1,5 +1,5 @@
 // Whether a fetched document may replace the last accepted bundle of a trust domain (SPEC §10).
-import { caKeyProblem, caTrustDomains, noneValidNow } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, hasUnreadableValidity, noneValidNow } from '../api/pem.js';
 import { decodeSpiffeBundle, X509_SVID_USE } from './bundle.js';
 import { FederationFailure } from './fetch.js';
 
@@ -47,7 +47,7 @@ export function acceptBundle(text: string, trustDomain: string, last: AcceptedBu
     // OpenSSL parses a certificate whose times it cannot read ("Bad time value"); accepted beside a
     // valid CA, it went to every mesh, where each reader of its dates (fetch's summary, the debug
     // endpoint) threw on it.
-    if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) {
+    if (hasUnreadableValidity(cert)) {
       throw new FederationFailure('malformed', `CA ${i + 1} of ${decoded.cas.length} has a validity that cannot be read (not before ${JSON.stringify(cert.validFrom)}, not after ${JSON.stringify(cert.validTo)})`);
     }
   });

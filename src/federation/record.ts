@@ -6,7 +6,7 @@ import type { StateStore } from '../store/types.js';
 import type { AcceptedBundle } from './accept.js';
 import { readBundleDocument } from './bundle.js';
 import { FAILURE_REASONS, type FailureReason } from './fetch.js';
-import { isCaCertificate, splitPemCertificates } from '../api/pem.js';
+import { hasUnreadableValidity, isCaCertificate, splitPemCertificates } from '../api/pem.js';
 import { caSetDigest } from './sequence.js';
 
 export interface FederationRecord {
@@ -135,7 +135,7 @@ function caPemProblem(pem: unknown): string | undefined {
   if (!isCaCertificate(ders[0]!)) return 'is not a CA certificate';
   // Fetched bundles with one are refused (accept.ts); one stored before that must not stay trusted.
   const cert = new X509Certificate(ders[0]!);
-  if (Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo))) return 'has a validity that cannot be read';
+  if (hasUnreadableValidity(cert)) return 'has a validity that cannot be read';
   return undefined;
 }
 

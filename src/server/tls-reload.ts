@@ -6,6 +6,7 @@ import { X509Certificate, createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import { readFlagFile } from '../api/flag-file.js';
+import { hasUnreadableValidity, isoTime } from '../api/pem.js';
 import type { TlsKeyPair } from './grpc-h2/server.js';
 
 export interface TlsReloadOptions {
@@ -32,6 +33,8 @@ export interface TlsReloader {
 /** Why a certificate cannot be served at `now` by its validity, or undefined. `waiting`: it will be, later. */
 function validityProblem(cert: X509Certificate, now: Date, noun = 'the certificate'): { problem: string; waiting: boolean } | undefined {
   const t = now.getTime();
+  // OpenSSL reads such a certificate but not its times: no comparison with them holds.
+  if (hasUnreadableValidity(cert)) return { problem: `${noun} has a validity that cannot be read (not before ${JSON.stringify(cert.validFrom)}, not after ${JSON.stringify(cert.validTo)})`, waiting: false };
   if (t < Date.parse(cert.validFrom)) return { problem: `${noun} is not valid before ${new Date(cert.validFrom).toISOString()}`, waiting: true };
   if (t > Date.parse(cert.validTo)) return { problem: `${noun} expired at ${new Date(cert.validTo).toISOString()}`, waiting: false };
   return undefined;
@@ -119,7 +122,7 @@ export function watchTlsKeyPair(opts: TlsReloadOptions, served: TlsKeyPair): Tls
     settled = sig;
     reported = '';
     opts.onServed?.(new Date(checked.cert.validTo));
-    opts.log.info({ certFile: opts.certFile, subject: checked.cert.subject, notAfter: new Date(checked.cert.validTo).toISOString(), fingerprint: checked.cert.fingerprint256 }, 'listener TLS key pair reloaded');
+    opts.log.info({ certFile: opts.certFile, subject: checked.cert.subject, notAfter: isoTime(checked.cert.validTo), fingerprint: checked.cert.fingerprint256 }, 'listener TLS key pair reloaded');
   };
 
   const check = (): Promise<void> => {

@@ -1,8 +1,10 @@
 // MeshTrust rules of SPEC §1: each has an input that fails with an exact `path: message` and one that passes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { X509Certificate, generateKeyPairSync } from 'node:crypto';
+import { encodeSpiffeBundle } from '../../src/api/spiffe-bundle.js';
 import type { MeshTrust } from '../../src/api/types.js';
+import { makeCaUntil } from '../helpers/openssl.js';
 import { assertAccepted, assertRejected, meshTrust, pem, withField } from './helpers.js';
 
 test('a valid MeshTrust is accepted as written', () => {
@@ -67,6 +69,21 @@ test('every certificate of a bundle must be a CA, and the first that is not is n
     withField(meshTrust(), 'spec.caBundles.0.pem.value', pem('root-ca') + pem('intermediate-ca')),
   );
   assert.equal(mt.spec.caBundles.length, 1);
+});
+
+test('a CA whose validity OpenSSL cannot read is refused naming it, in a Pem or a SpiffeBundle source, though it is valid now', async () => {
+  // notBefore in the year 1000: OpenSSL parses the certificate but gives "Bad time value" for the time.
+  const odd = await makeCaUntil('Odd Times', new Date('2100-01-01T00:00:00Z'), { notBefore: new Date('1000-01-01T00:00:00Z') });
+  assert.equal(new X509Certificate(odd.certPem).validFrom, 'Bad time value', 'the CA was meant to have an unreadable validity');
+  assertRejected(
+    withField(meshTrust(), 'spec.caBundles.0.pem.value', pem('root-ca') + odd.certPem),
+    'spec.caBundles[0].pem.value: certificate 2 has a validity that cannot be read',
+  );
+  assertRejected(
+    withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: encodeSpiffeBundle({ cas: [pem('root-ca'), odd.certPem] }) } }]),
+    'spec.caBundles[0].spiffeBundle.value: certificate 2 has a validity that cannot be read',
+  );
+  assertAccepted(withField(meshTrust(), 'spec.caBundles', [{ type: 'SpiffeBundle', spiffeBundle: { value: encodeSpiffeBundle({ cas: [pem('root-ca')] }) } }]));
 });
 
 test('problems in a later bundle are reported at its index', () => {

@@ -3,12 +3,14 @@
 // for a certificate on disk that nears its end or expires with no new one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import { summarizeCertificate } from '../../src/client/summary.js';
+import { makeCa, makeCaUntil, type TestCa } from '../helpers/openssl.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { makeSvid, makeSvidBetween } from './svids.js';
 
@@ -64,6 +66,25 @@ describe('checks on the identity before it is written', () => {
     } finally {
       await w.stop();
     }
+  });
+
+  it('a leaf whose validity OpenSSL cannot read is NACKed; a trust bundle CA with one is written and summarised as such, not thrown on', { timeout: 30_000 }, async () => {
+    const w = await watching('unreadable-times');
+    try {
+      assert.equal(await w.push('1', [identity(a), trust(a, b)]), undefined);
+      // notBefore in the year 1000: OpenSSL reads the certificate but gives "Bad time value" for that time.
+      const odd = await makeSvidBetween('Odd', new Date('1000-01-01T00:00:00Z'), new Date('2100-01-01T00:00:00Z'));
+      assert.match((await w.push('2', [identity(odd)])) ?? '', /has a validity that cannot be read \(not before "Bad time value"/);
+      assert.equal(readFileSync(join(w.dir, 'cert.pem'), 'utf8'), a.certPem);
+      const oddCa = await makeCaUntil('Odd CA', new Date('2100-01-01T00:00:00Z'), { notBefore: new Date('1000-01-01T00:00:00Z') });
+      assert.equal(await w.push('3', [identity(a), trust(a, oddCa)]), undefined);
+      assert.match(readFileSync(join(w.dir, 'bundle.pem'), 'utf8'), new RegExp(oddCa.certPem.split('\n')[1]!.replace(/[+/]/g, '\\$&')));
+    } finally {
+      await w.stop();
+    }
+    const summary = summarizeCertificate(new X509Certificate((await makeCaUntil('Odd CA', new Date('2100-01-01T00:00:00Z'), { notBefore: new Date('1000-01-01T00:00:00Z') })).certPem));
+    assert.equal(summary.notBefore, 'an unreadable time ("Bad time value")');
+    assert.equal(summary.notAfter, '2100-01-01T00:00:00.000Z');
   });
 
   it('a leaf not valid yet, one the bundle does not verify, and a new SPIFFE ID are written with a warning', { timeout: 30_000 }, async () => {

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { watchTlsKeyPair } from '../../src/server/tls-reload.js';
-import { makeCa } from '../helpers/openssl.js';
+import { makeCa, makeCaUntil } from '../helpers/openssl.js';
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-tls-reload-'));
@@ -47,6 +47,18 @@ test('a certificate not valid yet (an issuer clock ahead) is refused, logged onc
   s.setClock(new Date(validFrom + 60_000));
   await s.reloader.check();
   assert.deepEqual(s.applied, ['CN=pair-b']);
+});
+
+test('a certificate whose validity OpenSSL cannot read is refused naming why, and the served pair is kept', async (t) => {
+  const s = setup(t);
+  // notBefore in the year 1000: OpenSSL reads the certificate but gives "Bad time value" for that time.
+  const odd = await makeCaUntil('pair-odd', new Date('2100-01-01T00:00:00Z'), { notBefore: new Date('1000-01-01T00:00:00Z') });
+  writeFileSync(s.files.certFile, odd.certPem);
+  writeFileSync(s.files.keyFile, odd.keyPem);
+  for (let i = 0; i < 3; i++) await s.reloader.check();
+  assert.deepEqual(s.applied, []);
+  assert.deepEqual(s.errors, ['the certificate has a validity that cannot be read (not before "Bad time value", not after "Jan  1 00:00:00 2100 GMT")']);
+  assert.equal(s.reloader.health().ok, true, 'the pair served before is still served');
 });
 
 test('a pair is read only once its files stood still for a poll: one changing between polls is not applied half-way', async (t) => {
