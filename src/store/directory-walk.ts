@@ -3,6 +3,7 @@
 import { readdir, readlink, stat } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
+import { invalidUtf8Offset } from '../api/file-text.js';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
 
@@ -122,10 +123,17 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
     return;
   }
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const badNames = entries.some((e) => e.name.includes('\uFFFD')) ? await nonUtf8Names(dirRead) : undefined;
   for (const e of entries) {
     // Dot entries: `..data`, the kubelet's timestamped folders, temp and lock files of writers.
     if (e.name.startsWith('.')) continue;
     const d = join(display, e.name);
+    const bad = badNames?.get(e.name);
+    if (bad !== undefined) {
+      // Listed with U+FFFD for its bad bytes, a name no call can open: it was skipped as gone, unsaid.
+      if (e.isDirectory() || e.isSymbolicLink() || RESOURCE_FILE.test(e.name)) out.problems.set(d, bad);
+      continue;
+    }
     const r = join(dirRead, e.name);
     let isDir = e.isDirectory();
     let isFile = e.isFile();
@@ -158,4 +166,18 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
       out.files.push({ display: d, read: r });
     }
   }
+}
+
+/**
+ * The entries of `dir` whose name is not UTF-8, by the name readdir gives them (bad bytes as
+ * U+FFFD): why each cannot be read, naming the first bad byte.
+ */
+async function nonUtf8Names(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const raw of await readdir(dir, { encoding: 'buffer' }).catch(() => [])) {
+    const at = invalidUtf8Offset(raw);
+    if (at === undefined) continue;
+    out.set(raw.toString('utf8'), `name is not valid UTF-8 (invalid byte 0x${raw[at]!.toString(16).padStart(2, '0')} at byte offset ${at} of the name): it cannot be opened by its name, nothing in it is read; rename it`);
+  }
+  return out;
 }

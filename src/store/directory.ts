@@ -368,7 +368,8 @@ export class DirectoryStore implements ResourceStore {
     const st = await this.fs.stat(read).catch((e: NodeJS.ErrnoException) => e);
     // Gone (or a dangling link): forget it. Any other failure (a symlink loop) is the folder
     // listing's to report, so list the folder it is in.
-    if (st instanceof Error) return st.code === 'ENOENT' ? this.removeUnder(display) : this.relist(dirname(display));
+    // A name that is not UTF-8 (U+FFFD for its bad bytes) cannot be stat'ed either: the listing reports it.
+    if (st instanceof Error) return st.code === 'ENOENT' && !display.includes('\uFFFD') ? this.removeUnder(display) : this.relist(dirname(display));
     if (st.isDirectory()) return this.relist(display);
     if (!st.isFile() || !RESOURCE_FILE.test(display)) return false;
     return this.readFiles([{ display, read }]);

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
@@ -196,6 +197,41 @@ test('a file over --max-file-size and a file that is not UTF-8 are refused namin
       assert.equal(fixed.errors.length, 1);
     },
     { maxFileSize: 4096 },
+  );
+});
+
+test('a file or folder whose name is not UTF-8 is reported naming the bad byte (at start and when it appears while watching), not skipped unsaid; everything else is served', async () => {
+  // Bytes, not strings: Node lists such a name with U+FFFD, a path no call can open.
+  const bad = (dir: string, ...parts: number[][]) => Buffer.concat([Buffer.from(`${dir}/`), ...parts.map((p) => Buffer.from(p))]);
+  const name = (...s: (string | number)[]) => s.flatMap((x) => (typeof x === 'number' ? [x] : [...Buffer.from(x)]));
+  const problems = (s: ResourceSnapshot) => s.errors.map((e) => `${e.file.replace(/.*\//, '')}: ${e.message}`).sort();
+  await withStore(
+    async (store, dir) => {
+      const first = await latest(store);
+      assert.deepEqual(trusts(first), { ok: 'ok.example' });
+      assert.deepEqual(problems(first), [
+        'caf\uFFFD.yaml: name is not valid UTF-8 (invalid byte 0xe9 at byte offset 3 of the name): it cannot be opened by its name, nothing in it is read; rename it',
+        'team\uFFFD: name is not valid UTF-8 (invalid byte 0xff at byte offset 4 of the name): it cannot be opened by its name, nothing in it is read; rename it',
+      ]);
+      // One that appears while watching is reported too, and stays reported (its watch event must not clear it).
+      writeFileSync(bad(dir, name('new', 0xfe, '.yaml')), trustYaml('new', 'new.example'));
+      await next(store, (s) => s.errors.length === 3);
+      await sleep(300);
+      const later = await latest(store);
+      assert.equal(later.errors.length, 3);
+      assert.match(problems(later).join('\n'), /new\uFFFD\.yaml: name is not valid UTF-8 \(invalid byte 0xfe at byte offset 3/);
+      // Renamed to a UTF-8 name, it is read and the report goes.
+      renameSync(bad(dir, name('caf', 0xe9, '.yaml')), join(dir, 'cafe.yaml'));
+      const renamed = await next(store, (s) => tdOf(s, 'cafe') === 'cafe.example');
+      assert.equal(renamed.errors.length, 2);
+    },
+    {},
+    async (dir) => {
+      writeFileSync(bad(dir, name('caf', 0xe9, '.yaml')), trustYaml('cafe', 'cafe.example'));
+      mkdirSync(bad(dir, name('team', 0xff)));
+      writeFileSync(Buffer.concat([bad(dir, name('team', 0xff)), Buffer.from('/t.yaml')]), trustYaml('team', 'team.example'));
+      await writeFile(join(dir, 'ok.yaml'), trustYaml('ok', 'ok.example'));
+    },
   );
 });
 
