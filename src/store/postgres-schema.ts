@@ -181,7 +181,7 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 // Any fixed number works; it only has to be the same for every replica (the schema is the second key).
 const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
 
-const MIGRATION_TIMEOUT_MS = 120_000;
+export const MIGRATION_TIMEOUT_MS = 120_000;
 
 export class SchemaTooNewError extends Error {}
 

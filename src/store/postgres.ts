@@ -22,7 +22,7 @@ import { storeErrorText } from './pg-errors.js';
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
 import { BUSY_GATHER_MS, gatherMs } from './gather.js';
-import { CHANGES_CHANNEL, changeFeedGaps, checkSchemaReadOnly, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
+import { CHANGES_CHANNEL, changeFeedGaps, checkSchemaReadOnly, migrate, MIGRATION_TIMEOUT_MS, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
 import { conflictError, describeResource, writtenVersion } from './conflict.js';
 
@@ -205,13 +205,22 @@ export class PostgresStore implements ResourceStore {
       keepAliveInitialDelayMillis: 10_000,
     };
     const log = opts.logger ?? silentLogger;
-    // The migration may wait for another replica's; it gets its own connection and limits.
-    const migrator = new pg.Client({ ...clientConfig, application_name: `${appName}-migrate` });
+    // The migration may wait for another replica's; it gets its own connection and limits. A
+    // read-only command's check is a few reads, limited like any query: with no limit, a lock on
+    // the schema's tables (or a database that stops answering) held get/inspect for ever.
+    const limits = opts.readOnly
+      ? { statement_timeout: queryTimeoutMs, query_timeout: queryTimeoutMs + 1000 }
+      : { query_timeout: MIGRATION_TIMEOUT_MS + 5000 }; // migrate limits its statements itself
+    const migrator = new pg.Client({ ...clientConfig, ...limits, application_name: `${appName}-migrate` });
     migrator.on('error', () => undefined);
     await migrator.connect();
     try {
-      if (opts.readOnly) await checkSchemaReadOnly(migrator, tablesOf(schema));
-      else {
+      if (opts.readOnly) {
+        await checkSchemaReadOnly(migrator, tablesOf(schema)).catch((err: unknown) => {
+          const text = storeErrorText(err);
+          throw text === (err as Error).message ? err : new Error(`postgres schema ${quoted(schema)}: ${text}`, { cause: err });
+        });
+      } else {
         const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
         if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
         if (repaired.length > 0) {
