@@ -93,6 +93,13 @@ const MIGRATIONS: readonly Migration[] = [
       await createChangeFeed(c, t);
     },
   },
+  {
+    version: 3,
+    description: 'the change feed also names the old key of a row an UPDATE renamed',
+    async up(c, t) {
+      await createChangeFeed(c, t);
+    },
+  },
 ];
 
 /** The triggers migration 2 installs, by name; each calls the function of the same name in the schema. */
@@ -112,20 +119,30 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
       RETURN NEW;
     END $$`);
   // Every write, including rows written with SQL by another tool, tells every replica which
-  // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes.
+  // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes. An UPDATE of
+  // the key columns (a rename, a kind spelt right) also names the old key, which no longer
+  // exists: told only the new one, replicas kept serving the old resource until a full reload.
   await c.query(`
     CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       r record;
       payload text;
     BEGIN
-      IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-      payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
-        'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
-      IF octet_length(payload) > 7900 THEN
-        payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
-      END IF;
-      PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+      FOR i IN 1..2 LOOP
+        IF i = 1 THEN
+          IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+        ELSE
+          EXIT WHEN TG_OP <> 'UPDATE';
+          EXIT WHEN (OLD.kind, OLD.mesh, OLD.namespace, OLD.name) IS NOT DISTINCT FROM (NEW.kind, NEW.mesh, NEW.namespace, NEW.name);
+          r := OLD;
+        END IF;
+        payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
+          'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
+        IF octet_length(payload) > 7900 THEN
+          payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
+        END IF;
+        PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+      END LOOP;
       RETURN NULL;
     END $$`);
   await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);

@@ -46,6 +46,27 @@ test('a row inserted, updated or deleted with plain SQL reaches every replica wi
   });
 });
 
+test('a row whose key a plain-SQL UPDATE changes (renamed; a misspelt kind spelt right) leaves every replica under its old key: neither served nor reported any more', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('web', 'web'), 'a.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('dataplane', 'default', '', 'db', $1)`, [
+      dataplaneYaml('db', 'db'),
+    ]);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has('Dataplane/default//web') && x.errors.length === 1, 5000);
+    const stats = { ...b!.feedStats };
+    await adminQuery(`UPDATE "${schema}".resources SET kind = 'Dataplane' WHERE kind = 'dataplane'`);
+    await adminQuery(`UPDATE "${schema}".resources SET name = 'web-2', doc = jsonb_set(doc, '{name}', '"web-2"') WHERE name = 'web'`);
+    for (const s of [a!, b!]) {
+      const snap = await waitForSnapshot(s, (x) => x.resources.has('Dataplane/default//web-2') && x.resources.has('Dataplane/default//db'), 5000);
+      await sleep(200);
+      const now = s.snapshot!;
+      assert.deepEqual([...now.resources.keys()].sort(), ['Dataplane/default//db', 'Dataplane/default//web-2'], `revision ${snap.revision}`);
+      assert.deepEqual(now.errors, [], 'the misspelt row is gone, so is its report');
+    }
+    assert.equal(b!.feedStats.fullReloads, stats.fullReloads, 'read by key, not by reading everything');
+  });
+});
+
 test('after the LISTEN connection is cut, the replica reloads everything once and then reads by row again', async () => {
   await withStores(2, async ([writer, reader]) => {
     const pid = reader!.listenerPid;
