@@ -351,6 +351,20 @@ test('FIFOs in the folder (named like resource files, or linked) never stall rea
   });
 });
 
+test('a resource-named link to a procfs file (a stated size reading never gives) is refused naming it, not re-read every 50 ms for ever; the other files are served', async () => {
+  await withStore(async (store, dir) => {
+    await symlink('/proc/version', join(dir, 'kernel.yaml'));
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('beside-proc', 'proc.example'));
+    await store.rescan();
+    const s = await next(store, (x) => tdOf(x, 'beside-proc') === 'proc.example' && x.errors.length === 1);
+    assert.match(s.errors[0]!.file, /kernel\.yaml$/);
+    assert.match(s.errors[0]!.message, /file says it is 0 bytes but reading it gives other content, though nothing writes it \(a procfs or sysfs file\?\): not read/);
+    const reads = store.reads;
+    await sleep(500);
+    assert.ok(store.reads - reads <= 1, `read ${store.reads - reads} times more in 500 ms`);
+  });
+});
+
 test('a file of 150,000 broken documents is one capped report (the first 50 and a summary), and later changes still arrive', { timeout: 120_000 }, async () => {
   await withStore(async (store, dir) => {
     // 2.3 MB, under --max-file-size; once crashed every later pass (an error list spread into push()).
