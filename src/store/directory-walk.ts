@@ -70,6 +70,8 @@ export function unreadablePath(e: unknown): string {
 
 const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
 
+const NOT_REGULAR = 'not a regular file (a FIFO, device or socket, or a link to one): not read';
+
 const LOOP_ABOVE = 'symlink loop: links back to a folder above it, not followed';
 
 /** The stat signature of a file: any write, replacement or swap changes it. */
@@ -164,6 +166,9 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
       await walk(fs, d, r, sig, new Set([...ancestors, sig]), out, false);
     } else if (isFile && RESOURCE_FILE.test(e.name)) {
       out.files.push({ display: d, read: r });
+    } else if (!isDir && RESOURCE_FILE.test(e.name)) {
+      // Named (or linked) as a resource file: never opened (a FIFO would block), but said, not skipped unsaid.
+      out.problems.set(d, NOT_REGULAR);
     }
   }
 }

@@ -365,6 +365,28 @@ test('a resource-named link to a procfs file (a stated size reading never gives)
   });
 });
 
+test('a FIFO or device named like a resource file (or linked as one) is reported as not a regular file, not skipped unsaid; the other files are served', async () => {
+  await withStore(async (store, dir, root) => {
+    execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+    await symlink('/dev/zero', join(dir, 'zero.json'));
+    execFileSync('mkfifo', [join(root, 'outside-pipe')]);
+    await symlink(join(root, 'outside-pipe'), join(dir, 'linked-pipe.yml'));
+    execFileSync('mkfifo', [join(dir, 'notes.txt')]); // not named like a resource file: none of our business
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('beside-pipes', 'pipes.example'));
+    await store.rescan();
+    const s = await next(store, (x) => tdOf(x, 'beside-pipes') === 'pipes.example' && x.errors.length === 3);
+    assert.deepEqual(
+      s.errors.map((e) => `${e.file.replace(/.*\//, '')}: ${e.message}`).sort(),
+      ['linked-pipe.yml', 'pipe.yaml', 'zero.json'].map((f) => `${f}: not a regular file (a FIFO, device or socket, or a link to one): not read`),
+    );
+    // One that replaces a served file while watching is seen by its watch event, not the next safety scan (60 s here).
+    await rm(join(dir, 'trust.yaml'));
+    execFileSync('mkfifo', [join(dir, 'trust.yaml')]);
+    const replaced = await next(store, (x) => tdOf(x, 'beside-pipes') === undefined && x.errors.length === 4);
+    assert.ok(replaced.errors.some((e) => e.file.endsWith('trust.yaml') && /not a regular file/.test(e.message)));
+  });
+});
+
 test('a file of 150,000 broken documents is one capped report (the first 50 and a summary), and later changes still arrive', { timeout: 120_000 }, async () => {
   await withStore(async (store, dir) => {
     // 2.3 MB, under --max-file-size; once crashed every later pass (an error list spread into push()).
