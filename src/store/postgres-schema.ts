@@ -5,7 +5,7 @@ import { inTransaction } from './postgres-tx.js';
 
 /**
  * NOTIFY channel whose payload is only the schema name: every replica of that schema reads everything
- * once. Sent after the change feed was repaired (and by mesh-sds before schema version 2 for every write).
+ * once. Sent after the change feed was repaired, on TRUNCATE (and by mesh-sds before schema version 2 for every write).
  */
 export const RESOURCES_CHANNEL = 'mesh_sds_resources';
 /** NOTIFY channel of the change feed: one JSON payload per changed row (see `ChangeNotice`). */
@@ -95,15 +95,15 @@ const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 3,
-    description: 'the change feed also names the old key of a row an UPDATE renamed',
+    description: 'the change feed also names the old key of a row an UPDATE renamed, and announces TRUNCATE',
     async up(c, t) {
       await createChangeFeed(c, t);
     },
   },
 ];
 
-/** The triggers migration 2 installs, by name; each calls the function of the same name in the schema. */
-const TRIGGERS = ['resources_stamp', 'resources_notify'] as const;
+/** The triggers migrations 2 and 3 install, by name; each calls the function of the same name in the schema. */
+const TRIGGERS = ['resources_stamp', 'resources_notify', 'resources_truncate'] as const;
 
 /**
  * The row stamp and change-feed triggers and their functions (idempotent). Used by migration 2 and
@@ -145,12 +145,22 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
       END LOOP;
       RETURN NULL;
     END $$`);
+  // TRUNCATE fires no row trigger: without this, every replica kept serving the emptied table's rows.
+  await c.query(`
+    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify(${quoteLiteral(RESOURCES_CHANNEL)}, ${quoteLiteral(t.schema)});
+      RETURN NULL;
+    END $$`);
   await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
   await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
     FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);
   await c.query(`DROP TRIGGER IF EXISTS resources_notify ON ${t.resources}`);
   await c.query(`CREATE TRIGGER resources_notify AFTER INSERT OR UPDATE OR DELETE ON ${t.resources}
     FOR EACH ROW EXECUTE FUNCTION ${s}.resources_notify()`);
+  await c.query(`DROP TRIGGER IF EXISTS resources_truncate ON ${t.resources}`);
+  await c.query(`CREATE TRIGGER resources_truncate AFTER TRUNCATE ON ${t.resources}
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.resources_truncate()`);
 }
 
 /**

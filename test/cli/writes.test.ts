@@ -384,7 +384,7 @@ test('a --store URL with a query parameter mesh-sds does not know is refused nam
   // Should this regress, what it created in public is removed (the database is shared).
   t.after(async () => {
     if (before.some((r) => r.table_name === 'resources') || !(await publicTables()).some((r) => r.table_name === 'resources')) return;
-    await adminQuery('DROP TABLE IF EXISTS public.resources, public.state, public.schema_version CASCADE; DROP FUNCTION IF EXISTS public.resources_stamp(), public.resources_notify(); DROP SEQUENCE IF EXISTS public.resource_revision');
+    await adminQuery('DROP TABLE IF EXISTS public.resources, public.state, public.schema_version CASCADE; DROP FUNCTION IF EXISTS public.resources_stamp(), public.resources_notify(), public.resources_truncate(); DROP SEQUENCE IF EXISTS public.resource_revision');
   });
   const flags = (query: string) => ['--store', `${PG_URL}?${query}`, '--state-dir', join(w.root, 'state')];
   const typo = await meshSds(['apply', '-f', '-', ...flags(`schem=${schema}&scheme=x`)], { input: trustYaml('typo', 'typo.example') });

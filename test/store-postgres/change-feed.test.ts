@@ -67,6 +67,17 @@ test('a row whose key a plain-SQL UPDATE changes (renamed; a misspelt kind spelt
   });
 });
 
+test('a TRUNCATE of the resources table empties every replica (no row trigger fires for it), and rows written after it arrive', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    assert.deepEqual(await a!.apply(yamlDocs(dataplaneYaml('dp-1', 'web'), dataplaneYaml('dp-2', 'web')), 'a.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 2, 5000);
+    await adminQuery(`TRUNCATE "${schema}".resources`);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 0, 5000);
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-3', 'web'), 'b.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 1 && x.resources.has(dpKey(3)), 5000);
+  });
+});
+
 test('after the LISTEN connection is cut, the replica reloads everything once and then reads by row again', async () => {
   await withStores(2, async ([writer, reader]) => {
     const pid = reader!.listenerPid;
@@ -204,6 +215,7 @@ test('a running replica does not put back triggers that a newer mesh-sds changed
     await adminQuery(`INSERT INTO "${schema}".schema_version (version, description) VALUES ($1, 'from a newer mesh-sds')`, [SCHEMA_VERSION + 1]);
     await adminQuery(`DROP TRIGGER resources_stamp ON "${schema}".resources`);
     await adminQuery(`DROP TRIGGER resources_notify ON "${schema}".resources`);
+    await adminQuery(`DROP TRIGGER resources_truncate ON "${schema}".resources`);
     await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-4', $1)`, [dataplaneYaml('dp-4', 'web')]);
     await waitForSnapshot(store!, (x) => x.resources.has(dpKey(4)), 5000);
     assert.match(lines.filter((l) => l.startsWith('error')).join('\n'), new RegExp(`schema is at version ${SCHEMA_VERSION + 1}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated`));
