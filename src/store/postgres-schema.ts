@@ -275,6 +275,32 @@ export async function changeFeedGaps(pool: pg.Pool, t: SchemaTables): Promise<st
   }
 }
 
+/** Columns a table of mesh-sds's from before versioning has, which migration 1 does not add. */
+const ADOPTABLE: Readonly<Record<string, readonly string[]>> = {
+  resources: ['kind', 'mesh', 'namespace', 'name', 'source', 'updated_at'],
+  state: ['key', 'value'],
+};
+
+/**
+ * `resources` and `state` tables of an unversioned schema that mesh-sds did not create, each with
+ * the columns it lacks. Adopted as mesh-sds's (a schema from before versioning), another
+ * application's `public.resources` got columns and triggers, and its own inserts failed.
+ */
+async function foreignTables(c: pg.ClientBase, t: SchemaTables): Promise<string[]> {
+  const res = await c.query<{ name: string; columns: string[] }>(
+    `SELECT cl.relname AS name, array_agg(a.attname::text) FILTER (WHERE a.attname IS NOT NULL) AS columns
+     FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+     LEFT JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE n.nspname = $1 AND cl.relname = ANY($2::text[])
+     GROUP BY cl.relname ORDER BY cl.relname`,
+    [t.schema, Object.keys(ADOPTABLE)],
+  );
+  return res.rows.flatMap((r) => {
+    const missing = (ADOPTABLE[r.name] ?? []).filter((col) => !(r.columns ?? []).includes(col));
+    return missing.length === 0 ? [] : [`a table ${t.schema}.${r.name} without column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`];
+  });
+}
+
 /**
  * Brings the schema to SCHEMA_VERSION: every pending migration in order, in one transaction under
  * an advisory lock, so replicas starting at the same instant migrate once and the others wait.
@@ -300,6 +326,14 @@ export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{
       throw new SchemaTooNewError(
         `postgres schema "${t.schema}" is at version ${from}, newer than this mesh-sds knows (version ${SCHEMA_VERSION}): upgrade mesh-sds`,
       );
+    }
+    if (from === 0) {
+      const foreign = await foreignTables(client, t);
+      if (foreign.length > 0) {
+        throw new Error(
+          `postgres schema ${quoted(t.schema)} holds ${foreign.join(' and ')}: another application's table, not one mesh-sds created; refusing to adopt it (mesh-sds would add columns and triggers to it). Give mesh-sds a schema of its own (?schema= of --store)`,
+        );
+      }
     }
     for (const m of MIGRATIONS) {
       if (m.version <= from) continue;
