@@ -74,6 +74,12 @@ const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
 /** More changed rows than this in one batch are read with one full reload instead of by key. */
 const MAX_INCREMENTAL_KEYS = 1000;
+/**
+ * Full reads a notification asks for (TRUNCATE, a repaired feed, an oversized row key) start at
+ * most this often: any role that can connect may NOTIFY any channel, and a loop of them kept every
+ * replica reading the whole table back to back (48 reads of 5,000 rows in 3 s, half a core).
+ */
+const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
 
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
@@ -161,6 +167,9 @@ export class PostgresStore implements ResourceStore {
   private pendingKeys = new Map<string, RowKeyOnly>();
   /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
   private fullReloadPending = true;
+  /** When the last full read started (performance.now()), and a notification's full read waiting for its turn. */
+  private lastFullReloadAt = -Infinity;
+  private notifiedFullReadTimer: NodeJS.Timeout | undefined;
   private checkingFeed = false;
   /** Failed repairs in a row, and when the next may be tried: each waits for the table, so they back off. */
   private feedRepairFailures = 0;
@@ -505,6 +514,7 @@ export class PostgresStore implements ResourceStore {
     this.closed = true;
     clearTimeout(this.reloadTimer);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.notifiedFullReadTimer);
     clearInterval(this.heartbeatTimer);
     this.subject.complete();
     const listener = this.listener;
@@ -518,6 +528,7 @@ export class PostgresStore implements ResourceStore {
 
   /** Reads every row; publishes when anything differs from the current snapshot (or `force`). */
   private async fullReload(force = false): Promise<void> {
+    this.lastFullReloadAt = performance.now();
     const res = await this.pool.query<ResourceRow>(`SELECT ${this.rowColumns} FROM ${this.t.resources}`);
     if (this.closed) return;
     this.feedStats.fullReloads++;
@@ -699,10 +710,7 @@ export class PostgresStore implements ResourceStore {
   private onNotification(msg: pg.Notification): void {
     if (msg.channel === RESOURCES_CHANNEL) {
       // Something in the schema changed unannounced (the feed was repaired; or an older mesh-sds wrote).
-      if (msg.payload === this.schema) {
-        this.fullReloadPending = true;
-        this.scheduleReload();
-      }
+      if (msg.payload === this.schema) this.notifiedFullRead();
       return;
     }
     if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
@@ -718,11 +726,23 @@ export class PostgresStore implements ResourceStore {
     const n = parsed as Partial<ChangeNotice>;
     if (n.schema !== this.schema) return;
     if (n.full || typeof n.kind !== 'string' || typeof n.mesh !== 'string' || typeof n.namespace !== 'string' || typeof n.name !== 'string') {
-      this.fullReloadPending = true;
-      this.scheduleReload();
+      this.notifiedFullRead();
       return;
     }
     this.noteChanged([{ kind: n.kind, mesh: n.mesh, namespace: n.namespace, name: n.name }]);
+  }
+
+  /** A full read a notification asked for: now, or once NOTIFIED_FULL_READ_MIN_INTERVAL_MS has passed since the last. */
+  private notifiedFullRead(): void {
+    if (this.notifiedFullReadTimer) return;
+    const wait = this.lastFullReloadAt + NOTIFIED_FULL_READ_MIN_INTERVAL_MS - performance.now();
+    const read = () => {
+      this.notifiedFullReadTimer = undefined;
+      this.fullReloadPending = true;
+      this.scheduleReload();
+    };
+    if (wait <= 0) read();
+    else this.notifiedFullReadTimer = setTimeout(read, wait);
   }
 
   private async connectListener(): Promise<void> {

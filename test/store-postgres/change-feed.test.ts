@@ -5,7 +5,7 @@ import pg from 'pg';
 import assert from 'node:assert/strict';
 import { adminQuery, dataplaneYaml, dropSchema, PG_URL, recordingLogger, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 import { PostgresStore } from '../../src/store/postgres.js';
-import { CHANGES_CHANNEL, SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
+import { CHANGES_CHANNEL, RESOURCES_CHANNEL, SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import { yamlDocs } from '../helpers/yaml.js';
 
 const dpKey = (i: number) => `Dataplane/default//dp-${i}`;
@@ -75,6 +75,34 @@ test('a TRUNCATE of the resources table empties every replica (no row trigger fi
     for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 0, 5000);
     assert.deepEqual(await a!.apply(dataplaneYaml('dp-3', 'web'), 'b.yaml'), []);
     for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 1 && x.resources.has(dpKey(3)), 5000);
+  });
+});
+
+test('a flood of notifications asking every replica to read the whole table (any role may NOTIFY) starts at most one full read a second; changes still arrive', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-0', 'web'), 'a.yaml'), []);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(0)), 5000);
+    const flooder = new pg.Client({ connectionString: PG_URL });
+    await flooder.connect();
+    try {
+      const before = store!.feedStats.fullReloads;
+      const until = Date.now() + 2000;
+      // Each in its own transaction (equal payloads in one are delivered once), both ways of asking.
+      for (let i = 0; Date.now() < until; i++) {
+        if (i % 2 === 0) await flooder.query('SELECT pg_notify($1, $2)', [RESOURCES_CHANNEL, schema]);
+        else await flooder.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, JSON.stringify({ schema, full: true })]);
+      }
+      await sleep(100);
+      const reads = store!.feedStats.fullReloads - before;
+      assert.ok(reads >= 1 && reads <= 3, `${reads} full reads in 2 s of flood`);
+    } finally {
+      await flooder.end();
+    }
+    // A full read asked for just after the flood still comes (TRUNCATE asks for one).
+    await adminQuery(`TRUNCATE "${schema}".resources`);
+    await waitForSnapshot(store!, (x) => x.resources.size === 0, 5000);
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', 'web'), 'b.yaml'), []);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(1)), 5000);
   });
 });
 
