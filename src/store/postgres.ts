@@ -75,8 +75,8 @@ const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 /** More changed rows than this in one batch are read with one full reload instead of by key. */
 const MAX_INCREMENTAL_KEYS = 1000;
 /**
- * Full reads a notification asks for (TRUNCATE, a repaired feed, an oversized row key) start at
- * most this often: any role that can connect may NOTIFY any channel, and a loop of them kept every
+ * Full reads a notification asks for (TRUNCATE, a repaired feed, an oversized row key, more than
+ * MAX_INCREMENTAL_KEYS rows named at once) start at most this often: any role that can connect may NOTIFY any channel, and a loop of them kept every
  * replica reading the whole table back to back (48 reads of 5,000 rows in 3 s, half a core).
  */
 const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
@@ -677,7 +677,10 @@ export class PostgresStore implements ResourceStore {
     try {
       do {
         this.reloadAgain = false;
-        const full = this.fullReloadPending || this.pendingKeys.size > MAX_INCREMENTAL_KEYS;
+        // Many rows are read in one full read, unless one ran less than a second ago: forged
+        // notices (any role may send them) naming thousands of rows must not make it back to back.
+        const many = this.pendingKeys.size > MAX_INCREMENTAL_KEYS && performance.now() - this.lastFullReloadAt >= NOTIFIED_FULL_READ_MIN_INTERVAL_MS;
+        const full = this.fullReloadPending || many;
         const keys = [...this.pendingKeys.values()];
         this.pendingKeys.clear();
         this.fullReloadPending = false;

@@ -106,6 +106,32 @@ test('a flood of notifications asking every replica to read the whole table (any
   });
 });
 
+test('forged change notices naming more rows than are read by key (1,500 a transaction, again and again) start at most one full read a second; the rows they name are still read', async () => {
+  await withStores(1, async ([store], schema) => {
+    const flooder = new pg.Client({ connectionString: PG_URL });
+    await flooder.connect();
+    try {
+      const before = store!.feedStats.fullReloads;
+      const until = Date.now() + 2000;
+      for (let batch = 0; Date.now() < until; batch++) {
+        await flooder.query(
+          `SELECT pg_notify($1, json_build_object('schema', $2::text, 'kind', 'Dataplane', 'mesh', 'default', 'namespace', '', 'name', 'forged-' || $3::int || '-' || g)::text)
+           FROM generate_series(1, 1500) g`,
+          [CHANGES_CHANNEL, schema, batch],
+        );
+        await sleep(20);
+      }
+      await sleep(100);
+      const reads = store!.feedStats.fullReloads - before;
+      assert.ok(reads <= 3, `${reads} full reads in 2 s of forged notices`);
+    } finally {
+      await flooder.end();
+    }
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-1', $1)`, [dataplaneYaml('dp-1', 'web')]);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(1)), 5000);
+  });
+});
+
 test('after the LISTEN connection is cut, the replica reloads everything once and then reads by row again', async () => {
   await withStores(2, async ([writer, reader]) => {
     const pid = reader!.listenerPid;
