@@ -232,6 +232,8 @@ export async function checkSchemaReadOnly(client: pg.ClientBase, t: SchemaTables
   const row = tables.rows[0];
   const missing = (['resources', 'state', 'versions'] as const).filter((k) => !row?.[k]).map((k) => (k === 'versions' ? 'schema_version' : k));
   if (missing.length > 0) throw new SchemaNotReadyError(`postgres schema ${name} holds no mesh-sds tables (missing: ${missing.join(', ')}); is it the server's schema? (${fix})`);
+  const foreign = await foreignVersionTable(client, t);
+  if (foreign !== undefined) throw new SchemaNotReadyError(foreign);
   const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
   const version = res.rows[0]?.v ?? 0;
   if (version > SCHEMA_VERSION) {
@@ -273,6 +275,23 @@ export async function changeFeedGaps(pool: pg.Pool, t: SchemaTables): Promise<st
   } finally {
     c.release();
   }
+}
+
+/**
+ * Why the schema's `schema_version` table is another tool's (its `version` is not an integer
+ * column), or undefined. Flyway before version 5 named its table so: read as mesh-sds's, its
+ * text versions said "newer than this mesh-sds knows: upgrade mesh-sds", or failed on a table
+ * that does not exist.
+ */
+async function foreignVersionTable(c: pg.ClientBase, t: SchemaTables): Promise<string | undefined> {
+  const res = await c.query<{ type: string }>(
+    `SELECT format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+     WHERE a.attrelid = to_regclass($1) AND a.attname = 'version' AND a.attnum > 0 AND NOT a.attisdropped`,
+    [t.versions],
+  );
+  const type = res.rows[0]?.type;
+  if (type === 'integer') return undefined;
+  return `postgres schema ${quoted(t.schema)} holds a schema_version table that is not mesh-sds's (its version column is ${type ?? 'missing'}, not integer: another tool's, such as Flyway before version 5): give mesh-sds a schema of its own (?schema= of --store)`;
 }
 
 /** Columns a table of mesh-sds's from before versioning has, which migration 1 does not add. */
@@ -320,6 +339,8 @@ export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{
         description text NOT NULL DEFAULT '',
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
+    const foreignVersions = await foreignVersionTable(client, t);
+    if (foreignVersions !== undefined) throw new Error(foreignVersions);
     const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
     const from = res.rows[0]?.v ?? 0;
     if (from > SCHEMA_VERSION) {

@@ -106,3 +106,22 @@ test("a schema holding another application's resources or state table is refused
     await dropSchema(schema);
   }
 });
+
+test("a schema whose schema_version table is another tool's (Flyway's, a text version column) is refused naming it, by serve and by read-only commands, instead of 'newer than this mesh-sds: upgrade mesh-sds'", async () => {
+  const schema = testSchema();
+  try {
+    await adminQuery(`CREATE SCHEMA "${schema}"`);
+    await adminQuery(`CREATE TABLE "${schema}".schema_version (installed_rank int PRIMARY KEY, version varchar(50), description varchar(200) NOT NULL, script varchar(1000) NOT NULL DEFAULT 'V1__init.sql')`);
+    await adminQuery(`INSERT INTO "${schema}".schema_version (installed_rank, version, description) VALUES (1, '5', 'init')`);
+    const expected = `postgres schema "${schema}" holds a schema_version table that is not mesh-sds's (its version column is character varying(50), not integer`;
+    await assert.rejects(PostgresStore.open(PG_URL, { schema }), (err: Error) => err.message.startsWith(expected) && !/upgrade mesh-sds/.test(err.message));
+    // A read-only command finds mesh-sds's other tables there too, and still names the foreign one.
+    await adminQuery(`CREATE TABLE "${schema}".resources (kind text, mesh text, namespace text, name text, source text, updated_at timestamptz)`);
+    await adminQuery(`CREATE TABLE "${schema}".state (key text, value text)`);
+    await assert.rejects(PostgresStore.open(PG_URL, { schema, readOnly: true }), (err: Error) => err.message.startsWith(expected));
+    const { rows } = await adminQuery<{ version: string }>(`SELECT version FROM "${schema}".schema_version`);
+    assert.deepEqual(rows, [{ version: '5' }], 'left untouched');
+  } finally {
+    await dropSchema(schema);
+  }
+});
