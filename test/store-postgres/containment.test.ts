@@ -224,3 +224,34 @@ test("apply's limit is measured as readers measure a row (jsonb's text, spaces i
     }
   });
 });
+
+test('apply refuses, writing nothing, a resource holding a NUL character (an escape in text beside a PEM block, in a file path) naming the field, instead of failing with the database\'s "unsupported Unicode escape sequence"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const trust = stringify(meshTrust());
+    const pem = (meshTrust() as { spec: { caBundles: { pem: { value: string } }[] } }).spec.caBundles[0]!.pem.value;
+    // JSON's \u0000 and YAML's "\0": a file's own NUL bytes are refused as binary, escapes are not.
+    const json = JSON.stringify({ type: 'MeshTrust', name: 'nul-json', spec: { trustDomain: 'nul.example', caBundles: [{ type: 'Pem', pem: { value: `${pem}\n\u0000note` } }] } });
+    const yaml = `${dataplaneYaml('dp-ok', 'web')}---
+type: MeshIdentity
+name: nul-yaml
+spec:
+  selector: { dataplane: { matchLabels: { app: web } } }
+  provider:
+    type: Bundled
+    bundled:
+      ca:
+        certificate: { type: File, file: { path: "/etc/ca\\0.pem" } }
+        privateKey: { type: File, file: { path: /etc/ca.key } }
+`;
+    for (const [text, file, path] of [[json, 'nul.json', 'spec.caBundles[0].pem.value'], [yaml, 'nul.yaml', 'spec.provider.bundled.ca.certificate.file.path']] as const) {
+      const errors = await store!.apply(text, file);
+      assert.deepEqual(
+        errors.map((e) => `${e.file} ${e.path}: ${e.message}`),
+        [`${file} ${path}: must not hold a NUL character (U+0000): no resource needs one, and the Postgres store cannot keep it`],
+      );
+    }
+    const rows = await adminQuery(`SELECT name FROM "${schema}".resources`);
+    assert.deepEqual(rows.rows, [], 'nothing written');
+    assert.deepEqual(await store!.apply(trust, 'trust.yaml'), [], 'the same resource without it is written');
+  });
+});
