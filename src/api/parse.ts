@@ -168,7 +168,6 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
   return { resources, errors };
 }
 
-/** The path of the first `<<` key in a parsed document (objects within objects and lists), or undefined. */
 /** The path of the first string (value or key) holding U+0000, or undefined. */
 function nulPath(value: unknown, path: string): string | undefined {
   if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
@@ -187,6 +186,7 @@ function nulPath(value: unknown, path: string): string | undefined {
   return undefined;
 }
 
+/** The path of the first `<<` key in a parsed document (objects within objects and lists), or undefined. */
 function mergeKeyPath(value: unknown, path: string): string | undefined {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {

@@ -106,7 +106,7 @@ const MIGRATIONS: readonly Migration[] = [
 const TRIGGERS = ['resources_stamp', 'resources_notify', 'resources_truncate'] as const;
 
 /**
- * The row stamp and change-feed triggers and their functions (idempotent). Used by migration 2 and
+ * The row stamp and change-feed triggers and their functions (idempotent). Used by migrations 2 and 3 and
  * to repair a schema that lost them: a later migration that changes them must change this too.
  */
 async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void> {
