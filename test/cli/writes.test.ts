@@ -139,6 +139,21 @@ test('apply refuses a file that is not UTF-8 or too large, as validate does', as
   assert.deepEqual(await readdir(w.resources), []);
 });
 
+test("import names a broken file whose name holds terminal controls with them escaped, on one line: the terminal acts on none", async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  await writeFile(join(w.resources, 'trust.yaml'), trustYaml('t1', 'one.example'));
+  await writeFile(join(w.resources, '\x1b]0;owned\x07\x1b[2J\nfake.yaml'), 'type: Dataplane\nname: Not_Valid\n');
+  const r = await meshSds(['import', '--resources', w.resources, '--store', `${PG_URL}?schema=${schema}`, '--state-dir', join(w.root, 'state')]);
+  assert.equal(r.code, 1, r.stdout);
+  const controls = [...r.stderr].filter((c) => c !== '\n' && (c < ' ' || (c >= '\x7f' && c <= '\x9f')));
+  assert.deepEqual(controls, [], r.stderr);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.ok(lines.length >= 1 && lines.every((l) => l.startsWith('not imported: ')), r.stderr);
+  assert.match(lines[0]!, /\\u001b\]0;owned\\u0007\\u001b\[2J\\nfake\.yaml/);
+});
+
 test('import copies a directory into Postgres and reports created, updated, unchanged; a second run changes nothing', async (t) => {
   const w = await workspace(t);
   const schema = testSchema();
