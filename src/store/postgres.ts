@@ -896,7 +896,9 @@ function misspellings(kind: string): string[] {
 function unknownKindProblem(kind: string): string | undefined {
   if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
   const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(kind.toLowerCase()));
-  const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row)` : '';
+  // delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
+  // told just "delete removes this row", an operator with both deleted the one being served.
+  const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row when no ${meant} row has its name; else it removes that one)` : '';
   return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
 }
 

@@ -153,12 +153,25 @@ test('a row without a doc whose source names another resource (its namespace lab
     const snap = await waitForSnapshot(store!, (s) => s.errors.length >= 3 && s.resources.has('MeshIdentity/default//kindless'), 5000);
     assert.deepEqual(rowProblems(snap, 'Dataplane/default//dp-ns'), [': holds Dataplane/default/shop/dp-ns but is stored as Dataplane/default//dp-ns']);
     assert.deepEqual(rowProblems(snap, 'MeshIdentities/default//identity'), [
-      ': kind column "MeshIdentities" is not a kind mesh-sds serves (MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain); it is MeshIdentity, spelt exactly so (delete MeshIdentity removes this row): not read',
+      ': kind column "MeshIdentities" is not a kind mesh-sds serves (MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain); it is MeshIdentity, spelt exactly so (delete MeshIdentity removes this row when no MeshIdentity row has its name; else it removes that one): not read',
     ]);
     assert.match(rowProblems(snap, 'Sidecar/default//odd')[0] ?? '', /^: kind column "Sidecar" is not a kind mesh-sds serves \([^)]*\): not read$/);
     // delete of the kind it meant removes the misspelt row (no command could, otherwise).
     assert.equal(await store!.delete('MeshIdentity', 'default', '', 'identity', { force: true }), true);
     await waitForSnapshot(store!, (s) => rowProblems(s, 'MeshIdentities/default//identity').length === 0, 5000);
+  });
+});
+
+test('a misspelt kind row beside a served row of that name says that delete removes the served one; delete does so, and then removes the misspelt one', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('db', 'db'), 'db.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('dataplane', 'default', '', 'db', $1)`, [dataplaneYaml('db', 'db')]);
+    const snap = await waitForSnapshot(store!, (s) => s.resources.has('Dataplane/default//db') && rowProblems(s, 'dataplane/default//db').length === 1, 5000);
+    assert.match(rowProblems(snap, 'dataplane/default//db')[0]!, /\(delete Dataplane removes this row when no Dataplane row has its name; else it removes that one\): not read$/);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'db', { force: true }), true);
+    await waitForSnapshot(store!, (s) => !s.resources.has('Dataplane/default//db') && rowProblems(s, 'dataplane/default//db').length === 1, 5000);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'db', { force: true }), true);
+    await waitForSnapshot(store!, (s) => s.errors.length === 0, 5000);
   });
 });
 
