@@ -104,15 +104,28 @@ export async function readResourceText(
     if (!st.isFile()) return fileError(display, 'not a regular file');
     if (st.size > maxBytes) return { ...fileError(display, sizeLimitMessage(st.size, maxBytes, limitSetBy)), size: st.size };
     const buf = Buffer.allocUnsafe(Math.min(st.size, maxBytes) + 1);
-    let len = 0;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, len, buf.length - len, len);
-      if (bytesRead === 0) break;
-      len += bytesRead;
-      if (len === buf.length) break;
-    }
+    const readAll = async () => {
+      let n = 0;
+      for (;;) {
+        const { bytesRead } = await fh!.read(buf, n, buf.length - n, n);
+        if (bytesRead === 0) return n;
+        n += bytesRead;
+        if (n === buf.length) return n;
+      }
+    };
+    const len = await readAll();
     if (len > maxBytes) return { ...fileError(display, sizeLimitMessage(len, maxBytes, limitSetBy)), size: len };
-    if (len !== st.size) return { ...fileError(display, 'file changed while being read'), size: len, changing: true };
+    if (len !== st.size) {
+      // A procfs or sysfs file (a link to /proc/version) states a size (0, 4096) that reading never
+      // gives, and nothing changes its size or times: not a writer mid-write. Refused, since told
+      // "changing" the directory store re-read it every 50 ms for ever, naming nothing.
+      const now = await fh.stat();
+      const still = now.size === st.size && now.mtimeMs === st.mtimeMs && now.ctimeMs === st.ctimeMs;
+      if (still && (await readAll()) !== st.size) {
+        return fileError(display, `file says it is ${st.size} bytes but reading it gives other content, though nothing writes it (a procfs or sysfs file?): not read`);
+      }
+      return { ...fileError(display, 'file changed while being read'), size: len, changing: true };
+    }
     return { ...decodeResourceText(buf.subarray(0, len), display, maxBytes), size: len };
   } catch (err) {
     const e = err as NodeJS.ErrnoException;

@@ -48,12 +48,22 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
 
   // `<<` read as a plain key would make a label or field named "<<": say what it is instead.
   const mayMerge = text.includes('<<');
+  // A NUL reaches a value only through an escape (`\u0000`, YAML's `\0`): a file's own NUL bytes are refused as binary.
+  const mayHoldNul = text.includes('\\');
   const accept = (value: unknown): void => {
     const doc = document++;
     if (value === null || value === undefined) return; // empty document
     const merge = mayMerge ? mergeKeyPath(value, '') : undefined;
     if (merge !== undefined) {
       errors.push({ file, document: doc, path: merge, message: 'YAML merge keys (<<) are not supported: write the keys out' });
+      return;
+    }
+    // Checked before validation, which lets one through where it reads only part of a string (text
+    // around a PEM block, a file path): the Postgres store cannot keep it, and its apply failed
+    // with the database's "unsupported Unicode escape sequence", naming no resource or field.
+    const nul = mayHoldNul ? nulPath(value, '') : undefined;
+    if (nul !== undefined) {
+      errors.push({ file, document: doc, path: nul, message: 'must not hold a NUL character (U+0000): no resource needs one, and the Postgres store cannot keep it' });
       return;
     }
     let result: ReturnType<typeof normaliseDocument>;
@@ -156,6 +166,24 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
     acceptDocument(value);
   }
   return { resources, errors };
+}
+
+/** The path of the first string (value or key) holding U+0000, or undefined. */
+function nulPath(value: unknown, path: string): string | undefined {
+  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const p = nulPath(value[i], `${path}[${i}]`);
+      if (p !== undefined) return p;
+    }
+  } else if (value !== null && typeof value === 'object') {
+    for (const [k, v] of Object.entries(value)) {
+      if (k.includes('\u0000')) return path === '' ? JSON.stringify(k) : `${path}[${JSON.stringify(k)}]`;
+      const p = nulPath(v, path === '' ? k : `${path}.${k}`);
+      if (p !== undefined) return p;
+    }
+  }
+  return undefined;
 }
 
 /** The path of the first `<<` key in a parsed document (objects within objects and lists), or undefined. */

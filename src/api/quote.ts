@@ -30,3 +30,11 @@ const CONTROL = new RegExp(`[\\u0000-\\u0008\\u000b-\\u001f${ACTING.source.slice
 export function printable(text: string): string {
   return text.replace(CONTROL, escaped);
 }
+
+/**
+ * One line of `printable` text: a line break in it is escaped too, so a name someone gave (a
+ * database row's key columns, a file name) cannot pass for a line of its own.
+ */
+export function printableLine(text: string): string {
+  return printable(text).replace(/\n/g, '\\n');
+}

@@ -1,5 +1,6 @@
 // The small Go-template subset Kuma accepts in MeshIdentity `spiffeID` fields:
 // `{{ .Var }}` and `{{ label "key" }}`, with optional `{{-`/`-}}` trim markers.
+import { controlCharacterAt } from './validate-common.js';
 
 export const SPIFFE_VARIABLES = ['Mesh', 'Zone', 'TrustDomain', 'Namespace', 'ServiceAccount', 'Workload'] as const;
 export type SpiffeVariable = (typeof SPIFFE_VARIABLES)[number];
@@ -67,6 +68,10 @@ export function parseSpiffeTemplate(
     } else if (l) {
       const key = l[1] !== undefined ? l[1].replace(/\\(.)/g, '$1') : (l[2] ?? '');
       if (key === '') return { parts, error: 'invalid template: label key must not be empty' };
+      // No label holds one (labels refuse them): the identity could never issue, and its "label not
+      // found" reason carried the escape sequence to every terminal that printed it.
+      const control = controlCharacterAt(key);
+      if (control !== undefined) return { parts, error: `invalid template: label key must not hold control characters (${control})` };
       if (text) parts.push({ kind: 'text', text });
       parts.push({ kind: 'label', key });
     } else {

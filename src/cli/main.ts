@@ -12,7 +12,7 @@ import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
 import { readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
-import { quoted } from '../api/quote.js';
+import { printableLine, quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
 import { redactPrivateKeys } from './redact.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
@@ -271,9 +271,10 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
         .filter((r) => (!name || r.name === name) && (!o.mesh || r.mesh === o.mesh))
         .sort((a, b) => `${a.mesh}/${a.name}/${a.namespace}`.localeCompare(`${b.mesh}/${b.name}/${b.namespace}`));
       // Bad input is never silent: what the store refuses is listed (its last good version, if
-      // any, is what is listed above and served).
+      // any, is what is listed above and served). Each one line, with nothing a terminal acts on:
+      // a row's key columns and a file's name are whatever another tool or user wrote.
       const refused = view.snapshot.errors;
-      if (refused.length > 0) err(`${refused.length} problem(s) in the store; the last good version of each resource is served:\n${refused.map((e) => `  ${formatResourceError(e)}`).join('\n')}`);
+      if (refused.length > 0) err(`${refused.length} problem(s) in the store; the last good version of each resource is served:\n${refused.map((e) => `  ${printableLine(formatResourceError(e))}`).join('\n')}`);
       if (name && list.length === 0) throw new Error(`${kind} ${quoted(name)} not found`);
       const withStatus = (r: Resource) => {
         const { type, name: n, mesh, ...rest } = toUniversalObject(r);

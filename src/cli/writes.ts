@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import { firstValueFrom } from 'rxjs';
 import { decodeResourceText, readResourceText } from '../api/file-text.js';
 import { parseResources } from '../api/parse.js';
-import { quoted } from '../api/quote.js';
+import { printableLine, quoted } from '../api/quote.js';
 import { pathForMessage } from '../api/secret-text.js';
 import { serializeResource, toUniversalObject } from '../api/serialize.js';
 import { formatResourceError, resourceKey, type Resource, type ResourceKind } from '../api/types.js';
@@ -145,7 +145,7 @@ export async function runImport(dir: string, target: ResourceStore, maxFileSize:
   const source = await DirectoryStore.readOnce(dir, maxFileSize);
   const current = await firstValueFrom(target.snapshots$);
   let failed = source.errors.length > 0;
-  for (const e of source.errors) io.err(`not imported: ${formatResourceError(e)}`);
+  for (const e of source.errors) io.err(`not imported: ${printableLine(formatResourceError(e))}`);
   const counts = { created: 0, updated: 0, unchanged: 0, failed: 0 };
   const sorted = [...source.resources.values()].sort((a, b) => resourceKey(a).localeCompare(resourceKey(b)));
   for (const r of sorted) {

@@ -3,6 +3,7 @@
 import { readdir, readlink, stat } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
+import { invalidUtf8Offset } from '../api/file-text.js';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
 
@@ -69,6 +70,8 @@ export function unreadablePath(e: unknown): string {
 
 const statSig = (st: Stats) => `${st.dev}:${st.ino}`;
 
+const NOT_REGULAR = 'not a regular file (a FIFO, device or socket, or a link to one): not read';
+
 const LOOP_ABOVE = 'symlink loop: links back to a folder above it, not followed';
 
 /** The stat signature of a file: any write, replacement or swap changes it. */
@@ -122,10 +125,17 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
     return;
   }
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const badNames = entries.some((e) => e.name.includes('\uFFFD')) ? await nonUtf8Names(dirRead) : undefined;
   for (const e of entries) {
     // Dot entries: `..data`, the kubelet's timestamped folders, temp and lock files of writers.
     if (e.name.startsWith('.')) continue;
     const d = join(display, e.name);
+    const bad = badNames?.get(e.name);
+    if (bad !== undefined) {
+      // Listed with U+FFFD for its bad bytes, a name no call can open: it was skipped as gone, unsaid.
+      if (e.isDirectory() || e.isSymbolicLink() || RESOURCE_FILE.test(e.name)) out.problems.set(d, bad);
+      continue;
+    }
     const r = join(dirRead, e.name);
     let isDir = e.isDirectory();
     let isFile = e.isFile();
@@ -156,6 +166,23 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
       await walk(fs, d, r, sig, new Set([...ancestors, sig]), out, false);
     } else if (isFile && RESOURCE_FILE.test(e.name)) {
       out.files.push({ display: d, read: r });
+    } else if (!isDir && RESOURCE_FILE.test(e.name)) {
+      // Named (or linked) as a resource file: never opened (a FIFO would block), but said, not skipped unsaid.
+      out.problems.set(d, NOT_REGULAR);
     }
   }
+}
+
+/**
+ * The entries of `dir` whose name is not UTF-8, by the name readdir gives them (bad bytes as
+ * U+FFFD): why each cannot be read, naming the first bad byte.
+ */
+async function nonUtf8Names(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const raw of await readdir(dir, { encoding: 'buffer' }).catch(() => [])) {
+    const at = invalidUtf8Offset(raw);
+    if (at === undefined) continue;
+    out.set(raw.toString('utf8'), `name is not valid UTF-8 (invalid byte 0x${raw[at]!.toString(16).padStart(2, '0')} at byte offset ${at} of the name): it cannot be opened by its name, nothing in it is read; rename it`);
+  }
+  return out;
 }

@@ -368,9 +368,12 @@ export class DirectoryStore implements ResourceStore {
     const st = await this.fs.stat(read).catch((e: NodeJS.ErrnoException) => e);
     // Gone (or a dangling link): forget it. Any other failure (a symlink loop) is the folder
     // listing's to report, so list the folder it is in.
-    if (st instanceof Error) return st.code === 'ENOENT' ? this.removeUnder(display) : this.relist(dirname(display));
+    // A name that is not UTF-8 (U+FFFD for its bad bytes) cannot be stat'ed either: the listing reports it.
+    if (st instanceof Error) return st.code === 'ENOENT' && !display.includes('\uFFFD') ? this.removeUnder(display) : this.relist(dirname(display));
     if (st.isDirectory()) return this.relist(display);
-    if (!st.isFile() || !RESOURCE_FILE.test(display)) return false;
+    if (!RESOURCE_FILE.test(display)) return false;
+    // A FIFO or device named like a resource file: the listing reports it (and forgets a file it replaced).
+    if (!st.isFile()) return this.relist(dirname(display));
     return this.readFiles([{ display, read }]);
   }
 

@@ -5,7 +5,7 @@ import { inTransaction } from './postgres-tx.js';
 
 /**
  * NOTIFY channel whose payload is only the schema name: every replica of that schema reads everything
- * once. Sent after the change feed was repaired (and by mesh-sds before schema version 2 for every write).
+ * once. Sent after the change feed was repaired, on TRUNCATE (and by mesh-sds before schema version 2 for every write).
  */
 export const RESOURCES_CHANNEL = 'mesh_sds_resources';
 /** NOTIFY channel of the change feed: one JSON payload per changed row (see `ChangeNotice`). */
@@ -93,13 +93,20 @@ const MIGRATIONS: readonly Migration[] = [
       await createChangeFeed(c, t);
     },
   },
+  {
+    version: 3,
+    description: 'the change feed also names the old key of a row an UPDATE renamed, and announces TRUNCATE',
+    async up(c, t) {
+      await createChangeFeed(c, t);
+    },
+  },
 ];
 
-/** The triggers migration 2 installs, by name; each calls the function of the same name in the schema. */
-const TRIGGERS = ['resources_stamp', 'resources_notify'] as const;
+/** The triggers migrations 2 and 3 install, by name; each calls the function of the same name in the schema. */
+const TRIGGERS = ['resources_stamp', 'resources_notify', 'resources_truncate'] as const;
 
 /**
- * The row stamp and change-feed triggers and their functions (idempotent). Used by migration 2 and
+ * The row stamp and change-feed triggers and their functions (idempotent). Used by migrations 2 and 3 and
  * to repair a schema that lost them: a later migration that changes them must change this too.
  */
 async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void> {
@@ -112,20 +119,37 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
       RETURN NEW;
     END $$`);
   // Every write, including rows written with SQL by another tool, tells every replica which
-  // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes.
+  // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes. An UPDATE of
+  // the key columns (a rename, a kind spelt right) also names the old key, which no longer
+  // exists: told only the new one, replicas kept serving the old resource until a full reload.
   await c.query(`
     CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
     DECLARE
       r record;
       payload text;
     BEGIN
-      IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-      payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
-        'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
-      IF octet_length(payload) > 7900 THEN
-        payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
-      END IF;
-      PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+      FOR i IN 1..2 LOOP
+        IF i = 1 THEN
+          IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+        ELSE
+          EXIT WHEN TG_OP <> 'UPDATE';
+          EXIT WHEN (OLD.kind, OLD.mesh, OLD.namespace, OLD.name) IS NOT DISTINCT FROM (NEW.kind, NEW.mesh, NEW.namespace, NEW.name);
+          r := OLD;
+        END IF;
+        payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'kind', r.kind, 'mesh', r.mesh,
+          'namespace', r.namespace, 'name', r.name, 'revision', r.revision)::text;
+        IF octet_length(payload) > 7900 THEN
+          payload := json_build_object('schema', ${quoteLiteral(t.schema)}, 'full', true)::text;
+        END IF;
+        PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
+      END LOOP;
+      RETURN NULL;
+    END $$`);
+  // TRUNCATE fires no row trigger: without this, every replica kept serving the emptied table's rows.
+  await c.query(`
+    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      PERFORM pg_notify(${quoteLiteral(RESOURCES_CHANNEL)}, ${quoteLiteral(t.schema)});
       RETURN NULL;
     END $$`);
   await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
@@ -134,6 +158,9 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
   await c.query(`DROP TRIGGER IF EXISTS resources_notify ON ${t.resources}`);
   await c.query(`CREATE TRIGGER resources_notify AFTER INSERT OR UPDATE OR DELETE ON ${t.resources}
     FOR EACH ROW EXECUTE FUNCTION ${s}.resources_notify()`);
+  await c.query(`DROP TRIGGER IF EXISTS resources_truncate ON ${t.resources}`);
+  await c.query(`CREATE TRIGGER resources_truncate AFTER TRUNCATE ON ${t.resources}
+    FOR EACH STATEMENT EXECUTE FUNCTION ${s}.resources_truncate()`);
 }
 
 /**
@@ -181,7 +208,7 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 // Any fixed number works; it only has to be the same for every replica (the schema is the second key).
 const MIGRATION_LOCK_ID = 0x6d657368; // 'mesh'
 
-const MIGRATION_TIMEOUT_MS = 120_000;
+export const MIGRATION_TIMEOUT_MS = 120_000;
 
 export class SchemaTooNewError extends Error {}
 
@@ -205,6 +232,8 @@ export async function checkSchemaReadOnly(client: pg.ClientBase, t: SchemaTables
   const row = tables.rows[0];
   const missing = (['resources', 'state', 'versions'] as const).filter((k) => !row?.[k]).map((k) => (k === 'versions' ? 'schema_version' : k));
   if (missing.length > 0) throw new SchemaNotReadyError(`postgres schema ${name} holds no mesh-sds tables (missing: ${missing.join(', ')}); is it the server's schema? (${fix})`);
+  const foreign = await foreignVersionTable(client, t);
+  if (foreign !== undefined) throw new SchemaNotReadyError(foreign);
   const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
   const version = res.rows[0]?.v ?? 0;
   if (version > SCHEMA_VERSION) {
@@ -249,6 +278,49 @@ export async function changeFeedGaps(pool: pg.Pool, t: SchemaTables): Promise<st
 }
 
 /**
+ * Why the schema's `schema_version` table is another tool's (its `version` is not an integer
+ * column), or undefined. Flyway before version 5 named its table so: read as mesh-sds's, its
+ * text versions said "newer than this mesh-sds knows: upgrade mesh-sds", or failed on a table
+ * that does not exist.
+ */
+async function foreignVersionTable(c: pg.ClientBase, t: SchemaTables): Promise<string | undefined> {
+  const res = await c.query<{ type: string }>(
+    `SELECT format_type(a.atttypid, a.atttypmod) AS type FROM pg_attribute a
+     WHERE a.attrelid = to_regclass($1) AND a.attname = 'version' AND a.attnum > 0 AND NOT a.attisdropped`,
+    [t.versions],
+  );
+  const type = res.rows[0]?.type;
+  if (type === 'integer') return undefined;
+  return `postgres schema ${quoted(t.schema)} holds a schema_version table that is not mesh-sds's (its version column is ${type ?? 'missing'}, not integer: another tool's, such as Flyway before version 5): give mesh-sds a schema of its own (?schema= of --store)`;
+}
+
+/** Columns a table of mesh-sds's from before versioning has, which migration 1 does not add. */
+const ADOPTABLE: Readonly<Record<string, readonly string[]>> = {
+  resources: ['kind', 'mesh', 'namespace', 'name', 'source', 'updated_at'],
+  state: ['key', 'value'],
+};
+
+/**
+ * `resources` and `state` tables of an unversioned schema that mesh-sds did not create, each with
+ * the columns it lacks. Adopted as mesh-sds's (a schema from before versioning), another
+ * application's `public.resources` got columns and triggers, and its own inserts failed.
+ */
+async function foreignTables(c: pg.ClientBase, t: SchemaTables): Promise<string[]> {
+  const res = await c.query<{ name: string; columns: string[] }>(
+    `SELECT cl.relname AS name, array_agg(a.attname::text) FILTER (WHERE a.attname IS NOT NULL) AS columns
+     FROM pg_class cl JOIN pg_namespace n ON n.oid = cl.relnamespace
+     LEFT JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
+     WHERE n.nspname = $1 AND cl.relname = ANY($2::text[])
+     GROUP BY cl.relname ORDER BY cl.relname`,
+    [t.schema, Object.keys(ADOPTABLE)],
+  );
+  return res.rows.flatMap((r) => {
+    const missing = (ADOPTABLE[r.name] ?? []).filter((col) => !(r.columns ?? []).includes(col));
+    return missing.length === 0 ? [] : [`a table ${t.schema}.${r.name} without column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`];
+  });
+}
+
+/**
  * Brings the schema to SCHEMA_VERSION: every pending migration in order, in one transaction under
  * an advisory lock, so replicas starting at the same instant migrate once and the others wait.
  * A schema newer than this binary knows is refused (naming both versions), never touched.
@@ -267,12 +339,22 @@ export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{
         description text NOT NULL DEFAULT '',
         applied_at timestamptz NOT NULL DEFAULT now()
       )`);
+    const foreignVersions = await foreignVersionTable(client, t);
+    if (foreignVersions !== undefined) throw new Error(foreignVersions);
     const res = await client.query<{ v: number | null }>(`SELECT max(version) AS v FROM ${t.versions}`);
     const from = res.rows[0]?.v ?? 0;
     if (from > SCHEMA_VERSION) {
       throw new SchemaTooNewError(
         `postgres schema "${t.schema}" is at version ${from}, newer than this mesh-sds knows (version ${SCHEMA_VERSION}): upgrade mesh-sds`,
       );
+    }
+    if (from === 0) {
+      const foreign = await foreignTables(client, t);
+      if (foreign.length > 0) {
+        throw new Error(
+          `postgres schema ${quoted(t.schema)} holds ${foreign.join(' and ')}: another application's table, not one mesh-sds created; refusing to adopt it (mesh-sds would add columns and triggers to it). Give mesh-sds a schema of its own (?schema= of --store)`,
+        );
+      }
     }
     for (const m of MIGRATIONS) {
       if (m.version <= from) continue;

@@ -22,7 +22,7 @@ import { storeErrorText } from './pg-errors.js';
 import { canonicalJson, decodeResource, encodeResource, splitDocuments } from './postgres-codec.js';
 import { PostgresStateStore } from './postgres-state.js';
 import { BUSY_GATHER_MS, gatherMs } from './gather.js';
-import { CHANGES_CHANNEL, changeFeedGaps, checkSchemaReadOnly, migrate, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
+import { CHANGES_CHANNEL, changeFeedGaps, checkSchemaReadOnly, migrate, MIGRATION_TIMEOUT_MS, repairChangeFeed, RESOURCES_CHANNEL, tablesOf, type ChangeNotice, type SchemaTables } from './postgres-schema.js';
 import { inTransaction } from './postgres-tx.js';
 import { conflictError, describeResource, writtenVersion } from './conflict.js';
 
@@ -74,6 +74,12 @@ const silentLogger: StoreLogger = { info() {}, warn() {}, error() {} };
 
 /** More changed rows than this in one batch are read with one full reload instead of by key. */
 const MAX_INCREMENTAL_KEYS = 1000;
+/**
+ * Full reads a notification asks for (TRUNCATE, a repaired feed, an oversized row key, more than
+ * MAX_INCREMENTAL_KEYS rows named at once) start at most this often: any role that can connect may NOTIFY any channel, and a loop of them kept every
+ * replica reading the whole table back to back (48 reads of 5,000 rows in 3 s, half a core).
+ */
+const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
 
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
@@ -161,6 +167,9 @@ export class PostgresStore implements ResourceStore {
   private pendingKeys = new Map<string, RowKeyOnly>();
   /** The next read must be a full reload (start, reconnect, an old-style or oversized notification). */
   private fullReloadPending = true;
+  /** When the last full read started (performance.now()), and a notification's full read waiting for its turn. */
+  private lastFullReloadAt = -Infinity;
+  private notifiedFullReadTimer: NodeJS.Timeout | undefined;
   private checkingFeed = false;
   /** Failed repairs in a row, and when the next may be tried: each waits for the table, so they back off. */
   private feedRepairFailures = 0;
@@ -205,13 +214,22 @@ export class PostgresStore implements ResourceStore {
       keepAliveInitialDelayMillis: 10_000,
     };
     const log = opts.logger ?? silentLogger;
-    // The migration may wait for another replica's; it gets its own connection and limits.
-    const migrator = new pg.Client({ ...clientConfig, application_name: `${appName}-migrate` });
+    // The migration may wait for another replica's; it gets its own connection and limits. A
+    // read-only command's check is a few reads, limited like any query: with no limit, a lock on
+    // the schema's tables (or a database that stops answering) held get/inspect for ever.
+    const limits = opts.readOnly
+      ? { statement_timeout: queryTimeoutMs, query_timeout: queryTimeoutMs + 1000 }
+      : { query_timeout: MIGRATION_TIMEOUT_MS + 5000 }; // migrate limits its statements itself
+    const migrator = new pg.Client({ ...clientConfig, ...limits, application_name: `${appName}-migrate` });
     migrator.on('error', () => undefined);
     await migrator.connect();
     try {
-      if (opts.readOnly) await checkSchemaReadOnly(migrator, tablesOf(schema));
-      else {
+      if (opts.readOnly) {
+        await checkSchemaReadOnly(migrator, tablesOf(schema)).catch((err: unknown) => {
+          const text = storeErrorText(err);
+          throw text === (err as Error).message ? err : new Error(`postgres schema ${quoted(schema)}: ${text}`, { cause: err });
+        });
+      } else {
         const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
         if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
         if (repaired.length > 0) {
@@ -496,6 +514,7 @@ export class PostgresStore implements ResourceStore {
     this.closed = true;
     clearTimeout(this.reloadTimer);
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.notifiedFullReadTimer);
     clearInterval(this.heartbeatTimer);
     this.subject.complete();
     const listener = this.listener;
@@ -509,6 +528,7 @@ export class PostgresStore implements ResourceStore {
 
   /** Reads every row; publishes when anything differs from the current snapshot (or `force`). */
   private async fullReload(force = false): Promise<void> {
+    this.lastFullReloadAt = performance.now();
     const res = await this.pool.query<ResourceRow>(`SELECT ${this.rowColumns} FROM ${this.t.resources}`);
     if (this.closed) return;
     this.feedStats.fullReloads++;
@@ -657,7 +677,10 @@ export class PostgresStore implements ResourceStore {
     try {
       do {
         this.reloadAgain = false;
-        const full = this.fullReloadPending || this.pendingKeys.size > MAX_INCREMENTAL_KEYS;
+        // Many rows are read in one full read, unless one ran less than a second ago: forged
+        // notices (any role may send them) naming thousands of rows must not make it back to back.
+        const many = this.pendingKeys.size > MAX_INCREMENTAL_KEYS && performance.now() - this.lastFullReloadAt >= NOTIFIED_FULL_READ_MIN_INTERVAL_MS;
+        const full = this.fullReloadPending || many;
         const keys = [...this.pendingKeys.values()];
         this.pendingKeys.clear();
         this.fullReloadPending = false;
@@ -690,10 +713,7 @@ export class PostgresStore implements ResourceStore {
   private onNotification(msg: pg.Notification): void {
     if (msg.channel === RESOURCES_CHANNEL) {
       // Something in the schema changed unannounced (the feed was repaired; or an older mesh-sds wrote).
-      if (msg.payload === this.schema) {
-        this.fullReloadPending = true;
-        this.scheduleReload();
-      }
+      if (msg.payload === this.schema) this.notifiedFullRead();
       return;
     }
     if (msg.channel !== CHANGES_CHANNEL || !msg.payload) return;
@@ -709,11 +729,23 @@ export class PostgresStore implements ResourceStore {
     const n = parsed as Partial<ChangeNotice>;
     if (n.schema !== this.schema) return;
     if (n.full || typeof n.kind !== 'string' || typeof n.mesh !== 'string' || typeof n.namespace !== 'string' || typeof n.name !== 'string') {
-      this.fullReloadPending = true;
-      this.scheduleReload();
+      this.notifiedFullRead();
       return;
     }
     this.noteChanged([{ kind: n.kind, mesh: n.mesh, namespace: n.namespace, name: n.name }]);
+  }
+
+  /** A full read a notification asked for: now, or once NOTIFIED_FULL_READ_MIN_INTERVAL_MS has passed since the last. */
+  private notifiedFullRead(): void {
+    if (this.notifiedFullReadTimer) return;
+    const wait = this.lastFullReloadAt + NOTIFIED_FULL_READ_MIN_INTERVAL_MS - performance.now();
+    const read = () => {
+      this.notifiedFullReadTimer = undefined;
+      this.fullReloadPending = true;
+      this.scheduleReload();
+    };
+    if (wait <= 0) read();
+    else this.notifiedFullReadTimer = setTimeout(read, wait);
   }
 
   private async connectListener(): Promise<void> {
@@ -864,7 +896,9 @@ function misspellings(kind: string): string[] {
 function unknownKindProblem(kind: string): string | undefined {
   if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
   const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(kind.toLowerCase()));
-  const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row)` : '';
+  // delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
+  // told just "delete removes this row", an operator with both deleted the one being served.
+  const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row when no ${meant} row has its name; else it removes that one)` : '';
   return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
 }
 

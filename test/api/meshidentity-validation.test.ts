@@ -249,6 +249,17 @@ test('spiffeID templates must be syntactically valid', () => {
   assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '/x/{{ label "" }}'), 'spec.spiffeID.path: invalid template: label key must not be empty');
 });
 
+test('a label key in a spiffeID template must not hold control characters (no label can have one, and the reason would carry them to terminals)', () => {
+  assertRejected(
+    withField(meshIdentity(), 'spec.spiffeID.path', '/x/{{ label "app\u001b]0;owned\u0007" }}'),
+    'spec.spiffeID.path: invalid template: label key must not hold control characters (U+001B at 3)',
+  );
+  assertRejected(
+    withField(meshIdentity(), 'spec.spiffeID.path', '/x/{{ label `a\u009b2J` }}'),
+    'spec.spiffeID.path: invalid template: label key must not hold control characters (U+009B at 1)',
+  );
+});
+
 test('spiffeID path must start with / and be a valid SPIFFE path when literal', () => {
   assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', 'ns/default'), 'spec.spiffeID.path: must start with /');
   assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '{{ .Namespace }}/x'), 'spec.spiffeID.path: must start with /');

@@ -45,3 +45,21 @@ test('read-only commands refuse an existing schema without mesh-sds tables, crea
   assert.equal(got.code, 0, got.stderr);
   assert.match(got.stdout, /^default\s+web-1\s+app=web$/m);
 });
+
+test('get lists a row whose key columns another tool filled with terminal controls and a line break escaped, on one line: the terminal acts on none of them', async (t) => {
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  const applied = await meshSds(['apply', '-f', '-', '--store', withSchema(schema), '--insecure-plaintext-state'], { input: dataplaneYaml('web', { app: 'web' }) });
+  assert.equal(applied.code, 0, applied.stderr);
+  // Sets the window title, clears the screen, and (C1 CSI, a line break) forges a line of its own.
+  const hostile = '\x1b]0;pwned\x07\x1b[2J\x9b31m\n  fake problem';
+  await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, doc) VALUES ('Dataplane', 'default', '', $1, '{}')`, [hostile]);
+  const r = await meshSds(['get', 'dataplane', '--store', withSchema(schema)]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /web/);
+  const controls = [...r.stderr].filter((c) => c !== '\n' && (c < ' ' || (c >= '\x7f' && c <= '\x9f')));
+  assert.deepEqual(controls, [], 'no control character reaches the terminal');
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 2, r.stderr);
+  assert.ok(lines[1]!.includes('row Dataplane/default//\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\\n  fake problem (document 1)'), lines[1]);
+});

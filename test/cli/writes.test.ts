@@ -139,6 +139,21 @@ test('apply refuses a file that is not UTF-8 or too large, as validate does', as
   assert.deepEqual(await readdir(w.resources), []);
 });
 
+test("import names a broken file whose name holds terminal controls with them escaped, on one line: the terminal acts on none", async (t) => {
+  const w = await workspace(t);
+  const schema = testSchema();
+  t.after(() => dropSchema(schema));
+  await writeFile(join(w.resources, 'trust.yaml'), trustYaml('t1', 'one.example'));
+  await writeFile(join(w.resources, '\x1b]0;owned\x07\x1b[2J\nfake.yaml'), 'type: Dataplane\nname: Not_Valid\n');
+  const r = await meshSds(['import', '--resources', w.resources, '--store', `${PG_URL}?schema=${schema}`, '--state-dir', join(w.root, 'state')]);
+  assert.equal(r.code, 1, r.stdout);
+  const controls = [...r.stderr].filter((c) => c !== '\n' && (c < ' ' || (c >= '\x7f' && c <= '\x9f')));
+  assert.deepEqual(controls, [], r.stderr);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.ok(lines.length >= 1 && lines.every((l) => l.startsWith('not imported: ')), r.stderr);
+  assert.match(lines[0]!, /\\u001b\]0;owned\\u0007\\u001b\[2J\\nfake\.yaml/);
+});
+
 test('import copies a directory into Postgres and reports created, updated, unchanged; a second run changes nothing', async (t) => {
   const w = await workspace(t);
   const schema = testSchema();
@@ -384,7 +399,7 @@ test('a --store URL with a query parameter mesh-sds does not know is refused nam
   // Should this regress, what it created in public is removed (the database is shared).
   t.after(async () => {
     if (before.some((r) => r.table_name === 'resources') || !(await publicTables()).some((r) => r.table_name === 'resources')) return;
-    await adminQuery('DROP TABLE IF EXISTS public.resources, public.state, public.schema_version CASCADE; DROP FUNCTION IF EXISTS public.resources_stamp(), public.resources_notify(); DROP SEQUENCE IF EXISTS public.resource_revision');
+    await adminQuery('DROP TABLE IF EXISTS public.resources, public.state, public.schema_version CASCADE; DROP FUNCTION IF EXISTS public.resources_stamp(), public.resources_notify(), public.resources_truncate(); DROP SEQUENCE IF EXISTS public.resource_revision');
   });
   const flags = (query: string) => ['--store', `${PG_URL}?${query}`, '--state-dir', join(w.root, 'state')];
   const typo = await meshSds(['apply', '-f', '-', ...flags(`schem=${schema}&scheme=x`)], { input: trustYaml('typo', 'typo.example') });

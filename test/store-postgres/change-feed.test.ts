@@ -5,7 +5,7 @@ import pg from 'pg';
 import assert from 'node:assert/strict';
 import { adminQuery, dataplaneYaml, dropSchema, PG_URL, recordingLogger, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 import { PostgresStore } from '../../src/store/postgres.js';
-import { CHANGES_CHANNEL, SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
+import { CHANGES_CHANNEL, RESOURCES_CHANNEL, SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import { yamlDocs } from '../helpers/yaml.js';
 
 const dpKey = (i: number) => `Dataplane/default//dp-${i}`;
@@ -43,6 +43,92 @@ test('a row inserted, updated or deleted with plain SQL reaches every replica wi
     for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.get(dpKey(1))?.labels.app === 'api', 5000);
     await adminQuery(`DELETE FROM "${schema}".resources WHERE name = 'dp-1'`);
     for (const s of [a!, b!]) await waitForSnapshot(s, (x) => !x.resources.has(dpKey(1)), 5000);
+  });
+});
+
+test('a row whose key a plain-SQL UPDATE changes (renamed; a misspelt kind spelt right) leaves every replica under its old key: neither served nor reported any more', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('web', 'web'), 'a.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('dataplane', 'default', '', 'db', $1)`, [
+      dataplaneYaml('db', 'db'),
+    ]);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has('Dataplane/default//web') && x.errors.length === 1, 5000);
+    const stats = { ...b!.feedStats };
+    await adminQuery(`UPDATE "${schema}".resources SET kind = 'Dataplane' WHERE kind = 'dataplane'`);
+    await adminQuery(`UPDATE "${schema}".resources SET name = 'web-2', doc = jsonb_set(doc, '{name}', '"web-2"') WHERE name = 'web'`);
+    for (const s of [a!, b!]) {
+      const snap = await waitForSnapshot(s, (x) => x.resources.has('Dataplane/default//web-2') && x.resources.has('Dataplane/default//db'), 5000);
+      await sleep(200);
+      const now = s.snapshot!;
+      assert.deepEqual([...now.resources.keys()].sort(), ['Dataplane/default//db', 'Dataplane/default//web-2'], `revision ${snap.revision}`);
+      assert.deepEqual(now.errors, [], 'the misspelt row is gone, so is its report');
+    }
+    assert.equal(b!.feedStats.fullReloads, stats.fullReloads, 'read by key, not by reading everything');
+  });
+});
+
+test('a TRUNCATE of the resources table empties every replica (no row trigger fires for it), and rows written after it arrive', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    assert.deepEqual(await a!.apply(yamlDocs(dataplaneYaml('dp-1', 'web'), dataplaneYaml('dp-2', 'web')), 'a.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 2, 5000);
+    await adminQuery(`TRUNCATE "${schema}".resources`);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 0, 5000);
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-3', 'web'), 'b.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.size === 1 && x.resources.has(dpKey(3)), 5000);
+  });
+});
+
+test('a flood of notifications asking every replica to read the whole table (any role may NOTIFY) starts at most one full read a second; changes still arrive', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-0', 'web'), 'a.yaml'), []);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(0)), 5000);
+    const flooder = new pg.Client({ connectionString: PG_URL });
+    await flooder.connect();
+    try {
+      const before = store!.feedStats.fullReloads;
+      const until = Date.now() + 2000;
+      // Each in its own transaction (equal payloads in one are delivered once), both ways of asking.
+      for (let i = 0; Date.now() < until; i++) {
+        if (i % 2 === 0) await flooder.query('SELECT pg_notify($1, $2)', [RESOURCES_CHANNEL, schema]);
+        else await flooder.query('SELECT pg_notify($1, $2)', [CHANGES_CHANNEL, JSON.stringify({ schema, full: true })]);
+      }
+      await sleep(100);
+      const reads = store!.feedStats.fullReloads - before;
+      assert.ok(reads >= 1 && reads <= 3, `${reads} full reads in 2 s of flood`);
+    } finally {
+      await flooder.end();
+    }
+    // A full read asked for just after the flood still comes (TRUNCATE asks for one).
+    await adminQuery(`TRUNCATE "${schema}".resources`);
+    await waitForSnapshot(store!, (x) => x.resources.size === 0, 5000);
+    assert.deepEqual(await store!.apply(dataplaneYaml('dp-1', 'web'), 'b.yaml'), []);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(1)), 5000);
+  });
+});
+
+test('forged change notices naming more rows than are read by key (1,500 a transaction, again and again) start at most one full read a second; the rows they name are still read', async () => {
+  await withStores(1, async ([store], schema) => {
+    const flooder = new pg.Client({ connectionString: PG_URL });
+    await flooder.connect();
+    try {
+      const before = store!.feedStats.fullReloads;
+      const until = Date.now() + 2000;
+      for (let batch = 0; Date.now() < until; batch++) {
+        await flooder.query(
+          `SELECT pg_notify($1, json_build_object('schema', $2::text, 'kind', 'Dataplane', 'mesh', 'default', 'namespace', '', 'name', 'forged-' || $3::int || '-' || g)::text)
+           FROM generate_series(1, 1500) g`,
+          [CHANGES_CHANNEL, schema, batch],
+        );
+        await sleep(20);
+      }
+      await sleep(100);
+      const reads = store!.feedStats.fullReloads - before;
+      assert.ok(reads <= 3, `${reads} full reads in 2 s of forged notices`);
+    } finally {
+      await flooder.end();
+    }
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-1', $1)`, [dataplaneYaml('dp-1', 'web')]);
+    await waitForSnapshot(store!, (x) => x.resources.has(dpKey(1)), 5000);
   });
 });
 
@@ -183,6 +269,7 @@ test('a running replica does not put back triggers that a newer mesh-sds changed
     await adminQuery(`INSERT INTO "${schema}".schema_version (version, description) VALUES ($1, 'from a newer mesh-sds')`, [SCHEMA_VERSION + 1]);
     await adminQuery(`DROP TRIGGER resources_stamp ON "${schema}".resources`);
     await adminQuery(`DROP TRIGGER resources_notify ON "${schema}".resources`);
+    await adminQuery(`DROP TRIGGER resources_truncate ON "${schema}".resources`);
     await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('Dataplane', 'default', '', 'dp-4', $1)`, [dataplaneYaml('dp-4', 'web')]);
     await waitForSnapshot(store!, (x) => x.resources.has(dpKey(4)), 5000);
     assert.match(lines.filter((l) => l.startsWith('error')).join('\n'), new RegExp(`schema is at version ${SCHEMA_VERSION + 1}, this mesh-sds knows version ${SCHEMA_VERSION}: not recreated`));

@@ -153,12 +153,25 @@ test('a row without a doc whose source names another resource (its namespace lab
     const snap = await waitForSnapshot(store!, (s) => s.errors.length >= 3 && s.resources.has('MeshIdentity/default//kindless'), 5000);
     assert.deepEqual(rowProblems(snap, 'Dataplane/default//dp-ns'), [': holds Dataplane/default/shop/dp-ns but is stored as Dataplane/default//dp-ns']);
     assert.deepEqual(rowProblems(snap, 'MeshIdentities/default//identity'), [
-      ': kind column "MeshIdentities" is not a kind mesh-sds serves (MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain); it is MeshIdentity, spelt exactly so (delete MeshIdentity removes this row): not read',
+      ': kind column "MeshIdentities" is not a kind mesh-sds serves (MeshTrust, MeshIdentity, Dataplane, Secret, ClusterFederatedTrustDomain); it is MeshIdentity, spelt exactly so (delete MeshIdentity removes this row when no MeshIdentity row has its name; else it removes that one): not read',
     ]);
     assert.match(rowProblems(snap, 'Sidecar/default//odd')[0] ?? '', /^: kind column "Sidecar" is not a kind mesh-sds serves \([^)]*\): not read$/);
     // delete of the kind it meant removes the misspelt row (no command could, otherwise).
     assert.equal(await store!.delete('MeshIdentity', 'default', '', 'identity', { force: true }), true);
     await waitForSnapshot(store!, (s) => rowProblems(s, 'MeshIdentities/default//identity').length === 0, 5000);
+  });
+});
+
+test('a misspelt kind row beside a served row of that name says that delete removes the served one; delete does so, and then removes the misspelt one', async () => {
+  await withStores(1, async ([store], schema) => {
+    assert.deepEqual(await store!.apply(dataplaneYaml('db', 'db'), 'db.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, source) VALUES ('dataplane', 'default', '', 'db', $1)`, [dataplaneYaml('db', 'db')]);
+    const snap = await waitForSnapshot(store!, (s) => s.resources.has('Dataplane/default//db') && rowProblems(s, 'dataplane/default//db').length === 1, 5000);
+    assert.match(rowProblems(snap, 'dataplane/default//db')[0]!, /\(delete Dataplane removes this row when no Dataplane row has its name; else it removes that one\): not read$/);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'db', { force: true }), true);
+    await waitForSnapshot(store!, (s) => !s.resources.has('Dataplane/default//db') && rowProblems(s, 'dataplane/default//db').length === 1, 5000);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'db', { force: true }), true);
+    await waitForSnapshot(store!, (s) => s.errors.length === 0, 5000);
   });
 });
 
@@ -222,5 +235,36 @@ test("apply's limit is measured as readers measure a row (jsonb's text, spaces i
     } finally {
       await Promise.all([tight.close(), exact.close()]);
     }
+  });
+});
+
+test('apply refuses, writing nothing, a resource holding a NUL character (an escape in text beside a PEM block, in a file path) naming the field, instead of failing with the database\'s "unsupported Unicode escape sequence"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const trust = stringify(meshTrust());
+    const pem = (meshTrust() as { spec: { caBundles: { pem: { value: string } }[] } }).spec.caBundles[0]!.pem.value;
+    // JSON's \u0000 and YAML's "\0": a file's own NUL bytes are refused as binary, escapes are not.
+    const json = JSON.stringify({ type: 'MeshTrust', name: 'nul-json', spec: { trustDomain: 'nul.example', caBundles: [{ type: 'Pem', pem: { value: `${pem}\n\u0000note` } }] } });
+    const yaml = `${dataplaneYaml('dp-ok', 'web')}---
+type: MeshIdentity
+name: nul-yaml
+spec:
+  selector: { dataplane: { matchLabels: { app: web } } }
+  provider:
+    type: Bundled
+    bundled:
+      ca:
+        certificate: { type: File, file: { path: "/etc/ca\\0.pem" } }
+        privateKey: { type: File, file: { path: /etc/ca.key } }
+`;
+    for (const [text, file, path] of [[json, 'nul.json', 'spec.caBundles[0].pem.value'], [yaml, 'nul.yaml', 'spec.provider.bundled.ca.certificate.file.path']] as const) {
+      const errors = await store!.apply(text, file);
+      assert.deepEqual(
+        errors.map((e) => `${e.file} ${e.path}: ${e.message}`),
+        [`${file} ${path}: must not hold a NUL character (U+0000): no resource needs one, and the Postgres store cannot keep it`],
+      );
+    }
+    const rows = await adminQuery(`SELECT name FROM "${schema}".resources`);
+    assert.deepEqual(rows.rows, [], 'nothing written');
+    assert.deepEqual(await store!.apply(trust, 'trust.yaml'), [], 'the same resource without it is written');
   });
 });

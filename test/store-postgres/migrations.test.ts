@@ -80,3 +80,48 @@ test('a schema newer than this binary knows is refused, naming both versions, an
     await dropSchema(schema);
   }
 });
+
+test("a schema holding another application's resources or state table is refused, naming each and the columns it lacks, and left untouched: that application's writes keep working", async () => {
+  const schema = testSchema();
+  try {
+    await adminQuery(`CREATE SCHEMA "${schema}"`);
+    await adminQuery(`CREATE TABLE "${schema}".resources (id serial PRIMARY KEY, title text NOT NULL)`);
+    await adminQuery(`CREATE TABLE "${schema}".state (key text PRIMARY KEY, data jsonb)`);
+    await adminQuery(`INSERT INTO "${schema}".resources (title) VALUES ('theirs')`);
+    await assert.rejects(
+      PostgresStore.open(PG_URL, { schema }),
+      (err: Error) =>
+        err.message.includes(`postgres schema "${schema}" holds a table ${schema}.resources without columns kind, mesh, namespace, name, source, updated_at and a table ${schema}.state without column value`) &&
+        /refusing to adopt it/.test(err.message),
+    );
+    const columns = await adminQuery<{ column_name: string }>(
+      "SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'resources' ORDER BY ordinal_position",
+      [schema],
+    );
+    assert.deepEqual(columns.rows.map((r) => r.column_name), ['id', 'title'], 'no column added');
+    const tables = await adminQuery<{ table_name: string }>('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1', [schema]);
+    assert.deepEqual(tables.rows.map((r) => r.table_name), ['resources', 'state'], 'no schema_version table left behind');
+    await adminQuery(`INSERT INTO "${schema}".resources (title) VALUES ('theirs, later')`); // no trigger of ours fires
+  } finally {
+    await dropSchema(schema);
+  }
+});
+
+test("a schema whose schema_version table is another tool's (Flyway's, a text version column) is refused naming it, by serve and by read-only commands, instead of 'newer than this mesh-sds: upgrade mesh-sds'", async () => {
+  const schema = testSchema();
+  try {
+    await adminQuery(`CREATE SCHEMA "${schema}"`);
+    await adminQuery(`CREATE TABLE "${schema}".schema_version (installed_rank int PRIMARY KEY, version varchar(50), description varchar(200) NOT NULL, script varchar(1000) NOT NULL DEFAULT 'V1__init.sql')`);
+    await adminQuery(`INSERT INTO "${schema}".schema_version (installed_rank, version, description) VALUES (1, '5', 'init')`);
+    const expected = `postgres schema "${schema}" holds a schema_version table that is not mesh-sds's (its version column is character varying(50), not integer`;
+    await assert.rejects(PostgresStore.open(PG_URL, { schema }), (err: Error) => err.message.startsWith(expected) && !/upgrade mesh-sds/.test(err.message));
+    // A read-only command finds mesh-sds's other tables there too, and still names the foreign one.
+    await adminQuery(`CREATE TABLE "${schema}".resources (kind text, mesh text, namespace text, name text, source text, updated_at timestamptz)`);
+    await adminQuery(`CREATE TABLE "${schema}".state (key text, value text)`);
+    await assert.rejects(PostgresStore.open(PG_URL, { schema, readOnly: true }), (err: Error) => err.message.startsWith(expected));
+    const { rows } = await adminQuery<{ version: string }>(`SELECT version FROM "${schema}".schema_version`);
+    assert.deepEqual(rows, [{ version: '5' }], 'left untouched');
+  } finally {
+    await dropSchema(schema);
+  }
+});

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
+import { PostgresStore } from '../../src/store/postgres.js';
 import { dataplaneYaml, PG_URL, waitForSnapshot, withStores } from './helpers.js';
 
 test('with the resources table locked, queries fail within the timeout, the snapshot stays, and changes arrive after the lock is released', async () => {
@@ -29,4 +30,26 @@ test('with the resources table locked, queries fail within the timeout, the snap
     assert.deepEqual(await a!.apply(dataplaneYaml('dp-3', 'web'), 'c.yaml'), []);
     await waitForSnapshot(b!, (s) => s.resources.has('Dataplane/default//dp-3'), 5000);
   }, { queryTimeoutMs: 1000 });
+});
+
+test('a read-only open (get, inspect, export-trust) of a schema whose version table another session holds locked fails within the query timeout, naming the stall, instead of waiting for ever', async () => {
+  await withStores(1, async (_stores, schema) => {
+    const locker = new pg.Client({ connectionString: PG_URL });
+    await locker.connect();
+    try {
+      await locker.query('BEGIN');
+      await locker.query(`LOCK TABLE "${schema}".schema_version IN ACCESS EXCLUSIVE MODE`);
+      const t0 = Date.now();
+      const opened = PostgresStore.open(PG_URL, { schema, readOnly: true, queryTimeoutMs: 1000 });
+      const hung = new Promise<'hung'>((r) => setTimeout(() => r('hung'), 8000).unref());
+      const outcome = await Promise.race([opened.then((s) => s.close().then(() => 'opened'), (e: Error) => e), hung]);
+      assert.ok(outcome instanceof Error, `expected an error, got ${String(outcome)}`);
+      assert.match(outcome.message, new RegExp(`postgres schema "${schema}": the database gave up on a statement at the time limit .*lock on the store's tables`));
+      const took = Date.now() - t0;
+      assert.ok(took < 3000, `gave up after ${took} ms (limit 1 s)`);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => undefined);
+      await locker.end();
+    }
+  });
 });

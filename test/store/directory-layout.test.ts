@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
@@ -199,6 +200,41 @@ test('a file over --max-file-size and a file that is not UTF-8 are refused namin
   );
 });
 
+test('a file or folder whose name is not UTF-8 is reported naming the bad byte (at start and when it appears while watching), not skipped unsaid; everything else is served', async () => {
+  // Bytes, not strings: Node lists such a name with U+FFFD, a path no call can open.
+  const bad = (dir: string, ...parts: number[][]) => Buffer.concat([Buffer.from(`${dir}/`), ...parts.map((p) => Buffer.from(p))]);
+  const name = (...s: (string | number)[]) => s.flatMap((x) => (typeof x === 'number' ? [x] : [...Buffer.from(x)]));
+  const problems = (s: ResourceSnapshot) => s.errors.map((e) => `${e.file.replace(/.*\//, '')}: ${e.message}`).sort();
+  await withStore(
+    async (store, dir) => {
+      const first = await latest(store);
+      assert.deepEqual(trusts(first), { ok: 'ok.example' });
+      assert.deepEqual(problems(first), [
+        'caf\uFFFD.yaml: name is not valid UTF-8 (invalid byte 0xe9 at byte offset 3 of the name): it cannot be opened by its name, nothing in it is read; rename it',
+        'team\uFFFD: name is not valid UTF-8 (invalid byte 0xff at byte offset 4 of the name): it cannot be opened by its name, nothing in it is read; rename it',
+      ]);
+      // One that appears while watching is reported too, and stays reported (its watch event must not clear it).
+      writeFileSync(bad(dir, name('new', 0xfe, '.yaml')), trustYaml('new', 'new.example'));
+      await next(store, (s) => s.errors.length === 3);
+      await sleep(300);
+      const later = await latest(store);
+      assert.equal(later.errors.length, 3);
+      assert.match(problems(later).join('\n'), /new\uFFFD\.yaml: name is not valid UTF-8 \(invalid byte 0xfe at byte offset 3/);
+      // Renamed to a UTF-8 name, it is read and the report goes.
+      renameSync(bad(dir, name('caf', 0xe9, '.yaml')), join(dir, 'cafe.yaml'));
+      const renamed = await next(store, (s) => tdOf(s, 'cafe') === 'cafe.example');
+      assert.equal(renamed.errors.length, 2);
+    },
+    {},
+    async (dir) => {
+      writeFileSync(bad(dir, name('caf', 0xe9, '.yaml')), trustYaml('cafe', 'cafe.example'));
+      mkdirSync(bad(dir, name('team', 0xff)));
+      writeFileSync(Buffer.concat([bad(dir, name('team', 0xff)), Buffer.from('/t.yaml')]), trustYaml('team', 'team.example'));
+      await writeFile(join(dir, 'ok.yaml'), trustYaml('ok', 'ok.example'));
+    },
+  );
+});
+
 test('a change among many files reads that file only; a safety scan with no change reads nothing and publishes nothing', async () => {
   await withStore(
     async (store, dir) => {
@@ -312,6 +348,42 @@ test('FIFOs in the folder (named like resource files, or linked) never stall rea
     // And a change afterwards still arrives.
     await writeFile(join(dir, 'trust.yaml'), trustYaml('after-fifos', 'fifo2.example'));
     await next(store, (x) => tdOf(x, 'after-fifos') === 'fifo2.example', 10_000);
+  });
+});
+
+test('a resource-named link to a procfs file (a stated size reading never gives) is refused naming it, not re-read every 50 ms for ever; the other files are served', async () => {
+  await withStore(async (store, dir) => {
+    await symlink('/proc/version', join(dir, 'kernel.yaml'));
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('beside-proc', 'proc.example'));
+    await store.rescan();
+    const s = await next(store, (x) => tdOf(x, 'beside-proc') === 'proc.example' && x.errors.length === 1);
+    assert.match(s.errors[0]!.file, /kernel\.yaml$/);
+    assert.match(s.errors[0]!.message, /file says it is 0 bytes but reading it gives other content, though nothing writes it \(a procfs or sysfs file\?\): not read/);
+    const reads = store.reads;
+    await sleep(500);
+    assert.ok(store.reads - reads <= 1, `read ${store.reads - reads} times more in 500 ms`);
+  });
+});
+
+test('a FIFO or device named like a resource file (or linked as one) is reported as not a regular file, not skipped unsaid; the other files are served', async () => {
+  await withStore(async (store, dir, root) => {
+    execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+    await symlink('/dev/zero', join(dir, 'zero.json'));
+    execFileSync('mkfifo', [join(root, 'outside-pipe')]);
+    await symlink(join(root, 'outside-pipe'), join(dir, 'linked-pipe.yml'));
+    execFileSync('mkfifo', [join(dir, 'notes.txt')]); // not named like a resource file: none of our business
+    await writeFile(join(dir, 'trust.yaml'), trustYaml('beside-pipes', 'pipes.example'));
+    await store.rescan();
+    const s = await next(store, (x) => tdOf(x, 'beside-pipes') === 'pipes.example' && x.errors.length === 3);
+    assert.deepEqual(
+      s.errors.map((e) => `${e.file.replace(/.*\//, '')}: ${e.message}`).sort(),
+      ['linked-pipe.yml', 'pipe.yaml', 'zero.json'].map((f) => `${f}: not a regular file (a FIFO, device or socket, or a link to one): not read`),
+    );
+    // One that replaces a served file while watching is seen by its watch event, not the next safety scan (60 s here).
+    await rm(join(dir, 'trust.yaml'));
+    execFileSync('mkfifo', [join(dir, 'trust.yaml')]);
+    const replaced = await next(store, (x) => tdOf(x, 'beside-pipes') === undefined && x.errors.length === 4);
+    assert.ok(replaced.errors.some((e) => e.file.endsWith('trust.yaml') && /not a regular file/.test(e.message)));
   });
 });
 
