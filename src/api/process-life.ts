@@ -22,6 +22,9 @@ export const OWN_START_TIME = processStartTime('self') ?? '-';
 
 /** Whether a process of that pid runs (as any user). */
 export function processRuns(pid: number): boolean {
+  // kill(0) signals our own process group and kill(-1) every process: a recorded pid ≤ 0 (or not
+  // a whole number) names no process, however it came to be written.
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   try {
     process.kill(pid, 0);
     return true;

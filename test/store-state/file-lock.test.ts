@@ -84,6 +84,20 @@ test('a lock whose process on this host is gone is broken at once, whatever its 
   }
 });
 
+test('a lock recording pid 0, a negative or a fractional pid names no process and is broken at once: kill(0) and kill(-1) answer for a process group and for every process', async () => {
+  for (const pid of ['0', '-1', '1.5']) {
+    const d = await lockDir();
+    try {
+      await writeFile(d.path, `${hostname()} ${pid} ${Date.now()} bbbbbbbbbbbb\n`);
+      const started = Date.now();
+      assert.equal(await withFileLock(d.path, async () => 'ran', { staleMs: 60_000, timeoutMs: 3_000 }), 'ran', `pid ${pid}`);
+      assert.ok(Date.now() - started < 2_500, `pid ${pid}`);
+    } finally {
+      await d.done();
+    }
+  }
+});
+
 test("another host's lock is broken once older than staleMs, and not before", async () => {
   const d = await lockDir();
   try {
