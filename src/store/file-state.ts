@@ -1,8 +1,13 @@
-import { mkdir, open, readFile, readdir, link, unlink, rename, chmod, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, link, unlink, rename, chmod, stat } from 'node:fs/promises';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import type { StateStore, UpdateFn } from './types.js';
 import { withFileLock } from './file-lock.js';
+import { readFlagFile } from '../api/flag-file.js';
+import type { FlagFileError } from '../api/secret-text.js';
+
+/** A state value (a CA with its history, the revocation list) is far smaller; a bound for what is not one. */
+const MAX_STATE_VALUE_BYTES = 64 * 1024 * 1024;
 
 /**
  * State kept as files under `--state-dir` (directory 0700, files 0600). `getOrCreate` is
@@ -69,11 +74,12 @@ export class FileStateStore implements StateStore {
   async get(key: string): Promise<string | undefined> {
     const path = this.pathOf(key);
     try {
-      return await readFile(path, 'utf8');
+      // Never a plain readFile: a FIFO put at a key's path blocked one of libuv's four threads for
+      // ever (start-up hung without a word), a link to /dev/zero was read until memory ran out.
+      return (await readFlagFile(`state key ${key}`, path, MAX_STATE_VALUE_BYTES)).toString('utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      // Say which one: a bare EISDIR or EACCES does not tell an operator where to look.
-      throw new Error(`state key ${key} (${path}) cannot be read: ${(e as Error).message}`, { cause: e });
+      if ((e as FlagFileError).code === 'ENOENT') return undefined;
+      throw e; // names the key, its path and why (a directory, a FIFO, EACCES)
     }
   }
 

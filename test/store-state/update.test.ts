@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir, hostname } from 'node:os';
 import { join } from 'node:path';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { FileStateStore } from '../../src/store/file-state.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { PostgresStore } from '../../src/store/postgres.js';
@@ -77,7 +77,7 @@ test('postgres state: concurrent updates through two pools all land, including t
   assert.equal(await b.state.get('list/key'), undefined);
 });
 
-test('a state file that is a dangling symlink is an error naming the key, not a crash; writes are whole after a sync', async () => {
+test('a state file that is a dangling symlink, a directory or a FIFO is an error naming the key, not a crash or a read that waits for ever; writes are whole after a sync', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-state-'));
   try {
     const store = await FileStateStore.open(dir);
@@ -91,7 +91,11 @@ test('a state file that is a dangling symlink is an error naming the key, not a 
     assert.deepEqual((await readdir(join(dir, 'ca'))).filter((f) => f.endsWith('.tmp')), [], 'no temp file left behind');
     await rm(join(dir, 'ca', 'x'));
     await mkdir(join(dir, 'ca', 'x'));
-    await assert.rejects(store.get('ca/x'), /state key ca\/x \(.*\) cannot be read: EISDIR/);
+    await assert.rejects(store.get('ca/x'), /cannot read state key ca\/x .*: is a directory, not a regular file/);
+    // A FIFO at a key's path is refused at once, not read (the read waited for a writer for ever).
+    await rm(join(dir, 'ca', 'x'), { recursive: true });
+    execFileSync('mkfifo', [join(dir, 'ca', 'x')]);
+    await assert.rejects(store.get('ca/x'), /cannot read state key ca\/x .*: is a FIFO, not a regular file/);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
