@@ -338,11 +338,16 @@ storeOptions(token.command('generate').description('sign a token for one datapla
   .option('--valid-for <duration>', 'lifetime: 1m to 87600h (10 years)', '24h')
   .option('--create-key', 'create a token key when the state holds none (a new state; the server must use this state to accept the token)')
   .action(async (o) => {
-    const labels: Record<string, string> = {};
+    // No prototype: `labels['__proto__'] = 'x'` on a plain object sets nothing, and the token was
+    // signed without that label; here it is a key like any other, and refused as one by generate().
+    const labels = Object.create(null) as Record<string, string>;
     for (const kv of o.label as string[]) {
       const i = kv.indexOf('=');
       if (i <= 0) throw new Error(`--label ${quoted(kv)}: expected key=value`);
-      labels[kv.slice(0, i)] = kv.slice(i + 1);
+      const k = kv.slice(0, i);
+      // A repeated key silently kept the last value: say which the operator meant instead.
+      if (Object.hasOwn(labels, k)) throw new Error(`--label ${quoted(k)} given twice (${quoted(labels[k]!)} and ${quoted(kv.slice(i + 1))}): give each label once`);
+      labels[k] = kv.slice(i + 1);
     }
     const validForMs = await tokenValidityMs(o.validFor);
     const cli = await offline();
