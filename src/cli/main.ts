@@ -10,7 +10,7 @@ import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
-import { readFlagFile } from '../api/flag-file.js';
+import { MAX_FLAG_FILE_BYTES, readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
@@ -531,9 +531,18 @@ async function readTokenFile(file: string): Promise<string> {
   return (await readFlagFile('--token-file', file)).toString('utf8');
 }
 
+/**
+ * The token on stdin, at most what --token-file reads (1 MiB): stdin was read whole, so a log file
+ * piped by mistake was held in memory before it was called malformed, and `< /dev/zero` never ended.
+ */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let size = 0;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > MAX_FLAG_FILE_BYTES) throw new Error(`stdin holds more than ${MAX_FLAG_FILE_BYTES / 1024 ** 2} MiB: not a token (a token is a few hundred characters); not read further`);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 
