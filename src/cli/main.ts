@@ -12,7 +12,7 @@ import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
 import { MAX_FLAG_FILE_BYTES, readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
-import { quoted } from '../api/quote.js';
+import { printable, quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
 import { redactPrivateKeys } from './redact.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
@@ -481,6 +481,9 @@ function table(kind: ResourceKind, list: Resource[], view: FederatedView): strin
     rows.push(head('LABELS'));
     for (const r of list) rows.push([...lead(r), Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
   }
+  // A cell may quote text from another party (a federation error quotes what a bundle endpoint
+  // sent): no character of it may act on the terminal. YAML and JSON output escape it themselves.
+  for (const r of rows) for (let i = 0; i < r.length; i++) r[i] = printable(r[i]!);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
