@@ -111,3 +111,15 @@ test('get (table) and inspect print a federation error that quotes the remote en
   assert.match(text, /last refresh failed: malformed: not valid JSON: Unexpected token '\\u001b'/);
   assert.doesNotMatch(text, ACTING_BUT_LINE_BREAKS, 'inspect prints them raw');
 });
+
+test('validate names an unknown field whose name holds control characters with them escaped (the file\'s text is not printed raw), at the top level and nested', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-field-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'dp.yaml');
+  await writeFile(file, 'type: Dataplane\nmesh: default\nname: a\n"\\e]0;pwned\\a": x\n---\ntype: MeshTrust\nmesh: default\nname: t\nspec:\n  "\\e[2Jy": 1\n');
+  const r = await meshSds(['validate', file]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, ACTING_BUT_LINE_BREAKS, 'a field name acts on the terminal');
+  assert.match(r.stderr, /\["\\u001b\]0;pwned\\u0007"\]: unknown field/);
+  assert.match(r.stderr, /spec\["\\u001b\[2Jy"\]: unknown field/);
+});
