@@ -1,5 +1,6 @@
 // The small Go-template subset Kuma accepts in MeshIdentity `spiffeID` fields:
 // `{{ .Var }}` and `{{ label "key" }}`, with optional `{{-`/`-}}` trim markers.
+import { printable } from './quote.js';
 
 export const SPIFFE_VARIABLES = ['Mesh', 'Zone', 'TrustDomain', 'Namespace', 'ServiceAccount', 'Workload'] as const;
 export type SpiffeVariable = (typeof SPIFFE_VARIABLES)[number];
@@ -70,7 +71,8 @@ export function parseSpiffeTemplate(
       if (text) parts.push({ kind: 'text', text });
       parts.push({ kind: 'label', key });
     } else {
-      return { parts, error: `invalid template: unsupported action "{{${inner}}}"` };
+      // The resource's own text: validate, apply and get print it, so no character of it may act.
+      return { parts, error: `invalid template: unsupported action "${printable(`{{${inner}}}`)}"` };
     }
     text = '';
     i = close + 2;
@@ -101,8 +103,8 @@ export function renderSpiffeTemplate(
     if (p.kind === 'text') out += p.text;
     else if (p.kind === 'label') {
       const v = ctx.labels[p.key];
-      if (v === undefined) return { error: `label "${p.key}" not found` };
-      if (v.includes('/')) return { error: oneSegment(`label "${p.key}"`, v) };
+      if (v === undefined) return { error: `label "${printable(p.key)}" not found` };
+      if (v.includes('/')) return { error: oneSegment(`label "${printable(p.key)}"`, v) };
       out += v;
     } else {
       const v = ctx.vars[p.name];
