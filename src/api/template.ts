@@ -102,7 +102,9 @@ export function renderSpiffeTemplate(
   for (const p of parts) {
     if (p.kind === 'text') out += p.text;
     else if (p.kind === 'label') {
-      const v = ctx.labels[p.key];
+      // Own labels only: `{{ label "constructor" }}` read Object.prototype's function, and
+      // `.includes` on it threw a TypeError instead of saying the label is not there.
+      const v = Object.hasOwn(ctx.labels, p.key) ? ctx.labels[p.key] : undefined;
       if (v === undefined) return { error: `label "${printable(p.key)}" not found` };
       if (v.includes('/')) return { error: oneSegment(`label "${printable(p.key)}"`, v) };
       out += v;

@@ -47,6 +47,13 @@ test('an action or a label key holding control characters is named with them esc
   assert.deepEqual(render('/{{ label "t\x1b[2J" }}', {}, {}), { error: 'label "t\\u001b[2J" not found' });
 });
 
+test('a label named like an Object property (constructor, toString, __proto__) that the dataplane lacks is "not found", not a TypeError', () => {
+  for (const key of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.deepEqual(render(`/{{ label "${key}" }}`, {}, { app: 'a' }), { error: `label "${key}" not found` }, key);
+  }
+  assert.deepEqual(render('/{{ label "constructor" }}', {}, JSON.parse('{"constructor":"c"}') as Record<string, string>), { value: '/c' });
+});
+
 test('SPIFFE trust domain and path rules', () => {
   assert.equal(trustDomainProblem('example.org'), undefined);
   assert.equal(trustDomainProblem('Example.org'), "must contain only lowercase letters, digits, '.', '-' and '_'");
