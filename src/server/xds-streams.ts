@@ -594,23 +594,16 @@ function authRefusal(deps: StreamDeps, e: unknown): CallStatus {
  */
 export function recheckCredentials(registry: StreamRegistry, svids: SvidManager, isRevoked: (jti: string) => boolean, now = Date.now()): number {
   let denied = 0;
-  let revokedOn: Set<string> | undefined;
   // Every few seconds over every stream: no copy of the registry (a stream denied here leaves the
   // Map while it is iterated, which a Map allows).
   for (const s of registry.streams.values()) {
     const c = s.credential;
     if (!c) continue;
     if (c.expiresAtMs <= now) s.deny('token expired');
-    else if (isRevoked(c.jti)) {
-      (revokedOn ??= new Set()).add(s.info.proxy);
-      s.deny('token revoked');
-    } else continue;
+    else if (isRevoked(c.jti)) s.deny('token revoked');
+    else continue;
     denied++;
   }
-  const dropped = svids.forgetCredentials((jti, expiresAtMs) => (isRevoked(jti) ? true : expiresAtMs <= now ? 'expired' : false));
-  // A proxy that another token keeps: its SVID's key is in the revoked holder's hands, so it is
-  // reissued. forgetCredentials cannot see that token any more: the denied stream's detach already
-  // let go of it (a token no stream uses while others do is forgotten), and the SVID stayed served.
-  if (revokedOn) for (const proxy of revokedOn) if (!dropped.includes(proxy)) svids.rotate(proxy);
+  svids.forgetCredentials((jti, expiresAtMs) => (isRevoked(jti) ? true : expiresAtMs <= now ? 'expired' : false));
   return denied;
 }
