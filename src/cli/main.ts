@@ -36,8 +36,9 @@ function packageVersion(): string {
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's password.
-const err = (s: string) => process.stderr.write(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`));
+// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's
+// password, nor a character that acts on the terminal (a file name or a stored error can hold ESC).
+const err = (s: string) => process.stderr.write(printable(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`)));
 
 /** Checked as commander parses it (flag or MESH_SDS_MAX_FILE_SIZE), before anything is opened; kept as text. */
 function maxFileSizeArg(v: string): string {

@@ -123,3 +123,18 @@ test('validate names an unknown field whose name holds control characters with t
   assert.match(r.stderr, /\["\\u001b\]0;pwned\\u0007"\]: unknown field/);
   assert.match(r.stderr, /spec\["\\u001b\[2Jy"\]: unknown field/);
 });
+
+test('what the CLI writes to stderr never carries a control character that acts: a resource file named with an escape sequence is reported escaped by get and validate', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-file-name-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const resources = join(dir, 'resources');
+  await mkdir(resources);
+  const file = join(resources, 'x\x1b]0;pwned\x07.yaml');
+  await writeFile(file, 'type: Dataplane\nmesh: default\nname: BAD\n');
+  const get = await meshSds(['get', 'dataplane', '--resources', resources, '--state-dir', join(dir, 'state')]);
+  assert.match(get.stderr, /x\\u001b\]0;pwned\\u0007\.yaml \(document 1\): name: must be a valid DNS-1123 name/);
+  assert.doesNotMatch(get.stderr, ACTING_BUT_LINE_BREAKS);
+  const validate = await meshSds(['validate', file]);
+  assert.equal(validate.code, 1);
+  assert.doesNotMatch(validate.stderr, ACTING_BUT_LINE_BREAKS);
+});
