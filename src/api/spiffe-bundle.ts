@@ -5,6 +5,7 @@
 // api is the bottom layer; federation code imports it through src/federation/bundle.ts.
 import { createHash, X509Certificate } from 'node:crypto';
 import { derToPem, splitPemCertificates } from './pem.js';
+import { printable } from './quote.js';
 
 export const X509_SVID_USE = 'x509-svid';
 export const JWT_SVID_USE = 'jwt-svid';
@@ -96,7 +97,9 @@ export function decodeSpiffeBundle(json: string | unknown): DecodedSpiffeBundle 
     try {
       doc = JSON.parse(json);
     } catch (e) {
-      throw new SpiffeBundleError('', `not valid JSON: ${(e as Error).message}`);
+      // V8's message quotes the text it refused (a bundle endpoint's bytes, for a fetched bundle):
+      // it reaches terminals through validate, get and inspect, so none of it may act there.
+      throw new SpiffeBundleError('', `not valid JSON: ${printable((e as Error).message)}`);
     }
   }
   if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw new SpiffeBundleError('', 'must be a JSON object (a JWK Set)');

@@ -1,6 +1,7 @@
 // The small Go-template subset Kuma accepts in MeshIdentity `spiffeID` fields:
 // `{{ .Var }}` and `{{ label "key" }}`, with optional `{{-`/`-}}` trim markers.
 import { controlCharacterAt } from './validate-common.js';
+import { printable } from './quote.js';
 
 export const SPIFFE_VARIABLES = ['Mesh', 'Zone', 'TrustDomain', 'Namespace', 'ServiceAccount', 'Workload'] as const;
 export type SpiffeVariable = (typeof SPIFFE_VARIABLES)[number];
@@ -75,7 +76,8 @@ export function parseSpiffeTemplate(
       if (text) parts.push({ kind: 'text', text });
       parts.push({ kind: 'label', key });
     } else {
-      return { parts, error: `invalid template: unsupported action "{{${inner}}}"` };
+      // The resource's own text: validate, apply and get print it, so no character of it may act.
+      return { parts, error: `invalid template: unsupported action "${printable(`{{${inner}}}`)}"` };
     }
     text = '';
     i = close + 2;
@@ -105,9 +107,11 @@ export function renderSpiffeTemplate(
   for (const p of parts) {
     if (p.kind === 'text') out += p.text;
     else if (p.kind === 'label') {
-      const v = ctx.labels[p.key];
-      if (v === undefined) return { error: `label "${p.key}" not found` };
-      if (v.includes('/')) return { error: oneSegment(`label "${p.key}"`, v) };
+      // Own labels only: `{{ label "constructor" }}` read Object.prototype's function, and
+      // `.includes` on it threw a TypeError instead of saying the label is not there.
+      const v = Object.hasOwn(ctx.labels, p.key) ? ctx.labels[p.key] : undefined;
+      if (v === undefined) return { error: `label "${printable(p.key)}" not found` };
+      if (v.includes('/')) return { error: oneSegment(`label "${printable(p.key)}"`, v) };
       out += v;
     } else {
       const v = ctx.vars[p.name];

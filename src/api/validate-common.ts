@@ -1,4 +1,5 @@
 // Small readers that check a field's shape and record `path: reason` problems.
+import { quoted } from './quote.js';
 
 export interface Issue {
   path: string;
@@ -28,6 +29,15 @@ export function mapKey(base: string, key: string): string {
   return `${base}[${JSON.stringify(key)}]`;
 }
 
+/**
+ * Where an unknown field is: a name that is not a plain field name is the file's own text, quoted
+ * like a map key, its control characters escaped and a long one clipped: `"\x1b]0;…": x` in a file
+ * retitled the terminal of whoever ran validate, apply or get (which print these paths as they are).
+ */
+export function unknownField(base: string, key: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$-]{0,99}$/.test(key) ? field(base, key) : `${base}[${quoted(key, 100)}]`;
+}
+
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !Buffer.isBuffer(v);
 }
@@ -45,7 +55,7 @@ export function readObject(
     return undefined;
   }
   if (allowed !== 'any') {
-    for (const k of Object.keys(v)) if (!allowed.includes(k)) issues.add(field(path, k), 'unknown field');
+    for (const k of Object.keys(v)) if (!allowed.includes(k)) issues.add(unknownField(path, k), 'unknown field');
   }
   return v;
 }

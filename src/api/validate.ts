@@ -11,6 +11,7 @@ import {
   readString,
   readLabelMap,
   readStringMap,
+  unknownField,
 } from './validate-common.js';
 import { validateMeshTrustSpec } from './validate-meshtrust.js';
 import { validateMeshIdentitySpec } from './validate-meshidentity.js';
@@ -60,7 +61,7 @@ function readKind(raw: unknown, path: string, issues: Issues): ResourceKind | un
 }
 
 function checkTopLevel(doc: Record<string, unknown>, allowed: readonly string[], issues: Issues): void {
-  for (const k of Object.keys(doc)) if (!allowed.includes(k)) issues.add(k, 'unknown field');
+  for (const k of Object.keys(doc)) if (!allowed.includes(k)) issues.add(unknownField('', k), 'unknown field');
 }
 
 function readMesh(raw: unknown, path: string, issues: Issues): string | undefined {

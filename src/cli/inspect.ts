@@ -1,5 +1,5 @@
 // `mesh-sds inspect --dataplane MESH.NAME`: which MeshIdentity a dataplane gets and why.
-import { quoted } from '../api/quote.js';
+import { printable, quoted } from '../api/quote.js';
 import { resourceKey, resourcesOfKind } from '../api/types.js';
 import type { AuthorityView } from '../identity/authorities.js';
 import type { FederatedTrustInfo } from '../federation/mesh-trusts.js';
@@ -105,5 +105,7 @@ export function formatInspection(i: Inspection): string {
     }
   }
   if (i.trustDomains.length === 0) lines.push('  (none: no MeshTrust in this mesh)');
-  return lines.join('\n');
+  // A federation error quotes what a bundle endpoint sent (V8 quotes the text JSON.parse refused):
+  // none of its characters may act on the terminal.
+  return printable(lines.join('\n'));
 }

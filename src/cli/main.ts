@@ -10,9 +10,9 @@ import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
-import { readFlagFile } from '../api/flag-file.js';
+import { MAX_FLAG_FILE_BYTES, readFlagFile } from '../api/flag-file.js';
 import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
-import { printableLine, quoted } from '../api/quote.js';
+import { printable, printableLine, quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
 import { redactPrivateKeys } from './redact.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
@@ -36,8 +36,9 @@ function packageVersion(): string {
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's password.
-const err = (s: string) => process.stderr.write(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`));
+// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's
+// password, nor a character that acts on the terminal (a file name or a stored error can hold ESC).
+const err = (s: string) => process.stderr.write(printable(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`)));
 
 /** Checked as commander parses it (flag or MESH_SDS_MAX_FILE_SIZE), before anything is opened; kept as text. */
 function maxFileSizeArg(v: string): string {
@@ -339,11 +340,16 @@ storeOptions(token.command('generate').description('sign a token for one datapla
   .option('--valid-for <duration>', 'lifetime: 1m to 87600h (10 years)', '24h')
   .option('--create-key', 'create a token key when the state holds none (a new state; the server must use this state to accept the token)')
   .action(async (o) => {
-    const labels: Record<string, string> = {};
+    // No prototype: `labels['__proto__'] = 'x'` on a plain object sets nothing, and the token was
+    // signed without that label; here it is a key like any other, and refused as one by generate().
+    const labels = Object.create(null) as Record<string, string>;
     for (const kv of o.label as string[]) {
       const i = kv.indexOf('=');
       if (i <= 0) throw new Error(`--label ${quoted(kv)}: expected key=value`);
-      labels[kv.slice(0, i)] = kv.slice(i + 1);
+      const k = kv.slice(0, i);
+      // A repeated key silently kept the last value: say which the operator meant instead.
+      if (Object.hasOwn(labels, k)) throw new Error(`--label ${quoted(k)} given twice (${quoted(labels[k]!)} and ${quoted(kv.slice(i + 1))}): give each label once`);
+      labels[k] = kv.slice(i + 1);
     }
     const validForMs = await tokenValidityMs(o.validFor);
     const cli = await offline();
@@ -477,6 +483,9 @@ function table(kind: ResourceKind, list: Resource[], view: FederatedView): strin
     rows.push(head('LABELS'));
     for (const r of list) rows.push([...lead(r), Object.entries(r.labels).map(([k, v]) => `${k}=${v}`).join(',')]);
   }
+  // A cell may quote text from another party (a federation error quotes what a bundle endpoint
+  // sent): no character of it may act on the terminal. YAML and JSON output escape it themselves.
+  for (const r of rows) for (let i = 0; i < r.length; i++) r[i] = printable(r[i]!);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -527,9 +536,18 @@ async function readTokenFile(file: string): Promise<string> {
   return (await readFlagFile('--token-file', file)).toString('utf8');
 }
 
+/**
+ * The token on stdin, at most what --token-file reads (1 MiB): stdin was read whole, so a log file
+ * piped by mistake was held in memory before it was called malformed, and `< /dev/zero` never ended.
+ */
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
+  let size = 0;
+  for await (const c of process.stdin) {
+    chunks.push(c as Buffer);
+    size += (c as Buffer).length;
+    if (size > MAX_FLAG_FILE_BYTES) throw new Error(`stdin holds more than ${MAX_FLAG_FILE_BYTES / 1024 ** 2} MiB: not a token (a token is a few hundred characters); not read further`);
+  }
   return Buffer.concat(chunks).toString('utf8');
 }
 

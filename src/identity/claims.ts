@@ -85,7 +85,9 @@ export function claimLabels(p: Pick<Claims, 'workload' | 'labels'>): Readonly<Re
 export function claimMismatch(p: Claims, dataplane: { labels: Readonly<Record<string, string>> }): string | undefined {
   const dpLabels = dataplane.labels;
   for (const [k, v] of Object.entries(p.labels ?? {}).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    const have = dpLabels[k];
+    // Own labels only: a claim `constructor` found Object.prototype's function, and the refusal
+    // quoted its source text as the Dataplane's value.
+    const have = Object.hasOwn(dpLabels, k) ? dpLabels[k] : undefined;
     if (have !== v) {
       return `token claim label "${k}"="${v}" does not match Dataplane ${nodeKeyOf(p)} (${have === undefined ? 'no such label' : `"${have}"`})`;
     }

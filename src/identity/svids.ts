@@ -61,6 +61,12 @@ interface ProxyEntry {
    * each holds. When every one of them is revoked or expired the proxy is dropped at once.
    */
   credentials?: Map<string, { expiresAtMs: number; refs: number }>;
+  /**
+   * Tokens no stream uses any more that were attached while the SVID now served was: their holders
+   * have its key, so revoking one reissues it (README "Revoked or expired means forgotten"). Emptied
+   * when a new SVID is issued; an expired one is let go (by id, with its expiry).
+   */
+  formerHolders?: Map<string, number>;
   identity: ProxyIdentity;
   /** The Dataplane the proxy was last served from (a short node id may move to another one). */
   servedFrom?: Dataplane;
@@ -194,9 +200,13 @@ export class SvidManager {
       const c = e.credentials?.get(credentialId);
       if (!c) return;
       c.refs = Math.max(0, c.refs - 1);
-      // A token no stream uses while others do is forgotten (its revocation would change nothing):
-      // each reconnect with a fresh token otherwise left one entry until the token expired.
-      if (c.refs === 0 && e.credentials!.size > 1) e.credentials!.delete(credentialId);
+      // A token no stream uses while others do no longer keeps the proxy: each reconnect with a
+      // fresh token otherwise left one entry until the token expired. Its holder has the served
+      // SVID's key, though: kept as a former holder until a new SVID is issued.
+      if (c.refs === 0 && e.credentials!.size > 1) {
+        e.credentials!.delete(credentialId);
+        formerHolder(e, credentialId, c.expiresAtMs);
+      }
     }
     if (--e.refs > 0) return;
     this.detachLast(key, e);
@@ -244,6 +254,15 @@ export class SvidManager {
         revoked ||= dead === true;
         creds.delete(jti);
         released += c.refs;
+      }
+      // A revoked token that no stream uses any more may hold the served SVID's key all the same.
+      if (e.formerHolders) {
+        for (const [jti, expiresAtMs] of e.formerHolders) {
+          const dead = isDead(jti, expiresAtMs);
+          if (dead === false) continue;
+          revoked ||= dead === true;
+          e.formerHolders.delete(jti);
+        }
       }
       if (creds.size === 0) dropped.push(e.key);
       else {
@@ -393,6 +412,8 @@ export class SvidManager {
         // The worker's copy of strings the main thread already holds is dropped: one copy per
         // 10,000 proxies adds up.
         const kept: IssuedSvid = { ...svid, spiffeId: id.spiffeId, caFingerprint: ca.fingerprint };
+        // A new key: tokens let go before it never had it.
+        e.formerHolders = undefined;
         this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid: kept, rotateAt });
         this.scheduleRotation(key, e, rotateAt);
       },
@@ -456,9 +477,18 @@ function holdCredential(e: ProxyEntry, p: ProxyPrincipal): void {
     held.refs++;
     return;
   }
-  // A new token: those no stream uses any more (kept through the grace period) are forgotten.
-  for (const [jti, other] of e.credentials) if (other.refs === 0) e.credentials.delete(jti);
+  // A new token: those no stream uses any more (kept through the grace period) no longer keep the proxy.
+  for (const [jti, other] of e.credentials) {
+    if (other.refs > 0) continue;
+    e.credentials.delete(jti);
+    formerHolder(e, jti, other.expiresAtMs);
+  }
   e.credentials.set(c.jti, { expiresAtMs: c.expiresAtMs, refs: 1 });
+}
+
+/** A token let go while the proxy's SVID is served: its holder has that SVID's key (see formerHolders). */
+function formerHolder(e: ProxyEntry, jti: string, expiresAtMs: number): void {
+  if (e.identity.state === 'issued') (e.formerHolders ??= new Map()).set(jti, expiresAtMs);
 }
 
 function sameFacts(a: ProxyPrincipal, b: ProxyPrincipal): boolean {

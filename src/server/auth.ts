@@ -171,7 +171,12 @@ export function isLoopbackOrUnix(listen: string): boolean {
   } else {
     host = s.split(':')[0] ?? '';
   }
-  host = host.toLowerCase().replace(/%.*$/, ''); // drop an IPv6 zone id
+  return isLoopbackHost(host);
+}
+
+/** True when a host (a name or an IP address, without brackets or port) is `localhost` or a loopback address. */
+export function isLoopbackHost(name: string): boolean {
+  const host = name.toLowerCase().replace(/%.*$/, ''); // drop an IPv6 zone id
   if (host === 'localhost' || host.endsWith('.localhost')) return true;
   if (isIPv4(host)) return host.startsWith('127.');
   if (isIPv6(host)) {

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { execFileSync } from 'node:child_process';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { withoutGrpcScheme } from '../api/host-port.js';
-import { isLoopbackOrUnix } from './auth.js';
+import { isLoopbackHost } from './auth.js';
 import type { GrpcServer, ListenTarget, TlsKeyPair } from './grpc-h2/server.js';
 import { checkKeyPair } from './tls-reload.js';
 
@@ -26,6 +26,18 @@ export function unixPath(listen: string): string | undefined {
   if (listen.startsWith('unix://')) return listen.slice('unix://'.length);
   if (listen.startsWith('unix:')) return listen.slice('unix:'.length);
   return undefined;
+}
+
+/**
+ * Whether the listener for `listen` is reachable from this host only, judged on what bindServer
+ * binds: a unix socket (unixPath) or a loopback TCP host. Judged on the text by isLoopbackOrUnix,
+ * `UNIX:15443` or `unix-abstract:15443` passed as sockets (a client's target may be one) while the
+ * listener bound them as TCP on the host `UNIX` or `unix-abstract`, wherever DNS puts it, with
+ * plaintext and --auth none allowed.
+ */
+export function listensLocally(listen: string): boolean {
+  // An address that is neither throws tcpTarget's ListenError ("expected host:port").
+  return unixPath(listen) !== undefined || isLoopbackHost(tcpTarget(listen).host);
 }
 
 /** How the listener is protected: a TLS key pair, or none (plaintext, where allowed). */
@@ -56,7 +68,7 @@ export function listenCredentials(opts: ListenOptions): ListenSecurity {
     if ('problem' in checked && checked.unusable) throw new ListenError(`--tls-cert ${opts.tlsCert} / --tls-key ${opts.tlsKey}: ${checked.problem}`);
     return { tls };
   }
-  if (!isLoopbackOrUnix(opts.listen) && !opts.insecure) {
+  if (!listensLocally(opts.listen) && !opts.insecure) {
     throw new ListenError(
       `refusing plaintext gRPC on non-loopback address ${opts.listen}: proxies would receive private keys in the clear. Use --tls-cert/--tls-key, or --insecure if a trusted network layer encrypts it`,
     );

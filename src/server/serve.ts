@@ -18,10 +18,10 @@ import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
 import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpointConfig } from './bundle-endpoint.js';
-import { admitStream, authenticateStream, isLoopbackOrUnix, type AuthOptions } from './auth.js';
+import { admitStream, authenticateStream, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, checkSocketFolder, listenCredentials, ListenError, tcpTarget, unixPath } from './listen.js';
+import { bindServer, checkSocketFolder, listenCredentials, ListenError, listensLocally, tcpTarget, unixPath } from './listen.js';
 import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
@@ -120,7 +120,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const log = cfg.logger ?? createLogger(cfg.logLevel ?? 'info');
   routeGrpcLogs(log);
   if (cfg.auth === 'none') {
-    if (!isLoopbackOrUnix(cfg.listen)) {
+    if (!listensLocally(cfg.listen)) {
       throw new ListenError(`--auth none is only allowed on a loopback address or a unix socket, not ${cfg.listen}`);
     }
     log.warn({ listen: cfg.listen }, 'AUTHENTICATION DISABLED (--auth none): any local process can obtain any proxy identity by naming it. Development only.');

@@ -75,3 +75,17 @@ function jsonError(text: string): string {
   }
   return '';
 }
+
+test('a bundle that is not JSON is refused naming the text JSON.parse quotes with its control characters escaped (for a fetched bundle they are the endpoint\'s bytes)', async () => {
+  const { decodeSpiffeBundle } = await import('../../src/api/spiffe-bundle.js');
+  assert.throws(
+    () => decodeSpiffeBundle('\x1b]0;pwned\x07\x1b[2J'),
+    (e: Error) => {
+      assert.match(e.message, /^not valid JSON: Unexpected token '\\u001b', "\\u001b\]0;pwned\\u0007/);
+      // eslint-disable-next-line no-control-regex -- finding them is the point
+      assert.doesNotMatch(e.message, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/);
+      return true;
+    },
+  );
+  assertRejected(spiffeTrust('\x1b[2J'), `spec.caBundles[0].spiffeBundle.value: SPIFFE bundle: not valid JSON: ${jsonError('\x1b[2J').replaceAll('\x1b', '\\u001b')}`);
+});

@@ -42,6 +42,18 @@ test('parse errors name the problem', () => {
   assert.deepEqual(parseSpiffeTemplate('/plain/}}text').parts, [{ kind: 'text', text: '/plain/}}text' }]);
 });
 
+test('an action or a label key holding control characters is named with them escaped: the resource\'s text must not act on the terminal that prints the error', () => {
+  assert.equal(parseSpiffeTemplate('/{{ .Foo\x1b]0;pwned\x07 }}').error, 'invalid template: unsupported action "{{ .Foo\\u001b]0;pwned\\u0007 }}"');
+  assert.deepEqual(render('/{{ label "t\x1b[2J" }}', {}, {}), { error: 'label "t\\u001b[2J" not found' });
+});
+
+test('a label named like an Object property (constructor, toString, __proto__) that the dataplane lacks is "not found", not a TypeError', () => {
+  for (const key of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+    assert.deepEqual(render(`/{{ label "${key}" }}`, {}, { app: 'a' }), { error: `label "${key}" not found` }, key);
+  }
+  assert.deepEqual(render('/{{ label "constructor" }}', {}, JSON.parse('{"constructor":"c"}') as Record<string, string>), { value: '/c' });
+});
+
 test('SPIFFE trust domain and path rules', () => {
   assert.equal(trustDomainProblem('example.org'), undefined);
   assert.equal(trustDomainProblem('Example.org'), "must contain only lowercase letters, digits, '.', '-' and '_'");

@@ -2,7 +2,7 @@
 // (`\x1b]0;pwned\x07` retitles a terminal, `\x1b[31m` recolours it). An impossible node id is an error.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
@@ -66,4 +66,75 @@ test('delete, get … not found and inspect quote a name holding control charact
   const gw = await meshSds(['inspect', '--dataplane', 'default.edge-gw', ...flags]);
   assert.equal(gw.code, 0, gw.stderr);
   assert.match(gw.stdout, /^Dataplane default\.edge-gw \(not registered\)/);
+});
+
+// Lines of a table or a report: their line breaks are theirs.
+// eslint-disable-next-line no-control-regex -- finding them is the point
+const ACTING_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+
+test('get (table) and inspect print a federation error that quotes the remote endpoint\'s bytes (V8 quotes the text JSON.parse refused) with its control characters escaped', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fed-text-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const resources = join(dir, 'resources');
+  const state = join(dir, 'state');
+  await mkdir(resources);
+  await writeFile(
+    join(resources, 'fed.yaml'),
+    'apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterFederatedTrustDomain\nmetadata:\n  name: partner\nspec:\n  trustDomain: partner.example\n  bundleEndpointURL: https://partner.example/bundle\n  bundleEndpointProfile:\n    type: https_web\n',
+  );
+  // What the follower stores when an endpoint answers `\x1b]0;pwned\x07…` instead of a bundle.
+  let parseError = '';
+  try {
+    JSON.parse('\x1b]0;pwned\x07\x1b[2J<html>');
+  } catch (e) {
+    parseError = (e as Error).message;
+  }
+  const at = new Date().toISOString();
+  const { FileStateStore } = await import('../../src/store/file-state.js');
+  await (await FileStateStore.open(state)).put(
+    'federation/partner.example',
+    JSON.stringify({ trustDomain: 'partner.example', resource: 'partner', endpointURL: 'https://partner.example/bundle', lastAttemptAt: at, lastError: { reason: 'malformed', message: `https://partner.example/bundle: not a SPIFFE bundle: not valid JSON: ${parseError}`, at } }),
+  );
+  const get = await meshSds(['get', 'clusterfederatedtrustdomain', '--resources', resources, '--state-dir', state]);
+  assert.equal(get.code, 0, get.stderr);
+  assert.match(get.stdout, /not valid JSON: Unexpected token '\\u001b'/);
+  assert.doesNotMatch(get.stdout, ACTING_BUT_LINE_BREAKS, 'the endpoint\'s escape sequences reach the terminal raw');
+
+  const { formatInspection } = await import('../../src/cli/inspect.js');
+  const text = formatInspection({
+    dataplane: 'default.web',
+    found: true,
+    labels: {},
+    candidates: [],
+    trustDomains: [{ trustDomain: 'partner.example', cas: 1, sources: ['federated-partner'], federation: { resource: 'partner', endpointURL: 'https://partner.example/bundle', bundle: 'bootstrap', lastError: `malformed: not valid JSON: ${parseError} (at ${at})` } }],
+  });
+  assert.match(text, /last refresh failed: malformed: not valid JSON: Unexpected token '\\u001b'/);
+  assert.doesNotMatch(text, ACTING_BUT_LINE_BREAKS, 'inspect prints them raw');
+});
+
+test('validate names an unknown field whose name holds control characters with them escaped (the file\'s text is not printed raw), at the top level and nested', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-field-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'dp.yaml');
+  await writeFile(file, 'type: Dataplane\nmesh: default\nname: a\n"\\e]0;pwned\\a": x\n---\ntype: MeshTrust\nmesh: default\nname: t\nspec:\n  "\\e[2Jy": 1\n');
+  const r = await meshSds(['validate', file]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.doesNotMatch(r.stderr, ACTING_BUT_LINE_BREAKS, 'a field name acts on the terminal');
+  assert.match(r.stderr, /\["\\u001b\]0;pwned\\u0007"\]: unknown field/);
+  assert.match(r.stderr, /spec\["\\u001b\[2Jy"\]: unknown field/);
+});
+
+test('what the CLI writes to stderr never carries a control character that acts: a resource file named with an escape sequence is reported escaped by get and validate', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-file-name-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const resources = join(dir, 'resources');
+  await mkdir(resources);
+  const file = join(resources, 'x\x1b]0;pwned\x07.yaml');
+  await writeFile(file, 'type: Dataplane\nmesh: default\nname: BAD\n');
+  const get = await meshSds(['get', 'dataplane', '--resources', resources, '--state-dir', join(dir, 'state')]);
+  assert.match(get.stderr, /x\\u001b\]0;pwned\\u0007\.yaml \(document 1\): name: must be a valid DNS-1123 name/);
+  assert.doesNotMatch(get.stderr, ACTING_BUT_LINE_BREAKS);
+  const validate = await meshSds(['validate', file]);
+  assert.equal(validate.code, 1);
+  assert.doesNotMatch(validate.stderr, ACTING_BUT_LINE_BREAKS);
 });

@@ -138,3 +138,20 @@ test('token generate warns that a short --name several namespaces\' Dataplanes a
     assert.match(r.stderr, /warning: a server with --auth token never serves this token: node id default\.db-0 is ambiguous: .*connect as default\.db-0\.team-a or default\.db-0\.team-b, with a token naming that Dataplane in full/);
   });
 });
+
+test('token generate --label: a key named __proto__ is refused, not silently left out of the token, and a key given twice is refused, not overwritten', async () => {
+  await withStateDir(async (state) => {
+    const gen = (...labels: string[]) => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', ...labels.flatMap((l) => ['--label', l]), '--state-dir', state, '--create-key']);
+    const proto = await gen('app=web', '__proto__=x');
+    assert.equal(proto.code, 1, `a token without the label asked for was printed: ${proto.stdout}`);
+    assert.match(proto.stderr, /label key "__proto__" must be letters/);
+    assert.equal(proto.stdout, '');
+    const twice = await gen('version=v1', 'version=v2');
+    assert.equal(twice.code, 1, `one of the two values was dropped silently: ${twice.stdout}`);
+    assert.match(twice.stderr, /--label "version" given twice \("v1" and "v2"\)/);
+    assert.equal(twice.stdout, '');
+    const ok = await gen('app=web', 'constructor=x');
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.deepEqual(claimsOf(ok.stdout.trim().split('\n').at(-1)!).labels, { app: 'web', constructor: 'x' });
+  });
+});

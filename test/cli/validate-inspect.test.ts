@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { meshSds } from './run.js';
+import { spawn } from 'node:child_process';
+import { BIN, meshSds } from './run.js';
 import { serveOnce } from './serve-once.js';
 import { makeCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshIdentityYaml, meshTrustYaml, yamlDocs } from '../helpers/yaml.js';
@@ -175,6 +176,25 @@ test('token revoke takes a token copied with its Bearer scheme, and says so when
     const { TokenAuthority } = await import('../../src/server/tokens.js');
     const { FileStateStore } = await import('../../src/store/file-state.js');
     await assert.rejects((await TokenAuthority.open(await FileStateStore.open(state))).verify(token), /token revoked/);
+  } finally {
+    await rm(state, { recursive: true, force: true });
+  }
+});
+
+test('token revoke stops reading stdin past 1 MiB, as --token-file does, and says why (a piped log or /dev/zero was read whole, or for ever)', async () => {
+  const state = await mkdtemp(join(tmpdir(), 'mesh-sds-revoke-'));
+  try {
+    await meshSds(['token', 'generate', '--mesh', 'default', '--name', 'web-1', '--state-dir', state, '--create-key']);
+    // 2 MiB written and stdin left open: a reader that waits for the end of input never answers.
+    const child = spawn(process.execPath, [BIN, 'token', 'revoke', '--state-dir', state], { stdio: ['pipe', 'pipe', 'pipe'], timeout: 20_000, killSignal: 'SIGKILL' });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => undefined);
+    child.stdin.write(Buffer.alloc(2 * 1024 * 1024, 'a'));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    child.stdin.destroy();
+    assert.equal(code, 1, `exit ${String(code)} (null: killed after waiting 20 s for the end of stdin): ${stderr}`);
+    assert.match(stderr, /stdin holds more than 1 MiB: not a token/);
   } finally {
     await rm(state, { recursive: true, force: true });
   }

@@ -206,6 +206,40 @@ describe('without a Dataplane, each claim set is its own proxy and a revoked one
     });
   }
 
+  it('sotw: two tokens of one claim set share its SVID; revoking one ends its stream and reissues the SVID to the other (the revoked holder has its key)', async () => {
+    const node = 'default.gw-two-tokens';
+    const keep = open('sotw', node, await token('gw-two-tokens', { labels: EDGE_LABELS }));
+    const first = await keep.next();
+    assert.equal(first.uri, EDGE_SPIFFE);
+    const revokedToken = await token('gw-two-tokens', { labels: EDGE_LABELS });
+    const gone = open('sotw', node, revokedToken);
+    assert.deepEqual(await gone.next(), first, 'one claim set, one SVID');
+    await f.server.tokens!.revokeToken(revokedToken);
+    await refused(gone, /token revoked/, false);
+    // The stream left was served the key the revoked token's holder still has: a new one replaces it.
+    const next = await keep.next(5000).catch(() => undefined);
+    assert.ok(next, 'no new SVID was sent to the stream left: the revoked holder keeps a key that is still served');
+    assert.equal(next.uri, EDGE_SPIFFE);
+    assert.notEqual(next.keyPem, first.keyPem);
+    keep.close();
+  });
+
+  it('sotw: a token that held a proxy\'s SVID and disconnected, then is revoked, still gets that SVID reissued to the stream of the other token', async () => {
+    const node = 'default.gw-gone-token';
+    const keep = open('sotw', node, await token('gw-gone-token', { labels: EDGE_LABELS }));
+    const first = await keep.next();
+    const goneToken = await token('gw-gone-token', { labels: EDGE_LABELS });
+    const gone = open('sotw', node, goneToken);
+    assert.deepEqual(await gone.next(), first, 'one claim set, one SVID: the holder of the second token has its key');
+    gone.close();
+    await sleep(300);
+    await f.server.tokens!.revokeToken(goneToken);
+    const next = await keep.next(5000).catch(() => undefined);
+    assert.ok(next, 'no new SVID after the revocation: the revoked holder keeps a key that is still served');
+    assert.notEqual(next.keyPem, first.keyPem);
+    keep.close();
+  });
+
   it('sotw: an expired claim set is forgotten as soon as its token expires', async () => {
     const node = 'default.gw-expiring';
     const short = await token('gw-expiring', { labels: PAY_LABELS }, 2000);

@@ -41,3 +41,10 @@ test('shortNameTokenProblem: a namespaced Dataplane named without its namespace 
   // Names of the full name's length and ends that are not it are not it.
   for (const name of ['db-0xteam-a', 'db-0.team-b', 'db-1.team-a', 'db-0.team-a.x', 'db-0.tea']) assert.ok(shortNameTokenProblem({ mesh: 'default', name }, dp), name);
 });
+
+test('a claimed label named like an Object property (constructor, toString) that the Dataplane lacks is "no such label", not the text of a function', () => {
+  const dp = { labels: { app: 'web' } };
+  for (const k of ['constructor', 'toString', 'hasOwnProperty']) {
+    assert.equal(claimMismatch({ mesh: 'm', name: 'n', labels: { [k]: 'x' } }, dp), `token claim label "${k}"="x" does not match Dataplane m.n (no such label)`);
+  }
+});

@@ -85,6 +85,13 @@ test('plaintext on a non-loopback address is refused without --insecure, and --a
   await assert.rejects(startServer(base({ listen: '0.0.0.0:0', auth: 'none', insecure: true })), /--auth none is only allowed on a loopback address or a unix socket/);
 });
 
+test('an address the listener binds as TCP (UNIX:port, unix-abstract:port: the host "UNIX", wherever DNS puts it) is not taken for a unix socket: plaintext and --auth none are refused there', async () => {
+  for (const listen of ['UNIX:0', 'unix-abstract:0', 'Unix:0']) {
+    await assert.rejects(startServer(base({ listen, auth: 'token' })), new RegExp(`refusing plaintext gRPC on non-loopback address ${listen}`), listen);
+    await assert.rejects(startServer(base({ listen, auth: 'none', insecure: true })), /--auth none is only allowed on a loopback address or a unix socket/, listen);
+  }
+});
+
 test('the gRPC listener serves TLS with --tls-cert/--tls-key, and a plaintext client cannot talk to it', async () => {
   const ca = makeCa('listener-ca');
   const dir = await mkdtemp(join(root, 'tls-'));
