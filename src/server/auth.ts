@@ -159,7 +159,8 @@ export function authenticateStream(headers: RequestHeaders, nodeId: string | und
  */
 export function isLoopbackOrUnix(listen: string): boolean {
   let s = listen.trim();
-  if (/^unix(-abstract)?:/i.test(s)) return true;
+  // grpc-js and the listener take `unix:` as written: `UNIX:443` or `unix-abstract:x` is a TCP host.
+  if (s.startsWith('unix:')) return true;
   s = withoutGrpcScheme(s);
   let host: string;
   if (s.startsWith('[')) {
@@ -177,7 +178,9 @@ export function isLoopbackOrUnix(listen: string): boolean {
 /** True when a host (a name or an IP address, without brackets or port) is `localhost` or a loopback address. */
 export function isLoopbackHost(name: string): boolean {
   const host = name.toLowerCase().replace(/%.*$/, ''); // drop an IPv6 zone id
-  if (host === 'localhost' || host.endsWith('.localhost')) return true;
+  // `localhost` alone: a name below it (`a.localhost`) is not in /etc/hosts and goes to DNS, which
+  // may answer any address (RFC 6761 asks resolvers to keep it local; glibc does not).
+  if (host === 'localhost') return true;
   if (isIPv4(host)) return host.startsWith('127.');
   if (isIPv6(host)) {
     const normal = new URL(`http://[${host}]/`).hostname; // canonical form, brackets included

@@ -188,13 +188,13 @@ test('none mode: the principal comes from the node id alone and ignores any prox
   await unauthenticated(() => authenticateStream(md(), 'bad', { mode: 'none' }), /node id/);
 });
 
-test('isLoopbackOrUnix accepts only loopback hosts and unix sockets', () => {
+test('isLoopbackOrUnix accepts only loopback hosts and unix sockets: not a TCP host spelt UNIX or unix-abstract (grpc-js reads unix: as written), nor a name below localhost (it goes to DNS)', () => {
   for (const a of ['127.0.0.1:15443', '127.1.2.3:1', 'localhost:80', 'LOCALHOST:1', '[::1]:15443', '::1', 'unix:///tmp/sds.sock',
     'unix:/tmp/x', '[::ffff:127.0.0.1]:1', '[0:0:0:0:0:0:0:1]:5', 'dns:///localhost:1', 'ipv4:127.0.0.1:1', '127.0.0.1']) {
     assert.equal(isLoopbackOrUnix(a), true, a);
   }
   for (const a of ['0.0.0.0:15443', '[::]:15443', '::', '10.0.0.1:1', '192.168.1.1:80', 'example.com:443', 'localhost.example.com:1',
-    '128.0.0.1:1', '[::ffff:10.0.0.1]:1', '[::2]:1', '']) {
+    '128.0.0.1:1', '[::ffff:10.0.0.1]:1', '[::2]:1', '', 'UNIX:443', 'unix-abstract:sds', 'db.localhost:1', 'a.b.localhost:1']) {
     assert.equal(isLoopbackOrUnix(a), false, a);
   }
 });
