@@ -145,6 +145,9 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
+/** Connections the admin server keeps open at once; more are closed as they arrive. */
+export const ADMIN_MAX_CONNECTIONS = 128;
+
 /**
  * A POST /rotate identical to one accepted less than this long ago reissues nothing: 200 requests
  * in 2 s reissued one proxy's SVID 119 times (each a key generation and a push to every stream).
@@ -311,6 +314,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   });
   // Short-lived admin requests; do not let idle keep-alive sockets hold close() up.
   server.keepAliveTimeout = 5000;
+  // Probes and scrapes need a few connections; without a cap, clients of an admin port open to the
+  // pod network could hold every descriptor the gRPC listener needs for proxies.
+  server.maxConnections = ADMIN_MAX_CONNECTIONS;
 
   const { address: addr, urlHost } = await listenOn(server, host, port);
   if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { createMetrics } from '../../src/server/metrics.js';
 import { createLogger } from '../../src/server/logger.js';
-import { startAdminServer, type AdminServerOptions } from '../../src/server/admin.js';
+import { ADMIN_MAX_CONNECTIONS, startAdminServer, type AdminServerOptions } from '../../src/server/admin.js';
 import { Readiness } from '../../src/server/readiness.js';
 
 const silent = createLogger('silent', { destination: new Writable({ write: (_c, _e, cb) => cb() }) });
@@ -206,5 +207,34 @@ test('POST /rotate identical to one accepted less than 1 s ago is coalesced: 200
     const coalescedLines = lines.filter((l) => l.msg.startsWith('rotation coalesced'));
     assert.equal(coalescedLines.length, 2);
     assert.equal(coalescedLines[1]!.alsoCoalescedSinceLastLine, 20, 'the next line counts the requests not logged');
+  });
+});
+
+test('the admin server keeps at most 128 connections: more are closed at once, so idle sockets cannot take the descriptors the gRPC listener needs; it answers again once they go', async () => {
+  await withAdmin({}, async (base) => {
+    const { port } = new URL(base);
+    const open = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const s = connect(Number(port), '127.0.0.1', () => resolve(s));
+        s.on('error', reject);
+      });
+    const held: Socket[] = [];
+    try {
+      for (let i = 0; i < ADMIN_MAX_CONNECTIONS; i++) held.push(await open());
+      // Let the server accept them all before the one over the limit.
+      await new Promise((r) => setTimeout(r, 200));
+      const extra = await open();
+      const closedAt = Date.now();
+      const closed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), 3_000);
+        extra.on('close', () => (clearTimeout(timer), resolve(true)));
+      });
+      extra.destroy();
+      assert.ok(closed && Date.now() - closedAt < 2_000, 'the connection over the limit is closed at once');
+    } finally {
+      for (const s of held) s.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal((await fetch(`${base}/healthz`)).status, 200);
   });
 });
