@@ -73,7 +73,10 @@ const STATE_RESYNC_MS = 30_000;
 /** An auto-created MeshTrust in the last computation, and how long its CAs' leaves live. */
 interface Published {
   trust: MeshTrust;
+  /** The longest lifetime of leaves of its current CA (see CaHistoryEntry.leafLifetimeMs). */
   leafLifetimeMs: number;
+  /** When the last rolled CA it carries retires (0: none): their leaves may outlive the current CA's. */
+  untilMs: number;
 }
 
 interface Loaded {
@@ -270,7 +273,7 @@ export class IdentityAuthorities {
     const secrets = new Map<string, Buffer>();
     for (const s of resourcesOfKind(snapshot, 'Secret')) secrets.set(`${s.mesh}/${s.name}`, s.data);
     const identities = new Map<string, IdentityState>();
-    const autoTrusts: { key: string; trust: MeshTrust; leafLifetimeMs: number }[] = [];
+    const autoTrusts: ({ key: string } & Published)[] = [];
     const live = new Set<string>();
     for (const mi of resourcesOfKind(snapshot, 'MeshIdentity')) {
       const key = resourceKey(mi);
@@ -278,7 +281,12 @@ export class IdentityAuthorities {
       const st = await this.resolveIdentity(mi, key, secrets, now).catch((e: Error) => this.identityFailed(mi, key, e));
       identities.set(key, st.state);
       const provider = mi.spec.provider;
-      if (st.autoTrust && provider.type === 'Bundled') autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs });
+      if (st.autoTrust && provider.type === 'Bundled') {
+        const history = st.state.caHistory ?? [];
+        const current = history.find((h) => !h.retireAfter)?.leafLifetimeMs ?? 0;
+        const untilMs = Math.max(0, ...history.map((h) => (h.retireAfter ? Date.parse(h.retireAfter) : 0)));
+        autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: Math.max(provider.bundled.certificateParameters.expiryMs, current), untilMs });
+      }
     }
     for (const k of [...this.loaded.keys()]) if (!live.has(k)) this.loaded.delete(k);
     this.unwatchUnused(resourcesOfKind(snapshot, 'MeshIdentity'));
@@ -288,7 +296,7 @@ export class IdentityAuthorities {
     const trusts = [...userTrusts];
     const published = new Map<string, Published>();
     for (const auto of autoTrusts) {
-      const { key, leafLifetimeMs } = auto;
+      const { key, leafLifetimeMs, untilMs } = auto;
       let t = auto.trust;
       if (userKeys.has(resourceKey(t))) {
         // Another MeshTrust of that name must not take this identity's CAs out of every bundle
@@ -307,7 +315,7 @@ export class IdentityAuthorities {
         t = { ...t, name: renamed };
       }
       trusts.push(t);
-      published.set(key, { trust: t, leafLifetimeMs });
+      published.set(key, { trust: t, leafLifetimeMs, untilMs });
     }
     // An identity whose MeshTrust creation is Disabled asked for its CAs not to be published: that
     // takes effect at once, also for what it published before (see retiredTrusts).
@@ -375,7 +383,8 @@ export class IdentityAuthorities {
         trustDomain: t.spec.trustDomain,
         kri: t.spec.origin?.kri ?? '',
         pems: (t.spec.caBundles ?? []).flatMap((b) => (b.type === 'Pem' ? [b.pem.value] : [])),
-        retireAfter: new Date(nowMs + prev.leafLifetimeMs).toISOString(),
+        // Until the last leaf of any CA it carries expires: a rolled CA's may outlive the current one's.
+        retireAfter: new Date(Math.max(nowMs + prev.leafLifetimeMs, prev.untilMs)).toISOString(),
       });
     }
     this.published = published;

@@ -9,6 +9,12 @@ export interface CaHistoryEntry {
   retireAfter?: string;
   /** The trust domain the CA issued for (absent in records written before it was kept). */
   trustDomain?: string;
+  /**
+   * The current CA: the longest leaf lifetime configured while it was current. Its retirement is
+   * timed by it, not by the lifetime configured when it is rolled: an edit that rolls the CA and
+   * shortens the expiry must not drop the CA while leaves it signed under the longer one live.
+   */
+  leafLifetimeMs?: number;
 }
 
 /**
@@ -34,22 +40,29 @@ export async function recordCurrentCa(
   const recorded = new Set(parsed.entries.map((e) => e.fingerprint));
   const missing = known.filter((e) => !recorded.has(e.fingerprint));
   const entries = [...parsed.entries, ...missing];
-  const horizon = new Date(now.getTime() + leafLifetimeMs).toISOString();
   let changed = false;
   const kept: CaHistoryEntry[] = [];
+  let longest = leafLifetimeMs;
   for (const e of entries) {
-    if (e.fingerprint === current.fingerprint) continue;
+    if (e.fingerprint === current.fingerprint) {
+      if (!e.retireAfter) longest = Math.max(longest, e.leafLifetimeMs ?? 0);
+      continue;
+    }
     if (!e.retireAfter) {
-      // The previous current CA: leaves issued until now live at most one lifetime longer.
-      kept.push({ ...e, retireAfter: horizon });
+      // The previous current CA: leaves issued until now live at most one lifetime longer (the
+      // longest it issued with; a record without one, the lifetime configured now).
+      const { leafLifetimeMs: lifetime, ...rest } = e;
+      kept.push({ ...rest, retireAfter: new Date(now.getTime() + (lifetime ?? leafLifetimeMs)).toISOString() });
       changed = true;
     } else if (new Date(e.retireAfter).getTime() > now.getTime()) kept.push(e);
     else changed = true;
   }
-  const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain);
+  const wasCurrent = entries.some(
+    (e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain && e.leafLifetimeMs === longest,
+  );
   // A damaged record is rewritten from what could be read; one missing CAs this process knows, with them.
   if (!wasCurrent || problem || missing.length > 0) changed = true;
-  const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain }, ...kept];
+  const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain, leafLifetimeMs: longest }, ...kept];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;
 }
@@ -82,6 +95,7 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
     const entry: CaHistoryEntry = { fingerprint: x.fingerprint, pem: x.pem };
     if (x.retireAfter !== undefined) entry.retireAfter = x.retireAfter;
     if (typeof x.trustDomain === 'string') entry.trustDomain = x.trustDomain;
+    if (typeof x.leafLifetimeMs === 'number' && x.leafLifetimeMs > 0 && Number.isFinite(x.leafLifetimeMs)) entry.leafLifetimeMs = x.leafLifetimeMs;
     entries.push(entry);
   }
   const dropped = parsed.length - entries.length;

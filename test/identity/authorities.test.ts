@@ -692,3 +692,60 @@ test('a CA record that vanishes from the state (state directory moved away) keep
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a CA rolled together with a shorter expiry stays trusted as long as the leaves it signed under the longer one live, also when the identity is then deleted', async () => {
+  let nowMs = Date.now();
+  const state = new MemoryStateStore();
+  const make = () => {
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
+    a.start(snaps);
+    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      return next;
+    };
+    return { a, push };
+  };
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
+    const mi = meshIdentity('rolled');
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
+      },
+    };
+    return mi;
+  };
+  const caA = makeCa('ca-a');
+  const caB = makeCa('ca-b');
+  const other = meshIdentity('other');
+  other.spec.spiffeID.trustDomain = 'other.example';
+  // Leaves of CA A live 720h; the operator rolls to CA B and shortens the expiry to 1h in one edit.
+  const first = make();
+  const v1 = await first.push(snapshot(inline(caA, 720 * 3600_000), other));
+  const anchorA = stateOf(v1, inline(caA, 1)).ca!.trustPem;
+  await first.push(snapshot(inline(caB, 3600_000), other));
+  first.a.stop();
+  // 2h later (the new expiry has passed; CA A's leaves have 718h left), after a restart that reads the recorded history:
+  nowMs += 2 * 3600_000;
+  const second = make();
+  try {
+    const v2 = await second.push(snapshot(inline(caB, 3600_000), other));
+    assert.ok(trustPems(v2.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'CA A is still trusted while its 720h leaves live');
+    // Deleted now: its CAs are kept as a retired MeshTrust, CA A for as long as its leaves live.
+    await second.push(snapshot(other));
+    nowMs += 2 * 3600_000;
+    const v4 = await second.push(snapshot(other));
+    assert.ok(v4.trusts.some((t) => trustPems(t).includes(anchorA)), 'CA A is still trusted after the identity is deleted');
+    nowMs += 720 * 3600_000;
+    const v5 = await second.push(snapshot(other));
+    assert.ok(!v5.trusts.some((t) => trustPems(t).includes(anchorA)), 'and goes once its leaves have expired');
+  } finally {
+    second.a.stop();
+  }
+});
