@@ -58,6 +58,8 @@ const isSelfSigned = (c: X509Certificate, der: Buffer): boolean => {
 function checkIsCa(pc: x509.X509Certificate, what: string): void {
   const bc = pc.getExtension(x509.BasicConstraintsExtension);
   if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
+  // RFC 5280 §4.2.1.9 requires it of a CA; openssl verify -x509_strict refuses every chain through one that lacks it.
+  if (!bc.critical) throw new CaError(`${what} has basicConstraints CA:TRUE not marked critical (RFC 5280 requires it of a CA): openssl verify -x509_strict rejects leaves signed through it`);
 }
 
 /**
@@ -204,6 +206,8 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     // checkIssued also requires keyCertSign: said as such, not as a wrong order.
     const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);
     if (parentKu && (parentKu.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new CaError(`${what} key usage does not include keyCertSign: leaves signed by the CA would not verify`);
+    // Also the root's: openssl verify -x509_strict refuses a chain through any CA without keyUsage.
+    if (!parentKu) throw new CaError(`${what} has no keyUsage extension (a CA's must include keyCertSign: openssl verify -x509_strict rejects chains through a CA without one)`);
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }

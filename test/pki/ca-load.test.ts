@@ -206,6 +206,32 @@ describe('loadCertificateAuthority', () => {
       assert.doesNotThrow(() => loadCertificateAuthority(fine.inter.certPem + fine.root.certPem, fine.inter.keyPem, { allowSelfSigned: false }));
     });
 
+    it('a CA or chain certificate whose basicConstraints is not critical, or a chain certificate without keyUsage: openssl verify -x509_strict refuses every leaf through them', () => {
+      const STRICT_CA = ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'];
+      const LAX_BC = ['basicConstraints = CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'];
+      const NO_KU = ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash'];
+      for (const [name, rootExt, interExt, reason] of [
+        ['laxbc-root', LAX_BC, STRICT_CA, /^chain certificate #1 has basicConstraints CA:TRUE not marked critical/],
+        ['laxbc-inter', STRICT_CA, LAX_BC, /^certificate has basicConstraints CA:TRUE not marked critical/],
+        ['noku-root', NO_KU, STRICT_CA, /^chain certificate #1 has no keyUsage extension/],
+      ] as const) {
+        const rootKey = makeKey(dir, `${name}-root`, 'ec-p256');
+        const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, `${name}-root`, { subject: `/CN=${name}-root`, keyPem: rootKey, extensions: [...rootExt] }) };
+        const interKey = makeKey(dir, `${name}-inter`, 'ec-p256');
+        const i: Ca = { keyPem: interKey, certPem: makeCert(dir, `${name}-inter`, { subject: `/CN=${name}-inter`, keyPem: interKey, issuer: r, extensions: [...interExt] }) };
+        const leafKey = makeKey(dir, `${name}-leaf`, 'ec-p256');
+        const leaf = makeCert(dir, `${name}-leaf`, {
+          subject: `/CN=${name}-leaf`,
+          keyPem: leafKey,
+          issuer: i,
+          extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+        });
+        const v = opensslVerify(dir, { root: r.certPem, untrusted: i.certPem, leafChain: leaf, purpose: 'sslserver' });
+        assert.equal(v.ok, false, `openssl -x509_strict refuses it too: ${name}`);
+        assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(reason), name);
+      }
+    });
+
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
       const c = chainWith('order', []);
       assert.throws(() => loadCertificateAuthority(c.root.certPem + c.inter.certPem, c.inter.keyPem, { allowSelfSigned: true }), refusal(/private key does not match the first certificate but chain certificate #1: order must be CA/));
