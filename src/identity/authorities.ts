@@ -73,9 +73,11 @@ const STATE_RESYNC_MS = 30_000;
 /** An auto-created MeshTrust in the last computation, and how long its CAs' leaves live. */
 interface Published {
   trust: MeshTrust;
-  /** The longest lifetime of leaves of its current CA (see CaHistoryEntry.leafLifetimeMs). */
   leafLifetimeMs: number;
-  /** When the last rolled CA it carries retires (0: none): their leaves may outlive the current CA's. */
+  /**
+   * When the last leaf of its rolled CAs, or of its current CA under an earlier longer lifetime,
+   * expires (0: none): such leaves may outlive those issued now.
+   */
   untilMs: number;
 }
 
@@ -282,10 +284,9 @@ export class IdentityAuthorities {
       identities.set(key, st.state);
       const provider = mi.spec.provider;
       if (st.autoTrust && provider.type === 'Bundled') {
-        const history = st.state.caHistory ?? [];
-        const current = history.find((h) => !h.retireAfter)?.leafLifetimeMs ?? 0;
-        const untilMs = Math.max(0, ...history.map((h) => (h.retireAfter ? Date.parse(h.retireAfter) : 0)));
-        autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: Math.max(provider.bundled.certificateParameters.expiryMs, current), untilMs });
+        const until = (st.state.caHistory ?? []).map((h) => h.retireAfter ?? h.leavesUntil);
+        const untilMs = Math.max(0, ...until.map((t) => (t ? Date.parse(t) : 0)));
+        autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs, untilMs });
       }
     }
     for (const k of [...this.loaded.keys()]) if (!live.has(k)) this.loaded.delete(k);

@@ -10,11 +10,12 @@ export interface CaHistoryEntry {
   /** The trust domain the CA issued for (absent in records written before it was kept). */
   trustDomain?: string;
   /**
-   * The current CA: the longest leaf lifetime configured while it was current. Its retirement is
-   * timed by it, not by the lifetime configured when it is rolled: an edit that rolls the CA and
-   * shortens the expiry must not drop the CA while leaves it signed under the longer one live.
+   * The current CA: the leaf lifetime in force. Its retirement is timed by it, not by the lifetime
+   * configured when it is rolled (an edit may roll the CA and shorten the expiry at once).
    */
   leafLifetimeMs?: number;
+  /** The current CA: when leaves it signed under an earlier, longer lifetime expire (ISO), if later than those of now. */
+  leavesUntil?: string;
 }
 
 /**
@@ -40,29 +41,48 @@ export async function recordCurrentCa(
   const recorded = new Set(parsed.entries.map((e) => e.fingerprint));
   const missing = known.filter((e) => !recorded.has(e.fingerprint));
   const entries = [...parsed.entries, ...missing];
+  const nowMs = now.getTime();
   let changed = false;
   const kept: CaHistoryEntry[] = [];
-  let longest = leafLifetimeMs;
+  // Leaves of the current CA issued under an earlier (longer) lifetime, or before it was rolled
+  // away and came back: they may outlive those issued now.
+  let leavesUntilMs = 0;
   for (const e of entries) {
     if (e.fingerprint === current.fingerprint) {
-      if (!e.retireAfter) longest = Math.max(longest, e.leafLifetimeMs ?? 0);
+      if (e.retireAfter) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.retireAfter));
+      else {
+        if (e.leavesUntil) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.leavesUntil));
+        if (e.leafLifetimeMs !== undefined && e.leafLifetimeMs !== leafLifetimeMs) leavesUntilMs = Math.max(leavesUntilMs, nowMs + e.leafLifetimeMs);
+      }
       continue;
     }
     if (!e.retireAfter) {
-      // The previous current CA: leaves issued until now live at most one lifetime longer (the
-      // longest it issued with; a record without one, the lifetime configured now).
-      const { leafLifetimeMs: lifetime, ...rest } = e;
-      kept.push({ ...rest, retireAfter: new Date(now.getTime() + (lifetime ?? leafLifetimeMs)).toISOString() });
+      // The previous current CA: leaves issued until now live one lifetime longer — the lifetime in
+      // force until now (recorded with it; a record without one, the lifetime configured now), not
+      // the new one: an edit that rolls the CA and shortens the expiry must not drop the CA while
+      // leaves it signed under the longer one live. Earlier lifetimes' leaves: leavesUntil.
+      const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
+      kept.push({ fingerprint: e.fingerprint, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
       changed = true;
-    } else if (new Date(e.retireAfter).getTime() > now.getTime()) kept.push(e);
+    } else if (new Date(e.retireAfter).getTime() > nowMs) kept.push(e);
     else changed = true;
   }
+  const leavesUntil = leavesUntilMs > nowMs + leafLifetimeMs ? new Date(leavesUntilMs).toISOString() : undefined;
   const wasCurrent = entries.some(
-    (e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain && e.leafLifetimeMs === longest,
+    (e) =>
+      e.fingerprint === current.fingerprint &&
+      !e.retireAfter &&
+      e.pem === current.pem &&
+      e.trustDomain === current.trustDomain &&
+      e.leafLifetimeMs === leafLifetimeMs &&
+      e.leavesUntil === leavesUntil,
   );
   // A damaged record is rewritten from what could be read; one missing CAs this process knows, with them.
   if (!wasCurrent || problem || missing.length > 0) changed = true;
-  const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain, leafLifetimeMs: longest }, ...kept];
+  const result: CaHistoryEntry[] = [
+    { fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain, leafLifetimeMs, ...(leavesUntil ? { leavesUntil } : {}) },
+    ...kept,
+  ];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;
 }
@@ -96,6 +116,7 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
     if (x.retireAfter !== undefined) entry.retireAfter = x.retireAfter;
     if (typeof x.trustDomain === 'string') entry.trustDomain = x.trustDomain;
     if (typeof x.leafLifetimeMs === 'number' && x.leafLifetimeMs > 0 && Number.isFinite(x.leafLifetimeMs)) entry.leafLifetimeMs = x.leafLifetimeMs;
+    if (typeof x.leavesUntil === 'string' && !Number.isNaN(Date.parse(x.leavesUntil))) entry.leavesUntil = x.leavesUntil;
     entries.push(entry);
   }
   const dropped = parsed.length - entries.length;

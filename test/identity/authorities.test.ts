@@ -749,3 +749,53 @@ test('a CA rolled together with a shorter expiry stays trusted as long as the le
     second.a.stop();
   }
 });
+
+test('a CA whose expiry was shortened long before it is rolled retires one short lifetime after the roll: the longer-lived leaves have expired by then', async () => {
+  let nowMs = Date.now();
+  const state = new MemoryStateStore();
+  const make = () => {
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
+    a.start(snaps);
+    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      return next;
+    };
+    return { a, push };
+  };
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
+    const mi = meshIdentity('rolled');
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
+      },
+    };
+    return mi;
+  };
+  const { a, push } = make();
+  const second = make();
+  try {
+    const caA = makeCa('ca-a');
+    const caB = makeCa('ca-b');
+    const v1 = await push(snapshot(inline(caA, 720 * 3600_000)));
+    const anchorA = stateOf(v1, inline(caA, 1)).ca!.trustPem;
+    await push(snapshot(inline(caA, 3600_000))); // shortened; the 720h leaves live 720h more
+    nowMs += 800 * 3600_000;
+    await push(snapshot(inline(caB, 3600_000))); // rolled long after they expired
+    const v4 = await push(snapshot(inline(caB, 3600_000)));
+    assert.ok(trustPems(v4.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'CA A is trusted for the 1h its last leaves live');
+    nowMs += 2 * 3600_000;
+    // Read again from the state (as a restart does).
+    const v5 = await second.push(snapshot(inline(caB, 3600_000)));
+    assert.ok(!trustPems(v5.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'then it goes, not 720h after the roll');
+  } finally {
+    a.stop();
+    second.a.stop();
+  }
+});
