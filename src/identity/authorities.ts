@@ -9,11 +9,12 @@ import {
   type MeshTrust,
   type Resource,
   type ResourceSnapshot,
+  type SecretResource,
   type SecureDataSource,
 } from '../api/types.js';
 import { loadCertificateAuthority, signsFor } from '../pki/ca.js';
 import { generateCertificateAuthority } from '../pki/generate-ca.js';
-import { resolveDataSource } from '../pki/data-source.js';
+import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
@@ -99,6 +100,24 @@ interface Loaded {
 }
 
 const stateKeySegment = (s: string) => (s === '' ? '_' : s);
+
+/** The Secrets of each mesh and name (`<mesh>/<name>`), of every namespace. */
+type SecretsByName = Map<string, SecretResource[]>;
+
+/**
+ * The Secret a MeshIdentity's `secretRef` names: the one of its own namespace, as Kubernetes
+ * resolves a reference; else the only one of that name in its mesh (a Universal Secret, without a
+ * namespace, for a Kubernetes-form identity). By mesh and name alone, whichever namespace's was
+ * read last won, so another namespace's Secret could replace the identity's CA.
+ */
+function secretOf(secrets: SecretsByName, mi: MeshIdentity, name: string): Buffer | undefined {
+  const found = secrets.get(`${mi.mesh}/${name}`) ?? [];
+  const own = found.find((s) => s.namespace === mi.namespace);
+  if (own) return own.data;
+  if (found.length <= 1) return found[0]?.data;
+  const namespaces = found.map((s) => (s.namespace === '' ? '"" (Universal)' : s.namespace)).sort();
+  throw new DataSourceError(`secret ${JSON.stringify(name)} is ambiguous: none in the identity's namespace ${JSON.stringify(mi.namespace)}, one in each of namespaces ${namespaces.join(', ')}`);
+}
 
 /** The state store failed (a stall, a lost connection): unlike a bad CA, worth trying again by itself. */
 class StateStoreError extends Error {}
@@ -272,8 +291,11 @@ export class IdentityAuthorities {
 
   private async compute(snapshot: ResourceSnapshot): Promise<AuthorityView> {
     const now = this.now();
-    const secrets = new Map<string, Buffer>();
-    for (const s of resourcesOfKind(snapshot, 'Secret')) secrets.set(`${s.mesh}/${s.name}`, s.data);
+    const secrets: SecretsByName = new Map();
+    for (const s of resourcesOfKind(snapshot, 'Secret')) {
+      const k = `${s.mesh}/${s.name}`;
+      secrets.set(k, [...(secrets.get(k) ?? []), s]);
+    }
     const identities = new Map<string, IdentityState>();
     const autoTrusts: ({ key: string } & Published)[] = [];
     const live = new Set<string>();
@@ -477,9 +499,9 @@ export class IdentityAuthorities {
     this.retireTimer.unref();
   }
 
-  private async readSource(ds: SecureDataSource, secrets: Map<string, Buffer>, mesh: string): Promise<string> {
+  private async readSource(ds: SecureDataSource, secrets: SecretsByName, mi: MeshIdentity): Promise<string> {
     if (ds.type === 'File') this.watchFiles([ds.file.path]);
-    return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secrets.get(`${mesh}/${name}`) });
+    return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secretOf(secrets, mi, name) });
   }
 
   /** Logs a damaged CA history record of `mi` (read tolerantly, see parseCaHistory). */
@@ -499,7 +521,7 @@ export class IdentityAuthorities {
   private async resolveIdentity(
     mi: MeshIdentity,
     key: string,
-    secrets: Map<string, Buffer>,
+    secrets: SecretsByName,
     now: Date,
   ): Promise<{ state: IdentityState; autoTrust?: MeshTrust }> {
     const kri = meshIdentityKri(mi, this.opts.zone);
@@ -534,8 +556,8 @@ export class IdentityAuthorities {
       let inputs: string;
       if (bundled.ca) {
         [certPem, keyPem] = await Promise.all([
-          this.readSource(bundled.ca.certificate, secrets, mi.mesh),
-          this.readSource(bundled.ca.privateKey, secrets, mi.mesh),
+          this.readSource(bundled.ca.certificate, secrets, mi),
+          this.readSource(bundled.ca.privateKey, secrets, mi),
         ]);
         inputs = certPem + keyPem;
       } else {

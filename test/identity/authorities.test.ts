@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -797,5 +798,37 @@ test('a CA whose expiry was shortened long before it is rolled retires one short
   } finally {
     a.stop();
     second.a.stop();
+  }
+});
+
+test('a Secret data source is the Secret of the identity\'s own namespace, whatever other namespace holds one of that name; one found only elsewhere is used when it is the only one, and several are refused as ambiguous', async () => {
+  const { a, push } = harness();
+  try {
+    const own = makeCa('own-ns');
+    const other = makeCa('other-ns');
+    const secret = (name: string, namespace: string, value: string): Resource => ({ kind: 'Secret', name, mesh: 'default', namespace, labels: {}, data: Buffer.from(value) });
+    const mi = meshIdentity('from-secret'); // namespace kuma-system
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'Secret', secretRef: { kind: 'Secret', name: 'ca-cert' } }, privateKey: { type: 'Secret', secretRef: { kind: 'Secret', name: 'ca-key' } } },
+        certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+      },
+    };
+    const fpOf = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+    // Another namespace's Secrets of the same names come last (a file read later, a later event).
+    const v1 = await push(snapshot(mi, secret('ca-cert', 'kuma-system', own.certPem), secret('ca-key', 'kuma-system', own.keyPem), secret('ca-cert', 'team-b', other.certPem), secret('ca-key', 'team-b', other.keyPem)));
+    assert.equal(stateOf(v1, mi).ca?.fingerprint, fpOf(own.certPem), 'the identity\'s own namespace\'s CA');
+    // Only in another namespace (a Universal Secret for a Kubernetes-form identity, say): that one.
+    const v2 = await push(snapshot(mi, secret('ca-cert', '', other.certPem), secret('ca-key', '', other.keyPem)));
+    assert.equal(stateOf(v2, mi).ca?.fingerprint, fpOf(other.certPem));
+    // In two other namespaces and not in its own: which one is meant cannot be told.
+    const v3 = await push(snapshot(mi, secret('ca-cert', 'team-a', own.certPem), secret('ca-key', 'team-a', own.keyPem), secret('ca-cert', 'team-b', other.certPem), secret('ca-key', 'team-b', other.keyPem)));
+    assert.match(cond(stateOf(v3, mi), 'Provider').message, /secret "ca-cert" is ambiguous: .*namespaces team-a, team-b/);
+  } finally {
+    a.stop();
   }
 });
