@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { caTrustDomains } from '../api/pem.js';
 import type { StateStore } from '../store/types.js';
 
@@ -51,6 +52,16 @@ export async function recordCurrentCa(
     if (e.fingerprint === current.fingerprint) {
       if (e.retireAfter) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.retireAfter));
       else {
+        if (e.pem !== current.pem) {
+          // The same CA with another trust anchor (its chain changed: intermediates and a root
+          // added, a root renewed). Leaves issued until now carry the old chain, which may not reach
+          // the new anchor (an intermediate they lack): the old anchor retires like a rolled CA, as
+          // an entry of its own.
+          const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
+          const anchorKey = `${e.fingerprint}~${createHash('sha256').update(e.pem).digest('hex').slice(0, 16)}`;
+          kept.push({ fingerprint: anchorKey, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
+          changed = true;
+        }
         if (e.leavesUntil) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.leavesUntil));
         if (e.leafLifetimeMs !== undefined && e.leafLifetimeMs !== leafLifetimeMs) leavesUntilMs = Math.max(leavesUntilMs, nowMs + e.leafLifetimeMs);
       }

@@ -16,7 +16,8 @@ import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
 import { LayeredMap } from '../../src/api/layered-map.js';
 import { makeCa, makeLeaf } from '../helpers/openssl.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
-import { CA_EXTENSIONS, makeCert, makeKey, tempDir } from '../pki/helpers.js';
+import { CA_EXTENSIONS, makeCert, makeIntermediateCa, makeKey, makeRootCa, opensslVerify, tempDir } from '../pki/helpers.js';
+import { issueSvidSync } from '../../src/pki/leaf.js';
 
 let revision = 0;
 const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
@@ -830,5 +831,41 @@ test('a Secret data source is the Secret of the identity\'s own namespace, whate
     assert.match(cond(stateOf(v3, mi), 'Provider').message, /secret "ca-cert" is ambiguous: .*namespaces team-a, team-b/);
   } finally {
     a.stop();
+  }
+});
+
+test('a CA whose chain is completed (intermediate and root added to the file) keeps its old trust anchor trusted while the leaves issued with the short chain live: they do not chain to the new root without the intermediate', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'chain-root');
+    const mid = makeIntermediateCa(pki, 'chain-mid', root);
+    const ca = makeIntermediateCa(pki, 'chain-ca', mid);
+    const inline = (certPem: string): MeshIdentity => {
+      const mi = meshIdentity('chained');
+      mi.spec.provider = {
+        type: 'Bundled',
+        bundled: {
+          meshTrustCreation: 'Enabled',
+          insecureAllowSelfSigned: false,
+          autogenerate: { enabled: false },
+          ca: { certificate: { type: 'InsecureInline', insecureInline: { value: certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+          certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+        },
+      };
+      return mi;
+    };
+    const v1 = await push(snapshot(inline(ca.certPem)));
+    const before = stateOf(v1, inline(ca.certPem)).ca!;
+    const leaf = issueSvidSync(before, 'spiffe://default.default.mesh.local/ns/a/sa/b', 3600_000);
+    const v2 = await push(snapshot(inline(ca.certPem + mid.certPem + root.certPem)));
+    const after = stateOf(v2, inline(ca.certPem)).ca!;
+    assert.equal(after.fingerprint, before.fingerprint, 'the same signing CA');
+    const bundle = trustPems(v2.trusts.find((t) => t.name === 'chained')!).join('');
+    const v = opensslVerify(pki, { root: bundle, leafChain: leaf.certChainPem, untrusted: leaf.certChainPem, purpose: 'sslclient', partialChain: true });
+    assert.ok(v.ok, `a leaf issued before the change still verifies against the identity's MeshTrust: ${v.output}`);
+  } finally {
+    a.stop();
+    pki.cleanup();
   }
 });
