@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { caTrustDomains } from '../api/pem.js';
+import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
 import type { StateStore } from '../store/types.js';
 
 /** One CA an identity has issued with; kept in the trust bundle until its last leaf expires. */
@@ -121,7 +121,8 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
   const entries: CaHistoryEntry[] = [];
   for (const e of parsed as unknown[]) {
     const x = e as Partial<CaHistoryEntry> | null;
-    if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string') continue;
+    // A PEM that is not a certificate would be published in the MeshTrust and kept when it retires.
+    if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string' || splitPemCertificates(x.pem).error !== undefined) continue;
     if (x.retireAfter !== undefined && (typeof x.retireAfter !== 'string' || Number.isNaN(Date.parse(x.retireAfter)))) continue;
     const entry: CaHistoryEntry = { fingerprint: x.fingerprint, pem: x.pem };
     if (x.retireAfter !== undefined) entry.retireAfter = x.retireAfter;

@@ -459,6 +459,27 @@ test('a retired-MeshTrust record in the state that cannot be read is left out wi
   assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
 });
 
+test('a retired-MeshTrust record whose PEM is not a certificate is left out with a warning: the bundle endpoint\'s CA list (issuingDomains) threw on it, for a trust domain this server issues from', async () => {
+  const state = new MemoryStateStore();
+  const mi = meshIdentity('identity');
+  const td = 'default.default.mesh.local';
+  const retireAfter = new Date(Date.now() + 3600_000).toISOString();
+  await state.put('ca-retired', JSON.stringify([{ mesh: 'default', namespace: 'kuma-system', identity: 'gone', trustDomain: td, kri: 'kri_mid_default_default_kuma-system_gone_', pems: ['not a certificate'], retireAfter }]));
+  const warnings: string[] = [];
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state, log: { info: () => undefined, warn: (_o, m) => warnings.push(m) } });
+  a.start(snaps);
+  const s = snapshot(mi);
+  const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+  snaps.next(s);
+  const v = await next;
+  a.stop();
+  assert.doesNotThrow(() => issuingDomains(v));
+  assert.deepEqual(issuingDomains(v).map((d) => d.trustDomain), [td]);
+  assert.deepEqual(v.trusts.map((t) => t.name), ['identity']);
+  assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
+});
+
 test('an identity that failed because the state store did is computed again by itself, with no other change, and turns ready', async () => {
   let failures = 1;
   const inner = new MemoryStateStore();
@@ -538,7 +559,7 @@ test('after a restart with a broken CA input, the recorded CAs stay trusted (the
 });
 
 test('a damaged CA history record does not take its identity down: it is reported naming the state key and written again from the current CA', async () => {
-  for (const damaged of ['[{"fingerprint":"ab', '[null]', '{"not":"a list"}']) {
+  for (const damaged of ['[{"fingerprint":"ab', '[null]', '{"not":"a list"}', '[{"fingerprint":"ab","pem":"not a certificate"}]']) {
     const state = new MemoryStateStore();
     const warnings: { reason: string; msg: string }[] = [];
     const log = { warn: (o: { reason: string }, msg: string) => warnings.push({ reason: o.reason, msg }), info: () => undefined, error: () => undefined, debug: () => undefined };
