@@ -100,6 +100,13 @@ function checkChainExtensions(pc: x509.X509Certificate, what: string): void {
   }
 }
 
+/** A CA that is not self-signed must name its issuer's key: openssl verify -x509_strict refuses every chain through one that does not. */
+function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
+  if (!pc.getExtension(x509.AuthorityKeyIdentifierExtension)) {
+    throw new CaError(`${what} has no AuthorityKeyIdentifier extension (required of a CA that is not self-signed: openssl verify -x509_strict rejects chains through a CA without one)`);
+  }
+}
+
 function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
@@ -192,6 +199,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
+  if (!selfSigned) checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
 
@@ -214,8 +222,11 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     checkValidAt(parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.
-    if (!isSelfSigned(parent.node, parent.der) && !parent.peculiar.getExtension(x509.SubjectKeyIdentifierExtension)) {
-      throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
+    if (!isSelfSigned(parent.node, parent.der)) {
+      if (!parent.peculiar.getExtension(x509.SubjectKeyIdentifierExtension)) {
+        throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
+      }
+      checkHasAuthorityKeyId(parent.peculiar, what);
     }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {

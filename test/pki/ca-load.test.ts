@@ -232,6 +232,27 @@ describe('loadCertificateAuthority', () => {
       }
     });
 
+    it('a CA or chain certificate that is not self-signed and has no AuthorityKeyIdentifier: openssl verify -x509_strict refuses every leaf through it', () => {
+      const r = makeRootCa(dir, 'noaki-root');
+      const midKey = makeKey(dir, 'noaki-mid', 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'noaki-mid', { subject: '/CN=noaki-mid', keyPem: midKey, issuer: r, extensions: [...CA_EXTENSIONS], noAuthorityKeyId: true }) };
+      assert.doesNotMatch(openssl(['x509', '-in', dir.file('noaki-mid.pem'), '-noout', '-text']), /Authority Key Identifier/);
+      const leafKey = makeKey(dir, 'noaki-leaf', 'ec-p256');
+      const leaf = makeCert(dir, 'noaki-leaf', {
+        subject: '/CN=noaki-leaf',
+        keyPem: leafKey,
+        issuer: mid,
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+      });
+      const v = opensslVerify(dir, { root: r.certPem, untrusted: mid.certPem, leafChain: leaf, purpose: 'sslserver' });
+      assert.equal(v.ok, false, 'openssl -x509_strict refuses it too');
+      assert.match(v.output, /Missing Authority Key Identifier/);
+      // As the signing CA, and as a chain certificate above it.
+      assert.throws(() => loadCertificateAuthority(mid.certPem + r.certPem, mid.keyPem, { allowSelfSigned: false }), refusal(/^CA certificate has no AuthorityKeyIdentifier extension/));
+      const below = makeIntermediateCa(dir, 'noaki-below', mid);
+      assert.throws(() => loadCertificateAuthority(below.certPem + mid.certPem + r.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has no AuthorityKeyIdentifier extension/));
+    });
+
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
       const c = chainWith('order', []);
       assert.throws(() => loadCertificateAuthority(c.root.certPem + c.inter.certPem, c.inter.keyPem, { allowSelfSigned: true }), refusal(/private key does not match the first certificate but chain certificate #1: order must be CA/));
