@@ -50,6 +50,9 @@ function parsePrivateKey(keyPem: string): KeyObject {
   }
 }
 
+/** DER of an empty Name (SEQUENCE of no RDNs). */
+const EMPTY_NAME = Buffer.from([0x30, 0x00]);
+
 const isSelfSigned = (c: X509Certificate, der: Buffer): boolean => {
   const p = certificateParts(der);
   return p.subject.equals(p.issuer) && c.verify(c.publicKey);
@@ -187,6 +190,11 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('private key does not match the CA certificate');
   }
   checkIsCa(ca.peculiar, 'certificate');
+  // Leaves carry an empty subject and the CA's subject as issuer: with an empty one too, verifiers
+  // (OpenSSL, BoringSSL) take each leaf for self-issued and refuse it ("self-signed certificate").
+  if (certificateParts(ca.der).subject.equals(EMPTY_NAME)) {
+    throw new CaError('CA certificate has an empty subject: leaves signed by it (whose subject is empty) would look self-issued to verifiers and never verify; give the CA a subject (RFC 5280 requires one of a CA)');
+  }
   const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
   if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
     throw new CaError('CA certificate key usage does not include keyCertSign');

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
@@ -251,6 +252,24 @@ describe('loadCertificateAuthority', () => {
       assert.throws(() => loadCertificateAuthority(mid.certPem + r.certPem, mid.keyPem, { allowSelfSigned: false }), refusal(/^CA certificate has no AuthorityKeyIdentifier extension/));
       const below = makeIntermediateCa(dir, 'noaki-below', mid);
       assert.throws(() => loadCertificateAuthority(below.certPem + mid.certPem + r.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has no AuthorityKeyIdentifier extension/));
+    });
+
+    it('a CA with an empty subject: its leaves (empty subject, empty issuer) look self-issued and never verify, not even without -x509_strict', () => {
+      const key = makeKey(dir, 'emptysubj', 'ec-p256');
+      const ext = ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash', 'subjectAltName = critical, URI:spiffe://td.example'];
+      const certPem = makeCert(dir, 'emptysubj', { subject: '/', keyPem: key, extensions: ext });
+      assert.throws(() => loadCertificateAuthority(certPem, key, { allowSelfSigned: true, trustDomain: 'td.example' }), refusal(/^CA certificate has an empty subject/));
+      const leafKey = makeKey(dir, 'emptysubj-leaf', 'ec-p256');
+      const leaf = makeCert(dir, 'emptysubj-leaf', {
+        subject: '/',
+        keyPem: leafKey,
+        issuer: { certPem, keyPem: key },
+        // As this server's leaves: no SubjectKeyIdentifier (optional for end-entity certificates).
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = clientAuth', 'subjectAltName = critical, URI:spiffe://td.example/w', 'subjectKeyIdentifier = none'],
+      });
+      const r = spawnSync('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', dir.file('emptysubj-root.pem', certPem), dir.file('emptysubj-leaf-only.pem', leaf)], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0, 'openssl verify (not strict) refuses such a leaf');
+      assert.match(r.stdout + r.stderr, /self-signed certificate/);
     });
 
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
