@@ -67,19 +67,17 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
 
 /**
  * Extensions OpenSSL and BoringSSL process (X509_supported_extension): any other marked critical
- * makes every chain through the certificate fail ("unhandled critical extension").
+ * makes every chain through the certificate fail ("unhandled critical extension"), even without
+ * -x509_strict. The key identifiers, issuerAltName and subjectDirectoryAttributes are not among
+ * them (a CA with a critical SKI was accepted and no leaf it signed verified).
  */
 const UNDERSTOOD_EXTENSIONS = new Set([
-  '2.5.29.9', // subjectDirectoryAttributes
-  '2.5.29.14', // subjectKeyIdentifier
   '2.5.29.15', // keyUsage
   '2.5.29.17', // subjectAltName
-  '2.5.29.18', // issuerAltName
   '2.5.29.19', // basicConstraints
   '2.5.29.30', // nameConstraints
   '2.5.29.32', // certificatePolicies
   '2.5.29.33', // policyMappings
-  '2.5.29.35', // authorityKeyIdentifier
   '2.5.29.36', // policyConstraints
   '2.5.29.37', // extKeyUsage
   '2.5.29.54', // inhibitAnyPolicy

@@ -272,6 +272,15 @@ describe('loadCertificateAuthority', () => {
       assert.match(r.stdout + r.stderr, /self-signed certificate/);
     });
 
+    it('a chain certificate whose SubjectKeyIdentifier is marked critical: OpenSSL and BoringSSL do not process it as critical, so every leaf fails (unhandled critical extension)', () => {
+      const c = chainWith('skicrit', ['subjectKeyIdentifier = critical, hash']);
+      assert.match(openssl(['x509', '-in', dir.file('skicrit-root.pem'), '-noout', '-text']), /Subject Key Identifier: critical/);
+      const v = c.verifies('td.example');
+      assert.equal(v.ok, false);
+      assert.match(v.output, /unhandled critical extension/);
+      assert.throws(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a critical extension 2\.5\.29\.14 that TLS peers do not process/));
+    });
+
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
       const c = chainWith('order', []);
       assert.throws(() => loadCertificateAuthority(c.root.certPem + c.inter.certPem, c.inter.keyPem, { allowSelfSigned: true }), refusal(/private key does not match the first certificate but chain certificate #1: order must be CA/));
