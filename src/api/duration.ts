@@ -14,10 +14,29 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 const TERM = /(\d*)(?:\.(\d*))?([a-zµμ]+)/y;
 
 /**
+ * Go's longest duration, int64 nanoseconds (2562047h47m16.854775807s), in milliseconds. Go refuses
+ * anything longer ("invalid duration"); accepted here it reached past what a Date can hold (or was
+ * Infinity), and a CA history or retired-trust time computed from it threw on every computation.
+ */
+export const MAX_DURATION_MS = 9_223_372_036_854.775; // (the last 807 ns are past a double's precision)
+
+/**
  * Parses a Go duration such as `24h`, `1h30m`, `90s`, `500ms`, `-2s` or `0`.
- * Returns milliseconds (possibly fractional or negative), or undefined when the text is not a duration.
+ * Returns milliseconds (possibly fractional or negative), or undefined when the text is not a
+ * duration or is longer than Go's (MAX_DURATION_MS; see durationOverflows).
  */
 export function parseDuration(text: string): number | undefined {
+  const ms = parseUnbounded(text);
+  return ms !== undefined && Math.abs(ms) <= MAX_DURATION_MS ? ms : undefined;
+}
+
+/** Whether `text` is a duration in Go's syntax that is longer than Go can hold (for a message saying so). */
+export function durationOverflows(text: string): boolean {
+  const ms = parseUnbounded(text);
+  return ms !== undefined && !(Math.abs(ms) <= MAX_DURATION_MS);
+}
+
+function parseUnbounded(text: string): number | undefined {
   let s = text;
   let sign = 1;
   if (s.startsWith('-') || s.startsWith('+')) {

@@ -1,6 +1,6 @@
 // MeshIdentity spec: selector, SPIFFE ID templates and provider, with Kuma's defaults applied.
 import type { BundledProvider, IdentityProvider, MeshIdentitySpec, SecureDataSource, SpireProvider } from './types.js';
-import { parseDuration } from './duration.js';
+import { durationOverflows, parseDuration } from './duration.js';
 import {
   field,
   Issues,
@@ -179,7 +179,7 @@ function readDuration(
   if (raw === undefined || raw === null || raw === '') return { text: dflt, ms: parseDuration(dflt) as number };
   const ms = typeof raw === 'string' ? parseDuration(raw) : undefined;
   if (ms === undefined) {
-    issues.add(path, 'must be a valid duration');
+    issues.add(path, typeof raw === 'string' && durationOverflows(raw) ? 'must be a valid duration of at most 2562047h47m16.854775807s (as in Go)' : 'must be a valid duration');
     return undefined;
   }
   if (ms < 0) {

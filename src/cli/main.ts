@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nameProblem } from '../api/validate-common.js';
 import { stringify } from 'yaml';
-import { parseDuration } from '../api/duration.js';
+import { durationOverflows, parseDuration } from '../api/duration.js';
 import { RESOURCE_KINDS, formatResourceError, resourceKey, resourcesOfKind, type Resource, type ResourceKind } from '../api/types.js';
 import { toUniversalObject } from '../api/serialize.js';
 import { validateFiles } from '../api/validate-files.js';
@@ -109,6 +109,8 @@ async function tokenValidityMs(text: string): Promise<number> {
   const { MAX_TOKEN_VALIDITY_MS, MIN_GENERATED_TOKEN_VALIDITY_MS } = await import('../server/tokens.js');
   const flag = `--valid-for ${quoted(text)}`;
   const ms = parseDuration(text);
+  // Past Go's longest duration: refused by parseDuration, but too long is what is wrong with it.
+  if (ms === undefined && durationOverflows(text)) throw new Error(`${flag} is longer than the maximum of 87600h (10 years)`);
   if (ms === undefined) {
     throw new Error(`${flag} is not a duration: write a number and a unit of h, m or s, or several (e.g. 24h, 90m, 1h30m); there is no unit for days or years (30 days: 720h, 1 year: 8760h)`);
   }

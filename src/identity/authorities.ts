@@ -9,11 +9,12 @@ import {
   type MeshTrust,
   type Resource,
   type ResourceSnapshot,
+  type SecretResource,
   type SecureDataSource,
 } from '../api/types.js';
 import { loadCertificateAuthority, signsFor } from '../pki/ca.js';
 import { generateCertificateAuthority } from '../pki/generate-ca.js';
-import { resolveDataSource } from '../pki/data-source.js';
+import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
@@ -74,6 +75,11 @@ const STATE_RESYNC_MS = 30_000;
 interface Published {
   trust: MeshTrust;
   leafLifetimeMs: number;
+  /**
+   * When the last leaf of its rolled CAs, or of its current CA under an earlier longer lifetime,
+   * expires (0: none): such leaves may outlive those issued now.
+   */
+  untilMs: number;
 }
 
 interface Loaded {
@@ -94,6 +100,24 @@ interface Loaded {
 }
 
 const stateKeySegment = (s: string) => (s === '' ? '_' : s);
+
+/** The Secrets of each mesh and name (`<mesh>/<name>`), of every namespace. */
+type SecretsByName = Map<string, SecretResource[]>;
+
+/**
+ * The Secret a MeshIdentity's `secretRef` names: the one of its own namespace, as Kubernetes
+ * resolves a reference; else the only one of that name in its mesh (a Universal Secret, without a
+ * namespace, for a Kubernetes-form identity). By mesh and name alone, whichever namespace's was
+ * read last won, so another namespace's Secret could replace the identity's CA.
+ */
+function secretOf(secrets: SecretsByName, mi: MeshIdentity, name: string): Buffer | undefined {
+  const found = secrets.get(`${mi.mesh}/${name}`) ?? [];
+  const own = found.find((s) => s.namespace === mi.namespace);
+  if (own) return own.data;
+  if (found.length <= 1) return found[0]?.data;
+  const namespaces = found.map((s) => (s.namespace === '' ? '"" (Universal)' : s.namespace)).sort();
+  throw new DataSourceError(`secret ${JSON.stringify(name)} is ambiguous: none in the identity's namespace ${JSON.stringify(mi.namespace)}, one in each of namespaces ${namespaces.join(', ')}`);
+}
 
 /** The state store failed (a stall, a lost connection): unlike a bad CA, worth trying again by itself. */
 class StateStoreError extends Error {}
@@ -267,10 +291,13 @@ export class IdentityAuthorities {
 
   private async compute(snapshot: ResourceSnapshot): Promise<AuthorityView> {
     const now = this.now();
-    const secrets = new Map<string, Buffer>();
-    for (const s of resourcesOfKind(snapshot, 'Secret')) secrets.set(`${s.mesh}/${s.name}`, s.data);
+    const secrets: SecretsByName = new Map();
+    for (const s of resourcesOfKind(snapshot, 'Secret')) {
+      const k = `${s.mesh}/${s.name}`;
+      secrets.set(k, [...(secrets.get(k) ?? []), s]);
+    }
     const identities = new Map<string, IdentityState>();
-    const autoTrusts: { key: string; trust: MeshTrust; leafLifetimeMs: number }[] = [];
+    const autoTrusts: ({ key: string } & Published)[] = [];
     const live = new Set<string>();
     for (const mi of resourcesOfKind(snapshot, 'MeshIdentity')) {
       const key = resourceKey(mi);
@@ -278,7 +305,11 @@ export class IdentityAuthorities {
       const st = await this.resolveIdentity(mi, key, secrets, now).catch((e: Error) => this.identityFailed(mi, key, e));
       identities.set(key, st.state);
       const provider = mi.spec.provider;
-      if (st.autoTrust && provider.type === 'Bundled') autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs });
+      if (st.autoTrust && provider.type === 'Bundled') {
+        const until = (st.state.caHistory ?? []).map((h) => h.retireAfter ?? h.leavesUntil);
+        const untilMs = Math.max(0, ...until.map((t) => (t ? Date.parse(t) : 0)));
+        autoTrusts.push({ key, trust: st.autoTrust, leafLifetimeMs: provider.bundled.certificateParameters.expiryMs, untilMs });
+      }
     }
     for (const k of [...this.loaded.keys()]) if (!live.has(k)) this.loaded.delete(k);
     this.unwatchUnused(resourcesOfKind(snapshot, 'MeshIdentity'));
@@ -288,7 +319,7 @@ export class IdentityAuthorities {
     const trusts = [...userTrusts];
     const published = new Map<string, Published>();
     for (const auto of autoTrusts) {
-      const { key, leafLifetimeMs } = auto;
+      const { key, leafLifetimeMs, untilMs } = auto;
       let t = auto.trust;
       if (userKeys.has(resourceKey(t))) {
         // Another MeshTrust of that name must not take this identity's CAs out of every bundle
@@ -307,7 +338,7 @@ export class IdentityAuthorities {
         t = { ...t, name: renamed };
       }
       trusts.push(t);
-      published.set(key, { trust: t, leafLifetimeMs });
+      published.set(key, { trust: t, leafLifetimeMs, untilMs });
     }
     // An identity whose MeshTrust creation is Disabled asked for its CAs not to be published: that
     // takes effect at once, also for what it published before (see retiredTrusts).
@@ -375,7 +406,8 @@ export class IdentityAuthorities {
         trustDomain: t.spec.trustDomain,
         kri: t.spec.origin?.kri ?? '',
         pems: (t.spec.caBundles ?? []).flatMap((b) => (b.type === 'Pem' ? [b.pem.value] : [])),
-        retireAfter: new Date(nowMs + prev.leafLifetimeMs).toISOString(),
+        // Until the last leaf of any CA it carries expires: a rolled CA's may outlive the current one's.
+        retireAfter: new Date(Math.max(nowMs + prev.leafLifetimeMs, prev.untilMs)).toISOString(),
       });
     }
     this.published = published;
@@ -467,9 +499,9 @@ export class IdentityAuthorities {
     this.retireTimer.unref();
   }
 
-  private async readSource(ds: SecureDataSource, secrets: Map<string, Buffer>, mesh: string): Promise<string> {
+  private async readSource(ds: SecureDataSource, secrets: SecretsByName, mi: MeshIdentity): Promise<string> {
     if (ds.type === 'File') this.watchFiles([ds.file.path]);
-    return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secrets.get(`${mesh}/${name}`) });
+    return resolveDataSource(ds, { env: this.opts.env ?? process.env, secret: (name) => secretOf(secrets, mi, name) });
   }
 
   /** Logs a damaged CA history record of `mi` (read tolerantly, see parseCaHistory). */
@@ -489,7 +521,7 @@ export class IdentityAuthorities {
   private async resolveIdentity(
     mi: MeshIdentity,
     key: string,
-    secrets: Map<string, Buffer>,
+    secrets: SecretsByName,
     now: Date,
   ): Promise<{ state: IdentityState; autoTrust?: MeshTrust }> {
     const kri = meshIdentityKri(mi, this.opts.zone);
@@ -524,8 +556,8 @@ export class IdentityAuthorities {
       let inputs: string;
       if (bundled.ca) {
         [certPem, keyPem] = await Promise.all([
-          this.readSource(bundled.ca.certificate, secrets, mi.mesh),
-          this.readSource(bundled.ca.privateKey, secrets, mi.mesh),
+          this.readSource(bundled.ca.certificate, secrets, mi),
+          this.readSource(bundled.ca.privateKey, secrets, mi),
         ]);
         inputs = certPem + keyPem;
       } else {

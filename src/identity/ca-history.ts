@@ -1,4 +1,5 @@
-import { caTrustDomains } from '../api/pem.js';
+import { createHash } from 'node:crypto';
+import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
 import type { StateStore } from '../store/types.js';
 
 /** One CA an identity has issued with; kept in the trust bundle until its last leaf expires. */
@@ -9,6 +10,13 @@ export interface CaHistoryEntry {
   retireAfter?: string;
   /** The trust domain the CA issued for (absent in records written before it was kept). */
   trustDomain?: string;
+  /**
+   * The current CA: the leaf lifetime in force. Its retirement is timed by it, not by the lifetime
+   * configured when it is rolled (an edit may roll the CA and shorten the expiry at once).
+   */
+  leafLifetimeMs?: number;
+  /** The current CA: when leaves it signed under an earlier, longer lifetime expire (ISO), if later than those of now. */
+  leavesUntil?: string;
 }
 
 /**
@@ -34,22 +42,58 @@ export async function recordCurrentCa(
   const recorded = new Set(parsed.entries.map((e) => e.fingerprint));
   const missing = known.filter((e) => !recorded.has(e.fingerprint));
   const entries = [...parsed.entries, ...missing];
-  const horizon = new Date(now.getTime() + leafLifetimeMs).toISOString();
+  const nowMs = now.getTime();
   let changed = false;
   const kept: CaHistoryEntry[] = [];
+  // Leaves of the current CA issued under an earlier (longer) lifetime, or before it was rolled
+  // away and came back: they may outlive those issued now.
+  let leavesUntilMs = 0;
   for (const e of entries) {
-    if (e.fingerprint === current.fingerprint) continue;
+    if (e.fingerprint === current.fingerprint) {
+      if (e.retireAfter) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.retireAfter));
+      else {
+        if (e.pem !== current.pem) {
+          // The same CA with another trust anchor (its chain changed: intermediates and a root
+          // added, a root renewed). Leaves issued until now carry the old chain, which may not reach
+          // the new anchor (an intermediate they lack): the old anchor retires like a rolled CA, as
+          // an entry of its own.
+          const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
+          const anchorKey = `${e.fingerprint}~${createHash('sha256').update(e.pem).digest('hex').slice(0, 16)}`;
+          kept.push({ fingerprint: anchorKey, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
+          changed = true;
+        }
+        if (e.leavesUntil) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.leavesUntil));
+        if (e.leafLifetimeMs !== undefined && e.leafLifetimeMs !== leafLifetimeMs) leavesUntilMs = Math.max(leavesUntilMs, nowMs + e.leafLifetimeMs);
+      }
+      continue;
+    }
     if (!e.retireAfter) {
-      // The previous current CA: leaves issued until now live at most one lifetime longer.
-      kept.push({ ...e, retireAfter: horizon });
+      // The previous current CA: leaves issued until now live one lifetime longer — the lifetime in
+      // force until now (recorded with it; a record without one, the lifetime configured now), not
+      // the new one: an edit that rolls the CA and shortens the expiry must not drop the CA while
+      // leaves it signed under the longer one live. Earlier lifetimes' leaves: leavesUntil.
+      const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
+      kept.push({ fingerprint: e.fingerprint, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
       changed = true;
-    } else if (new Date(e.retireAfter).getTime() > now.getTime()) kept.push(e);
+    } else if (new Date(e.retireAfter).getTime() > nowMs) kept.push(e);
     else changed = true;
   }
-  const wasCurrent = entries.some((e) => e.fingerprint === current.fingerprint && !e.retireAfter && e.pem === current.pem && e.trustDomain === current.trustDomain);
+  const leavesUntil = leavesUntilMs > nowMs + leafLifetimeMs ? new Date(leavesUntilMs).toISOString() : undefined;
+  const wasCurrent = entries.some(
+    (e) =>
+      e.fingerprint === current.fingerprint &&
+      !e.retireAfter &&
+      e.pem === current.pem &&
+      e.trustDomain === current.trustDomain &&
+      e.leafLifetimeMs === leafLifetimeMs &&
+      e.leavesUntil === leavesUntil,
+  );
   // A damaged record is rewritten from what could be read; one missing CAs this process knows, with them.
   if (!wasCurrent || problem || missing.length > 0) changed = true;
-  const result = [{ fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain }, ...kept];
+  const result: CaHistoryEntry[] = [
+    { fingerprint: current.fingerprint, pem: current.pem, trustDomain: current.trustDomain, leafLifetimeMs, ...(leavesUntil ? { leavesUntil } : {}) },
+    ...kept,
+  ];
   if (changed) await state.put(key, JSON.stringify(result));
   return result;
 }
@@ -77,11 +121,14 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
   const entries: CaHistoryEntry[] = [];
   for (const e of parsed as unknown[]) {
     const x = e as Partial<CaHistoryEntry> | null;
-    if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string') continue;
+    // A PEM that is not a certificate would be published in the MeshTrust and kept when it retires.
+    if (!x || typeof x.fingerprint !== 'string' || typeof x.pem !== 'string' || splitPemCertificates(x.pem).error !== undefined) continue;
     if (x.retireAfter !== undefined && (typeof x.retireAfter !== 'string' || Number.isNaN(Date.parse(x.retireAfter)))) continue;
     const entry: CaHistoryEntry = { fingerprint: x.fingerprint, pem: x.pem };
     if (x.retireAfter !== undefined) entry.retireAfter = x.retireAfter;
     if (typeof x.trustDomain === 'string') entry.trustDomain = x.trustDomain;
+    if (typeof x.leafLifetimeMs === 'number' && x.leafLifetimeMs > 0 && Number.isFinite(x.leafLifetimeMs)) entry.leafLifetimeMs = x.leafLifetimeMs;
+    if (typeof x.leavesUntil === 'string' && !Number.isNaN(Date.parse(x.leavesUntil))) entry.leavesUntil = x.leavesUntil;
     entries.push(entry);
   }
   const dropped = parsed.length - entries.length;

@@ -7,6 +7,7 @@
 // dropping the old one while leaves signed by it are alive"). Kept in the shared state, so a
 // restart or another replica serves it too.
 import { createHash } from 'node:crypto';
+import { splitPemCertificates } from '../api/pem.js';
 import type { MeshTrust } from '../api/types.js';
 import type { StateStore } from '../store/types.js';
 
@@ -41,7 +42,8 @@ function isRetiredTrust(v: unknown): v is RetiredTrust {
     typeof r.trustDomain === 'string' &&
     typeof r.kri === 'string' &&
     Array.isArray(r.pems) &&
-    r.pems.every((p) => typeof p === 'string') &&
+    // Certificates, each: a damaged PEM went to every consumer, and the bundle endpoint's CA list threw on it.
+    r.pems.every((p) => typeof p === 'string' && splitPemCertificates(p).error === undefined) &&
     typeof r.retireAfter === 'string' &&
     !Number.isNaN(Date.parse(r.retireAfter))
   );

@@ -50,6 +50,9 @@ function parsePrivateKey(keyPem: string): KeyObject {
   }
 }
 
+/** DER of an empty Name (SEQUENCE of no RDNs). */
+const EMPTY_NAME = Buffer.from([0x30, 0x00]);
+
 const isSelfSigned = (c: X509Certificate, der: Buffer): boolean => {
   const p = certificateParts(der);
   return p.subject.equals(p.issuer) && c.verify(c.publicKey);
@@ -58,23 +61,23 @@ const isSelfSigned = (c: X509Certificate, der: Buffer): boolean => {
 function checkIsCa(pc: x509.X509Certificate, what: string): void {
   const bc = pc.getExtension(x509.BasicConstraintsExtension);
   if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
+  // RFC 5280 §4.2.1.9 requires it of a CA; openssl verify -x509_strict refuses every chain through one that lacks it.
+  if (!bc.critical) throw new CaError(`${what} has basicConstraints CA:TRUE not marked critical (RFC 5280 requires it of a CA): openssl verify -x509_strict rejects leaves signed through it`);
 }
 
 /**
  * Extensions OpenSSL and BoringSSL process (X509_supported_extension): any other marked critical
- * makes every chain through the certificate fail ("unhandled critical extension").
+ * makes every chain through the certificate fail ("unhandled critical extension"), even without
+ * -x509_strict. The key identifiers, issuerAltName and subjectDirectoryAttributes are not among
+ * them (a CA with a critical SKI was accepted and no leaf it signed verified).
  */
 const UNDERSTOOD_EXTENSIONS = new Set([
-  '2.5.29.9', // subjectDirectoryAttributes
-  '2.5.29.14', // subjectKeyIdentifier
   '2.5.29.15', // keyUsage
   '2.5.29.17', // subjectAltName
-  '2.5.29.18', // issuerAltName
   '2.5.29.19', // basicConstraints
   '2.5.29.30', // nameConstraints
   '2.5.29.32', // certificatePolicies
   '2.5.29.33', // policyMappings
-  '2.5.29.35', // authorityKeyIdentifier
   '2.5.29.36', // policyConstraints
   '2.5.29.37', // extKeyUsage
   '2.5.29.54', // inhibitAnyPolicy
@@ -95,6 +98,13 @@ function checkChainExtensions(pc: x509.X509Certificate, what: string): void {
     const usages = new Set(eku.usages.map(String));
     const missing = usages.has(EKU_ANY) ? [] : [[EKU_SERVER_AUTH, 'serverAuth'], [EKU_CLIENT_AUTH, 'clientAuth']].filter(([oid]) => !usages.has(oid!)).map(([, n]) => n);
     if (missing.length > 0) throw new CaError(`${what} restricts extendedKeyUsage without ${missing.join(' and ')}: peers checking the purpose refuse leaves signed by the CA`);
+  }
+}
+
+/** A CA that is not self-signed must name its issuer's key: openssl verify -x509_strict refuses every chain through one that does not. */
+function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
+  if (!pc.getExtension(x509.AuthorityKeyIdentifierExtension)) {
+    throw new CaError(`${what} has no AuthorityKeyIdentifier extension (required of a CA that is not self-signed: openssl verify -x509_strict rejects chains through a CA without one)`);
   }
 }
 
@@ -178,6 +188,11 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('private key does not match the CA certificate');
   }
   checkIsCa(ca.peculiar, 'certificate');
+  // Leaves carry an empty subject and the CA's subject as issuer: with an empty one too, verifiers
+  // (OpenSSL, BoringSSL) take each leaf for self-issued and refuse it ("self-signed certificate").
+  if (certificateParts(ca.der).subject.equals(EMPTY_NAME)) {
+    throw new CaError('CA certificate has an empty subject: leaves signed by it (whose subject is empty) would look self-issued to verifiers and never verify; give the CA a subject (RFC 5280 requires one of a CA)');
+  }
   const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
   if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
     throw new CaError('CA certificate key usage does not include keyCertSign');
@@ -190,6 +205,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
+  if (!selfSigned) checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
 
@@ -204,14 +220,19 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     // checkIssued also requires keyCertSign: said as such, not as a wrong order.
     const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);
     if (parentKu && (parentKu.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new CaError(`${what} key usage does not include keyCertSign: leaves signed by the CA would not verify`);
+    // Also the root's: openssl verify -x509_strict refuses a chain through any CA without keyUsage.
+    if (!parentKu) throw new CaError(`${what} has no keyUsage extension (a CA's must include keyCertSign: openssl verify -x509_strict rejects chains through a CA without one)`);
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
     checkValidAt(parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.
-    if (!isSelfSigned(parent.node, parent.der) && !parent.peculiar.getExtension(x509.SubjectKeyIdentifierExtension)) {
-      throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
+    if (!isSelfSigned(parent.node, parent.der)) {
+      if (!parent.peculiar.getExtension(x509.SubjectKeyIdentifierExtension)) {
+        throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
+      }
+      checkHasAuthorityKeyId(parent.peculiar, what);
     }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {

@@ -5,8 +5,16 @@ import type { CertificateAuthority } from './types.js';
 /** CAs a worker keeps; the pool mirrors them (see WorkerCaSet) to know what to send. */
 export const WORKER_MAX_CAS = 64;
 
+/**
+ * What a worker holds a CA by: its fingerprint (the signing certificate's) and the end of its
+ * chain. The same certificate reloaded with another chain (a root renewed under the same key)
+ * caps leaves differently: by fingerprint alone the worker kept the first copy, capped leaves by
+ * the old root's end, and once that passed refused every leaf as expired.
+ */
+export const workerCaKey = (ca: Pick<CertificateAuthority, 'fingerprint' | 'notAfter'>): string => `${ca.fingerprint}/${ca.notAfter.getTime()}`;
+
 export interface IssueRequest {
-  /** Fingerprint of the CA: sent with this batch or an earlier one. */
+  /** The CA's workerCaKey: sent with this batch or an earlier one. */
   fp: string;
   spiffeId: string;
   expiryMs: number;

@@ -1,8 +1,8 @@
-// Worker thread body for SvidIssuer: holds the CAs it was sent (by fingerprint) and issues batches.
+// Worker thread body for SvidIssuer: holds the CAs it was sent (by workerCaKey) and issues batches.
 import { parentPort } from 'node:worker_threads';
 import { issueLeafSync } from './leaf.js';
 import type { CertificateAuthority } from './types.js';
-import { WorkerCaSet, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
+import { WorkerCaSet, workerCaKey, type IssueResult, type ToMain, type ToWorker } from './issue-protocol.js';
 
 const cas = new WorkerCaSet<CertificateAuthority>();
 
@@ -11,7 +11,7 @@ if (!port) throw new Error('issue-worker must run in a worker thread');
 
 port.on('message', (msg: ToWorker) => {
   // Buffers arrive as plain Uint8Arrays after structured cloning.
-  for (const c of msg.cas) cas.add(c.fingerprint, { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
+  for (const c of msg.cas) cas.add(workerCaKey(c), { ...c, certDer: Buffer.from(c.certDer), subjectKeyId: Buffer.from(c.subjectKeyId) });
   const results: IssueResult[] = msg.batch.map((r) => {
     try {
       const ca = cas.use(r.fp);

@@ -5,7 +5,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CaError } from './errors.js';
-import { WorkerCaSet, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
+import { WorkerCaSet, workerCaKey, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
 import { issueSvidSync, svidFromLeaf } from './leaf.js';
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
@@ -33,7 +33,7 @@ interface Job {
 
 interface Slot {
   worker: Worker;
-  /** The CAs this worker holds (fingerprints), mirrored step by step. */
+  /** The CAs this worker holds (by workerCaKey), mirrored step by step. */
   cas: WorkerCaSet<true>;
   /** Batches sent and not yet answered, oldest first (a worker answers in order). */
   batches: Job[][];
@@ -99,7 +99,7 @@ export class SvidIssuer {
       }
     }
     return new Promise<IssuedSvid>((resolve, reject) => {
-      this.queue.push({ req: { fp: ca.fingerprint, spiffeId, expiryMs, nowMs: now.getTime() }, queuedAt: performance.now(), ca, resolve, reject });
+      this.queue.push({ req: { fp: workerCaKey(ca), spiffeId, expiryMs, nowMs: now.getTime() }, queuedAt: performance.now(), ca, resolve, reject });
       this.dispatch();
     });
   }

@@ -29,6 +29,14 @@ test('rejects what Go rejects', () => {
   }
 });
 
+test('refuses a duration longer than Go\'s int64 nanoseconds (2562047h47m16.854775807s), as time.ParseDuration does', () => {
+  assert.equal(parseDuration('2562047h'), 2562047 * 3_600_000);
+  assert.equal(parseDuration('-2562047h'), -2562047 * 3_600_000);
+  for (const text of ['2562048h', '-2562048h', '3000000000h', '1' + '0'.repeat(400) + 'h']) {
+    assert.equal(parseDuration(text), undefined, text.slice(0, 20));
+  }
+});
+
 test('formats milliseconds back to a Go-style duration', () => {
   assert.equal(formatDuration(5_400_000), '1h30m0s');
   assert.equal(formatDuration(500), '500ms');

@@ -134,6 +134,14 @@ test('certificate expiry must be a valid, positive Go duration', () => {
   assert.deepEqual(bundled(mi).certificateParameters, { expiry: '1h30m', expiryMs: 5_400_000 });
 });
 
+test('certificate expiry longer than Go can hold is refused, naming the limit: its CA history time was an Invalid Date that stopped every identity computation', () => {
+  const path = 'spec.provider.bundled.certificateParameters.expiry';
+  for (const long of ['2562048h', '3000000000h']) {
+    assertRejected(withField(meshIdentity(), path, long), `${path}: must be a valid duration of at most 2562047h47m16.854775807s (as in Go)`);
+  }
+  assert.equal(bundled(assertAccepted<MeshIdentity>(withField(meshIdentity(), path, '100000h'))).certificateParameters.expiryMs, 100000 * 3_600_000);
+});
+
 test('certificate expiry below 5s is refused: its leaves would be re-issued and pushed continuously', () => {
   const path = 'spec.provider.bundled.certificateParameters.expiry';
   for (const short of ['1ms', '999ms', '4.9s']) assertRejected(withField(meshIdentity(), path, short), `${path}: must be at least 5s (a leaf is re-issued at 80 % of its lifetime)`);

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
 import { unwatchFile, watchFile } from 'node:fs';
 import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,7 +16,8 @@ import { dataplane, meshIdentity, meshTrust } from '../helpers/resources.js';
 import { LayeredMap } from '../../src/api/layered-map.js';
 import { makeCa, makeLeaf } from '../helpers/openssl.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
-import { CA_EXTENSIONS, makeCert, makeKey, tempDir } from '../pki/helpers.js';
+import { CA_EXTENSIONS, makeCert, makeIntermediateCa, makeKey, makeRootCa, opensslVerify, tempDir } from '../pki/helpers.js';
+import { issueSvidSync } from '../../src/pki/leaf.js';
 
 let revision = 0;
 const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
@@ -457,6 +459,27 @@ test('a retired-MeshTrust record in the state that cannot be read is left out wi
   assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
 });
 
+test('a retired-MeshTrust record whose PEM is not a certificate is left out with a warning: the bundle endpoint\'s CA list (issuingDomains) threw on it, for a trust domain this server issues from', async () => {
+  const state = new MemoryStateStore();
+  const mi = meshIdentity('identity');
+  const td = 'default.default.mesh.local';
+  const retireAfter = new Date(Date.now() + 3600_000).toISOString();
+  await state.put('ca-retired', JSON.stringify([{ mesh: 'default', namespace: 'kuma-system', identity: 'gone', trustDomain: td, kri: 'kri_mid_default_default_kuma-system_gone_', pems: ['not a certificate'], retireAfter }]));
+  const warnings: string[] = [];
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state, log: { info: () => undefined, warn: (_o, m) => warnings.push(m) } });
+  a.start(snaps);
+  const s = snapshot(mi);
+  const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+  snaps.next(s);
+  const v = await next;
+  a.stop();
+  assert.doesNotThrow(() => issuingDomains(v));
+  assert.deepEqual(issuingDomains(v).map((d) => d.trustDomain), [td]);
+  assert.deepEqual(v.trusts.map((t) => t.name), ['identity']);
+  assert.ok(warnings.some((m) => /retired MeshTrusts that cannot be read/.test(m)), warnings.join('; '));
+});
+
 test('an identity that failed because the state store did is computed again by itself, with no other change, and turns ready', async () => {
   let failures = 1;
   const inner = new MemoryStateStore();
@@ -536,7 +559,7 @@ test('after a restart with a broken CA input, the recorded CAs stay trusted (the
 });
 
 test('a damaged CA history record does not take its identity down: it is reported naming the state key and written again from the current CA', async () => {
-  for (const damaged of ['[{"fingerprint":"ab', '[null]', '{"not":"a list"}']) {
+  for (const damaged of ['[{"fingerprint":"ab', '[null]', '{"not":"a list"}', '[{"fingerprint":"ab","pem":"not a certificate"}]']) {
     const state = new MemoryStateStore();
     const warnings: { reason: string; msg: string }[] = [];
     const log = { warn: (o: { reason: string }, msg: string) => warnings.push({ reason: o.reason, msg }), info: () => undefined, error: () => undefined, debug: () => undefined };
@@ -690,5 +713,180 @@ test('a CA record that vanishes from the state (state directory moved away) keep
     a.stop();
     restarted?.a.stop();
     await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('a CA rolled together with a shorter expiry stays trusted as long as the leaves it signed under the longer one live, also when the identity is then deleted', async () => {
+  let nowMs = Date.now();
+  const state = new MemoryStateStore();
+  const make = () => {
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
+    a.start(snaps);
+    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      return next;
+    };
+    return { a, push };
+  };
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
+    const mi = meshIdentity('rolled');
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
+      },
+    };
+    return mi;
+  };
+  const caA = makeCa('ca-a');
+  const caB = makeCa('ca-b');
+  const other = meshIdentity('other');
+  other.spec.spiffeID.trustDomain = 'other.example';
+  // Leaves of CA A live 720h; the operator rolls to CA B and shortens the expiry to 1h in one edit.
+  const first = make();
+  const v1 = await first.push(snapshot(inline(caA, 720 * 3600_000), other));
+  const anchorA = stateOf(v1, inline(caA, 1)).ca!.trustPem;
+  await first.push(snapshot(inline(caB, 3600_000), other));
+  first.a.stop();
+  // 2h later (the new expiry has passed; CA A's leaves have 718h left), after a restart that reads the recorded history:
+  nowMs += 2 * 3600_000;
+  const second = make();
+  try {
+    const v2 = await second.push(snapshot(inline(caB, 3600_000), other));
+    assert.ok(trustPems(v2.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'CA A is still trusted while its 720h leaves live');
+    // Deleted now: its CAs are kept as a retired MeshTrust, CA A for as long as its leaves live.
+    await second.push(snapshot(other));
+    nowMs += 2 * 3600_000;
+    const v4 = await second.push(snapshot(other));
+    assert.ok(v4.trusts.some((t) => trustPems(t).includes(anchorA)), 'CA A is still trusted after the identity is deleted');
+    nowMs += 720 * 3600_000;
+    const v5 = await second.push(snapshot(other));
+    assert.ok(!v5.trusts.some((t) => trustPems(t).includes(anchorA)), 'and goes once its leaves have expired');
+  } finally {
+    second.a.stop();
+  }
+});
+
+test('a CA whose expiry was shortened long before it is rolled retires one short lifetime after the roll: the longer-lived leaves have expired by then', async () => {
+  let nowMs = Date.now();
+  const state = new MemoryStateStore();
+  const make = () => {
+    const snaps = new Subject<ResourceSnapshot>();
+    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
+    a.start(snaps);
+    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+      snaps.next(s);
+      return next;
+    };
+    return { a, push };
+  };
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
+    const mi = meshIdentity('rolled');
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
+      },
+    };
+    return mi;
+  };
+  const { a, push } = make();
+  const second = make();
+  try {
+    const caA = makeCa('ca-a');
+    const caB = makeCa('ca-b');
+    const v1 = await push(snapshot(inline(caA, 720 * 3600_000)));
+    const anchorA = stateOf(v1, inline(caA, 1)).ca!.trustPem;
+    await push(snapshot(inline(caA, 3600_000))); // shortened; the 720h leaves live 720h more
+    nowMs += 800 * 3600_000;
+    await push(snapshot(inline(caB, 3600_000))); // rolled long after they expired
+    const v4 = await push(snapshot(inline(caB, 3600_000)));
+    assert.ok(trustPems(v4.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'CA A is trusted for the 1h its last leaves live');
+    nowMs += 2 * 3600_000;
+    // Read again from the state (as a restart does).
+    const v5 = await second.push(snapshot(inline(caB, 3600_000)));
+    assert.ok(!trustPems(v5.trusts.find((t) => t.name === 'rolled')!).includes(anchorA), 'then it goes, not 720h after the roll');
+  } finally {
+    a.stop();
+    second.a.stop();
+  }
+});
+
+test('a Secret data source is the Secret of the identity\'s own namespace, whatever other namespace holds one of that name; one found only elsewhere is used when it is the only one, and several are refused as ambiguous', async () => {
+  const { a, push } = harness();
+  try {
+    const own = makeCa('own-ns');
+    const other = makeCa('other-ns');
+    const secret = (name: string, namespace: string, value: string): Resource => ({ kind: 'Secret', name, mesh: 'default', namespace, labels: {}, data: Buffer.from(value) });
+    const mi = meshIdentity('from-secret'); // namespace kuma-system
+    mi.spec.provider = {
+      type: 'Bundled',
+      bundled: {
+        meshTrustCreation: 'Enabled',
+        insecureAllowSelfSigned: true,
+        autogenerate: { enabled: false },
+        ca: { certificate: { type: 'Secret', secretRef: { kind: 'Secret', name: 'ca-cert' } }, privateKey: { type: 'Secret', secretRef: { kind: 'Secret', name: 'ca-key' } } },
+        certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+      },
+    };
+    const fpOf = (pem: string) => createHash('sha256').update(new X509Certificate(pem).raw).digest('hex');
+    // Another namespace's Secrets of the same names come last (a file read later, a later event).
+    const v1 = await push(snapshot(mi, secret('ca-cert', 'kuma-system', own.certPem), secret('ca-key', 'kuma-system', own.keyPem), secret('ca-cert', 'team-b', other.certPem), secret('ca-key', 'team-b', other.keyPem)));
+    assert.equal(stateOf(v1, mi).ca?.fingerprint, fpOf(own.certPem), 'the identity\'s own namespace\'s CA');
+    // Only in another namespace (a Universal Secret for a Kubernetes-form identity, say): that one.
+    const v2 = await push(snapshot(mi, secret('ca-cert', '', other.certPem), secret('ca-key', '', other.keyPem)));
+    assert.equal(stateOf(v2, mi).ca?.fingerprint, fpOf(other.certPem));
+    // In two other namespaces and not in its own: which one is meant cannot be told.
+    const v3 = await push(snapshot(mi, secret('ca-cert', 'team-a', own.certPem), secret('ca-key', 'team-a', own.keyPem), secret('ca-cert', 'team-b', other.certPem), secret('ca-key', 'team-b', other.keyPem)));
+    assert.match(cond(stateOf(v3, mi), 'Provider').message, /secret "ca-cert" is ambiguous: .*namespaces team-a, team-b/);
+  } finally {
+    a.stop();
+  }
+});
+
+test('a CA whose chain is completed (intermediate and root added to the file) keeps its old trust anchor trusted while the leaves issued with the short chain live: they do not chain to the new root without the intermediate', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'chain-root');
+    const mid = makeIntermediateCa(pki, 'chain-mid', root);
+    const ca = makeIntermediateCa(pki, 'chain-ca', mid);
+    const inline = (certPem: string): MeshIdentity => {
+      const mi = meshIdentity('chained');
+      mi.spec.provider = {
+        type: 'Bundled',
+        bundled: {
+          meshTrustCreation: 'Enabled',
+          insecureAllowSelfSigned: false,
+          autogenerate: { enabled: false },
+          ca: { certificate: { type: 'InsecureInline', insecureInline: { value: certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+          certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+        },
+      };
+      return mi;
+    };
+    const v1 = await push(snapshot(inline(ca.certPem)));
+    const before = stateOf(v1, inline(ca.certPem)).ca!;
+    const leaf = issueSvidSync(before, 'spiffe://default.default.mesh.local/ns/a/sa/b', 3600_000);
+    const v2 = await push(snapshot(inline(ca.certPem + mid.certPem + root.certPem)));
+    const after = stateOf(v2, inline(ca.certPem)).ca!;
+    assert.equal(after.fingerprint, before.fingerprint, 'the same signing CA');
+    const bundle = trustPems(v2.trusts.find((t) => t.name === 'chained')!).join('');
+    const v = opensslVerify(pki, { root: bundle, leafChain: leaf.certChainPem, untrusted: leaf.certChainPem, purpose: 'sslclient', partialChain: true });
+    assert.ok(v.ok, `a leaf issued before the change still verifies against the identity's MeshTrust: ${v.output}`);
+  } finally {
+    a.stop();
+    pki.cleanup();
   }
 });

@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash } from 'node:crypto';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
@@ -204,6 +205,80 @@ describe('loadCertificateAuthority', () => {
       const fine = chainWith('ekuboth', ['extendedKeyUsage = serverAuth, clientAuth', '1.2.3.4.6 = ASN1:UTF8String:not critical']);
       assert.equal(fine.verifies('td.example').ok, true, fine.verifies('td.example').output);
       assert.doesNotThrow(() => loadCertificateAuthority(fine.inter.certPem + fine.root.certPem, fine.inter.keyPem, { allowSelfSigned: false }));
+    });
+
+    it('a CA or chain certificate whose basicConstraints is not critical, or a chain certificate without keyUsage: openssl verify -x509_strict refuses every leaf through them', () => {
+      const STRICT_CA = ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'];
+      const LAX_BC = ['basicConstraints = CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'];
+      const NO_KU = ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash'];
+      for (const [name, rootExt, interExt, reason] of [
+        ['laxbc-root', LAX_BC, STRICT_CA, /^chain certificate #1 has basicConstraints CA:TRUE not marked critical/],
+        ['laxbc-inter', STRICT_CA, LAX_BC, /^certificate has basicConstraints CA:TRUE not marked critical/],
+        ['noku-root', NO_KU, STRICT_CA, /^chain certificate #1 has no keyUsage extension/],
+      ] as const) {
+        const rootKey = makeKey(dir, `${name}-root`, 'ec-p256');
+        const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, `${name}-root`, { subject: `/CN=${name}-root`, keyPem: rootKey, extensions: [...rootExt] }) };
+        const interKey = makeKey(dir, `${name}-inter`, 'ec-p256');
+        const i: Ca = { keyPem: interKey, certPem: makeCert(dir, `${name}-inter`, { subject: `/CN=${name}-inter`, keyPem: interKey, issuer: r, extensions: [...interExt] }) };
+        const leafKey = makeKey(dir, `${name}-leaf`, 'ec-p256');
+        const leaf = makeCert(dir, `${name}-leaf`, {
+          subject: `/CN=${name}-leaf`,
+          keyPem: leafKey,
+          issuer: i,
+          extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+        });
+        const v = opensslVerify(dir, { root: r.certPem, untrusted: i.certPem, leafChain: leaf, purpose: 'sslserver' });
+        assert.equal(v.ok, false, `openssl -x509_strict refuses it too: ${name}`);
+        assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(reason), name);
+      }
+    });
+
+    it('a CA or chain certificate that is not self-signed and has no AuthorityKeyIdentifier: openssl verify -x509_strict refuses every leaf through it', () => {
+      const r = makeRootCa(dir, 'noaki-root');
+      const midKey = makeKey(dir, 'noaki-mid', 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'noaki-mid', { subject: '/CN=noaki-mid', keyPem: midKey, issuer: r, extensions: [...CA_EXTENSIONS], noAuthorityKeyId: true }) };
+      assert.doesNotMatch(openssl(['x509', '-in', dir.file('noaki-mid.pem'), '-noout', '-text']), /Authority Key Identifier/);
+      const leafKey = makeKey(dir, 'noaki-leaf', 'ec-p256');
+      const leaf = makeCert(dir, 'noaki-leaf', {
+        subject: '/CN=noaki-leaf',
+        keyPem: leafKey,
+        issuer: mid,
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+      });
+      const v = opensslVerify(dir, { root: r.certPem, untrusted: mid.certPem, leafChain: leaf, purpose: 'sslserver' });
+      assert.equal(v.ok, false, 'openssl -x509_strict refuses it too');
+      assert.match(v.output, /Missing Authority Key Identifier/);
+      // As the signing CA, and as a chain certificate above it.
+      assert.throws(() => loadCertificateAuthority(mid.certPem + r.certPem, mid.keyPem, { allowSelfSigned: false }), refusal(/^CA certificate has no AuthorityKeyIdentifier extension/));
+      const below = makeIntermediateCa(dir, 'noaki-below', mid);
+      assert.throws(() => loadCertificateAuthority(below.certPem + mid.certPem + r.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has no AuthorityKeyIdentifier extension/));
+    });
+
+    it('a CA with an empty subject: its leaves (empty subject, empty issuer) look self-issued and never verify, not even without -x509_strict', () => {
+      const key = makeKey(dir, 'emptysubj', 'ec-p256');
+      const ext = ['basicConstraints = critical, CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash', 'subjectAltName = critical, URI:spiffe://td.example'];
+      const certPem = makeCert(dir, 'emptysubj', { subject: '/', keyPem: key, extensions: ext });
+      assert.throws(() => loadCertificateAuthority(certPem, key, { allowSelfSigned: true, trustDomain: 'td.example' }), refusal(/^CA certificate has an empty subject/));
+      const leafKey = makeKey(dir, 'emptysubj-leaf', 'ec-p256');
+      const leaf = makeCert(dir, 'emptysubj-leaf', {
+        subject: '/',
+        keyPem: leafKey,
+        issuer: { certPem, keyPem: key },
+        // As this server's leaves: no SubjectKeyIdentifier (optional for end-entity certificates).
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = clientAuth', 'subjectAltName = critical, URI:spiffe://td.example/w', 'subjectKeyIdentifier = none'],
+      });
+      const r = spawnSync('openssl', ['verify', '-purpose', 'sslclient', '-CAfile', dir.file('emptysubj-root.pem', certPem), dir.file('emptysubj-leaf-only.pem', leaf)], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0, 'openssl verify (not strict) refuses such a leaf');
+      assert.match(r.stdout + r.stderr, /self-signed certificate/);
+    });
+
+    it('a chain certificate whose SubjectKeyIdentifier is marked critical: OpenSSL and BoringSSL do not process it as critical, so every leaf fails (unhandled critical extension)', () => {
+      const c = chainWith('skicrit', ['subjectKeyIdentifier = critical, hash']);
+      assert.match(openssl(['x509', '-in', dir.file('skicrit-root.pem'), '-noout', '-text']), /Subject Key Identifier: critical/);
+      const v = c.verifies('td.example');
+      assert.equal(v.ok, false);
+      assert.match(v.output, /unhandled critical extension/);
+      assert.throws(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a critical extension 2\.5\.29\.14 that TLS peers do not process/));
     });
 
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {

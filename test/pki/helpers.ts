@@ -50,6 +50,8 @@ export interface MakeCertOptions {
   /** openssl extension config lines (default: a well-formed CA). */
   extensions?: string[];
   days?: number;
+  /** Leave out the AuthorityKeyIdentifier an issued certificate otherwise gets. */
+  noAuthorityKeyId?: boolean;
 }
 
 export const CA_EXTENSIONS = [
@@ -62,7 +64,7 @@ export const CA_EXTENSIONS = [
 export function makeCert(dir: TempDir, name: string, o: MakeCertOptions): string {
   const key = dir.file(`${name}.cert.key`, o.keyPem);
   const csr = dir.file(`${name}.csr`);
-  const ext = dir.file(`${name}.ext`, `[v3]\n${(o.extensions ?? CA_EXTENSIONS).join('\n')}\n${o.issuer ? 'authorityKeyIdentifier = keyid\n' : ''}`);
+  const ext = dir.file(`${name}.ext`, `[v3]\n${(o.extensions ?? CA_EXTENSIONS).join('\n')}\n${o.issuer ? `authorityKeyIdentifier = ${o.noAuthorityKeyId ? 'none' : 'keyid'}\n` : ''}`);
   const out = dir.file(`${name}.pem`);
   openssl(['req', '-new', '-key', key, '-subj', o.subject, '-out', csr]);
   const signer = o.issuer

@@ -10,7 +10,7 @@ import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { SvidIssuer } from '../../src/pki/issuer.js';
 import type { CertificateAuthority } from '../../src/pki/types.js';
 import { x509 } from '../../src/pki/x509.js';
-import { makeIntermediateCa, makeRootCa, opensslVerify, pemBlocks, tempDir, type TempDir } from './helpers.js';
+import { makeCert, makeIntermediateCa, makeRootCa, opensslVerify, pemBlocks, tempDir, type TempDir } from './helpers.js';
 
 const TD = 'fast.default.mesh.local';
 const DAY = 86_400_000;
@@ -90,6 +90,26 @@ describe('SvidIssuer', () => {
         const s = await pool.issue(c, id(1), DAY);
         assert.equal(s.caFingerprint, c.fingerprint);
       }
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('a CA reloaded with a renewed root (same signing certificate, so the same fingerprint) caps leaves by its new chain, not the copy a worker held', async () => {
+    const pool = new SvidIssuer({ workers: 1, inlinePerWindow: 0 });
+    try {
+      const root = makeRootCa(dir, 'renewed-root');
+      const shortRoot = { keyPem: root.keyPem, certPem: makeCert(dir, 'renewed-root-short', { subject: '/O=Test/CN=renewed-root', keyPem: root.keyPem, days: 2 }) };
+      const longRoot = { keyPem: root.keyPem, certPem: makeCert(dir, 'renewed-root-long', { subject: '/O=Test/CN=renewed-root', keyPem: root.keyPem, days: 60 }) };
+      const inter = makeIntermediateCa(dir, 'renewed-inter', shortRoot);
+      const before = loadCertificateAuthority(inter.certPem + shortRoot.certPem, inter.keyPem, { allowSelfSigned: false });
+      const after = loadCertificateAuthority(inter.certPem + longRoot.certPem, inter.keyPem, { allowSelfSigned: false });
+      assert.equal(after.fingerprint, before.fingerprint);
+      const first = await pool.issue(before, id(1), 10 * DAY);
+      assert.ok(first.notAfter.getTime() <= before.notAfter.getTime(), 'capped by the 2-day root');
+      const second = await pool.issue(after, id(1), 10 * DAY);
+      assert.ok(second.notAfter.getTime() > Date.now() + 9 * DAY, `leaf lives its 10 days under the renewed root, not ${second.notAfter.toISOString()}`);
+      assert.ok(opensslVerify(dir, { root: longRoot.certPem, leafChain: second.certChainPem, untrusted: second.certChainPem, purpose: 'sslclient' }).ok);
     } finally {
       await pool.close();
     }
