@@ -171,14 +171,18 @@ const PEM_PRIVATE_KEY_BLOCK = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----(?:[^"\\]|\\
 const JWT_ANYWHERE = /\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*/g;
 /** A bearer credential (RFC 6750 b64token) of 8 characters or more; lower-case prose ("bearer authentication") is left alone. */
 const BEARER_CREDENTIAL = /\b([Bb]earer|BEARER)(\s+)(?![a-z]+\b)[A-Za-z0-9._~+/-]{8,}=*/g;
-/** A credential in a URL's query: `/debug/proxies?token=…`, `?access_token=`, `&password=`, `&client_secret=`. */
-const QUERY_CREDENTIAL = /([?&][A-Za-z0-9_-]*(?:[Tt]oken|[Pp]assword|[Ss]ecret)=)[^&\s"'#]+/g;
+/**
+ * A credential in a URL's query: `/debug/proxies?token=…`, `?access_token=`, `&password=`,
+ * `&client_secret=`, and a signed URL's signature (`X-Amz-Signature=`, `X-Goog-Signature=`, a SAS
+ * `sig=`), which grants what the URL names to whoever holds it (a federation bundle endpoint may be one).
+ */
+const QUERY_CREDENTIAL = /([?&](?:[A-Za-z0-9_-]*(?:[Tt]oken|[Pp]assword|[Ss]ecret|[Ss]ignature|SIGNATURE)|[Ss]ig)=)[^&\s"'#]+/g;
 /**
  * Cheap pre-check: most text holds none of these and is returned without running the patterns. Its
  * alternatives are literals of three characters or more, which V8 finds without trying every
  * position (a one-character or case-insensitive alternative makes every log line cost twice as much).
  */
-const MAY_HOLD_SECRET = /PRIVATE KEY|eyJ|earer|EARER|:\/\/[^\s"/?#]*@|oken=|assword=|ecret=/;
+const MAY_HOLD_SECRET = /PRIVATE KEY|eyJ|earer|EARER|:\/\/[^\s"/?#]*@|oken=|assword=|ecret=|ignature=|IGNATURE=|[?&][Ss]ig=/;
 
 /**
  * Removes credentials from free text (a log line, an error message): PEM private key blocks, JWTs,

@@ -80,7 +80,7 @@ test('a URL is named without its user and password', () => {
   assert.equal(urlForMessage('sqlite:///var/lib/mesh.db'), 'sqlite:///var/lib/mesh.db');
 });
 
-test('scrubSecretText removes key blocks, JWTs, bearer credentials and URL passwords, keeps prose, and keeps a JSON line JSON', () => {
+test('scrubSecretText removes key blocks, JWTs, bearer credentials, URL passwords and signed URLs\' signatures, keeps prose, and keeps a JSON line JSON', () => {
   const line = JSON.stringify({ msg: `detail ${PEM_KEY} tail`, reason: `Bearer ${JWT}`, url: 'postgres://u:pw@h/db', cut: '-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMG', next: 'kept' });
   const scrubbed = scrubSecretText(line);
   const parsed = JSON.parse(scrubbed) as Record<string, string>;
@@ -95,4 +95,12 @@ test('scrubSecretText removes key blocks, JWTs, bearer credentials and URL passw
   assert.equal(scrubSecretText('authorization: Bearer SECRETVALUE'), 'authorization: Bearer [REDACTED]');
   assert.equal(scrubSecretText('GET /debug/proxies?access_token=SECRET&proxy=default.web-1'), 'GET /debug/proxies?access_token=[REDACTED]&proxy=default.web-1');
   assert.equal(scrubSecretText('GET /debug/proxies?proxy=default.web-1'), 'GET /debug/proxies?proxy=default.web-1');
+  // A signed URL's signature grants what it names (an https_web bundle endpoint may be one).
+  assert.equal(
+    scrubSecretText('GET https://b.s3.amazonaws.com/td?X-Amz-Credential=AKIA%2F&X-Amz-Signature=abc123&x=1'),
+    'GET https://b.s3.amazonaws.com/td?X-Amz-Credential=AKIA%2F&X-Amz-Signature=[REDACTED]&x=1',
+  );
+  assert.equal(scrubSecretText('https://a.blob.core.windows.net/td?sv=2022&sig=Zm9v%3D&se=1'), 'https://a.blob.core.windows.net/td?sv=2022&sig=[REDACTED]&se=1');
+  assert.equal(scrubSecretText('https://storage.googleapis.com/td?X-Goog-Signature=0a1b'), 'https://storage.googleapis.com/td?X-Goog-Signature=[REDACTED]');
+  assert.equal(scrubSecretText('https://x.example/td?design=1&signal=2'), 'https://x.example/td?design=1&signal=2');
 });
