@@ -26,9 +26,9 @@ const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
   errors: [],
 });
 
-function harness(state: StateStore = new MemoryStateStore(), filePollMs = 50) {
+function harness(state: StateStore = new MemoryStateStore(), filePollMs = 50, now?: () => Date) {
   const snaps = new Subject<ResourceSnapshot>();
-  const a = new IdentityAuthorities({ zone: 'default', state, filePollMs });
+  const a = new IdentityAuthorities({ zone: 'default', state, filePollMs, ...(now ? { now } : {}) });
   a.start(snaps);
   const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
     const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
@@ -52,6 +52,22 @@ function withFileCa(name: string, certPath: string, keyPath: string, allowSelfSi
       autogenerate: { enabled: false },
       ca: { certificate: { type: 'File', file: { path: certPath } }, privateKey: { type: 'File', file: { path: keyPath } } },
       certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+    },
+  };
+  return mi;
+}
+
+/** An identity whose CA is given inline, with leaves of `expiryMs`. */
+function withInlineCa(name: string, ca: { certPem: string; keyPem: string }, expiryMs: number, allowSelfSigned = true): MeshIdentity {
+  const mi = meshIdentity(name);
+  mi.spec.provider = {
+    type: 'Bundled',
+    bundled: {
+      meshTrustCreation: 'Enabled',
+      insecureAllowSelfSigned: allowSelfSigned,
+      autogenerate: { enabled: false },
+      ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
+      certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
     },
   };
   return mi;
@@ -177,17 +193,7 @@ test('a CA file that changes is re-read; the old CA stays in the MeshTrust; a br
 test('deleting a MeshIdentity keeps its CAs trusted until the leaves they signed expire, also after a restart; then they go', async () => {
   const state = new MemoryStateStore();
   let nowMs = Date.now();
-  const make = () => {
-    const snaps = new Subject<ResourceSnapshot>();
-    const a = new IdentityAuthorities({ zone: 'default', state, filePollMs: 50, now: () => new Date(nowMs) });
-    a.start(snaps);
-    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
-      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-      snaps.next(s);
-      return next;
-    };
-    return { a, push };
-  };
+  const make = () => harness(state, 50, () => new Date(nowMs));
   const first = make();
   const mi = meshIdentity('identity'); // leaves live 24h
   const other = meshIdentity('other');
@@ -719,31 +725,8 @@ test('a CA record that vanishes from the state (state directory moved away) keep
 test('a CA rolled together with a shorter expiry stays trusted as long as the leaves it signed under the longer one live, also when the identity is then deleted', async () => {
   let nowMs = Date.now();
   const state = new MemoryStateStore();
-  const make = () => {
-    const snaps = new Subject<ResourceSnapshot>();
-    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
-    a.start(snaps);
-    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
-      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-      snaps.next(s);
-      return next;
-    };
-    return { a, push };
-  };
-  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
-    const mi = meshIdentity('rolled');
-    mi.spec.provider = {
-      type: 'Bundled',
-      bundled: {
-        meshTrustCreation: 'Enabled',
-        insecureAllowSelfSigned: true,
-        autogenerate: { enabled: false },
-        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
-        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
-      },
-    };
-    return mi;
-  };
+  const make = () => harness(state, 50, () => new Date(nowMs));
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number) => withInlineCa('rolled', ca, expiryMs);
   const caA = makeCa('ca-a');
   const caB = makeCa('ca-b');
   const other = meshIdentity('other');
@@ -776,31 +759,8 @@ test('a CA rolled together with a shorter expiry stays trusted as long as the le
 test('a CA whose expiry was shortened long before it is rolled retires one short lifetime after the roll: the longer-lived leaves have expired by then', async () => {
   let nowMs = Date.now();
   const state = new MemoryStateStore();
-  const make = () => {
-    const snaps = new Subject<ResourceSnapshot>();
-    const a = new IdentityAuthorities({ zone: 'default', state, now: () => new Date(nowMs) });
-    a.start(snaps);
-    const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
-      const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-      snaps.next(s);
-      return next;
-    };
-    return { a, push };
-  };
-  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number): MeshIdentity => {
-    const mi = meshIdentity('rolled');
-    mi.spec.provider = {
-      type: 'Bundled',
-      bundled: {
-        meshTrustCreation: 'Enabled',
-        insecureAllowSelfSigned: true,
-        autogenerate: { enabled: false },
-        ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
-        certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
-      },
-    };
-    return mi;
-  };
+  const make = () => harness(state, 50, () => new Date(nowMs));
+  const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number) => withInlineCa('rolled', ca, expiryMs);
   const { a, push } = make();
   const second = make();
   try {
@@ -862,20 +822,7 @@ test('a CA whose chain is completed (intermediate and root added to the file) ke
     const root = makeRootCa(pki, 'chain-root');
     const mid = makeIntermediateCa(pki, 'chain-mid', root);
     const ca = makeIntermediateCa(pki, 'chain-ca', mid);
-    const inline = (certPem: string): MeshIdentity => {
-      const mi = meshIdentity('chained');
-      mi.spec.provider = {
-        type: 'Bundled',
-        bundled: {
-          meshTrustCreation: 'Enabled',
-          insecureAllowSelfSigned: false,
-          autogenerate: { enabled: false },
-          ca: { certificate: { type: 'InsecureInline', insecureInline: { value: certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
-          certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
-        },
-      };
-      return mi;
-    };
+    const inline = (certPem: string) => withInlineCa('chained', { certPem, keyPem: ca.keyPem }, 3600_000, false);
     const v1 = await push(snapshot(inline(ca.certPem)));
     const before = stateOf(v1, inline(ca.certPem)).ca!;
     const leaf = issueSvidSync(before, 'spiffe://default.default.mesh.local/ns/a/sa/b', 3600_000);
