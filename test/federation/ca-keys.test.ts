@@ -66,17 +66,19 @@ test('a fetched bundle with an RSA CA under 2048 bits, a secp256k1 or an Ed448 C
   assert.equal(acceptBundle(encodeSpiffeBundle({ cas: fine, sequence: 2 }), TD, undefined).caPems.length, fine.length);
 });
 
+/** A ClusterFederatedTrustDomain of TD whose bootstrap bundle is `bundle`. */
+const cftd = (bundle: string) => ({
+  type: 'ClusterFederatedTrustDomain',
+  name: 'zone-b',
+  spec: {
+    trustDomain: TD,
+    bundleEndpointURL: `https://127.0.0.1:44443/${TD}`,
+    bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: `spiffe://${TD}/mesh-sds/bundle-endpoint` },
+    trustDomainBundle: bundle,
+  },
+});
+
 test('a bootstrap bundle is held to the same CA key policy at validation, as PEM or as a SPIFFE bundle', () => {
-  const cftd = (bundle: string) => ({
-    type: 'ClusterFederatedTrustDomain',
-    name: 'zone-b',
-    spec: {
-      trustDomain: TD,
-      bundleEndpointURL: `https://127.0.0.1:44443/${TD}`,
-      bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: `spiffe://${TD}/mesh-sds/bundle-endpoint` },
-      trustDomainBundle: bundle,
-    },
-  });
   const good = ec('P-256');
   const weak = rsa(1024);
   for (const bundle of [good + weak, encodeSpiffeBundle({ cas: [good, weak] })]) {
@@ -86,16 +88,6 @@ test('a bootstrap bundle is held to the same CA key policy at validation, as PEM
 });
 
 test('a bootstrap bundle with a CA whose validity cannot be read is refused at validation, as PEM or as a SPIFFE bundle (it was trusted in every mesh until the first fetch)', async () => {
-  const cftd = (bundle: string) => ({
-    type: 'ClusterFederatedTrustDomain',
-    name: 'zone-b',
-    spec: {
-      trustDomain: TD,
-      bundleEndpointURL: `https://127.0.0.1:44443/${TD}`,
-      bundleEndpointProfile: { type: 'https_spiffe', endpointSPIFFEID: `spiffe://${TD}/mesh-sds/bundle-endpoint` },
-      trustDomainBundle: bundle,
-    },
-  });
   const good = ec('P-256');
   const unreadable = await unreadableTimesCa('zone-b-unreadable');
   for (const bundle of [good + unreadable, encodeSpiffeBundle({ cas: [good, unreadable] })]) {
