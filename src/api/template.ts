@@ -156,7 +156,10 @@ export function templateTextProblem(parts: readonly TemplatePart[], field: 'trus
     if (!first || first.kind !== 'text' || !first.text.startsWith('/')) return 'must start with /';
     if (allText) return spiffePathProblem(literal);
     if (!PATH_CHARS.test(literal)) return "must contain only letters, digits, '.', '-', '_' and '/'";
-    return undefined;
+    // A value adds to one segment and never a '/' (else the proxy is refused), so one character
+    // in its place finds what every rendering would get wrong (`/ns/{{ .Namespace }}/` always
+    // ends with '/'): refused here, not later for every proxy.
+    return spiffePathProblem(parts.map((p) => (p.kind === 'text' ? p.text : 'x')).join(''));
   }
   if (allText) return trustDomainProblem(literal);
   if (!TRUST_DOMAIN_CHARS.test(literal)) return "must contain only lowercase letters, digits, '.', '-' and '_'";

@@ -275,6 +275,17 @@ test('spiffeID path must start with / and be a valid SPIFFE path when literal', 
   assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '/ns/../x'), 'spec.spiffeID.path: must not contain . or .. segments');
 });
 
+test('a spiffeID path with variables is rejected when no value of them can make it a SPIFFE path', () => {
+  // A variable or label renders to one non-empty segment part, so the literal text alone decides these.
+  const problem = 'spec.spiffeID.path: must not contain empty segments or end with /';
+  assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '/ns/{{ .Namespace }}/sa/{{ .ServiceAccount }}/'), problem);
+  assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '/ns//{{ .Namespace }}'), problem);
+  assertRejected(withField(meshIdentity(), 'spec.spiffeID.path', '/{{ label "app" }}/../x'), 'spec.spiffeID.path: must not contain . or .. segments');
+  // A segment a value shares with literal text is the value's to make valid.
+  assertAccepted(withField(meshIdentity(), 'spec.spiffeID.path', '/ns/{{ .Namespace }}./x.{{ .Workload }}'));
+  assertAccepted(withField(meshIdentity(), 'spec.spiffeID.path', '/{{ .Namespace }}/{{ .Workload }}'));
+});
+
 test('a literal spiffeID trustDomain must be lowercase SPIFFE characters', () => {
   assertRejected(
     withField(meshIdentity(), 'spec.spiffeID.trustDomain', 'Internal.KongAir.com'),
