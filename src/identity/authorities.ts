@@ -616,7 +616,12 @@ export class IdentityAuthorities {
         inputHash: '',
         // Not a CA of the trust domain before a change to it: it would sign IDs no peer trusts (a CA
         // without a URI SAN signs for any domain, so the domain it was loaded for decides too).
-        ca: prevCa && base.trustDomain && (!signsFor(prevCa, base.trustDomain) || (prev?.caTrustDomain !== undefined && prev.caTrustDomain !== base.trustDomain)) ? undefined : prevCa,
+        // Nor a self-signed one once insecureAllowSelfSigned is false: the identity's own spec now
+        // refuses it (SPEC §2), which no restart would serve either; it is not a broken input.
+        ca:
+          prevCa && ((base.trustDomain && (!signsFor(prevCa, base.trustDomain) || (prev?.caTrustDomain !== undefined && prev.caTrustDomain !== base.trustDomain))) || (prevCa.selfSigned && !bundled.insecureAllowSelfSigned))
+            ? undefined
+            : prevCa,
         caTrustDomain: prev?.caTrustDomain,
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
         // are still alive in the proxies.

@@ -126,6 +126,25 @@ test('a self-signed CA is refused unless insecureAllowSelfSigned, with a status 
   assert.equal(v.trusts.length, 0);
 });
 
+test('insecureAllowSelfSigned switched to false stops issuing from the self-signed CA at once (as after a restart); its CA stays trusted while its leaves live', async () => {
+  const { a, push } = harness();
+  const mi = meshIdentity('identity');
+  const v1 = await push(snapshot(mi));
+  const ca = stateOf(v1, mi).ca!;
+  assert.equal(ca.selfSigned, true);
+  const strict = structuredClone(mi);
+  if (strict.spec.provider.type === 'Bundled') strict.spec.provider.bundled.insecureAllowSelfSigned = false;
+  const v2 = await push(snapshot(strict));
+  a.stop();
+  const st = stateOf(v2, strict);
+  // Not "last known good": the CA is not broken, the identity's own spec now refuses it.
+  assert.equal(st.ca, undefined);
+  assert.equal(st.ready, false);
+  assert.equal(cond(st, 'Provider').message, 'self-signed certificates are not allowed');
+  assert.equal(cond(st, 'Ready').status, 'False');
+  assert.deepEqual(trustPems(v2.trusts.find((t) => t.name === 'identity')!), [ca.trustPem]);
+});
+
 test('meshTrustCreation Disabled creates no MeshTrust; a user MeshTrust of the same name keeps its name, the identity\'s CAs are still published', async () => {
   const { a, push } = harness();
   const off = meshIdentity('off');
