@@ -533,6 +533,11 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   };
   const attempt = (final: boolean) => {
     if (finished) return;
+    // A fetch is on no stream list, so recheckCredentials cannot end it: a token forgotten while it
+    // waits (revoked or expired) must get nothing, least of all the SVID reissued because of it.
+    if (principal.credential && !deps.svids.holdsCredential(pk, principal.credential.jti)) {
+      return done({ code: Status.UNAUTHENTICATED, details: 'token no longer valid (revoked or expired)' });
+    }
     const result = fetchResponse(req, resolve);
     if (result.type === 'fail') return done({ code: Status.INVALID_ARGUMENT, details: result.message });
     // A one-shot wildcard must not answer before the proxy's identity is known: it would never
