@@ -1,5 +1,6 @@
 import { isUndecided, type ProxyPrincipal, type SvidManager } from '../identity/svids.js';
 import type { SecretCache } from '../xds/cache.js';
+import { checkTypeUrl } from '../xds/common.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
@@ -373,6 +374,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
   private asksForIdentity(req: Request): boolean {
     // Too many names: refused at once by onRequest, without a look at each of them first.
     if (namesIn(req) > this.deps.maxNamesPerRequest) return false;
+    // A type this stream does not serve (ADS for clusters, say) is refused by the machine: at once.
+    if (checkTypeUrl(req.type_url, this.resolver!)) return false;
     return this.deps.publisher.namesDependOnIdentity(this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe);
   }
 
