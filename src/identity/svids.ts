@@ -283,6 +283,11 @@ export class SvidManager {
     return this.proxies.get(key)?.identity;
   }
 
+  /** Whether the proxy still holds the token `jti` it was attached with (false once forgotten as revoked or expired). */
+  holdsCredential(key: string, jti: string): boolean {
+    return this.proxies.get(key)?.credentials?.has(jti) === true;
+  }
+
   entries(): IterableIterator<[string, ProxyEntry]> {
     return this.proxies.entries();
   }

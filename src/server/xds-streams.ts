@@ -1,5 +1,6 @@
 import { isUndecided, type ProxyPrincipal, type SvidManager } from '../identity/svids.js';
 import type { SecretCache } from '../xds/cache.js';
+import { checkTypeUrl } from '../xds/common.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
@@ -373,6 +374,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
   private asksForIdentity(req: Request): boolean {
     // Too many names: refused at once by onRequest, without a look at each of them first.
     if (namesIn(req) > this.deps.maxNamesPerRequest) return false;
+    // A type this stream does not serve (ADS for clusters, say) is refused by the machine: at once.
+    if (checkTypeUrl(req.type_url, this.resolver!)) return false;
     return this.deps.publisher.namesDependOnIdentity(this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe);
   }
 
@@ -533,6 +536,11 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   };
   const attempt = (final: boolean) => {
     if (finished) return;
+    // A fetch is on no stream list, so recheckCredentials cannot end it: a token forgotten while it
+    // waits (revoked or expired) must get nothing, least of all the SVID reissued because of it.
+    if (principal.credential && !deps.svids.holdsCredential(pk, principal.credential.jti)) {
+      return done({ code: Status.UNAUTHENTICATED, details: 'token no longer valid (revoked or expired)' });
+    }
     const result = fetchResponse(req, resolve);
     if (result.type === 'fail') return done({ code: Status.INVALID_ARGUMENT, details: result.message });
     // A one-shot wildcard must not answer before the proxy's identity is known: it would never
