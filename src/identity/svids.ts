@@ -33,6 +33,9 @@ export interface Issuer {
   issue(ca: NonNullable<IdentityState['ca']>, spiffeId: string, expiryMs: number, now?: Date): Promise<IssuedSvid>;
 }
 
+/** The longest wait between tries of an issuance that keeps failing. */
+const MAX_RETRY_MS = 300_000;
+
 export interface SvidManagerOptions {
   issuer: Issuer;
   now?: () => Date;
@@ -43,6 +46,8 @@ export interface SvidManagerOptions {
   random?: () => number;
   /** How long an SVID is kept after its proxy's last stream closes, so reconnects reuse it. */
   detachGraceMs?: number;
+  /** First wait before a failed issuance is tried again (5 s); each failure in a row doubles it, up to 5 minutes. */
+  retryBaseMs?: number;
   onIssued?: (p: { mesh: string; identity: string; seconds: number; svid: IssuedSvid }) => void;
   /** Called when a proxy is forgotten after its grace period, so its secrets can be freed. */
   onDropped?: (proxyKey: string) => void;
@@ -73,6 +78,8 @@ interface ProxyEntry {
   /** Inputs that determine the SVID; a change means reissue. */
   desiredKey?: SvidInputs;
   generation: number;
+  /** Issuances that failed in a row: the next retry waits retryBaseMs × 2^(n-1), at most 5 min (Kuma's backoff). */
+  failures?: number;
   rotateTimer?: NodeJS.Timeout;
   dropTimer?: NodeJS.Timeout;
 }
@@ -419,15 +426,20 @@ export class SvidManager {
         const kept: IssuedSvid = { ...svid, spiffeId: id.spiffeId, caFingerprint: ca.fingerprint };
         // A new key: tokens let go before it never had it.
         e.formerHolders = undefined;
+        e.failures = undefined;
         this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid: kept, rotateAt });
         this.scheduleRotation(key, e, rotateAt);
       },
       (err: Error) => {
         if (e.generation !== generation || this.closed) return;
         e.desiredKey = undefined;
-        this.opts.log?.warn({ proxy: key, reason: err.message }, 'SVID issuance failed; retrying');
+        // Backed off as Kuma does (5 s to 5 min): an issuance that keeps failing (a CA key the
+        // issuer refuses) must not cost every failing proxy a try every 5 s for ever.
+        e.failures = (e.failures ?? 0) + 1;
+        const retryMs = Math.min((this.opts.retryBaseMs ?? 5000) * 2 ** (e.failures - 1), MAX_RETRY_MS);
+        this.opts.log?.warn({ proxy: key, reason: err.message, failures: e.failures, retryInMs: retryMs }, 'SVID issuance failed; retrying');
         clearTimeout(e.rotateTimer);
-        e.rotateTimer = setTimeout(() => this.refresh(key), 5000);
+        e.rotateTimer = setTimeout(() => this.refresh(key), retryMs);
         e.rotateTimer.unref();
       },
     );

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
 import { resourceKey, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
 import { IdentityAuthorities, type AuthorityView } from '../../src/identity/authorities.js';
-import { SvidManager, type ProxyIdentity } from '../../src/identity/svids.js';
+import { SvidManager, type Issuer, type ProxyIdentity } from '../../src/identity/svids.js';
 import { SvidIssuer } from '../../src/pki/issuer.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { dataplane, meshIdentity } from '../helpers/resources.js';
@@ -11,12 +11,19 @@ import { dataplane, meshIdentity } from '../helpers/resources.js';
 let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
 
-async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog } = {}) {
+async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog; issuer?: (real: Issuer) => Issuer; retryBaseMs?: number } = {}) {
   const snaps = new Subject<ResourceSnapshot>();
   const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
   authorities.start(snaps);
   const issuer = new SvidIssuer({ workers: 0 });
-  const svids = new SvidManager({ issuer, detachGraceMs: opts.detachGraceMs, random: opts.random, now: opts.now, log: opts.log });
+  const svids = new SvidManager({
+    issuer: opts.issuer ? opts.issuer(issuer) : issuer,
+    detachGraceMs: opts.detachGraceMs,
+    random: opts.random,
+    now: opts.now,
+    log: opts.log,
+    retryBaseMs: opts.retryBaseMs,
+  });
   authorities.views$.subscribe((v) => svids.setView(v));
   const push = async (...resources: Resource[]): Promise<AuthorityView> => {
     const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
@@ -376,6 +383,42 @@ test('a token proxy is not served through a short node id: a namespaced Dataplan
     // The full name has no Dataplane now: a gateway without claims (no SPIFFE ID renders), never team-b's identity.
     const gone = await h.until(full, (p) => p.state !== 'issued');
     assert.equal(gone.state, 'rejected');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a failing issuance is retried with a doubling wait (Kuma backs off 5 s to 5 min), and a success starts the wait over', async () => {
+  let failNext = 3;
+  const calls: number[] = [];
+  const h = await setup({
+    retryBaseMs: 40,
+    issuer: (real) => ({
+      issue: (...args: Parameters<Issuer['issue']>) => {
+        calls.push(performance.now());
+        if (failNext > 0) {
+          failNext--;
+          return Promise.reject(new Error('the CA key is on a token that is not plugged in'));
+        }
+        return real.issue(...args);
+      },
+    }),
+  });
+  try {
+    await h.push(meshIdentity('identity'), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    assert.equal(calls.length, 4, 'three failures, then the issuance that worked');
+    const gaps = calls.slice(1).map((t, i) => t - calls[i]!);
+    gaps.forEach((gap, i) => assert.ok(gap >= 40 * 2 ** i - 5, `wait ${i + 1} was ${gap.toFixed(0)} ms, expected about ${40 * 2 ** i}`));
+    // After a success the next failure waits the first step again, not the fourth.
+    failNext = 1;
+    const before = calls.length;
+    h.svids.rotate(key);
+    await h.until(key, (p) => issued(p) && p.svid.serialHex !== (first.state === 'issued' ? first.svid.serialHex : ''));
+    assert.equal(calls.length, before + 2);
+    const again = calls.at(-1)! - calls.at(-2)!;
+    assert.ok(again >= 35 && again < 250, `the wait after a success was ${again.toFixed(0)} ms, expected about 40`);
   } finally {
     await h.close();
   }
