@@ -281,6 +281,28 @@ describe('loadCertificateAuthority', () => {
       assert.throws(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a critical extension 2\.5\.29\.14 that TLS peers do not process/));
     });
 
+    it('each strict-check refusal names what is wrong in words and what to reissue the certificate with', () => {
+      // A critical key identifier: named, not only by its OID.
+      const ski = chainWith('fixski', ['subjectKeyIdentifier = critical, hash']);
+      assert.throws(
+        () => loadCertificateAuthority(ski.inter.certPem + ski.root.certPem, ski.inter.keyPem, { allowSelfSigned: false }),
+        refusal(/2\.5\.29\.14 .*\(subjectKeyIdentifier\).*reissue it with subjectKeyIdentifier not marked critical/),
+      );
+      // basicConstraints not critical, a root without keyUsage, a CA without AKI.
+      const rootKey = makeKey(dir, 'fix-laxbc', 'ec-p256');
+      const laxRoot: Ca = { keyPem: rootKey, certPem: makeCert(dir, 'fix-laxbc', { subject: '/CN=fix-laxbc', keyPem: rootKey, extensions: ['basicConstraints = CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'] }) };
+      const underLax = makeIntermediateCa(dir, 'fix-laxbc-inter', laxRoot);
+      assert.throws(() => loadCertificateAuthority(underLax.certPem + laxRoot.certPem, underLax.keyPem, { allowSelfSigned: false }), refusal(/not marked critical.*reissue it with basicConstraints=critical,CA:TRUE/));
+      const noKuKey = makeKey(dir, 'fix-noku', 'ec-p256');
+      const noKuRoot: Ca = { keyPem: noKuKey, certPem: makeCert(dir, 'fix-noku', { subject: '/CN=fix-noku', keyPem: noKuKey, extensions: ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash'] }) };
+      const underNoKu = makeIntermediateCa(dir, 'fix-noku-inter', noKuRoot);
+      assert.throws(() => loadCertificateAuthority(underNoKu.certPem + noKuRoot.certPem, underNoKu.keyPem, { allowSelfSigned: false }), refusal(/no keyUsage extension.*reissue it with keyUsage=critical,keyCertSign,cRLSign/));
+      const r = makeRootCa(dir, 'fix-noaki-root');
+      const midKey = makeKey(dir, 'fix-noaki', 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'fix-noaki', { subject: '/CN=fix-noaki', keyPem: midKey, issuer: r, extensions: [...CA_EXTENSIONS], noAuthorityKeyId: true }) };
+      assert.throws(() => loadCertificateAuthority(mid.certPem + r.certPem, mid.keyPem, { allowSelfSigned: false }), refusal(/no AuthorityKeyIdentifier extension.*reissue it with authorityKeyIdentifier=keyid/));
+    });
+
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
       const c = chainWith('order', []);
       assert.throws(() => loadCertificateAuthority(c.root.certPem + c.inter.certPem, c.inter.keyPem, { allowSelfSigned: true }), refusal(/private key does not match the first certificate but chain certificate #1: order must be CA/));
