@@ -207,8 +207,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('CA certificate has an empty subject: leaves signed by it (whose subject is empty) would look self-issued to verifiers and never verify; give the CA a subject (RFC 5280 requires one of a CA)');
   }
   const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
-  if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
-    throw new CaError('CA certificate key usage does not include keyCertSign');
+  // `openssl req -x509` with its default config adds no keyUsage: said as such, with the fix.
+  if (!ku) throw new CaError('CA certificate has no keyUsage extension (a CA\'s must include keyCertSign); reissue it with keyUsage=critical,keyCertSign,cRLSign');
+  if ((ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    throw new CaError('CA certificate key usage does not include keyCertSign; reissue it with keyUsage=critical,keyCertSign,cRLSign');
   }
   const ski = ca.peculiar.getExtension(x509.SubjectKeyIdentifierExtension);
   if (!ski || ski.keyId.length === 0) {

@@ -113,11 +113,21 @@ describe('loadCertificateAuthority', () => {
 
   it('refuses a CA whose key usage lacks keyCertSign', () => {
     const keyPem = makeKey(dir, 'noku', 'ec-p256');
-    for (const ku of ['keyUsage = critical, digitalSignature, cRLSign', null]) {
+    for (const [ku, reason] of [
+      ['keyUsage = critical, digitalSignature, cRLSign', /^CA certificate key usage does not include keyCertSign; reissue it with keyUsage=critical,keyCertSign,cRLSign$/],
+      [null, /^CA certificate has no keyUsage extension .*; reissue it with keyUsage=critical,keyCertSign,cRLSign$/],
+    ] as const) {
       const ext = ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash', ...(ku ? [ku] : [])];
       const certPem = makeCert(dir, 'noku', { subject: '/CN=noku', keyPem, issuer: root, extensions: ext });
-      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal('CA certificate key usage does not include keyCertSign'));
+      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal(reason));
     }
+  });
+
+  it('a CA made by `openssl req -x509` with its defaults (no keyUsage) is refused saying what to add', () => {
+    const keyPem = makeKey(dir, 'reqdefaults', 'ec-p256');
+    const certPem = openssl(['req', '-x509', '-new', '-key', dir.file('reqdefaults.in.key', keyPem), '-subj', '/CN=reqdefaults', '-days', '30', '-addext', 'subjectAltName=URI:spiffe://td.example']);
+    assert.doesNotMatch(openssl(['x509', '-in', dir.file('reqdefaults.pem', certPem), '-noout', '-text']), /Key Usage/);
+    assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: true, trustDomain: 'td.example' }), refusal(/^CA certificate has no keyUsage extension .*reissue it with keyUsage=critical,keyCertSign,cRLSign$/));
   });
 
   it('refuses a CA without a SubjectKeyIdentifier', () => {
