@@ -62,7 +62,7 @@ function checkIsCa(pc: x509.X509Certificate, what: string): void {
   const bc = pc.getExtension(x509.BasicConstraintsExtension);
   if (!bc?.ca) throw new CaError(`${what} is not a CA (basicConstraints CA:TRUE missing)`);
   // RFC 5280 §4.2.1.9 requires it of a CA; openssl verify -x509_strict refuses every chain through one that lacks it.
-  if (!bc.critical) throw new CaError(`${what} has basicConstraints CA:TRUE not marked critical (RFC 5280 requires it of a CA): openssl verify -x509_strict rejects leaves signed through it`);
+  if (!bc.critical) throw new CaError(`${what} has basicConstraints CA:TRUE not marked critical (RFC 5280 requires it of a CA): openssl verify -x509_strict rejects leaves signed through it; reissue it with basicConstraints=critical,CA:TRUE`);
 }
 
 /**
@@ -84,6 +84,13 @@ const UNDERSTOOD_EXTENSIONS = new Set([
   '1.3.6.1.5.5.7.1.14', // proxyCertInfo
   '2.16.840.1.113730.1.1', // netscape cert type
 ]);
+/** Extensions a CA tool may mark critical that TLS peers do not process, by name (see UNDERSTOOD_EXTENSIONS). */
+const EXTENSION_NAMES: Readonly<Record<string, string>> = {
+  '2.5.29.9': 'subjectDirectoryAttributes',
+  '2.5.29.14': 'subjectKeyIdentifier',
+  '2.5.29.18': 'issuerAltName',
+  '2.5.29.35': 'authorityKeyIdentifier',
+};
 const EKU_SERVER_AUTH = '1.3.6.1.5.5.7.3.1';
 const EKU_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const EKU_ANY = '2.5.29.37.0';
@@ -91,7 +98,13 @@ const EKU_ANY = '2.5.29.37.0';
 /** Extensions of a CA in the chain that make peers refuse every leaf below it. */
 function checkChainExtensions(pc: x509.X509Certificate, what: string): void {
   const unknown = pc.extensions.find((e) => e.critical && !UNDERSTOOD_EXTENSIONS.has(e.type));
-  if (unknown) throw new CaError(`${what} has a critical extension ${unknown.type} that TLS peers do not process: leaves signed by the CA would not verify`);
+  if (unknown) {
+    // Named in words too: "2.5.29.14" alone does not tell an operator it is the SKI they marked critical.
+    const name = EXTENSION_NAMES[unknown.type];
+    throw new CaError(
+      `${what} has a critical extension ${unknown.type} that TLS peers do not process${name ? ` (${name})` : ''}: leaves signed by the CA would not verify; reissue it with ${name ?? 'that extension'} not marked critical`,
+    );
+  }
   // OpenSSL checks a CA's extendedKeyUsage against the purpose (a leaf is used as client and server).
   const eku = pc.getExtension(x509.ExtendedKeyUsageExtension);
   if (eku) {
@@ -104,7 +117,7 @@ function checkChainExtensions(pc: x509.X509Certificate, what: string): void {
 /** A CA that is not self-signed must name its issuer's key: openssl verify -x509_strict refuses every chain through one that does not. */
 function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
   if (!pc.getExtension(x509.AuthorityKeyIdentifierExtension)) {
-    throw new CaError(`${what} has no AuthorityKeyIdentifier extension (required of a CA that is not self-signed: openssl verify -x509_strict rejects chains through a CA without one)`);
+    throw new CaError(`${what} has no AuthorityKeyIdentifier extension (required of a CA that is not self-signed: openssl verify -x509_strict rejects chains through a CA without one); reissue it with authorityKeyIdentifier=keyid`);
   }
 }
 
@@ -194,8 +207,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('CA certificate has an empty subject: leaves signed by it (whose subject is empty) would look self-issued to verifiers and never verify; give the CA a subject (RFC 5280 requires one of a CA)');
   }
   const ku = ca.peculiar.getExtension(x509.KeyUsagesExtension);
-  if (!ku || (ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
-    throw new CaError('CA certificate key usage does not include keyCertSign');
+  // `openssl req -x509` with its default config adds no keyUsage: said as such, with the fix.
+  if (!ku) throw new CaError('CA certificate has no keyUsage extension (a CA\'s must include keyCertSign); reissue it with keyUsage=critical,keyCertSign,cRLSign');
+  if ((ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) {
+    throw new CaError('CA certificate key usage does not include keyCertSign; reissue it with keyUsage=critical,keyCertSign,cRLSign');
   }
   const ski = ca.peculiar.getExtension(x509.SubjectKeyIdentifierExtension);
   if (!ski || ski.keyId.length === 0) {
@@ -221,7 +236,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);
     if (parentKu && (parentKu.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new CaError(`${what} key usage does not include keyCertSign: leaves signed by the CA would not verify`);
     // Also the root's: openssl verify -x509_strict refuses a chain through any CA without keyUsage.
-    if (!parentKu) throw new CaError(`${what} has no keyUsage extension (a CA's must include keyCertSign: openssl verify -x509_strict rejects chains through a CA without one)`);
+    if (!parentKu) throw new CaError(`${what} has no keyUsage extension (a CA's must include keyCertSign: openssl verify -x509_strict rejects chains through a CA without one); reissue it with keyUsage=critical,keyCertSign,cRLSign`);
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }

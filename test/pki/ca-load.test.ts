@@ -113,11 +113,21 @@ describe('loadCertificateAuthority', () => {
 
   it('refuses a CA whose key usage lacks keyCertSign', () => {
     const keyPem = makeKey(dir, 'noku', 'ec-p256');
-    for (const ku of ['keyUsage = critical, digitalSignature, cRLSign', null]) {
+    for (const [ku, reason] of [
+      ['keyUsage = critical, digitalSignature, cRLSign', /^CA certificate key usage does not include keyCertSign; reissue it with keyUsage=critical,keyCertSign,cRLSign$/],
+      [null, /^CA certificate has no keyUsage extension .*; reissue it with keyUsage=critical,keyCertSign,cRLSign$/],
+    ] as const) {
       const ext = ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash', ...(ku ? [ku] : [])];
       const certPem = makeCert(dir, 'noku', { subject: '/CN=noku', keyPem, issuer: root, extensions: ext });
-      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal('CA certificate key usage does not include keyCertSign'));
+      assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: false }), refusal(reason));
     }
+  });
+
+  it('a CA made by `openssl req -x509` with its defaults (no keyUsage) is refused saying what to add', () => {
+    const keyPem = makeKey(dir, 'reqdefaults', 'ec-p256');
+    const certPem = openssl(['req', '-x509', '-new', '-key', dir.file('reqdefaults.in.key', keyPem), '-subj', '/CN=reqdefaults', '-days', '30', '-addext', 'subjectAltName=URI:spiffe://td.example']);
+    assert.doesNotMatch(openssl(['x509', '-in', dir.file('reqdefaults.pem', certPem), '-noout', '-text']), /Key Usage/);
+    assert.throws(() => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: true, trustDomain: 'td.example' }), refusal(/^CA certificate has no keyUsage extension .*reissue it with keyUsage=critical,keyCertSign,cRLSign$/));
   });
 
   it('refuses a CA without a SubjectKeyIdentifier', () => {
@@ -279,6 +289,28 @@ describe('loadCertificateAuthority', () => {
       assert.equal(v.ok, false);
       assert.match(v.output, /unhandled critical extension/);
       assert.throws(() => loadCertificateAuthority(c.inter.certPem + c.root.certPem, c.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a critical extension 2\.5\.29\.14 that TLS peers do not process/));
+    });
+
+    it('each strict-check refusal names what is wrong in words and what to reissue the certificate with', () => {
+      // A critical key identifier: named, not only by its OID.
+      const ski = chainWith('fixski', ['subjectKeyIdentifier = critical, hash']);
+      assert.throws(
+        () => loadCertificateAuthority(ski.inter.certPem + ski.root.certPem, ski.inter.keyPem, { allowSelfSigned: false }),
+        refusal(/2\.5\.29\.14 .*\(subjectKeyIdentifier\).*reissue it with subjectKeyIdentifier not marked critical/),
+      );
+      // basicConstraints not critical, a root without keyUsage, a CA without AKI.
+      const rootKey = makeKey(dir, 'fix-laxbc', 'ec-p256');
+      const laxRoot: Ca = { keyPem: rootKey, certPem: makeCert(dir, 'fix-laxbc', { subject: '/CN=fix-laxbc', keyPem: rootKey, extensions: ['basicConstraints = CA:TRUE', 'keyUsage = critical, keyCertSign', 'subjectKeyIdentifier = hash'] }) };
+      const underLax = makeIntermediateCa(dir, 'fix-laxbc-inter', laxRoot);
+      assert.throws(() => loadCertificateAuthority(underLax.certPem + laxRoot.certPem, underLax.keyPem, { allowSelfSigned: false }), refusal(/not marked critical.*reissue it with basicConstraints=critical,CA:TRUE/));
+      const noKuKey = makeKey(dir, 'fix-noku', 'ec-p256');
+      const noKuRoot: Ca = { keyPem: noKuKey, certPem: makeCert(dir, 'fix-noku', { subject: '/CN=fix-noku', keyPem: noKuKey, extensions: ['basicConstraints = critical, CA:TRUE', 'subjectKeyIdentifier = hash'] }) };
+      const underNoKu = makeIntermediateCa(dir, 'fix-noku-inter', noKuRoot);
+      assert.throws(() => loadCertificateAuthority(underNoKu.certPem + noKuRoot.certPem, underNoKu.keyPem, { allowSelfSigned: false }), refusal(/no keyUsage extension.*reissue it with keyUsage=critical,keyCertSign,cRLSign/));
+      const r = makeRootCa(dir, 'fix-noaki-root');
+      const midKey = makeKey(dir, 'fix-noaki', 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'fix-noaki', { subject: '/CN=fix-noaki', keyPem: midKey, issuer: r, extensions: [...CA_EXTENSIONS], noAuthorityKeyId: true }) };
+      assert.throws(() => loadCertificateAuthority(mid.certPem + r.certPem, mid.keyPem, { allowSelfSigned: false }), refusal(/no AuthorityKeyIdentifier extension.*reissue it with authorityKeyIdentifier=keyid/));
     });
 
     it('a chain in the wrong order is named as such (the key belongs to a later certificate), and a parent without keyCertSign as what it lacks', () => {
