@@ -112,6 +112,28 @@ test('get (table) and inspect print a federation error that quotes the remote en
   assert.doesNotMatch(text, ACTING_BUT_LINE_BREAKS, 'inspect prints them raw');
 });
 
+test('get warns about a damaged federation record with the record\'s text escaped: a C1 CSI in a stored time does not reach the terminal', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fed-damaged-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const resources = join(dir, 'resources');
+  const state = join(dir, 'state');
+  await mkdir(resources);
+  await writeFile(
+    join(resources, 'fed.yaml'),
+    'apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterFederatedTrustDomain\nmetadata:\n  name: partner\nspec:\n  trustDomain: partner.example\n  bundleEndpointURL: https://partner.example/bundle\n  bundleEndpointProfile:\n    type: https_web\n',
+  );
+  const { FileStateStore } = await import('../../src/store/file-state.js');
+  // JSON.stringify, which quotes the damaged value in the warning, leaves U+009B (CSI) raw.
+  await (await FileStateStore.open(state)).put(
+    'federation/partner.example',
+    JSON.stringify({ trustDomain: 'partner.example', resource: 'partner', endpointURL: 'https://partner.example/bundle', fetchedAt: '\u009b2J\u009b31m' }),
+  );
+  const get = await meshSds(['get', 'clusterfederatedtrustdomain', '--resources', resources, '--state-dir', state]);
+  assert.equal(get.code, 0, get.stderr);
+  assert.match(get.stderr, /stored record federation\/partner\.example damaged \(fetchedAt "\\u009b2J\\u009b31m" is not a time/);
+  assert.doesNotMatch(get.stderr, ACTING_BUT_LINE_BREAKS, 'the record\'s text reaches the terminal raw');
+});
+
 test('validate names an unknown field whose name holds control characters with them escaped (the file\'s text is not printed raw), at the top level and nested', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-field-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
