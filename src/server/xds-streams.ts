@@ -376,7 +376,10 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (namesIn(req) > this.deps.maxNamesPerRequest) return false;
     // A type this stream does not serve (ADS for clusters, say) is refused by the machine: at once.
     if (checkTypeUrl(req.type_url, this.resolver!)) return false;
-    return this.deps.publisher.namesDependOnIdentity(this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe);
+    const names = this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe;
+    // A name that can never exist fails the stream (INVALID_ARGUMENT): at once, too.
+    if (this.deps.publisher.namesAnyInvalid(names)) return false;
+    return this.deps.publisher.namesDependOnIdentity(names);
   }
 
   private stopWaiting(): void {

@@ -15,7 +15,7 @@ const f = serverFixture({
     extraDataplanes: Object.fromEntries(
       [
         ...Array.from({ length: 20 }, (_, i) => [`fresh-${i}`, { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `fresh-${i}` }]),
-        ...Array.from({ length: 6 }, (_, i) => [`rsa-${i}`, { app: 'rsa', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `rsa-${i}` }]),
+        ...Array.from({ length: 7 }, (_, i) => [`rsa-${i}`, { app: 'rsa', 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': `rsa-${i}` }]),
       ],
     ),
   },
@@ -84,6 +84,20 @@ describe('while a new proxy\'s SVID is still being issued', () => {
     const refusedAt = Date.now();
     assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
     assert.match(end.details, /too many resource names in one request \(limit 1000\)/);
+    assert.equal(c.received.length, 0);
+    const identityAt = await identity;
+    assert.ok(identityAt - refusedAt >= 30, `refused ${identityAt - refusedAt} ms before the SVID was issued; it must not wait for it`);
+  });
+
+  it('a first request naming a secret that can never exist beside default is refused at once, not after the proxy\'s SVID', async () => {
+    const identity = identityAnswered('default.rsa-6');
+    const c = new SotwClient(f.server.address, { node: 'default.rsa-6', client: f.channel });
+    f.open.push(c);
+    c.request(['default', 'no-such-kind-of-name']);
+    const end = await c.ended;
+    const refusedAt = Date.now();
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT);
+    assert.match(end.details, /no-such-kind-of-name/);
     assert.equal(c.received.length, 0);
     const identityAt = await identity;
     assert.ok(identityAt - refusedAt >= 30, `refused ${identityAt - refusedAt} ms before the SVID was issued; it must not wait for it`);
