@@ -748,6 +748,7 @@ test('a CA rolled together with a shorter expiry stays trusted as long as the le
   const inline = (ca: { certPem: string; keyPem: string }, expiryMs: number) => withInlineCa('rolled', ca, expiryMs);
   const caA = makeCa('ca-a');
   const caB = makeCa('ca-b');
+  nowMs = Date.now(); // the clock starts once openssl has made the CAs (their notBefore), however long that took
   const other = meshIdentity('other');
   other.spec.spiffeID.trustDomain = 'other.example';
   // Leaves of CA A live 720h; the operator rolls to CA B and shortens the expiry to 1h in one edit.
@@ -785,6 +786,7 @@ test('a CA whose expiry was shortened long before it is rolled retires one short
   try {
     const caA = makeCa('ca-a');
     const caB = makeCa('ca-b');
+    nowMs = Date.now(); // the clock starts once openssl has made the CAs (their notBefore), however long that took
     const v1 = await push(snapshot(inline(caA, 720 * 3600_000)));
     const anchorA = stateOf(v1, inline(caA, 1)).ca!.trustPem;
     await push(snapshot(inline(caA, 3600_000))); // shortened; the 720h leaves live 720h more
