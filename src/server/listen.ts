@@ -148,7 +148,8 @@ export async function bindServer(server: GrpcServer, opts: ListenOptions): Promi
   if (socket !== undefined) await clearStaleSocket(socket);
   const target: ListenTarget = socket !== undefined ? { path: socket } : tcpTarget(opts.listen);
   const port = await server.listen(target, tls).catch((err: Error) => {
-    throw new ListenError(`cannot listen on ${opts.listen}: ${err.message}`);
+    // Name the flag, as --admin's error does: "listen EADDRINUSE" alone does not say which listener.
+    throw new ListenError(`--listen: cannot listen on ${opts.listen}: ${err.message}`);
   });
   if (socket !== undefined) {
     if (gid !== undefined) {

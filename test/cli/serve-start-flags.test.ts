@@ -57,3 +57,14 @@ test('serve with an --admin port already in use names --admin in its error', asy
   assert.equal(r.code, 1, r.stderr);
   assert.ok(r.stderr.includes(`--admin: cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`), r.stderr);
 });
+
+test('serve with a --listen port already in use names --listen in its error', async (t) => {
+  const dir = await root(t);
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+  const port = (taken.address() as { port: number }).port;
+  const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', `127.0.0.1:${port}`], { timeoutMs: 60_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(r.stderr.includes(`--listen: cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`), r.stderr);
+});
