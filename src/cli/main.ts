@@ -95,6 +95,9 @@ const kindOf = (text: string): ResourceKind => {
   return k;
 };
 
+/** The longest --drain whose timers (drain + 5 s) fit Node's 32-bit timer range. */
+const MAX_DRAIN_MS = 596 * 3_600_000;
+
 function durationMs(text: string, flag: string): number {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) throw new Error(`${flag}: ${quoted(text)} is not a positive duration (e.g. 24h, 90m)`);
@@ -157,6 +160,9 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
   .action(async (o) => {
     const drainMs = o.drain === '0' ? 0 : parseDuration(o.drain);
+    // Node's timers hold at most 2^31-1 ms: a longer drain (plus the 5 s of slack below) fired at
+    // once, so SIGTERM ended every stream together and exited 1 ("did not finish within drain + 5 s").
+    if ((drainMs !== undefined && drainMs > MAX_DRAIN_MS) || durationOverflows(o.drain)) throw new Error(`--drain: ${quoted(o.drain)} is longer than the longest drain, 596h`);
     if (drainMs === undefined || drainMs < 0) throw new Error(`--drain: ${quoted(o.drain)} is not a duration (e.g. 10s, 0s)`);
     const { startServer } = await import('../server/serve.js');
     const server = await startServer({

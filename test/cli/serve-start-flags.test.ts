@@ -68,3 +68,12 @@ test('serve with a --listen port already in use names --listen in its error', as
   assert.equal(r.code, 1, r.stderr);
   assert.ok(r.stderr.includes(`--listen: cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`), r.stderr);
 });
+
+test('serve refuses a --drain longer than its timers can hold, instead of ending every stream at once on SIGTERM', async (t) => {
+  const dir = await root(t);
+  for (const drain of ['600h', '99999999h']) {
+    const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0', '--drain', drain], { timeoutMs: 20_000 });
+    assert.equal(r.code, 1, `${drain}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(`--drain: "${drain}" is longer than the longest drain, 596h`), r.stderr);
+  }
+});
