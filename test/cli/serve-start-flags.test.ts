@@ -2,7 +2,7 @@
 // not leave a migrated Postgres schema or CA private keys in a new --state-dir behind.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,5 +75,23 @@ test('serve refuses a --drain longer than its timers can hold, instead of ending
     const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0', '--drain', drain], { timeoutMs: 20_000 });
     assert.equal(r.code, 1, `${drain}: ${r.stderr}`);
     assert.ok(r.stderr.includes(`--drain: "${drain}" is longer than the longest drain, 596h`), r.stderr);
+  }
+});
+
+test('serve refuses an empty --state-dir or MESH_SDS_STATE_DIR naming it, instead of making the current directory its state', async (t) => {
+  const dir = await root(t);
+  const cwd = join(dir, 'cwd');
+  await mkdir(cwd);
+  const mode = (await stat(cwd)).mode;
+  for (const [args, env, source] of [
+    [['--state-dir', ''], {}, "option '--state-dir <dir>' argument '' is invalid"],
+    [[], { MESH_SDS_STATE_DIR: '' }, "option '--state-dir <dir>' value '' from env 'MESH_SDS_STATE_DIR' is invalid"],
+  ] as const) {
+    const r = await meshSds(['serve', '--resources', join(process.cwd(), 'examples/quickstart'), ...args, '--auth', 'none', '--listen', '127.0.0.1:0'], { env, timeoutMs: 20_000, cwd });
+    assert.equal(r.code, 1, `${source}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(source), r.stderr);
+    assert.match(r.stderr, /an empty path would put the state \(CA private keys\) in the current directory/);
+    assert.deepEqual(await readdir(cwd), [], 'nothing written in the current directory');
+    assert.equal((await stat(cwd)).mode, mode, 'its mode untouched');
   }
 });
