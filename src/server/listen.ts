@@ -86,8 +86,11 @@ export function tcpTarget(listen: string): { host: string; port: number } {
   return { host, port: Number(portText) };
 }
 
-/** --socket-group as a gid, resolved before anything is bound (an unknown group must leave nothing behind). */
-function groupId(group: string): number {
+/**
+ * --socket-group as a gid. startServer resolves it before it opens the store (an unknown group
+ * must leave nothing behind: no CA keys in a new --state-dir), bindServer again as it binds.
+ */
+export function groupId(group: string): number {
   if (/^\d+$/.test(group)) return Number(group);
   let line: string;
   try {

@@ -21,7 +21,7 @@ import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpoi
 import { admitStream, authenticateStream, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, checkSocketFolder, listenCredentials, ListenError, listensLocally, tcpTarget, unixPath } from './listen.js';
+import { bindServer, checkSocketFolder, groupId, listenCredentials, ListenError, listensLocally, tcpTarget, unixPath } from './listen.js';
 import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
@@ -130,7 +130,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   listenCredentials(cfg);
   const socketPath = unixPath(cfg.listen);
   if (socketPath === undefined) tcpTarget(cfg.listen);
-  else checkSocketFolder(socketPath);
+  else {
+    checkSocketFolder(socketPath);
+    if (cfg.socketGroup) groupId(cfg.socketGroup);
+  }
   if (cfg.admin !== undefined) parseHostPort(cfg.admin, '--admin');
   if (cfg.bundleEndpoint !== undefined) parseEndpointListen(cfg.bundleEndpoint);
   checkBundleEndpointConfig(cfg);
