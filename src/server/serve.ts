@@ -134,8 +134,11 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     checkSocketFolder(socketPath);
     if (cfg.socketGroup) groupId(cfg.socketGroup);
   }
-  if (cfg.admin !== undefined) parseHostPort(cfg.admin, '--admin');
-  if (cfg.bundleEndpoint !== undefined) parseEndpointListen(cfg.bundleEndpoint);
+  const addresses: [string, string, { host: string; port: number }][] = [];
+  if (socketPath === undefined) addresses.push(['--listen', cfg.listen, tcpTarget(cfg.listen)]);
+  if (cfg.admin !== undefined) addresses.push(['--admin', cfg.admin, parseHostPort(cfg.admin, '--admin')]);
+  if (cfg.bundleEndpoint !== undefined) addresses.push(['--bundle-endpoint', cfg.bundleEndpoint, parseEndpointListen(cfg.bundleEndpoint)]);
+  refuseSharedAddress(addresses);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
   const metrics = createMetrics();
@@ -456,6 +459,25 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
   };
   return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
+}
+
+const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
+
+/**
+ * Two of the server's own listeners on one port of one host (or of every host): the second failed
+ * with EADDRINUSE only after the first was bound and the store opened, in words that send an
+ * operator looking for another process.
+ */
+function refuseSharedAddress(addresses: [string, string, { host: string; port: number }][]): void {
+  for (let i = 0; i < addresses.length; i++) {
+    for (let j = i + 1; j < addresses.length; j++) {
+      const [flagA, textA, a] = addresses[i]!;
+      const [flagB, textB, b] = addresses[j]!;
+      if (a.port === 0 || a.port !== b.port) continue;
+      if (a.host.toLowerCase() !== b.host.toLowerCase() && !WILDCARD_HOSTS.has(a.host) && !WILDCARD_HOSTS.has(b.host)) continue;
+      throw new ListenError(`${flagA} ${textA} and ${flagB} ${textB} are the same address: each listener needs a port of its own`);
+    }
+  }
 }
 
 /** Serves a rotated --tls-cert/--tls-key to new connections; its expiry is a metric (kind="listener"). */

@@ -17,7 +17,7 @@ async function root(t: { after: (fn: () => Promise<void>) => void }): Promise<st
 
 const schemaExists = async (schema: string) => (await adminQuery('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema])).rows.length > 0;
 
-test('serve refuses a bad --listen, --admin or --bundle-endpoint address or an unknown --socket-group naming the flag, before creating a state dir or a Postgres schema', async (t) => {
+test('serve refuses a bad --listen, --admin or --bundle-endpoint address, two listeners on one address or an unknown --socket-group naming the flag, before creating a state dir or a Postgres schema', async (t) => {
   const dir = await root(t);
   const schema = testSchema();
   t.after(() => dropSchema(schema));
@@ -27,6 +27,8 @@ test('serve refuses a bad --listen, --admin or --bundle-endpoint address or an u
     [['--admin', '127.0.0.1:99999'], /--admin: invalid port in "127\.0\.0\.1:99999"/],
     [['--bundle-endpoint', 'localhost'], /--bundle-endpoint: listen address must be host:port, got "localhost"/],
     [['--listen', `unix://${dir}/sds.sock`, '--socket-group', 'no-such-group-mesh-sds'], /--socket-group no-such-group-mesh-sds: no such group/],
+    [['--listen', '127.0.0.1:47391', '--admin', '127.0.0.1:47391'], /--listen 127\.0\.0\.1:47391 and --admin 127\.0\.0\.1:47391 are the same address: each listener needs a port of its own/],
+    [['--listen', '127.0.0.1:47392', '--bundle-endpoint', '0.0.0.0:47392'], /--listen 127\.0\.0\.1:47392 and --bundle-endpoint 0\.0\.0\.0:47392 are the same address/],
   ];
   for (const [flags, message] of cases) {
     for (const store of [['--resources', 'examples/quickstart'], ['--store', `${PG_URL}?schema=${schema}`, '--insecure-plaintext-state']]) {
