@@ -14,6 +14,7 @@ import { SvidIssuer } from '../pki/issuer.js';
 import { openStore } from '../store/open.js';
 import type { ResourceStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
+import { loadStateKey } from '../store/state-key.js';
 import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
@@ -141,6 +142,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   refuseSharedAddress(addresses);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
+  // Read here too (openSealedState reads them for use): opening the Postgres store migrates its
+  // schema, which a missing or malformed key file must not leave behind.
+  if (cfg.stateKeyFile) await loadStateKey(cfg.stateKeyFile, '--state-key-file');
+  if (cfg.stateOldKeyFile) await loadStateKey(cfg.stateOldKeyFile, '--state-old-key-file');
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.

@@ -17,7 +17,7 @@ async function root(t: { after: (fn: () => Promise<void>) => void }): Promise<st
 
 const schemaExists = async (schema: string) => (await adminQuery('SELECT 1 FROM information_schema.schemata WHERE schema_name = $1', [schema])).rows.length > 0;
 
-test('serve refuses a bad --listen, --admin or --bundle-endpoint address, two listeners on one address or an unknown --socket-group naming the flag, before creating a state dir or a Postgres schema', async (t) => {
+test('serve refuses a bad --listen, --admin or --bundle-endpoint address, two listeners on one address, an unknown --socket-group or a missing --state-key-file naming the flag, before creating a state dir or a Postgres schema', async (t) => {
   const dir = await root(t);
   const schema = testSchema();
   t.after(() => dropSchema(schema));
@@ -28,6 +28,7 @@ test('serve refuses a bad --listen, --admin or --bundle-endpoint address, two li
     [['--bundle-endpoint', 'localhost'], /--bundle-endpoint: listen address must be host:port, got "localhost"/],
     [['--listen', `unix://${dir}/sds.sock`, '--socket-group', 'no-such-group-mesh-sds'], /--socket-group no-such-group-mesh-sds: no such group/],
     [['--listen', '127.0.0.1:47391', '--admin', '127.0.0.1:47391'], /--listen 127\.0\.0\.1:47391 and --admin 127\.0\.0\.1:47391 are the same address: each listener needs a port of its own/],
+    [['--state-key-file', join(dir, 'missing.key')], /cannot read --state-key-file .*missing\.key: no such file or directory/],
     [['--listen', '127.0.0.1:47392', '--bundle-endpoint', '0.0.0.0:47392'], /--listen 127\.0\.0\.1:47392 and --bundle-endpoint 0\.0\.0\.0:47392 are the same address/],
   ];
   for (const [flags, message] of cases) {
