@@ -99,3 +99,14 @@ test('serve refuses an empty --state-dir or MESH_SDS_STATE_DIR naming it, instea
     assert.equal((await stat(cwd)).mode, mode, 'its mode untouched');
   }
 });
+
+test('serve and get with a --store database that cannot be reached name --store and say so, without the password', async (t) => {
+  const dir = await root(t);
+  const url = 'postgres://postgres:hunter2@127.0.0.1:1/test';
+  for (const args of [['serve', '--auth', 'none', '--listen', '127.0.0.1:0'], ['get', 'meshidentity']]) {
+    const r = await meshSds([...args, '--store', url, '--state-dir', join(dir, 'state')], { timeoutMs: 30_000 });
+    assert.equal(r.code, 1, `${args[0]}: ${r.stderr}`);
+    assert.ok(r.stderr.includes('--store postgres://[REDACTED]@127.0.0.1:1/test: cannot connect to the database: connect ECONNREFUSED 127.0.0.1:1'), r.stderr);
+    assert.doesNotMatch(r.stderr, /hunter2/);
+  }
+});
