@@ -1,7 +1,7 @@
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { splitPemCertificates } from '../api/pem.js';
-import { FlagFileError } from '../api/secret-text.js';
+import { FlagFileError, pathForMessage } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -151,6 +151,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
   const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store }, log).catch(async (e: unknown) => {
     await store.close();
+    // A state dir that is a file or cannot be listed (another user's): the system's words
+    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for.
+    const errno = e as NodeJS.ErrnoException;
+    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${errno.message}`, { cause: e });
     throw e;
   });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.

@@ -2,7 +2,7 @@
 // not leave a migrated Postgres schema or CA private keys in a new --state-dir behind.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -109,4 +109,13 @@ test('serve and get with a --store database that cannot be reached name --store 
     assert.ok(r.stderr.includes('--store postgres://[REDACTED]@127.0.0.1:1/test: cannot connect to the database: connect ECONNREFUSED 127.0.0.1:1'), r.stderr);
     assert.doesNotMatch(r.stderr, /hunter2/);
   }
+});
+
+test('serve with a --state-dir that is a file names --state-dir and says it cannot be the state directory', async (t) => {
+  const dir = await root(t);
+  const file = join(dir, 'not-a-dir');
+  await writeFile(file, 'x');
+  const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', file, '--auth', 'none', '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
+  assert.equal(r.code, 1, r.stderr);
+  assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: ENOTDIR: not a directory`), r.stderr);
 });
