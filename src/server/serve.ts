@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { splitPemCertificates } from '../api/pem.js';
@@ -146,6 +147,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // schema, which a missing or malformed key file must not leave behind.
   if (cfg.stateKeyFile) await loadStateKey(cfg.stateKeyFile, '--state-key-file');
   if (cfg.stateOldKeyFile) await loadStateKey(cfg.stateOldKeyFile, '--state-old-key-file');
+  // The directory store creates a missing resource folder: a mistyped --resources served nothing, silently.
+  const resourcesCreated = !cfg.store && cfg.resourcesDir !== undefined && !existsSync(cfg.resourcesDir);
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
@@ -287,6 +290,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   subs.push(store.snapshots$.subscribe((snap) => metrics.storeErrors.set({ source: storeSource }, snap.errors.length)));
   authorities.start(store.snapshots$);
   await store.start();
+  if (resourcesCreated) log.warn({ resources: cfg.resourcesDir }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });

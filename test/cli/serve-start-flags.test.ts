@@ -6,7 +6,8 @@ import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { meshSds } from './run.js';
+import { BIN, meshSds } from './run.js';
+import { startProc } from '../e2e/procs.js';
 import { PG_URL, adminQuery, dropSchema, testSchema } from '../store-postgres/helpers.js';
 
 async function root(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -118,4 +119,17 @@ test('serve with a --state-dir that is a file names --state-dir and says it cann
   const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', file, '--auth', 'none', '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
   assert.equal(r.code, 1, r.stderr);
   assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: ENOTDIR: not a directory`), r.stderr);
+});
+
+test('serve warns, naming --resources, when the resource directory did not exist and was created empty', async (t) => {
+  const dir = await root(t);
+  const missing = join(dir, 'typo-resources');
+  const proc = startProc('mesh-sds', process.execPath, [BIN, 'serve', '--resources', missing, '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0']);
+  t.after(() => proc.stop('SIGKILL'));
+  await proc.waitForLine(/"msg":"ready"/, 30_000);
+  assert.ok(proc.stdout().includes(`"msg":"--resources ${missing} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)"`), proc.stdout());
+  const existing = startProc('mesh-sds', process.execPath, [BIN, 'serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0']);
+  t.after(() => existing.stop('SIGKILL'));
+  await existing.waitForLine(/"msg":"ready"/, 30_000);
+  assert.doesNotMatch(existing.stdout(), /did not exist/);
 });
