@@ -474,7 +474,13 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
 }
 
-const WILDCARD_HOSTS = new Set(['', '0.0.0.0', '::', '[::]']);
+/**
+ * Whether a listener on host `w` takes the port of host `h` too: the same host, every host ('' and
+ * '::', dual-stack), or 0.0.0.0 for an IPv4 address (not for an IPv6 one such as ::1).
+ */
+function coversHost(w: string, h: string): boolean {
+  return w === h || w === '' || w === '::' || (w === '0.0.0.0' && /^\d+\.\d+\.\d+\.\d+$/.test(h));
+}
 
 /**
  * Two of the server's own listeners on one port of one host (or of every host): the second failed
@@ -487,7 +493,8 @@ function refuseSharedAddress(addresses: [string, string, { host: string; port: n
       const [flagA, textA, a] = addresses[i]!;
       const [flagB, textB, b] = addresses[j]!;
       if (a.port === 0 || a.port !== b.port) continue;
-      if (a.host.toLowerCase() !== b.host.toLowerCase() && !WILDCARD_HOSTS.has(a.host) && !WILDCARD_HOSTS.has(b.host)) continue;
+      const [hostA, hostB] = [a.host.toLowerCase(), b.host.toLowerCase()];
+      if (!coversHost(hostA, hostB) && !coversHost(hostB, hostA)) continue;
       throw new ListenError(`${flagA} ${textA} and ${flagB} ${textB} are the same address: each listener needs a port of its own`);
     }
   }
