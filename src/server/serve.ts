@@ -14,8 +14,7 @@ import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
 import { openStore } from '../store/open.js';
 import type { ResourceStore } from '../store/types.js';
-import { openSealedState } from '../store/state-setup.js';
-import { loadStateKey } from '../store/state-key.js';
+import { loadStateKeys, openSealedState } from '../store/state-setup.js';
 import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
@@ -143,10 +142,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   refuseSharedAddress(addresses);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
-  // Read here too (openSealedState reads them for use): opening the Postgres store migrates its
+  // Checked here too (openSealedState reads them for use): opening the Postgres store migrates its
   // schema, which a missing or malformed key file must not leave behind.
-  if (cfg.stateKeyFile) await loadStateKey(cfg.stateKeyFile, '--state-key-file');
-  if (cfg.stateOldKeyFile) await loadStateKey(cfg.stateOldKeyFile, '--state-old-key-file');
+  await loadStateKeys(cfg);
   // The directory store creates a missing resource folder: a mistyped --resources served nothing, silently.
   const resourcesCreated = !cfg.store && cfg.resourcesDir !== undefined && !existsSync(cfg.resourcesDir);
   const metrics = createMetrics();

@@ -30,6 +30,7 @@ test('serve refuses a bad --listen, --admin or --bundle-endpoint address, two li
     [['--listen', `unix://${dir}/sds.sock`, '--socket-group', 'no-such-group-mesh-sds'], /--socket-group no-such-group-mesh-sds: no such group/],
     [['--listen', '127.0.0.1:47391', '--admin', '127.0.0.1:47391'], /--listen 127\.0\.0\.1:47391 and --admin 127\.0\.0\.1:47391 are the same address: each listener needs a port of its own/],
     [['--state-key-file', join(dir, 'missing.key')], /cannot read --state-key-file .*missing\.key: no such file or directory/],
+    [['--state-old-key-file', join(dir, 'old.key')], /--state-old-key-file needs --state-key-file/],
     [['--listen', '127.0.0.1:47392', '--bundle-endpoint', '0.0.0.0:47392'], /--listen 127\.0\.0\.1:47392 and --bundle-endpoint 0\.0\.0\.0:47392 are the same address/],
   ];
   for (const [flags, message] of cases) {
