@@ -86,8 +86,11 @@ export function tcpTarget(listen: string): { host: string; port: number } {
   return { host, port: Number(portText) };
 }
 
-/** --socket-group as a gid, resolved before anything is bound (an unknown group must leave nothing behind). */
-function groupId(group: string): number {
+/**
+ * --socket-group as a gid. startServer resolves it before it opens the store (an unknown group
+ * must leave nothing behind: no CA keys in a new --state-dir), bindServer again as it binds.
+ */
+export function groupId(group: string): number {
   if (/^\d+$/.test(group)) return Number(group);
   let line: string;
   try {
@@ -148,7 +151,8 @@ export async function bindServer(server: GrpcServer, opts: ListenOptions): Promi
   if (socket !== undefined) await clearStaleSocket(socket);
   const target: ListenTarget = socket !== undefined ? { path: socket } : tcpTarget(opts.listen);
   const port = await server.listen(target, tls).catch((err: Error) => {
-    throw new ListenError(`cannot listen on ${opts.listen}: ${err.message}`);
+    // Name the flag, as --admin's error does: "listen EADDRINUSE" alone does not say which listener.
+    throw new ListenError(`--listen: cannot listen on ${opts.listen}: ${err.message}`);
   });
   if (socket !== undefined) {
     if (gid !== undefined) {

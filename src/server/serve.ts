@@ -1,7 +1,8 @@
+import { existsSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { splitPemCertificates } from '../api/pem.js';
-import { FlagFileError } from '../api/secret-text.js';
+import { FlagFileError, pathForMessage } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -13,7 +14,7 @@ import { expiredCas } from '../trust/aggregate.js';
 import { SvidIssuer } from '../pki/issuer.js';
 import { openStore } from '../store/open.js';
 import type { ResourceStore } from '../store/types.js';
-import { openSealedState } from '../store/state-setup.js';
+import { loadStateKeys, openSealedState } from '../store/state-setup.js';
 import { SecretCache } from '../xds/cache.js';
 import type { BundleEndpoint } from '../federation/endpoint.js';
 import { startAdminServer, type AdminServer } from './admin.js';
@@ -21,7 +22,7 @@ import { checkBundleEndpointConfig, startServerBundleEndpoint, type BundleEndpoi
 import { admitStream, authenticateStream, type AuthOptions } from './auth.js';
 import { bounded, drainStreams, type DrainHandle } from './drain.js';
 import { debugIdentities, debugProxies, debugSecrets } from './debug.js';
-import { bindServer, checkSocketFolder, listenCredentials, ListenError, listensLocally, tcpTarget, unixPath } from './listen.js';
+import { bindServer, checkSocketFolder, groupId, listenCredentials, ListenError, listensLocally, tcpTarget, unixPath } from './listen.js';
 import { parseHostPort } from '../api/host-port.js';
 import { parseEndpointListen } from '../federation/endpoint.js';
 import { routeGrpcLogs } from './grpc-logging.js';
@@ -130,16 +131,31 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   listenCredentials(cfg);
   const socketPath = unixPath(cfg.listen);
   if (socketPath === undefined) tcpTarget(cfg.listen);
-  else checkSocketFolder(socketPath);
-  if (cfg.admin !== undefined) parseHostPort(cfg.admin, '--admin');
-  if (cfg.bundleEndpoint !== undefined) parseEndpointListen(cfg.bundleEndpoint);
+  else {
+    checkSocketFolder(socketPath);
+    if (cfg.socketGroup) groupId(cfg.socketGroup);
+  }
+  const addresses: [string, string, { host: string; port: number }][] = [];
+  if (socketPath === undefined) addresses.push(['--listen', cfg.listen, tcpTarget(cfg.listen)]);
+  if (cfg.admin !== undefined) addresses.push(['--admin', cfg.admin, parseHostPort(cfg.admin, '--admin')]);
+  if (cfg.bundleEndpoint !== undefined) addresses.push(['--bundle-endpoint', cfg.bundleEndpoint, parseEndpointListen(cfg.bundleEndpoint)]);
+  refuseSharedAddress(addresses);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
+  // Checked here too (openSealedState reads them for use): opening the Postgres store migrates its
+  // schema, which a missing or malformed key file must not leave behind.
+  await loadStateKeys(cfg);
+  // The directory store creates a missing resource folder: a mistyped --resources served nothing, silently.
+  const resourcesCreated = !cfg.store && cfg.resourcesDir !== undefined && !existsSync(cfg.resourcesDir);
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
   const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store }, log).catch(async (e: unknown) => {
     await store.close();
+    // A state dir that is a file or cannot be listed (another user's): the system's words
+    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for.
+    const errno = e as NodeJS.ErrnoException;
+    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${errno.message}`, { cause: e });
     throw e;
   });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
@@ -272,6 +288,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   subs.push(store.snapshots$.subscribe((snap) => metrics.storeErrors.set({ source: storeSource }, snap.errors.length)));
   authorities.start(store.snapshots$);
   await store.start();
+  if (resourcesCreated) log.warn({ resources: cfg.resourcesDir }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });
@@ -453,6 +470,32 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     }
   };
   return { address: bound.address, port: bound.port, admin, bundleEndpoint: bundles?.endpoint, metrics, store, tokens, svids, authorities, federation, view: () => latestView, publisher: pub, registry, readiness, log, ready, close };
+}
+
+/**
+ * Whether a listener on host `w` takes the port of host `h` too: the same host, every host ('' and
+ * '::', dual-stack), or 0.0.0.0 for an IPv4 address (not for an IPv6 one such as ::1).
+ */
+function coversHost(w: string, h: string): boolean {
+  return w === h || w === '' || w === '::' || (w === '0.0.0.0' && /^\d+\.\d+\.\d+\.\d+$/.test(h));
+}
+
+/**
+ * Two of the server's own listeners on one port of one host (or of every host): the second failed
+ * with EADDRINUSE only after the first was bound and the store opened, in words that send an
+ * operator looking for another process.
+ */
+function refuseSharedAddress(addresses: [string, string, { host: string; port: number }][]): void {
+  for (let i = 0; i < addresses.length; i++) {
+    for (let j = i + 1; j < addresses.length; j++) {
+      const [flagA, textA, a] = addresses[i]!;
+      const [flagB, textB, b] = addresses[j]!;
+      if (a.port === 0 || a.port !== b.port) continue;
+      const [hostA, hostB] = [a.host.toLowerCase(), b.host.toLowerCase()];
+      if (!coversHost(hostA, hostB) && !coversHost(hostB, hostA)) continue;
+      throw new ListenError(`${flagA} ${textA} and ${flagB} ${textB} are the same address: each listener needs a port of its own`);
+    }
+  }
 }
 
 /** Serves a rotated --tls-cert/--tls-key to new connections; its expiry is a metric (kind="listener"). */

@@ -23,7 +23,12 @@ export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');
-    return PostgresStore.open(cfg.store, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true });
+    const url = cfg.store;
+    return PostgresStore.open(url, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true }).catch((e: unknown) => {
+      // The driver's own words ("connect ECONNREFUSED 127.0.0.1:5432", "Connection terminated
+      // unexpectedly") said neither which flag nor that the database was never reached.
+      throw connectFailure(e) ? new Error(`--store ${urlForMessage(url)}: cannot connect to the database: ${(e as Error).message}`, { cause: e }) : e;
+    });
   }
   if (!cfg.resourcesDir) throw new Error('--resources DIR or --store URL is required');
   return DirectoryStore.open({
@@ -38,4 +43,11 @@ export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<
       }
     },
   });
+}
+
+/** A failure to reach the database at all (a socket error, or the connection dropped or timed out before it was set up). */
+function connectFailure(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = (e as NodeJS.ErrnoException).code;
+  return (typeof code === 'string' && /^E[A-Z_]+$/.test(code) && typeof (e as NodeJS.ErrnoException).syscall === 'string') || /^Connection terminated/.test(e.message);
 }

@@ -33,12 +33,21 @@ export class StateKeyError extends Error {
   }
 }
 
-export async function openSealedState(inner: StateStore, cfg: StateSealingConfig, log?: SealingLog): Promise<StateStore> {
+/**
+ * The key flags checked and their files read, alone: `serve` runs this before it opens a store too
+ * (opening Postgres migrates its schema, which a refused start must not leave behind).
+ */
+export async function loadStateKeys(cfg: Pick<StateSealingConfig, 'stateKeyFile' | 'stateOldKeyFile'>): Promise<{ key?: StateKey; old?: StateKey }> {
   if (cfg.stateOldKeyFile && !cfg.stateKeyFile) {
     throw new StateKeyError('--state-old-key-file needs --state-key-file: the old key opens the state, the new one re-seals it');
   }
   const key = cfg.stateKeyFile ? await loadStateKey(cfg.stateKeyFile, '--state-key-file') : undefined;
   const old = cfg.stateOldKeyFile ? await loadStateKey(cfg.stateOldKeyFile, '--state-old-key-file') : undefined;
+  return { key, old };
+}
+
+export async function openSealedState(inner: StateStore, cfg: StateSealingConfig, log?: SealingLog): Promise<StateStore> {
+  const { key, old } = await loadStateKeys(cfg);
   const allowPlaintext = !cfg.postgres || !!cfg.insecurePlaintextState;
   const sealed = new SealedStateStore(inner, {
     key,
