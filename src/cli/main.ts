@@ -208,7 +208,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
       if (stopping) {
         // A second signal: stop draining, end what is left now.
         server.log.info({ signal }, 'second signal: ending the drain now');
-        void server.close();
+        void server.close().catch(shutdownFailed);
         return;
       }
       stopping = true;
@@ -221,7 +221,13 @@ storeOptions(program.command('serve').description('run the SDS server'))
       void server.close(drainMs).then(() => {
         server.log.info({}, 'shut down');
         process.exit(0);
-      });
+      }, shutdownFailed);
+    };
+    // A failing step of the shutdown (a store that errors on close) is said and ends the process,
+    // instead of an unhandled rejection without a log line.
+    const shutdownFailed = (err: unknown) => {
+      server.log.error({ err }, 'shutdown failed; exiting');
+      process.exit(1);
     };
     process.on('SIGINT', () => stop('SIGINT'));
     process.on('SIGTERM', () => stop('SIGTERM'));
