@@ -72,16 +72,21 @@ test('delete, get … not found and inspect quote a name holding control charact
 // eslint-disable-next-line no-control-regex -- finding them is the point
 const ACTING_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
 
-test('get (table) and inspect print a federation error that quotes the remote endpoint\'s bytes (V8 quotes the text JSON.parse refused) with its control characters escaped', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fed-text-'));
+/** A resource folder holding the ClusterFederatedTrustDomain "partner" (partner.example), and a state folder beside it. */
+async function partnerFederation(t: { after: (fn: () => Promise<void>) => void }): Promise<{ resources: string; state: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fed-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   const resources = join(dir, 'resources');
-  const state = join(dir, 'state');
   await mkdir(resources);
   await writeFile(
     join(resources, 'fed.yaml'),
     'apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterFederatedTrustDomain\nmetadata:\n  name: partner\nspec:\n  trustDomain: partner.example\n  bundleEndpointURL: https://partner.example/bundle\n  bundleEndpointProfile:\n    type: https_web\n',
   );
+  return { resources, state: join(dir, 'state') };
+}
+
+test('get (table) and inspect print a federation error that quotes the remote endpoint\'s bytes (V8 quotes the text JSON.parse refused) with its control characters escaped', async (t) => {
+  const { resources, state } = await partnerFederation(t);
   // What the follower stores when an endpoint answers `\x1b]0;pwned\x07…` instead of a bundle.
   let parseError = '';
   try {
@@ -113,15 +118,7 @@ test('get (table) and inspect print a federation error that quotes the remote en
 });
 
 test('get warns about a damaged federation record with the record\'s text escaped: a C1 CSI in a stored time does not reach the terminal', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-fed-damaged-'));
-  t.after(() => rm(dir, { recursive: true, force: true }));
-  const resources = join(dir, 'resources');
-  const state = join(dir, 'state');
-  await mkdir(resources);
-  await writeFile(
-    join(resources, 'fed.yaml'),
-    'apiVersion: spire.spiffe.io/v1alpha1\nkind: ClusterFederatedTrustDomain\nmetadata:\n  name: partner\nspec:\n  trustDomain: partner.example\n  bundleEndpointURL: https://partner.example/bundle\n  bundleEndpointProfile:\n    type: https_web\n',
-  );
+  const { resources, state } = await partnerFederation(t);
   const { FileStateStore } = await import('../../src/store/file-state.js');
   // JSON.stringify, which quotes the damaged value in the warning, leaves U+009B (CSI) raw.
   await (await FileStateStore.open(state)).put(

@@ -6,7 +6,7 @@ import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
-import { resourceKey, type MeshIdentity, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
+import { resourceKey, type MeshIdentity, type Resource, type ResourceSnapshot, type SecureDataSource } from '../../src/api/types.js';
 import { IdentityAuthorities, type AuthorityView, type IdentityState } from '../../src/identity/authorities.js';
 import { issuingDomains } from '../../src/identity/issuing-domains.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
@@ -42,7 +42,8 @@ const stateOf = (v: AuthorityView, mi: MeshIdentity): IdentityState => v.identit
 const cond = (st: IdentityState, type: string) => st.conditions.find((c) => c.type === type)!;
 const trustPems = (t: { spec: { caBundles?: readonly { type: string; pem?: { value: string } }[] } }) => (t.spec.caBundles ?? []).map((b) => b.pem?.value);
 
-function withFileCa(name: string, certPath: string, keyPath: string, allowSelfSigned = true): MeshIdentity {
+/** An identity whose CA certificate and key come from the data sources given, with leaves of `expiryMs`. */
+function withCaSources(name: string, ca: { certificate: SecureDataSource; privateKey: SecureDataSource }, expiryMs: number, allowSelfSigned: boolean): MeshIdentity {
   const mi = meshIdentity(name);
   mi.spec.provider = {
     type: 'Bundled',
@@ -50,27 +51,21 @@ function withFileCa(name: string, certPath: string, keyPath: string, allowSelfSi
       meshTrustCreation: 'Enabled',
       insecureAllowSelfSigned: allowSelfSigned,
       autogenerate: { enabled: false },
-      ca: { certificate: { type: 'File', file: { path: certPath } }, privateKey: { type: 'File', file: { path: keyPath } } },
-      certificateParameters: { expiry: '1h', expiryMs: 3600_000 },
+      ca,
+      certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
     },
   };
   return mi;
 }
 
+function withFileCa(name: string, certPath: string, keyPath: string, allowSelfSigned = true): MeshIdentity {
+  return withCaSources(name, { certificate: { type: 'File', file: { path: certPath } }, privateKey: { type: 'File', file: { path: keyPath } } }, 3600_000, allowSelfSigned);
+}
+
 /** An identity whose CA is given inline, with leaves of `expiryMs`. */
 function withInlineCa(name: string, ca: { certPem: string; keyPem: string }, expiryMs: number, allowSelfSigned = true): MeshIdentity {
-  const mi = meshIdentity(name);
-  mi.spec.provider = {
-    type: 'Bundled',
-    bundled: {
-      meshTrustCreation: 'Enabled',
-      insecureAllowSelfSigned: allowSelfSigned,
-      autogenerate: { enabled: false },
-      ca: { certificate: { type: 'InsecureInline', insecureInline: { value: ca.certPem } }, privateKey: { type: 'InsecureInline', insecureInline: { value: ca.keyPem } } },
-      certificateParameters: { expiry: `${expiryMs / 3600_000}h`, expiryMs },
-    },
-  };
-  return mi;
+  const inline = (value: string) => ({ type: 'InsecureInline' as const, insecureInline: { value } });
+  return withCaSources(name, { certificate: inline(ca.certPem), privateKey: inline(ca.keyPem) }, expiryMs, allowSelfSigned);
 }
 
 /** A File-CA identity `filed` whose ca.crt / ca.key in `dir` hold `ca`. */
