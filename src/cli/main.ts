@@ -15,6 +15,7 @@ import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
 import { printable, printableLine, quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
 import { redactPrivateKeys } from './redact.js';
+import { writeStderr } from './stderr.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -36,9 +37,8 @@ function packageVersion(): string {
 }
 
 const out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`);
-// Last line of defence for what reaches stderr: no message may carry a key, a token or a URL's
-// password, nor a character that acts on the terminal (a file name or a stored error can hold ESC).
-const err = (s: string) => process.stderr.write(printable(scrubSecretText(s.endsWith('\n') ? s : `${s}\n`)));
+// Last line of defence for what reaches stderr (see writeStderr).
+const err = writeStderr;
 
 /** Checked as commander parses it (flag or MESH_SDS_MAX_FILE_SIZE), before anything is opened; kept as text. */
 function maxFileSizeArg(v: string): string {

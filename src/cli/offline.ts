@@ -7,8 +7,8 @@ import { loadFederationState } from '../federation/follower.js';
 import { withFederatedTrusts, type FederatedView } from '../federation/mesh-trusts.js';
 import { openStore } from '../store/open.js';
 import { parseByteSize } from '../api/file-text.js';
-import { pathForMessage, scrubSecretText } from '../api/secret-text.js';
-import { printable } from '../api/quote.js';
+import { pathForMessage } from '../api/secret-text.js';
+import { writeStderr } from './stderr.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
 
@@ -86,8 +86,8 @@ export async function mustBeDirectory(flag: string, dir: string): Promise<void> 
 
 /** Warnings of the state setup, for a command whose stdout is its result. */
 const cliLog = {
-  // Escaped as the CLI's own stderr is: a damaged state record's text is quoted in some of them.
-  warn: (_: object, msg?: string) => process.stderr.write(printable(scrubSecretText(`mesh-sds: warning: ${msg ?? ''}\n`))),
+  // Written as the CLI's own stderr is: a damaged state record's text is quoted in some of them.
+  warn: (_: object, msg?: string) => writeStderr(`mesh-sds: warning: ${msg ?? ''}`),
   info: () => undefined,
 };
 
