@@ -53,7 +53,7 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
   const accept = (value: unknown): void => {
     const doc = document++;
     if (value === null || value === undefined) return; // empty document
-    const merge = mayMerge ? mergeKeyPath(value, '') : undefined;
+    const merge = mayMerge ? mergeKeyPath(value) : undefined;
     if (merge !== undefined) {
       errors.push({ file, document: doc, path: merge, message: 'YAML merge keys (<<) are not supported: write the keys out' });
       return;
@@ -61,7 +61,7 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
     // Checked before validation, which lets one through where it reads only part of a string (text
     // around a PEM block, a file path): the Postgres store cannot keep it, and its apply failed
     // with the database's "unsupported Unicode escape sequence", naming no resource or field.
-    const nul = mayHoldNul ? nulPath(value, '') : undefined;
+    const nul = mayHoldNul ? nulPath(value) : undefined;
     if (nul !== undefined) {
       errors.push({ file, document: doc, path: nul, message: 'must not hold a NUL character (U+0000): no resource needs one, and the Postgres store cannot keep it' });
       return;
@@ -168,41 +168,42 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
   return { resources, errors };
 }
 
-/** The path of the first string (value or key) holding U+0000, or undefined. */
-function nulPath(value: unknown, path: string): string | undefined {
-  if (typeof value === 'string') return value.includes('\u0000') ? path : undefined;
+/** What firstPath looks for: a key (and how its path is written) and, optionally, a string value. */
+interface PathSearch {
+  key: (k: string) => boolean;
+  keyPath: (path: string, k: string) => string;
+  value?: (s: string) => boolean;
+}
+
+/**
+ * The path of the first key or string value (in document order, depth first) that `search` picks
+ * in a parsed document (objects within objects and lists), or undefined.
+ */
+function firstPath(value: unknown, path: string, search: PathSearch): string | undefined {
+  if (typeof value === 'string') return search.value?.(value) ? path : undefined;
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) {
-      const p = nulPath(value[i], `${path}[${i}]`);
+      const p = firstPath(value[i], `${path}[${i}]`, search);
       if (p !== undefined) return p;
     }
   } else if (value !== null && typeof value === 'object') {
     for (const [k, v] of Object.entries(value)) {
-      if (k.includes('\u0000')) return path === '' ? JSON.stringify(k) : `${path}[${JSON.stringify(k)}]`;
-      const p = nulPath(v, path === '' ? k : `${path}.${k}`);
+      if (search.key(k)) return search.keyPath(path, k);
+      const p = firstPath(v, path === '' ? k : `${path}.${k}`, search);
       if (p !== undefined) return p;
     }
   }
   return undefined;
 }
 
-/** The path of the first `<<` key in a parsed document (objects within objects and lists), or undefined. */
-function mergeKeyPath(value: unknown, path: string): string | undefined {
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const p = mergeKeyPath(value[i], `${path}[${i}]`);
-      if (p !== undefined) return p;
-    }
-  } else if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      const here = path === '' ? k : `${path}.${k}`;
-      if (k === '<<') return here;
-      const p = mergeKeyPath(v, here);
-      if (p !== undefined) return p;
-    }
-  }
-  return undefined;
-}
+const holdsNul = (s: string) => s.includes('\u0000');
+
+/** The path of the first string (value or key) holding U+0000, or undefined. */
+const nulPath = (value: unknown): string | undefined =>
+  firstPath(value, '', { key: holdsNul, keyPath: (path, k) => (path === '' ? JSON.stringify(k) : `${path}[${JSON.stringify(k)}]`), value: holdsNul });
+
+/** The path of the first `<<` key in a parsed document, or undefined. */
+const mergeKeyPath = (value: unknown): string | undefined => firstPath(value, '', { key: (k) => k === '<<', keyPath: (path, k) => (path === '' ? k : `${path}.${k}`) });
 
 /**
  * Whether a text that JSON.parse accepted has an object with the same key twice (escapes
