@@ -48,6 +48,15 @@ export async function recordCurrentCa(
   // Leaves of the current CA issued under an earlier (longer) lifetime, or before it was rolled
   // away and came back: they may outlive those issued now.
   let leavesUntilMs = 0;
+  /**
+   * A CA that stops being current, kept (as `fingerprint`) until its last leaf expires: one
+   * lifetime in force until now from now (recorded with it; a record without one, the lifetime
+   * configured now), or when leaves of an earlier, longer lifetime expire (leavesUntil).
+   */
+  const retiring = (e: CaHistoryEntry, fingerprint: string): CaHistoryEntry => {
+    const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
+    return { fingerprint, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() };
+  };
   for (const e of entries) {
     if (e.fingerprint === current.fingerprint) {
       if (e.retireAfter) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.retireAfter));
@@ -57,9 +66,7 @@ export async function recordCurrentCa(
           // added, a root renewed). Leaves issued until now carry the old chain, which may not reach
           // the new anchor (an intermediate they lack): the old anchor retires like a rolled CA, as
           // an entry of its own.
-          const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
-          const anchorKey = `${e.fingerprint}~${createHash('sha256').update(e.pem).digest('hex').slice(0, 16)}`;
-          kept.push({ fingerprint: anchorKey, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
+          kept.push(retiring(e, `${e.fingerprint}~${createHash('sha256').update(e.pem).digest('hex').slice(0, 16)}`));
           changed = true;
         }
         if (e.leavesUntil) leavesUntilMs = Math.max(leavesUntilMs, Date.parse(e.leavesUntil));
@@ -68,12 +75,9 @@ export async function recordCurrentCa(
       continue;
     }
     if (!e.retireAfter) {
-      // The previous current CA: leaves issued until now live one lifetime longer — the lifetime in
-      // force until now (recorded with it; a record without one, the lifetime configured now), not
-      // the new one: an edit that rolls the CA and shortens the expiry must not drop the CA while
-      // leaves it signed under the longer one live. Earlier lifetimes' leaves: leavesUntil.
-      const retireMs = Math.max(nowMs + (e.leafLifetimeMs ?? leafLifetimeMs), e.leavesUntil ? Date.parse(e.leavesUntil) : 0);
-      kept.push({ fingerprint: e.fingerprint, pem: e.pem, ...(e.trustDomain !== undefined ? { trustDomain: e.trustDomain } : {}), retireAfter: new Date(retireMs).toISOString() });
+      // The previous current CA, by the lifetime in force until now, not the new one: an edit that
+      // rolls the CA and shortens the expiry must not drop the CA while its longer leaves live.
+      kept.push(retiring(e, e.fingerprint));
       changed = true;
     } else if (new Date(e.retireAfter).getTime() > nowMs) kept.push(e);
     else changed = true;
