@@ -1,7 +1,7 @@
 // MeshTrust spec: trust domain and CA bundles (every certificate must parse and be a CA).
 import type { CaBundle, MeshTrustSpec } from './types.js';
 import { X509Certificate } from 'node:crypto';
-import { caTrustDomains, hasUnreadableValidity, isCaCertificate, splitPemCertificates } from './pem.js';
+import { caTrustDomains, hasUnreadableValidity, splitPemCertificates } from './pem.js';
 import { decodeSpiffeBundle, SpiffeBundleError } from './spiffe-bundle.js';
 import { field, index, Issues, readObject, readString } from './validate-common.js';
 import { trustDomainProblem } from './template.js';
@@ -87,9 +87,8 @@ function validateCaBundles(raw: unknown, path: string, issues: Issues): CaBundle
     if (value === undefined && obj.value !== undefined && obj.value !== null) return;
     if (b.type === 'SpiffeBundle') {
       const read = readSpiffeBundleValue(value ?? '');
-      const problem = 'problem' in read ? read.problem : unreadableValidityProblem(splitPemCertificates(read.pem).ders);
-      if (problem) issues.add(valuePath, problem);
-      else if (!('problem' in read)) out.push({ type: 'SpiffeBundle', pem: { value: read.pem }, spiffeBundle: { value: value ?? '' } });
+      if ('problem' in read) issues.add(valuePath, read.problem);
+      else out.push({ type: 'SpiffeBundle', pem: { value: read.pem }, spiffeBundle: { value: value ?? '' } });
       return;
     }
     const problem = pemBundleProblem(value ?? '');
@@ -108,7 +107,8 @@ function readSpiffeBundleValue(value: string): { pem: string } | { problem: stri
   try {
     const b = decodeSpiffeBundle(value);
     if (b.cas.length === 0) return { problem: 'SPIFFE bundle holds no X.509 authority (no key with use "x509-svid")' };
-    return { pem: b.caPems.join('') };
+    const unreadable = unreadableValidityProblem(b.cas);
+    return unreadable ? { problem: unreadable } : { pem: b.caPems.join('') };
   } catch (e) {
     return { problem: e instanceof SpiffeBundleError ? `SPIFFE bundle: ${e.message}` : `SPIFFE bundle: ${(e as Error).message}` };
   }
@@ -118,13 +118,13 @@ function readSpiffeBundleValue(value: string): { pem: string } | { problem: stri
 export function pemBundleProblem(value: string): string | undefined {
   const { ders, error } = splitPemCertificates(value);
   if (error) return 'provided certificate has incorrect format';
-  for (let i = 0; i < ders.length; i++) {
-    if (!isCaCertificate(ders[i] as Buffer)) return `certificate ${i + 1} is not a CA`;
-  }
-  return unreadableValidityProblem(ders);
+  const certs = ders.map((der) => new X509Certificate(der));
+  const notCa = certs.findIndex((c) => !c.ca);
+  if (notCa >= 0) return `certificate ${notCa + 1} is not a CA`;
+  return unreadableValidityProblem(certs);
 }
 
-function unreadableValidityProblem(ders: readonly Buffer[]): string | undefined {
-  const i = ders.findIndex((der) => hasUnreadableValidity(new X509Certificate(der)));
+function unreadableValidityProblem(certs: readonly X509Certificate[]): string | undefined {
+  const i = certs.findIndex(hasUnreadableValidity);
   return i < 0 ? undefined : `certificate ${i + 1} has a validity that cannot be read`;
 }
