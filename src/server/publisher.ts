@@ -273,16 +273,16 @@ export class SecretPublisher {
     };
   }
 
-  /**
-   * Whether the answer to these names can depend on the proxy's identity: a wildcard (no names,
-   * `*`) or any identity alias or ROOTCA can; the mesh's trust bundles cannot, so a stream asking
-   * only for those has no reason to wait for the proxy's first SVID.
-   */
   /** Whether one of `names` can never exist (SPEC §3): its stream fails as it starts. */
   namesAnyInvalid(names: readonly string[] | undefined): boolean {
     return (names ?? []).some((name) => name !== '*' && classify(name).kind === 'invalid');
   }
 
+  /**
+   * Whether the answer to these names can depend on the proxy's identity: a wildcard (no names,
+   * `*`) or any identity alias or ROOTCA can; the mesh's trust bundles cannot, so a stream asking
+   * only for those has no reason to wait for the proxy's first SVID.
+   */
   namesDependOnIdentity(names: readonly string[] | undefined): boolean {
     if (!names || names.length === 0) return true;
     for (const name of names) {
