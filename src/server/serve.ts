@@ -130,13 +130,12 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   // an address must not leave a migrated schema or CA keys in a new --state-dir behind.
   listenCredentials(cfg);
   const socketPath = unixPath(cfg.listen);
-  if (socketPath === undefined) tcpTarget(cfg.listen);
+  const addresses: [string, string, { host: string; port: number }][] = [];
+  if (socketPath === undefined) addresses.push(['--listen', cfg.listen, tcpTarget(cfg.listen)]);
   else {
     checkSocketFolder(socketPath);
     if (cfg.socketGroup) groupId(cfg.socketGroup);
   }
-  const addresses: [string, string, { host: string; port: number }][] = [];
-  if (socketPath === undefined) addresses.push(['--listen', cfg.listen, tcpTarget(cfg.listen)]);
   if (cfg.admin !== undefined) addresses.push(['--admin', cfg.admin, parseHostPort(cfg.admin, '--admin')]);
   if (cfg.bundleEndpoint !== undefined) addresses.push(['--bundle-endpoint', cfg.bundleEndpoint, parseEndpointListen(cfg.bundleEndpoint)]);
   refuseSharedAddress(addresses);
