@@ -6,7 +6,7 @@ import { isIP } from 'node:net';
 import tls, { rootCertificates, type PeerCertificate, type SecureContext } from 'node:tls';
 import type { BundleEndpointProfile } from '../api/types.js';
 import { noneValidNow } from '../api/pem.js';
-import { printable } from '../api/quote.js';
+import { printableLine } from '../api/quote.js';
 
 /** Every reason a refresh can fail for (metric label values). */
 export const FAILURE_REASONS = [
@@ -36,7 +36,7 @@ export const MAX_FAILURE_MESSAGE_CHARS = 2000;
  */
 function failureText(message: string): string {
   const cut = message.length <= MAX_FAILURE_MESSAGE_CHARS ? message : `${message.slice(0, MAX_FAILURE_MESSAGE_CHARS)}... (${message.length - MAX_FAILURE_MESSAGE_CHARS} more characters)`;
-  return printable(cut).replace(/[\n\t]/g, (c) => (c === '\n' ? '\\n' : '\\t'));
+  return printableLine(cut).replace(/\t/g, '\\t');
 }
 
 /** A refused refresh, with a reason usable as a metric label. */
