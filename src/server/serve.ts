@@ -141,15 +141,15 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   refuseSharedAddress(addresses);
   checkBundleEndpointConfig(cfg);
   const federationCaPem = cfg.federationCaFile ? readFederationCaFile(cfg.federationCaFile) : undefined;
-  // Checked here too (openSealedState reads them for use): opening the Postgres store migrates its
-  // schema, which a missing or malformed key file must not leave behind.
-  await loadStateKeys(cfg);
+  // Read before the store opens (and handed to openSealedState): opening the Postgres store
+  // migrates its schema, which a missing or malformed key file must not leave behind.
+  const stateKeys = await loadStateKeys(cfg);
   // The directory store creates a missing resource folder: a mistyped --resources served nothing, silently.
   const resourcesCreated = !cfg.store && cfg.resourcesDir !== undefined && !existsSync(cfg.resourcesDir);
   const metrics = createMetrics();
   const store = await openStore(cfg, log);
   // Refuses start-up (wrong or missing state key) before anything reads a key or serves.
-  const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store }, log).catch(async (e: unknown) => {
+  const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store, keys: stateKeys }, log).catch(async (e: unknown) => {
     await store.close();
     // A state dir that is a file or cannot be listed (another user's): the system's words
     // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for.

@@ -19,6 +19,8 @@ export interface StateSealingConfig {
   absent?: string;
   /** How a refusal begins for a command that writes: the server "refusing to start" (default), a CLI command something else. */
   refusal?: string;
+  /** The keys loadStateKeys already read (serve reads them before it opens the store); read here otherwise. */
+  keys?: { key?: StateKey; old?: StateKey };
 }
 
 export interface SealingLog {
@@ -47,7 +49,7 @@ export async function loadStateKeys(cfg: Pick<StateSealingConfig, 'stateKeyFile'
 }
 
 export async function openSealedState(inner: StateStore, cfg: StateSealingConfig, log?: SealingLog): Promise<StateStore> {
-  const { key, old } = await loadStateKeys(cfg);
+  const { key, old } = cfg.keys ?? (await loadStateKeys(cfg));
   const allowPlaintext = !cfg.postgres || !!cfg.insecurePlaintextState;
   const sealed = new SealedStateStore(inner, {
     key,
