@@ -16,6 +16,7 @@ import { printable, printableLine, quoted } from '../api/quote.js';
 import { storeErrorText } from '../store/pg-errors.js';
 import { redactPrivateKeys } from './redact.js';
 import { writeStderr } from './stderr.js';
+import { withEnvSources } from './env-source.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 
@@ -161,7 +162,8 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--max-connections <n>', 'gRPC connections held at once, more are closed as they arrive (default: open-file limit minus 1,024; 0: no limit)')
       .env('MESH_SDS_MAX_CONNECTIONS')
       .argParser((v: string) => {
-        if (!/^\d+$/.test(v)) throw new Error(`--max-connections: ${quoted(v)} is not a whole number (0: no limit)`);
+        // InvalidArgumentError: commander then says whether MESH_SDS_MAX_CONNECTIONS gave the value.
+        if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`--max-connections: ${quoted(v)} is not a whole number (0: no limit)`);
         return Number(v);
       }),
   )
@@ -575,6 +577,6 @@ async function readStdin(): Promise<string> {
 }
 
 program.parseAsync(process.argv).catch((e: Error) => {
-  err(`mesh-sds: ${storeErrorText(e)}`);
+  err(`mesh-sds: ${withEnvSources(storeErrorText(e), program)}`);
   process.exit(1);
 });

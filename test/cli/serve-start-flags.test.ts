@@ -134,3 +134,22 @@ test('serve warns, naming --resources, when the resource directory did not exist
   await existing.waitForLine(/"msg":"ready"/, 30_000);
   assert.doesNotMatch(existing.stdout(), /did not exist/);
 });
+
+test('a bad value set by an environment variable is refused naming the variable, not only the flag the operator never typed', async (t) => {
+  const dir = await root(t);
+  const cases: [NodeJS.ProcessEnv, RegExp][] = [
+    [{ MESH_SDS_DRAIN: 'xyz' }, /--drain: "xyz" is not a duration.*set by MESH_SDS_DRAIN in the environment/],
+    [{ MESH_SDS_DRAIN: '600h' }, /--drain: "600h" is longer than the longest drain.*set by MESH_SDS_DRAIN in the environment/],
+    [{ MESH_SDS_MAX_CONNECTIONS: '-3' }, /from env 'MESH_SDS_MAX_CONNECTIONS' is invalid\. --max-connections: "-3" is not a whole number/],
+    [{ MESH_SDS_ADMIN: '127.0.0.1:99999' }, /--admin: invalid port .*set by MESH_SDS_ADMIN in the environment/],
+  ];
+  for (const [env, message] of cases) {
+    const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0'], { env, timeoutMs: 30_000 });
+    assert.equal(r.code, 1, `${JSON.stringify(env)}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+  }
+  // Typed on the command line, the flag alone is named.
+  const typed = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0', '--drain', 'xyz'], { env: { MESH_SDS_DRAIN: '' }, timeoutMs: 30_000 });
+  assert.equal(typed.code, 1, typed.stderr);
+  assert.ok(typed.stderr.includes('--drain: "xyz" is not a duration') && !typed.stderr.includes('MESH_SDS_DRAIN'), typed.stderr);
+});
