@@ -42,11 +42,6 @@ export function hasUnreadableValidity(cert: X509Certificate): boolean {
   return Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo));
 }
 
-/** True when the certificate's basicConstraints say it is a CA. */
-export function isCaCertificate(der: Buffer): boolean {
-  return new X509Certificate(der).ca;
-}
-
 /** DER → PEM with 64-column lines and a trailing newline. */
 export function derToPem(der: Buffer): string {
   const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');

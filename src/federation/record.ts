@@ -6,7 +6,7 @@ import type { StateStore } from '../store/types.js';
 import type { AcceptedBundle } from './accept.js';
 import { readBundleDocument } from './bundle.js';
 import { FAILURE_REASONS, type FailureReason } from './fetch.js';
-import { hasUnreadableValidity, isCaCertificate, splitPemCertificates } from '../api/pem.js';
+import { hasUnreadableValidity, splitPemCertificates } from '../api/pem.js';
 import { caSetDigest } from './sequence.js';
 
 export interface FederationRecord {
@@ -132,9 +132,9 @@ function caPemProblem(pem: unknown): string | undefined {
   const { ders, error } = splitPemCertificates(pem);
   if (error) return `is not a PEM certificate: ${error}`;
   if (ders.length !== 1) return `holds ${ders.length} certificates, not one`;
-  if (!isCaCertificate(ders[0]!)) return 'is not a CA certificate';
-  // Fetched bundles with one are refused (accept.ts); one stored before that must not stay trusted.
   const cert = new X509Certificate(ders[0]!);
+  if (!cert.ca) return 'is not a CA certificate';
+  // Fetched bundles with one are refused (accept.ts); one stored before that must not stay trusted.
   if (hasUnreadableValidity(cert)) return 'has a validity that cannot be read';
   return undefined;
 }
