@@ -273,9 +273,24 @@ export class SecretPublisher {
     };
   }
 
-  /** Whether one of `names` can never exist (SPEC §3): its stream fails as it starts. */
-  namesAnyInvalid(names: readonly string[] | undefined): boolean {
-    return (names ?? []).some((name) => name !== '*' && classify(name).kind === 'invalid');
+  /**
+   * Whether a stream's first request for these names waits for the proxy's first SVID: its answer
+   * depends on the identity, and no name can never exist (SPEC §3: such a stream fails at once).
+   * One pass over the names, classifying each once.
+   */
+  firstAnswerWaitsForIdentity(names: readonly string[] | undefined): boolean {
+    if (!names || names.length === 0) return true;
+    let depends = false;
+    for (const name of names) {
+      if (name === '*') {
+        depends = true;
+        continue;
+      }
+      const kind = classify(name).kind;
+      if (kind === 'invalid') return false;
+      if (kind !== 'trustAll' && kind !== 'trustDomain') depends = true;
+    }
+    return depends;
   }
 
   /**

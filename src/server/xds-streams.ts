@@ -378,8 +378,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (checkTypeUrl(req.type_url, this.resolver!)) return false;
     const names = this.mode === 'sotw' ? req.resource_names : req.resource_names_subscribe;
     // A name that can never exist fails the stream (INVALID_ARGUMENT): at once, too.
-    if (this.deps.publisher.namesAnyInvalid(names)) return false;
-    return this.deps.publisher.namesDependOnIdentity(names);
+    return this.deps.publisher.firstAnswerWaitsForIdentity(names);
   }
 
   private stopWaiting(): void {
