@@ -3,6 +3,7 @@
 import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { ResourceError } from './types.js';
+import { fsErrorReason } from './secret-text.js';
 
 export const DEFAULT_MAX_FILE_SIZE = 4 * 1024 * 1024;
 
@@ -96,8 +97,7 @@ export async function readResourceText(
     // until a writer shows up. Regular files read exactly as before.
     fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return fileError(display, `cannot read file: ${e.code ?? e.message}`);
+    return fileError(display, `cannot read file: ${fsErrorReason(err)}`);
   }
   try {
     const st = await fh.stat();
@@ -128,8 +128,7 @@ export async function readResourceText(
     }
     return { ...decodeResourceText(buf.subarray(0, len), display, maxBytes), size: len };
   } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return fileError(display, `cannot read file: ${e.code ?? e.message}`);
+    return fileError(display, `cannot read file: ${fsErrorReason(err)}`);
   } finally {
     await fh.close();
   }

@@ -237,16 +237,18 @@ storeOptions(program.command('serve').description('run the SDS server'))
 
 program
   .command('validate')
-  .description('validate resource files; exit 1 listing every error')
+  .description('validate resource files (a directory: its resource files, as the server reads it); exit 1 listing every error')
   .argument('<files...>')
   .addOption(new Option('--max-file-size <size>', 'larger files are refused, as the directory store refuses them').env('MESH_SDS_MAX_FILE_SIZE').default('4MiB').argParser(maxFileSizeArg))
   // No default: without the server's zone, a trust domain of .Zone is not checked against an inline CA.
   .addOption(new Option('--zone <name>', "the server's zone: renders .Zone of trust domains to check inline CAs against").env('MESH_SDS_ZONE').argParser(zoneName))
   .action(async (files: string[], o) => {
-    const { identityProblem } = await import('./inline-ca.js');
-    const { ok, lines } = await validateFiles(files, new Date(), parseByteSize(o.maxFileSize), (r) => identityProblem(r, o.zone));
-    (ok ? out : err)(lines.join('\n'));
-    process.exitCode = ok ? 0 : 1;
+    const [{ identityProblem }, { validateTargets }] = await Promise.all([import('./inline-ca.js'), import('./validate-targets.js')]);
+    const targets = await validateTargets(files);
+    const { ok, lines } = await validateFiles(targets.files, new Date(), parseByteSize(o.maxFileSize), (r) => identityProblem(r, o.zone));
+    const valid = ok && targets.problems.length === 0;
+    (valid ? out : err)([...targets.problems, ...lines].join('\n'));
+    process.exitCode = valid ? 0 : 1;
   });
 
 storeOptions(program.command('apply').description('validate and store resources (optimistic concurrency: a concurrent change is a conflict)'))

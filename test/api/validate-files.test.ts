@@ -28,7 +28,7 @@ test('validateFiles prints one line per error, or a count per valid file', async
     lines: [
       `${good}: 2 resources valid`,
       `${bad} (document 2): spec.trustDomain: must not be longer than 253 characters`,
-      `${missing} (document 1): cannot read file: ENOENT`,
+      `${missing} (document 1): cannot read file: no such file or directory (ENOENT)`,
     ],
   });
 });

@@ -242,3 +242,31 @@ test('get never prints a Secret\'s data or an inline CA private key, also one pu
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('validate given a directory checks the resource files in it as the directory store reads them, and names a symlink loop or a missing file in words', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-validate-dir-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const { mkdir, symlink } = await import('node:fs/promises');
+  await mkdir(join(dir, 'res', 'nested'), { recursive: true });
+  await writeFile(join(dir, 'res', 'dp.yaml'), dataplaneYaml('dp-1', { app: 'web' }));
+  await writeFile(join(dir, 'res', 'nested', 'trust.yaml'), meshTrustYaml('t', 'a.example', []));
+  await writeFile(join(dir, 'res', 'notes.txt'), 'not a resource');
+  const ok = await meshSds(['validate', join(dir, 'res')]);
+  assert.equal(ok.code, 1, ok.stdout + ok.stderr);
+  assert.ok(ok.stderr.includes(`${join(dir, 'res', 'dp.yaml')}: 1 resources valid`), ok.stderr);
+  assert.ok(ok.stderr.includes(`${join(dir, 'res', 'nested', 'trust.yaml')} (document 1): spec.caBundles: must not be empty`), ok.stderr);
+  assert.ok(!(ok.stdout + ok.stderr).includes('notes.txt'), 'a file the store does not read is not validated');
+
+  await symlink('b.yaml', join(dir, 'a.yaml'));
+  await symlink('a.yaml', join(dir, 'b.yaml'));
+  const loops = await meshSds(['validate', join(dir, 'a.yaml'), join(dir, 'missing.yaml')]);
+  assert.equal(loops.code, 1);
+  assert.match(loops.stderr, /a\.yaml \(document 1\): cannot read file: too many (levels of )?symbolic links.*\(ELOOP\)/i);
+  assert.match(loops.stderr, /missing\.yaml \(document 1\): cannot read file: no such file or directory \(ENOENT\)/);
+
+  const empty = join(dir, 'empty');
+  await mkdir(empty);
+  const none = await meshSds(['validate', empty]);
+  assert.equal(none.code, 1, none.stdout);
+  assert.match(none.stderr, /empty: no resource files \(\.yaml, \.yml, \.json\) in this directory/);
+});

@@ -22,7 +22,7 @@ describe('resolveDataSource', () => {
     const p = dir.file('ca.pem', 'PEM-DATA\n');
     assert.equal(await resolveDataSource({ type: 'File', file: { path: p } }), 'PEM-DATA\n');
     await assert.rejects(resolveDataSource({ type: 'File', file: { path: 'rel/ca.pem' } }), fails('file "rel/ca.pem": path must be absolute'));
-    await assert.rejects(resolveDataSource({ type: 'File', file: { path: `${dir.path}/missing.pem` } }), fails(`file "${dir.path}/missing.pem" cannot be read: ENOENT`));
+    await assert.rejects(resolveDataSource({ type: 'File', file: { path: `${dir.path}/missing.pem` } }), fails(`file "${dir.path}/missing.pem" cannot be read: no such file or directory (ENOENT)`));
   });
 
   it('a key pasted into a File path (meant for InsecureInline) is described in the error, never quoted', async () => {
@@ -30,7 +30,7 @@ describe('resolveDataSource', () => {
     for (const path of [pem, `/${pem}`]) {
       const err = await resolveDataSource({ type: 'File', file: { path } }).catch((e: unknown) => e);
       assert.ok(err instanceof DataSourceError, String(err));
-      assert.match(err.message, /^file <not shown: \d+ characters, looks like a PEM private key>(: path must be absolute| cannot be read: ENOENT)$/);
+      assert.match(err.message, /^file <not shown: \d+ characters, looks like a PEM private key>(: path must be absolute| cannot be read: no such file or directory \(ENOENT\))$/);
       assert.ok(!err.message.includes('PRIVATE KEY') && !err.message.includes(pem.split('\n')[1]!.slice(0, 20)), err.message);
     }
   });
