@@ -857,6 +857,7 @@ test('a CA whose chain is completed (intermediate and root added to the file) ke
 
 test('an identity whose trust anchor is not self-signed and chains to no root of its trust domain says so: Envoy\'s SPIFFE validator (system_trust_bundle, ALL) accepts self-signed anchors only', async () => {
   const pki = tempDir();
+  let stop = () => {};
   try {
     const root = makeRootCa(pki, 'anchor-root');
     const inter = makeIntermediateCa(pki, 'anchor-inter', root);
@@ -867,6 +868,7 @@ test('an identity whose trust anchor is not self-signed and chains to no root of
     assert.equal(opensslVerify(pki, { root: inter.certPem + root.certPem, leafChain: leaf.certChainPem, purpose: 'sslclient' }).ok, true);
 
     const { a, push } = harness();
+    stop = () => a.stop();
     const alone = withInlineCa('alone', inter, 3600_000, false);
     const v1 = await push(snapshot(alone));
     const c1 = cond(stateOf(v1, alone), 'MeshTrustCreated');
@@ -884,10 +886,10 @@ test('an identity whose trust anchor is not self-signed and chains to no root of
     const off = withInlineCa('alone', inter, 3600_000, false);
     if (off.spec.provider.type === 'Bundled') off.spec.provider.bundled.meshTrustCreation = 'Disabled';
     const v3 = await push(snapshot(off, meshTrust('operator-inter', td, [inter.certPem])));
-    a.stop();
     const c3 = cond(stateOf(v3, off), 'MeshTrustCreated');
     assert.deepEqual([c3.status, c3.reason], ['False', 'RootMissing']);
   } finally {
+    stop();
     pki.cleanup();
   }
 });
