@@ -400,7 +400,9 @@ export class IdentityAuthorities {
       const carried = created?.type === 'MeshTrustCreated' && ['Created', 'NameConflict', 'Disabled'].includes(created.reason);
       if (st.identity.spec.provider.type !== 'Bundled' || !st.ca || !st.trustDomain || !carried) continue;
       const anchor = anchorIsRoot(st.ca) ? undefined : new X509Certificate(st.ca.trustPem);
-      if (!anchor || chainsToRoot(anchor, trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain))) {
+      const domain = () => trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain).flatMap((t) => t.spec.caBundles.map((b) => b.pem.value));
+      // The intermediates of the CA's chain go out with every leaf: a peer builds through them too.
+      if (!anchor || chainsToRoot(anchor, [st.ca.chainPem, ...domain()])) {
         this.warnedUnanchored.delete(key);
         continue;
       }
@@ -722,11 +724,11 @@ function anchorIsRoot(ca: CertificateAuthority): boolean {
 }
 
 /**
- * Whether `anchor` is issued, through CAs of the trust domain's MeshTrusts, by a self-signed root:
- * what a verifier without partial chains (Envoy's SPIFFE validator) needs.
+ * Whether `anchor` is issued, through the CAs of `pems` (its chain, the trust domain's MeshTrusts),
+ * by a self-signed root: what a verifier without partial chains (Envoy's SPIFFE validator) needs.
  */
-function chainsToRoot(anchor: X509Certificate, domain: readonly MeshTrust[]): boolean {
-  const cas = domain.flatMap((t) => t.spec.caBundles.flatMap((b) => splitPemCertificates(b.pem.value).ders)).map((der) => new X509Certificate(der));
+function chainsToRoot(anchor: X509Certificate, pems: readonly string[]): boolean {
+  const cas = pems.flatMap((pem) => splitPemCertificates(pem).ders).map((der) => new X509Certificate(der));
   let cert = anchor;
   for (let steps = 0; steps < cas.length; steps++) {
     const parent = cas.find((p) => p.fingerprint256 !== cert.fingerprint256 && cert.checkIssued(p) && cert.verify(p.publicKey));

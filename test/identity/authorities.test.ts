@@ -879,6 +879,13 @@ test('an identity whose trust anchor is not self-signed and chains to no root of
     // A MeshTrust of the domain carrying the root completes the chain.
     const v2 = await push(snapshot(alone, meshTrust('operator-root', td, [root.certPem])));
     assert.equal(cond(stateOf(v2, alone), 'MeshTrustCreated').reason, 'Created');
+    // A CA given with its parent but not the root: the parent goes out with every leaf, so a MeshTrust
+    // carrying the root anchors it; without that MeshTrust it is still missing.
+    const mid = makeIntermediateCa(pki, 'anchor-mid', root);
+    const low = makeIntermediateCa(pki, 'anchor-low', mid);
+    const lowChain = withInlineCa('alone', { certPem: low.certPem + mid.certPem, keyPem: low.keyPem }, 3600_000, false);
+    assert.equal(cond(stateOf(await push(snapshot(lowChain)), lowChain), 'MeshTrustCreated').reason, 'RootMissing');
+    assert.equal(cond(stateOf(await push(snapshot(lowChain, meshTrust('operator-root', td, [root.certPem]))), lowChain), 'MeshTrustCreated').reason, 'Created');
     // The root given after the CA: the anchor is the root.
     const withRoot = withInlineCa('alone', { certPem: inter.certPem + root.certPem, keyPem: inter.keyPem }, 3600_000, false);
     assert.equal(cond(stateOf(await push(snapshot(withRoot)), withRoot), 'MeshTrustCreated').reason, 'Created');
