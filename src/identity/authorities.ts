@@ -160,6 +160,8 @@ export class IdentityAuthorities {
   private readonly loaded = new Map<string, Loaded>();
   /** Identities whose CA no MeshTrust carries (meshTrustCreation: Disabled), by the CA last warned about. */
   private readonly warnedUntrusted = new Map<string, string>();
+  /** Identities whose CA chains to no self-signed root of its trust domain, by the CA last warned about. */
+  private readonly warnedUnanchored = new Map<string, string>();
   /** The auto-created MeshTrusts of the last computation, by identity key. */
   private published: ReadonlyMap<string, Published> = new Map();
   /** Auto-created MeshTrusts no identity publishes any more, kept until their leaves expire. */
@@ -354,6 +356,7 @@ export class IdentityAuthorities {
     }
     this.scheduleRetirement();
     this.flagUntrustedCas(identities, trusts);
+    this.flagUnanchoredCas(identities, trusts);
     return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts, retired };
   }
 
@@ -379,6 +382,34 @@ export class IdentityAuthorities {
       st.conditions.splice(1, 1, condition('MeshTrustCreated', false, 'CaNotTrusted', message));
       if (this.warnedUntrusted.get(key) !== st.ca.fingerprint) {
         this.warnedUntrusted.set(key, st.ca.fingerprint);
+        this.opts.log?.warn({ identity: st.identity.name, mesh: st.identity.mesh, trustDomain: st.trustDomain }, message);
+      }
+    }
+  }
+
+  /**
+   * Envoy's SPIFFE validator (`system_trust_bundle`, `ALL`) verifies against a store per trust
+   * domain without partial chains: a certificate that is not self-signed anchors nothing there. A
+   * CA given without its root, whose trust domain no MeshTrust gives a root for, issues SVIDs that
+   * peers validating with it refuse (`ROOTCA` and a flat `trusted_ca`, which Envoy verifies with
+   * partial chains, still work). Said in its conditions, and logged once per CA.
+   */
+  private flagUnanchoredCas(identities: Map<string, IdentityState>, trusts: readonly MeshTrust[]): void {
+    for (const [key, st] of identities) {
+      const created = st.conditions[1];
+      const carried = created?.type === 'MeshTrustCreated' && ['Created', 'NameConflict', 'Disabled'].includes(created.reason);
+      if (st.identity.spec.provider.type !== 'Bundled' || !st.ca || !st.trustDomain || !carried) continue;
+      const anchor = anchorIsRoot(st.ca) ? undefined : new X509Certificate(st.ca.trustPem);
+      const domain = () => trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain).flatMap((t) => t.spec.caBundles.map((b) => b.pem.value));
+      // The intermediates of the CA's chain go out with every leaf: a peer builds through them too.
+      if (!anchor || chainsToRoot(anchor, [st.ca.chainPem, ...domain()])) {
+        this.warnedUnanchored.delete(key);
+        continue;
+      }
+      const message = `the CA (${st.ca.fingerprint.slice(0, 16)}) is not self-signed and was given without its root, and no MeshTrust of mesh "${st.identity.mesh}" for trust domain "${st.trustDomain}" carries its root: Envoy's SPIFFE validator (system_trust_bundle, ALL) accepts no partial chain and refuses this identity's SVIDs; append the root to ca.certificate or put it in a MeshTrust of the domain`;
+      st.conditions.splice(1, 1, condition('MeshTrustCreated', created.status === 'True', 'RootMissing', message));
+      if (this.warnedUnanchored.get(key) !== st.ca.fingerprint) {
+        this.warnedUnanchored.set(key, st.ca.fingerprint);
         this.opts.log?.warn({ identity: st.identity.name, mesh: st.identity.mesh, trustDomain: st.trustDomain }, message);
       }
     }
@@ -681,6 +712,31 @@ export class IdentityAuthorities {
       autoTrust,
     };
   }
+}
+
+const isRoot = (c: X509Certificate): boolean => c.checkIssued(c) && c.verify(c.publicKey);
+/** Whether a loaded CA's trust anchor is self-signed (the usual case), judged once per CA. */
+const anchorRoots = new WeakMap<CertificateAuthority, boolean>();
+function anchorIsRoot(ca: CertificateAuthority): boolean {
+  let r = anchorRoots.get(ca);
+  if (r === undefined) anchorRoots.set(ca, (r = isRoot(new X509Certificate(ca.trustPem))));
+  return r;
+}
+
+/**
+ * Whether `anchor` is issued, through the CAs of `pems` (its chain, the trust domain's MeshTrusts),
+ * by a self-signed root: what a verifier without partial chains (Envoy's SPIFFE validator) needs.
+ */
+function chainsToRoot(anchor: X509Certificate, pems: readonly string[]): boolean {
+  const cas = pems.flatMap((pem) => splitPemCertificates(pem).ders).map((der) => new X509Certificate(der));
+  let cert = anchor;
+  for (let steps = 0; steps < cas.length; steps++) {
+    const parent = cas.find((p) => p.fingerprint256 !== cert.fingerprint256 && cert.checkIssued(p) && cert.verify(p.publicKey));
+    if (!parent) return false;
+    if (isRoot(parent)) return true;
+    cert = parent;
+  }
+  return false;
 }
 
 /** When a PEM chain ends: its first certificate to expire; undefined when none can be read. */

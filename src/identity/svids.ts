@@ -95,12 +95,14 @@ export function isUndecided(id: ProxyIdentity | undefined): boolean {
 interface SvidInputs {
   identity: string;
   ca: string;
+  /** The CA's chain as served after the leaf: the same CA given with more (or fewer) parents changes it. */
+  chain: string;
   spiffeId: string;
   expiryMs: number;
 }
 
 const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
-  a !== undefined && a.identity === b.identity && a.ca === b.ca && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
+  a !== undefined && a.identity === b.identity && a.ca === b.ca && a.chain === b.chain && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
 
 export { nodeKeyOf, proxyKeyOf } from './claims.js';
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -404,7 +406,7 @@ export class SvidManager {
     }
     const ca = st.ca!;
     const expiryMs = provider.bundled.certificateParameters.expiryMs;
-    const desiredKey: SvidInputs = { identity: st.key, ca: ca.fingerprint, spiffeId: id.spiffeId, expiryMs };
+    const desiredKey: SvidInputs = { identity: st.key, ca: ca.fingerprint, chain: ca.chainPem, spiffeId: id.spiffeId, expiryMs };
     if (sameInputs(e.desiredKey, desiredKey) && e.identity.state === 'issued') {
       // Same SVID inputs: keep the certificate, but reflect identity status changes.
       if (e.identity.identity !== st) e.identity = { ...e.identity, identity: st };

@@ -179,7 +179,8 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
  * without the self-signed root (empty for a self-signed CA). `trustPem` is the root when it is
  * included; when it is not, the signing CA itself is the trust anchor, which works for verifiers
- * that allow partial chains (Envoy does); `openssl verify` needs `-partial_chain` for it.
+ * that allow partial chains (Envoy's default validator; not its SPIFFE validator, see
+ * flagUnanchoredCas); `openssl verify` needs `-partial_chain` for it.
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();

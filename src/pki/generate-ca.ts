@@ -77,7 +77,8 @@ export function generateCertificateAuthority(trustDomain: string, opts: Generate
 
   const extensions = seq(
     hex('300f0603551d130101ff040530030101ff'), // basicConstraints critical CA:TRUE
-    hex('300e0603551d0f0101ff040403020186'), // keyUsage critical digitalSignature, keyCertSign, cRLSign
+    // keyUsage critical keyCertSign, cRLSign: X509-SVID (Appendix A) sets digitalSignature on leaves only.
+    hex('300e0603551d0f0101ff040403020106'),
     seq(hex('0603551d0e'), octetString(octetString(keyId))), // subjectKeyIdentifier
     seq(hex('0603551d11'), octetString(seq(tlv(0x86, Buffer.from(`spiffe://${trustDomain}`, 'latin1'))))),
   );

@@ -9,6 +9,8 @@ export interface TrustedCa {
   pem: string;
   /** Names of the MeshTrusts that carry this CA. */
   sources: string[];
+  /** Self-signed (a root): what a verifier without partial chains can anchor a chain at. */
+  selfSigned: boolean;
 }
 
 export interface TrustDomainBundle {
@@ -31,6 +33,11 @@ export interface MeshTrustBundle {
   domains: TrustDomainBundle[];
   /** CA bundles not used because their PEM is not all certificates (absent when there is none). */
   rejected?: RejectedCaBundle[];
+  /**
+   * Trust domains none of whose CAs is self-signed (absent when there is none): Envoy's SPIFFE
+   * validator builds its store without partial chains, so it verifies none of their SVIDs.
+   */
+  unanchored?: string[];
 }
 
 export interface RejectedCaBundle {
@@ -76,7 +83,8 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
         }
         const cert = new X509Certificate(der);
         const notAfter = new Date(cert.validTo);
-        cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name] });
+        const selfSigned = cert.checkIssued(cert) && cert.verify(cert.publicKey);
+        cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name], selfSigned });
       }
     }
   }
@@ -87,7 +95,8 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
       const list = [...cas.values()];
       return { trustDomain, cas: list, pem: list.map((c) => c.pem).join('') };
     });
-  return rejected.length > 0 ? { mesh, domains, rejected } : { mesh, domains };
+  const unanchored = domains.filter((d) => !d.cas.some((c) => c.selfSigned)).map((d) => d.trustDomain);
+  return { mesh, domains, ...(rejected.length > 0 ? { rejected } : {}), ...(unanchored.length > 0 ? { unanchored } : {}) };
 }
 
 /**

@@ -18,6 +18,7 @@ import { makeCa, makeLeaf } from '../helpers/openssl.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { CA_EXTENSIONS, makeCert, makeIntermediateCa, makeKey, makeRootCa, opensslVerify, tempDir } from '../pki/helpers.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
+import { loadCertificateAuthority } from '../../src/pki/ca.js';
 
 let revision = 0;
 const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
@@ -850,6 +851,52 @@ test('a CA whose chain is completed (intermediate and root added to the file) ke
     assert.ok(v.ok, `a leaf issued before the change still verifies against the identity's MeshTrust: ${v.output}`);
   } finally {
     a.stop();
+    pki.cleanup();
+  }
+});
+
+test('an identity whose trust anchor is not self-signed and chains to no root of its trust domain says so: Envoy\'s SPIFFE validator (system_trust_bundle, ALL) accepts self-signed anchors only', async () => {
+  const pki = tempDir();
+  let stop = () => {};
+  try {
+    const root = makeRootCa(pki, 'anchor-root');
+    const inter = makeIntermediateCa(pki, 'anchor-inter', root);
+    const td = 'default.default.mesh.local';
+    // What the validator does (no partial chains): the intermediate alone does not anchor a leaf it signed.
+    const leaf = issueSvidSync(loadCertificateAuthority(inter.certPem, inter.keyPem, { allowSelfSigned: false }), `spiffe://${td}/w`, 3600_000);
+    assert.equal(opensslVerify(pki, { root: inter.certPem, leafChain: leaf.certChainPem, purpose: 'sslclient' }).ok, false);
+    assert.equal(opensslVerify(pki, { root: inter.certPem + root.certPem, leafChain: leaf.certChainPem, purpose: 'sslclient' }).ok, true);
+
+    const { a, push } = harness();
+    stop = () => a.stop();
+    const alone = withInlineCa('alone', inter, 3600_000, false);
+    const v1 = await push(snapshot(alone));
+    const c1 = cond(stateOf(v1, alone), 'MeshTrustCreated');
+    assert.deepEqual([c1.status, c1.reason], ['True', 'RootMissing']);
+    assert.match(c1.message, /not self-signed/);
+    assert.match(c1.message, /system_trust_bundle/);
+    assert.equal(cond(stateOf(v1, alone), 'Ready').status, 'True', 'still issuing: ROOTCA and flat trusted_ca verify with partial chains');
+    // A MeshTrust of the domain carrying the root completes the chain.
+    const v2 = await push(snapshot(alone, meshTrust('operator-root', td, [root.certPem])));
+    assert.equal(cond(stateOf(v2, alone), 'MeshTrustCreated').reason, 'Created');
+    // A CA given with its parent but not the root: the parent goes out with every leaf, so a MeshTrust
+    // carrying the root anchors it; without that MeshTrust it is still missing.
+    const mid = makeIntermediateCa(pki, 'anchor-mid', root);
+    const low = makeIntermediateCa(pki, 'anchor-low', mid);
+    const lowChain = withInlineCa('alone', { certPem: low.certPem + mid.certPem, keyPem: low.keyPem }, 3600_000, false);
+    assert.equal(cond(stateOf(await push(snapshot(lowChain)), lowChain), 'MeshTrustCreated').reason, 'RootMissing');
+    assert.equal(cond(stateOf(await push(snapshot(lowChain, meshTrust('operator-root', td, [root.certPem]))), lowChain), 'MeshTrustCreated').reason, 'Created');
+    // The root given after the CA: the anchor is the root.
+    const withRoot = withInlineCa('alone', { certPem: inter.certPem + root.certPem, keyPem: inter.keyPem }, 3600_000, false);
+    assert.equal(cond(stateOf(await push(snapshot(withRoot)), withRoot), 'MeshTrustCreated').reason, 'Created');
+    // meshTrustCreation Disabled with an operator MeshTrust carrying the intermediate alone.
+    const off = withInlineCa('alone', inter, 3600_000, false);
+    if (off.spec.provider.type === 'Bundled') off.spec.provider.bundled.meshTrustCreation = 'Disabled';
+    const v3 = await push(snapshot(off, meshTrust('operator-inter', td, [inter.certPem])));
+    const c3 = cond(stateOf(v3, off), 'MeshTrustCreated');
+    assert.deepEqual([c3.status, c3.reason], ['False', 'RootMissing']);
+  } finally {
+    stop();
     pki.cleanup();
   }
 });

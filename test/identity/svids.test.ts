@@ -7,6 +7,7 @@ import { SvidManager, type Issuer, type ProxyIdentity } from '../../src/identity
 import { SvidIssuer } from '../../src/pki/issuer.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { dataplane, meshIdentity } from '../helpers/resources.js';
+import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
 
 let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
@@ -421,5 +422,38 @@ test('a failing issuance is retried with a doubling wait (Kuma backs off 5 s to 
     assert.ok(again >= 35 && again < 250, `the wait after a success was ${again.toFixed(0)} ms, expected about 40`);
   } finally {
     await h.close();
+  }
+});
+
+test('a CA whose chain changes (an intermediate added) reissues: the served certificate_chain follows the CA chain, not only its key', async () => {
+  const pki = tempDir();
+  const h = await setup();
+  try {
+    const root = makeRootCa(pki, 'chain-root');
+    const mid = makeIntermediateCa(pki, 'chain-mid', root);
+    const ca = makeIntermediateCa(pki, 'chain-ca', mid);
+    const withCa = (certPem: string) => {
+      const mi = meshIdentity('identity');
+      const inline = (value: string) => ({ type: 'InsecureInline' as const, insecureInline: { value } });
+      if (mi.spec.provider.type === 'Bundled') {
+        mi.spec.provider.bundled = { ...mi.spec.provider.bundled, autogenerate: { enabled: false }, ca: { certificate: inline(certPem), privateKey: inline(ca.keyPem) } };
+      }
+      return mi;
+    };
+    const blocks = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+    await h.push(withCa(ca.certPem), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    assert.ok(first.state === 'issued');
+    assert.equal(blocks(first.svid.certChainPem).length, 2, 'leaf + the CA');
+    // The operator completes the chain: same CA (same key and certificate), now with its parent and root.
+    await h.push(withCa(ca.certPem + mid.certPem + root.certPem), dataplane('web-1', web));
+    const second = await h.until(key, (p) => p.state === 'issued' && blocks(p.svid.certChainPem).length === 3);
+    assert.ok(second.state === 'issued');
+    assert.notEqual(second.svid.serialHex, first.svid.serialHex, 'a new version, so every stream is sent it');
+    assert.equal(blocks(second.svid.certChainPem)[2], blocks(mid.certPem)[0]);
+  } finally {
+    await h.close();
+    pki.cleanup();
   }
 });

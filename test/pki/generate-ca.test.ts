@@ -29,7 +29,7 @@ describe('generateCertificateAuthority', () => {
     const ku = c.getExtension(x509.KeyUsagesExtension)!;
     const F = x509.KeyUsageFlags;
     assert.equal(ku.critical, true);
-    assert.equal(ku.usages, F.keyCertSign | F.cRLSign | F.digitalSignature);
+    assert.equal(ku.usages, F.keyCertSign | F.cRLSign);
     assert.ok(c.getExtension(x509.SubjectKeyIdentifierExtension)!.keyId.length > 0);
     assert.equal(c.notBefore.getTime(), now.getTime() - 10_000);
     assert.equal(c.notAfter.toISOString(), '2040-06-01T11:59:50.000Z');
@@ -66,6 +66,14 @@ describe('generateCertificateAuthority', () => {
     for (const purpose of ['sslserver', 'sslclient'] as const) {
       const v = opensslVerify(dir, { root: ca.trustPem, leafChain: svid.certChainPem, purpose });
       assert.ok(v.ok, v.output);
+    }
+  });
+
+  it('key usage is keyCertSign and cRLSign only: X509-SVID (Appendix A) reserves digitalSignature for leaves, as Kuma and SPIRE make their CAs', () => {
+    for (const keyAlgorithm of ['ec-p256', 'rsa-2048'] as const) {
+      const g = generateCertificateAuthority(TD, { keyAlgorithm });
+      const text = openssl(['x509', '-in', dir.file(`ku-${keyAlgorithm}.pem`, g.certPem), '-noout', '-ext', 'keyUsage']);
+      assert.match(text, /X509v3 Key Usage: critical\n\s*Certificate Sign, CRL Sign\n/, text);
     }
   });
 

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { expiredCas, aggregateTrust, flatBundlePem } from '../../src/trust/aggregate.js';
 import { meshTrust } from '../helpers/resources.js';
 import { makeCa, makeExpiredCa } from '../helpers/openssl.js';
+import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
 
 const caA1 = makeCa('a1');
 const caA2 = makeCa('a2');
@@ -68,4 +69,20 @@ test('a CA bundle whose PEM is not all certificates is not half-used: none of it
   assert.deepEqual(mixed.domains[0]!.cas.map((c) => c.pem), [aggregateTrust([meshTrust('x', 'a.example', [caA2.certPem])], 'default').domains[0]!.cas[0]!.pem]);
   assert.equal(mixed.rejected?.[0]?.index, 0);
   assert.equal(aggregateTrust([meshTrust('ok', 'a.example', [caA1.certPem + caA2.certPem])], 'default').rejected, undefined);
+});
+
+test('a trust domain none of whose CAs is self-signed is reported: Envoy\'s SPIFFE validator accepts no partial chain, so it verifies none of its SVIDs', () => {
+  const pki = tempDir();
+  try {
+    const root = makeRootCa(pki, 'agg-root');
+    const inter = makeIntermediateCa(pki, 'agg-inter', root);
+    const only = aggregateTrust([meshTrust('partner', 'p.example', [inter.certPem]), meshTrust('zeta', 'b.example', [caB.certPem])], 'default');
+    assert.deepEqual(only.unanchored, ['p.example']);
+    assert.deepEqual(only.domains.map((d) => d.trustDomain), ['b.example', 'p.example'], 'still served: ROOTCA and spiffe://td (trusted_ca) verify with partial chains');
+    // The root in another MeshTrust of the domain anchors it.
+    assert.equal(aggregateTrust([meshTrust('partner', 'p.example', [inter.certPem]), meshTrust('partner-root', 'p.example', [root.certPem])], 'default').unanchored, undefined);
+    assert.equal(aggregateTrust([meshTrust('x', 'a.example', [caA1.certPem])], 'default').unanchored, undefined);
+  } finally {
+    pki.cleanup();
+  }
 });
