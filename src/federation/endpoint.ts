@@ -293,8 +293,11 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
       }
       for (const d of domains) {
         const have = svids.get(d.trustDomain);
-        // Keep the SVID while its CA is published (see the header comment); reissue otherwise.
-        if (have && d.caFingerprints.includes(have.svid.caFingerprint) && have.svid.notAfter.getTime() > now().getTime()) continue;
+        // Keep the SVID while its CA is published (see the header comment); reissue otherwise, and
+        // when the current CA is given again with another chain (its parents completed): the
+        // endpoint's TLS chain follows it, as proxy SVIDs do.
+        const staleChain = have?.svid.caFingerprint === d.ca.fingerprint && !have.svid.certChainPem.endsWith(d.ca.chainPem);
+        if (have && !staleChain && d.caFingerprints.includes(have.svid.caFingerprint) && have.svid.notAfter.getTime() > now().getTime()) continue;
         try {
           await issueFor(d);
         } catch (e) {

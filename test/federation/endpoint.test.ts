@@ -288,3 +288,32 @@ test('a CA under an Ed25519 root is published (OKP key); a CA that cannot be enc
     await ep.close();
   }
 });
+
+test('the endpoint SVID is reissued when its CA is given again with a completed chain, so TLS clients get the intermediates', async () => {
+  const { makeIntermediateCa, makeRootCa, tempDir } = await import('../pki/helpers.js');
+  const pki = tempDir();
+  const root = makeRootCa(pki, 'ep-root');
+  const mid = makeIntermediateCa(pki, 'ep-mid', root);
+  const issuing = makeIntermediateCa(pki, 'ep-ca', mid);
+  const blocks = (pem: string) => pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
+  const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore() });
+  try {
+    const alone = loadCertificateAuthority(issuing.certPem, issuing.keyPem, { allowSelfSigned: false, now: new Date() });
+    await ep.setDomains([domain('chain.test', alone)]);
+    const first = ep.svid('chain.test')!;
+    assert.equal(blocks(first.certChainPem).length, 2, 'leaf + the CA');
+    // Same CA (key and certificate), now with its parent and root: its chain grew.
+    const completed = loadCertificateAuthority(issuing.certPem + mid.certPem + root.certPem, issuing.keyPem, { allowSelfSigned: false, now: new Date() });
+    assert.equal(completed.fingerprint, alone.fingerprint);
+    await ep.setDomains([domain('chain.test', completed)]);
+    const second = ep.svid('chain.test')!;
+    assert.notEqual(second.serialHex, first.serialHex, 'reissued');
+    assert.equal(blocks(second.certChainPem).length, 3, 'leaf + the CA + its parent');
+    assert.equal(blocks(second.certChainPem)[2], blocks(mid.certPem)[0]);
+    const s = await sClient(ep.port, root.certPem, 'chain.test');
+    assert.equal(s.verify, '0 (ok)', s.text);
+  } finally {
+    await ep.close();
+    pki.cleanup();
+  }
+});
