@@ -18,6 +18,7 @@ import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
+import { storeUnavailable } from '../store/pg-errors.js';
 import { splitPemCertificates } from '../api/pem.js';
 import { inTrustDomain, nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
@@ -166,7 +167,8 @@ export class IdentityAuthorities {
   private latest?: ResourceSnapshot;
   private revision = 0;
   /**
-   * The state store failed earlier in the running computation: the rest of it does not ask again.
+   * The state store was unreachable or stalled earlier in the running computation: the rest of it
+   * does not ask again.
    * A stalled state table fails each read only at the query timeout, and one identity after
    * another took that long, holding every change (a new Dataplane too) back for minutes.
    */
@@ -297,7 +299,10 @@ export class IdentityAuthorities {
       return await op();
     } catch (e) {
       if (e instanceof StateNotCreatedError) throw e;
-      throw (this.stateDown = new StateStoreError(`state store: ${(e as Error).message}`, { cause: e }));
+      const err = new StateStoreError(`state store: ${(e as Error).message}`, { cause: e });
+      // Only a store that is down or stalled: one record that cannot be opened says nothing of the others.
+      if (storeUnavailable(e)) this.stateDown = err;
+      throw err;
     }
   }
 
