@@ -260,10 +260,9 @@ export class IdentityAuthorities {
     const inputs = [resourcesOfKind(snapshot, 'MeshIdentity'), resourcesOfKind(snapshot, 'Secret'), resourcesOfKind(snapshot, 'MeshTrust')];
     const last = this.lastFull;
     const nowMs = this.now().getTime();
-    // While the state store is failing, a full computation could only fail its reads again (the
-    // retry timer computes in full): the last result is reused however old it is.
-    const stateFailing = [...this.loaded.values()].some((l) => l.fromState);
-    if (!forced && last?.clean && (nowMs - last.atMs < FULL_RECOMPUTE_MS || stateFailing) && inputs.every((list, i) => list === last.inputs[i])) {
+    // While the last computation found the state store unreachable or stalled, another could only
+    // fail its reads again (the retry timer computes in full): the last result is reused however old.
+    if (!forced && last?.clean && (nowMs - last.atMs < FULL_RECOMPUTE_MS || this.stateDown) && inputs.every((list, i) => list === last.inputs[i])) {
       return { ...last.view, revision: ++this.revision, snapshot };
     }
     const view = await this.compute(snapshot);
