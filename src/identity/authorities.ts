@@ -18,7 +18,7 @@ import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
-import { storeUnavailable } from '../store/pg-errors.js';
+import { storeErrorText, storeUnavailable } from '../store/pg-errors.js';
 import { splitPemCertificates } from '../api/pem.js';
 import { inTrustDomain, nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
@@ -173,6 +173,8 @@ export class IdentityAuthorities {
    * another took that long, holding every change (a new Dataplane too) back for minutes.
    */
   private stateDown?: StateStoreError;
+  /** Identities of the running computation that could not read the state because of that (logged once, at its end). */
+  private stalledIdentities: string[] = [];
   /** The last full computation: its inputs (by identity), when it ran, and whether every identity resolved. */
   private lastFull?: { inputs: readonly (readonly Resource[])[]; atMs: number; clean: boolean; view: AuthorityView };
 
@@ -298,7 +300,7 @@ export class IdentityAuthorities {
       return await op();
     } catch (e) {
       if (e instanceof StateNotCreatedError) throw e;
-      const err = new StateStoreError(`state store: ${(e as Error).message}`, { cause: e });
+      const err = new StateStoreError(`state store: ${storeErrorText(e)}`, { cause: e });
       // Only a store that is down or stalled: one record that cannot be opened says nothing of the others.
       if (storeUnavailable(e)) this.stateDown = err;
       throw err;
@@ -307,6 +309,7 @@ export class IdentityAuthorities {
 
   private async compute(snapshot: ResourceSnapshot): Promise<AuthorityView> {
     this.stateDown = undefined;
+    this.stalledIdentities = [];
     const now = this.now();
     const secrets: SecretsByName = new Map();
     for (const s of resourcesOfKind(snapshot, 'Secret')) {
@@ -371,6 +374,15 @@ export class IdentityAuthorities {
     }
     this.scheduleRetirement();
     this.flagUntrustedCas(identities, trusts);
+    const stalled = this.stalledIdentities;
+    // Set by the awaits above (TypeScript narrowed it to the undefined assigned at the start).
+    const down = this.stateDown as StateStoreError | undefined;
+    if (down && stalled.length > 0) {
+      this.opts.log?.warn(
+        { err: down.message, identities: stalled.slice(0, 20) },
+        `state store unreachable or stalled: ${stalled.length} identities keep the CA loaded before (one without any cannot issue); computed again by itself`,
+      );
+    }
     return { revision: ++this.revision, snapshot, zone: this.opts.zone, identities, trusts, retired };
   }
 
@@ -658,7 +670,10 @@ export class IdentityAuthorities {
         // Still the record served from: its disappearance during the failure is noticed when it is made again.
         caStateKey: prev?.ca ? prev.caStateKey : undefined,
       };
-      this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: loaded.error }, 'CA refused');
+      // A stalled store is the database's trouble, said once for the whole computation (see compute).
+      const stalled = this.stateDown !== undefined && (e === this.stateDown || (e as Error).cause === this.stateDown);
+      if (stalled) this.stalledIdentities.push(`${mi.mesh}/${mi.name}`);
+      else this.opts.log?.warn({ identity: mi.name, mesh: mi.mesh, reason: loaded.error }, 'CA refused');
     }
     this.loaded.set(key, loaded);
 
