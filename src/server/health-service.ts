@@ -4,7 +4,7 @@
 import { frameMessage } from './grpc-h2/framing.js';
 import type { MethodCodec, ServerCall } from './grpc-h2/call.js';
 import type { GrpcServer } from './grpc-h2/server.js';
-import { countNotBusyStream, countRefusedStream } from './grpc-h2/sessions.js';
+import { countRefusedStream } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 
 const HEALTH = '/grpc.health.v1.Health';
@@ -73,9 +73,6 @@ function admitHealth(call: ServerCall<HealthRequest, Buffer>): CallStatus | unde
     return { code: Status.RESOURCE_EXHAUSTED, details: `more than ${HEALTH_CALLS_PER_CONNECTION} health calls open on one connection` };
   }
   openHealthCalls.set(session, open + 1);
-  // Answered to anyone: it does not keep its connection from being idle (else any peer could hold
-  // every connection place with one Watch each).
-  countNotBusyStream(session);
   call.stream.once('close', () => openHealthCalls.set(session, (openHealthCalls.get(session) ?? 1) - 1));
   return undefined;
 }

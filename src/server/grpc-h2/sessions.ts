@@ -43,12 +43,12 @@ class Liveness {
   streams = 0;
   /**
    * When its last stream that was served ended (connected, if none): it is idle from then while
-   * every stream open is one that does not make it busy (refused, a health check). Else one peer
+   * every stream open is one that was refused. Else one peer
    * with no token kept any number of connections open by opening a refused stream on each every
    * few seconds, and took every place of --max-connections.
    */
   servedEndMs: number;
-  /** Open streams counted as refused or as not making the connection busy. */
+  /** Open streams counted as refused (see countRefusedStream). */
   notBusyOpen = 0;
   /** When it was told to go away for idleness (0: not yet). */
   idleClosedMs = 0;
@@ -106,10 +106,6 @@ export function countRefusedStream(session: Http2Session | undefined): void {
   s?.[SESSIONS]?.refusedStream(s as TrackedSession);
 }
 
-/** A stream served to anyone (a health check) whose end does not count as the connection being used; call it before the stream ends. */
-export function countNotBusyStream(session: Http2Session | undefined): void {
-  notBusy(session);
-}
 
 /** GOAWAY (NO_ERROR, "max_idle", as grpc-go says it), then close: no stream is open to wait for. */
 function closeIdle(session: Http2Session): void {
