@@ -3,6 +3,7 @@ import { Gauge } from 'prom-client';
 import type { SvidManager } from '../identity/svids.js';
 import { heldNames } from './debug.js';
 import type { Metrics } from './metrics.js';
+import type { Readiness } from './readiness.js';
 import type { StreamRegistry } from './xds-streams.js';
 
 export function registerLiveMetrics(metrics: Metrics, src: { svids: SvidManager; registry: StreamRegistry }): void {
@@ -48,6 +49,23 @@ export function registerLiveMetrics(metrics: Metrics, src: { svids: SvidManager;
       const counts: Record<string, number> = { issued: 0, pending: 0, rejected: 0 };
       for (const [, e] of src.svids.entries()) counts[e.identity.state] = (counts[e.identity.state] ?? 0) + 1;
       for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+    },
+  });
+}
+
+/**
+ * Each /readyz check as 1 (passing) or 0: a replica kept unready for minutes (a database that
+ * stopped answering, a stale revocation list) showed nothing in /metrics to alert on or to say why.
+ */
+export function registerReadinessMetric(metrics: Metrics, readiness: Readiness): void {
+  new Gauge({
+    name: 'mesh_sds_ready_check',
+    help: 'Checks behind /readyz: 1 passing, 0 failing (the reason is in /readyz?verbose)',
+    labelNames: ['check'],
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      for (const c of readiness.evaluate().checks) this.set({ check: c.name }, c.ok ? 1 : 0);
     },
   });
 }

@@ -30,7 +30,7 @@ import { GrpcServer, type TlsKeyPair } from './grpc-h2/server.js';
 import { defaultMaxConnections } from './fd-limit.js';
 import { createLogger, limitedWarn, peerSource, WarnLimiter, type Logger } from './logger.js';
 import { IdentityChangeLog } from './identity-log.js';
-import { registerLiveMetrics } from './live-metrics.js';
+import { registerLiveMetrics, registerReadinessMetric } from './live-metrics.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import type { Readiness } from './readiness.js';
 import { serverReadiness } from './server-readiness.js';
@@ -340,6 +340,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   let loaded = false;
   let draining = false;
   const readiness = serverReadiness({ store, loaded: () => loaded, authorities, tokens, state, draining: () => draining });
+  registerReadinessMetric(metrics, readiness);
   const health = registerServices(server, deps, () => serving);
 
   const ready = firstValueFrom(views$.pipe(filter(() => true))).then(() => {

@@ -251,6 +251,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
 
   /** No first request within `limitMs`: Envoy sends its first at once, so this peer never will. */
   endSilent(limitMs: number): void {
+    // Refused: one opened now and then without a request must not keep its connection busy.
+    countRefusedStream(this.call.session);
     limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer }, 'stream closed: no request');
     this.finish({ code: Status.INVALID_ARGUMENT, details: `no ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'} within ${limitMs / 1000} s of opening the stream` });
   }

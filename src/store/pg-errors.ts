@@ -12,3 +12,15 @@ export function storeErrorText(err: unknown): string {
   if (message === 'Query read timeout') return `the database did not answer a query in time (${message}): ${STALL_HINT}`;
   return message;
 }
+
+/**
+ * Whether an error says the store could not be reached or did not answer in time (a stall, a lost
+ * connection), not that one key's value is bad: SQLSTATE classes 08 (connection), 53 (resources)
+ * and 57 (statement timeout, shutdown), a lock not available, a socket error, or pg's own timeouts.
+ */
+export function storeUnavailable(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const { code, syscall } = err as NodeJS.ErrnoException;
+  if (typeof code === 'string' && (/^(08|53|57)[0-9A-Z]{3}$/.test(code) || code === '55P03' || typeof syscall === 'string')) return true;
+  return /^(Query read timeout|Connection terminated|timeout expired|timeout exceeded when trying to connect|Client was closed|Client has encountered a connection error|Cannot use a pool after calling end)/.test(err.message);
+}

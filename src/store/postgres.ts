@@ -656,6 +656,13 @@ export class PostgresStore implements ResourceStore {
   /** Rows changed by this replica or named by a notification: read them soon. */
   private noteChanged(keys: Iterable<RowKeyOnly>): void {
     for (const k of keys) this.pendingKeys.set(keyOfRow(k), { kind: k.kind, mesh: k.mesh, namespace: k.namespace, name: k.name });
+    // More than are read by key are one full read owed, not kept: while reads fail (a locked
+    // table) forged notices (any role may send them) naming new rows grew this without bound.
+    if (this.pendingKeys.size > MAX_INCREMENTAL_KEYS) {
+      this.pendingKeys.clear();
+      this.notifiedFullRead();
+      return;
+    }
     if (this.pendingKeys.size > 0) this.scheduleReload();
   }
 

@@ -10,6 +10,7 @@ import { GrpcServer, type GrpcServerOptions } from '../../src/server/grpc-h2/ser
 import type { ServerCall } from '../../src/server/grpc-h2/call.js';
 import { frameMessage } from '../../src/server/grpc-h2/framing.js';
 import { connectionCapFor, softOpenFilesLimit } from '../../src/server/fd-limit.js';
+import { countRefusedStream } from '../../src/server/grpc-h2/sessions.js';
 import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 import { makeCa } from '../helpers/openssl.js';
 
@@ -127,5 +128,57 @@ test('a connection whose streams are refused past maxRefusedStreamsPerWindow get
   } finally {
     flood.destroy();
     other.destroy();
+  }
+});
+
+test('streams that are refused (a peer without a valid token) do not keep a connection from being idle: one opening a refused stream every 100 ms still gets GOAWAY max_idle, so one peer cannot hold every connection place', async () => {
+  const server = new GrpcServer({ maxConnectionIdleMs: 500 });
+  servers.push(server);
+  server.addBidi('/test.Auth/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
+    // As the xDS streams refuse a stream whose token fails.
+    countRefusedStream(call.session);
+    call.end({ code: 16, details: 'no token' });
+  });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const session = rawConnect(address);
+  try {
+    const goaway = once(session, 'goaway').then(([code, , data]) => `${String(code)} ${String(data)}`);
+    let sent = 0;
+    const knock = setInterval(() => {
+      if (session.closed || session.destroyed) return;
+      sent++;
+      rawCall(session, '/test.Auth/Bidi', { body: [grpcFrame(Buffer.from('x'))] }).ended.catch(() => undefined);
+    }, 100);
+    const outcome = await Promise.race([goaway, sleep(3000).then(() => 'no goaway')]);
+    clearInterval(knock);
+    assert.equal(outcome, '0 max_idle', `after ${sent} refused streams`);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a connection holding a served stream stays open while refused streams come and go on it, and is idle once that stream ends', async () => {
+  const server = echoServer({ maxConnectionIdleMs: 500 });
+  server.addBidi('/test.Auth/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
+    countRefusedStream(call.session);
+    call.end({ code: 16, details: 'no token' });
+  });
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const session = rawConnect(address);
+  try {
+    let goaway = false;
+    session.on('goaway', () => (goaway = true));
+    const served = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))], endAfterBody: false });
+    assert.equal(await served.waitForMessages(1, 5000), 1);
+    const knock = setInterval(() => rawCall(session, '/test.Auth/Bidi', { body: [grpcFrame(Buffer.from('x'))] }).ended.catch(() => undefined), 100);
+    await sleep(1500);
+    clearInterval(knock);
+    assert.equal(goaway, false, 'kept while its served stream is open');
+    const idle = once(session, 'goaway');
+    served.stream.end();
+    await served.ended;
+    await idle;
+  } finally {
+    session.destroy();
   }
 });

@@ -900,3 +900,24 @@ test('an identity whose trust anchor is not self-signed and chains to no root of
     pki.cleanup();
   }
 });
+
+test('one identity whose CA record the state cannot open (sealed under another key) does not stop another identity from loading or creating its CA in the same computation', async () => {
+  const inner = new MemoryStateStore();
+  const state: StateStore = Object.assign(Object.create(inner) as StateStore, {
+    getOrCreate: (key: string, create: () => Promise<string> | string) =>
+      key.includes('/broken/')
+        ? Promise.reject(new Error(`state ${key}: sealed value (state key id 0123abcd) fails authentication: altered, or moved from another state key`))
+        : inner.getOrCreate(key, create),
+  });
+  const { a, push } = harness(state);
+  try {
+    const broken = meshIdentity('broken', { matchLabels: { app: 'a' } });
+    const fine = meshIdentity('fine', { matchLabels: { app: 'b' } });
+    const v = await push(snapshot(broken, fine));
+    assert.equal(stateOf(v, broken).ready, false);
+    assert.match(cond(stateOf(v, broken), 'Provider').message, /fails authentication/);
+    assert.equal(stateOf(v, fine).ready, true, cond(stateOf(v, fine), 'Provider').message);
+  } finally {
+    a.stop();
+  }
+});

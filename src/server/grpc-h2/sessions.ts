@@ -41,8 +41,15 @@ class Liveness {
   peerPingWindowStartMs: number;
   /** Streams open on the connection (counted as they open and close: no walk over them). */
   streams = 0;
-  /** When the connection last had no stream open (connected, or its last stream ended). */
-  idleSinceMs: number;
+  /**
+   * When its last stream that was served ended (connected, if none): it is idle from then while
+   * every stream open is one that was refused. Else one peer
+   * with no token kept any number of connections open by opening a refused stream on each every
+   * few seconds, and took every place of --max-connections.
+   */
+  servedEndMs: number;
+  /** Open streams counted as refused (see countRefusedStream). */
+  notBusyOpen = 0;
   /** When it was told to go away for idleness (0: not yet). */
   idleClosedMs = 0;
   constructor(
@@ -57,7 +64,7 @@ class Liveness {
   ) {
     this.pingDueMs = now + opts.keepaliveTimeMs;
     this.peerPingWindowStartMs = now;
-    this.idleSinceMs = now;
+    this.servedEndMs = now;
   }
 }
 
@@ -71,7 +78,16 @@ const IDLE_CLOSE_GRACE_MS = 5_000;
 
 function onTrackedStreamClose(this: TrackedStream): void {
   const l = this[LIVENESS];
-  if (--l.streams === 0) l.idleSinceMs = Date.now();
+  // Each call site counts a refusal before it ends that stream, so a close after one is its close.
+  if (l.notBusyOpen > 0) l.notBusyOpen--;
+  else l.servedEndMs = Date.now();
+  l.streams--;
+}
+
+/** Marks one open stream of the connection as not making it busy (never more than are open). */
+function notBusy(session: Http2Session | undefined): void {
+  const l = (session as Partial<TrackedSession> | undefined)?.[LIVENESS];
+  if (l && l.notBusyOpen < l.streams) l.notBusyOpen++;
 }
 
 function onSessionClose(this: TrackedSession): void {
@@ -80,11 +96,16 @@ function onSessionClose(this: TrackedSession): void {
 function onPeerPing(this: TrackedSession): void {
   this[SESSIONS].peerPinged(this);
 }
-/** Counts a stream refused on its connection (see KeepaliveOptions.maxRefusedStreamsPerWindow). */
+/**
+ * Counts a stream refused on its connection (see KeepaliveOptions.maxRefusedStreamsPerWindow);
+ * call it before the stream ends. Its end does not count as the connection being used.
+ */
 export function countRefusedStream(session: Http2Session | undefined): void {
+  notBusy(session);
   const s = session as Partial<TrackedSession> | undefined;
   s?.[SESSIONS]?.refusedStream(s as TrackedSession);
 }
+
 
 /** GOAWAY (NO_ERROR, "max_idle", as grpc-go says it), then close: no stream is open to wait for. */
 function closeIdle(session: Http2Session): void {
@@ -196,7 +217,7 @@ export class SessionSet {
         if (now - l.idleClosedMs >= IDLE_CLOSE_GRACE_MS) session.destroy();
         continue;
       }
-      if (l.streams === 0 && now - l.idleSinceMs >= maxConnectionIdleMs) {
+      if (l.streams === l.notBusyOpen && now - l.servedEndMs >= maxConnectionIdleMs) {
         l.idleClosedMs = now;
         closeIdle(session);
         continue;
