@@ -399,6 +399,31 @@ test('a call that keeps writing to a client that does not read is ended with RES
   }
 });
 
+test('a call ended while its responses wait unread is reset after a grace: a client that never reads cannot keep ended calls (and their unsent bytes) open', async () => {
+  const { address } = await echoServer();
+  // No flow-control window: the server can send no DATA, so each echo waits unsent, the status behind it.
+  const session = connectHttp2(`http://${address}`, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => undefined);
+  try {
+    const closed: number[] = [];
+    const calls = Array.from({ length: 20 }, () => {
+      const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      stream.on('close', () => closed.push(stream.rstCode ?? 0));
+      // One message, then half-close: the server echoes it and ends the call OK.
+      stream.end(grpcFrame(Buffer.from('x')));
+      return stream;
+    });
+    // Before, every such call stayed open on the server for as long as the connection did.
+    const deadline = Date.now() + 20_000;
+    while (closed.length < calls.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(closed.length, calls.length, `${closed.length} of ${calls.length} calls closed`);
+    assert.ok(closed.every((code) => code === 8), `reset with CANCEL: ${closed.join(',')}`);
+  } finally {
+    session.destroy();
+  }
+});
+
 test('unary calls: one request answered once the client half-closes; none or two get UNIMPLEMENTED', async () => {
   const { address } = await echoServer();
   const session = rawConnect(address);

@@ -257,9 +257,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       code: Status.RESOURCE_EXHAUSTED,
       details: `the client is not reading its responses: ${unsent} bytes unsent (limit ${this.context.maxUnsentBytes})`,
     };
-    // The trailers wait behind the unsent bytes; a client that never reads must not hold them for
-    // as long as its connection lives.
-    setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
+    // end() resets the stream if the client still has not read them after a grace.
     this.endAsCancel(status);
   }
 
@@ -323,6 +321,9 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       this.endCode = status.code;
       this.endDetails = status.details;
     }
+    // The trailers wait behind responses the client has not taken: one that never reads (a zero
+    // flow-control window) kept each ended call, and its unsent bytes, open for good.
+    if (this.stream.writableLength > 0) setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
     this.stream.end();
   }
 
