@@ -93,7 +93,7 @@ export interface RegisteredStream {
 export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, RegisteredStream>();
-  /** Open streams by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last stream ends. */
+  /** Open streams and FetchSecrets calls by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last one ends. */
   readonly openByProxy = new Map<string, number>();
   /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
   readonly openByMeshApi = new Map<string, number>();
@@ -175,6 +175,27 @@ function countStream(deps: StreamDeps, mesh: string, api: StreamApi, delta: 1 | 
     deps.registry.openByMeshApi.delete(key);
     deps.metrics.streams.remove({ mesh, api });
   }
+}
+
+/**
+ * Takes one of the proxy's MAX_STREAMS_PER_PROXY places for a stream or a waiting FetchSecrets
+ * call, or returns the status refusing it (counted as a refused stream on its connection).
+ */
+function takeProxyPlace(deps: StreamDeps, proxy: string, session: ServerCall<unknown, unknown>['session']): CallStatus | undefined {
+  const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
+  const open = deps.registry.openByProxy.get(proxy) ?? 0;
+  if (open >= limit) {
+    countRefusedStream(session);
+    return { code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` };
+  }
+  deps.registry.openByProxy.set(proxy, open + 1);
+  return undefined;
+}
+
+function freeProxyPlace(deps: StreamDeps, proxy: string): void {
+  const open = (deps.registry.openByProxy.get(proxy) ?? 1) - 1;
+  if (open > 0) deps.registry.openByProxy.set(proxy, open);
+  else deps.registry.openByProxy.delete(proxy);
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
@@ -308,9 +329,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       countStream(this.deps, this.mesh, this.api, -1);
-      const open = (this.deps.registry.openByProxy.get(this.proxy) ?? 1) - 1;
-      if (open > 0) this.deps.registry.openByProxy.set(this.proxy, open);
-      else this.deps.registry.openByProxy.delete(this.proxy);
+      freeProxyPlace(this.deps, this.proxy);
       this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: echoed(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
@@ -338,15 +357,12 @@ class XdsStream implements StreamInfo, RegisteredStream {
   private open(principal: ProxyPrincipal): void {
     if (this.state === 'closed') return;
     const proxy = this.deps.svids.attach(principal);
-    const limit = this.deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
-    const open = this.deps.registry.openByProxy.get(proxy) ?? 0;
-    if (open >= limit) {
+    const refused = takeProxyPlace(this.deps, proxy, this.call.session);
+    if (refused) {
       this.deps.svids.detach(proxy, principal.credential?.jti);
-      countRefusedStream(this.call.session);
-      limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, limit }, 'stream refused: the proxy has too many streams open');
-      return this.finish({ code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` });
+      limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
+      return this.finish(refused);
     }
-    this.deps.registry.openByProxy.set(proxy, open + 1);
     this.state = 'open';
     this.credential = principal.credential;
     this.proxy = proxy;
@@ -516,6 +532,14 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   }
   if (call.cancelled) return;
   const pk = deps.svids.attach(principal);
+  // A fetch may wait (fetchWaitMs) for its names: while it does it holds one of its proxy's places,
+  // or one token could hold as many waiting calls as its connections carry.
+  const refused = takeProxyPlace(deps, pk, call.session);
+  if (refused) {
+    deps.svids.detach(pk, principal.credential?.jti);
+    limitedWarn(deps.log, pk, { proxy: pk, api: 'fetch', peer: call.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
+    return callback(refused);
+  }
   // An empty-string name is a name (refused by fetchResponse), not a wildcard.
   const names = req.resource_names ?? [];
   const wildcard = names.length === 0 || names.includes('*');
@@ -529,6 +553,7 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
     finished = true;
     cancelWatch?.();
     clearTimeout(timer);
+    freeProxyPlace(deps, pk);
     deps.svids.detach(pk, principal.credential?.jti);
     return true;
   };

@@ -48,3 +48,28 @@ test(`one proxy holds at most ${MAX_STREAMS_PER_PROXY} streams: the next is RESO
     session.destroy();
   }
 });
+
+const fetch = (session: ReturnType<typeof rawConnect>, node: string, name: string) =>
+  rawCall(session, PATHS.FetchSecrets, { body: [grpcFrame(discoveryRequest({ node, names: [name], typeUrl: SECRET_TYPE }))], endAfterBody: true });
+
+test(`FetchSecrets calls waiting for a name count toward the proxy's ${MAX_STREAMS_PER_PROXY}: the next is RESOURCE_EXHAUSTED at once, other proxies are answered, and a cancelled call frees its place`, async () => {
+  const session = rawConnect(address);
+  try {
+    // A valid name no MeshTrust serves: each call waits (5 s) for it to appear. Before, one proxy
+    // held as many such calls as its connections could carry (4,000 on two: 34 MB of heap).
+    const waiting = Array.from({ length: MAX_STREAMS_PER_PROXY }, () => fetch(session, 'default.fetcher-1', 'spiffe://nowhere.example'));
+    await new Promise((r) => setTimeout(r, 500));
+    const over = await fetch(session, 'default.fetcher-1', 'system_trust_bundle').ended;
+    assert.equal(over.code, 8, `RESOURCE_EXHAUSTED, got ${over.code} ${over.message}`);
+    assert.match(over.message, new RegExp(`limit \\(${MAX_STREAMS_PER_PROXY} per proxy\\)`));
+    const other = await fetch(session, 'default.frontend-1', 'system_trust_bundle').ended;
+    assert.equal(other.code, 0, `another proxy is answered: ${other.message}`);
+    waiting[0]!.stream.close();
+    await waiting[0]!.ended;
+    await new Promise((r) => setTimeout(r, 100));
+    const again = await fetch(session, 'default.fetcher-1', 'system_trust_bundle').ended;
+    assert.equal(again.code, 0, `the cancelled call gave its place back: ${again.message}`);
+  } finally {
+    session.destroy();
+  }
+});
