@@ -25,8 +25,9 @@ export interface StreamDeps {
   /**
    * Whether a call may open at all, from its headers alone (with tokens: a valid bearer token), or
    * throws like `authenticate`. Runs before any message, so a peer that cannot authenticate holds nothing.
+   * Returns the id (jti) of the token it verified, if any.
    */
-  admit: (headers: RequestHeaders) => void;
+  admit: (headers: RequestHeaders) => string | undefined;
   /** Who the proxy is, or throws (an error with `code` ends the call with it, else UNAUTHENTICATED). */
   authenticate: (headers: RequestHeaders, nodeId: string | undefined) => ProxyPrincipal;
   metrics: Metrics;
@@ -95,6 +96,12 @@ export class StreamRegistry {
   readonly streams = new Map<number, RegisteredStream>();
   /** Open streams and FetchSecrets calls by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last one ends. */
   readonly openByProxy = new Map<string, number>();
+  /**
+   * Open calls by the token (jti) they were admitted with, whatever their state: a proxy's limit
+   * applies once its first request names it, and a token's calls that never send one held as many
+   * places as its connections carried (10,000 on two: +148 MB RSS, for the first-request timeout).
+   */
+  readonly openByToken = new Map<string, number>();
   /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
   readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
@@ -603,16 +610,43 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     goaway(call.session);
     return { code: Status.UNAVAILABLE, details: DRAIN_REASON };
   }
+  let jti: string | undefined;
   try {
-    deps.admit(call);
+    jti = deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
     countRefusedStream(call.session);
     limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }
+  if (jti !== undefined) {
+    const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
+    const open = deps.registry.openByToken.get(jti) ?? 0;
+    if (open >= limit) {
+      countRefusedStream(call.session);
+      limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, limit }, 'stream refused: its token has too many calls open');
+      return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per proxy)` };
+    }
+    deps.registry.openByToken.set(jti, open + 1);
+    const stream = call.stream as TokenCallStream;
+    stream[TOKEN_PLACE] = { registry: deps.registry, jti };
+    stream.once('close', onTokenCallClose);
+  }
   call.keepOnlyHeader('authorization');
   return undefined;
+}
+
+const TOKEN_PLACE = Symbol('xds.tokenPlace');
+type TokenCallStream = ServerCall<unknown, unknown>['stream'] & { [TOKEN_PLACE]?: { registry: StreamRegistry; jti: string } };
+
+/** A call admitted with a token is gone (ended, reset, connection lost): its place goes back. */
+function onTokenCallClose(this: TokenCallStream): void {
+  const place = this[TOKEN_PLACE];
+  if (!place) return;
+  this[TOKEN_PLACE] = undefined;
+  const open = (place.registry.openByToken.get(place.jti) ?? 1) - 1;
+  if (open > 0) place.registry.openByToken.set(place.jti, open);
+  else place.registry.openByToken.delete(place.jti);
 }
 
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */

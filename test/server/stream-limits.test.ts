@@ -73,3 +73,34 @@ test(`FetchSecrets calls waiting for a name count toward the proxy's ${MAX_STREA
     session.destroy();
   }
 });
+
+test(`calls one token opens without sending a request count toward its ${MAX_STREAMS_PER_PROXY}: the next call is RESOURCE_EXHAUSTED at once, another token is served, and a closed call frees its place`, async () => {
+  const root2 = await mkdtemp(join(tmpdir(), 'mesh-sds-token-limits-'));
+  await cp('examples/quickstart', join(root2, 'resources'), { recursive: true });
+  const tokenServer = await startServer({ resourcesDir: join(root2, 'resources'), stateDir: join(root2, 'state'), listen: '127.0.0.1:0', auth: 'token', zone: 'default', logger: createLogger('silent') });
+  const session = rawConnect(tokenServer.address);
+  try {
+    await tokenServer.ready;
+    const token = await tokenServer.tokens!.generate({ mesh: 'default', name: 'backend-1.shop', validForMs: 3600_000 });
+    const other = await tokenServer.tokens!.generate({ mesh: 'default', name: 'frontend-1.shop', validForMs: 3600_000 });
+    const call = (t: string, body?: Buffer[]) => rawCall(session, PATHS.StreamSecrets, { headers: { authorization: `Bearer ${t}` }, body });
+    // Admitted on the token alone, and silent: before, one token held 10,000 of them on two
+    // connections (+148 MB RSS) for the first-request timeout, and opened them again after it.
+    const silent = Array.from({ length: MAX_STREAMS_PER_PROXY }, () => call(token));
+    await new Promise((r) => setTimeout(r, 500));
+    const over = await Promise.race([call(token).ended, new Promise<{ code: number; message: string }>((r) => setTimeout(() => r({ code: -1, message: 'still open after 3 s' }), 3000))]);
+    assert.equal(over.code, 8, `RESOURCE_EXHAUSTED, got ${over.code} ${over.message}`);
+    assert.match(over.message, new RegExp(`limit \\(${MAX_STREAMS_PER_PROXY} per proxy\\)`));
+    const served = call(other, [grpcFrame(discoveryRequest({ node: 'default.frontend-1.shop', names: ['system_trust_bundle'], typeUrl: SECRET_TYPE }))]);
+    assert.equal(await served.waitForMessages(1, 10_000), 1, 'another token is served');
+    silent[0]!.stream.close();
+    await silent[0]!.ended;
+    await new Promise((r) => setTimeout(r, 100));
+    const again = call(token, [grpcFrame(discoveryRequest({ node: 'default.backend-1.shop', names: ['system_trust_bundle'], typeUrl: SECRET_TYPE }))]);
+    assert.equal(await again.waitForMessages(1, 10_000), 1, 'the closed call gave its place back');
+  } finally {
+    session.destroy();
+    await tokenServer.close();
+    await rm(root2, { recursive: true, force: true });
+  }
+});
