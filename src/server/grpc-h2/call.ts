@@ -24,6 +24,12 @@ export interface CallListener<Req> {
 export interface MethodCodec<Req, Res> {
   decode(message: Buffer): Req;
   /**
+   * For a method whose requests are always small (below the server's limit): larger ones are
+   * refused from their prefix, and an unfinished one (at most this many bytes) is held outside the
+   * server's read budget, so calls anyone may open cannot fill what the proxies' requests need.
+   */
+  readonly maxMessageBytes?: number;
+  /**
    * The response as a whole gRPC frame, 5-byte prefix included (encoders can reserve it and skip a
    * copy), or as the frame's consecutive chunks (large payloads sent by reference, not copied).
    */
@@ -150,7 +156,11 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     private rawHeaders: readonly string[],
     private readonly context: CallContext,
   ) {
-    this.reader = new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
+    const small = codec.maxMessageBytes;
+    this.reader =
+      small !== undefined && small < context.maxMessageBytes
+        ? new MessageReader(small)
+        : new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
     this.reader.owner = this;
     (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
     stream.on('error', ignore);
