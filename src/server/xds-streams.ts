@@ -9,6 +9,7 @@ import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
+import { ReadBudget } from './grpc-h2/framing.js';
 import { countRefusedStream } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
@@ -102,6 +103,8 @@ export class StreamRegistry {
    * places as its connections carried (10,000 on two: +148 MB RSS, for the first-request timeout).
    */
   readonly openByToken = new Map<string, number>();
+  /** Unfinished request bytes by token, over all of its calls (see TOKEN_UNFINISHED_BYTES); kept while it has calls open. */
+  readonly unfinishedByToken = new Map<string, ReadBudget>();
   /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
   readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
@@ -628,6 +631,9 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
       return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per proxy)` };
     }
     deps.registry.openByToken.set(jti, open + 1);
+    let budget = deps.registry.unfinishedByToken.get(jti);
+    if (!budget) deps.registry.unfinishedByToken.set(jti, (budget = new ReadBudget(TOKEN_UNFINISHED_BYTES, TOKEN_UNFINISHED_BYTES, 'token')));
+    call.countReadsIn(budget);
     const stream = call.stream as TokenCallStream;
     stream[TOKEN_PLACE] = { registry: deps.registry, jti };
     stream.once('close', onTokenCallClose);
@@ -636,6 +642,12 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
   return undefined;
 }
 
+/**
+ * Unfinished request bytes one token's calls may hold together: Envoy's requests are tens of KB,
+ * on a few streams. The server's 64 MiB are shared by every proxy: one token filled them (64
+ * calls of all but the end of 1 MiB), and every request spanning two DATA frames was refused.
+ */
+const TOKEN_UNFINISHED_BYTES = 2 * 1024 * 1024;
 const TOKEN_PLACE = Symbol('xds.tokenPlace');
 type TokenCallStream = ServerCall<unknown, unknown>['stream'] & { [TOKEN_PLACE]?: { registry: StreamRegistry; jti: string } };
 
@@ -645,8 +657,9 @@ function onTokenCallClose(this: TokenCallStream): void {
   if (!place) return;
   this[TOKEN_PLACE] = undefined;
   const open = (place.registry.openByToken.get(place.jti) ?? 1) - 1;
-  if (open > 0) place.registry.openByToken.set(place.jti, open);
-  else place.registry.openByToken.delete(place.jti);
+  if (open > 0) return void place.registry.openByToken.set(place.jti, open);
+  place.registry.openByToken.delete(place.jti);
+  place.registry.unfinishedByToken.delete(place.jti);
 }
 
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */

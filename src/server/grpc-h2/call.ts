@@ -220,6 +220,14 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.rawHeaders = NO_HEADERS;
   }
 
+  /**
+   * Counts the call's unfinished request messages in `budget` too: the budget of whoever opened it
+   * (a credential's, over all of its calls and connections). Call it as the call opens.
+   */
+  countReadsIn(budget: ReadBudget): void {
+    this.reader.countAlsoIn(budget);
+  }
+
   /** Lets go of every header but `name` (its values, in order): what a later step still reads. */
   keepOnlyHeader(name: string): void {
     const raw = this.rawHeaders;
