@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { connect as connectTls } from 'node:tls';
 import { GrpcServer, type GrpcServerOptions } from '../../src/server/grpc-h2/server.js';
 import type { ServerCall } from '../../src/server/grpc-h2/call.js';
 import { frameMessage } from '../../src/server/grpc-h2/framing.js';
@@ -265,6 +266,30 @@ test('on a TLS listener, plaintext is reported as such; a connection closed befo
   await once(plain, 'close');
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(refused, ['TLS handshake failed: the client sent plaintext to the TLS listener']);
+});
+
+test('on a TLS listener, a client that offers no ALPN h2 (or only http/1.1) is reported with the reason, and its connection closed', async () => {
+  const refused: string[] = [];
+  const server = new GrpcServer({ onRefusedConnection: (_peer, reason) => refused.push(reason) });
+  servers.push(server);
+  const ca = makeCa('grpc-h2-alpn');
+  const port = (await server.listen({ host: '127.0.0.1', port: 0 }, { cert: Buffer.from(ca.certPem), key: Buffer.from(ca.keyPem) }))!;
+  for (const ALPNProtocols of [undefined, ['http/1.1']]) {
+    const socket = connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols });
+    socket.on('error', () => undefined);
+    const closed = await new Promise<boolean>((r) => {
+      socket.on('close', () => r(true));
+      setTimeout(() => r(false), 5000).unref();
+    });
+    socket.destroy();
+    assert.ok(closed, `${String(ALPNProtocols)}: closed by the server`);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  // Before: nothing at all for a client without ALPN, and OpenSSL's own line for one offering http/1.1.
+  assert.deepEqual(refused, [
+    'TLS without ALPN "h2": an HTTP/1.x client, or one that does not offer HTTP/2; an Envoy SDS cluster needs http2_protocol_options',
+    'TLS handshake failed: the client does not offer ALPN "h2" (an HTTP/1.x client); an Envoy SDS cluster needs http2_protocol_options',
+  ]);
 });
 
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
