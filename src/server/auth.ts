@@ -100,11 +100,12 @@ function bearerToken(headers: RequestHeaders): string {
  * verify (signature, expiry, revocation). A peer without a valid token can then hold no stream
  * (nor its headers) while it waits to send a first request that never comes. Which node the token
  * is for is checked on the first request, which carries the node id (authenticateStream).
+ * Returns the verified token's id (undefined without tokens), which bounds the calls it may hold.
  */
-export function admitStream(headers: RequestHeaders, opts: AuthOptions): void {
-  if (opts.mode === 'none') return;
+export function admitStream(headers: RequestHeaders, opts: AuthOptions): string | undefined {
+  if (opts.mode === 'none') return undefined;
   if (!opts.tokens) throw new Error('auth mode "token" needs a TokenAuthority');
-  verifyToken(bearerToken(headers), opts.tokens);
+  return verifyToken(bearerToken(headers), opts.tokens).jti;
 }
 
 function verifyToken(token: string, tokens: TokenAuthority): ReturnType<TokenAuthority['verifySync']> {

@@ -7,7 +7,6 @@ import {
   ALL_TRUST_SECRET,
   classifySecretName,
   DEFAULT_SECRET,
-  MAX_SECRET_NAME_LENGTH,
   ROOTCA_SECRET,
   SYSTEM_TRUST_BUNDLE,
   type SecretNameRef,
@@ -38,8 +37,8 @@ function trustSignatures(trusts: readonly MeshTrust[]): Map<string, string> {
 // Name classification is pure and names repeat across streams (a storm asks for `default` and
 // `system_trust_bundle` thousands of times): remember it. Clients choose the names (up to 1 MiB
 // each), so the cache is bounded in bytes, not entries, and keeps only what can be served: an
-// invalid name fails its stream (classifying it again is cheap and rare), and a name longer than
-// any servable one (MAX_SECRET_NAME_LENGTH) could only pin memory.
+// invalid name (one longer than MAX_SECRET_NAME_LENGTH among them) fails its stream, and
+// classifying it again is cheap and rare.
 const FIXED_NAMES = new Map<string, SecretNameRef>(
   [DEFAULT_SECRET, SYSTEM_TRUST_BUNDLE, ALL_TRUST_SECRET, ROOTCA_SECRET].map((n) => [n, classifySecretName(n)]),
 );
@@ -56,7 +55,7 @@ function classify(name: string): SecretNameRef {
   let ref = classified.get(name);
   if (ref) return ref;
   ref = classifySecretName(name);
-  if (ref.kind === 'invalid' || name.length > MAX_SECRET_NAME_LENGTH) return ref;
+  if (ref.kind === 'invalid') return ref;
   const cost = entryBytes(name);
   // Oldest first (Map keeps insertion order): names of live proxies are asked for again and come back.
   for (const old of classified.keys()) {

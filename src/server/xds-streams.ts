@@ -9,6 +9,7 @@ import { SotwStream, type SotwAction } from '../xds/sotw.js';
 import type { RequestHeaders } from './auth.js';
 import { DRAIN_REASON, goaway } from './drain.js';
 import type { ServerCall } from './grpc-h2/call.js';
+import { ReadBudget } from './grpc-h2/framing.js';
 import { countRefusedStream } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 import { scrubCredentials } from './grpc-logging.js';
@@ -25,8 +26,9 @@ export interface StreamDeps {
   /**
    * Whether a call may open at all, from its headers alone (with tokens: a valid bearer token), or
    * throws like `authenticate`. Runs before any message, so a peer that cannot authenticate holds nothing.
+   * Returns the id (jti) of the token it verified, if any.
    */
-  admit: (headers: RequestHeaders) => void;
+  admit: (headers: RequestHeaders) => string | undefined;
   /** Who the proxy is, or throws (an error with `code` ends the call with it, else UNAUTHENTICATED). */
   authenticate: (headers: RequestHeaders, nodeId: string | undefined) => ProxyPrincipal;
   metrics: Metrics;
@@ -93,8 +95,16 @@ export interface RegisteredStream {
 export class StreamRegistry {
   private nextId = 1;
   readonly streams = new Map<number, RegisteredStream>();
-  /** Open streams by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last stream ends. */
+  /** Open streams and FetchSecrets calls by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last one ends. */
   readonly openByProxy = new Map<string, number>();
+  /**
+   * Open calls by the token (jti) they were admitted with, whatever their state: a proxy's limit
+   * applies once its first request names it, and a token's calls that never send one held as many
+   * places as its connections carried (10,000 on two: +148 MB RSS, for the first-request timeout).
+   */
+  readonly openByToken = new Map<string, number>();
+  /** Unfinished request bytes by token, over all of its calls (see TOKEN_UNFINISHED_BYTES); kept while it has calls open. */
+  readonly unfinishedByToken = new Map<string, ReadBudget>();
   /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
   readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
@@ -175,6 +185,27 @@ function countStream(deps: StreamDeps, mesh: string, api: StreamApi, delta: 1 | 
     deps.registry.openByMeshApi.delete(key);
     deps.metrics.streams.remove({ mesh, api });
   }
+}
+
+/**
+ * Takes one of the proxy's MAX_STREAMS_PER_PROXY places for a stream or a waiting FetchSecrets
+ * call, or returns the status refusing it (counted as a refused stream on its connection).
+ */
+function takeProxyPlace(deps: StreamDeps, proxy: string, session: ServerCall<unknown, unknown>['session']): CallStatus | undefined {
+  const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
+  const open = deps.registry.openByProxy.get(proxy) ?? 0;
+  if (open >= limit) {
+    countRefusedStream(session);
+    return { code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` };
+  }
+  deps.registry.openByProxy.set(proxy, open + 1);
+  return undefined;
+}
+
+function freeProxyPlace(deps: StreamDeps, proxy: string): void {
+  const open = (deps.registry.openByProxy.get(proxy) ?? 1) - 1;
+  if (open > 0) deps.registry.openByProxy.set(proxy, open);
+  else deps.registry.openByProxy.delete(proxy);
 }
 
 type Machine = { onRequest(r: unknown): (SotwAction | DeltaAction)[]; onChange(): (SotwAction | DeltaAction)[] };
@@ -310,9 +341,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.queued = [];
     if (registered) {
       countStream(this.deps, this.mesh, this.api, -1);
-      const open = (this.deps.registry.openByProxy.get(this.proxy) ?? 1) - 1;
-      if (open > 0) this.deps.registry.openByProxy.set(this.proxy, open);
-      else this.deps.registry.openByProxy.delete(this.proxy);
+      freeProxyPlace(this.deps, this.proxy);
       this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: echoed(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
@@ -340,15 +369,12 @@ class XdsStream implements StreamInfo, RegisteredStream {
   private open(principal: ProxyPrincipal): void {
     if (this.state === 'closed') return;
     const proxy = this.deps.svids.attach(principal);
-    const limit = this.deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
-    const open = this.deps.registry.openByProxy.get(proxy) ?? 0;
-    if (open >= limit) {
+    const refused = takeProxyPlace(this.deps, proxy, this.call.session);
+    if (refused) {
       this.deps.svids.detach(proxy, principal.credential?.jti);
-      countRefusedStream(this.call.session);
-      limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, limit }, 'stream refused: the proxy has too many streams open');
-      return this.finish({ code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` });
+      limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
+      return this.finish(refused);
     }
-    this.deps.registry.openByProxy.set(proxy, open + 1);
     this.state = 'open';
     this.credential = principal.credential;
     this.proxy = proxy;
@@ -517,6 +543,14 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   }
   if (call.cancelled) return;
   const pk = deps.svids.attach(principal);
+  // A fetch may wait (fetchWaitMs) for its names: while it does it holds one of its proxy's places,
+  // or one token could hold as many waiting calls as its connections carry.
+  const refused = takeProxyPlace(deps, pk, call.session);
+  if (refused) {
+    deps.svids.detach(pk, principal.credential?.jti);
+    limitedWarn(deps.log, pk, { proxy: pk, api: 'fetch', peer: call.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
+    return callback(refused);
+  }
   // An empty-string name is a name (refused by fetchResponse), not a wildcard.
   const names = req.resource_names ?? [];
   const wildcard = names.length === 0 || names.includes('*');
@@ -530,6 +564,7 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
     finished = true;
     cancelWatch?.();
     clearTimeout(timer);
+    freeProxyPlace(deps, pk);
     deps.svids.detach(pk, principal.credential?.jti);
     return true;
   };
@@ -579,16 +614,53 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     goaway(call.session);
     return { code: Status.UNAVAILABLE, details: DRAIN_REASON };
   }
+  let jti: string | undefined;
   try {
-    deps.admit(call);
+    jti = deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
     countRefusedStream(call.session);
     limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }
+  if (jti !== undefined) {
+    const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
+    const open = deps.registry.openByToken.get(jti) ?? 0;
+    if (open >= limit) {
+      countRefusedStream(call.session);
+      limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, limit }, 'stream refused: its token has too many calls open');
+      return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per proxy)` };
+    }
+    deps.registry.openByToken.set(jti, open + 1);
+    let budget = deps.registry.unfinishedByToken.get(jti);
+    if (!budget) deps.registry.unfinishedByToken.set(jti, (budget = new ReadBudget(TOKEN_UNFINISHED_BYTES, TOKEN_UNFINISHED_BYTES, 'token')));
+    call.countReadsIn(budget);
+    const stream = call.stream as TokenCallStream;
+    stream[TOKEN_PLACE] = { registry: deps.registry, jti };
+    stream.once('close', onTokenCallClose);
+  }
   call.keepOnlyHeader('authorization');
   return undefined;
+}
+
+/**
+ * Unfinished request bytes one token's calls may hold together: Envoy's requests are tens of KB,
+ * on a few streams. The server's 64 MiB are shared by every proxy: one token filled them (64
+ * calls of all but the end of 1 MiB), and every request spanning two DATA frames was refused.
+ */
+const TOKEN_UNFINISHED_BYTES = 2 * 1024 * 1024;
+const TOKEN_PLACE = Symbol('xds.tokenPlace');
+type TokenCallStream = ServerCall<unknown, unknown>['stream'] & { [TOKEN_PLACE]?: { registry: StreamRegistry; jti: string } };
+
+/** A call admitted with a token is gone (ended, reset, connection lost): its place goes back. */
+function onTokenCallClose(this: TokenCallStream): void {
+  const place = this[TOKEN_PLACE];
+  if (!place) return;
+  this[TOKEN_PLACE] = undefined;
+  const open = (place.registry.openByToken.get(place.jti) ?? 1) - 1;
+  if (open > 0) return void place.registry.openByToken.set(place.jti, open);
+  place.registry.openByToken.delete(place.jti);
+  place.registry.unfinishedByToken.delete(place.jti);
 }
 
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */

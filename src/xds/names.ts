@@ -73,6 +73,11 @@ export function classifySecretName(name: string): SecretNameRef {
     case '':
       return { kind: 'invalid', reason: 'empty secret name' };
   }
+  // A well-formed KRI of any length was held as one that may appear: a delta stream subscribing
+  // to 1,000 of them, 1 MiB each, kept a gigabyte for as long as it stayed open.
+  if (name.length > MAX_SECRET_NAME_LENGTH) {
+    return { kind: 'invalid', reason: `a name of ${name.length} characters is longer than any secret name can be (${MAX_SECRET_NAME_LENGTH})` };
+  }
   if (name.startsWith('kri_')) return parseKri(name);
   if (name.startsWith('spiffe://')) {
     const parsed = parseSpiffeId(name);

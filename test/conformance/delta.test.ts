@@ -154,6 +154,17 @@ describe('DeltaSecrets', () => {
     assert.ok(end.details.length < 4096, `${end.details.length} characters`);
   });
 
+  it('fails a stream subscribing to a well-formed KRI longer than any can be (1 MiB) with INVALID_ARGUMENT, instead of holding it for good', async () => {
+    const c = stream();
+    c.subscribe(['default']);
+    c.ack(await c.next());
+    // Its mesh and zone are the proxy's: only its length says it can never exist.
+    c.subscribe([`kri_mid_default_default_kuma-system_${'a'.repeat(1000 * 1000)}_`]);
+    const end = await Promise.race([c.ended, new Promise<{ code: number; details: string }>((r) => setTimeout(() => r({ code: -1, details: 'still open after 5 s' }), 5000))]);
+    assert.equal(end.code, grpc.status.INVALID_ARGUMENT, end.details);
+    assert.match(end.details, /^unknown resource name "kri_mid_default_default_kuma-system_a+"\.\.\. \(\d+ more characters\)/);
+  });
+
   for (const api of ['sds', 'ads'] as const) {
     it(`${api}: the name limit bounds the whole subscription, not only each request (one stream cannot grow past it request by request)`, async () => {
       const c = new DeltaClient(f.server.address, { node: 'default.web', client: api === 'ads' ? undefined : f.channel, api });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { connect as connectHttp2 } from 'node:http2';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
+import { connect as connectTls } from 'node:tls';
 import { GrpcServer, type GrpcServerOptions } from '../../src/server/grpc-h2/server.js';
 import type { ServerCall } from '../../src/server/grpc-h2/call.js';
 import { frameMessage } from '../../src/server/grpc-h2/framing.js';
@@ -267,6 +268,30 @@ test('on a TLS listener, plaintext is reported as such; a connection closed befo
   assert.deepEqual(refused, ['TLS handshake failed: the client sent plaintext to the TLS listener']);
 });
 
+test('on a TLS listener, a client that offers no ALPN h2 (or only http/1.1) is reported with the reason, and its connection closed', async () => {
+  const refused: string[] = [];
+  const server = new GrpcServer({ onRefusedConnection: (_peer, reason) => refused.push(reason) });
+  servers.push(server);
+  const ca = makeCa('grpc-h2-alpn');
+  const port = (await server.listen({ host: '127.0.0.1', port: 0 }, { cert: Buffer.from(ca.certPem), key: Buffer.from(ca.keyPem) }))!;
+  for (const ALPNProtocols of [undefined, ['http/1.1']]) {
+    const socket = connectTls({ port, host: '127.0.0.1', rejectUnauthorized: false, ALPNProtocols });
+    socket.on('error', () => undefined);
+    const closed = await new Promise<boolean>((r) => {
+      socket.on('close', () => r(true));
+      setTimeout(() => r(false), 5000).unref();
+    });
+    socket.destroy();
+    assert.ok(closed, `${String(ALPNProtocols)}: closed by the server`);
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  // Before: nothing at all for a client without ALPN, and OpenSSL's own line for one offering http/1.1.
+  assert.deepEqual(refused, [
+    'TLS without ALPN "h2": an HTTP/1.x client, or one that does not offer HTTP/2; an Envoy SDS cluster needs http2_protocol_options',
+    'TLS handshake failed: the client does not offer ALPN "h2" (an HTTP/1.x client); an Envoy SDS cluster needs http2_protocol_options',
+  ]);
+});
+
 test('a call the transport ends for a refused request (too large, compressed, undecodable) is reported to the application as a cancel with that status, so it lets go of the call', async () => {
   const { address, server, seen } = await echoServer({ maxMessageBytes: 1024 });
   const undecodable = { cancels: [] as number[] };
@@ -394,6 +419,31 @@ test('a call that keeps writing to a client that does not read is ended with RES
     assert.equal(end.code, Status.RESOURCE_EXHAUSTED, end.error);
     assert.match(end.message, /not reading its responses/);
     assert.ok(call.received > 10 && call.received < 40, `${call.received} responses`);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a call ended while its responses wait unread is reset after a grace: a client that never reads cannot keep ended calls (and their unsent bytes) open', async () => {
+  const { address } = await echoServer();
+  // No flow-control window: the server can send no DATA, so each echo waits unsent, the status behind it.
+  const session = connectHttp2(`http://${address}`, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => undefined);
+  try {
+    const closed: number[] = [];
+    const calls = Array.from({ length: 20 }, () => {
+      const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      stream.on('close', () => closed.push(stream.rstCode ?? 0));
+      // One message, then half-close: the server echoes it and ends the call OK.
+      stream.end(grpcFrame(Buffer.from('x')));
+      return stream;
+    });
+    // Before, every such call stayed open on the server for as long as the connection did.
+    const deadline = Date.now() + 20_000;
+    while (closed.length < calls.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    assert.equal(closed.length, calls.length, `${closed.length} of ${calls.length} calls closed`);
+    assert.ok(closed.every((code) => code === 8), `reset with CANCEL: ${closed.join(',')}`);
   } finally {
     session.destroy();
   }

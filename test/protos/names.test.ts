@@ -31,6 +31,8 @@ const invalid: Array<[string, RegExp]> = [
   ['spiffe://default.mesh/', /trailing slash/],
   ['spiffe://Default.mesh/a', /not a valid SPIFFE ID/],
   ['spiffe://td/a/../b', /dot segments/],
+  // Well-formed but longer than any MeshIdentity KRI can be: a delta stream held 1,000 such names of 1 MiB each.
+  [`kri_mid_default_default_kuma-system_${'a'.repeat(3000)}_`, /longer than any secret name/],
 ];
 
 test('classifySecretName recognises every name shape mesh-sds serves', () => {

@@ -70,3 +70,38 @@ test('Watch is sent NOT_SERVING as soon as the drain begins, before its connecti
     await (closing ?? s.close());
   }
 });
+
+test('health calls, open to anyone, cannot take the unfinished-request budget proxies need: an oversized health request is refused from its prefix, and an SDS request split over frames is still read', async () => {
+  const s = await start();
+  const sessions = Array.from({ length: 5 }, () => rawConnect(s.address));
+  try {
+    await s.ready;
+    // 16 Watch calls per connection (the most one may hold), each all but the end of a 1 MiB
+    // request: before, 4 such connections held the server's whole 64 MiB of unfinished requests.
+    const hoarders = sessions.flatMap((session) =>
+      Array.from({ length: 16 }, () => {
+        const call = rawCall(session, '/grpc.health.v1.Health/Watch');
+        const head = Buffer.alloc(5);
+        head.writeUInt32BE(1024 * 1024, 1);
+        call.stream.write(Buffer.concat([head, Buffer.alloc(1000 * 1000)]));
+        return call;
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    // Envoy's first request carries its node (its extensions list alone is tens of KB): more than one DATA frame.
+    const victim = rawConnect(s.address);
+    sessions.push(victim);
+    const node = Buffer.concat([field(1, 'default.backend-1'), field(2, 'x'.repeat(40_000))]);
+    const sds = rawCall(victim, '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', {
+      body: [grpcFrame(Buffer.concat([field(2, node), field(3, 'system_trust_bundle'), field(4, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret')]))],
+    });
+    const answered = await Promise.race([sds.waitForMessages(1, 5000).then(() => 'answered'), sds.ended.then((e) => `ended ${e.code} ${e.message}`)]);
+    assert.equal(answered, 'answered');
+    const refused = await Promise.race([hoarders[0]!.ended, new Promise<{ code: number; message: string }>((r) => setImmediate(() => r({ code: -1, message: 'still open' })))]);
+    assert.equal(refused.code, 8, `RESOURCE_EXHAUSTED, got ${refused.code} ${refused.message}`);
+    assert.match(refused.message, /larger than max/);
+  } finally {
+    for (const session of sessions) session.destroy();
+    await s.close();
+  }
+});

@@ -10,11 +10,11 @@ test('invalid names are classified but not remembered', () => {
   assert.deepEqual(nameCacheStats(), before);
 });
 
-test('a name longer than any servable secret name is not remembered, even if its shape is valid', () => {
+test('a name longer than any servable secret name is invalid and not remembered, even if its shape is valid', () => {
   const before = nameCacheStats();
   // A KRI of valid characters, but far longer than four resource names (≤253 each) can make.
   const kri = `kri_mid_${'m'.repeat(100_000)}_zone_ns_name_`;
-  assert.equal(classifyCached(kri).kind, 'identity');
+  assert.equal(classifyCached(kri).kind, 'invalid');
   assert.deepEqual(nameCacheStats(), before);
 });
 

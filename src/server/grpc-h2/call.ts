@@ -24,6 +24,12 @@ export interface CallListener<Req> {
 export interface MethodCodec<Req, Res> {
   decode(message: Buffer): Req;
   /**
+   * For a method whose requests are always small (below the server's limit): larger ones are
+   * refused from their prefix, and an unfinished one (at most this many bytes) is held outside the
+   * server's read budget, so calls anyone may open cannot fill what the proxies' requests need.
+   */
+  readonly maxMessageBytes?: number;
+  /**
    * The response as a whole gRPC frame, 5-byte prefix included (encoders can reserve it and skip a
    * copy), or as the frame's consecutive chunks (large payloads sent by reference, not copied).
    */
@@ -150,7 +156,11 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     private rawHeaders: readonly string[],
     private readonly context: CallContext,
   ) {
-    this.reader = new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
+    const small = codec.maxMessageBytes;
+    this.reader =
+      small !== undefined && small < context.maxMessageBytes
+        ? new MessageReader(small)
+        : new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
     this.reader.owner = this;
     (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
     stream.on('error', ignore);
@@ -210,6 +220,14 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
     this.rawHeaders = NO_HEADERS;
   }
 
+  /**
+   * Counts the call's unfinished request messages in `budget` too: the budget of whoever opened it
+   * (a credential's, over all of its calls and connections). Call it as the call opens.
+   */
+  countReadsIn(budget: ReadBudget): void {
+    this.reader.countAlsoIn(budget);
+  }
+
   /** Lets go of every header but `name` (its values, in order): what a later step still reads. */
   keepOnlyHeader(name: string): void {
     const raw = this.rawHeaders;
@@ -257,9 +275,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       code: Status.RESOURCE_EXHAUSTED,
       details: `the client is not reading its responses: ${unsent} bytes unsent (limit ${this.context.maxUnsentBytes})`,
     };
-    // The trailers wait behind the unsent bytes; a client that never reads must not hold them for
-    // as long as its connection lives.
-    setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
+    // end() resets the stream if the client still has not read them after a grace.
     this.endAsCancel(status);
   }
 
@@ -323,6 +339,9 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
       this.endCode = status.code;
       this.endDetails = status.details;
     }
+    // The trailers wait behind responses the client has not taken: one that never reads (a zero
+    // flow-control window) kept each ended call, and its unsent bytes, open for good.
+    if (this.stream.writableLength > 0) setTimeout(resetUnread, UNREAD_GRACE_MS, this.stream).unref();
     this.stream.end();
   }
 

@@ -30,6 +30,8 @@ export class ReadBudget {
      * together arrive interleaved and are all unfinished at once, which a 2 MiB limit refused.
      */
     readonly stalledLimit = limit,
+    /** Whose budget it is, as a refusal names it ("this connection holds …"). */
+    readonly owner = 'connection',
   ) {}
 
   /**
@@ -84,6 +86,8 @@ export class MessageReader {
   progressMs = 0;
   /** Told when the unfinished message stalled (see ReadBudget.endStalled): the call ends. */
   owner: { readerStalled(stalledMs: number): void } | undefined;
+  /** The budget of whoever opened the call (its credential), once known (see countAlsoIn). */
+  private callerBudget: ReadBudget | undefined;
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -92,6 +96,14 @@ export class MessageReader {
     /** The connection's own (so one peer cannot take the whole server's). */
     private readonly sessionBudget?: ReadBudget,
   ) {}
+
+  /**
+   * Counts this reader's unfinished messages in `budget` too (the caller's, shared by all of its
+   * calls on any connection). Only before anything was held: it is given back to every budget.
+   */
+  countAlsoIn(budget: ReadBudget): void {
+    if (this.reserved === 0) this.callerBudget = budget;
+  }
 
   /** The connection's budget this reader counts in. */
   get sessionBudgetOf(): ReadBudget | undefined {
@@ -223,10 +235,9 @@ export class MessageReader {
   /** Counts `n` more held bytes, or the status refusing the call when the server holds too many. */
   private reserve(n: number): CallStatus | undefined {
     if (n === 0) return undefined;
-    const { budget, sessionBudget } = this;
-    if (sessionBudget && sessionBudget.used + n > sessionBudget.limit) {
-      return { code: Status.RESOURCE_EXHAUSTED, details: `this connection holds ${mib(sessionBudget.limit)} of unfinished request messages, its limit: send each request whole` };
-    }
+    const { budget, sessionBudget, callerBudget } = this;
+    if (sessionBudget && sessionBudget.used + n > sessionBudget.limit) return ownLimit(sessionBudget);
+    if (callerBudget && callerBudget.used + n > callerBudget.limit) return ownLimit(callerBudget);
     if (budget && budget.used + n > budget.limit) {
       return { code: Status.RESOURCE_EXHAUSTED, details: `the server holds ${mib(budget.limit)} of unfinished request messages, its limit: try again` };
     }
@@ -235,6 +246,7 @@ export class MessageReader {
       budget.holders.add(this);
     }
     if (sessionBudget) sessionBudget.used += n;
+    if (callerBudget) callerBudget.used += n;
     this.reserved += n;
     this.progressMs = Date.now();
     return undefined;
@@ -246,6 +258,7 @@ export class MessageReader {
       this.budget.holders.delete(this);
     }
     if (this.sessionBudget) this.sessionBudget.used -= this.reserved;
+    if (this.callerBudget) this.callerBudget.used -= this.reserved;
     this.reserved = 0;
   }
 
@@ -269,6 +282,11 @@ export class MessageReader {
     if (length > this.maxMessageBytes) return { code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxMessageBytes})` };
     return undefined;
   }
+}
+
+/** A connection's or a caller's budget is full: its own doing, so it is told to send whole requests. */
+function ownLimit(b: ReadBudget): CallStatus {
+  return { code: Status.RESOURCE_EXHAUSTED, details: `this ${b.owner} holds ${mib(b.limit)} of unfinished request messages, its limit: send each request whole` };
 }
 
 /**

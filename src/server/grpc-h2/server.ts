@@ -52,10 +52,16 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
 const notHttp2Reason = (tls: boolean): string =>
   `not HTTP/2${tls ? '' : ' (or TLS to a plaintext listener)'}: an HTTP/1.x request or other bytes; an Envoy SDS cluster needs http2_protocol_options`;
 
-/** Why a TLS handshake failed: plaintext on the TLS listener is named as such. */
+/** Why a TLS handshake failed: plaintext on the TLS listener, and a client offering no ALPN h2, are named as such. */
 function tlsFailureReason(err: Error): string {
-  return /wrong version number|http request|unknown protocol/i.test(err.message) ? 'TLS handshake failed: the client sent plaintext to the TLS listener' : `TLS handshake failed: ${err.message}`;
+  if (/wrong version number|http request|unknown protocol/i.test(err.message)) return 'TLS handshake failed: the client sent plaintext to the TLS listener';
+  // OpenSSL's own line (a file and a line number of its source) said nothing an operator could act on.
+  if (/no application protocol/i.test(err.message)) return `TLS handshake failed: the client does not offer ALPN "h2" (an HTTP/1.x client); an Envoy SDS cluster needs http2_protocol_options`;
+  return `TLS handshake failed: ${err.message}`;
 }
+
+/** A TLS client that offered no ALPN at all: node would answer it in HTTP/1 and tell no one. */
+const NO_ALPN_REASON = 'TLS without ALPN "h2": an HTTP/1.x client, or one that does not offer HTTP/2; an Envoy SDS cluster needs http2_protocol_options';
 
 /** Where to listen: a unix socket path, or a host and port (0: any free port). */
 export type ListenTarget = { path: string } | { host: string; port: number };
@@ -296,6 +302,11 @@ export class GrpcServer {
         // Connected and gone before a handshake (a TCP health check, a port scan): nothing to fix.
         if (err.code === 'ECONNRESET' || err.code === 'EPIPE') return;
         refused?.(socket?.remoteAddress ?? 'unknown', tlsFailureReason(err));
+      });
+      // With a listener node leaves the socket to it: it is closed here, whoever is told.
+      (http as Http2SecureServer).on('unknownProtocol', (socket: Socket) => {
+        refused?.(socket.remoteAddress ?? 'unknown', NO_ALPN_REASON);
+        socket.destroy();
       });
     }
     return new Promise((resolve, reject) => {
