@@ -290,7 +290,11 @@ export function startAgent(opts: AgentOptions): Agent {
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
     if (lastSpiffeId === undefined) {
-      const meta = await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024);
+      // Through ..data: svid.json is a symlink, which readRegularFile does not follow (an older
+      // version wrote a plain file).
+      const meta =
+        (await readRegularFile(join(opts.outDir, DATA_LINK, AGENT_FILES.meta), 64 * 1024)) ??
+        (await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024));
       try {
         lastSpiffeId = meta ? ((JSON.parse(meta.data.toString('utf8')) as { spiffeId?: string | null }).spiffeId ?? null) : null;
       } catch {

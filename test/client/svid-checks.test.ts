@@ -104,6 +104,23 @@ describe('checks on the identity before it is written', () => {
     }
   });
 
+  it('a SPIFFE ID other than the one an earlier run wrote (svid.json) is warned about by a restarted agent', { timeout: 30_000 }, async () => {
+    const first = await watching('restarted');
+    try {
+      assert.equal(await first.push('1', [identity(a), trust(a, b)]), undefined);
+    } finally {
+      await first.stop();
+    }
+    const second = await watching('restarted');
+    try {
+      assert.equal(await second.push('1', [identity(b), trust(a, b)]), undefined);
+      assert.equal(readFileSync(join(second.dir, 'cert.pem'), 'utf8'), b.certPem);
+      assert.ok(second.logs.includes('warn: the SPIFFE ID changed from spiffe://a.example/workload to spiffe://b.example/workload: the workload now presents another identity'), second.logs.join('\n'));
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('--watch says once that the certificate on disk is in its last 10 % and once that it expired, with no new one', { timeout: 30_000 }, async () => {
     const w = await watching('expiring');
     try {
