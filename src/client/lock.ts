@@ -5,7 +5,7 @@
 // pid. A lock whose process no longer runs was left by an agent killed (SIGKILL, OOM) and is taken
 // over, also when its pid now names another process (pids are reused: a restarted container's
 // agent may be pid 1 again, or the pid of what now runs beside it).
-import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
@@ -16,11 +16,29 @@ export class OutDirLocked extends Error {}
 /** The pid and start time a lock records (`<pid> <start>`; older agents wrote the pid alone). */
 function holderOf(path: string): { pid: number; start: string | undefined } | undefined {
   try {
-    const [pidText, start] = readFileSync(path, { encoding: 'utf8', flag: 'r' }).trim().split(' ');
+    const [pidText, start] = readLock(path).trim().split(' ');
     const pid = Number(pidText);
     return Number.isInteger(pid) && pid > 0 ? { pid, start } : undefined;
   } catch {
     return undefined;
+  }
+}
+
+/** A lock is one short line; anything longer was not written by an agent. */
+const MAX_LOCK_BYTES = 128;
+
+/**
+ * Reads a lock that is a regular file: a FIFO or a link to /dev/zero put at the path (a shared
+ * out-dir) would block this synchronous read for good, or never end it. Otherwise throws.
+ */
+function readLock(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file`);
+    const buf = Buffer.alloc(MAX_LOCK_BYTES);
+    return buf.subarray(0, readSync(fd, buf, 0, MAX_LOCK_BYTES, 0)).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 

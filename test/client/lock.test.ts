@@ -2,7 +2,7 @@
 // that no longer runs is taken over.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
@@ -87,6 +87,17 @@ describe('one agent per out-dir', () => {
     writeFileSync(join(dir, LOCK_FILE), `${process.pid} ${Number(processStartTime('self')) - 100}\n`);
     const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir });
     await agent.done;
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
+  });
+
+  it('a FIFO at the lock path (planted in a shared out-dir) does not hold the agent: it is taken over', { timeout: 40_000 }, async () => {
+    const dir = join(root, 'fifo-lock');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, LOCK_FILE)]);
+    // Another process: reading a FIFO blocks the thread, and with it this test's own server.
+    const r = await meshSds(['fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--timeout', '10s'], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
   });
