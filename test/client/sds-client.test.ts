@@ -169,6 +169,26 @@ describe('SDS client (against a scripted server)', () => {
     assert.equal(calls, 0);
   });
 
+  it('ignores secrets for names it never asked for, as Envoy does, even one it would refuse: the names asked for are accepted', async () => {
+    fake.reset();
+    fake.onRequest = (req, call) => {
+      if (req.response_nonce !== '') return;
+      call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a'), tlsCertificateSecret('someone-else', a.certPem, b.keyPem, 'serial-x'), tlsCertificateSecret('spiffe://b.example/other', b.certPem, b.keyPem, 'serial-b')]));
+    };
+    const seen: { names: string[]; all: string[] }[] = [];
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'] }, (secrets, _version, all) => {
+      seen.push({ names: secrets.map((x) => x.name), all: [...all.keys()] });
+    });
+    await fake.waitFor(() => (fake.streams[0]?.requests.length ?? 0) >= 2, 'the answer to v1');
+    s.close();
+    await s.done;
+    const answer = fake.streams[0]!.requests[1]!;
+    assert.equal(answer.error_detail ?? undefined, undefined, `NACKed: ${answer.error_detail?.message}`);
+    assert.equal(answer.version_info, 'v1');
+    // Not kept either: a server sending ever new names would otherwise grow the client's state without end.
+    assert.deepEqual(seen, [{ names: ['default'], all: ['default'] }]);
+  });
+
   it('reconnects after UNAVAILABLE, sending node again and the last accepted version', async () => {
     fake.reset();
     fake.onRequest = (req, call, index) => {
