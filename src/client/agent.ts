@@ -72,21 +72,27 @@ export interface Agent {
 /** How long the agent waits for every name before it says which one the server has not answered. */
 const UNANSWERED_NOTE_MS = 5000;
 
-/** One stream error said again within this long is counted, not logged, until another comes or it passes. */
+/**
+ * One stream error (or one NACK: a server may answer each by sending the same thing again) said
+ * again within this long is counted, not logged, until another comes or it passes.
+ */
 const REPEAT_QUIET_MS = 60_000;
 
-/** Lets a message through unless it repeats the last one within REPEAT_QUIET_MS; says how often it was held back. */
-function repeatFilter(now: () => number = Date.now): (message: string) => string | undefined {
+/**
+ * Lets a message through unless its `key` (default: the message) repeats the last one within
+ * REPEAT_QUIET_MS; says how often it was held back.
+ */
+function repeatFilter(now: () => number = Date.now): (message: string, key?: string) => string | undefined {
   let last = '';
   let loggedAt = 0;
   let held = 0;
-  return (message) => {
-    if (message === last && now() - loggedAt < REPEAT_QUIET_MS) {
+  return (message, key = message) => {
+    if (key === last && now() - loggedAt < REPEAT_QUIET_MS) {
       held++;
       return undefined;
     }
-    const note = message === last && held > 0 ? ` (${held} more time${held === 1 ? '' : 's'} since last logged)` : '';
-    last = message;
+    const note = key === last && held > 0 ? ` (${held} more time${held === 1 ? '' : 's'} since last logged)` : '';
+    last = key;
     loggedAt = now();
     held = 0;
     return `${message}${note}`;
@@ -380,6 +386,12 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The message of the push failure the handler has reported (or left to `done`): not said again as a NACK. */
   let reported: string | undefined;
   const unlessRepeated = repeatFilter();
+  /** NACKs for one reason, whatever the version (a server bumping it on each resend), are said once a minute. */
+  const unlessNackRepeated = repeatFilter();
+  const logNack = (message: string, reason: string): void => {
+    const line = unlessNackRepeated(message, reason);
+    if (line !== undefined) log('error', line);
+  };
   const stream = openSecretStream(
     {
       ...opts,
@@ -393,7 +405,7 @@ export function startAgent(opts: AgentOptions): Agent {
           reported = undefined;
           return;
         }
-        log('error', `version ${version || '(empty)'} not written (NACKed by this agent): ${message}`);
+        logNack(`version ${version || '(empty)'} not written (NACKed by this agent): ${message}`, message);
       },
       onError: (err: SdsError, retryInMs?: number) => {
         const message = unlessRepeated(err.message);
@@ -422,7 +434,7 @@ export function startAgent(opts: AgentOptions): Agent {
             // the files written last stay, and later pushes merge with the last good values.
             latest.clear();
             for (const [k, v] of lastGood) latest.set(k, v);
-            log('error', `version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
+            logNack(`version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`, e.message);
           } else {
             failure = new Error(`version ${version} not written (NACKed by this agent): ${e.message}`, { cause: e });
             setImmediate(() => stream.close());

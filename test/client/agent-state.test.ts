@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
+import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { writtenLines } from '../helpers/hook-log.js';
@@ -179,5 +180,40 @@ describe('agent state against a scripted server', () => {
     await fetchOnceInto(sds, dir);
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), a.keyPem);
+  });
+
+  it('a server that answers every ACK or NACK by sending the same thing again does not make --watch print a line per round', { timeout: 60_000 }, async () => {
+    const rounds = 200;
+    for (const bad of [false, true]) {
+      const sds = await new ScriptedSds().start();
+      let sent = 0;
+      const resources = bad ? [tlsCertificateSecret('default', a.certPem, b.keyPem, 'mixed'), trust(a)] : [identity(a), trust(a)];
+      sds.onStream = (call) => {
+        const send = () => call.write({ version_info: '1', nonce: `n${++sent}`, type_url: SECRET_TYPE_URL, resources: resources.map((r) => r.any) });
+        call.on('data', () => {
+          if (sent < rounds) send();
+        });
+      };
+      const stop = new AbortController();
+      const stdout: string[] = [];
+      const stderr: string[] = [];
+      const run = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, `loop-${bad}`), watch: true }, { stdout: (l) => stdout.push(l), stderr: (l) => stderr.push(l), signal: stop.signal });
+      try {
+        await waitFor(() => (sds.streams[0]?.requests.length ?? 0) > rounds, `the answer to ${rounds} responses`, 40_000);
+      } finally {
+        stop.abort();
+        assert.equal(await run, 0);
+        sds.close();
+      }
+      if (bad) {
+        assert.equal(stdout.length, 0);
+        assert.match(stderr[0] ?? '', /version 1 not written \(NACKed by this agent\): default: private_key does not match/);
+        assert.equal(stderr.length, 1, stderr.join(''));
+      } else {
+        assert.match(stdout[0] ?? '', /^wrote bundle\.pem, key\.pem, cert\.pem, svid\.json in /);
+        assert.equal(stdout.length, 1, stdout.join(''));
+        assert.equal(stderr.length, 0, stderr.join(''));
+      }
+    }
   });
 });
