@@ -280,7 +280,9 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The write in progress, if any: a stop waits for it (and its hook), up to STOP_GRACE_MS. */
   let writing: Promise<void> | undefined;
   const write = (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
-    const w = writeAndRunHook(identity, trust, version);
+    // After the one under way: a push that lands while the retry of an older one is writing must
+    // not be switched in first and then undone by it.
+    const w = (writing ?? Promise.resolve()).catch(() => undefined).then(() => writeAndRunHook(identity, trust, version));
     writing = w;
     const clear = () => {
       if (writing === w) writing = undefined;

@@ -99,6 +99,42 @@ describe('agent state against a scripted server', () => {
   };
   const lines = (file: string) => writtenLines(file).length;
 
+  it('a push that arrives while the retry of an older, failed write is under way is written after it: the files end with the newest identity', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-then-push');
+    const c = makeSvid('C');
+    let hold: ReturnType<typeof holder> | undefined;
+    const logs: string[] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => hold?.onStaged() ?? Promise.resolve() });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      // The folder is briefly a file: identity B cannot be written and is NACKed; its retry is held mid-write.
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      rmSync(dir);
+      const h = holder();
+      hold = h;
+      await waitFor(h.isHeld, 'the retry of version 2 to be under way', 15_000);
+      hold = undefined;
+      sds.push('3', [identity(c)]);
+      // Written at once, version 3 would be undone by the retry of version 2 when it goes on.
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3', 2000).catch(() => undefined);
+      h.release();
+      await waitFor(() => sds.answerTo('3') !== undefined && logs.some((m) => /wrote .* \(version 2\) on retry/.test(m)), 'version 3 answered and version 2 written on retry');
+      assert.equal(sds.answerTo('3')!.error_detail ?? undefined, undefined);
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written last');
+      assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), c.keyPem);
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
   it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'stop-mid-write');
