@@ -349,20 +349,23 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** Reports a failed write and tries it again later. */
   let retryMs = WRITE_RETRY_MS;
-  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
+  /** Counts the pushes written: a retry of an older one (failing again while a newer one waited) is dropped. */
+  let pushes = 0;
+  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number): void => {
+    if (push !== pushes) return;
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
     log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
-      if (closed) return;
+      if (closed || push !== pushes) return;
       write(identity, trust, version).then(
         () => {
           retryMs = WRITE_RETRY_MS;
           log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
         },
         (e: unknown) => {
-          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version);
+          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version, push);
           failure = e;
           stream.close();
         },
@@ -423,6 +426,7 @@ export function startAgent(opts: AgentOptions): Agent {
       const trust = latest.get(trustName);
       if (!identity || !trust) return; // keep waiting for the other half
       clearTimeout(retryTimer); // this push replaces whatever was waiting to be written
+      const push = ++pushes;
       try {
         await write(identity, trust, version);
         retryMs = WRITE_RETRY_MS;
@@ -445,7 +449,7 @@ export function startAgent(opts: AgentOptions): Agent {
           // Said once, by whoever awaits `done`: the agent's own failure, not a status from the server.
           failure = new Error(`cannot write ${opts.outDir}: ${(e as Error).message} (version ${version} NACKed by this agent)`, { cause: e });
           setImmediate(() => stream.close());
-        } else retryLater(e, identity, trust, version);
+        } else retryLater(e, identity, trust, version, push);
         reported = (e as Error).message;
         throw e; // NACK: this version was not applied
       }

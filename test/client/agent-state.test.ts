@@ -135,6 +135,49 @@ describe('agent state against a scripted server', () => {
     }
   });
 
+  it('the retry of an older write that fails again while a newer push waits is not tried again after that push is written', { timeout: 60_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-fails-then-push');
+    const c = makeSvid('C');
+    let fail: Promise<void> | undefined;
+    let failNow!: () => void;
+    let failing = false;
+    const logs: string[] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => {
+      if (!fail) return Promise.resolve();
+      failing = true;
+      return fail;
+    } });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      rmSync(dir);
+      // The retry of version 2 is held mid-write, and then fails.
+      fail = new Promise<void>((_res, rej) => (failNow = () => rej(new Error('held write failed'))));
+      await waitFor(() => failing, 'the retry of version 2 to be under way', 15_000);
+      fail = undefined;
+      sds.push('3', [identity(c)]);
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3', 2000).catch(() => undefined);
+      failNow();
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3');
+      assert.equal(sds.answerTo('3')!.error_detail ?? undefined, undefined);
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem);
+      // Past the time a second retry of version 2 would have come (10 s after the first failed).
+      await new Promise((r) => setTimeout(r, 12_000));
+      assert.ok(!logs.some((m) => /\(version 2\) on retry/.test(m)), logs.join('\n'));
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written over the newer one');
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
   it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'stop-mid-write');
