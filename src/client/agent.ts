@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { DATA_LINK, writeAtomically } from './atomic-dir.js';
 import { checkSvid, RefusedSvid } from './check-svid.js';
-import { readRegularFile, removeStaleStagedFiles } from './files.js';
+import { MAX_OWN_FILE_BYTES, readRegularFile, removeStaleStagedFiles } from './files.js';
 import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
 import { OutDirLocked, takeLock, type Lock } from './lock.js';
@@ -295,6 +295,20 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The SPIFFE ID last written (read from svid.json before the first write): a change is warned about. */
   let lastSpiffeId: string | null | undefined;
   const expiry = opts.watch ? new ExpiryWatch(log) : undefined;
+  // The certificate an earlier run wrote is watched until a write replaces it: a restarted agent
+  // whose server does not answer would otherwise let it expire unsaid.
+  if (expiry) {
+    void readRegularFile(join(opts.outDir, DATA_LINK, AGENT_FILES.cert), MAX_OWN_FILE_BYTES).then((r) => {
+      if (!r || wrote || closed) return;
+      try {
+        const leaf = summarizeCertificate(parseCertificates(r.data.toString('utf8'))[0]!);
+        const [from, until] = [Date.parse(leaf.notBefore), Date.parse(leaf.notAfter)];
+        if (!Number.isNaN(from) && !Number.isNaN(until)) expiry.watch(from, until, leaf.serial);
+      } catch {
+        // Not a certificate we can read: nothing to watch.
+      }
+    });
+  }
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
     if (lastSpiffeId === undefined) {

@@ -136,4 +136,21 @@ describe('checks on the identity before it is written', () => {
       await w.stop();
     }
   });
+
+  it('--watch restarted while the server does not answer says that the certificate an earlier run wrote nears its end and expired', { timeout: 30_000 }, async () => {
+    const short = await makeSvidBetween('A', new Date(Date.now() - 95_000), new Date(Date.now() + 5_000));
+    const first = await watching('restarted-expiring');
+    try {
+      assert.equal(await first.push('1', [identity(short), trust(short)]), undefined);
+    } finally {
+      await first.stop();
+    }
+    const second = await watching('restarted-expiring');
+    try {
+      await waitFor(() => second.logs.some((m) => /^warn: cert\.pem \(serial .*\) expired at .* and no new certificate has arrived/.test(m)), 'the expiry warning', 15_000);
+      assert.equal(second.logs.filter((m) => /in the last 10 % of its lifetime, and no new certificate has arrived/.test(m)).length, 1, second.logs.join('\n'));
+    } finally {
+      await second.stop();
+    }
+  });
 });
