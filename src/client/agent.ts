@@ -270,6 +270,8 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
   let retryTimer: NodeJS.Timeout | undefined;
+  /** The failed write that retryTimer is to try again, until a write lands: a refused push must not drop it. */
+  let retryOwed: { version: string; failed: unknown } | undefined;
   /**
    * The newest value pushed for each name, NACKed or not: what later pushes merge with. The stream's
    * accepted state lacks a push whose write failed (NACKed) and then landed on retry, and merging a
@@ -332,6 +334,7 @@ export function startAgent(opts: AgentOptions): Agent {
     }, () => {
       lock = takeLock(opts.outDir);
     });
+    retryOwed = undefined;
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
     // The key as written (the command reads that file), and as the server sent it.
@@ -367,6 +370,7 @@ export function startAgent(opts: AgentOptions): Agent {
   let pushes = 0;
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number): void => {
     if (push !== pushes) return;
+    retryOwed = { version, failed };
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
     log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
@@ -455,6 +459,9 @@ export function startAgent(opts: AgentOptions): Agent {
             latest.clear();
             for (const [k, v] of lastGood) latest.set(k, v);
             logNack(`version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`, e.message);
+            // A write that failed before and waited for its retry (cleared above) is still owed.
+            const [id, tr] = [lastGood.get(identityName), lastGood.get(trustName)];
+            if (retryOwed && id && tr) retryLater(retryOwed.failed, id, tr, retryOwed.version, push);
           } else {
             failure = new Error(`version ${version} not written (NACKed by this agent): ${e.message}`, { cause: e });
             setImmediate(() => stream.close());

@@ -12,7 +12,7 @@ import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { writtenLines } from '../helpers/hook-log.js';
-import type { TestCa } from '../helpers/openssl.js';
+import { makeCa, type TestCa } from '../helpers/openssl.js';
 import { makeSvid } from './svids.js';
 import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
@@ -171,6 +171,33 @@ describe('agent state against a scripted server', () => {
       await new Promise((r) => setTimeout(r, 12_000));
       assert.ok(!logs.some((m) => /\(version 2\) on retry/.test(m)), logs.join('\n'));
       assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written over the newer one');
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
+  it('a push refused while the write of an earlier one waits for its retry does not cancel that retry', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-then-refused');
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      // A CA certificate as identity: refused, whatever the folder.
+      const ca = makeCa('Some CA', { trustDomain: 'x.example' });
+      sds.push('3', [identity(ca)]);
+      await waitFor(() => sds.answerTo('3')?.error_detail != null, 'the NACK of version 3');
+      assert.match(sds.answerTo('3')!.error_detail!.message, /is a CA certificate/);
+      rmSync(dir);
+      await waitFor(() => existsSync(join(dir, 'cert.pem')) && readFileSync(join(dir, 'cert.pem'), 'utf8') === b.certPem, 'identity B written by the retry', 25_000);
+      assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), b.keyPem);
     } finally {
       agent.close();
       await agent.done.catch(() => undefined);
