@@ -282,8 +282,12 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
         else opts.onError?.(new SdsError(grpc.status.INVALID_ARGUMENT, `rejected version ${version || '(empty)'}: ${message}`, false));
       }
     };
+    // One response at a time: the stream is paused while one is handled (HTTP/2 flow control then
+    // holds the server back), so a server pushing faster than the files are written (up to 16 MiB
+    // a response) does not pile its responses up in memory.
     c.on('data', (res: DiscoveryResponse) => {
-      chain = chain.then(() => handle(res));
+      c.pause();
+      chain = chain.then(() => handle(res)).finally(() => c.resume());
     });
     // Every outcome arrives as 'status'; 'error' repeats non-OK ones and must merely be listened to.
     c.on('error', () => undefined);
