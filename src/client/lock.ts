@@ -5,7 +5,8 @@
 // pid. A lock whose process no longer runs was left by an agent killed (SIGKILL, OOM) and is taken
 // over, also when its pid now names another process (pids are reused: a restarted container's
 // agent may be pid 1 again, or the pid of what now runs beside it).
-import { closeSync, constants, fstatSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, linkSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
@@ -14,13 +15,13 @@ export const LOCK_FILE = '.mesh-sds-fetch.lock';
 export class OutDirLocked extends Error {}
 
 /** The pid and start time a lock records (`<pid> <start>`; older agents wrote the pid alone). */
-function holderOf(path: string): { pid: number; start: string | undefined } | undefined {
+function holderOf(path: string): { pid: number; start: string | undefined } | 'absent' | undefined {
   try {
     const [pidText, start] = readLock(path).trim().split(' ');
     const pid = Number(pidText);
     return Number.isInteger(pid) && pid > 0 ? { pid, start } : undefined;
-  } catch {
-    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : undefined;
   }
 }
 
@@ -44,10 +45,40 @@ function readLock(path: string): string {
 
 const OWN_RECORD = `${process.pid} ${OWN_START_TIME}\n`;
 /** A lock this process wrote: its pid and start time (one of our pid without it is a previous life's). */
-const isOurs = (holder: ReturnType<typeof holderOf>): boolean => holder?.pid === process.pid && holder.start === OWN_START_TIME;
+const isOurs = (holder: ReturnType<typeof holderOf>): boolean => typeof holder === 'object' && holder.pid === process.pid && holder.start === OWN_START_TIME;
 
 export interface Lock {
   release(): void;
+}
+
+/**
+ * Makes the lock with our record already in it: written aside and linked into place (link(2) fails
+ * if the lock exists), so another agent never reads it empty, takes it for one a killed agent left
+ * half written and removes it, and runs beside us. A file system without hard links gets it made
+ * in place.
+ */
+function createLock(path: string): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, OWN_RECORD);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    const direct = openSync(path, 'wx', 0o600);
+    try {
+      writeSync(direct, OWN_RECORD);
+    } finally {
+      closeSync(direct);
+    }
+  } finally {
+    unlinkSync(tmp);
+  }
 }
 
 /**
@@ -59,15 +90,15 @@ export function takeLock(dir: string): Lock {
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; ; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, OWN_RECORD);
-      closeSync(fd);
+      createLock(path);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
     }
     const holder = holderOf(path);
     if (isOurs(holder)) break;
+    // Released since: tried again, not removed (it may be another agent's new lock by now).
+    if (holder === 'absent') continue;
     if (holder !== undefined && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start)) {
       throw new OutDirLocked(`another agent (pid ${holder.pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }

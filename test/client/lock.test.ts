@@ -101,4 +101,22 @@ describe('one agent per out-dir', () => {
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
   });
+
+  it('two agents taking the lock at the same moment never both hold it (a lock being written is not taken for a half-written one)', { timeout: 40_000 }, async () => {
+    const dir = join(root, 'contended');
+    mkdirSync(dir);
+    const until = String(Date.now() + 3000);
+    const contender = join(import.meta.dirname, 'lock-contender.ts');
+    const run = () =>
+      new Promise<{ held: number; notOurs: number }>((resolve, reject) => {
+        const child = spawn(process.execPath, ['--import', 'tsx', contender, dir, until], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.on('error', reject);
+        child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { held: number; notOurs: number }) : reject(new Error(`contender exited ${code}`))));
+      });
+    const results = await Promise.all([run(), run()]);
+    for (const r of results) assert.ok(r.held > 0, JSON.stringify(results));
+    assert.deepEqual(results.map((r) => r.notOurs), [0, 0], `held while the other one held it too: ${JSON.stringify(results)}`);
+  });
 });
