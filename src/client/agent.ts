@@ -335,6 +335,7 @@ export function startAgent(opts: AgentOptions): Agent {
       lock = takeLock(opts.outDir);
     });
     retryOwed = undefined;
+    unlessNackRepeated = repeatFilter(); // a failure after this write is news again
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
     // The key as written (the command reads that file), and as the server sent it.
@@ -368,12 +369,15 @@ export function startAgent(opts: AgentOptions): Agent {
   let retryMs = WRITE_RETRY_MS;
   /** Counts the pushes written: a retry of an older one (failing again while a newer one waited) is dropped. */
   let pushes = 0;
-  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number): void => {
+  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number, byPush = false): void => {
     if (push !== pushes) return;
     retryOwed = { version, failed };
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
-    log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
+    const message = `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`;
+    // A push failing as the last one did is said once a minute (a server may resend on every NACK).
+    if (byPush) logNack(message, `write: ${(failed as Error).message}`);
+    else log('error', message);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
       if (closed || push !== pushes) return;
@@ -410,7 +414,7 @@ export function startAgent(opts: AgentOptions): Agent {
   let reported: string | undefined;
   const unlessRepeated = repeatFilter();
   /** NACKs for one reason, whatever the version (a server bumping it on each resend), are said once a minute. */
-  const unlessNackRepeated = repeatFilter();
+  let unlessNackRepeated = repeatFilter();
   const logNack = (message: string, reason: string): void => {
     const line = unlessNackRepeated(message, reason);
     if (line !== undefined) log('error', line);
@@ -470,7 +474,7 @@ export function startAgent(opts: AgentOptions): Agent {
           // Said once, by whoever awaits `done`: the agent's own failure, not a status from the server.
           failure = new Error(`cannot write ${opts.outDir}: ${(e as Error).message} (version ${version} NACKed by this agent)`, { cause: e });
           setImmediate(() => stream.close());
-        } else retryLater(e, identity, trust, version, push);
+        } else retryLater(e, identity, trust, version, push, true);
         reported = (e as Error).message;
         throw e; // NACK: this version was not applied
       }

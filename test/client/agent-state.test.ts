@@ -322,4 +322,31 @@ describe('agent state against a scripted server', () => {
       }
     }
   });
+
+  it('a server that sends the same thing again on every NACK while the out-dir cannot be written does not make --watch log the failure per round', { timeout: 60_000 }, async () => {
+    const rounds = 200;
+    const sds = await new ScriptedSds().start();
+    let sent = 0;
+    sds.onStream = (call) => {
+      const send = () => call.write({ version_info: '1', nonce: `n${++sent}`, type_url: SECRET_TYPE_URL, resources: [identity(a), trust(a)].map((r) => r.any) });
+      call.on('data', () => {
+        if (sent < rounds) send();
+      });
+    };
+    const dir = join(root, 'loop-blocked');
+    writeFileSync(dir, ''); // a file where the folder should be
+    const stop = new AbortController();
+    const stderr: string[] = [];
+    const run = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, watch: true }, { stdout: () => undefined, stderr: (l) => stderr.push(l), signal: stop.signal });
+    try {
+      await waitFor(() => (sds.streams[0]?.requests.length ?? 0) > rounds, `the answer to ${rounds} responses`, 40_000);
+    } finally {
+      stop.abort();
+      assert.equal(await run, 0);
+      sds.close();
+      rmSync(dir, { force: true });
+    }
+    assert.match(stderr[0] ?? '', /cannot write .*loop-blocked \(version 1, NACKed by this agent\): EEXIST/);
+    assert.ok(stderr.length <= 2, `${stderr.length} lines: ${stderr.slice(0, 5).join('')}`);
+  });
 });
