@@ -81,6 +81,47 @@ function createLock(path: string): void {
   }
 }
 
+/** Removes `path` if it can; one it cannot is found again by the next attempt. */
+function quietUnlink(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already, or not ours to remove.
+  }
+}
+
+/** A holder whose process runs (not this one: a lock of our pid not ours is a previous life's). */
+const live = (holder: ReturnType<typeof holderOf>): holder is { pid: number; start: string | undefined } =>
+  typeof holder === 'object' && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start);
+
+/**
+ * Removes a lock found stale, holding `<lock>.takeover` meanwhile: two agents that both found it
+ * stale would otherwise both remove "it", the second the lock the first had just made. Under the
+ * takeover lock the lock can only be removed by us (its holder is gone) or made when absent, so
+ * read again there it is still the stale one.
+ */
+function removeStale(path: string, dir: string): void {
+  const takeover = `${path}.takeover`;
+  try {
+    createLock(takeover);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const other = holderOf(takeover);
+    if (live(other)) {
+      throw new OutDirLocked(`another agent (pid ${other.pid}) is taking over the lock of ${dir} (${LOCK_FILE}) left by an agent that no longer runs: refusing to run a second one on the same out-dir`);
+    }
+    // Left by an agent killed while it took over: removed, and the next attempt tries again.
+    if (other !== 'absent') quietUnlink(takeover);
+    return;
+  }
+  try {
+    const holder = holderOf(path);
+    if (holder !== 'absent' && !isOurs(holder) && !live(holder)) quietUnlink(path);
+  } finally {
+    quietUnlink(takeover);
+  }
+}
+
 /**
  * Takes the lock of `dir` (which exists, and is checked to be ours), or confirms that this process
  * holds it (made again if the folder was). Synchronous: the few calls are quick, and the exit
@@ -99,15 +140,11 @@ export function takeLock(dir: string): Lock {
     if (isOurs(holder)) break;
     // Released since: tried again, not removed (it may be another agent's new lock by now).
     if (holder === 'absent') continue;
-    if (holder !== undefined && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start)) {
+    if (live(holder)) {
       throw new OutDirLocked(`another agent (pid ${holder.pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }
     // Left by an agent that no longer runs, by a previous life of our pid, or half written: taken over.
-    try {
-      unlinkSync(path);
-    } catch {
-      // Another agent took it over first: the next attempt finds it.
-    }
+    removeStale(path, dir);
   }
   let release = onExit.get(path);
   if (!release) {
