@@ -194,6 +194,8 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
 
   let lastWarning = '';
   let wroteFiles = false;
+  /** The files said last (as an unchanged write would say them). */
+  let lastWritten = '';
   const agent = startAgent({
     ...client,
     outDir: opts.outDir,
@@ -209,6 +211,11 @@ export async function runFetch(opts: FetchCliOptions, io: FetchIo): Promise<numb
     },
     onWrite: (w) => {
       wroteFiles = true;
+      // A push that changed nothing in the files said last is not said: a server may answer every
+      // ACK by sending the same secrets again, at full speed.
+      const files = writeLine({ ...w, changed: [] });
+      if (w.changed.length === 0 && files === lastWritten) return;
+      lastWritten = files;
       out(opts.json ? JSON.stringify(w) : writeLine(w));
     },
   });

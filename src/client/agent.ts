@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { DecodedSecret } from './decode.js';
 import { DATA_LINK, writeAtomically } from './atomic-dir.js';
 import { checkSvid, RefusedSvid } from './check-svid.js';
-import { readRegularFile, removeStaleStagedFiles } from './files.js';
+import { MAX_OWN_FILE_BYTES, readRegularFile, removeStaleStagedFiles } from './files.js';
 import { ExpiryWatch } from './expiry-watch.js';
 import { refuseForeignPath } from './ownership.js';
 import { OutDirLocked, takeLock, type Lock } from './lock.js';
@@ -72,21 +72,27 @@ export interface Agent {
 /** How long the agent waits for every name before it says which one the server has not answered. */
 const UNANSWERED_NOTE_MS = 5000;
 
-/** One stream error said again within this long is counted, not logged, until another comes or it passes. */
+/**
+ * One stream error (or one NACK: a server may answer each by sending the same thing again) said
+ * again within this long is counted, not logged, until another comes or it passes.
+ */
 const REPEAT_QUIET_MS = 60_000;
 
-/** Lets a message through unless it repeats the last one within REPEAT_QUIET_MS; says how often it was held back. */
-function repeatFilter(now: () => number = Date.now): (message: string) => string | undefined {
+/**
+ * Lets a message through unless its `key` (default: the message) repeats the last one within
+ * REPEAT_QUIET_MS; says how often it was held back.
+ */
+function repeatFilter(now: () => number = Date.now): (message: string, key?: string) => string | undefined {
   let last = '';
   let loggedAt = 0;
   let held = 0;
-  return (message) => {
-    if (message === last && now() - loggedAt < REPEAT_QUIET_MS) {
+  return (message, key = message) => {
+    if (key === last && now() - loggedAt < REPEAT_QUIET_MS) {
       held++;
       return undefined;
     }
-    const note = message === last && held > 0 ? ` (${held} more time${held === 1 ? '' : 's'} since last logged)` : '';
-    last = message;
+    const note = key === last && held > 0 ? ` (${held} more time${held === 1 ? '' : 's'} since last logged)` : '';
+    last = key;
     loggedAt = now();
     held = 0;
     return `${message}${note}`;
@@ -264,6 +270,8 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** A write that failed while watching is tried again, until it lands or a newer push replaces it. */
   let retryTimer: NodeJS.Timeout | undefined;
+  /** The failed write that retryTimer is to try again, until a write lands: a refused push must not drop it. */
+  let retryOwed: { version: string; failed: unknown } | undefined;
   /**
    * The newest value pushed for each name, NACKed or not: what later pushes merge with. The stream's
    * accepted state lacks a push whose write failed (NACKed) and then landed on retry, and merging a
@@ -274,7 +282,9 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The write in progress, if any: a stop waits for it (and its hook), up to STOP_GRACE_MS. */
   let writing: Promise<void> | undefined;
   const write = (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
-    const w = writeAndRunHook(identity, trust, version);
+    // After the one under way: a push that lands while the retry of an older one is writing must
+    // not be switched in first and then undone by it.
+    const w = (writing ?? Promise.resolve()).catch(() => undefined).then(() => writeAndRunHook(identity, trust, version));
     writing = w;
     const clear = () => {
       if (writing === w) writing = undefined;
@@ -287,10 +297,28 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The SPIFFE ID last written (read from svid.json before the first write): a change is warned about. */
   let lastSpiffeId: string | null | undefined;
   const expiry = opts.watch ? new ExpiryWatch(log) : undefined;
+  // The certificate an earlier run wrote is watched until a write replaces it: a restarted agent
+  // whose server does not answer would otherwise let it expire unsaid.
+  if (expiry) {
+    void readRegularFile(join(opts.outDir, DATA_LINK, AGENT_FILES.cert), MAX_OWN_FILE_BYTES).then((r) => {
+      if (!r || wrote || closed) return;
+      try {
+        const leaf = summarizeCertificate(parseCertificates(r.data.toString('utf8'))[0]!);
+        const [from, until] = [Date.parse(leaf.notBefore), Date.parse(leaf.notAfter)];
+        if (!Number.isNaN(from) && !Number.isNaN(until)) expiry.watch(from, until, leaf.serial);
+      } catch {
+        // Not a certificate we can read: nothing to watch.
+      }
+    });
+  }
   const writeAndRunHook = async (identity: DecodedSecret, trust: DecodedSecret, version: string): Promise<void> => {
     const { files, write: w } = plan(identity, trust, version, opts.outDir, asked);
     if (lastSpiffeId === undefined) {
-      const meta = await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024);
+      // Through ..data: svid.json is a symlink, which readRegularFile does not follow (an older
+      // version wrote a plain file).
+      const meta =
+        (await readRegularFile(join(opts.outDir, DATA_LINK, AGENT_FILES.meta), 64 * 1024)) ??
+        (await readRegularFile(join(opts.outDir, AGENT_FILES.meta), 64 * 1024));
       try {
         lastSpiffeId = meta ? ((JSON.parse(meta.data.toString('utf8')) as { spiffeId?: string | null }).spiffeId ?? null) : null;
       } catch {
@@ -306,6 +334,8 @@ export function startAgent(opts: AgentOptions): Agent {
     }, () => {
       lock = takeLock(opts.outDir);
     });
+    retryOwed = undefined;
+    unlessNackRepeated = repeatFilter(); // a failure after this write is news again
     if (w.changed.length > 0) for (const warning of check.warnings) log('warn', warning);
     lastSpiffeId = check.spiffeId ?? null;
     // The key as written (the command reads that file), and as the server sent it.
@@ -337,20 +367,27 @@ export function startAgent(opts: AgentOptions): Agent {
   };
   /** Reports a failed write and tries it again later. */
   let retryMs = WRITE_RETRY_MS;
-  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string): void => {
+  /** Counts the pushes written: a retry of an older one (failing again while a newer one waited) is dropped. */
+  let pushes = 0;
+  const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number, byPush = false): void => {
+    if (push !== pushes) return;
+    retryOwed = { version, failed };
     const wait = retryMs;
     retryMs = Math.min(retryMs * 2, WRITE_RETRY_MAX_MS);
-    log('error', `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`);
+    const message = `cannot write ${opts.outDir} (version ${version}, NACKed by this agent): ${(failed as Error).message}; trying again in ${wait / 1000} s`;
+    // A push failing as the last one did is said once a minute (a server may resend on every NACK).
+    if (byPush) logNack(message, `write: ${(failed as Error).message}`);
+    else log('error', message);
     clearTimeout(retryTimer);
     retryTimer = setTimeout(() => {
-      if (closed) return;
+      if (closed || push !== pushes) return;
       write(identity, trust, version).then(
         () => {
           retryMs = WRITE_RETRY_MS;
           log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
         },
         (e: unknown) => {
-          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version);
+          if (!(e instanceof OutDirLocked)) return retryLater(e, identity, trust, version, push);
           failure = e;
           stream.close();
         },
@@ -376,6 +413,12 @@ export function startAgent(opts: AgentOptions): Agent {
   /** The message of the push failure the handler has reported (or left to `done`): not said again as a NACK. */
   let reported: string | undefined;
   const unlessRepeated = repeatFilter();
+  /** NACKs for one reason, whatever the version (a server bumping it on each resend), are said once a minute. */
+  let unlessNackRepeated = repeatFilter();
+  const logNack = (message: string, reason: string): void => {
+    const line = unlessNackRepeated(message, reason);
+    if (line !== undefined) log('error', line);
+  };
   const stream = openSecretStream(
     {
       ...opts,
@@ -389,7 +432,7 @@ export function startAgent(opts: AgentOptions): Agent {
           reported = undefined;
           return;
         }
-        log('error', `version ${version || '(empty)'} not written (NACKed by this agent): ${message}`);
+        logNack(`version ${version || '(empty)'} not written (NACKed by this agent): ${message}`, message);
       },
       onError: (err: SdsError, retryInMs?: number) => {
         const message = unlessRepeated(err.message);
@@ -405,6 +448,7 @@ export function startAgent(opts: AgentOptions): Agent {
       const trust = latest.get(trustName);
       if (!identity || !trust) return; // keep waiting for the other half
       clearTimeout(retryTimer); // this push replaces whatever was waiting to be written
+      const push = ++pushes;
       try {
         await write(identity, trust, version);
         retryMs = WRITE_RETRY_MS;
@@ -418,7 +462,10 @@ export function startAgent(opts: AgentOptions): Agent {
             // the files written last stay, and later pushes merge with the last good values.
             latest.clear();
             for (const [k, v] of lastGood) latest.set(k, v);
-            log('error', `version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`);
+            logNack(`version ${version} not written (NACKed by this agent; ${wrote ? 'the files written before stay' : 'nothing written yet'}): ${e.message}`, e.message);
+            // A write that failed before and waited for its retry (cleared above) is still owed.
+            const [id, tr] = [lastGood.get(identityName), lastGood.get(trustName)];
+            if (retryOwed && id && tr) retryLater(retryOwed.failed, id, tr, retryOwed.version, push);
           } else {
             failure = new Error(`version ${version} not written (NACKed by this agent): ${e.message}`, { cause: e });
             setImmediate(() => stream.close());
@@ -427,7 +474,7 @@ export function startAgent(opts: AgentOptions): Agent {
           // Said once, by whoever awaits `done`: the agent's own failure, not a status from the server.
           failure = new Error(`cannot write ${opts.outDir}: ${(e as Error).message} (version ${version} NACKed by this agent)`, { cause: e });
           setImmediate(() => stream.close());
-        } else retryLater(e, identity, trust, version);
+        } else retryLater(e, identity, trust, version, push, true);
         reported = (e as Error).message;
         throw e; // NACK: this version was not applied
       }

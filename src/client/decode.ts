@@ -93,8 +93,12 @@ function validationContext(name: string, vc: Obj): DecodedSecret {
   throw new SecretDecodeError(`${name}: validation_context has neither trusted_ca nor a SPIFFE custom_validator_config`);
 }
 
-/** Decodes one resource of a DiscoveryResponse; throws SecretDecodeError when Envoy would reject it. */
-export function decodeSecretResource(any: { type_url: string; value: Uint8Array }): DecodedSecret {
+/**
+ * Decodes one resource of a DiscoveryResponse; throws SecretDecodeError when Envoy would reject it.
+ * A secret whose name `wanted` refuses is undefined, its content not checked: Envoy hands a watch
+ * only the names it asked for, so a secret for another name (broken or not) NACKs nothing.
+ */
+export function decodeSecretResource(any: { type_url: string; value: Uint8Array }, wanted: (name: string) => boolean = () => true): DecodedSecret | undefined {
   if (any.type_url !== SECRET_TYPE_URL) throw new SecretDecodeError(`unexpected resource type ${any.type_url}`);
   let secret: Obj;
   try {
@@ -104,6 +108,7 @@ export function decodeSecretResource(any: { type_url: string; value: Uint8Array 
   }
   const name = typeof secret['name'] === 'string' ? secret['name'] : '';
   if (!name) throw new SecretDecodeError('secret without a name');
+  if (!wanted(name)) return undefined;
   if (isObj(secret['tls_certificate'])) return tlsCertificate(name, secret['tls_certificate']);
   if (isObj(secret['validation_context'])) return validationContext(name, secret['validation_context']);
   const kind = Object.keys(secret).find((k) => k !== 'name' && k !== 'type') ?? 'nothing';

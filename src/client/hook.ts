@@ -142,7 +142,9 @@ export class UpdateHook {
       const finish = (failure?: string) => {
         this.lastFailure = failure;
         clearTimeout(timer);
-        clearTimeout(escalation);
+        // Ended by us: what the command started may ignore SIGTERM and outlive the shell. The
+        // SIGKILL to its group still comes when the grace is over, and the agent waits for it.
+        escalation?.ref();
         this.killCurrent = undefined;
         // A program the command left running in the background (a daemon restarted by it) may hold
         // the output pipes for ever: they are drained but no longer waited for.

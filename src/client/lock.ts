@@ -5,7 +5,8 @@
 // pid. A lock whose process no longer runs was left by an agent killed (SIGKILL, OOM) and is taken
 // over, also when its pid now names another process (pids are reused: a restarted container's
 // agent may be pid 1 again, or the pid of what now runs beside it).
-import { openSync, readFileSync, unlinkSync, writeSync, closeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, linkSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
@@ -14,22 +15,111 @@ export const LOCK_FILE = '.mesh-sds-fetch.lock';
 export class OutDirLocked extends Error {}
 
 /** The pid and start time a lock records (`<pid> <start>`; older agents wrote the pid alone). */
-function holderOf(path: string): { pid: number; start: string | undefined } | undefined {
+function holderOf(path: string): { pid: number; start: string | undefined } | 'absent' | undefined {
   try {
-    const [pidText, start] = readFileSync(path, { encoding: 'utf8', flag: 'r' }).trim().split(' ');
+    const [pidText, start] = readLock(path).trim().split(' ');
     const pid = Number(pidText);
     return Number.isInteger(pid) && pid > 0 ? { pid, start } : undefined;
-  } catch {
-    return undefined;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'absent' : undefined;
+  }
+}
+
+/** A lock is one short line; anything longer was not written by an agent. */
+const MAX_LOCK_BYTES = 128;
+
+/**
+ * Reads a lock that is a regular file: a FIFO or a link to /dev/zero put at the path (a shared
+ * out-dir) would block this synchronous read for good, or never end it. Otherwise throws.
+ */
+function readLock(path: string): string {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new Error(`${path} is not a regular file`);
+    const buf = Buffer.alloc(MAX_LOCK_BYTES);
+    return buf.subarray(0, readSync(fd, buf, 0, MAX_LOCK_BYTES, 0)).toString('utf8');
+  } finally {
+    closeSync(fd);
   }
 }
 
 const OWN_RECORD = `${process.pid} ${OWN_START_TIME}\n`;
 /** A lock this process wrote: its pid and start time (one of our pid without it is a previous life's). */
-const isOurs = (holder: ReturnType<typeof holderOf>): boolean => holder?.pid === process.pid && holder.start === OWN_START_TIME;
+const isOurs = (holder: ReturnType<typeof holderOf>): boolean => typeof holder === 'object' && holder.pid === process.pid && holder.start === OWN_START_TIME;
 
 export interface Lock {
   release(): void;
+}
+
+/**
+ * Makes the lock with our record already in it: written aside and linked into place (link(2) fails
+ * if the lock exists), so another agent never reads it empty, takes it for one a killed agent left
+ * half written and removes it, and runs beside us. A file system without hard links gets it made
+ * in place.
+ */
+function createLock(path: string): void {
+  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const fd = openSync(tmp, 'wx', 0o600);
+  try {
+    writeSync(fd, OWN_RECORD);
+  } finally {
+    closeSync(fd);
+  }
+  try {
+    linkSync(tmp, path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw e;
+    const direct = openSync(path, 'wx', 0o600);
+    try {
+      writeSync(direct, OWN_RECORD);
+    } finally {
+      closeSync(direct);
+    }
+  } finally {
+    unlinkSync(tmp);
+  }
+}
+
+/** Removes `path` if it can; one it cannot is found again by the next attempt. */
+function quietUnlink(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already, or not ours to remove.
+  }
+}
+
+/** A holder whose process runs (not this one: a lock of our pid not ours is a previous life's). */
+const live = (holder: ReturnType<typeof holderOf>): holder is { pid: number; start: string | undefined } =>
+  typeof holder === 'object' && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start);
+
+/**
+ * Removes a lock found stale, holding `<lock>.takeover` meanwhile: two agents that both found it
+ * stale would otherwise both remove "it", the second the lock the first had just made. Under the
+ * takeover lock the lock can only be removed by us (its holder is gone) or made when absent, so
+ * read again there it is still the stale one.
+ */
+function removeStale(path: string, dir: string): void {
+  const takeover = `${path}.takeover`;
+  try {
+    createLock(takeover);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    const other = holderOf(takeover);
+    if (live(other)) {
+      throw new OutDirLocked(`another agent (pid ${other.pid}) is taking over the lock of ${dir} (${LOCK_FILE}) left by an agent that no longer runs: refusing to run a second one on the same out-dir`);
+    }
+    // Left by an agent killed while it took over: removed, and the next attempt tries again.
+    if (other !== 'absent') quietUnlink(takeover);
+    return;
+  }
+  try {
+    const holder = holderOf(path);
+    if (holder !== 'absent' && !isOurs(holder) && !live(holder)) quietUnlink(path);
+  } finally {
+    quietUnlink(takeover);
+  }
 }
 
 /**
@@ -41,24 +131,20 @@ export function takeLock(dir: string): Lock {
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; ; attempt++) {
     try {
-      const fd = openSync(path, 'wx', 0o600);
-      writeSync(fd, OWN_RECORD);
-      closeSync(fd);
+      createLock(path);
       break;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 2) throw e;
     }
     const holder = holderOf(path);
     if (isOurs(holder)) break;
-    if (holder !== undefined && holder.pid !== process.pid && recorderRuns(holder.pid, holder.start)) {
+    // Released since: tried again, not removed (it may be another agent's new lock by now).
+    if (holder === 'absent') continue;
+    if (live(holder)) {
       throw new OutDirLocked(`another agent (pid ${holder.pid}) is keeping ${dir} current: refusing to run a second one on the same out-dir (${LOCK_FILE} there holds its pid)`);
     }
     // Left by an agent that no longer runs, by a previous life of our pid, or half written: taken over.
-    try {
-      unlinkSync(path);
-    } catch {
-      // Another agent took it over first: the next attempt finds it.
-    }
+    removeStale(path, dir);
   }
   let release = onExit.get(path);
   if (!release) {

@@ -202,6 +202,7 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
   let client = makeSdsClient(opts.server, opts.tls, connectMs) as SdsStub;
   const backoff = new Backoff(opts.backoff?.initialMs, opts.backoff?.maxMs);
   const node = nodeOf(opts.node, opts.cluster);
+  const asked = (name: string): boolean => opts.names.length === 0 || opts.names.includes(name);
   let closed = false;
   let call: grpc.ClientDuplexStream<DiscoveryRequest, DiscoveryResponse> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
@@ -265,7 +266,9 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
       backoff.reset();
       const version = res.version_info ?? '';
       try {
-        const secrets = (res.resources ?? []).map(decodeSecretResource);
+        // Only the names asked for: others are neither checked (a broken one would NACK those
+        // asked for with it) nor kept (a server sending ever new names would grow `accepted`).
+        const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, asked) ?? []);
         const merged = new Map(accepted);
         for (const s of secrets) merged.set(s.name, s);
         await onSecrets(secrets, version, merged);
@@ -279,8 +282,12 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
         else opts.onError?.(new SdsError(grpc.status.INVALID_ARGUMENT, `rejected version ${version || '(empty)'}: ${message}`, false));
       }
     };
+    // One response at a time: the stream is paused while one is handled (HTTP/2 flow control then
+    // holds the server back), so a server pushing faster than the files are written (up to 16 MiB
+    // a response) does not pile its responses up in memory.
     c.on('data', (res: DiscoveryResponse) => {
-      chain = chain.then(() => handle(res));
+      c.pause();
+      chain = chain.then(() => handle(res)).finally(() => c.resume());
     });
     // Every outcome arrives as 'status'; 'error' repeats non-OK ones and must merely be listened to.
     c.on('error', () => undefined);

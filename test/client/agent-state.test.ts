@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
+import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { runFetch } from '../../src/cli/fetch.js';
 import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { writtenLines } from '../helpers/hook-log.js';
-import type { TestCa } from '../helpers/openssl.js';
+import { makeCa, type TestCa } from '../helpers/openssl.js';
 import { makeSvid } from './svids.js';
 import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
@@ -98,6 +99,112 @@ describe('agent state against a scripted server', () => {
   };
   const lines = (file: string) => writtenLines(file).length;
 
+  it('a push that arrives while the retry of an older, failed write is under way is written after it: the files end with the newest identity', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-then-push');
+    const c = makeSvid('C');
+    let hold: ReturnType<typeof holder> | undefined;
+    const logs: string[] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => hold?.onStaged() ?? Promise.resolve() });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      // The folder is briefly a file: identity B cannot be written and is NACKed; its retry is held mid-write.
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      rmSync(dir);
+      const h = holder();
+      hold = h;
+      await waitFor(h.isHeld, 'the retry of version 2 to be under way', 15_000);
+      hold = undefined;
+      sds.push('3', [identity(c)]);
+      // Written at once, version 3 would be undone by the retry of version 2 when it goes on.
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3', 2000).catch(() => undefined);
+      h.release();
+      await waitFor(() => sds.answerTo('3') !== undefined && logs.some((m) => /wrote .* \(version 2\) on retry/.test(m)), 'version 3 answered and version 2 written on retry');
+      assert.equal(sds.answerTo('3')!.error_detail ?? undefined, undefined);
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written last');
+      assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), c.keyPem);
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
+  it('the retry of an older write that fails again while a newer push waits is not tried again after that push is written', { timeout: 60_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-fails-then-push');
+    const c = makeSvid('C');
+    let fail: Promise<void> | undefined;
+    let failNow!: () => void;
+    let failing = false;
+    const logs: string[] = [];
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => {
+      if (!fail) return Promise.resolve();
+      failing = true;
+      return fail;
+    } });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      rmSync(dir);
+      // The retry of version 2 is held mid-write, and then fails.
+      fail = new Promise<void>((_res, rej) => (failNow = () => rej(new Error('held write failed'))));
+      await waitFor(() => failing, 'the retry of version 2 to be under way', 15_000);
+      fail = undefined;
+      sds.push('3', [identity(c)]);
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3', 2000).catch(() => undefined);
+      failNow();
+      await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3');
+      assert.equal(sds.answerTo('3')!.error_detail ?? undefined, undefined);
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem);
+      // Past the time a second retry of version 2 would have come (10 s after the first failed).
+      await new Promise((r) => setTimeout(r, 12_000));
+      assert.ok(!logs.some((m) => /\(version 2\) on retry/.test(m)), logs.join('\n'));
+      assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written over the newer one');
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
+  it('a push refused while the write of an earlier one waits for its retry does not cancel that retry', { timeout: 40_000 }, async () => {
+    const sds = await new ScriptedSds().start();
+    const dir = join(root, 'retry-then-refused');
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
+    try {
+      await waitFor(() => sds.streams.length === 1, 'a stream');
+      sds.push('1', [identity(a), trust(t1)]);
+      await agent.firstWrite;
+      rmSync(dir, { recursive: true });
+      writeFileSync(dir, '');
+      sds.push('2', [identity(b)]);
+      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      // A CA certificate as identity: refused, whatever the folder.
+      const ca = makeCa('Some CA', { trustDomain: 'x.example' });
+      sds.push('3', [identity(ca)]);
+      await waitFor(() => sds.answerTo('3')?.error_detail != null, 'the NACK of version 3');
+      assert.match(sds.answerTo('3')!.error_detail!.message, /is a CA certificate/);
+      rmSync(dir);
+      await waitFor(() => existsSync(join(dir, 'cert.pem')) && readFileSync(join(dir, 'cert.pem'), 'utf8') === b.certPem, 'identity B written by the retry', 25_000);
+      assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), b.keyPem);
+    } finally {
+      agent.close();
+      await agent.done.catch(() => undefined);
+      sds.close();
+    }
+  });
+
   it('a stop while a push is being written lets the write finish and runs its --on-update command (--watch)', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'stop-mid-write');
@@ -179,5 +286,67 @@ describe('agent state against a scripted server', () => {
     await fetchOnceInto(sds, dir);
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), a.keyPem);
+  });
+
+  it('a server that answers every ACK or NACK by sending the same thing again does not make --watch print a line per round', { timeout: 60_000 }, async () => {
+    const rounds = 200;
+    for (const bad of [false, true]) {
+      const sds = await new ScriptedSds().start();
+      let sent = 0;
+      const resources = bad ? [tlsCertificateSecret('default', a.certPem, b.keyPem, 'mixed'), trust(a)] : [identity(a), trust(a)];
+      sds.onStream = (call) => {
+        const send = () => call.write({ version_info: '1', nonce: `n${++sent}`, type_url: SECRET_TYPE_URL, resources: resources.map((r) => r.any) });
+        call.on('data', () => {
+          if (sent < rounds) send();
+        });
+      };
+      const stop = new AbortController();
+      const stdout: string[] = [];
+      const stderr: string[] = [];
+      const run = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, `loop-${bad}`), watch: true }, { stdout: (l) => stdout.push(l), stderr: (l) => stderr.push(l), signal: stop.signal });
+      try {
+        await waitFor(() => (sds.streams[0]?.requests.length ?? 0) > rounds, `the answer to ${rounds} responses`, 40_000);
+      } finally {
+        stop.abort();
+        assert.equal(await run, 0);
+        sds.close();
+      }
+      if (bad) {
+        assert.equal(stdout.length, 0);
+        assert.match(stderr[0] ?? '', /version 1 not written \(NACKed by this agent\): default: private_key does not match/);
+        assert.equal(stderr.length, 1, stderr.join(''));
+      } else {
+        assert.match(stdout[0] ?? '', /^wrote bundle\.pem, key\.pem, cert\.pem, svid\.json in /);
+        assert.equal(stdout.length, 1, stdout.join(''));
+        assert.equal(stderr.length, 0, stderr.join(''));
+      }
+    }
+  });
+
+  it('a server that sends the same thing again on every NACK while the out-dir cannot be written does not make --watch log the failure per round', { timeout: 60_000 }, async () => {
+    const rounds = 200;
+    const sds = await new ScriptedSds().start();
+    let sent = 0;
+    sds.onStream = (call) => {
+      const send = () => call.write({ version_info: '1', nonce: `n${++sent}`, type_url: SECRET_TYPE_URL, resources: [identity(a), trust(a)].map((r) => r.any) });
+      call.on('data', () => {
+        if (sent < rounds) send();
+      });
+    };
+    const dir = join(root, 'loop-blocked');
+    writeFileSync(dir, ''); // a file where the folder should be
+    const stop = new AbortController();
+    const stderr: string[] = [];
+    const run = runFetch({ server: sds.address, node: 'default.web', name: [], outDir: dir, watch: true }, { stdout: () => undefined, stderr: (l) => stderr.push(l), signal: stop.signal });
+    try {
+      await waitFor(() => (sds.streams[0]?.requests.length ?? 0) > rounds, `the answer to ${rounds} responses`, 40_000);
+    } finally {
+      stop.abort();
+      assert.equal(await run, 0);
+      sds.close();
+      rmSync(dir, { force: true });
+    }
+    assert.match(stderr[0] ?? '', /cannot write .*loop-blocked \(version 1, NACKed by this agent\): EEXIST/);
+    assert.ok(stderr.length <= 2, `${stderr.length} lines: ${stderr.slice(0, 5).join('')}`);
   });
 });

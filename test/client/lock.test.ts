@@ -2,7 +2,7 @@
 // that no longer runs is taken over.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
@@ -90,4 +90,48 @@ describe('one agent per out-dir', () => {
     assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
     assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
   });
+
+  it('a FIFO at the lock path (planted in a shared out-dir) does not hold the agent: it is taken over', { timeout: 40_000 }, async () => {
+    const dir = join(root, 'fifo-lock');
+    mkdirSync(dir);
+    execFileSync('mkfifo', [join(dir, LOCK_FILE)]);
+    // Another process: reading a FIFO blocks the thread, and with it this test's own server.
+    const r = await meshSds(['fetch', '--server', sds.address, '--node', 'default.web', '--out-dir', dir, '--timeout', '10s'], { timeoutMs: 20_000 });
+    assert.equal(r.code, 0, `exit ${r.code}: ${r.stderr}`);
+    assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), a.certPem);
+    assert.equal(existsSync(join(dir, LOCK_FILE)), false, 'released when done');
+  });
+
+  it('two agents taking the lock at the same moment never both hold it (a lock being written is not taken for a half-written one)', { timeout: 40_000 }, async () => {
+    const dir = join(root, 'contended');
+    mkdirSync(dir);
+    const results = await contend(dir);
+    for (const r of results) assert.ok(r.held > 0, JSON.stringify(results));
+    assert.deepEqual(results.map((r) => r.notOurs), [0, 0], `held while the other one held it too: ${JSON.stringify(results)}`);
+  });
+
+  it('agents taking over a lock left by a killed agent at the same moment never both hold it', { timeout: 40_000 }, async () => {
+    const dir = join(root, 'contended-takeover');
+    mkdirSync(dir);
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const results = await contend(dir, [dead], 3);
+    // Which one gets it is no matter (one may keep taking it over from itself).
+    assert.ok(results.some((r) => r.held > 0), JSON.stringify(results));
+    assert.deepEqual(results.map((r) => r.notOurs), [0, 0, 0], `held while another one held it too: ${JSON.stringify(results)}`);
+  });
 });
+
+/** `n` lock-contender.ts processes on `dir` for 3 s, started together. */
+function contend(dir: string, extra: string[] = [], n = 2): Promise<{ held: number; notOurs: number }[]> {
+  const until = String(Date.now() + 3000);
+  const contender = join(import.meta.dirname, 'lock-contender.ts');
+  const run = () =>
+    new Promise<{ held: number; notOurs: number }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', contender, dir, until, ...extra], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.on('error', reject);
+      child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as { held: number; notOurs: number }) : reject(new Error(`contender exited ${code}`))));
+    });
+  return Promise.all(Array.from({ length: n }, run));
+}

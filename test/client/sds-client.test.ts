@@ -169,6 +169,56 @@ describe('SDS client (against a scripted server)', () => {
     assert.equal(calls, 0);
   });
 
+  it('ignores secrets for names it never asked for, as Envoy does, even one it would refuse: the names asked for are accepted', async () => {
+    fake.reset();
+    fake.onRequest = (req, call) => {
+      if (req.response_nonce !== '') return;
+      call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a'), tlsCertificateSecret('someone-else', a.certPem, b.keyPem, 'serial-x'), tlsCertificateSecret('spiffe://b.example/other', b.certPem, b.keyPem, 'serial-b')]));
+    };
+    const seen: { names: string[]; all: string[] }[] = [];
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'] }, (secrets, _version, all) => {
+      seen.push({ names: secrets.map((x) => x.name), all: [...all.keys()] });
+    });
+    await fake.waitFor(() => (fake.streams[0]?.requests.length ?? 0) >= 2, 'the answer to v1');
+    s.close();
+    await s.done;
+    const answer = fake.streams[0]!.requests[1]!;
+    assert.equal(answer.error_detail ?? undefined, undefined, `NACKed: ${answer.error_detail?.message}`);
+    assert.equal(answer.version_info, 'v1');
+    // Not kept either: a server sending ever new names would otherwise grow the client's state without end.
+    assert.deepEqual(seen, [{ names: ['default'], all: ['default'] }]);
+  });
+
+  it('reads one response at a time: a server pushing 1 MiB responses faster than they are handled is held back by flow control, and none is lost', { timeout: 60_000 }, async () => {
+    fake.reset();
+    const n = 64;
+    // 1 MiB each: text around the PEM block is allowed (and dropped), and cheap to decode.
+    const big = tlsCertificateSecret('default', `${a.certPem}${'#'.repeat(1 << 20)}\n`, a.keyPem, 'serial-a').any;
+    let flushed = 0;
+    fake.onStream = (call) => {
+      for (let i = 0; i < n; i++) call.write(response(`v${i}`, `n${i}`, [{ any: big }]), () => flushed++);
+    };
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const versions: string[] = [];
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'] }, async (_secrets, version) => {
+      versions.push(version);
+      if (versions.length === 1) await held;
+    });
+    try {
+      // Read without end while the first is handled, all of them would be in this process by now.
+      await fake.waitFor(() => flushed === n, 'every response sent', 5000).catch(() => undefined);
+      assert.ok(flushed < n, `all ${n} responses (${n} MiB) were taken in while the first was still being handled`);
+      release();
+      await fake.waitFor(() => versions.length === n, 'every response handled', 40_000);
+      assert.deepEqual(versions, Array.from({ length: n }, (_v, i) => `v${i}`));
+    } finally {
+      release();
+      s.close();
+      await s.done;
+    }
+  });
+
   it('reconnects after UNAVAILABLE, sending node again and the last accepted version', async () => {
     fake.reset();
     fake.onRequest = (req, call, index) => {

@@ -104,6 +104,23 @@ describe('checks on the identity before it is written', () => {
     }
   });
 
+  it('a SPIFFE ID other than the one an earlier run wrote (svid.json) is warned about by a restarted agent', { timeout: 30_000 }, async () => {
+    const first = await watching('restarted');
+    try {
+      assert.equal(await first.push('1', [identity(a), trust(a, b)]), undefined);
+    } finally {
+      await first.stop();
+    }
+    const second = await watching('restarted');
+    try {
+      assert.equal(await second.push('1', [identity(b), trust(a, b)]), undefined);
+      assert.equal(readFileSync(join(second.dir, 'cert.pem'), 'utf8'), b.certPem);
+      assert.ok(second.logs.includes('warn: the SPIFFE ID changed from spiffe://a.example/workload to spiffe://b.example/workload: the workload now presents another identity'), second.logs.join('\n'));
+    } finally {
+      await second.stop();
+    }
+  });
+
   it('--watch says once that the certificate on disk is in its last 10 % and once that it expired, with no new one', { timeout: 30_000 }, async () => {
     const w = await watching('expiring');
     try {
@@ -117,6 +134,23 @@ describe('checks on the identity before it is written', () => {
       assert.ok(w.logs.some((m) => /a new certificate .* replaced the one that was expiring/.test(m)), w.logs.join('\n'));
     } finally {
       await w.stop();
+    }
+  });
+
+  it('--watch restarted while the server does not answer says that the certificate an earlier run wrote nears its end and expired', { timeout: 30_000 }, async () => {
+    const short = await makeSvidBetween('A', new Date(Date.now() - 95_000), new Date(Date.now() + 5_000));
+    const first = await watching('restarted-expiring');
+    try {
+      assert.equal(await first.push('1', [identity(short), trust(short)]), undefined);
+    } finally {
+      await first.stop();
+    }
+    const second = await watching('restarted-expiring');
+    try {
+      await waitFor(() => second.logs.some((m) => /^warn: cert\.pem \(serial .*\) expired at .* and no new certificate has arrived/.test(m)), 'the expiry warning', 15_000);
+      assert.equal(second.logs.filter((m) => /in the last 10 % of its lifetime, and no new certificate has arrived/.test(m)).length, 1, second.logs.join('\n'));
+    } finally {
+      await second.stop();
     }
   });
 });
