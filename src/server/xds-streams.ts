@@ -635,9 +635,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     let budget = deps.registry.unfinishedByToken.get(jti);
     if (!budget) deps.registry.unfinishedByToken.set(jti, (budget = new ReadBudget(TOKEN_UNFINISHED_BYTES, TOKEN_UNFINISHED_BYTES, 'token')));
     call.countReadsIn(budget);
-    const stream = call.stream as TokenCallStream;
-    stream[TOKEN_PLACE] = { registry: deps.registry, jti };
-    stream.once('close', onTokenCallClose);
+    call.closeHook = new TokenPlace(deps.registry, jti);
   }
   call.keepOnlyHeader('authorization');
   return undefined;
@@ -649,18 +647,19 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
  * calls of all but the end of 1 MiB), and every request spanning two DATA frames was refused.
  */
 const TOKEN_UNFINISHED_BYTES = 2 * 1024 * 1024;
-const TOKEN_PLACE = Symbol('xds.tokenPlace');
-type TokenCallStream = ServerCall<unknown, unknown>['stream'] & { [TOKEN_PLACE]?: { registry: StreamRegistry; jti: string } };
+/** A call's place among its token's: given back when the call is gone (ended, reset, connection lost). */
+class TokenPlace {
+  constructor(
+    private readonly registry: StreamRegistry,
+    private readonly jti: string,
+  ) {}
 
-/** A call admitted with a token is gone (ended, reset, connection lost): its place goes back. */
-function onTokenCallClose(this: TokenCallStream): void {
-  const place = this[TOKEN_PLACE];
-  if (!place) return;
-  this[TOKEN_PLACE] = undefined;
-  const open = (place.registry.openByToken.get(place.jti) ?? 1) - 1;
-  if (open > 0) return void place.registry.openByToken.set(place.jti, open);
-  place.registry.openByToken.delete(place.jti);
-  place.registry.unfinishedByToken.delete(place.jti);
+  callGone(): void {
+    const open = (this.registry.openByToken.get(this.jti) ?? 1) - 1;
+    if (open > 0) return void this.registry.openByToken.set(this.jti, open);
+    this.registry.openByToken.delete(this.jti);
+    this.registry.unfinishedByToken.delete(this.jti);
+  }
 }
 
 /** A failed authentication, counted, as the status that ends the call (UNAUTHENTICATED unless the error names one). */

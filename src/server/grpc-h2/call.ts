@@ -137,6 +137,11 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   listener: CallListener<Req> | undefined;
   /** @internal The grpc-timeout timer while it runs; most calls have none, and pay only this slot. */
   deadlineTimer: NodeJS.Timeout | undefined = undefined;
+  /**
+   * Told once when the stream is gone, however the call ended (what the application counted for
+   * it goes back): a slot on the call, not one more listener and closure on every stream.
+   */
+  closeHook: { callGone(): void } | undefined = undefined;
   private phase = Phase.Open;
   private endCode: Status = Status.OK;
   private endDetails = '';
@@ -406,6 +411,9 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
   /** @internal The stream is gone: a call not ended by then was cancelled. */
   closed(): void {
     this.reader.discard(); // what a partial message held goes back to the budget
+    const hook = this.closeHook;
+    this.closeHook = undefined;
+    hook?.callGone();
     if (this.phase === Phase.Ended) return;
     this.phase = Phase.Ended;
     disarmDeadline(this);
