@@ -50,6 +50,8 @@ export interface ServeConfig extends BundleEndpointConfig {
   insecurePlaintextState?: boolean;
   /** Directory store: larger files are refused (default 4 MiB). */
   maxFileSize?: number;
+  /** Postgres: how often the change feed's connection is checked (default 10 s; lower only for tests). */
+  postgresHeartbeatMs?: number;
   listen: string;
   auth: 'token' | 'none';
   zone: string;

@@ -15,6 +15,8 @@ export interface StoreLocation {
   maxFileSize?: number;
   /** A command that only reads: a Postgres schema must already exist (nothing is created or migrated). */
   readOnly?: boolean;
+  /** Postgres: how often the change feed's connection is checked (default 10 s; lower only for tests). */
+  postgresHeartbeatMs?: number;
 }
 
 export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
@@ -24,7 +26,7 @@ export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
     const { PostgresStore } = await import('./postgres.js');
     const url = cfg.store;
-    return PostgresStore.open(url, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true }).catch((e: unknown) => {
+    return PostgresStore.open(url, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true, heartbeatMs: cfg.postgresHeartbeatMs }).catch((e: unknown) => {
       // The driver's own words ("connect ECONNREFUSED 127.0.0.1:5432", "Connection terminated
       // unexpectedly") said neither which flag nor that the database was never reached.
       throw connectFailure(e) ? new Error(`--store ${urlForMessage(url)}: cannot connect to the database: ${(e as Error).message}`, { cause: e }) : e;

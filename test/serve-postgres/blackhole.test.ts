@@ -48,7 +48,7 @@ test('a database black-holed mid-session: streams stay served, /readyz and the r
   const stateKeyFile = join(dir, 'state.key');
   await generateStateKeyFile(stateKeyFile);
   const store = `postgres://postgres@127.0.0.1:${proxy.port}/test?schema=${schema}`;
-  const s = await startServer({ store, stateDir: dir, stateKeyFile, listen: '127.0.0.1:0', admin: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent') });
+  const s = await startServer({ store, stateDir: dir, stateKeyFile, listen: '127.0.0.1:0', admin: '127.0.0.1:0', auth: 'none', zone: 'default', logger: createLogger('silent'), postgresHeartbeatMs: 1000 });
   cleanups.push(() => s.close());
   await s.ready;
   // Writes come straight from the database, as another replica's would.
