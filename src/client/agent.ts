@@ -35,6 +35,8 @@ export interface AgentOptions extends Omit<SdsClientOptions, 'names' | 'onError'
   /** Shell command (`sh -c`) run once per change set. */
   onUpdate?: string;
   onUpdateTimeoutMs?: number;
+  /** First wait before a failed write is tried again (default 5 s, doubling to 5 min; lower only for tests). */
+  writeRetryMs?: number;
   log?: AgentLog;
   /**
    * Awaited once a changed set is written, before it is switched in: lets a test hold a write in
@@ -366,7 +368,8 @@ export function startAgent(opts: AgentOptions): Agent {
     }
   };
   /** Reports a failed write and tries it again later. */
-  let retryMs = WRITE_RETRY_MS;
+  const firstRetryMs = opts.writeRetryMs ?? WRITE_RETRY_MS;
+  let retryMs = firstRetryMs;
   /** Counts the pushes written: a retry of an older one (failing again while a newer one waited) is dropped. */
   let pushes = 0;
   const retryLater = (failed: unknown, identity: DecodedSecret, trust: DecodedSecret, version: string, push: number, byPush = false): void => {
@@ -383,7 +386,7 @@ export function startAgent(opts: AgentOptions): Agent {
       if (closed || push !== pushes) return;
       write(identity, trust, version).then(
         () => {
-          retryMs = WRITE_RETRY_MS;
+          retryMs = firstRetryMs;
           log('info', `wrote ${opts.outDir} (version ${version}) on retry`);
         },
         (e: unknown) => {
@@ -451,7 +454,7 @@ export function startAgent(opts: AgentOptions): Agent {
       const push = ++pushes;
       try {
         await write(identity, trust, version);
-        retryMs = WRITE_RETRY_MS;
+        retryMs = firstRetryMs;
       } catch (e) {
         if (e instanceof OutDirLocked) {
           failure = e; // reported once, by whoever awaits `done`

@@ -18,6 +18,9 @@ import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { BIN } from '../cli/run.js';
 
+/** The agent's first retry of a failed write (5 s by default), shortened so the retry tests run in seconds. */
+const FIRST_RETRY_MS = 1500;
+
 describe('agent state against a scripted server', () => {
   let root: string;
   let a: TestCa;
@@ -37,7 +40,7 @@ describe('agent state against a scripted server', () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'rollback');
     const logs: string[] = [];
-    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m) });
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS, log: (_l, m) => logs.push(m) });
     try {
       await waitFor(() => sds.streams.length === 1, 'a stream');
       sds.push('1', [identity(a), trust(t1)]);
@@ -105,7 +108,7 @@ describe('agent state against a scripted server', () => {
     const c = makeSvid('C');
     let hold: ReturnType<typeof holder> | undefined;
     const logs: string[] = [];
-    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => hold?.onStaged() ?? Promise.resolve() });
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS, log: (_l, m) => logs.push(m), onStaged: () => hold?.onStaged() ?? Promise.resolve() });
     try {
       await waitFor(() => sds.streams.length === 1, 'a stream');
       sds.push('1', [identity(a), trust(t1)]);
@@ -143,7 +146,7 @@ describe('agent state against a scripted server', () => {
     let failNow!: () => void;
     let failing = false;
     const logs: string[] = [];
-    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, log: (_l, m) => logs.push(m), onStaged: () => {
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS, log: (_l, m) => logs.push(m), onStaged: () => {
       if (!fail) return Promise.resolve();
       failing = true;
       return fail;
@@ -167,8 +170,8 @@ describe('agent state against a scripted server', () => {
       await waitFor(() => sds.answerTo('3') !== undefined, 'the answer to version 3');
       assert.equal(sds.answerTo('3')!.error_detail ?? undefined, undefined);
       assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem);
-      // Past the time a second retry of version 2 would have come (10 s after the first failed).
-      await new Promise((r) => setTimeout(r, 12_000));
+      // Past the time a second retry of version 2 would have come (twice the first wait after the first failed).
+      await new Promise((r) => setTimeout(r, 2 * FIRST_RETRY_MS + 1000));
       assert.ok(!logs.some((m) => /\(version 2\) on retry/.test(m)), logs.join('\n'));
       assert.equal(readFileSync(join(dir, 'cert.pem'), 'utf8'), c.certPem, 'the older identity written over the newer one');
     } finally {
@@ -181,7 +184,7 @@ describe('agent state against a scripted server', () => {
   it('a push refused while the write of an earlier one waits for its retry does not cancel that retry', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'retry-then-refused');
-    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true });
+    const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS });
     try {
       await waitFor(() => sds.streams.length === 1, 'a stream');
       sds.push('1', [identity(a), trust(t1)]);
