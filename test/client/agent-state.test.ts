@@ -36,20 +36,25 @@ describe('agent state against a scripted server', () => {
   const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
   const trust = (ca: TestCa) => spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: ca.certPem }]);
 
+  /** Identity A is written; then the out-dir is made a file, so identity B (version 2) is NACKed. */
+  async function writeThenNackedPush(sds: ScriptedSds, agent: { firstWrite: Promise<unknown> }, dir: string): Promise<void> {
+    await waitFor(() => sds.streams.length === 1, 'a stream');
+    sds.push('1', [identity(a), trust(t1)]);
+    await agent.firstWrite;
+    rmSync(dir, { recursive: true });
+    writeFileSync(dir, '');
+    sds.push('2', [identity(b)]);
+    await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+  }
+
   it('an identity written by the retry of a NACKed write is kept when a later push carries only the trust bundle', { timeout: 40_000 }, async () => {
     const sds = await new ScriptedSds().start();
     const dir = join(root, 'rollback');
     const logs: string[] = [];
     const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS, log: (_l, m) => logs.push(m) });
     try {
-      await waitFor(() => sds.streams.length === 1, 'a stream');
-      sds.push('1', [identity(a), trust(t1)]);
-      await agent.firstWrite;
       // The folder is briefly a file: identity B cannot be written and is NACKed, then the retry writes it.
-      rmSync(dir, { recursive: true });
-      writeFileSync(dir, '');
-      sds.push('2', [identity(b)]);
-      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      await writeThenNackedPush(sds, agent, dir);
       rmSync(dir);
       await waitFor(() => existsSync(join(dir, 'cert.pem')) && readFileSync(join(dir, 'cert.pem'), 'utf8') === b.certPem, 'identity B written by the retry', 15_000);
       sds.push('3', [trust(t2)]);
@@ -110,14 +115,8 @@ describe('agent state against a scripted server', () => {
     const logs: string[] = [];
     const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS, log: (_l, m) => logs.push(m), onStaged: () => hold?.onStaged() ?? Promise.resolve() });
     try {
-      await waitFor(() => sds.streams.length === 1, 'a stream');
-      sds.push('1', [identity(a), trust(t1)]);
-      await agent.firstWrite;
       // The folder is briefly a file: identity B cannot be written and is NACKed; its retry is held mid-write.
-      rmSync(dir, { recursive: true });
-      writeFileSync(dir, '');
-      sds.push('2', [identity(b)]);
-      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      await writeThenNackedPush(sds, agent, dir);
       rmSync(dir);
       const h = holder();
       hold = h;
@@ -152,13 +151,7 @@ describe('agent state against a scripted server', () => {
       return fail;
     } });
     try {
-      await waitFor(() => sds.streams.length === 1, 'a stream');
-      sds.push('1', [identity(a), trust(t1)]);
-      await agent.firstWrite;
-      rmSync(dir, { recursive: true });
-      writeFileSync(dir, '');
-      sds.push('2', [identity(b)]);
-      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      await writeThenNackedPush(sds, agent, dir);
       rmSync(dir);
       // The retry of version 2 is held mid-write, and then fails.
       fail = new Promise<void>((_res, rej) => (failNow = () => rej(new Error('held write failed'))));
@@ -186,13 +179,7 @@ describe('agent state against a scripted server', () => {
     const dir = join(root, 'retry-then-refused');
     const agent = startAgent({ server: sds.address, node: 'default.web', outDir: dir, watch: true, writeRetryMs: FIRST_RETRY_MS });
     try {
-      await waitFor(() => sds.streams.length === 1, 'a stream');
-      sds.push('1', [identity(a), trust(t1)]);
-      await agent.firstWrite;
-      rmSync(dir, { recursive: true });
-      writeFileSync(dir, '');
-      sds.push('2', [identity(b)]);
-      await waitFor(() => sds.answerTo('2')?.error_detail != null, 'the NACK of version 2');
+      await writeThenNackedPush(sds, agent, dir);
       // A CA certificate as identity: refused, whatever the folder.
       const ca = makeCa('Some CA', { trustDomain: 'x.example' });
       sds.push('3', [identity(ca)]);
