@@ -47,9 +47,10 @@ test('views given while an update waits on a stalled store are coalesced into th
   const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state });
   try {
     await ep.setDomains([domain('co.test', a)]);
+    const settled = state.reads;
     state.stalled = true;
     const first = ep.setDomains([domain('co.test', b, a)]);
-    await waitFor('the update to wait on the store', () => state.reads > 1, 5000);
+    await waitFor('the update to wait on the store', () => state.reads > settled, 5000);
     const readsBefore = state.reads;
     // Churn: alternating CA sets, each would need its own store round trip; c+a is the newest.
     const later: Promise<void>[] = [];
