@@ -248,6 +248,9 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   };
 
   let queue: Promise<void> = Promise.resolve();
+  /** The newest view not yet applied, and the update (not yet started) that will apply it. */
+  let pendingView: readonly PublishedDomain[] | undefined;
+  let pendingRun: Promise<void> | undefined;
   const apply = async (next: readonly PublishedDomain[]): Promise<void> => {
     if (closed) return;
     const sorted = [...next].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
@@ -317,7 +320,17 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     port: addr.port,
     url: `https://${urlHost}:${addr.port}`,
     setDomains(next) {
-      const run = queue.then(() => apply(next));
+      // One update runs at a time; of the views given meanwhile only the newest is applied (a stalled
+      // state store must not pile up one per Dataplane change). A superseded caller awaits that one.
+      pendingView = next;
+      if (pendingRun) return pendingRun;
+      const run = queue.then(() => {
+        const view = pendingView!;
+        pendingView = undefined;
+        pendingRun = undefined;
+        return apply(view);
+      });
+      pendingRun = run;
       queue = run.catch((e: Error) => opts.log?.warn({ reason: e.message }, 'bundle endpoint not updated; serving the previous bundles'));
       return run;
     },

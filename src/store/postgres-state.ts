@@ -9,6 +9,29 @@ const UPDATE_ATTEMPTS = 20;
 /** Another process inserted the first row of a key meanwhile: that attempt is rolled back and retried. */
 class FirstWriteRaced extends Error {}
 
+/** The file state's bound (file-state.ts): a state value (a CA, the revocation list) is far smaller. */
+const MAX_STATE_VALUE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Value column that is NULL past the bound, with its size (octet_length reads the stored size, not
+ * the value): a huge row, read every second by the revocation refresh, costs a small query.
+ */
+const BOUNDED_VALUE = `octet_length(value) AS bytes, CASE WHEN octet_length(value) <= ${MAX_STATE_VALUE_BYTES} THEN value END AS value`;
+
+interface BoundedRow {
+  bytes: number;
+  value: string | null;
+}
+
+/** The row's value, or an error naming the key and the size when it is past the bound. */
+function boundedValue(key: string, row: BoundedRow | undefined): string | undefined {
+  if (row === undefined) return undefined;
+  if (row.value === null) {
+    throw new Error(`state key ${key} is larger than 64 MiB (${row.bytes} bytes): not read`);
+  }
+  return row.value;
+}
+
 export class PostgresStateStore implements StateStore {
   constructor(
     private readonly pool: pg.Pool,
@@ -16,8 +39,8 @@ export class PostgresStateStore implements StateStore {
   ) {}
 
   async get(key: string): Promise<string | undefined> {
-    const res = await this.pool.query<{ value: string }>(`SELECT value FROM ${this.table} WHERE key = $1`, [key]);
-    return res.rows[0]?.value;
+    const res = await this.pool.query<BoundedRow>(`SELECT ${BOUNDED_VALUE} FROM ${this.table} WHERE key = $1`, [key]);
+    return boundedValue(key, res.rows[0]);
   }
 
   async getOrCreate(key: string, create: () => Promise<string> | string): Promise<string> {
@@ -44,8 +67,8 @@ export class PostgresStateStore implements StateStore {
     for (let attempt = 0; attempt < UPDATE_ATTEMPTS; attempt++) {
       try {
         return await inTransaction(this.pool, async (c) => {
-          const res = await c.query<{ value: string }>(`SELECT value FROM ${this.table} WHERE key = $1 FOR UPDATE`, [key]);
-          const old = res.rows[0]?.value;
+          const res = await c.query<BoundedRow>(`SELECT ${BOUNDED_VALUE} FROM ${this.table} WHERE key = $1 FOR UPDATE`, [key]);
+          const old = boundedValue(key, res.rows[0]);
           const next = fn(old);
           if (next === undefined) {
             if (old !== undefined) await c.query(`DELETE FROM ${this.table} WHERE key = $1`, [key]);
