@@ -16,26 +16,40 @@ export class RefusedSvid extends Error {}
 const SKEW_MS = 60_000;
 /** Longest chain walked from the leaf to a trust anchor. */
 const MAX_CHAIN = 10;
+/**
+ * Each certificate parsed and each candidate issuer tried costs CPU (a signature check is ~0.5 ms):
+ * a hostile server sending thousands of CAs of one subject name could make every push cost seconds.
+ * Past these counts the push is refused; the signature checks of one chain walk are capped too.
+ */
+export const MAX_CHAIN_CERTS = 16;
+export const MAX_BUNDLE_CERTS = 1000;
+const MAX_SIGNATURE_CHECKS = 64;
 
-function issuedBy(child: X509Certificate, parent: X509Certificate): boolean {
-  try {
-    return child.checkIssued(parent) && child.verify(parent.publicKey);
-  } catch {
-    return false;
-  }
-}
-
-/** True when a path leads from the leaf, through the certificates sent with it, to one in the bundle. */
-function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): boolean {
+/** True when a path leads from the leaf, through the certificates sent with it, to one in the bundle; undefined when that took too many signature checks to tell. */
+function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): boolean | undefined {
+  let checks = 0;
+  const issuedBy = (child: X509Certificate, parent: X509Certificate): boolean => {
+    try {
+      if (checks > MAX_SIGNATURE_CHECKS || !child.checkIssued(parent) || ++checks > MAX_SIGNATURE_CHECKS) return false;
+      return child.verify(parent.publicKey);
+    } catch {
+      return false;
+    }
+  };
   let current = chain[0]!;
   const intermediates = chain.slice(1);
   for (let i = 0; i < MAX_CHAIN; i++) {
     if (anchors.some((a) => a.raw.equals(current.raw) || issuedBy(current, a))) return true;
     const next = intermediates.find((c) => c !== current && issuedBy(current, c));
-    if (!next) return false;
+    if (!next) return checks > MAX_SIGNATURE_CHECKS ? undefined : false;
     current = next;
   }
   return false;
+}
+
+/** Counts the certificates of a PEM text without parsing them. */
+function countCertificates(pem: string): number {
+  return pem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
 }
 
 export interface SvidCheck {
@@ -44,6 +58,10 @@ export interface SvidCheck {
 }
 
 export function checkSvid(certChainPem: string, bundlePem: string, previousSpiffeId: string | undefined, nowMs = Date.now()): SvidCheck {
+  const inChain = countCertificates(certChainPem);
+  if (inChain > MAX_CHAIN_CERTS) throw new RefusedSvid(`the certificate chain carries ${inChain} certificates; at most ${MAX_CHAIN_CERTS} are accepted; not written`);
+  const inBundle = countCertificates(bundlePem);
+  if (inBundle > MAX_BUNDLE_CERTS) throw new RefusedSvid(`the trust bundle carries ${inBundle} certificates; at most ${MAX_BUNDLE_CERTS} are accepted; not written`);
   const chain = parseCertificates(certChainPem);
   const leaf = chain[0]!;
   const notAfter = Date.parse(leaf.validTo);
@@ -67,7 +85,10 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   } catch {
     // An unparsable bundle verifies nothing: said below.
   }
-  if (!chainVerifies(chain, anchors)) {
+  const verified = chainVerifies(chain, anchors);
+  if (verified === undefined) {
+    warnings.push(`${what} could not be checked against the trust bundle sent with it: over ${MAX_SIGNATURE_CHECKS} candidate issuers of one name were tried`);
+  } else if (!verified) {
     warnings.push(`${what} does not chain to any CA in the trust bundle sent with it (issuer ${leaf.issuer.split('\n').filter(Boolean).join(', ')}): peers trusting that bundle will refuse it`);
   }
   if (previousSpiffeId !== undefined && spiffeId !== previousSpiffeId) {

@@ -6,7 +6,7 @@
 // over, also when its pid now names another process (pids are reused: a restarted container's
 // agent may be pid 1 again, or the pid of what now runs beside it).
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, openSync, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
 
@@ -122,6 +122,39 @@ function removeStale(path: string, dir: string): void {
   }
 }
 
+/** What createLock writes aside: `<lock>[.takeover].<pid>.<hex>.tmp`. */
+const LEFTOVER = /^\.mesh-sds-fetch\.lock(?:\.takeover)?\.(\d+)\.[0-9a-f]+\.tmp$/;
+/** Younger than this, a file written aside may be another agent's lock being made. */
+const LEFTOVER_AGE_MS = 60_000;
+
+/**
+ * Removes the files written aside by agents killed inside createLock (they would pile up, one per
+ * kill): those over a minute old whose process no longer runs. Ours are all gone by now (createLock
+ * removes its own before it returns), so one of our pid is a previous life's.
+ */
+function removeLeftovers(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(LEFTOVER.exec(name)?.[1] ?? NaN);
+    if (!Number.isSafeInteger(pid) || pid <= 0) continue;
+    const path = join(dir, name);
+    try {
+      const st = lstatSync(path);
+      if (!st.isFile() || Date.now() - st.mtimeMs < LEFTOVER_AGE_MS) continue;
+      const holder = holderOf(path);
+      const start = typeof holder === 'object' && holder.pid === pid ? holder.start : undefined;
+      if (pid === process.pid || !recorderRuns(pid, start)) quietUnlink(path);
+    } catch {
+      // Gone meanwhile: nothing to remove.
+    }
+  }
+}
+
 /**
  * Takes the lock of `dir` (which exists, and is checked to be ours), or confirms that this process
  * holds it (made again if the folder was). Synchronous: the few calls are quick, and the exit
@@ -146,6 +179,7 @@ export function takeLock(dir: string): Lock {
     // Left by an agent that no longer runs, by a previous life of our pid, or half written: taken over.
     removeStale(path, dir);
   }
+  removeLeftovers(dir);
   let release = onExit.get(path);
   if (!release) {
     const own = () => {

@@ -266,6 +266,11 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
       backoff.reset();
       const version = res.version_info ?? '';
       try {
+        // A response answers the watch of its type_url: one of another type (a server mixing up its
+        // streams) is not read as secrets, whatever its resources say (Envoy has no watch for it).
+        if (res.type_url !== SECRET_TYPE_URL) {
+          throw new Error(`response of type ${JSON.stringify(res.type_url ?? '')}, not ${SECRET_TYPE_URL}: not read`);
+        }
         // Only the names asked for: others are neither checked (a broken one would NACK those
         // asked for with it) nor kept (a server sending ever new names would grow `accepted`).
         const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, asked) ?? []);
