@@ -141,6 +141,31 @@ test('a message flagged compressed without a grpc-encoding (or with identity) en
   }
 });
 
+test('content-type: application/grpc, application/grpc+<subtype> and application/grpc;<params> are served; application/grpc-web, application/grpcfoo and the like get HTTP 415 saying what is accepted, as grpc-go answers', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    for (const contentType of ['application/grpc-web', 'application/grpc-web+proto', 'application/grpc-web-text', 'application/grpcfoo', 'text/plain']) {
+      const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': contentType, te: 'trailers' });
+      stream.end(grpcFrame(Buffer.from('x')));
+      const [headers] = (await once(stream, 'response')) as [Record<string, unknown>];
+      let body = '';
+      stream.setEncoding('utf8').on('data', (c: string) => (body += c));
+      await once(stream, 'close');
+      assert.equal(headers[':status'], 415, contentType);
+      assert.match(body, /content-type: .*application\/grpc\+<subtype>/, contentType);
+    }
+    for (const contentType of ['application/grpc', 'application/grpc+proto', 'application/grpc;charset=utf-8']) {
+      const ok = rawCall(session, '/test.Echo/Bidi', { headers: { 'content-type': contentType }, body: [grpcFrame(Buffer.from('hi'))] });
+      assert.equal(await ok.waitForMessages(1, 5000), 1, contentType);
+      ok.stream.end();
+      assert.equal((await ok.ended).code, Status.OK, contentType);
+    }
+  } finally {
+    session.destroy();
+  }
+});
+
 test('unfinished request messages are held up to a server-wide budget: past it a call adding to them gets RESOURCE_EXHAUSTED, whole requests still pass, and a closed call gives its share back', async () => {
   const { address } = await echoServer({ maxMessageBytes: 256 * 1024, maxUnfinishedRequestBytes: 256 * 1024 });
   const session = rawConnect(address);
