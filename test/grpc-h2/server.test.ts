@@ -166,6 +166,21 @@ test('content-type: application/grpc, application/grpc+<subtype> and application
   }
 });
 
+test('a 415 answer to a client that never opens its receive window still ends the stream: a wrong content-type cannot hold a stream open', async () => {
+  const { address } = await echoServer();
+  const session = connectHttp2(`http://${address}`, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => undefined);
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': 'application/grpc-web', te: 'trailers' });
+    stream.on('error', () => undefined);
+    stream.end(grpcFrame(Buffer.from('x')));
+    const closed = once(stream, 'close').then(() => true);
+    assert.equal(await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000, false))]), true, 'the stream was closed by the server');
+  } finally {
+    session.destroy();
+  }
+});
+
 test('unfinished request messages are held up to a server-wide budget: past it a call adding to them gets RESOURCE_EXHAUSTED, whole requests still pass, and a closed call gives its share back', async () => {
   const { address } = await echoServer({ maxMessageBytes: 256 * 1024, maxUnfinishedRequestBytes: 256 * 1024 });
   const session = rawConnect(address);

@@ -154,6 +154,8 @@ function dropRequest(stream: ServerHttp2Stream): void {
 }
 
 /** A stream that never becomes a call: a trailers-only status. */
+/** How long a refusal's body may take to leave before its stream is closed anyway. */
+const REFUSAL_FLUSH_MS = 2000;
 const UNSUPPORTED_CONTENT_TYPE = 'unsupported content-type: a gRPC request has application/grpc, application/grpc+<subtype> or application/grpc;<params> (grpc-web needs a translating proxy)\n';
 
 /** grpc-go's rule: "application/grpc" alone or followed by "+" or ";" (not grpc-web, not "application/grpcfoo"). */
@@ -353,7 +355,10 @@ export class GrpcServer {
         if (refusal === 415) {
           // Said in the body: a plain HTTP client (grpc-web, curl) reads no grpc-message.
           stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8' });
-          stream.end(UNSUPPORTED_CONTENT_TYPE, close);
+          // A peer that never opens its window would keep the stream (and its place) open: close()
+          // waits for the body to leave, destroy() resets the stream at once.
+          const stuck = setTimeout(() => stream.destroy(), REFUSAL_FLUSH_MS).unref();
+          stream.end(UNSUPPORTED_CONTENT_TYPE, () => (clearTimeout(stuck), close()));
         } else {
           stream.respond({ ':status': refusal }, { endStream: true });
           close();
