@@ -26,7 +26,7 @@ test('messages split across chunks at every byte, and several in one chunk, come
   assert.equal(r.midMessage, true);
 });
 
-test('a message over the limit is refused from its prefix (RESOURCE_EXHAUSTED), a compressed one with UNIMPLEMENTED', () => {
+test('a message over the limit is refused from its prefix (RESOURCE_EXHAUSTED), a compressed one with UNIMPLEMENTED (INTERNAL without a grpc-encoding)', () => {
   const { push, got } = reader(10);
   assert.deepEqual(push(frameMessage(Buffer.alloc(10, 0x61))), undefined);
   const big = frameMessage(Buffer.alloc(11)).subarray(0, 5);
@@ -35,9 +35,12 @@ test('a message over the limit is refused from its prefix (RESOURCE_EXHAUSTED), 
   const compressed = frameMessage(Buffer.from('x'));
   compressed[0] = 1;
   const second = reader();
+  second.r.encoding = 'gzip';
   // Split inside the prefix: the refusal comes once the prefix is complete.
   assert.equal(second.push(compressed.subarray(0, 2)), undefined);
   assert.equal(second.push(compressed.subarray(2))?.code, Status.UNIMPLEMENTED);
+  // Without a grpc-encoding the flag is malformed, not unsupported.
+  assert.equal(reader().push(compressed)?.code, Status.INTERNAL);
 });
 
 test('a sink that stops reading (its call ended) gets no further messages of the chunk', () => {

@@ -95,7 +95,7 @@ test('oversized and compressed messages, unknown methods, wrong content-type and
     assert.equal(big.message, 'Received message larger than max (2000 vs. 1024)');
     const compressedFrame = grpcFrame(Buffer.from('x'));
     compressedFrame[0] = 1;
-    const compressed = await rawCall(session, '/test.Echo/Bidi', { body: [compressedFrame] }).ended;
+    const compressed = await rawCall(session, '/test.Echo/Bidi', { headers: { 'grpc-encoding': 'gzip' }, body: [compressedFrame] }).ended;
     assert.equal(compressed.code, Status.UNIMPLEMENTED);
     assert.match(compressed.message, /compressed messages are not supported/);
     const unknown = await rawCall(session, '/test.Echo/Nope', { body: [grpcFrame(Buffer.from('x'))] }).ended;
@@ -109,6 +109,73 @@ test('oversized and compressed messages, unknown methods, wrong content-type and
     assert.equal(await ok.waitForMessages(1, 5000), 1);
     ok.stream.end();
     assert.equal((await ok.ended).code, Status.OK);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a message flagged compressed without a grpc-encoding (or with identity) ends the call with INTERNAL, as PROTOCOL-HTTP2 prescribes; with an unsupported encoding UNIMPLEMENTED naming it', async () => {
+  const { address } = await echoServer({ maxMessageBytes: 1024 });
+  const session = rawConnect(address);
+  try {
+    const frame = () => {
+      const f = grpcFrame(Buffer.from('x'));
+      f[0] = 1;
+      return f;
+    };
+    for (const headers of [{}, { 'grpc-encoding': 'identity' }]) {
+      const bad = await rawCall(session, '/test.Echo/Bidi', { headers, body: [frame()] }).ended;
+      assert.equal(bad.code, Status.INTERNAL, JSON.stringify(headers));
+      assert.match(bad.message, /compressed flag set .*grpc-encoding/);
+    }
+    const gzip = await rawCall(session, '/test.Echo/Bidi', { headers: { 'grpc-encoding': 'gzip' }, body: [frame()] }).ended;
+    assert.equal(gzip.code, Status.UNIMPLEMENTED);
+    assert.match(gzip.message, /"gzip"/);
+    // An uncompressed message under a grpc-encoding header is fine (compression is per message).
+    const ok = rawCall(session, '/test.Echo/Bidi', { headers: { 'grpc-encoding': 'gzip' }, body: [grpcFrame(Buffer.from('plain'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+    ok.stream.end();
+    assert.equal((await ok.ended).code, Status.OK);
+  } finally {
+    session.destroy();
+  }
+});
+
+test('content-type: application/grpc, application/grpc+<subtype> and application/grpc;<params> are served; application/grpc-web, application/grpcfoo and the like get HTTP 415 saying what is accepted, as grpc-go answers', async () => {
+  const { address } = await echoServer();
+  const session = rawConnect(address);
+  try {
+    for (const contentType of ['application/grpc-web', 'application/grpc-web+proto', 'application/grpc-web-text', 'application/grpcfoo', 'text/plain']) {
+      const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': contentType, te: 'trailers' });
+      stream.end(grpcFrame(Buffer.from('x')));
+      const [headers] = (await once(stream, 'response')) as [Record<string, unknown>];
+      let body = '';
+      stream.setEncoding('utf8').on('data', (c: string) => (body += c));
+      await once(stream, 'close');
+      assert.equal(headers[':status'], 415, contentType);
+      assert.match(body, /content-type: .*application\/grpc\+<subtype>/, contentType);
+    }
+    for (const contentType of ['application/grpc', 'application/grpc+proto', 'application/grpc;charset=utf-8']) {
+      const ok = rawCall(session, '/test.Echo/Bidi', { headers: { 'content-type': contentType }, body: [grpcFrame(Buffer.from('hi'))] });
+      assert.equal(await ok.waitForMessages(1, 5000), 1, contentType);
+      ok.stream.end();
+      assert.equal((await ok.ended).code, Status.OK, contentType);
+    }
+  } finally {
+    session.destroy();
+  }
+});
+
+test('a 415 answer to a client that never opens its receive window still ends the stream: a wrong content-type cannot hold a stream open', async () => {
+  const { address } = await echoServer();
+  const session = connectHttp2(`http://${address}`, { settings: { initialWindowSize: 0 } });
+  session.on('error', () => undefined);
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/test.Echo/Bidi', 'content-type': 'application/grpc-web', te: 'trailers' });
+    stream.on('error', () => undefined);
+    stream.end(grpcFrame(Buffer.from('x')));
+    const closed = once(stream, 'close').then(() => true);
+    assert.equal(await Promise.race([closed, new Promise((r) => setTimeout(r, 10_000, false))]), true, 'the stream was closed by the server');
   } finally {
     session.destroy();
   }
@@ -304,7 +371,7 @@ test('a call the transport ends for a refused request (too large, compressed, un
     compressed[0] = 1;
     for (const [frame, code] of [[grpcFrame(Buffer.alloc(2000)), Status.RESOURCE_EXHAUSTED], [compressed, Status.UNIMPLEMENTED]] as const) {
       const before = seen.cancels;
-      const call = rawCall(session, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))] });
+      const call = rawCall(session, '/test.Echo/Bidi', { headers: { 'grpc-encoding': 'gzip' }, body: [grpcFrame(Buffer.from('hello'))] });
       assert.equal(await call.waitForMessages(1, 5000), 1, 'the call is open and answered');
       call.stream.write(frame);
       assert.equal((await call.ended).code, code);

@@ -124,3 +124,32 @@ test('a proxy repeating a request with a stale nonce writes one "request ignored
     await s.close();
   }
 });
+
+test('a requested name shaped like a token, held because it is not available, is scrubbed from /debug/proxies (names and held, by the admin API\'s scrubbing of every view); the rest of the name stays', async () => {
+  const resourcesDir = join(root, 'resources-held');
+  await cp('examples/quickstart', resourcesDir, { recursive: true });
+  const s = await startServer({ resourcesDir, stateDir: join(root, 'state-held'), listen: '127.0.0.1:0', auth: 'token', zone: 'default', admin: '127.0.0.1:0', logger });
+  const session = rawConnect(s.address);
+  const scan = new LeakScan();
+  try {
+    await s.ready;
+    const token = await s.tokens!.generate({ mesh: 'default', name: 'backend-1.shop', validForMs: 3_600_000 });
+    const otherToken = await s.tokens!.generate({ mesh: 'default', name: 'frontend-1.shop', validForMs: 3_600_000 });
+    scan.addToken(token);
+    scan.addToken(otherToken);
+    // A well-formed SPIFFE ID (a JWT is made of path-segment characters) that is not this proxy's: held, not refused.
+    const held = `spiffe://default/ns/${otherToken}`;
+    const c = rawCall(session, PATHS.StreamSecrets, { headers: { authorization: `Bearer ${token}` }, body: [grpcFrame(discoveryRequest({ typeUrl: SECRET_TYPE, node: 'default.backend-1.shop', names: ['system_trust_bundle', held] }))] });
+    await c.waitForMessages(1, 5000);
+    const debug = await (await fetch(`${s.admin!.url}/debug/proxies`)).text();
+    c.stream.close();
+    const shown = (JSON.parse(debug) as { proxy: string; streams: { names: string[]; held: string[] }[] }[]).find((p) => p.proxy === 'default.backend-1.shop')!.streams[0]!;
+    assert.deepEqual(shown.held, ['spiffe://default/ns/[REDACTED]']);
+    assert.deepEqual([...shown.names].sort(), ['spiffe://default/ns/[REDACTED]', 'system_trust_bundle']);
+    scan.addText('/debug/proxies', debug);
+    assert.deepEqual(await scan.findings(), []);
+  } finally {
+    session.close();
+    await s.close();
+  }
+});

@@ -167,6 +167,7 @@ export class ServerCall<Req, Res> implements DeadlineHolder {
         ? new MessageReader(small)
         : new MessageReader(context.maxMessageBytes, context.readBudget, sessionReadBudget(stream, context));
     this.reader.owner = this;
+    for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i] === 'grpc-encoding') this.reader.encoding = rawHeaders[i + 1];
     (stream as StreamWithCall)[CALL] = this as ServerCall<unknown, unknown>;
     stream.on('error', ignore);
     stream.on('close', onStreamClose);

@@ -88,6 +88,8 @@ export class MessageReader {
   owner: { readerStalled(stalledMs: number): void } | undefined;
   /** The budget of whoever opened the call (its credential), once known (see countAlsoIn). */
   private callerBudget: ReadBudget | undefined;
+  /** The call's grpc-encoding header, if any: tells a malformed compressed message from an unsupported one. */
+  encoding: string | undefined;
 
   constructor(
     private readonly maxMessageBytes: number,
@@ -276,7 +278,13 @@ export class MessageReader {
 
   /** Refuses a compressed message (only identity is accepted) or one over the limit, before reading it. */
   private refuse(flags: number, length: number): CallStatus | undefined {
-    if (flags & 1) return { code: Status.UNIMPLEMENTED, details: 'compressed messages are not supported (grpc-accept-encoding: identity)' };
+    if (flags & 1) {
+      // PROTOCOL-HTTP2: a compressed flag without a message encoding is INTERNAL (grpc-go too).
+      if (this.encoding === undefined || this.encoding === 'identity') return { code: Status.INTERNAL, details: `compressed flag set with ${this.encoding === undefined ? 'no' : 'identity'} grpc-encoding` };
+      // Named only when shaped like an encoding name: it is peer text, and statuses get logged.
+      const named = /^[A-Za-z0-9._-]{1,32}$/.test(this.encoding) ? `grpc-encoding "${this.encoding}"` : 'this grpc-encoding';
+      return { code: Status.UNIMPLEMENTED, details: `compressed messages are not supported (${named}; grpc-accept-encoding: identity)` };
+    }
     // The other flag bits are reserved; grpc-go refuses them too.
     if (flags !== 0) return { code: Status.INTERNAL, details: `unexpected message flags 0x${flags.toString(16).padStart(2, '0')}: a gRPC message starts with 0 (or 1, compressed)` };
     if (length > this.maxMessageBytes) return { code: Status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${length} vs. ${this.maxMessageBytes})` };

@@ -154,6 +154,17 @@ function dropRequest(stream: ServerHttp2Stream): void {
 }
 
 /** A stream that never becomes a call: a trailers-only status. */
+/** How long a refusal's body may take to leave before its stream is closed anyway. */
+const REFUSAL_FLUSH_MS = 2000;
+const UNSUPPORTED_CONTENT_TYPE = 'unsupported content-type: a gRPC request has application/grpc, application/grpc+<subtype> or application/grpc;<params> (grpc-web needs a translating proxy)\n';
+
+/** grpc-go's rule: "application/grpc" alone or followed by "+" or ";" (not grpc-web, not "application/grpcfoo"). */
+function isGrpcContentType(value: unknown): boolean {
+  if (typeof value !== 'string' || !value.startsWith('application/grpc')) return false;
+  const next = value.charAt('application/grpc'.length);
+  return next === '' || next === '+' || next === ';';
+}
+
 function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
   countRefusedStream(stream.session);
   dropRequest(stream);
@@ -327,15 +338,31 @@ export class GrpcServer {
     const path = headers[':path'] ?? '';
     let refusal: number | undefined;
     if (headers[':method'] !== 'POST') refusal = 405;
-    else if (typeof contentType !== 'string' || !contentType.startsWith('application/grpc')) refusal = 415;
+    else if (!isGrpcContentType(contentType)) refusal = 415;
     const route = this.routes.get(path);
     if (refusal !== undefined) {
       countRefusedStream(stream.session);
       dropRequest(stream);
+      // Not a gRPC call, so no gRPC client will end its half: once the answer is sent, so is the stream.
+      const close = () => {
+        try {
+          stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        } catch {
+          // Already closed.
+        }
+      };
       try {
-        stream.respond({ ':status': refusal }, { endStream: true });
-        // Not a gRPC call, so no gRPC client will end its half: the answer is complete, so is the stream.
-        stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        if (refusal === 415) {
+          // Said in the body: a plain HTTP client (grpc-web, curl) reads no grpc-message.
+          stream.respond({ ':status': 415, 'content-type': 'text/plain; charset=utf-8' });
+          // A peer that never opens its window would keep the stream (and its place) open: close()
+          // waits for the body to leave, destroy() resets the stream at once.
+          const stuck = setTimeout(() => stream.destroy(), REFUSAL_FLUSH_MS).unref();
+          stream.end(UNSUPPORTED_CONTENT_TYPE, () => (clearTimeout(stuck), close()));
+        } else {
+          stream.respond({ ':status': refusal }, { endStream: true });
+          close();
+        }
       } catch {
         // Already closed.
       }
