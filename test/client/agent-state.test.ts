@@ -10,10 +10,10 @@ import * as grpc from '@grpc/grpc-js';
 import { startAgent } from '../../src/client/agent.js';
 import { SECRET_TYPE_URL } from '../../src/xds/protos.js';
 import { runFetch } from '../../src/cli/fetch.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
+import { tlsCertificateSecret } from '../../src/xds/secrets.js';
 import { writtenLines } from '../helpers/hook-log.js';
 import { makeCa, type TestCa } from '../helpers/openssl.js';
-import { makeSvid } from './svids.js';
+import { identitySecret, makeSvid, trustSecret } from './svids.js';
 import { fetchOnceInto } from './scripted-setup.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 import { BIN } from '../cli/run.js';
@@ -33,8 +33,8 @@ describe('agent state against a scripted server', () => {
   });
   after(() => rmSync(root, { recursive: true, force: true }));
 
-  const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
-  const trust = (ca: TestCa) => spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: ca.certPem }]);
+  const identity = identitySecret;
+  const trust = trustSecret;
 
   /** Identity A is written; then the out-dir is made a file, so identity B (version 2) is NACKed. */
   async function writeThenNackedPush(sds: ScriptedSds, agent: { firstWrite: Promise<unknown> }, dir: string): Promise<void> {

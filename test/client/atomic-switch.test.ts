@@ -8,9 +8,8 @@ import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
-import { makeSvid } from './svids.js';
+import { identitySecret, makeSvid, trustSecret } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 /**
@@ -40,8 +39,8 @@ describe('atomic switch of the whole file set', () => {
     cas = ['A', 'B', 'C'].map((n) => makeSvid(n));
   });
   after(() => rmSync(root, { recursive: true, force: true }));
-  const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
-  const trust = (ca: TestCa) => spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: ca.certPem }]);
+  const identity = identitySecret;
+  const trust = trustSecret;
 
   it('a reader never sees a key beside another pair\'s certificate over 60 rotations', { timeout: 120_000 }, async () => {
     const sds = await new ScriptedSds().start();

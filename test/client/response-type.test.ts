@@ -6,9 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
-import { makeSvid } from './svids.js';
+import { identitySecret, makeSvid, trustSecret } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 const CLUSTER_TYPE_URL = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
@@ -22,8 +21,8 @@ describe('a response of another type than Secret', () => {
     [a, b] = ['A', 'B'].map((n) => makeSvid(n)) as [TestCa, TestCa];
   });
   after(() => rmSync(root, { recursive: true, force: true }));
-  const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
-  const trust = (ca: TestCa) => spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: ca.certPem }]);
+  const identity = identitySecret;
+  const trust = trustSecret;
 
   it('is NACKed naming its type; the files written before stay; the next Secret response is written', { timeout: 30_000 }, async () => {
     const sds = await new ScriptedSds().start();

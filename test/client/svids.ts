@@ -7,6 +7,7 @@ import { webcrypto } from 'node:crypto';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { openssl, type TestCa } from '../helpers/openssl.js';
+import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 
 /**
  * A self-signed end-entity certificate (CA:FALSE) with a SPIFFE ID, and its key. Put in a trust
@@ -43,3 +44,8 @@ export async function makeSvidBetween(cn: string, notBefore: Date, notAfter: Dat
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
   return { certPem: cert.toString('pem') + '\n', keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') + '\n' };
 }
+
+/** The `default` identity secret of a test certificate, versioned by it (a scripted server's push). */
+export const identitySecret = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
+/** A SPIFFE trust bundle secret (`ALL` unless named) trusting `ca` for x.example. */
+export const trustSecret = (ca: TestCa, name = 'ALL') => spiffeValidatorSecret(name, [{ trustDomain: 'x.example', pem: ca.certPem }]);

@@ -6,9 +6,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
-import { spiffeValidatorSecret, tlsCertificateSecret } from '../../src/xds/secrets.js';
 import type { TestCa } from '../helpers/openssl.js';
-import { makeSvid } from './svids.js';
+import { identitySecret, makeSvid, trustSecret } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
 
 describe('a push of the wrong kind while watching', () => {
@@ -20,8 +19,8 @@ describe('a push of the wrong kind while watching', () => {
     [a, b] = ['A', 'B'].map((n) => makeSvid(n)) as [TestCa, TestCa];
   });
   after(() => rmSync(root, { recursive: true, force: true }));
-  const identity = (ca: TestCa) => tlsCertificateSecret('default', ca.certPem, ca.keyPem, `serial-${ca.certPem.length}`);
-  const trust = (ca: TestCa, name = 'ALL') => spiffeValidatorSecret(name, [{ trustDomain: 'x.example', pem: ca.certPem }]);
+  const identity = identitySecret;
+  const trust = trustSecret;
 
   it('is NACKed; the last good files stay; the next good push is written', { timeout: 30_000 }, async () => {
     const sds = await new ScriptedSds().start();

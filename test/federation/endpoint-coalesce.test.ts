@@ -4,21 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeSpiffeBundle } from '../../src/federation/bundle.js';
-import { startBundleEndpoint, type PublishedDomain } from '../../src/federation/endpoint.js';
-import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import { startBundleEndpoint } from '../../src/federation/endpoint.js';
 import type { CertificateAuthority } from '../../src/pki/types.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { makeCa, type TestCa } from '../helpers/openssl.js';
+import { makeCa } from '../helpers/openssl.js';
 import { waitFor } from '../conformance/world.js';
+import { loadTestCa, publishedDomain } from './helpers.js';
 
-const load = (c: TestCa): CertificateAuthority => loadCertificateAuthority(c.certPem, c.keyPem, { allowSelfSigned: true, now: new Date() });
-const domain = (td: string, ...cas: CertificateAuthority[]): PublishedDomain => ({
-  trustDomain: td,
-  ca: cas[0]!,
-  svidLifetimeMs: 3600_000,
-  caPems: cas.map((c) => c.trustPem),
-  caFingerprints: cas.map((c) => c.fingerprint),
-});
+const load = loadTestCa;
+const domain = publishedDomain;
 
 /** The certificate's DER in base64, as a JWK's x5c carries it. */
 const der64 = (ca: CertificateAuthority): string => ca.trustPem.split('\n').filter((l) => l && !l.startsWith('-----')).join('');

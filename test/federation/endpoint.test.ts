@@ -13,18 +13,12 @@ import { BundleSequences, storedSequence } from '../../src/federation/sequence.j
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import type { CertificateAuthority } from '../../src/pki/types.js';
 import { MemoryStateStore } from '../../src/store/memory-state.js';
-import { makeCa, makeLeaf, openssl, type TestCa } from '../helpers/openssl.js';
+import { makeCa, makeLeaf, openssl } from '../helpers/openssl.js';
 import { waitFor } from '../conformance/world.js';
-import { curl, httpsGet, sClient } from './helpers.js';
+import { curl, httpsGet, loadTestCa, publishedDomain, sClient } from './helpers.js';
 
-const load = (c: TestCa): CertificateAuthority => loadCertificateAuthority(c.certPem, c.keyPem, { allowSelfSigned: true, now: new Date() });
-const domain = (td: string, ...cas: CertificateAuthority[]): PublishedDomain => ({
-  trustDomain: td,
-  ca: cas[0]!,
-  svidLifetimeMs: 3600_000,
-  caPems: cas.map((c) => c.trustPem),
-  caFingerprints: cas.map((c) => c.fingerprint),
-});
+const load = loadTestCa;
+const domain = publishedDomain;
 const serialOf = (pem: string) => openssl(['x509', '-noout', '-serial'], pem).trim().replace('serial=', '').toLowerCase();
 
 test('the endpoint SVID is reissued at 80 % of its lifetime and the new one is what TLS clients get', async () => {

@@ -6,6 +6,10 @@ import { request } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { PublishedDomain } from '../../src/federation/endpoint.js';
+import { loadCertificateAuthority } from '../../src/pki/ca.js';
+import type { CertificateAuthority } from '../../src/pki/types.js';
+import type { TestCa } from '../helpers/openssl.js';
 
 export interface HttpsResult {
   status: number;
@@ -105,3 +109,15 @@ export function curl(url: string, caPem: string, extra: string[] = []): Promise<
     return { status: Number(out.slice(i + 1)), body: out.slice(0, i) };
   });
 }
+
+/** A self-signed test CA loaded as the server loads one (self-signed allowed). */
+export const loadTestCa = (c: TestCa): CertificateAuthority => loadCertificateAuthority(c.certPem, c.keyPem, { allowSelfSigned: true, now: new Date() });
+
+/** A trust domain the bundle endpoint publishes: its first CA issues the endpoint's SVID, all are in the bundle. */
+export const publishedDomain = (td: string, ...cas: CertificateAuthority[]): PublishedDomain => ({
+  trustDomain: td,
+  ca: cas[0]!,
+  svidLifetimeMs: 3600_000,
+  caPems: cas.map((c) => c.trustPem),
+  caFingerprints: cas.map((c) => c.fingerprint),
+});
