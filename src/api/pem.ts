@@ -42,6 +42,11 @@ export function hasUnreadableValidity(cert: X509Certificate): boolean {
   return Number.isNaN(Date.parse(cert.validFrom)) || Number.isNaN(Date.parse(cert.validTo));
 }
 
+/** A root: issued by itself and signed by its own key (what a verifier without partial chains can anchor at). */
+export function isSelfSignedRoot(cert: X509Certificate): boolean {
+  return cert.checkIssued(cert) && cert.verify(cert.publicKey);
+}
+
 /** DER → PEM with 64-column lines and a trailing newline. */
 export function derToPem(der: Buffer): string {
   const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');

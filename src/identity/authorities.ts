@@ -19,7 +19,7 @@ import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
 import { storeErrorText, storeUnavailable } from '../store/pg-errors.js';
-import { splitPemCertificates } from '../api/pem.js';
+import { isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
 import { inTrustDomain, nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
 import { mergeRetired, nextRetiredExpiry, parseRetired, recordRetired, retiredMeshTrust, RETIRED_TRUSTS_STATE_KEY, type RetiredTrust } from './retired-trusts.js';
@@ -754,12 +754,11 @@ export class IdentityAuthorities {
   }
 }
 
-const isRoot = (c: X509Certificate): boolean => c.checkIssued(c) && c.verify(c.publicKey);
 /** Whether a loaded CA's trust anchor is self-signed (the usual case), judged once per CA. */
 const anchorRoots = new WeakMap<CertificateAuthority, boolean>();
 function anchorIsRoot(ca: CertificateAuthority): boolean {
   let r = anchorRoots.get(ca);
-  if (r === undefined) anchorRoots.set(ca, (r = isRoot(new X509Certificate(ca.trustPem))));
+  if (r === undefined) anchorRoots.set(ca, (r = isSelfSignedRoot(new X509Certificate(ca.trustPem))));
   return r;
 }
 
@@ -773,7 +772,7 @@ function chainsToRoot(anchor: X509Certificate, pems: readonly string[]): boolean
   for (let steps = 0; steps < cas.length; steps++) {
     const parent = cas.find((p) => p.fingerprint256 !== cert.fingerprint256 && cert.checkIssued(p) && cert.verify(p.publicKey));
     if (!parent) return false;
-    if (isRoot(parent)) return true;
+    if (isSelfSignedRoot(parent)) return true;
     cert = parent;
   }
   return false;

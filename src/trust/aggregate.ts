@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { MeshTrust } from '../api/types.js';
-import { splitPemCertificates } from '../api/pem.js';
+import { isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
 
 export interface TrustedCa {
   fingerprint: string;
@@ -83,7 +83,7 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
         }
         const cert = new X509Certificate(der);
         const notAfter = new Date(cert.validTo);
-        const selfSigned = cert.checkIssued(cert) && cert.verify(cert.publicKey);
+        const selfSigned = isSelfSignedRoot(cert);
         cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name], selfSigned });
       }
     }
