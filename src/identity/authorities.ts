@@ -428,7 +428,7 @@ export class IdentityAuthorities {
       const created = st.conditions[1];
       const carried = created?.type === 'MeshTrustCreated' && ['Created', 'NameConflict', 'Disabled'].includes(created.reason);
       if (st.identity.spec.provider.type !== 'Bundled' || !st.ca || !st.trustDomain || !carried) continue;
-      const anchor = anchorIsRoot(st.ca) ? undefined : new X509Certificate(st.ca.trustPem);
+      const anchor = st.ca.anchoredAtRoot ? undefined : new X509Certificate(st.ca.trustPem);
       const domain = () => trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain).flatMap((t) => t.spec.caBundles.map((b) => b.pem.value));
       // The intermediates of the CA's chain go out with every leaf: a peer builds through them too.
       if (!anchor || chainsToRoot(anchor, [st.ca.chainPem, ...domain()])) {
@@ -752,14 +752,6 @@ export class IdentityAuthorities {
       autoTrust,
     };
   }
-}
-
-/** Whether a loaded CA's trust anchor is self-signed (the usual case), judged once per CA. */
-const anchorRoots = new WeakMap<CertificateAuthority, boolean>();
-function anchorIsRoot(ca: CertificateAuthority): boolean {
-  let r = anchorRoots.get(ca);
-  if (r === undefined) anchorRoots.set(ca, (r = isSelfSignedRoot(new X509Certificate(ca.trustPem))));
-  return r;
 }
 
 /**

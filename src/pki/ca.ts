@@ -277,6 +277,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     certDer: ca.der,
     chainPem: chain.map((c) => toPem('CERTIFICATE', c.der)).join(''),
     trustPem: toPem('CERTIFICATE', (hasRoot ? last : ca).der),
+    anchoredAtRoot: hasRoot,
     key,
     keyAlgorithm,
     notBefore: chainNotBefore,

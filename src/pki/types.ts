@@ -10,6 +10,8 @@ export interface CertificateAuthority {
   readonly chainPem: string;
   /** PEM of every CA certificate the trust bundle should carry (the root, or the CA itself if no root given). */
   readonly trustPem: string;
+  /** Whether trustPem is a self-signed root (the CA itself, or the root ending its chain), not a CA given without its root. */
+  readonly anchoredAtRoot: boolean;
   readonly key: KeyObject;
   readonly keyAlgorithm: KeyAlgorithm;
   /** The latest start and earliest end of validity over the CA and its chain: no leaf may reach past them. */
