@@ -4,7 +4,7 @@
 import { frameMessage } from './grpc-h2/framing.js';
 import type { MethodCodec, ServerCall } from './grpc-h2/call.js';
 import type { GrpcServer } from './grpc-h2/server.js';
-import { countRefusedStream } from './grpc-h2/sessions.js';
+import { countRefusedStream, markNotBusy } from './grpc-h2/sessions.js';
 import { Status, type CallStatus } from './grpc-h2/status.js';
 
 const HEALTH = '/grpc.health.v1.Health';
@@ -75,9 +75,12 @@ function admitHealth(call: ServerCall<HealthRequest, Buffer>): CallStatus | unde
   if (!session) return undefined;
   const open = openHealthCalls.get(session) ?? 0;
   if (open >= HEALTH_CALLS_PER_CONNECTION) {
-    countRefusedStream(session);
+    countRefusedStream(call.stream);
     return { code: Status.RESOURCE_EXHAUSTED, details: `more than ${HEALTH_CALLS_PER_CONNECTION} health calls open on one connection` };
   }
+  // Any peer may make them, so they do not keep a connection open: a connection holding only
+  // health Watches (16 each, no token) on every --max-connections place locked proxies out.
+  markNotBusy(call.stream);
   openHealthCalls.set(session, open + 1);
   call.stream.once('close', () => openHealthCalls.set(session, (openHealthCalls.get(session) ?? 1) - 1));
   return undefined;

@@ -191,11 +191,11 @@ function countStream(deps: StreamDeps, mesh: string, api: StreamApi, delta: 1 | 
  * Takes one of the proxy's MAX_STREAMS_PER_PROXY places for a stream or a waiting FetchSecrets
  * call, or returns the status refusing it (counted as a refused stream on its connection).
  */
-function takeProxyPlace(deps: StreamDeps, proxy: string, session: ServerCall<unknown, unknown>['session']): CallStatus | undefined {
+function takeProxyPlace(deps: StreamDeps, proxy: string, stream: ServerCall<unknown, unknown>['stream']): CallStatus | undefined {
   const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
   const open = deps.registry.openByProxy.get(proxy) ?? 0;
   if (open >= limit) {
-    countRefusedStream(session);
+    countRefusedStream(stream);
     return { code: Status.RESOURCE_EXHAUSTED, details: `proxy ${proxy} already has ${open} streams open, the limit (${limit} per proxy)` };
   }
   deps.registry.openByProxy.set(proxy, open + 1);
@@ -283,7 +283,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   /** No first request within `limitMs`: Envoy sends its first at once, so this peer never will. */
   endSilent(limitMs: number): void {
     // Refused: one opened now and then without a request must not keep its connection busy.
-    countRefusedStream(this.call.session);
+    countRefusedStream(this.call.stream);
     limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer }, 'stream closed: no request');
     this.finish({ code: Status.INVALID_ARGUMENT, details: `no ${this.mode === 'delta' ? 'DeltaDiscoveryRequest' : 'DiscoveryRequest'} within ${limitMs / 1000} s of opening the stream` });
   }
@@ -320,7 +320,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
       principal = this.deps.authenticate(this.call, req.node?.id ?? undefined);
     } catch (e) {
       const refused = authRefusal(this.deps, e);
-      countRefusedStream(this.call.session);
+      countRefusedStream(this.call.stream);
       limitedWarn(this.deps.log, peerSource(this.peer), { api: this.api, peer: this.peer, node: echoed(req.node?.id ?? undefined, ID_ECHO_CHARS), reason: echoed(refused.details) }, 'stream authentication failed');
       return this.finish(refused);
     } finally {
@@ -369,7 +369,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
   private open(principal: ProxyPrincipal): void {
     if (this.state === 'closed') return;
     const proxy = this.deps.svids.attach(principal);
-    const refused = takeProxyPlace(this.deps, proxy, this.call.session);
+    const refused = takeProxyPlace(this.deps, proxy, this.call.stream);
     if (refused) {
       this.deps.svids.detach(proxy, principal.credential?.jti);
       limitedWarn(this.deps.log, proxy, { proxy, api: this.api, peer: this.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
@@ -538,14 +538,14 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   try {
     principal = deps.authenticate(call, req.node?.id ?? undefined);
   } catch (e) {
-    countRefusedStream(call.session);
+    countRefusedStream(call.stream);
     return callback(authRefusal(deps, e));
   }
   if (call.cancelled) return;
   const pk = deps.svids.attach(principal);
   // A fetch may wait (fetchWaitMs) for its names: while it does it holds one of its proxy's places,
   // or one token could hold as many waiting calls as its connections carry.
-  const refused = takeProxyPlace(deps, pk, call.session);
+  const refused = takeProxyPlace(deps, pk, call.stream);
   if (refused) {
     deps.svids.detach(pk, principal.credential?.jti);
     limitedWarn(deps.log, pk, { proxy: pk, api: 'fetch', peer: call.peer, reason: refused.details }, 'stream refused: the proxy has too many streams open');
@@ -619,7 +619,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     jti = deps.admit(call);
   } catch (e) {
     const refused = authRefusal(deps, e);
-    countRefusedStream(call.session);
+    countRefusedStream(call.stream);
     limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, reason: echoed(refused.details) }, 'stream authentication failed');
     return refused;
   }
@@ -627,7 +627,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     const limit = deps.maxStreamsPerProxy ?? MAX_STREAMS_PER_PROXY;
     const open = deps.registry.openByToken.get(jti) ?? 0;
     if (open >= limit) {
-      countRefusedStream(call.session);
+      countRefusedStream(call.stream);
       limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, limit }, 'stream refused: its token has too many calls open');
       return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per proxy)` };
     }

@@ -11,6 +11,7 @@ import type { ServerCall } from '../../src/server/grpc-h2/call.js';
 import { frameMessage } from '../../src/server/grpc-h2/framing.js';
 import { connectionCapFor, softOpenFilesLimit } from '../../src/server/fd-limit.js';
 import { countRefusedStream } from '../../src/server/grpc-h2/sessions.js';
+import { registerHealth } from '../../src/server/health-service.js';
 import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 import { makeCa } from '../helpers/openssl.js';
 
@@ -136,7 +137,7 @@ test('streams that are refused (a peer without a valid token) do not keep a conn
   servers.push(server);
   server.addBidi('/test.Auth/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
     // As the xDS streams refuse a stream whose token fails.
-    countRefusedStream(call.session);
+    countRefusedStream(call.stream);
     call.end({ code: 16, details: 'no token' });
   });
   const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
@@ -160,7 +161,7 @@ test('streams that are refused (a peer without a valid token) do not keep a conn
 test('a connection holding a served stream stays open while refused streams come and go on it, and is idle once that stream ends', async () => {
   const server = echoServer({ maxConnectionIdleMs: 500 });
   server.addBidi('/test.Auth/Bidi', bytes, (call: ServerCall<Buffer, Buffer>) => {
-    countRefusedStream(call.session);
+    countRefusedStream(call.stream);
     call.end({ code: 16, details: 'no token' });
   });
   const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
@@ -180,5 +181,28 @@ test('a connection holding a served stream stays open while refused streams come
     await idle;
   } finally {
     session.destroy();
+  }
+});
+
+test('health Watches, which need no token, do not keep a connection open: one holding only Watches gets GOAWAY max_idle, one also holding a served stream is kept', async () => {
+  const server = echoServer({ maxConnectionIdleMs: 500 });
+  registerHealth(server, [], () => true);
+  const address = `127.0.0.1:${await server.listen({ host: '127.0.0.1', port: 0 })}`;
+  const watchOnly = rawConnect(address);
+  const serving = rawConnect(address);
+  try {
+    let servingGoaway = false;
+    serving.on('goaway', () => (servingGoaway = true));
+    const served = rawCall(serving, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('hello'))], endAfterBody: false });
+    assert.equal(await served.waitForMessages(1, 5000), 1);
+    const goaway = once(watchOnly, 'goaway').then(([code, , data]) => `${String(code)} ${String(data)}`);
+    const watches = [watchOnly, watchOnly, serving].map((s) => rawCall(s, '/grpc.health.v1.Health/Watch', { body: [grpcFrame(Buffer.alloc(0))], endAfterBody: true }));
+    for (const w of watches) assert.equal(await w.waitForMessages(1, 5000), 1, 'each Watch is answered SERVING');
+    assert.equal(await Promise.race([goaway, sleep(3000).then(() => 'no goaway')]), '0 max_idle', 'a connection of Watches alone is idle');
+    await sleep(1000);
+    assert.equal(servingGoaway, false, 'the connection with a served stream is kept beside its Watch');
+  } finally {
+    watchOnly.destroy();
+    serving.destroy();
   }
 });

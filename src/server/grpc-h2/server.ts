@@ -166,7 +166,7 @@ function isGrpcContentType(value: unknown): boolean {
 }
 
 function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
-  countRefusedStream(stream.session);
+  countRefusedStream(stream);
   dropRequest(stream);
   respondWithStatus(stream, status);
 }
@@ -341,7 +341,7 @@ export class GrpcServer {
     else if (!isGrpcContentType(contentType)) refusal = 415;
     const route = this.routes.get(path);
     if (refusal !== undefined) {
-      countRefusedStream(stream.session);
+      countRefusedStream(stream);
       dropRequest(stream);
       // Not a gRPC call, so no gRPC client will end its half: once the answer is sent, so is the stream.
       const close = () => {

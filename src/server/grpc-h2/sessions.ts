@@ -43,12 +43,12 @@ class Liveness {
   streams = 0;
   /**
    * When its last stream that was served ended (connected, if none): it is idle from then while
-   * every stream open is one that was refused. Else one peer
-   * with no token kept any number of connections open by opening a refused stream on each every
-   * few seconds, and took every place of --max-connections.
+   * every stream open is marked not busy (markNotBusy). Else one peer with no token kept any
+   * number of connections open by opening a refused stream on each every few seconds, and took
+   * every place of --max-connections.
    */
   servedEndMs: number;
-  /** Open streams counted as refused (see countRefusedStream). */
+  /** Open streams marked not busy (see markNotBusy). */
   notBusyOpen = 0;
   /** When it was told to go away for idleness (0: not yet). */
   idleClosedMs = 0;
@@ -70,24 +70,32 @@ class Liveness {
 
 const LIVENESS = Symbol('grpc-h2.liveness');
 const SESSIONS = Symbol('grpc-h2.sessions');
+/** Set on a stream counted in its connection's notBusyOpen (see markNotBusy). */
+const NOT_BUSY = Symbol('grpc-h2.notBusy');
 type TrackedSession = Http2Session & { [LIVENESS]: Liveness; [SESSIONS]: SessionSet };
-type TrackedStream = ServerHttp2Stream & { [LIVENESS]: Liveness };
+type TrackedStream = ServerHttp2Stream & { [LIVENESS]: Liveness; [NOT_BUSY]: boolean };
 
 /** A connection told to go away for idleness that is still there this long after is destroyed. */
 const IDLE_CLOSE_GRACE_MS = 5_000;
 
 function onTrackedStreamClose(this: TrackedStream): void {
   const l = this[LIVENESS];
-  // Each call site counts a refusal before it ends that stream, so a close after one is its close.
-  if (l.notBusyOpen > 0) l.notBusyOpen--;
+  if (this[NOT_BUSY]) l.notBusyOpen--;
   else l.servedEndMs = Date.now();
   l.streams--;
 }
 
-/** Marks one open stream of the connection as not making it busy (never more than are open). */
-function notBusy(session: Http2Session | undefined): void {
-  const l = (session as Partial<TrackedSession> | undefined)?.[LIVENESS];
-  if (l && l.notBusyOpen < l.streams) l.notBusyOpen++;
+/**
+ * The stream does not keep its connection from being idle, and its end does not count as the
+ * connection being used: a refused stream, or a call any peer may make without a token (health).
+ * Else a peer with no token held any number of connections open, and every --max-connections place.
+ */
+export function markNotBusy(stream: ServerHttp2Stream): void {
+  const s = stream as Partial<TrackedStream>;
+  const l = s[LIVENESS];
+  if (!l || s[NOT_BUSY] || stream.closed) return;
+  s[NOT_BUSY] = true;
+  l.notBusyOpen++;
 }
 
 function onSessionClose(this: TrackedSession): void {
@@ -100,9 +108,9 @@ function onPeerPing(this: TrackedSession): void {
  * Counts a stream refused on its connection (see KeepaliveOptions.maxRefusedStreamsPerWindow);
  * call it before the stream ends. Its end does not count as the connection being used.
  */
-export function countRefusedStream(session: Http2Session | undefined): void {
-  notBusy(session);
-  const s = session as Partial<TrackedSession> | undefined;
+export function countRefusedStream(stream: ServerHttp2Stream): void {
+  markNotBusy(stream);
+  const s = stream.session as Partial<TrackedSession> | undefined;
   s?.[SESSIONS]?.refusedStream(s as TrackedSession);
 }
 
@@ -164,6 +172,7 @@ export class SessionSet {
     if (!l) return;
     l.streams++;
     (stream as TrackedStream)[LIVENESS] = l;
+    (stream as TrackedStream)[NOT_BUSY] = false;
     stream.on('close', onTrackedStreamClose);
   }
 
