@@ -95,7 +95,7 @@ function ownTrustDomainWarnings(resources: readonly Resource[]): string[] {
 }
 
 /** A check of a parsed resource that this layer cannot make (a CA load, say): a field and why, or undefined. */
-export type ResourceCheck = (r: Resource) => { path: string; message: string } | undefined;
+export type ResourceCheck = (r: Resource) => Promise<{ path: string; message: string } | undefined>;
 
 export async function validateFiles(
   paths: readonly string[],
@@ -122,7 +122,7 @@ export async function validateFiles(
           message: `duplicate ${r.kind} "${r.name}" in mesh "${r.mesh}" (also defined in ${other})`,
         });
       } else firstFile.set(key, path);
-      const problem = check?.(r);
+      const problem = await check?.(r);
       if (problem) errors.push({ file: path, document: r.source?.document ?? 0, path: problem.path, message: problem.message });
     }
     if (errors.length > 0) {

@@ -1,19 +1,19 @@
 // `validate` and `apply` load a MeshIdentity's CA when both halves are inline (InsecureInline), as
 // the server will: a CA the server refuses is then refused here too, with the same reason. Other
 // sources (files, environment variables, Secrets) may differ between this machine and the server's.
+// The PKI code (and @peculiar's ~200 modules) is loaded only for an inline CA.
 import type { MeshIdentity, Resource } from '../api/types.js';
 import { parseSpiffeTemplate, TRUST_DOMAIN_VARIABLES } from '../api/template.js';
 import { identityTrustDomain } from '../identity/spiffe.js';
-import { loadCertificateAuthority } from '../pki/ca.js';
 
 /**
  * What the server would refuse in a MeshIdentity that only the server's own values reveal: a trust
  * domain that renders too long or invalid with its mesh (and zone), then an inline CA (below).
  */
-export function identityProblem(r: Resource, zone?: string): { path: string; message: string } | undefined {
+export async function identityProblem(r: Resource, zone?: string): Promise<{ path: string; message: string } | undefined> {
   if (r.kind !== 'MeshIdentity') return undefined;
   const rendering = renderTrustDomain(r, zone);
-  return renderedTrustDomainProblem(r, rendering) ?? inlineCaProblem(r, rendering);
+  return renderedTrustDomainProblem(r, rendering) ?? (await inlineCaProblem(r, rendering));
 }
 
 /** `zoneNote`: how the zone was chosen, when the template has one (a server of another --zone renders another domain). */
@@ -50,13 +50,14 @@ function renderedTrustDomainProblem(mi: MeshIdentity, rendering: Rendering): { p
  * The inline CA, loaded as the server loads it; checked against the trust domain (its URI SAN,
  * its name constraints) only when that can be rendered from what is known here.
  */
-function inlineCaProblem(mi: MeshIdentity, rendering: Rendering): { path: string; message: string } | undefined {
+async function inlineCaProblem(mi: MeshIdentity, rendering: Rendering): Promise<{ path: string; message: string } | undefined> {
   if (mi.spec.provider.type !== 'Bundled') return undefined;
   const bundled = mi.spec.provider.bundled;
   const ca = bundled.ca;
   if (ca?.certificate.type !== 'InsecureInline' || ca.privateKey.type !== 'InsecureInline') return undefined;
   const trustDomain = rendering.result?.ok ? rendering.result.trustDomain : undefined;
   const [certPem, keyPem] = [ca.certificate.insecureInline.value, ca.privateKey.insecureInline.value];
+  const { loadCertificateAuthority } = await import('../pki/ca.js');
   const load = (trustDomain?: string) => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, trustDomain });
   try {
     load();

@@ -1,12 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { nameProblem } from '../api/validate-common.js';
-import { stringify } from 'yaml';
 import { durationOverflows, parseDuration } from '../api/duration.js';
 import { RESOURCE_KINDS, formatResourceError, resourceKey, resourcesOfKind, type Resource, type ResourceKind } from '../api/types.js';
-import { toUniversalObject } from '../api/serialize.js';
-import { validateFiles } from '../api/validate-files.js';
-import { aggregateTrust } from '../trust/aggregate.js';
 import type { StoreFlags } from './offline.js';
 import { applyBooleanEnv, booleanOption } from './env-bool.js';
 import { parseByteSize, parseMaxFileSize } from '../api/file-text.js';
@@ -243,7 +239,7 @@ program
   // No default: without the server's zone, a trust domain of .Zone is not checked against an inline CA.
   .addOption(new Option('--zone <name>', "the server's zone: renders .Zone of trust domains to check inline CAs against").env('MESH_SDS_ZONE').argParser(zoneName))
   .action(async (files: string[], o) => {
-    const [{ identityProblem }, { validateTargets }] = await Promise.all([import('./inline-ca.js'), import('./validate-targets.js')]);
+    const [{ identityProblem }, { validateTargets }, { validateFiles }] = await Promise.all([import('./inline-ca.js'), import('./validate-targets.js'), import('../api/validate-files.js')]);
     const targets = await validateTargets(files);
     const { ok, lines } = await validateFiles(targets.files, new Date(), parseByteSize(o.maxFileSize), (r) => identityProblem(r, o.zone));
     const valid = ok && targets.problems.length === 0;
@@ -292,6 +288,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
   .option('--mesh <mesh>', 'only this mesh')
   .action(async (kindText: string, name: string | undefined, o) => {
     const kind = kindOf(kindText);
+    const [{ stringify }, { toUniversalObject }, { aggregateTrust }] = await Promise.all([import('yaml'), import('../api/serialize.js'), import('../trust/aggregate.js')]);
     await withStore(o as StoreFlags, async (store) => {
       const view = await computeView(store, o.zone);
       const all: readonly Resource[] = kind === 'MeshTrust' ? [...view.trusts] : resourcesOfKind(view.snapshot, kind);
@@ -323,7 +320,7 @@ storeOptions(program.command('get').description('list resources of a kind, or sh
       };
       if (o.output === 'json') out(JSON.stringify(name ? withStatus(list[0]!) : list.map(withStatus), null, 2));
       else if (o.output === 'yaml') out(name ? stringify(withStatus(list[0]!), { lineWidth: 0 }) : list.map((r) => stringify(withStatus(r), { lineWidth: 0 })).join('---\n'));
-      else out(table(kind, list, view));
+      else out(table(kind, list, view, aggregateTrust));
     }, { readOnly: true });
   });
 
@@ -480,7 +477,7 @@ async function exitWhenFlushed(code: number): Promise<never> {
   process.exit(code);
 }
 
-function table(kind: ResourceKind, list: Resource[], view: FederatedView): string {
+function table(kind: ResourceKind, list: Resource[], view: FederatedView, aggregateTrust: typeof import('../trust/aggregate.js').aggregateTrust): string {
   const rows: string[][] = [];
   // A Kubernetes-form resource (or one labelled k8s.kuma.io/namespace) is named by namespace too:
   // `delete` needs it, and two namespaces may hold one name.

@@ -1,11 +1,9 @@
 // The server's resolution pipeline run once, without serving: for `get`, `inspect`, `export-trust`.
+// The identity pipeline, federation and the stores are imported where used: a command that needs
+// none of them (token generate, a refused flag) starts without loading ~600 modules it never runs.
 import { stat } from 'node:fs/promises';
-import { filter, firstValueFrom, timeout } from 'rxjs';
 import { resourcesOfKind } from '../api/types.js';
-import { IdentityAuthorities } from '../identity/authorities.js';
-import { loadFederationState } from '../federation/follower.js';
-import { withFederatedTrusts, type FederatedView } from '../federation/mesh-trusts.js';
-import { openStore } from '../store/open.js';
+import type { FederatedView } from '../federation/mesh-trusts.js';
 import { parseByteSize } from '../api/file-text.js';
 import { pathForMessage } from '../api/secret-text.js';
 import { writeStderr } from './stderr.js';
@@ -42,6 +40,7 @@ export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore)
   // would store what no server reads.
   if (!flags.store && flags.resources !== undefined) await mustBeDirectory('--resources', flags.resources);
   const maxFileSize = flags.maxFileSize === undefined ? undefined : parseByteSize(flags.maxFileSize);
+  const { openStore } = await import('../store/open.js');
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize, readOnly: opts.readOnly === true });
   try {
     keyFlagsOf.set(store, flags);
@@ -103,6 +102,12 @@ export async function computeView(store: ResourceStore, zone: string): Promise<F
   // A mistyped --state-dir is not a CA `serve` has yet to create: say the folder is missing.
   const absent = flags && !flags.store && !(await exists(flags.stateDir)) ? `the state folder --state-dir ${pathForMessage(flags.stateDir)} does not exist (is it the server's?)` : undefined;
   const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true, absent });
+  const [{ filter, firstValueFrom, timeout }, { IdentityAuthorities }, { loadFederationState }, { withFederatedTrusts }] = await Promise.all([
+    import('rxjs'),
+    import('../identity/authorities.js'),
+    import('../federation/follower.js'),
+    import('../federation/mesh-trusts.js'),
+  ]);
   const authorities = new IdentityAuthorities({ zone, state });
   try {
     authorities.start(store.snapshots$);

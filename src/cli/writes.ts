@@ -50,10 +50,11 @@ export async function runApply(store: ResourceStore, text: string, source: strin
   // once rendered, an inline CA (it would replace the good one on disk, and the identity would
   // have no CA after the next restart).
   if (parsed.errors.length === 0) {
-    const refused = parsed.resources.flatMap((r) => {
-      const problem = identityProblem(r, zone);
-      return problem ? [formatResourceError({ file: source, document: r.source?.document ?? 0, path: problem.path, message: problem.message })] : [];
-    });
+    const refused: string[] = [];
+    for (const r of parsed.resources) {
+      const problem = await identityProblem(r, zone);
+      if (problem) refused.push(formatResourceError({ file: source, document: r.source?.document ?? 0, path: problem.path, message: problem.message }));
+    }
     if (refused.length > 0) {
       io.err(`${refused.join('\n')}\nnothing applied`);
       return 1;
