@@ -134,7 +134,8 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
   // No merge keys (YAML 1.1's `<<: *common`): the yaml package copies the whole anchored map for
   // each one, outside maxAliasCount, so a 140 KB file cost seconds and 400 MB. They are refused by name.
   const lines = new LineCounter();
-  for (const d of parseAllDocuments(text, { lineCounter: lines })) {
+  // Equal keys are refused by documentShapeProblem, in one pass (the package's check is quadratic).
+  for (const d of parseAllDocuments(text, { lineCounter: lines, uniqueKeys: false })) {
     // parseAllDocuments returns an EmptyStream (no documents) for empty text.
     if (d.errors.length > 0) {
       const doc = document++;

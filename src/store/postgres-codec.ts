@@ -71,7 +71,8 @@ export function decodeResource(doc: unknown, row: RowKey, file: string): { resou
 export function splitDocuments(text: string): string[] {
   try {
     const out: string[] = [];
-    for (const d of parseAllDocuments(text)) {
+    // Parsed by parseResources first (equal keys refused there): the package's own check is quadratic.
+    for (const d of parseAllDocuments(text, { uniqueKeys: false })) {
       const [start, , end] = d.range;
       // A document's range starts at its `---` marker; keep only what the user wrote inside it.
       const whole = text.slice(start, end).replace(/^---[ \t]*(?:#[^\n]*)?\r?\n/, '').trim();

@@ -45,6 +45,21 @@ test('duplicate keys are a YAML error', () => {
   assert.match(r.errors[0]?.message ?? '', /^invalid YAML at line 3, column 1: Map keys must be unique/);
 });
 
+test('keys equal as text (1 and "1") are one key in the parsed object, so a map holding both is refused with the second one\'s line, in a plain file and in one with anchors alike', () => {
+  for (const anchor of ['', '&l ']) {
+    const r = parseResources(`type: Dataplane\nname: a\nmesh: default\nlabels: ${anchor}\n  1: one\n  "1": two\n`, FILE);
+    assert.equal(r.resources.length, 0, `anchor ${JSON.stringify(anchor)}: nothing accepted`);
+    assert.deepEqual(errs(r), ['0||invalid YAML at line 6, column 3: Map keys must be unique'], `anchor ${JSON.stringify(anchor)}`);
+  }
+});
+
+test('an alias names the last anchor of its name before it: after a redefinition, an alias inside the redefined node contains itself and is refused; one after it is not', () => {
+  const doc = (rest: string) => `type: Dataplane\nname: a\nmesh: default\nlabels: {app: web}\nx: &n {k: 1}\n${rest}`;
+  assert.deepEqual(errs(parseResources(doc('y: &n [*n]\n'), FILE)), ['0||invalid YAML at line 6, column 8: alias *n is inside the value of its own anchor, which would contain itself']);
+  const after = parseResources(doc('y: &n [1]\nz: [*n]\n'), FILE);
+  assert.ok(!errs(after).some((e) => e.includes('contain itself')), errs(after).join('; '));
+});
+
 test('JSON input: one object, an array of objects, an items list, a Kubernetes List', () => {
   const one = parseResources(JSON.stringify(meshTrust()), 'x.json');
   assert.deepEqual(one.errors, []);
