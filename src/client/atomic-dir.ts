@@ -8,7 +8,7 @@
 import { mkdtemp, chmod, lstat, open, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { commitAll, forgetPending, previousOf, readRegularFile, trackPending, type Previous, type StagedFile } from './files.js';
+import { commitAll, forgetPending, MAX_OWN_FILE_BYTES, previousOf, readRegularFile, trackPending, type Previous, type StagedFile } from './files.js';
 
 export const DATA_LINK = '..data';
 
@@ -106,7 +106,12 @@ async function removeOldVersions(dir: string, keep: string, replaced: string | u
  * content changed (empty: all were current). `beforeSwitch` runs once the new version is written,
  * before readers can see it (only when something changed).
  */
-export async function writeAtomically(dir: string, files: Payload[], beforeSwitch?: () => Promise<void>): Promise<string[]> {
+export function writeAtomically(dir: string, files: Payload[], beforeSwitch?: () => Promise<void>): Promise<string[]> {
+  return switchFiles(dir, files, beforeSwitch, true);
+}
+
+/** `linkFirst`: plain files are first linked to a version of what they hold (see below). */
+async function switchFiles(dir: string, files: Payload[], beforeSwitch: (() => Promise<void>) | undefined, linkFirst: boolean): Promise<string[]> {
   const changed: string[] = [];
   for (const f of files) {
     const cur = await currentOf(dir, f);
@@ -115,6 +120,16 @@ export async function writeAtomically(dir: string, files: Payload[], beforeSwitc
   const unlinked: string[] = [];
   for (const f of files) if (!(await linked(dir, f.file))) unlinked.push(f.file);
   if (changed.length === 0 && unlinked.length === 0) return [];
+  if (linkFirst && changed.length > 0 && unlinked.length > 0) {
+    // Plain files of an older layout become links one name at a time: done with the new version,
+    // a reader could open the new key beside the old certificate. So the names are first linked
+    // to a version holding what they hold now (no name changes content), then all switch at once.
+    const seen = await whatReadersSee(dir, files, unlinked);
+    if (seen !== undefined) {
+      await switchFiles(dir, seen, undefined, false);
+      return switchFiles(dir, files, beforeSwitch, false);
+    }
+  }
 
   const previousVersion = await readlink(join(dir, DATA_LINK)).catch(() => undefined);
   let version: string | undefined;
@@ -154,6 +169,26 @@ export async function writeAtomically(dir: string, files: Payload[], beforeSwitc
   const current = version ?? previousVersion;
   if (current !== undefined) await removeOldVersions(dir, current, version !== undefined ? previousVersion : undefined);
   return changed;
+}
+
+/**
+ * What a reader opening each name finds now, as a version to write (plain files, and files through
+ * `..data` for names already linked); undefined when no plain file is there or one cannot be read
+ * (not a regular file, over MAX_OWN_FILE_BYTES): the names are then linked as they come.
+ */
+async function whatReadersSee(dir: string, files: Payload[], unlinked: readonly string[]): Promise<Payload[] | undefined> {
+  const seen: Payload[] = [];
+  let plain = 0;
+  for (const f of files) {
+    const path = unlinked.includes(f.file) ? join(dir, f.file) : join(dir, DATA_LINK, f.file);
+    const st = await lstat(path).catch(() => undefined);
+    if (!st) continue; // absent now, and absent from the version (its link finds nothing until the switch)
+    const r = await readRegularFile(path, MAX_OWN_FILE_BYTES);
+    if (!r) return undefined;
+    if (unlinked.includes(f.file)) plain++;
+    seen.push({ file: f.file, data: r.data.toString('utf8'), mode: r.mode });
+  }
+  return plain > 0 ? seen : undefined;
 }
 
 async function syncDirOf(dir: string): Promise<void> {

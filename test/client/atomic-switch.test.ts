@@ -4,10 +4,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
+import { writeAtomically } from '../../src/client/atomic-dir.js';
 import type { TestCa } from '../helpers/openssl.js';
 import { identitySecret, makeSvid, trustSecret } from './svids.js';
 import { ScriptedSds, waitFor } from './fake-sds.js';
@@ -26,7 +27,7 @@ while (!existsSync(stop)) {
   try { c1 = readFileSync(dir + '/cert.pem', 'utf8'); k = readFileSync(dir + '/key.pem', 'utf8'); c3 = readFileSync(dir + '/cert.pem', 'utf8'); } catch { continue; }
   if (c1 !== c3) continue;
   reads++;
-  if (!new X509Certificate(c1).checkPrivateKey(createPrivateKey(k))) torn++;
+  try { if (!new X509Certificate(c1).checkPrivateKey(createPrivateKey(k))) torn++; } catch { reads--; }
 }
 console.log(JSON.stringify({ reads, torn }));
 `;
@@ -77,6 +78,41 @@ describe('atomic switch of the whole file set', () => {
       await agent.done.catch(() => undefined);
       sds.close();
     }
+  });
+
+  it('upgrading plain files an older version wrote to links never shows a reader the new certificate beside the old key (200 upgrades)', { timeout: 120_000 }, async () => {
+    const dir = join(root, 'upgrading');
+    const stop = join(root, 'stop-upgrade-reader');
+    const reader = spawn(process.execPath, ['-e', READER, dir, stop], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    reader.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const ended = new Promise<void>((r) => reader.on('exit', () => r()));
+    try {
+      for (let i = 0; i < 200; i++) {
+        // The old layout, put in place whole (a reader never finds half-written plain files).
+        const staged = `${dir}.plain`;
+        rmSync(staged, { recursive: true, force: true });
+        mkdirSync(staged);
+        const [old, next] = [cas[i % 3]!, cas[(i + 1) % 3]!];
+        writeFileSync(join(staged, 'cert.pem'), old.certPem);
+        writeFileSync(join(staged, 'key.pem'), old.keyPem, { mode: 0o600 });
+        rmSync(dir, { recursive: true, force: true });
+        renameSync(staged, dir);
+        await writeAtomically(dir, [
+          { file: 'cert.pem', data: next.certPem, mode: 0o644 },
+          { file: 'key.pem', data: next.keyPem, mode: 0o600 },
+        ]);
+        assert.equal(readlinkSync(join(dir, 'key.pem')), '..data/key.pem');
+        assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), next.keyPem);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    } finally {
+      writeFileSync(stop, '');
+      await ended;
+    }
+    const result = JSON.parse(out) as { reads: number; torn: number };
+    assert.ok(result.reads > 0, out);
+    assert.equal(result.torn, 0, `mismatched pairs seen: ${out}`);
   });
 
   it('plain files an older version wrote are replaced by links into ..data', { timeout: 30_000 }, async () => {
