@@ -83,6 +83,8 @@ function onTrackedStreamClose(this: TrackedStream): void {
   if (this[NOT_BUSY]) l.notBusyOpen--;
   else l.servedEndMs = Date.now();
   l.streams--;
+  // Counted out: a markNotBusy after its close (a refusal sent late) must not count it again.
+  this[NOT_BUSY] = true;
 }
 
 /**
@@ -93,7 +95,7 @@ function onTrackedStreamClose(this: TrackedStream): void {
 export function markNotBusy(stream: ServerHttp2Stream): void {
   const s = stream as Partial<TrackedStream>;
   const l = s[LIVENESS];
-  if (!l || s[NOT_BUSY] || stream.closed) return;
+  if (!l || s[NOT_BUSY]) return;
   s[NOT_BUSY] = true;
   l.notBusyOpen++;
 }
