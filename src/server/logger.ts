@@ -177,6 +177,12 @@ export interface WarnLimitOptions {
   maxSources?: number;
 }
 
+/**
+ * A line's fields, or a function making them: called only when the line is logged, so fields that
+ * cost a pass over what a peer sent (scrubbing its names) are not made for each suppressed repeat.
+ */
+export type LogFields = Record<string, unknown> | (() => Record<string, unknown>);
+
 interface Bucket {
   logged: number;
   suppressed: number;
@@ -204,16 +210,16 @@ export class WarnLimiter {
     this.maxSources = opts.maxSources ?? 10_000;
   }
 
-  warn(source: string, obj: Record<string, unknown>, msg: string): void {
+  warn(source: string, obj: LogFields, msg: string): void {
     this.emit('warn', source, obj, msg);
   }
 
   /** As warn, at debug level: what a peer can make the server say per message is summarised too. */
-  debug(source: string, obj: Record<string, unknown>, msg: string): void {
+  debug(source: string, obj: LogFields, msg: string): void {
     if (this.log.isLevelEnabled('debug')) this.emit('debug', source, obj, msg);
   }
 
-  private emit(level: 'warn' | 'debug', source: string, obj: Record<string, unknown>, msg: string): void {
+  private emit(level: 'warn' | 'debug', source: string, obj: LogFields, msg: string): void {
     let key = `${level}\u0000${source}\u0000${msg}`;
     let b = this.buckets.get(key);
     if (!b && this.buckets.size >= this.maxSources) {
@@ -231,7 +237,7 @@ export class WarnLimiter {
     }
     if (b.logged < this.burst) {
       b.logged++;
-      this.log[level](obj, msg);
+      this.log[level](typeof obj === 'function' ? obj() : obj, msg);
     } else {
       b.suppressed++;
     }
@@ -267,11 +273,11 @@ function sharedLimiter(log: Logger): WarnLimiter {
   return l;
 }
 
-export function limitedWarn(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+export function limitedWarn(log: Logger, source: string, obj: LogFields, msg: string): void {
   sharedLimiter(log).warn(source, obj, msg);
 }
 
-export function limitedDebug(log: Logger, source: string, obj: Record<string, unknown>, msg: string): void {
+export function limitedDebug(log: Logger, source: string, obj: LogFields, msg: string): void {
   sharedLimiter(log).debug(source, obj, msg);
 }
 

@@ -55,6 +55,17 @@ test('the limiter keeps at most maxSources buckets: beyond, new sources share on
   assert.equal(summary?.suppressed, 96);
 });
 
+test('fields given as a function are made only for the lines logged, not for each suppressed repeat', () => {
+  const lines: { msg: string; n?: number }[] = [];
+  const log = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(JSON.parse(c.toString())), cb()) }) });
+  const limiter = new WarnLimiter(log, { windowMs: 60_000, burst: 1 });
+  let made = 0;
+  for (let i = 0; i < 1000; i++) limiter.warn('proxy-1', () => ({ n: ++made }), 'held names');
+  assert.equal(made, 1, 'one line logged, one set of fields made');
+  assert.equal(lines[0]?.n, 1);
+  limiter.flushAll();
+});
+
 test('a peer is its address without the port', () => {
   assert.equal(peerSource('127.0.0.1:51234'), '127.0.0.1');
   assert.equal(peerSource('[::1]:51234'), '[::1]');

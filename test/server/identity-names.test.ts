@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startServer } from '../../src/server/serve.js';
 import { createLogger } from '../../src/server/logger.js';
-import { PATHS, SECRET_TYPE, discoveryRequest, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
+import { PATHS, SECRET_TYPE, discoveryRequest, field, grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 
 const root = await mkdtemp(join(tmpdir(), 'mesh-sds-identity-names-'));
 after(() => rm(root, { recursive: true, force: true }));
@@ -52,6 +52,39 @@ test('a stream holding the KRI of the identity its proxy no longer has is warned
     assert.deepEqual(more, [], 'said once, not on every resolution');
     byKri.stream.close();
     byDefault.stream.close();
+  } finally {
+    session.close();
+    await s.close();
+  }
+});
+
+test('a delta stream holding many KRIs of another identity is warned about with the first 16 of them and their count, however many requests change its names', async () => {
+  const lines: string[] = [];
+  const logger = createLogger('info', { destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(...c.toString('utf8').split('\n').filter(Boolean)), cb()) }) });
+  const resourcesDir = join(root, 'resources-many');
+  await cp('examples/quickstart', resourcesDir, { recursive: true });
+  const s = await startServer({ resourcesDir, stateDir: join(root, 'state-many'), listen: '127.0.0.1:0', auth: 'none', zone: 'default', logger });
+  const session = rawConnect(s.address);
+  try {
+    await s.ready;
+    const delta = (sub: string[], unsub: string[] = [], node?: string) =>
+      grpcFrame(Buffer.concat([node ? field(1, field(1, node)) : Buffer.alloc(0), field(2, SECRET_TYPE), ...sub.map((n) => field(3, n)), ...unsub.map((n) => field(4, n))]));
+    // 900 valid KRIs of the proxy's mesh and zone that are not its identity: held, each a long name.
+    const kris = Array.from({ length: 900 }, (_, i) => `kri_mid_default_default_shop_${'a'.repeat(1900)}${i}_`);
+    const call = rawCall(session, PATHS.DeltaSecrets, { body: [delta(['default'], [], 'default.backend-1.shop')] });
+    await call.waitForMessages(1, 10_000);
+    for (let i = 0; i < kris.length; i += 300) call.stream.write(delta(kris.slice(i, i + 300)));
+    // Each request changes the names (the plan is made again); the warning is made once.
+    for (let i = 0; i < 200; i++) call.stream.write(i % 2 === 0 ? delta(['system_trust_bundle']) : delta([], ['system_trust_bundle']));
+    call.stream.write(delta(['ALL']));
+    await call.waitForMessages(2, 60_000);
+    const warned = lines.filter((l) => l.includes("stream asks for an identity that is not this proxy's"));
+    assert.equal(warned.length, 1, 'said once');
+    const parsed = JSON.parse(warned[0]!) as { names: string[]; namesCount: number };
+    // Logged when the first 300 arrived; the rest are suppressed repeats (one per window).
+    assert.equal(parsed.namesCount, 300);
+    assert.equal(parsed.names.length, 16, 'a line lists the first 16 names, not hundreds of 2,000 characters');
+    call.stream.close();
   } finally {
     session.close();
     await s.close();
