@@ -280,6 +280,31 @@ describe('Delta stream', () => {
     assert.equal(s.state.closed, true);
   });
 
+  it('a request changing one name of 1,000 subscribed sorts only its own names, not the whole subscription again', () => {
+    const s = new DeltaStream(ctxFor(new World()));
+    const names = Array.from({ length: 1000 }, (_, i) => `spiffe://td-${String(i).padStart(4, '0')}.example`);
+    s.onRequest(req({ node, resource_names_subscribe: names }));
+    const sort = Array.prototype.sort;
+    let sorted = 0;
+    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
+      sorted += this.length;
+      return sort.apply(this, args);
+    } as typeof sort;
+    try {
+      for (let i = 0; i < 100; i++) {
+        s.onRequest(req({ resource_names_subscribe: [`spiffe://extra-${i}.example`], resource_names_unsubscribe: [names[i]!] }));
+        s.onRequest(req({}));
+      }
+    } finally {
+      Array.prototype.sort = sort;
+    }
+    // Before: each request sorted the whole subscription (200 × ~1,000 names).
+    assert.ok(sorted <= 400, `${sorted} names sorted for 200 requests`);
+    const expected = [...names.slice(100), ...Array.from({ length: 100 }, (_, i) => `spiffe://extra-${i}.example`)].sort();
+    assert.deepEqual(s.state.subscription.names, expected);
+    assert.equal(s.state.closed, false);
+  });
+
   it('refuses another type_url', () => {
     const s = new DeltaStream(ctxFor(new World()));
     const [a] = s.onRequest(req({ node, type_url: 'type.googleapis.com/envoy.config.listener.v3.Listener' }));
