@@ -44,10 +44,13 @@ const FIXED_NAMES = new Map<string, SecretNameRef>(
 );
 /** Budget for the cached names; a cached ref holds its name and parts of it, hence twice its length. */
 const CLASSIFIED_MAX_BYTES = 4 * 1024 * 1024;
+/** What an eviction leaves (see classify). */
+const CLASSIFIED_LOW_BYTES = (CLASSIFIED_MAX_BYTES * 3) / 4;
 const ENTRY_OVERHEAD_BYTES = 128;
 const entryBytes = (name: string) => 2 * name.length + ENTRY_OVERHEAD_BYTES;
 const classified = new Map<string, SecretNameRef>();
 let classifiedBytes = 0;
+let evictionScans = 0;
 
 function classify(name: string): SecretNameRef {
   const fixed = FIXED_NAMES.get(name);
@@ -57,11 +60,17 @@ function classify(name: string): SecretNameRef {
   ref = classifySecretName(name);
   if (ref.kind === 'invalid') return ref;
   const cost = entryBytes(name);
-  // Oldest first (Map keeps insertion order): names of live proxies are asked for again and come back.
-  for (const old of classified.keys()) {
-    if (classifiedBytes + cost <= CLASSIFIED_MAX_BYTES) break;
-    classified.delete(old);
-    classifiedBytes -= entryBytes(old);
+  if (classifiedBytes + cost > CLASSIFIED_MAX_BYTES) {
+    // Oldest first (Map keeps insertion order): names of live proxies are asked for again and come
+    // back. Down to three quarters at once: a Map's deleted entries stay in it (skipped by each new
+    // iteration) until it is resized, and one eviction per new name walked past all the earlier
+    // ones: 15 µs per name with 22,000 short names cached, 20 times the classification itself.
+    evictionScans++;
+    for (const old of classified.keys()) {
+      if (classifiedBytes + cost <= CLASSIFIED_LOW_BYTES) break;
+      classified.delete(old);
+      classifiedBytes -= entryBytes(old);
+    }
   }
   classified.set(name, ref);
   classifiedBytes += cost;
@@ -70,7 +79,7 @@ function classify(name: string): SecretNameRef {
 
 /** For tests: the cached classification and what the cache holds. */
 export { classify as classifyCached };
-export const nameCacheStats = () => ({ entries: classified.size, bytes: classifiedBytes, maxBytes: CLASSIFIED_MAX_BYTES });
+export const nameCacheStats = () => ({ entries: classified.size, bytes: classifiedBytes, maxBytes: CLASSIFIED_MAX_BYTES, evictionScans });
 
 export const TRUST_ALL_NAMES = ['system_trust_bundle', 'ALL'] as const;
 

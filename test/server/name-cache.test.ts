@@ -31,3 +31,16 @@ test('many distinct valid names stay within the byte budget, and the hot fixed n
   const recent = `spiffe://td.example/4999/${path}`;
   assert.equal(classifyCached(recent), classifyCached(recent));
 });
+
+test('a full cache of short names is trimmed a quarter at a time: 50,000 new names start a few eviction scans, not one each', () => {
+  const name = (i: number) => `spiffe://td.example/scan/${i}`;
+  // Fill it first (about 22,000 names of this length fit).
+  for (let i = 0; i < 30_000; i++) classifyCached(name(i));
+  const before = nameCacheStats();
+  for (let i = 30_000; i < 80_000; i++) assert.equal(classifyCached(name(i)).kind, 'svid');
+  const after = nameCacheStats();
+  // Each scan walks past what earlier evictions deleted (a Map keeps them until it is resized).
+  assert.ok(after.evictionScans - before.evictionScans <= 20, `${after.evictionScans - before.evictionScans} scans for 50,000 names`);
+  assert.ok(after.bytes <= after.maxBytes);
+  assert.equal(classifyCached(name(79_999)), classifyCached(name(79_999)), 'the newest are cached');
+});
