@@ -204,4 +204,43 @@ describe('chunked delivery of large batches', () => {
     assert.equal(w2.length, 1, 'the deferred watcher is called once with both keys');
     assert.deepEqual(w2[0]!.slice(1).sort(), ['a', 'b']);
   });
+
+  it('tells a deferred watcher of a key changed again while it waits once, not twice', async () => {
+    const cache = new SecretCache({ chunk: 1 });
+    const seen: string[][] = [];
+    cache.watch(['a', 'b', 'c'], (keys) => seen.push(['w1', ...keys]));
+    cache.watch(['a', 'b', 'c'], (keys) => seen.push(['w2', ...keys]));
+    cache.set('a', res('a', '1'));
+    cache.set('b', res('b', '1'));
+    await Promise.resolve();
+    cache.set('c', res('c', '1'));
+    cache.set('a', res('a', '2'));
+    for (let turn = 0; turn < 5; turn++) await new Promise((r) => setImmediate(r));
+    const w2 = seen.filter((s) => s[0] === 'w2');
+    assert.equal(w2.length, 1);
+    assert.deepEqual(w2[0]!.slice(1).sort(), ['a', 'b', 'c']);
+  });
+
+  it('collects a watcher of 2,000 keys that all changed without searching its list for each key', () => {
+    const cache = new SecretCache({ delivery: 'manual' });
+    const keys = Array.from({ length: 2000 }, (_, i) => `mesh|m|spiffe://td-${i}.example`);
+    let told: string[] = [];
+    cache.watch(keys, (changed) => (told = changed));
+    for (const k of keys) cache.touch(k);
+    const includes = Array.prototype.includes;
+    let searched = 0;
+    Array.prototype.includes = function (this: unknown[], ...args: Parameters<typeof includes>) {
+      searched += this.length;
+      return includes.apply(this, args);
+    } as typeof includes;
+    try {
+      cache.flush();
+    } finally {
+      Array.prototype.includes = includes;
+    }
+    // Before: each key searched the list collected so far (2,000²/2 = 2 million entries).
+    assert.ok(searched < 10_000, `${searched} entries searched`);
+    assert.equal(told.length, 2000);
+    assert.equal(new Set(told).size, 2000);
+  });
 });
