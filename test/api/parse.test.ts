@@ -6,6 +6,7 @@ import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { parseResources } from '../../src/api/parse.js';
 import type { Dataplane, MeshTrust, SecretResource } from '../../src/api/types.js';
+import { callInWorker } from '../helpers/in-worker.js';
 import { assertAccepted, assertRejected, FILE, meshIdentity, meshTrust, withField } from './helpers.js';
 
 const errs = (r: ReturnType<typeof parseResources>) => r.errors.map((e) => `${e.document}|${e.path}|${e.message}`);
@@ -351,4 +352,13 @@ test('a null key or a list or map as a key is refused with its line, read by eit
   }
   const flow = parseResources('{type: Dataplane, name: a, mesh: default, labels: {[a]: b}}\n', FILE);
   assert.match(flow.errors[0]?.message ?? '', /a list or map as a key: map keys must be text/);
+});
+
+// The pre-check that sends a file to the full parser (a key may be null) retried `[ \t]*:` from
+// every blank of a run: 50 KB of spaces on one line took 1.6 s, 100 KB 6.5 s, in apply or a reload.
+test('a file with a megabyte of blanks on one line is read in one pass', async () => {
+  const text = `type: Dataplane\nname: dp-1\nmesh: default\nlabels:\n  team: a${' '.repeat(1_000_000)}b\n`;
+  const r = (await callInWorker(new URL('../../src/api/parse.ts', import.meta.url), 'parseResources', [text, FILE])) as ReturnType<typeof parseResources>;
+  assert.deepEqual(errs(r), []);
+  assert.equal((r.resources[0] as Dataplane).labels.team?.length, 1_000_002);
 });
