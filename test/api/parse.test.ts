@@ -362,3 +362,16 @@ test('a file with a megabyte of blanks on one line is read in one pass', async (
   assert.deepEqual(errs(r), []);
   assert.equal((r.resources[0] as Dataplane).labels.team?.length, 1_000_002);
 });
+
+test('a document nested deeper than the call stack, in a file holding a backslash or `<<`, is read, and a NUL or merge key deep in it still found', () => {
+  const nest = (inner: string) => `${'['.repeat(20_000)}${inner}${']'.repeat(20_000)}`;
+  const doc = (extra: string, meta: string) => `{"type":"Dataplane","name":"deep","mesh":"default",${extra}"meta":${meta}}`;
+  for (const extra of ['"labels":{"a":"x\\\\y"},', '"labels":{"a":"<<"},']) {
+    const r = parseResources(doc(extra, nest('')), FILE);
+    assert.deepEqual(errs(r), ['0|meta|unknown field'], extra);
+  }
+  const nul = parseResources(doc('', nest('"a\\u0000"')), FILE);
+  assert.match(errs(nul).join(), /^0\|meta(\[0\]){20000}\|must not hold a NUL character/);
+  const merge = parseResources(doc('', nest('{"<<":1}')), FILE);
+  assert.match(errs(merge).join(), /^0\|meta(\[0\]){20000}\.<<\|YAML merge keys/);
+});
