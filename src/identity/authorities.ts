@@ -395,14 +395,26 @@ export class IdentityAuthorities {
    * issues SVIDs every peer refuses. Said in its conditions, and logged once per CA.
    */
   private flagUntrustedCas(identities: Map<string, IdentityState>, trusts: readonly MeshTrust[]): void {
+    // Each trust domain's CAs read once, not for each identity: the identities of a mesh share its
+    // domain, and 200 identities beside 200 MeshTrusts of it took 7.6 s (100 and 100: 1.9 s).
+    const carriedByDomain = new Map<string, Set<string> | undefined>();
+    const carriedCas = (mesh: string, trustDomain: string): Set<string> | undefined => {
+      const k = JSON.stringify([mesh, trustDomain]);
+      if (carriedByDomain.has(k)) return carriedByDomain.get(k);
+      const domain = trusts.filter((t) => t.mesh === mesh && t.spec.trustDomain === trustDomain);
+      // A bundle read from a file or a Secret is resolved later, by the trust aggregation: not judged here.
+      const cas = domain.some((t) => t.spec.caBundles.some((b) => b.type !== 'Pem'))
+        ? undefined
+        : new Set(domain.flatMap((t) => t.spec.caBundles.flatMap((b) => (b.type === 'Pem' ? splitPemCertificates(b.pem.value).ders.map((d) => d.toString('base64')) : []))));
+      carriedByDomain.set(k, cas);
+      return cas;
+    };
     for (const [key, st] of identities) {
       const p = st.identity.spec.provider;
       if (p.type !== 'Bundled' || p.bundled.meshTrustCreation !== 'Disabled' || !st.ca || !st.trustDomain) continue;
-      const domain = trusts.filter((t) => t.mesh === st.identity.mesh && t.spec.trustDomain === st.trustDomain);
-      // A bundle read from a file or a Secret is resolved later, by the trust aggregation: not judged here.
-      if (domain.some((t) => t.spec.caBundles.some((b) => b.type !== 'Pem'))) continue;
-      const anchor = new X509Certificate(st.ca.trustPem).raw;
-      const carried = domain.some((t) => t.spec.caBundles.some((b) => b.type === 'Pem' && splitPemCertificates(b.pem.value).ders.some((d) => d.equals(anchor))));
+      const cas = carriedCas(st.identity.mesh, st.trustDomain);
+      if (cas === undefined) continue;
+      const carried = cas.has(new X509Certificate(st.ca.trustPem).raw.toString('base64'));
       if (carried) {
         this.warnedUntrusted.delete(key);
         continue;
