@@ -178,20 +178,29 @@ interface PathSearch {
 
 /**
  * The path of the first key or string value (in document order, depth first) that `search` picks
- * in a parsed document (objects within objects and lists), or undefined.
+ * in a parsed document (objects within objects and lists), or undefined. Iterative: JSON nests
+ * deeper than the call stack, and a file with a backslash or `<<` anywhere threw RangeError out of parsing.
  */
 function firstPath(value: unknown, path: string, search: PathSearch): string | undefined {
-  if (typeof value === 'string') return search.value?.(value) ? path : undefined;
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) {
-      const p = firstPath(value[i], `${path}[${i}]`, search);
-      if (p !== undefined) return p;
+  // A key is looked at before its value's subtree and after the previous value's, as a walk would.
+  const stack: ({ value: unknown; path: string } | { key: string; path: string })[] = [{ value, path }];
+  while (stack.length > 0) {
+    const task = stack.pop()!;
+    if ('key' in task) {
+      if (search.key(task.key)) return search.keyPath(task.path, task.key);
+      continue;
     }
-  } else if (value !== null && typeof value === 'object') {
-    for (const [k, v] of Object.entries(value)) {
-      if (search.key(k)) return search.keyPath(path, k);
-      const p = firstPath(v, path === '' ? k : `${path}.${k}`, search);
-      if (p !== undefined) return p;
+    const { value: v, path: p } = task;
+    if (typeof v === 'string') {
+      if (search.value?.(v)) return p;
+    } else if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push({ value: v[i], path: `${p}[${i}]` });
+    } else if (v !== null && typeof v === 'object') {
+      const entries = Object.entries(v);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const [k, item] = entries[i]!;
+        stack.push({ value: item, path: p === '' ? k : `${p}.${k}` }, { key: k, path: p });
+      }
     }
   }
   return undefined;

@@ -46,7 +46,7 @@ export function parseSpiffeTemplate(
     // Go trim markers need a space: `{{- x -}}` trims the surrounding whitespace.
     if (/^-\s/.test(inner)) {
       inner = inner.slice(1);
-      text = text.replace(/\s+$/, '');
+      text = text.trimEnd();
     }
     let trimRight = false;
     if (/\s-$/.test(inner)) {

@@ -48,13 +48,33 @@ function precedence(a: CandidateVerdict, b: CandidateVerdict): number {
 }
 
 /**
- * Picks the MeshIdentity for a dataplane: of all identities of its mesh whose selector matches,
- * the one with most matchLabels wins; ties go to the lexicographically smallest name.
+ * A mesh's identities in the order precedence sorts them among those that match alike (most
+ * matchLabels first, then by name): sorted once, a dataplane's candidates are then a stable split.
  */
-export function selectIdentity(identities: Iterable<MeshIdentity>, dp: DataplaneLabels): IdentityMatch {
-  const candidates: CandidateVerdict[] = [];
-  for (const mi of identities) if (mi.mesh === dp.mesh) candidates.push(verdict(mi, dp));
-  candidates.sort(precedence);
+export function precedenceOrder(identities: Iterable<MeshIdentity>): MeshIdentity[] {
+  const keyed = [...identities].map((mi) => ({ identity: mi, matches: true, specificity: mi.spec.selector?.dataplane ? Object.keys(mi.spec.selector.dataplane.matchLabels).length : -1, reason: '' }));
+  return keyed.sort(precedence).map((c) => c.identity);
+}
+
+/**
+ * Picks the MeshIdentity for a dataplane: of all identities of its mesh whose selector matches,
+ * the one with most matchLabels wins; ties go to the lexicographically smallest name. `ordered`:
+ * `identities` are one mesh's, in precedenceOrder (no sort per dataplane: a change re-evaluates
+ * every proxy of the mesh, and sorting 1,000 identities for each of 4,000 proxies took 1.2 s).
+ */
+export function selectIdentity(identities: Iterable<MeshIdentity>, dp: DataplaneLabels, ordered = false): IdentityMatch {
+  let candidates: CandidateVerdict[] = [];
+  if (ordered) {
+    const rest: CandidateVerdict[] = [];
+    for (const mi of identities) {
+      const v = verdict(mi, dp);
+      (v.matches ? candidates : rest).push(v);
+    }
+    candidates = candidates.concat(rest);
+  } else {
+    for (const mi of identities) if (mi.mesh === dp.mesh) candidates.push(verdict(mi, dp));
+    candidates.sort(precedence);
+  }
   const first = candidates[0];
   const winner = first?.matches ? first.identity : undefined;
   for (const c of candidates.slice(1)) {

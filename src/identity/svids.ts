@@ -1,9 +1,9 @@
 import { Subject } from 'rxjs';
-import { resourceKey, type Dataplane } from '../api/types.js';
+import { resourceKey, type Dataplane, type MeshIdentity } from '../api/types.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
-import { selectIdentity } from './match.js';
+import { precedenceOrder, selectIdentity } from './match.js';
 import { ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
 
@@ -385,8 +385,7 @@ export class SvidManager {
     // The Dataplane changed after this proxy authenticated: its claims no longer hold.
     if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch, denied: true });
     const labels = facts.labels;
-    const identities = [...view.identities.values()].map((s) => s.identity);
-    const match = selectIdentity(identities, { mesh, labels });
+    const match = selectIdentity(identitiesOfMesh(view.identities, mesh), { mesh, labels }, true);
     if (!match.winner) return this.settle(key, e, { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' });
     let st = view.identities.get(resourceKey(match.winner))!;
     if (!st.ready) {
@@ -519,4 +518,21 @@ function sameIdentity(a: ProxyIdentity, b: ProxyIdentity): boolean {
   if (a.state === 'issued' && b.state === 'issued') return a.svid === b.svid;
   if (a.state === 'spire' && b.state === 'spire') return a.spiffeId === b.spiffeId;
   return a.state === b.state && 'reason' in a && 'reason' in b && a.reason === b.reason;
+}
+
+/** Each view's identities by mesh, in precedence order: grouped and sorted once, not for every proxy. */
+const byMesh = new WeakMap<ReadonlyMap<string, IdentityState>, Map<string, MeshIdentity[]>>();
+function identitiesOfMesh(identities: ReadonlyMap<string, IdentityState>, mesh: string): readonly MeshIdentity[] {
+  let meshes = byMesh.get(identities);
+  if (!meshes) {
+    const grouped = new Map<string, MeshIdentity[]>();
+    for (const st of identities.values()) {
+      const list = grouped.get(st.identity.mesh);
+      if (list) list.push(st.identity);
+      else grouped.set(st.identity.mesh, [st.identity]);
+    }
+    meshes = new Map([...grouped].map(([m, list]) => [m, precedenceOrder(list)]));
+    byMesh.set(identities, meshes);
+  }
+  return meshes.get(mesh) ?? [];
 }

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { createHash, generateKeyPairSync } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { describeSecretLike, fileReadMessage, fsErrorReason, pathForMessage, scrubSecretText, urlForMessage, valueForMessage } from '../../src/api/secret-text.js';
+import { callInWorker } from '../helpers/in-worker.js';
 
 const PEM_KEY = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 const JWT = 'eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkZWZhdWx0LmJhY2tlbmQtMSJ9.xOgzzKDB2y_lDTQwFlyZusv_busckcZUwg7tUlwtdhc';
@@ -106,4 +107,14 @@ test('scrubSecretText removes key blocks, JWTs, bearer credentials, URL password
   assert.equal(scrubSecretText('https://a.blob.core.windows.net/td?sv=2022&sig=Zm9v%3D&se=1'), 'https://a.blob.core.windows.net/td?sv=2022&sig=[REDACTED]&se=1');
   assert.equal(scrubSecretText('https://storage.googleapis.com/td?X-Goog-Signature=0a1b'), 'https://storage.googleapis.com/td?X-Goog-Signature=[REDACTED]');
   assert.equal(scrubSecretText('https://x.example/td?design=1&signal=2'), 'https://x.example/td?design=1&signal=2');
+});
+
+// V8 retried `\beyJ[A-Za-z0-9_-]{4,}\.` and a URL scheme's run from every word boundary in one run:
+// 40 KB of `eyJ-` (a Dataplane label value, in a "proxy gets no identity" reason) took 1 s to log.
+test('scrubSecretText reads a megabyte of JWT and URL-scheme look-alikes in one pass, and still redacts what follows', async () => {
+  const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln';
+  const text = `label "team" value "${'eyJ-'.repeat(150_000)}/" ://@ ${'a-'.repeat(200_000)} ${jwt} https://u:pw@h/`;
+  const scrubbed = (await callInWorker(new URL('../../src/api/secret-text.ts', import.meta.url), 'scrubSecretText', [text])) as string;
+  assert.ok(scrubbed.endsWith(' [REDACTED] https://[REDACTED]@h/'), scrubbed.slice(-80));
+  assert.equal(scrubbed.length, text.length - jwt.length - 'u:pw'.length + 2 * '[REDACTED]'.length);
 });
