@@ -1,5 +1,6 @@
 // `export-trust`: a mesh's trust bundle as PEM (every trust domain, or one), or as a SPIFFE bundle
 // (JWK Set) of ONE trust domain for static exchange with another zone or a SPIRE server.
+import { splitPemCertificates } from '../api/pem.js';
 import { quoted } from '../api/quote.js';
 import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
 import { storedSequence } from '../federation/sequence.js';
@@ -45,7 +46,7 @@ export async function exportTrust(
 }
 
 function sameSet(a: string, b: string): boolean {
-  const blocks = (s: string) => new Set((s.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((x) => x.replace(/\s+/g, '')));
+  const blocks = (s: string) => new Set(splitPemCertificates(s).ders.map((der) => der.toString('base64')));
   const x = blocks(a);
   const y = blocks(b);
   return x.size === y.size && [...x].every((v) => y.has(v));
