@@ -397,18 +397,12 @@ export class IdentityAuthorities {
   private flagUntrustedCas(identities: Map<string, IdentityState>, trusts: readonly MeshTrust[]): void {
     // Each trust domain's CAs read once, not for each identity: the identities of a mesh share its
     // domain, and 200 identities beside 200 MeshTrusts of it took 7.6 s (100 and 100: 1.9 s).
-    const carriedByDomain = new Map<string, Set<string> | undefined>();
-    const carriedCas = (mesh: string, trustDomain: string): Set<string> | undefined => {
-      const k = JSON.stringify([mesh, trustDomain]);
-      if (carriedByDomain.has(k)) return carriedByDomain.get(k);
-      const domain = trusts.filter((t) => t.mesh === mesh && t.spec.trustDomain === trustDomain);
+    const carriedCas = perDomain(trusts, (domain): Set<string> | undefined =>
       // A bundle read from a file or a Secret is resolved later, by the trust aggregation: not judged here.
-      const cas = domain.some((t) => t.spec.caBundles.some((b) => b.type !== 'Pem'))
+      domain.some((t) => t.spec.caBundles.some((b) => b.type !== 'Pem'))
         ? undefined
-        : new Set(domain.flatMap((t) => t.spec.caBundles.flatMap((b) => (b.type === 'Pem' ? splitPemCertificates(b.pem.value).ders.map((d) => d.toString('base64')) : []))));
-      carriedByDomain.set(k, cas);
-      return cas;
-    };
+        : new Set(domain.flatMap((t) => t.spec.caBundles.flatMap((b) => (b.type === 'Pem' ? splitPemCertificates(b.pem.value).ders.map((d) => d.toString('base64')) : [])))),
+    );
     for (const [key, st] of identities) {
       const p = st.identity.spec.provider;
       if (p.type !== 'Bundled' || p.bundled.meshTrustCreation !== 'Disabled' || !st.ca || !st.trustDomain) continue;
@@ -439,16 +433,7 @@ export class IdentityAuthorities {
     // Each trust domain's CAs parsed once (distinct ones), not for each identity: every identity
     // publishes a MeshTrust of its mesh's domain, and 200 identities with an intermediate CA took
     // 12 s for one computation (100: 3 s).
-    const domainCas = new Map<string, X509Certificate[]>();
-    const casOf = (mesh: string, trustDomain: string): X509Certificate[] => {
-      const k = JSON.stringify([mesh, trustDomain]);
-      let cas = domainCas.get(k);
-      if (!cas) {
-        const pems = trusts.filter((t) => t.mesh === mesh && t.spec.trustDomain === trustDomain).flatMap((t) => t.spec.caBundles.map((b) => b.pem.value));
-        domainCas.set(k, (cas = parseDistinct(pems)));
-      }
-      return cas;
-    };
+    const casOf = perDomain(trusts, (domain) => parseDistinct(domain.flatMap((t) => t.spec.caBundles.map((b) => b.pem.value))));
     for (const [key, st] of identities) {
       const created = st.conditions[1];
       const carried = created?.type === 'MeshTrustCreated' && ['Created', 'NameConflict', 'Disabled'].includes(created.reason);
@@ -776,6 +761,21 @@ export class IdentityAuthorities {
       autoTrust,
     };
   }
+}
+
+/**
+ * `derive` of the MeshTrusts of each (mesh, trust domain) asked for, made on first use and kept for
+ * the computation: the identities of a mesh share its domain, and each asked it again.
+ */
+function perDomain<T>(trusts: readonly MeshTrust[], derive: (domain: MeshTrust[]) => T): (mesh: string, trustDomain: string) => T {
+  const made = new Map<string, T>();
+  return (mesh, trustDomain) => {
+    const k = JSON.stringify([mesh, trustDomain]);
+    if (made.has(k)) return made.get(k) as T;
+    const value = derive(trusts.filter((t) => t.mesh === mesh && t.spec.trustDomain === trustDomain));
+    made.set(k, value);
+    return value;
+  };
 }
 
 /** The certificates of `pems`, each once. */

@@ -59,22 +59,19 @@ export function precedenceOrder(identities: Iterable<MeshIdentity>): MeshIdentit
 /**
  * Picks the MeshIdentity for a dataplane: of all identities of its mesh whose selector matches,
  * the one with most matchLabels wins; ties go to the lexicographically smallest name. `ordered`:
- * `identities` are one mesh's, in precedenceOrder (no sort per dataplane: a change re-evaluates
- * every proxy of the mesh, and sorting 1,000 identities for each of 4,000 proxies took 1.2 s).
+ * `identities` are one mesh's, in precedenceOrder already (no sort per dataplane: a change
+ * re-evaluates every proxy of the mesh, and sorting 1,000 identities for each of 4,000 proxies took
+ * 1.2 s). Either way the candidates are that order split stably: the matching ones first.
  */
 export function selectIdentity(identities: Iterable<MeshIdentity>, dp: DataplaneLabels, ordered = false): IdentityMatch {
-  let candidates: CandidateVerdict[] = [];
-  if (ordered) {
-    const rest: CandidateVerdict[] = [];
-    for (const mi of identities) {
-      const v = verdict(mi, dp);
-      (v.matches ? candidates : rest).push(v);
-    }
-    candidates = candidates.concat(rest);
-  } else {
-    for (const mi of identities) if (mi.mesh === dp.mesh) candidates.push(verdict(mi, dp));
-    candidates.sort(precedence);
+  const inOrder = ordered ? identities : precedenceOrder([...identities].filter((mi) => mi.mesh === dp.mesh));
+  const matching: CandidateVerdict[] = [];
+  const rest: CandidateVerdict[] = [];
+  for (const mi of inOrder) {
+    const v = verdict(mi, dp);
+    (v.matches ? matching : rest).push(v);
   }
+  const candidates = matching.concat(rest);
   const first = candidates[0];
   const winner = first?.matches ? first.identity : undefined;
   for (const c of candidates.slice(1)) {

@@ -153,7 +153,6 @@ function dropRequest(stream: ServerHttp2Stream): void {
   stream.resume();
 }
 
-/** A stream that never becomes a call: a trailers-only status. */
 /** How long a refusal's body may take to leave before its stream is closed anyway. */
 const REFUSAL_FLUSH_MS = 2000;
 const UNSUPPORTED_CONTENT_TYPE = 'unsupported content-type: a gRPC request has application/grpc, application/grpc+<subtype> or application/grpc;<params> (grpc-web needs a translating proxy)\n';
@@ -165,6 +164,7 @@ function isGrpcContentType(value: unknown): boolean {
   return next === '' || next === '+' || next === ';';
 }
 
+/** A stream that never becomes a call: a trailers-only status. */
 function refuseCall(stream: ServerHttp2Stream, status: CallStatus): void {
   countRefusedStream(stream);
   dropRequest(stream);
