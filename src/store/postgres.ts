@@ -79,7 +79,7 @@ const MAX_INCREMENTAL_KEYS = 1000;
  * MAX_INCREMENTAL_KEYS rows named at once) start at most this often: any role that can connect may NOTIFY any channel, and a loop of them kept every
  * replica reading the whole table back to back (48 reads of 5,000 rows in 3 s, half a core).
  */
-const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
+export const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
 
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
