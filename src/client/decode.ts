@@ -30,13 +30,16 @@ function dataSourceText(ds: unknown, what: string): string {
   throw new SecretDecodeError(`${what}: unsupported data source ${other ?? '(empty)'} (only inline_bytes / inline_string)`);
 }
 
-/** `max`: parsing costs ~0.3 ms a certificate; a 16 MiB push of thousands must not cost seconds. */
-function certificates(pem: string, what: string, max: number): X509Certificate[] {
+/**
+ * `max`: parsing costs ~0.3 ms a certificate; a 16 MiB push of thousands must not cost seconds.
+ * `shared`: `max` is what remains of the limit all trust domains share, said so in the refusal.
+ */
+function certificates(pem: string, what: string, max: number, shared = false): X509Certificate[] {
   const { ders, error } = splitPemCertificates(pem);
   if (error === 'no PEM certificate found') throw new SecretDecodeError(`${what}: no PEM certificate`);
   if (error) throw new SecretDecodeError(`${what}: ${error}`);
   if (ders.length > max) {
-    const limit = max === MAX_BUNDLE_CERTS || max === MAX_CHAIN_CERTS ? `${max}` : `${max} more (${MAX_BUNDLE_CERTS} for all trust domains together)`;
+    const limit = shared && max < MAX_BUNDLE_CERTS ? `${max} more (${MAX_BUNDLE_CERTS} for all trust domains together)` : `${max}`;
     throw new SecretDecodeError(`${what}: carries ${ders.length} certificates; at most ${limit} are accepted`);
   }
   return ders.map((der) => new X509Certificate(der));
@@ -78,7 +81,7 @@ function validationContext(name: string, vc: Obj): DecodedSecret {
       const tdName = typeof td['name'] === 'string' ? td['name'] : '';
       if (!tdName) throw new SecretDecodeError(`${name}: trust_domains[${i}].name missing`);
       const pem = withNewline(dataSourceText(td['trust_bundle'], `${name}: trust_domains[${i}] (${tdName}).trust_bundle`));
-      left -= certificates(pem, `${name}: trust_domains[${i}] (${tdName}).trust_bundle`, left).length;
+      left -= certificates(pem, `${name}: trust_domains[${i}] (${tdName}).trust_bundle`, left, true).length;
       return { name: tdName, pem };
     });
     // Envoy refuses a SPIFFE validator without trust domains.

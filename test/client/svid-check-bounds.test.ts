@@ -66,4 +66,11 @@ describe('bounds on the chain check', () => {
     const tooMany = spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: decoy.repeat(600) }, { trustDomain: 'b.example', pem: decoy.repeat(401) }]).any;
     assert.throws(() => decodeSecretResource(tooMany), /trust_domains\[1\] \(b\.example\)\.trust_bundle: carries 401 certificates; at most 400 more \(1000 for all trust domains together\) are accepted/);
   });
+
+  it('the decoder says a trust domain\'s bundle exceeds what the others left of the shared limit, also when exactly 16 places are left', () => {
+    const sixteenLeft = spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: decoy.repeat(984) }, { trustDomain: 'b.example', pem: decoy.repeat(17) }]).any;
+    assert.throws(() => decodeSecretResource(sixteenLeft), /trust_domains\[1\] \(b\.example\)\.trust_bundle: carries 17 certificates; at most 16 more \(1000 for all trust domains together\) are accepted/);
+    const first = spiffeValidatorSecret('ALL', [{ trustDomain: 'a.example', pem: decoy.repeat(1001) }]).any;
+    assert.throws(() => decodeSecretResource(first), /trust_domains\[0\] \(a\.example\)\.trust_bundle: carries 1001 certificates; at most 1000 are accepted/);
+  });
 });
