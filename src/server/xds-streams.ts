@@ -105,8 +105,6 @@ export class StreamRegistry {
   readonly openByToken = new Map<string, number>();
   /** Unfinished request bytes by token, over all of its calls (see TOKEN_UNFINISHED_BYTES); kept while it has calls open. */
   readonly unfinishedByToken = new Map<string, ReadBudget>();
-  /** Open streams by mesh and API (`mesh\0api`), behind the mesh_sds_streams series (see countStream). */
-  readonly openByMeshApi = new Map<string, number>();
   /** Called for each stream registered (shutdown drain sends late streams away). */
   onAdd?: (stream: RegisteredStream) => void;
   /**
@@ -173,20 +171,16 @@ function echoed(text: string | undefined, max = LOG_ECHO_CHARS): string | undefi
 }
 
 /**
- * Counts a stream opened (+1) or ended (-1) in mesh_sds_streams{mesh,api}. A series lives while it
+ * Counts a stream opened (+1) or ended (-1) for mesh_sds_streams{mesh,api}. A series lives while it
  * has open streams: with --auth none a peer names any mesh it likes, and a series left at 0 for
  * each made-up mesh stayed until a restart.
  */
 function countStream(deps: StreamDeps, mesh: string, api: StreamApi, delta: 1 | -1): void {
-  const key = `${mesh}\u0000${api}`;
-  const open = (deps.registry.openByMeshApi.get(key) ?? 0) + delta;
-  if (open > 0) {
-    deps.registry.openByMeshApi.set(key, open);
-    deps.metrics.streams.set({ mesh, api }, open);
-  } else {
-    deps.registry.openByMeshApi.delete(key);
-    deps.metrics.streams.remove({ mesh, api });
-  }
+  const open = deps.metrics.openStreams;
+  let byApi = open.get(mesh);
+  if (!byApi) open.set(mesh, (byApi = { sotw: 0, delta: 0, ads: 0 }));
+  byApi[api] += delta;
+  if (byApi.sotw <= 0 && byApi.delta <= 0 && byApi.ads <= 0) open.delete(mesh);
 }
 
 /**
