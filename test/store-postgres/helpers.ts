@@ -83,7 +83,10 @@ metadata:
 export function waitForSnapshot(
   store: PostgresStore,
   pred: (s: ResourceSnapshot) => boolean,
-  ms = 1000,
+  // Generous: a notified change arrives in milliseconds, but three CPU-bound test files share the
+  // CI machine's two cores (nothing else brings a change without a notification: see the tests that
+  // count full reads for the mechanism).
+  ms = 5000,
 ): Promise<ResourceSnapshot> {
   return firstValueFrom(store.snapshots$.pipe(filter(pred), timeout(ms)));
 }
