@@ -57,9 +57,11 @@ test('a bundle carrying more CAs than MAX_BUNDLE_CAS is refused naming the count
   const key = (JSON.parse(encodeSpiffeBundle({ cas: [cas[0]!] })) as { keys: unknown[] }).keys[0];
   const huge = JSON.stringify({ keys: Array.from({ length: 1050 }, () => key), spiffe_sequence: 3 });
   assert.ok(huge.length < 1024 * 1024);
-  const started = performance.now();
   assert.match(refusal(() => acceptBundle(huge, TD, undefined)).message, new RegExp(`^the bundle carries 1050 X\\.509 CAs; at most ${MAX_BUNDLE_CAS} are accepted`));
-  assert.ok(performance.now() - started < 200, `took ${performance.now() - started} ms`);
+  // Counted before any certificate is parsed (0.2–1 s for these): keys whose certificates are not
+  // certificates at all get the same refusal, not a parse error.
+  const garbage = JSON.stringify({ keys: Array.from({ length: 1050 }, () => ({ ...(key as object), x5c: ['AAAA'] })), spiffe_sequence: 3 });
+  assert.equal(refusal(() => acceptBundle(garbage, TD, undefined)).reason, 'too_many_cas');
 });
 
 test("a refusal quoting the peer's document carries no terminal control character and no megabyte of it (it reaches logs, the stored record, get and inspect)", () => {
