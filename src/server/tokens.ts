@@ -101,6 +101,13 @@ export interface TokenAuthorityOptions {
   onRevoked?: (jtis: string[]) => void;
 }
 
+/**
+ * How long a revocation is kept after its token's expiry (seconds). The writer (any replica, or
+ * the CLI on an operator's machine) prunes by its own clock: pruned at expiry, a server whose clock
+ * is behind the writer's took the revoked token back as valid for the difference.
+ */
+const REVOCATION_KEPT_AFTER_EXPIRY_SEC = 24 * 3600;
+
 /** How many refresh intervals may pass without a successful read before the list counts as stale. */
 const STALE_AFTER_MISSED = 3;
 
@@ -486,8 +493,8 @@ export class TokenAuthority {
     // Atomic read-modify-write in the store: concurrent revocations from other processes all survive.
     let entries: RevokedEntry[] = [];
     await this.state.update(REVOKED_STATE_KEY, (old) => {
-      const nowSec = Math.floor(Date.now() / 1000);
-      entries = parseRevoked(old).filter((e) => e.jti !== jti && (e.exp === undefined || e.exp > nowSec));
+      const pruneBefore = Math.floor(Date.now() / 1000) - REVOCATION_KEPT_AFTER_EXPIRY_SEC;
+      entries = parseRevoked(old).filter((e) => e.jti !== jti && (e.exp === undefined || e.exp > pruneBefore));
       entries.push(exp === undefined ? { jti } : { jti, exp });
       return JSON.stringify(entries);
     });
