@@ -386,7 +386,8 @@ storeOptions(token.command('generate').description('sign a token for one datapla
     }
     const t = await cli.withState(o, async (state) => {
       if (!o.createKey) await refuseWithoutTokenKey(state, o, `${noKey} (is it the server's state?); --create-key creates one`);
-      const authority = await (await tokenAuthority()).open(state);
+      // Signing needs no revocation list: a damaged one must not stop new proxies getting tokens.
+      const authority = await (await tokenAuthority()).open(state, { readRevocations: false });
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
     // Where the command can see the Dataplanes (--resources, --store): a short name that reaches a

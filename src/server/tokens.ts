@@ -99,6 +99,11 @@ export interface TokenAuthorityOptions {
   onRevocationRefreshError?: (err: unknown) => void;
   /** Called when the list gained revoked ids (by a refresh or a local revoke). */
   onRevoked?: (jtis: string[]) => void;
+  /**
+   * False: only sign (`token generate`), without reading the revocation list, so that a damaged
+   * list does not stop new tokens being issued. Such an authority refuses to verify.
+   */
+  readRevocations?: boolean;
 }
 
 /**
@@ -303,6 +308,7 @@ export class TokenAuthority {
     const legacyRaw = await state.get(SIGNING_KEY_STATE_KEY);
     const legacyKey = legacyRaw === undefined ? undefined : parseLegacySigningKey(legacyRaw);
     const ta = new TokenAuthority(state, macKey, legacyKey, opts);
+    if (opts.readRevocations === false) return ta;
     await ta.refreshRevocations();
     const every = opts.revocationRefreshMs ?? 0;
     if (every > 0) {
@@ -388,6 +394,8 @@ export class TokenAuthority {
 
   /** verify() without the promise: what a stream's authentication runs, in the request's own tick. */
   verifySync(token: string, now?: Date): TokenClaims {
+    // Not a TokenError: a caller's mistake, not the token's (every revoked token would pass).
+    if (this.opts.readRevocations === false) throw new Error('this token authority was opened to sign only (no revocation list read): it cannot verify');
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new TokenError('malformed');
     }
