@@ -192,8 +192,12 @@ function parseRevoked(raw: string | undefined): RevokedEntry[] {
   }
   if (!Array.isArray(v)) throw new Error(`state key ${REVOKED_STATE_KEY} is not a JSON list`);
   const out: RevokedEntry[] = [];
-  for (const e of v) {
-    if (typeof e !== 'object' || e === null || typeof (e as RevokedEntry).jti !== 'string') continue;
+  for (const [i, e] of v.entries()) {
+    // An entry we cannot read is a damaged list too: skipped, its token was let in again, and the
+    // next revocation rewrote the list without it.
+    if (typeof e !== 'object' || e === null || typeof (e as RevokedEntry).jti !== 'string' || (e as RevokedEntry).jti === '') {
+      throw new Error(`state key ${REVOKED_STATE_KEY}: entry ${i} is not {"jti": "<token id>", "exp": <seconds>}; the revocation list cannot be read`);
+    }
     const exp = (e as RevokedEntry).exp;
     out.push(typeof exp === 'number' ? { jti: (e as RevokedEntry).jti, exp } : { jti: (e as RevokedEntry).jti });
   }

@@ -147,6 +147,22 @@ test('a revocation list truncated to nothing keeps the last list in force (not "
   }
 });
 
+test('a revocation list entry that cannot be read (no string jti) is refused naming it, as a damaged list is: it was skipped, letting its token in, and the next revoke erased it', async () => {
+  const state = new MemoryStateStore();
+  const ta = await TokenAuthority.open(state);
+  const token = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const jti = await ta.revokeToken(token);
+  const other = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  // A hand edit gone wrong: the revoked token's entry under a misspelt key.
+  const damaged = `[{"jti":"x"},{"jit":${JSON.stringify(jti)}}]`;
+  await state.put(REVOKED_STATE_KEY, damaged);
+  await assert.rejects(ta.refreshRevocations(), /state key auth\/revoked: entry 1 is not \{"jti": "<token id>"/);
+  await rejectsWith(ta.verify(token), 'token revoked', token);
+  await assert.rejects(TokenAuthority.open(state), /state key auth\/revoked: entry 1/);
+  await assert.rejects(ta.revokeToken(other), /state key auth\/revoked: entry 1/);
+  assert.equal(await state.get(REVOKED_STATE_KEY), damaged, 'the list was left as it is');
+});
+
 test('revoke on the same authority takes effect immediately, revokeToken records exp and prunes expired entries', async () => {
   const state = new MemoryStateStore();
   const ta = await TokenAuthority.open(state);
