@@ -386,7 +386,8 @@ storeOptions(token.command('generate').description('sign a token for one datapla
     }
     const t = await cli.withState(o, async (state) => {
       if (!o.createKey) await refuseWithoutTokenKey(state, o, `${noKey} (is it the server's state?); --create-key creates one`);
-      const authority = await (await tokenAuthority()).open(state);
+      // Signing needs no revocation list: a damaged one must not stop new proxies getting tokens.
+      const authority = await (await tokenAuthority()).open(state, { readRevocations: false });
       return authority.generate({ mesh: o.mesh, name: o.name, workload: o.workload, labels: Object.keys(labels).length ? labels : undefined, validForMs });
     });
     // Where the command can see the Dataplanes (--resources, --store): a short name that reaches a
@@ -404,13 +405,20 @@ storeOptions(token.command('revoke').description('revoke a token (read from --to
     // As copied from a header or an Envoy config: the scheme is not part of the token.
     const t = (o.tokenFile ? await readTokenFile(o.tokenFile) : await readStdin()).trim().replace(/^bearer\s+/i, '');
     if (t === '') throw new Error(`no token to revoke: ${o.tokenFile ? `${o.tokenFile} is empty` : 'give it on stdin or with --token-file'}`);
+    const problem = (await import('./token-text.js')).tokenTextProblem(t);
+    if (problem) throw new Error(`not a token: ${problem}; nothing was revoked`);
     const cli = await offline();
     // Revoking means recording against the key a server already has: opening the authority on a
     // mistyped or empty state would create a new key there and report success.
     if (!o.store) await cli.mustBeDirectory('--state-dir', o.stateDir);
     const jti = await cli.withState(o, async (state) => {
       await refuseWithoutTokenKey(state, o, "no token signed by it can be revoked (is it the server's state?)");
-      return (await (await tokenAuthority()).open(state)).revokeToken(t);
+      return (await (await tokenAuthority()).open(state)).revokeToken(t).catch((e: Error & { reason?: string }) => {
+        // Only a token of this state's key can be revoked here: one of another state is not ours to list.
+        if (e.reason === 'signature') throw new Error(`${e.message}: the token was not signed with the key of this state (is it the server's --state-dir or --store?); nothing was revoked`);
+        if (e.reason === 'malformed') throw new Error(`${e.message}: its header or claims are not those of a mesh-sds token; nothing was revoked`);
+        throw e;
+      });
     });
     out(`revoked token ${jti}`);
   });

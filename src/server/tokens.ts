@@ -99,7 +99,19 @@ export interface TokenAuthorityOptions {
   onRevocationRefreshError?: (err: unknown) => void;
   /** Called when the list gained revoked ids (by a refresh or a local revoke). */
   onRevoked?: (jtis: string[]) => void;
+  /**
+   * False: only sign (`token generate`), without reading the revocation list, so that a damaged
+   * list does not stop new tokens being issued. Such an authority refuses to verify.
+   */
+  readRevocations?: boolean;
 }
+
+/**
+ * How long a revocation is kept after its token's expiry (seconds). The writer (any replica, or
+ * the CLI on an operator's machine) prunes by its own clock: pruned at expiry, a server whose clock
+ * is behind the writer's took the revoked token back as valid for the difference.
+ */
+const REVOCATION_KEPT_AFTER_EXPIRY_SEC = 24 * 3600;
 
 /** How many refresh intervals may pass without a successful read before the list counts as stale. */
 const STALE_AFTER_MISSED = 3;
@@ -180,8 +192,12 @@ function parseRevoked(raw: string | undefined): RevokedEntry[] {
   }
   if (!Array.isArray(v)) throw new Error(`state key ${REVOKED_STATE_KEY} is not a JSON list`);
   const out: RevokedEntry[] = [];
-  for (const e of v) {
-    if (typeof e !== 'object' || e === null || typeof (e as RevokedEntry).jti !== 'string') continue;
+  for (const [i, e] of v.entries()) {
+    // An entry we cannot read is a damaged list too: skipped, its token was let in again, and the
+    // next revocation rewrote the list without it.
+    if (typeof e !== 'object' || e === null || typeof (e as RevokedEntry).jti !== 'string' || (e as RevokedEntry).jti === '') {
+      throw new Error(`state key ${REVOKED_STATE_KEY}: entry ${i} is not {"jti": "<token id>", "exp": <seconds>}; the revocation list cannot be read`);
+    }
     const exp = (e as RevokedEntry).exp;
     out.push(typeof exp === 'number' ? { jti: (e as RevokedEntry).jti, exp } : { jti: (e as RevokedEntry).jti });
   }
@@ -296,6 +312,7 @@ export class TokenAuthority {
     const legacyRaw = await state.get(SIGNING_KEY_STATE_KEY);
     const legacyKey = legacyRaw === undefined ? undefined : parseLegacySigningKey(legacyRaw);
     const ta = new TokenAuthority(state, macKey, legacyKey, opts);
+    if (opts.readRevocations === false) return ta;
     await ta.refreshRevocations();
     const every = opts.revocationRefreshMs ?? 0;
     if (every > 0) {
@@ -381,6 +398,8 @@ export class TokenAuthority {
 
   /** verify() without the promise: what a stream's authentication runs, in the request's own tick. */
   verifySync(token: string, now?: Date): TokenClaims {
+    // Not a TokenError: a caller's mistake, not the token's (every revoked token would pass).
+    if (this.opts.readRevocations === false) throw new Error('this token authority was opened to sign only (no revocation list read): it cannot verify');
     if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
       throw new TokenError('malformed');
     }
@@ -486,8 +505,8 @@ export class TokenAuthority {
     // Atomic read-modify-write in the store: concurrent revocations from other processes all survive.
     let entries: RevokedEntry[] = [];
     await this.state.update(REVOKED_STATE_KEY, (old) => {
-      const nowSec = Math.floor(Date.now() / 1000);
-      entries = parseRevoked(old).filter((e) => e.jti !== jti && (e.exp === undefined || e.exp > nowSec));
+      const pruneBefore = Math.floor(Date.now() / 1000) - REVOCATION_KEPT_AFTER_EXPIRY_SEC;
+      entries = parseRevoked(old).filter((e) => e.jti !== jti && (e.exp === undefined || e.exp > pruneBefore));
       entries.push(exp === undefined ? { jti } : { jti, exp });
       return JSON.stringify(entries);
     });

@@ -155,3 +155,20 @@ test('token generate --label: a key named __proto__ is refused, not silently lef
     assert.deepEqual(claimsOf(ok.stdout.trim().split('\n').at(-1)!).labels, { app: 'web', constructor: 'x' });
   });
 });
+
+test('token generate signs while the revocation list is damaged (it never reads it); token revoke still refuses to rewrite it, naming the key', async () => {
+  await withStateDir(async (root) => {
+    const stateDir = join(root, 'state');
+    const gen = () => meshSds(['token', 'generate', '--mesh', 'default', '--name', 'a', '--state-dir', stateDir, '--create-key']);
+    const first = await gen();
+    assert.equal(first.code, 0, first.stderr);
+    // A truncated write of the list: before, every new proxy was refused a token until it was repaired.
+    await writeFile(join(stateDir, 'auth', 'revoked'), '[{"jti":"abc","exp":1');
+    const second = await gen();
+    assert.equal(second.code, 0, second.stderr);
+    assert.equal(claimsOf(second.stdout.trim().split('\n').at(-1)!).name, 'a');
+    const revoke = await meshSds(['token', 'revoke', '--state-dir', stateDir], { input: first.stdout.trim().split('\n').at(-1)! });
+    assert.equal(revoke.code, 1, revoke.stdout);
+    assert.match(revoke.stderr, /state key auth\/revoked is not valid JSON/);
+  });
+});

@@ -147,6 +147,22 @@ test('a revocation list truncated to nothing keeps the last list in force (not "
   }
 });
 
+test('a revocation list entry that cannot be read (no string jti) is refused naming it, as a damaged list is: it was skipped, letting its token in, and the next revoke erased it', async () => {
+  const state = new MemoryStateStore();
+  const ta = await TokenAuthority.open(state);
+  const token = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  const jti = await ta.revokeToken(token);
+  const other = await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR });
+  // A hand edit gone wrong: the revoked token's entry under a misspelt key.
+  const damaged = `[{"jti":"x"},{"jit":${JSON.stringify(jti)}}]`;
+  await state.put(REVOKED_STATE_KEY, damaged);
+  await assert.rejects(ta.refreshRevocations(), /state key auth\/revoked: entry 1 is not \{"jti": "<token id>"/);
+  await rejectsWith(ta.verify(token), 'token revoked', token);
+  await assert.rejects(TokenAuthority.open(state), /state key auth\/revoked: entry 1/);
+  await assert.rejects(ta.revokeToken(other), /state key auth\/revoked: entry 1/);
+  assert.equal(await state.get(REVOKED_STATE_KEY), damaged, 'the list was left as it is');
+});
+
 test('revoke on the same authority takes effect immediately, revokeToken records exp and prunes expired entries', async () => {
   const state = new MemoryStateStore();
   const ta = await TokenAuthority.open(state);
@@ -155,8 +171,8 @@ test('revoke on the same authority takes effect immediately, revokeToken records
   await ta.revoke(c1.jti);
   await rejectsWith(ta.verify(t1), 'token revoked', t1);
 
-  // An already-expired token's entry carries its exp and is pruned at the next write.
-  const old = await ta.generate({ mesh: 'm', name: 'n', validForMs: 1000, now: new Date(Date.now() - 10_000) });
+  // A token expired over a day ago: its entry carries its exp and is pruned at the next write.
+  const old = await ta.generate({ mesh: 'm', name: 'n', validForMs: 1000, now: new Date(Date.now() - 25 * HOUR) });
   const oldJti = await ta.revokeToken(old);
   let list = JSON.parse((await state.get(REVOKED_STATE_KEY))!) as { jti: string; exp?: number }[];
   assert.ok(list.some((e) => e.jti === oldJti && typeof e.exp === 'number'));
@@ -167,6 +183,18 @@ test('revoke on the same authority takes effect immediately, revokeToken records
   assert.ok(!list.some((e) => e.jti === oldJti), 'expired revocations are pruned');
   await rejectsWith(ta.verify(t2), 'token revoked', t2);
   await assert.rejects(ta.revokeToken('garbage'), TokenError);
+});
+
+test('a revocation is not pruned the moment its token expires by the writer\'s clock: a server whose clock is behind (or a CLI whose clock is ahead) would take the token back', async () => {
+  const state = new MemoryStateStore();
+  const ta = await TokenAuthority.open(state);
+  // Expires 10 s ago by this clock; a replica whose clock is a minute behind still sees it valid.
+  const t = await ta.generate({ mesh: 'm', name: 'n', validForMs: 60_000, now: new Date(Date.now() - 70_000) });
+  await ta.revokeToken(t);
+  // Another revocation rewrites the list (pruning what has expired).
+  await ta.revokeToken(await ta.generate({ mesh: 'm', name: 'n', validForMs: HOUR }));
+  const behind = await TokenAuthority.open(state);
+  assert.throws(() => behind.verifySync(t, new Date(Date.now() - 60_000)), (e: unknown) => e instanceof TokenError && e.reason === 'revoked');
 });
 
 test('a fresh authority on the same state reuses the MAC key: tokens verify across instances', async () => {
