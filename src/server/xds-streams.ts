@@ -638,7 +638,7 @@ export function admitCall(call: ServerCall<Request, unknown>, api: StreamApi | '
     if (open >= limit) {
       countRefusedStream(call.stream);
       limitedWarn(deps.log, peerSource(call.peer), { api, peer: call.peer, limit }, 'stream refused: its token has too many calls open');
-      return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per proxy)` };
+      return { code: Status.RESOURCE_EXHAUSTED, details: `this token already has ${open} calls open, the limit (${limit} per token)` };
     }
     deps.registry.openByToken.set(jti, open + 1);
     let budget = deps.registry.unfinishedByToken.get(jti);

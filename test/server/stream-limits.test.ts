@@ -61,7 +61,7 @@ test(`FetchSecrets calls waiting for a name count toward the proxy's ${MAX_STREA
     await new Promise((r) => setTimeout(r, 500));
     const over = await fetch(session, 'default.fetcher-1', 'system_trust_bundle').ended;
     assert.equal(over.code, 8, `RESOURCE_EXHAUSTED, got ${over.code} ${over.message}`);
-    assert.match(over.message, new RegExp(`limit \\(${MAX_STREAMS_PER_PROXY} per proxy\\)`));
+    assert.match(over.message, new RegExp(`^this token already has ${MAX_STREAMS_PER_PROXY} calls open, the limit \\(${MAX_STREAMS_PER_PROXY} per token\\)$`));
     const other = await fetch(session, 'default.frontend-1', 'system_trust_bundle').ended;
     assert.equal(other.code, 0, `another proxy is answered: ${other.message}`);
     waiting[0]!.stream.close();
@@ -90,7 +90,7 @@ test(`calls one token opens without sending a request count toward its ${MAX_STR
     await new Promise((r) => setTimeout(r, 500));
     const over = await Promise.race([call(token).ended, new Promise<{ code: number; message: string }>((r) => setTimeout(() => r({ code: -1, message: 'still open after 3 s' }), 3000))]);
     assert.equal(over.code, 8, `RESOURCE_EXHAUSTED, got ${over.code} ${over.message}`);
-    assert.match(over.message, new RegExp(`limit \\(${MAX_STREAMS_PER_PROXY} per proxy\\)`));
+    assert.match(over.message, new RegExp(`^this token already has ${MAX_STREAMS_PER_PROXY} calls open, the limit \\(${MAX_STREAMS_PER_PROXY} per token\\)$`));
     const served = call(other, [grpcFrame(discoveryRequest({ node: 'default.frontend-1.shop', names: ['system_trust_bundle'], typeUrl: SECRET_TYPE }))]);
     assert.equal(await served.waitForMessages(1, 10_000), 1, 'another token is served');
     silent[0]!.stream.close();
