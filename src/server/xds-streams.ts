@@ -597,7 +597,14 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
     if ((result.held.length === 0 && !waitForIdentity) || final) {
       if (result.held.length > 0 && result.resources.length === 0) {
         const why = deps.svids.get(pk);
-        const reason = why && 'reason' in why ? `: ${why.reason}` : '';
+        // Another identity's KRI or SPIFFE ID stays held for as long as the proxy keeps its own:
+        // "not available" alone read as "try again", and a client retried it for good.
+        const other = resolver.notThisIdentity;
+        const reason = other
+          ? `; ${other.names.map((n) => JSON.stringify(n)).join(', ')} ${other.names.length === 1 ? 'is' : 'are'} not this proxy's identity (it is ${other.kri}, ${other.spiffeId}); ask for "default" to follow the proxy's identity`
+          : why && 'reason' in why
+            ? `: ${why.reason}`
+            : '';
         return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
       }
       return done(null, result.response);
