@@ -370,6 +370,9 @@ export class StreamResolver {
       if (r) resources.set(entry.name, r);
       else pending?.push(entry.name);
     }
+    // A wildcard lists identity names only once they are known: a reconnecting delta client's
+    // claimed SVID (default, its KRI, its SPIFFE ID) was announced removed while it was being issued.
+    if (undecided && sub.wildcard) return { resources, invalid, pending: pending ?? NONE, isPending: dependsOnIdentity };
     return { resources, invalid, pending: pending ?? NONE };
   }
 
@@ -389,6 +392,12 @@ export interface NotThisIdentity {
   names: readonly string[];
   kri: string;
   spiffeId: string;
+}
+
+/** Whether a name's secret comes from the proxy's identity (an alias or ROOTCA), not only the mesh's bundles. */
+function dependsOnIdentity(name: string): boolean {
+  const kind = classify(name).kind;
+  return kind === 'default' || kind === 'identity' || kind === 'svid' || kind === 'rootCa';
 }
 
 function isIdentityName(name: string): boolean {

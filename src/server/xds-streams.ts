@@ -1,6 +1,7 @@
 import { isUndecided, type ProxyPrincipal, type SvidManager } from '../identity/svids.js';
 import type { SecretCache } from '../xds/cache.js';
 import { checkTypeUrl } from '../xds/common.js';
+import { classifySecretName } from '../xds/names.js';
 import { DeltaStream, type DeltaAction } from '../xds/delta.js';
 import { fetchResponse } from '../xds/fetch.js';
 import type { DeltaDiscoveryRequest, DiscoveryRequest, DiscoveryResponse } from '../xds/messages.js';
@@ -596,9 +597,8 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
     const waitForIdentity = wildcard && isUndecided(deps.svids.get(pk));
     if ((result.held.length === 0 && !waitForIdentity) || final) {
       if (result.held.length > 0 && result.resources.length === 0) {
-        const why = deps.svids.get(pk);
-        const reason = why && 'reason' in why ? `: ${why.reason}` : '';
-        return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available${reason}` });
+        const reason = heldReason(result.held, resolver.notThisIdentity, deps.svids.get(pk), principal.mesh);
+        return done({ code: Status.UNAVAILABLE, details: `secret ${result.held.map((n) => JSON.stringify(n)).join(', ')} not available: ${reason}` });
       }
       return done(null, result.response);
     }
@@ -609,6 +609,39 @@ export function handleFetch(call: ServerCall<Request, DiscoveryResponse>, req: R
   // A client that gives up must not keep its proxy attached until the wait times out.
   call.listener = { onCancel: release };
   attempt(false);
+}
+
+/**
+ * Why a fetch's held names got nothing, each kind of name with its own reason: another identity's
+ * KRI or SPIFFE ID stays held as long as the proxy keeps its own ("not available" alone read as
+ * "try again"), and a trust domain the mesh does not have was explained by the proxy's identity.
+ */
+function heldReason(held: readonly string[], other: NotThisIdentity | undefined, identity: ReturnType<SvidManager['get']>, mesh: string): string {
+  const reasons: string[] = [];
+  const list = (names: readonly string[]) => `${names.map((n) => JSON.stringify(n)).join(', ')} ${names.length === 1 ? 'is' : 'are'}`;
+  const otherNames = new Set(other?.names);
+  if (other) reasons.push(`${list(other.names)} not this proxy's identity (it is ${other.kri}, ${other.spiffeId}); ask for "default" to follow the proxy's identity`);
+  const domains: string[] = [];
+  const bundles: string[] = [];
+  const own: string[] = [];
+  for (const n of held) {
+    if (otherNames.has(n)) continue;
+    const kind = classifySecretName(n).kind;
+    (kind === 'trustDomain' ? domains : kind === 'trustAll' ? bundles : own).push(n);
+  }
+  const inMesh = `mesh ${JSON.stringify(mesh)}`;
+  if (domains.length > 0) reasons.push(`${list(domains)} not a trust domain of ${inMesh} (no MeshTrust or MeshIdentity of the mesh has it)`);
+  if (bundles.length > 0) reasons.push(`${list(bundles)} empty: ${inMesh} has no trust domain yet`);
+  if (own.length > 0) reasons.push(`${list(own)} the proxy's own: ${ownReason(identity)}`);
+  return reasons.join('; ');
+}
+
+function ownReason(identity: ReturnType<SvidManager['get']>): string {
+  if (identity === undefined) return 'its identity is not decided yet';
+  if ('reason' in identity) return identity.reason;
+  if (identity.state === 'spire') return `its identity ${JSON.stringify(identity.spiffeId)} comes from SPIRE (this server serves its trust bundles only)`;
+  // Issued: what is missing is ROOTCA, its trust domain's bundle.
+  return `no CA of its trust domain ${JSON.stringify(identity.trustDomain)} is trusted in the mesh yet`;
 }
 
 /**

@@ -155,7 +155,8 @@ function respond(state: DeltaState, ctx: StepContext, actions: DeltaAction[], fo
   for (const r of resolved.values()) if (state.known.get(r.name) !== r.version) changed.push(r);
   const removed: string[] = [];
   const pending = new Set(resolution.pending ?? []);
-  for (const name of state.known.keys()) if (!resolved.has(name) && !pending.has(name)) removed.push(name);
+  const isPending = resolution.isPending;
+  for (const name of state.known.keys()) if (!resolved.has(name) && !pending.has(name) && !isPending?.(name)) removed.push(name);
   if (changed.length === 0 && removed.length === 0 && !forceSend) return { state, actions };
 
   changed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

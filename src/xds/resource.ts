@@ -32,6 +32,12 @@ export interface Resolution {
    * restart): a delta stream must not report them removed just because they are not there yet.
    */
   readonly pending?: readonly string[];
+  /**
+   * Names of a shape whose fate is not decided yet, for names no list can give: a wildcard's
+   * identity names (KRI, SPIFFE ID, `default`, ROOTCA) are not known before the identity is, yet a
+   * reconnecting client claims them in initial_resource_versions.
+   */
+  readonly isPending?: (name: string) => boolean;
 }
 
 /** Supplied by the transport; reads the current cache. Called only when a step needs it. */

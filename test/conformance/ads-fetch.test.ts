@@ -91,6 +91,35 @@ describe('FetchSecrets', () => {
     assert.ok(!names.includes('default'));
   });
 
+  it('says why a fetch of another identity\'s SPIFFE ID or KRI gets nothing: it is not this proxy\'s identity, which it names', async () => {
+    // web's own identity is `identity` (WEB_SPIFFE): pay's names can never be served to it as they stand.
+    const wait = await fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default'], type_url: SECRET_TYPE_URL });
+    assert.equal(wait.resources?.length, 1);
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: [PAY_SPIFFE, KRI_PAYMENTS], type_url: SECRET_TYPE_URL }),
+      (e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.UNAVAILABLE);
+        assert.match(e.details, /not this proxy's identity/);
+        assert.ok(e.details.includes(WEB_SPIFFE), e.details);
+        assert.ok(e.details.includes(PAY_SPIFFE), e.details);
+        return true;
+      },
+    );
+  });
+
+  it('says that a trust domain the mesh does not have is not one of its trust domains, not what the proxy\'s identity lacks', async () => {
+    // ghost has no Dataplane (so no identity, with a reason); nope.example is no trust domain of the mesh.
+    await assert.rejects(
+      fetchSecrets(s.address, { node: nodeOf('default.ghost'), resource_names: ['spiffe://nope.example', 'default'], type_url: SECRET_TYPE_URL }),
+      (e: grpc.ServiceError) => {
+        assert.equal(e.code, grpc.status.UNAVAILABLE);
+        assert.match(e.details, /"spiffe:\/\/nope\.example" is not a trust domain of mesh "default"/);
+        assert.match(e.details, /"default" is the proxy's own: no Dataplane "ghost"/);
+        return true;
+      },
+    );
+  });
+
   it('fails an unknown-shape name with INVALID_ARGUMENT naming it', async () => {
     await assert.rejects(
       fetchSecrets(s.address, { node: nodeOf('default.web'), resource_names: ['default', 'nonsense-name'], type_url: SECRET_TYPE_URL }),
