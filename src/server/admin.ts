@@ -11,6 +11,7 @@ import { scrubCredentials } from './grpc-logging.js';
 import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
+import { capConnectionsFairly } from './fair-connections.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -145,7 +146,10 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
-/** Connections the admin server keeps open at once; more are closed as they arrive. */
+/**
+ * Connections the admin server keeps open at once; one more closes an idle one of the client that
+ * holds the most (see capConnectionsFairly), or itself when every other has a request in progress.
+ */
 export const ADMIN_MAX_CONNECTIONS = 128;
 
 /**
@@ -315,8 +319,17 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // Short-lived admin requests; do not let idle keep-alive sockets hold close() up.
   server.keepAliveTimeout = 5000;
   // Probes and scrapes need a few connections; without a cap, clients of an admin port open to the
-  // pod network could hold every descriptor the gRPC listener needs for proxies.
-  server.maxConnections = ADMIN_MAX_CONNECTIONS;
+  // pod network could hold every descriptor the gRPC listener needs for proxies. Not node's
+  // maxConnections: one client holding all of them would shut the kubelet's probes out.
+  const roomMadeLog = new OncePerSecond();
+  capConnectionsFairly(server, ADMIN_MAX_CONNECTIONS, (e) =>
+    roomMadeLog.log((skipped) =>
+      log.warn(
+        { limit: ADMIN_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: skipped },
+        e.newcomer ? 'admin connection closed as it arrived: every other one has a request in progress' : 'admin connection closed to make room for a new one: its client holds the most',
+      ),
+    ),
+  );
 
   const { address: addr, urlHost } = await listenOn(server, host, port);
   if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {
