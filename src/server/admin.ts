@@ -12,6 +12,7 @@ import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 import { capConnectionsFairly } from './fair-connections.js';
+import { pacedRender } from './metrics-pacing.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -243,6 +244,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   /** When the last rotation of each scope (`*` or a proxy) was accepted; kept for ROTATE_COALESCE_MS. */
   const rotationsAccepted = new Map<string, number>();
   const coalescedLog = new OncePerSecond();
+  const renderMetrics = pacedRender(() => opts.metrics.render());
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
@@ -299,7 +301,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       const report = opts.readiness();
       return send(res, report.ready ? 200 : 503, 'text/plain; charset=utf-8', formatReadiness(report, url.searchParams.has('verbose')));
     }
-    if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await opts.metrics.render());
+    if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await renderMetrics());
     const source = debugRoutes[path];
     if (source) {
       const body = JSON.stringify(scrubSecrets(await source()), null, 2) + '\n';
