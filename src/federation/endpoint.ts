@@ -20,16 +20,17 @@ import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
+import { capConnectionsFairly } from '../api/fair-connections.js';
 import { readFlagFileSync } from '../api/flag-file.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
 const ROTATION_FRACTION = 0.8;
 /**
- * Connections the endpoint keeps open at once; more are closed as they arrive. Its clients are a few
- * followers polling every refresh hint, but it faces other zones: without a cap, 2,000 idle
- * connections each held a descriptor for the 10 s client timeout, and a peer opening them faster
- * than that takes the descriptors the gRPC listener, the store and the state files need.
+ * Connections the endpoint keeps open at once; one more closes one (see capConnectionsFairly). Its
+ * clients are a few followers polling every refresh hint, but it faces other zones: without a cap,
+ * 2,000 idle connections each held a descriptor for the 10 s client timeout, and a peer opening them
+ * faster than that takes the descriptors the gRPC listener, the store and the state files need.
  */
 export const BUNDLE_ENDPOINT_MAX_CONNECTIONS = 128;
 /** How often a refusal over the connection cap is logged at most. */
@@ -216,17 +217,16 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     );
   }
   server.keepAliveTimeout = 5000;
-  server.maxConnections = BUNDLE_ENDPOINT_MAX_CONNECTIONS;
   // Said, at most once per 10 s: a follower refused here only sees its fetch fail.
   let overLimitLoggedMs = -Infinity;
   let overLimitSkipped = 0;
-  server.on('drop', (data?: { remoteAddress?: string }) => {
+  capConnectionsFairly(server, BUNDLE_ENDPOINT_MAX_CONNECTIONS, (e) => {
     const at = Date.now();
     if (at - overLimitLoggedMs < OVER_LIMIT_LOG_MS) return void overLimitSkipped++;
     overLimitLoggedMs = at;
     opts.log?.warn(
-      { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: data?.remoteAddress, alsoRefusedSinceLastLine: overLimitSkipped },
-      'bundle endpoint: connection over the limit closed as it arrived',
+      { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: overLimitSkipped },
+      e.newcomer ? 'bundle endpoint: connection closed as it arrived: every other one has a request in progress' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
     );
     overLimitSkipped = 0;
   });

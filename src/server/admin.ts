@@ -11,7 +11,7 @@ import { scrubCredentials } from './grpc-logging.js';
 import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
-import { capConnectionsFairly } from './fair-connections.js';
+import { capConnectionsFairly } from '../api/fair-connections.js';
 import { pacedRender } from './metrics-pacing.js';
 
 export interface AdminDebugSources {

@@ -1,0 +1,74 @@
+// A connection cap for a small HTTP(S) server whose port is open to other hosts (the admin port:
+// the kubelet's probes, Prometheus; the bundle endpoint: other zones). node's maxConnections closes
+// whatever arrives once the cap is reached, so one client holding the cap (idle sockets, a TLS
+// handshake or headers never finished, reopened as the 10 s client timeout drops them) shut the
+// liveness probe out (and got the server restarted), or every follower of the bundle endpoint.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Server, Socket } from 'node:net';
+
+export interface RoomMade {
+  /** The address of the client whose connection was closed. */
+  peer: string;
+  /** How many connections that client held, the one closed included. */
+  peerConnections: number;
+  /** Whether the connection closed is the one that just arrived (every other one had a request in progress). */
+  newcomer: boolean;
+}
+
+/**
+ * Keeps at most `max` connections open on `server` (http or https). One more is let in by closing a
+ * connection with no request in progress (idle, or its handshake or request not complete yet) of the
+ * client that holds the most, its oldest first; the newcomer counts as such a connection of its own
+ * client, and is closed when no other can be. A request in progress is never cut. A probe's fresh
+ * connection, which sends its request at once, is thus not the one closed while a client holds as
+ * many connections as it.
+ */
+export function capConnectionsFairly(server: Server, max: number, onRoomMade: (e: RoomMade) => void): void {
+  interface Conn {
+    peer: string;
+    inProgress: number;
+  }
+  /** In the order they arrived: the first one found is the oldest. */
+  const conns = new Map<Socket, Conn>();
+  /** The same, by the client's address and port: an https request's socket is the TLS one, not the TCP socket seen arriving. */
+  const byEndpoint = new Map<string, Conn>();
+  const perPeer = new Map<string, number>();
+  const endpointOf = (s: Socket) => `${s.remoteAddress}|${s.remotePort}`;
+
+  server.on('connection', (socket: Socket) => {
+    const peer = socket.remoteAddress ?? '';
+    const endpoint = endpointOf(socket);
+    const conn: Conn = { peer, inProgress: 0 };
+    conns.set(socket, conn);
+    byEndpoint.set(endpoint, conn);
+    perPeer.set(peer, (perPeer.get(peer) ?? 0) + 1);
+    socket.once('close', () => {
+      conns.delete(socket);
+      if (byEndpoint.get(endpoint) === conn) byEndpoint.delete(endpoint);
+      const left = (perPeer.get(peer) ?? 1) - 1;
+      if (left > 0) perPeer.set(peer, left);
+      else perPeer.delete(peer);
+    });
+    if (conns.size <= max) return;
+    let victim = socket;
+    let most = 0;
+    for (const [s, c] of conns) {
+      if (c.inProgress > 0) continue;
+      const n = perPeer.get(c.peer) ?? 0;
+      if (n > most) {
+        most = n;
+        victim = s;
+      }
+    }
+    const peerOfVictim = conns.get(victim)?.peer ?? peer;
+    onRoomMade({ peer: peerOfVictim, peerConnections: perPeer.get(peerOfVictim) ?? 0, newcomer: victim === socket });
+    victim.destroy();
+  });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const c = byEndpoint.get(endpointOf(req.socket));
+    if (!c) return;
+    c.inProgress++;
+    res.once('close', () => c.inProgress--);
+  });
+}
