@@ -120,7 +120,32 @@ function readWebTls(files: { certFile: string; keyFile: string }): { cert: strin
       throw new BundleEndpointError((e as Error).message);
     }
   };
-  return { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };
+  const pair = { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };
+  const problem = webTlsProblem(pair, files);
+  if (problem) throw new BundleEndpointError(problem);
+  return pair;
+}
+
+/**
+ * Why a certificate and key cannot be served together, naming the flag and file: openssl's own text
+ * (`key values mismatch`, `no start line`) named neither, at start or on reload. Never quotes the files.
+ */
+function webTlsProblem(pair: { cert: string; key: string }, files: { certFile: string; keyFile: string }): string | undefined {
+  const fails = (o: { cert?: string; key?: string }): string | undefined => {
+    try {
+      createSecureContext(o);
+      return undefined;
+    } catch (e) {
+      return (e as Error).message.replace(/^error:[0-9A-F]+:/, '');
+    }
+  };
+  const certProblem = fails({ cert: pair.cert });
+  if (certProblem) return `--bundle-endpoint-tls-cert ${files.certFile}: no PEM certificate that can be served (${certProblem})`;
+  const keyProblem = fails({ key: pair.key });
+  if (keyProblem) return `--bundle-endpoint-tls-key ${files.keyFile}: no PEM private key that can be used (${keyProblem})`;
+  const pairProblem = fails(pair);
+  if (pairProblem) return `--bundle-endpoint-tls-key ${files.keyFile} is not the private key of --bundle-endpoint-tls-cert ${files.certFile} (${pairProblem})`;
+  return undefined;
 }
 
 function send(res: ServerResponse, code: number, body: string): void {
