@@ -164,6 +164,14 @@ function isPrivilegedPath(path: string): boolean {
   return path === '/rotate' || path.startsWith('/debug/');
 }
 
+/**
+ * Headers a reverse proxy adds to what it relays (curl, the kubelet and Prometheus send none). An
+ * Envoy sidecar (Istio, Kuma) relays an inbound HTTP/1.1 request from loopback (127.0.0.6) with
+ * X-Forwarded-Proto (Envoy sends it upstream on HTTP/1.1) but, unless its listener sets
+ * use_remote_address, no X-Forwarded-For: any pod of the mesh could rotate every proxy and read /debug/*.
+ */
+const RELAY_HEADERS: readonly string[] = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-client-cert', 'x-envoy-external-address', 'via'];
+
 /** A peer address as node reports it (`127.0.0.1`, `::1`, `::ffff:127.0.0.1` on a dual-stack socket). */
 function isLoopbackPeer(address: string | undefined): boolean {
   if (!address || isIP(address) === 0) return false;
@@ -193,7 +201,7 @@ export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 
     return { kind: 'browser', message: 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser' };
   }
   // A reverse proxy on this host (a sidecar) connects from loopback for clients that are not.
-  const forwarded = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined || req.headers['x-real-ip'] !== undefined;
+  const forwarded = RELAY_HEADERS.some((h) => req.headers[h] !== undefined);
   if (!isLoopbackPeer(req.socket.remoteAddress) || forwarded) {
     if (remoteDebug) return undefined;
     return { kind: 'remote', message: 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts' };
