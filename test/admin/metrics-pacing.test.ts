@@ -40,3 +40,33 @@ test('concurrent /metrics requests share renders (40 requests at once: at most 2
     await admin.close();
   }
 });
+
+test('concurrent /debug/* requests share renders too (a /debug/proxies of 10,000 proxies takes 450 ms of the main thread): 20 at once, at most 2 calls of the source', async () => {
+  let calls = 0;
+  const admin = await startAdminServer({
+    listen: '127.0.0.1:0',
+    metrics: createMetrics(),
+    readiness: () => new Readiness().evaluate(),
+    debug: {
+      proxies: () => {
+        calls++;
+        const until = Date.now() + 20;
+        while (Date.now() < until);
+        return [{ proxy: 'default.web', call: calls }];
+      },
+      secrets: () => [],
+    },
+    logger: silent,
+  });
+  try {
+    const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${admin.url}/debug/proxies`).then((r) => r.status)));
+    assert.deepEqual(new Set(answers), new Set([200]));
+    assert.ok(calls <= 2, `${calls} calls for 20 concurrent requests`);
+    // A later request is answered from a later call.
+    const before = calls;
+    const body = (await (await fetch(`${admin.url}/debug/proxies`)).json()) as { call: number }[];
+    assert.equal(body[0]!.call, before + 1);
+  } finally {
+    await admin.close();
+  }
+});
