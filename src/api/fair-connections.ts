@@ -11,17 +11,18 @@ export interface RoomMade {
   peer: string;
   /** How many connections that client held, the one closed included. */
   peerConnections: number;
-  /** Whether the connection closed is the one that just arrived (every other one had a request in progress). */
+  /** Whether the connection closed is the one that just arrived (its client holds the most and had no other idle one). */
   newcomer: boolean;
 }
 
 /**
  * Keeps at most `max` connections open on `server` (http or https). One more is let in by closing a
- * connection with no request in progress (idle, or its handshake or request not complete yet) of the
- * client that holds the most, its oldest first; the newcomer counts as such a connection of its own
- * client, and is closed when no other can be. A request in progress is never cut. A probe's fresh
- * connection, which sends its request at once, is thus not the one closed while a client holds as
- * many connections as it.
+ * connection of the client that holds the most (ties: the one whose first connection is oldest):
+ * its oldest with no request in progress (idle, or its handshake or request not complete yet), else
+ * its oldest, request and all (a client may otherwise keep every one busy with slow or pipelined
+ * requests). The newcomer counts as an idle connection of its own client, so it is the one closed
+ * only when its client holds the most and has no other idle one. A probe's fresh connection is thus
+ * never the one closed while another client holds as many connections as its own client.
  */
 export function capConnectionsFairly(server: Server, max: number, onRoomMade: (e: RoomMade) => void): void {
   interface Conn {
@@ -50,16 +51,26 @@ export function capConnectionsFairly(server: Server, max: number, onRoomMade: (e
       else perPeer.delete(peer);
     });
     if (conns.size <= max) return;
-    let victim = socket;
+    let holder = '';
     let most = 0;
-    for (const [s, c] of conns) {
-      if (c.inProgress > 0) continue;
+    for (const c of conns.values()) {
       const n = perPeer.get(c.peer) ?? 0;
       if (n > most) {
         most = n;
-        victim = s;
+        holder = c.peer;
       }
     }
+    let victim: Socket | undefined;
+    let oldestOfHolder: Socket | undefined;
+    for (const [s, c] of conns) {
+      if (c.peer !== holder) continue;
+      oldestOfHolder ??= s;
+      if (c.inProgress === 0) {
+        victim = s;
+        break;
+      }
+    }
+    victim ??= oldestOfHolder ?? socket;
     const peerOfVictim = conns.get(victim)?.peer ?? peer;
     onRoomMade({ peer: peerOfVictim, peerConnections: perPeer.get(peerOfVictim) ?? 0, newcomer: victim === socket });
     victim.destroy();

@@ -251,7 +251,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     overLimitLoggedMs = at;
     opts.log?.warn(
       { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: overLimitSkipped },
-      e.newcomer ? 'bundle endpoint: connection closed as it arrived: every other one has a request in progress' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
+      e.newcomer ? 'bundle endpoint: connection closed as it arrived: its client holds the most and has no other idle one' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
     );
     overLimitSkipped = 0;
   });

@@ -147,10 +147,7 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
-/**
- * Connections the admin server keeps open at once; one more closes an idle one of the client that
- * holds the most (see capConnectionsFairly), or itself when every other has a request in progress.
- */
+/** Connections the admin server keeps open at once; one more closes one of the client that holds the most (see capConnectionsFairly). */
 export const ADMIN_MAX_CONNECTIONS = 128;
 
 /**
@@ -336,7 +333,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
     roomMadeLog.log((skipped) =>
       log.warn(
         { limit: ADMIN_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: skipped },
-        e.newcomer ? 'admin connection closed as it arrived: every other one has a request in progress' : 'admin connection closed to make room for a new one: its client holds the most',
+        e.newcomer ? 'admin connection closed as it arrived: its client holds the most and has no other idle one' : 'admin connection closed to make room for a new one: its client holds the most',
       ),
     ),
   );

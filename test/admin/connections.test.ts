@@ -99,7 +99,7 @@ test('when the admin port is full, the connection closed is of the client holdin
   });
 });
 
-test('a connection with a request in progress is never closed to make room: with all 128 busy, the newcomer is closed at once', async () => {
+test('a newcomer whose own client holds all 128 connections, each with a request in progress, is the one closed: those requests are answered', async () => {
   let release = (): void => undefined;
   const gate = new Promise<void>((r) => (release = r));
   await withAdmin({ debug: { proxies: () => gate.then(() => []), secrets: () => [] } }, async (admin) => {
@@ -119,6 +119,28 @@ test('a connection with a request in progress is never closed to make room: with
       release();
       assert.deepEqual(new Set(await Promise.all(answers)), new Set(['HTTP/1.1 200 OK']), 'every request in progress was answered');
       assert.equal(await statusOf(admin.port, '/healthz'), 'HTTP/1.1 200 OK');
+    } finally {
+      release();
+      for (const s of busy) s.destroy();
+    }
+  });
+});
+
+test('a client keeping all 128 connections busy (requests waiting on a slow view, pipelined) loses its oldest request in progress to a probe from another client', async () => {
+  let release = (): void => undefined;
+  const gate = new Promise<void>((r) => (release = r));
+  await withAdmin({ debug: { proxies: () => gate.then(() => []), secrets: () => [] } }, async (admin) => {
+    const busy: Socket[] = [];
+    try {
+      for (let i = 0; i < ADMIN_MAX_CONNECTIONS; i++) {
+        const s = await open(admin.port, '127.0.0.2');
+        s.write('GET /debug/proxies HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+        busy.push(s);
+      }
+      await settle();
+      assert.equal(await statusOf(admin.port, '/healthz'), 'HTTP/1.1 200 OK');
+      await settle();
+      assert.deepEqual(busy.filter(isClosed), busy.slice(0, 1), 'the holder lost its oldest connection, request and all');
     } finally {
       release();
       for (const s of busy) s.destroy();
