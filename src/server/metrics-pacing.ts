@@ -1,7 +1,8 @@
 // /metrics answers every client that reaches the admin port (probes and Prometheus need it on the
 // pod network), and a render walks every stream and proxy on the main thread that serves them:
 // 15–20 ms with 10,000 proxies. One client scraping in a loop kept that thread 80 % busy, 16 at
-// once all of it. Renders are paced instead of cached: no answer is older than its request.
+// once all of it. Renders are paced instead of cached: no answer is older than its request. The
+// /debug/* views are paced the same way (/debug/proxies of 10,000 proxies: 15 MB, 450 ms).
 
 /** The share of the main thread that back-to-back renders may take at most. */
 const MAX_SHARE = 0.25;
