@@ -20,11 +20,21 @@ import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
+import { capConnectionsFairly } from '../api/fair-connections.js';
 import { readFlagFileSync } from '../api/flag-file.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
 export const ENDPOINT_SPIFFE_PATH = '/mesh-sds/bundle-endpoint';
 const ROTATION_FRACTION = 0.8;
+/**
+ * Connections the endpoint keeps open at once; one more closes one (see capConnectionsFairly). Its
+ * clients are a few followers polling every refresh hint, but it faces other zones: without a cap,
+ * 2,000 idle connections each held a descriptor for the 10 s client timeout, and a peer opening them
+ * faster than that takes the descriptors the gRPC listener, the store and the state files need.
+ */
+export const BUNDLE_ENDPOINT_MAX_CONNECTIONS = 128;
+/** How often a refusal over the connection cap is logged at most. */
+const OVER_LIMIT_LOG_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** A trust domain to publish (see identity/issuing-domains.ts). */
@@ -110,7 +120,32 @@ function readWebTls(files: { certFile: string; keyFile: string }): { cert: strin
       throw new BundleEndpointError((e as Error).message);
     }
   };
-  return { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };
+  const pair = { cert: read(files.certFile, '--bundle-endpoint-tls-cert'), key: read(files.keyFile, '--bundle-endpoint-tls-key') };
+  const problem = webTlsProblem(pair, files);
+  if (problem) throw new BundleEndpointError(problem);
+  return pair;
+}
+
+/**
+ * Why a certificate and key cannot be served together, naming the flag and file: openssl's own text
+ * (`key values mismatch`, `no start line`) named neither, at start or on reload. Never quotes the files.
+ */
+function webTlsProblem(pair: { cert: string; key: string }, files: { certFile: string; keyFile: string }): string | undefined {
+  const fails = (o: { cert?: string; key?: string }): string | undefined => {
+    try {
+      createSecureContext(o);
+      return undefined;
+    } catch (e) {
+      return (e as Error).message.replace(/^error:[0-9A-F]+:/, '');
+    }
+  };
+  const certProblem = fails({ cert: pair.cert });
+  if (certProblem) return `--bundle-endpoint-tls-cert ${files.certFile}: no PEM certificate that can be served (${certProblem})`;
+  const keyProblem = fails({ key: pair.key });
+  if (keyProblem) return `--bundle-endpoint-tls-key ${files.keyFile}: no PEM private key that can be used (${keyProblem})`;
+  const pairProblem = fails(pair);
+  if (pairProblem) return `--bundle-endpoint-tls-key ${files.keyFile} is not the private key of --bundle-endpoint-tls-cert ${files.certFile} (${pairProblem})`;
+  return undefined;
 }
 
 function send(res: ServerResponse, code: number, body: string): void {
@@ -207,6 +242,19 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     );
   }
   server.keepAliveTimeout = 5000;
+  // Said, at most once per 10 s: a follower refused here only sees its fetch fail.
+  let overLimitLoggedMs = -Infinity;
+  let overLimitSkipped = 0;
+  capConnectionsFairly(server, BUNDLE_ENDPOINT_MAX_CONNECTIONS, (e) => {
+    const at = Date.now();
+    if (at - overLimitLoggedMs < OVER_LIMIT_LOG_MS) return void overLimitSkipped++;
+    overLimitLoggedMs = at;
+    opts.log?.warn(
+      { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: overLimitSkipped },
+      e.newcomer ? 'bundle endpoint: connection closed as it arrived: its client holds the most and has no other idle one' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
+    );
+    overLimitSkipped = 0;
+  });
 
   const spiffeIdOf = (td: string) => `spiffe://${td}${ENDPOINT_SPIFFE_PATH}`;
 

@@ -11,6 +11,8 @@ import { scrubCredentials } from './grpc-logging.js';
 import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
+import { capConnectionsFairly } from '../api/fair-connections.js';
+import { pacedRender } from './metrics-pacing.js';
 
 export interface AdminDebugSources {
   proxies: () => unknown;
@@ -145,7 +147,7 @@ export function rotateRequestProblem(params: URLSearchParams, req: Pick<Incoming
   return undefined;
 }
 
-/** Connections the admin server keeps open at once; more are closed as they arrive. */
+/** Connections the admin server keeps open at once; one more closes one of the client that holds the most (see capConnectionsFairly). */
 export const ADMIN_MAX_CONNECTIONS = 128;
 
 /**
@@ -158,6 +160,14 @@ export const ROTATE_COALESCE_MS = 1000;
 function isPrivilegedPath(path: string): boolean {
   return path === '/rotate' || path.startsWith('/debug/');
 }
+
+/**
+ * Headers a reverse proxy adds to what it relays (curl, the kubelet and Prometheus send none). An
+ * Envoy sidecar (Istio, Kuma) relays an inbound HTTP/1.1 request from loopback (127.0.0.6) with
+ * X-Forwarded-Proto (Envoy sends it upstream on HTTP/1.1) but, unless its listener sets
+ * use_remote_address, no X-Forwarded-For: any pod of the mesh could rotate every proxy and read /debug/*.
+ */
+const RELAY_HEADERS: readonly string[] = ['x-forwarded-for', 'forwarded', 'x-real-ip', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-client-cert', 'x-envoy-external-address', 'via'];
 
 /** A peer address as node reports it (`127.0.0.1`, `::1`, `::ffff:127.0.0.1` on a dual-stack socket). */
 function isLoopbackPeer(address: string | undefined): boolean {
@@ -188,7 +198,7 @@ export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 
     return { kind: 'browser', message: 'refused: sent by a web page (Origin or Sec-Fetch-Site header); use curl or another client that is not a browser' };
   }
   // A reverse proxy on this host (a sidecar) connects from loopback for clients that are not.
-  const forwarded = req.headers['x-forwarded-for'] !== undefined || req.headers.forwarded !== undefined || req.headers['x-real-ip'] !== undefined;
+  const forwarded = RELAY_HEADERS.some((h) => req.headers[h] !== undefined);
   if (!isLoopbackPeer(req.socket.remoteAddress) || forwarded) {
     if (remoteDebug) return undefined;
     return { kind: 'remote', message: 'refused: /rotate and /debug/* answer only clients on this host (loopback); start serve with --admin-remote-debug (MESH_SDS_ADMIN_REMOTE_DEBUG=true) to open them to other hosts' };
@@ -228,10 +238,13 @@ class OncePerSecond {
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = parseHostPort(opts.listen, 'admin');
   const log = opts.logger;
-  const debugRoutes: Record<string, (() => unknown) | undefined> = {
-    '/debug/proxies': opts.debug.proxies,
-    '/debug/secrets': opts.debug.secrets,
-    '/debug/identities': opts.debug.identities,
+  // Each view is paced as /metrics is: /debug/proxies of 10,000 proxies is 15 MB built on the main
+  // thread (450 ms), so an operator's `watch curl` must not hold that thread the whole time.
+  const debugView = (source: (() => unknown) | undefined) => source && pacedRender(async () => JSON.stringify(scrubSecrets(await source()), null, 2) + '\n');
+  const debugRoutes: Record<string, (() => Promise<string>) | undefined> = {
+    '/debug/proxies': debugView(opts.debug.proxies),
+    '/debug/secrets': debugView(opts.debug.secrets),
+    '/debug/identities': debugView(opts.debug.identities),
   };
 
   /** One limiter per kind of refusal: a burst of one kind does not hide the first of another. */
@@ -239,6 +252,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   /** When the last rotation of each scope (`*` or a proxy) was accepted; kept for ROTATE_COALESCE_MS. */
   const rotationsAccepted = new Map<string, number>();
   const coalescedLog = new OncePerSecond();
+  const renderMetrics = pacedRender(() => opts.metrics.render());
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     let url: URL;
@@ -295,12 +309,9 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       const report = opts.readiness();
       return send(res, report.ready ? 200 : 503, 'text/plain; charset=utf-8', formatReadiness(report, url.searchParams.has('verbose')));
     }
-    if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await opts.metrics.render());
-    const source = debugRoutes[path];
-    if (source) {
-      const body = JSON.stringify(scrubSecrets(await source()), null, 2) + '\n';
-      return send(res, 200, 'application/json; charset=utf-8', body);
-    }
+    if (path === '/metrics') return send(res, 200, opts.metrics.contentType, await renderMetrics());
+    const view = debugRoutes[path];
+    if (view) return send(res, 200, 'application/json; charset=utf-8', await view());
     send(res, 404, 'text/plain; charset=utf-8', 'not found\n');
   };
 
@@ -315,8 +326,17 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // Short-lived admin requests; do not let idle keep-alive sockets hold close() up.
   server.keepAliveTimeout = 5000;
   // Probes and scrapes need a few connections; without a cap, clients of an admin port open to the
-  // pod network could hold every descriptor the gRPC listener needs for proxies.
-  server.maxConnections = ADMIN_MAX_CONNECTIONS;
+  // pod network could hold every descriptor the gRPC listener needs for proxies. Not node's
+  // maxConnections: one client holding all of them would shut the kubelet's probes out.
+  const roomMadeLog = new OncePerSecond();
+  capConnectionsFairly(server, ADMIN_MAX_CONNECTIONS, (e) =>
+    roomMadeLog.log((skipped) =>
+      log.warn(
+        { limit: ADMIN_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: skipped },
+        e.newcomer ? 'admin connection closed as it arrived: its client holds the most and has no other idle one' : 'admin connection closed to make room for a new one: its client holds the most',
+      ),
+    ),
+  );
 
   const { address: addr, urlHost } = await listenOn(server, host, port);
   if (!isLoopbackOrUnix(addr.family === 'IPv6' ? `[${addr.address}]:${addr.port}` : `${addr.address}:${addr.port}`)) {

@@ -118,6 +118,27 @@ test('a request relayed by a reverse proxy on this host (X-Forwarded-For, Forwar
   }
 });
 
+test('a request relayed by an Envoy sidecar on this host (Istio, Kuma: X-Forwarded-Proto and X-Request-Id, no X-Forwarded-For, from loopback: Istio connects from 127.0.0.6) counts as another host; so do X-Forwarded-Host, X-Forwarded-Client-Cert, X-Envoy-External-Address and Via', async () => {
+  const relayed: Record<string, string>[] = [
+    // What an Envoy inbound listener sends upstream for an HTTP/1.1 request (use_remote_address: false).
+    { 'x-forwarded-proto': 'http', 'x-request-id': '0f6e8a4c-1d2b-4c3a-9e8f-7a6b5c4d3e2f', 'x-envoy-attempt-count': '1', host: '127.0.0.1' },
+    { 'x-forwarded-host': 'mesh-sds.example' },
+    { 'x-forwarded-client-cert': 'By=spiffe://cluster.local/ns/a/sa/b;URI=spiffe://cluster.local/ns/c/sa/d' },
+    { 'x-envoy-external-address': '203.0.113.9' },
+    { via: '1.1 envoy' },
+  ];
+  for (const headers of relayed) {
+    await withAdmin({}, async (base, rotations) => {
+      const r = await send(`${base}/rotate`, { method: 'POST', headers });
+      assert.equal(r.status, 403, JSON.stringify(headers));
+      assert.match(JSON.parse(r.body).error, /--admin-remote-debug/);
+      assert.equal((await send(`${base}/debug/proxies`, { headers })).status, 403, JSON.stringify(headers));
+      assert.equal((await send(`${base}/healthz`, { headers })).status, 200);
+      assert.deepEqual(rotations, []);
+    });
+  }
+});
+
 test('a dual-stack admin ([::]) takes an IPv4 loopback client (::ffff:127.0.0.1) as loopback', async (t) => {
   let admin;
   try {
