@@ -211,13 +211,14 @@ test('unfinished request messages are held up to a server-wide budget: past it a
 });
 
 test('each connection holds at most a quarter of the server\'s unfinished budget, so one peer cannot take it all; past twice the largest message, its messages that stall are ended sooner; any stalled message is ended after the timeout', async () => {
-  const { address } = await echoServer({
+  const { address, server } = await echoServer({
     maxMessageBytes: 128 * 1024,
     maxUnfinishedRequestBytes: 4 * 1024 * 1024,
     keepaliveTimeMs: 400,
     keepaliveTimeoutMs: 400,
-    unfinishedMessageTimeoutMs: 2500,
-    crowdedUnfinishedMessageTimeoutMs: 300,
+    // Room for a loaded machine (300 ms and 2.5 s were judged too close to each other there).
+    unfinishedMessageTimeoutMs: 5000,
+    crowdedUnfinishedMessageTimeoutMs: 1000,
   });
   const partial = () => grpcFrame(Buffer.alloc(100 * 1024, 0x61)).subarray(0, 5 + 100 * 1024 - 1);
   const endOf = (call: { ended: Promise<{ code?: number; message: string }> }, ms: number) =>
@@ -227,7 +228,9 @@ test('each connection holds at most a quarter of the server\'s unfinished budget
   try {
     // 1 MiB per connection: ten 100 KiB partial messages fit, the eleventh is refused.
     const crowded = Array.from({ length: 10 }, () => rawCall(first, '/test.Echo/Bidi', { body: [partial()] }));
-    await new Promise((r) => setTimeout(r, 100));
+    // Every byte of them in before the next call (a fixed 100 ms was not enough on a loaded machine).
+    const until = Date.now() + 10_000;
+    while (server.unfinishedRequestBytes < 10 * (100 * 1024 - 1) && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     const over = await endOf(rawCall(first, '/test.Echo/Bidi', { body: [partial()] }), 2000);
     assert.equal(over.code, Status.RESOURCE_EXHAUSTED);
     assert.match(over.message, /this connection holds 1 MiB of unfinished request messages/);
@@ -235,16 +238,16 @@ test('each connection holds at most a quarter of the server\'s unfinished budget
     const calm = [rawCall(second, '/test.Echo/Bidi', { body: [partial()] }), rawCall(second, '/test.Echo/Bidi', { body: [partial()] })];
     // The crowded connection's stalled messages are ended at the crowded timeout.
     for (const call of crowded) {
-      const end = await endOf(call, 2000);
+      const end = await endOf(call, 4000);
       assert.equal(end.code, Status.DEADLINE_EXCEEDED);
-      assert.match(end.message, /a request message got no further bytes for 0\.3 s/);
+      assert.match(end.message, /a request message got no further bytes for 1 s/);
     }
     assert.equal((await endOf(calm[0]!, 100)).code, 'not ended', 'within its stalled limit, a connection keeps its messages longer');
     // And every unfinished message that gets no further bytes is ended after the timeout.
     for (const call of calm) {
-      const end = await endOf(call, 5000);
+      const end = await endOf(call, 10_000);
       assert.equal(end.code, Status.DEADLINE_EXCEEDED);
-      assert.match(end.message, /a request message got no further bytes for 2\.5 s/);
+      assert.match(end.message, /a request message got no further bytes for 5 s/);
     }
   } finally {
     first.destroy();

@@ -186,6 +186,11 @@ export class GrpcServer {
   /** Runs while calls wait for their request (see firstRequestTimeoutMs). */
   private waitingSweep: NodeJS.Timeout | undefined;
 
+  /** Bytes of unfinished request messages held across every connection (the server-wide read budget in use). */
+  get unfinishedRequestBytes(): number {
+    return this.context.readBudget.used;
+  }
+
   constructor(opts: GrpcServerOptions = {}) {
     this.onRefusedConnection = opts.onRefusedConnection;
     this.tlsHandshakeTimeoutMs = opts.tlsHandshakeTimeoutMs ?? 10_000;
