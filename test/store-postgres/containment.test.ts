@@ -268,3 +268,23 @@ spec:
     assert.deepEqual(await store!.apply(trust, 'trust.yaml'), [], 'the same resource without it is written');
   });
 });
+
+test('apply refuses, writing nothing, a resource holding a lone UTF-16 surrogate (a JSON or YAML "\\ud800" escape) naming the field, instead of failing with the database\'s "invalid input syntax for type json"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const dp = (name: string, labels: Record<string, string>) => ({ type: 'Dataplane', mesh: 'default', name, labels });
+    // JSON.stringify writes a lone surrogate as its escape, as a user's file would.
+    const json = JSON.stringify([dp('ok', { app: 'web' }), dp('lone-high', { app: 'web', note: 'x\ud800' })]);
+    const yaml = `${dataplaneYaml('ok', 'web')}---\ntype: Dataplane\nmesh: default\nname: lone-low\nlabels:\n  app: web\n  "k\\udc00": v\n`;
+    for (const [text, file, path] of [[json, 'lone.json', 'labels.note'], [yaml, 'lone.yaml', 'labels["k\\udc00"]']] as const) {
+      const errors = await store!.apply(text, file);
+      assert.deepEqual(
+        errors.map((e) => `${e.file} ${e.path}: ${e.message}`),
+        [`${file} ${path}: must not hold a lone UTF-16 surrogate (an escape such as \\ud800 without its pair): it is no Unicode character, and the Postgres store cannot keep it`],
+      );
+    }
+    const rows = await adminQuery(`SELECT name FROM "${schema}".resources`);
+    assert.deepEqual(rows.rows, [], 'nothing written');
+    // A pair (an emoji written as two escapes) is one character, and is kept.
+    assert.deepEqual(await store!.apply(JSON.stringify([dp('pair', { app: 'web', note: '\ud83d\ude00' })]), 'pair.json'), []);
+  });
+});
