@@ -84,7 +84,8 @@ export const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
   fingerprint: string;
-  revision: number;
+  /** A bigint column: past 2^53 (a sequence set high) a number is off by one, and every write conflicted. */
+  revision: bigint;
   /** Last good version; kept when the row later fails to load. */
   resource?: Resource;
   errors: ResourceError[];
@@ -141,7 +142,7 @@ export class PostgresStore implements ResourceStore {
 
   private entries = new Map<string, Entry>();
   /** Versions this store wrote itself, until the feed has loaded them (see knownVersion). */
-  private ownWrites = new Map<string, { revision: number; exists: boolean }>();
+  private ownWrites = new Map<string, { revision: bigint; exists: boolean }>();
   /** Keys of entries with errors, so publishing does not walk every entry. */
   private erroneous = new Set<string>();
   private current: ResourceSnapshot | undefined;
@@ -412,7 +413,7 @@ export class PostgresStore implements ResourceStore {
     });
     if (conflicts.length > 0) return conflicts;
     // A next write through this store is based on these versions, even before the feed has read them.
-    for (const [key, revision] of written) this.ownWrites.set(key, { revision: Number(revision), exists: true });
+    for (const [key, revision] of written) this.ownWrites.set(key, { revision: BigInt(revision), exists: true });
     // Also read them directly, so this replica catches up even while its LISTEN connection is down.
     this.noteChanged(written.map(([key]) => byKey.get(key)!));
     return [];
@@ -471,7 +472,7 @@ export class PostgresStore implements ResourceStore {
       );
     }
     if (row?.what === 'deleted') {
-      this.ownWrites.set(key, { revision: Number(row.revision), exists: false });
+      this.ownWrites.set(key, { revision: BigInt(row.revision), exists: false });
       this.noteChanged([{ kind, mesh, namespace, name }]);
     }
     if (!row) return this.deleteMisspelledKind(kind, mesh, namespace, name, basedOn);
@@ -598,7 +599,7 @@ export class PostgresStore implements ResourceStore {
   private entryFor(key: string, row: ResourceRow): Entry {
     // A row over the limit is known by its sizes alone (its text was not read).
     const fingerprint = row.doc ?? (row.source !== null ? `source:${row.source}` : `too large:${row.doc_bytes}:${row.source_bytes}`);
-    const revision = Number(row.revision);
+    const revision = BigInt(row.revision);
     const prev = this.entries.get(key);
     if (prev && prev.fingerprint === fingerprint) {
       return prev.revision === revision ? prev : { ...prev, revision };
