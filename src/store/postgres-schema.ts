@@ -326,12 +326,49 @@ async function foreignTables(c: pg.ClientBase, t: SchemaTables): Promise<string[
  * A schema newer than this binary knows is refused (naming both versions), never touched.
  * `repaired`: the triggers or functions found missing (or disabled) and recreated.
  */
-export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{ from: number; to: number; repaired: string[] }> {
+export async function migrate(
+  client: pg.ClientBase,
+  t: SchemaTables,
+  opts: { lockTimeoutMs?: number; timeoutMs?: number } = {},
+): Promise<{ from: number; to: number; repaired: string[] }> {
+  const lockTimeoutMs = Math.max(1, Math.round(opts.lockTimeoutMs ?? 2000));
+  const timeoutMs = opts.timeoutMs ?? MIGRATION_TIMEOUT_MS;
+  const deadline = performance.now() + timeoutMs;
+  // Changing the table (a migration, a trigger put back) needs its exclusive lock; waiting for it
+  // queues every other session's reads and writes behind the request. Asked for while a long
+  // transaction held the table, every running replica's reads and writes stalled until it ended
+  // (up to the 120 s timeout). So the lock is waited for briefly, and asked for again after a pause.
+  for (;;) {
+    try {
+      // The table's lock_timeout ends first, so the error says what held it.
+      return await migrateOnce(client, t, lockTimeoutMs, Math.max(0, Math.round(deadline - performance.now())) + lockTimeoutMs);
+    } catch (err) {
+      if (!lockTimedOut(err)) throw err;
+      if (performance.now() + lockTimeoutMs >= deadline) {
+        throw new Error(
+          `postgres schema ${quoted(t.schema)}: another session holds ${t.resources} (a long transaction; find it in pg_locks and pg_stat_activity), so it could not be migrated or its change-feed triggers recreated within ${timeoutMs / 1000} s`,
+          { cause: err },
+        );
+      }
+      await new Promise((r) => setTimeout(r, lockTimeoutMs));
+    }
+  }
+}
+
+/** Whether a lock_timeout ended the statement (repairTriggers wraps the database's error). */
+function lockTimedOut(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) if ((e as { code?: unknown }).code === '55P03') return true;
+  return false;
+}
+
+async function migrateOnce(client: pg.ClientBase, t: SchemaTables, lockTimeoutMs: number, timeoutMs: number): Promise<{ from: number; to: number; repaired: string[] }> {
   await client.query('BEGIN');
   try {
     // Waiting for another replica's migration is expected at start-up; the pool's short timeout is for serving.
-    await client.query(`SET LOCAL statement_timeout = '${MIGRATION_TIMEOUT_MS}ms'`);
+    await client.query(`SET LOCAL statement_timeout = '${timeoutMs}ms'`);
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
+    // Set once the advisory lock is held: that one may be waited for (another replica migrating).
+    await client.query(`SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
     await client.query(`
       CREATE TABLE IF NOT EXISTS ${t.versions} (

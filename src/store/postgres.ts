@@ -63,6 +63,8 @@ export interface PostgresStoreOptions {
   heartbeatMs?: number;
   /** How long recreating a missing trigger may wait for the table (see repairChangeFeed). Default 2 s. */
   feedRepairLockTimeoutMs?: number;
+  /** How long start-up may wait for another replica's migration or for the table (default MIGRATION_TIMEOUT_MS). */
+  migrationTimeoutMs?: number;
   /**
    * A row whose doc (or, without one, source text) is larger is refused without being read, as
    * the directory store refuses a larger file (`--max-file-size`). Default 4 MiB.
@@ -220,7 +222,7 @@ export class PostgresStore implements ResourceStore {
     // the schema's tables (or a database that stops answering) held get/inspect for ever.
     const limits = opts.readOnly
       ? { statement_timeout: queryTimeoutMs, query_timeout: queryTimeoutMs + 1000 }
-      : { query_timeout: MIGRATION_TIMEOUT_MS + 5000 }; // migrate limits its statements itself
+      : { query_timeout: (opts.migrationTimeoutMs ?? MIGRATION_TIMEOUT_MS) + (opts.feedRepairLockTimeoutMs ?? 2000) + 5000 }; // migrate limits its statements itself
     const migrator = new pg.Client({ ...clientConfig, ...limits, application_name: `${appName}-migrate` });
     migrator.on('error', () => undefined);
     await migrator.connect();
@@ -231,7 +233,7 @@ export class PostgresStore implements ResourceStore {
           throw text === (err as Error).message ? err : new Error(`postgres schema ${quoted(schema)}: ${text}`, { cause: err });
         });
       } else {
-        const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
+        const { from, to, repaired } = await migrate(migrator, tablesOf(schema), { lockTimeoutMs: opts.feedRepairLockTimeoutMs, timeoutMs: opts.migrationTimeoutMs });
         if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
         if (repaired.length > 0) {
           log.warn({ schema, missing: repaired }, `postgres store: ${repaired.join(', ')} missing (dropped or disabled by hand), recreated: without them replicas see no change`);
