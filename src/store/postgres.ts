@@ -369,7 +369,7 @@ export class PostgresStore implements ResourceStore {
       const updates: (typeof rows[number] & { expected: string })[] = [];
       for (const x of rows) {
         const now = stored.get(x.key);
-        if (now && now.doc !== null && canonicalJson(now.doc) === x.doc && now.source === x.source) continue;
+        if (now && sameDoc(now.doc, x.doc) && now.source === x.source) continue;
         // What the writer saw: the document's resourceVersion, else what this store had loaded when
         // apply was called (a CLI: at its start), else (not started) what was just read.
         const basedOn = x.basedOn ?? now?.revision ?? ABSENT;
@@ -916,6 +916,20 @@ function keyOfRow(row: RowKeyOnly): string {
   return `${row.kind}/${row.mesh}/${row.namespace}/${row.name}`;
 }
 
+
+/**
+ * Whether a stored doc is `doc` (canonical JSON). One another tool nested thousands of levels deep
+ * (jsonb takes ~5,000) is not, and is replaced: canonicalising it threw "Maximum call stack size
+ * exceeded" out of apply, naming nothing, and no apply could replace the row.
+ */
+function sameDoc(stored: string | null, doc: string): boolean {
+  if (stored === null) return false;
+  try {
+    return canonicalJson(stored) === doc;
+  } catch {
+    return false;
+  }
+}
 
 /** Stands for "no such row" where a version is compared. */
 const ABSENT = 'absent';

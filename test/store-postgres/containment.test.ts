@@ -288,3 +288,16 @@ test('apply refuses, writing nothing, a resource holding a lone UTF-16 surrogate
     assert.deepEqual(await store!.apply(JSON.stringify([dp('pair', { app: 'web', note: '\ud83d\ude00' })]), 'pair.json'), []);
   });
 });
+
+test('apply over a row whose doc another tool nested 5,000 levels deep (jsonb takes it) replaces it, instead of failing with "Maximum call stack size exceeded"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, name, doc) VALUES ('Dataplane', 'default', 'deep', $1::jsonb)`, [`{"labels": {"app": ${deep}}}`]);
+    await waitForSnapshot(store!, (s) => s.errors.some((e) => e.file.includes('Dataplane/default//deep')));
+    for (const force of [false, true]) {
+      assert.deepEqual(await store!.apply(dataplaneYaml('deep', force ? 'db' : 'web'), 'deep.yaml', { force }), []);
+    }
+    const snap = await waitForSnapshot(store!, (s) => s.resources.get('Dataplane/default//deep')?.labels.app === 'db');
+    assert.deepEqual(snap.errors, []);
+  });
+});
