@@ -742,6 +742,9 @@ export class PostgresStore implements ResourceStore {
       this.notifiedFullRead();
       return;
     }
+    // No row's key holds a NUL (text columns cannot), and reading one by key fails the whole batch:
+    // retried with every later change, one forged notice stopped every replica's feed.
+    if ((n.kind + n.mesh + n.namespace + n.name).includes('\u0000')) return;
     this.noteChanged([{ kind: n.kind, mesh: n.mesh, namespace: n.namespace, name: n.name }]);
   }
 
