@@ -488,7 +488,7 @@ export class PostgresStore implements ResourceStore {
    */
   private async deleteMisspelledKind(kind: ResourceKind, mesh: string, namespace: string, name: string, basedOn: string | undefined): Promise<boolean> {
     const res = await this.pool.query<{ kind: string }>(
-      `DELETE FROM ${this.t.resources} WHERE lower(kind) = ANY($6::text[]) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
+      `DELETE FROM ${this.t.resources} WHERE lower(btrim(kind, E' \t\r\n')) = ANY($6::text[]) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
          AND ($5::bigint IS NULL OR revision = $5) RETURNING kind`,
       [kind, mesh, namespace, name, basedOn ?? null, misspellings(kind)],
     );
@@ -900,7 +900,11 @@ interface RowKeyOnly {
 
 class RollbackForConflict extends Error {}
 
-/** The spellings of a kind another tool may have written, lowercase: other letters, a plural (MeshIdentities). */
+/**
+ * The spellings of a kind another tool may have written, lowercase: other letters, a plural
+ * (MeshIdentities); compared with the column trimmed (`Dataplane ` from a padded export was
+ * named with no hint, and no command could delete it).
+ */
 function misspellings(kind: string): string[] {
   return [kind, `${kind}s`, kind.replace(/y$/, 'ies')].map((form) => form.toLowerCase());
 }
@@ -908,11 +912,21 @@ function misspellings(kind: string): string[] {
 /** Why a row's kind column is none of the kinds mesh-sds serves, with the one it likely meant; undefined when it is one. */
 function unknownKindProblem(kind: string): string | undefined {
   if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
-  const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(kind.toLowerCase()));
-  // delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
+  const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(trimBlanks(kind).toLowerCase()));
+  // Trimmed as deleteMisspelledKind's btrim does. delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
   // told just "delete removes this row", an operator with both deleted the one being served.
   const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row when no ${meant} row has its name; else it removes that one)` : '';
   return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
+}
+
+/** `s` without leading and trailing spaces, tabs and line ends (SQL's btrim(s, E' \t\r\n')); no regex: a column may be megabytes of them. */
+function trimBlanks(s: string): string {
+  const blank = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+  let i = 0;
+  let j = s.length;
+  while (i < j && blank(s.charCodeAt(i))) i++;
+  while (j > i && blank(s.charCodeAt(j - 1))) j--;
+  return s.slice(i, j);
 }
 
 function keyOfRow(row: RowKeyOnly): string {

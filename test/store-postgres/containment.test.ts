@@ -301,3 +301,18 @@ test('apply over a row whose doc another tool nested 5,000 levels deep (jsonb ta
     assert.deepEqual(snap.errors, []);
   });
 });
+
+test('a kind column with stray whitespace (a row imported from a padded export) is named with the kind it meant, and delete of that kind removes it', async () => {
+  await withStores(1, async ([store], schema) => {
+    for (const [kind, name] of [['Dataplane ', 'pad'], ['\tmeshidentity\n', 'tab']] as const) {
+      await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, doc) VALUES ($1, 'default', '', $2, '{}')`, [kind, name]);
+    }
+    const snap = await waitForSnapshot(store!, (s) => s.errors.length === 2, 5000);
+    assert.match(rowProblems(snap, 'Dataplane /default//pad')[0] ?? '', /^: kind column "Dataplane " is not a kind mesh-sds serves \([^)]*\); it is Dataplane, spelt exactly so \(delete Dataplane removes this row/);
+    assert.match(rowProblems(snap, '\tmeshidentity\n/default//tab')[0] ?? '', /; it is MeshIdentity, spelt exactly so/);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'pad', { force: true }), true);
+    assert.equal(await store!.delete('MeshIdentity', 'default', '', 'tab', { force: true }), true);
+    await waitForSnapshot(store!, (s) => s.errors.length === 0, 5000);
+    assert.deepEqual((await adminQuery(`SELECT kind FROM "${schema}".resources`)).rows, []);
+  });
+});
