@@ -346,7 +346,7 @@ export async function migrate(
       if (!lockTimedOut(err)) throw err;
       if (performance.now() + lockTimeoutMs >= deadline) {
         throw new Error(
-          `postgres schema ${quoted(t.schema)}: another session holds ${t.resources} (a long transaction; find it in pg_locks and pg_stat_activity), so it could not be migrated or its change-feed triggers recreated within ${timeoutMs / 1000} s`,
+          `postgres schema ${quoted(t.schema)}: another session holds a lock on its tables (${t.resources} or ${t.versions}: a long transaction, find it in pg_locks and pg_stat_activity), so it could not be migrated or its change-feed triggers recreated within ${timeoutMs / 1000} s`,
           { cause: err },
         );
       }
