@@ -108,10 +108,17 @@ interface ResourceRow {
   revision: string;
 }
 
+/**
+ * Characters of `source_name` read: a label in messages. Read whole, a value another tool made
+ * 513 MiB (a short `repeat()`, compressed on disk) crashed every replica reading it: past V8's
+ * longest string, pg's protocol parser throws ERR_STRING_TOO_LONG outside any query's handler.
+ */
+const SOURCE_NAME_CHARS = 4096;
+
 /** The columns of a row as read for loading; a doc or source over `maxBytes` is measured, not sent. */
 function rowColumns(maxBytes: number): string {
   const limit = Math.floor(maxBytes);
-  return `kind, mesh, namespace, name, source_name, revision,
+  return `kind, mesh, namespace, name, left(source_name, ${SOURCE_NAME_CHARS}) AS source_name, revision,
     octet_length(doc::text) AS doc_bytes, octet_length(source) AS source_bytes,
     CASE WHEN octet_length(doc::text) > ${limit} THEN NULL ELSE doc::text END AS doc,
     CASE WHEN octet_length(source) > ${limit} THEN NULL ELSE source END AS source`;
@@ -358,8 +365,12 @@ export class PostgresStore implements ResourceStore {
     const written = await this.transaction(async (c) => {
       // Read without locking: a writer that commits between this read and the conditional write
       // below makes that write match nothing, which is the conflict.
-      const seen = await c.query<RowKeyOnly & { revision: string; doc: string | null; source: string }>(
-        `SELECT r.kind, r.mesh, r.namespace, r.name, r.revision, r.doc::text AS doc, r.source FROM ${this.t.resources} r
+      // A stored text over the limit (a row another tool wrote) is not sent: it differs from any written here.
+      const seen = await c.query<RowKeyOnly & { revision: string; doc: string | null; source: string | null }>(
+        `SELECT r.kind, r.mesh, r.namespace, r.name, r.revision,
+           CASE WHEN octet_length(r.doc::text) > ${Math.floor(this.maxRowBytes)} THEN NULL ELSE r.doc::text END AS doc,
+           CASE WHEN octet_length(r.source) > ${Math.floor(this.maxRowBytes)} THEN NULL ELSE r.source END AS source
+         FROM ${this.t.resources} r
          JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(kind, mesh, namespace, name)
            USING (kind, mesh, namespace, name)`,
         keyCols(rows),

@@ -316,3 +316,21 @@ test('a kind column with stray whitespace (a row imported from a padded export) 
     assert.deepEqual((await adminQuery(`SELECT kind FROM "${schema}".resources`)).rows, []);
   });
 });
+
+test('a row whose source_name (or, for apply, source) another tool made 513 MiB (a short repeat() in SQL, compressed on disk) is read cut or not at all, instead of crashing the process with ERR_STRING_TOO_LONG; the rest flows', async () => {
+  await withStores(1, async ([store], schema) => {
+    const huge = `repeat('x', 513 * 1024 * 1024)`; // past V8's longest string, 2^29 - 24 characters
+    assert.deepEqual(await store!.apply(dataplaneYaml('served', 'web'), 'a.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, name, source, source_name) VALUES ('Dataplane', 'default', 'named', $1, ${huge})`, [dataplaneYaml('named', 'web')]);
+    const snap = await waitForSnapshot(store!, (s) => s.resources.has('Dataplane/default//named'), 20_000);
+    assert.ok(snap.resources.get('Dataplane/default//named')!.source!.file.length < 8192, 'the file label is cut');
+    // apply compares with the stored row: its text must not be sent whole either.
+    await adminQuery(`UPDATE "${schema}".resources SET source = ${huge}, source_name = '' WHERE name = 'named'`);
+    assert.deepEqual(await store!.apply(dataplaneYaml('named', 'db'), 'b.yaml', { force: true }), []);
+    await adminQuery(`UPDATE "${schema}".resources SET doc = NULL, source = ${huge} WHERE name = 'served'`);
+    assert.deepEqual(await store!.apply(dataplaneYaml('after', 'web'), 'c.yaml'), []);
+    const last = await waitForSnapshot(store!, (s) => s.resources.get('Dataplane/default//named')?.labels.app === 'db' && s.resources.has('Dataplane/default//after') && s.errors.length === 1, 20_000);
+    assert.match(last.errors[0]!.message, /row Dataplane\/default\/\/served: source is 537919488 bytes, larger than the limit/);
+    assert.equal(last.resources.get('Dataplane/default//served')?.labels.app, 'web', 'its last good version is served');
+  });
+});
