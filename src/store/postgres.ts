@@ -213,6 +213,7 @@ export class PostgresStore implements ResourceStore {
     const { connectionString, schema: urlSchema, applicationName } = splitSchemaParam(url);
     await checkSslFiles(connectionString);
     const schema = opts.schema ?? urlSchema ?? 'public';
+    checkSchemaName(schema);
     const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
     // `application_name` in the URL names this replica's connections (pg_stat_activity); -listen and -migrate are appended.
     const appName = applicationName ?? 'mesh-sds';
@@ -1006,6 +1007,17 @@ function splitSchemaParam(url: string): { connectionString: string; schema?: str
   u.searchParams.delete('schema');
   u.searchParams.delete('application_name');
   return { connectionString: u.toString(), schema, applicationName };
+}
+
+/**
+ * Postgres cuts a longer name to 63 bytes without an error (a NOTICE): two deployments whose
+ * `?schema=` names shared their first 63 bytes shared one schema, its resources and CAs. An empty
+ * name or a NUL failed with the database's syntax error, naming nothing.
+ */
+function checkSchemaName(schema: string): void {
+  const bytes = Buffer.byteLength(schema);
+  const problem = schema === '' ? 'is empty' : schema.includes('\u0000') ? 'holds a NUL character' : bytes > 63 ? `is ${bytes} bytes long: Postgres cuts names to 63 bytes (two longer names sharing those would be one schema)` : undefined;
+  if (problem !== undefined) throw new Error(`postgres schema ${quoted(schema)} ${problem}: give a name of 1 to 63 bytes (schema= of --store)`);
 }
 
 /**

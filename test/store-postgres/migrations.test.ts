@@ -182,3 +182,19 @@ test('a replica that cannot get the resources table for its migration within the
     }
   });
 });
+
+test('a schema name Postgres would cut (over 63 bytes), an empty one or one holding a NUL is refused before anything is opened, naming the rule: two long names sharing their first 63 bytes were one schema', async () => {
+  const prefix = `mesh_sds_test_${'x'.repeat(49)}`; // 63 bytes
+  for (const [url, reason] of [
+    [`${PG_URL}?schema=${prefix}_prod`, /postgres schema "mesh_sds_test_x+_prod" is 68 bytes long: Postgres cuts names to 63 bytes/],
+    [`${PG_URL}?schema=`, /postgres schema "" is empty/],
+    [`${PG_URL}?schema=a%00b`, /postgres schema .* holds a NUL/],
+  ] as const) {
+    await assert.rejects(PostgresStore.open(url), (e: Error) => reason.test(e.message));
+  }
+  const left = await adminQuery(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [prefix]);
+  assert.equal(left.rowCount, 0, 'nothing created');
+  const ok = await PostgresStore.open(PG_URL, { schema: prefix });
+  await ok.close();
+  await dropSchema(prefix);
+});
