@@ -22,6 +22,16 @@ export interface ChangeNotice {
   full?: boolean;
 }
 
+/**
+ * A function body in dollar quotes whose tag it does not hold: the body names the schema, and a
+ * schema name with `$$` in it ended a `$$` quote early (start-up failed: "syntax error at or near …").
+ */
+function dollarQuoted(body: string): string {
+  let tag = '$mesh_sds$';
+  while (body.includes(tag)) tag = `${tag.slice(0, -1)}_$`;
+  return `${tag}${body}${tag}`;
+}
+
 /** Quotes an SQL identifier (schema names come from configuration, never trust them raw). */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -89,7 +99,7 @@ const MIGRATIONS: readonly Migration[] = [
       // optimistic-concurrency version of the resource.
       await c.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.resource_revision`);
       await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0`);
-      await c.query(`UPDATE ${t.resources} SET revision = nextval('${s}.resource_revision')`);
+      await c.query(`UPDATE ${t.resources} SET revision = nextval(${quoteLiteral(`${s}.resource_revision`)})`);
       await createChangeFeed(c, t);
     },
   },
@@ -112,18 +122,18 @@ const TRIGGERS = ['resources_stamp', 'resources_notify', 'resources_truncate'] a
 async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void> {
   const s = quoteIdent(t.schema);
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     BEGIN
       NEW.revision := nextval(${quoteLiteral(`${s}.resource_revision`)});
       NEW.updated_at := now();
       RETURN NEW;
-    END $$`);
+    END`)}`);
   // Every write, including rows written with SQL by another tool, tells every replica which
   // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes. An UPDATE of
   // the key columns (a rename, a kind spelt right) also names the old key, which no longer
   // exists: told only the new one, replicas kept serving the old resource until a full reload.
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     DECLARE
       r record;
       payload text;
@@ -144,14 +154,14 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
         PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
       END LOOP;
       RETURN NULL;
-    END $$`);
+    END`)}`);
   // TRUNCATE fires no row trigger: without this, every replica kept serving the emptied table's rows.
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     BEGIN
       PERFORM pg_notify(${quoteLiteral(RESOURCES_CHANNEL)}, ${quoteLiteral(t.schema)});
       RETURN NULL;
-    END $$`);
+    END`)}`);
   await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
   await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
     FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);

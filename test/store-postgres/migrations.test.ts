@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
 import pg from 'pg';
-import { adminQuery, dataplaneYaml, dropSchema, PG_URL, sleep, testSchema, withStores } from './helpers.js';
+import { adminQuery, dataplaneYaml, dropSchema, PG_URL, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 
 async function versions(schema: string): Promise<number[]> {
   const res = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".schema_version ORDER BY version`);
@@ -198,3 +198,28 @@ test('a schema name Postgres would cut (over 63 bytes), an empty one or one hold
   await ok.close();
   await dropSchema(prefix);
 });
+
+test("a schema name holding $$, quotes and a semicolon is created, migrated and served like any other (its name was spliced into a $$-quoted function body)", async () => {
+  const schema = `${testSchema()}$$ x'"; --`;
+  try {
+    await withStoresOn(schema, async (a) => {
+      assert.deepEqual(await a.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+      await adminQuery(`INSERT INTO ${ident(schema)}.resources (kind, mesh, name, source) VALUES ('Dataplane', 'default', 'dp-2', $1)`, [dataplaneYaml('dp-2', 'web')]);
+      await waitForSnapshot(a, (s) => s.resources.has('Dataplane/default//dp-1') && s.resources.has('Dataplane/default//dp-2'));
+    });
+  } finally {
+    await adminQuery(`DROP SCHEMA IF EXISTS ${ident(schema)} CASCADE`);
+  }
+});
+
+const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+async function withStoresOn(schema: string, fn: (s: PostgresStore) => Promise<void>): Promise<void> {
+  const s = await PostgresStore.open(PG_URL, { schema });
+  try {
+    await s.start();
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}
