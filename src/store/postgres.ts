@@ -464,7 +464,8 @@ export class PostgresStore implements ResourceStore {
     const key = resourceKey({ kind, mesh, namespace, name });
     const known = this.knownVersion(key);
     const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (known === ABSENT ? undefined : known));
-    if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
+    // Past a bigint, the database refused the comparison itself ("out of range"), naming nothing.
+    if (basedOn !== undefined && (!/^\d+$/.test(basedOn) || basedOn.length > 19 || BigInt(basedOn) > MAX_BIGINT)) {
       throw new StoreWriteError(`conflict: ${describeResource({ kind, mesh, namespace, name })}: resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
     }
     const res = await this.pool.query<{ what: string; revision: string }>(
@@ -959,6 +960,8 @@ function sameDoc(stored: string | null, doc: string): boolean {
     return false;
   }
 }
+
+const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Stands for "no such row" where a version is compared. */
 const ABSENT = 'absent';

@@ -145,3 +145,13 @@ test('revisions past 2^53 (the revision sequence set high: a restored dump, setv
     assert.equal(await b!.delete('Dataplane', 'default', '', 'dp-1'), true);
   });
 });
+
+test('delete based on a resourceVersion past any bigint (a typo with extra digits) is a conflict naming the resource, not the database\'s "out of range for type bigint"', async () => {
+  await withStores(1, async ([a]) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    await assert.rejects(
+      a!.delete('Dataplane', 'default', '', 'dp-1', { resourceVersion: '99999999999999999999' }),
+      (e: Error) => e instanceof StoreWriteError && e.conflict && /Dataplane "dp-1".*resourceVersion "99999999999999999999" was never stored here/.test(e.message),
+    );
+  });
+});
