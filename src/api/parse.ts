@@ -66,6 +66,13 @@ export function parseResources(text: string, file: string, maxBytes = DEFAULT_MA
       errors.push({ file, document: doc, path: nul, message: 'must not hold a NUL character (U+0000): no resource needs one, and the Postgres store cannot keep it' });
       return;
     }
+    // Likewise a lone surrogate (`"\ud800"`, no character of any encoding): jsonb refuses it, and
+    // apply failed with "invalid input syntax for type json", naming no resource or field.
+    const lone = mayHoldNul ? loneSurrogatePath(value) : undefined;
+    if (lone !== undefined) {
+      errors.push({ file, document: doc, path: lone, message: 'must not hold a lone UTF-16 surrogate (an escape such as \\ud800 without its pair): it is no Unicode character, and the Postgres store cannot keep it' });
+      return;
+    }
     let result: ReturnType<typeof normaliseDocument>;
     try {
       result = normaliseDocument(detachStrings(value), { file, document: doc });
@@ -211,6 +218,13 @@ const holdsNul = (s: string) => s.includes('\u0000');
 /** The path of the first string (value or key) holding U+0000, or undefined. */
 const nulPath = (value: unknown): string | undefined =>
   firstPath(value, '', { key: holdsNul, keyPath: (path, k) => (path === '' ? JSON.stringify(k) : `${path}[${JSON.stringify(k)}]`), value: holdsNul });
+
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+const holdsLoneSurrogate = (s: string) => LONE_SURROGATE.test(s);
+
+/** The path of the first string (value or key) holding a surrogate without its pair, or undefined. */
+const loneSurrogatePath = (value: unknown): string | undefined =>
+  firstPath(value, '', { key: holdsLoneSurrogate, keyPath: (path, k) => (path === '' ? JSON.stringify(k) : `${path}[${JSON.stringify(k)}]`), value: holdsLoneSurrogate });
 
 /** The path of the first `<<` key in a parsed document, or undefined. */
 const mergeKeyPath = (value: unknown): string | undefined => firstPath(value, '', { key: (k) => k === '<<', keyPath: (path, k) => (path === '' ? k : `${path}.${k}`) });

@@ -22,6 +22,16 @@ export interface ChangeNotice {
   full?: boolean;
 }
 
+/**
+ * A function body in dollar quotes whose tag it does not hold: the body names the schema, and a
+ * schema name with `$$` in it ended a `$$` quote early (start-up failed: "syntax error at or near …").
+ */
+function dollarQuoted(body: string): string {
+  let tag = '$mesh_sds$';
+  while (body.includes(tag)) tag = `${tag.slice(0, -1)}_$`;
+  return `${tag}${body}${tag}`;
+}
+
 /** Quotes an SQL identifier (schema names come from configuration, never trust them raw). */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
@@ -89,7 +99,7 @@ const MIGRATIONS: readonly Migration[] = [
       // optimistic-concurrency version of the resource.
       await c.query(`CREATE SEQUENCE IF NOT EXISTS ${s}.resource_revision`);
       await c.query(`ALTER TABLE ${t.resources} ADD COLUMN IF NOT EXISTS revision bigint NOT NULL DEFAULT 0`);
-      await c.query(`UPDATE ${t.resources} SET revision = nextval('${s}.resource_revision')`);
+      await c.query(`UPDATE ${t.resources} SET revision = nextval(${quoteLiteral(`${s}.resource_revision`)})`);
       await createChangeFeed(c, t);
     },
   },
@@ -112,18 +122,18 @@ const TRIGGERS = ['resources_stamp', 'resources_notify', 'resources_truncate'] a
 async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void> {
   const s = quoteIdent(t.schema);
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_stamp() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     BEGIN
       NEW.revision := nextval(${quoteLiteral(`${s}.resource_revision`)});
       NEW.updated_at := now();
       RETURN NEW;
-    END $$`);
+    END`)}`);
   // Every write, including rows written with SQL by another tool, tells every replica which
   // row changed (delivered on commit). NOTIFY payloads are limited to 8000 bytes. An UPDATE of
   // the key columns (a rename, a kind spelt right) also names the old key, which no longer
   // exists: told only the new one, replicas kept serving the old resource until a full reload.
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_notify() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     DECLARE
       r record;
       payload text;
@@ -144,14 +154,14 @@ async function createChangeFeed(c: pg.ClientBase, t: SchemaTables): Promise<void
         PERFORM pg_notify(${quoteLiteral(CHANGES_CHANNEL)}, payload);
       END LOOP;
       RETURN NULL;
-    END $$`);
+    END`)}`);
   // TRUNCATE fires no row trigger: without this, every replica kept serving the emptied table's rows.
   await c.query(`
-    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS $$
+    CREATE OR REPLACE FUNCTION ${s}.resources_truncate() RETURNS trigger LANGUAGE plpgsql AS ${dollarQuoted(`
     BEGIN
       PERFORM pg_notify(${quoteLiteral(RESOURCES_CHANNEL)}, ${quoteLiteral(t.schema)});
       RETURN NULL;
-    END $$`);
+    END`)}`);
   await c.query(`DROP TRIGGER IF EXISTS resources_stamp ON ${t.resources}`);
   await c.query(`CREATE TRIGGER resources_stamp BEFORE INSERT OR UPDATE ON ${t.resources}
     FOR EACH ROW EXECUTE FUNCTION ${s}.resources_stamp()`);
@@ -326,12 +336,49 @@ async function foreignTables(c: pg.ClientBase, t: SchemaTables): Promise<string[
  * A schema newer than this binary knows is refused (naming both versions), never touched.
  * `repaired`: the triggers or functions found missing (or disabled) and recreated.
  */
-export async function migrate(client: pg.ClientBase, t: SchemaTables): Promise<{ from: number; to: number; repaired: string[] }> {
+export async function migrate(
+  client: pg.ClientBase,
+  t: SchemaTables,
+  opts: { lockTimeoutMs?: number; timeoutMs?: number } = {},
+): Promise<{ from: number; to: number; repaired: string[] }> {
+  const lockTimeoutMs = Math.max(1, Math.round(opts.lockTimeoutMs ?? 2000));
+  const timeoutMs = opts.timeoutMs ?? MIGRATION_TIMEOUT_MS;
+  const deadline = performance.now() + timeoutMs;
+  // Changing the table (a migration, a trigger put back) needs its exclusive lock; waiting for it
+  // queues every other session's reads and writes behind the request. Asked for while a long
+  // transaction held the table, every running replica's reads and writes stalled until it ended
+  // (up to the 120 s timeout). So the lock is waited for briefly, and asked for again after a pause.
+  for (;;) {
+    try {
+      // The table's lock_timeout ends first, so the error says what held it.
+      return await migrateOnce(client, t, lockTimeoutMs, Math.max(0, Math.round(deadline - performance.now())) + lockTimeoutMs);
+    } catch (err) {
+      if (!lockTimedOut(err)) throw err;
+      if (performance.now() + lockTimeoutMs >= deadline) {
+        throw new Error(
+          `postgres schema ${quoted(t.schema)}: another session holds a lock on its tables (${t.resources} or ${t.versions}: a long transaction, find it in pg_locks and pg_stat_activity), so it could not be migrated or its change-feed triggers recreated within ${timeoutMs / 1000} s`,
+          { cause: err },
+        );
+      }
+      await new Promise((r) => setTimeout(r, lockTimeoutMs));
+    }
+  }
+}
+
+/** Whether a lock_timeout ended the statement (repairTriggers wraps the database's error). */
+function lockTimedOut(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) if ((e as { code?: unknown }).code === '55P03') return true;
+  return false;
+}
+
+async function migrateOnce(client: pg.ClientBase, t: SchemaTables, lockTimeoutMs: number, timeoutMs: number): Promise<{ from: number; to: number; repaired: string[] }> {
   await client.query('BEGIN');
   try {
     // Waiting for another replica's migration is expected at start-up; the pool's short timeout is for serving.
-    await client.query(`SET LOCAL statement_timeout = '${MIGRATION_TIMEOUT_MS}ms'`);
+    await client.query(`SET LOCAL statement_timeout = '${timeoutMs}ms'`);
     await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_ID, t.schema]);
+    // Set once the advisory lock is held: that one may be waited for (another replica migrating).
+    await client.query(`SET LOCAL lock_timeout = '${lockTimeoutMs}ms'`);
     await client.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(t.schema)}`);
     await client.query(`
       CREATE TABLE IF NOT EXISTS ${t.versions} (

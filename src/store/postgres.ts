@@ -63,6 +63,8 @@ export interface PostgresStoreOptions {
   heartbeatMs?: number;
   /** How long recreating a missing trigger may wait for the table (see repairChangeFeed). Default 2 s. */
   feedRepairLockTimeoutMs?: number;
+  /** How long start-up may wait for another replica's migration or for the table (default MIGRATION_TIMEOUT_MS). */
+  migrationTimeoutMs?: number;
   /**
    * A row whose doc (or, without one, source text) is larger is refused without being read, as
    * the directory store refuses a larger file (`--max-file-size`). Default 4 MiB.
@@ -84,7 +86,8 @@ export const NOTIFIED_FULL_READ_MIN_INTERVAL_MS = 1000;
 interface Entry {
   /** `doc` text as stored (jsonb output is canonical), or the source text for rows without a doc. */
   fingerprint: string;
-  revision: number;
+  /** A bigint column: past 2^53 (a sequence set high) a number is off by one, and every write conflicted. */
+  revision: bigint;
   /** Last good version; kept when the row later fails to load. */
   resource?: Resource;
   errors: ResourceError[];
@@ -105,10 +108,17 @@ interface ResourceRow {
   revision: string;
 }
 
+/**
+ * Characters of `source_name` read: a label in messages. Read whole, a value another tool made
+ * 513 MiB (a short `repeat()`, compressed on disk) crashed every replica reading it: past V8's
+ * longest string, pg's protocol parser throws ERR_STRING_TOO_LONG outside any query's handler.
+ */
+const SOURCE_NAME_CHARS = 4096;
+
 /** The columns of a row as read for loading; a doc or source over `maxBytes` is measured, not sent. */
 function rowColumns(maxBytes: number): string {
   const limit = Math.floor(maxBytes);
-  return `kind, mesh, namespace, name, source_name, revision,
+  return `kind, mesh, namespace, name, left(source_name, ${SOURCE_NAME_CHARS}) AS source_name, revision,
     octet_length(doc::text) AS doc_bytes, octet_length(source) AS source_bytes,
     CASE WHEN octet_length(doc::text) > ${limit} THEN NULL ELSE doc::text END AS doc,
     CASE WHEN octet_length(source) > ${limit} THEN NULL ELSE source END AS source`;
@@ -141,7 +151,7 @@ export class PostgresStore implements ResourceStore {
 
   private entries = new Map<string, Entry>();
   /** Versions this store wrote itself, until the feed has loaded them (see knownVersion). */
-  private ownWrites = new Map<string, { revision: number; exists: boolean }>();
+  private ownWrites = new Map<string, { revision: bigint; exists: boolean }>();
   /** Keys of entries with errors, so publishing does not walk every entry. */
   private erroneous = new Set<string>();
   private current: ResourceSnapshot | undefined;
@@ -203,6 +213,7 @@ export class PostgresStore implements ResourceStore {
     const { connectionString, schema: urlSchema, applicationName } = splitSchemaParam(url);
     await checkSslFiles(connectionString);
     const schema = opts.schema ?? urlSchema ?? 'public';
+    checkSchemaName(schema);
     const queryTimeoutMs = opts.queryTimeoutMs ?? 5000;
     // `application_name` in the URL names this replica's connections (pg_stat_activity); -listen and -migrate are appended.
     const appName = applicationName ?? 'mesh-sds';
@@ -219,7 +230,7 @@ export class PostgresStore implements ResourceStore {
     // the schema's tables (or a database that stops answering) held get/inspect for ever.
     const limits = opts.readOnly
       ? { statement_timeout: queryTimeoutMs, query_timeout: queryTimeoutMs + 1000 }
-      : { query_timeout: MIGRATION_TIMEOUT_MS + 5000 }; // migrate limits its statements itself
+      : { query_timeout: (opts.migrationTimeoutMs ?? MIGRATION_TIMEOUT_MS) + (opts.feedRepairLockTimeoutMs ?? 2000) + 5000 }; // migrate limits its statements itself
     const migrator = new pg.Client({ ...clientConfig, ...limits, application_name: `${appName}-migrate` });
     migrator.on('error', () => undefined);
     await migrator.connect();
@@ -230,7 +241,7 @@ export class PostgresStore implements ResourceStore {
           throw text === (err as Error).message ? err : new Error(`postgres schema ${quoted(schema)}: ${text}`, { cause: err });
         });
       } else {
-        const { from, to, repaired } = await migrate(migrator, tablesOf(schema));
+        const { from, to, repaired } = await migrate(migrator, tablesOf(schema), { lockTimeoutMs: opts.feedRepairLockTimeoutMs, timeoutMs: opts.migrationTimeoutMs });
         if (from !== to) log.info({ schema, from, to }, 'postgres store: schema migrated');
         if (repaired.length > 0) {
           log.warn({ schema, missing: repaired }, `postgres store: ${repaired.join(', ')} missing (dropped or disabled by hand), recreated: without them replicas see no change`);
@@ -355,8 +366,12 @@ export class PostgresStore implements ResourceStore {
     const written = await this.transaction(async (c) => {
       // Read without locking: a writer that commits between this read and the conditional write
       // below makes that write match nothing, which is the conflict.
-      const seen = await c.query<RowKeyOnly & { revision: string; doc: string | null; source: string }>(
-        `SELECT r.kind, r.mesh, r.namespace, r.name, r.revision, r.doc::text AS doc, r.source FROM ${this.t.resources} r
+      // A stored text over the limit (a row another tool wrote) is not sent: it differs from any written here.
+      const seen = await c.query<RowKeyOnly & { revision: string; doc: string | null; source: string | null }>(
+        `SELECT r.kind, r.mesh, r.namespace, r.name, r.revision,
+           CASE WHEN octet_length(r.doc::text) > ${Math.floor(this.maxRowBytes)} THEN NULL ELSE r.doc::text END AS doc,
+           CASE WHEN octet_length(r.source) > ${Math.floor(this.maxRowBytes)} THEN NULL ELSE r.source END AS source
+         FROM ${this.t.resources} r
          JOIN unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(kind, mesh, namespace, name)
            USING (kind, mesh, namespace, name)`,
         keyCols(rows),
@@ -366,7 +381,7 @@ export class PostgresStore implements ResourceStore {
       const updates: (typeof rows[number] & { expected: string })[] = [];
       for (const x of rows) {
         const now = stored.get(x.key);
-        if (now && now.doc !== null && canonicalJson(now.doc) === x.doc && now.source === x.source) continue;
+        if (now && sameDoc(now.doc, x.doc) && now.source === x.source) continue;
         // What the writer saw: the document's resourceVersion, else what this store had loaded when
         // apply was called (a CLI: at its start), else (not started) what was just read.
         const basedOn = x.basedOn ?? now?.revision ?? ABSENT;
@@ -412,7 +427,7 @@ export class PostgresStore implements ResourceStore {
     });
     if (conflicts.length > 0) return conflicts;
     // A next write through this store is based on these versions, even before the feed has read them.
-    for (const [key, revision] of written) this.ownWrites.set(key, { revision: Number(revision), exists: true });
+    for (const [key, revision] of written) this.ownWrites.set(key, { revision: BigInt(revision), exists: true });
     // Also read them directly, so this replica catches up even while its LISTEN connection is down.
     this.noteChanged(written.map(([key]) => byKey.get(key)!));
     return [];
@@ -449,7 +464,8 @@ export class PostgresStore implements ResourceStore {
     const key = resourceKey({ kind, mesh, namespace, name });
     const known = this.knownVersion(key);
     const basedOn = opts.force ? undefined : (opts.resourceVersion ?? (known === ABSENT ? undefined : known));
-    if (basedOn !== undefined && !/^\d+$/.test(basedOn)) {
+    // Past a bigint, the database refused the comparison itself ("out of range"), naming nothing.
+    if (basedOn !== undefined && (!/^\d+$/.test(basedOn) || basedOn.length > 19 || BigInt(basedOn) > MAX_BIGINT)) {
       throw new StoreWriteError(`conflict: ${describeResource({ kind, mesh, namespace, name })}: resourceVersion ${JSON.stringify(basedOn)} was never stored here; nothing deleted`, true);
     }
     const res = await this.pool.query<{ what: string; revision: string }>(
@@ -471,7 +487,7 @@ export class PostgresStore implements ResourceStore {
       );
     }
     if (row?.what === 'deleted') {
-      this.ownWrites.set(key, { revision: Number(row.revision), exists: false });
+      this.ownWrites.set(key, { revision: BigInt(row.revision), exists: false });
       this.noteChanged([{ kind, mesh, namespace, name }]);
     }
     if (!row) return this.deleteMisspelledKind(kind, mesh, namespace, name, basedOn);
@@ -485,7 +501,7 @@ export class PostgresStore implements ResourceStore {
    */
   private async deleteMisspelledKind(kind: ResourceKind, mesh: string, namespace: string, name: string, basedOn: string | undefined): Promise<boolean> {
     const res = await this.pool.query<{ kind: string }>(
-      `DELETE FROM ${this.t.resources} WHERE lower(kind) = ANY($6::text[]) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
+      `DELETE FROM ${this.t.resources} WHERE lower(btrim(kind, E' \t\r\n')) = ANY($6::text[]) AND kind <> $1 AND mesh = $2 AND namespace = $3 AND name = $4
          AND ($5::bigint IS NULL OR revision = $5) RETURNING kind`,
       [kind, mesh, namespace, name, basedOn ?? null, misspellings(kind)],
     );
@@ -598,7 +614,7 @@ export class PostgresStore implements ResourceStore {
   private entryFor(key: string, row: ResourceRow): Entry {
     // A row over the limit is known by its sizes alone (its text was not read).
     const fingerprint = row.doc ?? (row.source !== null ? `source:${row.source}` : `too large:${row.doc_bytes}:${row.source_bytes}`);
-    const revision = Number(row.revision);
+    const revision = BigInt(row.revision);
     const prev = this.entries.get(key);
     if (prev && prev.fingerprint === fingerprint) {
       return prev.revision === revision ? prev : { ...prev, revision };
@@ -739,6 +755,9 @@ export class PostgresStore implements ResourceStore {
       this.notifiedFullRead();
       return;
     }
+    // No row's key holds a NUL (text columns cannot), and reading one by key fails the whole batch:
+    // retried with every later change, one forged notice stopped every replica's feed.
+    if ((n.kind + n.mesh + n.namespace + n.name).includes('\u0000')) return;
     this.noteChanged([{ kind: n.kind, mesh: n.mesh, namespace: n.namespace, name: n.name }]);
   }
 
@@ -894,7 +913,11 @@ interface RowKeyOnly {
 
 class RollbackForConflict extends Error {}
 
-/** The spellings of a kind another tool may have written, lowercase: other letters, a plural (MeshIdentities). */
+/**
+ * The spellings of a kind another tool may have written, lowercase: other letters, a plural
+ * (MeshIdentities); compared with the column trimmed (`Dataplane ` from a padded export was
+ * named with no hint, and no command could delete it).
+ */
 function misspellings(kind: string): string[] {
   return [kind, `${kind}s`, kind.replace(/y$/, 'ies')].map((form) => form.toLowerCase());
 }
@@ -902,17 +925,43 @@ function misspellings(kind: string): string[] {
 /** Why a row's kind column is none of the kinds mesh-sds serves, with the one it likely meant; undefined when it is one. */
 function unknownKindProblem(kind: string): string | undefined {
   if ((RESOURCE_KINDS as readonly string[]).includes(kind)) return undefined;
-  const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(kind.toLowerCase()));
-  // delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
+  const meant = RESOURCE_KINDS.find((k) => misspellings(k).includes(trimBlanks(kind).toLowerCase()));
+  // Trimmed as deleteMisspelledKind's btrim does. delete removes a misspelt row only when no row of the kind as spelt has its name: said so, since
   // told just "delete removes this row", an operator with both deleted the one being served.
   const hint = meant ? `; it is ${meant}, spelt exactly so (delete ${meant} removes this row when no ${meant} row has its name; else it removes that one)` : '';
   return `kind column ${JSON.stringify(kind)} is not a kind mesh-sds serves (${RESOURCE_KINDS.join(', ')})${hint}: not read`;
+}
+
+/** `s` without leading and trailing spaces, tabs and line ends (SQL's btrim(s, E' \t\r\n')); no regex: a column may be megabytes of them. */
+function trimBlanks(s: string): string {
+  const blank = (c: number) => c === 0x20 || c === 0x09 || c === 0x0d || c === 0x0a;
+  let i = 0;
+  let j = s.length;
+  while (i < j && blank(s.charCodeAt(i))) i++;
+  while (j > i && blank(s.charCodeAt(j - 1))) j--;
+  return s.slice(i, j);
 }
 
 function keyOfRow(row: RowKeyOnly): string {
   return `${row.kind}/${row.mesh}/${row.namespace}/${row.name}`;
 }
 
+
+/**
+ * Whether a stored doc is `doc` (canonical JSON). One another tool nested thousands of levels deep
+ * (jsonb takes ~5,000) is not, and is replaced: canonicalising it threw "Maximum call stack size
+ * exceeded" out of apply, naming nothing, and no apply could replace the row.
+ */
+function sameDoc(stored: string | null, doc: string): boolean {
+  if (stored === null) return false;
+  try {
+    return canonicalJson(stored) === doc;
+  } catch {
+    return false;
+  }
+}
+
+const MAX_BIGINT = 2n ** 63n - 1n;
 
 /** Stands for "no such row" where a version is compared. */
 const ABSENT = 'absent';
@@ -961,6 +1010,17 @@ function splitSchemaParam(url: string): { connectionString: string; schema?: str
   u.searchParams.delete('schema');
   u.searchParams.delete('application_name');
   return { connectionString: u.toString(), schema, applicationName };
+}
+
+/**
+ * Postgres cuts a longer name to 63 bytes without an error (a NOTICE): two deployments whose
+ * `?schema=` names shared their first 63 bytes shared one schema, its resources and CAs. An empty
+ * name or a NUL failed with the database's syntax error, naming nothing.
+ */
+function checkSchemaName(schema: string): void {
+  const bytes = Buffer.byteLength(schema);
+  const problem = schema === '' ? 'is empty' : schema.includes('\u0000') ? 'holds a NUL character' : bytes > 63 ? `is ${bytes} bytes long: Postgres cuts names to 63 bytes (two longer names sharing those would be one schema)` : undefined;
+  if (problem !== undefined) throw new Error(`postgres schema ${quoted(schema)} ${problem}: give a name of 1 to 63 bytes (schema= of --store)`);
 }
 
 /**

@@ -300,3 +300,17 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
     await sleep(25);
   }
 }
+
+test('a forged change notice naming a row with a NUL in its key (no text column can hold one) is dropped: it does not wedge the feed, and real changes arrive while it is sent again and again', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    const forge = (i: number) => adminQuery(`SELECT pg_notify($1, $2)`, [CHANGES_CHANNEL, JSON.stringify({ schema, kind: 'Dataplane', mesh: 'default', namespace: '', name: `x\u0000${i}` })]);
+    await forge(0);
+    await sleep(100);
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has(dpKey(1)), 5000);
+    // Sent in the same batch as a real change.
+    await Promise.all([forge(1), adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, name, source) VALUES ('Dataplane', 'default', 'dp-2', $1)`, [dataplaneYaml('dp-2', 'web')])]);
+    for (const s of [a!, b!]) await waitForSnapshot(s, (x) => x.resources.has(dpKey(2)), 5000);
+    for (const s of [a!, b!]) assert.equal(s.health().ok, true, s.health().detail);
+  });
+});

@@ -130,3 +130,28 @@ test('a store\'s own writes, applied back to back, never conflict with each othe
     await waitForSnapshot(store!, (s) => s.resources.get(KEY)?.labels.app === 'again', 5000);
   });
 });
+
+test('revisions past 2^53 (the revision sequence set high: a restored dump, setval) are shown and compared exactly: a replica that read a row applies and deletes it without a conflict', async () => {
+  await withStores(2, async ([a, b], schema) => {
+    // The next revision, 2^53 + 1, is no double: read as a number it became 2^53.
+    await adminQuery(`SELECT setval('"${schema}".resource_revision', 9007199254740992)`);
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    const stored = (await adminQuery<{ revision: string }>(`SELECT revision::text FROM "${schema}".resources`)).rows[0]!.revision;
+    assert.equal(stored, '9007199254740993');
+    const seen = await waitForSnapshot(b!, (s) => s.resources.has(KEY), 5000);
+    assert.equal(seen.versions!.get(KEY), stored, 'the version shown is the one stored');
+    assert.deepEqual(await b!.apply(dataplaneYaml('dp-1', 'db'), 'b.yaml'), [], 'no conflict with a version it read');
+    await waitForSnapshot(b!, (s) => s.resources.get(KEY)?.labels.app === 'db', 5000);
+    assert.equal(await b!.delete('Dataplane', 'default', '', 'dp-1'), true);
+  });
+});
+
+test('delete based on a resourceVersion past any bigint (a typo with extra digits) is a conflict naming the resource, not the database\'s "out of range for type bigint"', async () => {
+  await withStores(1, async ([a]) => {
+    assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+    await assert.rejects(
+      a!.delete('Dataplane', 'default', '', 'dp-1', { resourceVersion: '99999999999999999999' }),
+      (e: Error) => e instanceof StoreWriteError && e.conflict && /Dataplane "dp-1".*resourceVersion "99999999999999999999" was never stored here/.test(e.message),
+    );
+  });
+});

@@ -268,3 +268,69 @@ spec:
     assert.deepEqual(await store!.apply(trust, 'trust.yaml'), [], 'the same resource without it is written');
   });
 });
+
+test('apply refuses, writing nothing, a resource holding a lone UTF-16 surrogate (a JSON or YAML "\\ud800" escape) naming the field, instead of failing with the database\'s "invalid input syntax for type json"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const dp = (name: string, labels: Record<string, string>) => ({ type: 'Dataplane', mesh: 'default', name, labels });
+    // JSON.stringify writes a lone surrogate as its escape, as a user's file would.
+    const json = JSON.stringify([dp('ok', { app: 'web' }), dp('lone-high', { app: 'web', note: 'x\ud800' })]);
+    const yaml = `${dataplaneYaml('ok', 'web')}---\ntype: Dataplane\nmesh: default\nname: lone-low\nlabels:\n  app: web\n  "k\\udc00": v\n`;
+    for (const [text, file, path] of [[json, 'lone.json', 'labels.note'], [yaml, 'lone.yaml', 'labels["k\\udc00"]']] as const) {
+      const errors = await store!.apply(text, file);
+      assert.deepEqual(
+        errors.map((e) => `${e.file} ${e.path}: ${e.message}`),
+        [`${file} ${path}: must not hold a lone UTF-16 surrogate (an escape such as \\ud800 without its pair): it is no Unicode character, and the Postgres store cannot keep it`],
+      );
+    }
+    const rows = await adminQuery(`SELECT name FROM "${schema}".resources`);
+    assert.deepEqual(rows.rows, [], 'nothing written');
+    // A pair (an emoji written as two escapes) is one character, and is kept.
+    assert.deepEqual(await store!.apply(JSON.stringify([dp('pair', { app: 'web', note: '\ud83d\ude00' })]), 'pair.json'), []);
+  });
+});
+
+test('apply over a row whose doc another tool nested 5,000 levels deep (jsonb takes it) replaces it, instead of failing with "Maximum call stack size exceeded"', async () => {
+  await withStores(1, async ([store], schema) => {
+    const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, name, doc) VALUES ('Dataplane', 'default', 'deep', $1::jsonb)`, [`{"labels": {"app": ${deep}}}`]);
+    await waitForSnapshot(store!, (s) => s.errors.some((e) => e.file.includes('Dataplane/default//deep')));
+    for (const force of [false, true]) {
+      assert.deepEqual(await store!.apply(dataplaneYaml('deep', force ? 'db' : 'web'), 'deep.yaml', { force }), []);
+    }
+    const snap = await waitForSnapshot(store!, (s) => s.resources.get('Dataplane/default//deep')?.labels.app === 'db');
+    assert.deepEqual(snap.errors, []);
+  });
+});
+
+test('a kind column with stray whitespace (a row imported from a padded export) is named with the kind it meant, and delete of that kind removes it', async () => {
+  await withStores(1, async ([store], schema) => {
+    for (const [kind, name] of [['Dataplane ', 'pad'], ['\tmeshidentity\n', 'tab']] as const) {
+      await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, doc) VALUES ($1, 'default', '', $2, '{}')`, [kind, name]);
+    }
+    const snap = await waitForSnapshot(store!, (s) => s.errors.length === 2, 5000);
+    assert.match(rowProblems(snap, 'Dataplane /default//pad')[0] ?? '', /^: kind column "Dataplane " is not a kind mesh-sds serves \([^)]*\); it is Dataplane, spelt exactly so \(delete Dataplane removes this row/);
+    assert.match(rowProblems(snap, '\tmeshidentity\n/default//tab')[0] ?? '', /; it is MeshIdentity, spelt exactly so/);
+    assert.equal(await store!.delete('Dataplane', 'default', '', 'pad', { force: true }), true);
+    assert.equal(await store!.delete('MeshIdentity', 'default', '', 'tab', { force: true }), true);
+    await waitForSnapshot(store!, (s) => s.errors.length === 0, 5000);
+    assert.deepEqual((await adminQuery(`SELECT kind FROM "${schema}".resources`)).rows, []);
+  });
+});
+
+test('a row whose source_name (or, for apply, source) another tool made 513 MiB (a short repeat() in SQL, compressed on disk) is read cut or not at all, instead of crashing the process with ERR_STRING_TOO_LONG; the rest flows', async () => {
+  await withStores(1, async ([store], schema) => {
+    const huge = `repeat('x', 513 * 1024 * 1024)`; // past V8's longest string, 2^29 - 24 characters
+    assert.deepEqual(await store!.apply(dataplaneYaml('served', 'web'), 'a.yaml'), []);
+    await adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, name, source, source_name) VALUES ('Dataplane', 'default', 'named', $1, ${huge})`, [dataplaneYaml('named', 'web')]);
+    const snap = await waitForSnapshot(store!, (s) => s.resources.has('Dataplane/default//named'), 20_000);
+    assert.ok(snap.resources.get('Dataplane/default//named')!.source!.file.length < 8192, 'the file label is cut');
+    // apply compares with the stored row: its text must not be sent whole either.
+    await adminQuery(`UPDATE "${schema}".resources SET source = ${huge}, source_name = '' WHERE name = 'named'`);
+    assert.deepEqual(await store!.apply(dataplaneYaml('named', 'db'), 'b.yaml', { force: true }), []);
+    await adminQuery(`UPDATE "${schema}".resources SET doc = NULL, source = ${huge} WHERE name = 'served'`);
+    assert.deepEqual(await store!.apply(dataplaneYaml('after', 'web'), 'c.yaml'), []);
+    const last = await waitForSnapshot(store!, (s) => s.resources.get('Dataplane/default//named')?.labels.app === 'db' && s.resources.has('Dataplane/default//after') && s.errors.length === 1, 20_000);
+    assert.match(last.errors[0]!.message, /row Dataplane\/default\/\/served: source is 537919488 bytes, larger than the limit/);
+    assert.equal(last.resources.get('Dataplane/default//served')?.labels.app, 'web', 'its last good version is served');
+  });
+});

@@ -4,7 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { SCHEMA_VERSION } from '../../src/store/postgres-schema.js';
-import { adminQuery, dataplaneYaml, dropSchema, PG_URL, testSchema } from './helpers.js';
+import pg from 'pg';
+import { adminQuery, dataplaneYaml, dropSchema, PG_URL, sleep, testSchema, waitForSnapshot, withStores } from './helpers.js';
 
 async function versions(schema: string): Promise<number[]> {
   const res = await adminQuery<{ version: number }>(`SELECT version FROM "${schema}".schema_version ORDER BY version`);
@@ -125,3 +126,100 @@ test("a schema whose schema_version table is another tool's (Flyway's, a text ve
     await dropSchema(schema);
   }
 });
+
+/** Opens a session that holds the resources table (a transaction left open after a SELECT, as psql users do). */
+async function holdTable(schema: string): Promise<pg.Client> {
+  const c = new pg.Client({ connectionString: PG_URL });
+  await c.connect();
+  await c.query('BEGIN');
+  await c.query(`SELECT count(*) FROM "${schema}".resources`);
+  return c;
+}
+
+async function waitForMigratorOnLock(): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const res = await adminQuery(`SELECT 1 FROM pg_stat_activity WHERE application_name = 'mesh-sds-migrate' AND wait_event_type = 'Lock'`);
+    if (res.rowCount) return;
+    await sleep(10);
+  }
+  throw new Error('the migration never waited on a lock');
+}
+
+test('a replica starting while a long transaction holds the resources table (trigger to recreate) does not stall the running replicas: their writes and reads go through while it waits, and it repairs the feed once the table is free', async () => {
+  await withStores(1, async ([a], schema) => {
+    await adminQuery(`DROP TRIGGER resources_truncate ON "${schema}".resources`);
+    const idle = await holdTable(schema);
+    let opened: PostgresStore | undefined;
+    const opening = PostgresStore.open(PG_URL, { schema, feedRepairLockTimeoutMs: 300 }).then((b) => (opened = b));
+    try {
+      await waitForMigratorOnLock();
+      // Queued behind the migration's exclusive lock request, these waited (and failed at the 5 s statement timeout) until it got it.
+      assert.deepEqual(await a!.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+      assert.equal((await a!.list('Dataplane')).length, 1);
+      assert.equal(opened, undefined, 'still waiting for the table');
+    } finally {
+      await idle.query('ROLLBACK');
+      await idle.end();
+      await (await opening).close();
+    }
+    const triggers = await adminQuery(`SELECT 1 FROM pg_trigger WHERE tgname = 'resources_truncate' AND tgrelid = to_regclass($1)`, [`"${schema}".resources`]);
+    assert.equal(triggers.rowCount, 1, 'recreated once the table was free');
+  });
+});
+
+test('a replica that cannot get the resources table for its migration within the migration timeout fails to start, saying a session holds the table', async () => {
+  await withStores(1, async (_stores, schema) => {
+    await adminQuery(`DROP TRIGGER resources_truncate ON "${schema}".resources`);
+    const idle = await holdTable(schema);
+    try {
+      await assert.rejects(
+        PostgresStore.open(PG_URL, { schema, feedRepairLockTimeoutMs: 200, migrationTimeoutMs: 1000 }),
+        (e: Error) => e.message.includes(`"${schema}".resources`) && /another session holds a lock/.test(e.message) && /pg_stat_activity/.test(e.message),
+      );
+    } finally {
+      await idle.query('ROLLBACK');
+      await idle.end();
+    }
+  });
+});
+
+test('a schema name Postgres would cut (over 63 bytes), an empty one or one holding a NUL is refused before anything is opened, naming the rule: two long names sharing their first 63 bytes were one schema', async () => {
+  const prefix = `mesh_sds_test_${'x'.repeat(49)}`; // 63 bytes
+  for (const [url, reason] of [
+    [`${PG_URL}?schema=${prefix}_prod`, /postgres schema "mesh_sds_test_x+_prod" is 68 bytes long: Postgres cuts names to 63 bytes/],
+    [`${PG_URL}?schema=`, /postgres schema "" is empty/],
+    [`${PG_URL}?schema=a%00b`, /postgres schema .* holds a NUL/],
+  ] as const) {
+    await assert.rejects(PostgresStore.open(url), (e: Error) => reason.test(e.message));
+  }
+  const left = await adminQuery(`SELECT 1 FROM pg_namespace WHERE nspname = $1`, [prefix]);
+  assert.equal(left.rowCount, 0, 'nothing created');
+  const ok = await PostgresStore.open(PG_URL, { schema: prefix });
+  await ok.close();
+  await dropSchema(prefix);
+});
+
+test("a schema name holding $$, quotes and a semicolon is created, migrated and served like any other (its name was spliced into a $$-quoted function body)", async () => {
+  const schema = `${testSchema()}$$ x'"; --`;
+  try {
+    await withStoresOn(schema, async (a) => {
+      assert.deepEqual(await a.apply(dataplaneYaml('dp-1', 'web'), 'a.yaml'), []);
+      await adminQuery(`INSERT INTO ${ident(schema)}.resources (kind, mesh, name, source) VALUES ('Dataplane', 'default', 'dp-2', $1)`, [dataplaneYaml('dp-2', 'web')]);
+      await waitForSnapshot(a, (s) => s.resources.has('Dataplane/default//dp-1') && s.resources.has('Dataplane/default//dp-2'));
+    });
+  } finally {
+    await adminQuery(`DROP SCHEMA IF EXISTS ${ident(schema)} CASCADE`);
+  }
+});
+
+const ident = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+async function withStoresOn(schema: string, fn: (s: PostgresStore) => Promise<void>): Promise<void> {
+  const s = await PostgresStore.open(PG_URL, { schema });
+  try {
+    await s.start();
+    await fn(s);
+  } finally {
+    await s.close();
+  }
+}

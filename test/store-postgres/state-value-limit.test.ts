@@ -39,3 +39,30 @@ test('a revocation list larger than 64 MiB fails the refresh and the last list r
   assert.ok(ta.isRevoked('jti-1'), 'the revoked token stays revoked');
   await assert.rejects(TokenAuthority.open(store.state), /larger than 64 MiB/, 'a fresh replica refuses to start on it');
 });
+
+test('a large state value read again unchanged (the revocation list, every second on every replica) is not sent again; a change by plain SQL, a deletion and the bound are still seen', async (t) => {
+  const { store, schema } = await openFreshStore(t);
+  const pool = (store.state as unknown as { pool: { query: (...a: unknown[]) => Promise<{ rows: { value?: string | null }[] }> } }).pool;
+  const query = pool.query.bind(pool);
+  let textSent = 0;
+  pool.query = async (...a: unknown[]) => {
+    const res = await query(...a);
+    for (const row of res.rows) textSent += typeof row.value === 'string' ? row.value.length : 0;
+    return res;
+  };
+  const big = 'r'.repeat(1024 * 1024);
+  await adminQuery(`INSERT INTO "${schema}".state (key, value) VALUES ('auth/revoked', $1)`, [big]);
+  assert.equal(await store.state.get('auth/revoked'), big);
+  const first = textSent;
+  assert.equal(first, big.length);
+  for (let i = 0; i < 5; i++) assert.equal(await store.state.get('auth/revoked'), big);
+  assert.equal(textSent, first, 'unchanged: not sent again');
+  await adminQuery(`UPDATE "${schema}".state SET value = $1 WHERE key = 'auth/revoked'`, [`${big}s`]);
+  assert.equal(await store.state.get('auth/revoked'), `${big}s`);
+  await adminQuery(`UPDATE "${schema}".state SET value = repeat('y', $1) WHERE key = 'auth/revoked'`, [HUGE]);
+  await assert.rejects(store.state.get('auth/revoked'), /larger than 64 MiB/);
+  await adminQuery(`DELETE FROM "${schema}".state WHERE key = 'auth/revoked'`);
+  assert.equal(await store.state.get('auth/revoked'), undefined);
+  await adminQuery(`INSERT INTO "${schema}".state (key, value) VALUES ('auth/revoked', $1)`, [big]);
+  assert.equal(await store.state.get('auth/revoked'), big, 'inserted again: read');
+});
