@@ -1,5 +1,6 @@
 // PEM certificate bundle helpers, shared by validation and trust aggregation.
 import { X509Certificate } from 'node:crypto';
+import { printableLine } from './quote.js';
 
 const BEGIN = /-----BEGIN ([A-Z0-9 ]+)-----/g;
 const END = /-----END ([A-Z0-9 ]+)-----/g;
@@ -71,13 +72,52 @@ export function derToPem(der: Buffer): string {
   return `-----BEGIN CERTIFICATE-----\n${b64}\n-----END CERTIFICATE-----\n`;
 }
 
-/** Trust domains named by a CA's `spiffe://` URI SANs (a SPIFFE CA carries its trust domain's ID). */
+/**
+ * The URI SANs in node's `subjectAltName` text ("DNS:a, URI:spiffe://…"). Node writes a name
+ * holding a comma, quote, apostrophe, backslash or a non-ASCII character as a JSON string
+ * (URI:"spiffe://td/a\u002cb"), so a split on ", " misread it: such a URI was not seen as a
+ * spiffe:// one, and a CA naming another trust domain that way passed the trust domain checks.
+ */
+export function uriSans(subjectAltName: string): string[] {
+  const out: string[] = [];
+  const s = subjectAltName;
+  let i = 0;
+  while (i < s.length) {
+    const colon = s.indexOf(':', i);
+    if (colon < 0) break;
+    const type = s.slice(i, colon);
+    let j = colon + 1;
+    let value = '';
+    // Outside a quoted part node leaves no comma, so the next one ends this name.
+    while (j < s.length && s[j] !== ',') {
+      if (s[j] === '"') {
+        let k = j + 1;
+        while (k < s.length && s[k] !== '"') k += s[k] === '\\' ? 2 : 1;
+        const literal = s.slice(j, k + 1);
+        try {
+          value += JSON.parse(literal) as string;
+        } catch {
+          value += literal;
+        }
+        j = k + 1;
+      } else value += s[j++];
+    }
+    if (type === 'URI') out.push(value);
+    i = j + 1;
+    while (s[i] === ' ') i++;
+  }
+  return out;
+}
+
+/**
+ * Trust domains named by a CA's `spiffe://` URI SANs (a SPIFFE CA carries its trust domain's ID).
+ * Escaped as one printable line: they are quoted in refusals, and a decoded SAN may hold any
+ * character (an escape sequence in one must not act on the terminal of whoever runs validate).
+ */
 export function caTrustDomains(cert: string | Buffer): string[] {
-  const san = new X509Certificate(cert).subjectAltName ?? '';
-  return san
-    .split(/,\s*/)
-    .filter((s) => s.startsWith('URI:spiffe://'))
-    .map((s) => s.slice('URI:spiffe://'.length).split('/')[0] ?? '');
+  return uriSans(new X509Certificate(cert).subjectAltName ?? '')
+    .filter((u) => u.startsWith('spiffe://'))
+    .map((u) => printableLine(u.slice('spiffe://'.length).split('/')[0] ?? ''));
 }
 
 /**

@@ -6,6 +6,11 @@ import { encodeSpiffeBundle } from '../../src/federation/bundle.js';
 import { generateCertificateAuthority } from '../../src/pki/generate-ca.js';
 import { FederationFailure } from '../../src/federation/fetch.js';
 import { bundleOf, newCa, unreadableTimesCa } from './remote.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openssl } from '../helpers/openssl.js';
+import { caTrustDomains } from '../../src/api/pem.js';
 
 const TD = 'zone-b.test';
 
@@ -90,4 +95,31 @@ test('a bundle with a CA whose validity cannot be read is refused as malformed n
     assert.equal(f.reason, 'malformed');
     assert.match(f.message, new RegExp(`CA ${n} of 2 has a validity that cannot be read`));
   }
+});
+
+/** A self-signed P-256 CA with this one URI SAN, written by openssl from a config section (where a comma is a character). */
+function caWithUriSan(uri: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-san-'));
+  try {
+    const cnf = join(dir, 'cnf');
+    writeFileSync(cnf, `[req]\ndistinguished_name=dn\n[dn]\n[ext]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectAltName=@alt\n[alt]\nURI.1=${uri}\n`);
+    return openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k'), '-subj', '/CN=hidden', '-days', '30', '-config', cnf, '-extensions', 'ext']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('a CA whose URI SAN names another trust domain is refused even when node quotes that SAN (a comma in it hid it from the check)', () => {
+  const good = newCa(TD);
+  // Node prints a SAN holding a comma, quote or backslash as a JSON string (URI:"spiffe://…"),
+  // which a split on ", " misread: the CA was accepted as one of zone-b's.
+  for (const id of ['spiffe://other.test/a,b', 'spiffe://other.test/a\\b']) {
+    const f = refusal(() => acceptBundle(encodeSpiffeBundle({ cas: [good.trustPem, caWithUriSan(id)], sequence: 3 }), TD, undefined));
+    assert.equal(f.reason, 'wrong_trust_domain', id);
+    assert.equal(f.message, `the bundle is for trust domain other.test, not ${TD}`);
+  }
+  // Decoded, such a name may hold an escape sequence: it is quoted escaped, here and in validate.
+  const esc = caWithUriSan('spiffe://other.test\u001b[2J/a,b');
+  assert.equal(refusal(() => acceptBundle(encodeSpiffeBundle({ cas: [good.trustPem, esc], sequence: 3 }), TD, undefined)).message, `the bundle is for trust domain other.test\\u001b[2J, not ${TD}`);
+  assert.deepEqual(caTrustDomains(esc), ['other.test\\u001b[2J']);
 });
