@@ -6,7 +6,8 @@
 // minute (most likely this host's clock), a chain that does not verify against the trust bundle
 // sent with it, and a SPIFFE ID other than the one written before.
 import { X509Certificate } from 'node:crypto';
-import { hasUnreadableValidity } from '../api/pem.js';
+import { hasUnreadableValidity, uriSans } from '../api/pem.js';
+import { printableLine } from '../api/quote.js';
 import { parseCertificates } from './summary.js';
 
 /** The push must not be written; the message says why. */
@@ -66,7 +67,9 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   const leaf = chain[0]!;
   const notAfter = Date.parse(leaf.validTo);
   const notBefore = Date.parse(leaf.validFrom);
-  const spiffeId = /(?:^|,\s*)URI:(spiffe:\/\/[^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1];
+  // Node quotes a URI holding a comma or non-ASCII character (URI:"spiffe://…"): uriSans reads both forms.
+  const found = uriSans(leaf.subjectAltName ?? '').find((u) => u.startsWith('spiffe://'));
+  const spiffeId = found === undefined ? undefined : printableLine(found);
   const what = `the certificate (serial ${leaf.serialNumber.toUpperCase()}${spiffeId ? `, ${spiffeId}` : ''})`;
   if (hasUnreadableValidity(leaf)) {
     throw new RefusedSvid(`${what} has a validity that cannot be read (not before ${JSON.stringify(leaf.validFrom)}, not after ${JSON.stringify(leaf.validTo)}); not written`);

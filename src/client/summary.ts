@@ -1,7 +1,8 @@
 // Human and JSON summaries of fetched secrets: identities, validity, issuers and trust domains.
 // Built from certificates only — a summary never carries the private key.
 import { X509Certificate } from 'node:crypto';
-import { isoTime, splitPemCertificates } from '../api/pem.js';
+import { isoTime, splitPemCertificates, uriSans } from '../api/pem.js';
+import { printableLine } from '../api/quote.js';
 import type { DecodedSecret } from './decode.js';
 
 export interface CertSummary {
@@ -40,16 +41,10 @@ export function parseCertificates(pem: string): X509Certificate[] {
   return splitPemCertificates(pem).ders.map((der) => new X509Certificate(der));
 }
 
-/** `URI:a, DNS:b` → URIs. (Node quotes entries that contain a comma; SPIFFE IDs cannot.) */
-function uriSans(c: X509Certificate): string[] {
-  return (c.subjectAltName ?? '')
-    .split(/,\s*/)
-    .filter((e) => e.startsWith('URI:'))
-    .map((e) => e.slice(4));
-}
-
 export function summarizeCertificate(c: X509Certificate): CertSummary {
-  const uris = uriSans(c);
+  // Printable: node writes a URI holding a comma, quote or non-ASCII character as a JSON string, which
+  // uriSans decodes; what it decodes to is shown on a terminal.
+  const uris = uriSans(c.subjectAltName ?? '').map(printableLine);
   const out: CertSummary = {
     subject: dn(c.subject),
     issuer: dn(c.issuer),
