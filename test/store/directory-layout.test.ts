@@ -400,3 +400,21 @@ test('a file of 150,000 broken documents is one capped report (the first 50 and 
     await next(store, (x) => tdOf(x, 'valid') === 'later.example', 30_000);
   });
 });
+
+test('a folder deleted and recreated at once (rm -rf conf.d && cp -r new conf.d) is watched again: a later edit in it is seen without the safety scan', async () => {
+  await withStore(async (store, dir) => {
+    const sub = join(dir, 'conf.d');
+    await mkdir(sub);
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'one.example'));
+    await next(store, (s) => tdOf(s, 'sub') === 'one.example');
+    // Removed and made again before the store looks: ext4 and tmpfs give the new folder the old
+    // one's inode number, so its stat signature is the old one's.
+    await rm(sub, { recursive: true });
+    await mkdir(sub);
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'two.example'));
+    await next(store, (s) => tdOf(s, 'sub') === 'two.example');
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'three.example'));
+    // rescanMs is 60 s here: only a watch on the new folder sees this.
+    await next(store, (s) => tdOf(s, 'sub') === 'three.example');
+  });
+});
