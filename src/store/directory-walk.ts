@@ -1,6 +1,6 @@
 // Which resource files a directory holds, by their displayed path: symlinks followed (loops
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
-import { readdir, readlink, stat } from 'node:fs/promises';
+import { open, readdir, readlink, stat, type FileHandle } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
 import { invalidUtf8Offset } from '../api/file-text.js';
@@ -47,9 +47,11 @@ export interface DirInfo {
 export interface TreeFs {
   readdir(path: string): Promise<Dirent[]>;
   stat(path: string): Promise<Stats>;
+  /** Opens a file to read (tests make it fail). */
+  open(path: string, flags: number): Promise<FileHandle>;
 }
 
-export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path) };
+export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path), open: (path, flags) => open(path, flags) };
 
 /** The path is not there any more (removed, or a folder above it replaced by a file). */
 export function isGone(e: unknown): boolean {

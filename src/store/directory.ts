@@ -482,7 +482,7 @@ export class DirectoryStore implements ResourceStore {
     const prev = this.files.get(f.display);
     if (prev && prev.sig === sig && prev.read === f.read) return false;
     const shown = this.shown(f.display);
-    const read = await readResourceText(f.read, shown, this.maxFileSize);
+    const read = await readResourceText(f.read, shown, this.maxFileSize, undefined, this.fs.open);
     this.reads++;
     const after = await this.fs.stat(f.read).catch(() => undefined);
     // A file still being written is looked at again shortly: a half-written file must not
@@ -493,9 +493,13 @@ export class DirectoryStore implements ResourceStore {
     }
     const old = this.index.get(f.display);
     if ('error' in read) {
-      // Refused (too large, not UTF-8, unreadable): reported, last good resources kept, and not
-      // read again until its stat signature changes.
-      this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
+      // Refused (too large, not UTF-8): reported, last good resources kept, and not read again
+      // until its stat signature changes. A failed open or read (EMFILE, EIO) says nothing of
+      // the content: the next pass (an event, the safety scan) tries again.
+      const failedSig = read.code === undefined ? sig : `unreadable:${read.code}`;
+      const same = prev?.sig === failedSig && old?.errors.length === 1 && old.errors[0]!.message === read.error.message;
+      this.files.set(f.display, { read: f.read, sig: failedSig, managed: prev?.managed ?? false });
+      if (same) return false;
       this.index.set(f.display, { resources: old?.resources ?? [], errors: [read.error], version: old?.version ?? '' });
       return true;
     }

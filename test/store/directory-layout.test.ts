@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -417,4 +417,34 @@ test('a folder deleted and recreated at once (rm -rf conf.d && cp -r new conf.d)
     // rescanMs is 60 s here: only a watch on the new folder sees this.
     await next(store, (s) => tdOf(s, 'sub') === 'three.example');
   });
+});
+
+test('a file whose open fails for a passing reason (EMFILE: descriptors all taken) is read again by the next scan, not refused until it changes', async () => {
+  let fail = 0;
+  const flaky = {
+    open: async (path: string, flags: number) => {
+      if (fail > 0 && path.endsWith('trust.yaml')) {
+        fail--;
+        throw Object.assign(new Error(`EMFILE: too many open files, open '${path}'`), { code: 'EMFILE', errno: -24, syscall: 'open', path });
+      }
+      return open(path, flags);
+    },
+  };
+  await withStore(
+    async (store) => {
+      const first = await latest(store);
+      assert.deepEqual(trusts(first), {});
+      assert.match(first.errors.map((e) => e.message).join('\n'), /EMFILE/);
+      // Descriptors free again; the file has not changed. The safety scan (stat calls) must read it.
+      await store.rescan();
+      const again = await latest(store);
+      assert.deepEqual(trusts(again), { t: 't.example' });
+      assert.deepEqual(again.errors, []);
+    },
+    { treeFs: flaky },
+    async (dir) => {
+      fail = 1;
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+    },
+  );
 });
