@@ -448,3 +448,22 @@ test('a file whose open fails for a passing reason (EMFILE: descriptors all take
     },
   );
 });
+
+test('a folder link to /proc or /sys is refused naming it (not walked for ever through their endless link paths); the other files are served', { timeout: 60_000 }, async () => {
+  await withStore(
+    async (store) => {
+      const s = await latest(store);
+      assert.deepEqual(trusts(s), { t: 't.example' });
+      const problems = s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`).sort();
+      assert.equal(problems.length, 2, problems.join('\n'));
+      assert.match(problems[0]!, /^proc: .*procfs.*not followed/);
+      assert.match(problems[1]!, /^sys: .*sysfs.*not followed/);
+    },
+    {},
+    async (dir) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+      await symlink('/proc', join(dir, 'proc'));
+      await symlink('/sys', join(dir, 'sys'));
+    },
+  );
+});
