@@ -1,7 +1,7 @@
 // Bytes of a resource file → text, refusing what no resource file can be: too large, or not UTF-8.
 // Shared by `validate`, `apply -f` and the directory store so all three say the same thing.
 import { constants } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import type { ResourceError } from './types.js';
 import { fsErrorReason } from './secret-text.js';
 
@@ -82,6 +82,15 @@ export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEF
 }
 
 /**
+ * The file system failed (EMFILE, EIO, EACCES…), which says nothing about the file's content: `code`
+ * lets a reader that waits for a change before reading again (the directory store) try again.
+ */
+const failed = (display: string, err: unknown): { error: ResourceError; code: string } => ({
+  ...fileError(display, `cannot read file: ${fsErrorReason(err)}`),
+  code: typeof (err as NodeJS.ErrnoException).code === 'string' ? (err as NodeJS.ErrnoException).code! : 'EIO',
+});
+
+/**
  * Reads a resource file without ever holding more than `maxBytes` (+1) of it: the size is checked
  * on the open descriptor, and reading stops past the limit if the file grows meanwhile.
  */
@@ -90,14 +99,15 @@ export async function readResourceText(
   display = path,
   maxBytes = DEFAULT_MAX_FILE_SIZE,
   limitSetBy?: string,
-): Promise<FileText & { size?: number; changing?: boolean }> {
+  openFile: (path: string, flags: number) => Promise<FileHandle> = open,
+): Promise<FileText & { size?: number; changing?: boolean; code?: string }> {
   let fh;
   try {
     // Non-blocking open: a FIFO (or a link to one) must be refused below, not hang a libuv thread
     // until a writer shows up. Regular files read exactly as before.
-    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    fh = await openFile(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
-    return fileError(display, `cannot read file: ${fsErrorReason(err)}`);
+    return failed(display, err);
   }
   try {
     const st = await fh.stat();
@@ -128,7 +138,7 @@ export async function readResourceText(
     }
     return { ...decodeResourceText(buf.subarray(0, len), display, maxBytes), size: len };
   } catch (err) {
-    return fileError(display, `cannot read file: ${fsErrorReason(err)}`);
+    return failed(display, err);
   } finally {
     await fh.close();
   }

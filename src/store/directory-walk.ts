@@ -1,6 +1,6 @@
 // Which resource files a directory holds, by their displayed path: symlinks followed (loops
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
-import { readdir, readlink, stat } from 'node:fs/promises';
+import { open, readdir, readlink, stat, statfs, type FileHandle } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
 import { join } from 'node:path';
 import { invalidUtf8Offset } from '../api/file-text.js';
@@ -47,9 +47,11 @@ export interface DirInfo {
 export interface TreeFs {
   readdir(path: string): Promise<Dirent[]>;
   stat(path: string): Promise<Stats>;
+  /** Opens a file to read (tests make it fail). */
+  open(path: string, flags: number): Promise<FileHandle>;
 }
 
-export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path) };
+export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path), open: (path, flags) => open(path, flags) };
 
 /** The path is not there any more (removed, or a folder above it replaced by a file). */
 export function isGone(e: unknown): boolean {
@@ -163,6 +165,13 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
         out.problems.set(d, LOOP_ABOVE);
         continue;
       }
+      // Another file system (a link, a mount): a kernel one (a link to /proc, /sys) holds link
+      // paths without end that are no loop (a link to /proc was walked for minutes, start-up hung).
+      const pseudo = sig.split(':')[0] === id.split(':')[0] ? undefined : await pseudoFileSystem(r);
+      if (pseudo !== undefined) {
+        out.problems.set(d, `a folder on ${pseudo} (the kernel's, not resource files): not followed`);
+        continue;
+      }
       await walk(fs, d, r, sig, new Set([...ancestors, sig]), out, false);
     } else if (isFile && RESOURCE_FILE.test(e.name)) {
       out.files.push({ display: d, read: r });
@@ -171,6 +180,28 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
       out.problems.set(d, NOT_REGULAR);
     }
   }
+}
+
+/** statfs magic numbers of the kernel's own file systems (linux/magic.h). */
+const PSEUDO_FS: ReadonlyMap<number, string> = new Map([
+  [0x9fa0, 'procfs'],
+  [0x62656572, 'sysfs'],
+  [0x64626720, 'debugfs'],
+  [0x74726163, 'tracefs'],
+  [0x27e0eb, 'cgroupfs'],
+  [0x63677270, 'cgroup2fs'],
+  [0x73636673, 'securityfs'],
+  [0xcafe4a11, 'bpffs'],
+  [0x1cd1, 'devpts'],
+  [0x62656570, 'configfs'],
+  [0x6165676c, 'pstorefs'],
+  [0xf97cff8c, 'selinuxfs'],
+]);
+
+/** The name of the kernel file system `path` is on, or undefined for any other (or when statfs fails). */
+async function pseudoFileSystem(path: string): Promise<string | undefined> {
+  const fs = await statfs(path).catch(() => undefined);
+  return fs === undefined ? undefined : PSEUDO_FS.get(fs.type);
 }
 
 /**

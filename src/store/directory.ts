@@ -117,6 +117,12 @@ export class DirectoryStore implements ResourceStore {
   private queue: Promise<void> = Promise.resolve();
   private revision = 0;
   private readonly watchers = new Map<string, { watcher: FSWatcher; read: string; id: string }>();
+  /**
+   * Folders its parent's watch named (created, removed, renamed): their watches (and those below)
+   * are made again. A folder removed and made again before the pass often has the old inode
+   * number (ext4, tmpfs), so the stat signature cannot tell the old watch is on a dead folder.
+   */
+  private readonly rewatch = new Set<string>();
   private timer?: NodeJS.Timeout;
   private debounce?: NodeJS.Timeout;
   /** When `debounce` fires (performance.now()). */
@@ -196,8 +202,15 @@ export class DirectoryStore implements ResourceStore {
   private syncWatchers(): void {
     // Only a started store watches: `readOnce` (import) must let its process exit.
     if (this.closed || !this.watching) return;
+    const stale = [...this.rewatch];
+    this.rewatch.clear();
     for (const [d, w] of this.watchers) {
       const info = this.dirs.get(d);
+      if (stale.some((s) => under(d, s))) {
+        w.watcher.close();
+        this.watchers.delete(d);
+        continue;
+      }
       // A watch follows the folder it was made on: after a folder symlink is swapped to another
       // target (same path, another folder) it must be made again, or edits there go unseen.
       if (info?.read === w.read && info.id === w.id) continue;
@@ -370,7 +383,10 @@ export class DirectoryStore implements ResourceStore {
     // listing's to report, so list the folder it is in.
     // A name that is not UTF-8 (U+FFFD for its bad bytes) cannot be stat'ed either: the listing reports it.
     if (st instanceof Error) return st.code === 'ENOENT' && !display.includes('\uFFFD') ? this.removeUnder(display) : this.relist(dirname(display));
-    if (st.isDirectory()) return this.relist(display);
+    if (st.isDirectory()) {
+      this.rewatch.add(display);
+      return this.relist(display);
+    }
     if (!RESOURCE_FILE.test(display)) return false;
     // A FIFO or device named like a resource file: the listing reports it (and forgets a file it replaced).
     if (!st.isFile()) return this.relist(dirname(display));
@@ -466,7 +482,7 @@ export class DirectoryStore implements ResourceStore {
     const prev = this.files.get(f.display);
     if (prev && prev.sig === sig && prev.read === f.read) return false;
     const shown = this.shown(f.display);
-    const read = await readResourceText(f.read, shown, this.maxFileSize);
+    const read = await readResourceText(f.read, shown, this.maxFileSize, undefined, this.fs.open);
     this.reads++;
     const after = await this.fs.stat(f.read).catch(() => undefined);
     // A file still being written is looked at again shortly: a half-written file must not
@@ -477,9 +493,13 @@ export class DirectoryStore implements ResourceStore {
     }
     const old = this.index.get(f.display);
     if ('error' in read) {
-      // Refused (too large, not UTF-8, unreadable): reported, last good resources kept, and not
-      // read again until its stat signature changes.
-      this.files.set(f.display, { read: f.read, sig, managed: prev?.managed ?? false });
+      // Refused (too large, not UTF-8): reported, last good resources kept, and not read again
+      // until its stat signature changes. A failed open or read (EMFILE, EIO) says nothing of
+      // the content: the next pass (an event, the safety scan) tries again.
+      const failedSig = read.code === undefined ? sig : `unreadable:${read.code}`;
+      const same = prev?.sig === failedSig && old?.errors.length === 1 && old.errors[0]!.message === read.error.message;
+      this.files.set(f.display, { read: f.read, sig: failedSig, managed: prev?.managed ?? false });
+      if (same) return false;
       this.index.set(f.display, { resources: old?.resources ?? [], errors: [read.error], version: old?.version ?? '' });
       return true;
     }

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -399,4 +399,71 @@ test('a file of 150,000 broken documents is one capped report (the first 50 and 
     await writeFile(join(dir, 'trust.yaml'), trustYaml('valid', 'later.example'));
     await next(store, (x) => tdOf(x, 'valid') === 'later.example', 30_000);
   });
+});
+
+test('a folder deleted and recreated at once (rm -rf conf.d && cp -r new conf.d) is watched again: a later edit in it is seen without the safety scan', async () => {
+  await withStore(async (store, dir) => {
+    const sub = join(dir, 'conf.d');
+    await mkdir(sub);
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'one.example'));
+    await next(store, (s) => tdOf(s, 'sub') === 'one.example');
+    // Removed and made again before the store looks: ext4 and tmpfs give the new folder the old
+    // one's inode number, so its stat signature is the old one's.
+    await rm(sub, { recursive: true });
+    await mkdir(sub);
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'two.example'));
+    await next(store, (s) => tdOf(s, 'sub') === 'two.example');
+    await writeFile(join(sub, 'trust.yaml'), trustYaml('sub', 'three.example'));
+    // rescanMs is 60 s here: only a watch on the new folder sees this.
+    await next(store, (s) => tdOf(s, 'sub') === 'three.example');
+  });
+});
+
+test('a file whose open fails for a passing reason (EMFILE: descriptors all taken) is read again by the next scan, not refused until it changes', async () => {
+  let fail = 0;
+  const flaky = {
+    open: async (path: string, flags: number) => {
+      if (fail > 0 && path.endsWith('trust.yaml')) {
+        fail--;
+        throw Object.assign(new Error(`EMFILE: too many open files, open '${path}'`), { code: 'EMFILE', errno: -24, syscall: 'open', path });
+      }
+      return open(path, flags);
+    },
+  };
+  await withStore(
+    async (store) => {
+      const first = await latest(store);
+      assert.deepEqual(trusts(first), {});
+      assert.match(first.errors.map((e) => e.message).join('\n'), /EMFILE/);
+      // Descriptors free again; the file has not changed. The safety scan (stat calls) must read it.
+      await store.rescan();
+      const again = await latest(store);
+      assert.deepEqual(trusts(again), { t: 't.example' });
+      assert.deepEqual(again.errors, []);
+    },
+    { treeFs: flaky },
+    async (dir) => {
+      fail = 1;
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+    },
+  );
+});
+
+test('a folder link to /proc or /sys is refused naming it (not walked for ever through their endless link paths); the other files are served', { timeout: 60_000 }, async () => {
+  await withStore(
+    async (store) => {
+      const s = await latest(store);
+      assert.deepEqual(trusts(s), { t: 't.example' });
+      const problems = s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`).sort();
+      assert.equal(problems.length, 2, problems.join('\n'));
+      assert.match(problems[0]!, /^proc: .*procfs.*not followed/);
+      assert.match(problems[1]!, /^sys: .*sysfs.*not followed/);
+    },
+    {},
+    async (dir) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+      await symlink('/proc', join(dir, 'proc'));
+      await symlink('/sys', join(dir, 'sys'));
+    },
+  );
 });
