@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { DeltaStream, type DeltaAction, type DeltaSendAction } from '../../src/xds/delta.js';
 import type { DeltaDiscoveryRequest } from '../../src/xds/messages.js';
 import { TYPE, World, ctxFor } from './fixtures.js';
+import { arrayWork } from '../helpers/array-work.js';
 
 const node = { id: 'default.web-1', cluster: 'web' };
 
@@ -284,20 +285,12 @@ describe('Delta stream', () => {
     const s = new DeltaStream(ctxFor(new World()));
     const names = Array.from({ length: 1000 }, (_, i) => `spiffe://td-${String(i).padStart(4, '0')}.example`);
     s.onRequest(req({ node, resource_names_subscribe: names }));
-    const sort = Array.prototype.sort;
-    let sorted = 0;
-    Array.prototype.sort = function (this: unknown[], ...args: Parameters<typeof sort>) {
-      sorted += this.length;
-      return sort.apply(this, args);
-    } as typeof sort;
-    try {
+    const sorted = arrayWork('sort', () => {
       for (let i = 0; i < 100; i++) {
         s.onRequest(req({ resource_names_subscribe: [`spiffe://extra-${i}.example`], resource_names_unsubscribe: [names[i]!] }));
         s.onRequest(req({}));
       }
-    } finally {
-      Array.prototype.sort = sort;
-    }
+    });
     // Before: each request sorted the whole subscription (200 × ~1,000 names).
     assert.ok(sorted <= 400, `${sorted} names sorted for 200 requests`);
     const expected = [...names.slice(100), ...Array.from({ length: 100 }, (_, i) => `spiffe://extra-${i}.example`)].sort();
