@@ -299,7 +299,7 @@ export class SecretPublisher {
       }
       const kind = classify(name).kind;
       if (kind === 'invalid') return false;
-      if (kind !== 'trustAll' && kind !== 'trustDomain') depends = true;
+      if (identityDependent(kind)) depends = true;
     }
     return depends;
   }
@@ -394,11 +394,12 @@ export interface NotThisIdentity {
   spiffeId: string;
 }
 
-/** Whether a name's secret comes from the proxy's identity (an alias or ROOTCA), not only the mesh's bundles. */
-function dependsOnIdentity(name: string): boolean {
-  const kind = classify(name).kind;
+/** Whether a kind of name's secret comes from the proxy's identity (an alias or ROOTCA), not only the mesh's bundles. */
+function identityDependent(kind: SecretNameRef['kind']): boolean {
   return kind === 'default' || kind === 'identity' || kind === 'svid' || kind === 'rootCa';
 }
+
+const dependsOnIdentity = (name: string): boolean => identityDependent(classify(name).kind);
 
 function isIdentityName(name: string): boolean {
   const kind = classify(name).kind;
