@@ -8,6 +8,7 @@ import { isPlainObject } from './validate-common.js';
 import { normaliseDocument } from './validate.js';
 import { readResourceText, DEFAULT_MAX_FILE_SIZE } from './file-text.js';
 import { resourceKey, type Resource, type ResourceError } from './types.js';
+import { jsonStringEnd, jsonStringValue } from './json-ranges.js';
 
 export interface ParseResult {
   resources: Resource[];
@@ -239,23 +240,15 @@ export function hasDuplicateJsonKey(text: string): boolean {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (c === 0x22) {
-      let j = i + 1;
-      let escaped = false;
-      for (; j < text.length; j++) {
-        const d = text.charCodeAt(j);
-        if (d === 0x5c) {
-          escaped = true;
-          j++;
-        } else if (d === 0x22) break;
-      }
+      const end = jsonStringEnd(text, i);
       if (expectKey) {
-        const key = escaped ? (JSON.parse(text.slice(i, j + 1)) as string) : text.slice(i + 1, j);
+        const key = jsonStringValue(text, i, end);
         const keys = objects[objects.length - 1]!;
         if (keys.has(key)) return true;
         keys.add(key);
         expectKey = false;
       }
-      i = j;
+      i = end - 1;
     } else if (c === 0x7b) {
       objects.push(new Set());
       expectKey = true;

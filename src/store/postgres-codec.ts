@@ -3,7 +3,7 @@ import { isMap, isSeq, parseAllDocuments, type Node } from 'yaml';
 import { resourceKey, type Resource, type ResourceError, type ResourceKind } from '../api/types.js';
 import { normaliseDocument } from '../api/validate.js';
 import { validateStoredResource } from '../api/validate-stored.js';
-import { jsonArrayItemRanges, jsonMemberStart } from './json-ranges.js';
+import { jsonArrayItemRanges, jsonMemberStart } from '../api/json-ranges.js';
 
 /** The normalised resource as stable JSON (sorted keys) so equal resources always serialise to equal text. Secret bytes become base64. */
 export function encodeResource(r: Resource): string {
