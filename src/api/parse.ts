@@ -15,8 +15,8 @@ export interface ParseResult {
   errors: ResourceError[];
 }
 
-/** `{"items": [...]}` or a Kubernetes `kind: List` / `kind: FooList`. */
-function listItems(v: unknown): unknown[] | undefined {
+/** `{"items": [...]}` or a Kubernetes `kind: List` / `kind: FooList`: the documents a list holds (the Postgres store cuts its text by the same rule). */
+export function listItems(v: unknown): unknown[] | undefined {
   if (Array.isArray(v)) return v;
   if (!isPlainObject(v) || !Array.isArray(v.items)) return undefined;
   const kind = v.kind;

@@ -4,6 +4,7 @@ import { resourceKey, type Resource, type ResourceError, type ResourceKind } fro
 import { normaliseDocument } from '../api/validate.js';
 import { validateStoredResource } from '../api/validate-stored.js';
 import { jsonArrayItemRanges, jsonMemberStart } from '../api/json-ranges.js';
+import { listItems } from '../api/parse.js';
 
 /** The normalised resource as stable JSON (sorted keys) so equal resources always serialise to equal text. Secret bytes become base64. */
 export function encodeResource(r: Resource): string {
@@ -75,7 +76,7 @@ export function splitDocuments(text: string): string[] {
 
 /**
  * A JSON file split without the YAML parser (3.3 MB of 20,000 items: 2.3 s there, 0.14 s here):
- * the items of a top-level array or of `items` (the rule of listNodes), each item's text as
+ * the items of a top-level array or of `items` (parseResources' rule, listItems), each item's text as
  * splitYamlDocuments cuts it. Undefined when the text is not JSON.
  */
 export function splitJsonDocuments(text: string): string[] | undefined {
@@ -89,12 +90,9 @@ export function splitJsonDocuments(text: string): string[] | undefined {
   const open = text.search(/[[{]/);
   let items: [number, number][] | undefined;
   if (Array.isArray(value)) items = jsonArrayItemRanges(text, open);
-  else if (value !== null && typeof value === 'object') {
-    const v = value as Record<string, unknown>;
-    if (Array.isArray(v.items) && (v.kind === undefined || (typeof v.kind === 'string' && v.kind.endsWith('List')))) {
-      const at = jsonMemberStart(text, open, 'items');
-      if (at !== undefined) items = jsonArrayItemRanges(text, at);
-    }
+  else if (listItems(value)) {
+    const at = jsonMemberStart(text, open, 'items');
+    if (at !== undefined) items = jsonArrayItemRanges(text, at);
   }
   if (!items) return [text.trim()];
   return items.map(([start, end]) => nodeText(text, start, end));
@@ -119,13 +117,10 @@ export function splitYamlDocuments(text: string): string[] {
   }
 }
 
-/** Same rule as parseResources: a top-level array, or `items` of an object without a kind or with a `…List` kind. */
+/** The YAML nodes of the documents a list holds, by parseResources' rule (listItems): a top-level array, or `items` of an object without a kind or with a `…List` kind. */
 function listNodes(contents: unknown, value: unknown): Node[] | undefined {
   if (Array.isArray(value) && isSeq(contents)) return contents.items as Node[];
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
-  const v = value as Record<string, unknown>;
-  if (!Array.isArray(v.items) || !isMap(contents)) return undefined;
-  if (v.kind !== undefined && !(typeof v.kind === 'string' && v.kind.endsWith('List'))) return undefined;
+  if (Array.isArray(value) || !listItems(value) || !isMap(contents)) return undefined;
   const seq = contents.get('items', true);
   return isSeq(seq) ? (seq.items as Node[]) : undefined;
 }
