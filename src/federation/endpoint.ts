@@ -21,6 +21,7 @@ import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 import { capConnectionsFairly } from '../api/fair-connections.js';
+import { OncePer } from '../api/once-per.js';
 import { readFlagFileSync } from '../api/flag-file.js';
 
 export const DEFAULT_REFRESH_HINT_SECONDS = 300;
@@ -243,18 +244,15 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
   }
   server.keepAliveTimeout = 5000;
   // Said, at most once per 10 s: a follower refused here only sees its fetch fail.
-  let overLimitLoggedMs = -Infinity;
-  let overLimitSkipped = 0;
-  capConnectionsFairly(server, BUNDLE_ENDPOINT_MAX_CONNECTIONS, (e) => {
-    const at = Date.now();
-    if (at - overLimitLoggedMs < OVER_LIMIT_LOG_MS) return void overLimitSkipped++;
-    overLimitLoggedMs = at;
-    opts.log?.warn(
-      { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: overLimitSkipped },
-      e.newcomer ? 'bundle endpoint: connection closed as it arrived: its client holds the most and has no other idle one' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
-    );
-    overLimitSkipped = 0;
-  });
+  const overLimitLog = new OncePer(OVER_LIMIT_LOG_MS);
+  capConnectionsFairly(server, BUNDLE_ENDPOINT_MAX_CONNECTIONS, (e) =>
+    overLimitLog.log((skipped) =>
+      opts.log?.warn(
+        { limit: BUNDLE_ENDPOINT_MAX_CONNECTIONS, peer: e.peer, peerConnections: e.peerConnections, newcomer: e.newcomer, alsoClosedSinceLastLine: skipped },
+        e.newcomer ? 'bundle endpoint: connection closed as it arrived: its client holds the most and has no other idle one' : 'bundle endpoint: connection closed to make room for a new one: its client holds the most',
+      ),
+    ),
+  );
 
   const spiffeIdOf = (td: string) => `spiffe://${td}${ENDPOINT_SPIFFE_PATH}`;
 

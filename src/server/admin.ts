@@ -12,6 +12,7 @@ import { isSecretField } from './secret-fields.js';
 import { formatReadiness, type ReadinessReport } from './readiness.js';
 import { listenOn, parseHostPort, stalledClientLimits } from '../api/host-port.js';
 import { capConnectionsFairly } from '../api/fair-connections.js';
+import { OncePer } from '../api/once-per.js';
 import { pacedRender } from './metrics-pacing.js';
 
 export interface AdminDebugSources {
@@ -217,24 +218,6 @@ export function privilegedRequestProblem(req: Pick<IncomingMessage, 'headers' | 
   return undefined;
 }
 
-/** At most one log line a second for an event that can repeat fast; the line counts those left out since the last. */
-class OncePerSecond {
-  private lastMs = -Infinity;
-  private skipped = 0;
-
-  log(write: (skippedSinceLastLine: number) => void): void {
-    const now = Date.now();
-    if (now - this.lastMs < 1000) {
-      this.skipped++;
-      return;
-    }
-    this.lastMs = now;
-    const skipped = this.skipped;
-    this.skipped = 0;
-    write(skipped);
-  }
-}
-
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
   const { host, port } = parseHostPort(opts.listen, 'admin');
   const log = opts.logger;
@@ -248,10 +231,10 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   };
 
   /** One limiter per kind of refusal: a burst of one kind does not hide the first of another. */
-  const refusals = { browser: new OncePerSecond(), remote: new OncePerSecond(), 'dns-rebinding': new OncePerSecond() };
+  const refusals = { browser: new OncePer(1000), remote: new OncePer(1000), 'dns-rebinding': new OncePer(1000) };
   /** When the last rotation of each scope (`*` or a proxy) was accepted; kept for ROTATE_COALESCE_MS. */
   const rotationsAccepted = new Map<string, number>();
-  const coalescedLog = new OncePerSecond();
+  const coalescedLog = new OncePer(1000);
   const renderMetrics = pacedRender(() => opts.metrics.render());
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -328,7 +311,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   // Probes and scrapes need a few connections; without a cap, clients of an admin port open to the
   // pod network could hold every descriptor the gRPC listener needs for proxies. Not node's
   // maxConnections: one client holding all of them would shut the kubelet's probes out.
-  const roomMadeLog = new OncePerSecond();
+  const roomMadeLog = new OncePer(1000);
   capConnectionsFairly(server, ADMIN_MAX_CONNECTIONS, (e) =>
     roomMadeLog.log((skipped) =>
       log.warn(
