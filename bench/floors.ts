@@ -2,7 +2,7 @@
 // transport's own work, for the same-run ratios of SPEC §8.
 import { fork, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { benchServerNodeArgs, procCpuMs, procMainThreadCpuMs, procRssKb } from './server.js';
+import { benchServerNodeArgs, procCpuMs, procKernel, procMainThreadCpuMs, procRssKb } from './server.js';
 
 export type FloorKind = 'grpc-js' | 'http2' | 'grpc-h2';
 
@@ -13,6 +13,7 @@ export interface FloorProc {
   rssKb(): number;
   cpuMs(): number;
   mainThreadCpuMs(): number;
+  kernel(): { systemCpuMs: number; minorFaults: number };
   /** Pushes the new trust bundle to every trust stream; resolves with how many were written to. */
   push(): Promise<number>;
   stop(): Promise<void>;
@@ -39,6 +40,7 @@ export async function spawnFloor(root: string, children: Set<ChildProcess>, kind
     rssKb: () => procRssKb(child.pid!),
     cpuMs: () => procCpuMs(child.pid!),
     mainThreadCpuMs: () => procMainThreadCpuMs(child.pid!),
+    kernel: () => procKernel(child.pid!),
     push: () =>
       new Promise((resolve) => {
         const on = (m: { type: string; streams?: number }) => {

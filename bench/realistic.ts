@@ -15,6 +15,8 @@ export interface RealisticTarget {
   cpuMs(): number;
   /** CPU ms of the main threads alone (event loops), summed over the server processes. */
   mainThreadCpuMs(): number;
+  /** System CPU ms and minor page faults, summed over the server processes. */
+  kernel(): { systemCpuMs: number; minorFaults: number };
   rssKb(): number;
   /**
    * Makes every trust stream receive a new bundle (a MeshTrust change, or the floor's push); round
@@ -40,7 +42,7 @@ export interface RealisticOptions {
 export interface RealisticResult {
   label: string;
   proxies: number;
-  storm: { cpuMs: number; mainThreadCpuMs: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
+  storm: { cpuMs: number; mainThreadCpuMs: number; systemCpuMs: number; minorFaults: number; wallMs: number; perProxyCpuMs: number; loadgenCpuMs: number[]; done: ReturnType<typeof stats>; connectErrors: number; reconnects: number; streamErrors: string[] };
   /**
    * One fan-out round, or with several the median: `cpuMs` the median of the rounds' CPU, the rest
    * from the round whose slowest stream was the median; every round in `rounds`.
@@ -88,10 +90,12 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     await sleep(1000);
     const rssBefore = t.rssKb();
     const main0 = t.mainThreadCpuMs();
+    const kernel0 = t.kernel();
     const mono0 = monotonicSeconds();
     const storm = await runPhase(() => t.cpuMs(), lgs, 'storm', 180_000);
     const stormWindow: [number, number] = [mono0, monotonicSeconds()];
     const stormMainCpuMs = t.mainThreadCpuMs() - main0;
+    const kernel1 = t.kernel();
     const stormDone = stats(storm.done);
     if (stormDone.completed !== o.n) {
       throw new Error(`${t.label}: only ${stormDone.completed}/${o.n} proxies served in the realistic storm (connect errors ${storm.connectErrors}); ${storm.streamErrors.slice(0, 5).join('; ')}`);
@@ -101,7 +105,7 @@ export async function runRealistic(t: RealisticTarget, o: RealisticOptions): Pro
     const result: RealisticResult = {
       label: t.label,
       proxies: o.n,
-      storm: { cpuMs: storm.serverCpuMs, mainThreadCpuMs: stormMainCpuMs, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
+      storm: { cpuMs: storm.serverCpuMs, mainThreadCpuMs: stormMainCpuMs, systemCpuMs: kernel1.systemCpuMs - kernel0.systemCpuMs, minorFaults: kernel1.minorFaults - kernel0.minorFaults, wallMs: round(storm.wallMs), perProxyCpuMs: round(storm.serverCpuMs / o.n, 3), loadgenCpuMs: storm.loadgenCpuMs, done: stormDone, connectErrors: storm.connectErrors, reconnects: storm.reconnects, streamErrors: storm.streamErrors },
       memory: { rssBeforeKb: rssBefore, rssAfterKb: rssAfter, perProxyKb: round((rssAfter - rssBefore) / o.n, 2) },
       trustDigests: storm.trustDigests,
       stormWindow,

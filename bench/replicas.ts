@@ -84,6 +84,7 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
         targets: servers.map((s) => s.target),
         cpuMs,
         mainThreadCpuMs: () => servers.reduce((a, s) => a + s.mainThreadCpuMs(), 0),
+        kernel: () => servers.map((s) => s.kernel()).reduce((a, k) => ({ systemCpuMs: a.systemCpuMs + k.systemCpuMs, minorFaults: a.minorFaults + k.minorFaults })),
         rssKb: () => servers.reduce((a, s) => a + s.rssKb(), 0),
         fanout: async (k) => void (await writer.apply(fixture.trustText(trustCasOfRound(k)), 'trust.yaml')),
       },

@@ -353,7 +353,7 @@ async function meshSdsRealistic(runDir: string, n: number, profileDir: string | 
     // Attached once ready: perf -p follows the threads that exist then (V8's helpers, the issuance workers).
     if (perf) recording = recordPerf(server.pid, perf);
     const result = await runRealistic(
-      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), rssKb: () => server.rssKb(), fanout: (k) => fixture.writeTrust(trustCasOfRound(k)) },
+      { label: 'mesh-sds', targets: [server.target], cpuMs: () => server.cpuMs(), mainThreadCpuMs: () => server.mainThreadCpuMs(), kernel: () => server.kernel(), rssKb: () => server.rssKb(), fanout: (k) => fixture.writeTrust(trustCasOfRound(k)) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, keep: churn, fanoutRounds: n === N ? FANOUT_ROUNDS : 1 },
     );
     windows = { storm: result.stormWindow, fanout: result.fanout?.window };
@@ -391,7 +391,7 @@ async function floorRealistic(kind: FloorKind, n: number, trustPemsFile: string,
   const floor = await spawnFloor(ROOT, children, kind, trustPemsFile);
   try {
     return await runRealistic(
-      { label: `${kind} floor`, targets: [floor.target], cpuMs: () => floor.cpuMs(), mainThreadCpuMs: () => floor.mainThreadCpuMs(), rssKb: () => floor.rssKb(), fanout: async () => void (await floor.push()) },
+      { label: `${kind} floor`, targets: [floor.target], cpuMs: () => floor.cpuMs(), mainThreadCpuMs: () => floor.mainThreadCpuMs(), kernel: () => floor.kernel(), rssKb: () => floor.rssKb(), fanout: async () => void (await floor.push()) },
       { root: ROOT, children, n, loadgens: LOADGENS, tokensFile, connectConcurrency: CONNECT_CONCURRENCY, fanoutRounds: FANOUT_ROUNDS },
     );
   } finally {
@@ -459,6 +459,13 @@ async function realisticScenario(runDir: string, profileDir: string | undefined)
   addRow({
     scenario: 'realistic storm CPU: main thread + other threads',
     measured: `mesh-sds ${threads(me)} ms; grpc-js ${threads(g)}; http2 ${threads(h)}; own transport ${threads(own)} (other threads: issuance workers, V8's compiler and GC helpers)`,
+    target: 'report only',
+    pass: null,
+  });
+  const kernel = (r: RealisticResult) => `${fmtInt(r.storm.systemCpuMs)} ms, ${fmtInt(r.storm.minorFaults / 1000)}k faults`;
+  addRow({
+    scenario: 'realistic storm: kernel CPU, page faults',
+    measured: `mesh-sds ${kernel(me)}; grpc-js ${kernel(g)}; http2 ${kernel(h)}; own transport ${kernel(own)} (system time is in the CPU above: sockets, and first touches of memory)`,
     target: 'report only',
     pass: null,
   });

@@ -19,6 +19,7 @@ export interface ServerProc {
   /** CPU time (user + system, all threads) the server has used so far, from /proc/<pid>/stat. */
   cpuMs(): number;
   mainThreadCpuMs(): number;
+  kernel(): { systemCpuMs: number; minorFaults: number };
   metrics(): Promise<Map<string, number>>;
   logTail(lines?: number): string;
   stop(): Promise<void>;
@@ -88,6 +89,7 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
     rssKb: () => procRssKb(child.pid!),
     cpuMs: () => procCpuMs(child.pid!),
     mainThreadCpuMs: () => procMainThreadCpuMs(child.pid!),
+    kernel: () => procKernel(child.pid!),
     metrics: async () => parseMetrics(await (await fetch(`${adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text()),
     logTail: (lines = 20) => readFileSync(logPath, 'utf8').trimEnd().split('\n').slice(-lines).join('\n'),
     stop: async () => {
@@ -116,10 +118,25 @@ export function procMainThreadCpuMs(pid: number): number {
 }
 
 function statCpuMs(path: string): number {
-  const stat = readFileSync(path, 'utf8');
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15 (ticks of 1/100 s).
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const f = statFields(path);
   return (Number(f[11]) + Number(f[12])) * 10;
+}
+
+/** Fields of /proc/<pid>/stat after the parenthesised command name (field 3, the state, is [0]). */
+function statFields(path: string): string[] {
+  const stat = readFileSync(path, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/**
+ * The kernel's share of a process (all threads): system CPU ms (stime, field 15) and minor page
+ * faults (minflt, field 10). On a VM whose balloon reports free pages to the host, a first touch
+ * of a page costs ~10 µs (the host backs it again), so faults are a cost that follows how much
+ * fresh memory a server writes, apart from what its JavaScript does.
+ */
+export function procKernel(pid: number): { systemCpuMs: number; minorFaults: number } {
+  const f = statFields(`/proc/${pid}/stat`);
+  return { systemCpuMs: Number(f[12]) * 10, minorFaults: Number(f[7]) };
 }
 
 export function procRssKb(pid: number): number {
