@@ -48,6 +48,8 @@ export interface SvidManagerOptions {
   detachGraceMs?: number;
   /** First wait before a failed issuance is tried again (5 s); each failure in a row doubles it, up to 5 minutes. */
   retryBaseMs?: number;
+  /** Longest wait before a served leaf's rotation time is checked against the wall clock again (60 s; tests shorten it). */
+  clockCheckMs?: number;
   onIssued?: (p: { mesh: string; identity: string; seconds: number; svid: IssuedSvid }) => void;
   /** Called when a proxy is forgotten after its grace period, so its secrets can be freed. */
   onDropped?: (proxyKey: string) => void;
@@ -105,7 +107,12 @@ const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
   a !== undefined && a.identity === b.identity && a.ca === b.ca && a.chain === b.chain && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
 
 export { nodeKeyOf, proxyKeyOf } from './claims.js';
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Timers run on the monotonic clock, which stands still while the host is suspended and ignores
+ * NTP steps; rotation times and NotBefore/NotAfter are wall-clock instants. Waiting out a leaf's
+ * whole rotation delay in one timer served it expired after such a jump: it is checked every minute.
+ */
+const CLOCK_CHECK_MS = 60_000;
 /** The shortest time a leaf is served before it is re-issued (see rotationTime). */
 const MIN_ROTATION_DELAY_MS = 1000;
 
@@ -473,14 +480,18 @@ export class SvidManager {
     const step = Math.min(60_000, Math.max(10, Math.floor(delay / 500)));
     e.rotateTimer = setTimeout(
       () => {
-        if (this.now().getTime() + 1000 < at.getTime()) return this.scheduleRotation(key, e, at);
+        const nowMs = this.now().getTime();
+        // The clock was stepped back past the leaf's (back-dated) NotBefore: peers refuse it as not valid yet.
+        const notYetValid = e.identity.state === 'issued' && nowMs < e.identity.svid.notBefore.getTime();
+        if (nowMs + 1000 < at.getTime() && !notYetValid) return this.scheduleRotation(key, e, at);
         e.desiredKey = undefined;
         this.refresh(key);
       },
       // Coarse steps: Node keeps one timer list per distinct duration, and jittered millisecond
       // delays would give every proxy a list of its own. A step is at most 1/500 of the remaining
-      // time (and 60 s), so short-lived test certificates still rotate on time.
-      Math.min(Math.max(Math.ceil(delay / step) * step, 0), MAX_TIMER_MS),
+      // time (and 60 s), so short-lived test certificates still rotate on time; longer waits are
+      // cut to the clock check (one list), which also keeps them under setTimeout's 2^31-1 ms.
+      Math.min(Math.max(Math.ceil(delay / step) * step, 0), this.opts.clockCheckMs ?? CLOCK_CHECK_MS),
     );
     e.rotateTimer.unref();
   }

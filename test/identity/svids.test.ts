@@ -12,7 +12,7 @@ import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
 let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
 
-async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog; issuer?: (real: Issuer) => Issuer; retryBaseMs?: number } = {}) {
+async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog; issuer?: (real: Issuer) => Issuer; retryBaseMs?: number; clockCheckMs?: number } = {}) {
   const snaps = new Subject<ResourceSnapshot>();
   const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
   authorities.start(snaps);
@@ -24,6 +24,7 @@ async function setup(opts: { detachGraceMs?: number; random?: () => number; now?
     now: opts.now,
     log: opts.log,
     retryBaseMs: opts.retryBaseMs,
+    clockCheckMs: opts.clockCheckMs,
   });
   authorities.views$.subscribe((v) => svids.setView(v));
   const push = async (...resources: Resource[]): Promise<AuthorityView> => {
@@ -116,6 +117,41 @@ test('a leaf whose lifetime rounds to nothing is re-issued at most once a second
       await new Promise((r) => setTimeout(r, 5));
     }
     assert.ok(serials.size >= 2 && serials.size <= 4, `${serials.size} leaves in 2.5 s`);
+  } finally {
+    await h.close();
+  }
+});
+
+test('a wall clock that jumps forward past a leaf\'s rotation time (a suspended VM, an NTP step) reissues it at the next clock check, not when the timer set before the jump fires', async () => {
+  let clock = Date.now();
+  const h = await setup({ now: () => new Date(clock), clockCheckMs: 100 });
+  try {
+    await h.push(meshIdentity('identity', { expiry: '1h', expiryMs: 3600_000 }), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    assert.ok(first.state === 'issued');
+    // Monotonic timers did not count the jump: the one set at issuance would fire 42–54 min from now.
+    clock = first.svid.notAfter.getTime() + 60_000;
+    const second = await h.until(key, (p) => issued(p) && p !== first);
+    assert.ok(second.state === 'issued');
+    assert.ok(second.svid.notAfter.getTime() > clock, 'the new leaf is valid at the clock after the jump');
+  } finally {
+    await h.close();
+  }
+});
+
+test('a wall clock stepped back past a leaf\'s NotBefore (an NTP correction of a fast clock) reissues it: peers would refuse it as not valid yet', async () => {
+  let clock = Date.now();
+  const h = await setup({ now: () => new Date(clock), clockCheckMs: 100 });
+  try {
+    await h.push(meshIdentity('identity'), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const first = await h.until(key, issued);
+    assert.ok(first.state === 'issued');
+    clock = first.svid.notBefore.getTime() - 60_000;
+    const second = await h.until(key, (p) => issued(p) && p !== first);
+    assert.ok(second.state === 'issued');
+    assert.ok(second.svid.notBefore.getTime() <= clock, `NotBefore ${second.svid.notBefore.toISOString()} is valid at ${new Date(clock).toISOString()}`);
   } finally {
     await h.close();
   }
