@@ -36,7 +36,12 @@ const ROTATION_FRACTION = 0.8;
 export const BUNDLE_ENDPOINT_MAX_CONNECTIONS = 128;
 /** How often a refusal over the connection cap is logged at most. */
 const OVER_LIMIT_LOG_MS = 10_000;
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/**
+ * Longest wait before the endpoint SVID's rotation time is checked against the wall clock again:
+ * timers run on the monotonic clock (still while the host is suspended, blind to NTP steps), and
+ * waiting out the whole delay in one timer served an expired SVID after a jump.
+ */
+const CLOCK_CHECK_MS = 60_000;
 
 /** A trust domain to publish (see identity/issuing-domains.ts). */
 export interface PublishedDomain {
@@ -59,6 +64,8 @@ export interface BundleEndpointOptions {
   issue?: (ca: CertificateAuthority, spiffeId: string, expiryMs: number, now: Date) => Promise<IssuedSvid> | IssuedSvid;
   /** Overrides each domain's SVID lifetime (tests). */
   svidLifetimeMs?: number;
+  /** Longest wait between checks of the SVID's rotation time against the wall clock (60 s; tests). */
+  clockCheckMs?: number;
   log?: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   now?: () => Date;
   /**
@@ -265,8 +272,19 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
     svids.set(d.trustDomain, entry);
     // Measured from issuance (NotBefore is back-dated for clock skew), as proxy SVIDs are.
     const at = issuedAt.getTime() + (svid.notAfter.getTime() - issuedAt.getTime()) * ROTATION_FRACTION;
-    entry.timer = setTimeout(() => void rotate(d.trustDomain), Math.min(Math.max(at - now().getTime(), 0), MAX_TIMER_MS));
-    entry.timer.unref();
+    const wait = (): void => {
+      entry.timer = setTimeout(
+        () => {
+          const nowMs = now().getTime();
+          // Due, or the clock was stepped back past its NotBefore (clients refuse it as not valid yet).
+          if (nowMs < at && nowMs >= svid.notBefore.getTime()) return wait();
+          void rotate(d.trustDomain);
+        },
+        Math.min(Math.max(at - now().getTime(), 0), opts.clockCheckMs ?? CLOCK_CHECK_MS),
+      );
+      entry.timer.unref();
+    };
+    wait();
     opts.log?.info({ trustDomain: d.trustDomain, spiffeId: svid.spiffeId, serial: svid.serialHex, notAfter: svid.notAfter, ca: d.ca.fingerprint.slice(0, 16) }, 'bundle endpoint SVID issued');
   };
 

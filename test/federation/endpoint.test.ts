@@ -41,6 +41,27 @@ test('the endpoint SVID is reissued at 80 % of its lifetime and the new one is w
   }
 });
 
+for (const [jump, step] of [
+  ['forward past its NotAfter (a suspended host, an NTP step)', (svid: { notBefore: Date; notAfter: Date }) => svid.notAfter.getTime() + 60_000],
+  ['back past its NotBefore (a fast clock corrected: clients refuse it as not valid yet)', (svid: { notBefore: Date; notAfter: Date }) => svid.notBefore.getTime() - 60_000],
+] as const) {
+  test(`a wall clock that jumps ${jump} gets the endpoint a new SVID at the next clock check, not when the timer set before the jump fires`, async () => {
+    const ca = load(makeCa('jump', { trustDomain: 'jump.test' }));
+    let clock = Date.now();
+    const ep = await startBundleEndpoint({ listen: '127.0.0.1:0', state: new MemoryStateStore(), svidLifetimeMs: 3600_000, now: () => new Date(clock), clockCheckMs: 100 });
+    try {
+      await ep.setDomains([domain('jump.test', ca)]);
+      const first = ep.svid('jump.test')!;
+      // Monotonic timers do not see the jump: the one set at issuance would fire 48 min from now.
+      clock = step(first);
+      const second = await waitFor('the SVID to be reissued', () => ep.svid('jump.test')!.serialHex !== first.serialHex && ep.svid('jump.test')!, 5000);
+      assert.ok(second.notBefore.getTime() <= clock && clock < second.notAfter.getTime(), `${second.notBefore.toISOString()}–${second.notAfter.toISOString()} at ${new Date(clock).toISOString()}`);
+    } finally {
+      await ep.close();
+    }
+  });
+}
+
 test('a CA no longer published gets the endpoint a new SVID from the current CA at once; a trust domain that goes away is a 404', async () => {
   const a = load(makeCa('a', { trustDomain: 'one.test' }));
   const b = load(makeCa('b', { trustDomain: 'one.test' }));
