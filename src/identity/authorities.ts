@@ -701,8 +701,9 @@ export class IdentityAuthorities {
             : prevCa,
         caTrustDomain: prev?.caTrustDomain,
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
-        // are still alive in the proxies.
-        history: prev?.ca ? prev.history : await this.historyForFailedCa(historyKey, now, mi),
+        // are still alive in the proxies. A rolled CA whose leaves have all expired goes meanwhile:
+        // kept, it stayed published and its past retirement time recomputed everything every second.
+        history: prev?.ca ? prev.history.filter((h) => !h.retireAfter || Date.parse(h.retireAfter) > now.getTime()) : await this.historyForFailedCa(historyKey, now, mi),
         error: (e as Error).message,
         refusedCaEnd: certPem === undefined ? undefined : chainEnd(certPem),
         notCreated: e instanceof StateNotCreatedError,

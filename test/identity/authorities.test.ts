@@ -683,6 +683,42 @@ test('a CA that expires while nothing changes is refused at the next resync: the
   }
 });
 
+test('a rolled CA whose leaves have expired while the current CA\'s input is broken (last good CA kept) stops being published, and nothing is recomputed over it every second', async () => {
+  let clock = Date.now();
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore(), stateResyncMs: 0, now: () => new Date(clock) });
+  a.start(snaps);
+  const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+    const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    return next;
+  };
+  try {
+    const caA = makeCa('roll-a');
+    const caB = makeCa('roll-b');
+    clock = Date.now(); // not before the CAs were made
+    const other = meshIdentity('other');
+    await push(snapshot(withInlineCa('rolled', caA, 3600_000)));
+    const rolled = await push(snapshot(withInlineCa('rolled', caB, 3600_000)));
+    assert.equal(trustPems(rolled.trusts.find((t) => t.name === 'rolled')!).length, 2, 'CA A kept while its leaves live');
+    const broken = await push(snapshot(withInlineCa('rolled', { certPem: makeLeaf('not-a-ca'), keyPem: caB.keyPem }, 3600_000)));
+    const st = stateOf(broken, withInlineCa('rolled', caB, 3600_000));
+    assert.equal(st.ready, true, 'still serving CA B');
+    // CA A's last leaf has expired; another identity's change recomputes.
+    clock += 3600_000 + 5000;
+    const later = await push(snapshot(withInlineCa('rolled', { certPem: makeLeaf('not-a-ca'), keyPem: caB.keyPem }, 3600_000), other));
+    assert.deepEqual(trustPems(later.trusts.find((t) => t.name === 'rolled')!), [st.ca!.trustPem], 'only CA B is published');
+    let computed = 0;
+    const counting = a.views$.subscribe(() => computed++);
+    computed = 0; // the current view, replayed on subscription
+    await new Promise((r) => setTimeout(r, 3500));
+    counting.unsubscribe();
+    assert.ok(computed <= 1, `${computed} computations in 3.5 s with nothing changed`);
+  } finally {
+    a.stop();
+  }
+});
+
 test('a CA file no identity names any more (its path changed, or the identity was deleted) is no longer polled: writing it recomputes nothing', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-auth-'));
   const { a, push } = harness();
