@@ -665,7 +665,10 @@ export class IdentityAuthorities {
       // The trust domain too: the same CA may not sign for the domain it changed to (its URI SAN).
       const inputHash = createHash('sha256').update(JSON.stringify(bundled)).update(td.trustDomain).update(inputs).digest('hex');
       // Reused while valid: a CA (or chain) that expires while nothing changes is loaded again, and refused.
-      if (prev && prev.inputHash === inputHash && prevCa) {
+      // A rolled CA whose leaves have expired is dropped by loading again too: the retirement timer
+      // runs on the monotonic clock, which a suspended host or an NTP step leaves behind.
+      const retiredMs = prev ? nextRetirement(prev.history) : undefined;
+      if (prev && prev.inputHash === inputHash && prevCa && !(retiredMs !== undefined && retiredMs <= now.getTime())) {
         loaded = prev;
       } else {
         const ca = loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: bundled.insecureAllowSelfSigned, now, trustDomain: td.trustDomain });

@@ -719,6 +719,33 @@ test('a rolled CA whose leaves have expired while the current CA\'s input is bro
   }
 });
 
+test('a rolled CA stops being published at the first resync after its leaves expired by the wall clock, also when the clock jumped there (a suspended host): not only when the timer set at the roll fires', async () => {
+  let clock = Date.now();
+  const snaps = new Subject<ResourceSnapshot>();
+  const a = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore(), stateResyncMs: 50, now: () => new Date(clock) });
+  a.start(snaps);
+  const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
+    const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
+    snaps.next(s);
+    return next;
+  };
+  try {
+    const caA = makeCa('jump-a');
+    const caB = makeCa('jump-b');
+    clock = Date.now(); // not before the CAs were made
+    await push(snapshot(withInlineCa('rolled', caA, 3600_000)));
+    const rolled = await push(snapshot(withInlineCa('rolled', caB, 3600_000)));
+    const published = (v: AuthorityView) => trustPems(v.trusts.find((t) => t.name === 'rolled')!);
+    assert.equal(published(rolled).length, 2, 'CA A kept while its leaves live');
+    // Monotonic timers do not see the jump: the retirement timer set at the roll fires an hour from now.
+    clock += 3600_000 + 5000;
+    const after = await firstValueFrom(a.views$.pipe(filter((v) => published(v).length === 1), timeout(5000)));
+    assert.deepEqual(published(after), [stateOf(after, withInlineCa('rolled', caB, 3600_000)).ca!.trustPem]);
+  } finally {
+    a.stop();
+  }
+});
+
 test('a CA file no identity names any more (its path changed, or the identity was deleted) is no longer polled: writing it recomputes nothing', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-auth-'));
   const { a, push } = harness();
