@@ -446,6 +446,9 @@ export class SvidManager {
         e.failures = (e.failures ?? 0) + 1;
         const retryMs = Math.min((this.opts.retryBaseMs ?? 5000) * 2 ** (e.failures - 1), MAX_RETRY_MS);
         this.opts.log?.warn({ proxy: key, reason: err.message, failures: e.failures, retryInMs: retryMs }, 'SVID issuance failed; retrying');
+        // A proxy without an SVID says why (it read "not computed yet", and its streams waited for
+        // one); a served proxy keeps its SVID while the rotation is retried.
+        if (e.identity.state !== 'issued') this.set(key, e, { state: 'pending', mesh, identity: st, reason: `SVID could not be issued from MeshIdentity "${st.identity.name}" (retrying): ${err.message}` });
         clearTimeout(e.rotateTimer);
         e.rotateTimer = setTimeout(() => this.refresh(key), retryMs);
         e.rotateTimer.unref();
