@@ -157,6 +157,27 @@ test('a wall clock stepped back past a leaf\'s NotBefore (an NTP correction of a
   }
 });
 
+test('a 90-day leaf, whose rotation is further off than setTimeout can wait (2^31-1 ms, about 24.8 days), is issued once: no TimeoutOverflowWarning and no reissue loop', async () => {
+  let issues = 0;
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  const h = await setup({ issuer: (real) => ({ issue: (...args: Parameters<Issuer['issue']>) => (issues++, real.issue(...args)) }) });
+  try {
+    await h.push(meshIdentity('identity', { expiry: '2160h', expiryMs: 90 * 24 * 3600_000 }), dataplane('web-1', web));
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const p = await h.until(key, issued);
+    assert.ok(p.state === 'issued' && p.rotateAt.getTime() - Date.now() > 2 ** 31);
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(issues, 1);
+    assert.equal(h.svids.get(key), p);
+    assert.deepEqual(warnings.filter((w) => /TimeoutOverflow/.test(w)), []);
+  } finally {
+    process.off('warning', onWarning);
+    await h.close();
+  }
+});
+
 test('a label change that changes the SPIFFE ID reissues; a change that does not keeps the SVID', async () => {
   const h = await setup();
   try {
