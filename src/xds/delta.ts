@@ -148,12 +148,16 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
         if (unanswered.length > 0) droppedInFlight.push(n);
       }
     }
-    if (droppedInFlight.length > 0) unsubscribedInFlight = withCapped(unsubscribedInFlight, droppedInFlight);
     if (unsubStar) {
       wildcard = false;
       // The client drops what it had only through the wildcard; no removal message needed.
-      for (const n of [...known.keys()]) if (!hasSorted(names, n)) known.delete(n);
+      for (const n of [...known.keys()]) {
+        if (hasSorted(names, n)) continue;
+        known.delete(n);
+        if (unanswered.length > 0) droppedInFlight.push(n);
+      }
     }
+    if (droppedInFlight.length > 0) unsubscribedInFlight = withCapped(unsubscribedInFlight, droppedInFlight);
   }
 
   const limit = ctx.maxSubscribedNames;

@@ -229,6 +229,16 @@ describe('Delta stream', () => {
       assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: [X] })))), [`${X}@x2`]);
     });
 
+    it('also when it was dropped with the wildcard ("*" unsubscribed)', () => {
+      const w = new World();
+      w.put(X, 'x1');
+      const s = new DeltaStream(ctxFor(w));
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ node, resource_names_subscribe: ['*'] })))), [`${X}@x1`]);
+      s.onRequest(req({ resource_names_unsubscribe: ['*'] }));
+      w.drop(X);
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: [X] })))), [`-${X}`]);
+    });
+
     it('is held without a removal when the client had answered that response (it never held the name again)', () => {
       const w = new World();
       w.put(X, 'x1');
