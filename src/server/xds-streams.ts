@@ -256,6 +256,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
   resolver?: StreamResolver;
   private watched: readonly string[] = [];
   private cancelWatch?: () => void;
+  /** A watched key changed while the client had not taken the last response: answered once it has. */
+  private changedWhileBehind = false;
   private warnedNotThisIdentity: NotThisIdentity | undefined;
   private cancelWait?: () => void;
   private waitTimer?: NodeJS.Timeout;
@@ -526,7 +528,23 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (this.state !== 'open' || sameStrings(keys, this.watched)) return;
     this.cancelWatch?.();
     this.watched = keys;
-    this.cancelWatch = this.deps.cache.watch(keys, () => this.run(this.machine!.onChange()));
+    this.cancelWatch = this.deps.cache.watch(keys, () => this.onWatchedChange());
+  }
+
+  /**
+   * A change waits while the client has not read the last response: it then gets one response with
+   * the state of that moment, not one per change in between queued in memory for it.
+   */
+  private onWatchedChange(): void {
+    if (this.call.behind()) this.changedWhileBehind = true;
+    else this.run(this.machine!.onChange());
+  }
+
+  /** The client took what was written (after call.behind()): a change that waited is answered now. */
+  onWritable(): void {
+    if (!this.changedWhileBehind) return;
+    this.changedWhileBehind = false;
+    this.run(this.machine!.onChange());
   }
 }
 

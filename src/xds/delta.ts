@@ -37,10 +37,23 @@ export interface DeltaState {
   readonly lastNonce: string;
   /** Nonces of responses not ACKed or NACKed yet (the last few): only these are ACKs or NACKs. */
   readonly unanswered: readonly string[];
+  /**
+   * Names the client unsubscribed while a response was unanswered: that response may carry one,
+   * and applies again if the name is subscribed before it is read. Emptied once all are answered.
+   */
+  readonly unsubscribedInFlight: ReadonlySet<string>;
 }
 
 /** Responses in flight a delta client may still answer; an older one's ACK is just not counted. */
 const MAX_UNANSWERED = 16;
+/** Names kept in unsubscribedInFlight at most (a client that never answers must not grow it for good). */
+const MAX_UNSUBSCRIBED_IN_FLIGHT = 1024;
+/**
+ * The version in `known` of a name the client may or may not hold: no resource has it, so the
+ * next response sends the name or its removal (go-control-plane's "" version).
+ */
+const UNCONFIRMED = '';
+const NO_NAMES: ReadonlySet<string> = new Set();
 
 export type DeltaEvent = StreamEvent<DeltaDiscoveryRequest>;
 
@@ -59,6 +72,7 @@ export function initialDeltaState(): DeltaState {
     counter: 0,
     lastNonce: '',
     unanswered: [],
+    unsubscribedInFlight: NO_NAMES,
   };
 }
 
@@ -103,6 +117,8 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   // 2,000 characters paid a Set and a sort of all of them for each request changing one name.
   const names = withChanges(state.subscription.names, subscribe, unsubscribe);
   const known = new Map(state.known);
+  let unsubscribedInFlight = unanswered.length === 0 ? NO_NAMES : state.unsubscribedInFlight;
+  const droppedInFlight: string[] = [];
 
   if (!state.started) {
     // An empty initial subscription (or `*`) is a wildcard, per the xDS spec.
@@ -115,14 +131,33 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   } else {
     wildcard = state.subscription.wildcard;
     if (subStar) wildcard = true;
-    // Subscribing again to a name means the client wants it (again): resend it.
-    for (const n of subscribe) known.delete(n);
-    if (!wildcard) for (const n of unsubscribe) known.delete(n);
+    // Subscribing again to a name means the client wants it (again): resend it. One it dropped
+    // while a response carrying it was unanswered may come back with that response: resend it, or
+    // say it is removed, so the client does not keep a version we no longer have.
+    for (const n of subscribe) {
+      if (unsubscribedInFlight.has(n)) known.set(n, UNCONFIRMED);
+      else known.delete(n);
+    }
+    for (const n of unsubscribe) {
+      if (!known.has(n)) continue;
+      // Unsubscribed by name but still in the wildcard: Envoy holds it as ambiguous until told
+      // whether to keep it (the name again) or drop it (its removal).
+      if (wildcard) known.set(n, UNCONFIRMED);
+      else {
+        known.delete(n);
+        if (unanswered.length > 0) droppedInFlight.push(n);
+      }
+    }
     if (unsubStar) {
       wildcard = false;
       // The client drops what it had only through the wildcard; no removal message needed.
-      for (const n of [...known.keys()]) if (!hasSorted(names, n)) known.delete(n);
+      for (const n of [...known.keys()]) {
+        if (hasSorted(names, n)) continue;
+        known.delete(n);
+        if (unanswered.length > 0) droppedInFlight.push(n);
+      }
     }
+    if (droppedInFlight.length > 0) unsubscribedInFlight = withCapped(unsubscribedInFlight, droppedInFlight);
   }
 
   const limit = ctx.maxSubscribedNames;
@@ -135,7 +170,7 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
   const subscription = subChanged ? asked : state.subscription;
   if (subChanged) actions.push({ type: 'subscribe', subscription });
   const first = !state.started;
-  return respond({ ...state, started: true, node, subscription, known, unanswered }, ctx, actions, first && wildcard);
+  return respond({ ...state, started: true, node, subscription, known, unanswered, unsubscribedInFlight }, ctx, actions, first && wildcard);
 }
 
 /**
@@ -206,6 +241,16 @@ function withChanges(names: readonly string[], add: readonly string[], remove: r
   for (const n of remove) {
     const i = lowerBound(out, n);
     if (out[i] === n) out.splice(i, 1);
+  }
+  return out;
+}
+
+/** `set` with `add` added, as a new set of at most MAX_UNSUBSCRIBED_IN_FLIGHT names. */
+function withCapped(set: ReadonlySet<string>, add: readonly string[]): ReadonlySet<string> {
+  const out = new Set(set);
+  for (const n of add) {
+    if (out.size >= MAX_UNSUBSCRIBED_IN_FLIGHT) break;
+    out.add(n);
   }
   return out;
 }

@@ -101,6 +101,39 @@ describe('DeltaSecrets', () => {
     await collect(c, [name], 4000);
   });
 
+  it('a secret unsubscribed before its response was answered, deleted, then subscribed again is said removed: the unanswered response must not leave the client holding it', async () => {
+    const name = `spiffe://${ALPHA_TD}`;
+    const c = stream();
+    c.subscribe([name]);
+    const carrying = await c.next();
+    assert.ok(deltaSecretsOf(carrying).has(name));
+    // Not ACKed: for all the server knows, this response is still on its way to the client.
+    c.unsubscribe([name]);
+    const watcher = stream();
+    watcher.subscribe([name]);
+    await collect(watcher, [name]);
+    const alphaYaml = meshTrustYaml('zz-alpha', ALPHA_TD, [f.world.cas.alpha.certPem]);
+    f.world.remove('zz-alpha.yaml');
+    try {
+      // The watcher's removal says the server no longer has it.
+      for (;;) {
+        const r = await watcher.next(4000);
+        watcher.ack(r);
+        if (r.removed_resources.includes(name)) break;
+      }
+      c.subscribe([name]);
+      // Before: nothing (the name held), and the client kept the secret that response carried.
+      const answer = await c.next(4000);
+      assert.deepEqual(answer.removed_resources, [name]);
+      assert.equal(answer.resources.length, 0);
+      c.ack(carrying);
+      c.ack(answer);
+    } finally {
+      f.world.write('zz-alpha.yaml', alphaYaml);
+    }
+    await collect(c, [name], 4000);
+  });
+
   it('counts a NACK and does not resend the rejected version; a later change is still pushed', async () => {
     const c = stream('default.pay');
     c.subscribe(['default']);

@@ -86,6 +86,8 @@ export interface RawCall {
   readonly stream: ClientHttp2Stream;
   /** Count of complete response messages received so far. */
   readonly received: number;
+  /** The response messages themselves (without the gRPC frame), when the call was made with `keepMessages`. */
+  readonly messages: Buffer[];
   readonly ended: Promise<RawEnd>;
   /** Resolves with the count once at least `n` messages arrived. */
   waitForMessages(n: number, timeoutMs: number): Promise<number>;
@@ -99,7 +101,7 @@ export function rawConnect(address: string): ClientHttp2Session {
   return s;
 }
 
-export function rawCall(session: ClientHttp2Session, path: string, opts: { headers?: OutgoingHttpHeaders; body?: Buffer[]; endAfterBody?: boolean } = {}): RawCall {
+export function rawCall(session: ClientHttp2Session, path: string, opts: { headers?: OutgoingHttpHeaders; body?: Buffer[]; endAfterBody?: boolean; keepMessages?: boolean } = {}): RawCall {
   const stream = session.request({
     ':method': 'POST',
     ':path': path,
@@ -109,6 +111,7 @@ export function rawCall(session: ClientHttp2Session, path: string, opts: { heade
   });
   let buf = Buffer.alloc(0);
   let received = 0;
+  const messages: Buffer[] = [];
   let httpStatus: number | undefined;
   let code: number | undefined;
   let message = '';
@@ -136,6 +139,7 @@ export function rawCall(session: ClientHttp2Session, path: string, opts: { heade
     while (buf.length >= 5) {
       const len = buf.readUInt32BE(1);
       if (buf.length < 5 + len) break;
+      if (opts.keepMessages) messages.push(buf.subarray(5, 5 + len));
       buf = buf.subarray(5 + len);
       received++;
     }
@@ -164,6 +168,7 @@ export function rawCall(session: ClientHttp2Session, path: string, opts: { heade
     get received() {
       return received;
     },
+    messages,
     ended,
     waitForMessages(n, timeoutMs) {
       return new Promise((resolve, reject) => {

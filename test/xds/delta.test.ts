@@ -202,7 +202,89 @@ describe('Delta stream', () => {
     assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: ['default'] })))), ['default@v1']);
   });
 
+  describe('a name unsubscribed while a response carrying it was unanswered, then subscribed again', () => {
+    const X = 'spiffe://x.td';
+    it('gets its removal when it is gone by then: the response in flight would otherwise leave the client holding the deleted secret', () => {
+      const w = new World();
+      w.put(X, 'x1');
+      const s = new DeltaStream(ctxFor(w));
+      onlySend(s.onRequest(req({ node, resource_names_subscribe: [X] })));
+      // The client unsubscribes before it has read the response (no ACK yet)...
+      assert.deepEqual(s.onRequest(req({ resource_names_unsubscribe: [X] })).map((a) => a.type), ['subscribe']);
+      w.drop(X);
+      // ...and subscribes again before reading it: that response, read now, gives it x1.
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: [X] })))), [`-${X}`]);
+      w.put(X, 'x2');
+      assert.deepEqual(diff(onlySend(s.onChange())), [`${X}@x2`]);
+    });
+
+    it('gets the current version when it was recreated by then', () => {
+      const w = new World();
+      w.put(X, 'x1');
+      const s = new DeltaStream(ctxFor(w));
+      onlySend(s.onRequest(req({ node, resource_names_subscribe: [X] })));
+      s.onRequest(req({ resource_names_unsubscribe: [X] }));
+      w.drop(X);
+      w.put(X, 'x2');
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: [X] })))), [`${X}@x2`]);
+    });
+
+    it('also when it was dropped with the wildcard ("*" unsubscribed)', () => {
+      const w = new World();
+      w.put(X, 'x1');
+      const s = new DeltaStream(ctxFor(w));
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ node, resource_names_subscribe: ['*'] })))), [`${X}@x1`]);
+      s.onRequest(req({ resource_names_unsubscribe: ['*'] }));
+      w.drop(X);
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_subscribe: [X] })))), [`-${X}`]);
+    });
+
+    it('is held without a removal when the client had answered that response (it never held the name again)', () => {
+      const w = new World();
+      w.put(X, 'x1');
+      const s = new DeltaStream(ctxFor(w));
+      const first = onlySend(s.onRequest(req({ node, resource_names_subscribe: [X] })));
+      s.onRequest(ack(first));
+      s.onRequest(req({ resource_names_unsubscribe: [X] }));
+      w.drop(X);
+      assert.deepEqual(s.onRequest(req({ resource_names_subscribe: [X] })).map((a) => a.type), ['subscribe']);
+    });
+  });
+
   describe('wildcard', () => {
+    it('a name unsubscribed by name while the wildcard also covers it is sent again, so the client knows to keep it (Envoy waits for that)', () => {
+      const w = new World();
+      w.put('default', 'v1');
+      w.put('ALL', 'a1');
+      const s = new DeltaStream(ctxFor(w));
+      const first = onlySend(s.onRequest(req({ node, resource_names_subscribe: ['*', 'default'] })));
+      s.onRequest(ack(first));
+      const un = s.onRequest(req({ resource_names_unsubscribe: ['default'] }));
+      assert.deepEqual(diff(onlySend(un)), ['default@v1']);
+      assert.deepEqual(s.state.subscription, { wildcard: true, names: [] });
+    });
+
+    it('a name unsubscribed by name that the wildcard does not cover is removed, so the client drops it', () => {
+      const w = new World();
+      w.put('default', 'v1');
+      const explicitOnly = 'spiffe://other.td';
+      w.put(explicitOnly, 'o1');
+      // The wildcard lists everything but explicitOnly, which resolves only when named.
+      const resolve: typeof w.resolve = (sub) => {
+        const r = w.resolve(sub);
+        if (sub.names.includes(explicitOnly)) return r;
+        const resources = new Map(r.resources);
+        resources.delete(explicitOnly);
+        return { ...r, resources };
+      };
+      const s = new DeltaStream(ctxFor(w, { resolve }));
+      const first = onlySend(s.onRequest(req({ node, resource_names_subscribe: ['*', explicitOnly] })));
+      assert.deepEqual(diff(first), ['default@v1', `${explicitOnly}@o1`]);
+      s.onRequest(ack(first));
+      assert.deepEqual(diff(onlySend(s.onRequest(req({ resource_names_unsubscribe: [explicitOnly] })))), [`-${explicitOnly}`]);
+    });
+
+
     it('treats an empty initial subscription as a wildcard and sends everything', () => {
       const w = new World();
       w.put('default', 'v1');
