@@ -467,3 +467,28 @@ test('a folder link to /proc or /sys is refused naming it (not walked for ever t
     },
   );
 });
+
+test('a folder link to / or to the resource folder\'s own parent is a loop, reported and not walked: no file outside the resource folder is read, at start or when linked while watching', { timeout: 60_000 }, async () => {
+  await withStore(
+    async (store, dir, root) => {
+      const s = await latest(store);
+      assert.deepEqual(trusts(s), { t: 't.example' }, 'nothing from beside the resource folder');
+      const problems = (x: ResourceSnapshot) => x.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`).sort();
+      assert.deepEqual(problems(s), ['slash: symlink loop: links back to a folder above it, not followed', 'up: symlink loop: links back to a folder above it, not followed']);
+      assert.equal(store.reads, 1, 'only trust.yaml was read');
+      await symlink(root, join(dir, 'up-later'));
+      const later = await next(store, (x) => x.errors.length === 3);
+      assert.deepEqual(problems(later), ['slash', 'up-later', 'up'].map((l) => `${l}: symlink loop: links back to a folder above it, not followed`));
+      assert.deepEqual(trusts(later), { t: 't.example' });
+      assert.equal(store.reads, 1);
+    },
+    {},
+    async (dir, root) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+      // Beside the resource folder: a walk through `up` would serve it.
+      await writeFile(join(root, 'beside.yaml'), trustYaml('beside', 'beside.example'));
+      await symlink('..', join(dir, 'up'));
+      await symlink('/', join(dir, 'slash'));
+    },
+  );
+});
