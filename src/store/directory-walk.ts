@@ -2,7 +2,7 @@
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
 import { open, readdir, readlink, realpath, stat, statfs, type FileHandle } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { invalidUtf8Offset } from '../api/file-text.js';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
@@ -185,14 +185,18 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
   }
 }
 
-/** The stat signatures of the real folders that hold `path`, up to `/` (any that cannot be looked at left out). */
+/**
+ * The stat signatures of the folders that hold `path`, up to `/`: the real ones, and those of the
+ * path as given (`--resources /etc/res`, a link to /srv/res: /etc too). Any that cannot be looked at is left out.
+ */
 async function foldersAbove(path: string, fs: TreeFs): Promise<Set<string>> {
   const out = new Set<string>();
-  let p = await realpath(path).catch(() => undefined);
-  while (p !== undefined && dirname(p) !== p) {
-    p = dirname(p);
-    const st = await fs.stat(p).catch(() => undefined);
-    if (st) out.add(statSig(st));
+  for (let p of [resolve(path), await realpath(path).catch(() => undefined)]) {
+    while (p !== undefined && dirname(p) !== p) {
+      p = dirname(p);
+      const st = await fs.stat(p).catch(() => undefined);
+      if (st) out.add(statSig(st));
+    }
   }
   return out;
 }

@@ -492,3 +492,24 @@ test('a folder link to / or to the resource folder\'s own parent is a loop, repo
     },
   );
 });
+
+test('resources given through a folder link: a link inside to the folder that holds that link is a loop too, not walked', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-layout-'));
+  const real = join(root, 'real', 'resources');
+  await mkdir(real, { recursive: true });
+  await mkdir(join(root, 'etc'));
+  await symlink(real, join(root, 'etc', 'resources'));
+  await writeFile(join(real, 'trust.yaml'), trustYaml('t', 't.example'));
+  await writeFile(join(root, 'etc', 'beside.yaml'), trustYaml('beside', 'beside.example'));
+  await symlink(join(root, 'etc'), join(real, 'etc'));
+  const store = await DirectoryStore.open({ resourcesDir: join(root, 'etc', 'resources'), stateDir: join(root, 'state'), rescanMs: 60_000 });
+  try {
+    await store.start();
+    const s = await latest(store);
+    assert.deepEqual(trusts(s), { t: 't.example' });
+    assert.deepEqual(s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`), ['etc: symlink loop: links back to a folder above it, not followed']);
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
