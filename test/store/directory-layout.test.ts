@@ -513,3 +513,37 @@ test('resources given through a folder link: a link inside to the folder that ho
     await rm(root, { recursive: true, force: true });
   }
 });
+
+test('the resource folder swapped as a whole (mv new resources, or its link switched to another release with ln -sfn) is read again at once, and edits in the new folder are seen', async (t) => {
+  for (const how of ['rename', 'symlink'] as const) {
+    await t.test(how, async () => {
+      const root = await mkdtemp(join(tmpdir(), 'mesh-sds-layout-'));
+      for (const [v, td] of [['v1', 'one.example'], ['v2', 'two.example']] as const) {
+        await mkdir(join(root, v));
+        await writeFile(join(root, v, 'trust.yaml'), trustYaml('t', td));
+      }
+      const dir = join(root, 'resources');
+      if (how === 'rename') await rename(join(root, 'v1'), dir);
+      else await symlink('v1', dir);
+      // rescanMs 60 s: only a watch sees the swap.
+      const store = await DirectoryStore.open({ resourcesDir: dir, stateDir: join(root, 'state'), rescanMs: 60_000 });
+      try {
+        await store.start();
+        assert.equal(tdOf(await latest(store), 't'), 'one.example');
+        if (how === 'rename') {
+          await rename(dir, join(root, 'old'));
+          await rename(join(root, 'v2'), dir);
+        } else {
+          await symlink('v2', join(root, 'resources.new'));
+          await rename(join(root, 'resources.new'), dir);
+        }
+        await next(store, (s) => tdOf(s, 't') === 'two.example');
+        await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 'three.example'));
+        await next(store, (s) => tdOf(s, 't') === 'three.example');
+      } finally {
+        await store.close();
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+});
