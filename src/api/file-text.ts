@@ -67,7 +67,10 @@ export function decodeResourceText(buf: Uint8Array, file: string, maxBytes = DEF
     // No YAML or JSON holds a NUL; it says the file is binary (or another encoding).
     const nul = buf.indexOf(0);
     if (nul >= 0) return fileError(file, `file is not text: NUL byte at byte offset ${nul}`);
-    return { text };
+    // A byte-order mark starting a line: files saved by a Windows editor, then concatenated. YAML
+    // 1.2 allows one before any document, the parser only at the very start (the decoder drops
+    // that one): the whole file failed as "Implicit keys need to be on a single line".
+    return { text: text.includes('\uFEFF') ? text.replace(/(^|\n)\uFEFF/g, '$1') : text };
   } catch (e) {
     const at = invalidUtf8Offset(buf);
     if (at !== undefined) return fileError(file, `file is not valid UTF-8: invalid byte 0x${(buf[at] ?? 0).toString(16).padStart(2, '0')} at byte offset ${at}`);

@@ -1,8 +1,8 @@
 // Which resource files a directory holds, by their displayed path: symlinks followed (loops
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
-import { open, readdir, readlink, stat, statfs, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readlink, realpath, stat, statfs, type FileHandle } from 'node:fs/promises';
 import type { Dirent, Stats } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { invalidUtf8Offset } from '../api/file-text.js';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
@@ -96,6 +96,9 @@ export async function listTree(display: string, read: string, ancestors: Readonl
   const self = await fs.stat(read);
   if (!self.isDirectory()) throw Object.assign(new Error(`${display} is not a folder`), { code: 'ENOTDIR' });
   const id = statSig(self);
+  // Listed from the top: the real folders holding it are above it too, so a link to `/` or `..`
+  // is a loop, not a walk of the whole file system (every .json of every package read and served).
+  if (ancestors.size === 0) ancestors = await foldersAbove(read, fs);
   // A folder linked in while watching (`ln -s .. loop`) is listed from here, not by its parent's
   // walk; `ancestors` are then its parent's. (A folder listed again has itself among them.)
   if (newFolder && ancestors.has(id)) {
@@ -180,6 +183,22 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
       out.problems.set(d, NOT_REGULAR);
     }
   }
+}
+
+/**
+ * The stat signatures of the folders that hold `path`, up to `/`: the real ones, and those of the
+ * path as given (`--resources /etc/res`, a link to /srv/res: /etc too). Any that cannot be looked at is left out.
+ */
+async function foldersAbove(path: string, fs: TreeFs): Promise<Set<string>> {
+  const out = new Set<string>();
+  for (let p of [resolve(path), await realpath(path).catch(() => undefined)]) {
+    while (p !== undefined && dirname(p) !== p) {
+      p = dirname(p);
+      const st = await fs.stat(p).catch(() => undefined);
+      if (st) out.add(statSig(st));
+    }
+  }
+  return out;
 }
 
 /** statfs magic numbers of the kernel's own file systems (linux/magic.h). */

@@ -1,9 +1,10 @@
 // Files written by `mesh-sds apply` into a resource directory: one resource per file, a header
 // that marks it as apply's, written atomically (temp file, fsync, rename, fsync of the folder).
 import { createHash, randomBytes } from 'node:crypto';
-import { lstat, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, open, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { MAX_FILE_SIZE_LIMIT, readResourceText } from '../api/file-text.js';
 import { quoted } from '../api/quote.js';
 import type { ResourceMeta } from '../api/types.js';
 import { isPlainObject, labelNameProblem, nameProblem } from '../api/validate-common.js';
@@ -67,9 +68,17 @@ export async function readManagedTarget(path: string, ref: Ref): Promise<Managed
   });
   if (!st) return { state: 'absent' };
   if (!st.isFile()) return { state: 'foreign' };
-  const bytes = await readFile(path);
-  const text = bytes.toString('utf8');
-  return text.startsWith(MANAGED_HEADER) && holdsOnly(text, ref) ? { state: 'managed', version: contentVersion(bytes) } : { state: 'foreign' };
+  // Bounded: a huge file that bears the name was read whole (over 2 GiB, a RangeError naming no
+  // file). Apply never writes more than the highest --max-file-size, so anything larger is not its.
+  const read = await readResourceText(path, path, MAX_FILE_SIZE_LIMIT);
+  if ('error' in read) {
+    if (read.code === 'ENOENT') return { state: 'absent' };
+    if (read.code !== undefined) throw new Error(`${path}: ${read.error.message}`);
+    return { state: 'foreign' }; // too large, not UTF-8, swapped for a FIFO, being written
+  }
+  // The version as the directory store computes it (of the decoded text).
+  const text = read.text;
+  return text.startsWith(MANAGED_HEADER) && holdsOnly(text, ref) ? { state: 'managed', version: contentVersion(text) } : { state: 'foreign' };
 }
 
 function holdsOnly(text: string, ref: Ref): boolean {

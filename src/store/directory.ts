@@ -117,6 +117,8 @@ export class DirectoryStore implements ResourceStore {
   private queue: Promise<void> = Promise.resolve();
   private revision = 0;
   private readonly watchers = new Map<string, { watcher: FSWatcher; read: string; id: string }>();
+  /** On the folder holding the resource folder: sees that folder replaced whole (see watchSwap). */
+  private swapWatcher?: FSWatcher;
   /**
    * Folders its parent's watch named (created, removed, renamed): their watches (and those below)
    * are made again. A folder removed and made again before the pass often has the old inode
@@ -217,6 +219,7 @@ export class DirectoryStore implements ResourceStore {
       w.watcher.close();
       this.watchers.delete(d);
     }
+    this.watchSwap();
     for (const [d, info] of this.dirs) {
       if (this.watchers.has(d)) continue;
       const rel = relative(this.dir, d);
@@ -235,6 +238,31 @@ export class DirectoryStore implements ResourceStore {
       } catch {
         // Gone or unreadable already: the next listing or the safety scan covers it.
       }
+    }
+  }
+
+  /**
+   * The resource folder replaced whole (`mv new resources`, or its link switched to another
+   * release: `ln -sfn`) is an entry of its parent, not of any folder watched: without this, the
+   * old content was served, and edits in the new folder unseen, until the safety scan.
+   */
+  private watchSwap(): void {
+    const parent = dirname(this.dir);
+    if (this.swapWatcher || parent === this.dir) return;
+    const name = basename(this.dir);
+    try {
+      const watcher = watch(parent, (_event, entry) => {
+        if (entry != null && entry.toString() !== name) return;
+        this.pending.full = true;
+        this.scheduleDrain(gatherMs(this.lastPassAt, DEBOUNCE_MS));
+      });
+      watcher.on('error', () => {
+        watcher.close();
+        if (this.swapWatcher === watcher) this.swapWatcher = undefined; // made again after the next pass
+      });
+      this.swapWatcher = watcher;
+    } catch {
+      // The parent cannot be watched (not readable): the safety scan sees a swap.
     }
   }
 
@@ -731,6 +759,7 @@ export class DirectoryStore implements ResourceStore {
   async close(): Promise<void> {
     this.closed = true;
     this.closeWatchers();
+    this.swapWatcher?.close();
     clearTimeout(this.timer);
     clearTimeout(this.debounce);
     for (const t of this.rechecks) clearTimeout(t);

@@ -52,16 +52,23 @@ async function acquire(lockPath: string, stamp: string, staleMs: number, deadlin
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
-    if (await breakIfStale(lockPath, staleMs)) continue;
-    if (Date.now() > deadline) throw new Error(`state lock ${lockPath} still held after ${timeoutMs} ms`);
+    const broken = await breakIfStale(lockPath, staleMs);
+    if (broken === true) continue;
+    if (Date.now() > deadline) throw new Error(`state lock ${lockPath} still held after ${timeoutMs} ms${broken ? ` (it cannot be read: ${broken})` : ''}`);
     // Jitter keeps a crowd of waiters from retrying in lock-step.
     await sleep(delay / 2 + Math.random() * delay);
   }
 }
 
-async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean> {
-  const seen = await readFile(lockPath, 'utf8').catch(() => undefined);
-  if (seen === undefined) return true; // released meanwhile: try again at once
+/** true: gone or broken, try again at once; false: held; a string: there but unreadable (why), held. */
+async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean | string> {
+  const seen = await readFile(lockPath, 'utf8').catch((e: NodeJS.ErrnoException) => e);
+  if (seen instanceof Error) {
+    if (seen.code === 'ENOENT') return true; // released meanwhile: try again at once
+    // A folder, or a root-owned lock for a server run as another user: not released. Taken as
+    // released, it was retried in a tight loop for ever, past every deadline.
+    return seen.code ?? seen.message;
+  }
   if (!(await isStale(lockPath, seen, staleMs))) return false;
   // Move it aside atomically; if what we moved is not what we judged stale, another process broke
   // the stale lock and took a fresh one in between: put that one back.

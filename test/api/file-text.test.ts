@@ -6,6 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeResourceText, invalidUtf8Offset, readResourceText } from '../../src/api/file-text.js';
+import { parseResources } from '../../src/api/parse.js';
 import { validateFiles } from '../../src/api/validate-files.js';
 import { meshSds } from '../cli/run.js';
 
@@ -39,6 +40,21 @@ test('UTF-16 text (with or without a byte-order mark) is named as such; a NUL in
   }
   assert.equal(message(Buffer.from('type: Dataplane\nname: a\0b\n')), 'file is not text: NUL byte at byte offset 23');
   assert.equal(message(Buffer.from(yaml)), 'decoded');
+});
+
+test('a byte-order mark starting a later document (files saved by a Windows editor, then concatenated) is dropped: every document is read, not one baffling syntax error for the whole file', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'mesh-sds-text-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const doc = (name: string) => `type: Dataplane\nmesh: default\nname: ${name}\nlabels:\n  app: x\n`;
+  const file = join(dir, 'all.yaml');
+  // `cat a.yaml b.yaml c.yaml`: b starts with its BOM and `---` (YAML 1.2 allows a BOM there); c's
+  // BOM follows a separator the concatenating script wrote.
+  await writeFile(file, '\uFEFF' + doc('a') + '\uFEFF---\n' + doc('b') + '---\n\uFEFF' + doc('c'));
+  const read = await readResourceText(file);
+  assert.ok('text' in read);
+  const parsed = parseResources(read.text, file);
+  assert.deepEqual(parsed.errors, []);
+  assert.deepEqual(parsed.resources.map((r) => r.name), ['a', 'b', 'c']);
 });
 
 test('validate refuses a non-UTF-8 file and an oversized file, naming each', async (t) => {

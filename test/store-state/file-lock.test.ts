@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -105,6 +105,21 @@ test("another host's lock is broken once older than staleMs, and not before", as
     await assert.rejects(withFileLock(d.path, async () => 'ran', { staleMs: 60_000, timeoutMs: 200 }), /still held/);
     await writeFile(d.path, `other-host.invalid 1 ${Date.now() - 120_000} cccccccccccc\n`);
     assert.equal(await withFileLock(d.path, async () => 'ran', { staleMs: 60_000, timeoutMs: 2_000 }), 'ran');
+  } finally {
+    await d.done();
+  }
+});
+
+test('a lock path that exists but cannot be read (a folder there; a root-owned lock for a server run as another user) is waited for and then an error naming the lock and why, not retried in a tight loop for ever', { timeout: 60_000 }, async () => {
+  const d = await lockDir();
+  try {
+    await mkdir(d.path);
+    let ran = false;
+    await assert.rejects(
+      withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }),
+      (e: Error) => e.message.includes(d.path) && /still held after 300 ms.*EISDIR/.test(e.message),
+    );
+    assert.equal(ran, false);
   } finally {
     await d.done();
   }

@@ -467,3 +467,83 @@ test('a folder link to /proc or /sys is refused naming it (not walked for ever t
     },
   );
 });
+
+test('a folder link to / or to the resource folder\'s own parent is a loop, reported and not walked: no file outside the resource folder is read, at start or when linked while watching', { timeout: 60_000 }, async () => {
+  await withStore(
+    async (store, dir, root) => {
+      const s = await latest(store);
+      assert.deepEqual(trusts(s), { t: 't.example' }, 'nothing from beside the resource folder');
+      const problems = (x: ResourceSnapshot) => x.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`).sort();
+      assert.deepEqual(problems(s), ['slash: symlink loop: links back to a folder above it, not followed', 'up: symlink loop: links back to a folder above it, not followed']);
+      assert.equal(store.reads, 1, 'only trust.yaml was read');
+      await symlink(root, join(dir, 'up-later'));
+      const later = await next(store, (x) => x.errors.length === 3);
+      assert.deepEqual(problems(later), ['slash', 'up-later', 'up'].map((l) => `${l}: symlink loop: links back to a folder above it, not followed`));
+      assert.deepEqual(trusts(later), { t: 't.example' });
+      assert.equal(store.reads, 1);
+    },
+    {},
+    async (dir, root) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't.example'));
+      // Beside the resource folder: a walk through `up` would serve it.
+      await writeFile(join(root, 'beside.yaml'), trustYaml('beside', 'beside.example'));
+      await symlink('..', join(dir, 'up'));
+      await symlink('/', join(dir, 'slash'));
+    },
+  );
+});
+
+test('resources given through a folder link: a link inside to the folder that holds that link is a loop too, not walked', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-layout-'));
+  const real = join(root, 'real', 'resources');
+  await mkdir(real, { recursive: true });
+  await mkdir(join(root, 'etc'));
+  await symlink(real, join(root, 'etc', 'resources'));
+  await writeFile(join(real, 'trust.yaml'), trustYaml('t', 't.example'));
+  await writeFile(join(root, 'etc', 'beside.yaml'), trustYaml('beside', 'beside.example'));
+  await symlink(join(root, 'etc'), join(real, 'etc'));
+  const store = await DirectoryStore.open({ resourcesDir: join(root, 'etc', 'resources'), stateDir: join(root, 'state'), rescanMs: 60_000 });
+  try {
+    await store.start();
+    const s = await latest(store);
+    assert.deepEqual(trusts(s), { t: 't.example' });
+    assert.deepEqual(s.errors.map((e) => `${e.file.replace(/.*resources\//, '')}: ${e.message}`), ['etc: symlink loop: links back to a folder above it, not followed']);
+  } finally {
+    await store.close();
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('the resource folder swapped as a whole (mv new resources, or its link switched to another release with ln -sfn) is read again at once, and edits in the new folder are seen', async (t) => {
+  for (const how of ['rename', 'symlink'] as const) {
+    await t.test(how, async () => {
+      const root = await mkdtemp(join(tmpdir(), 'mesh-sds-layout-'));
+      for (const [v, td] of [['v1', 'one.example'], ['v2', 'two.example']] as const) {
+        await mkdir(join(root, v));
+        await writeFile(join(root, v, 'trust.yaml'), trustYaml('t', td));
+      }
+      const dir = join(root, 'resources');
+      if (how === 'rename') await rename(join(root, 'v1'), dir);
+      else await symlink('v1', dir);
+      // rescanMs 60 s: only a watch sees the swap.
+      const store = await DirectoryStore.open({ resourcesDir: dir, stateDir: join(root, 'state'), rescanMs: 60_000 });
+      try {
+        await store.start();
+        assert.equal(tdOf(await latest(store), 't'), 'one.example');
+        if (how === 'rename') {
+          await rename(dir, join(root, 'old'));
+          await rename(join(root, 'v2'), dir);
+        } else {
+          await symlink('v2', join(root, 'resources.new'));
+          await rename(join(root, 'resources.new'), dir);
+        }
+        await next(store, (s) => tdOf(s, 't') === 'two.example');
+        await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 'three.example'));
+        await next(store, (s) => tdOf(s, 't') === 'three.example');
+      } finally {
+        await store.close();
+        await rm(root, { recursive: true, force: true });
+      }
+    });
+  }
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chown, mkdtemp, readdir, readFile, rm, writeFile, unlink, stat, utimes } from 'node:fs/promises';
+import { chown, mkdtemp, readdir, readFile, rm, truncate, writeFile, unlink, stat, utimes } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
@@ -442,6 +442,23 @@ test("apply and delete decide by the content of apply's file name: a file holdin
     assert.deepEqual(await store.apply(trustYaml('mine', 'two.example'), 'new.yaml'), []);
     assert.equal(await store.delete('MeshTrust', 'default', '', 'mine'), true);
     await assert.rejects(stat(target));
+  });
+});
+
+test("a file far over --max-file-size at apply's file name is not read whole by apply or delete: it is named as not apply's file and left alone", async () => {
+  await withStore(async (store, dir) => {
+    const target = join(dir, 'meshtrust_default__mine.yaml');
+    // 3 GiB, sparse: readFile refused it with a RangeError naming no file (over 2 GiB), and read one under that whole.
+    await writeFile(target, '');
+    await truncate(target, 3 * 1024 ** 3);
+    await store.rescan();
+    for (const force of [false, true]) {
+      const errors = await store.apply(trustYaml('mine', 'mine.example'), 'new.yaml', { force });
+      assert.equal(errors.length, 1);
+      assert.match(errors[0]!.message, /meshtrust_default__mine\.yaml is not apply's file for MeshTrust "mine"/);
+      await assert.rejects(store.delete('MeshTrust', 'default', '', 'mine', { force }), /meshtrust_default__mine\.yaml is not apply's file for MeshTrust "mine"/);
+    }
+    assert.equal((await stat(target)).size, 3 * 1024 ** 3);
   });
 });
 
