@@ -309,6 +309,25 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.deepEqual(readdirSync(parent), []);
   });
 
+  it('an out-dir below a folder another user owns, further up than the folder holding it (or reached through a symlink), is refused naming that folder', { timeout: 40_000, skip: process.getuid?.() === 0 ? false : 'giving a folder to another user needs root' }, async () => {
+    // Their home holds a folder of ours: they can rename it away and put a symlink to /etc in its place.
+    const home = join(work, 'their-home');
+    mkdirSync(join(home, 'certs'), { recursive: true });
+    chownSync(home, 12345, 12345);
+    let stderr = '';
+    assert.notEqual(await runFetch(await base(join(home, 'certs', 'ssl')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /refusing to write into .*their-home\/certs\/ssl: .*their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
+
+    // A symlink of ours into their home leads there just the same.
+    const link = join(work, 'link-into-their-home');
+    symlinkSync(join(home, 'certs'), link);
+    stderr = '';
+    assert.notEqual(await runFetch(await base(join(link, 'ssl')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
+  });
+
   it('an out-dir others can write into (no sticky bit) is written with a warning naming its mode; a sticky or private one without', { timeout: 40_000 }, async () => {
     const write = async (dir: string, mode: number) => {
       mkdirSync(dir);
