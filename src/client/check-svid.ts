@@ -49,7 +49,7 @@ function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): bo
 }
 
 /** Counts the certificates of a PEM text without parsing them. */
-function countCertificates(pem: string): number {
+export function countCertificates(pem: string): number {
   return pem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
 }
 
