@@ -181,6 +181,9 @@ async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes
   await refuseForeignPath(outDir);
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
+  // Again now that it exists: one who can create entries beside it (a sticky /tmp) may have put a
+  // symlink of theirs there meanwhile, which mkdir -p accepts and every path below would follow.
+  await refuseForeignPath(outDir);
   const openMode = await refuseForeignFolder(outDir);
   if (openMode !== undefined) notes.open(openMode);
   folderReady?.();
