@@ -32,7 +32,8 @@ export async function refuseForeignPath(outDir: string): Promise<void> {
     throw new Error(`refusing to write into ${outDir}: ${which} belongs to uid ${uid}, not to this user (uid ${me}), who could rename the out-dir (or a folder on the way to it) away and put their own files there; use a folder under one of your own`);
   };
   // The folders as named (those missing are made by mkdir -p, as ours), then, as a symlink on the
-  // way is followed, the folders the nearest existing one really is in.
+  // way (or the out-dir itself) is followed, the folders the out-dir, or the nearest existing
+  // folder above it, really is in.
   let nearest: string | undefined;
   for (const folder of foldersAbove(resolve(outDir))) {
     const st = await lstat(folder).catch(() => undefined);
@@ -40,9 +41,11 @@ export async function refuseForeignPath(outDir: string): Promise<void> {
     if (foreign(st.uid)) refuse(folder, st.uid, nearest === undefined);
     nearest ??= folder;
   }
-  const real = nearest === undefined ? undefined : await realpath(nearest).catch(() => undefined);
-  if (real === undefined || real === nearest) return;
-  for (const folder of [real, ...foldersAbove(real)]) {
+  const named = own ? resolve(outDir) : nearest;
+  const real = named === undefined ? undefined : await realpath(named).catch(() => undefined);
+  if (real === undefined || real === named) return;
+  // The out-dir itself is checked by refuseForeignFolder (agent.ts).
+  for (const folder of own ? foldersAbove(real) : [real, ...foldersAbove(real)]) {
     const st = await lstat(folder).catch(() => undefined);
     if (st && foreign(st.uid)) refuse(folder, st.uid, false);
   }

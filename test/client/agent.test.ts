@@ -326,6 +326,14 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.notEqual(await runFetch(await base(join(link, 'ssl')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
     assert.match(stderr, /their-home, a folder above it, belongs to uid 12345/);
     assert.deepEqual(readdirSync(join(home, 'certs')), []);
+
+    // And so does a symlink of ours given as the out-dir itself.
+    const direct = join(work, 'link-to-their-certs');
+    symlinkSync(join(home, 'certs'), direct);
+    stderr = '';
+    assert.notEqual(await runFetch(await base(direct), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
   });
 
   it('an out-dir others can write into (no sticky bit) is written with a warning naming its mode; a sticky or private one without', { timeout: 40_000 }, async () => {
