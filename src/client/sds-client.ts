@@ -299,7 +299,9 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     c.on('status', (st: grpc.StatusObject) => {
       if (call !== c || closed) return;
       call = undefined;
-      const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), !opts.retryEveryStatus && FATAL_CODES.has(st.code));
+      // grpc-js gives an OK status the details "OK": "OK: OK" says nothing of what happened.
+      const details = st.code === grpc.status.OK ? 'the server closed the stream' : st.details || 'stream failed';
+      const err = new SdsError(st.code, details, !opts.retryEveryStatus && FATAL_CODES.has(st.code));
       if (err.fatal) return finish(err);
       retryLater(err);
     });

@@ -241,6 +241,19 @@ describe('SDS client (against a scripted server)', () => {
     assert.ok(errors[0]!.retry !== undefined && errors[0]!.retry < 20);
   });
 
+  it('a server that ends the stream without an error is said to have closed it (not "OK: OK"), and is reconnected to', async () => {
+    fake.reset();
+    fake.onRequest = (_req, call, index) => {
+      if (index === 0) call.end();
+    };
+    const errors: SdsError[] = [];
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'], backoff: { initialMs: 20, maxMs: 40 }, onError: (err) => errors.push(err) }, () => undefined);
+    await fake.waitFor(() => (fake.streams[1]?.requests.length ?? 0) >= 1, 'a second stream');
+    s.close();
+    await s.done;
+    assert.equal(errors[0]?.message, 'OK: the server closed the stream');
+  });
+
   for (const code of [grpc.status.UNAUTHENTICATED, grpc.status.INVALID_ARGUMENT]) {
     it(`ends (does not retry) on ${grpc.status[code]}`, async () => {
       fake.reset();
