@@ -21,7 +21,20 @@ function foldersAbove(path: string): string[] {
   }
 }
 
-export async function refuseForeignPath(outDir: string): Promise<void> {
+/** A folder on the way to the out-dir that others can write into without the sticky bit. */
+export interface OpenFolder {
+  folder: string;
+  mode: number;
+}
+
+/** Writable by its group or every user, without the sticky bit: they can rename what it holds. */
+export const openMode = (mode: number): number | undefined => ((mode & 0o022) !== 0 && (mode & 0o1000) === 0 ? mode & 0o7777 : undefined);
+
+/**
+ * Throws for a folder on the way that this user cannot trust; returns the nearest one others can
+ * write into (not refused, as the out-dir itself is not: a Kubernetes emptyDir is made 0777).
+ */
+export async function refuseForeignPath(outDir: string): Promise<OpenFolder | undefined> {
   const me = process.getuid?.();
   const own = await lstat(outDir).catch(() => undefined);
   if (own?.isSymbolicLink() && foreign(own.uid)) {
@@ -35,18 +48,27 @@ export async function refuseForeignPath(outDir: string): Promise<void> {
   // way (or the out-dir itself) is followed, the folders the out-dir, or the nearest existing
   // folder above it, really is in.
   let nearest: string | undefined;
+  let open: OpenFolder | undefined;
+  const note = (folder: string, st: { mode: number; isDirectory(): boolean }) => {
+    const mode = st.isDirectory() ? openMode(st.mode) : undefined;
+    if (mode !== undefined) open ??= { folder, mode };
+  };
   for (const folder of foldersAbove(resolve(outDir))) {
     const st = await lstat(folder).catch(() => undefined);
     if (!st) continue;
     if (foreign(st.uid)) refuse(folder, st.uid, nearest === undefined);
+    note(folder, st);
     nearest ??= folder;
   }
   const named = own ? resolve(outDir) : nearest;
   const real = named === undefined ? undefined : await realpath(named).catch(() => undefined);
-  if (real === undefined || real === named) return;
+  if (real === undefined || real === named) return open;
   // The out-dir itself is checked by refuseForeignFolder (agent.ts).
   for (const folder of own ? foldersAbove(real) : [real, ...foldersAbove(real)]) {
     const st = await lstat(folder).catch(() => undefined);
-    if (st && foreign(st.uid)) refuse(folder, st.uid, false);
+    if (!st) continue;
+    if (foreign(st.uid)) refuse(folder, st.uid, false);
+    note(folder, st);
   }
+  return open;
 }

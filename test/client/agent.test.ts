@@ -352,6 +352,20 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.doesNotMatch(await write(join(work, 'private'), 0o755), /is writable by/);
   });
 
+  it('an out-dir inside a folder others can write into (no sticky bit) is written with a warning naming that folder and its mode; a sticky one without', { timeout: 40_000 }, async () => {
+    const write = async (parent: string, mode: number) => {
+      mkdirSync(parent);
+      chmodSync(parent, mode);
+      let stderr = '';
+      const code = await runFetch(await base(join(parent, 'out')), { stdout: () => undefined, stderr: (s) => (stderr += s) });
+      assert.equal(code, 0, stderr);
+      assert.ok(existsSync(join(parent, 'out', 'key.pem')));
+      return stderr;
+    };
+    assert.match(await write(join(work, 'open-parent'), 0o777), /open-parent, a folder on the way to .*open-parent\/out, is writable by every user \(mode 0777\) without the sticky bit: they could rename the out-dir away/);
+    assert.doesNotMatch(await write(join(work, 'sticky-parent'), 0o1777), /is writable by/);
+  });
+
   it('an out-dir that cannot be made is an error, said once as this agent\'s NACK, not a crash', { timeout: 40_000 }, async () => {
     const parent = join(work, 'a-file');
     writeFileSync(parent, 'x');
