@@ -273,7 +273,17 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
         }
         // Only the names asked for: others are neither checked (a broken one would NACK those
         // asked for with it) nor kept (a server sending ever new names would grow `accepted`).
-        const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, asked) ?? []);
+        // Envoy rejects a watch handed more than one secret ("Unexpected SDS secrets length"):
+        // which of two is meant cannot be told. Refused before the second is parsed, so that
+        // thousands of copies of one cost no more than one.
+        const named = new Set<string>();
+        const wanted = (name: string): boolean => {
+          if (!asked(name)) return false;
+          if (named.has(name)) throw new Error(`secret ${JSON.stringify(name)} comes more than once in the response: not read`);
+          named.add(name);
+          return true;
+        };
+        const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, wanted) ?? []);
         const merged = new Map(accepted);
         for (const s of secrets) merged.set(s.name, s);
         await onSecrets(secrets, version, merged);
