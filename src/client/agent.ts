@@ -13,7 +13,7 @@ import { DATA_LINK, writeAtomically } from './atomic-dir.js';
 import { checkSvid, RefusedSvid } from './check-svid.js';
 import { MAX_OWN_FILE_BYTES, readRegularFile, removeStaleStagedFiles } from './files.js';
 import { ExpiryWatch } from './expiry-watch.js';
-import { refuseForeignPath } from './ownership.js';
+import { openMode, refuseForeignPath, type OpenFolder } from './ownership.js';
 import { OutDirLocked, takeLock, type Lock } from './lock.js';
 import { UpdateHook } from './hook.js';
 import { canonicalCertificates, canonicalKey } from './reencode.js';
@@ -173,6 +173,7 @@ function plan(identity: DecodedSecret, trust: DecodedSecret, version: string, ou
 
 interface FolderNotes {
   open(mode: number): void;
+  openAbove(above: OpenFolder): void;
   staleRemoved(names: string[]): void;
 }
 
@@ -181,8 +182,12 @@ async function writeChanged(outDir: string, files: Planned[], notes: FolderNotes
   await refuseForeignPath(outDir);
   // Made (again) before every write: a directory removed while the agent runs comes back.
   await mkdir(outDir, { recursive: true, mode: 0o755 }).catch((e: NodeJS.ErrnoException) => whyNotMade(outDir, e));
-  const openMode = await refuseForeignFolder(outDir);
-  if (openMode !== undefined) notes.open(openMode);
+  // Again now that it exists: one who can create entries beside it (a sticky /tmp) may have put a
+  // symlink of theirs there meanwhile, which mkdir -p accepts and every path below would follow.
+  const openAbove = await refuseForeignPath(outDir);
+  if (openAbove) notes.openAbove(openAbove);
+  const ownMode = await refuseForeignFolder(outDir);
+  if (ownMode !== undefined) notes.open(ownMode);
   folderReady?.();
   const stale = await removeStaleStagedFiles(outDir, [...files.map((f) => f.file), HOOK_STATE_FILE, DATA_LINK]);
   if (stale.length > 0) notes.staleRemoved(stale);
@@ -201,8 +206,7 @@ async function refuseForeignFolder(outDir: string): Promise<number | undefined> 
   }
   // Writable by others without the sticky bit: they can rename over our files. Not refused, since a
   // Kubernetes emptyDir (shared only by the pod's own containers) is made 0777; returned for a warning.
-  const mode = st.mode & 0o7777;
-  return (mode & 0o022) !== 0 && (mode & 0o1000) === 0 ? mode : undefined;
+  return openMode(st.mode);
 }
 
 /**
@@ -265,8 +269,15 @@ export function startAgent(opts: AgentOptions): Agent {
     const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
     log('warn', `${opts.outDir} is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}): they could replace key.pem and cert.pem between writes; unless only this pod's containers share it, use a folder only this user can write (chmod go-w)`);
   };
+  let warnedOpenAbove = false;
   const folderNotes: FolderNotes = {
     open: warnOpenFolder,
+    openAbove: ({ folder, mode }) => {
+      if (warnedOpenAbove) return;
+      warnedOpenAbove = true;
+      const who = (mode & 0o002) !== 0 ? 'every user' : 'its group';
+      log('warn', `${folder}, a folder on the way to ${opts.outDir}, is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}) without the sticky bit: they could rename the out-dir away and put their own (a symlink to another folder) in its place between writes; use a folder whose parents only this user or root can write (chmod go-w, or +t)`);
+    },
     staleRemoved: (names) =>
       log('warn', `removed ${names.length === 1 ? 'a temp file' : `${names.length} temp files`} that an earlier run staged in ${opts.outDir} and never renamed (${names.join(', ')}): it was stopped mid-write`),
   };

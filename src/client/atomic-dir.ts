@@ -186,7 +186,9 @@ async function whatReadersSee(dir: string, files: Payload[], unlinked: readonly 
     const r = await readRegularFile(path, MAX_OWN_FILE_BYTES);
     if (!r) return undefined;
     if (unlinked.includes(f.file)) plain++;
-    seen.push({ file: f.file, data: r.data.toString('utf8'), mode: r.mode });
+    // Never wider than the new version's mode: a key.pem an older run (or a user) left 0644 is not
+    // copied at 0644, not even for the moment before the new version replaces it.
+    seen.push({ file: f.file, data: r.data.toString('utf8'), mode: r.mode & f.mode });
   }
   return plain > 0 ? seen : undefined;
 }

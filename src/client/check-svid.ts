@@ -1,7 +1,8 @@
 // What the agent checks before it writes an identity, so that a server (misconfigured, or not ours)
 // cannot make it replace good files with ones no peer accepts. Refused (NACKed; the files written
-// before stay): an expired leaf, or a leaf that is a CA (basicConstraints CA:TRUE; no peer should
-// accept it as an end entity). A private key that does not match the leaf is refused when the
+// before stay): an expired leaf, a leaf that chains to the bundle through an expired intermediate
+// sent with it, or a leaf that is a CA (basicConstraints CA:TRUE; no peer should accept it as an
+// end entity). A private key that does not match the leaf is refused when the
 // secret is decoded (decode.ts). Warned about, still written: a leaf not valid yet by over a
 // minute (most likely this host's clock), a chain that does not verify against the trust bundle
 // sent with it, and a SPIFFE ID other than the one written before.
@@ -26,8 +27,12 @@ export const MAX_CHAIN_CERTS = 16;
 export const MAX_BUNDLE_CERTS = 1000;
 const MAX_SIGNATURE_CHECKS = 64;
 
-/** True when a path leads from the leaf, through the certificates sent with it, to one in the bundle; undefined when that took too many signature checks to tell. */
-function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): boolean | undefined {
+/**
+ * The certificates sent with the leaf through which it chains to one in the bundle (none when the
+ * bundle holds the leaf or its issuer); false when no path leads there; undefined when that took
+ * too many signature checks to tell.
+ */
+function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): X509Certificate[] | false | undefined {
   let checks = 0;
   const issuedBy = (child: X509Certificate, parent: X509Certificate): boolean => {
     try {
@@ -39,17 +44,19 @@ function chainVerifies(chain: X509Certificate[], anchors: X509Certificate[]): bo
   };
   let current = chain[0]!;
   const intermediates = chain.slice(1);
+  const path: X509Certificate[] = [];
   for (let i = 0; i < MAX_CHAIN; i++) {
-    if (anchors.some((a) => a.raw.equals(current.raw) || issuedBy(current, a))) return true;
+    if (anchors.some((a) => a.raw.equals(current.raw) || issuedBy(current, a))) return path;
     const next = intermediates.find((c) => c !== current && issuedBy(current, c));
     if (!next) return checks > MAX_SIGNATURE_CHECKS ? undefined : false;
+    path.push(next);
     current = next;
   }
   return false;
 }
 
 /** Counts the certificates of a PEM text without parsing them. */
-function countCertificates(pem: string): number {
+export function countCertificates(pem: string): number {
   return pem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
 }
 
@@ -88,7 +95,13 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   } catch {
     // An unparsable bundle verifies nothing: said below.
   }
-  const verified = chainVerifies(chain, anchors);
+  const verified = pathToBundle(chain, anchors);
+  // Peers check every certificate of the path, not the leaf alone: one expired on it fails them all.
+  const expiredOnPath = verified ? verified.find((c) => Date.parse(c.validTo) <= nowMs) : undefined;
+  if (expiredOnPath) {
+    const subject = printableLine(expiredOnPath.subject.split('\n').filter(Boolean).join(', '));
+    throw new RefusedSvid(`${what} chains to the trust bundle through ${subject} (serial ${expiredOnPath.serialNumber.toUpperCase()}) in the certificate chain, which expired at ${new Date(Date.parse(expiredOnPath.validTo)).toISOString()}: peers will refuse the chain; not written`);
+  }
   if (verified === undefined) {
     warnings.push(`${what} could not be checked against the trust bundle sent with it: over ${MAX_SIGNATURE_CHECKS} candidate issuers of one name were tried`);
   } else if (!verified) {

@@ -3,7 +3,7 @@
 // secret is NACKed instead of being handed to nginx or written to disk.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { splitPemCertificates } from '../api/pem.js';
-import { MAX_BUNDLE_CERTS, MAX_CHAIN_CERTS } from './check-svid.js';
+import { countCertificates, MAX_BUNDLE_CERTS, MAX_CHAIN_CERTS } from './check-svid.js';
 import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, SPIFFE_VALIDATOR_TYPE, decodeSecret, fromAny } from '../xds/protos.js';
 
 export type DecodedSecret =
@@ -35,13 +35,17 @@ function dataSourceText(ds: unknown, what: string): string {
  * `shared`: `max` is what remains of the limit all trust domains share, said so in the refusal.
  */
 function certificates(pem: string, what: string, max: number, shared = false): X509Certificate[] {
+  const tooMany = (count: number): SecretDecodeError => {
+    const limit = shared && max < MAX_BUNDLE_CERTS ? `${max} more (${MAX_BUNDLE_CERTS} for all trust domains together)` : `${max}`;
+    return new SecretDecodeError(`${what}: carries ${count} certificates; at most ${limit} are accepted`);
+  };
+  // Counted before splitting, which parses every block it finds.
+  const count = countCertificates(pem);
+  if (count > max) throw tooMany(count);
   const { ders, error } = splitPemCertificates(pem);
   if (error === 'no PEM certificate found') throw new SecretDecodeError(`${what}: no PEM certificate`);
   if (error) throw new SecretDecodeError(`${what}: ${error}`);
-  if (ders.length > max) {
-    const limit = shared && max < MAX_BUNDLE_CERTS ? `${max} more (${MAX_BUNDLE_CERTS} for all trust domains together)` : `${max}`;
-    throw new SecretDecodeError(`${what}: carries ${ders.length} certificates; at most ${limit} are accepted`);
-  }
+  if (ders.length > max) throw tooMany(ders.length);
   return ders.map((der) => new X509Certificate(der));
 }
 

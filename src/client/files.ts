@@ -6,7 +6,7 @@
 // a key never stays beside a certificate of another pair, and no staged file (one holds a key) stays.
 import { randomBytes } from 'node:crypto';
 import { constants, rmSync } from 'node:fs';
-import { lstat, open, readdir, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
+import { lstat, open, readdir, readlink, rename, rm, symlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { processRuns } from '../api/process-life.js';
 
@@ -124,8 +124,10 @@ export async function removeStaleStagedFiles(dir: string, targets: readonly stri
     const pid = Number(m[2]);
     if (pid === process.pid) continue; // ours: removed by the write that staged it
     const path = join(dir, name);
-    const st = await stat(path).catch(() => undefined);
-    if (!st?.isFile()) continue;
+    // Not followed: the links staged for `..data` and the names in it (atomic-dir.ts) are stale too,
+    // and one to a version folder (or to nothing) is no file.
+    const st = await lstat(path).catch(() => undefined);
+    if (!st?.isFile() && !st?.isSymbolicLink()) continue;
     if (processRuns(pid) && nowMs - st.mtimeMs < STALE_STAGED_MS) continue;
     await rm(path, { force: true }).then(() => removed.push(name), () => undefined);
   }

@@ -138,7 +138,13 @@ export class UpdateHook {
         escalation.unref();
       };
       this.killCurrent = kill;
-      const timer = setTimeout(kill, this.opts.timeoutMs ?? 60_000);
+      const timeoutMs = this.opts.timeoutMs ?? 60_000;
+      // Said as such: "signal SIGTERM" alone does not tell who ended it, nor that it hung.
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        kill();
+      }, timeoutMs);
       const finish = (failure?: string) => {
         this.lastFailure = failure;
         clearTimeout(timer);
@@ -161,7 +167,8 @@ export class UpdateHook {
         setImmediate(() => {
           const out = (this.opts.redact ?? ((o: string) => o))(output).trim().slice(0, OUTPUT_LIMIT);
           const suffix = out ? `; output: ${out}` : '';
-          const failure = code === 0 ? undefined : signal ? `signal ${signal}` : `exit code ${code}`;
+          const ended = signal ? `signal ${signal}` : `exit code ${code}`;
+          const failure = timedOut ? `timed out after ${timeoutMs / 1000} s (${ended})` : code === 0 ? undefined : ended;
           if (failure) log('warn', `on-update command failed (${failure})${suffix}`);
           else log('info', `on-update command succeeded${suffix}`);
           finish(failure);

@@ -273,7 +273,17 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
         }
         // Only the names asked for: others are neither checked (a broken one would NACK those
         // asked for with it) nor kept (a server sending ever new names would grow `accepted`).
-        const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, asked) ?? []);
+        // Envoy rejects a watch handed more than one secret ("Unexpected SDS secrets length"):
+        // which of two is meant cannot be told. Refused before the second is parsed, so that
+        // thousands of copies of one cost no more than one.
+        const named = new Set<string>();
+        const wanted = (name: string): boolean => {
+          if (!asked(name)) return false;
+          if (named.has(name)) throw new Error(`secret ${JSON.stringify(name)} comes more than once in the response: not read`);
+          named.add(name);
+          return true;
+        };
+        const secrets = (res.resources ?? []).flatMap((r) => decodeSecretResource(r, wanted) ?? []);
         const merged = new Map(accepted);
         for (const s of secrets) merged.set(s.name, s);
         await onSecrets(secrets, version, merged);
@@ -299,7 +309,9 @@ export function openSecretStream(opts: SdsClientOptions, onSecrets: SecretsCallb
     c.on('status', (st: grpc.StatusObject) => {
       if (call !== c || closed) return;
       call = undefined;
-      const err = new SdsError(st.code, st.details || (st.code === grpc.status.OK ? 'server closed the stream' : 'stream failed'), !opts.retryEveryStatus && FATAL_CODES.has(st.code));
+      // grpc-js gives an OK status the details "OK": "OK: OK" says nothing of what happened.
+      const details = st.code === grpc.status.OK ? 'the server closed the stream' : st.details || 'stream failed';
+      const err = new SdsError(st.code, details, !opts.retryEveryStatus && FATAL_CODES.has(st.code));
       if (err.fatal) return finish(err);
       retryLater(err);
     });

@@ -309,6 +309,33 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.deepEqual(readdirSync(parent), []);
   });
 
+  it('an out-dir below a folder another user owns, further up than the folder holding it (or reached through a symlink), is refused naming that folder', { timeout: 40_000, skip: process.getuid?.() === 0 ? false : 'giving a folder to another user needs root' }, async () => {
+    // Their home holds a folder of ours: they can rename it away and put a symlink to /etc in its place.
+    const home = join(work, 'their-home');
+    mkdirSync(join(home, 'certs'), { recursive: true });
+    chownSync(home, 12345, 12345);
+    let stderr = '';
+    assert.notEqual(await runFetch(await base(join(home, 'certs', 'ssl')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /refusing to write into .*their-home\/certs\/ssl: .*their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
+
+    // A symlink of ours into their home leads there just the same.
+    const link = join(work, 'link-into-their-home');
+    symlinkSync(join(home, 'certs'), link);
+    stderr = '';
+    assert.notEqual(await runFetch(await base(join(link, 'ssl')), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
+
+    // And so does a symlink of ours given as the out-dir itself.
+    const direct = join(work, 'link-to-their-certs');
+    symlinkSync(join(home, 'certs'), direct);
+    stderr = '';
+    assert.notEqual(await runFetch(await base(direct), { stdout: () => undefined, stderr: (s) => (stderr += s) }), 0);
+    assert.match(stderr, /their-home, a folder above it, belongs to uid 12345/);
+    assert.deepEqual(readdirSync(join(home, 'certs')), []);
+  });
+
   it('an out-dir others can write into (no sticky bit) is written with a warning naming its mode; a sticky or private one without', { timeout: 40_000 }, async () => {
     const write = async (dir: string, mode: number) => {
       mkdirSync(dir);
@@ -323,6 +350,20 @@ describe('mesh-sds fetch --out-dir (agent)', () => {
     assert.match(await write(join(work, 'open-group'), 0o775), /open-group is writable by its group \(mode 0775\)/);
     assert.doesNotMatch(await write(join(work, 'sticky'), 0o1777), /is writable by/);
     assert.doesNotMatch(await write(join(work, 'private'), 0o755), /is writable by/);
+  });
+
+  it('an out-dir inside a folder others can write into (no sticky bit) is written with a warning naming that folder and its mode; a sticky one without', { timeout: 40_000 }, async () => {
+    const write = async (parent: string, mode: number) => {
+      mkdirSync(parent);
+      chmodSync(parent, mode);
+      let stderr = '';
+      const code = await runFetch(await base(join(parent, 'out')), { stdout: () => undefined, stderr: (s) => (stderr += s) });
+      assert.equal(code, 0, stderr);
+      assert.ok(existsSync(join(parent, 'out', 'key.pem')));
+      return stderr;
+    };
+    assert.match(await write(join(work, 'open-parent'), 0o777), /open-parent, a folder on the way to .*open-parent\/out, is writable by every user \(mode 0777\) without the sticky bit: they could rename the out-dir away/);
+    assert.doesNotMatch(await write(join(work, 'sticky-parent'), 0o1777), /is writable by/);
   });
 
   it('an out-dir that cannot be made is an error, said once as this agent\'s NACK, not a crash', { timeout: 40_000 }, async () => {

@@ -4,7 +4,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startAgent } from '../../src/client/agent.js';
@@ -131,5 +131,29 @@ describe('atomic switch of the whole file set', () => {
     } finally {
       sds.close();
     }
+  });
+
+  it('upgrading a plain key.pem of mode 0644 never writes a copy of a key wider than 0600, not even the version that holds the old one', { timeout: 30_000 }, async () => {
+    const dir = join(root, 'upgrade-open-key');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'cert.pem'), cas[0]!.certPem);
+    writeFileSync(join(dir, 'key.pem'), cas[0]!.keyPem, { mode: 0o644 });
+    chmodSync(join(dir, 'key.pem'), 0o644); // not the umask's
+    const keyModes = () =>
+      readdirSync(dir)
+        .filter((n) => n.startsWith('..') && n !== '..data')
+        .map((v) => `${v}/key.pem ${(statSync(join(dir, v, 'key.pem')).mode & 0o777).toString(8)}`);
+    let seenBeforeSwitch: string[] = [];
+    await writeAtomically(dir, [
+      { file: 'cert.pem', data: cas[1]!.certPem, mode: 0o644 },
+      { file: 'key.pem', data: cas[1]!.keyPem, mode: 0o600 },
+    ], async () => {
+      seenBeforeSwitch = keyModes();
+    });
+    // Before the switch: the version holding the old key (the names' first target) and the new one.
+    assert.equal(seenBeforeSwitch.length, 2, seenBeforeSwitch.join(', '));
+    for (const m of seenBeforeSwitch) assert.match(m, / 600$/);
+    assert.equal(readFileSync(join(dir, 'key.pem'), 'utf8'), cas[1]!.keyPem);
+    assert.equal(statSync(join(dir, 'key.pem')).mode & 0o777, 0o600);
   });
 });

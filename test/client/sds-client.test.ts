@@ -189,6 +189,25 @@ describe('SDS client (against a scripted server)', () => {
     assert.deepEqual(seen, [{ names: ['default'], all: ['default'] }]);
   });
 
+  it('NACKs a response that carries a name asked for twice, as Envoy does, without calling back: which one is meant cannot be told', async () => {
+    fake.reset();
+    fake.onRequest = (req, call) => {
+      if (req.response_nonce !== '') return;
+      call.write(response('v1', 'n1', [tlsCertificateSecret('default', a.certPem, a.keyPem, 'serial-a'), tlsCertificateSecret('default', b.certPem, b.keyPem, 'serial-b')]));
+    };
+    let calls = 0;
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'], onError: () => undefined }, () => {
+      calls++;
+    });
+    await fake.waitFor(() => (fake.streams[0]?.requests.length ?? 0) >= 2, 'the answer to v1');
+    s.close();
+    await s.done;
+    const answer = fake.streams[0]!.requests[1]!;
+    assert.match(answer.error_detail?.message ?? '', /secret "default" comes more than once in the response/);
+    assert.equal(answer.version_info, '');
+    assert.equal(calls, 0);
+  });
+
   it('reads one response at a time: a server pushing 1 MiB responses faster than they are handled is held back by flow control, and none is lost', { timeout: 60_000 }, async () => {
     fake.reset();
     const n = 64;
@@ -239,6 +258,19 @@ describe('SDS client (against a scripted server)', () => {
     assert.equal(again.response_nonce, '');
     assert.equal(errors[0]!.err.code, grpc.status.UNAVAILABLE);
     assert.ok(errors[0]!.retry !== undefined && errors[0]!.retry < 20);
+  });
+
+  it('a server that ends the stream without an error is said to have closed it (not "OK: OK"), and is reconnected to', async () => {
+    fake.reset();
+    fake.onRequest = (_req, call, index) => {
+      if (index === 0) call.end();
+    };
+    const errors: SdsError[] = [];
+    const s = openSecretStream({ server: fake.address, node: 'default.web', names: ['default'], backoff: { initialMs: 20, maxMs: 40 }, onError: (err) => errors.push(err) }, () => undefined);
+    await fake.waitFor(() => (fake.streams[1]?.requests.length ?? 0) >= 1, 'a second stream');
+    s.close();
+    await s.done;
+    assert.equal(errors[0]?.message, 'OK: the server closed the stream');
   });
 
   for (const code of [grpc.status.UNAUTHENTICATED, grpc.status.INVALID_ARGUMENT]) {

@@ -3,7 +3,9 @@
 // for a certificate on disk that nears its end or expires with no new one.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, webcrypto } from 'node:crypto';
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +65,39 @@ describe('checks on the identity before it is written', () => {
       // Later pushes merge with the last good trust bundle, not a refused identity.
       assert.equal(await w.push('4', [identity(b)]), undefined);
       assert.equal(readFileSync(join(w.dir, 'cert.pem'), 'utf8'), b.certPem);
+    } finally {
+      await w.stop();
+    }
+  });
+
+  it('a leaf sent with an expired intermediate CA it chains through to the bundle is NACKed naming that CA; the files written before stay', { timeout: 30_000 }, async () => {
+    const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+    const [rootKeys, interKeys, leafKeys] = await Promise.all([0, 1, 2].map(() => webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])));
+    const now = Date.now();
+    const rootCa = await x509.X509CertificateGenerator.createSelfSigned({
+      name: 'CN=Chain Root', notBefore: new Date(now - 86_400_000), notAfter: new Date(now + 86_400_000 * 30), keys: rootKeys!, signingAlgorithm: alg,
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const inter = await x509.X509CertificateGenerator.create({
+      subject: 'CN=Expired Intermediate', issuer: rootCa.subject, notBefore: new Date('2020-01-01T00:00:00Z'), notAfter: new Date('2021-01-01T00:00:00Z'),
+      publicKey: interKeys!.publicKey, signingKey: rootKeys!.privateKey, signingAlgorithm: alg, serialNumber: '0a0b',
+      extensions: [new x509.BasicConstraintsExtension(true, undefined, true)],
+    });
+    const leaf = await x509.X509CertificateGenerator.create({
+      subject: 'CN=Leaf', issuer: inter.subject, notBefore: new Date(now - 60_000), notAfter: new Date(now + 86_400_000),
+      publicKey: leafKeys!.publicKey, signingKey: interKeys!.privateKey, signingAlgorithm: alg, serialNumber: '0c0d',
+      extensions: [new x509.BasicConstraintsExtension(false, undefined, true), new x509.SubjectAlternativeNameExtension([{ type: 'url', value: 'spiffe://a.example/workload' }])],
+    });
+    const keyPem = x509.PemConverter.encode(Buffer.from(await webcrypto.subtle.exportKey('pkcs8', leafKeys!.privateKey)), 'PRIVATE KEY') + '\n';
+    const chainPem = `${leaf.toString('pem')}\n${inter.toString('pem')}\n`;
+    const rootPem = `${rootCa.toString('pem')}\n`;
+    const w = await watching('expired-intermediate');
+    try {
+      assert.equal(await w.push('1', [identity(a), trust(a)]), undefined);
+      const bundle = spiffeValidatorSecret('ALL', [{ trustDomain: 'x.example', pem: rootPem }]);
+      assert.match((await w.push('2', [tlsCertificateSecret('default', chainPem, keyPem, 'v2'), bundle])) ?? '', /chains to the trust bundle through CN=Expired Intermediate \(serial 0A0B\) in the certificate chain, which expired at 2021-01-01T00:00:00\.000Z/);
+      assert.equal(readFileSync(join(w.dir, 'cert.pem'), 'utf8'), a.certPem);
+      assert.equal(readFileSync(join(w.dir, 'key.pem'), 'utf8'), a.keyPem);
     } finally {
       await w.stop();
     }
