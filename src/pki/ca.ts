@@ -232,6 +232,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     const child = certs[i - 1]!;
     const parent = certs[i]!;
     const what = `chain certificate #${i}`;
+    // Past a root nothing can be part of the path, yet all of it would go out in every SVID.
+    if (i >= 2 && isSelfSigned(child.node, child.der)) throw new CaError(`${what} comes after the self-signed root (chain certificate #${i - 1}): the root must be last`);
+    const copyOf = certs.findIndex((c, j) => j < i && c.der.equals(parent.der));
+    if (copyOf >= 0) throw new CaError(`${what} is a second copy of certificate #${copyOf}`);
     checkIsCa(parent.peculiar, what);
     // checkIssued also requires keyCertSign: said as such, not as a wrong order.
     const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);

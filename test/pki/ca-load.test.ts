@@ -173,6 +173,22 @@ describe('loadCertificateAuthority', () => {
     const fake = makeCert(dir, 'fakeparent', { subject: '/CN=fakeparent', keyPem, extensions: ['basicConstraints = critical, CA:FALSE', 'subjectKeyIdentifier = hash'] });
     assert.throws(() => loadCertificateAuthority(inter.certPem + fake, inter.keyPem, { allowSelfSigned: false }), refusal(/chain certificate #1 is not a CA/));
   });
+  it('a chain that goes on past its root, or repeats a certificate, is refused naming the certificate: copies of the root were served to every proxy in each SVID', () => {
+    const sub = makeIntermediateCa(dir, 'dup-sub', inter);
+    for (const [certPem, reason] of [
+      [inter.certPem + root.certPem + root.certPem, /^chain certificate #2 comes after the self-signed root \(chain certificate #1\): the root must be last$/],
+      [inter.certPem + root.certPem + inter.certPem, /^chain certificate #2 comes after the self-signed root \(chain certificate #1\): the root must be last$/],
+      [inter.certPem + inter.certPem + root.certPem, /^chain certificate #1 is a second copy of certificate #0$/],
+      [sub.certPem + inter.certPem + inter.certPem + root.certPem, /^chain certificate #2 is a second copy of certificate #1$/],
+    ] as const) {
+      const key = certPem.startsWith(sub.certPem) ? sub.keyPem : inter.keyPem;
+      assert.throws(() => loadCertificateAuthority(certPem, key, { allowSelfSigned: false }), refusal(reason));
+    }
+    // The chain as it should be: the root is not served.
+    const ok = loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem, { allowSelfSigned: false });
+    assert.deepEqual(pemBlocks(ok.chainPem), pemBlocks(inter.certPem));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
