@@ -3,7 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
 import { certificateParts, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -121,6 +121,15 @@ function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
   }
 }
 
+/**
+ * The key policy a peer holds this server's published CAs to (caKeyProblem: federated mesh-sds,
+ * Go's crypto/x509): a weak root would be published, and refused, in every bundle of the domain.
+ */
+function checkKeyAcceptable(cert: X509Certificate, what: string): void {
+  const problem = caKeyProblem(cert);
+  if (problem) throw new CaError(`${what} has ${problem}`);
+}
+
 function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
@@ -202,6 +211,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('private key does not match the CA certificate');
   }
   checkIsCa(ca.peculiar, 'certificate');
+  checkKeyAcceptable(ca.node, 'CA certificate');
   // Leaves carry an empty subject and the CA's subject as issuer: with an empty one too, verifiers
   // (OpenSSL, BoringSSL) take each leaf for self-issued and refuse it ("self-signed certificate").
   if (certificateParts(ca.der).subject.equals(EMPTY_NAME)) {
@@ -245,6 +255,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
+    checkKeyAcceptable(parent.node, what);
     checkValidAt(parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.

@@ -1,7 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { caKeyProblem } from '../../src/api/pem.js';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
@@ -187,6 +189,37 @@ describe('loadCertificateAuthority', () => {
     // The chain as it should be: the root is not served.
     const ok = loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem, { allowSelfSigned: false });
     assert.deepEqual(pemBlocks(ok.chainPem), pemBlocks(inter.certPem));
+  });
+
+  it('a CA or chain certificate whose key federated peers refuse (RSA under 2048 bits, secp256k1, an exponent past 2^31-1) is refused naming the certificate and its key', () => {
+    const withKey = (name: string, genpkey: string[]): string => {
+      openssl(['genpkey', ...genpkey, '-out', dir.file(`${name}.gen.key`)]);
+      return readFileSync(dir.file(`${name}.gen.key`), 'utf8');
+    };
+    const weakRoots = [
+      ['rsa1024', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024'], 'an RSA 1024-bit key; at least 2048 bits are required'],
+      ['k1', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1'], 'an EC key on curve secp256k1; the curve must be P-256, P-384 or P-521'],
+    ] as const;
+    for (const [name, genpkey, problem] of weakRoots) {
+      const rootKey = withKey(`weak-${name}`, [...genpkey]);
+      const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, `weak-${name}`, { subject: `/CN=weak-${name}`, keyPem: rootKey }) };
+      // The root is what the MeshTrust and the bundle endpoint publish: a peer refuses it as a CA.
+      assert.equal(caKeyProblem(new X509Certificate(r.certPem)), problem);
+      const i = makeIntermediateCa(dir, `weak-${name}-inter`, r);
+      assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(`chain certificate #1 has ${problem}`));
+    }
+    // The signing CA's own key: of a supported size, but with an exponent Go's crypto/rsa refuses.
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0xffffffff });
+    const bigE = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const bigECert = makeCert(dir, 'big-e', { subject: '/CN=big-e', keyPem: bigE, issuer: root });
+    assert.throws(
+      () => loadCertificateAuthority(bigECert + root.certPem, bigE, { allowSelfSigned: false }),
+      refusal('CA certificate has an RSA 2048-bit key with a 32-bit public exponent; the exponent must be odd, from 3 to 2^31-1'),
+    );
+    // A P-521 root (which peers accept) above a P-256 intermediate still loads.
+    const p521 = makeRootCa(dir, 'ok-p521', 'ec-p521');
+    const underP521 = makeIntermediateCa(dir, 'ok-p521-inter', p521);
+    assert.doesNotThrow(() => loadCertificateAuthority(underP521.certPem + p521.certPem, underP521.keyPem, { allowSelfSigned: false }));
   });
 
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
