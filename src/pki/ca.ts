@@ -1,7 +1,7 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
-import { certificateParts, toPem } from './der.js';
+import { certificateParts, children, hex, raw, readNode, toPem } from './der.js';
 import { CaError } from './errors.js';
 import { caKeyProblem, caTrustDomains, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
@@ -130,6 +130,24 @@ function checkKeyAcceptable(cert: X509Certificate, what: string): void {
   if (problem) throw new CaError(`${what} has ${problem}`);
 }
 
+/** Signature algorithms verifiers refuse below the trust anchor (whose own self-signature nobody checks). */
+const WEAK_SIGNATURES: ReadonlyArray<readonly [Buffer, string]> = [
+  [hex('06092a864886f70d010102'), 'MD2 with RSA'],
+  [hex('06092a864886f70d010103'), 'MD4 with RSA'],
+  [hex('06092a864886f70d010104'), 'MD5 with RSA'],
+  [hex('06092a864886f70d010105'), 'SHA-1 with RSA'],
+  [hex('06072a8648ce3d0401'), 'ECDSA with SHA-1'],
+  [hex('06072a8648ce380403'), 'DSA with SHA-1'],
+];
+
+/** A certificate signed by another with a weak digest: OpenSSL (security level 1, its TLS default) and Go refuse every leaf below it. */
+function checkSignatureStrength(der: Buffer, what: string): void {
+  const sigAlg = children(der, readNode(der, 0))[1];
+  const oid = sigAlg && children(der, sigAlg)[0];
+  const weak = oid && WEAK_SIGNATURES.find(([o]) => o.equals(raw(der, oid)));
+  if (weak) throw new CaError(`${what} is signed with ${weak[1]}, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`);
+}
+
 function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
@@ -231,7 +249,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
-  if (!selfSigned) checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
+  if (!selfSigned) {
+    checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
+    checkSignatureStrength(ca.der, 'CA certificate');
+  }
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
 
@@ -264,6 +285,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
         throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
       }
       checkHasAuthorityKeyId(parent.peculiar, what);
+      checkSignatureStrength(parent.der, what);
     }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {

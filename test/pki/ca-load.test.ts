@@ -222,6 +222,37 @@ describe('loadCertificateAuthority', () => {
     assert.doesNotThrow(() => loadCertificateAuthority(underP521.certPem + p521.certPem, underP521.keyPem, { allowSelfSigned: false }));
   });
 
+  it('a CA or chain certificate signed with MD5 or SHA-1 is refused naming the certificate and its signature: OpenSSL at security level 1 refuses every leaf below it (and Go SHA-1, BoringSSL MD5)', () => {
+    const rsaRoot = makeRootCa(dir, 'weaksig-root', 'rsa-2048');
+    for (const digest of ['sha1', 'md5']) {
+      const midKey = makeKey(dir, `weaksig-${digest}`, 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, `weaksig-${digest}`, { subject: `/CN=weaksig-${digest}`, keyPem: midKey, issuer: rsaRoot, digest }) };
+      const name = digest === 'sha1' ? 'SHA-1' : 'MD5';
+      // As the signing CA (with its root or without it), and as a chain certificate above it.
+      for (const certPem of [mid.certPem + rsaRoot.certPem, mid.certPem]) {
+        assert.throws(() => loadCertificateAuthority(certPem, midKey, { allowSelfSigned: false }), refusal(`CA certificate is signed with ${name} with RSA, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`));
+      }
+      const below = makeIntermediateCa(dir, `weaksig-${digest}-below`, mid);
+      assert.throws(() => loadCertificateAuthority(below.certPem + mid.certPem + rsaRoot.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 is signed with (SHA-1|MD5) with RSA, which verifiers refuse/));
+      // What a peer's OpenSSL (TLS contexts default to security level 1) makes of a leaf below it.
+      const leafKey = makeKey(dir, `weaksig-${digest}-leaf`, 'ec-p256');
+      const leaf = makeCert(dir, `weaksig-${digest}-leaf`, {
+        subject: '/CN=leaf',
+        keyPem: leafKey,
+        issuer: mid,
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+      });
+      const r = spawnSync('openssl', ['verify', '-auth_level', '1', '-CAfile', dir.file('weaksig-root.pem'), '-untrusted', dir.file(`weaksig-${digest}.pem`), dir.file(`weaksig-${digest}-leaf.pem`, leaf)], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stdout + r.stderr, /CA signature digest algorithm too weak/);
+    }
+    // A self-signed root's own signature is not checked by verifiers (it is the anchor): a SHA-1 root is no reason to refuse.
+    const sha1RootKey = makeKey(dir, 'sha1-selfsigned', 'rsa-2048');
+    const sha1Root: Ca = { keyPem: sha1RootKey, certPem: makeCert(dir, 'sha1-selfsigned', { subject: '/CN=sha1-selfsigned', keyPem: sha1RootKey, digest: 'sha1' }) };
+    const underSha1Root = makeIntermediateCa(dir, 'sha1-selfsigned-inter', sha1Root);
+    assert.doesNotThrow(() => loadCertificateAuthority(underSha1Root.certPem + sha1Root.certPem, underSha1Root.keyPem, { allowSelfSigned: false }));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {

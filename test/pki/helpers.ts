@@ -52,6 +52,8 @@ export interface MakeCertOptions {
   days?: number;
   /** Leave out the AuthorityKeyIdentifier an issued certificate otherwise gets. */
   noAuthorityKeyId?: boolean;
+  /** Digest the issuer signs with (default sha256). */
+  digest?: string;
 }
 
 export const CA_EXTENSIONS = [
@@ -70,7 +72,7 @@ export function makeCert(dir: TempDir, name: string, o: MakeCertOptions): string
   const signer = o.issuer
     ? ['-CA', dir.file(`${name}.issuer.pem`, o.issuer.certPem), '-CAkey', dir.file(`${name}.issuer.key`, o.issuer.keyPem), '-CAcreateserial']
     : ['-signkey', key];
-  openssl(['x509', '-req', '-in', csr, ...signer, '-days', String(o.days ?? 30), '-extfile', ext, '-extensions', 'v3', '-sha256', '-out', out], dir.path);
+  openssl(['x509', '-req', '-in', csr, ...signer, '-days', String(o.days ?? 30), '-extfile', ext, '-extensions', 'v3', `-${o.digest ?? 'sha256'}`, '-out', out], dir.path);
   return readFileSync(out, 'utf8');
 }
 
