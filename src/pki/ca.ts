@@ -201,6 +201,9 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
   return otherTrustDomainOf(ca.certDer, trustDomain) === undefined;
 }
 
+/** Certificates a provided CA text may hold: real chains have a few. */
+const MAX_CHAIN_CERTIFICATES = 10;
+
 /**
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
@@ -211,6 +214,12 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();
+  // Counted before parsing: each certificate costs milliseconds, and a CA bundle file given as the
+  // CA (1 MiB: about 1,800 certificates) held the event loop for seconds on every computation.
+  const count = certPem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+  if (count > MAX_CHAIN_CERTIFICATES) {
+    throw new CaError(`CA certificate text holds ${count} certificates, more than the ${MAX_CHAIN_CERTIFICATES} a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?`);
+  }
   const { ders, error } = splitPemCertificates(certPem);
   if (error === 'no PEM certificate found') throw new CaError('CA certificate PEM contains no certificate');
   if (error) throw new CaError(`CA certificate cannot be parsed: ${error}`);

@@ -253,6 +253,16 @@ describe('loadCertificateAuthority', () => {
     assert.doesNotThrow(() => loadCertificateAuthority(underSha1Root.certPem + sha1Root.certPem, underSha1Root.keyPem, { allowSelfSigned: false }));
   });
 
+  it('certificate text with more certificates than a CA chain has (a CA bundle file given as the CA) is refused by its count, before each is parsed', () => {
+    const bundle = inter.certPem + Array.from({ length: 200 }, () => root.certPem).join('');
+    assert.throws(
+      () => loadCertificateAuthority(bundle, inter.keyPem, { allowSelfSigned: false }),
+      refusal('CA certificate text holds 201 certificates, more than the 10 a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?'),
+    );
+    // Ten is a chain still: refused for what it is, not for its length.
+    assert.throws(() => loadCertificateAuthority(inter.certPem + Array.from({ length: 9 }, () => root.certPem).join(''), inter.keyPem, { allowSelfSigned: false }), refusal(/comes after the self-signed root/));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
