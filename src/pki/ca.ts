@@ -124,10 +124,20 @@ function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
 /**
  * The key policy a peer holds this server's published CAs to (caKeyProblem: federated mesh-sds,
  * Go's crypto/x509): a weak root would be published, and refused, in every bundle of the domain.
+ * EC keys must name their curve, as RFC 5480 requires.
  */
-function checkKeyAcceptable(cert: X509Certificate, what: string): void {
+function checkKeyAcceptable(cert: X509Certificate, der: Buffer, what: string): void {
   const problem = caKeyProblem(cert);
   if (problem) throw new CaError(`${what} has ${problem}`);
+  // Node names the curve of explicit parameters too: told by the encoding, a SEQUENCE where the OID would be.
+  if (cert.publicKey.asymmetricKeyType === 'ec') {
+    const spki = certificateParts(der).spki;
+    const algorithm = children(spki, readNode(spki, 0))[0];
+    const params = algorithm && children(spki, algorithm)[1];
+    if (params?.tag === 0x30) {
+      throw new CaError(`${what} has an EC key with explicit curve parameters (RFC 5480 allows only a named curve; openssl verify -x509_strict and Go refuse it); reissue it with the key in named-curve form (openssl pkey -ec_param_enc named_curve)`);
+    }
+  }
 }
 
 /** Signature algorithms verifiers refuse below the trust anchor (whose own self-signature nobody checks). */
@@ -238,7 +248,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('private key does not match the CA certificate');
   }
   checkIsCa(ca.peculiar, 'certificate');
-  checkKeyAcceptable(ca.node, 'CA certificate');
+  checkKeyAcceptable(ca.node, ca.der, 'CA certificate');
   // Leaves carry an empty subject and the CA's subject as issuer: with an empty one too, verifiers
   // (OpenSSL, BoringSSL) take each leaf for self-issued and refuse it ("self-signed certificate").
   if (certificateParts(ca.der).subject.equals(EMPTY_NAME)) {
@@ -285,7 +295,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
-    checkKeyAcceptable(parent.node, what);
+    checkKeyAcceptable(parent.node, parent.der, what);
     checkValidAt(parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.

@@ -263,6 +263,33 @@ describe('loadCertificateAuthority', () => {
     assert.throws(() => loadCertificateAuthority(inter.certPem + Array.from({ length: 9 }, () => root.certPem).join(''), inter.keyPem, { allowSelfSigned: false }), refusal(/comes after the self-signed root/));
   });
 
+  it('a CA or chain certificate whose EC key is encoded with explicit curve parameters is refused: openssl verify -x509_strict refuses every leaf below it', () => {
+    const explicitKey = (name: string): string => {
+      openssl(['ecparam', '-name', 'prime256v1', '-param_enc', 'explicit', '-genkey', '-noout', '-out', dir.file(`${name}.explicit.key`)]);
+      return readFileSync(dir.file(`${name}.explicit.key`), 'utf8');
+    };
+    const reason = 'has an EC key with explicit curve parameters (RFC 5480 allows only a named curve; openssl verify -x509_strict and Go refuse it); reissue it with the key in named-curve form (openssl pkey -ec_param_enc named_curve)';
+    // As the signing CA, under a good root.
+    const midKey = explicitKey('explicit-mid');
+    const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'explicit-mid', { subject: '/CN=explicit-mid', keyPem: midKey, issuer: root }) };
+    const leafKey = makeKey(dir, 'explicit-mid-leaf', 'ec-p256');
+    const leaf = makeCert(dir, 'explicit-mid-leaf', {
+      subject: '/CN=leaf',
+      keyPem: leafKey,
+      issuer: mid,
+      extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+    });
+    const v = opensslVerify(dir, { root: root.certPem, untrusted: mid.certPem, leafChain: leaf, purpose: 'sslserver' });
+    assert.equal(v.ok, false);
+    assert.match(v.output, /explicit ECC parameters/);
+    assert.throws(() => loadCertificateAuthority(mid.certPem + root.certPem, midKey, { allowSelfSigned: false }), refusal(`CA certificate ${reason}`));
+    // As the root above a good intermediate.
+    const rootKey = explicitKey('explicit-root');
+    const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, 'explicit-root', { subject: '/CN=explicit-root', keyPem: rootKey }) };
+    const i = makeIntermediateCa(dir, 'explicit-root-inter', r);
+    assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(`chain certificate #1 ${reason}`));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
