@@ -1,6 +1,6 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
+import { Name, NameConstraints, id_ce_nameConstraints, type RelativeDistinguishedName } from '@peculiar/asn1-x509';
 import { certificateParts, children, hex, raw, readNode, toPem } from './der.js';
 import { CaError } from './errors.js';
 import { caKeyProblem, caTrustDomains, splitPemCertificates } from '../api/pem.js';
@@ -197,6 +197,40 @@ function nameConstraintRefusal(cert: x509.X509Certificate, trustDomain: string):
   return undefined;
 }
 
+/** An RDN as OpenSSL compares names under constraints: its attribute values without regard to case or runs of white space. */
+const rdnKey = (rdn: RelativeDistinguishedName): string =>
+  rdn
+    .map((a) => `${a.type}=${a.value.toString().trim().replace(/\s+/g, ' ').toLowerCase()}`)
+    .sort()
+    .join('+');
+
+/** RFC 5280 §4.2.1.10: a name is within a directoryName subtree when the subtree's RDNs begin it. */
+function nameWithin(name: Name, base: Name): boolean {
+  return base.length <= name.length && base.every((rdn, k) => rdnKey(rdn) === rdnKey(name[k]!));
+}
+
+/**
+ * Whether the directoryName constraints of `constraining` forbid `subjectDer` (a Name), as OpenSSL
+ * checks each CA's subject against the constraints of every CA above it.
+ */
+function subjectForbidden(constraining: x509.X509Certificate, subjectDer: Buffer): boolean {
+  const ext = constraining.getExtension(id_ce_nameConstraints);
+  if (!ext) return false;
+  let nc: NameConstraints;
+  let subject: Name;
+  try {
+    nc = AsnConvert.parse(ext.value, NameConstraints);
+    subject = AsnConvert.parse(subjectDer, Name);
+  } catch {
+    return false; // named by nameConstraintRefusal
+  }
+  if (subject.length === 0) return false;
+  const dirNames = (subtrees: NameConstraints['permittedSubtrees']) => (subtrees ?? []).flatMap((t) => (t.base.directoryName ? [t.base.directoryName] : []));
+  const permitted = dirNames(nc.permittedSubtrees);
+  if (permitted.length > 0 && !permitted.some((b) => nameWithin(subject, b))) return true;
+  return dirNames(nc.excludedSubtrees).some((b) => nameWithin(subject, b));
+}
+
 /**
  * The other trust domain a signing CA names in a `spiffe://` URI SAN, if any: as for a MeshTrust's
  * CAs, a CA naming another trust domain is that domain's, and must not sign this one's IDs. (Only
@@ -309,6 +343,16 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {
       throw new CaError(`${what} has path length constraint ${pathLength}, but ${i} CA certificate(s) stand below it: leaves signed by the CA would not verify`);
+    }
+  }
+  // The subject of each CA below a name-constrained one (self-issued ones are exempt, RFC 5280 §6.1.3).
+  for (let i = 0; i < certs.length - 1; i++) {
+    const { subject, issuer } = certificateParts(certs[i]!.der);
+    if (subject.equals(issuer)) continue;
+    const above = certs.findIndex((c, j) => j > i && subjectForbidden(c.peculiar, subject));
+    if (above >= 0) {
+      const name = certs[i]!.node.subject.split('\n').join(', ');
+      throw new CaError(`chain certificate #${above} has name constraints that do not permit the subject of ${i === 0 ? 'the CA certificate' : `chain certificate #${i}`} (${name}): leaves signed by the CA would not verify`);
     }
   }
   if (opts.trustDomain !== undefined) {

@@ -470,6 +470,27 @@ describe('loadCertificateAuthority', () => {
       assert.doesNotThrow(() => load('a.example'));
     });
 
+    it('directory name constraints that do not permit the subject of a CA below them', () => {
+      const dirName = (mode: string, o: string) => [`nameConstraints = critical, ${mode};dirName:dir_sect`, '[dir_sect]', `O = ${o}`];
+      const other = chainWith('dn-other', dirName('permitted', 'Other'));
+      assert.equal(other.verifies('td.example').ok, false);
+      // At depth 1, the intermediate: OpenSSL checks from the top down.
+      assert.match(other.verifies('td.example').output, /at 1 depth lookup: permitted subtree violation/);
+      assert.throws(
+        () => loadCertificateAuthority(other.inter.certPem + other.root.certPem, other.inter.keyPem, { allowSelfSigned: false, trustDomain: 'td.example' }),
+        refusal('chain certificate #1 has name constraints that do not permit the subject of the CA certificate (O=Test, CN=dn-other-inter): leaves signed by the CA would not verify'),
+      );
+      const excluded = chainWith('dn-excluded', dirName('excluded', 'test'));
+      assert.match(excluded.verifies('td.example').output, /at 1 depth lookup: excluded subtree violation/, 'excluded: names compare without regard to case');
+      assert.throws(() => loadCertificateAuthority(excluded.inter.certPem + excluded.root.certPem, excluded.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has name constraints that do not permit the subject of the CA certificate/));
+      // Permitted (in another case): loaded, and its leaves (empty subject) verify.
+      const same = chainWith('dn-same', dirName('permitted', 'TEST'));
+      const ca = loadCertificateAuthority(same.inter.certPem + same.root.certPem, same.inter.keyPem, { allowSelfSigned: false, trustDomain: 'td.example' });
+      const svid = issueSvidSync(ca, 'spiffe://td.example/w', 3600_000);
+      const v = opensslVerify(dir, { root: ca.trustPem, untrusted: ca.chainPem, leafChain: svid.certChainPem, purpose: 'sslclient' });
+      assert.equal(v.ok, true, v.output);
+    });
+
     it('name constraints that do not permit the trust domain', () => {
       const c = chainWith('nc', ['nameConstraints = critical, permitted;URI:.partner.example, excluded;URI:bad.partner.example']);
       assert.equal(c.verifies('td.example').ok, false);
