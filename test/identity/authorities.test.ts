@@ -972,3 +972,23 @@ test('one identity whose CA record the state cannot open (sealed under another k
     a.stop();
   }
 });
+
+test('identities whose intermediates share one root publish that root once in the trust domain\'s bundle (issuingDomains), still naming both signing CAs', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'shared-root');
+    const one = makeIntermediateCa(pki, 'shared-one', root);
+    const two = makeIntermediateCa(pki, 'shared-two', root);
+    const v = await push(snapshot(withInlineCa('one', { certPem: one.certPem + root.certPem, keyPem: one.keyPem }, 3600_000, false), withInlineCa('two', { certPem: two.certPem + root.certPem, keyPem: two.keyPem }, 3600_000, false)));
+    const states = [...v.identities.values()];
+    assert.ok(states.every((s) => s.ready), states.map((s) => s.conditions.map((c) => c.message).join('; ')).join(' | '));
+    const [domain] = issuingDomains(v);
+    assert.equal(domain!.caFingerprints.length, 2, 'both signing CAs');
+    assert.equal(domain!.caPems.length, 1, 'the shared root once');
+    assert.equal(new X509Certificate(domain!.caPems[0]!).fingerprint256, new X509Certificate(root.certPem).fingerprint256);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});
