@@ -36,9 +36,16 @@ export function keyAlgorithmOf(key: KeyObject): KeyAlgorithm {
   throw new CaError(`unsupported key type ${key.asymmetricKeyType ?? '?'} (supported: RSA, ECDSA P-256/P-384)`);
 }
 
+/**
+ * Line breaks that arrived as the two characters `\n` (an environment variable set from JSON, a
+ * quoted YAML value): said as such, as neither the base64 nor the decoder error tells it.
+ */
+const escapedNewlines = (text: string): string =>
+  /-----BEGIN [A-Z0-9 ]+-----\\n/.test(text) ? ': its text holds "\\n" as two characters where line breaks belong; unescape them' : '';
+
 function parsePrivateKey(keyPem: string): KeyObject {
   if (!/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(keyPem)) {
-    throw new CaError('CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)');
+    throw new CaError(`CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)${escapedNewlines(keyPem)}`);
   }
   if (keyPem.includes('BEGIN ENCRYPTED PRIVATE KEY') || /Proc-Type:\s*4,ENCRYPTED/.test(keyPem)) {
     throw new CaError('CA private key is encrypted; provide an unencrypted key');
@@ -46,7 +53,7 @@ function parsePrivateKey(keyPem: string): KeyObject {
   try {
     return createPrivateKey({ key: keyPem, format: 'pem' });
   } catch (e) {
-    throw new CaError(`CA private key cannot be parsed: ${(e as Error).message}`);
+    throw new CaError(`CA private key cannot be parsed: ${(e as Error).message}${escapedNewlines(keyPem)}`);
   }
 }
 
@@ -265,8 +272,8 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError(`CA certificate text holds ${count} certificates, more than the ${MAX_CHAIN_CERTIFICATES} a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?`);
   }
   const { ders, error } = splitPemCertificates(certPem);
-  if (error === 'no PEM certificate found') throw new CaError('CA certificate PEM contains no certificate');
-  if (error) throw new CaError(`CA certificate cannot be parsed: ${error}`);
+  if (error === 'no PEM certificate found') throw new CaError(`CA certificate PEM contains no certificate${escapedNewlines(certPem)}`);
+  if (error) throw new CaError(`CA certificate cannot be parsed: ${error}${escapedNewlines(certPem)}`);
   const certs = ders.map((der) => {
     const node = new X509Certificate(der);
     return { node, der: node.raw, peculiar: new x509.X509Certificate(node.raw) };

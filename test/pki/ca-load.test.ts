@@ -290,6 +290,16 @@ describe('loadCertificateAuthority', () => {
     assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(`chain certificate #1 ${reason}`));
   });
 
+  it('a certificate or key whose line breaks came through as the two characters \\n (an environment variable set from JSON) is refused saying so', () => {
+    const escape = (pem: string) => pem.replace(/\n/g, '\\n');
+    const hint = /: its text holds "\\n" as two characters where line breaks belong; unescape them$/;
+    assert.throws(() => loadCertificateAuthority(escape(inter.certPem + root.certPem), inter.keyPem, { allowSelfSigned: false }), refusal(/^CA certificate cannot be parsed: PEM block 1 is not valid base64/));
+    assert.throws(() => loadCertificateAuthority(escape(inter.certPem + root.certPem), inter.keyPem, { allowSelfSigned: false }), refusal(hint));
+    assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, escape(inter.keyPem), { allowSelfSigned: false }), refusal(/^CA private key cannot be parsed: .*: its text holds/));
+    // Not said of a text that is broken otherwise.
+    assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem.replace(/\n[A-Za-z0-9+/]{8}/, '\n!!!!!!!!'), { allowSelfSigned: false }), refusal(/^CA private key cannot be parsed: [^"]*$/));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
