@@ -992,3 +992,25 @@ test('identities whose intermediates share one root publish that root once in th
     pki.cleanup();
   }
 });
+
+test('a CA (or its chain) ending before a leaf of the configured lifetime would is still used, and its Provider condition says leaves are cut short to its end', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const keyPem = makeKey(pki, 'short', 'ec-p256');
+    const short = { keyPem, certPem: makeCert(pki, 'short', { subject: '/O=Test/CN=short', keyPem, days: 1 }) };
+    const mi = withInlineCa('short', short, 48 * 3600_000);
+    const v = await push(snapshot(mi));
+    const st = stateOf(v, mi);
+    assert.equal(st.ready, true);
+    assert.equal(cond(st, 'Provider').status, 'True');
+    const end = st.ca!.notAfter.toISOString();
+    assert.match(cond(st, 'Provider').message, new RegExp(`valid until ${end}, before a leaf of the configured lifetime \\(48h\\) would end: leaves are cut short to that instant; replace the CA before then$`));
+    // A CA that outlives the lifetime says nothing of it.
+    const long = withInlineCa('long', short, 3600_000);
+    assert.doesNotMatch(cond(stateOf(await push(snapshot(long)), long), 'Provider').message, /cut short/);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});
