@@ -44,9 +44,13 @@ const escapedNewlines = (text: string): string =>
   /-----BEGIN [A-Z0-9 ]+-----\\n/.test(text) ? ': its text holds "\\n" as two characters where line breaks belong; unescape them' : '';
 
 function parsePrivateKey(keyPem: string): KeyObject {
-  if (!/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(keyPem)) {
+  const keys = keyPem.match(/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/g)?.length ?? 0;
+  if (keys === 0) {
     throw new CaError(`CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)${escapedNewlines(keyPem)}`);
   }
+  // Only the first would be used: an old key before the new one read as a wrong chain order, and a
+  // root's key after the CA's was kept on the server unasked.
+  if (keys > 1) throw new CaError(`CA private key text holds ${keys} private keys; give only the key of the CA certificate`);
   if (keyPem.includes('BEGIN ENCRYPTED PRIVATE KEY') || /Proc-Type:\s*4,ENCRYPTED/.test(keyPem)) {
     throw new CaError('CA private key is encrypted; provide an unencrypted key');
   }

@@ -300,6 +300,12 @@ describe('loadCertificateAuthority', () => {
     assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem.replace(/\n[A-Za-z0-9+/]{8}/, '\n!!!!!!!!'), { allowSelfSigned: false }), refusal(/^CA private key cannot be parsed: [^"]*$/));
   });
 
+  it('key text holding more than one private key (an old and a new one concatenated) is refused by their count, whichever comes first', () => {
+    for (const keyPem of [root.keyPem + inter.keyPem, inter.keyPem + root.keyPem]) {
+      assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, keyPem, { allowSelfSigned: false }), refusal('CA private key text holds 2 private keys; give only the key of the CA certificate'));
+    }
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
