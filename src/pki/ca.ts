@@ -161,12 +161,22 @@ const WEAK_SIGNATURES: ReadonlyArray<readonly [Buffer, string]> = [
   [hex('06072a8648ce380403'), 'DSA with SHA-1'],
 ];
 
+/** The hash an RSA-PSS signature names in its parameters (SHA-1 when they leave it out). */
+function pssHash(pc: x509.X509Certificate): string | undefined {
+  try {
+    const alg = pc.signatureAlgorithm as { name?: string; hash?: { name?: string } };
+    return alg.name === 'RSA-PSS' ? alg.hash?.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A certificate signed by another with a weak digest: OpenSSL (security level 1, its TLS default) and Go refuse every leaf below it. */
-function checkSignatureStrength(der: Buffer, what: string): void {
+function checkSignatureStrength(der: Buffer, pc: x509.X509Certificate, what: string): void {
   const sigAlg = children(der, readNode(der, 0))[1];
   const oid = sigAlg && children(der, sigAlg)[0];
-  const weak = oid && WEAK_SIGNATURES.find(([o]) => o.equals(raw(der, oid)));
-  if (weak) throw new CaError(`${what} is signed with ${weak[1]}, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`);
+  const weak = (oid && WEAK_SIGNATURES.find(([o]) => o.equals(raw(der, oid)))?.[1]) || (pssHash(pc) === 'SHA-1' ? 'RSA-PSS with SHA-1' : undefined);
+  if (weak) throw new CaError(`${what} is signed with ${weak}, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`);
 }
 
 function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
@@ -315,7 +325,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   const selfSigned = isSelfSigned(ca.node, ca.der);
   if (!selfSigned) {
     checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
-    checkSignatureStrength(ca.der, 'CA certificate');
+    checkSignatureStrength(ca.der, ca.peculiar, 'CA certificate');
   }
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
@@ -349,7 +359,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
         throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
       }
       checkHasAuthorityKeyId(parent.peculiar, what);
-      checkSignatureStrength(parent.der, what);
+      checkSignatureStrength(parent.der, parent.peculiar, what);
     }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {

@@ -246,6 +246,11 @@ describe('loadCertificateAuthority', () => {
       assert.notEqual(r.status, 0);
       assert.match(r.stdout + r.stderr, /CA signature digest algorithm too weak/);
     }
+    // RSA-PSS with SHA-1 as its hash (what PSS parameters default to) too.
+    const pssKey = makeKey(dir, 'weaksig-pss', 'ec-p256');
+    const pss = makeCert(dir, 'weaksig-pss', { subject: '/CN=weaksig-pss', keyPem: pssKey, issuer: rsaRoot, digest: 'sha1', sigopt: ['rsa_padding_mode:pss'] });
+    assert.match(openssl(['x509', '-in', dir.file('weaksig-pss.pem'), '-noout', '-text']), /rsassaPss[\s\S]*Hash Algorithm: sha1/);
+    assert.throws(() => loadCertificateAuthority(pss + rsaRoot.certPem, pssKey, { allowSelfSigned: false }), refusal(/^CA certificate is signed with RSA-PSS with SHA-1, which verifiers refuse/));
     // A self-signed root's own signature is not checked by verifiers (it is the anchor): a SHA-1 root is no reason to refuse.
     const sha1RootKey = makeKey(dir, 'sha1-selfsigned', 'rsa-2048');
     const sha1Root: Ca = { keyPem: sha1RootKey, certPem: makeCert(dir, 'sha1-selfsigned', { subject: '/CN=sha1-selfsigned', keyPem: sha1RootKey, digest: 'sha1' }) };
