@@ -3,7 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Name, NameConstraints, id_ce_nameConstraints, type RelativeDistinguishedName } from '@peculiar/asn1-x509';
 import { certificateParts, children, hex, raw, readNode, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { caKeyProblem, caTrustDomains, splitPemCertificates } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, hasUnreadableValidity, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -179,7 +179,11 @@ function checkSignatureStrength(der: Buffer, pc: x509.X509Certificate, what: str
   if (weak) throw new CaError(`${what} is signed with ${weak}, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`);
 }
 
-function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
+function checkValidAt(cert: X509Certificate, pc: x509.X509Certificate, what: string, now: Date): void {
+  // @peculiar reads a year-1 time that OpenSSL refuses ("format error in certificate's notBefore field").
+  if (hasUnreadableValidity(cert)) {
+    throw new CaError(`${what} has a validity OpenSSL cannot read ("Bad time value"): verifiers refuse every leaf below it; reissue it with dates from 1950 on`);
+  }
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
 }
@@ -319,7 +323,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   if (!ski || ski.keyId.length === 0) {
     throw new CaError('CA certificate has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)');
   }
-  checkValidAt(ca.peculiar, 'CA certificate', now);
+  checkValidAt(ca.node, ca.peculiar, 'CA certificate', now);
   checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
@@ -351,7 +355,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
     checkKeyAcceptable(parent.node, parent.der, what);
-    checkValidAt(parent.peculiar, what, now);
+    checkValidAt(parent.node, parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.
     if (!isSelfSigned(parent.node, parent.der)) {

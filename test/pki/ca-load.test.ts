@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { X509Certificate, createHash, generateKeyPairSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { caKeyProblem } from '../../src/api/pem.js';
+import { makeCaUntil } from '../helpers/openssl.js';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
@@ -309,6 +310,14 @@ describe('loadCertificateAuthority', () => {
     for (const keyPem of [root.keyPem + inter.keyPem, inter.keyPem + root.keyPem]) {
       assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, keyPem, { allowSelfSigned: false }), refusal('CA private key text holds 2 private keys; give only the key of the CA certificate'));
     }
+  });
+
+  it('a CA or chain certificate whose validity OpenSSL cannot read (a year-1 NotBefore) is refused: every leaf below it failed with "format error in certificate\'s notBefore field"', async () => {
+    const odd = await makeCaUntil('odd-time', new Date('3000-01-01T00:00:00Z'), { notBefore: new Date('0001-01-01T00:00:00Z') });
+    assert.equal(new X509Certificate(odd.certPem).validFrom, 'Bad time value');
+    assert.throws(() => loadCertificateAuthority(odd.certPem, odd.keyPem, { allowSelfSigned: true }), refusal('CA certificate has a validity OpenSSL cannot read ("Bad time value"): verifiers refuse every leaf below it; reissue it with dates from 1950 on'));
+    const below = makeIntermediateCa(dir, 'odd-time-inter', odd);
+    assert.throws(() => loadCertificateAuthority(below.certPem + odd.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a validity OpenSSL cannot read/));
   });
 
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
