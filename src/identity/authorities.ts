@@ -12,7 +12,7 @@ import {
   type SecretResource,
   type SecureDataSource,
 } from '../api/types.js';
-import { loadCertificateAuthority, signsFor } from '../pki/ca.js';
+import { MAX_CHAIN_CERTIFICATES, certificateCount, loadCertificateAuthority, signsFor } from '../pki/ca.js';
 import { generateCertificateAuthority } from '../pki/generate-ca.js';
 import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
@@ -809,8 +809,12 @@ function cutShort(ca: CertificateAuthority, lifetime: { expiry: string; expiryMs
   return `, before a leaf of the configured lifetime (${lifetime.expiry}) would end: leaves are cut short to that instant; replace the CA before then`;
 }
 
-/** When a PEM chain ends: its first certificate to expire; undefined when none can be read. */
+/**
+ * When a PEM chain ends: its first certificate to expire; undefined when none can be read, or when
+ * the text is no chain (a bundle of CAs, refused by its count: parsing it whole took seconds).
+ */
 function chainEnd(pem: string): Date | undefined {
+  if (certificateCount(pem) > MAX_CHAIN_CERTIFICATES) return undefined;
   try {
     const ends = splitPemCertificates(pem).ders.map((der) => Date.parse(new X509Certificate(der).validTo));
     return ends.length > 0 && ends.every(Number.isFinite) ? new Date(Math.min(...ends)) : undefined;

@@ -271,7 +271,10 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
 }
 
 /** Certificates a provided CA text may hold: real chains have a few. */
-const MAX_CHAIN_CERTIFICATES = 10;
+export const MAX_CHAIN_CERTIFICATES = 10;
+
+/** PEM certificate blocks in a text, counted without parsing them. */
+export const certificateCount = (text: string): number => text.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
 
 /**
  * Validates a user (or generated) CA once, so that issuing never has to.
@@ -285,7 +288,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   const now = opts.now ?? new Date();
   // Counted before parsing: each certificate costs milliseconds, and a CA bundle file given as the
   // CA (1 MiB: about 1,800 certificates) held the event loop for seconds on every computation.
-  const count = certPem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+  const count = certificateCount(certPem);
   if (count > MAX_CHAIN_CERTIFICATES) {
     throw new CaError(`CA certificate text holds ${count} certificates, more than the ${MAX_CHAIN_CERTIFICATES} a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?`);
   }

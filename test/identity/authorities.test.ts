@@ -1014,3 +1014,20 @@ test('a CA (or its chain) ending before a leaf of the configured lifetime would 
     pki.cleanup();
   }
 });
+
+test('a CA text refused for holding a bundle of certificates is not parsed whole for its chain end either (no refusedCaEnd: it is no chain)', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'bundle-root');
+    const inter = makeIntermediateCa(pki, 'bundle-inter', root);
+    const mi = withInlineCa('bundle', { certPem: inter.certPem + Array.from({ length: 200 }, () => root.certPem).join(''), keyPem: inter.keyPem }, 3600_000, false);
+    const st = stateOf(await push(snapshot(mi)), mi);
+    assert.equal(st.ready, false);
+    assert.match(cond(st, 'Provider').message, /holds 201 certificates/);
+    assert.equal(st.refusedCaEnd, undefined);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});
