@@ -10,7 +10,7 @@ export interface IssuingDomain {
   ca: CertificateAuthority;
   /** Its leaf lifetime: the endpoint SVID lives as long as the identity's SVIDs. */
   svidLifetimeMs: number;
-  /** PEM of every CA to publish: each identity's current CA and the rolled ones whose leaves may still be alive. */
+  /** PEM of every CA to publish, each once: each identity's current CA and the rolled ones whose leaves may still be alive. */
   caPems: string[];
   /** Fingerprints of the signing CAs behind `caPems`. */
   caFingerprints: string[];
@@ -50,9 +50,17 @@ export function issuingDomains(view: AuthorityView | undefined): IssuingDomain[]
   return [...byDomain.values()].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
 }
 
-/** Adds a CA to a domain's bundle unless it is there already (by fingerprint). */
+/** A PEM certificate's base64 body: one certificate, however its lines are broken. */
+const pemBody = (pem: string): string => pem.replace(/-----[^-]+-----|\s+/g, '');
+
+/**
+ * Adds a CA to a domain's bundle unless it is there already (by fingerprint). The PEM is that of
+ * its root, which intermediates of several identities (or a CA and the one it rolled to) share:
+ * published once.
+ */
 function addCa(d: IssuingDomain, fingerprint: string, pem: string): void {
   if (d.caFingerprints.includes(fingerprint)) return;
   d.caFingerprints.push(fingerprint);
-  d.caPems.push(pem);
+  const body = pemBody(pem);
+  if (!d.caPems.some((p) => pemBody(p) === body)) d.caPems.push(pem);
 }

@@ -1,9 +1,9 @@
 import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
-import { NameConstraints, id_ce_nameConstraints } from '@peculiar/asn1-x509';
-import { certificateParts, toPem } from './der.js';
+import { Name, NameConstraints, id_ce_nameConstraints, type RelativeDistinguishedName } from '@peculiar/asn1-x509';
+import { certificateParts, children, hex, raw, readNode, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { caTrustDomains, splitPemCertificates } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, hasUnreadableValidity, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -36,17 +36,28 @@ export function keyAlgorithmOf(key: KeyObject): KeyAlgorithm {
   throw new CaError(`unsupported key type ${key.asymmetricKeyType ?? '?'} (supported: RSA, ECDSA P-256/P-384)`);
 }
 
+/**
+ * Line breaks that arrived as the two characters `\n` (an environment variable set from JSON, a
+ * quoted YAML value): said as such, as neither the base64 nor the decoder error tells it.
+ */
+const escapedNewlines = (text: string): string =>
+  /-----BEGIN [A-Z0-9 ]+-----\\n/.test(text) ? ': its text holds "\\n" as two characters where line breaks belong; unescape them' : '';
+
 function parsePrivateKey(keyPem: string): KeyObject {
-  if (!/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/.test(keyPem)) {
-    throw new CaError('CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)');
+  const keys = keyPem.match(/-----BEGIN (RSA |EC |ENCRYPTED )?PRIVATE KEY-----/g)?.length ?? 0;
+  if (keys === 0) {
+    throw new CaError(`CA private key is not a PEM private key (PKCS#8, PKCS#1 or SEC1 expected)${escapedNewlines(keyPem)}`);
   }
+  // Only the first would be used: an old key before the new one read as a wrong chain order, and a
+  // root's key after the CA's was kept on the server unasked.
+  if (keys > 1) throw new CaError(`CA private key text holds ${keys} private keys; give only the key of the CA certificate`);
   if (keyPem.includes('BEGIN ENCRYPTED PRIVATE KEY') || /Proc-Type:\s*4,ENCRYPTED/.test(keyPem)) {
     throw new CaError('CA private key is encrypted; provide an unencrypted key');
   }
   try {
     return createPrivateKey({ key: keyPem, format: 'pem' });
   } catch (e) {
-    throw new CaError(`CA private key cannot be parsed: ${(e as Error).message}`);
+    throw new CaError(`CA private key cannot be parsed: ${(e as Error).message}${escapedNewlines(keyPem)}`);
   }
 }
 
@@ -121,7 +132,58 @@ function checkHasAuthorityKeyId(pc: x509.X509Certificate, what: string): void {
   }
 }
 
-function checkValidAt(pc: x509.X509Certificate, what: string, now: Date): void {
+/**
+ * The key policy a peer holds this server's published CAs to (caKeyProblem: federated mesh-sds,
+ * Go's crypto/x509): a weak root would be published, and refused, in every bundle of the domain.
+ * EC keys must name their curve, as RFC 5480 requires.
+ */
+function checkKeyAcceptable(cert: X509Certificate, der: Buffer, what: string): void {
+  const problem = caKeyProblem(cert);
+  if (problem) throw new CaError(`${what} has ${problem}`);
+  // Node names the curve of explicit parameters too: told by the encoding, a SEQUENCE where the OID would be.
+  if (cert.publicKey.asymmetricKeyType === 'ec') {
+    const spki = certificateParts(der).spki;
+    const algorithm = children(spki, readNode(spki, 0))[0];
+    const params = algorithm && children(spki, algorithm)[1];
+    if (params?.tag === 0x30) {
+      throw new CaError(`${what} has an EC key with explicit curve parameters (RFC 5480 allows only a named curve; openssl verify -x509_strict and Go refuse it); reissue it with the key in named-curve form (openssl pkey -ec_param_enc named_curve)`);
+    }
+  }
+}
+
+/** Signature algorithms verifiers refuse below the trust anchor (whose own self-signature nobody checks). */
+const WEAK_SIGNATURES: ReadonlyArray<readonly [Buffer, string]> = [
+  [hex('06092a864886f70d010102'), 'MD2 with RSA'],
+  [hex('06092a864886f70d010103'), 'MD4 with RSA'],
+  [hex('06092a864886f70d010104'), 'MD5 with RSA'],
+  [hex('06092a864886f70d010105'), 'SHA-1 with RSA'],
+  [hex('06072a8648ce3d0401'), 'ECDSA with SHA-1'],
+  [hex('06072a8648ce380403'), 'DSA with SHA-1'],
+];
+
+/** The hash an RSA-PSS signature names in its parameters (SHA-1 when they leave it out). */
+function pssHash(pc: x509.X509Certificate): string | undefined {
+  try {
+    const alg = pc.signatureAlgorithm as { name?: string; hash?: { name?: string } };
+    return alg.name === 'RSA-PSS' ? alg.hash?.name : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A certificate signed by another with a weak digest: OpenSSL (security level 1, its TLS default) and Go refuse every leaf below it. */
+function checkSignatureStrength(der: Buffer, pc: x509.X509Certificate, what: string): void {
+  const sigAlg = children(der, readNode(der, 0))[1];
+  const oid = sigAlg && children(der, sigAlg)[0];
+  const weak = (oid && WEAK_SIGNATURES.find(([o]) => o.equals(raw(der, oid)))?.[1]) || (pssHash(pc) === 'SHA-1' ? 'RSA-PSS with SHA-1' : undefined);
+  if (weak) throw new CaError(`${what} is signed with ${weak}, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`);
+}
+
+function checkValidAt(cert: X509Certificate, pc: x509.X509Certificate, what: string, now: Date): void {
+  // @peculiar reads a year-1 time that OpenSSL refuses ("format error in certificate's notBefore field").
+  if (hasUnreadableValidity(cert)) {
+    throw new CaError(`${what} has a validity OpenSSL cannot read ("Bad time value"): verifiers refuse every leaf below it; reissue it with dates from 1950 on`);
+  }
   if (now.getTime() > pc.notAfter.getTime()) throw new CaError(`${what} expired at ${pc.notAfter.toISOString()}`);
   if (now.getTime() < pc.notBefore.getTime()) throw new CaError(`${what} is not valid before ${pc.notBefore.toISOString()}`);
 }
@@ -160,6 +222,40 @@ function nameConstraintRefusal(cert: x509.X509Certificate, trustDomain: string):
   return undefined;
 }
 
+/** An RDN as OpenSSL compares names under constraints: its attribute values without regard to case or runs of white space. */
+const rdnKey = (rdn: RelativeDistinguishedName): string =>
+  rdn
+    .map((a) => `${a.type}=${a.value.toString().trim().replace(/\s+/g, ' ').toLowerCase()}`)
+    .sort()
+    .join('+');
+
+/** RFC 5280 §4.2.1.10: a name is within a directoryName subtree when the subtree's RDNs begin it. */
+function nameWithin(name: Name, base: Name): boolean {
+  return base.length <= name.length && base.every((rdn, k) => rdnKey(rdn) === rdnKey(name[k]!));
+}
+
+/**
+ * Whether the directoryName constraints of `constraining` forbid `subjectDer` (a Name), as OpenSSL
+ * checks each CA's subject against the constraints of every CA above it.
+ */
+function subjectForbidden(constraining: x509.X509Certificate, subjectDer: Buffer): boolean {
+  const ext = constraining.getExtension(id_ce_nameConstraints);
+  if (!ext) return false;
+  let nc: NameConstraints;
+  let subject: Name;
+  try {
+    nc = AsnConvert.parse(ext.value, NameConstraints);
+    subject = AsnConvert.parse(subjectDer, Name);
+  } catch {
+    return false; // named by nameConstraintRefusal
+  }
+  if (subject.length === 0) return false;
+  const dirNames = (subtrees: NameConstraints['permittedSubtrees']) => (subtrees ?? []).flatMap((t) => (t.base.directoryName ? [t.base.directoryName] : []));
+  const permitted = dirNames(nc.permittedSubtrees);
+  if (permitted.length > 0 && !permitted.some((b) => nameWithin(subject, b))) return true;
+  return dirNames(nc.excludedSubtrees).some((b) => nameWithin(subject, b));
+}
+
 /**
  * The other trust domain a signing CA names in a `spiffe://` URI SAN, if any: as for a MeshTrust's
  * CAs, a CA naming another trust domain is that domain's, and must not sign this one's IDs. (Only
@@ -174,6 +270,12 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
   return otherTrustDomainOf(ca.certDer, trustDomain) === undefined;
 }
 
+/** Certificates a provided CA text may hold: real chains have a few. */
+export const MAX_CHAIN_CERTIFICATES = 10;
+
+/** PEM certificate blocks in a text, counted without parsing them. */
+export const certificateCount = (text: string): number => text.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+
 /**
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
@@ -184,9 +286,15 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
  */
 export function loadCertificateAuthority(certPem: string, keyPem: string, opts: LoadCaOptions): CertificateAuthority {
   const now = opts.now ?? new Date();
+  // Counted before parsing: each certificate costs milliseconds, and a CA bundle file given as the
+  // CA (1 MiB: about 1,800 certificates) held the event loop for seconds on every computation.
+  const count = certificateCount(certPem);
+  if (count > MAX_CHAIN_CERTIFICATES) {
+    throw new CaError(`CA certificate text holds ${count} certificates, more than the ${MAX_CHAIN_CERTIFICATES} a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?`);
+  }
   const { ders, error } = splitPemCertificates(certPem);
-  if (error === 'no PEM certificate found') throw new CaError('CA certificate PEM contains no certificate');
-  if (error) throw new CaError(`CA certificate cannot be parsed: ${error}`);
+  if (error === 'no PEM certificate found') throw new CaError(`CA certificate PEM contains no certificate${escapedNewlines(certPem)}`);
+  if (error) throw new CaError(`CA certificate cannot be parsed: ${error}${escapedNewlines(certPem)}`);
   const certs = ders.map((der) => {
     const node = new X509Certificate(der);
     return { node, der: node.raw, peculiar: new x509.X509Certificate(node.raw) };
@@ -202,6 +310,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     throw new CaError('private key does not match the CA certificate');
   }
   checkIsCa(ca.peculiar, 'certificate');
+  checkKeyAcceptable(ca.node, ca.der, 'CA certificate');
   // Leaves carry an empty subject and the CA's subject as issuer: with an empty one too, verifiers
   // (OpenSSL, BoringSSL) take each leaf for self-issued and refuse it ("self-signed certificate").
   if (certificateParts(ca.der).subject.equals(EMPTY_NAME)) {
@@ -217,11 +326,14 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   if (!ski || ski.keyId.length === 0) {
     throw new CaError('CA certificate has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)');
   }
-  checkValidAt(ca.peculiar, 'CA certificate', now);
+  checkValidAt(ca.node, ca.peculiar, 'CA certificate', now);
   checkChainExtensions(ca.peculiar, 'CA certificate');
 
   const selfSigned = isSelfSigned(ca.node, ca.der);
-  if (!selfSigned) checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
+  if (!selfSigned) {
+    checkHasAuthorityKeyId(ca.peculiar, 'CA certificate');
+    checkSignatureStrength(ca.der, ca.peculiar, 'CA certificate');
+  }
   if (selfSigned && !opts.allowSelfSigned) throw new CaError('self-signed certificates are not allowed');
   if (selfSigned && certs.length > 1) throw new CaError('CA certificate is self-signed but is followed by a chain');
 
@@ -232,6 +344,10 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     const child = certs[i - 1]!;
     const parent = certs[i]!;
     const what = `chain certificate #${i}`;
+    // Past a root nothing can be part of the path, yet all of it would go out in every SVID.
+    if (i >= 2 && isSelfSigned(child.node, child.der)) throw new CaError(`${what} comes after the self-signed root (chain certificate #${i - 1}): the root must be last`);
+    const copyOf = certs.findIndex((c, j) => j < i && c.der.equals(parent.der));
+    if (copyOf >= 0) throw new CaError(`${what} is a second copy of certificate #${copyOf}`);
     checkIsCa(parent.peculiar, what);
     // checkIssued also requires keyCertSign: said as such, not as a wrong order.
     const parentKu = parent.peculiar.getExtension(x509.KeyUsagesExtension);
@@ -241,7 +357,8 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
     if (!child.node.checkIssued(parent.node) || !child.node.verify(parent.node.publicKey)) {
       throw new CaError(`${what} did not issue certificate #${i - 1} (order must be CA, intermediates, root)`);
     }
-    checkValidAt(parent.peculiar, what, now);
+    checkKeyAcceptable(parent.node, parent.der, what);
+    checkValidAt(parent.node, parent.peculiar, what, now);
     checkChainExtensions(parent.peculiar, what);
     // openssl verify -x509_strict refuses a chain through an intermediate without one.
     if (!isSelfSigned(parent.node, parent.der)) {
@@ -249,10 +366,21 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
         throw new CaError(`${what} has no SubjectKeyIdentifier extension (required: openssl verify -x509_strict rejects chains through a CA without one)`);
       }
       checkHasAuthorityKeyId(parent.peculiar, what);
+      checkSignatureStrength(parent.der, parent.peculiar, what);
     }
     const pathLength = parent.peculiar.getExtension(x509.BasicConstraintsExtension)?.pathLength;
     if (pathLength !== undefined && pathLength < i) {
       throw new CaError(`${what} has path length constraint ${pathLength}, but ${i} CA certificate(s) stand below it: leaves signed by the CA would not verify`);
+    }
+  }
+  // The subject of each CA below a name-constrained one (self-issued ones are exempt, RFC 5280 §6.1.3).
+  for (let i = 0; i < certs.length - 1; i++) {
+    const { subject, issuer } = certificateParts(certs[i]!.der);
+    if (subject.equals(issuer)) continue;
+    const above = certs.findIndex((c, j) => j > i && subjectForbidden(c.peculiar, subject));
+    if (above >= 0) {
+      const name = certs[i]!.node.subject.split('\n').join(', ');
+      throw new CaError(`chain certificate #${above} has name constraints that do not permit the subject of ${i === 0 ? 'the CA certificate' : `chain certificate #${i}`} (${name}): leaves signed by the CA would not verify`);
     }
   }
   if (opts.trustDomain !== undefined) {

@@ -97,7 +97,7 @@ export interface PublisherOptions {
   zone: string;
   /** Serve `system_trust_bundle`/`ALL` as a flat `trusted_ca` + SAN matchers (Envoys without the SPIFFE validator). */
   flatTrust?: boolean;
-  /** Told of CA bundles left out of a mesh's trust (aggregateTrust `rejected`) and of domains no root anchors (`unanchored`), once per change of its trusts. */
+  /** Told of CA bundles left out of a mesh's trust (aggregateTrust `rejected`), of CAs with keys peers refuse (`unusable`) and of domains no root anchors (`unanchored`), once per change of its trusts. */
   log?: { warn: (o: object, m: string) => void };
 }
 
@@ -147,6 +147,9 @@ export class SecretPublisher {
       this.trustSignatures.set(mesh, signature);
       const bundle = aggregateTrust(view.trusts, mesh);
       for (const r of bundle.rejected ?? []) this.opts.log?.warn({ mesh, ...r }, 'a MeshTrust CA bundle is not all certificates; it is not trusted');
+      for (const ca of bundle.unusable ?? []) {
+        this.opts.log?.warn({ mesh, ...ca }, 'a MeshTrust CA has a key peers refuse to trust (federated mesh-sds, Go verifiers); it is still served: replace it');
+      }
       for (const trustDomain of bundle.unanchored ?? []) {
         this.opts.log?.warn({ mesh, trustDomain }, "no CA of this trust domain is self-signed: Envoy's SPIFFE validator (system_trust_bundle, ALL) accepts no partial chain and refuses its SVIDs; add the domain's root to a MeshTrust");
       }

@@ -1,6 +1,6 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { MeshTrust } from '../api/types.js';
-import { isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
+import { caKeyProblem, isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
 
 export interface TrustedCa {
   fingerprint: string;
@@ -38,6 +38,20 @@ export interface MeshTrustBundle {
    * validator builds its store without partial chains, so it verifies none of their SVIDs.
    */
   unanchored?: string[];
+  /**
+   * CAs with a key peers refuse to trust (caKeyProblem; absent when there is none): still served,
+   * as they were before (dropping one at an upgrade would end a working domain), but reported.
+   */
+  unusable?: UnusableCa[];
+}
+
+export interface UnusableCa {
+  trustDomain: string;
+  /** The first MeshTrust that carries it. */
+  source: string;
+  subject: string;
+  /** What is wrong with its key, e.g. "an RSA 1024-bit key; at least 2048 bits are required". */
+  reason: string;
 }
 
 export interface RejectedCaBundle {
@@ -60,6 +74,7 @@ function toPem(der: Buffer): string {
 export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshTrustBundle {
   const byDomain = new Map<string, Map<string, TrustedCa>>();
   const rejected: RejectedCaBundle[] = [];
+  const unusable: UnusableCa[] = [];
   const sorted = [...trusts].filter((t) => t.mesh === mesh).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const t of sorted) {
     const domain = t.spec.trustDomain;
@@ -84,6 +99,8 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
         const cert = new X509Certificate(der);
         const notAfter = new Date(cert.validTo);
         const selfSigned = isSelfSignedRoot(cert);
+        const keyProblem = caKeyProblem(cert);
+        if (keyProblem) unusable.push({ trustDomain: domain, source: t.name, subject: cert.subject.split('\n').join(', '), reason: keyProblem });
         cas.set(fingerprint, { fingerprint, subject: cert.subject, notAfter, pem: toPem(der), sources: [t.name], selfSigned });
       }
     }
@@ -96,7 +113,13 @@ export function aggregateTrust(trusts: Iterable<MeshTrust>, mesh: string): MeshT
       return { trustDomain, cas: list, pem: list.map((c) => c.pem).join('') };
     });
   const unanchored = domains.filter((d) => !d.cas.some((c) => c.selfSigned)).map((d) => d.trustDomain);
-  return { mesh, domains, ...(rejected.length > 0 ? { rejected } : {}), ...(unanchored.length > 0 ? { unanchored } : {}) };
+  return {
+    mesh,
+    domains,
+    ...(rejected.length > 0 ? { rejected } : {}),
+    ...(unanchored.length > 0 ? { unanchored } : {}),
+    ...(unusable.length > 0 ? { unusable } : {}),
+  };
 }
 
 /**

@@ -1035,3 +1035,62 @@ test('one identity whose CA record the state cannot open (sealed under another k
     a.stop();
   }
 });
+
+test('identities whose intermediates share one root publish that root once in the trust domain\'s bundle (issuingDomains), still naming both signing CAs', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'shared-root');
+    const one = makeIntermediateCa(pki, 'shared-one', root);
+    const two = makeIntermediateCa(pki, 'shared-two', root);
+    const v = await push(snapshot(withInlineCa('one', { certPem: one.certPem + root.certPem, keyPem: one.keyPem }, 3600_000, false), withInlineCa('two', { certPem: two.certPem + root.certPem, keyPem: two.keyPem }, 3600_000, false)));
+    const states = [...v.identities.values()];
+    assert.ok(states.every((s) => s.ready), states.map((s) => s.conditions.map((c) => c.message).join('; ')).join(' | '));
+    const [domain] = issuingDomains(v);
+    assert.equal(domain!.caFingerprints.length, 2, 'both signing CAs');
+    assert.equal(domain!.caPems.length, 1, 'the shared root once');
+    assert.equal(new X509Certificate(domain!.caPems[0]!).fingerprint256, new X509Certificate(root.certPem).fingerprint256);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});
+
+test('a CA (or its chain) ending before a leaf of the configured lifetime would is still used, and its Provider condition says leaves are cut short to its end', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const keyPem = makeKey(pki, 'short', 'ec-p256');
+    const short = { keyPem, certPem: makeCert(pki, 'short', { subject: '/O=Test/CN=short', keyPem, days: 1 }) };
+    const mi = withInlineCa('short', short, 48 * 3600_000);
+    const v = await push(snapshot(mi));
+    const st = stateOf(v, mi);
+    assert.equal(st.ready, true);
+    assert.equal(cond(st, 'Provider').status, 'True');
+    const end = st.ca!.notAfter.toISOString();
+    assert.match(cond(st, 'Provider').message, new RegExp(`valid until ${end}, before a leaf of the configured lifetime \\(48h\\) would end: leaves are cut short to that instant; replace the CA before then$`));
+    // A CA that outlives the lifetime says nothing of it.
+    const long = withInlineCa('long', short, 3600_000);
+    assert.doesNotMatch(cond(stateOf(await push(snapshot(long)), long), 'Provider').message, /cut short/);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});
+
+test('a CA text refused for holding a bundle of certificates is not parsed whole for its chain end either (no refusedCaEnd: it is no chain)', async () => {
+  const pki = tempDir();
+  const { a, push } = harness();
+  try {
+    const root = makeRootCa(pki, 'bundle-root');
+    const inter = makeIntermediateCa(pki, 'bundle-inter', root);
+    const mi = withInlineCa('bundle', { certPem: inter.certPem + Array.from({ length: 200 }, () => root.certPem).join(''), keyPem: inter.keyPem }, 3600_000, false);
+    const st = stateOf(await push(snapshot(mi)), mi);
+    assert.equal(st.ready, false);
+    assert.match(cond(st, 'Provider').message, /holds 201 certificates/);
+    assert.equal(st.refusedCaEnd, undefined);
+  } finally {
+    a.stop();
+    pki.cleanup();
+  }
+});

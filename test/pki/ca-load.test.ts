@@ -1,7 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { X509Certificate, createHash } from 'node:crypto';
+import { X509Certificate, createHash, generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { caKeyProblem } from '../../src/api/pem.js';
+import { makeCaUntil } from '../helpers/openssl.js';
 import { loadCertificateAuthority } from '../../src/pki/ca.js';
 import { CaError } from '../../src/pki/errors.js';
 import { issueSvidSync } from '../../src/pki/leaf.js';
@@ -173,6 +176,150 @@ describe('loadCertificateAuthority', () => {
     const fake = makeCert(dir, 'fakeparent', { subject: '/CN=fakeparent', keyPem, extensions: ['basicConstraints = critical, CA:FALSE', 'subjectKeyIdentifier = hash'] });
     assert.throws(() => loadCertificateAuthority(inter.certPem + fake, inter.keyPem, { allowSelfSigned: false }), refusal(/chain certificate #1 is not a CA/));
   });
+  it('a chain that goes on past its root, or repeats a certificate, is refused naming the certificate: copies of the root were served to every proxy in each SVID', () => {
+    const sub = makeIntermediateCa(dir, 'dup-sub', inter);
+    for (const [certPem, reason] of [
+      [inter.certPem + root.certPem + root.certPem, /^chain certificate #2 comes after the self-signed root \(chain certificate #1\): the root must be last$/],
+      [inter.certPem + root.certPem + inter.certPem, /^chain certificate #2 comes after the self-signed root \(chain certificate #1\): the root must be last$/],
+      [inter.certPem + inter.certPem + root.certPem, /^chain certificate #1 is a second copy of certificate #0$/],
+      [sub.certPem + inter.certPem + inter.certPem + root.certPem, /^chain certificate #2 is a second copy of certificate #1$/],
+    ] as const) {
+      const key = certPem.startsWith(sub.certPem) ? sub.keyPem : inter.keyPem;
+      assert.throws(() => loadCertificateAuthority(certPem, key, { allowSelfSigned: false }), refusal(reason));
+    }
+    // The chain as it should be: the root is not served.
+    const ok = loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem, { allowSelfSigned: false });
+    assert.deepEqual(pemBlocks(ok.chainPem), pemBlocks(inter.certPem));
+  });
+
+  it('a CA or chain certificate whose key federated peers refuse (RSA under 2048 bits, secp256k1, an exponent past 2^31-1) is refused naming the certificate and its key', () => {
+    const withKey = (name: string, genpkey: string[]): string => {
+      openssl(['genpkey', ...genpkey, '-out', dir.file(`${name}.gen.key`)]);
+      return readFileSync(dir.file(`${name}.gen.key`), 'utf8');
+    };
+    const weakRoots = [
+      ['rsa1024', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024'], 'an RSA 1024-bit key; at least 2048 bits are required'],
+      ['k1', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1'], 'an EC key on curve secp256k1; the curve must be P-256, P-384 or P-521'],
+    ] as const;
+    for (const [name, genpkey, problem] of weakRoots) {
+      const rootKey = withKey(`weak-${name}`, [...genpkey]);
+      const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, `weak-${name}`, { subject: `/CN=weak-${name}`, keyPem: rootKey }) };
+      // The root is what the MeshTrust and the bundle endpoint publish: a peer refuses it as a CA.
+      assert.equal(caKeyProblem(new X509Certificate(r.certPem)), problem);
+      const i = makeIntermediateCa(dir, `weak-${name}-inter`, r);
+      assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(`chain certificate #1 has ${problem}`));
+    }
+    // The signing CA's own key: of a supported size, but with an exponent Go's crypto/rsa refuses.
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0xffffffff });
+    const bigE = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const bigECert = makeCert(dir, 'big-e', { subject: '/CN=big-e', keyPem: bigE, issuer: root });
+    assert.throws(
+      () => loadCertificateAuthority(bigECert + root.certPem, bigE, { allowSelfSigned: false }),
+      refusal('CA certificate has an RSA 2048-bit key with a 32-bit public exponent; the exponent must be odd, from 3 to 2^31-1'),
+    );
+    // A P-521 root (which peers accept) above a P-256 intermediate still loads.
+    const p521 = makeRootCa(dir, 'ok-p521', 'ec-p521');
+    const underP521 = makeIntermediateCa(dir, 'ok-p521-inter', p521);
+    assert.doesNotThrow(() => loadCertificateAuthority(underP521.certPem + p521.certPem, underP521.keyPem, { allowSelfSigned: false }));
+  });
+
+  it('a CA or chain certificate signed with MD5 or SHA-1 is refused naming the certificate and its signature: OpenSSL at security level 1 refuses every leaf below it (and Go SHA-1, BoringSSL MD5)', () => {
+    const rsaRoot = makeRootCa(dir, 'weaksig-root', 'rsa-2048');
+    for (const digest of ['sha1', 'md5']) {
+      const midKey = makeKey(dir, `weaksig-${digest}`, 'ec-p256');
+      const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, `weaksig-${digest}`, { subject: `/CN=weaksig-${digest}`, keyPem: midKey, issuer: rsaRoot, digest }) };
+      const name = digest === 'sha1' ? 'SHA-1' : 'MD5';
+      // As the signing CA (with its root or without it), and as a chain certificate above it.
+      for (const certPem of [mid.certPem + rsaRoot.certPem, mid.certPem]) {
+        assert.throws(() => loadCertificateAuthority(certPem, midKey, { allowSelfSigned: false }), refusal(`CA certificate is signed with ${name} with RSA, which verifiers refuse (OpenSSL at its default security level, Go, BoringSSL for MD5); have it signed with SHA-256 or stronger`));
+      }
+      const below = makeIntermediateCa(dir, `weaksig-${digest}-below`, mid);
+      assert.throws(() => loadCertificateAuthority(below.certPem + mid.certPem + rsaRoot.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 is signed with (SHA-1|MD5) with RSA, which verifiers refuse/));
+      // What a peer's OpenSSL (TLS contexts default to security level 1) makes of a leaf below it.
+      const leafKey = makeKey(dir, `weaksig-${digest}-leaf`, 'ec-p256');
+      const leaf = makeCert(dir, `weaksig-${digest}-leaf`, {
+        subject: '/CN=leaf',
+        keyPem: leafKey,
+        issuer: mid,
+        extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+      });
+      const r = spawnSync('openssl', ['verify', '-auth_level', '1', '-CAfile', dir.file('weaksig-root.pem'), '-untrusted', dir.file(`weaksig-${digest}.pem`), dir.file(`weaksig-${digest}-leaf.pem`, leaf)], { encoding: 'utf8' });
+      assert.notEqual(r.status, 0);
+      assert.match(r.stdout + r.stderr, /CA signature digest algorithm too weak/);
+    }
+    // RSA-PSS with SHA-1 as its hash (what PSS parameters default to) too.
+    const pssKey = makeKey(dir, 'weaksig-pss', 'ec-p256');
+    const pss = makeCert(dir, 'weaksig-pss', { subject: '/CN=weaksig-pss', keyPem: pssKey, issuer: rsaRoot, digest: 'sha1', sigopt: ['rsa_padding_mode:pss'] });
+    assert.match(openssl(['x509', '-in', dir.file('weaksig-pss.pem'), '-noout', '-text']), /rsassaPss[\s\S]*Hash Algorithm: sha1/);
+    assert.throws(() => loadCertificateAuthority(pss + rsaRoot.certPem, pssKey, { allowSelfSigned: false }), refusal(/^CA certificate is signed with RSA-PSS with SHA-1, which verifiers refuse/));
+    // A self-signed root's own signature is not checked by verifiers (it is the anchor): a SHA-1 root is no reason to refuse.
+    const sha1RootKey = makeKey(dir, 'sha1-selfsigned', 'rsa-2048');
+    const sha1Root: Ca = { keyPem: sha1RootKey, certPem: makeCert(dir, 'sha1-selfsigned', { subject: '/CN=sha1-selfsigned', keyPem: sha1RootKey, digest: 'sha1' }) };
+    const underSha1Root = makeIntermediateCa(dir, 'sha1-selfsigned-inter', sha1Root);
+    assert.doesNotThrow(() => loadCertificateAuthority(underSha1Root.certPem + sha1Root.certPem, underSha1Root.keyPem, { allowSelfSigned: false }));
+  });
+
+  it('certificate text with more certificates than a CA chain has (a CA bundle file given as the CA) is refused by its count, before each is parsed', () => {
+    const bundle = inter.certPem + Array.from({ length: 200 }, () => root.certPem).join('');
+    assert.throws(
+      () => loadCertificateAuthority(bundle, inter.keyPem, { allowSelfSigned: false }),
+      refusal('CA certificate text holds 201 certificates, more than the 10 a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?'),
+    );
+    // Ten is a chain still: refused for what it is, not for its length.
+    assert.throws(() => loadCertificateAuthority(inter.certPem + Array.from({ length: 9 }, () => root.certPem).join(''), inter.keyPem, { allowSelfSigned: false }), refusal(/comes after the self-signed root/));
+  });
+
+  it('a CA or chain certificate whose EC key is encoded with explicit curve parameters is refused: openssl verify -x509_strict refuses every leaf below it', () => {
+    const explicitKey = (name: string): string => {
+      openssl(['ecparam', '-name', 'prime256v1', '-param_enc', 'explicit', '-genkey', '-noout', '-out', dir.file(`${name}.explicit.key`)]);
+      return readFileSync(dir.file(`${name}.explicit.key`), 'utf8');
+    };
+    const reason = 'has an EC key with explicit curve parameters (RFC 5480 allows only a named curve; openssl verify -x509_strict and Go refuse it); reissue it with the key in named-curve form (openssl pkey -ec_param_enc named_curve)';
+    // As the signing CA, under a good root.
+    const midKey = explicitKey('explicit-mid');
+    const mid: Ca = { keyPem: midKey, certPem: makeCert(dir, 'explicit-mid', { subject: '/CN=explicit-mid', keyPem: midKey, issuer: root }) };
+    const leafKey = makeKey(dir, 'explicit-mid-leaf', 'ec-p256');
+    const leaf = makeCert(dir, 'explicit-mid-leaf', {
+      subject: '/CN=leaf',
+      keyPem: leafKey,
+      issuer: mid,
+      extensions: ['basicConstraints = critical, CA:FALSE', 'keyUsage = critical, digitalSignature', 'extendedKeyUsage = serverAuth', 'subjectAltName = critical, URI:spiffe://td.example/w'],
+    });
+    const v = opensslVerify(dir, { root: root.certPem, untrusted: mid.certPem, leafChain: leaf, purpose: 'sslserver' });
+    assert.equal(v.ok, false);
+    assert.match(v.output, /explicit ECC parameters/);
+    assert.throws(() => loadCertificateAuthority(mid.certPem + root.certPem, midKey, { allowSelfSigned: false }), refusal(`CA certificate ${reason}`));
+    // As the root above a good intermediate.
+    const rootKey = explicitKey('explicit-root');
+    const r: Ca = { keyPem: rootKey, certPem: makeCert(dir, 'explicit-root', { subject: '/CN=explicit-root', keyPem: rootKey }) };
+    const i = makeIntermediateCa(dir, 'explicit-root-inter', r);
+    assert.throws(() => loadCertificateAuthority(i.certPem + r.certPem, i.keyPem, { allowSelfSigned: false }), refusal(`chain certificate #1 ${reason}`));
+  });
+
+  it('a certificate or key whose line breaks came through as the two characters \\n (an environment variable set from JSON) is refused saying so', () => {
+    const escape = (pem: string) => pem.replace(/\n/g, '\\n');
+    const hint = /: its text holds "\\n" as two characters where line breaks belong; unescape them$/;
+    assert.throws(() => loadCertificateAuthority(escape(inter.certPem + root.certPem), inter.keyPem, { allowSelfSigned: false }), refusal(/^CA certificate cannot be parsed: PEM block 1 is not valid base64/));
+    assert.throws(() => loadCertificateAuthority(escape(inter.certPem + root.certPem), inter.keyPem, { allowSelfSigned: false }), refusal(hint));
+    assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, escape(inter.keyPem), { allowSelfSigned: false }), refusal(/^CA private key cannot be parsed: .*: its text holds/));
+    // Not said of a text that is broken otherwise.
+    assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, inter.keyPem.replace(/\n[A-Za-z0-9+/]{8}/, '\n!!!!!!!!'), { allowSelfSigned: false }), refusal(/^CA private key cannot be parsed: [^"]*$/));
+  });
+
+  it('key text holding more than one private key (an old and a new one concatenated) is refused by their count, whichever comes first', () => {
+    for (const keyPem of [root.keyPem + inter.keyPem, inter.keyPem + root.keyPem]) {
+      assert.throws(() => loadCertificateAuthority(inter.certPem + root.certPem, keyPem, { allowSelfSigned: false }), refusal('CA private key text holds 2 private keys; give only the key of the CA certificate'));
+    }
+  });
+
+  it('a CA or chain certificate whose validity OpenSSL cannot read (a year-1 NotBefore) is refused: every leaf below it failed with "format error in certificate\'s notBefore field"', async () => {
+    const odd = await makeCaUntil('odd-time', new Date('3000-01-01T00:00:00Z'), { notBefore: new Date('0001-01-01T00:00:00Z') });
+    assert.equal(new X509Certificate(odd.certPem).validFrom, 'Bad time value');
+    assert.throws(() => loadCertificateAuthority(odd.certPem, odd.keyPem, { allowSelfSigned: true }), refusal('CA certificate has a validity OpenSSL cannot read ("Bad time value"): verifiers refuse every leaf below it; reissue it with dates from 1950 on'));
+    const below = makeIntermediateCa(dir, 'odd-time-inter', odd);
+    assert.throws(() => loadCertificateAuthority(below.certPem + odd.certPem, below.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has a validity OpenSSL cannot read/));
+  });
+
   describe('a chain through which no leaf could verify is refused (openssl verify agrees)', () => {
     /** A root with `extra` extensions, an intermediate under it, and an openssl-made leaf for spiffe://<td> under that. */
     const chainWith = (name: string, extra: string[], o: { rootDays?: number } = {}) => {
@@ -351,6 +498,27 @@ describe('loadCertificateAuthority', () => {
       const load = (trustDomain: string) => loadCertificateAuthority(certPem, keyPem, { allowSelfSigned: true, trustDomain });
       assert.throws(() => load('b.example'), refusal('CA certificate is the CA of trust domain "a.example" (its URI SAN), not of "b.example"'));
       assert.doesNotThrow(() => load('a.example'));
+    });
+
+    it('directory name constraints that do not permit the subject of a CA below them', () => {
+      const dirName = (mode: string, o: string) => [`nameConstraints = critical, ${mode};dirName:dir_sect`, '[dir_sect]', `O = ${o}`];
+      const other = chainWith('dn-other', dirName('permitted', 'Other'));
+      assert.equal(other.verifies('td.example').ok, false);
+      // At depth 1, the intermediate: OpenSSL checks from the top down.
+      assert.match(other.verifies('td.example').output, /at 1 depth lookup: permitted subtree violation/);
+      assert.throws(
+        () => loadCertificateAuthority(other.inter.certPem + other.root.certPem, other.inter.keyPem, { allowSelfSigned: false, trustDomain: 'td.example' }),
+        refusal('chain certificate #1 has name constraints that do not permit the subject of the CA certificate (O=Test, CN=dn-other-inter): leaves signed by the CA would not verify'),
+      );
+      const excluded = chainWith('dn-excluded', dirName('excluded', 'test'));
+      assert.match(excluded.verifies('td.example').output, /at 1 depth lookup: excluded subtree violation/, 'excluded: names compare without regard to case');
+      assert.throws(() => loadCertificateAuthority(excluded.inter.certPem + excluded.root.certPem, excluded.inter.keyPem, { allowSelfSigned: false }), refusal(/^chain certificate #1 has name constraints that do not permit the subject of the CA certificate/));
+      // Permitted (in another case): loaded, and its leaves (empty subject) verify.
+      const same = chainWith('dn-same', dirName('permitted', 'TEST'));
+      const ca = loadCertificateAuthority(same.inter.certPem + same.root.certPem, same.inter.keyPem, { allowSelfSigned: false, trustDomain: 'td.example' });
+      const svid = issueSvidSync(ca, 'spiffe://td.example/w', 3600_000);
+      const v = opensslVerify(dir, { root: ca.trustPem, untrusted: ca.chainPem, leafChain: svid.certChainPem, purpose: 'sslclient' });
+      assert.equal(v.ok, true, v.output);
     });
 
     it('name constraints that do not permit the trust domain', () => {

@@ -52,6 +52,10 @@ export interface MakeCertOptions {
   days?: number;
   /** Leave out the AuthorityKeyIdentifier an issued certificate otherwise gets. */
   noAuthorityKeyId?: boolean;
+  /** Digest the issuer signs with (default sha256). */
+  digest?: string;
+  /** `openssl x509 -sigopt` options of the issuer's signature (e.g. rsa_padding_mode:pss). */
+  sigopt?: string[];
 }
 
 export const CA_EXTENSIONS = [
@@ -70,7 +74,7 @@ export function makeCert(dir: TempDir, name: string, o: MakeCertOptions): string
   const signer = o.issuer
     ? ['-CA', dir.file(`${name}.issuer.pem`, o.issuer.certPem), '-CAkey', dir.file(`${name}.issuer.key`, o.issuer.keyPem), '-CAcreateserial']
     : ['-signkey', key];
-  openssl(['x509', '-req', '-in', csr, ...signer, '-days', String(o.days ?? 30), '-extfile', ext, '-extensions', 'v3', '-sha256', '-out', out], dir.path);
+  openssl(['x509', '-req', '-in', csr, ...signer, '-days', String(o.days ?? 30), '-extfile', ext, '-extensions', 'v3', `-${o.digest ?? 'sha256'}`, ...(o.sigopt ?? []).flatMap((opt) => ['-sigopt', opt]), '-out', out], dir.path);
   return readFileSync(out, 'utf8');
 }
 

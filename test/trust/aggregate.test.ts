@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { expiredCas, aggregateTrust, flatBundlePem } from '../../src/trust/aggregate.js';
 import { meshTrust } from '../helpers/resources.js';
 import { makeCa, makeExpiredCa } from '../helpers/openssl.js';
-import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
+import { readFileSync } from 'node:fs';
+import { makeCert, makeIntermediateCa, makeRootCa, openssl, tempDir } from '../pki/helpers.js';
 
 const caA1 = makeCa('a1');
 const caA2 = makeCa('a2');
@@ -82,6 +83,28 @@ test('a trust domain none of whose CAs is self-signed is reported: Envoy\'s SPIF
     // The root in another MeshTrust of the domain anchors it.
     assert.equal(aggregateTrust([meshTrust('partner', 'p.example', [inter.certPem]), meshTrust('partner-root', 'p.example', [root.certPem])], 'default').unanchored, undefined);
     assert.equal(aggregateTrust([meshTrust('x', 'a.example', [caA1.certPem])], 'default').unanchored, undefined);
+  } finally {
+    pki.cleanup();
+  }
+});
+
+test('a MeshTrust CA whose key no peer should trust (RSA under 2048 bits, secp256k1) is reported naming the MeshTrust, the CA and its key, and the rest of the mesh is still served', () => {
+  const pki = tempDir();
+  try {
+    const weak = (name: string, genpkey: string[]): string => {
+      openssl(['genpkey', ...genpkey, '-out', pki.file(`${name}.key`)]);
+      return makeCert(pki, name, { subject: `/CN=${name}`, keyPem: readFileSync(pki.file(`${name}.key`), 'utf8') });
+    };
+    const rsa1024 = weak('weak-rsa', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:1024']);
+    const k1 = weak('weak-k1', ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:secp256k1']);
+    const bundle = aggregateTrust([meshTrust('legacy', 'a.example', [caA1.certPem + rsa1024]), meshTrust('zeta', 'b.example', [k1, caB.certPem])], 'default');
+    assert.deepEqual(bundle.unusable, [
+      { trustDomain: 'a.example', source: 'legacy', subject: 'CN=weak-rsa', reason: 'an RSA 1024-bit key; at least 2048 bits are required' },
+      { trustDomain: 'b.example', source: 'zeta', subject: 'CN=weak-k1', reason: 'an EC key on curve secp256k1; the curve must be P-256, P-384 or P-521' },
+    ]);
+    // Reported, not dropped: what was trusted stays trusted (a restart must not change what a mesh trusts).
+    assert.deepEqual(bundle.domains.map((d) => d.cas.length), [2, 2]);
+    assert.equal(aggregateTrust([meshTrust('x', 'a.example', [caA1.certPem])], 'default').unusable, undefined);
   } finally {
     pki.cleanup();
   }
