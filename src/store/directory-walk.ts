@@ -1,7 +1,7 @@
 // Which resource files a directory holds, by their displayed path: symlinks followed (loops
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
 import { open, readdir, readlink, realpath, stat, statfs, type FileHandle } from 'node:fs/promises';
-import type { Dirent, Stats } from 'node:fs';
+import { watch, type Dirent, type FSWatcher, type Stats, type WatchListener } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { invalidUtf8Offset } from '../api/file-text.js';
 
@@ -49,9 +49,16 @@ export interface TreeFs {
   stat(path: string): Promise<Stats>;
   /** Opens a file to read (tests make it fail). */
   open(path: string, flags: number): Promise<FileHandle>;
+  /** Watches a folder (tests make it fail as a full inotify watch table would). */
+  watch(path: string, listener: WatchListener<Buffer | string>): FSWatcher;
 }
 
-export const realTreeFs: TreeFs = { readdir: (path) => readdir(path, { withFileTypes: true }), stat: (path) => stat(path), open: (path, flags) => open(path, flags) };
+export const realTreeFs: TreeFs = {
+  readdir: (path) => readdir(path, { withFileTypes: true }),
+  stat: (path) => stat(path),
+  open: (path, flags) => open(path, flags),
+  watch: (path, listener) => watch(path, listener),
+};
 
 /** The path is not there any more (removed, or a folder above it replaced by a file). */
 export function isGone(e: unknown): boolean {

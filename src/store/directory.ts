@@ -1,4 +1,4 @@
-import { watch, type FSWatcher } from 'node:fs';
+import type { FSWatcher } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { ReplaySubject, type Observable } from 'rxjs';
@@ -77,6 +77,9 @@ interface FileEntry {
   managed: boolean;
 }
 
+/** The safety scan's period by default (`rescanMs`). */
+const DEFAULT_RESCAN_MS = 10_000;
+
 export interface DirectoryStoreOptions {
   resourcesDir: string;
   stateDir: string;
@@ -88,6 +91,12 @@ export interface DirectoryStoreOptions {
   onErrors?: (errors: readonly ResourceError[]) => void;
   /** Called when a pass over the changes failed unexpectedly; it is retried with a full pass. */
   onFailure?: (err: unknown) => void;
+  /**
+   * Called when a folder cannot be watched for a reason other than being gone (the inotify watch
+   * limit reached, EMFILE), once per reason until every folder is watched again: its changes are
+   * then seen by the safety scan only, late.
+   */
+  onWatchFailure?: (folder: string, reason: string) => void;
   /** Listing and stat calls (tests make them fail as permissions would for a user other than root). */
   treeFs?: Partial<TreeFs>;
 }
@@ -117,6 +126,8 @@ export class DirectoryStore implements ResourceStore {
   private queue: Promise<void> = Promise.resolve();
   private revision = 0;
   private readonly watchers = new Map<string, { watcher: FSWatcher; read: string; id: string }>();
+  /** Reasons a folder could not be watched that were reported and persist (see reportWatchFailure). */
+  private readonly watchFailuresReported = new Set<string>();
   /** On the folder holding the resource folder: sees that folder replaced whole (see watchSwap). */
   private swapWatcher?: FSWatcher;
   /**
@@ -191,7 +202,7 @@ export class DirectoryStore implements ResourceStore {
     this.timer = setTimeout(() => {
       this.pending.full = true;
       void this.kick().then(() => this.scheduleSafetyScan());
-    }, this.opts.rescanMs ?? 10_000);
+    }, this.opts.rescanMs ?? DEFAULT_RESCAN_MS);
     this.timer.unref();
   }
 
@@ -220,11 +231,12 @@ export class DirectoryStore implements ResourceStore {
       this.watchers.delete(d);
     }
     this.watchSwap();
+    const unwatchable = new Set<string>();
     for (const [d, info] of this.dirs) {
       if (this.watchers.has(d)) continue;
       const rel = relative(this.dir, d);
       try {
-        const watcher = watch(info.read, (_event, name) =>
+        const watcher = this.fs.watch(info.read, (_event, name) =>
           this.onEvent(name == null ? undefined : rel ? join(rel, name.toString()) : name.toString()),
         );
         watcher.on('error', () => {
@@ -235,10 +247,29 @@ export class DirectoryStore implements ResourceStore {
           this.scheduleDrain(gatherMs(this.lastPassAt, DEBOUNCE_MS));
         });
         this.watchers.set(d, { watcher, read: info.read, id: info.id });
-      } catch {
-        // Gone or unreadable already: the next listing or the safety scan covers it.
+      } catch (e) {
+        // Gone already: the next listing covers it. Anything else (a full inotify table) leaves the
+        // folder to the safety scan: said once, or an operator sees edits arrive late for no reason.
+        if (!isGone(e)) unwatchable.add(this.reportWatchFailure(d, e as NodeJS.ErrnoException));
       }
     }
+    // Every folder watched again: a later failure is news again.
+    for (const code of this.watchFailuresReported) if (!unwatchable.has(code)) this.watchFailuresReported.delete(code);
+  }
+
+  private reportWatchFailure(folder: string, e: NodeJS.ErrnoException): string {
+    const code = e.code ?? 'unknown';
+    if (!this.watchFailuresReported.has(code)) {
+      this.watchFailuresReported.add(code);
+      const why =
+        code === 'ENOSPC'
+          ? 'the inotify watch limit (sysctl fs.inotify.max_user_watches) is reached'
+          : code === 'EMFILE'
+            ? 'too many open files or inotify instances (ulimit -n, fs.inotify.max_user_instances)'
+            : e.message;
+      this.opts.onWatchFailure?.(folder, `cannot watch ${folder} (${code}): ${why}; changes in it are seen by the safety scan every ${Math.round((this.opts.rescanMs ?? DEFAULT_RESCAN_MS) / 1000)} s`);
+    }
+    return code;
   }
 
   /**
@@ -251,7 +282,7 @@ export class DirectoryStore implements ResourceStore {
     if (this.swapWatcher || parent === this.dir) return;
     const name = basename(this.dir);
     try {
-      const watcher = watch(parent, (_event, entry) => {
+      const watcher = this.fs.watch(parent, (_event, entry) => {
         if (entry != null && entry.toString() !== name) return;
         this.pending.full = true;
         this.scheduleDrain(gatherMs(this.lastPassAt, DEBOUNCE_MS));

@@ -38,6 +38,7 @@ export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<
     stateDir: cfg.stateDir,
     maxFileSize: cfg.maxFileSize,
     onFailure: (err) => log?.error({ err: err instanceof Error ? err.message : String(err) }, 'directory store: reading changes failed; retrying with a full pass'),
+    onWatchFailure: (folder, reason) => log?.warn({ folder }, `directory store: ${reason}`),
     // One line per problem as it appears (not again while it persists), naming file, field and reason.
     onErrors: (errors) => {
       for (const e of errors) {

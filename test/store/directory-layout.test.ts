@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, watch, writeFileSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readdir, rename, rm, stat, symlink, unlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, sep } from 'node:path';
@@ -546,4 +546,44 @@ test('the resource folder swapped as a whole (mv new resources, or its link swit
       }
     });
   }
+});
+
+test('a folder that cannot be watched (a full inotify watch table) is said once, naming it, the limit and the safety scan; its files are still read; once every folder is watched again, a new failure is said again', async () => {
+  const failures: { folder: string; reason: string }[] = [];
+  let full = true;
+  const watchFs = {
+    watch: (path: string, listener: Parameters<typeof watch>[1]) => {
+      if (full && /team[^/]*$/.test(path)) throw Object.assign(new Error('ENOSPC: System limit for number of file watchers reached'), { code: 'ENOSPC' });
+      return watch(path, listener);
+    },
+  };
+  await withStore(
+    async (store, dir) => {
+      const team = join(dir, 'team');
+      await mkdir(team);
+      await writeFile(join(team, 'trust.yaml'), trustYaml('team', 'team.example'));
+      await next(store, (s) => tdOf(s, 'team') === 'team.example');
+      // More passes while the table stays full: no second line.
+      await writeFile(join(dir, 'top.yaml'), trustYaml('top', 'top.example'));
+      await next(store, (s) => tdOf(s, 'top') === 'top.example');
+      await store.rescan();
+      assert.equal(failures.length, 1, JSON.stringify(failures));
+      assert.equal(failures[0]!.folder, team);
+      assert.match(failures[0]!.reason, /cannot watch .*team \(ENOSPC\): the inotify watch limit \(sysctl fs\.inotify\.max_user_watches\) is reached; changes in it are seen by the safety scan every 60 s/);
+      // Room again: the folder is watched at the next pass (an edit then arrives without a scan).
+      full = false;
+      await store.rescan();
+      await writeFile(join(team, 'trust.yaml'), trustYaml('team', 'team2.example'));
+      await next(store, (s) => tdOf(s, 'team') === 'team2.example');
+      assert.equal(failures.length, 1);
+      // Full again for a new folder: a new episode, said again.
+      full = true;
+      await mkdir(join(dir, 'team-b'));
+      await writeFile(join(dir, 'team-b', 'trust.yaml'), trustYaml('team-b', 'b.example'));
+      await next(store, (s) => tdOf(s, 'team-b') === 'b.example');
+      assert.equal(failures.length, 2, JSON.stringify(failures));
+      assert.equal(failures[1]!.folder, join(dir, 'team-b'));
+    },
+    { treeFs: watchFs, onWatchFailure: (folder, reason) => failures.push({ folder, reason }) },
+  );
 });
