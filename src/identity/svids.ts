@@ -42,11 +42,11 @@ export interface SvidManagerOptions {
   /** Reissue at this fraction of a leaf's lifetime (0.8), spread uniformly by ± jitter (0.1): 70–90 %. */
   rotationFraction?: number;
   jitter?: number;
-  /** Source of the rotation jitter, in [0, 1) (tests pin it). */
+  /** Source of the rotation and retry jitter, in [0, 1) (tests pin it). */
   random?: () => number;
   /** How long an SVID is kept after its proxy's last stream closes, so reconnects reuse it. */
   detachGraceMs?: number;
-  /** First wait before a failed issuance is tried again (5 s); each failure in a row doubles it, up to 5 minutes. */
+  /** First wait before a failed issuance is tried again (5 s); each failure in a row doubles it, up to 5 minutes; each wait is spread by up to half again. */
   retryBaseMs?: number;
   /** Longest wait before a served leaf's rotation time is checked against the wall clock again (60 s; tests shorten it). */
   clockCheckMs?: number;
@@ -444,7 +444,10 @@ export class SvidManager {
         // Backed off as Kuma does (5 s to 5 min): an issuance that keeps failing (a CA key the
         // issuer refuses) must not cost every failing proxy a try every 5 s for ever.
         e.failures = (e.failures ?? 0) + 1;
-        const retryMs = Math.min((this.opts.retryBaseMs ?? 5000) * 2 ** (e.failures - 1), MAX_RETRY_MS);
+        // Spread up to half as long again: proxies that failed together (a CA key gone, a worker
+        // crash) must not all try again in the same instant, at every step and at the cap.
+        const stepMs = Math.min((this.opts.retryBaseMs ?? 5000) * 2 ** (e.failures - 1), MAX_RETRY_MS);
+        const retryMs = Math.round(stepMs * (1 + 0.5 * (this.opts.random ?? Math.random)()));
         this.opts.log?.warn({ proxy: key, reason: err.message, failures: e.failures, retryInMs: retryMs }, 'SVID issuance failed; retrying');
         // A proxy without an SVID says why (it read "not computed yet", and its streams waited for
         // one); a served proxy keeps its SVID while the rotation is retried.

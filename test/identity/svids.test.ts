@@ -484,6 +484,28 @@ test('a failing issuance is retried with a doubling wait (Kuma backs off 5 s to 
   }
 });
 
+test('proxies whose issuance failed together do not all try again at the same instant: each wait is spread by up to half again', async () => {
+  const waits: number[] = [];
+  const draws = [0, 0.999];
+  let n = 0;
+  const h = await setup({
+    retryBaseMs: 60_000,
+    random: () => draws[n++ % draws.length]!,
+    log: { info: () => undefined, warn: (o, m) => void (m === 'SVID issuance failed; retrying' && waits.push((o as { retryInMs: number }).retryInMs)) },
+    issuer: () => ({ issue: () => Promise.reject(new Error('the CA key is on a token that is not plugged in')) }),
+  });
+  try {
+    await h.push(meshIdentity('identity'), dataplane('web-1', web), dataplane('web-2', web));
+    const a = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    const b = h.svids.attach({ mesh: 'default', name: 'web-2', source: 'none' });
+    await h.until(a, (p) => p.state === 'pending');
+    await h.until(b, (p) => p.state === 'pending');
+    assert.deepEqual(waits.sort((x, y) => x - y), [60_000, 89_970]);
+  } finally {
+    await h.close();
+  }
+});
+
 test('a proxy whose first SVID cannot be issued (its CA expired by the clock before the identity is recomputed) is pending with the issuer\'s reason, not left "not computed yet"; a served proxy keeps its SVID while a rotation fails', async () => {
   let clock = Date.now();
   const h = await setup({ now: () => new Date(clock), retryBaseMs: 60_000 });
