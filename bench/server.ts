@@ -59,11 +59,19 @@ export function benchServerNodeArgs(): string[] {
   return process.env['MESH_SDS_BENCH_SERVER_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
 }
 
+/**
+ * MESH_SDS_BENCH_MESH_NODE_ARGS: extra node flags for mesh-sds alone (not the floors), to A/B a
+ * flag the product itself would run with against references that run without it.
+ */
+function meshSdsNodeArgs(): string[] {
+  return process.env['MESH_SDS_BENCH_MESH_NODE_ARGS']?.split(' ').filter(Boolean) ?? [];
+}
+
 export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
   const [port, adminPort] = [await freePort(), await freePort()];
   const logPath = join(o.logDir, 'server.log');
   const fd = openSync(logPath, 'a');
-  const nodeArgs = [...benchServerNodeArgs(), ...(o.nodeArgs ?? []), ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
+  const nodeArgs = [...benchServerNodeArgs(), ...meshSdsNodeArgs(), ...(o.nodeArgs ?? []), ...(o.profileDir ? ['--cpu-prof', '--cpu-prof-dir', o.profileDir] : [])];
   const args = [
     ...nodeArgs, join(o.repoRoot, 'bin/mesh-sds.js'), 'serve',
     // Unsealed keys in Postgres are refused by default; sealing costs nothing after start-up.
