@@ -27,9 +27,9 @@ const snapshot = (...resources: Resource[]): ResourceSnapshot => ({
   errors: [],
 });
 
-function harness(state: StateStore = new MemoryStateStore(), filePollMs = 50, now?: () => Date) {
+function harness(state: StateStore = new MemoryStateStore(), filePollMs = 50, now?: () => Date, stateResyncMs?: number) {
   const snaps = new Subject<ResourceSnapshot>();
-  const a = new IdentityAuthorities({ zone: 'default', state, filePollMs, ...(now ? { now } : {}) });
+  const a = new IdentityAuthorities({ zone: 'default', state, filePollMs, ...(now ? { now } : {}), ...(stateResyncMs !== undefined ? { stateResyncMs } : {}) });
   a.start(snaps);
   const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
     const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
@@ -685,14 +685,7 @@ test('a CA that expires while nothing changes is refused at the next resync: the
 
 test('a rolled CA whose leaves have expired while the current CA\'s input is broken (last good CA kept) stops being published, and nothing is recomputed over it every second', async () => {
   let clock = Date.now();
-  const snaps = new Subject<ResourceSnapshot>();
-  const a = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore(), stateResyncMs: 0, now: () => new Date(clock) });
-  a.start(snaps);
-  const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
-    const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-    snaps.next(s);
-    return next;
-  };
+  const { a, push } = harness(new MemoryStateStore(), 50, () => new Date(clock), 0);
   try {
     const caA = makeCa('roll-a');
     const caB = makeCa('roll-b');
@@ -721,14 +714,7 @@ test('a rolled CA whose leaves have expired while the current CA\'s input is bro
 
 test('a rolled CA stops being published at the first resync after its leaves expired by the wall clock, also when the clock jumped there (a suspended host): not only when the timer set at the roll fires', async () => {
   let clock = Date.now();
-  const snaps = new Subject<ResourceSnapshot>();
-  const a = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore(), stateResyncMs: 50, now: () => new Date(clock) });
-  a.start(snaps);
-  const push = async (s: ResourceSnapshot): Promise<AuthorityView> => {
-    const next = firstValueFrom(a.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-    snaps.next(s);
-    return next;
-  };
+  const { a, push } = harness(new MemoryStateStore(), 50, () => new Date(clock), 50);
   try {
     const caA = makeCa('jump-a');
     const caB = makeCa('jump-b');
