@@ -11,7 +11,16 @@ import { Readiness } from '../../src/server/readiness.js';
 
 const silent = createLogger('silent', { destination: new Writable({ write: (_c, _e, cb) => cb() }) });
 
-test('concurrent /metrics requests share renders (40 requests at once: at most 2 renders), and every answer is rendered after its request arrived', async () => {
+/**
+ * Opens `n` keep-alive connections to the admin server first, so a burst on them reaches it at
+ * once: made afresh under a loaded CPU, 40 connections trickled in over several render windows
+ * (4 renders in a CI run beside other test processes).
+ */
+async function warmConnections(url: string, n: number): Promise<void> {
+  await Promise.all(Array.from({ length: n }, () => fetch(`${url}/healthz`).then((r) => r.arrayBuffer())));
+}
+
+test('concurrent /metrics requests share renders (40 requests at once: a few renders, not 40), and every answer is rendered after its request arrived', async () => {
   const base = createMetrics();
   let renders = 0;
   const gauge = new Gauge({ name: 'test_value', help: 'a value the test sets', registers: [base.registry] });
@@ -28,9 +37,12 @@ test('concurrent /metrics requests share renders (40 requests at once: at most 2
   const admin = await startAdminServer({ listen: '127.0.0.1:0', metrics, readiness: () => new Readiness().evaluate(), debug: { proxies: () => [], secrets: () => [] }, logger: silent });
   try {
     const value = async () => /^test_value (\d+)$/m.exec(await (await fetch(`${admin.url}/metrics`)).text())?.[1];
+    await warmConnections(admin.url, 40);
     const answers = await Promise.all(Array.from({ length: 40 }, () => fetch(`${admin.url}/metrics`).then((r) => r.status)));
     assert.deepEqual(new Set(answers), new Set([200]));
-    assert.ok(renders <= 2, `${renders} renders for 40 concurrent requests`);
+    // The first request starts a render; those that arrive meanwhile share the next (2 on a quiet
+    // machine). Not shared, each would have its own: 40.
+    assert.ok(renders <= 4, `${renders} renders for 40 concurrent requests`);
     // Sequential scrapes are never answered from an earlier render.
     for (let i = 1; i <= 5; i++) {
       gauge.set(i);
@@ -41,7 +53,7 @@ test('concurrent /metrics requests share renders (40 requests at once: at most 2
   }
 });
 
-test('concurrent /debug/* requests share renders too (a /debug/proxies of 10,000 proxies takes 450 ms of the main thread): 20 at once, at most 2 calls of the source', async () => {
+test('concurrent /debug/* requests share renders too (a /debug/proxies of 10,000 proxies takes 450 ms of the main thread): 20 at once, a few calls of the source, not 20', async () => {
   let calls = 0;
   const admin = await startAdminServer({
     listen: '127.0.0.1:0',
@@ -59,9 +71,10 @@ test('concurrent /debug/* requests share renders too (a /debug/proxies of 10,000
     logger: silent,
   });
   try {
+    await warmConnections(admin.url, 20);
     const answers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${admin.url}/debug/proxies`).then((r) => r.status)));
     assert.deepEqual(new Set(answers), new Set([200]));
-    assert.ok(calls <= 2, `${calls} calls for 20 concurrent requests`);
+    assert.ok(calls <= 4, `${calls} calls for 20 concurrent requests`);
     // A later request is answered from a later call.
     const before = calls;
     const body = (await (await fetch(`${admin.url}/debug/proxies`)).json()) as { call: number }[];
