@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { splitPemCertificates } from '../api/pem.js';
-import { FlagFileError, pathForMessage } from '../api/secret-text.js';
+import { FlagFileError, fsErrorReason, pathForMessage } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -154,9 +154,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store, keys: stateKeys }, log).catch(async (e: unknown) => {
     await store.close();
     // A state dir that is a file or cannot be listed (another user's): the system's words
-    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for.
+    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for. Its
+    // reason only, not node's message or error: they quote the path, which may be a key given by mistake.
     const errno = e as NodeJS.ErrnoException;
-    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${errno.message}`, { cause: e });
+    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${fsErrorReason(e)}`);
     throw e;
   });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.

@@ -68,3 +68,16 @@ test('a missing file given by an ordinary path is still named, with the reason',
   assert.match(ca.stderr, new RegExp(`--ca-file ${notPem} holds no PEM certificate`));
   assertNoSecret(ca.stderr, 'a --ca-file holding a token');
 });
+
+test('a state key given as --state-dir that cannot be used as one is described, not echoed through the system\'s own message', async (t) => {
+  const cwd = await mkdtemp(join(tmpdir(), 'mesh-sds-echo-'));
+  t.after(() => rm(cwd, { recursive: true, force: true }));
+  // A key without '/' names one entry of the working directory; a file there is no state directory (ENOTDIR).
+  let key = STATE_KEY;
+  while (key.includes('/')) key = randomBytes(32).toString('base64');
+  await writeFile(join(cwd, key), 'x\n');
+  const r = await meshSds(['serve', '--resources', join(cwd, 'r'), '--auth', 'none', '--listen', '127.0.0.1:0'], { cwd, env: { MESH_SDS_STATE_DIR: key } });
+  assert.notEqual(r.code, 0);
+  assert.ok(!(r.stderr + r.stdout).includes(key.slice(0, 24)), `the key is echoed:\n${r.stderr}`);
+  assert.match(r.stderr, /--state-dir <not a file path: 44 characters, looks like a base64 key or token; not shown> cannot be used as the state directory: not a directory \(ENOTDIR\)/);
+});

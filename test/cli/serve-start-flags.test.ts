@@ -119,7 +119,7 @@ test('serve with a --state-dir that is a file names --state-dir and says it cann
   await writeFile(file, 'x');
   const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', file, '--auth', 'none', '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
   assert.equal(r.code, 1, r.stderr);
-  assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: ENOTDIR: not a directory`), r.stderr);
+  assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: not a directory (ENOTDIR)`), r.stderr);
 });
 
 test('serve warns, naming --resources, when the resource directory did not exist and was created empty', async (t) => {
