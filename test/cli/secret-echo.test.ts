@@ -81,3 +81,23 @@ test('a state key given as --state-dir that cannot be used as one is described, 
   assert.ok(!(r.stderr + r.stdout).includes(key.slice(0, 24)), `the key is echoed:\n${r.stderr}`);
   assert.match(r.stderr, /--state-dir <not a file path: 44 characters, looks like a base64 key or token; not shown> cannot be used as the state directory: not a directory \(ENOTDIR\)/);
 });
+
+test('a --store URL whose password holds an unencoded #, ? or / is refused naming that, without printing any of the password', async (t) => {
+  // The URL parser ends the host part at the first of them: "2024" was read as a port, "mesh" as the
+  // host, and the message quoted the whole URL (or "x@127.0.0.1/test" as an unknown query parameter).
+  for (const [url, password] of [
+    ['postgres://mesh:2024#Winter@db.internal:5432/mesh', '2024#Winter'],
+    ['postgres://mesh:1234?Winter@127.0.0.1:5432/test', '1234?Winter'],
+    ['postgres://mesh:pass/Winter@127.0.0.1:5432/test', 'pass/Winter'],
+  ] as const) {
+    await t.test(url.replace(password, '…'), async () => {
+      const r = await meshSds(['get', 'meshtrust', '--store', url]);
+      assert.equal(r.code, 1);
+      assert.ok(!(r.stderr + r.stdout).includes('Winter'), `the password is printed:\n${r.stderr}`);
+      assert.match(r.stderr, /--store postgres:\/\/\[REDACTED\]@[^ ]*: its user or password holds '#', '\?' or '\/' as it is/);
+    });
+  }
+  // An '@' in the query (a user given as a parameter) is no password: the URL is used as it is.
+  const inQuery = await meshSds(['get', 'meshtrust', '--store', 'postgres://127.0.0.1:1/test?user=me@corp']);
+  assert.match(inQuery.stderr, /cannot connect to the database/);
+});
