@@ -89,6 +89,8 @@ test('a --store URL whose password holds an unencoded #, ? or / is refused namin
     ['postgres://mesh:2024#Winter@db.internal:5432/mesh', '2024#Winter'],
     ['postgres://mesh:1234?Winter@127.0.0.1:5432/test', '1234?Winter'],
     ['postgres://mesh:pass/Winter@127.0.0.1:5432/test', 'pass/Winter'],
+    // An '@' in the password too: the parser takes "mesh:p" as the user part, "ss" as the host.
+    ['postgres://mesh:p@ss#Winter@db.internal:5432/mesh', 'p@ss#Winter'],
   ] as const) {
     await t.test(url.replace(password, '…'), async () => {
       const r = await meshSds(['get', 'meshtrust', '--store', url]);
