@@ -290,7 +290,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   subs.push(store.snapshots$.subscribe((snap) => metrics.storeErrors.set({ source: storeSource }, snap.errors.length)));
   authorities.start(store.snapshots$);
   await store.start();
-  if (resourcesCreated) log.warn({ resources: cfg.resourcesDir }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
+  // The field as the message: a key set as --resources by mistake is described, not logged.
+  if (resourcesCreated) log.warn({ resources: pathForMessage(cfg.resourcesDir!) }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });
@@ -401,7 +402,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         throw new ListenError(`--admin: cannot listen on ${cfg.admin}: ${e.message}`);
       })
     : undefined;
-  log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
+  log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir && pathForMessage(cfg.resourcesDir) }, 'mesh-sds serving');
   const tlsReload = cfg.tlsCert && cfg.tlsKey && bound.tls ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, bound.tls, server, metrics, log, cfg.tlsReloadMs) : undefined;
   if (tlsReload) readiness.add('listener-tls', () => tlsReload.health());
 
