@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
@@ -76,10 +76,13 @@ test('a state key given as --state-dir that cannot be used as one is described, 
   let key = STATE_KEY;
   while (key.includes('/')) key = randomBytes(32).toString('base64');
   await writeFile(join(cwd, key), 'x\n');
-  const r = await meshSds(['serve', '--resources', join(cwd, 'r'), '--auth', 'none', '--listen', '127.0.0.1:0'], { cwd, env: { MESH_SDS_STATE_DIR: key } });
-  assert.notEqual(r.code, 0);
-  assert.ok(!(r.stderr + r.stdout).includes(key.slice(0, 24)), `the key is echoed:\n${r.stderr}`);
-  assert.match(r.stderr, /--state-dir <not a file path: 44 characters, looks like a base64 key or token; not shown> cannot be used as the state directory: not a directory \(ENOTDIR\)/);
+  await mkdir(join(cwd, 'r'));
+  for (const args of [['serve', '--resources', 'r', '--auth', 'none', '--listen', '127.0.0.1:0'], ['get', 'meshidentity', '--resources', 'r'], ['inspect', '--dataplane', 'default.x', '--resources', 'r']]) {
+    const r = await meshSds(args, { cwd, env: { MESH_SDS_STATE_DIR: key } });
+    assert.notEqual(r.code, 0);
+    assert.ok(!(r.stderr + r.stdout).includes(key.slice(0, 24)), `${args[0]}: the key is echoed:\n${r.stderr}`);
+    assert.match(r.stderr, /--state-dir <not a file path: 44 characters, looks like a base64 key or token; not shown> cannot be used as the state directory: not a directory \(ENOTDIR\)/, args[0]);
+  }
 });
 
 test('a --store URL whose password holds an unencoded #, ? or / is refused naming that, without printing any of the password', async (t) => {
