@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import { resourcesOfKind } from '../api/types.js';
 import type { FederatedView } from '../federation/mesh-trusts.js';
 import { parseByteSize } from '../api/file-text.js';
-import { pathForMessage } from '../api/secret-text.js';
+import { fsErrorReason, pathForMessage } from '../api/secret-text.js';
 import { writeStderr } from './stderr.js';
 import type { ResourceStore, StateStore } from '../store/types.js';
 import { openSealedState } from '../store/state-setup.js';
@@ -101,7 +101,14 @@ export async function computeView(store: ResourceStore, zone: string): Promise<F
   const flags = keyFlagsOf.get(store);
   // A mistyped --state-dir is not a CA `serve` has yet to create: say the folder is missing.
   const absent = flags && !flags.store && !(await exists(flags.stateDir)) ? `the state folder --state-dir ${pathForMessage(flags.stateDir)} does not exist (is it the server's?)` : undefined;
-  const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true, absent });
+  const state = await openSealedState(store.state, { ...flags, postgres: !!flags?.store, readOnly: true, absent }).catch((e: unknown) => {
+    // A state dir that is a file or cannot be listed: node's message ("ENOTDIR: not a directory,
+    // scandir '…'") named no flag and quoted the path, which may be a key given by mistake.
+    if (flags && !flags.store && typeof (e as NodeJS.ErrnoException).syscall === 'string') {
+      throw new Error(`--state-dir ${pathForMessage(flags.stateDir)} cannot be used as the state directory: ${fsErrorReason(e)}`);
+    }
+    throw e;
+  });
   const [{ filter, firstValueFrom, timeout }, { IdentityAuthorities }, { loadFederationState }, { withFederatedTrusts }] = await Promise.all([
     import('rxjs'),
     import('../identity/authorities.js'),

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { filter, firstValueFrom, shareReplay, type Subscription } from 'rxjs';
 import { readFlagFileSync } from '../api/flag-file.js';
 import { splitPemCertificates } from '../api/pem.js';
-import { FlagFileError, pathForMessage } from '../api/secret-text.js';
+import { FlagFileError, fsErrorReason, pathForMessage } from '../api/secret-text.js';
 import { IdentityAuthorities, type AuthorityView } from '../identity/authorities.js';
 import { FederationFollower, type FollowerOptions } from '../federation/follower.js';
 import { federatedViews } from '../federation/view.js';
@@ -154,9 +154,10 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   const state = await openSealedState(store.state, { ...cfg, postgres: !!cfg.store, keys: stateKeys }, log).catch(async (e: unknown) => {
     await store.close();
     // A state dir that is a file or cannot be listed (another user's): the system's words
-    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for.
+    // ("ENOTDIR: not a directory, scandir '…'") said neither which flag nor what it is for. Its
+    // reason only, not node's message or error: they quote the path, which may be a key given by mistake.
     const errno = e as NodeJS.ErrnoException;
-    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${errno.message}`, { cause: e });
+    if (!cfg.store && typeof errno.syscall === 'string') throw new Error(`--state-dir ${pathForMessage(cfg.stateDir)} cannot be used as the state directory: ${fsErrorReason(e)}`);
     throw e;
   });
   // Revocations are re-read in the background; a new one closes streams and forgets claim sets at once.
@@ -289,7 +290,8 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
   subs.push(store.snapshots$.subscribe((snap) => metrics.storeErrors.set({ source: storeSource }, snap.errors.length)));
   authorities.start(store.snapshots$);
   await store.start();
-  if (resourcesCreated) log.warn({ resources: cfg.resourcesDir }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
+  // The field as the message: a key set as --resources by mistake is described, not logged.
+  if (resourcesCreated) log.warn({ resources: pathForMessage(cfg.resourcesDir!) }, `--resources ${pathForMessage(cfg.resourcesDir!)} did not exist: created it empty, so no resources are served until files are put there (a mistyped path?)`);
 
   const registry = new StreamRegistry();
   registerLiveMetrics(metrics, { svids, registry });
@@ -400,7 +402,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
         throw new ListenError(`--admin: cannot listen on ${cfg.admin}: ${e.message}`);
       })
     : undefined;
-  log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir }, 'mesh-sds serving');
+  log.info({ listen: bound.address, admin: admin?.url, bundleEndpoint: bundles?.endpoint.url, auth: cfg.auth, zone: cfg.zone, store: cfg.store ? 'postgres' : cfg.resourcesDir && pathForMessage(cfg.resourcesDir) }, 'mesh-sds serving');
   const tlsReload = cfg.tlsCert && cfg.tlsKey && bound.tls ? watchListenerKeyPair(cfg.tlsCert, cfg.tlsKey, bound.tls, server, metrics, log, cfg.tlsReloadMs) : undefined;
   if (tlsReload) readiness.add('listener-tls', () => tlsReload.health());
 

@@ -2,7 +2,7 @@
 // Its own module (not the server's) so CLI commands that only read resources do not load the
 // gRPC server, metrics and logging to do it; the Postgres client is loaded only for a URL.
 import { formatResourceError } from '../api/types.js';
-import { urlForMessage } from '../api/secret-text.js';
+import { REDACTED, urlForMessage } from '../api/secret-text.js';
 import { DirectoryStore } from './directory.js';
 import type { StoreLogger } from './postgres.js';
 import type { ResourceStore } from './types.js';
@@ -19,11 +19,30 @@ export interface StoreLocation {
   postgresHeartbeatMs?: number;
 }
 
+/**
+ * A URL whose user or password holds an unencoded '#', '?' or '/' (`postgres://mesh:2024#Winter@db/x`),
+ * as the message names it (`postgres://[REDACTED]@db/x`), or undefined. The URL parser ends the host
+ * part at that character, so the password was read as a host, port, query or fragment, and printed
+ * as one in errors. An '@' after a query's '=' (`?user=me@corp`) is no such thing; one in a database
+ * name (`/d@b`) cannot be told from one ending a password, and is refused too.
+ */
+function misplacedUserinfo(url: string): string | undefined {
+  const start = url.indexOf('://') + 3;
+  // The last '@': a password may hold one too (`mesh:p@ss#word@db`, read as user "mesh", host "ss").
+  const at = url.lastIndexOf('@');
+  if (at < start) return undefined;
+  const before = url.slice(start, at);
+  if (!/[#?/]/.test(before) || before.includes('=')) return undefined;
+  return `${url.slice(0, start)}${REDACTED}@${url.slice(at + 1)}`;
+}
+
 export async function openStore(cfg: StoreLocation, log?: StoreLogger): Promise<ResourceStore> {
   // The CLI refuses both, naming where each came from; this keeps any other caller from having one ignored.
   if (cfg.store && cfg.resourcesDir !== undefined) throw new Error('--store and --resources are both given: give one');
   if (cfg.store) {
     if (!/^postgres(ql)?:\/\//.test(cfg.store)) throw new Error(`--store ${urlForMessage(cfg.store)}: only postgres:// URLs are supported (omit --store for the directory store)`);
+    const misplaced = misplacedUserinfo(cfg.store);
+    if (misplaced) throw new Error(`--store ${misplaced}: its user or password holds '#', '?' or '/' as it is, which ends the URL's host part there: percent-encode them (%23, %3F, %2F, and an '@' in it as %40)`);
     const { PostgresStore } = await import('./postgres.js');
     const url = cfg.store;
     return PostgresStore.open(url, { logger: log, maxRowBytes: cfg.maxFileSize, readOnly: cfg.readOnly === true, heartbeatMs: cfg.postgresHeartbeatMs }).catch((e: unknown) => {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { meshSds } from './run.js';
@@ -67,4 +67,42 @@ test('a missing file given by an ordinary path is still named, with the reason',
   const ca = await meshSds(['fetch', '--server', '127.0.0.1:1', '--node', 'default.backend-1', '--ca-file', notPem]);
   assert.match(ca.stderr, new RegExp(`--ca-file ${notPem} holds no PEM certificate`));
   assertNoSecret(ca.stderr, 'a --ca-file holding a token');
+});
+
+test('a state key given as --state-dir that cannot be used as one is described, not echoed through the system\'s own message', async (t) => {
+  const cwd = await mkdtemp(join(tmpdir(), 'mesh-sds-echo-'));
+  t.after(() => rm(cwd, { recursive: true, force: true }));
+  // A key without '/' names one entry of the working directory; a file there is no state directory (ENOTDIR).
+  let key = STATE_KEY;
+  while (key.includes('/')) key = randomBytes(32).toString('base64');
+  await writeFile(join(cwd, key), 'x\n');
+  await mkdir(join(cwd, 'r'));
+  for (const args of [['serve', '--resources', 'r', '--auth', 'none', '--listen', '127.0.0.1:0'], ['get', 'meshidentity', '--resources', 'r'], ['inspect', '--dataplane', 'default.x', '--resources', 'r']]) {
+    const r = await meshSds(args, { cwd, env: { MESH_SDS_STATE_DIR: key } });
+    assert.notEqual(r.code, 0);
+    assert.ok(!(r.stderr + r.stdout).includes(key.slice(0, 24)), `${args[0]}: the key is echoed:\n${r.stderr}`);
+    assert.match(r.stderr, /--state-dir <not a file path: 44 characters, looks like a base64 key or token; not shown> cannot be used as the state directory: not a directory \(ENOTDIR\)/, args[0]);
+  }
+});
+
+test('a --store URL whose password holds an unencoded #, ? or / is refused naming that, without printing any of the password', async (t) => {
+  // The URL parser ends the host part at the first of them: "2024" was read as a port, "mesh" as the
+  // host, and the message quoted the whole URL (or "x@127.0.0.1/test" as an unknown query parameter).
+  for (const [url, password] of [
+    ['postgres://mesh:2024#Winter@db.internal:5432/mesh', '2024#Winter'],
+    ['postgres://mesh:1234?Winter@127.0.0.1:5432/test', '1234?Winter'],
+    ['postgres://mesh:pass/Winter@127.0.0.1:5432/test', 'pass/Winter'],
+    // An '@' in the password too: the parser takes "mesh:p" as the user part, "ss" as the host.
+    ['postgres://mesh:p@ss#Winter@db.internal:5432/mesh', 'p@ss#Winter'],
+  ] as const) {
+    await t.test(url.replace(password, '…'), async () => {
+      const r = await meshSds(['get', 'meshtrust', '--store', url]);
+      assert.equal(r.code, 1);
+      assert.ok(!(r.stderr + r.stdout).includes('Winter'), `the password is printed:\n${r.stderr}`);
+      assert.match(r.stderr, /--store postgres:\/\/\[REDACTED\]@[^ ]*: its user or password holds '#', '\?' or '\/' as it is/);
+    });
+  }
+  // An '@' in the query (a user given as a parameter) is no password: the URL is used as it is.
+  const inQuery = await meshSds(['get', 'meshtrust', '--store', 'postgres://127.0.0.1:1/test?user=me@corp']);
+  assert.match(inQuery.stderr, /cannot connect to the database/);
 });

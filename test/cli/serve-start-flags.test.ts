@@ -1,6 +1,7 @@
 // `serve` refuses a bad address or log level naming the flag, before it opens anything: a typo must
 // not leave a migrated Postgres schema or CA private keys in a new --state-dir behind.
 import { test } from 'node:test';
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -119,7 +120,7 @@ test('serve with a --state-dir that is a file names --state-dir and says it cann
   await writeFile(file, 'x');
   const r = await meshSds(['serve', '--resources', 'examples/quickstart', '--state-dir', file, '--auth', 'none', '--listen', '127.0.0.1:0'], { timeoutMs: 30_000 });
   assert.equal(r.code, 1, r.stderr);
-  assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: ENOTDIR: not a directory`), r.stderr);
+  assert.ok(r.stderr.includes(`--state-dir ${file} cannot be used as the state directory: not a directory (ENOTDIR)`), r.stderr);
 });
 
 test('serve warns, naming --resources, when the resource directory did not exist and was created empty', async (t) => {
@@ -133,6 +134,18 @@ test('serve warns, naming --resources, when the resource directory did not exist
   t.after(() => existing.stop('SIGKILL'));
   await existing.waitForLine(/"msg":"ready"/, 30_000);
   assert.doesNotMatch(existing.stdout(), /did not exist/);
+});
+
+test('a key given as --resources is described in the log line that says the directory was created, and in "serving", never shown in a field', async (t) => {
+  const dir = await root(t);
+  // Relative, as an env-from-Secret mix-up gives it: no folder of its own vouches for it being a path.
+  let key = randomBytes(32).toString('base64');
+  while (key.includes('/')) key = randomBytes(32).toString('base64');
+  const proc = startProc('mesh-sds', process.execPath, [BIN, 'serve', '--state-dir', join(dir, 'state'), '--auth', 'none', '--listen', '127.0.0.1:0'], { cwd: dir, env: { ...process.env, MESH_SDS_RESOURCES: key } });
+  t.after(() => proc.stop('SIGKILL'));
+  await proc.waitForLine(/"msg":"ready"/, 30_000);
+  assert.match(proc.stdout(), /--resources <not a file path: 44 characters, looks like a base64 key or token; not shown> did not exist/);
+  assert.ok(!proc.stdout().includes(key.slice(0, 24)), `the key is logged:\n${proc.stdout()}`);
 });
 
 test('a bad value set by an environment variable is refused naming the variable, not only the flag the operator never typed', async (t) => {
