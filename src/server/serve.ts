@@ -333,8 +333,9 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
       limitedWarn(log, 'max-connections', { component: 'grpc', peer, limit }, `connection closed: ${limit} gRPC connections open, the limit (--max-connections; default from the open-file limit)`);
     },
     onTooManyRefusedStreams: (peer, refused) =>
-      limitedWarn(log, peerSource(peer), { component: 'grpc', peer, refused }, 'connection sent away (GOAWAY ENHANCE_YOUR_CALM): too many of its streams refused (authentication failed, unknown method or over a limit) within 10 s'),
+      limitedWarn(log, peerSource(peer), { component: 'grpc', peer, refused }, 'connection sent away (GOAWAY ENHANCE_YOUR_CALM): too many of its streams refused (authentication failed, unknown method or over a limit) or reset for its protocol errors within 10 s'),
     onRefusedConnection: (peer, reason) => limitedWarn(log, peer, { component: 'grpc', peer, reason }, 'connection refused before any gRPC'),
+    onFloodedConnection: (peer, reason) => limitedWarn(log, peerSource(peer), { component: 'grpc', peer, reason }, 'connection closed (GOAWAY): the peer flooded it'),
     onRefusedHeader: (name, peer) =>
       limitedWarn(log, peerSource(peer), { component: 'grpc', peer }, `gRPC dropped metadata entry "${name}": it contains characters outside printable ASCII (value not logged)`),
   });

@@ -132,3 +132,29 @@ test('900 streams reset at once (under nghttp2\'s burst): each call ends cancell
     c.socket.destroy();
   }
 });
+
+test('"MadeYouReset" (CVE-2025-8671): streams the server itself must reset for the peer\'s malformed frames (DATA past content-length: 0) count as refused; past maxRefusedStreamsPerWindow the connection gets GOAWAY ENHANCE_YOUR_CALM, is reported once, and another connection is served', LIMIT, async () => {
+  const reported: number[] = [];
+  const { port, address, seen } = await server({ onTooManyRefusedStreams: (_peer, refused) => reported.push(refused) });
+  const flood = rawH2Connect(port);
+  const other = rawConnect(address);
+  try {
+    const out: Buffer[] = [];
+    for (let i = 0; i < 5000; i++) {
+      const id = 1 + 2 * i;
+      // No RST_STREAM from the client: nghttp2's own rapid-reset bucket never sees these.
+      out.push(grpcRequestHeaders(id, '/t.R/Bidi', [['content-length', '0']]), frame(FrameType.DATA, Flag.END_STREAM, id, Buffer.from('xx')));
+    }
+    flood.send(...out);
+    const goaway = await flood.waitForFrame((f) => f.type === FrameType.GOAWAY, 30_000);
+    assert.equal(goaway.payload.readUInt32BE(4), 11, 'ENHANCE_YOUR_CALM');
+    assert.equal(goaway.payload.subarray(8).toString(), 'too_many_refused_streams');
+    assert.equal((await rawCall(other, '/t.R/Unary', { body: [grpcFrame(Buffer.from('q'))], endAfterBody: true }).ended).code, Status.OK);
+    await waitFor(() => seen.cancels === seen.started, 30_000, `every started call cancelled (${seen.cancels} of ${seen.started})`);
+    assert.ok(seen.started < 5000, `the server stopped taking the flood's streams (${seen.started} started)`);
+    assert.deepEqual(reported, [101]);
+  } finally {
+    flood.socket.destroy();
+    other.destroy();
+  }
+});

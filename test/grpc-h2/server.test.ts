@@ -12,6 +12,7 @@ import { frameMessage } from '../../src/server/grpc-h2/framing.js';
 import { Status } from '../../src/server/grpc-h2/status.js';
 import { grpcFrame, rawCall, rawConnect } from '../helpers/raw-grpc.js';
 import { makeCa } from '../helpers/openssl.js';
+import { frame, FrameType, grpcRequestHeaders, rawH2Connect } from '../helpers/raw-h2-frames.js';
 
 const bytes = { decode: (b: Buffer) => Buffer.from(b), encodeFramed: (r: Buffer) => frameMessage(r) };
 const servers: GrpcServer[] = [];
@@ -639,6 +640,32 @@ test('a client flooding pings loses its connection (GOAWAY ENHANCE_YOUR_CALM); o
     assert.equal(await ok.waitForMessages(1, 5000), 1);
   } finally {
     flood.destroy();
+    other.destroy();
+  }
+});
+
+test('a connection node closes for a frame flood (empty DATA frames; SETTINGS whose ACKs it leaves unread) is reported with the peer and the kind of flood; another connection is served meanwhile', async () => {
+  const flooded: [string, string][] = [];
+  const { address } = await echoServer({ onFloodedConnection: (peer, reason) => flooded.push([peer, reason]) });
+  const port = Number(address.slice(address.lastIndexOf(':') + 1));
+  const empty = rawH2Connect(port);
+  const settings = rawH2Connect(port);
+  const other = rawConnect(address);
+  try {
+    empty.send(grpcRequestHeaders(1, '/test.Echo/Bidi'), ...Array<Buffer>(2000).fill(frame(FrameType.DATA, 0, 1)));
+    settings.send(...Array<Buffer>(20_000).fill(frame(FrameType.SETTINGS, 0, 0, Buffer.from([0, 4, 0, 0, 0xff, 0xff]))));
+    await Promise.all([empty, settings].map((c) => c.waitForFrame((f) => f.type === FrameType.GOAWAY, 10_000)));
+    const ok = rawCall(other, '/test.Echo/Bidi', { body: [grpcFrame(Buffer.from('x'))] });
+    assert.equal(await ok.waitForMessages(1, 5000), 1);
+    for (let i = 0; i < 100 && flooded.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(flooded.map(([peer]) => peer), ['127.0.0.1', '127.0.0.1']);
+    assert.deepEqual(flooded.map(([, reason]) => reason).sort(), [
+      'HTTP/2 flood: more SETTINGS, PING or RST_STREAM answers queued than the peer reads',
+      'HTTP/2 flood: too many invalid frames (empty DATA frames, or frames HTTP/2 does not allow where they came)',
+    ]);
+  } finally {
+    empty.socket.destroy();
+    settings.socket.destroy();
     other.destroy();
   }
 });

@@ -46,6 +46,15 @@ export interface GrpcServerOptions extends Partial<KeepaliveOptions> {
   onConnectionLimit?: (peer: string, limit: number) => void;
   /** A connection ended before any gRPC: not HTTP/2 (an HTTP/1.x client), or a failed TLS handshake. `peer` is its address. */
   onRefusedConnection?: (peer: string, reason: string) => void;
+  /** A connection node closed (GOAWAY) for a frame flood: invalid frames, or answers to SETTINGS/PING it left unread. */
+  onFloodedConnection?: (peer: string, reason: string) => void;
+}
+
+/** The floods node detects (its session error), in words: any other session error is a lost connection, and no news. */
+function floodReason(err: Error & { code?: string }): string | undefined {
+  if (err.code === 'ERR_HTTP2_TOO_MANY_INVALID_FRAMES') return 'HTTP/2 flood: too many invalid frames (empty DATA frames, or frames HTTP/2 does not allow where they came)';
+  if (/flooding was detected/i.test(err.message)) return 'HTTP/2 flood: more SETTINGS, PING or RST_STREAM answers queued than the peer reads';
+  return undefined;
 }
 
 /** A connection whose first bytes were not HTTP/2's preface, in words that point at the usual misconfiguration. */
@@ -178,6 +187,7 @@ export class GrpcServer {
   private http: Http2Server | Http2SecureServer | undefined;
   private shuttingDown: (() => void)[] | undefined;
   private readonly onRefusedConnection: GrpcServerOptions['onRefusedConnection'];
+  private readonly onFloodedConnection: GrpcServerOptions['onFloodedConnection'];
   private readonly tlsHandshakeTimeoutMs: number;
   private readonly maxConnections: number | undefined;
   private readonly onConnectionLimit: GrpcServerOptions['onConnectionLimit'];
@@ -193,6 +203,7 @@ export class GrpcServer {
 
   constructor(opts: GrpcServerOptions = {}) {
     this.onRefusedConnection = opts.onRefusedConnection;
+    this.onFloodedConnection = opts.onFloodedConnection;
     this.tlsHandshakeTimeoutMs = opts.tlsHandshakeTimeoutMs ?? 10_000;
     this.maxConnections = opts.maxConnections;
     this.onConnectionLimit = opts.onConnectionLimit;
@@ -299,7 +310,7 @@ export class GrpcServer {
     http.on('session', (session) => {
       this.sessions.add(session, accepted);
       accepted = undefined;
-      if (this.onRefusedConnection) peers.set(session, session.socket?.remoteAddress ?? 'unknown');
+      if (this.onRefusedConnection || this.onFloodedConnection) peers.set(session, session.socket?.remoteAddress ?? 'unknown');
     });
     http.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, _flags: number, rawHeaders: string[]) => {
       this.sessions.streamOpened(stream);
@@ -310,8 +321,13 @@ export class GrpcServer {
     const refused = this.onRefusedConnection;
     // Only a connection that never spoke HTTP/2 (its preface was not HTTP/2's): a reset of a
     // served connection (a load balancer, a network blip) is a session error too, and no news.
+    // A flood node detected is news too: else a connection sent away mid-attack left no trace.
+    const flooded = this.onFloodedConnection;
     http.on('sessionError', (err: Error, session?: object) => {
-      if (/bad client magic/i.test(err.message)) refused?.((session && peers.get(session)) ?? 'unknown', notHttp2Reason(!!tls));
+      const peer = (session && peers.get(session)) ?? 'unknown';
+      if (/bad client magic/i.test(err.message)) return refused?.(peer, notHttp2Reason(!!tls));
+      const flood = floodReason(err);
+      if (flood) flooded?.(peer, flood);
     });
     if (tls) {
       (http as Http2SecureServer).on('tlsClientError', (err: Error & { code?: string }, socket?: { remoteAddress?: string }) => {

@@ -22,7 +22,8 @@ export interface KeepaliveOptions {
    */
   maxConnectionIdleMs: number;
   /**
-   * Streams refused (authentication failed, unknown method, over a limit) per window of
+   * Streams refused (authentication failed, unknown method, over a limit), or reset by nghttp2 for
+   * the peer's malformed frames on them (PEER_FAULT_RESETS), per window of
    * peerPingWindowMs, past which the connection gets GOAWAY ENHANCE_YOUR_CALM: each refusal costs
    * ~150-200 µs (a token check), and a peer opening them without end slowed every proxy.
    */
@@ -61,6 +62,8 @@ class Liveness {
      * such sockets, none freed in 30 s). The sweep destroys what is left of it.
      */
     readonly socket: Socket | undefined,
+    /** Its connection, which a stream no longer names once closed (see onTrackedStreamClose). */
+    readonly session: TrackedSession,
   ) {
     this.pingDueMs = now + opts.keepaliveTimeMs;
     this.peerPingWindowStartMs = now;
@@ -78,8 +81,23 @@ type TrackedStream = ServerHttp2Stream & { [LIVENESS]: Liveness; [NOT_BUSY]: boo
 /** A connection told to go away for idleness that is still there this long after is destroyed. */
 const IDLE_CLOSE_GRACE_MS = 5_000;
 
+/**
+ * Resets nghttp2 sends for the peer's own malformed frames on a stream (WINDOW_UPDATE of 0, DATA
+ * past content-length or the window, ...). nghttp2 1.61 counts only the resets a peer sends:
+ * making the server reset each stream instead ("MadeYouReset", CVE-2025-8671) opened 20,000 calls
+ * in one burst on one connection, every one started and cancelled, with no GOAWAY.
+ */
+const PEER_FAULT_RESETS = new Set<number>([
+  constants.NGHTTP2_PROTOCOL_ERROR,
+  constants.NGHTTP2_FLOW_CONTROL_ERROR,
+  constants.NGHTTP2_STREAM_CLOSED,
+  constants.NGHTTP2_FRAME_SIZE_ERROR,
+]);
+
 function onTrackedStreamClose(this: TrackedStream): void {
   const l = this[LIVENESS];
+  // Counted as refused streams, so such a peer is sent away as one opening refused streams is.
+  if (this.rstCode !== undefined && PEER_FAULT_RESETS.has(this.rstCode) && !l.session.destroyed) l.session[SESSIONS].refusedStream(l.session);
   if (this[NOT_BUSY]) l.notBusyOpen--;
   else l.servedEndMs = Date.now();
   l.streams--;
@@ -156,7 +174,7 @@ export class SessionSet {
 
   add(session: Http2Session, socket?: Socket): void {
     const s = session as TrackedSession;
-    s[LIVENESS] = new Liveness(Date.now(), this.opts, socket);
+    s[LIVENESS] = new Liveness(Date.now(), this.opts, socket, s);
     s[SESSIONS] = this;
     session.on('error', ignore);
     session.on('close', onSessionClose);
