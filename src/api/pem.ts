@@ -25,6 +25,14 @@ function* pemBlocks(text: string): Generator<[string, string, string]> {
 const BASE64_BODY = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /**
+ * PEM certificate blocks in a text, counted without parsing them: a limit is checked with it before
+ * splitPemCertificates parses every block (a CA bundle file given as a chain, a hostile push).
+ */
+export function countPemCertificates(text: string): number {
+  return text.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
+}
+
+/**
  * Splits concatenated PEM certificates into DER buffers. Text outside the blocks is ignored
  * (as Go's pem.Decode does). `error` is set when there is no block at all, a block is not a
  * CERTIFICATE, its body is not base64, or it does not parse as X.509.

@@ -7,7 +7,7 @@
 // minute (most likely this host's clock), a chain that does not verify against the trust bundle
 // sent with it, and a SPIFFE ID other than the one written before.
 import { X509Certificate } from 'node:crypto';
-import { hasUnreadableValidity, uriSans } from '../api/pem.js';
+import { countPemCertificates, hasUnreadableValidity, uriSans } from '../api/pem.js';
 import { printableLine } from '../api/quote.js';
 import { parseCertificates } from './summary.js';
 
@@ -55,20 +55,15 @@ function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): X50
   return false;
 }
 
-/** Counts the certificates of a PEM text without parsing them. */
-export function countCertificates(pem: string): number {
-  return pem.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
-}
-
 export interface SvidCheck {
   spiffeId: string | undefined;
   warnings: string[];
 }
 
 export function checkSvid(certChainPem: string, bundlePem: string, previousSpiffeId: string | undefined, nowMs = Date.now()): SvidCheck {
-  const inChain = countCertificates(certChainPem);
+  const inChain = countPemCertificates(certChainPem);
   if (inChain > MAX_CHAIN_CERTS) throw new RefusedSvid(`the certificate chain carries ${inChain} certificates; at most ${MAX_CHAIN_CERTS} are accepted; not written`);
-  const inBundle = countCertificates(bundlePem);
+  const inBundle = countPemCertificates(bundlePem);
   if (inBundle > MAX_BUNDLE_CERTS) throw new RefusedSvid(`the trust bundle carries ${inBundle} certificates; at most ${MAX_BUNDLE_CERTS} are accepted; not written`);
   const chain = parseCertificates(certChainPem);
   const leaf = chain[0]!;

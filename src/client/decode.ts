@@ -2,8 +2,8 @@
 // does before it accepts a secret (parsable certificates, a key that matches the leaf), so a broken
 // secret is NACKed instead of being handed to nginx or written to disk.
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { splitPemCertificates } from '../api/pem.js';
-import { countCertificates, MAX_BUNDLE_CERTS, MAX_CHAIN_CERTS } from './check-svid.js';
+import { countPemCertificates, splitPemCertificates } from '../api/pem.js';
+import { MAX_BUNDLE_CERTS, MAX_CHAIN_CERTS } from './check-svid.js';
 import { SECRET_TYPE_URL, SPIFFE_VALIDATOR_NAME, SPIFFE_VALIDATOR_TYPE, decodeSecret, fromAny } from '../xds/protos.js';
 
 export type DecodedSecret =
@@ -40,7 +40,7 @@ function certificates(pem: string, what: string, max: number, shared = false): X
     return new SecretDecodeError(`${what}: carries ${count} certificates; at most ${limit} are accepted`);
   };
   // Counted before splitting, which parses every block it finds.
-  const count = countCertificates(pem);
+  const count = countPemCertificates(pem);
   if (count > max) throw tooMany(count);
   const { ders, error } = splitPemCertificates(pem);
   if (error === 'no PEM certificate found') throw new SecretDecodeError(`${what}: no PEM certificate`);

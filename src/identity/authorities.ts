@@ -12,14 +12,14 @@ import {
   type SecretResource,
   type SecureDataSource,
 } from '../api/types.js';
-import { MAX_CHAIN_CERTIFICATES, certificateCount, loadCertificateAuthority, signsFor } from '../pki/ca.js';
+import { MAX_CHAIN_CERTIFICATES, loadCertificateAuthority, signsFor } from '../pki/ca.js';
 import { generateCertificateAuthority } from '../pki/generate-ca.js';
 import { DataSourceError, resolveDataSource } from '../pki/data-source.js';
 import type { CertificateAuthority } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
 import { storeErrorText, storeUnavailable } from '../store/pg-errors.js';
-import { isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
+import { countPemCertificates, isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
 import { inTrustDomain, nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
 import { mergeRetired, nextRetiredExpiry, parseRetired, recordRetired, retiredMeshTrust, RETIRED_TRUSTS_STATE_KEY, type RetiredTrust } from './retired-trusts.js';
@@ -829,7 +829,7 @@ function cutShort(ca: CertificateAuthority, lifetime: { expiry: string; expiryMs
  * the text is no chain (a bundle of CAs, refused by its count: parsing it whole took seconds).
  */
 function chainEnd(pem: string): Date | undefined {
-  if (certificateCount(pem) > MAX_CHAIN_CERTIFICATES) return undefined;
+  if (countPemCertificates(pem) > MAX_CHAIN_CERTIFICATES) return undefined;
   try {
     const ends = splitPemCertificates(pem).ders.map((der) => Date.parse(new X509Certificate(der).validTo));
     return ends.length > 0 && ends.every(Number.isFinite) ? new Date(Math.min(...ends)) : undefined;

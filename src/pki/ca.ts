@@ -3,7 +3,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { Name, NameConstraints, id_ce_nameConstraints, type RelativeDistinguishedName } from '@peculiar/asn1-x509';
 import { certificateParts, children, hex, raw, readNode, toPem } from './der.js';
 import { CaError } from './errors.js';
-import { caKeyProblem, caTrustDomains, hasUnreadableValidity, splitPemCertificates } from '../api/pem.js';
+import { caKeyProblem, caTrustDomains, countPemCertificates, hasUnreadableValidity, splitPemCertificates } from '../api/pem.js';
 import type { CertificateAuthority, KeyAlgorithm } from './types.js';
 import { x509 } from './x509.js';
 
@@ -273,9 +273,6 @@ export function signsFor(ca: Pick<CertificateAuthority, 'certDer'>, trustDomain:
 /** Certificates a provided CA text may hold: real chains have a few. */
 export const MAX_CHAIN_CERTIFICATES = 10;
 
-/** PEM certificate blocks in a text, counted without parsing them. */
-export const certificateCount = (text: string): number => text.match(/-----BEGIN CERTIFICATE-----/g)?.length ?? 0;
-
 /**
  * Validates a user (or generated) CA once, so that issuing never has to.
  * `certPem` is the signing CA optionally followed by its chain, root last. `chainPem` is that list
@@ -288,7 +285,7 @@ export function loadCertificateAuthority(certPem: string, keyPem: string, opts: 
   const now = opts.now ?? new Date();
   // Counted before parsing: each certificate costs milliseconds, and a CA bundle file given as the
   // CA (1 MiB: about 1,800 certificates) held the event loop for seconds on every computation.
-  const count = certificateCount(certPem);
+  const count = countPemCertificates(certPem);
   if (count > MAX_CHAIN_CERTIFICATES) {
     throw new CaError(`CA certificate text holds ${count} certificates, more than the ${MAX_CHAIN_CERTIFICATES} a CA chain (the CA, its intermediates, the root) may have: is it a bundle of trusted CAs?`);
   }
