@@ -20,7 +20,7 @@ import type { StateStore } from '../store/types.js';
 import { StateNotCreatedError } from '../store/read-only-state.js';
 import { storeErrorText, storeUnavailable } from '../store/pg-errors.js';
 import { countPemCertificates, isSelfSignedRoot, splitPemCertificates } from '../api/pem.js';
-import { inTrustDomain, nextRetirement, recordCurrentCa, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
+import { inTrustDomain, nextRetirement, recordCurrentCa, stillTrusted, trustedFromHistory, type CaHistoryEntry } from './ca-history.js';
 import { condition, type Condition } from './conditions.js';
 import { mergeRetired, nextRetiredExpiry, parseRetired, recordRetired, retiredMeshTrust, RETIRED_TRUSTS_STATE_KEY, type RetiredTrust } from './retired-trusts.js';
 import { identityTrustDomain } from './spiffe.js';
@@ -717,7 +717,7 @@ export class IdentityAuthorities {
         // Without a CA from before (a restart), the recorded CAs stay trusted: leaves they signed
         // are still alive in the proxies. A rolled CA whose leaves have all expired goes meanwhile:
         // kept, it stayed published and its past retirement time recomputed everything every second.
-        history: prev?.ca ? prev.history.filter((h) => !h.retireAfter || Date.parse(h.retireAfter) > now.getTime()) : await this.historyForFailedCa(historyKey, now, mi),
+        history: prev?.ca ? stillTrusted(prev.history, now) : await this.historyForFailedCa(historyKey, now, mi),
         error: (e as Error).message,
         refusedCaEnd: certPem === undefined ? undefined : chainEnd(certPem),
         notCreated: e instanceof StateNotCreatedError,

@@ -147,6 +147,11 @@ export function parseCaHistory(raw: string | undefined, key: string): { entries:
 export async function trustedFromHistory(state: StateStore, key: string, now: Date, warn?: (problem: string) => void): Promise<CaHistoryEntry[]> {
   const { entries, problem } = parseCaHistory(await state.get(key), key);
   if (problem) warn?.(problem);
+  return stillTrusted(entries, now);
+}
+
+/** The entries whose leaves may still be alive: not retired yet (the current CA has no retirement time). */
+export function stillTrusted(entries: readonly CaHistoryEntry[], now: Date): CaHistoryEntry[] {
   return entries.filter((e) => !e.retireAfter || Date.parse(e.retireAfter) > now.getTime());
 }
 
