@@ -5,20 +5,12 @@
 // can rename what it holds away and put their own there, such as a symlink to /etc. Only this user
 // and root are trusted.
 import { lstat, realpath } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
+import { foldersAbove } from '../api/folders-above.js';
 
 function foreign(uid: number): boolean {
   const me = process.getuid?.();
   return me !== undefined && uid !== me && uid !== 0;
-}
-
-/** The folders above `path`, nearest first, up to the root. */
-function foldersAbove(path: string): string[] {
-  const folders: string[] = [];
-  for (let at = dirname(path); ; at = dirname(at)) {
-    folders.push(at);
-    if (at === dirname(at)) return folders;
-  }
 }
 
 /** A folder on the way to the out-dir that others can write into without the sticky bit. */

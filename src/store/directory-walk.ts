@@ -2,7 +2,8 @@
 // detected), dot entries skipped, and a Kubernetes ConfigMap/Secret volume read through `..data`.
 import { open, readdir, readlink, realpath, stat, statfs, type FileHandle } from 'node:fs/promises';
 import { watch, type Dirent, type FSWatcher, type Stats, type WatchListener } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
+import { foldersAbove } from '../api/folders-above.js';
 import { invalidUtf8Offset } from '../api/file-text.js';
 
 export const RESOURCE_FILE = /\.(ya?ml|json)$/i;
@@ -105,7 +106,7 @@ export async function listTree(display: string, read: string, ancestors: Readonl
   const id = statSig(self);
   // Listed from the top: the real folders holding it are above it too, so a link to `/` or `..`
   // is a loop, not a walk of the whole file system (every .json of every package read and served).
-  if (ancestors.size === 0) ancestors = await foldersAbove(read, fs);
+  if (ancestors.size === 0) ancestors = await signaturesAbove(read, fs);
   // A folder linked in while watching (`ln -s .. loop`) is listed from here, not by its parent's
   // walk; `ancestors` are then its parent's. (A folder listed again has itself among them.)
   if (newFolder && ancestors.has(id)) {
@@ -196,14 +197,12 @@ async function walk(fs: TreeFs, display: string, read: string, id: string, ances
  * The stat signatures of the folders that hold `path`, up to `/`: the real ones, and those of the
  * path as given (`--resources /etc/res`, a link to /srv/res: /etc too). Any that cannot be looked at is left out.
  */
-async function foldersAbove(path: string, fs: TreeFs): Promise<Set<string>> {
+async function signaturesAbove(path: string, fs: TreeFs): Promise<Set<string>> {
   const out = new Set<string>();
-  for (let p of [resolve(path), await realpath(path).catch(() => undefined)]) {
-    while (p !== undefined && dirname(p) !== p) {
-      p = dirname(p);
-      const st = await fs.stat(p).catch(() => undefined);
-      if (st) out.add(statSig(st));
-    }
+  const real = await realpath(path).catch(() => undefined);
+  for (const folder of [...foldersAbove(resolve(path)), ...(real === undefined ? [] : foldersAbove(real))]) {
+    const st = await fs.stat(folder).catch(() => undefined);
+    if (st) out.add(statSig(st));
   }
   return out;
 }
