@@ -15,7 +15,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { encodeSpiffeBundle } from '../api/spiffe-bundle.js';
-import { issueSvidSync } from '../pki/leaf.js';
+import { issueSvidSync, LEAF_CLOCK_CHECK_MS } from '../pki/leaf.js';
 import type { CertificateAuthority, IssuedSvid } from '../pki/types.js';
 import type { StateStore } from '../store/types.js';
 import { BundleSequences, caSetDigest } from './sequence.js';
@@ -36,12 +36,6 @@ const ROTATION_FRACTION = 0.8;
 export const BUNDLE_ENDPOINT_MAX_CONNECTIONS = 128;
 /** How often a refusal over the connection cap is logged at most. */
 const OVER_LIMIT_LOG_MS = 10_000;
-/**
- * Longest wait before the endpoint SVID's rotation time is checked against the wall clock again:
- * timers run on the monotonic clock (still while the host is suspended, blind to NTP steps), and
- * waiting out the whole delay in one timer served an expired SVID after a jump.
- */
-const CLOCK_CHECK_MS = 60_000;
 
 /** A trust domain to publish (see identity/issuing-domains.ts). */
 export interface PublishedDomain {
@@ -280,7 +274,7 @@ export async function startBundleEndpoint(opts: BundleEndpointOptions): Promise<
           if (nowMs < at && nowMs >= svid.notBefore.getTime()) return wait();
           void rotate(d.trustDomain);
         },
-        Math.min(Math.max(at - now().getTime(), 0), opts.clockCheckMs ?? CLOCK_CHECK_MS),
+        Math.min(Math.max(at - now().getTime(), 0), opts.clockCheckMs ?? LEAF_CLOCK_CHECK_MS),
       );
       entry.timer.unref();
     };

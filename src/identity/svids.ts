@@ -1,5 +1,6 @@
 import { Subject } from 'rxjs';
 import { resourceKey, type Dataplane, type MeshIdentity } from '../api/types.js';
+import { LEAF_CLOCK_CHECK_MS } from '../pki/leaf.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
@@ -107,12 +108,6 @@ const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
   a !== undefined && a.identity === b.identity && a.ca === b.ca && a.chain === b.chain && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
 
 export { nodeKeyOf, proxyKeyOf } from './claims.js';
-/**
- * Timers run on the monotonic clock, which stands still while the host is suspended and ignores
- * NTP steps; rotation times and NotBefore/NotAfter are wall-clock instants. Waiting out a leaf's
- * whole rotation delay in one timer served it expired after such a jump: it is checked every minute.
- */
-const CLOCK_CHECK_MS = 60_000;
 /** The shortest time a leaf is served before it is re-issued (see rotationTime). */
 const MIN_ROTATION_DELAY_MS = 1000;
 
@@ -497,7 +492,7 @@ export class SvidManager {
       // delays would give every proxy a list of its own. A step is at most 1/500 of the remaining
       // time (and 60 s), so short-lived test certificates still rotate on time; longer waits are
       // cut to the clock check (one list), which also keeps them under setTimeout's 2^31-1 ms.
-      Math.min(Math.max(Math.ceil(delay / step) * step, 0), this.opts.clockCheckMs ?? CLOCK_CHECK_MS),
+      Math.min(Math.max(Math.ceil(delay / step) * step, 0), this.opts.clockCheckMs ?? LEAF_CLOCK_CHECK_MS),
     );
     e.rotateTimer.unref();
   }

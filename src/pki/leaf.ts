@@ -315,3 +315,12 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
 export function leafKeyAlgorithm(ca: { keyAlgorithm: KeyAlgorithm }): KeyAlgorithm {
   return ca.keyAlgorithm.startsWith('ec-') ? ca.keyAlgorithm : 'rsa-2048';
 }
+
+/**
+ * Longest wait before a served leaf's rotation time is checked against the wall clock again (a
+ * proxy's SVID, the bundle endpoint's): timers run on the monotonic clock, which stands still while
+ * the host is suspended and ignores NTP steps, while rotation times and NotBefore/NotAfter are
+ * wall-clock instants. Waiting out a whole rotation delay in one timer served a leaf expired after
+ * such a jump.
+ */
+export const LEAF_CLOCK_CHECK_MS = 60_000;
