@@ -8,7 +8,7 @@ import { PostgresStore } from '../src/store/postgres.js';
 import { churnSet, fixtureTexts, makeFixture, trustCasOfRound } from './fixtures.js';
 import { round, stopLoadgens } from './loadgens.js';
 import { runChurn, runRealistic, type ChurnResult, type RealisticResult } from './realistic.js';
-import { spawnServer, waitReady, type ServerProc } from './server.js';
+import { spawnServer, waitPrepared, waitReady, type ServerProc } from './server.js';
 import type { Row } from './table.js';
 import { makeTokens } from './tokens.js';
 
@@ -77,6 +77,8 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
       )),
     );
     await Promise.all(servers.map((s) => waitReady(s, 300_000)));
+    // Each replica prepares an SVID for every Dataplane (it cannot know which proxies will be its own).
+    const prepared = await Promise.all(servers.map((s) => waitPrepared(s, 120_000)));
     const cpuMs = () => servers.reduce((a, s) => a + s.cpuMs(), 0);
     const r = await runRealistic(
       {
@@ -116,7 +118,7 @@ export async function replicaScenario(o: ReplicaOptions): Promise<{ rows: Row[];
       target: '≤ 10 %, ≤ 1 s, 0',
       pass: c.latency.completed === c.changes && c.othersTouched === 0 && c.cpuFractionOfCore <= 0.1 && (c.latency.p99 ?? Infinity) <= 1000,
     });
-    return { rows, details: { schema, loadMs: round(loadMs), realistic: r, churn } };
+    return { rows, details: { schema, loadMs: round(loadMs), preparedSvids: prepared.map((p) => p.held), realistic: r, churn } };
   } finally {
     await Promise.all(servers.map((s) => s.stop()));
   }

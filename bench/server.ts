@@ -38,6 +38,8 @@ export interface SpawnOptions {
   profileDir?: string;
   /** More node flags (e.g. `--perf-prof` for `--perf`). */
   nodeArgs?: string[];
+  /** More `mesh-sds serve` flags. */
+  serveArgs?: string[];
 }
 
 function freePort(): Promise<number> {
@@ -80,6 +82,7 @@ export async function spawnServer(o: SpawnOptions): Promise<ServerProc> {
     // The default keeps 1,024 descriptors of the open-file limit for files and the database; the
     // curve's largest size is sized to the limit itself (as an operator would raise the limit).
     '--max-connections', '0',
+    ...(o.serveArgs ?? []),
   ];
   const spawnedAt = epochNow();
   const child = spawn(process.execPath, args, { cwd: o.repoRoot, stdio: ['ignore', fd, fd], env: { ...process.env, NODE_OPTIONS: '' } });
@@ -170,6 +173,28 @@ export async function waitReady(s: ServerProc, timeoutMs: number): Promise<numbe
     await new Promise((r) => setTimeout(r, 10));
   }
   throw new Error(`server not ready within ${timeoutMs} ms:\n${s.logTail()}`);
+}
+
+/** SVIDs the server holds prepared for Dataplanes without a proxy (`mesh_sds_prepared_svids`), by state. */
+export async function preparedSvids(s: ServerProc): Promise<{ held: number; issuing: number; queued: number }> {
+  const text = await (await fetch(`${s.adminUrl}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+  const out = { held: 0, issuing: 0, queued: 0 };
+  for (const m of text.matchAll(/^mesh_sds_prepared_svids\{state="(held|issuing|queued)"\} (\S+)$/gm)) out[m[1] as keyof typeof out] = Number(m[2]);
+  return out;
+}
+
+/**
+ * Waits until the server has prepared the SVIDs of its Dataplanes (none queued or being issued):
+ * a storm measured before that would pay for the preparation too. Returns epochNow() then and the count held.
+ */
+export async function waitPrepared(s: ServerProc, timeoutMs: number): Promise<{ at: number; held: number }> {
+  const deadline = epochNow() + timeoutMs;
+  for (;;) {
+    const p = await preparedSvids(s);
+    if (p.issuing === 0 && p.queued === 0) return { at: epochNow(), held: p.held };
+    if (epochNow() > deadline) throw new Error(`SVIDs still being prepared after ${timeoutMs} ms: ${JSON.stringify(p)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Prometheus text → metric name → value summed over label sets. */

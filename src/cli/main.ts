@@ -163,6 +163,13 @@ storeOptions(program.command('serve').description('run the SDS server'))
         return Number(v);
       }),
   )
+  .addOption(new Option('--prepare-svids <n>', 'SVIDs issued ahead for Dataplanes no proxy is connected for, so that one that connects is answered at once (default 20000; 0: issue when a proxy connects)')
+      .env('MESH_SDS_PREPARE_SVIDS')
+      .argParser((v: string) => {
+        if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`--prepare-svids: ${quoted(v)} is not a whole number (0: none)`);
+        return Number(v);
+      }),
+  )
   .addOption(new Option('--federation-ca-file <file>', 'extra PEM CAs for https_web bundle endpoints').env('MESH_SDS_FEDERATION_CA_FILE'))
   .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
   .action(async (o) => {
@@ -197,6 +204,7 @@ storeOptions(program.command('serve').description('run the SDS server'))
       bundleRefreshHint: o.bundleRefreshHint === undefined ? undefined : /^\d+$/.test(o.bundleRefreshHint) ? Number(o.bundleRefreshHint) : Math.ceil(durationMs(o.bundleRefreshHint, '--bundle-refresh-hint') / 1000),
       federationCaFile: o.federationCaFile,
       maxConnections: o.maxConnections,
+      prepareSvids: o.prepareSvids,
       federation: o.federationMinRefresh ? { minRefreshMs: durationMs(o.federationMinRefresh, '--federation-min-refresh'), backoffBaseMs: 200 } : undefined,
     });
     await server.ready;

@@ -38,7 +38,7 @@ export const dataplaneKeyOf = (p: { mesh: string; name: string }) => `${p.mesh}.
 export const dataplaneNodeName = (d: Pick<Dataplane, 'name' | 'namespace'>) => (d.namespace ? `${d.name}.${d.namespace}` : d.name);
 
 /** The node id a Dataplane resource answers to. */
-const nodeKeyOfDataplane = (d: Dataplane) => `${d.mesh}.${dataplaneNodeName(d)}`;
+export const nodeKeyOfDataplane = (d: Dataplane) => `${d.mesh}.${dataplaneNodeName(d)}`;
 
 /**
  * The short node id `<mesh>.<name>` a Kubernetes-form Dataplane also answers to while it is the only
@@ -99,6 +99,26 @@ export class ProxyIndex {
 
   proxiesOfMesh(mesh: string): Iterable<string> {
     return this.byMesh.get(mesh) ?? [];
+  }
+
+  /** The node ids of the Dataplanes served (one per node id). */
+  dataplaneKeys(): IterableIterator<string> {
+    return this.dataplanes.keys();
+  }
+
+  dataplaneEntries(): IterableIterator<[string, Dataplane]> {
+    return this.dataplanes.entries();
+  }
+
+  /** The Dataplane served for a node id in full (not a short Kubernetes alias). */
+  dataplaneByKey(nodeKey: string): Dataplane | undefined {
+    return this.dataplanes.get(nodeKey);
+  }
+
+  /** Whether no proxy is attached to this Dataplane, by its node id or by its short Kubernetes one. */
+  unattached(dp: Dataplane): boolean {
+    const alias = aliasKeyOfDataplane(dp);
+    return (this.byDataplane.get(nodeKeyOfDataplane(dp))?.size ?? 0) === 0 && (alias === undefined || (this.byDataplane.get(alias)?.size ?? 0) === 0);
   }
 
   dataplane(p: { mesh: string; name: string }): Dataplane | undefined {

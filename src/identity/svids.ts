@@ -5,8 +5,10 @@ import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
 import { precedenceOrder, selectIdentity } from './match.js';
-import { ProxyIndex } from './proxy-index.js';
+import { PreparedSvids, RSA_PREPARATION_WEIGHT, type Preparation } from './prepared-svids.js';
+import { nodeKeyOfDataplane, ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
+import { sameInputs, type SvidInputs } from './svid-inputs.js';
 
 /** Who a stream's proxy is, established by authentication (never by what the proxy claims). */
 export interface ProxyPrincipal {
@@ -52,6 +54,13 @@ export interface SvidManagerOptions {
   /** Longest wait before a served leaf's rotation time is checked against the wall clock again (60 s; tests shorten it). */
   clockCheckMs?: number;
   onIssued?: (p: { mesh: string; identity: string; seconds: number; svid: IssuedSvid }) => void;
+  /**
+   * SVIDs held ready for Dataplanes no proxy is attached to (see PreparedSvids), at most this many;
+   * 0 or unset: none, every SVID is issued when its proxy attaches.
+   */
+  prepareLimit?: number;
+  /** Called the first time the prepare limit stops a preparation. */
+  onPrepareFull?: (limit: number) => void;
   /** Called when a proxy is forgotten after its grace period, so its secrets can be freed. */
   onDropped?: (proxyKey: string) => void;
   log?: { warn: (o: object, m: string) => void; info: (o: object, m: string) => void };
@@ -94,19 +103,6 @@ export function isUndecided(id: ProxyIdentity | undefined): boolean {
   return id === undefined || (id.state === 'pending' && id.identity === undefined && id.reason === UNDECIDED_REASON);
 }
 
-/** What an SVID is issued from; any change means reissue. (References to shared strings: no per-proxy copies.) */
-interface SvidInputs {
-  identity: string;
-  ca: string;
-  /** The CA's chain as served after the leaf: the same CA given with more (or fewer) parents changes it. */
-  chain: string;
-  spiffeId: string;
-  expiryMs: number;
-}
-
-const sameInputs = (a: SvidInputs | undefined, b: SvidInputs) =>
-  a !== undefined && a.identity === b.identity && a.ca === b.ca && a.chain === b.chain && a.spiffeId === b.spiffeId && a.expiryMs === b.expiryMs;
-
 export { nodeKeyOf, proxyKeyOf } from './claims.js';
 /** The shortest time a leaf is served before it is re-issued (see rotationTime). */
 const MIN_ROTATION_DELAY_MS = 1000;
@@ -122,8 +118,24 @@ export class SvidManager {
   private closed = false;
   /** The proxy index: what a change concerns, so a change re-evaluates only those proxies. */
   private readonly index = new ProxyIndex();
+  private readonly prepared?: PreparedSvids;
 
-  constructor(private readonly opts: SvidManagerOptions) {}
+  constructor(private readonly opts: SvidManagerOptions) {
+    if ((opts.prepareLimit ?? 0) > 0) {
+      this.prepared = new PreparedSvids({
+        limit: opts.prepareLimit!,
+        plan: (dk) => this.preparation(dk),
+        now: () => this.now(),
+        sweepMs: opts.clockCheckMs ?? LEAF_CLOCK_CHECK_MS,
+        onFull: opts.onPrepareFull,
+      });
+    }
+  }
+
+  /** SVIDs held ready for Dataplanes without a proxy, those being issued, and Dataplanes waiting to be planned. */
+  preparedStats(): { held: number; issuing: number; queued: number } {
+    return this.prepared?.stats() ?? { held: 0, issuing: 0, queued: 0 };
+  }
 
   private now(): Date {
     return this.opts.now?.() ?? new Date();
@@ -147,6 +159,7 @@ export class SvidManager {
     }
     if (first || zoneChanged) {
       for (const key of this.proxies.keys()) this.refresh(key);
+      if (this.prepared) for (const dk of this.index.dataplaneKeys()) this.prepared.request(dk);
       return;
     }
     const done = new Set<string>();
@@ -157,6 +170,37 @@ export class SvidManager {
     };
     for (const mesh of meshes) for (const key of this.index.proxiesOfMesh(mesh)) refresh(key);
     for (const dp of dataplanes) for (const key of this.index.proxiesOfDataplane(dp)) refresh(key);
+    if (!this.prepared) return;
+    // Planned after the proxies: a Dataplane one is attached to needs nothing prepared.
+    for (const dk of dataplanes) this.prepared.request(dk);
+    if (meshes.length > 0) {
+      const changed = new Set(meshes);
+      for (const [dk, dp] of this.index.dataplaneEntries()) if (changed.has(dp.mesh)) this.prepared.request(dk);
+    }
+  }
+
+  /** What to prepare for a Dataplane no proxy is attached to: the SVID a proxy of it would be issued now. */
+  private preparation(dk: string): Preparation | undefined {
+    const view = this.view;
+    const dp = this.index.dataplaneByKey(dk);
+    if (!view || this.closed || !dp || !this.index.unattached(dp)) return undefined;
+    const plan = planSvid(view, dp.mesh, { labels: dp.labels }, undefined);
+    if (plan.state !== 'issue') return undefined;
+    const weight = plan.identity.ca!.keyAlgorithm.startsWith('ec-') ? 1 : RSA_PREPARATION_WEIGHT;
+    return { inputs: plan.inputs, issue: (issuedAt) => this.issue(dp.mesh, plan, issuedAt), weight };
+  }
+
+  /** Issues a leaf of `plan`, counted and timed as issued (prepared or for an attached proxy). */
+  private issue(mesh: string, plan: IssuePlan, issuedAt: Date): Promise<IssuedSvid> {
+    const started = process.hrtime.bigint();
+    const ca = plan.identity.ca!;
+    return this.opts.issuer.issue(ca, plan.spiffeId, plan.inputs.expiryMs, issuedAt).then((svid) => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.opts.onIssued?.({ mesh, identity: plan.identity.identity.name, seconds, svid });
+      // The worker's copy of strings the main thread already holds is dropped: one copy per
+      // 10,000 proxies adds up.
+      return { ...svid, spiffeId: plan.spiffeId, caFingerprint: ca.fingerprint };
+    });
   }
 
   /** The Dataplane resource of a node id, if any (authentication checks token claims against it). */
@@ -239,6 +283,9 @@ export class SvidManager {
     e.generation++;
     this.proxies.delete(key);
     this.opts.onDropped?.(key);
+    // Its Dataplane may have no proxy left: one that comes back is answered at once. (A new key:
+    // the dropped SVID's holder, perhaps a revoked token's, never gets this one.)
+    if (e.servedFrom) this.prepared?.request(nodeKeyOfDataplane(e.servedFrom));
   }
 
   /**
@@ -325,6 +372,7 @@ export class SvidManager {
       clearTimeout(e.dropTimer);
     }
     this.proxies.clear();
+    this.prepared?.close();
     this.changes$.complete();
   }
 
@@ -333,7 +381,7 @@ export class SvidManager {
    * exists (token claims were checked against it and must still match, and a token must name a
    * namespaced one in full); else the token's claims.
    */
-  private factsOf(e: ProxyEntry): { labels: Readonly<Record<string, string>>; workload?: string } | { mismatch: string } | undefined {
+  private factsOf(e: ProxyEntry): (ProxyFacts & { dataplane?: Dataplane }) | { mismatch: string } | undefined {
     const dp = this.index.dataplane(e.principal);
     if (dp) {
       // A token's short node id now reaches a namespaced Dataplane (one appeared, or took the name
@@ -349,7 +397,7 @@ export class SvidManager {
       }
       e.servedFrom = dp;
       const mismatch = claimMismatch(e.principal, dp);
-      return mismatch ? { mismatch } : { labels: dp.labels };
+      return mismatch ? { mismatch } : { labels: dp.labels, dataplane: dp };
     }
     // A node id that several namespaces' Dataplanes answer to is not a gateway without one.
     if (e.principal.source !== 'token' || this.index.ambiguity(e.principal)) return undefined;
@@ -386,51 +434,28 @@ export class SvidManager {
     }
     // The Dataplane changed after this proxy authenticated: its claims no longer hold.
     if ('mismatch' in facts) return this.settle(key, e, { state: 'pending', mesh, reason: facts.mismatch, denied: true });
-    const labels = facts.labels;
-    const match = selectIdentity(identitiesOfMesh(view.identities, mesh), { mesh, labels }, true);
-    if (!match.winner) return this.settle(key, e, { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' });
-    let st = view.identities.get(resourceKey(match.winner))!;
-    if (!st.ready) {
-      // A winner that is not ready does not fall back to a lower-precedence identity (Kuma), except
-      // to the one the proxy is served from now: a new or broken identity that takes precedence must
-      // not take a working proxy's SVID (and its rotation) away before it can issue one itself.
-      const current = e.identity.state === 'issued' ? view.identities.get(e.identity.identity.key) : undefined;
-      const keep = current?.ready && match.candidates.some((c) => c.matches && c.identity === current.identity);
-      if (!keep) return this.settle(key, e, { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` });
-      st = current;
-    }
-    const id = computeSpiffeId(st.identity, { mesh, labels, workload: facts.workload }, view.zone);
-    if (!id.ok) return this.settle(key, e, { state: 'rejected', mesh, identity: st, reason: id.reason });
-    const provider = st.identity.spec.provider;
-    if (provider.type === 'Spire') {
-      return this.settle(key, e, { state: 'spire', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain });
-    }
-    const ca = st.ca!;
-    const expiryMs = provider.bundled.certificateParameters.expiryMs;
-    const desiredKey: SvidInputs = { identity: st.key, ca: ca.fingerprint, chain: ca.chainPem, spiffeId: id.spiffeId, expiryMs };
-    if (sameInputs(e.desiredKey, desiredKey) && e.identity.state === 'issued') {
+    const plan = planSvid(view, mesh, facts, e.identity);
+    if (plan.state !== 'issue') return this.settle(key, e, plan);
+    const { identity: st, spiffeId, trustDomain, inputs } = plan;
+    if (sameInputs(e.desiredKey, inputs) && e.identity.state === 'issued') {
       // Same SVID inputs: keep the certificate, but reflect identity status changes.
       if (e.identity.identity !== st) e.identity = { ...e.identity, identity: st };
       return;
     }
-    e.desiredKey = desiredKey;
+    e.desiredKey = inputs;
     const generation = ++e.generation;
-    const started = process.hrtime.bigint();
-    const issuedAt = this.now();
-    this.opts.issuer.issue(ca, id.spiffeId, expiryMs, issuedAt).then(
+    // A proxy of a Dataplane that had none gets the SVID prepared for it, if it still fits.
+    const ahead = facts.dataplane && this.prepared?.take(nodeKeyOfDataplane(facts.dataplane), inputs);
+    const issuedAt = ahead ? ahead.issuedAt : this.now();
+    (ahead ? ahead.svid : this.issue(mesh, plan, issuedAt)).then(
       (svid) => {
         const cur = this.proxies.get(key);
         if (cur !== e || e.generation !== generation || this.closed) return;
-        const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-        this.opts.onIssued?.({ mesh, identity: st.identity.name, seconds, svid });
         const rotateAt = this.rotationTime(svid, issuedAt);
-        // The worker's copy of strings the main thread already holds is dropped: one copy per
-        // 10,000 proxies adds up.
-        const kept: IssuedSvid = { ...svid, spiffeId: id.spiffeId, caFingerprint: ca.fingerprint };
         // A new key: tokens let go before it never had it.
         e.formerHolders = undefined;
         e.failures = undefined;
-        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, svid: kept, rotateAt });
+        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId, trustDomain, svid, rotateAt });
         this.scheduleRotation(key, e, rotateAt);
       },
       (err: Error) => {
@@ -496,6 +521,49 @@ export class SvidManager {
     );
     e.rotateTimer.unref();
   }
+}
+
+/** A proxy's labels and workload, as its SVID is computed from them (see factsOf). */
+interface ProxyFacts {
+  labels: Readonly<Record<string, string>>;
+  workload?: string;
+}
+
+/** The SVID to issue: from which identity and CA, for which SPIFFE ID. */
+interface IssuePlan {
+  state: 'issue';
+  identity: IdentityState;
+  spiffeId: string;
+  trustDomain: string;
+  inputs: SvidInputs;
+}
+
+/**
+ * What a proxy of `facts` in `mesh` is served from the view: an SVID to issue, or the state that
+ * says why not. `current` is what the proxy is served now: a winning identity that is not ready
+ * does not take a working proxy's SVID away (see below); a Dataplane without a proxy has none.
+ */
+function planSvid(view: AuthorityView, mesh: string, facts: ProxyFacts, current: ProxyIdentity | undefined): IssuePlan | Exclude<ProxyIdentity, { state: 'issued' }> {
+  const labels = facts.labels;
+  const match = selectIdentity(identitiesOfMesh(view.identities, mesh), { mesh, labels }, true);
+  if (!match.winner) return { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' };
+  let st = view.identities.get(resourceKey(match.winner))!;
+  if (!st.ready) {
+    // A winner that is not ready does not fall back to a lower-precedence identity (Kuma), except
+    // to the one the proxy is served from now: a new or broken identity that takes precedence must
+    // not take a working proxy's SVID (and its rotation) away before it can issue one itself.
+    const served = current?.state === 'issued' ? view.identities.get(current.identity.key) : undefined;
+    const keep = served?.ready && match.candidates.some((c) => c.matches && c.identity === served.identity);
+    if (!keep) return { state: 'pending', mesh, identity: st, reason: `MeshIdentity "${st.identity.name}" is not ready` };
+    st = served;
+  }
+  const id = computeSpiffeId(st.identity, { mesh, labels, workload: facts.workload }, view.zone);
+  if (!id.ok) return { state: 'rejected', mesh, identity: st, reason: id.reason };
+  const provider = st.identity.spec.provider;
+  if (provider.type === 'Spire') return { state: 'spire', mesh, identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain };
+  const ca = st.ca!;
+  const expiryMs = provider.bundled.certificateParameters.expiryMs;
+  return { state: 'issue', identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, inputs: { identity: st.key, ca: ca.fingerprint, chain: ca.chainPem, spiffeId: id.spiffeId, expiryMs } };
 }
 
 function holdCredential(e: ProxyEntry, p: ProxyPrincipal): void {

@@ -35,6 +35,9 @@ export interface Metrics {
   readonly storeErrors: Gauge<'source'>;
   /** gRPC connections closed as they arrived because --max-connections were open. */
   readonly connectionsOverLimit: Counter;
+  /** SVIDs prepared for Dataplanes without a proxy (`held`, `issuing` of them) and Dataplanes `queued` to be planned: read from `prepared.read` when scraped. */
+  readonly preparedSvids: Gauge<'state'>;
+  readonly prepared: { read: () => { held: number; issuing: number; queued: number } };
   /** Prometheus text exposition of everything in the registry. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -45,6 +48,7 @@ export function createMetrics(): Metrics {
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const openStreams = new Map<string, Record<StreamApi, number>>();
+  const prepared: Metrics['prepared'] = { read: () => ({ held: 0, issuing: 0, queued: 0 }) };
   const metrics: Metrics = {
     registry,
     openStreams,
@@ -106,6 +110,19 @@ export function createMetrics(): Metrics {
       help: 'gRPC connections closed as they arrived because --max-connections were open (default: open-file limit minus a reserve)',
       registers,
     }),
+    preparedSvids: new Gauge({
+      name: 'mesh_sds_prepared_svids',
+      help: 'SVIDs issued ahead for Dataplanes no proxy is attached to (state held: ready or being issued; issuing: being issued), and Dataplanes queued to be prepared (--prepare-svids)',
+      labelNames: ['state'] as const,
+      registers,
+      collect() {
+        const { held, issuing, queued } = prepared.read();
+        this.set({ state: 'held' }, held);
+        this.set({ state: 'issuing' }, issuing);
+        this.set({ state: 'queued' }, queued);
+      },
+    }),
+    prepared,
     render: () => registry.metrics(),
     contentType: registry.contentType,
   };

@@ -154,6 +154,7 @@ test('a bad value set by an environment variable is refused naming the variable,
     [{ MESH_SDS_DRAIN: 'xyz' }, /--drain: "xyz" is not a duration.*set by MESH_SDS_DRAIN in the environment/],
     [{ MESH_SDS_DRAIN: '600h' }, /--drain: "600h" is longer than the longest drain.*set by MESH_SDS_DRAIN in the environment/],
     [{ MESH_SDS_MAX_CONNECTIONS: '-3' }, /from env 'MESH_SDS_MAX_CONNECTIONS' is invalid\. --max-connections: "-3" is not a whole number/],
+    [{ MESH_SDS_PREPARE_SVIDS: 'all' }, /from env 'MESH_SDS_PREPARE_SVIDS' is invalid\. --prepare-svids: "all" is not a whole number/],
     [{ MESH_SDS_ADMIN: '127.0.0.1:99999' }, /--admin: invalid port .*set by MESH_SDS_ADMIN in the environment/],
   ];
   for (const [env, message] of cases) {

@@ -19,6 +19,8 @@ const f = serverFixture({
       ],
     ),
   },
+  // What a stream does while its proxy's SVID is issued is what this file is about: none prepared.
+  server: { prepareSvids: 0 },
 });
 
 
