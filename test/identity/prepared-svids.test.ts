@@ -1,15 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
-import { resourceKey, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
-import { IdentityAuthorities, type AuthorityView } from '../../src/identity/authorities.js';
-import { SvidManager, type Issuer, type ProxyIdentity } from '../../src/identity/svids.js';
+import type { Issuer, ProxyIdentity } from '../../src/identity/svids.js';
 import type { IssuedSvid } from '../../src/pki/types.js';
-import { SvidIssuer } from '../../src/pki/issuer.js';
-import { MemoryStateStore } from '../../src/store/memory-state.js';
 import { dataplane, meshIdentity } from '../helpers/resources.js';
+import { PreparedSvids, RSA_PREPARATION_WEIGHT } from '../../src/identity/prepared-svids.js';
+import { setup as setupManager } from './svid-harness.js';
 
-let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
 const api = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'api', app: 'api' };
 
@@ -33,32 +29,17 @@ class CountingIssuer implements Issuer {
 }
 
 async function setup(opts: { limit?: number; now?: () => Date; detachGraceMs?: number; clockCheckMs?: number } = {}) {
-  const snaps = new Subject<ResourceSnapshot>();
-  const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore(), now: opts.now });
-  authorities.start(snaps);
-  const real = new SvidIssuer({ workers: 0 });
-  const issuer = new CountingIssuer(real);
+  let issuer!: CountingIssuer;
   const full: number[] = [];
-  const svids = new SvidManager({
-    issuer,
+  const { svids, push, until, close } = await setupManager({
+    issuer: (real) => (issuer = new CountingIssuer(real)),
     prepareLimit: opts.limit ?? 100,
     onPrepareFull: (limit) => full.push(limit),
     now: opts.now,
+    authoritiesNow: opts.now,
     detachGraceMs: opts.detachGraceMs,
     clockCheckMs: opts.clockCheckMs,
   });
-  authorities.views$.subscribe((v) => svids.setView(v));
-  const push = async (...resources: Resource[]): Promise<AuthorityView> => {
-    const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
-    const next = firstValueFrom(authorities.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-    snaps.next(s);
-    return next;
-  };
-  const until = (key: string, pred: (p: ProxyIdentity) => boolean, ms = 5000): Promise<ProxyIdentity> => {
-    const now = svids.get(key);
-    if (now && pred(now)) return Promise.resolve(now);
-    return firstValueFrom(svids.changes$.pipe(filter((k) => k === key && pred(svids.get(k)!)), timeout(ms))).then(() => svids.get(key)!);
-  };
   /** Waits until nothing is queued or being issued and `held` SVIDs are ready. */
   const prepared = async (held: number) => {
     const deadline = Date.now() + 5000;
@@ -69,15 +50,15 @@ async function setup(opts: { limit?: number; now?: () => Date; detachGraceMs?: n
       await new Promise((r) => setTimeout(r, 5));
     }
   };
-  const close = async () => {
-    authorities.stop();
-    svids.close();
-    await real.close();
-  };
   return { svids, issuer, full, push, until, prepared, close };
 }
 
 const issued = (p: ProxyIdentity) => p.state === 'issued';
+/** An SVID (no certificate behind it) valid from a second ago for ten minutes: what the pool's own tests hand it. */
+const tenMinuteSvid = (): IssuedSvid => {
+  const now = Date.now();
+  return { spiffeId: 'spiffe://td/a', certChainPem: '', keyPem: '', notBefore: new Date(now - 1000), notAfter: new Date(now + 600_000), serialHex: '01', caFingerprint: 'fp' };
+};
 const serial = (p: ProxyIdentity) => (p.state === 'issued' ? p.svid.serialHex : undefined);
 
 test('every Dataplane without a proxy gets an SVID prepared, and a proxy that attaches is served it without a new issuance', async () => {
@@ -228,10 +209,8 @@ test('nothing is prepared when the limit is 0', async () => {
 });
 
 test('the pool hands out an SVID only for the inputs it was prepared from, and lets it go either way', async () => {
-  const { PreparedSvids } = await import('../../src/identity/prepared-svids.js');
   const inputs = { identity: 'mi', ca: 'fp', chain: '', spiffeId: 'spiffe://td/a', expiryMs: 600_000 };
-  const now = new Date();
-  const svid: IssuedSvid = { spiffeId: 'spiffe://td/a', certChainPem: '', keyPem: '', notBefore: new Date(now.getTime() - 1000), notAfter: new Date(now.getTime() + 600_000), serialHex: '01', caFingerprint: 'fp' };
+  const svid = tenMinuteSvid();
   const pool = new PreparedSvids({ limit: 10, plan: () => ({ inputs, issue: () => Promise.resolve(svid), weight: 1 }) });
   try {
     pool.request('default.a');
@@ -250,14 +229,12 @@ test('the pool hands out an SVID only for the inputs it was prepared from, and l
 });
 
 test('preparations run a few at a time by weight: 64 EC leaves at once, RSA ones about one per worker', async () => {
-  const { PreparedSvids, RSA_PREPARATION_WEIGHT } = await import('../../src/identity/prepared-svids.js');
   for (const [weight, most] of [
     [1, 64],
     [RSA_PREPARATION_WEIGHT, 2],
   ] as const) {
     const pending: ((s: IssuedSvid) => void)[] = [];
-    const now = new Date();
-    const svid: IssuedSvid = { spiffeId: 'spiffe://td/a', certChainPem: '', keyPem: '', notBefore: now, notAfter: new Date(now.getTime() + 600_000), serialHex: '01', caFingerprint: 'fp' };
+    const svid = tenMinuteSvid();
     const pool = new PreparedSvids({
       limit: 1000,
       plan: (dk) => ({ inputs: { identity: 'mi', ca: 'fp', chain: '', spiffeId: `spiffe://td/${dk}`, expiryMs: 600_000 }, issue: () => new Promise((r) => pending.push(r)), weight }),

@@ -1,52 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Subject, filter, firstValueFrom, timeout } from 'rxjs';
-import { resourceKey, type Resource, type ResourceSnapshot } from '../../src/api/types.js';
-import { IdentityAuthorities, type AuthorityView } from '../../src/identity/authorities.js';
-import { SvidManager, UNDECIDED_REASON, isUndecided, type Issuer, type ProxyIdentity } from '../../src/identity/svids.js';
-import { SvidIssuer } from '../../src/pki/issuer.js';
-import { MemoryStateStore } from '../../src/store/memory-state.js';
+import { UNDECIDED_REASON, isUndecided, type Issuer, type ProxyIdentity } from '../../src/identity/svids.js';
 import { dataplane, meshIdentity } from '../helpers/resources.js';
 import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
+import { setup } from './svid-harness.js';
 
-let revision = 0;
 const web = { 'k8s.kuma.io/namespace': 'shop', 'k8s.kuma.io/service-account': 'web', app: 'web' };
-
-async function setup(opts: { detachGraceMs?: number; random?: () => number; now?: () => Date; log?: SvidLog; issuer?: (real: Issuer) => Issuer; retryBaseMs?: number; clockCheckMs?: number } = {}) {
-  const snaps = new Subject<ResourceSnapshot>();
-  const authorities = new IdentityAuthorities({ zone: 'default', state: new MemoryStateStore() });
-  authorities.start(snaps);
-  const issuer = new SvidIssuer({ workers: 0 });
-  const svids = new SvidManager({
-    issuer: opts.issuer ? opts.issuer(issuer) : issuer,
-    detachGraceMs: opts.detachGraceMs,
-    random: opts.random,
-    now: opts.now,
-    log: opts.log,
-    retryBaseMs: opts.retryBaseMs,
-    clockCheckMs: opts.clockCheckMs,
-  });
-  authorities.views$.subscribe((v) => svids.setView(v));
-  const push = async (...resources: Resource[]): Promise<AuthorityView> => {
-    const s: ResourceSnapshot = { revision: ++revision, resources: new Map(resources.map((r) => [resourceKey(r), r])), errors: [] };
-    const next = firstValueFrom(authorities.views$.pipe(filter((v) => v.snapshot === s), timeout(5000)));
-    snaps.next(s);
-    return next;
-  };
-  const until = (key: string, pred: (p: ProxyIdentity) => boolean, ms = 5000): Promise<ProxyIdentity> => {
-    const now = svids.get(key);
-    if (now && pred(now)) return Promise.resolve(now);
-    return firstValueFrom(svids.changes$.pipe(filter((k) => k === key && pred(svids.get(k)!)), timeout(ms))).then(() => svids.get(key)!);
-  };
-  const close = async () => {
-    authorities.stop();
-    svids.close();
-    await issuer.close();
-  };
-  return { svids, push, until, close };
-}
-
-type SvidLog = { warn: (o: object, m: string) => void; info: (o: object, m: string) => void };
 
 const issued = (p: ProxyIdentity) => p.state === 'issued';
 
