@@ -1,6 +1,6 @@
 import { Subject } from 'rxjs';
 import { resourceKey, type Dataplane, type MeshIdentity } from '../api/types.js';
-import { LEAF_CLOCK_CHECK_MS } from '../pki/leaf.js';
+import { LEAF_CLOCK_CHECK_MS, quickLeafKey } from '../pki/leaf.js';
 import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
@@ -186,7 +186,7 @@ export class SvidManager {
     if (!view || this.closed || !dp || !this.index.unattached(dp)) return undefined;
     const plan = planSvid(view, dp.mesh, { labels: dp.labels }, undefined);
     if (plan.state !== 'issue') return undefined;
-    const weight = plan.identity.ca!.keyAlgorithm.startsWith('ec-') ? 1 : RSA_PREPARATION_WEIGHT;
+    const weight = quickLeafKey(plan.identity.ca!) ? 1 : RSA_PREPARATION_WEIGHT;
     return { inputs: plan.inputs, issue: (issuedAt) => this.issue(dp.mesh, plan, issuedAt), weight };
   }
 

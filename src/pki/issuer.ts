@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { CaError } from './errors.js';
 import { WorkerCaSet, workerCaKey, type IssueRequest, type ToMain, type ToWorker } from './issue-protocol.js';
-import { issueSvidSync, svidFromLeaf } from './leaf.js';
+import { issueSvidSync, quickLeafKey, svidFromLeaf } from './leaf.js';
 import type { CertificateAuthority, IssuedSvid } from './types.js';
 
 export interface SvidIssuerOptions {
@@ -114,7 +114,7 @@ export class SvidIssuer {
    * must never block the event loop), few in the current window, nothing waiting for the workers.
    */
   private takeInlineSlot(ca: CertificateAuthority): boolean {
-    if (this.inlinePerWindow === 0 || this.queue.length > 0 || !ca.keyAlgorithm.startsWith('ec-')) return false;
+    if (this.inlinePerWindow === 0 || this.queue.length > 0 || !quickLeafKey(ca)) return false;
     const now = performance.now();
     if (now - this.windowStartMs >= INLINE_WINDOW_MS) {
       this.windowStartMs = now;

@@ -311,6 +311,14 @@ export function issueLeafSync(ca: CertificateAuthority, spiffeId: string, expiry
   };
 }
 
+/**
+ * Whether a leaf of this CA gets an EC key, generated in well under a millisecond; an RSA key takes
+ * 50 ms to seconds, which must never block the event loop nor queue many proxies behind it.
+ */
+export function quickLeafKey(ca: { keyAlgorithm: KeyAlgorithm }): boolean {
+  return ca.keyAlgorithm.startsWith('ec-');
+}
+
 /** Key algorithm a leaf of this CA gets (same family as the CA; RSA leaves are 2048-bit). */
 export function leafKeyAlgorithm(ca: { keyAlgorithm: KeyAlgorithm }): KeyAlgorithm {
   return ca.keyAlgorithm.startsWith('ec-') ? ca.keyAlgorithm : 'rsa-2048';
