@@ -13,6 +13,8 @@ export interface Preparation {
 export interface TakenSvid {
   issuedAt: Date;
   svid: Promise<IssuedSvid>;
+  /** The SVID when it is issued already: the proxy is then answered in the tick it attaches. */
+  settled?: IssuedSvid;
 }
 
 export interface PreparedSvidsOptions {
@@ -88,7 +90,7 @@ export class PreparedSvids {
     if (!h) return undefined;
     this.held.delete(dataplaneKey);
     if (!sameInputs(h.inputs, inputs) || (h.settled && !this.fresh(h))) return undefined;
-    return { issuedAt: h.issuedAt, svid: h.svid };
+    return h;
   }
 
   /** Held SVIDs (settled or being issued) and Dataplanes waiting to be planned. */

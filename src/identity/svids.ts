@@ -447,17 +447,21 @@ export class SvidManager {
     // A proxy of a Dataplane that had none gets the SVID prepared for it, if it still fits.
     const ahead = facts.dataplane && this.prepared?.take(nodeKeyOfDataplane(facts.dataplane), inputs);
     const issuedAt = ahead ? ahead.issuedAt : this.now();
+    const served = (svid: IssuedSvid) => {
+      const cur = this.proxies.get(key);
+      if (cur !== e || e.generation !== generation || this.closed) return;
+      const rotateAt = this.rotationTime(svid, issuedAt);
+      // A new key: tokens let go before it never had it.
+      e.formerHolders = undefined;
+      e.failures = undefined;
+      this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId, trustDomain, svid, rotateAt });
+      this.scheduleRotation(key, e, rotateAt);
+    };
+    // Issued already: served in this tick, so the stream that attached answers at once (no wait,
+    // and its answer leaves in the same write as its proxy's other streams').
+    if (ahead?.settled) return served(ahead.settled);
     (ahead ? ahead.svid : this.issue(mesh, plan, issuedAt)).then(
-      (svid) => {
-        const cur = this.proxies.get(key);
-        if (cur !== e || e.generation !== generation || this.closed) return;
-        const rotateAt = this.rotationTime(svid, issuedAt);
-        // A new key: tokens let go before it never had it.
-        e.formerHolders = undefined;
-        e.failures = undefined;
-        this.set(key, e, { state: 'issued', mesh, identity: st, spiffeId, trustDomain, svid, rotateAt });
-        this.scheduleRotation(key, e, rotateAt);
-      },
+      served,
       (err: Error) => {
         if (e.generation !== generation || this.closed) return;
         e.desiredKey = undefined;
