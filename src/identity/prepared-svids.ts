@@ -57,6 +57,8 @@ export class PreparedSvids {
   private readonly held = new Map<string, Held>();
   /** Dataplanes to plan, in the order asked (a Set keeps insertion order and drops repeats). */
   private readonly queued = new Set<string>();
+  /** Dataplanes the limit left without one, in the order they were: planned again as places free. */
+  private readonly waitingForRoom = new Set<string>();
   /** Preparations being issued, and their weight. */
   private issuing = 0;
   private weightIssuing = 0;
@@ -88,7 +90,7 @@ export class PreparedSvids {
   take(dataplaneKey: string, inputs: SvidInputs): TakenSvid | undefined {
     const h = this.held.get(dataplaneKey);
     if (!h) return undefined;
-    this.held.delete(dataplaneKey);
+    this.letGo(dataplaneKey);
     if (!sameInputs(h.inputs, inputs) || (h.settled && !this.fresh(h))) return undefined;
     return h;
   }
@@ -104,6 +106,7 @@ export class PreparedSvids {
     if (this.resume) clearImmediate(this.resume);
     this.held.clear();
     this.queued.clear();
+    this.waitingForRoom.clear();
   }
 
   /**
@@ -125,19 +128,21 @@ export class PreparedSvids {
       // Plans that issue nothing (a proxy is attached, the SVID held still fits) cost a few µs
       // each: a mesh of 100,000 Dataplanes is planned in slices, not in one turn of the event loop.
       if (++planned > PLANS_PER_TURN) {
-        if (!this.resume) this.resume = setImmediate(() => ((this.resume = undefined), this.pump()));
+        this.pumpLater();
         return;
       }
       this.queued.delete(key);
+      this.waitingForRoom.delete(key);
       const cur = this.held.get(key);
+      const plan = this.opts.plan(key);
+      if (!plan) {
+        if (cur) this.letGo(key);
+        continue;
+      }
       if (!cur && this.held.size >= this.opts.limit) {
         if (!this.full) this.opts.onFull?.(this.opts.limit);
         this.full = true;
-        continue;
-      }
-      const plan = this.opts.plan(key);
-      if (!plan) {
-        this.held.delete(key);
+        this.waitingForRoom.add(key);
         continue;
       }
       if (cur && sameInputs(cur.inputs, plan.inputs) && (!cur.settled || this.fresh(cur))) continue;
@@ -152,7 +157,7 @@ export class PreparedSvids {
         },
         // A failed preparation is not retried here: the proxy's own issuance retries and reports.
         () => {
-          if (this.held.get(key) === h) this.held.delete(key);
+          if (this.held.get(key) === h) this.letGo(key);
         },
       ).finally(() => {
         this.issuing--;
@@ -160,6 +165,23 @@ export class PreparedSvids {
         this.pump();
       });
     }
+  }
+
+  /**
+   * A held place is free again: the first Dataplane the limit left without one is planned next
+   * (planning it runs from the pump, never from inside take(), which runs as a proxy attaches).
+   */
+  private letGo(key: string): void {
+    this.held.delete(key);
+    const next = this.waitingForRoom.values().next();
+    if (next.done) return;
+    this.waitingForRoom.delete(next.value);
+    this.queued.add(next.value);
+    this.pumpLater();
+  }
+
+  private pumpLater(): void {
+    if (!this.resume && !this.closed) this.resume = setImmediate(() => ((this.resume = undefined), this.pump()));
   }
 
   /** Held SVIDs past half their life are prepared anew (their Dataplanes may still have no proxy). */

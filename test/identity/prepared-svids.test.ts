@@ -184,12 +184,26 @@ test('no SVID is prepared for a Dataplane a proxy is attached to, nor one that i
   }
 });
 
-test('at most the limit is prepared, and reaching it is reported once', async () => {
+test('at most the limit is prepared, reaching it is reported once, and a place handed out goes to a Dataplane the limit left without one', async () => {
   const h = await setup({ limit: 2 });
   try {
-    await h.push(meshIdentity('identity'), dataplane('a', web), dataplane('b', web), dataplane('c', web), dataplane('d', web));
+    const mi = meshIdentity('identity');
+    await h.push(mi, dataplane('a', web), dataplane('b', web), dataplane('c', web), dataplane('d', web));
     await h.prepared(2);
     assert.equal(h.issuer.spiffeIds.length, 2);
+    assert.deepEqual(h.full, [2]);
+    // a and b, planned first, are held; a proxy of a takes its SVID and c gets the place.
+    const a = h.svids.attach({ mesh: 'default', name: 'a', source: 'none' });
+    assert.ok(issued(h.svids.get(a)!), 'a was prepared');
+    await h.prepared(2);
+    assert.equal(h.issuer.spiffeIds.length, 3, 'one more prepared, for c');
+    // d, still waiting for a place, is removed: nothing is prepared for it when one frees.
+    await h.push(mi, dataplane('a', web), dataplane('b', web), dataplane('c', web));
+    await h.prepared(2);
+    const c = h.svids.attach({ mesh: 'default', name: 'c', source: 'none' });
+    assert.ok(issued(h.svids.get(c)!), 'c was prepared when a took its SVID');
+    await h.prepared(1);
+    assert.equal(h.issuer.spiffeIds.length, 3, 'nothing for the removed d');
     assert.deepEqual(h.full, [2]);
   } finally {
     await h.close();
