@@ -18,7 +18,7 @@ export interface TakenSvid {
 }
 
 export interface PreparedSvidsOptions {
-  /** At most this many SVIDs are held (prepared or being prepared). */
+  /** At most this many SVIDs are held (prepared or being prepared); Dataplanes past it wait for a place, in turn. */
   limit: number;
   /** What to prepare for a Dataplane (its node id) now; undefined when it needs none (a proxy is attached, no SVID to issue, gone). */
   plan: (dataplaneKey: string) => Preparation | undefined;
@@ -123,6 +123,7 @@ export class PreparedSvids {
   private pump(): void {
     const concurrency = this.opts.concurrency ?? 64;
     let planned = 0;
+    this.refill();
     for (const key of this.queued) {
       if (this.weightIssuing >= concurrency || this.closed) return;
       // Plans that issue nothing (a proxy is attached, the SVID held still fits) cost a few µs
@@ -134,15 +135,19 @@ export class PreparedSvids {
       this.queued.delete(key);
       this.waitingForRoom.delete(key);
       const cur = this.held.get(key);
-      const plan = this.opts.plan(key);
-      if (!plan) {
-        if (cur) this.letGo(key);
-        continue;
-      }
+      // Not planned while there is no place: a mesh far above the limit is not planned in full
+      // (tens of µs each) at start-up and on every change of its identities.
       if (!cur && this.held.size >= this.opts.limit) {
         if (!this.full) this.opts.onFull?.(this.opts.limit);
         this.full = true;
         this.waitingForRoom.add(key);
+        continue;
+      }
+      const plan = this.opts.plan(key);
+      if (!plan) {
+        if (cur) this.held.delete(key);
+        // Its place (or the one it was moved up for) is free: the next waiting Dataplane's turn.
+        this.refill();
         continue;
       }
       if (cur && sameInputs(cur.inputs, plan.inputs) && (!cur.settled || this.fresh(cur))) continue;
@@ -168,16 +173,21 @@ export class PreparedSvids {
   }
 
   /**
-   * A held place is free again: the first Dataplane the limit left without one is planned next
-   * (planning it runs from the pump, never from inside take(), which runs as a proxy attaches).
+   * A held place is free again: Dataplanes the limit left without one are planned for it (from the
+   * pump, never from inside take(), which runs as a proxy attaches).
    */
   private letGo(key: string): void {
     this.held.delete(key);
-    const next = this.waitingForRoom.values().next();
-    if (next.done) return;
-    this.waitingForRoom.delete(next.value);
-    this.queued.add(next.value);
-    this.pumpLater();
+    if (this.waitingForRoom.size > 0) this.pumpLater();
+  }
+
+  /** Queues Dataplanes the limit left without one, in the order they were, while places are free. */
+  private refill(): void {
+    for (let room = this.opts.limit - this.held.size; room > 0 && this.waitingForRoom.size > 0; room--) {
+      const key: string = this.waitingForRoom.values().next().value!;
+      this.waitingForRoom.delete(key);
+      this.queued.add(key);
+    }
   }
 
   private pumpLater(): void {

@@ -244,6 +244,28 @@ test('the pool hands out an SVID only for the inputs it was prepared from, and l
   }
 });
 
+test('a full pool plans no Dataplane, and plans those it left without one in turn as places free', async () => {
+  const inputs = { identity: 'mi', ca: 'fp', chain: '', spiffeId: 'spiffe://td/a', expiryMs: 600_000 };
+  const svid = tenMinuteSvid();
+  const planned: string[] = [];
+  const pool = new PreparedSvids({ limit: 1, plan: (dk) => (planned.push(dk), { inputs, issue: () => Promise.resolve(svid), weight: 1 }) });
+  const turn = () => new Promise((r) => setImmediate(r));
+  try {
+    for (const dk of ['default.a', 'default.b', 'default.c']) pool.request(dk);
+    await turn();
+    assert.deepEqual(planned, ['default.a'], 'b and c wait for a place, not planned');
+    assert.ok(pool.take('default.a', inputs));
+    await turn();
+    assert.deepEqual(planned, ['default.a', 'default.b'], "a's place goes to b, the first left without one");
+    assert.ok(pool.take('default.b', inputs));
+    await turn();
+    assert.deepEqual(planned, ['default.a', 'default.b', 'default.c']);
+    assert.equal(pool.stats().held, 1);
+  } finally {
+    pool.close();
+  }
+});
+
 test('preparations run a few at a time by weight: 64 EC leaves at once, RSA ones about one per worker', async () => {
   for (const [weight, most] of [
     [1, 64],
