@@ -199,7 +199,7 @@ export async function startServer(cfg: ServeConfig): Promise<RunningServer> {
     log,
     prepareLimit: cfg.prepareSvids ?? DEFAULT_PREPARED_SVIDS,
     onPrepareFull: (limit) =>
-      log.warn({ limit }, 'SVIDs are prepared for at most --prepare-svids Dataplanes without a proxy: the proxies of the others are issued theirs when they connect'),
+      log.warn({ limit }, 'SVIDs are prepared for at most --prepare-svids Dataplanes without a proxy: the others get places as prepared ones are handed out, and a proxy of one still without is issued its SVID when it connects'),
     onIssued: ({ mesh, identity, seconds, svid }) => {
       metrics.svidIssued.inc({ mesh, identity });
       issuedSeries.set(flatKey(mesh, '/', identity), { mesh, identity });
