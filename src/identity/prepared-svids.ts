@@ -1,6 +1,14 @@
 import type { IssuedSvid } from '../pki/types.js';
 import { sameInputs, type SvidInputs } from './svid-inputs.js';
 
+/** See PreparedSvids.stats(). */
+export interface PreparedStats {
+  held: number;
+  issuing: number;
+  queued: number;
+  waiting: number;
+}
+
 /** What a Dataplane's SVID is made from now, and how to issue it. */
 export interface Preparation {
   inputs: SvidInputs;
@@ -95,9 +103,9 @@ export class PreparedSvids {
     return h;
   }
 
-  /** Held SVIDs (settled or being issued) and Dataplanes waiting to be planned. */
-  stats(): { held: number; issuing: number; queued: number } {
-    return { held: this.held.size, issuing: this.issuing, queued: this.queued.size };
+  /** Held SVIDs (settled or being issued), Dataplanes waiting to be planned, and those the limit left without one. */
+  stats(): PreparedStats {
+    return { held: this.held.size, issuing: this.issuing, queued: this.queued.size, waiting: this.waitingForRoom.size };
   }
 
   close(): void {

@@ -5,7 +5,7 @@ import type { IssuedSvid } from '../pki/types.js';
 import type { AuthorityView, IdentityState } from './authorities.js';
 import { claimLabels, claimMismatch, nodeKeyOf, proxyKeyOf, shortNameTokenProblem } from './claims.js';
 import { precedenceOrder, selectIdentity } from './match.js';
-import { PreparedSvids, RSA_PREPARATION_WEIGHT, type Preparation } from './prepared-svids.js';
+import { PreparedSvids, RSA_PREPARATION_WEIGHT, type Preparation, type PreparedStats } from './prepared-svids.js';
 import { nodeKeyOfDataplane, ProxyIndex } from './proxy-index.js';
 import { computeSpiffeId } from './spiffe.js';
 import { sameInputs, type SvidInputs } from './svid-inputs.js';
@@ -133,8 +133,8 @@ export class SvidManager {
   }
 
   /** SVIDs held ready for Dataplanes without a proxy, those being issued, and Dataplanes waiting to be planned. */
-  preparedStats(): { held: number; issuing: number; queued: number } {
-    return this.prepared?.stats() ?? { held: 0, issuing: 0, queued: 0 };
+  preparedStats(): PreparedStats {
+    return this.prepared?.stats() ?? { held: 0, issuing: 0, queued: 0, waiting: 0 };
   }
 
   private now(): Date {

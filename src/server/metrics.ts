@@ -35,9 +35,9 @@ export interface Metrics {
   readonly storeErrors: Gauge<'source'>;
   /** gRPC connections closed as they arrived because --max-connections were open. */
   readonly connectionsOverLimit: Counter;
-  /** SVIDs prepared for Dataplanes without a proxy (`held`, `issuing` of them) and Dataplanes `queued` to be planned: read from `prepared.read` when scraped. */
+  /** SVIDs prepared for Dataplanes without a proxy (`held`, `issuing` of them), Dataplanes `queued` to be planned and `waiting` for a place under the cap: read from `prepared.read` when scraped. */
   readonly preparedSvids: Gauge<'state'>;
-  readonly prepared: { read: () => { held: number; issuing: number; queued: number } };
+  readonly prepared: { read: () => { held: number; issuing: number; queued: number; waiting: number } };
   /** Prometheus text exposition of everything in the registry. */
   render(): Promise<string>;
   readonly contentType: string;
@@ -48,7 +48,7 @@ export function createMetrics(): Metrics {
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
   const openStreams = new Map<string, Record<StreamApi, number>>();
-  const prepared: Metrics['prepared'] = { read: () => ({ held: 0, issuing: 0, queued: 0 }) };
+  const prepared: Metrics['prepared'] = { read: () => ({ held: 0, issuing: 0, queued: 0, waiting: 0 }) };
   const metrics: Metrics = {
     registry,
     openStreams,
@@ -112,14 +112,15 @@ export function createMetrics(): Metrics {
     }),
     preparedSvids: new Gauge({
       name: 'mesh_sds_prepared_svids',
-      help: 'SVIDs issued ahead for Dataplanes no proxy is attached to (state held: ready or being issued; issuing: being issued), and Dataplanes queued to be prepared (--prepare-svids)',
+      help: 'SVIDs issued ahead for Dataplanes no proxy is attached to (state held: ready or being issued; issuing: being issued), Dataplanes queued to be prepared, and Dataplanes waiting for a place under --prepare-svids',
       labelNames: ['state'] as const,
       registers,
       collect() {
-        const { held, issuing, queued } = prepared.read();
+        const { held, issuing, queued, waiting } = prepared.read();
         this.set({ state: 'held' }, held);
         this.set({ state: 'issuing' }, issuing);
         this.set({ state: 'queued' }, queued);
+        this.set({ state: 'waiting' }, waiting);
       },
     }),
     prepared,

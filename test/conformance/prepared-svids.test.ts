@@ -26,6 +26,7 @@ async function settled(): Promise<number> {
 it('a proxy of a Dataplane known before it connected is served the SVID prepared for it: no issuance when it connects', async () => {
   const held = await settled();
   assert.equal(held, 7, 'web, pay and the five ahead-N Dataplanes');
+  assert.equal(await prepared('waiting'), 0, 'none left out by the cap');
   const issued = await f.metric('mesh_sds_svid_issued_total');
   const c = new SotwClient(f.server.address, { node: 'default.ahead-0', client: f.channel });
   f.open.push(c);

@@ -142,7 +142,7 @@ test('a proxy that attaches while its SVID is being prepared joins that issuance
   try {
     h.issuer.held = true;
     await h.push(meshIdentity('identity'), dataplane('web-1', web));
-    assert.deepEqual(h.svids.preparedStats(), { held: 1, issuing: 1, queued: 0 });
+    assert.deepEqual(h.svids.preparedStats(), { held: 1, issuing: 1, queued: 0, waiting: 0 });
     const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
     h.issuer.release();
     await h.until(key, issued);
@@ -254,9 +254,11 @@ test('a full pool plans no Dataplane, and plans those it left without one in tur
     for (const dk of ['default.a', 'default.b', 'default.c']) pool.request(dk);
     await turn();
     assert.deepEqual(planned, ['default.a'], 'b and c wait for a place, not planned');
+    assert.equal(pool.stats().waiting, 2);
     assert.ok(pool.take('default.a', inputs));
     await turn();
     assert.deepEqual(planned, ['default.a', 'default.b'], "a's place goes to b, the first left without one");
+    assert.equal(pool.stats().waiting, 1);
     assert.ok(pool.take('default.b', inputs));
     await turn();
     assert.deepEqual(planned, ['default.a', 'default.b', 'default.c']);
@@ -280,7 +282,7 @@ test('preparations run a few at a time by weight: 64 EC leaves at once, RSA ones
     try {
       for (let i = 0; i < 100; i++) pool.request(`default.dp-${i}`);
       assert.equal(pending.length, most, `weight ${weight}`);
-      assert.deepEqual(pool.stats(), { held: most, issuing: most, queued: 100 - most });
+      assert.deepEqual(pool.stats(), { held: most, issuing: most, queued: 100 - most, waiting: 0 });
       pending.shift()!(svid);
       await new Promise((r) => setImmediate(r));
       assert.equal(pool.stats().issuing, most, 'one done, the next started');
