@@ -30,6 +30,11 @@ export interface PreparedSvidsOptions {
   limit: number;
   /** What to prepare for a Dataplane (its node id) now; undefined when it needs none (a proxy is attached, no SVID to issue, gone). */
   plan: (dataplaneKey: string) => Preparation | undefined;
+  /**
+   * Whether a Dataplane may need one at all (it exists and no proxy is attached to it), without
+   * planning it: what a full pool keeps waiting for a place. Everything, when not given.
+   */
+  wanted?: (dataplaneKey: string) => boolean;
   now?: () => Date;
   /** Weight of the preparations issued at once (64): a proxy's own issuance never queues behind more. */
   concurrency?: number;
@@ -65,7 +70,11 @@ export class PreparedSvids {
   private readonly held = new Map<string, Held>();
   /** Dataplanes to plan, in the order asked (a Set keeps insertion order and drops repeats). */
   private readonly queued = new Set<string>();
-  /** Dataplanes the limit left without one, in the order they were: planned again as places free. */
+  /**
+   * Dataplanes the limit left without one, in the order they were left out: planned first, in that
+   * order, as places free. Only ones that may need one (see `wanted`): a removed Dataplane, or one a
+   * proxy took, leaves it.
+   */
   private readonly waitingForRoom = new Set<string>();
   /** Preparations being issued, and their weight. */
   private issuing = 0;
@@ -96,6 +105,8 @@ export class PreparedSvids {
    * no longer held either way (a proxy is attached now: its own SVID is kept by the proxy).
    */
   take(dataplaneKey: string, inputs: SvidInputs): TakenSvid | undefined {
+    // A proxy is attached: its Dataplane needs nothing prepared any more.
+    this.waitingForRoom.delete(dataplaneKey);
     const h = this.held.get(dataplaneKey);
     if (!h) return undefined;
     this.letGo(dataplaneKey);
@@ -129,73 +140,79 @@ export class PreparedSvids {
   }
 
   private pump(): void {
-    const concurrency = this.opts.concurrency ?? 64;
     let planned = 0;
-    this.refill();
-    for (const key of this.queued) {
-      if (this.weightIssuing >= concurrency || this.closed) return;
-      // Plans that issue nothing (a proxy is attached, the SVID held still fits) cost a few µs
-      // each: a mesh of 100,000 Dataplanes is planned in slices, not in one turn of the event loop.
-      if (++planned > PLANS_PER_TURN) {
-        this.pumpLater();
-        return;
-      }
-      this.queued.delete(key);
+    // Those the limit left without one go first, in the order they were left out.
+    for (const key of this.waitingForRoom) {
+      if (this.held.size >= this.opts.limit) break;
+      if (!this.mayPlan(++planned)) return;
       this.waitingForRoom.delete(key);
-      const cur = this.held.get(key);
+      this.queued.delete(key);
+      this.planOne(key);
+    }
+    for (const key of this.queued) {
+      if (!this.mayPlan(++planned)) return;
+      this.queued.delete(key);
       // Not planned while there is no place: a mesh far above the limit is not planned in full
-      // (tens of µs each) at start-up and on every change of its identities.
-      if (!cur && this.held.size >= this.opts.limit) {
+      // (tens of µs each) at start-up and on every change of its identities. One already waiting
+      // keeps its place in the line.
+      if (!this.held.has(key) && this.held.size >= this.opts.limit) {
         if (!this.full) this.opts.onFull?.(this.opts.limit);
         this.full = true;
-        this.waitingForRoom.add(key);
+        if (this.opts.wanted?.(key) ?? true) this.waitingForRoom.add(key);
+        else this.waitingForRoom.delete(key);
         continue;
       }
-      const plan = this.opts.plan(key);
-      if (!plan) {
-        if (cur) this.held.delete(key);
-        // Its place (or the one it was moved up for) is free: the next waiting Dataplane's turn.
-        this.refill();
-        continue;
-      }
-      if (cur && sameInputs(cur.inputs, plan.inputs) && (!cur.settled || this.fresh(cur))) continue;
-      const issuedAt = this.now();
-      const h: Held = { inputs: plan.inputs, issuedAt, svid: plan.issue(issuedAt) };
-      this.held.set(key, h);
-      this.issuing++;
-      this.weightIssuing += plan.weight;
-      h.svid.then(
-        (svid) => {
-          h.settled = svid;
-        },
-        // A failed preparation is not retried here: the proxy's own issuance retries and reports.
-        () => {
-          if (this.held.get(key) === h) this.letGo(key);
-        },
-      ).finally(() => {
-        this.issuing--;
-        this.weightIssuing -= plan.weight;
-        this.pump();
-      });
+      this.waitingForRoom.delete(key);
+      this.planOne(key);
     }
   }
 
   /**
-   * A held place is free again: Dataplanes the limit left without one are planned for it (from the
-   * pump, never from inside take(), which runs as a proxy attaches).
+   * Whether the pump may plan another Dataplane in this turn: not while the issuances running fill
+   * the concurrency, and at most PLANS_PER_TURN per turn of the event loop (plans that issue nothing,
+   * a proxy attached or the SVID held still fitting, cost a few µs each: a mesh of 100,000
+   * Dataplanes is planned in slices).
    */
+  private mayPlan(planned: number): boolean {
+    if (this.weightIssuing >= (this.opts.concurrency ?? 64) || this.closed) return false;
+    if (planned <= PLANS_PER_TURN) return true;
+    this.pumpLater();
+    return false;
+  }
+
+  /** Prepares, keeps or lets go of a Dataplane's SVID, as its plan says. */
+  private planOne(key: string): void {
+    const cur = this.held.get(key);
+    const plan = this.opts.plan(key);
+    if (!plan) {
+      if (cur) this.letGo(key);
+      return;
+    }
+    if (cur && sameInputs(cur.inputs, plan.inputs) && (!cur.settled || this.fresh(cur))) return;
+    const issuedAt = this.now();
+    const h: Held = { inputs: plan.inputs, issuedAt, svid: plan.issue(issuedAt) };
+    this.held.set(key, h);
+    this.issuing++;
+    this.weightIssuing += plan.weight;
+    h.svid.then(
+      (svid) => {
+        h.settled = svid;
+      },
+      // A failed preparation is not retried here: the proxy's own issuance retries and reports.
+      () => {
+        if (this.held.get(key) === h) this.letGo(key);
+      },
+    ).finally(() => {
+      this.issuing--;
+      this.weightIssuing -= plan.weight;
+      this.pump();
+    });
+  }
+
+  /** A held place is free again: the first Dataplane waiting for one gets it (from the pump, never inside take(), which runs as a proxy attaches). */
   private letGo(key: string): void {
     this.held.delete(key);
     if (this.waitingForRoom.size > 0) this.pumpLater();
-  }
-
-  /** Queues Dataplanes the limit left without one, in the order they were, while places are free. */
-  private refill(): void {
-    for (let room = this.opts.limit - this.held.size; room > 0 && this.waitingForRoom.size > 0; room--) {
-      const key: string = this.waitingForRoom.values().next().value!;
-      this.waitingForRoom.delete(key);
-      this.queued.add(key);
-    }
   }
 
   private pumpLater(): void {

@@ -125,6 +125,10 @@ export class SvidManager {
       this.prepared = new PreparedSvids({
         limit: opts.prepareLimit!,
         plan: (dk) => this.preparation(dk),
+        wanted: (dk) => {
+          const dp = this.index.dataplaneByKey(dk);
+          return dp !== undefined && this.index.unattached(dp);
+        },
         now: () => this.now(),
         sweepMs: opts.clockCheckMs ?? LEAF_CLOCK_CHECK_MS,
         onFull: opts.onPrepareFull,

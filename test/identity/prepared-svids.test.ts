@@ -197,9 +197,11 @@ test('at most the limit is prepared, reaching it is reported once, and a place h
     assert.ok(issued(h.svids.get(a)!), 'a was prepared');
     await h.prepared(2);
     assert.equal(h.issuer.spiffeIds.length, 3, 'one more prepared, for c');
-    // d, still waiting for a place, is removed: nothing is prepared for it when one frees.
+    assert.equal(h.svids.preparedStats().waiting, 1, 'd');
+    // d, still waiting for a place, is removed: it leaves the line, and nothing is prepared for it when one frees.
     await h.push(mi, dataplane('a', web), dataplane('b', web), dataplane('c', web));
     await h.prepared(2);
+    assert.equal(h.svids.preparedStats().waiting, 0);
     const c = h.svids.attach({ mesh: 'default', name: 'c', source: 'none' });
     assert.ok(issued(h.svids.get(c)!), 'c was prepared when a took its SVID');
     await h.prepared(1);
@@ -244,25 +246,36 @@ test('the pool hands out an SVID only for the inputs it was prepared from, and l
   }
 });
 
-test('a full pool plans no Dataplane, and plans those it left without one in turn as places free', async () => {
+test('a full pool plans no Dataplane; those it left without one get places in the order they were left out, ahead of newer ones', async () => {
   const inputs = { identity: 'mi', ca: 'fp', chain: '', spiffeId: 'spiffe://td/a', expiryMs: 600_000 };
   const svid = tenMinuteSvid();
   const planned: string[] = [];
-  const pool = new PreparedSvids({ limit: 1, plan: (dk) => (planned.push(dk), { inputs, issue: () => Promise.resolve(svid), weight: 1 }) });
+  const gone = new Set<string>();
+  const pool = new PreparedSvids({
+    limit: 1,
+    plan: (dk) => (planned.push(dk), { inputs, issue: () => Promise.resolve(svid), weight: 1 }),
+    wanted: (dk) => !gone.has(dk),
+  });
   const turn = () => new Promise((r) => setImmediate(r));
   try {
     for (const dk of ['default.a', 'default.b', 'default.c']) pool.request(dk);
     await turn();
     assert.deepEqual(planned, ['default.a'], 'b and c wait for a place, not planned');
     assert.equal(pool.stats().waiting, 2);
+    pool.request('default.b'); // asked again while waiting: keeps its place in the line
     assert.ok(pool.take('default.a', inputs));
+    assert.deepEqual(planned, ['default.a'], 'nothing planned inside take()');
+    pool.request('default.d'); // a newer one, asked in the same turn as the place freed
     await turn();
-    assert.deepEqual(planned, ['default.a', 'default.b'], "a's place goes to b, the first left without one");
+    assert.deepEqual(planned, ['default.a', 'default.b'], "a's place goes to b, the first left out, not to d");
+    assert.equal(pool.stats().waiting, 2, 'c, then d');
+    gone.add('default.c');
+    pool.request('default.c'); // removed while it waits: it leaves the line
     assert.equal(pool.stats().waiting, 1);
     assert.ok(pool.take('default.b', inputs));
     await turn();
-    assert.deepEqual(planned, ['default.a', 'default.b', 'default.c']);
-    assert.equal(pool.stats().held, 1);
+    assert.deepEqual(planned, ['default.a', 'default.b', 'default.d']);
+    assert.deepEqual(pool.stats(), { held: 1, issuing: 0, queued: 0, waiting: 0 });
   } finally {
     pool.close();
   }
