@@ -97,7 +97,8 @@ export class PreparedSvids {
   request(dataplaneKey: string): void {
     if (this.closed) return;
     this.queued.add(dataplaneKey);
-    this.pump();
+    // In a later turn: a view change asks for a whole mesh at once, and the pump plans it in slices.
+    this.pumpLater();
   }
 
   /**
@@ -153,11 +154,13 @@ export class PreparedSvids {
       if (!this.mayPlan(++planned)) return;
       this.queued.delete(key);
       // Not planned while there is no place: a mesh far above the limit is not planned in full
-      // (tens of µs each) at start-up and on every change of its identities. One already waiting
-      // keeps its place in the line.
-      if (!this.held.has(key) && this.held.size >= this.opts.limit) {
-        if (!this.full) this.opts.onFull?.(this.opts.limit);
-        this.full = true;
+      // (tens of µs each) at start-up and on every change of its identities. Nor while others wait
+      // for one (a place freed by this loop is theirs: letGo pumps again). One already waiting keeps
+      // its place in the line.
+      const full = this.held.size >= this.opts.limit;
+      if (!this.held.has(key) && (full || this.waitingForRoom.size > 0)) {
+        if (full && !this.full) this.opts.onFull?.(this.opts.limit);
+        this.full ||= full;
         if (this.opts.wanted?.(key) ?? true) this.waitingForRoom.add(key);
         else this.waitingForRoom.delete(key);
         continue;

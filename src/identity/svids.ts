@@ -163,7 +163,11 @@ export class SvidManager {
     }
     if (first || zoneChanged) {
       for (const key of this.proxies.keys()) this.refresh(key);
-      if (this.prepared) for (const dk of this.index.dataplaneKeys()) this.prepared.request(dk);
+      if (this.prepared) {
+        // The removed ones too: an SVID held, or a place in the waiting line, is let go.
+        for (const dk of this.index.dataplaneKeys()) this.prepared.request(dk);
+        for (const dk of dataplanes) this.prepared.request(dk);
+      }
       return;
     }
     const done = new Set<string>();

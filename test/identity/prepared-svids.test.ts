@@ -142,6 +142,7 @@ test('a proxy that attaches while its SVID is being prepared joins that issuance
   try {
     h.issuer.held = true;
     await h.push(meshIdentity('identity'), dataplane('web-1', web));
+    await new Promise((r) => setImmediate(r));
     assert.deepEqual(h.svids.preparedStats(), { held: 1, issuing: 1, queued: 0, waiting: 0 });
     const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
     h.issuer.release();
@@ -271,11 +272,56 @@ test('a full pool plans no Dataplane; those it left without one get places in th
     assert.equal(pool.stats().waiting, 2, 'c, then d');
     gone.add('default.c');
     pool.request('default.c'); // removed while it waits: it leaves the line
+    await turn();
     assert.equal(pool.stats().waiting, 1);
     assert.ok(pool.take('default.b', inputs));
     await turn();
     assert.deepEqual(planned, ['default.a', 'default.b', 'default.d']);
     assert.deepEqual(pool.stats(), { held: 1, issuing: 0, queued: 0, waiting: 0 });
+  } finally {
+    pool.close();
+  }
+});
+
+test('a place freed while newer Dataplanes are queued goes to the one waiting longest', async () => {
+  let ca = 'fp-1';
+  const gone = new Set<string>();
+  const pending: ((s: IssuedSvid) => void)[] = [];
+  const planned: string[] = [];
+  const svid = tenMinuteSvid();
+  const pool = new PreparedSvids({
+    limit: 1,
+    concurrency: 1,
+    plan: (dk) => {
+      planned.push(dk);
+      if (gone.has(dk)) return undefined;
+      return { inputs: { identity: 'mi', ca, chain: '', spiffeId: `spiffe://td/${dk}`, expiryMs: 600_000 }, issue: () => new Promise((r) => pending.push(r)), weight: 1 };
+    },
+    wanted: (dk) => !gone.has(dk),
+  });
+  const turn = () => new Promise((r) => setImmediate(r));
+  try {
+    pool.request('default.a');
+    pool.request('default.c');
+    await turn();
+    pending.shift()!(svid);
+    await turn();
+    assert.deepEqual(pool.stats(), { held: 1, issuing: 0, queued: 0, waiting: 1 }, 'a held, c waiting');
+    // a is prepared again (its CA rolled) and fills the concurrency; then it goes, and d is asked for.
+    ca = 'fp-2';
+    pool.request('default.a');
+    await turn();
+    gone.add('default.a');
+    pool.request('default.a');
+    pool.request('default.d');
+    await turn();
+    assert.equal(pool.stats().queued, 2, 'both wait behind the running issuance');
+    planned.length = 0;
+    pending.shift()!(svid);
+    await turn();
+    await turn();
+    assert.deepEqual(planned, ['default.a', 'default.c'], "a's place goes to c, waiting since before d was asked for");
+    assert.deepEqual(pool.stats(), { held: 1, issuing: 1, queued: 0, waiting: 1 }, 'c issuing, d waiting');
   } finally {
     pool.close();
   }
@@ -294,6 +340,8 @@ test('preparations run a few at a time by weight: 64 EC leaves at once, RSA ones
     });
     try {
       for (let i = 0; i < 100; i++) pool.request(`default.dp-${i}`);
+      assert.equal(pending.length, 0, 'planned in a later turn, not inside request()');
+      await new Promise((r) => setImmediate(r));
       assert.equal(pending.length, most, `weight ${weight}`);
       assert.deepEqual(pool.stats(), { held: most, issuing: most, queued: 100 - most, waiting: 0 });
       pending.shift()!(svid);
