@@ -136,7 +136,7 @@ export class SvidManager {
     }
   }
 
-  /** SVIDs held ready for Dataplanes without a proxy, those being issued, and Dataplanes waiting to be planned. */
+  /** SVIDs held ready for Dataplanes without a proxy, those being issued, Dataplanes waiting to be planned, and those the cap left out. */
   preparedStats(): PreparedStats {
     return this.prepared?.stats() ?? { held: 0, issuing: 0, queued: 0, waiting: 0 };
   }

@@ -1,5 +1,6 @@
 // Prometheus metrics. One registry per server instance (never prom-client's global one), so
 // tests and benchmarks can run several servers in one process without name clashes.
+import type { PreparedStats } from '../identity/prepared-svids.js';
 import { AuthError, type AuthFailureReason } from './auth.js';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
@@ -37,7 +38,7 @@ export interface Metrics {
   readonly connectionsOverLimit: Counter;
   /** SVIDs prepared for Dataplanes without a proxy (`held`, `issuing` of them), Dataplanes `queued` to be planned and `waiting` for a place under the cap: read from `prepared.read` when scraped. */
   readonly preparedSvids: Gauge<'state'>;
-  readonly prepared: { read: () => { held: number; issuing: number; queued: number; waiting: number } };
+  readonly prepared: { read: () => PreparedStats };
   /** Prometheus text exposition of everything in the registry. */
   render(): Promise<string>;
   readonly contentType: string;
