@@ -125,10 +125,7 @@ export class SvidManager {
       this.prepared = new PreparedSvids({
         limit: opts.prepareLimit!,
         plan: (dk) => this.preparation(dk),
-        wanted: (dk) => {
-          const dp = this.index.dataplaneByKey(dk);
-          return dp !== undefined && this.index.unattached(dp);
-        },
+        wanted: (dk) => this.unattachedDataplane(dk) !== undefined,
         now: () => this.now(),
         sweepMs: opts.clockCheckMs ?? LEAF_CLOCK_CHECK_MS,
         onFull: opts.onPrepareFull,
@@ -190,12 +187,18 @@ export class SvidManager {
   /** What to prepare for a Dataplane no proxy is attached to: the SVID a proxy of it would be issued now. */
   private preparation(dk: string): Preparation | undefined {
     const view = this.view;
-    const dp = this.index.dataplaneByKey(dk);
-    if (!view || this.closed || !dp || !this.index.unattached(dp)) return undefined;
+    const dp = this.unattachedDataplane(dk);
+    if (!view || this.closed || !dp) return undefined;
     const plan = planSvid(view, dp.mesh, { labels: dp.labels }, undefined);
     if (plan.state !== 'issue') return undefined;
     const weight = quickLeafKey(plan.identity.ca!) ? 1 : RSA_PREPARATION_WEIGHT;
     return { inputs: plan.inputs, issue: (issuedAt) => this.issue(dp.mesh, plan, issuedAt), weight };
+  }
+
+  /** The Dataplane of a node id when no proxy is attached to it: one an SVID may be prepared for. */
+  private unattachedDataplane(dk: string): Dataplane | undefined {
+    const dp = this.index.dataplaneByKey(dk);
+    return dp && this.index.unattached(dp) ? dp : undefined;
   }
 
   /** Issues a leaf of `plan`, counted and timed as issued (prepared or for an attached proxy). */
