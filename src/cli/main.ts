@@ -56,6 +56,17 @@ function stateDirArg(v: string): string {
   return v;
 }
 
+/**
+ * A whole number for `flag`, where 0 means `zeroMeans`. InvalidArgumentError: commander then says
+ * whether the environment variable gave the value.
+ */
+function wholeNumberArg(flag: string, zeroMeans: string): (v: string) => number {
+  return (v) => {
+    if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`${flag}: ${quoted(v)} is not a whole number (0: ${zeroMeans})`);
+    return Number(v);
+  };
+}
+
 /** A zone is the KRI's zone segment and part of the default trust domain: lowercase DNS (dots allowed). */
 function zoneName(v: string): string {
   const problem = nameProblem(v);
@@ -157,18 +168,11 @@ storeOptions(program.command('serve').description('run the SDS server'))
   .addOption(new Option('--drain <duration>', 'on SIGTERM: not ready at once, streams ended spread over this period (0s: at once)').env('MESH_SDS_DRAIN').default('10s'))
   .addOption(new Option('--max-connections <n>', 'gRPC connections held at once, more are closed as they arrive (default: open-file limit minus 1,024; 0: no limit)')
       .env('MESH_SDS_MAX_CONNECTIONS')
-      .argParser((v: string) => {
-        // InvalidArgumentError: commander then says whether MESH_SDS_MAX_CONNECTIONS gave the value.
-        if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`--max-connections: ${quoted(v)} is not a whole number (0: no limit)`);
-        return Number(v);
-      }),
+      .argParser(wholeNumberArg('--max-connections', 'no limit')),
   )
   .addOption(new Option('--prepare-svids <n>', 'SVIDs issued ahead for Dataplanes no proxy is connected for, so that one that connects is answered at once (default 20000; 0: issue when a proxy connects)')
       .env('MESH_SDS_PREPARE_SVIDS')
-      .argParser((v: string) => {
-        if (!/^\d+$/.test(v)) throw new InvalidArgumentError(`--prepare-svids: ${quoted(v)} is not a whole number (0: none)`);
-        return Number(v);
-      }),
+      .argParser(wholeNumberArg('--prepare-svids', 'none')),
   )
   .addOption(new Option('--federation-ca-file <file>', 'extra PEM CAs for https_web bundle endpoints').env('MESH_SDS_FEDERATION_CA_FILE'))
   .addOption(new Option('--federation-min-refresh <duration>', 'lower bound of federated bundle refreshes (default 30s; lower only for tests)').env('MESH_SDS_FEDERATION_MIN_REFRESH').hideHelp())
