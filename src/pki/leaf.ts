@@ -321,7 +321,7 @@ export function quickLeafKey(ca: { keyAlgorithm: KeyAlgorithm }): boolean {
 
 /** Key algorithm a leaf of this CA gets (same family as the CA; RSA leaves are 2048-bit). */
 export function leafKeyAlgorithm(ca: { keyAlgorithm: KeyAlgorithm }): KeyAlgorithm {
-  return ca.keyAlgorithm.startsWith('ec-') ? ca.keyAlgorithm : 'rsa-2048';
+  return quickLeafKey(ca) ? ca.keyAlgorithm : 'rsa-2048';
 }
 
 /**
