@@ -350,8 +350,10 @@ async function meshSdsRealistic(
   const tokensFile = join(runDir, `tokens-${n}.txt`);
   const tokenMs = await makeTokens(ROOT, n, tokensFile, { stateDir: fixture.stateDir });
   details[`tokens-${n}`] = { ms: round(tokenMs), note: 'first through `mesh-sds token generate`, the rest with TokenAuthority.generate on the same state dir' };
-  // --perf records the server of the main realistic run (not the curve's): see bench/perf.ts.
-  const perf = perfDir && n === N ? perfDir : undefined;
+  // --perf records the server of the main realistic run (not the curve's, nor the run with
+  // --prepare-svids 0, whose recording replaced the first's and whose empty summaries replaced its
+  // perf.realistic-* in the JSON): see bench/perf.ts.
+  const perf = perfDir && n === N && prepare ? perfDir : undefined;
   const server = await spawnServer({ repoRoot: ROOT, resourcesDir: fixture.resourcesDir, stateDir: fixture.stateDir, logDir: runDir, profileDir, auth: 'token', nodeArgs: perf ? ['--perf-prof'] : [], serveArgs: prepare ? [] : ['--prepare-svids', '0'] });
   children.add(server.child);
   let recording: PerfRecording | undefined;
