@@ -1,0 +1,7 @@
+// Types of scripts/cli-build.js (plain JavaScript: bin/mesh-sds.js loads it before any TypeScript can run).
+/** The top-level folders transpiled for the CLI. */
+export declare const CLI_SOURCES: readonly string[];
+/** The digest of everything a build is made from; names its folder under .build/cli. */
+export declare function sourceDigest(root: string): string;
+/** The folder of the CLI's JavaScript for the sources as they are now (built when missing), or undefined when none can be had. */
+export declare function cliBuild(root: string): Promise<string | undefined>;

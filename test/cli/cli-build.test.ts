@@ -1,0 +1,82 @@
+// bin/mesh-sds.js runs the CLI from JavaScript transpiled once per state of its sources
+// (scripts/cli-build.js). What must hold: the same sources reuse their build, a changed source is
+// never served from an old build, a build is never rewritten under a server running from it, two
+// processes starting at once agree on one build, and a checkout that cannot hold one gets none
+// (the bin then runs the sources under tsx).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { cliBuild, sourceDigest } from '../../scripts/cli-build.js';
+import { BIN } from './run.js';
+
+const repo = dirname(dirname(realpathSync(BIN)));
+
+/** A repository of one CLI file that prints `said`, with the real build recipe and esbuild. */
+function fakeRepo(said: string): string {
+  const root = mkdtempSync(join(tmpdir(), 'mesh-sds-cli-build-'));
+  mkdirSync(join(root, 'src', 'cli'), { recursive: true });
+  mkdirSync(join(root, 'scripts'));
+  writeMain(root, said);
+  for (const f of ['scripts/build-js.js', 'scripts/cli-build.js', 'tsconfig.json']) copyFileSync(join(repo, f), join(root, f));
+  symlinkSync(join(repo, 'node_modules'), join(root, 'node_modules'));
+  return root;
+}
+
+function writeMain(root: string, said: string): void {
+  writeFileSync(join(root, 'src', 'cli', 'main.ts'), `const said: string = ${JSON.stringify(said)};\nconsole.log(said);\n`);
+}
+
+const runMain = (build: string) => execFileSync(process.execPath, [join(build, 'src', 'cli', 'main.js')], { encoding: 'utf8' }).trim();
+
+test('the CLI is transpiled once per state of its sources: the same sources reuse their build, a changed source gets a new one, and the old one is left as it was', async (t) => {
+  const root = fakeRepo('v1');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const first = await cliBuild(root);
+  assert.ok(first, 'no build');
+  assert.equal(first, join(root, '.build', 'cli', sourceDigest(root)));
+  assert.equal(runMain(first), 'v1');
+  const built = statSync(join(first, 'src', 'cli', 'main.js'));
+
+  assert.equal(await cliBuild(root), first);
+  assert.equal(statSync(join(first, 'src', 'cli', 'main.js')).ino, built.ino, 'the same sources were built again');
+
+  writeMain(root, 'v2');
+  const second = await cliBuild(root);
+  assert.ok(second);
+  assert.notEqual(second, first);
+  assert.equal(runMain(second), 'v2');
+  // A server started from the first build keeps its files (its workers are started from them again).
+  assert.equal(runMain(first), 'v1');
+});
+
+test('two processes starting at once on new sources end up with one build and no leftovers', async (t) => {
+  const root = fakeRepo('together');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const script = `import(${JSON.stringify(pathToFileURL(join(repo, 'scripts', 'cli-build.js')).href)}).then((m) => m.cliBuild(${JSON.stringify(root)})).then((d) => console.log(d))`;
+  const children = [0, 1, 2].map(() => spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] }));
+  const outputs = await Promise.all(
+    children.map(async (c) => {
+      let out = '';
+      c.stdout.on('data', (d) => (out += d));
+      await once(c, 'exit');
+      return out.trim();
+    }),
+  );
+  const expected = join(root, '.build', 'cli', sourceDigest(root));
+  assert.deepEqual(outputs, [expected, expected, expected]);
+  assert.deepEqual(readdirSync(join(root, '.build', 'cli')), [sourceDigest(root)]);
+  assert.equal(runMain(expected), 'together');
+});
+
+test('a checkout that cannot hold a build (its .build is a file) gets none instead of an error', async (t) => {
+  const root = fakeRepo('unused');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  writeFileSync(join(root, '.build'), 'not a folder');
+  assert.equal(await cliBuild(root), undefined);
+  assert.equal(existsSync(join(root, '.build', 'cli')), false);
+});
