@@ -36,43 +36,35 @@ function mirrorTree(from, to, sources) {
 }
 
 export function buildMirror(mirror = MIRROR) {
-  const staging = buildInto(`${mirror}.${process.pid}.tmp`, TRANSPILED);
-  rmSync(mirror, { recursive: true, force: true });
-  renameSync(staging, mirror);
-  return mirror;
-}
-
-/**
- * Builds a mirror of `root` into `staging` (made anew), transpiling the top-level folders
- * `transpiled` names and linking everything else. Returns `staging`.
- */
-export function buildInto(staging, transpiled, root = ROOT) {
+  const staging = `${mirror}.${process.pid}.tmp`;
   rmSync(staging, { recursive: true, force: true });
   mkdirSync(staging, { recursive: true });
   const sources = [];
-  for (const name of readdirSync(root)) {
+  for (const name of readdirSync(ROOT)) {
     if (SKIPPED.has(name)) continue;
-    if (transpiled.has(name)) mirrorTree(join(root, name), join(staging, name), sources);
-    else symlinkSync(join(root, name), join(staging, name));
+    if (TRANSPILED.has(name)) mirrorTree(join(ROOT, name), join(staging, name), sources);
+    else symlinkSync(join(ROOT, name), join(staging, name));
   }
   buildSync({
     entryPoints: sources,
     outdir: staging,
-    outbase: root,
+    outbase: ROOT,
     platform: 'node',
     format: 'esm',
     target: 'node20',
     logLevel: 'warning',
-    tsconfig: join(root, 'tsconfig.json'),
+    tsconfig: join(ROOT, 'tsconfig.json'),
   });
   // Each .js keeps its source's times: what compares a source's age (the proto descriptor's
   // staleness check, scripts/build-protos.ts) sees the source's, not the moment of this build.
   for (const src of sources) {
     const st = statSync(src);
-    utimesSync(join(staging, src.slice(root.length + 1).replace(/\.ts$/, '.js')), st.atime, st.mtime);
+    utimesSync(join(staging, src.slice(ROOT.length + 1).replace(/\.ts$/, '.js')), st.atime, st.mtime);
   }
-  writeFileSync(join(staging, MIRROR_MARK), root);
-  return staging;
+  writeFileSync(join(staging, MIRROR_MARK), ROOT);
+  rmSync(mirror, { recursive: true, force: true });
+  renameSync(staging, mirror);
+  return mirror;
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {

@@ -1,40 +1,82 @@
 // The CLI's JavaScript, transpiled once per state of its sources: bin/mesh-sds.js runs from here
 // instead of through tsx's loader, whose off-thread module hooks cost a server ~0.7 s of start-up
-// (10,000 Dataplanes: ready in 1.6–1.7 s instead of 2.3–2.5 s) and every command ~0.3 s.
-// A build lives in .build/cli/<digest>/, the digest taken over every .ts of src and scripts (what
-// the CLI imports), tsconfig.json, esbuild's version and the build recipe: a changed source is a
-// new folder, never an old one rewritten, so a running server never has its files replaced under
-// it (its issuance workers are started from them again after a crash).
+// (10,000 Dataplanes: ready in 1.3–1.6 s instead of 2.0–2.4 s) and every command ~0.25 s.
+//
+// A build lives in .build/cli/<digest>/. The digest is taken over the checkout's path, the bytes of
+// every .ts of src and scripts (what the CLI imports), the names of every other file there, and the
+// recipe (tsconfig.json, esbuild's version, this file), and the build is made from exactly the
+// bytes digested (a source saved while it is built cannot end up under the wrong name). A changed
+// source, or a checkout copied elsewhere, is a new folder; a folder is never rewritten nor removed
+// by this code, so a running server never has its files replaced under it (its issuance workers
+// are started from them again after a crash). `rm -rf .build/cli` clears them when no server runs
+// from the checkout.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 
-/** What the CLI imports from the repository: transpiled file by file (everything else is linked). */
+/** What the CLI imports from the repository: transpiled file by file (their other files linked). */
 export const CLI_SOURCES = ['src', 'scripts'];
-const MARK = '.mesh-sds-transpiled-from';
-/** Builds kept besides the one in use: older ones, unused for a month, are removed. */
-const KEEP_BUILDS = 8;
-const UNUSED_MS = 30 * 24 * 3600 * 1000;
+/** What src and scripts read from the top level of the checkout (package.json, the Envoy protos and buf's config, node_modules' binaries). */
+const TOP_LEVEL_LINKS = ['package.json', 'proto', 'buf.yaml', 'node_modules'];
+/** Written last into a complete build: names the checkout it was made from. */
+const MARK = '.mesh-sds-cli-build';
+const RECIPE = ['tsconfig.json', 'node_modules/esbuild/package.json', 'scripts/cli-build.js'];
+/** A build that died half-way leaves its staging folder: removed once this old. */
+const STALE_STAGING_MS = 3600_000;
 
-/** Every .ts below `dir`, links followed as the build follows them (scripts/build-js.js). */
-function tsFiles(dir, out) {
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    if (entry.isDirectory() || (entry.isSymbolicLink() && statSync(path).isDirectory())) tsFiles(path, out);
-    else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) out.push(path);
-  }
-  return out;
+/** Every file below the CLI's source folders, links followed, sorted: `{ rel, abs, source }` with a .ts file's bytes in `source`. */
+function readSources(root) {
+  const files = [];
+  const walk = (rel) => {
+    for (const entry of readdirSync(join(root, rel), { withFileTypes: true })) {
+      const r = join(rel, entry.name);
+      const abs = join(root, r);
+      if (entry.isDirectory() || (entry.isSymbolicLink() && statSync(abs).isDirectory())) walk(r);
+      else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.d.ts')) files.push({ rel: r, abs, source: readFileSync(abs) });
+      else files.push({ rel: r, abs });
+    }
+  };
+  for (const d of CLI_SOURCES) walk(d);
+  return files.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
 }
 
-/** The digest of everything a build is made from (contents, not times: a checkout keeps no times). */
-export function sourceDigest(root) {
-  const h = createHash('sha256');
-  const files = CLI_SOURCES.flatMap((d) => tsFiles(join(root, d), [])).sort();
-  for (const f of files) h.update(f.slice(root.length)).update('\0').update(readFileSync(f)).update('\0');
-  for (const f of ['tsconfig.json', 'node_modules/esbuild/package.json', 'scripts/build-js.js', 'scripts/cli-build.js']) {
-    h.update(f).update('\0').update(readFileSync(join(root, f))).update('\0');
+function digestOf(root, files) {
+  const h = createHash('sha256').update(root).update('\0');
+  for (const f of RECIPE) h.update(f).update('\0').update(readFileSync(join(root, f))).update('\0');
+  for (const f of files) {
+    h.update(f.rel).update('\0');
+    // Other files are linked: their contents are read live, only their names make the build.
+    if (f.source) h.update('ts\0').update(f.source).update('\0');
   }
-  return h.digest('hex').slice(0, 24);
+  return h.digest('hex').slice(0, 32);
+}
+
+/** The digest naming the build of the sources as they are now. */
+export function sourceDigest(root) {
+  return digestOf(root, readSources(root));
+}
+
+/** Transpiles `files` (as read) into `dir`: the per-file esbuild transform tsx applies; everything else linked. */
+async function buildInto(dir, root, files) {
+  const { transformSync } = await import('esbuild');
+  const tsconfigRaw = readFileSync(join(root, 'tsconfig.json'), 'utf8');
+  for (const name of TOP_LEVEL_LINKS) if (existsSync(join(root, name))) symlinkSync(join(root, name), join(dir, name));
+  for (const f of files) {
+    const out = join(dir, f.rel);
+    mkdirSync(dirname(out), { recursive: true });
+    if (!f.source) {
+      symlinkSync(f.abs, out);
+      continue;
+    }
+    const js = out.replace(/\.ts$/, '.js');
+    const { code } = transformSync(f.source.toString('utf8'), { loader: 'ts', format: 'esm', platform: 'node', target: 'node20', sourcefile: f.abs, tsconfigRaw });
+    writeFileSync(js, code);
+    // The source's times: what compares a source's age (the proto descriptor's staleness check,
+    // scripts/build-protos.ts) sees the source's, not the moment of this build.
+    const st = statSync(f.abs);
+    utimesSync(js, st.atime, st.mtime);
+  }
+  writeFileSync(join(dir, MARK), root);
 }
 
 /**
@@ -44,50 +86,41 @@ export function sourceDigest(root) {
  */
 export async function cliBuild(root) {
   try {
+    const files = readSources(root);
+    const digest = digestOf(root, files);
     const builds = join(root, '.build', 'cli');
-    const dir = join(builds, sourceDigest(root));
-    if (!existsSync(join(dir, MARK))) {
-      mkdirSync(builds, { recursive: true });
-      const { buildInto } = await import('./build-js.js');
-      const staging = `${dir}.${process.pid}.tmp`;
-      try {
-        buildInto(staging, new Set(CLI_SOURCES), root);
-        renameSync(staging, dir);
-      } catch (e) {
-        // Another process made the same build first (theirs is used), or this one failed half-way.
-        rmSync(staging, { recursive: true, force: true });
-        if (!existsSync(join(dir, MARK))) throw e;
-      }
-      prune(builds, dir);
-    }
-    // Marks it as in use, for prune(); a build another user made is used all the same.
+    const dir = join(builds, digest);
+    if (complete(dir)) return dir;
+    mkdirSync(builds, { recursive: true });
+    // One left incomplete (its removal cut short by hand) is moved aside, never built into.
+    if (existsSync(dir)) renameSync(dir, join(builds, `${digest}.tmp-incomplete-${process.pid}-${Date.now()}`));
+    const staging = mkdtempSync(join(builds, `${digest}.tmp-`));
     try {
-      const now = new Date();
-      utimesSync(dir, now, now);
-    } catch {
-      // not ours to touch
+      await buildInto(staging, root, files);
+      renameSync(staging, dir);
+    } catch (e) {
+      // Another process made the same build first (theirs is used), or this one failed half-way.
+      rmSync(staging, { recursive: true, force: true });
+      if (!complete(dir)) throw e;
     }
+    removeStaleStaging(builds);
     return dir;
   } catch {
     return undefined;
   }
 }
 
-/**
- * Removes builds of earlier sources beyond the newest KEEP_BUILDS that no one started for a month,
- * and what a build that died half-way left (an hour old).
- */
-function prune(builds, current) {
-  const now = Date.now();
-  const old = [];
+const complete = (dir) => existsSync(join(dir, MARK)) && existsSync(join(dir, 'src', 'cli', 'main.js'));
+
+/** What builds that died half-way left (their own name, an hour old); nothing else is removed. */
+function removeStaleStaging(builds) {
   for (const name of readdirSync(builds)) {
-    const d = join(builds, name);
-    if (d === current) continue;
-    const used = statSync(d).mtimeMs;
-    if (name.endsWith('.tmp')) {
-      if (now - used > 3600_000) rmSync(d, { recursive: true, force: true });
-    } else old.push({ d, used });
+    if (!name.includes('.tmp-')) continue;
+    try {
+      const d = join(builds, name);
+      if (Date.now() - statSync(d).mtimeMs > STALE_STAGING_MS) rmSync(d, { recursive: true, force: true });
+    } catch {
+      // another process removed it first, or it is not ours to remove
+    }
   }
-  old.sort((a, b) => b.used - a.used);
-  for (const { d, used } of old.slice(KEEP_BUILDS)) if (now - used > UNUSED_MS) rmSync(d, { recursive: true, force: true });
 }

@@ -1,13 +1,13 @@
 // bin/mesh-sds.js runs the CLI from JavaScript transpiled once per state of its sources
-// (scripts/cli-build.js). What must hold: the same sources reuse their build, a changed source is
-// never served from an old build, a build is never rewritten under a server running from it, two
-// processes starting at once agree on one build, and a checkout that cannot hold one gets none
-// (the bin then runs the sources under tsx).
+// (scripts/cli-build.js). What must hold: the same sources reuse their build, a changed source or a
+// copied checkout is never served from an old build, a build is never rewritten under a server
+// running from it, two processes starting at once agree on one build, one left incomplete is not
+// used, and a checkout that cannot hold one gets none (the bin then runs the sources under tsx).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -22,7 +22,7 @@ function fakeRepo(said: string): string {
   mkdirSync(join(root, 'src', 'cli'), { recursive: true });
   mkdirSync(join(root, 'scripts'));
   writeMain(root, said);
-  for (const f of ['scripts/build-js.js', 'scripts/cli-build.js', 'tsconfig.json']) copyFileSync(join(repo, f), join(root, f));
+  for (const f of ['scripts/cli-build.js', 'tsconfig.json']) copyFileSync(join(repo, f), join(root, f));
   symlinkSync(join(repo, 'node_modules'), join(root, 'node_modules'));
   return root;
 }
@@ -79,4 +79,46 @@ test('a checkout that cannot hold a build (its .build is a file) gets none inste
   writeFileSync(join(root, '.build'), 'not a folder');
   assert.equal(await cliBuild(root), undefined);
   assert.equal(existsSync(join(root, '.build', 'cli')), false);
+});
+
+test('a checkout copied elsewhere (its .build with it) gets a build of its own, not the one the copy carries (whose links lead back to the original)', async (t) => {
+  const root = fakeRepo('unused');
+  const copy = `${root}-copy`;
+  t.after(() => [root, copy].forEach((d) => rmSync(d, { recursive: true, force: true })));
+  // The CLI prints a file beside it: linked into a build, so it is read from the checkout the build links to.
+  writeFileSync(join(root, 'src', 'cli', 'main.ts'), "import { readFileSync } from 'node:fs';\nconsole.log(readFileSync(new URL('./said.txt', import.meta.url), 'utf8'));\n");
+  writeFileSync(join(root, 'src', 'cli', 'said.txt'), 'the original');
+  const first = await cliBuild(root);
+  assert.ok(first);
+  assert.equal(runMain(first), 'the original');
+  cpSync(root, copy, { recursive: true, verbatimSymlinks: true });
+  writeFileSync(join(copy, 'src', 'cli', 'said.txt'), 'the copy');
+  const second = await cliBuild(copy);
+  assert.ok(second !== undefined && second.startsWith(join(copy, '.build', 'cli')), second);
+  assert.notEqual(second.slice(copy.length), first.slice(root.length));
+  assert.equal(runMain(second), 'the copy');
+});
+
+test('a file added beside the sources (not TypeScript, so linked) makes a new build: an old one would not have it', async (t) => {
+  const root = fakeRepo('v1');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const before = sourceDigest(root);
+  writeFileSync(join(root, 'src', 'cli', 'data.json'), '{"a":1}');
+  const added = sourceDigest(root);
+  assert.notEqual(added, before);
+  const build = await cliBuild(root);
+  assert.ok(build && existsSync(join(build, 'src', 'cli', 'data.json')));
+  // Its contents are read through the link: a change to them needs no new build.
+  writeFileSync(join(root, 'src', 'cli', 'data.json'), '{"a":2}');
+  assert.equal(sourceDigest(root), added);
+});
+
+test('a build left incomplete (its main.js removed by hand) is moved aside and made again, not run', async (t) => {
+  const root = fakeRepo('whole');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const build = await cliBuild(root);
+  assert.ok(build);
+  unlinkSync(join(build, 'src', 'cli', 'main.js'));
+  assert.equal(await cliBuild(root), build);
+  assert.equal(runMain(build), 'whole');
 });

@@ -48,12 +48,14 @@ for (const { mode, env } of MODES) {
   });
 }
 
-test('the repository bin transpiles the sources as they are into .build/cli/<digest of the sources>', () => {
+test('the repository bin transpiles the sources as they are into .build/cli/<digest of the checkout and its sources>', () => {
   const r = run(realBin, MODES[0]!.env);
   assert.equal(r.status, 0, r.stderr);
   const build = join(repo, '.build', 'cli', sourceDigest(repo));
-  assert.equal(readFileSync(join(build, '.mesh-sds-transpiled-from'), 'utf8'), repo);
+  assert.equal(readFileSync(join(build, '.mesh-sds-cli-build'), 'utf8'), repo);
   assert.ok(existsSync(join(build, 'src', 'cli', 'main.js')));
+  // Not a mirror of the test suite's kind: its bin (none) would not be taken for one.
+  assert.equal(existsSync(join(build, '.mesh-sds-transpiled-from')), false);
 });
 
 test('a mirror built from this repository runs its own JavaScript; one built from another, or unmarked, runs the sources', (t) => {
