@@ -2,8 +2,9 @@
 // Runs the TypeScript CLI with no build step (and no npm lifecycle script): from JavaScript it
 // transpiles once per state of the sources into .build/cli/ (scripts/cli-build.js; a server is
 // ready ~0.65 s sooner than through tsx's loader), or under tsx when no build can be had (a
-// read-only checkout) or MESH_SDS_RUN_TSX=1. Started from a transpiled mirror the test suite builds of this repository
-// (scripts/build-js.js: its bin links to this folder), it runs the mirror's JavaScript.
+// read-only checkout) or MESH_SDS_RUN_TSX=1. Started from a transpiled mirror the test suite
+// builds of this repository (scripts/build-js.js: its bin links to this folder), it runs the
+// mirror's JavaScript.
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { dirname, join, resolve } from 'node:path';
