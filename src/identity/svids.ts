@@ -547,14 +547,15 @@ interface ProxyFacts {
 }
 
 /**
- * The SVID plan of a Dataplane, by its object, with the identities and zone it was made from. A
- * Dataplane's plan is made when its SVID is prepared and again when its proxy attaches (matching,
- * two template renders and a SPIFFE ID check: ~10 µs per proxy of a connect storm's main thread).
- * Stores keep an unchanged Dataplane's object, and a view that changes identities or the zone has
- * a new identities map, so a plan found here is the one planSvid would make now. Only plans of a
- * ready winner are kept: one that falls back to what the proxy is served depends on the proxy.
+ * SVID plans by the view's identities map, then by Dataplane object. A Dataplane's plan is made when
+ * its SVID is prepared and again when its proxy attaches (matching, two template renders and a
+ * SPIFFE ID check: ~10 µs per proxy of a connect storm's main thread). Stores keep an unchanged
+ * Dataplane's object, and a view whose identities change has a new map, so a plan found here is the
+ * one planSvid would make now. Keyed by the map first, a plan goes with the map it was made from: a
+ * Dataplane that outlives many views does not keep them (each holds every CA and its key). Only
+ * plans of a ready winner are kept: one that falls back to what the proxy is served depends on it.
  */
-const dataplanePlans = new WeakMap<Dataplane, { identities: ReadonlyMap<string, IdentityState>; zone: string; mesh: string; plan: IssuePlan }>();
+const dataplanePlans = new WeakMap<ReadonlyMap<string, IdentityState>, WeakMap<Dataplane, { zone: string; mesh: string; plan: IssuePlan }>>();
 
 /** The SVID to issue: from which identity and CA, for which SPIFFE ID. */
 interface IssuePlan {
@@ -571,9 +572,10 @@ interface IssuePlan {
  * does not take a working proxy's SVID away (see below); a Dataplane without a proxy has none.
  */
 function planSvid(view: AuthorityView, mesh: string, facts: ProxyFacts, current: ProxyIdentity | undefined): IssuePlan | Exclude<ProxyIdentity, { state: 'issued' }> {
-  const dp = facts.dataplane;
-  const kept = dp && dataplanePlans.get(dp);
-  if (kept && kept.identities === view.identities && kept.zone === view.zone && kept.mesh === mesh) return kept.plan;
+  // Only what a plan of a Dataplane is made from: its own labels, no workload claim.
+  const dp = facts.dataplane && facts.workload === undefined && facts.labels === facts.dataplane.labels ? facts.dataplane : undefined;
+  const kept = dp && dataplanePlans.get(view.identities)?.get(dp);
+  if (kept && kept.zone === view.zone && kept.mesh === mesh) return kept.plan;
   const labels = facts.labels;
   const match = selectIdentity(identitiesOfMesh(view.identities, mesh), { mesh, labels }, true);
   if (!match.winner) return { state: 'pending', mesh, reason: 'no MeshIdentity matches this dataplane' };
@@ -594,7 +596,11 @@ function planSvid(view: AuthorityView, mesh: string, facts: ProxyFacts, current:
   const ca = st.ca!;
   const expiryMs = provider.bundled.certificateParameters.expiryMs;
   const plan: IssuePlan = { state: 'issue', identity: st, spiffeId: id.spiffeId, trustDomain: id.trustDomain, inputs: { identity: st.key, ca: ca.fingerprint, chain: ca.chainPem, spiffeId: id.spiffeId, expiryMs } };
-  if (dp && facts.workload === undefined && st.identity === match.winner) dataplanePlans.set(dp, { identities: view.identities, zone: view.zone, mesh, plan });
+  if (dp && st.identity === match.winner) {
+    let plans = dataplanePlans.get(view.identities);
+    if (!plans) dataplanePlans.set(view.identities, (plans = new WeakMap()));
+    plans.set(dp, { zone: view.zone, mesh, plan });
+  }
   return plan;
 }
 

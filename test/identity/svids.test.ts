@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { UNDECIDED_REASON, isUndecided, type Issuer, type ProxyIdentity } from '../../src/identity/svids.js';
 import { dataplane, meshIdentity } from '../helpers/resources.js';
 import { makeIntermediateCa, makeRootCa, tempDir } from '../pki/helpers.js';
@@ -542,6 +544,27 @@ test('a MeshIdentity change re-evaluates its mesh\'s proxies without reading eve
     await h.push(meshIdentity('identity', { expiry: '2h', expiryMs: 2 * 3600_000 }), ...others, ...dps);
     for (const k of keys) await h.until(k, (p) => p.state === 'issued' && p.svid.serialHex !== serials.get(k));
     assert.ok(reads < 30 * 30, `${reads} reads of other meshes' identities for 30 proxies re-evaluated`);
+  } finally {
+    await h.close();
+  }
+});
+
+test('an SVID plan kept for a Dataplane does not keep the identities it was made from (every CA and its key) alive once a later view replaces them', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const h = await setup();
+  try {
+    const mi = meshIdentity('identity');
+    const dp = dataplane('web-1', web);
+    const first = new WeakRef((await h.push(mi, dp)).identities);
+    const key = h.svids.attach({ mesh: 'default', name: 'web-1', source: 'none' });
+    await h.until(key, issued);
+    // Another mesh's identity: a new identities map, and nothing of mesh default to plan again.
+    const second = await h.push(mi, dp, meshIdentity('other', { mesh: 'other' }));
+    assert.notEqual(second.identities, first.deref());
+    await new Promise((r) => setTimeout(r, 10));
+    gc();
+    assert.equal(first.deref(), undefined, 'the first view\'s identities are still reachable');
   } finally {
     await h.close();
   }
