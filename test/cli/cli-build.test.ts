@@ -22,6 +22,7 @@ function fakeRepo(said: string): string {
   mkdirSync(join(root, 'src', 'cli'), { recursive: true });
   mkdirSync(join(root, 'scripts'));
   writeMain(root, said);
+  writeFileSync(join(root, 'package.json'), '{ "type": "module" }\n');
   for (const f of ['scripts/cli-build.js', 'tsconfig.json']) copyFileSync(join(repo, f), join(root, f));
   symlinkSync(join(repo, 'node_modules'), join(root, 'node_modules'));
   return root;
@@ -121,4 +122,20 @@ test('a build left incomplete (its main.js removed by hand) is moved aside and m
   unlinkSync(join(build, 'src', 'cli', 'main.js'));
   assert.equal(await cliBuild(root), build);
   assert.equal(runMain(build), 'whole');
+});
+
+test('the bin runs the CLI from its build in .build/cli/<digest>, and the TypeScript under tsx when MESH_SDS_RUN_TSX=1 or no build can be made', async (t) => {
+  const root = fakeRepo('unused');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, 'bin'));
+  copyFileSync(join(repo, 'bin', 'mesh-sds.js'), join(root, 'bin', 'mesh-sds.js'));
+  // The CLI says which file ran: the build's main.js or the source's main.ts.
+  writeFileSync(join(root, 'src', 'cli', 'main.ts'), 'const ran: string = import.meta.url;\nconsole.log(ran);\n');
+  const bin = (env: NodeJS.ProcessEnv) => execFileSync(process.execPath, [join(root, 'bin', 'mesh-sds.js')], { encoding: 'utf8', env: { ...process.env, ...env } }).trim();
+  const built = join(root, '.build', 'cli', sourceDigest(root), 'src', 'cli', 'main.js');
+  assert.equal(bin({ MESH_SDS_RUN_TSX: undefined }), pathToFileURL(built).href);
+  assert.equal(bin({ MESH_SDS_RUN_TSX: '1' }), pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
+  rmSync(join(root, '.build'), { recursive: true, force: true });
+  writeFileSync(join(root, '.build'), 'not a folder');
+  assert.equal(bin({ MESH_SDS_RUN_TSX: undefined }), pathToFileURL(join(root, 'src', 'cli', 'main.ts')).href);
 });
