@@ -10,6 +10,7 @@ import { buildSync } from 'esbuild';
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { TRANSFORM } from './cli-build.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const MIRROR = join(ROOT, '.build', 'js');
@@ -49,9 +50,7 @@ export function buildMirror(mirror = MIRROR) {
     entryPoints: sources,
     outdir: staging,
     outbase: ROOT,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
+    ...TRANSFORM,
     logLevel: 'warning',
     tsconfig: join(ROOT, 'tsconfig.json'),
   });

@@ -1,6 +1,6 @@
 // Types of scripts/cli-build.js (plain JavaScript: bin/mesh-sds.js loads it before any TypeScript can run).
-/** The top-level folders transpiled for the CLI. */
-export declare const CLI_SOURCES: readonly string[];
+/** esbuild's per-file transform options, shared with the test suite's mirror. */
+export declare const TRANSFORM: { platform: 'node'; format: 'esm'; target: string };
 /** The digest of everything a build is made from; names its folder under .build/cli. */
 export declare function sourceDigest(root: string): string;
 /** The folder of the CLI's JavaScript for the sources as they are now (built when missing), or undefined when none can be had. */

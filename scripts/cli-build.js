@@ -15,7 +15,9 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSy
 import { dirname, join } from 'node:path';
 
 /** What the CLI imports from the repository: transpiled file by file (their other files linked). */
-export const CLI_SOURCES = ['src', 'scripts'];
+const CLI_SOURCES = ['src', 'scripts'];
+/** esbuild's per-file transform, as tsx applies it: the test suite's mirror (scripts/build-js.js) uses the same. */
+export const TRANSFORM = { platform: 'node', format: 'esm', target: 'node20' };
 /** What src and scripts read from the top level of the checkout (package.json, the Envoy protos and buf's config, node_modules' binaries). */
 const TOP_LEVEL_LINKS = ['package.json', 'proto', 'buf.yaml', 'node_modules'];
 /** Written last into a complete build: names the checkout it was made from. */
@@ -69,7 +71,7 @@ async function buildInto(dir, root, files) {
       continue;
     }
     const js = out.replace(/\.ts$/, '.js');
-    const { code } = transformSync(f.source.toString('utf8'), { loader: 'ts', format: 'esm', platform: 'node', target: 'node20', sourcefile: f.abs, tsconfigRaw });
+    const { code } = transformSync(f.source.toString('utf8'), { ...TRANSFORM, loader: 'ts', sourcefile: f.abs, tsconfigRaw });
     writeFileSync(js, code);
     // The source's times: what compares a source's age (the proto descriptor's staleness check,
     // scripts/build-protos.ts) sees the source's, not the moment of this build.
