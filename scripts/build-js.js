@@ -10,7 +10,7 @@ import { buildSync } from 'esbuild';
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { TRANSFORM } from './cli-build.js';
+import { giveTreeToOwner, makeOwnedDir, TRANSFORM } from './cli-build.js';
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const MIRROR = join(ROOT, '.build', 'js');
@@ -39,7 +39,9 @@ function mirrorTree(from, to, sources) {
 export function buildMirror(mirror = MIRROR) {
   const staging = `${mirror}.${process.pid}.tmp`;
   rmSync(staging, { recursive: true, force: true });
-  mkdirSync(staging, { recursive: true });
+  // .build made by root in a user's checkout (sudo npm test) stays the user's; so does a mirror a killed run leaves.
+  makeOwnedDir(ROOT, dirname(staging));
+  mkdirSync(staging);
   const sources = [];
   for (const name of readdirSync(ROOT)) {
     if (SKIPPED.has(name)) continue;
@@ -61,6 +63,7 @@ export function buildMirror(mirror = MIRROR) {
     utimesSync(join(staging, src.slice(ROOT.length + 1).replace(/\.ts$/, '.js')), st.atime, st.mtime);
   }
   writeFileSync(join(staging, MIRROR_MARK), ROOT);
+  giveTreeToOwner(ROOT, staging);
   rmSync(mirror, { recursive: true, force: true });
   renameSync(staging, mirror);
   return mirror;

@@ -5,3 +5,7 @@ export declare const TRANSFORM: { platform: 'node'; format: 'esm'; target: strin
 export declare function sourceDigest(root: string): string;
 /** The folder of the CLI's JavaScript for the sources as they are now (built when missing), or undefined when none can be had. */
 export declare function cliBuild(root: string): Promise<string | undefined>;
+/** Makes `dir` (below `root`) with its parents, those it creates owned by the checkout's owner when root makes them. */
+export declare function makeOwnedDir(root: string, dir: string): void;
+/** Hands `tree` and everything in it to the checkout's owner when this process is root in a checkout someone else owns. */
+export declare function giveTreeToOwner(root: string, tree: string): void;

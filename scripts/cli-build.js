@@ -11,8 +11,8 @@
 // are started from them again after a crash). `rm -rf .build/cli` clears them when no server runs
 // from the checkout.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lchownSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
 
 /** What the CLI imports from the repository: transpiled file by file (their other files linked). */
 const CLI_SOURCES = ['src', 'scripts'];
@@ -93,12 +93,13 @@ export async function cliBuild(root) {
     const builds = join(root, '.build', 'cli');
     const dir = join(builds, digest);
     if (complete(dir)) return dir;
-    mkdirSync(builds, { recursive: true });
+    makeOwnedDir(root, builds);
     // One left incomplete (its removal cut short by hand) is moved aside, never built into.
     if (existsSync(dir)) renameSync(dir, join(builds, `${digest}.tmp-incomplete-${process.pid}-${Date.now()}`));
     const staging = mkdtempSync(join(builds, `${digest}.tmp-`));
     try {
       await buildInto(staging, root, files);
+      giveTreeToOwner(root, staging);
       renameSync(staging, dir);
     } catch (e) {
       // Another process made the same build first (theirs is used), or this one failed half-way.
@@ -125,4 +126,41 @@ function removeStaleStaging(builds) {
       // another process removed it first, or it is not ours to remove
     }
   }
+}
+
+/**
+ * The checkout owner's ids when this process is root in a checkout someone else owns, else
+ * undefined: what root makes in .build is then handed to the owner. `sudo npm start` left a
+ * root-owned .build in a user's checkout, where that user's `npm test` could no longer make its
+ * mirror, nor the CLI its build.
+ */
+function foreignOwner(root) {
+  if (process.getuid?.() !== 0) return undefined;
+  const st = statSync(root);
+  return st.uid === 0 ? undefined : { uid: st.uid, gid: st.gid };
+}
+
+/** Makes the folder `dir` below `root` with its parents; those it creates belong to the checkout's owner (see foreignOwner). */
+export function makeOwnedDir(root, dir) {
+  const first = mkdirSync(dir, { recursive: true });
+  const owner = first === undefined ? undefined : foreignOwner(root);
+  if (!owner) return;
+  // From the first folder made down to `dir`: those above it were there already.
+  let d = first;
+  lchownSync(d, owner.uid, owner.gid);
+  for (const part of relative(first, dir).split('/').filter(Boolean)) lchownSync((d = join(d, part)), owner.uid, owner.gid);
+}
+
+/** Hands everything in `tree` (links themselves, not what they lead to) to the checkout's owner (see foreignOwner). */
+export function giveTreeToOwner(root, tree) {
+  const owner = foreignOwner(root);
+  if (!owner) return;
+  const walk = (d) => {
+    lchownSync(d, owner.uid, owner.gid);
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else lchownSync(join(d, e.name), owner.uid, owner.gid);
+    }
+  };
+  walk(tree);
 }

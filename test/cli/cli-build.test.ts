@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, copyFileSync, cpSync, lstatSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -80,6 +80,30 @@ test('a checkout that cannot hold a build (its .build is a file) gets none inste
   writeFileSync(join(root, '.build'), 'not a folder');
   assert.equal(await cliBuild(root), undefined);
   assert.equal(existsSync(join(root, '.build', 'cli')), false);
+});
+
+test('root building in a checkout someone else owns hands .build, the build and every file in it to that owner, so their own runs can still make and clear builds', { skip: process.getuid?.() === 0 ? false : 'needs root (it hands files to another owner)' }, async (t) => {
+  const root = fakeRepo('owned');
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const [uid, gid] = [4242, 4343];
+  for (const p of [root, join(root, 'src'), join(root, 'src', 'cli'), join(root, 'scripts')]) chownSync(p, uid, gid);
+  const build = await cliBuild(root);
+  assert.ok(build, 'no build');
+  const owners = (p: string) => {
+    const st = lstatSync(p);
+    return `${st.uid}:${st.gid}`;
+  };
+  const mine = `${uid}:${gid}`;
+  for (const p of [join(root, '.build'), join(root, '.build', 'cli'), build, join(build, 'src', 'cli', 'main.js'), join(build, 'node_modules'), join(build, '.mesh-sds-cli-build')]) {
+    assert.equal(owners(p), mine, `${p} is not the checkout owner's`);
+  }
+  // A checkout root owns is left to root.
+  const rootOwned = fakeRepo('root');
+  t.after(() => rmSync(rootOwned, { recursive: true, force: true }));
+  const own = await cliBuild(rootOwned);
+  assert.ok(own);
+  assert.equal(owners(join(rootOwned, '.build')), '0:0');
+  assert.equal(owners(join(own, 'src', 'cli', 'main.js')), '0:0');
 });
 
 test('a checkout copied elsewhere (its .build with it) gets a build of its own, not the one the copy carries (whose links lead back to the original)', async (t) => {
