@@ -716,3 +716,22 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+test('a unix socket is owner-only (0600) from the moment it is bound, whatever the umask: a connection made before a later chmod would outlive it', async (t) => {
+  const { mkdtempSync, rmSync, statSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-socket-mode-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const server = new GrpcServer();
+  servers.push(server);
+  const umask = process.umask(0);
+  try {
+    await server.listen({ path: join(dir, 'sds.sock') });
+    // Nothing between the bind and this stat changed the mode (bindServer's chmod is not in play here).
+    assert.equal(statSync(join(dir, 'sds.sock')).mode & 0o777, 0o600);
+    assert.equal(process.umask(), 0, "the process' umask is given back after the bind");
+  } finally {
+    process.umask(umask);
+  }
+});

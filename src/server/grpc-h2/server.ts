@@ -348,7 +348,7 @@ export class GrpcServer {
         const address = http.address();
         resolve(typeof address === 'object' && address ? address.port : undefined);
       };
-      if ('path' in target) http.listen(target.path, listening);
+      if ('path' in target) listenOwnerOnly(http, target.path, listening);
       else http.listen(target.port, target.host, listening);
     });
   }
@@ -438,5 +438,21 @@ export class GrpcServer {
     this.sessions.stop();
     clearInterval(this.waitingSweep);
     this.waitingSweep = undefined;
+  }
+}
+
+/**
+ * Binds a unix socket that only its owner can connect to from the moment it exists: permissions
+ * are checked at connect, so a connection made under the process' umask (0777 with umask 000)
+ * outlived the chmod to 0600 that followed, and with --auth none served any proxy's key. Node binds
+ * inside listen(), synchronously, so the umask is narrowed for that call alone (the caller may
+ * widen the mode to a group after giving the socket that group).
+ */
+function listenOwnerOnly(http: Http2Server | Http2SecureServer, path: string, listening: () => void): void {
+  const umask = process.umask(0o177);
+  try {
+    http.listen(path, listening);
+  } finally {
+    process.umask(umask);
   }
 }
