@@ -89,13 +89,15 @@ export function valueForMessage(value: string, maxEchoed = MAX_ECHOED_CHARS): st
 /**
  * A value judged secret only by its letters or length (no PEM header, JWT, bearer prefix, line
  * break or control character) is still shown when it is a path into a folder that exists: a real
- * path's folder usually does (`/mnt/Secrets/ProdEU1/CaKeyV2`), a key's "folder" does not.
+ * path's folder usually does (`/mnt/Secrets/ProdEU1/CaKeyV2`), a key's "folder" does not (the root
+ * folder is no evidence: a key may begin with its "/").
  */
 function plainlyAPath(value: string): boolean {
   if (!value.includes('/') || /[\r\n]/.test(value) || hasControlOrNonText(value)) return false;
   if (PEM_PRIVATE_KEY.test(value) || value.includes('-----BEGIN ') || /^\s*bearer\s/i.test(value) || JWT.test(value.trim())) return false;
+  // The root folder always exists: a base64 key starting with its one "/" (1 in 64) named it.
   const parent = dirname(resolve(value));
-  return parent !== resolve('.') && existsSync(parent);
+  return parent !== resolve('.') && parent !== dirname(parent) && existsSync(parent);
 }
 
 /** How `value` must be described instead of shown, or undefined when it can be shown. */

@@ -54,6 +54,10 @@ test('a path into a folder that exists is named even when long or mixed-case (a 
   // A base64 key with a slash names no folder that exists: still not shown.
   const key = `${'Zm9vYmFyYmF6'}/${STATE_KEY.subarray(0, 30).toString('base64')}`;
   assert.match(pathForMessage(key), /^<not a file path: /);
+  // Nor one whose only slash is its first character (a random base64 key, 1 in 64): its "folder" is the root, which always exists.
+  const rooted = `/${STATE_KEY.subarray(0, 32).toString('base64').replaceAll('/', 'A').slice(1)}`;
+  assert.match(pathForMessage(rooted), /^<not a file path: /);
+  assert.match(valueForMessage(rooted), /^<not shown: /);
 });
 
 test('ordinary paths, URLs and flag values are still named as they are', () => {
