@@ -53,6 +53,16 @@ const SHRINK_GRACE_MAX_MS = 10_000;
 const DEBOUNCE_MS = 30;
 /** A file that changed while being read is looked at again after this long (not in a tight loop). */
 const SETTLE_MS = 50;
+/**
+ * A file replaced while it was read (an atomic rename by `apply`, an editor, git) is read again at
+ * once, this many times, before it is left to SETTLE_MS: the new file is usually complete already.
+ */
+const IMMEDIATE_REREADS = 3;
+/**
+ * How long a first read (`start`, `readOnce`) waits for files that kept changing while they were
+ * read: a snapshot must not leave out a file only because it was being replaced.
+ */
+const FIRST_READ_SETTLE_MS = 2000;
 const FAILED_PASS_RETRY_MS = 1000;
 const READ_CONCURRENCY = 16;
 /** Problems kept (logged, served in `get`) per file; `mesh-sds validate FILE` lists them all. */
@@ -143,6 +153,8 @@ export class DirectoryStore implements ResourceStore {
   /** When the last pass started (performance.now()). */
   private lastPassAt = -Infinity;
   private readonly rechecks = new Set<NodeJS.Timeout>();
+  /** Files never read yet because they changed each time they were read (see FIRST_READ_SETTLE_MS). */
+  private readonly unread = new Set<string>();
   /** Files whose missing resources are being kept for a grace period (see holdsMissing). */
   private readonly shrinking = new Map<string, Shrink>();
   private closed = false;
@@ -171,11 +183,15 @@ export class DirectoryStore implements ResourceStore {
   }
 
   /** One read of a directory, as the store would serve it (for `import`): no watch, no state. */
-  static async readOnce(dir: string, maxFileSize?: number): Promise<ResourceSnapshot> {
-    const store = new DirectoryStore({ resourcesDir: dir, stateDir: '', maxFileSize }, new MemoryStateStore());
+  static async readOnce(dir: string, maxFileSize?: number, treeFs?: Partial<TreeFs>): Promise<ResourceSnapshot> {
+    const store = new DirectoryStore({ resourcesDir: dir, stateDir: '', maxFileSize, treeFs }, new MemoryStateStore());
     store.pending.full = true;
     await store.kick();
+    await store.settleFirstRead();
     store.closed = true;
+    for (const t of store.rechecks) clearTimeout(t);
+    // An import must not copy the directory without a file only because it was being written.
+    if (store.unread.size > 0) throw new Error(`${store.unreadList()} kept changing while ${store.unread.size === 1 ? 'it was' : 'they were'} read (for ${FIRST_READ_SETTLE_MS / 1000} s): not read; try again once nothing writes to ${dir}`);
     let snap: ResourceSnapshot | undefined;
     store.snapshots$.subscribe((s) => (snap = s)).unsubscribe();
     return snap!;
@@ -184,6 +200,7 @@ export class DirectoryStore implements ResourceStore {
   async start(): Promise<void> {
     await mkdir(this.dir, { recursive: true });
     await this.rescan();
+    await this.settleFirstRead();
     this.watching = true;
     this.syncWatchers();
     this.scheduleSafetyScan();
@@ -193,7 +210,22 @@ export class DirectoryStore implements ResourceStore {
   health(): { ok: boolean; detail: string } {
     if (this.revision === 0) return { ok: false, detail: `resource directory ${this.dir} not loaded yet` };
     if (this.dirError) return { ok: false, detail: this.dirError };
+    if (this.unread.size > 0) return { ok: false, detail: `${this.unreadList()} changing each time ${this.unread.size === 1 ? 'it is' : 'they are'} read: not read yet` };
     return { ok: true, detail: `${this.files.size} files read from ${this.dir}` };
+  }
+
+  /** Waits (FIRST_READ_SETTLE_MS at most) until every file changing while it was read has been read. */
+  private async settleFirstRead(): Promise<void> {
+    const until = performance.now() + FIRST_READ_SETTLE_MS;
+    while (this.unread.size > 0 && performance.now() < until && !this.closed) {
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+      await this.queue;
+    }
+  }
+
+  private unreadList(): string {
+    const names = [...this.unread].slice(0, 5).map((f) => this.shown(f));
+    return `${this.unread.size === 1 ? 'file' : 'files'} ${names.join(', ')}${this.unread.size > names.length ? ` and ${this.unread.size - names.length} more` : ''}`;
   }
 
   private scheduleSafetyScan(): void {
@@ -482,6 +514,7 @@ export class DirectoryStore implements ResourceStore {
     for (const p of [...this.files.keys()]) {
       if (under(p, prefix) && !listed.has(p) && !kept(p)) changed = this.forgetFile(p) || changed;
     }
+    for (const p of [...this.unread]) if (under(p, prefix) && !listed.has(p) && !kept(p)) this.unread.delete(p);
     const problemsBefore = this.problemsUnder(prefix);
     for (const m of [this.kubelet, this.problems, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix) && !kept(k)) m.delete(k);
     for (const [k, v] of listing.dirs) this.dirs.set(k, v);
@@ -497,6 +530,7 @@ export class DirectoryStore implements ResourceStore {
   private removeUnder(prefix: string): boolean {
     let changed = false;
     for (const p of [...this.files.keys()]) if (under(p, prefix)) changed = this.forgetFile(p) || changed;
+    for (const p of [...this.unread]) if (under(p, prefix)) this.unread.delete(p);
     for (const k of [...this.problems.keys()]) if (under(k, prefix) && this.problems.delete(k)) changed = true;
     for (const m of [this.kubelet, this.dirs]) for (const k of [...m.keys()]) if (under(k, prefix)) m.delete(k);
     return changed;
@@ -510,6 +544,7 @@ export class DirectoryStore implements ResourceStore {
   }
 
   private forgetFile(display: string): boolean {
+    this.unread.delete(display);
     this.endShrink(display);
     if (!this.files.delete(display)) return false;
     this.index.set(display, undefined);
@@ -536,20 +571,31 @@ export class DirectoryStore implements ResourceStore {
   /** Reads one file if its stat signature changed; returns whether anything served changed. */
   private async readFile(f: ListedFile): Promise<boolean> {
     const st = await this.fs.stat(f.read).catch((e: NodeJS.ErrnoException) => e);
-    if (st instanceof Error) return isGone(st) ? this.forgetFile(f.display) : this.keepUnreadableFile(f, st);
-    const sig = fileSignature(st);
+    if (st instanceof Error) {
+      this.unread.delete(f.display);
+      return isGone(st) ? this.forgetFile(f.display) : this.keepUnreadableFile(f, st);
+    }
+    let sig = fileSignature(st);
     const prev = this.files.get(f.display);
     if (prev && prev.sig === sig && prev.read === f.read) return false;
     const shown = this.shown(f.display);
-    const read = await readResourceText(f.read, shown, this.maxFileSize, undefined, this.fs.open);
-    this.reads++;
-    const after = await this.fs.stat(f.read).catch(() => undefined);
-    // A file still being written is looked at again shortly: a half-written file must not
-    // briefly drop the resources it carries.
-    if ('changing' in read || !after || fileSignature(after) !== sig) {
-      this.recheckLater(f.display, SETTLE_MS);
-      return false;
+    let read: Awaited<ReturnType<typeof readResourceText>>;
+    for (let rereads = 0; ; rereads++) {
+      read = await readResourceText(f.read, shown, this.maxFileSize, undefined, this.fs.open);
+      this.reads++;
+      const after = await this.fs.stat(f.read).catch(() => undefined);
+      if (!('changing' in read) && after && fileSignature(after) === sig) break;
+      // Replaced while read (a rename puts a complete file in place): read what is there now. A
+      // file still being written is looked at again shortly: a half-written file must not briefly
+      // drop the resources it carries.
+      if (!after || rereads >= IMMEDIATE_REREADS) {
+        if (!prev) this.unread.add(f.display);
+        this.recheckLater(f.display, SETTLE_MS);
+        return false;
+      }
+      sig = fileSignature(after);
     }
+    this.unread.delete(f.display);
     const old = this.index.get(f.display);
     if ('error' in read) {
       // Refused (too large, not UTF-8): reported, last good resources kept, and not read again

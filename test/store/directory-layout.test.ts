@@ -587,3 +587,75 @@ test('a folder that cannot be watched (a full inotify watch table) is said once,
     { treeFs: watchFs, onWatchFailure: (folder, reason) => failures.push({ folder, reason }) },
   );
 });
+
+/** A file system on which `name` is replaced (renamed over, as `apply` writes) between each of its first `times` reads and the stat that follows it. */
+function replacedWhileRead(name: string, times: number, version: (k: number) => string) {
+  let replaced = 0;
+  const opened = new Set<string>();
+  const treeFs = {
+    stat: async (path: string) => {
+      if (path.endsWith(`${sep}${name}`) && opened.delete(path) && replaced < times) {
+        replaced++;
+        const tmp = `${path}.new-${replaced}`;
+        writeFileSync(tmp, version(replaced));
+        renameSync(tmp, path);
+      }
+      return stat(path);
+    },
+    open: async (path: string, flags: number) => {
+      opened.add(path);
+      return open(path, flags);
+    },
+  };
+  return { treeFs, replaced: () => replaced };
+}
+
+test('a file replaced while it is read at start-up is read again at once: the first snapshot has it (it was left out until a recheck, and `import` copied the folder without it)', async () => {
+  const fs = replacedWhileRead('trust.yaml', 2, (k) => trustYaml('t', `t${k}.example`));
+  await withStore(
+    async (store) => {
+      assert.equal(fs.replaced(), 2);
+      assert.deepEqual(trusts(await latest(store)), { o: 'o.example', t: 't2.example' });
+      assert.equal(store.health().ok, true);
+    },
+    { treeFs: fs.treeFs },
+    async (dir) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't0.example'));
+      await writeFile(join(dir, 'other.yaml'), trustYaml('o', 'o.example'));
+    },
+  );
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-readonce-'));
+  try {
+    await writeFile(join(root, 'trust.yaml'), trustYaml('t', 't0.example'));
+    const again = replacedWhileRead('trust.yaml', 3, (k) => trustYaml('t', `t${k}.example`));
+    assert.deepEqual(trusts(await DirectoryStore.readOnce(root, undefined, again.treeFs)), { t: 't3.example' });
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('a file that changes each time it is read keeps a first read waiting (2 s at most): then the server is not ready naming it, and `import` refuses rather than copy the folder without it', { timeout: 30_000 }, async () => {
+  const endless = () => replacedWhileRead('trust.yaml', Infinity, (k) => trustYaml('t', `t${k}.example`));
+  await withStore(
+    async (store) => {
+      assert.deepEqual(trusts(await latest(store)), { o: 'o.example' }, 'the other file is served');
+      const h = store.health();
+      assert.equal(h.ok, false);
+      assert.match(h.detail, /file .*trust\.yaml changing each time it is read: not read yet/);
+    },
+    { treeFs: endless().treeFs },
+    async (dir) => {
+      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't0.example'));
+      await writeFile(join(dir, 'other.yaml'), trustYaml('o', 'o.example'));
+    },
+  );
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-readonce-'));
+  try {
+    await writeFile(join(root, 'trust.yaml'), trustYaml('t', 't0.example'));
+    const started = performance.now();
+    await assert.rejects(DirectoryStore.readOnce(root, undefined, endless().treeFs), /file .*trust\.yaml kept changing while it was read \(for 2 s\): not read; try again once nothing writes to /);
+    assert.ok(performance.now() - started < 10_000);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
