@@ -53,6 +53,12 @@ const MAX_UNSUBSCRIBED_IN_FLIGHT = 1024;
  * next response sends the name or its removal (go-control-plane's "" version).
  */
 const UNCONFIRMED = '';
+/**
+ * Versions this server gives are a few dozen characters (serials, content hashes): a longer one a
+ * client claims is none of ours, and is kept as UNCONFIRMED instead of as the peer's text (up to a
+ * 1 MiB request of it, for the stream's life).
+ */
+const MAX_CLAIMED_VERSION_CHARS = 256;
 const NO_NAMES: ReadonlySet<string> = new Set();
 
 export type DeltaEvent = StreamEvent<DeltaDiscoveryRequest>;
@@ -126,7 +132,7 @@ function onRequest(state: DeltaState, req: DeltaDiscoveryRequest, ctx: StepConte
     if (unsubStar) wildcard = false;
     // A reconnecting client tells us what it already has; honour it for names in scope.
     for (const [n, v] of Object.entries(req.initial_resource_versions ?? {})) {
-      if (wildcard || hasSorted(names, n)) known.set(n, v);
+      if (wildcard || hasSorted(names, n)) known.set(n, v.length <= MAX_CLAIMED_VERSION_CHARS ? v : UNCONFIRMED);
     }
   } else {
     wildcard = state.subscription.wildcard;

@@ -130,8 +130,11 @@ function onRequest(state: SotwState, req: DiscoveryRequest, ctx: StepContext): S
     // The client keeps its last good secret; we keep `sent` so the same thing is not resent.
     actions.push({ type: 'nack', nonce, version_info: versionInfo, detail: nackDetail(req.error_detail) });
   } else {
-    actions.push({ type: 'ack', nonce, version_info: versionInfo });
-    acked = { version_info: versionInfo, versions: state.sent };
+    // The version of the response ACKed (the last one sent), not the peer's text: a 1 MiB
+    // version_info was kept for the stream's whole life (64 streams per token: 64 MiB).
+    const version = String(state.counter);
+    actions.push({ type: 'ack', nonce, version_info: version });
+    acked = { version_info: version, versions: state.sent };
   }
   const answeredNonce = answers ? nonce : state.answeredNonce;
 

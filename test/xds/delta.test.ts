@@ -63,6 +63,18 @@ describe('Delta stream', () => {
       assert.deepEqual(diff(onlySend(actions)), ['default@v2', '-spiffe://gone.td']);
     });
 
+    it("keeps a claimed version too long to be one of ours as unconfirmed, not as the peer's text, while the secret is pending; it is sent once there", () => {
+      const w = new World();
+      let pending = true;
+      const s = new DeltaStream(ctxFor(w, { resolve: (sub) => ({ ...w.resolve(sub), pending: pending ? ['default'] : [] }) }));
+      const actions = s.onRequest(req({ node, resource_names_subscribe: ['default'], initial_resource_versions: { default: 'v'.repeat(100_000) } }));
+      assert.deepEqual(sends(actions), []);
+      assert.ok([...s.state.known.values()].every((v) => v.length < 100), 'no claimed text kept');
+      pending = false;
+      w.put('default', 'v1');
+      assert.deepEqual(diff(onlySend(s.onChange())), ['default@v1']);
+    });
+
     it('does not report removed a claimed secret whose fate is still pending (SVID being reissued after a restart)', () => {
       const w = new World();
       const pendingResolve: typeof w.resolve = (sub) => ({ ...w.resolve(sub), pending: ['default'] });

@@ -54,6 +54,16 @@ describe('SotW stream', () => {
     assert.equal(s.state.acked?.version_info, '1');
   });
 
+  it("keeps the version of the response ACKed, not the peer's version_info text (a megabyte of it was kept for the stream's life)", () => {
+    const w = new World();
+    w.put('default', 'v1');
+    const s = new SotwStream(ctxFor(w));
+    const first = onlySend(s.onRequest(req({ node, resource_names: ['default'] })));
+    const actions = s.onRequest(req({ resource_names: ['default'], version_info: 'x'.repeat(1 << 20), response_nonce: first.response.nonce }));
+    assert.deepEqual(actions, [{ type: 'ack', nonce: 'n1', version_info: '1' }]);
+    assert.equal(s.state.acked?.version_info, '1');
+  });
+
   it('answers an ACK or NACK of the last response without resolving: a change since then arrives as its own event', () => {
     const w = new World();
     w.put('default', 'v1');
