@@ -1,5 +1,7 @@
 // Classifies the SDS resource names Envoy asks for (SPEC §3). A name of no known shape can never
 // be served, so the stream fails with INVALID_ARGUMENT instead of waiting for it forever.
+import { labelNameProblem, nameProblem } from '../api/validate-common.js';
+import { trustDomainProblem } from '../api/template.js';
 import { parseSpiffeId, SPIFFE_ID_MAX_BYTES } from '../identity/spiffe-id.js';
 
 export interface IdentityKri {
@@ -58,7 +60,20 @@ function parseKri(name: string): SecretNameRef {
   for (const seg of [mesh, zone, namespace, resName]) {
     if (!SEGMENT.test(seg)) return { kind: 'invalid', reason: `"${name}" segment "${seg}" is not a valid resource name (lowercase letters, digits, '-', '.')` };
   }
+  // Segments no resource can have (a 1,500-character namespace) name nothing that may appear:
+  // refused like any impossible name, not held for as long as the stream stays open.
+  const problem =
+    segmentProblem('mesh', mesh, labelNameProblem) ??
+    (zone === '' ? undefined : segmentProblem('zone', zone, nameProblem)) ??
+    (namespace === '' ? undefined : segmentProblem('namespace', namespace, labelNameProblem)) ??
+    segmentProblem('name', resName, nameProblem);
+  if (problem) return { kind: 'invalid', reason: `"${name}" names no MeshIdentity that can exist: ${problem}` };
   return { kind: 'identity', kri: { mesh, zone, namespace, name: resName } };
+}
+
+function segmentProblem(what: string, seg: string, check: (s: string) => string | undefined): string | undefined {
+  const p = check(seg);
+  return p === undefined ? undefined : `its ${what} segment ${p}`;
 }
 
 export function classifySecretName(name: string): SecretNameRef {
@@ -82,6 +97,9 @@ export function classifySecretName(name: string): SecretNameRef {
   if (name.startsWith('spiffe://')) {
     const parsed = parseSpiffeId(name);
     if ('error' in parsed) return { kind: 'invalid', reason: `"${name}" is not a valid SPIFFE ID: ${parsed.error}` };
+    // No MeshTrust or MeshIdentity can have a trust domain past 253 characters (SPIFFE allows 255 bytes).
+    const td = trustDomainProblem(parsed.trustDomain);
+    if (td) return { kind: 'invalid', reason: `"${name}" names a trust domain no mesh can have: it ${td}` };
     return parsed.path === '' ? { kind: 'trustDomain', trustDomain: parsed.trustDomain } : { kind: 'svid', spiffeId: name };
   }
   return {

@@ -33,6 +33,14 @@ const invalid: Array<[string, RegExp]> = [
   ['spiffe://td/a/../b', /dot segments/],
   // Well-formed but longer than any MeshIdentity KRI can be: a delta stream held 1,000 such names of 1 MiB each.
   [`kri_mid_default_default_kuma-system_${'a'.repeat(3000)}_`, /longer than any secret name/],
+  // Within the length cap, but with segments no resource can have: refused, not held while the stream lasts.
+  [`kri_mid_default_default_${'n'.repeat(1500)}_identity_`, /names no MeshIdentity that can exist: its namespace segment must not be longer than 63 characters/],
+  [`kri_mid_${'m'.repeat(64)}_default__identity_`, /its mesh segment must not be longer than 63/],
+  ['kri_mid_mesh.one_default__identity_', /its mesh segment must be a valid DNS-1123 label/],
+  [`kri_mid_default_default__${'i'.repeat(254)}_`, /its name segment must not be longer than 253/],
+  ['kri_mid_default_default__identity-_', /its name segment must be a valid DNS-1123 name/],
+  [`spiffe://${'t'.repeat(254)}`, /names a trust domain no mesh can have: it must not be longer than 253 characters/],
+  [`spiffe://${'t'.repeat(254)}/ns/a/sa/b`, /names a trust domain no mesh can have/],
 ];
 
 test('classifySecretName recognises every name shape mesh-sds serves', () => {
