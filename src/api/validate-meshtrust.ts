@@ -120,7 +120,9 @@ export function pemBundleProblem(value: string): string | undefined {
   if (error) return 'provided certificate has incorrect format';
   const certs = ders.map((der) => new X509Certificate(der));
   const notCa = certs.findIndex((c) => !c.ca);
-  if (notCa >= 0) return `certificate ${notCa + 1} is not a CA`;
+  // OpenSSL's test (X509_check_ca): a CA:TRUE certificate whose keyUsage lacks keyCertSign is no CA
+  // either, and peers refuse chains through it; both halves are named, as either can be missing.
+  if (notCa >= 0) return `certificate ${notCa + 1} is not a CA (a CA certificate has basicConstraints CA:TRUE and, when it has a keyUsage, keyCertSign)`;
   return unreadableValidityProblem(certs);
 }
 

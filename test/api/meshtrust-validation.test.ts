@@ -4,8 +4,23 @@ import assert from 'node:assert/strict';
 import { X509Certificate, generateKeyPairSync } from 'node:crypto';
 import { encodeSpiffeBundle } from '../../src/api/spiffe-bundle.js';
 import type { MeshTrust } from '../../src/api/types.js';
-import { makeCaUntil } from '../helpers/openssl.js';
+import { makeCaUntil, openssl } from '../helpers/openssl.js';
 import { assertAccepted, assertRejected, meshTrust, pem, withField } from './helpers.js';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A self-signed CA:TRUE certificate with the keyUsage given (openssl -addext syntax). */
+function makeCaWithKeyUsage(cn: string, keyUsage: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mesh-sds-ku-'));
+  try {
+    openssl(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', join(dir, 'k')]);
+    openssl(['req', '-x509', '-new', '-key', join(dir, 'k'), '-out', join(dir, 'c'), '-subj', `/CN=${cn}`, '-days', '30', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', `keyUsage=${keyUsage}`]);
+    return readFileSync(join(dir, 'c'), 'utf8');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
 test('a valid MeshTrust is accepted as written', () => {
   const mt = assertAccepted<MeshTrust>(meshTrust());
@@ -56,14 +71,20 @@ test('a PEM value that is not an X.509 certificate has incorrect format', () => 
   }
 });
 
+test('a certificate with CA:TRUE whose keyUsage lacks keyCertSign is not a CA (OpenSSL refuses chains through it), and the message names both requirements', () => {
+  const noKeyCertSign = makeCaWithKeyUsage('no-kcs', 'critical,digitalSignature,cRLSign');
+  assertRejected(withField(meshTrust(), 'spec.caBundles.0.pem.value', noKeyCertSign), 'spec.caBundles[0].pem.value: certificate 1 is not a CA (a CA certificate has basicConstraints CA:TRUE and, when it has a keyUsage, keyCertSign)');
+  assertAccepted(withField(meshTrust(), 'spec.caBundles.0.pem.value', makeCaWithKeyUsage('kcs', 'critical,keyCertSign,cRLSign')));
+});
+
 test('every certificate of a bundle must be a CA, and the first that is not is named', () => {
   assertRejected(
     withField(meshTrust(), 'spec.caBundles.0.pem.value', pem('root-ca') + pem('leaf-not-ca')),
-    'spec.caBundles[0].pem.value: certificate 2 is not a CA',
+    'spec.caBundles[0].pem.value: certificate 2 is not a CA (a CA certificate has basicConstraints CA:TRUE and, when it has a keyUsage, keyCertSign)',
   );
   assertRejected(
     withField(meshTrust(), 'spec.caBundles.0.pem.value', pem('leaf-not-ca')),
-    'spec.caBundles[0].pem.value: certificate 1 is not a CA',
+    'spec.caBundles[0].pem.value: certificate 1 is not a CA (a CA certificate has basicConstraints CA:TRUE and, when it has a keyUsage, keyCertSign)',
   );
   const mt = assertAccepted<MeshTrust>(
     withField(meshTrust(), 'spec.caBundles.0.pem.value', pem('root-ca') + pem('intermediate-ca')),
