@@ -1,10 +1,11 @@
 // How a Resource is stored as JSON in the `doc` column, and read back through the same validation as `validate`.
 import { isMap, isSeq, parseAllDocuments, type Node } from 'yaml';
-import { resourceKey, type Resource, type ResourceError, type ResourceKind } from '../api/types.js';
+import { RESOURCE_KINDS, resourceKey, type Resource, type ResourceError, type ResourceKind } from '../api/types.js';
 import { normaliseDocument } from '../api/validate.js';
 import { validateStoredResource } from '../api/validate-stored.js';
 import { jsonArrayItemRanges, jsonMemberStart } from '../api/json-ranges.js';
 import { listItems } from '../api/parse.js';
+import { quoted } from '../api/quote.js';
 
 /** The normalised resource as stable JSON (sorted keys) so equal resources always serialise to equal text. Secret bytes become base64. */
 export function encodeResource(r: Resource): string {
@@ -46,6 +47,12 @@ export interface RowKey {
 export function decodeResource(doc: unknown, row: RowKey, file: string): { resource: Resource } | { errors: ResourceError[] } {
   const source = { file, document: 0 };
   const expect = row as { kind: ResourceKind; mesh: string; namespace: string; name: string };
+  // A doc of another kind mesh-sds serves is said to be one first (an unknown kind is validate's to name): validated as the kind it names, a Dataplane row
+  // holding a MeshTrust read as a MeshTrust with empty fields.
+  const docKind = doc !== null && typeof doc === 'object' && !Array.isArray(doc) ? (doc as { kind?: unknown }).kind : undefined;
+  if (typeof docKind === 'string' && docKind !== row.kind && (RESOURCE_KINDS as readonly string[]).includes(docKind)) {
+    return { errors: [{ file, document: 0, path: 'kind', message: `is ${quoted(docKind)}, but the row is stored as a ${row.kind}` }] };
+  }
   if (doc !== null && typeof doc === 'object' && !Array.isArray(doc) && 'apiVersion' in doc) {
     let result: ReturnType<typeof normaliseDocument>;
     try {

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { stringify } from 'yaml';
-import type { ResourceSnapshot } from '../../src/api/types.js';
+import { RESOURCE_KINDS, type ResourceSnapshot } from '../../src/api/types.js';
 import { PostgresStore } from '../../src/store/postgres.js';
 import { adminQuery, dataplaneYaml, PG_URL, recordingLogger, waitForSnapshot, withStores } from './helpers.js';
 import { rejectedFixtures } from './rejected-fixtures.js';
@@ -30,16 +30,19 @@ test('every document the API tests reject, written into the table with SQL, is r
     for (const [i, f] of fixtures.entries()) {
       const o = f.obj as { type?: unknown; kind?: unknown };
       const row = o.type === 'MeshTrust' || o.kind === 'MeshTrust' ? MT : MI;
+      // A doc naming another kind mesh-sds serves than its row's is refused as that, before its fields are looked at.
+      const otherKind = typeof o.kind === 'string' && o.kind !== row.kind && (RESOURCE_KINDS as readonly string[]).includes(o.kind);
+      const expected = otherKind ? [`kind: is "${o.kind as string}", but the row is stored as a ${row.kind}`] : f.expected;
       // Plain SQL, as another tool would write it: no NOTIFY by hand, the table's trigger tells the store.
       await adminQuery(`UPDATE "${schema}".resources SET doc = $1::jsonb WHERE kind = $2 AND name = $3`, [
         JSON.stringify(f.obj), row.kind, row.name,
       ]);
       const snap = await waitForSnapshot(store!, (s) => s.revision > last, 5000);
       last = snap.revision;
-      assert.deepEqual(rowProblems(snap, row.key), f.expected, `fixture ${i}: ${JSON.stringify(f.obj)}`);
+      assert.deepEqual(rowProblems(snap, row.key), expected, `fixture ${i}: ${JSON.stringify(f.obj)}`);
       assert.equal(snap.resources.get(row.key), good.resources.get(row.key), `fixture ${i}: the last good version is served`);
       assert.ok(
-        lines.some((l) => l.startsWith('warn resource rejected') && l.includes(`"row":"${row.key}"`) && l.includes(JSON.stringify(f.expected[0]!.split(': ')[0]))),
+        lines.some((l) => l.startsWith('warn resource rejected') && l.includes(`"row":"${row.key}"`) && l.includes(JSON.stringify(expected[0]!.split(': ')[0]))),
         `fixture ${i}: a log line names the row and the field`,
       );
     }
@@ -159,6 +162,19 @@ test('a row without a doc whose source names another resource (its namespace lab
     // delete of the kind it meant removes the misspelt row (no command could, otherwise).
     assert.equal(await store!.delete('MeshIdentity', 'default', '', 'identity', { force: true }), true);
     await waitForSnapshot(store!, (s) => rowProblems(s, 'MeshIdentities/default//identity').length === 0, 5000);
+  });
+});
+
+test("a row whose doc is of another kind than its kind column says so, instead of that kind's field errors; the doc's own kind in Kubernetes form too", async () => {
+  await withStores(1, async ([store], schema) => {
+    const insert = (name: string, doc: unknown) =>
+      adminQuery(`INSERT INTO "${schema}".resources (kind, mesh, namespace, name, doc) VALUES ('Dataplane', 'default', '', $1, $2)`, [name, JSON.stringify(doc)]);
+    const trust = meshTrust() as { spec: unknown };
+    await insert('stored-trust', { kind: 'MeshTrust', mesh: 'default', namespace: '', name: 'stored-trust', labels: {}, spec: { trustDomain: '' } });
+    await insert('k8s-trust', { apiVersion: 'kuma.io/v1alpha1', kind: 'MeshTrust', metadata: { name: 'k8s-trust', labels: { 'kuma.io/mesh': 'default' } }, spec: trust.spec });
+    const snap = await waitForSnapshot(store!, (s) => rowProblems(s, 'Dataplane/default//stored-trust').length > 0 && rowProblems(s, 'Dataplane/default//k8s-trust').length > 0, 5000);
+    assert.deepEqual(rowProblems(snap, 'Dataplane/default//stored-trust'), ['kind: is "MeshTrust", but the row is stored as a Dataplane']);
+    assert.deepEqual(rowProblems(snap, 'Dataplane/default//k8s-trust'), ['kind: is "MeshTrust", but the row is stored as a Dataplane']);
   });
 });
 
