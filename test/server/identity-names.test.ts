@@ -69,8 +69,9 @@ test('a delta stream holding many KRIs of another identity is warned about with 
     await s.ready;
     const delta = (sub: string[], unsub: string[] = [], node?: string) =>
       grpcFrame(Buffer.concat([node ? field(1, field(1, node)) : Buffer.alloc(0), field(2, SECRET_TYPE), ...sub.map((n) => field(3, n)), ...unsub.map((n) => field(4, n))]));
-    // 900 valid KRIs of the proxy's mesh and zone that are not its identity: held, each a long name.
-    const kris = Array.from({ length: 900 }, (_, i) => `kri_mid_default_default_shop_${'a'.repeat(1900)}${i}_`);
+    // 900 valid KRIs of the proxy's mesh and zone that are not its identity: held, each a long name
+    // (a name segment as long as a resource name can be).
+    const kris = Array.from({ length: 900 }, (_, i) => `kri_mid_default_default_shop_${'a'.repeat(250)}${i}_`);
     const call = rawCall(session, PATHS.DeltaSecrets, { body: [delta(['default'], [], 'default.backend-1.shop')] });
     await call.waitForMessages(1, 10_000);
     for (let i = 0; i < kris.length; i += 300) call.stream.write(delta(kris.slice(i, i + 300)));
