@@ -43,6 +43,8 @@ export interface StreamDeps {
   registry: StreamRegistry;
   /** Streams one proxy may hold open at once (MAX_STREAMS_PER_PROXY); the next is RESOURCE_EXHAUSTED. */
   maxStreamsPerProxy?: number;
+  /** Characters of names one proxy's streams may subscribe to together (MAX_SUBSCRIBED_NAME_CHARS_PER_PROXY). */
+  maxSubscribedNameCharsPerProxy?: number;
 }
 
 /**
@@ -50,6 +52,13 @@ export interface StreamDeps {
  * briefly twice that. Without a cap one valid token opened 20,000 streams (90 MB).
  */
 export const MAX_STREAMS_PER_PROXY = 64;
+
+/**
+ * Characters of subscribed names one proxy's streams may hold together. Envoy subscribes a few
+ * names of tens of characters; without a bound, one token's 64 delta streams held 999 names of 2,000
+ * characters each (258 MiB, with the cache keys made of them).
+ */
+export const MAX_SUBSCRIBED_NAME_CHARS_PER_PROXY = 1024 * 1024;
 
 /** A sent response as /debug shows it: references to what was written, no copies. */
 export interface SentResponse {
@@ -98,6 +107,8 @@ export class StreamRegistry {
   readonly streams = new Map<number, RegisteredStream>();
   /** Open streams and FetchSecrets calls by proxy key (see MAX_STREAMS_PER_PROXY); a proxy leaves when its last one ends. */
   readonly openByProxy = new Map<string, number>();
+  /** Characters of the names each proxy's streams subscribe to (see MAX_SUBSCRIBED_NAME_CHARS_PER_PROXY). */
+  readonly subscribedCharsByProxy = new Map<string, number>();
   /**
    * Open calls by the token (jti) they were admitted with, whatever their state: a proxy's limit
    * applies once its first request names it, and a token's calls that never send one held as many
@@ -250,6 +261,8 @@ class XdsStream implements StreamInfo, RegisteredStream {
   lastNack?: { version: string; nonce: string; detail: string; atMs: number };
 
   credential?: { jti: string; expiresAtMs: number };
+  /** This stream's share of its proxy's subscribed name characters. */
+  private subscribedChars = 0;
   private state: 'new' | 'waiting' | 'open' | 'closed' = 'new';
   private queued: Request[] = [];
   private machine?: Machine;
@@ -341,6 +354,7 @@ class XdsStream implements StreamInfo, RegisteredStream {
     if (registered) {
       countStream(this.deps, this.mesh, this.api, -1);
       freeProxyPlace(this.deps, this.proxy);
+      this.holdNameChars(0);
       this.deps.log.info({ stream: this.id, proxy: this.proxy, api: this.api, peer: this.peer, seconds: Math.round((Date.now() - this.openedMs) / 1000), pushes: this.pushes, nacks: this.nacks, status: status?.code ?? 0, reason: echoed(status?.details) }, 'stream closed');
       this.deps.svids.detach(this.proxy, this.credential?.jti);
       this.deps.registry.remove(this.id);
@@ -476,9 +490,15 @@ class XdsStream implements StreamInfo, RegisteredStream {
             this.lastAckedMs = Date.now();
           }
           break;
-        case 'subscribe':
+        case 'subscribe': {
+          const refused = this.holdNameChars(nameChars(a.subscription));
+          if (refused) {
+            limitedWarn(log, this.proxy, { proxy: this.proxy, api: this.api, reason: refused }, 'stream refused: its proxy subscribes to too many names');
+            return this.finish({ code: Status.RESOURCE_EXHAUSTED, details: refused });
+          }
           this.subscription = a.subscription;
           break;
+        }
         case 'ignore':
           // A peer repeating a stale nonce would otherwise write a line per request.
           limitedDebug(log, this.proxy, () => ({ proxy: this.proxy, api: this.api, reason: a.reason, nonce: echoed(a.nonce, ID_ECHO_CHARS) }), 'request ignored');
@@ -521,6 +541,23 @@ class XdsStream implements StreamInfo, RegisteredStream {
     );
   }
 
+  /**
+   * Takes `chars` as this stream's share of its proxy's subscribed names, or returns why not (the
+   * share it had is kept until the stream ends). 0 gives the share back.
+   */
+  private holdNameChars(chars: number): string | undefined {
+    const held = this.deps.registry.subscribedCharsByProxy;
+    const others = (held.get(this.proxy) ?? 0) - this.subscribedChars;
+    const limit = this.deps.maxSubscribedNameCharsPerProxy ?? MAX_SUBSCRIBED_NAME_CHARS_PER_PROXY;
+    if (chars > 0 && others + chars > limit) {
+      return `the proxy's streams would subscribe to ${others + chars} characters of resource names, over the limit of ${limit} per proxy`;
+    }
+    this.subscribedChars = chars;
+    if (others + chars > 0) held.set(this.proxy, others + chars);
+    else held.delete(this.proxy);
+    return undefined;
+  }
+
   /** Watches exactly the cache keys the last resolution read (they change with identity too). */
   private rewatch(): void {
     this.warnNotThisIdentity();
@@ -546,6 +583,13 @@ class XdsStream implements StreamInfo, RegisteredStream {
     this.changedWhileBehind = false;
     this.run(this.machine!.onChange());
   }
+}
+
+/** Characters of a subscription's names (UTF-16 code units). */
+function nameChars(sub: Subscription): number {
+  let n = 0;
+  for (const name of sub.names) n += name.length;
+  return n;
 }
 
 export function handleStream(call: Call, mode: 'sotw' | 'delta', api: StreamApi, deps: StreamDeps): void {
