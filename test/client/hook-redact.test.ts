@@ -2,6 +2,7 @@
 // lines or run together.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
 import { runFetch } from '../../src/cli/fetch.js';
 import type { TestCa } from '../helpers/openssl.js';
@@ -29,5 +30,19 @@ describe('--on-update output and the private key', () => {
     assert.ok(body.length >= 2);
     for (const line of body) assert.ok(!stderr.includes(line), `a key line reached the log: ${stderr}`);
     assert.ok(!stderr.includes(body.join('')));
+  });
+
+  it('the key\'s secret number printed as hex (openssl pkey -text, a hex dump of its DER) is redacted from the log, the public parts are not', { timeout: 30_000 }, async () => {
+    let stderr = '';
+    const key = '"$MESH_SDS_OUT_DIR/key.pem"';
+    const hook = `openssl pkey -in ${key} -noout -text; openssl pkey -in ${key} -outform DER | od -An -tx1 -v; openssl pkey -in ${key} -outform DER | od -An -tx1 -v | tr -d ' \\n'; echo; echo done`;
+    const code = await runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, 'out2'), onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
+    assert.equal(code, 0, stderr);
+    assert.match(stderr, /priv: <redacted key>/);
+    assert.match(stderr, /pub:/, 'the public key is still shown');
+    assert.match(stderr, /done/);
+    const d = Buffer.from((createPrivateKey(a.keyPem).export({ format: 'jwk' }) as { d: string }).d, 'base64url').toString('hex');
+    const flat = stderr.replace(/[:\s]/g, '').toLowerCase();
+    for (let i = 0; i + 12 <= d.length; i += 2) assert.ok(!flat.includes(d.slice(i, i + 12)), `6 bytes of the private scalar (at ${i / 2}) reached the log:\n${stderr}`);
   });
 });
