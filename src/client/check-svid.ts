@@ -1,8 +1,9 @@
 // What the agent checks before it writes an identity, so that a server (misconfigured, or not ours)
 // cannot make it replace good files with ones no peer accepts. Refused (NACKed; the files written
-// before stay): an expired leaf, a leaf that chains to the bundle through an expired intermediate
-// sent with it, or a leaf that is a CA (basicConstraints CA:TRUE; no peer should accept it as an
-// end entity). A private key that does not match the leaf is refused when the
+// before stay): an expired leaf, a leaf that is a CA (basicConstraints CA:TRUE; no peer should
+// accept it as an end entity), a leaf key OpenSSL refuses (RSA under 2048 bits, an unusual curve),
+// or a leaf that chains to the bundle through a CA (sent with it, or the bundle's anchor) that is
+// expired, not valid yet, not a CA or with such a key. A private key that does not match the leaf is refused when the
 // secret is decoded (decode.ts). Warned about, still written: a leaf not valid yet by over a
 // minute (most likely this host's clock), a chain that does not verify against the trust bundle
 // sent with it, and a SPIFFE ID other than the one written before.
@@ -29,10 +30,10 @@ const MAX_SIGNATURE_CHECKS = 64;
 
 /**
  * The certificates sent with the leaf through which it chains to one in the bundle (none when the
- * bundle holds the leaf or its issuer); false when no path leads there; undefined when that took
- * too many signature checks to tell.
+ * bundle holds the leaf or its issuer), and that anchor (undefined when the bundle holds the leaf
+ * itself); false when no path leads there; undefined when that took too many signature checks to tell.
  */
-function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): X509Certificate[] | false | undefined {
+function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): { path: X509Certificate[]; anchor?: X509Certificate } | false | undefined {
   let checks = 0;
   const issuedBy = (child: X509Certificate, parent: X509Certificate): boolean => {
     try {
@@ -46,13 +47,50 @@ function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): X50
   const intermediates = chain.slice(1);
   const path: X509Certificate[] = [];
   for (let i = 0; i < MAX_CHAIN; i++) {
-    if (anchors.some((a) => a.raw.equals(current.raw) || issuedBy(current, a))) return path;
+    if (anchors.some((a) => a.raw.equals(current.raw))) return { path };
+    const anchor = anchors.find((a) => issuedBy(current, a));
+    if (anchor) return { path, anchor };
     const next = intermediates.find((c) => c !== current && issuedBy(current, c));
     if (!next) return checks > MAX_SIGNATURE_CHECKS ? undefined : false;
     path.push(next);
     current = next;
   }
   return false;
+}
+
+/** Why a CA on the leaf's path fails peers' checks, or undefined. `startsBy`: the later of now and the leaf's NotBefore. */
+function pathProblem(c: X509Certificate, nowMs: number, startsBy: number): string | undefined {
+  if (hasUnreadableValidity(c)) return 'has a validity that cannot be read';
+  const notAfter = Date.parse(c.validTo);
+  if (notAfter <= nowMs) return `expired at ${new Date(notAfter).toISOString()}`;
+  // Later than its own leaf starts (and than now) by more than clock skew: peers refuse the chain
+  // until then. A leaf and its CA both ahead of this host's clock is this host's clock (warned above).
+  const notBefore = Date.parse(c.validFrom);
+  if (notBefore > startsBy + SKEW_MS) return `is not valid until ${new Date(notBefore).toISOString()}`;
+  if (!c.ca) return 'is not a CA (it needs basicConstraints CA:TRUE and, with a keyUsage, keyCertSign)';
+  const weak = weakKey(c);
+  return weak ? `has ${weak}` : undefined;
+}
+
+/** Curves OpenSSL's default security level accepts in a certificate (and Envoy's BoringSSL too). */
+const ACCEPTED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+
+/** A certificate key OpenSSL refuses at security level 2 (its default), described, or undefined. */
+function weakKey(c: X509Certificate): string | undefined {
+  const key = c.publicKey;
+  const details = key.asymmetricKeyDetails ?? {};
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+    case 'rsa-pss':
+      return (details.modulusLength ?? 0) < 2048 ? `an RSA key of ${details.modulusLength ?? 'unknown'} bits (at least 2048 are needed)` : undefined;
+    case 'ec':
+      return ACCEPTED_CURVES.has(details.namedCurve ?? '') ? undefined : `an EC key on the curve ${details.namedCurve ?? 'unknown'} (P-256, P-384 or P-521 are accepted)`;
+    case 'ed25519':
+    case 'ed448':
+      return undefined;
+    default:
+      return `a ${key.asymmetricKeyType ?? 'unknown'} key`;
+  }
 }
 
 export interface SvidCheck {
@@ -90,12 +128,18 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   } catch {
     // An unparsable bundle verifies nothing: said below.
   }
+  const keyProblem = weakKey(leaf);
+  if (keyProblem) throw new RefusedSvid(`${what} has ${keyProblem}: OpenSSL refuses it (security level 2); not written`);
   const verified = pathToBundle(chain, anchors);
-  // Peers check every certificate of the path, not the leaf alone: one expired on it fails them all.
-  const expiredOnPath = verified ? verified.find((c) => Date.parse(c.validTo) <= nowMs) : undefined;
-  if (expiredOnPath) {
-    const subject = printableLine(expiredOnPath.subject.split('\n').filter(Boolean).join(', '));
-    throw new RefusedSvid(`${what} chains to the trust bundle through ${subject} (serial ${expiredOnPath.serialNumber.toUpperCase()}) in the certificate chain, which expired at ${new Date(Date.parse(expiredOnPath.validTo)).toISOString()}: peers will refuse the chain; not written`);
+  // Peers check every certificate of the path, not the leaf alone: one expired on it, not valid yet,
+  // not a CA or with a key too weak fails them all (openssl verify: errors 10, 9, 79; "ca key too small").
+  if (verified) {
+    for (const c of verified.anchor ? [...verified.path, verified.anchor] : verified.path) {
+      const where = c === verified.anchor ? 'the trust bundle' : 'the certificate chain';
+      const subject = `${printableLine(c.subject.split('\n').filter(Boolean).join(', '))} (serial ${c.serialNumber.toUpperCase()}) in ${where}`;
+      const problem = pathProblem(c, nowMs, Math.max(nowMs, notBefore));
+      if (problem) throw new RefusedSvid(`${what} chains to the trust bundle through ${subject}, which ${problem}: peers will refuse the chain; not written`);
+    }
   }
   if (verified === undefined) {
     warnings.push(`${what} could not be checked against the trust bundle sent with it: over ${MAX_SIGNATURE_CHECKS} candidate issuers of one name were tried`);
