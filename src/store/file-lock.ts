@@ -1,5 +1,6 @@
 // A lock file beside a state file, so read-modify-write of that file is atomic across processes.
-import { open, readFile, rename, unlink, link, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, rename, unlink, link, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { OWN_START_TIME, recorderRuns } from '../api/process-life.js';
@@ -12,6 +13,28 @@ export interface FileLockOptions {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** A stamp is one short line; a lock file longer than this is not one. */
+const MAX_LOCK_BYTES = 4096;
+
+/**
+ * A lock file's text, read without waiting on what is not a file: a FIFO put at the lock's path
+ * (the state folder is the operator's) blocked readFile on a libuv thread for ever, and with it
+ * every state update, past any deadline. Throws like readFile (ENOENT when gone, EISDIR for a
+ * folder); a FIFO or a device is refused with the code ENOTLOCK, a link with ELOOP.
+ */
+async function readLock(path: string): Promise<string> {
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+  try {
+    const st = await fh.stat();
+    if (!st.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: st.isDirectory() ? 'EISDIR' : 'ENOTLOCK' });
+    const buf = Buffer.alloc(MAX_LOCK_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, MAX_LOCK_BYTES, 0);
+    return buf.subarray(0, bytesRead).toString('utf8');
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
 
 /** When this process started (wall clock): a lock with its pid taken before then is a previous life's. */
 const STARTED_AT_MS = Date.now() - Math.ceil(process.uptime() * 1000);
@@ -31,7 +54,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
     return await fn();
   } finally {
     // Only remove our own lock (a stale-breaker may have replaced it if we stalled past staleMs).
-    if ((await readFile(lockPath, 'utf8').catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
+    if ((await readLock(lockPath).catch(() => '')) === stamp) await unlink(lockPath).catch(() => undefined);
   }
 }
 
@@ -62,11 +85,13 @@ async function acquire(lockPath: string, stamp: string, staleMs: number, deadlin
 
 /** true: gone or broken, try again at once; false: held; a string: there but unreadable (why), held. */
 async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean | string> {
-  const seen = await readFile(lockPath, 'utf8').catch((e: NodeJS.ErrnoException) => e);
+  const seen = await readLock(lockPath).catch((e: NodeJS.ErrnoException) => e);
   if (seen instanceof Error) {
     if (seen.code === 'ENOENT') return true; // released meanwhile: try again at once
     // A folder, or a root-owned lock for a server run as another user: not released. Taken as
     // released, it was retried in a tight loop for ever, past every deadline.
+    if (seen.code === 'ENOTLOCK') return 'not a regular file (a FIFO or a device put at its path?)';
+    if (seen.code === 'ELOOP') return 'a symbolic link, not followed';
     return seen.code ?? seen.message;
   }
   if (!(await isStale(lockPath, seen, staleMs))) return false;
@@ -78,7 +103,7 @@ async function breakIfStale(lockPath: string, staleMs: number): Promise<boolean 
   } catch {
     return true;
   }
-  const moved = await readFile(aside, 'utf8').catch(() => undefined);
+  const moved = await readLock(aside).catch(() => undefined);
   if (moved !== seen) await link(aside, lockPath).catch(() => undefined);
   await unlink(aside).catch(() => undefined);
   return true;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, writeFile, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile, readFile, rm, symlink } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
@@ -119,6 +119,27 @@ test('a lock path that exists but cannot be read (a folder there; a root-owned l
       withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }),
       (e: Error) => e.message.includes(d.path) && /still held after 300 ms.*EISDIR/.test(e.message),
     );
+    assert.equal(ran, false);
+  } finally {
+    await d.done();
+  }
+});
+
+test('a FIFO or a symbolic link at the lock path is waited for and then an error saying what it is: reading the FIFO blocked a libuv thread, and every state update, for ever', { timeout: 60_000 }, async () => {
+  const d = await lockDir();
+  try {
+    spawnSync('mkfifo', [d.path]);
+    let ran = false;
+    const started = Date.now();
+    await assert.rejects(
+      withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }),
+      (e: Error) => e.message.includes(d.path) && /still held after 300 ms \(it cannot be read: not a regular file/.test(e.message),
+    );
+    assert.equal(ran, false);
+    assert.ok(Date.now() - started < 10_000);
+    await rm(d.path);
+    await symlink(join(tmpdir(), 'nowhere-mesh-sds'), d.path);
+    await assert.rejects(withFileLock(d.path, async () => void (ran = true), { staleMs: 50, timeoutMs: 300 }), /it cannot be read: a symbolic link, not followed/);
     assert.equal(ran, false);
   } finally {
     await d.done();
