@@ -610,6 +610,23 @@ function replacedWhileRead(name: string, times: number, version: (k: number) => 
   return { treeFs, replaced: () => replaced };
 }
 
+/** trust.yaml (t0.example) and other.yaml beside it. */
+async function trustAndOther(dir: string): Promise<void> {
+  await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't0.example'));
+  await writeFile(join(dir, 'other.yaml'), trustYaml('o', 'o.example'));
+}
+
+/** A folder holding trust.yaml (t0.example) alone, for a `readOnce`. */
+async function inFolderWithTrust(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-readonce-'));
+  try {
+    await writeFile(join(root, 'trust.yaml'), trustYaml('t', 't0.example'));
+    await fn(root);
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
 test('a file replaced while it is read at start-up is read again at once: the first snapshot has it (it was left out until a recheck, and `import` copied the folder without it)', async () => {
   const fs = replacedWhileRead('trust.yaml', 2, (k) => trustYaml('t', `t${k}.example`));
   await withStore(
@@ -619,19 +636,12 @@ test('a file replaced while it is read at start-up is read again at once: the fi
       assert.equal(store.health().ok, true);
     },
     { treeFs: fs.treeFs },
-    async (dir) => {
-      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't0.example'));
-      await writeFile(join(dir, 'other.yaml'), trustYaml('o', 'o.example'));
-    },
+    trustAndOther,
   );
-  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-readonce-'));
-  try {
-    await writeFile(join(root, 'trust.yaml'), trustYaml('t', 't0.example'));
+  await inFolderWithTrust(async (root) => {
     const again = replacedWhileRead('trust.yaml', 3, (k) => trustYaml('t', `t${k}.example`));
     assert.deepEqual(trusts(await DirectoryStore.readOnce(root, undefined, again.treeFs)), { t: 't3.example' });
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 });
 
 test('a file that changes each time it is read keeps a first read waiting (2 s at most): then the server is not ready naming it, and `import` refuses rather than copy the folder without it', { timeout: 30_000 }, async () => {
@@ -644,18 +654,11 @@ test('a file that changes each time it is read keeps a first read waiting (2 s a
       assert.match(h.detail, /file .*trust\.yaml changing each time it is read: not read yet/);
     },
     { treeFs: endless().treeFs },
-    async (dir) => {
-      await writeFile(join(dir, 'trust.yaml'), trustYaml('t', 't0.example'));
-      await writeFile(join(dir, 'other.yaml'), trustYaml('o', 'o.example'));
-    },
+    trustAndOther,
   );
-  const root = await mkdtemp(join(tmpdir(), 'mesh-sds-readonce-'));
-  try {
-    await writeFile(join(root, 'trust.yaml'), trustYaml('t', 't0.example'));
+  await inFolderWithTrust(async (root) => {
     const started = performance.now();
     await assert.rejects(DirectoryStore.readOnce(root, undefined, endless().treeFs), /file .*trust\.yaml kept changing while it was read \(for 2 s\): not read; try again once nothing writes to /);
     assert.ok(performance.now() - started < 10_000);
-  } finally {
-    await rm(root, { recursive: true, force: true });
-  }
+  });
 });
