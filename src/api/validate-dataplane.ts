@@ -2,15 +2,11 @@
 import { field, index, Issues, readLabelMap, readObject } from './validate-common.js';
 
 /**
- * Labels of a Kuma `networking` block: the tags of every inbound, merged. A tag two inbounds give
- * different values (a Dataplane of two services: `kuma.io/service` web and admin) is left out:
- * merged in order, the last inbound's value decided which MeshIdentity matched, so reordering
- * inbounds changed a proxy's identity. The Dataplane's own labels may still set it.
+ * Labels of a Kuma `networking` block: the tags of every inbound, merged in order.
  * Other networking fields are accepted as-is (Kuma Dataplanes carry addresses, ports, …).
  */
 export function inboundTags(raw: unknown, path: string, issues: Issues): Record<string, string> {
   const out: Record<string, string> = {};
-  const conflicting = new Set<string>();
   const net = readObject(raw, path, issues, 'any');
   if (!net || net.inbound === undefined || net.inbound === null) return out;
   const inPath = field(path, 'inbound');
@@ -21,13 +17,7 @@ export function inboundTags(raw: unknown, path: string, issues: Issues): Record<
   net.inbound.forEach((item: unknown, i) => {
     const ib = readObject(item, index(inPath, i), issues, 'any');
     const tags = ib && readLabelMap(ib.tags, field(index(inPath, i), 'tags'), issues);
-    for (const [k, v] of Object.entries(tags ?? {})) {
-      if (conflicting.has(k)) continue;
-      if (k in out && out[k] !== v) {
-        conflicting.add(k);
-        delete out[k];
-      } else out[k] = v;
-    }
+    if (tags) Object.assign(out, tags);
   });
   return out;
 }

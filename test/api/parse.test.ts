@@ -177,14 +177,6 @@ test('Universal Dataplane: labels plus inbound tags, labels winning', () => {
   assertRejected({ type: 'Dataplane', name: 'x', spec: {} }, 'spec: unknown field');
 });
 
-test('a tag two inbounds give different values is no label (the order of inbounds must not pick the identity); the same value twice is, and the Dataplane\'s own label still sets it', () => {
-  const dp = (labels?: Record<string, string>, inbound = [{ tags: { 'kuma.io/service': 'web', app: 'shop', zone: 'a' } }, { tags: { 'kuma.io/service': 'admin', app: 'shop', zone: 'b' } }, { tags: { zone: 'a' } }]) =>
-    assertAccepted<Dataplane>({ type: 'Dataplane', mesh: 'default', name: 'multi', ...(labels ? { labels } : {}), networking: { address: '10.0.0.1', inbound } }).labels;
-  assert.deepEqual(dp(), { app: 'shop' });
-  assert.deepEqual(dp(undefined, [{ tags: { 'kuma.io/service': 'admin', app: 'shop', zone: 'b' } }, { tags: { 'kuma.io/service': 'web', app: 'shop', zone: 'a' } }]), { app: 'shop' }, 'either order gives the same labels');
-  assert.deepEqual(dp({ 'kuma.io/service': 'web' }), { app: 'shop', 'kuma.io/service': 'web' });
-});
-
 test('Kubernetes Dataplane: metadata.labels, plus its namespace as k8s.kuma.io/namespace', () => {
   const dp = assertAccepted<Dataplane>({
     apiVersion: 'kuma.io/v1alpha1',
