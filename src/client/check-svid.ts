@@ -1,7 +1,7 @@
 // What the agent checks before it writes an identity, so that a server (misconfigured, or not ours)
 // cannot make it replace good files with ones no peer accepts. Refused (NACKed; the files written
 // before stay): an expired leaf, a leaf that is a CA (basicConstraints CA:TRUE; no peer should
-// accept it as an end entity), a leaf key OpenSSL refuses (RSA under 2048 bits, an unusual curve),
+// accept it as an end entity), a leaf key OpenSSL refuses (RSA under 2048 bits, EC under 224),
 // or a leaf that chains to the bundle through a CA (sent with it, or the bundle's anchor) that is
 // expired, not valid yet, not a CA or with such a key. A private key that does not match the leaf is refused when the
 // secret is decoded (decode.ts). Warned about, still written: a leaf not valid yet by over a
@@ -28,12 +28,21 @@ export const MAX_CHAIN_CERTS = 16;
 export const MAX_BUNDLE_CERTS = 1000;
 const MAX_SIGNATURE_CHECKS = 64;
 
+/** A CA on the leaf's path to the bundle and why peers would refuse it (sent with the leaf, or the bundle's anchor). */
+interface PathFault {
+  cert: X509Certificate;
+  inBundle: boolean;
+  problem: string;
+}
+
 /**
- * The certificates sent with the leaf through which it chains to one in the bundle (none when the
- * bundle holds the leaf or its issuer), and that anchor (undefined when the bundle holds the leaf
- * itself); false when no path leads there; undefined when that took too many signature checks to tell.
+ * The leaf's path to a certificate in the bundle: `fault` undefined when peers accept it (the
+ * bundle holds the leaf, or every CA on the path is fine), else the first CA peers refuse on the
+ * best path found; false when no path leads there; undefined when that took too many signature
+ * checks to tell. Where several certificates could issue the next link (a root renewed with the
+ * same key, the old one still in the bundle), one peers accept is taken first, as OpenSSL does.
  */
-function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): { path: X509Certificate[]; anchor?: X509Certificate } | false | undefined {
+function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[], problemOf: (c: X509Certificate) => string | undefined): { fault?: PathFault } | false | undefined {
   let checks = 0;
   const issuedBy = (child: X509Certificate, parent: X509Certificate): boolean => {
     try {
@@ -43,17 +52,28 @@ function pathToBundle(chain: X509Certificate[], anchors: X509Certificate[]): { p
       return false;
     }
   };
+  /** The issuers of `child` among `candidates`, one peers accept first, with the problem of the one taken. */
+  const pick = (child: X509Certificate, candidates: X509Certificate[]): { cert: X509Certificate; problem?: string } | undefined => {
+    let refused: { cert: X509Certificate; problem: string } | undefined;
+    for (const c of candidates) {
+      if (c === child || !issuedBy(child, c)) continue;
+      const problem = problemOf(c);
+      if (problem === undefined) return { cert: c };
+      refused ??= { cert: c, problem };
+    }
+    return refused;
+  };
   let current = chain[0]!;
   const intermediates = chain.slice(1);
-  const path: X509Certificate[] = [];
+  let fault: PathFault | undefined;
   for (let i = 0; i < MAX_CHAIN; i++) {
-    if (anchors.some((a) => a.raw.equals(current.raw))) return { path };
-    const anchor = anchors.find((a) => issuedBy(current, a));
-    if (anchor) return { path, anchor };
-    const next = intermediates.find((c) => c !== current && issuedBy(current, c));
+    if (anchors.some((a) => a.raw.equals(current.raw))) return { fault };
+    const anchor = pick(current, anchors);
+    if (anchor) return { fault: fault ?? (anchor.problem === undefined ? undefined : { cert: anchor.cert, inBundle: true, problem: anchor.problem }) };
+    const next = pick(current, intermediates);
     if (!next) return checks > MAX_SIGNATURE_CHECKS ? undefined : false;
-    path.push(next);
-    current = next;
+    if (next.problem !== undefined) fault ??= { cert: next.cert, inBundle: false, problem: next.problem };
+    current = next.cert;
   }
   return false;
 }
@@ -72,8 +92,8 @@ function pathProblem(c: X509Certificate, nowMs: number, startsBy: number): strin
   return weak ? `has ${weak}` : undefined;
 }
 
-/** Curves OpenSSL's default security level accepts in a certificate (and Envoy's BoringSSL too). */
-const ACCEPTED_CURVES = new Set(['prime256v1', 'secp384r1', 'secp521r1']);
+/** OpenSSL's default security level (2) wants 112 bits of security: an EC key of 224 bits or more. */
+const MIN_EC_BITS = 224;
 
 /** A certificate key OpenSSL refuses at security level 2 (its default), described, or undefined. */
 function weakKey(c: X509Certificate): string | undefined {
@@ -84,7 +104,11 @@ function weakKey(c: X509Certificate): string | undefined {
     case 'rsa-pss':
       return (details.modulusLength ?? 0) < 2048 ? `an RSA key of ${details.modulusLength ?? 'unknown'} bits (at least 2048 are needed)` : undefined;
     case 'ec':
-      return ACCEPTED_CURVES.has(details.namedCurve ?? '') ? undefined : `an EC key on the curve ${details.namedCurve ?? 'unknown'} (P-256, P-384 or P-521 are accepted)`;
+    {
+      // Curve names carry their size (prime256v1, secp384r1, brainpoolP256r1, sect571k1).
+      const bits = Number(/\d{3}/.exec(details.namedCurve ?? '')?.[0] ?? 0);
+      return bits >= MIN_EC_BITS ? undefined : `an EC key on the curve ${details.namedCurve ?? 'unknown'} (under ${MIN_EC_BITS} bits)`;
+    }
     case 'ed25519':
     case 'ed448':
       return undefined;
@@ -130,16 +154,13 @@ export function checkSvid(certChainPem: string, bundlePem: string, previousSpiff
   }
   const keyProblem = weakKey(leaf);
   if (keyProblem) throw new RefusedSvid(`${what} has ${keyProblem}: OpenSSL refuses it (security level 2); not written`);
-  const verified = pathToBundle(chain, anchors);
   // Peers check every certificate of the path, not the leaf alone: one expired on it, not valid yet,
   // not a CA or with a key too weak fails them all (openssl verify: errors 10, 9, 79; "ca key too small").
-  if (verified) {
-    for (const c of verified.anchor ? [...verified.path, verified.anchor] : verified.path) {
-      const where = c === verified.anchor ? 'the trust bundle' : 'the certificate chain';
-      const subject = `${printableLine(c.subject.split('\n').filter(Boolean).join(', '))} (serial ${c.serialNumber.toUpperCase()}) in ${where}`;
-      const problem = pathProblem(c, nowMs, Math.max(nowMs, notBefore));
-      if (problem) throw new RefusedSvid(`${what} chains to the trust bundle through ${subject}, which ${problem}: peers will refuse the chain; not written`);
-    }
+  const verified = pathToBundle(chain, anchors, (c) => pathProblem(c, nowMs, Math.max(nowMs, notBefore)));
+  const fault = verified ? verified.fault : undefined;
+  if (fault) {
+    const subject = `${printableLine(fault.cert.subject.split('\n').filter(Boolean).join(', '))} (serial ${fault.cert.serialNumber.toUpperCase()}) in ${fault.inBundle ? 'the trust bundle' : 'the certificate chain'}`;
+    throw new RefusedSvid(`${what} chains to the trust bundle through ${subject}, which ${fault.problem}: peers will refuse the chain; not written`);
   }
   if (verified === undefined) {
     warnings.push(`${what} could not be checked against the trust bundle sent with it: over ${MAX_SIGNATURE_CHECKS} candidate issuers of one name were tried`);

@@ -32,8 +32,8 @@ async function rsaKeys(bits: number): Promise<CryptoKeyPair> {
   } as CryptoKeyPair;
 }
 
-async function ca(name: string, from: number, to: number, issuer?: Made, isCa = true): Promise<Made> {
-  const keys = await ecKeys();
+async function ca(name: string, from: number, to: number, issuer?: Made, isCa = true, sameKeysAs?: Made): Promise<Made> {
+  const keys = sameKeysAs?.keys ?? (await ecKeys());
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: `0${Math.floor(Math.random() * 1e9)}`,
     subject: `CN=${name}`,
@@ -95,4 +95,13 @@ test('a leaf with an RSA key of 1024 bits is refused: OpenSSL will not load it',
   const root = await ca('Root', now - DAY, now + 400 * DAY);
   refused(await leaf(root, await rsaKeys(1024)), pem(root), /has an RSA key of 1024 bits \(at least 2048 are needed\): OpenSSL refuses it/);
   assert.deepEqual(checkSvid(await leaf(root, await rsaKeys(2048)), pem(root), undefined, now).warnings, []);
+});
+
+test('a root renewed with the same key, the expired one still first in the bundle, is not refused: the path through the valid one is taken, as OpenSSL does', async () => {
+  const old = await ca('Mesh Root', now - 400 * DAY, now - DAY);
+  const renewed = await ca('Mesh Root', now - DAY, now + 400 * DAY, undefined, true, old);
+  const chain = await leaf(renewed);
+  for (const bundle of [pem(old) + pem(renewed), pem(renewed) + pem(old)]) assert.deepEqual(checkSvid(chain, bundle, undefined, now).warnings, []);
+  // Only the expired one: refused.
+  refused(chain, pem(old), /through CN=Mesh Root .* in the trust bundle, which expired at/);
 });
