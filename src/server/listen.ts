@@ -155,7 +155,7 @@ export async function bindServer(server: GrpcServer, opts: ListenOptions): Promi
     throw new ListenError(`--listen: cannot listen on ${opts.listen}: ${err.message}`);
   });
   if (socket !== undefined) {
-    // Bound owner-only (0600) already; the group may connect only once the socket is its own.
+    // Bound owner-only already; the group may connect only once the socket is its own.
     if (gid !== undefined) {
       await chown(socket, process.getuid?.() ?? 0, gid);
       await chmod(socket, 0o660);

@@ -445,11 +445,12 @@ export class GrpcServer {
  * Binds a unix socket that only its owner can connect to from the moment it exists: permissions
  * are checked at connect, so a connection made under the process' umask (0777 with umask 000)
  * outlived the chmod to 0600 that followed, and with --auth none served any proxy's key. Node binds
- * inside listen(), synchronously, so the umask is narrowed for that call alone (the caller may
- * widen the mode to a group after giving the socket that group).
+ * inside listen(), synchronously, so the umask is narrowed for that call alone (the caller then sets
+ * 0600, or 0660 once the socket has its group). 077, not 177: the umask is the process', and a folder
+ * the thread pool makes meanwhile (a state key's, mode 0700) must keep its owner's search bit.
  */
 function listenOwnerOnly(http: Http2Server | Http2SecureServer, path: string, listening: () => void): void {
-  const umask = process.umask(0o177);
+  const umask = process.umask(0o077);
   try {
     http.listen(path, listening);
   } finally {
