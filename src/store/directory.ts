@@ -155,6 +155,8 @@ export class DirectoryStore implements ResourceStore {
   private readonly rechecks = new Set<NodeJS.Timeout>();
   /** Files never read yet because they changed each time they were read (see FIRST_READ_SETTLE_MS). */
   private readonly unread = new Set<string>();
+  /** Until the first read has settled (start, readOnce): a file changing while read holds the first publish. */
+  private firstRead = true;
   /** Files whose missing resources are being kept for a grace period (see holdsMissing). */
   private readonly shrinking = new Map<string, Shrink>();
   private closed = false;
@@ -220,6 +222,13 @@ export class DirectoryStore implements ResourceStore {
     while (this.unread.size > 0 && performance.now() < until && !this.closed) {
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       await this.queue;
+    }
+    await this.queue;
+    this.firstRead = false;
+    // Timed out with files still changing: what was read is published (health names the rest).
+    if (this.revision === 0 || this.republish) {
+      this.republish = false;
+      this.publish();
     }
   }
 
@@ -435,7 +444,11 @@ export class DirectoryStore implements ResourceStore {
       for (const d of dirs) changed = (await this.relist(d)) || changed;
     }
     this.syncWatchers();
-    if (changed) this.publish();
+    if (!changed) return;
+    // The first snapshot waits for files replaced while read: a view built without them made a
+    // server ready without a Dataplane (settleFirstRead publishes once that is over).
+    if (this.firstRead && this.unread.size > 0) this.republish = true;
+    else this.publish();
   }
 
   /** Re-lists one folder (and below): stat calls for all, reads only for changed files. */
@@ -589,7 +602,8 @@ export class DirectoryStore implements ResourceStore {
       // file still being written is looked at again shortly: a half-written file must not briefly
       // drop the resources it carries.
       if (!after || rereads >= IMMEDIATE_REREADS) {
-        if (!prev) this.unread.add(f.display);
+        // Only a first read waits for it (a file written while the server runs is not news yet).
+        if (!prev && this.firstRead) this.unread.add(f.display);
         this.recheckLater(f.display, SETTLE_MS);
         return false;
       }

@@ -628,11 +628,14 @@ async function inFolderWithTrust(fn: (root: string) => Promise<void>): Promise<v
 }
 
 test('a file replaced while it is read at start-up is read again at once: the first snapshot has it (it was left out until a recheck, and `import` copied the folder without it)', async () => {
-  const fs = replacedWhileRead('trust.yaml', 2, (k) => trustYaml('t', `t${k}.example`));
+  // Six replacements: more than the immediate re-reads, so the file waits for a recheck too.
+  const fs = replacedWhileRead('trust.yaml', 6, (k) => trustYaml('t', `t${k}.example`));
   await withStore(
     async (store) => {
-      assert.equal(fs.replaced(), 2);
-      assert.deepEqual(trusts(await latest(store)), { o: 'o.example', t: 't2.example' });
+      assert.equal(fs.replaced(), 6);
+      const first = await latest(store);
+      assert.deepEqual(trusts(first), { o: 'o.example', t: 't6.example' });
+      assert.equal(first.revision, 1, 'one snapshot, with the file: none was published without it');
       assert.equal(store.health().ok, true);
     },
     { treeFs: fs.treeFs },
@@ -661,4 +664,19 @@ test('a file that changes each time it is read keeps a first read waiting (2 s a
     await assert.rejects(DirectoryStore.readOnce(root, undefined, endless().treeFs), /file .*trust\.yaml kept changing while it was read \(for 2 s\): not read; try again once nothing writes to /);
     assert.ok(performance.now() - started < 10_000);
   });
+});
+
+test('a file that keeps changing while read after start-up (written while the server runs) does not make the server not ready: it is read once it settles', { timeout: 30_000 }, async () => {
+  const fs = replacedWhileRead('late.yaml', 20, (k) => trustYaml('l', `l${k}.example`));
+  await withStore(
+    async (store, dir) => {
+      await writeFile(join(dir, 'late.yaml'), trustYaml('l', 'l0.example'));
+      await store.rescan();
+      assert.equal(store.health().ok, true, store.health().detail);
+      await next(store, (s) => tdOf(s, 'l') === 'l20.example', 10_000);
+      assert.equal(store.health().ok, true);
+    },
+    { treeFs: fs.treeFs },
+    trustAndOther,
+  );
 });
