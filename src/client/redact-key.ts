@@ -34,8 +34,39 @@ export function keyBodyRedactor(keyPem: string): (text: string) => string {
   return (text) => {
     const bodyless = needles.reduce((t, n) => t.split(n).join(REDACTED), text);
     const sectionless = bodyless.replace(SECRET_SECTION, (_, indent: string, name: string) => `${indent}${name}: ${REDACTED}\n`);
-    return windows.size === 0 ? sectionless : sectionless.replace(HEX_RUN, (run) => (sharesSecret(run, windows) ? REDACTED : run));
+    if (windows.size === 0) return sectionless;
+    // Dumps first: a run redacted inside a dump line would hide the dump the line belongs to.
+    return redactDumps(sectionless, windows).replace(HEX_RUN, (run) => (sharesSecret(run, windows) ? REDACTED : run));
   };
+}
+
+/** Hex dump lines hold at least this many byte or word columns (`xxd`, `hexdump`, `od -x`). */
+const DUMP_COLUMNS = 4;
+
+/**
+ * Hex dumps with offsets and ASCII gutters (`xxd`, `hexdump -C`) break a run at every line, and
+ * `hexdump` / `od -x` print 16-bit words with their bytes swapped: when the dump lines, their
+ * columns read in order or word-swapped and across lines, share a secret window, every dump line
+ * goes (a line's last few bytes of the key are no less secret than the rest).
+ */
+function redactDumps(text: string, windows: Set<string>): string {
+  const lines = text.split('\n');
+  const columns = lines.map((l) => l.split(/[\s:|]+/).filter((t) => /^(?:[0-9a-fA-F]{2}|[0-9a-fA-F]{4})$/.test(t)));
+  const dumpLine = (i: number) => columns[i]!.length >= DUMP_COLUMNS;
+  let straight = '';
+  let swapped = '';
+  let found = false;
+  for (let i = 0; i < lines.length && !found; i++) {
+    if (!dumpLine(i)) {
+      found = sharesSecret(straight, windows) || sharesSecret(swapped, windows);
+      straight = swapped = '';
+      continue;
+    }
+    straight += columns[i]!.join('');
+    swapped += columns[i]!.map((t) => (t.length === 4 ? t.slice(2) + t.slice(0, 2) : t)).join('');
+  }
+  found ||= sharesSecret(straight, windows) || sharesSecret(swapped, windows);
+  return found ? lines.map((l, i) => (dumpLine(i) ? REDACTED : l)).join('\n') : text;
 }
 
 /**

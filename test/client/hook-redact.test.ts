@@ -35,7 +35,7 @@ describe('--on-update output and the private key', () => {
   it('the key\'s secret number printed as hex (openssl pkey -text, a hex dump of its DER) is redacted from the log, the public parts are not', { timeout: 30_000 }, async () => {
     let stderr = '';
     const key = '"$MESH_SDS_OUT_DIR/key.pem"';
-    const hook = `openssl pkey -in ${key} -noout -text; openssl pkey -in ${key} -outform DER | od -An -tx1 -v; openssl pkey -in ${key} -outform DER | od -An -tx1 -v | tr -d ' \\n'; echo; echo done`;
+    const hook = `openssl pkey -in ${key} -noout -text; openssl pkey -in ${key} -outform DER | od -An -tx1 -v; openssl pkey -in ${key} -outform DER | od -An -tx1 -v | tr -d ' \\n'; echo; echo "word dump:"; openssl pkey -in ${key} -outform DER | od -x; echo done`;
     const code = await runFetch({ server: sds.address, node: 'default.web', name: [], outDir: join(root, 'out2'), onUpdate: hook }, { stdout: () => undefined, stderr: (s) => (stderr += s) });
     assert.equal(code, 0, stderr);
     assert.match(stderr, /priv: <redacted key>/);
@@ -43,6 +43,15 @@ describe('--on-update output and the private key', () => {
     assert.match(stderr, /done/);
     const d = Buffer.from((createPrivateKey(a.keyPem).export({ format: 'jwk' }) as { d: string }).d, 'base64url').toString('hex');
     const flat = stderr.replace(/[:\s]/g, '').toLowerCase();
-    for (let i = 0; i + 12 <= d.length; i += 2) assert.ok(!flat.includes(d.slice(i, i + 12)), `6 bytes of the private scalar (at ${i / 2}) reached the log:\n${stderr}`);
+    // od -x prints 16-bit words with their bytes swapped, after an offset column: read back in byte order.
+    const words = stderr
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/).filter((t) => /^[0-9a-f]{4}$/.test(t)))
+      .filter((ws) => ws.length >= 4)
+      .map((ws) => ws.map((w) => w.slice(2) + w.slice(0, 2)).join(''))
+      .join('');
+    for (const text of [flat, words]) {
+      for (let i = 0; i + 12 <= d.length; i += 2) assert.ok(!text.includes(d.slice(i, i + 12)), `6 bytes of the private scalar (at ${i / 2}) reached the log:\n${stderr}`);
+    }
   });
 });
