@@ -190,12 +190,12 @@ export class DirectoryStore implements ResourceStore {
     store.pending.full = true;
     await store.kick();
     await store.settleFirstRead();
-    store.closed = true;
-    for (const t of store.rechecks) clearTimeout(t);
-    // An import must not copy the directory without a file only because it was being written.
-    if (store.unread.size > 0) throw new Error(`${store.unreadList()} kept changing while ${store.unread.size === 1 ? 'it was' : 'they were'} read (for ${FIRST_READ_SETTLE_MS / 1000} s): not read; try again once nothing writes to ${dir}`);
+    const unread = store.unread.size > 0 ? `${store.unreadList()} kept changing while ${store.unread.size === 1 ? 'it was' : 'they were'} read` : undefined;
     let snap: ResourceSnapshot | undefined;
     store.snapshots$.subscribe((s) => (snap = s)).unsubscribe();
+    await store.close();
+    // An import must not copy the directory without a file only because it was being written.
+    if (unread) throw new Error(`${unread} (for ${FIRST_READ_SETTLE_MS / 1000} s): not read; try again once nothing writes to ${dir}`);
     return snap!;
   }
 
