@@ -44,11 +44,22 @@ export async function withStore<T>(flags: StoreFlags, fn: (store: ResourceStore)
   const store = await openStore({ resourcesDir: flags.resources, store: flags.store, stateDir: flags.stateDir, maxFileSize, readOnly: opts.readOnly === true });
   try {
     keyFlagsOf.set(store, flags);
-    await store.start();
+    await startWhole(store);
     return await fn(store);
   } finally {
     await store.close();
   }
+}
+
+/**
+ * Starts a store for one command, refusing a first read that lacks a file because it kept changing
+ * while read: what get/inspect/export-trust print, or what apply checks its duplicates against,
+ * would silently be the store without it.
+ */
+export async function startWhole(store: ResourceStore): Promise<void> {
+  await store.start();
+  const incomplete = store.incompleteRead?.();
+  if (incomplete) throw new Error(incomplete);
 }
 
 /**

@@ -190,13 +190,19 @@ export class DirectoryStore implements ResourceStore {
     store.pending.full = true;
     await store.kick();
     await store.settleFirstRead();
-    const unread = store.unread.size > 0 ? `${store.unreadList()} kept changing while ${store.unread.size === 1 ? 'it was' : 'they were'} read` : undefined;
+    const unread = store.incompleteRead();
     let snap: ResourceSnapshot | undefined;
     store.snapshots$.subscribe((s) => (snap = s)).unsubscribe();
     await store.close();
     // An import must not copy the directory without a file only because it was being written.
-    if (unread) throw new Error(`${unread} (for ${FIRST_READ_SETTLE_MS / 1000} s): not read; try again once nothing writes to ${dir}`);
+    if (unread) throw new Error(unread);
     return snap!;
+  }
+
+  incompleteRead(): string | undefined {
+    if (this.unread.size === 0) return undefined;
+    const list = `${this.unreadList()} kept changing while ${this.unread.size === 1 ? 'it was' : 'they were'} read`;
+    return `${list} (for ${FIRST_READ_SETTLE_MS / 1000} s): not read; try again once nothing writes to ${this.dir}`;
   }
 
   async start(): Promise<void> {

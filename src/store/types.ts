@@ -77,4 +77,10 @@ export interface ResourceStore {
    */
   delete(kind: ResourceKind, mesh: string, namespace: string, name: string, opts?: WriteOptions): Promise<boolean>;
   close(): Promise<void>;
+  /**
+   * After start: why the first snapshot lacks something the store holds (a directory store's file
+   * that kept changing while read), or undefined. A one-shot reader (`import`, `get`) must not
+   * present that snapshot as the whole store.
+   */
+  incompleteRead?(): string | undefined;
 }

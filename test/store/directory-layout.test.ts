@@ -10,6 +10,7 @@ import { join, sep } from 'node:path';
 import { firstValueFrom, filter, timeout } from 'rxjs';
 import { DirectoryStore, MAX_ERRORS_PER_FILE, type DirectoryStoreOptions } from '../../src/store/directory.js';
 import type { ResourceError, ResourceSnapshot } from '../../src/api/types.js';
+import { startWhole } from '../../src/cli/offline.js';
 import { makeCa } from '../helpers/openssl.js';
 import { dataplaneYaml, meshTrustYaml } from '../helpers/yaml.js';
 
@@ -637,6 +638,7 @@ test('a file replaced while it is read at start-up is read again at once: the fi
       assert.deepEqual(trusts(first), { o: 'o.example', t: 't6.example' });
       assert.equal(first.revision, 1, 'one snapshot, with the file: none was published without it');
       assert.equal(store.health().ok, true);
+      assert.equal(store.incompleteRead(), undefined);
     },
     { treeFs: fs.treeFs },
     trustAndOther,
@@ -647,7 +649,7 @@ test('a file replaced while it is read at start-up is read again at once: the fi
   });
 });
 
-test('a file that changes each time it is read keeps a first read waiting (2 s at most): then the server is not ready naming it, and `import` refuses rather than copy the folder without it', { timeout: 30_000 }, async () => {
+test('a file that changes each time it is read keeps a first read waiting (2 s at most): then the server is not ready naming it, and `import`, `get`, `inspect` and `export-trust` refuse rather than use the folder without it', { timeout: 30_000 }, async () => {
   const endless = () => replacedWhileRead('trust.yaml', Infinity, (k) => trustYaml('t', `t${k}.example`));
   await withStore(
     async (store) => {
@@ -663,6 +665,15 @@ test('a file that changes each time it is read keeps a first read waiting (2 s a
     const started = performance.now();
     await assert.rejects(DirectoryStore.readOnce(root, undefined, endless().treeFs), /file .*trust\.yaml kept changing while it was read \(for 2 s\): not read; try again once nothing writes to /);
     assert.ok(performance.now() - started < 10_000);
+  });
+  // The CLI's one-shot commands start their store through startWhole.
+  await inFolderWithTrust(async (root) => {
+    const store = await DirectoryStore.open({ resourcesDir: root, stateDir: join(root, 'state'), rescanMs: 60_000, treeFs: endless().treeFs });
+    try {
+      await assert.rejects(startWhole(store), /file .*trust\.yaml kept changing while it was read \(for 2 s\): not read; try again once nothing writes to /);
+    } finally {
+      await store.close();
+    }
   });
 });
 
